@@ -1,0 +1,125 @@
+// Package events holds the tenancy module's events. It is the only tenancy package other modules may
+// import: TenantConfig is the tenant policy they read (models, budgets, tools, features).
+package events
+
+// Event types, recorded in t-{tenant}.tenant.
+const (
+	TypeTenantRegistered    = "tenancy.TenantRegistered"
+	TypeTenantConfigChanged = "tenancy.TenantConfigChanged"
+	TypeApiKeyAdded         = "tenancy.ApiKeyAdded"
+	TypeApiKeyRevoked       = "tenancy.ApiKeyRevoked"
+)
+
+// TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their
+// own. Zero values mean "the server's default" (see the field docs).
+type TenantConfig struct {
+	ID                    string          `json:"id" yaml:"id"`
+	Hosts                 []string        `json:"hosts,omitempty" yaml:"hosts"`
+	Models                Models          `json:"models" yaml:"models"`
+	RateLimit             RateLimit       `json:"rateLimit" yaml:"rateLimit"`
+	TokenBudget           TokenBudget     `json:"tokenBudget" yaml:"tokenBudget"`
+	SessionRetentionDays  int             `json:"sessionRetentionDays" yaml:"sessionRetentionDays"`   // default 30
+	MaxMessagesPerSession int             `json:"maxMessagesPerSession" yaml:"maxMessagesPerSession"` // default 1000
+	Tools                 Tools           `json:"tools" yaml:"tools"`
+	Features              map[string]bool `json:"features,omitempty" yaml:"features"`
+	CORS                  CORS            `json:"cors" yaml:"cors"`
+}
+
+// Models selects chat and embedding models as "provider:model".
+type Models struct {
+	Chat       string   `json:"chat,omitempty" yaml:"chat"`
+	Embeddings string   `json:"embeddings,omitempty" yaml:"embeddings"`
+	Fallbacks  []string `json:"fallbacks,omitempty" yaml:"fallbacks"`
+	Allowed    []string `json:"allowed,omitempty" yaml:"allowed"`
+}
+
+// RateLimit is the sliding-window limit (defaults 60 per minute, burst 10, window 60 s).
+type RateLimit struct {
+	PerMinute int `json:"perMinute" yaml:"perMinute"`
+	Burst     int `json:"burst" yaml:"burst"`
+	WindowSec int `json:"windowSec" yaml:"windowSec"`
+}
+
+// TokenBudget ceilings; 0 means no ceiling.
+type TokenBudget struct {
+	Daily   int64 `json:"daily,omitempty" yaml:"daily"`
+	Monthly int64 `json:"monthly,omitempty" yaml:"monthly"`
+}
+
+// Tools says which tools the tenant may run. Enabled nil means true; an empty Allow means all;
+// Deny wins over Allow.
+type Tools struct {
+	Enabled *bool    `json:"enabled,omitempty" yaml:"enabled"`
+	Allow   []string `json:"allow,omitempty" yaml:"allow"`
+	Deny    []string `json:"deny,omitempty" yaml:"deny"`
+}
+
+// CORS lists browser origins allowed to call the API.
+type CORS struct {
+	AllowedOrigins []string `json:"allowedOrigins,omitempty" yaml:"allowedOrigins"`
+}
+
+// Feature reports a named flag.
+func (c TenantConfig) Feature(name string) bool { return c.Features[name] }
+
+// ToolsEnabled reports whether the tenant may run tools at all.
+func (c TenantConfig) ToolsEnabled() bool { return c.Tools.Enabled == nil || *c.Tools.Enabled }
+
+// ToolAllowed applies enabled, allow and deny (deny wins).
+func (c TenantConfig) ToolAllowed(name string) bool {
+	if !c.ToolsEnabled() {
+		return false
+	}
+	for _, d := range c.Tools.Deny {
+		if d == name {
+			return false
+		}
+	}
+	if len(c.Tools.Allow) == 0 {
+		return true
+	}
+	for _, a := range c.Tools.Allow {
+		if a == name {
+			return true
+		}
+	}
+	return false
+}
+
+// RetentionDays is SessionRetentionDays with its default.
+func (c TenantConfig) RetentionDays() int {
+	if c.SessionRetentionDays <= 0 {
+		return 30
+	}
+	return c.SessionRetentionDays
+}
+
+// MaxMessages is MaxMessagesPerSession with its default.
+func (c TenantConfig) MaxMessages() int {
+	if c.MaxMessagesPerSession <= 0 {
+		return 1000
+	}
+	return c.MaxMessagesPerSession
+}
+
+// TenantRegistered is the first event of a tenant's stream.
+type TenantRegistered struct {
+	Config TenantConfig `json:"config"`
+	Source string       `json:"source"` // the tenants file, or "default" for the demo tenant
+}
+
+// TenantConfigChanged replaces the configuration when the tenants file changes.
+type TenantConfigChanged struct {
+	Config TenantConfig `json:"config"`
+	Source string       `json:"source"`
+}
+
+// ApiKeyAdded records a key by its hash ("sha256:<hex>"); the key itself is never stored.
+type ApiKeyAdded struct {
+	Hash string `json:"hash"`
+}
+
+// ApiKeyRevoked removes a key hash.
+type ApiKeyRevoked struct {
+	Hash string `json:"hash"`
+}

@@ -1,0 +1,436 @@
+// Package httpapi is the HTTP floor: a Huma v2 API on the standard library mux, the middleware every
+// request passes (request id, panic recovery, body limit, tenant guard, access log), and the one error
+// shape (problem.go). Modules mount their operations on Server.API; they never see net/http.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/google/uuid"
+
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// MaxBodyBytes is the largest request body the API accepts (SPEC §2).
+const MaxBodyBytes = 1 << 20
+
+// Config configures the HTTP API.
+type Config struct {
+	Title   string
+	Version string
+	// MaxBodyBytes defaults to 1 MiB.
+	MaxBodyBytes int64
+}
+
+func (c *Config) defaults() {
+	if c.Title == "" {
+		c.Title = "Crispy Enigma API"
+	}
+	if c.Version == "" {
+		c.Version = "1.0.0"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = MaxBodyBytes
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("httpapi: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	}
+	return nil
+}
+
+// Admission is what the guard sees of a request: the credentials and hints that select a tenant.
+type Admission struct {
+	TenantHeader string // x-tenant-id
+	Host         string // Host header, without port
+	APIKey       string // x-api-key, or the bearer token of Authorization
+	UserID       string // x-user-id
+	Origin       string // Origin, for CORS
+}
+
+// Admitted is the guard's answer.
+type Admitted struct {
+	Tenant tenant.ID
+	// Headers go on the response whatever the outcome (x-ratelimit-*, retry-after, CORS).
+	Headers http.Header
+}
+
+// Guard resolves, authenticates and rate-limits a tenant-scoped request. The tenancy module provides
+// it; httpapi only calls it. A refusal is an *apperr.Error (404 tenant_not_found, 401, 429 …); the
+// returned Admitted.Headers are written in either case.
+type Guard interface {
+	Admit(ctx context.Context, a Admission) (Admitted, error)
+}
+
+// Check reports one backend's health for GET /health.
+type Check func(ctx context.Context) error
+
+// RequestRecord describes a finished request, for metrics.
+type RequestRecord struct {
+	Method   string
+	Route    string // the operation's path template, or "unmatched"
+	Status   int
+	Duration time.Duration
+	Tenant   tenant.ID
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Log   *slog.Logger
+	Guard Guard
+	// Checks named by backend ("eventstore", "bus", "search" …) for GET /health.
+	Checks map[string]Check
+	// OnRequest, when set, is called after every request (metrics).
+	OnRequest func(RequestRecord)
+	Now       func() time.Time
+}
+
+// Server is the HTTP API.
+type Server struct {
+	API     huma.API
+	mux     *http.ServeMux
+	handler http.Handler
+	deps    Deps
+	cfg     Config
+}
+
+const metaPublic = "crispy.public"
+
+// Public marks an operation that needs no tenant (liveness, metrics).
+func Public(op *huma.Operation) {
+	if op.Metadata == nil {
+		op.Metadata = map[string]any{}
+	}
+	op.Metadata[metaPublic] = true
+}
+
+func isPublic(op *huma.Operation) bool {
+	if op == nil {
+		return true
+	}
+	v, _ := op.Metadata[metaPublic].(bool)
+	return v
+}
+
+// New builds the server: the mux, the Huma API and the middleware.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Guard == nil {
+		return nil, fmt.Errorf("httpapi: a Guard is required")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	useProblemShape()
+	mux := http.NewServeMux()
+	hc := huma.DefaultConfig(cfg.Title, cfg.Version)
+	hc.CreateHooks = nil // no $schema links: response bodies are exactly the SPEC's shapes
+	hc.OpenAPI.Info.Description = "Multi-tenant AI platform: chat with persisted sessions, retrieval-augmented search, " +
+		"tool plugins, usage and audit replay. Every tenant-scoped call names its tenant with x-tenant-id, its Host, or " +
+		"an x-api-key; errors are RFC 9457 problem JSON with a requestId."
+	hc.OpenAPI.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"apiKey": {Type: "apiKey", In: "header", Name: "x-api-key", Description: "The tenant's API key (required when the tenant has keys configured)."},
+	}
+	hc.OnAddOperation = append(hc.OnAddOperation, func(_ *huma.OpenAPI, op *huma.Operation) {
+		if isPublic(op) {
+			return
+		}
+		op.Security = []map[string][]string{{"apiKey": {}}, {}}
+		op.Parameters = append(op.Parameters,
+			&huma.Param{Name: "x-tenant-id", In: "header", Description: "Tenant id; otherwise resolved from Host or x-api-key.", Schema: &huma.Schema{Type: "string", Pattern: `^[a-z0-9][a-z0-9-]{0,62}$`}},
+			&huma.Param{Name: "x-user-id", In: "header", Description: "End user, for the per-user rate limit and audit actor.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(256)}},
+		)
+		addErrorResponses(op)
+	})
+	api := humago.New(mux, hc)
+	s := &Server{API: api, mux: mux, deps: deps, cfg: cfg}
+	api.UseMiddleware(s.guardMiddleware)
+	mux.HandleFunc("/", s.notFound)
+	s.registerHealth()
+	s.handler = s.requestID(s.accessLog(s.recoverPanics(s.limitBody(mux))))
+	return s, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func addErrorResponses(op *huma.Operation) {
+	if op.Responses == nil {
+		op.Responses = map[string]*huma.Response{}
+	}
+	for code, desc := range map[string]string{
+		"401": "Missing or wrong API key", "404": "Unknown tenant or resource", "413": "Body over 1 MiB",
+		"429": "Rate limited (see retry-after)",
+	} {
+		if _, ok := op.Responses[code]; ok {
+			continue
+		}
+		op.Responses[code] = &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
+			"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
+		}}
+	}
+}
+
+// Handler is the root http.Handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Mux lets cmd/crispy mount non-API handlers (for example /metrics) beside the API.
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
+// state is the mutable per-request record the middleware share.
+type state struct {
+	mu     sync.Mutex
+	tenant tenant.ID
+	route  string
+	cause  error
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *state {
+	st, _ := ctx.Value(stateKey{}).(*state)
+	return st
+}
+
+func noteCause(ctx context.Context, errs []error) {
+	st := stateFrom(ctx)
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, e := range errs {
+		if e != nil {
+			st.cause = e
+			return
+		}
+	}
+}
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,128}$`)
+
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("x-request-id")
+		if !validRequestID.MatchString(id) {
+			u, err := uuid.NewV7()
+			if err != nil {
+				u = uuid.New()
+			}
+			id = u.String()
+		}
+		w.Header().Set("x-request-id", id)
+		ctx := request.With(r.Context(), request.Info{ID: id, Actor: actorOf(r)})
+		ctx = context.WithValue(ctx, stateKey{}, &state{})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func actorOf(r *http.Request) string {
+	if u := r.Header.Get("x-user-id"); u != "" && len(u) <= 256 {
+		return "user:" + u
+	}
+	return "anonymous"
+}
+
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := w.(*recorder)
+		defer func() {
+			v := recover()
+			if v == nil || v == http.ErrAbortHandler {
+				if v != nil {
+					panic(v)
+				}
+				return
+			}
+			s.deps.Log.ErrorContext(r.Context(), "panic in handler", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !rw.wrote {
+				s.writeProblem(rw, r, &Problem{Title: "Internal Server Error", Status: 500, Detail: "unexpected error; quote the request id when reporting it", Code: "internal_error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			s.writeProblem(w, r, &Problem{Title: "Request Entity Too Large", Status: 413, Code: "body_too_large",
+				Detail: fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, s.cfg.MaxBodyBytes)})
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recorder captures the status for the access log while keeping Flush (SSE) and Unwrap
+// (http.ResponseController) working.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wrote {
+		r.status, r.wrote = http.StatusOK, true
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.deps.Now()
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		dur := s.deps.Now().Sub(start)
+		st := stateFrom(r.Context())
+		st.mu.Lock()
+		tid, route, cause := st.tenant, st.route, st.cause
+		st.mu.Unlock()
+		if route == "" {
+			route = "unmatched"
+		}
+		level := slog.LevelInfo
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Float64("durationMs", float64(dur.Microseconds())/1000),
+		}
+		if !tid.IsZero() {
+			attrs = append(attrs, slog.String("tenant", tid.String()))
+		}
+		if cause != nil {
+			attrs = append(attrs, slog.String("error", cause.Error()))
+		}
+		s.deps.Log.LogAttrs(r.Context(), level, "request", attrs...)
+		if s.deps.OnRequest != nil {
+			s.deps.OnRequest(RequestRecord{Method: r.Method, Route: route, Status: rec.status, Duration: dur, Tenant: tid})
+		}
+	})
+}
+
+// guardMiddleware runs inside huma, so it knows the operation: public operations pass, every other
+// one is admitted by the Guard first.
+func (s *Server) guardMiddleware(hctx huma.Context, next func(huma.Context)) {
+	op := hctx.Operation()
+	ctx := hctx.Context()
+	st := stateFrom(ctx)
+	if st != nil && op != nil {
+		st.mu.Lock()
+		st.route = op.Method + " " + op.Path
+		st.mu.Unlock()
+	}
+	if isPublic(op) {
+		next(hctx)
+		return
+	}
+	a := Admission{
+		TenantHeader: hctx.Header("x-tenant-id"),
+		Host:         hostOnly(hctx.Host()),
+		APIKey:       apiKeyOf(hctx),
+		UserID:       hctx.Header("x-user-id"),
+		Origin:       hctx.Header("Origin"),
+	}
+	adm, err := s.deps.Guard.Admit(ctx, a)
+	for k, vs := range adm.Headers {
+		for _, v := range vs {
+			hctx.AppendHeader(k, v)
+		}
+	}
+	if err != nil {
+		if _, ok := apperr.As(err); !ok {
+			s.deps.Log.ErrorContext(ctx, "guard failed", "error", err)
+		}
+		p := ProblemFor(ctx, err)
+		p.Instance = hctx.URL().Path
+		setRetryAfter(hctx, p)
+		_ = huma.WriteErr(s.API, hctx, p.Status, p.Detail, p)
+		return
+	}
+	if st != nil {
+		st.mu.Lock()
+		st.tenant = adm.Tenant
+		st.mu.Unlock()
+	}
+	next(huma.WithContext(hctx, tenant.WithID(ctx, adm.Tenant)))
+}
+
+func apiKeyOf(hctx huma.Context) string {
+	if k := hctx.Header("x-api-key"); k != "" {
+		return k
+	}
+	if auth := hctx.Header("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:])
+	}
+	return ""
+}
+
+func hostOnly(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.Index(h, "]"); i > 0 {
+			return strings.ToLower(h[1:i])
+		}
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	return strings.ToLower(h)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeProblem(w, r, &Problem{Title: "Not Found", Status: 404, Code: "route_not_found",
+		Detail: fmt.Sprintf("no route %s %s; see /openapi.yaml for the API", r.Method, r.URL.Path)})
+}
+
+func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	p.RequestID = request.From(r.Context()).ID
+	if p.Instance == "" {
+		p.Instance = r.URL.Path
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
