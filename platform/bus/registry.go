@@ -18,4 +18,10 @@ type Registry interface {
 	// On registers a handler under a durable name (it is the consumer group: never rename it) for
 	// events whose type is one of types (every event when types is empty).
 	On(name string, types []string, h Handler)
+
+	// Project registers an in-memory read model (session list, usage): on every start it is fed every
+	// matching event from the beginning of the store, then live events, in global order. Use it for
+	// state that lives in memory and must be rebuilt by replay; use On for side effects (webhooks,
+	// index updates) that must happen once per event across restarts.
+	Project(name string, types []string, h Handler)
 }
