@@ -95,7 +95,7 @@ func (t *tool) Execute(ctx context.Context, req sdk.Request, host sdk.Host) (jso
 		_, err := prev.Ingest(ctx, sdk.Document{DocID: "stolen", Text: "written with another call's token"})
 		return json.Marshal(map[string]any{"mode": "stale", "ingest": errText(err)})
 	}
-	return json.Marshal(map[string]any{"mode": "ok", "n": p.N, "text": p.Text, "tenant": req.TenantID, "user": req.UserID, "request": req.RequestID})
+	return json.Marshal(map[string]any{"mode": "ok", "n": p.N, "text": p.Text, "tenant": req.TenantID, "user": req.UserID, "request": req.RequestID, "pid": os.Getpid()})
 }
 
 func (t *tool) callback(ctx context.Context, req sdk.Request, host sdk.Host) (json.RawMessage, error) {

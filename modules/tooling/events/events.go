@@ -1,0 +1,52 @@
+// Package events holds the tooling module's audit events, recorded in t-{tenant}.tool-audit. Params are
+// recorded only as their SHA-256, never in the clear.
+package events
+
+// Event types.
+const (
+	TypeToolInvoked   = "tooling.ToolInvoked"
+	TypeToolSucceeded = "tooling.ToolSucceeded"
+	TypeToolFailed    = "tooling.ToolFailed"
+)
+
+// AuditCategory is the stream category of a tenant's tool audit: t-{tenant}.tool-audit.
+const AuditCategory = "tool-audit"
+
+// ToolInvoked is recorded before a tool runs (or is refused).
+type ToolInvoked struct {
+	InvocationID string `json:"invocationId"`
+	Tenant       string `json:"tenant"`
+	Tool         string `json:"tool"`
+	Version      string `json:"version"`
+	RequestID    string `json:"requestId"`
+	UserID       string `json:"userId,omitempty"`
+	ParamsSHA256 string `json:"paramsSha256"`
+}
+
+// ToolSucceeded is recorded when a call returned output that matched the tool's output schema.
+type ToolSucceeded struct {
+	InvocationID string  `json:"invocationId"`
+	Tenant       string  `json:"tenant"`
+	Tool         string  `json:"tool"`
+	Version      string  `json:"version"`
+	RequestID    string  `json:"requestId"`
+	UserID       string  `json:"userId,omitempty"`
+	ParamsSHA256 string  `json:"paramsSha256"`
+	Success      bool    `json:"success"` // always true
+	DurationMs   float64 `json:"durationMs"`
+}
+
+// ToolFailed is recorded when a call was refused or failed. ErrorCode is the public code
+// (VALIDATION_FAILED, PERMISSION_DENIED, EXECUTION_TIMEOUT, EXECUTION_ERROR).
+type ToolFailed struct {
+	InvocationID string  `json:"invocationId"`
+	Tenant       string  `json:"tenant"`
+	Tool         string  `json:"tool"`
+	Version      string  `json:"version"`
+	RequestID    string  `json:"requestId"`
+	UserID       string  `json:"userId,omitempty"`
+	ParamsSHA256 string  `json:"paramsSha256"`
+	Success      bool    `json:"success"` // always false
+	DurationMs   float64 `json:"durationMs"`
+	ErrorCode    string  `json:"errorCode"`
+}

@@ -1,0 +1,191 @@
+// Package tooling runs tools as out-of-process plugin binaries (plugins/sdk, go-plugin over gRPC): the
+// tool registry, the plugin host, tenant permissions, schema validation, execution and its audit.
+//
+// Permissions: a tenant runs a tool when TenantConfig.ToolAllowed(name) (tools.enabled/allow/deny,
+// deny wins) and grants every permission the tool declares. Permissions (model:complete, model:embed,
+// index:write) are granted by default; a tenant revokes one with the feature flag
+// "tool.<permission with ':' as '.'>" set to false (e.g. features: {tool.index.write: false}). A call
+// of a tool that needs a revoked permission is 403 PERMISSION_DENIED; the host also refuses any callback
+// the tool did not declare.
+package tooling
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/crispy-enigma/crispy/modules/tooling/events"
+	"github.com/crispy-enigma/crispy/modules/tooling/internal/adapters"
+	"github.com/crispy-enigma/crispy/modules/tooling/internal/app"
+	"github.com/crispy-enigma/crispy/modules/tooling/internal/domain"
+	"github.com/crispy-enigma/crispy/modules/tooling/internal/host"
+	toolhttp "github.com/crispy-enigma/crispy/modules/tooling/internal/httpapi"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Config configures the module.
+type Config struct {
+	// PluginsDir holds the plugin binaries (default bin/plugins, what `task build` produces). An
+	// optional plugins.lock in it pins their checksums.
+	PluginsDir string
+	// MaxConcurrentPerTool bounds the calls in flight per tool; more wait (default 32).
+	MaxConcurrentPerTool int
+	// StartTimeout bounds a plugin's handshake (default 10 s).
+	StartTimeout time.Duration
+	// MaxTimeout caps the timeout a tool declares (default 5 min).
+	MaxTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.PluginsDir == "" {
+		c.PluginsDir = "bin/plugins"
+	}
+	if c.MaxConcurrentPerTool == 0 {
+		c.MaxConcurrentPerTool = 32
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 10 * time.Second
+	}
+	if c.MaxTimeout == 0 {
+		c.MaxTimeout = 5 * time.Minute
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.MaxConcurrentPerTool < 0 || c.StartTimeout < 0 || c.MaxTimeout < 0 {
+		return fmt.Errorf("tooling: negative limits in %+v", c)
+	}
+	return nil
+}
+
+// Deps are the module's collaborators.
+type Deps struct {
+	Config    Config
+	Store     eventstore.Store
+	Policy    TenantPolicy // nil: every tool allowed (tests)
+	Completer Completer    // nil: tools use their offline methods
+	Embedder  Embedder     // nil: Host.Embed is unavailable
+	Ingester  Ingester     // nil: Host.Ingest is unavailable
+	Log       *slog.Logger
+	Metrics   *metrics.Set
+	Now       func() time.Time
+}
+
+// Module is the tooling module.
+type Module struct {
+	svc   *app.Service
+	host  *host.Manager
+	stats *domain.Stats
+}
+
+// New builds the module. Plugins are launched on first use, not here.
+func New(d Deps) (*Module, error) {
+	d.Config.defaults()
+	if err := d.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil {
+		return nil, fmt.Errorf("tooling: a Store is required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	cb := adapters.Callbacks{}
+	if d.Completer != nil {
+		cb.Completer = d.Completer
+	}
+	if d.Embedder != nil {
+		cb.Embedder = d.Embedder
+	}
+	if d.Ingester != nil {
+		cb.Ingester = d.Ingester
+	}
+	log := d.Log.With("module", "tooling")
+	hc := hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: slogWriter{log}, DisableTime: true})
+	restarts := func(tool string) {
+		if d.Metrics != nil {
+			d.Metrics.GetOrCreateCounter(fmt.Sprintf(`crispy_tool_plugin_restarts_total{tool=%q}`, tool)).Inc()
+		}
+	}
+	mgr := host.New(host.Config{Dir: d.Config.PluginsDir, MaxConcurrent: d.Config.MaxConcurrentPerTool, StartTimeout: d.Config.StartTimeout,
+		MaxTimeout: d.Config.MaxTimeout, Callbacks: cb, Log: log, HCLog: hc, OnRestart: restarts})
+	stats := domain.NewStats()
+	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Stats: stats, Metrics: d.Metrics, Log: log, Now: d.Now}
+	if d.Policy != nil {
+		svc.Policy = d.Policy
+	}
+	return &Module{svc: svc, host: mgr, stats: stats}, nil
+}
+
+// Register mounts GET /schema/tools, POST /tools/execute and GET /metrics/tools/execution, and the
+// execution statistics read model.
+func (m *Module) Register(api huma.API, reg bus.Registry) {
+	toolhttp.Register(api, m.svc)
+	reg.Project("tooling.execution-stats", []string{events.TypeToolSucceeded, events.TypeToolFailed}, m.project)
+}
+
+func (m *Module) project(_ context.Context, e eventstore.Event) error {
+	switch e.Type {
+	case events.TypeToolSucceeded:
+		var ev events.ToolSucceeded
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.stats.Record(uint64(e.Position), e.Tenant.String(), ev.Tool, e.Time, true, ev.DurationMs)
+	case events.TypeToolFailed:
+		var ev events.ToolFailed
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.stats.Record(uint64(e.Position), e.Tenant.String(), ev.Tool, e.Time, false, ev.DurationMs)
+	}
+	return nil
+}
+
+// Run blocks until ctx ends, then shuts every plugin down.
+func (m *Module) Run(ctx context.Context) error {
+	<-ctx.Done()
+	m.host.Close()
+	return nil
+}
+
+// Close shuts every plugin down (for callers that do not use Run).
+func (m *Module) Close() { m.host.Close() }
+
+// Execute runs a tool for the chat integration: same permissions, schemas and audit as POST
+// /tools/execute. Errors are *apperr.Error with the SPEC's codes.
+func (m *Module) Execute(ctx context.Context, t tenant.ID, name string, params json.RawMessage, userID string) (json.RawMessage, error) {
+	res, err := m.svc.Execute(ctx, app.Execute{Tenant: t, Tool: name, Params: params, UserID: userID})
+	if err != nil {
+		return nil, err
+	}
+	return res.Result, nil
+}
+
+// slogWriter carries go-plugin's log lines (and the plugins' stderr) into the module's logger.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if line != "" {
+			w.log.Warn("plugin log", "line", line)
+		}
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}
