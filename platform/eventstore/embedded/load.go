@@ -1,0 +1,149 @@
+package embedded
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+)
+
+// load scans the log and rebuilds the index. A torn or corrupted tail (the last write, cut short by
+// a crash) is truncated and logged; a bad record followed by good ones is corruption, and Open fails.
+func (s *Store) load() error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", s.f.Name(), err)
+	}
+	size := st.Size()
+	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, size), 1<<20)
+	var off int64
+	var hdr [headerSize]byte
+	var payload []byte
+	for off < size {
+		bad := ""
+		if size-off < headerSize {
+			bad = "partial record header"
+		} else if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+		}
+		var n int64
+		if bad == "" {
+			n = int64(binary.LittleEndian.Uint32(hdr[0:4]))
+			switch {
+			case n > maxRecord || off+headerSize+n > size:
+				bad = "record extends past the end of the file"
+			default:
+				if cap(payload) < int(n) {
+					payload = make([]byte, n)
+				}
+				payload = payload[:n]
+				if _, err := io.ReadFull(r, payload); err != nil {
+					return fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+				}
+				c := crc32.Update(0, crcTable, hdr[8:9])
+				if crc32.Update(c, crcTable, payload) != binary.LittleEndian.Uint32(hdr[4:8]) {
+					bad = "checksum mismatch"
+				}
+			}
+		}
+		if bad != "" {
+			if next := s.findValidRecord(off+1, size); next >= 0 {
+				return fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open (restore from a backup or inspect with `crispy verify`)",
+					eventstore.ErrCorrupt, s.f.Name(), bad, off, next)
+			}
+			s.opts.Logger.Warn("event store: truncating torn tail", "file", s.f.Name(), "offset", off, "droppedBytes", size-off, "reason", bad)
+			if err := s.f.Truncate(off); err != nil {
+				return fmt.Errorf("truncate torn tail of %s at %d: %w", s.f.Name(), off, err)
+			}
+			if err := s.f.Sync(); err != nil {
+				return fmt.Errorf("fsync %s: %w", s.f.Name(), err)
+			}
+			size = off
+			break
+		}
+		if err := s.apply(hdr[8], payload, off+headerSize); err != nil {
+			return fmt.Errorf("%w: %s: record at offset %d: %v", eventstore.ErrCorrupt, s.f.Name(), off, err)
+		}
+		off += headerSize + n
+	}
+	s.size = size
+	return nil
+}
+
+// apply indexes one valid record whose payload starts at file offset base.
+func (s *Store) apply(kind byte, payload []byte, base int64) error {
+	switch kind {
+	case kindEvents:
+		d := decoder{b: payload}
+		count := d.uvarint()
+		for i := uint64(0); i < count && d.err == nil; i++ {
+			n := d.uvarint()
+			if d.err != nil || uint64(len(d.b)) < n {
+				return errors.New("event length out of range")
+			}
+			evOff := base + int64(len(payload)-len(d.b))
+			ev, err := decodeEvent(d.b[:n])
+			if err != nil {
+				return err
+			}
+			d.b = d.b[n:]
+			if uint64(ev.Position) != uint64(len(s.entries)+1) {
+				return fmt.Errorf("event %s has position %d, want %d", ev.ID, ev.Position, len(s.entries)+1)
+			}
+			st := s.stream(ev.Stream)
+			if st.lastHash != "" && ev.Revision != st.lastRev+1 {
+				return fmt.Errorf("event %s has revision %d in %s after %d", ev.ID, ev.Revision, ev.Stream, st.lastRev)
+			}
+			s.addEntry(ev.Stream, entry{off: evOff, n: uint32(n), rev: ev.Revision, time: ev.Time.UnixNano()}, uint64(ev.Position))
+			st.lastHash = ev.Hash
+		}
+		return d.err
+	case kindMetadata:
+		d := decoder{b: payload}
+		name := d.string()
+		if d.err != nil {
+			return d.err
+		}
+		var md eventstore.StreamMetadata
+		if err := json.Unmarshal(d.b, &md); err != nil {
+			return fmt.Errorf("stream metadata of %s: %w", name, err)
+		}
+		s.stream(name).meta = md
+		return nil
+	default:
+		return fmt.Errorf("unknown record kind %d (written by a newer version?)", kind)
+	}
+}
+
+// findValidRecord looks for a checksum-valid record starting anywhere in [from, size). It decides
+// whether a bad record is the torn tail (nothing valid after it) or corruption in the middle.
+func (s *Store) findValidRecord(from, size int64) int64 {
+	const window = 4 << 20
+	for start := from; start < size; start += window {
+		end := min(start+window+headerSize+maxRecord, size)
+		buf := make([]byte, end-start)
+		if _, err := s.f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+			return -1
+		}
+		for i := 0; i < len(buf)-headerSize && int64(i) < window; i++ {
+			kind := buf[i+8]
+			if kind != kindEvents && kind != kindMetadata {
+				continue
+			}
+			n := int(binary.LittleEndian.Uint32(buf[i : i+4]))
+			if n == 0 || i+headerSize+n > len(buf) {
+				continue
+			}
+			c := crc32.Update(0, crcTable, buf[i+8:i+9])
+			if crc32.Update(c, crcTable, buf[i+headerSize:i+headerSize+n]) == binary.LittleEndian.Uint32(buf[i+4:i+8]) {
+				return start + int64(i)
+			}
+		}
+	}
+	return -1
+}
