@@ -59,7 +59,7 @@ func (t *tool) Execute(ctx context.Context, req sdk.Request, host sdk.Host) (jso
 	t.last = host
 	t.mu.Unlock()
 	if t.persona == "stubborn" {
-		time.Sleep(3 * time.Second) // ignores ctx on purpose
+		time.Sleep(400 * time.Millisecond) // ignores ctx on purpose
 		return json.RawMessage(`{"mode":"ok"}`), nil
 	}
 	var p params
