@@ -83,3 +83,21 @@ func TestBadPluginsFail(t *testing.T) {
 		}
 	}
 }
+
+// TestExternalPluginExample builds test/plugin-example, a plugin in its own module that reaches this
+// module through a replace directive (as a vendor's would through a version), and checks it.
+func TestExternalPluginExample(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "word_count")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = filepath.Join("..", "..", "..", "test", "plugin-example")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the external plugin: %v\n%s", err, b)
+	}
+	rep := sdktest.Run(context.Background(), out, sdktest.Options{})
+	var buf bytes.Buffer
+	rep.Write(&buf)
+	if !rep.OK() || rep.Tool != "word_count" {
+		t.Fatalf("external plugin failed the kit:\n%s", buf.String())
+	}
+}
