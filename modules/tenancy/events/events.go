@@ -33,11 +33,16 @@ type Models struct {
 	Allowed    []string `json:"allowed,omitempty" yaml:"allowed"`
 }
 
-// RateLimit is the sliding-window limit (defaults 60 per minute, burst 10, window 60 s).
+// RateLimit is the sliding-window limit (defaults 60 per minute, burst 10, window 60 s). PerMinute
+// and Burst apply to each (tenant, x-user-id) and to the tenant's requests without x-user-id: a
+// window of WindowSec seconds admits ceil(PerMinute*WindowSec/60)+Burst requests. TenantPerMinute
+// (additive; default 10*PerMinute) caps the tenant's total over all users the same way, so rotating
+// x-user-id cannot lift a tenant above it.
 type RateLimit struct {
-	PerMinute int `json:"perMinute" yaml:"perMinute"`
-	Burst     int `json:"burst" yaml:"burst"`
-	WindowSec int `json:"windowSec" yaml:"windowSec"`
+	PerMinute       int `json:"perMinute" yaml:"perMinute"`
+	Burst           int `json:"burst" yaml:"burst"`
+	WindowSec       int `json:"windowSec" yaml:"windowSec"`
+	TenantPerMinute int `json:"tenantPerMinute,omitempty" yaml:"tenantPerMinute"`
 }
 
 // TokenBudget ceilings; 0 means no ceiling.

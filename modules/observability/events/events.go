@@ -1,0 +1,57 @@
+// Package events holds the observability module's events: reads of the audit trail (so an audit is
+// itself audited) and alert rule changes and transitions.
+package events
+
+import "time"
+
+// Event types.
+const (
+	TypeAuditAccessed    = "observability.AuditAccessed"
+	TypeAlertRuleSaved   = "observability.AlertRuleSaved"
+	TypeAlertRuleDeleted = "observability.AlertRuleDeleted"
+	TypeAlertFired       = "observability.AlertFired"
+	TypeAlertResolved    = "observability.AlertResolved"
+)
+
+// AuditAccessed records one read of the audit API: what was asked, never what was returned.
+type AuditAccessed struct {
+	Endpoint string            `json:"endpoint"` // "events", "sessions", "verify"
+	Query    map[string]string `json:"query,omitempty"`
+	Results  int               `json:"results"`
+}
+
+// AlertRule is a tenant's alert rule (SPEC §2 /metrics/alerts).
+type AlertRule struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	Metric     string  `json:"metric"`
+	Comparator string  `json:"comparator"` // gt, gte, lt, lte
+	Threshold  float64 `json:"threshold"`
+	Period     string  `json:"period"` // 1h, 24h, 7d, 30d
+	Enabled    bool    `json:"enabled"`
+	WebhookURL string  `json:"webhookUrl,omitempty"`
+}
+
+// AlertRuleSaved creates or replaces a rule.
+type AlertRuleSaved struct {
+	Rule AlertRule `json:"rule"`
+}
+
+// AlertRuleDeleted removes a rule.
+type AlertRuleDeleted struct {
+	RuleID string `json:"ruleId"`
+}
+
+// AlertFired records that a rule started firing.
+type AlertFired struct {
+	RuleID string    `json:"ruleId"`
+	Value  float64   `json:"value"`
+	At     time.Time `json:"at"`
+}
+
+// AlertResolved records that a firing rule stopped firing.
+type AlertResolved struct {
+	RuleID string    `json:"ruleId"`
+	Value  float64   `json:"value"`
+	At     time.Time `json:"at"`
+}

@@ -1,0 +1,34 @@
+package observability
+
+import (
+	"context"
+	"time"
+
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// SessionAuditor rebuilds a chat session from its events as it stood at asOf. cmd/crispy adapts the
+// conversation module to it; nil disables GET /audit/sessions (503).
+type SessionAuditor interface {
+	SessionAsOf(ctx context.Context, t tenant.ID, sessionID string, asOf time.Time) (AuditedSession, error)
+}
+
+// AuditedSession is a session as the audit sees it.
+type AuditedSession struct {
+	SessionID string           `json:"sessionId"`
+	AsOf      time.Time        `json:"asOf"`
+	Exists    bool             `json:"exists" doc:"false when the session had no events at asOf"`
+	Deleted   bool             `json:"deleted" doc:"true when the session was deleted or expired at or before asOf; its content is erased by design"`
+	DeletedAt *time.Time       `json:"deletedAt,omitempty"`
+	Title     string           `json:"title,omitempty"`
+	Messages  []AuditedMessage `json:"messages"`
+	Events    int              `json:"events" doc:"events folded"`
+}
+
+// AuditedMessage is one message of an audited session.
+type AuditedMessage struct {
+	Role      string    `json:"role"`
+	Content   string    `json:"content"`
+	Timestamp time.Time `json:"timestamp"`
+	Status    string    `json:"status,omitempty" doc:"completed, failed or cancelled for assistant turns"`
+}

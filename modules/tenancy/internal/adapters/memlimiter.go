@@ -1,0 +1,125 @@
+package adapters
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+const (
+	memShards = 64
+	// sweepAt is the shard size at which inserting a new key first drops idle windows.
+	sweepAt = 1024
+)
+
+type limKey struct {
+	tenant string
+	user   string
+	total  bool
+}
+
+type memEntry struct {
+	w   domain.Window
+	win int64
+}
+
+type memShard struct {
+	mu      sync.Mutex
+	m       map[limKey]memEntry
+	sweepAt int
+	_       [40]byte // keep shards on separate cache lines
+}
+
+// MemoryLimiter is the per-process limiter. A decision takes two map lookups under shard locks and
+// allocates nothing once a key has been seen: keys are structs of the strings the request already
+// holds, windows are stored by value.
+type MemoryLimiter struct {
+	seed   maphash.Seed
+	now    func() time.Time
+	shards [memShards]memShard
+}
+
+// NewMemoryLimiter returns a limiter reading time from now (time.Now when nil).
+func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	l := &MemoryLimiter{seed: maphash.MakeSeed(), now: now}
+	for i := range l.shards {
+		l.shards[i].m = map[limKey]memEntry{}
+		l.shards[i].sweepAt = sweepAt
+	}
+	return l
+}
+
+func (l *MemoryLimiter) shard(k limKey) int {
+	h := maphash.String(l.seed, k.tenant)*31 + maphash.String(l.seed, k.user)
+	if k.total {
+		h++
+	}
+	return int(h % memShards)
+}
+
+// Allow implements app.Limiter.
+func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p domain.RatePolicy) (domain.Decision, error) {
+	now := l.now().UnixNano()
+	kk := limKey{tenant: t.String(), user: user}
+	kt := limKey{tenant: t.String(), total: true}
+	i, j := l.shard(kk), l.shard(kt)
+	// Lock in index order so two requests never wait on each other's second lock.
+	lo, hi := i, j
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	l.shards[lo].mu.Lock()
+	if hi != lo {
+		l.shards[hi].mu.Lock()
+	}
+	win := int64(p.Window)
+	ek, kOK := l.shards[i].m[kk]
+	et, tOK := l.shards[j].m[kt]
+	vk := ek.w.Check(now, p.Window, p.KeyLimit)
+	vt := et.w.Check(now, p.Window, p.TenantLimit)
+	if vk.Allowed && vt.Allowed {
+		ek.w.Take()
+		et.w.Take()
+	}
+	ek.win, et.win = win, win
+	l.store(i, kk, ek, kOK, now)
+	l.store(j, kt, et, tOK, now)
+	if hi != lo {
+		l.shards[hi].mu.Unlock()
+	}
+	l.shards[lo].mu.Unlock()
+	return domain.Combine(vk, vt), nil
+}
+
+// store writes e back; a new key may first trigger a sweep of windows idle for two window lengths
+// (both buckets empty), which bounds memory by the keys active in the last two windows.
+func (l *MemoryLimiter) store(i int, k limKey, e memEntry, existed bool, now int64) {
+	s := &l.shards[i]
+	if !existed && len(s.m) >= s.sweepAt {
+		for key, v := range s.m {
+			if v.w.Start+2*v.win <= now {
+				delete(s.m, key)
+			}
+		}
+		s.sweepAt = max(sweepAt, 2*len(s.m))
+	}
+	s.m[k] = e
+}
+
+// Len is the number of windows held (for tests).
+func (l *MemoryLimiter) Len() int {
+	n := 0
+	for i := range l.shards {
+		l.shards[i].mu.Lock()
+		n += len(l.shards[i].m)
+		l.shards[i].mu.Unlock()
+	}
+	return n
+}

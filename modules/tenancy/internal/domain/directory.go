@@ -1,0 +1,199 @@
+package domain
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Public error codes of resolution and authentication (SPEC §1).
+const (
+	CodeTenantNotFound  = "tenant_not_found"
+	CodeInvalidTenantID = "invalid_tenant_id"
+	CodeInvalidUserID   = "invalid_user_id"
+	CodeAPIKeyRequired  = "api_key_required"
+	CodeInvalidAPIKey   = "invalid_api_key"
+	CodeRateLimited     = "rate_limited"
+)
+
+// MaxUserIDLen bounds x-user-id (it becomes a limiter key).
+const MaxUserIDLen = 256
+
+// Entry is a resolvable tenant: its folded state, prepared for the request path.
+type Entry struct {
+	ID      tenant.ID
+	Config  events.TenantConfig
+	Policy  RatePolicy
+	digests [][32]byte
+	origins map[string]struct{}
+	anyOrig bool
+}
+
+// NewEntry prepares a folded tenant for resolution.
+func NewEntry(t *Tenant) (*Entry, error) {
+	e := &Entry{ID: t.ID, Config: t.Config, Policy: PolicyFor(t.Config.RateLimit), origins: map[string]struct{}{}}
+	for _, k := range t.Keys {
+		_, d, err := ParseHash(k)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: recorded key hash %q: %w", t.ID, k, err)
+		}
+		e.digests = append(e.digests, d)
+	}
+	for _, o := range t.Config.CORS.AllowedOrigins {
+		if o == "*" {
+			e.anyOrig = true
+			continue
+		}
+		e.origins[strings.ToLower(o)] = struct{}{}
+	}
+	return e, nil
+}
+
+// RequiresKey reports whether the tenant has API keys configured.
+func (e *Entry) RequiresKey() bool { return len(e.digests) > 0 }
+
+// KeyMatches compares a presented key's digest with every one of the tenant's digests in constant
+// time, visiting all of them whatever the outcome, so timing reveals neither which key matched nor
+// whether one did.
+func (e *Entry) KeyMatches(d *[32]byte) bool {
+	match := 0
+	for i := range e.digests {
+		match |= subtle.ConstantTimeCompare(d[:], e.digests[i][:])
+	}
+	return match == 1
+}
+
+// CORSHeaders adds the headers that let a browser on origin read the response, when the tenant
+// allows that origin.
+func (e *Entry) CORSHeaders(h http.Header, origin string) {
+	if origin == "" {
+		return
+	}
+	_, ok := e.origins[strings.ToLower(origin)]
+	if !ok && !e.anyOrig {
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "x-request-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after")
+}
+
+// Directory is an immutable snapshot of the resolvable tenants.
+type Directory struct {
+	byID   map[string]*Entry
+	byHost map[string]*Entry
+	all    []*Entry // sorted by id: the order every key search visits
+	// Default receives requests that name no tenant at all (the demo tenant when there is no
+	// tenants file); nil otherwise.
+	Default *Entry
+}
+
+// NewDirectory indexes entries. Hosts must be unique (the tenants file loader guarantees it).
+func NewDirectory(entries []*Entry, def *Entry) (*Directory, error) {
+	d := &Directory{byID: map[string]*Entry{}, byHost: map[string]*Entry{}, Default: def}
+	for _, e := range entries {
+		if _, dup := d.byID[e.ID.String()]; dup {
+			return nil, fmt.Errorf("tenant %s listed twice", e.ID)
+		}
+		d.byID[e.ID.String()] = e
+		for _, h := range e.Config.Hosts {
+			h = strings.ToLower(h)
+			if o, dup := d.byHost[h]; dup {
+				return nil, fmt.Errorf("host %s belongs to both %s and %s", h, o.ID, e.ID)
+			}
+			d.byHost[h] = e
+		}
+		d.all = append(d.all, e)
+	}
+	sort.Slice(d.all, func(i, j int) bool { return d.all[i].ID.String() < d.all[j].ID.String() })
+	return d, nil
+}
+
+// Get returns a tenant by id.
+func (d *Directory) Get(id tenant.ID) (*Entry, bool) {
+	e, ok := d.byID[id.String()]
+	return e, ok
+}
+
+// IDs lists the tenants in id order.
+func (d *Directory) IDs() []tenant.ID {
+	out := make([]tenant.ID, len(d.all))
+	for i, e := range d.all {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// Credentials are the parts of a request that select and authenticate a tenant.
+type Credentials struct {
+	TenantHeader string
+	Host         string // lower case, without port
+	APIKey       string
+}
+
+// Refusal reasons, for the auth-failure metric.
+const (
+	ReasonTenantNotFound  = "tenant_not_found"
+	ReasonInvalidTenantID = "invalid_tenant_id"
+	ReasonKeyRequired     = "api_key_required"
+	ReasonInvalidKey      = "invalid_api_key"
+)
+
+// Resolve applies SPEC §1: x-tenant-id, then Host, then x-api-key against every tenant's hashes. A
+// key that is present must belong to the tenant named by header or host; a tenant with keys needs
+// one. Another tenant's key is refused exactly like a wrong key (401), so a caller learns nothing
+// about which keys exist. The reason is for metrics and logs, never for the client.
+func (d *Directory) Resolve(c Credentials) (*Entry, string, error) {
+	var e *Entry
+	switch {
+	case c.TenantHeader != "":
+		id, err := tenant.Parse(c.TenantHeader)
+		if err != nil {
+			return nil, ReasonInvalidTenantID, apperr.Invalid(CodeInvalidTenantID, "header.x-tenant-id",
+				"x-tenant-id must match ^[a-z0-9][a-z0-9-]{0,62}$")
+		}
+		var ok bool
+		if e, ok = d.byID[id.String()]; !ok {
+			return nil, ReasonTenantNotFound, apperr.NotFound(CodeTenantNotFound, fmt.Sprintf("tenant %q does not exist", id))
+		}
+	case c.Host != "" && d.byHost[c.Host] != nil:
+		e = d.byHost[c.Host]
+	case c.APIKey != "":
+		sum := sha256.Sum256([]byte(c.APIKey))
+		// Visit every tenant and every hash, keeping the first match, so the time taken does not
+		// depend on where (or whether) the key is found.
+		for _, t := range d.all {
+			if t.KeyMatches(&sum) && e == nil {
+				e = t
+			}
+		}
+		if e == nil {
+			return nil, ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid")
+		}
+		return e, "", nil
+	case d.Default != nil:
+		e = d.Default
+	default:
+		return nil, ReasonTenantNotFound, apperr.NotFound(CodeTenantNotFound,
+			"no tenant named: send x-tenant-id, use a host name of the tenant, or send its x-api-key")
+	}
+	if c.APIKey != "" {
+		sum := sha256.Sum256([]byte(c.APIKey))
+		if !e.KeyMatches(&sum) {
+			return nil, ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid for this tenant")
+		}
+		return e, "", nil
+	}
+	if e.RequiresKey() {
+		return nil, ReasonKeyRequired, apperr.New(apperr.KindUnauthorized, CodeAPIKeyRequired,
+			"this tenant requires an API key (x-api-key or Authorization: Bearer)")
+	}
+	return e, "", nil
+}

@@ -1,0 +1,150 @@
+// Package domain holds the tenancy rules without I/O: the tenant aggregate folded from its events, the
+// difference between a desired configuration and the recorded one, key hashes, resolution of a
+// request to a tenant, and the sliding-window arithmetic of the rate limiter.
+package domain
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Tenant is the aggregate of one t-{id}.tenant stream.
+type Tenant struct {
+	ID         tenant.ID
+	Registered bool
+	Config     events.TenantConfig
+	// Keys are the active key hashes ("sha256:<hex>") in the order they were added.
+	Keys []string
+	// LastRevision is the revision of the last folded event; meaningful when Exists.
+	LastRevision uint64
+	Exists       bool
+}
+
+// NewTenant is the state of a tenant whose stream has no events.
+func NewTenant(id tenant.ID) *Tenant { return &Tenant{ID: id} }
+
+// Apply folds one decoded event recorded at revision rev.
+func (t *Tenant) Apply(rev uint64, e any) {
+	t.LastRevision, t.Exists = rev, true
+	switch e := e.(type) {
+	case events.TenantRegistered:
+		t.Registered, t.Config = true, e.Config
+	case events.TenantConfigChanged:
+		t.Config = e.Config
+	case events.ApiKeyAdded:
+		if !t.HasKey(e.Hash) {
+			t.Keys = append(t.Keys, e.Hash)
+		}
+	case events.ApiKeyRevoked:
+		for i, k := range t.Keys {
+			if k == e.Hash {
+				t.Keys = append(t.Keys[:i:i], t.Keys[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// HasKey reports whether hash is an active key (not for authentication: see Entry.KeyMatches).
+func (t *Tenant) HasKey(hash string) bool {
+	for _, k := range t.Keys {
+		if k == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// Desired is what the tenants file (or the demo default) says a tenant should be.
+type Desired struct {
+	Config events.TenantConfig
+	Keys   []string // normalised "sha256:<lower hex>"
+}
+
+// Diff returns the events that take t to d, in the order they must be recorded: registration or a
+// configuration change first, then key additions, then revocations. No change: no events.
+func (t *Tenant) Diff(d Desired, source string) ([]any, error) {
+	var out []any
+	if !t.Registered {
+		out = append(out, events.TenantRegistered{Config: d.Config, Source: source})
+	} else {
+		same, err := SameConfig(t.Config, d.Config)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			out = append(out, events.TenantConfigChanged{Config: d.Config, Source: source})
+		}
+	}
+	want := make(map[string]bool, len(d.Keys))
+	for _, k := range d.Keys {
+		want[k] = true
+		if !t.HasKey(k) {
+			out = append(out, events.ApiKeyAdded{Hash: k})
+		}
+	}
+	for _, k := range t.Keys {
+		if !want[k] {
+			out = append(out, events.ApiKeyRevoked{Hash: k})
+		}
+	}
+	return out, nil
+}
+
+// SameConfig compares two configurations as they are recorded (JSON), so nil and empty lists, and a
+// configuration read back from an event, compare equal to the one parsed from the file.
+func SameConfig(a, b events.TenantConfig) (bool, error) {
+	ja, err := json.Marshal(a)
+	if err != nil {
+		return false, fmt.Errorf("marshal tenant config %s: %w", a.ID, err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		return false, fmt.Errorf("marshal tenant config %s: %w", b.ID, err)
+	}
+	return bytes.Equal(ja, jb), nil
+}
+
+// EventType names a tenancy event value for the store.
+func EventType(e any) (string, error) {
+	switch e.(type) {
+	case events.TenantRegistered:
+		return events.TypeTenantRegistered, nil
+	case events.TenantConfigChanged:
+		return events.TypeTenantConfigChanged, nil
+	case events.ApiKeyAdded:
+		return events.TypeApiKeyAdded, nil
+	case events.ApiKeyRevoked:
+		return events.TypeApiKeyRevoked, nil
+	}
+	return "", fmt.Errorf("tenancy: %T is not a tenancy event", e)
+}
+
+// Decode turns a recorded event's type and data into its value. Unknown types are skipped (nil, nil)
+// so a newer binary's events do not stop an older one from folding.
+func Decode(typ string, data []byte) (any, error) {
+	var err error
+	switch typ {
+	case events.TypeTenantRegistered:
+		var e events.TenantRegistered
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeTenantConfigChanged:
+		var e events.TenantConfigChanged
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeApiKeyAdded:
+		var e events.ApiKeyAdded
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeApiKeyRevoked:
+		var e events.ApiKeyRevoked
+		err = json.Unmarshal(data, &e)
+		return e, err
+	}
+	return nil, nil
+}
