@@ -8,6 +8,7 @@ const (
 	TypeTenantConfigChanged = "tenancy.TenantConfigChanged"
 	TypeApiKeyAdded         = "tenancy.ApiKeyAdded"
 	TypeApiKeyRevoked       = "tenancy.ApiKeyRevoked"
+	TypeTenantRemoved       = "tenancy.TenantRemoved"
 )
 
 // TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their
@@ -127,4 +128,11 @@ type ApiKeyAdded struct {
 // ApiKeyRevoked removes a key hash.
 type ApiKeyRevoked struct {
 	Hash string `json:"hash"`
+}
+
+// TenantRemoved records that the tenant is no longer in the tenants file: it stops being resolvable
+// and its keys stop authenticating. Its other streams (sessions, documents, audit) are untouched. A
+// tenant that comes back in the file is registered again (TenantRegistered, then its keys).
+type TenantRemoved struct {
+	Source string `json:"source"`
 }

@@ -197,3 +197,16 @@ func (d *Directory) Resolve(c Credentials) (*Entry, string, error) {
 	}
 	return e, "", nil
 }
+
+// Named returns the tenant that the header or host names, without authenticating the request. It is
+// for labelling a refusal (metrics, CORS headers on the error so a browser can read it), never for
+// admitting one.
+func (d *Directory) Named(c Credentials) *Entry {
+	if c.TenantHeader != "" {
+		return d.byID[c.TenantHeader]
+	}
+	if c.Host != "" {
+		return d.byHost[c.Host]
+	}
+	return nil
+}

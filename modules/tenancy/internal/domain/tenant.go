@@ -14,9 +14,12 @@ import (
 
 // Tenant is the aggregate of one t-{id}.tenant stream.
 type Tenant struct {
-	ID         tenant.ID
+	ID tenant.ID
+	// Registered is true from TenantRegistered until TenantRemoved: only then is the tenant served.
 	Registered bool
-	Config     events.TenantConfig
+	// Removed is true after TenantRemoved (until a later TenantRegistered).
+	Removed bool
+	Config  events.TenantConfig
 	// Keys are the active key hashes ("sha256:<hex>") in the order they were added.
 	Keys []string
 	// LastRevision is the revision of the last folded event; meaningful when Exists.
@@ -32,7 +35,11 @@ func (t *Tenant) Apply(rev uint64, e any) {
 	t.LastRevision, t.Exists = rev, true
 	switch e := e.(type) {
 	case events.TenantRegistered:
-		t.Registered, t.Config = true, e.Config
+		// A registration (first, or after a removal) starts from a clean slate: keys come back
+		// only through their own ApiKeyAdded events.
+		t.Registered, t.Removed, t.Config, t.Keys = true, false, e.Config, nil
+	case events.TenantRemoved:
+		t.Registered, t.Removed, t.Keys = false, true, nil
 	case events.TenantConfigChanged:
 		t.Config = e.Config
 	case events.ApiKeyAdded:
@@ -63,6 +70,18 @@ func (t *Tenant) HasKey(hash string) bool {
 type Desired struct {
 	Config events.TenantConfig
 	Keys   []string // normalised "sha256:<lower hex>"
+}
+
+// Active reports whether the folded tenant is served (registered and not removed).
+func (t *Tenant) Active() bool { return t.Registered && !t.Removed }
+
+// Remove returns the events that take a tenant that left the tenants file out of service: one
+// TenantRemoved, or nothing when it is not active.
+func (t *Tenant) Remove(source string) []any {
+	if !t.Active() {
+		return nil
+	}
+	return []any{events.TenantRemoved{Source: source}}
 }
 
 // Diff returns the events that take t to d, in the order they must be recorded: registration or a
@@ -120,6 +139,8 @@ func EventType(e any) (string, error) {
 		return events.TypeApiKeyAdded, nil
 	case events.ApiKeyRevoked:
 		return events.TypeApiKeyRevoked, nil
+	case events.TenantRemoved:
+		return events.TypeTenantRemoved, nil
 	}
 	return "", fmt.Errorf("tenancy: %T is not a tenancy event", e)
 }
@@ -143,6 +164,10 @@ func Decode(typ string, data []byte) (any, error) {
 		return e, err
 	case events.TypeApiKeyRevoked:
 		var e events.ApiKeyRevoked
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeTenantRemoved:
+		var e events.TenantRemoved
 		err = json.Unmarshal(data, &e)
 		return e, err
 	}

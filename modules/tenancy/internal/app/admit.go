@@ -1,0 +1,181 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+)
+
+// Metric names (VictoriaMetrics, Prometheus text). The tenant label appears only for configured
+// tenants, so a caller inventing tenant ids cannot grow the series without bound.
+const (
+	MetricAuthRefusals  = "crispy_tenancy_auth_refusals_total"
+	MetricRateLimited   = "crispy_tenancy_rate_limited_total"
+	MetricLimiterErrors = "crispy_tenancy_limiter_errors_total"
+)
+
+var refusalReasons = []string{domain.ReasonTenantNotFound, domain.ReasonInvalidTenantID, domain.ReasonKeyRequired, domain.ReasonInvalidKey}
+
+// errLogEvery spaces out the log lines of a failing limiter backend; the counter counts every one.
+const errLogEvery = 10 * time.Second
+
+// Admitter is the request path's guard (httpapi.Guard): it resolves the tenant (SPEC §1), checks the
+// API key, validates x-user-id, applies the rate limit per tenant and per (tenant, user), and answers
+// the x-ratelimit-* and CORS headers.
+//
+// When the limiter fails (Redis unreachable), the Admitter fails open: it asks Fallback (a
+// per-process limiter, so each replica still enforces the tenant's limit on its own share) or, with
+// no Fallback, admits the request uncounted; it counts every failure and logs at most one line per
+// errLogEvery. An outage of the limiter's backend must not take the API down.
+type Admitter struct {
+	Limiter  Limiter
+	Fallback Limiter
+	Log      *slog.Logger
+	Metrics  *metrics.Set
+	Now      func() time.Time
+
+	snap       atomic.Pointer[snapshot]
+	lastErrLog atomic.Int64
+	limErrs    *metrics.Counter
+}
+
+// snapshot pairs a directory with the metric counters of its tenants, built once per directory so
+// the request path does not format metric names.
+type snapshot struct {
+	dir       *domain.Directory
+	refusals  map[string]map[string]*metrics.Counter // tenant -> reason -> counter
+	anonymous map[string]*metrics.Counter            // reason -> counter, for unconfigured tenants
+	limited   map[string]*metrics.Counter            // tenant -> counter
+}
+
+// SetDirectory replaces the tenants served. Safe while requests are admitted.
+func (a *Admitter) SetDirectory(d *domain.Directory) {
+	s := &snapshot{dir: d}
+	if a.Metrics != nil {
+		s.refusals, s.anonymous, s.limited = map[string]map[string]*metrics.Counter{}, map[string]*metrics.Counter{}, map[string]*metrics.Counter{}
+		for _, r := range refusalReasons {
+			s.anonymous[r] = a.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{reason=%q}`, MetricAuthRefusals, r))
+		}
+		for _, id := range d.IDs() {
+			m := map[string]*metrics.Counter{}
+			for _, r := range refusalReasons {
+				m[r] = a.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{reason=%q,tenant=%q}`, MetricAuthRefusals, r, id))
+			}
+			s.refusals[id.String()] = m
+			s.limited[id.String()] = a.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{tenant=%q}`, MetricRateLimited, id))
+		}
+		if a.limErrs == nil {
+			a.limErrs = a.Metrics.GetOrCreateCounter(MetricLimiterErrors)
+		}
+	}
+	a.snap.Store(s)
+}
+
+// Directory returns the tenants served (nil before SetDirectory).
+func (a *Admitter) Directory() *domain.Directory {
+	if s := a.snap.Load(); s != nil {
+		return s.dir
+	}
+	return nil
+}
+
+// Admit implements httpapi.Guard.
+func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Admitted, error) {
+	h := http.Header{}
+	out := httpapi.Admitted{Headers: h}
+	s := a.snap.Load()
+	if s == nil {
+		return out, apperr.New(apperr.KindUnavailable, "tenancy_not_ready", "the server is starting; retry shortly")
+	}
+	c := domain.Credentials{TenantHeader: in.TenantHeader, Host: in.Host, APIKey: in.APIKey}
+	e, reason, err := s.dir.Resolve(c)
+	if err != nil {
+		named := s.dir.Named(c)
+		if named != nil {
+			named.CORSHeaders(h, in.Origin)
+		}
+		a.refused(s, named, reason)
+		return out, err
+	}
+	e.CORSHeaders(h, in.Origin)
+	if err := validUserID(in.UserID); err != nil {
+		return out, err
+	}
+	d, err := a.Limiter.Allow(ctx, e.ID, in.UserID, e.Policy)
+	if err != nil {
+		d = a.failOpen(ctx, e, in.UserID, err)
+	}
+	h["X-Ratelimit-Limit"] = []string{strconv.FormatInt(d.Limit, 10)}
+	h["X-Ratelimit-Remaining"] = []string{strconv.FormatInt(d.Remaining, 10)}
+	h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(d.ResetSec, 10)}
+	if !d.Allowed {
+		if s.limited != nil {
+			s.limited[e.ID.String()].Inc()
+		}
+		ae := apperr.New(apperr.KindRateLimited, domain.CodeRateLimited,
+			fmt.Sprintf("rate limit of %d requests per %s exceeded; retry in %d s", d.Limit, e.Policy.Window, d.RetryAfterSec))
+		ae.RetryAfterSec = int(d.RetryAfterSec)
+		return out, ae
+	}
+	out.Tenant = e.ID
+	return out, nil
+}
+
+func (a *Admitter) refused(s *snapshot, named *domain.Entry, reason string) {
+	if s.anonymous == nil || reason == "" {
+		return
+	}
+	if named != nil {
+		s.refusals[named.ID.String()][reason].Inc()
+		return
+	}
+	s.anonymous[reason].Inc()
+}
+
+// failOpen answers when the limiter failed: the fallback's decision, or an uncounted admission.
+func (a *Admitter) failOpen(ctx context.Context, e *domain.Entry, user string, cause error) domain.Decision {
+	if a.limErrs != nil {
+		a.limErrs.Inc()
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	t := now().UnixNano()
+	if last := a.lastErrLog.Load(); t-last >= int64(errLogEvery) && a.lastErrLog.CompareAndSwap(last, t) && a.Log != nil {
+		a.Log.WarnContext(ctx, "rate limiter failed: failing open (per-process fallback limits apply)",
+			"tenant", e.ID.String(), "error", cause.Error())
+	}
+	if a.Fallback != nil {
+		if d, err := a.Fallback.Allow(ctx, e.ID, user, e.Policy); err == nil {
+			return d
+		}
+	}
+	return domain.Decision{Allowed: true, Limit: e.Policy.KeyLimit, Remaining: e.Policy.KeyLimit - 1, ResetSec: int64(e.Policy.Window / time.Second)}
+}
+
+// validUserID bounds x-user-id (it becomes part of a limiter key and the audit actor) and keeps
+// control characters out of keys and logs.
+func validUserID(u string) error {
+	bad := len(u) > domain.MaxUserIDLen
+	for i := 0; i < len(u) && !bad; i++ {
+		if u[i] < 0x20 || u[i] == 0x7f {
+			bad = true
+		}
+	}
+	if bad {
+		return apperr.Invalid(domain.CodeInvalidUserID, "header.x-user-id",
+			fmt.Sprintf("x-user-id must be at most %d printable characters", domain.MaxUserIDLen))
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+// Package tenancy is the tenants module: the tenants file recorded as events in each tenant's
+// t-{id}.tenant stream, resolution of a request to a tenant (x-tenant-id, Host, x-api-key, SPEC §1)
+// with constant-time key comparison, and the sliding-window rate limit per tenant and per (tenant,
+// user) with the x-ratelimit-* headers (SPEC §2).
+//
+// Tenant state is rebuilt from events: Start records the differences between the file and the
+// streams (TenantRegistered, TenantConfigChanged, ApiKeyAdded, ApiKeyRevoked, TenantRemoved) and then
+// folds the streams into the directory it serves. A tenant that leaves the file is recorded as
+// TenantRemoved and is no longer resolvable; one that comes back is registered again.
+//
+// It mounts no endpoint: SPEC has no tenant administration API. The server uses Guard(), other
+// modules read a tenant's policy through Config (it satisfies tooling.TenantPolicy).
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/adapters"
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/app"
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// DemoTenant is the one keyless tenant served when there is no tenants file.
+const DemoTenant = "demo"
+
+// Config configures the module (from `crispy serve --tenants`, `--redis` and their CRISPY_* env).
+type Config struct {
+	// TenantsFile is the tenants YAML file; empty serves the single keyless tenant demo.
+	TenantsFile string
+	// RedisURL (redis://host:6379/0) shares the rate limit between replicas; empty keeps it in
+	// process memory.
+	RedisURL string
+	// RedisPrefix starts the limiter's keys (default "crispy:rl:").
+	RedisPrefix string
+	// RedisTimeout bounds one limiter decision in Redis (default 100 ms); past it the request fails
+	// open onto the per-process limiter.
+	RedisTimeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.RedisPrefix == "" {
+		c.RedisPrefix = adapters.DefaultRedisPrefix
+	}
+	if c.RedisTimeout == 0 {
+		c.RedisTimeout = 100 * time.Millisecond
+	}
+}
+
+// Validate checks the configuration (not the tenants file itself: Start does that).
+func (c Config) Validate() error {
+	if c.RedisTimeout < 0 {
+		return fmt.Errorf("tenancy: RedisTimeout %s is negative", c.RedisTimeout)
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			return fmt.Errorf("tenancy: redis URL: %w", err)
+		}
+	}
+	return nil
+}
+
+// Deps are the module's collaborators.
+type Deps struct {
+	Config  Config
+	Store   eventstore.Store
+	Log     *slog.Logger
+	Metrics *metrics.Set // nil: no metrics
+	Now     func() time.Time
+}
+
+// Module is the tenancy module.
+type Module struct {
+	cfg   Config
+	store eventstore.Store
+	log   *slog.Logger
+	adm   *app.Admitter
+	redis *redis.Client
+	rl    *adapters.RedisLimiter
+}
+
+// New builds the module. It serves no tenant until Start.
+func New(d Deps) (*Module, error) {
+	d.Config.defaults()
+	if err := d.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil {
+		return nil, fmt.Errorf("tenancy: a Store is required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	log := d.Log.With("module", "tenancy")
+	mem := adapters.NewMemoryLimiter(d.Now)
+	m := &Module{cfg: d.Config, store: d.Store, log: log}
+	m.adm = &app.Admitter{Limiter: mem, Log: log, Metrics: d.Metrics, Now: d.Now}
+	if d.Config.RedisURL != "" {
+		opts, err := redis.ParseURL(d.Config.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("tenancy: redis URL: %w", err)
+		}
+		m.redis = redis.NewClient(opts)
+		m.rl = adapters.NewRedisLimiter(m.redis, adapters.RedisLimiterConfig{Prefix: d.Config.RedisPrefix, Timeout: d.Config.RedisTimeout, Now: d.Now})
+		// Fail open onto the per-process windows: each replica still holds a tenant to its limit
+		// on the requests it sees while Redis is away.
+		m.adm.Limiter, m.adm.Fallback = m.rl, mem
+	}
+	return m, nil
+}
+
+// Start loads the tenants file (or the demo default), records what changed as events, and serves
+// the tenants folded from their streams. A malformed file is an error naming file, line and field:
+// the server must refuse to start.
+func (m *Module) Start(ctx context.Context) error {
+	cmd := app.SyncTenants{Source: m.cfg.TenantsFile}
+	if m.cfg.TenantsFile == "" {
+		m.log.InfoContext(ctx, "no tenants file: serving the single keyless tenant demo")
+		cmd.Source, cmd.Default = "default", DemoTenant
+		cmd.Desired = []domain.Desired{{Config: events.TenantConfig{ID: DemoTenant}}}
+	} else {
+		ds, err := adapters.LoadTenantsFile(m.cfg.TenantsFile)
+		if err != nil {
+			return fmt.Errorf("tenancy: %w", err)
+		}
+		cmd.Desired = ds
+	}
+	dir, rep, err := app.SyncTenantsHandler{Store: m.store}.Handle(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("tenancy: %w", err)
+	}
+	m.adm.SetDirectory(dir)
+	m.log.InfoContext(ctx, "tenants loaded", "source", cmd.Source, "tenants", len(dir.IDs()), "registered", rep.Registered,
+		"changed", rep.Changed, "keysAdded", rep.KeysAdded, "keysRevoked", rep.KeysRevoked, "removed", rep.Removed)
+	if m.rl != nil {
+		if err := m.rl.Ping(ctx); err != nil {
+			m.log.WarnContext(ctx, "redis rate limiter unreachable: limits are per process until it answers", "error", err.Error())
+		} else {
+			m.log.InfoContext(ctx, "rate limits shared through redis")
+		}
+	}
+	return nil
+}
+
+// Guard is the request path's tenant guard for httpapi.Deps.Guard.
+func (m *Module) Guard() httpapi.Guard { return m.adm }
+
+// Config returns a tenant's configuration (read-only: do not modify its slices or maps). An unknown
+// tenant is a NotFound *apperr.Error with code tenant_not_found. It satisfies tooling.TenantPolicy.
+func (m *Module) Config(_ context.Context, t tenant.ID) (events.TenantConfig, error) {
+	dir := m.adm.Directory()
+	if dir == nil {
+		return events.TenantConfig{}, apperr.New(apperr.KindUnavailable, "tenancy_not_ready", "the server is starting; retry shortly")
+	}
+	e, ok := dir.Get(t)
+	if !ok {
+		return events.TenantConfig{}, apperr.NotFound(domain.CodeTenantNotFound, fmt.Sprintf("tenant %q does not exist", t))
+	}
+	return e.Config, nil
+}
+
+// Tenants lists the tenants served, in id order (nil before Start).
+func (m *Module) Tenants() []tenant.ID {
+	dir := m.adm.Directory()
+	if dir == nil {
+		return nil
+	}
+	return dir.IDs()
+}
+
+// LimiterCheck is the /health check of the shared limiter ("ratelimit"); nil without Redis.
+func (m *Module) LimiterCheck() httpapi.Check {
+	if m.rl == nil {
+		return nil
+	}
+	return m.rl.Ping
+}
+
+// Run blocks until ctx ends, then closes the Redis connection.
+func (m *Module) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return m.Close()
+}
+
+// Close releases the Redis connection (for callers that do not use Run).
+func (m *Module) Close() error {
+	if m.redis == nil {
+		return nil
+	}
+	if err := m.redis.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		return fmt.Errorf("tenancy: close redis: %w", err)
+	}
+	return nil
+}
+
+// NewAPIKey generates an API key and its "sha256:<hex>" hash, for `crispy tenant key new`: print the
+// key once, and the hash for the tenant's apiKeys list in the tenants file. The key is never stored.
+func NewAPIKey() (key, hash string, err error) { return domain.NewKey() }
+
+// HashAPIKey returns the "sha256:<hex>" form of a key, as the tenants file lists it.
+func HashAPIKey(key string) string { return domain.HashKey(key) }
+
+// ValidateTenantsFile checks a tenants file without recording anything; problems are reported as
+// "file:line: field: message", one per line.
+func ValidateTenantsFile(path string) error {
+	_, err := adapters.LoadTenantsFile(path)
+	return err
+}
