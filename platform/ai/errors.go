@@ -1,0 +1,112 @@
+package ai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Error is a provider failure. Retryable failures (5xx, 429, timeouts, refused connections, an open
+// breaker) make the Router try the next model when no token has been emitted yet.
+type Error struct {
+	Model     string // "provider:model"
+	Status    int    // HTTP status, 0 when none
+	Retryable bool
+	Reason    string // "breaker_open", "timeout", "unavailable", "rate_limited", "bad_request", "error"
+	Message   string
+	Cause     error
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("model %s: %s", e.Model, e.Reason)
+	if e.Status != 0 {
+		s += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// HTTPError classifies an HTTP answer of a provider: 408, 429 and 5xx are retryable.
+func HTTPError(model string, status int, body string) *Error {
+	e := &Error{Model: model, Status: status, Message: truncate(body, 300)}
+	switch {
+	case status == 429:
+		e.Reason, e.Retryable = "rate_limited", true
+	case status == 408 || status == 504:
+		e.Reason, e.Retryable = "timeout", true
+	case status >= 500:
+		e.Reason, e.Retryable = "unavailable", true
+	case status == 400 || status == 404 || status == 422:
+		e.Reason = "bad_request"
+	default:
+		e.Reason = "error"
+	}
+	return e
+}
+
+// Classify wraps a transport or context error as an *Error with its retryability. ctx is the call's
+// context: when it was cancelled by the caller (not a deadline), the error is not retryable.
+func Classify(ctx context.Context, model string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	e := &Error{Model: model, Cause: err, Reason: "error"}
+	var ne net.Error
+	switch {
+	case ctx.Err() == context.Canceled || errors.Is(err, context.Canceled):
+		e.Reason = "cancelled"
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		e.Reason, e.Retryable = "timeout", true
+	case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
+		e.Reason, e.Retryable = "breaker_open", true
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET):
+		e.Reason, e.Retryable = "unavailable", true
+	default:
+		var op *net.OpError
+		if errors.As(err, &op) {
+			e.Reason, e.Retryable = "unavailable", true
+		}
+	}
+	return e
+}
+
+// IsRetryable reports whether err may be retried on another model.
+func IsRetryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Retryable
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gobreaker.ErrOpenState) ||
+		errors.Is(err, gobreaker.ErrTooManyRequests) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// ReasonOf returns the failure reason of err ("error" when unclassified).
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Reason != "" {
+		return e.Reason
+	}
+	return "error"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

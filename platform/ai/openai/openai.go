@@ -1,0 +1,268 @@
+// Package openai is the provider for OpenAI-compatible HTTP APIs (OpenAI, Ollama, vLLM, llama.cpp
+// server): POST {base}/chat/completions streamed (SSE "data:" chunks ending with "[DONE]", usage via
+// stream_options.include_usage) or not, and speech through POST {base}/audio/speech.
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crispy-enigma/crispy/platform/ai"
+)
+
+// Name is the provider name in model ids ("openai:gpt-4o-mini").
+const Name = "openai"
+
+// Config configures the provider.
+type Config struct {
+	// BaseURL is the API root including /v1 (default https://api.openai.com/v1). For Ollama:
+	// http://localhost:11434/v1. A root without /v1 gets it appended.
+	BaseURL string
+	APIKey  string // sent as a Bearer token when set
+	// SpeechModel and SpeechVoice are the defaults of Speak (tts-1, alloy).
+	SpeechModel string
+	SpeechVoice string
+	// Client defaults to an http.Client without an overall timeout (the router bounds calls).
+	Client *http.Client
+}
+
+// Provider calls an OpenAI-compatible API.
+type Provider struct {
+	base   string
+	cfg    Config
+	client *http.Client
+}
+
+// New builds the provider.
+func New(cfg Config) (*Provider, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = "https://api.openai.com/v1"
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://") {
+		return nil, fmt.Errorf("openai: base URL %q must start with http:// or https://", cfg.BaseURL)
+	}
+	if !strings.HasSuffix(base, "/v1") {
+		base += "/v1"
+	}
+	if cfg.SpeechModel == "" {
+		cfg.SpeechModel = "tts-1"
+	}
+	if cfg.SpeechVoice == "" {
+		cfg.SpeechVoice = "alloy"
+	}
+	c := cfg.Client
+	if c == nil {
+		c = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64,
+			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}}
+	}
+	return &Provider{base: base, cfg: cfg, client: c}, nil
+}
+
+type chatRequest struct {
+	Model         string         `json:"model"`
+	Messages      []ai.Message   `json:"messages"`
+	Stream        bool           `json:"stream"`
+	StreamOptions *streamOptions `json:"stream_options,omitempty"`
+	MaxTokens     int            `json:"max_tokens,omitempty"`
+	Temperature   float64        `json:"temperature,omitempty"`
+}
+
+type streamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+type usage struct {
+	PromptTokens        int `json:"prompt_tokens"`
+	CompletionTokens    int `json:"completion_tokens"`
+	TotalTokens         int `json:"total_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens int `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+	CompletionTokensDetails *struct {
+		ReasoningTokens int `json:"reasoning_tokens"`
+	} `json:"completion_tokens_details"`
+}
+
+func (u *usage) toAI() ai.Usage {
+	if u == nil {
+		return ai.Usage{}
+	}
+	out := ai.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens, Reported: true}
+	if out.TotalTokens == 0 {
+		out.TotalTokens = out.PromptTokens + out.CompletionTokens
+	}
+	if u.PromptTokensDetails != nil {
+		out.CachedTokens = u.PromptTokensDetails.CachedTokens
+	}
+	if u.CompletionTokensDetails != nil {
+		out.ReasoningTokens = u.CompletionTokensDetails.ReasoningTokens
+	}
+	return out
+}
+
+type apiError struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    any    `json:"code"`
+}
+
+type chunk struct {
+	Choices []struct {
+		Delta struct {
+			Content string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *usage    `json:"usage"`
+	Error *apiError `json:"error"`
+}
+
+type completion struct {
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *usage `json:"usage"`
+}
+
+func (p *Provider) post(ctx context.Context, path string, body any, accept string) (*http.Response, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", accept)
+	if p.cfg.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+p.cfg.APIKey)
+	}
+	return p.client.Do(req)
+}
+
+func (p *Provider) check(ctx context.Context, model string, resp *http.Response, err error) error {
+	if err != nil {
+		return ai.Classify(ctx, Name+":"+model, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		msg := string(b)
+		var env struct {
+			Error apiError `json:"error"`
+		}
+		if json.Unmarshal(b, &env) == nil && env.Error.Message != "" {
+			msg = env.Error.Message
+		}
+		return ai.HTTPError(Name+":"+model, resp.StatusCode, msg)
+	}
+	return nil
+}
+
+// Stream implements ai.Provider.
+func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai.Result, error) {
+	body := chatRequest{Model: req.Model, Messages: req.Messages, Stream: true, StreamOptions: &streamOptions{IncludeUsage: true},
+		MaxTokens: req.MaxTokens, Temperature: req.Temperature}
+	resp, err := p.post(ctx, "/chat/completions", body, "text/event-stream")
+	if err := p.check(ctx, req.Model, resp, err); err != nil {
+		return ai.Result{}, err
+	}
+	defer resp.Body.Close()
+	var res ai.Result
+	var b strings.Builder
+	err = ai.ReadSSE(resp.Body, func(data []byte) error {
+		var c chunk
+		if err := json.Unmarshal(data, &c); err != nil {
+			return &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
+		}
+		if c.Error != nil {
+			return &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: c.Error.Message}
+		}
+		if c.Usage != nil {
+			res.Usage = c.Usage.toAI()
+		}
+		for _, ch := range c.Choices {
+			if ch.FinishReason != nil && *ch.FinishReason != "" {
+				res.FinishReason = *ch.FinishReason
+			}
+			if ch.Delta.Content != "" {
+				b.WriteString(ch.Delta.Content)
+				if err := emit(ch.Delta.Content); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	res.Content = b.String()
+	if err != nil {
+		return res, ai.Classify(ctx, Name+":"+req.Model, err)
+	}
+	if res.FinishReason == "" {
+		res.FinishReason = "stop"
+	}
+	return res, nil
+}
+
+// Complete implements ai.Provider.
+func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, error) {
+	body := chatRequest{Model: req.Model, Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature}
+	resp, err := p.post(ctx, "/chat/completions", body, "application/json")
+	if err := p.check(ctx, req.Model, resp, err); err != nil {
+		return ai.Result{}, err
+	}
+	defer resp.Body.Close()
+	var c completion
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		return ai.Result{}, ai.Classify(ctx, Name+":"+req.Model, fmt.Errorf("decode completion: %w", err))
+	}
+	if len(c.Choices) == 0 {
+		return ai.Result{}, &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "completion without choices"}
+	}
+	res := ai.Result{Content: c.Choices[0].Message.Content, FinishReason: c.Choices[0].FinishReason, Usage: c.Usage.toAI()}
+	if res.FinishReason == "" {
+		res.FinishReason = "stop"
+	}
+	return res, nil
+}
+
+type speechRequest struct {
+	Model          string  `json:"model"`
+	Input          string  `json:"input"`
+	Voice          string  `json:"voice"`
+	ResponseFormat string  `json:"response_format,omitempty"`
+	Speed          float64 `json:"speed,omitempty"`
+}
+
+// Speak implements ai.Speaker with POST /audio/speech; the audio streams through as it arrives.
+func (p *Provider) Speak(ctx context.Context, req ai.SpeechRequest) (ai.Audio, error) {
+	format := req.Format
+	if format == "" {
+		format = "mp3"
+	}
+	voice := req.Voice
+	if voice == "" {
+		voice = p.cfg.SpeechVoice
+	}
+	body := speechRequest{Model: p.cfg.SpeechModel, Input: req.Text, Voice: voice, ResponseFormat: format, Speed: req.Speed}
+	resp, err := p.post(ctx, "/audio/speech", body, "*/*")
+	if err := p.check(ctx, p.cfg.SpeechModel, resp, err); err != nil {
+		return ai.Audio{}, err
+	}
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" || !strings.HasPrefix(ct, "audio/") {
+		ct = ai.ContentTypeOf(format)
+	}
+	return ai.Audio{Body: resp.Body, ContentType: ct}, nil
+}

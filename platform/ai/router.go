@@ -1,0 +1,273 @@
+package ai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// RouterConfig tunes fallbacks and breakers. Zero values take the defaults.
+type RouterConfig struct {
+	// FirstTokenTimeout abandons an attempt that has produced no token by then; the next model is
+	// tried (default 30 s).
+	FirstTokenTimeout time.Duration
+	// CallTimeout bounds a whole call to one model, streamed or not (default 5 min).
+	CallTimeout time.Duration
+	// BreakerFailures is how many consecutive retryable failures open a model's breaker (default 5).
+	BreakerFailures uint32
+	// BreakerOpenFor is how long an open breaker refuses calls before letting one through (default 30 s).
+	BreakerOpenFor time.Duration
+	// OnBreakerChange, when set, is told about every breaker state change (metrics, logs).
+	OnBreakerChange func(model string, from, to string)
+}
+
+func (c *RouterConfig) defaults() {
+	if c.FirstTokenTimeout == 0 {
+		c.FirstTokenTimeout = 30 * time.Second
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = 5 * time.Minute
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = 5
+	}
+	if c.BreakerOpenFor == 0 {
+		c.BreakerOpenFor = 30 * time.Second
+	}
+}
+
+// Validate checks the configuration.
+func (c RouterConfig) Validate() error {
+	if c.FirstTokenTimeout < 0 || c.CallTimeout < 0 || c.BreakerOpenFor < 0 {
+		return fmt.Errorf("ai: negative timeouts in router config")
+	}
+	return nil
+}
+
+// Router is the registry of configured providers. It runs a call on the first model of an ordered
+// list that answers, each model behind its own circuit breaker.
+type Router struct {
+	cfg       RouterConfig
+	providers map[string]Provider
+	mu        sync.Mutex
+	breakers  map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]
+}
+
+// NewRouter builds a router over providers keyed by provider name ("openai", "workers-ai", "builtin").
+func NewRouter(cfg RouterConfig, providers map[string]Provider) (*Router, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ps := make(map[string]Provider, len(providers))
+	for name, p := range providers {
+		if !providerPattern.MatchString(name) || p == nil {
+			return nil, fmt.Errorf("ai: provider %q is invalid or nil", name)
+		}
+		ps[name] = p
+	}
+	return &Router{cfg: cfg, providers: ps, breakers: map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]{}}, nil
+}
+
+// Has reports whether a provider of that name is configured.
+func (r *Router) Has(provider string) bool { _, ok := r.providers[provider]; return ok }
+
+// Providers lists the configured provider names, sorted.
+func (r *Router) Providers() []string {
+	out := make([]string, 0, len(r.providers))
+	for n := range r.providers {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// BreakerStates reports every breaker created so far: model → "closed", "half-open" or "open".
+func (r *Router) BreakerStates() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.breakers))
+	for m, b := range r.breakers {
+		out[m] = b.State().String()
+	}
+	return out
+}
+
+func (r *Router) breaker(model string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b, ok := r.breakers[model]; ok {
+		return b
+	}
+	failures := r.cfg.BreakerFailures
+	b := gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        model,
+		MaxRequests: 1,
+		Timeout:     r.cfg.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		// Only failures that say the model is down count; a bad request is the caller's fault.
+		IsSuccessful: func(err error) bool { return err == nil || !IsRetryable(err) },
+		IsExcluded:   func(err error) bool { return ReasonOf(err) == "cancelled" },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			if r.cfg.OnBreakerChange != nil {
+				r.cfg.OnBreakerChange(name, from.String(), to.String())
+			}
+		},
+	})
+	r.breakers[model] = b
+	return b
+}
+
+// Attempt is a model that was tried and did not answer.
+type Attempt struct {
+	Model   ModelID
+	Reason  string // breaker_open, timeout, unavailable, rate_limited, bad_request, error, no_provider
+	Message string
+}
+
+// Answer is the outcome of a routed call.
+type Answer struct {
+	Result
+	Model    ModelID   // the model that answered
+	Attempts []Attempt // models tried before it, in order
+	// FirstToken is when the first delta was emitted (zero for Complete or an empty answer).
+	FirstToken time.Time
+}
+
+// FailedError is returned when no model answered. Emitted tells whether tokens had already been
+// emitted (a failure after the first token ends the call with no fallback).
+type FailedError struct {
+	Attempts []Attempt
+	Model    ModelID // the model that failed last
+	Emitted  bool
+	Err      error
+}
+
+func (e *FailedError) Error() string {
+	if e.Emitted {
+		return fmt.Sprintf("model %s failed after its first token: %v", e.Model, e.Err)
+	}
+	return fmt.Sprintf("no model answered (%d tried): %v", len(e.Attempts), e.Err)
+}
+
+func (e *FailedError) Unwrap() error { return e.Err }
+
+var errFirstTokenTimeout = errors.New("no first token in time")
+
+// Stream runs a streamed completion on the first of models that answers. A retryable failure before
+// the first token moves to the next model; a failure after it, or a non-retryable one, is returned
+// as a *FailedError. req.Model is set per attempt.
+func (r *Router) Stream(ctx context.Context, models []ModelID, req Request, emit Emit) (Answer, error) {
+	return r.run(ctx, models, req, emit, true)
+}
+
+// Complete runs a non-streamed completion with the same fallbacks.
+func (r *Router) Complete(ctx context.Context, models []ModelID, req Request) (Answer, error) {
+	return r.run(ctx, models, req, nil, false)
+}
+
+func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Emit, stream bool) (Answer, error) {
+	var attempts []Attempt
+	var last error = errors.New("no model to try")
+	var lastModel ModelID
+	for _, m := range models {
+		if err := ctx.Err(); err != nil {
+			return Answer{}, &FailedError{Attempts: attempts, Model: lastModel, Err: Classify(ctx, m.String(), err)}
+		}
+		p, ok := r.providers[m.Provider]
+		if !ok {
+			attempts = append(attempts, Attempt{Model: m, Reason: "no_provider", Message: "provider " + m.Provider + " is not configured"})
+			last = fmt.Errorf("provider %s is not configured", m.Provider)
+			lastModel = m
+			continue
+		}
+		ans, emitted, err := r.attempt(ctx, p, m, req, emit, stream)
+		if err == nil {
+			ans.Model, ans.Attempts = m, attempts
+			return ans, nil
+		}
+		lastModel, last = m, err
+		if emitted || !IsRetryable(err) {
+			return Answer{}, &FailedError{Attempts: attempts, Model: m, Emitted: emitted, Err: err}
+		}
+		var ae *Error
+		msg := err.Error()
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		attempts = append(attempts, Attempt{Model: m, Reason: ReasonOf(err), Message: msg})
+	}
+	return Answer{}, &FailedError{Attempts: attempts, Model: lastModel, Err: last}
+}
+
+func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request, emit Emit, stream bool) (Answer, bool, error) {
+	name := m.String()
+	done, err := r.breaker(name).Allow()
+	if err != nil {
+		return Answer{}, false, Classify(ctx, name, err)
+	}
+	cctx, cancelCall := context.WithTimeout(ctx, r.cfg.CallTimeout)
+	defer cancelCall()
+	actx, cancel := context.WithCancelCause(cctx)
+	defer cancel(nil)
+	req.Model = m.Model
+	var ans Answer
+	if !stream {
+		timer := time.AfterFunc(r.cfg.FirstTokenTimeout, func() { cancel(errFirstTokenTimeout) })
+		res, err := p.Complete(actx, req)
+		timer.Stop()
+		err = r.classify(ctx, actx, name, err)
+		done(err)
+		ans.Result = res
+		return ans, false, err
+	}
+	emitted := false
+	timer := time.AfterFunc(r.cfg.FirstTokenTimeout, func() { cancel(errFirstTokenTimeout) })
+	var emitErr error
+	res, err := p.Stream(actx, req, func(delta string) error {
+		if delta == "" {
+			return nil
+		}
+		if !emitted {
+			emitted = true
+			timer.Stop()
+			ans.FirstToken = time.Now()
+			done(nil) // the model is up: later failures do not count against its breaker
+		}
+		if err := emit(delta); err != nil {
+			emitErr = err
+			return err
+		}
+		return nil
+	})
+	timer.Stop()
+	if emitErr != nil && err != nil {
+		// The consumer went away: not the model's fault, not retryable.
+		if !emitted {
+			done(nil)
+		}
+		return ans, emitted, &Error{Model: name, Reason: "cancelled", Message: "the consumer stopped reading", Cause: emitErr}
+	}
+	err = r.classify(ctx, actx, name, err)
+	if !emitted {
+		done(err)
+	}
+	ans.Result = res
+	return ans, emitted, err
+}
+
+// classify turns a call error into an *Error, naming a first-token timeout as a retryable timeout.
+func (r *Router) classify(parent, actx context.Context, model string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(context.Cause(actx), errFirstTokenTimeout) && parent.Err() == nil {
+		return &Error{Model: model, Reason: "timeout", Retryable: true, Message: fmt.Sprintf("no first token within %s", r.cfg.FirstTokenTimeout), Cause: err}
+	}
+	return Classify(parent, model, err)
+}

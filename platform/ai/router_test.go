@@ -1,0 +1,142 @@
+package ai_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/aitest"
+)
+
+func TestParseModelID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"openai:gpt-4o-mini", true}, {"workers-ai:@cf/meta/llama-3.1-8b-instruct", true}, {"builtin:offline", true},
+		{"ollama:llama3:8b", true}, {"gpt-4o", false}, {":gpt", false}, {"OpenAI:gpt", false}, {"openai:", false},
+		{"openai:has space", false}, {"openai:" + strings.Repeat("x", 201), false},
+	} {
+		id, err := ai.ParseModelID(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("ParseModelID(%q) err=%v, want ok=%v", tc.in, err, tc.ok)
+		}
+		if err == nil && id.String() != tc.in {
+			t.Errorf("round trip %q → %q", tc.in, id.String())
+		}
+	}
+}
+
+func collect(t *testing.T, r *ai.Router, models []ai.ModelID) (ai.Answer, string, error) {
+	t.Helper()
+	var b strings.Builder
+	ans, err := r.Stream(context.Background(), models, ai.Request{Messages: []ai.Message{{Role: "user", Content: "hi"}}},
+		func(d string) error { b.WriteString(d); return nil })
+	return ans, b.String(), err
+}
+
+func TestRouterFallsBackInOrderBeforeFirstToken(t *testing.T) {
+	t.Parallel()
+	down := aitest.New(aitest.Script{FailBefore: aitest.Unavailable("a:down")})
+	bad := aitest.New(aitest.Script{FailBefore: &ai.Error{Reason: "bad_request", Status: 400}})
+	up := aitest.New(aitest.Script{Tokens: []string{"o", "k"}})
+	r, err := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"down": down, "up": up, "bad": bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := []ai.ModelID{ai.MustParseModelID("down:m"), ai.MustParseModelID("missing:m"), ai.MustParseModelID("up:m")}
+	ans, text, err := collect(t, r, models)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans.Model.String() != "up:m" || text != "ok" || ans.Content != "ok" {
+		t.Fatalf("answered by %s with %q", ans.Model, text)
+	}
+	if len(ans.Attempts) != 2 || ans.Attempts[0].Reason != "unavailable" || ans.Attempts[1].Reason != "no_provider" {
+		t.Fatalf("attempts %+v", ans.Attempts)
+	}
+	// A non-retryable failure does not fall back.
+	_, _, err = collect(t, r, []ai.ModelID{ai.MustParseModelID("bad:m"), ai.MustParseModelID("up:m")})
+	var fe *ai.FailedError
+	if !errors.As(err, &fe) || fe.Model.String() != "bad:m" || up.Calls() != 1 {
+		t.Fatalf("err %v, up calls %d", err, up.Calls())
+	}
+}
+
+func TestRouterDoesNotFallBackAfterFirstToken(t *testing.T) {
+	t.Parallel()
+	broken := aitest.New(aitest.Script{Tokens: []string{"a", "b", "c"}, FailAfter: 1})
+	up := aitest.New(aitest.Script{})
+	r, _ := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"broken": broken, "up": up})
+	_, text, err := collect(t, r, []ai.ModelID{ai.MustParseModelID("broken:m"), ai.MustParseModelID("up:m")})
+	var fe *ai.FailedError
+	if !errors.As(err, &fe) || !fe.Emitted || text != "a" || up.Calls() != 0 {
+		t.Fatalf("err %v text %q up calls %d", err, text, up.Calls())
+	}
+}
+
+func TestRouterBreakerOpensAndSkipsModel(t *testing.T) {
+	t.Parallel()
+	down := aitest.New(aitest.Script{FailBefore: aitest.Unavailable("down:m")})
+	up := aitest.New(aitest.Script{})
+	var changes []string
+	r, _ := ai.NewRouter(ai.RouterConfig{BreakerFailures: 3, BreakerOpenFor: time.Hour,
+		OnBreakerChange: func(m, from, to string) { changes = append(changes, m+":"+from+"->"+to) }},
+		map[string]ai.Provider{"down": down, "up": up})
+	models := []ai.ModelID{ai.MustParseModelID("down:m"), ai.MustParseModelID("up:m")}
+	for i := 0; i < 5; i++ {
+		ans, _, err := collect(t, r, models)
+		if err != nil || ans.Model.String() != "up:m" {
+			t.Fatalf("turn %d: %v %v", i, ans.Model, err)
+		}
+		if i >= 3 && ans.Attempts[0].Reason != "breaker_open" {
+			t.Fatalf("turn %d: attempt %+v, want breaker_open", i, ans.Attempts[0])
+		}
+	}
+	if down.Calls() != 3 {
+		t.Fatalf("down called %d times, want 3 (breaker open after 3 failures)", down.Calls())
+	}
+	if r.BreakerStates()["down:m"] != "open" || len(changes) != 1 {
+		t.Fatalf("states %v changes %v", r.BreakerStates(), changes)
+	}
+}
+
+func TestRouterFirstTokenTimeoutMovesOn(t *testing.T) {
+	t.Parallel()
+	hang := aitest.New(aitest.Script{Block: true})
+	up := aitest.New(aitest.Script{})
+	r, _ := ai.NewRouter(ai.RouterConfig{FirstTokenTimeout: 20 * time.Millisecond}, map[string]ai.Provider{"hang": hang, "up": up})
+	ans, _, err := collect(t, r, []ai.ModelID{ai.MustParseModelID("hang:m"), ai.MustParseModelID("up:m")})
+	if err != nil || ans.Model.String() != "up:m" || ans.Attempts[0].Reason != "timeout" {
+		t.Fatalf("%+v %v", ans, err)
+	}
+}
+
+func TestRouterCallerCancelIsNotRetried(t *testing.T) {
+	t.Parallel()
+	hang := aitest.New(aitest.Script{Block: true})
+	up := aitest.New(aitest.Script{})
+	r, _ := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"hang": hang, "up": up})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	_, err := r.Stream(ctx, []ai.ModelID{ai.MustParseModelID("hang:m"), ai.MustParseModelID("up:m")}, ai.Request{}, func(string) error { return nil })
+	if err == nil || up.Calls() != 0 || ai.IsRetryable(err) {
+		t.Fatalf("err %v, up calls %d", err, up.Calls())
+	}
+}
+
+func TestReadSSE(t *testing.T) {
+	t.Parallel()
+	in := ": comment\n\ndata: a\n\nevent: x\ndata: b1\ndata: b2\n\ndata: [DONE]\n\ndata: after\n\n"
+	var got []string
+	if err := ai.ReadSSE(strings.NewReader(in), func(d []byte) error { got = append(got, string(d)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != "a|b1\nb2" {
+		t.Fatalf("got %q", got)
+	}
+}
