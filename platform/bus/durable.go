@@ -1,0 +1,188 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// durable is one On handler: a Watermill consumer with its own checkpoint and dedupe.
+type durable struct {
+	name  string
+	types map[string]bool // nil: every type
+	h     Handler
+	b     *Bus
+	inner message.HandlerFunc
+
+	ordered bool
+	cp      *slotFile     // ordered transports only
+	done    atomic.Uint64 // position of the last event finished (ordered transports only)
+	recent  *recentIDs
+
+	handled, failed, dupes counter
+}
+
+type eventKey struct{}
+
+func newDurable(name string, types []string, h Handler, b *Bus) *durable {
+	d := &durable{name: name, types: typeSet(types), h: h, b: b, recent: newRecentIDs(b.cfg.DedupeSize),
+		handled: b.m.counter("crispy_bus_handled_events_total", name),
+		failed:  b.m.counter("crispy_bus_failed_events_total", name),
+		dupes:   b.m.counter("crispy_bus_duplicate_events_total", name)}
+	call := func(msg *message.Message) ([]*message.Message, error) {
+		e, _ := msg.Context().Value(eventKey{}).(eventstore.Event)
+		return nil, d.h(msg.Context(), e)
+	}
+	retry := middleware.Retry{
+		MaxRetries: b.cfg.MaxRetries, InitialInterval: b.cfg.RetryInitial, MaxInterval: b.cfg.RetryMax, Multiplier: 2,
+		ShouldRetry: func(p middleware.RetryParams) bool {
+			b.log.Warn("bus: handler failed; retrying", "handler", name, "retry", p.RetryNum+1, "in", p.Delay, "err", p.Err)
+			return true
+		},
+	}
+	d.inner = retry.Middleware(middleware.Recoverer(call))
+	return d
+}
+
+func typeSet(types []string) map[string]bool {
+	if len(types) == 0 {
+		return nil
+	}
+	s := make(map[string]bool, len(types))
+	for _, t := range types {
+		s[t] = true
+	}
+	return s
+}
+
+// open loads the handler's checkpoint. A handler seen for the first time starts where the forwarder
+// resumes: it handles events forwarded from now on.
+func (d *durable) open(from eventstore.Position, ordered bool) error {
+	d.ordered = ordered
+	if !ordered {
+		return nil
+	}
+	path := filepath.Join(d.b.cfg.CheckpointDir, "handler-"+safeName(d.name)+".ckpt")
+	cp, pos, found, err := openSlotFile(path)
+	if err != nil {
+		return fmt.Errorf("bus: handler %s: %w", d.name, err)
+	}
+	if !found {
+		pos = uint64(from)
+		if err := cp.set(pos); err != nil {
+			cp.close()
+			return fmt.Errorf("bus: handler %s: %w", d.name, err)
+		}
+	}
+	d.cp = cp
+	d.done.Store(pos)
+	return nil
+}
+
+func (d *durable) sync() error {
+	if d.cp == nil {
+		return nil
+	}
+	return d.cp.sync()
+}
+
+func (d *durable) close() error {
+	if d.cp == nil {
+		return nil
+	}
+	err := d.cp.close()
+	d.cp = nil
+	return err
+}
+
+// handle is the Watermill handler. It returns an error only when the bus is shutting down mid-event
+// (the message is nacked and comes again); any other failure has been retried, then logged and
+// counted, and the event is passed so one bad event never holds the bus.
+func (d *durable) handle(msg *message.Message) error {
+	e, err := fromMessage(msg)
+	if err != nil {
+		// Retrying cannot fix a message that does not decode.
+		d.b.log.Error("bus: undecodable message dropped", "handler", d.name, "message", msg.UUID, "err", err)
+		d.failed.Inc()
+		return nil
+	}
+	if d.types != nil && !d.types[e.Type] {
+		return nil
+	}
+	if d.recent.has(e.ID) || (d.ordered && uint64(e.Position) <= d.done.Load()) {
+		d.dupes.Inc()
+		return nil
+	}
+	ctx := handlerContext(msg.Context(), e, d.name)
+	msg.SetContext(context.WithValue(ctx, eventKey{}, e))
+	if _, err := d.inner(msg); err != nil {
+		if msg.Context().Err() != nil {
+			return fmt.Errorf("handler %s: %s at %d interrupted: %w", d.name, e.Type, e.Position, err)
+		}
+		d.b.log.Error("bus: handler gave up on event", "handler", d.name, "type", e.Type, "tenant", e.Tenant.String(),
+			"stream", e.Stream, "position", e.Position, "event", e.ID, "err", err)
+		d.failed.Inc()
+	} else {
+		d.handled.Inc()
+	}
+	d.recent.add(e.ID)
+	if d.ordered {
+		d.done.Store(uint64(e.Position))
+		if err := d.cp.set(uint64(e.Position)); err != nil {
+			d.b.log.Error("bus: handler checkpoint", "handler", d.name, "err", err)
+		}
+	}
+	return nil
+}
+
+// handlerContext carries the event's tenant and request into the handler, so whatever it appends
+// lands in the same tenant and correlates with the request that caused it.
+func handlerContext(ctx context.Context, e eventstore.Event, name string) context.Context {
+	ctx = tenant.WithID(ctx, e.Tenant)
+	return request.With(ctx, request.Info{ID: e.RequestID, Actor: "system:bus/" + name})
+}
+
+// recentIDs remembers the last n event ids: redeliveries of an event just handled are dropped.
+type recentIDs struct {
+	mu   sync.Mutex
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+func newRecentIDs(n int) *recentIDs {
+	return &recentIDs{set: make(map[string]struct{}, n), ring: make([]string, n)}
+}
+
+func (r *recentIDs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[id]
+	return ok
+}
+
+func (r *recentIDs) add(id string) {
+	if len(r.ring) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.set[id]; ok {
+		return
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.set, old)
+	}
+	r.ring[r.next] = id
+	r.set[id] = struct{}{}
+	r.next = (r.next + 1) % len(r.ring)
+}

@@ -1,0 +1,177 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// transport is the one place where Watermill is set up: the router, the publisher the forwarder
+// uses, and a subscriber per durable handler.
+type transport struct {
+	router    *message.Router
+	publisher message.Publisher
+	// subscriber returns the subscriber a durable handler consumes from.
+	subscriber func(handler string) (message.Subscriber, error)
+	// check reports whether the broker is reachable.
+	check func(ctx context.Context) error
+	// close releases the publisher and the connections, after the router has drained.
+	close func() error
+	// ordered is true when every handler receives events one at a time in the store's order, so a
+	// handler's position is a sound checkpoint (GoChannel). With a broker shared by replicas it is
+	// false: the broker's per-consumer acks are the checkpoint.
+	ordered bool
+}
+
+// watermillLogger sends Watermill's logs to slog one level down: its Info is per message or per
+// subscription, which is our Debug.
+func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
+		slog.LevelInfo:       slog.LevelDebug,
+		slog.LevelDebug:      watermill.LevelTrace,
+		watermill.LevelTrace: watermill.LevelTrace - 4,
+	})
+}
+
+func newTransport(ctx context.Context, cfg Config, log *slog.Logger) (*transport, error) {
+	wlog := watermillLogger(log)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
+	if err != nil {
+		return nil, fmt.Errorf("bus: watermill router: %w", err)
+	}
+	if !cfg.usesNATS() {
+		// Publish blocks until every handler has acked: the forwarder's checkpoint then never passes
+		// an event a handler has not finished, and each handler sees events in the store's order
+		// (without it GoChannel fans out in goroutines and reorders).
+		gc := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, wlog)
+		return &transport{
+			router:     router,
+			publisher:  gc,
+			subscriber: func(string) (message.Subscriber, error) { return gc, nil },
+			check:      func(context.Context) error { return nil },
+			close:      gc.Close,
+			ordered:    true,
+		}, nil
+	}
+	return newNATSTransport(ctx, cfg, router, wlog)
+}
+
+func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, wlog watermill.LoggerAdapter) (*transport, error) {
+	url, err := cfg.natsURL()
+	if err != nil {
+		return nil, err
+	}
+	connect := func(role string) (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.Name(cfg.Prefix+"-bus-"+role), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, fmt.Errorf("bus: connect to NATS at %s: %w", url, err)
+		}
+		return nc, nil
+	}
+	nc, err := connect("publisher")
+	if err != nil {
+		return nil, err
+	}
+	topic := cfg.topic()
+	// The publisher sends to the stream's name as subject, so the stream, its one subject and the
+	// topic share the name; one subject keeps the store's global order in the broker.
+	streamConfig := func(string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name: topic, Subjects: []string{topic}, Storage: jetstream.FileStorage,
+			Retention: jetstream.LimitsPolicy, MaxAge: cfg.MaxAge, Duplicates: cfg.DuplicateWindow,
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(topic)); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("bus: create JetStream stream %s: %w", topic, err)
+	}
+	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{Conn: nc, Logger: wlog, ConfigureStream: streamConfig})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("bus: JetStream publisher: %w", err)
+	}
+	var subs []*wmjs.Subscriber
+	t := &transport{
+		router:    router,
+		publisher: msgIDPublisher{pub},
+		check: func(context.Context) error {
+			if s := nc.Status(); s != nats.CONNECTED {
+				return fmt.Errorf("bus: NATS connection is %s", s)
+			}
+			return nil
+		},
+	}
+	t.subscriber = func(handler string) (message.Subscriber, error) {
+		snc, err := connect(handler)
+		if err != nil {
+			return nil, err
+		}
+		durable := cfg.Prefix + "-" + safeName(handler)
+		sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
+			Conn: snc, Logger: wlog, AckWaitTimeout: cfg.AckWait, ConfigureStream: streamConfig,
+			ResourceInitializer: durableConsumer(topic, durable, cfg),
+		})
+		if err != nil {
+			snc.Close()
+			return nil, fmt.Errorf("bus: JetStream subscriber for %s: %w", handler, err)
+		}
+		subs = append(subs, sub)
+		return sub, nil
+	}
+	t.close = func() error {
+		var errs []error
+		for _, s := range subs {
+			// The router closed them already; Close is idempotent.
+			errs = append(errs, s.Close())
+		}
+		errs = append(errs, pub.Close())
+		return errors.Join(errs...)
+	}
+	return t, nil
+}
+
+// durableConsumer makes (or reuses) the handler's durable consumer on the events stream. Every
+// replica that runs the handler binds the same consumer, so each event goes to one of them, and the
+// broker remembers what the handler acked across restarts. A new handler starts with the events
+// forwarded from its first start on (DeliverNew), as with GoChannel.
+func durableConsumer(topic, durable string, cfg Config) wmjs.ResourceInitializer {
+	return func(ctx context.Context, js jetstream.JetStream, _ string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
+		stream, err := js.Stream(ctx, topic)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bus: JetStream stream %s: %w", topic, err)
+		}
+		c, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait,
+			DeliverPolicy: jetstream.DeliverNewPolicy, FilterSubject: topic,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("bus: JetStream consumer %s: %w", durable, err)
+		}
+		return c, nil, nil
+	}
+}
+
+// msgIDPublisher sets the JetStream message id to the event id, so the stream drops an event the
+// forwarder publishes again (after a crash before its checkpoint, or from another replica) within
+// the duplicate window.
+type msgIDPublisher struct{ message.Publisher }
+
+func (p msgIDPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, m := range msgs {
+		m.Metadata.Set(nats.MsgIdHdr, m.UUID)
+	}
+	return p.Publisher.Publish(topic, msgs...)
+}
