@@ -80,6 +80,7 @@ func ParseTenants(name string, data []byte) ([]domain.Desired, error) {
 type parser struct {
 	file string
 	errs []error
+	key  *yaml.Node // the key being visited, so an unknown field is reported at its own line
 }
 
 func (p *parser) errf(n *yaml.Node, path, format string, args ...any) {
@@ -147,12 +148,16 @@ func (p *parser) mapping(n *yaml.Node, path string, visit func(key string, v *ya
 			continue
 		}
 		seen[k.Value] = true
+		p.key = k
 		visit(k.Value, v, fp)
 	}
 	return true
 }
 
 func (p *parser) unknown(path string, v *yaml.Node, known string) {
+	if p.key != nil {
+		v = p.key
+	}
 	p.errf(v, path, "unknown field (known: %s)", known)
 }
 
