@@ -1,0 +1,154 @@
+package embedded_test
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/search/embedded"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// clustered makes n unit vectors around `centers` random centres (real embeddings cluster by topic),
+// with noise of the given spread.
+func clustered(r *rand.Rand, n, dim, centers int, spread float64) [][]float32 {
+	cs := make([][]float64, centers)
+	for i := range cs {
+		cs[i] = make([]float64, dim)
+		for j := range cs[i] {
+			cs[i][j] = r.NormFloat64()
+		}
+	}
+	out := make([][]float32, n)
+	for i := range out {
+		c := cs[r.IntN(centers)]
+		v := make([]float32, dim)
+		var norm float64
+		for j := range v {
+			x := c[j] + spread*r.NormFloat64()
+			v[j] = float32(x)
+			norm += x * x
+		}
+		inv := float32(1 / math.Sqrt(norm))
+		for j := range v {
+			v[j] *= inv
+		}
+		out[i] = v
+	}
+	return out
+}
+
+// BenchmarkHNSW100k is the speed target of the retrieval issue: 100,000 × 384-dim vectors, recall@10
+// against exact search, p50/p99 query latency, build rate and heap bytes per vector. Run it with
+// -benchtime=1x (one build; the queries are timed inside):
+//
+//	go test -run '^$' -bench HNSW100k -benchtime=1x ./platform/search/embedded/
+func BenchmarkHNSW100k(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		spread float64
+	}{{"clustered", 1.0}, {"uniform", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				benchOnce(b, 100_000, 384, tc.spread)
+			}
+		})
+	}
+}
+
+func benchOnce(b *testing.B, n, dim int, spread float64) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(11, 12))
+	var vecs [][]float32
+	if spread == 0 {
+		vecs = clustered(r, n+200, dim, n+200, 0) // every vector its own centre: uniform on the sphere
+	} else {
+		vecs = clustered(r, n+200, dim, 1000, spread)
+	}
+	data, queries := vecs[:n], vecs[n:]
+	chunks := make([]search.Chunk, n)
+	for i, v := range data {
+		chunks[i] = search.Chunk{DocID: "d", ChunkID: "d#" + itoa(i), Vector: v}
+	}
+	a := tenant.MustParse("bench")
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	ix, _ := embedded.Open(embedded.Config{ExactBelow: -1})
+	b.ResetTimer()
+	start := time.Now()
+	for s := 0; s < n; s += 1000 {
+		if err := ix.Upsert(ctx, a, chunks[s:min(s+1000, n)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	build := time.Since(start)
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	runtime.KeepAlive(chunks)
+	// Exact answers by brute force.
+	truth := make([][]int, len(queries))
+	for qi, q := range queries {
+		type sc struct {
+			i int
+			s float32
+		}
+		best := make([]sc, 0, n)
+		for i, v := range data {
+			var s float32
+			for j := range v {
+				s += v[j] * q[j]
+			}
+			best = append(best, sc{i, s})
+		}
+		slices.SortFunc(best, func(x, y sc) int {
+			if x.s > y.s {
+				return -1
+			}
+			if x.s < y.s {
+				return 1
+			}
+			return 0
+		})
+		for _, x := range best[:10] {
+			truth[qi] = append(truth[qi], x.i)
+		}
+	}
+	var lat []time.Duration
+	found := 0
+	for rep := range 5 {
+		for qi, q := range queries {
+			t0 := time.Now()
+			hits, err := ix.Search(ctx, a, search.Query{Vector: q, K: 10, MinScore: -1})
+			lat = append(lat, time.Since(t0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rep == 0 {
+				got := map[string]bool{}
+				for _, h := range hits {
+					got[h.ChunkID] = true
+				}
+				for _, i := range truth[qi] {
+					if got["d#"+itoa(i)] {
+						found++
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(lat)
+	recall := float64(found) / float64(10*len(queries))
+	b.ReportMetric(recall, "recall@10")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(n)/build.Seconds(), "build-vectors/s")
+	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(n), "heap-bytes/vector")
+	runtime.KeepAlive(ix)
+}
