@@ -66,9 +66,9 @@ func (f Filter) Matches(c *Chunk) bool {
 
 // Query is a kNN search within one tenant.
 type Query struct {
-	Vector   []float32
-	K        int
-	Filter   Filter
+	Vector []float32
+	K      int
+	Filter Filter
 	// MinScore drops hits scoring below it; -1 keeps every hit.
 	MinScore float64
 }
