@@ -44,14 +44,14 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 	if _, err := eventstore.Prepare(ctx, stream, 0, "", now, data); err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	name := streamName(stream)
+	name := s.serverName(stream)
 	h, err := s.head(ctx, name)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
 	for attempt := 0; ; attempt++ {
 		if !expected.Check(h.rev, h.exists) {
-			return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: name, Expected: expected, Actual: h.rev, Exists: h.exists}
+			return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: stream.String(), Expected: expected, Actual: h.rev, Exists: h.exists}
 		}
 		first := uint64(0)
 		var send esc.ExpectedRevision = esc.NoStream{}
@@ -99,7 +99,7 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 		}
 		retry := expected.IsAny() || expected.IsStreamExists() || fresh != h
 		if !retry || attempt >= s.cfg.AppendRetries {
-			return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: name, Expected: expected, Actual: fresh.rev, Exists: fresh.exists}
+			return eventstore.AppendResult{}, &eventstore.ConflictError{Stream: stream.String(), Expected: expected, Actual: fresh.rev, Exists: fresh.exists}
 		}
 		h = fresh
 	}
@@ -133,7 +133,7 @@ func (s *Store) head(ctx context.Context, name string) (head, error) {
 	default:
 		return head{}, mapErr("read head of "+name, err)
 	}
-	e, err := decode(ev.OriginalEvent())
+	e, err := s.decode(ev.OriginalEvent())
 	if err != nil {
 		return head{}, fmt.Errorf("read head of %s: %w", name, err)
 	}
@@ -159,7 +159,7 @@ func (s *Store) SetStreamMetadata(ctx context.Context, stream tenant.Stream, md 
 	if md.TruncateBefore != nil {
 		m.SetTruncateBefore(*md.TruncateBefore)
 	}
-	name := streamName(stream)
+	name := s.serverName(stream)
 	if _, err := s.client.SetStreamMetadata(ctx, name, esc.AppendToStreamOptions{ExpectedRevision: esc.Any{}}, m); err != nil {
 		return mapErr("set metadata of "+name, err)
 	}
@@ -174,7 +174,7 @@ func (s *Store) StreamMetadata(ctx context.Context, stream tenant.Stream) (event
 	if stream.IsZero() {
 		return eventstore.StreamMetadata{}, fmt.Errorf("%w: stream without tenant", eventstore.ErrInvalid)
 	}
-	return s.metadata(ctx, streamName(stream))
+	return s.metadata(ctx, s.serverName(stream))
 }
 
 // metadata reads the newest event of the stream's $$ metadata stream. The client's GetStreamMetadata

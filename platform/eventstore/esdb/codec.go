@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	esc "github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -58,8 +59,12 @@ func toProposed(e eventstore.Event) (esc.EventData, error) {
 }
 
 // decode turns a recorded event of one of our streams back into a port event.
-func decode(r *esc.RecordedEvent) (eventstore.Event, error) {
-	st, err := tenant.ParseStream(r.StreamID)
+func (s *Store) decode(r *esc.RecordedEvent) (eventstore.Event, error) {
+	name, ok := strings.CutPrefix(r.StreamID, s.ns)
+	if !ok {
+		return eventstore.Event{}, fmt.Errorf("%w: stream %q is outside namespace %q", eventstore.ErrCorrupt, r.StreamID, s.ns)
+	}
+	st, err := tenant.ParseStream(name)
 	if err != nil {
 		return eventstore.Event{}, fmt.Errorf("%w: event %d of %q is not in a tenant stream: %v", eventstore.ErrCorrupt, r.EventNumber, r.StreamID, err)
 	}
@@ -68,7 +73,7 @@ func decode(r *esc.RecordedEvent) (eventstore.Event, error) {
 		return eventstore.Event{}, fmt.Errorf("%w: %s@%d has no readable envelope metadata", eventstore.ErrCorrupt, r.StreamID, r.EventNumber)
 	}
 	return eventstore.Event{
-		ID: env.ID, Type: r.EventType, Tenant: st.Tenant(), Stream: r.StreamID,
+		ID: env.ID, Type: r.EventType, Tenant: st.Tenant(), Stream: name,
 		Revision: r.EventNumber, Position: encodePos(r.Position.Commit), Time: env.Time.UTC(),
 		RequestID: env.RequestID, Actor: env.Actor, CausationID: env.CausationID, CorrelationID: env.CorrelationID,
 		Data: json.RawMessage(r.Data), Prev: env.Prev, Hash: env.Hash,

@@ -26,7 +26,7 @@ func (s *Store) ReadStream(ctx context.Context, stream tenant.Stream, from uint6
 	if stream.IsZero() {
 		return nil, fmt.Errorf("%w: stream without tenant", eventstore.ErrInvalid)
 	}
-	name := streamName(stream)
+	name := s.serverName(stream)
 	count := uint64(math.MaxInt64)
 	if max > 0 {
 		count = uint64(max)
@@ -48,7 +48,7 @@ func (s *Store) ReadStream(ctx context.Context, stream tenant.Stream, from uint6
 		default:
 			return nil, mapErr("read "+name, err)
 		}
-		e, err := decode(ev.OriginalEvent())
+		e, err := s.decode(ev.OriginalEvent())
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
@@ -137,9 +137,9 @@ func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position,
 	if err != nil {
 		return last, &droppedError{err: err}
 	}
-	prefix := allTenantsPrefix
+	prefix := s.ns + allTenantsPrefix
 	if !t.IsZero() {
-		prefix = t.StreamPrefix()
+		prefix = s.ns + t.StreamPrefix()
 	}
 	sub, err := s.client.SubscribeToAll(ctx, esc.SubscribeToAllOptions{
 		From: start,
@@ -179,7 +179,7 @@ func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position,
 			if end != nil && commit > *end {
 				return last, nil
 			}
-			out, err := s.consider(ctx, rec, from, meta, deliver)
+			out, err := s.consider(ctx, t, rec, from, meta, deliver)
 			if err != nil {
 				return last, err
 			}
@@ -203,7 +203,7 @@ const (
 
 // consider decides what one recorded event of a scan is: a metadata change (remembered), another
 // stream's or a hidden event (skipped), or one to deliver.
-func (s *Store) consider(ctx context.Context, rec *esc.RecordedEvent, from eventstore.Position, meta map[string]eventstore.StreamMetadata, deliver func(eventstore.Event) (bool, error)) (outcome, error) {
+func (s *Store) consider(ctx context.Context, t tenant.ID, rec *esc.RecordedEvent, from eventstore.Position, meta map[string]eventstore.StreamMetadata, deliver func(eventstore.Event) (bool, error)) (outcome, error) {
 	if strings.HasPrefix(rec.StreamID, "$$") {
 		name := rec.StreamID[2:]
 		if rec.EventType == "$metadata" {
@@ -220,19 +220,24 @@ func (s *Store) consider(ctx context.Context, rec *esc.RecordedEvent, from event
 	if strings.HasPrefix(rec.StreamID, "$") {
 		return skipped, nil
 	}
-	e, err := decode(rec)
+	e, err := s.decode(rec)
 	if err != nil {
 		return skipped, err
+	}
+	if !t.IsZero() && e.Tenant != t {
+		// The server filter should make this impossible; tenant isolation does not rest on it alone.
+		s.log.Error("eventstoredb: tenant subscription received another tenant's event; skipped", "tenant", t.String(), "stream", e.Stream)
+		return skipped, nil
 	}
 	if e.Position != 0 && e.Position < from {
 		return skipped, nil
 	}
-	md, ok := meta[e.Stream]
+	md, ok := meta[rec.StreamID]
 	if !ok {
-		if md, err = s.metadata(ctx, e.Stream); err != nil {
+		if md, err = s.metadata(ctx, rec.StreamID); err != nil {
 			return skipped, &droppedError{err: err}
 		}
-		meta[e.Stream] = md
+		meta[rec.StreamID] = md
 	}
 	if !md.Readable(e.Revision, e.Time, s.now()) {
 		return skipped, nil

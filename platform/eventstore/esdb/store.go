@@ -55,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -79,7 +80,13 @@ type Config struct {
 	// SearchWindow is how many events the server scans for a filtered read before it reports a
 	// checkpoint (default 32); ReadTenant stops at the first checkpoint past the end of $all.
 	SearchWindow int
+	// Namespace, when set, prefixes every stream name on the server ("{namespace}:t-acme.session-1"),
+	// so several deployments (or test runs) can share one cluster without seeing each other's
+	// streams. Empty in production: stream names are then exactly the port's.
+	Namespace string
 }
+
+var namespacePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
@@ -88,6 +95,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := clientURL(c.URL); err != nil {
 		return err
+	}
+	if c.Namespace != "" && !namespacePattern.MatchString(c.Namespace) {
+		return fmt.Errorf("eventstoredb: namespace %q must match %s", c.Namespace, namespacePattern)
 	}
 	if c.AppendRetries < 0 || c.SearchWindow < 0 || c.ResubscribeDelay < 0 {
 		return errors.New("eventstoredb: AppendRetries, SearchWindow and ResubscribeDelay must not be negative")
@@ -151,6 +161,7 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	client *esc.Client
+	ns     string // "" or "{namespace}:", prepended to every server stream name
 	closed atomic.Bool
 }
 
@@ -180,6 +191,9 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("eventstoredb: client for %s: %w", redact(cfg.URL), err)
 	}
 	s := &Store{cfg: cfg, log: opts.Log, now: opts.Now, client: client}
+	if cfg.Namespace != "" {
+		s.ns = cfg.Namespace + ":"
+	}
 	if _, err := s.LastPosition(ctx); err != nil {
 		client.Close()
 		return nil, fmt.Errorf("eventstoredb: connect to %s: %w", redact(cfg.URL), err)
@@ -271,6 +285,6 @@ func hasCode(err error, code esc.ErrorCode) bool {
 	return errors.As(err, &e) && e.Code() == code
 }
 
-// streamName is the server's name for a port stream; it is the same string, and only ever built from a
-// tenant.Stream, so every name carries its tenant.
-func streamName(st tenant.Stream) string { return st.String() }
+// serverName is the server's name for a port stream: the same string behind the namespace. It is only
+// ever built from a tenant.Stream, so every name carries its tenant.
+func (s *Store) serverName(st tenant.Stream) string { return s.ns + st.String() }
