@@ -202,6 +202,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	if err := b.writeCheckpoint(); err != nil {
 		errs = append(errs, err)
 	}
+	tr.quiesce()
 	if err := tr.router.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("bus: close router: %w", err))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
@@ -23,6 +24,9 @@ type transport struct {
 	subscriber func(handler string) (message.Subscriber, error)
 	// check reports whether the broker is reachable.
 	check func(ctx context.Context) error
+	// quiesce stops new deliveries and waits for the ones in flight; call it before closing the
+	// router.
+	quiesce func()
 	// close releases the publisher and the connections, after the router has drained.
 	close func() error
 	// ordered is true when every handler receives events one at a time in the store's order, so a
@@ -57,6 +61,7 @@ func newTransport(ctx context.Context, cfg Config, log *slog.Logger) (*transport
 			publisher:  gc,
 			subscriber: func(string) (message.Subscriber, error) { return gc, nil },
 			check:      func(context.Context) error { return nil },
+			quiesce:    func() {},
 			close:      gc.Close,
 			ordered:    true,
 		}, nil
@@ -104,9 +109,11 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		return nil, fmt.Errorf("bus: JetStream publisher: %w", err)
 	}
 	var subs []*wmjs.Subscriber
+	g := &gate{}
 	t := &transport{
 		router:    router,
 		publisher: msgIDPublisher{pub},
+		quiesce:   g.close,
 		check: func(context.Context) error {
 			if s := nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("bus: NATS connection is %s", s)
@@ -122,7 +129,7 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		durable := cfg.Prefix + "-" + safeName(handler)
 		sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
 			Conn: snc, Logger: wlog, AckWaitTimeout: cfg.AckWait, ConfigureStream: streamConfig,
-			ResourceInitializer: durableConsumer(topic, durable, cfg),
+			ResourceInitializer: durableConsumer(topic, durable, cfg, g),
 		})
 		if err != nil {
 			snc.Close()
@@ -147,7 +154,7 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 // replica that runs the handler binds the same consumer, so each event goes to one of them, and the
 // broker remembers what the handler acked across restarts. A new handler starts with the events
 // forwarded from its first start on (DeliverNew), as with GoChannel.
-func durableConsumer(topic, durable string, cfg Config) wmjs.ResourceInitializer {
+func durableConsumer(topic, durable string, cfg Config, g *gate) wmjs.ResourceInitializer {
 	return func(ctx context.Context, js jetstream.JetStream, _ string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
 		stream, err := js.Stream(ctx, topic)
 		if err != nil {
@@ -160,8 +167,41 @@ func durableConsumer(topic, durable string, cfg Config) wmjs.ResourceInitializer
 		if err != nil {
 			return nil, nil, fmt.Errorf("bus: JetStream consumer %s: %w", durable, err)
 		}
-		return c, nil, nil
+		return gatedConsumer{Consumer: c, g: g}, nil, nil
 	}
+}
+
+// gate keeps deliveries out of the Watermill subscriber while it shuts down: watermill-nats v2.1.3
+// closes a subscription's output channel while a delivery callback may still be sending on it (a
+// data race, and a possible send on a closed channel). quiesce closes the gate first: it waits for
+// the callbacks in flight (the router still runs and acks them), and later ones are nacked so the
+// broker hands them to another replica or to the next start.
+type gate struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+type gatedConsumer struct {
+	jetstream.Consumer
+	g *gate
+}
+
+func (c gatedConsumer) Consume(h jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
+	return c.Consumer.Consume(func(m jetstream.Msg) {
+		c.g.mu.RLock()
+		defer c.g.mu.RUnlock()
+		if c.g.closed {
+			_ = m.Nak()
+			return
+		}
+		h(m)
+	}, opts...)
 }
 
 // msgIDPublisher sets the JetStream message id to the event id, so the stream drops an event the
