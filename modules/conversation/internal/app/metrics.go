@@ -1,0 +1,88 @@
+package app
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/crispy-enigma/crispy/platform/ai"
+)
+
+// Metrics records chat figures on a VictoriaMetrics set. A nil *Metrics (or a nil set) records
+// nothing. Labels carry models and outcomes, never tenant data.
+type Metrics struct {
+	set      *metrics.Set
+	router   *ai.Router
+	mu       sync.Mutex
+	breakers map[string]bool
+}
+
+// NewMetrics returns metrics on set (nil: none).
+func NewMetrics(set *metrics.Set, router *ai.Router) *Metrics {
+	if set == nil {
+		return nil
+	}
+	return &Metrics{set: set, router: router, breakers: map[string]bool{}}
+}
+
+func (m *Metrics) turn(model, outcome string) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_turns_total{model=%q,outcome=%q}`, model, outcome)).Inc()
+}
+
+func (m *Metrics) ttft(model string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateHistogram(fmt.Sprintf(`crispy_chat_ttft_seconds{model=%q}`, model)).Update(d.Seconds())
+}
+
+func (m *Metrics) tokens(model string, in, out int) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_tokens_total{model=%q,direction="in"}`, model)).Add(in)
+	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_tokens_total{model=%q,direction="out"}`, model)).Add(out)
+}
+
+func (m *Metrics) fallback(model, reason string) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_fallbacks_total{model=%q,reason=%q}`, model, reason)).Inc()
+	m.watchBreaker(model)
+}
+
+func (m *Metrics) conflict() {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(`crispy_chat_append_conflicts_total`).Inc()
+}
+
+// watchBreaker exposes a model's breaker state (0 closed, 1 half-open, 2 open) once it is used.
+func (m *Metrics) watchBreaker(model string) {
+	if m == nil || m.router == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.breakers[model] {
+		return
+	}
+	m.breakers[model] = true
+	r := m.router
+	m.set.GetOrCreateGauge(fmt.Sprintf(`crispy_ai_breaker_state{model=%q}`, model), func() float64 {
+		switch r.BreakerStates()[model] {
+		case "open":
+			return 2
+		case "half-open":
+			return 1
+		}
+		return 0
+	})
+}

@@ -1,0 +1,345 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// TurnInput is one user message to answer.
+type TurnInput struct {
+	Tenant     tenant.ID
+	SessionID  string
+	Message    string
+	ModelID    string
+	UserID     string
+	ToolName   string
+	ToolParams json.RawMessage
+	RAG        *bool // nil: the tenant's features.rag
+	Source     string
+	// Context, when set (the OpenAI-compatible endpoint), replaces the session history as the
+	// conversation so far: the client sent it.
+	Context  []ai.Message
+	Received time.Time
+}
+
+// SSE payloads (SPEC §2).
+type (
+	TokenData struct {
+		Token string `json:"token"`
+	}
+	ToolData struct {
+		Name   string          `json:"name"`
+		Result json.RawMessage `json:"result"`
+	}
+	CitationData struct {
+		DocID   string  `json:"docId"`
+		ChunkID string  `json:"chunkId"`
+		Title   string  `json:"title"`
+		Source  string  `json:"source"`
+		URL     string  `json:"url"`
+		Score   float64 `json:"score"`
+	}
+	UsageData struct {
+		PromptTokens     int `json:"promptTokens"`
+		CompletionTokens int `json:"completionTokens"`
+		TotalTokens      int `json:"totalTokens"`
+	}
+	DoneData struct {
+		Usage     UsageData `json:"usage"`
+		Model     string    `json:"model"`
+		RequestID string    `json:"requestId"`
+	}
+	ErrorData struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+)
+
+// Outcome is how a turn ended.
+type Outcome struct {
+	Content   string
+	Model     string
+	Usage     UsageData
+	Citations []CitationData
+	Err       *apperr.Error // nil when the answer completed
+}
+
+const maxToolResultChars = 8000
+
+// Start validates and prepares a turn, records the user's message, and starts the model call in
+// the background. Errors before the model call (validation, model not allowed, tool failure, budget)
+// are returned; the turn's own outcome arrives through the returned Turn.
+func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
+	if in.Received.IsZero() {
+		in.Received = s.Now()
+	}
+	if _, err := uuid.Parse(in.SessionID); err != nil {
+		return nil, apperr.Invalid("invalid_session_id", "sessionId", "sessionId must be a UUID")
+	}
+	if n := len([]rune(in.Message)); n == 0 || n > 10000 {
+		return nil, apperr.Invalid("invalid_message", "body.message", "message must be 1 to 10000 characters")
+	}
+	cfg, err := s.config(ctx, in.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	models, err := domain.SelectModels(domain.ModelChoice{Requested: in.ModelID, Override: s.Settings.OverrideModel,
+		TenantDefault: cfg.Models.Chat, ServerDefault: s.Settings.DefaultModel, Fallbacks: cfg.Models.Fallbacks, Allowed: cfg.Models.Allowed})
+	if err != nil {
+		return nil, err
+	}
+	if in.ModelID != "" && !s.Router.Has(models[0].Provider) {
+		return nil, apperr.Invalid("model_unavailable", "body.modelId", fmt.Sprintf("provider %q is not configured on this server (configured: %s)",
+			models[0].Provider, strings.Join(s.Router.Providers(), ", ")))
+	}
+	turnID := newID()
+	var pre []Event // events the client sees before the tokens
+	// Tool first: its result is part of the prompt.
+	var toolResult string
+	var toolCall *events.ToolCall
+	if in.ToolName != "" {
+		if s.Tools == nil {
+			return nil, apperr.New(apperr.KindUnavailable, "tools_unavailable", "tools are not available on this server")
+		}
+		params := in.ToolParams
+		if len(params) == 0 {
+			params = json.RawMessage(`{}`)
+		}
+		t0 := time.Now()
+		res, err := s.Tools.Execute(ctx, in.Tenant, in.ToolName, params, in.UserID)
+		if err != nil {
+			return nil, err
+		}
+		toolCall = &events.ToolCall{Name: in.ToolName, Succeeded: true, DurationMs: ms(time.Since(t0))}
+		toolResult = string(res)
+		if len(toolResult) > maxToolResultChars {
+			toolResult = toolResult[:maxToolResultChars]
+		}
+		pre = append(pre, Event{Name: "tool", Data: ToolData{Name: in.ToolName, Result: res}})
+	}
+	rag := cfg.Feature("rag")
+	if in.RAG != nil {
+		rag = *in.RAG
+	}
+	var passages []domain.Passage
+	if rag && s.Retriever != nil {
+		passages, err = s.Retriever.Retrieve(ctx, in.Tenant, in.Message, s.Settings.RAGTopK)
+		if err != nil {
+			if _, ok := apperr.As(err); ok {
+				return nil, err
+			}
+			return nil, fmt.Errorf("retrieve for tenant %s: %w", in.Tenant, err)
+		}
+	}
+	var citations []CitationData
+	var cites []events.Citation
+	for i, p := range passages {
+		c := CitationData{DocID: p.DocID, ChunkID: p.ChunkID, Title: p.Title, Source: p.Source, URL: p.URL, Score: p.Score}
+		citations = append(citations, c)
+		cites = append(cites, events.Citation{Index: i + 1, DocID: p.DocID, ChunkID: p.ChunkID, Title: p.Title, Source: p.Source, URL: p.URL, Score: p.Score})
+		pre = append(pre, Event{Name: "citation", Data: c})
+	}
+	var history []domain.Message
+	sess, err := s.load(ctx, in.Tenant, in.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	if in.Context != nil {
+		for _, m := range in.Context {
+			history = append(history, domain.Message{Role: m.Role, Content: m.Content})
+		}
+	} else if sess.Live() {
+		history = sess.Messages
+	}
+	asm := domain.Assemble(domain.Prompt{System: s.Settings.SystemPrompt, Passages: passages, RAGRequested: rag, ToolName: in.ToolName,
+		ToolResult: toolResult, History: history, Message: in.Message, ContextTokens: s.Settings.ContextTokens,
+		MaxCompletion: s.Settings.MaxCompletion, MaxMessages: cfg.MaxMessages()})
+	// Budget: reserve the worst case before anything is recorded or called.
+	estimate := int64(asm.PromptTokens + s.Settings.MaxCompletion)
+	now := s.Now()
+	if r := s.Ledger.Reserve(in.Tenant.String(), turnID, estimate, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly, now); r != nil {
+		e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
+			fmt.Sprintf("the tenant's %s token budget (%d) would be exceeded (%d used or reserved, this turn needs up to %d)", r.Period, r.Limit, r.Used, estimate))
+		e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
+		return nil, e
+	}
+	requested := in.ModelID
+	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
+		var out []eventstore.EventData
+		if !cur.Live() {
+			ev, err := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: in.SessionID, Tenant: in.Tenant.String(),
+				UserID: in.UserID, Title: domain.TitleOf(in.Message)})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ev)
+		}
+		ev, err := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: in.SessionID, TurnID: turnID,
+			Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source})
+		if err != nil {
+			return nil, err
+		}
+		return append(out, ev), nil
+	})
+	if err != nil {
+		s.Ledger.Release(in.Tenant.String(), turnID, now)
+		return nil, err
+	}
+	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	turn := newTurn(turnID, in.SessionID, in.Tenant, s.Settings.ResumeWindow, cancel)
+	for _, e := range pre {
+		turn.push(e.Name, e.Data)
+	}
+	s.Hub.put(turn)
+	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: s.Settings.MaxCompletion}
+	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall)
+	return turn, nil
+}
+
+func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, turn *Turn, in TurnInput, models []ai.ModelID, req ai.Request,
+	promptEstimate int, citations []CitationData, cites []events.Citation, tool *events.ToolCall) {
+	defer cancel(nil)
+	defer s.Hub.forget(turn, s.Settings.ResumeWindow)
+	tctx, stop := context.WithTimeout(ctx, s.Settings.TurnTimeout)
+	defer stop()
+	var streamed strings.Builder
+	ans, err := s.Router.Stream(tctx, models, req, func(d string) error {
+		streamed.WriteString(d)
+		turn.push("token", TokenData{Token: d})
+		return nil
+	})
+	end := time.Now()
+	rid := request.From(ctx).ID
+	var fallbacks []events.FallbackAttempt
+	attempts := ans.Attempts
+	var fe *ai.FailedError
+	if errors.As(err, &fe) {
+		attempts = fe.Attempts
+	}
+	for _, a := range attempts {
+		fallbacks = append(fallbacks, events.FallbackAttempt{Model: a.Model.String(), Reason: a.Reason, Message: a.Message})
+		s.Metrics.fallback(a.Model.String(), a.Reason)
+	}
+	// Record with a context of its own: the turn's may be cancelled, the outcome must still be kept.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	latency := ms(end.Sub(in.Received))
+	if err == nil {
+		u := usageOf(ans.Usage, promptEstimate, ans.Content)
+		ttft := 0.0
+		if !ans.FirstToken.IsZero() {
+			ttft = ms(ans.FirstToken.Sub(in.Received))
+			s.Metrics.ttft(ans.Model.String(), ans.FirstToken.Sub(in.Received))
+		}
+		ev := events.AssistantMessageCompleted{SessionID: in.SessionID, TurnID: turn.ID, Content: ans.Content, Model: ans.Model.String(), Usage: u,
+			LatencyMs: latency, TTFTMs: ttft, Citations: cites, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source,
+			Offline: ans.Model == ai.Offline}
+		if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens)); rerr != nil {
+			s.Log.ErrorContext(rctx, "record completed turn", "error", rerr, "session", in.SessionID)
+			s.fail(turn, in, "", apperr.Wrap(rerr, apperr.KindInternal, "record_failed", "the answer could not be saved; quote the request id"), nil)
+			return
+		}
+		s.Metrics.turn(ans.Model.String(), "completed")
+		s.Metrics.tokens(ans.Model.String(), u.PromptTokens, u.CompletionTokens)
+		ud := UsageData{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+		turn.finish("done", DoneData{Usage: ud, Model: ans.Model.String(), RequestID: rid},
+			Outcome{Content: ans.Content, Model: ans.Model.String(), Usage: ud, Citations: citations})
+		return
+	}
+	// Failure: classify, record, tell the client.
+	model := ""
+	emitted := false
+	if fe != nil {
+		emitted = fe.Emitted
+		if emitted {
+			model = fe.Model.String()
+		}
+	}
+	code, msg, kind := events.CodeAllModelsFailed, "no model could answer; the message is saved in the history", apperr.KindBadGateway
+	cancelled := false
+	switch {
+	case errors.Is(context.Cause(ctx), errClientGone):
+		code, msg, cancelled = events.CodeCancelled, "the client disconnected and did not resume; the partial answer was discarded", true
+	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+		code, msg, kind = events.CodeTimeout, "the model did not finish in time", apperr.KindTimeout
+	case emitted:
+		code, msg = events.CodeStreamFailed, "the model failed while answering; the partial answer was discarded"
+	}
+	partial := streamed.String()
+	u := usageOf(ai.Usage{}, promptEstimate, partial)
+	if !emitted {
+		u = events.Usage{Estimated: true}
+	}
+	ev := events.AssistantMessageFailed{SessionID: in.SessionID, TurnID: turn.ID, Code: code, Message: msg, Cancelled: cancelled,
+		PartialContentLength: len(partial), Model: model, Usage: u, LatencyMs: latency, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source}
+	if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageFailed, ev, int64(u.TotalTokens)); rerr != nil {
+		s.Log.ErrorContext(rctx, "record failed turn", "error", rerr, "session", in.SessionID)
+	}
+	label := model
+	if label == "" && len(models) > 0 {
+		label = models[0].String()
+	}
+	s.Metrics.turn(label, code)
+	s.Log.WarnContext(rctx, "chat turn failed", "code", code, "error", err, "session", in.SessionID, "tenant", in.Tenant.String())
+	s.fail(turn, in, code, apperr.Wrap(err, kind, code, msg), fallbacks)
+}
+
+func (s *Service) fail(turn *Turn, _ TurnInput, code string, e *apperr.Error, _ []events.FallbackAttempt) {
+	if code == "" {
+		code = e.Code
+	}
+	turn.finish("error", ErrorData{Code: code, Message: e.Message}, Outcome{Err: e})
+}
+
+// record appends a turn's outcome (retrying conflicts from fresh state) and settles its budget.
+func (s *Service) record(ctx context.Context, in TurnInput, turnID, typ string, data any, tokens int64) error {
+	ev, err := eventstore.NewEventData(typ, data)
+	if err != nil {
+		return err
+	}
+	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(*domain.Session) ([]eventstore.EventData, error) {
+		return []eventstore.EventData{ev}, nil
+	})
+	if err != nil {
+		s.Ledger.Release(in.Tenant.String(), turnID, s.Now())
+		return err
+	}
+	s.Ledger.Settle(in.Tenant.String(), turnID, tokens, s.Now())
+	return nil
+}
+
+func usageOf(u ai.Usage, promptEstimate int, content string) events.Usage {
+	if u.Reported {
+		return events.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens,
+			CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens}
+	}
+	c := 0
+	if content != "" {
+		c = domain.EstimateTokens(content)
+	}
+	return events.Usage{PromptTokens: promptEstimate, CompletionTokens: c, TotalTokens: promptEstimate + c, Estimated: true}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func newID() string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return u.String()
+}

@@ -1,0 +1,131 @@
+// Package domain holds the conversation rules without I/O: the session aggregate and its fold, model
+// selection, context assembly, token estimates, the budget ledger and the session list.
+package domain
+
+import (
+	"time"
+
+	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+)
+
+// Passage is one retrieved chunk offered to the model.
+type Passage struct {
+	DocID   string
+	ChunkID string
+	Title   string
+	Source  string
+	URL     string
+	Text    string
+	Score   float64
+}
+
+// Message is one entry of a session's history.
+type Message struct {
+	Role      string // "user" or "assistant"
+	Content   string
+	Timestamp time.Time
+	TurnID    string
+	Model     string // assistant messages: the model that answered
+}
+
+// Session is the aggregate: the fold of a session stream. A Session value is never mutated once
+// shared; Apply works on a clone (see Clone).
+type Session struct {
+	ID           string
+	Exists       bool   // at least one event was read
+	Started      bool   // a SessionStarted not followed by a deletion or expiry
+	Deleted      bool   // the last lifecycle event was SessionDeleted
+	Expired      bool   // the last lifecycle event was SessionExpired
+	Revision     uint64 // of the last event folded (meaningful when Exists)
+	Title        string
+	UserID       string
+	Messages     []Message
+	Turns        int // user messages ever added (including failed turns)
+	Failed       int // turns recorded as failed
+	CreatedAt    time.Time
+	LastActivity time.Time
+}
+
+// Live reports whether the session can be read (exists, and was not deleted or expired since it
+// last started).
+func (s *Session) Live() bool { return s.Exists && s.Started && !s.Deleted && !s.Expired }
+
+// Expected is the revision an append after this fold must expect.
+func (s *Session) Expected() eventstore.ExpectedRevision { return eventstore.After(s.Revision, s.Exists) }
+
+// Clone returns a copy whose Messages can be appended to without touching s.
+func (s *Session) Clone() *Session {
+	c := *s
+	c.Messages = make([]Message, len(s.Messages), len(s.Messages)+4)
+	copy(c.Messages, s.Messages)
+	return &c
+}
+
+// Apply folds one event. Unknown types are ignored (newer events read by older code).
+func (s *Session) Apply(e eventstore.Event) error {
+	s.Exists = true
+	s.Revision = e.Revision
+	switch e.Type {
+	case events.TypeSessionStarted:
+		var ev events.SessionStarted
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		s.ID, s.Title, s.UserID = ev.SessionID, ev.Title, ev.UserID
+		s.Started, s.Deleted, s.Expired = true, false, false
+		s.Messages = s.Messages[:0]
+		s.CreatedAt, s.LastActivity = e.Time, e.Time
+	case events.TypeUserMessageAdded:
+		var ev events.UserMessageAdded
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		s.Messages = append(s.Messages, Message{Role: "user", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID})
+		s.Turns++
+		s.LastActivity = e.Time
+	case events.TypeAssistantMessageCompleted:
+		var ev events.AssistantMessageCompleted
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		s.Messages = append(s.Messages, Message{Role: "assistant", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID, Model: ev.Model})
+		s.LastActivity = e.Time
+	case events.TypeAssistantMessageFailed:
+		s.Failed++
+		s.LastActivity = e.Time
+	case events.TypeSessionDeleted:
+		s.Deleted, s.Started = true, false
+		s.Messages = nil
+	case events.TypeSessionExpired:
+		s.Expired, s.Started = true, false
+		s.Messages = nil
+	}
+	return nil
+}
+
+// Fold builds a session from its events, oldest first.
+func Fold(evs []eventstore.Event) (*Session, error) {
+	s := &Session{}
+	for _, e := range evs {
+		if err := s.Apply(e); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// TitleOf derives a session title from its first message: the first line, at most 80 characters.
+func TitleOf(msg string) string {
+	r := []rune(msg)
+	for i, c := range r {
+		if c == '\n' || c == '\r' {
+			r = r[:i]
+			break
+		}
+	}
+	if len(r) > 80 {
+		return string(r[:77]) + "..."
+	}
+	return string(r)
+}

@@ -1,0 +1,209 @@
+// Package conversation is the chat module: event-sourced sessions (t-{tenant}.session-{id}), model
+// selection with fallbacks, context assembly (system prompt, RAG passages, tool result, history),
+// token budgets, streaming with resumption, retention, the OpenAI-compatible endpoint and speech.
+//
+// Endpoints (SPEC §2): POST /chat, GET /chat/{sessionId}/stream, GET /chat/{sessionId}/history,
+// DELETE /chat/{sessionId}, GET /sessions, POST /v1/chat/completions, POST /tts.
+package conversation
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/app"
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
+	chathttp "github.com/crispy-enigma/crispy/modules/conversation/internal/httpapi"
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/offline"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// DefaultSystemPrompt is used when Config.SystemPrompt is empty.
+const DefaultSystemPrompt = "You are a helpful assistant. Answer concisely. When numbered sources are given, answer from them and cite them as [n]; " +
+	"if they do not contain the answer, say so."
+
+// Config configures the module.
+type Config struct {
+	SystemPrompt string
+	// DefaultModel is the server default chat model (default builtin:offline).
+	DefaultModel string
+	// OverrideModel (CRISPY_MODEL_ID) wins over the tenants' models.chat; a request's modelId still wins.
+	OverrideModel string
+	// ContextTokens is the models' context window for history trimming (default 8192);
+	// MaxCompletionTokens the tokens kept for the answer and reserved against budgets (default 1024).
+	ContextTokens       int
+	MaxCompletionTokens int
+	// RAGTopK is how many passages a RAG turn retrieves (default 5).
+	RAGTopK int
+	// ResumeWindow is how long a disconnected client may resume before its turn is cancelled, and how
+	// long a finished turn stays resumable (default 15 s).
+	ResumeWindow time.Duration
+	// TurnTimeout bounds a whole turn (default 5 min).
+	TurnTimeout time.Duration
+	// CacheSessions bounds the folded sessions kept in memory (default 10,000).
+	CacheSessions int
+	// SweepInterval is how often Run expires idle sessions (default 1 h).
+	SweepInterval time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.SystemPrompt == "" {
+		c.SystemPrompt = DefaultSystemPrompt
+	}
+	if c.DefaultModel == "" {
+		c.DefaultModel = ai.Offline.String()
+	}
+	if c.ContextTokens == 0 {
+		c.ContextTokens = 8192
+	}
+	if c.MaxCompletionTokens == 0 {
+		c.MaxCompletionTokens = 1024
+	}
+	if c.RAGTopK == 0 {
+		c.RAGTopK = 5
+	}
+	if c.ResumeWindow == 0 {
+		c.ResumeWindow = 15 * time.Second
+	}
+	if c.TurnTimeout == 0 {
+		c.TurnTimeout = 5 * time.Minute
+	}
+	if c.CacheSessions == 0 {
+		c.CacheSessions = 10000
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = time.Hour
+	}
+}
+
+// Validate checks the configuration (after defaults).
+func (c Config) Validate() error {
+	if _, err := ai.ParseModelID(c.DefaultModel); err != nil {
+		return fmt.Errorf("conversation: default model: %w", err)
+	}
+	if c.OverrideModel != "" {
+		if _, err := ai.ParseModelID(c.OverrideModel); err != nil {
+			return fmt.Errorf("conversation: override model (CRISPY_MODEL_ID): %w", err)
+		}
+	}
+	if c.ContextTokens <= c.MaxCompletionTokens || c.MaxCompletionTokens < 0 {
+		return fmt.Errorf("conversation: ContextTokens %d must exceed MaxCompletionTokens %d", c.ContextTokens, c.MaxCompletionTokens)
+	}
+	if c.RAGTopK < 0 || c.RAGTopK > 50 || c.ResumeWindow < 0 || c.TurnTimeout < 0 || c.CacheSessions < 0 || c.SweepInterval < 0 {
+		return fmt.Errorf("conversation: invalid limits in %+v", c)
+	}
+	return nil
+}
+
+// Deps are the module's collaborators.
+type Deps struct {
+	Config Config
+	Store  eventstore.Store
+	// Router runs the models (platform/ai/providers.Build makes one from the server's config). Nil:
+	// only builtin:offline.
+	Router *ai.Router
+	// Speaker answers POST /tts; nil: 503 tts_unavailable.
+	Speaker   ai.Speaker
+	Policy    TenantPolicy // nil: defaults for every tenant (tests)
+	Retriever Retriever    // nil: RAG turns get no passages
+	Tools     ToolRunner   // nil: tool_name is 503 tools_unavailable
+	Log       *slog.Logger
+	Metrics   *metrics.Set
+	Now       func() time.Time // the retention clock (and budget days)
+}
+
+// Module is the conversation module.
+type Module struct {
+	svc      *app.Service
+	interval time.Duration
+}
+
+// New builds the module.
+func New(d Deps) (*Module, error) {
+	d.Config.defaults()
+	if err := d.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil {
+		return nil, fmt.Errorf("conversation: a Store is required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Router == nil {
+		r, err := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{offline.Name: offline.New()})
+		if err != nil {
+			return nil, err
+		}
+		d.Router = r
+	}
+	c := d.Config
+	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Index: domain.NewIndex(),
+		Cache: app.NewCache(c.CacheSessions), Hub: app.NewHub(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
+		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
+			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout, CacheSessions: c.CacheSessions}}
+	if d.Policy != nil {
+		svc.Policy = d.Policy
+	}
+	if d.Retriever != nil {
+		svc.Retriever = retrieverAdapter{d.Retriever}
+	}
+	if d.Tools != nil {
+		svc.Tools = d.Tools
+	}
+	return &Module{svc: svc, interval: c.SweepInterval}, nil
+}
+
+type retrieverAdapter struct{ r Retriever }
+
+func (a retrieverAdapter) Retrieve(ctx context.Context, t tenant.ID, q string, k int) ([]domain.Passage, error) {
+	return a.r.Retrieve(ctx, t, q, k)
+}
+
+// Register mounts the endpoints and the read models (session list and token ledger, rebuilt by
+// replay on every start).
+func (m *Module) Register(api huma.API, reg bus.Registry) {
+	chathttp.Register(api, m.svc)
+	reg.Project("conversation.sessions-and-budgets", app.ProjectedTypes, m.svc.Project)
+}
+
+// Run expires idle sessions every SweepInterval until ctx ends.
+func (m *Module) Run(ctx context.Context) error {
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := m.svc.Sweep(ctx); err != nil {
+				m.svc.Log.ErrorContext(ctx, "session retention sweep", "error", err, "expired", n)
+			} else if n > 0 {
+				m.svc.Log.InfoContext(ctx, "sessions expired", "count", n)
+			}
+		}
+	}
+}
+
+// Sweep expires, now, every session idle past its tenant's sessionRetentionDays (per Deps.Now) and
+// returns how many expired.
+func (m *Module) Sweep(ctx context.Context) (int, error) { return m.svc.Sweep(ctx) }
+
+// View is a session as it stood at a time.
+type View = app.View
+
+// SessionAsOf is the session folded from its readable events up to asOf, for the audit API. A
+// deleted or expired session shows the deletion (Deleted/Expired) and no content. Unknown: 404.
+func (m *Module) SessionAsOf(ctx context.Context, t tenant.ID, sessionID string, asOf time.Time) (View, error) {
+	return m.svc.SessionAsOf(ctx, t, sessionID, asOf)
+}

@@ -1,0 +1,32 @@
+package conversation
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// TenantPolicy gives a tenant's configuration: models (chat, fallbacks, allowed), tokenBudget,
+// sessionRetentionDays, maxMessagesPerSession and features (rag, tts). cmd/crispy adapts the tenancy
+// module to it. An unknown tenant is an error.
+type TenantPolicy interface {
+	Config(ctx context.Context, t tenant.ID) (tenancyevents.TenantConfig, error)
+}
+
+// Retriever finds the tenant's passages for a query (the retrieval module's public Retrieve). A nil
+// Retriever means RAG requests get no passages, and the answer says so.
+type Retriever interface {
+	Retrieve(ctx context.Context, t tenant.ID, query string, k int) ([]Passage, error)
+}
+
+// ToolRunner runs a tool for a chat turn (modules/tooling's Module.Execute has this signature). Its
+// errors are *apperr.Error and pass through to the client unchanged.
+type ToolRunner interface {
+	Execute(ctx context.Context, t tenant.ID, name string, params json.RawMessage, userID string) (json.RawMessage, error)
+}
+
+// Passage is one retrieved chunk.
+type Passage = domain.Passage
