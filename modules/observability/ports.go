@@ -4,11 +4,13 @@ import (
 	"context"
 	"time"
 
+	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // SessionAuditor rebuilds a chat session from its events as it stood at asOf. cmd/crispy adapts the
-// conversation module to it; nil disables GET /audit/sessions (503).
+// conversation module to it (or uses NewSessionAuditor over the store); nil disables GET
+// /audit/sessions (503).
 type SessionAuditor interface {
 	SessionAsOf(ctx context.Context, t tenant.ID, sessionID string, asOf time.Time) (AuditedSession, error)
 }
@@ -32,3 +34,13 @@ type AuditedMessage struct {
 	Timestamp time.Time `json:"timestamp"`
 	Status    string    `json:"status,omitempty" doc:"completed, failed or cancelled for assistant turns"`
 }
+
+// SearchStats gives the retrieval module's search cache numbers for a window (the same numbers as
+// GET /metrics/search-cache). cmd/crispy adapts the retrieval module to it; nil means zeros.
+type SearchStats interface {
+	CacheStats(ctx context.Context, t tenant.ID, since, until time.Time) (CacheStats, error)
+}
+
+// CacheStats are {hits, misses, hitRate, avgLatencyMs, totalChecks}; HitRate and TotalChecks are
+// derived from Hits and Misses when left zero.
+type CacheStats = domain.CacheStats

@@ -1,0 +1,249 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/crispy-enigma/crispy/modules/observability/events"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/alerts"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/app"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/request"
+)
+
+// Metrics serves the tenant-facing metrics endpoints, GET /usage and the Prometheus exposition.
+type Metrics struct {
+	App    *app.Service
+	Alerts *alerts.Engine
+	// Prometheus writes the exposition; nil leaves GET /metrics unregistered (cmd/crispy may serve
+	// it on its own address).
+	Prometheus func(w io.Writer)
+}
+
+type periodInput struct {
+	Period string `query:"period" doc:"1h, 24h (default), 7d or 30d; anything else is 400" example:"24h"`
+}
+
+type usageOutput struct {
+	Body struct {
+		app.UsageReport
+		RequestID string `json:"requestId"`
+	}
+}
+
+type costOutput struct {
+	Body struct {
+		app.CostReport
+		RequestID string `json:"requestId"`
+	}
+}
+
+type slisOutput struct {
+	Body struct {
+		app.SLIReport
+		RequestID string `json:"requestId"`
+	}
+}
+
+type anomaliesOutput struct {
+	Body struct {
+		app.AnomalyReport
+		RequestID string `json:"requestId"`
+	}
+}
+
+type overviewOutput struct {
+	Body struct {
+		app.Overview
+		RequestID string `json:"requestId"`
+	}
+}
+
+type alertsOutput struct {
+	Body struct {
+		Alerts    []alerts.RuleView `json:"alerts"`
+		RequestID string            `json:"requestId"`
+	}
+}
+
+// RuleBody is an alert rule as a client sends it.
+type RuleBody struct {
+	ID         string  `json:"id,omitempty" maxLength:"63" doc:"Rule id (lower-case letters, digits, '-'); a PUT with an existing id replaces that rule; absent: a new id is generated" example:"high-error-rate"`
+	Name       string  `json:"name" minLength:"1" maxLength:"200" example:"Chat error rate above 5%"`
+	Metric     string  `json:"metric" doc:"requests, chatErrorRate, chatLatencyMs, chatTtftMs, tokens, inputTokens, outputTokens, costUsd, toolCalls, toolErrorRate, toolDurationMs, cacheHitRate, searchLatencyMs or searchQueries" example:"chatErrorRate"`
+	Comparator string  `json:"comparator" doc:"gt, gte, lt or lte" example:"gt"`
+	Threshold  float64 `json:"threshold" example:"0.05"`
+	Period     string  `json:"period,omitempty" doc:"window the metric is computed over: 1h, 24h (default), 7d or 30d" example:"1h"`
+	Enabled    *bool   `json:"enabled,omitempty" doc:"default true"`
+	WebhookURL string  `json:"webhookUrl,omitempty" maxLength:"2048" doc:"http(s) URL that receives a signed JSON notice when the rule starts or stops firing" example:"https://hooks.example.com/crispy"`
+}
+
+type putAlertInput struct {
+	Body RuleBody
+}
+
+type ruleOutput struct {
+	Body struct {
+		alerts.RuleView
+		RequestID string `json:"requestId"`
+	}
+}
+
+type deleteAlertInput struct {
+	ID string `query:"id" required:"true" maxLength:"63" doc:"Id of the rule to delete" example:"high-error-rate"`
+}
+
+type deleteOutput struct {
+	Body struct {
+		Deleted   string `json:"deleted"`
+		RequestID string `json:"requestId"`
+	}
+}
+
+type promOutput struct {
+	ContentType string `header:"Content-Type"`
+	Body        []byte
+}
+
+func period(s string) (domain.Period, error) { return domain.ParsePeriod(s) }
+
+// Register mounts the operations.
+func (m *Metrics) Register(api huma.API) {
+	get := func(id, path, summary, desc string) huma.Operation {
+		return huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Tags: []string{tag}, Summary: summary, Description: desc}
+	}
+	huma.Register(api, get("get-usage", "/usage", "Usage by model and tool",
+		"Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge."),
+		func(ctx context.Context, in *periodInput) (*usageOutput, error) {
+			p, err := period(in.Period)
+			if err != nil {
+				return nil, err
+			}
+			out := &usageOutput{}
+			out.Body.UsageReport = m.App.Usage(mustTenant(ctx), p)
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, get("get-cost", "/metrics/cost", "Estimated cost by model",
+		"Tokens and USD cost by model over the period, from the configured price table (USD per million input, cached-input, output and reasoning tokens)."),
+		func(ctx context.Context, in *periodInput) (*costOutput, error) {
+			p, err := period(in.Period)
+			if err != nil {
+				return nil, err
+			}
+			out := &costOutput{}
+			out.Body.CostReport = m.App.Cost(mustTenant(ctx), p)
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, get("get-slis", "/metrics/slis", "Service level indicators",
+		"Chat, tools, search, cache and cost indicators of the tenant over the period."),
+		func(ctx context.Context, in *periodInput) (*slisOutput, error) {
+			p, err := period(in.Period)
+			if err != nil {
+				return nil, err
+			}
+			r, err := m.App.SLIs(ctx, mustTenant(ctx), p)
+			if err != nil {
+				return nil, apperr.Wrap(err, apperr.KindUnavailable, "slis_unavailable", "the indicators could not be computed; try again")
+			}
+			out := &slisOutput{}
+			out.Body.SLIReport = r
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, get("get-anomalies", "/metrics/anomalies", "Metrics far from their recent history",
+		"The period is split into 12 points; a metric of the newest point more than 3σ from the earlier points that had activity (at least 5) is reported."),
+		func(ctx context.Context, in *periodInput) (*anomaliesOutput, error) {
+			p, err := period(in.Period)
+			if err != nil {
+				return nil, err
+			}
+			r, err := m.App.Anomalies(ctx, mustTenant(ctx), p)
+			if err != nil {
+				return nil, apperr.Wrap(err, apperr.KindUnavailable, "anomalies_unavailable", "anomalies could not be computed; try again")
+			}
+			out := &anomaliesOutput{}
+			out.Body.AnomalyReport = r
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, get("get-overview", "/metrics/overview", "SLIs, anomalies and alerts in one answer", ""),
+		func(ctx context.Context, in *periodInput) (*overviewOutput, error) {
+			p, err := period(in.Period)
+			if err != nil {
+				return nil, err
+			}
+			r, err := m.App.Overview(ctx, mustTenant(ctx), p)
+			if err != nil {
+				return nil, apperr.Wrap(err, apperr.KindUnavailable, "overview_unavailable", "the overview could not be computed; try again")
+			}
+			out := &overviewOutput{}
+			out.Body.Overview = r
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, get("list-alerts", "/metrics/alerts", "The tenant's alert rules",
+		"Rules with whether each is firing now. Rules are evaluated continuously in the background."),
+		func(ctx context.Context, _ *struct{}) (*alertsOutput, error) {
+			out := &alertsOutput{}
+			out.Body.Alerts = m.Alerts.List(mustTenant(ctx))
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, huma.Operation{OperationID: "put-alert", Method: http.MethodPut, Path: "/metrics/alerts", Tags: []string{tag},
+		Summary: "Create or replace an alert rule", Description: "Validated; recorded as an event in the rule's stream. A rule that starts or stops firing records AlertFired/AlertResolved and POSTs a notice signed with HMAC-SHA256 (x-crispy-signature) to its webhookUrl."},
+		func(ctx context.Context, in *putAlertInput) (*ruleOutput, error) {
+			t := mustTenant(ctx)
+			b := in.Body
+			r := events.AlertRule{ID: strings.TrimSpace(b.ID), Name: strings.TrimSpace(b.Name), Metric: b.Metric, Comparator: b.Comparator,
+				Threshold: b.Threshold, Period: b.Period, Enabled: b.Enabled == nil || *b.Enabled, WebhookURL: b.WebhookURL}
+			if r.ID == "" {
+				r.ID = uuid.NewString()
+			}
+			if r.Period == "" {
+				r.Period = domain.DefaultPeriod
+			}
+			if err := m.Alerts.Save(ctx, t, r); err != nil {
+				return nil, err
+			}
+			out := &ruleOutput{}
+			out.Body.RuleView = alerts.RuleView{AlertRule: r}
+			for _, v := range m.Alerts.List(t) {
+				if v.ID == r.ID {
+					out.Body.RuleView = v
+				}
+			}
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	huma.Register(api, huma.Operation{OperationID: "delete-alert", Method: http.MethodDelete, Path: "/metrics/alerts", Tags: []string{tag},
+		Summary: "Delete an alert rule", Description: "404 when the tenant has no rule with that id."},
+		func(ctx context.Context, in *deleteAlertInput) (*deleteOutput, error) {
+			if err := m.Alerts.Delete(ctx, mustTenant(ctx), in.ID); err != nil {
+				return nil, err
+			}
+			out := &deleteOutput{}
+			out.Body.Deleted = in.ID
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	if m.Prometheus != nil {
+		op := huma.Operation{OperationID: "get-prometheus-metrics", Method: http.MethodGet, Path: "/metrics", Tags: []string{tag},
+			Summary: "Prometheus metrics", Description: "Text exposition of the platform's metrics plus Go runtime and process metrics. No tenant needed; carries no per-user labels."}
+		httpapi.Public(&op)
+		huma.Register(api, op, func(ctx context.Context, _ *struct{}) (*promOutput, error) {
+			var buf bytes.Buffer
+			m.Prometheus(&buf)
+			return &promOutput{ContentType: "text/plain; version=0.0.4; charset=utf-8", Body: buf.Bytes()}, nil
+		})
+	}
+}

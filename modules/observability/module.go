@@ -1,0 +1,360 @@
+// Package observability is what an operator watches and what an analyst audits, all derived from the
+// event streams: Prometheus metrics (HTTP, event store, Go runtime and process), per-tenant usage and
+// cost projections, SLIs, anomalies and alert rules with signed webhooks, the audit API (events,
+// sessions as of a time, hash-chain verification) and the replay/verify functions behind the CLI.
+package observability
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/danielgtaylor/huma/v2"
+	"gopkg.in/yaml.v3"
+
+	convevents "github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/alerts"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/api"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/app"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/telemetry"
+	toolevents "github.com/crispy-enigma/crispy/modules/tooling/events"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Price is a model's price in USD per million tokens (input, cachedInput, output, reasoning).
+type Price = domain.Price
+
+// PriceTable maps "provider:model" (or a bare model name) to its price.
+type PriceTable = domain.PriceTable
+
+// DefaultPrices is the built-in price table (list prices of well-known models; builtin:offline is 0).
+func DefaultPrices() PriceTable { return domain.DefaultPrices() }
+
+// Config configures the module.
+type Config struct {
+	// Prices are added to (and override) the default table.
+	Prices PriceTable
+	// PriceFile, when set, is a YAML or JSON file read at New: either a map of model id to price or
+	// {prices: {...}}; its entries override the defaults and Prices. Example:
+	//   prices:
+	//     "openai:gpt-4o": {input: 2.5, cachedInput: 1.25, output: 10}
+	PriceFile string
+	// WebhookSecret signs alert notices (HMAC-SHA256). Required when any rule has a webhook to be
+	// verifiable; empty signs with an empty key (and New logs a warning).
+	WebhookSecret string
+	// AlertInterval is how often Run evaluates alert rules (default 30 s).
+	AlertInterval time.Duration
+	// WebhookRetries after the first attempt (default 3); WebhookBackoff the first wait, doubling
+	// (default 1 s); WebhookTimeout bounds one attempt (default 5 s).
+	WebhookRetries int
+	WebhookBackoff time.Duration
+	WebhookTimeout time.Duration
+	// MaxTenantLabels bounds how many tenants get their own metric label (default 100).
+	MaxTenantLabels int
+	// DisableMetricsRoute keeps GET /metrics off the API (when cmd/crispy serves it on --metrics-addr
+	// with MetricsHandler).
+	DisableMetricsRoute bool
+}
+
+func (c *Config) defaults() {
+	if c.AlertInterval == 0 {
+		c.AlertInterval = 30 * time.Second
+	}
+	if c.WebhookRetries == 0 {
+		c.WebhookRetries = 3
+	}
+	if c.WebhookBackoff == 0 {
+		c.WebhookBackoff = time.Second
+	}
+	if c.WebhookTimeout == 0 {
+		c.WebhookTimeout = 5 * time.Second
+	}
+	if c.MaxTenantLabels == 0 {
+		c.MaxTenantLabels = 100
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.AlertInterval < 0 || c.WebhookRetries < 0 || c.WebhookBackoff < 0 || c.WebhookTimeout < 0 || c.MaxTenantLabels < 0 {
+		return fmt.Errorf("observability: negative interval, retries, backoff, timeout or label bound")
+	}
+	if err := c.Prices.Validate(); err != nil {
+		return fmt.Errorf("observability: %w", err)
+	}
+	return nil
+}
+
+// LoadPriceFile reads a YAML or JSON price file.
+func LoadPriceFile(path string) (PriceTable, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read price file: %w", err)
+	}
+	var wrapped struct {
+		Prices PriceTable `yaml:"prices"`
+	}
+	if err := yaml.Unmarshal(b, &wrapped); err == nil && len(wrapped.Prices) > 0 {
+		return wrapped.Prices, wrapped.Prices.Validate()
+	}
+	var flat PriceTable
+	if err := yaml.Unmarshal(b, &flat); err != nil {
+		return nil, fmt.Errorf("price file %s: %w", path, err)
+	}
+	if len(flat) == 0 {
+		return nil, fmt.Errorf("price file %s has no prices", path)
+	}
+	if err := flat.Validate(); err != nil {
+		return nil, fmt.Errorf("price file %s: %w", path, err)
+	}
+	return flat, nil
+}
+
+// Deps are the module's collaborators.
+type Deps struct {
+	Config Config
+	Store  eventstore.Store
+	// Metrics is the process's metric set (also given to the other modules); nil: a private one.
+	Metrics *metrics.Set
+	// KnownTenants lists the configured tenants that get their own metric label; others are "other".
+	// nil: every tenant is "other".
+	KnownTenants func() []tenant.ID
+	Sessions     SessionAuditor // nil: GET /audit/sessions answers 503
+	Search       SearchStats    // nil: search and cache SLIs are zeros
+	HTTPClient   *http.Client   // for webhooks; nil: a client with WebhookTimeout
+	// AlertTicks, when set, drives evaluation instead of a ticker of Config.AlertInterval (tests).
+	AlertTicks <-chan time.Time
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Module is the observability module.
+type Module struct {
+	cfg      Config
+	store    eventstore.Store
+	set      *metrics.Set
+	log      *slog.Logger
+	now      func() time.Time
+	usage    *domain.Usage
+	svc      *app.Service
+	alerts   *alerts.Engine
+	notifier *alerts.Notifier
+	http     *telemetry.HTTP
+	sessions SessionAuditor
+	ticks    <-chan time.Time
+}
+
+// New builds the module.
+func New(d Deps) (*Module, error) {
+	d.Config.defaults()
+	if err := d.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil {
+		return nil, fmt.Errorf("observability: a Store is required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	log := d.Log.With("module", "observability")
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Metrics == nil {
+		d.Metrics = metrics.NewSet()
+	}
+	prices := domain.DefaultPrices().Merge(d.Config.Prices)
+	if d.Config.PriceFile != "" {
+		fromFile, err := LoadPriceFile(d.Config.PriceFile)
+		if err != nil {
+			return nil, fmt.Errorf("observability: %w", err)
+		}
+		prices = prices.Merge(fromFile)
+	}
+	client := d.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: d.Config.WebhookTimeout}
+	}
+	if d.Config.WebhookSecret == "" {
+		log.Warn("no webhook secret configured: alert notices are signed with an empty key")
+	}
+	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, usage: domain.NewUsage(), sessions: d.Sessions, ticks: d.AlertTicks}
+	m.notifier = &alerts.Notifier{Client: client, Secret: []byte(d.Config.WebhookSecret), Retries: d.Config.WebhookRetries,
+		Backoff: d.Config.WebhookBackoff, Log: log, Now: d.Now}
+	m.svc = &app.Service{Model: m.usage, Prices: prices, Now: d.Now}
+	if d.Search != nil {
+		m.svc.Cache = d.Search.CacheStats
+	}
+	m.alerts = alerts.NewEngine(d.Store, m.svc.MetricValue, m.notifier, log, d.Now)
+	m.svc.Alerts = m.alerts
+	m.http = telemetry.NewHTTP(d.Metrics, d.KnownTenants, d.Config.MaxTenantLabels, 30*time.Second, d.Now)
+	return m, nil
+}
+
+// Projection names (durable: never rename).
+const (
+	projectionUsage  = "observability.usage"
+	projectionAlerts = "observability.alert-rules"
+)
+
+// UsageEventTypes are the events the usage projection reads.
+var UsageEventTypes = []string{convevents.TypeAssistantMessageCompleted, convevents.TypeAssistantMessageFailed,
+	toolevents.TypeToolSucceeded, toolevents.TypeToolFailed}
+
+// Register mounts the endpoints (/usage, /metrics/*, /audit/*, and GET /metrics unless disabled) and
+// the usage and alert-rule projections.
+func (m *Module) Register(a huma.API, reg bus.Registry) {
+	audit := &api.Audit{Store: m.store, Now: m.now}
+	if m.sessions != nil {
+		audit.Sessions = m.sessionFunc
+	}
+	audit.Register(a)
+	mh := &api.Metrics{App: m.svc, Alerts: m.alerts}
+	if !m.cfg.DisableMetricsRoute {
+		mh.Prometheus = m.WritePrometheus
+	}
+	mh.Register(a)
+	reg.Project(projectionUsage, UsageEventTypes, m.ProjectUsage)
+	reg.Project(projectionAlerts, alerts.Types, func(_ context.Context, e eventstore.Event) error { return m.alerts.Apply(&e) })
+}
+
+func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf time.Time) (any, error) {
+	s, err := m.sessions.SessionAsOf(ctx, t, id, asOf)
+	if err != nil {
+		if _, ok := apperr.As(err); ok {
+			return nil, err
+		}
+		return nil, apperr.Wrap(err, apperr.KindUnavailable, "session_audit_failed", "the session could not be rebuilt; try again")
+	}
+	if !s.Exists {
+		// Another tenant's session looks exactly like one that never existed.
+		return nil, apperr.NotFound("session_not_found", "no session with that id existed at asOf")
+	}
+	if s.Messages == nil {
+		s.Messages = []AuditedMessage{}
+	}
+	return s, nil
+}
+
+// ProjectUsage folds one event into the usage read model. It is the projection's handler; replay
+// feeds it the same events in the same order and gets the same numbers.
+func (m *Module) ProjectUsage(_ context.Context, e eventstore.Event) error {
+	pos := uint64(e.Position)
+	switch e.Type {
+	case convevents.TypeAssistantMessageCompleted:
+		var ev convevents.AssistantMessageCompleted
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
+			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+	case convevents.TypeAssistantMessageFailed:
+		var ev convevents.AssistantMessageFailed
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled,
+			Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+	case toolevents.TypeToolSucceeded:
+		var ev toolevents.ToolSucceeded
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.usage.ApplyTool(pos, e.Tenant, e.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})
+	case toolevents.TypeToolFailed:
+		var ev toolevents.ToolFailed
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.usage.ApplyTool(pos, e.Tenant, e.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs})
+	}
+	return nil
+}
+
+func tokens(u convevents.Usage) domain.Tokens {
+	return domain.Tokens{Input: int64(u.PromptTokens), Cached: int64(u.CachedTokens), Output: int64(u.CompletionTokens), Reasoning: int64(u.ReasoningTokens)}
+}
+
+// Run evaluates alert rules every AlertInterval (or on every AlertTicks tick) until ctx ends, then
+// waits for webhook deliveries in flight.
+func (m *Module) Run(ctx context.Context) error {
+	m.notifier.Start(ctx)
+	defer m.notifier.Wait()
+	ticks := m.ticks
+	if ticks == nil {
+		t := time.NewTicker(m.cfg.AlertInterval)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+			// Failures are logged per rule; the loop carries on so one broken rule cannot stop the rest.
+			_ = m.alerts.EvaluateAll(ctx)
+		}
+	}
+}
+
+// EvaluateAlerts evaluates every enabled rule once at Now (what Run does on each tick).
+func (m *Module) EvaluateAlerts(ctx context.Context) error { return m.alerts.EvaluateAll(ctx) }
+
+// WaitWebhooks blocks until webhook deliveries in flight are done.
+func (m *Module) WaitWebhooks() { m.notifier.Wait() }
+
+// RecordRequest is httpapi.Deps.OnRequest: request counts by route, status and (configured) tenant,
+// and latency histograms by route and status.
+func (m *Module) RecordRequest(r httpapi.RequestRecord) {
+	m.http.Record(r.Route, r.Status, r.Duration, r.Tenant)
+}
+
+// WritePrometheus writes the metric set, then Go runtime and process metrics.
+func (m *Module) WritePrometheus(w io.Writer) {
+	m.set.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// MetricsHandler serves WritePrometheus, for a separate --metrics-addr.
+func (m *Module) MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		m.WritePrometheus(w)
+	})
+}
+
+// UsageTotals are a tenant's token counts since a time.
+type UsageTotals struct {
+	Requests        int64
+	InputTokens     int64
+	OutputTokens    int64
+	CachedTokens    int64
+	ReasoningTokens int64
+	CostUSD         float64
+}
+
+// Tokens is input plus output tokens.
+func (u UsageTotals) Tokens() int64 { return u.InputTokens + u.OutputTokens }
+
+// Usage reads the usage projection: t's totals from since (rounded down to a 5-minute edge) to now.
+// A token budget can read it; the projection lags the store by the bus's delivery delay.
+func (m *Module) Usage(_ context.Context, t tenant.ID, since time.Time) (UsageTotals, error) {
+	sum := m.usage.Window(t, since, m.now())
+	tot := sum.Total()
+	_, cost := domain.Costs(sum, m.svc.Prices)
+	return UsageTotals{Requests: tot.Requests, InputTokens: tot.Input, OutputTokens: tot.Output, CachedTokens: tot.Cached,
+		ReasoningTokens: tot.Reasoning, CostUSD: cost}, nil
+}
+
+// Prices is the effective price table (defaults, config and price file merged).
+func (m *Module) Prices() PriceTable { return m.svc.Prices.Merge(nil) }
