@@ -26,6 +26,10 @@ type Script struct {
 	BlockAfter int
 	// Gate, when set, is received from before the first token (to hold calls in flight).
 	Gate chan struct{}
+	// PauseAfter > 0 emits that many tokens, then waits to receive from Resume (or ctx to end)
+	// before the rest.
+	PauseAfter int
+	Resume     chan struct{}
 	// Usage is reported when set; otherwise the call reports none (the caller estimates).
 	Usage *ai.Usage
 }
@@ -112,6 +116,13 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 				err = &ai.Error{Model: req.Model, Status: 502, Reason: "error", Message: "fake stream broke"}
 			}
 			return ai.Result{Content: b.String()}, err
+		}
+		if s.PauseAfter > 0 && i == s.PauseAfter {
+			select {
+			case <-s.Resume:
+			case <-ctx.Done():
+				return ai.Result{Content: b.String()}, ctx.Err()
+			}
 		}
 		if s.BlockAfter > 0 && i == s.BlockAfter {
 			<-ctx.Done()

@@ -52,7 +52,9 @@ type Session struct {
 func (s *Session) Live() bool { return s.Exists && s.Started && !s.Deleted && !s.Expired }
 
 // Expected is the revision an append after this fold must expect.
-func (s *Session) Expected() eventstore.ExpectedRevision { return eventstore.After(s.Revision, s.Exists) }
+func (s *Session) Expected() eventstore.ExpectedRevision {
+	return eventstore.After(s.Revision, s.Exists)
+}
 
 // Clone returns a copy whose Messages can be appended to without touching s.
 func (s *Session) Clone() *Session {

@@ -150,7 +150,9 @@ func (x *Index) List(tenant string, limit int, cursor string) ([]Summary, string
 	}
 	sort.Slice(rows, func(i, j int) bool { return less(rows[i], rows[j].UpdatedAt.UnixNano(), rows[j].SessionID) })
 	if cursor != "" {
-		i := sort.Search(len(rows), func(i int) bool { return !less(rows[i], afterNs, afterID) && !(rows[i].UpdatedAt.UnixNano() == afterNs && rows[i].SessionID == afterID) })
+		i := sort.Search(len(rows), func(i int) bool {
+			return !less(rows[i], afterNs, afterID) && !(rows[i].UpdatedAt.UnixNano() == afterNs && rows[i].SessionID == afterID)
+		})
 		rows = rows[i:]
 	}
 	next := ""

@@ -357,4 +357,6 @@ func sseStream(turn *app.Turn, after int) *huma.StreamResponse {
 }
 
 // ErrFmt formats a model error for the OpenAI-compatible stream.
-func errFmt(code, msg string) string { return fmt.Sprintf(`{"error":{"message":%q,"type":%q,"code":%q}}`, msg, "server_error", code) }
+func errFmt(code, msg string) string {
+	return fmt.Sprintf(`{"error":{"message":%q,"type":%q,"code":%q}}`, msg, "server_error", code)
+}

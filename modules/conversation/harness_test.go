@@ -1,0 +1,280 @@
+package conversation_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crispy-enigma/crispy/modules/conversation"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/aitest"
+	"github.com/crispy-enigma/crispy/platform/ai/offline"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+type guard struct{}
+
+func (guard) Admit(_ context.Context, a httpapi.Admission) (httpapi.Admitted, error) {
+	t, err := tenant.Parse(a.TenantHeader)
+	if err != nil {
+		return httpapi.Admitted{}, apperr.NotFound("tenant_not_found", "no such tenant")
+	}
+	return httpapi.Admitted{Tenant: t}, nil
+}
+
+// memBus feeds Project handlers from the store, as the real bus does after replay.
+type memBus struct {
+	ctx   context.Context
+	store eventstore.Store
+}
+
+func (b memBus) On(string, []string, bus.Handler) {}
+
+func (b memBus) Project(_ string, types []string, h bus.Handler) {
+	go func() {
+		_ = b.store.Subscribe(b.ctx, eventstore.SubscribeOptions{}, func(ctx context.Context, e eventstore.Event) error {
+			for _, t := range types {
+				if t == e.Type {
+					return h(ctx, e)
+				}
+			}
+			return nil
+		})
+	}()
+}
+
+type policy struct {
+	mu sync.Mutex
+	m  map[string]tenancyevents.TenantConfig
+}
+
+func (p *policy) Config(_ context.Context, t tenant.ID) (tenancyevents.TenantConfig, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[t.String()], nil
+}
+
+// clock is a settable fake clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time       { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type env struct {
+	t      testing.TB
+	h      http.Handler
+	mod    *conversation.Module
+	store  eventstore.Store
+	fake   *aitest.Provider
+	down   *aitest.Provider
+	router *ai.Router
+	policy *policy
+	clock  *clock
+	cancel context.CancelFunc
+}
+
+type opts struct {
+	store    eventstore.Store
+	config   conversation.Config
+	tenants  map[string]tenancyevents.TenantConfig
+	speaker  ai.Speaker
+	router   ai.RouterConfig
+	fake     *aitest.Provider
+	retr     conversation.Retriever
+	tools    conversation.ToolRunner
+	noRunBus bool
+}
+
+func newEnv(t testing.TB, o opts) *env {
+	t.Helper()
+	store := o.store
+	if store == nil {
+		store = eventstoretest.NewMemory()
+	}
+	fake := o.fake
+	if fake == nil {
+		fake = aitest.New(aitest.Script{})
+	}
+	down := aitest.New(aitest.Script{FailBefore: aitest.Unavailable("down:m")})
+	router, err := ai.NewRouter(o.router, map[string]ai.Provider{"fake": fake, "down": down, offline.Name: offline.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := &policy{m: o.tenants}
+	if pol.m == nil {
+		pol.m = map[string]tenancyevents.TenantConfig{}
+	}
+	clk := &clock{t: time.Now()}
+	cfg := o.config
+	if cfg.DefaultModel == "" {
+		cfg.DefaultModel = "fake:m"
+	}
+	if cfg.ResumeWindow == 0 {
+		cfg.ResumeWindow = 2 * time.Second
+	}
+	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: pol, Speaker: o.speaker, Now: clk.Now,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if o.retr != nil {
+		d.Retriever = o.retr
+	}
+	if o.tools != nil {
+		d.Tools = o.tools
+	}
+	mod, err := conversation.New(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: guard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mod.Register(srv.API, memBus{ctx: ctx, store: store})
+	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, cancel: cancel}
+	t.Cleanup(cancel)
+	return e
+}
+
+type resp struct {
+	status int
+	body   map[string]any
+	raw    string
+	header http.Header
+}
+
+func (e *env) do(method, path, tenantID string, body any, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader = bytes.NewReader(nil)
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	r := httptest.NewRequest(method, path, rd)
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("x-tenant-id", tenantID)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	out := resp{status: w.Code, raw: w.Body.String(), header: w.Header()}
+	_ = json.Unmarshal(w.Body.Bytes(), &out.body)
+	return out
+}
+
+func (e *env) chat(tenantID, session, msg string, extra map[string]any) resp {
+	e.t.Helper()
+	body := map[string]any{"sessionId": session, "message": msg}
+	for k, v := range extra {
+		body[k] = v
+	}
+	return e.do("POST", "/chat", tenantID, body)
+}
+
+func (e *env) chatJSON(tenantID, session, msg string) resp {
+	e.t.Helper()
+	return e.chat(tenantID, session, msg, map[string]any{"stream": false})
+}
+
+type sseEvent struct {
+	id, name string
+	data     map[string]any
+}
+
+func parseSSE(t testing.TB, raw string) []sseEvent {
+	t.Helper()
+	var out []sseEvent
+	var cur sseEvent
+	sc := bufio.NewScanner(strings.NewReader(raw))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if cur.name != "" || cur.id != "" {
+				out = append(out, cur)
+			}
+			cur = sseEvent{}
+		case strings.HasPrefix(line, "id: "):
+			cur.id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			cur.name = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			if err := json.Unmarshal([]byte(line[6:]), &cur.data); err != nil {
+				t.Fatalf("bad data line %q: %v", line, err)
+			}
+		default:
+			t.Fatalf("unexpected SSE line %q", line)
+		}
+	}
+	return out
+}
+
+func (e *env) history(tenantID, session string) resp {
+	e.t.Helper()
+	return e.do("GET", "/chat/"+session+"/history", tenantID, nil)
+}
+
+func messages(r resp) []map[string]any {
+	ms, _ := r.body["messages"].([]any)
+	out := make([]map[string]any, len(ms))
+	for i, m := range ms {
+		out[i] = m.(map[string]any)
+	}
+	return out
+}
+
+func (e *env) streamEvents(tenantID, session string) []eventstore.Event {
+	e.t.Helper()
+	evs, err := e.store.ReadStream(context.Background(), tenant.MustStream(tenant.MustParse(tenantID), "session", session), 0, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func wantProblem(t testing.TB, r resp, status int, code string) {
+	t.Helper()
+	if r.status != status || (code != "" && r.body["code"] != code) {
+		t.Fatalf("got %d %v, want %d %s; body %s", r.status, r.body["code"], status, code, r.raw)
+	}
+	if !strings.Contains(r.raw, "requestId") {
+		t.Fatalf("problem without requestId: %s", r.raw)
+	}
+}
+
+func types(evs []eventstore.Event) string {
+	var s []string
+	for _, e := range evs {
+		s = append(s, strings.TrimPrefix(e.Type, "conversation."))
+	}
+	return strings.Join(s, ",")
+}
