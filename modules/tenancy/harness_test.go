@@ -50,7 +50,7 @@ func tenantsYAML() string {
 `
 }
 
-func writeFile(t *testing.T, body string) string {
+func writeFile(t testing.TB, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "tenants.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {

@@ -29,14 +29,14 @@ type memEntry struct {
 
 type memShard struct {
 	mu      sync.Mutex
-	m       map[limKey]memEntry
+	m       map[limKey]*memEntry
 	sweepAt int
 	_       [40]byte // keep shards on separate cache lines
 }
 
 // MemoryLimiter is the per-process limiter. A decision takes two map lookups under shard locks and
 // allocates nothing once a key has been seen: keys are structs of the strings the request already
-// holds, windows are stored by value.
+// holds, and a window is updated in place.
 type MemoryLimiter struct {
 	seed   maphash.Seed
 	now    func() time.Time
@@ -50,7 +50,7 @@ func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
 	}
 	l := &MemoryLimiter{seed: maphash.MakeSeed(), now: now}
 	for i := range l.shards {
-		l.shards[i].m = map[limKey]memEntry{}
+		l.shards[i].m = map[limKey]*memEntry{}
 		l.shards[i].sweepAt = sweepAt
 	}
 	return l
@@ -80,8 +80,8 @@ func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p dom
 		l.shards[hi].mu.Lock()
 	}
 	win := int64(p.Window)
-	ek, kOK := l.shards[i].m[kk]
-	et, tOK := l.shards[j].m[kt]
+	ek := l.entry(i, kk, now, nil)
+	et := l.entry(j, kt, now, ek)
 	vk := ek.w.Check(now, p.Window, p.KeyLimit)
 	vt := et.w.Check(now, p.Window, p.TenantLimit)
 	if vk.Allowed && vt.Allowed {
@@ -89,8 +89,6 @@ func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p dom
 		et.w.Take()
 	}
 	ek.win, et.win = win, win
-	l.store(i, kk, ek, kOK, now)
-	l.store(j, kt, et, tOK, now)
 	if hi != lo {
 		l.shards[hi].mu.Unlock()
 	}
@@ -98,19 +96,26 @@ func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p dom
 	return domain.Combine(vk, vt), nil
 }
 
-// store writes e back; a new key may first trigger a sweep of windows idle for two window lengths
-// (both buckets empty), which bounds memory by the keys active in the last two windows.
-func (l *MemoryLimiter) store(i int, k limKey, e memEntry, existed bool, now int64) {
+// entry returns k's window in shard i, creating it; a new key may first trigger a sweep of windows
+// idle for two window lengths (both buckets empty), which bounds memory by the keys active in the
+// last two windows. The sweep spares keep, the window this decision already holds. The caller holds
+// the shard's lock.
+func (l *MemoryLimiter) entry(i int, k limKey, now int64, keep *memEntry) *memEntry {
 	s := &l.shards[i]
-	if !existed && len(s.m) >= s.sweepAt {
+	if e, ok := s.m[k]; ok {
+		return e
+	}
+	if len(s.m) >= s.sweepAt {
 		for key, v := range s.m {
-			if v.w.Start+2*v.win <= now {
+			if v != keep && v.w.Start+2*v.win <= now {
 				delete(s.m, key)
 			}
 		}
 		s.sweepAt = max(sweepAt, 2*len(s.m))
 	}
+	e := &memEntry{}
 	s.m[k] = e
+	return e
 }
 
 // Len is the number of windows held (for tests).

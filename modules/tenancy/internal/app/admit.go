@@ -91,7 +91,7 @@ func (a *Admitter) Directory() *domain.Directory {
 
 // Admit implements httpapi.Guard.
 func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Admitted, error) {
-	h := http.Header{}
+	h := make(http.Header, 4)
 	out := httpapi.Admitted{Headers: h}
 	s := a.snap.Load()
 	if s == nil {
@@ -115,9 +115,12 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 	if err != nil {
 		d = a.failOpen(ctx, e, in.UserID, err)
 	}
-	h["X-Ratelimit-Limit"] = []string{strconv.FormatInt(d.Limit, 10)}
-	h["X-Ratelimit-Remaining"] = []string{strconv.FormatInt(d.Remaining, 10)}
-	h["X-Ratelimit-Reset"] = []string{strconv.FormatInt(d.ResetSec, 10)}
+	// One backing array for the three values: the headers are on every response.
+	vals := [...]string{strconv.FormatInt(d.Limit, 10), strconv.FormatInt(d.Remaining, 10), strconv.FormatInt(d.ResetSec, 10)}
+	v := vals[:]
+	h["X-Ratelimit-Limit"] = v[0:1:1]
+	h["X-Ratelimit-Remaining"] = v[1:2:2]
+	h["X-Ratelimit-Reset"] = v[2:3:3]
 	if !d.Allowed {
 		if s.limited != nil {
 			s.limited[e.ID.String()].Inc()
