@@ -1,0 +1,243 @@
+package conversation_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+
+	"github.com/crispy-enigma/crispy/modules/conversation"
+	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/platform/ai/aitest"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// openStream posts a streaming chat over a real connection and returns a reader of its events.
+func openStream(t *testing.T, ctx context.Context, url, tenantID, session, msg string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	body := `{"sessionId":"` + session + `","message":"` + msg + `"}`
+	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/chat", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-tenant-id", tenantID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	return resp, bufio.NewReader(resp.Body)
+}
+
+// readEvent reads one SSE event (id, name, data line).
+func readEvent(t *testing.T, r *bufio.Reader) (id, name, data string) {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read event: %v", err)
+		}
+		line = strings.TrimRight(line, "\n")
+		switch {
+		case line == "":
+			return
+		case strings.HasPrefix(line, "id: "):
+			id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			name = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = line[6:]
+		}
+	}
+}
+
+func TestResumeWithLastEventIDWithoutSecondModelCall(t *testing.T) {
+	t.Parallel()
+	resume := make(chan struct{})
+	fake := aitest.New(aitest.Script{Tokens: []string{"one", " two", " three", " four"}, PauseAfter: 2, Resume: resume})
+	e := newEnv(t, opts{fake: fake})
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	s := sid()
+	ctx, cancel := context.WithCancel(context.Background())
+	resp, rd := openStream(t, ctx, srv.URL, "acme", s, "count")
+	id1, _, _ := readEvent(t, rd)
+	id2, name, data := readEvent(t, rd)
+	if id1 != "1" || id2 != "2" || name != "token" || data != `{"token":" two"}` {
+		t.Fatalf("%s %s %s %s", id1, id2, name, data)
+	}
+	cancel() // the client drops mid-turn
+	resp.Body.Close()
+	close(resume) // the model goes on
+	// The client comes back within the window.
+	req, _ := http.NewRequest("GET", srv.URL+"/chat/"+s+"/stream", nil)
+	req.Header.Set("x-tenant-id", "acme")
+	req.Header.Set("Last-Event-ID", "2")
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil || r2.StatusCode != 200 {
+		t.Fatalf("%v %v", err, r2)
+	}
+	raw, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	evs := parseSSE(t, string(raw))
+	if len(evs) != 3 || evs[0].id != "3" || evs[0].data["token"] != " three" || evs[2].name != "done" {
+		t.Fatalf("resumed %+v", evs)
+	}
+	if fake.Calls() != 1 {
+		t.Fatalf("model called %d times", fake.Calls())
+	}
+	// After the turn, a resume without Last-Event-ID replays the whole turn; another tenant gets 404.
+	all := parseSSE(t, e.do("GET", "/chat/"+s+"/stream", "acme", nil).raw)
+	if len(all) != 5 || all[4].name != "done" {
+		t.Fatalf("%+v", all)
+	}
+	wantProblem(t, e.do("GET", "/chat/"+s+"/stream", "globex", nil), 404, "session_not_found")
+	if ms := messages(e.history("acme", s)); len(ms) != 2 || ms[1]["content"] != "one two three four" {
+		t.Fatalf("%v", ms)
+	}
+}
+
+func TestDisconnectWithoutResumeCancelsUpstreamAndRecordsCancelled(t *testing.T) {
+	t.Parallel()
+	fake := aitest.New(aitest.Script{Tokens: []string{"partial", " answer"}, BlockAfter: 1})
+	e := newEnv(t, opts{fake: fake, config: conversation.Config{ResumeWindow: 50 * time.Millisecond}})
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	s := sid()
+	ctx, cancel := context.WithCancel(context.Background())
+	resp, rd := openStream(t, ctx, srv.URL, "acme", s, "tell me")
+	if _, name, _ := readEvent(t, rd); name != "token" {
+		t.Fatal(name)
+	}
+	cancel()
+	resp.Body.Close()
+	var failed events.AssistantMessageFailed
+	eventually(t, "turn recorded as cancelled", func() bool {
+		evs := e.streamEvents("acme", s)
+		last := evs[len(evs)-1]
+		if last.Type != events.TypeAssistantMessageFailed {
+			return false
+		}
+		_ = last.Decode(&failed)
+		return true
+	})
+	if !failed.Cancelled || failed.Code != events.CodeCancelled || failed.PartialContentLength != len("partial") {
+		t.Fatalf("%+v", failed)
+	}
+	if ms := messages(e.history("acme", s)); len(ms) != 1 {
+		t.Fatalf("the partial answer must not be history: %v", ms)
+	}
+}
+
+// conflictStore appends a foreign turn (as another replica would) right before the first append
+// to each session stream, so the module's append meets a wrong expected revision.
+type conflictStore struct {
+	eventstore.Store
+	hit atomic.Int32
+}
+
+func (c *conflictStore) Append(ctx context.Context, st tenant.Stream, exp eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
+	if c.hit.Add(1) == 2 { // the second append: the first turn's answer
+		ev, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: st.Entity(), TurnID: "other-replica", Content: "from the other replica"})
+		if _, err := c.Store.Append(ctx, st, eventstore.Any, ev); err != nil {
+			return eventstore.AppendResult{}, err
+		}
+	}
+	res, err := c.Store.Append(ctx, st, exp, evs...)
+	if c.hit.Load() == 2 && !errors.Is(err, eventstore.ErrConflict) {
+		panic("the injected append did not conflict")
+	}
+	return res, err
+}
+
+func TestOptimisticConcurrencyConflictRetriesFromFreshState(t *testing.T) {
+	t.Parallel()
+	st := &conflictStore{Store: eventstoretest.NewMemory()}
+	e := newEnv(t, opts{store: st})
+	s := sid()
+	if r := e.chatJSON("acme", s, "mine"); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	if got := types(e.streamEvents("acme", s)); got != "SessionStarted,UserMessageAdded,UserMessageAdded,AssistantMessageCompleted" {
+		t.Fatalf("events %s", got)
+	}
+	ms := messages(e.history("acme", s))
+	if len(ms) != 3 || ms[0]["content"] != "mine" || ms[1]["content"] != "from the other replica" {
+		t.Fatalf("%v", ms)
+	}
+}
+
+func TestOpenAICompatibleEndpointWithGoOpenAIClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{fake: aitest.New(aitest.Script{Tokens: []string{"Hi", " there"}})})
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	cfg := openai.DefaultConfig("unused-key")
+	cfg.BaseURL = srv.URL + "/v1"
+	cfg.HTTPClient = &http.Client{Transport: tenantHeader{"acme"}}
+	client := openai.NewClientWithConfig(cfg)
+	req := openai.ChatCompletionRequest{Model: "fake:m", Messages: []openai.ChatCompletionMessage{
+		{Role: openai.ChatMessageRoleSystem, Content: "be brief"}, {Role: openai.ChatMessageRoleUser, Content: "hello"}}}
+	res, err := client.CreateChatCompletion(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Choices) != 1 || res.Choices[0].Message.Content != "Hi there" || res.Model != "fake:m" || res.Usage.TotalTokens == 0 || res.Choices[0].FinishReason != "stop" {
+		t.Fatalf("%+v", res)
+	}
+	req.Stream = true
+	req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+	stream, err := client.CreateChatCompletionStream(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	var text strings.Builder
+	usage := 0
+	for {
+		chunk, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range chunk.Choices {
+			text.WriteString(c.Delta.Content)
+		}
+		if chunk.Usage != nil {
+			usage = chunk.Usage.TotalTokens
+		}
+	}
+	if text.String() != "Hi there" || usage == 0 {
+		t.Fatalf("streamed %q usage %d", text.String(), usage)
+	}
+	// Errors come back as API errors: a disallowed or malformed model.
+	_, err = client.CreateChatCompletion(context.Background(), openai.ChatCompletionRequest{Model: "gpt-4o", Messages: req.Messages})
+	var apiErr *openai.RequestError
+	var apiErr2 *openai.APIError
+	if err == nil || !(errors.As(err, &apiErr) || errors.As(err, &apiErr2)) {
+		t.Fatalf("bad model accepted: %v", err)
+	}
+	// Both calls were recorded as sessions of the tenant.
+	eventually(t, "openai turns listed", func() bool { return len(e.do("GET", "/sessions", "acme", nil).body["sessions"].([]any)) == 2 })
+}
+
+type tenantHeader struct{ id string }
+
+func (h tenantHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("x-tenant-id", h.id)
+	return http.DefaultTransport.RoundTrip(r)
+}
