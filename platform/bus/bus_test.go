@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -319,5 +320,27 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := bus.New(bus.Config{}, bus.Deps{}); err == nil {
 		t.Fatal("New without a store must fail")
+	}
+}
+
+// The store's last event at start may be unreadable (a truncated stream): no subscription ever
+// delivers it, and WaitCaughtUp must still return once the projection has everything readable.
+func TestWaitCaughtUpWhenTheLastEventIsUnreadable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := eventstoretest.NewMemory()
+	readable := appendN(t, store, acme, "kept", typeHappened, 3)
+	appendN(t, store, acme, "gone", typeHappened, 1)
+	one := uint64(1)
+	if err := store.SetStreamMetadata(ctx, tenant.MustStream(acme, "thing", "gone"), eventstore.StreamMetadata{TruncateBefore: &one}); err != nil {
+		t.Fatal(err)
+	}
+	proj := &recorder{}
+	cfg := goChannelConfig(t)
+	cfg.SettleTime = 50 * time.Millisecond
+	start(t, cfg, store, func(reg bus.Registry) { reg.Project("test.kept", nil, proj.handle) })
+	got, _ := proj.snapshot()
+	if !slices.Equal(ids(got), ids(readable)) {
+		t.Fatalf("caught up with %v, want %v", ids(got), ids(readable))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -178,5 +180,43 @@ func TestDurableDropsRedeliveries(t *testing.T) {
 			t.Fatalf("ordered=%v after restart: %v", ordered, calls)
 		}
 		d2.close()
+	}
+}
+
+// A message whose metadata names another tenant than its envelope is refused: never handed to a
+// module under the wrong tenant, counted as failed, and not retried.
+func TestMislabelledMessageIsRefused(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	res, err := store.Append(context.Background(), tenant.MustStream(tenant.MustParse("acme"), "thing", "1"), eventstore.Any,
+		eventstore.EventData{Type: "test.Happened", Data: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{CheckpointDir: t.TempDir()}, Deps{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	d := newDurable("h", nil, func(context.Context, eventstore.Event) error { calls++; return nil }, b)
+	if err := d.open(eventstore.Start, false); err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(m *message.Message){
+		"tenant metadata": func(m *message.Message) { m.Metadata.Set(MetaTenant, "globex") },
+		"message id":      func(m *message.Message) { m.UUID = "another" },
+		"payload":         func(m *message.Message) { m.Payload = []byte("{") },
+	} {
+		m, err := toMessage(res.Events[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mutate(m)
+		if err := d.handle(m); err != nil {
+			t.Fatalf("%s: a refused message must be acked, got %v", name, err)
+		}
+		if calls != 0 {
+			t.Fatalf("%s: mislabelled message reached the handler", name)
+		}
 	}
 }

@@ -108,7 +108,11 @@ func (d *durable) close() error {
 // (the message is nacked and comes again); any other failure has been retried, then logged and
 // counted, and the event is passed so one bad event never holds the bus.
 func (d *durable) handle(msg *message.Message) error {
-	e, err := fromMessage(msg)
+	e, ok := msg.Context().Value(inProcessEvent{}).(eventstore.Event)
+	var err error
+	if !ok || e.ID != msg.UUID {
+		e, err = fromMessage(msg)
+	}
 	if err != nil {
 		// Retrying cannot fix a message that does not decode.
 		d.b.log.Error("bus: undecodable message dropped", "handler", d.name, "message", msg.UUID, "err", err)

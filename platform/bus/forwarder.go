@@ -40,7 +40,7 @@ func (b *Bus) forward(ctx context.Context, from eventstore.Position) {
 }
 
 // publish sends one event. On GoChannel it returns once every handler has finished with it.
-func (b *Bus) publish(_ context.Context, e eventstore.Event) error {
+func (b *Bus) publish(ctx context.Context, e eventstore.Event) error {
 	if uint64(e.Position) <= b.forwarded.Load() {
 		return nil // a resubscription never repeats an event, but the checkpoint is the rule
 	}
@@ -48,6 +48,10 @@ func (b *Bus) publish(_ context.Context, e eventstore.Event) error {
 	if err != nil {
 		return err
 	}
+	// In process (GoChannel keeps the context) the handlers take the event as it is rather than
+	// decode the payload again; a broker carries only the payload. WithoutCancel: the handlers
+	// finish the forwarder's last event after it stops.
+	m.SetContext(context.WithValue(context.WithoutCancel(ctx), inProcessEvent{}, e))
 	if err := b.tr.publisher.Publish(b.cfg.topic(), m); err != nil {
 		return fmt.Errorf("publish %s at %d: %w", e.Type, e.Position, err)
 	}
@@ -58,3 +62,6 @@ func (b *Bus) publish(_ context.Context, e eventstore.Event) error {
 	b.m.published.Inc()
 	return nil
 }
+
+// inProcessEvent is the context key of the event a message was made from.
+type inProcessEvent struct{}

@@ -55,7 +55,7 @@ func newTransport(ctx context.Context, cfg Config, log *slog.Logger) (*transport
 		// Publish blocks until every handler has acked: the forwarder's checkpoint then never passes
 		// an event a handler has not finished, and each handler sees events in the store's order
 		// (without it GoChannel fans out in goroutines and reorders).
-		gc := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, wlog)
+		gc := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true, PreserveContext: true}, wlog)
 		return &transport{
 			router:     router,
 			publisher:  gc,

@@ -1,0 +1,68 @@
+package bus_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// BenchmarkForwardGoChannel measures events/s from the store, through the forwarder and GoChannel,
+// to one durable handler (checkpointed per event), b.N events already in the store.
+func BenchmarkForwardGoChannel(b *testing.B) {
+	b.Run("memory-store", func(b *testing.B) { benchForward(b, eventstoretest.NewMemory()) })
+	b.Run("embedded-store", func(b *testing.B) {
+		s, err := embedded.Open(b.TempDir(), embedded.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		benchForward(b, s)
+	})
+}
+
+func benchForward(b *testing.B, store eventstore.Store) {
+	ctx := context.Background()
+	stream := tenant.MustStream(acme, "bench", "1")
+	batch := make([]eventstore.EventData, 0, 500)
+	for i := 0; i < b.N; {
+		batch = batch[:0]
+		for ; i < b.N && len(batch) < cap(batch); i++ {
+			batch = append(batch, eventstore.EventData{Type: typeHappened, Data: []byte(`{"payload":"a two hundred byte event is about this size once its envelope is counted"}`)})
+		}
+		if _, err := store.Append(ctx, stream, eventstore.Any, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var seen atomic.Int64
+	done := make(chan struct{})
+	bs, err := bus.New(bus.Config{CheckpointDir: b.TempDir()}, bus.Deps{Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bs.On("bench.count", nil, func(context.Context, eventstore.Event) error {
+		if seen.Add(1) == int64(b.N) {
+			close(done)
+		}
+		return nil
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	b.ResetTimer()
+	begin := time.Now()
+	go func() { stopped <- bs.Run(runCtx) }()
+	<-done
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	cancel()
+	if err := <-stopped; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+}
