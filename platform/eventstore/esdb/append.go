@@ -68,7 +68,8 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 				return eventstore.AppendResult{}, fmt.Errorf("%w: %v", eventstore.ErrInvalid, err)
 			}
 		}
-		res, err := s.client.AppendToStream(ctx, name, esc.AppendToStreamOptions{ExpectedRevision: send}, proposed...)
+		c := s.conn()
+		res, err := c.AppendToStream(ctx, name, esc.AppendToStreamOptions{ExpectedRevision: send}, proposed...)
 		if err == nil {
 			last := first + uint64(len(evs)) - 1
 			if res.NextExpectedVersion != last {
@@ -83,7 +84,7 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 			return eventstore.AppendResult{NextExpected: last, Position: pos, Events: evs}, nil
 		}
 		if !hasCode(err, esc.ErrorCodeWrongExpectedVersion) {
-			return eventstore.AppendResult{}, mapErr("append to "+name, err)
+			return eventstore.AppendResult{}, s.fail(c, "append to "+name, err)
 		}
 		// Someone moved the stream between our read and our write, or its last events are hidden.
 		fresh, rerr := s.head(ctx, name)
@@ -120,9 +121,10 @@ func currentRevision(err error) (uint64, bool) {
 
 // head reads the stream's last event (backwards, one event).
 func (s *Store) head(ctx context.Context, name string) (head, error) {
-	rs, err := s.client.ReadStream(ctx, name, esc.ReadStreamOptions{Direction: esc.Backwards, From: esc.End{}}, 1)
+	c := s.conn()
+	rs, err := c.ReadStream(ctx, name, esc.ReadStreamOptions{Direction: esc.Backwards, From: esc.End{}}, 1)
 	if err != nil {
-		return head{}, mapErr("read head of "+name, err)
+		return head{}, s.fail(c, "read head of "+name, err)
 	}
 	defer rs.Close()
 	ev, err := recvRead(rs)
@@ -131,7 +133,7 @@ func (s *Store) head(ctx context.Context, name string) (head, error) {
 	case isEOF(err) || hasCode(err, esc.ErrorCodeResourceNotFound):
 		return head{}, nil
 	default:
-		return head{}, mapErr("read head of "+name, err)
+		return head{}, s.fail(c, "read head of "+name, err)
 	}
 	e, err := s.decode(ev.OriginalEvent())
 	if err != nil {
@@ -160,8 +162,9 @@ func (s *Store) SetStreamMetadata(ctx context.Context, stream tenant.Stream, md 
 		m.SetTruncateBefore(*md.TruncateBefore)
 	}
 	name := s.serverName(stream)
-	if _, err := s.client.SetStreamMetadata(ctx, name, esc.AppendToStreamOptions{ExpectedRevision: esc.Any{}}, m); err != nil {
-		return mapErr("set metadata of "+name, err)
+	c := s.conn()
+	if _, err := c.SetStreamMetadata(ctx, name, esc.AppendToStreamOptions{ExpectedRevision: esc.Any{}}, m); err != nil {
+		return s.fail(c, "set metadata of "+name, err)
 	}
 	return nil
 }
@@ -181,9 +184,10 @@ func (s *Store) StreamMetadata(ctx context.Context, stream tenant.Stream) (event
 // reads that stream forwards from its start (the oldest metadata) unless told otherwise, and reports
 // a missing metadata stream as an error; reading it here makes both explicit.
 func (s *Store) metadata(ctx context.Context, name string) (eventstore.StreamMetadata, error) {
-	rs, err := s.client.ReadStream(ctx, "$$"+name, esc.ReadStreamOptions{Direction: esc.Backwards, From: esc.End{}}, 1)
+	c := s.conn()
+	rs, err := c.ReadStream(ctx, "$$"+name, esc.ReadStreamOptions{Direction: esc.Backwards, From: esc.End{}}, 1)
 	if err != nil {
-		return eventstore.StreamMetadata{}, mapErr("read metadata of "+name, err)
+		return eventstore.StreamMetadata{}, s.fail(c, "read metadata of "+name, err)
 	}
 	defer rs.Close()
 	ev, err := recvRead(rs)
@@ -192,7 +196,7 @@ func (s *Store) metadata(ctx context.Context, name string) (eventstore.StreamMet
 	case isEOF(err) || hasCode(err, esc.ErrorCodeResourceNotFound):
 		return eventstore.StreamMetadata{}, nil
 	default:
-		return eventstore.StreamMetadata{}, mapErr("read metadata of "+name, err)
+		return eventstore.StreamMetadata{}, s.fail(c, "read metadata of "+name, err)
 	}
 	return parseMetadata(name, ev.OriginalEvent().Data)
 }

@@ -492,6 +492,41 @@ func TestContractSubscribeResubscribesAfterTheLastDeliveredEvent(t *testing.T) {
 	}
 }
 
+func TestContractStoreReconnectsAfterTheClientGaveUp(t *testing.T) {
+	t.Parallel()
+	_, addr, srv := serveFake(t, "127.0.0.1:0")
+	s := openFake(t, fmt.Sprintf("esdb://%s?tls=false&maxDiscoverAttempts=1&discoveryInterval=10", addr), Config{})
+	st := tenant.MustStream(acme, "session", "r")
+	mustAppend(t, s, st, eventstore.Any, evd(0))
+	gaveUp := s.conn()
+	srv.Stop()
+	// A subscription keeps re-subscribing while the node is gone; the client's rediscovery fails and
+	// the v4 client closes itself for good. The store must notice and start a new client.
+	c, cancel := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Subscribe(c, eventstore.SubscribeOptions{Tenant: acme}, func(context.Context, eventstore.Event) error { return nil })
+	}()
+	for s.conn() == gaveUp {
+		select {
+		case <-testCtx(t).Done():
+			t.Fatal("the store kept the client that gave up")
+		case err := <-done:
+			t.Fatalf("subscribe ended while the server was away: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("subscribe after cancel: %v", err)
+	}
+	// The node is back (empty: a new fake on the same address) and the store works again.
+	serveFake(t, addr)
+	if _, err := s.Append(testCtx(t), st, eventstore.Any, evd(1)); err != nil {
+		t.Fatalf("append after the server came back: %v", err)
+	}
+}
+
 func TestContractLastPositionAndClose(t *testing.T) {
 	t.Parallel()
 	f, url := startFake(t)

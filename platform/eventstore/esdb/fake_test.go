@@ -63,9 +63,16 @@ type appendCall struct {
 
 func startFake(t *testing.T) (*fakeServer, string) {
 	t.Helper()
+	f, addr, _ := serveFake(t, "127.0.0.1:0")
+	return f, fmt.Sprintf("esdb://%s?tls=false", addr)
+}
+
+// serveFake serves a new, empty fake on addr and returns it, its address and its server (to stop it).
+func serveFake(t *testing.T, addr string) (*fakeServer, string, *grpc.Server) {
+	t.Helper()
 	f := &fakeServer{changed: make(chan struct{}), last: map[string]uint64{}, nextPos: 1000,
 		hidden: map[string]bool{}, deleted: map[string]bool{}}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +80,7 @@ func startFake(t *testing.T) (*fakeServer, string) {
 	api.RegisterStreamsServer(srv, f)
 	go srv.Serve(lis) //nolint:errcheck // ends with Stop
 	t.Cleanup(srv.Stop)
-	return f, fmt.Sprintf("esdb://%s?tls=false", lis.Addr().String())
+	return f, lis.Addr().String(), srv
 }
 
 func expectedString(o *api.AppendReq_Options) string {

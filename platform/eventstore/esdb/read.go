@@ -31,9 +31,10 @@ func (s *Store) ReadStream(ctx context.Context, stream tenant.Stream, from uint6
 	if max > 0 {
 		count = uint64(max)
 	}
-	rs, err := s.client.ReadStream(ctx, name, esc.ReadStreamOptions{Direction: esc.Forwards, From: esc.Revision(from)}, count)
+	c := s.conn()
+	rs, err := c.ReadStream(ctx, name, esc.ReadStreamOptions{Direction: esc.Forwards, From: esc.Revision(from)}, count)
 	if err != nil {
-		return nil, mapErr("read "+name, err)
+		return nil, s.fail(c, "read "+name, err)
 	}
 	defer rs.Close()
 	var out []eventstore.Event
@@ -46,7 +47,7 @@ func (s *Store) ReadStream(ctx context.Context, stream tenant.Stream, from uint6
 		case hasCode(err, esc.ErrorCodeResourceNotFound):
 			return nil, nil
 		default:
-			return nil, mapErr("read "+name, err)
+			return nil, s.fail(c, "read "+name, err)
 		}
 		e, err := s.decode(ev.OriginalEvent())
 		if err != nil {
@@ -141,7 +142,8 @@ func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position,
 	if !t.IsZero() {
 		prefix = s.ns + t.StreamPrefix()
 	}
-	sub, err := s.client.SubscribeToAll(ctx, esc.SubscribeToAllOptions{
+	c := s.conn()
+	sub, err := c.SubscribeToAll(ctx, esc.SubscribeToAllOptions{
 		From: start,
 		Filter: &esc.SubscriptionFilter{
 			Type: esc.StreamFilterType,
@@ -153,7 +155,7 @@ func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position,
 		CheckpointInterval: 1,
 	})
 	if err != nil {
-		return last, &droppedError{err: mapErr("subscribe to $all", err)}
+		return last, &droppedError{err: s.fail(c, "subscribe to $all", err)}
 	}
 	defer sub.Close()
 	meta := map[string]eventstore.StreamMetadata{}

@@ -24,6 +24,18 @@
 //     stream's metadata once and follow later changes through the $$-metadata streams, which the same
 //     filter lets through. ReadStream relies on the server, which applies $tb and $maxAge to stream reads.
 //   - StreamMetadata maps to $maxAge (whole seconds, rounded up) and TruncateBefore to $tb.
+//   - The v4 client closes itself for good when it cannot rediscover a node after losing it; the store
+//     then starts a new client, so a server restart does not need a process restart.
+//
+// # Limits
+//
+//   - ReadTenant ends on the server's caught-up message (EventStoreDB 23.10 and later, KurrentDB) or on a
+//     checkpoint past the end. An older server that sends neither at the end of a short catch-up keeps
+//     the call waiting until its next checkpoint (or the caller's deadline).
+//   - The position of each appended event is known only from reads: AppendResult carries the write's
+//     position on its last event and in Position; the other events' Position is 0.
+//   - Events written by other programs into t-… streams without our envelope read as
+//     eventstore.ErrCorrupt, and an append cannot continue a chain whose last event is such an event.
 //
 // # Positions
 //
@@ -57,6 +69,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -160,9 +173,12 @@ type Store struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
-	client *esc.Client
+	conf   *esc.Configuration
 	ns     string // "" or "{namespace}:", prepended to every server stream name
 	closed atomic.Bool
+
+	mu     sync.Mutex // serialises renew and Close
+	client atomic.Pointer[esc.Client]
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -190,12 +206,13 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstoredb: client for %s: %w", redact(cfg.URL), err)
 	}
-	s := &Store{cfg: cfg, log: opts.Log, now: opts.Now, client: client}
+	s := &Store{cfg: cfg, log: opts.Log, now: opts.Now, conf: conf}
+	s.client.Store(client)
 	if cfg.Namespace != "" {
 		s.ns = cfg.Namespace + ":"
 	}
 	if _, err := s.LastPosition(ctx); err != nil {
-		client.Close()
+		s.Close()
 		return nil, fmt.Errorf("eventstoredb: connect to %s: %w", redact(cfg.URL), err)
 	}
 	return s, nil
@@ -213,16 +230,54 @@ func clientLogger(log *slog.Logger) esc.LoggingFunc {
 		case esc.LogError:
 			lv = slog.LevelError
 		}
-		log.Log(context.Background(), lv, fmt.Sprintf(format, args...), "component", "eventstoredb-client")
+		msg := fmt.Sprintf(format, args...)
+		if strings.Contains(msg, "context canceled") {
+			lv = slog.LevelDebug // every subscription the store ends on purpose reports itself "dropped"
+		}
+		log.Log(context.Background(), lv, msg, "component", "eventstoredb-client")
 	}
 }
 
 // Close releases the connection. Calls after Close fail with eventstore.ErrClosed.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed.Swap(true) {
 		return nil
 	}
-	return s.client.Close()
+	return s.client.Load().Close()
+}
+
+// conn is the client for one call.
+func (s *Store) conn() *esc.Client { return s.client.Load() }
+
+// fail maps the error of a call made on c. The v4 client closes itself for good when it cannot
+// rediscover a node after losing one (a restart longer than its discovery attempts); a store that
+// was not closed then swaps in a new client, so the next call reconnects instead of failing forever.
+func (s *Store) fail(c *esc.Client, op string, err error) error {
+	if hasCode(err, esc.ErrorCodeConnectionClosed) {
+		if s.closed.Load() {
+			return fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
+		}
+		s.renew(c)
+	}
+	return mapErr(op, err)
+}
+
+func (s *Store) renew(failed *esc.Client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() || s.client.Load() != failed {
+		return // closed, or another call renewed it already
+	}
+	fresh, err := esc.NewClient(s.conf)
+	if err != nil {
+		s.log.Error("eventstoredb: cannot create a new client", "err", err)
+		return
+	}
+	s.client.Store(fresh)
+	failed.Close()
+	s.log.Warn("eventstoredb: the client lost the server and gave up; the next call connects afresh")
 }
 
 func (s *Store) checkOpen() error {
@@ -251,9 +306,10 @@ func (s *Store) lastAll(ctx context.Context) (esc.Position, bool, error) {
 
 // allBefore reads $all backwards one event from pos: the newest event strictly before it.
 func (s *Store) allBefore(ctx context.Context, pos esc.AllPosition) (esc.Position, bool, error) {
-	rs, err := s.client.ReadAll(ctx, esc.ReadAllOptions{Direction: esc.Backwards, From: pos}, 1)
+	c := s.conn()
+	rs, err := c.ReadAll(ctx, esc.ReadAllOptions{Direction: esc.Backwards, From: pos}, 1)
 	if err != nil {
-		return esc.Position{}, false, mapErr("read $all backwards", err)
+		return esc.Position{}, false, s.fail(c, "read $all backwards", err)
 	}
 	defer rs.Close()
 	ev, err := recvRead(rs)
@@ -261,7 +317,7 @@ func (s *Store) allBefore(ctx context.Context, pos esc.AllPosition) (esc.Positio
 		if isEOF(err) {
 			return esc.Position{}, false, nil
 		}
-		return esc.Position{}, false, mapErr("read $all backwards", err)
+		return esc.Position{}, false, s.fail(c, "read $all backwards", err)
 	}
 	return ev.OriginalEvent().Position, true, nil
 }
@@ -273,8 +329,6 @@ func mapErr(op string, err error) error {
 		switch e.Code() {
 		case esc.ErrorCodeStreamDeleted:
 			return fmt.Errorf("%s: %w (%v)", op, eventstore.ErrStreamDeleted, err)
-		case esc.ErrorCodeConnectionClosed:
-			return fmt.Errorf("%s: %w (%v)", op, eventstore.ErrClosed, err)
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
