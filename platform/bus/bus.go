@@ -40,6 +40,7 @@ type Bus struct {
 	started     bool
 
 	running   chan struct{} // closed when projections started and the router runs
+	exited    chan struct{} // closed when Run returns
 	target    eventstore.Position
 	forwarded atomic.Uint64
 	persisted eventstore.Position // last forwarder checkpoint written; guarded by mu
@@ -66,7 +67,7 @@ func New(cfg Config, d Deps) (*Bus, error) {
 		d.Now = time.Now
 	}
 	b := &Bus{cfg: cfg, store: d.Store, log: d.Log.With("component", "bus"), now: d.Now,
-		names: map[string]bool{}, running: make(chan struct{})}
+		names: map[string]bool{}, running: make(chan struct{}), exited: make(chan struct{})}
 	b.m = newMeters(d.Metrics, b)
 	return b, nil
 }
@@ -119,6 +120,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	regErr := b.regErr
 	durables, projections := b.durables, b.projections
 	b.mu.Unlock()
+	defer close(b.exited)
 	defer b.stopped.Store(true)
 	if regErr != nil {
 		return regErr
@@ -307,6 +309,8 @@ func (b *Bus) Lag() uint64 {
 func (b *Bus) WaitCaughtUp(ctx context.Context) error {
 	select {
 	case <-b.running:
+	case <-b.exited:
+		return errors.New("bus: Run returned before it was running")
 	case <-ctx.Done():
 		return fmt.Errorf("bus: wait for start: %w", ctx.Err())
 	}

@@ -288,6 +288,11 @@ func TestRegistrationErrors(t *testing.T) {
 			if err := b.Run(context.Background()); err == nil {
 				t.Fatal("Run must refuse a bad registration")
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			if err := b.WaitCaughtUp(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("WaitCaughtUp after a failed Run = %v, want its own error", err)
+			}
 		})
 	}
 }
