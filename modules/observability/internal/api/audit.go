@@ -30,7 +30,7 @@ type Audit struct {
 
 const tag = "observability"
 
-type keyHeaders struct {
+type KeyHeaders struct {
 	APIKey        string `header:"x-api-key" doc:"The tenant's API key; audit endpoints require one"`
 	Authorization string `header:"Authorization" doc:"Alternatively: Bearer <api key>"`
 }
@@ -38,7 +38,7 @@ type keyHeaders struct {
 // requireKey enforces "audit endpoints need the tenant's key". The guard has already checked that a
 // presented key belongs to the tenant; here we refuse requests that presented none (keyless tenants
 // cannot be audited over HTTP; use crispy replay on the server).
-func (k keyHeaders) requireKey() error {
+func (k KeyHeaders) requireKey() error {
 	if k.APIKey == "" && k.Authorization == "" {
 		return apperr.New(apperr.KindUnauthorized, "audit_requires_api_key", "audit endpoints require the tenant's API key (x-api-key)")
 	}
@@ -61,7 +61,7 @@ type AuditEvent struct {
 }
 
 type eventsInput struct {
-	keyHeaders
+	KeyHeaders
 	From   string `query:"from" doc:"RFC 3339; events at or after" example:"2026-11-01T00:00:00Z"`
 	Until  string `query:"until" doc:"RFC 3339; events at or before"`
 	Stream string `query:"stream" maxLength:"600" doc:"Stream name, with or without the t-{tenant}. prefix" example:"session-0b0f6a2e-0c4b-4a57-9a65-3f5f0f3a1d2e"`
@@ -78,7 +78,7 @@ type eventsOutput struct {
 	}
 }
 
-type verifyInput struct{ keyHeaders }
+type verifyInput struct{ KeyHeaders }
 
 type verifyOutput struct {
 	Body struct {
@@ -88,7 +88,7 @@ type verifyOutput struct {
 }
 
 type sessionInput struct {
-	keyHeaders
+	KeyHeaders
 	SessionID string `path:"sessionId" format:"uuid" doc:"Session id"`
 	AsOf      string `query:"asOf" doc:"RFC 3339 instant; default now" example:"2026-11-20T12:00:00Z"`
 }

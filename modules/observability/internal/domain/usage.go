@@ -242,18 +242,20 @@ func (s Summary) ToolNames() []string {
 // Empty reports whether nothing happened in the window.
 func (s Summary) Empty() bool { return len(s.Models) == 0 && len(s.Tools) == 0 }
 
-// Window sums t's buckets that start in [since, until): since is rounded down to a bucket edge.
+// Window sums t's buckets from the one holding since to the one holding until, both included (so a
+// period's start is rounded down to a bucket edge, and events at until count).
 func (u *Usage) Window(t tenant.ID, since, until time.Time) Summary {
+	return u.keys(t, since, until, bucketKey(since), bucketKey(until)+1)
+}
+
+// keys sums the buckets with keys in [lo, hi).
+func (u *Usage) keys(t tenant.ID, since, until time.Time, lo, hi int64) Summary {
 	s := Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{}}
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	tu := u.tenants[t]
 	if tu == nil {
 		return s
-	}
-	lo, hi := bucketKey(since), bucketKey(until)
-	if until.Unix()%int64(BucketWidth/time.Second) != 0 || until.Nanosecond() != 0 {
-		hi++ // the bucket holding until is partly inside the window
 	}
 	// Iterate whichever is smaller: the window's buckets or the tenant's buckets.
 	if hi-lo <= int64(len(tu.buckets)) {
@@ -293,20 +295,19 @@ func (s *Summary) addBucket(b *bucket) {
 	}
 }
 
-// Series splits [end-n*step, end) into n consecutive windows, oldest first, where end is until
-// rounded up to a bucket edge and step is rounded up to a whole number of buckets, so that no bucket
-// counts in two windows.
+// Series splits the time up to until into n consecutive windows of step (rounded up to whole
+// buckets), oldest first; the newest ends with the bucket holding until. No bucket counts twice.
 func (u *Usage) Series(t tenant.ID, until time.Time, step time.Duration, n int) []Summary {
-	if r := step % BucketWidth; r != 0 {
-		step += BucketWidth - r
+	width := int64((step + BucketWidth - 1) / BucketWidth)
+	if width < 1 {
+		width = 1
 	}
-	if tr := until.Truncate(BucketWidth); !tr.Equal(until) {
-		until = tr.Add(BucketWidth)
-	}
+	end := bucketKey(until) + 1
 	out := make([]Summary, n)
 	for i := 0; i < n; i++ {
-		from := until.Add(-time.Duration(n-i) * step)
-		out[i] = u.Window(t, from, from.Add(step))
+		lo := end - int64(n-i)*width
+		hi := lo + width
+		out[i] = u.keys(t, time.Unix(lo*int64(BucketWidth/time.Second), 0).UTC(), time.Unix(hi*int64(BucketWidth/time.Second), 0).UTC(), lo, hi)
 	}
 	return out
 }
