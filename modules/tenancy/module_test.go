@@ -13,6 +13,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -507,5 +508,61 @@ func TestNewAPIKey(t *testing.T) {
 	h := mustHarness(t, tenancy.Config{TenantsFile: writeFile(t, "tenants:\n  - id: acme\n    apiKeys: [\""+hash+"\"]\n")})
 	if r := h.get(t, req{key: key}); r.status != 200 || r.body["tenant"] != "acme" {
 		t.Fatalf("generated key: %d %v", r.status, r.body)
+	}
+}
+
+// TestRestartOnEmbeddedStore runs start, restart and a removal on the real file store, reopened
+// between starts as a restarted server would.
+func TestRestartOnEmbeddedStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := writeFile(t, tenantsYAML())
+	open := func() *embedded.Store {
+		s, err := embedded.Open(dir, embedded.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s1 := open()
+	// Other tenants' events around the tenant streams: the scan must skip them.
+	if _, err := s1.Append(ctx, tenant.MustStream(tenant.MustParse("acme"), "session", "s1"), eventstore.NoStream,
+		eventstore.EventData{Type: "conversation.SessionStarted", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newHarness(t, s1, tenancy.Config{TenantsFile: path}); err != nil {
+		t.Fatal(err)
+	}
+	last1, _ := s1.LastPosition(ctx)
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open()
+	if _, err := newHarness(t, s2, tenancy.Config{TenantsFile: path}); err != nil {
+		t.Fatal(err)
+	}
+	if last2, _ := s2.LastPosition(ctx); last2 != last1 {
+		t.Fatalf("restart on the file store recorded %d events", last2-last1)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAt(path, "tenants:\n  - id: open\n    hosts: [open.example]\n"); err != nil {
+		t.Fatal(err)
+	}
+	s3 := open()
+	t.Cleanup(func() { _ = s3.Close() })
+	h, err := newHarness(t, s3, tenancy.Config{TenantsFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"acme", "beta"} {
+		if got := streamTypes(t, s3, id, 0); got[len(got)-1] != "TenantRemoved" {
+			t.Fatalf("%s after leaving the file: %v", id, got)
+		}
+	}
+	if got := fmt.Sprint(h.mod.Tenants()); got != "[open]" {
+		t.Fatalf("tenants = %s", got)
 	}
 }

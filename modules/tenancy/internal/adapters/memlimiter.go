@@ -38,9 +38,10 @@ type memShard struct {
 // allocates nothing once a key has been seen: keys are structs of the strings the request already
 // holds, and a window is updated in place.
 type MemoryLimiter struct {
-	seed   maphash.Seed
-	now    func() time.Time
-	shards [memShards]memShard
+	seed       maphash.Seed
+	now        func() time.Time
+	sweepFloor int // the least shard size that triggers a sweep (sweepAt; smaller in tests)
+	shards     [memShards]memShard
 }
 
 // NewMemoryLimiter returns a limiter reading time from now (time.Now when nil).
@@ -48,7 +49,7 @@ func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
 	if now == nil {
 		now = time.Now
 	}
-	l := &MemoryLimiter{seed: maphash.MakeSeed(), now: now}
+	l := &MemoryLimiter{seed: maphash.MakeSeed(), now: now, sweepFloor: sweepAt}
 	for i := range l.shards {
 		l.shards[i].m = map[limKey]*memEntry{}
 		l.shards[i].sweepAt = sweepAt
@@ -111,7 +112,7 @@ func (l *MemoryLimiter) entry(i int, k limKey, now int64, keep *memEntry) *memEn
 				delete(s.m, key)
 			}
 		}
-		s.sweepAt = max(sweepAt, 2*len(s.m))
+		s.sweepAt = max(l.sweepFloor, 2*len(s.m))
 	}
 	e := &memEntry{}
 	s.m[k] = e

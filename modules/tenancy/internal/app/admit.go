@@ -155,7 +155,8 @@ func (a *Admitter) failOpen(ctx context.Context, e *domain.Entry, user string, c
 		now = a.Now
 	}
 	t := now().UnixNano()
-	if last := a.lastErrLog.Load(); t-last >= int64(errLogEvery) && a.lastErrLog.CompareAndSwap(last, t) && a.Log != nil {
+	// 0 means never logged; t|1 keeps a stored time non-zero (a nanosecond is no matter here).
+	if last := a.lastErrLog.Load(); (last == 0 || t-last >= int64(errLogEvery)) && a.lastErrLog.CompareAndSwap(last, t|1) && a.Log != nil {
 		a.Log.WarnContext(ctx, "rate limiter failed: failing open (per-process fallback limits apply)",
 			"tenant", e.ID.String(), "error", cause.Error())
 	}

@@ -1,0 +1,109 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/app"
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// limiterFunc adapts a function to app.Limiter.
+type limiterFunc func(tenant.ID, string, domain.RatePolicy) (domain.Decision, error)
+
+func (f limiterFunc) Allow(_ context.Context, t tenant.ID, u string, p domain.RatePolicy) (domain.Decision, error) {
+	return f(t, u, p)
+}
+
+func directory(t *testing.T) *domain.Directory {
+	t.Helper()
+	tn := domain.NewTenant(tenant.MustParse("acme"))
+	tn.Apply(0, events.TenantRegistered{Config: events.TenantConfig{ID: "acme", RateLimit: events.RateLimit{PerMinute: 5, Burst: 1}}})
+	e, err := domain.NewEntry(tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := domain.NewDirectory([]*domain.Entry{e}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestAdmitFailsOpenWithoutFallback(t *testing.T) {
+	t.Parallel()
+	var log bytes.Buffer
+	set := metrics.NewSet()
+	calls := 0
+	a := &app.Admitter{
+		Limiter: limiterFunc(func(tenant.ID, string, domain.RatePolicy) (domain.Decision, error) {
+			calls++
+			return domain.Decision{}, errors.New("connection refused")
+		}),
+		Log: slog.New(slog.NewTextHandler(&log, nil)), Metrics: set, Now: func() time.Time { return time.Unix(0, 0) },
+	}
+	a.SetDirectory(directory(t))
+	for i := 0; i < 3; i++ {
+		adm, err := a.Admit(context.Background(), httpapi.Admission{TenantHeader: "acme"})
+		if err != nil || adm.Tenant.String() != "acme" || adm.Headers.Get("X-Ratelimit-Limit") != "6" || adm.Headers.Get("X-Ratelimit-Reset") != "60" {
+			t.Fatalf("admit %d = %+v, %v", i, adm, err)
+		}
+	}
+	if calls != 3 || strings.Count(log.String(), "rate limiter failed") != 1 || !strings.Contains(log.String(), "connection refused") {
+		t.Fatalf("calls %d, log:\n%s", calls, log.String())
+	}
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	if !strings.Contains(b.String(), app.MetricLimiterErrors+" 3") {
+		t.Fatalf("metrics:\n%s", b.String())
+	}
+}
+
+func TestAdmitRefusesBadUserIDs(t *testing.T) {
+	t.Parallel()
+	a := &app.Admitter{Limiter: limiterFunc(func(tenant.ID, string, domain.RatePolicy) (domain.Decision, error) {
+		t.Fatal("the limiter saw an invalid user id")
+		return domain.Decision{}, nil
+	})}
+	a.SetDirectory(directory(t))
+	for _, u := range []string{strings.Repeat("x", domain.MaxUserIDLen+1), "ann\nbob", "tab\there", "nul\x00"} {
+		_, err := a.Admit(context.Background(), httpapi.Admission{TenantHeader: "acme", UserID: u})
+		if ae, ok := apperr.As(err); !ok || ae.Kind != apperr.KindInvalid || ae.Code != domain.CodeInvalidUserID {
+			t.Fatalf("user %q: %v", u, err)
+		}
+	}
+}
+
+func TestAdmitPassesTenantUserAndPolicyToTheLimiter(t *testing.T) {
+	t.Parallel()
+	var gotT tenant.ID
+	var gotU string
+	var gotP domain.RatePolicy
+	a := &app.Admitter{Limiter: limiterFunc(func(id tenant.ID, u string, p domain.RatePolicy) (domain.Decision, error) {
+		gotT, gotU, gotP = id, u, p
+		return domain.Decision{Allowed: false, Limit: 6, ResetSec: 12, RetryAfterSec: 9}, nil
+	})}
+	a.SetDirectory(directory(t))
+	adm, err := a.Admit(context.Background(), httpapi.Admission{TenantHeader: "acme", UserID: "ann@example.com"})
+	ae, ok := apperr.As(err)
+	if !ok || ae.Kind != apperr.KindRateLimited || ae.Code != "rate_limited" || ae.RetryAfterSec != 9 || !adm.Tenant.IsZero() {
+		t.Fatalf("refusal = %+v, %v", adm, err)
+	}
+	if adm.Headers.Get("X-Ratelimit-Remaining") != "0" || adm.Headers.Get("X-Ratelimit-Reset") != "12" {
+		t.Fatalf("headers on a refusal: %v", adm.Headers)
+	}
+	if gotT.String() != "acme" || gotU != "ann@example.com" || gotP != domain.PolicyFor(events.RateLimit{PerMinute: 5, Burst: 1}) {
+		t.Fatalf("limiter saw %s %q %+v", gotT, gotU, gotP)
+	}
+}
