@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,18 +18,31 @@ import (
 // BenchmarkForwardGoChannel measures events/s from the store, through the forwarder and GoChannel,
 // to one durable handler (checkpointed per event), b.N events already in the store.
 func BenchmarkForwardGoChannel(b *testing.B) {
-	b.Run("memory-store", func(b *testing.B) { benchForward(b, eventstoretest.NewMemory()) })
+	b.Run("memory-store", func(b *testing.B) {
+		benchForward(b, eventstoretest.NewMemory(), bus.Config{CheckpointDir: b.TempDir()})
+	})
 	b.Run("embedded-store", func(b *testing.B) {
 		s, err := embedded.Open(b.TempDir(), embedded.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer s.Close()
-		benchForward(b, s)
+		benchForward(b, s, bus.Config{CheckpointDir: b.TempDir()})
 	})
 }
 
-func benchForward(b *testing.B, store eventstore.Store) {
+// BenchmarkIntegrationNATSForward is the same path over NATS JetStream (a real server).
+func BenchmarkIntegrationNATSForward(b *testing.B) {
+	url := os.Getenv("CRISPY_NATS_URL")
+	if url == "" {
+		b.Skip("NATS JetStream transport not measured: set CRISPY_NATS_URL=nats://127.0.0.1:4222")
+	}
+	prefix := fmt.Sprintf("crispybench-%d", time.Now().UnixNano())
+	b.Cleanup(func() { deleteNATSStream(b, url, prefix) })
+	benchForward(b, eventstoretest.NewMemory(), bus.Config{CheckpointDir: b.TempDir(), Transport: url, Prefix: prefix})
+}
+
+func benchForward(b *testing.B, store eventstore.Store, cfg bus.Config) {
 	ctx := context.Background()
 	stream := tenant.MustStream(acme, "bench", "1")
 	batch := make([]eventstore.EventData, 0, 500)
@@ -42,7 +57,7 @@ func benchForward(b *testing.B, store eventstore.Store) {
 	}
 	var seen atomic.Int64
 	done := make(chan struct{})
-	bs, err := bus.New(bus.Config{CheckpointDir: b.TempDir()}, bus.Deps{Store: store})
+	bs, err := bus.New(cfg, bus.Deps{Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}

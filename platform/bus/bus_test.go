@@ -349,3 +349,40 @@ func TestWaitCaughtUpWhenTheLastEventIsUnreadable(t *testing.T) {
 		t.Fatalf("caught up with %v, want %v", ids(got), ids(readable))
 	}
 }
+
+// Two replicas over one store (as with EventStoreDB) both forward every event and both run the
+// same durable handler: the broker drops the second copy of each event and gives each event to one
+// replica, so it is handled once in all.
+func TestIntegrationNATSReplicasShareAHandler(t *testing.T) {
+	t.Parallel()
+	cfg := natsConfig(t)
+	store := eventstoretest.NewMemory()
+	one, two := &recorder{}, &recorder{}
+	cfg2 := cfg
+	cfg2.CheckpointDir = t.TempDir()
+	start(t, cfg, store, func(reg bus.Registry) { reg.On("test.shared", nil, one.handle) })
+	start(t, cfg2, store, func(reg bus.Registry) { reg.On("test.shared", nil, two.handle) })
+	const n = 60
+	var want []eventstore.Event
+	for range n / 2 {
+		want = append(want, appendN(t, store, acme, "r", typeHappened, 1)...)
+		want = append(want, appendN(t, store, globex, "r", typeOther, 1)...)
+	}
+	deadlineWait(t, func() bool {
+		a, _ := one.snapshot()
+		b, _ := two.snapshot()
+		return len(a)+len(b) >= n
+	})
+	a, _ := one.snapshot()
+	b, _ := two.snapshot()
+	count := map[string]int{}
+	for _, e := range append(a, b...) {
+		count[e.ID]++
+	}
+	for _, e := range want {
+		if count[e.ID] != 1 {
+			t.Errorf("event %s handled %d times across replicas, want once", e.ID, count[e.ID])
+		}
+	}
+	t.Logf("replica one handled %d, replica two %d", len(a), len(b))
+}

@@ -49,7 +49,7 @@ func natsConfig(t *testing.T) bus.Config {
 	return cfg
 }
 
-func deleteNATSStream(t *testing.T, url, prefix string) {
+func deleteNATSStream(t testing.TB, url, prefix string) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Logf("cleanup: %v", err)
