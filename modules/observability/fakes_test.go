@@ -2,6 +2,7 @@ package observability_test
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -38,3 +39,5 @@ func mustRead(t testing.TB, e *env) []eventstore.Event {
 	}
 	return out
 }
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
