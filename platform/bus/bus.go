@@ -133,6 +133,9 @@ func (b *Bus) Run(ctx context.Context) error {
 		return fmt.Errorf("bus: %w", err)
 	}
 	b.forwarded.Store(uint64(from))
+	b.mu.Lock()
+	b.persisted = from
+	b.mu.Unlock()
 	target, err := b.store.LastPosition(ctx)
 	if err != nil {
 		return fmt.Errorf("bus: store position at start: %w", err)
@@ -189,7 +192,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	// Forward until ctx ends.
 	fwdCtx, stopForwarder := context.WithCancel(ctx)
 	fwdDone := make(chan struct{})
-	go func() { defer close(fwdDone); b.forward(fwdCtx, from) }()
+	go func() { defer close(fwdDone); b.forward(fwdCtx) }()
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()

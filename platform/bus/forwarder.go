@@ -12,7 +12,7 @@ import (
 // forward tails the store (every tenant) from the position after the checkpoint and publishes each
 // event: the store is the outbox. A failed publish restarts the subscription from the last event
 // published, after a backoff, so nothing is skipped and order is kept.
-func (b *Bus) forward(ctx context.Context, from eventstore.Position) {
+func (b *Bus) forward(ctx context.Context) {
 	wait := b.cfg.RetryInitial
 	for {
 		next := eventstore.Position(b.forwarded.Load()) + 1
