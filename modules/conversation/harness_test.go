@@ -98,6 +98,7 @@ type opts struct {
 	speaker  ai.Speaker
 	router   ai.RouterConfig
 	fake     *aitest.Provider
+	provider ai.Provider // replaces the fake under "fake" when set
 	retr     conversation.Retriever
 	tools    conversation.ToolRunner
 	noRunBus bool
@@ -114,7 +115,11 @@ func newEnv(t testing.TB, o opts) *env {
 		fake = aitest.New(aitest.Script{})
 	}
 	down := aitest.New(aitest.Script{FailBefore: aitest.Unavailable("down:m")})
-	router, err := ai.NewRouter(o.router, map[string]ai.Provider{"fake": fake, "down": down, offline.Name: offline.New()})
+	var fp ai.Provider = fake
+	if o.provider != nil {
+		fp = o.provider
+	}
+	router, err := ai.NewRouter(o.router, map[string]ai.Provider{"fake": fp, "down": down, offline.Name: offline.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Messages = s.Messages[:0]
 		s.CreatedAt, s.LastActivity = e.Time, e.Time
 	case events.TypeUserMessageAdded:
-		var ev events.UserMessageAdded
+		var ev messageFields
 		if err := e.Decode(&ev); err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Turns++
 		s.LastActivity = e.Time
 	case events.TypeAssistantMessageCompleted:
-		var ev events.AssistantMessageCompleted
+		var ev messageFields
 		if err := e.Decode(&ev); err != nil {
 			return err
 		}
@@ -104,6 +104,14 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Messages = nil
 	}
 	return nil
+}
+
+// messageFields is the part of UserMessageAdded and AssistantMessageCompleted that history needs:
+// decoding only it keeps the fold of a long session cheap (usage, citations and fallbacks are skipped).
+type messageFields struct {
+	TurnID  string `json:"turnId"`
+	Content string `json:"content"`
+	Model   string `json:"model"`
 }
 
 // Fold builds a session from its events, oldest first.
