@@ -386,3 +386,20 @@ func TestIntegrationNATSReplicasShareAHandler(t *testing.T) {
 	}
 	t.Logf("replica one handled %d, replica two %d", len(a), len(b))
 }
+
+func TestRunFailsWhenTheBrokerIsUnreachable(t *testing.T) {
+	t.Parallel()
+	cfg := goChannelConfig(t)
+	cfg.Transport = "nats://127.0.0.1:1"
+	b, err := bus.New(cfg, bus.Deps{Store: eventstoretest.NewMemory()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.On("test.unreachable", nil, func(context.Context, eventstore.Event) error { return nil })
+	if err := b.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to NATS") {
+		t.Fatalf("Run = %v, want a connection error", err)
+	}
+	if err := b.Check(context.Background()); err == nil {
+		t.Fatal("Check must fail when the bus never ran")
+	}
+}
