@@ -143,6 +143,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	// A backend that is not configured (no Redis, say) passes a nil check: it is not reported.
+	checks := make(map[string]Check, len(deps.Checks))
+	for name, c := range deps.Checks {
+		if c != nil {
+			checks[name] = c
+		}
+	}
+	deps.Checks = checks
 	useProblemShape()
 	mux := http.NewServeMux()
 	hc := huma.DefaultConfig(cfg.Title, cfg.Version)

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -151,5 +152,31 @@ func TestRequestIDEchoedWhenValid(t *testing.T) {
 	h.ServeHTTP(w, r)
 	if got := w.Header().Get("x-request-id"); got == "bad id with spaces" || got == "" {
 		t.Fatalf("invalid request id was echoed: %q", got)
+	}
+}
+
+func TestHealthReportsEachConfiguredBackend(t *testing.T) {
+	t.Parallel()
+	s, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: fakeGuard{}, Checks: map[string]httpapi.Check{
+		"eventstore": func(context.Context) error { return nil },
+		"search":     func(context.Context) error { return errors.New("connection refused") },
+		"ratelimit":  nil, // not configured: not reported, and no panic
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, body := do(t, s.Handler(), "GET", "/health", "acme", "")
+	if w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	backends, _ := body["backends"].(map[string]any)
+	if body["status"] != "degraded" || body["tenant"] != "acme" || len(backends) != 2 {
+		t.Fatalf("health = %v", body)
+	}
+	if b, _ := backends["search"].(map[string]any); b["status"] != "down" || b["error"] != "connection refused" {
+		t.Fatalf("search backend = %v", backends["search"])
+	}
+	if w, _ := do(t, s.Handler(), "GET", "/health", "", ""); w.Code != 404 {
+		t.Fatalf("health without a tenant: %d, want 404", w.Code)
 	}
 }
