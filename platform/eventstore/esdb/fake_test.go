@@ -61,14 +61,14 @@ type appendCall struct {
 	Messages []*api.AppendReq_ProposedMessage
 }
 
-func startFake(t *testing.T) (*fakeServer, string) {
+func startFake(t testing.TB) (*fakeServer, string) {
 	t.Helper()
 	f, addr, _ := serveFake(t, "127.0.0.1:0")
 	return f, fmt.Sprintf("esdb://%s?tls=false", addr)
 }
 
 // serveFake serves a new, empty fake on addr and returns it, its address and its server (to stop it).
-func serveFake(t *testing.T, addr string) (*fakeServer, string, *grpc.Server) {
+func serveFake(t testing.TB, addr string) (*fakeServer, string, *grpc.Server) {
 	t.Helper()
 	f := &fakeServer{changed: make(chan struct{}), last: map[string]uint64{}, nextPos: 1000,
 		hidden: map[string]bool{}, deleted: map[string]bool{}}

@@ -103,12 +103,12 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions,
 		if last > 0 {
 			from = last + 1
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
 		var d *droppedError
-		if !errors.As(err, &d) {
-			return err
+		if err != nil && !errors.As(err, &d) {
+			return err // the handler's error, or an event that cannot be read
+		}
+		if ctx.Err() != nil || err == nil {
+			return nil
 		}
 		if s.closed.Load() {
 			return eventstore.ErrClosed

@@ -56,6 +56,9 @@
 //     the start position) and how it maps the server's answers (wrong expected version, stream deleted,
 //     stream not found, hidden events, caught-up). The fake is a test double, not EventStoreDB: it
 //     implements only Append, Read and the few behaviours those tests need.
+//   - TestContractAcceptanceSuiteOnTheDouble runs the port's acceptance suite through the real client
+//     against that double (all but the truncation case, whose stream-read half is server behaviour):
+//     the adapter's own logic under racing writers, paging, catch-up then live and tenant isolation.
 //   - TestIntegrationEventStoreDB runs the eventstore acceptance suite (eventstoretest.Run) against a
 //     real server when CRISPY_EVENTSTORE_URL is set (for example esdb://localhost:2113?tls=false). Only
 //     it proves the server-side semantics: real positions, durability, concurrent optimistic
