@@ -47,6 +47,9 @@ type Config struct {
 	// RedisTimeout bounds one limiter decision in Redis (default 100 ms); past it the request fails
 	// open onto the per-process limiter.
 	RedisTimeout time.Duration
+	// RedisCooldown is how long the per-process limiter decides alone after a Redis failure before
+	// Redis is tried again (default 5 s).
+	RedisCooldown time.Duration
 }
 
 func (c *Config) defaults() {
@@ -56,12 +59,15 @@ func (c *Config) defaults() {
 	if c.RedisTimeout == 0 {
 		c.RedisTimeout = 100 * time.Millisecond
 	}
+	if c.RedisCooldown == 0 {
+		c.RedisCooldown = 5 * time.Second
+	}
 }
 
 // Validate checks the configuration (not the tenants file itself: Start does that).
 func (c Config) Validate() error {
-	if c.RedisTimeout < 0 {
-		return fmt.Errorf("tenancy: RedisTimeout %s is negative", c.RedisTimeout)
+	if c.RedisTimeout < 0 || c.RedisCooldown < 0 {
+		return fmt.Errorf("tenancy: negative redis timeout %s or cooldown %s", c.RedisTimeout, c.RedisCooldown)
 	}
 	if c.RedisURL != "" {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
@@ -118,7 +124,7 @@ func New(d Deps) (*Module, error) {
 		m.rl = adapters.NewRedisLimiter(m.redis, adapters.RedisLimiterConfig{Prefix: d.Config.RedisPrefix, Timeout: d.Config.RedisTimeout, Now: d.Now})
 		// Fail open onto the per-process windows: each replica still holds a tenant to its limit
 		// on the requests it sees while Redis is away.
-		m.adm.Limiter, m.adm.Fallback = m.rl, mem
+		m.adm.Limiter, m.adm.Fallback, m.adm.Cooldown = m.rl, mem, d.Config.RedisCooldown
 	}
 	return m, nil
 }

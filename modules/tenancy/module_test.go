@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
@@ -472,8 +475,16 @@ func TestRedisOutageFailsOpenOntoLocalLimits(t *testing.T) {
 	if r := h.get(t, req{tenant: "acme", key: keyA}); r.status != 429 {
 		t.Fatalf("the per-process fallback did not limit: %d", r.status)
 	}
-	if got := h.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 4" {
+	// Redis was tried once; the cooldown (5 s by default) kept the next three requests off it.
+	if got := h.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 1" {
 		t.Fatalf("limiter errors = %q", got)
+	}
+	h.clock.Set(epoch.Add(6 * time.Second))
+	if r := h.get(t, req{tenant: "acme", key: keyA, user: "bob"}); r.status != 200 {
+		t.Fatalf("bob with redis down: %d", r.status)
+	}
+	if got := h.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 2" {
+		t.Fatalf("limiter errors after the cooldown = %q", got)
 	}
 	if n := strings.Count(h.log.String(), "rate limiter failed"); n != 1 {
 		t.Fatalf("%d log lines for the outage, want 1 (spaced out)", n)
@@ -564,5 +575,60 @@ func TestRestartOnEmbeddedStore(t *testing.T) {
 	}
 	if got := fmt.Sprint(h.mod.Tenants()); got != "[open]" {
 		t.Fatalf("tenants = %s", got)
+	}
+}
+
+// TestIntegrationRedisSharedLimit: two replicas on one Redis hold a tenant to one limit.
+func TestIntegrationRedisSharedLimit(t *testing.T) {
+	url := os.Getenv("CRISPY_REDIS_URL")
+	if url == "" {
+		t.Skip("no Redis: set CRISPY_REDIS_URL=redis://127.0.0.1:6379/0 to share the limit between replicas through a real server")
+	}
+	prefix := fmt.Sprintf("crispy-test:%d:rl:", time.Now().UnixNano())
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := client.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			client.Del(ctx, iter.Val())
+		}
+		_ = client.Close()
+	})
+	store := eventstoretest.NewMemory()
+	cfg := tenancy.Config{TenantsFile: writeFile(t, tenantsYAML()), RedisURL: url, RedisPrefix: prefix, RedisTimeout: 2 * time.Second}
+	r1, err := newHarness(t, store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := newHarness(t, store, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(r1.log.String(), "unreachable") {
+		t.Fatalf("redis unreachable:\n%s", r1.log.String())
+	}
+	// acme allows 3 per key per window, counted across both replicas.
+	for i, h := range []*harness{r1, r2, r1} {
+		if r := h.get(t, req{tenant: "acme", key: keyA}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != fmt.Sprint(2-i) {
+			t.Fatalf("request %d: %d %v", i, r.status, r.header)
+		}
+	}
+	if r := r2.get(t, req{tenant: "acme", key: keyA}); r.status != 429 || r.header.Get("retry-after") == "" {
+		t.Fatalf("fourth request on the other replica: %d %v", r.status, r.header)
+	}
+	// beta shares the server, not the windows.
+	if r := r2.get(t, req{tenant: "beta", key: keyB}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != "69" {
+		t.Fatalf("beta: %d %v", r.status, r.header)
+	}
+	n, err := client.Exists(context.Background(), prefix+"{acme}:t", prefix+"{acme}:u:", prefix+"{beta}:t").Result()
+	if err != nil || n != 3 {
+		t.Fatalf("tenant-scoped keys present: %d, %v", n, err)
+	}
+	if got := r1.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 0" {
+		t.Fatalf("limiter errors: %q", got)
 	}
 }

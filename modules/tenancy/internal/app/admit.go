@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,17 +37,20 @@ const errLogEvery = 10 * time.Second
 // When the limiter fails (Redis unreachable), the Admitter fails open: it asks Fallback (a
 // per-process limiter, so each replica still enforces the tenant's limit on its own share) or, with
 // no Fallback, admits the request uncounted; it counts every failure and logs at most one line per
-// errLogEvery. An outage of the limiter's backend must not take the API down.
+// errLogEvery. After a failure it leaves the limiter alone for Cooldown and decides with Fallback
+// alone, so a Redis that hangs costs one timeout per Cooldown rather than one per request. An outage
+// of the limiter's backend must not take the API down.
 type Admitter struct {
 	Limiter  Limiter
 	Fallback Limiter
+	Cooldown time.Duration
 	Log      *slog.Logger
 	Metrics  *metrics.Set
 	Now      func() time.Time
 
-	snap       atomic.Pointer[snapshot]
-	lastErrLog atomic.Int64
-	limErrs    *metrics.Counter
+	snap        atomic.Pointer[snapshot]
+	lastErrLog  atomic.Int64
+	bypassUntil atomic.Int64 // unix ns; the limiter is skipped before it
 }
 
 // snapshot pairs a directory with the metric counters of its tenants, built once per directory so
@@ -56,6 +60,7 @@ type snapshot struct {
 	refusals  map[string]map[string]*metrics.Counter // tenant -> reason -> counter
 	anonymous map[string]*metrics.Counter            // reason -> counter, for unconfigured tenants
 	limited   map[string]*metrics.Counter            // tenant -> counter
+	limErrs   *metrics.Counter
 }
 
 // SetDirectory replaces the tenants served. Safe while requests are admitted.
@@ -74,9 +79,7 @@ func (a *Admitter) SetDirectory(d *domain.Directory) {
 			s.refusals[id.String()] = m
 			s.limited[id.String()] = a.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{tenant=%q}`, MetricRateLimited, id))
 		}
-		if a.limErrs == nil {
-			a.limErrs = a.Metrics.GetOrCreateCounter(MetricLimiterErrors)
-		}
+		s.limErrs = a.Metrics.GetOrCreateCounter(MetricLimiterErrors)
 	}
 	a.snap.Store(s)
 }
@@ -97,7 +100,8 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 	if s == nil {
 		return out, apperr.New(apperr.KindUnavailable, "tenancy_not_ready", "the server is starting; retry shortly")
 	}
-	c := domain.Credentials{TenantHeader: in.TenantHeader, Host: in.Host, APIKey: in.APIKey}
+	// Hosts are configured without the root's trailing dot; "acme.example." is the same name.
+	c := domain.Credentials{TenantHeader: in.TenantHeader, Host: strings.TrimSuffix(in.Host, "."), APIKey: in.APIKey}
 	e, reason, err := s.dir.Resolve(c)
 	if err != nil {
 		named := s.dir.Named(c)
@@ -111,9 +115,9 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 	if err := validUserID(in.UserID); err != nil {
 		return out, err
 	}
-	d, err := a.Limiter.Allow(ctx, e.ID, in.UserID, e.Policy)
+	d, err := a.decide(ctx, s, e, in.UserID)
 	if err != nil {
-		d = a.failOpen(ctx, e, in.UserID, err)
+		return out, err
 	}
 	// One backing array for the three values: the headers are on every response.
 	vals := [...]string{strconv.FormatInt(d.Limit, 10), strconv.FormatInt(d.Remaining, 10), strconv.FormatInt(d.ResetSec, 10)}
@@ -145,20 +149,44 @@ func (a *Admitter) refused(s *snapshot, named *domain.Entry, reason string) {
 	s.anonymous[reason].Inc()
 }
 
-// failOpen answers when the limiter failed: the fallback's decision, or an uncounted admission.
-func (a *Admitter) failOpen(ctx context.Context, e *domain.Entry, user string, cause error) domain.Decision {
-	if a.limErrs != nil {
-		a.limErrs.Inc()
-	}
-	now := time.Now
+func (a *Admitter) now() int64 {
 	if a.Now != nil {
-		now = a.Now
+		return a.Now().UnixNano()
 	}
-	t := now().UnixNano()
+	return time.Now().UnixNano()
+}
+
+// decide asks the limiter, or the fallback while the limiter is cooling down after a failure.
+func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, user string) (domain.Decision, error) {
+	if a.Fallback != nil && a.Cooldown > 0 {
+		if until := a.bypassUntil.Load(); until != 0 && a.now() < until {
+			return a.Fallback.Allow(ctx, e.ID, user, e.Policy)
+		}
+	}
+	d, err := a.Limiter.Allow(ctx, e.ID, user, e.Policy)
+	if err == nil {
+		return d, nil
+	}
+	if ctx.Err() != nil {
+		// The client went away: not the limiter's fault, and nobody reads the answer.
+		return domain.Decision{}, ctx.Err()
+	}
+	return a.failOpen(ctx, s, e, user, err), nil
+}
+
+// failOpen answers when the limiter failed: the fallback's decision, or an uncounted admission.
+func (a *Admitter) failOpen(ctx context.Context, s *snapshot, e *domain.Entry, user string, cause error) domain.Decision {
+	if s.limErrs != nil {
+		s.limErrs.Inc()
+	}
+	t := a.now()
+	if a.Cooldown > 0 {
+		a.bypassUntil.Store(t + int64(a.Cooldown))
+	}
 	// 0 means never logged; t|1 keeps a stored time non-zero (a nanosecond is no matter here).
 	if last := a.lastErrLog.Load(); (last == 0 || t-last >= int64(errLogEvery)) && a.lastErrLog.CompareAndSwap(last, t|1) && a.Log != nil {
 		a.Log.WarnContext(ctx, "rate limiter failed: failing open (per-process fallback limits apply)",
-			"tenant", e.ID.String(), "error", cause.Error())
+			"tenant", e.ID.String(), "cooldown", a.Cooldown.String(), "error", cause.Error())
 	}
 	if a.Fallback != nil {
 		if d, err := a.Fallback.Allow(ctx, e.ID, user, e.Policy); err == nil {
