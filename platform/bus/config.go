@@ -47,8 +47,9 @@ type Config struct {
 	// CloseTimeout bounds the drain of in-flight handlers at shutdown (default 30 s).
 	CloseTimeout time.Duration
 	// SettleTime: a projection whose subscription has been quiet this long counts as caught up even
-	// if it never saw the store's last position at start (that event may be unreadable: retention
-	// or truncation). Default 500 ms.
+	// if it never saw the store's last position at start: that event may be unreadable (retention,
+	// truncation), or not a tenant event at all (EventStoreDB's $all ends with system events).
+	// Default 1 s.
 	SettleTime time.Duration
 }
 
@@ -92,7 +93,7 @@ func (c *Config) defaults() {
 		c.CloseTimeout = 30 * time.Second
 	}
 	if c.SettleTime == 0 {
-		c.SettleTime = 500 * time.Millisecond
+		c.SettleTime = time.Second
 	}
 }
 
