@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -61,9 +63,21 @@ func run() error {
 	perSession := flag.Int("turns-per-session", 1, "turns each session gets before a new one starts")
 	model := flag.String("model", "", "modelId to request (default: the server's)")
 	self := flag.Bool("self", false, "start an in-process server (embedded store in a temp dir, zero-latency fake model) and drive it")
+	selfStore := flag.String("self-store", "embedded", "store of -self: embedded (fsync'd file) or memory (to separate store latency from the rest)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (useful with -self)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *self {
-		base, stop, err := startSelf()
+		base, stop, err := startSelf(*selfStore)
 		if err != nil {
 			return err
 		}
@@ -185,14 +199,21 @@ func turn(ctx context.Context, c *http.Client, url, tenantID, key, session, mode
 
 // startSelf serves the conversation module alone on a loopback port: an embedded store in a temp
 // dir, any x-tenant-id admitted, and a zero-latency fake model as fake:zero.
-func startSelf() (string, func(), error) {
+func startSelf(kind string) (string, func(), error) {
 	dir, err := os.MkdirTemp("", "crispy-load-")
 	if err != nil {
 		return "", nil, err
 	}
-	st, err := embedded.Open(dir, embedded.Options{})
-	if err != nil {
-		return "", nil, err
+	var st eventstore.Store
+	switch kind {
+	case "embedded":
+		if st, err = embedded.Open(dir, embedded.Options{}); err != nil {
+			return "", nil, err
+		}
+	case "memory":
+		st = eventstoretest.NewMemory()
+	default:
+		return "", nil, fmt.Errorf("-self-store %q: want embedded or memory", kind)
 	}
 	router, err := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"fake": aitest.New(aitest.Script{
 		Tokens: []string{"I", " am", " fine", ",", " thank", " you", "."}})})
