@@ -34,7 +34,7 @@ type memShard struct {
 	_       [40]byte // keep shards on separate cache lines
 }
 
-// MemoryLimiter is the per-process limiter. A decision takes two map lookups under shard locks and
+// MemoryLimiter is the per-process limiter. A decision takes two map lookups under one shard lock and
 // allocates nothing once a key has been seen: keys are structs of the strings the request already
 // holds, and a window is updated in place.
 type MemoryLimiter struct {
@@ -57,12 +57,9 @@ func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
 	return l
 }
 
-func (l *MemoryLimiter) shard(k limKey) int {
-	h := maphash.String(l.seed, k.tenant)*31 + maphash.String(l.seed, k.user)
-	if k.total {
-		h++
-	}
-	return int(h % memShards)
+// shard picks a tenant's shard: both of a decision's windows live there, so one lock covers it.
+func (l *MemoryLimiter) shard(t string) *memShard {
+	return &l.shards[maphash.String(l.seed, t)%memShards]
 }
 
 // Allow implements app.Limiter.
@@ -70,30 +67,18 @@ func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p dom
 	now := l.now().UnixNano()
 	kk := limKey{tenant: t.String(), user: user}
 	kt := limKey{tenant: t.String(), total: true}
-	i, j := l.shard(kk), l.shard(kt)
-	// Lock in index order so two requests never wait on each other's second lock.
-	lo, hi := i, j
-	if lo > hi {
-		lo, hi = hi, lo
-	}
-	l.shards[lo].mu.Lock()
-	if hi != lo {
-		l.shards[hi].mu.Lock()
-	}
-	win := int64(p.Window)
-	ek := l.entry(i, kk, now, nil)
-	et := l.entry(j, kt, now, ek)
+	s := l.shard(kk.tenant)
+	s.mu.Lock()
+	ek := l.entry(s, kk, now, nil)
+	et := l.entry(s, kt, now, ek)
 	vk := ek.w.Check(now, p.Window, p.KeyLimit)
 	vt := et.w.Check(now, p.Window, p.TenantLimit)
 	if vk.Allowed && vt.Allowed {
 		ek.w.Take()
 		et.w.Take()
 	}
-	ek.win, et.win = win, win
-	if hi != lo {
-		l.shards[hi].mu.Unlock()
-	}
-	l.shards[lo].mu.Unlock()
+	ek.win, et.win = int64(p.Window), int64(p.Window)
+	s.mu.Unlock()
 	return domain.Combine(vk, vt), nil
 }
 
@@ -101,8 +86,7 @@ func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p dom
 // idle for two window lengths (both buckets empty), which bounds memory by the keys active in the
 // last two windows. The sweep spares keep, the window this decision already holds. The caller holds
 // the shard's lock.
-func (l *MemoryLimiter) entry(i int, k limKey, now int64, keep *memEntry) *memEntry {
-	s := &l.shards[i]
+func (l *MemoryLimiter) entry(s *memShard, k limKey, now int64, keep *memEntry) *memEntry {
 	if e, ok := s.m[k]; ok {
 		return e
 	}
