@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -161,7 +162,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	hc.OpenAPI.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"apiKey": {Type: "apiKey", In: "header", Name: "x-api-key", Description: "The tenant's API key (required when the tenant has keys configured)."},
 	}
-	hc.OnAddOperation = append(hc.OnAddOperation, func(_ *huma.OpenAPI, op *huma.Operation) {
+	hc.OnAddOperation = append(hc.OnAddOperation, func(oapi *huma.OpenAPI, op *huma.Operation) {
 		if isPublic(op) {
 			return
 		}
@@ -170,7 +171,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			&huma.Param{Name: "x-tenant-id", In: "header", Description: "Tenant id; otherwise resolved from Host or x-api-key.", Schema: &huma.Schema{Type: "string", Pattern: `^[a-z0-9][a-z0-9-]{0,62}$`}},
 			&huma.Param{Name: "x-user-id", In: "header", Description: "End user, for the per-user rate limit and audit actor.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(256)}},
 		)
-		addErrorResponses(op)
+		addErrorResponses(oapi, op)
 	})
 	api := humago.New(mux, hc)
 	s := &Server{API: api, mux: mux, deps: deps, cfg: cfg}
@@ -183,7 +184,20 @@ func New(cfg Config, deps Deps) (*Server, error) {
 
 func ptr[T any](v T) *T { return &v }
 
-func addErrorResponses(op *huma.Operation) {
+// ProblemResponse documents an error answer of an operation (op.Responses["404"] = …): problem JSON
+// in the one shape of the API.
+func ProblemResponse(desc string) *huma.Response {
+	return &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
+		"application/problem+json": {Schema: &huma.Schema{Ref: problemRef}},
+	}}
+}
+
+const problemRef = "#/components/schemas/Problem"
+
+func addErrorResponses(oapi *huma.OpenAPI, op *huma.Operation) {
+	// Registering the type makes the component that problemRef names exist, whichever operation
+	// comes first.
+	oapi.Components.Schemas.Schema(reflect.TypeFor[Problem](), true, "Problem")
 	if op.Responses == nil {
 		op.Responses = map[string]*huma.Response{}
 	}
@@ -194,9 +208,7 @@ func addErrorResponses(op *huma.Operation) {
 		if _, ok := op.Responses[code]; ok {
 			continue
 		}
-		op.Responses[code] = &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
-			"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
-		}}
+		op.Responses[code] = ProblemResponse(desc)
 	}
 }
 

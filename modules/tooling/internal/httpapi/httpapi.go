@@ -11,6 +11,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/app"
+	platformhttp "github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -115,10 +116,10 @@ func Register(api huma.API, svc *app.Service) {
 		Description: "Runs a tool plugin for this tenant. Errors: TOOL_NOT_FOUND 404, VALIDATION_FAILED 400 (failing paths in errors), " +
 			"PERMISSION_DENIED 403, EXECUTION_TIMEOUT 504, EXECUTION_ERROR 502.",
 		Responses: map[string]*huma.Response{
-			"400": problem("Params do not match the tool's schema (VALIDATION_FAILED)"),
-			"403": problem("The tenant does not allow the tool or its permissions (PERMISSION_DENIED)"),
-			"502": problem("The tool failed or returned invalid output (EXECUTION_ERROR)"),
-			"504": problem("The tool timed out and was stopped (EXECUTION_TIMEOUT)"),
+			"400": platformhttp.ProblemResponse("Params do not match the tool's schema (VALIDATION_FAILED)"),
+			"403": platformhttp.ProblemResponse("The tenant does not allow the tool or its permissions (PERMISSION_DENIED)"),
+			"502": platformhttp.ProblemResponse("The tool failed or returned invalid output (EXECUTION_ERROR)"),
+			"504": platformhttp.ProblemResponse("The tool timed out and was stopped (EXECUTION_TIMEOUT)"),
 		}},
 		func(ctx context.Context, in *ExecuteInput) (*ExecuteOutput, error) {
 			t, _ := tenant.FromContext(ctx)
@@ -167,10 +168,4 @@ func Register(api huma.API, svc *app.Service) {
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
-}
-
-func problem(desc string) *huma.Response {
-	return &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
-		"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
-	}}
 }
