@@ -131,7 +131,12 @@ func New(d Deps) (*Module, error) {
 
 // Start loads the tenants file (or the demo default), records what changed as events, and serves
 // the tenants folded from their streams. A malformed file is an error naming file, line and field:
-// the server must refuse to start.
+// the server must refuse to start. Calling Start again re-reads the file and swaps the served tenants
+// atomically (a reload); requests in flight finish with the tenants they were admitted with.
+//
+// Start reads the store's events once, across tenants, to find tenants recorded earlier that are no
+// longer in the file; its cost grows with the store (the embedded store replays about a million
+// events a second).
 func (m *Module) Start(ctx context.Context) error {
 	cmd := app.SyncTenants{Source: m.cfg.TenantsFile}
 	if m.cfg.TenantsFile == "" {
@@ -150,6 +155,9 @@ func (m *Module) Start(ctx context.Context) error {
 		return fmt.Errorf("tenancy: %w", err)
 	}
 	m.adm.SetDirectory(dir)
+	if len(dir.IDs()) == 0 {
+		m.log.WarnContext(ctx, "the tenants file lists no tenants: every tenant-scoped request will be refused", "file", m.cfg.TenantsFile)
+	}
 	m.log.InfoContext(ctx, "tenants loaded", "source", cmd.Source, "tenants", len(dir.IDs()), "registered", rep.Registered,
 		"changed", rep.Changed, "keysAdded", rep.KeysAdded, "keysRevoked", rep.KeysRevoked, "removed", rep.Removed)
 	if m.rl != nil {

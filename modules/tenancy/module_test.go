@@ -632,3 +632,42 @@ func TestIntegrationRedisSharedLimit(t *testing.T) {
 		t.Fatalf("limiter errors: %q", got)
 	}
 }
+
+func TestEmptyTenantsListWarns(t *testing.T) {
+	t.Parallel()
+	h := mustHarness(t, tenancy.Config{TenantsFile: writeFile(t, "tenants: []\n")})
+	if !strings.Contains(h.log.String(), "lists no tenants") {
+		t.Fatalf("no warning:\n%s", h.log.String())
+	}
+	if r := h.get(t, req{}); r.status != 404 {
+		t.Fatalf("request with no tenants: %d", r.status)
+	}
+}
+
+func TestStartAgainReloads(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, tenantsYAML())
+	h := mustHarness(t, tenancy.Config{TenantsFile: path})
+	if err := writeFileAt(path, "tenants:\n  - id: zeta\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.mod.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.get(t, req{tenant: "zeta"}); r.status != 200 {
+		t.Fatalf("zeta after reload: %d", r.status)
+	}
+	if r := h.get(t, req{tenant: "acme", key: keyA}); r.status != 404 {
+		t.Fatalf("acme after reload: %d", r.status)
+	}
+	// A malformed file on reload is refused and the served tenants stay as they were.
+	if err := writeFileAt(path, "tenants:\n  - id: Bad\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.mod.Start(context.Background()); err == nil {
+		t.Fatal("malformed reload accepted")
+	}
+	if r := h.get(t, req{tenant: "zeta"}); r.status != 200 {
+		t.Fatalf("zeta after a refused reload: %d", r.status)
+	}
+}
