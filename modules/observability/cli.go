@@ -3,7 +3,6 @@ package observability
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,11 +55,14 @@ func Replay(ctx context.Context, s eventstore.Store, t tenant.ID, o ReplayOption
 		return 0, fmt.Errorf("replay %s: --until %s is before --from %s", t, o.Until.Format(time.RFC3339), o.From.Format(time.RFC3339))
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
+	line := make([]byte, 0, 4096)
 	n := 0
 	err := audit.Each(ctx, s, t, audit.Filter{From: o.From, Until: o.Until, Stream: o.Stream, Type: o.Type}, func(e *eventstore.Event) error {
-		if err := enc.Encode(e); err != nil {
+		var err error
+		if line, err = appendEventJSON(line[:0], e); err != nil {
+			return fmt.Errorf("encode event %s of %s: %w", e.ID, e.Stream, err)
+		}
+		if _, err := bw.Write(line); err != nil {
 			return fmt.Errorf("write event %s: %w", e.ID, err)
 		}
 		n++
