@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai"
@@ -101,7 +103,7 @@ type opts struct {
 	provider ai.Provider // replaces the fake under "fake" when set
 	retr     conversation.Retriever
 	tools    conversation.ToolRunner
-	noRunBus bool
+	metrics  *metrics.Set
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -135,7 +137,7 @@ func newEnv(t testing.TB, o opts) *env {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 2 * time.Second
 	}
-	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: pol, Speaker: o.speaker, Now: clk.Now,
+	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: pol, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.retr != nil {
 		d.Retriever = o.retr

@@ -155,15 +155,15 @@ func (s *Service) Project(_ context.Context, e eventstore.Event) error {
 		if err := e.Decode(&ev); err != nil {
 			return err
 		}
-		s.Index.Message(t, id, e.Time, e.Revision)
 		s.Ledger.Count(t, ev.TurnID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
+		s.Index.Message(t, id, e.Time, e.Revision)
 	case events.TypeAssistantMessageFailed:
 		var ev events.AssistantMessageFailed
 		if err := e.Decode(&ev); err != nil {
 			return err
 		}
-		s.Index.Touched(t, id, e.Time, e.Revision)
 		s.Ledger.Count(t, ev.TurnID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
+		s.Index.Touched(t, id, e.Time, e.Revision)
 	case events.TypeSessionDeleted, events.TypeSessionExpired:
 		s.Index.Removed(t, id)
 	}
