@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -47,6 +48,9 @@ type Bus struct {
 	fwdErr    atomic.Pointer[error]
 	stopped   atomic.Bool
 	tr        *transport
+
+	// decoratePublisher wraps the transport's publisher (tests inject publish failures).
+	decoratePublisher func(message.Publisher) message.Publisher
 }
 
 var _ Registry = (*Bus)(nil)
@@ -145,6 +149,9 @@ func (b *Bus) Run(ctx context.Context) error {
 	tr, err := newTransport(ctx, b.cfg, b.log)
 	if err != nil {
 		return err
+	}
+	if b.decoratePublisher != nil {
+		tr.publisher = b.decoratePublisher(tr.publisher)
 	}
 	b.tr = tr
 	for _, d := range durables {

@@ -38,6 +38,14 @@ type Config struct {
 	// AckWait is how long NATS waits for a handler's ack before redelivering (default 60 s). Keep it
 	// above the retry budget.
 	AckWait time.Duration
+	// AsyncAck acks NATS deliveries without waiting for the server's confirmation: about three
+	// times the throughput here, but an ack lost in a disconnect or crash is one more redelivery
+	// (dropped by the in-memory dedupe within a process, handled again after a restart). Off by
+	// default: a handler's next event starts only once its previous ack is confirmed.
+	AsyncAck bool
+	// PublishTimeout bounds the wait for JetStream's acks of one forwarded batch (default 10 s);
+	// past it the batch is published again (duplicates are dropped by event id).
+	PublishTimeout time.Duration
 	// DuplicateWindow is the JetStream stream's window for dropping a republished event id (after a
 	// forwarder restart, or when several replicas forward the same store) (default 10 min).
 	DuplicateWindow time.Duration
@@ -83,6 +91,9 @@ func (c *Config) defaults() {
 	if c.AckWait == 0 {
 		c.AckWait = 60 * time.Second
 	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 10 * time.Second
+	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 10 * time.Minute
 	}
@@ -113,7 +124,7 @@ func (c Config) Validate() error {
 	if !prefixPattern.MatchString(c.Prefix) {
 		return fmt.Errorf("bus: prefix %q must match %s", c.Prefix, prefixPattern)
 	}
-	if c.CheckpointInterval < 0 || c.RetryInitial < 0 || c.RetryMax < 0 || c.AckWait < 0 ||
+	if c.CheckpointInterval < 0 || c.RetryInitial < 0 || c.RetryMax < 0 || c.AckWait < 0 || c.PublishTimeout < 0 ||
 		c.DuplicateWindow < 0 || c.MaxAge < 0 || c.CloseTimeout < 0 || c.SettleTime < 0 {
 		return fmt.Errorf("bus: negative duration in config")
 	}

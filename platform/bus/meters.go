@@ -14,9 +14,11 @@ type meters struct {
 
 type counter struct{ c *metrics.Counter }
 
-func (c counter) Inc() {
+func (c counter) Inc() { c.Add(1) }
+
+func (c counter) Add(n int) {
 	if c.c != nil {
-		c.c.Inc()
+		c.c.Add(n)
 	}
 }
 

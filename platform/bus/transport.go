@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/nats-io/nats.go"
@@ -103,16 +105,12 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		nc.Close()
 		return nil, fmt.Errorf("bus: create JetStream stream %s: %w", topic, err)
 	}
-	pub, err := wmjs.NewPublisher(wmjs.PublisherConfig{Conn: nc, Logger: wlog, ConfigureStream: streamConfig})
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("bus: JetStream publisher: %w", err)
-	}
+	pub := &natsPublisher{nc: nc, js: js, timeout: cfg.PublishTimeout}
 	var subs []*wmjs.Subscriber
 	g := &gate{}
 	t := &transport{
 		router:    router,
-		publisher: msgIDPublisher{pub},
+		publisher: pub,
 		quiesce:   g.close,
 		check: func(context.Context) error {
 			if s := nc.Status(); s != nats.CONNECTED {
@@ -128,7 +126,7 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		}
 		durable := cfg.Prefix + "-" + safeName(handler)
 		sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-			Conn: snc, Logger: wlog, AckWaitTimeout: cfg.AckWait, ConfigureStream: streamConfig,
+			Conn: snc, Logger: wlog, AckWaitTimeout: cfg.AckWait, ConfigureStream: streamConfig, AckAsync: cfg.AsyncAck,
 			ResourceInitializer: durableConsumer(topic, durable, cfg, g),
 		})
 		if err != nil {
@@ -204,14 +202,48 @@ func (c gatedConsumer) Consume(h jetstream.MessageHandler, opts ...jetstream.Pul
 	}, opts...)
 }
 
-// msgIDPublisher sets the JetStream message id to the event id, so the stream drops an event the
-// forwarder publishes again (after a crash before its checkpoint, or from another replica) within
-// the duplicate window.
-type msgIDPublisher struct{ message.Publisher }
+// natsPublisher publishes a batch to JetStream asynchronously and waits for every ack: one wait per
+// batch instead of a round trip per event (watermill-nats' publisher waits for each). The wire
+// format is watermill-nats' (NATSMarshaler), which its subscriber reads. Messages of one connection
+// reach the stream in the order sent; the JetStream message id is the event id, so the stream drops
+// an event published again (after a failed batch, a crash before the forwarder's checkpoint, or by
+// another replica forwarding the same store) within the duplicate window.
+type natsPublisher struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	m       wmnats.NATSMarshaler
+	timeout time.Duration
+}
 
-func (p msgIDPublisher) Publish(topic string, msgs ...*message.Message) error {
+func (p *natsPublisher) Publish(topic string, msgs ...*message.Message) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		m.Metadata.Set(nats.MsgIdHdr, m.UUID)
+		nm, err := p.m.Marshal(topic, m)
+		if err != nil {
+			return fmt.Errorf("marshal %s: %w", m.UUID, err)
+		}
+		f, err := p.js.PublishMsgAsync(nm)
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", m.UUID, err)
+		}
+		futures = append(futures, f)
 	}
-	return p.Publisher.Publish(topic, msgs...)
+	timeout := time.NewTimer(p.timeout)
+	defer timeout.Stop()
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", msgs[i].UUID, err)
+		case <-timeout.C:
+			return fmt.Errorf("publish %s: no ack from JetStream within %s", msgs[i].UUID, p.timeout)
+		}
+	}
+	return nil
+}
+
+func (p *natsPublisher) Close() error {
+	p.nc.Close()
+	return nil
 }
