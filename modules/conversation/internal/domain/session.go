@@ -80,7 +80,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.CreatedAt, s.LastActivity = e.Time, e.Time
 	case events.TypeUserMessageAdded:
 		var ev messageFields
-		if err := e.Decode(&ev); err != nil {
+		if err := decodeFields(e, &ev); err != nil {
 			return err
 		}
 		s.Messages = append(s.Messages, Message{Role: "user", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID})
@@ -88,7 +88,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.LastActivity = e.Time
 	case events.TypeAssistantMessageCompleted:
 		var ev messageFields
-		if err := e.Decode(&ev); err != nil {
+		if err := decodeFields(e, &ev); err != nil {
 			return err
 		}
 		s.Messages = append(s.Messages, Message{Role: "assistant", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID, Model: ev.Model})
@@ -112,6 +112,14 @@ type messageFields struct {
 	TurnID  string `json:"turnId"`
 	Content string `json:"content"`
 	Model   string `json:"model"`
+}
+
+func decodeFields(e eventstore.Event, out *messageFields) error {
+	if decodeMessage(e.Data, out) == nil {
+		return nil
+	}
+	*out = messageFields{}
+	return e.Decode(out)
 }
 
 // Fold builds a session from its events, oldest first.
