@@ -108,6 +108,22 @@ func (g *Engine) Apply(e *eventstore.Event) error {
 	return nil
 }
 
+func (g *Engine) install(st tenant.Stream, rs domain.RuleState) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	name := st.String()
+	if last, ok := g.seen[name]; ok && last >= rs.LastRev {
+		return
+	}
+	g.seen[name] = rs.LastRev
+	byID := g.rules[st.Tenant()]
+	if byID == nil {
+		byID = map[string]*domain.RuleState{}
+		g.rules[st.Tenant()] = byID
+	}
+	byID[st.Entity()] = &rs
+}
+
 // RuleView is a rule with its current state.
 type RuleView struct {
 	events.AlertRule
@@ -181,11 +197,17 @@ func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domai
 		if err != nil {
 			return fmt.Errorf("append to %s: %w", st, err)
 		}
+		// The fresh fold plus what was just appended is the rule's whole state; install it unless the
+		// projection has already seen further (a projection still replaying must not leave the state
+		// with only the newest events folded).
 		for i := range res.Events {
-			if err := g.Apply(&res.Events[i]); err != nil {
+			v, err := Decode(&res.Events[i])
+			if err != nil {
 				return err
 			}
+			rs.Apply(res.Events[i].Revision, v)
 		}
+		g.install(st, rs)
 		return nil
 	}
 }
