@@ -326,6 +326,9 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := bus.New(bus.Config{}, bus.Deps{}); err == nil {
 		t.Fatal("New without a store must fail")
 	}
+	if err := (bus.Config{Transport: "http://bus:s3cret@127.0.0.1:4222"}).WithDefaults().Validate(); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a bad transport must be refused without its password: %v", err)
+	}
 }
 
 // The store's last event at start may be unreadable (a truncated stream): no subscription ever

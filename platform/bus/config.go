@@ -141,13 +141,13 @@ func (c Config) Validate() error {
 func (c Config) natsURL() (string, error) {
 	u, err := url.Parse(c.Transport)
 	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("bus: transport %q is neither %q nor a nats:// URL", c.Transport, TransportGoChannel)
+		return "", fmt.Errorf("bus: transport is neither %q nor a nats:// URL", TransportGoChannel)
 	}
 	switch u.Scheme {
 	case "nats", "tls":
 		return c.Transport, nil
 	}
-	return "", fmt.Errorf("bus: transport %q: scheme must be nats or tls", c.Transport)
+	return "", fmt.Errorf("bus: transport %s: scheme must be nats or tls", u.Redacted())
 }
 
 func (c Config) usesNATS() bool { return c.Transport != TransportGoChannel }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -57,6 +58,7 @@ func newTransport(ctx context.Context, cfg Config, log *slog.Logger) (*transport
 		// Publish blocks until every handler has acked: the forwarder's checkpoint then never passes
 		// an event a handler has not finished, and each handler sees events in the store's order
 		// (without it GoChannel fans out in goroutines and reorders).
+		// PreserveContext lets a message carry its event in process (see Bus.publish).
 		gc := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true, PreserveContext: true}, wlog)
 		return &transport{
 			router:     router,
@@ -72,14 +74,14 @@ func newTransport(ctx context.Context, cfg Config, log *slog.Logger) (*transport
 }
 
 func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, wlog watermill.LoggerAdapter) (*transport, error) {
-	url, err := cfg.natsURL()
+	natsURL, err := cfg.natsURL()
 	if err != nil {
 		return nil, err
 	}
 	connect := func(role string) (*nats.Conn, error) {
-		nc, err := nats.Connect(url, nats.Name(cfg.Prefix+"-bus-"+role), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(natsURL, nats.Name(cfg.Prefix+"-bus-"+role), nats.MaxReconnects(-1))
 		if err != nil {
-			return nil, fmt.Errorf("bus: connect to NATS at %s: %w", url, err)
+			return nil, fmt.Errorf("bus: connect to NATS at %s: %w", redactURL(natsURL), err)
 		}
 		return nc, nil
 	}
@@ -88,8 +90,8 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		return nil, err
 	}
 	topic := cfg.topic()
-	// The publisher sends to the stream's name as subject, so the stream, its one subject and the
-	// topic share the name; one subject keeps the store's global order in the broker.
+	// The stream, its one subject and the Watermill topic share one name: one subject keeps the
+	// store's global order in the broker.
 	streamConfig := func(string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name: topic, Subjects: []string{topic}, Storage: jetstream.FileStorage,
@@ -246,4 +248,13 @@ func (p *natsPublisher) Publish(topic string, msgs ...*message.Message) error {
 func (p *natsPublisher) Close() error {
 	p.nc.Close()
 	return nil
+}
+
+// redactURL hides a password in a broker URL before it reaches a log or an error.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
 }
