@@ -228,17 +228,17 @@ func (m *Module) Register(a huma.API, reg bus.Registry) {
 	reg.Project(projectionAlerts, alerts.Types, func(_ context.Context, e eventstore.Event) error { return m.alerts.Apply(&e) })
 }
 
-func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf time.Time) (any, error) {
+func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf time.Time) (AuditedSession, error) {
 	s, err := m.sessions.SessionAsOf(ctx, t, id, asOf)
 	if err != nil {
 		if _, ok := apperr.As(err); ok {
-			return nil, err
+			return s, err
 		}
-		return nil, apperr.Wrap(err, apperr.KindUnavailable, "session_audit_failed", "the session could not be rebuilt; try again")
+		return s, apperr.Wrap(err, apperr.KindUnavailable, "session_audit_failed", "the session could not be rebuilt; try again")
 	}
 	if !s.Exists {
 		// Another tenant's session looks exactly like one that never existed.
-		return nil, apperr.NotFound("session_not_found", "no session with that id existed at asOf")
+		return AuditedSession{}, apperr.NotFound("session_not_found", "no session with that id existed at asOf")
 	}
 	if s.Messages == nil {
 		s.Messages = []AuditedMessage{}

@@ -16,24 +16,10 @@ type SessionAuditor interface {
 }
 
 // AuditedSession is a session as the audit sees it.
-type AuditedSession struct {
-	SessionID string           `json:"sessionId"`
-	AsOf      time.Time        `json:"asOf"`
-	Exists    bool             `json:"exists" doc:"false when the session had no events at asOf"`
-	Deleted   bool             `json:"deleted" doc:"true when the session was deleted or expired at or before asOf; its content is erased by design"`
-	DeletedAt *time.Time       `json:"deletedAt,omitempty"`
-	Title     string           `json:"title,omitempty"`
-	Messages  []AuditedMessage `json:"messages"`
-	Events    int              `json:"events" doc:"events folded"`
-}
+type AuditedSession = domain.AuditedSession
 
 // AuditedMessage is one message of an audited session.
-type AuditedMessage struct {
-	Role      string    `json:"role"`
-	Content   string    `json:"content"`
-	Timestamp time.Time `json:"timestamp"`
-	Status    string    `json:"status,omitempty" doc:"completed, failed or cancelled for assistant turns"`
-}
+type AuditedMessage = domain.AuditedMessage
 
 // SearchStats gives the retrieval module's search cache numbers for a window (the same numbers as
 // GET /metrics/search-cache). cmd/crispy adapts the retrieval module to it; nil means zeros.

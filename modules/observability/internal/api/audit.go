@@ -12,6 +12,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/audit"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
@@ -19,7 +20,7 @@ import (
 )
 
 // SessionFunc rebuilds a session as of a time; nil when the conversation module is not wired.
-type SessionFunc func(ctx context.Context, t tenant.ID, sessionID string, asOf time.Time) (any, error)
+type SessionFunc func(ctx context.Context, t tenant.ID, sessionID string, asOf time.Time) (domain.AuditedSession, error)
 
 // Audit serves the audit endpoints.
 type Audit struct {
@@ -94,7 +95,10 @@ type sessionInput struct {
 }
 
 type sessionOutput struct {
-	Body any
+	Body struct {
+		domain.AuditedSession
+		RequestID string `json:"requestId"`
+	}
 }
 
 // ParseTime parses an optional RFC 3339 query parameter.
@@ -114,12 +118,14 @@ func (a *Audit) Register(api huma.API) {
 	huma.Register(api, huma.Operation{OperationID: "list-audit-events", Method: http.MethodGet, Path: "/audit/events", Tags: []string{tag},
 		Summary: "The tenant's events in global order", Description: "Every event of the tenant with its envelope and hash, filtered and paginated. Requires the tenant's API key; the read is itself recorded (AuditAccessed)."},
 		func(ctx context.Context, in *eventsInput) (*eventsOutput, error) {
-			t := mustTenant(ctx)
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			if err := in.requireKey(); err != nil {
 				return nil, err
 			}
 			var f audit.Filter
-			var err error
 			if f.From, err = ParseTime("from", in.From); err != nil {
 				return nil, err
 			}
@@ -156,7 +162,10 @@ func (a *Audit) Register(api huma.API) {
 	huma.Register(api, huma.Operation{OperationID: "verify-audit", Method: http.MethodGet, Path: "/audit/verify", Tags: []string{tag},
 		Summary: "Verify the tenant's hash chains", Description: "Walks every stream's hash chain: {ok, eventsChecked, firstBadEvent}. Requires the tenant's API key."},
 		func(ctx context.Context, in *verifyInput) (*verifyOutput, error) {
-			t := mustTenant(ctx)
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			if err := in.requireKey(); err != nil {
 				return nil, err
 			}
@@ -173,7 +182,10 @@ func (a *Audit) Register(api huma.API) {
 	huma.Register(api, huma.Operation{OperationID: "get-audit-session", Method: http.MethodGet, Path: "/audit/sessions/{sessionId}", Tags: []string{tag},
 		Summary: "A session as it stood at a time", Description: "Rebuilt from the session's events up to asOf. A deleted or expired session shows that and when, not its erased content. Requires the tenant's API key."},
 		func(ctx context.Context, in *sessionInput) (*sessionOutput, error) {
-			t := mustTenant(ctx)
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			if err := in.requireKey(); err != nil {
 				return nil, err
 			}
@@ -191,7 +203,10 @@ func (a *Audit) Register(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
-			return &sessionOutput{Body: s}, a.record(ctx, t, "sessions", map[string]string{"sessionId": in.SessionID, "asOf": asOf.Format(time.RFC3339Nano)}, 1)
+			out := &sessionOutput{}
+			out.Body.AuditedSession = s
+			out.Body.RequestID = request.From(ctx).ID
+			return out, a.record(ctx, t, "sessions", map[string]string{"sessionId": in.SessionID, "asOf": asOf.Format(time.RFC3339Nano)}, 1)
 		})
 }
 
@@ -211,11 +226,12 @@ func (a *Audit) record(ctx context.Context, t tenant.ID, endpoint string, q map[
 	return nil
 }
 
-func mustTenant(ctx context.Context) tenant.ID {
+// tenantOf returns the tenant the guard admitted. The guard admits every non-public operation, so a
+// missing tenant is a wiring bug: answered as an internal error, never a panic.
+func tenantOf(ctx context.Context) (tenant.ID, error) {
 	t, ok := tenant.FromContext(ctx)
 	if !ok {
-		// The guard admits every non-public operation; reaching here without a tenant is a wiring bug.
-		panic("observability: tenant-scoped operation without a tenant")
+		return tenant.ID{}, apperr.New(apperr.KindInternal, "tenant_missing", "the request reached a tenant-scoped operation without a tenant")
 	}
-	return t
+	return t, nil
 }

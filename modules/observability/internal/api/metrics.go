@@ -123,35 +123,47 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("get-usage", "/usage", "Usage by model and tool",
 		"Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge."),
 		func(ctx context.Context, in *periodInput) (*usageOutput, error) {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			p, err := period(in.Period)
 			if err != nil {
 				return nil, err
 			}
 			out := &usageOutput{}
-			out.Body.UsageReport = m.App.Usage(mustTenant(ctx), p)
+			out.Body.UsageReport = m.App.Usage(t, p)
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
 	huma.Register(api, get("get-cost", "/metrics/cost", "Estimated cost by model",
 		"Tokens and USD cost by model over the period, from the configured price table (USD per million input, cached-input, output and reasoning tokens)."),
 		func(ctx context.Context, in *periodInput) (*costOutput, error) {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			p, err := period(in.Period)
 			if err != nil {
 				return nil, err
 			}
 			out := &costOutput{}
-			out.Body.CostReport = m.App.Cost(mustTenant(ctx), p)
+			out.Body.CostReport = m.App.Cost(t, p)
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
 	huma.Register(api, get("get-slis", "/metrics/slis", "Service level indicators",
 		"Chat, tools, search, cache and cost indicators of the tenant over the period."),
 		func(ctx context.Context, in *periodInput) (*slisOutput, error) {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			p, err := period(in.Period)
 			if err != nil {
 				return nil, err
 			}
-			r, err := m.App.SLIs(ctx, mustTenant(ctx), p)
+			r, err := m.App.SLIs(ctx, t, p)
 			if err != nil {
 				return nil, apperr.Wrap(err, apperr.KindUnavailable, "slis_unavailable", "the indicators could not be computed; try again")
 			}
@@ -163,11 +175,15 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("get-anomalies", "/metrics/anomalies", "Metrics far from their recent history",
 		"The period is split into 12 points; a metric of the newest point more than 3σ from the earlier points that had activity (at least 5) is reported."),
 		func(ctx context.Context, in *periodInput) (*anomaliesOutput, error) {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			p, err := period(in.Period)
 			if err != nil {
 				return nil, err
 			}
-			r, err := m.App.Anomalies(ctx, mustTenant(ctx), p)
+			r, err := m.App.Anomalies(ctx, t, p)
 			if err != nil {
 				return nil, apperr.Wrap(err, apperr.KindUnavailable, "anomalies_unavailable", "anomalies could not be computed; try again")
 			}
@@ -178,11 +194,15 @@ func (m *Metrics) Register(api huma.API) {
 		})
 	huma.Register(api, get("get-overview", "/metrics/overview", "SLIs, anomalies and alerts in one answer", ""),
 		func(ctx context.Context, in *periodInput) (*overviewOutput, error) {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			p, err := period(in.Period)
 			if err != nil {
 				return nil, err
 			}
-			r, err := m.App.Overview(ctx, mustTenant(ctx), p)
+			r, err := m.App.Overview(ctx, t, p)
 			if err != nil {
 				return nil, apperr.Wrap(err, apperr.KindUnavailable, "overview_unavailable", "the overview could not be computed; try again")
 			}
@@ -194,15 +214,22 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("list-alerts", "/metrics/alerts", "The tenant's alert rules",
 		"Rules with whether each is firing now. Rules are evaluated continuously in the background."),
 		func(ctx context.Context, _ *struct{}) (*alertsOutput, error) {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			out := &alertsOutput{}
-			out.Body.Alerts = m.Alerts.List(mustTenant(ctx))
+			out.Body.Alerts = m.Alerts.List(t)
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
 	huma.Register(api, huma.Operation{OperationID: "put-alert", Method: http.MethodPut, Path: "/metrics/alerts", Tags: []string{tag},
 		Summary: "Create or replace an alert rule", Description: "Validated; recorded as an event in the rule's stream. A rule that starts or stops firing records AlertFired/AlertResolved and POSTs a notice signed with HMAC-SHA256 (x-crispy-signature) to its webhookUrl."},
 		func(ctx context.Context, in *putAlertInput) (*ruleOutput, error) {
-			t := mustTenant(ctx)
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
 			b := in.Body
 			r := events.AlertRule{ID: strings.TrimSpace(b.ID), Name: strings.TrimSpace(b.Name), Metric: b.Metric, Comparator: b.Comparator,
 				Threshold: b.Threshold, Period: b.Period, Enabled: b.Enabled == nil || *b.Enabled, WebhookURL: b.WebhookURL}
@@ -228,7 +255,11 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, huma.Operation{OperationID: "delete-alert", Method: http.MethodDelete, Path: "/metrics/alerts", Tags: []string{tag},
 		Summary: "Delete an alert rule", Description: "404 when the tenant has no rule with that id."},
 		func(ctx context.Context, in *deleteAlertInput) (*deleteOutput, error) {
-			if err := m.Alerts.Delete(ctx, mustTenant(ctx), in.ID); err != nil {
+			t, err := tenantOf(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := m.Alerts.Delete(ctx, t, in.ID); err != nil {
 				return nil, err
 			}
 			out := &deleteOutput{}
