@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -94,6 +95,7 @@ func run() error {
 	results := make(chan result, 4096)
 	var wg sync.WaitGroup
 	start := time.Now()
+	cpu0 := cpuTime()
 	for w := 0; w < *conc; w++ {
 		wg.Add(1)
 		go func() {
@@ -126,9 +128,15 @@ func run() error {
 		tot = append(tot, r.total)
 	}
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	fmt.Printf("turns: %d ok, %d errors in %s with %d clients (%s)\n", len(tot), sum(errs), elapsed.Round(time.Millisecond), *conc, *url)
 	fmt.Printf("throughput: %.0f turns/s\n", float64(len(tot))/elapsed.Seconds())
 	if len(tot) > 0 {
+		what := "this client"
+		if *self {
+			what = "client and in-process server"
+		}
+		fmt.Printf("cpu: %.0f µs per turn (%s), %.2f cores used on average\n", float64(cpu.Microseconds())/float64(len(tot)), what, cpu.Seconds()/elapsed.Seconds())
 		fmt.Printf("first byte: p50 %s  p90 %s  p99 %s  max %s\n", pct(fb, .5), pct(fb, .9), pct(fb, .99), pct(fb, 1))
 		fmt.Printf("whole turn: p50 %s  p90 %s  p99 %s  max %s\n", pct(tot, .5), pct(tot, .9), pct(tot, .99), pct(tot, 1))
 	}
@@ -136,6 +144,12 @@ func run() error {
 		fmt.Printf("error x%d: %s\n", n, e)
 	}
 	return nil
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func sum(m map[string]int) int {
