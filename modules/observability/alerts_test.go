@@ -230,3 +230,27 @@ func TestWebhookSignatureDependsOnSecret(t *testing.T) {
 		t.Fatalf("signature with the wrong secret verified: %v", h.signedOK)
 	}
 }
+
+// By default a webhook cannot reach internal addresses (the httptest server is on 127.0.0.1): the
+// transition is still recorded, the notice is refused at connect time and not retried.
+func TestWebhookToInternalAddressRefused(t *testing.T) {
+	t.Parallel()
+	h, srv := newHook(0)
+	defer srv.Close()
+	e := newEnv(t, opts{deps: func(d *observability.Deps) { d.Config.WebhookAllowInternal = false }})
+	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": srv.URL}); r.status != 200 {
+		t.Fatalf("put: %s", r.raw)
+	}
+	if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.mod.WaitWebhooks()
+	if types := e.ruleEvents(acme, "r"); len(types) != 2 || types[1] != obsevents.TypeAlertFired {
+		t.Fatalf("rule stream: %v", types)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.attempts != 0 {
+		t.Fatalf("internal webhook reached %d times", h.attempts)
+	}
+}

@@ -133,7 +133,7 @@ func newEnv(t testing.TB, o opts) *env {
 		clk = &clock{now: epoch}
 	}
 	store.SetClock(clk.Now)
-	d := observability.Deps{Store: store, Now: clk.Now, Config: observability.Config{WebhookSecret: "s3cret", WebhookBackoff: time.Millisecond}}
+	d := observability.Deps{Store: store, Now: clk.Now, Config: observability.Config{WebhookSecret: "s3cret", WebhookBackoff: time.Millisecond, WebhookAllowInternal: true}}
 	if o.deps != nil {
 		o.deps(&d)
 	}

@@ -59,6 +59,9 @@ type Config struct {
 	WebhookRetries int
 	WebhookBackoff time.Duration
 	WebhookTimeout time.Duration
+	// WebhookAllowInternal lets webhooks reach loopback, private and link-local addresses. Off by
+	// default: tenants choose webhook URLs and must not reach the operator's network through them.
+	WebhookAllowInternal bool
 	// MaxTenantLabels bounds how many tenants get their own metric label (default 100).
 	MaxTenantLabels int
 	// DisableMetricsRoute keeps GET /metrics off the API (when cmd/crispy serves it on --metrics-addr
@@ -131,7 +134,7 @@ type Deps struct {
 	KnownTenants func() []tenant.ID
 	Sessions     SessionAuditor // nil: GET /audit/sessions answers 503
 	Search       SearchStats    // nil: search and cache SLIs are zeros
-	HTTPClient   *http.Client   // for webhooks; nil: a client with WebhookTimeout
+	HTTPClient   *http.Client   // for webhooks; nil: a client with WebhookTimeout that refuses internal addresses unless WebhookAllowInternal
 	// AlertTicks, when set, drives evaluation instead of a ticker of Config.AlertInterval (tests).
 	AlertTicks <-chan time.Time
 	Log        *slog.Logger
@@ -183,7 +186,7 @@ func New(d Deps) (*Module, error) {
 	}
 	client := d.HTTPClient
 	if client == nil {
-		client = &http.Client{Timeout: d.Config.WebhookTimeout}
+		client = alerts.NewClient(d.Config.WebhookTimeout, d.Config.WebhookAllowInternal)
 	}
 	if d.Config.WebhookSecret == "" {
 		log.Warn("no webhook secret configured: alert notices are signed with an empty key")

@@ -147,3 +147,12 @@ func endWithError(span trace.Span, err error, errorType string) {
 	}
 	span.End()
 }
+
+// StartSpan starts an internal span for platform work that is not a model call (index queries,
+// retrieval, projections), tagged with the tenant when given. End it with End.
+func StartSpan(ctx context.Context, tr trace.Tracer, name, tenantID string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if tenantID != "" {
+		attrs = append(attrs, attribute.String(AttrTenant, tenantID))
+	}
+	return tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
+}

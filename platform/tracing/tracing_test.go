@@ -155,3 +155,28 @@ func containsBytes(b []byte, s string) bool {
 	}
 	return false
 }
+
+func TestToolAndInternalSpans(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	p := tracing.NewWithProcessor(tracing.Config{}, rec)
+	ctx, parent := tracing.StartToolSpan(context.Background(), p.Tracer(), "summarize", "acme")
+	_, child := tracing.StartSpan(ctx, p.Tracer(), "search.knn", "acme", attribute.Int("k", 5))
+	tracing.End(child, nil, "")
+	tracing.End(parent, errors.New("boom"), "EXECUTION_ERROR")
+	ended := rec.Ended()
+	if len(ended) != 2 {
+		t.Fatalf("%d spans", len(ended))
+	}
+	c, pa := ended[0], ended[1]
+	if c.Parent().SpanID() != pa.SpanContext().SpanID() {
+		t.Error("index span is not a child of the tool span")
+	}
+	a := attrs(pa.Attributes())
+	if pa.Name() != "execute_tool summarize" || a["gen_ai.tool.name"].AsString() != "summarize" || a["error.type"].AsString() != "EXECUTION_ERROR" || pa.Status().Code != codes.Error {
+		t.Errorf("tool span %s %v %v", pa.Name(), a, pa.Status())
+	}
+	if attrs(c.Attributes())["crispy.tenant"].AsString() != "acme" {
+		t.Error("internal span lacks the tenant")
+	}
+}

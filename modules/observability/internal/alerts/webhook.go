@@ -6,14 +6,51 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
+
+// ErrBlockedAddress refuses a webhook whose host resolves to a loopback, private, link-local or
+// otherwise internal address: tenants choose webhook URLs, and must not reach the operator's network
+// through them (SSRF). The check runs at connect time, after DNS, so rebinding does not get around it.
+var ErrBlockedAddress = errors.New("webhook address is internal")
+
+// NewClient returns the HTTP client for webhooks: no proxy from the environment (the address check
+// must see the real destination), a timeout per attempt, and unless allowInternal, connections to
+// internal addresses refused.
+func NewClient(timeout time.Duration, allowInternal bool) *http.Client {
+	d := &net.Dialer{Timeout: timeout}
+	if !allowInternal {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("%w: %s", ErrBlockedAddress, address)
+			}
+			ip := ap.Addr().Unmap()
+			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+				ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip) {
+				return fmt.Errorf("%w: %s", ErrBlockedAddress, ip)
+			}
+			return nil
+		}
+	}
+	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: timeout, MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second}
+	return &http.Client{Timeout: timeout, Transport: tr,
+		// A redirect could lead anywhere; notices go to the configured URL only.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// cgnat is the carrier-grade NAT range (100.64.0.0/10), internal to providers' networks.
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 // SignatureHeader carries "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body)); TimestampHeader
 // carries the unix seconds that were signed, so a receiver can refuse replays of old notices.
@@ -112,7 +149,7 @@ func (n *Notifier) post(ctx context.Context, url, ts, sig, event string, body []
 	req.Header.Set(EventHeader, event)
 	resp, err := n.Client.Do(req)
 	if err != nil {
-		return true, err
+		return !errors.Is(err, ErrBlockedAddress), err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
