@@ -114,6 +114,13 @@ func (t *Turn) Next(ctx context.Context, after int) ([]Event, bool, error) {
 	}
 }
 
+// Pending reports whether events after seq are already buffered (Next would not block).
+func (t *Turn) Pending(after int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return after < len(t.events)
+}
+
 // WaitStarted waits until the first token or the end of the turn.
 func (t *Turn) WaitStarted(ctx context.Context) error {
 	for {

@@ -347,7 +347,11 @@ func sseStream(turn *app.Turn, after int) *huma.StreamResponse {
 				if _, err := w.Write(buf); err != nil {
 					return
 				}
-				flush(w)
+				// Flush only when nothing more is waiting: a burst of tokens goes out in one
+				// write, and a lone token is never held back.
+				if done || !turn.Pending(after) {
+					flush(w)
+				}
 			}
 			if done {
 				return
