@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -364,5 +365,29 @@ func TestReplayAndVerifyUnknownTenant(t *testing.T) {
 	}
 	if buf.Len() != 0 {
 		t.Fatalf("wrote %q", buf.String())
+	}
+}
+
+// unreadable fails reads past the first page of events, as a store with a damaged record does.
+type unreadable struct{ eventstore.Store }
+
+func (s unreadable) ReadTenant(ctx context.Context, t tenant.ID, from eventstore.Position, max int) ([]eventstore.Event, error) {
+	if max == 1 { // Verify's check that the tenant exists reads one event
+		return s.Store.ReadTenant(ctx, t, from, max)
+	}
+	return nil, fmt.Errorf("record at offset 123: %w", eventstore.ErrCorrupt)
+}
+
+func TestVerifyUnreadableRecord(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	seedSessions(e)
+	if _, err := observability.Verify(context.Background(), unreadable{e.store}, acme, nil); !errors.Is(err, eventstore.ErrCorrupt) {
+		t.Fatalf("CLI verify: %v", err)
+	}
+	he := newEnv(t, opts{store: e.store, deps: func(d *observability.Deps) { d.Store = unreadable{e.store} }})
+	r := he.audit("/audit/verify", "acme")
+	if r.status != 200 || r.body["ok"] != false || r.body["firstBadEvent"] == nil || strings.Contains(r.raw, "offset 123") {
+		t.Fatalf("http verify of an unreadable store: %s", r.raw)
 	}
 }

@@ -4,6 +4,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -143,7 +144,7 @@ func (a *Audit) Register(api huma.API) {
 			}
 			evs, next, err := audit.List(ctx, a.Store, t, f, from, in.Limit)
 			if err != nil {
-				return nil, err
+				return nil, apperr.Wrap(err, apperr.KindUnavailable, "eventstore_unavailable", "the event store could not be read; try again")
 			}
 			out := &eventsOutput{}
 			out.Body.Events = make([]AuditEvent, len(evs))
@@ -170,8 +171,13 @@ func (a *Audit) Register(api huma.API) {
 				return nil, err
 			}
 			rep, err := audit.Verify(ctx, a.Store, t, nil)
-			if err != nil {
-				return nil, err
+			switch {
+			case errors.Is(err, eventstore.ErrCorrupt):
+				// An unreadable record fails verification like a broken link; its details go to the log.
+				rep.OK = false
+				rep.FirstBadEvent = &audit.BadEvent{Reason: "a record after the last checked event could not be read back as written"}
+			case err != nil:
+				return nil, apperr.Wrap(err, apperr.KindUnavailable, "eventstore_unavailable", "the event store could not be read; try again")
 			}
 			out := &verifyOutput{}
 			out.Body.Report = rep
