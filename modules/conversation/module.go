@@ -199,8 +199,11 @@ func (m *Module) Run(ctx context.Context) error {
 // returns how many expired.
 func (m *Module) Sweep(ctx context.Context) (int, error) { return m.svc.Sweep(ctx) }
 
-// View is a session as it stood at a time.
-type View = app.View
+// View is a session as it stood at a time; Message is one message of it.
+type (
+	View    = app.View
+	Message = domain.Message
+)
 
 // SessionAsOf is the session folded from its readable events up to asOf, for the audit API. A
 // deleted or expired session shows the deletion (Deleted/Expired) and no content. Unknown: 404.

@@ -135,6 +135,9 @@ func TestFallbackOrderBreakerAndAllDown(t *testing.T) {
 	s = sid()
 	r := e.chat("dead", s, "anyone there?", nil)
 	wantProblem(t, r, http.StatusBadGateway, events.CodeAllModelsFailed)
+	if d, _ := r.body["detail"].(string); !strings.Contains(d, "down:m: unavailable, down:other: unavailable") {
+		t.Fatalf("detail %q does not name the models tried", d)
+	}
 	r = e.chatJSON("dead", s, "still nobody?")
 	wantProblem(t, r, http.StatusBadGateway, events.CodeAllModelsFailed)
 	ms := messages(e.history("dead", s))

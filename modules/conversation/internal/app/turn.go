@@ -270,6 +270,16 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 		}
 	}
 	code, msg, kind := events.CodeAllModelsFailed, "no model could answer; the message is saved in the history", apperr.KindBadGateway
+	if len(fallbacks) > 0 || fe != nil {
+		var tried []string
+		for _, f := range fallbacks {
+			tried = append(tried, f.Model+": "+f.Reason)
+		}
+		if fe != nil && !fe.Emitted && len(tried) < len(models) {
+			tried = append(tried, fe.Model.String()+": "+ai.ReasonOf(fe.Err))
+		}
+		msg = "no model could answer (" + strings.Join(tried, ", ") + "); the message is saved in the history"
+	}
 	cancelled := false
 	switch {
 	case errors.Is(context.Cause(ctx), errClientGone):
