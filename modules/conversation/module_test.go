@@ -135,7 +135,7 @@ func TestFallbackOrderBreakerAndAllDown(t *testing.T) {
 	s = sid()
 	r := e.chat("dead", s, "anyone there?", nil)
 	wantProblem(t, r, http.StatusBadGateway, events.CodeAllModelsFailed)
-	if d, _ := r.body["detail"].(string); !strings.Contains(d, "down:m: unavailable, down:other: unavailable") {
+	if d, _ := r.body["detail"].(string); !strings.Contains(d, "down:m: breaker_open, down:other: unavailable") {
 		t.Fatalf("detail %q does not name the models tried", d)
 	}
 	r = e.chatJSON("dead", s, "still nobody?")
