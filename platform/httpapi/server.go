@@ -79,6 +79,13 @@ type Guard interface {
 	Admit(ctx context.Context, a Admission) (Admitted, error)
 }
 
+// Preflighter is what a Guard may also implement to answer CORS preflight requests (OPTIONS with
+// Origin and Access-Control-Request-Method), which carry no tenant header and no key: it reports
+// whether a browser on origin may call the API at host.
+type Preflighter interface {
+	AllowsOrigin(host, origin string) bool
+}
+
 // Check reports one backend's health for GET /health.
 type Check func(ctx context.Context) error
 
@@ -178,7 +185,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	api.UseMiddleware(s.guardMiddleware)
 	mux.HandleFunc("/", s.notFound)
 	s.registerHealth()
-	s.handler = s.requestID(s.accessLog(s.recoverPanics(s.limitBody(mux))))
+	s.handler = s.requestID(s.accessLog(s.recoverPanics(s.limitBody(s.preflight(mux)))))
 	return s, nil
 }
 
@@ -291,6 +298,31 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(w, r)
+	})
+}
+
+// corsAllowHeaders are the request headers a browser may send.
+const corsAllowHeaders = "content-type, authorization, x-api-key, x-tenant-id, x-user-id, x-request-id, last-event-id"
+
+// preflight answers CORS preflights: 204, with the allow headers when the Guard says a tenant allows
+// the origin, and without them (so the browser refuses) otherwise. Preflights are never rate limited.
+func (s *Server) preflight(next http.Handler) http.Handler {
+	pf, _ := s.deps.Guard.(Preflighter)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if r.Method != http.MethodOptions || origin == "" || r.Header.Get("Access-Control-Request-Method") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if pf != nil && pf.AllowsOrigin(hostOnly(r.Host), origin) {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+			h.Set("Access-Control-Max-Age", "600")
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 }
 

@@ -180,3 +180,47 @@ func TestHealthReportsEachConfiguredBackend(t *testing.T) {
 		t.Fatalf("health without a tenant: %d, want 404", w.Code)
 	}
 }
+
+type corsGuard struct{ fakeGuard }
+
+func (corsGuard) AllowsOrigin(host, origin string) bool {
+	return origin == "https://app.acme.example"
+}
+
+func TestCORSPreflight(t *testing.T) {
+	t.Parallel()
+	s, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: corsGuard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := func(origin string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("OPTIONS", "/health", nil)
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", "GET")
+		r.Header.Set("Access-Control-Request-Headers", "x-tenant-id")
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		return w
+	}
+	ok := pre("https://app.acme.example")
+	if ok.Code != 204 || ok.Header().Get("Access-Control-Allow-Origin") != "https://app.acme.example" ||
+		!strings.Contains(ok.Header().Get("Access-Control-Allow-Headers"), "x-tenant-id") {
+		t.Fatalf("allowed origin: %d %v", ok.Code, ok.Header())
+	}
+	no := pre("https://evil.example")
+	if no.Code != 204 || no.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("other origin: %d %v", no.Code, no.Header())
+	}
+	// A guard without preflight support never allows an origin.
+	w := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest("OPTIONS", "/health", nil)
+		r.Header.Set("Origin", "https://app.acme.example")
+		r.Header.Set("Access-Control-Request-Method", "GET")
+		w := httptest.NewRecorder()
+		newServer(t).ServeHTTP(w, r)
+		return w
+	}()
+	if w.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("a guard without AllowsOrigin allowed a preflight: %v", w.Header())
+	}
+}

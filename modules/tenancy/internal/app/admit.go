@@ -92,6 +92,12 @@ func (a *Admitter) Directory() *domain.Directory {
 	return nil
 }
 
+// AllowsOrigin implements httpapi.Preflighter.
+func (a *Admitter) AllowsOrigin(host, origin string) bool {
+	s := a.snap.Load()
+	return s != nil && s.dir.AllowsOrigin(host, origin)
+}
+
 // Admit implements httpapi.Guard.
 func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Admitted, error) {
 	h := make(http.Header, 4)

@@ -85,6 +85,27 @@ func (e *Entry) CORSHeaders(h http.Header, origin string) {
 	h.Set("Access-Control-Expose-Headers", "x-request-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset, retry-after")
 }
 
+// AllowsOrigin reports whether the tenant lets a browser on origin call the API.
+func (e *Entry) AllowsOrigin(origin string) bool {
+	_, ok := e.origins[strings.ToLower(origin)]
+	return ok || e.anyOrig
+}
+
+// AllowsOrigin reports whether the tenant named by host (when it names one) or, otherwise, any tenant
+// allows origin. A CORS preflight carries no tenant header or key, so it can only be answered this
+// way; the real request then gets CORS headers only from a tenant that allows the origin.
+func (d *Directory) AllowsOrigin(host, origin string) bool {
+	if e := d.byHost[strings.ToLower(host)]; e != nil {
+		return e.AllowsOrigin(origin)
+	}
+	for _, e := range d.all {
+		if e.AllowsOrigin(origin) {
+			return true
+		}
+	}
+	return false
+}
+
 // Directory is an immutable snapshot of the resolvable tenants.
 type Directory struct {
 	byID   map[string]*Entry

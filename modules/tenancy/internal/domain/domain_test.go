@@ -369,3 +369,25 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+func TestDirectoryAllowsOriginForPreflight(t *testing.T) {
+	t.Parallel()
+	d, err := domain.NewDirectory([]*domain.Entry{entry(t, "acme", []string{"acme.example.com"}), entry(t, "beta", []string{"beta.example.com"})}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		host, origin string
+		want         bool
+	}{
+		{"acme.example.com", "https://app.acme.example", true},
+		{"acme.example.com", "https://app.beta.example", false}, // the host names acme: beta's origin is not acme's
+		{"api.example.com", "https://app.beta.example", true},   // no tenant host: any tenant's origin passes the preflight
+		{"api.example.com", "https://evil.example", false},
+	}
+	for _, c := range cases {
+		if got := d.AllowsOrigin(c.host, c.origin); got != c.want {
+			t.Errorf("AllowsOrigin(%s, %s) = %v, want %v", c.host, c.origin, got, c.want)
+		}
+	}
+}
