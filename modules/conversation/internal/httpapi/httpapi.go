@@ -17,6 +17,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/app"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	platformhttp "github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -116,11 +117,8 @@ type TTSInput struct {
 	}
 }
 
-func problem(desc string) *huma.Response {
-	return &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
-		"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
-	}}
-}
+// problem documents an error answer in the API's one problem shape.
+func problem(desc string) *huma.Response { return platformhttp.ProblemResponse(desc) }
 
 func userOf(ctx context.Context, explicit string) string {
 	if explicit != "" {
