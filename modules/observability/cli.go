@@ -1,11 +1,12 @@
 package observability
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability/internal/audit"
@@ -47,33 +48,62 @@ func known(ctx context.Context, s eventstore.Store, t tenant.ID) error {
 // hash included), in global order, reading the store directly. progress, when set, gets the count
 // written so far every ProgressEvery events and once at the end. It returns how many it wrote. A
 // tenant with no events at all is an error (ErrUnknownTenant); a filter that matches nothing is not.
-func Replay(ctx context.Context, s eventstore.Store, t tenant.ID, o ReplayOptions, w io.Writer, progress func(n int)) (int, error) {
+func Replay(ctx context.Context, s eventstore.Store, t tenant.ID, o ReplayOptions, out io.Writer, progress func(n int)) (int, error) {
 	if err := known(ctx, s, t); err != nil {
 		return 0, err
 	}
 	if !o.Until.IsZero() && !o.From.IsZero() && o.Until.Before(o.From) {
 		return 0, fmt.Errorf("replay %s: --until %s is before --from %s", t, o.Until.Format(time.RFC3339), o.From.Format(time.RFC3339))
 	}
-	bw := bufio.NewWriterSize(w, 256<<10)
-	line := make([]byte, 0, 4096)
+	f := audit.Filter{From: o.From, Until: o.Until, Stream: o.Stream, Type: o.Type}
+	workers := min(runtime.GOMAXPROCS(0), 8)
+	bufs := make([][]byte, workers)
+	counts := make([]int, workers)
+	errs := make([]error, workers)
 	n := 0
-	err := audit.Each(ctx, s, t, audit.Filter{From: o.From, Until: o.Until, Stream: o.Stream, Type: o.Type}, func(e *eventstore.Event) error {
-		var err error
-		if line, err = appendEventJSON(line[:0], e); err != nil {
-			return fmt.Errorf("encode event %s of %s: %w", e.ID, e.Stream, err)
+	// Each page is encoded in parallel chunks (encoding dominates replay), then written in order.
+	err := audit.EachPage(ctx, s, t, func(page []eventstore.Event) error {
+		chunk := (len(page) + workers - 1) / workers
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			lo, hi := w*chunk, min((w+1)*chunk, len(page))
+			bufs[w], counts[w], errs[w] = bufs[w][:0], 0, nil
+			if lo >= hi {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := lo; i < hi; i++ {
+					e := &page[i]
+					if !f.Match(t, e) {
+						continue
+					}
+					var err error
+					if bufs[w], err = appendEventJSON(bufs[w], e); err != nil {
+						errs[w] = fmt.Errorf("encode event %s of %s: %w", e.ID, e.Stream, err)
+						return
+					}
+					counts[w]++
+				}
+			}()
 		}
-		if _, err := bw.Write(line); err != nil {
-			return fmt.Errorf("write event %s: %w", e.ID, err)
-		}
-		n++
-		if progress != nil && n%ProgressEvery == 0 {
-			progress(n)
+		wg.Wait()
+		for w := range bufs {
+			if errs[w] != nil {
+				return errs[w]
+			}
+			if _, err := out.Write(bufs[w]); err != nil {
+				return fmt.Errorf("write replay of %s: %w", t, err)
+			}
+			before := n
+			n += counts[w]
+			if progress != nil && n/ProgressEvery > before/ProgressEvery {
+				progress(n)
+			}
 		}
 		return nil
 	})
-	if ferr := bw.Flush(); err == nil && ferr != nil {
-		err = fmt.Errorf("write replay of %s: %w", t, ferr)
-	}
 	if progress != nil {
 		progress(n)
 	}

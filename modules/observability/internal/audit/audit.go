@@ -82,7 +82,7 @@ func List(ctx context.Context, s eventstore.Store, t tenant.ID, f Filter, from e
 // Each calls fn for every event of t matching f, in global order. Pages are read one ahead in a
 // second goroutine, so reading the store overlaps with fn's work.
 func Each(ctx context.Context, s eventstore.Store, t tenant.ID, f Filter, fn func(*eventstore.Event) error) error {
-	return eachPage(ctx, s, t, func(page []eventstore.Event) error {
+	return EachPage(ctx, s, t, func(page []eventstore.Event) error {
 		for i := range page {
 			if !f.Match(t, &page[i]) {
 				continue
@@ -100,8 +100,9 @@ type pageResult struct {
 	err    error
 }
 
-// eachPage calls fn with every page of t's events, reading the next page while fn runs.
-func eachPage(ctx context.Context, s eventstore.Store, t tenant.ID, fn func([]eventstore.Event) error) error {
+// EachPage calls fn with every page of t's events in global order, reading the next page while fn
+// runs. fn must not keep the page after it returns.
+func EachPage(ctx context.Context, s eventstore.Store, t tenant.ID, fn func([]eventstore.Event) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pages := make(chan pageResult, 1)
@@ -164,7 +165,7 @@ func Verify(ctx context.Context, s eventstore.Store, t tenant.ID, progress func(
 	var rep Report
 	hashes := make([]string, pageSize)
 	errs := make([]error, pageSize)
-	err := eachPage(ctx, s, t, func(page []eventstore.Event) error {
+	err := EachPage(ctx, s, t, func(page []eventstore.Event) error {
 		var wg sync.WaitGroup
 		chunk := (len(page) + workers - 1) / workers
 		for lo := 0; lo < len(page); lo += chunk {
