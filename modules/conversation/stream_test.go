@@ -241,3 +241,22 @@ func (h tenantHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("x-tenant-id", h.id)
 	return http.DefaultTransport.RoundTrip(r)
 }
+
+// brokenStore refuses every append.
+type brokenStore struct{ eventstore.Store }
+
+func (brokenStore) Append(context.Context, tenant.Stream, eventstore.ExpectedRevision, ...eventstore.EventData) (eventstore.AppendResult, error) {
+	return eventstore.AppendResult{}, errors.New("disk on fire")
+}
+
+func TestUnrecordableMessageEndsTheTurnWithAnError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{store: brokenStore{eventstoretest.NewMemory()}, fake: aitest.New(aitest.Script{Block: true})})
+	r := e.chatJSON("acme", sid(), "hi")
+	wantProblem(t, r, 500, "record_failed")
+	if strings.Contains(r.raw, "disk on fire") {
+		t.Fatal("internal cause leaked to the client")
+	}
+	r = e.chat("acme", sid(), "hi", nil)
+	wantProblem(t, r, 500, "record_failed")
+}

@@ -178,40 +178,49 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		return nil, e
 	}
 	requested := in.ModelID
-	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
-		var out []eventstore.EventData
-		if !cur.Live() {
-			ev, err := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: in.SessionID, Tenant: in.Tenant.String(),
-				UserID: in.UserID, Title: domain.TitleOf(in.Message)})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ev)
-		}
-		ev, err := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: in.SessionID, TurnID: turnID,
-			Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source})
-		if err != nil {
-			return nil, err
-		}
-		return append(out, ev), nil
-	})
-	if err != nil {
-		s.Ledger.Release(in.Tenant.String(), turnID, now)
-		return nil, err
-	}
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	turn := newTurn(turnID, in.SessionID, in.Tenant, s.Settings.ResumeWindow, cancel)
 	for _, e := range pre {
 		turn.push(e.Name, e.Data)
 	}
+	// The user's message is made durable while the model starts: its latency overlaps the model's
+	// time to first token. The outcome is recorded only after it (dispatch waits), so history order
+	// holds, and a message that cannot be recorded ends the turn with an error.
+	appended := make(chan error, 1)
+	go func() {
+		_, _, err := s.update(context.WithoutCancel(ctx), in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
+			var out []eventstore.EventData
+			if !cur.Live() {
+				ev, err := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: in.SessionID, Tenant: in.Tenant.String(),
+					UserID: in.UserID, Title: domain.TitleOf(in.Message)})
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, ev)
+			}
+			ev, err := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: in.SessionID, TurnID: turnID,
+				Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source})
+			if err != nil {
+				return nil, err
+			}
+			return append(out, ev), nil
+		})
+		if err != nil {
+			cancel(errNotRecorded)
+		}
+		appended <- err
+	}()
 	s.Hub.put(turn)
 	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: s.Settings.MaxCompletion}
-	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall)
+	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall, appended)
 	return turn, nil
 }
 
+// errNotRecorded cancels a turn whose user message could not be recorded.
+var errNotRecorded = errors.New("the user's message could not be recorded")
+
 func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, turn *Turn, in TurnInput, models []ai.ModelID, req ai.Request,
-	promptEstimate int, citations []CitationData, cites []events.Citation, tool *events.ToolCall) {
+	promptEstimate int, citations []CitationData, cites []events.Citation, tool *events.ToolCall, appended <-chan error) {
 	defer cancel(nil)
 	defer s.Hub.forget(turn, s.Settings.ResumeWindow)
 	tctx, stop := context.WithTimeout(ctx, s.Settings.TurnTimeout)
@@ -224,6 +233,17 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	})
 	end := time.Now()
 	rid := request.From(ctx).ID
+	if aerr := <-appended; aerr != nil {
+		s.Ledger.Release(in.Tenant.String(), turn.ID, s.Now())
+		s.Log.ErrorContext(ctx, "record user message", "error", aerr, "session", in.SessionID, "tenant", in.Tenant.String())
+		s.Metrics.turn(models[0].String(), "not_recorded")
+		e, ok := apperr.As(aerr)
+		if !ok {
+			e = apperr.Wrap(aerr, apperr.KindInternal, "record_failed", "the message could not be saved; quote the request id")
+		}
+		s.fail(turn, in, "", e, nil)
+		return
+	}
 	var fallbacks []events.FallbackAttempt
 	attempts := ans.Attempts
 	var fe *ai.FailedError
