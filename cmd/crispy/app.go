@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/crispy-enigma/crispy/modules/conversation"
+	"github.com/crispy-enigma/crispy/modules/observability"
+	"github.com/crispy-enigma/crispy/modules/tenancy"
+	"github.com/crispy-enigma/crispy/modules/tooling"
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/providers"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/eventstore/esdb"
+	"github.com/crispy-enigma/crispy/platform/eventstore/instrumented"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/tracing"
+)
+
+// buildOptions change what build assembles.
+type buildOptions struct {
+	// specOnly builds the API to print its spec: a throwaway embedded store, nothing started.
+	specOnly bool
+}
+
+// app is the assembled server: every component, built in dependency order, and how to run and close
+// them.
+type app struct {
+	cfg     config
+	log     *slog.Logger
+	set     *metrics.Set
+	tracer  *tracing.Provider
+	store   eventstore.Store
+	bus     *bus.Bus
+	models  providers.Built
+	tenancy *tenancy.Module
+	tooling *tooling.Module
+	conv    *conversation.Module
+	obs     *observability.Module
+	server  *httpapi.Server
+	closers []func() error
+}
+
+func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a *app, err error) {
+	a = &app{cfg: cfg, log: log, set: metrics.NewSet()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if a.tracer, err = tracing.New(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, ServiceVersion: version}); err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	a.closers = append(a.closers, func() error { return a.tracer.Shutdown(context.Background()) })
+
+	raw, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, raw.Close)
+	a.store = instrumented.New(raw, a.set, a.tracer.Tracer())
+
+	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: filepath.Join(cfg.DataDir, "bus")},
+		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+
+	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis},
+		Store: a.store, Log: log, Metrics: a.set}); err != nil {
+		return nil, fmt.Errorf("tenancy: %w", err)
+	}
+	a.closers = append(a.closers, a.tenancy.Close)
+
+	if a.models, err = providers.Build(providers.Config{
+		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
+		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID,
+		Router: ai.RouterConfig{OnBreakerChange: func(model, from, to string) {
+			log.Warn("model circuit breaker changed state", "model", model, "from", from, "to", to)
+		}},
+	}); err != nil {
+		return nil, fmt.Errorf("model providers: %w", err)
+	}
+	defaultChat := a.models.DefaultModel.String()
+	if cfg.DefaultChatModel != "" {
+		defaultChat = cfg.DefaultChatModel
+	}
+
+	if a.tooling, err = tooling.New(tooling.Deps{Config: tooling.Config{PluginsDir: cfg.PluginsDir}, Store: a.store,
+		Policy: a.tenancy, Log: log, Metrics: a.set}); err != nil {
+		return nil, fmt.Errorf("tooling: %w", err)
+	}
+	a.closers = append(a.closers, func() error { a.tooling.Close(); return nil })
+
+	if a.conv, err = conversation.New(conversation.Deps{
+		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride},
+		Store:  a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
+		Tools: a.tooling, Log: log, Metrics: a.set,
+	}); err != nil {
+		return nil, fmt.Errorf("conversation: %w", err)
+	}
+
+	if a.obs, err = observability.New(observability.Deps{
+		Config: observability.Config{PriceFile: cfg.PricesFile, WebhookSecret: cfg.WebhookSecret,
+			DisableMetricsRoute: cfg.MetricsAddr != ""},
+		Store: a.store, Metrics: a.set, KnownTenants: a.tenancy.Tenants,
+		Sessions: observability.NewSessionAuditor(a.store), Log: log,
+	}); err != nil {
+		return nil, fmt.Errorf("observability: %w", err)
+	}
+
+	if a.server, err = httpapi.New(httpapi.Config{Version: version}, httpapi.Deps{
+		Log:   log,
+		Guard: a.tenancy.Guard(),
+		Checks: map[string]httpapi.Check{
+			"eventstore": func(ctx context.Context) error { _, err := a.store.LastPosition(ctx); return err },
+			"bus":        a.bus.Check,
+			"ratelimit":  a.tenancy.LimiterCheck(),
+		},
+		OnRequest: a.obs.RecordRequest,
+	}); err != nil {
+		return nil, fmt.Errorf("http api: %w", err)
+	}
+	a.tooling.Register(a.server.API, a.bus)
+	a.conv.Register(a.server.API, a.bus)
+	a.obs.Register(a.server.API, a.bus)
+	return a, nil
+}
+
+// version is the API version in the spec.
+const version = "1.0.0"
+
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (eventstore.Store, error) {
+	if cfg.EventStore == "embedded" {
+		dir := filepath.Join(cfg.DataDir, "events")
+		s, err := embedded.Open(dir, embedded.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open embedded event store in %s: %w", dir, err)
+		}
+		return s, nil
+	}
+	s, err := esdb.Open(ctx, esdb.Config{URL: cfg.EventStore}, esdb.Options{Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("connect to event store %s: %w", redactURL(cfg.EventStore), err)
+	}
+	return s, nil
+}
+
+// start does what must happen before the first request: the tenants file is recorded as events.
+func (a *app) start(ctx context.Context) error {
+	return a.tenancy.Start(ctx)
+}
+
+// runAll starts every background component in g.
+func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
+	g.Go(func() error { return named("bus", a.bus.Run(ctx)) })
+	g.Go(func() error { return named("tenancy", a.tenancy.Run(ctx)) })
+	g.Go(func() error { return named("tooling", a.tooling.Run(ctx)) })
+	g.Go(func() error { return named("conversation", a.conv.Run(ctx)) })
+	g.Go(func() error { return named("observability", a.obs.Run(ctx)) })
+}
+
+// ready waits until the read models have caught up with the store, so the first answers are complete.
+func (a *app) ready(ctx context.Context) error { return a.bus.WaitCaughtUp(ctx) }
+
+func named(what string, err error) error {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// close releases everything build opened, last opened first.
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.log.Error("close", "error", err)
+		}
+	}
+	a.closers = nil
+}

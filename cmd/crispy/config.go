@@ -1,0 +1,177 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// config is the root configuration: every knob of every command, parsed once here from flags and
+// CRISPY_* variables and split per module by the wiring. Nothing else in the program reads the
+// environment.
+type config struct {
+	Addr            string
+	DataDir         string
+	Tenants         string
+	EventStore      string // "embedded" or an esdb:// / kurrentdb:// connection string
+	Search          string // "embedded" or an Elasticsearch URL
+	Bus             string // "gochannel" or a nats:// URL
+	Redis           string // optional redis:// URL: shared rate limiter
+	PluginsDir      string
+	MetricsAddr     string // optional separate listener for GET /metrics
+	LogLevel        string
+	ShutdownTimeout time.Duration
+
+	// Model providers and telemetry: environment only, so secrets never appear in a process list.
+	OpenAIBaseURL     string
+	OpenAIAPIKey      string
+	CFAccountID       string
+	CFAPIToken        string
+	CFGatewayID       string
+	ModelOverride     string // CRISPY_MODEL_ID: overrides every tenant's default chat model
+	DefaultChatModel  string // CRISPY_DEFAULT_CHAT_MODEL
+	DefaultEmbedModel string // CRISPY_DEFAULT_EMBEDDING_MODEL
+	OTLPEndpoint      string // OTEL_EXPORTER_OTLP_ENDPOINT
+	PricesFile        string // CRISPY_PRICES: per-model prices (YAML) for cost
+	WebhookSecret     string // CRISPY_WEBHOOK_SECRET: signs alert webhooks
+}
+
+// flags binds command-line flags whose defaults come from CRISPY_* variables.
+type flags struct {
+	fs  *flag.FlagSet
+	env lookupEnv
+	err error
+}
+
+func newFlags(name string, env lookupEnv, out io.Writer) *flags {
+	fs := flag.NewFlagSet("crispy "+name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	return &flags{fs: fs, env: env}
+}
+
+func envName(flagName string) string {
+	return "CRISPY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (f *flags) str(p *string, name, def, help string) {
+	if v, ok := f.env(envName(name)); ok && v != "" {
+		def = v
+	}
+	f.fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", help, envName(name)))
+}
+
+func (f *flags) dur(p *time.Duration, name string, def time.Duration, help string) {
+	if v, ok := f.env(envName(name)); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil && f.err == nil {
+			f.err = fmt.Errorf("%s=%q: %v", envName(name), v, err)
+		}
+		if err == nil {
+			def = d
+		}
+	}
+	f.fs.DurationVar(p, name, def, fmt.Sprintf("%s (env %s)", help, envName(name)))
+}
+
+func (f *flags) parse(args []string) error {
+	if f.err != nil {
+		return exitError{code: 2, msg: f.err.Error()}
+	}
+	if err := f.fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitError{code: 0}
+		}
+		return exitError{code: 2, msg: err.Error()}
+	}
+	return nil
+}
+
+// storeFlags are the flags of every command that opens the event store.
+func (f *flags) storeFlags(c *config) {
+	f.str(&c.DataDir, "data-dir", "data", "folder for the embedded event store, index and checkpoints")
+	f.str(&c.EventStore, "eventstore", "embedded", "event store: embedded, or an EventStoreDB/KurrentDB connection string (esdb://host:2113?tls=false)")
+	f.str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// serveFlags are serve's flags (SPEC §6).
+func (f *flags) serveFlags(c *config) {
+	f.storeFlags(c)
+	f.str(&c.Addr, "addr", ":8080", "listen address")
+	f.str(&c.Tenants, "tenants", "", "tenants YAML file (none: one keyless tenant, demo)")
+	f.str(&c.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")
+	f.str(&c.Bus, "bus", "gochannel", "event bus: gochannel, or a NATS JetStream URL (nats://127.0.0.1:4222)")
+	f.str(&c.Redis, "redis", "", "Redis URL for the rate limiter shared by replicas (none: in-process)")
+	f.str(&c.PluginsDir, "plugins-dir", filepath.Join("bin", "plugins"), "folder of tool plugin binaries (task build puts them there)")
+	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
+	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
+}
+
+// providerEnv reads the model-provider and telemetry variables.
+func (c *config) providerEnv(env lookupEnv) {
+	get := func(k string) string { v, _ := env(k); return strings.TrimSpace(v) }
+	c.OpenAIBaseURL = get("CRISPY_OPENAI_BASE_URL")
+	c.OpenAIAPIKey = get("CRISPY_OPENAI_API_KEY")
+	c.CFAccountID = get("CRISPY_CF_ACCOUNT_ID")
+	c.CFAPIToken = get("CRISPY_CF_API_TOKEN")
+	c.CFGatewayID = get("CRISPY_CF_GATEWAY_ID")
+	c.ModelOverride = get("CRISPY_MODEL_ID")
+	c.DefaultChatModel = get("CRISPY_DEFAULT_CHAT_MODEL")
+	c.DefaultEmbedModel = get("CRISPY_DEFAULT_EMBEDDING_MODEL")
+	c.OTLPEndpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+	c.PricesFile = get("CRISPY_PRICES")
+	c.WebhookSecret = get("CRISPY_WEBHOOK_SECRET")
+}
+
+// validate checks what can be checked before anything is opened.
+func (c *config) validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir must not be empty")
+	}
+	if c.EventStore != "embedded" && !strings.HasPrefix(c.EventStore, "esdb://") && !strings.HasPrefix(c.EventStore, "esdb+discover://") &&
+		!strings.HasPrefix(c.EventStore, "kurrentdb://") && !strings.HasPrefix(c.EventStore, "kurrentdb+discover://") {
+		return fmt.Errorf("--eventstore %q: want embedded or an esdb:// / kurrentdb:// connection string", c.EventStore)
+	}
+	if c.Search != "" && c.Search != "embedded" {
+		if u, err := url.Parse(c.Search); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--search %q: want embedded or an http(s) Elasticsearch URL", c.Search)
+		}
+	}
+	if c.Bus != "" && c.Bus != "gochannel" && !strings.HasPrefix(c.Bus, "nats://") {
+		return fmt.Errorf("--bus %q: want gochannel or a nats:// URL", c.Bus)
+	}
+	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
+		return fmt.Errorf("--redis %q: want a redis:// or rediss:// URL", c.Redis)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger is the process logger: JSON lines on w.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	l, _ := parseLevel(level)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// redactURL drops credentials from a URL before it is logged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}

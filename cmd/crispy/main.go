@@ -1,0 +1,92 @@
+// Command crispy is the Crispy Enigma server and its operator tools: serve, ingest, reindex, replay,
+// verify, plugin check|lock, openapi and tenant key new. Wiring is plain Go in this package: the root
+// configuration is parsed here (flags and CRISPY_* variables) and handed to each constructor in order.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv)
+	stop()
+	if err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintln(os.Stderr, "crispy:", ex.msg)
+			}
+			os.Exit(ex.code)
+		}
+		fmt.Fprintln(os.Stderr, "crispy:", err)
+		os.Exit(1)
+	}
+}
+
+// stdio are the streams a command writes to; tests pass buffers.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// exitError ends the process with a specific code (verify: 2 for a broken chain, usage: 2).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
+// lookupEnv is os.LookupEnv; tests pass a map.
+type lookupEnv func(string) (string, bool)
+
+const usage = `crispy — multi-tenant AI platform (chat, retrieval, tools, audit replay)
+
+Usage:
+  crispy serve [flags]                    start the server (embedded defaults: no other server needed)
+  crispy ingest PATH... --tenant T        ingest .txt/.md files and folders (skips unchanged files)
+  crispy reindex --tenant T               rebuild the tenant's search index from its document events
+  crispy replay --tenant T [--from RFC3339] [--until RFC3339] [--stream S] [--out FILE.jsonl]
+  crispy verify --tenant T                walk the tenant's hash chains; non-zero exit on a broken link
+  crispy plugin check BINARY              run the tool-plugin conformance kit against a binary
+  crispy plugin lock DIR                  pin the SHA-256 of every plugin in DIR (DIR/plugins.lock)
+  crispy openapi [--json]                 print the OpenAPI spec
+  crispy tenant key new --tenant T        generate an API key (printed once) and its hash
+
+Run 'crispy COMMAND -h' for a command's flags. Every flag of serve also reads CRISPY_<FLAG>
+(for example --data-dir and CRISPY_DATA_DIR); a flag given on the command line wins.
+`
+
+func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
+	if len(args) == 0 {
+		fmt.Fprint(io.err, usage)
+		return exitError{code: 2, msg: "no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, io, env)
+	case "replay":
+		return cmdReplay(ctx, rest, io, env)
+	case "verify":
+		return cmdVerify(ctx, rest, io, env)
+	case "plugin":
+		return cmdPlugin(ctx, rest, io, env)
+	case "openapi":
+		return cmdOpenAPI(ctx, rest, io, env)
+	case "tenant":
+		return cmdTenant(ctx, rest, io, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(io.out, usage)
+		return nil
+	}
+	fmt.Fprint(io.err, usage)
+	return exitError{code: 2, msg: fmt.Sprintf("unknown command %q", cmd)}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error {
+	var cfg config
+	f := newFlags("serve", env, io.err)
+	f.serveFlags(&cfg)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.fs.NArg() > 0 {
+		return exitError{code: 2, msg: fmt.Sprintf("serve takes no arguments, got %q", f.fs.Args())}
+	}
+	cfg.providerEnv(env)
+	if err := cfg.validate(); err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	log := newLogger(io.err, cfg.LogLevel)
+
+	a, err := build(ctx, cfg, log, buildOptions{})
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.start(ctx); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: a.server.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		metricsLn, err = net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on --metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+		metricsSrv = &http.Server{Handler: a.obs.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	// Background work stops with runCtx; the HTTP servers drain first so in-flight requests finish
+	// against live modules, then the modules stop, then the store closes (deferred).
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	a.runAll(g, gctx)
+	// Answer only once the read models (session lists, usage, tool stats) are rebuilt from the store.
+	if err := a.ready(gctx); err != nil {
+		stopRun()
+		_ = g.Wait()
+		ln.Close()
+		return fmt.Errorf("catch up read models: %w", err)
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	if metricsSrv != nil {
+		g.Go(func() error {
+			if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "metricsAddr", cfg.MetricsAddr, "dataDir", cfg.DataDir,
+		"eventstore", redactURL(cfg.EventStore), "search", redactURL(cfg.Search), "bus", redactURL(cfg.Bus))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	case <-gctx.Done():
+		log.Error("a component stopped; shutting down")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(sctx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(sctx)
+	}
+	stopRun()
+	runErr := g.Wait()
+	if shutdownErr != nil {
+		log.Error("in-flight requests did not finish in time", "error", shutdownErr)
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
