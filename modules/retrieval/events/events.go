@@ -1,0 +1,55 @@
+// Package events holds the retrieval module's events, recorded in t-{tenant}.doc-{key} streams (key:
+// see DocStreamKey). They are the source of truth of a tenant's documents: the search index is a
+// projection rebuilt from them (crispy reindex).
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// Event types.
+const (
+	TypeDocumentIngested = "retrieval.DocumentIngested"
+	TypeDocumentDeleted  = "retrieval.DocumentDeleted"
+)
+
+// DocCategory is the stream category of a document.
+const DocCategory = "doc"
+
+// DocStreamKey is the stream entity of a document: the first 32 hex digits of the SHA-256 of its id
+// (a docId may hold '/', spaces or 256 multi-byte characters, which stream names cannot).
+func DocStreamKey(docID string) string {
+	h := sha256.Sum256([]byte(docID))
+	return hex.EncodeToString(h[:16])
+}
+
+// Chunk locates one chunk in the document's text. Start and End are UTF-8 byte offsets:
+// Text[Start:End] is the chunk's text.
+type Chunk struct {
+	ID    string `json:"id"` // {docId}#{n}
+	Start int    `json:"start"`
+	End   int    `json:"end"`
+}
+
+// DocumentIngested records a document as ingested (a re-ingest replaces the previous version). It
+// carries the full text and the chunk offsets so the index can be rebuilt without the original file.
+type DocumentIngested struct {
+	DocID          string         `json:"docId"`
+	Title          string         `json:"title,omitempty"`
+	Source         string         `json:"source,omitempty"`
+	URL            string         `json:"url,omitempty"`
+	Metadata       map[string]any `json:"metadata,omitempty"`
+	ContentHash    string         `json:"contentHash"` // "sha256:<hex>" of Text
+	Text           string         `json:"text"`
+	MaxChunkSize   int            `json:"maxChunkSize"`
+	Overlap        int            `json:"overlap"`
+	Chunks         []Chunk        `json:"chunks"`
+	ChunkIDs       []string       `json:"chunkIds"`
+	EmbeddingModel string         `json:"embeddingModel"`
+}
+
+// DocumentDeleted records that a document was removed from the tenant's index.
+type DocumentDeleted struct {
+	DocID string `json:"docId"`
+}

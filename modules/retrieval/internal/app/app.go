@@ -1,0 +1,269 @@
+// Package app holds retrieval's use cases: ingest, delete, search, reindex, and the file ingestion of
+// the CLI. One Service carries the collaborators.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Ports the module consumes, as the app sees them.
+type (
+	Message struct{ Role, Content string }
+
+	Completer interface {
+		Complete(ctx context.Context, t tenant.ID, msgs []Message, maxTokens int) (text, model string, err error)
+	}
+	ModelPolicy interface {
+		EmbeddingsModel(ctx context.Context, t tenant.ID) (string, error)
+	}
+	Embedders interface {
+		Resolve(spec string) (embeddings.Embedder, error)
+	}
+)
+
+// ErrNoModel marks a Completer without a real model.
+var ErrNoModel = domain.ErrNoModel
+
+// Service is retrieval's application layer.
+type Service struct {
+	Store     eventstore.Store
+	Index     search.Index
+	Embedders Embedders
+	Policy    ModelPolicy // nil: the default model
+	Completer Completer   // nil: offline
+	Cache     *Cache
+	Stats     *Stats
+	Metrics   *metrics.Set
+	Log       *slog.Logger
+	Now       func() time.Time
+
+	RewriteTimeout time.Duration
+	AnswerTimeout  time.Duration
+	MaxTextChars   int
+
+	locks   sync.Map // tenant/docId -> *sync.Mutex
+	pending pendingSet
+}
+
+// docLock serialises writes of one document of one tenant.
+func (s *Service) docLock(t tenant.ID, docID string) func() {
+	v, _ := s.locks.LoadOrStore(t.String()+"\x00"+docID, &sync.Mutex{})
+	m := v.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
+}
+
+// Embedder returns t's embedder.
+func (s *Service) Embedder(ctx context.Context, t tenant.ID) (embeddings.Embedder, error) {
+	spec := ""
+	if s.Policy != nil {
+		m, err := s.Policy.EmbeddingsModel(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		spec = m
+	}
+	e, err := s.Embedders.Resolve(spec)
+	if err != nil {
+		return nil, apperr.Wrap(err, apperr.KindInvalid, "retrieval.embeddingsModel", fmt.Sprintf("the tenant's embeddings model %q is not available", spec))
+	}
+	return e, nil
+}
+
+// Embed embeds texts with t's model.
+func (s *Service) Embed(ctx context.Context, t tenant.ID, texts []string) ([][]float32, string, error) {
+	e, err := s.Embedder(ctx, t)
+	if err != nil {
+		return nil, "", err
+	}
+	vs, err := e.Embed(ctx, texts)
+	if err != nil {
+		return nil, "", embedErr(err)
+	}
+	return vs, e.Model(), nil
+}
+
+func embedErr(err error) error {
+	if errors.Is(err, embeddings.ErrUnavailable) {
+		return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.embeddingsUnavailable", "the embeddings provider is unavailable; try again later")
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return apperr.Wrap(err, apperr.KindTimeout, "retrieval.embeddingsTimeout", "the embeddings provider took too long")
+	}
+	return apperr.Wrap(err, apperr.KindBadGateway, "retrieval.embeddingsFailed", "the embeddings provider failed")
+}
+
+// indexErr classifies an index failure for the client.
+func indexErr(err error, recorded bool) error {
+	if errors.Is(err, search.ErrDimension) {
+		return apperr.Wrap(err, apperr.KindConflict, "retrieval.reindexNeeded",
+			"the tenant's index was built with another embeddings model; run `crispy reindex` for this tenant")
+	}
+	if errors.Is(err, search.ErrUnavailable) || errors.Is(err, search.ErrClosed) {
+		msg := "the search index is unavailable; try again later"
+		if recorded {
+			msg = "the search index is unavailable; the change was recorded and will reach the index when it is back (or run `crispy reindex`)"
+		}
+		return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.indexUnavailable", msg)
+	}
+	if _, ok := apperr.As(err); ok {
+		return err
+	}
+	return fmt.Errorf("search index: %w", err)
+}
+
+func docStream(t tenant.ID, docID string) (tenant.Stream, error) {
+	return tenant.NewStream(t, events.DocCategory, events.DocStreamKey(docID))
+}
+
+// loadDoc folds one document's stream.
+func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string) (domain.Document, error) {
+	st, err := docStream(t, docID)
+	if err != nil {
+		return domain.Document{}, err
+	}
+	evs, err := s.Store.ReadStream(ctx, st, 0, 0)
+	if err != nil {
+		return domain.Document{}, fmt.Errorf("read %s: %w", st, err)
+	}
+	var d domain.Document
+	for _, e := range evs {
+		if err := foldEvent(&d, e); err != nil {
+			return d, err
+		}
+		d.Revision = e.Revision
+	}
+	return d, nil
+}
+
+func foldEvent(d *domain.Document, e eventstore.Event) error {
+	switch e.Type {
+	case events.TypeDocumentIngested:
+		var ev events.DocumentIngested
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		d.Apply(ev)
+	case events.TypeDocumentDeleted:
+		var ev events.DocumentDeleted
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		d.Apply(ev)
+	}
+	return nil
+}
+
+// pendingSet remembers documents whose index update failed, for the retry loop.
+type pendingSet struct {
+	mu   sync.Mutex
+	docs map[tenant.ID]map[string]bool
+}
+
+func (p *pendingSet) add(t tenant.ID, docID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.docs == nil {
+		p.docs = map[tenant.ID]map[string]bool{}
+	}
+	if p.docs[t] == nil {
+		p.docs[t] = map[string]bool{}
+	}
+	p.docs[t][docID] = true
+}
+
+func (p *pendingSet) done(t tenant.ID, docID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.docs[t], docID)
+}
+
+func (p *pendingSet) snapshot() map[tenant.ID][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[tenant.ID][]string{}
+	for t, ds := range p.docs {
+		for d := range ds {
+			out[t] = append(out[t], d)
+		}
+	}
+	return out
+}
+
+// RetryPending re-applies documents whose index update failed (the index was down). Run calls it
+// periodically.
+func (s *Service) RetryPending(ctx context.Context) {
+	for t, docs := range s.pending.snapshot() {
+		for _, id := range docs {
+			unlock := s.docLock(t, id)
+			d, err := s.loadDoc(ctx, t, id)
+			if err == nil {
+				err = s.applyToIndex(ctx, t, d, id)
+			}
+			unlock()
+			if err != nil {
+				s.Log.Warn("retrieval: index still behind", "tenant", t.String(), "docId", id, "error", err)
+				return // the index is probably still down; try again next tick
+			}
+			s.pending.done(t, id)
+		}
+	}
+}
+
+// applyToIndex makes the index show d: its chunks, or nothing when it is deleted.
+func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Document, docID string) error {
+	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
+		return indexErr(err, true)
+	}
+	if !d.Exists {
+		return nil
+	}
+	chunks, err := s.indexChunks(ctx, t, d.Ingested)
+	if err != nil {
+		return err
+	}
+	if err := s.Index.Upsert(ctx, t, chunks); err != nil {
+		return indexErr(err, true)
+	}
+	return nil
+}
+
+// indexChunks embeds a recorded document's chunks.
+func (s *Service) indexChunks(ctx context.Context, t tenant.ID, ev events.DocumentIngested) ([]search.Chunk, error) {
+	cs, ok := domain.FromEvent(ev.Text, ev.Chunks)
+	if !ok {
+		return nil, fmt.Errorf("document %q: recorded chunk offsets do not fit its text", ev.DocID)
+	}
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	texts := make([]string, len(cs))
+	for i, c := range cs {
+		texts[i] = c.Text
+	}
+	vs, _, err := s.Embed(ctx, t, texts)
+	if err != nil {
+		return nil, err
+	}
+	md := stringMetadata(ev.Metadata)
+	out := make([]search.Chunk, len(cs))
+	for i, c := range cs {
+		out[i] = search.Chunk{DocID: ev.DocID, ChunkID: c.ID, Text: c.Text, Title: ev.Title, Source: ev.Source, URL: ev.URL, Metadata: md, Vector: vs[i]}
+	}
+	return out, nil
+}

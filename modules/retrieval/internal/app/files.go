@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// FilesResult reports a file ingestion.
+type FilesResult struct {
+	Ingested int
+	Skipped  int // unchanged since their last ingest
+	Failed   map[string]error
+}
+
+// IsIngestible reports whether a path is a text or Markdown file.
+func IsIngestible(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".txt", ".md", ".markdown":
+		return true
+	}
+	return false
+}
+
+// FileDocID derives a document id from a path: the path as given, cleaned, with '/' separators
+// (absolute paths are made relative to the working directory when they are inside it).
+func FileDocID(path string) string {
+	p := filepath.Clean(path)
+	if filepath.IsAbs(p) {
+		if wd, err := os.Getwd(); err == nil {
+			if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
+				p = rel
+			}
+		}
+	}
+	return strings.TrimPrefix(filepath.ToSlash(p), "./")
+}
+
+// IngestPaths ingests .txt and .md files, walking folders. It is resumable: a file whose content hash
+// matches its document's last ingest is skipped. progress is called after every file.
+func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, progress func(done, total int, path string)) (FilesResult, error) {
+	var files []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return FilesResult{}, fmt.Errorf("ingest %s: %w", p, err)
+		}
+		if !info.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && IsIngestible(path) {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return FilesResult{}, fmt.Errorf("walk %s: %w", p, err)
+		}
+	}
+	sort.Strings(files)
+	docs, err := s.Documents(ctx, t)
+	if err != nil {
+		return FilesResult{}, err
+	}
+	res := FilesResult{Failed: map[string]error{}}
+	for i, f := range files {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		err := s.ingestFile(ctx, t, f, docs, &res)
+		if err != nil {
+			res.Failed[f] = err
+		}
+		if progress != nil {
+			progress(i+1, len(files), f)
+		}
+	}
+	return res, nil
+}
+
+func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, docs map[string]*domain.Document, res *FilesResult) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !utf8.Valid(b) {
+		return errors.New("not UTF-8 text")
+	}
+	text := string(b)
+	id := FileDocID(path)
+	if d := docs[id]; d != nil && d.Exists && d.Ingested.ContentHash == ContentHash(text) {
+		res.Skipped++
+		return nil
+	}
+	_, err = s.Ingest(ctx, Ingest{Tenant: t, DocID: id, Text: text, Title: fileTitle(path, text), Source: "file",
+		Metadata: map[string]any{"path": filepath.ToSlash(path)}})
+	if err != nil {
+		return err
+	}
+	res.Ingested++
+	return nil
+}
+
+// fileTitle is the first Markdown heading, else the file name.
+func fileTitle(path, text string) string {
+	for _, line := range strings.SplitN(text, "\n", 30) {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "# ") {
+			return strings.TrimSpace(line[2:])
+		}
+	}
+	return filepath.Base(path)
+}

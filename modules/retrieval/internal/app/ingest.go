@@ -1,0 +1,178 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Ingest is the command of POST /ingest.
+type Ingest struct {
+	Tenant       tenant.ID
+	DocID        string
+	Text         string
+	Title        string
+	Source       string
+	URL          string
+	Metadata     map[string]any
+	MaxChunkSize int // 0: default
+	Overlap      *int
+}
+
+// IngestResult reports an ingestion.
+type IngestResult struct {
+	DocID          string
+	Chunks         int
+	EmbeddingModel string
+}
+
+// ContentHash is how documents are compared for the resumable CLI ingest.
+func ContentHash(text string) string {
+	h := sha256.Sum256([]byte(text))
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+func (s *Service) validateIngest(c *Ingest) error {
+	if n := utf8.RuneCountInString(c.DocID); n < 1 || n > 256 {
+		return apperr.Invalid("retrieval.invalidDocId", "body.docId", "docId must be 1 to 256 characters")
+	}
+	if !utf8.ValidString(c.DocID) || !utf8.ValidString(c.Text) {
+		return apperr.Invalid("retrieval.invalidText", "body.text", "text must be valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(c.Text); n > s.MaxTextChars {
+		return apperr.Invalid("retrieval.textTooLong", "body.text", fmt.Sprintf("text is %d characters; the limit is %d", n, s.MaxTextChars))
+	}
+	if c.MaxChunkSize == 0 {
+		c.MaxChunkSize = domain.DefaultChunkSize
+	}
+	if c.MaxChunkSize < domain.MinChunkSize || c.MaxChunkSize > domain.MaxChunkSize {
+		return apperr.Invalid("retrieval.invalidChunking", "body.chunking.maxChunkSize",
+			fmt.Sprintf("maxChunkSize must be %d to %d", domain.MinChunkSize, domain.MaxChunkSize))
+	}
+	overlap := min(domain.DefaultOverlap, c.MaxChunkSize/2)
+	if c.Overlap != nil {
+		overlap = *c.Overlap
+	}
+	if overlap < 0 || overlap >= c.MaxChunkSize {
+		return apperr.Invalid("retrieval.invalidChunking", "body.chunking.overlap", "overlap must be at least 0 and less than maxChunkSize")
+	}
+	c.Overlap = &overlap
+	return nil
+}
+
+// Ingest records the document and indexes it. A re-ingest replaces the document's chunks. The event
+// is appended before the index is touched: if the index is down, the caller gets a 503 that says
+// the document was recorded, and the retry loop (or a reindex) catches up.
+func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
+	if err := s.validateIngest(&c); err != nil {
+		return IngestResult{}, err
+	}
+	emb, err := s.Embedder(ctx, c.Tenant)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	chunks := domain.ChunkText(c.DocID, c.Text, c.MaxChunkSize, *c.Overlap)
+	ids := make([]string, len(chunks))
+	for i, ch := range chunks {
+		ids[i] = ch.ID
+	}
+	ev := events.DocumentIngested{DocID: c.DocID, Title: c.Title, Source: c.Source, URL: c.URL, Metadata: c.Metadata,
+		ContentHash: ContentHash(c.Text), Text: c.Text, MaxChunkSize: c.MaxChunkSize, Overlap: *c.Overlap,
+		Chunks: domain.ToEvent(chunks), ChunkIDs: ids, EmbeddingModel: emb.Model()}
+
+	unlock := s.docLock(c.Tenant, c.DocID)
+	defer unlock()
+	st, err := docStream(c.Tenant, c.DocID)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	data, err := eventstore.NewEventData(events.TypeDocumentIngested, ev)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	if _, err := s.Store.Append(ctx, st, eventstore.Any, data); err != nil {
+		return IngestResult{}, fmt.Errorf("append to %s: %w", st, err)
+	}
+	s.Cache.Invalidate(c.Tenant)
+	res := IngestResult{DocID: c.DocID, Chunks: len(chunks), EmbeddingModel: emb.Model()}
+	if err := s.applyToIndex(ctx, c.Tenant, domain.Document{DocID: c.DocID, Exists: true, Ingested: ev}, c.DocID); err != nil {
+		s.pending.add(c.Tenant, c.DocID)
+		return res, err
+	}
+	s.pending.done(c.Tenant, c.DocID)
+	return res, nil
+}
+
+// Delete records the document's deletion and removes its chunks. A document that does not exist (for
+// this tenant) is 404.
+func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
+	if n := utf8.RuneCountInString(docID); n < 1 || n > 256 {
+		return apperr.Invalid("retrieval.invalidDocId", "path.docId", "docId must be 1 to 256 characters")
+	}
+	unlock := s.docLock(t, docID)
+	defer unlock()
+	d, err := s.loadDoc(ctx, t, docID)
+	if err != nil {
+		return err
+	}
+	if !d.Exists {
+		return apperr.NotFound("retrieval.documentNotFound", fmt.Sprintf("document %q not found", docID))
+	}
+	st, err := docStream(t, docID)
+	if err != nil {
+		return err
+	}
+	data, err := eventstore.NewEventData(events.TypeDocumentDeleted, events.DocumentDeleted{DocID: docID})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Store.Append(ctx, st, eventstore.Exact(d.Revision), data); err != nil {
+		return fmt.Errorf("append to %s: %w", st, err)
+	}
+	s.Cache.Invalidate(t)
+	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
+		s.pending.add(t, docID)
+		return indexErr(err, true)
+	}
+	s.pending.done(t, docID)
+	return nil
+}
+
+// stringMetadata flattens request metadata for the index: strings stay, other values become their
+// JSON text (numbers "3", booleans "true").
+func stringMetadata(md map[string]any) map[string]string {
+	if len(md) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(md))
+	for k, v := range md {
+		out[k] = metaString(v)
+	}
+	return out
+}
+
+func metaString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case nil:
+		return ""
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}

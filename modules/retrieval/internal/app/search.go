@@ -1,0 +1,256 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Search is the query of POST /search.
+type Search struct {
+	Tenant   tenant.ID
+	Query    string
+	TopK     int // 0: 5
+	Filter   map[string]any
+	MinScore *float64
+	Answer   bool
+}
+
+// Source is one passage of a search result.
+type Source struct {
+	ID      string
+	DocID   string
+	ChunkID string
+	Title   string
+	Source  string
+	URL     string
+	Text    string
+	Score   float64
+}
+
+// SearchResult is the answer of POST /search.
+type SearchResult struct {
+	Answer     string
+	Sources    []Source
+	Confidence float64
+	FollowUps  []string
+	Cached     bool
+	Model      string
+}
+
+// Limits of a query (SPEC §2).
+const (
+	MaxQueryChars = 2000
+	MaxTopK       = 50
+	DefaultTopK   = 5
+)
+
+func parseFilter(f map[string]any) (search.Filter, error) {
+	var out search.Filter
+	for k, v := range f {
+		if k == "docId" || k == "docIds" {
+			switch x := v.(type) {
+			case string:
+				out.DocIDs = append(out.DocIDs, x)
+			case []any:
+				for _, e := range x {
+					s, ok := e.(string)
+					if !ok {
+						return out, apperr.Invalid("retrieval.invalidFilter", "body.filter."+k, "docId filters are strings")
+					}
+					out.DocIDs = append(out.DocIDs, s)
+				}
+			default:
+				return out, apperr.Invalid("retrieval.invalidFilter", "body.filter."+k, "docId filters are a string or a list of strings")
+			}
+			continue
+		}
+		switch v.(type) {
+		case map[string]any, []any:
+			return out, apperr.Invalid("retrieval.invalidFilter", "body.filter."+k, "metadata filters compare one key with one value (string, number or boolean)")
+		}
+		if out.Metadata == nil {
+			out.Metadata = map[string]string{}
+		}
+		out.Metadata[k] = metaString(v)
+	}
+	return out, nil
+}
+
+func (s *Service) validateSearch(q *Search) (search.Filter, error) {
+	q.Query = strings.TrimSpace(q.Query)
+	if q.Query == "" {
+		return search.Filter{}, apperr.Invalid("retrieval.invalidQuery", "body.query", "query must not be empty")
+	}
+	if utf8.RuneCountInString(q.Query) > MaxQueryChars {
+		return search.Filter{}, apperr.Invalid("retrieval.invalidQuery", "body.query", fmt.Sprintf("query must be at most %d characters", MaxQueryChars))
+	}
+	if q.TopK == 0 {
+		q.TopK = DefaultTopK
+	}
+	if q.TopK < 1 || q.TopK > MaxTopK {
+		return search.Filter{}, apperr.Invalid("retrieval.invalidTopK", "body.topK", fmt.Sprintf("topK must be 1 to %d", MaxTopK))
+	}
+	if q.MinScore != nil && (*q.MinScore < -1 || *q.MinScore > 1) {
+		return search.Filter{}, apperr.Invalid("retrieval.invalidMinScore", "body.minScore", "minScore must be between -1 and 1")
+	}
+	return parseFilter(q.Filter)
+}
+
+func searchKey(q Search) string {
+	f, _ := json.Marshal(q.Filter) // maps marshal with sorted keys
+	ms := "none"
+	if q.MinScore != nil {
+		ms = fmt.Sprint(*q.MinScore)
+	}
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t", domain.NormalizeQuery(q.Query), q.TopK, f, ms, q.Answer)
+}
+
+// Search runs the RAG pipeline: safety filter, cache, optional query rewrite, embed, kNN within the
+// tenant, then (when asked) an answer citing the numbered sources.
+func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
+	start := s.Now()
+	filter, err := s.validateSearch(&q)
+	if err != nil {
+		return SearchResult{}, err
+	}
+	if domain.IsSelfHarm(q.Query) {
+		return SearchResult{Answer: domain.SafetyAnswer, Sources: []Source{}, FollowUps: domain.SafetyFollowUps}, nil
+	}
+	key := searchKey(q)
+	gen := s.Cache.Generation(q.Tenant)
+	if r, ok := s.Cache.Get(q.Tenant, key); ok {
+		s.record(q.Tenant, true, s.Now().Sub(start))
+		r.Cached = true
+		return r, nil
+	}
+	query := s.rewrite(ctx, q.Tenant, q.Query)
+	hits, err := s.retrieve(ctx, q.Tenant, query, q.TopK, filter, q.MinScore)
+	if err != nil {
+		return SearchResult{}, err
+	}
+	res := SearchResult{Sources: make([]Source, len(hits)), FollowUps: []string{}}
+	scores := make([]float64, len(hits))
+	numbered := make([]domain.Source, len(hits))
+	for i, h := range hits {
+		res.Sources[i] = Source{ID: h.ChunkID, DocID: h.DocID, ChunkID: h.ChunkID, Title: h.Title, Source: h.Source, URL: h.URL, Text: h.Text, Score: h.Score}
+		scores[i] = h.Score
+		numbered[i] = domain.Source{N: i + 1, Title: h.Title, Text: h.Text, Score: h.Score}
+	}
+	res.Confidence = domain.Confidence(scores)
+	if q.Answer {
+		res.Answer, res.FollowUps, res.Model = s.answer(ctx, q.Tenant, q.Query, numbered)
+	}
+	s.Cache.Put(q.Tenant, gen, key, res)
+	s.record(q.Tenant, false, s.Now().Sub(start))
+	return res, nil
+}
+
+// Retrieve is the chat integration's view: the k best passages for query.
+func (s *Service) Retrieve(ctx context.Context, t tenant.ID, query string, k int) ([]Source, error) {
+	if k <= 0 {
+		k = DefaultTopK
+	}
+	hits, err := s.retrieve(ctx, t, query, min(k, MaxTopK), search.Filter{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Source, len(hits))
+	for i, h := range hits {
+		out[i] = Source{ID: h.ChunkID, DocID: h.DocID, ChunkID: h.ChunkID, Title: h.Title, Source: h.Source, URL: h.URL, Text: h.Text, Score: h.Score}
+	}
+	return out, nil
+}
+
+func (s *Service) retrieve(ctx context.Context, t tenant.ID, query string, k int, f search.Filter, minScore *float64) ([]search.Hit, error) {
+	vs, _, err := s.Embed(ctx, t, []string{query})
+	if err != nil {
+		return nil, err
+	}
+	ms := -1.0
+	if minScore != nil {
+		ms = *minScore
+	}
+	hits, err := s.Index.Search(ctx, t, search.Query{Vector: vs[0], K: k, Filter: f, MinScore: ms})
+	if err != nil {
+		return nil, indexErr(err, false)
+	}
+	return hits, nil
+}
+
+func (s *Service) record(t tenant.ID, hit bool, d time.Duration) {
+	s.Stats.Record(t, s.Now(), hit, d)
+	if s.Metrics != nil {
+		name := "crispy_retrieval_cache_misses_total"
+		if hit {
+			name = "crispy_retrieval_cache_hits_total"
+		}
+		s.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{tenant=%q}`, name, t.String())).Inc()
+		s.Metrics.GetOrCreateHistogram(fmt.Sprintf(`crispy_retrieval_search_duration_seconds{tenant=%q}`, t.String())).Update(d.Seconds())
+	}
+}
+
+// rewrite asks the model for a search-friendly form of the query, bounded by RewriteTimeout; any
+// failure (or the offline model) keeps the original.
+func (s *Service) rewrite(ctx context.Context, t tenant.ID, query string) string {
+	if s.Completer == nil || s.RewriteTimeout <= 0 {
+		return query
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.RewriteTimeout)
+	defer cancel()
+	text, _, err := s.Completer.Complete(ctx, t, []Message{
+		{Role: "system", Content: "Rewrite the user's question as a short search query for a document index. Keep every named " +
+			"entity and technical term. Answer with the query only, on one line."},
+		{Role: "user", Content: query},
+	}, 64)
+	if err != nil {
+		if !errors.Is(err, ErrNoModel) {
+			s.Log.Debug("retrieval: query rewrite failed; using the original", "error", err)
+		}
+		return query
+	}
+	text = strings.TrimSpace(strings.SplitN(strings.TrimSpace(text), "\n", 2)[0])
+	if text == "" || utf8.RuneCountInString(text) > MaxQueryChars {
+		return query
+	}
+	return text
+}
+
+// answer writes the cited answer with the model, or the extractive one offline (or when the model
+// fails: the client still gets its sources and an honest answer).
+func (s *Service) answer(ctx context.Context, t tenant.ID, query string, sources []domain.Source) (string, []string, string) {
+	offline := func() (string, []string, string) {
+		fu := domain.OfflineFollowUps(query, sources)
+		if fu == nil {
+			fu = []string{}
+		}
+		return domain.ExtractiveAnswer(query, sources), fu, "builtin:offline"
+	}
+	if s.Completer == nil || len(sources) == 0 {
+		return offline()
+	}
+	sys, user := domain.Prompt(query, sources)
+	actx, cancel := context.WithTimeout(ctx, s.AnswerTimeout)
+	defer cancel()
+	text, model, err := s.Completer.Complete(actx, t, []Message{{Role: "system", Content: sys}, {Role: "user", Content: user}}, 700)
+	if err != nil {
+		if !errors.Is(err, ErrNoModel) {
+			s.Log.Warn("retrieval: answer model failed; answering extractively", "tenant", t.String(), "error", err)
+		}
+		return offline()
+	}
+	ans, fu := domain.SplitFollowUps(text)
+	if fu == nil {
+		fu = []string{}
+	}
+	return ans, fu, model
+}

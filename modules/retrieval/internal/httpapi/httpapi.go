@@ -1,0 +1,203 @@
+// Package httpapi mounts the retrieval endpoints of SPEC §2 on the Huma API.
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+const tag = "retrieval"
+
+// Chunking configures how a document is split.
+type Chunking struct {
+	MaxChunkSize int  `json:"maxChunkSize,omitempty" minimum:"100" maximum:"10000" doc:"Largest chunk, in characters (default 1000)" example:"1000"`
+	Overlap      *int `json:"overlap,omitempty" minimum:"0" maximum:"9999" doc:"Characters shared by consecutive chunks (default 100; less than maxChunkSize)" example:"100"`
+}
+
+// IngestInput is POST /ingest.
+type IngestInput struct {
+	Body struct {
+		DocID    string         `json:"docId" minLength:"1" maxLength:"256" doc:"The document's id within the tenant; re-ingesting it replaces its chunks" example:"handbook/vacation.md"`
+		Text     string         `json:"text" minLength:"1" maxLength:"500000" doc:"The document's text (at most 500,000 characters)" example:"Employees get 25 days of paid vacation per year."`
+		Title    string         `json:"title,omitempty" maxLength:"1000" doc:"Title shown with citations" example:"Vacation policy"`
+		Source   string         `json:"source,omitempty" maxLength:"1000" doc:"Where the document came from" example:"handbook"`
+		URL      string         `json:"url,omitempty" maxLength:"2048" doc:"Link shown with citations" example:"https://intranet.example.com/handbook/vacation"`
+		Metadata map[string]any `json:"metadata,omitempty" doc:"Key-value pairs that search filters can match"`
+		Chunking *Chunking      `json:"chunking,omitempty" doc:"How to split the text"`
+	}
+}
+
+// IngestOutput answers POST /ingest.
+type IngestOutput struct {
+	Body struct {
+		Status           string `json:"status" example:"ingested"`
+		DocID            string `json:"docId" example:"handbook/vacation.md"`
+		Chunks           int    `json:"chunks" doc:"Number of chunks indexed" example:"3"`
+		EmbeddingModelID string `json:"embeddingModelId" example:"builtin:hashed-ngram"`
+		RequestID        string `json:"requestId"`
+	}
+}
+
+// DeleteInput is DELETE /documents/{docId}.
+type DeleteInput struct {
+	DocID string `path:"docId" minLength:"1" maxLength:"256" doc:"The document's id (URL-encoded)" example:"handbook%2Fvacation.md"`
+}
+
+// DeleteOutput answers DELETE /documents/{docId}.
+type DeleteOutput struct {
+	Body struct {
+		Status    string `json:"status" example:"deleted"`
+		DocID     string `json:"docId"`
+		RequestID string `json:"requestId"`
+	}
+}
+
+// SearchInput is POST /search.
+type SearchInput struct {
+	Body struct {
+		Query    string         `json:"query" minLength:"1" maxLength:"2000" doc:"The question" example:"How many vacation days do I get?"`
+		TopK     int            `json:"topK,omitempty" minimum:"1" maximum:"50" default:"5" doc:"Number of sources" example:"5"`
+		Filter   map[string]any `json:"filter,omitempty" doc:"Only chunks whose metadata has these values; the key docId (a string or a list) selects documents"`
+		MinScore *float64       `json:"minScore,omitempty" minimum:"-1" maximum:"1" doc:"Drop sources whose cosine similarity is below this" example:"0.2"`
+		Answer   *bool          `json:"answer,omitempty" doc:"Write an answer citing the sources (default true); false returns sources only"`
+	}
+}
+
+// SourceOut is one cited passage.
+type SourceOut struct {
+	ID      string  `json:"id" doc:"The chunk's id" example:"handbook/vacation.md#0"`
+	DocID   string  `json:"docId" example:"handbook/vacation.md"`
+	ChunkID string  `json:"chunkId" example:"handbook/vacation.md#0"`
+	Title   string  `json:"title" example:"Vacation policy"`
+	Source  string  `json:"source" example:"handbook"`
+	URL     string  `json:"url"`
+	Text    string  `json:"text"`
+	Score   float64 `json:"score" doc:"Cosine similarity to the query" example:"0.62"`
+}
+
+// SearchOutput answers POST /search.
+type SearchOutput struct {
+	Body struct {
+		Answer     string      `json:"answer" doc:"The answer citing sources as [n] (empty when answer is false)"`
+		Sources    []SourceOut `json:"sources" doc:"Numbered from 1 in this order"`
+		Confidence float64     `json:"confidence" doc:"Mean of the top three scores, 0 to 1" example:"0.58"`
+		FollowUps  []string    `json:"followUps" doc:"Up to 5 follow-up questions"`
+		Cached     bool        `json:"cached" doc:"Served from the tenant's search cache"`
+		RequestID  string      `json:"requestId"`
+	}
+}
+
+// CacheMetricsInput is GET /metrics/search-cache.
+type CacheMetricsInput struct {
+	Period string `query:"period" doc:"1h, 24h (default), 7d or 30d" example:"24h"`
+}
+
+// CacheMetricsOutput answers GET /metrics/search-cache.
+type CacheMetricsOutput struct {
+	Body struct {
+		Hits         int64   `json:"hits"`
+		Misses       int64   `json:"misses"`
+		HitRate      float64 `json:"hitRate" doc:"hits / totalChecks (0 when there were none)" example:"0.25"`
+		AvgLatencyMs float64 `json:"avgLatencyMs" doc:"Mean search latency, cache hits included" example:"3.2"`
+		TotalChecks  int64   `json:"totalChecks"`
+		Period       string  `json:"period" example:"24h"`
+		RequestID    string  `json:"requestId"`
+	}
+}
+
+func problem(desc string) *huma.Response {
+	return &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
+		"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
+	}}
+}
+
+// Register mounts the endpoints.
+func Register(api huma.API, svc *app.Service) {
+	huma.Register(api, huma.Operation{OperationID: "ingest-document", Method: http.MethodPost, Path: "/ingest", Tags: []string{tag},
+		Summary: "Ingest a document",
+		Description: "Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model " +
+			"and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index " +
+			"is unavailable the answer is 503 and the document reaches the index when it is back.",
+		Responses: map[string]*huma.Response{"503": problem("The search index or embeddings provider is unavailable")}},
+		func(ctx context.Context, in *IngestInput) (*IngestOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			c := app.Ingest{Tenant: t, DocID: in.Body.DocID, Text: in.Body.Text, Title: in.Body.Title, Source: in.Body.Source,
+				URL: in.Body.URL, Metadata: in.Body.Metadata}
+			if ch := in.Body.Chunking; ch != nil {
+				c.MaxChunkSize, c.Overlap = ch.MaxChunkSize, ch.Overlap
+			}
+			res, err := svc.Ingest(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			out := &IngestOutput{}
+			out.Body.Status, out.Body.DocID, out.Body.Chunks, out.Body.EmbeddingModelID = "ingested", res.DocID, res.Chunks, res.EmbeddingModel
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+
+	huma.Register(api, huma.Operation{OperationID: "delete-document", Method: http.MethodDelete, Path: "/documents/{docId}", Tags: []string{tag},
+		Summary: "Delete a document", Description: "Removes the document's chunks from the tenant's index (404 if the tenant has no such document)."},
+		func(ctx context.Context, in *DeleteInput) (*DeleteOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			if err := svc.Delete(ctx, t, in.DocID); err != nil {
+				return nil, err
+			}
+			out := &DeleteOutput{}
+			out.Body.Status, out.Body.DocID, out.Body.RequestID = "deleted", in.DocID, request.From(ctx).ID
+			return out, nil
+		})
+
+	huma.Register(api, huma.Operation{OperationID: "search-documents", Method: http.MethodPost, Path: "/search", Tags: []string{tag},
+		Summary: "Search and answer",
+		Description: "Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an " +
+			"answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. " +
+			"Questions about self-harm get a refusal with help resources instead of results.",
+		Responses: map[string]*huma.Response{"503": problem("The search index or embeddings provider is unavailable")}},
+		func(ctx context.Context, in *SearchInput) (*SearchOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			answer := in.Body.Answer == nil || *in.Body.Answer
+			res, err := svc.Search(ctx, app.Search{Tenant: t, Query: in.Body.Query, TopK: in.Body.TopK, Filter: in.Body.Filter,
+				MinScore: in.Body.MinScore, Answer: answer})
+			if err != nil {
+				return nil, err
+			}
+			out := &SearchOutput{}
+			out.Body.Answer, out.Body.Confidence, out.Body.FollowUps, out.Body.Cached = res.Answer, res.Confidence, res.FollowUps, res.Cached
+			out.Body.Sources = make([]SourceOut, len(res.Sources))
+			for i, s := range res.Sources {
+				out.Body.Sources[i] = SourceOut{ID: s.ID, DocID: s.DocID, ChunkID: s.ChunkID, Title: s.Title, Source: s.Source, URL: s.URL, Text: s.Text, Score: s.Score}
+			}
+			if out.Body.FollowUps == nil {
+				out.Body.FollowUps = []string{}
+			}
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+
+	huma.Register(api, huma.Operation{OperationID: "get-search-cache-metrics", Method: http.MethodGet, Path: "/metrics/search-cache", Tags: []string{tag},
+		Summary: "Search cache metrics", Description: "This tenant's search cache hits and misses over the period (since this process started)."},
+		func(ctx context.Context, in *CacheMetricsInput) (*CacheMetricsOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			period := in.Period
+			if period == "" {
+				period = "24h"
+			}
+			d, err := app.ParsePeriod(period)
+			if err != nil {
+				return nil, err
+			}
+			st := svc.Stats.Cache(t, svc.Now(), d)
+			out := &CacheMetricsOutput{}
+			b := &out.Body
+			b.Hits, b.Misses, b.HitRate, b.AvgLatencyMs, b.TotalChecks, b.Period = st.Hits, st.Misses, st.HitRate, st.AvgLatencyMs, st.TotalChecks, period
+			b.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+}

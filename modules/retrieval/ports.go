@@ -1,0 +1,50 @@
+package retrieval
+
+import (
+	"context"
+
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// TenantPolicy gives a tenant's configuration (models.embeddings selects its embeddings model).
+// cmd/crispy adapts the tenancy module to it. Nil in Deps: every tenant uses the default model.
+type TenantPolicy interface {
+	Config(ctx context.Context, t tenant.ID) (tenancyevents.TenantConfig, error)
+}
+
+// Message is one chat message of a completion request.
+type Message struct {
+	Role    string // system, user or assistant
+	Content string
+}
+
+// CompletionRequest asks the tenant's chat model for text.
+type CompletionRequest struct {
+	Messages  []Message
+	MaxTokens int
+}
+
+// CompletionResult is the model's answer.
+type CompletionResult struct {
+	Text  string
+	Model string
+}
+
+// Completer writes RAG answers and rewrites queries with the tenant's chat model. It returns
+// ErrNoModel (wrapped or not) when only the offline model is configured: the module then writes an
+// extractive answer itself and skips the rewrite. Nil in Deps means the same.
+type Completer interface {
+	Complete(ctx context.Context, t tenant.ID, req CompletionRequest) (CompletionResult, error)
+}
+
+// ErrNoModel is what a Completer returns when only the offline model is configured.
+var ErrNoModel = domain.ErrNoModel
+
+// Embedders resolves a "provider:model" spec ("" = the deployment default) to an embedder;
+// *embeddings.Resolver implements it.
+type Embedders interface {
+	Resolve(spec string) (embeddings.Embedder, error)
+}
