@@ -210,9 +210,11 @@ const (
 	projectionAlerts = "observability.alert-rules"
 )
 
-// UsageEventTypes are the events the usage projection reads.
-var UsageEventTypes = []string{convevents.TypeAssistantMessageCompleted, convevents.TypeAssistantMessageFailed,
-	toolevents.TypeToolSucceeded, toolevents.TypeToolFailed}
+// usageEventTypes are the events the usage projection reads.
+func usageEventTypes() []string {
+	return []string{convevents.TypeAssistantMessageCompleted, convevents.TypeAssistantMessageFailed,
+		toolevents.TypeToolSucceeded, toolevents.TypeToolFailed}
+}
 
 // Register mounts the endpoints (/usage, /metrics/*, /audit/*, and GET /metrics unless disabled) and
 // the usage and alert-rule projections.
@@ -227,7 +229,7 @@ func (m *Module) Register(a huma.API, reg bus.Registry) {
 		mh.Prometheus = m.WritePrometheus
 	}
 	mh.Register(a)
-	reg.Project(projectionUsage, UsageEventTypes, m.ProjectUsage)
+	reg.Project(projectionUsage, usageEventTypes(), m.ProjectUsage)
 	reg.Project(projectionAlerts, alerts.Types, func(_ context.Context, e eventstore.Event) error { return m.alerts.Apply(&e) })
 }
 

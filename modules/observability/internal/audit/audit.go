@@ -165,16 +165,21 @@ func Verify(ctx context.Context, s eventstore.Store, t tenant.ID, progress func(
 	var rep Report
 	hashes := make([]string, pageSize)
 	errs := make([]error, pageSize)
+	hashers := make([]*hasher, workers)
+	for i := range hashers {
+		hashers[i] = newHasher()
+	}
 	err := EachPage(ctx, s, t, func(page []eventstore.Event) error {
 		var wg sync.WaitGroup
 		chunk := (len(page) + workers - 1) / workers
-		for lo := 0; lo < len(page); lo += chunk {
+		for w, lo := 0, 0; lo < len(page); w, lo = w+1, lo+chunk {
 			hi := min(lo+chunk, len(page))
+			x := hashers[w]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for i := lo; i < hi; i++ {
-					hashes[i], errs[i] = eventstore.ComputeHash(page[i].Prev, &page[i])
+					hashes[i], errs[i] = x.check(&page[i])
 				}
 			}()
 		}

@@ -1,0 +1,49 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// The fast hasher agrees with eventstore.ComputeHash on every kind of data, compact or not.
+func TestFastHashMatchesReference(t *testing.T) {
+	t.Parallel()
+	datas := []string{``, `{}`, `{"a":1}`, `{"s":"with spaces and \"quotes\" and \\ back"}`, "{\n  \"pretty\": [1, 2]\n}",
+		`{"u":"ünïcødé 🎉","e":"\\\" }"}`, `[ 1 ,2 ]`, `"str"`, `{"x":"\t"}`, "{\"a\":\"b\\\\\" , \"c\":1}"}
+	x := newHasher()
+	ctx := context.Background()
+	for i, d := range datas {
+		var data []eventstore.EventData
+		data = append(data, eventstore.EventData{Type: "t.E", Data: json.RawMessage(d), RequestID: fmt.Sprint("r", i), Actor: "user:x", CausationID: "c"})
+		evs, err := eventstore.Prepare(ctx, tenant.MustStream(tenant.MustParse("acme"), "session", "s"), uint64(i*1000+7), "prevhash",
+			time.Date(2026, 1, 2, 3, 4, 5, i*1000+1, time.FixedZone("x", 3600)), data)
+		if err != nil {
+			t.Fatalf("%q: %v", d, err)
+		}
+		e := evs[0]
+		if i%2 == 0 {
+			e.Data = json.RawMessage(d) // as the store may hand it back: uncompacted
+		}
+		want, err := eventstore.ComputeHash(e.Prev, &e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := x.hash(&e); !ok || got != want {
+			t.Errorf("%q: fast %s (%v), reference %s", d, got, ok, want)
+		}
+		if got, err := x.check(&e); err != nil || got != want {
+			t.Errorf("%q: check %s %v", d, got, err)
+		}
+	}
+	for in, want := range map[string]bool{`{"a":"b c"}`: true, `{"a": 1}`: false, `"a\"b c"`: true, `"a\\" , 1`: false, "[1,\n2]": false} {
+		if isCompact([]byte(in)) != want {
+			t.Errorf("isCompact(%q) != %v", in, want)
+		}
+	}
+}
