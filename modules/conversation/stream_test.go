@@ -260,3 +260,36 @@ func TestUnrecordableMessageEndsTheTurnWithAnError(t *testing.T) {
 	r = e.chat("acme", sid(), "hi", nil)
 	wantProblem(t, r, 500, "record_failed")
 }
+
+func TestDeleteDuringTurnKeepsTheAnswerOut(t *testing.T) {
+	t.Parallel()
+	resume := make(chan struct{})
+	e := newEnv(t, opts{fake: aitest.New(aitest.Script{Tokens: []string{"secret", " answer"}, PauseAfter: 1, Resume: resume})})
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	s := sid()
+	resp, rd := openStream(t, context.Background(), srv.URL, "acme", s, "tell me")
+	defer resp.Body.Close()
+	if _, name, _ := readEvent(t, rd); name != "token" {
+		t.Fatal(name)
+	}
+	eventually(t, "user message recorded", func() bool { return e.history("acme", s).status == 200 })
+	if r := e.do("DELETE", "/chat/"+s, "acme", nil); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	close(resume)
+	rest, _ := io.ReadAll(rd)
+	if !strings.Contains(string(rest), "event: done") {
+		t.Fatalf("%s", rest)
+	}
+	evs := e.streamEvents("acme", s)
+	if types(evs) != "SessionDeleted,AssistantMessageFailed" {
+		t.Fatalf("events %s", types(evs))
+	}
+	var f events.AssistantMessageFailed
+	_ = evs[1].Decode(&f)
+	if f.Code != events.CodeSessionGone || strings.Contains(string(evs[1].Data), "secret") || f.PartialContentLength != len("secret answer") {
+		t.Fatalf("%s", evs[1].Data)
+	}
+	wantProblem(t, e.history("acme", s), 404, "session_not_found")
+}

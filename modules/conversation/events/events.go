@@ -25,6 +25,7 @@ const (
 	CodeToolFailed      = "tool_failed"       // the requested tool failed; no model was called
 	CodeBudgetExceeded  = "budget_exceeded"   // reserved for refusals recorded after the user message
 	CodeTimeout         = "timeout"           // the model did not finish within the turn's deadline
+	CodeSessionGone     = "session_gone"      // the session was deleted or expired while the model answered
 )
 
 // SessionStarted is the first event of a session stream.

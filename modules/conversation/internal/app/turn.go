@@ -341,8 +341,25 @@ func (s *Service) record(ctx context.Context, in TurnInput, turnID, typ string, 
 	if err != nil {
 		return err
 	}
-	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(*domain.Session) ([]eventstore.EventData, error) {
-		return []eventstore.EventData{ev}, nil
+	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
+		if cur.Live() {
+			return []eventstore.EventData{ev}, nil
+		}
+		// Deleted or expired while the model answered: the answer must not outlive the deletion,
+		// so only the fact and the tokens spent are recorded.
+		gone := events.AssistantMessageFailed{SessionID: in.SessionID, TurnID: turnID, Code: events.CodeSessionGone,
+			Message: "the session was deleted or expired during the turn", UserID: in.UserID, Source: in.Source}
+		switch d := data.(type) {
+		case events.AssistantMessageCompleted:
+			gone.PartialContentLength, gone.Usage, gone.Model, gone.LatencyMs = len(d.Content), d.Usage, d.Model, d.LatencyMs
+		case events.AssistantMessageFailed:
+			gone.PartialContentLength, gone.Usage, gone.Model, gone.LatencyMs = d.PartialContentLength, d.Usage, d.Model, d.LatencyMs
+		}
+		g, err := eventstore.NewEventData(events.TypeAssistantMessageFailed, gone)
+		if err != nil {
+			return nil, err
+		}
+		return []eventstore.EventData{g}, nil
 	})
 	if err != nil {
 		s.Ledger.Release(in.Tenant.String(), turnID, s.Now())

@@ -72,6 +72,9 @@ type Refusal struct {
 func (l *Ledger) Reserve(tenant, turn string, tokens, daily, monthly int64, now time.Time) *Refusal {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if daily <= 0 && monthly <= 0 {
+		return nil // no ceiling: nothing to hold back (used tokens are still counted by Count)
+	}
 	tl := l.get(tenant, now)
 	if daily > 0 && tl.usedDay+tl.reservedDay+tokens > daily {
 		next := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day()+1, 0, 0, 0, 0, time.UTC)
