@@ -3,8 +3,8 @@ package retrieval
 import (
 	"context"
 
-	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )

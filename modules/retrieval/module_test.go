@@ -1,0 +1,543 @@
+package retrieval_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval"
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
+	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/search/embedded"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+const (
+	vacation = "Employees receive twenty-five days of paid vacation per year. Unused vacation days expire at the end of March. " +
+		"Vacation requests go to your manager two weeks in advance."
+	parking = "The parking garage opens at seven in the morning. Visitors park on level minus two and register at the front desk."
+	secretA = "Project Zephyr launches the quantum toaster in November; the codename stays confidential."
+	notesB  = "Bakery notes: sourdough needs a long cold fermentation and a very hot oven."
+)
+
+func TestIngestSearchAnswerAndCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	r := e.ingest("acme", "handbook/vacation.md", vacation, map[string]any{"source": "handbook", "url": "https://intra/vac", "metadata": map[string]any{"dept": "hr", "year": 2026}})
+	if r.status != 200 || r.body["status"] != "ingested" || r.body["chunks"] != 1.0 || r.body["embeddingModelId"] != "builtin:hashed-ngram" || r.body["requestId"] == "" {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	e.mustIngest("acme", "parking", parking)
+
+	q := map[string]any{"query": "How many vacation days do employees get?"}
+	r = e.search("acme", q)
+	if r.status != 200 {
+		t.Fatalf("search: %d %s", r.status, r.raw)
+	}
+	ss := sources(r)
+	if len(ss) != 2 || ss[0]["docId"] != "handbook/vacation.md" || ss[0]["chunkId"] != "handbook/vacation.md#0" || ss[0]["id"] != "handbook/vacation.md#0" {
+		t.Fatalf("sources: %s", r.raw)
+	}
+	if ss[0]["title"] != "Title of handbook/vacation.md" || ss[0]["source"] != "handbook" || ss[0]["url"] != "https://intra/vac" {
+		t.Fatalf("source fields: %v", ss[0])
+	}
+	if ss[0]["score"].(float64) <= ss[1]["score"].(float64) {
+		t.Fatal("the passage sharing the query's words must rank first")
+	}
+	ans, _ := r.body["answer"].(string)
+	if !strings.Contains(ans, "twenty-five days") || !strings.Contains(ans, "[1]") {
+		t.Fatalf("answer %q should quote the vacation passage with [1]", ans)
+	}
+	if c := r.body["confidence"].(float64); c <= 0 || c > 1 {
+		t.Fatalf("confidence %v", c)
+	}
+	if r.body["cached"] != false {
+		t.Fatal("first search cannot be cached")
+	}
+	if fu, _ := r.body["followUps"].([]any); len(fu) == 0 || len(fu) > 5 {
+		t.Fatalf("followUps %v", r.body["followUps"])
+	}
+
+	// The same question, differently spelled, comes from the cache.
+	r2 := e.search("acme", map[string]any{"query": "  how many VACATION days do employees get "})
+	if r2.status != 200 || r2.body["cached"] != true || r2.body["answer"] != r.body["answer"] {
+		t.Fatalf("second search should be cached: %s", r2.raw)
+	}
+	// A different topK is another entry.
+	if r3 := e.search("acme", map[string]any{"query": "How many vacation days do employees get?", "topK": 1}); r3.body["cached"] != false || len(sources(r3)) != 1 {
+		t.Fatalf("topK 1: %s", r3.raw)
+	}
+
+	// Filters: metadata and docId.
+	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"dept": "hr"}})
+	if ss := sources(r); len(ss) != 1 || ss[0]["docId"] != "handbook/vacation.md" {
+		t.Fatalf("metadata filter: %s", r.raw)
+	}
+	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"year": 2026, "docId": []string{"handbook/vacation.md"}}})
+	if ss := sources(r); len(ss) != 1 {
+		t.Fatalf("numeric metadata + docId filter: %s", r.raw)
+	}
+	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"docId": "parking"}})
+	if ss := sources(r); len(ss) != 1 || ss[0]["docId"] != "parking" {
+		t.Fatalf("docId filter: %s", r.raw)
+	}
+
+	// answer:false: sources only.
+	r = e.search("acme", map[string]any{"query": "parking garage", "answer": false})
+	if r.body["answer"] != "" || len(sources(r)) == 0 || sources(r)[0]["docId"] != "parking" {
+		t.Fatalf("answer false: %s", r.raw)
+	}
+	// minScore drops weak sources.
+	r = e.search("acme", map[string]any{"query": "parking garage level", "minScore": 0.99})
+	if len(sources(r)) != 0 {
+		t.Fatalf("minScore 0.99 should drop everything: %s", r.raw)
+	}
+
+	m := e.do("GET", "/metrics/search-cache?period=1h", "acme", nil)
+	if m.status != 200 || m.body["hits"] != 1.0 || m.body["totalChecks"].(float64) < 7 || m.body["hitRate"].(float64) <= 0 || m.body["period"] != "1h" {
+		t.Fatalf("cache metrics: %s", m.raw)
+	}
+	if _, ok := m.body["avgLatencyMs"].(float64); !ok {
+		t.Fatalf("avgLatencyMs missing: %s", m.raw)
+	}
+	if m := e.do("GET", "/metrics/search-cache", "acme", nil); m.body["period"] != "24h" {
+		t.Fatalf("default period: %s", m.raw)
+	}
+	if m := e.do("GET", "/metrics/search-cache?period=2h", "acme", nil); m.status != 400 || !strings.Contains(m.raw, "requestId") {
+		t.Fatalf("bad period: %d %s", m.status, m.raw)
+	}
+	if m := e.do("GET", "/metrics/search-cache", "other", nil); m.body["totalChecks"] != 0.0 {
+		t.Fatalf("another tenant's cache metrics: %s", m.raw)
+	}
+}
+
+func TestCacheInvalidatedByOwnTenantOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.mustIngest("acme", "vac", vacation)
+	e.mustIngest("beta", "bake", notesB)
+	q := map[string]any{"query": "sourdough fermentation oven"}
+	qa := map[string]any{"query": "vacation days"}
+	e.search("acme", qa)
+	e.search("beta", q)
+	if r := e.search("acme", qa); r.body["cached"] != true {
+		t.Fatal("want a hit")
+	}
+	// beta's ingest leaves acme's cache alone, and invalidates beta's.
+	e.mustIngest("beta", "bake2", "Sourdough starter feeding schedule: flour and water twice a day before the oven bake.")
+	if r := e.search("acme", qa); r.body["cached"] != true {
+		t.Fatal("another tenant's ingest must not invalidate acme's cache")
+	}
+	r := e.search("beta", q)
+	if r.body["cached"] != false || len(sources(r)) != 2 {
+		t.Fatalf("beta's ingest must invalidate its cache and show the new doc: %s", r.raw)
+	}
+	// acme's delete invalidates acme.
+	if d := e.do("DELETE", "/documents/vac", "acme", nil); d.status != 200 || d.body["status"] != "deleted" {
+		t.Fatalf("delete: %d %s", d.status, d.raw)
+	}
+	if r := e.search("acme", qa); r.body["cached"] != false || len(sources(r)) != 0 {
+		t.Fatalf("after delete: %s", r.raw)
+	}
+}
+
+// TestTenantIsolation: two tenants, the same docId in both; neither ever sees the other's chunks
+// through search, delete, re-ingest or reindex.
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.mustIngest("tenant-a", "shared", secretA)
+	e.mustIngest("tenant-b", "shared", notesB)
+	e.mustIngest("tenant-a", "only-a", vacation)
+
+	leak := func(step string) {
+		t.Helper()
+		// B asks for A's words: it must get only its own chunks.
+		for _, q := range []string{"Project Zephyr quantum toaster codename", "vacation days expire March"} {
+			r := e.search("tenant-b", map[string]any{"query": q, "topK": 50})
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s", step, r.status, r.raw)
+			}
+			if txt := allText(r); strings.Contains(txt, "Zephyr") || strings.Contains(txt, "vacation") || strings.Contains(r.body["answer"].(string), "Zephyr") {
+				t.Fatalf("%s: tenant-b saw tenant-a's text: %s", step, r.raw)
+			}
+		}
+		r := e.search("tenant-a", map[string]any{"query": "sourdough fermentation bakery oven", "topK": 50})
+		if strings.Contains(allText(r), "sourdough") {
+			t.Fatalf("%s: tenant-a saw tenant-b's text: %s", step, r.raw)
+		}
+	}
+	leak("after ingest")
+
+	// B cannot delete A's document: 404, and A's document stays.
+	if r := e.do("DELETE", "/documents/only-a", "tenant-b", nil); r.status != 404 || !strings.Contains(r.raw, "requestId") {
+		t.Fatalf("tenant-b deleting tenant-a's doc: %d %s", r.status, r.raw)
+	}
+	// B deletes its own "shared": A's "shared" stays.
+	if r := e.do("DELETE", "/documents/shared", "tenant-b", nil); r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.raw)
+	}
+	r := e.search("tenant-a", map[string]any{"query": "Project Zephyr toaster"})
+	if ss := sources(r); len(ss) == 0 || ss[0]["docId"] != "shared" || !strings.Contains(ss[0]["text"].(string), "Zephyr") {
+		t.Fatalf("tenant-a's shared doc after tenant-b's delete: %s", r.raw)
+	}
+	leak("after delete")
+
+	// B re-ingests "shared" twice with other text: A's version is untouched.
+	e.mustIngest("tenant-b", "shared", notesB)
+	e.mustIngest("tenant-b", "shared", "Bakery notes, second edition: rye needs a warmer proof than sourdough.")
+	r = e.search("tenant-b", map[string]any{"query": "bakery notes", "topK": 50})
+	if ss := sources(r); len(ss) != 1 || !strings.Contains(ss[0]["text"].(string), "second edition") {
+		t.Fatalf("re-ingest must replace the chunks: %s", r.raw)
+	}
+	leak("after re-ingest")
+
+	// Reindex each tenant: each gets back exactly its own documents.
+	ctx := context.Background()
+	ra, err := e.mod.Reindex(ctx, tenant.MustParse("tenant-a"), nil)
+	if err != nil || ra.Documents != 2 {
+		t.Fatalf("reindex a: %+v %v", ra, err)
+	}
+	rb, err := e.mod.Reindex(ctx, tenant.MustParse("tenant-b"), nil)
+	if err != nil || rb.Documents != 1 || rb.Chunks != 1 {
+		t.Fatalf("reindex b: %+v %v", rb, err)
+	}
+	leak("after reindex")
+	r = e.search("tenant-b", map[string]any{"query": "bakery notes", "topK": 50})
+	if ss := sources(r); len(ss) != 1 || !strings.Contains(ss[0]["text"].(string), "second edition") {
+		t.Fatalf("tenant-b after reindex: %s", r.raw)
+	}
+
+	// The public API used by chat and tools is scoped the same way.
+	ps, err := e.mod.Retrieve(ctx, tenant.MustParse("tenant-b"), "Project Zephyr quantum toaster", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if strings.Contains(p.Text, "Zephyr") {
+			t.Fatal("Retrieve leaked tenant-a's passage to tenant-b")
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.mustIngest("acme", "doc", vacation)
+	for name, c := range map[string]struct {
+		path string
+		body map[string]any
+	}{
+		"empty query":       {"/search", map[string]any{"query": ""}},
+		"blank query":       {"/search", map[string]any{"query": "   "}},
+		"long query":        {"/search", map[string]any{"query": strings.Repeat("a", 2001)}},
+		"topK 0":            {"/search", map[string]any{"query": "x", "topK": 0}},
+		"topK 51":           {"/search", map[string]any{"query": "x", "topK": 51}},
+		"minScore 2":        {"/search", map[string]any{"query": "x", "minScore": 2}},
+		"nested filter":     {"/search", map[string]any{"query": "x", "filter": map[string]any{"a": map[string]any{"b": 1}}}},
+		"text too long":     {"/ingest", map[string]any{"docId": "d", "text": strings.Repeat("a", 500_001)}},
+		"empty docId":       {"/ingest", map[string]any{"docId": "", "text": "x"}},
+		"long docId":        {"/ingest", map[string]any{"docId": strings.Repeat("d", 257), "text": "x"}},
+		"chunk size 99":     {"/ingest", map[string]any{"docId": "d", "text": "x", "chunking": map[string]any{"maxChunkSize": 99}}},
+		"chunk size 10001":  {"/ingest", map[string]any{"docId": "d", "text": "x", "chunking": map[string]any{"maxChunkSize": 10001}}},
+		"overlap too large": {"/ingest", map[string]any{"docId": "d", "text": "x", "chunking": map[string]any{"maxChunkSize": 200, "overlap": 200}}},
+		"negative overlap":  {"/ingest", map[string]any{"docId": "d", "text": "x", "chunking": map[string]any{"overlap": -1}}},
+	} {
+		r := e.do("POST", c.path, "acme", c.body)
+		if r.status != 400 && r.status != 422 {
+			t.Errorf("%s: status %d, want 400/422: %s", name, r.status, r.raw)
+			continue
+		}
+		if r.body["requestId"] == nil || r.body["code"] == nil {
+			t.Errorf("%s: not problem JSON with requestId: %s", name, r.raw)
+		}
+	}
+	// 500,000 characters of multi-byte text are accepted (the limit counts characters, not bytes).
+	big := map[string]any{"chunking": map[string]any{"maxChunkSize": 10000, "overlap": 0}}
+	if r := e.ingest("acme", "big", strings.Repeat("é", 500_000), big); r.status != 200 || r.body["chunks"] != 50.0 {
+		t.Fatalf("500,000 two-byte characters: %d %.300s", r.status, r.raw)
+	}
+	if r := e.do("DELETE", "/documents/nope", "acme", nil); r.status != 404 {
+		t.Fatalf("unknown doc: %d", r.status)
+	}
+}
+
+func TestSafetyFilterRefuses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.mustIngest("acme", "doc", vacation)
+	r := e.search("acme", map[string]any{"query": "what is the easiest way to kill myself"})
+	if r.status != 200 || !strings.Contains(r.body["answer"].(string), "988") || len(sources(r)) != 0 {
+		t.Fatalf("self-harm query: %d %s", r.status, r.raw)
+	}
+}
+
+// fakeCompleter answers rewrites and RAG prompts, recording what it was asked.
+type fakeCompleter struct {
+	mu        sync.Mutex
+	prompts   []string
+	block     bool // block rewrites until ctx ends
+	noModel   bool
+	rewriteTo string
+}
+
+func (f *fakeCompleter) Complete(ctx context.Context, t tenant.ID, req retrieval.CompletionRequest) (retrieval.CompletionResult, error) {
+	if f.noModel {
+		return retrieval.CompletionResult{}, retrieval.ErrNoModel
+	}
+	sys := req.Messages[0].Content
+	f.mu.Lock()
+	f.prompts = append(f.prompts, req.Messages[len(req.Messages)-1].Content)
+	f.mu.Unlock()
+	if strings.HasPrefix(sys, "Rewrite") {
+		if f.block {
+			<-ctx.Done()
+			return retrieval.CompletionResult{}, ctx.Err()
+		}
+		return retrieval.CompletionResult{Text: f.rewriteTo, Model: "test:chat"}, nil
+	}
+	return retrieval.CompletionResult{Text: "Twenty-five days [1].\nFollow-up questions:\n- Do days expire?\n- Who approves requests?", Model: "test:chat"}, nil
+}
+
+func TestModelAnswerAndRewrite(t *testing.T) {
+	t.Parallel()
+	fc := &fakeCompleter{rewriteTo: "vacation days per year"}
+	e := newEnv(t, opts{completer: fc})
+	e.mustIngest("acme", "vac", vacation)
+	e.mustIngest("acme", "park", parking)
+	r := e.search("acme", map[string]any{"query": "how much time off?"})
+	if r.status != 200 || r.body["answer"] != "Twenty-five days [1]." {
+		t.Fatalf("model answer: %s", r.raw)
+	}
+	if fu := r.body["followUps"].([]any); len(fu) != 2 || fu[0] != "Do days expire?" {
+		t.Fatalf("follow-ups %v", fu)
+	}
+	// The rewritten query found the vacation passage, which the original words alone would not.
+	if ss := sources(r); ss[0]["docId"] != "vac" {
+		t.Fatalf("rewrite not used: %s", r.raw)
+	}
+	fc.mu.Lock()
+	prompt := fc.prompts[len(fc.prompts)-1]
+	fc.mu.Unlock()
+	if !strings.Contains(prompt, "[1] Title of vac") || !strings.Contains(prompt, "[2] Title of park") || !strings.Contains(prompt, "Question: how much time off?") {
+		t.Fatalf("prompt lacks numbered sources: %s", prompt)
+	}
+
+	// A rewrite that never comes falls back to the original query.
+	slow := &fakeCompleter{block: true}
+	e2 := newEnv(t, opts{completer: slow, config: retrieval.Config{RewriteTimeout: 20 * time.Millisecond}})
+	e2.mustIngest("acme", "park", parking)
+	if r := e2.search("acme", map[string]any{"query": "parking garage"}); r.status != 200 || sources(r)[0]["docId"] != "park" {
+		t.Fatalf("rewrite timeout: %d %s", r.status, r.raw)
+	}
+
+	// ErrNoModel: extractive answer.
+	e3 := newEnv(t, opts{completer: &fakeCompleter{noModel: true}})
+	e3.mustIngest("acme", "vac", vacation)
+	if r := e3.search("acme", map[string]any{"query": "vacation days expire"}); !strings.Contains(r.body["answer"].(string), "Offline extractive") {
+		t.Fatalf("no model: %s", r.raw)
+	}
+}
+
+func TestIndexDownKeepsEventsAndCatchesUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.index.setDown(true)
+	r := e.ingest("acme", "vac", vacation, nil)
+	if r.status != 503 || !strings.Contains(r.raw, "recorded") || r.body["requestId"] == nil {
+		t.Fatalf("ingest with the index down: %d %s", r.status, r.raw)
+	}
+	if r := e.search("acme", map[string]any{"query": "vacation"}); r.status != 503 || !strings.Contains(r.raw, "unavailable") {
+		t.Fatalf("search with the index down: %d %s", r.status, r.raw)
+	}
+	// The event is recorded.
+	st := tenant.MustStream(tenant.MustParse("acme"), events.DocCategory, events.DocStreamKey("vac"))
+	evs, err := e.store.ReadStream(context.Background(), st, 0, 0)
+	if err != nil || len(evs) != 1 || evs[0].Type != events.TypeDocumentIngested {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	var ev events.DocumentIngested
+	_ = evs[0].Decode(&ev)
+	if ev.Text != vacation || len(ev.ChunkIDs) != 1 || ev.ChunkIDs[0] != "vac#0" || !strings.HasPrefix(ev.ContentHash, "sha256:") || ev.EmbeddingModel != "builtin:hashed-ngram" {
+		t.Fatalf("event %+v", ev)
+	}
+	// Back up: reindex catches up.
+	e.index.setDown(false)
+	if _, err := e.mod.Reindex(context.Background(), tenant.MustParse("acme"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.search("acme", map[string]any{"query": "vacation days"}); len(sources(r)) != 1 {
+		t.Fatalf("after reindex: %s", r.raw)
+	}
+}
+
+func TestRetryLoopCatchesUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{config: retrieval.Config{RetryInterval: 5 * time.Millisecond}})
+	e.index.setDown(true)
+	if r := e.ingest("acme", "vac", vacation, nil); r.status != 503 {
+		t.Fatalf("%d", r.status)
+	}
+	e.index.setDown(false)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.mod.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; ; i++ { // wait for the loop, not for a duration
+		ps, err := e.mod.Retrieve(context.Background(), tenant.MustParse("acme"), "vacation", 5)
+		if err == nil && len(ps) == 1 {
+			break
+		}
+		if i > 2000 {
+			t.Fatal("the retry loop never indexed the document")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRunRebuildsLostSnapshot(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	store := eventstoretest.NewMemory()
+	ix1, err := embedded.Open(embedded.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, opts{store: store, index: ix1})
+	e.mustIngest("acme", "vac", vacation)
+	e.mustIngest("beta", "bake", notesB)
+	// No Close: the process "crashed" after the change, before a snapshot.
+	ix2, err := embedded.Open(embedded.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := tenant.MustParse("acme")
+	if !ix2.NeedsRebuild(acme) {
+		t.Fatal("the lost change must be detected")
+	}
+	res, _ := embeddings.NewResolver(embeddings.Config{})
+	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix2, Embedders: res,
+		Tenants: func(context.Context) ([]tenant.ID, error) { return []tenant.ID{acme, tenant.MustParse("beta")}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mod.Run(ctx) }()
+	for i := 0; ; i++ {
+		nb, _ := ix2.Count(ctx, tenant.MustParse("beta"))
+		if n, _ := ix2.Count(ctx, acme); n == 1 && nb == 1 && !ix2.NeedsRebuild(acme) {
+			break
+		}
+		if i > 2000 {
+			t.Fatal("Run did not rebuild the tenant")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ps, _ := mod.Retrieve(context.Background(), tenant.MustParse("beta"), "sourdough", 5)
+	if len(ps) != 1 || ps[0].DocID != "bake" {
+		t.Fatalf("beta after rebuild: %+v", ps)
+	}
+	_ = ix2.Close()
+}
+
+func TestIngestPathsResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	root := t.TempDir()
+	docs := filepath.Join(root, "docs")
+	_ = os.MkdirAll(filepath.Join(docs, "sub"), 0o755)
+	_ = os.MkdirAll(filepath.Join(docs, ".git"), 0o755)
+	write := func(p, s string) {
+		if err := os.WriteFile(filepath.Join(docs, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("vacation.md", "# Vacation policy\n\n"+vacation)
+	write("sub/parking.txt", parking)
+	write("image.png", "\x89PNG")
+	write(".git/HEAD.md", "ref")
+	ctx := context.Background()
+	acme := tenant.MustParse("acme")
+	var seen []string
+	r, err := e.mod.IngestPaths(ctx, acme, []string{docs}, func(done, total int, path string) {
+		seen = append(seen, path)
+		if total != 2 || done != len(seen) {
+			t.Errorf("progress %d/%d", done, total)
+		}
+	})
+	if err != nil || r.Ingested != 2 || r.Skipped != 0 || len(r.Failed) != 0 {
+		t.Fatalf("first run %+v %v", r, err)
+	}
+	r, _ = e.mod.IngestPaths(ctx, acme, []string{docs}, nil)
+	if r.Ingested != 0 || r.Skipped != 2 {
+		t.Fatalf("second run must skip unchanged files: %+v", r)
+	}
+	write("vacation.md", "# Vacation policy\n\nThirty days now.")
+	r, _ = e.mod.IngestPaths(ctx, acme, []string{docs}, nil)
+	if r.Ingested != 1 || r.Skipped != 1 {
+		t.Fatalf("third run %+v", r)
+	}
+	// Another tenant starts from scratch: its own documents decide what is skipped.
+	if r, _ := e.mod.IngestPaths(ctx, tenant.MustParse("beta"), []string{docs}, nil); r.Ingested != 2 {
+		t.Fatalf("beta %+v", r)
+	}
+	id := strings.TrimPrefix(filepath.ToSlash(filepath.Join(docs, "vacation.md")), "./")
+	ps, _ := e.mod.Retrieve(ctx, acme, "thirty days vacation policy", 1)
+	if len(ps) != 1 || ps[0].Title != "Vacation policy" || !strings.HasSuffix(ps[0].DocID, "docs/vacation.md") || !strings.Contains(id, ps[0].DocID) {
+		t.Fatalf("passage %+v (want docId from the path)", ps)
+	}
+	// Deleting over HTTP works for path-like ids (URL-encoded).
+	if d := e.do("DELETE", "/documents/"+url.PathEscape(ps[0].DocID), "acme", nil); d.status != 200 {
+		t.Fatalf("delete %s: %d %s", ps[0].DocID, d.status, d.raw)
+	}
+}
+
+func TestPublicAPIForWiring(t *testing.T) {
+	t.Parallel()
+	set := metrics.NewSet()
+	store := eventstoretest.NewMemory()
+	ix, _ := embedded.Open(embedded.Config{})
+	res, _ := embeddings.NewResolver(embeddings.Config{})
+	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix, Embedders: res, Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	acme := tenant.MustParse("acme")
+	out, err := mod.Ingest(ctx, acme, retrieval.Document{DocID: "d", Text: vacation, ChunkSize: 100})
+	if err != nil || out.Chunks < 2 || out.EmbeddingModel != "builtin:hashed-ngram" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	vs, model, err := mod.Embed(ctx, acme, []string{"a b", "c d"})
+	if err != nil || len(vs) != 2 || len(vs[0]) != 384 || model != "builtin:hashed-ngram" {
+		t.Fatalf("embed %d %s %v", len(vs), model, err)
+	}
+	if _, err := mod.Ingest(ctx, acme, retrieval.Document{DocID: "", Text: "x"}); err == nil {
+		t.Fatal("an empty docId must fail")
+	}
+	if _, err := retrieval.New(retrieval.Deps{Store: store}); err == nil {
+		t.Fatal("missing deps must fail")
+	}
+	var sb strings.Builder
+	set.WritePrometheus(&sb)
+	_ = sb
+	if !errors.Is(retrieval.ErrNoModel, retrieval.ErrNoModel) {
+		t.Fatal()
+	}
+	var _ eventstore.Store = store
+}
