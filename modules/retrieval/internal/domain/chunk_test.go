@@ -57,7 +57,7 @@ func itoa(i int) string {
 
 func TestChunkPrefersParagraphsThenSentences(t *testing.T) {
 	t.Parallel()
-	p1 := strings.Repeat("Alpha beta gamma. ", 5)      // 90 chars
+	p1 := strings.Repeat("Alpha beta gamma. ", 5)       // 90 chars
 	p2 := strings.Repeat("Delta epsilon zeta eta. ", 4) // 96 chars
 	text := strings.TrimSpace(p1) + "\n\n" + strings.TrimSpace(p2)
 	cs := domain.ChunkText("doc", text, 150, 0)
@@ -113,9 +113,9 @@ func TestChunkLongWordIsCutNotDropped(t *testing.T) {
 func TestChunkMultiByteRunes(t *testing.T) {
 	t.Parallel()
 	for _, text := range []string{
-		strings.Repeat("日本語のテキストです。", 60),            // CJK without spaces, sentence marks
-		strings.Repeat("emoji 😀🎉👍🏽 naïve café ", 50),      // 4-byte runes and combining-free accents
-		strings.Repeat("𝔘𝔫𝔦𝔠𝔬𝔡𝔢", 80),                    // one long word of 4-byte runes
+		strings.Repeat("日本語のテキストです。", 60),                    // CJK without spaces, sentence marks
+		strings.Repeat("emoji 😀🎉👍🏽 naïve café ", 50),         // 4-byte runes and combining-free accents
+		strings.Repeat("𝔘𝔫𝔦𝔠𝔬𝔡𝔢", 80),                        // one long word of 4-byte runes
 		"Ärger über Öl. " + strings.Repeat("ß", 250) + " ok", // long word of 2-byte runes
 	} {
 		for _, size := range []int{100, 137} {
