@@ -51,6 +51,10 @@ type Config struct {
 	CacheSessions int
 	// SweepInterval is how often Run expires idle sessions (default 1 h).
 	SweepInterval time.Duration
+	// UserRecordDelay: the user's message is recorded on its own this long after the model call
+	// starts, unless the answer is complete by then, in which case message and answer are recorded in
+	// one append (default 2 ms; the message is always durable before done or error is sent).
+	UserRecordDelay time.Duration
 }
 
 func (c *Config) defaults() {
@@ -81,6 +85,9 @@ func (c *Config) defaults() {
 	if c.SweepInterval == 0 {
 		c.SweepInterval = time.Hour
 	}
+	if c.UserRecordDelay == 0 {
+		c.UserRecordDelay = 2 * time.Millisecond
+	}
 }
 
 // Validate checks the configuration (after defaults).
@@ -96,7 +103,7 @@ func (c Config) Validate() error {
 	if c.ContextTokens <= c.MaxCompletionTokens || c.MaxCompletionTokens < 0 {
 		return fmt.Errorf("conversation: ContextTokens %d must exceed MaxCompletionTokens %d", c.ContextTokens, c.MaxCompletionTokens)
 	}
-	if c.RAGTopK < 0 || c.RAGTopK > 50 || c.ResumeWindow < 0 || c.TurnTimeout < 0 || c.CacheSessions < 0 || c.SweepInterval < 0 {
+	if c.RAGTopK < 0 || c.RAGTopK > 50 || c.ResumeWindow < 0 || c.TurnTimeout < 0 || c.CacheSessions < 0 || c.SweepInterval < 0 || c.UserRecordDelay < 0 {
 		return fmt.Errorf("conversation: invalid limits in %+v", c)
 	}
 	return nil
@@ -151,7 +158,8 @@ func New(d Deps) (*Module, error) {
 	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Index: domain.NewIndex(),
 		Cache: app.NewCache(c.CacheSessions), Hub: app.NewHub(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
 		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
-			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout, CacheSessions: c.CacheSessions}}
+			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout, CacheSessions: c.CacheSessions,
+			UserRecordDelay: c.UserRecordDelay}}
 	if d.Policy != nil {
 		svc.Policy = d.Policy
 	}

@@ -125,6 +125,9 @@ func TestDisconnectWithoutResumeCancelsUpstreamAndRecordsCancelled(t *testing.T)
 	var failed events.AssistantMessageFailed
 	eventually(t, "turn recorded as cancelled", func() bool {
 		evs := e.streamEvents("acme", s)
+		if len(evs) == 0 {
+			return false
+		}
 		last := evs[len(evs)-1]
 		if last.Type != events.TypeAssistantMessageFailed {
 			return false
@@ -140,23 +143,25 @@ func TestDisconnectWithoutResumeCancelsUpstreamAndRecordsCancelled(t *testing.T)
 	}
 }
 
-// conflictStore appends a foreign turn (as another replica would) right before the first append
-// to each session stream, so the module's append meets a wrong expected revision.
+// conflictStore lets another replica's turn land right before the module's first append to a
+// session, so that append meets a wrong expected revision.
 type conflictStore struct {
 	eventstore.Store
-	hit atomic.Int32
+	hit       atomic.Int32
+	conflicts atomic.Int32
 }
 
 func (c *conflictStore) Append(ctx context.Context, st tenant.Stream, exp eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
-	if c.hit.Add(1) == 2 { // the second append: the first turn's answer
-		ev, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: st.Entity(), TurnID: "other-replica", Content: "from the other replica"})
-		if _, err := c.Store.Append(ctx, st, eventstore.Any, ev); err != nil {
+	if c.hit.Add(1) == 1 {
+		start, _ := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: st.Entity(), Title: "other"})
+		msg, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: st.Entity(), TurnID: "other-replica", Content: "from the other replica"})
+		if _, err := c.Store.Append(ctx, st, eventstore.NoStream, start, msg); err != nil {
 			return eventstore.AppendResult{}, err
 		}
 	}
 	res, err := c.Store.Append(ctx, st, exp, evs...)
-	if c.hit.Load() == 2 && !errors.Is(err, eventstore.ErrConflict) {
-		panic("the injected append did not conflict")
+	if errors.Is(err, eventstore.ErrConflict) {
+		c.conflicts.Add(1)
 	}
 	return res, err
 }
@@ -172,8 +177,11 @@ func TestOptimisticConcurrencyConflictRetriesFromFreshState(t *testing.T) {
 	if got := types(e.streamEvents("acme", s)); got != "SessionStarted,UserMessageAdded,UserMessageAdded,AssistantMessageCompleted" {
 		t.Fatalf("events %s", got)
 	}
+	if st.conflicts.Load() != 1 {
+		t.Fatalf("%d conflicts, want 1", st.conflicts.Load())
+	}
 	ms := messages(e.history("acme", s))
-	if len(ms) != 3 || ms[0]["content"] != "mine" || ms[1]["content"] != "from the other replica" {
+	if len(ms) != 3 || ms[0]["content"] != "from the other replica" || ms[1]["content"] != "mine" || ms[2]["role"] != "assistant" {
 		t.Fatalf("%v", ms)
 	}
 }

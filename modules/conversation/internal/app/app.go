@@ -41,7 +41,10 @@ type Settings struct {
 	RAGTopK       int
 	ResumeWindow  time.Duration // how long a disconnected turn waits for its client, and a finished one stays resumable
 	TurnTimeout   time.Duration
-	CacheSessions int
+	// UserRecordDelay is how long a turn waits before recording the user's message on its own; an
+	// answer that is complete by then is recorded with it in one append.
+	UserRecordDelay time.Duration
+	CacheSessions   int
 }
 
 // Service runs the use cases.

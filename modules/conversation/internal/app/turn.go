@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -183,44 +184,75 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	for _, e := range pre {
 		turn.push(e.Name, e.Data)
 	}
-	// The user's message is made durable while the model starts: its latency overlaps the model's
-	// time to first token. The outcome is recorded only after it (dispatch waits), so history order
-	// holds, and a message that cannot be recorded ends the turn with an error.
-	appended := make(chan error, 1)
-	go func() {
-		_, _, err := s.update(context.WithoutCancel(ctx), in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
-			var out []eventstore.EventData
-			if !cur.Live() {
-				ev, err := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: in.SessionID, Tenant: in.Tenant.String(),
-					UserID: in.UserID, Title: domain.TitleOf(in.Message)})
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, ev)
-			}
-			ev, err := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: in.SessionID, TurnID: turnID,
-				Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source})
+	// The user's message is recorded while the model starts, so its fsync overlaps the model's time
+	// to first token; a model that finishes within UserRecordDelay has its outcome recorded with the
+	// message in one append (one fsync). The outcome is never recorded before the message, and a
+	// message that cannot be recorded ends the turn with an error.
+	userEvents := func(cur *domain.Session) ([]eventstore.EventData, error) {
+		var out []eventstore.EventData
+		if !cur.Live() {
+			ev, err := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: in.SessionID, Tenant: in.Tenant.String(),
+				UserID: in.UserID, Title: domain.TitleOf(in.Message)})
 			if err != nil {
 				return nil, err
 			}
-			return append(out, ev), nil
-		})
+			out = append(out, ev)
+		}
+		ev, err := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: in.SessionID, TurnID: turnID,
+			Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source})
 		if err != nil {
+			return nil, err
+		}
+		return append(out, ev), nil
+	}
+	ur := &userRecord{events: userEvents, done: make(chan struct{})}
+	rctx := context.WithoutCancel(ctx)
+	time.AfterFunc(s.Settings.UserRecordDelay, func() {
+		if !ur.claim(claimedEarly) {
+			return // the outcome came first: dispatch records both together
+		}
+		_, _, ur.err = s.update(rctx, in.Tenant, in.SessionID, userEvents)
+		if ur.err != nil {
 			cancel(errNotRecorded)
 		}
-		appended <- err
-	}()
+		close(ur.done)
+	})
 	s.Hub.put(turn)
 	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: s.Settings.MaxCompletion}
-	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall, appended)
+	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall, ur)
 	return turn, nil
+}
+
+// userRecord is the user's message of a turn on its way to the store: claimed either early (its own
+// append, after UserRecordDelay) or late (appended together with the outcome).
+type userRecord struct {
+	mu      sync.Mutex
+	claimed int
+	events  func(*domain.Session) ([]eventstore.EventData, error)
+	done    chan struct{} // closed after an early append; err is then set
+	err     error
+}
+
+const (
+	claimedEarly = 1
+	claimedLate  = 2
+)
+
+func (u *userRecord) claim(how int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.claimed != 0 {
+		return false
+	}
+	u.claimed = how
+	return true
 }
 
 // errNotRecorded cancels a turn whose user message could not be recorded.
 var errNotRecorded = errors.New("the user's message could not be recorded")
 
 func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, turn *Turn, in TurnInput, models []ai.ModelID, req ai.Request,
-	promptEstimate int, citations []CitationData, cites []events.Citation, tool *events.ToolCall, appended <-chan error) {
+	promptEstimate int, citations []CitationData, cites []events.Citation, tool *events.ToolCall, ur *userRecord) {
 	defer cancel(nil)
 	defer s.Hub.forget(turn, s.Settings.ResumeWindow)
 	tctx, stop := context.WithTimeout(ctx, s.Settings.TurnTimeout)
@@ -233,7 +265,13 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	})
 	end := time.Now()
 	rid := request.From(ctx).ID
-	if aerr := <-appended; aerr != nil {
+	var late func(*domain.Session) ([]eventstore.EventData, error)
+	if ur.claim(claimedLate) {
+		late = ur.events // not appended yet: it goes with the outcome, in one append
+	} else {
+		<-ur.done
+	}
+	if aerr := ur.err; aerr != nil {
 		s.Ledger.Release(in.Tenant.String(), turn.ID, s.Now())
 		s.Log.ErrorContext(ctx, "record user message", "error", aerr, "session", in.SessionID, "tenant", in.Tenant.String())
 		s.Metrics.turn(models[0].String(), "not_recorded")
@@ -268,7 +306,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 		ev := events.AssistantMessageCompleted{SessionID: in.SessionID, TurnID: turn.ID, Content: ans.Content, Model: ans.Model.String(), Usage: u,
 			LatencyMs: latency, TTFTMs: ttft, Citations: cites, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source,
 			Offline: ans.Model == ai.Offline}
-		if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens)); rerr != nil {
+		if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens), late); rerr != nil {
 			s.Log.ErrorContext(rctx, "record completed turn", "error", rerr, "session", in.SessionID)
 			s.fail(turn, in, "", apperr.Wrap(rerr, apperr.KindInternal, "record_failed", "the answer could not be saved; quote the request id"), nil)
 			return
@@ -316,7 +354,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 	ev := events.AssistantMessageFailed{SessionID: in.SessionID, TurnID: turn.ID, Code: code, Message: msg, Cancelled: cancelled,
 		PartialContentLength: len(partial), Model: model, Usage: u, LatencyMs: latency, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source}
-	if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageFailed, ev, int64(u.TotalTokens)); rerr != nil {
+	if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageFailed, ev, int64(u.TotalTokens), late); rerr != nil {
 		s.Log.ErrorContext(rctx, "record failed turn", "error", rerr, "session", in.SessionID)
 	}
 	label := model
@@ -335,13 +373,21 @@ func (s *Service) fail(turn *Turn, _ TurnInput, code string, e *apperr.Error, _ 
 	turn.finish("error", ErrorData{Code: code, Message: e.Message}, Outcome{Err: e})
 }
 
-// record appends a turn's outcome (retrying conflicts from fresh state) and settles its budget.
-func (s *Service) record(ctx context.Context, in TurnInput, turnID, typ string, data any, tokens int64) error {
+// record appends a turn's outcome, preceded by the user's message when user is not nil (retrying
+// conflicts from fresh state), and settles the turn's budget reservation.
+func (s *Service) record(ctx context.Context, in TurnInput, turnID, typ string, data any, tokens int64, user func(*domain.Session) ([]eventstore.EventData, error)) error {
 	ev, err := eventstore.NewEventData(typ, data)
 	if err != nil {
 		return err
 	}
 	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
+		if user != nil {
+			evs, err := user(cur)
+			if err != nil {
+				return nil, err
+			}
+			return append(evs, ev), nil
+		}
 		if cur.Live() {
 			return []eventstore.EventData{ev}, nil
 		}

@@ -194,11 +194,12 @@ func Register(api huma.API, svc *app.Service) {
 		Responses: map[string]*huma.Response{"200": {Description: "The rest of the turn", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}}},
 		func(ctx context.Context, in *ResumeInput) (*huma.StreamResponse, error) {
 			t, _ := tenant.FromContext(ctx)
-			if _, err := svc.History(ctx, t, in.SessionID); err != nil {
-				return nil, err
-			}
+			// The hub is keyed by tenant: another tenant's turn is never found here.
 			turn, ok := svc.Hub.Get(t, in.SessionID)
 			if !ok {
+				if _, err := svc.History(ctx, t, in.SessionID); err != nil {
+					return nil, err
+				}
 				return nil, apperr.NotFound("turn_not_found", "no turn of this session can be resumed (it ended more than the resume window ago)")
 			}
 			after := 0
