@@ -24,6 +24,7 @@ var errClientGone = errors.New("client disconnected and did not resume")
 type Turn struct {
 	ID        string
 	SessionID string
+	Model     string // the first model tried; the done event names the one that answered
 	tenant    tenant.ID
 	window    time.Duration
 

@@ -181,6 +181,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	requested := in.ModelID
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	turn := newTurn(turnID, in.SessionID, in.Tenant, s.Settings.ResumeWindow, cancel)
+	turn.Model = models[0].String()
 	for _, e := range pre {
 		turn.push(e.Name, e.Data)
 	}

@@ -176,7 +176,7 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 					}
 					return true
 				}
-				model := ""
+				model := turn.Model
 				first := true
 				after := 0
 				for {
