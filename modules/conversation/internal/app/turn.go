@@ -128,7 +128,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		toolCall = &events.ToolCall{Name: in.ToolName, Succeeded: true, DurationMs: ms(time.Since(t0))}
 		toolResult = string(res)
 		if len(toolResult) > maxToolResultChars {
-			toolResult = toolResult[:maxToolResultChars]
+			toolResult = strings.ToValidUTF8(toolResult[:maxToolResultChars], "")
 		}
 		pre = append(pre, Event{Name: "tool", Data: ToolData{Name: in.ToolName, Result: res}})
 	}
