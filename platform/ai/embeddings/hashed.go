@@ -15,9 +15,10 @@ const HashedModelID = "builtin:hashed-ngram"
 type HashedConfig struct {
 	// Dimension of the vectors (default 384).
 	Dimension int
-	// CharWeight is the weight of the character n-gram block relative to the word block (default 0.5).
+	// CharWeight is the weight of the character n-gram block relative to the word block (default 1,
+	// chosen on the Cranfield dev queries: 0.5 gave nDCG@10 0.239, 1 gave 0.268).
 	CharWeight float64
-	// BigramWeight scales word bigrams relative to unigrams (default 0.5).
+	// BigramWeight scales word bigrams relative to unigrams (default 0.25).
 	BigramWeight float64
 }
 
@@ -39,10 +40,10 @@ func NewHashed(c HashedConfig) *Hashed {
 		c.Dimension = 384
 	}
 	if c.CharWeight == 0 {
-		c.CharWeight = 0.5
+		c.CharWeight = 1
 	}
 	if c.BigramWeight == 0 {
-		c.BigramWeight = 0.5
+		c.BigramWeight = 0.25
 	}
 	return &Hashed{dim: c.Dimension, charWeight: c.CharWeight, bigramWeight: c.BigramWeight}
 }
@@ -90,11 +91,15 @@ func (h *Hashed) Vector(text string) []float32 {
 		norm += x * x
 		v[i] = float32(x)
 	}
-	if norm > 0 {
-		inv := float32(1 / math.Sqrt(norm))
-		for i := range v {
-			v[i] *= inv
-		}
+	if norm == 0 {
+		// No features (empty or stopwords only): a fixed unit vector rather than zero, which cosine
+		// engines (Elasticsearch) refuse. Such texts match each other and nothing else in particular.
+		v[0] = 1
+		return v
+	}
+	inv := float32(1 / math.Sqrt(norm))
+	for i := range v {
+		v[i] *= inv
 	}
 	return v
 }
