@@ -233,7 +233,7 @@ func TestCranfieldQuality(t *testing.T) {
 	if len(docs) != 1400 || len(queries) != 113 {
 		t.Fatalf("%d docs, %d queries: test data incomplete", len(docs), len(queries))
 	}
-	exact := ingest(t, docs, embedded.Config{})                // 1,400 docs: exact scan
+	exact := ingest(t, docs, embedded.Config{})               // 1,400 docs: exact scan
 	graph := ingest(t, docs, embedded.Config{ExactBelow: -1}) // forced through the HNSW graph
 	bm := newBM25(docs)
 
