@@ -121,6 +121,10 @@ func currentRevision(err error) (uint64, bool) {
 
 // head reads the stream's last event (backwards, one event).
 func (s *Store) head(ctx context.Context, name string) (head, error) {
+	return retryRenewed(func() (head, error) { return s.headOnce(ctx, name) })
+}
+
+func (s *Store) headOnce(ctx context.Context, name string) (head, error) {
 	c := s.conn()
 	rs, err := c.ReadStream(ctx, name, esc.ReadStreamOptions{Direction: esc.Backwards, From: esc.End{}}, 1)
 	if err != nil {

@@ -31,6 +31,10 @@ func (s *Store) ReadStream(ctx context.Context, stream tenant.Stream, from uint6
 	if max > 0 {
 		count = uint64(max)
 	}
+	return retryRenewed(func() ([]eventstore.Event, error) { return s.readStreamOnce(ctx, name, from, count) })
+}
+
+func (s *Store) readStreamOnce(ctx context.Context, name string, from, count uint64) ([]eventstore.Event, error) {
 	c := s.conn()
 	rs, err := c.ReadStream(ctx, name, esc.ReadStreamOptions{Direction: esc.Forwards, From: esc.Revision(from)}, count)
 	if err != nil {

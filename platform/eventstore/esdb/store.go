@@ -197,25 +197,47 @@ func (s *Store) fail(c *esc.Client, op string, err error) error {
 		if s.closed.Load() {
 			return fmt.Errorf("%s: %w", op, eventstore.ErrClosed)
 		}
-		s.renew(c)
+		if s.renew(c) {
+			return fmt.Errorf("%w: %w", errRenewed, mapErr(op, err))
+		}
 	}
 	return mapErr(op, err)
 }
 
-func (s *Store) renew(failed *esc.Client) {
+// errRenewed marks a call that failed only because its client had given up (it never reached a
+// server) and a fresh client is now in place: a read may simply be made again.
+var errRenewed = errors.New("eventstoredb client renewed")
+
+// retryRenewed runs a read once more when it failed on a client that was then renewed, so the first
+// call after a long server outage succeeds instead of reporting the old client's state.
+func retryRenewed[T any](read func() (T, error)) (T, error) {
+	v, err := read()
+	if errors.Is(err, errRenewed) {
+		return read()
+	}
+	return v, err
+}
+
+// renew swaps in a new client for failed; it reports whether a fresh client is in place (made here
+// or by a concurrent call).
+func (s *Store) renew(failed *esc.Client) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed.Load() || s.client.Load() != failed {
-		return // closed, or another call renewed it already
+	if s.closed.Load() {
+		return false
+	}
+	if s.client.Load() != failed {
+		return true // another call renewed it already
 	}
 	fresh, err := esc.NewClient(s.conf)
 	if err != nil {
 		s.log.Error("eventstoredb: cannot create a new client", "err", err)
-		return
+		return false
 	}
 	s.client.Store(fresh)
 	failed.Close()
 	s.log.Warn("eventstoredb: the client lost the server and gave up; the next call connects afresh")
+	return true
 }
 
 func (s *Store) checkOpen() error {
