@@ -218,3 +218,14 @@ type (
 func (m *Module) SessionAsOf(ctx context.Context, t tenant.ID, sessionID string, asOf time.Time) (View, error) {
 	return m.svc.SessionAsOf(ctx, t, sessionID, asOf)
 }
+
+// ErrOfflineOnly is what Complete returns when the tenant's chat model is builtin:offline.
+var ErrOfflineOnly = app.ErrOfflineOnly
+
+// Complete answers a one-off completion for another module (a tool's Host.Complete, a RAG answer or
+// query rewrite) with the tenant's chat model chain and its fallbacks, outside any session. It
+// returns ErrOfflineOnly when the tenant's model is the offline one, so the caller can use its own
+// deterministic method. The tokens it uses are not charged to the tenant's token budget.
+func (m *Module) Complete(ctx context.Context, t tenant.ID, msgs []ai.Message, maxTokens int) (ai.Answer, error) {
+	return m.svc.Complete(ctx, t, msgs, maxTokens)
+}
