@@ -287,3 +287,12 @@ func (a completerAdapter) Complete(ctx context.Context, t tenant.ID, msgs []app.
 	r, err := a.c.Complete(ctx, t, req)
 	return r.Text, r.Model, err
 }
+
+// HealthCheck reports whether the search index answers (for GET /health's "search" backend): it pings
+// indexes that can be pinged (Elasticsearch) and is nil for the in-process index.
+func (m *Module) HealthCheck(ctx context.Context) error {
+	if p, ok := m.index.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
