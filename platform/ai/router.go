@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // RouterConfig tunes fallbacks and breakers. Zero values take the defaults.
@@ -24,6 +28,8 @@ type RouterConfig struct {
 	BreakerOpenFor time.Duration
 	// OnBreakerChange, when set, is told about every breaker state change (metrics, logs).
 	OnBreakerChange func(model string, from, to string)
+	// Tracer records a GenAI client span per model attempt (nil: no spans).
+	Tracer trace.Tracer
 }
 
 func (c *RouterConfig) defaults() {
@@ -38,6 +44,9 @@ func (c *RouterConfig) defaults() {
 	}
 	if c.BreakerOpenFor == 0 {
 		c.BreakerOpenFor = 30 * time.Second
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 }
 
@@ -205,7 +214,20 @@ func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Em
 	return Answer{}, &FailedError{Attempts: attempts, Model: lastModel, Err: last}
 }
 
+// attempt calls one model inside a GenAI span (semantic conventions: gen_ai.* attributes, usage,
+// finish reason, error.type from the failure reason).
 func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request, emit Emit, stream bool) (Answer, bool, error) {
+	ctx, span := tracing.StartModelSpan(ctx, r.cfg.Tracer, tracing.ModelCall{Model: m.String(), MaxTokens: req.MaxTokens})
+	ans, emitted, err := r.attemptOnce(ctx, p, m, req, emit, stream)
+	o := tracing.ModelOutcome{InputTokens: ans.Usage.PromptTokens, OutputTokens: ans.Usage.CompletionTokens, FinishReason: ans.FinishReason, Err: err}
+	if err != nil {
+		o.ErrorType = ReasonOf(err)
+	}
+	tracing.EndModelSpan(span, m.String(), o)
+	return ans, emitted, err
+}
+
+func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Request, emit Emit, stream bool) (Answer, bool, error) {
 	name := m.String()
 	done, err := r.breaker(name).Allow()
 	if err != nil {

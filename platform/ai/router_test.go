@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 )
@@ -138,5 +142,39 @@ func TestReadSSE(t *testing.T) {
 	}
 	if strings.Join(got, "|") != "a|b1\nb2" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestRouterRecordsAGenAISpanPerAttempt(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	down := aitest.New(aitest.Script{FailBefore: aitest.Unavailable("down:m")})
+	up := aitest.New(aitest.Script{Tokens: []string{"o", "k"}, Usage: &ai.Usage{PromptTokens: 7, CompletionTokens: 2, TotalTokens: 9, Reported: true}})
+	r, err := ai.NewRouter(ai.RouterConfig{Tracer: tp.Tracer("test")}, map[string]ai.Provider{"down": down, "up": up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := collect(t, r, []ai.ModelID{ai.MustParseModelID("down:m"), ai.MustParseModelID("up:gpt")}); err != nil {
+		t.Fatal(err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want one per attempt", len(spans))
+	}
+	attrs := func(s sdktrace.ReadOnlySpan) map[string]string {
+		m := map[string]string{}
+		for _, a := range s.Attributes() {
+			m[string(a.Key)] = a.Value.Emit()
+		}
+		return m
+	}
+	failed, ok := attrs(spans[0]), attrs(spans[1])
+	if spans[0].Name() != "chat m" || failed["gen_ai.provider.name"] != "down" || failed["error.type"] != "unavailable" || spans[0].Status().Code != codes.Error {
+		t.Fatalf("failed attempt span %s %v %v", spans[0].Name(), failed, spans[0].Status())
+	}
+	if spans[1].Name() != "chat gpt" || ok["gen_ai.request.model"] != "gpt" || ok["gen_ai.usage.input_tokens"] != "7" ||
+		ok["gen_ai.usage.output_tokens"] != "2" || ok["gen_ai.operation.name"] != "chat" {
+		t.Fatalf("answering span %s %v", spans[1].Name(), ok)
 	}
 }
