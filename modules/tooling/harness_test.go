@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/platform/apperr"
@@ -148,6 +150,7 @@ type env struct {
 type opts struct {
 	policy policy
 	config tooling.Config
+	tracer trace.Tracer
 }
 
 func newEnv(t testing.TB, dir string, o opts) *env {
@@ -158,7 +161,7 @@ func newEnv(t testing.TB, dir string, o opts) *env {
 	idx := &fakeIndex{}
 	cfg := o.config
 	cfg.PluginsDir = dir
-	d := tooling.Deps{Config: cfg, Store: store, Completer: idx, Ingester: idx, Log: log}
+	d := tooling.Deps{Config: cfg, Store: store, Completer: idx, Ingester: idx, Log: log, Tracer: o.tracer}
 	if o.policy != nil {
 		d.Policy = o.policy
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/hashicorp/go-hclog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/crispy-enigma/crispy/modules/tooling/events"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/adapters"
@@ -79,6 +80,7 @@ type Deps struct {
 	Ingester  Ingester     // nil: Host.Ingest is unavailable
 	Log       *slog.Logger
 	Metrics   *metrics.Set
+	Tracer    trace.Tracer // nil: no spans
 	Now       func() time.Time
 }
 
@@ -124,7 +126,7 @@ func New(d Deps) (*Module, error) {
 	mgr := host.New(host.Config{Dir: d.Config.PluginsDir, MaxConcurrent: d.Config.MaxConcurrentPerTool, StartTimeout: d.Config.StartTimeout,
 		MaxTimeout: d.Config.MaxTimeout, Callbacks: cb, Log: log, HCLog: hc, OnRestart: restarts})
 	stats := domain.NewStats()
-	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Stats: stats, Metrics: d.Metrics, Log: log, Now: d.Now}
+	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Stats: stats, Metrics: d.Metrics, Tracer: d.Tracer, Log: log, Now: d.Now}
 	if d.Policy != nil {
 		svc.Policy = d.Policy
 	}

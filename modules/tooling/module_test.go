@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"testing"
 
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/modules/tooling/events"
@@ -354,5 +358,34 @@ func TestThousandConcurrentCallsAcrossTools(t *testing.T) {
 	}
 	if n := len(e.audit("acme")); n != 2000 {
 		t.Fatalf("audit events %d, want 2000", n)
+	}
+}
+
+func TestEveryCallIsAnExecuteToolSpan(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	e := newEnv(t, pluginsDir(t, "echo"), opts{tracer: tp.Tracer("test")})
+	if r := e.exec("acme", "echo", map[string]any{"mode": "ok", "n": 1, "text": "x"}); r.status != 200 {
+		t.Fatalf("execute: %d %s", r.status, r.raw)
+	}
+	if r := e.exec("acme", "nope", map[string]any{}); r.status != 404 {
+		t.Fatalf("unknown tool: %d %s", r.status, r.raw)
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 || spans[0].Name() != "execute_tool echo" || spans[0].Status().Code == codes.Error {
+		t.Fatalf("spans: %v", spans)
+	}
+	if spans[1].Name() != "execute_tool nope" || spans[1].Status().Code != codes.Error {
+		t.Fatalf("failed call span: %s %v", spans[1].Name(), spans[1].Status())
+	}
+	found := false
+	for _, a := range spans[0].Attributes() {
+		if a.Key == "crispy.tenant" && a.Value.AsString() == "acme" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("span without the tenant: %v", spans[0].Attributes())
 	}
 }

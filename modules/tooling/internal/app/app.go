@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel/trace"
 
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/domain"
@@ -30,6 +31,7 @@ type Service struct {
 	Capabilities sdk.Capabilities
 	Stats        *domain.Stats
 	Metrics      *metrics.Set // optional
+	Tracer       trace.Tracer // optional: an execute_tool span per call
 	Log          *slog.Logger
 	Now          func() time.Time
 }

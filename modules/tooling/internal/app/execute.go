@@ -17,6 +17,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+	"github.com/crispy-enigma/crispy/platform/tracing"
 	"github.com/crispy-enigma/crispy/plugins/sdk"
 	"github.com/crispy-enigma/crispy/plugins/sdk/schema"
 )
@@ -42,6 +43,16 @@ type Executed struct {
 // schema, and records ToolInvoked then ToolSucceeded or ToolFailed in t-{tenant}.tool-audit. Once the
 // tool is known every outcome is audited, refusals included.
 func (s *Service) Execute(ctx context.Context, cmd Execute) (Executed, error) {
+	if s.Tracer == nil {
+		return s.execute(ctx, cmd)
+	}
+	ctx, span := tracing.StartToolSpan(ctx, s.Tracer, cmd.Tool, cmd.Tenant.String())
+	res, err := s.execute(ctx, cmd)
+	tracing.End(span, err, apperr.CodeOf(err))
+	return res, err
+}
+
+func (s *Service) execute(ctx context.Context, cmd Execute) (Executed, error) {
 	if cmd.Tenant.IsZero() {
 		return Executed{}, errors.New("execute tool: no tenant")
 	}
