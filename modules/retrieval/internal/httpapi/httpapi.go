@@ -8,6 +8,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
+	platformhttp "github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -111,11 +112,8 @@ type CacheMetricsOutput struct {
 	}
 }
 
-func problem(desc string) *huma.Response {
-	return &huma.Response{Description: desc, Content: map[string]*huma.MediaType{
-		"application/problem+json": {Schema: &huma.Schema{Ref: "#/components/schemas/ErrorModel"}},
-	}}
-}
+// problem documents an error answer in the API's one problem shape.
+func problem(desc string) *huma.Response { return platformhttp.ProblemResponse(desc) }
 
 // Register mounts the endpoints.
 func Register(api huma.API, svc *app.Service) {
