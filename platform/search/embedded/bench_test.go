@@ -55,13 +55,33 @@ func BenchmarkHNSW100k(b *testing.B) {
 	}{{"clustered", 1.0}, {"uniform", 0}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
-				benchOnce(b, 100_000, 384, tc.spread)
+				benchOnce(b, 100_000, 384, tc.spread, embedded.Config{ExactBelow: -1})
 			}
 		})
 	}
 }
 
-func benchOnce(b *testing.B, n, dim int, spread float64) {
+// BenchmarkHNSW20k is the quick variant for tuning M, efConstruction and efSearch.
+func BenchmarkHNSW20k(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		spread float64
+		cfg    embedded.Config
+	}{
+		{"clustered/default", 1.0, embedded.Config{}},
+		{"uniform/default", 0, embedded.Config{}},
+		{"uniform/ef128", 0, embedded.Config{EfSearch: 128}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			tc.cfg.ExactBelow = -1
+			for range b.N {
+				benchOnce(b, 20_000, 384, tc.spread, tc.cfg)
+			}
+		})
+	}
+}
+
+func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(11, 12))
 	var vecs [][]float32
@@ -79,7 +99,7 @@ func benchOnce(b *testing.B, n, dim int, spread float64) {
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	ix, _ := embedded.Open(embedded.Config{ExactBelow: -1})
+	ix, _ := embedded.Open(cfg)
 	b.ResetTimer()
 	start := time.Now()
 	for s := 0; s < n; s += 1000 {
