@@ -80,7 +80,8 @@ func (s *Service) Embedder(ctx context.Context, t tenant.ID) (embeddings.Embedde
 	}
 	e, err := s.Embedders.Resolve(spec)
 	if err != nil {
-		return nil, apperr.Wrap(err, apperr.KindInvalid, "retrieval.embeddingsModel", fmt.Sprintf("the tenant's embeddings model %q is not available", spec))
+		return nil, apperr.Wrap(err, apperr.KindUnavailable, "retrieval.embeddingsModelUnavailable",
+			fmt.Sprintf("the tenant's embeddings model %q is not configured on this server", spec))
 	}
 	return e, nil
 }
