@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -12,9 +13,11 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	"github.com/crispy-enigma/crispy/modules/observability"
+	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/modules/tenancy"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/ai/providers"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -22,6 +25,10 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/esdb"
 	"github.com/crispy-enigma/crispy/platform/eventstore/instrumented"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/search"
+	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
+	"github.com/crispy-enigma/crispy/platform/search/elastic"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -43,6 +50,7 @@ type app struct {
 	models  providers.Built
 	tenancy *tenancy.Module
 	tooling *tooling.Module
+	retr    *retrieval.Module
 	conv    *conversation.Module
 	obs     *observability.Module
 	server  *httpapi.Server
@@ -82,7 +90,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 	if a.models, err = providers.Build(providers.Config{
 		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
 		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID,
-		Router: ai.RouterConfig{OnBreakerChange: func(model, from, to string) {
+		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: func(model, from, to string) {
 			log.Warn("model circuit breaker changed state", "model", model, "from", from, "to", to)
 		}},
 	}); err != nil {
@@ -93,8 +101,18 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		defaultChat = cfg.DefaultChatModel
 	}
 
+	idx, err := openIndex(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, idx.Close)
+	if a.retr, err = buildRetrieval(cfg, log, a.store, idx, a.set, a.tenancy, ragCompleter{a}); err != nil {
+		return nil, err
+	}
+
 	if a.tooling, err = tooling.New(tooling.Deps{Config: tooling.Config{PluginsDir: cfg.PluginsDir}, Store: a.store,
-		Policy: a.tenancy, Log: log, Metrics: a.set}); err != nil {
+		Policy: a.tenancy, Completer: toolCompleter{a}, Embedder: a.retr, Ingester: toolIngester{a.retr},
+		Log: log, Metrics: a.set, Tracer: a.tracer.Tracer()}); err != nil {
 		return nil, fmt.Errorf("tooling: %w", err)
 	}
 	a.closers = append(a.closers, func() error { a.tooling.Close(); return nil })
@@ -102,7 +120,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 	if a.conv, err = conversation.New(conversation.Deps{
 		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride},
 		Store:  a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
-		Tools: a.tooling, Log: log, Metrics: a.set,
+		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set,
 	}); err != nil {
 		return nil, fmt.Errorf("conversation: %w", err)
 	}
@@ -122,6 +140,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		Checks: map[string]httpapi.Check{
 			"eventstore": func(ctx context.Context) error { _, err := a.store.LastPosition(ctx); return err },
 			"bus":        a.bus.Check,
+			"search":     a.retr.HealthCheck,
 			"ratelimit":  a.tenancy.LimiterCheck(),
 		},
 		OnRequest: a.obs.RecordRequest,
@@ -129,6 +148,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		return nil, fmt.Errorf("http api: %w", err)
 	}
 	a.tooling.Register(a.server.API, a.bus)
+	a.retr.Register(a.server.API, a.bus)
 	a.conv.Register(a.server.API, a.bus)
 	a.obs.Register(a.server.API, a.bus)
 	return a, nil
@@ -153,6 +173,53 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (eventstore.St
 	return s, nil
 }
 
+// buildRetrieval builds the retrieval module on the index (the caller closes it) with the embedders
+// of the configuration; serve, ingest and reindex share it.
+func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx search.Index, set *metrics.Set, ten *tenancy.Module, completer retrieval.Completer) (*retrieval.Module, error) {
+	emb, err := embeddings.NewResolver(embeddings.Config{
+		Default:   cfg.DefaultEmbedModel,
+		OpenAI:    embeddings.OpenAIConfig{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey},
+		WorkersAI: embeddings.WorkersAIConfig{AccountID: cfg.CFAccountID, APIToken: cfg.CFAPIToken, GatewayID: cfg.CFGatewayID},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embeddings: %w", err)
+	}
+	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer,
+		Tenants: func(context.Context) ([]tenant.ID, error) { return ten.Tenants(), nil }, Log: log, Metrics: set})
+	if err != nil {
+		return nil, fmt.Errorf("retrieval: %w", err)
+	}
+	return m, nil
+}
+
+// openIndex opens the vector index that --search names.
+func openIndex(cfg config) (search.Index, error) {
+	if cfg.Search == "" || cfg.Search == "embedded" {
+		dir := filepath.Join(cfg.DataDir, "index")
+		idx, err := searchembedded.Open(searchembedded.Config{Dir: dir})
+		if err != nil {
+			return nil, fmt.Errorf("open embedded index in %s: %w", dir, err)
+		}
+		return idx, nil
+	}
+	u, err := url.Parse(cfg.Search)
+	if err != nil {
+		return nil, fmt.Errorf("--search: %w", err)
+	}
+	ec := elastic.Config{}
+	if u.User != nil {
+		ec.Username = u.User.Username()
+		ec.Password, _ = u.User.Password()
+		u.User = nil
+	}
+	ec.Addresses = []string{u.String()}
+	idx, err := elastic.New(ec)
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch %s: %w", redactURL(cfg.Search), err)
+	}
+	return idx, nil
+}
+
 // start does what must happen before the first request: the tenants file is recorded as events.
 func (a *app) start(ctx context.Context) error {
 	return a.tenancy.Start(ctx)
@@ -163,6 +230,7 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 	g.Go(func() error { return named("bus", a.bus.Run(ctx)) })
 	g.Go(func() error { return named("tenancy", a.tenancy.Run(ctx)) })
 	g.Go(func() error { return named("tooling", a.tooling.Run(ctx)) })
+	g.Go(func() error { return named("retrieval", a.retr.Run(ctx)) })
 	g.Go(func() error { return named("conversation", a.conv.Run(ctx)) })
 	g.Go(func() error { return named("observability", a.obs.Run(ctx)) })
 }

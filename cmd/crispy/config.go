@@ -91,16 +91,19 @@ func (f *flags) parse(args []string) error {
 	return nil
 }
 
-// storeFlags are the flags of every command that opens the event store.
-func (f *flags) storeFlags(c *config) {
+// storeFlags are the flags of every command that opens the event store. The operator commands log
+// only warnings by default: their output is the report, not the log.
+func (f *flags) storeFlags(c *config) { f.storeFlagsLevel(c, "warn") }
+
+func (f *flags) storeFlagsLevel(c *config, level string) {
 	f.str(&c.DataDir, "data-dir", "data", "folder for the embedded event store, index and checkpoints")
 	f.str(&c.EventStore, "eventstore", "embedded", "event store: embedded, or an EventStoreDB/KurrentDB connection string (esdb://host:2113?tls=false)")
-	f.str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.str(&c.LogLevel, "log-level", level, "debug, info, warn or error")
 }
 
 // serveFlags are serve's flags (SPEC §6).
 func (f *flags) serveFlags(c *config) {
-	f.storeFlags(c)
+	f.storeFlagsLevel(c, "info")
 	f.str(&c.Addr, "addr", ":8080", "listen address")
 	f.str(&c.Tenants, "tenants", "", "tenants YAML file (none: one keyless tenant, demo)")
 	f.str(&c.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")

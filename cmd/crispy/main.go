@@ -73,6 +73,10 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, rest, io, env)
+	case "ingest":
+		return cmdIngest(ctx, rest, io, env)
+	case "reindex":
+		return cmdReindex(ctx, rest, io, env)
 	case "replay":
 		return cmdReplay(ctx, rest, io, env)
 	case "verify":

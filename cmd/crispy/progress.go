@@ -50,18 +50,24 @@ func (p *progress) done() {
 	}
 }
 
-// fileProgress is a bar over a known total (ingest: files).
-func fileProgress(w io.Writer, label string, total int) func(done, total int, path string) {
-	f, ok := w.(*os.File)
-	if ok && term.IsTerminal(int(f.Fd())) {
-		bar := progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(label),
-			progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-		return func(done, _ int, path string) {
-			bar.Describe(label + " " + path)
+// fileProgress reports work over a total known once the first item is done (ingest: files;
+// reindex: documents): a bar on a terminal, a line per item otherwise.
+func fileProgress(w io.Writer, label string) func(done, total int, item string) {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		var bar *progressbar.ProgressBar
+		return func(done, total int, item string) {
+			if bar == nil {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(label),
+					progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+			}
+			bar.Describe(label + " " + item)
 			_ = bar.Set(done)
+			if done >= total {
+				_ = bar.Finish()
+			}
 		}
 	}
-	return func(done, total int, path string) {
-		fmt.Fprintf(w, "%s [%d/%d] %s\n", label, done, total, path)
+	return func(done, total int, item string) {
+		fmt.Fprintf(w, "%s [%d/%d] %s\n", label, done, total, item)
 	}
 }

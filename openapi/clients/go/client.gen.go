@@ -242,6 +242,26 @@ type BadEvent struct {
 	Stream   string `json:"stream"`
 }
 
+// CacheMetricsOutputBody defines model for CacheMetricsOutputBody.
+type CacheMetricsOutputBody struct {
+	// AvgLatencyMs Mean search latency, cache hits included
+	//
+	// Example: 3.2
+	AvgLatencyMs float64 `json:"avgLatencyMs"`
+
+	// HitRate hits / totalChecks (0 when there were none)
+	//
+	// Example: 0.25
+	HitRate float64 `json:"hitRate"`
+	Hits    int64   `json:"hits"`
+	Misses  int64   `json:"misses"`
+
+	// Period Example: 24h
+	Period      string `json:"period"`
+	RequestId   string `json:"requestId"`
+	TotalChecks int64  `json:"totalChecks"`
+}
+
 // CacheStats defines model for CacheStats.
 type CacheStats struct {
 	AvgLatencyMs float64 `json:"avgLatencyMs"`
@@ -317,6 +337,19 @@ type ChatSLI struct {
 	SuccessRate float64 `json:"successRate"`
 }
 
+// Chunking defines model for Chunking.
+type Chunking struct {
+	// MaxChunkSize Largest chunk, in characters (default 1000)
+	//
+	// Example: 1000
+	MaxChunkSize *int64 `json:"maxChunkSize,omitempty"`
+
+	// Overlap Characters shared by consecutive chunks (default 100; less than maxChunkSize)
+	//
+	// Example: 100
+	Overlap *int64 `json:"overlap,omitempty"`
+}
+
 // CitationData defines model for CitationData.
 type CitationData struct {
 	ChunkId string  `json:"chunkId"`
@@ -368,8 +401,8 @@ type CostSLI struct {
 
 // DeleteOutputBody defines model for DeleteOutputBody.
 type DeleteOutputBody struct {
+	DocId     string `json:"docId"`
 	RequestId string `json:"requestId"`
-	SessionId string `json:"sessionId"`
 
 	// Status Example: deleted
 	Status string `json:"status"`
@@ -377,6 +410,15 @@ type DeleteOutputBody struct {
 
 // DeleteOutputBody1 defines model for DeleteOutputBody1.
 type DeleteOutputBody1 struct {
+	RequestId string `json:"requestId"`
+	SessionId string `json:"sessionId"`
+
+	// Status Example: deleted
+	Status string `json:"status"`
+}
+
+// DeleteOutputBody2 defines model for DeleteOutputBody2.
+type DeleteOutputBody2 struct {
 	Deleted   string `json:"deleted"`
 	RequestId string `json:"requestId"`
 }
@@ -474,6 +516,57 @@ type HistoryOutputBody struct {
 	Messages  *[]HistoryMessage `json:"messages"`
 	RequestId string            `json:"requestId"`
 	SessionId string            `json:"sessionId"`
+}
+
+// IngestInputBody defines model for IngestInputBody.
+type IngestInputBody struct {
+	Chunking *Chunking `json:"chunking,omitempty"`
+
+	// DocId The document's id within the tenant; re-ingesting it replaces its chunks
+	//
+	// Example: handbook/vacation.md
+	DocId string `json:"docId"`
+
+	// Metadata Key-value pairs that search filters can match
+	Metadata *map[string]interface{} `json:"metadata,omitempty"`
+
+	// Source Where the document came from
+	//
+	// Example: handbook
+	Source *string `json:"source,omitempty"`
+
+	// Text The document's text (at most 500,000 characters)
+	//
+	// Example: Employees get 25 days of paid vacation per year.
+	Text string `json:"text"`
+
+	// Title Title shown with citations
+	//
+	// Example: Vacation policy
+	Title *string `json:"title,omitempty"`
+
+	// Url Link shown with citations
+	//
+	// Example: https://intranet.example.com/handbook/vacation
+	Url *string `json:"url,omitempty"`
+}
+
+// IngestOutputBody defines model for IngestOutputBody.
+type IngestOutputBody struct {
+	// Chunks Number of chunks indexed
+	//
+	// Example: 3
+	Chunks int64 `json:"chunks"`
+
+	// DocId Example: handbook/vacation.md
+	DocId string `json:"docId"`
+
+	// EmbeddingModelId Example: builtin:hashed-ngram
+	EmbeddingModelId string `json:"embeddingModelId"`
+	RequestId        string `json:"requestId"`
+
+	// Status Example: ingested
+	Status string `json:"status"`
 }
 
 // ListOutputBody defines model for ListOutputBody.
@@ -679,6 +772,51 @@ type SLIs struct {
 	Tools  ToolSLI    `json:"tools"`
 }
 
+// SearchInputBody defines model for SearchInputBody.
+type SearchInputBody struct {
+	// Answer Write an answer citing the sources (default true); false returns sources only
+	Answer *bool `json:"answer,omitempty"`
+
+	// Filter Only chunks whose metadata has these values; the key docId (a string or a list) selects documents
+	Filter *map[string]interface{} `json:"filter,omitempty"`
+
+	// MinScore Drop sources whose cosine similarity is below this
+	//
+	// Example: 0.2
+	MinScore *float64 `json:"minScore,omitempty"`
+
+	// Query The question
+	//
+	// Example: How many vacation days do I get?
+	Query string `json:"query"`
+
+	// TopK Number of sources
+	//
+	// Example: 5
+	TopK *int64 `json:"topK,omitempty"`
+}
+
+// SearchOutputBody defines model for SearchOutputBody.
+type SearchOutputBody struct {
+	// Answer The answer citing sources as [n] (empty when answer is false)
+	Answer string `json:"answer"`
+
+	// Cached Served from the tenant's search cache
+	Cached bool `json:"cached"`
+
+	// Confidence Mean of the top three scores, 0 to 1
+	//
+	// Example: 0.58
+	Confidence float64 `json:"confidence"`
+
+	// FollowUps Up to 5 follow-up questions
+	FollowUps *[]string `json:"followUps"`
+	RequestId string    `json:"requestId"`
+
+	// Sources Numbered from 1 in this order
+	Sources *[]SourceOut `json:"sources"`
+}
+
 // SearchSLI defines model for SearchSLI.
 type SearchSLI struct {
 	AvgLatencyMs float64 `json:"avgLatencyMs"`
@@ -723,6 +861,33 @@ type SlisOutputBody struct {
 	Since     time.Time  `json:"since"`
 	Tools     ToolSLI    `json:"tools"`
 	Until     time.Time  `json:"until"`
+}
+
+// SourceOut defines model for SourceOut.
+type SourceOut struct {
+	// ChunkId Example: handbook/vacation.md#0
+	ChunkId string `json:"chunkId"`
+
+	// DocId Example: handbook/vacation.md
+	DocId string `json:"docId"`
+
+	// Id The chunk's id
+	//
+	// Example: handbook/vacation.md#0
+	Id string `json:"id"`
+
+	// Score Cosine similarity to the query
+	//
+	// Example: 0.62
+	Score float64 `json:"score"`
+
+	// Source Example: handbook
+	Source string `json:"source"`
+	Text   string `json:"text"`
+
+	// Title Example: Vacation policy
+	Title string `json:"title"`
+	Url   string `json:"url"`
 }
 
 // StreamOptions defines model for StreamOptions.
@@ -950,8 +1115,26 @@ type ResumeChatStreamParams struct {
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
+// DeleteDocumentParams defines parameters for DeleteDocument.
+type DeleteDocumentParams struct {
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
 // GetHealthParams defines parameters for GetHealth.
 type GetHealthParams struct {
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// IngestDocumentParams defines parameters for IngestDocument.
+type IngestDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
@@ -1025,6 +1208,18 @@ type GetOverviewParams struct {
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
+// GetSearchCacheMetricsParams defines parameters for GetSearchCacheMetrics.
+type GetSearchCacheMetricsParams struct {
+	// Period 1h, 24h (default), 7d or 30d
+	Period *string `form:"period,omitempty" json:"period,omitempty"`
+
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
 // GetSlisParams defines parameters for GetSlis.
 type GetSlisParams struct {
 	// Period 1h, 24h (default), 7d or 30d; anything else is 400
@@ -1051,6 +1246,15 @@ type GetToolExecutionMetricsParams struct {
 
 // ListToolsParams defines parameters for ListTools.
 type ListToolsParams struct {
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// SearchDocumentsParams defines parameters for SearchDocuments.
+type SearchDocumentsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
@@ -1118,8 +1322,14 @@ type CreateChatCompletionParams struct {
 // SendChatMessageJSONRequestBody defines body for SendChatMessage for application/json ContentType.
 type SendChatMessageJSONRequestBody = ChatInputBody
 
+// IngestDocumentJSONRequestBody defines body for IngestDocument for application/json ContentType.
+type IngestDocumentJSONRequestBody = IngestInputBody
+
 // PutAlertJSONRequestBody defines body for PutAlert for application/json ContentType.
 type PutAlertJSONRequestBody = RuleBody
+
+// SearchDocumentsJSONRequestBody defines body for SearchDocuments for application/json ContentType.
+type SearchDocumentsJSONRequestBody = SearchInputBody
 
 // ExecuteToolJSONRequestBody defines body for ExecuteTool for application/json ContentType.
 type ExecuteToolJSONRequestBody = ExecuteInputBody
@@ -1582,6 +1792,13 @@ type ClientInterface interface {
 	// Corresponds with GET /chat/{sessionId}/stream (the `ResumeChatStream` operationId).
 	ResumeChatStream(ctx context.Context, sessionId string, params *ResumeChatStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteDocument Delete a document
+	//
+	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+	//
+	// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
+	DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth Tenant-scoped health
 	//
 	// Resolved, authenticated and rate-limited like every tenant route; reports each backend.
@@ -1595,6 +1812,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /healthz (the `GetHealthz` operationId).
 	GetHealthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// IngestDocumentWithBody Ingest a document
+	//
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /ingest (the `IngestDocument` operationId).
+	IngestDocumentWithBody(ctx context.Context, params *IngestDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// IngestDocument Ingest a document
+	//
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /ingest (the `IngestDocument` operationId).
+	IngestDocument(ctx context.Context, params *IngestDocumentParams, body IngestDocumentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetPrometheusMetrics Prometheus metrics
 	//
@@ -1654,6 +1889,13 @@ type ClientInterface interface {
 	// Corresponds with GET /metrics/overview (the `GetOverview` operationId).
 	GetOverview(ctx context.Context, params *GetOverviewParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetSearchCacheMetrics Search cache metrics
+	//
+	// This tenant's search cache hits and misses over the period (since this process started).
+	//
+	// Corresponds with GET /metrics/search-cache (the `GetSearchCacheMetrics` operationId).
+	GetSearchCacheMetrics(ctx context.Context, params *GetSearchCacheMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetSlis Service level indicators
 	//
 	// Chat, tools, search, cache and cost indicators of the tenant over the period.
@@ -1674,6 +1916,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /schema/tools (the `ListTools` operationId).
 	ListTools(ctx context.Context, params *ListToolsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SearchDocumentsWithBody Search and answer
+	//
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /search (the `SearchDocuments` operationId).
+	SearchDocumentsWithBody(ctx context.Context, params *SearchDocumentsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SearchDocuments Search and answer
+	//
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /search (the `SearchDocuments` operationId).
+	SearchDocuments(ctx context.Context, params *SearchDocumentsParams, body SearchDocumentsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListSessions List sessions
 	//
@@ -1884,6 +2144,23 @@ func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params 
 	return c.Client.Do(req)
 }
 
+// DeleteDocument Delete a document
+//
+// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+//
+// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
+func (c *Client) DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteDocumentRequest(c.Server, docId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetHealth Tenant-scoped health
 //
 // Resolved, authenticated and rate-limited like every tenant route; reports each backend.
@@ -1908,6 +2185,44 @@ func (c *Client) GetHealth(ctx context.Context, params *GetHealthParams, reqEdit
 // Corresponds with GET /healthz (the `GetHealthz` operationId).
 func (c *Client) GetHealthz(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetHealthzRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// IngestDocumentWithBody Ingest a document
+//
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /ingest (the `IngestDocument` operationId).
+func (c *Client) IngestDocumentWithBody(ctx context.Context, params *IngestDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIngestDocumentRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// IngestDocument Ingest a document
+//
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /ingest (the `IngestDocument` operationId).
+func (c *Client) IngestDocument(ctx context.Context, params *IngestDocumentParams, body IngestDocumentJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewIngestDocumentRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2056,6 +2371,23 @@ func (c *Client) GetOverview(ctx context.Context, params *GetOverviewParams, req
 	return c.Client.Do(req)
 }
 
+// GetSearchCacheMetrics Search cache metrics
+//
+// This tenant's search cache hits and misses over the period (since this process started).
+//
+// Corresponds with GET /metrics/search-cache (the `GetSearchCacheMetrics` operationId).
+func (c *Client) GetSearchCacheMetrics(ctx context.Context, params *GetSearchCacheMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetSearchCacheMetricsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetSlis Service level indicators
 //
 // Chat, tools, search, cache and cost indicators of the tenant over the period.
@@ -2097,6 +2429,44 @@ func (c *Client) GetToolExecutionMetrics(ctx context.Context, params *GetToolExe
 // Corresponds with GET /schema/tools (the `ListTools` operationId).
 func (c *Client) ListTools(ctx context.Context, params *ListToolsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListToolsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SearchDocumentsWithBody Search and answer
+//
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /search (the `SearchDocuments` operationId).
+func (c *Client) SearchDocumentsWithBody(ctx context.Context, params *SearchDocumentsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSearchDocumentsRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SearchDocuments Search and answer
+//
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /search (the `SearchDocuments` operationId).
+func (c *Client) SearchDocuments(ctx context.Context, params *SearchDocumentsParams, body SearchDocumentsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSearchDocumentsRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2858,6 +3228,66 @@ func NewResumeChatStreamRequest(server string, sessionId string, params *ResumeC
 	return req, nil
 }
 
+// NewDeleteDocumentRequest constructs an http.Request for the DeleteDocument method
+func NewDeleteDocumentRequest(server string, docId string, params *DeleteDocumentParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "docId", docId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/documents/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetHealthRequest constructs an http.Request for the GetHealth method
 func NewGetHealthRequest(server string, params *GetHealthParams) (*http.Request, error) {
 	var err error
@@ -2933,6 +3363,72 @@ func NewGetHealthzRequest(server string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewIngestDocumentRequest calls the generic IngestDocument builder with application/json body
+func NewIngestDocumentRequest(server string, params *IngestDocumentParams, body IngestDocumentJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewIngestDocumentRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewIngestDocumentRequestWithBody constructs an http.Request for the IngestDocument method, with any body, and a specified content type
+func NewIngestDocumentRequestWithBody(server string, params *IngestDocumentParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/ingest")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
 	}
 
 	return req, nil
@@ -3400,6 +3896,86 @@ func NewGetOverviewRequest(server string, params *GetOverviewParams) (*http.Requ
 	return req, nil
 }
 
+// NewGetSearchCacheMetricsRequest constructs an http.Request for the GetSearchCacheMetrics method
+func NewGetSearchCacheMetricsRequest(server string, params *GetSearchCacheMetricsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/metrics/search-cache")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Period != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "period", *params.Period, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetSlisRequest constructs an http.Request for the GetSlis method
 func NewGetSlisRequest(server string, params *GetSlisParams) (*http.Request, error) {
 	var err error
@@ -3583,6 +4159,72 @@ func NewListToolsRequest(server string, params *ListToolsParams) (*http.Request,
 	if err != nil {
 		return nil, err
 	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewSearchDocumentsRequest calls the generic SearchDocuments builder with application/json body
+func NewSearchDocumentsRequest(server string, params *SearchDocumentsParams, body SearchDocumentsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSearchDocumentsRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewSearchDocumentsRequestWithBody constructs an http.Request for the SearchDocuments method, with any body, and a specified content type
+func NewSearchDocumentsRequestWithBody(server string, params *SearchDocumentsParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/search")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	if params != nil {
 
@@ -4110,6 +4752,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /chat/{sessionId}/stream (the `ResumeChatStream` operationId).
 	ResumeChatStreamWithResponse(ctx context.Context, sessionId string, params *ResumeChatStreamParams, reqEditors ...RequestEditorFn) (*ResumeChatStreamResponse, error)
 
+	// DeleteDocumentWithResponse Delete a document
+	//
+	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
+	DeleteDocumentWithResponse(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*DeleteDocumentResponse, error)
+
 	// GetHealthWithResponse Tenant-scoped health
 	//
 	// Resolved, authenticated and rate-limited like every tenant route; reports each backend.
@@ -4127,6 +4778,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /healthz (the `GetHealthz` operationId).
 	GetHealthzWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthzResponse, error)
+
+	// IngestDocumentWithBodyWithResponse Ingest a document
+	//
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /ingest (the `IngestDocument` operationId).
+	IngestDocumentWithBodyWithResponse(ctx context.Context, params *IngestDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IngestDocumentResponse, error)
+
+	// IngestDocumentWithResponse Ingest a document
+	//
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /ingest (the `IngestDocument` operationId).
+	IngestDocumentWithResponse(ctx context.Context, params *IngestDocumentParams, body IngestDocumentJSONRequestBody, reqEditors ...RequestEditorFn) (*IngestDocumentResponse, error)
 
 	// GetPrometheusMetricsWithResponse Prometheus metrics
 	//
@@ -4198,6 +4867,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /metrics/overview (the `GetOverview` operationId).
 	GetOverviewWithResponse(ctx context.Context, params *GetOverviewParams, reqEditors ...RequestEditorFn) (*GetOverviewResponse, error)
 
+	// GetSearchCacheMetricsWithResponse Search cache metrics
+	//
+	// This tenant's search cache hits and misses over the period (since this process started).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /metrics/search-cache (the `GetSearchCacheMetrics` operationId).
+	GetSearchCacheMetricsWithResponse(ctx context.Context, params *GetSearchCacheMetricsParams, reqEditors ...RequestEditorFn) (*GetSearchCacheMetricsResponse, error)
+
 	// GetSlisWithResponse Service level indicators
 	//
 	// Chat, tools, search, cache and cost indicators of the tenant over the period.
@@ -4224,6 +4902,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /schema/tools (the `ListTools` operationId).
 	ListToolsWithResponse(ctx context.Context, params *ListToolsParams, reqEditors ...RequestEditorFn) (*ListToolsResponse, error)
+
+	// SearchDocumentsWithBodyWithResponse Search and answer
+	//
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /search (the `SearchDocuments` operationId).
+	SearchDocumentsWithBodyWithResponse(ctx context.Context, params *SearchDocumentsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SearchDocumentsResponse, error)
+
+	// SearchDocumentsWithResponse Search and answer
+	//
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /search (the `SearchDocuments` operationId).
+	SearchDocumentsWithResponse(ctx context.Context, params *SearchDocumentsParams, body SearchDocumentsJSONRequestBody, reqEditors ...RequestEditorFn) (*SearchDocumentsResponse, error)
 
 	// ListSessionsWithResponse List sessions
 	//
@@ -4620,7 +5316,7 @@ type DeleteChatSessionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *DeleteOutputBody
+	JSON200 *DeleteOutputBody1
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -4634,7 +5330,7 @@ type DeleteChatSessionResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r DeleteChatSessionResponse) GetJSON200() *DeleteOutputBody {
+func (r DeleteChatSessionResponse) GetJSON200() *DeleteOutputBody1 {
 	return r.JSON200
 }
 
@@ -4837,6 +5533,82 @@ func (r ResumeChatStreamResponse) ContentType() string {
 	return ""
 }
 
+type DeleteDocumentResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DeleteOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteDocumentResponse) GetJSON200() *DeleteOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r DeleteDocumentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r DeleteDocumentResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r DeleteDocumentResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r DeleteDocumentResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteDocumentResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteDocumentResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteDocumentResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteDocumentResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteDocumentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetHealthResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4961,6 +5733,82 @@ func (r GetHealthzResponse) ContentType() string {
 	return ""
 }
 
+type IngestDocumentResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IngestOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r IngestDocumentResponse) GetJSON200() *IngestOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r IngestDocumentResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r IngestDocumentResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r IngestDocumentResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r IngestDocumentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // GetPrometheusMetricsResponse200Headers the declared response headers of an HTTP 200 response for GetPrometheusMetrics
 type GetPrometheusMetricsResponse200Headers struct {
 	ContentType *string
@@ -5020,7 +5868,7 @@ type DeleteAlertResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *DeleteOutputBody1
+	JSON200 *DeleteOutputBody2
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -5034,7 +5882,7 @@ type DeleteAlertResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r DeleteAlertResponse) GetJSON200() *DeleteOutputBody1 {
+func (r DeleteAlertResponse) GetJSON200() *DeleteOutputBody2 {
 	return r.JSON200
 }
 
@@ -5472,6 +6320,82 @@ func (r GetOverviewResponse) ContentType() string {
 	return ""
 }
 
+type GetSearchCacheMetricsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CacheMetricsOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetSearchCacheMetricsResponse) GetJSON200() *CacheMetricsOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetSearchCacheMetricsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetSearchCacheMetricsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetSearchCacheMetricsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetSearchCacheMetricsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetSlisResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5694,6 +6618,82 @@ func (r ListToolsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListToolsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SearchDocumentsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *SearchOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SearchDocumentsResponse) GetJSON200() *SearchOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r SearchDocumentsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SearchDocumentsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r SearchDocumentsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r SearchDocumentsResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r SearchDocumentsResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r SearchDocumentsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SearchDocumentsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SearchDocumentsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SearchDocumentsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6214,6 +7214,21 @@ func (c *ClientWithResponses) ResumeChatStreamWithResponse(ctx context.Context, 
 	return ParseResumeChatStreamResponse(rsp)
 }
 
+// DeleteDocumentWithResponse Delete a document
+//
+// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
+func (c *ClientWithResponses) DeleteDocumentWithResponse(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*DeleteDocumentResponse, error) {
+	rsp, err := c.DeleteDocument(ctx, docId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteDocumentResponse(rsp)
+}
+
 // GetHealthWithResponse Tenant-scoped health
 //
 // Resolved, authenticated and rate-limited like every tenant route; reports each backend.
@@ -6242,6 +7257,36 @@ func (c *ClientWithResponses) GetHealthzWithResponse(ctx context.Context, reqEdi
 		return nil, err
 	}
 	return ParseGetHealthzResponse(rsp)
+}
+
+// IngestDocumentWithBodyWithResponse Ingest a document
+//
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /ingest (the `IngestDocument` operationId).
+func (c *ClientWithResponses) IngestDocumentWithBodyWithResponse(ctx context.Context, params *IngestDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*IngestDocumentResponse, error) {
+	rsp, err := c.IngestDocumentWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseIngestDocumentResponse(rsp)
+}
+
+// IngestDocumentWithResponse Ingest a document
+//
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /ingest (the `IngestDocument` operationId).
+func (c *ClientWithResponses) IngestDocumentWithResponse(ctx context.Context, params *IngestDocumentParams, body IngestDocumentJSONRequestBody, reqEditors ...RequestEditorFn) (*IngestDocumentResponse, error) {
+	rsp, err := c.IngestDocument(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseIngestDocumentResponse(rsp)
 }
 
 // GetPrometheusMetricsWithResponse Prometheus metrics
@@ -6362,6 +7407,21 @@ func (c *ClientWithResponses) GetOverviewWithResponse(ctx context.Context, param
 	return ParseGetOverviewResponse(rsp)
 }
 
+// GetSearchCacheMetricsWithResponse Search cache metrics
+//
+// This tenant's search cache hits and misses over the period (since this process started).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /metrics/search-cache (the `GetSearchCacheMetrics` operationId).
+func (c *ClientWithResponses) GetSearchCacheMetricsWithResponse(ctx context.Context, params *GetSearchCacheMetricsParams, reqEditors ...RequestEditorFn) (*GetSearchCacheMetricsResponse, error) {
+	rsp, err := c.GetSearchCacheMetrics(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetSearchCacheMetricsResponse(rsp)
+}
+
 // GetSlisWithResponse Service level indicators
 //
 // Chat, tools, search, cache and cost indicators of the tenant over the period.
@@ -6405,6 +7465,36 @@ func (c *ClientWithResponses) ListToolsWithResponse(ctx context.Context, params 
 		return nil, err
 	}
 	return ParseListToolsResponse(rsp)
+}
+
+// SearchDocumentsWithBodyWithResponse Search and answer
+//
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /search (the `SearchDocuments` operationId).
+func (c *ClientWithResponses) SearchDocumentsWithBodyWithResponse(ctx context.Context, params *SearchDocumentsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SearchDocumentsResponse, error) {
+	rsp, err := c.SearchDocumentsWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSearchDocumentsResponse(rsp)
+}
+
+// SearchDocumentsWithResponse Search and answer
+//
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /search (the `SearchDocuments` operationId).
+func (c *ClientWithResponses) SearchDocumentsWithResponse(ctx context.Context, params *SearchDocumentsParams, body SearchDocumentsJSONRequestBody, reqEditors ...RequestEditorFn) (*SearchDocumentsResponse, error) {
+	rsp, err := c.SearchDocuments(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSearchDocumentsResponse(rsp)
 }
 
 // ListSessionsWithResponse List sessions
@@ -6803,7 +7893,7 @@ func ParseDeleteChatSessionResponse(rsp *http.Response) (*DeleteChatSessionRespo
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest DeleteOutputBody
+		var dest DeleteOutputBody1
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -6964,6 +8054,67 @@ func ParseResumeChatStreamResponse(rsp *http.Response) (*ResumeChatStreamRespons
 	return response, nil
 }
 
+// ParseDeleteDocumentResponse parses an HTTP response from a DeleteDocumentWithResponse call
+func ParseDeleteDocumentResponse(rsp *http.Response) (*DeleteDocumentResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteDocumentResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DeleteOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetHealthResponse parses an HTTP response from a GetHealthWithResponse call
 func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7058,6 +8209,67 @@ func ParseGetHealthzResponse(rsp *http.Response) (*GetHealthzResponse, error) {
 	return response, nil
 }
 
+// ParseIngestDocumentResponse parses an HTTP response from a IngestDocumentWithResponse call
+func ParseIngestDocumentResponse(rsp *http.Response) (*IngestDocumentResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &IngestDocumentResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IngestOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetPrometheusMetricsResponse parses an HTTP response from a GetPrometheusMetricsWithResponse call
 func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetricsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7119,7 +8331,7 @@ func ParseDeleteAlertResponse(rsp *http.Response) (*DeleteAlertResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest DeleteOutputBody1
+		var dest DeleteOutputBody2
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7470,6 +8682,67 @@ func ParseGetOverviewResponse(rsp *http.Response) (*GetOverviewResponse, error) 
 	return response, nil
 }
 
+// ParseGetSearchCacheMetricsResponse parses an HTTP response from a GetSearchCacheMetricsWithResponse call
+func ParseGetSearchCacheMetricsResponse(rsp *http.Response) (*GetSearchCacheMetricsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetSearchCacheMetricsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CacheMetricsOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetSlisResponse parses an HTTP response from a GetSlisWithResponse call
 func ParseGetSlisResponse(rsp *http.Response) (*GetSlisResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7647,6 +8920,67 @@ func ParseListToolsResponse(rsp *http.Response) (*ListToolsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSearchDocumentsResponse parses an HTTP response from a SearchDocumentsWithResponse call
+func ParseSearchDocumentsResponse(rsp *http.Response) (*SearchDocumentsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SearchDocumentsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest SearchOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 

@@ -53,7 +53,7 @@ func (s *Store) load() error {
 		}
 		if bad != "" {
 			if next := s.findValidRecord(off+1, size); next >= 0 {
-				return fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open (restore from a backup or inspect with `crispy verify`)",
+				return fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open: the record was damaged after it was written (restore the data folder from a backup)",
 					eventstore.ErrCorrupt, s.f.Name(), bad, off, next)
 			}
 			s.opts.Logger.Warn("event store: truncating torn tail", "file", s.f.Name(), "offset", off, "droppedBytes", size-off, "reason", bad)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/crispy-enigma/crispy/modules/conversation"
+	"github.com/crispy-enigma/crispy/modules/retrieval"
+	"github.com/crispy-enigma/crispy/modules/tooling"
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// The adapters below satisfy one module's port with another module's public API, so modules never
+// import each other. They hold the app rather than the module because of construction order:
+// tooling is built before conversation (which runs tools), but only called after both exist.
+
+// toolCompleter answers a tool's Host.Complete with the tenant's chat model chain.
+type toolCompleter struct{ a *app }
+
+func (c toolCompleter) Complete(ctx context.Context, t tenant.ID, req tooling.Completion) (tooling.CompletionResult, error) {
+	var msgs []ai.Message
+	if req.System != "" {
+		msgs = append(msgs, ai.Message{Role: ai.RoleSystem, Content: req.System})
+	}
+	msgs = append(msgs, ai.Message{Role: ai.RoleUser, Content: req.Prompt})
+	ans, err := c.a.conv.Complete(ctx, t, msgs, req.MaxTokens)
+	if errors.Is(err, conversation.ErrOfflineOnly) {
+		return tooling.CompletionResult{}, tooling.ErrNoModel
+	}
+	if err != nil {
+		return tooling.CompletionResult{}, err
+	}
+	return tooling.CompletionResult{Text: ans.Content, Model: ans.Model.String()}, nil
+}
+
+// ragCompleter writes RAG answers and query rewrites with the tenant's chat model chain.
+type ragCompleter struct{ a *app }
+
+func (c ragCompleter) Complete(ctx context.Context, t tenant.ID, req retrieval.CompletionRequest) (retrieval.CompletionResult, error) {
+	msgs := make([]ai.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = ai.Message{Role: m.Role, Content: m.Content}
+	}
+	ans, err := c.a.conv.Complete(ctx, t, msgs, req.MaxTokens)
+	if errors.Is(err, conversation.ErrOfflineOnly) {
+		return retrieval.CompletionResult{}, retrieval.ErrNoModel
+	}
+	if err != nil {
+		return retrieval.CompletionResult{}, err
+	}
+	return retrieval.CompletionResult{Text: ans.Content, Model: ans.Model.String()}, nil
+}
+
+// toolIngester puts a tool's document into the calling tenant's index.
+type toolIngester struct{ r *retrieval.Module }
+
+func (i toolIngester) Ingest(ctx context.Context, t tenant.ID, d tooling.Document) (tooling.IngestResult, error) {
+	res, err := i.r.Ingest(ctx, t, retrieval.Document(d))
+	return tooling.IngestResult(res), err
+}
+
+// chatRetriever gives a chat turn the tenant's passages.
+type chatRetriever struct{ r *retrieval.Module }
+
+func (c chatRetriever) Retrieve(ctx context.Context, t tenant.ID, query string, k int) ([]conversation.Passage, error) {
+	ps, err := c.r.Retrieve(ctx, t, query, k)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]conversation.Passage, len(ps))
+	for i, p := range ps {
+		out[i] = conversation.Passage(p)
+	}
+	return out, nil
+}
