@@ -26,8 +26,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/instrumented"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/search"
-	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
+	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
