@@ -52,7 +52,7 @@ func BenchmarkHNSW100k(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
 		spread float64
-	}{{"clustered", 1.0}, {"uniform", 0}} {
+	}{{"clustered", 1.0}, {"clustered-wide", 2.0}, {"uniform", 0}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
 				benchOnce(b, 100_000, 384, tc.spread, embedded.Config{ExactBelow: -1})
@@ -69,8 +69,10 @@ func BenchmarkHNSW20k(b *testing.B) {
 		cfg    embedded.Config
 	}{
 		{"clustered/default", 1.0, embedded.Config{}},
+		{"clustered-wide/default", 2.0, embedded.Config{}},
 		{"uniform/default", 0, embedded.Config{}},
-		{"uniform/ef128", 0, embedded.Config{EfSearch: 128}},
+		{"clustered-wide/m16", 2.0, embedded.Config{M: 16, EfConstruction: 128, EfSearch: 96}},
+		{"uniform/m16", 0, embedded.Config{M: 16, EfConstruction: 128, EfSearch: 96}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			tc.cfg.ExactBelow = -1

@@ -24,11 +24,14 @@ import (
 type Config struct {
 	// Dir holds the snapshots ({tenant}.hnsw). Empty: memory only (tests).
 	Dir string
-	// M is the number of links per node (default 16; 32 at layer 0).
+	// M is the number of links per node (default 24; twice that at layer 0). The defaults were chosen
+	// with BenchmarkHNSW20k: M 16/ef 96 kept recall@10 at 1.0 on tight clusters but fell to 0.95 on
+	// loose ones and 0.60 on uniform random vectors; M 24/efC 200/ef 128 gives 0.97 and 0.75 for about
+	// twice the build time.
 	M int
-	// EfConstruction is the build beam width (default 128).
+	// EfConstruction is the build beam width (default 200).
 	EfConstruction int
-	// EfSearch is the query beam width (default 96; raised to k when k is larger).
+	// EfSearch is the query beam width (default 128; raised to k when k is larger).
 	EfSearch int
 	// ExactBelow: partitions with fewer live chunks are searched exactly (default 2000).
 	ExactBelow int
@@ -37,13 +40,13 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.M <= 0 {
-		c.M = 16
+		c.M = 24
 	}
 	if c.EfConstruction <= 0 {
-		c.EfConstruction = 128
+		c.EfConstruction = 200
 	}
 	if c.EfSearch <= 0 {
-		c.EfSearch = 96
+		c.EfSearch = 128
 	}
 	if c.ExactBelow == 0 {
 		c.ExactBelow = 2000
