@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
+	"github.com/crispy-enigma/crispy/modules/observability"
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/platform/ai"
@@ -73,4 +75,12 @@ func (c chatRetriever) Retrieve(ctx context.Context, t tenant.ID, query string, 
 		out[i] = conversation.Passage(p)
 	}
 	return out, nil
+}
+
+// searchStats gives the observability SLIs the retrieval module's search cache numbers.
+type searchStats struct{ r *retrieval.Module }
+
+func (s searchStats) CacheStats(ctx context.Context, t tenant.ID, since, until time.Time) (observability.CacheStats, error) {
+	c, err := s.r.CacheStats(ctx, t, since, until)
+	return observability.CacheStats{Hits: c.Hits, Misses: c.Misses, TotalChecks: c.TotalChecks, HitRate: c.HitRate, AvgLatencyMs: c.AvgLatencyMs}, err
 }

@@ -129,7 +129,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		Config: observability.Config{PriceFile: cfg.PricesFile, WebhookSecret: cfg.WebhookSecret,
 			DisableMetricsRoute: cfg.MetricsAddr != ""},
 		Store: a.store, Metrics: a.set, KnownTenants: a.tenancy.Tenants,
-		Sessions: observability.NewSessionAuditor(a.store), Log: log,
+		Sessions: observability.NewSessionAuditor(a.store), Search: searchStats{a.retr}, Log: log,
 	}); err != nil {
 		return nil, fmt.Errorf("observability: %w", err)
 	}

@@ -288,6 +288,19 @@ func (a completerAdapter) Complete(ctx context.Context, t tenant.ID, msgs []app.
 	return r.Text, r.Model, err
 }
 
+// CacheStats are a tenant's search cache numbers for a window (the numbers of GET
+// /metrics/search-cache), for the observability module's SLIs. They live in memory and restart from
+// zero with the process.
+type CacheStats struct {
+	Hits, Misses, TotalChecks int64
+	HitRate, AvgLatencyMs     float64
+}
+
+// CacheStats sums t's search cache checks between since and until.
+func (m *Module) CacheStats(_ context.Context, t tenant.ID, since, until time.Time) (CacheStats, error) {
+	return CacheStats(m.svc.Stats.Window(t, since, until)), nil
+}
+
 // HealthCheck reports whether the search index answers (for GET /health's "search" backend): it pings
 // indexes that can be pinged (Elasticsearch) and is nil for the in-process index.
 func (m *Module) HealthCheck(ctx context.Context) error {

@@ -59,6 +59,20 @@ func TestIngestSearchAndRAGChatAreTenantScoped(t *testing.T) {
 		t.Fatalf("topK 99: %v %d %s", err, bad.StatusCode(), bad.Body)
 	}
 
+	// The same query again is served from acme's cache, and the SLIs see both checks.
+	for i := 0; i < 2; i++ {
+		if r, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{Query: "cached question"}); err != nil || r.StatusCode() != 200 || (i == 1 && !r.JSON200.Cached) {
+			t.Fatalf("search %d: %v %s", i, err, r.Body)
+		}
+	}
+	slis, err := acme.GetSlisWithResponse(ctx(t), &crispy.GetSlisParams{})
+	if err != nil || slis.JSON200 == nil || slis.JSON200.Cache.Hits < 1 || slis.JSON200.Cache.TotalChecks < 2 {
+		t.Fatalf("acme SLIs: %v %s", err, slis.Body)
+	}
+	if bs, err := beta.GetSlisWithResponse(ctx(t), &crispy.GetSlisParams{}); err != nil || bs.JSON200 == nil || bs.JSON200.Cache.Hits != 0 {
+		t.Fatalf("beta's SLIs count acme's cache hits: %v %s", err, bs.Body)
+	}
+
 	// A RAG chat turn cites acme's passage (the offline model answers from it).
 	chat, err := acme.SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
 		crispy.ChatInputBody{SessionId: uuid.New(), Message: "How long do refunds take?", Rag: ptr(true), Stream: ptr(false)})

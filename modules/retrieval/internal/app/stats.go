@@ -75,13 +75,18 @@ func ParsePeriod(p string) (time.Duration, error) {
 
 // Cache sums t's checks over the period ending at now.
 func (s *Stats) Cache(t tenant.ID, now time.Time, period time.Duration) CacheStats {
+	return s.Window(t, now.Add(-period), now)
+}
+
+// Window sums t's checks in the minutes from since to until (both inclusive, to the minute).
+func (s *Stats) Window(t tenant.ID, since, until time.Time) CacheStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	from := now.Add(-period).Unix() / 60
+	from, to := since.Unix()/60, until.Unix()/60
 	var out CacheStats
 	var lat float64
 	for k, b := range s.buckets[t] {
-		if k >= from {
+		if k >= from && k <= to {
 			out.Hits += b.hits
 			out.Misses += b.misses
 			lat += b.latencyMs
