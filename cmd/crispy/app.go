@@ -27,6 +27,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
+	"github.com/crispy-enigma/crispy/platform/search/traced"
 	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
@@ -106,7 +107,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		return nil, err
 	}
 	a.closers = append(a.closers, idx.Close)
-	if a.retr, err = buildRetrieval(cfg, log, a.store, idx, a.set, a.tenancy, ragCompleter{a}); err != nil {
+	if a.retr, err = buildRetrieval(cfg, log, a.store, traced.New(idx, a.tracer.Tracer()), a.set, a.tenancy, ragCompleter{a}); err != nil {
 		return nil, err
 	}
 
