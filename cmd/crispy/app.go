@@ -27,8 +27,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
-	"github.com/crispy-enigma/crispy/platform/search/traced"
 	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
+	"github.com/crispy-enigma/crispy/platform/search/traced"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
