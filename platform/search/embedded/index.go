@@ -125,6 +125,26 @@ func (ix *Index) part(t tenant.ID, create bool, dim int) (*partition, error) {
 	return p, nil
 }
 
+// lockCurrent returns t's partition locked for writing, making sure it is still the tenant's
+// partition once locked: a DeleteTenant in between replaces it, and a write to the old one would be
+// lost.
+func (ix *Index) lockCurrent(t tenant.ID, create bool, dim int) (*partition, error) {
+	for {
+		p, err := ix.part(t, create, dim)
+		if err != nil || p == nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		ix.mu.RLock()
+		current := ix.parts[t] == p
+		ix.mu.RUnlock()
+		if current {
+			return p, nil
+		}
+		p.mu.Unlock()
+	}
+}
+
 // NeedsRebuild reports whether t's content may be missing (see Open). It turns false once the
 // tenant's index is rebuilt (DeleteTenant starts a rebuild).
 func (ix *Index) NeedsRebuild(t tenant.ID) bool {
@@ -154,11 +174,10 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 	if len(chunks) == 0 {
 		return nil
 	}
-	p, err := ix.part(t, true, len(chunks[0].Vector))
-	if err != nil {
+	p, err := ix.lockCurrent(t, true, len(chunks[0].Vector))
+	if err != nil || p == nil {
 		return err
 	}
-	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range chunks {
 		if len(c.Vector) != p.g.dim {
@@ -211,11 +230,10 @@ func (ix *Index) maybeCompact(t tenant.ID, p *partition) {
 
 // DeleteDoc implements search.Index.
 func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error {
-	p, err := ix.part(t, false, 0)
+	p, err := ix.lockCurrent(t, false, 0)
 	if err != nil || p == nil {
 		return err
 	}
-	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
 	for id, c := range p.chunks {
