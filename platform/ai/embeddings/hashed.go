@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -107,7 +108,14 @@ func (h *Hashed) Vector(text string) []float32 {
 // block hashes a bag of features into a unit-length vector (zero when the bag is empty).
 func (h *Hashed) block(tf map[string]float64) []float64 {
 	v := make([]float64, h.dim)
-	for f, n := range tf {
+	// Sorted, so the floating-point sums (and so the vector) are the same on every run.
+	keys := make([]string, 0, len(tf))
+	for f := range tf {
+		keys = append(keys, f)
+	}
+	slices.Sort(keys)
+	for _, f := range keys {
+		n := tf[f]
 		hs := fnv.New64a()
 		_, _ = hs.Write([]byte(f))
 		x := hs.Sum64()
