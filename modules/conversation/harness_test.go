@@ -21,44 +21,13 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/ai/offline"
-	"github.com/crispy-enigma/crispy/platform/apperr"
-	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
-
-type guard struct{}
-
-func (guard) Admit(_ context.Context, a httpapi.Admission) (httpapi.Admitted, error) {
-	t, err := tenant.Parse(a.TenantHeader)
-	if err != nil {
-		return httpapi.Admitted{}, apperr.NotFound("tenant_not_found", "no such tenant")
-	}
-	return httpapi.Admitted{Tenant: t}, nil
-}
-
-// memBus feeds Project handlers from the store, as the real bus does after replay.
-type memBus struct {
-	ctx   context.Context
-	store eventstore.Store
-}
-
-func (b memBus) On(string, []string, bus.Handler) {}
-
-func (b memBus) Project(_ string, types []string, h bus.Handler) {
-	go func() {
-		_ = b.store.Subscribe(b.ctx, eventstore.SubscribeOptions{}, func(ctx context.Context, e eventstore.Event) error {
-			for _, t := range types {
-				if t == e.Type {
-					return h(ctx, e)
-				}
-			}
-			return nil
-		})
-	}()
-}
 
 type policy struct {
 	mu sync.Mutex
@@ -149,12 +118,12 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: guard{}})
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mod.Register(srv.API, memBus{ctx: ctx, store: store})
+	mod.Register(srv.API, bustest.New(ctx, store))
 	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, cancel: cancel}
 	t.Cleanup(cancel)
 	return e

@@ -15,11 +15,11 @@ import (
 	convevents "github.com/crispy-enigma/crispy/modules/conversation/events"
 	"github.com/crispy-enigma/crispy/modules/observability"
 	toolevents "github.com/crispy-enigma/crispy/modules/tooling/events"
-	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -28,17 +28,6 @@ var (
 	beta  = tenant.MustParse("beta")
 	epoch = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 )
-
-// guard admits the tenant named by x-tenant-id (the tenancy module checks keys in production).
-type guard struct{}
-
-func (guard) Admit(_ context.Context, a httpapi.Admission) (httpapi.Admitted, error) {
-	t, err := tenant.Parse(a.TenantHeader)
-	if err != nil {
-		return httpapi.Admitted{}, apperr.NotFound("tenant_not_found", "no such tenant")
-	}
-	return httpapi.Admitted{Tenant: t}, nil
-}
 
 // clock is a settable clock shared by the store and the module.
 type clock struct {
@@ -141,7 +130,7 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: guard{}, OnRequest: mod.RecordRequest, Now: clk.Now})
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}, OnRequest: mod.RecordRequest, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,25 +12,15 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
-	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
-
-type guard struct{}
-
-func (guard) Admit(_ context.Context, a httpapi.Admission) (httpapi.Admitted, error) {
-	t, err := tenant.Parse(a.TenantHeader)
-	if err != nil {
-		return httpapi.Admitted{}, apperr.NotFound("tenant_not_found", "no such tenant")
-	}
-	return httpapi.Admitted{Tenant: t}, nil
-}
 
 type nopBus struct{}
 
@@ -110,7 +100,7 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: guard{}})
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}})
 	if err != nil {
 		t.Fatal(err)
 	}
