@@ -65,31 +65,40 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	return o, nil
 }
 
-func cmdIngest(ctx context.Context, args []string, io stdio, env lookupEnv) error {
+// offlineCommand parses the flags ingest and reindex share and opens what they need; wantArgs says
+// whether the command takes paths.
+func offlineCommand(ctx context.Context, name, tenantHelp string, args []string, io stdio, env lookupEnv, wantArgs bool) (*offline, []string, error) {
 	var cfg config
-	f := newFlags("ingest", env, io.err)
+	f := newFlags(name, env, io.err)
 	f.storeFlags(&cfg)
 	f.str(&cfg.Tenants, "tenants", "", "tenants YAML file (as given to serve)")
 	f.str(&cfg.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")
 	var id string
-	f.fs.StringVar(&id, "tenant", "", "the tenant to ingest for")
+	f.fs.StringVar(&id, "tenant", "", tenantHelp)
 	if err := f.parse(args); err != nil {
-		return err
+		return nil, nil, err
 	}
-	if f.fs.NArg() == 0 {
-		return exitError{code: 2, msg: "usage: crispy ingest PATH... --tenant T (flags go before the paths)"}
+	if wantArgs && f.fs.NArg() == 0 {
+		return nil, nil, exitError{code: 2, msg: "usage: crispy " + name + " PATH... --tenant T (flags go before the paths)"}
+	}
+	if !wantArgs && f.fs.NArg() > 0 {
+		return nil, nil, exitError{code: 2, msg: fmt.Sprintf("%s takes no arguments, got %q", name, f.fs.Args())}
 	}
 	cfg.providerEnv(env)
 	if err := cfg.validate(); err != nil {
-		return exitError{code: 2, msg: err.Error()}
+		return nil, nil, exitError{code: 2, msg: err.Error()}
 	}
-	log := newLogger(io.err, cfg.LogLevel)
-	o, err := openOffline(ctx, cfg, log, id)
+	o, err := openOffline(ctx, cfg, newLogger(io.err, cfg.LogLevel), id)
+	return o, f.fs.Args(), err
+}
+
+func cmdIngest(ctx context.Context, args []string, io stdio, env lookupEnv) error {
+	o, paths, err := offlineCommand(ctx, "ingest", "the tenant to ingest for", args, io, env, true)
 	if err != nil {
 		return err
 	}
 	defer o.close()
-	res, err := o.retr.IngestPaths(ctx, o.t, f.fs.Args(), fileProgress(io.err, "ingest"))
+	res, err := o.retr.IngestPaths(ctx, o.t, paths, fileProgress(io.err, "ingest"))
 	if err != nil {
 		return err
 	}
@@ -109,22 +118,7 @@ func cmdIngest(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 }
 
 func cmdReindex(ctx context.Context, args []string, io stdio, env lookupEnv) error {
-	var cfg config
-	f := newFlags("reindex", env, io.err)
-	f.storeFlags(&cfg)
-	f.str(&cfg.Tenants, "tenants", "", "tenants YAML file (as given to serve)")
-	f.str(&cfg.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")
-	var id string
-	f.fs.StringVar(&id, "tenant", "", "the tenant whose index to rebuild")
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	cfg.providerEnv(env)
-	if err := cfg.validate(); err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	log := newLogger(io.err, cfg.LogLevel)
-	o, err := openOffline(ctx, cfg, log, id)
+	o, _, err := offlineCommand(ctx, "reindex", "the tenant whose index to rebuild", args, io, env, false)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -33,6 +34,14 @@ func parseTime(flag, s string) (time.Time, error) {
 	return t, nil
 }
 
+// openStoreFor validates the store flags and opens the store for an operator command.
+func openStoreFor(ctx context.Context, cfg config, io stdio) (eventstore.Store, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, exitError{code: 2, msg: err.Error()}
+	}
+	return openStore(ctx, cfg, newLogger(io.err, cfg.LogLevel))
+}
+
 func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 	var cfg config
 	f := newFlags("replay", env, io.err)
@@ -57,10 +66,7 @@ func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	if opts.Until, err = parseTime("--until", until); err != nil {
 		return err
 	}
-	if err := cfg.validate(); err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	store, err := openStore(ctx, cfg, newLogger(io.err, cfg.LogLevel))
+	store, err := openStoreFor(ctx, cfg, io)
 	if err != nil {
 		return err
 	}
@@ -99,10 +105,7 @@ func cmdVerify(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	if err != nil {
 		return err
 	}
-	if err := cfg.validate(); err != nil {
-		return exitError{code: 2, msg: err.Error()}
-	}
-	store, err := openStore(ctx, cfg, newLogger(io.err, cfg.LogLevel))
+	store, err := openStoreFor(ctx, cfg, io)
 	if err != nil {
 		return err
 	}
