@@ -263,18 +263,17 @@ func (m *Manager) Call(ctx context.Context, name string, call sdk.Call) (json.Ra
 	}
 	defer func() { <-e.sem }()
 
-	tctx, cancel := context.WithTimeout(ctx, m.Timeout(e.tool))
-	defer cancel()
-	p, err := m.proc(tctx, e)
+	// A (re)launch is bounded by StartTimeout, not by the tool's timeout: the tool's timeout is for its
+	// work, and a host under load must not turn a slow process start into a tool timeout.
+	p, err := m.proc(ctx, e)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if tctx.Err() != nil {
-			return nil, ErrTimeout
-		}
 		return nil, fmt.Errorf("%w: relaunch: %v", ErrCrashed, err)
 	}
+	tctx, cancel := context.WithTimeout(ctx, m.Timeout(e.tool))
+	defer cancel()
 	out, err := p.Execute(tctx, call)
 	switch {
 	case err == nil:
