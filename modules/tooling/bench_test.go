@@ -91,6 +91,7 @@ func BenchmarkConcurrent1000(b *testing.B) {
 	tools := []string{"echo", "echo2", "echo3"}
 	ctx := context.Background()
 	var failed atomic.Int64
+	var firstErr atomic.Value
 	var ds []time.Duration
 	for b.Loop() {
 		start := time.Now()
@@ -101,6 +102,7 @@ func BenchmarkConcurrent1000(b *testing.B) {
 				defer wg.Done()
 				if _, err := e.mod.Execute(ctx, t, tools[i%3], json.RawMessage(fmt.Sprintf(`{"mode":"ok","n":%d}`, i%10)), ""); err != nil {
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
 				}
 			}()
 		}
@@ -108,7 +110,7 @@ func BenchmarkConcurrent1000(b *testing.B) {
 		ds = append(ds, time.Since(start))
 	}
 	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d calls failed", n)
+		b.Fatalf("%d calls failed; the first: %v", n, firstErr.Load())
 	}
 	slices.Sort(ds)
 	b.ReportMetric(float64(ds[len(ds)/2].Milliseconds()), "ms/1000-calls")
