@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -531,5 +532,30 @@ func TestSessionsListNewestFirstWithCursor(t *testing.T) {
 		if got[i] != ids[4-i] {
 			t.Fatalf("order %v, want newest first of %v", got, ids)
 		}
+	}
+}
+
+// countingTools counts executions, to show a refused turn never ran its tool.
+type countingTools struct{ n atomic.Int64 }
+
+func (c *countingTools) Execute(_ context.Context, _ tenant.ID, _ string, _ json.RawMessage, _ string) (json.RawMessage, error) {
+	c.n.Add(1)
+	return json.RawMessage(`{"ok":true}`), nil
+}
+
+func TestATurnOverBudgetDoesNotRunItsTool(t *testing.T) {
+	t.Parallel()
+	tools := &countingTools{}
+	// MaxCompletionTokens alone (500) exceeds the daily budget (100): no turn fits.
+	e := newEnv(t, opts{tools: tools, config: conversation.Config{MaxCompletionTokens: 500},
+		tenants: map[string]tenancyevents.TenantConfig{"acme": {TokenBudget: tenancyevents.TokenBudget{Daily: 100}}}})
+	r := e.chat("acme", sid(), "summarise this", map[string]any{"stream": false, "tool_name": "summarize", "tool_params": map[string]any{"text": "x"}})
+	wantProblem(t, r, 429, "budget_exceeded")
+	if n := tools.n.Load(); n != 0 {
+		t.Fatalf("the tool ran %d times for a turn the budget refused", n)
+	}
+	// Another tenant without a budget runs the same tool.
+	if r := e.chat("beta", sid(), "summarise this", map[string]any{"stream": false, "tool_name": "summarize", "tool_params": map[string]any{}}); r.status != 200 || tools.n.Load() != 1 {
+		t.Fatalf("beta: %d %s, tool runs %d", r.status, r.raw, tools.n.Load())
 	}
 }

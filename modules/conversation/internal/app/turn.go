@@ -116,6 +116,15 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		if s.Tools == nil {
 			return nil, apperr.New(apperr.KindUnavailable, "tools_unavailable", "tools are not available on this server")
 		}
+		// A turn the budget cannot take must not run its tool first: check with the least the turn
+		// will need (the message and the answer); the full reservation follows once the prompt is
+		// assembled.
+		least := int64(domain.EstimateTokens(in.Message) + s.Settings.MaxCompletion)
+		now := s.Now()
+		if r := s.Ledger.Reserve(in.Tenant.String(), turnID, least, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly, now); r != nil {
+			return nil, budgetExceeded(r, least)
+		}
+		s.Ledger.Release(in.Tenant.String(), turnID, now)
 		params := in.ToolParams
 		if len(params) == 0 {
 			params = json.RawMessage(`{}`)
@@ -173,10 +182,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	estimate := int64(asm.PromptTokens + s.Settings.MaxCompletion)
 	now := s.Now()
 	if r := s.Ledger.Reserve(in.Tenant.String(), turnID, estimate, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly, now); r != nil {
-		e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
-			fmt.Sprintf("the tenant's %s token budget (%d) would be exceeded (%d used or reserved, this turn needs up to %d)", r.Period, r.Limit, r.Used, estimate))
-		e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
-		return nil, e
+		return nil, budgetExceeded(r, estimate)
 	}
 	requested := in.ModelID
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -436,4 +442,12 @@ func newID() string {
 		return uuid.NewString()
 	}
 	return u.String()
+}
+
+// budgetExceeded is the 429 of a turn that needs up to tokens more than the budget has left.
+func budgetExceeded(r *domain.Refusal, tokens int64) error {
+	e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
+		fmt.Sprintf("the tenant's %s token budget (%d) would be exceeded (%d used or reserved, this turn needs up to %d)", r.Period, r.Limit, r.Used, tokens))
+	e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
+	return e
 }
