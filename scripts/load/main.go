@@ -33,13 +33,12 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
-	"github.com/crispy-enigma/crispy/platform/apperr"
-	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
-	"github.com/crispy-enigma/crispy/platform/tenant"
+	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
 )
 
 func main() {
@@ -239,12 +238,12 @@ func startSelf(kind string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: anyTenant{}, Log: log})
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}, Log: log})
 	if err != nil {
 		return "", nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mod.Register(srv.API, storeBus{ctx: ctx, store: st})
+	mod.Register(srv.API, bustest.New(ctx, st))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		cancel()
@@ -258,35 +257,4 @@ func startSelf(kind string) (string, func(), error) {
 		_ = st.Close()
 		_ = os.RemoveAll(dir)
 	}, nil
-}
-
-type anyTenant struct{}
-
-func (anyTenant) Admit(_ context.Context, a httpapi.Admission) (httpapi.Admitted, error) {
-	t, err := tenant.Parse(a.TenantHeader)
-	if err != nil {
-		return httpapi.Admitted{}, apperr.NotFound("tenant_not_found", "no such tenant")
-	}
-	return httpapi.Admitted{Tenant: t}, nil
-}
-
-// storeBus feeds projections straight from the store (the in-process stand-in for the real bus).
-type storeBus struct {
-	ctx   context.Context
-	store eventstore.Store
-}
-
-func (storeBus) On(string, []string, bus.Handler) {}
-
-func (b storeBus) Project(_ string, types []string, h bus.Handler) {
-	go func() {
-		_ = b.store.Subscribe(b.ctx, eventstore.SubscribeOptions{}, func(ctx context.Context, e eventstore.Event) error {
-			for _, t := range types {
-				if t == e.Type {
-					return h(ctx, e)
-				}
-			}
-			return nil
-		})
-	}()
 }
