@@ -17,6 +17,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // Metrics serves the tenant-facing metrics endpoints, GET /usage and the Prometheus exposition.
@@ -115,6 +116,17 @@ type promOutput struct {
 
 func period(s string) (domain.Period, error) { return domain.ParsePeriod(s) }
 
+// tenantPeriod is the scope of every per-period metrics operation: the request's tenant and its
+// validated period.
+func tenantPeriod(ctx context.Context, name string) (tenant.ID, domain.Period, error) {
+	t, err := tenantOf(ctx)
+	if err != nil {
+		return tenant.ID{}, domain.Period{}, err
+	}
+	p, err := period(name)
+	return t, p, err
+}
+
 // Register mounts the operations.
 func (m *Metrics) Register(api huma.API) {
 	get := func(id, path, summary, desc string) huma.Operation {
@@ -123,11 +135,7 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("get-usage", "/usage", "Usage by model and tool",
 		"Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge."),
 		func(ctx context.Context, in *periodInput) (*usageOutput, error) {
-			t, err := tenantOf(ctx)
-			if err != nil {
-				return nil, err
-			}
-			p, err := period(in.Period)
+			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
 				return nil, err
 			}
@@ -139,11 +147,7 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("get-cost", "/metrics/cost", "Estimated cost by model",
 		"Tokens and USD cost by model over the period, from the configured price table (USD per million input, cached-input, output and reasoning tokens)."),
 		func(ctx context.Context, in *periodInput) (*costOutput, error) {
-			t, err := tenantOf(ctx)
-			if err != nil {
-				return nil, err
-			}
-			p, err := period(in.Period)
+			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
 				return nil, err
 			}
@@ -155,11 +159,7 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("get-slis", "/metrics/slis", "Service level indicators",
 		"Chat, tools, search, cache and cost indicators of the tenant over the period."),
 		func(ctx context.Context, in *periodInput) (*slisOutput, error) {
-			t, err := tenantOf(ctx)
-			if err != nil {
-				return nil, err
-			}
-			p, err := period(in.Period)
+			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
 				return nil, err
 			}
@@ -175,11 +175,7 @@ func (m *Metrics) Register(api huma.API) {
 	huma.Register(api, get("get-anomalies", "/metrics/anomalies", "Metrics far from their recent history",
 		"The period is split into 12 points; a metric of the newest point more than 3σ from the earlier points that had activity (at least 5) is reported."),
 		func(ctx context.Context, in *periodInput) (*anomaliesOutput, error) {
-			t, err := tenantOf(ctx)
-			if err != nil {
-				return nil, err
-			}
-			p, err := period(in.Period)
+			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
 				return nil, err
 			}
@@ -194,11 +190,7 @@ func (m *Metrics) Register(api huma.API) {
 		})
 	huma.Register(api, get("get-overview", "/metrics/overview", "SLIs, anomalies and alerts in one answer", ""),
 		func(ctx context.Context, in *periodInput) (*overviewOutput, error) {
-			t, err := tenantOf(ctx)
-			if err != nil {
-				return nil, err
-			}
-			p, err := period(in.Period)
+			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
 				return nil, err
 			}
