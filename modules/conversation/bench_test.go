@@ -3,7 +3,6 @@ package conversation_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/convtest"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -132,23 +131,9 @@ func BenchmarkHistoryRebuild1000(b *testing.B) {
 	ctx := context.Background()
 	t := tenant.MustParse("acme")
 	s := sid()
-	stream := tenant.MustStream(t, events.SessionCategory, s)
-	start, _ := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: s, Tenant: "acme", Title: "long"})
-	if _, err := st.Append(ctx, stream, eventstore.NoStream, start); err != nil {
+	_, err = convtest.SeedSession(ctx, st, t, s, 500)
+	if err != nil {
 		b.Fatal(err)
-	}
-	text := strings.Repeat("a fairly ordinary sentence of chat. ", 6)
-	for i := 0; i < 500; i += 50 {
-		var batch []eventstore.EventData
-		for j := i; j < i+50; j++ {
-			u, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: s, TurnID: fmt.Sprint(j), Content: text})
-			a, _ := eventstore.NewEventData(events.TypeAssistantMessageCompleted, events.AssistantMessageCompleted{SessionID: s, TurnID: fmt.Sprint(j),
-				Content: text + text, Model: "fake:m", Usage: events.Usage{PromptTokens: 100, CompletionTokens: 50, TotalTokens: 150}})
-			batch = append(batch, u, a)
-		}
-		if _, err := st.Append(ctx, stream, eventstore.Any, batch...); err != nil {
-			b.Fatal(err)
-		}
 	}
 	e := newEnv(b, opts{store: st})
 	b.Run("cold-fold", func(b *testing.B) {

@@ -2,13 +2,12 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/convtest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -26,23 +25,9 @@ func BenchmarkLoad1000(b *testing.B) {
 	ctx := context.Background()
 	t := tenant.MustParse("acme")
 	s := uuid.NewString()
-	stream := tenant.MustStream(t, events.SessionCategory, s)
-	start, _ := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: s, Tenant: "acme", Title: "long"})
-	if _, err := st.Append(ctx, stream, eventstore.NoStream, start); err != nil {
+	stream, err := convtest.SeedSession(ctx, st, t, s, 500)
+	if err != nil {
 		b.Fatal(err)
-	}
-	text := strings.Repeat("a fairly ordinary sentence of chat. ", 6)
-	for i := 0; i < 500; i += 50 {
-		var batch []eventstore.EventData
-		for j := i; j < i+50; j++ {
-			u, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: s, TurnID: fmt.Sprint(j), Content: text})
-			a, _ := eventstore.NewEventData(events.TypeAssistantMessageCompleted, events.AssistantMessageCompleted{SessionID: s, TurnID: fmt.Sprint(j),
-				Content: text + text, Model: "fake:m", Usage: events.Usage{PromptTokens: 100, CompletionTokens: 50, TotalTokens: 150}})
-			batch = append(batch, u, a)
-		}
-		if _, err := st.Append(ctx, stream, eventstore.Any, batch...); err != nil {
-			b.Fatal(err)
-		}
 	}
 	svc := &Service{Store: st, Cache: NewCache(10)}
 	b.Run("cold", func(b *testing.B) {
