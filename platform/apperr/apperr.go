@@ -129,3 +129,13 @@ func CodeOf(err error) string {
 	}
 	return ""
 }
+
+// CatchingUp is the refusal of a request that needs derived state (an index, a read model) while it
+// is being rebuilt: 503 with code catching_up and retry-after, never a partial answer.
+func CatchingUp(what string, retryAfterSec int) *Error {
+	if retryAfterSec < 1 {
+		retryAfterSec = 1
+	}
+	return &Error{Kind: KindUnavailable, Code: "catching_up", RetryAfterSec: retryAfterSec,
+		Message: what + " is catching up after a start; retry shortly"}
+}
