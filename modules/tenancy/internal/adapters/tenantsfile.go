@@ -5,12 +5,14 @@ package adapters
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/url"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -25,12 +27,25 @@ const maxFileErrors = 20
 // LoadTenantsFile reads and validates the tenants file at path. Every problem is reported as
 // "path:line: field.path: message"; all of them (up to 20) are returned joined.
 func LoadTenantsFile(path string) ([]domain.Desired, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)
 	}
+	defer f.Close()
+	// A tenants file is configuration: a few KB per tenant. Reading it whole is fine; reading a
+	// mistaken multi-gigabyte path whole is not.
+	b, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
+	if len(b) > maxFileBytes {
+		return nil, fmt.Errorf("tenants file %s is over %d MiB; is it the right file?", path, maxFileBytes>>20)
+	}
 	return ParseTenants(path, b)
 }
+
+// maxFileBytes bounds the tenants file.
+const maxFileBytes = 16 << 20
 
 // ParseTenants validates the YAML in data; name is the file name used in messages.
 //
@@ -90,7 +105,21 @@ func (p *parser) errf(n *yaml.Node, path, format string, args ...any) {
 	if len(p.errs) > maxFileErrors {
 		return
 	}
-	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s: %s", p.file, n.Line, path, fmt.Sprintf(format, args...)))
+	// A message names where and what, never the whole of what was found: a value or key pasted by
+	// mistake (a secret, a megabyte of text) is cut.
+	p.errs = append(p.errs, fmt.Errorf("%s:%d: %s: %s", p.file, n.Line, clip(path, 200), clip(fmt.Sprintf(format, args...), 300)))
+}
+
+// clip cuts s to at most max bytes on a rune boundary, marking the cut.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func deref(n *yaml.Node) *yaml.Node {
