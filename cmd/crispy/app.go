@@ -82,7 +82,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		return nil, fmt.Errorf("bus: %w", err)
 	}
 
-	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis},
+	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis, FailClosed: cfg.RateLimitFail == "closed"},
 		Store: a.store, Log: log, Metrics: a.set}); err != nil {
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}

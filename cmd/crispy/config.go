@@ -22,6 +22,7 @@ type config struct {
 	Search          string // "embedded" or an Elasticsearch URL
 	Bus             string // "gochannel" or a nats:// URL
 	Redis           string // optional redis:// URL: shared rate limiter
+	RateLimitFail   string // "open" (default) or "closed": what the limiter does while Redis fails
 	PluginsDir      string
 	MetricsAddr     string // optional separate listener for GET /metrics
 	LogLevel        string
@@ -109,6 +110,7 @@ func (f *flags) serveFlags(c *config) {
 	f.str(&c.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")
 	f.str(&c.Bus, "bus", "gochannel", "event bus: gochannel, or a NATS JetStream URL (nats://127.0.0.1:4222)")
 	f.str(&c.Redis, "redis", "", "Redis URL for the rate limiter shared by replicas (none: in-process)")
+	f.str(&c.RateLimitFail, "ratelimit-fail", "open", "while Redis fails: open (per-process limits apply) or closed (refuse with 503)")
 	f.str(&c.PluginsDir, "plugins-dir", filepath.Join("bin", "plugins"), "folder of tool plugin binaries (task build puts them there)")
 	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
@@ -149,6 +151,9 @@ func (c *config) validate() error {
 	}
 	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
 		return fmt.Errorf("--redis %q: want a redis:// or rediss:// URL", c.Redis)
+	}
+	if c.RateLimitFail != "" && c.RateLimitFail != "open" && c.RateLimitFail != "closed" {
+		return fmt.Errorf("--ratelimit-fail %q: want open or closed", c.RateLimitFail)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err

@@ -50,6 +50,9 @@ type Config struct {
 	// RedisCooldown is how long the per-process limiter decides alone after a Redis failure before
 	// Redis is tried again (default 5 s).
 	RedisCooldown time.Duration
+	// FailClosed refuses requests (503 ratelimit_unavailable) while Redis is failing, instead of
+	// failing open onto the per-process limiter.
+	FailClosed bool
 }
 
 func (c *Config) defaults() {
@@ -120,11 +123,15 @@ func New(d Deps) (*Module, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenancy: redis URL: %w", err)
 		}
+		// Without this, go-redis ignores the context's deadline on the socket and waits its own
+		// ReadTimeout (3 s by default): a hung Redis then stalls every request 3 s, whatever
+		// RedisTimeout says.
+		opts.ContextTimeoutEnabled = true
 		m.redis = redis.NewClient(opts)
 		m.rl = adapters.NewRedisLimiter(m.redis, adapters.RedisLimiterConfig{Prefix: d.Config.RedisPrefix, Timeout: d.Config.RedisTimeout, Now: d.Now})
 		// Fail open onto the per-process windows: each replica still holds a tenant to its limit
 		// on the requests it sees while Redis is away.
-		m.adm.Limiter, m.adm.Fallback, m.adm.Cooldown = m.rl, mem, d.Config.RedisCooldown
+		m.adm.Limiter, m.adm.Fallback, m.adm.Cooldown, m.adm.FailClosed = m.rl, mem, d.Config.RedisCooldown, d.Config.FailClosed
 	}
 	return m, nil
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -669,5 +672,105 @@ func TestStartAgainReloads(t *testing.T) {
 	}
 	if r := h.get(t, req{tenant: "zeta"}); r.status != 200 {
 		t.Fatalf("zeta after a refused reload: %d", r.status)
+	}
+}
+
+// hungRedis accepts connections and reads what they send but never answers, like a Redis stuck in
+// a long command or behind a dead proxy. It holds every connection until the test ends.
+func hungRedis(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				defer c.Close()
+				_, _ = io.Copy(io.Discard, c) // until the client gives up and closes
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// startAgainstHungRedis starts the module on a Redis that never answers, with socket timeouts of an
+// hour so that only the limiter's own deadline can end a call, and sends one request. It fails the
+// test when the request is still waiting after a minute: the limiter's timeout did not hold.
+func startAgainstHungRedis(t *testing.T, cfg tenancy.Config) (*harness, resp) {
+	t.Helper()
+	cfg.TenantsFile = writeFile(t, tenantsYAML())
+	cfg.RedisURL = "redis://" + hungRedis(t) + "/0?read_timeout=1h&write_timeout=1h&pool_timeout=1h"
+	cfg.RedisTimeout = 100 * time.Millisecond
+	type result struct {
+		h   *harness
+		r   resp
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		h, err := newHarness(t, nil, cfg)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		done <- result{h: h, r: h.get(t, req{tenant: "acme", key: keyA})}
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		return res.h, res.r
+	case <-time.After(time.Minute):
+		t.Fatal("start or a request waited on a hung Redis past the limiter's 100 ms timeout")
+		return nil, resp{}
+	}
+}
+
+func TestHungRedisFailsOpenWithinTheLimiterTimeout(t *testing.T) {
+	t.Parallel()
+	h, r := startAgainstHungRedis(t, tenancy.Config{})
+	if r.status != 200 || r.header.Get("x-ratelimit-remaining") != "2" {
+		t.Fatalf("request with redis hung: %d %v", r.status, r.header)
+	}
+	if got := h.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 1" {
+		t.Fatalf("limiter errors = %q", got)
+	}
+	if got := h.metric(`crispy_tenancy_limiter_bypassed_total{mode="open"}`); got != `crispy_tenancy_limiter_bypassed_total{mode="open"} 1` {
+		t.Fatalf("bypassed = %q", got)
+	}
+	if !strings.Contains(h.log.String(), "failing open") {
+		t.Fatalf("no log line for the outage:\n%s", h.log.String())
+	}
+}
+
+func TestHungRedisFailsClosedWhenAsked(t *testing.T) {
+	t.Parallel()
+	h, r := startAgainstHungRedis(t, tenancy.Config{FailClosed: true})
+	if r.status != 503 || r.body["code"] != "ratelimit_unavailable" || r.header.Get("retry-after") != "5" {
+		t.Fatalf("request with redis hung, failing closed: %d %v %v", r.status, r.header, r.body)
+	}
+	// During the cooldown Redis is left alone and requests are refused at once.
+	h.clock.Set(epoch.Add(3 * time.Second))
+	if r := h.get(t, req{tenant: "acme", key: keyA}); r.status != 503 || r.header.Get("retry-after") != "2" {
+		t.Fatalf("during the cooldown: %d %v", r.status, r.header)
+	}
+	if got := h.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 1" {
+		t.Fatalf("limiter errors = %q (Redis was asked during the cooldown)", got)
+	}
+	if got := h.metric(`crispy_tenancy_limiter_bypassed_total{mode="closed"}`); got != `crispy_tenancy_limiter_bypassed_total{mode="closed"} 2` {
+		t.Fatalf("bypassed = %q", got)
+	}
+	if !strings.Contains(h.log.String(), "failing closed") {
+		t.Fatalf("no log line for the outage:\n%s", h.log.String())
 	}
 }

@@ -23,6 +23,11 @@ const (
 	MetricAuthRefusals  = "crispy_tenancy_auth_refusals_total"
 	MetricRateLimited   = "crispy_tenancy_rate_limited_total"
 	MetricLimiterErrors = "crispy_tenancy_limiter_errors_total"
+	// MetricLimiterBypassed counts requests decided without the limiter (it failed, or is cooling
+	// down after a failure), by mode: open (fallback or uncounted) or closed (refused).
+	MetricLimiterBypassed = "crispy_tenancy_limiter_bypassed_total"
+	// CodeLimiterUnavailable refuses a request when the limiter fails closed.
+	CodeLimiterUnavailable = "ratelimit_unavailable"
 )
 
 var refusalReasons = []string{domain.ReasonTenantNotFound, domain.ReasonInvalidTenantID, domain.ReasonKeyRequired, domain.ReasonInvalidKey}
@@ -34,19 +39,22 @@ const errLogEvery = 10 * time.Second
 // API key, validates x-user-id, applies the rate limit per tenant and per (tenant, user), and answers
 // the x-ratelimit-* and CORS headers.
 //
-// When the limiter fails (Redis unreachable), the Admitter fails open: it asks Fallback (a
-// per-process limiter, so each replica still enforces the tenant's limit on its own share) or, with
-// no Fallback, admits the request uncounted; it counts every failure and logs at most one line per
-// errLogEvery. After a failure it leaves the limiter alone for Cooldown and decides with Fallback
-// alone, so a Redis that hangs costs one timeout per Cooldown rather than one per request. An outage
-// of the limiter's backend must not take the API down.
+// When the limiter fails (Redis unreachable, or slower than its timeout), the Admitter fails open by
+// default: it asks Fallback (a per-process limiter, so each replica still enforces the tenant's limit
+// on its own share) or, with no Fallback, admits the request uncounted. With FailClosed it refuses
+// instead (503 ratelimit_unavailable with retry-after), for deployments where an unmetered request
+// costs more than a refused one. Either way it counts every failure and every request decided
+// without the limiter, and logs at most one line per errLogEvery. After a failure it leaves the
+// limiter alone for Cooldown, so a Redis that hangs costs one timeout per Cooldown rather than one
+// per request.
 type Admitter struct {
-	Limiter  Limiter
-	Fallback Limiter
-	Cooldown time.Duration
-	Log      *slog.Logger
-	Metrics  *metrics.Set
-	Now      func() time.Time
+	Limiter    Limiter
+	Fallback   Limiter
+	Cooldown   time.Duration
+	FailClosed bool
+	Log        *slog.Logger
+	Metrics    *metrics.Set
+	Now        func() time.Time
 
 	snap        atomic.Pointer[snapshot]
 	lastErrLog  atomic.Int64
@@ -61,6 +69,7 @@ type snapshot struct {
 	anonymous map[string]*metrics.Counter            // reason -> counter, for unconfigured tenants
 	limited   map[string]*metrics.Counter            // tenant -> counter
 	limErrs   *metrics.Counter
+	bypassed  *metrics.Counter // in the Admitter's mode
 }
 
 // SetDirectory replaces the tenants served. Safe while requests are admitted.
@@ -80,6 +89,7 @@ func (a *Admitter) SetDirectory(d *domain.Directory) {
 			s.limited[id.String()] = a.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{tenant=%q}`, MetricRateLimited, id))
 		}
 		s.limErrs = a.Metrics.GetOrCreateCounter(MetricLimiterErrors)
+		s.bypassed = a.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{mode=%q}`, MetricLimiterBypassed, a.mode()))
 	}
 	a.snap.Store(s)
 }
@@ -162,11 +172,11 @@ func (a *Admitter) now() int64 {
 	return time.Now().UnixNano()
 }
 
-// decide asks the limiter, or the fallback while the limiter is cooling down after a failure.
+// decide asks the limiter, or decides without it while it is cooling down after a failure.
 func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, user string) (domain.Decision, error) {
-	if a.Fallback != nil && a.Cooldown > 0 {
+	if a.Cooldown > 0 && (a.Fallback != nil || a.FailClosed) {
 		if until := a.bypassUntil.Load(); until != 0 && a.now() < until {
-			return a.Fallback.Allow(ctx, e.ID, user, e.Policy)
+			return a.without(ctx, s, e, user, time.Duration(until-a.now()))
 		}
 	}
 	d, err := a.Limiter.Allow(ctx, e.ID, user, e.Policy)
@@ -177,11 +187,13 @@ func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, use
 		// The client went away: not the limiter's fault, and nobody reads the answer.
 		return domain.Decision{}, ctx.Err()
 	}
-	return a.failOpen(ctx, s, e, user, err), nil
+	a.failed(ctx, s, e, err)
+	return a.without(ctx, s, e, user, a.Cooldown)
 }
 
-// failOpen answers when the limiter failed: the fallback's decision, or an uncounted admission.
-func (a *Admitter) failOpen(ctx context.Context, s *snapshot, e *domain.Entry, user string, cause error) domain.Decision {
+// failed counts and (at most once per errLogEvery) logs a failure of the limiter, and starts the
+// cooldown.
+func (a *Admitter) failed(ctx context.Context, s *snapshot, e *domain.Entry, cause error) {
 	if s.limErrs != nil {
 		s.limErrs.Inc()
 	}
@@ -191,15 +203,39 @@ func (a *Admitter) failOpen(ctx context.Context, s *snapshot, e *domain.Entry, u
 	}
 	// 0 means never logged; t|1 keeps a stored time non-zero (a nanosecond is no matter here).
 	if last := a.lastErrLog.Load(); (last == 0 || t-last >= int64(errLogEvery)) && a.lastErrLog.CompareAndSwap(last, t|1) && a.Log != nil {
-		a.Log.WarnContext(ctx, "rate limiter failed: failing open (per-process fallback limits apply)",
-			"tenant", e.ID.String(), "cooldown", a.Cooldown.String(), "error", cause.Error())
+		msg := "rate limiter failed: failing open (per-process fallback limits apply)"
+		if a.FailClosed {
+			msg = "rate limiter failed: failing closed (requests are refused with 503 until it answers)"
+		}
+		a.Log.WarnContext(ctx, msg, "tenant", e.ID.String(), "cooldown", a.Cooldown.String(), "error", cause.Error())
+	}
+}
+
+// without decides while the limiter is unavailable: a refusal when failing closed (retry once the
+// cooldown is over), else the fallback's decision, or an uncounted admission.
+func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, user string, wait time.Duration) (domain.Decision, error) {
+	if s.bypassed != nil {
+		s.bypassed.Inc()
+	}
+	if a.FailClosed {
+		ae := apperr.New(apperr.KindUnavailable, CodeLimiterUnavailable,
+			"the rate limiter is unavailable and this server refuses unmetered requests; retry shortly")
+		ae.RetryAfterSec = max(1, int((wait+time.Second-1)/time.Second))
+		return domain.Decision{}, ae
 	}
 	if a.Fallback != nil {
 		if d, err := a.Fallback.Allow(ctx, e.ID, user, e.Policy); err == nil {
-			return d
+			return d, nil
 		}
 	}
-	return domain.Decision{Allowed: true, Limit: e.Policy.KeyLimit, Remaining: e.Policy.KeyLimit - 1, ResetSec: int64(e.Policy.Window / time.Second)}
+	return domain.Decision{Allowed: true, Limit: e.Policy.KeyLimit, Remaining: e.Policy.KeyLimit - 1, ResetSec: int64(e.Policy.Window / time.Second)}, nil
+}
+
+func (a *Admitter) mode() string {
+	if a.FailClosed {
+		return "closed"
+	}
+	return "open"
 }
 
 // validUserID bounds x-user-id (it becomes part of a limiter key and the audit actor) and keeps
