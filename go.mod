@@ -9,6 +9,7 @@ require (
 	github.com/VictoriaMetrics/metrics v1.44.0
 	github.com/danielgtaylor/huma/v2 v2.39.0
 	github.com/elastic/go-elasticsearch/v8 v8.19.7
+	github.com/go-json-experiment/json v1.27.2
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/go-hclog v1.6.3
 	github.com/hashicorp/go-plugin v1.8.0

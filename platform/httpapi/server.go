@@ -182,7 +182,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	})
 	api := humago.New(mux, hc)
 	s := &Server{API: api, mux: mux, deps: deps, cfg: cfg}
-	api.UseMiddleware(s.guardMiddleware)
+	api.UseMiddleware(s.guardMiddleware, s.checkText)
 	mux.HandleFunc("/", s.notFound)
 	s.registerHealth()
 	s.handler = s.requestID(s.accessLog(s.recoverPanics(s.limitBody(s.preflight(mux)))))
