@@ -8,28 +8,49 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 )
 
-// load scans the log and rebuilds the index. A torn or corrupted tail (the last write, cut short by
-// a crash) is truncated and logged; a bad record followed by good ones is corruption, and Open fails.
-func (s *Store) load() error {
+// TornTail is a damaged end of the log with nothing valid after it: what a crash during a write
+// leaves. The events before it are intact; the bytes from Offset on were never acknowledged whole.
+type TornTail struct {
+	Offset int64  // where the valid prefix ends
+	Bytes  int64  // how many bytes follow it
+	Reason string // what is wrong with the first of them
+}
+
+func (t *TornTail) String() string {
+	return fmt.Sprintf("%d bytes at offset %d (%s)", t.Bytes, t.Offset, t.Reason)
+}
+
+// load scans the log and rebuilds the index; it never changes the file. A damaged record with
+// nothing valid after it is the torn tail, returned for the caller to cut or report; a damaged
+// record followed by a valid one is corruption (ErrCorrupt), and the store must not open.
+//
+// For a read-only open beside a live writer, a record that extends past the end, or a file that
+// shrinks while it is read, is a write in flight: the scan stops before it and reports nothing.
+func (s *Store) load() (*TornTail, error) {
 	st, err := s.f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", s.f.Name(), err)
+		return nil, fmt.Errorf("stat %s: %w", s.f.Name(), err)
 	}
 	size := st.Size()
 	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, size), 1<<20)
 	var off int64
 	var hdr [headerSize]byte
 	var payload []byte
+	var torn *TornTail
 	for off < size {
 		bad := ""
 		if size-off < headerSize {
 			bad = "partial record header"
 		} else if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+			if s.live && errors.Is(err, io.ErrUnexpectedEOF) {
+				break // the writer cut a failed write while we read: the prefix is what counts
+			}
+			return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
 		}
 		var n int64
 		if bad == "" {
@@ -43,7 +64,11 @@ func (s *Store) load() error {
 				}
 				payload = payload[:n]
 				if _, err := io.ReadFull(r, payload); err != nil {
-					return fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+					if s.live && errors.Is(err, io.ErrUnexpectedEOF) {
+						bad = "record being written"
+						break
+					}
+					return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
 				}
 				c := crc32.Update(0, crcTable, hdr[8:9])
 				if crc32.Update(c, crcTable, payload) != binary.LittleEndian.Uint32(hdr[4:8]) {
@@ -53,26 +78,67 @@ func (s *Store) load() error {
 		}
 		if bad != "" {
 			if next := s.findValidRecord(off+1, size); next >= 0 {
-				return fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open: the record was damaged after it was written (restore the data folder from a backup)",
+				return nil, fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open: the record was damaged after it was written (restore the data folder from a backup)",
 					eventstore.ErrCorrupt, s.f.Name(), bad, off, next)
 			}
-			s.opts.Logger.Warn("event store: truncating torn tail", "file", s.f.Name(), "offset", off, "droppedBytes", size-off, "reason", bad)
-			if err := s.f.Truncate(off); err != nil {
-				return fmt.Errorf("truncate torn tail of %s at %d: %w", s.f.Name(), off, err)
-			}
-			if err := s.f.Sync(); err != nil {
-				return fmt.Errorf("fsync %s: %w", s.f.Name(), err)
-			}
-			size = off
+			torn = &TornTail{Offset: off, Bytes: size - off, Reason: bad}
 			break
 		}
 		if err := s.apply(hdr[8], payload, off+headerSize); err != nil {
-			return fmt.Errorf("%w: %s: record at offset %d: %v", eventstore.ErrCorrupt, s.f.Name(), off, err)
+			return nil, fmt.Errorf("%w: %s: record at offset %d: %v", eventstore.ErrCorrupt, s.f.Name(), off, err)
 		}
+		s.lastRec = off
 		off += headerSize + n
 	}
-	s.size = size
-	return nil
+	s.size = off
+	return torn, nil
+}
+
+// cutTail copies the torn tail to a side file next to the log (events.log.torn-OFFSET-TIME), then
+// truncates the log to its valid prefix and fsyncs. The copy keeps the evidence: a damaged last
+// record may have been acknowledged once (a bit flip after the fact looks like a torn write). With
+// mustKeep (an operator's repair) a failed copy stops the cut; on a writer's open, where the cut is
+// the routine recovery from a crash, it is logged and the cut goes on.
+func (s *Store) cutTail(t *TornTail, mustKeep bool) (kept string, err error) {
+	kept, err = s.keepTail(t)
+	if err != nil {
+		if mustKeep {
+			return "", err
+		}
+		s.opts.Logger.Error("event store: could not keep a copy of the torn tail", "error", err)
+	}
+	s.opts.Logger.Warn("event store: truncating torn tail", "file", s.f.Name(), "offset", t.Offset, "droppedBytes", t.Bytes, "reason", t.Reason, "copy", kept)
+	if err := s.f.Truncate(t.Offset); err != nil {
+		return kept, fmt.Errorf("truncate torn tail of %s at %d: %w", s.f.Name(), t.Offset, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return kept, fmt.Errorf("fsync %s: %w", s.f.Name(), err)
+	}
+	return kept, nil
+}
+
+// keepTail copies the torn tail's bytes to a new file next to the log and returns its path.
+func (s *Store) keepTail(t *TornTail) (string, error) {
+	path := fmt.Sprintf("%s.torn-%d-%s", s.f.Name(), t.Offset, s.opts.Now().UTC().Format("20060102T150405.000000000Z"))
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return "", fmt.Errorf("keep the torn tail of %s: %w", s.f.Name(), err)
+	}
+	_, err = io.Copy(out, io.NewSectionReader(s.f, t.Offset, t.Bytes))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("keep the torn tail of %s in %s: %w", s.f.Name(), path, err)
+	}
+	return path, nil
 }
 
 // apply indexes one valid record whose payload starts at file offset base.

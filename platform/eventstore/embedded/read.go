@@ -181,6 +181,9 @@ func (s *Store) SetStreamMetadata(ctx context.Context, stream tenant.Stream, md 
 	if stream.IsZero() {
 		return fmt.Errorf("%w: stream without tenant", eventstore.ErrInvalid)
 	}
+	if s.readOnly {
+		return eventstore.ErrReadOnly
+	}
 	r := &appendReq{ctx: ctx, stream: stream, meta: &md, done: make(chan struct{})}
 	if err := s.submit(ctx, r); err != nil {
 		return err
@@ -208,7 +211,8 @@ func (s *Store) LastPosition(ctx context.Context) (eventstore.Position, error) {
 	return eventstore.Position(len(s.entries)), nil
 }
 
-// Close stops the writer after the batch in flight, closes the log and releases the lock.
+// Close stops the writer after the batch in flight, closes the log and releases the lock. A store
+// opened read-only just closes its file.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -220,11 +224,16 @@ func (s *Store) Close() error {
 	close(s.notify)
 	s.mu.Unlock()
 	<-s.done
-	err := s.f.Sync()
+	var err error
+	if !s.readOnly {
+		err = s.f.Sync()
+	}
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
 	}
-	_ = s.lock.Close()
+	if s.lock != nil {
+		_ = s.lock.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("close event store %s: %w", s.dir, err)
 	}

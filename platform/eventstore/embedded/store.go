@@ -1,7 +1,14 @@
 // Package embedded is the default event store: an append-only log file in the data folder, so the
 // binary runs with no server. Appends are group-committed (one write and one fsync for every append
 // waiting at that moment) and acknowledged only after the fsync. On open the log is scanned, a torn
-// tail is cut off (and logged), and corruption anywhere else refuses to open.
+// tail (an interrupted last write) is cut off, logged and kept in a side file, and corruption
+// anywhere else refuses to open.
+//
+// A failed write or fsync (a full disk, an I/O error) does not break the store: the unacknowledged
+// bytes are cut off again, writes are refused with eventstore.ErrStorageUnavailable while reads go on,
+// and the writer heals the log by itself once a probe write succeeds (faults.go). OpenReadOnly opens
+// the log without writing a byte, for verification, even beside a running server; Repair cuts a torn
+// tail on an operator's explicit request.
 //
 // We chose a log of our own over SQLite: the data is append-only with reads by stream and by tenant
 // in position order, which a log plus a small in-memory index answers with sequential I/O, and group
@@ -33,6 +40,11 @@ type Options struct {
 	Metrics *metrics.Set
 	// MaxBatch bounds how many appends share one fsync (default 512).
 	MaxBatch int
+	// HealInterval is how often a store whose writes failed tries to heal (default 1s).
+	HealInterval time.Duration
+	// Faults, when set, makes the log's writes, fsyncs and truncations fail on demand: tests of the
+	// fault handling use it. Nil in production.
+	Faults *Faults
 }
 
 const logName = "events.log"
@@ -58,18 +70,23 @@ type streamState struct {
 type Store struct {
 	dir  string
 	opts Options
-	f    *os.File
-	lock *os.File
+	f    logFile
+	lock *os.File // nil when opened read-only
 
 	mu      sync.RWMutex
 	entries []entry // entries[position-1]
 	streams []*streamState
 	byName  map[string]int32
 	tenants map[string][]uint64 // tenant id -> positions
-	size    int64
+	size    int64               // acknowledged size: every byte before it is fsync'd and indexed
+	lastRec int64               // offset of the last record (-1: none), re-checked when healing
 	notify  chan struct{}
 	closed  bool
-	broken  error
+	fault   *fault // set while writes are refused after a failed write or fsync
+
+	readOnly bool
+	live     bool      // read-only open while a writer held the lock
+	torn     *TornTail // read-only open: what a writer's open would cut
 
 	reqs chan *appendReq
 	quit chan struct{}
@@ -77,6 +94,7 @@ type Store struct {
 
 	appendDur *metrics.Histogram
 	batchSize *metrics.Histogram
+	faults    *metrics.Counter
 }
 
 type appendReq struct {
@@ -92,19 +110,11 @@ type appendReq struct {
 
 // Open opens (creating if needed) the store in dir and takes an exclusive lock on it.
 func Open(dir string, opts Options) (*Store, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 512
-	}
+	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create event store dir %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(dir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -122,16 +132,13 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{
-		dir: dir, opts: opts, f: f, lock: lock,
-		byName: map[string]int32{}, tenants: map[string][]uint64{},
-		notify: make(chan struct{}), reqs: make(chan *appendReq), quit: make(chan struct{}), done: make(chan struct{}),
+	s := newStore(dir, opts, f)
+	s.lock = lock
+	torn, err := s.load()
+	if err == nil && torn != nil {
+		_, err = s.cutTail(torn, false)
 	}
-	if opts.Metrics != nil {
-		s.appendDur = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_append_duration_seconds")
-		s.batchSize = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_commit_batch_size")
-	}
-	if err := s.load(); err != nil {
+	if err != nil {
 		f.Close()
 		lock.Close()
 		return nil, err
@@ -140,20 +147,139 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func lockDir(dir string) (*os.File, error) {
+// OpenReadOnly opens the store in dir for reading and writes nothing: no truncation, no lock-file
+// rewrite, no file created. Appends fail with eventstore.ErrReadOnly. A torn tail is not cut but
+// reported by TornTail; corruption before the end refuses to open, as Open does.
+//
+// It takes the lock shared, and only while it scans the log, and never waits for it. When no writer
+// holds the lock, the scan sees a quiescent log, so a bad last record is a torn tail (a finding). When
+// a server holds it (Live), the scan reads a consistent prefix: the log is append-only, the server cut
+// any torn tail when it opened and cuts a failed write before it appends again, so bytes past the last
+// whole record are a write in flight, not a finding, and the prefix never changes under the reader.
+// Holding the lock for the whole verification would buy nothing more and would keep a server from
+// starting meanwhile.
+func OpenReadOnly(dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	path := filepath.Join(dir, logName)
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no embedded event store in %s (%s not found): check --data-dir", dir, logName)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := newStore(dir, opts, f)
+	s.readOnly = true
+	release, live, err := sharedLock(dir)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	s.live = live
+	torn, err := s.load()
+	release()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !live {
+		s.torn = torn
+	}
+	close(s.done) // no writer
+	return s, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 512
+	}
+	if o.HealInterval <= 0 {
+		o.HealInterval = time.Second
+	}
+	return o
+}
+
+func newStore(dir string, opts Options, f *os.File) *Store {
+	s := &Store{
+		dir: dir, opts: opts, f: opts.Faults.wrap(f), lastRec: -1,
+		byName: map[string]int32{}, tenants: map[string][]uint64{},
+		notify: make(chan struct{}), reqs: make(chan *appendReq), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	if opts.Metrics != nil {
+		s.appendDur = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_append_duration_seconds")
+		s.batchSize = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_commit_batch_size")
+		s.faults = opts.Metrics.GetOrCreateCounter("crispy_eventstore_write_faults_total")
+		opts.Metrics.GetOrCreateGauge("crispy_eventstore_degraded", func() float64 {
+			if s.faultState() != nil {
+				return 1
+			}
+			return 0
+		})
+	}
+	return s
+}
+
+// Live reports whether a writer held the store while OpenReadOnly scanned it.
+func (s *Store) Live() bool { return s.live }
+
+// TornTail reports the torn tail that OpenReadOnly found and left in place (nil: none, or Live).
+func (s *Store) TornTail() *TornTail { return s.torn }
+
+// Size is the size of the log's valid prefix: every record before it was read back intact.
+func (s *Store) Size() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.size
+}
+
+// Path is the log file's path.
+func (s *Store) Path() string { return filepath.Join(s.dir, logName) }
+
+// lockDir takes dir's lock exclusively without waiting; with owner it records this process's pid in
+// the lock file for the message another process gets.
+func lockDir(dir string, owner bool) (*os.File, error) {
 	p := filepath.Join(dir, "LOCK")
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", p, err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		owner, _ := os.ReadFile(p)
+		pid, _ := os.ReadFile(p)
 		f.Close()
-		return nil, fmt.Errorf("event store %s is in use by another process (pid %s): %w", dir, string(owner), err)
+		return nil, fmt.Errorf("event store %s is in use by another process (pid %s, or a 'crispy verify' reading it): %w", dir, string(pid), err)
 	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(fmt.Sprint(os.Getpid())), 0)
+	if owner {
+		_ = f.Truncate(0)
+		_, _ = f.WriteAt([]byte(fmt.Sprint(os.Getpid())), 0)
+	}
 	return f, nil
+}
+
+// sharedLock takes dir's lock shared without waiting and returns its release. live is true when a
+// writer holds it (then nothing is held). A missing lock file (a copied log) means no writer.
+func sharedLock(dir string) (release func(), live bool, err error) {
+	p := filepath.Join(dir, "LOCK")
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("open lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return func() {}, true, nil
+		}
+		return nil, false, fmt.Errorf("lock %s: %w", p, err)
+	}
+	return func() { f.Close() }, false, nil
 }
 
 func syncDir(dir string) error {
@@ -175,6 +301,9 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 	}
 	if len(data) == 0 {
 		return eventstore.AppendResult{}, fmt.Errorf("%w: append to %s with no events", eventstore.ErrInvalid, stream)
+	}
+	if s.readOnly {
+		return eventstore.AppendResult{}, eventstore.ErrReadOnly
 	}
 	start := time.Now()
 	r := &appendReq{ctx: ctx, stream: stream, expected: expected, data: data, done: make(chan struct{})}
@@ -201,17 +330,39 @@ func (s *Store) submit(ctx context.Context, r *appendReq) error {
 	return nil
 }
 
-// writer is the only goroutine that writes the log.
+// writer is the only goroutine that writes the log. While the store is faulted it also heals it,
+// every HealInterval, so healing never races an append.
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*appendReq, 0, s.opts.MaxBatch)
 	var buf []byte
+	var healTick *time.Ticker
+	var healC <-chan time.Time
+	defer func() {
+		if healTick != nil {
+			healTick.Stop()
+		}
+	}()
 	for {
+		if s.faultState() != nil && healTick == nil {
+			healTick = time.NewTicker(s.opts.HealInterval)
+			healC = healTick.C
+		}
 		batch = batch[:0]
 		select {
 		case r := <-s.reqs:
 			batch = append(batch, r)
+		case <-healC:
+			if s.heal() {
+				healTick.Stop()
+				healTick, healC = nil, nil
+			}
+			continue
 		case <-s.quit:
+			if s.faultState() != nil {
+				// Leave no unacknowledged bytes behind if the storage allows it now.
+				_ = s.rollback(s.size)
+			}
 			return
 		}
 	drain:
@@ -245,21 +396,23 @@ type newEntry struct {
 }
 
 // commit validates, encodes, writes and fsyncs one batch, then publishes it to readers. A request
-// that fails validation fails alone; a failed write or fsync fails the batch and the store.
+// that fails validation fails alone; a failed write or fsync fails the batch and faults the store
+// until it heals (faults.go).
 func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 	if s.batchSize != nil {
 		s.batchSize.Update(float64(len(batch)))
 	}
 	s.mu.RLock()
-	broken, base, nextPos := s.broken, s.size, uint64(len(s.entries)+1)
+	fault, base, nextPos := s.fault, s.size, uint64(len(s.entries)+1)
 	s.mu.RUnlock()
-	if broken != nil {
+	if fault != nil {
 		for _, r := range batch {
-			r.err = fmt.Errorf("event store unusable after a failed write: %w", broken)
+			r.err = fault.refusal()
 			close(r.done)
 		}
 		return buf
 	}
+	lastRec := s.lastRec
 	over := map[string]*pending{}
 	var added []newEntry
 	now := s.opts.Now()
@@ -285,6 +438,7 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 			}
 			payload = appendString(payload[:0], name)
 			payload = append(payload, b...)
+			lastRec = base + int64(len(buf))
 			buf = frame(buf, kindMetadata, payload)
 			m := *r.meta
 			p.meta = &m
@@ -322,6 +476,7 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 			continue
 		}
 		nextPos += uint64(len(evs))
+		lastRec = base + int64(len(buf))
 		buf = frame(buf, kindEvents, payload)
 		last := evs[len(evs)-1]
 		p.lastRev, p.lastHash, p.exists = last.Revision, last.Hash, true
@@ -329,11 +484,11 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 	}
 	if len(buf) > 0 {
 		if _, err := s.f.WriteAt(buf, base); err != nil {
-			s.fail(batch, fmt.Errorf("write %s: %w", s.f.Name(), err))
+			s.fail(batch, base, fmt.Errorf("write %s: %w", s.f.Name(), err))
 			return buf
 		}
 		if err := s.f.Sync(); err != nil {
-			s.fail(batch, fmt.Errorf("fsync %s: %w", s.f.Name(), err))
+			s.fail(batch, base, fmt.Errorf("fsync %s: %w", s.f.Name(), err))
 			return buf
 		}
 	}
@@ -351,6 +506,7 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 		}
 	}
 	s.size = base + int64(len(buf))
+	s.lastRec = lastRec
 	if len(added) > 0 {
 		close(s.notify)
 		s.notify = make(chan struct{})
@@ -360,22 +516,6 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 		close(r.done)
 	}
 	return buf
-}
-
-// fail marks the store unusable: after a failed fsync the kernel may have dropped the dirty pages,
-// so nothing written since the last good fsync can be trusted (restart to recover from the log).
-func (s *Store) fail(batch []*appendReq, err error) {
-	s.opts.Logger.Error("event store write failed; refusing further appends", "error", err)
-	s.mu.Lock()
-	s.broken = err
-	s.mu.Unlock()
-	for _, r := range batch {
-		if r.err == nil {
-			r.err = err
-			r.res = eventstore.AppendResult{}
-		}
-		close(r.done)
-	}
 }
 
 // stream returns the state of name, creating it. Caller holds mu.
