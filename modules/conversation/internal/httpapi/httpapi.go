@@ -38,6 +38,14 @@ type ChatInput struct {
 	}
 }
 
+// Resolve adds the per-field text rules the schema cannot say: a message of only spaces is blank, and
+// the ids are one line. (The floor has already refused invalid UTF-8 and control characters.)
+func (in *ChatInput) Resolve(huma.Context) []error {
+	b := &in.Body
+	return platformhttp.FieldErrors(platformhttp.Prose("body.message", b.Message), platformhttp.Line("body.modelId", b.ModelID),
+		platformhttp.Line("body.userId", b.UserID), platformhttp.Line("body.tool_name", b.ToolName))
+}
+
 // ChatResponse is the JSON answer of POST /chat with "stream": false.
 type ChatResponse struct {
 	SessionID string             `json:"sessionId"`
@@ -115,6 +123,11 @@ type TTSInput struct {
 		Format string  `json:"format,omitempty" enum:"mp3,wav,opus" default:"mp3" doc:"Audio format"`
 		Speed  float64 `json:"speed,omitempty" minimum:"0.25" maximum:"4" default:"1" doc:"Speaking speed"`
 	}
+}
+
+// Resolve refuses blank text to speak and a voice that is not one line.
+func (in *TTSInput) Resolve(huma.Context) []error {
+	return platformhttp.FieldErrors(platformhttp.Prose("body.text", in.Body.Text), platformhttp.Line("body.voice", in.Body.Voice))
 }
 
 // problem documents an error answer in the API's one problem shape.

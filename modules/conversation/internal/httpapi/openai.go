@@ -13,6 +13,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/app"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	platformhttp "github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -43,6 +44,28 @@ type CompletionsInput struct {
 		Temperature   float64        `json:"temperature,omitempty" minimum:"0" maximum:"2"`
 		User          string         `json:"user,omitempty" maxLength:"256"`
 	}
+}
+
+// Resolve checks what the schema cannot: there is a message at all ("messages": null decodes to no
+// messages, which the schema's minItems does not see), the last one has visible text, and the model,
+// user and names are one line.
+func (in *CompletionsInput) Resolve(huma.Context) []error {
+	b := &in.Body
+	checks := []*huma.ErrorDetail{platformhttp.Line("body.model", b.Model), platformhttp.Line("body.user", b.User)}
+	if len(b.Messages) == 0 {
+		checks = append(checks, &huma.ErrorDetail{Location: "body.messages", Message: "must hold at least one message"})
+	}
+	for i, m := range b.Messages {
+		checks = append(checks, platformhttp.Line("body.messages["+itoa(i)+"].name", m.Name))
+	}
+	if n := len(b.Messages); n > 0 {
+		// Only the last message is the question; an earlier assistant turn may be empty. Content that
+		// is neither a string nor text parts is the handler's invalid_content.
+		if text, err := contentText(b.Messages[n-1].Content); err == nil {
+			checks = append(checks, platformhttp.Prose("body.messages["+itoa(n-1)+"].content", text))
+		}
+	}
+	return platformhttp.FieldErrors(checks...)
 }
 
 type oaiUsage struct {

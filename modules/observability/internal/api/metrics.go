@@ -91,6 +91,13 @@ type putAlertInput struct {
 	Body RuleBody
 }
 
+// Resolve refuses a blank name and multi-line names, ids and URLs with 422 naming the field.
+func (in *putAlertInput) Resolve(huma.Context) []error {
+	b := &in.Body
+	return httpapi.FieldErrors(httpapi.Line("body.id", b.ID), httpapi.Line("body.name", b.Name),
+		httpapi.Line("body.webhookUrl", b.WebhookURL))
+}
+
 type ruleOutput struct {
 	Body struct {
 		alerts.RuleView
