@@ -116,3 +116,40 @@ func BenchmarkConcurrent1000(b *testing.B) {
 	b.ReportMetric(float64(ds[len(ds)/2].Milliseconds()), "ms/1000-calls")
 	b.ReportMetric(0, "errors")
 }
+
+// BenchmarkTenantBUnderTenantAFlood measures tenant B's trivial call while tenant A keeps 500 calls of
+// the same tool (10 ms each) queued behind its 32 slots. With per-tenant fair queueing B waits for
+// about one slot; in one FIFO it waits for A's whole queue.
+func BenchmarkTenantBUnderTenantAFlood(b *testing.B) {
+	m := host.New(host.Config{Dir: pluginsDir(b, "echo"), MaxConcurrent: 32})
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := m.Tools(ctx); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range 500 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _ = m.Call(ctx, "echo", sdk.Call{Params: json.RawMessage(`{"mode":"slow","ms":10}`), TenantID: "tenant-a"})
+			}
+		}()
+	}
+	for m.Queued("echo") < 400 {
+		time.Sleep(time.Millisecond)
+	}
+	call := sdk.Call{Params: json.RawMessage(`{"mode":"ok"}`), TenantID: "tenant-b"}
+	var ds []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if _, err := m.Call(context.Background(), "echo", call); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, time.Since(start))
+	}
+	reportPercentiles(b, ds)
+}

@@ -39,12 +39,22 @@ type Config struct {
 	// PluginsDir holds the plugin binaries (default bin/plugins, what `task build` produces). An
 	// optional plugins.lock in it pins their checksums.
 	PluginsDir string
-	// MaxConcurrentPerTool bounds the calls in flight per tool; more wait (default 32).
+	// MaxConcurrentPerTool bounds the calls in flight per tool; more wait in per-tenant queues served
+	// round-robin, so one tenant's flood cannot starve another tenant (default 32).
 	MaxConcurrentPerTool int
 	// StartTimeout bounds a plugin's handshake (default 10 s).
 	StartTimeout time.Duration
 	// MaxTimeout caps the timeout a tool declares (default 5 min).
 	MaxTimeout time.Duration
+	// CancelGrace is how long a timed-out or cancelled call may keep running in its plugin before the
+	// process is replaced (default 2 s). The calls still healthy on it finish first.
+	CancelGrace time.Duration
+	// PluginMemoryLimit is the memory ceiling of a plugin whose tool declares none, in bytes (default
+	// 512 MiB; negative: no ceiling). A plugin whose resident memory is above its ceiling is replaced
+	// after its calls finish; the kernel refuses it memory far beyond (sdk.HardMemoryLimit).
+	PluginMemoryLimit int64
+	// MaxPluginMemoryLimit caps the ceiling a tool declares for itself (default 2 GiB).
+	MaxPluginMemoryLimit int64
 }
 
 func (c *Config) defaults() {
@@ -60,12 +70,25 @@ func (c *Config) defaults() {
 	if c.MaxTimeout == 0 {
 		c.MaxTimeout = 5 * time.Minute
 	}
+	if c.CancelGrace == 0 {
+		c.CancelGrace = 2 * time.Second
+	}
+	if c.PluginMemoryLimit == 0 {
+		c.PluginMemoryLimit = 512 << 20
+	}
+	if c.MaxPluginMemoryLimit == 0 {
+		c.MaxPluginMemoryLimit = 2 << 30
+	}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.MaxConcurrentPerTool < 0 || c.StartTimeout < 0 || c.MaxTimeout < 0 {
+	if c.MaxConcurrentPerTool < 0 || c.StartTimeout < 0 || c.MaxTimeout < 0 || c.CancelGrace < 0 || c.MaxPluginMemoryLimit < 0 {
 		return fmt.Errorf("tooling: negative limits in %+v", c)
+	}
+	if c.PluginMemoryLimit > c.MaxPluginMemoryLimit {
+		return fmt.Errorf("tooling: the plugin memory limit (%d MiB) is above the maximum (%d MiB); raise the maximum or lower the limit",
+			c.PluginMemoryLimit>>20, c.MaxPluginMemoryLimit>>20)
 	}
 	return nil
 }
@@ -118,13 +141,14 @@ func New(d Deps) (*Module, error) {
 	}
 	log := d.Log.With("module", "tooling")
 	hc := hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: slogWriter{log}, DisableTime: true})
-	restarts := func(tool string) {
+	restarts := func(tool, reason string) {
 		if d.Metrics != nil {
-			d.Metrics.GetOrCreateCounter(fmt.Sprintf(`crispy_tool_plugin_restarts_total{tool=%q}`, tool)).Inc()
+			d.Metrics.GetOrCreateCounter(fmt.Sprintf(`crispy_tool_plugin_restarts_total{tool=%q,reason=%q}`, tool, reason)).Inc()
 		}
 	}
 	mgr := host.New(host.Config{Dir: d.Config.PluginsDir, MaxConcurrent: d.Config.MaxConcurrentPerTool, StartTimeout: d.Config.StartTimeout,
-		MaxTimeout: d.Config.MaxTimeout, Callbacks: cb, Log: log, HCLog: hc, OnRestart: restarts})
+		MaxTimeout: d.Config.MaxTimeout, CancelGrace: d.Config.CancelGrace, MemoryLimit: d.Config.PluginMemoryLimit,
+		MaxMemoryLimit: d.Config.MaxPluginMemoryLimit, Callbacks: cb, Log: log, HCLog: hc, OnRestart: restarts})
 	stats := domain.NewStats()
 	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Stats: stats, Metrics: d.Metrics, Tracer: d.Tracer, Log: log, Now: d.Now}
 	if d.Policy != nil {

@@ -3,7 +3,6 @@ package sdk
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -68,6 +68,8 @@ type Callbacks interface {
 
 // Call is one invocation, as the host issues it.
 type Call struct {
+	// ID names the call in Plugin.Running; unique per process (empty: the plugin names it).
+	ID           string
 	Params       json.RawMessage
 	TenantID     string
 	RequestID    string
@@ -87,6 +89,29 @@ type LaunchConfig struct {
 	Logger hclog.Logger
 	// StartTimeout bounds the handshake (default 10 s).
 	StartTimeout time.Duration
+	// Starter starts the process from a long-lived thread with a parent-death signal, so the kernel
+	// kills the plugin when this process dies, even of SIGKILL (see Starter). Nil starts it from the
+	// calling goroutine without one; the plugin's own parent watch (Serve) still ends it then.
+	Starter *Starter
+	// MaxMemory bounds the plugin's memory from its start until it has described itself, in bytes
+	// (0: no bound): the most any tool may have.
+	MaxMemory int64
+	// Memory gives the plugin's memory ceiling once it has described itself, in bytes (nil: MaxMemory;
+	// 0: none; never above MaxMemory). The plugin is told it (the SDK makes it the Go runtime's soft limit) and
+	// the kernel refuses the process memory well beyond it (HardMemoryLimit); keeping the process
+	// under the ceiling itself is the caller's job (ResidentMemory).
+	Memory func(Description) int64
+}
+
+// HardMemoryLimit is the private writable memory (RLIMIT_DATA) the kernel allows a plugin whose
+// ceiling is ceiling: twice the ceiling and 128 MiB more, because a Go process maps memory ahead of
+// use (128 MB at rest) and the host would rather replace a plugin gently, after its calls finish,
+// than have it die mid-call. A sudden allocation far past the ceiling fails at once instead.
+func HardMemoryLimit(ceiling int64) int64 {
+	if ceiling <= 0 {
+		return 0
+	}
+	return 2*ceiling + 128<<20
 }
 
 // Plugin is a launched tool plugin process.
@@ -96,7 +121,8 @@ type Plugin struct {
 	desc    Description
 	hostSrv *grpc.Server
 	tokens  *tokenTable
-	pid     int
+	proc    *procRunner
+	memory  int64 // the ceiling, bytes; 0: none
 }
 
 // rpcClient is what the host-side grpcPlugin dispenses.
@@ -121,19 +147,23 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
 		return nil, fmt.Errorf("plugin %s: %w: not an executable file", cfg.Path, ErrNotAPlugin)
 	}
-	ccfg := &plugin.ClientConfig{
-		HandshakeConfig:  Handshake(),
-		Plugins:          plugin.PluginSet{PluginName: &grpcPlugin{}},
-		Cmd:              exec.Command(cfg.Path),
+	p := &Plugin{tokens: &tokenTable{m: map[string]tokenEntry{}}}
+	mkRunner := newRunner(cfg, HardMemoryLimit(cfg.MaxMemory))
+	p.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig: Handshake(),
+		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{}},
+		RunnerFunc: func(l hclog.Logger, tmpl *exec.Cmd, dir string) (runner.Runner, error) {
+			r, err := mkRunner(l, tmpl, dir)
+			if err == nil {
+				p.proc = r.(*procRunner)
+			}
+			return r, err
+		},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           cfg.Logger,
 		StartTimeout:     cfg.StartTimeout,
-	}
-	if cfg.Checksum != nil {
-		ccfg.SecureConfig = &plugin.SecureConfig{Checksum: cfg.Checksum, Hash: sha256.New()}
-	}
-	client := plugin.NewClient(ccfg)
-	p := &Plugin{client: client, tokens: &tokenTable{m: map[string]tokenEntry{}}}
+	})
+	client := p.client
 	fail := func(err error) (*Plugin, error) {
 		p.Kill()
 		return nil, err
@@ -145,9 +175,6 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 			return fail(fmt.Errorf("plugin %s: %w", cfg.Path, ErrChecksumMismatch))
 		}
 		return fail(fmt.Errorf("plugin %s: %w: %s", cfg.Path, ErrNotAPlugin, msg))
-	}
-	if rc := client.ReattachConfig(); rc != nil {
-		p.pid = rc.Pid
 	}
 	raw, err := proto.Dispense(PluginName)
 	if err != nil {
@@ -172,9 +199,6 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 
 	actx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
-	if _, err := rc.tool.Attach(actx, &toolpb.AttachRequest{HostBrokerId: id}); err != nil {
-		return fail(fmt.Errorf("plugin %s: attach: %w", cfg.Path, err))
-	}
 	d, err := rc.tool.Describe(actx, &toolpb.DescribeRequest{})
 	if err != nil {
 		return fail(fmt.Errorf("plugin %s: describe: %w", cfg.Path, err))
@@ -183,6 +207,22 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		Name: d.Name, Version: d.Version, Description: d.Description,
 		InputSchema: d.InputSchema, OutputSchema: d.OutputSchema,
 		Permissions: d.Permissions, Timeout: time.Duration(d.TimeoutMs) * time.Millisecond,
+		MemoryLimit: d.MemoryLimitBytes,
+	}
+	p.memory = cfg.MaxMemory
+	if cfg.Memory != nil {
+		p.memory = cfg.Memory(p.desc)
+	}
+	if cfg.MaxMemory > 0 && (p.memory <= 0 || p.memory > cfg.MaxMemory) {
+		p.memory = cfg.MaxMemory // the kernel would not let the limit rise above the one set at start
+	}
+	if p.memory > 0 && p.memory != cfg.MaxMemory {
+		if err := limitMemory(p.PID(), HardMemoryLimit(p.memory)); err != nil {
+			return fail(fmt.Errorf("plugin %s: %w", cfg.Path, err))
+		}
+	}
+	if _, err := rc.tool.Attach(actx, &toolpb.AttachRequest{HostBrokerId: id, MemoryLimitBytes: p.memory}); err != nil {
+		return fail(fmt.Errorf("plugin %s: attach: %w", cfg.Path, err))
 	}
 	if d.SdkProtocol != ProtocolVersion {
 		return fail(fmt.Errorf("plugin %s: %w: built for protocol %d, host speaks %d", cfg.Path, ErrBadDescription, d.SdkProtocol, ProtocolVersion))
@@ -197,7 +237,28 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 func (p *Plugin) Description() Description { return p.desc }
 
 // PID is the plugin's process id (0 when unknown).
-func (p *Plugin) PID() int { return p.pid }
+func (p *Plugin) PID() int {
+	if p.proc == nil {
+		return 0
+	}
+	return int(p.proc.pid.Load())
+}
+
+// MemoryLimit is the plugin's memory ceiling in bytes (0: none).
+func (p *Plugin) MemoryLimit() int64 { return p.memory }
+
+// ResidentMemory is the process's resident set size in bytes (Linux; elsewhere an error).
+func (p *Plugin) ResidentMemory() (int64, error) {
+	pid := p.PID()
+	if pid == 0 || p.client.Exited() {
+		return 0, ErrPluginExited
+	}
+	return residentMemory(pid)
+}
+
+// OutOfMemory reports whether the plugin said it ran out of memory (on its stderr, as the Go runtime
+// does before it dies): with a memory limit, the sign the limit killed it.
+func (p *Plugin) OutOfMemory() bool { return p.proc != nil && p.proc.stderr.oom.Load() }
 
 // Exited reports whether the plugin process has ended.
 func (p *Plugin) Exited() bool { return p.client.Exited() }
@@ -205,8 +266,8 @@ func (p *Plugin) Exited() bool { return p.client.Exited() }
 // Kill ends the plugin at once (SIGKILL) and releases its resources. It is safe to call more than once.
 // A hung plugin would hold go-plugin's graceful shutdown for seconds, so the process is killed first.
 func (p *Plugin) Kill() {
-	if p.pid > 0 && !p.client.Exited() {
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	if pid := p.PID(); pid > 0 && !p.client.Exited() {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if p.hostSrv != nil {
 		p.hostSrv.Stop()
@@ -223,6 +284,17 @@ func (p *Plugin) InFlight(ctx context.Context) (int, error) {
 	return int(r.InFlight), nil
 }
 
+// Running asks the plugin which calls (by Call.ID) it is still running, cancelled ones included: a
+// cancelled call still listed after a grace period is one the tool ignores cancellation for. A plugin
+// built with an SDK that predates call ids lists none; then n, the number running, still tells.
+func (p *Plugin) Running(ctx context.Context) (ids []string, n int, err error) {
+	r, err := p.rpc.tool.Status(ctx, &toolpb.StatusRequest{})
+	if err != nil {
+		return nil, 0, err
+	}
+	return r.CallIds, int(r.InFlight), nil
+}
+
 // Execute calls the tool. The capability token it issues is valid only until Execute returns.
 // Errors: *Error (the tool refused), ErrPluginExited (crash), ctx's error (timeout, cancellation).
 func (p *Plugin) Execute(ctx context.Context, c Call) (json.RawMessage, error) {
@@ -232,7 +304,7 @@ func (p *Plugin) Execute(ctx context.Context, c Call) (json.RawMessage, error) {
 	}
 	defer p.tokens.revoke(tok)
 	resp, err := p.rpc.tool.Execute(ctx, &toolpb.ExecuteRequest{
-		Params: c.Params, RequestId: c.RequestID, UserId: c.UserID, TenantId: c.TenantID, HostToken: tok,
+		Params: c.Params, RequestId: c.RequestID, UserId: c.UserID, TenantId: c.TenantID, HostToken: tok, CallId: c.ID,
 		Capabilities: &toolpb.Capabilities{Complete: c.Capabilities.Complete, Embed: c.Capabilities.Embed, Ingest: c.Capabilities.Ingest},
 	})
 	if err != nil {

@@ -63,6 +63,10 @@ type Description struct {
 	OutputSchema json.RawMessage // JSON Schema of the result
 	Permissions  []string        // from KnownPermissions
 	Timeout      time.Duration   // 0: DefaultTimeout
+	// MemoryLimit is the most resident memory the tool needs, in bytes (0: the host's default). The
+	// host caps it with its own maximum, replaces a process that stays above it, and has the kernel
+	// refuse memory well beyond it.
+	MemoryLimit int64
 }
 
 var (
@@ -100,6 +104,9 @@ func (d Description) Validate() error {
 	if d.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s is negative", d.Timeout))
 	}
+	if d.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("memory limit %d is negative", d.MemoryLimit))
+	}
 	return errors.Join(errs...)
 }
 
@@ -133,7 +140,9 @@ type Request struct {
 type Tool interface {
 	Describe() Description
 	// Execute runs the tool. It must honour ctx: the host cancels it on timeout and when the caller goes
-	// away. Return an *Error for a refusal the caller should see (its code and message are passed on).
+	// away, and replaces a process whose cancelled calls keep running past a grace period (the other
+	// calls on it finish first). Return an *Error for a refusal the caller should see (its code and
+	// message are passed on).
 	Execute(ctx context.Context, req Request, host Host) (json.RawMessage, error)
 }
 

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -21,7 +24,17 @@ import (
 //	func main() { sdk.Serve(myTool{}) }
 //
 // Run by hand (without the host's handshake), the binary prints a note and exits with status 1.
+//
+// Serve keeps the plugin contained, whatever the host does: the process exits by itself when the host
+// that launched it is gone (even a host killed with SIGKILL leaves no orphan behind), a cancelled call
+// is answered at once (its tool function must still return soon: the host replaces a process whose
+// cancelled calls keep running), and the memory ceiling the host sends becomes the Go runtime's soft
+// memory limit, so the collector works harder before the host has to replace the process.
 func Serve(t Tool) {
+	go watchParent(context.Background(), hostPID(os.Getenv, os.Getppid), parentPollInterval, os.Getppid, func(pid int) {
+		fmt.Fprintf(os.Stderr, "crispy plugin: the host process %d is gone; exiting\n", pid)
+		os.Exit(0)
+	})
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{tool: t}},
@@ -48,13 +61,14 @@ func (p *grpcPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c 
 // toolServer serves a Tool over gRPC inside the plugin process.
 type toolServer struct {
 	toolpb.UnimplementedToolServer
-	tool     Tool
-	desc     Description
-	broker   *plugin.GRPCBroker
-	inFlight atomic.Int32
+	tool   Tool
+	desc   Description
+	broker *plugin.GRPCBroker
+	anon   atomic.Int64 // names calls from hosts that send no call id
 
-	mu   sync.Mutex
-	host toolpb.HostClient // set by Attach
+	mu      sync.Mutex
+	host    toolpb.HostClient // set by Attach
+	running map[string]int    // call id -> tool functions still running under it
 }
 
 func (s *toolServer) Describe(context.Context, *toolpb.DescribeRequest) (*toolpb.Description, error) {
@@ -63,6 +77,7 @@ func (s *toolServer) Describe(context.Context, *toolpb.DescribeRequest) (*toolpb
 		Name: d.Name, Version: d.Version, Description: d.Description,
 		InputSchema: d.InputSchema, OutputSchema: d.OutputSchema,
 		Permissions: d.Permissions, TimeoutMs: d.Timeout.Milliseconds(), SdkProtocol: ProtocolVersion,
+		MemoryLimitBytes: d.MemoryLimit,
 	}, nil
 }
 
@@ -71,6 +86,10 @@ func (s *toolServer) Attach(_ context.Context, req *toolpb.AttachRequest) (*tool
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "dial host callbacks: %v", err)
 	}
+	if req.MemoryLimitBytes > 0 {
+		// A tenth below the ceiling: the collector tightens up before the host sees the process above it.
+		debug.SetMemoryLimit(req.MemoryLimitBytes / 10 * 9)
+	}
 	s.mu.Lock()
 	s.host = toolpb.NewHostClient(conn)
 	s.mu.Unlock()
@@ -78,12 +97,63 @@ func (s *toolServer) Attach(_ context.Context, req *toolpb.AttachRequest) (*tool
 }
 
 func (s *toolServer) Status(context.Context, *toolpb.StatusRequest) (*toolpb.StatusResponse, error) {
-	return &toolpb.StatusResponse{InFlight: s.inFlight.Load()}, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &toolpb.StatusResponse{CallIds: make([]string, 0, len(s.running))}
+	for id, n := range s.running {
+		r.InFlight += int32(n)
+		r.CallIds = append(r.CallIds, id)
+	}
+	sort.Strings(r.CallIds)
+	return r, nil
 }
 
-func (s *toolServer) Execute(ctx context.Context, req *toolpb.ExecuteRequest) (resp *toolpb.ExecuteResponse, err error) {
-	s.inFlight.Add(1)
-	defer s.inFlight.Add(-1)
+func (s *toolServer) begin(id string) {
+	s.mu.Lock()
+	if s.running == nil {
+		s.running = map[string]int{}
+	}
+	s.running[id]++
+	s.mu.Unlock()
+}
+
+func (s *toolServer) end(id string) {
+	s.mu.Lock()
+	if s.running[id]--; s.running[id] <= 0 {
+		delete(s.running, id)
+	}
+	s.mu.Unlock()
+}
+
+// Execute runs the tool in its own goroutine and answers as soon as the call is cancelled, so a host
+// waiting on a cancelled call is never held by a tool that is slow to notice. The call stays listed
+// in Status until the tool's function returns: that is how the host tells a tool that honours
+// cancellation from one that ignores it.
+func (s *toolServer) Execute(ctx context.Context, req *toolpb.ExecuteRequest) (*toolpb.ExecuteResponse, error) {
+	id := req.CallId
+	if id == "" {
+		id = fmt.Sprintf("anonymous-%d", s.anon.Add(1))
+	}
+	s.begin(id)
+	type result struct {
+		resp *toolpb.ExecuteResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer s.end(id)
+		resp, err := s.run(ctx, req)
+		done <- result{resp, err}
+	}()
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func (s *toolServer) run(ctx context.Context, req *toolpb.ExecuteRequest) (resp *toolpb.ExecuteResponse, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			resp, err = &toolpb.ExecuteResponse{Error: &toolpb.ToolError{Code: "tool_panic", Message: fmt.Sprint("the tool panicked: ", v)}}, nil

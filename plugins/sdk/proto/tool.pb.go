@@ -6,7 +6,7 @@
 // versions:
 // 	protoc-gen-go v1.36.11
 // 	protoc        v3.21.12
-// source: tool.proto
+// source: plugins/sdk/proto/tool.proto
 
 package toolpb
 
@@ -33,7 +33,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_tool_proto_msgTypes[0]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +45,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[0]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,19 +58,21 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{0}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{0}
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	InFlight      int32                  `protobuf:"varint,1,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	InFlight int32                  `protobuf:"varint,1,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	// The call_id of every Execute still running (its tool function has not returned), cancelled or not.
+	CallIds       []string `protobuf:"bytes,2,rep,name=call_ids,json=callIds,proto3" json:"call_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_tool_proto_msgTypes[1]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -82,7 +84,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[1]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -95,7 +97,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{1}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *StatusResponse) GetInFlight() int32 {
@@ -103,6 +105,13 @@ func (x *StatusResponse) GetInFlight() int32 {
 		return x.InFlight
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetCallIds() []string {
+	if x != nil {
+		return x.CallIds
+	}
+	return nil
 }
 
 type DescribeRequest struct {
@@ -113,7 +122,7 @@ type DescribeRequest struct {
 
 func (x *DescribeRequest) Reset() {
 	*x = DescribeRequest{}
-	mi := &file_tool_proto_msgTypes[2]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -125,7 +134,7 @@ func (x *DescribeRequest) String() string {
 func (*DescribeRequest) ProtoMessage() {}
 
 func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[2]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -138,7 +147,7 @@ func (x *DescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{2}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{2}
 }
 
 type Description struct {
@@ -152,14 +161,17 @@ type Description struct {
 	Permissions  []string `protobuf:"bytes,6,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	TimeoutMs    int64    `protobuf:"varint,7,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// The SDK protocol version the plugin was built with.
-	SdkProtocol   uint32 `protobuf:"varint,8,opt,name=sdk_protocol,json=sdkProtocol,proto3" json:"sdk_protocol,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SdkProtocol uint32 `protobuf:"varint,8,opt,name=sdk_protocol,json=sdkProtocol,proto3" json:"sdk_protocol,omitempty"`
+	// The memory the tool says it needs at most, in bytes (0: the host's default). The host caps it
+	// with its own maximum.
+	MemoryLimitBytes int64 `protobuf:"varint,9,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Description) Reset() {
 	*x = Description{}
-	mi := &file_tool_proto_msgTypes[3]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +183,7 @@ func (x *Description) String() string {
 func (*Description) ProtoMessage() {}
 
 func (x *Description) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[3]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +196,7 @@ func (x *Description) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Description.ProtoReflect.Descriptor instead.
 func (*Description) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{3}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Description) GetName() string {
@@ -243,16 +255,27 @@ func (x *Description) GetSdkProtocol() uint32 {
 	return 0
 }
 
+func (x *Description) GetMemoryLimitBytes() int64 {
+	if x != nil {
+		return x.MemoryLimitBytes
+	}
+	return 0
+}
+
 type AttachRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	HostBrokerId  uint32                 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	HostBrokerId uint32                 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"`
+	// The plugin's memory ceiling in bytes (0: none). The host replaces a plugin whose resident memory
+	// stays above it; the SDK makes it the Go runtime's soft memory limit so the collector works harder
+	// before that happens.
+	MemoryLimitBytes int64 `protobuf:"varint,2,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_tool_proto_msgTypes[4]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +287,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[4]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,12 +300,19 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{4}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AttachRequest) GetHostBrokerId() uint32 {
 	if x != nil {
 		return x.HostBrokerId
+	}
+	return 0
+}
+
+func (x *AttachRequest) GetMemoryLimitBytes() int64 {
+	if x != nil {
+		return x.MemoryLimitBytes
 	}
 	return 0
 }
@@ -295,7 +325,7 @@ type AttachResponse struct {
 
 func (x *AttachResponse) Reset() {
 	*x = AttachResponse{}
-	mi := &file_tool_proto_msgTypes[5]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +337,7 @@ func (x *AttachResponse) String() string {
 func (*AttachResponse) ProtoMessage() {}
 
 func (x *AttachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[5]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +350,7 @@ func (x *AttachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachResponse.ProtoReflect.Descriptor instead.
 func (*AttachResponse) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{5}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{5}
 }
 
 type ExecuteRequest struct {
@@ -335,14 +365,16 @@ type ExecuteRequest struct {
 	// A capability the host issued for this call alone. It is refused after the call ends.
 	HostToken string `protobuf:"bytes,5,opt,name=host_token,json=hostToken,proto3" json:"host_token,omitempty"`
 	// Which host callbacks have a backend behind them (a tool can pick its offline method at once).
-	Capabilities  *Capabilities `protobuf:"bytes,6,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Capabilities *Capabilities `protobuf:"bytes,6,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// Names this call in StatusResponse.call_ids (unique per process).
+	CallId        string `protobuf:"bytes,7,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_tool_proto_msgTypes[6]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +386,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[6]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +399,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{6}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExecuteRequest) GetParams() []byte {
@@ -412,6 +444,13 @@ func (x *ExecuteRequest) GetCapabilities() *Capabilities {
 	return nil
 }
 
+func (x *ExecuteRequest) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
 type Capabilities struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Complete      bool                   `protobuf:"varint,1,opt,name=complete,proto3" json:"complete,omitempty"`
@@ -423,7 +462,7 @@ type Capabilities struct {
 
 func (x *Capabilities) Reset() {
 	*x = Capabilities{}
-	mi := &file_tool_proto_msgTypes[7]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +474,7 @@ func (x *Capabilities) String() string {
 func (*Capabilities) ProtoMessage() {}
 
 func (x *Capabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[7]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +487,7 @@ func (x *Capabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capabilities.ProtoReflect.Descriptor instead.
 func (*Capabilities) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{7}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Capabilities) GetComplete() bool {
@@ -484,7 +523,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_tool_proto_msgTypes[8]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +535,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[8]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +548,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{8}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecuteResponse) GetResult() []byte {
@@ -536,7 +575,7 @@ type ToolError struct {
 
 func (x *ToolError) Reset() {
 	*x = ToolError{}
-	mi := &file_tool_proto_msgTypes[9]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +587,7 @@ func (x *ToolError) String() string {
 func (*ToolError) ProtoMessage() {}
 
 func (x *ToolError) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[9]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +600,7 @@ func (x *ToolError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolError.ProtoReflect.Descriptor instead.
 func (*ToolError) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{9}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ToolError) GetCode() string {
@@ -590,7 +629,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_tool_proto_msgTypes[10]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +641,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[10]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +654,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{10}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CompleteRequest) GetToken() string {
@@ -656,7 +695,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_tool_proto_msgTypes[11]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +707,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[11]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +720,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{11}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompleteResponse) GetText() string {
@@ -708,7 +747,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_tool_proto_msgTypes[12]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +759,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[12]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +772,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{12}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EmbedRequest) GetToken() string {
@@ -759,7 +798,7 @@ type Vector struct {
 
 func (x *Vector) Reset() {
 	*x = Vector{}
-	mi := &file_tool_proto_msgTypes[13]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +810,7 @@ func (x *Vector) String() string {
 func (*Vector) ProtoMessage() {}
 
 func (x *Vector) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[13]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +823,7 @@ func (x *Vector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vector.ProtoReflect.Descriptor instead.
 func (*Vector) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{13}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Vector) GetValues() []float32 {
@@ -804,7 +843,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_tool_proto_msgTypes[14]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +855,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[14]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +868,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{14}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EmbedResponse) GetVectors() []*Vector {
@@ -863,7 +902,7 @@ type IngestRequest struct {
 
 func (x *IngestRequest) Reset() {
 	*x = IngestRequest{}
-	mi := &file_tool_proto_msgTypes[15]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +914,7 @@ func (x *IngestRequest) String() string {
 func (*IngestRequest) ProtoMessage() {}
 
 func (x *IngestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[15]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +927,7 @@ func (x *IngestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestRequest.ProtoReflect.Descriptor instead.
 func (*IngestRequest) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{15}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IngestRequest) GetToken() string {
@@ -958,7 +997,7 @@ type IngestResponse struct {
 
 func (x *IngestResponse) Reset() {
 	*x = IngestResponse{}
-	mi := &file_tool_proto_msgTypes[16]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1009,7 @@ func (x *IngestResponse) String() string {
 func (*IngestResponse) ProtoMessage() {}
 
 func (x *IngestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tool_proto_msgTypes[16]
+	mi := &file_plugins_sdk_proto_tool_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1022,7 @@ func (x *IngestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IngestResponse.ProtoReflect.Descriptor instead.
 func (*IngestResponse) Descriptor() ([]byte, []int) {
-	return file_tool_proto_rawDescGZIP(), []int{16}
+	return file_plugins_sdk_proto_tool_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IngestResponse) GetDocId() string {
@@ -1007,16 +1046,16 @@ func (x *IngestResponse) GetEmbeddingModel() string {
 	return ""
 }
 
-var File_tool_proto protoreflect.FileDescriptor
+var File_plugins_sdk_proto_tool_proto protoreflect.FileDescriptor
 
-const file_tool_proto_rawDesc = "" +
+const file_plugins_sdk_proto_tool_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"tool.proto\x12\x0ecrispy.tool.v1\"\x0f\n" +
-	"\rStatusRequest\"-\n" +
+	"\x1cplugins/sdk/proto/tool.proto\x12\x0ecrispy.tool.v1\"\x0f\n" +
+	"\rStatusRequest\"H\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
-	"\tin_flight\x18\x01 \x01(\x05R\binFlight\"\x11\n" +
-	"\x0fDescribeRequest\"\x89\x02\n" +
+	"\tin_flight\x18\x01 \x01(\x05R\binFlight\x12\x19\n" +
+	"\bcall_ids\x18\x02 \x03(\tR\acallIds\"\x11\n" +
+	"\x0fDescribeRequest\"\xb7\x02\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12 \n" +
@@ -1026,10 +1065,12 @@ const file_tool_proto_rawDesc = "" +
 	"\vpermissions\x18\x06 \x03(\tR\vpermissions\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\a \x01(\x03R\ttimeoutMs\x12!\n" +
-	"\fsdk_protocol\x18\b \x01(\rR\vsdkProtocol\"5\n" +
+	"\fsdk_protocol\x18\b \x01(\rR\vsdkProtocol\x12,\n" +
+	"\x12memory_limit_bytes\x18\t \x01(\x03R\x10memoryLimitBytes\"c\n" +
 	"\rAttachRequest\x12$\n" +
-	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\"\x10\n" +
-	"\x0eAttachResponse\"\xde\x01\n" +
+	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\x12,\n" +
+	"\x12memory_limit_bytes\x18\x02 \x01(\x03R\x10memoryLimitBytes\"\x10\n" +
+	"\x0eAttachResponse\"\xf7\x01\n" +
 	"\x0eExecuteRequest\x12\x16\n" +
 	"\x06params\x18\x01 \x01(\fR\x06params\x12\x1d\n" +
 	"\n" +
@@ -1038,7 +1079,8 @@ const file_tool_proto_rawDesc = "" +
 	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
 	"host_token\x18\x05 \x01(\tR\thostToken\x12@\n" +
-	"\fcapabilities\x18\x06 \x01(\v2\x1c.crispy.tool.v1.CapabilitiesR\fcapabilities\"X\n" +
+	"\fcapabilities\x18\x06 \x01(\v2\x1c.crispy.tool.v1.CapabilitiesR\fcapabilities\x12\x17\n" +
+	"\acall_id\x18\a \x01(\tR\x06callId\"X\n" +
 	"\fCapabilities\x12\x1a\n" +
 	"\bcomplete\x18\x01 \x01(\bR\bcomplete\x12\x14\n" +
 	"\x05embed\x18\x02 \x01(\bR\x05embed\x12\x16\n" +
@@ -1091,19 +1133,19 @@ const file_tool_proto_rawDesc = "" +
 	"\x06Ingest\x12\x1d.crispy.tool.v1.IngestRequest\x1a\x1e.crispy.tool.v1.IngestResponseB:Z8github.com/crispy-enigma/crispy/plugins/sdk/proto;toolpbb\x06proto3"
 
 var (
-	file_tool_proto_rawDescOnce sync.Once
-	file_tool_proto_rawDescData []byte
+	file_plugins_sdk_proto_tool_proto_rawDescOnce sync.Once
+	file_plugins_sdk_proto_tool_proto_rawDescData []byte
 )
 
-func file_tool_proto_rawDescGZIP() []byte {
-	file_tool_proto_rawDescOnce.Do(func() {
-		file_tool_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_tool_proto_rawDesc), len(file_tool_proto_rawDesc)))
+func file_plugins_sdk_proto_tool_proto_rawDescGZIP() []byte {
+	file_plugins_sdk_proto_tool_proto_rawDescOnce.Do(func() {
+		file_plugins_sdk_proto_tool_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_plugins_sdk_proto_tool_proto_rawDesc), len(file_plugins_sdk_proto_tool_proto_rawDesc)))
 	})
-	return file_tool_proto_rawDescData
+	return file_plugins_sdk_proto_tool_proto_rawDescData
 }
 
-var file_tool_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
-var file_tool_proto_goTypes = []any{
+var file_plugins_sdk_proto_tool_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_plugins_sdk_proto_tool_proto_goTypes = []any{
 	(*StatusRequest)(nil),    // 0: crispy.tool.v1.StatusRequest
 	(*StatusResponse)(nil),   // 1: crispy.tool.v1.StatusResponse
 	(*DescribeRequest)(nil),  // 2: crispy.tool.v1.DescribeRequest
@@ -1122,7 +1164,7 @@ var file_tool_proto_goTypes = []any{
 	(*IngestRequest)(nil),    // 15: crispy.tool.v1.IngestRequest
 	(*IngestResponse)(nil),   // 16: crispy.tool.v1.IngestResponse
 }
-var file_tool_proto_depIdxs = []int32{
+var file_plugins_sdk_proto_tool_proto_depIdxs = []int32{
 	7,  // 0: crispy.tool.v1.ExecuteRequest.capabilities:type_name -> crispy.tool.v1.Capabilities
 	9,  // 1: crispy.tool.v1.ExecuteResponse.error:type_name -> crispy.tool.v1.ToolError
 	13, // 2: crispy.tool.v1.EmbedResponse.vectors:type_name -> crispy.tool.v1.Vector
@@ -1147,26 +1189,26 @@ var file_tool_proto_depIdxs = []int32{
 	0,  // [0:3] is the sub-list for field type_name
 }
 
-func init() { file_tool_proto_init() }
-func file_tool_proto_init() {
-	if File_tool_proto != nil {
+func init() { file_plugins_sdk_proto_tool_proto_init() }
+func file_plugins_sdk_proto_tool_proto_init() {
+	if File_plugins_sdk_proto_tool_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tool_proto_rawDesc), len(file_tool_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_sdk_proto_tool_proto_rawDesc), len(file_plugins_sdk_proto_tool_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
-		GoTypes:           file_tool_proto_goTypes,
-		DependencyIndexes: file_tool_proto_depIdxs,
-		MessageInfos:      file_tool_proto_msgTypes,
+		GoTypes:           file_plugins_sdk_proto_tool_proto_goTypes,
+		DependencyIndexes: file_plugins_sdk_proto_tool_proto_depIdxs,
+		MessageInfos:      file_plugins_sdk_proto_tool_proto_msgTypes,
 	}.Build()
-	File_tool_proto = out.File
-	file_tool_proto_goTypes = nil
-	file_tool_proto_depIdxs = nil
+	File_plugins_sdk_proto_tool_proto = out.File
+	file_plugins_sdk_proto_tool_proto_goTypes = nil
+	file_plugins_sdk_proto_tool_proto_depIdxs = nil
 }

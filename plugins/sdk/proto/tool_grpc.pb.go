@@ -6,7 +6,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.5.1
 // - protoc             v3.21.12
-// source: tool.proto
+// source: plugins/sdk/proto/tool.proto
 
 package toolpb
 
@@ -42,8 +42,9 @@ type ToolClient interface {
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachResponse, error)
 	// Execute runs the tool once.
 	Execute(ctx context.Context, in *ExecuteRequest, opts ...grpc.CallOption) (*ExecuteResponse, error)
-	// Status reports how many Execute calls are still running; the conformance kit uses it to check
-	// that a cancelled call really stops.
+	// Status reports the Execute calls still running. The host asks after it cancelled a call: a call
+	// that keeps running past a grace period means the process ignores cancellation, and the host
+	// replaces it. The conformance kit uses it to check that a cancelled call really stops.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 }
 
@@ -108,8 +109,9 @@ type ToolServer interface {
 	Attach(context.Context, *AttachRequest) (*AttachResponse, error)
 	// Execute runs the tool once.
 	Execute(context.Context, *ExecuteRequest) (*ExecuteResponse, error)
-	// Status reports how many Execute calls are still running; the conformance kit uses it to check
-	// that a cancelled call really stops.
+	// Status reports the Execute calls still running. The host asks after it cancelled a call: a call
+	// that keeps running past a grace period means the process ignores cancellation, and the host
+	// replaces it. The conformance kit uses it to check that a cancelled call really stops.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	mustEmbedUnimplementedToolServer()
 }
@@ -251,7 +253,7 @@ var Tool_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "tool.proto",
+	Metadata: "plugins/sdk/proto/tool.proto",
 }
 
 const (
@@ -433,5 +435,5 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "tool.proto",
+	Metadata: "plugins/sdk/proto/tool.proto",
 }

@@ -1,7 +1,7 @@
 // Command testplugin is a tool plugin for the host's and the kit's tests. One binary plays several
 // personas, chosen by the name it is run under (copy it to echo, plain, stubborn, badname …), so a test
-// builds it once. Modes in the params make it crash, hang, fail, lie about its output, or abuse its
-// Host. It writes "<persona>.<pid>" into $CRISPY_TESTPLUGIN_PIDDIR when it starts hanging, so a test can
+// builds it once. Modes in the params make it crash, hang, fail, lie about its output, abuse its
+// Host, or hold memory it never frees. It writes "<persona>.<pid>" into $CRISPY_TESTPLUGIN_PIDDIR when it starts hanging, so a test can
 // check the host killed it.
 package main
 
@@ -23,10 +23,11 @@ const inputSchema = `{
   "required": ["mode"],
   "additionalProperties": false,
   "properties": {
-    "mode": {"type": "string", "enum": ["ok", "crash", "hang", "slow", "fail", "badoutput", "callback", "stale", "panic"], "default": "ok"},
+    "mode": {"type": "string", "enum": ["ok", "crash", "hang", "slow", "fail", "badoutput", "callback", "stale", "panic", "hold"], "default": "ok"},
     "n": {"type": "integer", "minimum": 0, "maximum": 10},
     "text": {"type": "string", "maxLength": 100},
-    "ms": {"type": "integer", "minimum": 0, "maximum": 60000}
+    "ms": {"type": "integer", "minimum": 0, "maximum": 60000},
+    "mb": {"type": "integer", "minimum": 0, "maximum": 4096}
   }
 }`
 
@@ -41,6 +42,7 @@ type params struct {
 	N    int    `json:"n"`
 	Text string `json:"text"`
 	MS   int    `json:"ms"`
+	MB   int    `json:"mb"`
 }
 
 type tool struct {
@@ -49,6 +51,7 @@ type tool struct {
 
 	mu   sync.Mutex
 	last sdk.Host // the previous call's Host, for the "stale" mode
+	held [][]byte // what the "hold" mode allocated: a leak on purpose
 }
 
 func (t *tool) Describe() sdk.Description { return t.desc }
@@ -81,6 +84,17 @@ func (t *tool) Execute(ctx context.Context, req sdk.Request, host sdk.Host) (jso
 		case <-time.After(time.Duration(p.MS) * time.Millisecond):
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+	case "hold":
+		// Allocates mb MiB, touches every page so it is resident, and never lets go: a leaking tool.
+		for range p.MB {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			t.mu.Lock()
+			t.held = append(t.held, b)
+			t.mu.Unlock()
 		}
 	case "fail":
 		return nil, sdk.Errorf("failed_on_purpose", "the test plugin failed as asked")
