@@ -173,7 +173,10 @@ func allText(r resp) string {
 	return b.String()
 }
 
-func (f *flakyIndex) NeedsRebuild(t tenant.ID) bool {
-	rb, ok := f.Index.(search.Rebuilder)
-	return ok && rb.NeedsRebuild(t)
+// CheckWrite fails while the index is down, as a ping of an unreachable cluster does.
+func (f *flakyIndex) CheckWrite(ctx context.Context, t tenant.ID, dim int) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.Index.CheckWrite(ctx, t, dim)
 }

@@ -2,9 +2,12 @@
 // (SPEC §2 /ingest, /documents/{docId}, /search, /metrics/search-cache; §4).
 //
 // Documents are events in t-{tenant}.doc-{key} streams (events package); the vector index is a
-// projection of them: the module updates it right after each append, retries documents the index
-// missed while it was down, and rebuilds a tenant from its events with Reindex (crispy reindex), which
-// Run also does at start for tenants whose embedded snapshot was missing, corrupt or stale.
+// projection of them with a checkpoint per tenant (its place in the log). The module updates the
+// index right after each append (and records nothing the embedder or the index refuses); Run catches
+// every tenant up from its checkpoint at start (a missing, corrupt or stale snapshot included),
+// refusing the tenant's searches as catching_up until its index is complete, and retries documents
+// the index missed; Reindex (crispy reindex) rebuilds a tenant from the beginning of its log. Writes
+// during a catch-up or a rebuild are kept (internal/app/catchup.go says how).
 package retrieval
 
 import (
@@ -36,7 +39,8 @@ type Config struct {
 	RewriteTimeout time.Duration
 	// AnswerTimeout bounds the model's answer (default 60 s); on timeout the answer is extractive.
 	AnswerTimeout time.Duration
-	// RetryInterval is how often documents the index missed are retried (default 30 s).
+	// RetryInterval is how often documents the index missed, and catch-ups that failed, are retried
+	// (default 30 s).
 	RetryInterval time.Duration
 	// FlushInterval is how often an index that persists in the background (embedded) writes its
 	// snapshots (default 10 s).
@@ -85,7 +89,8 @@ type Deps struct {
 	Embedders Embedders    // *embeddings.Resolver
 	Policy    TenantPolicy // nil: every tenant uses the default embeddings model
 	Completer Completer    // nil: offline (extractive answers, no rewrite)
-	// Tenants lists every tenant, so Run can rebuild the ones the index lost. Nil: no rebuild at start.
+	// Tenants lists every tenant, so Run can catch their indexes up with the log at start; until it
+	// has, searches answer catching_up. Nil: no catch-up at start (tests).
 	Tenants func(ctx context.Context) ([]tenant.ID, error)
 	Log     *slog.Logger
 	Metrics *metrics.Set // nil-safe
@@ -126,6 +131,9 @@ func New(d Deps) (*Module, error) {
 	if d.Completer != nil {
 		svc.Completer = completerAdapter{d.Completer}
 	}
+	if d.Tenants != nil {
+		svc.WaitForStartUp()
+	}
 	return &Module{cfg: d.Config, svc: svc, index: d.Index, tenants: d.Tenants, log: log}, nil
 }
 
@@ -135,25 +143,15 @@ func (m *Module) Register(api huma.API, _ bus.Registry) {
 	retrievalhttp.Register(api, m.svc)
 }
 
-// Run rebuilds tenants the index lost (when Deps.Tenants is set), then retries index updates that
-// failed and flushes the index's snapshots until ctx ends.
+// Run catches every tenant's index up with the event log (when Deps.Tenants is set), then retries
+// what failed and writes the index's checkpoints and snapshots until ctx ends.
 func (m *Module) Run(ctx context.Context) error {
-	if rb, ok := m.index.(search.Rebuilder); ok && m.tenants != nil {
+	if m.tenants != nil {
 		ts, err := m.tenants(ctx)
 		if err != nil {
 			return fmt.Errorf("retrieval: list tenants: %w", err)
 		}
-		for _, t := range ts {
-			if !rb.NeedsRebuild(t) {
-				continue
-			}
-			res, err := m.svc.Reindex(ctx, t, nil)
-			if err != nil {
-				m.log.Error("retrieval: rebuilding the index from events failed", "tenant", t.String(), "error", err)
-				continue
-			}
-			m.log.Info("retrieval: index rebuilt from events", "tenant", t.String(), "documents", res.Documents, "chunks", res.Chunks)
-		}
+		m.svc.CatchUpAll(ctx, ts)
 	}
 	retry := time.NewTicker(m.cfg.RetryInterval)
 	defer retry.Stop()
@@ -163,6 +161,7 @@ func (m *Module) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			m.svc.PushCheckpoints(context.Background())
 			if canFlush {
 				if err := fl.Flush(context.Background()); err != nil {
 					m.log.Error("retrieval: final index snapshot failed", "error", err)
@@ -170,8 +169,10 @@ func (m *Module) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-retry.C:
-			m.svc.RetryPending(ctx)
+			m.svc.Retry(ctx)
 		case <-flush.C:
+			// Checkpoints first: a snapshot holds content at least as new as the checkpoint it carries.
+			m.svc.PushCheckpoints(ctx)
 			if canFlush {
 				if err := fl.Flush(ctx); err != nil {
 					m.log.Error("retrieval: index snapshot failed", "error", err)
@@ -245,7 +246,8 @@ type ReindexResult struct {
 	Chunks    int
 }
 
-// Reindex rebuilds t's index from its document events (crispy reindex --tenant T). progress may be nil.
+// Reindex rebuilds t's index from its document events (crispy reindex --tenant T); t's searches
+// answer catching_up meanwhile, and writes during it are kept. progress may be nil.
 func (m *Module) Reindex(ctx context.Context, t tenant.ID, progress func(done, total int, docID string)) (ReindexResult, error) {
 	r, err := m.svc.Reindex(ctx, t, progress)
 	return ReindexResult(r), err
@@ -301,11 +303,14 @@ func (m *Module) CacheStats(_ context.Context, t tenant.ID, since, until time.Ti
 	return CacheStats(m.svc.Stats.Window(t, since, until)), nil
 }
 
-// HealthCheck reports whether the search index answers (for GET /health's "search" backend): it pings
-// indexes that can be pinged (Elasticsearch) and is nil for the in-process index.
+// HealthCheck reports the search index for GET /health's "search" backend: down when it does not
+// answer (indexes that can be pinged: Elasticsearch), catching_up with progress (health.State) while
+// the tenant in ctx (every tenant, when ctx has none) catches up with the event log, else nil.
 func (m *Module) HealthCheck(ctx context.Context) error {
 	if p, ok := m.index.(interface{ Ping(context.Context) error }); ok {
-		return p.Ping(ctx)
+		if err := p.Ping(ctx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return m.svc.Health(ctx)
 }

@@ -349,46 +349,54 @@ func TestModelAnswerAndRewrite(t *testing.T) {
 	}
 }
 
-func TestIndexDownKeepsEventsAndCatchesUp(t *testing.T) {
+func TestIndexDownRefusesWritesAndRecordsNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
+	e.mustIngest("acme", "kept", parking)
 	e.index.setDown(true)
 	r := e.ingest("acme", "vac", vacation, nil)
-	if r.status != 503 || !strings.Contains(r.raw, "recorded") || r.body["requestId"] == nil {
+	if r.status != 503 || strings.Contains(r.raw, "recorded") || r.body["requestId"] == nil {
 		t.Fatalf("ingest with the index down: %d %s", r.status, r.raw)
+	}
+	if d := e.do("DELETE", "/documents/kept", "acme", nil); d.status != 503 {
+		t.Fatalf("delete with the index down: %d %s", d.status, d.raw)
 	}
 	if r := e.search("acme", map[string]any{"query": "vacation"}); r.status != 503 || !strings.Contains(r.raw, "unavailable") {
 		t.Fatalf("search with the index down: %d %s", r.status, r.raw)
 	}
-	// The event is recorded.
-	st := tenant.MustStream(tenant.MustParse("acme"), events.DocCategory, events.DocStreamKey("vac"))
-	evs, err := e.store.ReadStream(context.Background(), st, 0, 0)
-	if err != nil || len(evs) != 1 || evs[0].Type != events.TypeDocumentIngested {
-		t.Fatalf("events %v %v", evs, err)
+	// Nothing was recorded: the ingest and the delete can be retried as they were.
+	for id, want := range map[string]int{"vac": 0, "kept": 1} {
+		st := tenant.MustStream(tenant.MustParse("acme"), events.DocCategory, events.DocStreamKey(id))
+		if evs, err := e.store.ReadStream(context.Background(), st, 0, 0); err != nil || len(evs) != want {
+			t.Fatalf("%s: events %v %v, want %d", id, evs, err, want)
+		}
 	}
+	e.index.setDown(false)
+	e.mustIngest("acme", "vac", vacation)
+	st := tenant.MustStream(tenant.MustParse("acme"), events.DocCategory, events.DocStreamKey("vac"))
+	evs, _ := e.store.ReadStream(context.Background(), st, 0, 0)
 	var ev events.DocumentIngested
-	_ = evs[0].Decode(&ev)
+	if len(evs) != 1 || evs[0].Decode(&ev) != nil {
+		t.Fatalf("events %v", evs)
+	}
 	if ev.Text != vacation || len(ev.ChunkIDs) != 1 || ev.ChunkIDs[0] != "vac#0" || !strings.HasPrefix(ev.ContentHash, "sha256:") || ev.EmbeddingModel != "builtin:hashed-ngram" {
 		t.Fatalf("event %+v", ev)
 	}
-	// Back up: reindex catches up.
-	e.index.setDown(false)
-	if _, err := e.mod.Reindex(context.Background(), tenant.MustParse("acme"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if r := e.search("acme", map[string]any{"query": "vacation days"}); len(sources(r)) != 1 {
-		t.Fatalf("after reindex: %s", r.raw)
+	if r := e.search("acme", map[string]any{"query": "vacation days"}); r.status != 200 || sources(r)[0]["docId"] != "vac" {
+		t.Fatalf("after the index is back: %s", r.raw)
 	}
 }
 
 func TestRetryLoopCatchesUp(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, opts{config: retrieval.Config{RetryInterval: 5 * time.Millisecond}})
-	e.index.setDown(true)
-	if r := e.ingest("acme", "vac", vacation, nil); r.status != 503 {
-		t.Fatalf("%d", r.status)
+	ix, _ := embedded.Open(embedded.Config{})
+	fu := &failingUpsert{Index: ix}
+	e := newEnv(t, opts{config: retrieval.Config{RetryInterval: 5 * time.Millisecond}, index: fu})
+	fu.fail.Store(true) // the index fails after the append: recorded, not indexed
+	if r := e.ingest("acme", "vac", vacation, nil); r.status != 503 || !strings.Contains(r.raw, "recorded") {
+		t.Fatalf("%d %s", r.status, r.raw)
 	}
-	e.index.setDown(false)
+	fu.fail.Store(false)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.mod.Run(ctx) }()
@@ -403,56 +411,6 @@ func TestRetryLoopCatchesUp(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-func TestRunRebuildsLostSnapshot(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	store := eventstoretest.NewMemory()
-	ix1, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, opts{store: store, index: ix1})
-	e.mustIngest("acme", "vac", vacation)
-	e.mustIngest("beta", "bake", notesB)
-	// No Close: the process "crashed" after the change, before a snapshot.
-	ix2, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acme := tenant.MustParse("acme")
-	if !ix2.NeedsRebuild(acme) {
-		t.Fatal("the lost change must be detected")
-	}
-	res, _ := embeddings.NewResolver(embeddings.Config{})
-	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix2, Embedders: res,
-		Tenants: func(context.Context) ([]tenant.ID, error) { return []tenant.ID{acme, tenant.MustParse("beta")}, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mod.Run(ctx) }()
-	for i := 0; ; i++ {
-		nb, _ := ix2.Count(ctx, tenant.MustParse("beta"))
-		if n, _ := ix2.Count(ctx, acme); n == 1 && nb == 1 && !ix2.NeedsRebuild(acme) {
-			break
-		}
-		if i > 2000 {
-			t.Fatal("Run did not rebuild the tenant")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	ps, _ := mod.Retrieve(context.Background(), tenant.MustParse("beta"), "sourdough", 5)
-	if len(ps) != 1 || ps[0].DocID != "bake" {
-		t.Fatalf("beta after rebuild: %+v", ps)
-	}
-	_ = ix2.Close()
 }
 
 func TestIngestPathsResumes(t *testing.T) {

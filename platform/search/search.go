@@ -75,27 +75,37 @@ type Query struct {
 
 // Index is the vector index port. Every method takes the tenant; no method can reach another
 // tenant's chunks.
+//
+// The index is a projection of the event log (retrieval's document events), so it also keeps, per
+// tenant, a checkpoint: a position in the log such that every document whose last event is at or
+// below it shows that event's state in the index. The retrieval module catches a tenant up from its
+// checkpoint at start (0: from the beginning of the log) and refuses reads until it has.
 type Index interface {
 	// Upsert adds chunks to t's index, replacing chunks with the same ChunkID. Vectors of one tenant
 	// must share a dimension.
 	Upsert(ctx context.Context, t tenant.ID, chunks []Chunk) error
 	// DeleteDoc removes every chunk of docID from t's index (no error when there is none).
 	DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
-	// DeleteTenant removes all of t's chunks (before a reindex).
+	// DeleteTenant removes all of t's chunks and its checkpoint (before a rebuild).
 	DeleteTenant(ctx context.Context, t tenant.ID) error
 	// Search returns up to q.K hits of t, best first, scoring at least q.MinScore.
 	Search(ctx context.Context, t tenant.ID, q Query) ([]Hit, error)
 	// Count returns how many chunks t has.
 	Count(ctx context.Context, t tenant.ID) (int, error)
+	// CheckWrite reports whether an Upsert of dim-dimensional vectors into t's index (dim 0: a
+	// deletion) would be taken now: ErrDimension when t's index holds vectors of another dimension,
+	// ErrUnavailable or ErrClosed when the engine cannot take writes. Retrieval asks before it records
+	// a change, so a change the index refuses is not recorded either.
+	CheckWrite(ctx context.Context, t tenant.ID, dim int) error
+	// Checkpoint returns t's checkpoint (see above): 0 when the index knows nothing of t's place in
+	// the log (a new tenant, or a snapshot that was missing, corrupt or of an older format).
+	Checkpoint(ctx context.Context, t tenant.ID) (uint64, error)
+	// SetCheckpoint records t's checkpoint. The caller must have made the index reflect every document
+	// event at or below pos first. Indexes that persist in the background store it with the content it
+	// describes (the embedded index: in the same snapshot), never ahead of it.
+	SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error
 	// Close flushes (embedded: writes its snapshot) and releases the index.
 	Close() error
-}
-
-// Rebuilder is implemented by indexes that can lose content the event log still has (the embedded
-// index when a tenant's snapshot is missing, corrupt or older than its last change). The retrieval
-// module reindexes such a tenant from its events at start.
-type Rebuilder interface {
-	NeedsRebuild(t tenant.ID) bool
 }
 
 // Flusher is implemented by indexes that persist in the background (the embedded index's snapshot).

@@ -1,7 +1,8 @@
 // Package elastic is the Elasticsearch adapter of the search port (go-elasticsearch v8): one index per
 // vector dimension ({prefix}-{dims}) shared by every tenant, a `tenant` keyword on every chunk that
 // every query filters on server-side (knn.filter, delete-by-query, count), a dense_vector field with
-// cosine similarity, and bulk indexing.
+// cosine similarity, and bulk indexing. Tenants' checkpoints (search.Index) are documents of their
+// own index, {prefix}_checkpoints, whose name the chunk indexes' pattern {prefix}-* does not match.
 package elastic
 
 import (
@@ -51,7 +52,7 @@ type Index struct {
 	cfg     Config
 	es      *elasticsearch.Client
 	mu      sync.Mutex
-	created map[int]bool
+	created map[string]bool
 }
 
 // New builds the adapter; it does not contact the cluster (the first call does).
@@ -77,11 +78,16 @@ func New(cfg Config) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("elastic: %w", err)
 	}
-	return &Index{cfg: cfg, es: es, created: map[int]bool{}}, nil
+	return &Index{cfg: cfg, es: es, created: map[string]bool{}}, nil
 }
 
 func (ix *Index) indexName(dims int) string { return ix.cfg.IndexPrefix + "-" + strconv.Itoa(dims) }
 func (ix *Index) allIndexes() string        { return ix.cfg.IndexPrefix + "-*" }
+func (ix *Index) checkpointIndex() string   { return ix.cfg.IndexPrefix + "_checkpoints" }
+
+// checkpointMapping is the mapping of the checkpoints index: one document per tenant (its _id).
+var checkpointMapping = map[string]any{"mappings": map[string]any{"dynamic": "false",
+	"properties": map[string]any{"position": map[string]any{"type": "long", "index": false}}}}
 
 // docID is the Elasticsearch _id of a chunk: a hash of tenant and chunk id, so two tenants' chunks
 // with the same id never overwrite each other and any chunk id fits _id's 512 bytes.
@@ -170,13 +176,17 @@ func reason(b []byte) string {
 
 // ensureIndex creates {prefix}-{dims} with the mapping unless it exists.
 func (ix *Index) ensureIndex(ctx context.Context, dims int) error {
+	return ix.ensure(ctx, ix.indexName(dims), Mapping(dims))
+}
+
+// ensure creates the index name with mapping unless it exists.
+func (ix *Index) ensure(ctx context.Context, name string, mapping map[string]any) error {
 	ix.mu.Lock()
-	done := ix.created[dims]
+	done := ix.created[name]
 	ix.mu.Unlock()
 	if done {
 		return nil
 	}
-	name := ix.indexName(dims)
 	_, status, err := call(ctx, "check index "+name, func(ctx context.Context) (*esapi.Response, error) {
 		return esapi.IndicesExistsRequest{Index: []string{name}}.Do(ctx, ix.es)
 	}, 200, 404)
@@ -184,7 +194,7 @@ func (ix *Index) ensureIndex(ctx context.Context, dims int) error {
 		return err
 	}
 	if status == 404 {
-		body, _ := json.Marshal(Mapping(dims))
+		body, _ := json.Marshal(mapping)
 		b, status, err := call(ctx, "create index "+name, func(ctx context.Context) (*esapi.Response, error) {
 			return esapi.IndicesCreateRequest{Index: name, Body: bytes.NewReader(body)}.Do(ctx, ix.es)
 		}, 200, 400)
@@ -196,7 +206,7 @@ func (ix *Index) ensureIndex(ctx context.Context, dims int) error {
 		}
 	}
 	ix.mu.Lock()
-	ix.created[dims] = true
+	ix.created[name] = true
 	ix.mu.Unlock()
 	return nil
 }
@@ -277,12 +287,68 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 	return ix.deleteByQuery(ctx, "delete document", []any{term("tenant", t.String()), term("docId", docID)})
 }
 
-// DeleteTenant implements search.Index with a delete-by-query on the tenant.
+// DeleteTenant implements search.Index with a delete-by-query on the tenant, then the deletion of its
+// checkpoint.
 func (ix *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
 	if t.IsZero() {
 		return errors.New("elastic: missing tenant")
 	}
-	return ix.deleteByQuery(ctx, "delete tenant", []any{term("tenant", t.String())})
+	if err := ix.deleteByQuery(ctx, "delete tenant", []any{term("tenant", t.String())}); err != nil {
+		return err
+	}
+	_, _, err := call(ctx, "delete checkpoint", func(ctx context.Context) (*esapi.Response, error) {
+		return esapi.DeleteRequest{Index: ix.checkpointIndex(), DocumentID: t.String(), Refresh: "true"}.Do(ctx, ix.es)
+	}, 200, 404)
+	return err
+}
+
+// CheckWrite implements search.Index: the cluster must answer. Vectors of another dimension go to
+// another index ({prefix}-{dims}), so Elasticsearch never refuses them.
+func (ix *Index) CheckWrite(ctx context.Context, t tenant.ID, dim int) error {
+	if t.IsZero() {
+		return errors.New("elastic: missing tenant")
+	}
+	return ix.Ping(ctx)
+}
+
+// Checkpoint implements search.Index: the position stored in t's checkpoint document (0 when there
+// is none). Gets by id are real-time in Elasticsearch: no refresh is needed.
+func (ix *Index) Checkpoint(ctx context.Context, t tenant.ID) (uint64, error) {
+	if t.IsZero() {
+		return 0, errors.New("elastic: missing tenant")
+	}
+	b, status, err := call(ctx, "read checkpoint", func(ctx context.Context) (*esapi.Response, error) {
+		return esapi.GetRequest{Index: ix.checkpointIndex(), DocumentID: t.String()}.Do(ctx, ix.es)
+	}, 200, 404)
+	if err != nil || status == 404 {
+		return 0, err
+	}
+	var r struct {
+		Found  bool `json:"found"`
+		Source struct {
+			Position uint64 `json:"position"`
+		} `json:"_source"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return 0, fmt.Errorf("elastic read checkpoint: decode answer: %w", err)
+	}
+	return r.Source.Position, nil
+}
+
+// SetCheckpoint implements search.Index. Chunk writes are durable once acknowledged (with the
+// default refresh policy, visible too), so the checkpoint can be written right away.
+func (ix *Index) SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error {
+	if t.IsZero() {
+		return errors.New("elastic: missing tenant")
+	}
+	if err := ix.ensure(ctx, ix.checkpointIndex(), checkpointMapping); err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]any{"position": pos})
+	_, _, err := call(ctx, "write checkpoint", func(ctx context.Context) (*esapi.Response, error) {
+		return esapi.IndexRequest{Index: ix.checkpointIndex(), DocumentID: t.String(), Body: bytes.NewReader(body)}.Do(ctx, ix.es)
+	})
+	return err
 }
 
 func term(field string, v any) map[string]any {

@@ -62,6 +62,8 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"took":1,"timed_out":false,"total":1,"deleted":1,"failures":[]}`)
 	case strings.HasSuffix(r.URL.Path, "/_count"):
 		_, _ = io.WriteString(w, `{"count":2,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}`)
+	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/_doc/"):
+		_, _ = io.WriteString(w, `{"_index":"crispy-chunks_checkpoints","_id":"acme","found":true,"_source":{"position":42}}`)
 	case strings.HasSuffix(r.URL.Path, "/_search"):
 		_, _ = io.WriteString(w, `{"took":2,"timed_out":false,"hits":{"total":{"value":1,"relation":"eq"},"max_score":0.9,"hits":[
 			{"_index":"crispy-chunks-4","_id":"x","_score":0.9,"_source":{"tenant":"acme","docId":"guide","chunkId":"guide#0","text":"hello","title":"Guide","metadata":{"lang":"en"}}}]}}`)
@@ -227,6 +229,58 @@ func TestContractElasticsearchRequests(t *testing.T) {
 	jsonEq(t, reqs[0].Body, map[string]any{"query": map[string]any{"term": map[string]any{"tenant": "acme"}}})
 }
 
+// TestContractElasticsearchCheckpoints: checkpoints are documents of {prefix}_checkpoints (outside
+// the chunk indexes' pattern), one per tenant, and DeleteTenant removes the tenant's.
+func TestContractElasticsearchCheckpoints(t *testing.T) {
+	fake := &fakeES{}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	ix, err := elastic.New(elastic.Config{Addresses: []string{srv.URL}, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	acme := tenant.MustParse("acme")
+	skipInfo := func(reqs []recorded) []recorded {
+		for len(reqs) > 0 && reqs[0].Path == "/" && reqs[0].Method == http.MethodGet {
+			reqs = reqs[1:]
+		}
+		return reqs
+	}
+	if err := ix.SetCheckpoint(ctx, acme, 42); err != nil {
+		t.Fatal(err)
+	}
+	reqs := skipInfo(fake.take())
+	if len(reqs) != 3 || reqs[0].Method != "HEAD" || reqs[0].Path != "/crispy-chunks_checkpoints" || reqs[1].Method != "PUT" ||
+		reqs[1].Path != "/crispy-chunks_checkpoints" || reqs[2].Method != "PUT" || reqs[2].Path != "/crispy-chunks_checkpoints/_doc/acme" {
+		t.Fatalf("set checkpoint requests %+v", reqs)
+	}
+	jsonEq(t, reqs[2].Body, map[string]any{"position": 42})
+	cp, err := ix.Checkpoint(ctx, acme)
+	if err != nil || cp != 42 {
+		t.Fatalf("checkpoint %d %v", cp, err)
+	}
+	if reqs := skipInfo(fake.take()); len(reqs) != 1 || reqs[0].Method != "GET" || reqs[0].Path != "/crispy-chunks_checkpoints/_doc/acme" {
+		t.Fatalf("get checkpoint requests %+v", reqs)
+	}
+	if err := ix.DeleteTenant(ctx, acme); err != nil {
+		t.Fatal(err)
+	}
+	reqs = skipInfo(fake.take())
+	if len(reqs) != 2 || reqs[1].Method != "DELETE" || reqs[1].Path != "/crispy-chunks_checkpoints/_doc/acme" {
+		t.Fatalf("delete tenant requests %+v", reqs)
+	}
+	if err := ix.CheckWrite(ctx, acme, 384); err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	fake.status = 503
+	fake.mu.Unlock()
+	if err := ix.CheckWrite(ctx, acme, 384); !errors.Is(err, search.ErrUnavailable) {
+		t.Fatalf("CheckWrite with the cluster failing: %v", err)
+	}
+}
+
 func TestContractElasticsearchUnavailable(t *testing.T) {
 	fake := &fakeES{status: 503}
 	srv := httptest.NewServer(fake)
@@ -262,9 +316,11 @@ func TestIntegrationElasticsearch(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			req, _ := http.NewRequest(http.MethodDelete, strings.TrimRight(url, "/")+"/"+prefix+"-*", nil)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				res.Body.Close()
+			for _, name := range []string{prefix + "-*", prefix + "_checkpoints"} {
+				req, _ := http.NewRequest(http.MethodDelete, strings.TrimRight(url, "/")+"/"+name, nil)
+				if res, err := http.DefaultClient.Do(req); err == nil {
+					res.Body.Close()
+				}
 			}
 		})
 		return ix

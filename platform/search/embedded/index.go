@@ -1,8 +1,9 @@
 // Package embedded is the in-process vector index: one HNSW graph per tenant (so a query can only
 // ever walk its own tenant's vectors), exact scan for small or filtered searches, tombstones for
-// deletes with compaction, and a snapshot per tenant under the data folder, written atomically. A
-// tenant whose snapshot is missing, corrupt or older than its last change reports NeedsRebuild, and
-// the retrieval module rebuilds it from events.
+// deletes with compaction, and a snapshot per tenant under the data folder, written atomically. Each
+// snapshot carries the tenant's checkpoint (the event-log position it is complete up to, see
+// search.Index); a tenant whose snapshot is missing, corrupt or of an older format has checkpoint 0,
+// and the retrieval module catches it up from the log.
 package embedded
 
 import (
@@ -61,7 +62,6 @@ type Index struct {
 	cfg    Config
 	mu     sync.RWMutex
 	parts  map[tenant.ID]*partition
-	stale  map[tenant.ID]bool // snapshot missing, corrupt or stale: rebuild from events
 	closed bool
 }
 
@@ -72,17 +72,17 @@ type partition struct {
 	chunks  []search.Chunk // by node id; Vector is nil (the graph holds it)
 	deleted []bool
 	byChunk map[string]uint32
+	byDoc   map[string][]uint32 // node ids per document (may hold tombstones; DeleteDoc re-checks)
 	live    int
-	dirty   bool // changed since the last snapshot
-	marked  bool // the on-disk dirty marker exists
+	dirty   bool   // changed since the last snapshot
+	cp      uint64 // checkpoint: see search.Index
 }
 
-// Open loads every snapshot in cfg.Dir. A snapshot that fails its checksum is set aside and its tenant
-// reported by NeedsRebuild; so is a tenant whose dirty marker survived (the process stopped after a
-// change and before the next snapshot).
+// Open loads every snapshot in cfg.Dir. A snapshot that fails its checksum is set aside (its tenant
+// starts empty with checkpoint 0, so it is rebuilt from the log); so is one of an older format.
 func Open(cfg Config) (*Index, error) {
 	cfg.defaults()
-	ix := &Index{cfg: cfg, parts: map[tenant.ID]*partition{}, stale: map[tenant.ID]bool{}}
+	ix := &Index{cfg: cfg, parts: map[tenant.ID]*partition{}}
 	if cfg.Dir == "" {
 		return ix, nil
 	}
@@ -100,7 +100,7 @@ func (ix *Index) newPartition(dim int, t tenant.ID) *partition {
 	for _, r := range t.String() {
 		seed = seed*131 + uint64(r)
 	}
-	return &partition{g: newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, seed), byChunk: map[string]uint32{}}
+	return &partition{g: newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, seed), byChunk: map[string]uint32{}, byDoc: map[string][]uint32{}}
 }
 
 func (ix *Index) part(t tenant.ID, create bool, dim int) (*partition, error) {
@@ -145,12 +145,46 @@ func (ix *Index) lockCurrent(t tenant.ID, create bool, dim int) (*partition, err
 	}
 }
 
-// NeedsRebuild reports whether t's content may be missing (see Open). It turns false once the
-// tenant's index is rebuilt (DeleteTenant starts a rebuild).
-func (ix *Index) NeedsRebuild(t tenant.ID) bool {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.stale[t]
+// CheckWrite implements search.Index: ErrClosed after Close, ErrDimension when t holds vectors of
+// another dimension.
+func (ix *Index) CheckWrite(ctx context.Context, t tenant.ID, dim int) error {
+	p, err := ix.part(t, false, 0)
+	if err != nil || p == nil || dim == 0 {
+		return err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.live > 0 && p.g.dim != dim {
+		return fmt.Errorf("write to %s: %w: index has %d, vectors %d (reindex after changing the embeddings model)", t, search.ErrDimension, p.g.dim, dim)
+	}
+	return nil
+}
+
+// Checkpoint implements search.Index.
+func (ix *Index) Checkpoint(ctx context.Context, t tenant.ID) (uint64, error) {
+	p, err := ix.part(t, false, 0)
+	if err != nil || p == nil {
+		return 0, err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.cp, nil
+}
+
+// SetCheckpoint implements search.Index. The checkpoint is written with the partition's next
+// snapshot, under the same lock as its content, so a snapshot never claims more than it holds. A
+// tenant without chunks gets an empty partition, so its next start need not read the log from the
+// beginning.
+func (ix *Index) SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error {
+	p, err := ix.lockCurrent(t, true, 0)
+	if err != nil {
+		return err
+	}
+	defer p.mu.Unlock()
+	if p.cp != pos {
+		p.cp, p.dirty = pos, true
+	}
+	return nil
 }
 
 func normalized(v []float32) []float32 {
@@ -174,19 +208,24 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 	if len(chunks) == 0 {
 		return nil
 	}
-	p, err := ix.lockCurrent(t, true, len(chunks[0].Vector))
+	dim := len(chunks[0].Vector)
+	p, err := ix.lockCurrent(t, true, dim)
 	if err != nil || p == nil {
 		return err
 	}
 	defer p.mu.Unlock()
+	if p.live == 0 && p.g.dim != dim {
+		// Nothing live of the old dimension (an empty tenant, or one whose documents were all
+		// deleted): start a graph of the new one.
+		np := ix.newPartition(dim, t)
+		p.g, p.chunks, p.deleted, p.byChunk, p.byDoc = np.g, nil, nil, np.byChunk, np.byDoc
+	}
 	for _, c := range chunks {
 		if len(c.Vector) != p.g.dim {
 			return fmt.Errorf("upsert %s for %s: %w: index has %d, vector %d (reindex after changing the embeddings model)", c.ChunkID, t, search.ErrDimension, p.g.dim, len(c.Vector))
 		}
 	}
-	if err := ix.markDirty(t, p); err != nil {
-		return err
-	}
+	p.dirty = true
 	for i, c := range chunks {
 		if i%256 == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -201,6 +240,7 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 		p.chunks = append(p.chunks, c)
 		p.deleted = append(p.deleted, false)
 		p.byChunk[c.ChunkID] = id
+		p.byDoc[c.DocID] = append(p.byDoc[c.DocID], id)
 		p.live++
 	}
 	ix.maybeCompact(t, p)
@@ -223,9 +263,10 @@ func (ix *Index) maybeCompact(t tenant.ID, p *partition) {
 		np.chunks = append(np.chunks, c)
 		np.deleted = append(np.deleted, false)
 		np.byChunk[c.ChunkID] = nid
+		np.byDoc[c.DocID] = append(np.byDoc[c.DocID], nid)
 		np.live++
 	}
-	p.g, p.chunks, p.deleted, p.byChunk = np.g, np.chunks, np.deleted, np.byChunk
+	p.g, p.chunks, p.deleted, p.byChunk, p.byDoc = np.g, np.chunks, np.deleted, np.byChunk, np.byDoc
 }
 
 // DeleteDoc implements search.Index.
@@ -236,26 +277,23 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 	}
 	defer p.mu.Unlock()
 	n := 0
-	for id, c := range p.chunks {
-		if !p.deleted[id] && c.DocID == docID {
-			if n == 0 {
-				if err := ix.markDirty(t, p); err != nil {
-					return err
-				}
-			}
+	for _, id := range p.byDoc[docID] {
+		if c := &p.chunks[id]; !p.deleted[id] && c.DocID == docID {
 			p.deleted[id] = true
 			delete(p.byChunk, c.ChunkID)
 			p.live--
 			n++
 		}
 	}
+	delete(p.byDoc, docID)
 	if n > 0 {
+		p.dirty = true
 		ix.maybeCompact(t, p)
 	}
 	return nil
 }
 
-// DeleteTenant implements search.Index; it also starts the tenant's rebuild.
+// DeleteTenant implements search.Index: the tenant's partition, snapshot and checkpoint are gone.
 func (ix *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
 	if t.IsZero() {
 		return fmt.Errorf("embedded index: missing tenant")
@@ -267,15 +305,14 @@ func (ix *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
 	}
 	p := ix.parts[t]
 	delete(ix.parts, t)
-	delete(ix.stale, t)
 	ix.mu.Unlock()
 	if p != nil {
 		p.mu.Lock()
 		p.live = 0
 		p.mu.Unlock()
 	}
-	// An empty partition is persisted as the absence of its snapshot; a marker keeps a crash before
-	// the next upsert from resurrecting the old file.
+	// Without its snapshot the tenant restarts from checkpoint 0: a crash in the middle of the
+	// rebuild that follows is caught up from the beginning of the log.
 	if ix.cfg.Dir != "" {
 		if err := os.Remove(ix.snapPath(t)); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("delete snapshot of %s: %w", t, err)
@@ -388,5 +425,4 @@ func (ix *Index) FlushEvery(ctx context.Context, interval time.Duration) error {
 }
 
 var _ search.Index = (*Index)(nil)
-var _ search.Rebuilder = (*Index)(nil)
 var _ search.Flusher = (*Index)(nil)

@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -59,10 +60,10 @@ func itoa(i int) string {
 	}
 }
 
-func TestSnapshotRoundTripAndCorruption(t *testing.T) {
+func TestSnapshotRoundTripCheckpointAndCorruption(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	a, b := tenant.MustParse("acme"), tenant.MustParse("beta")
+	a, b, c := tenant.MustParse("acme"), tenant.MustParse("beta"), tenant.MustParse("gamma")
 	ix, err := embedded.Open(embedded.Config{Dir: dir, ExactBelow: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -78,24 +79,17 @@ func TestSnapshotRoundTripAndCorruption(t *testing.T) {
 	if err := ix.DeleteDoc(ctx, b, "d"); err != nil {
 		t.Fatal(err)
 	}
+	must(t, ix.SetCheckpoint(ctx, a, 41))
+	must(t, ix.SetCheckpoint(ctx, c, 7)) // a tenant without chunks keeps its place in the log too
 	q := search.Query{Vector: cs[42].Vector, K: 5, MinScore: -1}
 	before, _ := ix.Search(ctx, a, q)
-	if _, err := os.Stat(filepath.Join(dir, "acme.dirty")); err != nil {
-		t.Fatalf("a change before a snapshot must leave a dirty marker: %v", err)
-	}
 	if err := ix.Close(); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "acme.dirty")); !os.IsNotExist(err) {
-		t.Fatalf("the marker must go once the snapshot is written: %v", err)
 	}
 
 	ix2, err := embedded.Open(embedded.Config{Dir: dir, ExactBelow: -1})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if ix2.NeedsRebuild(a) {
-		t.Fatal("a clean snapshot needs no rebuild")
 	}
 	after, _ := ix2.Search(ctx, a, q)
 	if len(after) != 5 || after[0].ChunkID != before[0].ChunkID || after[0].ChunkID != "d#42" {
@@ -104,24 +98,39 @@ func TestSnapshotRoundTripAndCorruption(t *testing.T) {
 	if n, _ := ix2.Count(ctx, b); n != 0 {
 		t.Fatalf("beta count %d after reload, want 0", n)
 	}
-	// A change without a snapshot (crash) leaves the marker: the tenant must be rebuilt.
+	for tn, want := range map[tenant.ID]uint64{a: 41, b: 0, c: 7} {
+		if cp, err := ix2.Checkpoint(ctx, tn); err != nil || cp != want {
+			t.Fatalf("checkpoint of %s after reload: %d %v, want %d", tn, cp, err, want)
+		}
+	}
+	// A change after the snapshot is not on disk until the next one: a crash (no Close) leaves the
+	// old snapshot, with the old checkpoint, which is what lets retrieval replay what came after.
 	if err := ix2.Upsert(ctx, a, randomChunks(r, 1, 16)); err != nil {
 		t.Fatal(err)
 	}
+	must(t, ix2.SetCheckpoint(ctx, a, 99))
 	ix3, err := embedded.Open(embedded.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ix3.NeedsRebuild(a) {
-		t.Fatal("a stale snapshot must ask for a rebuild")
+	if cp, _ := ix3.Checkpoint(ctx, a); cp != 41 {
+		t.Fatalf("checkpoint after a crash %d, want the snapshot's 41", cp)
 	}
-	if err := ix3.DeleteTenant(ctx, a); err != nil || ix3.NeedsRebuild(a) {
-		t.Fatalf("DeleteTenant starts the rebuild: %v", err)
+	if n, _ := ix3.Count(ctx, a); n != 500 {
+		t.Fatalf("count after a crash %d, want the snapshot's 500", n)
 	}
-	_ = ix2.Close()
+	// DeleteTenant drops content, snapshot and checkpoint.
+	must(t, ix3.DeleteTenant(ctx, a))
+	if cp, _ := ix3.Checkpoint(ctx, a); cp != 0 {
+		t.Fatalf("checkpoint after DeleteTenant %d", cp)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "acme.hnsw")); !os.IsNotExist(err) {
+		t.Fatalf("snapshot after DeleteTenant: %v", err)
+	}
 	_ = ix3.Close()
+	_ = ix2.Close() // writes acme again (its content and checkpoint 99): the last writer's view
 
-	// Flip a byte: the snapshot is set aside and the tenant reported.
+	// Flip a byte: the snapshot is set aside; the tenant starts empty from checkpoint 0.
 	p := filepath.Join(dir, "acme.hnsw")
 	raw, err := os.ReadFile(p)
 	if err != nil {
@@ -131,17 +140,64 @@ func TestSnapshotRoundTripAndCorruption(t *testing.T) {
 	if err := os.WriteFile(p, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.Remove(filepath.Join(dir, "acme.dirty"))
+	// A version 1 snapshot (no checkpoint) and its dirty marker count as nothing either.
+	if err := os.WriteFile(filepath.Join(dir, "delta.hnsw"), []byte("CRISPY-HNSW-1\nold gob and checksum"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "delta.dirty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ix4, err := embedded.Open(embedded.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ix4.Close()
-	if !ix4.NeedsRebuild(a) {
-		t.Fatal("a corrupt snapshot must ask for a rebuild")
+	for _, tn := range []tenant.ID{a, tenant.MustParse("delta")} {
+		if n, _ := ix4.Count(ctx, tn); n != 0 {
+			t.Fatalf("%s: unusable snapshot loaded %d chunks", tn, n)
+		}
+		if cp, _ := ix4.Checkpoint(ctx, tn); cp != 0 {
+			t.Fatalf("%s: unusable snapshot gave checkpoint %d", tn, cp)
+		}
 	}
-	if n, _ := ix4.Count(ctx, a); n != 0 {
-		t.Fatalf("corrupt snapshot loaded %d chunks", n)
+	if _, err := os.Stat(p + ".corrupt"); err != nil {
+		t.Fatalf("the corrupt snapshot must be set aside: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "delta.dirty")); !os.IsNotExist(err) {
+		t.Fatalf("the version 1 marker must go: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckWriteAndNewDimensionAfterEmptying: CheckWrite refuses vectors of another dimension while
+// the tenant has live chunks; once they are all deleted, the tenant takes the new dimension.
+func TestCheckWriteAndNewDimensionAfterEmptying(t *testing.T) {
+	ctx := context.Background()
+	ix, _ := embedded.Open(embedded.Config{})
+	a := tenant.MustParse("acme")
+	must(t, ix.CheckWrite(ctx, a, 3)) // nothing yet: any dimension
+	must(t, ix.Upsert(ctx, a, []search.Chunk{{DocID: "d", ChunkID: "d#0", Vector: []float32{1, 0}}}))
+	must(t, ix.CheckWrite(ctx, a, 2))
+	must(t, ix.CheckWrite(ctx, a, 0)) // a deletion
+	if err := ix.CheckWrite(ctx, a, 3); !errors.Is(err, search.ErrDimension) {
+		t.Fatalf("CheckWrite of another dimension: %v", err)
+	}
+	must(t, ix.CheckWrite(ctx, tenant.MustParse("beta"), 3)) // per tenant
+	must(t, ix.DeleteDoc(ctx, a, "d"))
+	must(t, ix.CheckWrite(ctx, a, 3))
+	must(t, ix.Upsert(ctx, a, []search.Chunk{{DocID: "e", ChunkID: "e#0", Vector: []float32{0, 0, 1}}}))
+	if hits, err := ix.Search(ctx, a, search.Query{Vector: []float32{0, 0, 1}, K: 3, MinScore: -1}); err != nil || len(hits) != 1 || hits[0].DocID != "e" {
+		t.Fatalf("after the new dimension: %v %v", hits, err)
+	}
+	_ = ix.Close()
+	if err := ix.CheckWrite(ctx, a, 3); !errors.Is(err, search.ErrClosed) {
+		t.Fatalf("CheckWrite after Close: %v", err)
 	}
 }
 

@@ -19,9 +19,14 @@ import (
 
 // A snapshot file is magic, a gob of snapshot, then the SHA-256 of everything before it. It is
 // written to a temporary file, fsync'd and renamed over the old one, so a crash leaves either the old
-// or the new snapshot, never half of one. A {tenant}.dirty marker exists from the first change after
-// a snapshot until the next snapshot is on disk.
-var magic = []byte("CRISPY-HNSW-1\n")
+// or the new snapshot, never half of one. Changes after a snapshot are not on disk until the next
+// one: the snapshot's Checkpoint says up to which event-log position it is complete, and the
+// retrieval module replays the tenant's document events after it at start. (Version 1 snapshots
+// had no checkpoint and relied on a {tenant}.dirty marker; they are ignored, and rebuilt.)
+var (
+	magic   = []byte("CRISPY-HNSW-2\n")
+	magicV1 = []byte("CRISPY-HNSW-1\n")
+)
 
 type snapshot struct {
 	Tenant   string
@@ -34,32 +39,12 @@ type snapshot struct {
 	Chunks   []search.Chunk
 	Deleted  []bool
 	Live     int
+	// Checkpoint: every document whose last event is at or below this log position is as the log
+	// says (search.Index).
+	Checkpoint uint64
 }
 
-func (ix *Index) snapPath(t tenant.ID) string  { return filepath.Join(ix.cfg.Dir, t.String()+".hnsw") }
-func (ix *Index) dirtyPath(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, t.String()+".dirty") }
-
-// markDirty records on disk, before the first change after a snapshot, that the snapshot is about to
-// be stale. Called with p.mu held for writing.
-func (ix *Index) markDirty(t tenant.ID, p *partition) error {
-	p.dirty = true
-	if ix.cfg.Dir == "" || p.marked {
-		return nil
-	}
-	f, err := os.OpenFile(ix.dirtyPath(t), os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("mark %s index dirty: %w", t, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("mark %s index dirty: %w", t, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("mark %s index dirty: %w", t, err)
-	}
-	p.marked = true
-	return syncDir(ix.cfg.Dir)
-}
+func (ix *Index) snapPath(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, t.String()+".hnsw") }
 
 // Flush writes the snapshot of every partition changed since its last one.
 func (ix *Index) Flush(ctx context.Context) error {
@@ -89,8 +74,8 @@ func (ix *Index) Flush(ctx context.Context) error {
 }
 
 func (ix *Index) flushOne(t tenant.ID, p *partition) error {
-	// Hold the write lock: the snapshot and the marker's removal must see the same state. Searches
-	// wait for the length of one write (about a second per 100,000 chunks).
+	// Hold the write lock: the content and the checkpoint must be of the same moment. Searches wait
+	// for the length of one write (about a second per 100,000 chunks).
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.dirty {
@@ -103,14 +88,11 @@ func (ix *Index) flushOne(t tenant.ID, p *partition) error {
 		return nil
 	}
 	s := snapshot{Tenant: t.String(), Dim: p.g.dim, M: p.g.m, EfC: p.g.efC, Entry: p.g.entry, MaxLevel: p.g.maxLevel,
-		Vecs: p.g.vecs, Links: p.g.links, Chunks: p.chunks, Deleted: p.deleted, Live: p.live}
+		Vecs: p.g.vecs, Links: p.g.links, Chunks: p.chunks, Deleted: p.deleted, Live: p.live, Checkpoint: p.cp}
 	if err := writeAtomic(ix.cfg.Dir, ix.snapPath(t), func(w io.Writer) error { return gob.NewEncoder(w).Encode(&s) }); err != nil {
 		return fmt.Errorf("snapshot %s index: %w", t, err)
 	}
-	if err := os.Remove(ix.dirtyPath(t)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("snapshot %s index: %w", t, err)
-	}
-	p.dirty, p.marked = false, false
+	p.dirty = false
 	return nil
 }
 
@@ -162,7 +144,11 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// load reads every snapshot; failures mark the tenant for rebuild instead of failing the start.
+// errOldFormat marks a version 1 snapshot.
+var errOldFormat = errors.New("snapshot of an older format (no checkpoint)")
+
+// load reads every snapshot. A tenant whose snapshot cannot be used starts empty with checkpoint 0
+// (rebuilt from the log by retrieval) instead of failing the start.
 func (ix *Index) load() error {
 	ents, err := os.ReadDir(ix.cfg.Dir)
 	if err != nil {
@@ -172,29 +158,24 @@ func (ix *Index) load() error {
 		name := e.Name()
 		switch {
 		case strings.HasSuffix(name, ".dirty"):
-			if t, err := tenant.Parse(strings.TrimSuffix(name, ".dirty")); err == nil {
-				ix.stale[t] = true
-				ix.cfg.Log.Warn("embedded index: snapshot older than the last change; the tenant will be reindexed", "tenant", t.String())
-			}
+			// A version 1 marker; the checkpoint in version 2 snapshots replaces it.
+			_ = os.Remove(filepath.Join(ix.cfg.Dir, name))
 		case strings.HasSuffix(name, ".hnsw"):
 			t, err := tenant.Parse(strings.TrimSuffix(name, ".hnsw"))
 			if err != nil {
 				continue
 			}
 			p, err := ix.readSnapshot(t)
-			if err != nil {
-				ix.stale[t] = true
-				ix.cfg.Log.Error("embedded index: unreadable snapshot set aside; the tenant will be reindexed", "tenant", t.String(), "error", err)
+			switch {
+			case errors.Is(err, errOldFormat):
+				ix.cfg.Log.Warn("embedded index: snapshot of an older format; the tenant is rebuilt from the event log", "tenant", t.String())
+				continue // overwritten by the tenant's next snapshot
+			case err != nil:
+				ix.cfg.Log.Error("embedded index: unreadable snapshot set aside; the tenant is rebuilt from the event log", "tenant", t.String(), "error", err)
 				_ = os.Rename(ix.snapPath(t), ix.snapPath(t)+".corrupt")
 				continue
 			}
 			ix.parts[t] = p
-		}
-	}
-	for t := range ix.stale {
-		if p := ix.parts[t]; p != nil {
-			p.marked = true // the marker is on disk already
-			p.dirty = true
 		}
 	}
 	return nil
@@ -204,6 +185,9 @@ func (ix *Index) readSnapshot(t tenant.ID) (*partition, error) {
 	b, err := os.ReadFile(ix.snapPath(t))
 	if err != nil {
 		return nil, err
+	}
+	if bytes.HasPrefix(b, magicV1) {
+		return nil, errOldFormat
 	}
 	if len(b) < len(magic)+sha256.Size || !bytes.HasPrefix(b, magic) {
 		return nil, errors.New("not a snapshot (bad header or truncated)")
@@ -217,16 +201,17 @@ func (ix *Index) readSnapshot(t tenant.ID) (*partition, error) {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	n := len(s.Links)
-	if s.Tenant != t.String() || s.Dim <= 0 || len(s.Vecs) != n*s.Dim || len(s.Chunks) != n || len(s.Deleted) != n || int(s.Entry) >= n {
+	if s.Tenant != t.String() || s.Dim < 0 || (s.Dim == 0 && n > 0) || len(s.Vecs) != n*s.Dim || len(s.Chunks) != n || len(s.Deleted) != n || int(s.Entry) >= n {
 		return nil, errors.New("inconsistent snapshot")
 	}
 	p := ix.newPartition(s.Dim, t)
 	p.g.m, p.g.m0, p.g.efC = s.M, 2*s.M, s.EfC
 	p.g.entry, p.g.maxLevel, p.g.vecs, p.g.links = s.Entry, s.MaxLevel, s.Vecs, s.Links
-	p.chunks, p.deleted, p.live = s.Chunks, s.Deleted, s.Live
+	p.chunks, p.deleted, p.live, p.cp = s.Chunks, s.Deleted, s.Live, s.Checkpoint
 	for id, c := range s.Chunks {
 		if !s.Deleted[id] {
 			p.byChunk[c.ChunkID] = uint32(id)
+			p.byDoc[c.DocID] = append(p.byDoc[c.DocID], uint32(id))
 		}
 	}
 	return p, nil

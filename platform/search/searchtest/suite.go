@@ -127,6 +127,47 @@ func Run(t *testing.T, newIndex func(t *testing.T) search.Index) {
 		}
 	})
 
+	t.Run("CheckpointsPerTenant", func(t *testing.T) {
+		ix := newIndex(t)
+		for _, tn := range []tenant.ID{a, b} {
+			if cp, err := ix.Checkpoint(ctx, tn); err != nil || cp != 0 {
+				t.Fatalf("a new tenant's checkpoint: %d %v, want 0", cp, err)
+			}
+		}
+		must(t, ix.Upsert(ctx, a, []search.Chunk{chunk("d", 0, "x", vec(1, 0, 0, 0))}))
+		must(t, ix.SetCheckpoint(ctx, a, 42))
+		must(t, ix.SetCheckpoint(ctx, b, 7)) // a tenant without chunks has a place in the log too
+		if cp, err := ix.Checkpoint(ctx, a); err != nil || cp != 42 {
+			t.Fatalf("a's checkpoint %d %v, want 42", cp, err)
+		}
+		if cp, _ := ix.Checkpoint(ctx, b); cp != 7 {
+			t.Fatalf("b's checkpoint %d, want 7", cp)
+		}
+		if n, _ := ix.Count(ctx, b); n != 0 {
+			t.Fatalf("a checkpoint is not a chunk: b counts %d", n)
+		}
+		if hits, _ := ix.Search(ctx, b, search.Query{Vector: vec(1, 0, 0, 0), K: 5, MinScore: -1}); len(hits) != 0 {
+			t.Fatalf("a checkpoint is not a hit: %v", texts(hits))
+		}
+		// DeleteTenant starts a rebuild: content and checkpoint go, the other tenant's stay.
+		must(t, ix.DeleteTenant(ctx, a))
+		if cp, _ := ix.Checkpoint(ctx, a); cp != 0 {
+			t.Fatalf("a's checkpoint after DeleteTenant %d, want 0", cp)
+		}
+		if cp, _ := ix.Checkpoint(ctx, b); cp != 7 {
+			t.Fatalf("b's checkpoint after a's DeleteTenant %d, want 7", cp)
+		}
+	})
+
+	t.Run("CheckWrite", func(t *testing.T) {
+		ix := newIndex(t)
+		must(t, ix.CheckWrite(ctx, a, 4))
+		must(t, ix.Upsert(ctx, a, []search.Chunk{chunk("d", 0, "x", vec(1, 0, 0, 0))}))
+		must(t, ix.CheckWrite(ctx, a, 4))
+		must(t, ix.CheckWrite(ctx, a, 0))
+		must(t, ix.CheckWrite(ctx, b, 8))
+	})
+
 	t.Run("ManyChunks", func(t *testing.T) {
 		ix := newIndex(t)
 		var cs []search.Chunk

@@ -1,6 +1,6 @@
 // Package traced wraps a search.Index so every index call is a trace span carrying its tenant. The
-// optional capabilities of the wrapped index (Rebuilder, Flusher, Ping) pass through with the
-// meaning an index without them has: nothing to rebuild, nothing to flush, nothing to ping.
+// optional capabilities of the wrapped index (Flusher, Ping) pass through with the
+// meaning an index without them has: nothing to flush, nothing to ping.
 package traced
 
 import (
@@ -66,10 +66,22 @@ func (x *Index) Count(ctx context.Context, t tenant.ID) (int, error) { return x.
 // Close implements search.Index.
 func (x *Index) Close() error { return x.next.Close() }
 
-// NeedsRebuild implements search.Rebuilder.
-func (x *Index) NeedsRebuild(t tenant.ID) bool {
-	rb, ok := x.next.(search.Rebuilder)
-	return ok && rb.NeedsRebuild(t)
+// CheckWrite implements search.Index (no span: it is a local check, or the ping it wraps).
+func (x *Index) CheckWrite(ctx context.Context, t tenant.ID, dim int) error {
+	return x.next.CheckWrite(ctx, t, dim)
+}
+
+// Checkpoint implements search.Index.
+func (x *Index) Checkpoint(ctx context.Context, t tenant.ID) (uint64, error) {
+	return x.next.Checkpoint(ctx, t)
+}
+
+// SetCheckpoint implements search.Index.
+func (x *Index) SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error {
+	ctx, sp := x.span(ctx, "set_checkpoint", t)
+	err := x.next.SetCheckpoint(ctx, t, pos)
+	tracing.End(sp, err, "")
+	return err
 }
 
 // Flush implements search.Flusher.

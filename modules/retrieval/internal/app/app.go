@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -56,8 +57,12 @@ type Service struct {
 	AnswerTimeout  time.Duration
 	MaxTextChars   int
 
-	locks   sync.Map // tenant/docId -> *sync.Mutex
-	pending pendingSet
+	locks sync.Map // tenant/docId -> *sync.Mutex
+
+	// The index's catch-up and checkpoint per tenant (catchup.go).
+	indexesMu sync.Mutex
+	indexes   map[tenant.ID]*tenantIndex
+	starting  atomic.Bool // reads wait for CatchUpAll
 }
 
 // docLock serialises writes of one document of one tenant.
@@ -147,7 +152,7 @@ func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string) (domai
 		if err := foldEvent(&d, e); err != nil {
 			return d, err
 		}
-		d.Revision = e.Revision
+		d.Revision, d.Position = e.Revision, uint64(e.Position)
 	}
 	return d, nil
 }
@@ -170,73 +175,26 @@ func foldEvent(d *domain.Document, e eventstore.Event) error {
 	return nil
 }
 
-// pendingSet remembers documents whose index update failed, for the retry loop.
-type pendingSet struct {
-	mu   sync.Mutex
-	docs map[tenant.ID]map[string]bool
-}
-
-func (p *pendingSet) add(t tenant.ID, docID string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.docs == nil {
-		p.docs = map[tenant.ID]map[string]bool{}
-	}
-	if p.docs[t] == nil {
-		p.docs[t] = map[string]bool{}
-	}
-	p.docs[t][docID] = true
-}
-
-func (p *pendingSet) done(t tenant.ID, docID string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.docs[t], docID)
-}
-
-func (p *pendingSet) snapshot() map[tenant.ID][]string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[tenant.ID][]string{}
-	for t, ds := range p.docs {
-		for d := range ds {
-			out[t] = append(out[t], d)
+// applyToIndex makes the index show d: its chunks, or nothing when it is deleted. It returns how
+// many chunks it indexed.
+func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Document, docID string) (int, error) {
+	var chunks []search.Chunk
+	if d.Exists {
+		var err error
+		if chunks, err = s.indexChunks(ctx, t, d.Ingested); err != nil {
+			return 0, err
 		}
 	}
-	return out
+	return len(chunks), s.replaceChunks(ctx, t, docID, chunks)
 }
 
-// RetryPending re-applies documents whose index update failed (the index was down). Run calls it
-// periodically.
-func (s *Service) RetryPending(ctx context.Context) {
-	for t, docs := range s.pending.snapshot() {
-		for _, id := range docs {
-			unlock := s.docLock(t, id)
-			d, err := s.loadDoc(ctx, t, id)
-			if err == nil {
-				err = s.applyToIndex(ctx, t, d, id)
-			}
-			unlock()
-			if err != nil {
-				s.Log.Warn("retrieval: index still behind", "tenant", t.String(), "docId", id, "error", err)
-				return // the index is probably still down; try again next tick
-			}
-			s.pending.done(t, id)
-		}
-	}
-}
-
-// applyToIndex makes the index show d: its chunks, or nothing when it is deleted.
-func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Document, docID string) error {
+// replaceChunks makes chunks the document's only chunks in the index.
+func (s *Service) replaceChunks(ctx context.Context, t tenant.ID, docID string, chunks []search.Chunk) error {
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
 		return indexErr(err, true)
 	}
-	if !d.Exists {
+	if len(chunks) == 0 {
 		return nil
-	}
-	chunks, err := s.indexChunks(ctx, t, d.Ingested)
-	if err != nil {
-		return err
 	}
 	if err := s.Index.Upsert(ctx, t, chunks); err != nil {
 		return indexErr(err, true)
@@ -244,8 +202,17 @@ func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Docume
 	return nil
 }
 
-// indexChunks embeds a recorded document's chunks.
+// indexChunks embeds a recorded document's chunks with t's embeddings model.
 func (s *Service) indexChunks(ctx context.Context, t tenant.ID, ev events.DocumentIngested) ([]search.Chunk, error) {
+	e, err := s.Embedder(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return s.embedChunks(ctx, e, ev)
+}
+
+// embedChunks embeds a document's chunks with e.
+func (s *Service) embedChunks(ctx context.Context, e embeddings.Embedder, ev events.DocumentIngested) ([]search.Chunk, error) {
 	cs, ok := domain.FromEvent(ev.Text, ev.Chunks)
 	if !ok {
 		return nil, fmt.Errorf("document %q: recorded chunk offsets do not fit its text", ev.DocID)
@@ -257,9 +224,13 @@ func (s *Service) indexChunks(ctx context.Context, t tenant.ID, ev events.Docume
 	for i, c := range cs {
 		texts[i] = c.Text
 	}
-	vs, _, err := s.Embed(ctx, t, texts)
+	vs, err := e.Embed(ctx, texts)
 	if err != nil {
-		return nil, err
+		return nil, embedErr(err)
+	}
+	if len(vs) != len(texts) {
+		return nil, apperr.Wrap(fmt.Errorf("%d vectors for %d texts", len(vs), len(texts)), apperr.KindBadGateway,
+			"retrieval.embeddingsFailed", "the embeddings provider failed")
 	}
 	md := stringMetadata(ev.Metadata)
 	out := make([]search.Chunk, len(cs))

@@ -70,9 +70,14 @@ func (s *Service) validateIngest(c *Ingest) error {
 	return nil
 }
 
-// Ingest records the document and indexes it. A re-ingest replaces the document's chunks. The event
-// is appended before the index is touched: if the index is down, the caller gets a 503 that says
-// the document was recorded, and the retry loop (or a reindex) catches up.
+// Ingest records the document and indexes it. A re-ingest replaces the document's chunks.
+//
+// Everything that can refuse the document runs before it is recorded: validation, chunking,
+// embedding, and the index's CheckWrite (409 when the tenant's index holds vectors of another
+// dimension, 503 when it is unavailable). A refused ingest appends nothing, so no later rebuild can
+// bring it back. If the index then fails after the append, the answer is 503 saying the document was
+// recorded, and the document stays pending for the index (catchup.go): the retry loop, or the next
+// start's catch-up from the checkpoint, indexes it.
 func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	if err := s.validateIngest(&c); err != nil {
 		return IngestResult{}, err
@@ -89,9 +94,17 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	ev := events.DocumentIngested{DocID: c.DocID, Title: c.Title, Source: c.Source, URL: c.URL, Metadata: c.Metadata,
 		ContentHash: ContentHash(c.Text), Text: c.Text, MaxChunkSize: c.MaxChunkSize, Overlap: *c.Overlap,
 		Chunks: domain.ToEvent(chunks), ChunkIDs: ids, EmbeddingModel: emb.Model()}
-
-	unlock := s.docLock(c.Tenant, c.DocID)
-	defer unlock()
+	indexed, err := s.embedChunks(ctx, emb, ev)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	dim := 0
+	if len(indexed) > 0 {
+		dim = len(indexed[0].Vector)
+	}
+	if err := s.Index.CheckWrite(ctx, c.Tenant, dim); err != nil {
+		return IngestResult{}, indexErr(err, false)
+	}
 	st, err := docStream(c.Tenant, c.DocID)
 	if err != nil {
 		return IngestResult{}, err
@@ -100,21 +113,27 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	if err != nil {
 		return IngestResult{}, err
 	}
-	if _, err := s.Store.Append(ctx, st, eventstore.Any, data); err != nil {
+
+	unlock := s.docLock(c.Tenant, c.DocID)
+	defer unlock()
+	s.beginWrite(c.Tenant, c.DocID)
+	ar, err := s.Store.Append(ctx, st, eventstore.Any, data)
+	if err != nil {
+		s.endWrite(c.Tenant, c.DocID, 0, false, false)
 		return IngestResult{}, fmt.Errorf("append to %s: %w", st, err)
 	}
 	s.Cache.Invalidate(c.Tenant)
 	res := IngestResult{DocID: c.DocID, Chunks: len(chunks), EmbeddingModel: emb.Model()}
-	if err := s.applyToIndex(ctx, c.Tenant, domain.Document{DocID: c.DocID, Exists: true, Ingested: ev}, c.DocID); err != nil {
-		s.pending.add(c.Tenant, c.DocID)
+	if err := s.replaceChunks(ctx, c.Tenant, c.DocID, indexed); err != nil {
+		s.endWrite(c.Tenant, c.DocID, ar.Position, true, false)
 		return res, err
 	}
-	s.pending.done(c.Tenant, c.DocID)
+	s.endWrite(c.Tenant, c.DocID, ar.Position, true, true)
 	return res, nil
 }
 
 // Delete records the document's deletion and removes its chunks. A document that does not exist (for
-// this tenant) is 404.
+// this tenant) is 404. Like Ingest, it records nothing when the index cannot take the change now.
 func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if n := utf8.RuneCountInString(docID); n < 1 || n > 256 {
 		return apperr.Invalid("retrieval.invalidDocId", "path.docId", "docId must be 1 to 256 characters")
@@ -128,6 +147,9 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if !d.Exists {
 		return apperr.NotFound("retrieval.documentNotFound", fmt.Sprintf("document %q not found", docID))
 	}
+	if err := s.Index.CheckWrite(ctx, t, 0); err != nil {
+		return indexErr(err, false)
+	}
 	st, err := docStream(t, docID)
 	if err != nil {
 		return err
@@ -136,15 +158,18 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Store.Append(ctx, st, eventstore.Exact(d.Revision), data); err != nil {
+	s.beginWrite(t, docID)
+	ar, err := s.Store.Append(ctx, st, eventstore.Exact(d.Revision), data)
+	if err != nil {
+		s.endWrite(t, docID, 0, false, false)
 		return fmt.Errorf("append to %s: %w", st, err)
 	}
 	s.Cache.Invalidate(t)
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
-		s.pending.add(t, docID)
+		s.endWrite(t, docID, ar.Position, true, false)
 		return indexErr(err, true)
 	}
-	s.pending.done(t, docID)
+	s.endWrite(t, docID, ar.Position, true, true)
 	return nil
 }
 

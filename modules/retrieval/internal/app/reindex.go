@@ -7,8 +7,8 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
-	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -56,56 +56,41 @@ type ReindexResult struct {
 	Chunks    int
 }
 
-// Reindex rebuilds t's index from its document events: it empties the tenant's index, then embeds and
-// upserts every live document. progress, when set, is called after each document.
+// Reindex rebuilds t's index from its document events (crispy reindex): it empties the tenant's
+// index and its checkpoint, then catches the tenant up from the beginning of the log (catchup.go),
+// refusing its reads meanwhile. Writes during the rebuild are kept: each document is reapplied under
+// its lock from its latest events. progress, when set, is called after each document.
 func (s *Service) Reindex(ctx context.Context, t tenant.ID, progress func(done, total int, docID string)) (ReindexResult, error) {
-	docs, err := s.Documents(ctx, t)
+	ti := s.tenantIndex(t)
+	ti.mu.Lock()
+	if ti.running {
+		ti.mu.Unlock()
+		return ReindexResult{}, apperr.CatchingUp("this tenant's search index", catchingUpRetryAfter)
+	}
+	ti.running = true
+	ti.mu.Unlock()
+	p := catchUpPlan{t: t, ti: ti}
+	// The reset and the emptying happen under cpMu, so no checkpoint computed before them can be set
+	// after them.
+	ti.cpMu.Lock()
+	ti.mu.Lock()
+	ti.phase, ti.safe, ti.seen = phaseCatchingUp, 0, 0
+	ti.gen++
+	ti.mu.Unlock()
+	err := s.Index.DeleteTenant(ctx, t)
+	ti.cpMu.Unlock()
 	if err != nil {
+		err = indexErr(err, false)
+		s.fail(p, err)
+		p.release()
 		return ReindexResult{}, err
 	}
-	if err := s.Index.DeleteTenant(ctx, t); err != nil {
-		return ReindexResult{}, indexErr(err, false)
-	}
 	s.Cache.Invalidate(t)
-	var live []*domain.Document
-	for _, d := range docs {
-		if d.Exists {
-			live = append(live, d)
-		}
+	p, err = s.scan(ctx, t, ti, eventstore.Start)
+	if err != nil {
+		s.fail(p, err)
+		p.release()
+		return ReindexResult{}, err
 	}
-	var res ReindexResult
-	batch := make([]search.Chunk, 0, 512)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := s.Index.Upsert(ctx, t, batch); err != nil {
-			return indexErr(err, false)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	for i, d := range live {
-		cs, err := s.indexChunks(ctx, t, d.Ingested)
-		if err != nil {
-			return res, fmt.Errorf("reindex %q: %w", d.DocID, err)
-		}
-		batch = append(batch, cs...)
-		res.Documents++
-		res.Chunks += len(cs)
-		if len(batch) >= 512 {
-			if err := flush(); err != nil {
-				return res, err
-			}
-		}
-		s.pending.done(t, d.DocID)
-		if progress != nil {
-			progress(i+1, len(live), d.DocID)
-		}
-	}
-	if err := flush(); err != nil {
-		return res, err
-	}
-	s.Cache.Invalidate(t)
-	return res, nil
+	return s.runPlan(ctx, p, progress)
 }

@@ -116,7 +116,8 @@ func searchKey(q Search) string {
 }
 
 // Search runs the RAG pipeline: safety filter, cache, optional query rewrite, embed, kNN within the
-// tenant, then (when asked) an answer citing the numbered sources.
+// tenant, then (when asked) an answer citing the numbered sources. While the tenant's index catches
+// up with the event log it answers catching_up: never from a partial index.
 func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 	start := s.Now()
 	filter, err := s.validateSearch(&q)
@@ -125,6 +126,9 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 	}
 	if domain.IsSelfHarm(q.Query) {
 		return SearchResult{Answer: domain.SafetyAnswer, Sources: []Source{}, FollowUps: domain.SafetyFollowUps}, nil
+	}
+	if err := s.requireReady(q.Tenant); err != nil {
+		return SearchResult{}, err
 	}
 	key := searchKey(q)
 	gen := s.Cache.Generation(q.Tenant)
@@ -155,8 +159,12 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 	return res, nil
 }
 
-// Retrieve is the chat integration's view: the k best passages for query.
+// Retrieve is the chat integration's view: the k best passages for query (catching_up while the
+// tenant's index catches up, like Search).
 func (s *Service) Retrieve(ctx context.Context, t tenant.ID, query string, k int) ([]Source, error) {
+	if err := s.requireReady(t); err != nil {
+		return nil, err
+	}
 	if k <= 0 {
 		k = DefaultTopK
 	}

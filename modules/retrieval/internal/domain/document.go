@@ -11,7 +11,8 @@ type Document struct {
 	DocID    string
 	Exists   bool // ingested and not deleted since
 	Ingested events.DocumentIngested
-	Revision uint64
+	Revision uint64 // of its stream's last event
+	Position uint64 // in the log, of its stream's last event
 }
 
 // Apply folds one event into the document.
