@@ -5,6 +5,7 @@ package tooling_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/host"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -238,4 +242,64 @@ func TestPluginsDieWithTheHostOnSIGKILL(t *testing.T) {
 			t.Errorf("plugin process %d outlived its SIGKILLed host", pid)
 		}
 	}
+}
+
+// metricValue reads one series of set ("" when absent).
+func metricValue(set *metrics.Set, series string) string {
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func resultPID(t testing.TB, r resp) int {
+	t.Helper()
+	if r.status != 200 {
+		t.Fatalf("call: %d %s", r.status, r.raw)
+	}
+	return int(r.body["result"].(map[string]any)["pid"].(float64))
+}
+
+// TestPluginAboveItsMemoryCeilingIsReplaced: a tool holds 80 MiB for good under a 64 MiB ceiling. The
+// call itself succeeds; the host sees the resident memory above the ceiling, replaces the process,
+// counts a restart for memory, and the next call runs in a fresh process.
+func TestPluginAboveItsMemoryCeilingIsReplaced(t *testing.T) {
+	t.Parallel()
+	set := metrics.NewSet()
+	e := newEnv(t, pluginsDir(t, "leaky"), opts{metrics: set, config: tooling.Config{PluginMemoryLimit: 64 << 20, MaxPluginMemoryLimit: 64 << 20}})
+	pid := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "hold", "mb": 80}))
+	eventually(t, "the leaking process is replaced", func() bool { return !alive(pid) })
+	if v := metricValue(set, `crispy_tool_plugin_restarts_total{tool="leaky",reason="memory"}`); v != "1" {
+		t.Fatalf("restarts for memory: %q, want 1", v)
+	}
+	if !strings.Contains(e.logs.String(), "above its memory ceiling") {
+		t.Fatalf("no log line names the ceiling:\n%s", e.logs)
+	}
+	if next := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "ok"})); next == pid {
+		t.Fatalf("the next call ran in the old process %d", pid)
+	}
+}
+
+// TestPluginAllocatingFarPastItsCeilingIsStopped: a tool asks for 600 MiB at once under a 64 MiB
+// ceiling. The kernel refuses it (RLIMIT_DATA), the plugin dies out of memory, that call fails, the
+// restart is counted for memory, and the next call works.
+func TestPluginAllocatingFarPastItsCeilingIsStopped(t *testing.T) {
+	t.Parallel()
+	set := metrics.NewSet()
+	e := newEnv(t, pluginsDir(t, "leaky"), opts{metrics: set, config: tooling.Config{PluginMemoryLimit: 64 << 20, MaxPluginMemoryLimit: 64 << 20}})
+	pid := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "ok"}))
+	wantProblem(t, e.exec("acme", "leaky", map[string]any{"mode": "hold", "mb": 600}), 502, "EXECUTION_ERROR")
+	if alive(pid) {
+		t.Fatalf("process %d survived allocating 600 MiB under a 64 MiB ceiling", pid)
+	}
+	if next := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "ok"})); next == pid {
+		t.Fatalf("the next call ran in the old process %d", pid)
+	}
+	eventually(t, "the restart is counted for memory", func() bool {
+		return metricValue(set, `crispy_tool_plugin_restarts_total{tool="leaky",reason="memory"}`) == "1"
+	})
 }

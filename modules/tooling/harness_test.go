@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"go.opentelemetry.io/otel/trace"
 
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
@@ -120,9 +121,10 @@ type env struct {
 }
 
 type opts struct {
-	policy policy
-	config tooling.Config
-	tracer trace.Tracer
+	policy  policy
+	config  tooling.Config
+	tracer  trace.Tracer
+	metrics *metrics.Set
 }
 
 func newEnv(t testing.TB, dir string, o opts) *env {
@@ -133,7 +135,7 @@ func newEnv(t testing.TB, dir string, o opts) *env {
 	idx := &fakeIndex{}
 	cfg := o.config
 	cfg.PluginsDir = dir
-	d := tooling.Deps{Config: cfg, Store: store, Completer: idx, Ingester: idx, Log: log, Tracer: o.tracer}
+	d := tooling.Deps{Config: cfg, Store: store, Completer: idx, Ingester: idx, Log: log, Tracer: o.tracer, Metrics: o.metrics}
 	if o.policy != nil {
 		d.Policy = o.policy
 	}

@@ -152,6 +152,9 @@ func main() {
 		d.Timeout = 5 * time.Second
 	case "stubborn":
 		d.Timeout = 10 * time.Second
+	case "leaky":
+		d.Timeout = 10 * time.Second
+		d.MemoryLimit = 1 << 30 // asks for more than the host allows; the host's cap wins
 	case "badname":
 		d.Name = "Bad Name"
 	}
