@@ -109,6 +109,10 @@ func decodeEvent(b []byte) (eventstore.Event, error) {
 	if d.err != nil {
 		return e, fmt.Errorf("decode event: %w", d.err)
 	}
+	if len(d.b) != 0 {
+		// The encoder writes nothing after the hash: trailing bytes are damage, not slack.
+		return e, fmt.Errorf("decode event %s: %d bytes after the hash", e.ID, len(d.b))
+	}
 	e.Data = append([]byte(nil), data...)
 	st, err := tenant.ParseStream(e.Stream)
 	if err != nil {

@@ -37,7 +37,7 @@ func (s *Store) load() (*TornTail, error) {
 		return nil, fmt.Errorf("stat %s: %w", s.f.Name(), err)
 	}
 	size := st.Size()
-	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, size), 1<<20)
+	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, size), int(min(size+1, 1<<20)))
 	var off int64
 	var hdr [headerSize]byte
 	var payload []byte
