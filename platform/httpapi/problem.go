@@ -23,7 +23,9 @@ type Problem struct {
 	Instance  string              `json:"instance,omitempty" doc:"The request path"`
 	Code      string              `json:"code" doc:"Stable machine-readable code" example:"tenant_not_found"`
 	RequestID string              `json:"requestId" doc:"The request id, also in the x-request-id header" example:"01935f2e-7c1a-7d4e-9a53-1f0c2b3a4d5e"`
-	Errors    []*huma.ErrorDetail `json:"errors,omitempty" doc:"The failing inputs of a validation error"`
+	Errors    []*huma.ErrorDetail `json:"errors,omitempty" doc:"The failing inputs of a validation error: at most 20, each with its location, the rule it broke and a short excerpt of the value"`
+	// OmittedErrors counts the failing inputs beyond those listed in errors.
+	OmittedErrors int `json:"omittedErrors,omitempty" doc:"How many more failing inputs there were than errors lists" example:"0"`
 
 	retryAfter int
 }
@@ -119,7 +121,7 @@ func ProblemFor(ctx context.Context, err error) *Problem {
 		st := Status(e.Kind)
 		out := &Problem{Title: http.StatusText(st), Status: st, Detail: e.Message, Code: e.Code, RequestID: rid, retryAfter: e.RetryAfterSec}
 		for _, f := range e.Fields {
-			out.Errors = append(out.Errors, &huma.ErrorDetail{Location: f.Location, Message: f.Message, Value: f.Value})
+			out.addError(&huma.ErrorDetail{Location: f.Location, Message: f.Message, Value: f.Value})
 		}
 		return out
 	}
@@ -147,7 +149,13 @@ func useProblemShape() {
 				if classified || errors.As(e, &p) {
 					out := ProblemFor(ctx, e)
 					setRetryAfter(hctx, out)
-					return out
+					return out.bound()
+				}
+				// huma answers 500 "cannot read request body" whatever went wrong with the body;
+				// the floor's reader marked the error as the client's.
+				var be *bodyError
+				if errors.As(e, &be) {
+					return be.problem(ctx).bound()
 				}
 			}
 			p := &Problem{Title: http.StatusText(status), Status: status, Detail: msg, Code: defaultCode(status), RequestID: request.From(ctx).ID}
@@ -160,20 +168,26 @@ func useProblemShape() {
 				}
 				return p
 			}
+			// Only the errors that will be listed are converted: a body with a million unknown
+			// properties costs a counter, not a million excerpts.
 			for _, e := range errs {
 				if e == nil {
 					continue
 				}
+				if len(p.Errors) >= MaxProblemErrors {
+					p.OmittedErrors++
+					continue
+				}
 				if d, ok := e.(huma.ErrorDetailer); ok {
-					p.Errors = append(p.Errors, d.ErrorDetail())
+					p.addError(d.ErrorDetail())
 				} else {
-					p.Errors = append(p.Errors, &huma.ErrorDetail{Message: e.Error()})
+					p.addError(&huma.ErrorDetail{Message: e.Error()})
 				}
 			}
-			if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
-				p.Detail = validationDetail(msg, p.Errors)
+			if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity || status == http.StatusUnsupportedMediaType {
+				p.Detail = validationDetail(msg, p.Errors, p.OmittedErrors)
 			}
-			return p
+			return p.bound()
 		}
 		huma.NewError = func(status int, msg string, errs ...error) huma.StatusError {
 			return huma.NewErrorWithContext(nil, status, msg, errs...)
@@ -181,7 +195,7 @@ func useProblemShape() {
 	})
 }
 
-func validationDetail(msg string, details []*huma.ErrorDetail) string {
+func validationDetail(msg string, details []*huma.ErrorDetail, omitted int) string {
 	if len(details) == 0 {
 		return msg
 	}
@@ -190,8 +204,8 @@ func validationDetail(msg string, details []*huma.ErrorDetail) string {
 	if d.Location != "" {
 		s += " (" + d.Location + ")"
 	}
-	if len(details) > 1 {
-		s += " and " + strconv.Itoa(len(details)-1) + " more"
+	if more := len(details) - 1 + omitted; more > 0 {
+		s += " and " + strconv.Itoa(more) + " more"
 	}
 	return s
 }

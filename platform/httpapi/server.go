@@ -6,8 +6,11 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -333,11 +336,46 @@ func (s *Server) limitBody(next http.Handler) http.Handler {
 				Detail: fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, s.cfg.MaxBodyBytes)})
 			return
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bodyReader marks every failure to read the request body (a malformed chunk, a body cut short,
+// one over the limit) as the client's, so the error shape can answer 400 or 413 where huma, which
+// cannot tell a broken client from a broken server, answers 500.
+type bodyReader struct{ io.ReadCloser }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyError{err: err}
+	}
+	return n, err
+}
+
+// bodyError is a failure to read the request body.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+func (e *bodyError) problem(ctx context.Context) *Problem {
+	rid := request.From(ctx).ID
+	var tooLarge *http.MaxBytesError
+	if errors.As(e.err, &tooLarge) {
+		return &Problem{Title: http.StatusText(413), Status: 413, Code: "body_too_large", RequestID: rid,
+			Detail: fmt.Sprintf("request body is over the limit of %d bytes", tooLarge.Limit)}
+	}
+	var ne net.Error
+	if errors.As(e.err, &ne) && ne.Timeout() {
+		return &Problem{Title: http.StatusText(408), Status: 408, Code: "body_timeout", RequestID: rid,
+			Detail: "the request body did not arrive in time"}
+	}
+	return &Problem{Title: http.StatusText(400), Status: 400, Code: "malformed_body", RequestID: rid,
+		Detail: "the request body could not be read: its framing is malformed (chunked encoding) or it was cut short"}
 }
 
 // recorder captures the status for the access log while keeping Flush (SSE) and Unwrap
@@ -482,6 +520,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem
 	if p.Instance == "" {
 		p.Instance = r.URL.Path
 	}
+	p.bound()
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)

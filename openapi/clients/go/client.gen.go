@@ -672,11 +672,16 @@ type Problem struct {
 	// Example: tenant "acme" does not exist
 	Detail *string `json:"detail,omitempty"`
 
-	// Errors The failing inputs of a validation error
+	// Errors The failing inputs of a validation error: at most 20, each with its location, the rule it broke and a short excerpt of the value
 	Errors *[]ErrorDetail `json:"errors,omitempty"`
 
 	// Instance The request path
 	Instance *string `json:"instance,omitempty"`
+
+	// OmittedErrors How many more failing inputs there were than errors lists
+	//
+	// Example: 0
+	OmittedErrors *int64 `json:"omittedErrors,omitempty"`
 
 	// RequestId The request id, also in the x-request-id header
 	//
