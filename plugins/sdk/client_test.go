@@ -17,6 +17,10 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(childHostEnv); mode != "" {
+		binDir = os.Getenv("CRISPY_SDK_TEST_BIN")
+		os.Exit(childHost(mode))
+	}
 	dir, err := os.MkdirTemp("", "sdk-test-")
 	if err != nil {
 		fmt.Println(err)
