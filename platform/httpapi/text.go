@@ -161,16 +161,18 @@ func ScanJSONText(body []byte, root string, limit int) []*huma.ErrorDetail {
 	return out
 }
 
-// stringFinding locates the string token just read: a property name is reported as the property
-// (its name has the fault), a value at its own path.
+// stringFinding locates the string token just read: a bad property name at the object holding it, a
+// bad value at its own path.
 func stringFinding(root string, d *jsontext.Decoder, msg string) *huma.ErrorDetail {
-	loc := location(root, d, d.StackPointer())
+	ptr := d.StackPointer()
 	if depth := d.StackDepth(); depth > 0 {
 		if k, n := d.StackIndex(depth); k == '{' && n%2 == 1 {
-			return &huma.ErrorDetail{Location: loc, Message: "property name " + msg}
+			// The name itself is bad: locate the object that holds it, as for raw bad bytes in a
+			// name, rather than a path made of the bad name.
+			return &huma.ErrorDetail{Location: location(root, d, ptr.Parent()), Message: "property name " + msg}
 		}
 	}
-	return &huma.ErrorDetail{Location: loc, Message: msg}
+	return &huma.ErrorDetail{Location: location(root, d, ptr), Message: msg}
 }
 
 // expectingName reports whether the decoder stands where an object's next property name goes: a

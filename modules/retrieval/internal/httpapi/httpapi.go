@@ -34,6 +34,14 @@ type IngestInput struct {
 	}
 }
 
+// Resolve adds the text rules the schema cannot say: the text is not blank, and the id, title,
+// source and URL are one line each (the floor has refused invalid UTF-8 and control characters).
+func (in *IngestInput) Resolve(huma.Context) []error {
+	b := &in.Body
+	return platformhttp.FieldErrors(platformhttp.Line("body.docId", b.DocID), platformhttp.Prose("body.text", b.Text),
+		platformhttp.Line("body.title", b.Title), platformhttp.Line("body.source", b.Source), platformhttp.Line("body.url", b.URL))
+}
+
 // IngestOutput answers POST /ingest.
 type IngestOutput struct {
 	Body struct {
@@ -48,6 +56,11 @@ type IngestOutput struct {
 // DeleteInput is DELETE /documents/{docId}.
 type DeleteInput struct {
 	DocID string `path:"docId" minLength:"1" maxLength:"256" doc:"The document's id (URL-encoded)" example:"handbook%2Fvacation.md"`
+}
+
+// Resolve refuses a blank document id: no document can have one.
+func (in *DeleteInput) Resolve(huma.Context) []error {
+	return platformhttp.FieldErrors(platformhttp.Line("path.docId", in.DocID))
 }
 
 // DeleteOutput answers DELETE /documents/{docId}.
@@ -68,6 +81,11 @@ type SearchInput struct {
 		MinScore *float64       `json:"minScore,omitempty" minimum:"-1" maximum:"1" doc:"Drop sources whose cosine similarity is below this" example:"0.2"`
 		Answer   *bool          `json:"answer,omitempty" doc:"Write an answer citing the sources (default true); false returns sources only"`
 	}
+}
+
+// Resolve refuses a query of only spaces with 422 naming the field.
+func (in *SearchInput) Resolve(huma.Context) []error {
+	return platformhttp.FieldErrors(platformhttp.Prose("body.query", in.Body.Query))
 }
 
 // SourceOut is one cited passage.

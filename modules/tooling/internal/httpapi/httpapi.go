@@ -45,6 +45,12 @@ type ExecuteInput struct {
 	}
 }
 
+// Resolve adds the text rules of the names (the tool's schema judges params; the floor has refused
+// invalid UTF-8 and control characters in any of its strings).
+func (in *ExecuteInput) Resolve(huma.Context) []error {
+	return platformhttp.FieldErrors(platformhttp.Line("body.tool_name", in.Body.ToolName), platformhttp.Line("body.user_id", in.Body.UserID))
+}
+
 // ExecuteMetadata describes the call.
 type ExecuteMetadata struct {
 	DurationMs float64 `json:"durationMs" doc:"Time spent in the tool, in milliseconds" example:"12.5"`
