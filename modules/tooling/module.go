@@ -32,6 +32,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+	"github.com/crispy-enigma/crispy/plugins/sdk"
 )
 
 // Config configures the module.
@@ -74,7 +75,7 @@ func (c *Config) defaults() {
 		c.CancelGrace = 2 * time.Second
 	}
 	if c.PluginMemoryLimit == 0 {
-		c.PluginMemoryLimit = 512 << 20
+		c.PluginMemoryLimit = sdk.DefaultMemoryLimit
 	}
 	if c.MaxPluginMemoryLimit == 0 {
 		c.MaxPluginMemoryLimit = 2 << 30

@@ -54,6 +54,9 @@ func KnownPermissions() []string {
 // DefaultTimeout is used when a tool declares none.
 const DefaultTimeout = 30 * time.Second
 
+// DefaultMemoryLimit is a tool's memory ceiling when it declares none (a host may set another default).
+const DefaultMemoryLimit int64 = 512 << 20
+
 // Description is what a tool says about itself.
 type Description struct {
 	Name         string          // ^[a-z][a-z0-9_]{0,63}$, unique in a plugins folder
@@ -63,7 +66,8 @@ type Description struct {
 	OutputSchema json.RawMessage // JSON Schema of the result
 	Permissions  []string        // from KnownPermissions
 	Timeout      time.Duration   // 0: DefaultTimeout
-	// MemoryLimit is the most resident memory the tool needs, in bytes (0: the host's default). The
+	// MemoryLimit is the most resident memory the tool needs, in bytes (0: the host's default,
+	// DefaultMemoryLimit unless configured otherwise). The
 	// host caps it with its own maximum, replaces a process that stays above it, and has the kernel
 	// refuse memory well beyond it.
 	MemoryLimit int64

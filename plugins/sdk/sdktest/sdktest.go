@@ -28,6 +28,10 @@ type Options struct {
 	CancelGrace time.Duration
 	// StartTimeout bounds the handshake (default 10 s).
 	StartTimeout time.Duration
+	// MemoryLimit is the memory ceiling the plugin runs under when it declares none (default
+	// sdk.DefaultMemoryLimit, as the server); a declared one is capped at MaxMemoryLimit (default
+	// 2 GiB). The kit runs the plugin under the same kernel limit the server sets.
+	MemoryLimit, MaxMemoryLimit int64
 }
 
 // Check is one line of the report.
@@ -98,9 +102,26 @@ func Run(ctx context.Context, path string, o Options) Report {
 	if o.CancelGrace <= 0 {
 		o.CancelGrace = time.Second
 	}
+	if o.MaxMemoryLimit <= 0 {
+		o.MaxMemoryLimit = 2 << 30
+	}
+	if o.MemoryLimit <= 0 {
+		o.MemoryLimit = min(sdk.DefaultMemoryLimit, o.MaxMemoryLimit)
+	}
 	rep := Report{Binary: path}
 	cb := fakeHost{}
-	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: path, Callbacks: cb, StartTimeout: o.StartTimeout})
+	// Launched as the server launches it: from a Starter (the plugin dies with the kit), under the
+	// server's memory limits.
+	starter := sdk.NewStarter()
+	defer starter.Close()
+	memory := func(d sdk.Description) int64 {
+		if d.MemoryLimit > 0 {
+			return min(d.MemoryLimit, o.MaxMemoryLimit)
+		}
+		return o.MemoryLimit
+	}
+	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: path, Callbacks: cb, StartTimeout: o.StartTimeout, Starter: starter,
+		MaxMemory: o.MaxMemoryLimit, Memory: memory})
 	if err != nil {
 		if errors.Is(err, sdk.ErrBadDescription) {
 			rep.add("launch and handshake", nil, "")
@@ -118,7 +139,8 @@ func Run(ctx context.Context, path string, o Options) Report {
 	d := p.Description()
 	rep.Tool, rep.Version = d.Name, d.Version
 	rep.add("launch and handshake", nil, fmt.Sprintf("protocol %d", sdk.ProtocolVersion))
-	rep.add("description", d.Validate(), fmt.Sprintf("name %s, version %s, permissions %v, timeout %s", d.Name, d.Version, d.Permissions, d.EffectiveTimeout()))
+	rep.add("description", d.Validate(), fmt.Sprintf("name %s, version %s, permissions %v, timeout %s, memory limit %d MiB",
+		d.Name, d.Version, d.Permissions, d.EffectiveTimeout(), p.MemoryLimit()>>20))
 
 	in, inErr := schema.Compile(d.Name+"/input", d.InputSchema)
 	rep.add("input schema compiles", inErr, "")

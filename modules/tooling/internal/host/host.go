@@ -52,8 +52,8 @@ type Config struct {
 	// CancelGrace is how long a cancelled call may keep running in the plugin before the host
 	// replaces the process (default 2 s).
 	CancelGrace time.Duration
-	// MemoryLimit is the memory ceiling of a tool that declares none, in bytes (default 512 MiB;
-	// negative: no ceiling).
+	// MemoryLimit is the memory ceiling of a tool that declares none, in bytes (default
+	// sdk.DefaultMemoryLimit, 512 MiB; negative: no ceiling).
 	MemoryLimit int64
 	// MaxMemoryLimit caps the ceiling a tool declares (default 2 GiB).
 	MaxMemoryLimit int64
@@ -141,7 +141,7 @@ func New(cfg Config) *Manager {
 		cfg.CancelGrace = 2 * time.Second
 	}
 	if cfg.MemoryLimit == 0 {
-		cfg.MemoryLimit = 512 << 20
+		cfg.MemoryLimit = sdk.DefaultMemoryLimit
 	}
 	if cfg.MaxMemoryLimit <= 0 {
 		cfg.MaxMemoryLimit = 2 << 30
