@@ -173,6 +173,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		"apiKey": {Type: "apiKey", In: "header", Name: "x-api-key", Description: "The tenant's API key (required when the tenant has keys configured)."},
 	}
 	hc.OnAddOperation = append(hc.OnAddOperation, func(oapi *huma.OpenAPI, op *huma.Operation) {
+		rejectNullArrays(oapi, op)
 		if isPublic(op) {
 			return
 		}
@@ -193,6 +194,49 @@ func New(cfg Config, deps Deps) (*Server, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// rejectNullArrays makes every array a request body may hold refuse null (422 "expected array").
+// huma documents and validates Go slices as nullable by default, so "messages": null passed
+// validation as "no messages", and a handler that trusted minItems:"1" indexed an empty slice
+// (500). Objects and scalars are already refused when null; leaving an optional array out is still
+// fine. Responses keep huma's default (a nil slice is encoded as null), except where a type is
+// shared with a request body.
+func rejectNullArrays(oapi *huma.OpenAPI, op *huma.Operation) {
+	if op.RequestBody == nil {
+		return
+	}
+	seen := map[*huma.Schema]bool{}
+	var walk func(sc *huma.Schema)
+	walk = func(sc *huma.Schema) {
+		for sc != nil && sc.Ref != "" {
+			sc = oapi.Components.Schemas.SchemaFromRef(sc.Ref)
+		}
+		if sc == nil || seen[sc] {
+			return
+		}
+		seen[sc] = true
+		if sc.Type == huma.TypeArray {
+			sc.Nullable = false
+		}
+		walk(sc.Items)
+		for _, p := range sc.Properties {
+			walk(p)
+		}
+		if ap, ok := sc.AdditionalProperties.(*huma.Schema); ok {
+			walk(ap)
+		}
+		for _, group := range [][]*huma.Schema{sc.OneOf, sc.AnyOf, sc.AllOf} {
+			for _, sub := range group {
+				walk(sub)
+			}
+		}
+	}
+	for _, mt := range op.RequestBody.Content {
+		if mt != nil {
+			walk(mt.Schema)
+		}
+	}
+}
 
 // ProblemResponse documents an error answer of an operation (op.Responses["404"] = …): problem JSON
 // in the one shape of the API.
@@ -510,9 +554,35 @@ func hostOnly(h string) string {
 	return strings.ToLower(h)
 }
 
+// notFound answers what no route matched: 405 with Allow when the path has routes for other
+// methods, 404 otherwise. The mux sends both here, because "/" catches every method and path.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if allow := s.allowedMethods(r); len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeProblem(w, r, &Problem{Title: "Method Not Allowed", Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+			Detail: fmt.Sprintf("%s is not allowed here; this path allows %s", clip(r.Method, 16), strings.Join(allow, ", "))})
+		return
+	}
 	s.writeProblem(w, r, &Problem{Title: "Not Found", Status: 404, Code: "route_not_found",
-		Detail: fmt.Sprintf("no route %s %s; see /openapi.yaml for the API", r.Method, r.URL.Path)})
+		Detail: fmt.Sprintf("no route %s %s; see /openapi.yaml for the API", clip(r.Method, 16), clip(r.URL.Path, 200))})
+}
+
+// routeMethods are the methods a route of this API can have.
+var routeMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowedMethods asks the mux which methods have a route for r's path (other than the catch-all).
+func (s *Server) allowedMethods(r *http.Request) []string {
+	var allow []string
+	for _, m := range routeMethods {
+		if m == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {

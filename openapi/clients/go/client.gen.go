@@ -365,7 +365,7 @@ type CompletionsInputBody struct {
 	MaxTokens *int64 `json:"max_tokens,omitempty"`
 
 	// Messages The conversation; the last one must be from the user
-	Messages *[]OAIMessage `json:"messages"`
+	Messages []OAIMessage `json:"messages"`
 
 	// Model provider:model, or "default" for the tenant's model
 	//
