@@ -1799,7 +1799,7 @@ type ClientInterface interface {
 
 	// DeleteDocument Delete a document
 	//
-	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
 	//
 	// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 	DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1820,7 +1820,7 @@ type ClientInterface interface {
 
 	// IngestDocumentWithBody Ingest a document
 	//
-	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1829,7 +1829,7 @@ type ClientInterface interface {
 
 	// IngestDocument Ingest a document
 	//
-	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1924,7 +1924,7 @@ type ClientInterface interface {
 
 	// SearchDocumentsWithBody Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1933,7 +1933,7 @@ type ClientInterface interface {
 
 	// SearchDocuments Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2151,7 +2151,7 @@ func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params 
 
 // DeleteDocument Delete a document
 //
-// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
 //
 // Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 func (c *Client) DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2202,7 +2202,7 @@ func (c *Client) GetHealthz(ctx context.Context, reqEditors ...RequestEditorFn) 
 
 // IngestDocumentWithBody Ingest a document
 //
-// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2221,7 +2221,7 @@ func (c *Client) IngestDocumentWithBody(ctx context.Context, params *IngestDocum
 
 // IngestDocument Ingest a document
 //
-// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -2446,7 +2446,7 @@ func (c *Client) ListTools(ctx context.Context, params *ListToolsParams, reqEdit
 
 // SearchDocumentsWithBody Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2465,7 +2465,7 @@ func (c *Client) SearchDocumentsWithBody(ctx context.Context, params *SearchDocu
 
 // SearchDocuments Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4759,7 +4759,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteDocumentWithResponse Delete a document
 	//
-	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4786,7 +4786,7 @@ type ClientWithResponsesInterface interface {
 
 	// IngestDocumentWithBodyWithResponse Ingest a document
 	//
-	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4795,7 +4795,7 @@ type ClientWithResponsesInterface interface {
 
 	// IngestDocumentWithResponse Ingest a document
 	//
-	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+	// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4910,7 +4910,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchDocumentsWithBodyWithResponse Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4919,7 +4919,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchDocumentsWithResponse Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5747,6 +5747,8 @@ type IngestDocumentResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -5768,6 +5770,11 @@ func (r IngestDocumentResponse) GetApplicationproblemJSON401() *Problem {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r IngestDocumentResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -7221,7 +7228,7 @@ func (c *ClientWithResponses) ResumeChatStreamWithResponse(ctx context.Context, 
 
 // DeleteDocumentWithResponse Delete a document
 //
-// Removes the document's chunks from the tenant's index (404 if the tenant has no such document).
+// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7266,7 +7273,7 @@ func (c *ClientWithResponses) GetHealthzWithResponse(ctx context.Context, reqEdi
 
 // IngestDocumentWithBodyWithResponse Ingest a document
 //
-// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7281,7 +7288,7 @@ func (c *ClientWithResponses) IngestDocumentWithBodyWithResponse(ctx context.Con
 
 // IngestDocumentWithResponse Ingest a document
 //
-// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index is unavailable the answer is 503 and the document reaches the index when it is back.
+// Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index when it is back.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7474,7 +7481,7 @@ func (c *ClientWithResponses) ListToolsWithResponse(ctx context.Context, params 
 
 // SearchDocumentsWithBodyWithResponse Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7489,7 +7496,7 @@ func (c *ClientWithResponses) SearchDocumentsWithBodyWithResponse(ctx context.Co
 
 // SearchDocumentsWithResponse Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results.
+// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8248,6 +8255,13 @@ func ParseIngestDocumentResponse(rsp *http.Response) (*IngestDocumentResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem

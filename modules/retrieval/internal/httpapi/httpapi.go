@@ -138,9 +138,13 @@ func Register(api huma.API, svc *app.Service) {
 	huma.Register(api, huma.Operation{OperationID: "ingest-document", Method: http.MethodPost, Path: "/ingest", Tags: []string{tag},
 		Summary: "Ingest a document",
 		Description: "Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model " +
-			"and indexes them. Re-ingesting a docId replaces its chunks. The ingestion is recorded as an event first: if the index " +
-			"is unavailable the answer is 503 and the document reaches the index when it is back.",
-		Responses: map[string]*huma.Response{"503": problem("The search index or embeddings provider is unavailable")}},
+			"and indexes them. Re-ingesting a docId replaces its chunks. Nothing is recorded when the embeddings provider or the " +
+			"index refuses the document (409 when the tenant's index holds another embeddings model's vectors, 503 when one is " +
+			"unavailable); if the index fails after the ingestion is recorded, the 503 says so and the document reaches the index " +
+			"when it is back.",
+		Responses: map[string]*huma.Response{
+			"409": problem("The tenant's index was built with another embeddings model: run `crispy reindex` for the tenant"),
+			"503": problem("The search index or embeddings provider is unavailable")}},
 		func(ctx context.Context, in *IngestInput) (*IngestOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			c := app.Ingest{Tenant: t, DocID: in.Body.DocID, Text: in.Body.Text, Title: in.Body.Title, Source: in.Body.Source,
@@ -159,7 +163,8 @@ func Register(api huma.API, svc *app.Service) {
 		})
 
 	huma.Register(api, huma.Operation{OperationID: "delete-document", Method: http.MethodDelete, Path: "/documents/{docId}", Tags: []string{tag},
-		Summary: "Delete a document", Description: "Removes the document's chunks from the tenant's index (404 if the tenant has no such document)."},
+		Summary: "Delete a document", Description: "Removes the document's chunks from the tenant's index (404 if the tenant has no such document; " +
+			"503, with nothing recorded, while the index is unavailable)."},
 		func(ctx context.Context, in *DeleteInput) (*DeleteOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			if err := svc.Delete(ctx, t, in.DocID); err != nil {
@@ -174,8 +179,10 @@ func Register(api huma.API, svc *app.Service) {
 		Summary: "Search and answer",
 		Description: "Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an " +
 			"answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. " +
-			"Questions about self-harm get a refusal with help resources instead of results.",
-		Responses: map[string]*huma.Response{"503": problem("The search index or embeddings provider is unavailable")}},
+			"Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up " +
+			"with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.",
+		Responses: map[string]*huma.Response{"503": problem("The tenant's index is catching up after a start (catching_up, with retry-after), " +
+			"or the search index or embeddings provider is unavailable")}},
 		func(ctx context.Context, in *SearchInput) (*SearchOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			answer := in.Body.Answer == nil || *in.Body.Answer
