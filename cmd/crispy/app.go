@@ -111,7 +111,12 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		return nil, err
 	}
 
-	if a.tooling, err = tooling.New(tooling.Deps{Config: tooling.Config{PluginsDir: cfg.PluginsDir}, Store: a.store,
+	toolCfg := tooling.Config{PluginsDir: cfg.PluginsDir, PluginMemoryLimit: int64(cfg.PluginMemoryMB) << 20,
+		MaxPluginMemoryLimit: int64(cfg.PluginMaxMemMB) << 20}
+	if cfg.PluginMemoryMB == 0 {
+		toolCfg.PluginMemoryLimit = -1 // 0 turns the ceiling off
+	}
+	if a.tooling, err = tooling.New(tooling.Deps{Config: toolCfg, Store: a.store,
 		Policy: a.tenancy, Completer: toolCompleter{a}, Embedder: a.retr, Ingester: toolIngester{a.retr},
 		Log: log, Metrics: a.set, Tracer: a.tracer.Tracer()}); err != nil {
 		return nil, fmt.Errorf("tooling: %w", err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -24,6 +25,8 @@ type config struct {
 	Redis           string // optional redis:// URL: shared rate limiter
 	RateLimitFail   string // "open" (default) or "closed": what the limiter does while Redis fails
 	PluginsDir      string
+	PluginMemoryMB  int    // memory ceiling of a plugin whose tool declares none; 0: none
+	PluginMaxMemMB  int    // caps the ceiling a tool declares
 	MetricsAddr     string // optional separate listener for GET /metrics
 	LogLevel        string
 	ShutdownTimeout time.Duration
@@ -79,6 +82,19 @@ func (f *flags) dur(p *time.Duration, name string, def time.Duration, help strin
 	f.fs.DurationVar(p, name, def, fmt.Sprintf("%s (env %s)", help, envName(name)))
 }
 
+func (f *flags) num(p *int, name string, def int, help string) {
+	if v, ok := f.env(envName(name)); ok && v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil && f.err == nil {
+			f.err = fmt.Errorf("%s=%q: want a whole number", envName(name), v)
+		}
+		if err == nil {
+			def = n
+		}
+	}
+	f.fs.IntVar(p, name, def, fmt.Sprintf("%s (env %s)", help, envName(name)))
+}
+
 func (f *flags) parse(args []string) error {
 	if f.err != nil {
 		return exitError{code: 2, msg: f.err.Error()}
@@ -112,6 +128,8 @@ func (f *flags) serveFlags(c *config) {
 	f.str(&c.Redis, "redis", "", "Redis URL for the rate limiter shared by replicas (none: in-process)")
 	f.str(&c.RateLimitFail, "ratelimit-fail", "open", "while Redis fails: open (per-process limits apply) or closed (refuse with 503)")
 	f.str(&c.PluginsDir, "plugins-dir", filepath.Join("bin", "plugins"), "folder of tool plugin binaries (task build puts them there)")
+	f.num(&c.PluginMemoryMB, "plugin-memory-mb", 512, "memory ceiling of a tool plugin whose tool declares none, MiB (0: none); a plugin above it is replaced")
+	f.num(&c.PluginMaxMemMB, "plugin-max-memory-mb", 2048, "the most memory a tool plugin may declare for itself, MiB")
 	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
 }
@@ -154,6 +172,12 @@ func (c *config) validate() error {
 	}
 	if c.RateLimitFail != "" && c.RateLimitFail != "open" && c.RateLimitFail != "closed" {
 		return fmt.Errorf("--ratelimit-fail %q: want open or closed", c.RateLimitFail)
+	}
+	if c.PluginMemoryMB < 0 || c.PluginMaxMemMB < 0 {
+		return fmt.Errorf("--plugin-memory-mb %d / --plugin-max-memory-mb %d: want MiB, not negative (0 turns the ceiling off)", c.PluginMemoryMB, c.PluginMaxMemMB)
+	}
+	if c.PluginMemoryMB > c.PluginMaxMemMB {
+		return fmt.Errorf("--plugin-memory-mb %d is above --plugin-max-memory-mb %d: lower the one or raise the other", c.PluginMemoryMB, c.PluginMaxMemMB)
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
