@@ -1,5 +1,5 @@
 // Command crispy is the Crispy Enigma server and its operator tools: serve, ingest, reindex, replay,
-// verify, plugin check|lock, openapi and tenant key new. Wiring is plain Go in this package: the root
+// verify, repair, plugin check|lock, openapi and tenant key new. Wiring is plain Go in this package: the root
 // configuration is parsed here (flags and CRISPY_* variables) and handed to each constructor in order.
 package main
 
@@ -36,7 +36,7 @@ type stdio struct {
 	out, err io.Writer
 }
 
-// exitError ends the process with a specific code (verify: 2 for a broken chain, usage: 2).
+// exitError ends the process with a specific code (usage: 2; verify's findings: see repair.go).
 type exitError struct {
 	code int
 	msg  string
@@ -54,7 +54,9 @@ Usage:
   crispy ingest PATH... --tenant T        ingest .txt/.md files and folders (skips unchanged files)
   crispy reindex --tenant T               rebuild the tenant's search index from its document events
   crispy replay --tenant T [--from RFC3339] [--until RFC3339] [--stream S] [--out FILE.jsonl]
-  crispy verify --tenant T                walk the tenant's hash chains; non-zero exit on a broken link
+  crispy verify --tenant T                walk the tenant's hash chains; writes nothing, may run beside a
+                                          server; exit 2 broken chain, 3 corrupt log, 4 torn tail
+  crispy repair [--dry-run]               cut the embedded log's torn tail (server stopped; a copy is kept)
   crispy plugin check BINARY              run the tool-plugin conformance kit against a binary
   crispy plugin lock DIR                  pin the SHA-256 of every plugin in DIR (DIR/plugins.lock)
   crispy openapi [--json]                 print the OpenAPI spec
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		return cmdReplay(ctx, rest, io, env)
 	case "verify":
 		return cmdVerify(ctx, rest, io, env)
+	case "repair":
+		return cmdRepair(ctx, rest, io, env)
 	case "plugin":
 		return cmdPlugin(ctx, rest, io, env)
 	case "openapi":

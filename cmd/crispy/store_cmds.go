@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -105,7 +106,8 @@ func cmdVerify(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	if err != nil {
 		return err
 	}
-	store, err := openStoreFor(ctx, cfg, io)
+	// Verify never writes: a torn tail is reported (exit 4), not cut; 'crispy repair' cuts it.
+	store, err := openStoreReadOnly(ctx, cfg, io)
 	if err != nil {
 		return err
 	}
@@ -113,15 +115,20 @@ func cmdVerify(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	bar := newProgress(io.err, "verify "+t.String(), true)
 	res, err := observability.Verify(ctx, store, t, bar.set)
 	bar.done()
+	if errors.Is(err, eventstore.ErrCorrupt) {
+		return exitError{code: exitCorrupt, msg: fmt.Sprintf("%v (restore the data folder from a backup)", err)}
+	}
 	if err != nil {
 		return err
 	}
+	store.liveNote(io)
 	if !res.OK {
 		if b := res.FirstBadEvent; b != nil {
 			fmt.Fprintf(io.out, "FAILED: first bad event %s (%s@%d): %s\n", b.ID, b.Stream, b.Revision, b.Reason)
 		}
-		return exitError{code: 2, msg: fmt.Sprintf("tenant %s: hash chain broken after %d events checked", t, res.EventsChecked)}
+		_ = store.tornTailFinding(io, cfg.DataDir) // also said, but the broken chain decides the exit code
+		return exitError{code: exitChainBroken, msg: fmt.Sprintf("tenant %s: hash chain broken after %d events checked", t, res.EventsChecked)}
 	}
 	fmt.Fprintf(io.out, "ok: %d events of tenant %s verified\n", res.EventsChecked, t)
-	return nil
+	return store.tornTailFinding(io, cfg.DataDir)
 }
