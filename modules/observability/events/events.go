@@ -15,7 +15,7 @@ const (
 
 // AuditAccessed records one read of the audit API: what was asked, never what was returned.
 type AuditAccessed struct {
-	Endpoint string            `json:"endpoint"` // "events", "sessions", "verify"
+	Endpoint string            `json:"endpoint"` // "events", "sessions" ("verify" before verification became read-only)
 	Query    map[string]string `json:"query,omitempty"`
 	Results  int               `json:"results"`
 }

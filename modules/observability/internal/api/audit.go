@@ -182,7 +182,10 @@ func (a *Audit) Register(api huma.API) {
 			out := &verifyOutput{}
 			out.Body.Report = rep
 			out.Body.RequestID = request.From(ctx).ID
-			return out, a.record(ctx, t, "verify", nil, rep.EventsChecked)
+			// Verification is read-only (issue 10): unlike the reads that show content, it records no
+			// AuditAccessed event. It reveals no event data, appending to the chains it checks would
+			// change what it reports, and it must answer while the store refuses writes (a full disk).
+			return out, nil
 		})
 
 	huma.Register(api, huma.Operation{OperationID: "get-audit-session", Method: http.MethodGet, Path: "/audit/sessions/{sessionId}", Tags: []string{tag},
