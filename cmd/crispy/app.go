@@ -241,8 +241,15 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 	g.Go(func() error { return named("observability", a.obs.Run(ctx)) })
 }
 
-// ready waits until the read models have caught up with the store, so the first answers are complete.
-func (a *app) ready(ctx context.Context) error { return a.bus.WaitCaughtUp(ctx) }
+// ready waits until the read models have caught up with the store, so the first answers are complete,
+// and until the search index knows which tenants it must rebuild (those answer search with 503
+// catching_up until theirs is; the others at once).
+func (a *app) ready(ctx context.Context) error {
+	if err := a.bus.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	return a.retr.WaitStarted(ctx)
+}
 
 func named(what string, err error) error {
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -727,3 +727,59 @@ func TestRecordedIngestTheIndexMissedReachesItAfterRestart(t *testing.T) {
 }
 
 var _ = errors.Is
+
+// TestCleanRestartReplaysNothing: live writes move the checkpoint, so after a clean stop the next
+// start has nothing to reapply, and once WaitStarted returns (serve waits for it before listening)
+// every search is answered, completely.
+func TestCleanRestartReplaysNothing(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	dir := t.TempDir()
+	acme := tenant.MustParse("acme")
+	emb := &ctlEmbedder{}
+	ix, err := embedded.Open(embedded.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, store, ix, emb, true, acme)
+	n.waitReady("acme")
+	want := map[string]int{}
+	for i := range 20 {
+		id := fmt.Sprintf("doc-%d", i)
+		if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": id, "text": docText(id, 1)}); r.status != 200 {
+			t.Fatalf("ingest: %d %s", r.status, r.raw)
+		}
+		want[id] = 1
+	}
+	if r, _ := n.do("DELETE", "/documents/doc-3", "acme", nil); r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.raw)
+	}
+	want["doc-3"] = 0
+	n.stop() // Run's exit records the checkpoint and writes the snapshot
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ix2, err := embedded.Open(embedded.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix2.Close()
+	calls := emb.calls.Load()
+	n2 := startNode(t, store, ix2, emb, true, acme)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := n2.mod.WaitStarted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if lost, res := n2.expect("acme", want); len(lost)+len(res) > 0 {
+		t.Fatalf("after a clean restart: lost %v, resurrected %v", lost, res)
+	}
+	if strings.Contains(n2.logs.String(), "index rebuilt") {
+		t.Fatalf("a clean restart reapplied documents:\n%s", n2.logs)
+	}
+	// The searches above embedded their queries; nothing else was embedded.
+	if got := emb.calls.Load() - calls; got != int64(len(want)) {
+		t.Fatalf("%d embedding calls after a clean restart, want %d (one per search)", got, len(want))
+	}
+}

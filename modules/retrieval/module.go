@@ -182,6 +182,12 @@ func (m *Module) Run(ctx context.Context) error {
 	}
 }
 
+// WaitStarted returns once Run's start-up catch-up knows what every tenant has to catch up: tenants
+// whose index is complete are served from then on, the others answer catching_up until theirs is.
+// serve waits for it before it listens, so a quiet start answers at once. It returns at once when
+// Deps.Tenants is nil; it fails when ctx ends first.
+func (m *Module) WaitStarted(ctx context.Context) error { return m.svc.WaitScanned(ctx) }
+
 // Document is what Ingest takes. Its fields match tooling.Document, so cmd/crispy converts one into
 // the other with a plain conversion.
 type Document struct {

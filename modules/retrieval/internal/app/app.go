@@ -62,7 +62,9 @@ type Service struct {
 	// The index's catch-up and checkpoint per tenant (catchup.go).
 	indexesMu sync.Mutex
 	indexes   map[tenant.ID]*tenantIndex
-	starting  atomic.Bool // reads wait for CatchUpAll
+	starting  atomic.Bool   // reads wait for CatchUpAll
+	scanned   chan struct{} // closed once CatchUpAll has scanned every tenant (WaitForStartUp makes it)
+	scanOnce  sync.Once
 }
 
 // docLock serialises writes of one document of one tenant.

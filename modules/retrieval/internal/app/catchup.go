@@ -118,7 +118,24 @@ func (s *Service) tenantIndexes() map[tenant.ID]*tenantIndex {
 
 // WaitForStartUp makes reads of every tenant wait (catching_up) until CatchUpAll has run: the module
 // sets it when Run will catch its tenants up.
-func (s *Service) WaitForStartUp() { s.starting.Store(true) }
+func (s *Service) WaitForStartUp() {
+	s.starting.Store(true)
+	s.scanned = make(chan struct{})
+}
+
+// WaitScanned returns once CatchUpAll knows what each tenant has to catch up (a tenant with nothing
+// to reapply is served from then on), or when ctx ends. It returns at once without WaitForStartUp.
+func (s *Service) WaitScanned(ctx context.Context) error {
+	if s.scanned == nil {
+		return nil
+	}
+	select {
+	case <-s.scanned:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // ready reports whether t's index may answer reads.
 func (s *Service) ready(t tenant.ID) bool {
@@ -359,6 +376,12 @@ func (p catchUpPlan) release() {
 // tries it again. When it returns, tenants outside ts are served too.
 func (s *Service) CatchUpAll(ctx context.Context, ts []tenant.ID) {
 	defer s.starting.Store(false)
+	scanned := func() {
+		if s.scanned != nil {
+			s.scanOnce.Do(func() { close(s.scanned) })
+		}
+	}
+	defer scanned()
 	for _, t := range ts {
 		ti := s.tenantIndex(t)
 		ti.mu.Lock()
@@ -378,8 +401,13 @@ func (s *Service) CatchUpAll(ctx context.Context, ts []tenant.ID) {
 			p.release()
 			continue
 		}
+		if len(p.docs) == 0 { // nothing changed since the checkpoint: serve the tenant now
+			_, _ = s.runPlan(ctx, p, nil)
+			continue
+		}
 		plans = append(plans, p)
 	}
+	scanned()
 	slices.SortStableFunc(plans, func(a, b catchUpPlan) int { return len(a.docs) - len(b.docs) })
 	for _, p := range plans {
 		s.runPlan(ctx, p, nil)
