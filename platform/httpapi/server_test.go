@@ -170,7 +170,7 @@ func TestHealthReportsEachConfiguredBackend(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	backends, _ := body["backends"].(map[string]any)
-	if body["status"] != "degraded" || body["tenant"] != "acme" || len(backends) != 2 {
+	if body["status"] != "down" || body["tenant"] != "acme" || len(backends) != 2 {
 		t.Fatalf("health = %v", body)
 	}
 	if b, _ := backends["search"].(map[string]any); b["status"] != "down" || b["error"] != "connection refused" {

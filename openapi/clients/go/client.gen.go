@@ -56,13 +56,19 @@ func (e AuditedMessageRole) Valid() bool {
 
 // Defines values for BackendStatusStatus.
 const (
-	BackendStatusStatusDown BackendStatusStatus = "down"
-	BackendStatusStatusOk   BackendStatusStatus = "ok"
+	BackendStatusStatusCatchingUp BackendStatusStatus = "catching_up"
+	BackendStatusStatusDegraded   BackendStatusStatus = "degraded"
+	BackendStatusStatusDown       BackendStatusStatus = "down"
+	BackendStatusStatusOk         BackendStatusStatus = "ok"
 )
 
 // Valid indicates whether the value is a known member of the BackendStatusStatus enum.
 func (e BackendStatusStatus) Valid() bool {
 	switch e {
+	case BackendStatusStatusCatchingUp:
+		return true
+	case BackendStatusStatusDegraded:
+		return true
 	case BackendStatusStatusDown:
 		return true
 	case BackendStatusStatusOk:
@@ -74,14 +80,20 @@ func (e BackendStatusStatus) Valid() bool {
 
 // Defines values for HealthOutputBodyStatus.
 const (
-	HealthOutputBodyStatusDegraded HealthOutputBodyStatus = "degraded"
-	HealthOutputBodyStatusOk       HealthOutputBodyStatus = "ok"
+	HealthOutputBodyStatusCatchingUp HealthOutputBodyStatus = "catching_up"
+	HealthOutputBodyStatusDegraded   HealthOutputBodyStatus = "degraded"
+	HealthOutputBodyStatusDown       HealthOutputBodyStatus = "down"
+	HealthOutputBodyStatusOk         HealthOutputBodyStatus = "ok"
 )
 
 // Valid indicates whether the value is a known member of the HealthOutputBodyStatus enum.
 func (e HealthOutputBodyStatus) Valid() bool {
 	switch e {
+	case HealthOutputBodyStatusCatchingUp:
+		return true
 	case HealthOutputBodyStatusDegraded:
+		return true
+	case HealthOutputBodyStatusDown:
 		return true
 	case HealthOutputBodyStatusOk:
 		return true
@@ -224,14 +236,15 @@ type AuditedMessageRole string
 
 // BackendStatus defines model for BackendStatus.
 type BackendStatus struct {
-	// Error Why the backend is down
-	Error *string `json:"error,omitempty"`
+	// Error Why the backend is not ok
+	Error    *string   `json:"error,omitempty"`
+	Progress *Progress `json:"progress,omitempty"`
 
-	// Status ok or down
+	// Status ok; catching_up (rebuilding derived state after a start: requests that need it answer 503 catching_up); degraded (works in part, e.g. reads but no writes); down (not answering, or no answer within 400 ms: timeout)
 	Status BackendStatusStatus `json:"status"`
 }
 
-// BackendStatusStatus ok or down
+// BackendStatusStatus ok; catching_up (rebuilding derived state after a start: requests that need it answer 503 catching_up); degraded (works in part, e.g. reads but no writes); down (not answering, or no answer within 400 ms: timeout)
 type BackendStatusStatus string
 
 // BadEvent defines model for BadEvent.
@@ -481,7 +494,7 @@ type HealthOutputBody struct {
 	Backends  map[string]BackendStatus `json:"backends"`
 	RequestId string                   `json:"requestId"`
 
-	// Status ok when every backend is ok
+	// Status The worst status of the backends (ok < catching_up < degraded < down)
 	Status HealthOutputBodyStatus `json:"status"`
 
 	// Tenant Example: acme
@@ -489,7 +502,7 @@ type HealthOutputBody struct {
 	Timestamp time.Time `json:"timestamp"`
 }
 
-// HealthOutputBodyStatus ok when every backend is ok
+// HealthOutputBodyStatus The worst status of the backends (ok < catching_up < degraded < down)
 type HealthOutputBodyStatus string
 
 // HealthzOutputBody defines model for HealthzOutputBody.
@@ -702,6 +715,19 @@ type Problem struct {
 	//
 	// Example: https://crispy-enigma.dev/problems/tenant_not_found
 	Type *string `json:"type,omitempty"`
+}
+
+// Progress defines model for Progress.
+type Progress struct {
+	// Done Items (events, documents …) processed so far
+	//
+	// Example: 1200
+	Done int64 `json:"done"`
+
+	// Total Items to process; 0 when not known yet
+	//
+	// Example: 5000
+	Total int64 `json:"total"`
 }
 
 // RuleBody defines model for RuleBody.
@@ -1806,7 +1832,7 @@ type ClientInterface interface {
 
 	// GetHealth Tenant-scoped health
 	//
-	// Resolved, authenticated and rate-limited like every tenant route; reports each backend.
+	// Resolved, authenticated and rate-limited like every tenant route; reports each backend (ok, catching_up with progress, degraded or down) and the worst of them. The checks run concurrently and each is given 400 ms, so the answer comes within 500 ms whatever hangs.
 	//
 	// Corresponds with GET /health (the `GetHealth` operationId).
 	GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2168,7 +2194,7 @@ func (c *Client) DeleteDocument(ctx context.Context, docId string, params *Delet
 
 // GetHealth Tenant-scoped health
 //
-// Resolved, authenticated and rate-limited like every tenant route; reports each backend.
+// Resolved, authenticated and rate-limited like every tenant route; reports each backend (ok, catching_up with progress, degraded or down) and the worst of them. The checks run concurrently and each is given 400 ms, so the answer comes within 500 ms whatever hangs.
 //
 // Corresponds with GET /health (the `GetHealth` operationId).
 func (c *Client) GetHealth(ctx context.Context, params *GetHealthParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4768,7 +4794,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetHealthWithResponse Tenant-scoped health
 	//
-	// Resolved, authenticated and rate-limited like every tenant route; reports each backend.
+	// Resolved, authenticated and rate-limited like every tenant route; reports each backend (ok, catching_up with progress, degraded or down) and the worst of them. The checks run concurrently and each is given 400 ms, so the answer comes within 500 ms whatever hangs.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7243,7 +7269,7 @@ func (c *ClientWithResponses) DeleteDocumentWithResponse(ctx context.Context, do
 
 // GetHealthWithResponse Tenant-scoped health
 //
-// Resolved, authenticated and rate-limited like every tenant route; reports each backend.
+// Resolved, authenticated and rate-limited like every tenant route; reports each backend (ok, catching_up with progress, degraded or down) and the worst of them. The checks run concurrently and each is given 400 ms, so the answer comes within 500 ms whatever hangs.
 //
 // Returns a wrapper object for the known response body format(s).
 //
