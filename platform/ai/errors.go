@@ -110,3 +110,29 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// ReasonTruncated is the reason of an answer that ended before the upstream said it was complete: a
+// stream without its terminator ("data: [DONE]", or an OpenAI finish_reason), a body that ended or
+// was reset mid-answer. What arrived is not a complete answer. It is retryable: before the first
+// token the Router tries the next model, as for a 5xx (the upstream broke, not the request); after
+// it, the call fails with what was emitted so far discarded by the caller.
+const ReasonTruncated = "upstream_truncated"
+
+// Truncated is the upstream_truncated error of model; cause is the read error, if any.
+func Truncated(model, msg string, cause error) *Error {
+	return &Error{Model: model, Reason: ReasonTruncated, Retryable: true, Message: msg, Cause: cause}
+}
+
+// BodyEnded classifies an error met while reading an answer's body once the upstream had answered
+// 2xx: while ctx is live, a body that ends or breaks early (unexpected EOF, a reset) is a truncated
+// answer; a cancelled or expired ctx is classified as usual.
+func BodyEnded(ctx context.Context, model string, err error) error {
+	if ctx.Err() != nil {
+		return Classify(ctx, model, err)
+	}
+	var ae *Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	return Truncated(model, "the answer ended before it was complete", err)
+}

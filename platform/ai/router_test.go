@@ -137,11 +137,21 @@ func TestReadSSE(t *testing.T) {
 	t.Parallel()
 	in := ": comment\n\ndata: a\n\nevent: x\ndata: b1\ndata: b2\n\ndata: [DONE]\n\ndata: after\n\n"
 	var got []string
-	if err := ai.ReadSSE(strings.NewReader(in), func(d []byte) error { got = append(got, string(d)); return nil }); err != nil {
-		t.Fatal(err)
+	done, err := ai.ReadSSE(strings.NewReader(in), func(d []byte) error { got = append(got, string(d)); return nil })
+	if err != nil || !done {
+		t.Fatal(done, err)
 	}
 	if strings.Join(got, "|") != "a|b1\nb2" {
 		t.Fatalf("got %q", got)
+	}
+	// Without its terminator the stream is not done, whether it ends between events or inside one.
+	for _, in := range []string{"data: a\n\n", "data: a\n\ndata: b", ""} {
+		if done, err := ai.ReadSSE(strings.NewReader(in), func([]byte) error { return nil }); done || err != nil {
+			t.Fatalf("%q: done %v err %v", in, done, err)
+		}
+	}
+	if done, err := ai.ReadSSE(strings.NewReader("data: a\n\ndata: [DONE]"), func([]byte) error { return nil }); !done || err != nil {
+		t.Fatalf("[DONE] at EOF: done %v err %v", done, err)
 	}
 }
 

@@ -3,14 +3,20 @@ package ai
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 )
 
+// ErrStreamRead marks a failure to read an event stream's body (a reset, an unexpected EOF in its
+// framing), as opposed to an error of the callback.
+var ErrStreamRead = errors.New("read event stream")
+
 // ReadSSE reads a text/event-stream body and calls fn with the data of every event (multi-line data
-// joined by '\n'). It stops at EOF, at a "[DONE]" data line (returns nil), or when fn fails.
-// Comments (": …") and other fields are skipped.
-func ReadSSE(r io.Reader, fn func(data []byte) error) error {
+// joined by '\n'). It stops at a "[DONE]" data line (done = true), at EOF (done = false: the stream
+// ended without its terminator, which the caller judges), on a read error (wrapping ErrStreamRead),
+// or when fn fails. Comments (": …") and other fields are skipped.
+func ReadSSE(r io.Reader, fn func(data []byte) error) (done bool, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 	var data []byte
@@ -31,9 +37,9 @@ func ReadSSE(r io.Reader, fn func(data []byte) error) error {
 		if len(line) == 0 {
 			if err := flush(); err != nil {
 				if err == io.EOF {
-					return nil
+					return true, nil
 				}
-				return err
+				return false, err
 			}
 			continue
 		}
@@ -54,10 +60,17 @@ func ReadSSE(r io.Reader, fn func(data []byte) error) error {
 		have = true
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read event stream: %w", err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			return false, fmt.Errorf("read event stream: %w", err) // a malformed stream, not a cut one
+		}
+		return false, fmt.Errorf("%w: %w", ErrStreamRead, err)
 	}
-	if err := flush(); err != nil && err != io.EOF {
-		return err
+	// An event not followed by a blank line: the body ended right after it. "[DONE]" still counts.
+	if err := flush(); err != nil {
+		if err == io.EOF {
+			return true, nil
+		}
+		return false, err
 	}
-	return nil
+	return false, nil
 }

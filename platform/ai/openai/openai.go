@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -181,7 +182,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	defer resp.Body.Close()
 	var res ai.Result
 	var b strings.Builder
-	err = ai.ReadSSE(resp.Body, func(data []byte) error {
+	done, err := ai.ReadSSE(resp.Body, func(data []byte) error {
 		var c chunk
 		if err := json.Unmarshal(data, &c); err != nil {
 			return &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
@@ -206,8 +207,18 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 		return nil
 	})
 	res.Content = b.String()
+	model := Name + ":" + req.Model
+	if errors.Is(err, ai.ErrStreamRead) {
+		return res, ai.BodyEnded(ctx, model, err)
+	}
 	if err != nil {
-		return res, ai.Classify(ctx, Name+":"+req.Model, err)
+		return res, ai.Classify(ctx, model, err)
+	}
+	// OpenAI ends a stream with "data: [DONE]" after the chunk carrying finish_reason; some
+	// compatible servers send only one of the two. With neither, the stream was cut short (a proxy
+	// timing out, the upstream giving up) and what arrived is not the whole answer.
+	if !done && res.FinishReason == "" {
+		return res, ai.BodyEnded(ctx, model, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil))
 	}
 	if res.FinishReason == "" {
 		res.FinishReason = "stop"
@@ -225,7 +236,7 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 	defer resp.Body.Close()
 	var c completion
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		return ai.Result{}, ai.Classify(ctx, Name+":"+req.Model, fmt.Errorf("decode completion: %w", err))
+		return ai.Result{}, decodeError(ctx, Name+":"+req.Model, err)
 	}
 	if len(c.Choices) == 0 {
 		return ai.Result{}, &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "completion without choices"}
@@ -235,6 +246,17 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 		res.FinishReason = "stop"
 	}
 	return res, nil
+}
+
+// decodeError classifies a failure to decode a 2xx answer: a body that ended or broke before its
+// JSON was whole is upstream_truncated; one that is not the JSON expected is an error.
+func decodeError(ctx context.Context, model string, err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &syn) || errors.As(err, &typ) {
+		return ai.Classify(ctx, model, fmt.Errorf("decode completion: %w", err))
+	}
+	return ai.BodyEnded(ctx, model, fmt.Errorf("decode completion: %w", err))
 }
 
 type speechRequest struct {

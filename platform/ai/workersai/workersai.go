@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -164,7 +165,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	defer resp.Body.Close()
 	var res ai.Result
 	var b strings.Builder
-	err = ai.ReadSSE(resp.Body, func(data []byte) error {
+	done, err := ai.ReadSSE(resp.Body, func(data []byte) error {
 		var c struct {
 			Response string `json:"response"`
 			Usage    *usage `json:"usage"`
@@ -182,8 +183,16 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 		return nil
 	})
 	res.Content = b.String()
+	model := Name + ":" + req.Model
+	if errors.Is(err, ai.ErrStreamRead) {
+		return res, ai.BodyEnded(ctx, model, err)
+	}
 	if err != nil {
-		return res, ai.Classify(ctx, Name+":"+req.Model, err)
+		return res, ai.Classify(ctx, model, err)
+	}
+	// Workers AI has no finish_reason: "data: [DONE]" is the only sign the answer is whole.
+	if !done {
+		return res, ai.BodyEnded(ctx, model, ai.Truncated(model, "the stream ended without data: [DONE]", nil))
 	}
 	res.FinishReason = "stop"
 	return res, nil
@@ -198,7 +207,13 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 	defer resp.Body.Close()
 	var env envelope
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-		return ai.Result{}, ai.Classify(ctx, Name+":"+req.Model, fmt.Errorf("decode answer: %w", err))
+		// A body that ended or broke before its JSON was whole is a truncated answer.
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &syn) || errors.As(err, &typ) {
+			return ai.Result{}, ai.Classify(ctx, Name+":"+req.Model, fmt.Errorf("decode answer: %w", err))
+		}
+		return ai.Result{}, ai.BodyEnded(ctx, Name+":"+req.Model, fmt.Errorf("decode answer: %w", err))
 	}
 	if !env.Success && len(env.Errors) > 0 {
 		return ai.Result{}, &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: env.Errors[0].Message}
