@@ -328,21 +328,25 @@ func actorOf(r *http.Request) string {
 	return "anonymous"
 }
 
+// recoverPanics turns a panic in a handler into a 500 problem with the request id. A panic after
+// the response has begun cannot become a problem any more: the connection is aborted
+// (http.ErrAbortHandler), so the client sees a broken response instead of a cut one that looks
+// complete. A handler's own http.ErrAbortHandler passes through, unlogged, as net/http intends.
 func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rw := w.(*recorder)
 		defer func() {
 			v := recover()
-			if v == nil || v == http.ErrAbortHandler {
-				if v != nil {
-					panic(v)
-				}
+			if v == nil {
 				return
 			}
-			s.deps.Log.ErrorContext(r.Context(), "panic in handler", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			if !rw.wrote {
-				s.writeProblem(rw, r, &Problem{Title: "Internal Server Error", Status: 500, Detail: "unexpected error; quote the request id when reporting it", Code: "internal_error"})
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v)
 			}
+			s.deps.Log.ErrorContext(r.Context(), "panic in handler", "panic", clip(fmt.Sprint(v), 2000), "stack", string(debug.Stack()))
+			if rw, ok := w.(*recorder); ok && rw.wrote {
+				panic(http.ErrAbortHandler)
+			}
+			s.writeProblem(w, r, &Problem{Title: "Internal Server Error", Status: 500, Detail: "unexpected error; quote the request id when reporting it", Code: "internal_error"})
 		}()
 		next.ServeHTTP(w, r)
 	})
@@ -456,34 +460,49 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.deps.Now()
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		// Deferred, so a request whose connection was aborted (http.ErrAbortHandler) is logged and
+		// counted too.
+		defer func() {
+			if v := recover(); v != nil {
+				s.logRequest(r, rec, start, true)
+				panic(v)
+			}
+			s.logRequest(r, rec, start, false)
+		}()
 		next.ServeHTTP(rec, r)
-		dur := s.deps.Now().Sub(start)
-		st := stateFrom(r.Context())
-		st.mu.Lock()
-		tid, route, cause := st.tenant, st.route, st.cause
-		st.mu.Unlock()
-		if route == "" {
-			route = "unmatched"
-		}
-		level := slog.LevelInfo
-		if rec.status >= 500 {
-			level = slog.LevelError
-		}
-		attrs := []slog.Attr{
-			slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.Float64("durationMs", float64(dur.Microseconds())/1000),
-		}
-		if !tid.IsZero() {
-			attrs = append(attrs, slog.String("tenant", tid.String()))
-		}
-		if cause != nil {
-			attrs = append(attrs, slog.String("error", cause.Error()))
-		}
-		s.deps.Log.LogAttrs(r.Context(), level, "request", attrs...)
-		if s.deps.OnRequest != nil {
-			s.deps.OnRequest(RequestRecord{Method: r.Method, Route: route, Status: rec.status, Duration: dur, Tenant: tid})
-		}
 	})
+}
+
+func (s *Server) logRequest(r *http.Request, rec *recorder, start time.Time, aborted bool) {
+	dur := s.deps.Now().Sub(start)
+	st := stateFrom(r.Context())
+	st.mu.Lock()
+	tid, route, cause := st.tenant, st.route, st.cause
+	st.mu.Unlock()
+	if route == "" {
+		route = "unmatched"
+	}
+	level := slog.LevelInfo
+	if rec.status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
+		slog.Int("status", rec.status), slog.Float64("durationMs", float64(dur.Microseconds())/1000),
+	}
+	if !tid.IsZero() {
+		attrs = append(attrs, slog.String("tenant", tid.String()))
+	}
+	if cause != nil {
+		attrs = append(attrs, slog.String("error", clip(cause.Error(), 2000)))
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	s.deps.Log.LogAttrs(r.Context(), level, "request", attrs...)
+	if s.deps.OnRequest != nil {
+		s.deps.OnRequest(RequestRecord{Method: r.Method, Route: route, Status: rec.status, Duration: dur, Tenant: tid})
+	}
 }
 
 // guardMiddleware runs inside huma, so it knows the operation: public operations pass, every other
