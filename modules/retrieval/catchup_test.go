@@ -522,6 +522,24 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"of another log", func(t *testing.T, dir string, _ []byte) {
+			// An index folder that belongs to another (longer) log: its checkpoint is beyond this
+			// log's end, and it holds a document this log never had.
+			ix, err := embedded.Open(embedded.Config{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs, _ := embeddings.NewHashed(embeddings.HashedConfig{}).Embed(context.Background(), []string{docText("ghost", 1)})
+			if err := ix.Upsert(context.Background(), acme, []search.Chunk{{DocID: "ghost", ChunkID: "ghost#0", Text: docText("ghost", 1), Vector: vs[0]}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ix.SetCheckpoint(context.Background(), acme, 1<<40); err != nil {
+				t.Fatal(err)
+			}
+			if err := ix.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"stale", func(t *testing.T, dir string, older []byte) {
 			// An older snapshot put back (a restored backup): it predates the log's last document events.
 			if err := os.WriteFile(filepath.Join(dir, "acme.hnsw"), older, 0o644); err != nil {
@@ -566,7 +584,7 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 			defer ix2.Close()
 			n2 := startNode(t, store, ix2, emb, true, acme)
 			n2.waitReady("acme")
-			lost, res := n2.expect("acme", map[string]int{"old": 0, "keep": 1, "new": 1})
+			lost, res := n2.expect("acme", map[string]int{"old": 0, "keep": 1, "new": 1, "ghost": 0})
 			if len(lost)+len(res) > 0 {
 				t.Fatalf("after a %s snapshot: lost %v, resurrected %v\n%s", tc.name, lost, res, n2.logs)
 			}

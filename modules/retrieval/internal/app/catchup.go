@@ -229,7 +229,7 @@ func (s *Service) scan(ctx context.Context, t tenant.ID, ti *tenantIndex, from e
 		}
 		for _, e := range evs {
 			p.hi = max(p.hi, e.Position)
-			if !strings.HasPrefix(e.Stream, prefix) {
+			if !strings.HasPrefix(e.Stream, prefix) || (e.Type != events.TypeDocumentIngested && e.Type != events.TypeDocumentDeleted) {
 				continue
 			}
 			r := byStream[e.Stream]
@@ -357,6 +357,20 @@ func (s *Service) plan(ctx context.Context, t tenant.ID) (catchUpPlan, bool, err
 	if err != nil {
 		return catchUpPlan{t: t, ti: ti}, true, indexErr(err, false)
 	}
+	last, err := s.Store.LastPosition(ctx)
+	if err != nil {
+		return catchUpPlan{t: t, ti: ti}, true, fmt.Errorf("read the log's last position: %w", err)
+	}
+	if cp > uint64(last) {
+		// The index claims positions the log does not have: it was built from another log (or the
+		// log was restored from an older backup). Nothing in it can be trusted: rebuild from the start.
+		s.Log.Warn("retrieval: the index's checkpoint is beyond the end of the event log; rebuilding the tenant from the beginning",
+			"tenant", t.String(), "checkpoint", cp, "lastPosition", uint64(last))
+		if err := s.reset(ctx, t, ti); err != nil {
+			return catchUpPlan{t: t, ti: ti}, true, err
+		}
+		cp = 0
+	}
 	ti.mu.Lock()
 	ti.safe = max(ti.safe, eventstore.Position(cp))
 	ti.mu.Unlock()
@@ -438,7 +452,7 @@ func (s *Service) pushCheckpoint(ctx context.Context, t tenant.ID, ti *tenantInd
 	defer ti.cpMu.Unlock()
 	ti.mu.Lock()
 	cp, ok := ti.checkpointLocked(), ti.phase == phaseCaughtUp
-	if !ok || cp <= ti.safe && cp != 0 {
+	if !ok || cp <= ti.safe {
 		ti.mu.Unlock()
 		return
 	}

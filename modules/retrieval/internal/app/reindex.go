@@ -70,27 +70,33 @@ func (s *Service) Reindex(ctx context.Context, t tenant.ID, progress func(done, 
 	ti.running = true
 	ti.mu.Unlock()
 	p := catchUpPlan{t: t, ti: ti}
-	// The reset and the emptying happen under cpMu, so no checkpoint computed before them can be set
-	// after them.
-	ti.cpMu.Lock()
-	ti.mu.Lock()
-	ti.phase, ti.safe, ti.seen = phaseCatchingUp, 0, 0
-	ti.gen++
-	ti.mu.Unlock()
-	err := s.Index.DeleteTenant(ctx, t)
-	ti.cpMu.Unlock()
-	if err != nil {
-		err = indexErr(err, false)
+	if err := s.reset(ctx, t, ti); err != nil {
 		s.fail(p, err)
 		p.release()
 		return ReindexResult{}, err
 	}
-	s.Cache.Invalidate(t)
-	p, err = s.scan(ctx, t, ti, eventstore.Start)
+	p, err := s.scan(ctx, t, ti, eventstore.Start)
 	if err != nil {
 		s.fail(p, err)
 		p.release()
 		return ReindexResult{}, err
 	}
 	return s.runPlan(ctx, p, progress)
+}
+
+// reset empties t's index and checkpoint and marks the tenant catching up (from the beginning of the
+// log). It happens under cpMu, so no checkpoint computed before it can be set after it. Caller has
+// marked the tenant running.
+func (s *Service) reset(ctx context.Context, t tenant.ID, ti *tenantIndex) error {
+	ti.cpMu.Lock()
+	defer ti.cpMu.Unlock()
+	ti.mu.Lock()
+	ti.phase, ti.safe, ti.seen = phaseCatchingUp, 0, 0
+	ti.gen++
+	ti.mu.Unlock()
+	if err := s.Index.DeleteTenant(ctx, t); err != nil {
+		return indexErr(err, false)
+	}
+	s.Cache.Invalidate(t)
+	return nil
 }
