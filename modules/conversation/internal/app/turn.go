@@ -315,7 +315,11 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 			Offline: ans.Model == ai.Offline}
 		if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens), late); rerr != nil {
 			s.Log.ErrorContext(rctx, "record completed turn", "error", rerr, "session", in.SessionID)
-			s.fail(turn, in, "", apperr.Wrap(rerr, apperr.KindInternal, "record_failed", "the answer could not be saved; quote the request id"), nil)
+			e, ok := apperr.As(rerr) // a classified refusal (503 storage_unavailable on a full disk) keeps its status
+			if !ok {
+				e = apperr.Wrap(rerr, apperr.KindInternal, "record_failed", "the answer could not be saved; quote the request id")
+			}
+			s.fail(turn, in, "", e, nil)
 			return
 		}
 		s.Metrics.turn(ans.Model.String(), "completed")
