@@ -214,7 +214,7 @@ func (n *node) expect(tenantID string, want map[string]int) (lost, resurrected [
 	return lost, resurrected
 }
 
-// crashNoFlush copies the index folder as it is on disk now, as a SIGKILL would leave it (the live
+// crashCopy copies the index folder as it is on disk now, as a SIGKILL would leave it (the live
 // index is abandoned without its final snapshot).
 func crashCopy(t testing.TB, dir string) string {
 	t.Helper()
@@ -270,6 +270,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 	// Writers: new documents, deletions of old ones and new versions of old ones, while the rebuild runs.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var liveIngests, liveDeletes atomic.Int64
 	for w := range 4 {
 		wg.Add(1)
 		go func() {
@@ -281,6 +282,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 					mu.Lock()
 					want[id] = 1
 					mu.Unlock()
+					liveIngests.Add(1)
 				} else {
 					t.Errorf("live ingest %s: %d %s", id, r.status, r.raw)
 				}
@@ -290,6 +292,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 						mu.Lock()
 						want[old] = 0
 						mu.Unlock()
+						liveDeletes.Add(1)
 					} else {
 						t.Errorf("live delete %s: %d %s", old, r.status, r.raw)
 					}
@@ -298,6 +301,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 						mu.Lock()
 						want[old] = 2
 						mu.Unlock()
+						liveIngests.Add(1)
 					} else {
 						t.Errorf("live re-ingest %s: %d %s", old, r.status, r.raw)
 					}
@@ -309,7 +313,8 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 	emb.set(func(e *ctlEmbedder) { e.delay = 0 })
 	n2.waitCaughtUp(1)
 	lost, res := n2.expect("acme", want)
-	t.Logf("after the rebuild: %d lost ingests, %d resurrected deletes (of %d documents)", len(lost), len(res), len(want))
+	t.Logf("after the rebuild: %d of %d live ingests lost, %d of %d live deletes resurrected (%d documents)",
+		len(lost), liveIngests.Load(), len(res), liveDeletes.Load(), len(want))
 	if len(lost)+len(res) > 0 {
 		t.Errorf("after the rebuild: lost %v; resurrected %v", lost, res)
 	}
@@ -616,12 +621,8 @@ func TestAcknowledgedIngestSurvivesCrashBeforeFlush(t *testing.T) {
 	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "second", "text": docText("second", 1)}); r.status != 200 {
 		t.Fatalf("ingest: %d %s", r.status, r.raw)
 	}
-	// SIGKILL now: what is on disk is all the next process gets. (No dirty marker either: a crash
-	// can come before any file is written.)
+	// SIGKILL now: what is on disk is all the next process gets.
 	crashed := crashCopy(t, dir)
-	for _, m := range []string{"acme.dirty"} {
-		_ = os.Remove(filepath.Join(crashed, m))
-	}
 	ix2, err := embedded.Open(embedded.Config{Dir: crashed})
 	if err != nil {
 		t.Fatal(err)
