@@ -37,6 +37,8 @@ import (
 type buildOptions struct {
 	// specOnly builds the API to print its spec: a throwaway embedded store, nothing started.
 	specOnly bool
+	// storeFaults injects storage faults into the embedded event store (tests of 503 and healing).
+	storeFaults *embedded.Faults
 }
 
 // app is the assembled server: every component, built in dependency order, and how to run and close
@@ -70,7 +72,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 	}
 	a.closers = append(a.closers, func() error { return a.tracer.Shutdown(context.Background()) })
 
-	raw, err := openStore(ctx, cfg, log)
+	raw, err := openStoreWith(ctx, cfg, log, o.storeFaults)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +146,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		Log:   log,
 		Guard: a.tenancy.Guard(),
 		Checks: map[string]httpapi.Check{
-			"eventstore": func(ctx context.Context) error { _, err := a.store.LastPosition(ctx); return err },
+			"eventstore": func(ctx context.Context) error { return eventstore.CheckHealth(ctx, a.store) }, // degraded while writes fail
 			"bus":        a.bus.Check,
 			"search":     a.retr.HealthCheck,
 			"ratelimit":  a.tenancy.LimiterCheck(),
@@ -164,9 +166,14 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 const version = "1.0.0"
 
 func openStore(ctx context.Context, cfg config, log *slog.Logger) (eventstore.Store, error) {
+	return openStoreWith(ctx, cfg, log, nil)
+}
+
+// openStoreWith is openStore with faults injected into the embedded store's file (tests only).
+func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *embedded.Faults) (eventstore.Store, error) {
 	if cfg.EventStore == "embedded" {
 		dir := filepath.Join(cfg.DataDir, "events")
-		s, err := embedded.Open(dir, embedded.Options{Logger: log})
+		s, err := embedded.Open(dir, embedded.Options{Logger: log, Faults: faults})
 		if err != nil {
 			return nil, fmt.Errorf("open embedded event store in %s: %w", dir, err)
 		}
