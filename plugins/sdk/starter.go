@@ -17,8 +17,9 @@ var ErrStarterClosed = errors.New("plugin starter is closed")
 // when the *thread* that started the process ends, not the process; Go may end an OS thread whenever
 // a goroutine locked to it returns, so a plugin started from an arbitrary goroutine could be killed
 // at a random moment. Starting every plugin from one goroutine locked to its thread for the Starter's
-// whole life avoids that. Close ends the thread on purpose, which kills the plugins it started: a host
-// closes its Starter when it shuts its plugins down.
+// whole life avoids that. Close lets the thread end (Go ends a thread whose locked goroutine returns,
+// except the main thread, which ends with the process): a host closes its Starter once it has shut its
+// plugins down.
 //
 // On other systems the Starter only starts processes; the SDK's parent watch (see Serve) is then what
 // ends a plugin whose host is gone.
@@ -39,8 +40,8 @@ func NewStarter() *Starter {
 	s := &Starter{reqs: make(chan startReq)}
 	ready := make(chan struct{})
 	go func() {
-		// Never unlocked: when this goroutine returns (Close), its thread ends with it, and with it
-		// every plugin it started.
+		// Never unlocked: no other goroutine may ever run on this thread, lest it end the thread and
+		// with it the plugins (Go ends the thread when this goroutine returns, at Close).
 		runtime.LockOSThread()
 		close(ready)
 		for r := range s.reqs {
@@ -64,7 +65,8 @@ func (s *Starter) Start(cmd *exec.Cmd) error {
 	return <-done
 }
 
-// Close ends the Starter's thread; on Linux that kills every process it started that still runs.
+// Close ends the Starter's thread; on Linux the kernel then kills the processes it started that still
+// run, unless the thread was the process's main thread. Later Starts fail with ErrStarterClosed.
 func (s *Starter) Close() {
 	s.once.Do(func() {
 		s.mu.Lock()
