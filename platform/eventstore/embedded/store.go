@@ -49,6 +49,9 @@ type Options struct {
 
 const logName = "events.log"
 
+// ErrInUse is returned by Open and Repair when another process holds the store.
+var ErrInUse = errors.New("event store in use")
+
 // entry locates one event in the log and carries what filters need without reading it.
 type entry struct {
 	off    int64
@@ -252,7 +255,7 @@ func lockDir(dir string, owner bool) (*os.File, error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		pid, _ := os.ReadFile(p)
 		f.Close()
-		return nil, fmt.Errorf("event store %s is in use by another process (pid %s, or a 'crispy verify' reading it): %w", dir, string(pid), err)
+		return nil, fmt.Errorf("%w: event store %s is in use by another process (pid %s, or a 'crispy verify' reading it): %v", ErrInUse, dir, string(pid), err)
 	}
 	if owner {
 		_ = f.Truncate(0)
@@ -483,12 +486,13 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 		r.res = eventstore.AppendResult{NextExpected: last.Revision, Position: last.Position, Events: evs}
 	}
 	if len(buf) > 0 {
+		// The file's errors name the operation and the path already ("write …/events.log: no space …").
 		if _, err := s.f.WriteAt(buf, base); err != nil {
-			s.fail(batch, base, fmt.Errorf("write %s: %w", s.f.Name(), err))
+			s.fail(batch, base, err)
 			return buf
 		}
 		if err := s.f.Sync(); err != nil {
-			s.fail(batch, base, fmt.Errorf("fsync %s: %w", s.f.Name(), err))
+			s.fail(batch, base, err)
 			return buf
 		}
 	}
