@@ -94,6 +94,9 @@ func cmdRepair(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	}
 	dir := filepath.Join(cfg.DataDir, "events")
 	rep, err := embedded.Repair(dir, embedded.Options{Logger: newLogger(io.err, cfg.LogLevel)}, dryRun)
+	if errors.Is(err, embedded.ErrInUse) {
+		return fmt.Errorf("%w; repair needs the store to itself: stop the server first", err)
+	}
 	if err != nil {
 		return storeOpenError(dir, err)
 	}
