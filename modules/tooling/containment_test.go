@@ -306,3 +306,23 @@ func TestPluginAllocatingFarPastItsCeilingIsStopped(t *testing.T) {
 		return metricValue(set, `crispy_tool_plugin_restarts_total{tool="leaky",reason="memory"}`) == "1"
 	})
 }
+
+// TestWedgedPluginIsReplaced: a process that stops answering altogether (here: SIGSTOPped) fails the
+// call that times out on it, is replaced as wedged, and the next call runs in a fresh process.
+func TestWedgedPluginIsReplaced(t *testing.T) {
+	t.Parallel()
+	set := metrics.NewSet()
+	e := newEnv(t, pluginsDir(t, "echo"), opts{metrics: set, config: tooling.Config{CancelGrace: 300 * time.Millisecond}})
+	pid := resultPID(t, e.exec("acme", "echo", map[string]any{"mode": "ok"}))
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	wantProblem(t, e.exec("acme", "echo", map[string]any{"mode": "ok"}), 504, "EXECUTION_TIMEOUT")
+	eventually(t, "the wedged process is replaced", func() bool {
+		return metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="wedged"}`) == "1"
+	})
+	if next := resultPID(t, e.exec("acme", "echo", map[string]any{"mode": "ok"})); next == pid {
+		t.Fatalf("the next call ran in the wedged process %d", pid)
+	}
+}
