@@ -318,6 +318,10 @@ func TestWedgedPluginIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	eventually(t, "the process is stopped", func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		return strings.Contains(string(b), "State:\tT")
+	})
 	wantProblem(t, e.exec("acme", "echo", map[string]any{"mode": "ok"}), 504, "EXECUTION_TIMEOUT")
 	eventually(t, "the wedged process is replaced", func() bool {
 		return metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="wedged"}`) == "1"

@@ -455,10 +455,21 @@ func (m *Manager) proc(ctx context.Context, e *entry) (*proc, error) {
 		r.p.Kill()
 		return nil, ErrClosed
 	}
-	pr := &proc{p: r.p, inflight: 1}
 	e.mu.Lock()
+	if cur := e.cur; cur != nil && !cur.p.Exited() {
+		// A launch abandoned by an earlier caller came up meanwhile (adopt): use it, drop ours.
+		cur.inflight++
+		e.mu.Unlock()
+		r.p.Kill()
+		return cur, nil
+	}
+	old := e.cur
+	pr := &proc{p: r.p, inflight: 1}
 	e.cur = pr
 	e.mu.Unlock()
+	if old != nil {
+		m.retire(e, old, deathReason(old.p))
+	}
 	m.cfg.Log.Warn("tool plugin relaunched", "tool", e.tool.Desc.Name, "pid", r.p.PID())
 	return pr, nil
 }
@@ -484,12 +495,17 @@ func (m *Manager) adopt(e *entry, p *sdk.Plugin) {
 	closed := m.closed
 	m.mu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if closed || (e.cur != nil && !e.cur.p.Exited()) {
+		e.mu.Unlock()
 		p.Kill()
 		return
 	}
+	old := e.cur
 	e.cur = &proc{p: p}
+	e.mu.Unlock()
+	if old != nil {
+		m.retire(e, old, deathReason(old.p))
+	}
 }
 
 // done ends a call on pr; the last call of a replaced process kills it.
