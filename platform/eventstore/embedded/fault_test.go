@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
@@ -107,7 +109,8 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 			dir := t.TempDir()
 			faults := &embedded.Faults{}
 			logs := &logCounter{msgs: map[string]int{}}
-			s, err := embedded.Open(dir, embedded.Options{Faults: faults, HealInterval: 5 * time.Millisecond, Logger: slog.New(logs)})
+			set := metrics.NewSet()
+			s, err := embedded.Open(dir, embedded.Options{Faults: faults, HealInterval: 5 * time.Millisecond, Logger: slog.New(logs), Metrics: set})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,12 +142,15 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 			eventually(t, "two failed healing attempts", func() bool { return logs.count("event store still cannot write") >= 2 })
 			wantStorageRefusal(t, add(101), nil)
 			wantDegraded(t, s)
+			wantMetric(t, set, "crispy_eventstore_degraded 1")
+			wantMetric(t, set, "crispy_eventstore_write_faults_total 1")
 			if fi, _ := os.Stat(filepath.Join(dir, "events.log")); !c.truncFail && fi.Size() != goodSize {
 				t.Fatalf("the log is %d bytes during the fault, want the acknowledged %d (the refused append cut off)", fi.Size(), goodSize)
 			}
 
 			faults.Clear()
 			eventually(t, "the store to heal", func() bool { return s.Health(ctx) == nil })
+			wantMetric(t, set, "crispy_eventstore_degraded 0")
 			if fi, _ := os.Stat(filepath.Join(dir, "events.log")); fi.Size() != goodSize {
 				t.Fatalf("healed log is %d bytes, want the acknowledged %d", fi.Size(), goodSize)
 			}
@@ -172,6 +178,15 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 				t.Fatalf("the reopen found a torn tail (%v): the heal left garbage", kept)
 			}
 		})
+	}
+}
+
+func wantMetric(t *testing.T, set *metrics.Set, line string) {
+	t.Helper()
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	if !strings.Contains(b.String(), line+"\n") {
+		t.Fatalf("metrics lack %q:\n%s", line, b.String())
 	}
 }
 

@@ -71,6 +71,7 @@ func (s *Store) faultState() *fault {
 func (s *Store) fail(batch []*appendReq, base int64, err error) {
 	if s.faults != nil {
 		s.faults.Inc()
+		s.degraded.Set(1)
 	}
 	rerr := s.rollback(base)
 	s.opts.Logger.Error("event store write failed; refusing appends until the storage recovers (reads go on)",
@@ -123,6 +124,9 @@ func (s *Store) heal() bool {
 	since := s.fault.since
 	s.fault = nil
 	s.mu.Unlock()
+	if s.degraded != nil {
+		s.degraded.Set(0)
+	}
 	s.opts.Logger.Info("event store recovered: appends resume", "faultedFor", s.opts.Now().Sub(since).Round(time.Millisecond).String(), "size", size)
 	return true
 }

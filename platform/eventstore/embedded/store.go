@@ -97,7 +97,8 @@ type Store struct {
 
 	appendDur *metrics.Histogram
 	batchSize *metrics.Histogram
-	faults    *metrics.Counter
+	faults    *metrics.Counter // failed writes and fsyncs
+	degraded  *metrics.Gauge   // 1 while appends are refused
 }
 
 type appendReq struct {
@@ -218,12 +219,9 @@ func newStore(dir string, opts Options, f *os.File) *Store {
 		s.appendDur = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_append_duration_seconds")
 		s.batchSize = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_commit_batch_size")
 		s.faults = opts.Metrics.GetOrCreateCounter("crispy_eventstore_write_faults_total")
-		opts.Metrics.GetOrCreateGauge("crispy_eventstore_degraded", func() float64 {
-			if s.faultState() != nil {
-				return 1
-			}
-			return 0
-		})
+		// Set, not computed from s: a gauge outlives the store that registered it in the Set.
+		s.degraded = opts.Metrics.GetOrCreateGauge("crispy_eventstore_degraded", nil)
+		s.degraded.Set(0)
 	}
 	return s
 }
