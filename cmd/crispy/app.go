@@ -142,7 +142,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		return nil, fmt.Errorf("observability: %w", err)
 	}
 
-	if a.server, err = httpapi.New(httpapi.Config{Version: version}, httpapi.Deps{
+	if a.server, err = httpapi.New(httpapi.Config{Version: version, Timeouts: cfg.httpTimeouts()}, httpapi.Deps{
 		Log:   log,
 		Guard: a.tenancy.Guard(),
 		Checks: map[string]httpapi.Check{

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/httpapi"
 )
 
 // config is the root configuration: every knob of every command, parsed once here from flags and
@@ -30,6 +32,11 @@ type config struct {
 	MetricsAddr     string // optional separate listener for GET /metrics
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	// HTTP server timeouts (httpapi.Timeouts): slow and idle clients are cut off.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
 
 	// Model providers and telemetry: environment only, so secrets never appear in a process list.
 	OpenAIBaseURL     string
@@ -132,6 +139,30 @@ func (f *flags) serveFlags(c *config) {
 	f.num(&c.PluginMaxMemMB, "plugin-max-memory-mb", 2048, "the most memory a tool plugin may declare for itself, MiB")
 	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
+	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", httpapi.DefaultTimeouts.ReadHeader, "how long a client may take to send a request's headers")
+	f.dur(&c.ReadTimeout, "read-timeout", httpapi.DefaultTimeouts.Read, "how long a client may take to send a whole request, headers and body")
+	f.dur(&c.WriteTimeout, "write-timeout", httpapi.DefaultTimeouts.Write, "how long a client may take to read a response from its first byte (an SSE stream: each of its events)")
+	f.dur(&c.IdleTimeout, "idle-timeout", httpapi.DefaultTimeouts.Idle, "how long a keep-alive connection may wait for its next request")
+}
+
+// httpTimeouts are the HTTP server's timeouts (zero, for commands without serve's flags: the
+// defaults).
+func (c *config) httpTimeouts() httpapi.Timeouts {
+	return httpapi.Timeouts{ReadHeader: c.ReadHeaderTimeout, Read: c.ReadTimeout, Write: c.WriteTimeout, Idle: c.IdleTimeout}
+}
+
+// validateHTTPTimeouts checks serve's timeout flags: zero or less would mean no timeout, which is
+// what they are there to prevent.
+func (c *config) validateHTTPTimeouts() error {
+	for _, f := range []struct {
+		flag string
+		d    time.Duration
+	}{{"read-header-timeout", c.ReadHeaderTimeout}, {"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout}} {
+		if f.d <= 0 {
+			return fmt.Errorf("--%s %s: want a positive duration, such as 30s", f.flag, f.d)
+		}
+	}
+	return nil
 }
 
 // providerEnv reads the model-provider and telemetry variables.

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/crispy-enigma/crispy/platform/httpapi"
 )
 
 func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error {
@@ -23,6 +24,9 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	}
 	cfg.providerEnv(env)
 	if err := cfg.validate(); err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	if err := cfg.validateHTTPTimeouts(); err != nil {
 		return exitError{code: 2, msg: err.Error()}
 	}
 	log := newLogger(io.err, cfg.LogLevel)
@@ -40,7 +44,9 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	srv := &http.Server{Handler: a.server.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+	// Header, read, write and idle timeouts (--read-header-timeout …); SSE streams are not cut.
+	srv := a.server.HTTPServer()
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	var metricsSrv *http.Server
 	var metricsLn net.Listener
 	if cfg.MetricsAddr != "" {
@@ -49,7 +55,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 			ln.Close()
 			return fmt.Errorf("listen on --metrics-addr %s: %w", cfg.MetricsAddr, err)
 		}
-		metricsSrv = &http.Server{Handler: a.obs.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		metricsSrv = httpapi.NewHTTPServer(a.obs.MetricsHandler(), cfg.httpTimeouts())
 	}
 
 	// Background work stops with runCtx; the HTTP servers drain first so in-flight requests finish

@@ -85,6 +85,8 @@ func defaultCode(status int) string {
 		return "method_not_allowed"
 	case http.StatusNotAcceptable:
 		return "not_acceptable"
+	case http.StatusRequestTimeout:
+		return "body_timeout"
 	case http.StatusRequestEntityTooLarge:
 		return "body_too_large"
 	case http.StatusUnsupportedMediaType:
@@ -155,10 +157,15 @@ func useProblemShape() {
 				// the floor's reader marked the error as the client's.
 				var be *bodyError
 				if errors.As(e, &be) {
-					return be.problem(ctx).bound()
+					p := be.problem(ctx).bound()
+					closeAfter(hctx)
+					return p
 				}
 			}
 			p := &Problem{Title: http.StatusText(status), Status: status, Detail: msg, Code: defaultCode(status), RequestID: request.From(ctx).ID}
+			if status == http.StatusRequestTimeout || status == http.StatusRequestEntityTooLarge {
+				closeAfter(hctx)
+			}
 			if status >= 500 {
 				// Unclassified failure: keep the cause out of the response; it is logged by the
 				// request logger from the handler's error.
@@ -208,6 +215,16 @@ func validationDetail(msg string, details []*huma.ErrorDetail, omitted int) stri
 		s += " and " + strconv.Itoa(more) + " more"
 	}
 	return s
+}
+
+// closeAfter ends the connection after this answer to a body that was not read to its end (cut
+// short, malformed, too slow or too large): what is left of it on the wire must not be read as the
+// next request, and net/http would otherwise try to drain it, waiting on a stalled client before
+// it sends the answer.
+func closeAfter(hctx huma.Context) {
+	if hctx != nil {
+		hctx.SetHeader("Connection", "close")
+	}
 }
 
 // setRetryAfter writes retry-after for refusals that carry one; huma does not apply an error's own

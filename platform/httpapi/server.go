@@ -37,6 +37,8 @@ type Config struct {
 	Version string
 	// MaxBodyBytes defaults to 1 MiB.
 	MaxBodyBytes int64
+	// Timeouts bound slow and idle clients (HTTPServer); zero fields take DefaultTimeouts.
+	Timeouts Timeouts
 }
 
 func (c *Config) defaults() {
@@ -49,6 +51,7 @@ func (c *Config) defaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = MaxBodyBytes
 	}
+	c.Timeouts.defaults()
 }
 
 // Validate checks the configuration.
@@ -56,7 +59,7 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("httpapi: MaxBodyBytes %d is negative", c.MaxBodyBytes)
 	}
-	return nil
+	return c.Timeouts.Validate()
 }
 
 // Admission is what the guard sees of a request: the credentials and hints that select a tenant.
@@ -174,6 +177,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	hc.OnAddOperation = append(hc.OnAddOperation, func(oapi *huma.OpenAPI, op *huma.Operation) {
 		rejectNullArrays(oapi, op)
+		// An operation that reads a body reads it within the server's read timeout, unless it
+		// chose its own.
+		if op.BodyReadTimeout == humaDefaultBodyReadTimeout {
+			op.BodyReadTimeout = cfg.Timeouts.Read
+		}
 		if isPublic(op) {
 			return
 		}
