@@ -56,14 +56,20 @@ type dirState map[string]struct {
 	mtime time.Time
 }
 
-// stateOf reads every file under dir with its modification time, after moving the times an hour
-// back so that a write within the same clock tick still shows.
+// stateOf reads every file under dir with its modification time, and the modification time of
+// every folder (a file created and removed again shows there), after moving the times an hour back
+// so that a write within the same clock tick still shows.
 func stateOf(t *testing.T, dir string, backdate bool) dirState {
 	t.Helper()
 	st := dirState{}
+	var dirs []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			dirs = append(dirs, p)
+			return nil
 		}
 		if backdate {
 			old := time.Now().Add(-time.Hour).Truncate(time.Second)
@@ -87,6 +93,22 @@ func stateOf(t *testing.T, dir string, backdate bool) dirState {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if backdate {
+			old := time.Now().Add(-time.Hour).Truncate(time.Second)
+			if err := os.Chtimes(d, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st[d+string(filepath.Separator)] = struct {
+			data  []byte
+			mtime time.Time
+		}{nil, fi.ModTime()}
 	}
 	return st
 }
