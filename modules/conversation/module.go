@@ -156,7 +156,7 @@ func New(d Deps) (*Module, error) {
 	}
 	c := d.Config
 	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Index: domain.NewIndex(),
-		Cache: app.NewCache(c.CacheSessions), Hub: app.NewHub(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
+		Cache: app.NewCache(c.CacheSessions), Hub: app.NewHub(), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
 		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
 			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout, CacheSessions: c.CacheSessions,
 			UserRecordDelay: c.UserRecordDelay}}
@@ -202,6 +202,21 @@ func (m *Module) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// CloseInterrupted closes, as interrupted, the turns an earlier run left with a user message and no
+// outcome (a crash or kill -9 mid-turn), so that history and audit show them and their sessions take
+// the next turn. Call it once the read models have caught up, before serving; it returns how many
+// turns it closed.
+func (m *Module) CloseInterrupted(ctx context.Context) (int, error) {
+	return m.svc.CloseInterrupted(ctx)
+}
+
+// Shutdown ends the chat turns still open: from now on new turns are refused (503 shutting_down);
+// each open one is cancelled, records its outcome (failed with code shutting_down, the partial
+// answer discarded as cancelled) and sends its client an error event. It returns when all have, or
+// when ctx ends. The server calls it shortly before its shutdown deadline, while the store is open,
+// and again after the HTTP server has drained (for turns whose client had gone).
+func (m *Module) Shutdown(ctx context.Context) error { return m.svc.Shutdown(ctx) }
 
 // Sweep expires, now, every session idle past its tenant's sessionRetentionDays (per Deps.Now) and
 // returns how many expired.

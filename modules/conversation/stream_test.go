@@ -144,18 +144,25 @@ func TestDisconnectWithoutResumeCancelsUpstreamAndRecordsCancelled(t *testing.T)
 }
 
 // conflictStore lets another replica's turn land right before the module's first append to a
-// session, so that append meets a wrong expected revision.
+// session, so that append meets a wrong expected revision: a complete turn, or one still in
+// progress when open is set.
 type conflictStore struct {
 	eventstore.Store
 	hit       atomic.Int32
 	conflicts atomic.Int32
+	open      bool
 }
 
 func (c *conflictStore) Append(ctx context.Context, st tenant.Stream, exp eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
 	if c.hit.Add(1) == 1 {
 		start, _ := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: st.Entity(), Title: "other"})
 		msg, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: st.Entity(), TurnID: "other-replica", Content: "from the other replica"})
-		if _, err := c.Store.Append(ctx, st, eventstore.NoStream, start, msg); err != nil {
+		answer, _ := eventstore.NewEventData(events.TypeAssistantMessageCompleted, events.AssistantMessageCompleted{SessionID: st.Entity(), TurnID: "other-replica", Content: "its answer"})
+		other := []eventstore.EventData{start, msg, answer}
+		if c.open {
+			other = other[:2]
+		}
+		if _, err := c.Store.Append(ctx, st, eventstore.NoStream, other...); err != nil {
 			return eventstore.AppendResult{}, err
 		}
 	}
@@ -174,15 +181,37 @@ func TestOptimisticConcurrencyConflictRetriesFromFreshState(t *testing.T) {
 	if r := e.chatJSON("acme", s, "mine"); r.status != 200 {
 		t.Fatal(r.raw)
 	}
-	if got := types(e.streamEvents("acme", s)); got != "SessionStarted,UserMessageAdded,UserMessageAdded,AssistantMessageCompleted" {
+	if got := types(e.streamEvents("acme", s)); got != "SessionStarted,UserMessageAdded,AssistantMessageCompleted,UserMessageAdded,AssistantMessageCompleted" {
 		t.Fatalf("events %s", got)
 	}
 	if st.conflicts.Load() != 1 {
 		t.Fatalf("%d conflicts, want 1", st.conflicts.Load())
 	}
 	ms := messages(e.history("acme", s))
-	if len(ms) != 3 || ms[0]["content"] != "from the other replica" || ms[1]["content"] != "mine" || ms[2]["role"] != "assistant" {
+	if len(ms) != 4 || ms[0]["content"] != "from the other replica" || ms[2]["content"] != "mine" || ms[3]["role"] != "assistant" {
 		t.Fatalf("%v", ms)
+	}
+}
+
+// Serialisation holds across the optimistic-concurrency retry: when the conflict is another
+// replica's turn still in progress, the retry refuses this turn (409 turn_in_progress) instead of
+// interleaving with it, and records nothing of it.
+func TestConflictWithATurnInProgressElsewhereIsRefusedOnRetry(t *testing.T) {
+	t.Parallel()
+	st := &conflictStore{Store: eventstoretest.NewMemory(), open: true}
+	e := newEnv(t, opts{store: st})
+	s := sid()
+	wantProblem(t, e.chatJSON("acme", s, "mine"), 409, "turn_in_progress")
+	if got := types(e.streamEvents("acme", s)); got != "SessionStarted,UserMessageAdded" {
+		t.Fatalf("events %s", got)
+	}
+	// Once that turn has its outcome, the session takes the next one.
+	answer, _ := eventstore.NewEventData(events.TypeAssistantMessageCompleted, events.AssistantMessageCompleted{SessionID: s, TurnID: "other-replica", Content: "its answer"})
+	if _, err := st.Store.Append(context.Background(), tenant.MustStream(tenant.MustParse("acme"), "session", s), eventstore.Any, answer); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.chatJSON("acme", s, "mine again"); r.status != 200 {
+		t.Fatal(r.raw)
 	}
 }
 

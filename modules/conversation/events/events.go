@@ -26,6 +26,15 @@ const (
 	CodeBudgetExceeded  = "budget_exceeded"   // reserved for refusals recorded after the user message
 	CodeTimeout         = "timeout"           // the model did not finish within the turn's deadline
 	CodeSessionGone     = "session_gone"      // the session was deleted or expired while the model answered
+	// CodeUpstreamTruncated: the model's answer ended before the upstream said it was complete (no
+	// "data: [DONE]"/finish_reason, the connection cut); the partial answer is not history.
+	CodeUpstreamTruncated = "upstream_truncated"
+	// CodeShuttingDown: the server shut down during the turn; the partial answer is discarded
+	// (Cancelled is true).
+	CodeShuttingDown = "shutting_down"
+	// CodeInterrupted: the server stopped mid-turn without recording an outcome (a crash, kill -9);
+	// the next start records this for it.
+	CodeInterrupted = "interrupted"
 )
 
 // SessionStarted is the first event of a session stream.

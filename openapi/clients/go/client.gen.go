@@ -299,7 +299,7 @@ type ChatInputBody struct {
 	// Rag Retrieve passages from the tenant's documents (default: the tenant's features.rag)
 	Rag *bool `json:"rag,omitempty"`
 
-	// SessionId The session (a UUID chosen by the client; a new id starts a session)
+	// SessionId The session (a UUID chosen by the client, lowercase and hyphenated: other spellings are refused; a new id starts a session)
 	//
 	// Example: 0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10
 	SessionId openapi_types.UUID `json:"sessionId"`
@@ -1340,7 +1340,7 @@ type GetUsageParams struct {
 
 // CreateChatCompletionParams defines parameters for CreateChatCompletion.
 type CreateChatCompletionParams struct {
-	// XSessionId Record the exchange in this session (UUID); default: a new session per call
+	// XSessionId Record the exchange in this session (a UUID, lowercase and hyphenated); default: a new session per call
 	XSessionId *string `json:"x-session-id,omitempty"`
 
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
@@ -1786,7 +1786,7 @@ type ClientInterface interface {
 
 	// SendChatMessageWithBody Send a chat message
 	//
-	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1795,7 +1795,7 @@ type ClientInterface interface {
 
 	// SendChatMessage Send a chat message
 	//
-	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2088,7 +2088,7 @@ func (c *Client) VerifyAudit(ctx context.Context, params *VerifyAuditParams, req
 
 // SendChatMessageWithBody Send a chat message
 //
-// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2107,7 +2107,7 @@ func (c *Client) SendChatMessageWithBody(ctx context.Context, params *SendChatMe
 
 // SendChatMessage Send a chat message
 //
-// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4740,7 +4740,7 @@ type ClientWithResponsesInterface interface {
 
 	// SendChatMessageWithBodyWithResponse Send a chat message
 	//
-	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4749,7 +4749,7 @@ type ClientWithResponsesInterface interface {
 
 	// SendChatMessageWithResponse Send a chat message
 	//
-	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+	// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5266,12 +5266,18 @@ type SendChatMessageResponse struct {
 	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *Problem
 	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
 	ApplicationproblemJSON502 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5299,9 +5305,19 @@ func (r SendChatMessageResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r SendChatMessageResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r SendChatMessageResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r SendChatMessageResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -5312,6 +5328,11 @@ func (r SendChatMessageResponse) GetApplicationproblemJSON429() *Problem {
 // GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
 func (r SendChatMessageResponse) GetApplicationproblemJSON502() *Problem {
 	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r SendChatMessageResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -7070,12 +7091,18 @@ type CreateChatCompletionResponse struct {
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
+	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
+	ApplicationproblemJSON502 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -7088,9 +7115,19 @@ func (r CreateChatCompletionResponse) GetApplicationproblemJSON404() *Problem {
 	return r.ApplicationproblemJSON404
 }
 
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r CreateChatCompletionResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r CreateChatCompletionResponse) GetApplicationproblemJSON413() *Problem {
 	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r CreateChatCompletionResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
 }
 
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
@@ -7098,9 +7135,14 @@ func (r CreateChatCompletionResponse) GetApplicationproblemJSON429() *Problem {
 	return r.ApplicationproblemJSON429
 }
 
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
+// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
+func (r CreateChatCompletionResponse) GetApplicationproblemJSON502() *Problem {
+	return r.ApplicationproblemJSON502
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r CreateChatCompletionResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -7179,7 +7221,7 @@ func (c *ClientWithResponses) VerifyAuditWithResponse(ctx context.Context, param
 
 // SendChatMessageWithBodyWithResponse Send a chat message
 //
-// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7194,7 +7236,7 @@ func (c *ClientWithResponses) SendChatMessageWithBodyWithResponse(ctx context.Co
 
 // SendChatMessageWithResponse Send a chat message
 //
-// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.
+// Records the message in the session and answers it: server-sent events by default, JSON with "stream": false. Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress (nothing is recorded for it; send it again once the first has ended with done or error). A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7887,12 +7929,26 @@ func ParseSendChatMessageResponse(rsp *http.Response) (*SendChatMessageResponse,
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest Problem
@@ -7907,6 +7963,13 @@ func ParseSendChatMessageResponse(rsp *http.Response) (*SendChatMessageResponse,
 			return nil, err
 		}
 		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	case rsp.StatusCode == 200:
 		// Content-type (text/event-stream) unsupported
@@ -9325,12 +9388,26 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest Problem
@@ -9339,12 +9416,19 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 		}
 		response.ApplicationproblemJSON429 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSONDefault = &dest
+		response.ApplicationproblemJSON502 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 

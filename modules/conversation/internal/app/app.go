@@ -63,6 +63,11 @@ type Service struct {
 	Metrics   *Metrics
 	Log       *slog.Logger
 	Now       func() time.Time
+	// Running holds the turns in progress here (serialisation per session, shutdown).
+	Running *Running
+	// Started is when this process's module was built: a turn opened in the store before it was
+	// left behind by an earlier run.
+	Started time.Time
 }
 
 func (s *Service) config(ctx context.Context, t tenant.ID) (tenancyevents.TenantConfig, error) {

@@ -37,10 +37,46 @@ type Turn struct {
 	orphan  *time.Timer
 	cancel  context.CancelCauseFunc
 	outcome Outcome
+	onEnd   func() // releases the session for the next turn; called once the outcome is recorded
 }
 
+// newTurn returns a turn with one reader attached: whoever starts a turn reads it (and must Detach),
+// so that shutdown never sees a turn as unread between its start and its first reader.
 func newTurn(id, session string, t tenant.ID, window time.Duration, cancel context.CancelCauseFunc) *Turn {
-	return &Turn{ID: id, SessionID: session, tenant: t, window: window, cancel: cancel, changed: make(chan struct{})}
+	return &Turn{ID: id, SessionID: session, tenant: t, window: window, cancel: cancel, changed: make(chan struct{}), subs: 1}
+}
+
+// signal wakes the waiters; t.mu must be held.
+func (t *Turn) signal() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// abandon ends a turn that never started (refused before its model call): nothing will be pushed.
+func (t *Turn) abandon() {
+	t.mu.Lock()
+	t.done, t.started, t.subs = true, true, 0
+	t.signal()
+	t.mu.Unlock()
+}
+
+// WaitClosed waits until the turn has ended and every reader has detached (its last event written),
+// or ctx ends.
+func (t *Turn) WaitClosed(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		if t.done && t.subs <= 0 {
+			t.mu.Unlock()
+			return nil
+		}
+		ch := t.changed
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (t *Turn) push(name string, data any) {
@@ -56,6 +92,10 @@ func (t *Turn) push(name string, data any) {
 
 // finish pushes the terminal event (done or error) and records the outcome.
 func (t *Turn) finish(name string, data any, o Outcome) {
+	// The session is free before the client hears the end, so its next message is never refused.
+	if t.onEnd != nil {
+		t.onEnd()
+	}
 	t.mu.Lock()
 	t.events = append(t.events, Event{Seq: len(t.events) + 1, Name: name, Data: data})
 	t.done, t.started, t.outcome = true, true, o
@@ -88,6 +128,7 @@ func (t *Turn) Detach() {
 	if t.subs == 0 && !t.done {
 		t.orphan = time.AfterFunc(t.window, func() { t.cancel(errClientGone) })
 	}
+	t.signal()
 }
 
 // Next returns the events after seq (waiting until there are some, the turn ends, or ctx ends) and

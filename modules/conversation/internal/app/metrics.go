@@ -57,6 +57,13 @@ func (m *Metrics) fallback(model, reason string) {
 	m.watchBreaker(model)
 }
 
+func (m *Metrics) interrupted(n int) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(`crispy_chat_turns_interrupted_total`).Add(n)
+}
+
 func (m *Metrics) conflict() {
 	if m == nil {
 		return

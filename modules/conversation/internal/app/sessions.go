@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
@@ -17,8 +15,8 @@ import (
 )
 
 func checkSessionID(id string) error {
-	if _, err := uuid.Parse(id); err != nil {
-		return apperr.Invalid("invalid_session_id", "path.sessionId", "sessionId must be a UUID")
+	if !domain.ValidSessionID(id) {
+		return apperr.Invalid("invalid_session_id", "path.sessionId", domain.SessionIDRule)
 	}
 	return nil
 }
@@ -150,6 +148,7 @@ func (s *Service) Project(_ context.Context, e eventstore.Event) error {
 		s.Index.Started(t, id, ev.Title, e.Time, e.Revision)
 	case events.TypeUserMessageAdded:
 		s.Index.Message(t, id, e.Time, e.Revision)
+		s.Index.TurnOpened(t, id)
 	case events.TypeAssistantMessageCompleted:
 		var ev events.AssistantMessageCompleted
 		if err := e.Decode(&ev); err != nil {
@@ -157,6 +156,7 @@ func (s *Service) Project(_ context.Context, e eventstore.Event) error {
 		}
 		s.Ledger.Count(t, ev.TurnID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
 		s.Index.Message(t, id, e.Time, e.Revision)
+		s.Index.TurnClosed(t, id)
 	case events.TypeAssistantMessageFailed:
 		var ev events.AssistantMessageFailed
 		if err := e.Decode(&ev); err != nil {
@@ -164,6 +164,7 @@ func (s *Service) Project(_ context.Context, e eventstore.Event) error {
 		}
 		s.Ledger.Count(t, ev.TurnID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
 		s.Index.Touched(t, id, e.Time, e.Revision)
+		s.Index.TurnClosed(t, id)
 	case events.TypeSessionDeleted, events.TypeSessionExpired:
 		s.Index.Removed(t, id)
 	}

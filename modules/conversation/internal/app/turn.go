@@ -88,8 +88,12 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	if in.Received.IsZero() {
 		in.Received = s.Now()
 	}
-	if _, err := uuid.Parse(in.SessionID); err != nil {
-		return nil, apperr.Invalid("invalid_session_id", "sessionId", "sessionId must be a UUID")
+	if !domain.ValidSessionID(in.SessionID) {
+		field := "body.sessionId"
+		if in.Source == "openai" {
+			field = "header.x-session-id"
+		}
+		return nil, apperr.Invalid("invalid_session_id", field, domain.SessionIDRule)
 	}
 	if n := len([]rune(in.Message)); n == 0 || n > 10000 {
 		return nil, apperr.Invalid("invalid_message", "body.message", "message must be 1 to 10000 characters")
@@ -108,6 +112,24 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 			models[0].Provider, strings.Join(s.Router.Providers(), ", ")))
 	}
 	turnID := newID()
+	// The turn holds its session from here until its outcome is recorded: a second turn of the
+	// session is refused (409 turn_in_progress) rather than interleaved with this one.
+	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	turn := newTurn(turnID, in.SessionID, in.Tenant, s.Settings.ResumeWindow, cancel)
+	key := cacheKey(in.Tenant, in.SessionID)
+	if err := s.Running.acquire(key, turn); err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	turn.onEnd = func() { s.Running.release(key, turn) }
+	started := false
+	defer func() {
+		if !started {
+			cancel(nil)
+			turn.abandon()
+			s.Running.release(key, turn)
+		}
+	}()
 	var pre []Event // events the client sees before the tokens
 	// Tool first: its result is part of the prompt.
 	var toolResult string
@@ -168,6 +190,11 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A turn of the session still open in the store and not left behind by a crash runs elsewhere
+	// (another replica): refuse now rather than after the model has started.
+	if _, err := s.closeInterrupted(sess, turnID); err != nil {
+		return nil, err
+	}
 	if in.Context != nil {
 		for _, m := range in.Context {
 			history = append(history, domain.Message{Role: m.Role, Content: m.Content})
@@ -185,8 +212,6 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		return nil, budgetExceeded(r, estimate)
 	}
 	requested := in.ModelID
-	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	turn := newTurn(turnID, in.SessionID, in.Tenant, s.Settings.ResumeWindow, cancel)
 	turn.Model = models[0].String()
 	for _, e := range pre {
 		turn.push(e.Name, e.Data)
@@ -196,7 +221,12 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	// message in one append (one fsync). The outcome is never recorded before the message, and a
 	// message that cannot be recorded ends the turn with an error.
 	userEvents := func(cur *domain.Session) ([]eventstore.EventData, error) {
-		var out []eventstore.EventData
+		// Decided again on every optimistic-concurrency retry: a turn that appeared meanwhile in
+		// the store (another replica's) refuses this one; one a crash left open is closed first.
+		out, err := s.closeInterrupted(cur, turnID)
+		if err != nil {
+			return nil, err
+		}
 		if !cur.Live() {
 			ev, err := eventstore.NewEventData(events.TypeSessionStarted, events.SessionStarted{SessionID: in.SessionID, Tenant: in.Tenant.String(),
 				UserID: in.UserID, Title: domain.TitleOf(in.Message)})
@@ -226,6 +256,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	})
 	s.Hub.put(turn)
 	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: s.Settings.MaxCompletion}
+	started = true
 	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall, ur)
 	return turn, nil
 }
@@ -315,6 +346,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 			Offline: ans.Model == ai.Offline}
 		if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens), late); rerr != nil {
 			s.Log.ErrorContext(rctx, "record completed turn", "error", rerr, "session", in.SessionID)
+			s.Running.lost(turn.ID)
 			e, ok := apperr.As(rerr) // a classified refusal (503 storage_unavailable on a full disk) keeps its status
 			if !ok {
 				e = apperr.Wrap(rerr, apperr.KindInternal, "record_failed", "the answer could not be saved; quote the request id")
@@ -353,8 +385,16 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	switch {
 	case errors.Is(context.Cause(ctx), errClientGone):
 		code, msg, cancelled = events.CodeCancelled, "the client disconnected and did not resume; the partial answer was discarded", true
+	case errors.Is(context.Cause(ctx), errShuttingDown):
+		code, msg, kind, cancelled = events.CodeShuttingDown,
+			"the server shut down before the answer was complete; the partial answer was discarded and the message is saved in the history", apperr.KindUnavailable, true
 	case errors.Is(tctx.Err(), context.DeadlineExceeded):
 		code, msg, kind = events.CodeTimeout, "the model did not finish in time", apperr.KindTimeout
+	case ai.ReasonOf(err) == ai.ReasonTruncated:
+		code, msg = events.CodeUpstreamTruncated, "the model's answer ended before it was complete; the partial answer was discarded"
+		if len(fallbacks) > 0 && !emitted {
+			msg = "no model could answer (the last one's answer ended before it was complete); the message is saved in the history"
+		}
 	case emitted:
 		code, msg = events.CodeStreamFailed, "the model failed while answering; the partial answer was discarded"
 	}
@@ -367,6 +407,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 		PartialContentLength: len(partial), Model: model, Usage: u, LatencyMs: latency, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source}
 	if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageFailed, ev, int64(u.TotalTokens), late); rerr != nil {
 		s.Log.ErrorContext(rctx, "record failed turn", "error", rerr, "session", in.SessionID)
+		s.Running.lost(turn.ID)
 	}
 	label := model
 	if label == "" && len(models) > 0 {
@@ -374,7 +415,11 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 	s.Metrics.turn(label, code)
 	s.Log.WarnContext(rctx, "chat turn failed", "code", code, "error", err, "session", in.SessionID, "tenant", in.Tenant.String())
-	s.fail(turn, in, code, apperr.Wrap(err, kind, code, msg), fallbacks)
+	e := apperr.Wrap(err, kind, code, msg)
+	if code == events.CodeShuttingDown {
+		e.RetryAfterSec = 1
+	}
+	s.fail(turn, in, code, e, fallbacks)
 }
 
 func (s *Service) fail(turn *Turn, _ TurnInput, code string, e *apperr.Error, _ []events.FallbackAttempt) {

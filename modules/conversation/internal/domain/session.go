@@ -3,6 +3,7 @@
 package domain
 
 import (
+	"regexp"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
@@ -19,6 +20,19 @@ type Passage struct {
 	Text    string
 	Score   float64
 }
+
+// SessionIDPattern is the one spelling of a session id: a lowercase, hyphenated UUID. The id names
+// the session's stream, so other spellings of the same UUID (upper case, braces, urn:uuid:, no
+// hyphens, padded) would name other sessions; they are refused rather than quietly rewritten.
+const SessionIDPattern = `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
+
+// SessionIDRule is the refusal message of a session id that is not canonical.
+const SessionIDRule = "sessionId must be a UUID in lowercase hyphenated form (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+
+var sessionIDRx = regexp.MustCompile(SessionIDPattern)
+
+// ValidSessionID reports whether id is a session id in its canonical spelling.
+func ValidSessionID(id string) bool { return len(id) == 36 && sessionIDRx.MatchString(id) }
 
 // Message is one entry of a session's history.
 type Message struct {
@@ -45,6 +59,16 @@ type Session struct {
 	Failed       int // turns recorded as failed
 	CreatedAt    time.Time
 	LastActivity time.Time
+	// Open are the turns whose user message is recorded and whose outcome is not (yet): a turn in
+	// progress, or one a crash left behind. Turns are serialised, so there is at most one but in
+	// sessions recorded before they were.
+	Open []OpenTurn
+}
+
+// OpenTurn is a turn with a user message and no outcome.
+type OpenTurn struct {
+	TurnID string
+	Since  time.Time // when its user message was recorded
 }
 
 // Live reports whether the session can be read (exists, and was not deleted or expired since it
@@ -61,6 +85,7 @@ func (s *Session) Clone() *Session {
 	c := *s
 	c.Messages = make([]Message, len(s.Messages), len(s.Messages)+4)
 	copy(c.Messages, s.Messages)
+	c.Open = append([]OpenTurn(nil), s.Open...)
 	return &c
 }
 
@@ -77,6 +102,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.ID, s.Title, s.UserID = ev.SessionID, ev.Title, ev.UserID
 		s.Started, s.Deleted, s.Expired = true, false, false
 		s.Messages = s.Messages[:0]
+		s.Open = nil
 		s.CreatedAt, s.LastActivity = e.Time, e.Time
 	case events.TypeUserMessageAdded:
 		var ev messageFields
@@ -86,6 +112,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Messages = append(s.Messages, Message{Role: "user", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID})
 		s.Turns++
 		s.LastActivity = e.Time
+		s.Open = append(s.Open, OpenTurn{TurnID: ev.TurnID, Since: e.Time})
 	case events.TypeAssistantMessageCompleted:
 		var ev messageFields
 		if err := decodeFields(e, &ev); err != nil {
@@ -93,17 +120,33 @@ func (s *Session) Apply(e eventstore.Event) error {
 		}
 		s.Messages = append(s.Messages, Message{Role: "assistant", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID, Model: ev.Model})
 		s.LastActivity = e.Time
+		s.closeTurn(ev.TurnID)
 	case events.TypeAssistantMessageFailed:
+		var ev messageFields
+		if err := decodeFields(e, &ev); err != nil {
+			return err
+		}
 		s.Failed++
 		s.LastActivity = e.Time
+		s.closeTurn(ev.TurnID)
 	case events.TypeSessionDeleted:
 		s.Deleted, s.Started = true, false
-		s.Messages = nil
+		s.Messages, s.Open = nil, nil
 	case events.TypeSessionExpired:
 		s.Expired, s.Started = true, false
-		s.Messages = nil
+		s.Messages, s.Open = nil, nil
 	}
 	return nil
+}
+
+// closeTurn removes the turn an outcome belongs to from the open ones.
+func (s *Session) closeTurn(turnID string) {
+	for i, o := range s.Open {
+		if o.TurnID == turnID {
+			s.Open = append(s.Open[:i:i], s.Open[i+1:]...)
+			return
+		}
+	}
 }
 
 // messageFields is the part of UserMessageAdded and AssistantMessageCompleted that history needs:

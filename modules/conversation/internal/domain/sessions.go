@@ -16,6 +16,10 @@ type Summary struct {
 	MessageCount int
 	UpdatedAt    time.Time
 	Revision     uint64
+	// OpenTurns counts user messages without an outcome yet: a turn in progress, or one a crash
+	// left behind (start-up closes those as interrupted, finding them here rather than by reading
+	// every session).
+	OpenTurns int
 }
 
 // Index is the session list read model, per tenant, fed by the projection.
@@ -46,7 +50,47 @@ func (x *Index) Started(tenant, id, title string, at time.Time, rev uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	s := x.row(tenant, id)
-	s.Title, s.MessageCount, s.UpdatedAt, s.Revision = title, 0, at, rev
+	s.Title, s.MessageCount, s.UpdatedAt, s.Revision, s.OpenTurns = title, 0, at, rev, 0
+}
+
+// TurnOpened records a user message (a turn awaiting its outcome).
+func (x *Index) TurnOpened(tenant, id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.row(tenant, id).OpenTurns++
+}
+
+// TurnClosed records a turn's outcome.
+func (x *Index) TurnClosed(tenant, id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if s, ok := x.tenants[tenant][id]; ok && s.OpenTurns > 0 {
+		s.OpenTurns--
+	}
+}
+
+// SessionRef names a tenant's session.
+type SessionRef struct{ Tenant, SessionID string }
+
+// WithOpenTurns lists the sessions that have turns without an outcome, by tenant and id.
+func (x *Index) WithOpenTurns() []SessionRef {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []SessionRef
+	for t, ss := range x.tenants {
+		for id, s := range ss {
+			if s.OpenTurns > 0 {
+				out = append(out, SessionRef{Tenant: t, SessionID: id})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Tenant != out[j].Tenant {
+			return out[i].Tenant < out[j].Tenant
+		}
+		return out[i].SessionID < out[j].SessionID
+	})
+	return out
 }
 
 // Message records a message (user or assistant) added at at.

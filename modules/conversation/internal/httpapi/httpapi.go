@@ -27,7 +27,7 @@ const tag = "chat"
 // ChatInput is POST /chat.
 type ChatInput struct {
 	Body struct {
-		SessionID  string          `json:"sessionId" format:"uuid" doc:"The session (a UUID chosen by the client; a new id starts a session)" example:"0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10"`
+		SessionID  string          `json:"sessionId" format:"uuid" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"The session (a UUID chosen by the client, lowercase and hyphenated: other spellings are refused; a new id starts a session)" example:"0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10"`
 		Message    string          `json:"message" minLength:"1" maxLength:"10000" doc:"The user's message" example:"What does our refund policy say?"`
 		Stream     *bool           `json:"stream,omitempty" doc:"Stream the answer as server-sent events (default true); false answers JSON"`
 		ModelID    string          `json:"modelId,omitempty" maxLength:"240" doc:"provider:model; otherwise the server or tenant default" example:"openai:gpt-4o-mini"`
@@ -58,7 +58,7 @@ type ChatResponse struct {
 
 // SessionPath addresses a session.
 type SessionPath struct {
-	SessionID string `path:"sessionId" doc:"The session id (UUID)"`
+	SessionID string `path:"sessionId" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"The session id (a UUID, lowercase and hyphenated)"`
 }
 
 // ResumeInput is GET /chat/{sessionId}/stream.
@@ -148,19 +148,28 @@ func userOf(ctx context.Context, explicit string) string {
 func Register(api huma.API, svc *app.Service) {
 	sseContent := map[string]*huma.MediaType{
 		"text/event-stream": {Schema: &huma.Schema{Type: "string", Description: "events token {token}, tool {name, result}, citation {docId, chunkId, title, source, url, score}, " +
-			"done {usage, model, requestId}, error {code, message}; every event has an id; done or error ends the stream"}},
+			"done {usage, model, requestId}, error {code, message}; every event has an id; done or error ends the stream. " +
+			"Error codes: stream_failed, upstream_truncated (the model's answer ended before it was complete), timeout, shutting_down, …"}},
 		"application/json": {Schema: api.OpenAPI().Components.Schemas.Schema(reflectType[ChatResponse](), true, "ChatResponse")},
 	}
 	huma.Register(api, huma.Operation{OperationID: "send-chat-message", Method: http.MethodPost, Path: "/chat", Tags: []string{tag},
 		Summary: "Send a chat message",
 		Description: "Records the message in the session and answers it: server-sent events by default, JSON with \"stream\": false. " +
 			"Model precedence: modelId, the server override, the tenant's models.chat, the server default; fallbacks are the tenant's models.fallbacks. " +
-			"All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded.",
+			"All models down: 502 (the message stays in the history). Over the token budget: 429 budget_exceeded. " +
+			"Turns of one session are serialised: while a turn of the session runs, another is refused with 409 turn_in_progress " +
+			"(nothing is recorded for it; send it again once the first has ended with done or error). " +
+			"A model answer that ends before the model says it is complete (no end-of-stream marker, the connection cut) is never kept as an answer: " +
+			"before the first token the next model is tried, after it the stream ends with an error event upstream_truncated. " +
+			"When the server shuts down mid-turn the stream ends with an error event shutting_down; every turn's outcome is recorded.",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "The answer, streamed or JSON", Content: sseContent},
-			"400": problem("Invalid session id, message or model id"),
+			"400": problem("Invalid model id"),
 			"403": problem("Model not allowed for this tenant (model_not_allowed) or tool refused"),
-			"502": problem("No model could answer (all_models_failed)"),
+			"409": problem("Another turn of this session is in progress (turn_in_progress)"),
+			"422": problem("Invalid body: a session id that is not a lowercase hyphenated UUID, a blank message, …"),
+			"502": problem("No model could answer (all_models_failed), or its answer ended before it was complete (upstream_truncated)"),
+			"503": problem("The server is shutting down (shutting_down, with retry-after)"),
 		}},
 		func(ctx context.Context, in *ChatInput) (*huma.StreamResponse, error) {
 			t, _ := tenant.FromContext(ctx)
@@ -170,7 +179,7 @@ func Register(api huma.API, svc *app.Service) {
 			if err != nil {
 				return nil, err
 			}
-			turn.Attach()
+			// Start returns the turn with this request attached as its reader; Detach follows.
 			if b.Stream != nil && !*b.Stream {
 				defer turn.Detach()
 				o, err := turn.Wait(ctx)

@@ -33,7 +33,7 @@ type StreamOptions struct {
 
 // CompletionsInput is POST /v1/chat/completions.
 type CompletionsInput struct {
-	SessionID string `header:"x-session-id" doc:"Record the exchange in this session (UUID); default: a new session per call"`
+	SessionID string `header:"x-session-id" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Record the exchange in this session (a UUID, lowercase and hyphenated); default: a new session per call"`
 	Body      struct {
 		_             struct{}       `additionalProperties:"true"`
 		Model         string         `json:"model" maxLength:"240" doc:"provider:model, or \"default\" for the tenant's model" example:"builtin:offline"`
@@ -126,7 +126,12 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 		Description: "The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: " +
 			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.",
 		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or chat.completion.chunk events", Content: map[string]*huma.MediaType{
-			"application/json": {}, "text/event-stream": {}}}}},
+			"application/json": {}, "text/event-stream": {}}},
+			"409": problem("Another turn of the x-session-id session is in progress (turn_in_progress)"),
+			"422": problem("Invalid body, or an x-session-id that is not a lowercase hyphenated UUID"),
+			"502": problem("No model could answer, or its answer ended before it was complete (upstream_truncated)"),
+			"503": problem("The server is shutting down (shutting_down)"),
+		}},
 		func(ctx context.Context, in *CompletionsInput) (*huma.StreamResponse, error) {
 			t, _ := tenant.FromContext(ctx)
 			b := in.Body
@@ -160,7 +165,7 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 			if err != nil {
 				return nil, err
 			}
-			turn.Attach()
+			// Start returns the turn with this request attached as its reader; Detach follows.
 			id := "chatcmpl-" + turn.ID
 			created := time.Now().Unix()
 			if !b.Stream {

@@ -91,7 +91,7 @@ type verifyOutput struct {
 
 type sessionInput struct {
 	KeyHeaders
-	SessionID string `path:"sessionId" format:"uuid" doc:"Session id"`
+	SessionID string `path:"sessionId" format:"uuid" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Session id (a UUID, lowercase and hyphenated, as the chat endpoints take it)"`
 	AsOf      string `query:"asOf" doc:"RFC 3339 instant; default now" example:"2026-11-20T12:00:00Z"`
 }
 
