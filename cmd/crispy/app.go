@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -60,8 +61,10 @@ type app struct {
 	closers []func() error
 }
 
-func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a *app, err error) {
-	a = &app{cfg: cfg, log: log, set: metrics.NewSet()}
+func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_ *app, err error) {
+	// a is not the named result: every error return sets that to nil, and the deferred close must
+	// still see what was opened.
+	a := &app{cfg: cfg, log: log, set: metrics.NewSet()}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -81,7 +84,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 
 	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: filepath.Join(cfg.DataDir, "bus")},
 		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
-		return nil, fmt.Errorf("bus: %w", err)
+		return nil, fmt.Errorf("--bus %s: %w", redactURL(cfg.Bus), err)
 	}
 
 	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis, FailClosed: cfg.RateLimitFail == "closed"},
@@ -89,6 +92,16 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}
 	a.closers = append(a.closers, a.tenancy.Close)
+	if check := a.tenancy.LimiterCheck(); check != nil && !o.specOnly {
+		// Once running, the limiter rides out a Redis outage (--ratelimit-fail); at start, a Redis
+		// that does not answer is most often a wrong --redis, which the operator should hear now.
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		err = check(cctx)
+		cancel()
+		if err != nil {
+			return nil, redisEngine(cfg).failed(err)
+		}
+	}
 
 	if a.models, err = providers.Build(providers.Config{
 		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
@@ -104,7 +117,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (a
 		defaultChat = cfg.DefaultChatModel
 	}
 
-	idx, err := openIndex(cfg)
+	idx, err := openIndex(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -175,15 +188,38 @@ func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *em
 		dir := filepath.Join(cfg.DataDir, "events")
 		s, err := embedded.Open(dir, embedded.Options{Logger: log, Faults: faults})
 		if err != nil {
-			return nil, fmt.Errorf("open embedded event store in %s: %w", dir, err)
+			return nil, dataDirError(cfg.DataDir, dir, err)
 		}
 		return s, nil
 	}
-	s, err := esdb.Open(ctx, esdb.Config{URL: cfg.EventStore}, esdb.Options{Log: log})
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	s, err := esdb.Open(cctx, esdb.Config{URL: cfg.EventStore}, esdb.Options{Log: log})
 	if err != nil {
-		return nil, fmt.Errorf("connect to event store %s: %w", redactURL(cfg.EventStore), err)
+		return nil, engine{name: "EventStoreDB", url: cfg.EventStore, instead: "pass --eventstore embedded"}.failed(err)
 	}
 	return s, nil
+}
+
+// requireStore fails unless --data-dir holds an embedded event store, for the commands that only
+// make sense on an existing one (opening would otherwise create an empty store and report on it).
+func requireStore(cfg config) error {
+	if cfg.EventStore != "embedded" {
+		return nil
+	}
+	dir := filepath.Join(cfg.DataDir, "events")
+	_, err := os.Stat(dir)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("no event store in --data-dir %s (%s does not exist); check --data-dir", cfg.DataDir, dir)
+	}
+	return dataDirError(cfg.DataDir, dir, err)
+}
+
+func redisEngine(cfg config) engine {
+	return engine{name: "Redis", url: cfg.Redis, instead: "leave --redis empty to keep rate limits per process"}
 }
 
 // buildRetrieval builds the retrieval module on the index (the caller closes it) with the embedders
@@ -205,13 +241,19 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 	return m, nil
 }
 
-// openIndex opens the vector index that --search names.
-func openIndex(cfg config) (search.Index, error) {
+// openIndex opens the vector index that --search names, and makes sure it can be used now: an
+// index folder that cannot be written, or an Elasticsearch that does not answer, is a start-up
+// failure, not a surprise half way through the work.
+func openIndex(ctx context.Context, cfg config) (search.Index, error) {
 	if cfg.Search == "" || cfg.Search == "embedded" {
 		dir := filepath.Join(cfg.DataDir, "index")
 		idx, err := searchembedded.Open(searchembedded.Config{Dir: dir})
 		if err != nil {
-			return nil, fmt.Errorf("open embedded index in %s: %w", dir, err)
+			return nil, indexDirError(dir, err)
+		}
+		if err := checkWritable(dir); err != nil {
+			idx.Close()
+			return nil, indexDirError(dir, err)
 		}
 		return idx, nil
 	}
@@ -226,21 +268,37 @@ func openIndex(cfg config) (search.Index, error) {
 		u.User = nil
 	}
 	ec.Addresses = []string{u.String()}
+	es := engine{name: "Elasticsearch", url: cfg.Search, instead: "pass --search embedded"}
 	idx, err := elastic.New(ec)
 	if err != nil {
-		return nil, fmt.Errorf("elasticsearch %s: %w", redactURL(cfg.Search), err)
+		return nil, es.failed(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := idx.Ping(cctx); err != nil {
+		return nil, es.failed(err)
 	}
 	return idx, nil
 }
 
 // start does what must happen before the first request: the tenants file is recorded as events.
 func (a *app) start(ctx context.Context) error {
-	return a.tenancy.Start(ctx)
+	if err := a.tenancy.Start(ctx); err != nil {
+		return tenantsFileError(a.cfg.Tenants, err)
+	}
+	return nil
 }
 
 // runAll starts every background component in g.
 func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
-	g.Go(func() error { return named("bus", a.bus.Run(ctx)) })
+	g.Go(func() error {
+		err := a.bus.Run(ctx)
+		if err != nil && a.cfg.Bus != "" && a.cfg.Bus != "gochannel" && unreachable(err) {
+			// The bus connects to NATS when it starts running.
+			return engine{name: "NATS", url: a.cfg.Bus, instead: "pass --bus gochannel"}.failed(err)
+		}
+		return named("bus", err)
+	})
 	g.Go(func() error { return named("tenancy", a.tenancy.Run(ctx)) })
 	g.Go(func() error { return named("tooling", a.tooling.Run(ctx)) })
 	g.Go(func() error { return named("retrieval", a.retr.Run(ctx)) })

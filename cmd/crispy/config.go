@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,15 +55,19 @@ type config struct {
 
 // flags binds command-line flags whose defaults come from CRISPY_* variables.
 type flags struct {
-	fs  *flag.FlagSet
-	env lookupEnv
-	err error
+	fs   *flag.FlagSet
+	env  lookupEnv
+	err  error
+	name string
+	help io.Writer // where -h prints the flags
 }
 
 func newFlags(name string, env lookupEnv, out io.Writer) *flags {
 	fs := flag.NewFlagSet("crispy "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	return &flags{fs: fs, env: env}
+	// The flag package prints an error and the whole flag list on a bad flag; parse reports it as
+	// one line instead, and prints the list only when asked (-h).
+	fs.SetOutput(io.Discard)
+	return &flags{fs: fs, env: env, name: name, help: out}
 }
 
 func envName(flagName string) string {
@@ -106,13 +111,43 @@ func (f *flags) parse(args []string) error {
 	if f.err != nil {
 		return exitError{code: 2, msg: f.err.Error()}
 	}
-	if err := f.fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(f.fs, args)
+	if err != nil {
 		if err == flag.ErrHelp {
+			f.fs.SetOutput(f.help)
+			f.fs.Usage()
+			f.fs.SetOutput(io.Discard)
 			return exitError{code: 0}
 		}
-		return exitError{code: 2, msg: err.Error()}
+		return usageError("%s: %v; run 'crispy %s -h' for its flags", f.name, err, f.name)
+	}
+	// Leave the positional arguments where every command reads them (fs.Args, fs.NArg): a final
+	// parse of "--" followed by them sets them without touching the flags already set.
+	if err := f.fs.Parse(append([]string{"--"}, pos...)); err != nil {
+		return usageError("%s: %v", f.name, err)
 	}
 	return nil
+}
+
+// parseInterspersed parses flags wherever they stand among the positional arguments, which it
+// returns in order: "crispy ingest a.txt --tenant demo" and "crispy ingest --tenant demo a.txt" are
+// the same command (the flag package alone stops at the first non-flag). "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 // storeFlags are the flags of every command that opens the event store. The operator commands log
@@ -190,6 +225,11 @@ func (c *config) validate() error {
 		!strings.HasPrefix(c.EventStore, "kurrentdb://") && !strings.HasPrefix(c.EventStore, "kurrentdb+discover://") {
 		return fmt.Errorf("--eventstore %q: want embedded or an esdb:// / kurrentdb:// connection string", c.EventStore)
 	}
+	if c.EventStore != "embedded" {
+		if err := checkURL("--eventstore", c.EventStore, "esdb://host:2113?tls=false"); err != nil {
+			return err
+		}
+	}
 	if c.Search != "" && c.Search != "embedded" {
 		if u, err := url.Parse(c.Search); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--search %q: want embedded or an http(s) Elasticsearch URL", c.Search)
@@ -198,8 +238,18 @@ func (c *config) validate() error {
 	if c.Bus != "" && c.Bus != "gochannel" && !strings.HasPrefix(c.Bus, "nats://") {
 		return fmt.Errorf("--bus %q: want gochannel or a nats:// URL", c.Bus)
 	}
+	if strings.HasPrefix(c.Bus, "nats://") {
+		if err := checkURL("--bus", c.Bus, "nats://127.0.0.1:4222"); err != nil {
+			return err
+		}
+	}
 	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
 		return fmt.Errorf("--redis %q: want a redis:// or rediss:// URL", c.Redis)
+	}
+	if c.Redis != "" {
+		if err := checkURL("--redis", c.Redis, "redis://127.0.0.1:6379/0"); err != nil {
+			return err
+		}
 	}
 	if c.RateLimitFail != "" && c.RateLimitFail != "open" && c.RateLimitFail != "closed" {
 		return fmt.Errorf("--ratelimit-fail %q: want open or closed", c.RateLimitFail)
@@ -212,6 +262,27 @@ func (c *config) validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	return nil
+}
+
+// checkURL refuses a URL that does not parse or names no host, before any client sees it: clients
+// report such URLs in ways that hide which flag is at fault.
+func checkURL(flag, raw, example string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		shown := raw
+		if i, j := strings.Index(raw, "://"), strings.LastIndex(raw, "@"); i >= 0 && j > i {
+			shown = raw[:i+3] + "xxxxx" + raw[j:] // it may carry a password, and does not parse to redact it
+		}
+		return fmt.Errorf("%s %s is not a valid URL (%v); want something like %s", flag, shown, err, example)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%s %s names no host; want something like %s", flag, redactURL(raw), example)
 	}
 	return nil
 }

@@ -33,8 +33,10 @@ func (o *offline) close() {
 }
 
 // openOffline opens what ingest and reindex need and checks that the tenant exists.
-func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (o *offline, err error) {
-	o = &offline{}
+func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (_ *offline, err error) {
+	// o is not the named result: every error return sets that to nil, and the deferred close must
+	// still see what was opened.
+	o := &offline{}
 	defer func() {
 		if err != nil {
 			o.close()
@@ -51,12 +53,12 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 		return nil, err
 	}
 	if err := ten.Start(ctx); err != nil {
-		return nil, err
+		return nil, tenantsFileError(cfg.Tenants, err)
 	}
 	if _, err := ten.Config(ctx, o.t); err != nil {
-		return nil, exitError{code: 1, msg: fmt.Sprintf("tenant %s: %v (check --tenants and --data-dir)", o.t, err)}
+		return nil, unknownTenant(o.t, ten.Tenants(), err)
 	}
-	if o.index, err = openIndex(cfg); err != nil {
+	if o.index, err = openIndex(ctx, cfg); err != nil {
 		return nil, err
 	}
 	if o.retr, err = buildRetrieval(cfg, log, o.store, o.index, metrics.NewSet(), ten, nil); err != nil {
@@ -79,14 +81,23 @@ func offlineCommand(ctx context.Context, name, tenantHelp string, args []string,
 		return nil, nil, err
 	}
 	if wantArgs && f.fs.NArg() == 0 {
-		return nil, nil, exitError{code: 2, msg: "usage: crispy " + name + " PATH... --tenant T (flags go before the paths)"}
+		return nil, nil, usageError("usage: crispy %s PATH... --tenant T", name)
 	}
 	if !wantArgs && f.fs.NArg() > 0 {
-		return nil, nil, exitError{code: 2, msg: fmt.Sprintf("%s takes no arguments, got %q", name, f.fs.Args())}
+		return nil, nil, usageError("%s takes no arguments, got %q", name, f.fs.Args())
 	}
 	cfg.providerEnv(env)
 	if err := cfg.validate(); err != nil {
 		return nil, nil, exitError{code: 2, msg: err.Error()}
+	}
+	if !wantArgs {
+		// reindex rebuilds from the documents in the store; ingest may start a new one.
+		if _, err := tenantFlag(id); err != nil {
+			return nil, nil, err
+		}
+		if err := requireStore(cfg); err != nil {
+			return nil, nil, err
+		}
 	}
 	o, err := openOffline(ctx, cfg, newLogger(io.err, cfg.LogLevel), id)
 	return o, f.fs.Args(), err

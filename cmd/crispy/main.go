@@ -15,19 +15,33 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv)
+	err := runSafely(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv)
 	stop()
 	if err != nil {
+		code := 1
 		var ex exitError
 		if errors.As(err, &ex) {
-			if ex.msg != "" {
-				fmt.Fprintln(os.Stderr, "crispy:", ex.msg)
+			code = ex.code
+			if ex.msg == "" {
+				os.Exit(code)
 			}
-			os.Exit(ex.code)
 		}
-		fmt.Fprintln(os.Stderr, "crispy:", err)
-		os.Exit(1)
+		// Every failure is ONE line, the last on stderr (commands may have logged JSON lines before).
+		fmt.Fprintln(os.Stderr, "crispy:", oneLine(err.Error()))
+		os.Exit(code)
 	}
+}
+
+// runSafely is run with a last line of defence: a panic on the main goroutine becomes one line
+// and exit 1 instead of a stack trace. Causes are fixed where they arise; this only keeps a bug
+// that slipped through from burying its message under a goroutine dump.
+func runSafely(ctx context.Context, args []string, io stdio, env lookupEnv) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error: %v; this is a bug, please report it with the command line you ran", r)
+		}
+	}()
+	return run(ctx, args, io, env)
 }
 
 // stdio are the streams a command writes to; tests pass buffers.
@@ -68,8 +82,8 @@ Run 'crispy COMMAND -h' for a command's flags. Every flag of serve also reads CR
 
 func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 	if len(args) == 0 {
-		fmt.Fprint(io.err, usage)
-		return exitError{code: 2, msg: "no command given"}
+		fmt.Fprint(io.out, usage)
+		return usageError("no command given; run 'crispy help' for the commands")
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
@@ -95,6 +109,5 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		fmt.Fprint(io.out, usage)
 		return nil
 	}
-	fmt.Fprint(io.err, usage)
-	return exitError{code: 2, msg: fmt.Sprintf("unknown command %q", cmd)}
+	return usageError("unknown command %q; run 'crispy help' for the commands", cmd)
 }

@@ -15,6 +15,9 @@ func cmdOpenAPI(ctx context.Context, args []string, io stdio, env lookupEnv) err
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if f.fs.NArg() > 0 {
+		return usageError("openapi takes no arguments, got %q", f.fs.Args())
+	}
 	format := specYAML
 	switch {
 	case *v30:
@@ -35,7 +38,7 @@ func cmdOpenAPI(ctx context.Context, args []string, io stdio, env lookupEnv) err
 func spec(ctx context.Context, format specFormat) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "crispy-openapi-")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the spec is built on a throwaway data folder, which cannot be made: %w; set TMPDIR to a writable folder", err)
 	}
 	defer os.RemoveAll(dir)
 	cfg := config{DataDir: dir, EventStore: "embedded", Search: "embedded", Bus: "gochannel", PluginsDir: dir, LogLevel: "error"}

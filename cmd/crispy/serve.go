@@ -42,7 +42,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return listenError("--addr", cfg.Addr, err)
 	}
 	// Header, read, write and idle timeouts (--read-header-timeout …); SSE streams are not cut.
 	srv := a.server.HTTPServer()
@@ -53,7 +53,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 		metricsLn, err = net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("listen on --metrics-addr %s: %w", cfg.MetricsAddr, err)
+			return listenError("--metrics-addr", cfg.MetricsAddr, err)
 		}
 		metricsSrv = httpapi.NewHTTPServer(a.obs.MetricsHandler(), cfg.httpTimeouts())
 	}
@@ -67,10 +67,14 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	// Answer only once the read models (session lists, usage, tool stats) are rebuilt from the store.
 	if err := a.ready(gctx); err != nil {
 		stopRun()
-		_ = g.Wait()
+		runErr := g.Wait()
 		ln.Close()
+		if runErr != nil && !errors.Is(runErr, context.Canceled) {
+			return runErr // the component that stopped says why ("Run returned before it was running" does not)
+		}
 		return fmt.Errorf("catch up read models: %w", err)
 	}
+	a.closeInterrupted(gctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
@@ -96,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	shutdownErr := srv.Shutdown(sctx)
+	shutdownErr := a.drain(sctx, srv) // open chat turns end with an error event and a recorded outcome
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(sctx)
 	}

@@ -40,6 +40,9 @@ func openStoreFor(ctx context.Context, cfg config, io stdio) (eventstore.Store, 
 	if err := cfg.validate(); err != nil {
 		return nil, exitError{code: 2, msg: err.Error()}
 	}
+	if err := requireStore(cfg); err != nil {
+		return nil, err
+	}
 	return openStore(ctx, cfg, newLogger(io.err, cfg.LogLevel))
 }
 
@@ -55,6 +58,9 @@ func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	f.fs.StringVar(&out, "out", "", "write JSON lines to this file (default: standard output)")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if f.fs.NArg() > 0 {
+		return usageError("replay takes no arguments, got %q", f.fs.Args())
 	}
 	t, err := tenantFlag(id)
 	if err != nil {
@@ -76,7 +82,7 @@ func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	if out != "" {
 		fh, err := os.Create(out)
 		if err != nil {
-			return err
+			return fmt.Errorf("--out: %w; point it at a file in a writable folder", err)
 		}
 		defer fh.Close()
 		w = fh

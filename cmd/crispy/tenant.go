@@ -5,22 +5,21 @@ import (
 	"fmt"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
-	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 func cmdTenant(_ context.Context, args []string, io stdio, env lookupEnv) error {
-	if len(args) < 2 || args[0] != "key" || args[1] != "new" {
-		return exitError{code: 2, msg: "usage: crispy tenant key new --tenant T"}
-	}
 	f := newFlags("tenant key new", env, io.err)
 	var id string
 	f.fs.StringVar(&id, "tenant", "", "the tenant the key is for")
-	if err := f.parse(args[2:]); err != nil {
+	if err := f.parse(args); err != nil {
 		return err
 	}
-	t, err := tenant.Parse(id)
+	if f.fs.NArg() != 2 || f.fs.Arg(0) != "key" || f.fs.Arg(1) != "new" {
+		return usageError("usage: crispy tenant key new --tenant T (got %q)", f.fs.Args())
+	}
+	t, err := tenantFlag(id)
 	if err != nil {
-		return exitError{code: 2, msg: fmt.Sprintf("--tenant: %v", err)}
+		return err
 	}
 	key, hash, err := tenancy.NewAPIKey()
 	if err != nil {
