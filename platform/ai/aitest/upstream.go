@@ -63,6 +63,10 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.complete(w, r, workers, strings.Join(toks, ""))
 		return
 	}
+	if u.End == EndHang {
+		u.hung.Add(1) // counted before the first token, so a client that has it sees the call hanging
+		defer u.hung.Add(-1)
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	f, _ := w.(http.Flusher)
@@ -94,8 +98,6 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case EndReset:
 		panic(http.ErrAbortHandler) // the server closes the connection without the chunked terminator
 	case EndHang:
-		u.hung.Add(1)
-		defer u.hung.Add(-1)
 		<-r.Context().Done()
 	}
 }
