@@ -250,7 +250,7 @@ func lockDir(dir string, owner bool) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", p, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockBriefly(f, syscall.LOCK_EX); err != nil {
 		pid, _ := os.ReadFile(p)
 		f.Close()
 		return nil, fmt.Errorf("%w: event store %s is in use by another process (pid %s, or a 'crispy verify' reading it): %v", ErrInUse, dir, string(pid), err)
@@ -260,6 +260,20 @@ func lockDir(dir string, owner bool) (*os.File, error) {
 		_, _ = f.WriteAt([]byte(fmt.Sprint(os.Getpid())), 0)
 	}
 	return f, nil
+}
+
+// flockBriefly takes a lock without blocking, retrying for a moment: a process that forks (to
+// start a plugin, a test's child) lends a just-closed lock's descriptor to the child until it execs,
+// so a lock released a microsecond ago can still look held. A real holder keeps it far longer.
+func flockBriefly(f *os.File, how int) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 // sharedLock takes dir's lock shared without waiting and returns its release. live is true when a
@@ -273,7 +287,7 @@ func sharedLock(dir string) (release func(), live bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("open lock %s: %w", p, err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+	if err := flockBriefly(f, syscall.LOCK_SH); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return func() {}, true, nil
