@@ -73,7 +73,12 @@ const hangAfter = 90 * time.Second
 
 func runCrispy(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangAfter)
+	return runCrispyWithin(t, hangAfter, dir, env, args...)
+}
+
+func runCrispyWithin(t *testing.T, limit time.Duration, dir string, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, crispyBinary(t), args...)
 	cmd.Dir = dir
@@ -110,7 +115,7 @@ func cleanEnv() []string {
 func (r result) problems(wantCode int, want []string) []string {
 	var p []string
 	if r.hung {
-		return []string{fmt.Sprintf("hung: still running after %s", hangAfter)}
+		return []string{"hung: still running when the test gave up on it"}
 	}
 	all := r.stdout + r.stderr
 	if strings.Contains(strings.ToLower(all), "panic") || strings.Contains(all, "goroutine ") {
@@ -277,6 +282,43 @@ func mountReadOnly(t *testing.T, p string) {
 // closedPort is an address on which nothing listens: connections are refused at once.
 const closedPort = "127.0.0.1:1"
 
+// silentEngine listens on a free port and accepts connections but never answers, as a hung server
+// or a black-holing proxy does. Start-up must give up on it by itself (crispy bounds each connect
+// at 10 s); the cases using it get a 45 s hang detector instead of the default, which is still far
+// above that bound on a loaded machine but below what an unbounded client retry took (EventStoreDB's
+// discovery: 50 s).
+func silentEngine(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+const silentHang = 45 * time.Second
+
 // cliCase is one command line against one broken environment.
 type cliCase struct {
 	name  string
@@ -286,6 +328,9 @@ type cliCase struct {
 	// code is the exit code: 0 success, >0 exactly that, -1 any failure.
 	code int
 	want []string // substrings of the last line
+	// hangAfter, when set, is a tighter hang detector than the default for the case (see
+	// silentEngine).
+	hangAfter time.Duration
 }
 
 // seeded gives the case a copy of the seeded data folder.
@@ -418,6 +463,13 @@ func cliCases() []cliCase {
 		{name: "down/replay eventstoredb", args: []string{"replay", "--tenant", "demo", "--data-dir", "{data}", "--eventstore", esdbDown}, code: 1, want: []string{"EventStoreDB", "not answering"}},
 		{name: "down/verify eventstoredb", args: []string{"verify", "--tenant", "demo", "--data-dir", "{data}", "--eventstore", esdbDown}, code: 1, want: []string{"EventStoreDB", "not answering"}},
 
+		// Engines that accept connections and never answer.
+		{name: "silent/serve eventstoredb", args: serve("--eventstore", "esdb://{silent}?tls=false"), code: 1, want: []string{"EventStoreDB", "{silent}", "not answering"}, hangAfter: silentHang},
+		{name: "silent/serve elasticsearch", args: serve("--search", "http://{silent}"), code: 1, want: []string{"Elasticsearch", "{silent}", "not answering"}, hangAfter: silentHang},
+		{name: "silent/serve nats", args: serve("--bus", "nats://{silent}"), code: 1, want: []string{"NATS", "{silent}", "not answering"}, hangAfter: silentHang},
+		{name: "silent/serve redis", args: serve("--redis", "redis://{silent}"), code: 1, want: []string{"Redis", "{silent}", "not answering"}, hangAfter: silentHang},
+		{name: "silent/replay eventstoredb", args: []string{"replay", "--tenant", "demo", "--eventstore", "esdb://{silent}?tls=false"}, code: 1, want: []string{"EventStoreDB", "not answering"}, hangAfter: silentHang},
+
 		// serve's own environment.
 		{name: "serve/address in use", args: []string{"serve", "--addr", "{busy}", "--data-dir", "{data}", "--plugins-dir", "{root}/no-plugins"}, code: 1, want: []string{"{busy}", "in use", "--addr"}},
 		{name: "serve/missing tenants file", args: serve("--tenants", "{root}/nowhere.yaml"), code: 1, want: []string{"nowhere.yaml"}},
@@ -450,6 +502,7 @@ func TestCommandsFailWithOneLineNamingTheCauseAndTheFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	silent := silentEngine(t)
 
 	var mu sync.Mutex
 	var failed []string
@@ -462,7 +515,7 @@ func TestCommandsFailWithOneLineNamingTheCauseAndTheFix(t *testing.T) {
 					c.setup(t, f, data)
 				}
 				rep := strings.NewReplacer("{data}", data, "{root}", f.root, "{locked}", f.lockedDir,
-					"{pid}", strconv.Itoa(f.serverPID), "{busy}", busy.Addr().String())
+					"{pid}", strconv.Itoa(f.serverPID), "{busy}", busy.Addr().String(), "{silent}", silent)
 				args := make([]string, len(c.args))
 				for i, a := range c.args {
 					args[i] = rep.Replace(a)
@@ -475,7 +528,11 @@ func TestCommandsFailWithOneLineNamingTheCauseAndTheFix(t *testing.T) {
 				for i, w := range c.want {
 					want[i] = rep.Replace(w)
 				}
-				r := runCrispy(t, f.root, env, args...)
+				limit := hangAfter
+				if c.hangAfter > 0 {
+					limit = c.hangAfter
+				}
+				r := runCrispyWithin(t, limit, f.root, env, args...)
 				t.Logf("exit %d: %s", r.code, lastLine(r.stderr))
 				if p := r.problems(c.code, want); len(p) > 0 {
 					mu.Lock()

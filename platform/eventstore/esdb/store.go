@@ -149,7 +149,20 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Store, error) {
 	if cfg.Namespace != "" {
 		s.ns = cfg.Namespace + ":"
 	}
-	if _, err := s.LastPosition(ctx); err != nil {
+	// The client's discovery retries (ten attempts, each waiting up to its gossip timeout) do not
+	// all honour ctx: against an address that accepts connections and never answers, the first
+	// read took 50 s whatever ctx's deadline. Wait for it only as long as ctx allows.
+	checked := make(chan error, 1)
+	go func() {
+		_, err := s.LastPosition(ctx)
+		checked <- err
+	}()
+	select {
+	case err = <-checked:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("eventstoredb: connect to %s: %w", redact(cfg.URL), err)
 	}
