@@ -42,6 +42,10 @@ type Engine struct {
 	// seen is the highest revision applied per stream, so events that arrive twice (write path,
 	// then the projection) are folded once.
 	seen map[string]uint64
+	// writing serialises this process's writes of one rule stream (stream name -> *sync.Mutex), so a
+	// burst of saves of one rule queues instead of exhausting the optimistic-concurrency retries;
+	// only writers on other replicas can still conflict.
+	writing sync.Map
 }
 
 // NewEngine returns an engine with no rules.
@@ -181,6 +185,10 @@ func (g *Engine) load(ctx context.Context, st tenant.Stream) (domain.RuleState, 
 // update is load, decide, append with the expected revision; it retries a few times on conflicts
 // with the evaluator, which appends to the same stream.
 func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domain.RuleState) ([]eventstore.EventData, error)) error {
+	l, _ := g.writing.LoadOrStore(st.String(), &sync.Mutex{})
+	mu := l.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		rs, err := g.load(ctx, st)
 		if err != nil {
@@ -191,8 +199,11 @@ func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domai
 			return err
 		}
 		res, err := g.Store.Append(ctx, st, eventstore.After(rs.LastRev, rs.HasRev), evs...)
-		if errors.Is(err, eventstore.ErrConflict) && attempt < 4 {
-			continue
+		if errors.Is(err, eventstore.ErrConflict) {
+			if attempt < 4 {
+				continue
+			}
+			return apperr.Wrap(err, apperr.KindConflict, "alert_rule_conflict", "the rule is being changed by another request; retry")
 		}
 		if err != nil {
 			return fmt.Errorf("append to %s: %w", st, err)
