@@ -329,4 +329,16 @@ func TestDeleteDuringTurnKeepsTheAnswerOut(t *testing.T) {
 		t.Fatalf("%s", evs[1].Data)
 	}
 	wantProblem(t, e.history("acme", s), 404, "session_not_found")
+	// The failure recorded after the deletion does not bring the session back into the list: once a
+	// later session is listed (events are projected in order), the deleted one is not.
+	later := sid()
+	if r := e.chatJSON("acme", later, "later"); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	eventually(t, "the later session is listed", func() bool {
+		return strings.Contains(e.do("GET", "/sessions", "acme", nil).raw, later)
+	})
+	if list := e.do("GET", "/sessions", "acme", nil); strings.Contains(list.raw, s) {
+		t.Fatalf("the deleted session is listed again: %s", list.raw)
+	}
 }

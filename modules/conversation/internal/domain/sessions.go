@@ -102,12 +102,14 @@ func (x *Index) Message(tenant, id string, at time.Time, rev uint64) {
 	s.UpdatedAt, s.Revision = at, rev
 }
 
-// Touched records activity without a message (a failed turn).
+// Touched records activity without a message (a failed turn). It never adds a session: a failure
+// recorded after a deletion (session_gone) must not bring the deleted session back into the list.
 func (x *Index) Touched(tenant, id string, at time.Time, rev uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	s := x.row(tenant, id)
-	s.UpdatedAt, s.Revision = at, rev
+	if s, ok := x.tenants[tenant][id]; ok {
+		s.UpdatedAt, s.Revision = at, rev
+	}
 }
 
 // Removed records a deletion or expiry.
