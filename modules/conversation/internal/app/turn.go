@@ -130,6 +130,15 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 			s.Running.release(key, turn)
 		}
 	}()
+	// A turn of the session still open in the store and not left behind by a crash runs elsewhere
+	// (another replica): refuse now, before a tool runs or the model starts.
+	sess, err := s.load(ctx, in.Tenant, in.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.closeInterrupted(sess, turnID); err != nil {
+		return nil, err
+	}
 	var pre []Event // events the client sees before the tokens
 	// Tool first: its result is part of the prompt.
 	var toolResult string
@@ -186,15 +195,6 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		pre = append(pre, Event{Name: "citation", Data: c})
 	}
 	var history []domain.Message
-	sess, err := s.load(ctx, in.Tenant, in.SessionID)
-	if err != nil {
-		return nil, err
-	}
-	// A turn of the session still open in the store and not left behind by a crash runs elsewhere
-	// (another replica): refuse now rather than after the model has started.
-	if _, err := s.closeInterrupted(sess, turnID); err != nil {
-		return nil, err
-	}
 	if in.Context != nil {
 		for _, m := range in.Context {
 			history = append(history, domain.Message{Role: m.Role, Content: m.Content})
