@@ -559,3 +559,92 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestREADMECommandsWorkAsPrinted runs every command of the README's Commands section in the form
+// printed there (placeholders filled in, flags where the README puts them) and wants exit 0. A
+// README line without a run here fails the test, so the two cannot drift apart.
+func TestREADMECommandsWorkAsPrinted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	crispyBinary(t)
+	root := t.TempDir()
+	doc := filepath.Join(root, "doc.txt")
+	if err := os.WriteFile(doc, []byte("Refunds are issued within 14 days of a return.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plugins := filepath.Join(root, "plugins")
+	if out, err := exec.Command("go", "build", "-o", plugins+"/", "../../plugins/summarize").CombinedOutput(); err != nil {
+		t.Fatalf("build a plugin: %v\n%s", err, out)
+	}
+	data := filepath.Join(root, "data")
+
+	// In README order; every command runs in root, where ./data is the data folder's default.
+	runs := []struct {
+		readme string // the README line's command, up to its first placeholder
+		args   []string
+	}{
+		{"crispy ingest", []string{"ingest", doc, "--tenant", "demo"}},
+		{"crispy ingest", []string{"ingest", root, "--tenant", "demo"}}, // a folder; the unchanged file is skipped
+		{"crispy reindex", []string{"reindex", "--tenant", "demo"}},
+		{"crispy replay", []string{"replay", "--tenant", "demo"}},
+		{"crispy replay", []string{"replay", "--tenant", "demo", "--from", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z", "--stream", "tenant", "--out", filepath.Join(root, "out.jsonl")}},
+		{"crispy verify", []string{"verify", "--tenant", "demo"}},
+		{"crispy repair", []string{"repair"}},
+		{"crispy repair", []string{"repair", "--dry-run"}},
+		{"crispy plugin check", []string{"plugin", "check", filepath.Join(plugins, "summarize")}},
+		{"crispy plugin lock", []string{"plugin", "lock", plugins}},
+		{"crispy openapi", []string{"openapi"}},
+		{"crispy openapi", []string{"openapi", "--json"}},
+		{"crispy tenant key new", []string{"tenant", "key", "new", "--tenant", "demo"}},
+	}
+	covered := map[string]bool{"crispy serve": true} // run below, as a server
+	for _, r := range runs {
+		covered[r.readme] = true
+		res := runCrispy(t, root, nil, r.args...)
+		if p := res.problems(0, nil); len(p) > 0 {
+			t.Errorf("crispy %s: %s\nstderr:\n%s\nstdout:\n%s", strings.Join(r.args, " "), strings.Join(p, "; "), tail(res.stderr, 2000), tail(res.stdout, 1000))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "events")); err != nil {
+		t.Errorf("the commands did not use ./data as the data folder: %v", err)
+	}
+	// crispy serve [flags]: listens, and stops cleanly on SIGTERM (the lock holder's helper).
+	_, stop := startLockHolder(t, root, data)
+	stop()
+
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)
+	if i := strings.Index(section, "\n## Commands"); i >= 0 {
+		section = section[i:]
+	} else {
+		t.Fatal("README.md has no Commands section")
+	}
+	if i := strings.Index(section[1:], "\n## "); i >= 0 {
+		section = section[:i+1]
+	}
+	lines := 0
+	for _, l := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(l, "crispy ") {
+			continue
+		}
+		lines++
+		// The command is the words before the first placeholder, flag or option.
+		var words []string
+		for _, w := range strings.Fields(l) {
+			if strings.ToLower(w) != w || strings.HasPrefix(w, "-") || strings.HasPrefix(w, "[") {
+				break
+			}
+			words = append(words, w)
+		}
+		if cmd := strings.Join(words, " "); !covered[cmd] {
+			t.Errorf("README command %q (line %q) is not run by this test", cmd, l)
+		}
+	}
+	if lines < 8 {
+		t.Errorf("found only %d commands in the README's Commands section", lines)
+	}
+}
