@@ -71,7 +71,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		}
 	}()
 	if a.tracer, err = tracing.New(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, ServiceVersion: version}); err != nil {
-		return nil, fmt.Errorf("tracing: %w", err)
+		return nil, within("tracing", err, "check OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 	a.closers = append(a.closers, func() error { return a.tracer.Shutdown(context.Background()) })
 
@@ -82,7 +82,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.closers = append(a.closers, raw.Close)
 	a.store = instrumented.New(raw, a.set, a.tracer.Tracer())
 
-	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: filepath.Join(cfg.DataDir, "bus")},
+	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: busDir(cfg)},
 		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
 		return nil, fmt.Errorf("--bus %s: %w", redactURL(cfg.Bus), err)
 	}
@@ -110,7 +110,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 			log.Warn("model circuit breaker changed state", "model", model, "from", from, "to", to)
 		}},
 	}); err != nil {
-		return nil, fmt.Errorf("model providers: %w", err)
+		return nil, within("model providers", err, "check the CRISPY_OPENAI_* and CRISPY_CF_* variables")
 	}
 	defaultChat := a.models.DefaultModel.String()
 	if cfg.DefaultChatModel != "" {
@@ -134,7 +134,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if a.tooling, err = tooling.New(tooling.Deps{Config: toolCfg, Store: a.store,
 		Policy: a.tenancy, Completer: toolCompleter{a}, Embedder: a.retr, Ingester: toolIngester{a.retr},
 		Log: log, Metrics: a.set, Tracer: a.tracer.Tracer()}); err != nil {
-		return nil, fmt.Errorf("tooling: %w", err)
+		return nil, within("tooling", err, "")
 	}
 	a.closers = append(a.closers, func() error { a.tooling.Close(); return nil })
 
@@ -143,7 +143,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		Store:  a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set,
 	}); err != nil {
-		return nil, fmt.Errorf("conversation: %w", err)
+		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}
 
 	if a.obs, err = observability.New(observability.Deps{
@@ -152,7 +152,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		Store: a.store, Metrics: a.set, KnownTenants: a.tenancy.Tenants,
 		Sessions: observability.NewSessionAuditor(a.store), Search: searchStats{a.retr}, Log: log,
 	}); err != nil {
-		return nil, fmt.Errorf("observability: %w", err)
+		return nil, within("observability", err, "check CRISPY_PRICES")
 	}
 
 	if a.server, err = httpapi.New(httpapi.Config{Version: version, Timeouts: cfg.httpTimeouts()}, httpapi.Deps{
@@ -231,12 +231,12 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 		WorkersAI: embeddings.WorkersAIConfig{AccountID: cfg.CFAccountID, APIToken: cfg.CFAPIToken, GatewayID: cfg.CFGatewayID},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("embeddings: %w", err)
+		return nil, within("embeddings", err, "check CRISPY_DEFAULT_EMBEDDING_MODEL (provider:model)")
 	}
 	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer,
 		Tenants: func(context.Context) ([]tenant.ID, error) { return ten.Tenants(), nil }, Log: log, Metrics: set})
 	if err != nil {
-		return nil, fmt.Errorf("retrieval: %w", err)
+		return nil, within("retrieval", err, "")
 	}
 	return m, nil
 }
@@ -296,6 +296,9 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 		if err != nil && a.cfg.Bus != "" && a.cfg.Bus != "gochannel" && unreachable(err) {
 			// The bus connects to NATS when it starts running.
 			return engine{name: "NATS", url: a.cfg.Bus, instead: "pass --bus gochannel"}.failed(err)
+		}
+		if why, ok := unusableFolder(busDir(a.cfg), err); ok {
+			return fmt.Errorf("--data-dir %s cannot hold the bus checkpoints: %s; point --data-dir at a writable folder", a.cfg.DataDir, why)
 		}
 		return named("bus", err)
 	})

@@ -475,6 +475,20 @@ func cliCases() []cliCase {
 		{name: "serve/missing tenants file", args: serve("--tenants", "{root}/nowhere.yaml"), code: 1, want: []string{"nowhere.yaml"}},
 		{name: "ingest/missing tenants file", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}", "--tenants", "{root}/nowhere.yaml"}, code: 1, want: []string{"nowhere.yaml"}},
 
+		{name: "serve/bus folder is a file", args: serve(), setup: func(t *testing.T, f *fixture, data string) {
+			seeded(t, f, data)
+			replaceWithFile(t, filepath.Join(data, "bus"))
+		}, code: 1, want: []string{"bus", "not a folder", "--data-dir"}},
+		{name: "serve/malformed tenants file", args: serve("--tenants", "{root}/bad.yaml"), setup: func(t *testing.T, f *fixture, data string) {
+			if err := os.WriteFile(filepath.Join(f.root, "bad.yaml"), []byte("tenants:\n  - id: Bad Id\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, code: 1, want: []string{"bad.yaml:2", "tenants[0].id"}},
+		{name: "serve/missing price file", args: serve(), env: []string{"CRISPY_PRICES={root}/nowhere.yaml"}, code: 1, want: []string{"nowhere.yaml", "CRISPY_PRICES"}},
+		{name: "serve/bad default chat model", args: serve(), env: []string{"CRISPY_DEFAULT_CHAT_MODEL=bogus"}, code: 1, want: []string{"bogus", "CRISPY_DEFAULT_CHAT_MODEL"}},
+		{name: "serve/bad OTLP endpoint", args: serve(), env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=%zz"}, code: 1, want: []string{"OTEL_EXPORTER_OTLP_ENDPOINT"}},
+		{name: "ingest/bad default embeddings model", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}"}, env: []string{"CRISPY_DEFAULT_EMBEDDING_MODEL=bogus"}, code: 1, want: []string{"bogus", "CRISPY_DEFAULT_EMBEDDING_MODEL"}},
+
 		// plugin and openapi.
 		{name: "plugin check/missing binary", args: []string{"plugin", "check", "{root}/nowhere", "--call-timeout", "5s"}, code: 1, want: []string{"nowhere"}},
 		{name: "plugin check/not a plugin", args: []string{"plugin", "check", "{root}/plain.txt"}, setup: notPlugin, code: 1, want: []string{"plain.txt"}},

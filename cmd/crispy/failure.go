@@ -234,3 +234,19 @@ func unknownTenant(t tenant.ID, known []tenant.ID, err error) error {
 	}
 	return fmt.Errorf("tenant %s is not among the tenants (%s); check --tenant, and pass the --tenants file the server uses", t, strings.Join(names, ", "))
 }
+
+// within says which component failed, once: modules already start their errors with their name
+// ("observability: read price file: …"), and "observability: observability: …" reads as noise.
+// hint, when given, is what to check.
+func within(component string, err error, hint string) error {
+	if !strings.HasPrefix(err.Error(), component+":") {
+		err = fmt.Errorf("%s: %w", component, err)
+	}
+	if hint != "" {
+		err = fmt.Errorf("%w; %s", err, hint)
+	}
+	return err
+}
+
+// busDir is where the embedded bus keeps its checkpoints.
+func busDir(cfg config) string { return filepath.Join(cfg.DataDir, "bus") }
