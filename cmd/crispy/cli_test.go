@@ -662,3 +662,45 @@ func TestREADMECommandsWorkAsPrinted(t *testing.T) {
 		t.Errorf("found only %d commands in the README's Commands section", lines)
 	}
 }
+
+func TestAPanicOnTheMainGoroutineBecomesAnError(t *testing.T) {
+	t.Parallel()
+	err := recovered(func() error {
+		var m map[string]int
+		m["x"]++ // a nil map write: a runtime panic
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "internal error") || strings.Contains(oneLine(err.Error()), "\n") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := recovered(func() error { return nil }); err != nil {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseAcceptsFlagsAnywhere(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"a.txt", "b.md", "--tenant", "acme"},
+		{"--tenant", "acme", "a.txt", "b.md"},
+		{"a.txt", "--tenant=acme", "b.md"},
+		{"--tenant", "acme", "--", "a.txt", "b.md"},
+	} {
+		f := newFlags("ingest", envOf(nil), &bytes.Buffer{})
+		var id string
+		f.fs.StringVar(&id, "tenant", "", "")
+		if err := f.parse(args); err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		if id != "acme" || strings.Join(f.fs.Args(), " ") != "a.txt b.md" {
+			t.Errorf("%q: tenant %q, paths %q", args, id, f.fs.Args())
+		}
+	}
+	// After "--", what looks like a flag is a path.
+	f := newFlags("ingest", envOf(nil), &bytes.Buffer{})
+	var id string
+	f.fs.StringVar(&id, "tenant", "", "")
+	if err := f.parse([]string{"--tenant", "acme", "--", "--odd-name.txt"}); err != nil || f.fs.Arg(0) != "--odd-name.txt" {
+		t.Fatalf("err %v, args %q", err, f.fs.Args())
+	}
+}

@@ -35,13 +35,18 @@ func main() {
 // runSafely is run with a last line of defence: a panic on the main goroutine becomes one line
 // and exit 1 instead of a stack trace. Causes are fixed where they arise; this only keeps a bug
 // that slipped through from burying its message under a goroutine dump.
-func runSafely(ctx context.Context, args []string, io stdio, env lookupEnv) (err error) {
+func runSafely(ctx context.Context, args []string, io stdio, env lookupEnv) error {
+	return recovered(func() error { return run(ctx, args, io, env) })
+}
+
+// recovered calls f and turns a panic in it into an error.
+func recovered(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("internal error: %v; this is a bug, please report it with the command line you ran", r)
 		}
 	}()
-	return run(ctx, args, io, env)
+	return f()
 }
 
 // stdio are the streams a command writes to; tests pass buffers.
