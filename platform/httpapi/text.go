@@ -43,7 +43,10 @@ const (
 
 // TextFault reports what is wrong with s as text, or "" when nothing is: invalid UTF-8, or a control
 // character (C0, DEL or C1). Tab, line feed and carriage return are allowed when multiline.
-func TextFault(s string, multiline bool) string {
+func TextFault(s string, multiline bool) string { return textFault(s, multiline) }
+
+// textFault is TextFault for a string or, without copying it, a body's raw bytes.
+func textFault[T ~string | ~[]byte](s T, multiline bool) string {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -60,7 +63,8 @@ func TextFault(s string, multiline bool) string {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		// At most four bytes: the conversion stays on the stack.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		if r == utf8.RuneError && size == 1 {
 			return msgInvalidUTF8
 		}
@@ -130,9 +134,22 @@ func FieldErrors(checks ...*huma.ErrorDetail) []error {
 func ScanJSONText(body []byte, root string, limit int) []*huma.ErrorDetail {
 	var out []*huma.ErrorDetail
 	// Duplicate names are allowed here as encoding/json allows them; this pass judges characters only.
-	d := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true))
+	// A bytes.Buffer is parsed in place, without a copy.
+	d := jsontext.NewDecoder(bytes.NewBuffer(body), jsontext.AllowDuplicateNames(true))
 	for len(out) < limit {
-		tok, err := d.ReadToken()
+		var err error
+		if d.PeekKind() == '"' {
+			// A string (value or name) is read raw and checked where it lies; only one with escapes
+			// is decoded, into a copy.
+			var v jsontext.Value
+			if v, err = d.ReadValue(); err == nil {
+				if m := stringFault(v); m != "" {
+					out = append(out, stringFinding(root, d, m))
+				}
+			}
+		} else {
+			_, err = d.ReadToken()
+		}
 		if err != nil {
 			if err == io.EOF {
 				return out
@@ -148,17 +165,25 @@ func ScanJSONText(body []byte, root string, limit int) []*huma.ErrorDetail {
 			}
 			return out
 		}
-		if tok.Kind() == '"' {
-			if m := TextFault(tok.String(), true); m != "" {
-				out = append(out, stringFinding(root, d, m))
-			}
-		}
 		if d.StackDepth() == 0 {
 			// One top-level value; whatever follows is the decoder's to refuse.
 			return out
 		}
 	}
 	return out
+}
+
+// stringFault checks a raw JSON string (quotes included) as the text it decodes to.
+func stringFault(v jsontext.Value) string {
+	inner := v[1 : len(v)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return textFault(inner, true)
+	}
+	u, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		return msgInvalidUTF8 // the decoder has validated it; only a lone surrogate could fail here
+	}
+	return textFault(u, true)
 }
 
 // stringFinding locates the string token just read: a bad property name at the object holding it, a

@@ -278,3 +278,23 @@ func TestHygieneLeavesOtherBodyFaultsToTheDecoder(t *testing.T) {
 		t.Errorf("unknown tenant with a bad body: status %d, want 404", w.Code)
 	}
 }
+
+// BenchmarkScanJSONText is the floor's cost per body: a typical chat message and a document near the
+// 1 MiB limit.
+func BenchmarkScanJSONText(b *testing.B) {
+	for name, body := range map[string][]byte{
+		"chat":   []byte(`{"sessionId":"0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10","message":"What does our refund policy say?","stream":false}`),
+		"1MiB":   []byte(`{"docId":"d","text":"` + strings.Repeat("Grüße, world. ", 70_000) + `"}`),
+		"1k-obj": []byte(`{"items":[` + strings.Repeat(`{"k":"v","n":1},`, 999) + `{"k":"v","n":1}]}`),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if got := httpapi.ScanJSONText(body, "body", httpapi.MaxTextErrors); len(got) != 0 {
+					b.Fatal(got)
+				}
+			}
+		})
+	}
+}
