@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +23,9 @@ import (
 // These tests run the real binary, as an operator would, against broken environments: every failure
 // must be a non-zero exit whose stderr ends in ONE plain-text line "crispy: …" that names the cause
 // and what to do. Commands log (JSON lines on stderr: serve at info, the operator commands at warn),
-// so lines before the last one are accepted only when each is a JSON log record; anything else (a
-// second plain line, a usage dump, a stack trace) fails. No output may mention "panic" or carry a
+// so lines before the last one are accepted only when each is a JSON log record, or a progress line
+// of a command that got as far as doing its work ("ingest [1/3] a.txt"); anything else (a second
+// plain line, a usage dump, a stack trace) fails. No output may mention "panic" or carry a
 // goroutine dump, and no case may hang: a connection to an engine that is down must give up on its
 // own (the generous wait below only turns a hang into a failure; it asserts no speed).
 //
@@ -152,6 +154,9 @@ func (r result) problems(wantCode int, want []string) []string {
 	plain := 0
 	for _, l := range lines[:len(lines)-1] {
 		var m map[string]any
+		if progressLine.MatchString(l) {
+			continue
+		}
 		if json.Unmarshal([]byte(l), &m) != nil || m["level"] == nil {
 			plain++
 		}
@@ -161,6 +166,9 @@ func (r result) problems(wantCode int, want []string) []string {
 	}
 	return p
 }
+
+// progressLine is how ingest and reindex report each file when stderr is not a terminal.
+var progressLine = regexp.MustCompile(`^(ingest|reindex) \[\d+/\d+\] `)
 
 // fixture is the shared state the cases use: a seeded data folder to copy, a server holding a
 // data folder's lock, a port nothing listens on.
@@ -371,6 +379,25 @@ func cliCases() []cliCase {
 			t.Fatal(err)
 		}
 	}
+	// A FIFO no one writes to: reading it blocks forever.
+	fifo := func(t *testing.T, f *fixture, data string) {
+		if err := syscall.Mkfifo(data+".txt", 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fifoInFolder := func(t *testing.T, f *fixture, data string) {
+		if err := os.MkdirAll(data+"-docs", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mkfifo(filepath.Join(data+"-docs", "pipe.md"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	binaryFile := func(t *testing.T, f *fixture, data string) {
+		if err := os.WriteFile(data+".txt", []byte{0xff, 0xfe, 0, 1, 2}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	esdbDown := "esdb://" + closedPort + "?tls=false"
 	serve := func(extra ...string) []string {
 		return append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", "{data}", "--plugins-dir", "{root}/no-plugins"}, extra...)
@@ -382,6 +409,9 @@ func cliCases() []cliCase {
 		{name: "ingest/flags after paths", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}"}, setup: seeded, code: 0},
 		{name: "ingest/flags before paths", args: []string{"ingest", "--tenant", "demo", "--data-dir", "{data}", "{root}/doc.txt"}, code: 0},
 		{name: "ingest/flags around paths", args: []string{"ingest", "--data-dir", "{data}", "{root}/doc.txt", "--tenant", "demo"}, code: 0},
+		{name: "ingest/a FIFO", args: []string{"ingest", "{data}.txt", "--tenant", "demo", "--data-dir", "{data}"}, setup: fifo, code: 1, want: []string{"not a regular file"}},
+		{name: "ingest/a folder with a FIFO", args: []string{"ingest", "{root}/doc.txt", "{data}-docs", "--tenant", "demo", "--data-dir", "{data}"}, setup: fifoInFolder, code: 0},
+		{name: "ingest/a file that is not text", args: []string{"ingest", "{data}.txt", "--tenant", "demo", "--data-dir", "{data}"}, setup: binaryFile, code: 1, want: []string{".txt could not be ingested", "not UTF-8"}},
 		{name: "ingest/no paths", args: []string{"ingest", "--tenant", "demo", "--data-dir", "{data}"}, code: 2, want: []string{"PATH"}},
 		{name: "ingest/missing path", args: []string{"ingest", "{root}/nowhere.txt", "--tenant", "demo", "--data-dir", "{data}"}, code: 1, want: []string{"nowhere.txt"}},
 

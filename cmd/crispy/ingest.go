@@ -123,7 +123,10 @@ func cmdIngest(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 		for _, p := range paths {
 			fmt.Fprintf(io.out, "  failed %s: %v\n", p, res.Failed[p])
 		}
-		return exitError{code: 1, msg: fmt.Sprintf("%d files could not be ingested", len(res.Failed))}
+		if len(paths) == 1 {
+			return exitError{code: 1, msg: fmt.Sprintf("%s could not be ingested: %v", paths[0], res.Failed[paths[0]])}
+		}
+		return exitError{code: 1, msg: fmt.Sprintf("%d files could not be ingested (the first, %s: %v); the list is above", len(paths), paths[0], res.Failed[paths[0]])}
 	}
 	return nil
 }

@@ -15,6 +15,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal asks the command to stop (serve drains its requests); a second one ends the
+	// process at once, even when the command is stuck where it cannot see its context.
+	go func() { <-ctx.Done(); stop() }()
 	err := runSafely(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.LookupEnv)
 	stop()
 	if err != nil {

@@ -65,7 +65,9 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
-			if !d.IsDir() && IsIngestible(path) {
+			// Only regular files: a FIFO named notes.txt would block the walk forever, a device
+			// would never end.
+			if d.Type().IsRegular() && IsIngestible(path) {
 				files = append(files, path)
 			}
 			return nil
@@ -96,6 +98,18 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 }
 
 func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, docs map[string]*domain.Document, res *FilesResult) error {
+	// A path given by name is read only if it is a regular file of a size that can be a document:
+	// reading /dev/zero, or a FIFO no one writes to, would never end.
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (%s)", info.Mode().Type())
+	}
+	if s.MaxTextChars > 0 && info.Size() > 4*int64(s.MaxTextChars) { // UTF-8: at most 4 bytes a character
+		return fmt.Errorf("the file is %d bytes; a document holds at most %d characters", info.Size(), s.MaxTextChars)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
