@@ -17,6 +17,10 @@ func tenantFlag(s string) (tenant.ID, error) {
 	if s == "" {
 		return tenant.ID{}, exitError{code: 2, msg: "--tenant is required"}
 	}
+	if len(s) > 100 {
+		// The parser's message quotes the value: keep the line short whatever was passed.
+		return tenant.ID{}, usageError("--tenant: a tenant id is at most 63 characters, got %d bytes", len(s))
+	}
 	t, err := tenant.Parse(s)
 	if err != nil {
 		return tenant.ID{}, exitError{code: 2, msg: fmt.Sprintf("--tenant: %v", err)}
