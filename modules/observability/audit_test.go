@@ -391,3 +391,19 @@ func TestVerifyUnreadableRecord(t *testing.T) {
 		t.Fatalf("http verify of an unreadable store: %s", r.raw)
 	}
 }
+
+// TestAuditReadDuringAStorageFaultSaysWhenToRetry: an audit read is served only once its access is on
+// record, so while the store refuses writes it is refused too, with the store's retry-after.
+func TestAuditReadDuringAStorageFaultSaysWhenToRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.store.FailAppends(eventstore.ErrStorageUnavailable)
+	r := e.audit("/audit/events", "acme")
+	if r.status != 503 || r.body["code"] != "audit_record_failed" || r.header.Get("Retry-After") != fmt.Sprint(eventstore.StorageRetryAfterSec) {
+		t.Fatalf("audit read while the store refuses writes: %d %v %s", r.status, r.header, r.raw)
+	}
+	e.store.FailAppends(nil)
+	if r := e.audit("/audit/events", "acme"); r.status != 200 {
+		t.Fatalf("audit read after the fault: %d %s", r.status, r.raw)
+	}
+}

@@ -141,6 +141,7 @@ func newEnv(t testing.TB, o opts) *env {
 
 type resp struct {
 	status int
+	header http.Header
 	body   map[string]any
 	raw    string
 }
@@ -165,7 +166,7 @@ func (e *env) do(method, path, tenantID, key string, body any) resp {
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, r)
-	out := resp{status: w.Code, raw: w.Body.String()}
+	out := resp{status: w.Code, header: w.Header(), raw: w.Body.String()}
 	_ = json.Unmarshal(w.Body.Bytes(), &out.body)
 	return out
 }

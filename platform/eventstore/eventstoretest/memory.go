@@ -22,12 +22,17 @@ type Memory struct {
 	notify  chan struct{}
 	closed  bool
 	now     func() time.Time
+	failErr error // FailAppends
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
 	return &Memory{streams: map[string][]int{}, meta: map[string]eventstore.StreamMetadata{}, notify: make(chan struct{}), now: time.Now}
 }
+
+// FailAppends makes every later Append and SetStreamMetadata fail with err (nil: work again), as a
+// store whose storage is full refuses writes (eventstore.ErrStorageUnavailable) while reads go on.
+func (m *Memory) FailAppends(err error) { m.mu.Lock(); m.failErr = err; m.mu.Unlock() }
 
 // SetClock replaces the store's clock (for retention tests).
 func (m *Memory) SetClock(now func() time.Time) { m.mu.Lock(); m.now = now; m.mu.Unlock() }
@@ -40,6 +45,9 @@ func (m *Memory) Append(ctx context.Context, stream tenant.Stream, expected even
 	defer m.mu.Unlock()
 	if m.closed {
 		return eventstore.AppendResult{}, eventstore.ErrClosed
+	}
+	if m.failErr != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", stream, m.failErr)
 	}
 	name := stream.String()
 	idx := m.streams[name]
@@ -157,6 +165,9 @@ func (m *Memory) SetStreamMetadata(ctx context.Context, stream tenant.Stream, md
 	defer m.mu.Unlock()
 	if m.closed {
 		return eventstore.ErrClosed
+	}
+	if m.failErr != nil {
+		return fmt.Errorf("set metadata of %s: %w", stream, m.failErr)
 	}
 	m.meta[stream.String()] = md
 	return nil
