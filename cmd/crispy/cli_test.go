@@ -447,7 +447,6 @@ func cliCases() []cliCase {
 		{name: "locked/serve", args: []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", "{locked}", "--plugins-dir", "{root}/no-plugins"}, code: 1, want: []string{"in use", "pid {pid}", stopOrCopy}},
 		{name: "locked/ingest", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{locked}"}, code: 1, want: []string{"in use", "pid {pid}", stopOrCopy}},
 		{name: "locked/reindex", args: []string{"reindex", "--tenant", "demo", "--data-dir", "{locked}"}, code: 1, want: []string{"in use", "pid {pid}", stopOrCopy}},
-		{name: "locked/replay", args: []string{"replay", "--tenant", "demo", "--data-dir", "{locked}"}, code: 1, want: []string{"in use", "pid {pid}", stopOrCopy}},
 
 		// A corrupt log (a damaged record followed by a valid one).
 		{name: "corrupt log/serve", args: serve(), setup: corrupt, code: -1, want: []string{"corrupt", "backup"}},

@@ -187,12 +187,14 @@ func (c *config) httpTimeouts() httpapi.Timeouts {
 }
 
 // validateHTTPTimeouts checks serve's timeout flags: zero or less would mean no timeout, which is
-// what they are there to prevent.
+// what they are there to prevent (and a shutdown deadline already past would cut every open stream
+// without the error event and outcome it is there to give them).
 func (c *config) validateHTTPTimeouts() error {
 	for _, f := range []struct {
 		flag string
 		d    time.Duration
-	}{{"read-header-timeout", c.ReadHeaderTimeout}, {"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout}} {
+	}{{"read-header-timeout", c.ReadHeaderTimeout}, {"read-timeout", c.ReadTimeout}, {"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"shutdown-timeout", c.ShutdownTimeout}} {
 		if f.d <= 0 {
 			return fmt.Errorf("--%s %s: want a positive duration, such as 30s", f.flag, f.d)
 		}

@@ -32,6 +32,9 @@ func openStoreReadOnly(ctx context.Context, cfg config, io stdio) (readOnlyStore
 	if err := cfg.validate(); err != nil {
 		return readOnlyStore{}, exitError{code: 2, msg: err.Error()}
 	}
+	if err := requireStore(cfg); err != nil {
+		return readOnlyStore{}, err
+	}
 	if cfg.EventStore != "embedded" {
 		s, err := openStore(ctx, cfg, newLogger(io.err, cfg.LogLevel))
 		return readOnlyStore{Store: s}, err
@@ -52,12 +55,17 @@ func storeOpenError(dir string, err error) error {
 	return fmt.Errorf("open embedded event store in %s: %w", dir, err)
 }
 
-// tornTailFinding reports a torn tail found by a read-only open (nil: none).
-func (s readOnlyStore) tornTailFinding(io stdio, dataDir string) error {
+// tornTail is the torn tail a read-only open of the embedded log found (nil: none, or another store).
+func (s readOnlyStore) tornTail() *embedded.TornTail {
 	if s.embedded == nil {
 		return nil
 	}
-	torn := s.embedded.TornTail()
+	return s.embedded.TornTail()
+}
+
+// tornTailFinding reports a torn tail found by a read-only open (nil: none).
+func (s readOnlyStore) tornTailFinding(io stdio, dataDir string) error {
+	torn := s.tornTail()
 	if torn == nil {
 		return nil
 	}

@@ -168,6 +168,13 @@ func TestVerifyOfATornLogWritesNothingAndReportsIt(t *testing.T) {
 	if !strings.Contains(out, "ok: 3 events of tenant demo verified") {
 		t.Fatalf("verify did not check the events before the torn tail:\n%s", out)
 	}
+
+	// Replay only reads too: the events before the tail, a note about it, and the log untouched.
+	out, errOut, err := runCmd("replay", "--tenant", "demo", "--data-dir", data)
+	before.unchanged(t, stateOf(t, data, false))
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(errOut, "torn tail of 11 bytes") {
+		t.Fatalf("replay of a torn log: %v\n%s\n%s", err, out, errOut)
+	}
 }
 
 func TestVerifyFindingsHaveTheirOwnExitCodes(t *testing.T) {
@@ -211,6 +218,10 @@ func TestVerifyBesideALiveServer(t *testing.T) {
 	out, _, err := runCmd("verify", "--tenant", "demo", "--data-dir", data)
 	if err != nil || !strings.Contains(out, "ok: 2 events") || !strings.Contains(out, "a server is writing") {
 		t.Fatalf("verify beside a live writer: %v\n%s", err, out)
+	}
+	// So does replay: an analyst need not stop the server to read a tenant's history.
+	if out, _, err := runCmd("replay", "--tenant", "demo", "--data-dir", data); err != nil || strings.Count(out, "\n") != 2 {
+		t.Fatalf("replay beside a live writer: %v\n%s", err, out)
 	}
 }
 

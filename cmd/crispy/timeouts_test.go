@@ -30,6 +30,7 @@ func TestHTTPTimeoutFlags(t *testing.T) {
 	}{
 		{[]string{"serve", "--idle-timeout", "0s"}, nil, "--idle-timeout"},
 		{[]string{"serve", "--read-timeout", "-1s"}, nil, "--read-timeout"},
+		{[]string{"serve", "--shutdown-timeout", "-1s"}, nil, "--shutdown-timeout"},
 		{[]string{"serve"}, map[string]string{"CRISPY_READ_HEADER_TIMEOUT": "0"}, "--read-header-timeout"},
 		{[]string{"serve"}, map[string]string{"CRISPY_WRITE_TIMEOUT": "a while"}, "CRISPY_WRITE_TIMEOUT"},
 	} {
