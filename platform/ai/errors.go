@@ -2,6 +2,7 @@ package ai
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -123,16 +124,16 @@ func Truncated(model, msg string, cause error) *Error {
 	return &Error{Model: model, Reason: ReasonTruncated, Retryable: true, Message: msg, Cause: cause}
 }
 
-// BodyEnded classifies an error met while reading an answer's body once the upstream had answered
-// 2xx: while ctx is live, a body that ends or breaks early (unexpected EOF, a reset) is a truncated
-// answer; a cancelled or expired ctx is classified as usual.
+// BodyEnded classifies an error met while reading or decoding an answer's body once the upstream
+// had answered 2xx: while ctx is live, a body that ends or breaks early (EOF, unexpected EOF, a
+// reset) is a truncated answer; a body that is not the JSON expected, or a cancelled or expired
+// ctx, is classified as usual.
 func BodyEnded(ctx context.Context, model string, err error) error {
-	if ctx.Err() != nil {
-		return Classify(ctx, model, err)
-	}
 	var ae *Error
-	if errors.As(err, &ae) {
-		return err
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if ctx.Err() != nil || errors.As(err, &ae) || errors.As(err, &syn) || errors.As(err, &typ) {
+		return Classify(ctx, model, err)
 	}
 	return Truncated(model, "the answer ended before it was complete", err)
 }

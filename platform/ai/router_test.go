@@ -153,6 +153,11 @@ func TestReadSSE(t *testing.T) {
 	if done, err := ai.ReadSSE(strings.NewReader("data: a\n\ndata: [DONE]"), func([]byte) error { return nil }); !done || err != nil {
 		t.Fatalf("[DONE] at EOF: done %v err %v", done, err)
 	}
+	// An event the body ended in the middle of (no blank line after it) is cut off: never passed on.
+	got = nil
+	if done, err := ai.ReadSSE(strings.NewReader("data: a\n\ndata: {\"cho"), func(d []byte) error { got = append(got, string(d)); return nil }); done || err != nil || strings.Join(got, "|") != "a" {
+		t.Fatalf("cut event: done %v err %v events %q", done, err, got)
+	}
 }
 
 func TestRouterRecordsAGenAISpanPerAttempt(t *testing.T) {

@@ -14,8 +14,9 @@ var ErrStreamRead = errors.New("read event stream")
 
 // ReadSSE reads a text/event-stream body and calls fn with the data of every event (multi-line data
 // joined by '\n'). It stops at a "[DONE]" data line (done = true), at EOF (done = false: the stream
-// ended without its terminator, which the caller judges), on a read error (wrapping ErrStreamRead),
-// or when fn fails. Comments (": …") and other fields are skipped.
+// ended without its terminator, which the caller judges; an event cut off by it is not passed to fn),
+// on a read error (wrapping ErrStreamRead), or when fn fails. Comments (": …") and other fields are
+// skipped.
 func ReadSSE(r io.Reader, fn func(data []byte) error) (done bool, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
@@ -65,12 +66,8 @@ func ReadSSE(r io.Reader, fn func(data []byte) error) (done bool, err error) {
 		}
 		return false, fmt.Errorf("%w: %w", ErrStreamRead, err)
 	}
-	// An event not followed by a blank line: the body ended right after it. "[DONE]" still counts.
-	if err := flush(); err != nil {
-		if err == io.EOF {
-			return true, nil
-		}
-		return false, err
-	}
-	return false, nil
+	// An event not followed by its blank line was cut off mid-write: it is discarded, as the SSE
+	// spec says (decoding half a chunk would make a cut stream look like a malformed one). A final
+	// "[DONE]" still counts: it is whole or it would not match.
+	return have && bytes.Equal(bytes.TrimSpace(data), []byte("[DONE]")), nil
 }

@@ -1,7 +1,12 @@
 package ai_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
@@ -30,5 +35,27 @@ func TestRouterTruncatedBeforeFirstTokenFallsBackAfterItFails(t *testing.T) {
 	var fe *ai.FailedError
 	if !errors.As(err, &fe) || !fe.Emitted || ai.ReasonOf(err) != ai.ReasonTruncated || text != "partial" || up2.Calls() != 0 {
 		t.Fatalf("err %v text %q fallback calls %d", err, text, up2.Calls())
+	}
+}
+
+// A body that ends early is truncated; one that is not the JSON expected is an error, not retried as
+// if cut; a body read that fails because the call was cancelled is cancelled.
+func TestBodyEnded(t *testing.T) {
+	t.Parallel()
+	live := context.Background()
+	if err := ai.BodyEnded(live, "p:m", fmt.Errorf("decode: %w", io.ErrUnexpectedEOF)); ai.ReasonOf(err) != ai.ReasonTruncated || !ai.IsRetryable(err) {
+		t.Fatalf("cut body: %v", err)
+	}
+	var v struct{ A int }
+	for _, bad := range []string{`{x`, `{"A":"one"}`} {
+		jerr := json.NewDecoder(strings.NewReader(bad)).Decode(&v)
+		if err := ai.BodyEnded(live, "p:m", fmt.Errorf("decode: %w", jerr)); ai.ReasonOf(err) != "error" || ai.IsRetryable(err) {
+			t.Fatalf("%s: %v", bad, err)
+		}
+	}
+	cancelled, cancel := context.WithCancel(live)
+	cancel()
+	if err := ai.BodyEnded(cancelled, "p:m", io.ErrUnexpectedEOF); ai.ReasonOf(err) != "cancelled" {
+		t.Fatalf("cancelled: %v", err)
 	}
 }

@@ -1,11 +1,16 @@
 package aitest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/platform/ai"
 )
 
 // Ending is how an Upstream answer ends.
@@ -24,6 +29,9 @@ const (
 	EndReset
 	// EndHang sends the tokens, then waits until the request ends: a slow model.
 	EndHang
+	// EndMidEvent ends the body cleanly in the middle of an event after the tokens (half a chunk,
+	// no blank line): a proxy or an upstream that stopped mid-write.
+	EndMidEvent
 )
 
 // Upstream is a fake model server speaking the OpenAI chat completions wire format on
@@ -95,6 +103,8 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			send("[DONE]")
 		}
 	case EndEOF:
+	case EndMidEvent:
+		_, _ = fmt.Fprint(w, `data: {"id":"chatcmpl-1","object":"chat.comp`)
 	case EndReset:
 		panic(http.ErrAbortHandler) // the server closes the connection without the chunked terminator
 	case EndHang:
@@ -113,7 +123,7 @@ func (u *Upstream) complete(w http.ResponseWriter, r *http.Request, workers bool
 	switch u.End {
 	case EndComplete, EndFinishOnly:
 		_, _ = w.Write([]byte(full))
-	case EndEOF:
+	case EndEOF, EndMidEvent:
 		_, _ = w.Write([]byte(full[:len(full)/2]))
 	case EndReset:
 		_, _ = w.Write([]byte(full[:len(full)/2]))
@@ -122,12 +132,62 @@ func (u *Upstream) complete(w http.ResponseWriter, r *http.Request, workers bool
 		}
 		panic(http.ErrAbortHandler)
 	case EndHang:
+		u.hung.Add(1) // counted before the headers, so a client that has them sees the call hanging
+		defer u.hung.Add(-1)
 		w.WriteHeader(http.StatusOK)
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
-		u.hung.Add(1)
-		defer u.hung.Add(-1)
 		<-r.Context().Done()
+	}
+}
+
+// EndingCase is one way an Upstream answer ends, and whether a provider must take it as truncated.
+type EndingCase struct {
+	Name      string
+	End       Ending
+	Truncated bool
+}
+
+// CheckEndings serves each case from an Upstream (tokens "Hel", "lo") and checks that the provider
+// newProvider makes for its URL takes the answer, streamed and not, for what it is: "Hello" finished
+// with "stop" when complete, a retryable upstream_truncated error (never a complete answer) when not.
+func CheckEndings(t *testing.T, model string, newProvider func(baseURL string) (ai.Provider, error), cases ...EndingCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(&Upstream{Tokens: []string{"Hel", "lo"}, End: tc.End})
+			defer srv.Close()
+			p, err := newProvider(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := ai.Request{Model: model, Messages: []ai.Message{{Role: "user", Content: "hi"}}}
+			var deltas []string
+			res, err := p.Stream(context.Background(), req, func(d string) error { deltas = append(deltas, d); return nil })
+			if strings.Join(deltas, "") != "Hello" {
+				t.Fatalf("deltas %q", deltas)
+			}
+			checkEnding(t, "stream", res, err, tc.Truncated)
+			res, err = p.Complete(context.Background(), req)
+			checkEnding(t, "complete", res, err, tc.Truncated)
+		})
+	}
+}
+
+func checkEnding(t *testing.T, what string, res ai.Result, err error, truncated bool) {
+	t.Helper()
+	if !truncated {
+		if err != nil || res.Content != "Hello" || res.FinishReason != "stop" {
+			t.Fatalf("%s: %+v %v, want a complete answer", what, res, err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("%s: a truncated answer was accepted as complete: %+v", what, res)
+	}
+	if ai.ReasonOf(err) != ai.ReasonTruncated || !ai.IsRetryable(err) {
+		t.Fatalf("%s: %v (reason %s, retryable %v), want a retryable %s", what, err, ai.ReasonOf(err), ai.IsRetryable(err), ai.ReasonTruncated)
 	}
 }

@@ -218,7 +218,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	// compatible servers send only one of the two. With neither, the stream was cut short (a proxy
 	// timing out, the upstream giving up) and what arrived is not the whole answer.
 	if !done && res.FinishReason == "" {
-		return res, ai.BodyEnded(ctx, model, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil))
+		return res, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil)
 	}
 	if res.FinishReason == "" {
 		res.FinishReason = "stop"
@@ -236,7 +236,7 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 	defer resp.Body.Close()
 	var c completion
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		return ai.Result{}, decodeError(ctx, Name+":"+req.Model, err)
+		return ai.Result{}, ai.BodyEnded(ctx, Name+":"+req.Model, fmt.Errorf("decode completion: %w", err))
 	}
 	if len(c.Choices) == 0 {
 		return ai.Result{}, &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "completion without choices"}
@@ -246,17 +246,6 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 		res.FinishReason = "stop"
 	}
 	return res, nil
-}
-
-// decodeError classifies a failure to decode a 2xx answer: a body that ended or broke before its
-// JSON was whole is upstream_truncated; one that is not the JSON expected is an error.
-func decodeError(ctx context.Context, model string, err error) error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &syn) || errors.As(err, &typ) {
-		return ai.Classify(ctx, model, fmt.Errorf("decode completion: %w", err))
-	}
-	return ai.BodyEnded(ctx, model, fmt.Errorf("decode completion: %w", err))
 }
 
 type speechRequest struct {

@@ -192,7 +192,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	}
 	// Workers AI has no finish_reason: "data: [DONE]" is the only sign the answer is whole.
 	if !done {
-		return res, ai.BodyEnded(ctx, model, ai.Truncated(model, "the stream ended without data: [DONE]", nil))
+		return res, ai.Truncated(model, "the stream ended without data: [DONE]", nil)
 	}
 	res.FinishReason = "stop"
 	return res, nil
@@ -207,13 +207,7 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 	defer resp.Body.Close()
 	var env envelope
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
-		// A body that ended or broke before its JSON was whole is a truncated answer.
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		if errors.As(err, &syn) || errors.As(err, &typ) {
-			return ai.Result{}, ai.Classify(ctx, Name+":"+req.Model, fmt.Errorf("decode answer: %w", err))
-		}
-		return ai.Result{}, ai.BodyEnded(ctx, Name+":"+req.Model, fmt.Errorf("decode answer: %w", err))
+		return ai.Result{}, ai.BodyEnded(ctx, Name+":"+req.Model, fmt.Errorf("decode answer: %w", err)) // cut off: truncated
 	}
 	if !env.Success && len(env.Errors) > 0 {
 		return ai.Result{}, &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: env.Errors[0].Message}
