@@ -472,6 +472,9 @@ func (fakeTools) Execute(_ context.Context, t tenant.ID, name string, params jso
 	if name == "missing" {
 		return nil, apperr.NotFound("TOOL_NOT_FOUND", "no tool missing")
 	}
+	if name == "panics" {
+		panic("a tool runner bug")
+	}
 	return json.RawMessage(`{"summary":"short for ` + t.String() + `"}`), nil
 }
 

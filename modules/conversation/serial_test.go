@@ -80,3 +80,32 @@ func TestSixConcurrentTurnsOfOneSession(t *testing.T) {
 		t.Fatalf("events %s", got)
 	}
 }
+
+// A turn refused after it took its session's hold (its tool not found, a panic on the way, tools
+// not available on the server) lets the session go: the next turn proceeds, and nothing of the
+// refused ones is recorded.
+func TestARefusedTurnFreesItsSession(t *testing.T) {
+	t.Parallel()
+	withTools, without := newEnv(t, opts{tools: fakeTools{}}), newEnv(t, opts{})
+	s := sid()
+	for _, c := range []struct {
+		e      *env
+		tool   string
+		status int
+	}{{withTools, "missing", 404}, {withTools, "panics", 500}, {without, "summarize", 503}} {
+		for i := 0; i < 2; i++ {
+			if r := c.e.chat("acme", s, "use a tool", map[string]any{"stream": false, "tool_name": c.tool}); r.status != c.status {
+				t.Fatalf("tool %s: %d %s, want %d", c.tool, r.status, r.raw, c.status)
+			}
+		}
+		if r := c.e.chatJSON("acme", s, "plain"); r.status != 200 {
+			t.Fatalf("after tool %s was refused: %d %s", c.tool, r.status, r.raw)
+		}
+	}
+	turn := ",UserMessageAdded,AssistantMessageCompleted"
+	for e, want := range map[*env]string{withTools: "SessionStarted" + turn + turn, without: "SessionStarted" + turn} {
+		if got := types(e.streamEvents("acme", s)); got != want {
+			t.Fatalf("events %s, want %s", got, want)
+		}
+	}
+}
