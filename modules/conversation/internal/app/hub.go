@@ -60,12 +60,11 @@ func (t *Turn) abandon() {
 	t.mu.Unlock()
 }
 
-// WaitClosed waits until the turn has ended and every reader has detached (its last event written),
-// or ctx ends.
-func (t *Turn) WaitClosed(ctx context.Context) error {
+// waitUntil waits until ready (called with t.mu held) is true, or ctx ends.
+func (t *Turn) waitUntil(ctx context.Context, ready func() bool) error {
 	for {
 		t.mu.Lock()
-		if t.done && t.subs <= 0 {
+		if ready() {
 			t.mu.Unlock()
 			return nil
 		}
@@ -79,14 +78,19 @@ func (t *Turn) WaitClosed(ctx context.Context) error {
 	}
 }
 
+// WaitClosed waits until the turn has ended and every reader has detached (its last event written),
+// or ctx ends.
+func (t *Turn) WaitClosed(ctx context.Context) error {
+	return t.waitUntil(ctx, func() bool { return t.done && t.subs <= 0 })
+}
+
 func (t *Turn) push(name string, data any) {
 	t.mu.Lock()
 	t.events = append(t.events, Event{Seq: len(t.events) + 1, Name: name, Data: data})
 	if name == "token" {
 		t.started = true
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.signal()
 	t.mu.Unlock()
 }
 
@@ -102,8 +106,7 @@ func (t *Turn) finish(name string, data any, o Outcome) {
 	if t.orphan != nil {
 		t.orphan.Stop()
 	}
-	close(t.changed)
-	t.changed = make(chan struct{})
+	t.signal()
 	t.mu.Unlock()
 }
 
@@ -134,26 +137,16 @@ func (t *Turn) Detach() {
 // Next returns the events after seq (waiting until there are some, the turn ends, or ctx ends) and
 // whether the turn is over and all its events have been returned.
 func (t *Turn) Next(ctx context.Context, after int) ([]Event, bool, error) {
-	for {
-		t.mu.Lock()
-		if after < len(t.events) {
-			evs := append([]Event(nil), t.events[after:]...)
-			done := t.done
-			t.mu.Unlock()
-			return evs, done, nil
-		}
-		if t.done {
-			t.mu.Unlock()
-			return nil, true, nil
-		}
-		ch := t.changed
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, false, ctx.Err()
-		}
+	if err := t.waitUntil(ctx, func() bool { return after < len(t.events) || t.done }); err != nil {
+		return nil, false, err
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var evs []Event
+	if after < len(t.events) {
+		evs = append(evs, t.events[after:]...)
+	}
+	return evs, t.done, nil
 }
 
 // Pending reports whether events after seq are already buffered (Next would not block).
@@ -165,39 +158,16 @@ func (t *Turn) Pending(after int) bool {
 
 // WaitStarted waits until the first token or the end of the turn.
 func (t *Turn) WaitStarted(ctx context.Context) error {
-	for {
-		t.mu.Lock()
-		if t.started {
-			t.mu.Unlock()
-			return nil
-		}
-		ch := t.changed
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return t.waitUntil(ctx, func() bool { return t.started })
 }
 
 // Wait waits for the end of the turn and returns its outcome.
 func (t *Turn) Wait(ctx context.Context) (Outcome, error) {
-	for {
-		t.mu.Lock()
-		if t.done {
-			o := t.outcome
-			t.mu.Unlock()
-			return o, nil
-		}
-		ch := t.changed
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return Outcome{}, ctx.Err()
-		}
+	if err := t.waitUntil(ctx, func() bool { return t.done }); err != nil {
+		return Outcome{}, err
 	}
+	o, _ := t.Outcome()
+	return o, nil
 }
 
 // Outcome is the end state (valid once done).

@@ -88,14 +88,6 @@ func (r *Running) release(key string, t *Turn) {
 	}
 }
 
-// has reports whether a turn of session key runs in this process.
-func (r *Running) has(key string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.turns[key]
-	return ok
-}
-
 // drain refuses every turn from now on and returns those in progress.
 func (r *Running) drain() []*Turn {
 	r.mu.Lock()
@@ -123,11 +115,4 @@ func (r *Running) waitEmpty(ctx context.Context) (int, error) {
 			return n, ctx.Err()
 		}
 	}
-}
-
-// Len is how many turns are in progress (tests, metrics).
-func (r *Running) Len() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.turns)
 }
