@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -32,6 +33,13 @@ func TestMain(m *testing.M) {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "echo"), "github.com/crispy-enigma/crispy/plugins/sdk/internal/testplugin").CombinedOutput()
 		if err != nil {
 			fmt.Printf("build test plugin: %v\n%s", err, out)
+			return 1
+		}
+		// A plugin behind a wrapper script that runs it as its child (no exec): its parent is the
+		// shell, not the host.
+		wrapper := "#!/bin/sh\n" + strconv.Quote(filepath.Join(dir, "echo")) + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(dir, "wrapped"), []byte(wrapper), 0o755); err != nil {
+			fmt.Println(err)
 			return 1
 		}
 		return m.Run()

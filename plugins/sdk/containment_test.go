@@ -64,6 +64,25 @@ func childHost(mode string) int {
 			return 1
 		}
 		fmt.Printf("pid %d\n", p.PID())
+	case "wrapped":
+		// As the server launches it (from a Starter), through a wrapper script: the parent-death
+		// signal ends the shell, and the plugin, re-parented, must notice its host is gone.
+		p, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: filepath.Join(os.Getenv("CRISPY_SDK_TEST_BIN"), "wrapped"),
+			Starter: sdk.NewStarter()})
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		// Answering after a few parent polls: the plugin did not take the shell for a dead host.
+		time.Sleep(time.Second)
+		out, err := p.Execute(context.Background(), sdk.Call{Params: json.RawMessage(`{"mode":"ok"}`)})
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		var r struct{ PID int }
+		_ = json.Unmarshal(out, &r)
+		fmt.Printf("pid %d\n", r.PID)
 	case "sleep":
 		cmd := exec.Command("sleep", "300")
 		if err := sdk.NewStarter().Start(cmd); err != nil {
@@ -107,6 +126,17 @@ func killHost(t *testing.T, mode string) int {
 func TestPluginExitsByItselfWhenItsHostIsKilled(t *testing.T) {
 	t.Parallel()
 	waitGone(t, killHost(t, "plugin"))
+}
+
+// TestPluginBehindAWrapperScriptServesAndDiesWithItsHost: a plugin run by a shell script as its child
+// (not exec'd) takes the shell for its parent: it serves calls (before: it took the shell for a dead host
+// and exited at once, so the launch failed), and still exits once its host is SIGKILLed.
+func TestPluginBehindAWrapperScriptServesAndDiesWithItsHost(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the wrapper dies with its host by the parent-death signal, Linux's")
+	}
+	waitGone(t, killHost(t, "wrapped"))
 }
 
 // TestStarterKillsItsProcessesWhenTheirHostIsKilled: a plain process (no SDK, no watch) started through

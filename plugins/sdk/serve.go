@@ -31,8 +31,8 @@ import (
 // cancelled calls keep running), and the memory ceiling the host sends becomes the Go runtime's soft
 // memory limit, so the collector works harder before the host has to replace the process.
 func Serve(t Tool) {
-	go watchParent(context.Background(), hostPID(os.Getenv, os.Getppid), parentPollInterval, os.Getppid, func(pid int) {
-		fmt.Fprintf(os.Stderr, "crispy plugin: the host process %d is gone; exiting\n", pid)
+	go watchParent(context.Background(), hostPID(os.Getenv), parentPollInterval, os.Getppid, func(pid int) {
+		fmt.Fprintf(os.Stderr, "crispy plugin: the host (process %d) is gone; exiting\n", pid)
 		os.Exit(0)
 	})
 	plugin.Serve(&plugin.ServeConfig{
