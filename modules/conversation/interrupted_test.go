@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -139,4 +140,68 @@ func TestNextTurnClosesATurnLeftOpenBeforeThisStart(t *testing.T) {
 	if err := evs[2].Decode(&f); err != nil || f.Code != events.CodeInterrupted || f.TurnID != "old" {
 		t.Fatalf("%+v %v", f, err)
 	}
+}
+
+// A turn of this process whose user message was recorded but whose outcome the store refused ends
+// (503 storage_unavailable) without holding its session: once the store takes writes again, the
+// next turn is accepted (not 409 turn_in_progress) and closes the lost turn as interrupted first.
+func TestATurnWhoseOutcomeWasNotRecordedDoesNotBlockItsSession(t *testing.T) {
+	t.Parallel()
+	mem := eventstoretest.NewMemory()
+	gate := make(chan struct{})
+	fake := aitest.New(aitest.Script{})
+	fake.Push(aitest.Script{Gate: gate})
+	e := newEnv(t, opts{store: mem, fake: fake})
+	s := sid()
+	first := make(chan resp, 1)
+	go func() { first <- e.chatJSON("acme", s, "lost answer") }()
+	eventually(t, "the user's message is recorded", func() bool { return types(e.streamEvents("acme", s)) == "SessionStarted,UserMessageAdded" })
+	mem.FailAppends(eventstore.ErrStorageUnavailable)
+	close(gate)
+	wantProblem(t, <-first, 503, "storage_unavailable")
+	mem.FailAppends(nil)
+	if r := e.chatJSON("acme", s, "again"); r.status != 200 {
+		t.Fatalf("next turn: %d %s", r.status, r.raw)
+	}
+	evs := e.streamEvents("acme", s)
+	if types(evs) != "SessionStarted,UserMessageAdded,AssistantMessageFailed,UserMessageAdded,AssistantMessageCompleted" {
+		t.Fatalf("events %s", types(evs))
+	}
+	if f := decodeFailure(t, evs[2]); f.Code != events.CodeInterrupted {
+		t.Fatalf("the lost turn was closed with %+v", f)
+	}
+}
+
+// The start-up sweep never closes a turn that runs in this process: called while one is held in its
+// model call, it closes nothing, and the turn ends with its own answer.
+func TestCloseInterruptedLeavesATurnInProgressHere(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	e := newEnv(t, opts{fake: aitest.New(aitest.Script{Gate: gate})})
+	s := sid()
+	done := make(chan resp, 1)
+	go func() { done <- e.chatJSON("acme", s, "still thinking") }()
+	eventually(t, "the turn is open in the store and the session list", func() bool {
+		ss, _ := e.do("GET", "/sessions", "acme", nil).body["sessions"].([]any)
+		return types(e.streamEvents("acme", s)) == "SessionStarted,UserMessageAdded" && len(ss) == 1
+	})
+	if n, err := e.mod.CloseInterrupted(context.Background()); err != nil || n != 0 {
+		t.Fatalf("closed %d, err %v, while the turn runs", n, err)
+	}
+	close(gate)
+	if r := <-done; r.status != 200 {
+		t.Fatalf("the running turn: %d %s", r.status, r.raw)
+	}
+	if got := types(e.streamEvents("acme", s)); got != "SessionStarted,UserMessageAdded,AssistantMessageCompleted" {
+		t.Fatalf("events %s", got)
+	}
+}
+
+func decodeFailure(t *testing.T, ev eventstore.Event) events.AssistantMessageFailed {
+	t.Helper()
+	var f events.AssistantMessageFailed
+	if err := ev.Decode(&f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
