@@ -136,9 +136,8 @@ func TestNextTurnClosesATurnLeftOpenBeforeThisStart(t *testing.T) {
 	if types(evs) != "SessionStarted,UserMessageAdded,AssistantMessageFailed,UserMessageAdded,AssistantMessageCompleted" {
 		t.Fatalf("events %s", types(evs))
 	}
-	var f events.AssistantMessageFailed
-	if err := evs[2].Decode(&f); err != nil || f.Code != events.CodeInterrupted || f.TurnID != "old" {
-		t.Fatalf("%+v %v", f, err)
+	if f := decodeFailure(t, evs[2]); f.Code != events.CodeInterrupted || f.TurnID != "old" {
+		t.Fatalf("%+v", f)
 	}
 }
 

@@ -42,11 +42,7 @@ func outcomeOf(t *testing.T, e *env, tenantID, session string) events.AssistantM
 		case events.TypeAssistantMessageCompleted:
 			t.Fatalf("a truncated answer was recorded as complete: %s", types(evs))
 		case events.TypeAssistantMessageFailed:
-			var f events.AssistantMessageFailed
-			if err := ev.Decode(&f); err != nil {
-				t.Fatal(err)
-			}
-			failed = append(failed, f)
+			failed = append(failed, decodeFailure(t, ev))
 		}
 	}
 	if len(failed) != 1 {

@@ -24,11 +24,7 @@ func lastFailure(t *testing.T, e *env, session string) events.AssistantMessageFa
 	if strings.Contains(types(evs), "Completed") || len(evs) == 0 || evs[len(evs)-1].Type != events.TypeAssistantMessageFailed {
 		t.Fatalf("session %s: events %s, want the turn recorded as failed", session, types(evs))
 	}
-	var f events.AssistantMessageFailed
-	if err := evs[len(evs)-1].Decode(&f); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return decodeFailure(t, evs[len(evs)-1])
 }
 
 // At shutdown every open turn, through the real HTTP server, ends honestly before Shutdown returns:
