@@ -388,7 +388,9 @@ func (m *Manager) Call(ctx context.Context, name string, call sdk.Call) (json.Ra
 		// The caller went away; the call was cancelled in the plugin. Check it stops.
 		m.checkCancelled(e, pr, call.ID)
 		return nil, ctx.Err()
-	case tctx.Err() != nil:
+	case tctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
+		// The plugin answers its own end of the deadline: that answer can arrive before this
+		// process's timer has marked tctx done (then it said context.DeadlineExceeded).
 		m.checkCancelled(e, pr, call.ID)
 		return nil, fmt.Errorf("%w after %s", ErrTimeout, m.Timeout(e.tool))
 	case pr.p.Exited():
