@@ -100,6 +100,9 @@ type entry struct {
 	mu       sync.Mutex
 	cur      *proc          // where new calls go; nil: launch one
 	draining map[*proc]bool // replaced, finishing their calls
+	// closed is set by Close under mu, so a process that comes up as the host closes is either
+	// collected by Close or killed by whoever would have installed it, never both or neither.
+	closed bool
 }
 
 // proc is one process of a tool. Its fields but p are guarded by its entry's mu.
@@ -434,12 +437,16 @@ func (m *Manager) proc(ctx context.Context, e *entry) (*proc, error) {
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
-		// Keep the process if it comes up after all; the next call finds it.
-		m.background(func() {
+		// Keep the process if it comes up after all; the next call finds it (adopt kills it if the
+		// host closed meanwhile). A closed host does not wait for it, but it is still killed.
+		wait := func() {
 			if r := <-ch; r.err == nil {
 				m.adopt(e, r.p)
 			}
-		})
+		}
+		if !m.background(wait) {
+			go wait()
+		}
 		return nil, ctx.Err()
 	}
 	if r.err != nil {
@@ -450,14 +457,12 @@ func (m *Manager) proc(ctx context.Context, e *entry) (*proc, error) {
 		r.p.Kill()
 		return nil, fmt.Errorf("binary %s now serves %q instead of %q", e.tool.File, d.Name, e.tool.Desc.Name)
 	}
-	m.mu.Lock()
-	closed := m.closed
-	m.mu.Unlock()
-	if closed {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
 		r.p.Kill()
 		return nil, ErrClosed
 	}
-	e.mu.Lock()
 	if cur := e.cur; cur != nil && !cur.p.Exited() {
 		// A launch abandoned by an earlier caller came up meanwhile (adopt): use it, drop ours.
 		cur.inflight++
@@ -493,11 +498,8 @@ func (m *Manager) take(e *entry) *proc {
 }
 
 func (m *Manager) adopt(e *entry, p *sdk.Plugin) {
-	m.mu.Lock()
-	closed := m.closed
-	m.mu.Unlock()
 	e.mu.Lock()
-	if closed || (e.cur != nil && !e.cur.p.Exited()) {
+	if e.closed || (e.cur != nil && !e.cur.p.Exited()) {
 		e.mu.Unlock()
 		p.Kill()
 		return
@@ -529,10 +531,8 @@ func (m *Manager) done(e *entry, pr *proc) {
 // retire replaces pr: new calls go to a new process, and pr is killed once its calls have finished
 // (at once if it has none, or is dead).
 func (m *Manager) retire(e *entry, pr *proc, reason string) {
-	m.mu.Lock()
-	closed := m.closed
-	m.mu.Unlock()
 	e.mu.Lock()
+	closed := e.closed
 	if pr.retired != "" || pr.killed {
 		e.mu.Unlock()
 		return
@@ -632,18 +632,19 @@ func (m *Manager) unresponsive(e *entry, pr *proc, err error) {
 	m.retire(e, pr, reason)
 }
 
-// background runs f unless the Manager is closed; Close waits for it.
-func (m *Manager) background(f func()) {
+// background runs f unless the Manager is closed (then it reports false); Close waits for it.
+func (m *Manager) background(f func()) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return
+		return false
 	}
 	m.bg.Add(1)
 	go func() {
 		defer m.bg.Done()
 		f()
 	}()
+	return true
 }
 
 // watch compares every live process's resident memory with its ceiling, and notices processes that
@@ -706,6 +707,7 @@ func (m *Manager) Close() {
 	var procs []*proc
 	for _, e := range entries {
 		e.mu.Lock()
+		e.closed = true
 		mine := make([]*proc, 0, 1+len(e.draining))
 		if e.cur != nil {
 			mine = append(mine, e.cur)
