@@ -78,7 +78,7 @@ func (c *Config) defaults() {
 		c.PluginMemoryLimit = sdk.DefaultMemoryLimit
 	}
 	if c.MaxPluginMemoryLimit == 0 {
-		c.MaxPluginMemoryLimit = 2 << 30
+		c.MaxPluginMemoryLimit = sdk.DefaultMaxMemoryLimit
 	}
 }
 

@@ -93,14 +93,15 @@ type LaunchConfig struct {
 	// kills the plugin when this process dies, even of SIGKILL (see Starter). Nil starts it from the
 	// calling goroutine without one; the plugin's own parent watch (Serve) still ends it then.
 	Starter *Starter
-	// MaxMemory bounds the plugin's memory from its start until it has described itself, in bytes
-	// (0: no bound): the most any tool may have.
+	// MaxMemory is the most memory any tool may have, in bytes (0: no memory limits at all). It bounds
+	// the plugin from its start until it has described itself.
 	MaxMemory int64
-	// Memory gives the plugin's memory ceiling once it has described itself, in bytes (nil: MaxMemory;
-	// 0: none; never above MaxMemory). The plugin is told it (the SDK makes it the Go runtime's soft limit) and
-	// the kernel refuses the process memory well beyond it (HardMemoryLimit); keeping the process
-	// under the ceiling itself is the caller's job (ResidentMemory).
-	Memory func(Description) int64
+	// DefaultMemory is the memory ceiling of a tool that declares none (0: MaxMemory). Once the plugin
+	// has described itself its ceiling is the one it declares or this, never above MaxMemory. The
+	// plugin is told it (the SDK makes it the Go runtime's soft limit) and the kernel refuses the
+	// process memory well beyond it (HardMemoryLimit); keeping the process under the ceiling itself
+	// is the caller's job (ResidentMemory).
+	DefaultMemory int64
 }
 
 // HardMemoryLimit is the private writable memory (RLIMIT_DATA) the kernel allows a plugin whose
@@ -209,12 +210,14 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		Permissions: d.Permissions, Timeout: time.Duration(d.TimeoutMs) * time.Millisecond,
 		MemoryLimit: d.MemoryLimitBytes,
 	}
-	p.memory = cfg.MaxMemory
-	if cfg.Memory != nil {
-		p.memory = cfg.Memory(p.desc)
-	}
-	if cfg.MaxMemory > 0 && (p.memory <= 0 || p.memory > cfg.MaxMemory) {
-		p.memory = cfg.MaxMemory // the kernel would not let the limit rise above the one set at start
+	if cfg.MaxMemory > 0 {
+		p.memory = p.desc.MemoryLimit
+		if p.memory <= 0 {
+			p.memory = cfg.DefaultMemory
+		}
+		if p.memory <= 0 || p.memory > cfg.MaxMemory {
+			p.memory = cfg.MaxMemory // the kernel would not let the limit rise above the one set at start
+		}
 	}
 	if p.memory > 0 && p.memory != cfg.MaxMemory {
 		if err := limitMemory(p.PID(), HardMemoryLimit(p.memory)); err != nil {

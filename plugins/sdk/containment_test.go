@@ -224,18 +224,24 @@ func TestMemoryCeilingIsTheKernelsLimitToo(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("rlimits of other processes are Linux's")
 	}
+	echo, leaky := filepath.Join(binDir, "echo"), filepath.Join(t.TempDir(), "leaky") // leaky declares 1 GiB
+	if err := os.Link(echo, leaky); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name      string
-		max, want int64
-		memory    func(sdk.Description) int64
+		name             string
+		path             string
+		max, deflt, want int64
 	}{
-		{"the tool's own ceiling", 1 << 30, 200 << 20, func(sdk.Description) int64 { return 200 << 20 }},
-		{"never above the maximum", 300 << 20, 300 << 20, func(sdk.Description) int64 { return 5 << 30 }},
-		{"the maximum when nothing is said", 300 << 20, 300 << 20, nil},
+		{"the default of a tool that declares none", echo, 1 << 30, 200 << 20, 200 << 20},
+		{"never above the maximum", echo, 300 << 20, 5 << 30, 300 << 20},
+		{"the maximum when nothing is said", echo, 300 << 20, 0, 300 << 20},
+		{"the tool's own ceiling", leaky, 2 << 30, 200 << 20, 1 << 30},
+		{"the tool's own ceiling, never above the maximum", leaky, 300 << 20, 200 << 20, 300 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: filepath.Join(binDir, "echo"), MaxMemory: tc.max, Memory: tc.memory})
+			p, err := sdk.Launch(context.Background(), sdk.LaunchConfig{Path: tc.path, MaxMemory: tc.max, DefaultMemory: tc.deflt})
 			if err != nil {
 				t.Fatal(err)
 			}

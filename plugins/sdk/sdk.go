@@ -57,6 +57,9 @@ const DefaultTimeout = 30 * time.Second
 // DefaultMemoryLimit is a tool's memory ceiling when it declares none (a host may set another default).
 const DefaultMemoryLimit int64 = 512 << 20
 
+// DefaultMaxMemoryLimit caps the memory ceiling a tool may declare (a host may set another cap).
+const DefaultMaxMemoryLimit int64 = 2 << 30
+
 // Description is what a tool says about itself.
 type Description struct {
 	Name         string          // ^[a-z][a-z0-9_]{0,63}$, unique in a plugins folder

@@ -103,10 +103,10 @@ func Run(ctx context.Context, path string, o Options) Report {
 		o.CancelGrace = time.Second
 	}
 	if o.MaxMemoryLimit <= 0 {
-		o.MaxMemoryLimit = 2 << 30
+		o.MaxMemoryLimit = sdk.DefaultMaxMemoryLimit
 	}
 	if o.MemoryLimit <= 0 {
-		o.MemoryLimit = min(sdk.DefaultMemoryLimit, o.MaxMemoryLimit)
+		o.MemoryLimit = sdk.DefaultMemoryLimit
 	}
 	rep := Report{Binary: path}
 	cb := fakeHost{}
@@ -114,14 +114,8 @@ func Run(ctx context.Context, path string, o Options) Report {
 	// server's memory limits.
 	starter := sdk.NewStarter()
 	defer starter.Close()
-	memory := func(d sdk.Description) int64 {
-		if d.MemoryLimit > 0 {
-			return min(d.MemoryLimit, o.MaxMemoryLimit)
-		}
-		return o.MemoryLimit
-	}
 	p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: path, Callbacks: cb, StartTimeout: o.StartTimeout, Starter: starter,
-		MaxMemory: o.MaxMemoryLimit, Memory: memory})
+		MaxMemory: o.MaxMemoryLimit, DefaultMemory: o.MemoryLimit})
 	if err != nil {
 		if errors.Is(err, sdk.ErrBadDescription) {
 			rep.add("launch and handshake", nil, "")

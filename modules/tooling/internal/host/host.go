@@ -147,7 +147,7 @@ func New(cfg Config) *Manager {
 		cfg.MemoryLimit = sdk.DefaultMemoryLimit
 	}
 	if cfg.MaxMemoryLimit <= 0 {
-		cfg.MaxMemoryLimit = 2 << 30
+		cfg.MaxMemoryLimit = sdk.DefaultMaxMemoryLimit
 	}
 	if cfg.MemoryLimit > cfg.MaxMemoryLimit {
 		cfg.MemoryLimit = cfg.MaxMemoryLimit
@@ -305,22 +305,9 @@ func (m *Manager) launch(ctx context.Context, path string, sum []byte) (*sdk.Plu
 	cfg := sdk.LaunchConfig{Path: path, Checksum: sum, Callbacks: m.cfg.Callbacks, Starter: m.starter,
 		Logger: m.cfg.HCLog.Named(filepath.Base(path)), StartTimeout: m.cfg.StartTimeout}
 	if m.cfg.MemoryLimit > 0 {
-		cfg.MaxMemory, cfg.Memory = m.cfg.MaxMemoryLimit, m.MemoryLimit
+		cfg.MaxMemory, cfg.DefaultMemory = m.cfg.MaxMemoryLimit, m.cfg.MemoryLimit
 	}
 	return sdk.Launch(lctx, cfg)
-}
-
-// MemoryLimit is the memory ceiling of a tool: what it declares, capped by the host's maximum, or the
-// host's default (0: none).
-func (m *Manager) MemoryLimit(d sdk.Description) int64 {
-	switch {
-	case m.cfg.MemoryLimit < 0:
-		return 0
-	case d.MemoryLimit > 0:
-		return min(d.MemoryLimit, m.cfg.MaxMemoryLimit)
-	default:
-		return m.cfg.MemoryLimit
-	}
 }
 
 // Timeout is the effective timeout of a tool.
