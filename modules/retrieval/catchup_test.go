@@ -3,12 +3,9 @@ package retrieval_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,9 +66,8 @@ func (e *ctlEmbedder) Dimension() int {
 	return e.dim
 }
 
-type ctlEmbedders struct{ e *ctlEmbedder }
-
-func (c ctlEmbedders) Resolve(string) (embeddings.Embedder, error) { return c.e, nil }
+// Resolve makes a ctlEmbedder its own retrieval.Embedders: every tenant's model.
+func (e *ctlEmbedder) Resolve(string) (embeddings.Embedder, error) { return e, nil }
 
 // node is one "process": a module over a store and an index, with its HTTP handler and its log.
 type node struct {
@@ -92,10 +88,10 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // startNode builds a module for tenants ts and, when run is set, starts its Run loop (as serve does).
-func startNode(t testing.TB, store eventstore.Store, ix search.Index, emb *ctlEmbedder, run bool, ts ...tenant.ID) *node {
+func startNode(t testing.TB, store eventstore.Store, ix search.Index, emb retrieval.Embedders, run bool, ts ...tenant.ID) *node {
 	t.Helper()
 	logs := &syncBuf{}
-	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix, Embedders: ctlEmbedders{emb},
+	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix, Embedders: emb,
 		Config:  retrieval.Config{CacheTTL: -1},
 		Tenants: func(context.Context) ([]tenant.ID, error) { return ts, nil },
 		Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -126,20 +122,10 @@ func (n *node) stop() {
 	}
 }
 
+// do sends one request as tenantID: the response and its retry-after.
 func (n *node) do(method, path, tenantID string, body any) (resp, string) {
-	n.t.Helper()
-	var b []byte
-	if body != nil {
-		b, _ = json.Marshal(body)
-	}
-	req := httptest.NewRequest(method, path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("x-tenant-id", tenantID)
-	rec := httptest.NewRecorder()
-	n.h.Handler().ServeHTTP(rec, req)
-	r := resp{status: rec.Code, raw: rec.Body.String()}
-	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
-	return r, rec.Header().Get("Retry-After")
+	r, h := serveJSON(n.h.Handler(), method, path, tenantID, body)
+	return r, h.Get("Retry-After")
 }
 
 // find searches t's document docID for query: the texts of its chunks that came back.
@@ -245,10 +231,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 	dir := t.TempDir()
 	acme := tenant.MustParse("acme")
 	emb := &ctlEmbedder{}
-	ix1, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix1 := openIndex(t, dir)
 	n1 := startNode(t, store, ix1, emb, false, acme)
 	want := map[string]int{}
 	for i := range docs {
@@ -260,10 +243,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 	}
 	// The process dies before its snapshot: the next one must rebuild the tenant from the log.
 	dir2 := crashCopy(t, dir)
-	ix2, err := embedded.Open(embedded.Config{Dir: dir2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix2 := openIndex(t, dir2)
 	emb.set(func(e *ctlEmbedder) { e.delay = time.Millisecond })
 	n2 := startNode(t, store, ix2, emb, true, acme)
 
@@ -324,10 +304,7 @@ func TestRebuildAfterRestartKeepsLiveWrites(t *testing.T) {
 	if err := ix2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ix3, err := embedded.Open(embedded.Config{Dir: dir2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix3 := openIndex(t, dir2)
 	defer ix3.Close()
 	n3 := startNode(t, store, ix3, emb, true, acme)
 	n3.waitReady("acme")
@@ -379,10 +356,7 @@ func TestSearchWhileCatchingUpIsRefusedNeverPartial(t *testing.T) {
 	dir := t.TempDir()
 	acme, beta := tenant.MustParse("acme"), tenant.MustParse("beta")
 	emb := &ctlEmbedder{}
-	ix1, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix1 := openIndex(t, dir)
 	n1 := startNode(t, store, ix1, emb, false, acme, beta)
 	const docs = 60
 	for i := range docs {
@@ -400,29 +374,12 @@ func TestSearchWhileCatchingUpIsRefusedNeverPartial(t *testing.T) {
 	}
 
 	// Restart without the snapshots (a crash before the first flush), holding acme's rebuild.
-	ix2, err := embedded.Open(embedded.Config{Dir: crashCopy(t, dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix2 := openIndex(t, crashCopy(t, dir))
 	defer ix2.Close()
 	g := &gate{word: "GATEWORD", open: make(chan struct{})}
-	logs := &syncBuf{}
-	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix2, Embedders: gatedEmbedders{emb, g}, Config: retrieval.Config{CacheTTL: -1},
-		Tenants: func(context.Context) ([]tenant.ID, error) { return []tenant.ID{acme, beta}, nil },
-		Log:     slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}, Checks: map[string]httpapi.Check{"search": mod.HealthCheck}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod.Register(srv.API, nopBus{})
-	n2 := &node{t: t, mod: mod, h: srv, logs: logs, done: make(chan error, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	n2.cancel = cancel
-	go func() { n2.done <- mod.Run(ctx) }()
-	defer n2.stop()
+	n2 := startNode(t, store, ix2, gatedEmbedders{emb, g}, true, acme, beta)
+	defer n2.stop() // before ix2 closes
+	mod := n2.mod
 	opened := false
 	defer func() {
 		if !opened {
@@ -530,10 +487,7 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 		{"of another log", func(t *testing.T, dir string, _ []byte) {
 			// An index folder that belongs to another (longer) log: its checkpoint is beyond this
 			// log's end, and it holds a document this log never had.
-			ix, err := embedded.Open(embedded.Config{Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ix := openIndex(t, dir)
 			vs, _ := embeddings.NewHashed(embeddings.HashedConfig{}).Embed(context.Background(), []string{docText("ghost", 1)})
 			if err := ix.Upsert(context.Background(), acme, []search.Chunk{{DocID: "ghost", ChunkID: "ghost#0", Text: docText("ghost", 1), Vector: vs[0]}}); err != nil {
 				t.Fatal(err)
@@ -557,10 +511,7 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 			store := eventstoretest.NewMemory()
 			dir := t.TempDir()
 			emb := &ctlEmbedder{}
-			ix, err := embedded.Open(embedded.Config{Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ix := openIndex(t, dir)
 			n := startNode(t, store, ix, emb, false, acme)
 			for _, id := range []string{"old", "keep"} {
 				if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": id, "text": docText(id, 1)}); r.status != 200 {
@@ -582,10 +533,7 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 			}
 			tc.damage(t, dir, older)
 
-			ix2, err := embedded.Open(embedded.Config{Dir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ix2 := openIndex(t, dir)
 			defer ix2.Close()
 			n2 := startNode(t, store, ix2, emb, true, acme)
 			n2.waitReady("acme")
@@ -606,10 +554,7 @@ func TestAcknowledgedIngestSurvivesCrashBeforeFlush(t *testing.T) {
 	dir := t.TempDir()
 	acme := tenant.MustParse("acme")
 	emb := &ctlEmbedder{}
-	ix, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix := openIndex(t, dir)
 	n := startNode(t, store, ix, emb, true, acme)
 	n.waitReady("acme")
 	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "first", "text": docText("first", 1)}); r.status != 200 {
@@ -623,10 +568,7 @@ func TestAcknowledgedIngestSurvivesCrashBeforeFlush(t *testing.T) {
 	}
 	// SIGKILL now: what is on disk is all the next process gets.
 	crashed := crashCopy(t, dir)
-	ix2, err := embedded.Open(embedded.Config{Dir: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix2 := openIndex(t, crashed)
 	defer ix2.Close()
 	n2 := startNode(t, store, ix2, emb, true, acme)
 	n2.waitReady("acme")
@@ -716,10 +658,7 @@ func TestRecordedIngestTheIndexMissedReachesItAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	acme := tenant.MustParse("acme")
 	emb := &ctlEmbedder{}
-	ix, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix := openIndex(t, dir)
 	fu := &failingUpsert{Index: ix}
 	n := startNode(t, store, fu, emb, false, acme)
 	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "a", "text": docText("a", 1)}); r.status != 200 {
@@ -733,10 +672,7 @@ func TestRecordedIngestTheIndexMissedReachesItAfterRestart(t *testing.T) {
 	if err := ix.Close(); err != nil { // a clean stop, even
 		t.Fatal(err)
 	}
-	ix2, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix2 := openIndex(t, dir)
 	defer ix2.Close()
 	n2 := startNode(t, store, ix2, emb, true, acme)
 	n2.waitReady("acme")
@@ -744,8 +680,6 @@ func TestRecordedIngestTheIndexMissedReachesItAfterRestart(t *testing.T) {
 		t.Fatalf("recorded but never indexed after a restart: %v", lost)
 	}
 }
-
-var _ = errors.Is
 
 // TestCleanRestartReplaysNothing: live writes move the checkpoint, so after a clean stop the next
 // start has nothing to reapply, and once WaitStarted returns (serve waits for it before listening)
@@ -756,10 +690,7 @@ func TestCleanRestartReplaysNothing(t *testing.T) {
 	dir := t.TempDir()
 	acme := tenant.MustParse("acme")
 	emb := &ctlEmbedder{}
-	ix, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix := openIndex(t, dir)
 	n := startNode(t, store, ix, emb, true, acme)
 	n.waitReady("acme")
 	want := map[string]int{}
@@ -779,10 +710,7 @@ func TestCleanRestartReplaysNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ix2, err := embedded.Open(embedded.Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix2 := openIndex(t, dir)
 	defer ix2.Close()
 	calls := emb.calls.Load()
 	n2 := startNode(t, store, ix2, emb, true, acme)

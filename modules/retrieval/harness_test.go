@@ -115,7 +115,13 @@ type resp struct {
 }
 
 func (e *env) do(method, path, tenantID string, body any) resp {
-	e.t.Helper()
+	r, _ := serveJSON(e.h, method, path, tenantID, body)
+	return r
+}
+
+// serveJSON sends h one request with body as JSON, as tenantID (none when empty): the response
+// and its headers.
+func serveJSON(h http.Handler, method, path, tenantID string, body any) (resp, http.Header) {
 	var b []byte
 	if body != nil {
 		b, _ = json.Marshal(body)
@@ -126,10 +132,20 @@ func (e *env) do(method, path, tenantID string, body any) resp {
 		req.Header.Set("x-tenant-id", tenantID)
 	}
 	rec := httptest.NewRecorder()
-	e.h.ServeHTTP(rec, req)
+	h.ServeHTTP(rec, req)
 	r := resp{status: rec.Code, raw: rec.Body.String()}
 	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
-	return r
+	return r, rec.Header()
+}
+
+// openIndex opens an embedded index persisted in dir.
+func openIndex(t testing.TB, dir string) *embedded.Index {
+	t.Helper()
+	ix, err := embedded.Open(embedded.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
 }
 
 func (e *env) ingest(tenantID, docID, text string, extra map[string]any) resp {
