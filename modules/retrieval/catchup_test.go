@@ -730,3 +730,53 @@ func TestCleanRestartReplaysNothing(t *testing.T) {
 		t.Fatalf("%d embedding calls after a clean restart, want %d (one per search)", got, len(want))
 	}
 }
+
+// TestCLIIngestLeavesNothingToReplay: crispy ingest writes without the module's Run; the next start
+// must find the tenant's index complete (nothing reapplied, nothing re-embedded, searches answered
+// at once), and what the CLI ingested must be there.
+func TestCLIIngestLeavesNothingToReplay(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	dir := t.TempDir()
+	acme := tenant.MustParse("acme")
+	emb := &ctlEmbedder{}
+	ix := openIndex(t, dir)
+	cli := startNode(t, store, ix, emb, false, acme) // as openOffline builds it: no Run
+	files := t.TempDir()
+	for i := range 10 {
+		id := fmt.Sprintf("f%d", i)
+		if err := os.WriteFile(filepath.Join(files, id+".md"), []byte(docText(id, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := cli.mod.IngestPaths(context.Background(), acme, []string{files}, nil)
+	if err != nil || res.Ingested != 10 {
+		t.Fatalf("ingest: %+v %v", res, err)
+	}
+	if err := ix.Close(); err != nil { // the CLI's exit
+		t.Fatal(err)
+	}
+
+	ix2 := openIndex(t, dir)
+	defer ix2.Close()
+	calls := emb.calls.Load()
+	n := startNode(t, store, ix2, emb, true, acme)
+	defer n.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := n.mod.WaitStarted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reembedded := emb.calls.Load() - calls
+	for i := range 10 {
+		id := fmt.Sprintf("f%d", i)
+		r, _ := n.do("POST", "/search", "acme", map[string]any{"query": marker(id, 1), "topK": 1, "answer": false})
+		if r.status != 200 || !strings.Contains(allText(r), marker(id, 1)) {
+			t.Fatalf("after the start, %s: %d %s", id, r.status, r.raw)
+		}
+	}
+	t.Logf("documents the start re-embedded after a CLI ingest of 10: %d", reembedded)
+	if reembedded != 0 || strings.Contains(n.logs.String(), "index rebuilt") {
+		t.Fatalf("the start after a CLI ingest reapplied its documents (%d embedding calls):\n%s", reembedded, n.logs)
+	}
+}

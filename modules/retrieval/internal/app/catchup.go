@@ -428,6 +428,29 @@ func (s *Service) CatchUpAll(ctx context.Context, ts []tenant.ID) {
 	}
 }
 
+// catchUp catches t up from its index's checkpoint now, unless it is caught up or another catch-up
+// of it runs. A failure leaves t catching up, for Retry.
+func (s *Service) catchUp(ctx context.Context, t tenant.ID) error {
+	ti := s.tenantIndex(t)
+	ti.mu.Lock()
+	caughtUp := ti.phase == phaseCaughtUp
+	ti.mu.Unlock()
+	if caughtUp {
+		return nil
+	}
+	p, ok, err := s.plan(ctx, t)
+	if !ok {
+		return nil
+	}
+	if err != nil {
+		s.fail(p, err)
+		p.release()
+		return err
+	}
+	_, err = s.runPlan(ctx, p, nil)
+	return err
+}
+
 // runPlan reapplies a scanned plan and finishes it.
 func (s *Service) runPlan(ctx context.Context, p catchUpPlan, progress func(done, total int, docID string)) (ReindexResult, error) {
 	defer p.release()
@@ -487,13 +510,7 @@ func (s *Service) Retry(ctx context.Context) {
 		}
 		ti.mu.Unlock()
 		if again {
-			p, ok, err := s.plan(ctx, t)
-			if ok && err != nil {
-				s.fail(p, err)
-				p.release()
-			} else if ok {
-				_, _ = s.runPlan(ctx, p, nil)
-			}
+			_ = s.catchUp(ctx, t) // a failure is logged and retried on the next tick
 		}
 		for _, id := range failed {
 			if err := s.reapplyOne(ctx, t, id); err != nil {

@@ -77,6 +77,13 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 		}
 	}
 	sort.Strings(files)
+	// crispy ingest runs without the module's Run: catch the tenant's index up first, so that its
+	// checkpoint can follow these writes and the server's next start has none of them to replay
+	// (and re-embed, refusing the tenant's searches meanwhile).
+	if err := s.catchUp(ctx, t); err != nil {
+		return FilesResult{}, fmt.Errorf("catch the index of %s up with the event log: %w", t, err)
+	}
+	defer s.pushCheckpoint(context.WithoutCancel(ctx), t, s.tenantIndex(t))
 	docs, err := s.Documents(ctx, t)
 	if err != nil {
 		return FilesResult{}, err
