@@ -780,3 +780,83 @@ func TestCLIIngestLeavesNothingToReplay(t *testing.T) {
 		t.Fatalf("the start after a CLI ingest reapplied its documents (%d embedding calls):\n%s", reembedded, n.logs)
 	}
 }
+
+// holdIndex holds the index update (Upsert) of one document until released, as a slow index would.
+type holdIndex struct {
+	*embedded.Index
+	doc     string
+	held    chan struct{} // closed once the held update has begun (its event is appended by then)
+	release chan struct{}
+}
+
+func (h *holdIndex) Upsert(ctx context.Context, t tenant.ID, cs []search.Chunk) error {
+	if len(cs) > 0 && cs[0].DocID == h.doc {
+		close(h.held)
+		<-h.release
+	}
+	return h.Index.Upsert(ctx, t, cs)
+}
+
+// TestCheckpointWaitsForAnEarlierWriteAppliedLater: two ingests are appended in one order and reach
+// the index in the other (the first one's update is slow). The checkpoint written meanwhile must stay
+// below the first one's event, so a crash then replays it: it is searchable after the restart.
+func TestCheckpointWaitsForAnEarlierWriteAppliedLater(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	dir := t.TempDir()
+	acme := tenant.MustParse("acme")
+	emb := &ctlEmbedder{}
+	ix := openIndex(t, dir)
+	defer ix.Close()
+	hold := &holdIndex{Index: ix, doc: "slow", held: make(chan struct{}), release: make(chan struct{})}
+	n := startNode(t, store, hold, emb, true, acme)
+	n.waitReady("acme")
+	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "first", "text": docText("first", 1)}); r.status != 200 {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	slowDone := make(chan resp, 1)
+	go func() {
+		r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "slow", "text": docText("slow", 1)})
+		slowDone <- r
+	}()
+	released := false
+	defer func() {
+		if !released {
+			close(hold.release)
+		}
+	}()
+	<-hold.held
+	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "fast", "text": docText("fast", 1)}); r.status != 200 {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	slowPos, fastPos := docEvents(t, store, "acme", "slow")[0].Position, docEvents(t, store, "acme", "fast")[0].Position
+	if slowPos >= fastPos {
+		t.Fatalf("positions: slow %d, fast %d", slowPos, fastPos)
+	}
+	// Stopping records the checkpoint and writes the snapshot (as the periodic flush does) while
+	// "slow" is recorded and not yet in the index.
+	n.stop()
+	cp, err := ix.Checkpoint(context.Background(), acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("checkpoint %d with slow (at %d) unapplied and fast (at %d) applied", cp, slowPos, fastPos)
+	if cp >= uint64(slowPos) {
+		t.Errorf("the checkpoint %d claims slow's event at %d, which the index does not hold yet", cp, slowPos)
+	}
+	crashed := crashCopy(t, dir) // SIGKILL now
+	close(hold.release)
+	released = true
+	if r := <-slowDone; r.status != 200 {
+		t.Fatalf("slow ingest: %d %s", r.status, r.raw)
+	}
+
+	ix2 := openIndex(t, crashed)
+	defer ix2.Close()
+	n2 := startNode(t, store, ix2, emb, true, acme)
+	defer n2.stop()
+	n2.waitReady("acme")
+	if lost, _ := n2.expect("acme", map[string]int{"first": 1, "slow": 1, "fast": 1}); len(lost) > 0 {
+		t.Fatalf("lost after a crash with the checkpoint written past an unapplied write: %v", lost)
+	}
+}
