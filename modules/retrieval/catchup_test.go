@@ -860,3 +860,61 @@ func TestCheckpointWaitsForAnEarlierWriteAppliedLater(t *testing.T) {
 		t.Fatalf("lost after a crash with the checkpoint written past an unapplied write: %v", lost)
 	}
 }
+
+// ambiguousAppend records the appends of one document and then reports them failed, as an engine
+// whose answer is lost (a deadline, a dropped connection) after it took the events does.
+type ambiguousAppend struct {
+	eventstore.Store
+	doc string
+}
+
+func (a *ambiguousAppend) Append(ctx context.Context, st tenant.Stream, exp eventstore.ExpectedRevision, data ...eventstore.EventData) (eventstore.AppendResult, error) {
+	r, err := a.Store.Append(ctx, st, exp, data...)
+	if err == nil && strings.Contains(string(data[0].Data), `"docId":"`+a.doc+`"`) {
+		return eventstore.AppendResult{}, fmt.Errorf("append: %w", context.DeadlineExceeded)
+	}
+	return r, err
+}
+
+// TestAppendWithALostAnswerIsNotSkipped: an ingest whose append fails without saying that nothing was
+// recorded may be in the log; the checkpoint must not pass it, so the index reflects whatever the log
+// holds after a crash.
+func TestAppendWithALostAnswerIsNotSkipped(t *testing.T) {
+	t.Parallel()
+	mem := eventstoretest.NewMemory()
+	store := &ambiguousAppend{Store: mem, doc: "lost-answer"}
+	dir := t.TempDir()
+	acme := tenant.MustParse("acme")
+	emb := &ctlEmbedder{}
+	ix := openIndex(t, dir)
+	defer ix.Close()
+	n := startNode(t, store, ix, emb, true, acme)
+	n.waitReady("acme")
+	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "lost-answer", "text": docText("lost-answer", 1)}); r.status < 500 {
+		t.Fatalf("ingest whose append answer was lost: %d %s", r.status, r.raw)
+	}
+	evs := docEvents(t, mem, "acme", "lost-answer")
+	if len(evs) != 1 {
+		t.Fatalf("the store holds %d events of the document, want 1", len(evs))
+	}
+	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "after", "text": docText("after", 1)}); r.status != 200 {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	n.stop() // records the checkpoint and writes the snapshot
+	cp, err := ix.Checkpoint(context.Background(), acme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("checkpoint %d; the recorded document whose append answer was lost is at %d", cp, evs[0].Position)
+	if cp >= uint64(evs[0].Position) {
+		t.Errorf("the checkpoint %d passed a recorded document the index never took (at %d)", cp, evs[0].Position)
+	}
+	ix2 := openIndex(t, crashCopy(t, dir))
+	defer ix2.Close()
+	n2 := startNode(t, mem, ix2, emb, true, acme)
+	defer n2.stop()
+	n2.waitReady("acme")
+	if lost, _ := n2.expect("acme", map[string]int{"lost-answer": 1, "after": 1}); len(lost) > 0 {
+		t.Fatalf("in the log and not in the index after a restart: %v", lost)
+	}
+}

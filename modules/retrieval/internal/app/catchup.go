@@ -175,8 +175,9 @@ func (s *Service) beginWrite(t tenant.ID, docID string) {
 	}
 }
 
-// endWrite records how a write of docID ended: not recorded (the append failed; any older pending
-// state stays), recorded but not applied (the retry loop and the next start take it), or applied at
+// endWrite records how a write of docID ended: not recorded (the append was refused; any older
+// pending state stays), recorded, or maybe recorded (appendMayHaveRecorded), but not applied (the
+// retry loop and the next start take it), or applied at
 // pos (the index shows the document's latest state). Caller holds the document's lock.
 func (s *Service) endWrite(t tenant.ID, docID string, pos eventstore.Position, recorded, applied bool) {
 	ti := s.tenantIndex(t)
@@ -196,6 +197,21 @@ func (s *Service) endWrite(t tenant.ID, docID string, pos eventstore.Position, r
 			delete(ti.pending, docID)
 		}
 	}
+}
+
+// appendMayHaveRecorded reports whether a failed append may still be in the log. A refusal the store
+// names (a conflict, a storage fault, a closed, read-only or deleted target, an invalid append)
+// recorded nothing; any other failure (a deadline, a lost connection) can end the call after the
+// engine took the event, so the write stays pending: the checkpoint stays below it and the retry
+// loop reapplies the document from whatever the log holds.
+func appendMayHaveRecorded(err error) bool {
+	for _, refused := range []error{eventstore.ErrConflict, eventstore.ErrStorageUnavailable, eventstore.ErrClosed,
+		eventstore.ErrReadOnly, eventstore.ErrStreamDeleted, eventstore.ErrInvalid} {
+		if errors.Is(err, refused) {
+			return false
+		}
+	}
+	return true
 }
 
 // docRef is a document a catch-up reapplies: its id and the last revision of its stream it read.

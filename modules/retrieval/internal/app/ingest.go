@@ -119,7 +119,7 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	s.beginWrite(c.Tenant, c.DocID)
 	ar, err := s.Store.Append(ctx, st, eventstore.Any, data)
 	if err != nil {
-		s.endWrite(c.Tenant, c.DocID, 0, false, false)
+		s.endWrite(c.Tenant, c.DocID, 0, appendMayHaveRecorded(err), false)
 		return IngestResult{}, fmt.Errorf("append to %s: %w", st, err)
 	}
 	s.Cache.Invalidate(c.Tenant)
@@ -161,7 +161,7 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	s.beginWrite(t, docID)
 	ar, err := s.Store.Append(ctx, st, eventstore.Exact(d.Revision), data)
 	if err != nil {
-		s.endWrite(t, docID, 0, false, false)
+		s.endWrite(t, docID, 0, appendMayHaveRecorded(err), false)
 		return fmt.Errorf("append to %s: %w", st, err)
 	}
 	s.Cache.Invalidate(t)
