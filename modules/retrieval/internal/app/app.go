@@ -139,17 +139,17 @@ func docStream(t tenant.ID, docID string) (tenant.Stream, error) {
 	return tenant.NewStream(t, events.DocCategory, events.DocStreamKey(docID))
 }
 
-// loadDoc folds one document's stream.
-func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string) (domain.Document, error) {
+// loadDoc folds one document's stream from revision from (0: all of it).
+func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string, from uint64) (domain.Document, error) {
 	st, err := docStream(t, docID)
 	if err != nil {
 		return domain.Document{}, err
 	}
-	evs, err := s.Store.ReadStream(ctx, st, 0, 0)
+	evs, err := s.Store.ReadStream(ctx, st, from, 0)
 	if err != nil {
 		return domain.Document{}, fmt.Errorf("read %s: %w", st, err)
 	}
-	var d domain.Document
+	d := domain.Document{DocID: docID}
 	for _, e := range evs {
 		if err := foldEvent(&d, e); err != nil {
 			return d, err

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/events"
-	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/health"
@@ -273,27 +272,6 @@ func (s *Service) scan(ctx context.Context, t tenant.ID, ti *tenantIndex, from e
 	return p, nil
 }
 
-// loadDocFrom folds docID's stream from revision rev (the last one a scan read: a document's state
-// is its last event's, so nothing before it matters).
-func (s *Service) loadDocFrom(ctx context.Context, t tenant.ID, docID string, rev uint64) (domain.Document, error) {
-	st, err := docStream(t, docID)
-	if err != nil {
-		return domain.Document{}, err
-	}
-	evs, err := s.Store.ReadStream(ctx, st, rev, 0)
-	if err != nil {
-		return domain.Document{}, fmt.Errorf("read %s: %w", st, err)
-	}
-	d := domain.Document{DocID: docID}
-	for _, e := range evs {
-		if err := foldEvent(&d, e); err != nil {
-			return d, err
-		}
-		d.Revision, d.Position = e.Revision, uint64(e.Position)
-	}
-	return d, nil
-}
-
 // reapply makes the index show every document of the plan as its latest events say, each under its
 // document's lock (see the invariant above).
 func (s *Service) reapply(ctx context.Context, p catchUpPlan, progress func(done, total int, docID string)) (ReindexResult, error) {
@@ -305,20 +283,12 @@ func (s *Service) reapply(ctx context.Context, p catchUpPlan, progress func(done
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		unlock := s.docLock(p.t, r.id)
-		d, err := s.loadDocFrom(ctx, p.t, r.id, r.rev)
-		chunks := 0
-		if err == nil {
-			chunks, err = s.applyToIndex(ctx, p.t, d, r.id)
-		}
-		if err == nil {
-			s.endWrite(p.t, r.id, eventstore.Position(d.Position), true, true)
-		}
-		unlock()
+		// A document's state is its last event's: nothing before the last one the scan read matters.
+		exists, chunks, err := s.reapplyDoc(ctx, p.t, r.id, r.rev)
 		if err != nil {
 			return res, fmt.Errorf("reindex %q: %w", r.id, err)
 		}
-		if d.Exists {
+		if exists {
 			res.Documents++
 			res.Chunks += chunks
 		}
@@ -529,7 +499,7 @@ func (s *Service) Retry(ctx context.Context) {
 			_ = s.catchUp(ctx, t) // a failure is logged and retried on the next tick
 		}
 		for _, id := range failed {
-			if err := s.reapplyOne(ctx, t, id); err != nil {
+			if _, _, err := s.reapplyDoc(ctx, t, id, 0); err != nil {
 				s.Log.Warn("retrieval: index still behind", "tenant", t.String(), "docId", id, "error", err)
 				break // the index is probably still down; try again next tick
 			}
@@ -537,19 +507,21 @@ func (s *Service) Retry(ctx context.Context) {
 	}
 }
 
-// reapplyOne makes the index show docID's latest state.
-func (s *Service) reapplyOne(ctx context.Context, t tenant.ID, docID string) error {
+// reapplyDoc makes the index show docID's latest state, folded from its stream's revision from on,
+// under the document's lock (see the invariant above). It reports whether the document exists and
+// how many chunks it indexed.
+func (s *Service) reapplyDoc(ctx context.Context, t tenant.ID, docID string, from uint64) (exists bool, chunks int, err error) {
 	unlock := s.docLock(t, docID)
 	defer unlock()
-	d, err := s.loadDoc(ctx, t, docID)
+	d, err := s.loadDoc(ctx, t, docID, from)
 	if err != nil {
-		return err
+		return false, 0, err
 	}
-	if _, err := s.applyToIndex(ctx, t, d, docID); err != nil {
-		return err
+	if chunks, err = s.applyToIndex(ctx, t, d, docID); err != nil {
+		return false, 0, err
 	}
 	s.endWrite(t, docID, eventstore.Position(d.Position), true, true)
-	return nil
+	return d.Exists, chunks, nil
 }
 
 // Health reports the catch-up of the tenant in ctx (of every tenant when ctx has none) for GET

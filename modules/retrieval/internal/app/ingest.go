@@ -140,7 +140,7 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	}
 	unlock := s.docLock(t, docID)
 	defer unlock()
-	d, err := s.loadDoc(ctx, t, docID)
+	d, err := s.loadDoc(ctx, t, docID, 0)
 	if err != nil {
 		return err
 	}
