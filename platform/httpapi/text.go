@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -288,6 +289,7 @@ func (s *Server) checkText(hctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	var errs []error
+	var query url.Values // parsed once, at the first query parameter
 	for _, p := range op.Parameters {
 		if p == nil || len(errs) >= MaxTextErrors {
 			continue
@@ -297,8 +299,15 @@ func (s *Server) checkText(hctx huma.Context, next func(huma.Context)) {
 		case "path":
 			vals = []string{hctx.Param(p.Name)}
 		case "query":
-			u := hctx.URL()
-			vals = u.Query()[p.Name]
+			// What huma binds: a scalar is the first value, found by hctx.Query in the raw query
+			// however long it is; an exploded array is every value, as url.Values has them (the
+			// standard parser stops after 10,000 parameters, so it alone missed a bad value
+			// behind 10,000 others, and the handler got it).
+			if query == nil {
+				u := hctx.URL()
+				query = u.Query()
+			}
+			vals = append([]string{hctx.Query(p.Name)}, query[p.Name]...)
 		case "header":
 			vals = []string{hctx.Header(p.Name)}
 		default:

@@ -211,6 +211,8 @@ func TestHygieneRefusesBadTextWith422NamingTheField(t *testing.T) {
 		{"invalid UTF-8 in a path parameter", hygieneReq{path: "/things/%FF", body: `{"message":"ok"}`}, "path.id"},
 		{"control character in a query parameter", hygieneReq{path: "/things/x?cursor=%07", body: `{"message":"ok"}`}, "query.cursor"},
 		{"line break in a query parameter", hygieneReq{path: "/things/x?cursor=a%0Ab", body: `{"message":"ok"}`}, "query.cursor"},
+		{"control character behind 10,001 other query parameters", hygieneReq{path: "/things/x?" + strings.Repeat("x=1&", 10_001) + "cursor=%00",
+			body: `{"message":"ok"}`}, "query.cursor"},
 		{"invalid UTF-8 in a header", hygieneReq{body: `{"message":"ok"}`, hdr: map[string]string{"x-end-user": "bob\xff"}}, "header.x-end-user"},
 		{"invalid UTF-8 in x-user-id", hygieneReq{body: `{"message":"ok"}`, hdr: map[string]string{"x-user-id": "\xfe\xff"}}, "header.x-user-id"},
 	} {
