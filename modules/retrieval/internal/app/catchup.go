@@ -67,8 +67,7 @@ type tenantIndex struct {
 
 	mu       sync.Mutex
 	phase    phase
-	running  bool                // a catch-up of the tenant is in progress
-	gen      uint64              // bumped by each rebuild's reset: a catch-up of an older generation is void
+	running  bool                // a catch-up or rebuild of the tenant is in progress: one at a time
 	safe     eventstore.Position // the checkpoint the index has (loaded, or last set)
 	seen     eventstore.Position // highest position known to be applied (a catch-up's end, an applied write)
 	pending  map[string]*pendingWrite
@@ -223,16 +222,13 @@ type docRef struct {
 type catchUpPlan struct {
 	t    tenant.ID
 	ti   *tenantIndex
-	gen  uint64
 	hi   eventstore.Position // the highest position read
 	docs []docRef
 }
 
 // scan reads t's events after from and lists the documents they touch.
 func (s *Service) scan(ctx context.Context, t tenant.ID, ti *tenantIndex, from eventstore.Position) (catchUpPlan, error) {
-	ti.mu.Lock()
-	p := catchUpPlan{t: t, ti: ti, gen: ti.gen, hi: from}
-	ti.mu.Unlock()
+	p := catchUpPlan{t: t, ti: ti, hi: from}
 	prefix := t.StreamPrefix() + events.DocCategory + "-"
 	byStream := map[string]*docRef{}
 	next := from + 1
@@ -305,10 +301,6 @@ func (s *Service) reapply(ctx context.Context, p catchUpPlan, progress func(done
 // finish marks the plan's tenant caught up to the plan's end, and sets its checkpoint.
 func (s *Service) finish(ctx context.Context, p catchUpPlan) {
 	p.ti.mu.Lock()
-	if p.ti.gen != p.gen { // a rebuild reset the tenant meanwhile; its own catch-up finishes it
-		p.ti.mu.Unlock()
-		return
-	}
 	p.ti.seen = max(p.ti.seen, p.hi)
 	p.ti.phase, p.ti.lastErr, p.ti.attempts = phaseCaughtUp, nil, 0
 	p.ti.mu.Unlock()

@@ -92,7 +92,6 @@ func (s *Service) reset(ctx context.Context, t tenant.ID, ti *tenantIndex) error
 	defer ti.cpMu.Unlock()
 	ti.mu.Lock()
 	ti.phase, ti.safe, ti.seen = phaseCatchingUp, 0, 0
-	ti.gen++
 	ti.mu.Unlock()
 	if err := s.Index.DeleteTenant(ctx, t); err != nil {
 		return indexErr(err, false)
