@@ -26,22 +26,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/plugins/sdk"
+	"github.com/crispy-enigma/crispy/plugins/sdk/sdktest"
 )
-
-// alive reports whether pid is a live process (a zombie waiting for its reaper counts as dead).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if st, ok := strings.CutPrefix(l, "State:"); ok {
-			st = strings.TrimSpace(st)
-			return !strings.HasPrefix(st, "Z") && !strings.HasPrefix(st, "X")
-		}
-	}
-	return true
-}
 
 // hungPID is the pid the test plugin recorded when persona started hanging.
 func hungPID(t testing.TB, persona string) int {
@@ -108,7 +94,7 @@ func TestTimedOutCallDoesNotFailOtherTenantsCalls(t *testing.T) {
 	}
 	// The hung process ignores cancellation: the host replaces it once B's calls on it have drained.
 	pid := hungPID(t, "innocent")
-	eventually(t, "the process that ignored cancellation is replaced", func() bool { return !alive(pid) })
+	eventually(t, "the process that ignored cancellation is replaced", func() bool { return !sdktest.Alive(pid) })
 	stop.Store(true)
 	wg.Wait()
 	if len(failures) > 0 {
@@ -237,11 +223,7 @@ func TestPluginsDieWithTheHostOnSIGKILL(t *testing.T) {
 		t.Fatalf("child host: %v", err)
 	}
 	for _, pid := range pids {
-		deadline := time.Now().Add(15 * time.Second)
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if alive(pid) {
+		if !sdktest.WaitGone(pid, 15*time.Second) {
 			t.Errorf("plugin process %d outlived its SIGKILLed host", pid)
 		}
 	}
@@ -275,7 +257,7 @@ func TestPluginAboveItsMemoryCeilingIsReplaced(t *testing.T) {
 	set := metrics.NewSet()
 	e := newEnv(t, pluginsDir(t, "leaky"), opts{metrics: set, config: tooling.Config{PluginMemoryLimit: 64 << 20, MaxPluginMemoryLimit: 64 << 20}})
 	pid := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "hold", "mb": 80}))
-	eventually(t, "the leaking process is replaced", func() bool { return !alive(pid) })
+	eventually(t, "the leaking process is replaced", func() bool { return !sdktest.Alive(pid) })
 	if v := metricValue(set, `crispy_tool_plugin_restarts_total{tool="leaky",reason="memory"}`); v != "1" {
 		t.Fatalf("restarts for memory: %q, want 1", v)
 	}
@@ -296,7 +278,7 @@ func TestPluginAllocatingFarPastItsCeilingIsStopped(t *testing.T) {
 	e := newEnv(t, pluginsDir(t, "leaky"), opts{metrics: set, config: tooling.Config{PluginMemoryLimit: 64 << 20, MaxPluginMemoryLimit: 64 << 20}})
 	pid := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "ok"}))
 	wantProblem(t, e.exec("acme", "leaky", map[string]any{"mode": "hold", "mb": 600}), 502, "EXECUTION_ERROR")
-	if alive(pid) {
+	if sdktest.Alive(pid) {
 		t.Fatalf("process %d survived allocating 600 MiB under a 64 MiB ceiling", pid)
 	}
 	if next := resultPID(t, e.exec("acme", "leaky", map[string]any{"mode": "ok"})); next == pid {

@@ -20,30 +20,12 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/plugins/sdk"
+	"github.com/crispy-enigma/crispy/plugins/sdk/sdktest"
 )
-
-// alive reports whether pid is a live process (a zombie counts as dead).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if st, ok := strings.CutPrefix(l, "State:"); ok {
-			st = strings.TrimSpace(st)
-			return !strings.HasPrefix(st, "Z") && !strings.HasPrefix(st, "X")
-		}
-	}
-	return true
-}
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for alive(pid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if alive(pid) {
+	if !sdktest.WaitGone(pid, 15*time.Second) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("process %d outlived its SIGKILLed host", pid)
 	}
@@ -170,7 +152,7 @@ func TestStarterOutlivesTheGoroutinesThatUseIt(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	time.Sleep(100 * time.Millisecond) // let the caller's thread end
-	if !alive(cmd.Process.Pid) {
+	if !sdktest.Alive(cmd.Process.Pid) {
 		t.Fatal("the process died with the goroutine that asked for it")
 	}
 	s.Close()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	crispy "github.com/crispy-enigma/crispy/openapi/clients/go"
+	"github.com/crispy-enigma/crispy/plugins/sdk/sdktest"
 )
 
 // children lists the live processes whose parent is pid (from /proc).
@@ -34,16 +35,6 @@ func children(pid int) []int {
 	return out
 }
 
-// running reports whether pid is a live process (a zombie is not).
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
-}
-
 // TestToolPluginsDieWithTheServerOnKill9: the server's tool plugin processes end with it when it is
 // killed with SIGKILL, which it cannot catch (issue 10: every plugin used to be left running).
 func TestToolPluginsDieWithTheServerOnKill9(t *testing.T) {
@@ -66,15 +57,9 @@ func TestToolPluginsDieWithTheServerOnKill9(t *testing.T) {
 		}
 	})
 	srv.Kill()
-	deadline := time.Now().Add(15 * time.Second)
-	for _, p := range plugins {
-		for running(p) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	var orphans []int
 	for _, p := range plugins {
-		if running(p) {
+		if !sdktest.WaitGone(p, 15*time.Second) {
 			orphans = append(orphans, p)
 		}
 	}
