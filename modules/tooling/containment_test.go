@@ -312,3 +312,21 @@ func TestWedgedPluginIsReplaced(t *testing.T) {
 		t.Fatalf("the next call ran in the wedged process %d", pid)
 	}
 }
+
+// TestDeathOutOfMemoryIsCountedForMemoryWhenItsLastWordsComeLate: a plugin's last words ("out of
+// memory") may be read after its connection broke and its call failed; the restart is still counted
+// for memory, not as a crash.
+func TestDeathOutOfMemoryIsCountedForMemoryWhenItsLastWordsComeLate(t *testing.T) {
+	t.Parallel()
+	set := metrics.NewSet()
+	e := newEnv(t, pluginsDir(t, "echo"), opts{metrics: set})
+	wantProblem(t, e.exec("acme", "echo", map[string]any{"mode": "lastwords"}), 502, "EXECUTION_ERROR")
+	eventually(t, "the restart is counted", func() bool {
+		return metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="memory"}`) != "" ||
+			metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="crash"}`) != ""
+	})
+	if v := metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="memory"}`); v != "1" {
+		t.Fatalf("restarts for memory: %q (for a crash: %q), want 1", v,
+			metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="crash"}`))
+	}
+}

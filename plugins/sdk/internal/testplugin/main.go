@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ const inputSchema = `{
   "required": ["mode"],
   "additionalProperties": false,
   "properties": {
-    "mode": {"type": "string", "enum": ["ok", "crash", "hang", "slow", "fail", "badoutput", "callback", "stale", "panic", "hold"], "default": "ok"},
+    "mode": {"type": "string", "enum": ["ok", "crash", "hang", "slow", "fail", "badoutput", "callback", "stale", "panic", "hold", "lastwords"], "default": "ok"},
     "n": {"type": "integer", "minimum": 0, "maximum": 10},
     "text": {"type": "string", "maxLength": 100},
     "ms": {"type": "integer", "minimum": 0, "maximum": 60000},
@@ -74,6 +75,14 @@ func (t *tool) Execute(ctx context.Context, req sdk.Request, host sdk.Host) (jso
 		os.Exit(3)
 	case "panic":
 		panic("boom")
+	case "lastwords":
+		// Dies while its last words are still on their way: a helper sharing its stderr says "out of
+		// memory" after the process has gone, as a loaded machine can read a dying plugin's stderr
+		// after its connection broke.
+		cmd := exec.Command("sh", "-c", "sleep 0.3; echo 'fatal error: runtime: out of memory' >&2")
+		cmd.Stderr = os.NewFile(2, "stderr") // the process's own (go-plugin reassigns os.Stderr), where the runtime writes
+		_ = cmd.Start()
+		os.Exit(2)
 	case "hang":
 		if dir := os.Getenv("CRISPY_TESTPLUGIN_PIDDIR"); dir != "" {
 			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s.%d", t.persona, os.Getpid())), nil, 0o644)
