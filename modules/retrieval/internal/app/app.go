@@ -159,6 +159,27 @@ func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string, from u
 	return d, nil
 }
 
+// eachEvent calls fn with each of t's events after position after, in order, reading a page at a
+// time: never the tenant's whole log in memory.
+func (s *Service) eachEvent(ctx context.Context, t tenant.ID, after eventstore.Position, fn func(eventstore.Event) error) error {
+	const page = 2000
+	for next := after + 1; ; {
+		evs, err := s.Store.ReadTenant(ctx, t, next, page)
+		if err != nil {
+			return fmt.Errorf("read %s events: %w", t, err)
+		}
+		for _, e := range evs {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(evs) < page {
+			return nil
+		}
+		next = evs[len(evs)-1].Position + 1
+	}
+}
+
 func foldEvent(d *domain.Document, e eventstore.Event) error {
 	switch e.Type {
 	case events.TypeDocumentIngested:

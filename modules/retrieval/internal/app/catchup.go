@@ -231,35 +231,27 @@ func (s *Service) scan(ctx context.Context, t tenant.ID, ti *tenantIndex, from e
 	p := catchUpPlan{t: t, ti: ti, hi: from}
 	prefix := t.StreamPrefix() + events.DocCategory + "-"
 	byStream := map[string]*docRef{}
-	next := from + 1
-	const page = 2000
-	for {
-		evs, err := s.Store.ReadTenant(ctx, t, next, page)
-		if err != nil {
-			return p, fmt.Errorf("read %s events: %w", t, err)
+	err := s.eachEvent(ctx, t, from, func(e eventstore.Event) error {
+		p.hi = max(p.hi, e.Position)
+		if !strings.HasPrefix(e.Stream, prefix) || (e.Type != events.TypeDocumentIngested && e.Type != events.TypeDocumentDeleted) {
+			return nil
 		}
-		for _, e := range evs {
-			p.hi = max(p.hi, e.Position)
-			if !strings.HasPrefix(e.Stream, prefix) || (e.Type != events.TypeDocumentIngested && e.Type != events.TypeDocumentDeleted) {
-				continue
+		r := byStream[e.Stream]
+		if r == nil {
+			var id struct {
+				DocID string `json:"docId"`
 			}
-			r := byStream[e.Stream]
-			if r == nil {
-				var id struct {
-					DocID string `json:"docId"`
-				}
-				if err := json.Unmarshal(e.Data, &id); err != nil || id.DocID == "" {
-					return p, fmt.Errorf("read %s: %s@%d has no docId: %v", t, e.Stream, e.Revision, err)
-				}
-				r = &docRef{id: id.DocID}
-				byStream[e.Stream] = r
+			if err := json.Unmarshal(e.Data, &id); err != nil || id.DocID == "" {
+				return fmt.Errorf("read %s: %s@%d has no docId: %v", t, e.Stream, e.Revision, err)
 			}
-			r.rev = e.Revision
+			r = &docRef{id: id.DocID}
+			byStream[e.Stream] = r
 		}
-		if len(evs) < page {
-			break
-		}
-		next = evs[len(evs)-1].Position + 1
+		r.rev = e.Revision
+		return nil
+	})
+	if err != nil {
+		return p, err
 	}
 	for _, r := range byStream {
 		p.docs = append(p.docs, *r)

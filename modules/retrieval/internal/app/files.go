@@ -11,7 +11,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -84,7 +86,7 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 		return FilesResult{}, fmt.Errorf("catch the index of %s up with the event log: %w", t, err)
 	}
 	defer s.pushCheckpoint(context.WithoutCancel(ctx), t, s.tenantIndex(t))
-	docs, err := s.Documents(ctx, t)
+	hashes, err := s.contentHashes(ctx, t)
 	if err != nil {
 		return FilesResult{}, err
 	}
@@ -93,7 +95,7 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		err := s.ingestFile(ctx, t, f, docs, &res)
+		err := s.ingestFile(ctx, t, f, hashes, &res)
 		if err != nil {
 			res.Failed[f] = err
 		}
@@ -104,7 +106,31 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 	return res, nil
 }
 
-func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, docs map[string]*domain.Document, res *FilesResult) error {
+// contentHashes returns the content hash of each of t's live documents, by docId: what the resumable
+// ingest compares files with, a string a document however long its text.
+func (s *Service) contentHashes(ctx context.Context, t tenant.ID) (map[string]string, error) {
+	prefix := t.StreamPrefix() + events.DocCategory + "-"
+	hashes := map[string]string{}
+	err := s.eachEvent(ctx, t, eventstore.Start, func(e eventstore.Event) error {
+		if !strings.HasPrefix(e.Stream, prefix) {
+			return nil
+		}
+		var d domain.Document
+		if err := foldEvent(&d, e); err != nil {
+			return err
+		}
+		switch {
+		case d.Exists:
+			hashes[d.DocID] = d.Ingested.ContentHash
+		case d.DocID != "": // deleted
+			delete(hashes, d.DocID)
+		}
+		return nil
+	})
+	return hashes, err
+}
+
+func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, hashes map[string]string, res *FilesResult) error {
 	// A path given by name is read only if it is a regular file of a size that can be a document:
 	// reading /dev/zero, or a FIFO no one writes to, would never end.
 	info, err := os.Stat(path)
@@ -126,7 +152,7 @@ func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, docs
 	}
 	text := string(b)
 	id := FileDocID(path)
-	if d := docs[id]; d != nil && d.Exists && d.Ingested.ContentHash == ContentHash(text) {
+	if h, ok := hashes[id]; ok && h == ContentHash(text) {
 		res.Skipped++
 		return nil
 	}

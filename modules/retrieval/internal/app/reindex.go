@@ -2,53 +2,11 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
-	"github.com/crispy-enigma/crispy/modules/retrieval/events"
-	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
-
-// Documents folds every document stream of t (live and deleted), keyed by docId.
-func (s *Service) Documents(ctx context.Context, t tenant.ID) (map[string]*domain.Document, error) {
-	prefix := t.StreamPrefix() + events.DocCategory + "-"
-	docs := map[string]*domain.Document{}
-	byStream := map[string]*domain.Document{}
-	from := eventstore.Start
-	for {
-		evs, err := s.Store.ReadTenant(ctx, t, from, 2000)
-		if err != nil {
-			return nil, fmt.Errorf("read %s events: %w", t, err)
-		}
-		for _, e := range evs {
-			if !strings.HasPrefix(e.Stream, prefix) {
-				continue
-			}
-			d := byStream[e.Stream]
-			if d == nil {
-				d = &domain.Document{}
-				byStream[e.Stream] = d
-			}
-			if err := foldEvent(d, e); err != nil {
-				return nil, err
-			}
-			d.Revision = e.Revision
-		}
-		if len(evs) < 2000 {
-			break
-		}
-		from = evs[len(evs)-1].Position + 1
-	}
-	for _, d := range byStream {
-		if d.DocID != "" {
-			docs[d.DocID] = d
-		}
-	}
-	return docs, nil
-}
 
 // ReindexResult reports a reindex.
 type ReindexResult struct {
