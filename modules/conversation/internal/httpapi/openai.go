@@ -46,15 +46,11 @@ type CompletionsInput struct {
 	}
 }
 
-// Resolve checks what the schema cannot: there is a message at all ("messages": null decodes to no
-// messages, which the schema's minItems does not see), the last one has visible text, and the model,
-// user and names are one line.
+// Resolve checks what the schema cannot: the last message has visible text, and the model, user and
+// names are one line. ("messages": null is refused by the floor for every array of a request body.)
 func (in *CompletionsInput) Resolve(huma.Context) []error {
 	b := &in.Body
 	checks := []*huma.ErrorDetail{platformhttp.Line("body.model", b.Model), platformhttp.Line("body.user", b.User)}
-	if len(b.Messages) == 0 {
-		checks = append(checks, &huma.ErrorDetail{Location: "body.messages", Message: "must hold at least one message"})
-	}
 	for i, m := range b.Messages {
 		checks = append(checks, platformhttp.Line("body.messages["+itoa(i)+"].name", m.Name))
 	}
