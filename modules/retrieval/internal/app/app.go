@@ -162,7 +162,10 @@ func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string, from u
 // eachEvent calls fn with each of t's events after position after, in order, reading a page at a
 // time: never the tenant's whole log in memory.
 func (s *Service) eachEvent(ctx context.Context, t tenant.ID, after eventstore.Position, fn func(eventstore.Event) error) error {
-	const page = 2000
+	// A page is held whole, and a document event carries its text (up to MaxTextChars): 256 events
+	// keep a catch-up's scan of 4,000 documents of 50 KB at a 31 MB peak (pages of 2,000: 184 MB), for
+	// about 15% more time on a log of small events.
+	const page = 256
 	for next := after + 1; ; {
 		evs, err := s.Store.ReadTenant(ctx, t, next, page)
 		if err != nil {
