@@ -72,11 +72,16 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// take returns the requests recorded since the last take, without the client's product check (a
+// GET / it may send before any request).
 func (f *fakeES) take() []recorded {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := f.reqs
 	f.reqs = nil
+	for len(out) > 0 && out[0].Method == http.MethodGet && out[0].Path == "/" {
+		out = out[1:]
+	}
 	return out
 }
 
@@ -95,19 +100,27 @@ func jsonEq(t *testing.T, got string, want any) {
 	}
 }
 
-func TestContractElasticsearchRequests(t *testing.T) {
-	fake := &fakeES{}
+// fakeIndex is the adapter over a server that fake answers, without retries; the server stops with
+// the test.
+func fakeIndex(t *testing.T, fake *fakeES) *elastic.Index {
+	t.Helper()
 	srv := httptest.NewServer(fake)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	ix, err := elastic.New(elastic.Config{Addresses: []string{srv.URL}, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ix
+}
+
+func TestContractElasticsearchRequests(t *testing.T) {
+	fake := &fakeES{}
+	ix := fakeIndex(t, fake)
 	ctx := context.Background()
 	acme := tenant.MustParse("acme")
 
 	// Upsert: HEAD the index, create it with the mapping, then one bulk request.
-	err = ix.Upsert(ctx, acme, []search.Chunk{
+	err := ix.Upsert(ctx, acme, []search.Chunk{
 		{DocID: "guide", ChunkID: "guide#0", Text: "hello", Title: "Guide", Metadata: map[string]string{"lang": "en"}, Vector: []float32{1, 0, 0, 0}},
 		{DocID: "guide", ChunkID: "guide#1", Text: "world", Vector: []float32{0, 1, 0, 0}},
 	})
@@ -115,10 +128,6 @@ func TestContractElasticsearchRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := fake.take()
-	// The client's product check may add a GET / first; skip it.
-	for len(reqs) > 0 && reqs[0].Path == "/" {
-		reqs = reqs[1:]
-	}
 	if len(reqs) != 3 {
 		t.Fatalf("requests %+v", reqs)
 	}
@@ -233,24 +242,13 @@ func TestContractElasticsearchRequests(t *testing.T) {
 // the chunk indexes' pattern), one per tenant, and DeleteTenant removes the tenant's.
 func TestContractElasticsearchCheckpoints(t *testing.T) {
 	fake := &fakeES{}
-	srv := httptest.NewServer(fake)
-	defer srv.Close()
-	ix, err := elastic.New(elastic.Config{Addresses: []string{srv.URL}, MaxRetries: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix := fakeIndex(t, fake)
 	ctx := context.Background()
 	acme := tenant.MustParse("acme")
-	skipInfo := func(reqs []recorded) []recorded {
-		for len(reqs) > 0 && reqs[0].Path == "/" && reqs[0].Method == http.MethodGet {
-			reqs = reqs[1:]
-		}
-		return reqs
-	}
 	if err := ix.SetCheckpoint(ctx, acme, 42); err != nil {
 		t.Fatal(err)
 	}
-	reqs := skipInfo(fake.take())
+	reqs := fake.take()
 	if len(reqs) != 3 || reqs[0].Method != "HEAD" || reqs[0].Path != "/crispy-chunks_checkpoints" || reqs[1].Method != "PUT" ||
 		reqs[1].Path != "/crispy-chunks_checkpoints" || reqs[2].Method != "PUT" || reqs[2].Path != "/crispy-chunks_checkpoints/_doc/acme" {
 		t.Fatalf("set checkpoint requests %+v", reqs)
@@ -260,13 +258,13 @@ func TestContractElasticsearchCheckpoints(t *testing.T) {
 	if err != nil || cp != 42 {
 		t.Fatalf("checkpoint %d %v", cp, err)
 	}
-	if reqs := skipInfo(fake.take()); len(reqs) != 1 || reqs[0].Method != "GET" || reqs[0].Path != "/crispy-chunks_checkpoints/_doc/acme" {
+	if reqs := fake.take(); len(reqs) != 1 || reqs[0].Method != "GET" || reqs[0].Path != "/crispy-chunks_checkpoints/_doc/acme" {
 		t.Fatalf("get checkpoint requests %+v", reqs)
 	}
 	if err := ix.DeleteTenant(ctx, acme); err != nil {
 		t.Fatal(err)
 	}
-	reqs = skipInfo(fake.take())
+	reqs = fake.take()
 	if len(reqs) != 2 || reqs[1].Method != "DELETE" || reqs[1].Path != "/crispy-chunks_checkpoints/_doc/acme" {
 		t.Fatalf("delete tenant requests %+v", reqs)
 	}
