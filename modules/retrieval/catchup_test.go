@@ -918,3 +918,28 @@ func TestAppendWithALostAnswerIsNotSkipped(t *testing.T) {
 		t.Fatalf("in the log and not in the index after a restart: %v", lost)
 	}
 }
+
+// TestSearchDuringAnIngestDoesNotCacheTheOldIndex: a search that reads the index while an ingest is
+// between its append and its index update must not leave its answer in the cache: once the ingest is
+// acknowledged, the same search finds the document.
+func TestSearchDuringAnIngestDoesNotCacheTheOldIndex(t *testing.T) {
+	t.Parallel()
+	hold := &holdIndex{Index: openIndex(t, ""), doc: "late", held: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, opts{index: hold}) // the cache is on (5 min)
+	e.mustIngest("acme", "other", parking)
+	done := make(chan resp, 1)
+	go func() { done <- e.ingest("acme", "late", vacation, nil) }()
+	<-hold.held // recorded, not yet in the index
+	q := map[string]any{"query": "vacation days", "answer": false}
+	if r := e.search("acme", q); r.status != 200 {
+		t.Fatalf("search during the ingest: %d %s", r.status, r.raw)
+	}
+	close(hold.release)
+	if r := <-done; r.status != 200 {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	r := e.search("acme", q)
+	if r.status != 200 || !strings.Contains(allText(r), "vacation") {
+		t.Fatalf("search after the acknowledged ingest (cached %v) misses it: %s", r.body["cached"], r.raw)
+	}
+}

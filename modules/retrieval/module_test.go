@@ -397,6 +397,10 @@ func TestRetryLoopCatchesUp(t *testing.T) {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
 	fu.fail.Store(false)
+	q := map[string]any{"query": "vacation days", "answer": false}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 0 { // cached without the document
+		t.Fatalf("search before the retry: %d %s", r.status, r.raw)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.mod.Run(ctx) }()
@@ -410,6 +414,9 @@ func TestRetryLoopCatchesUp(t *testing.T) {
 			t.Fatal("the retry loop never indexed the document")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 1 {
+		t.Fatalf("the cached answer from before the retry is served (cached %v): %s", r.body["cached"], r.raw)
 	}
 }
 

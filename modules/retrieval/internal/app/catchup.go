@@ -482,11 +482,16 @@ func (s *Service) Retry(ctx context.Context) {
 		if again {
 			_ = s.catchUp(ctx, t) // a failure is logged and retried on the next tick
 		}
+		reapplied := 0
 		for _, id := range failed {
 			if _, _, err := s.reapplyDoc(ctx, t, id, 0); err != nil {
 				s.Log.Warn("retrieval: index still behind", "tenant", t.String(), "docId", id, "error", err)
 				break // the index is probably still down; try again next tick
 			}
+			reapplied++
+		}
+		if reapplied > 0 {
+			s.Cache.Invalidate(t) // answers cached while these documents were missing are stale now
 		}
 	}
 }

@@ -122,7 +122,10 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 		s.endWrite(c.Tenant, c.DocID, 0, appendMayHaveRecorded(err), false)
 		return IngestResult{}, fmt.Errorf("append to %s: %w", st, err)
 	}
-	s.Cache.Invalidate(c.Tenant)
+	// Invalidated once the index update is over (deferred: before the unlock), not right after the
+	// append: a search that read the index in between would cache the old answer under the new
+	// generation, and serve it after the ingest is acknowledged.
+	defer s.Cache.Invalidate(c.Tenant)
 	res := IngestResult{DocID: c.DocID, Chunks: len(chunks), EmbeddingModel: emb.Model()}
 	if err := s.replaceChunks(ctx, c.Tenant, c.DocID, indexed); err != nil {
 		s.endWrite(c.Tenant, c.DocID, ar.Position, true, false)
@@ -164,7 +167,7 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 		s.endWrite(t, docID, 0, appendMayHaveRecorded(err), false)
 		return fmt.Errorf("append to %s: %w", st, err)
 	}
-	s.Cache.Invalidate(t)
+	defer s.Cache.Invalidate(t) // after the index update, as in Ingest
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
 		s.endWrite(t, docID, ar.Position, true, false)
 		return indexErr(err, true)
