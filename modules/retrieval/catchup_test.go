@@ -943,3 +943,46 @@ func TestSearchDuringAnIngestDoesNotCacheTheOldIndex(t *testing.T) {
 		t.Fatalf("search after the acknowledged ingest (cached %v) misses it: %s", r.body["cached"], r.raw)
 	}
 }
+
+// hungCheckpoints is an index whose checkpoint writes, once hung, never answer (an Elasticsearch that
+// accepts connections and stalls) until their context ends.
+type hungCheckpoints struct {
+	search.Index
+	hung    atomic.Bool
+	release chan struct{} // ends the hang (when the test has failed)
+}
+
+func (h *hungCheckpoints) SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error {
+	if h.hung.Load() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.release:
+			return search.ErrUnavailable
+		}
+	}
+	return h.Index.SetCheckpoint(ctx, t, pos)
+}
+
+// TestShutdownWithAHungIndexEnds: Run records the checkpoints when it stops; an index that never
+// answers cannot hold the shutdown (the next start just catches up from the older checkpoint).
+func TestShutdownWithAHungIndexEnds(t *testing.T) {
+	t.Parallel()
+	acme := tenant.MustParse("acme")
+	ix := &hungCheckpoints{Index: openIndex(t, ""), release: make(chan struct{})}
+	n := startNode(t, eventstoretest.NewMemory(), ix, &ctlEmbedder{}, true, acme)
+	n.waitReady("acme")
+	if r, _ := n.do("POST", "/ingest", "acme", map[string]any{"docId": "a", "text": docText("a", 1)}); r.status != 200 {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	ix.hung.Store(true)
+	stopped := make(chan struct{})
+	go func() { n.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Minute):
+		close(ix.release)
+		<-stopped
+		t.Fatal("Run did not return in 2 minutes: the final checkpoint write to a hung index held the shutdown")
+	}
+}

@@ -143,6 +143,9 @@ func (m *Module) Register(api huma.API, _ bus.Registry) {
 	retrievalhttp.Register(api, m.svc)
 }
 
+// finalCheckpointTimeout bounds the checkpoint writes of Run's exit, for every tenant together.
+const finalCheckpointTimeout = 5 * time.Second
+
 // Run catches every tenant's index up with the event log (when Deps.Tenants is set), then retries
 // what failed and writes the index's checkpoints and snapshots until ctx ends.
 func (m *Module) Run(ctx context.Context) error {
@@ -161,7 +164,11 @@ func (m *Module) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			m.svc.PushCheckpoints(context.Background())
+			// Bounded: an index that accepts and never answers (a stalled Elasticsearch) must not
+			// hold the shutdown; a checkpoint not written only means a longer catch-up next start.
+			pctx, cancel := context.WithTimeout(context.Background(), finalCheckpointTimeout)
+			m.svc.PushCheckpoints(pctx)
+			cancel()
 			if canFlush {
 				if err := fl.Flush(context.Background()); err != nil {
 					m.log.Error("retrieval: final index snapshot failed", "error", err)
