@@ -314,19 +314,38 @@ func TestWedgedPluginIsReplaced(t *testing.T) {
 }
 
 // TestDeathOutOfMemoryIsCountedForMemoryWhenItsLastWordsComeLate: a plugin's last words ("out of
-// memory") may be read after its connection broke and its call failed; the restart is still counted
-// for memory, not as a crash.
+// memory") may be read after its connection broke; the restart is still counted for memory, not as a
+// crash, whether it died during a call (which fails) or while the host checked that a timed-out call
+// stops (not as wedged either).
 func TestDeathOutOfMemoryIsCountedForMemoryWhenItsLastWordsComeLate(t *testing.T) {
 	t.Parallel()
-	set := metrics.NewSet()
-	e := newEnv(t, pluginsDir(t, "echo"), opts{metrics: set})
-	wantProblem(t, e.exec("acme", "echo", map[string]any{"mode": "lastwords"}), 502, "EXECUTION_ERROR")
-	eventually(t, "the restart is counted", func() bool {
-		return metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="memory"}`) != "" ||
-			metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="crash"}`) != ""
+	t.Run("during a call", func(t *testing.T) {
+		t.Parallel()
+		deathCountedForMemory(t, map[string]any{"mode": "lastwords"}, 502, "EXECUTION_ERROR")
 	})
-	if v := metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="memory"}`); v != "1" {
-		t.Fatalf("restarts for memory: %q (for a crash: %q), want 1", v,
-			metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="crash"}`))
+	t.Run("after the call timed out", func(t *testing.T) {
+		t.Parallel()
+		deathCountedForMemory(t, map[string]any{"mode": "lastwords", "ms": 1000}, 504, "EXECUTION_TIMEOUT")
+	})
+}
+
+func deathCountedForMemory(t *testing.T, params map[string]any, status int, code string) {
+	t.Helper()
+	set := metrics.NewSet()
+	// A grace far longer than the call ignores its cancellation: the host is still checking when it dies.
+	e := newEnv(t, pluginsDir(t, "echo"), opts{metrics: set, config: tooling.Config{CancelGrace: 10 * time.Second}})
+	wantProblem(t, e.exec("acme", "echo", params), status, code)
+	restarts := func() map[string]string {
+		out := map[string]string{}
+		for _, reason := range []string{host.ReasonCrash, host.ReasonMemory, host.ReasonTimeout, host.ReasonWedged} {
+			if v := metricValue(set, `crispy_tool_plugin_restarts_total{tool="echo",reason="`+reason+`"}`); v != "" {
+				out[reason] = v
+			}
+		}
+		return out
+	}
+	eventually(t, "the restart is counted", func() bool { return len(restarts()) > 0 })
+	if got := restarts(); len(got) != 1 || got[host.ReasonMemory] != "1" {
+		t.Fatalf("restarts by reason %v, want one for memory", got)
 	}
 }

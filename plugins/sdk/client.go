@@ -290,9 +290,13 @@ func (p *Plugin) InFlight(ctx context.Context) (int, error) {
 // Running asks the plugin which calls (by Call.ID) it is still running, cancelled ones included: a
 // cancelled call still listed after a grace period is one the tool ignores cancellation for. A plugin
 // built with an SDK that predates call ids lists none; then n, the number running, still tells.
+// Errors: ErrPluginExited when the process is gone, else gRPC's (DeadlineExceeded: it did not answer).
 func (p *Plugin) Running(ctx context.Context) (ids []string, n int, err error) {
 	r, err := p.rpc.tool.Status(ctx, &toolpb.StatusRequest{})
 	if err != nil {
+		if status.Code(err) == codes.Unavailable || p.client.Exited() {
+			return nil, 0, fmt.Errorf("%s: %w: %v", p.desc.Name, ErrPluginExited, err)
+		}
 		return nil, 0, err
 	}
 	return r.CallIds, int(r.InFlight), nil

@@ -618,7 +618,8 @@ func (m *Manager) unresponsive(e *entry, pr *proc, err error) {
 		return
 	}
 	reason := ReasonWedged
-	if pr.p.Exited() {
+	if errors.Is(err, sdk.ErrPluginExited) || pr.p.Exited() {
+		// Dying, perhaps of its memory limit: deathReason waits for its last words.
 		reason = deathReason(pr.p)
 	}
 	m.cfg.Log.Warn("tool plugin does not answer", "tool", e.tool.Desc.Name, "pid", pr.p.PID(), "error", err)

@@ -76,9 +76,10 @@ func (t *tool) Execute(ctx context.Context, req sdk.Request, host sdk.Host) (jso
 	case "panic":
 		panic("boom")
 	case "lastwords":
-		// Dies while its last words are still on their way: a helper sharing its stderr says "out of
-		// memory" after the process has gone, as a loaded machine can read a dying plugin's stderr
-		// after its connection broke.
+		// Ignores its cancellation for ms, then dies while its last words are still on their way: a
+		// helper sharing its stderr says "out of memory" after the process has gone, as a loaded
+		// machine can read a dying plugin's stderr after its connection broke.
+		time.Sleep(time.Duration(p.MS) * time.Millisecond)
 		cmd := exec.Command("sh", "-c", "sleep 0.3; echo 'fatal error: runtime: out of memory' >&2")
 		cmd.Stderr = os.NewFile(2, "stderr") // the process's own (go-plugin reassigns os.Stderr), where the runtime writes
 		_ = cmd.Start()
