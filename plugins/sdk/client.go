@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -269,8 +268,10 @@ func (p *Plugin) Exited() bool { return p.client.Exited() }
 // Kill ends the plugin at once (SIGKILL) and releases its resources. It is safe to call more than once.
 // A hung plugin would hold go-plugin's graceful shutdown for seconds, so the process is killed first.
 func (p *Plugin) Kill() {
-	if pid := p.PID(); pid > 0 && !p.client.Exited() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+	if p.proc != nil {
+		// Through os.Process (a pidfd on Linux), not by pid: a process reaped meanwhile is never
+		// mistaken for another that got its pid.
+		_ = p.proc.Kill(context.Background())
 	}
 	if p.hostSrv != nil {
 		p.hostSrv.Stop()
