@@ -25,6 +25,17 @@ var ErrStorageUnavailable = &apperr.Error{
 	Message: "the event store cannot write right now (its storage is full or failing); nothing was recorded; retry shortly",
 }
 
+// ErrStorageOutcomeUnknown is the refusal of a write whose bytes reached the store's files before
+// the storage failed, and which the store could not take back (the truncation failed too): until the
+// store heals and cuts them, a crash would keep them, so the write may turn up as recorded. It is
+// still 503 storage_unavailable with retry-after, but it is not ErrStorageUnavailable and does not
+// say that nothing was recorded: a module that treats that refusal as "nothing recorded" treats this
+// one as a write that may be in the log. Implementations join it with the cause, as above.
+var ErrStorageOutcomeUnknown = &apperr.Error{
+	Kind: apperr.KindUnavailable, Code: "storage_unavailable", RetryAfterSec: StorageRetryAfterSec,
+	Message: "the event store's storage failed during this write and the store could not undo it: it may have been recorded; check before retrying",
+}
+
 // ErrReadOnly is returned by writes to a store opened read-only (the operator's verify).
 var ErrReadOnly = errors.New("event store opened read-only")
 

@@ -75,6 +75,18 @@ func wantStorageRefusal(t *testing.T, err error, cause error) {
 	}
 }
 
+// wantUncertainRefusal checks the refusal of an append whose cut back is not durable: 503
+// storage_unavailable as well, but ErrStorageOutcomeUnknown, never "nothing was recorded".
+func wantUncertainRefusal(t *testing.T, err error, cause error) {
+	t.Helper()
+	if errors.Is(err, eventstore.ErrStorageUnavailable) || !errors.Is(err, eventstore.ErrStorageOutcomeUnknown) || !errors.Is(err, cause) {
+		t.Fatalf("append whose cut back failed: %v, want ErrStorageOutcomeUnknown (not 'nothing was recorded') with cause %v", err, cause)
+	}
+	if e, ok := apperr.As(fmt.Errorf("wrapped by a module: %w", err)); !ok || e.Kind != apperr.KindUnavailable || e.Code != "storage_unavailable" || e.RetryAfterSec <= 0 {
+		t.Fatalf("the uncertain refusal as an apperr: %+v", e)
+	}
+}
+
 func wantDegraded(t *testing.T, s *embedded.Store) {
 	t.Helper()
 	status, st := health.Classify(eventstore.CheckHealth(context.Background(), s))
@@ -98,11 +110,14 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 		inject    func(*embedded.Faults)
 		cause     error
 		truncFail bool // the cut back fails too until the fault clears
+		// uncertain: the cut of the refused append is not durable (its truncation or its fsync
+		// fails), so a crash could keep it: it is refused as maybe recorded
+		uncertain bool
 	}{
 		"ENOSPC on write, half written": {inject: func(f *embedded.Faults) { f.FailWrites(enospc, true) }, cause: enospc},
-		"EIO on fsync":                  {inject: func(f *embedded.Faults) { f.FailSyncs(eio) }, cause: eio},
+		"EIO on fsync":                  {inject: func(f *embedded.Faults) { f.FailSyncs(eio) }, cause: eio, uncertain: true},
 		"EIO on fsync and truncate": {inject: func(f *embedded.Faults) { f.FailSyncs(eio); f.FailTruncates(eio) },
-			cause: eio, truncFail: true},
+			cause: eio, truncFail: true, uncertain: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -132,7 +147,11 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 			goodSize := s.Size()
 
 			c.inject(faults)
-			wantStorageRefusal(t, add(100), c.cause)
+			if err := add(100); c.uncertain {
+				wantUncertainRefusal(t, err, c.cause)
+			} else {
+				wantStorageRefusal(t, err, c.cause)
+			}
 			wantDegraded(t, s)
 			// Reads keep working.
 			if evs := verifyAll(t, s, acme); len(evs) != 3 {
@@ -181,6 +200,51 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 	}
 }
 
+// A batch whose fsync fails while its cut back fails too stays in the file, whole, until the healer
+// manages the cut: a crash meanwhile (here: the log copied as it stands, which is what the next open
+// after a kill -9 reads) brings it back. Its append must not be told that nothing was recorded
+// (ErrStorageUnavailable, which a module takes at its word); an append refused afterwards wrote
+// nothing and is. Once the fault clears, the heal cuts the batch for good.
+func TestAFailedBatchThatCannotBeCutIsNotCalledUnrecorded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	faults := &embedded.Faults{}
+	s, err := embedded.Open(dir, embedded.Options{Faults: faults, HealInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := tenant.MustStream(acme, "session", "x")
+	appendN(t, s, st, 2)
+	faults.FailSyncs(syscall.EIO)
+	faults.FailTruncates(syscall.EIO)
+	_, uncut := s.Append(context.Background(), st, eventstore.Any, ev(9))
+	_, later := s.Append(context.Background(), st, eventstore.Any, ev(10))
+
+	crashed := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, "events.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(crashed, "events.log"), b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, crashed)
+	n := len(verifyAll(t, c, acme))
+	c.Close()
+	if n != 3 {
+		t.Fatalf("after a crash during the fault the log holds %d events, want the 2 acknowledged and the uncut one", n)
+	}
+	wantUncertainRefusal(t, uncut, syscall.EIO)
+	wantStorageRefusal(t, later, nil)
+
+	faults.Clear()
+	eventually(t, "the store to heal", func() bool { return s.Health(context.Background()) == nil })
+	if fi, _ := os.Stat(filepath.Join(dir, "events.log")); fi.Size() != s.Size() {
+		t.Fatalf("healed log is %d bytes, want the acknowledged %d (the uncut batch cut now)", fi.Size(), s.Size())
+	}
+}
+
 func wantMetric(t *testing.T, set *metrics.Set, line string) {
 	t.Helper()
 	var b bytes.Buffer
@@ -205,7 +269,7 @@ func TestHealRefusesWhenTheLastAcknowledgedRecordIsDamaged(t *testing.T) {
 	appendN(t, s, st, 2)
 	faults.FailSyncs(syscall.EIO)
 	_, err = s.Append(context.Background(), st, eventstore.Any, ev(9))
-	wantStorageRefusal(t, err, syscall.EIO)
+	wantUncertainRefusal(t, err, syscall.EIO) // every fsync fails, the cut's too
 	// The device "loses" a byte of acknowledged data.
 	f, _ := os.OpenFile(filepath.Join(dir, "events.log"), os.O_RDWR, 0)
 	b := []byte{0}

@@ -36,6 +36,9 @@ import (
 //     acknowledged bytes in it are the same, and the cut to s.size zeroes the rest. Healing still
 //     reads the last acknowledged record back and checks its checksum, so a device that lost data it
 //     had acknowledged keeps the store faulted instead of appending after a hole.
+//   - When that cut fails too, the batch may still be in the file, whole, and a crash before a heal
+//     would bring it back at the next open: its appends get eventstore.ErrStorageOutcomeUnknown (503
+//     as well) instead of a refusal that says nothing was recorded.
 //   - While faulted, appends are refused at once with eventstore.ErrStorageUnavailable (503
 //     storage_unavailable with retry-after) and Health reports degraded; reads go on, since they
 //     touch only the acknowledged prefix.
@@ -80,9 +83,16 @@ func (s *Store) fail(batch []*appendReq, base int64, err error) {
 	s.mu.Lock()
 	s.fault = f
 	s.mu.Unlock()
+	refusal := f.refusal()
+	if rerr != nil {
+		// The batch's bytes may still be in the file, whole, until the healer manages the cut: a
+		// crash before that would bring them back at the next open. "Nothing was recorded" would
+		// be a lie, and a module that believes it would never look for the write again.
+		refusal = fmt.Errorf("%w: %w", eventstore.ErrStorageOutcomeUnknown, err)
+	}
 	for _, r := range batch {
 		if r.err == nil {
-			r.err = f.refusal()
+			r.err = refusal
 			r.res = eventstore.AppendResult{}
 		}
 		close(r.done)
