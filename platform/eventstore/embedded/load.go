@@ -30,27 +30,38 @@ func (t *TornTail) String() string {
 // record followed by a valid one is corruption (ErrCorrupt), and the store must not open.
 //
 // For a read-only open beside a live writer, a record that extends past the end, or a file that
-// shrinks while it is read, is a write in flight: the scan stops before it and reports nothing.
+// shrinks while it is read, is a write in flight: the scan stops before it and reports nothing. And
+// a damaged record is read a second time, afresh, before it is judged: the writer rewrites the bytes
+// past its acknowledged size when it cuts a failed write and appends again after healing, so bytes
+// buffered before that and read after it can make a record that never was. The second read is
+// consistent unless a whole further fault and heal (a heal interval at least) falls within it.
 func (s *Store) load() (*TornTail, error) {
-	st, err := s.f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", s.f.Name(), err)
+	fileSize := func() (int64, error) {
+		st, err := s.f.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("stat %s: %w", s.f.Name(), err)
+		}
+		return st.Size(), nil
 	}
-	size := st.Size()
+	size, err := fileSize()
+	if err != nil {
+		return nil, err
+	}
 	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, size), int(min(size+1, 1<<20)))
 	var off int64
 	var hdr [headerSize]byte
 	var payload []byte
 	var torn *TornTail
+	reread := false // the record at off is being read a second time
 	for off < size {
 		bad := ""
 		if size-off < headerSize {
 			bad = "partial record header"
 		} else if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if s.live && errors.Is(err, io.ErrUnexpectedEOF) {
-				break // the writer cut a failed write while we read: the prefix is what counts
+			if !s.live || !errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
 			}
-			return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+			bad = "record being written" // the writer cut a failed write while we read
 		}
 		var n int64
 		if bad == "" {
@@ -64,17 +75,25 @@ func (s *Store) load() (*TornTail, error) {
 				}
 				payload = payload[:n]
 				if _, err := io.ReadFull(r, payload); err != nil {
-					if s.live && errors.Is(err, io.ErrUnexpectedEOF) {
-						bad = "record being written"
-						break
+					if !s.live || !errors.Is(err, io.ErrUnexpectedEOF) {
+						return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
 					}
-					return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+					bad = "record being written"
+					break
 				}
 				c := crc32.Update(0, crcTable, hdr[8:9])
 				if crc32.Update(c, crcTable, payload) != binary.LittleEndian.Uint32(hdr[4:8]) {
 					bad = "checksum mismatch"
 				}
 			}
+		}
+		if bad != "" && s.live && !reread {
+			reread = true
+			if size, err = fileSize(); err != nil {
+				return nil, err
+			}
+			r.Reset(io.NewSectionReader(s.f, off, max(size-off, 0)))
+			continue
 		}
 		if bad != "" {
 			if next := s.findValidRecord(off+1, size); next >= 0 {
@@ -84,6 +103,7 @@ func (s *Store) load() (*TornTail, error) {
 			torn = &TornTail{Offset: off, Bytes: size - off, Reason: bad}
 			break
 		}
+		reread = false
 		if err := s.apply(hdr[8], payload, off+headerSize); err != nil {
 			return nil, fmt.Errorf("%w: %s: record at offset %d: %v", eventstore.ErrCorrupt, s.f.Name(), off, err)
 		}
