@@ -159,7 +159,8 @@ func Open(dir string, opts Options) (*Store, error) {
 // holds the lock, the scan sees a quiescent log, so a bad last record is a torn tail (a finding). When
 // a server holds it (Live), the scan reads a consistent prefix: the log is append-only, the server cut
 // any torn tail when it opened and cuts a failed write before it appends again, so bytes past the last
-// whole record are a write in flight, not a finding, and the prefix never changes under the reader.
+// whole record are a write in flight, not a finding, and the acknowledged prefix never changes under
+// the reader (bytes past it can: load reads a damaged record twice before it judges it).
 // Holding the lock for the whole verification would buy nothing more and would keep a server from
 // starting meanwhile.
 func OpenReadOnly(dir string, opts Options) (*Store, error) {
@@ -266,14 +267,13 @@ func lockDir(dir string, owner bool) (*os.File, error) {
 // start a plugin, a test's child) lends a just-closed lock's descriptor to the child until it execs,
 // so a lock released a microsecond ago can still look held. A real holder keeps it far longer.
 func flockBriefly(f *os.File, how int) error {
-	var err error
-	for i := 0; i < 5; i++ {
-		if err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+	for i := 0; ; i++ {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || i == 5 {
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return err
 }
 
 // sharedLock takes dir's lock shared without waiting and returns its release. live is true when a
