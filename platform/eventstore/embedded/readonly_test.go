@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -249,6 +250,10 @@ func TestRepairCutsATornTailAndKeepsACopy(t *testing.T) {
 			tornStore(t, dir, c.damage)
 			path := filepath.Join(dir, "events.log")
 			damaged, _ := os.ReadFile(path)
+			// A log copied without its lock file: the dry run must not create one either.
+			if err := os.Remove(filepath.Join(dir, "LOCK")); err != nil {
+				t.Fatal(err)
+			}
 
 			backdate(t, dir)
 			before := takeSnapshot(t, dir)
@@ -291,8 +296,10 @@ func TestRepairRefusesALiveStoreAndACorruptLog(t *testing.T) {
 	dir := t.TempDir()
 	w := open(t, dir)
 	appendN(t, w, tenant.MustStream(acme, "session", "x"), 3)
-	if _, err := embedded.Repair(dir, embedded.Options{}, false); err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("repair of a store in use: %v", err)
+	for _, dry := range []bool{false, true} {
+		if _, err := embedded.Repair(dir, embedded.Options{}, dry); !errors.Is(err, embedded.ErrInUse) || !strings.Contains(err.Error(), fmt.Sprint(os.Getpid())) {
+			t.Fatalf("repair (dry run %v) of a store in use: %v, want ErrInUse naming the holder's pid", dry, err)
+		}
 	}
 	w.Close()
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // RepairReport says what Repair found and what it did.
@@ -18,9 +19,9 @@ type RepairReport struct {
 }
 
 // Repair is the operator's explicit repair of the log in dir: it cuts a torn tail after copying its
-// bytes to a side file, and changes nothing else. It takes the exclusive lock, so it refuses while a
-// server uses the store, and it refuses a log that is corrupt before its end (that needs a backup,
-// not a cut). With dryRun it only reports what it would cut.
+// bytes to a side file, and changes nothing else. It takes the exclusive lock (a dry run the shared
+// one), so it refuses while a server uses the store, and it refuses a log that is corrupt before its
+// end (that needs a backup, not a cut). With dryRun it only reports what it would cut.
 func Repair(dir string, opts Options, dryRun bool) (RepairReport, error) {
 	opts = opts.withDefaults()
 	path := filepath.Join(dir, logName)
@@ -31,14 +32,25 @@ func Repair(dir string, opts Options, dryRun bool) (RepairReport, error) {
 		}
 		return rep, fmt.Errorf("stat %s: %w", path, err)
 	}
-	lock, err := lockDir(dir, !dryRun)
-	if err != nil {
-		return rep, err
-	}
-	defer lock.Close()
 	flag := os.O_RDWR
 	if dryRun {
+		// A dry run writes nothing, not even the lock file (it may look at a copy on a read-only
+		// mount): it takes the lock shared, which still tells it whether a server holds the store.
 		flag = os.O_RDONLY
+		release, live, err := sharedLock(dir)
+		if err != nil {
+			return rep, err
+		}
+		defer release()
+		if live {
+			return rep, lockError(dir, syscall.EWOULDBLOCK)
+		}
+	} else {
+		lock, err := lockDir(dir)
+		if err != nil {
+			return rep, err
+		}
+		defer lock.Close()
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {

@@ -118,7 +118,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create event store dir %s: %w", dir, err)
 	}
-	lock, err := lockDir(dir, true)
+	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -243,24 +243,32 @@ func (s *Store) Size() int64 {
 // Path is the log file's path.
 func (s *Store) Path() string { return filepath.Join(s.dir, logName) }
 
-// lockDir takes dir's lock exclusively without waiting; with owner it records this process's pid in
-// the lock file for the message another process gets.
-func lockDir(dir string, owner bool) (*os.File, error) {
+// lockDir takes dir's lock exclusively without waiting and records this process's pid in the lock
+// file, for the message another process gets.
+func lockDir(dir string) (*os.File, error) {
 	p := filepath.Join(dir, "LOCK")
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", p, err)
 	}
 	if err := flockBriefly(f, syscall.LOCK_EX); err != nil {
-		pid, _ := os.ReadFile(p)
 		f.Close()
-		return nil, fmt.Errorf("%w: event store %s is in use by another process (pid %s, or a 'crispy verify' reading it): %v", ErrInUse, dir, string(pid), err)
+		return nil, lockError(dir, err)
 	}
-	if owner {
-		_ = f.Truncate(0)
-		_, _ = f.WriteAt([]byte(fmt.Sprint(os.Getpid())), 0)
-	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(fmt.Sprint(os.Getpid())), 0)
 	return f, nil
+}
+
+// lockError is why dir's lock could not be taken: ErrInUse, naming the holder's pid, when another
+// process holds it; else the lock call's own error (a file system without locks is not "in use").
+func lockError(dir string, err error) error {
+	p := filepath.Join(dir, "LOCK")
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("lock %s: %w", p, err)
+	}
+	pid, _ := os.ReadFile(p)
+	return fmt.Errorf("%w: event store %s is in use by another process (pid %s, or a 'crispy verify' reading it)", ErrInUse, dir, pid)
 }
 
 // flockBriefly takes a lock without blocking, retrying for a moment: a process that forks (to
@@ -292,7 +300,7 @@ func sharedLock(dir string) (release func(), live bool, err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return func() {}, true, nil
 		}
-		return nil, false, fmt.Errorf("lock %s: %w", p, err)
+		return nil, false, lockError(dir, err)
 	}
 	return func() { f.Close() }, false, nil
 }
