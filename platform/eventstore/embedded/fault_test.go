@@ -99,6 +99,42 @@ func ev(i int) eventstore.EventData {
 	return eventstore.EventData{Type: "t.E", Data: []byte(fmt.Sprintf(`{"n":%d,"pad":%q}`, i, strings.Repeat("p", 300)))}
 }
 
+// appender appends numbered events to one of acme's streams and remembers the acknowledged ones.
+type appender struct {
+	s     *embedded.Store
+	st    tenant.Stream
+	acked map[string]bool
+}
+
+func newAppender(s *embedded.Store, stream string) *appender {
+	return &appender{s: s, st: tenant.MustStream(acme, "session", stream), acked: map[string]bool{}}
+}
+
+func (a *appender) add(i int) error {
+	r, err := a.s.Append(context.Background(), a.st, eventstore.Any, ev(i))
+	if err == nil {
+		a.acked[r.Events[0].ID] = true
+	}
+	return err
+}
+
+// reopenWantAcked opens the closed store in dir again and checks that its log holds exactly the
+// acknowledged events: none lost, none refused.
+func (a *appender) reopenWantAcked(t *testing.T, dir string) {
+	t.Helper()
+	s := open(t, dir)
+	defer s.Close()
+	evs := verifyAll(t, s, acme)
+	if len(evs) != len(a.acked) {
+		t.Fatalf("after reopen %d events, want the %d acknowledged", len(evs), len(a.acked))
+	}
+	for _, e := range evs {
+		if !a.acked[e.ID] {
+			t.Fatalf("event %s was refused but is in the log", e.ID)
+		}
+	}
+}
+
 // TestStorageFaultsRefuseWritesThenHealWithoutRestart injects the faults of a full disk and of a
 // failing device: the store refuses appends with storage_unavailable, reports degraded, serves
 // reads, leaves nothing of a refused append in the log, and resumes by itself once the fault clears.
@@ -130,24 +166,16 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := context.Background()
-			st := tenant.MustStream(acme, "session", "x")
-			acked := map[string]bool{}
-			add := func(i int) error {
-				r, err := s.Append(ctx, st, eventstore.Any, ev(i))
-				if err == nil {
-					acked[r.Events[0].ID] = true
-				}
-				return err
-			}
+			w := newAppender(s, "x")
 			for i := 0; i < 3; i++ {
-				if err := add(i); err != nil {
+				if err := w.add(i); err != nil {
 					t.Fatal(err)
 				}
 			}
 			goodSize := s.Size()
 
 			c.inject(faults)
-			if err := add(100); c.uncertain {
+			if err := w.add(100); c.uncertain {
 				wantUncertainRefusal(t, err, c.cause)
 			} else {
 				wantStorageRefusal(t, err, c.cause)
@@ -159,7 +187,7 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 			}
 			// The healer tries and fails while the fault lasts; appends are refused meanwhile.
 			eventually(t, "two failed healing attempts", func() bool { return logs.count("event store still cannot write") >= 2 })
-			wantStorageRefusal(t, add(101), nil)
+			wantStorageRefusal(t, w.add(101), nil)
 			wantDegraded(t, s)
 			wantMetric(t, set, "crispy_eventstore_degraded 1")
 			wantMetric(t, set, "crispy_eventstore_write_faults_total 1")
@@ -174,7 +202,7 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 				t.Fatalf("healed log is %d bytes, want the acknowledged %d", fi.Size(), goodSize)
 			}
 			for i := 3; i < 6; i++ {
-				if err := add(i); err != nil {
+				if err := w.add(i); err != nil {
 					t.Fatalf("append after healing: %v", err)
 				}
 			}
@@ -182,17 +210,7 @@ func TestStorageFaultsRefuseWritesThenHealWithoutRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			s = open(t, dir)
-			defer s.Close()
-			evs := verifyAll(t, s, acme)
-			if len(evs) != len(acked) {
-				t.Fatalf("after reopen %d events, want the %d acknowledged", len(evs), len(acked))
-			}
-			for _, e := range evs {
-				if !acked[e.ID] {
-					t.Fatalf("event %s was refused but is in the log", e.ID)
-				}
-			}
+			w.reopenWantAcked(t, dir)
 			if kept, _ := filepath.Glob(filepath.Join(dir, "events.log.torn-*")); len(kept) != 0 {
 				t.Fatalf("the reopen found a torn tail (%v): the heal left garbage", kept)
 			}
@@ -298,17 +316,9 @@ func TestFullDiskOnTmpfs(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	st := tenant.MustStream(acme, "session", "full")
-	acked := map[string]bool{}
-	add := func(i int) error {
-		r, err := s.Append(ctx, st, eventstore.Any, ev(i))
-		if err == nil {
-			acked[r.Events[0].ID] = true
-		}
-		return err
-	}
+	w := newAppender(s, "full")
 	for i := 0; i < 10; i++ {
-		if err := add(i); err != nil {
+		if err := w.add(i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -317,43 +327,33 @@ func TestFullDiskOnTmpfs(t *testing.T) {
 
 	var refusal error
 	for i := 10; i < 10000 && refusal == nil; i++ {
-		refusal = add(i)
+		refusal = w.add(i)
 	}
 	if refusal == nil {
 		t.Fatal("10,000 appends fitted on a full 1 MiB tmpfs")
 	}
 	wantStorageRefusal(t, refusal, syscall.ENOSPC)
 	wantDegraded(t, s)
-	n := len(acked)
+	n := len(w.acked)
 	if evs := verifyAll(t, s, acme); len(evs) != n {
 		t.Fatalf("reads on a full disk: %d events, want %d", len(evs), n)
 	}
-	wantStorageRefusal(t, add(-1), nil)
+	wantStorageRefusal(t, w.add(-1), nil)
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the store to heal after space was freed", func() bool { return s.Health(ctx) == nil })
 	for i := 0; i < 20; i++ {
-		if err := add(20000 + i); err != nil {
+		if err := w.add(20000 + i); err != nil {
 			t.Fatalf("append after space was freed: %v", err)
 		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, dir)
-	defer s.Close()
-	evs := verifyAll(t, s, acme)
-	if len(evs) != len(acked) {
-		t.Fatalf("after reopen %d events, want the %d acknowledged", len(evs), len(acked))
-	}
-	for _, e := range evs {
-		if !acked[e.ID] {
-			t.Fatalf("refused event %s is in the log", e.ID)
-		}
-	}
-	t.Logf("%d events acknowledged before the disk filled, %d after it was freed", n, len(acked)-n)
+	w.reopenWantAcked(t, dir)
+	t.Logf("%d events acknowledged before the disk filled, %d after it was freed", n, len(w.acked)-n)
 }
 
 // mountTmpfs mounts a tmpfs with opts on a fresh folder and unmounts it at cleanup, or skips.

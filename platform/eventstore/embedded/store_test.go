@@ -105,54 +105,18 @@ func TestSecondOpenOfSameDirIsRefused(t *testing.T) {
 
 func TestTornTailIsTruncated(t *testing.T) {
 	t.Parallel()
-	for name, damage := range map[string]func(path string, size int64) error{
-		"garbage appended": func(p string, _ int64) error {
-			f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = f.Write([]byte{0x40, 0, 0, 0, 1, 2, 3, 4, 1, 'x', 'y'})
-			return err
-		},
-		"last record cut short": func(p string, size int64) error { return os.Truncate(p, size-7) },
-		"last record bit flip": func(p string, size int64) error {
-			f, err := os.OpenFile(p, os.O_RDWR, 0)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			b := make([]byte, 1)
-			if _, err := f.ReadAt(b, size-3); err != nil {
-				return err
-			}
-			b[0] ^= 0xff
-			_, err = f.WriteAt(b, size-3)
-			return err
-		},
-	} {
+	for name, c := range damages {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
+			tornStore(t, dir, c.damage)
 			s := open(t, dir)
-			st := tenant.MustStream(acme, "session", "x")
-			appendN(t, s, st, 10)
-			s.Close()
-			path := filepath.Join(dir, "events.log")
-			fi, _ := os.Stat(path)
-			if err := damage(path, fi.Size()); err != nil {
-				t.Fatal(err)
-			}
-			s = open(t, dir)
 			defer s.Close()
 			evs := verifyAll(t, s, acme)
-			want := 10
-			if name != "garbage appended" {
-				want = 9 // the damaged last append is dropped, never read
+			if len(evs) != c.want { // a damaged last append is dropped, never read
+				t.Fatalf("read %d events after repair, want %d", len(evs), c.want)
 			}
-			if len(evs) != want {
-				t.Fatalf("read %d events after repair, want %d", len(evs), want)
-			}
-			if _, err := s.Append(context.Background(), st, eventstore.Exact(uint64(want-1)), eventstore.EventData{Type: "t.E"}); err != nil {
+			st := tenant.MustStream(acme, "session", "x")
+			if _, err := s.Append(context.Background(), st, eventstore.Exact(uint64(c.want-1)), eventstore.EventData{Type: "t.E"}); err != nil {
 				t.Fatalf("append after repair: %v", err)
 			}
 		})
