@@ -442,6 +442,7 @@ func cliCases() []cliCase {
 		{name: "missing data/reindex", args: []string{"reindex", "--tenant", "demo", "--data-dir", "{data}"}, code: 1, want: []string{"no event store", "--data-dir"}},
 		{name: "missing data/replay", args: []string{"replay", "--tenant", "demo", "--data-dir", "{data}"}, code: 1, want: []string{"no event store", "--data-dir"}},
 		{name: "missing data/verify", args: []string{"verify", "--tenant", "demo", "--data-dir", "{data}"}, code: -1, want: []string{"--data-dir"}},
+		{name: "missing data/repair", args: []string{"repair", "--data-dir", "{data}"}, code: 1, want: []string{"no event store", "--data-dir"}},
 
 		// A data folder in use by a running server.
 		{name: "locked/serve", args: []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", "{locked}", "--plugins-dir", "{root}/no-plugins"}, code: 1, want: []string{"in use", "pid {pid}", stopOrCopy}},
@@ -461,6 +462,7 @@ func cliCases() []cliCase {
 		{name: "data is a file/serve", args: serve(), setup: dataIsFile, code: 1, want: []string{"--data-dir", "not a folder"}},
 		{name: "data is a file/ingest", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}"}, setup: dataIsFile, code: 1, want: []string{"--data-dir", "not a folder"}},
 		{name: "data is a file/replay", args: []string{"replay", "--tenant", "demo", "--data-dir", "{data}"}, setup: dataIsFile, code: 1, want: []string{"--data-dir", "not a folder"}},
+		{name: "data is a file/repair", args: []string{"repair", "--data-dir", "{data}"}, setup: dataIsFile, code: 1, want: []string{"--data-dir", "not a folder"}},
 		{name: "data read-only/serve", args: serve(), setup: dataReadOnly, code: 1, want: []string{"--data-dir", "read-only"}},
 		{name: "data read-only/ingest", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}"}, setup: dataReadOnly, code: 1, want: []string{"--data-dir", "read-only"}},
 		{name: "index is a file/serve", args: serve(), setup: indexIsFile, code: 1, want: []string{"index", "not a folder", "rebuilt"}},

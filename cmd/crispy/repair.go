@@ -42,17 +42,18 @@ func openStoreReadOnly(ctx context.Context, cfg config, io stdio) (readOnlyStore
 	dir := filepath.Join(cfg.DataDir, "events")
 	s, err := embedded.OpenReadOnly(dir, embedded.Options{Logger: newLogger(io.err, cfg.LogLevel)})
 	if err != nil {
-		return readOnlyStore{}, storeOpenError(dir, err)
+		return readOnlyStore{}, storeOpenError(cfg.DataDir, dir, err)
 	}
 	return readOnlyStore{Store: s, embedded: s, dir: dir}, nil
 }
 
-// storeOpenError gives a corrupt log its exit code; its message already says what to do.
-func storeOpenError(dir string, err error) error {
+// storeOpenError gives a corrupt log its exit code (its message already says what to do) and explains
+// the other failures as a writer's open does (a file where the folder should be, no permission…).
+func storeOpenError(dataDir, dir string, err error) error {
 	if errors.Is(err, eventstore.ErrCorrupt) {
 		return exitError{code: exitCorrupt, msg: fmt.Sprintf("event store in %s is corrupt: %v", dir, err)}
 	}
-	return fmt.Errorf("open embedded event store in %s: %w", dir, err)
+	return dataDirError(dataDir, dir, err)
 }
 
 // tornTail is the torn tail a read-only open of the embedded log found (nil: none, or another store).
@@ -100,13 +101,16 @@ func cmdRepair(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	if cfg.EventStore != "embedded" {
 		return exitError{code: 2, msg: "repair works on the embedded event store (--data-dir); EventStoreDB repairs itself"}
 	}
+	if err := requireStore(cfg); err != nil {
+		return err
+	}
 	dir := filepath.Join(cfg.DataDir, "events")
 	rep, err := embedded.Repair(dir, embedded.Options{Logger: newLogger(io.err, cfg.LogLevel)}, dryRun)
 	if errors.Is(err, embedded.ErrInUse) {
 		return fmt.Errorf("%w; repair needs the store to itself: stop the server first", err)
 	}
 	if err != nil {
-		return storeOpenError(dir, err)
+		return storeOpenError(cfg.DataDir, dir, err)
 	}
 	switch {
 	case rep.Torn == nil:

@@ -30,7 +30,7 @@ func Repair(dir string, opts Options, dryRun bool) (RepairReport, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			return rep, fmt.Errorf("no embedded event store in %s (%s not found): check --data-dir", dir, logName)
 		}
-		return rep, fmt.Errorf("stat %s: %w", path, err)
+		return rep, err // "stat PATH: …" already
 	}
 	flag := os.O_RDWR
 	if dryRun {
