@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,8 +24,8 @@ import (
 )
 
 // startApp builds and starts the whole server on embedded defaults in dataDir, with faults
-// injected into its event store, and serves it on a test listener until cleanup.
-func startApp(t *testing.T, dataDir string, faults *embedded.Faults) *httptest.Server {
+// injected into its event store, and serves it on a test listener until stop or cleanup.
+func startApp(t *testing.T, dataDir string, faults *embedded.Faults) (srv *httptest.Server, stop func()) {
 	t.Helper()
 	cfg := config{DataDir: dataDir, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
 		PluginsDir: filepath.Join(dataDir, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
@@ -37,23 +38,27 @@ func startApp(t *testing.T, dataDir string, faults *embedded.Faults) *httptest.S
 		a.close()
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(runCtx)
 	a.runAll(g, gctx)
 	if err := a.ready(gctx); err != nil {
-		stop()
+		cancel()
 		_ = g.Wait()
 		a.close()
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.server.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		stop()
-		_ = g.Wait()
-		a.close()
-	})
-	return srv
+	srv = httptest.NewServer(a.server.Handler())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			srv.Close()
+			cancel()
+			_ = g.Wait()
+			a.close()
+		})
+	}
+	t.Cleanup(stop)
+	return srv, stop
 }
 
 type answer struct {
@@ -118,7 +123,7 @@ func TestStorageFaultIs503AndHealsThroughHTTP(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	faults := &embedded.Faults{}
-	srv := startApp(t, data, faults)
+	srv, stop := startApp(t, data, faults)
 	ingest := func(id string) answer {
 		return call(t, srv, "POST", "/ingest", map[string]any{"docId": id, "text": "a text about storage " + id})
 	}
@@ -163,14 +168,18 @@ func TestStorageFaultIs503AndHealsThroughHTTP(t *testing.T) {
 			t.Fatalf("%s: chat after the fault cleared: %d %s", name, r.status, r.raw)
 		}
 	}
-	srv.Close()
+	stop()
 
-	// Restart-free healing lost nothing acknowledged and kept nothing refused.
+	// Restart-free healing lost nothing acknowledged and kept nothing refused, and left no torn
+	// tail: the log as the next start reads it, the server gone (not Live, so a torn tail shows).
 	s, err := embedded.OpenReadOnly(filepath.Join(data, "events"), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	if s.Live() {
+		t.Fatal("the stopped server still holds the store")
+	}
 	evs, err := s.ReadTenant(context.Background(), tenant.MustParse("demo"), eventstore.Start, 0)
 	if err != nil {
 		t.Fatal(err)
