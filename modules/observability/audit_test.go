@@ -402,6 +402,10 @@ func TestAuditReadDuringAStorageFaultSaysWhenToRetry(t *testing.T) {
 	if r.status != 503 || r.body["code"] != "audit_record_failed" || r.header.Get("Retry-After") != fmt.Sprint(eventstore.StorageRetryAfterSec) {
 		t.Fatalf("audit read while the store refuses writes: %d %v %s", r.status, r.header, r.raw)
 	}
+	e.store.FailAppends(eventstore.ErrStorageOutcomeUnknown)
+	if r := e.audit("/audit/events", "acme"); r.status != 503 || r.header.Get("Retry-After") != fmt.Sprint(eventstore.StorageRetryAfterSec) {
+		t.Fatalf("audit read while the store's writes fail with an unknown outcome: %d %v %s", r.status, r.header, r.raw)
+	}
 	e.store.FailAppends(nil)
 	if r := e.audit("/audit/events", "acme"); r.status != 200 {
 		t.Fatalf("audit read after the fault: %d %s", r.status, r.raw)

@@ -233,8 +233,8 @@ func (a *Audit) record(ctx context.Context, t tenant.ID, endpoint string, q map[
 		// An audit read is served only once its access is on record; when the store cannot write
 		// for now, say when to come back, as its own refusal does.
 		ae := apperr.Wrap(err, apperr.KindUnavailable, "audit_record_failed", "could not record this audit access; the audit was not served")
-		if errors.Is(err, eventstore.ErrStorageUnavailable) {
-			ae.RetryAfterSec = eventstore.StorageRetryAfterSec
+		if cause, ok := apperr.As(err); ok && cause.Kind == apperr.KindUnavailable {
+			ae.RetryAfterSec = cause.RetryAfterSec
 		}
 		return ae
 	}
