@@ -195,6 +195,14 @@ type SubscribeOptions struct {
 	Tenant tenant.ID
 	// From is the first position delivered (inclusive); Start for everything.
 	From Position
+	// CaughtUp, when set, is called once per subscription, from the subscription's goroutine and
+	// between two handler calls, when the catch-up reaches the live end: every matching event up to
+	// position at has been handed to the handler, and at is the store's last position at that
+	// moment (whether or not that event matched the filter; Start for an empty store). Events
+	// appended later follow as live events. Knowing this is a fact reported by the store, not a
+	// guess from a quiet spell: read models answer only once it has been said. An error it returns
+	// ends the subscription with that error.
+	CaughtUp func(ctx context.Context, at Position) error
 }
 
 // Handler receives events in global order. Returning an error stops the subscription with it.
@@ -214,8 +222,9 @@ type Store interface {
 	// global order (max <= 0: all).
 	ReadTenant(ctx context.Context, t tenant.ID, from Position, max int) ([]Event, error)
 
-	// Subscribe delivers events with position >= opts.From (catch-up), then new events as they are
-	// appended (live), until ctx ends (returns nil) or h returns an error (returns it).
+	// Subscribe delivers events with position >= opts.From (catch-up), then reports the live end
+	// (opts.CaughtUp), then new events as they are appended (live), until ctx ends (returns nil) or
+	// h or CaughtUp returns an error (returns it).
 	Subscribe(ctx context.Context, opts SubscribeOptions, h Handler) error
 
 	// SetStreamMetadata replaces the stream's retention metadata.

@@ -140,6 +140,7 @@ func (s *Store) readEntries(sel []entry) ([]eventstore.Event, error) {
 // Subscribe implements eventstore.Store: catch-up from opts.From, then live.
 func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
 	next := opts.From
+	live := opts.CaughtUp == nil
 	for {
 		s.mu.RLock()
 		if s.closed {
@@ -166,6 +167,14 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions,
 		// Nothing readable left up to last: skip past it so unreadable events are not rescanned.
 		if next <= last {
 			next = last + 1
+		}
+		if !live {
+			// The selection under the lock that saw last was the final one: all up to it is delivered.
+			live = true
+			if err := opts.CaughtUp(ctx, last); err != nil {
+				return err
+			}
+			continue
 		}
 		select {
 		case <-ctx.Done():

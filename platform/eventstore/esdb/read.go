@@ -78,7 +78,7 @@ func (s *Store) ReadTenant(ctx context.Context, t tenant.ID, from eventstore.Pos
 		return nil, nil
 	}
 	var out []eventstore.Event
-	_, err = s.scan(ctx, t, from, &end.Commit, func(e eventstore.Event) (bool, error) {
+	_, err = s.scan(ctx, t, from, &end.Commit, nil, func(e eventstore.Event) (bool, error) {
 		out = append(out, e)
 		return max > 0 && len(out) >= max, nil
 	})
@@ -100,8 +100,22 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions,
 		return err
 	}
 	from := opts.From
+	var live *liveEnd
+	if opts.CaughtUp != nil {
+		// The live end is the server's CaughtUp message (EventStoreDB 23.10 and later) or, from
+		// older servers that never send it, the first checkpoint or event at or past the end of $all
+		// as it stood when the subscription began.
+		end, ok, err := s.lastAll(ctx)
+		if err != nil {
+			return mapErr("subscribe", err)
+		}
+		live = &liveEnd{report: opts.CaughtUp}
+		if ok {
+			live.commit, live.at = end.Commit, encodePos(end.Commit)
+		}
+	}
 	for {
-		last, err := s.scan(ctx, opts.Tenant, from, nil, func(e eventstore.Event) (bool, error) {
+		last, err := s.scan(ctx, opts.Tenant, from, nil, live, func(e eventstore.Event) (bool, error) {
 			return false, h(ctx, e)
 		})
 		if last > 0 {
@@ -126,6 +140,28 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions,
 	}
 }
 
+// liveEnd reports a subscription's live end once (SubscribeOptions.CaughtUp).
+type liveEnd struct {
+	report func(context.Context, eventstore.Position) error
+	commit uint64              // the commit position of the last event of $all when it began
+	at     eventstore.Position // its port position (Start for an empty store)
+	done   bool
+}
+
+// reached reports the live end, once, when a subscription message shows it: the server's CaughtUp,
+// or a checkpoint or event at or past the commit position $all ended at.
+func (l *liveEnd) reached(ctx context.Context, caughtUp bool, commit uint64) error {
+	if l == nil || l.done || (!caughtUp && commit < l.commit) {
+		return nil
+	}
+	l.done = true
+	at := l.at
+	if p := encodePos(commit); !caughtUp && p > at {
+		at = p
+	}
+	return l.report(ctx, at)
+}
+
 // droppedError is a subscription the server or the transport ended: Subscribe retries it.
 type droppedError struct{ err error }
 
@@ -136,7 +172,7 @@ func (e *droppedError) Unwrap() error { return e.err }
 // port position from, and hands each readable event to deliver. With end set it stops after the
 // event at commit position end (or a checkpoint past it, or caught-up); without, it runs until ctx
 // ends or the subscription drops. It returns the position of the last event delivered.
-func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position, end *uint64, deliver func(eventstore.Event) (bool, error)) (eventstore.Position, error) {
+func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position, end *uint64, live *liveEnd, deliver func(eventstore.Event) (bool, error)) (eventstore.Position, error) {
 	var last eventstore.Position
 	start, err := s.startPosition(ctx, from)
 	if err != nil {
@@ -172,9 +208,15 @@ func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position,
 			if end != nil && msg.CheckPointReached.Commit >= *end {
 				return last, nil
 			}
+			if err := live.reached(ctx, false, msg.CheckPointReached.Commit); err != nil {
+				return last, err
+			}
 		case msg.CaughtUp != nil:
 			if end != nil {
 				return last, nil
+			}
+			if err := live.reached(ctx, true, 0); err != nil {
+				return last, err
 			}
 		case msg.EventAppeared != nil:
 			rec := msg.EventAppeared.OriginalEvent()
@@ -194,6 +236,9 @@ func (s *Store) scan(ctx context.Context, t tenant.ID, from eventstore.Position,
 			}
 			if out == stopped || (end != nil && commit >= *end) {
 				return last, nil
+			}
+			if err := live.reached(ctx, false, commit); err != nil {
+				return last, err
 			}
 		}
 	}

@@ -134,6 +134,7 @@ func (m *Memory) readLocked(t tenant.ID, from eventstore.Position, max int) []ev
 
 func (m *Memory) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
 	next := opts.From
+	live := opts.CaughtUp == nil
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -142,6 +143,7 @@ func (m *Memory) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions
 		}
 		batch := m.readLocked(opts.Tenant, next, 512)
 		wait := m.notify
+		end := eventstore.Position(len(m.events))
 		m.mu.Unlock()
 		for _, e := range batch {
 			if err := h(ctx, e); err != nil {
@@ -150,6 +152,14 @@ func (m *Memory) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions
 			next = e.Position + 1
 		}
 		if len(batch) > 0 {
+			continue
+		}
+		if !live {
+			// Nothing more to read under the lock that saw end: every event up to it is delivered.
+			live = true
+			if err := opts.CaughtUp(ctx, end); err != nil {
+				return err
+			}
 			continue
 		}
 		select {

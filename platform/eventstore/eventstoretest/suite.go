@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"HashChainVerifies", testHashChain},
 		{"SubscribeCatchUpThenLive", testSubscribe},
 		{"SubscribeTenantIsolation", testSubscribeTenant},
+		{"SubscribeReportsCaughtUp", testSubscribeCaughtUp},
 		{"TruncateBeforeHidesEarlierEvents", testTruncate},
 		{"AppendAfterCloseFails", testClosed},
 		{"InvalidAppendsRejected", testInvalid},
@@ -357,6 +358,79 @@ func expectEvent(t *testing.T, ch <-chan eventstore.Event, n int) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatalf("timed out waiting for event n=%d", n)
+	}
+}
+
+// testSubscribeCaughtUp: the live end is reported once, after every event that was there, with the
+// store's last position (also when the last event belongs to another tenant), and live events follow.
+func testSubscribeCaughtUp(t *testing.T, s eventstore.Store) {
+	// An empty store is caught up at once.
+	c0, cancel0 := context.WithCancel(ctx(t))
+	defer cancel0()
+	empty := make(chan eventstore.Position, 1)
+	go s.Subscribe(c0, eventstore.SubscribeOptions{Tenant: acme, CaughtUp: func(_ context.Context, at eventstore.Position) error {
+		empty <- at
+		return nil
+	}}, func(context.Context, eventstore.Event) error { return nil })
+	select {
+	case at := <-empty:
+		if at != eventstore.Start {
+			t.Fatalf("an empty store caught up at %d", at)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a subscription to an empty store never reported the live end")
+	}
+	cancel0()
+
+	st := tenant.MustStream(acme, "session", "cu")
+	mustAppend(t, s, st, eventstore.Any, ev("t.E", 0), ev("t.E", 1))
+	last := mustAppend(t, s, tenant.MustStream(other, "session", "cu"), eventstore.Any, ev("t.E", 9))
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	type item struct {
+		e  *eventstore.Event
+		at eventstore.Position
+	}
+	got := make(chan item, 10)
+	calls := 0
+	go s.Subscribe(c, eventstore.SubscribeOptions{Tenant: acme, CaughtUp: func(_ context.Context, at eventstore.Position) error {
+		calls++
+		got <- item{at: at}
+		return nil
+	}}, func(_ context.Context, e eventstore.Event) error {
+		got <- item{e: &e}
+		return nil
+	})
+	next := func() item {
+		t.Helper()
+		select {
+		case it := <-got:
+			return it
+		case <-time.After(10 * time.Second):
+			t.Fatal("timed out waiting for the subscription")
+			return item{}
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if it := next(); it.e == nil || string(it.e.Data) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("delivery %d: %+v, want event n=%d before the live end", i, it, i)
+		}
+	}
+	if it := next(); it.e != nil || it.at < last.Position {
+		t.Fatalf("after the catch-up: %+v, want the live end at %d or later", it, last.Position)
+	}
+	mustAppend(t, s, st, eventstore.Any, ev("t.E", 2))
+	if it := next(); it.e == nil || string(it.e.Data) != `{"n":2}` {
+		t.Fatalf("live delivery: %+v", it)
+	}
+	if calls != 1 {
+		t.Fatalf("the live end was reported %d times", calls)
+	}
+	// An error from CaughtUp ends the subscription with it.
+	boom := errors.New("boom")
+	if err := s.Subscribe(ctx(t), eventstore.SubscribeOptions{Tenant: acme, CaughtUp: func(context.Context, eventstore.Position) error { return boom }},
+		func(context.Context, eventstore.Event) error { return nil }); !errors.Is(err, boom) {
+		t.Fatalf("subscribe with failing CaughtUp returned %v", err)
 	}
 }
 
