@@ -1,0 +1,134 @@
+// Package codec is the one event codec: it maps event type names ("tooling.ToolSucceeded") to the Go
+// types of their data, so events are decoded once, by the bus, and handlers receive typed values
+// instead of switching on type strings and decoding JSON by hand.
+//
+// Each module's events package declares its types with a Register function that takes the Add
+// method (events packages use only the standard library, so they take a plain func):
+//
+//	func Register(add func(typeName string, sample any)) {
+//		add(TypeToolSucceeded, ToolSucceeded{})
+//		add(TypeToolFailed, ToolFailed{})
+//	}
+//
+// and a module registers, before the bus runs, the events packages whose events it consumes:
+// toolevents.Register(b.Codec().Add). Registering the same name with the same type again is a
+// no-op, so two modules may register one package.
+package codec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+)
+
+// ErrUnknownType is returned for a type name (or Go type) nobody registered.
+var ErrUnknownType = errors.New("event type not registered")
+
+// Registry maps type names to Go types. Safe for concurrent use.
+type Registry struct {
+	mu     sync.RWMutex
+	byName map[string]reflect.Type
+	byType map[reflect.Type]string
+	errs   []error
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{byName: map[string]reflect.Type{}, byType: map[reflect.Type]string{}}
+}
+
+// Add maps typeName to the type of sample, a struct value (not a pointer). A name registered with
+// another type, a type registered under another name, an empty name or a non-struct sample is a
+// programming error, kept for Err (the bus refuses to run with it).
+func (r *Registry) Add(typeName string, sample any) {
+	t := reflect.TypeOf(sample)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case typeName == "":
+		r.errs = append(r.errs, fmt.Errorf("codec: %v registered without a type name", t))
+		return
+	case t == nil || t.Kind() != reflect.Struct:
+		r.errs = append(r.errs, fmt.Errorf("codec: %s: sample %v is not a struct value", typeName, t))
+		return
+	}
+	if old, ok := r.byName[typeName]; ok {
+		if old != t {
+			r.errs = append(r.errs, fmt.Errorf("codec: %s registered as %v and as %v", typeName, old, t))
+		}
+		return
+	}
+	if old, ok := r.byType[t]; ok {
+		r.errs = append(r.errs, fmt.Errorf("codec: %v registered as %s and as %s", t, old, typeName))
+		return
+	}
+	r.byName[typeName] = t
+	r.byType[t] = typeName
+}
+
+// Err reports the registration mistakes so far.
+func (r *Registry) Err() error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return errors.Join(r.errs...)
+}
+
+// Known reports whether typeName is registered.
+func (r *Registry) Known(typeName string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.byName[typeName]
+	return ok
+}
+
+// NameOf returns the type name t is registered under.
+func (r *Registry) NameOf(t reflect.Type) (string, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if n, ok := r.byType[t]; ok {
+		return n, nil
+	}
+	return "", fmt.Errorf("%w: Go type %v (register its events package on the codec)", ErrUnknownType, t)
+}
+
+// Names lists the registered type names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Decode decodes an event's data into a new value of its registered type and returns that value
+// (a T, not a *T).
+func (r *Registry) Decode(typeName string, data []byte) (any, error) {
+	r.mu.RLock()
+	t, ok := r.byName[typeName]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownType, typeName)
+	}
+	p := reflect.New(t)
+	if err := json.Unmarshal(data, p.Interface()); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", typeName, err)
+	}
+	return p.Elem().Interface(), nil
+}
+
+// Encode returns the EventData of v (a registered struct value) under its registered name.
+func (r *Registry) Encode(v any) (eventstore.EventData, error) {
+	name, err := r.NameOf(reflect.TypeOf(v))
+	if err != nil {
+		return eventstore.EventData{}, err
+	}
+	return eventstore.NewEventData(name, v)
+}
