@@ -5,55 +5,73 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/health"
 )
 
 // Deps are the bus's collaborators.
 type Deps struct {
-	Store   eventstore.Store
+	Store eventstore.Store
+	// Codec maps event type names to Go types for typed handlers (nil: a new empty one; modules
+	// register their events packages on Bus.Codec()).
+	Codec   *codec.Registry
 	Log     *slog.Logger
 	Metrics *metrics.Set // nil: no metrics
 	Now     func() time.Time
 }
 
-// Bus carries the store's events to the registered handlers. Register every handler (On, Project)
-// before Run; Run forwards and delivers until its context ends.
+// Bus carries the store's events to the registered consumers. Register every consumer
+// (Projection, Processor, and the older On, Project) before Run; Run forwards and delivers until
+// its context ends.
 type Bus struct {
 	cfg   Config
 	store eventstore.Store
+	codec *codec.Registry
 	log   *slog.Logger
 	now   func() time.Time
 	m     meters
 
-	mu          sync.Mutex
-	durables    []*durable
-	projections []*projection
-	names       map[string]bool
-	regErr      error
-	started     bool
+	mu             sync.Mutex
+	durables       []*durable
+	processors     []*Processor
+	projections    []*Projection
+	memProjections []*memProjection
+	names          map[string]bool
+	regErr         error
+	started        bool
 
-	running   chan struct{} // closed when projections started and the router runs
+	running   chan struct{} // closed when the consumers started and the router runs
 	exited    chan struct{} // closed when Run returns
 	target    eventstore.Position
-	forwarded atomic.Uint64
+	shared    *cursor // the processors' path
+	local     *cursor // the projections' path
+	projected map[string]bool
 	persisted eventstore.Position // last forwarder checkpoint written; guarded by mu
-	fwdErr    atomic.Pointer[error]
 	stopped   atomic.Bool
 	tr        *transport
+
+	localPubSub *gochannel.GoChannel
 
 	// decoratePublisher wraps the transport's publisher (tests inject publish failures).
 	decoratePublisher func(message.Publisher) message.Publisher
 }
 
-var _ Registry = (*Bus)(nil)
+var (
+	_ Registry  = (*Bus)(nil)
+	_ Consumers = (*Bus)(nil)
+)
 
 // New builds a bus. Nothing runs until Run.
 func New(cfg Config, d Deps) (*Bus, error) {
@@ -70,13 +88,25 @@ func New(cfg Config, d Deps) (*Bus, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	b := &Bus{cfg: cfg, store: d.Store, log: d.Log.With("component", "bus"), now: d.Now,
+	if d.Codec == nil {
+		d.Codec = codec.New()
+	}
+	b := &Bus{cfg: cfg, store: d.Store, codec: d.Codec, log: d.Log.With("component", "bus"), now: d.Now,
 		names: map[string]bool{}, running: make(chan struct{}), exited: make(chan struct{})}
+	b.shared = &cursor{name: "processors"}
+	b.shared.publish = b.publishShared
+	b.local = &cursor{name: "projections", wantsEnd: true}
+	b.local.publish = b.publishLocal
 	b.m = newMeters(d.Metrics, b)
 	return b, nil
 }
 
+// Codec implements Consumers.
+func (b *Bus) Codec() *codec.Registry { return b.codec }
+
 // On implements Registry: a durable handler, delivered at least once and deduplicated by event id.
+//
+// Deprecated: use Processor and Handle.
 func (b *Bus) On(name string, types []string, h Handler) {
 	b.register(name, "handler", func() {
 		b.durables = append(b.durables, newDurable(name, types, h, b))
@@ -85,9 +115,11 @@ func (b *Bus) On(name string, types []string, h Handler) {
 
 // Project implements Registry: an in-memory read model fed from the beginning of the store on every
 // start.
+//
+// Deprecated: use Projection and Apply.
 func (b *Bus) Project(name string, types []string, h Handler) {
 	b.register(name, "projection", func() {
-		b.projections = append(b.projections, newProjection(name, types, h, b))
+		b.memProjections = append(b.memProjections, newMemProjection(name, types, h, b))
 	})
 }
 
@@ -110,10 +142,34 @@ func (b *Bus) register(name, kind string, add func()) {
 	add()
 }
 
-// Run starts the projections, the Watermill router and the forwarder, and blocks until ctx ends.
-// It then drains: the forwarder stops after its in-flight event, its checkpoint is written, the
-// router waits for in-flight handlers (up to CloseTimeout) and the checkpoints are synced. Run
-// returns an error when it cannot start, or when the drain fails.
+// resolve checks the codec and maps every typed handler to its event type name.
+func (b *Bus) resolve() error {
+	if err := b.codec.Err(); err != nil {
+		return err
+	}
+	b.projected = map[string]bool{}
+	for _, p := range b.projections {
+		if err := p.resolve(); err != nil {
+			return err
+		}
+		for t := range p.byType {
+			b.projected[t] = true
+		}
+	}
+	for _, q := range b.processors {
+		if err := q.resolve(); err != nil {
+			return err
+		}
+		b.durables = append(b.durables, q.d)
+	}
+	return nil
+}
+
+// Run opens the read models, starts the consumers, the Watermill router and the forwarder, and
+// blocks until ctx ends. It then drains: the forwarder stops after its in-flight batch, its
+// checkpoint is written, the router waits for in-flight handlers (up to CloseTimeout), the
+// projections commit what they applied and the checkpoints are synced. Run returns an error when it
+// cannot start (a read model ahead of the store among others), or when the drain fails.
 func (b *Bus) Run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.started {
@@ -122,7 +178,10 @@ func (b *Bus) Run(ctx context.Context) error {
 	}
 	b.started = true
 	regErr := b.regErr
-	durables, projections := b.durables, b.projections
+	if regErr == nil {
+		regErr = b.resolve()
+	}
+	durables, projections, memProjections := b.durables, b.projections, b.memProjections
 	b.mu.Unlock()
 	defer close(b.exited)
 	defer b.stopped.Store(true)
@@ -136,18 +195,32 @@ func (b *Bus) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bus: %w", err)
 	}
-	b.forwarded.Store(uint64(from))
-	b.mu.Lock()
-	b.persisted = from
-	b.mu.Unlock()
 	target, err := b.store.LastPosition(ctx)
 	if err != nil {
 		return fmt.Errorf("bus: store position at start: %w", err)
 	}
 	b.target = target
+	if from > target {
+		return aheadError("the bus's forwarder", from, target, b.cfg.CheckpointDir)
+	}
+	if err := b.openProjections(projections, target); err != nil {
+		return err
+	}
+	closeStores := func() {
+		for _, p := range projections {
+			if err := p.close(); err != nil {
+				b.log.Error("bus: close read model", "projection", p.name, "err", err)
+			}
+		}
+	}
+	b.shared.pos.Store(uint64(from))
+	b.mu.Lock()
+	b.persisted = from
+	b.mu.Unlock()
 
 	tr, err := newTransport(ctx, b.cfg, b.log)
 	if err != nil {
+		closeStores()
 		return err
 	}
 	if b.decoratePublisher != nil {
@@ -158,25 +231,45 @@ func (b *Bus) Run(ctx context.Context) error {
 		if err := d.open(from, tr.ordered); err != nil {
 			closeDurables(durables)
 			_ = tr.close()
+			closeStores()
 			return err
 		}
 		sub, err := tr.subscriber(d.name)
 		if err != nil {
 			closeDurables(durables)
 			_ = tr.close()
+			closeStores()
 			return err
 		}
 		tr.router.AddConsumerHandler(d.name, b.cfg.topic(), sub, d.handle)
 	}
 
-	// Projections read the store directly: they need every event from the start in order, which
-	// is what a store subscription is, and nothing the broker adds.
+	// Projections consume the in-process transport; each is subscribed before the forwarder
+	// publishes its first batch. Their context ends only after the forwarder stopped.
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	var projWG sync.WaitGroup
+	b.localPubSub = newLocalPubSub(b.log)
 	for _, p := range projections {
-		p.epoch = time.Now()
+		msgs, err := b.localPubSub.Subscribe(projCtx, localTopic)
+		if err != nil {
+			stopProjections()
+			closeDurables(durables)
+			_ = tr.close()
+			closeStores()
+			return fmt.Errorf("bus: subscribe projection %s: %w", p.name, err)
+		}
+		projWG.Add(1)
+		go func() { defer projWG.Done(); p.run(projCtx, msgs) }()
+	}
+	for _, p := range memProjections {
 		projWG.Add(1)
 		go func() { defer projWG.Done(); p.run(projCtx) }()
+	}
+	stopConsumers := func() {
+		stopProjections()
+		projWG.Wait()
+		_ = b.localPubSub.Close()
+		closeStores()
 	}
 
 	// The router gets its own context: on shutdown it must outlive the forwarder, so that the
@@ -186,27 +279,31 @@ func (b *Bus) Run(ctx context.Context) error {
 	select {
 	case <-tr.router.Running():
 	case err := <-routerErr:
-		stopProjections()
-		projWG.Wait()
+		stopConsumers()
 		closeDurables(durables)
 		_ = tr.close()
 		return fmt.Errorf("bus: watermill router: %w", err)
 	}
 	close(b.running)
-	b.log.Info("bus running", "transport", transportName(b.cfg), "from", from, "storeAt", target,
-		"handlers", len(durables), "projections", len(projections))
+	b.log.Info("bus running", "transport", transportName(b.cfg), "from", from, "projectionsFrom", b.local.pos.Load(),
+		"storeAt", target, "processors", len(durables), "projections", len(projections)+len(memProjections))
 
 	// Forward until ctx ends.
 	fwdCtx, stopForwarder := context.WithCancel(ctx)
-	fwdDone := make(chan struct{})
-	go func() { defer close(fwdDone); b.forward(fwdCtx) }()
+	var fwdWG sync.WaitGroup
+	fwdWG.Add(1)
+	go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.shared) }()
+	if len(projections) > 0 {
+		fwdWG.Add(1)
+		go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.local) }()
+	}
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()
 
 	<-ctx.Done()
 	stopForwarder()
-	<-fwdDone
+	fwdWG.Wait()
 	stopFlush()
 	<-flushDone
 
@@ -224,11 +321,47 @@ func (b *Bus) Run(ctx context.Context) error {
 	if err := tr.close(); err != nil {
 		errs = append(errs, fmt.Errorf("bus: close transport: %w", err))
 	}
-	stopProjections()
-	projWG.Wait()
+	stopConsumers()
 	errs = append(errs, closeDurables(durables))
-	b.log.Info("bus stopped", "forwarded", b.forwarded.Load())
+	b.log.Info("bus stopped", "forwarded", b.shared.pos.Load(), "projected", b.local.pos.Load())
 	return errors.Join(errs...)
+}
+
+// openProjections opens every projection's read model, refuses one that is ahead of the store,
+// and sets the projections' cursor to the lowest checkpoint.
+func (b *Bus) openProjections(ps []*Projection, target eventstore.Position) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(b.cfg.ReadModelDir, 0o750); err != nil {
+		return fmt.Errorf("bus: read model dir: %w", err)
+	}
+	lowest := eventstore.Position(math.MaxUint64)
+	var err error
+	for _, p := range ps {
+		if err = p.open(b.cfg.ReadModelDir, target); err != nil {
+			break
+		}
+		if pos := p.store.Load().Position(); pos > target {
+			err = aheadError(fmt.Sprintf("read model %q (%s)", p.name, p.store.Load().Path()), pos, target, b.cfg.ReadModelDir)
+			break
+		}
+		lowest = min(lowest, p.store.Load().Position())
+	}
+	if err != nil {
+		for _, p := range ps {
+			_ = p.close()
+		}
+		return err
+	}
+	b.local.pos.Store(uint64(lowest))
+	return nil
+}
+
+// aheadError is the refusal to start on a checkpoint ahead of the store: what was derived from the
+// store describes events the store no longer has, so serving it would be serving wrong state.
+func aheadError(what string, at, storeAt eventstore.Position, dir string) error {
+	return fmt.Errorf("bus: %s reflects the event store up to position %d, but the store ends at %d: the store was restored from an older backup or --eventstore names another store; if the store is right, delete %s to rebuild from it", what, at, storeAt, dir)
 }
 
 func closeDurables(ds []*durable) error {
@@ -268,9 +401,9 @@ func (b *Bus) flushLoop(ctx context.Context, ds []*durable) {
 	}
 }
 
-// writeCheckpoint persists the forwarder's position when it moved since the last write.
+// writeCheckpoint persists the processors' cursor when it moved since the last write.
 func (b *Bus) writeCheckpoint() error {
-	pos := eventstore.Position(b.forwarded.Load())
+	pos := eventstore.Position(b.shared.pos.Load())
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if pos == b.persisted {
@@ -283,7 +416,8 @@ func (b *Bus) writeCheckpoint() error {
 	return nil
 }
 
-// Check reports whether the bus is running and forwarding (for /health).
+// Check reports the bus for /health: down when it is not running, its forwarder fails or the
+// broker is unreachable; catching_up (with progress in positions) while a projection catches up.
 func (b *Bus) Check(ctx context.Context) error {
 	select {
 	case <-b.running:
@@ -293,29 +427,58 @@ func (b *Bus) Check(ctx context.Context) error {
 	if b.stopped.Load() {
 		return errors.New("bus: stopped")
 	}
-	if p := b.fwdErr.Load(); p != nil {
-		return fmt.Errorf("bus: forwarder failing: %w", *p)
+	for _, c := range []*cursor{b.shared, b.local} {
+		if p := c.err.Load(); p != nil {
+			return fmt.Errorf("bus: forwarder (%s) failing: %w", c.name, *p)
+		}
 	}
-	return b.tr.check(ctx)
+	if err := b.tr.check(ctx); err != nil {
+		return err
+	}
+	var behind []string
+	var done, total uint64
+	for _, p := range b.projections {
+		err := p.Check(ctx)
+		var st *health.State
+		if errors.As(err, &st) && st.Status == health.CatchingUp {
+			behind = append(behind, p.name)
+			done += st.Done
+			total += st.Total
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, p := range b.memProjections {
+		if !p.isCaughtUp() {
+			behind = append(behind, p.name)
+		}
+	}
+	if len(behind) > 0 {
+		return health.CatchingUpState("read models catching up with the event store: "+strings.Join(behind, ", "), done, total)
+	}
+	return nil
 }
 
-// Lag is how many positions the forwarder is behind the store (the store's last position minus the
-// forwarded one; positions need not be contiguous, so it is an upper bound on events). 0 when the
-// store cannot tell.
+// Lag is how many positions the processors' forwarder is behind the store (the store's last
+// position minus the forwarded one; positions need not be contiguous, so it is an upper bound on
+// events). 0 when the store cannot tell.
 func (b *Bus) Lag() uint64 {
 	last, err := b.store.LastPosition(context.Background())
 	if err != nil {
 		return 0
 	}
-	fwd := b.forwarded.Load()
+	fwd := b.shared.pos.Load()
 	if uint64(last) <= fwd {
 		return 0
 	}
 	return uint64(last) - fwd
 }
 
-// WaitCaughtUp blocks until Run has started and every projection has been fed the store up to its
-// last position when Run started, so the server answers only once read models are warm.
+// WaitCaughtUp blocks until Run has started and every projection has caught up with the store (its
+// subscription reported the live end and the projection applied every event up to it), so the
+// server answers only once read models are warm.
 func (b *Bus) WaitCaughtUp(ctx context.Context) error {
 	select {
 	case <-b.running:
@@ -325,12 +488,52 @@ func (b *Bus) WaitCaughtUp(ctx context.Context) error {
 		return fmt.Errorf("bus: wait for start: %w", ctx.Err())
 	}
 	b.mu.Lock()
-	ps := b.projections
+	ps, mps := b.projections, b.memProjections
 	b.mu.Unlock()
 	for _, p := range ps {
-		if err := p.waitCaughtUp(ctx, b.target, b.cfg.SettleTime); err != nil {
+		if err := p.WaitCaughtUp(ctx); err != nil {
+			return err
+		}
+	}
+	for _, p := range mps {
+		if err := p.waitCaughtUp(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Sync waits until the consumers have been given every event in the store now: the projections
+// applied (and, once caught up, committed) them, in-process processors finished them, and on NATS
+// the events were published to the broker (whose consumers may still be at work). For tests and
+// tools; keep retention out of a store it waits on (an unreadable last event is never delivered).
+func (b *Bus) Sync(ctx context.Context) error {
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	target, err := b.store.LastPosition(ctx)
+	if err != nil {
+		return fmt.Errorf("bus: store position: %w", err)
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		done := b.shared.pos.Load() >= uint64(target)
+		if len(b.projections) > 0 {
+			done = done && max(b.local.pos.Load(), b.local.liveEnd.Load()) >= uint64(target)
+		}
+		for _, p := range b.memProjections {
+			done = done && p.pos.Load() >= uint64(target)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: sync to %d: %w", target, ctx.Err())
+		case <-b.exited:
+			return errors.New("bus: stopped")
+		case <-t.C:
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -345,7 +344,6 @@ func TestWaitCaughtUpWhenTheLastEventIsUnreadable(t *testing.T) {
 	}
 	proj := &recorder{}
 	cfg := goChannelConfig(t)
-	cfg.SettleTime = 50 * time.Millisecond
 	start(t, cfg, store, func(reg bus.Registry) { reg.Project("test.kept", nil, proj.handle) })
 	got, _ := proj.snapshot()
 	if !slices.Equal(ids(got), ids(readable)) {

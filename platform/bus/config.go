@@ -11,14 +11,21 @@ import (
 const TransportGoChannel = "gochannel"
 
 // Config configures the bus. The zero value is valid after defaults: GoChannel, checkpoints in
-// data/bus.
+// data/bus, read models in data/readmodels.
 type Config struct {
 	// Transport is "gochannel" (default) or a NATS URL (nats://127.0.0.1:4222) for Watermill over NATS
 	// JetStream, where several replicas share each handler's work through one durable consumer.
 	Transport string
-	// CheckpointDir holds the forwarder's and the handlers' checkpoints (default data/bus; the
+	// CheckpointDir holds the forwarder's and the processors' checkpoints (default data/bus; the
 	// binary passes <data folder>/bus). One directory per process: it is that process's progress.
 	CheckpointDir string
+	// ReadModelDir holds the projections' read models, one bbolt file each, <name>.db (default
+	// data/readmodels; the binary passes <data folder>/readmodels). One directory per process.
+	ReadModelDir string
+	// CatchUpCommitEvery is how many events a projection applies in one transaction while it
+	// catches up (default 8192): fewer fsyncs, and a crash costs at most this many re-applied
+	// events. Once caught up, a projection commits at the end of every forwarded batch.
+	CatchUpCommitEvery int
 	// Prefix names the broker resources: the JetStream stream and subject "<prefix>-events" and the
 	// durable consumers "<prefix>-<handler>-<hash>" (default "crispy"). Letters, digits, '-' and '_'.
 	Prefix string
@@ -54,11 +61,6 @@ type Config struct {
 	MaxAge time.Duration
 	// CloseTimeout bounds the drain of in-flight handlers at shutdown (default 30 s).
 	CloseTimeout time.Duration
-	// SettleTime: a projection whose subscription has been quiet this long counts as caught up even
-	// if it never saw the store's last position at start: that event may be unreadable (retention,
-	// truncation), or not a tenant event at all (EventStoreDB's $all ends with system events).
-	// Default 1 s.
-	SettleTime time.Duration
 }
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -103,8 +105,11 @@ func (c *Config) defaults() {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 30 * time.Second
 	}
-	if c.SettleTime == 0 {
-		c.SettleTime = time.Second
+	if c.ReadModelDir == "" {
+		c.ReadModelDir = "data/readmodels"
+	}
+	if c.CatchUpCommitEvery == 0 {
+		c.CatchUpCommitEvery = 8192
 	}
 }
 
@@ -118,17 +123,17 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.CheckpointDir == "" {
-		return fmt.Errorf("bus: checkpoint dir is empty")
+	if c.CheckpointDir == "" || c.ReadModelDir == "" {
+		return fmt.Errorf("bus: checkpoint or read model dir is empty")
 	}
 	if !prefixPattern.MatchString(c.Prefix) {
 		return fmt.Errorf("bus: prefix %q must match %s", c.Prefix, prefixPattern)
 	}
 	if c.CheckpointInterval < 0 || c.RetryInitial < 0 || c.RetryMax < 0 || c.AckWait < 0 || c.PublishTimeout < 0 ||
-		c.DuplicateWindow < 0 || c.MaxAge < 0 || c.CloseTimeout < 0 || c.SettleTime < 0 {
+		c.DuplicateWindow < 0 || c.MaxAge < 0 || c.CloseTimeout < 0 {
 		return fmt.Errorf("bus: negative duration in config")
 	}
-	if c.MaxRetries < 0 || c.DedupeSize < 0 {
+	if c.MaxRetries < 0 || c.DedupeSize < 0 || c.CatchUpCommitEvery < 0 {
 		return fmt.Errorf("bus: negative count in config")
 	}
 	if c.MaxAge > 0 && c.DuplicateWindow > c.MaxAge {

@@ -15,13 +15,14 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// durable is one On handler: a Watermill consumer with its own checkpoint and dedupe.
+// durable is one processor (or On handler): a Watermill consumer with its own checkpoint and dedupe.
 type durable struct {
-	name  string
-	types map[string]bool // nil: every type
-	h     Handler
-	b     *Bus
-	inner message.HandlerFunc
+	name     string
+	types    map[string]bool // nil: every type
+	h        Handler         // On: the raw handler
+	dispatch map[string]procHandler
+	b        *Bus
+	inner    message.HandlerFunc
 
 	ordered bool
 	cp      *slotFile     // ordered transports only
@@ -33,14 +34,23 @@ type durable struct {
 
 type eventKey struct{}
 
+// decoded is an event as the handler call receives it: with its data decoded for a typed processor.
+type decoded struct {
+	e eventstore.Event
+	v any
+}
+
 func newDurable(name string, types []string, h Handler, b *Bus) *durable {
 	d := &durable{name: name, types: typeSet(types), h: h, b: b, recent: newRecentIDs(b.cfg.DedupeSize),
 		handled: b.m.counter("crispy_bus_handled_events_total", name),
 		failed:  b.m.counter("crispy_bus_failed_events_total", name),
 		dupes:   b.m.counter("crispy_bus_duplicate_events_total", name)}
 	call := func(msg *message.Message) ([]*message.Message, error) {
-		e, _ := msg.Context().Value(eventKey{}).(eventstore.Event)
-		return nil, d.h(msg.Context(), e)
+		ev, _ := msg.Context().Value(eventKey{}).(decoded)
+		if d.dispatch != nil {
+			return nil, d.dispatch[ev.e.Type].call(msg.Context(), envelopeOf(ev.e), ev.v)
+		}
+		return nil, d.h(msg.Context(), ev.e)
 	}
 	retry := middleware.Retry{
 		MaxRetries: b.cfg.MaxRetries, InitialInterval: b.cfg.RetryInitial, MaxInterval: b.cfg.RetryMax, Multiplier: 2,
@@ -126,8 +136,19 @@ func (d *durable) handle(msg *message.Message) error {
 		d.dupes.Inc()
 		return nil
 	}
+	ev := decoded{e: e}
+	if d.dispatch != nil {
+		if ev.v, err = d.b.codec.Decode(e.Type, e.Data); err != nil {
+			// Retrying cannot fix data that does not decode.
+			d.b.log.Error("bus: processor cannot decode event; passed", "processor", d.name, "type", e.Type,
+				"position", e.Position, "event", e.ID, "err", err)
+			d.failed.Inc()
+			d.finished(e)
+			return nil
+		}
+	}
 	ctx := handlerContext(msg.Context(), e, d.name)
-	msg.SetContext(context.WithValue(ctx, eventKey{}, e))
+	msg.SetContext(context.WithValue(ctx, eventKey{}, ev))
 	if _, err := d.inner(msg); err != nil {
 		if msg.Context().Err() != nil {
 			return fmt.Errorf("handler %s: %s at %d interrupted: %w", d.name, e.Type, e.Position, err)
@@ -138,6 +159,12 @@ func (d *durable) handle(msg *message.Message) error {
 	} else {
 		d.handled.Inc()
 	}
+	d.finished(e)
+	return nil
+}
+
+// finished records that e is done with: its id for the dedupe, its position as the checkpoint.
+func (d *durable) finished(e eventstore.Event) {
 	d.recent.add(e.ID)
 	if d.ordered {
 		d.done.Store(uint64(e.Position))
@@ -145,7 +172,6 @@ func (d *durable) handle(msg *message.Message) error {
 			d.b.log.Error("bus: handler checkpoint", "handler", d.name, "err", err)
 		}
 	}
-	return nil
 }
 
 // handlerContext carries the event's tenant and request into the handler, so whatever it appends

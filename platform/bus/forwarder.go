@@ -4,38 +4,64 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 )
 
-// forwardBatch bounds how many events one Publish carries. A broker acknowledges a batch with one
-// wait instead of a round trip per event; GoChannel still hands them over one at a time.
-const forwardBatch = 256
+// forwardBatch bounds how many events one publish carries. A broker acknowledges a batch with one
+// wait instead of a round trip per event; the in-process projections get a batch as one message.
+const forwardBatch = 512
 
-// forward tails the store (every tenant) from the position after the checkpoint and publishes each
+// localTopic is the in-process topic the projections consume.
+const localTopic = "projections"
+
+// cursor is one path of the forwarder: where it is in the store and where its events go. The
+// processors' cursor publishes each event to the shared transport; the projections' cursor
+// publishes batches to the in-process transport, with the store's live end.
+type cursor struct {
+	name    string
+	pos     atomic.Uint64 // position of the last event published
+	liveEnd atomic.Uint64 // the live end the subscription last reported and the cursor passed on
+	err     atomic.Pointer[error]
+	// wantsEnd asks the subscription to report its live end, which publish then passes on.
+	wantsEnd bool
+	// publish sends batch (events after pos, in order) and, when end is set, the live end after it.
+	publish func(ctx context.Context, batch []eventstore.Event, end *eventstore.Position) error
+}
+
+// item is what the store subscription hands the forwarding loop: an event, or its live end.
+type item struct {
+	e       eventstore.Event
+	isEnd   bool
+	liveEnd eventstore.Position
+}
+
+// forward tails the store (every tenant) from the position after the cursor and publishes each
 // event: the store is the outbox. A failed publish restarts the subscription from the last event
 // published, after a backoff, so nothing is skipped and order is kept.
-func (b *Bus) forward(ctx context.Context) {
+func (b *Bus) forward(ctx context.Context, c *cursor) {
 	wait := b.cfg.RetryInitial
 	for {
-		err := b.forwardOnce(ctx)
+		err := b.forwardOnce(ctx, c)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
 			err = errors.New("store subscription ended")
 		}
-		b.fwdErr.Store(&err)
+		c.err.Store(&err)
 		b.m.forwardErrors.Inc()
-		at := b.forwarded.Load()
+		at := c.pos.Load()
 		if errors.Is(err, eventstore.ErrClosed) {
-			b.log.Error("bus: forwarder stopped: event store closed", "at", at)
+			b.log.Error("bus: forwarder stopped: event store closed", "cursor", c.name, "at", at)
 			return
 		}
-		b.log.Error("bus: forwarder failed; retrying", "at", at, "retryIn", wait, "err", err)
+		b.log.Error("bus: forwarder failed; retrying", "cursor", c.name, "at", at, "retryIn", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -45,18 +71,29 @@ func (b *Bus) forward(ctx context.Context) {
 	}
 }
 
-// forwardOnce runs one store subscription from the event after the last one forwarded. The
-// subscription reads ahead into a buffer while the previous batch is being published.
-func (b *Bus) forwardOnce(ctx context.Context) error {
+// forwardOnce runs one store subscription from the event after the cursor. The subscription reads
+// ahead into a buffer while the previous batch is being published.
+func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	evs := make(chan eventstore.Event, forwardBatch)
+	items := make(chan item, forwardBatch)
 	subDone := make(chan error, 1)
-	from := eventstore.Position(b.forwarded.Load()) + 1
-	go func() {
-		subDone <- b.store.Subscribe(subCtx, eventstore.SubscribeOptions{From: from}, func(ctx context.Context, e eventstore.Event) error {
+	opts := eventstore.SubscribeOptions{From: eventstore.Position(c.pos.Load()) + 1}
+	if c.wantsEnd {
+		// Called after every event up to at was handed over: the marker follows them in the buffer.
+		opts.CaughtUp = func(ctx context.Context, at eventstore.Position) error {
 			select {
-			case evs <- e:
+			case items <- item{isEnd: true, liveEnd: at}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	go func() {
+		subDone <- b.store.Subscribe(subCtx, opts, func(ctx context.Context, e eventstore.Event) error {
+			select {
+			case items <- item{e: e}:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
@@ -66,35 +103,51 @@ func (b *Bus) forwardOnce(ctx context.Context) error {
 	batch := make([]eventstore.Event, 0, forwardBatch)
 	for {
 		batch = batch[:0]
+		var end *eventstore.Position
 		select {
-		case e := <-evs:
-			batch = append(batch, e)
+		case it := <-items:
+			if it.isEnd {
+				end = &it.liveEnd
+			} else {
+				batch = append(batch, it.e)
+			}
 		case err := <-subDone:
 			// Events still buffered are dropped: the next subscription starts after the last one
 			// published and delivers them again.
 			return err
 		}
 	more:
-		for len(batch) < forwardBatch {
+		for end == nil && len(batch) < forwardBatch {
 			select {
-			case e := <-evs:
-				batch = append(batch, e)
+			case it := <-items:
+				if it.isEnd {
+					end = &it.liveEnd
+				} else {
+					batch = append(batch, it.e)
+				}
 			default:
 				break more
 			}
 		}
-		if err := b.publish(ctx, batch); err != nil {
+		if err := c.publish(ctx, batch, end); err != nil {
 			cancel()
 			<-subDone
 			return err
 		}
+		if end != nil {
+			c.liveEnd.Store(max(c.liveEnd.Load(), uint64(*end)))
+		}
+		if c.err.Load() != nil {
+			c.err.Store(nil)
+		}
 	}
 }
 
-// publish sends a batch in order. On GoChannel it returns once every handler has finished with
-// every event of it.
-func (b *Bus) publish(ctx context.Context, batch []eventstore.Event) error {
-	done := b.forwarded.Load()
+// publishShared sends a batch to the processors' transport in order. On GoChannel it returns once
+// every processor has finished with every event of it.
+func (b *Bus) publishShared(ctx context.Context, batch []eventstore.Event, _ *eventstore.Position) error {
+	c := b.shared
+	done := c.pos.Load()
 	msgs := make([]*message.Message, 0, len(batch))
 	for _, e := range batch {
 		if uint64(e.Position) <= done {
@@ -117,11 +170,42 @@ func (b *Bus) publish(ctx context.Context, batch []eventstore.Event) error {
 	if err := b.tr.publisher.Publish(b.cfg.topic(), msgs...); err != nil {
 		return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
 	}
-	b.forwarded.Store(uint64(last.Position))
-	if b.fwdErr.Load() != nil {
-		b.fwdErr.Store(nil)
-	}
+	c.pos.Store(uint64(last.Position))
 	b.m.published.Add(len(msgs))
+	return nil
+}
+
+// publishLocal sends a batch to the projections as one in-process message: the events decoded
+// once, for every projection, and the live end when the subscription reported it after them. It
+// returns once every projection has applied the batch (and committed it, once caught up).
+func (b *Bus) publishLocal(ctx context.Context, batch []eventstore.Event, end *eventstore.Position) error {
+	c := b.local
+	done := c.pos.Load()
+	lb := &localBatch{events: make([]delivery, 0, len(batch))}
+	for _, e := range batch {
+		if uint64(e.Position) <= done {
+			continue
+		}
+		d := delivery{env: envelopeOf(e)}
+		if b.projected[e.Type] {
+			d.ev, d.err = b.codec.Decode(e.Type, e.Data)
+		}
+		lb.events = append(lb.events, d)
+	}
+	if end != nil {
+		lb.caughtUp, lb.at = true, *end
+	}
+	if len(lb.events) == 0 && !lb.caughtUp {
+		return nil
+	}
+	m := message.NewMessage(watermill.NewUUID(), nil)
+	m.SetContext(context.WithValue(context.WithoutCancel(ctx), localBatchKey{}, lb))
+	if err := b.localPubSub.Publish(localTopic, m); err != nil {
+		return fmt.Errorf("publish to the projections: %w", err)
+	}
+	if n := len(lb.events); n > 0 {
+		c.pos.Store(uint64(lb.events[n-1].env.Position))
+	}
 	return nil
 }
 

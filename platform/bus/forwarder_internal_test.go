@@ -76,9 +76,9 @@ func TestForwarderRecoversFromPublishFailures(t *testing.T) {
 			want = append(want, e.ID)
 		}
 		// One publish per append, so that the failing calls fall on batches in the middle.
-		for wait := time.Now().Add(time.Minute); b.forwarded.Load() < uint64(res.Position); time.Sleep(time.Millisecond) {
+		for wait := time.Now().Add(time.Minute); b.shared.pos.Load() < uint64(res.Position); time.Sleep(time.Millisecond) {
 			if time.Now().After(wait) {
-				t.Fatalf("forwarder stuck at %d", b.forwarded.Load())
+				t.Fatalf("forwarder stuck at %d", b.shared.pos.Load())
 			}
 		}
 	}

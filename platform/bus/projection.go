@@ -4,133 +4,490 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/health"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// projection is one Project read model: its own store subscription from the start, so it is fed
-// every event once, in global order, on every start. Only its one goroutine calls the handler.
-type projection struct {
-	name  string
-	types map[string]bool
-	h     Handler
-	b     *Bus
+// ProjectionOptions configure a projection.
+type ProjectionOptions struct {
+	// What names the read model in a 503 catching_up answer ("tool execution statistics"). Default:
+	// the projection's name.
+	What string
+	// Version is the format of the state the handlers write. Bump it when they change what they
+	// write: the next start empties the read model and rebuilds it from the start of the store.
+	Version uint64
+}
 
-	pos      atomic.Uint64 // last position the subscription delivered (matching or not)
-	busy     atomic.Bool   // inside the handler
-	lastSeen atomic.Int64  // monotonic nanos (since the bus's epoch) of the last delivery
-	dead     atomic.Pointer[error]
-	epoch    time.Time // set by Run before the goroutine starts
+// projectionName keeps a projection's file name (<ReadModelDir>/<name>.db) readable and safe.
+var projectionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Projection is a checkpointed read model: its state and the position it reflects live in one bbolt
+// file (platform/readmodel), fed by its Apply handlers in global order through the in-process
+// transport. Queries read it with View, which refuses with 503 catching_up until it has caught up.
+type Projection struct {
+	b    *Bus
+	name string
+	opts ProjectionOptions
+
+	handlers []projHandler                   // as registered
+	byType   map[string]projHandler          // resolved by Run
+	store    atomic.Pointer[readmodel.Store] // opened by Run
+
+	// The runner's state, touched only by its goroutine.
+	tx                 *readmodel.Tx
+	pending            []*delivery // applied in tx, not yet committed
+	committed, applied eventstore.Position
+	faultWait          time.Duration
+
+	progress atomic.Uint64 // applied position, for /health
+	target   atomic.Uint64 // the store's last position when Run started, for /health
+	caughtUp chan struct{}
+	once     sync.Once
+	stopped  chan struct{} // closed when the runner returns
+	fault    atomic.Pointer[error]
+	started  time.Time
 
 	handled, failed counter
 }
 
-func newProjection(name string, types []string, h Handler, b *Bus) *projection {
-	return &projection{name: name, types: typeSet(types), h: h, b: b,
+type projHandler struct {
+	typ  reflect.Type
+	call func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error
+}
+
+// Projection implements Consumers. The name is durable (it names the file under ReadModelDir):
+// never rename it, or the read model is rebuilt under the new name.
+func (b *Bus) Projection(name string, o ProjectionOptions) *Projection {
+	if o.What == "" {
+		o.What = name
+	}
+	p := &Projection{b: b, name: name, opts: o, caughtUp: make(chan struct{}), stopped: make(chan struct{}),
 		handled: b.m.counter("crispy_bus_projected_events_total", name),
 		failed:  b.m.counter("crispy_bus_failed_events_total", name)}
+	if name != "" && !projectionName.MatchString(name) {
+		b.mu.Lock()
+		b.regErr = errors.Join(b.regErr, fmt.Errorf("bus: projection name %q must match %s", name, projectionName))
+		b.mu.Unlock()
+		return p
+	}
+	b.register(name, "projection", func() { b.projections = append(b.projections, p) })
+	return p
 }
 
-func (p *projection) run(ctx context.Context) {
-	wait := p.b.cfg.RetryInitial
-	for {
-		from := eventstore.Position(p.pos.Load()) + 1
-		err := p.b.store.Subscribe(ctx, eventstore.SubscribeOptions{From: from}, p.apply)
-		if ctx.Err() != nil {
-			return
-		}
-		if err == nil {
-			err = errors.New("store subscription ended")
-		}
-		if errors.Is(err, eventstore.ErrClosed) {
-			p.dead.Store(&err)
-			p.b.log.Error("bus: projection stopped: event store closed", "projection", p.name)
-			return
-		}
-		// Resubscribing from the last delivered position neither repeats nor skips an event.
-		p.b.log.Error("bus: projection subscription failed; resubscribing", "projection", p.name, "at", from-1, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, p.b.cfg.RetryMax)
+// Apply registers h for the events whose data is a T (a type registered on the codec). The bus
+// calls it in global order with a write transaction on the read model: h updates the state through
+// tx.Bucket() and nothing else (no I/O, no appends), since the transaction may be rolled back and
+// the event applied again. A T holds data shared with the projection's other handlers: read it,
+// do not modify it.
+func Apply[T any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, env Envelope, ev T) error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.started {
+		p.b.log.Error("bus: projection handler added after Run; ignored", "projection", p.name, "type", reflect.TypeFor[T]().String())
+		return
 	}
+	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error {
+		return h(ctx, tx, env, v.(T))
+	}})
 }
 
-func (p *projection) apply(ctx context.Context, e eventstore.Event) error {
-	if uint64(e.Position) <= p.pos.Load() {
-		return nil
+// resolve maps the handlers' Go types to event type names through the codec.
+func (p *Projection) resolve() error {
+	if len(p.handlers) == 0 {
+		return fmt.Errorf("bus: projection %s has no handlers (add them with bus.Apply)", p.name)
 	}
-	if p.types == nil || p.types[e.Type] {
-		p.busy.Store(true)
-		if err := p.call(ctx, e); err != nil {
-			if ctx.Err() != nil {
-				p.busy.Store(false)
-				return ctx.Err() // shutting down: the event was not applied
-			}
-			p.b.log.Error("bus: projection gave up on event", "projection", p.name, "type", e.Type,
-				"tenant", e.Tenant.String(), "position", e.Position, "event", e.ID, "err", err)
-			p.failed.Inc()
-		} else {
-			p.handled.Inc()
+	p.byType = make(map[string]projHandler, len(p.handlers))
+	for _, h := range p.handlers {
+		name, err := p.b.codec.NameOf(h.typ)
+		if err != nil {
+			return fmt.Errorf("bus: projection %s: %w", p.name, err)
 		}
-		p.busy.Store(false)
+		if _, dup := p.byType[name]; dup {
+			return fmt.Errorf("bus: projection %s has two handlers for %s", p.name, name)
+		}
+		p.byType[name] = h
 	}
-	p.pos.Store(uint64(e.Position))
-	p.lastSeen.Store(int64(time.Since(p.epoch)))
 	return nil
 }
 
-// call runs the handler with the durable handlers' retry budget; a panic is an error.
-func (p *projection) call(ctx context.Context, e eventstore.Event) error {
-	hctx := handlerContext(ctx, e, p.name)
-	wait := p.b.cfg.RetryInitial
-	var err error
-	for attempt := 0; ; attempt++ {
-		if err = safeCall(hctx, p.h, e); err == nil || attempt >= p.b.cfg.MaxRetries {
-			return err
-		}
-		p.b.log.Warn("bus: projection failed; retrying", "projection", p.name, "retry", attempt+1, "in", wait, "err", err)
+// Name is the projection's durable name.
+func (p *Projection) Name() string { return p.name }
+
+// Ready is nil once the projection has caught up with the store, an *apperr.Error (503
+// catching_up, or storage_unavailable while its file cannot be written) otherwise. A query that
+// must not serve partial truth returns it.
+func (p *Projection) Ready() error {
+	if !p.isCaughtUp() {
+		return apperr.CatchingUp(p.opts.What, 2)
+	}
+	if f := p.fault.Load(); f != nil {
+		e := apperr.Wrap(*f, apperr.KindUnavailable, "storage_unavailable", p.opts.What+" cannot be updated: its storage is failing; retry shortly")
+		e.RetryAfterSec = 5
+		return e
+	}
+	return nil
+}
+
+// View runs fn on a consistent snapshot of the read model once it is Ready (else returns why not).
+func (p *Projection) View(ctx context.Context, fn func(tx *readmodel.Tx) error) error {
+	if err := p.Ready(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s := p.store.Load()
+	if s == nil {
+		return apperr.CatchingUp(p.opts.What, 2)
+	}
+	return s.View(fn)
+}
+
+// Check reports the projection for /health: nil when caught up, health.CatchingUpState with its
+// progress (positions) while catching up, an error when it stopped or its file cannot be written.
+func (p *Projection) Check(context.Context) error {
+	if f := p.fault.Load(); f != nil {
+		return fmt.Errorf("read model %s: %w", p.name, *f)
+	}
+	if p.isCaughtUp() {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		case <-p.stopped:
+			return fmt.Errorf("read model %s: stopped", p.name)
+		default:
+			return nil
 		}
-		wait = min(2*wait, p.b.cfg.RetryMax)
+	}
+	return health.CatchingUpState("read model "+p.name+" is catching up with the event store", p.progress.Load(), p.target.Load())
+}
+
+// WaitCaughtUp blocks until the projection has caught up, or fails when it cannot (the bus stopped
+// or never ran).
+func (p *Projection) WaitCaughtUp(ctx context.Context) error {
+	select {
+	case <-p.caughtUp:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("bus: projection %s catching up (at %d of %d): %w", p.name, p.progress.Load(), p.target.Load(), ctx.Err())
+	case <-p.stopped:
+	case <-p.b.exited:
+	}
+	if p.isCaughtUp() {
+		return nil
+	}
+	return fmt.Errorf("bus: projection %s stopped before it caught up", p.name)
+}
+
+func (p *Projection) isCaughtUp() bool {
+	select {
+	case <-p.caughtUp:
+		return true
+	default:
+		return false
 	}
 }
 
-func safeCall(ctx context.Context, h Handler, e eventstore.Event) (err error) {
+// delivery is one event as the projections receive it: decoded once by the forwarder, shared by
+// every projection (read-only).
+type delivery struct {
+	env Envelope
+	ev  any
+	err error // decoding failed
+}
+
+// localBatch is the payload of one in-process message: events in order, and whether the
+// subscription reached its live end right after them.
+type localBatch struct {
+	events   []delivery
+	caughtUp bool
+	at       eventstore.Position
+}
+
+type localBatchKey struct{}
+
+// open opens the projection's file and loads its checkpoint.
+func (p *Projection) open(dir string, target eventstore.Position) error {
+	path := filepath.Join(dir, p.name+".db")
+	s, err := readmodel.Open(path, readmodel.Options{Version: p.opts.Version, Log: p.b.log.With("projection", p.name)})
+	if err != nil {
+		return fmt.Errorf("bus: projection %s: %w", p.name, err)
+	}
+	p.store.Store(s)
+	p.committed = s.Position()
+	p.applied = p.committed
+	p.progress.Store(uint64(p.committed))
+	p.target.Store(uint64(target))
+	if why := s.Rebuilt(); why != "" {
+		p.b.log.Info("bus: projection builds from the start of the store", "projection", p.name, "why", why, "file", path)
+	} else {
+		p.b.log.Info("bus: projection resumes from its checkpoint", "projection", p.name, "position", p.committed, "storeAt", target)
+	}
+	return nil
+}
+
+func (p *Projection) close() error {
+	s := p.store.Load()
+	if s == nil {
+		return nil
+	}
+	return s.Close()
+}
+
+// run applies the batches the forwarder publishes until msgs closes (its subscription's context
+// ended), then commits what it applied.
+func (p *Projection) run(ctx context.Context, msgs <-chan *message.Message) {
+	defer close(p.stopped)
+	p.started = time.Now()
+	for msg := range msgs {
+		if lb, ok := msg.Context().Value(localBatchKey{}).(*localBatch); ok {
+			p.handleBatch(ctx, lb)
+		}
+		msg.Ack()
+	}
+	if p.tx != nil {
+		// Every event in an open transaction was applied whole (a failure rolls it back at once).
+		p.commit(ctx)
+		if p.tx != nil {
+			_ = p.tx.Rollback()
+			p.tx = nil
+		}
+	}
+}
+
+func (p *Projection) handleBatch(ctx context.Context, lb *localBatch) {
+	for i := range lb.events {
+		d := &lb.events[i]
+		if d.env.Position <= p.applied {
+			continue // at or below the checkpoint: applied already
+		}
+		if p.tx == nil && !p.begin(ctx) {
+			return // stopping
+		}
+		if err := p.applyOne(ctx, p.tx, d); err != nil {
+			// Roll the batch transaction back, so the failed attempt leaves nothing, and go on one
+			// event per transaction: the failing one is retried alone, then passed.
+			_ = p.tx.Rollback()
+			p.tx = nil
+			rest := make([]*delivery, 0, len(p.pending)+len(lb.events)-i)
+			rest = append(rest, p.pending...)
+			for j := i; j < len(lb.events); j++ {
+				rest = append(rest, &lb.events[j])
+			}
+			p.dropPending()
+			p.applied = p.committed
+			p.progress.Store(uint64(p.applied))
+			p.warn("handler failed in a batch; applying it one event at a time", "err", err, "position", d.env.Position)
+			if !p.applyEach(ctx, rest) {
+				return
+			}
+			break
+		}
+		p.pending = append(p.pending, d)
+		p.applied = d.env.Position
+		p.progress.Store(uint64(p.applied))
+	}
+	live := lb.caughtUp || p.isCaughtUp()
+	if p.tx != nil && (live || len(p.pending) >= p.b.cfg.CatchUpCommitEvery) {
+		if !p.commit(ctx) {
+			return
+		}
+	}
+	if lb.caughtUp {
+		p.once.Do(func() {
+			close(p.caughtUp)
+			p.b.log.Info("bus: projection caught up", "projection", p.name, "position", p.committed, "liveEnd", lb.at,
+				"took", time.Since(p.started).Round(time.Millisecond).String())
+		})
+	}
+}
+
+func (p *Projection) warn(msg string, args ...any) {
+	p.b.log.Warn("bus: "+msg, append([]any{"projection", p.name}, args...)...)
+}
+
+func (p *Projection) dropPending() {
+	clear(p.pending)
+	p.pending = p.pending[:0]
+}
+
+// begin opens the batch transaction, waiting out storage failures; false when ctx ended first.
+func (p *Projection) begin(ctx context.Context) bool {
+	for {
+		tx, err := p.store.Load().Begin()
+		if err == nil {
+			p.tx = tx
+			return true
+		}
+		if !p.storageFault(ctx, err) {
+			return false
+		}
+	}
+}
+
+// commit commits the batch transaction at the applied position. On failure the events of the
+// transaction are applied again, one transaction each. False when ctx ended first.
+func (p *Projection) commit(ctx context.Context) bool {
+	err := p.tx.SetPosition(p.applied)
+	if err == nil {
+		err = p.tx.Commit()
+	}
+	if err == nil {
+		p.tx = nil
+		p.committed = p.applied
+		p.dropPending()
+		p.healed()
+		return true
+	}
+	_ = p.tx.Rollback()
+	p.tx = nil
+	rest := append([]*delivery(nil), p.pending...)
+	p.dropPending()
+	p.applied = p.committed
+	p.progress.Store(uint64(p.applied))
+	if !p.storageFault(ctx, err) {
+		return false
+	}
+	return p.applyEach(ctx, rest)
+}
+
+// applyEach applies events one transaction each (after a failure in a batch). False when ctx ended
+// first.
+func (p *Projection) applyEach(ctx context.Context, evs []*delivery) bool {
+	for _, d := range evs {
+		if d.env.Position <= p.committed {
+			continue
+		}
+		if !p.applyAlone(ctx, d) {
+			return false
+		}
+	}
+	return true
+}
+
+// applyAlone applies d in a transaction of its own: a failing handler is retried with backoff, then
+// the event is passed (logged and counted, its position still committed); a storage failure is
+// waited out. False when ctx ended first.
+func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
+	wait := p.b.cfg.RetryInitial
+	skip := false
+	for attempt := 0; ; {
+		tx, err := p.store.Load().Begin()
+		if err != nil {
+			if !p.storageFault(ctx, err) {
+				return false
+			}
+			continue
+		}
+		if !skip {
+			if err := p.applyOne(ctx, tx, d); err != nil {
+				_ = tx.Rollback()
+				if attempt >= p.b.cfg.MaxRetries {
+					p.b.log.Error("bus: projection gave up on event", "projection", p.name, "type", d.env.Type,
+						"tenant", d.env.Tenant.String(), "position", d.env.Position, "event", d.env.ID, "err", err)
+					p.failed.Inc()
+					skip = true
+					continue
+				}
+				p.warn("projection failed; retrying", "retry", attempt+1, "in", wait, "err", err)
+				if !sleepCtx(ctx, wait) {
+					return false
+				}
+				wait = min(2*wait, p.b.cfg.RetryMax)
+				attempt++
+				continue
+			}
+		}
+		err = tx.SetPosition(d.env.Position)
+		if err == nil {
+			err = tx.Commit()
+		}
+		if err != nil {
+			_ = tx.Rollback()
+			if !p.storageFault(ctx, err) {
+				return false
+			}
+			continue
+		}
+		p.healed()
+		p.committed, p.applied = d.env.Position, d.env.Position
+		p.progress.Store(uint64(p.applied))
+		return true
+	}
+}
+
+// applyOne calls the handler of d's type, if any. An event whose data did not decode is logged,
+// counted and passed: no retry can fix it.
+func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery) (err error) {
+	h, ok := p.byType[d.env.Type]
+	if !ok {
+		return nil
+	}
+	if d.err != nil {
+		p.b.log.Error("bus: projection cannot decode event; passed", "projection", p.name, "type", d.env.Type,
+			"position", d.env.Position, "event", d.env.ID, "err", d.err)
+		p.failed.Inc()
+		return nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic in handler: %v", r)
 		}
 	}()
-	return h(ctx, e)
+	// The handler's context does not end with the bus: a projection applies what it was given, and
+	// the stop waits for it.
+	if err := h.call(envContext(context.WithoutCancel(ctx), d.env, p.name), tx, d.env, d.ev); err != nil {
+		return err
+	}
+	p.handled.Inc()
+	return nil
 }
 
-// waitCaughtUp returns once the projection has been fed up to target, or has been quiet for settle
-// (the store's last event at start may be unreadable, and a subscription never delivers it).
-func (p *projection) waitCaughtUp(ctx context.Context, target eventstore.Position, settle time.Duration) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if p.pos.Load() >= uint64(target) {
-			return nil
-		}
-		if d := p.dead.Load(); d != nil {
-			return fmt.Errorf("bus: projection %s: %w", p.name, *d)
-		}
-		if !p.busy.Load() && time.Since(p.epoch)-time.Duration(p.lastSeen.Load()) >= settle {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("bus: projection %s catching up (at %d of %d): %w", p.name, p.pos.Load(), target, ctx.Err())
-		case <-t.C:
-		}
+// storageFault records a read model file failure and waits before the next attempt; false when ctx
+// ended first.
+func (p *Projection) storageFault(ctx context.Context, err error) bool {
+	p.fault.Store(&err)
+	if p.faultWait == 0 {
+		p.faultWait = p.b.cfg.RetryInitial
 	}
+	p.b.log.Error("bus: projection cannot write its read model; retrying", "projection", p.name, "in", p.faultWait, "err", err)
+	ok := sleepCtx(ctx, p.faultWait)
+	p.faultWait = min(2*p.faultWait, p.b.cfg.RetryMax)
+	return ok
+}
+
+func (p *Projection) healed() {
+	if p.fault.Load() != nil {
+		p.fault.Store(nil)
+		p.b.log.Info("bus: projection writes its read model again", "projection", p.name)
+	}
+	p.faultWait = 0
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// envContext carries the event's tenant and request into a handler.
+func envContext(ctx context.Context, env Envelope, name string) context.Context {
+	ctx = tenant.WithID(ctx, env.Tenant)
+	return request.With(ctx, request.Info{ID: env.RequestID, Actor: "system:bus/" + name})
 }

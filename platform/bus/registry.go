@@ -1,49 +1,122 @@
-// Package bus carries the store's events to the modules' handlers over Watermill. The store is the
-// outbox: a forwarder tails it from a persisted checkpoint and publishes every event; handlers are
-// idempotent by event id. Modules only see Registry.
+// Package bus carries the store's events to the modules over Watermill. The store is the outbox: a
+// forwarder tails it and publishes every event; modules consume them through two kinds of consumer,
+// named as such:
+//
+//   - Projections (Consumers.Projection, Apply): read models every replica keeps for itself (tool
+//     statistics, session lists, usage …). Each is a bbolt file under ReadModelDir (platform/readmodel)
+//     holding its state and the position it reflects, written in one transaction. They consume
+//     through the replica's in-process Watermill transport (GoChannel): fan-out by construction.
+//   - Processors (Consumers.Processor, Handle): act once per deployment (webhooks, retention sweeps,
+//     writes to an external index). They consume through the shared transport: a NATS JetStream
+//     durable consumer shared by every replica with --bus nats://…, the in-process GoChannel
+//     otherwise.
+//
+// Handlers are typed: the bus decodes an event's data once, with the one codec (platform/bus/codec)
+// where each module's events package registers its types, and calls the handler registered for that
+// Go type with the envelope (no data: nothing left to decode by hand) and the value.
 //
 // Guarantees, and how they are kept:
-//   - The forwarder subscribes to the store (every tenant) from the position after its checkpoint
-//     (CheckpointDir/forwarder.json, written by temp file + fsync + rename every CheckpointInterval
-//     and at a clean stop) and publishes each event as a Watermill message: UUID = event id,
-//     payload = the envelope JSON, metadata type, tenant, stream, position.
-//   - GoChannel (default): publishing blocks until every On handler has finished the event, so each
-//     handler sees the store's order and the forwarder's checkpoint never passes an unfinished
-//     event. Each handler also records its own position after every event it handles (a 16-byte
-//     pwrite, fsync'd with the forwarder's checkpoint), so after a crash the events re-forwarded
-//     from the older forwarder checkpoint are skipped by the handlers that had finished them.
-//   - NATS JetStream: one stream and subject "<prefix>-events" keeps the global order; each On
-//     handler is a durable consumer shared by every replica (each event goes to one of them); the
-//     broker's acks are the handler's checkpoint, and the JetStream message id (= event id) drops a
-//     re-forwarded event within DuplicateWindow.
-//   - Both: a handler is retried with backoff (Watermill Retry and Recoverer middleware), then the
-//     failure is logged and counted and the event passed; recent event ids are remembered per
-//     handler to drop redeliveries. A kill -9 between a handler's side effect and its checkpoint
-//     write (or a power cut before the fsync) can still repeat an event: at least once.
-//   - Project handlers are fed by their own store subscription from Start on every run, once per
-//     event in global order; WaitCaughtUp returns when all have reached the store's position at
-//     start.
+//   - One forwarder, two cursors, one store subscription each. The projections' cursor starts after
+//     the lowest projection checkpoint and publishes batches of events (one Watermill message per
+//     batch, the decoded events in its context) to the in-process transport; the processors' cursor
+//     starts after its own checkpoint (CheckpointDir/forwarder.json, written by temp file + fsync +
+//     rename every CheckpointInterval and at a clean stop) and publishes each event as a message
+//     (UUID = event id, payload = envelope JSON, metadata type, tenant, stream, position) to the
+//     shared transport. Two cursors, so that a broker outage does not stall the read models, and a
+//     read model rebuilt from zero does not publish the history to the broker again (past its
+//     duplicate window, processors would act on it again).
+//   - Caught up is a fact: the store subscription reports its live end (SubscribeOptions.CaughtUp);
+//     the forwarder passes that position down the in-process transport behind the events before it,
+//     so a projection is caught up once it has applied (and committed) every event up to the live
+//     end. Nothing is guessed from a quiet spell. WaitCaughtUp, Projection.Ready (503 catching_up)
+//     and Check (/health catching_up with progress) report it.
+//   - A projection applies events in order, skipping positions at or below its checkpoint, in
+//     batched write transactions: while catching up it commits every CatchUpCommitEvery events and
+//     at the live end; once live, at the end of every forwarded batch (before the batch is
+//     acknowledged, so a live event is visible to View once its publish returns). A crash loses
+//     only uncommitted work, which is applied again from the checkpoint: never twice, never lost.
+//   - A projection file that is missing or unreadable is rebuilt from the start of the store (with a
+//     log line); one whose checkpoint is ahead of the store's last position (the store was restored
+//     from an older backup, or --eventstore names another store) makes Run refuse to start: its
+//     state would describe events the store does not have.
+//   - Processors on GoChannel: publishing blocks until every processor has finished the event, so
+//     each sees the store's order; each records its position after every event (a 16-byte pwrite,
+//     fsync'd with the forwarder's checkpoint) and skips what it had finished after a crash. On NATS
+//     JetStream: one stream and subject "<prefix>-events" keeps the global order; each processor is
+//     a durable consumer shared by every replica (each event goes to one of them); the broker's acks
+//     are its checkpoint, and the JetStream message id (= event id) drops a re-forwarded event within
+//     DuplicateWindow. Both: recent event ids are remembered per processor to drop redeliveries; a
+//     kill -9 between a side effect and its checkpoint can repeat an event (at least once), so a
+//     side effect is keyed by the envelope's ID or Position.
+//   - A failing handler is retried with backoff (MaxRetries, RetryInitial … RetryMax), then the
+//     failure is logged and counted and the event passed; a panic is a failure. A projection
+//     handler's failed attempt is rolled back with its transaction (the events before it in the
+//     batch are applied again, one transaction each), so a failure never leaves half an event.
+//
+// The Registry methods On and Project are the older API (a durable handler and an in-memory
+// projection fed by its own store subscription from the start on every run); they are kept until
+// every module has moved to Projection/Processor.
 package bus
 
 import (
 	"context"
+	"time"
 
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// Handler handles one event. Delivery is at-least-once; the bus drops redeliveries of an event id a
-// handler has already handled, but a handler must still tolerate a repeat after a restart.
+// Consumers is what a module registers its projections and processors on, before the bus runs.
+// *Bus implements it; a module's component test runs a real bus on GoChannel (bustest.NewBus).
+type Consumers interface {
+	// Codec is where a module registers the events packages whose events it consumes.
+	Codec() *codec.Registry
+	// Projection registers a checkpointed read model; add its handlers with Apply.
+	Projection(name string, o ProjectionOptions) *Projection
+	// Processor registers a consumer that acts once per deployment; add its handlers with Handle.
+	Processor(name string) *Processor
+}
+
+// Envelope is an event without its data: who, where, when and in which order. Handlers get the
+// data decoded, as their typed argument.
+type Envelope struct {
+	ID            string // UUIDv7: the key of a processor's side effect
+	Type          string
+	Tenant        tenant.ID
+	Stream        string
+	Revision      uint64
+	Position      eventstore.Position // global order: a projection's checkpoint
+	Time          time.Time
+	RequestID     string
+	Actor         string
+	CausationID   string
+	CorrelationID string
+}
+
+func envelopeOf(e eventstore.Event) Envelope {
+	return Envelope{ID: e.ID, Type: e.Type, Tenant: e.Tenant, Stream: e.Stream, Revision: e.Revision, Position: e.Position,
+		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, CausationID: e.CausationID, CorrelationID: e.CorrelationID}
+}
+
+// Handler handles one raw event (the older API). Delivery is at-least-once.
 type Handler func(ctx context.Context, e eventstore.Event) error
 
-// Registry is what modules register their event handlers on.
+// Registry is the older registration API.
+//
+// Deprecated: register a Projection (Apply) or a Processor (Handle) on Consumers. Kept until every
+// module has moved.
 type Registry interface {
-	// On registers a handler under a durable name (it is the consumer group: never rename it) for
-	// events whose type is one of types (every event when types is empty).
+	// On registers a raw handler under a durable name (it is the consumer group: never rename it)
+	// for events whose type is one of types (every event when types is empty).
+	//
+	// Deprecated: use Consumers.Processor and Handle.
 	On(name string, types []string, h Handler)
 
-	// Project registers an in-memory read model (session list, usage): on every start it is fed every
-	// matching event from the beginning of the store, then live events, in global order. Use it for
-	// state that lives in memory and must be rebuilt by replay; use On for side effects (webhooks,
-	// index updates) that must happen once per event across restarts.
+	// Project registers an in-memory read model: on every start it is fed every matching event from
+	// the beginning of the store, then live events, in global order.
+	//
+	// Deprecated: use Consumers.Projection and Apply: a checkpointed read model resumes where it
+	// left off instead of replaying the store on every start.
 	Project(name string, types []string, h Handler)
 }

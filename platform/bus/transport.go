@@ -48,6 +48,13 @@ func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
 	})
 }
 
+// newLocalPubSub is the in-process transport of the projections: publishing blocks until every
+// projection has acknowledged the batch (each sees the store's order, and the forwarder's cursor
+// never passes a batch a projection has not applied); the batch travels in the message's context.
+func newLocalPubSub(log *slog.Logger) *gochannel.GoChannel {
+	return gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true, PreserveContext: true}, watermillLogger(log))
+}
+
 func newTransport(ctx context.Context, cfg Config, log *slog.Logger) (*transport, error) {
 	wlog := watermillLogger(log)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)

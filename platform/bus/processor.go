@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+)
+
+// Processor is a consumer that acts once per deployment (webhooks, retention sweeps, writes to an
+// external index): on NATS JetStream, a durable consumer shared by every replica; on GoChannel, an
+// in-process consumer with its own checkpoint. Delivery is at least once: key a side effect by the
+// envelope's ID (or Position) so that a redelivery is harmless.
+type Processor struct {
+	b        *Bus
+	name     string
+	handlers []procHandler
+	d        *durable // built by Run
+}
+
+type procHandler struct {
+	typ  reflect.Type
+	call func(ctx context.Context, env Envelope, v any) error
+}
+
+// Processor implements Consumers. The name is durable (it is the consumer group and names the
+// checkpoint): never rename it.
+func (b *Bus) Processor(name string) *Processor {
+	q := &Processor{b: b, name: name}
+	b.register(name, "processor", func() { b.processors = append(b.processors, q) })
+	return q
+}
+
+// Handle registers h for the events whose data is a T (a type registered on the codec). The
+// context carries the event's tenant and request id.
+func Handle[T any](q *Processor, h func(ctx context.Context, env Envelope, ev T) error) {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	if q.b.started {
+		q.b.log.Error("bus: processor handler added after Run; ignored", "processor", q.name, "type", reflect.TypeFor[T]().String())
+		return
+	}
+	q.handlers = append(q.handlers, procHandler{typ: reflect.TypeFor[T](), call: func(ctx context.Context, env Envelope, v any) error {
+		return h(ctx, env, v.(T))
+	}})
+}
+
+// resolve builds the processor's durable consumer for the event types of its handlers.
+func (q *Processor) resolve() error {
+	if len(q.handlers) == 0 {
+		return fmt.Errorf("bus: processor %s has no handlers (add them with bus.Handle)", q.name)
+	}
+	byType := make(map[string]procHandler, len(q.handlers))
+	types := make([]string, 0, len(q.handlers))
+	for _, h := range q.handlers {
+		name, err := q.b.codec.NameOf(h.typ)
+		if err != nil {
+			return fmt.Errorf("bus: processor %s: %w", q.name, err)
+		}
+		if _, dup := byType[name]; dup {
+			return fmt.Errorf("bus: processor %s has two handlers for %s", q.name, name)
+		}
+		byType[name] = h
+		types = append(types, name)
+	}
+	q.d = newDurable(q.name, types, nil, q.b)
+	q.d.dispatch = byType
+	return nil
+}
