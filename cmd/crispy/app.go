@@ -25,6 +25,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/esdb"
 	"github.com/crispy-enigma/crispy/platform/eventstore/instrumented"
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
@@ -194,6 +195,13 @@ func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *em
 	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	if isPostgres(cfg.EventStore) {
+		s, err := postgres.Open(cctx, postgres.Config{URL: cfg.EventStore}, postgres.Options{Log: log})
+		if err != nil {
+			return nil, engine{name: "PostgreSQL", url: cfg.EventStore, instead: "pass --eventstore embedded"}.failed(err)
+		}
+		return s, nil
+	}
 	s, err := esdb.Open(cctx, esdb.Config{URL: cfg.EventStore}, esdb.Options{Log: log})
 	if err != nil {
 		return nil, engine{name: "EventStoreDB", url: cfg.EventStore, instead: "pass --eventstore embedded"}.failed(err)

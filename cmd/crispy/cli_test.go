@@ -399,6 +399,7 @@ func cliCases() []cliCase {
 		}
 	}
 	esdbDown := "esdb://" + closedPort + "?tls=false"
+	pgDown := "postgres://crispy:secret@" + closedPort + "/crispy?sslmode=disable"
 	serve := func(extra ...string) []string {
 		return append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", "{data}", "--plugins-dir", "{root}/no-plugins"}, extra...)
 	}
@@ -481,6 +482,9 @@ func cliCases() []cliCase {
 		{name: "bad url/ingest eventstore", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}", "--eventstore", "esdb://%zz"}, code: 2, want: []string{"--eventstore"}},
 		{name: "bad url/replay eventstore", args: []string{"replay", "--tenant", "demo", "--eventstore", "kurrentdb://%zz"}, code: 2, want: []string{"--eventstore"}},
 		{name: "bad url/verify eventstore", args: []string{"verify", "--tenant", "demo", "--data-dir", "{data}", "--eventstore", "esdb://%zz"}, code: 2, want: []string{"--eventstore"}},
+		{name: "bad url/serve postgres", args: serve("--eventstore", "postgresql://%zz"), code: 2, want: []string{"--eventstore", "not a valid URL", "postgres://"}},
+		{name: "bad url/serve postgres schema", args: serve("--eventstore", "postgres://127.0.0.1/crispy?schema=No-Such"), code: 2, want: []string{"--eventstore", "schema"}},
+		{name: "bad url/serve postgres not durable", args: serve("--eventstore", "postgres://127.0.0.1/crispy?synchronous_commit=off"), code: 2, want: []string{"--eventstore", "synchronous_commit", "durable"}},
 		{name: "bad url/reindex search", args: []string{"reindex", "--tenant", "demo", "--data-dir", "{data}", "--search", "http://%zz"}, setup: seeded, code: 2, want: []string{"--search"}},
 
 		// Engines that are down: a bounded wait, then one line naming the engine and the way out.
@@ -492,6 +496,8 @@ func cliCases() []cliCase {
 		{name: "down/ingest elasticsearch", args: []string{"ingest", "{root}/doc.txt", "--tenant", "demo", "--data-dir", "{data}", "--search", "http://" + closedPort}, setup: seeded, code: 1, want: []string{"Elasticsearch", "not answering", "--search embedded"}},
 		{name: "down/reindex elasticsearch", args: []string{"reindex", "--tenant", "demo", "--data-dir", "{data}", "--search", "http://" + closedPort}, setup: seeded, code: 1, want: []string{"Elasticsearch", "not answering"}},
 		{name: "down/replay eventstoredb", args: []string{"replay", "--tenant", "demo", "--data-dir", "{data}", "--eventstore", esdbDown}, code: 1, want: []string{"EventStoreDB", "not answering"}},
+		{name: "down/serve postgres", args: serve("--eventstore", pgDown), code: 1, want: []string{"PostgreSQL", closedPort, "not answering", "--eventstore embedded"}},
+		{name: "down/replay postgres", args: []string{"replay", "--tenant", "demo", "--eventstore", pgDown}, code: 1, want: []string{"PostgreSQL", "not answering"}},
 		{name: "down/verify eventstoredb", args: []string{"verify", "--tenant", "demo", "--data-dir", "{data}", "--eventstore", esdbDown}, code: 1, want: []string{"EventStoreDB", "not answering"}},
 
 		// Engines that accept connections and never answer.
@@ -499,6 +505,7 @@ func cliCases() []cliCase {
 		{name: "silent/serve elasticsearch", args: serve("--search", "http://{silent}"), code: 1, want: []string{"Elasticsearch", "{silent}", "not answering"}, hangAfter: silentHang},
 		{name: "silent/serve nats", args: serve("--bus", "nats://{silent}"), code: 1, want: []string{"NATS", "{silent}", "not answering"}, hangAfter: silentHang},
 		{name: "silent/serve redis", args: serve("--redis", "redis://{silent}"), code: 1, want: []string{"Redis", "{silent}", "not answering"}, hangAfter: silentHang},
+		{name: "silent/serve postgres", args: serve("--eventstore", "postgres://{silent}/crispy?sslmode=disable"), code: 1, want: []string{"PostgreSQL", "{silent}", "not answering"}, hangAfter: silentHang},
 		{name: "silent/replay eventstoredb", args: []string{"replay", "--tenant", "demo", "--eventstore", "esdb://{silent}?tls=false"}, code: 1, want: []string{"EventStoreDB", "not answering"}, hangAfter: silentHang},
 
 		// serve's own environment.

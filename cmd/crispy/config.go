@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 )
 
@@ -22,7 +23,7 @@ type config struct {
 	Addr            string
 	DataDir         string
 	Tenants         string
-	EventStore      string // "embedded" or an esdb:// / kurrentdb:// connection string
+	EventStore      string // "embedded", an esdb:// / kurrentdb:// connection string, or a postgres:// URL
 	Search          string // "embedded" or an Elasticsearch URL
 	Bus             string // "gochannel" or a nats:// URL
 	Redis           string // optional redis:// URL: shared rate limiter
@@ -156,7 +157,7 @@ func (f *flags) storeFlags(c *config) { f.storeFlagsLevel(c, "warn") }
 
 func (f *flags) storeFlagsLevel(c *config, level string) {
 	f.str(&c.DataDir, "data-dir", "data", "folder for the embedded event store, index and checkpoints")
-	f.str(&c.EventStore, "eventstore", "embedded", "event store: embedded, or an EventStoreDB/KurrentDB connection string (esdb://host:2113?tls=false)")
+	f.str(&c.EventStore, "eventstore", "embedded", "event store: embedded, an EventStoreDB/KurrentDB connection string (esdb://host:2113?tls=false), or a PostgreSQL URL (postgres://user@host:5432/db?sslmode=disable&schema=crispy)")
 	f.str(&c.LogLevel, "log-level", level, "debug, info, warn or error")
 }
 
@@ -224,10 +225,17 @@ func (c *config) validate() error {
 		return fmt.Errorf("--data-dir must not be empty")
 	}
 	if c.EventStore != "embedded" && !strings.HasPrefix(c.EventStore, "esdb://") && !strings.HasPrefix(c.EventStore, "esdb+discover://") &&
-		!strings.HasPrefix(c.EventStore, "kurrentdb://") && !strings.HasPrefix(c.EventStore, "kurrentdb+discover://") {
-		return fmt.Errorf("--eventstore %q: want embedded or an esdb:// / kurrentdb:// connection string", c.EventStore)
+		!strings.HasPrefix(c.EventStore, "kurrentdb://") && !strings.HasPrefix(c.EventStore, "kurrentdb+discover://") && !isPostgres(c.EventStore) {
+		return fmt.Errorf("--eventstore %q: want embedded, an esdb:// / kurrentdb:// connection string or a postgres:// URL", redactURL(c.EventStore))
 	}
-	if c.EventStore != "embedded" {
+	if isPostgres(c.EventStore) {
+		if err := checkURL("--eventstore", c.EventStore, "postgres://crispy@127.0.0.1:5432/crispy?sslmode=disable"); err != nil {
+			return err
+		}
+		if err := (postgres.Config{URL: c.EventStore}).Validate(); err != nil {
+			return fmt.Errorf("--eventstore %s: %v", redactURL(c.EventStore), strings.TrimPrefix(err.Error(), "postgres: "))
+		}
+	} else if c.EventStore != "embedded" {
 		if err := checkURL("--eventstore", c.EventStore, "esdb://host:2113?tls=false"); err != nil {
 			return err
 		}
@@ -301,6 +309,11 @@ func parseLevel(s string) (slog.Level, error) {
 func newLogger(w io.Writer, level string) *slog.Logger {
 	l, _ := parseLevel(level)
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// isPostgres reports whether --eventstore names a PostgreSQL database.
+func isPostgres(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // redactURL drops credentials from a URL before it is logged.

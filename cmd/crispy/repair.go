@@ -99,7 +99,7 @@ func cmdRepair(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 		return exitError{code: 2, msg: err.Error()}
 	}
 	if cfg.EventStore != "embedded" {
-		return exitError{code: 2, msg: "repair works on the embedded event store (--data-dir); EventStoreDB repairs itself"}
+		return exitError{code: 2, msg: "repair works on the embedded event store (--data-dir); EventStoreDB and PostgreSQL repair themselves"}
 	}
 	if err := requireStore(cfg); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
 	"github.com/crispy-enigma/crispy/platform/health"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -200,8 +201,8 @@ func TestIntegrationLateCommitIsNeverSkipped(t *testing.T) {
 func TestIntegrationDatabaseCutAndRestored(t *testing.T) {
 	url := pgURL(t)
 	schema := testSchema(t, url)
-	p := startProxy(t, hostOf(t, url))
-	s := openTest(t, p.via(t, url), schema, func(c *Config) {
+	p := pgtest.NewProxy(t, url)
+	s := openTest(t, p.Via(t, url), schema, func(c *Config) {
 		c.PollInterval = 100 * time.Millisecond
 		c.WriteTimeout = 5 * time.Second
 	})
@@ -222,7 +223,7 @@ func TestIntegrationDatabaseCutAndRestored(t *testing.T) {
 	expect(t, got, 0)
 	eventually(t, "the listener to be up", func() bool { return s.Health(bg(t)) == nil })
 
-	p.cut()
+	p.Cut()
 	_, err := s.Append(bg(t), st, eventstore.Exact(0), ev(1))
 	wantUnavailable(t, "append while the database is cut", err)
 	if errors.Is(err, eventstore.ErrStorageOutcomeUnknown) {
@@ -236,7 +237,7 @@ func TestIntegrationDatabaseCutAndRestored(t *testing.T) {
 		t.Errorf("health while the database is cut: %s, want down", status)
 	}
 
-	p.restore(t)
+	p.Restore(t)
 	eventually(t, "an append to succeed after the database is back", func() bool {
 		_, err := s.Append(bg(t), st, eventstore.Exact(0), ev(1))
 		if err != nil && !errors.Is(err, eventstore.ErrStorageUnavailable) {
