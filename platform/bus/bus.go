@@ -52,15 +52,16 @@ type Bus struct {
 	regErr         error
 	started        bool
 
-	running   chan struct{} // closed when the consumers started and the router runs
-	exited    chan struct{} // closed when Run returns
-	target    eventstore.Position
-	shared    *cursor // the processors' path
-	local     *cursor // the projections' path
-	projected map[string]bool
-	persisted eventstore.Position // last forwarder checkpoint written; guarded by mu
-	stopped   atomic.Bool
-	tr        *transport
+	running    chan struct{} // closed when the consumers started and the router runs
+	exited     chan struct{} // closed when Run returns
+	target     eventstore.Position
+	shared     *cursor     // the processors' path
+	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
+	local      *cursor     // the projections' path
+	projected  map[string]bool
+	persisted  eventstore.Position // last forwarder checkpoint written; guarded by mu
+	stopped    atomic.Bool
+	tr         *transport
 
 	localPubSub *gochannel.GoChannel
 
@@ -291,8 +292,14 @@ func (b *Bus) Run(ctx context.Context) error {
 	// Forward until ctx ends.
 	fwdCtx, stopForwarder := context.WithCancel(ctx)
 	var fwdWG sync.WaitGroup
-	fwdWG.Add(1)
-	go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.shared) }()
+	if len(durables) > 0 {
+		fwdWG.Add(1)
+		go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.shared) }()
+	} else {
+		// No processor: nothing to deliver, and one added later starts with the events after its
+		// first start, so the processors' cursor simply stands at the store's end.
+		b.sharedIdle.Store(true)
+	}
 	if len(projections) > 0 {
 		fwdWG.Add(1)
 		go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.local) }()
@@ -403,6 +410,13 @@ func (b *Bus) flushLoop(ctx context.Context, ds []*durable) {
 
 // writeCheckpoint persists the processors' cursor when it moved since the last write.
 func (b *Bus) writeCheckpoint() error {
+	if b.sharedIdle.Load() {
+		last, err := b.store.LastPosition(context.Background())
+		if err != nil {
+			return fmt.Errorf("bus: store position for the forwarder checkpoint: %w", err)
+		}
+		b.shared.pos.Store(max(b.shared.pos.Load(), uint64(last)))
+	}
 	pos := eventstore.Position(b.shared.pos.Load())
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -470,7 +484,7 @@ func (b *Bus) Lag() uint64 {
 		return 0
 	}
 	fwd := b.shared.pos.Load()
-	if uint64(last) <= fwd {
+	if uint64(last) <= fwd || b.sharedIdle.Load() {
 		return 0
 	}
 	return uint64(last) - fwd
@@ -518,7 +532,7 @@ func (b *Bus) Sync(ctx context.Context) error {
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for {
-		done := b.shared.pos.Load() >= uint64(target)
+		done := b.sharedIdle.Load() || b.shared.pos.Load() >= uint64(target)
 		if len(b.projections) > 0 {
 			done = done && max(b.local.pos.Load(), b.local.liveEnd.Load()) >= uint64(target)
 		}

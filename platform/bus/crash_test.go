@@ -15,6 +15,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // crashSpec tells the child process what to run.
@@ -171,4 +173,131 @@ func readLog(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	return strings.Fields(string(b))
+}
+
+const projectionCrashEnv = "CRISPY_BUS_PROJECTION_CRASH_CHILD"
+
+// projectionCrashSpec tells the child what to run.
+type projectionCrashSpec struct {
+	StoreDir, CheckpointDir, ReadModelDir string
+	HangAt                                int // the handler hangs on the event with this N
+}
+
+// A kill -9 in the middle of a catch-up loses nothing and applies nothing twice: the child catches
+// up a projection over 20,000 events, committing every 1,000, and is killed while its handler hangs
+// inside event 12,345 (its transaction holds the uncommitted events since the last commit). The
+// restart resumes from the checkpoint, not from zero, and ends with every event applied once.
+func TestProjectionCrashMidCatchUp(t *testing.T) {
+	t.Parallel()
+	spec := projectionCrashSpec{StoreDir: t.TempDir(), CheckpointDir: t.TempDir(), ReadModelDir: t.TempDir(), HangAt: 12_345}
+	store, err := embedded.Open(spec.StoreDir, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20_000
+	var evs []eventstore.Event
+	for i := 0; i < n; i += 500 {
+		tid := acme
+		if i%1000 == 0 {
+			tid = globex
+		}
+		batch := make([]eventstore.EventData, 500)
+		for j := range batch {
+			batch[j] = eventstore.EventData{Type: typeHappened, Data: []byte(fmt.Sprintf(`{"n":%d,"tenant":%q}`, i+j, tid))}
+		}
+		res, err := store.Append(context.Background(), tenant.MustStream(tid, "thing", "c"), eventstore.Any, batch...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, res.Events...)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, _ := json.Marshal(spec)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProjectionCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), projectionCrashEnv+"="+string(b))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	hanging := false
+	for sc.Scan() {
+		if sc.Text() == "HANGING" {
+			hanging = true
+			break
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !hanging {
+		t.Fatalf("the child never reached event %d (scan: %v)", spec.HangAt, sc.Err())
+	}
+
+	// What the kill left: a checkpoint part way, below the hanging event.
+	rm, err := readmodel.Open(filepath.Join(spec.ReadModelDir, "test.crash-counts.db"), readmodel.Options{Version: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := rm.Position()
+	rm.Close()
+	if left == 0 || left >= evs[spec.HangAt].Position {
+		t.Fatalf("checkpoint after the kill at %d; want one part way, below %d", left, evs[spec.HangAt].Position)
+	}
+
+	store, err = embedded.Open(spec.StoreDir, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := goChannelConfig(t)
+	cfg.CheckpointDir, cfg.ReadModelDir = spec.CheckpointDir, spec.ReadModelDir
+	again := &counting{}
+	var p *bus.Projection
+	start(t, cfg, store, func(reg bus.Registry) { p = again.register(reg.(bus.Consumers), "test.crash-counts") })
+	wantCounts(t, readCounts(t, p), evs)
+	if got, want := again.calls.Load(), int64(n)-int64(left); got != want {
+		t.Fatalf("the restart applied %d events, want the %d after the checkpoint", got, want)
+	}
+	t.Logf("killed with the checkpoint at %d of %d; the restart applied %d", left, n, again.calls.Load())
+}
+
+// TestProjectionCrashChild is the child process of TestProjectionCrashMidCatchUp.
+func TestProjectionCrashChild(t *testing.T) {
+	raw := os.Getenv(projectionCrashEnv)
+	if raw == "" {
+		t.Skip("helper process of TestProjectionCrashMidCatchUp: runs only as its child")
+	}
+	var spec projectionCrashSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		t.Fatal(err)
+	}
+	store, err := embedded.Open(spec.StoreDir, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bus.New(bus.Config{CheckpointDir: spec.CheckpointDir, ReadModelDir: spec.ReadModelDir, CatchUpCommitEvery: 1000},
+		bus.Deps{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &counting{}
+	registerTestEvents(b.Codec().Add)
+	p := b.Projection("test.crash-counts", bus.ProjectionOptions{Version: 1})
+	bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev happenedEvent) error {
+		if ev.N == spec.HangAt {
+			fmt.Println("HANGING")
+			time.Sleep(time.Hour) // until killed
+		}
+		return c.apply(ctx, tx, env, ev.N)
+	})
+	_ = b.Run(context.Background())
 }

@@ -153,13 +153,18 @@ func (b *Bus) publishShared(ctx context.Context, batch []eventstore.Event, _ *ev
 		if uint64(e.Position) <= done {
 			continue // a resubscription never repeats an event, but the checkpoint is the rule
 		}
-		m, err := toMessage(e)
-		if err != nil {
-			return err
+		// In process (GoChannel keeps the context) the handlers take the event as it is: no
+		// payload to encode and decode again; a broker carries only the payload. WithoutCancel:
+		// the handlers finish what the forwarder published before it stopped.
+		var m *message.Message
+		if b.tr.ordered {
+			m = inProcessMessage(e)
+		} else {
+			var err error
+			if m, err = toMessage(e); err != nil {
+				return err
+			}
 		}
-		// In process (GoChannel keeps the context) the handlers take the event as it is rather
-		// than decode the payload again; a broker carries only the payload. WithoutCancel: the
-		// handlers finish what the forwarder published before it stopped.
 		m.SetContext(context.WithValue(context.WithoutCancel(ctx), inProcessEvent{}, e))
 		msgs = append(msgs, m)
 	}

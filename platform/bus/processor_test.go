@@ -1,0 +1,136 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// acted records a typed processor's calls.
+type acted struct {
+	mu   sync.Mutex
+	envs []bus.Envelope
+	ns   []int
+}
+
+func (a *acted) register(reg bus.Consumers, name string) {
+	registerTestEvents(reg.Codec().Add)
+	q := reg.Processor(name)
+	bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
+		if t, ok := tenant.FromContext(ctx); !ok || t != env.Tenant || ev.Tenant != env.Tenant.String() {
+			return errors.New("processor called outside the event's tenant")
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.envs = append(a.envs, env)
+		a.ns = append(a.ns, ev.N)
+		return nil
+	})
+}
+
+func (a *acted) ids() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]string, len(a.envs))
+	for i, e := range a.envs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func wantIDs(evs []eventstore.Event, typ string) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Type == typ {
+			out = append(out, e.ID)
+		}
+	}
+	return out
+}
+
+// A typed processor gets its events decoded, in order, with their envelope, and after a restart
+// only the events it had not finished.
+func TestTypedProcessorGoChannel(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	cfg := projectionConfig(t)
+	a := &acted{}
+	r := start(t, cfg, store, func(reg bus.Registry) { a.register(reg.(bus.Consumers), "test.act") })
+	var evs []eventstore.Event
+	evs = append(evs, appendN(t, store, acme, "a", typeHappened, 5)...)
+	evs = append(evs, appendN(t, store, globex, "g", typeOther, 3)...)
+	evs = append(evs, appendN(t, store, globex, "g", typeHappened, 4)...)
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := a.ids(), wantIDs(evs, typeHappened); !slices.Equal(got, want) {
+		t.Fatalf("processor got %v, want %v", got, want)
+	}
+	if a.ns[5] != 0 || a.envs[5].Tenant != globex || a.envs[5].Position != evs[8].Position || a.envs[5].Type != typeHappened {
+		t.Fatalf("decoded %d with envelope %+v", a.ns[5], a.envs[5])
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	b := &acted{}
+	r = start(t, cfg, store, func(reg bus.Registry) { b.register(reg.(bus.Consumers), "test.act") })
+	fresh := appendN(t, store, acme, "fresh", typeHappened, 2)
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.ids(), wantIDs(fresh, typeHappened); !slices.Equal(got, want) {
+		t.Fatalf("after a restart the processor got %v, want only %v", got, want)
+	}
+}
+
+// Two replicas on one store and one NATS JetStream: a processor acts once per deployment, each event
+// on one replica or the other, never both; the projections of each replica see every event.
+func TestIntegrationNATSProcessorActsOncePerDeployment(t *testing.T) {
+	t.Parallel()
+	cfg := natsConfig(t)
+	cfg.ReadModelDir = t.TempDir()
+	cfg2 := cfg
+	cfg2.CheckpointDir, cfg2.ReadModelDir = t.TempDir(), t.TempDir()
+	store := eventstoretest.NewMemory()
+	one, two := &acted{}, &acted{}
+	var p1, p2 *bus.Projection
+	r1 := start(t, cfg, store, func(reg bus.Registry) {
+		one.register(reg.(bus.Consumers), "test.act-once")
+		p1 = (&counting{}).register(reg.(bus.Consumers), "test.replica-counts")
+	})
+	r2 := start(t, cfg2, store, func(reg bus.Registry) {
+		two.register(reg.(bus.Consumers), "test.act-once")
+		p2 = (&counting{}).register(reg.(bus.Consumers), "test.replica-counts")
+	})
+	const n = 60
+	var evs []eventstore.Event
+	for range n / 2 {
+		evs = append(evs, appendN(t, store, acme, "r", typeHappened, 1)...)
+		evs = append(evs, appendN(t, store, globex, "r", typeHappened, 1)...)
+	}
+	deadlineWait(t, func() bool { return len(one.ids())+len(two.ids()) >= n })
+	for _, r := range []running{r1, r2} {
+		if err := r.b.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := map[string]int{}
+	for _, id := range append(one.ids(), two.ids()...) {
+		count[id]++
+	}
+	for _, e := range evs {
+		if count[e.ID] != 1 {
+			t.Errorf("event %s acted on %d times across replicas, want once", e.ID, count[e.ID])
+		}
+	}
+	wantCounts(t, readCounts(t, p1), evs)
+	wantCounts(t, readCounts(t, p2), evs)
+	t.Logf("replica one acted on %d, replica two on %d", len(one.ids()), len(two.ids()))
+}
