@@ -212,7 +212,7 @@ const (
 
 // usageEventTypes are the events the usage projection reads.
 func usageEventTypes() []string {
-	return []string{convevents.TypeAssistantMessageCompleted, convevents.TypeAssistantMessageFailed,
+	return []string{convevents.TypeAssistantMessageCompleted, convevents.TypeAssistantMessageFailed, convevents.TypeCompletionRecorded,
 		toolevents.TypeToolSucceeded, toolevents.TypeToolFailed}
 }
 
@@ -270,6 +270,14 @@ func (m *Module) ProjectUsage(_ context.Context, e eventstore.Event) error {
 		}
 		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled,
 			Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+	case convevents.TypeCompletionRecorded: // a stateless /v1/chat/completions call: counted as a chat turn
+		var ev convevents.CompletionRecorded
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Completed: ev.Outcome == convevents.OutcomeCompleted,
+			Cancelled: ev.Cancelled || ev.Outcome == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
+			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
 	case toolevents.TypeToolSucceeded:
 		var ev toolevents.ToolSucceeded
 		if err := e.Decode(&ev); err != nil {

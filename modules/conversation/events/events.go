@@ -1,7 +1,12 @@
 // Package events holds the conversation module's events, recorded in t-{tenant}.session-{sessionId}.
 // A session's history is the fold of these events. It is the only conversation package other modules
-// may import (the observability module builds usage and cost projections on AssistantMessageCompleted
-// and AssistantMessageFailed). Fields are only ever added, never renamed or reused.
+// may import (the observability module builds usage and cost projections on AssistantMessageCompleted,
+// AssistantMessageFailed and CompletionRecorded). Fields are only ever added, never renamed or reused.
+//
+// Two more kinds of stream: t-{tenant}.completions-{yyyymmdd} holds one CompletionRecorded per
+// stateless /v1/chat/completions call (usage only, no content), and t-{tenant}.snapshot-session-{id}
+// holds a long session's snapshot segments (SessionSnapshotted), which carry message content and are
+// made unreadable with the session (SessionSnapshotsDropped).
 package events
 
 // Event types.
@@ -12,10 +17,24 @@ const (
 	TypeAssistantMessageFailed    = "conversation.AssistantMessageFailed"
 	TypeSessionDeleted            = "conversation.SessionDeleted"
 	TypeSessionExpired            = "conversation.SessionExpired"
+	TypeCompletionRecorded        = "conversation.CompletionRecorded"
+	TypeSessionSnapshotted        = "conversation.SessionSnapshotted"
+	TypeSessionSnapshotsDropped   = "conversation.SessionSnapshotsDropped"
 )
 
 // SessionCategory is the stream category of a session: t-{tenant}.session-{sessionId}.
 const SessionCategory = "session"
+
+// CompletionsCategory is the stream category of a tenant's stateless completions of one UTC day:
+// t-{tenant}.completions-{yyyymmdd}.
+const CompletionsCategory = "completions"
+
+// SnapshotCategory is the stream category of snapshots; a session's are in
+// t-{tenant}.snapshot-session-{sessionId} (entity SnapshotEntityPrefix + the session id).
+const (
+	SnapshotCategory     = "snapshot"
+	SnapshotEntityPrefix = "session-"
+)
 
 // Failure codes of AssistantMessageFailed.Code.
 const (
@@ -149,4 +168,74 @@ type SessionExpired struct {
 	SessionID     string `json:"sessionId"`
 	RetentionDays int    `json:"retentionDays"`
 	LastActivity  string `json:"lastActivity"` // RFC 3339
+}
+
+// CompletionRecorded records one stateless POST /v1/chat/completions call (no x-session-id): what
+// usage, cost and the token budget count, and nothing of the prompt or the answer. CallID plays the
+// part of a turn id (the budget ledger settles its reservation by it).
+type CompletionRecorded struct {
+	CallID    string `json:"callId"`
+	RequestID string `json:"requestId,omitempty"`
+	// Model is the "provider:model" that answered, or the one that was streaming when it failed, or
+	// the first one tried when none started.
+	Model          string            `json:"model"`
+	RequestedModel string            `json:"requestedModel,omitempty"`
+	Usage          Usage             `json:"usage"`
+	LatencyMs      float64           `json:"latencyMs"`
+	TTFTMs         float64           `json:"ttftMs,omitempty"`
+	Outcome        string            `json:"outcome"` // "completed", or a failure code (the Code* constants)
+	Cancelled      bool              `json:"cancelled,omitempty"`
+	Fallbacks      []FallbackAttempt `json:"fallbacks,omitempty"`
+	UserID         string            `json:"userId,omitempty"`
+	Offline        bool              `json:"offline,omitempty"`
+}
+
+// OutcomeCompleted is CompletionRecorded.Outcome of a call whose answer completed.
+const OutcomeCompleted = "completed"
+
+// SnapshotMessage is one message of a snapshot segment.
+type SnapshotMessage struct {
+	Role      string `json:"role"`
+	Content   string `json:"content"`
+	Timestamp int64  `json:"ts"` // Unix nanoseconds
+	TurnID    string `json:"turnId,omitempty"`
+	Model     string `json:"model,omitempty"`
+}
+
+// SnapshotOpenTurn is a turn with a user message and no outcome at the snapshot's revision.
+type SnapshotOpenTurn struct {
+	TurnID string `json:"turnId"`
+	Since  int64  `json:"since"` // Unix nanoseconds
+}
+
+// SessionSnapshotted is one segment of a session's snapshot: the live session folded through
+// revision Through of its stream. A segment holds the state (title, counts, open turns) whole, and of the
+// messages only those after the previous segment: the fold's messages are the previous segments'
+// first Keep messages followed by Messages (Keep is 0 after the session was started anew). So a long
+// session is read back from a few segments and the events after the last one, and each message is
+// stored once more, not once per snapshot.
+type SessionSnapshotted struct {
+	SessionID string `json:"sessionId"`
+	// From is the first session revision this segment covers (the previous segment's Through + 1;
+	// 0 for a first segment), Through the last.
+	From    uint64 `json:"from"`
+	Through uint64 `json:"through"`
+	Keep    int    `json:"keep"`
+	// The state at Through (segments are written only of a live session).
+	Title        string             `json:"title,omitempty"`
+	UserID       string             `json:"userId,omitempty"`
+	Turns        int                `json:"turns"`
+	Failed       int                `json:"failed"`
+	CreatedAt    int64              `json:"createdAt"`    // Unix nanoseconds
+	LastActivity int64              `json:"lastActivity"` // Unix nanoseconds
+	Open         []SnapshotOpenTurn `json:"open,omitempty"`
+	Messages     []SnapshotMessage  `json:"messages"`
+}
+
+// SessionSnapshotsDropped records that the segments before it were made unreadable because the
+// session was deleted or expired (Reason: the type of that event). A snapshot written concurrently
+// from an older fold expects the stream's revision before this event, and is refused.
+type SessionSnapshotsDropped struct {
+	SessionID string `json:"sessionId"`
+	Reason    string `json:"reason"`
 }
