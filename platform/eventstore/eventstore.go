@@ -1,7 +1,7 @@
 // Package eventstore is the port to the append-only, per-tenant event log that is the platform's source
-// of truth. Implementations: embedded/ (a file-backed log in the data folder) and esdb/ (EventStoreDB
-// or KurrentDB through the official client). eventstoretest holds the acceptance suite every
-// implementation runs, and an in-memory fake.
+// of truth. Implementations: embedded/ (a file-backed log in the data folder), esdb/ (EventStoreDB
+// or KurrentDB through the official client) and postgres/ (PostgreSQL through pgx, shared by
+// replicas). eventstoretest holds the acceptance suite every implementation runs, and an in-memory fake.
 package eventstore
 
 import (
