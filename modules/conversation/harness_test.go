@@ -59,6 +59,7 @@ type env struct {
 	router *ai.Router
 	policy *policy
 	clock  *clock
+	reg    *bustest.Registry
 	cancel context.CancelFunc
 }
 
@@ -123,8 +124,9 @@ func newEnv(t testing.TB, o opts) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mod.Register(srv.API, bustest.New(ctx, store))
-	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, cancel: cancel}
+	reg := bustest.New(ctx, store)
+	mod.Register(srv.API, reg)
+	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, reg: reg, cancel: cancel}
 	t.Cleanup(cancel)
 	return e
 }

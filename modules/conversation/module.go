@@ -29,6 +29,12 @@ import (
 const DefaultSystemPrompt = "You are a helpful assistant. Answer concisely. When numbered sources are given, answer from them and cite them as [n]; " +
 	"if they do not contain the answer, say so."
 
+// Default memory budgets of the fold cache and of the finished turns kept for resumption.
+const (
+	DefaultCacheBytes  = 64 << 20
+	DefaultResumeBytes = 64 << 20
+)
+
 // Config configures the module.
 type Config struct {
 	SystemPrompt string
@@ -43,12 +49,21 @@ type Config struct {
 	// RAGTopK is how many passages a RAG turn retrieves (default 5).
 	RAGTopK int
 	// ResumeWindow is how long a disconnected client may resume before its turn is cancelled, and how
-	// long a finished turn stays resumable (default 15 s).
+	// long a finished turn stays resumable (default 15 s), within ResumeBytes.
 	ResumeWindow time.Duration
+	// ResumeBytes bounds the finished turns kept for resumption (default 64 MiB; below 0: none are
+	// kept): past it the oldest finished turn is dropped first, and resuming it answers 404
+	// turn_not_found as after the window. Running turns are never dropped.
+	ResumeBytes int64
 	// TurnTimeout bounds a whole turn (default 5 min).
 	TurnTimeout time.Duration
-	// CacheSessions bounds the folded sessions kept in memory (default 10,000).
-	CacheSessions int
+	// CacheBytes bounds the folded sessions kept in memory, least recently used out first (default
+	// 64 MiB; below 0: none are kept).
+	CacheBytes int64
+	// SnapshotEvery: a session gets a snapshot segment every this many events (default 256, at
+	// least 16; below 0: none), so a long session is folded from a few segments and the events
+	// after them rather than from every event.
+	SnapshotEvery int
 	// SweepInterval is how often Run expires idle sessions (default 1 h).
 	SweepInterval time.Duration
 	// UserRecordDelay: the user's message is recorded on its own this long after the model call
@@ -79,8 +94,14 @@ func (c *Config) defaults() {
 	if c.TurnTimeout == 0 {
 		c.TurnTimeout = 5 * time.Minute
 	}
-	if c.CacheSessions == 0 {
-		c.CacheSessions = 10000
+	if c.ResumeBytes == 0 {
+		c.ResumeBytes = DefaultResumeBytes
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = 256
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = time.Hour
@@ -103,8 +124,11 @@ func (c Config) Validate() error {
 	if c.ContextTokens <= c.MaxCompletionTokens || c.MaxCompletionTokens < 0 {
 		return fmt.Errorf("conversation: ContextTokens %d must exceed MaxCompletionTokens %d", c.ContextTokens, c.MaxCompletionTokens)
 	}
-	if c.RAGTopK < 0 || c.RAGTopK > 50 || c.ResumeWindow < 0 || c.TurnTimeout < 0 || c.CacheSessions < 0 || c.SweepInterval < 0 || c.UserRecordDelay < 0 {
+	if c.RAGTopK < 0 || c.RAGTopK > 50 || c.ResumeWindow < 0 || c.TurnTimeout < 0 || c.SweepInterval < 0 || c.UserRecordDelay < 0 {
 		return fmt.Errorf("conversation: invalid limits in %+v", c)
+	}
+	if c.SnapshotEvery > 0 && c.SnapshotEvery < domain.MinSnapshotEvery {
+		return fmt.Errorf("conversation: SnapshotEvery %d: want at least %d events (or below 0 for no snapshots)", c.SnapshotEvery, domain.MinSnapshotEvery)
 	}
 	return nil
 }
@@ -156,10 +180,11 @@ func New(d Deps) (*Module, error) {
 	}
 	c := d.Config
 	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Index: domain.NewIndex(),
-		Cache: app.NewCache(c.CacheSessions), Hub: app.NewHub(), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
+		Cache: app.NewCache(c.CacheBytes), Hub: app.NewHub(c.ResumeBytes, c.ResumeWindow), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
 		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
-			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout, CacheSessions: c.CacheSessions,
-			UserRecordDelay: c.UserRecordDelay}}
+			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout,
+			UserRecordDelay: c.UserRecordDelay, SnapshotEvery: max(c.SnapshotEvery, 0)}}
+	svc.Metrics.WatchMemory(svc.Cache, svc.Hub)
 	if d.Policy != nil {
 		svc.Policy = d.Policy
 	}

@@ -3,9 +3,18 @@
 //
 //	go run ./scripts/load -url http://127.0.0.1:8080 -tenant demo -turns 20000 -c 64
 //	go run ./scripts/load -self -turns 20000 -c 64   # starts an in-process server: embedded store, zero-latency fake model
+//	go run ./scripts/load -self -duration 30s -turns 0 -c 32 -restart   # and the live heap after a restart on the same data
 //
-// Every turn starts a new session unless -turns-per-session is above 1. A turn counts as done when
-// its "done" event arrives; an "error" event or a non-200 answer counts as an error.
+// Every turn starts a new session unless -turns-per-session is above 1 (-v1: stateless
+// POST /v1/chat/completions calls instead). A turn counts as done when its "done" event arrives; an
+// "error" event or a non-200 answer counts as an error.
+//
+// With -self the server runs in this process, so the live heap it reports is the server's (plus this
+// client's few bytes per turn): sampled each second during the run (runtime/metrics
+// /gc/heap/live:bytes, the heap marked live by the last GC: no extra GC), and HeapAlloc after a
+// forced GC at the end, while the finished turns are still inside the resume window. -restart then
+// stops the server, opens a new one on the same data folder, waits until its read models have caught
+// up and reports HeapAlloc after a GC again: what the same history costs without the traffic.
 package main
 
 import (
@@ -20,6 +29,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -65,7 +77,14 @@ func run() error {
 	self := flag.Bool("self", false, "start an in-process server (embedded store in a temp dir, zero-latency fake model) and drive it")
 	selfStore := flag.String("self-store", "embedded", "store of -self: embedded (fsync'd file) or memory (to separate store latency from the rest)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (useful with -self)")
+	heapprofile := flag.String("heapprofile", "", "write a heap profile of this process at the end of the run (useful with -self)")
+	restart := flag.Bool("restart", false, "with -self: after the run, restart the server on the same data and report its live heap")
+	reopenDir := flag.String("reopen", "", "(used by -restart) open the -self server on this data folder, report its live heap and exit")
+	v1 := flag.Bool("v1", false, "drive stateless POST /v1/chat/completions calls (streamed, no x-session-id) instead of /chat")
 	flag.Parse()
+	if *reopenDir != "" {
+		return reopen(*reopenDir)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -76,13 +95,14 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var srv *selfServer
 	if *self {
-		base, stop, err := startSelf(*selfStore)
-		if err != nil {
+		var err error
+		if srv, err = startSelf(*selfStore, ""); err != nil {
 			return err
 		}
-		defer stop()
-		*url, *tenantID = base, "load"
+		defer func() { srv.stop(true) }()
+		*url, *tenantID = srv.base, "load"
 		if *model == "" {
 			*model = "fake:zero"
 		}
@@ -95,6 +115,7 @@ func run() error {
 	var wg sync.WaitGroup
 	start := time.Now()
 	cpu0 := cpuTime()
+	sampler := sampleHeap(ctx, time.Second)
 	for w := 0; w < *conc; w++ {
 		wg.Add(1)
 		go func() {
@@ -108,7 +129,11 @@ func run() error {
 					session, used = uuid.NewString(), 0
 				}
 				used++
-				results <- turn(ctx, client, *url, *tenantID, *apiKey, session, *model)
+				if *v1 {
+					results <- completion(ctx, client, *url, *tenantID, *apiKey, *model)
+				} else {
+					results <- turn(ctx, client, *url, *tenantID, *apiKey, session, *model)
+				}
 			}
 		}()
 	}
@@ -142,7 +167,103 @@ func run() error {
 	for e, n := range errs {
 		fmt.Printf("error x%d: %s\n", n, e)
 	}
+	cancel()
+	fmt.Printf("live heap during the run: max %s (/gc/heap/live:bytes each second)\n", mb(sampler.max()))
+	fmt.Printf("live heap at the end: %s (HeapAlloc after GC, finished turns still in the resume window)\n", mb(liveHeap()))
+	if *heapprofile != "" {
+		if err := writeHeapProfile(*heapprofile); err != nil {
+			return err
+		}
+	}
+	if *restart {
+		if srv == nil || *selfStore != "embedded" {
+			return errors.New("-restart needs -self with the embedded store")
+		}
+		// A restart is a new process: the old one's turns and timers must not count.
+		srv.stop(false)
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cmd := exec.Command(exe, "-reopen", srv.dir)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+	}
 	return nil
+}
+
+// reopen is the second process of -restart: it opens the server on dir, waits for its read models
+// and reports the live heap.
+func reopen(dir string) error {
+	t0 := time.Now()
+	srv, err := startSelf("embedded", dir)
+	if err != nil {
+		return err
+	}
+	defer srv.stop(false)
+	took := time.Since(t0)
+	fmt.Printf("after a restart on the same data: live heap %s (HeapAlloc after GC, new process, read models caught up in %s)\n", mb(liveHeap()), took.Round(time.Millisecond))
+	return nil
+}
+
+// heapSampler keeps the largest live heap seen.
+type heapSampler struct {
+	mu   sync.Mutex
+	peak uint64
+}
+
+func (h *heapSampler) max() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.peak
+}
+
+// sampleHeap reads the live heap as of the last GC every interval until ctx ends: no GC is forced,
+// so the run is not slowed.
+func sampleHeap(ctx context.Context, every time.Duration) *heapSampler {
+	h := &heapSampler{}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				metrics.Read(sample)
+				if sample[0].Value.Kind() == metrics.KindUint64 {
+					h.mu.Lock()
+					h.peak = max(h.peak, sample[0].Value.Uint64())
+					h.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return h
+}
+
+// liveHeap is HeapAlloc after a full GC: the bytes still reachable.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC() // the second one frees what the first one's finalizers released
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func mb(b uint64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.WriteHeapProfile(f)
 }
 
 func cpuTime() time.Duration {
@@ -210,51 +331,115 @@ func turn(ctx context.Context, c *http.Client, url, tenantID, key, session, mode
 	}
 }
 
-// startSelf serves the conversation module alone on a loopback port: an embedded store in a temp
-// dir, any x-tenant-id admitted, and a zero-latency fake model as fake:zero.
-func startSelf(kind string) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "crispy-load-")
+// completion sends one stateless streamed POST /v1/chat/completions and reads it to its [DONE].
+func completion(ctx context.Context, c *http.Client, url, tenantID, key, model string) result {
+	if model == "" {
+		model = "default"
+	}
+	body := `{"model":"` + model + `","stream":true,"messages":[{"role":"user","content":"How are you today?"}]}`
+	req, err := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
-		return "", nil, err
+		return result{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-tenant-id", tenantID)
+	if key != "" {
+		req.Header.Set("x-api-key", key)
+	}
+	t0 := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(io.LimitReader(rd, 300))
+		return result{err: fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))}
+	}
+	if _, err := rd.Peek(1); err != nil {
+		return result{err: err}
+	}
+	fb := time.Since(t0)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return result{err: fmt.Errorf("stream ended without [DONE]: %w", err)}
+		}
+		switch {
+		case line == "data: [DONE]\n":
+			_, _ = io.Copy(io.Discard, rd)
+			return result{firstByte: fb, total: time.Since(t0)}
+		case strings.HasPrefix(line, `data: {"error"`):
+			return result{err: fmt.Errorf("error event: %s", strings.TrimSpace(line))}
+		}
+	}
+}
+
+// selfServer is the in-process server of -self.
+type selfServer struct {
+	base string
+	dir  string
+	stop func(removeData bool)
+}
+
+// startSelf serves the conversation module alone on a loopback port: an embedded store in dir (a
+// new temp dir when empty), any x-tenant-id admitted, and a zero-latency fake model as fake:zero. It
+// returns once the module's read models have caught up with the store.
+func startSelf(kind, dir string) (*selfServer, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "crispy-load-")
+		if err != nil {
+			return nil, err
+		}
+		dir = d
 	}
 	var st eventstore.Store
+	var err error
 	switch kind {
 	case "embedded":
 		if st, err = embedded.Open(dir, embedded.Options{}); err != nil {
-			return "", nil, err
+			return nil, err
 		}
 	case "memory":
 		st = eventstoretest.NewMemory()
 	default:
-		return "", nil, fmt.Errorf("-self-store %q: want embedded or memory", kind)
+		return nil, fmt.Errorf("-self-store %q: want embedded or memory", kind)
 	}
 	router, err := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"fake": aitest.New(aitest.Script{
 		Tokens: []string{"I", " am", " fine", ",", " thank", " you", "."}})})
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mod, err := conversation.New(conversation.Deps{Store: st, Router: router, Log: log})
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}, Log: log})
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mod.Register(srv.API, bustest.New(ctx, st))
+	reg := bustest.New(ctx, st)
+	mod.Register(srv.API, reg)
+	if err := reg.Sync(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		cancel()
-		return "", nil, err
+		return nil, err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(l) }()
-	return "http://" + l.Addr().String(), func() {
+	return &selfServer{base: "http://" + l.Addr().String(), dir: dir, stop: func(removeData bool) {
 		_ = hs.Close()
 		cancel()
 		_ = st.Close()
-		_ = os.RemoveAll(dir)
-	}, nil
+		if removeData {
+			_ = os.RemoveAll(dir)
+		}
+	}}, nil
 }

@@ -1340,7 +1340,7 @@ type GetUsageParams struct {
 
 // CreateChatCompletionParams defines parameters for CreateChatCompletion.
 type CreateChatCompletionParams struct {
-	// XSessionId Record the exchange in this session (a UUID, lowercase and hyphenated); default: a new session per call
+	// XSessionId Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless: only its usage is recorded
 	XSessionId *string `json:"x-session-id,omitempty"`
 
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
@@ -1818,7 +1818,7 @@ type ClientInterface interface {
 
 	// ResumeChatStream Resume a chat stream
 	//
-	// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after; 404 otherwise.
+	// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after (the resume window, 15 s, within the server's memory budget for finished turns: past it the oldest finished turns are dropped first); otherwise 404 turn_not_found: read the history instead.
 	//
 	// Corresponds with GET /chat/{sessionId}/stream (the `ResumeChatStream` operationId).
 	ResumeChatStream(ctx context.Context, sessionId string, params *ResumeChatStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2018,7 +2018,7 @@ type ClientInterface interface {
 
 	// CreateChatCompletionWithBody OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2027,7 +2027,7 @@ type ClientInterface interface {
 
 	// CreateChatCompletion OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2160,7 +2160,7 @@ func (c *Client) GetChatHistory(ctx context.Context, sessionId string, params *G
 
 // ResumeChatStream Resume a chat stream
 //
-// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after; 404 otherwise.
+// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after (the resume window, 15 s, within the server's memory budget for finished turns: past it the oldest finished turns are dropped first); otherwise 404 turn_not_found: read the history instead.
 //
 // Corresponds with GET /chat/{sessionId}/stream (the `ResumeChatStream` operationId).
 func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params *ResumeChatStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2620,7 +2620,7 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 
 // CreateChatCompletionWithBody OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2639,7 +2639,7 @@ func (c *Client) CreateChatCompletionWithBody(ctx context.Context, params *Creat
 
 // CreateChatCompletion OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -4776,7 +4776,7 @@ type ClientWithResponsesInterface interface {
 
 	// ResumeChatStreamWithResponse Resume a chat stream
 	//
-	// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after; 404 otherwise.
+	// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after (the resume window, 15 s, within the server's memory budget for finished turns: past it the oldest finished turns are dropped first); otherwise 404 turn_not_found: read the history instead.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5008,7 +5008,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateChatCompletionWithBodyWithResponse OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5017,7 +5017,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateChatCompletionWithResponse OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5527,8 +5527,6 @@ type ResumeChatStreamResponse struct {
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
 	ApplicationproblemJSON429 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -5549,11 +5547,6 @@ func (r ResumeChatStreamResponse) GetApplicationproblemJSON413() *Problem {
 // GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
 func (r ResumeChatStreamResponse) GetApplicationproblemJSON429() *Problem {
 	return r.ApplicationproblemJSON429
-}
-
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ResumeChatStreamResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
 }
 
 // GetBody returns the raw response body bytes
@@ -7281,7 +7274,7 @@ func (c *ClientWithResponses) GetChatHistoryWithResponse(ctx context.Context, se
 
 // ResumeChatStreamWithResponse Resume a chat stream
 //
-// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after; 404 otherwise.
+// Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. Available while the turn runs and for a short window after (the resume window, 15 s, within the server's memory budget for finished turns: past it the oldest finished turns are dropped first); otherwise 404 turn_not_found: read the history instead.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7669,7 +7662,7 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 
 // CreateChatCompletionWithBodyWithResponse OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -7684,7 +7677,7 @@ func (c *ClientWithResponses) CreateChatCompletionWithBodyWithResponse(ctx conte
 
 // CreateChatCompletionWithResponse OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8142,13 +8135,6 @@ func ParseResumeChatStreamResponse(rsp *http.Response) (*ResumeChatStreamRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSONDefault = &dest
 
 	}
 

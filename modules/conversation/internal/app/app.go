@@ -1,6 +1,7 @@
 // Package app holds the conversation use cases: chat turns (turn.go), history and deletion
 // (sessions.go), retention (retention.go), speech (speech.go), over a cached session repository
-// (repo.go) and an in-memory buffer of recent turns for resumption (hub.go).
+// (repo.go, cache.go, snapshot.go) and an in-memory buffer of recent turns for resumption (hub.go);
+// stateless /v1 calls record usage only (stateless.go).
 package app
 
 import (
@@ -44,7 +45,8 @@ type Settings struct {
 	// UserRecordDelay is how long a turn waits before recording the user's message on its own; an
 	// answer that is complete by then is recorded with it in one append.
 	UserRecordDelay time.Duration
-	CacheSessions   int
+	// SnapshotEvery: a long session gets a snapshot segment every this many events (0: none).
+	SnapshotEvery int
 }
 
 // Service runs the use cases.

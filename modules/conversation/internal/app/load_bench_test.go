@@ -29,7 +29,7 @@ func BenchmarkLoad1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := &Service{Store: st, Cache: NewCache(10)}
+	svc := snapService(st, 0)
 	b.Run("cold", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			svc.Cache.drop(cacheKey(t, s))
@@ -60,4 +60,41 @@ func BenchmarkLoad1000(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLoadCold10000 folds a 10,000-message session on a cold cache, the cost of a restart or
+// a cache miss on a long session: from every event (no snapshots, as before them), and from
+// snapshot segments every 256 events (written by the first cold load) plus the events after them.
+func BenchmarkLoadCold10000(b *testing.B) {
+	for _, every := range []int{0, 256} {
+		name := "every-event"
+		if every > 0 {
+			name = "segments-every-256"
+		}
+		b.Run(name, func(b *testing.B) {
+			st, err := embedded.Open(b.TempDir(), embedded.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			ctx := context.Background()
+			t := tenant.MustParse("acme")
+			s := uuid.NewString()
+			if _, err := convtest.SeedSession(ctx, st, t, s, 5000); err != nil {
+				b.Fatal(err)
+			}
+			svc := snapService(st, every)
+			if _, err := svc.load(ctx, t, s); err != nil { // writes the segments
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				svc.Cache.drop(cacheKey(t, s))
+				sess, err := svc.load(ctx, t, s)
+				if err != nil || len(sess.Messages) != 10000 {
+					b.Fatalf("%d %v", len(sess.Messages), err)
+				}
+			}
+		})
+	}
 }

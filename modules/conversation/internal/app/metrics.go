@@ -71,6 +71,28 @@ func (m *Metrics) conflict() {
 	m.set.GetOrCreateCounter(`crispy_chat_append_conflicts_total`).Inc()
 }
 
+func (m *Metrics) snapshot(segments int) {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(`crispy_chat_session_snapshot_segments_total`).Add(segments)
+}
+
+// WatchMemory exposes what the fold cache and the resume buffer hold, and counts their evictions.
+func (m *Metrics) WatchMemory(c *Cache, h *Hub) {
+	if m == nil {
+		return
+	}
+	cacheEvicted := m.set.GetOrCreateCounter(`crispy_chat_session_cache_evictions_total`)
+	c.onEvict = cacheEvicted.Inc
+	m.set.GetOrCreateGauge(`crispy_chat_session_cache_bytes`, func() float64 { b, _ := c.Stats(); return float64(b) })
+	m.set.GetOrCreateGauge(`crispy_chat_session_cache_sessions`, func() float64 { _, n := c.Stats(); return float64(n) })
+	resumeEvicted := m.set.GetOrCreateCounter(`crispy_chat_resume_buffer_evictions_total`)
+	h.onEvict = resumeEvicted.Inc
+	m.set.GetOrCreateGauge(`crispy_chat_resume_buffer_bytes`, func() float64 { b, _ := h.Stats(); return float64(b) })
+	m.set.GetOrCreateGauge(`crispy_chat_resume_buffer_turns`, func() float64 { _, n := h.Stats(); return float64(n) })
+}
+
 // watchBreaker exposes a model's breaker state (0 closed, 1 half-open, 2 open) once it is used.
 func (m *Metrics) watchBreaker(model string) {
 	if m == nil || m.router == nil {

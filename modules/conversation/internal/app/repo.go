@@ -4,54 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
-
-// Cache keeps folded sessions by (tenant, session) with their revision. A load reads only the events
-// after the cached revision, so a long session costs one short read, and another replica's appends
-// are still seen. Cached values are never mutated (copy on apply).
-type Cache struct {
-	mu  sync.Mutex
-	m   map[string]*domain.Session
-	max int
-}
-
-// NewCache keeps up to max sessions.
-func NewCache(max int) *Cache { return &Cache{m: map[string]*domain.Session{}, max: max} }
-
-func cacheKey(t tenant.ID, id string) string { return t.String() + "/" + id }
-
-func (c *Cache) get(k string) *domain.Session {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[k]
-}
-
-func (c *Cache) put(k string, s *domain.Session) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.m[k]; ok && old.Exists && s.Revision < old.Revision {
-		return // a newer fold is already cached
-	}
-	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
-		for victim := range c.m { // evict an arbitrary entry: any is cheap to rebuild
-			delete(c.m, victim)
-			break
-		}
-	}
-	c.m[k] = s
-}
-
-func (c *Cache) drop(k string) {
-	c.mu.Lock()
-	delete(c.m, k)
-	c.mu.Unlock()
-}
 
 func sessionStream(t tenant.ID, id string) (tenant.Stream, error) {
 	return tenant.NewStream(t, events.SessionCategory, id)
@@ -66,41 +24,87 @@ func (s *Service) load(ctx context.Context, t tenant.ID, id string) (*domain.Ses
 	}
 	k := cacheKey(t, id)
 	cached := s.Cache.get(k)
-	from := uint64(0)
-	if cached != nil && cached.Exists {
-		from = cached.Revision + 1
+	if cached == nil || !cached.Exists {
+		return s.loadCold(ctx, t, id, st)
 	}
+	from := cached.Revision + 1
 	evs, err := s.Store.ReadStream(ctx, st, from, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", st, err)
 	}
 	if len(evs) == 0 {
-		if cached == nil {
-			return &domain.Session{ID: id}, nil
-		}
 		return cached, nil
 	}
-	var next *domain.Session
-	if cached != nil && cached.Exists && evs[0].Revision == from {
-		next = cached.Clone()
-	} else {
-		// First read, or the stream was truncated under us: fold what is readable from scratch.
-		if from > 0 {
+	if evs[0].Revision != from {
+		// The stream was truncated under us (deleted elsewhere): fold what is readable afresh.
+		s.Cache.drop(k)
+		return s.loadCold(ctx, t, id, st)
+	}
+	next := cached.Clone()
+	segs, err := next.ApplyCutting(evs, s.Settings.SnapshotEvery)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(ctx, t, next, segs)
+	return next, nil
+}
+
+// loadCold folds a session that is not cached. A short session is folded from its events; a long
+// one (a first read of SnapshotEvery events or more) from its snapshot segments and the events
+// after them.
+func (s *Service) loadCold(ctx context.Context, t tenant.ID, id string, st tenant.Stream) (*domain.Session, error) {
+	every := s.Settings.SnapshotEvery
+	probe := 0
+	if every > 0 {
+		probe = every
+	}
+	evs, err := s.Store.ReadStream(ctx, st, 0, probe)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", st, err)
+	}
+	if len(evs) == 0 {
+		return &domain.Session{ID: id}, nil
+	}
+	next := &domain.Session{}
+	if probe > 0 && len(evs) == probe {
+		// Long: the segments first, then the events after them. (The snapshot stream is read after
+		// the probe: snapshot() checks, before it appends, that nothing came in between.)
+		base, seal, err := s.readSegments(ctx, t, id)
+		if err != nil {
+			return nil, err
+		}
+		next.Sealed = seal
+		// Segments older than the first readable event were cut off with it (a crash between a
+		// deletion and the drop of its segments): they are not used.
+		useBase := base != nil && base.Revision >= evs[0].Revision
+		from := evs[len(evs)-1].Revision + 1
+		if useBase {
+			from = base.Revision + 1
+		}
+		rest, err := s.Store.ReadStream(ctx, st, from, 0)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", st, err)
+		}
+		switch {
+		case useBase && (len(rest) == 0 || rest[0].Revision == from):
+			next, evs = base, rest
+		case useBase:
+			// Truncated after the segments (deleted meanwhile): fold what is readable.
 			if evs, err = s.Store.ReadStream(ctx, st, 0, 0); err != nil {
 				return nil, fmt.Errorf("read %s: %w", st, err)
 			}
-		}
-		next = &domain.Session{}
-	}
-	for _, e := range evs {
-		if err := next.Apply(e); err != nil {
-			return nil, err
+		default:
+			evs = append(evs, rest...)
 		}
 	}
 	if next.ID == "" {
-		next.ID = id
+		next.ID = id // before the cut: segments name it
 	}
-	s.Cache.put(k, next)
+	segs, err := next.ApplyCutting(evs, every)
+	if err != nil {
+		return nil, err
+	}
+	s.keep(ctx, t, next, segs)
 	return next, nil
 }
 
@@ -132,12 +136,11 @@ func (s *Service) update(ctx context.Context, t tenant.ID, id string, decide fun
 			return nil, eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", st, err)
 		}
 		next := sess.Clone()
-		for _, e := range res.Events {
-			if err := next.Apply(e); err != nil {
-				return nil, res, err
-			}
+		segs, err := next.ApplyCutting(res.Events, s.Settings.SnapshotEvery)
+		if err != nil {
+			return nil, res, err
 		}
-		s.Cache.put(cacheKey(t, id), next)
+		s.keep(ctx, t, next, segs)
 		return next, res, nil
 	}
 }

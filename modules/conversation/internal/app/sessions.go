@@ -49,11 +49,15 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, id string) error {
 
 // end records a deletion or expiry when the session is live, then truncates the stream before it.
 func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*domain.Session) (eventstore.EventData, error)) error {
+	var last *domain.Session // the fold the deletion was decided on
+	var reason string
 	_, res, err := s.update(ctx, t, id, func(cur *domain.Session) ([]eventstore.EventData, error) {
 		if !cur.Live() {
 			return nil, errSessionNotFound()
 		}
+		last = cur
 		ev, err := make(cur)
+		reason = ev.Type
 		if err != nil {
 			if errors.Is(err, errNothing) {
 				return nil, err
@@ -74,6 +78,11 @@ func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*do
 		return fmt.Errorf("truncate %s before %d: %w", st, before, err)
 	}
 	s.Cache.drop(cacheKey(t, id))
+	if last.MayHaveSegments() {
+		if err := s.dropSnapshots(ctx, t, id, reason); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -135,11 +144,17 @@ func (s *Service) SessionAsOf(ctx context.Context, t tenant.ID, id string, asOf 
 // Project feeds the read models (session list, budget ledger) from the module's events.
 func (s *Service) Project(_ context.Context, e eventstore.Event) error {
 	st, err := e.StreamName()
-	if err != nil || st.Category() != events.SessionCategory {
+	if err != nil || (st.Category() != events.SessionCategory && st.Category() != events.CompletionsCategory) {
 		return nil
 	}
 	t, id := e.Tenant.String(), st.Entity()
 	switch e.Type {
+	case events.TypeCompletionRecorded: // a stateless /v1 call: the budget only
+		var ev events.CompletionRecorded
+		if err := e.Decode(&ev); err != nil {
+			return err
+		}
+		s.Ledger.Count(t, ev.CallID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
 	case events.TypeSessionStarted:
 		var ev events.SessionStarted
 		if err := e.Decode(&ev); err != nil {
@@ -173,4 +188,4 @@ func (s *Service) Project(_ context.Context, e eventstore.Event) error {
 
 // ProjectedTypes are the event types Project reads.
 var ProjectedTypes = []string{events.TypeSessionStarted, events.TypeUserMessageAdded, events.TypeAssistantMessageCompleted,
-	events.TypeAssistantMessageFailed, events.TypeSessionDeleted, events.TypeSessionExpired}
+	events.TypeAssistantMessageFailed, events.TypeSessionDeleted, events.TypeSessionExpired, events.TypeCompletionRecorded}

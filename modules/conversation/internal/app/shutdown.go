@@ -13,7 +13,7 @@ import (
 func (s *Service) Shutdown(ctx context.Context) error {
 	open := s.Running.drain()
 	for _, t := range open {
-		t.cancel(errShuttingDown)
+		t.stop(errShuttingDown)
 	}
 	if n, err := s.Running.waitEmpty(ctx); err != nil {
 		return fmt.Errorf("%d chat turns did not record their outcome in time: %w", n, err)

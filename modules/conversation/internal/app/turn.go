@@ -35,6 +35,9 @@ type TurnInput struct {
 	// conversation so far: the client sent it.
 	Context  []ai.Message
 	Received time.Time
+	// Stateless (a /v1/chat/completions call without x-session-id): no session; nothing is recorded
+	// but a CompletionRecorded usage event, and the turn cannot be resumed.
+	Stateless bool
 }
 
 // SSE payloads (SPEC §2).
@@ -88,7 +91,9 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	if in.Received.IsZero() {
 		in.Received = s.Now()
 	}
-	if !domain.ValidSessionID(in.SessionID) {
+	if in.Stateless {
+		in.SessionID = ""
+	} else if !domain.ValidSessionID(in.SessionID) {
 		field := "body.sessionId"
 		if in.Source == "openai" {
 			field = "header.x-session-id"
@@ -117,6 +122,9 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	turn := newTurn(turnID, in.SessionID, in.Tenant, s.Settings.ResumeWindow, cancel)
 	key := cacheKey(in.Tenant, in.SessionID)
+	if in.Stateless {
+		key = cacheKey(in.Tenant, "call-"+turnID) // nothing to serialise with; shutdown still finds it
+	}
 	if err := s.Running.acquire(key, turn); err != nil {
 		cancel(nil)
 		return nil, err
@@ -132,12 +140,14 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	}()
 	// A turn of the session still open in the store and not left behind by a crash runs elsewhere
 	// (another replica): refuse now, before a tool runs or the model starts.
-	sess, err := s.load(ctx, in.Tenant, in.SessionID)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.closeInterrupted(sess, turnID); err != nil {
-		return nil, err
+	sess := &domain.Session{}
+	if !in.Stateless {
+		if sess, err = s.load(ctx, in.Tenant, in.SessionID); err != nil {
+			return nil, err
+		}
+		if _, err := s.closeInterrupted(sess, turnID); err != nil {
+			return nil, err
+		}
 	}
 	var pre []Event // events the client sees before the tokens
 	// Tool first: its result is part of the prompt.
@@ -242,19 +252,22 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		}
 		return append(out, ev), nil
 	}
-	ur := &userRecord{events: userEvents, done: make(chan struct{})}
-	rctx := context.WithoutCancel(ctx)
-	time.AfterFunc(s.Settings.UserRecordDelay, func() {
-		if !ur.claim(claimedEarly) {
-			return // the outcome came first: dispatch records both together
-		}
-		_, _, ur.err = s.update(rctx, in.Tenant, in.SessionID, userEvents)
-		if ur.err != nil {
-			cancel(errNotRecorded)
-		}
-		close(ur.done)
-	})
-	s.Hub.put(turn)
+	var ur *userRecord // nil: stateless, no user message to record
+	if !in.Stateless {
+		ur = &userRecord{events: userEvents, done: make(chan struct{})}
+		rctx := context.WithoutCancel(ctx)
+		time.AfterFunc(s.Settings.UserRecordDelay, func() {
+			if !ur.claim(claimedEarly) {
+				return // the outcome came first: dispatch records both together
+			}
+			_, _, ur.err = s.update(rctx, in.Tenant, in.SessionID, userEvents)
+			if ur.err != nil {
+				cancel(errNotRecorded)
+			}
+			close(ur.done)
+		})
+		s.Hub.put(turn)
+	}
 	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: s.Settings.MaxCompletion}
 	started = true
 	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall, ur)
@@ -292,7 +305,7 @@ var errNotRecorded = errors.New("the user's message could not be recorded")
 func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, turn *Turn, in TurnInput, models []ai.ModelID, req ai.Request,
 	promptEstimate int, citations []CitationData, cites []events.Citation, tool *events.ToolCall, ur *userRecord) {
 	defer cancel(nil)
-	defer s.Hub.forget(turn, s.Settings.ResumeWindow)
+	defer s.Hub.finished(turn)
 	tctx, stop := context.WithTimeout(ctx, s.Settings.TurnTimeout)
 	defer stop()
 	var streamed strings.Builder
@@ -304,12 +317,13 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	end := time.Now()
 	rid := request.From(ctx).ID
 	var late func(*domain.Session) ([]eventstore.EventData, error)
-	if ur.claim(claimedLate) {
+	if ur != nil && ur.claim(claimedLate) {
 		late = ur.events // not appended yet: it goes with the outcome, in one append
-	} else {
+	} else if ur != nil {
 		<-ur.done
 	}
-	if aerr := ur.err; aerr != nil {
+	if ur != nil && ur.err != nil {
+		aerr := ur.err
 		s.Ledger.Release(in.Tenant.String(), turn.ID, s.Now())
 		s.Log.ErrorContext(ctx, "record user message", "error", aerr, "session", in.SessionID, "tenant", in.Tenant.String())
 		s.Metrics.turn(models[0].String(), "not_recorded")
@@ -344,7 +358,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 		ev := events.AssistantMessageCompleted{SessionID: in.SessionID, TurnID: turn.ID, Content: ans.Content, Model: ans.Model.String(), Usage: u,
 			LatencyMs: latency, TTFTMs: ttft, Citations: cites, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source,
 			Offline: ans.Model == ai.Offline}
-		if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens), late); rerr != nil {
+		if rerr := s.recordOutcome(rctx, in, turn.ID, events.TypeAssistantMessageCompleted, ev, int64(u.TotalTokens), late); rerr != nil {
 			s.Log.ErrorContext(rctx, "record completed turn", "error", rerr, "session", in.SessionID)
 			s.Running.lost(turn.ID)
 			e, ok := apperr.As(rerr) // a classified refusal (503 storage_unavailable on a full disk) keeps its status
@@ -405,7 +419,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 	ev := events.AssistantMessageFailed{SessionID: in.SessionID, TurnID: turn.ID, Code: code, Message: msg, Cancelled: cancelled,
 		PartialContentLength: len(partial), Model: model, Usage: u, LatencyMs: latency, Fallbacks: fallbacks, Tool: tool, UserID: in.UserID, Source: in.Source}
-	if rerr := s.record(rctx, in, turn.ID, events.TypeAssistantMessageFailed, ev, int64(u.TotalTokens), late); rerr != nil {
+	if rerr := s.recordOutcome(rctx, in, turn.ID, events.TypeAssistantMessageFailed, ev, int64(u.TotalTokens), late); rerr != nil {
 		s.Log.ErrorContext(rctx, "record failed turn", "error", rerr, "session", in.SessionID)
 		s.Running.lost(turn.ID)
 	}
@@ -427,6 +441,14 @@ func (s *Service) fail(turn *Turn, _ TurnInput, code string, e *apperr.Error, _ 
 		code = e.Code
 	}
 	turn.finish("error", ErrorData{Code: code, Message: e.Message}, Outcome{Err: e})
+}
+
+// recordOutcome records a turn's outcome: in its session, or as a usage event for a stateless call.
+func (s *Service) recordOutcome(ctx context.Context, in TurnInput, turnID, typ string, data any, tokens int64, user func(*domain.Session) ([]eventstore.EventData, error)) error {
+	if in.Stateless {
+		return s.recordCompletion(ctx, in, turnID, data, tokens)
+	}
+	return s.record(ctx, in, turnID, typ, data, tokens, user)
 }
 
 // record appends a turn's outcome, preceded by the user's message when user is not nil (retrying

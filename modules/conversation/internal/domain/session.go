@@ -63,6 +63,8 @@ type Session struct {
 	// progress, or one a crash left behind. Turns are serialised, so there is at most one but in
 	// sessions recorded before they were.
 	Open []OpenTurn
+	// Sealed is what the session's snapshot stream holds of this fold (snapshot.go).
+	Sealed Seal
 }
 
 // OpenTurn is a turn with a user message and no outcome.
@@ -104,6 +106,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Messages = s.Messages[:0]
 		s.Open = nil
 		s.CreatedAt, s.LastActivity = e.Time, e.Time
+		s.Sealed.Messages = 0 // the segments' messages are no longer part of the fold
 	case events.TypeUserMessageAdded:
 		var ev messageFields
 		if err := decodeFields(e, &ev); err != nil {
@@ -132,9 +135,11 @@ func (s *Session) Apply(e eventstore.Event) error {
 	case events.TypeSessionDeleted:
 		s.Deleted, s.Started = true, false
 		s.Messages, s.Open = nil, nil
+		s.Sealed.Messages = 0
 	case events.TypeSessionExpired:
 		s.Expired, s.Started = true, false
 		s.Messages, s.Open = nil, nil
+		s.Sealed.Messages = 0
 	}
 	return nil
 }

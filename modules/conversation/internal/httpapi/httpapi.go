@@ -212,8 +212,10 @@ func Register(api huma.API, svc *app.Service) {
 	huma.Register(api, huma.Operation{OperationID: "resume-chat-stream", Method: http.MethodGet, Path: "/chat/{sessionId}/stream", Tags: []string{tag},
 		Summary: "Resume a chat stream",
 		Description: "Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. " +
-			"Available while the turn runs and for a short window after; 404 otherwise.",
-		Responses: map[string]*huma.Response{"200": {Description: "The rest of the turn", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}}}},
+			"Available while the turn runs and for a short window after (the resume window, 15 s, within the server's memory budget for finished turns: " +
+			"past it the oldest finished turns are dropped first); otherwise 404 turn_not_found: read the history instead.",
+		Responses: map[string]*huma.Response{"200": {Description: "The rest of the turn", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}},
+			"404": problem("No such session for this tenant (session_not_found), or no turn of it is kept for resumption any more (turn_not_found)")}},
 		func(ctx context.Context, in *ResumeInput) (*huma.StreamResponse, error) {
 			t, _ := tenant.FromContext(ctx)
 			// The hub is keyed by tenant: another tenant's turn is never found here.
@@ -222,7 +224,8 @@ func Register(api huma.API, svc *app.Service) {
 				if _, err := svc.History(ctx, t, in.SessionID); err != nil {
 					return nil, err
 				}
-				return nil, apperr.NotFound("turn_not_found", "no turn of this session can be resumed (it ended more than the resume window ago)")
+				return nil, apperr.NotFound("turn_not_found", "no turn of this session can be resumed: it ended and is no longer kept (the resume window passed, "+
+					"or the server dropped it to stay within its memory budget); read the history instead")
 			}
 			after := 0
 			if in.LastEventID != "" {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/google/uuid"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/app"
 	"github.com/crispy-enigma/crispy/platform/ai"
@@ -33,7 +32,7 @@ type StreamOptions struct {
 
 // CompletionsInput is POST /v1/chat/completions.
 type CompletionsInput struct {
-	SessionID string `header:"x-session-id" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Record the exchange in this session (a UUID, lowercase and hyphenated); default: a new session per call"`
+	SessionID string `header:"x-session-id" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless: only its usage is recorded"`
 	Body      struct {
 		_             struct{}       `additionalProperties:"true"`
 		Model         string         `json:"model" maxLength:"240" doc:"provider:model, or \"default\" for the tenant's model" example:"builtin:offline"`
@@ -119,8 +118,10 @@ func contentText(raw json.RawMessage) (string, error) {
 func registerOpenAI(api huma.API, svc *app.Service) {
 	huma.Register(api, huma.Operation{OperationID: "create-chat-completion", Method: http.MethodPost, Path: "/v1/chat/completions", Tags: []string{"openai"},
 		Summary: "OpenAI-compatible chat completions",
-		Description: "The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules, budgets and events as /chat: " +
-			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model.",
+		Description: "The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: " +
+			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. " +
+			"Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; " +
+			"no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.",
 		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or chat.completion.chunk events", Content: map[string]*huma.MediaType{
 			"application/json": {}, "text/event-stream": {}}},
 			"409": problem("Another turn of the x-session-id session is in progress (turn_in_progress)"),
@@ -147,17 +148,12 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 			if last.Role != ai.RoleUser || last.Content == "" {
 				return nil, apperr.Invalid("invalid_messages", "body.messages", "the last message must be a non-empty user message")
 			}
-			session := in.SessionID
-			if session == "" {
-				u, _ := uuid.NewV7()
-				session = u.String()
-			}
 			model := b.Model
 			if model == "default" {
 				model = ""
 			}
-			turn, err := svc.Start(ctx, app.TurnInput{Tenant: t, SessionID: session, Message: last.Content, ModelID: model, UserID: userOf(ctx, b.User),
-				Source: "openai", Context: msgs[:len(msgs)-1], Received: time.Now()})
+			turn, err := svc.Start(ctx, app.TurnInput{Tenant: t, SessionID: in.SessionID, Stateless: in.SessionID == "", Message: last.Content, ModelID: model,
+				UserID: userOf(ctx, b.User), Source: "openai", Context: msgs[:len(msgs)-1], Received: time.Now()})
 			if err != nil {
 				return nil, err
 			}
