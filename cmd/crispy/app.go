@@ -140,8 +140,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.closers = append(a.closers, func() error { a.tooling.Close(); return nil })
 
 	if a.conv, err = conversation.New(conversation.Deps{
-		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride},
-		Store:  a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
+		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride,
+			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB)},
+		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set,
 	}); err != nil {
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")

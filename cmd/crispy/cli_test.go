@@ -432,6 +432,8 @@ func cliCases() []cliCase {
 		{name: "usage/tenant key new extra", args: []string{"tenant", "key", "new", "extra", "--tenant", "acme"}, code: 2, want: []string{"extra"}},
 		{name: "tenant key new flags first", args: []string{"tenant", "--tenant", "acme", "key", "new"}, code: 0},
 		{name: "usage/serve bad env duration", args: serve(), env: []string{"CRISPY_SHUTDOWN_TIMEOUT=soon"}, code: 2, want: []string{"CRISPY_SHUTDOWN_TIMEOUT"}},
+		{name: "usage/serve negative memory budget", args: serve("--session-cache-mb", "-1"), code: 2, want: []string{"--session-cache-mb", "not negative"}},
+		{name: "usage/serve bad env memory budget", args: serve(), env: []string{"CRISPY_RESUME_BUFFER_MB=64MB"}, code: 2, want: []string{"CRISPY_RESUME_BUFFER_MB", "whole number"}},
 
 		// An unknown tenant.
 		{name: "unknown tenant/ingest", args: []string{"ingest", "{root}/doc.txt", "--tenant", "nosuch", "--data-dir", "{data}"}, setup: seeded, code: 1, want: []string{"nosuch", "--tenants"}},

@@ -31,6 +31,8 @@ type config struct {
 	PluginsDir      string
 	PluginMemoryMB  int    // memory ceiling of a plugin whose tool declares none; 0: none
 	PluginMaxMemMB  int    // caps the ceiling a tool declares
+	SessionCacheMB  int    // fold cache of chat sessions, MiB; 0: none
+	ResumeBufferMB  int    // finished chat turns kept for resumption, MiB; 0: none
 	MetricsAddr     string // optional separate listener for GET /metrics
 	LogLevel        string
 	ShutdownTimeout time.Duration
@@ -173,6 +175,8 @@ func (f *flags) serveFlags(c *config) {
 	f.str(&c.PluginsDir, "plugins-dir", filepath.Join("bin", "plugins"), "folder of tool plugin binaries (task build puts them there)")
 	f.num(&c.PluginMemoryMB, "plugin-memory-mb", 512, "memory ceiling of a tool plugin whose tool declares none, MiB (0: none); a plugin above it is replaced")
 	f.num(&c.PluginMaxMemMB, "plugin-max-memory-mb", 2048, "the most memory a tool plugin may declare for itself, MiB")
+	f.num(&c.SessionCacheMB, "session-cache-mb", 64, "memory for folded chat sessions, least recently used out first, MiB (0: none kept)")
+	f.num(&c.ResumeBufferMB, "resume-buffer-mb", 64, "memory for finished chat turns kept for resumption, oldest out first, MiB (0: none kept)")
 	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
 	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", httpapi.DefaultTimeouts.ReadHeader, "how long a client may take to send a request's headers")
@@ -267,6 +271,9 @@ func (c *config) validate() error {
 	if c.PluginMemoryMB < 0 || c.PluginMaxMemMB < 0 {
 		return fmt.Errorf("--plugin-memory-mb %d / --plugin-max-memory-mb %d: want MiB, not negative (0 turns the ceiling off)", c.PluginMemoryMB, c.PluginMaxMemMB)
 	}
+	if c.SessionCacheMB < 0 || c.ResumeBufferMB < 0 {
+		return fmt.Errorf("--session-cache-mb %d / --resume-buffer-mb %d: want MiB, not negative (0 keeps nothing)", c.SessionCacheMB, c.ResumeBufferMB)
+	}
 	if c.PluginMemoryMB > c.PluginMaxMemMB {
 		return fmt.Errorf("--plugin-memory-mb %d is above --plugin-max-memory-mb %d: lower the one or raise the other", c.PluginMemoryMB, c.PluginMaxMemMB)
 	}
@@ -274,6 +281,15 @@ func (c *config) validate() error {
 		return err
 	}
 	return nil
+}
+
+// mibOrNone is a memory budget flag in bytes, for a module config where 0 means its default:
+// the flag's 0 keeps nothing.
+func mibOrNone(mb int) int64 {
+	if mb <= 0 {
+		return -1
+	}
+	return int64(mb) << 20
 }
 
 // checkURL refuses a URL that does not parse or names no host, before any client sees it: clients
