@@ -82,6 +82,12 @@ func cause(err error) string {
 	if errors.As(err, &op) {
 		return op.Error()
 	}
+	// A client that resolves names itself (pgx) reports the lookup outside a dial error, once per
+	// connection attempt.
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.Error()
+	}
 	s := err.Error()
 	if i := strings.Index(s, "dial tcp "); i >= 0 {
 		s = s[i:]
@@ -250,3 +256,6 @@ func within(component string, err error, hint string) error {
 
 // busDir is where the embedded bus keeps its checkpoints.
 func busDir(cfg config) string { return filepath.Join(cfg.DataDir, "bus") }
+
+// readModelDir is where the projections keep their checkpointed read models (one bbolt file each).
+func readModelDir(cfg config) string { return filepath.Join(cfg.DataDir, "readmodels") }

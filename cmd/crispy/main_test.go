@@ -37,7 +37,8 @@ func TestBadConfigurationIsAUsageError(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve", "--bus", "kafka://x"}, nil, "--bus"},
-		{[]string{"serve", "--eventstore", "postgres://x"}, nil, "--eventstore"},
+		{[]string{"serve", "--eventstore", "mysql://x"}, nil, "--eventstore"},
+		{[]string{"serve", "--eventstore", "postgres://x/db?synchronous_commit=off"}, nil, "--eventstore"},
 		{[]string{"serve", "--search", "ftp://x"}, nil, "--search"},
 		{[]string{"serve", "--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"serve"}, map[string]string{"CRISPY_SHUTDOWN_TIMEOUT": "soon"}, "CRISPY_SHUTDOWN_TIMEOUT"},
