@@ -31,7 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"runtime/metrics"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -40,6 +40,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/google/uuid"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
@@ -80,6 +81,7 @@ func run() error {
 	heapprofile := flag.String("heapprofile", "", "write a heap profile of this process at the end of the run (useful with -self)")
 	restart := flag.Bool("restart", false, "with -self: after the run, restart the server on the same data and report its live heap")
 	reopenDir := flag.String("reopen", "", "(used by -restart) open the -self server on this data folder, report its live heap and exit")
+	tokens := flag.Int("tokens", 7, "with -self: tokens in each answer of the fake model")
 	v1 := flag.Bool("v1", false, "drive stateless POST /v1/chat/completions calls (streamed, no x-session-id) instead of /chat")
 	flag.Parse()
 	if *reopenDir != "" {
@@ -98,7 +100,7 @@ func run() error {
 	var srv *selfServer
 	if *self {
 		var err error
-		if srv, err = startSelf(*selfStore, ""); err != nil {
+		if srv, err = startSelf(*selfStore, "", *tokens); err != nil {
 			return err
 		}
 		defer func() { srv.stop(true) }()
@@ -170,6 +172,9 @@ func run() error {
 	cancel()
 	fmt.Printf("live heap during the run: max %s (/gc/heap/live:bytes each second)\n", mb(sampler.max()))
 	fmt.Printf("live heap at the end: %s (HeapAlloc after GC, finished turns still in the resume window)\n", mb(liveHeap()))
+	if srv != nil {
+		srv.printMemory()
+	}
 	if *heapprofile != "" {
 		if err := writeHeapProfile(*heapprofile); err != nil {
 			return err
@@ -198,7 +203,7 @@ func run() error {
 // and reports the live heap.
 func reopen(dir string) error {
 	t0 := time.Now()
-	srv, err := startSelf("embedded", dir)
+	srv, err := startSelf("embedded", dir, 1)
 	if err != nil {
 		return err
 	}
@@ -224,7 +229,7 @@ func (h *heapSampler) max() uint64 {
 // so the run is not slowed.
 func sampleHeap(ctx context.Context, every time.Duration) *heapSampler {
 	h := &heapSampler{}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	sample := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -233,8 +238,8 @@ func sampleHeap(ctx context.Context, every time.Duration) *heapSampler {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				metrics.Read(sample)
-				if sample[0].Value.Kind() == metrics.KindUint64 {
+				rtmetrics.Read(sample)
+				if sample[0].Value.Kind() == rtmetrics.KindUint64 {
 					h.mu.Lock()
 					h.peak = max(h.peak, sample[0].Value.Uint64())
 					h.mu.Unlock()
@@ -380,13 +385,29 @@ func completion(ctx context.Context, c *http.Client, url, tenantID, key, model s
 type selfServer struct {
 	base string
 	dir  string
+	set  *metrics.Set
 	stop func(removeData bool)
+}
+
+// printMemory prints what the conversation module reports of its fold cache and resume buffer.
+func (s *selfServer) printMemory() {
+	var b bytes.Buffer
+	s.set.WritePrometheus(&b)
+	var held []string
+	for _, line := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(line, "crispy_chat_session_cache_") || strings.HasPrefix(line, "crispy_chat_resume_buffer_") {
+			held = append(held, line)
+		}
+	}
+	if len(held) > 0 {
+		fmt.Printf("module memory: %s\n", strings.Join(held, ", "))
+	}
 }
 
 // startSelf serves the conversation module alone on a loopback port: an embedded store in dir (a
 // new temp dir when empty), any x-tenant-id admitted, and a zero-latency fake model as fake:zero. It
 // returns once the module's read models have caught up with the store.
-func startSelf(kind, dir string) (*selfServer, error) {
+func startSelf(kind, dir string, tokens int) (*selfServer, error) {
 	if dir == "" {
 		d, err := os.MkdirTemp("", "crispy-load-")
 		if err != nil {
@@ -406,13 +427,17 @@ func startSelf(kind, dir string) (*selfServer, error) {
 	default:
 		return nil, fmt.Errorf("-self-store %q: want embedded or memory", kind)
 	}
-	router, err := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"fake": aitest.New(aitest.Script{
-		Tokens: []string{"I", " am", " fine", ",", " thank", " you", "."}})})
+	answer := []string{"I", " am", " fine", ",", " thank", " you", "."}
+	for len(answer) < tokens {
+		answer = append(answer, " and", " more")
+	}
+	router, err := ai.NewRouter(ai.RouterConfig{}, map[string]ai.Provider{"fake": aitest.New(aitest.Script{Tokens: answer[:max(tokens, 1)]})})
 	if err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	mod, err := conversation.New(conversation.Deps{Store: st, Router: router, Log: log})
+	set := metrics.NewSet()
+	mod, err := conversation.New(conversation.Deps{Store: st, Router: router, Log: log, Metrics: set})
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +459,7 @@ func startSelf(kind, dir string) (*selfServer, error) {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(l) }()
-	return &selfServer{base: "http://" + l.Addr().String(), dir: dir, stop: func(removeData bool) {
+	return &selfServer{base: "http://" + l.Addr().String(), dir: dir, set: set, stop: func(removeData bool) {
 		_ = hs.Close()
 		cancel()
 		_ = st.Close()
