@@ -83,7 +83,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.closers = append(a.closers, raw.Close)
 	a.store = instrumented.New(raw, a.set, a.tracer.Tracer())
 
-	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: busDir(cfg)},
+	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: busDir(cfg), ReadModelDir: readModelDir(cfg)},
 		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
 		return nil, fmt.Errorf("--bus %s: %w", redactURL(cfg.Bus), err)
 	}
@@ -306,10 +306,17 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 			// The bus connects to NATS when it starts running.
 			return engine{name: "NATS", url: a.cfg.Bus, instead: "pass --bus gochannel"}.failed(err)
 		}
-		if why, ok := unusableFolder(busDir(a.cfg), err); ok {
+		if errors.Is(err, bus.ErrReadModelDir) {
+			if why, ok := unusableFolder(readModelDir(a.cfg), err); ok {
+				return fmt.Errorf("--data-dir %s cannot hold the read models: %s; point --data-dir at a writable folder", a.cfg.DataDir, why)
+			}
+		} else if why, ok := unusableFolder(busDir(a.cfg), err); ok {
 			return fmt.Errorf("--data-dir %s cannot hold the bus checkpoints: %s; point --data-dir at a writable folder", a.cfg.DataDir, why)
 		}
-		return named("bus", err)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return within("bus", err, "") // the bus's errors name it already
+		}
+		return nil
 	})
 	g.Go(func() error { return named("tenancy", a.tenancy.Run(ctx)) })
 	g.Go(func() error { return named("tooling", a.tooling.Run(ctx)) })

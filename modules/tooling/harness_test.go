@@ -148,10 +148,12 @@ func newEnv(t testing.TB, dir string, o opts) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	mod.Register(srv.API, bustest.New(ctx, store))
+	b := bustest.NewBus(t, store)
+	mod.Register(srv.API, b)
 	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, index: idx, logs: logs, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = mod.Run(ctx); close(e.done) }()
 	t.Cleanup(e.stop)
+	bustest.Start(t, b)
 	return e
 }
 

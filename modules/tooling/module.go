@@ -26,11 +26,11 @@ import (
 	"github.com/crispy-enigma/crispy/modules/tooling/events"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/adapters"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/app"
-	"github.com/crispy-enigma/crispy/modules/tooling/internal/domain"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/host"
 	toolhttp "github.com/crispy-enigma/crispy/modules/tooling/internal/httpapi"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/plugins/sdk"
 )
@@ -110,10 +110,13 @@ type Deps struct {
 
 // Module is the tooling module.
 type Module struct {
-	svc   *app.Service
-	host  *host.Manager
-	stats *domain.Stats
+	svc  *app.Service
+	host *host.Manager
 }
+
+// statsProjection is the durable name of the execution statistics read model (its file is
+// <data>/readmodels/tooling.execution-stats.db): never rename it.
+const statsProjection = "tooling.execution-stats"
 
 // New builds the module. Plugins are launched on first use, not here.
 func New(d Deps) (*Module, error) {
@@ -150,37 +153,26 @@ func New(d Deps) (*Module, error) {
 	mgr := host.New(host.Config{Dir: d.Config.PluginsDir, MaxConcurrent: d.Config.MaxConcurrentPerTool, StartTimeout: d.Config.StartTimeout,
 		MaxTimeout: d.Config.MaxTimeout, CancelGrace: d.Config.CancelGrace, MemoryLimit: d.Config.PluginMemoryLimit,
 		MaxMemoryLimit: d.Config.MaxPluginMemoryLimit, Callbacks: cb, Log: log, HCLog: hc, OnRestart: restarts})
-	stats := domain.NewStats()
-	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Stats: stats, Metrics: d.Metrics, Tracer: d.Tracer, Log: log, Now: d.Now}
+	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Metrics: d.Metrics, Tracer: d.Tracer, Log: log, Now: d.Now}
 	if d.Policy != nil {
 		svc.Policy = d.Policy
 	}
-	return &Module{svc: svc, host: mgr, stats: stats}, nil
+	return &Module{svc: svc, host: mgr}, nil
 }
 
 // Register mounts GET /schema/tools, POST /tools/execute and GET /metrics/tools/execution, and the
-// execution statistics read model.
-func (m *Module) Register(api huma.API, reg bus.Registry) {
+// execution statistics projection (checkpointed: a start resumes where the last one stopped).
+func (m *Module) Register(api huma.API, b bus.Consumers) {
+	events.Register(b.Codec().Add)
+	p := b.Projection(statsProjection, bus.ProjectionOptions{What: "tool execution statistics", Version: 1})
+	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.ToolSucceeded) error {
+		return adapters.RecordExecution(tx.Bucket(), env.Tenant, ev.Tool, env.Time, true, ev.DurationMs)
+	})
+	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.ToolFailed) error {
+		return adapters.RecordExecution(tx.Bucket(), env.Tenant, ev.Tool, env.Time, false, ev.DurationMs)
+	})
+	m.svc.Stats = adapters.ExecutionStats{Projection: p}
 	toolhttp.Register(api, m.svc)
-	reg.Project("tooling.execution-stats", []string{events.TypeToolSucceeded, events.TypeToolFailed}, m.project)
-}
-
-func (m *Module) project(_ context.Context, e eventstore.Event) error {
-	switch e.Type {
-	case events.TypeToolSucceeded:
-		var ev events.ToolSucceeded
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.stats.Record(uint64(e.Position), e.Tenant.String(), ev.Tool, e.Time, true, ev.DurationMs)
-	case events.TypeToolFailed:
-		var ev events.ToolFailed
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.stats.Record(uint64(e.Position), e.Tenant.String(), ev.Tool, e.Time, false, ev.DurationMs)
-	}
-	return nil
 }
 
 // Run blocks until ctx ends, then shuts every plugin down.

@@ -98,6 +98,7 @@ func New(cfg Config, d Deps) (*Bus, error) {
 	b.shared.publish = b.publishShared
 	b.local = &cursor{name: "projections", wantsEnd: true}
 	b.local.publish = b.publishLocal
+	b.local.prepare = b.prepareLocal
 	b.m = newMeters(d.Metrics, b)
 	return b, nil
 }
@@ -341,7 +342,7 @@ func (b *Bus) openProjections(ps []*Projection, target eventstore.Position) erro
 		return nil
 	}
 	if err := os.MkdirAll(b.cfg.ReadModelDir, 0o750); err != nil {
-		return fmt.Errorf("bus: read model dir: %w", err)
+		return fmt.Errorf("bus: %w %s: %w", ErrReadModelDir, b.cfg.ReadModelDir, err)
 	}
 	lowest := eventstore.Position(math.MaxUint64)
 	var err error
@@ -364,6 +365,10 @@ func (b *Bus) openProjections(ps []*Projection, target eventstore.Position) erro
 	b.local.pos.Store(uint64(lowest))
 	return nil
 }
+
+// ErrReadModelDir marks a failure to use ReadModelDir or a file in it (the operating system's
+// error is wrapped too: errors.Is(err, syscall.EACCES) and the like tell why).
+var ErrReadModelDir = errors.New("cannot use the read model folder")
 
 // aheadError is the refusal to start on a checkpoint ahead of the store: what was derived from the
 // store describes events the store no longer has, so serving it would be serving wrong state.

@@ -30,13 +30,18 @@ type cursor struct {
 	err     atomic.Pointer[error]
 	// wantsEnd asks the subscription to report its live end, which publish then passes on.
 	wantsEnd bool
+	// prepare, when set, turns an event into its delivery on the subscription's goroutine, so that
+	// decoding the next events overlaps with the consumers handling the previous batch.
+	prepare func(e eventstore.Event) delivery
 	// publish sends batch (events after pos, in order) and, when end is set, the live end after it.
-	publish func(ctx context.Context, batch []eventstore.Event, end *eventstore.Position) error
+	publish func(ctx context.Context, batch []item, end *eventstore.Position) error
 }
 
-// item is what the store subscription hands the forwarding loop: an event, or its live end.
+// item is what the store subscription hands the forwarding loop: an event (prepared when the
+// cursor prepares), or its live end.
 type item struct {
 	e       eventstore.Event
+	d       delivery
 	isEnd   bool
 	liveEnd eventstore.Position
 }
@@ -92,15 +97,19 @@ func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 	}
 	go func() {
 		subDone <- b.store.Subscribe(subCtx, opts, func(ctx context.Context, e eventstore.Event) error {
+			it := item{e: e}
+			if c.prepare != nil {
+				it.d = c.prepare(e)
+			}
 			select {
-			case items <- item{e: e}:
+			case items <- it:
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		})
 	}()
-	batch := make([]eventstore.Event, 0, forwardBatch)
+	batch := make([]item, 0, forwardBatch)
 	for {
 		batch = batch[:0]
 		var end *eventstore.Position
@@ -109,7 +118,7 @@ func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 			if it.isEnd {
 				end = &it.liveEnd
 			} else {
-				batch = append(batch, it.e)
+				batch = append(batch, it)
 			}
 		case err := <-subDone:
 			// Events still buffered are dropped: the next subscription starts after the last one
@@ -123,7 +132,7 @@ func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 				if it.isEnd {
 					end = &it.liveEnd
 				} else {
-					batch = append(batch, it.e)
+					batch = append(batch, it)
 				}
 			default:
 				break more
@@ -145,11 +154,12 @@ func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 
 // publishShared sends a batch to the processors' transport in order. On GoChannel it returns once
 // every processor has finished with every event of it.
-func (b *Bus) publishShared(ctx context.Context, batch []eventstore.Event, _ *eventstore.Position) error {
+func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Position) error {
 	c := b.shared
 	done := c.pos.Load()
 	msgs := make([]*message.Message, 0, len(batch))
-	for _, e := range batch {
+	for _, it := range batch {
+		e := it.e
 		if uint64(e.Position) <= done {
 			continue // a resubscription never repeats an event, but the checkpoint is the rule
 		}
@@ -171,7 +181,7 @@ func (b *Bus) publishShared(ctx context.Context, batch []eventstore.Event, _ *ev
 	if len(msgs) == 0 {
 		return nil
 	}
-	first, last := batch[0], batch[len(batch)-1]
+	first, last := batch[0].e, batch[len(batch)-1].e
 	if err := b.tr.publisher.Publish(b.cfg.topic(), msgs...); err != nil {
 		return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
 	}
@@ -183,19 +193,15 @@ func (b *Bus) publishShared(ctx context.Context, batch []eventstore.Event, _ *ev
 // publishLocal sends a batch to the projections as one in-process message: the events decoded
 // once, for every projection, and the live end when the subscription reported it after them. It
 // returns once every projection has applied the batch (and committed it, once caught up).
-func (b *Bus) publishLocal(ctx context.Context, batch []eventstore.Event, end *eventstore.Position) error {
+func (b *Bus) publishLocal(ctx context.Context, batch []item, end *eventstore.Position) error {
 	c := b.local
 	done := c.pos.Load()
 	lb := &localBatch{events: make([]delivery, 0, len(batch))}
-	for _, e := range batch {
-		if uint64(e.Position) <= done {
+	for _, it := range batch {
+		if uint64(it.d.env.Position) <= done {
 			continue
 		}
-		d := delivery{env: envelopeOf(e)}
-		if b.projected[e.Type] {
-			d.ev, d.err = b.codec.Decode(e.Type, e.Data)
-		}
-		lb.events = append(lb.events, d)
+		lb.events = append(lb.events, it.d)
 	}
 	if end != nil {
 		lb.caughtUp, lb.at = true, *end
@@ -212,6 +218,16 @@ func (b *Bus) publishLocal(ctx context.Context, batch []eventstore.Event, end *e
 		c.pos.Store(uint64(lb.events[n-1].env.Position))
 	}
 	return nil
+}
+
+// prepareLocal is the projections' delivery of e: its envelope and its data decoded once (for a
+// type some projection handles).
+func (b *Bus) prepareLocal(e eventstore.Event) delivery {
+	d := delivery{env: envelopeOf(e)}
+	if b.projected[e.Type] {
+		d.ev, d.err = b.codec.Decode(e.Type, e.Data)
+	}
+	return d
 }
 
 // inProcessEvent is the context key of the event a message was made from.

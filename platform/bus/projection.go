@@ -222,7 +222,7 @@ func (p *Projection) open(dir string, target eventstore.Position) error {
 	path := filepath.Join(dir, p.name+".db")
 	s, err := readmodel.Open(path, readmodel.Options{Version: p.opts.Version, Log: p.b.log.With("projection", p.name)})
 	if err != nil {
-		return fmt.Errorf("bus: projection %s: %w", p.name, err)
+		return fmt.Errorf("bus: projection %s: %w: %w", p.name, ErrReadModelDir, err)
 	}
 	p.store.Store(s)
 	p.committed = s.Position()

@@ -9,6 +9,14 @@ const (
 	TypeToolFailed    = "tooling.ToolFailed"
 )
 
+// Register adds these events to an event codec (platform/bus/codec: pass its Add), so the bus
+// decodes them once and typed handlers receive them.
+func Register(add func(typeName string, sample any)) {
+	add(TypeToolInvoked, ToolInvoked{})
+	add(TypeToolSucceeded, ToolSucceeded{})
+	add(TypeToolFailed, ToolFailed{})
+}
+
 // AuditCategory is the stream category of a tenant's tool audit: t-{tenant}.tool-audit.
 const AuditCategory = "tool-audit"
 

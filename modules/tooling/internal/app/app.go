@@ -23,13 +23,19 @@ type Policy interface {
 	Config(ctx context.Context, t tenant.ID) (tenancyevents.TenantConfig, error)
 }
 
+// StatsReader reads the execution statistics read model. It refuses (503 catching_up) rather than
+// answer from a read model that has not caught up.
+type StatsReader interface {
+	Query(ctx context.Context, t tenant.ID, since, until time.Time) ([]domain.ToolStats, error)
+}
+
 // Service runs the use cases.
 type Service struct {
 	Host         *host.Manager
 	Store        eventstore.Store
 	Policy       Policy // nil: every tool allowed, every permission granted
 	Capabilities sdk.Capabilities
-	Stats        *domain.Stats
+	Stats        StatsReader // the execution statistics read model (set by the module's Register)
 	Metrics      *metrics.Set // optional
 	Tracer       trace.Tracer // optional: an execute_tool span per call
 	Log          *slog.Logger

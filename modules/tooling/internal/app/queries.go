@@ -38,14 +38,17 @@ type ExecutionStats struct {
 }
 
 // ExecutionMetrics sums the tenant's executions over period.
-func (s *Service) ExecutionMetrics(_ context.Context, t tenant.ID, period string) (ExecutionStats, error) {
+func (s *Service) ExecutionMetrics(ctx context.Context, t tenant.ID, period string) (ExecutionStats, error) {
 	d, ok := domain.Period(period)
 	if !ok {
 		return ExecutionStats{}, apperr.Invalid("invalid_period", "query.period", "period must be 1h, 24h, 7d or 30d")
 	}
 	until := s.Now().UTC()
 	from := until.Add(-d)
-	tools := s.Stats.Query(t.String(), from, until)
+	tools, err := s.Stats.Query(ctx, t, from, until)
+	if err != nil {
+		return ExecutionStats{}, err
+	}
 	total := domain.ToolStats{Tool: "*"}
 	var sum float64
 	for _, ts := range tools {

@@ -150,7 +150,10 @@ func Register(api huma.API, svc *app.Service) {
 
 	huma.Register(api, huma.Operation{OperationID: "get-tool-execution-metrics", Method: http.MethodGet, Path: "/metrics/tools/execution",
 		Tags: []string{tag}, Summary: "Tool execution metrics",
-		Description: "This tenant's tool executions, successes, errors and mean duration by tool over the period, from the tool audit."},
+		Description: "This tenant's tool executions, successes, errors and mean duration by tool over the period, from the tool audit.",
+		Responses: map[string]*huma.Response{
+			"503": platformhttp.ProblemResponse("The statistics are catching up with the event store after a start (catching_up, with retry-after)"),
+		}},
 		func(ctx context.Context, in *MetricsInput) (*MetricsOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			st, err := svc.ExecutionMetrics(ctx, t, in.Period)
