@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/readmodel"
 )
 
 // These tests run the real binary, as an operator would, against broken environments: every failure
@@ -519,6 +521,22 @@ func cliCases() []cliCase {
 			seeded(t, f, data)
 			replaceWithFile(t, filepath.Join(data, "bus"))
 		}, code: 1, want: []string{"bus", "not a folder", "--data-dir"}},
+		{name: "serve/read model folder is a file", args: serve(), setup: func(t *testing.T, f *fixture, data string) {
+			seeded(t, f, data)
+			replaceWithFile(t, filepath.Join(data, "readmodels"))
+		}, code: 1, want: []string{"read models", "not a folder", "--data-dir"}},
+		// A store restored from an older backup under read models that reflect more of it.
+		{name: "serve/read model ahead of the store", args: serve(), setup: func(t *testing.T, f *fixture, data string) {
+			seeded(t, f, data)
+			rm, err := readmodel.Open(filepath.Join(data, "readmodels", "tooling.execution-stats.db"), readmodel.Options{Version: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rm.Close()
+			if err := rm.Update(func(tx *readmodel.Tx) error { return tx.SetPosition(1 << 40) }); err != nil {
+				t.Fatal(err)
+			}
+		}, code: 1, want: []string{"tooling.execution-stats", "older backup", "delete " + "{data}/readmodels"}},
 		{name: "serve/malformed tenants file", args: serve("--tenants", "{root}/bad.yaml"), setup: func(t *testing.T, f *fixture, data string) {
 			if err := os.WriteFile(filepath.Join(f.root, "bad.yaml"), []byte("tenants:\n  - id: Bad Id\n"), 0o644); err != nil {
 				t.Fatal(err)
