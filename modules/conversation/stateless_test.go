@@ -189,6 +189,15 @@ func TestResumingATurnDroppedForTheBudgetAnswers404(t *testing.T) {
 	if r := e.chat("acme", s, "hi", nil); r.status != 200 || !strings.Contains(r.raw, "event: done") {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
+	// The turn is handed to the resume buffer just after its done event is written: until then a
+	// resume still replays it whole; after, it is refused at once.
+	eventually(t, "the finished turn is dropped", func() bool {
+		r := e.do("GET", "/chat/"+s+"/stream", "acme", nil, "Last-Event-ID", "1")
+		if r.status == 200 && !strings.Contains(r.raw, "event: done") {
+			t.Fatalf("a partial replay: %s", r.raw)
+		}
+		return r.status == 404
+	})
 	wantProblem(t, e.do("GET", "/chat/"+s+"/stream", "acme", nil, "Last-Event-ID", "1"), 404, "turn_not_found")
 	var b bytes.Buffer
 	set.WritePrometheus(&b)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
@@ -47,12 +48,19 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, id string) error {
 	})
 }
 
-// end records a deletion or expiry when the session is live, then truncates the stream before it.
+// end records a deletion or expiry when the session is live, then truncates the stream before it and
+// drops its snapshot segments. A session already ended is 404, but what a failure left readable
+// after its deletion (the store refused the truncation) is made unreadable then: retrying the
+// DELETE finishes it.
 func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*domain.Session) (eventstore.EventData, error)) error {
 	var last *domain.Session // the fold the deletion was decided on
+	var ended *domain.Session
 	var reason string
 	_, res, err := s.update(ctx, t, id, func(cur *domain.Session) ([]eventstore.EventData, error) {
 		if !cur.Live() {
+			if cur.Deleted || cur.Expired {
+				ended = cur
+			}
 			return nil, errSessionNotFound()
 		}
 		last = cur
@@ -66,6 +74,11 @@ func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*do
 		}
 		return []eventstore.EventData{ev}, nil
 	})
+	if ended != nil && apperr.KindOf(err) == apperr.KindNotFound {
+		if cerr := s.finishEnd(ctx, t, id, ended); cerr != nil {
+			s.Log.WarnContext(ctx, "make an ended session's content unreadable", "error", cerr, "session", id, "tenant", t.String())
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -82,6 +95,42 @@ func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*do
 		if err := s.dropSnapshots(ctx, t, id, reason); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// finishEnd makes unreadable what an earlier deletion or expiry of the session left readable: its
+// events before the deletion, and snapshot segments.
+func (s *Service) finishEnd(ctx context.Context, t tenant.ID, id string, ended *domain.Session) error {
+	st, err := sessionStream(t, id)
+	if err != nil {
+		return err
+	}
+	first, err := s.Store.ReadStream(ctx, st, 0, 1)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", st, err)
+	}
+	if len(first) > 0 && first[0].Revision < ended.EndRevision {
+		before := ended.EndRevision
+		if err := s.Store.SetStreamMetadata(ctx, st, eventstore.StreamMetadata{TruncateBefore: &before}); err != nil {
+			return fmt.Errorf("truncate %s before %d: %w", st, before, err)
+		}
+		s.Cache.drop(cacheKey(t, id))
+	}
+	sst, err := snapshotStream(t, id)
+	if err != nil {
+		return err
+	}
+	snaps, err := s.Store.ReadStream(ctx, sst, 0, 0)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", sst, err)
+	}
+	if slices.ContainsFunc(snaps, func(e eventstore.Event) bool { return e.Type == events.TypeSessionSnapshotted }) {
+		reason := events.TypeSessionDeleted
+		if ended.Expired {
+			reason = events.TypeSessionExpired
+		}
+		return s.dropSnapshots(ctx, t, id, reason)
 	}
 	return nil
 }

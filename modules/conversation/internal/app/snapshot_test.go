@@ -303,6 +303,25 @@ func TestADeletedSessionsSnapshotIsUnreadable(t *testing.T) {
 		noContent(t, st, id)
 	})
 
+	t.Run("the drop failed, and the DELETE is sent again", func(t *testing.T) {
+		fs := &failingSnapshots{Store: eventstoretest.NewMemory()}
+		svc := snapService(fs, 16)
+		id := "0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b15"
+		seed(t, fs, svc, id)
+		fs.fail = true
+		if err := svc.Delete(ctx, acme, id); err == nil {
+			t.Fatal("the deletion's drop of the snapshots failed, and Delete said nothing")
+		}
+		if segs, _, _ := segments(t, fs, acme, id); segs == 0 {
+			t.Fatal("the failure left nothing to finish: the test cannot tell")
+		}
+		fs.fail = false
+		if err := svc.Delete(ctx, acme, id); apperrCode(err) != "session_not_found" {
+			t.Fatalf("second DELETE: %v, want session_not_found", err)
+		}
+		noContent(t, fs, id)
+	})
+
 	t.Run("deleted between the writer's check and its append", func(t *testing.T) {
 		cs := &countingStore{Store: eventstoretest.NewMemory()}
 		writer := snapService(cs, 16)
@@ -328,6 +347,19 @@ func TestADeletedSessionsSnapshotIsUnreadable(t *testing.T) {
 		}
 		noContent(t, cs, id)
 	})
+}
+
+// failingSnapshots refuses appends to snapshot streams while fail is set.
+type failingSnapshots struct {
+	eventstore.Store
+	fail bool
+}
+
+func (f *failingSnapshots) Append(ctx context.Context, st tenant.Stream, exp eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
+	if f.fail && st.Category() == events.SnapshotCategory {
+		return eventstore.AppendResult{}, fmt.Errorf("disk on fire")
+	}
+	return f.Store.Append(ctx, st, exp, evs...)
 }
 
 func apperrCode(err error) string {

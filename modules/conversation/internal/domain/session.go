@@ -52,6 +52,9 @@ type Session struct {
 	Deleted      bool   // the last lifecycle event was SessionDeleted
 	Expired      bool   // the last lifecycle event was SessionExpired
 	Revision     uint64 // of the last event folded (meaningful when Exists)
+	// EndRevision is the revision of the deletion or expiry that ended the session (when Deleted or
+	// Expired): what came before it must be unreadable.
+	EndRevision uint64
 	Title        string
 	UserID       string
 	Messages     []Message
@@ -107,6 +110,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Open = nil
 		s.CreatedAt, s.LastActivity = e.Time, e.Time
 		s.Sealed.Messages = 0 // the segments' messages are no longer part of the fold
+		s.EndRevision = 0
 	case events.TypeUserMessageAdded:
 		var ev messageFields
 		if err := decodeFields(e, &ev); err != nil {
@@ -135,11 +139,11 @@ func (s *Session) Apply(e eventstore.Event) error {
 	case events.TypeSessionDeleted:
 		s.Deleted, s.Started = true, false
 		s.Messages, s.Open = nil, nil
-		s.Sealed.Messages = 0
+		s.Sealed.Messages, s.EndRevision = 0, e.Revision
 	case events.TypeSessionExpired:
 		s.Expired, s.Started = true, false
 		s.Messages, s.Open = nil, nil
-		s.Sealed.Messages = 0
+		s.Sealed.Messages, s.EndRevision = 0, e.Revision
 	}
 	return nil
 }
