@@ -46,15 +46,15 @@ type Message struct {
 // Session is the aggregate: the fold of a session stream. A Session value is never mutated once
 // shared; Apply works on a clone (see Clone).
 type Session struct {
-	ID           string
-	Exists       bool   // at least one event was read
-	Started      bool   // a SessionStarted not followed by a deletion or expiry
-	Deleted      bool   // the last lifecycle event was SessionDeleted
-	Expired      bool   // the last lifecycle event was SessionExpired
-	Revision     uint64 // of the last event folded (meaningful when Exists)
+	ID       string
+	Exists   bool   // at least one event was read
+	Started  bool   // a SessionStarted not followed by a deletion or expiry
+	Deleted  bool   // the last lifecycle event was SessionDeleted
+	Expired  bool   // the last lifecycle event was SessionExpired
+	Revision uint64 // of the last event folded (meaningful when Exists)
 	// EndRevision is the revision of the deletion or expiry that ended the session (when Deleted or
 	// Expired): what came before it must be unreadable.
-	EndRevision uint64
+	EndRevision  uint64
 	Title        string
 	UserID       string
 	Messages     []Message
