@@ -1,7 +1,11 @@
-// Package bustest is an in-memory bus.Registry for modules' component tests. Every On and Project
-// handler gets its own store subscription from the start, filtered by type, with the event's tenant
-// in its context, as the real bus delivers them. There are no checkpoints, retries or broker: a
-// handler's error is recorded (Errors) and the next event is delivered.
+// Package bustest helps modules' component tests run their consumers. NewBus and Start run a real
+// bus (GoChannel, checkpoints and read models in the test's temporary folders): use them for
+// projections and processors.
+//
+// Registry is the older fake of bus.Registry: every On and Project handler gets its own store
+// subscription from the start, filtered by type, with the event's tenant in its context. There are
+// no checkpoints, retries or broker: a handler's error is recorded (Errors) and the next event is
+// delivered. It goes once every module has moved to bus.Consumers.
 package bustest
 
 import (
@@ -36,6 +40,8 @@ type subscription struct {
 var _ bus.Registry = (*Registry)(nil)
 
 // New returns a registry whose subscriptions run until ctx ends.
+//
+// Deprecated: register projections and processors on NewBus and Start it.
 func New(ctx context.Context, store eventstore.Store) *Registry {
 	return &Registry{ctx: ctx, store: store}
 }
