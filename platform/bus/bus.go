@@ -247,7 +247,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	}
 
 	// Projections consume the in-process transport; each is subscribed before the forwarder
-	// publishes its first batch. Their context ends only after the forwarder stopped.
+	// publishes its first batch.
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	var projWG sync.WaitGroup
 	b.localPubSub = newLocalPubSub(b.log)
@@ -311,6 +311,10 @@ func (b *Bus) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	stopForwarder()
+	// The projections stop with the forwarder, not after it: one that waits out a failing disk
+	// would otherwise hold the forwarder's last publish, and the stop, until the disk heals. What
+	// they applied is committed on their way out; the rest is applied again from the checkpoint.
+	stopProjections()
 	fwdWG.Wait()
 	stopFlush()
 	<-flushDone
