@@ -35,7 +35,7 @@ type Service struct {
 	Store        eventstore.Store
 	Policy       Policy // nil: every tool allowed, every permission granted
 	Capabilities sdk.Capabilities
-	Stats        StatsReader // the execution statistics read model (set by the module's Register)
+	Stats        StatsReader  // the execution statistics read model (set by the module's Register)
 	Metrics      *metrics.Set // optional
 	Tracer       trace.Tracer // optional: an execute_tool span per call
 	Log          *slog.Logger
