@@ -190,6 +190,9 @@ func (s *Store) Health(ctx context.Context) error {
 	if closed {
 		return eventstore.ErrClosed
 	}
+	if why := s.ix.damaged.Load(); why != nil && f == nil {
+		return health.DegradedState("the event store index is damaged: some reads fail until a restart rebuilds it from the log (the log is intact)")
+	}
 	if f == nil {
 		return nil
 	}
@@ -225,7 +228,11 @@ type Faults struct {
 	sync     error
 	truncate error
 	partial  bool
+	read     int64 // bytes read from the log
 }
+
+// BytesRead is how many bytes have been read from the log (tests of what an open reads).
+func (x *Faults) BytesRead() int64 { x.mu.Lock(); defer x.mu.Unlock(); return x.read }
 
 // FailWrites makes every write fail with err (nil: succeed again). With partial, a failed write
 // first writes the first half of its bytes, as a write that runs out of space does.
@@ -272,6 +279,14 @@ func (f *faultyFile) WriteAt(b []byte, off int64) (int, error) {
 		n, _ = f.File.WriteAt(b[:len(b)/2], off)
 	}
 	return n, &os.PathError{Op: "write", Path: f.Name(), Err: err}
+}
+
+func (f *faultyFile) ReadAt(b []byte, off int64) (int, error) {
+	n, err := f.File.ReadAt(b, off)
+	f.x.mu.Lock()
+	f.x.read += int64(n)
+	f.x.mu.Unlock()
+	return n, err
 }
 
 func (f *faultyFile) Sync() error {

@@ -93,11 +93,11 @@ func TestLiveScanRereadsARecordRewrittenUnderIt(t *testing.T) {
 			t.Error(err)
 		}
 	}}
-	torn, err := s.load()
+	res, err := s.scan(0, 1<<62, -1, 0, nil)
 	if err != nil {
 		t.Fatalf("live scan of a log rewritten past offset %d while it read: %v", base, err)
 	}
-	if torn != nil || s.size != int64(len(healed)) || len(s.entries) != acked+2 {
-		t.Fatalf("live scan: torn %v, prefix %d bytes with %d events; want the healed log, %d bytes with %d events", torn, s.size, len(s.entries), len(healed), acked+2)
+	if res.torn != nil || res.end != int64(len(healed)) || res.events != acked+2 {
+		t.Fatalf("live scan: torn %v, prefix %d bytes with %d events; want the healed log, %d bytes with %d events", res.torn, res.end, res.events, len(healed), acked+2)
 	}
 }

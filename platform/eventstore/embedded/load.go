@@ -3,7 +3,6 @@ package embedded
 import (
 	"bufio"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -25,9 +24,21 @@ func (t *TornTail) String() string {
 	return fmt.Sprintf("%d bytes at offset %d (%s)", t.Bytes, t.Offset, t.Reason)
 }
 
-// load scans the log and rebuilds the index; it never changes the file. A damaged record with
-// nothing valid after it is the torn tail, returned for the caller to cut or report; a damaged
-// record followed by a valid one is corruption (ErrCorrupt), and the store must not open.
+// scanResult is what a scan of the log found.
+type scanResult struct {
+	end     int64     // where the valid prefix ends
+	lastRec int64     // offset of its last record (-1: none)
+	lastCRC uint32    // that record's checksum
+	torn    *TornTail // a damaged end with nothing valid after it
+	events  int       // events in the records scanned
+}
+
+// scan reads the log from offset from (a record boundary) to its end and checks every record's
+// checksum; it never changes the file. fn gets each valid record at or after applyFrom, in order
+// (records before it are only checked). A damaged record with nothing valid after it is the torn
+// tail, returned for the caller to cut or report; a damaged record followed by a valid one is
+// corruption (ErrCorrupt), and the store must not open. lastRec is the last record before from
+// (-1: none), for a scan that finds nothing.
 //
 // For a read-only open beside a live writer, a record that extends past the end, or a file that
 // shrinks while it is read, is a write in flight: the scan stops before it and reports nothing. And
@@ -35,7 +46,8 @@ func (t *TornTail) String() string {
 // past its acknowledged size when it cuts a failed write and appends again after healing, so bytes
 // buffered before that and read after it can make a record that never was. The second read is
 // consistent unless a whole further fault and heal (a heal interval at least) falls within it.
-func (s *Store) load() (*TornTail, error) {
+func (s *Store) scan(from, applyFrom, lastRec int64, lastCRC uint32, fn func(kind byte, payload []byte, recOff int64, crc uint32) error) (scanResult, error) {
+	res := scanResult{lastRec: lastRec, lastCRC: lastCRC}
 	fileSize := func() (int64, error) {
 		st, err := s.f.Stat()
 		if err != nil {
@@ -45,13 +57,15 @@ func (s *Store) load() (*TornTail, error) {
 	}
 	size, err := fileSize()
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	r := bufio.NewReaderSize(io.NewSectionReader(s.f, 0, size), int(min(size+1, 1<<20)))
-	var off int64
+	if from > size {
+		return res, fmt.Errorf("%w: %s is %d bytes, shorter than its indexed %d", eventstore.ErrCorrupt, s.f.Name(), size, from)
+	}
+	r := bufio.NewReaderSize(io.NewSectionReader(s.f, from, size-from), int(min(size-from+1, 1<<20)))
+	off := from
 	var hdr [headerSize]byte
 	var payload []byte
-	var torn *TornTail
 	reread := false // the record at off is being read a second time
 	for off < size {
 		bad := ""
@@ -59,7 +73,7 @@ func (s *Store) load() (*TornTail, error) {
 			bad = "partial record header"
 		} else if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			if !s.live || !errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+				return res, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
 			}
 			bad = "record being written" // the writer cut a failed write while we read
 		}
@@ -76,7 +90,7 @@ func (s *Store) load() (*TornTail, error) {
 				payload = payload[:n]
 				if _, err := io.ReadFull(r, payload); err != nil {
 					if !s.live || !errors.Is(err, io.ErrUnexpectedEOF) {
-						return nil, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
+						return res, fmt.Errorf("read %s at %d: %w", s.f.Name(), off, err)
 					}
 					bad = "record being written"
 					break
@@ -90,28 +104,36 @@ func (s *Store) load() (*TornTail, error) {
 		if bad != "" && s.live && !reread {
 			reread = true
 			if size, err = fileSize(); err != nil {
-				return nil, err
+				return res, err
 			}
 			r.Reset(io.NewSectionReader(s.f, off, max(size-off, 0)))
 			continue
 		}
 		if bad != "" {
 			if next := s.findValidRecord(off+1, size); next >= 0 {
-				return nil, fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open: the record was damaged after it was written (restore the data folder from a backup)",
+				return res, fmt.Errorf("%w: %s: %s at offset %d, but a valid record follows at %d; refusing to open: the record was damaged after it was written (restore the data folder from a backup)",
 					eventstore.ErrCorrupt, s.f.Name(), bad, off, next)
 			}
-			torn = &TornTail{Offset: off, Bytes: size - off, Reason: bad}
+			res.torn = &TornTail{Offset: off, Bytes: size - off, Reason: bad}
 			break
 		}
 		reread = false
-		if err := s.apply(hdr[8], payload, off+headerSize); err != nil {
-			return nil, fmt.Errorf("%w: %s: record at offset %d: %v", eventstore.ErrCorrupt, s.f.Name(), off, err)
+		if hdr[8] == kindEvents {
+			d := decoder{b: payload}
+			res.events += int(d.uvarint())
 		}
-		s.lastRec = off
+		if off >= applyFrom {
+			// fn says ErrCorrupt itself for a record whose content is wrong; its other errors
+			// (writing the index) are the storage's.
+			if err := fn(hdr[8], payload, off, binary.LittleEndian.Uint32(hdr[4:8])); err != nil {
+				return res, err
+			}
+		}
+		res.lastRec, res.lastCRC = off, binary.LittleEndian.Uint32(hdr[4:8])
 		off += headerSize + n
 	}
-	s.size = off
-	return torn, nil
+	res.end = off
+	return res, nil
 }
 
 // cutTail copies the torn tail to a side file next to the log (events.log.torn-OFFSET-TIME), then
@@ -159,51 +181,6 @@ func (s *Store) keepTail(t *TornTail) (string, error) {
 		return "", fmt.Errorf("keep the torn tail of %s in %s: %w", s.f.Name(), path, err)
 	}
 	return path, nil
-}
-
-// apply indexes one valid record whose payload starts at file offset base.
-func (s *Store) apply(kind byte, payload []byte, base int64) error {
-	switch kind {
-	case kindEvents:
-		d := decoder{b: payload}
-		count := d.uvarint()
-		for i := uint64(0); i < count && d.err == nil; i++ {
-			n := d.uvarint()
-			if d.err != nil || uint64(len(d.b)) < n {
-				return errors.New("event length out of range")
-			}
-			evOff := base + int64(len(payload)-len(d.b))
-			ev, err := decodeEvent(d.b[:n])
-			if err != nil {
-				return err
-			}
-			d.b = d.b[n:]
-			if uint64(ev.Position) != uint64(len(s.entries)+1) {
-				return fmt.Errorf("event %s has position %d, want %d", ev.ID, ev.Position, len(s.entries)+1)
-			}
-			st := s.stream(ev.Stream)
-			if st.lastHash != "" && ev.Revision != st.lastRev+1 {
-				return fmt.Errorf("event %s has revision %d in %s after %d", ev.ID, ev.Revision, ev.Stream, st.lastRev)
-			}
-			s.addEntry(ev.Stream, entry{off: evOff, n: uint32(n), rev: ev.Revision, time: ev.Time.UnixNano()}, uint64(ev.Position))
-			st.lastHash = ev.Hash
-		}
-		return d.err
-	case kindMetadata:
-		d := decoder{b: payload}
-		name := d.string()
-		if d.err != nil {
-			return d.err
-		}
-		var md eventstore.StreamMetadata
-		if err := json.Unmarshal(d.b, &md); err != nil {
-			return fmt.Errorf("stream metadata of %s: %w", name, err)
-		}
-		s.stream(name).meta = md
-		return nil
-	default:
-		return fmt.Errorf("unknown record kind %d (written by a newer version?)", kind)
-	}
 }
 
 // findValidRecord looks for a checksum-valid record starting anywhere in [from, size). It decides

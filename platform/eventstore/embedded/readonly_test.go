@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,22 +28,25 @@ type fileState struct {
 
 func takeSnapshot(t *testing.T, dir string) snapshot {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := snapshot{}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		fi, err := os.Stat(p)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		s[e.Name()] = fileState{data: b, mtime: fi.ModTime()}
+		rel, _ := filepath.Rel(dir, p)
+		s[rel] = fileState{data: b, mtime: fi.ModTime()}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return s
 }
@@ -70,12 +74,15 @@ func (s snapshot) mustEqual(t *testing.T, after snapshot) {
 // backdate sets every file's mtime an hour back, so a write in the same clock tick still shows.
 func backdate(t *testing.T, dir string) {
 	t.Helper()
-	ents, _ := os.ReadDir(dir)
 	old := time.Now().Add(-time.Hour).Truncate(time.Second)
-	for _, e := range ents {
-		if err := os.Chtimes(filepath.Join(dir, e.Name()), old, old); err != nil {
-			t.Fatal(err)
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
 		}
+		return os.Chtimes(p, old, old)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -63,11 +63,12 @@ func Repair(dir string, opts Options, dryRun bool) (RepairReport, error) {
 		return rep, fmt.Errorf("stat %s: %w", path, err)
 	}
 	rep.Size = fi.Size()
-	torn, err := s.load()
+	res, err := s.scan(0, fi.Size()+1, -1, 0, nil)
 	if err != nil {
 		return rep, err
 	}
-	rep.Events, rep.Torn = len(s.entries), torn
+	rep.Events, rep.Torn = res.events, res.torn
+	torn := res.torn
 	if torn == nil || dryRun {
 		return rep, nil
 	}

@@ -1,8 +1,14 @@
 // Package embedded is the default event store: an append-only log file in the data folder, so the
 // binary runs with no server. Appends are group-committed (one write and one fsync for every append
-// waiting at that moment) and acknowledged only after the fsync. On open the log is scanned, a torn
-// tail (an interrupted last write) is cut off, logged and kept in a side file, and corruption
-// anywhere else refuses to open.
+// waiting at that moment) and acknowledged only after the fsync.
+//
+// The log's index lives on disk next to it (index.go): reads by stream, by tenant and by position
+// go through it, and memory holds no entry per event, only a bounded cache of streams. Open reads
+// the index's checkpoint and indexes only the log written since (its tail), so opening does not grow
+// with history. In that tail a torn end (an interrupted last write) is cut off, logged and kept in a
+// side file, and a damaged record followed by a valid one refuses to open; a record damaged earlier
+// is found when it is read (ErrCorrupt) and by OpenReadOnly, which checks every record. A missing or
+// damaged index is rebuilt from the log.
 //
 // A failed write or fsync (a full disk, an I/O error) does not break the store: the unacknowledged
 // bytes are cut off again, writes are refused with eventstore.ErrStorageUnavailable while reads go on,
@@ -11,12 +17,13 @@
 // tail on an operator's explicit request.
 //
 // We chose a log of our own over SQLite: the data is append-only with reads by stream and by tenant
-// in position order, which a log plus a small in-memory index answers with sequential I/O, and group
-// commit is a few lines here but needs care to reach through database/sql.
+// in position order, which a log plus an index answers with sequential I/O, and group commit is a
+// few lines here but needs care to reach through database/sql.
 package embedded
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,29 +52,20 @@ type Options struct {
 	// Faults, when set, makes the log's writes, fsyncs and truncations fail on demand: tests of the
 	// fault handling use it. Nil in production.
 	Faults *Faults
+	// CheckpointInterval is how often the index is checkpointed (default 1s): at most this much of
+	// the log is indexed again at the next open after a crash.
+	CheckpointInterval time.Duration
+	// StreamCache bounds how many streams not changed since the last checkpoint are cached (default
+	// 10,000); streams changed since are cached until it.
+	StreamCache int
+	// TempDir is where OpenReadOnly keeps its private copy of the index (default os.TempDir()).
+	TempDir string
 }
 
 const logName = "events.log"
 
 // ErrInUse is returned by Open and Repair when another process holds the store.
 var ErrInUse = errors.New("event store in use")
-
-// entry locates one event in the log and carries what filters need without reading it.
-type entry struct {
-	off    int64
-	n      uint32
-	stream int32
-	rev    uint64
-	time   int64
-}
-
-type streamState struct {
-	name     string
-	pos      []uint64 // global positions of its events, ascending
-	lastRev  uint64
-	lastHash string
-	meta     eventstore.StreamMetadata
-}
 
 // Store is the embedded event store. It is safe for concurrent use.
 type Store struct {
@@ -76,13 +74,17 @@ type Store struct {
 	f    logFile
 	lock *os.File // nil when opened read-only
 
+	ix    *index
+	cache *streamCache
+	metas metaCache
+	ib    *ixBatch // the writer's index batch, reused
+
 	mu      sync.RWMutex
-	entries []entry // entries[position-1]
-	streams []*streamState
-	byName  map[string]int32
-	tenants map[string][]uint64 // tenant id -> positions
-	size    int64               // acknowledged size: every byte before it is fsync'd and indexed
-	lastRec int64               // offset of the last record (-1: none), re-checked when healing
+	last    uint64                 // position of the last acknowledged event
+	tenants map[string]*tenantFile // tenant id -> its positions
+	size    int64                  // acknowledged size: every byte before it is fsync'd and indexed
+	lastRec int64                  // offset of the last record (-1: none), re-checked when healing
+	lastCRC uint32                 // its checksum, for the index's checkpoint
 	notify  chan struct{}
 	closed  bool
 	fault   *fault // set while writes are refused after a failed write or fsync
@@ -90,10 +92,17 @@ type Store struct {
 	readOnly bool
 	live     bool      // read-only open while a writer held the lock
 	torn     *TornTail // read-only open: what a writer's open would cut
+	tmpIndex string    // read-only open: the folder of its private copy of the index
 
-	reqs chan *appendReq
-	quit chan struct{}
-	done chan struct{}
+	reqs   chan *appendReq
+	quit   chan struct{}
+	done   chan struct{}
+	ckKick chan struct{}
+	ckDone chan struct{}
+
+	// crashAt, set by tests, stops a checkpoint at the named step as a crash would.
+	crashAt func(step string) bool
+	hash    func(name string, salt int) uint64 // hashName; tests make it collide
 
 	appendDur *metrics.Histogram
 	batchSize *metrics.Histogram
@@ -113,7 +122,10 @@ type appendReq struct {
 }
 
 // Open opens (creating if needed) the store in dir and takes an exclusive lock on it.
-func Open(dir string, opts Options) (*Store, error) {
+func Open(dir string, opts Options) (*Store, error) { return open(dir, opts, nil) }
+
+// open is Open; tweak, when set, changes the store before it opens its index (tests).
+func open(dir string, opts Options, tweak func(*Store)) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create event store dir %s: %w", dir, err)
@@ -138,29 +150,40 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := newStore(dir, opts, f)
 	s.lock = lock
-	torn, err := s.load()
+	if tweak != nil {
+		tweak(s)
+	}
+	torn, err := s.openIndex(filepath.Join(dir, indexDirName), false)
 	if err == nil && torn != nil {
 		_, err = s.cutTail(torn, false)
 	}
 	if err != nil {
+		s.closeIndex()
 		f.Close()
 		lock.Close()
 		return nil, err
 	}
 	go s.writer()
+	go s.checkpointer()
 	return s, nil
 }
 
-// OpenReadOnly opens the store in dir for reading and writes nothing: no truncation, no lock-file
-// rewrite, no file created. Appends fail with eventstore.ErrReadOnly. A torn tail is not cut but
+// OpenReadOnly opens the store in dir for reading and writes nothing in it: no truncation, no
+// lock-file rewrite, no file created. Appends fail with eventstore.ErrReadOnly. Every record of the
+// log is read and checked (this is the open that verification uses): a torn tail is not cut but
 // reported by TornTail; corruption before the end refuses to open, as Open does.
+//
+// It reads through a private copy of the index, in a temporary folder removed at Close: the
+// store's index is copied while no checkpoint writes it, then brought up to the log's end (or, when
+// the store has none, built from the log). So it needs no memory per event, and leaves the
+// server's index alone.
 //
 // It takes the lock shared, and only while it scans the log, and never waits for it. When no writer
 // holds the lock, the scan sees a quiescent log, so a bad last record is a torn tail (a finding). When
 // a server holds it (Live), the scan reads a consistent prefix: the log is append-only, the server cut
 // any torn tail when it opened and cuts a failed write before it appends again, so bytes past the last
 // whole record are a write in flight, not a finding, and the acknowledged prefix never changes under
-// the reader (bytes past it can: load reads a damaged record twice before it judges it).
+// the reader (bytes past it can: scan reads a damaged record twice before it judges it).
 // Holding the lock for the whole verification would buy nothing more and would keep a server from
 // starting meanwhile.
 func OpenReadOnly(dir string, opts Options) (*Store, error) {
@@ -175,23 +198,42 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	}
 	s := newStore(dir, opts, f)
 	s.readOnly = true
+	close(s.done)   // no writer
+	close(s.ckDone) // no checkpoints of its own
 	release, live, err := sharedLock(dir)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	s.live = live
-	torn, err := s.load()
+	torn, err := s.openPrivateIndex()
 	release()
 	if err != nil {
+		s.closeIndex()
 		f.Close()
 		return nil, err
 	}
 	if !live {
 		s.torn = torn
 	}
-	close(s.done) // no writer
 	return s, nil
+}
+
+// openPrivateIndex copies the store's index to a temporary folder and opens it there.
+func (s *Store) openPrivateIndex() (*TornTail, error) {
+	tmp, err := os.MkdirTemp(s.opts.TempDir, "crispy-index-")
+	if err != nil {
+		return nil, fmt.Errorf("create a folder for a copy of the event store's index: %w", err)
+	}
+	s.tmpIndex = tmp
+	if _, err := copyIndex(filepath.Join(s.dir, indexDirName), tmp); err != nil {
+		// The copy is an optimisation: without it the index is built from the log.
+		s.opts.Logger.Warn("event store: could not copy the index; building one from the log", "error", err)
+		if err := os.RemoveAll(tmp); err == nil {
+			err = os.Mkdir(tmp, 0o700)
+		}
+	}
+	return s.openIndex(tmp, true)
 }
 
 func (o Options) withDefaults() Options {
@@ -207,14 +249,21 @@ func (o Options) withDefaults() Options {
 	if o.HealInterval <= 0 {
 		o.HealInterval = time.Second
 	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = time.Second
+	}
+	if o.StreamCache <= 0 {
+		o.StreamCache = 10_000
+	}
 	return o
 }
 
 func newStore(dir string, opts Options, f *os.File) *Store {
 	s := &Store{
 		dir: dir, opts: opts, f: opts.Faults.wrap(f), lastRec: -1,
-		byName: map[string]int32{}, tenants: map[string][]uint64{},
+		cache: newStreamCache(max(opts.StreamCache, 2*opts.MaxBatch)), ib: &ixBatch{}, tenants: map[string]*tenantFile{},
 		notify: make(chan struct{}), reqs: make(chan *appendReq), quit: make(chan struct{}), done: make(chan struct{}),
+		ckKick: make(chan struct{}, 1), ckDone: make(chan struct{}), hash: hashName,
 	}
 	if opts.Metrics != nil {
 		s.appendDur = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_append_duration_seconds")
@@ -404,29 +453,21 @@ func (s *Store) writer() {
 	}
 }
 
+// pending is a stream's state within a batch.
 type pending struct {
-	lastRev  uint64
-	lastHash string
-	exists   bool
-	meta     *eventstore.StreamMetadata
+	e       streamEntry
+	changed bool
 }
 
-// newEntry is an entry whose stream may not have an index yet.
-type newEntry struct {
-	entry
-	stream string
-	pos    uint64
-}
-
-// commit validates, encodes, writes and fsyncs one batch, then publishes it to readers. A request
-// that fails validation fails alone; a failed write or fsync fails the batch and faults the store
-// until it heals (faults.go).
+// commit validates, encodes, writes and fsyncs one batch, indexes it, then publishes it to readers.
+// A request that fails validation fails alone; a failed write, fsync or index write fails the batch
+// and faults the store until it heals (faults.go).
 func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 	if s.batchSize != nil {
 		s.batchSize.Update(float64(len(batch)))
 	}
 	s.mu.RLock()
-	fault, base, nextPos := s.fault, s.size, uint64(len(s.entries)+1)
+	fault, base, nextPos := s.fault, s.size, s.last+1
 	s.mu.RUnlock()
 	if fault != nil {
 		for _, r := range batch {
@@ -437,22 +478,23 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 	}
 	lastRec := s.lastRec
 	over := map[string]*pending{}
-	var added []newEntry
+	ib := s.ib
+	ib.reset(nextPos)
 	now := s.opts.Now()
 	var payload, ev []byte
 	for _, r := range batch {
 		name := r.stream.String()
 		p := over[name]
 		if p == nil {
-			p = &pending{}
-			s.mu.RLock()
-			if i, found := s.byName[name]; found {
-				st := s.streams[i]
-				p.lastRev, p.lastHash, p.exists = st.lastRev, st.lastHash, st.lastHash != ""
+			e, _, err := s.lookupStream(name, true)
+			if err != nil {
+				r.err = fmt.Errorf("look up %s: %w", name, err)
+				continue
 			}
-			s.mu.RUnlock()
+			p = &pending{e: e}
 			over[name] = p
 		}
+		recOff := base + int64(len(buf))
 		if r.meta != nil {
 			b, err := json.Marshal(r.meta)
 			if err != nil {
@@ -461,50 +503,51 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 			}
 			payload = appendString(payload[:0], name)
 			payload = append(payload, b...)
-			lastRec = base + int64(len(buf))
+			lastRec = recOff
 			buf = frame(buf, kindMetadata, payload)
-			m := *r.meta
-			p.meta = &m
+			p.e.meta, p.e.metaAt, p.changed = *r.meta, recOff+1, true
 			continue
 		}
-		if !r.expected.Check(p.lastRev, p.exists) {
-			r.err = &eventstore.ConflictError{Stream: name, Expected: r.expected, Actual: p.lastRev, Exists: p.exists}
+		exists := p.e.lastHash != ""
+		if !r.expected.Check(p.e.lastRev, exists) {
+			r.err = &eventstore.ConflictError{Stream: name, Expected: r.expected, Actual: p.e.lastRev, Exists: exists}
 			continue
 		}
 		first := uint64(0)
-		if p.exists {
-			first = p.lastRev + 1
+		if exists {
+			first = p.e.lastRev + 1
 		}
-		evs, err := eventstore.Prepare(r.ctx, r.stream, first, p.lastHash, now, r.data)
+		evs, err := eventstore.Prepare(r.ctx, r.stream, first, p.e.lastHash, now, r.data)
 		if err != nil {
 			r.err = err
 			continue
 		}
 		payload = appendUvarint(payload[:0], uint64(len(evs)))
-		recStart := base + int64(len(buf)) + headerSize
-		mark := len(added)
+		mark := len(ib.recs)
+		prev, t := p.e.last, tenantOf(name)
 		for i := range evs {
-			evs[i].Position = eventstore.Position(nextPos + uint64(i))
+			pos := nextPos + uint64(i)
+			evs[i].Position = eventstore.Position(pos)
 			ev = encodeEvent(ev[:0], &evs[i])
 			payload = appendUvarint(payload, uint64(len(ev)))
-			added = append(added, newEntry{
-				entry:  entry{off: recStart + int64(len(payload)), n: uint32(len(ev)), rev: evs[i].Revision, time: evs[i].Time.UnixNano()},
-				stream: name, pos: uint64(evs[i].Position),
-			})
+			ib.add(posRec{recOff: recOff, evOff: uint32(len(payload)), evLen: uint32(len(ev)), h: p.e.h, prev: prev, rev: evs[i].Revision, time: evs[i].Time.UnixNano()}, t)
+			prev = pos
 			payload = append(payload, ev...)
 		}
 		if len(payload) > maxRecord {
-			added = added[:mark]
+			ib.truncate(mark)
 			r.err = fmt.Errorf("%w: append to %s is %d bytes, over the %d-byte limit", eventstore.ErrInvalid, name, len(payload), maxRecord)
 			continue
 		}
+		ib.setRecLen(mark, uint32(len(payload)))
 		nextPos += uint64(len(evs))
-		lastRec = base + int64(len(buf))
+		lastRec = recOff
 		buf = frame(buf, kindEvents, payload)
 		last := evs[len(evs)-1]
-		p.lastRev, p.lastHash, p.exists = last.Revision, last.Hash, true
+		p.e.last, p.e.lastRev, p.e.lastHash, p.changed = uint64(last.Position), last.Revision, last.Hash, true
 		r.res = eventstore.AppendResult{NextExpected: last.Revision, Position: last.Position, Events: evs}
 	}
+	lastCRC := s.lastCRC
 	if len(buf) > 0 {
 		// The file's errors name the operation and the path already ("write …/events.log: no space …").
 		if _, err := s.f.WriteAt(buf, base); err != nil {
@@ -515,53 +558,43 @@ func (s *Store) commit(batch []*appendReq, buf []byte) []byte {
 			s.fail(batch, base, err)
 			return buf
 		}
+		lastCRC = binary.LittleEndian.Uint32(buf[lastRec-base+4:])
+		// Indexed before it is acknowledged, so that every acknowledged event can be read. A
+		// failed index write fails the batch like a failed log write: nothing is acknowledged.
+		if err := s.writeIndex(ib); err != nil {
+			s.fail(batch, base, err)
+			return buf
+		}
 	}
 	s.mu.Lock()
-	for _, a := range added {
-		s.addEntry(a.stream, a.entry, a.pos)
-	}
-	for name, p := range over {
-		if p.meta != nil {
-			s.stream(name).meta = *p.meta
+	s.publishIndex(ib)
+	for _, p := range over {
+		if p.changed {
+			s.cache.publish(p.e)
 		}
-		if p.exists {
-			st := s.stream(name)
-			st.lastRev, st.lastHash = p.lastRev, p.lastHash
+		if p.e.metaAt > base { // its metadata changed in this batch
+			s.metas.forget(p.e.h)
 		}
 	}
+	s.last = nextPos - 1
 	s.size = base + int64(len(buf))
-	s.lastRec = lastRec
-	if len(added) > 0 {
+	s.lastRec, s.lastCRC = lastRec, lastCRC
+	if len(ib.recs) > 0 {
 		close(s.notify)
 		s.notify = make(chan struct{})
 	}
+	kick := s.last-s.ix.coveredPos() >= checkpointEvery || s.cache.dirtyCount() >= checkpointEvery
 	s.mu.Unlock()
+	if kick {
+		select {
+		case s.ckKick <- struct{}{}:
+		default:
+		}
+	}
 	for _, r := range batch {
 		close(r.done)
 	}
 	return buf
-}
-
-// stream returns the state of name, creating it. Caller holds mu.
-func (s *Store) stream(name string) *streamState {
-	if i, ok := s.byName[name]; ok {
-		return s.streams[i]
-	}
-	s.byName[name] = int32(len(s.streams))
-	st := &streamState{name: name}
-	s.streams = append(s.streams, st)
-	return st
-}
-
-// addEntry indexes one event. Caller holds mu. pos must be len(entries)+1.
-func (s *Store) addEntry(name string, e entry, pos uint64) {
-	st := s.stream(name)
-	e.stream = s.byName[name]
-	s.entries = append(s.entries, e)
-	st.pos = append(st.pos, pos)
-	st.lastRev = e.rev
-	t := tenantOf(name)
-	s.tenants[t] = append(s.tenants[t], pos)
 }
 
 // tenantOf extracts the tenant id from a stream name built by tenant.NewStream ("t-acme.session-1").

@@ -123,11 +123,15 @@ func TestTornTailIsTruncated(t *testing.T) {
 	}
 }
 
-func TestCorruptionInTheMiddleRefusesToOpen(t *testing.T) {
+// A record damaged in the middle of the log is never served and never cut. An open indexes only
+// the log's tail, so it is found when it is read (ErrCorrupt naming its offset), by a read-only open
+// (verification checks every record), and by an open that rebuilds its index (which reads all).
+func TestCorruptionInTheMiddleIsNeverServed(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := open(t, dir)
-	appendN(t, s, tenant.MustStream(acme, "session", "x"), 10)
+	st := tenant.MustStream(acme, "session", "x")
+	appendN(t, s, st, 10)
 	s.Close()
 	path := filepath.Join(dir, "events.log")
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -139,10 +143,30 @@ func TestCorruptionInTheMiddleRefusesToOpen(t *testing.T) {
 	b[0] ^= 0xff
 	f.WriteAt(b, 30)
 	f.Close()
-	_, err = embedded.Open(dir, embedded.Options{})
-	if !errors.Is(err, eventstore.ErrCorrupt) || !strings.Contains(err.Error(), "offset 0") {
-		t.Fatalf("open of a log corrupted in the middle: %v, want ErrCorrupt naming offset 0", err)
+	wantCorrupt := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, eventstore.ErrCorrupt) || !strings.Contains(err.Error(), "offset 0") {
+			t.Fatalf("%s of a log corrupted in the middle: %v, want ErrCorrupt naming offset 0", what, err)
+		}
 	}
+
+	s = open(t, dir)
+	_, err = s.ReadStream(context.Background(), st, 0, 0)
+	wantCorrupt("read of the stream", err)
+	_, err = s.ReadTenant(context.Background(), acme, eventstore.Start, 0)
+	wantCorrupt("read of the tenant", err)
+	if evs, err := s.ReadStream(context.Background(), st, 1, 0); err != nil || len(evs) != 9 {
+		t.Fatalf("read of the undamaged events: %d, %v", len(evs), err)
+	}
+	s.Close()
+
+	_, err = embedded.OpenReadOnly(dir, embedded.Options{})
+	wantCorrupt("read-only open", err)
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = embedded.Open(dir, embedded.Options{})
+	wantCorrupt("open that rebuilds the index", err)
 	fi, _ := os.Stat(path)
 	if fi.Size() == 0 {
 		t.Fatal("the corrupt log was truncated")
