@@ -22,6 +22,20 @@ const (
 	TypeSessionSnapshotsDropped   = "conversation.SessionSnapshotsDropped"
 )
 
+// Register declares the module's event types on the bus's codec (platform/bus/codec): a module
+// that consumes these events calls events.Register(consumers.Codec().Add) before the bus runs.
+func Register(add func(typeName string, sample any)) {
+	add(TypeSessionStarted, SessionStarted{})
+	add(TypeUserMessageAdded, UserMessageAdded{})
+	add(TypeAssistantMessageCompleted, AssistantMessageCompleted{})
+	add(TypeAssistantMessageFailed, AssistantMessageFailed{})
+	add(TypeSessionDeleted, SessionDeleted{})
+	add(TypeSessionExpired, SessionExpired{})
+	add(TypeCompletionRecorded, CompletionRecorded{})
+	add(TypeSessionSnapshotted, SessionSnapshotted{})
+	add(TypeSessionSnapshotsDropped, SessionSnapshotsDropped{})
+}
+
 // SessionCategory is the stream category of a session: t-{tenant}.session-{sessionId}.
 const SessionCategory = "session"
 
