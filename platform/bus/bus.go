@@ -54,6 +54,7 @@ type Bus struct {
 
 	running    chan struct{} // closed when the consumers started and the router runs
 	exited     chan struct{} // closed when Run returns
+	stopping   chan struct{} // closed when Run's context ends: consumers waiting out a dependency stop waiting
 	target     eventstore.Position
 	shared     *cursor     // the processors' path
 	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
@@ -93,7 +94,8 @@ func New(cfg Config, d Deps) (*Bus, error) {
 		d.Codec = codec.New()
 	}
 	b := &Bus{cfg: cfg, store: d.Store, codec: d.Codec, log: d.Log.With("component", "bus"), now: d.Now,
-		names: map[string]bool{}, running: make(chan struct{}), exited: make(chan struct{})}
+		names: map[string]bool{}, running: make(chan struct{}), exited: make(chan struct{}),
+		stopping: make(chan struct{})}
 	b.shared = &cursor{name: "processors"}
 	b.shared.publish = b.publishShared
 	b.local = &cursor{name: "projections", wantsEnd: true}
@@ -310,6 +312,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()
 
 	<-ctx.Done()
+	close(b.stopping)
 	stopForwarder()
 	// The projections stop with the forwarder, not after it: one that waits out a failing disk
 	// would otherwise hold the forwarder's last publish, and the stop, until the disk heals. What
@@ -458,6 +461,15 @@ func (b *Bus) Check(ctx context.Context) error {
 	if err := b.tr.check(ctx); err != nil {
 		return err
 	}
+	var degraded error
+	b.mu.Lock()
+	ds := b.durables
+	b.mu.Unlock()
+	for _, d := range ds {
+		if err := d.waiting.check("processor", d.name); err != nil && degraded == nil {
+			degraded = err
+		}
+	}
 	var behind []string
 	var done, total uint64
 	for _, p := range b.projections {
@@ -469,6 +481,12 @@ func (b *Bus) Check(ctx context.Context) error {
 			total += st.Total
 			continue
 		}
+		if errors.As(err, &st) && st.Status == health.Degraded {
+			if degraded == nil {
+				degraded = err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -477,6 +495,9 @@ func (b *Bus) Check(ctx context.Context) error {
 		if !p.isCaughtUp() {
 			behind = append(behind, p.name)
 		}
+	}
+	if degraded != nil {
+		return degraded // worse than catching up
 	}
 	if len(behind) > 0 {
 		return health.CatchingUpState("read models catching up with the event store: "+strings.Join(behind, ", "), done, total)

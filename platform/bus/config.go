@@ -35,7 +35,8 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// MaxRetries is how many times a failing handler is retried, with exponential backoff from
 	// RetryInitial up to RetryMax, before the failure is logged and counted and the event is passed
-	// (default 5, 100 ms, 5 s). A failing handler never blocks the bus for longer than that.
+	// (default 5, 100 ms, 5 s). A failing handler never blocks the bus for longer than that, but
+	// for a dependency fault (Unavailable), which is retried every RetryMax at most until it heals.
 	MaxRetries   int
 	RetryInitial time.Duration
 	RetryMax     time.Duration

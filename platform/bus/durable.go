@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -28,6 +29,7 @@ type durable struct {
 	cp      *slotFile     // ordered transports only
 	done    atomic.Uint64 // position of the last event finished (ordered transports only)
 	recent  *recentIDs
+	waiting waiting // set while the handler waits out an unavailable dependency
 
 	handled, failed, dupes counter
 }
@@ -55,6 +57,9 @@ func newDurable(name string, types []string, h Handler, b *Bus) *durable {
 	retry := middleware.Retry{
 		MaxRetries: b.cfg.MaxRetries, InitialInterval: b.cfg.RetryInitial, MaxInterval: b.cfg.RetryMax, Multiplier: 2,
 		ShouldRetry: func(p middleware.RetryParams) bool {
+			if Unavailable(p.Err) {
+				return false // handle waits it out, without a retry budget
+			}
 			b.log.Warn("bus: handler failed; retrying", "handler", name, "retry", p.RetryNum+1, "in", p.Delay, "err", p.Err)
 			return true
 		},
@@ -149,7 +154,26 @@ func (d *durable) handle(msg *message.Message) error {
 	}
 	ctx := handlerContext(msg.Context(), e, d.name)
 	msg.SetContext(context.WithValue(ctx, eventKey{}, ev))
-	if _, err := d.inner(msg); err != nil {
+	began := time.Now()
+	var backoff time.Duration
+	for {
+		_, err = d.inner(msg)
+		if !Unavailable(err) || msg.Context().Err() != nil {
+			break
+		}
+		// A dependency is down: the event waits for it, however long, and is never passed.
+		if !d.ordered && time.Since(began) > d.b.cfg.AckWait/2 {
+			// On the broker: give the event back before its ack wait runs out; it comes again.
+			return fmt.Errorf("handler %s: %s at %d waits for an unavailable dependency: %w", d.name, e.Type, e.Position, err)
+		}
+		if !d.b.waitUnavailable(msg.Context(), &d.waiting, &backoff, "processor", d.name, err) {
+			return fmt.Errorf("handler %s: %s at %d interrupted while waiting for an unavailable dependency: %w", d.name, e.Type, e.Position, err)
+		}
+	}
+	if err == nil && d.waiting.clear() {
+		d.b.log.Info("bus: processor's dependency is back", "processor", d.name)
+	}
+	if err != nil {
 		if msg.Context().Err() != nil {
 			return fmt.Errorf("handler %s: %s at %d interrupted: %w", d.name, e.Type, e.Position, err)
 		}

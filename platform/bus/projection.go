@@ -58,6 +58,7 @@ type Projection struct {
 	once     sync.Once
 	stopped  chan struct{} // closed when the runner returns
 	fault    atomic.Pointer[error]
+	waiting  waiting // set while a handler waits out an unavailable dependency
 	started  time.Time
 
 	handled, failed counter
@@ -161,6 +162,9 @@ func (p *Projection) View(ctx context.Context, fn func(tx *readmodel.Tx) error) 
 func (p *Projection) Check(context.Context) error {
 	if f := p.fault.Load(); f != nil {
 		return fmt.Errorf("read model %s: %w", p.name, *f)
+	}
+	if err := p.waiting.check("read model", p.name); err != nil {
+		return err
 	}
 	if p.isCaughtUp() {
 		select {
@@ -381,6 +385,7 @@ func (p *Projection) applyEach(ctx context.Context, evs []*delivery) bool {
 // waited out. False when ctx ended first.
 func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 	wait := p.b.cfg.RetryInitial
+	var backoff time.Duration
 	skip := false
 	for attempt := 0; ; {
 		tx, err := p.store.Load().Begin()
@@ -393,6 +398,13 @@ func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 		if !skip {
 			if err := p.applyOne(ctx, tx, d); err != nil {
 				_ = tx.Rollback()
+				if Unavailable(err) {
+					// A dependency is down: wait for it, however long; the event is never passed.
+					if !p.b.waitUnavailable(ctx, &p.waiting, &backoff, "projection", p.name, err) {
+						return false
+					}
+					continue
+				}
 				if attempt >= p.b.cfg.MaxRetries {
 					p.b.log.Error("bus: projection gave up on event", "projection", p.name, "type", d.env.Type,
 						"tenant", d.env.Tenant.String(), "position", d.env.Position, "event", d.env.ID, "err", err)
@@ -421,6 +433,9 @@ func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 			continue
 		}
 		p.healed()
+		if p.waiting.clear() {
+			p.b.log.Info("bus: projection's dependency is back", "projection", p.name)
+		}
 		p.committed, p.applied = d.env.Position, d.env.Position
 		p.progress.Store(uint64(p.applied))
 		return true

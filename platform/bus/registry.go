@@ -49,7 +49,11 @@
 //     kill -9 between a side effect and its checkpoint can repeat an event (at least once), so a
 //     side effect is keyed by the envelope's ID or Position.
 //   - A failing handler is retried with backoff (MaxRetries, RetryInitial … RetryMax), then the
-//     failure is logged and counted and the event passed; a panic is a failure. A projection
+//     failure is logged and counted and the event passed; a panic is a failure. A handler whose
+//     error is a dependency fault (Unavailable: an apperr Unavailable, a storage fault, a degraded
+//     health.State) is instead retried with capped backoff until it succeeds or the bus stops, with
+//     /health degraded meanwhile, so that an event is never passed because an index or provider
+//     was down (on NATS the event is given back before its ack wait and comes again). A projection
 //     handler's failed attempt is rolled back with its transaction (the events before it in the
 //     batch are applied again, one transaction each), so a failure never leaves half an event.
 //
