@@ -150,11 +150,11 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		e.turn(acme, "s1", "openai:gpt-4o", 1, 1, 0, 0)
 	}
-	e.bus.drain(t)
+	e.sync()
 	if err := e.mod.EvaluateAlerts(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.mod.WaitWebhooks()
+	e.sync() // the alert-webhooks processor has handled AlertFired
 	<-h.arrived
 	if types := e.ruleEvents(acme, "busy"); len(types) != 2 || types[1] != obsevents.TypeAlertFired {
 		t.Fatalf("acme rule stream: %v", types)
@@ -167,6 +167,7 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 		t.Fatalf("not firing: %v", list)
 	}
 	// Evaluating again while still firing records nothing new.
+	e.sync()
 	if err := e.mod.EvaluateAlerts(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -182,17 +183,27 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 	if d.body["state"] != "firing" || d.body["tenant"] != "acme" || d.body["value"] != 3.0 || d.header.Get("x-crispy-event") != "alert.firing" {
 		t.Fatalf("notice: %v %v", d.body, d.header)
 	}
+	// The notice names the recorded transition, so a receiver can drop a redelivery.
+	fired, _ := e.store.ReadStream(context.Background(), tenant.MustStream(acme, "alert-rule", "busy"), 1, 1)
+	if d.body["id"] != fired[0].ID || d.header.Get("x-crispy-delivery") != fired[0].ID {
+		t.Fatalf("notice id %v / header %q, want the AlertFired event id %s", d.body["id"], d.header.Get("x-crispy-delivery"), fired[0].ID)
+	}
 	h.mu.Unlock()
 
-	// An hour later the window is empty: the rule resolves, driven by Run's ticks.
+	// An hour later the window is empty: the rule resolves, driven by Run's ticks. The process
+	// restarts first: rules, their firing state and the processor resume from their checkpoints
+	// (the firing notice is not sent again).
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
 	ticks := make(chan time.Time)
-	e2 := newEnv(t, opts{store: e.store, clk: e.clk, deps: func(d *observability.Deps) { d.AlertTicks = ticks }})
-	e2.bus.drain(t) // the new instance rebuilds rules and their firing state from the store
+	e2 := newEnv(t, opts{store: e.store, clk: e.clk, dir: e.dir, deps: func(d *observability.Deps) { d.AlertTicks = ticks }})
 	done := make(chan error)
 	go func() { done <- e2.mod.Run(ctx) }()
 	e.clk.Advance(2 * time.Hour)
 	ticks <- e.clk.Now()
 	<-h.arrived
+	e2.sync()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -220,10 +231,11 @@ func TestWebhookSignatureDependsOnSecret(t *testing.T) {
 	defer srv.Close()
 	e := newEnv(t, opts{deps: func(d *observability.Deps) { d.Config.WebhookSecret = "other" }})
 	e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": srv.URL})
+	e.sync()
 	if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.mod.WaitWebhooks()
+	e.sync()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.signedOK) != 1 || h.signedOK[0] {
@@ -241,10 +253,11 @@ func TestWebhookToInternalAddressRefused(t *testing.T) {
 	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": srv.URL}); r.status != 200 {
 		t.Fatalf("put: %s", r.raw)
 	}
+	e.sync()
 	if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.mod.WaitWebhooks()
+	e.sync()
 	if types := e.ruleEvents(acme, "r"); len(types) != 2 || types[1] != obsevents.TypeAlertFired {
 		t.Fatalf("rule stream: %v", types)
 	}

@@ -90,23 +90,3 @@ func BenchmarkRecordRequest(b *testing.B) {
 		m.RecordRequest(rec)
 	}
 }
-
-// BenchmarkProjectUsage is the per-event cost of the usage projection (decode and fold).
-func BenchmarkProjectUsage(b *testing.B) {
-	m, err := observability.New(observability.Deps{Store: eventstoretest.NewMemory()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	data, _ := eventstore.NewEventData(convevents.TypeAssistantMessageCompleted, convevents.AssistantMessageCompleted{
-		Model: "openai:gpt-4o-mini", Usage: convevents.Usage{PromptTokens: 120, CompletionTokens: 40}, LatencyMs: 812})
-	e := eventstore.Event{Type: data.Type, Tenant: acme, Data: data.Data, Time: epoch}
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		i++
-		e.Position = eventstore.Position(i)
-		if err := m.ProjectUsage(ctx, e); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	convevents "github.com/crispy-enigma/crispy/modules/conversation/events"
 	"github.com/crispy-enigma/crispy/modules/observability"
 	toolevents "github.com/crispy-enigma/crispy/modules/tooling/events"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
@@ -39,68 +42,14 @@ func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *clock) Set(t time.Time)         { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
-// syncBus feeds Project handlers from the store when the test calls drain, so tests read the
-// projections at a known point without polling.
-type syncBus struct {
-	store eventstore.Store
-	mu    sync.Mutex
-	projs []proj
-	next  eventstore.Position
-}
-
-type proj struct {
-	types []string
-	h     bus.Handler
-}
-
-func (b *syncBus) On(string, []string, bus.Handler) {}
-
-func (b *syncBus) Project(_ string, types []string, h bus.Handler) {
-	b.mu.Lock()
-	b.projs = append(b.projs, proj{types, h})
-	b.mu.Unlock()
-}
-
-var errDrained = errors.New("drained")
-
-func (b *syncBus) drain(t testing.TB) {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ctx := context.Background()
-	last, err := b.store.LastPosition(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if last < b.next {
-		return
-	}
-	err = b.store.Subscribe(ctx, eventstore.SubscribeOptions{From: b.next}, func(ctx context.Context, e eventstore.Event) error {
-		for _, p := range b.projs {
-			for _, typ := range p.types {
-				if typ == e.Type {
-					if err := p.h(ctx, e); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		b.next = e.Position + 1
-		if e.Position >= last {
-			return errDrained
-		}
-		return nil
-	})
-	if !errors.Is(err, errDrained) {
-		t.Fatalf("drain: %v", err)
-	}
-}
-
 type env struct {
 	t     testing.TB
 	store *eventstoretest.Memory
 	clk   *clock
-	bus   *syncBus
+	bus   *bus.Bus
+	stop  func() error // stops the bus (also at the test's end)
+	dir   string       // the bus's checkpoints and read models
+	set   *metrics.Set // the bus's metrics
 	mod   *observability.Module
 	h     http.Handler
 }
@@ -109,6 +58,26 @@ type opts struct {
 	deps  func(*observability.Deps)
 	store *eventstoretest.Memory
 	clk   *clock
+	// dir holds the bus's checkpoints and read models: a second env on the first one's dir (after
+	// stopping it) is a restart; empty: a fresh folder (a first start, or a rebuild from zero).
+	dir string
+	// cfg adjusts the bus's configuration (the NATS transport).
+	cfg func(*bus.Config)
+}
+
+// newBus is bustest.NewBusIn with a metric set (to count what the projections were delivered).
+func newBus(t testing.TB, store eventstore.Store, dir string, set *metrics.Set, adjust func(*bus.Config)) *bus.Bus {
+	t.Helper()
+	cfg := bus.Config{CheckpointDir: dir + "/bus", ReadModelDir: dir + "/readmodels",
+		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, MaxRetries: 2, CheckpointInterval: 50 * time.Millisecond}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	b, err := bus.New(cfg, bus.Deps{Store: store, Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -134,9 +103,31 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &syncBus{store: store}
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	set := metrics.NewSet()
+	b := newBus(t, store, dir, set, o.cfg)
 	mod.Register(srv.API, b)
-	return &env{t: t, store: store, clk: clk, bus: b, mod: mod, h: srv.Handler()}
+	stop := bustest.Start(t, b)
+	return &env{t: t, store: store, clk: clk, bus: b, stop: stop, dir: dir, set: set, mod: mod, h: srv.Handler()}
+}
+
+// sync waits until the bus has delivered every event in the store (projections applied them,
+// in-process processors finished them).
+func (e *env) sync() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.bus.Sync(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// projected is how many events the bus has applied to the projection name since it started.
+func (e *env) projected(name string) uint64 {
+	return e.set.GetOrCreateCounter(fmt.Sprintf(`crispy_bus_projected_events_total{consumer=%q}`, name)).Get()
 }
 
 type resp struct {
@@ -173,7 +164,7 @@ func (e *env) do(method, path, tenantID, key string, body any) resp {
 
 func (e *env) get(path, tenantID string) resp {
 	e.t.Helper()
-	e.bus.drain(e.t)
+	e.sync()
 	return e.do(http.MethodGet, path, tenantID, "", nil)
 }
 

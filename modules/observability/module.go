@@ -18,6 +18,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	convevents "github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/modules/observability/events"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/adapters"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/alerts"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/api"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/app"
@@ -28,6 +30,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -54,6 +57,9 @@ type Config struct {
 	WebhookSecret string
 	// AlertInterval is how often Run evaluates alert rules (default 30 s).
 	AlertInterval time.Duration
+	// WebhookMaxAge: a transition recorded longer ago than this is not notified (default 24 h); see
+	// the alert-webhooks processor.
+	WebhookMaxAge time.Duration
 	// WebhookRetries after the first attempt (default 3); WebhookBackoff the first wait, doubling
 	// (default 1 s); WebhookTimeout bounds one attempt (default 5 s).
 	WebhookRetries int
@@ -85,12 +91,15 @@ func (c *Config) defaults() {
 	if c.MaxTenantLabels == 0 {
 		c.MaxTenantLabels = 100
 	}
+	if c.WebhookMaxAge == 0 {
+		c.WebhookMaxAge = 24 * time.Hour
+	}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.AlertInterval < 0 || c.WebhookRetries < 0 || c.WebhookBackoff < 0 || c.WebhookTimeout < 0 || c.MaxTenantLabels < 0 {
-		return fmt.Errorf("observability: negative interval, retries, backoff, timeout or label bound")
+	if c.AlertInterval < 0 || c.WebhookRetries < 0 || c.WebhookBackoff < 0 || c.WebhookTimeout < 0 || c.MaxTenantLabels < 0 || c.WebhookMaxAge < 0 {
+		return fmt.Errorf("observability: negative interval, retries, backoff, timeout, label bound or webhook age")
 	}
 	if err := c.Prices.Validate(); err != nil {
 		return fmt.Errorf("observability: %w", err)
@@ -148,10 +157,11 @@ type Module struct {
 	set      *metrics.Set
 	log      *slog.Logger
 	now      func() time.Time
-	usage    *domain.Usage
+	usage    adapters.Usage // its projection is set by Register
+	rules    adapters.Rules // likewise
 	svc      *app.Service
 	alerts   *alerts.Engine
-	notifier *alerts.Notifier
+	webhooks *alerts.Webhooks
 	http     *telemetry.HTTP
 	sessions SessionAuditor
 	ticks    <-chan time.Time
@@ -191,34 +201,80 @@ func New(d Deps) (*Module, error) {
 	if d.Config.WebhookSecret == "" {
 		log.Warn("no webhook secret configured: alert notices are signed with an empty key")
 	}
-	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, usage: domain.NewUsage(), sessions: d.Sessions, ticks: d.AlertTicks}
-	m.notifier = &alerts.Notifier{Client: client, Secret: []byte(d.Config.WebhookSecret), Retries: d.Config.WebhookRetries,
+	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, sessions: d.Sessions, ticks: d.AlertTicks}
+	notifier := &alerts.Notifier{Client: client, Secret: []byte(d.Config.WebhookSecret), Retries: d.Config.WebhookRetries,
 		Backoff: d.Config.WebhookBackoff, Log: log, Now: d.Now}
-	m.svc = &app.Service{Model: m.usage, Prices: prices, Now: d.Now}
+	m.webhooks = &alerts.Webhooks{Notifier: notifier, Store: d.Store, MaxAge: d.Config.WebhookMaxAge, Log: log, Now: d.Now}
+	m.svc = &app.Service{Model: &m.usage, Prices: prices, Now: d.Now}
 	if d.Search != nil {
 		m.svc.Cache = d.Search.CacheStats
 	}
-	m.alerts = alerts.NewEngine(d.Store, m.svc.MetricValue, m.notifier, log, d.Now)
+	m.alerts = alerts.NewEngine(d.Store, &m.rules, m.svc.MetricValue, log, d.Now)
 	m.svc.Alerts = m.alerts
 	m.http = telemetry.NewHTTP(d.Metrics, d.KnownTenants, d.Config.MaxTenantLabels, 30*time.Second, d.Now)
 	return m, nil
 }
 
-// Projection names (durable: never rename).
+// Consumer names (durable: the projections name their files under <data>/readmodels, the
+// processor its consumer group; never rename them).
 const (
 	projectionUsage  = "observability.usage"
 	projectionAlerts = "observability.alert-rules"
+	processorHooks   = "observability.alert-webhooks"
 )
 
-// usageEventTypes are the events the usage projection reads.
-func usageEventTypes() []string {
-	return []string{convevents.TypeAssistantMessageCompleted, convevents.TypeAssistantMessageFailed, convevents.TypeCompletionRecorded,
-		toolevents.TypeToolSucceeded, toolevents.TypeToolFailed}
-}
+// Register mounts the endpoints (/usage, /metrics/*, /audit/*, and GET /metrics unless disabled), the
+// checkpointed usage and alert-rule projections (a start resumes from their checkpoints; their
+// queries answer 503 catching_up until they have caught up) and the alert-webhooks processor (once
+// per deployment).
+func (m *Module) Register(a huma.API, b bus.Consumers) {
+	registerConversationEvents(b.Codec().Add)
+	toolevents.Register(b.Codec().Add)
+	events.Register(b.Codec().Add)
 
-// Register mounts the endpoints (/usage, /metrics/*, /audit/*, and GET /metrics unless disabled) and
-// the usage and alert-rule projections.
-func (m *Module) Register(a huma.API, reg bus.Registry) {
+	usage := b.Projection(projectionUsage, bus.ProjectionOptions{What: "usage and cost", Version: 1})
+	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageCompleted) error {
+		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
+			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+	})
+	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageFailed) error {
+		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model,
+			Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
+			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+	})
+	// A stateless /v1/chat/completions call: counted as a chat turn.
+	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.CompletionRecorded) error {
+		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: ev.Outcome == convevents.OutcomeCompleted,
+			Cancelled: ev.Cancelled || ev.Outcome == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
+			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+	})
+	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolSucceeded) error {
+		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})
+	})
+	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolFailed) error {
+		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs})
+	})
+	m.usage.Projection = usage
+
+	rules := b.Projection(projectionAlerts, bus.ProjectionOptions{What: "alert rules", Version: 1})
+	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertRuleSaved) error {
+		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
+	})
+	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertRuleDeleted) error {
+		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
+	})
+	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertFired) error {
+		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
+	})
+	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertResolved) error {
+		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
+	})
+	m.rules.Projection = rules
+
+	hooks := b.Processor(processorHooks)
+	bus.Handle(hooks, m.webhooks.Fired)
+	bus.Handle(hooks, m.webhooks.Resolved)
+
 	audit := &api.Audit{Store: m.store, Now: m.now}
 	if m.sessions != nil {
 		audit.Sessions = m.sessionFunc
@@ -229,8 +285,15 @@ func (m *Module) Register(a huma.API, reg bus.Registry) {
 		mh.Prometheus = m.WritePrometheus
 	}
 	mh.Register(a)
-	reg.Project(projectionUsage, usageEventTypes(), m.ProjectUsage)
-	reg.Project(projectionAlerts, alerts.Types, func(_ context.Context, e eventstore.Event) error { return m.alerts.Apply(&e) })
+}
+
+// registerConversationEvents maps the conversation events the usage projection reads (the
+// conversation events package has no Register yet; registering a name with the same type again is
+// a no-op, so this stays correct when it gains one).
+func registerConversationEvents(add func(string, any)) {
+	add(convevents.TypeAssistantMessageCompleted, convevents.AssistantMessageCompleted{})
+	add(convevents.TypeAssistantMessageFailed, convevents.AssistantMessageFailed{})
+	add(convevents.TypeCompletionRecorded, convevents.CompletionRecorded{})
 }
 
 func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf time.Time) (AuditedSession, error) {
@@ -251,58 +314,14 @@ func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf t
 	return s, nil
 }
 
-// ProjectUsage folds one event into the usage read model. It is the projection's handler; replay
-// feeds it the same events in the same order and gets the same numbers.
-func (m *Module) ProjectUsage(_ context.Context, e eventstore.Event) error {
-	pos := uint64(e.Position)
-	switch e.Type {
-	case convevents.TypeAssistantMessageCompleted:
-		var ev convevents.AssistantMessageCompleted
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
-			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
-	case convevents.TypeAssistantMessageFailed:
-		var ev convevents.AssistantMessageFailed
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled,
-			Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
-	case convevents.TypeCompletionRecorded: // a stateless /v1/chat/completions call: counted as a chat turn
-		var ev convevents.CompletionRecorded
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.usage.ApplyTurn(pos, e.Tenant, e.Time, domain.ChatTurn{Model: ev.Model, Completed: ev.Outcome == convevents.OutcomeCompleted,
-			Cancelled: ev.Cancelled || ev.Outcome == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
-			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
-	case toolevents.TypeToolSucceeded:
-		var ev toolevents.ToolSucceeded
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.usage.ApplyTool(pos, e.Tenant, e.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})
-	case toolevents.TypeToolFailed:
-		var ev toolevents.ToolFailed
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		m.usage.ApplyTool(pos, e.Tenant, e.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs})
-	}
-	return nil
-}
-
 func tokens(u convevents.Usage) domain.Tokens {
 	return domain.Tokens{Input: int64(u.PromptTokens), Cached: int64(u.CachedTokens), Output: int64(u.CompletionTokens), Reasoning: int64(u.ReasoningTokens)}
 }
 
-// Run evaluates alert rules every AlertInterval (or on every AlertTicks tick) until ctx ends, then
-// waits for webhook deliveries in flight.
+// Run evaluates alert rules every AlertInterval (or on every AlertTicks tick) until ctx ends. Every
+// replica evaluates; the rule stream's expected revision lets one record each transition, and the
+// alert-webhooks processor sends its notice once per deployment.
 func (m *Module) Run(ctx context.Context) error {
-	m.notifier.Start(ctx)
-	defer m.notifier.Wait()
 	ticks := m.ticks
 	if ticks == nil {
 		t := time.NewTicker(m.cfg.AlertInterval)
@@ -320,11 +339,9 @@ func (m *Module) Run(ctx context.Context) error {
 	}
 }
 
-// EvaluateAlerts evaluates every enabled rule once at Now (what Run does on each tick).
+// EvaluateAlerts evaluates every enabled rule once at Now (what Run does on each tick) and records
+// the transitions; the alert-webhooks processor sends their notices.
 func (m *Module) EvaluateAlerts(ctx context.Context) error { return m.alerts.EvaluateAll(ctx) }
-
-// WaitWebhooks blocks until webhook deliveries in flight are done.
-func (m *Module) WaitWebhooks() { m.notifier.Wait() }
 
 // RecordRequest is httpapi.Deps.OnRequest: request counts by route, status and (configured) tenant,
 // and latency histograms by route and status.
@@ -360,9 +377,13 @@ type UsageTotals struct {
 func (u UsageTotals) Tokens() int64 { return u.InputTokens + u.OutputTokens }
 
 // Usage reads the usage projection: t's totals from since (rounded down to a 5-minute edge) to now.
-// A token budget can read it; the projection lags the store by the bus's delivery delay.
-func (m *Module) Usage(_ context.Context, t tenant.ID, since time.Time) (UsageTotals, error) {
-	sum := m.usage.Window(t, since, m.now())
+// A token budget can read it; the projection lags the store by the bus's delivery delay, and
+// answers 503 catching_up (an *apperr.Error) until it has caught up.
+func (m *Module) Usage(ctx context.Context, t tenant.ID, since time.Time) (UsageTotals, error) {
+	sum, err := m.usage.Window(ctx, t, since, m.now())
+	if err != nil {
+		return UsageTotals{}, err
+	}
 	tot := sum.Total()
 	_, cost := domain.Costs(sum, m.svc.Prices)
 	return UsageTotals{Requests: tot.Requests, InputTokens: tot.Input, OutputTokens: tot.Output, CachedTokens: tot.Cached,

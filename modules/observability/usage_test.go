@@ -1,13 +1,19 @@
 package observability_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
+	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
 )
 
 func TestUsageAndCostByModel(t *testing.T) {
@@ -118,10 +124,8 @@ func TestUsageIsolation(t *testing.T) {
 	}
 }
 
-// The projection rebuilt from zero by replaying the store gives the same numbers.
-func TestUsageRebuildsByReplay(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, opts{})
+// usageHistory is 30 steps of 17 minutes of acme and beta traffic.
+func usageHistory(e *env) {
 	for i := 0; i < 30; i++ {
 		e.turn(acme, "s1", []string{"openai:gpt-4o", "openai:gpt-4o-mini", "builtin:offline"}[i%3], 100+i, 50+i, i, i/2)
 		if i%4 == 0 {
@@ -131,39 +135,134 @@ func TestUsageRebuildsByReplay(t *testing.T) {
 		e.turn(beta, "s9", "openai:gpt-4.1", 7, 7, 0, 0)
 		e.clk.Advance(17 * time.Minute)
 	}
-	snap := func(env *env) map[string]any {
-		out := map[string]any{}
-		for _, p := range []string{"/usage?period=30d", "/metrics/cost?period=7d", "/metrics/slis?period=24h", "/usage?period=1h"} {
-			for _, tn := range []string{"acme", "beta"} {
-				r := env.get(p, tn)
-				if r.status != 200 {
-					t.Fatalf("%s: %d %s", p, r.status, r.raw)
-				}
-				delete(r.body, "requestId")
-				out[tn+p] = r.body
+}
+
+// usageSnapshot is what the usage endpoints answer for acme and beta.
+func usageSnapshot(t *testing.T, env *env) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for _, p := range []string{"/usage?period=30d", "/metrics/cost?period=7d", "/metrics/slis?period=24h", "/usage?period=1h"} {
+		for _, tn := range []string{"acme", "beta"} {
+			r := env.get(p, tn)
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s", p, r.status, r.raw)
 			}
-		}
-		return out
-	}
-	before := snap(e)
-	// The projection is fed twice (at-least-once delivery): nothing may count twice.
-	for _, ev := range mustRead(t, e) {
-		if err := e.mod.ProjectUsage(context.Background(), ev); err != nil {
-			t.Fatal(err)
+			delete(r.body, "requestId")
+			out[tn+p] = r.body
 		}
 	}
-	if again := snap(e); !reflect.DeepEqual(before, again) {
-		t.Fatalf("redelivery changed the numbers")
-	}
-	rebuilt := newEnv(t, opts{store: e.store, clk: e.clk})
-	after := snap(rebuilt)
+	return out
+}
+
+func sameSnapshot(t *testing.T, what string, before, after map[string]any) {
+	t.Helper()
 	if !reflect.DeepEqual(before, after) {
 		b, _ := json.Marshal(before)
 		a, _ := json.Marshal(after)
-		t.Fatalf("rebuild differs:\nbefore %s\nafter  %s", b, a)
+		t.Fatalf("%s differs:\nbefore %s\nafter  %s", what, b, a)
+	}
+}
+
+// A restart resumes the read models from their checkpoints: nothing is applied again, only the
+// events recorded since, and the numbers are those before the stop.
+func TestUsageRestartResumesFromCheckpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	usageHistory(e)
+	e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "n", "metric": "requests", "comparator": "gt", "threshold": 1e9})
+	before := usageSnapshot(t, e)
+	if n := e.projected("observability.usage"); n != 30+8+8+30 {
+		t.Fatalf("first start applied %d usage events, want 76", n)
+	}
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := newEnv(t, opts{store: e.store, clk: e.clk, dir: e.dir})
+	sameSnapshot(t, "usage after a restart", before, usageSnapshot(t, again))
+	if got := again.get("/metrics/alerts", "acme").body["alerts"].([]any); len(got) != 1 {
+		t.Fatalf("rules after a restart: %v", got)
+	}
+	if u, r := again.projected("observability.usage"), again.projected("observability.alert-rules"); u != 0 || r != 0 {
+		t.Fatalf("the restart applied %d usage and %d rule events again, want none", u, r)
+	}
+	again.turn(acme, "s1", "openai:gpt-4o", 1, 1, 0, 0)
+	if got := num(t, again.get("/usage?period=1h", "acme").body, "requests"); got != num(t, before["acme/usage?period=1h"].(map[string]any), "requests")+1 {
+		t.Fatalf("a turn after the restart: %v requests", got)
+	}
+	if n := again.projected("observability.usage"); n != 1 {
+		t.Fatalf("after the restart %d usage events applied, want the 1 new one", n)
+	}
+}
+
+// A read model rebuilt from zero (a fresh folder), or from a corrupt file, gives the same numbers.
+func TestUsageRebuildsFromZeroAndFromACorruptFile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	usageHistory(e)
+	e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "n", "metric": "requests", "comparator": "gt", "threshold": 1e9})
+	before := usageSnapshot(t, e)
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	rebuilt := newEnv(t, opts{store: e.store, clk: e.clk})
+	sameSnapshot(t, "a rebuild from zero", before, usageSnapshot(t, rebuilt))
+	if n := rebuilt.projected("observability.usage"); n != 76 {
+		t.Fatalf("the rebuild applied %d usage events, want 76", n)
+	}
+	if err := rebuilt.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Overwrite both read model files with garbage: each is moved aside and rebuilt.
+	for _, name := range []string{"observability.usage", "observability.alert-rules"} {
+		path := filepath.Join(e.dir, "readmodels", name+".db")
+		if err := os.WriteFile(path, bytes.Repeat([]byte("not a bbolt file "), 1000), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	healed := newEnv(t, opts{store: e.store, clk: e.clk, dir: e.dir})
+	sameSnapshot(t, "a rebuild from a corrupt file", before, usageSnapshot(t, healed))
+	if got := healed.get("/metrics/alerts", "acme").body["alerts"].([]any); len(got) != 1 {
+		t.Fatalf("rules after the rebuild: %v", got)
+	}
+	aside, _ := filepath.Glob(filepath.Join(e.dir, "readmodels", "observability.*.db.corrupt-*"))
+	if len(aside) != 2 {
+		t.Fatalf("corrupt files kept aside: %v", aside)
 	}
 	if num(t, before["acme/usage?period=30d"].(map[string]any), "requests") != 30+8 {
 		t.Fatalf("unexpected totals: %v", before["acme/usage?period=30d"])
+	}
+}
+
+// Until the read model has caught up with the store, the usage endpoints answer 503 catching_up
+// (never a partial answer).
+func TestUsageAnswers503WhileCatchingUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.turn(acme, "s1", "openai:gpt-4o", 1, 1, 0, 0)
+	e.sync()
+	// A module whose bus has not run: its read models have not caught up.
+	mod, err := observability.New(observability.Deps{Store: e.store, Now: e.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}, Now: e.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod.Register(srv.API, bustest.NewBus(t, e.store))
+	cold := &env{t: t, store: e.store, clk: e.clk, mod: mod, h: srv.Handler()}
+	for _, path := range []string{"/usage", "/metrics/cost", "/metrics/slis", "/metrics/anomalies", "/metrics/overview", "/metrics/alerts"} {
+		r := cold.do("GET", path, "acme", "", nil)
+		wantProblem(t, r, 503, "catching_up")
+		if r.header.Get("retry-after") == "" {
+			t.Errorf("%s: 503 without retry-after", path)
+		}
+	}
+	if _, err := mod.Usage(context.Background(), acme, epoch.Add(-time.Hour)); err == nil {
+		t.Fatal("Usage answered before the read model caught up")
 	}
 }
 

@@ -13,6 +13,16 @@ const (
 	TypeAlertResolved    = "observability.AlertResolved"
 )
 
+// Register maps the module's event type names to their Go types on the bus codec
+// (platform/bus/codec).
+func Register(add func(typeName string, sample any)) {
+	add(TypeAuditAccessed, AuditAccessed{})
+	add(TypeAlertRuleSaved, AlertRuleSaved{})
+	add(TypeAlertRuleDeleted, AlertRuleDeleted{})
+	add(TypeAlertFired, AlertFired{})
+	add(TypeAlertResolved, AlertResolved{})
+}
+
 // AuditAccessed records one read of the audit API: what was asked, never what was returned.
 type AuditAccessed struct {
 	Endpoint string            `json:"endpoint"` // "events", "sessions" ("verify" before verification became read-only)
@@ -42,16 +52,19 @@ type AlertRuleDeleted struct {
 	RuleID string `json:"ruleId"`
 }
 
-// AlertFired records that a rule started firing.
+// AlertFired records that a rule started firing. Rule is the rule as it was evaluated (its webhook
+// notice is built from it); absent in events recorded before it was added.
 type AlertFired struct {
-	RuleID string    `json:"ruleId"`
-	Value  float64   `json:"value"`
-	At     time.Time `json:"at"`
+	RuleID string     `json:"ruleId"`
+	Value  float64    `json:"value"`
+	At     time.Time  `json:"at"`
+	Rule   *AlertRule `json:"rule,omitempty"`
 }
 
-// AlertResolved records that a firing rule stopped firing.
+// AlertResolved records that a firing rule stopped firing (Rule as in AlertFired).
 type AlertResolved struct {
-	RuleID string    `json:"ruleId"`
-	Value  float64   `json:"value"`
-	At     time.Time `json:"at"`
+	RuleID string     `json:"ruleId"`
+	Value  float64    `json:"value"`
+	At     time.Time  `json:"at"`
+	Rule   *AlertRule `json:"rule,omitempty"`
 }

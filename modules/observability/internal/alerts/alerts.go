@@ -1,5 +1,13 @@
 // Package alerts keeps tenants' alert rules (as events in t-{tenant}.alert-rule-{id} streams),
 // evaluates them, records transitions (AlertFired, AlertResolved) and delivers signed webhook notices.
+//
+// Once per deployment, however many replicas: every replica evaluates the enabled rules (from its
+// rules read model) on its ticker, but a transition is an append to the rule's stream with the
+// revision its decision was made on, re-checked on the stream's fresh fold: when two replicas decide
+// the same transition, the store takes one append and the other sees the rule already in that state.
+// The notice is sent by a bus processor (Webhooks) on the recorded AlertFired/AlertResolved, which
+// runs once per deployment (a NATS JetStream durable consumer shared by the replicas) and names the
+// event id in the notice, so a receiver drops the repeat of a redelivery.
 package alerts
 
 import (
@@ -8,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -23,35 +30,34 @@ import (
 // Category is the stream category of a rule.
 const Category = "alert-rule"
 
-// Types are the event types of rule streams (for the projection).
-var Types = []string{events.TypeAlertRuleSaved, events.TypeAlertRuleDeleted, events.TypeAlertFired, events.TypeAlertResolved}
-
 // Evaluator computes a metric of a tenant over a period ending at now.
 type Evaluator func(ctx context.Context, t tenant.ID, metric string, period domain.Period, now time.Time) (float64, error)
 
-// Engine holds the rules' state and evaluates them.
+// RuleReader is the rules read model.
+type RuleReader interface {
+	// List returns t's existing rules, sorted by id.
+	List(ctx context.Context, t tenant.ID) ([]domain.RuleState, error)
+	// Enabled returns every tenant's enabled rules.
+	Enabled(ctx context.Context) ([]domain.TenantRule, error)
+}
+
+// Engine changes rules and evaluates them.
 type Engine struct {
 	Store    eventstore.Store
+	Rules    RuleReader
 	Evaluate Evaluator
-	Notifier *Notifier // nil: no webhooks
 	Log      *slog.Logger
 	Now      func() time.Time
 
-	mu    sync.Mutex
-	rules map[tenant.ID]map[string]*domain.RuleState
-	// seen is the highest revision applied per stream, so events that arrive twice (write path,
-	// then the projection) are folded once.
-	seen map[string]uint64
 	// writing serialises this process's writes of one rule stream (stream name -> *sync.Mutex), so a
 	// burst of saves of one rule queues instead of exhausting the optimistic-concurrency retries;
 	// only writers on other replicas can still conflict.
 	writing sync.Map
 }
 
-// NewEngine returns an engine with no rules.
-func NewEngine(store eventstore.Store, eval Evaluator, n *Notifier, log *slog.Logger, now func() time.Time) *Engine {
-	return &Engine{Store: store, Evaluate: eval, Notifier: n, Log: log, Now: now,
-		rules: map[tenant.ID]map[string]*domain.RuleState{}, seen: map[string]uint64{}}
+// NewEngine returns an engine over the rules read model.
+func NewEngine(store eventstore.Store, rules RuleReader, eval Evaluator, log *slog.Logger, now func() time.Time) *Engine {
+	return &Engine{Store: store, Rules: rules, Evaluate: eval, Log: log, Now: now}
 }
 
 // Decode turns a rule-stream event into its typed value.
@@ -81,82 +87,24 @@ func Decode(e *eventstore.Event) (any, error) {
 	return v, err
 }
 
-// Apply folds one recorded event (from the projection or the write path). Idempotent.
-func (g *Engine) Apply(e *eventstore.Event) error {
-	st, err := tenant.ParseStream(e.Stream)
-	if err != nil || st.Category() != Category {
-		return nil
-	}
-	v, err := Decode(e)
-	if err != nil || v == nil {
-		return err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if last, ok := g.seen[e.Stream]; ok && e.Revision <= last {
-		return nil
-	}
-	g.seen[e.Stream] = e.Revision
-	byID := g.rules[e.Tenant]
-	if byID == nil {
-		byID = map[string]*domain.RuleState{}
-		g.rules[e.Tenant] = byID
-	}
-	id := st.Entity()
-	rs := byID[id]
-	if rs == nil {
-		rs = &domain.RuleState{}
-		byID[id] = rs
-	}
-	rs.Apply(e.Revision, v)
-	return nil
-}
-
-func (g *Engine) install(st tenant.Stream, rs domain.RuleState) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	name := st.String()
-	if last, ok := g.seen[name]; ok && last >= rs.LastRev {
-		return
-	}
-	g.seen[name] = rs.LastRev
-	byID := g.rules[st.Tenant()]
-	if byID == nil {
-		byID = map[string]*domain.RuleState{}
-		g.rules[st.Tenant()] = byID
-	}
-	byID[st.Entity()] = &rs
-}
-
 // RuleView is a rule with its current state.
 type RuleView struct {
 	events.AlertRule
 	Firing bool `json:"firing"`
 }
 
-// List returns t's rules sorted by id.
-func (g *Engine) List(t tenant.ID) []RuleView {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := []RuleView{}
-	for _, rs := range g.rules[t] {
-		if rs.Exists {
-			out = append(out, RuleView{AlertRule: rs.Rule, Firing: rs.Firing})
-		}
+// List returns t's rules sorted by id, from the read model (503 catching_up until it has caught
+// up).
+func (g *Engine) List(ctx context.Context, t tenant.ID) ([]RuleView, error) {
+	rules, err := g.Rules.List(ctx, t)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// Firing returns t's firing rules.
-func (g *Engine) Firing(t tenant.ID) []RuleView {
-	var out []RuleView
-	for _, r := range g.List(t) {
-		if r.Firing {
-			out = append(out, r)
-		}
+	out := make([]RuleView, 0, len(rules))
+	for _, rs := range rules {
+		out = append(out, RuleView{AlertRule: rs.Rule, Firing: rs.Firing})
 	}
-	return out
+	return out, nil
 }
 
 // load folds a rule's stream from the store (the source of truth for writes).
@@ -184,7 +132,7 @@ func (g *Engine) load(ctx context.Context, st tenant.Stream) (domain.RuleState, 
 
 // update is load, decide, append with the expected revision; it retries a few times on conflicts
 // with the evaluator, which appends to the same stream.
-func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domain.RuleState) ([]eventstore.EventData, error)) error {
+func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domain.RuleState) ([]eventstore.EventData, error)) (domain.RuleState, error) {
 	l, _ := g.writing.LoadOrStore(st.String(), &sync.Mutex{})
 	mu := l.(*sync.Mutex)
 	mu.Lock()
@@ -192,50 +140,52 @@ func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domai
 	for attempt := 0; ; attempt++ {
 		rs, err := g.load(ctx, st)
 		if err != nil {
-			return err
+			return rs, err
 		}
 		evs, err := decide(rs)
 		if err != nil || len(evs) == 0 {
-			return err
+			return rs, err
 		}
 		res, err := g.Store.Append(ctx, st, eventstore.After(rs.LastRev, rs.HasRev), evs...)
 		if errors.Is(err, eventstore.ErrConflict) {
 			if attempt < 4 {
 				continue
 			}
-			return apperr.Wrap(err, apperr.KindConflict, "alert_rule_conflict", "the rule is being changed by another request; retry")
+			return rs, apperr.Wrap(err, apperr.KindConflict, "alert_rule_conflict", "the rule is being changed by another request; retry")
 		}
 		if err != nil {
-			return fmt.Errorf("append to %s: %w", st, err)
+			return rs, fmt.Errorf("append to %s: %w", st, err)
 		}
-		// The fresh fold plus what was just appended is the rule's whole state; install it unless the
-		// projection has already seen further (a projection still replaying must not leave the state
-		// with only the newest events folded).
+		// The fresh fold plus what was just appended is the rule's state as written (the read model
+		// shows it once the bus has delivered the events).
 		for i := range res.Events {
 			v, err := Decode(&res.Events[i])
 			if err != nil {
-				return err
+				return rs, err
 			}
 			rs.Apply(res.Events[i].Revision, v)
 		}
-		g.install(st, rs)
-		return nil
+		return rs, nil
 	}
 }
 
-// Save creates or replaces a rule after validating it.
-func (g *Engine) Save(ctx context.Context, t tenant.ID, r events.AlertRule) error {
+// Save creates or replaces a rule after validating it, and returns it with its state as written.
+func (g *Engine) Save(ctx context.Context, t tenant.ID, r events.AlertRule) (RuleView, error) {
 	if err := domain.ValidateRule(r); err != nil {
-		return err
+		return RuleView{}, err
 	}
 	st, err := tenant.NewStream(t, Category, r.ID)
 	if err != nil {
-		return apperr.Invalid("invalid_alert_rule", "body.id", "id is not usable as a rule id")
+		return RuleView{}, apperr.Invalid("invalid_alert_rule", "body.id", "id is not usable as a rule id")
 	}
-	return g.update(ctx, st, func(domain.RuleState) ([]eventstore.EventData, error) {
+	rs, err := g.update(ctx, st, func(domain.RuleState) ([]eventstore.EventData, error) {
 		ev, err := eventstore.NewEventData(events.TypeAlertRuleSaved, events.AlertRuleSaved{Rule: r})
 		return []eventstore.EventData{ev}, err
 	})
+	if err != nil {
+		return RuleView{}, err
+	}
+	return RuleView{AlertRule: rs.Rule, Firing: rs.Firing}, nil
 }
 
 // Delete removes a rule; an unknown id (or another tenant's) is 404.
@@ -245,44 +195,30 @@ func (g *Engine) Delete(ctx context.Context, t tenant.ID, id string) error {
 		return notFound
 	}
 	st := tenant.MustStream(t, Category, id)
-	return g.update(ctx, st, func(rs domain.RuleState) ([]eventstore.EventData, error) {
+	_, err := g.update(ctx, st, func(rs domain.RuleState) ([]eventstore.EventData, error) {
 		if !rs.Exists {
 			return nil, notFound
 		}
 		ev, err := eventstore.NewEventData(events.TypeAlertRuleDeleted, events.AlertRuleDeleted{RuleID: id})
 		return []eventstore.EventData{ev}, err
 	})
+	return err
 }
 
-type pending struct {
-	t  tenant.ID
-	rs domain.RuleState
-}
-
-// EvaluateAll evaluates every enabled rule of every tenant once, records transitions and sends their
-// notices. Errors of one rule are logged and do not stop the others; the first is returned.
+// EvaluateAll evaluates every enabled rule of every tenant once and records transitions (their
+// notices are sent by the Webhooks processor). Errors of one rule are logged and do not stop the
+// others; the first is returned. While the rules read model catches up it evaluates nothing and
+// returns its 503 catching_up.
 func (g *Engine) EvaluateAll(ctx context.Context) error {
 	now := g.Now()
-	g.mu.Lock()
-	var work []pending
-	for t, byID := range g.rules {
-		for _, rs := range byID {
-			if rs.Exists && rs.Rule.Enabled {
-				work = append(work, pending{t: t, rs: *rs})
-			}
-		}
+	rules, err := g.Rules.Enabled(ctx)
+	if err != nil {
+		return err
 	}
-	g.mu.Unlock()
-	sort.Slice(work, func(i, j int) bool {
-		if work[i].t != work[j].t {
-			return work[i].t.String() < work[j].t.String()
-		}
-		return work[i].rs.Rule.ID < work[j].rs.Rule.ID
-	})
 	var first error
-	for _, w := range work {
-		if err := g.evaluate(ctx, w.t, w.rs.Rule, now); err != nil {
-			g.Log.WarnContext(ctx, "alert rule evaluation failed", "tenant", w.t.String(), "rule", w.rs.Rule.ID, "error", err)
+	for _, w := range rules {
+		if err := g.evaluate(ctx, w.Tenant, w.RuleState, now); err != nil {
+			g.Log.WarnContext(ctx, "alert rule evaluation failed", "tenant", w.Tenant.String(), "rule", w.Rule.ID, "error", err)
 			if first == nil {
 				first = err
 			}
@@ -291,7 +227,8 @@ func (g *Engine) EvaluateAll(ctx context.Context) error {
 	return first
 }
 
-func (g *Engine) evaluate(ctx context.Context, t tenant.ID, r events.AlertRule, now time.Time) error {
+func (g *Engine) evaluate(ctx context.Context, t tenant.ID, seen domain.RuleState, now time.Time) error {
+	r := seen.Rule
 	period, err := domain.ParsePeriod(r.Period)
 	if err != nil {
 		return err
@@ -301,40 +238,37 @@ func (g *Engine) evaluate(ctx context.Context, t tenant.ID, r events.AlertRule, 
 		return fmt.Errorf("evaluate %s of %s: %w", r.Metric, t, err)
 	}
 	fires := domain.Fires(r, value)
+	if fires == seen.Firing {
+		// No transition as far as the read model knows. Had another replica recorded one it has not
+		// applied yet, the next tick sees it.
+		return nil
+	}
 	ctx = request.With(ctx, request.Info{ID: request.From(ctx).ID, Actor: "system:alerts"})
-	var notice *Notice
 	st := tenant.MustStream(t, Category, r.ID)
-	err = g.update(ctx, st, func(rs domain.RuleState) ([]eventstore.EventData, error) {
-		notice = nil
-		// Re-check on the fresh state: the rule may have been deleted, disabled or changed meanwhile.
+	_, err = g.update(ctx, st, func(rs domain.RuleState) ([]eventstore.EventData, error) {
+		// Re-check on the stream's fresh fold: the rule may have been deleted, disabled or changed
+		// meanwhile, or another replica recorded this transition first.
 		if !rs.Exists || !rs.Rule.Enabled || rs.Rule != r || rs.Firing == fires {
 			return nil, nil
 		}
+		rule := r
 		var ev eventstore.EventData
 		var err error
-		state := "resolved"
 		if fires {
-			state = "firing"
-			ev, err = eventstore.NewEventData(events.TypeAlertFired, events.AlertFired{RuleID: r.ID, Value: value, At: now.UTC()})
+			ev, err = eventstore.NewEventData(events.TypeAlertFired, events.AlertFired{RuleID: r.ID, Value: value, At: now.UTC(), Rule: &rule})
 		} else {
-			ev, err = eventstore.NewEventData(events.TypeAlertResolved, events.AlertResolved{RuleID: r.ID, Value: value, At: now.UTC()})
-		}
-		if r.WebhookURL != "" {
-			notice = &Notice{Event: "alert." + state, Tenant: t.String(), Rule: r, State: state, Value: value, At: now.UTC()}
+			ev, err = eventstore.NewEventData(events.TypeAlertResolved, events.AlertResolved{RuleID: r.ID, Value: value, At: now.UTC(), Rule: &rule})
 		}
 		return []eventstore.EventData{ev}, err
 	})
-	if err != nil {
-		return err
-	}
-	if notice != nil && g.Notifier != nil {
-		g.Notifier.Send(r.WebhookURL, *notice)
-	}
-	return nil
+	return err
 }
 
 // Notice is the JSON body POSTed to a rule's webhook.
 type Notice struct {
+	// ID is the id of the AlertFired or AlertResolved event: the same for every delivery of one
+	// transition (also in the x-crispy-delivery header), so a receiver can drop repeats.
+	ID     string           `json:"id"`
 	Event  string           `json:"event"` // alert.firing or alert.resolved
 	Tenant string           `json:"tenant"`
 	Rule   events.AlertRule `json:"rule"`

@@ -40,8 +40,9 @@ func TestConcurrentSavesOfOneRuleAllLand(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			errs <- g.Save(context.Background(), acme, events.AlertRule{ID: "burst", Name: fmt.Sprint("Burst ", i), Metric: "requests",
+			_, err := g.Save(context.Background(), acme, events.AlertRule{ID: "burst", Name: fmt.Sprint("Burst ", i), Metric: "requests",
 				Comparator: "gt", Threshold: float64(i), Period: "1h", Enabled: true})
+			errs <- err
 		}(i)
 	}
 	wg.Wait()

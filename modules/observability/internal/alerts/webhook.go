@@ -14,9 +14,14 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/crispy-enigma/crispy/modules/observability/events"
+	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // ErrBlockedAddress refuses a webhook whose host resolves to a loopback, private, link-local or
@@ -58,6 +63,9 @@ const (
 	SignatureHeader = "x-crispy-signature"
 	TimestampHeader = "x-crispy-timestamp"
 	EventHeader     = "x-crispy-event"
+	// DeliveryHeader carries the id of the recorded transition (AlertFired or AlertResolved): every
+	// delivery of one transition carries the same, so a receiver drops repeats.
+	DeliveryHeader = "x-crispy-delivery"
 )
 
 // Sign computes the signature header value.
@@ -69,8 +77,7 @@ func Sign(secret []byte, timestamp string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// Notifier POSTs notices with retries and exponential backoff. Deliveries run in the background;
-// Wait blocks until those in flight are done (at shutdown).
+// Notifier POSTs notices with retries and exponential backoff.
 type Notifier struct {
 	Client  *http.Client
 	Secret  []byte
@@ -78,31 +85,7 @@ type Notifier struct {
 	Backoff time.Duration // first wait; doubles each retry, capped at 30 s
 	Log     *slog.Logger
 	Now     func() time.Time
-
-	ctx context.Context
-	wg  sync.WaitGroup
 }
-
-// Start sets the context deliveries run under (they stop retrying when it ends).
-func (n *Notifier) Start(ctx context.Context) { n.ctx = ctx }
-
-// Send delivers a notice in the background.
-func (n *Notifier) Send(url string, notice Notice) {
-	ctx := n.ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.Deliver(ctx, url, notice); err != nil {
-			n.Log.WarnContext(ctx, "alert webhook not delivered", "tenant", notice.Tenant, "rule", notice.Rule.ID, "error", err)
-		}
-	}()
-}
-
-// Wait blocks until background deliveries end.
-func (n *Notifier) Wait() { n.wg.Wait() }
 
 // Deliver POSTs one notice, retrying network errors, 429 and 5xx.
 func (n *Notifier) Deliver(ctx context.Context, url string, notice Notice) error {
@@ -125,7 +108,7 @@ func (n *Notifier) Deliver(ctx context.Context, url string, notice Notice) error
 			}
 			wait = min(wait*2, 30*time.Second)
 		}
-		retry, err := n.post(ctx, url, ts, sig, notice.Event, body)
+		retry, err := n.post(ctx, url, ts, sig, notice, body)
 		if err == nil {
 			return nil
 		}
@@ -137,7 +120,7 @@ func (n *Notifier) Deliver(ctx context.Context, url string, notice Notice) error
 	return fmt.Errorf("webhook %s: %w", url, last)
 }
 
-func (n *Notifier) post(ctx context.Context, url, ts, sig, event string, body []byte) (retry bool, err error) {
+func (n *Notifier) post(ctx context.Context, url, ts, sig string, notice Notice, body []byte) (retry bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return false, err
@@ -146,7 +129,10 @@ func (n *Notifier) post(ctx context.Context, url, ts, sig, event string, body []
 	req.Header.Set("User-Agent", "crispy-alerts/1")
 	req.Header.Set(SignatureHeader, sig)
 	req.Header.Set(TimestampHeader, ts)
-	req.Header.Set(EventHeader, event)
+	req.Header.Set(EventHeader, notice.Event)
+	if notice.ID != "" {
+		req.Header.Set(DeliveryHeader, notice.ID)
+	}
 	resp, err := n.Client.Do(req)
 	if err != nil {
 		return !errors.Is(err, ErrBlockedAddress), err
@@ -161,4 +147,86 @@ func (n *Notifier) post(ctx context.Context, url, ts, sig, event string, body []
 	default:
 		return false, fmt.Errorf("status %d (not retried)", resp.StatusCode)
 	}
+}
+
+// Webhooks sends the notice of every recorded transition that has a webhook: the handlers of the
+// module's bus processor, so a transition is notified once per deployment however many replicas
+// run. Delivery is at least once (a crash between the POST and the processor's checkpoint repeats
+// it); the notice and its x-crispy-delivery header carry the event id for the receiver to drop
+// repeats.
+type Webhooks struct {
+	Notifier *Notifier
+	// Store folds a rule's stream for transitions recorded without their rule (before AlertFired
+	// carried it).
+	Store eventstore.Store
+	// MaxAge: a transition recorded longer ago than this is not notified (a processor started on a
+	// fresh checkpoint folder is handed the whole history; a notice days late helps no one). 0: no
+	// limit.
+	MaxAge time.Duration
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// Fired notifies an AlertFired.
+func (w *Webhooks) Fired(ctx context.Context, env bus.Envelope, ev events.AlertFired) error {
+	return w.send(ctx, env, "firing", ev.RuleID, ev.Value, ev.At, ev.Rule)
+}
+
+// Resolved notifies an AlertResolved.
+func (w *Webhooks) Resolved(ctx context.Context, env bus.Envelope, ev events.AlertResolved) error {
+	return w.send(ctx, env, "resolved", ev.RuleID, ev.Value, ev.At, ev.Rule)
+}
+
+func (w *Webhooks) send(ctx context.Context, env bus.Envelope, state, ruleID string, value float64, at time.Time, rule *events.AlertRule) error {
+	if w.MaxAge > 0 && w.Now().Sub(env.Time) > w.MaxAge {
+		w.Log.WarnContext(ctx, "alert notice not sent: the transition is too old", "tenant", env.Tenant.String(), "rule", ruleID,
+			"event", env.ID, "recorded", env.Time, "maxAge", w.MaxAge)
+		return nil
+	}
+	if rule == nil {
+		r, err := w.ruleAt(ctx, env)
+		if err != nil {
+			return err // retried by the bus
+		}
+		rule = &r
+	}
+	if rule.WebhookURL == "" {
+		return nil
+	}
+	n := Notice{ID: env.ID, Event: "alert." + state, Tenant: env.Tenant.String(), Rule: *rule, State: state, Value: value, At: at.UTC()}
+	if err := w.Notifier.Deliver(ctx, rule.WebhookURL, n); err != nil {
+		if ctx.Err() != nil {
+			return err // stopping: the event comes again
+		}
+		// Retried by Deliver already; the bus retrying again would only hammer a receiver that
+		// refuses it.
+		w.Log.WarnContext(ctx, "alert webhook not delivered", "tenant", env.Tenant.String(), "rule", ruleID, "event", env.ID, "error", err)
+	}
+	return nil
+}
+
+// ruleAt folds the rule's stream up to the transition.
+func (w *Webhooks) ruleAt(ctx context.Context, env bus.Envelope) (events.AlertRule, error) {
+	st, err := tenant.ParseStream(env.Stream)
+	if err != nil {
+		return events.AlertRule{}, err
+	}
+	evs, err := w.Store.ReadStream(ctx, st, 0, 0)
+	if err != nil {
+		return events.AlertRule{}, fmt.Errorf("read %s: %w", st, err)
+	}
+	var rs domain.RuleState
+	for i := range evs {
+		if evs[i].Revision > env.Revision {
+			break
+		}
+		v, err := Decode(&evs[i])
+		if err != nil {
+			return events.AlertRule{}, err
+		}
+		if v != nil {
+			rs.Apply(evs[i].Revision, v)
+		}
+	}
+	return rs.Rule, nil
 }

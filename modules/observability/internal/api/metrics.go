@@ -146,8 +146,12 @@ func (m *Metrics) Register(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
+			r, err := m.App.Usage(ctx, t, p)
+			if err != nil {
+				return nil, unavailable(err, "usage_unavailable", "usage could not be read; try again")
+			}
 			out := &usageOutput{}
-			out.Body.UsageReport = m.App.Usage(t, p)
+			out.Body.UsageReport = r
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
@@ -158,8 +162,12 @@ func (m *Metrics) Register(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
+			r, err := m.App.Cost(ctx, t, p)
+			if err != nil {
+				return nil, unavailable(err, "cost_unavailable", "cost could not be read; try again")
+			}
 			out := &costOutput{}
-			out.Body.CostReport = m.App.Cost(t, p)
+			out.Body.CostReport = r
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
@@ -172,7 +180,7 @@ func (m *Metrics) Register(api huma.API) {
 			}
 			r, err := m.App.SLIs(ctx, t, p)
 			if err != nil {
-				return nil, apperr.Wrap(err, apperr.KindUnavailable, "slis_unavailable", "the indicators could not be computed; try again")
+				return nil, unavailable(err, "slis_unavailable", "the indicators could not be computed; try again")
 			}
 			out := &slisOutput{}
 			out.Body.SLIReport = r
@@ -188,7 +196,7 @@ func (m *Metrics) Register(api huma.API) {
 			}
 			r, err := m.App.Anomalies(ctx, t, p)
 			if err != nil {
-				return nil, apperr.Wrap(err, apperr.KindUnavailable, "anomalies_unavailable", "anomalies could not be computed; try again")
+				return nil, unavailable(err, "anomalies_unavailable", "anomalies could not be computed; try again")
 			}
 			out := &anomaliesOutput{}
 			out.Body.AnomalyReport = r
@@ -203,7 +211,7 @@ func (m *Metrics) Register(api huma.API) {
 			}
 			r, err := m.App.Overview(ctx, t, p)
 			if err != nil {
-				return nil, apperr.Wrap(err, apperr.KindUnavailable, "overview_unavailable", "the overview could not be computed; try again")
+				return nil, unavailable(err, "overview_unavailable", "the overview could not be computed; try again")
 			}
 			out := &overviewOutput{}
 			out.Body.Overview = r
@@ -217,8 +225,12 @@ func (m *Metrics) Register(api huma.API) {
 			if err != nil {
 				return nil, err
 			}
+			rules, err := m.Alerts.List(ctx, t)
+			if err != nil {
+				return nil, unavailable(err, "alerts_unavailable", "alert rules could not be read; try again")
+			}
 			out := &alertsOutput{}
-			out.Body.Alerts = m.Alerts.List(t)
+			out.Body.Alerts = rules
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
@@ -238,16 +250,12 @@ func (m *Metrics) Register(api huma.API) {
 			if r.Period == "" {
 				r.Period = domain.DefaultPeriod
 			}
-			if err := m.Alerts.Save(ctx, t, r); err != nil {
+			saved, err := m.Alerts.Save(ctx, t, r)
+			if err != nil {
 				return nil, err
 			}
 			out := &ruleOutput{}
-			out.Body.RuleView = alerts.RuleView{AlertRule: r}
-			for _, v := range m.Alerts.List(t) {
-				if v.ID == r.ID {
-					out.Body.RuleView = v
-				}
-			}
+			out.Body.RuleView = saved
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
@@ -276,4 +284,13 @@ func (m *Metrics) Register(api huma.API) {
 			return &promOutput{ContentType: "text/plain; version=0.0.4; charset=utf-8", Body: buf.Bytes()}, nil
 		})
 	}
+}
+
+// unavailable passes an *apperr.Error through (503 catching_up while a read model catches up, among
+// others) and wraps anything else as 503 with code.
+func unavailable(err error, code, msg string) error {
+	if _, ok := apperr.As(err); ok {
+		return err
+	}
+	return apperr.Wrap(err, apperr.KindUnavailable, code, msg)
 }

@@ -15,9 +15,18 @@ import (
 // CacheFunc reads the search cache statistics of t in [since, until); nil means zeros.
 type CacheFunc func(ctx context.Context, t tenant.ID, since, until time.Time) (domain.CacheStats, error)
 
+// UsageModel is the usage read model (adapters.Usage): it refuses with 503 catching_up until it has
+// caught up with the store.
+type UsageModel interface {
+	// Window sums t's usage from the bucket holding since to the one holding until.
+	Window(ctx context.Context, t tenant.ID, since, until time.Time) (domain.Summary, error)
+	// Series is n consecutive windows of step ending with the bucket holding until, oldest first.
+	Series(ctx context.Context, t tenant.ID, until time.Time, step time.Duration, n int) ([]domain.Summary, error)
+}
+
 // Service holds what the queries read.
 type Service struct {
-	Model  *domain.Usage
+	Model  UsageModel
 	Prices domain.PriceTable
 	Cache  CacheFunc
 	Alerts *alerts.Engine
@@ -89,9 +98,12 @@ type UsageReport struct {
 }
 
 // Usage reports t's usage over period p.
-func (s *Service) Usage(t tenant.ID, p domain.Period) UsageReport {
+func (s *Service) Usage(ctx context.Context, t tenant.ID, p domain.Period) (UsageReport, error) {
 	w := s.window(p)
-	sum := s.Model.Window(t, w.Since, w.Until)
+	sum, err := s.Model.Window(ctx, t, w.Since, w.Until)
+	if err != nil {
+		return UsageReport{}, err
+	}
 	costs, total := domain.Costs(sum, s.Prices)
 	tot := sum.Total()
 	r := UsageReport{Window: w, Tenant: t.String(), Requests: tot.Requests, TokensIn: tot.Input, TokensOut: tot.Output,
@@ -111,7 +123,7 @@ func (s *Service) Usage(t tenant.ID, p domain.Period) UsageReport {
 		}
 		r.ByTool = append(r.ByTool, ToolUsage{Tool: name, Calls: x.Calls, Failures: x.Failures, AvgDurationMs: avg})
 	}
-	return r
+	return r, nil
 }
 
 // CostReport is GET /metrics/cost.
@@ -124,11 +136,14 @@ type CostReport struct {
 }
 
 // Cost reports t's estimated cost over p.
-func (s *Service) Cost(t tenant.ID, p domain.Period) CostReport {
+func (s *Service) Cost(ctx context.Context, t tenant.ID, p domain.Period) (CostReport, error) {
 	w := s.window(p)
-	sum := s.Model.Window(t, w.Since, w.Until)
+	sum, err := s.Model.Window(ctx, t, w.Since, w.Until)
+	if err != nil {
+		return CostReport{}, err
+	}
 	costs, total := domain.Costs(sum, s.Prices)
-	return CostReport{Window: w, Currency: "USD", TotalUSD: total, Requests: sum.Total().Requests, ByModel: costs}
+	return CostReport{Window: w, Currency: "USD", TotalUSD: total, Requests: sum.Total().Requests, ByModel: costs}, nil
 }
 
 // SLIReport is GET /metrics/slis.
@@ -145,11 +160,15 @@ func (s *Service) SLIs(ctx context.Context, t tenant.ID, p domain.Period) (SLIRe
 }
 
 func (s *Service) slisAt(ctx context.Context, t tenant.ID, since, until time.Time) (domain.SLIs, error) {
+	sum, err := s.Model.Window(ctx, t, since, until)
+	if err != nil {
+		return domain.SLIs{}, err
+	}
 	c, err := s.cache(ctx, t, since, until)
 	if err != nil {
 		return domain.SLIs{}, err
 	}
-	return domain.ComputeSLIs(s.Model.Window(t, since, until), c, s.Prices), nil
+	return domain.ComputeSLIs(sum, c, s.Prices), nil
 }
 
 // MetricValue is the alert evaluator: metric of t over p ending at now.
@@ -179,7 +198,10 @@ type AnomalyReport struct {
 func (s *Service) Anomalies(ctx context.Context, t tenant.ID, p domain.Period) (AnomalyReport, error) {
 	w := s.window(p)
 	step := p.Span / domain.SeriesPoints
-	sums := s.Model.Series(t, w.Until, step, domain.SeriesPoints)
+	sums, err := s.Model.Series(ctx, t, w.Until, step, domain.SeriesPoints)
+	if err != nil {
+		return AnomalyReport{}, err
+	}
 	series := make([]domain.SLIs, len(sums))
 	active := make([]bool, len(sums))
 	for i, sum := range sums {
@@ -216,7 +238,10 @@ func (s *Service) Overview(ctx context.Context, t tenant.ID, p domain.Period) (O
 	if err != nil {
 		return Overview{}, err
 	}
-	rules := s.Alerts.List(t)
+	rules, err := s.Alerts.List(ctx, t)
+	if err != nil {
+		return Overview{}, err
+	}
 	firing := 0
 	for _, r := range rules {
 		if r.Firing {

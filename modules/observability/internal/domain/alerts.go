@@ -7,6 +7,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // Comparators of alert rules.
@@ -103,4 +104,10 @@ func (s *RuleState) Apply(rev uint64, ev any) {
 	case events.AlertResolved:
 		s.Firing, s.Value = false, e.Value
 	}
+}
+
+// TenantRule is a rule's state with its tenant.
+type TenantRule struct {
+	Tenant tenant.ID
+	RuleState
 }

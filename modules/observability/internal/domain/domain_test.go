@@ -8,7 +8,6 @@ import (
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
-	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 func TestParsePeriod(t *testing.T) {
@@ -105,41 +104,5 @@ func TestValidateRule(t *testing.T) {
 	}
 	if !domain.Fires(good, 1) || domain.Fires(good, 0.99) {
 		t.Error("gte comparator")
-	}
-}
-
-func TestUsageWindowsAndDedup(t *testing.T) {
-	t.Parallel()
-	u := domain.NewUsage()
-	a, b := tenant.MustParse("a"), tenant.MustParse("b")
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	u.ApplyTurn(1, a, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 10}})
-	u.ApplyTurn(1, a, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 10}}) // redelivery
-	u.ApplyTurn(2, b, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 99}})
-	u.ApplyTool(3, a, t0.Add(time.Hour), domain.ToolCall{Tool: "x", Succeeded: false, DurationMs: 5})
-	if got := u.Window(a, t0, t0).Total(); got.Requests != 1 || got.Input != 10 {
-		t.Errorf("a at t0: %+v", got)
-	}
-	if got := u.Window(a, t0.Add(time.Minute), t0.Add(2*time.Hour)); got.Total().Requests != 1 || got.ToolTotal().Failures != 1 {
-		t.Errorf("a's window rounds its start down to the bucket: %+v", got.Total())
-	}
-	if got := u.Window(a, t0.Add(5*time.Minute), t0.Add(2*time.Hour)); got.Total().Requests != 0 {
-		t.Errorf("next bucket: %+v", got.Total())
-	}
-	series := u.Series(a, t0.Add(time.Hour), 30*time.Minute, 3)
-	var sum int64
-	for _, s := range series {
-		sum += s.Total().Requests + s.ToolTotal().Calls
-	}
-	if sum != 2 {
-		t.Errorf("series counts %d events, want each once", sum)
-	}
-	if got := u.Window(b, t0, t0).Total().Input; got != 99 {
-		t.Errorf("b: %d", got)
-	}
-	// Retention: buckets far older than the newest are dropped.
-	u.ApplyTurn(4, a, t0.Add(40*24*time.Hour), domain.ChatTurn{Model: "m", Completed: true})
-	if got := u.Window(a, t0, t0).Total().Requests; got != 0 {
-		t.Errorf("old bucket kept: %d", got)
 	}
 }

@@ -2,10 +2,7 @@ package domain
 
 import (
 	"sort"
-	"sync"
 	"time"
-
-	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // BucketWidth is the resolution of the usage read model: every period is answered by summing the
@@ -15,7 +12,8 @@ const BucketWidth = 5 * time.Minute
 // Retention bounds how far back the read model keeps buckets: the longest period plus a margin.
 const Retention = 31 * 24 * time.Hour
 
-// ChatTurn is one finished chat turn (AssistantMessageCompleted or AssistantMessageFailed).
+// ChatTurn is one finished chat turn (AssistantMessageCompleted, AssistantMessageFailed or
+// CompletionRecorded).
 type ChatTurn struct {
 	Model     string
 	Completed bool
@@ -71,83 +69,19 @@ type ToolUsage struct {
 	DurationMsSum float64
 }
 
-type bucket struct {
-	models map[string]*ModelUsage
-	tools  map[string]*ToolUsage
-}
+// BucketKey is the usage bucket holding at: Unix seconds divided by the bucket width.
+func BucketKey(at time.Time) int64 { return at.Unix() / int64(BucketWidth/time.Second) }
 
-type tenantUsage struct {
-	buckets map[int64]*bucket // key: unix seconds / bucket width
-	newest  int64
-}
+// BucketStart is the time a bucket begins.
+func BucketStart(k int64) time.Time { return time.Unix(k*int64(BucketWidth/time.Second), 0).UTC() }
 
-// Usage is the per-tenant usage read model. It is fed in global order by the bus projection (or by
-// replay), ignores events it has already applied (by global position), and is safe for concurrent use.
-type Usage struct {
-	mu      sync.RWMutex
-	tenants map[tenant.ID]*tenantUsage
-	last    uint64
-}
+// RetainedBuckets is how many buckets before a tenant's newest one are kept: a bucket older than
+// newest-RetainedBuckets is dropped when a newer bucket appears (by event time, not the wall clock,
+// so a rebuild keeps exactly what the live model kept).
+const RetainedBuckets = int64(Retention / BucketWidth)
 
-// NewUsage returns an empty read model.
-func NewUsage() *Usage { return &Usage{tenants: map[tenant.ID]*tenantUsage{}} }
-
-func bucketKey(at time.Time) int64 { return at.Unix() / int64(BucketWidth/time.Second) }
-
-// seen reports whether pos was applied already; it must be called with mu held for writing.
-func (u *Usage) seen(pos uint64) bool {
-	if pos == 0 {
-		return false
-	}
-	if pos <= u.last {
-		return true
-	}
-	u.last = pos
-	return false
-}
-
-func (u *Usage) bucket(t tenant.ID, at time.Time) *bucket {
-	tu := u.tenants[t]
-	if tu == nil {
-		tu = &tenantUsage{buckets: map[int64]*bucket{}}
-		u.tenants[t] = tu
-	}
-	k := bucketKey(at)
-	b := tu.buckets[k]
-	if b == nil {
-		b = &bucket{models: map[string]*ModelUsage{}, tools: map[string]*ToolUsage{}}
-		tu.buckets[k] = b
-		if k > tu.newest {
-			tu.newest = k
-			// Prune by event time, not the wall clock, so a rebuild keeps exactly what the live model kept.
-			cutoff := k - int64(Retention/BucketWidth)
-			for old := range tu.buckets {
-				if old < cutoff {
-					delete(tu.buckets, old)
-				}
-			}
-		}
-	}
-	return b
-}
-
-// ApplyTurn adds a chat turn recorded at position pos (0: no deduplication) and time at.
-func (u *Usage) ApplyTurn(pos uint64, t tenant.ID, at time.Time, turn ChatTurn) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.seen(pos) {
-		return
-	}
-	b := u.bucket(t, at)
-	model := turn.Model
-	if model == "" {
-		model = "unknown"
-	}
-	m := b.models[model]
-	if m == nil {
-		m = &ModelUsage{}
-		b.models[model] = m
-	}
+// AddTurn folds one chat turn into a model's bucket totals.
+func (m *ModelUsage) AddTurn(turn ChatTurn) {
 	m.Requests++
 	switch {
 	case turn.Completed:
@@ -172,24 +106,21 @@ func (u *Usage) ApplyTurn(pos uint64, t tenant.ID, at time.Time, turn ChatTurn) 
 	}
 }
 
-// ApplyTool adds a tool call recorded at position pos and time at.
-func (u *Usage) ApplyTool(pos uint64, t tenant.ID, at time.Time, c ToolCall) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.seen(pos) {
-		return
-	}
-	b := u.bucket(t, at)
-	tu := b.tools[c.Tool]
-	if tu == nil {
-		tu = &ToolUsage{}
-		b.tools[c.Tool] = tu
-	}
-	tu.Calls++
+// AddCall folds one tool call into a tool's bucket totals.
+func (x *ToolUsage) AddCall(c ToolCall) {
+	x.Calls++
 	if !c.Succeeded {
-		tu.Failures++
+		x.Failures++
 	}
-	tu.DurationMsSum += c.DurationMs
+	x.DurationMsSum += c.DurationMs
+}
+
+// ModelName is the name a turn is counted under ("unknown" when the event names none).
+func ModelName(model string) string {
+	if model == "" {
+		return "unknown"
+	}
+	return model
 }
 
 // Summary is a tenant's usage over a window.
@@ -242,91 +173,53 @@ func (s Summary) ToolNames() []string {
 // Empty reports whether nothing happened in the window.
 func (s Summary) Empty() bool { return len(s.Models) == 0 && len(s.Tools) == 0 }
 
-// Window sums t's buckets from the one holding since to the one holding until, both included (so a
-// period's start is rounded down to a bucket edge, and events at until count).
-func (u *Usage) Window(t tenant.ID, since, until time.Time) Summary {
-	return u.keys(t, since, until, bucketKey(since), bucketKey(until)+1)
+// NewSummary is an empty summary of [since, until].
+func NewSummary(since, until time.Time) Summary {
+	return Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{}}
 }
 
-// keys sums the buckets with keys in [lo, hi).
-func (u *Usage) keys(t tenant.ID, since, until time.Time, lo, hi int64) Summary {
-	s := Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{}}
-	u.mu.RLock()
-	defer u.mu.RUnlock()
-	tu := u.tenants[t]
-	if tu == nil {
-		return s
+// AddModel adds one bucket's totals of a model.
+func (s *Summary) AddModel(name string, m *ModelUsage) {
+	acc := s.Models[name]
+	if acc == nil {
+		acc = &ModelUsage{}
+		s.Models[name] = acc
 	}
-	// Iterate whichever is smaller: the window's buckets or the tenant's buckets.
-	if hi-lo <= int64(len(tu.buckets)) {
-		for k := lo; k < hi; k++ {
-			if b := tu.buckets[k]; b != nil {
-				s.addBucket(b)
-			}
-		}
-	} else {
-		for k, b := range tu.buckets {
-			if k >= lo && k < hi {
-				s.addBucket(b)
-			}
-		}
-	}
-	return s
+	acc.add(m)
 }
 
-func (s *Summary) addBucket(b *bucket) {
-	for name, m := range b.models {
-		acc := s.Models[name]
-		if acc == nil {
-			acc = &ModelUsage{}
-			s.Models[name] = acc
-		}
-		acc.add(m)
+// AddTool adds one bucket's totals of a tool.
+func (s *Summary) AddTool(name string, x *ToolUsage) {
+	acc := s.Tools[name]
+	if acc == nil {
+		acc = &ToolUsage{}
+		s.Tools[name] = acc
 	}
-	for name, x := range b.tools {
-		acc := s.Tools[name]
-		if acc == nil {
-			acc = &ToolUsage{}
-			s.Tools[name] = acc
-		}
-		acc.Calls += x.Calls
-		acc.Failures += x.Failures
-		acc.DurationMsSum += x.DurationMsSum
-	}
+	acc.Calls += x.Calls
+	acc.Failures += x.Failures
+	acc.DurationMsSum += x.DurationMsSum
 }
 
-// Series splits the time up to until into n consecutive windows of step (rounded up to whole
-// buckets), oldest first; the newest ends with the bucket holding until. No bucket counts twice.
-func (u *Usage) Series(t tenant.ID, until time.Time, step time.Duration, n int) []Summary {
+// WindowBuckets is the bucket range [lo, hi) of a window: from the bucket holding since to the one
+// holding until, both included (so a period's start is rounded down to a bucket edge, and events at
+// until count).
+func WindowBuckets(since, until time.Time) (lo, hi int64) {
+	return BucketKey(since), BucketKey(until) + 1
+}
+
+// SeriesBuckets splits the time up to until into n consecutive ranges of step (rounded up to whole
+// buckets), oldest first, as bucket ranges [lo, hi); the newest ends with the bucket holding until.
+// No bucket is in two ranges.
+func SeriesBuckets(until time.Time, step time.Duration, n int) [][2]int64 {
 	width := int64((step + BucketWidth - 1) / BucketWidth)
 	if width < 1 {
 		width = 1
 	}
-	end := bucketKey(until) + 1
-	out := make([]Summary, n)
+	end := BucketKey(until) + 1
+	out := make([][2]int64, n)
 	for i := 0; i < n; i++ {
 		lo := end - int64(n-i)*width
-		hi := lo + width
-		out[i] = u.keys(t, time.Unix(lo*int64(BucketWidth/time.Second), 0).UTC(), time.Unix(hi*int64(BucketWidth/time.Second), 0).UTC(), lo, hi)
+		out[i] = [2]int64{lo, lo + width}
 	}
 	return out
-}
-
-// Tenants lists the tenants the model has seen, sorted.
-func (u *Usage) Tenants() []tenant.ID {
-	u.mu.RLock()
-	defer u.mu.RUnlock()
-	out := make([]tenant.ID, 0, len(u.tenants))
-	for t := range u.tenants {
-		out = append(out, t)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
-	return out
-}
-
-// LastPosition is the global position of the last event applied.
-func (u *Usage) LastPosition() uint64 {
-	u.mu.RLock()
-	defer u.mu.RUnlock()
-	return u.last
 }
