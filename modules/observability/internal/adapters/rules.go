@@ -55,25 +55,33 @@ func ApplyRuleEvent(b *bolt.Bucket, env bus.Envelope, ev any) error {
 // Rules answers the rule queries from the projection: 503 catching_up until it has caught up.
 type Rules struct{ Projection *bus.Projection }
 
+// ListRules returns t's existing rules, sorted by id.
+func ListRules(b *bolt.Bucket, t tenant.ID) ([]domain.RuleState, error) {
+	out := []domain.RuleState{}
+	prefix := tenantPrefix(t)
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var rs domain.RuleState
+		if err := json.Unmarshal(v, &rs); err != nil {
+			return nil, fmt.Errorf("rule %s: stored state: %w", k, err)
+		}
+		if rs.Exists {
+			out = append(out, rs)
+		}
+	}
+	return out, nil
+}
+
 // List returns t's existing rules, sorted by id.
 func (r Rules) List(ctx context.Context, t tenant.ID) ([]domain.RuleState, error) {
-	out := []domain.RuleState{}
 	if r.Projection == nil {
 		return nil, errNotRegistered
 	}
+	var out []domain.RuleState
 	err := r.Projection.View(ctx, func(tx *readmodel.Tx) error {
-		prefix := tenantPrefix(t)
-		c := tx.Bucket().Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var rs domain.RuleState
-			if err := json.Unmarshal(v, &rs); err != nil {
-				return fmt.Errorf("rule %s: stored state: %w", k, err)
-			}
-			if rs.Exists {
-				out = append(out, rs)
-			}
-		}
-		return nil
+		var err error
+		out, err = ListRules(tx.Bucket(), t)
+		return err
 	})
 	return out, err
 }
