@@ -31,7 +31,6 @@ import (
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
 	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/search/traced"
-	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -243,7 +242,7 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 		return nil, within("embeddings", err, "check CRISPY_DEFAULT_EMBEDDING_MODEL (provider:model)")
 	}
 	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer,
-		Tenants: func(context.Context) ([]tenant.ID, error) { return ten.Tenants(), nil }, Log: log, Metrics: set})
+		SharedIndex: cfg.Search != "" && cfg.Search != "embedded", Log: log, Metrics: set})
 	if err != nil {
 		return nil, within("retrieval", err, "")
 	}
@@ -329,10 +328,8 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 // and until the search index knows which tenants it must rebuild (those answer search with 503
 // catching_up until theirs is; the others at once).
 func (a *app) ready(ctx context.Context) error {
-	if err := a.bus.WaitCaughtUp(ctx); err != nil {
-		return err
-	}
-	return a.retr.WaitStarted(ctx)
+	// The search index is a read model: its searches answer 503 catching_up until it has caught up.
+	return a.bus.WaitCaughtUp(ctx)
 }
 
 func named(what string, err error) error {

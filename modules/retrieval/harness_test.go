@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
@@ -21,11 +23,6 @@ import (
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
-
-type nopBus struct{}
-
-func (nopBus) On(string, []string, bus.Handler)      {}
-func (nopBus) Project(string, []string, bus.Handler) {}
 
 // flakyIndex wraps an index and fails every call while down is set, as an unreachable cluster does.
 type flakyIndex struct {
@@ -68,6 +65,7 @@ type env struct {
 	mod   *retrieval.Module
 	store eventstore.Store
 	index *flakyIndex
+	bus   *bus.Bus
 }
 
 type opts struct {
@@ -104,8 +102,20 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod.Register(srv.API, nopBus{})
-	return &env{t: t, h: srv.Handler(), mod: mod, store: store, index: fi}
+	b := bustest.NewBus(t, store)
+	mod.Register(srv.API, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mod.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	bustest.Start(t, b)
+	for i := 0; mod.HealthCheck(context.Background()) != nil; i++ { // the start-up repair
+		if i > 10000 {
+			t.Fatalf("the module never got ready: %v", mod.HealthCheck(context.Background()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return &env{t: t, h: srv.Handler(), mod: mod, store: store, index: fi, bus: b}
 }
 
 type resp struct {

@@ -1,13 +1,16 @@
 // Package retrieval is ingestion, chunking, embeddings, search, RAG answers and the search cache
 // (SPEC §2 /ingest, /documents/{docId}, /search, /metrics/search-cache; §4).
 //
-// Documents are events in t-{tenant}.doc-{key} streams (events package); the vector index is a
-// projection of them with a checkpoint per tenant (its place in the log). The module updates the
-// index right after each append (and records nothing the embedder or the index refuses); Run catches
-// every tenant up from its checkpoint at start (a missing, corrupt or stale snapshot included),
-// refusing the tenant's searches as catching_up until its index is complete, and retries documents
-// the index missed; Reindex (crispy reindex) rebuilds a tenant from the beginning of its log. Writes
-// during a catch-up or a rebuild are kept (internal/app/catchup.go says how).
+// Documents are events in t-{tenant}.doc-{key} streams (events package). The search index consumes
+// them from the bus (Register): the embedded index, each replica's own, through a projection whose
+// state (document revisions and its position) lives beside the index's own snapshot and
+// checkpoint; a shared Elasticsearch through a processor (once per deployment). Both are idempotent
+// by document revision, and wait out an index or embedder that is down instead of dropping the
+// write (internal/app/consume.go says how). An ingest records its event and waits, bounded, until
+// its replica's index has applied it; every replica drops its search cache on every document event.
+// The search cache statistics are per-minute events and a checkpointed projection of them. Without
+// Register (the CLI's ingest and reindex) the module writes the index in the request path; Reindex
+// (crispy reindex) rebuilds a tenant from the beginning of its log.
 package retrieval
 
 import (
@@ -20,10 +23,15 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/danielgtaylor/huma/v2"
 
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
 	retrievalhttp "github.com/crispy-enigma/crispy/modules/retrieval/internal/httpapi"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/health"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -39,9 +47,13 @@ type Config struct {
 	RewriteTimeout time.Duration
 	// AnswerTimeout bounds the model's answer (default 60 s); on timeout the answer is extractive.
 	AnswerTimeout time.Duration
-	// RetryInterval is how often documents the index missed, and catch-ups that failed, are retried
-	// (default 30 s).
-	RetryInterval time.Duration
+	// IndexWait bounds how long an ingest or delete waits for this replica's index to apply it
+	// (default 10 s); past it the answer is 503 saying the change was recorded (it is applied when
+	// the index is back, without a reindex).
+	IndexWait time.Duration
+	// StatsInterval is how often the search cache statistics of this replica are recorded as
+	// events (default 1 min): a crash loses at most this much of them.
+	StatsInterval time.Duration
 	// FlushInterval is how often an index that persists in the background (embedded) writes its
 	// snapshots (default 10 s).
 	FlushInterval time.Duration
@@ -62,8 +74,11 @@ func (c *Config) defaults() {
 	if c.AnswerTimeout == 0 {
 		c.AnswerTimeout = 60 * time.Second
 	}
-	if c.RetryInterval == 0 {
-		c.RetryInterval = 30 * time.Second
+	if c.IndexWait == 0 {
+		c.IndexWait = 10 * time.Second
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = time.Minute
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = 10 * time.Second
@@ -75,7 +90,7 @@ func (c *Config) defaults() {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.AnswerTimeout < 0 || c.RetryInterval < 0 || c.FlushInterval < 0 || c.MaxTextChars < 0 || c.CacheMaxEntries < 0 {
+	if c.AnswerTimeout < 0 || c.IndexWait < 0 || c.StatsInterval < 0 || c.FlushInterval < 0 || c.MaxTextChars < 0 || c.CacheMaxEntries < 0 {
 		return fmt.Errorf("retrieval: negative limits in %+v", c)
 	}
 	return nil
@@ -89,21 +104,26 @@ type Deps struct {
 	Embedders Embedders    // *embeddings.Resolver
 	Policy    TenantPolicy // nil: every tenant uses the default embeddings model
 	Completer Completer    // nil: offline (extractive answers, no rewrite)
-	// Tenants lists every tenant, so Run can catch their indexes up with the log at start; until it
-	// has, searches answer catching_up. Nil: no catch-up at start (tests).
-	Tenants func(ctx context.Context) ([]tenant.ID, error)
-	Log     *slog.Logger
-	Metrics *metrics.Set // nil-safe
-	Now     func() time.Time
+	// SharedIndex says that Index is shared by every replica (Elasticsearch): a processor writes it
+	// once per deployment. Unset: Index is this replica's own (embedded), a projection.
+	SharedIndex bool
+	Log         *slog.Logger
+	Metrics     *metrics.Set // nil-safe
+	Now         func() time.Time
 }
 
 // Module is the retrieval module.
 type Module struct {
-	cfg     Config
-	svc     *app.Service
-	index   search.Index
-	tenants func(ctx context.Context) ([]tenant.ID, error)
-	log     *slog.Logger
+	cfg    Config
+	svc    *app.Service
+	index  search.Index
+	store  eventstore.Store
+	shared bool
+	log    *slog.Logger
+
+	indexProj *bus.Projection // the embedded index's projection (Register)
+	docsProj  *bus.Projection // the shared index's per-replica projection (Register)
+	statsProj *bus.Projection
 }
 
 // New builds the module.
@@ -124,62 +144,130 @@ func New(d Deps) (*Module, error) {
 	log := d.Log.With("module", "retrieval")
 	svc := &app.Service{Store: d.Store, Index: d.Index, Embedders: d.Embedders, Cache: app.NewCache(d.Config.CacheTTL, d.Config.CacheMaxEntries, d.Now),
 		Stats: app.NewStats(), Metrics: d.Metrics, Log: log, Now: d.Now, RewriteTimeout: d.Config.RewriteTimeout,
-		AnswerTimeout: d.Config.AnswerTimeout, MaxTextChars: d.Config.MaxTextChars}
+		AnswerTimeout: d.Config.AnswerTimeout, MaxTextChars: d.Config.MaxTextChars, IndexWait: d.Config.IndexWait}
 	if d.Policy != nil {
 		svc.Policy = policyAdapter{d.Policy}
 	}
 	if d.Completer != nil {
 		svc.Completer = completerAdapter{d.Completer}
 	}
-	if d.Tenants != nil {
-		svc.WaitForStartUp()
+	return &Module{cfg: d.Config, svc: svc, index: d.Index, store: d.Store, shared: d.SharedIndex, log: log}, nil
+}
+
+// Durable names of the module's consumers: never rename them (a projection's name is its file, a
+// processor's its consumer group).
+const (
+	indexProjection = "retrieval.index"        // embedded index: document revisions and position
+	docsProjection  = "retrieval.documents"    // shared index: drops this replica's search cache
+	indexProcessor  = "retrieval.index-writer" // shared index: writes it once per deployment
+	statsProjection = "retrieval.search-stats" // search cache statistics
+)
+
+// Register mounts POST /ingest, DELETE /documents/{docId}, POST /search and GET /metrics/search-cache,
+// and the module's consumers: the index's (a projection for the embedded index, a processor and a
+// cache projection for a shared one) and the search statistics' projection. From then on the
+// request path records events and the index follows the bus.
+func (m *Module) Register(api huma.API, c bus.Consumers) {
+	events.Register(c.Codec().Add)
+	svc := m.svc
+	if m.shared {
+		p := c.Projection(docsProjection, bus.ProjectionOptions{What: "search index", Version: 1})
+		bus.Apply(p, func(_ context.Context, _ *readmodel.Tx, env bus.Envelope, ev events.DocumentIngested) error {
+			svc.SeenDocEvent(docEvent(env, ev.DocID, &ev))
+			return nil
+		})
+		bus.Apply(p, func(_ context.Context, _ *readmodel.Tx, env bus.Envelope, ev events.DocumentDeleted) error {
+			svc.SeenDocEvent(docEvent(env, ev.DocID, nil))
+			return nil
+		})
+		q := c.Processor(indexProcessor)
+		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev events.DocumentIngested) error {
+			return svc.WriteShared(ctx, docEvent(env, ev.DocID, &ev))
+		})
+		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev events.DocumentDeleted) error {
+			return svc.WriteShared(ctx, docEvent(env, ev.DocID, nil))
+		})
+		m.docsProj = p
+	} else {
+		p := c.Projection(indexProjection, bus.ProjectionOptions{What: "search index", Version: 1})
+		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.DocumentIngested) error {
+			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, &ev))
+		})
+		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.DocumentDeleted) error {
+			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, nil))
+		})
+		m.indexProj = p
+		svc.RepairNeeded = true
 	}
-	return &Module{cfg: d.Config, svc: svc, index: d.Index, tenants: d.Tenants, log: log}, nil
+	ready := m.docsProj
+	if ready == nil {
+		ready = m.indexProj
+	}
+	svc.Ready = ready.Ready
+	svc.Consumed = true
+
+	sp := c.Projection(statsProjection, bus.ProjectionOptions{What: "search cache statistics", Version: 1})
+	bus.Apply(sp, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.SearchStatsRecorded) error {
+		return app.RecordStats(tx.Bucket(), env.Tenant, ev)
+	})
+	m.statsProj = sp
+	svc.Stats.Durable = func(t tenant.ID, from, to int64) (hits, misses int64, lat float64, err error) {
+		err = sp.View(context.Background(), func(tx *readmodel.Tx) error {
+			hits, misses, lat = app.SumStats(tx.Bucket(), t, from, to)
+			return nil
+		})
+		return hits, misses, lat, err
+	}
+	retrievalhttp.Register(api, svc)
 }
 
-// Register mounts POST /ingest, DELETE /documents/{docId}, POST /search and GET /metrics/search-cache.
-// The module registers no bus handlers: it updates its index itself after each append.
-func (m *Module) Register(api huma.API, _ bus.Registry) {
-	retrievalhttp.Register(api, m.svc)
+// Routes mounts the HTTP routes only, without the consumers: the request path then writes the index
+// itself, as the CLI does. For tests of that path; serve calls Register.
+func (m *Module) Routes(api huma.API) { retrievalhttp.Register(api, m.svc) }
+
+func docEvent(env bus.Envelope, docID string, ing *events.DocumentIngested) app.DocEvent {
+	return app.DocEvent{Tenant: env.Tenant, DocID: docID, Revision: env.Revision, Position: env.Position, Ingested: ing}
 }
 
-// finalCheckpointTimeout bounds the checkpoint writes of Run's exit, for every tenant together.
-const finalCheckpointTimeout = 5 * time.Second
+// finalFlushTimeout bounds the statistics' last append at Run's exit.
+const finalFlushTimeout = 5 * time.Second
 
-// Run catches every tenant's index up with the event log (when Deps.Tenants is set), then retries
-// what failed and writes the index's checkpoints and snapshots until ctx ends.
+// Run repairs the embedded index once its projection has caught up (consume.go), then records the
+// search statistics every StatsInterval and writes the index's snapshots every FlushInterval until
+// ctx ends, and once more on the way out.
 func (m *Module) Run(ctx context.Context) error {
-	if m.tenants != nil {
-		ts, err := m.tenants(ctx)
-		if err != nil {
-			return fmt.Errorf("retrieval: list tenants: %w", err)
-		}
-		m.svc.CatchUpAll(ctx, ts)
+	if m.indexProj != nil {
+		go m.repair(ctx)
 	}
-	retry := time.NewTicker(m.cfg.RetryInterval)
-	defer retry.Stop()
 	flush := time.NewTicker(m.cfg.FlushInterval)
 	defer flush.Stop()
+	stats := time.NewTicker(m.cfg.StatsInterval)
+	defer stats.Stop()
 	fl, canFlush := m.index.(search.Flusher)
 	for {
 		select {
 		case <-ctx.Done():
-			// Bounded: an index that accepts and never answers (a stalled Elasticsearch) must not
-			// hold the shutdown; a checkpoint not written only means a longer catch-up next start.
-			pctx, cancel := context.WithTimeout(context.Background(), finalCheckpointTimeout)
-			m.svc.PushCheckpoints(pctx)
-			cancel()
+			if m.statsProj != nil {
+				// Bounded: a store that does not answer must not hold the shutdown.
+				sctx, cancel := context.WithTimeout(context.Background(), finalFlushTimeout)
+				if err := m.svc.Stats.Flush(sctx, m.store); err != nil {
+					m.log.Error("retrieval: the last search statistics were not recorded", "error", err)
+				}
+				cancel()
+			}
 			if canFlush {
 				if err := fl.Flush(context.Background()); err != nil {
 					m.log.Error("retrieval: final index snapshot failed", "error", err)
 				}
 			}
 			return nil
-		case <-retry.C:
-			m.svc.Retry(ctx)
+		case <-stats.C:
+			if m.statsProj != nil {
+				if err := m.svc.Stats.Flush(ctx, m.store); err != nil {
+					m.log.Warn("retrieval: recording search statistics failed; kept for the next try", "error", err)
+				}
+			}
 		case <-flush.C:
-			// Checkpoints first: a snapshot holds content at least as new as the checkpoint it carries.
-			m.svc.PushCheckpoints(ctx)
 			if canFlush {
 				if err := fl.Flush(ctx); err != nil {
 					m.log.Error("retrieval: index snapshot failed", "error", err)
@@ -189,11 +277,29 @@ func (m *Module) Run(ctx context.Context) error {
 	}
 }
 
-// WaitStarted returns once Run's start-up catch-up knows what every tenant has to catch up: tenants
-// whose index is complete are served from then on, the others answer catching_up until theirs is.
-// serve waits for it before it listens, so a quiet start answers at once. It returns at once when
-// Deps.Tenants is nil; it fails when ctx ends first.
-func (m *Module) WaitStarted(ctx context.Context) error { return m.svc.WaitScanned(ctx) }
+// repair runs the start-up repair once the index projection has caught up, unless its first event
+// did, retrying while the index or the store fail.
+func (m *Module) repair(ctx context.Context) {
+	if err := m.indexProj.WaitCaughtUp(ctx); err != nil {
+		return
+	}
+	wait := 100 * time.Millisecond
+	for !m.svc.Repaired() {
+		err := m.svc.RepairWith(ctx, func(fn func(b *bolt.Bucket) error) error {
+			return m.indexProj.View(ctx, func(tx *readmodel.Tx) error { return fn(tx.Bucket()) })
+		})
+		if err == nil {
+			return
+		}
+		m.log.Warn("retrieval: repairing the index after the last stop failed; retrying", "in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
 
 // Document is what Ingest takes. Its fields match tooling.Document, so cmd/crispy converts one into
 // the other with a plain conversion.
@@ -304,8 +410,8 @@ func (a completerAdapter) Complete(ctx context.Context, t tenant.ID, msgs []app.
 }
 
 // CacheStats are a tenant's search cache numbers for a window (the numbers of GET
-// /metrics/search-cache), for the observability module's SLIs. They live in memory and restart from
-// zero with the process.
+// /metrics/search-cache), for the observability module's SLIs. Once Register ran they are a
+// checkpointed read model summed over the replicas (they survive restarts).
 type CacheStats struct {
 	Hits, Misses, TotalChecks int64
 	HitRate, AvgLatencyMs     float64
@@ -313,17 +419,27 @@ type CacheStats struct {
 
 // CacheStats sums t's search cache checks between since and until.
 func (m *Module) CacheStats(_ context.Context, t tenant.ID, since, until time.Time) (CacheStats, error) {
-	return CacheStats(m.svc.Stats.Window(t, since, until)), nil
+	st, err := m.svc.Stats.Window(t, since, until)
+	return CacheStats(st), err
 }
 
 // HealthCheck reports the search index for GET /health's "search" backend: down when it does not
-// answer (indexes that can be pinged: Elasticsearch), catching_up with progress (health.State) while
-// the tenant in ctx (every tenant, when ctx has none) catches up with the event log, else nil.
+// answer (indexes that can be pinged: Elasticsearch), catching_up while this replica's index
+// consumer catches up with the store or repairs what the last stop left, else nil. (A write the
+// index cannot take shows on the "bus" backend: degraded while the bus waits for the index.)
 func (m *Module) HealthCheck(ctx context.Context) error {
 	if p, ok := m.index.(interface{ Ping(context.Context) error }); ok {
 		if err := p.Ping(ctx); err != nil {
 			return err
 		}
 	}
-	return m.svc.Health(ctx)
+	if m.svc.Ready != nil {
+		if err := m.svc.Ready(); err != nil {
+			return health.CatchingUpState("the search index is catching up with the event store", 0, 0)
+		}
+	}
+	if m.indexProj != nil && !m.svc.Repaired() {
+		return health.CatchingUpState("the search index is repairing what the last stop left unsaved", 0, 0)
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/health"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -387,36 +388,44 @@ func TestIndexDownRefusesWritesAndRecordsNothing(t *testing.T) {
 	}
 }
 
-func TestRetryLoopCatchesUp(t *testing.T) {
+// An index that goes down after an ingest was recorded (Elasticsearch, say): the ingest answers 503
+// "recorded", the bus waits for the index (degraded on /health), and once it is back the document
+// is indexed without a reindex, and the answer cached without it is dropped.
+func TestIndexDownThenUpIndexesWithoutReindex(t *testing.T) {
 	t.Parallel()
 	ix, _ := embedded.Open(embedded.Config{})
 	fu := &failingUpsert{Index: ix}
-	e := newEnv(t, opts{config: retrieval.Config{RetryInterval: 5 * time.Millisecond}, index: fu})
+	e := newEnv(t, opts{config: retrieval.Config{IndexWait: 50 * time.Millisecond}, index: fu})
+	q := map[string]any{"query": "vacation days", "answer": false}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 0 { // cached without the document
+		t.Fatalf("search before the ingest: %d %s", r.status, r.raw)
+	}
 	fu.fail.Store(true) // the index fails after the append: recorded, not indexed
 	if r := e.ingest("acme", "vac", vacation, nil); r.status != 503 || !strings.Contains(r.raw, "recorded") {
 		t.Fatalf("%d %s", r.status, r.raw)
 	}
-	fu.fail.Store(false)
-	q := map[string]any{"query": "vacation days", "answer": false}
-	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 0 { // cached without the document
-		t.Fatalf("search before the retry: %d %s", r.status, r.raw)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.mod.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for i := 0; ; i++ { // wait for the loop, not for a duration
-		ps, err := e.mod.Retrieve(context.Background(), tenant.MustParse("acme"), "vacation", 5)
-		if err == nil && len(ps) == 1 {
+	for i := 0; ; i++ { // the bus waits for the index, and says so
+		st, _ := health.Classify(e.bus.Check(context.Background()))
+		if st == health.Degraded {
 			break
 		}
 		if i > 2000 {
-			t.Fatal("the retry loop never indexed the document")
+			t.Fatalf("/health bus while the index is down: %v", e.bus.Check(context.Background()))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 0 {
+		t.Fatalf("search while the index is down: %d %s", r.status, r.raw)
+	}
+	fu.fail.Store(false)
+	if err := e.bus.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 1 {
-		t.Fatalf("the cached answer from before the retry is served (cached %v): %s", r.body["cached"], r.raw)
+		t.Fatalf("after the index came back (cached %v): %s", r.body["cached"], r.raw)
+	}
+	if err := e.bus.Check(context.Background()); err != nil {
+		t.Fatalf("/health bus once the index is back: %v", err)
 	}
 }
 

@@ -53,3 +53,25 @@ type DocumentIngested struct {
 type DocumentDeleted struct {
 	DocID string `json:"docId"`
 }
+
+// TypeSearchStatsRecorded is a replica's search cache numbers of one tenant for one minute.
+const TypeSearchStatsRecorded = "retrieval.SearchStatsRecorded"
+
+// StatsCategory is the stream category of the search statistics: t-{tenant}.searchstats-{yyyymmdd}.
+const StatsCategory = "searchstats"
+
+// SearchStatsRecorded adds one replica's search cache checks of one minute to the tenant's search
+// statistics (GET /metrics/search-cache). Replicas each record their own; the read model sums them.
+type SearchStatsRecorded struct {
+	Minute    int64   `json:"minute"` // Unix minutes
+	Hits      int64   `json:"hits"`
+	Misses    int64   `json:"misses"`
+	LatencyMs float64 `json:"latencyMs"` // sum over the checks
+}
+
+// Register adds the module's events to a codec (bus.Consumers.Codec().Add).
+func Register(add func(name string, sample any)) {
+	add(TypeDocumentIngested, DocumentIngested{})
+	add(TypeDocumentDeleted, DocumentDeleted{})
+	add(TypeSearchStatsRecorded, SearchStatsRecorded{})
+}

@@ -57,14 +57,26 @@ type Service struct {
 	AnswerTimeout  time.Duration
 	MaxTextChars   int
 
+	// Consumed is set when the index is fed by the bus (serve): the request path records events and
+	// waits, up to IndexWait, for this replica to have applied them (consume.go). Unset (the CLI),
+	// the request path writes the index itself.
+	Consumed  bool
+	IndexWait time.Duration
+	// Ready, when set, refuses searches until this replica's consumer has caught up (503
+	// catching_up).
+	Ready func() error
+	// RepairNeeded: the index is this replica's own (embedded) and searches wait for the start-up
+	// repair (consume.go).
+	RepairNeeded bool
+
 	locks sync.Map // tenant/docId -> *sync.Mutex
 
-	// The index's catch-up and checkpoint per tenant (catchup.go).
-	indexesMu sync.Mutex
-	indexes   map[tenant.ID]*tenantIndex
-	starting  atomic.Bool   // reads wait for CatchUpAll
-	scanned   chan struct{} // closed once CatchUpAll has scanned every tenant (WaitForStartUp makes it)
-	scanOnce  sync.Once
+	applied    watermark
+	prepared   sync.Map // preparedKey -> []search.Chunk
+	repaired   sync.Map // docKey -> revision the start-up repair applied
+	verified   sync.Map // tenant.ID -> true: its index checkpoint is not beyond the store
+	repairMu   sync.Mutex
+	repairDone atomic.Bool
 }
 
 // docLock serialises writes of one document of one tenant.
@@ -147,7 +159,8 @@ func (s *Service) loadDoc(ctx context.Context, t tenant.ID, docID string, from u
 	}
 	evs, err := s.Store.ReadStream(ctx, st, from, 0)
 	if err != nil {
-		return domain.Document{}, fmt.Errorf("read %s: %w", st, err)
+		return domain.Document{}, apperr.Wrap(fmt.Errorf("read %s: %w", st, err), apperr.KindUnavailable, "retrieval.storeUnavailable",
+			"the event store is unavailable; try again later")
 	}
 	d := domain.Document{DocID: docID}
 	for _, e := range evs {

@@ -79,13 +79,9 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 		}
 	}
 	sort.Strings(files)
-	// crispy ingest runs without the module's Run: catch the tenant's index up first, so that its
-	// checkpoint can follow these writes and the server's next start has none of them to replay
-	// (and re-embed, refusing the tenant's searches meanwhile).
-	if err := s.catchUp(ctx, t); err != nil {
-		return FilesResult{}, fmt.Errorf("catch the index of %s up with the event log: %w", t, err)
-	}
-	defer s.pushCheckpoint(context.WithoutCancel(ctx), t, s.tenantIndex(t))
+	// crispy ingest runs without the bus: it writes the index itself (Consumed unset). It does not
+	// move the tenant's index checkpoint, so the server's next start applies these events again
+	// (idempotent: the same documents, embedded again).
 	hashes, err := s.contentHashes(ctx, t)
 	if err != nil {
 		return FilesResult{}, err

@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -70,14 +72,17 @@ func (s *Service) validateIngest(c *Ingest) error {
 	return nil
 }
 
-// Ingest records the document and indexes it. A re-ingest replaces the document's chunks.
+// Ingest records the document and, in the request path (the CLI) or through the bus (serve), indexes it.
+// A re-ingest replaces the document's chunks.
 //
 // Everything that can refuse the document runs before it is recorded: validation, chunking,
 // embedding, and the index's CheckWrite (409 when the tenant's index holds vectors of another
 // dimension, 503 when it is unavailable). A refused ingest appends nothing, so no later rebuild can
-// bring it back. If the index then fails after the append, the answer is 503 saying the document was
-// recorded, and the document stays pending for the index (catchup.go): the retry loop, or the next
-// start's catch-up from the checkpoint, indexes it.
+// bring it back. Once recorded, the document reaches the index through the bus (consume.go): the
+// answer waits, up to IndexWait, until this replica has applied it, so a search on this replica
+// finds it as soon as the ingest is acknowledged. If the index cannot take it in that time (it went
+// down after CheckWrite), the answer is 503 saying the document was recorded: it is indexed when
+// the index is back, without a reindex (the bus retries the write until it succeeds).
 func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	if err := s.validateIngest(&c); err != nil {
 		return IngestResult{}, err
@@ -116,27 +121,45 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 
 	unlock := s.docLock(c.Tenant, c.DocID)
 	defer unlock()
-	s.beginWrite(c.Tenant, c.DocID)
+	if s.Consumed {
+		// This replica's consumer takes the vectors instead of embedding the document again.
+		defer s.putPrepared(c.Tenant, ev, indexed)()
+	}
 	ar, err := s.Store.Append(ctx, st, eventstore.Any, data)
 	if err != nil {
-		s.endWrite(c.Tenant, c.DocID, 0, appendMayHaveRecorded(err), false)
 		return IngestResult{}, fmt.Errorf("append to %s: %w", st, err)
 	}
-	// Invalidated once the index update is over (deferred: before the unlock), not right after the
-	// append: a search that read the index in between would cache the old answer under the new
-	// generation, and serve it after the ingest is acknowledged.
-	defer s.Cache.Invalidate(c.Tenant)
 	res := IngestResult{DocID: c.DocID, Chunks: len(chunks), EmbeddingModel: emb.Model()}
-	if err := s.replaceChunks(ctx, c.Tenant, c.DocID, indexed); err != nil {
-		s.endWrite(c.Tenant, c.DocID, ar.Position, true, false)
-		return res, err
+	if s.Consumed {
+		return res, s.awaitApplied(ctx, ar.Position)
 	}
-	s.endWrite(c.Tenant, c.DocID, ar.Position, true, true)
-	return res, nil
+	// Invalidated once the index update is over, not right after the append: a search that read
+	// the index in between would cache the old answer under the new generation.
+	defer s.Cache.Invalidate(c.Tenant)
+	return res, s.replaceChunks(ctx, c.Tenant, c.DocID, indexed)
 }
 
-// Delete records the document's deletion and removes its chunks. A document that does not exist (for
-// this tenant) is 404. Like Ingest, it records nothing when the index cannot take the change now.
+// awaitApplied waits, up to IndexWait, until this replica has applied the document event at pos.
+func (s *Service) awaitApplied(ctx context.Context, pos eventstore.Position) error {
+	wait := s.IndexWait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if s.applied.wait(wctx, pos) {
+		return nil
+	}
+	e := apperr.Wrap(fmt.Errorf("position %d not applied by this replica after %s: %w", pos, wait, search.ErrUnavailable),
+		apperr.KindUnavailable, "retrieval.indexUnavailable",
+		"the change was recorded, but the search index has not taken it yet (it is unavailable or busy); it will, without a reindex")
+	e.RetryAfterSec = 5
+	return e
+}
+
+// Delete records the document's deletion, which the index applies like an ingest. A document that
+// does not exist (for this tenant) is 404. Like Ingest, it records nothing when the index cannot
+// take the change now.
 func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if n := utf8.RuneCountInString(docID); n < 1 || n > 256 {
 		return apperr.Invalid("retrieval.invalidDocId", "path.docId", "docId must be 1 to 256 characters")
@@ -161,18 +184,17 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if err != nil {
 		return err
 	}
-	s.beginWrite(t, docID)
 	ar, err := s.Store.Append(ctx, st, eventstore.Exact(d.Revision), data)
 	if err != nil {
-		s.endWrite(t, docID, 0, appendMayHaveRecorded(err), false)
 		return fmt.Errorf("append to %s: %w", st, err)
+	}
+	if s.Consumed {
+		return s.awaitApplied(ctx, ar.Position)
 	}
 	defer s.Cache.Invalidate(t) // after the index update, as in Ingest
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
-		s.endWrite(t, docID, ar.Position, true, false)
 		return indexErr(err, true)
 	}
-	s.endWrite(t, docID, ar.Position, true, true)
 	return nil
 }
 

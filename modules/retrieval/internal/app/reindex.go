@@ -2,8 +2,12 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
 
-	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -15,45 +19,77 @@ type ReindexResult struct {
 }
 
 // Reindex rebuilds t's index from its document events (crispy reindex): it empties the tenant's
-// index and its checkpoint, then catches the tenant up from the beginning of the log (catchup.go),
-// refusing its reads meanwhile. Writes during the rebuild are kept: each document is reapplied under
-// its lock from its latest events. progress, when set, is called after each document.
+// index and its checkpoint, reads the tenant's events and reapplies every document from its latest
+// events, then sets the tenant's checkpoint to the last position read. progress, when set, is
+// called after each document.
 func (s *Service) Reindex(ctx context.Context, t tenant.ID, progress func(done, total int, docID string)) (ReindexResult, error) {
-	ti := s.tenantIndex(t)
-	ti.mu.Lock()
-	if ti.running {
-		ti.mu.Unlock()
-		return ReindexResult{}, apperr.CatchingUp("this tenant's search index", catchingUpRetryAfter)
-	}
-	ti.running = true
-	ti.mu.Unlock()
-	p := catchUpPlan{t: t, ti: ti}
-	if err := s.reset(ctx, t, ti); err != nil {
-		s.fail(p, err)
-		p.release()
-		return ReindexResult{}, err
-	}
-	p, err := s.scan(ctx, t, ti, eventstore.Start)
-	if err != nil {
-		s.fail(p, err)
-		p.release()
-		return ReindexResult{}, err
-	}
-	return s.runPlan(ctx, p, progress)
-}
-
-// reset empties t's index and checkpoint and marks the tenant catching up (from the beginning of the
-// log). It happens under cpMu, so no checkpoint computed before it can be set after it. Caller has
-// marked the tenant running.
-func (s *Service) reset(ctx context.Context, t tenant.ID, ti *tenantIndex) error {
-	ti.cpMu.Lock()
-	defer ti.cpMu.Unlock()
-	ti.mu.Lock()
-	ti.phase, ti.safe, ti.seen = phaseCatchingUp, 0, 0
-	ti.mu.Unlock()
+	var res ReindexResult
 	if err := s.Index.DeleteTenant(ctx, t); err != nil {
-		return indexErr(err, false)
+		return res, indexErr(err, false)
 	}
 	s.Cache.Invalidate(t)
-	return nil
+	docs, hi, err := s.scanDocs(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	for i, id := range docs {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		unlock := s.docLock(t, id)
+		d, err := s.loadDoc(ctx, t, id, 0)
+		var chunks int
+		if err == nil {
+			chunks, err = s.applyToIndex(ctx, t, d, id)
+		}
+		unlock()
+		if err != nil {
+			return res, fmt.Errorf("reindex %q: %w", id, err)
+		}
+		if d.Exists {
+			res.Documents++
+			res.Chunks += chunks
+		}
+		if progress != nil {
+			progress(i+1, len(docs), id)
+		}
+	}
+	if err := s.Index.SetCheckpoint(ctx, t, uint64(hi)); err != nil {
+		return res, indexErr(err, true)
+	}
+	s.Cache.Invalidate(t)
+	return res, nil
+}
+
+// scanDocs reads t's events and lists the documents they touch, and the highest position read.
+func (s *Service) scanDocs(ctx context.Context, t tenant.ID) ([]string, eventstore.Position, error) {
+	prefix := t.StreamPrefix() + events.DocCategory + "-"
+	seen := map[string]string{} // stream -> docId
+	var hi eventstore.Position
+	err := s.eachEvent(ctx, t, eventstore.Start, func(e eventstore.Event) error {
+		hi = max(hi, e.Position)
+		if !strings.HasPrefix(e.Stream, prefix) || (e.Type != events.TypeDocumentIngested && e.Type != events.TypeDocumentDeleted) {
+			return nil
+		}
+		if _, ok := seen[e.Stream]; ok {
+			return nil
+		}
+		var id struct {
+			DocID string `json:"docId"`
+		}
+		if err := json.Unmarshal(e.Data, &id); err != nil || id.DocID == "" {
+			return fmt.Errorf("read %s: %s@%d has no docId: %v", t, e.Stream, e.Revision, err)
+		}
+		seen[e.Stream] = id.DocID
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	docs := make([]string, 0, len(seen))
+	for _, id := range seen {
+		docs = append(docs, id)
+	}
+	slices.Sort(docs)
+	return docs, hi, nil
 }

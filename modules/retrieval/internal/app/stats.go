@@ -1,19 +1,34 @@
 package app
 
 import (
+	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// Stats counts cache checks per tenant in one-minute buckets kept for 30 days, for
-// GET /metrics/search-cache. It lives in memory: it restarts from zero with the process.
+// Stats counts search cache checks per tenant in one-minute buckets, for GET /metrics/search-cache.
+//
+// With a Durable read model (serve), the counts of this replica are kept in memory only until Flush
+// records them as events (retrieval.SearchStatsRecorded, one per tenant and minute, in
+// t-{tenant}.searchstats-{yyyymmdd}); a projection of those events (every replica's) is the
+// statistics, checkpointed with the other read models: they survive restarts and are summed over
+// replicas. A crash loses at most the checks since the last Flush. Without one (the CLI, unit
+// tests), the counts live in memory.
 type Stats struct {
 	mu      sync.Mutex
-	buckets map[tenant.ID]map[int64]*bucket // unix minute -> counts
+	pending map[tenant.ID]map[int64]*bucket // unix minute -> counts not yet recorded
+	// Durable, when set, sums the recorded minutes of a tenant (the projection).
+	Durable func(t tenant.ID, from, to int64) (hits, misses int64, latencyMs float64, err error)
 }
 
 type bucket struct {
@@ -22,25 +37,27 @@ type bucket struct {
 }
 
 // NewStats builds empty statistics.
-func NewStats() *Stats { return &Stats{buckets: map[tenant.ID]map[int64]*bucket{}} }
+func NewStats() *Stats { return &Stats{pending: map[tenant.ID]map[int64]*bucket{}} }
 
 // Record notes one search: whether the cache answered, and how long the search took.
 func (s *Stats) Record(t tenant.ID, at time.Time, hit bool, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.buckets[t]
+	m := s.pending[t]
 	if m == nil {
 		m = map[int64]*bucket{}
-		s.buckets[t] = m
+		s.pending[t] = m
 	}
-	min := at.Unix() / 60
-	b := m[min]
+	minute := at.Unix() / 60
+	b := m[minute]
 	if b == nil {
 		b = &bucket{}
-		m[min] = b
-		for k := range m { // drop buckets older than the longest period
-			if k < min-30*24*60 {
-				delete(m, k)
+		m[minute] = b
+		if s.Durable == nil {
+			for k := range m { // drop buckets older than the longest period
+				if k < minute-30*24*60 {
+					delete(m, k)
+				}
 			}
 		}
 	}
@@ -50,6 +67,70 @@ func (s *Stats) Record(t tenant.ID, at time.Time, hit bool, d time.Duration) {
 		b.misses++
 	}
 	b.latencyMs += float64(d.Microseconds()) / 1000
+}
+
+// Flush records the pending counts as events, one append per tenant and day; what fails to append
+// stays pending for the next Flush.
+func (s *Stats) Flush(ctx context.Context, store eventstore.Store) error {
+	s.mu.Lock()
+	taken := s.pending
+	s.pending = map[tenant.ID]map[int64]*bucket{}
+	s.mu.Unlock()
+	var firstErr error
+	for t, minutes := range taken {
+		byDay := map[string][]eventstore.EventData{}
+		dayMinutes := map[string][]int64{}
+		kept := map[int64]*bucket{}
+		for minute, b := range minutes {
+			day := time.Unix(minute*60, 0).UTC().Format("20060102")
+			d, err := eventstore.NewEventData(events.TypeSearchStatsRecorded,
+				events.SearchStatsRecorded{Minute: minute, Hits: b.hits, Misses: b.misses, LatencyMs: b.latencyMs})
+			if err != nil {
+				return err
+			}
+			byDay[day] = append(byDay[day], d)
+			dayMinutes[day] = append(dayMinutes[day], minute)
+			kept[minute] = b
+		}
+		for day, evs := range byDay {
+			st, err := tenant.NewStream(t, events.StatsCategory, day)
+			if err == nil {
+				_, err = store.Append(ctx, st, eventstore.Any, evs...)
+			}
+			if err == nil {
+				for _, m := range dayMinutes[day] {
+					delete(kept, m)
+				}
+				continue
+			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("record %s search statistics: %w", t, err)
+			}
+		}
+		if len(kept) > 0 {
+			s.merge(t, kept)
+		}
+	}
+	return firstErr
+}
+
+func (s *Stats) merge(t tenant.ID, minutes map[int64]*bucket) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.pending[t]
+	if m == nil {
+		m = map[int64]*bucket{}
+		s.pending[t] = m
+	}
+	for k, b := range minutes {
+		if cur := m[k]; cur != nil {
+			cur.hits += b.hits
+			cur.misses += b.misses
+			cur.latencyMs += b.latencyMs
+		} else {
+			m[k] = b
+		}
+	}
 }
 
 // CacheStats is GET /metrics/search-cache.
@@ -74,28 +155,81 @@ func ParsePeriod(p string) (time.Duration, error) {
 }
 
 // Cache sums t's checks over the period ending at now.
-func (s *Stats) Cache(t tenant.ID, now time.Time, period time.Duration) CacheStats {
+func (s *Stats) Cache(t tenant.ID, now time.Time, period time.Duration) (CacheStats, error) {
 	return s.Window(t, now.Add(-period), now)
 }
 
-// Window sums t's checks in the minutes from since to until (both inclusive, to the minute).
-func (s *Stats) Window(t tenant.ID, since, until time.Time) CacheStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// Window sums t's checks in the minutes from since to until (both inclusive, to the minute): the
+// recorded ones (503 catching_up while their read model catches up) and the pending ones.
+func (s *Stats) Window(t tenant.ID, since, until time.Time) (CacheStats, error) {
 	from, to := since.Unix()/60, until.Unix()/60
 	var out CacheStats
 	var lat float64
-	for k, b := range s.buckets[t] {
+	if s.Durable != nil {
+		h, m, l, err := s.Durable(t, from, to)
+		if err != nil {
+			return CacheStats{}, err
+		}
+		out.Hits, out.Misses, lat = h, m, l
+	}
+	s.mu.Lock()
+	for k, b := range s.pending[t] {
 		if k >= from && k <= to {
 			out.Hits += b.hits
 			out.Misses += b.misses
 			lat += b.latencyMs
 		}
 	}
+	s.mu.Unlock()
 	out.TotalChecks = out.Hits + out.Misses
 	if out.TotalChecks > 0 {
 		out.HitRate = float64(out.Hits) / float64(out.TotalChecks)
 		out.AvgLatencyMs = lat / float64(out.TotalChecks)
 	}
-	return out
+	return out, nil
+}
+
+// The search statistics read model, in its projection's bucket: one key per tenant and minute,
+//
+//	tenant 0x00 minute (8 bytes, big-endian)  ->  hits, misses (uint64), sum of latency ms (float64)
+//
+// so a period is one cursor range over the tenant's keys, and no key of another tenant is read.
+const statsValueLen = 24
+
+func statsKey(t tenant.ID, minute int64) []byte {
+	k := make([]byte, 0, len(t.String())+9)
+	k = append(k, t.String()...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, uint64(max(minute, 0)))
+}
+
+// RecordStats adds one SearchStatsRecorded event to the read model (the projection's handler).
+func RecordStats(b *bolt.Bucket, t tenant.ID, ev events.SearchStatsRecorded) error {
+	key := statsKey(t, ev.Minute)
+	var hits, misses uint64
+	var lat float64
+	if v := b.Get(key); len(v) == statsValueLen {
+		hits, misses = binary.BigEndian.Uint64(v[0:]), binary.BigEndian.Uint64(v[8:])
+		lat = math.Float64frombits(binary.BigEndian.Uint64(v[16:]))
+	}
+	v := make([]byte, statsValueLen)
+	binary.BigEndian.PutUint64(v[0:], hits+uint64(max(ev.Hits, 0)))
+	binary.BigEndian.PutUint64(v[8:], misses+uint64(max(ev.Misses, 0)))
+	binary.BigEndian.PutUint64(v[16:], math.Float64bits(lat+ev.LatencyMs))
+	return b.Put(key, v)
+}
+
+// SumStats sums t's minutes from..to (inclusive) in the read model.
+func SumStats(b *bolt.Bucket, t tenant.ID, from, to int64) (hits, misses int64, latencyMs float64) {
+	lo, hi := statsKey(t, from), statsKey(t, to)
+	c := b.Cursor()
+	for k, v := c.Seek(lo); k != nil && string(k) <= string(hi); k, v = c.Next() {
+		if len(v) != statsValueLen || len(k) != len(lo) {
+			continue
+		}
+		hits += int64(binary.BigEndian.Uint64(v[0:]))
+		misses += int64(binary.BigEndian.Uint64(v[8:]))
+		latencyMs += math.Float64frombits(binary.BigEndian.Uint64(v[16:]))
+	}
+	return hits, misses, latencyMs
 }

@@ -18,17 +18,17 @@ func TestStatsWindowIsPerTenantAndBounded(t *testing.T) {
 	s.Record(acme, now.Add(-10*time.Minute), false, 4*time.Millisecond)
 	s.Record(beta, now.Add(-5*time.Minute), true, time.Millisecond)
 
-	got := s.Window(acme, now.Add(-time.Hour), now)
+	got, _ := s.Window(acme, now.Add(-time.Hour), now)
 	if got.Hits != 1 || got.Misses != 1 || got.TotalChecks != 2 || got.HitRate != 0.5 || got.AvgLatencyMs != 3 {
 		t.Fatalf("acme last hour = %+v", got)
 	}
-	if got := s.Window(acme, now.Add(-4*time.Hour), now.Add(-2*time.Hour)); got.TotalChecks != 1 || got.Misses != 1 {
+	if got, _ := s.Window(acme, now.Add(-4*time.Hour), now.Add(-2*time.Hour)); got.TotalChecks != 1 || got.Misses != 1 {
 		t.Fatalf("acme 4h..2h ago = %+v", got)
 	}
-	if got := s.Cache(acme, now, 24*time.Hour); got.TotalChecks != 3 {
+	if got, _ := s.Cache(acme, now, 24*time.Hour); got.TotalChecks != 3 {
 		t.Fatalf("acme 24h = %+v", got)
 	}
-	if got := s.Window(beta, now.Add(-time.Hour), now); got.TotalChecks != 1 || got.Hits != 1 {
+	if got, _ := s.Window(beta, now.Add(-time.Hour), now); got.TotalChecks != 1 || got.Hits != 1 {
 		t.Fatalf("beta = %+v (acme's checks must not count)", got)
 	}
 }

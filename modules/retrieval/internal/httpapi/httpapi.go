@@ -216,7 +216,10 @@ func Register(api huma.API, svc *app.Service) {
 			if err != nil {
 				return nil, err
 			}
-			st := svc.Stats.Cache(t, svc.Now(), d)
+			st, err := svc.Stats.Cache(t, svc.Now(), d)
+			if err != nil {
+				return nil, err
+			}
 			out := &CacheMetricsOutput{}
 			b := &out.Body
 			b.Hits, b.Misses, b.HitRate, b.AvgLatencyMs, b.TotalChecks, b.Period = st.Hits, st.Misses, st.HitRate, st.AvgLatencyMs, st.TotalChecks, period
