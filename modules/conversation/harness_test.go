@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/ai/offline"
+	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -59,8 +61,10 @@ type env struct {
 	router *ai.Router
 	policy *policy
 	clock  *clock
-	reg    *bustest.Registry
-	cancel context.CancelFunc
+	bus    *bus.Bus
+	dir    string // the bus's checkpoints and read models
+	// cancel stops the bus (a replica going away; its read models stay in dir).
+	cancel func()
 }
 
 type opts struct {
@@ -74,6 +78,12 @@ type opts struct {
 	retr     conversation.Retriever
 	tools    conversation.ToolRunner
 	metrics  *metrics.Set
+	// dir holds the bus's checkpoints and read models (default: a new temporary folder); a second
+	// env on the same dir and store is a restart of the first.
+	dir      string
+	instance string // Deps.Instance
+	// busConfig, when set, replaces the test bus (NATS tests); dir is still used for its folders.
+	busConfig *bus.Config
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -108,7 +118,7 @@ func newEnv(t testing.TB, o opts) *env {
 		cfg.ResumeWindow = 2 * time.Second
 	}
 	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: pol, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance}
 	if o.retr != nil {
 		d.Retriever = o.retr
 	}
@@ -123,12 +133,39 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	reg := bustest.New(ctx, store)
-	mod.Register(srv.API, reg)
-	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, reg: reg, cancel: cancel}
-	t.Cleanup(cancel)
+	dir := o.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	var b *bus.Bus
+	if o.busConfig != nil {
+		c := *o.busConfig
+		c.CheckpointDir, c.ReadModelDir = dir+"/bus", dir+"/readmodels"
+		if b, err = bus.New(c, bus.Deps{Store: store}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		b = bustest.NewBusIn(t, store, dir)
+	}
+	mod.Register(srv.API, b)
+	stop := bustest.Start(t, b)
+	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, bus: b, dir: dir}
+	e.cancel = func() {
+		if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("bus: %v", err)
+		}
+	}
 	return e
+}
+
+// sync waits until the module's read models have applied every event in the store.
+func (e *env) sync() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.bus.Sync(ctx); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 type resp struct {

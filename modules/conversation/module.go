@@ -8,13 +8,20 @@ package conversation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
 
+	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/adapters"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/app"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	chathttp "github.com/crispy-enigma/crispy/modules/conversation/internal/httpapi"
@@ -22,6 +29,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai/offline"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -64,7 +72,9 @@ type Config struct {
 	// least 16; below 0: none), so a long session is folded from a few segments and the events
 	// after them rather than from every event.
 	SnapshotEvery int
-	// SweepInterval is how often Run expires idle sessions (default 1 h).
+	// SweepInterval is how often the deployment expires idle sessions (default 1 h): every replica's
+	// Run asks, one request per tenant and interval is recorded, and the retention processor (once
+	// per deployment) sweeps. Give every replica the same interval.
 	SweepInterval time.Duration
 	// UserRecordDelay: the user's message is recorded on its own this long after the model call
 	// starts, unless the answer is complete by then, in which case message and answer are recorded in
@@ -148,6 +158,11 @@ type Deps struct {
 	Log       *slog.Logger
 	Metrics   *metrics.Set
 	Now       func() time.Time // the retention clock (and budget days)
+	// Instance names this replica, the same across its restarts and different from every other
+	// replica's (InstanceID keeps one in the data folder). Turns record it, so that a start closes
+	// as interrupted the turns its own earlier runs left open and never another replica's recent
+	// turn. Empty: a name of this process only (an earlier run's turns then wait until stale).
+	Instance string
 }
 
 // Module is the conversation module.
@@ -179,7 +194,10 @@ func New(d Deps) (*Module, error) {
 		d.Router = r
 	}
 	c := d.Config
-	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Index: domain.NewIndex(),
+	if d.Instance == "" {
+		d.Instance = "process-" + uuid.NewString()
+	}
+	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Instance: d.Instance, Run: uuid.NewString(),
 		Cache: app.NewCache(c.CacheBytes), Hub: app.NewHub(c.ResumeBytes, c.ResumeWindow), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
 		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
 			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout,
@@ -203,14 +221,96 @@ func (a retrieverAdapter) Retrieve(ctx context.Context, t tenant.ID, q string, k
 	return a.r.Retrieve(ctx, t, q, k)
 }
 
-// Register mounts the endpoints and the read models (session list and token ledger, rebuilt by
-// replay on every start).
-func (m *Module) Register(api huma.API, reg bus.Registry) {
+// Durable names of the module's consumers (their files are <data>/readmodels/<name>.db; the
+// processor's name is its consumer group): never rename them.
+const (
+	sessionsProjection = "conversation.sessions"
+	ledgerProjection   = "conversation.token-ledger"
+	retentionProcessor = "conversation.retention"
+)
+
+// Register mounts the endpoints, the read models and the retention processor:
+//   - the session list (GET /sessions, the sessions with open turns, the idle ones) and the token
+//     ledger (budget checks) are checkpointed projections: bbolt files that a start resumes from;
+//   - the retention processor sweeps a tenant's idle sessions once per deployment when a replica
+//     has recorded a RetentionSweepRequested (see Run).
+func (m *Module) Register(api huma.API, b bus.Consumers) {
+	events.Register(b.Codec().Add)
+	sessions := b.Projection(sessionsProjection, bus.ProjectionOptions{What: "the session list", Version: 1})
+	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.SessionStarted) error {
+		if id, ok := sessionOf(env); ok {
+			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, ev.Title, env.Time, env.Revision)
+		}
+		return nil
+	})
+	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.UserMessageAdded) error {
+		if id, ok := sessionOf(env); ok {
+			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, true)
+		}
+		return nil
+	})
+	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.AssistantMessageCompleted) error {
+		if id, ok := sessionOf(env); ok {
+			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, false)
+		}
+		return nil
+	})
+	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.AssistantMessageFailed) error {
+		if id, ok := sessionOf(env); ok {
+			return adapters.TurnFailed(tx.Bucket(), env.Tenant, id, env.Time, env.Revision)
+		}
+		return nil
+	})
+	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.SessionDeleted) error {
+		if id, ok := sessionOf(env); ok {
+			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
+		}
+		return nil
+	})
+	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.SessionExpired) error {
+		if id, ok := sessionOf(env); ok {
+			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
+		}
+		return nil
+	})
+
+	ledger := b.Projection(ledgerProjection, bus.ProjectionOptions{What: "the token budget ledger", Version: 1})
+	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageCompleted) error {
+		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Time, int64(ev.Usage.TotalTokens))
+	})
+	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageFailed) error {
+		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Time, int64(ev.Usage.TotalTokens))
+	})
+	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.CompletionRecorded) error {
+		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Time, int64(ev.Usage.TotalTokens))
+	})
+
+	retention := b.Processor(retentionProcessor)
+	bus.Handle(retention, func(ctx context.Context, env bus.Envelope, _ events.RetentionSweepRequested) error {
+		n, err := m.svc.SweepTenant(ctx, env.Tenant)
+		if n > 0 {
+			m.svc.Log.InfoContext(ctx, "sessions expired", "tenant", env.Tenant.String(), "count", n)
+		}
+		return err
+	})
+
+	m.svc.Sessions = adapters.SessionList{Projection: sessions}
+	m.svc.Usage = adapters.TokenLedger{Projection: ledger}
 	chathttp.Register(api, m.svc)
-	reg.Project("conversation.sessions-and-budgets", app.ProjectedTypes, m.svc.Project)
 }
 
-// Run expires idle sessions every SweepInterval until ctx ends.
+// sessionOf is the session id of an event of a session stream (t-{tenant}.session-{id}).
+func sessionOf(env bus.Envelope) (string, bool) {
+	st, err := tenant.ParseStream(env.Stream)
+	if err != nil || st.Category() != events.SessionCategory {
+		return "", false
+	}
+	return st.Entity(), true
+}
+
+// Run asks for the retention sweep every SweepInterval until ctx ends: for each tenant with a
+// session idle past its retention it records one RetentionSweepRequested per interval across the
+// replicas (the first replica's append wins), which the retention processor handles once.
 func (m *Module) Run(ctx context.Context) error {
 	t := time.NewTicker(m.interval)
 	defer t.Stop()
@@ -218,14 +318,45 @@ func (m *Module) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			if n, err := m.svc.Sweep(ctx); err != nil {
-				m.svc.Log.ErrorContext(ctx, "session retention sweep", "error", err, "expired", n)
-			} else if n > 0 {
-				m.svc.Log.InfoContext(ctx, "sessions expired", "count", n)
+		case now := <-t.C:
+			if _, err := m.RequestSweeps(ctx, now); err != nil && ctx.Err() == nil {
+				m.svc.Log.WarnContext(ctx, "request the session retention sweep", "error", err)
 			}
 		}
 	}
+}
+
+// RequestSweeps records the retention sweep request of the interval that holds at, for every
+// tenant with a session idle past its retention, unless another replica has; it returns how many
+// this call recorded. Run calls it every SweepInterval.
+func (m *Module) RequestSweeps(ctx context.Context, at time.Time) (int, error) {
+	return m.svc.RequestSweeps(ctx, at.UTC().Truncate(m.interval))
+}
+
+// InstanceID returns the replica name kept in the file at path (Deps.Instance), creating it with a
+// new random name the first time. Keep the file in the replica's data folder: a replica's name must
+// stay the same across its restarts and differ from every other replica's.
+func InstanceID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("conversation: read the instance name: %w", err)
+	}
+	id := uuid.NewString()
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return "", fmt.Errorf("conversation: instance name folder: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("conversation: write the instance name: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("conversation: write the instance name: %w", err)
+	}
+	return id, nil
 }
 
 // CloseInterrupted closes, as interrupted, the turns an earlier run left with a user message and no
@@ -244,7 +375,7 @@ func (m *Module) CloseInterrupted(ctx context.Context) (int, error) {
 func (m *Module) Shutdown(ctx context.Context) error { return m.svc.Shutdown(ctx) }
 
 // Sweep expires, now, every session idle past its tenant's sessionRetentionDays (per Deps.Now) and
-// returns how many expired.
+// returns how many expired. (It does not go through the retention processor: for tools and tests.)
 func (m *Module) Sweep(ctx context.Context) (int, error) { return m.svc.Sweep(ctx) }
 
 // View is a session as it stood at a time; Message is one message of it.

@@ -114,7 +114,7 @@ func TestStatelessCompletionsAreChargedToTheTokenBudget(t *testing.T) {
 	restarted := newEnv(t, opts{store: store, tenants: tenants, fake: fake})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := restarted.reg.Sync(ctx); err != nil {
+	if err := restarted.bus.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	wantProblem(t, v1(restarted, "acme", "hi", false), 429, "budget_exceeded")

@@ -20,6 +20,7 @@ const (
 	TypeCompletionRecorded        = "conversation.CompletionRecorded"
 	TypeSessionSnapshotted        = "conversation.SessionSnapshotted"
 	TypeSessionSnapshotsDropped   = "conversation.SessionSnapshotsDropped"
+	TypeRetentionSweepRequested   = "conversation.RetentionSweepRequested"
 )
 
 // Register declares the module's event types on the bus's codec (platform/bus/codec): a module
@@ -34,6 +35,7 @@ func Register(add func(typeName string, sample any)) {
 	add(TypeCompletionRecorded, CompletionRecorded{})
 	add(TypeSessionSnapshotted, SessionSnapshotted{})
 	add(TypeSessionSnapshotsDropped, SessionSnapshotsDropped{})
+	add(TypeRetentionSweepRequested, RetentionSweepRequested{})
 }
 
 // SessionCategory is the stream category of a session: t-{tenant}.session-{sessionId}.
@@ -42,6 +44,10 @@ const SessionCategory = "session"
 // CompletionsCategory is the stream category of a tenant's stateless completions of one UTC day:
 // t-{tenant}.completions-{yyyymmdd}.
 const CompletionsCategory = "completions"
+
+// RetentionCategory is the stream category of a tenant's retention sweep requests, one stream per
+// sweep slot: t-{tenant}.retention-{yyyymmddThhmmssZ}.
+const RetentionCategory = "retention"
 
 // SnapshotCategory is the stream category of snapshots; a session's are in
 // t-{tenant}.snapshot-session-{sessionId} (entity SnapshotEntityPrefix + the session id).
@@ -91,6 +97,11 @@ type UserMessageAdded struct {
 	ToolName       string `json:"toolName,omitempty"`
 	RAG            bool   `json:"rag,omitempty"`
 	Source         string `json:"source,omitempty"` // "chat" or "openai" (/v1/chat/completions)
+	// Instance names the replica that took the turn (one per data folder, the same across its
+	// restarts) and Run the process: a replica's start closes as interrupted the open turns of its
+	// own earlier runs, and leaves another replica's recent turns alone (they may be streaming).
+	Instance string `json:"instance,omitempty"`
+	Run      string `json:"run,omitempty"`
 }
 
 // Usage is the token count of one model call. Estimated is true when the provider did not report
@@ -218,8 +229,10 @@ type SnapshotMessage struct {
 
 // SnapshotOpenTurn is a turn with a user message and no outcome at the snapshot's revision.
 type SnapshotOpenTurn struct {
-	TurnID string `json:"turnId"`
-	Since  int64  `json:"since"` // Unix nanoseconds
+	TurnID   string `json:"turnId"`
+	Since    int64  `json:"since"` // Unix nanoseconds
+	Instance string `json:"instance,omitempty"`
+	Run      string `json:"run,omitempty"`
 }
 
 // SessionSnapshotted is one segment of a session's snapshot: the live session folded through
@@ -252,4 +265,13 @@ type SessionSnapshotted struct {
 type SessionSnapshotsDropped struct {
 	SessionID string `json:"sessionId"`
 	Reason    string `json:"reason"`
+}
+
+// RetentionSweepRequested asks for a sweep of the tenant's sessions idle past their retention. A
+// replica records it in t-{tenant}.retention-{slot} expecting no stream, so there is one per tenant
+// and sweep slot however many replicas ask; the retention processor (once per deployment) sweeps.
+type RetentionSweepRequested struct {
+	Slot          string `json:"slot"` // RFC 3339, the start of the sweep interval
+	RetentionDays int    `json:"retentionDays"`
+	Instance      string `json:"instance,omitempty"` // the replica that asked
 }

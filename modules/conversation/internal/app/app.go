@@ -57,19 +57,44 @@ type Service struct {
 	Policy    Policy
 	Retriever Retriever
 	Tools     ToolRunner
-	Ledger    *domain.Ledger
-	Index     *domain.Index
-	Cache     *Cache
-	Hub       *Hub
-	Settings  Settings
-	Metrics   *Metrics
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Ledger books this process's turns on top of the recorded use that Usage reads.
+	Ledger   *domain.Ledger
+	Usage    UsageReader
+	Sessions SessionIndex
+	Cache    *Cache
+	Hub      *Hub
+	Settings Settings
+	Metrics  *Metrics
+	Log      *slog.Logger
+	Now      func() time.Time
 	// Running holds the turns in progress here (serialisation per session, shutdown).
 	Running *Running
-	// Started is when this process's module was built: a turn opened in the store before it was
-	// left behind by an earlier run.
+	// Started is when this process's module was built: a turn recorded without an instance (before
+	// turns named theirs) and opened before it was left behind by an earlier run.
 	Started time.Time
+	// Instance names this replica (one per data folder, the same across its restarts) and Run this
+	// process; a turn records both, so that a start closes the turns its own earlier runs left open,
+	// and never a turn another replica may still be streaming (those only once they are stale).
+	Instance, Run string
+}
+
+// SessionIndex is the session list read model.
+type SessionIndex interface {
+	// List is a page of the tenant's sessions, newest first, after cursor; domain.ErrBadCursor for
+	// a cursor it did not make.
+	List(ctx context.Context, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error)
+	// WithOpenTurns lists the sessions with turns awaiting their outcome.
+	WithOpenTurns(ctx context.Context) ([]domain.SessionRef, error)
+	// Tenants lists the tenants that have sessions.
+	Tenants(ctx context.Context) ([]tenant.ID, error)
+	// Idle is a page of the tenant's sessions last active before cutoff, after the place next of
+	// the previous page ("" from the start; "" returned at the end).
+	Idle(ctx context.Context, t tenant.ID, cutoff time.Time, after string, limit int) (ids []string, next string, err error)
+}
+
+// UsageReader reads the token ledger read model: a tenant's recorded use today and this month.
+type UsageReader interface {
+	Used(ctx context.Context, t tenant.ID, now time.Time) (domain.Usage, error)
 }
 
 func (s *Service) config(ctx context.Context, t tenant.ID) (tenancyevents.TenantConfig, error) {

@@ -13,16 +13,21 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// CloseInterrupted closes, as interrupted, every turn that a previous run of the server left with a
-// user message and no outcome (it crashed or was killed mid-turn), so that history and the audit
-// trail say what happened and the session takes its next turn. The sessions to look at come from
-// the session list read model (caught up before this runs), not from reading every stream. It
-// returns how many turns it closed.
+// CloseInterrupted closes, as interrupted, every turn that an earlier run of this replica left with
+// a user message and no outcome (it crashed or was killed mid-turn), and every turn of any replica
+// past the longest a turn can run, so that history and the audit trail say what happened and the
+// session takes its next turn. A recent turn of another replica is left alone: it may be streaming
+// there now. The sessions to look at come from the session list read model (caught up before this
+// runs), not from reading every stream. It returns how many turns it closed.
 func (s *Service) CloseInterrupted(ctx context.Context) (int, error) {
 	ctx = request.With(ctx, request.Info{ID: "recovery-" + newID(), Actor: "system:conversation-recovery"})
+	refs, err := s.Sessions.WithOpenTurns(ctx)
+	if err != nil {
+		return 0, err
+	}
 	closed := 0
 	var errs []error
-	for _, ref := range s.Index.WithOpenTurns() {
+	for _, ref := range refs {
 		t, err := tenant.Parse(ref.Tenant)
 		if err != nil {
 			continue
@@ -49,23 +54,19 @@ func (s *Service) CloseInterrupted(ctx context.Context) (int, error) {
 }
 
 // closeInterrupted decides, for a session about to take turn self ("" for none), what to do with
-// its open turns: one left behind (recorded before this process started, or long past any turn's
-// deadline, or known here to have ended without its outcome) gets an AssistantMessageFailed
-// "interrupted", returned to be appended before anything else; one that may still run elsewhere
-// refuses the new turn with 409 turn_in_progress.
+// its open turns: one left behind (see leftBehind) gets an AssistantMessageFailed "interrupted",
+// returned to be appended before anything else; one that may still run, here or on another
+// replica, refuses the new turn with 409 turn_in_progress.
 func (s *Service) closeInterrupted(cur *domain.Session, self string) ([]eventstore.EventData, error) {
 	if !cur.Live() || len(cur.Open) == 0 {
 		return nil, nil
 	}
-	// No turn runs longer than its deadline plus the resume window, and its outcome is recorded
-	// within the record timeout after that.
-	stale := time.Now().Add(-(s.Settings.TurnTimeout + s.Settings.ResumeWindow + time.Minute))
 	var out []eventstore.EventData
 	for _, o := range cur.Open {
 		if o.TurnID == self {
 			continue
 		}
-		if !o.Since.Before(s.Started) && !o.Since.Before(stale) && !s.Running.ended(o.TurnID) {
+		if !s.leftBehind(o) {
 			return nil, turnInProgress()
 		}
 		ev, err := eventstore.NewEventData(events.TypeAssistantMessageFailed, events.AssistantMessageFailed{SessionID: cur.ID, TurnID: o.TurnID,
@@ -77,4 +78,30 @@ func (s *Service) closeInterrupted(cur *domain.Session, self string) ([]eventsto
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// leftBehind tells an open turn that nothing runs any more:
+//   - one past the longest a turn can run (its deadline plus the resume window, its outcome recorded
+//     within a minute after that), whichever replica took it;
+//   - one an earlier run of this replica took: a replica is one process at a time (its data folder's
+//     read models are locked by the process that runs);
+//   - one of this process known to have ended without its outcome (the store refused it);
+//   - one recorded before turns named their replica, and before this process started (the
+//     behaviour of the single-process deployments that recorded it).
+//
+// Another replica's recent turn may be streaming there now: it is not left behind until stale.
+func (s *Service) leftBehind(o domain.OpenTurn) bool {
+	stale := time.Now().Add(-(s.Settings.TurnTimeout + s.Settings.ResumeWindow + time.Minute))
+	switch {
+	case o.Since.Before(stale):
+		return true
+	case o.Instance == "":
+		return o.Since.Before(s.Started) || s.Running.ended(o.TurnID)
+	case o.Instance != s.Instance:
+		return false
+	case o.Run != s.Run:
+		return true
+	default:
+		return s.Running.ended(o.TurnID)
+	}
 }

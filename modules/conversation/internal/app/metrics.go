@@ -64,6 +64,13 @@ func (m *Metrics) interrupted(n int) {
 	m.set.GetOrCreateCounter(`crispy_chat_turns_interrupted_total`).Add(n)
 }
 
+func (m *Metrics) sweep() {
+	if m == nil {
+		return
+	}
+	m.set.GetOrCreateCounter(`crispy_chat_retention_sweeps_total`).Inc()
+}
+
 func (m *Metrics) conflict() {
 	if m == nil {
 		return

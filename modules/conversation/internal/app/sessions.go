@@ -135,12 +135,13 @@ func (s *Service) finishEnd(ctx context.Context, t tenant.ID, id string, ended *
 	return nil
 }
 
-// List is GET /sessions.
-func (s *Service) List(_ context.Context, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error) {
+// List is GET /sessions: a page of the session list read model (503 catching_up until it has
+// caught up with the store).
+func (s *Service) List(ctx context.Context, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error) {
 	if limit <= 0 {
 		limit = 20
 	}
-	rows, next, err := s.Index.List(t.String(), limit, cursor)
+	rows, next, err := s.Sessions.List(ctx, t, limit, cursor)
 	if errors.Is(err, domain.ErrBadCursor) {
 		return nil, "", apperr.Invalid("invalid_cursor", "query.cursor", "cursor is not one this API returned")
 	}
@@ -189,52 +190,3 @@ func (s *Service) SessionAsOf(ctx context.Context, t tenant.ID, id string, asOf 
 	return View{SessionID: id, Exists: true, Live: sess.Live(), Deleted: sess.Deleted, Expired: sess.Expired, Title: sess.Title,
 		Messages: sess.Messages, Revision: sess.Revision, AsOf: asOf}, nil
 }
-
-// Project feeds the read models (session list, budget ledger) from the module's events.
-func (s *Service) Project(_ context.Context, e eventstore.Event) error {
-	st, err := e.StreamName()
-	if err != nil || (st.Category() != events.SessionCategory && st.Category() != events.CompletionsCategory) {
-		return nil
-	}
-	t, id := e.Tenant.String(), st.Entity()
-	switch e.Type {
-	case events.TypeCompletionRecorded: // a stateless /v1 call: the budget only
-		var ev events.CompletionRecorded
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		s.Ledger.Count(t, ev.CallID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
-	case events.TypeSessionStarted:
-		var ev events.SessionStarted
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		s.Index.Started(t, id, ev.Title, e.Time, e.Revision)
-	case events.TypeUserMessageAdded:
-		s.Index.Message(t, id, e.Time, e.Revision)
-		s.Index.TurnOpened(t, id)
-	case events.TypeAssistantMessageCompleted:
-		var ev events.AssistantMessageCompleted
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		s.Ledger.Count(t, ev.TurnID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
-		s.Index.Message(t, id, e.Time, e.Revision)
-		s.Index.TurnClosed(t, id)
-	case events.TypeAssistantMessageFailed:
-		var ev events.AssistantMessageFailed
-		if err := e.Decode(&ev); err != nil {
-			return err
-		}
-		s.Ledger.Count(t, ev.TurnID, int64(ev.Usage.TotalTokens), e.Time, s.Now())
-		s.Index.Touched(t, id, e.Time, e.Revision)
-		s.Index.TurnClosed(t, id)
-	case events.TypeSessionDeleted, events.TypeSessionExpired:
-		s.Index.Removed(t, id)
-	}
-	return nil
-}
-
-// ProjectedTypes are the event types Project reads.
-var ProjectedTypes = []string{events.TypeSessionStarted, events.TypeUserMessageAdded, events.TypeAssistantMessageCompleted,
-	events.TypeAssistantMessageFailed, events.TypeSessionDeleted, events.TypeSessionExpired, events.TypeCompletionRecorded}

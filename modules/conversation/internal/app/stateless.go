@@ -41,16 +41,17 @@ func (s *Service) recordCompletion(ctx context.Context, in TurnInput, callID str
 		return err
 	}
 	st, err := s.completionsStream(in.Tenant)
+	var res eventstore.AppendResult
 	if err == nil {
-		_, err = s.Store.Append(ctx, st, eventstore.Any, ev)
+		res, err = s.Store.Append(ctx, st, eventstore.Any, ev)
 		if err != nil {
 			err = fmt.Errorf("append to %s: %w", st, err)
 		}
 	}
 	if err != nil {
-		s.Ledger.Release(in.Tenant.String(), callID, s.Now())
+		s.Ledger.Release(in.Tenant.String(), callID)
 		return err
 	}
-	s.Ledger.Settle(in.Tenant.String(), callID, tokens, s.Now())
+	s.Ledger.Settle(in.Tenant.String(), callID, tokens, res.Position)
 	return nil
 }

@@ -161,11 +161,10 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		// will need (the message and the answer); the full reservation follows once the prompt is
 		// assembled.
 		least := int64(domain.EstimateTokens(in.Message) + s.Settings.MaxCompletion)
-		now := s.Now()
-		if r := s.Ledger.Reserve(in.Tenant.String(), turnID, least, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly, now); r != nil {
-			return nil, budgetExceeded(r, least)
+		if err := s.reserve(ctx, in.Tenant, turnID, least, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly); err != nil {
+			return nil, err
 		}
-		s.Ledger.Release(in.Tenant.String(), turnID, now)
+		s.Ledger.Release(in.Tenant.String(), turnID)
 		params := in.ToolParams
 		if len(params) == 0 {
 			params = json.RawMessage(`{}`)
@@ -217,9 +216,8 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		MaxCompletion: s.Settings.MaxCompletion, MaxMessages: cfg.MaxMessages()})
 	// Budget: reserve the worst case before anything is recorded or called.
 	estimate := int64(asm.PromptTokens + s.Settings.MaxCompletion)
-	now := s.Now()
-	if r := s.Ledger.Reserve(in.Tenant.String(), turnID, estimate, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly, now); r != nil {
-		return nil, budgetExceeded(r, estimate)
+	if err := s.reserve(ctx, in.Tenant, turnID, estimate, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly); err != nil {
+		return nil, err
 	}
 	requested := in.ModelID
 	turn.Model = models[0].String()
@@ -246,7 +244,8 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 			out = append(out, ev)
 		}
 		ev, err := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: in.SessionID, TurnID: turnID,
-			Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source})
+			Content: in.Message, UserID: in.UserID, RequestedModel: requested, ChosenModel: models[0].String(), ToolName: in.ToolName, RAG: rag, Source: in.Source,
+			Instance: s.Instance, Run: s.Run})
 		if err != nil {
 			return nil, err
 		}
@@ -324,7 +323,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 	if ur != nil && ur.err != nil {
 		aerr := ur.err
-		s.Ledger.Release(in.Tenant.String(), turn.ID, s.Now())
+		s.Ledger.Release(in.Tenant.String(), turn.ID)
 		s.Log.ErrorContext(ctx, "record user message", "error", aerr, "session", in.SessionID, "tenant", in.Tenant.String())
 		s.Metrics.turn(models[0].String(), "not_recorded")
 		e, ok := apperr.As(aerr)
@@ -458,7 +457,7 @@ func (s *Service) record(ctx context.Context, in TurnInput, turnID, typ string, 
 	if err != nil {
 		return err
 	}
-	_, _, err = s.update(ctx, in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
+	_, res, err := s.update(ctx, in.Tenant, in.SessionID, func(cur *domain.Session) ([]eventstore.EventData, error) {
 		if user != nil {
 			evs, err := user(cur)
 			if err != nil {
@@ -486,10 +485,32 @@ func (s *Service) record(ctx context.Context, in TurnInput, turnID, typ string, 
 		return []eventstore.EventData{g}, nil
 	})
 	if err != nil {
-		s.Ledger.Release(in.Tenant.String(), turnID, s.Now())
+		s.Ledger.Release(in.Tenant.String(), turnID)
 		return err
 	}
-	s.Ledger.Settle(in.Tenant.String(), turnID, tokens, s.Now())
+	s.Ledger.Settle(in.Tenant.String(), turnID, tokens, res.Position)
+	return nil
+}
+
+// reserve books up to tokens of the tenant's budget for turnID: 429 budget_exceeded when they do
+// not fit, 503 catching_up while the token ledger read model catches up with the store.
+func (s *Service) reserve(ctx context.Context, t tenant.ID, turnID string, tokens, daily, monthly int64) error {
+	now := s.Now()
+	r, err := s.Ledger.Reserve(t.String(), turnID, tokens, daily, monthly, now, func() (domain.Usage, error) {
+		if s.Usage == nil {
+			return domain.Usage{}, nil
+		}
+		return s.Usage.Used(ctx, t, now)
+	})
+	if err != nil {
+		if _, ok := apperr.As(err); ok {
+			return err
+		}
+		return fmt.Errorf("token budget of %s: %w", t, err)
+	}
+	if r != nil {
+		return budgetExceeded(r, tokens)
+	}
 	return nil
 }
 

@@ -3,154 +3,128 @@ package domain
 import (
 	"sync"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 )
 
-// Ledger holds every tenant's token use for the current UTC day and month, plus the reservations of
-// turns in flight. Reserve checks and books atomically, so concurrent turns cannot overshoot a
-// ceiling. Used tokens come only from recorded events (Count, fed by the projection on every
-// start); a reservation stays booked until the projection has counted its turn, so a turn is never
-// counted twice nor missed in between.
+// Usage is a tenant's recorded token use as the token ledger read model has it: the tokens of the
+// current UTC day and month, counted from every event up to position At.
+type Usage struct {
+	Day, Month int64
+	At         eventstore.Position
+}
+
+// Ledger books, on top of the recorded use (the token ledger read model, read through the func
+// given to Reserve), what the read model does not count yet: the reservations of this process's
+// turns in flight, and the real use of its turns recorded after the read model's snapshot.
+//
+//   - Reserve checks and books a turn's worst case, atomically, so concurrent turns cannot overshoot
+//     a ceiling;
+//   - Settle, once the turn's outcome is appended, replaces the booking by the tokens recorded and
+//     the position of the outcome event;
+//   - a booking at or below the position of the read model's snapshot is counted there: it is left
+//     out of the sum, and dropped.
+//
+// So a turn's own use counts for the next turn on this replica from the moment its outcome is
+// acknowledged (before the read model has applied it), and never twice. Memory holds only the
+// turns in flight and those recorded since a tenant's last reservation.
 type Ledger struct {
 	mu      sync.Mutex
-	tenants map[string]*tenantLedger
+	tenants map[string]map[string]*booking // tenant → turn id → booking
 }
 
-type tenantLedger struct {
-	day, month         string // the UTC day / month the counters are for
-	usedDay, usedMonth int64
-	reserved           map[string]*reservation // by turn id
-	reservedDay        int64                   // reservations booked today
-	reservedMonth      int64
-}
-
-type reservation struct {
+type booking struct {
 	tokens     int64
 	day, month string
+	at         eventstore.Position // the outcome event, once recorded (0: a reservation)
 }
 
 // NewLedger returns an empty ledger.
-func NewLedger() *Ledger { return &Ledger{tenants: map[string]*tenantLedger{}} }
+func NewLedger() *Ledger { return &Ledger{tenants: map[string]map[string]*booking{}} }
 
-func dayOf(t time.Time) string   { return t.UTC().Format("2006-01-02") }
-func monthOf(t time.Time) string { return t.UTC().Format("2006-01") }
-
-func (l *Ledger) get(tenant string, now time.Time) *tenantLedger {
-	tl, ok := l.tenants[tenant]
-	if !ok {
-		tl = &tenantLedger{reserved: map[string]*reservation{}}
-		l.tenants[tenant] = tl
-	}
-	d, m := dayOf(now), monthOf(now)
-	if tl.day != d {
-		tl.day, tl.usedDay, tl.reservedDay = d, 0, 0
-		for _, r := range tl.reserved {
-			if r.day == d {
-				tl.reservedDay += r.tokens
-			}
-		}
-	}
-	if tl.month != m {
-		tl.month, tl.usedMonth, tl.reservedMonth = m, 0, 0
-		for _, r := range tl.reserved {
-			if r.month == m {
-				tl.reservedMonth += r.tokens
-			}
-		}
-	}
-	return tl
-}
+// DayOf and MonthOf are the UTC periods a budget counts tokens in ("2026-11-29", "2026-11").
+func DayOf(t time.Time) string   { return t.UTC().Format("2006-01-02") }
+func MonthOf(t time.Time) string { return t.UTC().Format("2006-01") }
 
 // Refusal says which ceiling a reservation would cross.
 type Refusal struct {
 	Period     string // "daily" or "monthly"
 	Limit      int64
-	Used       int64 // used plus reserved
+	Used       int64 // used plus booked
 	RetryAfter time.Duration
 }
 
-// Reserve books tokens for turn if they fit under both ceilings (0 = none). It returns nil on success.
-func (l *Ledger) Reserve(tenant, turn string, tokens, daily, monthly int64, now time.Time) *Refusal {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// Reserve books tokens for turn if they fit under both ceilings (0 = none) on top of used (the read
+// model, read under the ledger's lock) and the bookings it does not count yet. It returns a Refusal
+// when they do not fit, and used's error when the read model cannot answer (nothing is booked then).
+// Without any ceiling nothing is read nor booked.
+func (l *Ledger) Reserve(tenant, turn string, tokens, daily, monthly int64, now time.Time, used func() (Usage, error)) (*Refusal, error) {
 	if daily <= 0 && monthly <= 0 {
-		return nil // no ceiling: nothing to hold back (used tokens are still counted by Count)
+		return nil, nil
 	}
-	tl := l.get(tenant, now)
-	if daily > 0 && tl.usedDay+tl.reservedDay+tokens > daily {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u, err := used()
+	if err != nil {
+		return nil, err
+	}
+	day, month := DayOf(now), MonthOf(now)
+	bookedDay, bookedMonth := int64(0), int64(0)
+	bs := l.tenants[tenant]
+	for id, b := range bs {
+		if b.at != 0 && b.at <= u.At {
+			delete(bs, id) // the read model counts it
+			continue
+		}
+		if b.day == day {
+			bookedDay += b.tokens
+		}
+		if b.month == month {
+			bookedMonth += b.tokens
+		}
+	}
+	if daily > 0 && u.Day+bookedDay+tokens > daily {
 		next := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day()+1, 0, 0, 0, 0, time.UTC)
-		return &Refusal{Period: "daily", Limit: daily, Used: tl.usedDay + tl.reservedDay, RetryAfter: next.Sub(now)}
+		return &Refusal{Period: "daily", Limit: daily, Used: u.Day + bookedDay, RetryAfter: next.Sub(now)}, nil
 	}
-	if monthly > 0 && tl.usedMonth+tl.reservedMonth+tokens > monthly {
+	if monthly > 0 && u.Month+bookedMonth+tokens > monthly {
 		next := time.Date(now.UTC().Year(), now.UTC().Month()+1, 1, 0, 0, 0, 0, time.UTC)
-		return &Refusal{Period: "monthly", Limit: monthly, Used: tl.usedMonth + tl.reservedMonth, RetryAfter: next.Sub(now)}
+		return &Refusal{Period: "monthly", Limit: monthly, Used: u.Month + bookedMonth, RetryAfter: next.Sub(now)}, nil
 	}
-	tl.reserved[turn] = &reservation{tokens: tokens, day: dayOf(now), month: monthOf(now)}
-	tl.reservedDay += tokens
-	tl.reservedMonth += tokens
-	return nil
+	if bs == nil {
+		bs = map[string]*booking{}
+		l.tenants[tenant] = bs
+	}
+	bs[turn] = &booking{tokens: tokens, day: day, month: month}
+	return nil, nil
 }
 
-func (tl *tenantLedger) unbook(turn string) (*reservation, bool) {
-	r, ok := tl.reserved[turn]
-	if !ok {
-		return nil, false
-	}
-	delete(tl.reserved, turn)
-	if r.day == tl.day {
-		tl.reservedDay -= r.tokens
-	}
-	if r.month == tl.month {
-		tl.reservedMonth -= r.tokens
-	}
-	return r, true
-}
-
-// Settle replaces a turn's reservation by its real use, after its outcome event was appended. If
-// the projection has already counted the turn, the reservation is simply dropped.
-func (l *Ledger) Settle(tenant, turn string, actual int64, now time.Time) {
+// Settle replaces a turn's reservation by the tokens its outcome recorded, at the outcome event's
+// position: counted here until the read model has applied that position. A turn without a
+// reservation (its tenant had no ceiling) is left alone.
+func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Position) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	tl := l.get(tenant, now)
-	r, ok := tl.unbook(turn)
-	if !ok {
-		return // the projection has already counted the turn
-	}
-	r.tokens = actual
-	tl.reserved[turn] = r
-	if r.day == tl.day {
-		tl.reservedDay += actual
-	}
-	if r.month == tl.month {
-		tl.reservedMonth += actual
+	if b, ok := l.tenants[tenant][turn]; ok {
+		b.tokens, b.at = tokens, at
 	}
 }
 
-// Release drops a reservation of a turn that recorded nothing.
-func (l *Ledger) Release(tenant, turn string, now time.Time) {
+// Release drops the reservation of a turn that recorded nothing.
+func (l *Ledger) Release(tenant, turn string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.get(tenant, now).unbook(turn)
-}
-
-// Count adds a recorded turn's tokens at the event's time (the projection calls it for every
-// outcome event, on replay and live) and drops the turn's reservation if it is still booked.
-func (l *Ledger) Count(tenant, turn string, tokens int64, at, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	tl := l.get(tenant, now)
-	tl.unbook(turn)
-	if dayOf(at) == tl.day {
-		tl.usedDay += tokens
-	}
-	if monthOf(at) == tl.month {
-		tl.usedMonth += tokens
+	if bs, ok := l.tenants[tenant]; ok {
+		delete(bs, turn)
+		if len(bs) == 0 {
+			delete(l.tenants, tenant)
+		}
 	}
 }
 
-// Used reports a tenant's used and reserved tokens today and this month.
-func (l *Ledger) Used(tenant string, now time.Time) (day, month int64) {
+// Bookings is how many turns the ledger holds for tenant (tests).
+func (l *Ledger) Bookings(tenant string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	tl := l.get(tenant, now)
-	return tl.usedDay + tl.reservedDay, tl.usedMonth + tl.reservedMonth
+	return len(l.tenants[tenant])
 }

@@ -1,6 +1,7 @@
 package domain_test
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,7 @@ func TestLedgerNeverOvershootsAndSettles(t *testing.T) {
 	t.Parallel()
 	l := domain.NewLedger()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	none := func() (domain.Usage, error) { return domain.Usage{}, nil }
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	granted := 0
@@ -84,7 +86,7 @@ func TestLedgerNeverOvershootsAndSettles(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if l.Reserve("acme", string(rune('a'+i%26))+string(rune('0'+i/26)), 30, 1000, 0, now) == nil {
+			if r, err := l.Reserve("acme", string(rune('a'+i%26))+string(rune('0'+i/26)), 30, 1000, 0, now, none); r == nil && err == nil {
 				mu.Lock()
 				granted++
 				mu.Unlock()
@@ -95,26 +97,56 @@ func TestLedgerNeverOvershootsAndSettles(t *testing.T) {
 	if granted != 33 {
 		t.Fatalf("granted %d reservations of 30 under 1000", granted)
 	}
-	if r := l.Reserve("globex", "x", 30, 1000, 0, now); r != nil {
+	if r, _ := l.Reserve("globex", "x", 30, 1000, 0, now, none); r != nil {
 		t.Fatal("another tenant's budget was used")
 	}
-	// Settle then Count, and Count then Settle, both count a turn once.
+
+	// A settled turn counts until the read model's snapshot reaches its position, then only there:
+	// never missed, never twice.
 	l2 := domain.NewLedger()
-	l2.Reserve("t", "one", 100, 0, 0, now)
-	l2.Settle("t", "one", 10, now)
-	l2.Count("t", "one", 10, now, now)
-	l2.Reserve("t", "two", 100, 0, 0, now)
-	l2.Count("t", "two", 20, now, now)
-	l2.Settle("t", "two", 20, now)
-	if d, m := l2.Used("t", now); d != 30 || m != 30 {
-		t.Fatalf("used %d %d, want 30", d, m)
+	read := domain.Usage{}
+	used := func() (domain.Usage, error) { return read, nil }
+	reserve := func(turn string, tokens int64) *domain.Refusal {
+		t.Helper()
+		r, err := l2.Reserve("t", turn, tokens, 100, 0, now, used)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
-	// A new day starts from zero; the month keeps counting.
-	if d, m := l2.Used("t", now.Add(24*time.Hour)); d != 0 || m != 30 {
-		t.Fatalf("next day %d %d", d, m)
+	if reserve("one", 90) != nil {
+		t.Fatal("90 of 100 refused")
 	}
-	r := l2.Reserve("t", "three", 50, 0, 60, now)
-	if r == nil || r.Period != "monthly" || r.RetryAfter <= 0 {
+	if r := reserve("two", 20); r == nil || r.Used != 90 {
+		t.Fatalf("the reservation of 90 did not count: %+v", r)
+	}
+	l2.Settle("t", "one", 30, 7) // recorded at position 7; the read model is at 0
+	if r := reserve("two", 80); r == nil || r.Used != 30 {
+		t.Fatalf("the recorded 30 did not count before the read model has it: %+v", r)
+	}
+	read = domain.Usage{Day: 30, Month: 30, At: 7} // the read model applied position 7
+	if r := reserve("two", 70); r != nil {
+		t.Fatalf("the turn counted twice: %+v", r)
+	}
+	if n := l2.Bookings("t"); n != 1 {
+		t.Fatalf("%d bookings, want only the new reservation (the counted one is dropped)", n)
+	}
+	l2.Release("t", "two")
+	if n := l2.Bookings("t"); n != 0 {
+		t.Fatalf("%d bookings after release", n)
+	}
+	// A new day starts from zero (the read model's day is another key); the month keeps counting.
+	if r, _ := l2.Reserve("t", "three", 50, 0, 60, now, used); r == nil || r.Period != "monthly" || r.RetryAfter <= 0 {
 		t.Fatalf("%+v", r)
+	}
+	// A read model that cannot answer books nothing; without a ceiling nothing is read.
+	if _, err := l2.Reserve("t", "four", 1, 100, 0, now, func() (domain.Usage, error) { return domain.Usage{}, errors.New("catching up") }); err == nil {
+		t.Fatal("no error from a read model that cannot answer")
+	}
+	if r, err := l2.Reserve("t", "five", 1, 0, 0, now, func() (domain.Usage, error) { panic("read without a ceiling") }); r != nil || err != nil {
+		t.Fatal(r, err)
+	}
+	if n := l2.Bookings("t"); n != 0 {
+		t.Fatalf("%d bookings", n)
 	}
 }

@@ -48,6 +48,10 @@ func decodeMessage(data []byte, out *messageFields) error {
 			dst = &out.Content
 		case "model":
 			dst = &out.Model
+		case "instance":
+			dst = &out.Instance
+		case "run":
+			dst = &out.Run
 		}
 		if data[i] == '"' {
 			end, esc := stringEnd(data, i)

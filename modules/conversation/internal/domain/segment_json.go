@@ -48,6 +48,10 @@ func decodeSegment(data []byte, seg *events.SessionSnapshotted, msgs *[]Message)
 						return l.str(&o.TurnID)
 					case "since":
 						return l.int64(&o.Since)
+					case "instance":
+						return l.str(&o.Instance)
+					case "run":
+						return l.str(&o.Run)
 					}
 					return l.skip()
 				})

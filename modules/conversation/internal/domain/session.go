@@ -74,6 +74,9 @@ type Session struct {
 type OpenTurn struct {
 	TurnID string
 	Since  time.Time // when its user message was recorded
+	// Instance and Run are the replica and process that took it ("" when recorded before turns
+	// named theirs).
+	Instance, Run string
 }
 
 // Live reports whether the session can be read (exists, and was not deleted or expired since it
@@ -119,7 +122,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.Messages = append(s.Messages, Message{Role: "user", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID})
 		s.Turns++
 		s.LastActivity = e.Time
-		s.Open = append(s.Open, OpenTurn{TurnID: ev.TurnID, Since: e.Time})
+		s.Open = append(s.Open, OpenTurn{TurnID: ev.TurnID, Since: e.Time, Instance: ev.Instance, Run: ev.Run})
 	case events.TypeAssistantMessageCompleted:
 		var ev messageFields
 		if err := decodeFields(e, &ev); err != nil {
@@ -161,9 +164,11 @@ func (s *Session) closeTurn(turnID string) {
 // messageFields is the part of UserMessageAdded and AssistantMessageCompleted that history needs:
 // decoding only it keeps the fold of a long session cheap (usage, citations and fallbacks are skipped).
 type messageFields struct {
-	TurnID  string `json:"turnId"`
-	Content string `json:"content"`
-	Model   string `json:"model"`
+	TurnID   string `json:"turnId"`
+	Content  string `json:"content"`
+	Model    string `json:"model"`
+	Instance string `json:"instance"`
+	Run      string `json:"run"`
 }
 
 func decodeFields(e eventstore.Event, out *messageFields) error {

@@ -94,7 +94,7 @@ func (s *Session) Segment() events.SessionSnapshotted {
 		seg.From = s.Sealed.Through + 1
 	}
 	for _, o := range s.Open {
-		seg.Open = append(seg.Open, events.SnapshotOpenTurn{TurnID: o.TurnID, Since: nanos(o.Since)})
+		seg.Open = append(seg.Open, events.SnapshotOpenTurn{TurnID: o.TurnID, Since: nanos(o.Since), Instance: o.Instance, Run: o.Run})
 	}
 	for _, m := range s.Messages[keep:] {
 		seg.Messages = append(seg.Messages, events.SnapshotMessage{Role: m.Role, Content: m.Content, Timestamp: nanos(m.Timestamp), TurnID: m.TurnID, Model: m.Model})
@@ -185,7 +185,7 @@ func applySegment(cur *Session, seg events.SessionSnapshotted, msgs []Message) *
 	all := append(cur.Messages[:seg.Keep], msgs...) // amortised: the segments add to one slice
 	var open []OpenTurn
 	for _, o := range seg.Open {
-		open = append(open, OpenTurn{TurnID: o.TurnID, Since: fromNanos(o.Since)})
+		open = append(open, OpenTurn{TurnID: o.TurnID, Since: fromNanos(o.Since), Instance: o.Instance, Run: o.Run})
 	}
 	return &Session{ID: seg.SessionID, Exists: true, Started: true, Revision: seg.Through, Title: seg.Title, UserID: seg.UserID, Messages: all,
 		Turns: seg.Turns, Failed: seg.Failed, CreatedAt: fromNanos(seg.CreatedAt), LastActivity: fromNanos(seg.LastActivity), Open: open}
@@ -240,7 +240,7 @@ func (s *Session) Size() int64 {
 	}
 	n += int64(cap(s.Open)) * openTurnSize
 	for _, o := range s.Open {
-		n += str(o.TurnID)
+		n += str(o.TurnID) + str(o.Instance) + str(o.Run)
 	}
 	return n
 }

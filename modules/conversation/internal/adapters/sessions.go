@@ -1,0 +1,319 @@
+// Package adapters holds the conversation read models: the session list and the token ledger, each
+// a checkpointed projection (platform/bus) whose state is a bbolt bucket, so their memory stays flat
+// however many sessions there are, and a start resumes from the checkpoint instead of replaying the
+// store.
+package adapters
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// The session list lives in three buckets of the projection's state. Every key starts with the
+// tenant and a 0 byte (a tenant id has none), so a tenant's rows are one key range, and a read that
+// seeks and stops by that prefix cannot reach another tenant's rows whatever cursor it is given.
+//
+//	rows:   tenant 0 sessionId                       → updated (int64 ns), revision, messages (uint32), open turns (uint32), title
+//	recent: tenant 0 ^updated (8 bytes) sessionId    → (empty)   newest first: the order of GET /sessions
+//	open:   tenant 0 sessionId                       → (empty)   sessions with turns awaiting their outcome
+var (
+	rowsBucket   = []byte("rows")
+	recentBucket = []byte("recent")
+	openBucket   = []byte("open")
+)
+
+const rowHeader = 24
+
+type row struct {
+	updated  int64
+	revision uint64
+	messages uint32
+	open     uint32
+	title    string
+}
+
+func (r row) encode() []byte {
+	v := make([]byte, rowHeader, rowHeader+len(r.title))
+	binary.BigEndian.PutUint64(v[0:], uint64(r.updated))
+	binary.BigEndian.PutUint64(v[8:], r.revision)
+	binary.BigEndian.PutUint32(v[16:], r.messages)
+	binary.BigEndian.PutUint32(v[20:], r.open)
+	return append(v, r.title...)
+}
+
+func decodeRow(v []byte) (row, bool) {
+	if len(v) < rowHeader {
+		return row{}, false
+	}
+	return row{updated: int64(binary.BigEndian.Uint64(v[0:])), revision: binary.BigEndian.Uint64(v[8:]),
+		messages: binary.BigEndian.Uint32(v[16:]), open: binary.BigEndian.Uint32(v[20:]), title: string(v[rowHeader:])}, true
+}
+
+func tenantPrefix(t string) []byte { return append([]byte(t), 0) }
+
+func rowKey(t, id string) []byte { return append(tenantPrefix(t), id...) }
+
+// recentKey orders a tenant's sessions newest first: the bitwise complement of the activity time
+// sorts later times first, and ties by session id.
+func recentKey(t string, updated int64, id string) []byte {
+	k := binary.BigEndian.AppendUint64(tenantPrefix(t), ^uint64(updated))
+	return append(k, id...)
+}
+
+type listBuckets struct{ rows, recent, open *bolt.Bucket }
+
+func writeBuckets(b *bolt.Bucket) (listBuckets, error) {
+	var lb listBuckets
+	var err error
+	if lb.rows, err = b.CreateBucketIfNotExists(rowsBucket); err != nil {
+		return lb, err
+	}
+	if lb.recent, err = b.CreateBucketIfNotExists(recentBucket); err != nil {
+		return lb, err
+	}
+	lb.open, err = b.CreateBucketIfNotExists(openBucket)
+	return lb, err
+}
+
+// readBuckets returns the buckets, nil before the first session.
+func readBuckets(b *bolt.Bucket) (listBuckets, bool) {
+	lb := listBuckets{rows: b.Bucket(rowsBucket), recent: b.Bucket(recentBucket), open: b.Bucket(openBucket)}
+	return lb, lb.rows != nil && lb.recent != nil && lb.open != nil
+}
+
+// change applies fn to a session's row and keeps the other buckets in step. create: a session
+// without a row gets one (else nothing happens). fn returns false to remove the row.
+func change(b *bolt.Bucket, t tenant.ID, id string, create bool, fn func(r *row) bool) error {
+	lb, err := writeBuckets(b)
+	if err != nil {
+		return err
+	}
+	key := rowKey(t.String(), id)
+	old, exists := decodeRow(lb.rows.Get(key))
+	if !exists && !create {
+		return nil
+	}
+	next := old
+	keep := fn(&next)
+	if exists && (!keep || next.updated != old.updated) {
+		if err := lb.recent.Delete(recentKey(t.String(), old.updated, id)); err != nil {
+			return err
+		}
+	}
+	if !keep {
+		if err := lb.open.Delete(key); err != nil {
+			return err
+		}
+		return lb.rows.Delete(key)
+	}
+	if err := lb.rows.Put(key, next.encode()); err != nil {
+		return err
+	}
+	if !exists || next.updated != old.updated {
+		if err := lb.recent.Put(recentKey(t.String(), next.updated, id), nil); err != nil {
+			return err
+		}
+	}
+	switch {
+	case next.open > 0 && (!exists || old.open == 0):
+		return lb.open.Put(key, nil)
+	case next.open == 0 && exists && old.open > 0:
+		return lb.open.Delete(key)
+	}
+	return nil
+}
+
+// SessionStarted records a session (re)started: a fresh row.
+func SessionStarted(b *bolt.Bucket, t tenant.ID, id, title string, at time.Time, rev uint64) error {
+	return change(b, t, id, true, func(r *row) bool {
+		*r = row{updated: at.UnixNano(), revision: rev, title: title}
+		return true
+	})
+}
+
+// MessageAdded records a message: a user's opens a turn, an answer closes one.
+func MessageAdded(b *bolt.Bucket, t tenant.ID, id string, at time.Time, rev uint64, user bool) error {
+	return change(b, t, id, true, func(r *row) bool {
+		r.messages++
+		r.updated, r.revision = at.UnixNano(), rev
+		if user {
+			r.open++
+		} else if r.open > 0 {
+			r.open--
+		}
+		return true
+	})
+}
+
+// TurnFailed records a failed turn: activity without a message. It never adds a session: a failure
+// recorded after a deletion (session_gone) must not bring the deleted session back into the list.
+func TurnFailed(b *bolt.Bucket, t tenant.ID, id string, at time.Time, rev uint64) error {
+	return change(b, t, id, false, func(r *row) bool {
+		r.updated, r.revision = at.UnixNano(), rev
+		if r.open > 0 {
+			r.open--
+		}
+		return true
+	})
+}
+
+// SessionEnded records a deletion or expiry: the session leaves the list.
+func SessionEnded(b *bolt.Bucket, t tenant.ID, id string) error {
+	return change(b, t, id, false, func(*row) bool { return false })
+}
+
+// ListSessions returns up to limit of the tenant's sessions in newest-first order after cursor
+// ("" from the start), and the cursor of the next page ("" at the end).
+func ListSessions(b *bolt.Bucket, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error) {
+	prefix := tenantPrefix(t.String())
+	seek := prefix
+	var after []byte
+	if cursor != "" {
+		ns, id, err := domain.ParseCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		after = recentKey(t.String(), ns, id)
+		seek = after
+	}
+	lb, ok := readBuckets(b)
+	if !ok {
+		return nil, "", nil
+	}
+	out := make([]domain.Summary, 0, min(limit, 100))
+	c := lb.recent.Cursor()
+	for k, _ := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if after != nil && bytes.Equal(k, after) {
+			continue
+		}
+		if len(k) < len(prefix)+8 {
+			continue
+		}
+		if len(out) == limit {
+			return out, domain.Cursor(out[limit-1]), nil
+		}
+		id := string(k[len(prefix)+8:])
+		r, ok := decodeRow(lb.rows.Get(rowKey(t.String(), id)))
+		if !ok {
+			continue
+		}
+		out = append(out, domain.Summary{SessionID: id, Title: r.title, MessageCount: int(r.messages),
+			UpdatedAt: time.Unix(0, r.updated), Revision: r.revision, OpenTurns: int(r.open)})
+	}
+	return out, "", nil
+}
+
+// WithOpenTurns lists the sessions that have turns awaiting their outcome, by tenant and id.
+func WithOpenTurns(b *bolt.Bucket) []domain.SessionRef {
+	lb, ok := readBuckets(b)
+	if !ok {
+		return nil
+	}
+	var out []domain.SessionRef
+	_ = lb.open.ForEach(func(k, _ []byte) error {
+		if t, id, ok := bytes.Cut(k, []byte{0}); ok {
+			out = append(out, domain.SessionRef{Tenant: string(t), SessionID: string(id)})
+		}
+		return nil
+	})
+	return out
+}
+
+// Tenants lists the tenants that have sessions, skipping from one tenant's key range to the next.
+func Tenants(b *bolt.Bucket) []tenant.ID {
+	lb, ok := readBuckets(b)
+	if !ok {
+		return nil
+	}
+	var out []tenant.ID
+	c := lb.rows.Cursor()
+	for k, _ := c.First(); k != nil; {
+		t, _, ok := bytes.Cut(k, []byte{0})
+		if !ok {
+			k, _ = c.Next()
+			continue
+		}
+		if id, err := tenant.Parse(string(t)); err == nil {
+			out = append(out, id)
+		}
+		k, _ = c.Seek(append(append([]byte(nil), t...), 1)) // past this tenant's range
+	}
+	return out
+}
+
+// IdleSessions returns up to limit of the tenant's sessions last active before cutoff, least idle
+// first, after the place next returned by the previous call ("" from the start).
+func IdleSessions(b *bolt.Bucket, t tenant.ID, cutoff time.Time, after string, limit int) (ids []string, next string) {
+	lb, ok := readBuckets(b)
+	if !ok {
+		return nil, ""
+	}
+	prefix := tenantPrefix(t.String())
+	// Active at cutoff or later sorts before recentKey(cutoff-1ns, "").
+	seek := recentKey(t.String(), cutoff.UnixNano()-1, "")
+	if after != "" {
+		seek = []byte(after)
+		if !bytes.HasPrefix(seek, prefix) {
+			return nil, ""
+		}
+	}
+	c := lb.recent.Cursor()
+	k, _ := c.Seek(seek)
+	if after != "" && k != nil && bytes.Equal(k, seek) {
+		k, _ = c.Next()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if len(k) < len(prefix)+8 {
+			continue
+		}
+		if len(ids) == limit {
+			return ids, next
+		}
+		ids = append(ids, string(k[len(prefix)+8:]))
+		next = string(k)
+	}
+	return ids, ""
+}
+
+// SessionList answers the session list queries from its projection: 503 catching_up until it has
+// caught up with the store, never a partial list.
+type SessionList struct{ Projection *bus.Projection }
+
+// List is a page of GET /sessions.
+func (l SessionList) List(ctx context.Context, t tenant.ID, limit int, cursor string) (rows []domain.Summary, next string, err error) {
+	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error {
+		rows, next, err = ListSessions(tx.Bucket(), t, limit, cursor)
+		return err
+	})
+	return rows, next, err
+}
+
+// WithOpenTurns lists every tenant's sessions with turns awaiting their outcome.
+func (l SessionList) WithOpenTurns(ctx context.Context) (refs []domain.SessionRef, err error) {
+	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error { refs = WithOpenTurns(tx.Bucket()); return nil })
+	return refs, err
+}
+
+// Tenants lists the tenants that have sessions.
+func (l SessionList) Tenants(ctx context.Context) (ts []tenant.ID, err error) {
+	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error { ts = Tenants(tx.Bucket()); return nil })
+	return ts, err
+}
+
+// Idle is a page of the tenant's sessions last active before cutoff (see IdleSessions).
+func (l SessionList) Idle(ctx context.Context, t tenant.ID, cutoff time.Time, after string, limit int) (ids []string, next string, err error) {
+	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error {
+		ids, next = IdleSessions(tx.Bucket(), t, cutoff, after, limit)
+		return nil
+	})
+	return ids, next, err
+}
