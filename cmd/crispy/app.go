@@ -138,11 +138,18 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	}
 	a.closers = append(a.closers, func() error { a.tooling.Close(); return nil })
 
+	instance := "" // the replica's name, kept in its data folder: its chat turns record it, and a
+	// start closes as interrupted only the turns its own earlier runs left open
+	if !o.specOnly {
+		if instance, err = conversation.InstanceID(filepath.Join(cfg.DataDir, "conversation", "instance")); err != nil {
+			return nil, fmt.Errorf("--data-dir %s: %w", cfg.DataDir, err)
+		}
+	}
 	if a.conv, err = conversation.New(conversation.Deps{
 		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride,
 			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB)},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
-		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set,
+		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance,
 	}); err != nil {
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}

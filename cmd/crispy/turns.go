@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// closeInterrupted closes, as interrupted, the chat turns an earlier run left without an outcome (it
-// crashed or was killed mid-turn). It runs once the read models have caught up, before the first
-// request; a failure is logged, not fatal: the next turn of such a session closes it as well.
+// closeInterrupted closes, as interrupted, the chat turns an earlier run of this replica left without
+// an outcome (it crashed or was killed mid-turn), and any replica's turns past the longest a turn can
+// run; another replica's recent turns are left alone (it may be streaming them). It runs once the
+// read models have caught up, before the first request; a failure is logged, not fatal: the next
+// turn of such a session closes it as well.
 func (a *app) closeInterrupted(ctx context.Context) {
 	n, err := a.conv.CloseInterrupted(ctx)
 	if err != nil {
