@@ -105,10 +105,18 @@ func startNode(t testing.TB, store eventstore.Store, ix search.Index, emb retrie
 // a node started again on it resumes from them.
 func startNodeIn(t testing.TB, busDir string, store eventstore.Store, ix search.Index, emb retrieval.Embedders) *node {
 	t.Helper()
+	return startNodeCfg(t, busDir, store, ix, emb, retrieval.Config{CacheTTL: -1})
+}
+
+// startNodeCfg is startNodeIn with a configuration (IndexWait defaults to a minute).
+func startNodeCfg(t testing.TB, busDir string, store eventstore.Store, ix search.Index, emb retrieval.Embedders, cfg retrieval.Config) *node {
+	t.Helper()
 	logs := &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix, Embedders: emb,
-		Config: retrieval.Config{CacheTTL: -1, IndexWait: time.Minute}, Log: log})
+	if cfg.IndexWait == 0 {
+		cfg.IndexWait = time.Minute
+	}
+	mod, err := retrieval.New(retrieval.Deps{Store: store, Index: ix, Embedders: emb, Config: cfg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +174,13 @@ func (n *node) find(tenantID, docID, query string) (resp, string) {
 func (n *node) waitCaughtUp(int) {
 	n.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
+	if n.bus != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := n.bus.WaitCaughtUp(ctx); err != nil {
+			n.t.Fatal(err)
+		}
+	}
 	for {
 		err := n.mod.HealthCheck(context.Background())
 		if err == nil {

@@ -211,12 +211,13 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		return app.RecordStats(tx.Bucket(), env.Tenant, ev)
 	})
 	m.statsProj = sp
-	svc.Stats.Durable = func(t tenant.ID, from, to int64) (hits, misses int64, lat float64, err error) {
+	svc.Stats.Durable = func(t tenant.ID, from, to int64) (hits, misses int64, lat float64, at eventstore.Position, err error) {
 		err = sp.View(context.Background(), func(tx *readmodel.Tx) error {
 			hits, misses, lat = app.SumStats(tx.Bucket(), t, from, to)
+			at = tx.Position()
 			return nil
 		})
-		return hits, misses, lat, err
+		return hits, misses, lat, at, err
 	}
 	retrievalhttp.Register(api, svc)
 }

@@ -90,7 +90,7 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// measureStart starts a node as serve does (old API: the module's Run catches the tenants up).
-func measureStart(t testing.TB, store *embedded.Store, ix *searchembedded.Index, emb *ctlEmbedder, _ string, ts ...tenant.ID) *node {
-	return startNode(t, store, ix, emb, true, ts...)
+// measureStart starts a node as serve does, its bus state in dir/bus (kept across the restarts).
+func measureStart(t testing.TB, store *embedded.Store, ix *searchembedded.Index, emb *ctlEmbedder, dir string, _ ...tenant.ID) *node {
+	return startNodeIn(t, filepath.Join(dir, "bus"), store, ix, emb)
 }

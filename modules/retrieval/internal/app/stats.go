@@ -27,8 +27,17 @@ import (
 type Stats struct {
 	mu      sync.Mutex
 	pending map[tenant.ID]map[int64]*bucket // unix minute -> counts not yet recorded
-	// Durable, when set, sums the recorded minutes of a tenant (the projection).
-	Durable func(t tenant.ID, from, to int64) (hits, misses int64, latencyMs float64, err error)
+	// inflight: recorded, maybe not yet in the read model (counted until it reflects their position)
+	inflight []inflight
+	// Durable, when set, sums the recorded minutes of a tenant (the projection), and says up to
+	// which position its snapshot reflects the store.
+	Durable func(t tenant.ID, from, to int64) (hits, misses int64, latencyMs float64, at eventstore.Position, err error)
+}
+
+type inflight struct {
+	pos     eventstore.Position
+	t       tenant.ID
+	minutes map[int64]*bucket
 }
 
 type bucket struct {
@@ -69,18 +78,24 @@ func (s *Stats) Record(t tenant.ID, at time.Time, hit bool, d time.Duration) {
 	b.latencyMs += float64(d.Microseconds()) / 1000
 }
 
-// Flush records the pending counts as events, one append per tenant and day; what fails to append
-// stays pending for the next Flush.
+// Flush records the pending counts as events, one append per tenant and day. Until an append
+// succeeds its counts stay pending (and counted); once it has, they move to inflight in one step, so
+// a concurrent Window never misses or doubles them.
 func (s *Stats) Flush(ctx context.Context, store eventstore.Store) error {
 	s.mu.Lock()
-	taken := s.pending
-	s.pending = map[tenant.ID]map[int64]*bucket{}
+	snap := make(map[tenant.ID]map[int64]bucket, len(s.pending))
+	for t, minutes := range s.pending {
+		m := make(map[int64]bucket, len(minutes))
+		for k, b := range minutes {
+			m[k] = *b
+		}
+		snap[t] = m
+	}
 	s.mu.Unlock()
 	var firstErr error
-	for t, minutes := range taken {
+	for t, minutes := range snap {
 		byDay := map[string][]eventstore.EventData{}
 		dayMinutes := map[string][]int64{}
-		kept := map[int64]*bucket{}
 		for minute, b := range minutes {
 			day := time.Unix(minute*60, 0).UTC().Format("20060102")
 			d, err := eventstore.NewEventData(events.TypeSearchStatsRecorded,
@@ -90,47 +105,41 @@ func (s *Stats) Flush(ctx context.Context, store eventstore.Store) error {
 			}
 			byDay[day] = append(byDay[day], d)
 			dayMinutes[day] = append(dayMinutes[day], minute)
-			kept[minute] = b
 		}
 		for day, evs := range byDay {
 			st, err := tenant.NewStream(t, events.StatsCategory, day)
+			var ar eventstore.AppendResult
 			if err == nil {
-				_, err = store.Append(ctx, st, eventstore.Any, evs...)
+				ar, err = store.Append(ctx, st, eventstore.Any, evs...)
 			}
-			if err == nil {
-				for _, m := range dayMinutes[day] {
-					delete(kept, m)
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("record %s search statistics: %w", t, err)
 				}
 				continue
 			}
-			if firstErr == nil {
-				firstErr = fmt.Errorf("record %s search statistics: %w", t, err)
+			f := inflight{pos: ar.Position, t: t, minutes: map[int64]*bucket{}}
+			s.mu.Lock()
+			for _, m := range dayMinutes[day] {
+				sent := minutes[m]
+				f.minutes[m] = &sent
+				if cur := s.pending[t][m]; cur != nil {
+					cur.hits -= sent.hits
+					cur.misses -= sent.misses
+					cur.latencyMs -= sent.latencyMs
+					if cur.hits == 0 && cur.misses == 0 {
+						delete(s.pending[t], m)
+					}
+				}
 			}
-		}
-		if len(kept) > 0 {
-			s.merge(t, kept)
+			if len(s.pending[t]) == 0 {
+				delete(s.pending, t)
+			}
+			s.inflight = append(s.inflight, f)
+			s.mu.Unlock()
 		}
 	}
 	return firstErr
-}
-
-func (s *Stats) merge(t tenant.ID, minutes map[int64]*bucket) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.pending[t]
-	if m == nil {
-		m = map[int64]*bucket{}
-		s.pending[t] = m
-	}
-	for k, b := range minutes {
-		if cur := m[k]; cur != nil {
-			cur.hits += b.hits
-			cur.misses += b.misses
-			cur.latencyMs += b.latencyMs
-		} else {
-			m[k] = b
-		}
-	}
 }
 
 // CacheStats is GET /metrics/search-cache.
@@ -165,21 +174,37 @@ func (s *Stats) Window(t tenant.ID, since, until time.Time) (CacheStats, error) 
 	from, to := since.Unix()/60, until.Unix()/60
 	var out CacheStats
 	var lat float64
+	var at eventstore.Position
 	if s.Durable != nil {
-		h, m, l, err := s.Durable(t, from, to)
+		h, m, l, pos, err := s.Durable(t, from, to)
 		if err != nil {
 			return CacheStats{}, err
 		}
-		out.Hits, out.Misses, lat = h, m, l
+		out.Hits, out.Misses, lat, at = h, m, l, pos
 	}
-	s.mu.Lock()
-	for k, b := range s.pending[t] {
-		if k >= from && k <= to {
-			out.Hits += b.hits
-			out.Misses += b.misses
-			lat += b.latencyMs
+	add := func(minutes map[int64]*bucket) {
+		for k, b := range minutes {
+			if k >= from && k <= to {
+				out.Hits += b.hits
+				out.Misses += b.misses
+				lat += b.latencyMs
+			}
 		}
 	}
+	s.mu.Lock()
+	add(s.pending[t])
+	kept := s.inflight[:0]
+	for _, f := range s.inflight {
+		if f.pos <= at {
+			continue // in the read model now
+		}
+		kept = append(kept, f)
+		if f.t == t {
+			add(f.minutes)
+		}
+	}
+	clear(s.inflight[len(kept):])
+	s.inflight = kept
 	s.mu.Unlock()
 	out.TotalChecks = out.Hits + out.Misses
 	if out.TotalChecks > 0 {
