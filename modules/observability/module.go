@@ -2,6 +2,12 @@
 // event streams: Prometheus metrics (HTTP, event store, Go runtime and process), per-tenant usage and
 // cost projections, SLIs, anomalies and alert rules with signed webhooks, the audit API (events,
 // sessions as of a time, hash-chain verification) and the replay/verify functions behind the CLI.
+//
+// On the bus: two checkpointed projections, observability.usage (usage and cost per tenant, 5-minute
+// bucket and model or tool) and observability.alert-rules (rules and whether each fires), each a
+// bbolt file under <data>/readmodels that a start resumes from; and one processor,
+// observability.alert-webhooks, that sends the notice of each recorded transition once per
+// deployment. See internal/alerts for how two replicas record one transition.
 package observability
 
 import (
