@@ -73,6 +73,7 @@ type opts struct {
 	config    retrieval.Config
 	store     eventstore.Store
 	index     search.Index
+	shared    bool // the index is shared (Elasticsearch): a processor writes it
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -94,7 +95,7 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod, err := retrieval.New(retrieval.Deps{Config: o.config, Store: store, Index: fi, Embedders: res, Completer: o.completer})
+	mod, err := retrieval.New(retrieval.Deps{Config: o.config, Store: store, Index: fi, Embedders: res, Completer: o.completer, SharedIndex: o.shared})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -429,6 +429,41 @@ func TestIndexDownThenUpIndexesWithoutReindex(t *testing.T) {
 	}
 }
 
+// The same with a shared index (Elasticsearch, written by a processor once per deployment): an
+// ingest acknowledged while the index is down is indexed when it returns, without a reindex.
+func TestSharedIndexDownThenUpIndexesWithoutReindex(t *testing.T) {
+	t.Parallel()
+	ix, _ := embedded.Open(embedded.Config{})
+	fu := &failingUpsert{Index: ix}
+	e := newEnv(t, opts{index: fu, shared: true})
+	fu.fail.Store(true) // down after CheckWrite: the write itself fails
+	e.mustIngest("acme", "vac", vacation)
+	for i := 0; ; i++ {
+		st, _ := health.Classify(e.bus.Check(context.Background()))
+		if st == health.Degraded {
+			break
+		}
+		if i > 2000 {
+			t.Fatalf("/health bus while the shared index is down: %v", e.bus.Check(context.Background()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	q := map[string]any{"query": "vacation days", "answer": false}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 0 {
+		t.Fatalf("search while the index is down: %d %s", r.status, r.raw)
+	}
+	fu.fail.Store(false)
+	if err := e.bus.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 1 {
+		t.Fatalf("after the shared index came back (cached %v): %s", r.body["cached"], r.raw)
+	}
+	if r := e.search("beta", q); r.status != 200 || len(sources(r)) != 0 {
+		t.Fatalf("beta found acme's document: %s", r.raw)
+	}
+}
+
 func TestIngestPathsResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
