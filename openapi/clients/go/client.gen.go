@@ -1922,7 +1922,7 @@ type ClientInterface interface {
 
 	// GetSearchCacheMetrics Search cache metrics
 	//
-	// This tenant's search cache hits and misses over the period (since this process started).
+	// This tenant's search cache hits and misses over the period, summed over every replica and kept across restarts.
 	//
 	// Corresponds with GET /metrics/search-cache (the `GetSearchCacheMetrics` operationId).
 	GetSearchCacheMetrics(ctx context.Context, params *GetSearchCacheMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2404,7 +2404,7 @@ func (c *Client) GetOverview(ctx context.Context, params *GetOverviewParams, req
 
 // GetSearchCacheMetrics Search cache metrics
 //
-// This tenant's search cache hits and misses over the period (since this process started).
+// This tenant's search cache hits and misses over the period, summed over every replica and kept across restarts.
 //
 // Corresponds with GET /metrics/search-cache (the `GetSearchCacheMetrics` operationId).
 func (c *Client) GetSearchCacheMetrics(ctx context.Context, params *GetSearchCacheMetricsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4900,7 +4900,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetSearchCacheMetricsWithResponse Search cache metrics
 	//
-	// This tenant's search cache hits and misses over the period (since this process started).
+	// This tenant's search cache hits and misses over the period, summed over every replica and kept across restarts.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -7482,7 +7482,7 @@ func (c *ClientWithResponses) GetOverviewWithResponse(ctx context.Context, param
 
 // GetSearchCacheMetricsWithResponse Search cache metrics
 //
-// This tenant's search cache hits and misses over the period (since this process started).
+// This tenant's search cache hits and misses over the period, summed over every replica and kept across restarts.
 //
 // Returns a wrapper object for the known response body format(s).
 //

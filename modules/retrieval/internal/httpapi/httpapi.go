@@ -205,7 +205,7 @@ func Register(api huma.API, svc *app.Service) {
 		})
 
 	huma.Register(api, huma.Operation{OperationID: "get-search-cache-metrics", Method: http.MethodGet, Path: "/metrics/search-cache", Tags: []string{tag},
-		Summary: "Search cache metrics", Description: "This tenant's search cache hits and misses over the period (since this process started)."},
+		Summary: "Search cache metrics", Description: "This tenant's search cache hits and misses over the period, summed over every replica and kept across restarts."},
 		func(ctx context.Context, in *CacheMetricsInput) (*CacheMetricsOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			period := in.Period
