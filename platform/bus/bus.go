@@ -230,6 +230,20 @@ func (b *Bus) Run(ctx context.Context) error {
 	if b.decoratePublisher != nil {
 		tr.publisher = b.decoratePublisher(tr.publisher)
 	}
+	if tr.forwarded != nil && len(durables) > 0 {
+		// A replica with a new data folder joins a deployment: what the other replicas forwarded is
+		// in the stream already; published again past the duplicate window, the processors would
+		// act on it again.
+		if from, err = b.joinForwarded(ctx, tr, from); err != nil {
+			_ = tr.close()
+			closeStores()
+			return err
+		}
+		b.shared.pos.Store(uint64(from))
+		b.mu.Lock()
+		b.persisted = from
+		b.mu.Unlock()
+	}
 	b.tr = tr
 	for _, d := range durables {
 		if err := d.open(from, tr.ordered); err != nil {
@@ -494,6 +508,8 @@ func (b *Bus) Check(ctx context.Context) error {
 	for _, p := range b.memProjections {
 		if !p.isCaughtUp() {
 			behind = append(behind, p.name)
+			done += p.pos.Load()
+			total += uint64(b.target)
 		}
 	}
 	if degraded != nil {
@@ -518,6 +534,20 @@ func (b *Bus) Lag() uint64 {
 		return 0
 	}
 	return uint64(last) - fwd
+}
+
+// WaitRunning blocks until Run has opened the read models and started the consumers, so it is past
+// its refusals to start (a read model ahead of the store, a broker that does not answer …); it
+// fails when Run returned first. The projections may still be catching up.
+func (b *Bus) WaitRunning(ctx context.Context) error {
+	select {
+	case <-b.running:
+		return nil
+	case <-b.exited:
+		return errors.New("bus: Run returned before it was running")
+	case <-ctx.Done():
+		return fmt.Errorf("bus: wait for start: %w", ctx.Err())
+	}
 }
 
 // WaitCaughtUp blocks until Run has started and every projection has caught up with the store (its

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 )
 
@@ -119,6 +120,22 @@ func safeCall(ctx context.Context, h Handler, e eventstore.Event) (err error) {
 		}
 	}()
 	return h(ctx, e)
+}
+
+// MemoryReady is nil once every in-memory read model (Project, the older API) has caught up with the
+// store, and a 503 catching_up *apperr.Error until then. Modules read those read models without
+// asking the bus, so a server that answers before they caught up refuses the requests that may read
+// them with this; a checkpointed Projection refuses by itself (View). Nil when there are none.
+func (b *Bus) MemoryReady() error {
+	b.mu.Lock()
+	mps := b.memProjections
+	b.mu.Unlock()
+	for _, p := range mps {
+		if !p.isCaughtUp() {
+			return apperr.CatchingUp("the "+p.name+" read model", 2)
+		}
+	}
+	return nil
 }
 
 // waitCaughtUp returns once the subscription has reported its live end.
