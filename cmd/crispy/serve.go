@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
+	"github.com/danielgtaylor/huma/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error {
@@ -30,6 +33,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 		return exitError{code: 2, msg: err.Error()}
 	}
 	log := newLogger(io.err, cfg.LogLevel)
+	started := time.Now()
 
 	a, err := build(ctx, cfg, log, buildOptions{})
 	if err != nil {
@@ -64,17 +68,23 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	a.runAll(g, gctx)
-	// Answer only once the read models (session lists, usage, tool stats) are rebuilt from the store.
-	if err := a.ready(gctx); err != nil {
+	// Serve as soon as the bus runs (past its refusals to start), not once the read models have
+	// caught up: meanwhile /health says catching_up with progress, and a request that needs a read
+	// model not yet caught up is refused with 503 catching_up and retry-after (Projection.View, the
+	// search index, memoryReadModelsGate for the older in-memory ones); routes reading the store
+	// directly answer.
+	if err := a.bus.WaitRunning(gctx); err != nil {
 		stopRun()
 		runErr := g.Wait()
 		ln.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		if runErr != nil && !errors.Is(runErr, context.Canceled) {
 			return runErr // the component that stopped says why ("Run returned before it was running" does not)
 		}
-		return fmt.Errorf("catch up read models: %w", err)
+		return fmt.Errorf("start the bus: %w", err)
 	}
-	a.closeInterrupted(gctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
@@ -91,6 +101,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "metricsAddr", cfg.MetricsAddr, "dataDir", cfg.DataDir,
 		"eventstore", redactURL(cfg.EventStore), "search", redactURL(cfg.Search), "bus", redactURL(cfg.Bus))
+	g.Go(func() error { return a.catchUp(gctx, started) })
 
 	select {
 	case <-ctx.Done():
@@ -114,4 +125,42 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// catchUp waits until the read models have caught up with the store, then closes the chat turns an
+// earlier run left open (it reads the conversation read model, so it must come after; a turn taken
+// meanwhile closes its own session's, see conversation's closeInterrupted), and logs that every route
+// answers. An error is returned only when the bus has not said why it stopped.
+func (a *app) catchUp(ctx context.Context, started time.Time) error {
+	if err := a.ready(ctx); err != nil {
+		// The bus stopped before its read models caught up (its error stops the group and is the
+		// one serve returns), or the server is stopping.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("catch up read models: %w", err)
+		}
+	}
+	a.closeInterrupted(ctx)
+	a.log.Info("read models caught up: every route answers", "sinceStart", time.Since(started).Round(time.Millisecond).String())
+	return nil
+}
+
+// memoryReadModelsGate refuses every tenant route but /health with 503 catching_up (and
+// retry-after) while one of the older in-memory read models (bus.Project, in the modules not yet on
+// checkpointed projections) is catching up: their modules read them without asking whether they
+// are complete. It runs after the guard, so the tenant is resolved, admitted and rate-limited
+// first; public routes (no tenant) pass. Once they have caught up, or when there are none, every
+// request passes.
+func (a *app) memoryReadModelsGate(hctx huma.Context, next func(huma.Context)) {
+	if _, tenantRoute := tenant.FromContext(hctx.Context()); !tenantRoute || (hctx.Operation() != nil && hctx.Operation().Path == "/health") {
+		next(hctx)
+		return
+	}
+	if err := a.bus.MemoryReady(); err != nil {
+		_ = huma.WriteErr(a.server.API, hctx, http.StatusServiceUnavailable, err.Error(), err)
+		return
+	}
+	next(hctx)
 }
