@@ -230,6 +230,20 @@ func (b *Bus) Run(ctx context.Context) error {
 	if b.decoratePublisher != nil {
 		tr.publisher = b.decoratePublisher(tr.publisher)
 	}
+	if tr.forwarded != nil && len(durables) > 0 {
+		// A replica with a new data folder joins a deployment: what the other replicas forwarded is
+		// in the stream already; published again past the duplicate window, the processors would
+		// act on it again.
+		if from, err = b.joinForwarded(ctx, tr, from); err != nil {
+			_ = tr.close()
+			closeStores()
+			return err
+		}
+		b.shared.pos.Store(uint64(from))
+		b.mu.Lock()
+		b.persisted = from
+		b.mu.Unlock()
+	}
 	b.tr = tr
 	for _, d := range durables {
 		if err := d.open(from, tr.ordered); err != nil {

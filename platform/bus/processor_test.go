@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -133,4 +134,36 @@ func TestIntegrationNATSProcessorActsOncePerDeployment(t *testing.T) {
 	wantCounts(t, readCounts(t, p1), evs)
 	wantCounts(t, readCounts(t, p2), evs)
 	t.Logf("replica one acted on %d, replica two on %d", len(one.ids()), len(two.ids()))
+}
+
+// A replica started on a new data folder joins a deployment whose stream holds the history: its
+// processors' cursor starts after the stream's last event, so it does not publish the history again
+// (past the duplicate window, the processors would act on every old event a second time).
+func TestIntegrationNATSNewReplicaDoesNotRepublishHistory(t *testing.T) {
+	t.Parallel()
+	cfg := natsConfig(t)
+	cfg.ReadModelDir = t.TempDir()
+	cfg.DuplicateWindow = time.Second // so that the test passes it, not so that anything is faster
+	store := eventstoretest.NewMemory()
+	one := &acted{}
+	r1 := start(t, cfg, store, func(reg bus.Registry) { one.register(reg.(bus.Consumers), "test.join") })
+	old := appendN(t, store, acme, "old", typeHappened, 30)
+	deadlineWait(t, func() bool { return len(one.ids()) >= len(old) })
+	if err := r1.stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(cfg.DuplicateWindow + 500*time.Millisecond) // the broker would no longer drop a republished id
+
+	cfg2 := cfg
+	cfg2.CheckpointDir, cfg2.ReadModelDir = t.TempDir(), t.TempDir()
+	two := &acted{}
+	r2 := start(t, cfg2, store, func(reg bus.Registry) { two.register(reg.(bus.Consumers), "test.join") })
+	fresh := appendN(t, store, globex, "fresh", typeHappened, 4)
+	deadlineWait(t, func() bool { return len(two.ids()) >= len(fresh) })
+	if err := r2.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := two.ids(), wantIDs(fresh, typeHappened); !slices.Equal(got, want) {
+		t.Fatalf("the new replica's processor acted on %d events, want only the %d new ones (history republished?)", len(got), len(want))
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 )
 
 // transport is the one place where Watermill is set up: the router, the publisher the forwarder
@@ -36,6 +39,10 @@ type transport struct {
 	// handler's position is a sound checkpoint (GoChannel). With a broker shared by replicas it is
 	// false: the broker's per-consumer acks are the checkpoint.
 	ordered bool
+	// forwarded reports the position of the last event the shared stream holds (NATS: forwarded by
+	// any replica), so a replica with a new data folder does not publish the history again; nil on
+	// GoChannel, where the replica's own checkpoint is the only record.
+	forwarded func(ctx context.Context) (eventstore.Position, error)
 }
 
 // watermillLogger sends Watermill's logs to slog one level down: its Info is per message or per
@@ -115,12 +122,14 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		return nil, fmt.Errorf("bus: create JetStream stream %s: %w", topic, err)
 	}
 	pub := &natsPublisher{nc: nc, js: js, timeout: cfg.PublishTimeout}
+	forwarded := func(ctx context.Context) (eventstore.Position, error) { return lastForwarded(ctx, js, topic) }
 	var subs []*wmjs.Subscriber
 	g := &gate{}
 	t := &transport{
 		router:    router,
 		publisher: pub,
 		quiesce:   g.close,
+		forwarded: forwarded,
 		check: func(context.Context) error {
 			if s := nc.Status(); s != nats.CONNECTED {
 				return fmt.Errorf("bus: NATS connection is %s", s)
@@ -155,6 +164,39 @@ func newNATSTransport(ctx context.Context, cfg Config, router *message.Router, w
 		return errors.Join(errs...)
 	}
 	return t, nil
+}
+
+// errForwardedUnknown: the stream has held events, none is left (all older than MaxAge), so where
+// the deployment's forwarding stands is not known from the broker.
+var errForwardedUnknown = errors.New("the JetStream stream has held events but keeps none now")
+
+// lastForwarded reads the position of the newest event in the stream (the position header the
+// forwarder sets on every message); 0 when the stream has never held one.
+func lastForwarded(ctx context.Context, js jetstream.JetStream, topic string) (eventstore.Position, error) {
+	st, err := js.Stream(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("bus: JetStream stream %s: %w", topic, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, topic)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		info, ierr := st.Info(ctx)
+		if ierr != nil {
+			return 0, fmt.Errorf("bus: JetStream stream %s: %w", topic, ierr)
+		}
+		if info.State.LastSeq > 0 {
+			return 0, errForwardedUnknown
+		}
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bus: last message of JetStream stream %s: %w", topic, err)
+	}
+	raw := m.Header.Get(MetaPosition)
+	pos, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bus: last message of JetStream stream %s has no position header (%q): %w", topic, raw, err)
+	}
+	return eventstore.Position(pos), nil
 }
 
 // durableConsumer makes (or reuses) the handler's durable consumer on the events stream. Every
@@ -264,4 +306,37 @@ func redactURL(raw string) string {
 		return "<unparsable URL>"
 	}
 	return u.Redacted()
+}
+
+// joinForwarded moves the processors' cursor past what the shared stream holds already. A stream
+// whose events all aged out says nothing about where forwarding stands: the cursor then starts at
+// the store's end as Run found it (the deployment was idle for longer than MaxAge), with a log line,
+// rather than publishing the history to processors that acted on it long ago.
+func (b *Bus) joinForwarded(ctx context.Context, tr *transport, from eventstore.Position) (eventstore.Position, error) {
+	at, err := tr.forwarded(ctx)
+	switch {
+	case errors.Is(err, errForwardedUnknown):
+		if from < b.target {
+			b.log.Warn("bus: the shared stream keeps no event to say where forwarding stands; processors start at the store's end",
+				"checkpoint", from, "storeAt", b.target)
+			return b.target, nil
+		}
+		return from, nil
+	case err != nil:
+		return 0, err
+	case at <= from:
+		return from, nil
+	}
+	last, err := b.store.LastPosition(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bus: store position at start: %w", err)
+	}
+	if at > last {
+		return 0, fmt.Errorf("bus: the shared stream %s holds events up to position %d, the store ends at %d: "+
+			"the stream was filled from another store; give this deployment its own bus prefix, or delete the stream",
+			b.cfg.topic(), at, last)
+	}
+	b.log.Info("bus: joining the deployment's forwarding: processors start after the shared stream's last event",
+		"checkpoint", from, "streamAt", at)
+	return at, nil
 }
