@@ -82,7 +82,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.closers = append(a.closers, raw.Close)
 	a.store = instrumented.New(raw, a.set, a.tracer.Tracer())
 
-	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, CheckpointDir: busDir(cfg), ReadModelDir: readModelDir(cfg)},
+	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, Prefix: cfg.BusPrefix, CheckpointDir: busDir(cfg), ReadModelDir: readModelDir(cfg)},
 		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
 		return nil, fmt.Errorf("--bus %s: %w", redactURL(cfg.Bus), err)
 	}
@@ -147,15 +147,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	}
 	if a.conv, err = conversation.New(conversation.Deps{
 		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride,
-			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB)},
+			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB), SweepInterval: cfg.RetentionEvery},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance,
 	}); err != nil {
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}
 
+	allowInternal, _ := cfg.webhookAllowInternal() // validate refused a bad value
 	if a.obs, err = observability.New(observability.Deps{
 		Config: observability.Config{PriceFile: cfg.PricesFile, WebhookSecret: cfg.WebhookSecret,
+			AlertInterval: cfg.AlertInterval, WebhookAllowInternal: allowInternal,
 			DisableMetricsRoute: cfg.MetricsAddr != ""},
 		Store: a.store, Metrics: a.set, KnownTenants: a.tenancy.Tenants,
 		Sessions: observability.NewSessionAuditor(a.store), Search: searchStats{a.retr}, Log: log,

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 )
@@ -26,14 +27,17 @@ type config struct {
 	EventStore      string // "embedded", an esdb:// / kurrentdb:// connection string, or a postgres:// URL
 	Search          string // "embedded" or an Elasticsearch URL
 	Bus             string // "gochannel" or a nats:// URL
+	BusPrefix       string // names the JetStream stream and durable consumers: one per deployment
 	Redis           string // optional redis:// URL: shared rate limiter
 	RateLimitFail   string // "open" (default) or "closed": what the limiter does while Redis fails
 	PluginsDir      string
-	PluginMemoryMB  int    // memory ceiling of a plugin whose tool declares none; 0: none
-	PluginMaxMemMB  int    // caps the ceiling a tool declares
-	SessionCacheMB  int    // fold cache of chat sessions, MiB; 0: none
-	ResumeBufferMB  int    // finished chat turns kept for resumption, MiB; 0: none
-	MetricsAddr     string // optional separate listener for GET /metrics
+	PluginMemoryMB  int           // memory ceiling of a plugin whose tool declares none; 0: none
+	PluginMaxMemMB  int           // caps the ceiling a tool declares
+	SessionCacheMB  int           // fold cache of chat sessions, MiB; 0: none
+	ResumeBufferMB  int           // finished chat turns kept for resumption, MiB; 0: none
+	AlertInterval   time.Duration // how often alert rules are evaluated
+	RetentionEvery  time.Duration // how often idle sessions are expired (sessionRetentionDays)
+	MetricsAddr     string        // optional separate listener for GET /metrics
 	LogLevel        string
 	ShutdownTimeout time.Duration
 	// HTTP server timeouts (httpapi.Timeouts): slow and idle clients are cut off.
@@ -54,6 +58,9 @@ type config struct {
 	OTLPEndpoint      string // OTEL_EXPORTER_OTLP_ENDPOINT
 	PricesFile        string // CRISPY_PRICES: per-model prices (YAML) for cost
 	WebhookSecret     string // CRISPY_WEBHOOK_SECRET: signs alert webhooks
+	// CRISPY_WEBHOOK_ALLOW_INTERNAL=true lets alert webhooks reach loopback and private addresses
+	// (receivers on the operator's own network; off by default, as tenants choose webhook URLs).
+	WebhookAllowInternal string
 }
 
 // flags binds command-line flags whose defaults come from CRISPY_* variables.
@@ -170,6 +177,7 @@ func (f *flags) serveFlags(c *config) {
 	f.str(&c.Tenants, "tenants", "", "tenants YAML file (none: one keyless tenant, demo)")
 	f.str(&c.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")
 	f.str(&c.Bus, "bus", "gochannel", "event bus: gochannel, or a NATS JetStream URL (nats://127.0.0.1:4222)")
+	f.str(&c.BusPrefix, "bus-prefix", "crispy", "with --bus nats://: names the JetStream stream (<prefix>-events) and durable consumers; every replica of a deployment uses the same, deployments sharing a NATS server each their own")
 	f.str(&c.Redis, "redis", "", "Redis URL for the rate limiter shared by replicas (none: in-process)")
 	f.str(&c.RateLimitFail, "ratelimit-fail", "open", "while Redis fails: open (per-process limits apply) or closed (refuse with 503)")
 	f.str(&c.PluginsDir, "plugins-dir", filepath.Join("bin", "plugins"), "folder of tool plugin binaries (task build puts them there)")
@@ -178,6 +186,8 @@ func (f *flags) serveFlags(c *config) {
 	f.num(&c.SessionCacheMB, "session-cache-mb", 64, "memory for folded chat sessions, least recently used out first, MiB (0: none kept)")
 	f.num(&c.ResumeBufferMB, "resume-buffer-mb", 64, "memory for finished chat turns kept for resumption, oldest out first, MiB (0: none kept)")
 	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
+	f.dur(&c.AlertInterval, "alert-interval", 30*time.Second, "how often alert rules are evaluated")
+	f.dur(&c.RetentionEvery, "retention-interval", time.Hour, "how often sessions idle past their tenant's sessionRetentionDays are expired")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
 	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", httpapi.DefaultTimeouts.ReadHeader, "how long a client may take to send a request's headers")
 	f.dur(&c.ReadTimeout, "read-timeout", httpapi.DefaultTimeouts.Read, "how long a client may take to send a whole request, headers and body")
@@ -221,6 +231,7 @@ func (c *config) providerEnv(env lookupEnv) {
 	c.OTLPEndpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
 	c.PricesFile = get("CRISPY_PRICES")
 	c.WebhookSecret = get("CRISPY_WEBHOOK_SECRET")
+	c.WebhookAllowInternal = get("CRISPY_WEBHOOK_ALLOW_INTERNAL")
 }
 
 // validate checks what can be checked before anything is opened.
@@ -257,6 +268,17 @@ func (c *config) validate() error {
 			return err
 		}
 	}
+	if c.BusPrefix != "" {
+		if err := (bus.Config{Prefix: c.BusPrefix}).WithDefaults().Validate(); err != nil {
+			return fmt.Errorf("--bus-prefix %q: want 1 to 64 letters, digits, '-' or '_'", c.BusPrefix)
+		}
+	}
+	if c.AlertInterval < 0 || c.RetentionEvery < 0 {
+		return fmt.Errorf("--alert-interval %s / --retention-interval %s: want a positive duration, such as 30s", c.AlertInterval, c.RetentionEvery)
+	}
+	if _, err := c.webhookAllowInternal(); err != nil {
+		return err
+	}
 	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
 		return fmt.Errorf("--redis %q: want a redis:// or rediss:// URL", c.Redis)
 	}
@@ -281,6 +303,18 @@ func (c *config) validate() error {
 		return err
 	}
 	return nil
+}
+
+// webhookAllowInternal is CRISPY_WEBHOOK_ALLOW_INTERNAL (unset: false).
+func (c *config) webhookAllowInternal() (bool, error) {
+	if c.WebhookAllowInternal == "" {
+		return false, nil
+	}
+	v, err := strconv.ParseBool(c.WebhookAllowInternal)
+	if err != nil {
+		return false, fmt.Errorf("CRISPY_WEBHOOK_ALLOW_INTERNAL=%q: want true or false", c.WebhookAllowInternal)
+	}
+	return v, nil
 }
 
 // mibOrNone is a memory budget flag in bytes, for a module config where 0 means its default:

@@ -37,6 +37,9 @@ func TestBadConfigurationIsAUsageError(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve", "--bus", "kafka://x"}, nil, "--bus"},
+		{[]string{"serve", "--bus-prefix", "a.b"}, nil, "--bus-prefix"},
+		{[]string{"serve", "--alert-interval", "-1s"}, nil, "--alert-interval"},
+		{[]string{"serve"}, map[string]string{"CRISPY_WEBHOOK_ALLOW_INTERNAL": "perhaps"}, "CRISPY_WEBHOOK_ALLOW_INTERNAL"},
 		{[]string{"serve", "--eventstore", "mysql://x"}, nil, "--eventstore"},
 		{[]string{"serve", "--eventstore", "postgres://x/db?synchronous_commit=off"}, nil, "--eventstore"},
 		{[]string{"serve", "--search", "ftp://x"}, nil, "--search"},

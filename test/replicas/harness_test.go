@@ -1,0 +1,496 @@
+// Package replicas runs two real crispy serve processes on one PostgreSQL event store, one NATS
+// JetStream bus and one Redis (each with a data folder of its own), and checks that they agree, as a
+// deployment of several replicas behind a load balancer must (issue 11, item 7).
+//
+// The tests need CRISPY_POSTGRES_URL, CRISPY_NATS_URL and CRISPY_REDIS_URL (.ci/run starts the three
+// servers and sets them); without them they skip and say which is missing. Each test works in a
+// PostgreSQL schema and a JetStream stream (--bus-prefix) of its own, both dropped after it, and a
+// tenant id of its own in Redis.
+package replicas
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// services are the variables the tests need, each naming a server every replica shares.
+var services = []string{"CRISPY_POSTGRES_URL", "CRISPY_NATS_URL", "CRISPY_REDIS_URL"}
+
+func missingServices() []string {
+	var missing []string
+	for _, v := range services {
+		if os.Getenv(v) == "" {
+			missing = append(missing, v)
+		}
+	}
+	return missing
+}
+
+// crispyBin is the binary built once for the whole run (only when the services are configured: the
+// tests skip otherwise).
+var crispyBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if len(missingServices()) > 0 {
+			return m.Run() // every test skips, saying why
+		}
+		dir, err := os.MkdirTemp("", "crispy-replicas-")
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		crispyBin = filepath.Join(dir, "crispy")
+		cmd := exec.Command("go", "build", "-o", crispyBin, "./cmd/crispy")
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("go build ./cmd/crispy: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// deployment is what the replicas of one test share: a PostgreSQL schema, a JetStream stream, a
+// Redis, a tenants file. store is the test's own connection to the event store, to seed and count
+// events.
+type deployment struct {
+	t          *testing.T
+	eventStore string // --eventstore
+	natsURL    string
+	redisURL   string
+	prefix     string // --bus-prefix
+	tenant     tenant.ID
+	other      tenant.ID // a second tenant, for isolation checks
+	tenants    string    // the tenants file
+	store      *postgres.Store
+	extraArgs  []string
+	extraEnv   []string
+}
+
+func randHex(t testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// newDeployment skips the test, naming what is missing, unless the three servers are configured.
+// tenantYAML adds fields to the main tenant's entry (indented as its other fields).
+func newDeployment(t *testing.T, tenantYAML string) *deployment {
+	t.Helper()
+	if missing := missingServices(); len(missing) > 0 {
+		t.Skipf("replica integration test skipped: set %s (.ci/run starts PostgreSQL, NATS with JetStream and Redis on 127.0.0.1 and sets all three)",
+			strings.Join(missing, ", "))
+	}
+	pgURL := pgtest.URL(t)
+	d := &deployment{t: t, natsURL: os.Getenv("CRISPY_NATS_URL"), redisURL: os.Getenv("CRISPY_REDIS_URL")}
+	d.eventStore = pgtest.WithSchema(t, pgURL, pgtest.Schema(t, pgURL))
+	id := randHex(t, 4)
+	d.prefix = "crispy-replicas-" + id
+	t.Cleanup(func() { deleteStream(t, d.natsURL, d.prefix) })
+	d.tenant, d.other = tenant.MustParse("rep-"+id), tenant.MustParse("rep-"+id+"-other")
+	d.tenants = filepath.Join(t.TempDir(), "tenants.yaml")
+	yaml := "tenants:\n  - id: " + d.tenant.String() + "\n    rateLimit: {perMinute: 1000000, burst: 100000, tenantPerMinute: 1000000}\n" + tenantYAML +
+		"  - id: " + d.other.String() + "\n"
+	if err := os.WriteFile(d.tenants, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, postgres.Config{URL: d.eventStore}, postgres.Options{})
+	if err != nil {
+		t.Fatalf("open the PostgreSQL event store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	d.store = s
+	return d
+}
+
+func deleteStream(t testing.TB, url, prefix string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, prefix+"-events"); err != nil && !strings.Contains(err.Error(), "not found") {
+		t.Logf("cleanup: delete stream %s-events: %v", prefix, err)
+	}
+}
+
+// replica is one running crispy serve process.
+type replica struct {
+	t       *testing.T
+	name    string
+	dataDir string
+	cmd     *exec.Cmd
+	base    string
+	logs    *logBuf
+	done    chan error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type logBuf struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logBuf) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
+
+// Matching returns the log lines that contain every one of parts.
+func (l *logBuf) Matching(parts ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		ok := true
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// start runs a replica on dataDir (a new folder when empty) and waits until it listens. It is
+// stopped with SIGTERM when the test ends, unless the test stops or kills it first.
+func (d *deployment) start(name, dataDir string, extra ...string) *replica {
+	t := d.t
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--plugins-dir", filepath.Join(dataDir, "no-plugins"),
+		"--eventstore", d.eventStore, "--bus", d.natsURL, "--bus-prefix", d.prefix, "--redis", d.redisURL, "--tenants", d.tenants,
+		"--shutdown-timeout", "5s"}
+	args = append(append(args, d.extraArgs...), extra...)
+	cmd := exec.Command(crispyBin, args...)
+	cmd.Env = append(append(os.Environ(), "CRISPY_LOG_LEVEL=info", "CRISPY_WEBHOOK_SECRET=replicas"), d.extraEnv...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{t: t, name: name, dataDir: dataDir, cmd: cmd, logs: &logBuf{}, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			r.logs.add(line)
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
+				if a, ok := m["addr"].(string); ok {
+					select {
+					case addr <- a:
+					default:
+					}
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() { r.done <- cmd.Wait() }()
+	select {
+	case a := <-addr:
+		r.base = "http://" + a
+	case err := <-r.done:
+		t.Fatalf("replica %s exited before listening: %v\n%s", name, err, r.logs)
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("replica %s did not listen within 90s\n%s", name, r.logs)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(); err != nil && !t.Failed() {
+			t.Errorf("replica %s stopped with %v\n%s", name, err, r.logs)
+		}
+		if t.Failed() {
+			t.Logf("replica %s log, warnings and errors:\n%s", name, strings.Join(append(r.logs.Matching(`"level":"WARN"`), r.logs.Matching(`"level":"ERROR"`)...), "\n"))
+		}
+	})
+	return r
+}
+
+// Stop sends SIGTERM and waits for the exit.
+func (r *replica) Stop() error {
+	r.stopOnce.Do(func() {
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case r.stopErr = <-r.done:
+		case <-time.After(60 * time.Second):
+			_ = r.cmd.Process.Kill()
+			r.t.Errorf("replica %s did not stop within 60s after SIGTERM", r.name)
+			r.stopErr = <-r.done
+		}
+	})
+	return r.stopErr
+}
+
+// Kill ends the process with SIGKILL, as a crash would (the exit it causes is no failure).
+func (r *replica) Kill() {
+	r.stopOnce.Do(func() {
+		_ = r.cmd.Process.Kill()
+		<-r.done
+	})
+}
+
+// answer is one HTTP response.
+type answer struct {
+	status int
+	body   map[string]any
+	raw    string
+	header http.Header
+	err    error // transport error (status 0)
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// call sends a JSON request for tenant t.
+func (r *replica) call(t tenant.ID, method, path string, body any) answer {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, r.base+path, rd)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	req.Header.Set("x-tenant-id", t.String())
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{err: err}
+	}
+	a := answer{status: resp.StatusCode, raw: string(raw), header: resp.Header}
+	_ = json.Unmarshal(raw, &a.body)
+	return a
+}
+
+// must fails the test unless the answer has status want.
+func (a answer) must(t *testing.T, what string, want int) answer {
+	t.Helper()
+	if a.err != nil || a.status != want {
+		t.Fatalf("%s: %v %d %s, want %d", what, a.err, a.status, a.raw, want)
+	}
+	return a
+}
+
+// chat takes one non-streaming chat turn.
+func (r *replica) chat(t tenant.ID, session, message string) answer {
+	return r.call(t, "POST", "/chat", map[string]any{"sessionId": session, "message": message, "stream": false})
+}
+
+// history is the session's messages as role:content, or nil with the status when it is not 200.
+func (r *replica) history(t tenant.ID, session string) ([]string, answer) {
+	a := r.call(t, "GET", "/chat/"+session+"/history", nil)
+	if a.status != 200 {
+		return nil, a
+	}
+	var out []string
+	msgs, _ := a.body["messages"].([]any)
+	for _, m := range msgs {
+		mm, _ := m.(map[string]any)
+		out = append(out, fmt.Sprint(mm["role"], ":", mm["content"]))
+	}
+	return out, a
+}
+
+// sessionCount is the session's messageCount in the tenant's session list (-1: not listed).
+func (r *replica) sessionCount(t tenant.ID, session string) (int, answer) {
+	a := r.call(t, "GET", "/sessions?limit=100", nil)
+	if a.status != 200 {
+		return -1, a
+	}
+	list, _ := a.body["sessions"].([]any)
+	for _, s := range list {
+		m, _ := s.(map[string]any)
+		if m["sessionId"] == session {
+			n, _ := m["messageCount"].(float64)
+			return int(n), a
+		}
+	}
+	return -1, a
+}
+
+// usageRequests is the tenant's request count in /usage over the last hour.
+func (r *replica) usageRequests(t tenant.ID) (int, answer) {
+	a := r.call(t, "GET", "/usage?period=1h", nil)
+	if a.status != 200 {
+		return -1, a
+	}
+	n, _ := a.body["requests"].(float64)
+	return int(n), a
+}
+
+// search runs a sources-only search and returns the texts of the sources of document docID (every
+// document when docID is empty) and whether the answer came from the cache.
+func (r *replica) search(t tenant.ID, query, docID string) (texts []string, cached bool, a answer) {
+	body := map[string]any{"query": query, "topK": 5, "answer": false}
+	if docID != "" {
+		body["filter"] = map[string]any{"docId": docID}
+	}
+	a = r.call(t, "POST", "/search", body)
+	if a.status != 200 {
+		return nil, false, a
+	}
+	cached, _ = a.body["cached"].(bool)
+	srcs, _ := a.body["sources"].([]any)
+	for _, s := range srcs {
+		m, _ := s.(map[string]any)
+		if docID == "" || m["docId"] == docID {
+			texts = append(texts, fmt.Sprint(m["text"]))
+		}
+	}
+	return texts, cached, a
+}
+
+// waitSearchReady waits until the replica's index answers the tenant's searches (a new replica's
+// index may answer 503 catching_up for a moment).
+func (r *replica) waitSearchReady(t tenant.ID) {
+	r.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, _, a := r.search(t, "warm up", "")
+		if a.status == 200 {
+			return
+		}
+		if a.status != 503 || time.Now().After(deadline) {
+			r.t.Fatalf("replica %s: search never ready: %v %d %s", r.name, a.err, a.status, a.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// requirement is the issue's bound for what one replica wrote to show on the other.
+const requirement = time.Second
+
+// patience bounds every wait for something that must happen eventually: past the requirement, the
+// test keeps looking this long so that a failure reports how late it came (or that it never did).
+const patience = 15 * time.Second
+
+// until polls cond every 5 ms from start until it holds or patience has passed, and returns how
+// long after start it first held (ok false: never).
+func until(start time.Time, cond func() bool) (time.Duration, bool) {
+	for {
+		if cond() {
+			return time.Since(start), true
+		}
+		if time.Since(start) > patience {
+			return time.Since(start), false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lags are measured delays, reported and held to the requirement.
+type lags struct {
+	what string
+	d    []time.Duration
+}
+
+func (l *lags) add(d time.Duration) { l.d = append(l.d, d) }
+
+// check logs the delays and fails the test for each above the requirement.
+func (l *lags) check(t *testing.T) {
+	t.Helper()
+	if len(l.d) == 0 {
+		return
+	}
+	s := append([]time.Duration(nil), l.d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	t.Logf("%s: %d measured, min %s, median %s, max %s (requirement %s)", l.what, len(s),
+		s[0].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), requirement)
+	if late := s[len(s)-1]; late > requirement {
+		t.Errorf("%s: the slowest took %s, over the %s the issue requires", l.what, late.Round(time.Millisecond), requirement)
+	}
+}
+
+// events reads every readable event of the tenant from the store.
+func (d *deployment) events(t tenant.ID) []eventstore.Event {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []eventstore.Event
+	from := eventstore.Position(0)
+	for {
+		evs, err := d.store.ReadTenant(ctx, t, from, 1000)
+		if err != nil {
+			d.t.Fatalf("read %s's events: %v", t, err)
+		}
+		out = append(out, evs...)
+		if len(evs) < 1000 {
+			return out
+		}
+		from = evs[len(evs)-1].Position + 1
+	}
+}
+
+// field decodes one top-level string field of an event's data.
+func field(e eventstore.Event, name string) string {
+	var m map[string]any
+	if e.Decode(&m) != nil {
+		return ""
+	}
+	s, _ := m[name].(string)
+	return s
+}
