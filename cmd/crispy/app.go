@@ -183,6 +183,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.retr.Register(a.server.API, a.bus)
 	a.conv.Register(a.server.API, a.bus)
 	a.obs.Register(a.server.API, a.bus)
+	a.tenancy.Register(a.bus)
 	return a, nil
 }
 
@@ -300,6 +301,7 @@ func openIndex(ctx context.Context, cfg config) (search.Index, error) {
 }
 
 // start does what must happen before the first request: the tenants file is recorded as events.
+// (Tenants that left it are recorded as removed by tenancy's Run, from its tenant directory.)
 func (a *app) start(ctx context.Context) error {
 	if err := a.tenancy.Start(ctx); err != nil {
 		return tenantsFileError(a.cfg.Tenants, err)
@@ -335,11 +337,13 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 }
 
 // ready waits until the read models have caught up with the store, so the first answers are complete,
-// and until the search index knows which tenants it must rebuild (those answer search with 503
-// catching_up until theirs is; the others at once).
+// and until the tenants that left the tenants file are recorded as removed.
 func (a *app) ready(ctx context.Context) error {
+	if err := a.bus.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
 	// The search index is a read model: its searches answer 503 catching_up until it has caught up.
-	return a.bus.WaitCaughtUp(ctx)
+	return a.tenancy.WaitSynced(ctx)
 }
 
 func named(what string, err error) error {

@@ -18,6 +18,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
@@ -90,8 +92,9 @@ func (c *fixedClock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// harness is the module on an in-memory store behind the real HTTP floor, with one test operation
-// (GET /probe) that echoes the tenant the guard admitted.
+// harness is the module on an in-memory store and a real bus (its tenant directory read model),
+// behind the real HTTP floor, with one test operation (GET /probe) that echoes the tenant the guard
+// admitted.
 type harness struct {
 	store   eventstore.Store
 	mod     *tenancy.Module
@@ -99,6 +102,8 @@ type harness struct {
 	clock   *fixedClock
 	log     *lockedBuffer
 	metrics *metrics.Set
+	bus     *bus.Bus     // nil without a bus
+	stopBus func() error // nil without a bus
 }
 
 type probeOut struct {
@@ -107,21 +112,62 @@ type probeOut struct {
 	}
 }
 
+// setup varies how a harness is built.
+type setup struct {
+	store    eventstore.Store // the module's store (nil: a new in-memory store)
+	busStore eventstore.Store // the bus's store (nil: the module's)
+	busDir   string           // the bus's checkpoints and read models (empty: a new temporary folder)
+	noBus    bool             // Start without Register, as the command-line tools do
+}
+
 func newHarness(t testing.TB, store eventstore.Store, cfg tenancy.Config) (*harness, error) {
 	t.Helper()
-	if store == nil {
-		store = eventstoretest.NewMemory()
+	return build(t, cfg, setup{store: store})
+}
+
+func build(t testing.TB, cfg tenancy.Config, su setup) (*harness, error) {
+	t.Helper()
+	if su.store == nil {
+		su.store = eventstoretest.NewMemory()
 	}
-	h := &harness{store: store, clock: &fixedClock{t: epoch}, log: &lockedBuffer{}, metrics: metrics.NewSet()}
+	if su.busStore == nil {
+		su.busStore = su.store
+	}
+	if su.busDir == "" {
+		su.busDir = t.TempDir()
+	}
+	h := &harness{store: su.store, clock: &fixedClock{t: epoch}, log: &lockedBuffer{}, metrics: metrics.NewSet()}
 	log := slog.New(slog.NewJSONHandler(h.log, nil))
-	mod, err := tenancy.New(tenancy.Deps{Config: cfg, Store: store, Log: log, Metrics: h.metrics, Now: h.clock.Now})
+	mod, err := tenancy.New(tenancy.Deps{Config: cfg, Store: su.store, Log: log, Metrics: h.metrics, Now: h.clock.Now})
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() { _ = mod.Close() })
 	h.mod = mod
-	if err := mod.Start(context.Background()); err != nil {
+	if !su.noBus {
+		h.bus = bustest.NewBusIn(t, su.busStore, su.busDir)
+		mod.Register(h.bus)
+		h.stopBus = bustest.Start(t, h.bus)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := mod.Start(ctx); err != nil {
 		return h, err
+	}
+	if !su.noBus {
+		// As serve runs it: Run records the removals once the directory has caught up.
+		rctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- mod.Run(rctx) }()
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("tenancy Run: %v", err)
+			}
+		})
+		if err := mod.WaitSynced(ctx); err != nil {
+			return h, err
+		}
 	}
 	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: mod.Guard(), Now: h.clock.Now})
 	if err != nil {

@@ -5,8 +5,15 @@
 //
 // Tenant state is rebuilt from events: Start records the differences between the file and the
 // streams (TenantRegistered, TenantConfigChanged, ApiKeyAdded, ApiKeyRevoked, TenantRemoved) and then
-// folds the streams into the directory it serves. A tenant that leaves the file is recorded as
-// TenantRemoved and is no longer resolvable; one that comes back is registered again.
+// serves the tenants as recorded. A tenant that leaves the file is recorded as TenantRemoved and is
+// no longer resolvable; one that comes back is registered again.
+//
+// Start needs no read model: it folds each of the file's tenants from its own (short) stream and
+// serves them. Recording as removed the tenants that left the file needs to know which tenants were
+// recorded before: that is a checkpointed read model on the bus (the "tenancy.directory"
+// projection, registered by Register), and Run records the removals once it has caught up. Nothing
+// reads the store's history. A command-line tool without a bus calls Start alone: the file's
+// tenants are served, and the removals are left to the next server start.
 //
 // It mounts no endpoint: SPEC has no tenant administration API. The server uses Guard(), other
 // modules read a tenant's policy through Config (it satisfies tooling.TenantPolicy).
@@ -17,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -27,6 +35,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/app"
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -97,6 +106,16 @@ type Module struct {
 	adm   *app.Admitter
 	redis *redis.Client
 	rl    *adapters.RedisLimiter
+
+	dir      *adapters.TenantDirectory // nil until Register
+	reloaded chan struct{}             // a Start for Run to record the removals of (capacity 1)
+
+	syncMu sync.Mutex // one sync at a time: Start, or Run's removals
+	mu     sync.Mutex // guards the fields below
+	last   *app.SyncTenants
+	starts uint64        // Starts done
+	synced uint64        // the Start whose removals are recorded (all of them without Register)
+	change chan struct{} // closed and replaced when synced changes
 }
 
 // New builds the module. It serves no tenant until Start.
@@ -116,7 +135,7 @@ func New(d Deps) (*Module, error) {
 	}
 	log := d.Log.With("module", "tenancy")
 	mem := adapters.NewMemoryLimiter(d.Now)
-	m := &Module{cfg: d.Config, store: d.Store, log: log}
+	m := &Module{cfg: d.Config, store: d.Store, log: log, reloaded: make(chan struct{}, 1), change: make(chan struct{})}
 	m.adm = &app.Admitter{Limiter: mem, Log: log, Metrics: d.Metrics, Now: d.Now}
 	if d.Config.RedisURL != "" {
 		opts, err := redis.ParseURL(d.Config.RedisURL)
@@ -136,37 +155,64 @@ func New(d Deps) (*Module, error) {
 	return m, nil
 }
 
-// Start loads the tenants file (or the demo default), records what changed as events, and serves
-// the tenants folded from their streams. A malformed file is an error naming file, line and field:
-// the server must refuse to start. Calling Start again re-reads the file and swaps the served tenants
-// atomically (a reload); requests in flight finish with the tenants they were admitted with.
+// Register registers the tenancy events on the bus codec and the tenant directory read model
+// ("tenancy.directory") that Run learns the recorded tenants from. Call it before the bus runs.
+func (m *Module) Register(b bus.Consumers) {
+	d := adapters.RegisterDirectory(b)
+	m.dir = &d
+}
+
+// desired is the sync command for the tenants file, or for the demo tenant without one.
+func (m *Module) desired() (app.SyncTenants, error) {
+	if m.cfg.TenantsFile == "" {
+		return app.SyncTenants{Source: "default", Default: DemoTenant,
+			Desired: []domain.Desired{{Config: events.TenantConfig{ID: DemoTenant}}}}, nil
+	}
+	ds, err := adapters.LoadTenantsFile(m.cfg.TenantsFile)
+	if err != nil {
+		return app.SyncTenants{}, fmt.Errorf("tenancy: %w", err)
+	}
+	return app.SyncTenants{Source: m.cfg.TenantsFile, Desired: ds}, nil
+}
+
+// Start loads the tenants file (or the demo default), records what changed for each of its tenants
+// as events, and serves them as recorded. A malformed file is an error naming file, line and field:
+// the server must refuse to start. Calling Start again re-reads the file and swaps the served
+// tenants atomically (a reload); requests in flight finish with the tenants they were admitted with.
 //
-// Start reads the store's events once, across tenants, to find tenants recorded earlier that are no
-// longer in the file; its cost grows with the store (the embedded store replays about a million
-// events a second).
+// Start reads only the configuration streams of the file's tenants, and needs no bus: tenants that
+// left the file are not served from here on, and Run records them as removed (after Register).
 func (m *Module) Start(ctx context.Context) error {
-	cmd := app.SyncTenants{Source: m.cfg.TenantsFile}
+	cmd, err := m.desired()
+	if err != nil {
+		return err
+	}
 	if m.cfg.TenantsFile == "" {
 		m.log.InfoContext(ctx, "no tenants file: serving the single keyless tenant demo")
-		cmd.Source, cmd.Default = "default", DemoTenant
-		cmd.Desired = []domain.Desired{{Config: events.TenantConfig{ID: DemoTenant}}}
-	} else {
-		ds, err := adapters.LoadTenantsFile(m.cfg.TenantsFile)
-		if err != nil {
-			return fmt.Errorf("tenancy: %w", err)
-		}
-		cmd.Desired = ds
 	}
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
 	dir, rep, err := app.SyncTenantsHandler{Store: m.store}.Handle(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("tenancy: %w", err)
 	}
 	m.adm.SetDirectory(dir)
+	m.mu.Lock()
+	m.last = &cmd
+	m.starts++
+	if m.dir == nil {
+		m.setSyncedLocked(m.starts) // no directory: nothing more can be done
+	}
+	m.mu.Unlock()
+	select {
+	case m.reloaded <- struct{}{}:
+	default:
+	}
 	if len(dir.IDs()) == 0 {
 		m.log.WarnContext(ctx, "the tenants file lists no tenants: every tenant-scoped request will be refused", "file", m.cfg.TenantsFile)
 	}
 	m.log.InfoContext(ctx, "tenants loaded", "source", cmd.Source, "tenants", len(dir.IDs()), "registered", rep.Registered,
-		"changed", rep.Changed, "keysAdded", rep.KeysAdded, "keysRevoked", rep.KeysRevoked, "removed", rep.Removed)
+		"changed", rep.Changed, "keysAdded", rep.KeysAdded, "keysRevoked", rep.KeysRevoked)
 	if m.rl != nil {
 		if err := m.rl.Ping(ctx); err != nil {
 			m.log.WarnContext(ctx, "redis rate limiter unreachable: limits are per process until it answers", "error", err.Error())
@@ -174,6 +220,53 @@ func (m *Module) Start(ctx context.Context) error {
 			m.log.InfoContext(ctx, "rate limits shared through redis")
 		}
 	}
+	return nil
+}
+
+func (m *Module) setSyncedLocked(n uint64) {
+	m.synced = n
+	close(m.change)
+	m.change = make(chan struct{})
+}
+
+// WaitSynced returns once the recorded tenants match the last Start's file: after Register, once
+// Run has recorded as removed the tenants that left it. It fails when ctx ends first.
+func (m *Module) WaitSynced(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		done, ch := m.starts > 0 && m.synced == m.starts, m.change
+		m.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("tenancy: waiting for the tenants to be recorded: %w", ctx.Err())
+		}
+	}
+}
+
+// recordRemovals records as removed the recorded tenants the last Start's file no longer lists.
+func (m *Module) recordRemovals(ctx context.Context) error {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	m.mu.Lock()
+	cmd, n, done := m.last, m.starts, m.synced == m.starts
+	m.mu.Unlock()
+	if cmd == nil || done {
+		return nil // no Start yet (it will signal), or its removals are recorded
+	}
+	rep, err := app.SyncTenantsHandler{Store: m.store, Recorded: *m.dir}.RecordRemovals(ctx, *cmd)
+	if err != nil {
+		return fmt.Errorf("tenancy: %w", err)
+	}
+	if rep.Removed > 0 {
+		m.log.InfoContext(ctx, "tenants no longer in the tenants file recorded as removed", "source", cmd.Source, "removed", rep.Removed)
+	}
+	m.mu.Lock()
+	m.setSyncedLocked(n)
+	m.mu.Unlock()
 	return nil
 }
 
@@ -211,10 +304,42 @@ func (m *Module) LimiterCheck() httpapi.Check {
 	return m.rl.Ping
 }
 
-// Run blocks until ctx ends, then closes the Redis connection.
+// Run records as removed the tenants that left the tenants file, once the tenant directory read
+// model has caught up (after Register; again after each Start), then blocks until ctx ends and closes
+// the Redis connection. A bus that stops before the directory caught up is left to say why itself.
 func (m *Module) Run(ctx context.Context) error {
-	<-ctx.Done()
-	return m.Close()
+	err := m.keepRecorded(ctx)
+	if cerr := m.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (m *Module) keepRecorded(ctx context.Context) error {
+	if m.dir == nil {
+		<-ctx.Done()
+		return nil
+	}
+	if m.dir.Projection.Ready() != nil {
+		m.log.InfoContext(ctx, "tenants that left the tenants file are recorded as removed once the tenant directory has caught up with the event store")
+	}
+	if err := m.dir.Projection.WaitCaughtUp(ctx); err != nil {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		if err := m.recordRemovals(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.reloaded:
+		}
+	}
 }
 
 // Close releases the Redis connection (for callers that do not use Run).

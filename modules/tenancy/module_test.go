@@ -525,12 +525,12 @@ func TestNewAPIKey(t *testing.T) {
 	}
 }
 
-// TestRestartOnEmbeddedStore runs start, restart and a removal on the real file store, reopened
-// between starts as a restarted server would.
+// TestRestartOnEmbeddedStore runs start, restart and a removal on the real file store and the bus's
+// read model folder, both reopened between starts as a restarted server would.
 func TestRestartOnEmbeddedStore(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir, busDir := t.TempDir(), t.TempDir()
 	path := writeFile(t, tenantsYAML())
 	open := func() *embedded.Store {
 		s, err := embedded.Open(dir, embedded.Options{})
@@ -540,24 +540,32 @@ func TestRestartOnEmbeddedStore(t *testing.T) {
 		return s
 	}
 	s1 := open()
-	// Other tenants' events around the tenant streams: the scan must skip them.
+	// Other streams' events around the tenant streams: the tenant directory must skip them.
 	if _, err := s1.Append(ctx, tenant.MustStream(tenant.MustParse("acme"), "session", "s1"), eventstore.NoStream,
 		eventstore.EventData{Type: "conversation.SessionStarted", Data: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newHarness(t, s1, tenancy.Config{TenantsFile: path}); err != nil {
+	h1, err := build(t, tenancy.Config{TenantsFile: path}, setup{store: s1, busDir: busDir})
+	if err != nil {
 		t.Fatal(err)
 	}
 	last1, _ := s1.LastPosition(ctx)
+	if err := h1.stopBus(); err != nil {
+		t.Fatal(err)
+	}
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s2 := open()
-	if _, err := newHarness(t, s2, tenancy.Config{TenantsFile: path}); err != nil {
+	h2, err := build(t, tenancy.Config{TenantsFile: path}, setup{store: s2, busDir: busDir})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if last2, _ := s2.LastPosition(ctx); last2 != last1 {
 		t.Fatalf("restart on the file store recorded %d events", last2-last1)
+	}
+	if err := h2.stopBus(); err != nil {
+		t.Fatal(err)
 	}
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
@@ -567,7 +575,7 @@ func TestRestartOnEmbeddedStore(t *testing.T) {
 	}
 	s3 := open()
 	t.Cleanup(func() { _ = s3.Close() })
-	h, err := newHarness(t, s3, tenancy.Config{TenantsFile: path})
+	h, err := build(t, tenancy.Config{TenantsFile: path}, setup{store: s3, busDir: busDir})
 	if err != nil {
 		t.Fatal(err)
 	}

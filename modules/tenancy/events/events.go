@@ -11,6 +11,16 @@ const (
 	TypeTenantRemoved       = "tenancy.TenantRemoved"
 )
 
+// Register adds these events to an event codec (platform/bus/codec: pass its Add), so the bus
+// decodes them once and typed handlers receive them.
+func Register(add func(typeName string, sample any)) {
+	add(TypeTenantRegistered, TenantRegistered{})
+	add(TypeTenantConfigChanged, TenantConfigChanged{})
+	add(TypeApiKeyAdded, ApiKeyAdded{})
+	add(TypeApiKeyRevoked, ApiKeyRevoked{})
+	add(TypeTenantRemoved, TenantRemoved{})
+}
+
 // TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their
 // own. Zero values mean "the server's default" (see the field docs).
 type TenantConfig struct {

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
@@ -15,9 +12,6 @@ import (
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
-
-// StreamCategory is the category of a tenant's configuration stream: t-{id}.tenant.
-const StreamCategory = "tenant"
 
 // Actor is recorded on the events the sync appends.
 const Actor = "system:tenancy"
@@ -46,67 +40,57 @@ func (r SyncReport) Events() int {
 	return r.Registered + r.Changed + r.KeysAdded + r.KeysRevoked + r.Removed
 }
 
-// SyncTenantsHandler records the differences between the desired tenants and their streams as
-// events, then rebuilds the directory by folding the streams: the directory never comes from the
-// file's structs, so what is served is exactly what is recorded.
-//
-// A tenant recorded earlier but absent from the desired set is recorded as TenantRemoved and is not
-// resolvable (its other streams stay). Finding such tenants needs the list of recorded tenants, which
-// no single tenant's stream holds: the handler scans the store's events once at start-up, the one
-// place a module reads across tenants, and keeps only the ids of t-{id}.tenant streams.
-type SyncTenantsHandler struct {
-	Store eventstore.Store
+// RecordedTenants is the directory of the tenants recorded so far (the tenancy.directory read
+// model).
+type RecordedTenants interface {
+	// Recorded returns every tenant that has a configuration stream, by id, with its folded state,
+	// once the directory has caught up with the store.
+	Recorded(ctx context.Context) (map[string]*domain.Tenant, error)
 }
 
-// Handle runs the sync.
+// SyncTenantsHandler makes the recorded tenants match the desired ones, in two steps.
+//
+// Handle records the differences between each desired tenant and its stream as events (the stream
+// folded: a configuration stream is short), and returns the directory of the desired tenants as
+// recorded: the directory never comes from the file's structs, so what is served is exactly what is
+// recorded. It needs nothing but those streams, so a server can serve its tenants before its read
+// models have caught up.
+//
+// RecordRemovals records TenantRemoved for every recorded tenant that is active and not desired
+// (its other streams stay; it was not served by Handle's directory). Which tenants were recorded
+// comes from the tenant directory read model (Recorded), which the bus keeps from its checkpoint:
+// neither step reads the store's history.
+//
+// Appends expect the revision the state they were computed from reflects; when another writer got
+// there first (a replica starting with the same file), the stream is folded and the change asked
+// again.
+type SyncTenantsHandler struct {
+	Store eventstore.Store
+	// Recorded is the directory of recorded tenants, for RecordRemovals.
+	Recorded RecordedTenants
+}
+
+// Handle records the desired tenants and returns the directory that serves them.
 func (h SyncTenantsHandler) Handle(ctx context.Context, cmd SyncTenants) (*domain.Directory, SyncReport, error) {
 	var rep SyncReport
-	info := request.From(ctx)
-	info.Actor = Actor
-	ctx = request.With(ctx, info)
-
-	known, err := h.recordedTenants(ctx)
-	if err != nil {
-		return nil, rep, err
-	}
-	desired := map[string]bool{}
+	ctx = asSystem(ctx)
+	var entries []*domain.Entry
+	var def *domain.Entry
+	seen := map[string]bool{}
 	for _, d := range cmd.Desired {
 		id, err := tenant.Parse(d.Config.ID)
 		if err != nil {
 			return nil, rep, fmt.Errorf("sync tenants: %w", err)
 		}
-		desired[id.String()] = true
-		known[id.String()] = true
-		evs, err := h.record(ctx, id, func(t *domain.Tenant) ([]any, error) { return t.Diff(d, cmd.Source) })
-		if err != nil {
-			return nil, rep, err
-		}
-		rep.count(evs)
-	}
-	ids := make([]string, 0, len(known))
-	for id := range known {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, s := range ids {
-		if desired[s] {
+		if seen[id.String()] {
 			continue
 		}
-		evs, err := h.record(ctx, tenant.MustParse(s), func(t *domain.Tenant) ([]any, error) { return t.Remove(cmd.Source), nil })
+		seen[id.String()] = true
+		t, evs, err := h.record(ctx, id, nil, func(t *domain.Tenant) ([]any, error) { return t.Diff(d, cmd.Source) })
 		if err != nil {
 			return nil, rep, err
 		}
 		rep.count(evs)
-	}
-
-	// Rebuild from the streams.
-	var entries []*domain.Entry
-	var def *domain.Entry
-	for _, s := range ids {
-		t, err := h.fold(ctx, tenant.MustParse(s))
-		if err != nil {
-			return nil, rep, err
-		}
 		if !t.Active() {
 			continue
 		}
@@ -115,7 +99,7 @@ func (h SyncTenantsHandler) Handle(ctx context.Context, cmd SyncTenants) (*domai
 			return nil, rep, err
 		}
 		entries = append(entries, e)
-		if s == cmd.Default {
+		if id.String() == cmd.Default {
 			def = e
 		}
 	}
@@ -127,6 +111,43 @@ func (h SyncTenantsHandler) Handle(ctx context.Context, cmd SyncTenants) (*domai
 		return nil, rep, fmt.Errorf("sync tenants: %w", err)
 	}
 	return dir, rep, nil
+}
+
+// RecordRemovals records as removed every active recorded tenant that cmd does not desire. It waits
+// until the tenant directory has caught up with the store.
+func (h SyncTenantsHandler) RecordRemovals(ctx context.Context, cmd SyncTenants) (SyncReport, error) {
+	var rep SyncReport
+	ctx = asSystem(ctx)
+	recorded, err := h.Recorded.Recorded(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("sync tenants: read the tenant directory: %w", err)
+	}
+	desired := map[string]bool{}
+	for _, d := range cmd.Desired {
+		desired[d.Config.ID] = true
+	}
+	ids := make([]string, 0, len(recorded))
+	for id, t := range recorded {
+		if !desired[id] && t.Active() {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, s := range ids {
+		_, evs, err := h.record(ctx, tenant.MustParse(s), recorded[s], func(t *domain.Tenant) ([]any, error) { return t.Remove(cmd.Source), nil })
+		if err != nil {
+			return rep, err
+		}
+		rep.count(evs)
+	}
+	return rep, nil
+}
+
+// asSystem marks what the sync appends as the tenancy module's own doing.
+func asSystem(ctx context.Context) context.Context {
+	info := request.From(ctx)
+	info.Actor = Actor
+	return request.With(ctx, info)
 }
 
 func (r *SyncReport) count(evs []any) {
@@ -146,12 +167,9 @@ func (r *SyncReport) count(evs []any) {
 	}
 }
 
-// Stream is the tenant's configuration stream.
-func Stream(id tenant.ID) tenant.Stream { return tenant.MustStream(id, StreamCategory, "") }
-
 // fold rebuilds a tenant from its stream.
 func (h SyncTenantsHandler) fold(ctx context.Context, id tenant.ID) (*domain.Tenant, error) {
-	stream := Stream(id)
+	stream := domain.Stream(id)
 	evs, err := h.Store.ReadStream(ctx, stream, 0, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
@@ -167,98 +185,49 @@ func (h SyncTenantsHandler) fold(ctx context.Context, id tenant.ID) (*domain.Ten
 	return t, nil
 }
 
-// record folds the tenant, asks change for the events to record, and appends them expecting the
-// revision it folded; on a conflict it folds again and asks again.
-func (h SyncTenantsHandler) record(ctx context.Context, id tenant.ID, change func(*domain.Tenant) ([]any, error)) ([]any, error) {
-	stream := Stream(id)
+// record asks change for the events that take the tenant where it should be, appends them expecting
+// the revision t (the tenant as last known; nil: fold its stream) reflects, and returns the tenant
+// with them applied. On a conflict (t was stale: another writer recorded first) it folds the stream
+// and asks again.
+func (h SyncTenantsHandler) record(ctx context.Context, id tenant.ID, t *domain.Tenant, change func(*domain.Tenant) ([]any, error)) (*domain.Tenant, []any, error) {
+	stream := domain.Stream(id)
 	for attempt := 1; ; attempt++ {
-		t, err := h.fold(ctx, id)
-		if err != nil {
-			return nil, err
+		if t == nil {
+			var err error
+			if t, err = h.fold(ctx, id); err != nil {
+				return nil, nil, err
+			}
 		}
 		evs, err := change(t)
 		if err != nil {
-			return nil, fmt.Errorf("tenant %s: %w", id, err)
+			return nil, nil, fmt.Errorf("tenant %s: %w", id, err)
 		}
 		if len(evs) == 0 {
-			return nil, nil
+			return t, nil, nil
 		}
 		data := make([]eventstore.EventData, len(evs))
 		for i, e := range evs {
 			typ, err := domain.EventType(e)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			if data[i], err = eventstore.NewEventData(typ, e); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		_, err = h.Store.Append(ctx, stream, eventstore.After(t.LastRevision, t.Exists), data...)
+		res, err := h.Store.Append(ctx, stream, eventstore.After(t.LastRevision, t.Exists), data...)
 		if errors.Is(err, eventstore.ErrConflict) && attempt < maxAttempts {
+			t = nil
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("append to %s: %w", stream, err)
+			return nil, nil, fmt.Errorf("append to %s: %w", stream, err)
 		}
-		return evs, nil
-	}
-}
-
-// scanIdle ends the scan of recorded tenants when the subscription has delivered nothing for this
-// long without reaching the store's last position: that happens only when the newest events are
-// unreadable (truncated or past their max age), and catch-up delivers batches far faster than this.
-const scanIdle = time.Second
-
-var errScanned = errors.New("scan complete")
-
-// recordedTenants returns the ids of every tenant with a configuration stream.
-func (h SyncTenantsHandler) recordedTenants(ctx context.Context) (map[string]bool, error) {
-	out := map[string]bool{}
-	last, err := h.Store.LastPosition(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scan recorded tenants: %w", err)
-	}
-	if last == 0 {
-		return out, nil
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var progress atomic.Uint64
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		tick := time.NewTicker(scanIdle)
-		defer tick.Stop()
-		seen := uint64(0)
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				p := progress.Load()
-				if p == seen {
-					cancel()
-					return
-				}
-				seen = p
-			}
+		// The events took the revisions up to NextExpected, in order.
+		first := res.NextExpected + 1 - uint64(len(evs))
+		for i, e := range evs {
+			t.Apply(first+uint64(i), e)
 		}
-	}()
-	err = h.Store.Subscribe(sctx, eventstore.SubscribeOptions{From: eventstore.Start}, func(_ context.Context, e eventstore.Event) error {
-		progress.Add(1)
-		if strings.HasPrefix(e.Type, "tenancy.") && !e.Tenant.IsZero() && e.Stream == Stream(e.Tenant).String() {
-			out[e.Tenant.String()] = true
-		}
-		if e.Position >= last {
-			return errScanned
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errScanned) {
-		return nil, fmt.Errorf("scan recorded tenants: %w", err)
+		return t, evs, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("scan recorded tenants: %w", err)
-	}
-	return out, nil
 }

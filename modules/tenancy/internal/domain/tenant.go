@@ -12,6 +12,12 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
+// StreamCategory is the category of a tenant's configuration stream: t-{id}.tenant.
+const StreamCategory = "tenant"
+
+// Stream is the tenant's configuration stream.
+func Stream(id tenant.ID) tenant.Stream { return tenant.MustStream(id, StreamCategory, "") }
+
 // Tenant is the aggregate of one t-{id}.tenant stream.
 type Tenant struct {
 	ID tenant.ID
