@@ -1,15 +1,24 @@
 // Command tenancystart measures the tenancy module's start on a data folder written by
 // scripts/history: how long the tenants-file sync takes before the server can resolve tenants, and
-// how many events the store hands the module to do it.
+// how many events the store hands the module to do it, and the bus (which feeds the module's tenant
+// directory read model, "tenancy.directory", from its checkpoint).
 //
 //	go run ./scripts/history -dir /tmp/h100k -events 100000
 //	go run ./scripts/tenancystart -dir /tmp/h100k
 //
 // The folder is copied first (its events/ folder, into a scratch folder next to it), so the
-// measurement never writes into it and can be repeated. Then, each in a fresh process:
+// measurement never writes into it and can be repeated. Then, each in a fresh process, as serve
+// does (Start records and serves the file's tenants; the bus and the module's Run start; Run records
+// the removals once the tenant directory has caught up):
 //   - "first": a start with a tenants file that keeps t0…t2, drops t3 and adds t-new, so the sync
-//     records a removal and a registration;
-//   - "again": a restart with the same file, which records nothing.
+//     records a removal and a registration; the folder has no read model yet, so the bus builds the
+//     directory from the start of the store (what the first start after an upgrade does);
+//   - "again": a restart with the same file, which records nothing; the directory resumes from its
+//     checkpoint.
+//
+// "tenants served" is the time Start takes (serve waits for it before it listens); "removals
+// recorded" is the time from the bus's start until the tenants that left the file are recorded as
+// removed (WaitSynced: the tenant directory caught up, then the appends).
 package main
 
 import (
@@ -29,6 +38,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
+	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -80,8 +90,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%-5s start: store at %d events, store open %.1f ms, tenancy ready after %.1f ms; events the store handed tenancy: %d (reads %d); recorded %d; tenants %s; RSS %.1f MB\n",
-			phase, r.Events, r.OpenMs, r.ReadyMs, r.Delivered, r.Reads, r.Recorded, r.Tenants, r.RSSMB)
+		fmt.Printf("%-5s start: store at %d events, store open %.1f ms, tenants served after %.1f ms, removals recorded after %.1f ms; events the store handed tenancy: %d (reads %d), the bus: %d; recorded %d; tenants %s; RSS %.1f MB\n",
+			phase, r.Events, r.OpenMs, r.ReadyMs, r.SyncedMs, r.Delivered, r.Reads, r.BusDelivered, r.Recorded, r.Tenants, r.RSSMB)
 	}
 	return nil
 }
@@ -90,11 +100,14 @@ type result struct {
 	Events    uint64  `json:"events"`
 	OpenMs    float64 `json:"openMs"`
 	ReadyMs   float64 `json:"readyMs"`
+	SyncedMs  float64 `json:"syncedMs"`
 	Delivered int64   `json:"delivered"` // events handed to the module by Subscribe, ReadStream and ReadTenant
 	Reads     int64   `json:"reads"`     // calls of those
-	Recorded  uint64  `json:"recorded"`
-	Tenants   string  `json:"tenants"`
-	RSSMB     float64 `json:"rssMB"`
+	// BusDelivered is what the store handed the bus until the removals were recorded.
+	BusDelivered int64   `json:"busDelivered"`
+	Recorded     uint64  `json:"recorded"`
+	Tenants      string  `json:"tenants"`
+	RSSMB        float64 `json:"rssMB"`
 }
 
 // fresh runs this program again, in a fresh process, to measure one start.
@@ -156,17 +169,41 @@ func measure(scratch, phase string) error {
 		return err
 	}
 	r.Events = uint64(last)
-	cs := &counting{Store: s}
+	cs, bs := &counting{Store: s}, &counting{Store: s}
+	b, err := bus.New(bus.Config{CheckpointDir: filepath.Join(scratch, "bus"), ReadModelDir: filepath.Join(scratch, "readmodels")},
+		bus.Deps{Store: bs})
+	if err != nil {
+		return err
+	}
 	m, err := tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: filepath.Join(scratch, "tenants.yaml")}, Store: cs})
 	if err != nil {
 		return err
 	}
+	m.Register(b)
 	t1 := time.Now()
 	if err := m.Start(ctx); err != nil {
 		return err
 	}
 	r.ReadyMs = ms(time.Since(t1))
-	r.Delivered, r.Reads = cs.delivered.Load(), cs.reads.Load()
+	bctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done, modDone := make(chan error, 1), make(chan error, 1)
+	t2 := time.Now()
+	go func() { done <- b.Run(bctx) }()
+	go func() { modDone <- m.Run(bctx) }()
+	if err := m.WaitSynced(ctx); err != nil {
+		return err
+	}
+	r.SyncedMs = ms(time.Since(t2))
+	r.Delivered, r.Reads, r.BusDelivered = cs.delivered.Load(), cs.reads.Load(), bs.delivered.Load()
+	// Let the directory apply what the sync recorded, then stop cleanly (it commits its checkpoint).
+	if err := b.Sync(ctx); err != nil {
+		return err
+	}
+	stop() // deferred too, for the error returns: the process ends with them
+	if err := errors.Join(<-done, <-modDone); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
 	after, err := s.LastPosition(ctx)
 	if err != nil {
 		return err
