@@ -55,6 +55,7 @@ type Bus struct {
 	running    chan struct{} // closed when the consumers started and the router runs
 	exited     chan struct{} // closed when Run returns
 	stopping   chan struct{} // closed when Run's context ends: consumers waiting out a dependency stop waiting
+	fatal      chan error    // a forwarder's error that retrying cannot cure (the store is corrupt): Run stops
 	target     eventstore.Position
 	shared     *cursor     // the processors' path
 	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
@@ -95,7 +96,7 @@ func New(cfg Config, d Deps) (*Bus, error) {
 	}
 	b := &Bus{cfg: cfg, store: d.Store, codec: d.Codec, log: d.Log.With("component", "bus"), now: d.Now,
 		names: map[string]bool{}, running: make(chan struct{}), exited: make(chan struct{}),
-		stopping: make(chan struct{})}
+		stopping: make(chan struct{}), fatal: make(chan error, 2)}
 	b.shared = &cursor{name: "processors"}
 	b.shared.publish = b.publishShared
 	b.local = &cursor{name: "projections", wantsEnd: true}
@@ -325,7 +326,13 @@ func (b *Bus) Run(ctx context.Context) error {
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()
 
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-b.fatal:
+		// The store cannot be read past an event: nothing after it can be delivered, and serving
+		// read models that silently stop there would be partial truth.
+	}
 	close(b.stopping)
 	stopForwarder()
 	// The projections stop with the forwarder, not after it: one that waits out a failing disk
@@ -353,7 +360,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	stopConsumers()
 	errs = append(errs, closeDurables(durables))
 	b.log.Info("bus stopped", "forwarded", b.shared.pos.Load(), "projected", b.local.pos.Load())
-	return errors.Join(errs...)
+	return errors.Join(append([]error{fatal}, errs...)...)
 }
 
 // openProjections opens every projection's read model, refuses one that is ahead of the store,

@@ -66,6 +66,12 @@ func (b *Bus) forward(ctx context.Context, c *cursor) {
 			b.log.Error("bus: forwarder stopped: event store closed", "cursor", c.name, "at", at)
 			return
 		}
+		if errors.Is(err, eventstore.ErrCorrupt) {
+			// Reading again reads the same bytes: stop the bus (and the server) with the cause.
+			b.log.Error("bus: forwarder stopped: the event store is corrupt", "cursor", c.name, "at", at, "err", err)
+			b.fatal <- fmt.Errorf("bus: the event store cannot be read after position %d: %w; run crispy verify to locate the damage", at, err)
+			return
+		}
 		b.log.Error("bus: forwarder failed; retrying", "cursor", c.name, "at", at, "retryIn", wait, "err", err)
 		select {
 		case <-ctx.Done():

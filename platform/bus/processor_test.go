@@ -3,7 +3,9 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,5 +167,43 @@ func TestIntegrationNATSNewReplicaDoesNotRepublishHistory(t *testing.T) {
 	}
 	if got, want := two.ids(), wantIDs(fresh, typeHappened); !slices.Equal(got, want) {
 		t.Fatalf("the new replica's processor acted on %d events, want only the %d new ones (history republished?)", len(got), len(want))
+	}
+}
+
+// corruptAfter is a store whose subscriptions fail as a damaged log does once they pass position at.
+type corruptAfter struct {
+	eventstore.Store
+	at eventstore.Position
+}
+
+func (s corruptAfter) Subscribe(ctx context.Context, o eventstore.SubscribeOptions, h eventstore.Handler) error {
+	err := s.Store.Subscribe(ctx, eventstore.SubscribeOptions{From: o.From}, func(ctx context.Context, e eventstore.Event) error {
+		if e.Position > s.at {
+			return fmt.Errorf("read event at %d: %w", e.Position, eventstore.ErrCorrupt)
+		}
+		return h(ctx, e)
+	})
+	return err
+}
+
+// A store that cannot be read past an event stops the bus with the cause, instead of retrying the
+// same bytes for ever while the read models stay short of the store (before: Run never returned and
+// the server waited for a catch-up that could not happen).
+func TestCorruptStoreStopsTheBus(t *testing.T) {
+	t.Parallel()
+	mem := eventstoretest.NewMemory()
+	appendN(t, mem, acme, "a", typeHappened, 5)
+	cfg := projectionConfig(t)
+	b, err := bus.New(cfg, bus.Deps{Store: corruptAfter{Store: mem, at: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&counting{}).register(b, "test.corrupt-counts")
+	(&acted{}).register(b, "test.corrupt-act")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	err = b.Run(ctx)
+	if !errors.Is(err, eventstore.ErrCorrupt) || !strings.Contains(err.Error(), "crispy verify") || ctx.Err() != nil {
+		t.Fatalf("Run returned %v (context: %v), want the corruption named with the way to locate it", err, ctx.Err())
 	}
 }
