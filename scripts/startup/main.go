@@ -61,6 +61,7 @@ func run() error {
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up on a start after this long")
 	keep := flag.Bool("keep", false, "keep the scratch folder")
 	milestone := flag.String("milestone", "every route answers", "poll /health once the server's log has a line with this (\"listening\" for a server that listens once caught up)")
+	tenants := flag.String("tenants", "", "comma-separated tenants for a tenants file (--tenants), e.g. demo,t0,t1,t2,t3 to serve the history's tenants; none: no file (tenant demo only)")
 	skipFirst := flag.Bool("restarts-only", false, "do not report the first start (it still runs, to build the read models)")
 	flag.Parse()
 	if *bin == "" || *dir == "" {
@@ -101,20 +102,33 @@ func run() error {
 			}
 		}
 	}
+	var extra []string
+	if *tenants != "" {
+		var b strings.Builder
+		b.WriteString("tenants:\n")
+		for _, id := range strings.Split(*tenants, ",") {
+			fmt.Fprintf(&b, "  - id: %s\n", strings.TrimSpace(id))
+		}
+		path := filepath.Join(*work, "tenants.yaml")
+		if err := os.WriteFile(path, []byte(b.String()), 0o640); err != nil {
+			return err
+		}
+		extra = append(extra, "--tenants", path)
+	}
 	var first result
 	if *skipFirst {
-		if _, err := measure(*bin, *work, *milestone, *timeout); err != nil { // builds the read models, not reported
+		if _, err := measure(*bin, *work, *milestone, *timeout, extra...); err != nil { // builds the read models, not reported
 			return fmt.Errorf("first start: %w", err)
 		}
 	} else {
-		if first, err = measure(*bin, *work, *milestone, *timeout); err != nil {
+		if first, err = measure(*bin, *work, *milestone, *timeout, extra...); err != nil {
 			return fmt.Errorf("first start: %w", err)
 		}
 		first.print("first start (no read models)")
 	}
 	var rs []result
 	for i := 0; i < max(*runs, 1); i++ {
-		r, err := measure(*bin, *work, *milestone, *timeout)
+		r, err := measure(*bin, *work, *milestone, *timeout, extra...)
 		if err != nil {
 			return fmt.Errorf("restart %d: %w", i+1, err)
 		}
@@ -160,7 +174,7 @@ func (r result) print(title string) {
 func sec(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + " s" }
 
 // measure starts crispy serve on dir, waits until it is ready, reads its memory and stops it.
-func measure(bin, dir, milestone string, timeout time.Duration) (result, error) {
+func measure(bin, dir, milestone string, timeout time.Duration, extra ...string) (result, error) {
 	port, err := freePort()
 	if err != nil {
 		return result{}, err
@@ -172,7 +186,7 @@ func measure(bin, dir, milestone string, timeout time.Duration) (result, error) 
 		return result{}, err
 	}
 	defer logf.Close()
-	c := exec.Command(bin, "serve", "--data-dir", dir, "--addr", addr)
+	c := exec.Command(bin, append([]string{"serve", "--data-dir", dir, "--addr", addr}, extra...)...)
 	// The defaults (embedded store, bus and index, no tenants file: tenant demo), whatever CRISPY_*
 	// the caller's environment sets.
 	for _, kv := range os.Environ() {
