@@ -82,6 +82,7 @@ func (s *Stats) Record(t tenant.ID, at time.Time, hit bool, d time.Duration) {
 // succeeds its counts stay pending (and counted); once it has, they move to inflight in one step, so
 // a concurrent Window never misses or doubles them.
 func (s *Stats) Flush(ctx context.Context, store eventstore.Store) error {
+	s.dropProjected()
 	s.mu.Lock()
 	snap := make(map[tenant.ID]map[int64]bucket, len(s.pending))
 	for t, minutes := range s.pending {
@@ -140,6 +141,36 @@ func (s *Stats) Flush(ctx context.Context, store eventstore.Store) error {
 		}
 	}
 	return firstErr
+}
+
+// dropProjected forgets the recorded appends the read model reflects, so that they do not pile up
+// when nobody reads the statistics (Window does the same on every read). A read model that cannot
+// answer (catching up) keeps them for the next try.
+func (s *Stats) dropProjected() {
+	if s.Durable == nil {
+		return
+	}
+	s.mu.Lock()
+	if len(s.inflight) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	t := s.inflight[0].t
+	s.mu.Unlock()
+	_, _, _, at, err := s.Durable(t, 1, 0) // an empty range: only the position
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.inflight[:0]
+	for _, f := range s.inflight {
+		if f.pos > at {
+			kept = append(kept, f)
+		}
+	}
+	clear(s.inflight[len(kept):])
+	s.inflight = kept
 }
 
 // CacheStats is GET /metrics/search-cache.
