@@ -327,13 +327,29 @@ func (m *Module) keepRecorded(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	var backoff time.Duration
 	for {
 		if err := m.recordRemovals(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			if !bus.Unavailable(err) && !errors.Is(err, eventstore.ErrConflict) {
+				return err
+			}
+			// The store is down or another writer keeps winning: that heals, so wait and try again
+			// rather than end Run (which ends the server). WaitSynced waits meanwhile.
+			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
+			m.log.WarnContext(ctx, "recording the tenants that left the tenants file failed; retrying", "error", err.Error(), "retryIn", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
 		}
+		backoff = 0
 		select {
 		case <-ctx.Done():
 			return nil
