@@ -23,7 +23,7 @@ import (
 // seeks and stops by that prefix cannot reach another tenant's rows whatever cursor it is given.
 //
 //	rows:   tenant 0 sessionId                       → updated (int64 ns), revision, messages (uint32), open turns (uint32), title
-//	recent: tenant 0 ^updated (8 bytes) sessionId    → (empty)   newest first: the order of GET /sessions
+//	recent: tenant 0 updated (8 bytes) sessionId     → (empty)   read backwards: the order of GET /sessions
 //	open:   tenant 0 sessionId                       → (empty)   sessions with turns awaiting their outcome
 var (
 	rowsBucket   = []byte("rows")
@@ -62,10 +62,12 @@ func tenantPrefix(t string) []byte { return append([]byte(t), 0) }
 
 func rowKey(t, id string) []byte { return append(tenantPrefix(t), id...) }
 
-// recentKey orders a tenant's sessions newest first: the bitwise complement of the activity time
-// sorts later times first, and ties by session id.
+// recentKey orders a tenant's sessions by activity time, then id; GET /sessions reads it backwards
+// (newest first). Later activity sorts last, so a batch of live events appends at the end of the
+// tree instead of inserting at its front (bbolt moves a node's entries on every insert before it:
+// newest-first keys made catching up 300,000 events spend most of its time moving memory).
 func recentKey(t string, updated int64, id string) []byte {
-	k := binary.BigEndian.AppendUint64(tenantPrefix(t), ^uint64(updated))
+	k := binary.BigEndian.AppendUint64(tenantPrefix(t), uint64(max(updated, 0)))
 	return append(k, id...)
 }
 
@@ -171,19 +173,18 @@ func SessionEnded(b *bolt.Bucket, t tenant.ID, id string) error {
 	return change(b, t, id, false, func(*row) bool { return false })
 }
 
-// ListSessions returns up to limit of the tenant's sessions in newest-first order after cursor
-// ("" from the start), and the cursor of the next page ("" at the end).
+// ListSessions returns up to limit of the tenant's sessions in newest-first order (latest activity
+// first, ties by descending id) after cursor ("" from the start), and the cursor of the next page
+// ("" at the end).
 func ListSessions(b *bolt.Bucket, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error) {
 	prefix := tenantPrefix(t.String())
-	seek := prefix
-	var after []byte
+	var before []byte // the page starts below this key
 	if cursor != "" {
 		ns, id, err := domain.ParseCursor(cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		after = recentKey(t.String(), ns, id)
-		seek = after
+		before = recentKey(t.String(), ns, id)
 	}
 	lb, ok := readBuckets(b)
 	if !ok {
@@ -191,10 +192,25 @@ func ListSessions(b *bolt.Bucket, t tenant.ID, limit int, cursor string) ([]doma
 	}
 	out := make([]domain.Summary, 0, min(limit, 100))
 	c := lb.recent.Cursor()
-	for k, _ := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		if after != nil && bytes.Equal(k, after) {
-			continue
+	var k []byte
+	if before == nil {
+		// The tenant's last key: just below the first key of the next tenant's range (the prefix
+		// with its 0 byte raised to 1).
+		k, _ = c.Seek(append([]byte(t.String()), 1))
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
 		}
+	} else {
+		k, _ = c.Seek(before) // the first key at or after the cursor's: step back below it
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
 		if len(k) < len(prefix)+8 {
 			continue
 		}
@@ -250,7 +266,7 @@ func Tenants(b *bolt.Bucket) []tenant.ID {
 	return out
 }
 
-// IdleSessions returns up to limit of the tenant's sessions last active before cutoff, least idle
+// IdleSessions returns up to limit of the tenant's sessions last active before cutoff, most idle
 // first, after the place next returned by the previous call ("" from the start).
 func IdleSessions(b *bolt.Bucket, t tenant.ID, cutoff time.Time, after string, limit int) (ids []string, next string) {
 	lb, ok := readBuckets(b)
@@ -258,20 +274,21 @@ func IdleSessions(b *bolt.Bucket, t tenant.ID, cutoff time.Time, after string, l
 		return nil, ""
 	}
 	prefix := tenantPrefix(t.String())
-	// Active at cutoff or later sorts before recentKey(cutoff-1ns, "").
-	seek := recentKey(t.String(), cutoff.UnixNano()-1, "")
-	if after != "" {
-		seek = []byte(after)
-		if !bytes.HasPrefix(seek, prefix) {
+	end := recentKey(t.String(), cutoff.UnixNano(), "") // active at cutoff or later sorts from here
+	c := lb.recent.Cursor()
+	var k []byte
+	if after == "" {
+		k, _ = c.Seek(prefix)
+	} else {
+		if !bytes.HasPrefix([]byte(after), prefix) {
 			return nil, ""
 		}
+		k, _ = c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, _ = c.Next()
+		}
 	}
-	c := lb.recent.Cursor()
-	k, _ := c.Seek(seek)
-	if after != "" && k != nil && bytes.Equal(k, seek) {
-		k, _ = c.Next()
-	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+	for ; k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, end) < 0; k, _ = c.Next() {
 		if len(k) < len(prefix)+8 {
 			continue
 		}
