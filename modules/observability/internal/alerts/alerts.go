@@ -49,10 +49,41 @@ type Engine struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 
-	// writing serialises this process's writes of one rule stream (stream name -> *sync.Mutex), so a
+	// writing serialises this process's writes of one rule stream (stream name -> lock), so a
 	// burst of saves of one rule queues instead of exhausting the optimistic-concurrency retries;
-	// only writers on other replicas can still conflict.
-	writing sync.Map
+	// only writers on other replicas can still conflict. An entry lives while a write holds or
+	// waits for it (refs), so ids that come and go do not grow the map.
+	writingMu sync.Mutex
+	writing   map[string]*streamLock
+}
+
+type streamLock struct {
+	mu   sync.Mutex
+	refs int // guarded by Engine.writingMu
+}
+
+// lockStream takes the write lock of stream st and returns its release.
+func (g *Engine) lockStream(st string) func() {
+	g.writingMu.Lock()
+	if g.writing == nil {
+		g.writing = map[string]*streamLock{}
+	}
+	l := g.writing[st]
+	if l == nil {
+		l = &streamLock{}
+		g.writing[st] = l
+	}
+	l.refs++
+	g.writingMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		g.writingMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(g.writing, st)
+		}
+		g.writingMu.Unlock()
+	}
 }
 
 // NewEngine returns an engine over the rules read model.
@@ -133,10 +164,7 @@ func (g *Engine) load(ctx context.Context, st tenant.Stream) (domain.RuleState, 
 // update is load, decide, append with the expected revision; it retries a few times on conflicts
 // with the evaluator, which appends to the same stream.
 func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domain.RuleState) ([]eventstore.EventData, error)) (domain.RuleState, error) {
-	l, _ := g.writing.LoadOrStore(st.String(), &sync.Mutex{})
-	mu := l.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
+	defer g.lockStream(st.String())()
 	for attempt := 0; ; attempt++ {
 		rs, err := g.load(ctx, st)
 		if err != nil {
