@@ -145,7 +145,8 @@ type Deps struct {
 	// Metrics is the process's metric set (also given to the other modules); nil: a private one.
 	Metrics *metrics.Set
 	// KnownTenants lists the configured tenants that get their own metric label; others are "other".
-	// nil: every tenant is "other".
+	// nil: every tenant is "other". When set, only these tenants' alert rules are evaluated (a
+	// tenant removed from the tenants file fires no more alerts).
 	KnownTenants func() []tenant.ID
 	Sessions     SessionAuditor // nil: GET /audit/sessions answers 503
 	Search       SearchStats    // nil: search and cache SLIs are zeros
@@ -216,6 +217,7 @@ func New(d Deps) (*Module, error) {
 		m.svc.Cache = d.Search.CacheStats
 	}
 	m.alerts = alerts.NewEngine(d.Store, &m.rules, m.svc.MetricValue, log, d.Now)
+	m.alerts.Served = d.KnownTenants
 	m.svc.Alerts = m.alerts
 	m.http = telemetry.NewHTTP(d.Metrics, d.KnownTenants, d.Config.MaxTenantLabels, 30*time.Second, d.Now)
 	return m, nil

@@ -48,6 +48,9 @@ type Engine struct {
 	Evaluate Evaluator
 	Log      *slog.Logger
 	Now      func() time.Time
+	// Served lists the tenants served now (those in the tenants file); EvaluateAll skips the rules
+	// of any other (a tenant removed from the file fires no more alerts). nil: every tenant.
+	Served func() []tenant.ID
 
 	// writing serialises this process's writes of one rule stream (stream name -> lock), so a
 	// burst of saves of one rule queues instead of exhausting the optimistic-concurrency retries;
@@ -243,8 +246,19 @@ func (g *Engine) EvaluateAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var served map[tenant.ID]bool
+	if g.Served != nil {
+		ids := g.Served()
+		served = make(map[tenant.ID]bool, len(ids))
+		for _, id := range ids {
+			served[id] = true
+		}
+	}
 	var first error
 	for _, w := range rules {
+		if served != nil && !served[w.Tenant] {
+			continue
+		}
 		if err := g.evaluate(ctx, w.Tenant, w.RuleState, now); err != nil {
 			g.Log.WarnContext(ctx, "alert rule evaluation failed", "tenant", w.Tenant.String(), "rule", w.Rule.ID, "error", err)
 			if first == nil {
