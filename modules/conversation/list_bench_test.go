@@ -33,6 +33,10 @@ func seedSessions(tb testing.TB, st eventstore.Store, tenantID string, n int) {
 // BenchmarkListSessions100k is GET /sessions of a tenant with 100,000 sessions (300,000 events):
 // the first page, and the next page from its cursor. It reports the heap the module holds once its
 // read models have caught up (the session list was a map of every session; it is a bbolt file).
+//
+// Measured on a 2-core machine under load (2026-11-29, old in-memory projection -> bbolt
+// projections): heap held 12.8 -> 2.1 MB; first page 77-334 ms -> 0.2-0.5 ms, next page 55-305 ms
+// -> 0.2-0.4 ms (the old list sorted every session of the tenant on each request).
 func BenchmarkListSessions100k(b *testing.B) {
 	st := eventstoretest.NewMemory()
 	seedSessions(b, st, "acme", 100_000)
@@ -70,6 +74,10 @@ func BenchmarkListSessions100k(b *testing.B) {
 	})
 }
 
+// Measured as above: from-zero (every start before) 2.5 s, 1.1-1.7 CPU-s -> 13-27 s, 10-13 CPU-s
+// (a rebuild: the first start of a replica, a lost or corrupt file, a Version bump); from the
+// checkpoint (every other start) 15-20 ms, 0.01 CPU-s.
+//
 // BenchmarkStart100k is a start of the module on a store with 100,000 sessions (300,000 events):
 // the time until its read models have caught up (and the CPU time it took), from an empty read
 // model folder (the first start, or a lost checkpoint) and from the checkpoint a previous start

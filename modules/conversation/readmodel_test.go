@@ -341,3 +341,26 @@ func deleteStream(t *testing.T, url, name string) {
 	defer cancel()
 	_ = js.DeleteStream(ctx, name)
 }
+
+// On one replica (GoChannel) the retention processor sweeps what RequestSweeps asked for; a tenant
+// with nothing idle gets no request.
+func TestRetentionRequestIsSweptByTheProcessor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{tenants: map[string]tenancyevents.TenantConfig{"acme": {SessionRetentionDays: 7}}})
+	idle, kept := sid(), sid()
+	e.chatJSON("acme", idle, "old news")
+	e.chatJSON("globex", kept, "globex keeps 30 days")
+	e.sync()
+	e.clock.Add(8 * 24 * time.Hour)
+	n, err := e.mod.RequestSweeps(context.Background(), e.clock.Now())
+	if err != nil || n != 1 {
+		t.Fatalf("recorded %d requests (err %v), want acme's only", n, err)
+	}
+	if n, _ := e.mod.RequestSweeps(context.Background(), e.clock.Now()); n != 0 {
+		t.Fatalf("the same interval was requested again: %d", n)
+	}
+	eventually(t, "acme's idle session expired", func() bool { return types(e.streamEvents("acme", idle)) == "SessionExpired" })
+	if e.history("globex", kept).status != 200 {
+		t.Fatal("globex's session expired")
+	}
+}
