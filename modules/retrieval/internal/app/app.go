@@ -244,6 +244,12 @@ func (s *Service) replaceChunks(ctx context.Context, t tenant.ID, docID string, 
 // indexChunks embeds a recorded document's chunks with t's embeddings model.
 func (s *Service) indexChunks(ctx context.Context, t tenant.ID, ev events.DocumentIngested) ([]search.Chunk, error) {
 	e, err := s.Embedder(ctx, t)
+	if apperr.KindOf(err) == apperr.KindNotFound && ev.EmbeddingModel != "" {
+		// A tenant this server does not serve (removed from the tenants file) still has its
+		// documents in the log: index them with the model they were recorded with, so that the
+		// index neither stalls on them nor lacks them if the tenant comes back.
+		e, err = s.Embedders.Resolve(ev.EmbeddingModel)
+	}
 	if err != nil {
 		return nil, err
 	}
