@@ -46,7 +46,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
-	"github.com/crispy-enigma/crispy/platform/bus/bustest"
+	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -445,10 +445,16 @@ func startSelf(kind, dir string, tokens int) (*selfServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	reg := bustest.New(ctx, st)
-	mod.Register(srv.API, reg)
-	if err := reg.Sync(ctx); err != nil {
+	b, err := bus.New(bus.Config{CheckpointDir: dir + "/bus", ReadModelDir: dir + "/readmodels"}, bus.Deps{Store: st, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	mod.Register(srv.API, b)
+	ctx, stopBus := context.WithCancel(context.Background())
+	busDone := make(chan struct{})
+	go func() { defer close(busDone); _ = b.Run(ctx) }()
+	cancel := func() { stopBus(); <-busDone }
+	if err := b.WaitCaughtUp(ctx); err != nil {
 		cancel()
 		return nil, err
 	}
