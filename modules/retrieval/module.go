@@ -172,12 +172,8 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 	svc := m.svc
 	if m.shared {
 		p := c.Projection(docsProjection, bus.ProjectionOptions{What: "search index", Version: 1})
-		bus.Apply(p, func(_ context.Context, _ *readmodel.Tx, env bus.Envelope, ev events.DocumentIngested) error {
-			svc.SeenDocEvent(docEvent(env, ev.DocID, &ev))
-			return nil
-		})
-		bus.Apply(p, func(_ context.Context, _ *readmodel.Tx, env bus.Envelope, ev events.DocumentDeleted) error {
-			svc.SeenDocEvent(docEvent(env, ev.DocID, nil))
+		bus.Apply(p, func(_ context.Context, _ *readmodel.Tx, env bus.Envelope, ev events.DocumentIndexed) error {
+			svc.SeenIndexed(env.Tenant, ev)
 			return nil
 		})
 		q := c.Processor(indexProcessor)

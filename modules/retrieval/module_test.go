@@ -435,9 +435,13 @@ func TestSharedIndexDownThenUpIndexesWithoutReindex(t *testing.T) {
 	t.Parallel()
 	ix, _ := embedded.Open(embedded.Config{})
 	fu := &failingUpsert{Index: ix}
-	e := newEnv(t, opts{index: fu, shared: true})
+	e := newEnv(t, opts{config: retrieval.Config{IndexWait: 50 * time.Millisecond}, index: fu, shared: true})
 	fu.fail.Store(true) // down after CheckWrite: the write itself fails
-	e.mustIngest("acme", "vac", vacation)
+	// Recorded, not indexed: not a 200 (a search right after it would not find it), as with the
+	// embedded index.
+	if r := e.ingest("acme", "vac", vacation, nil); r.status != 503 || !strings.Contains(r.raw, "recorded") {
+		t.Fatalf("ingest the shared index did not take: %d %s", r.status, r.raw)
+	}
 	for i := 0; ; i++ {
 		st, _ := health.Classify(e.bus.Check(context.Background()))
 		if st == health.Degraded {

@@ -54,6 +54,23 @@ type DocumentDeleted struct {
 	DocID string `json:"docId"`
 }
 
+// TypeDocumentIndexed is recorded by the shared index's writer (Elasticsearch, once per
+// deployment) once the index shows the document event at Position, in t-{tenant}.docindexed-{key}.
+// Every replica drops its search cache and answers its waiting ingests on it, not on the document
+// event itself: the index may take that one later (or be down).
+const TypeDocumentIndexed = "retrieval.DocumentIndexed"
+
+// IndexedCategory is the stream category of DocumentIndexed.
+const IndexedCategory = "docindexed"
+
+// DocumentIndexed says that the shared index shows the document event at Position (revision
+// Revision of the document's stream). Recorded at least once.
+type DocumentIndexed struct {
+	DocID    string `json:"docId"`
+	Revision uint64 `json:"revision"`
+	Position uint64 `json:"position"`
+}
+
 // TypeSearchStatsRecorded is a replica's search cache numbers of one tenant for one minute.
 const TypeSearchStatsRecorded = "retrieval.SearchStatsRecorded"
 
@@ -74,4 +91,5 @@ func Register(add func(name string, sample any)) {
 	add(TypeDocumentIngested, DocumentIngested{})
 	add(TypeDocumentDeleted, DocumentDeleted{})
 	add(TypeSearchStatsRecorded, SearchStatsRecorded{})
+	add(TypeDocumentIndexed, DocumentIndexed{})
 }

@@ -40,8 +40,9 @@ import (
 //
 // Elasticsearch (shared by the replicas): a bus processor (once per deployment) writes it; an
 // event whose document has a newer revision in the store is skipped, so a redelivered or older
-// revision never overwrites a newer one and a delete wins over older ingests. Each replica's
-// projection still drops its search cache on every document event.
+// revision never overwrites a newer one and a delete wins over older ingests. Once the index shows
+// an event, the writer records DocumentIndexed; each replica's projection drops its search cache and
+// answers its waiting ingests on that (not on the document event, which the index may take later).
 
 // DocState is what the index projection records of one document.
 type DocState struct {
@@ -227,9 +228,14 @@ func (s *Service) done(e DocEvent) {
 	s.applied.advance(e.Position)
 }
 
-// SeenDocEvent is the handler of the projection that, with a shared index, drops this replica's
-// search cache on every document event and lets ingests waiting on this replica return.
-func (s *Service) SeenDocEvent(e DocEvent) { s.done(e) }
+// SeenIndexed is the handler of the projection that, with a shared index, drops this replica's
+// search cache and lets ingests waiting on this replica return once the shared index shows a
+// document event (DocumentIndexed, recorded by WriteShared): not on the document event itself,
+// which the index may take later, so a search in between would cache the old answer and the
+// ingest would be acknowledged before the index had it.
+func (s *Service) SeenIndexed(t tenant.ID, ev events.DocumentIndexed) {
+	s.done(DocEvent{Tenant: t, DocID: ev.DocID, Revision: ev.Revision, Position: eventstore.Position(ev.Position)})
+}
 
 // WriteShared is the shared index processor's handler (see the top of this file): idempotent by
 // document revision, checked against the store.
@@ -252,6 +258,19 @@ func (s *Service) WriteShared(ctx context.Context, e DocEvent) error {
 		return err
 	}
 	s.Cache.Invalidate(e.Tenant)
+	ist, err := tenant.NewStream(e.Tenant, events.IndexedCategory, events.DocStreamKey(e.DocID))
+	if err != nil {
+		return err
+	}
+	data, err := eventstore.NewEventData(events.TypeDocumentIndexed,
+		events.DocumentIndexed{DocID: e.DocID, Revision: e.Revision, Position: uint64(e.Position)})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Store.Append(ctx, ist, eventstore.Any, data); err != nil {
+		// Redelivered: the write is repeated (idempotent) and this recorded again.
+		return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.storeUnavailable", "the event store is unavailable")
+	}
 	return nil
 }
 
