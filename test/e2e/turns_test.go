@@ -141,6 +141,16 @@ func TestShutdownDeadlineEndsOpenStreamsWithAnErrorAndAnOutcome(t *testing.T) {
 	if len(ms) != 2 || ms[1].Status == nil || *ms[1].Status != "cancelled" || ms[1].Content != "" {
 		t.Fatalf("audited session %+v", ms)
 	}
+	// Only once the start has had its chance to close turns (it does, once the read models caught up)
+	// does the absence of the line say anything.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := srv2.logs.Find("read models caught up"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never said its read models caught up:\n%s", srv2.logs)
+		}
+	}
 	if _, ok := srv2.logs.Find("closed chat turns interrupted"); ok {
 		t.Fatalf("a turn recorded at shutdown was closed again at start:\n%s", srv2.logs)
 	}
@@ -180,8 +190,15 @@ func TestKill9MidTurnIsClosedAsInterruptedOnStart(t *testing.T) {
 	srv.Kill()
 
 	srv2 := startServer(t, data, "--tenants", tenants)
-	if _, ok := srv2.logs.Find("closed chat turns interrupted", `"count":1`); !ok {
-		t.Fatalf("start did not report closing the interrupted turn:\n%s", srv2.logs)
+	// The server listens while its read models catch up; it closes the interrupted turns once they
+	// have, so the line comes shortly after the start.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := srv2.logs.Find("closed chat turns interrupted", `"count":1`); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("start did not report closing the interrupted turn:\n%s", srv2.logs)
+		}
 	}
 	codes, s := failureOf(t, srv2.BaseURL, session)
 	if strings.Join(codes, ",") != "interrupted" {
