@@ -178,7 +178,6 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	}); err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
-	a.server.API.UseMiddleware(a.memoryReadModelsGate) // before the routes: serve answers while read models catch up
 	a.tooling.Register(a.server.API, a.bus)
 	a.retr.Register(a.server.API, a.bus)
 	a.conv.Register(a.server.API, a.bus)

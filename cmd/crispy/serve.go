@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/danielgtaylor/huma/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crispy-enigma/crispy/platform/httpapi"
-	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error {
@@ -71,8 +69,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	// Serve as soon as the bus runs (past its refusals to start), not once the read models have
 	// caught up: meanwhile /health says catching_up with progress, and a request that needs a read
 	// model not yet caught up is refused with 503 catching_up and retry-after (Projection.View, the
-	// search index, memoryReadModelsGate for the older in-memory ones); routes reading the store
-	// directly answer.
+	// search index); routes reading the store directly answer.
 	if err := a.bus.WaitRunning(gctx); err != nil {
 		stopRun()
 		runErr := g.Wait()
@@ -145,22 +142,4 @@ func (a *app) catchUp(ctx context.Context, started time.Time) error {
 	a.closeInterrupted(ctx)
 	a.log.Info("read models caught up: every route answers", "sinceStart", time.Since(started).Round(time.Millisecond).String())
 	return nil
-}
-
-// memoryReadModelsGate refuses every tenant route but /health with 503 catching_up (and
-// retry-after) while one of the older in-memory read models (bus.Project, in the modules not yet on
-// checkpointed projections) is catching up: their modules read them without asking whether they
-// are complete. It runs after the guard, so the tenant is resolved, admitted and rate-limited
-// first; public routes (no tenant) pass. Once they have caught up, or when there are none, every
-// request passes.
-func (a *app) memoryReadModelsGate(hctx huma.Context, next func(huma.Context)) {
-	if _, tenantRoute := tenant.FromContext(hctx.Context()); !tenantRoute || (hctx.Operation() != nil && hctx.Operation().Path == "/health") {
-		next(hctx)
-		return
-	}
-	if err := a.bus.MemoryReady(); err != nil {
-		_ = huma.WriteErr(a.server.API, hctx, http.StatusServiceUnavailable, err.Error(), err)
-		return
-	}
-	next(hctx)
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // BenchmarkForwardGoChannel measures events/s from the store, through the forwarder and GoChannel,
-// to one durable handler (checkpointed per event), b.N events already in the store.
+// to one processor (decoded by the codec, checkpointed per event), b.N events already in the store.
 func BenchmarkForwardGoChannel(b *testing.B) {
 	b.Run("memory-store", func(b *testing.B) {
 		benchForward(b, eventstoretest.NewMemory(), bus.Config{CheckpointDir: b.TempDir()})
@@ -62,7 +62,8 @@ func benchForward(b *testing.B, store eventstore.Store, cfg bus.Config) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bs.On("bench.count", nil, func(context.Context, eventstore.Event) error {
+	registerTestEvents(bs.Codec().Add)
+	bus.Handle(bs.Processor("bench.count"), func(context.Context, bus.Envelope, happenedEvent) error {
 		if seen.Add(1) == int64(b.N) {
 			close(done)
 		}

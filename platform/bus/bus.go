@@ -33,7 +33,7 @@ type Deps struct {
 }
 
 // Bus carries the store's events to the registered consumers. Register every consumer
-// (Projection, Processor, and the older On, Project) before Run; Run forwards and delivers until
+// (Projection, Processor) before Run; Run forwards and delivers until
 // its context ends.
 type Bus struct {
 	cfg   Config
@@ -43,14 +43,13 @@ type Bus struct {
 	now   func() time.Time
 	m     meters
 
-	mu             sync.Mutex
-	durables       []*durable
-	processors     []*Processor
-	projections    []*Projection
-	memProjections []*memProjection
-	names          map[string]bool
-	regErr         error
-	started        bool
+	mu          sync.Mutex
+	durables    []*durable
+	processors  []*Processor
+	projections []*Projection
+	names       map[string]bool
+	regErr      error
+	started     bool
 
 	running    chan struct{} // closed when the consumers started and the router runs
 	exited     chan struct{} // closed when Run returns
@@ -71,10 +70,7 @@ type Bus struct {
 	decoratePublisher func(message.Publisher) message.Publisher
 }
 
-var (
-	_ Registry  = (*Bus)(nil)
-	_ Consumers = (*Bus)(nil)
-)
+var _ Consumers = (*Bus)(nil)
 
 // New builds a bus. Nothing runs until Run.
 func New(cfg Config, d Deps) (*Bus, error) {
@@ -108,25 +104,6 @@ func New(cfg Config, d Deps) (*Bus, error) {
 
 // Codec implements Consumers.
 func (b *Bus) Codec() *codec.Registry { return b.codec }
-
-// On implements Registry: a durable handler, delivered at least once and deduplicated by event id.
-//
-// Deprecated: use Processor and Handle.
-func (b *Bus) On(name string, types []string, h Handler) {
-	b.register(name, "handler", func() {
-		b.durables = append(b.durables, newDurable(name, types, h, b))
-	})
-}
-
-// Project implements Registry: an in-memory read model fed from the beginning of the store on every
-// start.
-//
-// Deprecated: use Projection and Apply.
-func (b *Bus) Project(name string, types []string, h Handler) {
-	b.register(name, "projection", func() {
-		b.memProjections = append(b.memProjections, newMemProjection(name, types, h, b))
-	})
-}
 
 func (b *Bus) register(name, kind string, add func()) {
 	b.mu.Lock()
@@ -186,7 +163,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	if regErr == nil {
 		regErr = b.resolve()
 	}
-	durables, projections, memProjections := b.durables, b.projections, b.memProjections
+	durables, projections := b.durables, b.projections
 	b.mu.Unlock()
 	defer close(b.exited)
 	defer b.stopped.Store(true)
@@ -280,10 +257,6 @@ func (b *Bus) Run(ctx context.Context) error {
 		projWG.Add(1)
 		go func() { defer projWG.Done(); p.run(projCtx, msgs) }()
 	}
-	for _, p := range memProjections {
-		projWG.Add(1)
-		go func() { defer projWG.Done(); p.run(projCtx) }()
-	}
 	stopConsumers := func() {
 		stopProjections()
 		projWG.Wait()
@@ -305,7 +278,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	}
 	close(b.running)
 	b.log.Info("bus running", "transport", transportName(b.cfg), "from", from, "projectionsFrom", b.local.pos.Load(),
-		"storeAt", target, "processors", len(durables), "projections", len(projections)+len(memProjections))
+		"storeAt", target, "processors", len(durables), "projections", len(projections))
 
 	// Forward until ctx ends.
 	fwdCtx, stopForwarder := context.WithCancel(ctx)
@@ -512,13 +485,6 @@ func (b *Bus) Check(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, p := range b.memProjections {
-		if !p.isCaughtUp() {
-			behind = append(behind, p.name)
-			done += p.pos.Load()
-			total += uint64(b.target)
-		}
-	}
 	if degraded != nil {
 		return degraded // worse than catching up
 	}
@@ -569,15 +535,10 @@ func (b *Bus) WaitCaughtUp(ctx context.Context) error {
 		return fmt.Errorf("bus: wait for start: %w", ctx.Err())
 	}
 	b.mu.Lock()
-	ps, mps := b.projections, b.memProjections
+	ps := b.projections
 	b.mu.Unlock()
 	for _, p := range ps {
 		if err := p.WaitCaughtUp(ctx); err != nil {
-			return err
-		}
-	}
-	for _, p := range mps {
-		if err := p.waitCaughtUp(ctx); err != nil {
 			return err
 		}
 	}
@@ -602,9 +563,6 @@ func (b *Bus) Sync(ctx context.Context) error {
 		done := b.sharedIdle.Load() || b.shared.pos.Load() >= uint64(target)
 		if len(b.projections) > 0 {
 			done = done && max(b.local.pos.Load(), b.local.liveEnd.Load()) >= uint64(target)
-		}
-		for _, p := range b.memProjections {
-			done = done && p.pos.Load() >= uint64(target)
 		}
 		if done {
 			return nil

@@ -16,7 +16,6 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
-	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 func TestAcceptanceGoChannel(t *testing.T) {
@@ -29,41 +28,10 @@ func TestIntegrationNATSAcceptance(t *testing.T) {
 	runAcceptance(t, natsConfig(t))
 }
 
-// perTenant is a projection keyed by tenant, as modules' read models are.
-type perTenant struct {
-	mu  sync.Mutex
-	ids map[tenant.ID][]string
-	pos []eventstore.Position
-}
-
-func (p *perTenant) handle(ctx context.Context, e eventstore.Event) error {
-	t, ok := tenant.FromContext(ctx)
-	if !ok {
-		return errors.New("no tenant in context")
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ids == nil {
-		p.ids = map[tenant.ID][]string{}
-	}
-	p.ids[t] = append(p.ids[t], e.ID)
-	p.pos = append(p.pos, e.Position)
-	return nil
-}
-
-func (p *perTenant) state() (map[tenant.ID][]string, []eventstore.Position) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[tenant.ID][]string{}
-	for k, v := range p.ids {
-		out[k] = slices.Clone(v)
-	}
-	return out, slices.Clone(p.pos)
-}
-
-// runAcceptance is the one body every transport runs: order, filtering, tenant isolation, restart
-// without re-handling, and projections rebuilt to the same state.
+// runAcceptance is the one body every transport runs: order, filtering by type, tenant isolation,
+// and a restart that lost the forwarder's checkpoint without handling or applying anything twice.
 func runAcceptance(t *testing.T, cfg bus.Config) {
+	cfg.ReadModelDir = t.TempDir()
 	store, err := embedded.Open(t.TempDir(), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -75,16 +43,15 @@ func runAcceptance(t *testing.T, cfg bus.Config) {
 	appended = append(appended, appendN(t, store, acme, "a", typeHappened, 5)...)
 	appended = append(appended, appendN(t, store, globex, "g", typeOther, 5)...)
 
-	all, happened, proj := &recorder{}, &recorder{}, &perTenant{}
-	r := start(t, cfg, store, func(reg bus.Registry) {
-		reg.On("test.all", nil, all.handle)
-		reg.On("test.happened-only", []string{typeHappened}, happened.handle)
-		reg.Project("test.per-tenant", nil, proj.handle)
+	all, happened, proj := &recorder{}, &recorder{}, &counting{}
+	var p *bus.Projection
+	r := start(t, cfg, store, func(c bus.Consumers) {
+		all.processor(c, "test.all")
+		happened.processor(c, "test.happened-only", typeHappened)
+		p = proj.register(c, "test.per-tenant")
 	})
 	// Projections are warm when WaitCaughtUp returns.
-	if state, _ := proj.state(); len(state[acme]) != 5 || len(state[globex]) != 5 {
-		t.Fatalf("projection not caught up at WaitCaughtUp: %d acme, %d globex", len(state[acme]), len(state[globex]))
-	}
+	wantCounts(t, readCounts(t, p), appended)
 	for i := range 10 {
 		tid, typ := acme, typeHappened
 		if i%2 == 1 {
@@ -98,8 +65,8 @@ func runAcceptance(t *testing.T, cfg bus.Config) {
 
 	t.Run("every event forwarded in order", func(t *testing.T) {
 		got := all.waitFor(t, len(appended))
-		if !slices.Equal(ids(got), ids(appended)) {
-			t.Fatalf("forwarded out of order or incomplete:\n got %v\nwant %v", ids(got), ids(appended))
+		if !slices.Equal(envIDs(got), ids(appended)) {
+			t.Fatalf("forwarded out of order or incomplete:\n got %v\nwant %v", envIDs(got), ids(appended))
 		}
 	})
 	t.Run("handler sees only its types", func(t *testing.T) {
@@ -110,8 +77,8 @@ func runAcceptance(t *testing.T, cfg bus.Config) {
 			}
 		}
 		got := happened.waitFor(t, len(want))
-		if !slices.Equal(ids(got), ids(want)) {
-			t.Fatalf("got %v, want %v", ids(got), ids(want))
+		if !slices.Equal(envIDs(got), ids(want)) {
+			t.Fatalf("got %v, want %v", envIDs(got), ids(want))
 		}
 	})
 	t.Run("handler context carries the event's tenant", func(t *testing.T) {
@@ -122,54 +89,45 @@ func runAcceptance(t *testing.T, cfg bus.Config) {
 			}
 		}
 	})
-	want := map[tenant.ID][]string{}
-	for _, e := range appended {
-		want[e.Tenant] = append(want[e.Tenant], e.ID)
-	}
-	t.Run("projection keyed by tenant never mixes them", func(t *testing.T) {
-		waitState(t, proj, len(appended))
-		state, pos := proj.state()
-		if !slices.Equal(state[acme], want[acme]) || !slices.Equal(state[globex], want[globex]) || len(state) != 2 {
-			t.Fatalf("projection state %v, want %v", state, want)
+	t.Run("projection keyed by tenant applies each event once, in order, never mixing tenants", func(t *testing.T) {
+		if err := r.b.Sync(context.Background()); err != nil {
+			t.Fatal(err)
 		}
-		if !slices.IsSorted(pos) || len(slices.Compact(slices.Clone(pos))) != len(pos) {
-			t.Fatalf("projection saw positions out of order or twice: %v", pos)
-		}
+		wantCounts(t, readCounts(t, p), appended) // counting refuses an event out of order
 	})
 
 	if err := r.stop(); err != nil {
 		t.Fatalf("clean stop: %v", err)
 	}
 	// As if the process had crashed before its last forwarder checkpoint: everything is forwarded
-	// again, and no handler may handle any of it twice.
+	// again, and no processor may handle any of it twice.
 	if err := os.Remove(filepath.Join(cfg.CheckpointDir, "forwarder.json")); err != nil {
 		t.Fatal(err)
 	}
 
-	all2, proj2 := &recorder{}, &perTenant{}
-	start(t, cfg, store, func(reg bus.Registry) {
-		reg.On("test.all", nil, all2.handle)
-		reg.Project("test.per-tenant", nil, proj2.handle)
+	all2, proj2 := &recorder{}, &counting{}
+	r2 := start(t, cfg, store, func(c bus.Consumers) {
+		all2.processor(c, "test.all")
+		p = proj2.register(c, "test.per-tenant")
 	})
-	t.Run("projection rebuilt on restart gives the same state", func(t *testing.T) {
-		state, _ := proj2.state()
-		if !slices.Equal(state[acme], want[acme]) || !slices.Equal(state[globex], want[globex]) || len(state) != 2 {
-			t.Fatalf("rebuilt %v, want %v", state, want)
+	t.Run("projection resumes on restart with the same state, applying nothing again", func(t *testing.T) {
+		wantCounts(t, readCounts(t, p), appended)
+		if n := proj2.calls.Load(); n != 0 {
+			t.Fatalf("after the restart the projection applied %d events it had", n)
 		}
 	})
 	fresh := appendN(t, store, globex, "after", typeHappened, 3)
 	t.Run("after restart only new events are handled", func(t *testing.T) {
 		// Republished old events would arrive before these, so the first three tell.
 		got := all2.waitFor(t, len(fresh))
-		if !slices.Equal(ids(got[:len(fresh)]), ids(fresh)) {
-			t.Fatalf("after restart got %v, want only %v", ids(got), ids(fresh))
+		if !slices.Equal(envIDs(got[:len(fresh)]), ids(fresh)) {
+			t.Fatalf("after restart got %v, want only %v", envIDs(got), ids(fresh))
 		}
+		if err := r2.b.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		wantCounts(t, readCounts(t, p), append(slices.Clone(appended), fresh...))
 	})
-}
-
-func waitState(t *testing.T, p *perTenant, n int) {
-	t.Helper()
-	deadlineWait(t, func() bool { _, pos := p.state(); return len(pos) >= n })
 }
 
 func TestFailingHandlerIsRetriedThenPassedAndCounted(t *testing.T) {
@@ -184,21 +142,18 @@ func TestFailingHandlerIsRetriedThenPassedAndCounted(t *testing.T) {
 	var mu sync.Mutex
 	attempts := map[string]int{}
 	after := &recorder{}
-	b.On("test.flaky", nil, func(ctx context.Context, e eventstore.Event) error {
+	registerTestEvents(b.Codec().Add)
+	bus.Handle(b.Processor("test.flaky"), func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
 		mu.Lock()
-		attempts[e.ID]++
+		attempts[env.ID]++
 		mu.Unlock()
-		var d struct{ N int }
-		if err := e.Decode(&d); err != nil {
-			return err
-		}
-		switch d.N {
+		switch ev.N {
 		case 0:
 			return errors.New("always fails")
 		case 1:
 			panic("handler bug")
 		}
-		return after.handle(ctx, e)
+		return after.handle(ctx, env)
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -210,7 +165,7 @@ func TestFailingHandlerIsRetriedThenPassedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got[0].ID != evs[2].ID {
-		t.Fatalf("the event after two failing ones was not handled: %v", ids(got))
+		t.Fatalf("the event after two failing ones was not handled: %v", envIDs(got))
 	}
 	// 1 try + MaxRetries retries each, then passed on.
 	if attempts[evs[0].ID] != cfg.MaxRetries+1 || attempts[evs[1].ID] != cfg.MaxRetries+1 {
@@ -245,7 +200,7 @@ func TestCheckAndLag(t *testing.T) {
 		t.Fatalf("lag before forwarding = %d, want 4", got)
 	}
 	seen := &recorder{}
-	b.On("test.lag", nil, seen.handle)
+	seen.processor(b, "test.lag")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
@@ -272,11 +227,9 @@ func TestCheckAndLag(t *testing.T) {
 func TestRegistrationErrors(t *testing.T) {
 	t.Parallel()
 	for name, reg := range map[string]func(*bus.Bus){
-		"duplicate name": func(b *bus.Bus) {
-			b.On("x", nil, func(context.Context, eventstore.Event) error { return nil })
-			b.Project("x", nil, func(context.Context, eventstore.Event) error { return nil })
-		},
-		"empty name": func(b *bus.Bus) { b.On("", nil, func(context.Context, eventstore.Event) error { return nil }) },
+		"duplicate name":        func(b *bus.Bus) { (&recorder{}).processor(b, "x"); (&recorder{}).processor(b, "x") },
+		"empty name":            func(b *bus.Bus) { (&recorder{}).processor(b, "") },
+		"empty projection name": func(b *bus.Bus) { (&counting{}).register(b, "") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := bus.New(goChannelConfig(t), bus.Deps{Store: eventstoretest.NewMemory()})
@@ -330,64 +283,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// The store's last event at start may be unreadable (a truncated stream): no subscription ever
-// delivers it, and WaitCaughtUp must still return once the projection has everything readable.
-func TestWaitCaughtUpWhenTheLastEventIsUnreadable(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	store := eventstoretest.NewMemory()
-	readable := appendN(t, store, acme, "kept", typeHappened, 3)
-	appendN(t, store, acme, "gone", typeHappened, 1)
-	one := uint64(1)
-	if err := store.SetStreamMetadata(ctx, tenant.MustStream(acme, "thing", "gone"), eventstore.StreamMetadata{TruncateBefore: &one}); err != nil {
-		t.Fatal(err)
-	}
-	proj := &recorder{}
-	cfg := goChannelConfig(t)
-	start(t, cfg, store, func(reg bus.Registry) { reg.Project("test.kept", nil, proj.handle) })
-	got, _ := proj.snapshot()
-	if !slices.Equal(ids(got), ids(readable)) {
-		t.Fatalf("caught up with %v, want %v", ids(got), ids(readable))
-	}
-}
-
-// Two replicas over one store (as with EventStoreDB) both forward every event and both run the
-// same durable handler: the broker drops the second copy of each event and gives each event to one
-// replica, so it is handled once in all.
-func TestIntegrationNATSReplicasShareAHandler(t *testing.T) {
-	t.Parallel()
-	cfg := natsConfig(t)
-	store := eventstoretest.NewMemory()
-	one, two := &recorder{}, &recorder{}
-	cfg2 := cfg
-	cfg2.CheckpointDir = t.TempDir()
-	start(t, cfg, store, func(reg bus.Registry) { reg.On("test.shared", nil, one.handle) })
-	start(t, cfg2, store, func(reg bus.Registry) { reg.On("test.shared", nil, two.handle) })
-	const n = 60
-	var want []eventstore.Event
-	for range n / 2 {
-		want = append(want, appendN(t, store, acme, "r", typeHappened, 1)...)
-		want = append(want, appendN(t, store, globex, "r", typeOther, 1)...)
-	}
-	deadlineWait(t, func() bool {
-		a, _ := one.snapshot()
-		b, _ := two.snapshot()
-		return len(a)+len(b) >= n
-	})
-	a, _ := one.snapshot()
-	b, _ := two.snapshot()
-	count := map[string]int{}
-	for _, e := range append(a, b...) {
-		count[e.ID]++
-	}
-	for _, e := range want {
-		if count[e.ID] != 1 {
-			t.Errorf("event %s handled %d times across replicas, want once", e.ID, count[e.ID])
-		}
-	}
-	t.Logf("replica one handled %d, replica two %d", len(a), len(b))
-}
-
 func TestRunFailsWhenTheBrokerIsUnreachable(t *testing.T) {
 	t.Parallel()
 	cfg := goChannelConfig(t)
@@ -396,7 +291,7 @@ func TestRunFailsWhenTheBrokerIsUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.On("test.unreachable", nil, func(context.Context, eventstore.Event) error { return nil })
+	(&recorder{}).processor(b, "test.unreachable")
 	if err := b.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "connect to NATS") {
 		t.Fatalf("Run = %v, want a connection error", err)
 	}

@@ -119,7 +119,19 @@ func TestRecentIDsForgetsTheOldest(t *testing.T) {
 	}
 }
 
-// A durable handler drops a redelivered event: by id in memory, and by its persisted position
+// rawHappened is the data of the internal tests' test.Happened events.
+type rawHappened struct{}
+
+// testDurable is a processor's durable consumer for test.Happened events that calls h with each.
+func testDurable(b *Bus, name string, h func(Envelope)) *durable {
+	b.codec.Add("test.Happened", rawHappened{})
+	return newDurable(name, map[string]procHandler{"test.Happened": {call: func(_ context.Context, env Envelope, _ any) error {
+		h(env)
+		return nil
+	}}}, b)
+}
+
+// A processor's durable consumer drops a redelivered event: by id in memory, and by its persisted position
 // after a restart (ordered transport); by id alone on an unordered one.
 func TestDurableDropsRedeliveries(t *testing.T) {
 	t.Parallel()
@@ -141,8 +153,8 @@ func TestDurableDropsRedeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 		calls := map[string]int{}
-		h := func(_ context.Context, e eventstore.Event) error { calls[e.ID]++; return nil }
-		d := newDurable("h", nil, h, b)
+		h := func(env Envelope) { calls[env.ID]++ }
+		d := testDurable(b, "h", h)
 		if err := d.open(eventstore.Start, ordered); err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +178,7 @@ func TestDurableDropsRedeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A restart: a fresh handler over the same checkpoint directory.
-		d2 := newDurable("h", nil, h, b)
+		d2 := testDurable(b, "h", h)
 		if err := d2.open(eventstore.Start, ordered); err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +210,7 @@ func TestMislabelledMessageIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := 0
-	d := newDurable("h", nil, func(context.Context, eventstore.Event) error { calls++; return nil }, b)
+	d := testDurable(b, "h", func(Envelope) { calls++ })
 	if err := d.open(eventstore.Start, false); err != nil {
 		t.Fatal(err)
 	}

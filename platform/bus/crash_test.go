@@ -41,8 +41,8 @@ func TestIntegrationNATSCrashRecovery(t *testing.T) {
 	runCrash(t, natsConfig(t))
 }
 
-// runCrash: a child process runs the bus on the embedded store, appends four events, handles the
-// first two, hangs inside the third, appends the fourth and is killed with SIGKILL (no drain, no
+// runCrash: a child process runs the bus on the embedded store with one processor, appends four
+// events, handles the first two, hangs inside the third, appends the fourth and is killed with SIGKILL (no drain, no
 // checkpoint write: its interval is an hour). Restarted here on the same folders, the bus must
 // deliver the third and fourth (appended before the crash) and not handle the first two again.
 func runCrash(t *testing.T, cfg bus.Config) {
@@ -87,9 +87,7 @@ func runCrash(t *testing.T, cfg bus.Config) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	r := start(t, cfg, store, func(reg bus.Registry) {
-		reg.On("test.crash", nil, logHandler(spec.Log, nil))
-	})
+	r := start(t, cfg, store, func(reg bus.Consumers) { logProcessor(reg, spec.Log, nil) })
 	deadlineWait(t, func() bool { return len(readLog(t, spec.Log)) >= 4 })
 	deadlineWait(t, func() bool { return r.b.Lag() == 0 })
 	if err := r.stop(); err != nil {
@@ -127,7 +125,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocking := make(chan struct{})
-	b.On("test.crash", nil, logHandler(spec.Log, blocking))
+	logProcessor(b, spec.Log, blocking)
 	go func() { _ = b.Run(context.Background()) }()
 	if err := b.WaitCaughtUp(context.Background()); err != nil {
 		t.Fatal(err)
@@ -143,24 +141,31 @@ func TestCrashChild(t *testing.T) {
 	time.Sleep(time.Hour) // until killed
 }
 
-// logHandler appends each event id to path (fsync'd, so the record survives SIGKILL). With blocking
-// set it hangs inside a typeBlocked event, after closing blocking.
-func logHandler(path string, blocking chan struct{}) bus.Handler {
-	return func(ctx context.Context, e eventstore.Event) error {
-		if blocking != nil && e.Type == typeBlocked {
-			close(blocking)
-			time.Sleep(time.Hour)
-		}
+// logProcessor registers the processor "test.crash": it appends each event id to path (fsync'd,
+// so the record survives SIGKILL). With blocking set it hangs inside a typeBlocked event, after
+// closing blocking.
+func logProcessor(c bus.Consumers, path string, blocking chan struct{}) {
+	registerTestEvents(c.Codec().Add)
+	q := c.Processor("test.crash")
+	log := func(env bus.Envelope) error {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if _, err := f.WriteString(e.ID + "\n"); err != nil {
+		if _, err := f.WriteString(env.ID + "\n"); err != nil {
 			return err
 		}
 		return f.Sync()
 	}
+	bus.Handle(q, func(_ context.Context, env bus.Envelope, _ happenedEvent) error { return log(env) })
+	bus.Handle(q, func(_ context.Context, env bus.Envelope, _ blockedEvent) error {
+		if blocking != nil {
+			close(blocking)
+			time.Sleep(time.Hour)
+		}
+		return log(env)
+	})
 }
 
 func readLog(t *testing.T, path string) []string {
@@ -262,7 +267,7 @@ func TestProjectionCrashMidCatchUp(t *testing.T) {
 	cfg.CheckpointDir, cfg.ReadModelDir = spec.CheckpointDir, spec.ReadModelDir
 	again := &counting{}
 	var p *bus.Projection
-	start(t, cfg, store, func(reg bus.Registry) { p = again.register(reg.(bus.Consumers), "test.crash-counts") })
+	start(t, cfg, store, func(reg bus.Consumers) { p = again.register(reg, "test.crash-counts") })
 	wantCounts(t, readCounts(t, p), evs)
 	if got, want := again.calls.Load(), int64(n)-int64(left); got != want {
 		t.Fatalf("the restart applied %d events, want the %d after the checkpoint", got, want)

@@ -16,12 +16,11 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// durable is one processor (or On handler): a Watermill consumer with its own checkpoint and dedupe.
+// durable is one processor's Watermill consumer, with its own checkpoint and dedupe.
 type durable struct {
 	name     string
-	types    map[string]bool // nil: every type
-	h        Handler         // On: the raw handler
-	dispatch map[string]procHandler
+	types    map[string]bool        // the event types it has handlers for
+	dispatch map[string]procHandler // by event type
 	b        *Bus
 	inner    message.HandlerFunc
 
@@ -36,23 +35,24 @@ type durable struct {
 
 type eventKey struct{}
 
-// decoded is an event as the handler call receives it: with its data decoded for a typed processor.
+// decoded is an event as the handler call receives it: with its data decoded.
 type decoded struct {
 	e eventstore.Event
 	v any
 }
 
-func newDurable(name string, types []string, h Handler, b *Bus) *durable {
-	d := &durable{name: name, types: typeSet(types), h: h, b: b, recent: newRecentIDs(b.cfg.DedupeSize),
+func newDurable(name string, dispatch map[string]procHandler, b *Bus) *durable {
+	types := make(map[string]bool, len(dispatch))
+	for t := range dispatch {
+		types[t] = true
+	}
+	d := &durable{name: name, types: types, dispatch: dispatch, b: b, recent: newRecentIDs(b.cfg.DedupeSize),
 		handled: b.m.counter("crispy_bus_handled_events_total", name),
 		failed:  b.m.counter("crispy_bus_failed_events_total", name),
 		dupes:   b.m.counter("crispy_bus_duplicate_events_total", name)}
 	call := func(msg *message.Message) ([]*message.Message, error) {
 		ev, _ := msg.Context().Value(eventKey{}).(decoded)
-		if d.dispatch != nil {
-			return nil, d.dispatch[ev.e.Type].call(msg.Context(), envelopeOf(ev.e), ev.v)
-		}
-		return nil, d.h(msg.Context(), ev.e)
+		return nil, d.dispatch[ev.e.Type].call(msg.Context(), envelopeOf(ev.e), ev.v)
 	}
 	retry := middleware.Retry{
 		MaxRetries: b.cfg.MaxRetries, InitialInterval: b.cfg.RetryInitial, MaxInterval: b.cfg.RetryMax, Multiplier: 2,
@@ -66,17 +66,6 @@ func newDurable(name string, types []string, h Handler, b *Bus) *durable {
 	}
 	d.inner = retry.Middleware(middleware.Recoverer(call))
 	return d
-}
-
-func typeSet(types []string) map[string]bool {
-	if len(types) == 0 {
-		return nil
-	}
-	s := make(map[string]bool, len(types))
-	for _, t := range types {
-		s[t] = true
-	}
-	return s
 }
 
 // open loads the handler's checkpoint. A handler seen for the first time starts where the forwarder
@@ -134,7 +123,7 @@ func (d *durable) handle(msg *message.Message) error {
 		d.failed.Inc()
 		return nil
 	}
-	if d.types != nil && !d.types[e.Type] {
+	if !d.types[e.Type] {
 		return nil
 	}
 	if d.recent.has(e.ID) || (d.ordered && uint64(e.Position) <= d.done.Load()) {
@@ -142,15 +131,13 @@ func (d *durable) handle(msg *message.Message) error {
 		return nil
 	}
 	ev := decoded{e: e}
-	if d.dispatch != nil {
-		if ev.v, err = d.b.codec.Decode(e.Type, e.Data); err != nil {
-			// Retrying cannot fix data that does not decode.
-			d.b.log.Error("bus: processor cannot decode event; passed", "processor", d.name, "type", e.Type,
-				"position", e.Position, "event", e.ID, "err", err)
-			d.failed.Inc()
-			d.finished(e)
-			return nil
-		}
+	if ev.v, err = d.b.codec.Decode(e.Type, e.Data); err != nil {
+		// Retrying cannot fix data that does not decode.
+		d.b.log.Error("bus: processor cannot decode event; passed", "processor", d.name, "type", e.Type,
+			"position", e.Position, "event", e.ID, "err", err)
+		d.failed.Inc()
+		d.finished(e)
+		return nil
 	}
 	ctx := handlerContext(msg.Context(), e, d.name)
 	msg.SetContext(context.WithValue(ctx, eventKey{}, ev))

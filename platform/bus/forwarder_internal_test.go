@@ -41,7 +41,7 @@ func (p *flakyPublisher) Publish(topic string, msgs ...*message.Message) error {
 }
 
 // A failed publish (whole or partial) restarts forwarding after the last event published: every
-// event reaches the handler once, in order, and the bus reports healthy again.
+// event reaches the processor once, in order, and the bus reports healthy again.
 func TestForwarderRecoversFromPublishFailures(t *testing.T) {
 	t.Parallel()
 	store := eventstoretest.NewMemory()
@@ -53,9 +53,10 @@ func TestForwarderRecoversFromPublishFailures(t *testing.T) {
 	b.decoratePublisher = func(p message.Publisher) message.Publisher { flaky.Publisher = p; return flaky }
 	var mu sync.Mutex
 	var got []string
-	b.On("test.flaky-broker", nil, func(_ context.Context, e eventstore.Event) error {
+	b.codec.Add("test.Happened", rawHappened{})
+	Handle(b.Processor("test.flaky-broker"), func(_ context.Context, env Envelope, _ rawHappened) error {
 		mu.Lock()
-		got = append(got, e.ID)
+		got = append(got, env.ID)
 		mu.Unlock()
 		return nil
 	})

@@ -73,8 +73,8 @@ type running struct {
 	stop func() error
 }
 
-// start builds a bus, lets register add handlers, runs it, and waits until projections are warm.
-func start(t *testing.T, cfg bus.Config, store eventstore.Store, register func(bus.Registry)) running {
+// start builds a bus, lets register add its consumers, runs it, and waits until projections are warm.
+func start(t *testing.T, cfg bus.Config, store eventstore.Store, register func(bus.Consumers)) running {
 	t.Helper()
 	b, err := bus.New(cfg, bus.Deps{Store: store})
 	if err != nil {
@@ -100,30 +100,50 @@ func start(t *testing.T, cfg bus.Config, store eventstore.Store, register func(b
 	return running{b: b, stop: stop}
 }
 
-// recorder is a handler that remembers what it was given and under which tenant.
+// recorder is a processor's handler that remembers what it was given and under which tenant.
 type recorder struct {
 	mu      sync.Mutex
-	events  []eventstore.Event
+	events  []bus.Envelope
 	tenants []tenant.ID
 }
 
-func (r *recorder) handle(ctx context.Context, e eventstore.Event) error {
+// processor registers a processor named name that records every event of the given types
+// (typeHappened and typeOther when none are given).
+func (r *recorder) processor(c bus.Consumers, name string, types ...string) {
+	registerTestEvents(c.Codec().Add)
+	q := c.Processor(name)
+	if len(types) == 0 {
+		types = []string{typeHappened, typeOther}
+	}
+	for _, typ := range types {
+		switch typ {
+		case typeHappened:
+			bus.Handle(q, func(ctx context.Context, env bus.Envelope, _ happenedEvent) error { return r.handle(ctx, env) })
+		case typeOther:
+			bus.Handle(q, func(ctx context.Context, env bus.Envelope, _ otherEvent) error { return r.handle(ctx, env) })
+		case typeBlocked:
+			bus.Handle(q, func(ctx context.Context, env bus.Envelope, _ blockedEvent) error { return r.handle(ctx, env) })
+		}
+	}
+}
+
+func (r *recorder) handle(ctx context.Context, env bus.Envelope) error {
 	t, _ := tenant.FromContext(ctx)
 	r.mu.Lock()
-	r.events = append(r.events, e)
+	r.events = append(r.events, env)
 	r.tenants = append(r.tenants, t)
 	r.mu.Unlock()
 	return nil
 }
 
-func (r *recorder) snapshot() ([]eventstore.Event, []tenant.ID) {
+func (r *recorder) snapshot() ([]bus.Envelope, []tenant.ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]eventstore.Event(nil), r.events...), append([]tenant.ID(nil), r.tenants...)
+	return append([]bus.Envelope(nil), r.events...), append([]tenant.ID(nil), r.tenants...)
 }
 
 // waitFor waits until the recorder holds n events and returns them.
-func (r *recorder) waitFor(t *testing.T, n int) []eventstore.Event {
+func (r *recorder) waitFor(t *testing.T, n int) []bus.Envelope {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for {
@@ -159,6 +179,14 @@ func appendN(t *testing.T, store eventstore.Store, tid tenant.ID, entity, typ st
 func ids(evs []eventstore.Event) []string {
 	out := make([]string, len(evs))
 	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func envIDs(envs []bus.Envelope) []string {
+	out := make([]string, len(envs))
+	for i, e := range envs {
 		out[i] = e.ID
 	}
 	return out

@@ -50,7 +50,6 @@ func (q *Processor) resolve() error {
 		return fmt.Errorf("bus: processor %s has no handlers (add them with bus.Handle)", q.name)
 	}
 	byType := make(map[string]procHandler, len(q.handlers))
-	types := make([]string, 0, len(q.handlers))
 	for _, h := range q.handlers {
 		name, err := q.b.codec.NameOf(h.typ)
 		if err != nil {
@@ -60,9 +59,7 @@ func (q *Processor) resolve() error {
 			return fmt.Errorf("bus: processor %s has two handlers for %s", q.name, name)
 		}
 		byType[name] = h
-		types = append(types, name)
 	}
-	q.d = newDurable(q.name, types, nil, q.b)
-	q.d.dispatch = byType
+	q.d = newDurable(q.name, byType, q.b)
 	return nil
 }

@@ -65,7 +65,7 @@ func TestTypedProcessorGoChannel(t *testing.T) {
 	store := eventstoretest.NewMemory()
 	cfg := projectionConfig(t)
 	a := &acted{}
-	r := start(t, cfg, store, func(reg bus.Registry) { a.register(reg.(bus.Consumers), "test.act") })
+	r := start(t, cfg, store, func(reg bus.Consumers) { a.register(reg, "test.act") })
 	var evs []eventstore.Event
 	evs = append(evs, appendN(t, store, acme, "a", typeHappened, 5)...)
 	evs = append(evs, appendN(t, store, globex, "g", typeOther, 3)...)
@@ -83,7 +83,7 @@ func TestTypedProcessorGoChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := &acted{}
-	r = start(t, cfg, store, func(reg bus.Registry) { b.register(reg.(bus.Consumers), "test.act") })
+	r = start(t, cfg, store, func(reg bus.Consumers) { b.register(reg, "test.act") })
 	fresh := appendN(t, store, acme, "fresh", typeHappened, 2)
 	if err := r.b.Sync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -104,13 +104,13 @@ func TestIntegrationNATSProcessorActsOncePerDeployment(t *testing.T) {
 	store := eventstoretest.NewMemory()
 	one, two := &acted{}, &acted{}
 	var p1, p2 *bus.Projection
-	r1 := start(t, cfg, store, func(reg bus.Registry) {
-		one.register(reg.(bus.Consumers), "test.act-once")
-		p1 = (&counting{}).register(reg.(bus.Consumers), "test.replica-counts")
+	r1 := start(t, cfg, store, func(reg bus.Consumers) {
+		one.register(reg, "test.act-once")
+		p1 = (&counting{}).register(reg, "test.replica-counts")
 	})
-	r2 := start(t, cfg2, store, func(reg bus.Registry) {
-		two.register(reg.(bus.Consumers), "test.act-once")
-		p2 = (&counting{}).register(reg.(bus.Consumers), "test.replica-counts")
+	r2 := start(t, cfg2, store, func(reg bus.Consumers) {
+		two.register(reg, "test.act-once")
+		p2 = (&counting{}).register(reg, "test.replica-counts")
 	})
 	const n = 60
 	var evs []eventstore.Event
@@ -148,7 +148,7 @@ func TestIntegrationNATSNewReplicaDoesNotRepublishHistory(t *testing.T) {
 	cfg.DuplicateWindow = time.Second // so that the test passes it, not so that anything is faster
 	store := eventstoretest.NewMemory()
 	one := &acted{}
-	r1 := start(t, cfg, store, func(reg bus.Registry) { one.register(reg.(bus.Consumers), "test.join") })
+	r1 := start(t, cfg, store, func(reg bus.Consumers) { one.register(reg, "test.join") })
 	old := appendN(t, store, acme, "old", typeHappened, 30)
 	deadlineWait(t, func() bool { return len(one.ids()) >= len(old) })
 	if err := r1.stop(); err != nil {
@@ -159,7 +159,7 @@ func TestIntegrationNATSNewReplicaDoesNotRepublishHistory(t *testing.T) {
 	cfg2 := cfg
 	cfg2.CheckpointDir, cfg2.ReadModelDir = t.TempDir(), t.TempDir()
 	two := &acted{}
-	r2 := start(t, cfg2, store, func(reg bus.Registry) { two.register(reg.(bus.Consumers), "test.join") })
+	r2 := start(t, cfg2, store, func(reg bus.Consumers) { two.register(reg, "test.join") })
 	fresh := appendN(t, store, globex, "fresh", typeHappened, 4)
 	deadlineWait(t, func() bool { return len(two.ids()) >= len(fresh) })
 	if err := r2.b.Sync(context.Background()); err != nil {

@@ -62,8 +62,7 @@ func TestProjectionWaitsOutAnUnavailableDependency(t *testing.T) {
 	dep := &dependency{}
 	inner := &counting{}
 	var p *bus.Projection
-	r := start(t, cfg, store, func(reg bus.Registry) {
-		c := reg.(bus.Consumers)
+	r := start(t, cfg, store, func(c bus.Consumers) {
 		registerTestEvents(c.Codec().Add)
 		p = c.Projection("test.dependent", bus.ProjectionOptions{})
 		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev happenedEvent) error {
@@ -104,8 +103,7 @@ func TestProcessorWaitsOutAnUnavailableDependency(t *testing.T) {
 	dep := &dependency{}
 	var mu sync.Mutex
 	var got []int
-	r := start(t, cfg, store, func(reg bus.Registry) {
-		c := reg.(bus.Consumers)
+	r := start(t, cfg, store, func(c bus.Consumers) {
 		registerTestEvents(c.Codec().Add)
 		q := c.Processor("test.writer")
 		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {

@@ -1,3 +1,6 @@
+// Package bustest helps modules' component tests run their consumers: NewBus and Start run a real
+// bus (GoChannel, checkpoints and read models in the test's temporary folders) for the module's
+// projections and processors; the bus's Sync waits until they have every event in the store.
 package bustest
 
 import (

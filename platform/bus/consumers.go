@@ -56,14 +56,9 @@
 //     was down (on NATS the event is given back before its ack wait and comes again). A projection
 //     handler's failed attempt is rolled back with its transaction (the events before it in the
 //     batch are applied again, one transaction each), so a failure never leaves half an event.
-//
-// The Registry methods On and Project are the older API (a durable handler and an in-memory
-// projection fed by its own store subscription from the start on every run); they are kept until
-// every module has moved to Projection/Processor.
 package bus
 
 import (
-	"context"
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/bus/codec"
@@ -101,26 +96,4 @@ type Envelope struct {
 func envelopeOf(e eventstore.Event) Envelope {
 	return Envelope{ID: e.ID, Type: e.Type, Tenant: e.Tenant, Stream: e.Stream, Revision: e.Revision, Position: e.Position,
 		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, CausationID: e.CausationID, CorrelationID: e.CorrelationID}
-}
-
-// Handler handles one raw event (the older API). Delivery is at-least-once.
-type Handler func(ctx context.Context, e eventstore.Event) error
-
-// Registry is the older registration API.
-//
-// Deprecated: register a Projection (Apply) or a Processor (Handle) on Consumers. Kept until every
-// module has moved.
-type Registry interface {
-	// On registers a raw handler under a durable name (it is the consumer group: never rename it)
-	// for events whose type is one of types (every event when types is empty).
-	//
-	// Deprecated: use Consumers.Processor and Handle.
-	On(name string, types []string, h Handler)
-
-	// Project registers an in-memory read model: on every start it is fed every matching event from
-	// the beginning of the store, then live events, in global order.
-	//
-	// Deprecated: use Consumers.Projection and Apply: a checkpointed read model resumes where it
-	// left off instead of replaying the store on every start.
-	Project(name string, types []string, h Handler)
 }
