@@ -19,8 +19,7 @@ import (
 // durable is one processor's Watermill consumer, with its own checkpoint and dedupe.
 type durable struct {
 	name     string
-	types    map[string]bool        // the event types it has handlers for
-	dispatch map[string]procHandler // by event type
+	dispatch map[string]procHandler // its handler by event type: other types are not its
 	b        *Bus
 	inner    message.HandlerFunc
 
@@ -42,11 +41,7 @@ type decoded struct {
 }
 
 func newDurable(name string, dispatch map[string]procHandler, b *Bus) *durable {
-	types := make(map[string]bool, len(dispatch))
-	for t := range dispatch {
-		types[t] = true
-	}
-	d := &durable{name: name, types: types, dispatch: dispatch, b: b, recent: newRecentIDs(b.cfg.DedupeSize),
+	d := &durable{name: name, dispatch: dispatch, b: b, recent: newRecentIDs(b.cfg.DedupeSize),
 		handled: b.m.counter("crispy_bus_handled_events_total", name),
 		failed:  b.m.counter("crispy_bus_failed_events_total", name),
 		dupes:   b.m.counter("crispy_bus_duplicate_events_total", name)}
@@ -123,7 +118,7 @@ func (d *durable) handle(msg *message.Message) error {
 		d.failed.Inc()
 		return nil
 	}
-	if !d.types[e.Type] {
+	if _, ok := d.dispatch[e.Type]; !ok {
 		return nil
 	}
 	if d.recent.has(e.ID) || (d.ordered && uint64(e.Position) <= d.done.Load()) {
