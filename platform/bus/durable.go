@@ -26,6 +26,10 @@ type durable struct {
 	ordered bool
 	cp      *slotFile     // ordered transports only
 	done    atomic.Uint64 // position of the last event finished (ordered transports only)
+	// abandoned is the position of the event the processor gave up at when the bus stopped while it
+	// waited for a dependency (ordered transports only): it and the events after it are left to the
+	// next run, and the forwarder's cursor does not move past it.
+	abandoned atomic.Uint64
 	recent  *recentIDs
 	waiting waiting // set while the handler waits out an unavailable dependency
 
@@ -125,6 +129,9 @@ func (d *durable) handle(msg *message.Message) error {
 		d.dupes.Inc()
 		return nil
 	}
+	if d.ordered && d.abandoned.Load() != 0 {
+		return nil // after the event given up at stop: the next run handles both, in order
+	}
 	ev := decoded{e: e}
 	if ev.v, err = d.b.codec.Decode(e.Type, e.Data); err != nil {
 		// Retrying cannot fix data that does not decode.
@@ -149,6 +156,15 @@ func (d *durable) handle(msg *message.Message) error {
 			return fmt.Errorf("handler %s: %s at %d waits for an unavailable dependency: %w", d.name, e.Type, e.Position, err)
 		}
 		if !d.b.waitUnavailable(msg.Context(), &d.waiting, &backoff, "processor", d.name, err) {
+			if d.ordered {
+				// In process, a nack is delivered again at once, and the forwarder's publish (so the
+				// bus's stop) would wait for ever. The event is acked without being finished instead;
+				// the forwarder keeps its cursor before it, so the next run publishes it again.
+				d.abandoned.CompareAndSwap(0, uint64(e.Position))
+				d.b.log.Warn("bus: processor stopped while waiting for a dependency; the event is left to the next start",
+					"processor", d.name, "type", e.Type, "position", e.Position, "err", err)
+				return nil
+			}
 			return fmt.Errorf("handler %s: %s at %d interrupted while waiting for an unavailable dependency: %w", d.name, e.Type, e.Position, err)
 		}
 	}

@@ -191,6 +191,11 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 	if err := b.tr.publisher.Publish(b.cfg.topic(), msgs...); err != nil {
 		return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
 	}
+	if at := b.abandonedAt(); at != 0 && at <= uint64(last.Position) {
+		// A processor left an event of this batch to the next start: the cursor stays before it.
+		c.pos.Store(max(done, at-1))
+		return fmt.Errorf("publish events %d..%d: a processor stopped at %d while waiting for a dependency", first.Position, last.Position, at)
+	}
 	c.pos.Store(uint64(last.Position))
 	b.m.published.Add(len(msgs))
 	return nil
@@ -238,3 +243,17 @@ func (b *Bus) prepareLocal(e eventstore.Event) delivery {
 
 // inProcessEvent is the context key of the event a message was made from.
 type inProcessEvent struct{}
+
+// abandonedAt is the lowest position a processor gave up at when the bus stopped (0: none).
+func (b *Bus) abandonedAt() uint64 {
+	b.mu.Lock()
+	ds := b.durables
+	b.mu.Unlock()
+	var at uint64
+	for _, d := range ds {
+		if p := d.abandoned.Load(); p != 0 && (at == 0 || p < at) {
+			at = p
+		}
+	}
+	return at
+}

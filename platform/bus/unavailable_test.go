@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
@@ -133,5 +134,67 @@ func TestProcessorWaitsOutAnUnavailableDependency(t *testing.T) {
 	}
 	if err := r.b.Check(context.Background()); err != nil {
 		t.Fatalf("/health bus once the dependency is back: %v", err)
+	}
+}
+
+// A bus stopped while an in-process processor waits for its dependency stops (before: the nacked
+// event was handed back at once, the forwarder's publish never returned and Run hung for ever, so a
+// server on the default bus never finished stopping while Elasticsearch was down), and the event it
+// gave up, with those after it, is handled by the next run: once each, in order, none lost.
+func TestStopWhileAProcessorWaitsForADependencyLosesNothing(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	cfg := projectionConfig(t)
+	dep := &dependency{}
+	var mu sync.Mutex
+	var got []int
+	var otherGot []int
+	register := func(c bus.Consumers) {
+		registerTestEvents(c.Codec().Add)
+		q := c.Processor("test.writer")
+		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
+			if err := dep.call(); err != nil {
+				return err
+			}
+			mu.Lock()
+			got = append(got, ev.N)
+			mu.Unlock()
+			return nil
+		})
+		o := c.Processor("test.other")
+		bus.Handle(o, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
+			mu.Lock()
+			otherGot = append(otherGot, ev.N)
+			mu.Unlock()
+			return nil
+		})
+	}
+	r := start(t, cfg, store, register)
+	appendN(t, store, acme, "a", typeHappened, 2)
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dep.down.Store(true)
+	appendN(t, store, acme, "a", typeHappened, 3)
+	deadlineWait(t, func() bool { return dep.attempts.Load() > 2 })
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the bus did not stop while a processor waited for its dependency")
+	}
+	dep.down.Store(false)
+	r = start(t, cfg, store, register)
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != "[0 1 0 1 2]" || fmt.Sprint(otherGot) != "[0 1 0 1 2]" {
+		t.Fatalf("after the restart the waiting processor acted on %v and the other on %v, want [0 1 0 1 2] each (two events, then three)", got, otherGot)
 	}
 }
