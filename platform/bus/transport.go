@@ -309,14 +309,17 @@ func redactURL(raw string) string {
 }
 
 // joinForwarded moves the processors' cursor past what the shared stream holds already. A stream
-// whose events all aged out says nothing about where forwarding stands: the cursor then starts at
-// the store's end as Run found it (the deployment was idle for longer than MaxAge), with a log line,
-// rather than publishing the history to processors that acted on it long ago.
+// whose events all aged out says nothing about where forwarding stands: a new data folder's cursor
+// then starts at the store's end as Run found it (the deployment was idle for longer than MaxAge),
+// with a log line, rather than publishing the history to processors that acted on it long ago.
 func (b *Bus) joinForwarded(ctx context.Context, tr *transport, from eventstore.Position) (eventstore.Position, error) {
 	at, err := tr.forwarded(ctx)
 	switch {
 	case errors.Is(err, errForwardedUnknown):
-		if from < b.target {
+		// Only a new data folder (no checkpoint) skips ahead: a replica with a checkpoint of its own
+		// forwards from it (at least once), so that nothing appended while every replica was down
+		// (crispy ingest on the shared store) escapes the processors.
+		if from == 0 && from < b.target {
 			b.log.Warn("bus: the shared stream keeps no event to say where forwarding stands; processors start at the store's end",
 				"checkpoint", from, "storeAt", b.target)
 			return b.target, nil
