@@ -30,8 +30,8 @@ type durable struct {
 	// waited for a dependency (ordered transports only): it and the events after it are left to the
 	// next run, and the forwarder's cursor does not move past it.
 	abandoned atomic.Uint64
-	recent  *recentIDs
-	waiting waiting // set while the handler waits out an unavailable dependency
+	recent    *recentIDs
+	waiting   waiting // set while the handler waits out an unavailable dependency
 
 	handled, failed, dupes counter
 }
