@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
@@ -20,6 +18,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -260,12 +259,7 @@ func TestAReplicaLeavesAnotherReplicasTurnOpen(t *testing.T) {
 // session expires once.
 func TestIntegrationRetentionRunsOncePerDeploymentOnNATS(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("CRISPY_NATS_URL")
-	if url == "" {
-		t.Skip("NATS not tested: set CRISPY_NATS_URL=nats://127.0.0.1:4222")
-	}
-	prefix := "crispytest-conv-" + strconv.Itoa(int(time.Now().UnixNano()%1e12))
-	t.Cleanup(func() { deleteStream(t, url, prefix+"-events") })
+	url, prefix := bustest.NATS(t, "conv")
 	cfg := bus.Config{Transport: url, Prefix: prefix, AckWait: 5 * time.Second, RetryInitial: time.Millisecond,
 		RetryMax: 10 * time.Millisecond, MaxRetries: 2, CheckpointInterval: 50 * time.Millisecond}
 	st := eventstoretest.NewMemory()
@@ -325,21 +319,6 @@ func TestIntegrationRetentionRunsOncePerDeploymentOnNATS(t *testing.T) {
 	if requests != 1 {
 		t.Fatalf("%d sweep requests in the store", requests)
 	}
-}
-
-func deleteStream(t *testing.T, url, name string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = js.DeleteStream(ctx, name)
 }
 
 // On one replica (GoChannel) the retention processor sweeps what RequestSweeps asked for; a tenant

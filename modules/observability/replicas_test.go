@@ -2,17 +2,13 @@ package observability_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	obsevents "github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -20,28 +16,7 @@ import (
 // natsTransport puts a test's buses on one NATS JetStream stream of their own (deleted after the
 // test): replicas of one deployment.
 func natsTransport(t *testing.T) func(*bus.Config) {
-	url := os.Getenv("CRISPY_NATS_URL")
-	if url == "" {
-		t.Skip("NATS JetStream transport not tested: set CRISPY_NATS_URL=nats://127.0.0.1:4222")
-	}
-	prefix := fmt.Sprintf("crispytest-obs-%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			t.Logf("cleanup: %v", err)
-			return
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := js.DeleteStream(ctx, prefix+"-events"); err != nil {
-			t.Logf("cleanup: delete stream: %v", err)
-		}
-	})
+	url, prefix := bustest.NATS(t, "obs")
 	return func(c *bus.Config) { c.Transport, c.Prefix, c.AckWait = url, prefix, 30*time.Second }
 }
 

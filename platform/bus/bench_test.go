@@ -3,12 +3,12 @@ package bus_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -34,12 +34,7 @@ func BenchmarkForwardGoChannel(b *testing.B) {
 
 // BenchmarkIntegrationNATSForward is the same path over NATS JetStream (a real server).
 func BenchmarkIntegrationNATSForward(b *testing.B) {
-	url := os.Getenv("CRISPY_NATS_URL")
-	if url == "" {
-		b.Skip("NATS JetStream transport not measured: set CRISPY_NATS_URL=nats://127.0.0.1:4222")
-	}
-	prefix := fmt.Sprintf("crispybench-%d", time.Now().UnixNano())
-	b.Cleanup(func() { deleteNATSStream(b, url, prefix) })
+	url, prefix := bustest.NATS(b, "bench")
 	benchForward(b, eventstoretest.NewMemory(), bus.Config{CheckpointDir: b.TempDir(), Transport: url, Prefix: prefix})
 }
 

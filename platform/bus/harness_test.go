@@ -2,16 +2,12 @@ package bus_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -38,33 +34,10 @@ func goChannelConfig(t *testing.T) bus.Config {
 // natsConfig is the JetStream transport against a real server, with a stream of its own that is
 // deleted after the test.
 func natsConfig(t *testing.T) bus.Config {
-	url := os.Getenv("CRISPY_NATS_URL")
-	if url == "" {
-		t.Skip("NATS JetStream transport not tested: set CRISPY_NATS_URL=nats://127.0.0.1:4222")
-	}
-	prefix := fmt.Sprintf("crispytest-%d", time.Now().UnixNano())
-	t.Cleanup(func() { deleteNATSStream(t, url, prefix) })
+	url, prefix := bustest.NATS(t, "bus")
 	cfg := goChannelConfig(t)
 	cfg.Transport, cfg.Prefix, cfg.AckWait = url, prefix, 2*time.Second
 	return cfg
-}
-
-func deleteNATSStream(t testing.TB, url, prefix string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Logf("cleanup: %v", err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := js.DeleteStream(ctx, prefix+"-events"); err != nil {
-		t.Logf("cleanup: delete stream: %v", err)
-	}
 }
 
 // running is a bus started by start.

@@ -28,9 +28,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
@@ -110,11 +108,10 @@ func newDeployment(t *testing.T, tenantYAML string) *deployment {
 			strings.Join(missing, ", "))
 	}
 	pgURL := pgtest.URL(t)
-	d := &deployment{t: t, natsURL: os.Getenv("CRISPY_NATS_URL"), redisURL: os.Getenv("CRISPY_REDIS_URL")}
+	d := &deployment{t: t, redisURL: os.Getenv("CRISPY_REDIS_URL")}
+	d.natsURL, d.prefix = bustest.NATS(t, "replicas")
 	d.eventStore = pgtest.WithSchema(t, pgURL, pgtest.Schema(t, pgURL))
 	id := randHex(t, 4)
-	d.prefix = "crispy-replicas-" + id
-	t.Cleanup(func() { deleteStream(t, d.natsURL, d.prefix) })
 	d.tenant, d.other = tenant.MustParse("rep-"+id), tenant.MustParse("rep-"+id+"-other")
 	d.tenants = filepath.Join(t.TempDir(), "tenants.yaml")
 	yaml := "tenants:\n  - id: " + d.tenant.String() + "\n    rateLimit: {perMinute: 1000000, burst: 100000, tenantPerMinute: 1000000}\n" + tenantYAML +
@@ -131,24 +128,6 @@ func newDeployment(t *testing.T, tenantYAML string) *deployment {
 	t.Cleanup(func() { s.Close() })
 	d.store = s
 	return d
-}
-
-func deleteStream(t testing.TB, url, prefix string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Logf("cleanup: %v", err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := js.DeleteStream(ctx, prefix+"-events"); err != nil && !strings.Contains(err.Error(), "not found") {
-		t.Logf("cleanup: delete stream %s-events: %v", prefix, err)
-	}
 }
 
 // replica is one running crispy serve process.
