@@ -1172,9 +1172,9 @@ func TestSpecDrivenBadRequests(t *testing.T) {
 
 	// The server survived: it still answers, is healthy, and serves a real request.
 	select {
-	case err := <-srv.done:
-		srv.done <- err // put back: Stop, at the test's cleanup, waits for the exit too (it hung for ever)
-		t.Fatalf("the server exited during the run: %v\n%s", err, tail(srv.logs.String(), 4000))
+	case err := <-srv.Done:
+		srv.Done <- err // put back: Stop, at the test's cleanup, waits for the exit too (it hung for ever)
+		t.Fatalf("the server exited during the run: %v\n%s", err, tail(srv.Logs.String(), 4000))
 	default:
 	}
 	if st, b := call("GET", "/healthz", ""); st != http.StatusOK {
@@ -1189,7 +1189,7 @@ func TestSpecDrivenBadRequests(t *testing.T) {
 	if st, b := call("POST", "/search", `{"query":"When does the cafeteria open?","answer":false}`); st != http.StatusOK || !bytes.Contains(b, []byte("doc-after")) {
 		t.Errorf("search after the run: %d %.300s", st, b)
 	}
-	if line, ok := srv.logs.Find("panic"); ok {
+	if line, ok := srv.Logs.Find("panic"); ok {
 		t.Errorf("the server logged a panic: %.500s", line)
 	}
 

@@ -54,8 +54,8 @@ func tenantsFile(t *testing.T, dir string) string {
 func TestDemoTenantChatHistoryAndRestart(t *testing.T) {
 	data := t.TempDir()
 	srv := startServer(t, data)
-	if _, ok := srv.logs.Find("demo", "no tenants file"); !ok {
-		t.Fatalf("the demo tenant was not announced in the log:\n%s", srv.logs)
+	if _, ok := srv.Logs.Find("demo", "no tenants file"); !ok {
+		t.Fatalf("the demo tenant was not announced in the log:\n%s", srv.Logs)
 	}
 	c := as(t, srv.BaseURL, "demo", "")
 
@@ -83,10 +83,10 @@ func TestDemoTenantChatHistoryAndRestart(t *testing.T) {
 
 	// A clean stop (SIGTERM) exits 0, and a new process on the same data folder has the history.
 	if err := srv.Stop(); err != nil {
-		t.Fatalf("stop: %v\n%s", err, srv.logs)
+		t.Fatalf("stop: %v\n%s", err, srv.Logs)
 	}
-	if _, ok := srv.logs.Find("stopped cleanly"); !ok {
-		t.Fatalf("no clean stop in the log:\n%s", srv.logs)
+	if _, ok := srv.Logs.Find("stopped cleanly"); !ok {
+		t.Fatalf("no clean stop in the log:\n%s", srv.Logs)
 	}
 	srv2 := startServer(t, data)
 	c2 := as(t, srv2.BaseURL, "demo", "")

@@ -47,7 +47,7 @@ func TestToolPluginsDieWithTheServerOnKill9(t *testing.T) {
 	if err != nil || res.JSON200 == nil {
 		t.Fatalf("execute: %v %s", err, res.Body)
 	}
-	plugins := children(srv.cmd.Process.Pid)
+	plugins := children(srv.Cmd.Process.Pid)
 	if len(plugins) != 5 {
 		t.Fatalf("the server runs %d child processes, want its 5 plugins", len(plugins))
 	}

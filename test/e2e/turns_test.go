@@ -120,7 +120,7 @@ func TestShutdownDeadlineEndsOpenStreamsWithAnErrorAndAnOutcome(t *testing.T) {
 	rest := make(chan []sse, 1)
 	go func() { rest <- readSSE(t, rd, -1) }()
 	if err := srv.Stop(); err != nil {
-		t.Fatalf("exit: %v\n%s", err, srv.logs)
+		t.Fatalf("exit: %v\n%s", err, srv.Logs)
 	}
 	var evs []sse
 	select {
@@ -144,15 +144,15 @@ func TestShutdownDeadlineEndsOpenStreamsWithAnErrorAndAnOutcome(t *testing.T) {
 	// Only once the start has had its chance to close turns (it does, once the read models caught up)
 	// does the absence of the line say anything.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, ok := srv2.logs.Find("read models caught up"); ok {
+		if _, ok := srv2.Logs.Find("read models caught up"); ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the server never said its read models caught up:\n%s", srv2.logs)
+			t.Fatalf("the server never said its read models caught up:\n%s", srv2.Logs)
 		}
 	}
-	if _, ok := srv2.logs.Find("closed chat turns interrupted"); ok {
-		t.Fatalf("a turn recorded at shutdown was closed again at start:\n%s", srv2.logs)
+	if _, ok := srv2.Logs.Find("closed chat turns interrupted"); ok {
+		t.Fatalf("a turn recorded at shutdown was closed again at start:\n%s", srv2.Logs)
 	}
 	next, err := as(t, srv2.BaseURL, "acme", "ce_acme_key").SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
 		crispy.ChatInputBody{SessionId: session, Message: "again", Stream: ptr(false), ModelId: ptr("builtin:offline")})
@@ -193,11 +193,11 @@ func TestKill9MidTurnIsClosedAsInterruptedOnStart(t *testing.T) {
 	// The server listens while its read models catch up; it closes the interrupted turns once they
 	// have, so the line comes shortly after the start.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, ok := srv2.logs.Find("closed chat turns interrupted", `"count":1`); ok {
+		if _, ok := srv2.Logs.Find("closed chat turns interrupted", `"count":1`); ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("start did not report closing the interrupted turn:\n%s", srv2.logs)
+			t.Fatalf("start did not report closing the interrupted turn:\n%s", srv2.Logs)
 		}
 	}
 	codes, s := failureOf(t, srv2.BaseURL, session)

@@ -9,7 +9,6 @@
 package replicas
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -23,8 +22,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +30,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+	"github.com/crispy-enigma/crispy/test/internal/serveproc"
 )
 
 // services are the variables the tests need, each naming a server every replica shares.
@@ -132,49 +130,10 @@ func newDeployment(t *testing.T, tenantYAML string) *deployment {
 
 // replica is one running crispy serve process.
 type replica struct {
+	*serveproc.Process
 	t       *testing.T
 	name    string
 	dataDir string
-	cmd     *exec.Cmd
-	base    string
-	logs    *logBuf
-	done    chan error
-
-	stopOnce sync.Once
-	stopErr  error
-}
-
-type logBuf struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logBuf) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
-
-// Matching returns the log lines that contain every one of parts.
-func (l *logBuf) Matching(parts ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range l.lines {
-		ok := true
-		for _, p := range parts {
-			if !strings.Contains(line, p) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // start runs a replica on dataDir (a new folder when empty) and waits until it listens. It is
@@ -189,77 +148,17 @@ func (d *deployment) start(name, dataDir string, extra ...string) *replica {
 		"--eventstore", d.eventStore, "--bus", d.natsURL, "--bus-prefix", d.prefix, "--redis", d.redisURL, "--tenants", d.tenants,
 		"--shutdown-timeout", "5s"}
 	args = append(append(args, d.extraArgs...), extra...)
-	cmd := exec.Command(crispyBin, args...)
-	cmd.Env = append(append(os.Environ(), "CRISPY_LOG_LEVEL=info", "CRISPY_WEBHOOK_SECRET=replicas"), d.extraEnv...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &replica{t: t, name: name, dataDir: dataDir, cmd: cmd, logs: &logBuf{}, done: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			r.logs.add(line)
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
-				if a, ok := m["addr"].(string); ok {
-					select {
-					case addr <- a:
-					default:
-					}
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() { r.done <- cmd.Wait() }()
-	select {
-	case a := <-addr:
-		r.base = "http://" + a
-	case err := <-r.done:
-		t.Fatalf("replica %s exited before listening: %v\n%s", name, err, r.logs)
-	case <-time.After(90 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("replica %s did not listen within 90s\n%s", name, r.logs)
-	}
+	env := append(append(os.Environ(), "CRISPY_LOG_LEVEL=info", "CRISPY_WEBHOOK_SECRET=replicas"), d.extraEnv...)
+	r := &replica{Process: serveproc.Start(t, "replica "+name, crispyBin, args, env, 90*time.Second), t: t, name: name, dataDir: dataDir}
 	t.Cleanup(func() {
 		if err := r.Stop(); err != nil && !t.Failed() {
-			t.Errorf("replica %s stopped with %v\n%s", name, err, r.logs)
+			t.Errorf("replica %s stopped with %v\n%s", name, err, r.Logs)
 		}
 		if t.Failed() {
-			t.Logf("replica %s log, warnings and errors:\n%s", name, strings.Join(append(r.logs.Matching(`"level":"WARN"`), r.logs.Matching(`"level":"ERROR"`)...), "\n"))
+			t.Logf("replica %s log, warnings and errors:\n%s", name, strings.Join(append(r.Logs.Matching(`"level":"WARN"`), r.Logs.Matching(`"level":"ERROR"`)...), "\n"))
 		}
 	})
 	return r
-}
-
-// Stop sends SIGTERM and waits for the exit.
-func (r *replica) Stop() error {
-	r.stopOnce.Do(func() {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case r.stopErr = <-r.done:
-		case <-time.After(60 * time.Second):
-			_ = r.cmd.Process.Kill()
-			r.t.Errorf("replica %s did not stop within 60s after SIGTERM", r.name)
-			r.stopErr = <-r.done
-		}
-	})
-	return r.stopErr
-}
-
-// Kill ends the process with SIGKILL, as a crash would (the exit it causes is no failure).
-func (r *replica) Kill() {
-	r.stopOnce.Do(func() {
-		_ = r.cmd.Process.Kill()
-		<-r.done
-	})
 }
 
 // answer is one HTTP response.
@@ -283,7 +182,7 @@ func (r *replica) call(t tenant.ID, method, path string, body any) answer {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, r.base+path, rd)
+	req, err := http.NewRequest(method, r.BaseURL+path, rd)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -344,7 +344,7 @@ func TestIntegrationReplicasRunRetentionOnce(t *testing.T) {
 		if h, x := r.history(ten, fresh); len(h) != 2 {
 			t.Errorf("replica %s: history of the recent session: %d %s", r.name, x.status, x.raw)
 		}
-		if errs := r.logs.Matching("retention", `"level":"ERROR"`); len(errs) > 0 {
+		if errs := r.Logs.Matching("retention", `"level":"ERROR"`); len(errs) > 0 {
 			t.Errorf("replica %s logged retention errors:\n%s", r.name, strings.Join(errs, "\n"))
 		}
 	}
