@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,32 @@ func (d *dependency) call() error {
 		return apperr.Wrap(errors.New("connection refused"), apperr.KindUnavailable, "test.indexUnavailable", "the index is unavailable")
 	}
 	return nil
+}
+
+// writer is a processor that acts on its events through dep, remembering what it acted on.
+type writer struct {
+	dep *dependency
+	mu  sync.Mutex
+	ns  []int
+}
+
+func (w *writer) register(c bus.Consumers, name string) {
+	registerTestEvents(c.Codec().Add)
+	bus.Handle(c.Processor(name), func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
+		if err := w.dep.call(); err != nil {
+			return err
+		}
+		w.mu.Lock()
+		w.ns = append(w.ns, ev.N)
+		w.mu.Unlock()
+		return nil
+	})
+}
+
+func (w *writer) acted() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ns)
 }
 
 func TestUnavailableClassifiesDependencyFaults(t *testing.T) {
@@ -102,21 +129,8 @@ func TestProcessorWaitsOutAnUnavailableDependency(t *testing.T) {
 	store := eventstoretest.NewMemory()
 	cfg := projectionConfig(t)
 	dep := &dependency{}
-	var mu sync.Mutex
-	var got []int
-	r := start(t, cfg, store, func(c bus.Consumers) {
-		registerTestEvents(c.Codec().Add)
-		q := c.Processor("test.writer")
-		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
-			if err := dep.call(); err != nil {
-				return err
-			}
-			mu.Lock()
-			got = append(got, ev.N)
-			mu.Unlock()
-			return nil
-		})
-	})
+	w := &writer{dep: dep}
+	r := start(t, cfg, store, func(c bus.Consumers) { w.register(c, "test.writer") })
 	dep.down.Store(true)
 	appendN(t, store, acme, "a", typeHappened, 4)
 	deadlineWait(t, func() bool { return dep.attempts.Load() > int64(3*cfg.MaxRetries+3) })
@@ -127,9 +141,7 @@ func TestProcessorWaitsOutAnUnavailableDependency(t *testing.T) {
 	if err := r.b.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(got) != "[0 1 2 3]" {
+	if got := w.acted(); fmt.Sprint(got) != "[0 1 2 3]" {
 		t.Fatalf("processor acted on %v once its dependency was back, want [0 1 2 3]", got)
 	}
 	if err := r.b.Check(context.Background()); err != nil {
@@ -146,28 +158,10 @@ func TestStopWhileAProcessorWaitsForADependencyLosesNothing(t *testing.T) {
 	store := eventstoretest.NewMemory()
 	cfg := projectionConfig(t)
 	dep := &dependency{}
-	var mu sync.Mutex
-	var got []int
-	var otherGot []int
+	w, other := &writer{dep: dep}, &writer{dep: &dependency{}}
 	register := func(c bus.Consumers) {
-		registerTestEvents(c.Codec().Add)
-		q := c.Processor("test.writer")
-		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
-			if err := dep.call(); err != nil {
-				return err
-			}
-			mu.Lock()
-			got = append(got, ev.N)
-			mu.Unlock()
-			return nil
-		})
-		o := c.Processor("test.other")
-		bus.Handle(o, func(ctx context.Context, env bus.Envelope, ev happenedEvent) error {
-			mu.Lock()
-			otherGot = append(otherGot, ev.N)
-			mu.Unlock()
-			return nil
-		})
+		w.register(c, "test.writer")
+		other.register(c, "test.other")
 	}
 	r := start(t, cfg, store, register)
 	appendN(t, store, acme, "a", typeHappened, 2)
@@ -192,9 +186,7 @@ func TestStopWhileAProcessorWaitsForADependencyLosesNothing(t *testing.T) {
 	if err := r.b.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fmt.Sprint(got) != "[0 1 0 1 2]" || fmt.Sprint(otherGot) != "[0 1 0 1 2]" {
+	if got, otherGot := w.acted(), other.acted(); fmt.Sprint(got) != "[0 1 0 1 2]" || fmt.Sprint(otherGot) != "[0 1 0 1 2]" {
 		t.Fatalf("after the restart the waiting processor acted on %v and the other on %v, want [0 1 0 1 2] each (two events, then three)", got, otherGot)
 	}
 }
