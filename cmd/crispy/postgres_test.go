@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
-	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
 )
@@ -24,36 +19,7 @@ func startAppOn(t *testing.T, dataDir, eventStore string) (srv *httptest.Server,
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	a, err := build(ctx, cfg, slog.New(slog.DiscardHandler), buildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.start(ctx); err != nil {
-		a.close()
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	g, gctx := errgroup.WithContext(runCtx)
-	a.runAll(g, gctx)
-	if err := a.ready(gctx); err != nil {
-		cancel()
-		_ = g.Wait()
-		a.close()
-		t.Fatal(err)
-	}
-	srv = httptest.NewServer(a.server.Handler())
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			srv.Close()
-			cancel()
-			_ = g.Wait()
-			a.close()
-		})
-	}
-	t.Cleanup(stop)
-	return srv, stop
+	return serveApp(t, cfg, buildOptions{})
 }
 
 // TestIntegrationServeOnPostgres: the server runs on the PostgreSQL event store. When the database

@@ -29,8 +29,15 @@ func startApp(t *testing.T, dataDir string, faults *embedded.Faults) (srv *httpt
 	t.Helper()
 	cfg := config{DataDir: dataDir, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
 		PluginsDir: filepath.Join(dataDir, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
+	return serveApp(t, cfg, buildOptions{storeFaults: faults})
+}
+
+// serveApp builds the whole server from cfg, starts it, waits until its read models caught up, and
+// serves it on a test listener until stop or cleanup.
+func serveApp(t *testing.T, cfg config, o buildOptions) (srv *httptest.Server, stop func()) {
+	t.Helper()
 	ctx := context.Background()
-	a, err := build(ctx, cfg, slog.New(slog.DiscardHandler), buildOptions{storeFaults: faults})
+	a, err := build(ctx, cfg, slog.New(slog.DiscardHandler), o)
 	if err != nil {
 		t.Fatal(err)
 	}
