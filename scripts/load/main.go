@@ -296,44 +296,16 @@ func turn(ctx context.Context, c *http.Client, url, tenantID, key, session, mode
 		body += `,"modelId":"` + model + `"`
 	}
 	body += "}"
-	req, err := http.NewRequestWithContext(ctx, "POST", url+"/chat", strings.NewReader(body))
-	if err != nil {
-		return result{err: err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("x-tenant-id", tenantID)
-	if key != "" {
-		req.Header.Set("x-api-key", key)
-	}
-	t0 := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		return result{err: err}
-	}
-	defer resp.Body.Close()
-	rd := bufio.NewReader(resp.Body)
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(io.LimitReader(rd, 300))
-		return result{err: fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))}
-	}
-	if _, err := rd.Peek(1); err != nil {
-		return result{err: err}
-	}
-	fb := time.Since(t0)
-	for {
-		line, err := rd.ReadString('\n')
-		if err != nil {
-			return result{err: fmt.Errorf("stream ended without done: %w", err)}
-		}
+	return postStream(ctx, c, url+"/chat", body, tenantID, key, "done", func(line string, rd *bufio.Reader) (bool, error) {
 		switch line {
 		case "event: done\n":
-			_, _ = io.Copy(io.Discard, rd)
-			return result{firstByte: fb, total: time.Since(t0)}
+			return true, nil
 		case "event: error\n":
 			l, _ := rd.ReadString('\n')
-			return result{err: fmt.Errorf("error event: %s", strings.TrimSpace(l))}
+			return false, fmt.Errorf("error event: %s", strings.TrimSpace(l))
 		}
-	}
+		return false, nil
+	})
 }
 
 // completion sends one stateless streamed POST /v1/chat/completions and reads it to its [DONE].
@@ -342,7 +314,21 @@ func completion(ctx context.Context, c *http.Client, url, tenantID, key, model s
 		model = "default"
 	}
 	body := `{"model":"` + model + `","stream":true,"messages":[{"role":"user","content":"How are you today?"}]}`
-	req, err := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(body))
+	return postStream(ctx, c, url+"/v1/chat/completions", body, tenantID, key, "[DONE]", func(line string, _ *bufio.Reader) (bool, error) {
+		switch {
+		case line == "data: [DONE]\n":
+			return true, nil
+		case strings.HasPrefix(line, `data: {"error"`):
+			return false, fmt.Errorf("error event: %s", strings.TrimSpace(line))
+		}
+		return false, nil
+	})
+}
+
+// postStream POSTs body and reads the SSE answer line by line until end says it is done (the time to
+// its first byte and to the end is the result) or failed; last names the end for a cut stream.
+func postStream(ctx context.Context, c *http.Client, url, body, tenantID, key, last string, end func(line string, rd *bufio.Reader) (bool, error)) result {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(body))
 	if err != nil {
 		return result{err: err}
 	}
@@ -369,14 +355,15 @@ func completion(ctx context.Context, c *http.Client, url, tenantID, key, model s
 	for {
 		line, err := rd.ReadString('\n')
 		if err != nil {
-			return result{err: fmt.Errorf("stream ended without [DONE]: %w", err)}
+			return result{err: fmt.Errorf("stream ended without %s: %w", last, err)}
 		}
-		switch {
-		case line == "data: [DONE]\n":
+		done, err := end(line, rd)
+		if err != nil {
+			return result{err: err}
+		}
+		if done {
 			_, _ = io.Copy(io.Discard, rd)
 			return result{firstByte: fb, total: time.Since(t0)}
-		case strings.HasPrefix(line, `data: {"error"`):
-			return result{err: fmt.Errorf("error event: %s", strings.TrimSpace(line))}
 		}
 	}
 }
