@@ -350,13 +350,19 @@ func testSubscribe(t *testing.T, s eventstore.Store) {
 }
 
 func expectEvent(t *testing.T, ch <-chan eventstore.Event, n int) {
+	ExpectEvent(t, ch, n, 10*time.Second)
+}
+
+// ExpectEvent fails t unless the next event on ch is the suite's event {"n":n}, arriving within
+// the given wait (a bound on a hang, not a speed check).
+func ExpectEvent(t *testing.T, ch <-chan eventstore.Event, n int, within time.Duration) {
 	t.Helper()
 	select {
 	case e := <-ch:
 		if string(e.Data) != fmt.Sprintf(`{"n":%d}`, n) {
 			t.Fatalf("got %s, want n=%d", e.Data, n)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(within):
 		t.Fatalf("timed out waiting for event n=%d", n)
 	}
 }

@@ -271,14 +271,7 @@ func wantUnavailable(t *testing.T, what string, err error) {
 
 func expect(t *testing.T, ch <-chan eventstore.Event, n int) {
 	t.Helper()
-	select {
-	case e := <-ch:
-		if string(e.Data) != fmt.Sprintf(`{"n":%d}`, n) {
-			t.Fatalf("got %s, want n=%d", e.Data, n)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("timed out waiting for event n=%d", n)
-	}
+	eventstoretest.ExpectEvent(t, ch, n, 60*time.Second)
 }
 
 // TestIntegrationTwoStoresShareOneDatabase: two stores on one schema behave as replicas: a
