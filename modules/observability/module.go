@@ -236,7 +236,7 @@ const (
 // queries answer 503 catching_up until they have caught up) and the alert-webhooks processor (once
 // per deployment).
 func (m *Module) Register(a huma.API, b bus.Consumers) {
-	registerConversationEvents(b.Codec().Add)
+	convevents.Register(b.Codec().Add)
 	toolevents.Register(b.Codec().Add)
 	events.Register(b.Codec().Add)
 
@@ -293,15 +293,6 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 		mh.Prometheus = m.WritePrometheus
 	}
 	mh.Register(a)
-}
-
-// registerConversationEvents maps the conversation events the usage projection reads (the
-// conversation events package has no Register yet; registering a name with the same type again is
-// a no-op, so this stays correct when it gains one).
-func registerConversationEvents(add func(string, any)) {
-	add(convevents.TypeAssistantMessageCompleted, convevents.AssistantMessageCompleted{})
-	add(convevents.TypeAssistantMessageFailed, convevents.AssistantMessageFailed{})
-	add(convevents.TypeCompletionRecorded, convevents.CompletionRecorded{})
 }
 
 func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf time.Time) (AuditedSession, error) {
