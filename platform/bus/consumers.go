@@ -91,9 +91,12 @@ type Envelope struct {
 	Actor         string
 	CausationID   string
 	CorrelationID string
+	// Hash is the event's stored per-stream hash-chain value (hex SHA-256 over Prev and the event's
+	// canonical bytes as stored): the tenant-wide Merkle log (platform/auditlog) takes it as its leaf.
+	Hash string
 }
 
 func envelopeOf(e eventstore.Event) Envelope {
 	return Envelope{ID: e.ID, Type: e.Type, Tenant: e.Tenant, Stream: e.Stream, Revision: e.Revision, Position: e.Position,
-		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, CausationID: e.CausationID, CorrelationID: e.CorrelationID}
+		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash}
 }

@@ -42,9 +42,10 @@ type Projection struct {
 	name string
 	opts ProjectionOptions
 
-	handlers []projHandler                   // as registered
-	byType   map[string]projHandler          // resolved by Run
-	store    atomic.Pointer[readmodel.Store] // opened by Run
+	handlers []projHandler                                                   // as registered
+	all      func(ctx context.Context, tx *readmodel.Tx, env Envelope) error // ApplyAll's, if any
+	byType   map[string]projHandler                                          // resolved by Run
+	store    atomic.Pointer[readmodel.Store]                                 // opened by Run
 
 	// The runner's state, touched only by its goroutine.
 	tx                 *readmodel.Tx
@@ -105,8 +106,26 @@ func Apply[T any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, e
 	}})
 }
 
+// ApplyAll registers h for every event of every tenant, whatever its type and whether or not its data
+// decodes, before any typed handler of the same event. It gets the envelope only (with the stored
+// Hash), for state derived from the log itself rather than from event data: the audit Merkle log.
+// The same rules as Apply hold (update tx only; the event may be applied again after a rollback).
+func ApplyAll(p *Projection, h func(ctx context.Context, tx *readmodel.Tx, env Envelope) error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.started {
+		p.b.log.Error("bus: projection handler added after Run; ignored", "projection", p.name, "type", "all")
+		return
+	}
+	p.all = h
+}
+
 // resolve maps the handlers' Go types to event type names through the codec.
 func (p *Projection) resolve() error {
+	if len(p.handlers) == 0 && p.all != nil {
+		p.byType = map[string]projHandler{}
+		return nil
+	}
 	if len(p.handlers) == 0 {
 		return fmt.Errorf("bus: projection %s has no handlers (add them with bus.Apply)", p.name)
 	}
@@ -445,6 +464,11 @@ func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 // applyOne calls the handler of d's type, if any. An event whose data did not decode is logged,
 // counted and passed: no retry can fix it.
 func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery) (err error) {
+	if p.all != nil {
+		if err := p.applyAll(ctx, tx, d); err != nil {
+			return err
+		}
+	}
 	h, ok := p.byType[d.env.Type]
 	if !ok {
 		return nil
@@ -466,6 +490,21 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 		return err
 	}
 	p.handled.Inc()
+	return nil
+}
+
+func (p *Projection) applyAll(ctx context.Context, tx *readmodel.Tx, d *delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in handler: %v", r)
+		}
+	}()
+	if err := p.all(envContext(context.WithoutCancel(ctx), d.env, p.name), tx, d.env); err != nil {
+		return err
+	}
+	if _, typed := p.byType[d.env.Type]; !typed {
+		p.handled.Inc()
+	}
 	return nil
 }
 
