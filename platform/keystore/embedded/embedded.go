@@ -1,0 +1,404 @@
+// Package embedded is the key store of a single server: one file in the data folder made of
+// fixed-size records, one per key, each overwritten in place.
+//
+// Why a file of our own rather than bbolt or the event log: erasure must leave the key's bytes in no
+// file. An append-only log keeps old records until a compaction copies the rest away, and bbolt keeps
+// freed pages (with the old bytes) until it happens to reuse them. Here every record has a fixed
+// place: Destroy writes zeros over the key's 32 bytes in that place and fsyncs before it returns, and
+// a free record is reused by the next Create, so the file is its own compaction and never grows with
+// deletions of whole tenants.
+//
+// Layout: a 512-byte header, then 512-byte records:
+//
+//	[0]      state: 0 free, 1 live, 2 destroyed (a tombstone: tenant and id kept, key zeroed, so
+//	         Create under a destroyed id answers keystore.ErrDestroyed instead of a fresh key)
+//	[1]      tenant length, [2:65] tenant
+//	[65:67]  id length (little endian), [67:467] id
+//	[467:499] key
+//	[508:512] CRC-32C of [0:508]
+//
+// Crash safety: Create writes the whole record and fsyncs before it returns, so an acknowledged key
+// survives a crash. A record whose checksum fails on open is one whose write a crash cut short (a
+// Create that was never acknowledged, or a Destroy under way): it is zeroed and freed, so a torn
+// Destroy still ends with the key gone. Records are sector aligned, so a write cannot tear a
+// neighbour.
+//
+// What the medium may still hold: on ext4/xfs an in-place overwrite rewrites the same blocks. A
+// copy-on-write file system (btrfs, zfs) or an SSD's flash translation layer may keep the old block
+// until it is reused; file system snapshots and backups of the data folder keep what they copied.
+// Those are outside what a file can erase: put the data folder on a non-CoW file system (or use
+// full-disk encryption) where that matters.
+package embedded
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crispy-enigma/crispy/platform/keystore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+const (
+	recSize    = 512
+	headerSize = 512
+	magic      = "crispy-keystore\x00"
+	version    = 1
+
+	offState   = 0
+	offTLen    = 1
+	offTenant  = 2
+	maxTenant  = 63
+	offIDLen   = 65
+	offID      = 67
+	offKey     = offID + keystore.MaxIDLen // 467
+	offCRC     = recSize - 4
+	stateFree  = 0
+	stateLive  = 1
+	stateDestr = 2
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// FileName is the key store's file in the data folder.
+const FileName = "keys.db"
+
+type entry struct {
+	slot  int64
+	state byte
+	key   []byte // nil when destroyed
+}
+
+// Store is the embedded key store.
+type Store struct {
+	mu     sync.RWMutex
+	f      *os.File
+	keys   map[string]*entry // tenant + "\x00" + id
+	free   []int64           // free slots, reused before the file grows
+	slots  int64             // slots in the file
+	closed bool
+	rand   io.Reader
+}
+
+var _ keystore.Store = (*Store)(nil)
+
+// Open opens (creating it when missing) the key store at path, locking it against a second process.
+func Open(path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: open %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("keystore: %s is in use by another process: %w", path, err)
+	}
+	s := &Store{f: f, keys: map[string]*entry{}, rand: rand.Reader}
+	if err := s.load(path); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load(path string) error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	if st.Size() == 0 {
+		var h [headerSize]byte
+		copy(h[:], magic)
+		binary.LittleEndian.PutUint32(h[16:], version)
+		binary.LittleEndian.PutUint32(h[20:], recSize)
+		if _, err := s.f.WriteAt(h[:], 0); err != nil {
+			return fmt.Errorf("keystore: write header: %w", err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("keystore: sync: %w", err)
+		}
+		return syncDir(filepath.Dir(path))
+	}
+	var h [headerSize]byte
+	if _, err := s.f.ReadAt(h[:], 0); err != nil {
+		return fmt.Errorf("keystore: %s: read header: %w", path, err)
+	}
+	if string(h[:16]) != magic || binary.LittleEndian.Uint32(h[16:]) != version || binary.LittleEndian.Uint32(h[20:]) != recSize {
+		return fmt.Errorf("keystore: %s is not a key store of this version", path)
+	}
+	// A file cut inside a record: the tail is an unacknowledged Create's (the file grows one record
+	// at a time, fsynced before the Create returns).
+	s.slots = (st.Size() - headerSize) / recSize
+	if (st.Size()-headerSize)%recSize != 0 {
+		if err := s.f.Truncate(headerSize + s.slots*recSize); err != nil {
+			return fmt.Errorf("keystore: %s: drop torn tail: %w", path, err)
+		}
+	}
+	buf := make([]byte, 256*recSize)
+	var repaired bool
+	for first := int64(0); first < s.slots; first += 256 {
+		n := min(256, s.slots-first)
+		b := buf[:n*recSize]
+		if _, err := s.f.ReadAt(b, headerSize+first*recSize); err != nil {
+			return fmt.Errorf("keystore: %s: read: %w", path, err)
+		}
+		for i := int64(0); i < n; i++ {
+			rec := b[i*recSize : (i+1)*recSize]
+			slot := first + i
+			if isZero(rec) {
+				s.free = append(s.free, slot)
+				continue
+			}
+			t, id, ok := decode(rec)
+			if !ok {
+				// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either.
+				if err := s.writeSlot(slot, make([]byte, recSize)); err != nil {
+					return err
+				}
+				repaired = true
+				s.free = append(s.free, slot)
+				continue
+			}
+			e := &entry{slot: slot, state: rec[offState]}
+			if e.state == stateLive {
+				e.key = append([]byte(nil), rec[offKey:offKey+keystore.KeySize]...)
+			}
+			s.keys[mapKey(t, id)] = e
+		}
+	}
+	if repaired {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("keystore: sync: %w", err)
+		}
+	}
+	// Reuse the lowest slots first, so the live records stay packed at the front.
+	for i, j := 0, len(s.free)-1; i < j; i, j = i+1, j-1 {
+		s.free[i], s.free[j] = s.free[j], s.free[i]
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func decode(rec []byte) (t, id string, ok bool) {
+	if crc32.Checksum(rec[:offCRC], crcTable) != binary.LittleEndian.Uint32(rec[offCRC:]) {
+		return "", "", false
+	}
+	st, tl, il := rec[offState], int(rec[offTLen]), int(binary.LittleEndian.Uint16(rec[offIDLen:]))
+	if (st != stateLive && st != stateDestr) || tl == 0 || tl > maxTenant || il == 0 || il > keystore.MaxIDLen {
+		return "", "", false
+	}
+	return string(rec[offTenant : offTenant+tl]), string(rec[offID : offID+il]), true
+}
+
+func encode(state byte, t, id string, key []byte) []byte {
+	rec := make([]byte, recSize)
+	rec[offState] = state
+	rec[offTLen] = byte(len(t))
+	copy(rec[offTenant:], t)
+	binary.LittleEndian.PutUint16(rec[offIDLen:], uint16(len(id)))
+	copy(rec[offID:], id)
+	copy(rec[offKey:offKey+keystore.KeySize], key)
+	binary.LittleEndian.PutUint32(rec[offCRC:], crc32.Checksum(rec[:offCRC], crcTable))
+	return rec
+}
+
+func mapKey(t, id string) string { return t + "\x00" + id }
+
+func (s *Store) writeSlot(slot int64, rec []byte) error {
+	if _, err := s.f.WriteAt(rec, headerSize+slot*recSize); err != nil {
+		return fmt.Errorf("keystore: write record: %w", err)
+	}
+	return nil
+}
+
+// Key implements keystore.Store.
+func (s *Store) Key(_ context.Context, t tenant.ID, id string) ([]byte, error) {
+	if err := keystore.Validate(t, id); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, keystore.ErrClosed
+	}
+	e, ok := s.keys[mapKey(t.String(), id)]
+	if !ok {
+		return nil, keystore.ErrNotFound
+	}
+	if e.state != stateLive {
+		return nil, keystore.ErrDestroyed
+	}
+	return append([]byte(nil), e.key...), nil
+}
+
+// Create implements keystore.Store: the record is written and fsynced before the key is returned.
+func (s *Store) Create(ctx context.Context, t tenant.ID, id string) ([]byte, error) {
+	if k, err := s.Key(ctx, t, id); !errors.Is(err, keystore.ErrNotFound) {
+		return k, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, keystore.ErrClosed
+	}
+	mk := mapKey(t.String(), id)
+	if e, ok := s.keys[mk]; ok { // created while we waited for the lock
+		if e.state != stateLive {
+			return nil, keystore.ErrDestroyed
+		}
+		return append([]byte(nil), e.key...), nil
+	}
+	key := make([]byte, keystore.KeySize)
+	if _, err := io.ReadFull(s.rand, key); err != nil {
+		return nil, fmt.Errorf("keystore: random key: %w", err)
+	}
+	slot, grown := s.slots, true
+	if n := len(s.free); n > 0 {
+		slot, grown = s.free[n-1], false
+	}
+	if err := s.writeSlot(slot, encode(stateLive, t.String(), id, key)); err != nil {
+		return nil, err
+	}
+	if err := s.f.Sync(); err != nil {
+		// The record may or may not be on disk: zero it so a later Create can take the slot cleanly.
+		_ = s.writeSlot(slot, make([]byte, recSize))
+		return nil, fmt.Errorf("keystore: sync: %w", err)
+	}
+	if grown {
+		s.slots++
+	} else {
+		s.free = s.free[:len(s.free)-1]
+	}
+	s.keys[mk] = &entry{slot: slot, state: stateLive, key: key}
+	return append([]byte(nil), key...), nil
+}
+
+// Destroy implements keystore.Store: the record's key bytes are overwritten with zeros in place
+// (the record stays as a tombstone of tenant and id) and fsynced before it returns.
+func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
+	if err := keystore.Validate(t, id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return keystore.ErrClosed
+	}
+	mk := mapKey(t.String(), id)
+	e, ok := s.keys[mk]
+	if ok && e.state == stateDestr {
+		return nil
+	}
+	slot, grown := int64(0), false
+	if ok {
+		slot = e.slot
+	} else {
+		// Never created (or not yet): still leave a tombstone, so a Create racing the deletion
+		// cannot give the id a key afterwards.
+		slot, grown = s.slots, true
+		if n := len(s.free); n > 0 {
+			slot, grown = s.free[n-1], false
+		}
+	}
+	if err := s.writeSlot(slot, encode(stateDestr, t.String(), id, nil)); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("keystore: sync: %w", err)
+	}
+	if !ok {
+		if grown {
+			s.slots++
+		} else {
+			s.free = s.free[:len(s.free)-1]
+		}
+		e = &entry{slot: slot}
+		s.keys[mk] = e
+	}
+	clear(e.key)
+	e.key, e.state = nil, stateDestr
+	return nil
+}
+
+// DestroyTenant implements keystore.Store: every record of t is zeroed whole (no tombstones: the
+// tenant is gone, its ids with it) and the slots are freed for reuse; one fsync for all.
+func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
+	if t.IsZero() {
+		return fmt.Errorf("%w: no tenant", keystore.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return keystore.ErrClosed
+	}
+	prefix := t.String() + "\x00"
+	zero := make([]byte, recSize)
+	var gone []string
+	for mk, e := range s.keys {
+		if len(mk) > len(prefix) && mk[:len(prefix)] == prefix {
+			if err := s.writeSlot(e.slot, zero); err != nil {
+				return err
+			}
+			gone = append(gone, mk)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("keystore: sync: %w", err)
+	}
+	for _, mk := range gone {
+		e := s.keys[mk]
+		clear(e.key)
+		s.free = append(s.free, e.slot)
+		delete(s.keys, mk)
+	}
+	return nil
+}
+
+// Close releases the file; the keys held in memory are zeroed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, e := range s.keys {
+		clear(e.key)
+	}
+	s.keys = nil
+	return s.f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keystore: sync %s: %w", dir, err)
+	}
+	return nil
+}

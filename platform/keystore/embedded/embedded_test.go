@@ -1,0 +1,252 @@
+package embedded_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/platform/keystore"
+	"github.com/crispy-enigma/crispy/platform/keystore/embedded"
+	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+var (
+	ctx  = context.Background()
+	acme = tenant.MustParse("acme")
+)
+
+func open(t *testing.T, path string) *embedded.Store {
+	t.Helper()
+	s, err := embedded.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSuite(t *testing.T) {
+	t.Parallel()
+	keystoretest.Run(t, func(t *testing.T) keystore.Store {
+		return open(t, filepath.Join(t.TempDir(), embedded.FileName))
+	})
+}
+
+func TestKeysSurviveReopen(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), embedded.FileName)
+	s := open(t, path)
+	k, err := s.Create(ctx, acme, "session/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Destroy(ctx, acme, "session/2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	if got, err := s.Key(ctx, acme, "session/1"); err != nil || !bytes.Equal(got, k) {
+		t.Fatalf("after reopen: %x, %v; want %x", got, err, k)
+	}
+	if _, err := s.Key(ctx, acme, "session/2"); !errors.Is(err, keystore.ErrDestroyed) {
+		t.Fatalf("tombstone after reopen: %v, want ErrDestroyed", err)
+	}
+}
+
+// A crash is a copy of the file taken while the store is open and never closed: what an
+// acknowledged Create wrote must be in it.
+func TestAcknowledgedCreateSurvivesACrash(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, embedded.FileName)
+	s := open(t, path)
+	defer s.Close()
+	k, err := s.Create(ctx, acme, "session/crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashed := filepath.Join(dir, "crashed.db")
+	copyFile(t, path, crashed)
+	c := open(t, crashed)
+	defer c.Close()
+	if got, err := c.Key(ctx, acme, "session/crash"); err != nil || !bytes.Equal(got, k) {
+		t.Fatalf("after crash: %x, %v; want %x", got, err, k)
+	}
+}
+
+// A record a crash cut short (half written) is zeroed on open, and the record next to it is intact;
+// so is a file cut inside its last record.
+func TestTornRecordsAreZeroedOnOpen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, embedded.FileName)
+	s := open(t, path)
+	k1, _ := s.Create(ctx, acme, "session/1")
+	k2, _ := s.Create(ctx, acme, "session/2")
+	_, _ = s.Create(ctx, acme, "session/3")
+	s.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, k2) {
+		t.Fatal("session/2's key is not in the file before the tear (the check below could not fail)")
+	}
+	// Record 1 (session/2): its first half overwritten with zeros, as a Destroy cut mid-write.
+	rec := b[512+512 : 512+2*512]
+	clear(rec[:256])
+	// The file cut inside record 2 (session/3).
+	b = b[:len(b)-100]
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	if got, err := s.Key(ctx, acme, "session/1"); err != nil || !bytes.Equal(got, k1) {
+		t.Fatalf("intact neighbour: %x, %v", got, err)
+	}
+	for _, id := range []string{"session/2", "session/3"} {
+		if _, err := s.Key(ctx, acme, id); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("torn %s: %v, want ErrNotFound", id, err)
+		}
+	}
+	s.Close()
+	b, _ = os.ReadFile(path)
+	if bytes.Contains(b, k2) {
+		t.Fatal("the torn record's key bytes are still in the file")
+	}
+}
+
+// The point of the store: after Destroy and DestroyTenant the key bytes are in no file of the folder.
+func TestDestroyedKeyBytesAreInNoFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, embedded.FileName)
+	s := open(t, path)
+	defer s.Close()
+	bravo := tenant.MustParse("bravo")
+	var gone, kept [][]byte
+	for i := range 20 {
+		k, err := s.Create(ctx, acme, fmt.Sprintf("session/%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			gone = append(gone, k)
+			if err := s.Destroy(ctx, acme, fmt.Sprintf("session/%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			kept = append(kept, k)
+		}
+		kb, err := s.Create(ctx, bravo, fmt.Sprintf("session/%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone = append(gone, kb)
+	}
+	if err := s.DestroyTenant(ctx, bravo); err != nil {
+		t.Fatal(err)
+	}
+	files := readDir(t, dir)
+	for _, k := range gone {
+		if bytes.Contains(files, k) {
+			t.Fatalf("destroyed key %x is still in the data folder", k)
+		}
+	}
+	for _, k := range kept {
+		if !bytes.Contains(files, k) {
+			t.Fatalf("kept key %x is not in the file (the check above could not fail)", k)
+		}
+	}
+	if bytes.Contains(files, []byte("bravo")) {
+		t.Fatal("a destroyed tenant's name is still in the file")
+	}
+}
+
+// Free records are reused, so creating and destroying whole tenants does not grow the file.
+func TestFreedRecordsAreReused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), embedded.FileName)
+	s := open(t, path)
+	defer s.Close()
+	size := func() int64 {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	var first int64
+	for round := range 3 {
+		tt := tenant.MustParse(fmt.Sprintf("t%d", round))
+		for i := range 10 {
+			if _, err := s.Create(ctx, tt, fmt.Sprintf("document/%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round == 0 {
+			first = size()
+		} else if size() != first {
+			t.Fatalf("round %d: file %d bytes, want %d (freed records reused)", round, size(), first)
+		}
+		if err := s.DestroyTenant(ctx, tt); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSecondProcessIsRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), embedded.FileName)
+	s := open(t, path)
+	defer s.Close()
+	if _, err := embedded.Open(path); err == nil {
+		t.Fatal("a second Open of a key store in use succeeded")
+	}
+}
+
+func TestNotAKeyStoreIsRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), embedded.FileName)
+	if err := os.WriteFile(path, bytes.Repeat([]byte("x"), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := embedded.Open(path); err == nil {
+		t.Fatal("opened a file that is not a key store")
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readDir(t *testing.T, dir string) []byte {
+	t.Helper()
+	var all []byte
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		all = append(all, b...)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
