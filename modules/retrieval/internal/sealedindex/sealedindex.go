@@ -137,7 +137,9 @@ func (x *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error 
 }
 
 // DeleteTenant implements search.Index.
-func (x *Index) DeleteTenant(ctx context.Context, t tenant.ID) error { return x.next.DeleteTenant(ctx, t) }
+func (x *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
+	return x.next.DeleteTenant(ctx, t)
+}
 
 // Count implements search.Index.
 func (x *Index) Count(ctx context.Context, t tenant.ID) (int, error) { return x.next.Count(ctx, t) }
