@@ -38,6 +38,9 @@ type Event struct {
 	Data          json.RawMessage `json:"data"`
 	Prev          string          `json:"prev"` // hex SHA-256 of the previous event in the stream ("" for the first)
 	Hash          string          `json:"hash"` // hex SHA-256 over Prev and this event's canonical bytes
+	// Erased is set by readers that open sealed content (platform/sealing) when the content's key
+	// was destroyed: the envelope is the stored one, Data is null. Never stored nor hashed.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // StreamName parses e.Stream.

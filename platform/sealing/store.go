@@ -1,0 +1,193 @@
+package sealing
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Policy says whether an event about to be appended is sealed, and under which key id. Modules
+// supply them (conversation seals its sessions under "session/<id>"); the first Policy that answers
+// ok wins. It sees the plaintext data, so a key id may depend on it. Events a Policy leaves out
+// (deletion records, configuration) are stored as they are, so the audit can show who erased what
+// and when.
+type Policy func(stream tenant.Stream, e eventstore.EventData) (keyID string, ok bool)
+
+// envelope is the JSON a sealed event's data becomes: still valid JSON, so every store adapter,
+// hash and tool that reads raw events works on it unchanged.
+type envelope struct {
+	Sealed struct {
+		K string `json:"k"` // key id (the tenant is the event's)
+		N []byte `json:"n"` // nonce
+		C []byte `json:"c"` // ciphertext and tag
+	} `json:"sealed"`
+}
+
+var sealedPrefix = []byte(`{"sealed":{`)
+
+// IsSealed reports whether raw event data is a sealed envelope.
+func IsSealed(data []byte) bool { return bytes.HasPrefix(data, sealedPrefix) }
+
+// KeyID returns the key id of sealed event data ("" when data is not sealed).
+func KeyID(data []byte) string {
+	if !IsSealed(data) {
+		return ""
+	}
+	var env envelope
+	if json.Unmarshal(data, &env) != nil {
+		return ""
+	}
+	return env.Sealed.K
+}
+
+// Store is the sealing decorator of an eventstore.Store: Append seals the data of the events the
+// policies name (the inner store hashes and stores the ciphertext, so Event.Hash and Prev are the
+// stored bytes' and stay exactly as the inner store computed them); every read opens them again.
+// An event whose key was destroyed is returned with its envelope, Erased set and Data null.
+type Store struct {
+	eventstore.Store
+	sealer   *Sealer
+	policies []Policy
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// NewStore decorates inner.
+func NewStore(inner eventstore.Store, sealer *Sealer, policies ...Policy) *Store {
+	return &Store{Store: inner, sealer: sealer, policies: policies}
+}
+
+// Unwrap returns the decorated store (raw events: what verification reads).
+func (s *Store) Unwrap() eventstore.Store { return s.Store }
+
+// Sealer is the decorator's sealer.
+func (s *Store) Sealer() *Sealer { return s.sealer }
+
+func (s *Store) keyFor(stream tenant.Stream, e eventstore.EventData) (string, bool) {
+	for _, p := range s.policies {
+		if k, ok := p(stream, e); ok {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// Append seals what the policies name, appends, and returns the recorded events with their
+// plaintext data (and the stored hashes).
+func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
+	var plain []json.RawMessage
+	sealed := evs
+	for i, e := range evs {
+		keyID, ok := s.keyFor(stream, e)
+		if !ok {
+			continue
+		}
+		if plain == nil {
+			plain = make([]json.RawMessage, len(evs))
+			sealed = append([]eventstore.EventData(nil), evs...)
+		}
+		data, err := s.seal(ctx, stream.Tenant(), keyID, e.Data)
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append %s to %s: %w", e.Type, stream, err)
+		}
+		plain[i] = e.Data
+		sealed[i].Data = data
+	}
+	res, err := s.Store.Append(ctx, stream, expected, sealed...)
+	if err != nil || plain == nil {
+		return res, err
+	}
+	if len(res.Events) == len(evs) {
+		res.Events = append([]eventstore.Event(nil), res.Events...)
+		for i := range res.Events {
+			if plain[i] != nil {
+				res.Events[i].Data = plain[i]
+			}
+		}
+	}
+	return res, nil
+}
+
+func (s *Store) seal(ctx context.Context, t tenant.ID, keyID string, data []byte) (json.RawMessage, error) {
+	nonce, ct, err := s.sealer.seal(ctx, t, keyID, data)
+	if err != nil {
+		return nil, err
+	}
+	var env envelope
+	env.Sealed.K, env.Sealed.N, env.Sealed.C = keyID, nonce, ct
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("seal: encode: %w", err)
+	}
+	return b, nil
+}
+
+// OpenEvent returns e with its data opened when it is sealed: Erased and Data null when its key is
+// gone. An event that is not sealed is returned as it is. A sealed event that does not open with its
+// live key is corrupt (eventstore.ErrCorrupt).
+func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.Event, error) {
+	if !IsSealed(e.Data) {
+		return e, nil
+	}
+	var env envelope
+	if err := json.Unmarshal(e.Data, &env); err != nil || env.Sealed.K == "" {
+		return e, nil // a plain event whose data merely starts like an envelope
+	}
+	pt, err := s.open(ctx, e.Tenant, env.Sealed.K, env.Sealed.N, env.Sealed.C)
+	switch {
+	case errors.Is(err, ErrErased):
+		e.Data, e.Erased = json.RawMessage("null"), true
+		return e, nil
+	case errors.Is(err, ErrCorrupt):
+		return e, fmt.Errorf("%w: %s %s@%d: %w", eventstore.ErrCorrupt, e.Type, e.Stream, e.Revision, err)
+	case err != nil:
+		return e, fmt.Errorf("open %s %s@%d: %w", e.Type, e.Stream, e.Revision, err)
+	}
+	e.Data = pt
+	return e, nil
+}
+
+func (s *Store) openAll(ctx context.Context, evs []eventstore.Event) ([]eventstore.Event, error) {
+	for i := range evs {
+		e, err := s.sealer.OpenEvent(ctx, evs[i])
+		if err != nil {
+			return nil, err
+		}
+		evs[i] = e
+	}
+	return evs, nil
+}
+
+// ReadStream implements eventstore.Store, opening sealed events.
+func (s *Store) ReadStream(ctx context.Context, stream tenant.Stream, from uint64, max int) ([]eventstore.Event, error) {
+	evs, err := s.Store.ReadStream(ctx, stream, from, max)
+	if err != nil {
+		return nil, err
+	}
+	return s.openAll(ctx, evs)
+}
+
+// ReadTenant implements eventstore.Store, opening sealed events.
+func (s *Store) ReadTenant(ctx context.Context, t tenant.ID, from eventstore.Position, max int) ([]eventstore.Event, error) {
+	evs, err := s.Store.ReadTenant(ctx, t, from, max)
+	if err != nil {
+		return nil, err
+	}
+	return s.openAll(ctx, evs)
+}
+
+// Subscribe implements eventstore.Store, opening sealed events before h sees them.
+func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
+	return s.Store.Subscribe(ctx, opts, func(ctx context.Context, e eventstore.Event) error {
+		e, err := s.sealer.OpenEvent(ctx, e)
+		if err != nil {
+			return err
+		}
+		return h(ctx, e)
+	})
+}
