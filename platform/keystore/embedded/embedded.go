@@ -67,6 +67,8 @@ const (
 	stateDestr = 2
 )
 
+var errReadOnly = errors.New("keystore: opened read-only")
+
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // FileName is the key store's file in the data folder.
@@ -80,13 +82,14 @@ type entry struct {
 
 // Store is the embedded key store.
 type Store struct {
-	mu     sync.RWMutex
-	f      *os.File
-	keys   map[string]*entry // tenant + "\x00" + id
-	free   []int64           // free slots, reused before the file grows
-	slots  int64             // slots in the file
-	closed bool
-	rand   io.Reader
+	mu       sync.RWMutex
+	f        *os.File
+	keys     map[string]*entry // tenant + "\x00" + id
+	free     []int64           // free slots, reused before the file grows
+	slots    int64             // slots in the file
+	closed   bool
+	readOnly bool
+	rand     io.Reader
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -112,10 +115,34 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly reads the key store at path without locking it, for the operator's commands (replay)
+// that run beside a live server: it takes the keys as they are now and never writes (a record the
+// server is writing at that moment reads as absent, that is as erased). Create and Destroy fail.
+func OpenReadOnly(path string) (*Store, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		// A data folder from before sealing (or with nothing sealed yet): no keys.
+		return &Store{keys: map[string]*entry{}, readOnly: true}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore: open %s: %w", path, err)
+	}
+	defer f.Close()
+	s := &Store{f: f, keys: map[string]*entry{}, readOnly: true}
+	if err := s.load(path); err != nil {
+		return nil, err
+	}
+	s.f = nil
+	return s, nil
+}
+
 func (s *Store) load(path string) error {
 	st, err := s.f.Stat()
 	if err != nil {
 		return fmt.Errorf("keystore: %w", err)
+	}
+	if st.Size() == 0 && s.readOnly {
+		return nil
 	}
 	if st.Size() == 0 {
 		var h [headerSize]byte
@@ -140,7 +167,7 @@ func (s *Store) load(path string) error {
 	// A file cut inside a record: the tail is an unacknowledged Create's (the file grows one record
 	// at a time, fsynced before the Create returns).
 	s.slots = (st.Size() - headerSize) / recSize
-	if (st.Size()-headerSize)%recSize != 0 {
+	if (st.Size()-headerSize)%recSize != 0 && !s.readOnly {
 		if err := s.f.Truncate(headerSize + s.slots*recSize); err != nil {
 			return fmt.Errorf("keystore: %s: drop torn tail: %w", path, err)
 		}
@@ -161,6 +188,9 @@ func (s *Store) load(path string) error {
 				continue
 			}
 			t, id, ok := decode(rec)
+			if !ok && s.readOnly {
+				continue
+			}
 			if !ok {
 				// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either.
 				if err := s.writeSlot(slot, make([]byte, recSize)); err != nil {
@@ -260,6 +290,9 @@ func (s *Store) Create(ctx context.Context, t tenant.ID, id string) ([]byte, err
 	if s.closed {
 		return nil, keystore.ErrClosed
 	}
+	if s.readOnly {
+		return nil, errReadOnly
+	}
 	mk := mapKey(t.String(), id)
 	if e, ok := s.keys[mk]; ok { // created while we waited for the lock
 		if e.state != stateLive {
@@ -302,6 +335,9 @@ func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		return keystore.ErrClosed
+	}
+	if s.readOnly {
+		return errReadOnly
 	}
 	mk := mapKey(t.String(), id)
 	e, ok := s.keys[mk]
@@ -350,6 +386,9 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 	if s.closed {
 		return keystore.ErrClosed
 	}
+	if s.readOnly {
+		return errReadOnly
+	}
 	prefix := t.String() + "\x00"
 	zero := make([]byte, recSize)
 	var gone []string
@@ -388,6 +427,9 @@ func (s *Store) Close() error {
 		clear(e.key)
 	}
 	s.keys = nil
+	if s.f == nil {
+		return nil
+	}
 	return s.f.Close()
 }
 

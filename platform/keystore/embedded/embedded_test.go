@@ -250,3 +250,38 @@ func readDir(t *testing.T, dir string) []byte {
 	}
 	return all
 }
+
+// The operator's read-only open works beside the live server (no lock), sees its keys, writes
+// nothing; a missing file is an empty store.
+func TestReadOnlyBesideALiveStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, embedded.FileName)
+	s := open(t, path)
+	defer s.Close()
+	k, err := s.Create(ctx, acme, "session/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := embedded.OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, err := r.Key(ctx, acme, "session/1"); err != nil || !bytes.Equal(got, k) {
+		t.Fatalf("read-only Key: %x, %v", got, err)
+	}
+	if _, err := r.Create(ctx, acme, "session/2"); err == nil {
+		t.Fatal("Create on a read-only store succeeded")
+	}
+	if err := r.Destroy(ctx, acme, "session/1"); err == nil {
+		t.Fatal("Destroy on a read-only store succeeded")
+	}
+	empty, err := embedded.OpenReadOnly(filepath.Join(dir, "missing.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := empty.Key(ctx, acme, "session/1"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("missing file: %v, want ErrNotFound", err)
+	}
+}
