@@ -183,7 +183,7 @@ func TestStoreSealsOnAppendOpensOnReadAndErases(t *testing.T) {
 	if len(read) != 3 || !read[0].Erased || !read[1].Erased || read[2].Erased {
 		t.Fatalf("after erasure: %+v", read)
 	}
-	if string(read[0].Data) != "null" || read[0].Type != "test.Said" || read[0].Hash != raw[0].Hash || string(read[2].Data) != `{"by":"x"}` {
+	if string(read[0].Data) != "{}" || read[0].Type != "test.Said" || read[0].Hash != raw[0].Hash || string(read[2].Data) != `{"by":"x"}` {
 		t.Fatalf("erased event: %+v / deletion %s", read[0], read[2].Data)
 	}
 	var got []eventstore.Event
@@ -225,5 +225,36 @@ func TestCopiedCiphertextDoesNotOpenForAnotherTenant(t *testing.T) {
 	_, err := f.sealed.ReadStream(ctx, tenant.MustStream(bravo, "session", "copy"), 0, 0)
 	if !errors.Is(err, eventstore.ErrCorrupt) {
 		t.Fatalf("bravo reading acme's copied ciphertext: %v, want ErrCorrupt", err)
+	}
+}
+
+// Fields kept plain stay readable in the stored event and after erasure; the rest is sealed; a key
+// given in the context replaces the policy's.
+func TestKeepPlainAndWithKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.sealed.KeepPlain(map[string][]string{"test.Said": {"turn", "tokens"}})
+	st := tenant.MustStream(acme, "session", "s2")
+	data := []byte(`{"turn":"t1","text":"secret-words-xyz","tokens":42}`)
+	kctx := sealing.WithKey(ctx, "session/s2/7")
+	if _, err := f.sealed.Append(kctx, st, eventstore.NoStream, eventstore.EventData{Type: "test.Said", Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := f.inner.ReadStream(ctx, st, 0, 0)
+	if sealing.KeyID(raw[0].Data) != "session/s2/7" || bytes.Contains(raw[0].Data, []byte("secret-words-xyz")) || !bytes.Contains(raw[0].Data, []byte(`"tokens":42`)) {
+		t.Fatalf("stored: %s", raw[0].Data)
+	}
+	read, _ := f.sealed.ReadStream(ctx, st, 0, 0)
+	var got map[string]any
+	if err := json.Unmarshal(read[0].Data, &got); err != nil || got["text"] != "secret-words-xyz" || got["turn"] != "t1" || got["tokens"] != float64(42) {
+		t.Fatalf("opened: %s, %v", read[0].Data, err)
+	}
+	if err := f.keys.Destroy(ctx, acme, "session/s2/7"); err != nil {
+		t.Fatal(err)
+	}
+	read, _ = f.sealed.ReadStream(ctx, st, 0, 0)
+	got = nil
+	if err := json.Unmarshal(read[0].Data, &got); err != nil || !read[0].Erased || got["text"] != nil || got["tokens"] != float64(42) {
+		t.Fatalf("erased: %s erased=%v", read[0].Data, read[0].Erased)
 	}
 }

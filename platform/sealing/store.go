@@ -19,13 +19,16 @@ import (
 type Policy func(stream tenant.Stream, e eventstore.EventData) (keyID string, ok bool)
 
 // envelope is the JSON a sealed event's data becomes: still valid JSON, so every store adapter,
-// hash and tool that reads raw events works on it unchanged.
+// hash and tool that reads raw events works on it unchanged. Plain holds the top-level fields the
+// event type keeps readable (KeepPlain): ids, counts and usage that metrics, budgets and the audit
+// need after the content is erased; C seals the rest.
 type envelope struct {
 	Sealed struct {
 		K string `json:"k"` // key id (the tenant is the event's)
 		N []byte `json:"n"` // nonce
 		C []byte `json:"c"` // ciphertext and tag
 	} `json:"sealed"`
+	Plain json.RawMessage `json:"plain,omitempty"`
 }
 
 var sealedPrefix = []byte(`{"sealed":{`)
@@ -53,6 +56,7 @@ type Store struct {
 	eventstore.Store
 	sealer   *Sealer
 	policies []Policy
+	plain    map[string]map[string]bool // event type → top-level fields kept readable
 }
 
 var _ eventstore.Store = (*Store)(nil)
@@ -60,6 +64,24 @@ var _ eventstore.Store = (*Store)(nil)
 // NewStore decorates inner.
 func NewStore(inner eventstore.Store, sealer *Sealer, policies ...Policy) *Store {
 	return &Store{Store: inner, sealer: sealer, policies: policies}
+}
+
+// KeepPlain names, per event type, the top-level data fields that stay readable when the event is
+// sealed (and after its key is destroyed): what is not content (ids, counts, token usage, model
+// names), so usage, cost and budgets survive an erasure. Call it while wiring, before any append.
+func (s *Store) KeepPlain(fields map[string][]string) *Store {
+	if s.plain == nil {
+		s.plain = map[string]map[string]bool{}
+	}
+	for typ, fs := range fields {
+		if s.plain[typ] == nil {
+			s.plain[typ] = map[string]bool{}
+		}
+		for _, f := range fs {
+			s.plain[typ][f] = true
+		}
+	}
+	return s
 }
 
 // Unwrap returns the decorated store (raw events: what verification reads).
@@ -91,7 +113,10 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 			plain = make([]json.RawMessage, len(evs))
 			sealed = append([]eventstore.EventData(nil), evs...)
 		}
-		data, err := s.seal(ctx, stream.Tenant(), keyID, e.Data)
+		if k, ok := keyFromContext(ctx); ok {
+			keyID = k
+		}
+		data, err := s.seal(ctx, stream.Tenant(), keyID, e.Type, e.Data)
 		if err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("append %s to %s: %w", e.Type, stream, err)
 		}
@@ -113,13 +138,35 @@ func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected event
 	return res, nil
 }
 
-func (s *Store) seal(ctx context.Context, t tenant.ID, keyID string, data []byte) (json.RawMessage, error) {
-	nonce, ct, err := s.sealer.seal(ctx, t, keyID, data)
+func (s *Store) seal(ctx context.Context, t tenant.ID, keyID, typ string, data []byte) (json.RawMessage, error) {
+	secret, plain := []byte(data), json.RawMessage(nil)
+	if keep := s.plain[typ]; len(keep) > 0 {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(data, &fields); err != nil {
+			return nil, fmt.Errorf("seal %s: data is not a JSON object: %w", typ, err)
+		}
+		p, c := map[string]json.RawMessage{}, map[string]json.RawMessage{}
+		for k, v := range fields {
+			if keep[k] {
+				p[k] = v
+			} else {
+				c[k] = v
+			}
+		}
+		var err error
+		if plain, err = json.Marshal(p); err != nil {
+			return nil, fmt.Errorf("seal %s: %w", typ, err)
+		}
+		if secret, err = json.Marshal(c); err != nil {
+			return nil, fmt.Errorf("seal %s: %w", typ, err)
+		}
+	}
+	nonce, ct, err := s.sealer.seal(ctx, t, keyID, secret)
 	if err != nil {
 		return nil, err
 	}
 	var env envelope
-	env.Sealed.K, env.Sealed.N, env.Sealed.C = keyID, nonce, ct
+	env.Sealed.K, env.Sealed.N, env.Sealed.C, env.Plain = keyID, nonce, ct, plain
 	b, err := json.Marshal(env)
 	if err != nil {
 		return nil, fmt.Errorf("seal: encode: %w", err)
@@ -127,8 +174,8 @@ func (s *Store) seal(ctx context.Context, t tenant.ID, keyID string, data []byte
 	return b, nil
 }
 
-// OpenEvent returns e with its data opened when it is sealed: Erased and Data null when its key is
-// gone. An event that is not sealed is returned as it is. A sealed event that does not open with its
+// OpenEvent returns e with its data opened when it is sealed: Erased, and Data only the fields kept
+// plain ({} when none), when its key is gone. An event that is not sealed is returned as it is. A sealed event that does not open with its
 // live key is corrupt (eventstore.ErrCorrupt).
 func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.Event, error) {
 	if !IsSealed(e.Data) {
@@ -141,15 +188,48 @@ func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.
 	pt, err := s.open(ctx, e.Tenant, env.Sealed.K, env.Sealed.N, env.Sealed.C)
 	switch {
 	case errors.Is(err, ErrErased):
-		e.Data, e.Erased = json.RawMessage("null"), true
+		e.Data, e.Erased = json.RawMessage("{}"), true
+		if len(env.Plain) > 0 {
+			e.Data = env.Plain
+		}
 		return e, nil
 	case errors.Is(err, ErrCorrupt):
 		return e, fmt.Errorf("%w: %s %s@%d: %w", eventstore.ErrCorrupt, e.Type, e.Stream, e.Revision, err)
 	case err != nil:
 		return e, fmt.Errorf("open %s %s@%d: %w", e.Type, e.Stream, e.Revision, err)
 	}
-	e.Data = pt
+	e.Data = merge(env.Plain, pt)
 	return e, nil
+}
+
+// merge joins two JSON objects with disjoint keys (the plain and the sealed part of one event's
+// data) by splicing, which costs a copy rather than a decode.
+func merge(plain, secret []byte) json.RawMessage {
+	plain, secret = bytes.TrimSpace(plain), bytes.TrimSpace(secret)
+	switch {
+	case len(plain) < 2 || string(plain) == "{}":
+		return secret
+	case string(secret) == "{}":
+		return plain
+	}
+	out := make([]byte, 0, len(plain)+len(secret))
+	out = append(out, plain[:len(plain)-1]...)
+	out = append(out, ',')
+	return append(out, secret[1:]...)
+}
+
+type keyCtx struct{}
+
+// WithKey makes the events of appends made with ctx that a Policy seals use keyID instead of the
+// Policy's: for content whose key depends on state the stream name does not show (a session
+// started anew after a deletion gets a new key, since the old one is destroyed for good).
+func WithKey(ctx context.Context, keyID string) context.Context {
+	return context.WithValue(ctx, keyCtx{}, keyID)
+}
+
+func keyFromContext(ctx context.Context) (string, bool) {
+	k, ok := ctx.Value(keyCtx{}).(string)
+	return k, ok && k != ""
 }
 
 func (s *Store) openAll(ctx context.Context, evs []eventstore.Event) ([]eventstore.Event, error) {
