@@ -88,7 +88,8 @@ type Envelope struct {
 	Position      eventstore.Position // global order: a projection's checkpoint
 	Time          time.Time
 	RequestID     string
-	Actor         string
+	Actor         string // the authenticated credential's id
+	User          string // the user id the client asserted, unverified
 	CausationID   string
 	CorrelationID string
 	// Hash is the event's stored per-stream hash-chain value (hex SHA-256 over Prev and the event's
@@ -98,5 +99,5 @@ type Envelope struct {
 
 func envelopeOf(e eventstore.Event) Envelope {
 	return Envelope{ID: e.ID, Type: e.Type, Tenant: e.Tenant, Stream: e.Stream, Revision: e.Revision, Position: e.Position,
-		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash}
+		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash}
 }

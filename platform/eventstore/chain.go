@@ -14,6 +14,11 @@ import (
 // decides (not the global position, which some engines assign after the hash is computed), each
 // length-prefixed so that no two different events encode alike. Data is compacted JSON, so
 // insignificant whitespace does not change the hash.
+//
+// User came after the first events were written: it is added after the data, tagged, only when set,
+// so an event without one has the bytes (and hash) it always had, and logs written before it still
+// verify. The tag keeps a user from passing for trailing data: the data is length-prefixed, so
+// anything after it is a field of its own.
 func CanonicalBytes(e *Event) ([]byte, error) {
 	var data bytes.Buffer
 	if len(e.Data) > 0 {
@@ -40,8 +45,15 @@ func CanonicalBytes(e *Event) ([]byte, error) {
 	put(e.CausationID)
 	put(e.CorrelationID)
 	put(data.String())
+	if e.User != "" {
+		put(canonicalUserTag)
+		put(e.User)
+	}
 	return b.Bytes(), nil
 }
+
+// canonicalUserTag names the optional user field in CanonicalBytes.
+const canonicalUserTag = "user"
 
 // ComputeHash returns hex(SHA-256(prev || canonical bytes of e)).
 func ComputeHash(prev string, e *Event) (string, error) {

@@ -32,7 +32,8 @@ type Event struct {
 	Position      Position        `json:"position"` // global order
 	Time          time.Time       `json:"time"`     // UTC, set by the store at append
 	RequestID     string          `json:"requestId,omitempty"`
-	Actor         string          `json:"actor,omitempty"`
+	Actor         string          `json:"actor,omitempty"` // the authenticated credential's id, never a secret
+	User          string          `json:"user,omitempty"`  // the user id the client asserted (x-user-id), unverified
 	CausationID   string          `json:"causationId,omitempty"`
 	CorrelationID string          `json:"correlationId,omitempty"`
 	Data          json.RawMessage `json:"data"`
@@ -54,14 +55,15 @@ func (e Event) Decode(v any) error {
 	return nil
 }
 
-// EventData is what a caller appends. ID, RequestID and Actor are filled in when empty (a new UUIDv7,
-// and request.From(ctx)); CorrelationID defaults to the request id.
+// EventData is what a caller appends. ID, RequestID, Actor and User are filled in when empty (a new
+// UUIDv7, and request.From(ctx)); CorrelationID defaults to the request id.
 type EventData struct {
 	ID            string
 	Type          string
 	Data          json.RawMessage
 	RequestID     string
 	Actor         string
+	User          string
 	CausationID   string
 	CorrelationID string
 }

@@ -43,7 +43,7 @@ func Prepare(ctx context.Context, stream tenant.Stream, firstRev uint64, prevHas
 		e := Event{
 			ID: id, Type: d.Type, Tenant: stream.Tenant(), Stream: stream.String(),
 			Revision: firstRev + uint64(i), Time: now.UTC(),
-			RequestID: first(d.RequestID, info.ID), Actor: first(d.Actor, info.Actor),
+			RequestID: first(d.RequestID, info.ID), Actor: first(d.Actor, info.Actor), User: first(d.User, info.User),
 			CausationID: d.CausationID, CorrelationID: first(d.CorrelationID, d.RequestID, info.ID),
 			Data: data,
 		}

@@ -74,6 +74,10 @@ type Admission struct {
 // Admitted is the guard's answer.
 type Admitted struct {
 	Tenant tenant.ID
+	// Credential is the id of what authenticated the request, recorded as the actor of the events it
+	// appends: "key:<id>" for an API key, never the key. Empty means the tenant was admitted without
+	// a credential; the actor is then "anonymous:<tenant>".
+	Credential string
 	// Headers go on the response whatever the outcome (x-ratelimit-*, retry-after, CORS).
 	Headers http.Header
 }
@@ -323,17 +327,30 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = u.String()
 		}
 		w.Header().Set("x-request-id", id)
-		ctx := request.With(r.Context(), request.Info{ID: id, Actor: actorOf(r)})
+		// The actor stays "anonymous" until the guard has authenticated the request (public
+		// operations never get further); the asserted user is kept apart from it.
+		ctx := request.With(r.Context(), request.Info{ID: id, Actor: "anonymous", User: userOf(r)})
 		ctx = context.WithValue(ctx, stateKey{}, &state{})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-func actorOf(r *http.Request) string {
-	if u := r.Header.Get("x-user-id"); u != "" && len(u) <= 256 {
-		return "user:" + u
+// userOf is the user id the client asserted. The guard refuses an x-user-id that is too long or
+// holds control characters; this bound only keeps an unguarded (public) request's context small.
+func userOf(r *http.Request) string {
+	if u := r.Header.Get("x-user-id"); len(u) <= 256 {
+		return u
 	}
-	return "anonymous"
+	return ""
+}
+
+// actorFor is the actor of an admitted request: the credential the guard authenticated, or the
+// tenant itself when it was admitted without one.
+func actorFor(adm Admitted) string {
+	if adm.Credential != "" {
+		return adm.Credential
+	}
+	return "anonymous:" + adm.Tenant.String()
 }
 
 // recoverPanics turns a panic in a handler into a 500 problem with the request id. A panic after
@@ -556,7 +573,10 @@ func (s *Server) guardMiddleware(hctx huma.Context, next func(huma.Context)) {
 		st.tenant = adm.Tenant
 		st.mu.Unlock()
 	}
-	next(huma.WithContext(hctx, tenant.WithID(ctx, adm.Tenant)))
+	info := request.From(ctx)
+	info.Actor = actorFor(adm)
+	ctx = request.With(tenant.WithID(ctx, adm.Tenant), info)
+	next(huma.WithContext(hctx, ctx))
 }
 
 func apiKeyOf(hctx huma.Context) string {

@@ -37,6 +37,13 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// Optional fields follow the hash as (uvarint tag, string) pairs, each written only when set, so an
+// event without them is encoded exactly as before they existed (logs written then read unchanged).
+// An unknown tag is damage: this version knows every tag it could have written.
+const (
+	tagUser = 1 // Event.User
+)
+
 // encodeEvent writes the envelope compactly: strings length-prefixed, numbers as varints. The data
 // stays the JSON the caller gave, so reads never re-encode it.
 func encodeEvent(b []byte, e *eventstore.Event) []byte {
@@ -53,6 +60,10 @@ func encodeEvent(b []byte, e *eventstore.Event) []byte {
 	b = appendString(b, string(e.Data))
 	b = appendString(b, e.Prev)
 	b = appendString(b, e.Hash)
+	if e.User != "" {
+		b = appendUvarint(b, tagUser)
+		b = appendString(b, e.User)
+	}
 	return b
 }
 
@@ -106,12 +117,22 @@ func decodeEvent(b []byte) (eventstore.Event, error) {
 	data := d.bytes()
 	e.Prev = d.string()
 	e.Hash = d.string()
+	for d.err == nil && len(d.b) != 0 {
+		// After the hash the encoder writes only tagged optional fields: anything else is damage,
+		// not slack.
+		switch tag := d.uvarint(); {
+		case d.err != nil:
+		case tag == tagUser && e.User == "":
+			e.User = d.string()
+			if d.err == nil && e.User == "" {
+				return e, fmt.Errorf("decode event %s: empty user field after the hash", e.ID)
+			}
+		default:
+			return e, fmt.Errorf("decode event %s: unknown or repeated field %d after the hash", e.ID, tag)
+		}
+	}
 	if d.err != nil {
 		return e, fmt.Errorf("decode event: %w", d.err)
-	}
-	if len(d.b) != 0 {
-		// The encoder writes nothing after the hash: trailing bytes are damage, not slack.
-		return e, fmt.Errorf("decode event %s: %d bytes after the hash", e.ID, len(d.b))
 	}
 	e.Data = append([]byte(nil), data...)
 	st, err := tenant.ParseStream(e.Stream)

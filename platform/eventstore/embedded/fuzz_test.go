@@ -179,7 +179,7 @@ func validLog(f *testing.F) ([]byte, []eventstore.Event) {
 		} {
 			r, err := s.Append(ctx, st, eventstore.Any,
 				eventstore.EventData{Type: "t.E", Data: []byte(fmt.Sprintf(`{"i":%d}`, i))},
-				eventstore.EventData{Type: "t.F", Data: []byte(`{"x":"y"}`), RequestID: "r", Actor: "a"})
+				eventstore.EventData{Type: "t.F", Data: []byte(`{"x":"y"}`), RequestID: "r", Actor: "a", User: "ann"})
 			if err != nil {
 				validErr = err
 				return

@@ -23,6 +23,7 @@ type envelope struct {
 	Time          time.Time `json:"time"`
 	RequestID     string    `json:"requestId,omitempty"`
 	Actor         string    `json:"actor,omitempty"`
+	User          string    `json:"user,omitempty"` // absent when none: older events' metadata is unchanged
 	CausationID   string    `json:"causationId,omitempty"`
 	CorrelationID string    `json:"correlationId,omitempty"`
 	Prev          string    `json:"prev"`
@@ -43,7 +44,7 @@ func serverID(id string) uuid.UUID {
 // toProposed turns a sealed event into what the client appends.
 func toProposed(e eventstore.Event) (esc.EventData, error) {
 	md, err := json.Marshal(envelope{
-		ID: e.ID, Time: e.Time.UTC(), RequestID: e.RequestID, Actor: e.Actor,
+		ID: e.ID, Time: e.Time.UTC(), RequestID: e.RequestID, Actor: e.Actor, User: e.User,
 		CausationID: e.CausationID, CorrelationID: e.CorrelationID, Prev: e.Prev, Hash: e.Hash,
 	})
 	if err != nil {
@@ -75,7 +76,7 @@ func (s *Store) decode(r *esc.RecordedEvent) (eventstore.Event, error) {
 	return eventstore.Event{
 		ID: env.ID, Type: r.EventType, Tenant: st.Tenant(), Stream: name,
 		Revision: r.EventNumber, Position: encodePos(r.Position.Commit), Time: env.Time.UTC(),
-		RequestID: env.RequestID, Actor: env.Actor, CausationID: env.CausationID, CorrelationID: env.CorrelationID,
+		RequestID: env.RequestID, Actor: env.Actor, User: env.User, CausationID: env.CausationID, CorrelationID: env.CorrelationID,
 		Data: json.RawMessage(r.Data), Prev: env.Prev, Hash: env.Hash,
 	}, nil
 }

@@ -63,7 +63,7 @@ func TestContractAppendSendsExactRevisionTypeContentTypeAndEnvelope(t *testing.T
 	f, url := startFake(t)
 	s := openFake(t, url, Config{})
 	st := tenant.MustStream(acme, "session", "a1")
-	c := request.With(testCtx(t), request.Info{ID: "req-1", Actor: "user-9"})
+	c := request.With(testCtx(t), request.Info{ID: "req-1", Actor: "user-9", User: "ann"})
 	first, err := s.Append(c, st, eventstore.NoStream, evd(0), evd(1))
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestContractAppendSendsExactRevisionTypeContentTypeAndEnvelope(t *testing.T
 				t.Errorf("event %d envelope lacks %q: %s", i, k, m.CustomMetadata)
 			}
 		}
-		if env["requestId"] != "req-1" || env["actor"] != "user-9" || env["correlationId"] != "req-1" {
+		if env["requestId"] != "req-1" || env["actor"] != "user-9" || env["user"] != "ann" || env["correlationId"] != "req-1" {
 			t.Errorf("event %d envelope = %v, want request id, actor and correlation from the context", i, env)
 		}
 		if env["id"] != first.Events[i].ID || sentID(t, m.Id) != first.Events[i].ID {
@@ -148,7 +148,7 @@ func TestContractAppendSendsExactRevisionTypeContentTypeAndEnvelope(t *testing.T
 			t.Errorf("positions not increasing at %d", i)
 		}
 	}
-	if got[0].RequestID != "req-1" || got[0].Actor != "user-9" {
+	if got[0].RequestID != "req-1" || got[0].Actor != "user-9" || got[0].User != "ann" {
 		t.Errorf("read-back envelope = %+v", got[0])
 	}
 }

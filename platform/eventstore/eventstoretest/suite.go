@@ -106,21 +106,74 @@ func testAppendAndRead(t *testing.T, s eventstore.Store) {
 
 func testEnvelope(t *testing.T, s eventstore.Store) {
 	st := tenant.MustStream(acme, "session", "env")
-	c := request.With(ctx(t), request.Info{ID: "req-1", Actor: "user-9"})
-	if _, err := s.Append(c, st, eventstore.Any, eventstore.EventData{Type: "test.Happened", Data: []byte(`{ "a" : 1 }`), CausationID: "cause-1"}); err != nil {
+	c := request.With(ctx(t), request.Info{ID: "req-1", Actor: "key:0123456789ab", User: "ann ü"})
+	if _, err := s.Append(c, st, eventstore.Any,
+		eventstore.EventData{Type: "test.Happened", Data: []byte(`{ "a" : 1 }`), CausationID: "cause-1"},
+		eventstore.EventData{Type: "test.Happened", Data: []byte(`{}`), Actor: "system:x", User: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := s.ReadStream(ctx(t), st, 0, 0)
-	if len(got) != 1 {
-		t.Fatalf("got %d events", len(got))
+	// Without an asserted user the field stays empty (and, per CanonicalBytes, unhashed).
+	c = request.With(ctx(t), request.Info{ID: "req-2", Actor: "anonymous:acme"})
+	if _, err := s.Append(c, st, eventstore.Any, eventstore.EventData{Type: "test.Happened", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
 	}
+	want := []struct{ req, actor, user string }{{"req-1", "key:0123456789ab", "ann ü"}, {"req-1", "system:x", "bob"}, {"req-2", "anonymous:acme", ""}}
+	check := func(how string, got []eventstore.Event) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: got %d events, want %d", how, len(got), len(want))
+		}
+		v := eventstore.NewChainVerifier()
+		for i, w := range want {
+			e := got[i]
+			if e.RequestID != w.req || e.Actor != w.actor || e.User != w.user {
+				t.Errorf("%s: event %d has request id %q, actor %q, user %q; want %q, %q, %q", how, i, e.RequestID, e.Actor, e.User, w.req, w.actor, w.user)
+			}
+			// The user is covered by the hash: the event as read verifies, and does not with
+			// another user.
+			if err := v.Check(&e); err != nil {
+				t.Errorf("%s: event %d: %v", how, i, err)
+			}
+			forged := e
+			forged.User = "mallory"
+			if eventstore.NewChainVerifier().Check(&forged) == nil {
+				t.Errorf("%s: event %d verifies with its user changed", how, i)
+			}
+		}
+	}
+	got, err := s.ReadStream(ctx(t), st, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("ReadStream", got)
 	e := got[0]
-	if e.RequestID != "req-1" || e.Actor != "user-9" || e.CausationID != "cause-1" || e.CorrelationID != "req-1" {
-		t.Errorf("envelope = %+v, want request id, actor, causation and correlation from the context", e)
+	if e.CausationID != "cause-1" || e.CorrelationID != "req-1" {
+		t.Errorf("envelope = %+v, want causation and correlation from the context", e)
 	}
 	if len(e.ID) != 36 || e.ID[14] != '7' {
 		t.Errorf("id %q is not a UUIDv7", e.ID)
 	}
+	if got, err = s.ReadTenant(ctx(t), acme, eventstore.Start, 0); err != nil {
+		t.Fatal(err)
+	}
+	check("ReadTenant", got)
+	sub := make(chan eventstore.Event, len(want))
+	sc, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	go s.Subscribe(sc, eventstore.SubscribeOptions{Tenant: acme}, func(_ context.Context, e eventstore.Event) error {
+		sub <- e
+		return nil
+	})
+	got = got[:0]
+	for range want {
+		select {
+		case e := <-sub:
+			got = append(got, e)
+		case <-time.After(60 * time.Second): // a hang bound, not a timing assertion
+			t.Fatal("Subscribe did not deliver the events")
+		}
+	}
+	check("Subscribe", got)
 }
 
 func testExpectedRevision(t *testing.T, s eventstore.Store) {

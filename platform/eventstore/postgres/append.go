@@ -260,7 +260,7 @@ func (s *Store) appendTx(ctx context.Context, reqs []*appendReq) error {
 	b = &pgx.Batch{}
 	b.Queue(s.sql.takePositions, n)
 	b.Queue(s.sql.insertEvents, n, cols.tenant, cols.stream, cols.revision, cols.id, cols.typ, cols.timeNs,
-		cols.requestID, cols.actor, cols.causationID, cols.correlationID, cols.data, cols.prev, cols.hash)
+		cols.requestID, cols.actor, cols.causationID, cols.correlationID, cols.data, cols.prev, cols.hash, cols.user)
 	b.Queue(s.sql.advanceStreams, advNames, advRevs, advHashes)
 	b.Queue(s.sql.notify, s.channel)
 	hold := s.hooks.beforeCommit
@@ -320,7 +320,7 @@ func storable(evs []eventstore.Event) error {
 		e := &evs[i]
 		for _, f := range [...]struct{ name, v string }{
 			{"id", e.ID}, {"type", e.Type}, {"request id", e.RequestID}, {"actor", e.Actor},
-			{"causation id", e.CausationID}, {"correlation id", e.CorrelationID},
+			{"user", e.User}, {"causation id", e.CausationID}, {"correlation id", e.CorrelationID},
 		} {
 			if strings.IndexByte(f.v, 0) >= 0 || !utf8.ValidString(f.v) {
 				return fmt.Errorf("%w: the %s of event %d for %s holds a NUL byte or invalid UTF-8", eventstore.ErrInvalid, f.name, i, e.Stream)
@@ -332,9 +332,9 @@ func storable(evs []eventstore.Event) error {
 
 // eventColumns are the events of one transaction as column arrays, for one multi-row INSERT.
 type eventColumns struct {
-	tenant, stream, id, typ, requestID, actor, causationID, correlationID, prev, hash []string
-	revision, timeNs                                                                  []int64
-	data                                                                              [][]byte
+	tenant, stream, id, typ, requestID, actor, user, causationID, correlationID, prev, hash []string
+	revision, timeNs                                                                        []int64
+	data                                                                                    [][]byte
 }
 
 func (c *eventColumns) add(e *eventstore.Event) {
@@ -346,6 +346,7 @@ func (c *eventColumns) add(e *eventstore.Event) {
 	c.timeNs = append(c.timeNs, e.Time.UnixNano())
 	c.requestID = append(c.requestID, e.RequestID)
 	c.actor = append(c.actor, e.Actor)
+	c.user = append(c.user, e.User)
 	c.causationID = append(c.causationID, e.CausationID)
 	c.correlationID = append(c.correlationID, e.CorrelationID)
 	c.data = append(c.data, e.Data)

@@ -123,7 +123,7 @@ func decode(rows pgx.Rows) (eventstore.Event, error) {
 		tenantName, stream string
 	)
 	if err := rows.Scan(&pos, &tenantName, &stream, &rev, &e.ID, &e.Type, &ns, &e.RequestID, &e.Actor,
-		&e.CausationID, &e.CorrelationID, &e.Data, &e.Prev, &e.Hash); err != nil {
+		&e.CausationID, &e.CorrelationID, &e.Data, &e.Prev, &e.Hash, &e.User); err != nil {
 		return e, fmt.Errorf("%w: %v", eventstore.ErrCorrupt, err)
 	}
 	t, err := tenant.Parse(tenantName)

@@ -54,6 +54,12 @@ CREATE TABLE {s}.events (
 );
 CREATE INDEX events_tenant_position ON {s}.events (tenant, position);
 `},
+	// The user the client asserted, apart from the actor (the authenticated credential). Existing
+	// rows get '' (no user), which is what their hashes were computed with; a constant default
+	// makes the column a catalogue change, not a rewrite of the table.
+	{2, "events.user_id: the asserted user", `
+ALTER TABLE {s}.events ADD COLUMN user_id text NOT NULL DEFAULT '';
+`},
 }
 
 // latestVersion is the schema version this binary writes.

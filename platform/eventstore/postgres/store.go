@@ -227,7 +227,7 @@ type statements struct {
 }
 
 // eventCols are the columns decode reads, in its order.
-const eventCols = `e.position, e.tenant, e.stream, e.revision, e.id, e.type, e.time_ns, e.request_id, e.actor, e.causation_id, e.correlation_id, e.data, e.prev, e.hash`
+const eventCols = `e.position, e.tenant, e.stream, e.revision, e.id, e.type, e.time_ns, e.request_id, e.actor, e.causation_id, e.correlation_id, e.data, e.prev, e.hash, e.user_id`
 
 func newStatements(q string) statements {
 	// An event is readable unless its stream's metadata hides it: before truncate_before, or older
@@ -247,11 +247,11 @@ func newStatements(q string) statements {
 		// The single counter row: taking positions locks it until COMMIT, so transactions that
 		// append commit in position order (see the package documentation).
 		takePositions: `UPDATE ` + q + `.positions SET last = last + $1 RETURNING last`,
-		insertEvents: `INSERT INTO ` + q + `.events (position, tenant, stream, revision, id, type, time_ns, request_id, actor, causation_id, correlation_id, data, prev, hash)
-SELECT p.last - $1 + u.ord, u.tenant, u.stream, u.revision, u.id, u.type, u.time_ns, u.request_id, u.actor, u.causation_id, u.correlation_id, u.data, u.prev, u.hash
+		insertEvents: `INSERT INTO ` + q + `.events (position, tenant, stream, revision, id, type, time_ns, request_id, actor, causation_id, correlation_id, data, prev, hash, user_id)
+SELECT p.last - $1 + u.ord, u.tenant, u.stream, u.revision, u.id, u.type, u.time_ns, u.request_id, u.actor, u.causation_id, u.correlation_id, u.data, u.prev, u.hash, u.user_id
 FROM ` + q + `.positions p,
-     unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::text[], $14::text[])
-     WITH ORDINALITY AS u(tenant, stream, revision, id, type, time_ns, request_id, actor, causation_id, correlation_id, data, prev, hash, ord)`,
+     unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::text[], $14::text[], $15::text[])
+     WITH ORDINALITY AS u(tenant, stream, revision, id, type, time_ns, request_id, actor, causation_id, correlation_id, data, prev, hash, user_id, ord)`,
 		advanceStreams: `UPDATE ` + q + `.streams st SET last_revision = u.rev, last_hash = u.hash
 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(stream, rev, hash) WHERE st.stream = u.stream`,
 		notify:     `SELECT pg_notify($1, last::text) FROM ` + q + `.positions`,

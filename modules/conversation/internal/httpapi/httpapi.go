@@ -137,11 +137,7 @@ func userOf(ctx context.Context, explicit string) string {
 	if explicit != "" {
 		return explicit
 	}
-	u := strings.TrimPrefix(request.From(ctx).Actor, "user:")
-	if u == "anonymous" {
-		return ""
-	}
-	return u
+	return request.From(ctx).User
 }
 
 // Register mounts the endpoints.

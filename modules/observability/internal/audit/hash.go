@@ -65,6 +65,11 @@ func (x *hasher) hash(e *eventstore.Event) (string, bool) {
 	x.put(e.CausationID)
 	x.put(e.CorrelationID)
 	x.putBytes(data)
+	if e.User != "" {
+		// As eventstore.CanonicalBytes: the user is tagged after the data, only when set.
+		x.put("user")
+		x.put(e.User)
+	}
 	return hex.EncodeToString(x.h.Sum(x.sum[:0])), true
 }
 

@@ -20,7 +20,12 @@ func TestFastHashMatchesReference(t *testing.T) {
 	ctx := context.Background()
 	for i, d := range datas {
 		var data []eventstore.EventData
-		data = append(data, eventstore.EventData{Type: "t.E", Data: json.RawMessage(d), RequestID: fmt.Sprint("r", i), Actor: "user:x", CausationID: "c"})
+		// Every third event has an asserted user, so both forms of the canonical bytes are covered.
+		user := ""
+		if i%3 == 0 {
+			user = fmt.Sprint("ann-", i)
+		}
+		data = append(data, eventstore.EventData{Type: "t.E", Data: json.RawMessage(d), RequestID: fmt.Sprint("r", i), Actor: "key:0123456789ab", User: user, CausationID: "c"})
 		evs, err := eventstore.Prepare(ctx, tenant.MustStream(tenant.MustParse("acme"), "session", "s"), uint64(i*1000+7), "prevhash",
 			time.Date(2026, 1, 2, 3, 4, 5, i*1000+1, time.FixedZone("x", 3600)), data)
 		if err != nil {

@@ -118,7 +118,7 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 	}
 	// Hosts are configured without the root's trailing dot; "acme.example." is the same name.
 	c := domain.Credentials{TenantHeader: in.TenantHeader, Host: strings.TrimSuffix(in.Host, "."), APIKey: in.APIKey}
-	e, reason, err := s.dir.Resolve(c)
+	e, cred, reason, err := s.dir.ResolveCredential(c)
 	if err != nil {
 		named := s.dir.Named(c)
 		if named != nil {
@@ -150,7 +150,7 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 		ae.RetryAfterSec = int(d.RetryAfterSec)
 		return out, ae
 	}
-	out.Tenant = e.ID
+	out.Tenant, out.Credential = e.ID, cred
 	return out, nil
 }
 

@@ -167,11 +167,21 @@ const (
 	ReasonInvalidKey      = "invalid_api_key"
 )
 
+// Resolve is ResolveCredential without the credential id.
+func (d *Directory) Resolve(c Credentials) (*Entry, string, error) {
+	e, _, reason, err := d.ResolveCredential(c)
+	return e, reason, err
+}
+
+// ResolveCredential is Resolve that also names the credential that authenticated the request:
+// KeyID of the presented key when one was checked, "" when the tenant was admitted without a key
+// (it has none). The key is hashed once for both.
+//
 // Resolve applies SPEC §1: x-tenant-id, then Host, then x-api-key against every tenant's hashes. A
 // key that is present must belong to the tenant named by header or host; a tenant with keys needs
 // one. Another tenant's key is refused exactly like a wrong key (401), so a caller learns nothing
 // about which keys exist. The reason is for metrics and logs, never for the client.
-func (d *Directory) Resolve(c Credentials) (*Entry, string, error) {
+func (d *Directory) ResolveCredential(c Credentials) (*Entry, string, string, error) {
 	var e *Entry
 	switch {
 	case c.TenantHeader != "":
@@ -181,10 +191,10 @@ func (d *Directory) Resolve(c Credentials) (*Entry, string, error) {
 		if e, ok = d.byID[c.TenantHeader]; !ok {
 			id, err := tenant.Parse(c.TenantHeader)
 			if err != nil {
-				return nil, ReasonInvalidTenantID, apperr.Invalid(CodeInvalidTenantID, "header.x-tenant-id",
+				return nil, "", ReasonInvalidTenantID, apperr.Invalid(CodeInvalidTenantID, "header.x-tenant-id",
 					"x-tenant-id must match ^[a-z0-9][a-z0-9-]{0,62}$")
 			}
-			return nil, ReasonTenantNotFound, apperr.NotFound(CodeTenantNotFound, fmt.Sprintf("tenant %q does not exist", id))
+			return nil, "", ReasonTenantNotFound, apperr.NotFound(CodeTenantNotFound, fmt.Sprintf("tenant %q does not exist", id))
 		}
 	case c.Host != "" && d.byHost[c.Host] != nil:
 		e = d.byHost[c.Host]
@@ -198,27 +208,27 @@ func (d *Directory) Resolve(c Credentials) (*Entry, string, error) {
 			}
 		}
 		if e == nil {
-			return nil, ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid")
+			return nil, "", ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid")
 		}
-		return e, "", nil
+		return e, KeyID(&sum), "", nil
 	case d.Default != nil:
 		e = d.Default
 	default:
-		return nil, ReasonTenantNotFound, apperr.NotFound(CodeTenantNotFound,
+		return nil, "", ReasonTenantNotFound, apperr.NotFound(CodeTenantNotFound,
 			"no tenant named: send x-tenant-id, use a host name of the tenant, or send its x-api-key")
 	}
 	if c.APIKey != "" {
 		sum := sha256.Sum256([]byte(c.APIKey))
 		if !e.KeyMatches(&sum) {
-			return nil, ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid for this tenant")
+			return nil, "", ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid for this tenant")
 		}
-		return e, "", nil
+		return e, KeyID(&sum), "", nil
 	}
 	if e.RequiresKey() {
-		return nil, ReasonKeyRequired, apperr.New(apperr.KindUnauthorized, CodeAPIKeyRequired,
+		return nil, "", ReasonKeyRequired, apperr.New(apperr.KindUnauthorized, CodeAPIKeyRequired,
 			"this tenant requires an API key (x-api-key or Authorization: Bearer)")
 	}
-	return e, "", nil
+	return e, "", "", nil
 }
 
 // Named returns the tenant that the header or host names, without authenticating the request. It is

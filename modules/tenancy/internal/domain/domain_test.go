@@ -204,12 +204,24 @@ func TestResolve(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e, reason, err := dir.Resolve(c.c)
+			e, cred, reason, err := dir.ResolveCredential(c.c)
 			if c.want != "" {
 				if err != nil || e.ID.String() != c.want {
 					t.Fatalf("resolve = %v, %v; want %s", e, err, c.want)
 				}
+				// The credential is the key's id (the start of the hash the tenants file lists),
+				// or none when the tenant was admitted without a key.
+				wantCred := ""
+				if c.c.APIKey != "" {
+					wantCred = "key:" + strings.TrimPrefix(domain.HashKey(c.c.APIKey), domain.HashPrefix)[:domain.KeyIDHexLen]
+				}
+				if cred != wantCred {
+					t.Fatalf("credential = %q, want %q", cred, wantCred)
+				}
 				return
+			}
+			if cred != "" {
+				t.Fatalf("a refusal named credential %q", cred)
 			}
 			ae, ok := apperr.As(err)
 			if !ok || ae.Kind != c.kind || ae.Code != c.code || reason != c.reason || e != nil {

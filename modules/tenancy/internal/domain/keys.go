@@ -37,6 +37,21 @@ func ParseHash(s string) (string, [32]byte, error) {
 	return HashPrefix + h, d, nil
 }
 
+// KeyIDHexLen is how many hex digits of a key's SHA-256 its id keeps: 48 bits tell a tenant's keys
+// apart, and the prefix is of the hash the tenants file and the ApiKeyAdded events already hold, so
+// the id tells nobody more about the key than they could read there.
+const KeyIDHexLen = 12
+
+// KeyIDPrefix starts every API key's credential id.
+const KeyIDPrefix = "key:"
+
+// KeyID is the non-secret, stable id of a key given its digest: "key:" and the first KeyIDHexLen hex
+// digits of its SHA-256, so an operator finds it in the tenants file by the start of its hash. It
+// is what events record as their actor.
+func KeyID(d *[32]byte) string {
+	return KeyIDPrefix + hex.EncodeToString(d[:KeyIDHexLen/2])
+}
+
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // NewKey generates a key from 32 random bytes (256 bits), base62-encoded behind KeyPrefix, and its

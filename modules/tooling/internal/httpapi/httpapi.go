@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -131,10 +130,7 @@ func Register(api huma.API, svc *app.Service) {
 			t, _ := tenant.FromContext(ctx)
 			user := in.Body.UserID
 			if user == "" {
-				user = strings.TrimPrefix(request.From(ctx).Actor, "user:")
-				if user == "anonymous" {
-					user = ""
-				}
+				user = request.From(ctx).User
 			}
 			res, err := svc.Execute(ctx, app.Execute{Tenant: t, Tool: in.Body.ToolName, Params: in.Body.Params, UserID: user})
 			if err != nil {
