@@ -63,6 +63,8 @@ type opts struct {
 	dir string
 	// cfg adjusts the bus's configuration (the NATS transport).
 	cfg func(*bus.Config)
+	// register adds other consumers to the bus before it starts (the audit log's projection).
+	register func(bus.Consumers)
 }
 
 // newBus is bustest.NewBusIn with a metric set (to count what the projections were delivered).
@@ -110,6 +112,9 @@ func newEnv(t testing.TB, o opts) *env {
 	set := metrics.NewSet()
 	b := newBus(t, store, dir, set, o.cfg)
 	mod.Register(srv.API, b)
+	if o.register != nil {
+		o.register(b)
+	}
 	stop := bustest.Start(t, b)
 	return &env{t: t, store: store, clk: clk, bus: b, stop: stop, dir: dir, set: set, mod: mod, h: srv.Handler()}
 }

@@ -151,6 +151,8 @@ type Deps struct {
 	Sessions     SessionAuditor // nil: GET /audit/sessions answers 503
 	Search       SearchStats    // nil: search and cache SLIs are zeros
 	HTTPClient   *http.Client   // for webhooks; nil: a client with WebhookTimeout that refuses internal addresses unless WebhookAllowInternal
+	// AuditLog is the signed tenant-wide Merkle log (platform/auditlog); nil: its endpoints answer 503.
+	AuditLog AuditLog
 	// AlertTicks, when set, drives evaluation instead of a ticker of Config.AlertInterval (tests).
 	AlertTicks <-chan time.Time
 	Log        *slog.Logger
@@ -171,6 +173,7 @@ type Module struct {
 	webhooks *alerts.Webhooks
 	http     *telemetry.HTTP
 	sessions SessionAuditor
+	auditLog AuditLog
 	ticks    <-chan time.Time
 }
 
@@ -208,7 +211,7 @@ func New(d Deps) (*Module, error) {
 	if d.Config.WebhookSecret == "" {
 		log.Warn("no webhook secret configured: alert notices are signed with an empty key")
 	}
-	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, sessions: d.Sessions, ticks: d.AlertTicks}
+	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, sessions: d.Sessions, auditLog: d.AuditLog, ticks: d.AlertTicks}
 	notifier := &alerts.Notifier{Client: client, Secret: []byte(d.Config.WebhookSecret), Retries: d.Config.WebhookRetries,
 		Backoff: d.Config.WebhookBackoff, Log: log, Now: d.Now}
 	m.webhooks = &alerts.Webhooks{Notifier: notifier, Store: d.Store, MaxAge: d.Config.WebhookMaxAge, Log: log, Now: d.Now}
@@ -283,7 +286,7 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 	bus.Handle(hooks, m.webhooks.Fired)
 	bus.Handle(hooks, m.webhooks.Resolved)
 
-	audit := &api.Audit{Store: m.store, Now: m.now}
+	audit := &api.Audit{Store: m.store, Now: m.now, Log: m.auditLog}
 	if m.sessions != nil {
 		audit.Sessions = m.sessionFunc
 	}

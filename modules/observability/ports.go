@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/crispy-enigma/crispy/modules/observability/internal/api"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -20,6 +21,10 @@ type AuditedSession = domain.AuditedSession
 
 // AuditedMessage is one message of an audited session.
 type AuditedMessage = domain.AuditedMessage
+
+// AuditLog is the signed tenant-wide Merkle log behind GET /audit/public-key, GET /audit/checkpoint,
+// POST /audit/verify and GET /audit/events/{id}/proof: *auditlog.Log.
+type AuditLog = api.AuditLog
 
 // SearchStats gives the retrieval module's search cache numbers for a window (the same numbers as
 // GET /metrics/search-cache). cmd/crispy adapts the retrieval module to it; nil means zeros.

@@ -28,6 +28,7 @@ type Audit struct {
 	Store    eventstore.Store
 	Sessions SessionFunc
 	Now      func() time.Time
+	Log      AuditLog // nil: the signed-log operations answer 503
 }
 
 const tag = "observability"
@@ -116,6 +117,7 @@ func ParseTime(name, v string) (time.Time, error) {
 
 // Register mounts the audit operations.
 func (a *Audit) Register(api huma.API) {
+	a.RegisterLog(api)
 	huma.Register(api, huma.Operation{OperationID: "list-audit-events", Method: http.MethodGet, Path: "/audit/events", Tags: []string{tag},
 		Summary: "The tenant's events in global order", Description: "Every event of the tenant with its envelope and hash, filtered and paginated. Requires the tenant's API key; the read is itself recorded (AuditAccessed)."},
 		func(ctx context.Context, in *eventsInput) (*eventsOutput, error) {
