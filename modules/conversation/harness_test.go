@@ -28,8 +28,24 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
+	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
+
+// sealers holds one key store per event store, so envs sharing a store (a restart, a second
+// replica) share its keys as a deployment's replicas do.
+var sealers sync.Map // eventstore.Store → *sealing.Sealer
+
+// sealed is store behind the sealing decorator with the module's policy, as crispy serve wires it.
+func sealed(store eventstore.Store) (*sealing.Store, *sealing.Sealer) {
+	if s, ok := store.(*sealing.Store); ok {
+		return s, s.Sealer()
+	}
+	v, _ := sealers.LoadOrStore(store, sealing.New(keystoretest.NewMemory()))
+	sl := v.(*sealing.Sealer)
+	return sealing.NewStore(store, sl, conversation.SealPolicy()).KeepPlain(conversation.PlainFields()), sl
+}
 
 type policy struct {
 	mu sync.Mutex
@@ -62,7 +78,8 @@ type env struct {
 	policy *policy
 	clock  *clock
 	bus    *bus.Bus
-	dir    string // the bus's checkpoints and read models
+	raw    eventstore.Store // the store under the sealing decorator (store): what is at rest
+	dir    string           // the bus's checkpoints and read models
 	// cancel stops the bus (a replica going away; its read models stay in dir).
 	cancel func()
 }
@@ -88,10 +105,11 @@ type opts struct {
 
 func newEnv(t testing.TB, o opts) *env {
 	t.Helper()
-	store := o.store
-	if store == nil {
-		store = eventstoretest.NewMemory()
+	raw := o.store
+	if raw == nil {
+		raw = eventstoretest.NewMemory()
 	}
+	store, sealer := sealed(raw)
 	fake := o.fake
 	if fake == nil {
 		fake = aitest.New(aitest.Script{})
@@ -118,7 +136,7 @@ func newEnv(t testing.TB, o opts) *env {
 		cfg.ResumeWindow = 2 * time.Second
 	}
 	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: pol, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance}
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance, Sealer: sealer}
 	if o.retr != nil {
 		d.Retriever = o.retr
 	}
@@ -149,7 +167,7 @@ func newEnv(t testing.TB, o opts) *env {
 	}
 	mod.Register(srv.API, b)
 	stop := bustest.Start(t, b)
-	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, fake: fake, down: down, router: router, policy: pol, clock: clk, bus: b, dir: dir}
+	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, raw: raw, fake: fake, down: down, router: router, policy: pol, clock: clk, bus: b, dir: dir}
 	e.cancel = func() {
 		if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
 			t.Errorf("bus: %v", err)
@@ -284,6 +302,32 @@ func wantProblem(t testing.TB, r resp, status int, code string) {
 	if !strings.Contains(r.raw, "requestId") {
 		t.Fatalf("problem without requestId: %s", r.raw)
 	}
+}
+
+// readable is types of the events whose content is readable (not erased).
+func readable(evs []eventstore.Event) string {
+	var s []string
+	for _, e := range evs {
+		if !e.Erased {
+			s = append(s, strings.TrimPrefix(e.Type, "conversation."))
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// atRest reports whether text is in any event of the tenant as stored (under the sealing).
+func (e *env) atRest(tenantID, text string) bool {
+	e.t.Helper()
+	evs, err := e.raw.ReadTenant(context.Background(), tenant.MustParse(tenantID), eventstore.Start, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if strings.Contains(string(ev.Data), text) {
+			return true
+		}
+	}
+	return false
 }
 
 func types(evs []eventstore.Event) string {

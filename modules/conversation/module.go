@@ -158,6 +158,10 @@ type Deps struct {
 	Log       *slog.Logger
 	Metrics   *metrics.Set
 	Now       func() time.Time // the retention clock (and budget days)
+	// Sealer erases a session's content at its deletion or expiry by destroying its data key (the
+	// store seals it: wire the store through platform/sealing with SealPolicy and PlainFields), and
+	// keeps the session list's titles sealed. Nil: nothing is sealed (tests).
+	Sealer Sealer
 	// Instance names this replica, the same across its restarts and different from every other
 	// replica's (InstanceID keeps one in the data folder). Turns record it, so that a start closes
 	// as interrupted the turns its own earlier runs left open and never another replica's recent
@@ -169,6 +173,7 @@ type Deps struct {
 type Module struct {
 	svc      *app.Service
 	interval time.Duration
+	sealer   Sealer
 }
 
 // New builds the module.
@@ -212,7 +217,10 @@ func New(d Deps) (*Module, error) {
 	if d.Tools != nil {
 		svc.Tools = d.Tools
 	}
-	return &Module{svc: svc, interval: c.SweepInterval}, nil
+	if d.Sealer != nil {
+		svc.Keys = d.Sealer
+	}
+	return &Module{svc: svc, interval: c.SweepInterval, sealer: d.Sealer}, nil
 }
 
 type retrieverAdapter struct{ r Retriever }
@@ -236,10 +244,19 @@ const (
 //     has recorded a RetentionSweepRequested (see Run).
 func (m *Module) Register(api huma.API, b bus.Consumers) {
 	events.Register(b.Codec().Add)
-	sessions := b.Projection(sessionsProjection, bus.ProjectionOptions{What: "the session list", Version: 1})
-	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.SessionStarted) error {
+	// Version 2: rows keep the life and a sealed title (version 1 rows held the title plain).
+	sessions := b.Projection(sessionsProjection, bus.ProjectionOptions{What: "the session list", Version: 2})
+	list := adapters.SessionList{Projection: sessions}
+	if m.sealer != nil {
+		list.Sealer = m.sealer
+	}
+	bus.Apply(sessions, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.SessionStarted) error {
 		if id, ok := sessionOf(env); ok {
-			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, ev.Title, env.Time, env.Revision)
+			title, err := list.StoredTitle(ctx, env.Tenant, id, env.Revision, ev.Title)
+			if err != nil {
+				return err
+			}
+			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, title, env.Time, env.Revision)
 		}
 		return nil
 	})
@@ -261,14 +278,17 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 		}
 		return nil
 	})
+	// Every replica sees a deletion here: each drops what it holds of the session in memory.
 	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.SessionDeleted) error {
 		if id, ok := sessionOf(env); ok {
+			m.svc.Forget(env.Tenant, id)
 			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
 		}
 		return nil
 	})
 	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.SessionExpired) error {
 		if id, ok := sessionOf(env); ok {
+			m.svc.Forget(env.Tenant, id)
 			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
 		}
 		return nil
@@ -294,7 +314,7 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 		return err
 	})
 
-	m.svc.Sessions = adapters.SessionList{Projection: sessions}
+	m.svc.Sessions = list
 	m.svc.Usage = adapters.TokenLedger{Projection: ledger}
 	chathttp.Register(api, m.svc)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -312,7 +313,9 @@ func TestHistoryAfterRestartOnEmbeddedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st2.Close() })
-	e2 := newEnv(t, opts{store: st2})
+	// The key store outlives the restart (keys.db in the data folder).
+	_, sl := sealed(st)
+	e2 := newEnv(t, opts{store: sealing.NewStore(st2, sl, conversation.SealPolicy()).KeepPlain(conversation.PlainFields())})
 	h := e2.history("acme", s)
 	ms := messages(h)
 	if len(ms) != 4 || ms[2]["content"] != "second" {
@@ -348,8 +351,12 @@ func TestDeleteMakesContentUnreadable(t *testing.T) {
 	wantProblem(t, e.history("acme", s), 404, "session_not_found")
 	wantProblem(t, e.do("DELETE", "/chat/"+s, "acme", nil), 404, "session_not_found")
 	evs := e.streamEvents("acme", s)
-	if types(evs) != "SessionDeleted" {
-		t.Fatalf("readable after delete: %s", types(evs))
+	// The events stay (the tenant's Merkle log covers them); their content is erased.
+	if types(evs) != "SessionStarted,UserMessageAdded,AssistantMessageCompleted,SessionDeleted" || readable(evs) != "SessionDeleted" {
+		t.Fatalf("after delete: %s, readable %s", types(evs), readable(evs))
+	}
+	if e.atRest("acme", "forget me") {
+		t.Fatal("the content is stored in plain text")
 	}
 	for _, ev := range evs {
 		if strings.Contains(string(ev.Data), "forget me") {
@@ -389,8 +396,8 @@ func TestRetentionSweepExpiresIdleSessions(t *testing.T) {
 		t.Fatalf("expired %d, err %v", n, err)
 	}
 	wantProblem(t, e.history("acme", old), 404, "session_not_found")
-	if types(e.streamEvents("acme", old)) != "SessionExpired" {
-		t.Fatalf("readable after expiry: %s", types(e.streamEvents("acme", old)))
+	if readable(e.streamEvents("acme", old)) != "SessionExpired" {
+		t.Fatalf("readable after expiry: %s", readable(e.streamEvents("acme", old)))
 	}
 	if e.history("globex", other).status != 200 {
 		t.Fatal("globex (30-day retention) expired after 8 days")

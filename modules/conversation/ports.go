@@ -30,3 +30,12 @@ type ToolRunner interface {
 
 // Passage is one retrieved chunk.
 type Passage = domain.Passage
+
+// Sealer is the store's sealer (platform/sealing.Sealer): Seal/Open keep the session list's titles
+// at rest under the session's data key, and Destroy erases a session's content by destroying its
+// key. Nil (tests): titles are kept plain and deletion destroys nothing (nothing was sealed).
+type Sealer interface {
+	Seal(ctx context.Context, t tenant.ID, keyID string, plaintext []byte) ([]byte, error)
+	Open(ctx context.Context, t tenant.ID, keyID string, sealed []byte) ([]byte, error)
+	Destroy(ctx context.Context, t tenant.ID, keyID string) error
+}

@@ -338,7 +338,7 @@ func TestRetentionRequestIsSweptByTheProcessor(t *testing.T) {
 	if n, _ := e.mod.RequestSweeps(context.Background(), e.clock.Now()); n != 0 {
 		t.Fatalf("the same interval was requested again: %d", n)
 	}
-	eventually(t, "acme's idle session expired", func() bool { return types(e.streamEvents("acme", idle)) == "SessionExpired" })
+	eventually(t, "acme's idle session expired", func() bool { return readable(e.streamEvents("acme", idle)) == "SessionExpired" })
 	if e.history("globex", kept).status != 200 {
 		t.Fatal("globex's session expired")
 	}

@@ -325,13 +325,17 @@ func TestDeleteDuringTurnKeepsTheAnswerOut(t *testing.T) {
 		t.Fatalf("%s", rest)
 	}
 	evs := e.streamEvents("acme", s)
-	if types(evs) != "SessionDeleted,AssistantMessageFailed" {
-		t.Fatalf("events %s", types(evs))
+	if readable(evs) != "SessionDeleted,AssistantMessageFailed" {
+		t.Fatalf("events %s", readable(evs))
 	}
+	last := evs[len(evs)-1]
 	var f events.AssistantMessageFailed
-	_ = evs[1].Decode(&f)
-	if f.Code != events.CodeSessionGone || strings.Contains(string(evs[1].Data), "secret") || f.PartialContentLength != len("secret answer") {
-		t.Fatalf("%s", evs[1].Data)
+	_ = last.Decode(&f)
+	if f.Code != events.CodeSessionGone || strings.Contains(string(last.Data), "secret") || f.PartialContentLength != len("secret answer") {
+		t.Fatalf("%s", last.Data)
+	}
+	if e.atRest("acme", "tell me") || e.atRest("acme", "secret") {
+		t.Fatal("the turn's content is stored in plain text")
 	}
 	wantProblem(t, e.history("acme", s), 404, "session_not_found")
 	// The failure recorded after the deletion does not bring the session back into the list: once a

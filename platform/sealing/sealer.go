@@ -43,6 +43,11 @@ type Sealer struct {
 // New returns a Sealer over keys.
 func New(keys keystore.Store) *Sealer { return &Sealer{keys: keys} }
 
+// Destroy destroys the key keyID of t: everything sealed under it is erased.
+func (s *Sealer) Destroy(ctx context.Context, t tenant.ID, keyID string) error {
+	return s.keys.Destroy(ctx, t, keyID)
+}
+
 // Keys is the key store the Sealer uses (modules destroy keys through it).
 func (s *Sealer) Keys() keystore.Store { return s.keys }
 

@@ -104,6 +104,9 @@ func (s *Store) keyFor(stream tenant.Stream, e eventstore.EventData) (string, bo
 func (s *Store) Append(ctx context.Context, stream tenant.Stream, expected eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
 	var plain []json.RawMessage
 	sealed := evs
+	if v, _ := ctx.Value(plainCtx{}).(bool); v {
+		return s.Store.Append(ctx, stream, expected, evs...)
+	}
 	for i, e := range evs {
 		keyID, ok := s.keyFor(stream, e)
 		if !ok {
@@ -225,6 +228,15 @@ type keyCtx struct{}
 // started anew after a deletion gets a new key, since the old one is destroyed for good).
 func WithKey(ctx context.Context, keyID string) context.Context {
 	return context.WithValue(ctx, keyCtx{}, keyID)
+}
+
+type plainCtx struct{}
+
+// WithoutContent states that the events of appends made with ctx carry no content, so none is
+// sealed whatever the policies say: for a record made after the content's key is gone (a turn's
+// outcome after its session was deleted, with only counts in it).
+func WithoutContent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, plainCtx{}, true)
 }
 
 func keyFromContext(ctx context.Context) (string, bool) {

@@ -248,6 +248,9 @@ type SessionSnapshotted struct {
 	From    uint64 `json:"from"`
 	Through uint64 `json:"through"`
 	Keep    int    `json:"keep"`
+	// Life is the revision of the SessionStarted that began the life these segments are of (the
+	// session's data key id depends on it); 0 in segments written before sealing.
+	Life uint64 `json:"life,omitempty"`
 	// The state at Through (segments are written only of a live session).
 	Title        string             `json:"title,omitempty"`
 	UserID       string             `json:"userId,omitempty"`

@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,6 +17,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -22,7 +25,12 @@ import (
 // tenant and a 0 byte (a tenant id has none), so a tenant's rows are one key range, and a read that
 // seeks and stops by that prefix cannot reach another tenant's rows whatever cursor it is given.
 //
-//	rows:   tenant 0 sessionId                       → updated (int64 ns), revision, messages (uint32), open turns (uint32), title
+//	rows:   tenant 0 sessionId                       → updated (int64 ns), revision, messages (uint32), open turns (uint32), life (uint64), title
+//
+// The title is the session's content: with a sealer it is stored sealed under the session life's
+// data key (SessionList.Sealer), so neither the row nor a freed bbolt page that once held it keeps
+// it readable after the session's erasure.
+//
 //	recent: tenant 0 updated (8 bytes) sessionId     → (empty)   read backwards: the order of GET /sessions
 //	open:   tenant 0 sessionId                       → (empty)   sessions with turns awaiting their outcome
 var (
@@ -31,13 +39,14 @@ var (
 	openBucket   = []byte("open")
 )
 
-const rowHeader = 24
+const rowHeader = 32
 
 type row struct {
 	updated  int64
 	revision uint64
 	messages uint32
 	open     uint32
+	life     uint64 // revision of the SessionStarted: the title's data key is the life's
 	title    string
 }
 
@@ -47,6 +56,7 @@ func (r row) encode() []byte {
 	binary.BigEndian.PutUint64(v[8:], r.revision)
 	binary.BigEndian.PutUint32(v[16:], r.messages)
 	binary.BigEndian.PutUint32(v[20:], r.open)
+	binary.BigEndian.PutUint64(v[24:], r.life)
 	return append(v, r.title...)
 }
 
@@ -55,7 +65,8 @@ func decodeRow(v []byte) (row, bool) {
 		return row{}, false
 	}
 	return row{updated: int64(binary.BigEndian.Uint64(v[0:])), revision: binary.BigEndian.Uint64(v[8:]),
-		messages: binary.BigEndian.Uint32(v[16:]), open: binary.BigEndian.Uint32(v[20:]), title: string(v[rowHeader:])}, true
+		messages: binary.BigEndian.Uint32(v[16:]), open: binary.BigEndian.Uint32(v[20:]), life: binary.BigEndian.Uint64(v[24:]),
+		title: string(v[rowHeader:])}, true
 }
 
 func tenantPrefix(t string) []byte { return append([]byte(t), 0) }
@@ -134,10 +145,11 @@ func change(b *bolt.Bucket, t tenant.ID, id string, create bool, fn func(r *row)
 	return nil
 }
 
-// SessionStarted records a session (re)started: a fresh row.
+// SessionStarted records a session (re)started at revision rev: a fresh row. title is as stored
+// (sealed when the list has a sealer).
 func SessionStarted(b *bolt.Bucket, t tenant.ID, id, title string, at time.Time, rev uint64) error {
 	return change(b, t, id, true, func(r *row) bool {
-		*r = row{updated: at.UnixNano(), revision: rev, title: title}
+		*r = row{updated: at.UnixNano(), revision: rev, life: rev, title: title}
 		return true
 	})
 }
@@ -223,7 +235,7 @@ func ListSessions(b *bolt.Bucket, t tenant.ID, limit int, cursor string) ([]doma
 			continue
 		}
 		out = append(out, domain.Summary{SessionID: id, Title: r.title, MessageCount: int(r.messages),
-			UpdatedAt: time.Unix(0, r.updated), Revision: r.revision, OpenTurns: int(r.open)})
+			UpdatedAt: time.Unix(0, r.updated), Revision: r.revision, OpenTurns: int(r.open), Life: r.life})
 	}
 	return out, "", nil
 }
@@ -301,9 +313,35 @@ func IdleSessions(b *bolt.Bucket, t tenant.ID, cutoff time.Time, after string, l
 	return ids, ""
 }
 
+// TitleSealer seals and opens titles under a session life's data key (platform/sealing.Sealer).
+type TitleSealer interface {
+	Seal(ctx context.Context, t tenant.ID, keyID string, plaintext []byte) ([]byte, error)
+	Open(ctx context.Context, t tenant.ID, keyID string, sealed []byte) ([]byte, error)
+}
+
 // SessionList answers the session list queries from its projection: 503 catching_up until it has
-// caught up with the store, never a partial list.
-type SessionList struct{ Projection *bus.Projection }
+// caught up with the store, never a partial list. Sealer nil: titles are stored plain.
+type SessionList struct {
+	Projection *bus.Projection
+	Sealer     TitleSealer
+}
+
+// StoredTitle is title as the row keeps it: sealed under the key of the session's life that
+// began at revision life, or "" when that key is gone (a replay after the erasure: the row is
+// about to be removed by the deletion that follows).
+func (l SessionList) StoredTitle(ctx context.Context, t tenant.ID, id string, life uint64, title string) (string, error) {
+	if l.Sealer == nil || title == "" {
+		return title, nil
+	}
+	b, err := l.Sealer.Seal(ctx, t, domain.KeyID(id, life), []byte(title))
+	if errors.Is(err, sealing.ErrErased) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("seal the title of session %s: %w", id, err)
+	}
+	return string(b), nil
+}
 
 // List is a page of GET /sessions.
 func (l SessionList) List(ctx context.Context, t tenant.ID, limit int, cursor string) (rows []domain.Summary, next string, err error) {
@@ -311,7 +349,24 @@ func (l SessionList) List(ctx context.Context, t tenant.ID, limit int, cursor st
 		rows, next, err = ListSessions(tx.Bucket(), t, limit, cursor)
 		return err
 	})
-	return rows, next, err
+	if err != nil || l.Sealer == nil {
+		return rows, next, err
+	}
+	for i := range rows {
+		if rows[i].Title == "" {
+			continue
+		}
+		b, err := l.Sealer.Open(ctx, t, domain.KeyID(rows[i].SessionID, rows[i].Life), []byte(rows[i].Title))
+		switch {
+		case errors.Is(err, sealing.ErrErased):
+			rows[i].Title = ""
+		case err != nil:
+			return nil, "", fmt.Errorf("open the title of session %s: %w", rows[i].SessionID, err)
+		default:
+			rows[i].Title = string(b)
+		}
+	}
+	return rows, next, nil
 }
 
 // WithOpenTurns lists every tenant's sessions with turns awaiting their outcome.

@@ -30,6 +30,10 @@ type (
 	ToolRunner interface {
 		Execute(ctx context.Context, t tenant.ID, name string, params json.RawMessage, userID string) (json.RawMessage, error)
 	}
+	// Keys destroys a session life's data key (the store seals its content under it).
+	Keys interface {
+		Destroy(ctx context.Context, t tenant.ID, keyID string) error
+	}
 )
 
 // Settings are the module's knobs, defaults applied by the module.
@@ -57,6 +61,8 @@ type Service struct {
 	Policy    Policy
 	Retriever Retriever
 	Tools     ToolRunner
+	// Keys erases a session's content when it ends; nil: nothing is sealed, nothing to destroy.
+	Keys Keys
 	// Ledger books this process's turns on top of the recorded use that Usage reads.
 	Ledger   *domain.Ledger
 	Usage    UsageReader

@@ -356,6 +356,18 @@ func (h *Hub) Get(t tenant.ID, session string) (*Turn, bool) {
 	return tr, ok
 }
 
+// forget drops the session's turn if it has finished (a running one ends on its own and records
+// its outcome as session_gone): a deleted session's answer must not stay resumable.
+func (h *Hub) forget(t tenant.ID, session string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := cacheKey(t, session)
+	if tr, ok := h.turns[k]; ok && tr.held != nil {
+		h.unhold(tr)
+		delete(h.turns, k)
+	}
+}
+
 // Len is how many turns are held, running or finished (tests, metrics).
 func (h *Hub) Len() int {
 	h.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -127,7 +128,7 @@ func (s *Service) update(ctx context.Context, t tenant.ID, id string, decide fun
 		if err != nil {
 			return sess, eventstore.AppendResult{}, err
 		}
-		res, err := s.Store.Append(ctx, st, sess.Expected(), evs...)
+		res, err := s.Store.Append(sealFor(ctx, sess, evs), st, sess.Expected(), evs...)
 		if errors.Is(err, eventstore.ErrConflict) && attempt < 50 {
 			s.Metrics.conflict()
 			continue
@@ -143,4 +144,24 @@ func (s *Service) update(ctx context.Context, t tenant.ID, id string, decide fun
 		s.keep(ctx, t, next, segs)
 		return next, res, nil
 	}
+}
+
+// sealFor is ctx for an append of evs after the fold sess: the content is sealed under the key of
+// the life it belongs to (a SessionStarted among evs begins a new life, at its revision); an append
+// to an ended session without a new start carries no content (a turn's outcome recorded after the
+// deletion, only counts) and is not sealed, since its life's key is destroyed.
+func sealFor(ctx context.Context, sess *domain.Session, evs []eventstore.EventData) context.Context {
+	for i, e := range evs {
+		if e.Type == events.TypeSessionStarted {
+			life := uint64(i)
+			if sess.Exists {
+				life += sess.Revision + 1
+			}
+			return sealing.WithKey(ctx, domain.KeyID(sess.ID, life))
+		}
+	}
+	if !sess.Live() {
+		return sealing.WithoutContent(ctx)
+	}
+	return sealing.WithKey(ctx, domain.KeyID(sess.ID, sess.Life))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
@@ -37,7 +36,7 @@ func (s *Service) History(ctx context.Context, t tenant.ID, id string) (*domain.
 	return sess, nil
 }
 
-// Delete appends SessionDeleted and makes everything before it unreadable.
+// Delete appends SessionDeleted and erases the content before it (its data key is destroyed).
 func (s *Service) Delete(ctx context.Context, t tenant.ID, id string) error {
 	if err := checkSessionID(id); err != nil {
 		return err
@@ -48,15 +47,17 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, id string) error {
 	})
 }
 
-// end records a deletion or expiry when the session is live, then truncates the stream before it and
-// drops its snapshot segments. A session already ended is 404, but what a failure left readable
-// after its deletion (the store refused the truncation) is made unreadable then: retrying the
-// DELETE finishes it.
+// end records a deletion or expiry when the session is live, then erases the life's content: its
+// data key is destroyed, so its events and snapshot segments read as erased wherever they are (the
+// events stay in the log: removing them would break the tenant's Merkle log), and what this
+// replica holds of it in memory (the fold cache, a finished turn kept for resumption) is dropped.
+// A session already ended is 404, but what a failure left undone after its deletion (the key not
+// destroyed) is finished then: retrying the DELETE completes it.
 func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*domain.Session) (eventstore.EventData, error)) error {
 	var last *domain.Session // the fold the deletion was decided on
 	var ended *domain.Session
 	var reason string
-	_, res, err := s.update(ctx, t, id, func(cur *domain.Session) ([]eventstore.EventData, error) {
+	_, _, err := s.update(ctx, t, id, func(cur *domain.Session) ([]eventstore.EventData, error) {
 		if !cur.Live() {
 			if cur.Deleted || cur.Expired {
 				ended = cur
@@ -67,30 +68,21 @@ func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*do
 		ev, err := make(cur)
 		reason = ev.Type
 		if err != nil {
-			if errors.Is(err, errNothing) {
-				return nil, err
-			}
 			return nil, err
 		}
 		return []eventstore.EventData{ev}, nil
 	})
 	if ended != nil && apperr.KindOf(err) == apperr.KindNotFound {
 		if cerr := s.finishEnd(ctx, t, id, ended); cerr != nil {
-			s.Log.WarnContext(ctx, "make an ended session's content unreadable", "error", cerr, "session", id, "tenant", t.String())
+			s.Log.WarnContext(ctx, "erase an ended session's content", "error", cerr, "session", id, "tenant", t.String())
 		}
 	}
 	if err != nil {
 		return err
 	}
-	st, err := sessionStream(t, id)
-	if err != nil {
+	if err := s.erase(ctx, t, id, last.Life); err != nil {
 		return err
 	}
-	before := res.NextExpected
-	if err := s.Store.SetStreamMetadata(ctx, st, eventstore.StreamMetadata{TruncateBefore: &before}); err != nil {
-		return fmt.Errorf("truncate %s before %d: %w", st, before, err)
-	}
-	s.Cache.drop(cacheKey(t, id))
 	if last.MayHaveSegments() {
 		if err := s.dropSnapshots(ctx, t, id, reason); err != nil {
 			return err
@@ -99,23 +91,36 @@ func (s *Service) end(ctx context.Context, t tenant.ID, id string, make func(*do
 	return nil
 }
 
-// finishEnd makes unreadable what an earlier deletion or expiry of the session left readable: its
-// events before the deletion, and snapshot segments.
-func (s *Service) finishEnd(ctx context.Context, t tenant.ID, id string, ended *domain.Session) error {
-	st, err := sessionStream(t, id)
-	if err != nil {
-		return err
+// erase destroys the data key of the session's life and forgets what this replica holds of it.
+func (s *Service) erase(ctx context.Context, t tenant.ID, id string, life uint64) error {
+	s.Forget(t, id)
+	if s.Keys == nil {
+		return nil
 	}
-	first, err := s.Store.ReadStream(ctx, st, 0, 1)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", st, err)
+	if err := s.Keys.Destroy(ctx, t, domain.KeyID(id, life)); err != nil {
+		return fmt.Errorf("erase session %s: destroy its key: %w", id, err)
 	}
-	if len(first) > 0 && first[0].Revision < ended.EndRevision {
-		before := ended.EndRevision
-		if err := s.Store.SetStreamMetadata(ctx, st, eventstore.StreamMetadata{TruncateBefore: &before}); err != nil {
-			return fmt.Errorf("truncate %s before %d: %w", st, before, err)
-		}
+	s.Forget(t, id) // a load between the first Forget and the destruction cached the plaintext again
+	return nil
+}
+
+// Forget drops what this replica holds of a session in memory: its fold and its last turn kept for
+// resumption. Every replica calls it when it sees the session's deletion or expiry.
+func (s *Service) Forget(t tenant.ID, id string) {
+	if s.Cache != nil {
 		s.Cache.drop(cacheKey(t, id))
+	}
+	if s.Hub != nil {
+		s.Hub.forget(t, id)
+	}
+}
+
+// finishEnd completes an earlier deletion or expiry of the session that a failure left unfinished:
+// the life's key destroyed (again: destroying is idempotent), and its snapshot segments' drop
+// recorded when segments were written after the last drop.
+func (s *Service) finishEnd(ctx context.Context, t tenant.ID, id string, ended *domain.Session) error {
+	if err := s.erase(ctx, t, id, ended.Life); err != nil {
+		return err
 	}
 	sst, err := snapshotStream(t, id)
 	if err != nil {
@@ -125,7 +130,7 @@ func (s *Service) finishEnd(ctx context.Context, t tenant.ID, id string, ended *
 	if err != nil {
 		return fmt.Errorf("read %s: %w", sst, err)
 	}
-	if slices.ContainsFunc(snaps, func(e eventstore.Event) bool { return e.Type == events.TypeSessionSnapshotted }) {
+	if n := len(snaps); n > 0 && snaps[n-1].Type == events.TypeSessionSnapshotted {
 		reason := events.TypeSessionDeleted
 		if ended.Expired {
 			reason = events.TypeSessionExpired

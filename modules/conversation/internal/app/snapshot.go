@@ -9,6 +9,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -68,6 +69,7 @@ func (s *Service) writeSegments(ctx context.Context, t tenant.ID, sess *domain.S
 		return false
 	}
 	ctx = request.With(ctx, request.Info{ID: request.From(ctx).ID, Actor: "system:conversation-snapshot"})
+	ctx = sealing.WithKey(ctx, domain.KeyID(sess.ID, sess.Life)) // segments hold the life's content
 	seal := sess.Sealed
 	from := uint64(0)
 	if seal.StreamKnown && seal.StreamExists {
@@ -112,8 +114,11 @@ func (s *Service) writeSegments(ctx context.Context, t tenant.ID, sess *domain.S
 	return true
 }
 
-// dropSnapshots makes a deleted or expired session's segments unreadable: SessionSnapshotsDropped,
-// then truncation before it. Called after the deletion event is recorded.
+// dropSnapshots records that a deleted or expired session's segments are dropped
+// (SessionSnapshotsDropped): they were sealed under the life's key, destroyed with the session, so
+// they are erased where they lie; the record makes a snapshot written concurrently from an older
+// fold conflict, and tells the audit why the segments read as erased. Nothing is truncated: the
+// tenant's Merkle log covers every event.
 func (s *Service) dropSnapshots(ctx context.Context, t tenant.ID, id, reason string) error {
 	sst, err := snapshotStream(t, id)
 	if err != nil {
@@ -123,13 +128,8 @@ func (s *Service) dropSnapshots(ctx context.Context, t tenant.ID, id, reason str
 	if err != nil {
 		return err
 	}
-	res, err := s.Store.Append(ctx, sst, eventstore.Any, ev)
-	if err != nil {
+	if _, err := s.Store.Append(ctx, sst, eventstore.Any, ev); err != nil {
 		return fmt.Errorf("append to %s: %w", sst, err)
-	}
-	before := res.NextExpected
-	if err := s.Store.SetStreamMetadata(ctx, sst, eventstore.StreamMetadata{TruncateBefore: &before}); err != nil {
-		return fmt.Errorf("truncate %s before %d: %w", sst, before, err)
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -57,8 +59,19 @@ func (c *countingStore) reads() int {
 	return n
 }
 
+// sealedStores holds the sealing decorator of each test store, so services sharing a store (two
+// replicas) share its keys, and the tests read what the services read.
+var sealedStores sync.Map // eventstore.Store → *sealing.Store
+
+// through is st behind the sealing decorator with the module's policy, as crispy serve wires it.
+func through(st eventstore.Store) *sealing.Store {
+	v, _ := sealedStores.LoadOrStore(st, sealing.NewStore(st, sealing.New(keystoretest.NewMemory()), SealPolicy()).KeepPlain(PlainFields()))
+	return v.(*sealing.Store)
+}
+
 func snapService(st eventstore.Store, every int) *Service {
-	return &Service{Store: st, Cache: NewCache(64 << 20), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Settings: Settings{SnapshotEvery: every}}
+	sl := through(st)
+	return &Service{Store: sl, Keys: sl.Sealer(), Cache: NewCache(64 << 20), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Settings: Settings{SnapshotEvery: every}}
 }
 
 // turnEvents are a turn's user message and its outcome (completed or failed), the session started
@@ -86,7 +99,7 @@ func turnEvents(id string, n int, failed bool) func(*domain.Session) ([]eventsto
 // fullFold is the session folded from every readable event, without snapshots.
 func fullFold(t *testing.T, st eventstore.Store, tn tenant.ID, id string) *domain.Session {
 	t.Helper()
-	evs, err := st.ReadStream(context.Background(), tenant.MustStream(tn, events.SessionCategory, id), 0, 0)
+	evs, err := through(st).ReadStream(context.Background(), tenant.MustStream(tn, events.SessionCategory, id), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,16 +129,18 @@ func sameFold(a, b *domain.Session) bool {
 func segments(t *testing.T, st eventstore.Store, tn tenant.ID, id string) (segs, dropped int, text string) {
 	t.Helper()
 	sst, _ := snapshotStream(tn, id)
-	evs, err := st.ReadStream(context.Background(), sst, 0, 0)
+	evs, err := through(st).ReadStream(context.Background(), sst, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	for _, e := range evs {
-		switch e.Type {
-		case events.TypeSessionSnapshotted:
+		switch {
+		case e.Erased:
+			continue // an erased segment: no longer readable
+		case e.Type == events.TypeSessionSnapshotted:
 			segs++
-		case events.TypeSessionSnapshotsDropped:
+		case e.Type == events.TypeSessionSnapshotsDropped:
 			dropped++
 		}
 		b.Write(e.Data)
@@ -246,13 +261,15 @@ func TestADeletedSessionsSnapshotIsUnreadable(t *testing.T) {
 		if segs != 0 || dropped != 1 || strings.Contains(text, secret) {
 			t.Fatalf("snapshot stream after the deletion: %d segments, %d drops, content readable: %v", segs, dropped, strings.Contains(text, secret))
 		}
-		all, err := st.ReadTenant(ctx, acme, 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range all {
-			if strings.Contains(string(e.Data), secret) {
-				t.Fatalf("%s %s@%d still readable with the deleted content", e.Type, e.Stream, e.Revision)
+		for _, rd := range []eventstore.Store{through(st), st} { // as read, and as stored
+			all, err := rd.ReadTenant(ctx, acme, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range all {
+				if strings.Contains(string(e.Data), secret) {
+					t.Fatalf("%s %s@%d still readable with the deleted content", e.Type, e.Stream, e.Revision)
+				}
 			}
 		}
 	}
@@ -281,7 +298,7 @@ func TestADeletedSessionsSnapshotIsUnreadable(t *testing.T) {
 		var segs []events.SessionSnapshotted
 		for n := 0; n < 20; n++ { // a fold with a segment due, as another replica might hold
 			u, _ := eventstore.NewEventData(events.TypeUserMessageAdded, events.UserMessageAdded{SessionID: id, TurnID: fmt.Sprint("x", n), Content: secret})
-			res, err := st.Append(ctx, tenant.MustStream(acme, events.SessionCategory, id), eventstore.Exact(stale.Revision), u)
+			res, err := through(st).Append(ctx, tenant.MustStream(acme, events.SessionCategory, id), eventstore.Exact(stale.Revision), u)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -303,23 +320,24 @@ func TestADeletedSessionsSnapshotIsUnreadable(t *testing.T) {
 		noContent(t, st, id)
 	})
 
-	t.Run("the drop failed, and the DELETE is sent again", func(t *testing.T) {
-		fs := &failingSnapshots{Store: eventstoretest.NewMemory()}
-		svc := snapService(fs, 16)
+	t.Run("the key's destruction failed, and the DELETE is sent again", func(t *testing.T) {
+		st := eventstoretest.NewMemory()
+		svc := snapService(st, 16)
+		keys := &failingKeys{Keys: svc.Keys, fail: true}
+		svc.Keys = keys
 		id := "0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b15"
-		seed(t, fs, svc, id)
-		fs.fail = true
+		seed(t, st, svc, id)
 		if err := svc.Delete(ctx, acme, id); err == nil {
-			t.Fatal("the deletion's drop of the snapshots failed, and Delete said nothing")
+			t.Fatal("the deletion's key destruction failed, and Delete said nothing")
 		}
-		if segs, _, _ := segments(t, fs, acme, id); segs == 0 {
+		if _, _, text := segments(t, st, acme, id); !strings.Contains(text, secret) {
 			t.Fatal("the failure left nothing to finish: the test cannot tell")
 		}
-		fs.fail = false
+		keys.fail = false
 		if err := svc.Delete(ctx, acme, id); apperrCode(err) != "session_not_found" {
 			t.Fatalf("second DELETE: %v, want session_not_found", err)
 		}
-		noContent(t, fs, id)
+		noContent(t, st, id)
 	})
 
 	t.Run("deleted between the writer's check and its append", func(t *testing.T) {
@@ -349,17 +367,17 @@ func TestADeletedSessionsSnapshotIsUnreadable(t *testing.T) {
 	})
 }
 
-// failingSnapshots refuses appends to snapshot streams while fail is set.
-type failingSnapshots struct {
-	eventstore.Store
+// failingKeys fails Destroy while fail is set.
+type failingKeys struct {
+	Keys
 	fail bool
 }
 
-func (f *failingSnapshots) Append(ctx context.Context, st tenant.Stream, exp eventstore.ExpectedRevision, evs ...eventstore.EventData) (eventstore.AppendResult, error) {
-	if f.fail && st.Category() == events.SnapshotCategory {
-		return eventstore.AppendResult{}, fmt.Errorf("disk on fire")
+func (f *failingKeys) Destroy(ctx context.Context, t tenant.ID, keyID string) error {
+	if f.fail {
+		return fmt.Errorf("key store on fire")
 	}
-	return f.Store.Append(ctx, st, exp, evs...)
+	return f.Keys.Destroy(ctx, t, keyID)
 }
 
 func apperrCode(err error) string {

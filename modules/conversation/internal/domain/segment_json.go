@@ -31,6 +31,8 @@ func decodeSegment(data []byte, seg *events.SessionSnapshotted, msgs *[]Message)
 			return l.uint(&seg.Through)
 		case "keep":
 			return l.int(&seg.Keep)
+		case "life":
+			return l.uint(&seg.Life)
 		case "turns":
 			return l.int(&seg.Turns)
 		case "failed":

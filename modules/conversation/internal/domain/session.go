@@ -4,6 +4,7 @@ package domain
 
 import (
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
@@ -41,6 +42,9 @@ type Message struct {
 	Timestamp time.Time
 	TurnID    string
 	Model     string // assistant messages: the model that answered
+	// Erased: the message's content was sealed under a key since destroyed (the session was
+	// deleted or expired): its role and time are known, its content is gone.
+	Erased bool
 }
 
 // Session is the aggregate: the fold of a session stream. A Session value is never mutated once
@@ -54,7 +58,10 @@ type Session struct {
 	Revision uint64 // of the last event folded (meaningful when Exists)
 	// EndRevision is the revision of the deletion or expiry that ended the session (when Deleted or
 	// Expired): what came before it must be unreadable.
-	EndRevision  uint64
+	EndRevision uint64
+	// Life is the revision of the SessionStarted that began the session's current (or, once ended,
+	// last) life: its content is sealed under KeyID(ID, Life), destroyed when that life ends.
+	Life         uint64
 	Title        string
 	UserID       string
 	Messages     []Message
@@ -114,12 +121,13 @@ func (s *Session) Apply(e eventstore.Event) error {
 		s.CreatedAt, s.LastActivity = e.Time, e.Time
 		s.Sealed.Messages = 0 // the segments' messages are no longer part of the fold
 		s.EndRevision = 0
+		s.Life = e.Revision
 	case events.TypeUserMessageAdded:
 		var ev messageFields
 		if err := decodeFields(e, &ev); err != nil {
 			return err
 		}
-		s.Messages = append(s.Messages, Message{Role: "user", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID})
+		s.Messages = append(s.Messages, Message{Role: "user", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID, Erased: e.Erased})
 		s.Turns++
 		s.LastActivity = e.Time
 		s.Open = append(s.Open, OpenTurn{TurnID: ev.TurnID, Since: e.Time, Instance: ev.Instance, Run: ev.Run})
@@ -128,7 +136,7 @@ func (s *Session) Apply(e eventstore.Event) error {
 		if err := decodeFields(e, &ev); err != nil {
 			return err
 		}
-		s.Messages = append(s.Messages, Message{Role: "assistant", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID, Model: ev.Model})
+		s.Messages = append(s.Messages, Message{Role: "assistant", Content: ev.Content, Timestamp: e.Time, TurnID: ev.TurnID, Model: ev.Model, Erased: e.Erased})
 		s.LastActivity = e.Time
 		s.closeTurn(ev.TurnID)
 	case events.TypeAssistantMessageFailed:
@@ -177,6 +185,16 @@ func decodeFields(e eventstore.Event, out *messageFields) error {
 	}
 	*out = messageFields{}
 	return e.Decode(out)
+}
+
+// KeyID is the data key id a session's life is sealed under: "session/<id>" for the life that
+// began at revision 0, "session/<id>/<life>" for one begun anew after a deletion (the keystore
+// never gives a destroyed id a new key).
+func KeyID(id string, life uint64) string {
+	if life == 0 {
+		return "session/" + id
+	}
+	return "session/" + id + "/" + strconv.FormatUint(life, 10)
 }
 
 // Fold builds a session from its events, oldest first.

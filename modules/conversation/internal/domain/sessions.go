@@ -19,6 +19,8 @@ type Summary struct {
 	// left behind (start-up closes those as interrupted, finding them here rather than by reading
 	// every session).
 	OpenTurns int
+	// Life is the revision of the SessionStarted of the session's current life (its data key's).
+	Life uint64
 }
 
 // SessionRef names a tenant's session.

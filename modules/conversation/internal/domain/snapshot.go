@@ -87,7 +87,7 @@ func (s *Session) MayHaveSegments() bool {
 // Segment is the fold's next segment: its state, and its messages after the ones already sealed.
 func (s *Session) Segment() events.SessionSnapshotted {
 	keep := min(s.Sealed.Messages, len(s.Messages))
-	seg := events.SessionSnapshotted{SessionID: s.ID, Through: s.Revision, Keep: keep, Title: s.Title, UserID: s.UserID,
+	seg := events.SessionSnapshotted{SessionID: s.ID, Through: s.Revision, Keep: keep, Life: s.Life, Title: s.Title, UserID: s.UserID,
 		Turns: s.Turns, Failed: s.Failed, CreatedAt: nanos(s.CreatedAt), LastActivity: nanos(s.LastActivity),
 		Messages: make([]events.SnapshotMessage, 0, len(s.Messages)-keep)}
 	if s.Sealed.Covered {
@@ -151,6 +151,11 @@ func FromSegments(evs []eventstore.Event) (*Session, Seal, error) {
 		case events.TypeSessionSnapshotsDropped:
 			cur = nil
 		case events.TypeSessionSnapshotted:
+			if e.Erased {
+				// An ended life's segment (its key destroyed): the events will be folded instead.
+				cur = nil
+				continue
+			}
 			var seg events.SessionSnapshotted
 			var msgs []Message
 			if decodeSegment(e.Data, &seg, &msgs) != nil {
@@ -187,7 +192,7 @@ func applySegment(cur *Session, seg events.SessionSnapshotted, msgs []Message) *
 	for _, o := range seg.Open {
 		open = append(open, OpenTurn{TurnID: o.TurnID, Since: fromNanos(o.Since), Instance: o.Instance, Run: o.Run})
 	}
-	return &Session{ID: seg.SessionID, Exists: true, Started: true, Revision: seg.Through, Title: seg.Title, UserID: seg.UserID, Messages: all,
+	return &Session{ID: seg.SessionID, Exists: true, Started: true, Revision: seg.Through, Life: seg.Life, Title: seg.Title, UserID: seg.UserID, Messages: all,
 		Turns: seg.Turns, Failed: seg.Failed, CreatedAt: fromNanos(seg.CreatedAt), LastActivity: fromNanos(seg.LastActivity), Open: open}
 }
 
