@@ -30,7 +30,7 @@ func appendEventJSON(b []byte, e *eventstore.Event) ([]byte, error) {
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	for _, f := range [...]struct{ name, v string }{{"requestId", e.RequestID}, {"actor", e.Actor}, {"causationId", e.CausationID}, {"correlationId", e.CorrelationID}} {
+	for _, f := range [...]struct{ name, v string }{{"requestId", e.RequestID}, {"actor", e.Actor}, {"user", e.User}, {"causationId", e.CausationID}, {"correlationId", e.CorrelationID}} {
 		if f.v != "" {
 			b = append(b, ',', '"')
 			b = append(b, f.name...)

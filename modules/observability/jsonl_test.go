@@ -19,11 +19,11 @@ func TestReplayLinesRoundTrip(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
 	tricky := []string{"plain", `quote " and \ backslash`, "new\nline\r\ttab\x00nul\x1f", "<html>&amp;", "emoji 🎉 and \u2028 sep", "bad utf8 \xff\xfe end", ""}
-	ctx := request.With(context.Background(), request.Info{ID: "req-1", Actor: "user:\"x\"\n"})
+	ctx := request.With(context.Background(), request.Info{ID: "req-1", Actor: "key:\"x\"\n"})
 	for i, s := range tricky {
 		pretty, _ := json.MarshalIndent(map[string]any{"content": s, "n": i}, "", "  ")
 		if _, err := e.store.Append(ctx, tenant.MustStream(acme, "session", "s"), eventstore.Any,
-			eventstore.EventData{Type: "test.Tricky", Data: pretty, CausationID: s}); err != nil {
+			eventstore.EventData{Type: "test.Tricky", Data: pretty, CausationID: s, User: s}); err != nil {
 			t.Fatal(err)
 		}
 	}

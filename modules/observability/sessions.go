@@ -59,13 +59,13 @@ func (a storeAuditor) SessionAsOf(ctx context.Context, t tenant.ID, id string, a
 			if err := e.Decode(&v); err != nil {
 				return out, err
 			}
-			out.Messages = append(out.Messages, AuditedMessage{Role: "user", Content: v.Content, Timestamp: e.Time})
+			out.Messages = append(out.Messages, AuditedMessage{Role: "user", Content: v.Content, Timestamp: e.Time, Actor: e.Actor, User: e.User})
 		case convevents.TypeAssistantMessageCompleted:
 			var v convevents.AssistantMessageCompleted
 			if err := e.Decode(&v); err != nil {
 				return out, err
 			}
-			out.Messages = append(out.Messages, AuditedMessage{Role: "assistant", Content: v.Content, Timestamp: e.Time, Status: "completed"})
+			out.Messages = append(out.Messages, AuditedMessage{Role: "assistant", Content: v.Content, Timestamp: e.Time, Status: "completed", Actor: e.Actor, User: e.User})
 		case convevents.TypeAssistantMessageFailed:
 			var v convevents.AssistantMessageFailed
 			if err := e.Decode(&v); err != nil {
@@ -75,7 +75,7 @@ func (a storeAuditor) SessionAsOf(ctx context.Context, t tenant.ID, id string, a
 			if v.Cancelled || v.Code == convevents.CodeCancelled {
 				status = "cancelled"
 			}
-			out.Messages = append(out.Messages, AuditedMessage{Role: "assistant", Timestamp: e.Time, Status: status})
+			out.Messages = append(out.Messages, AuditedMessage{Role: "assistant", Timestamp: e.Time, Status: status, Actor: e.Actor, User: e.User})
 		case convevents.TypeSessionDeleted, convevents.TypeSessionExpired:
 			at := e.Time
 			out.Deleted, out.DeletedAt, out.Messages, out.Title = true, &at, []AuditedMessage{}, ""

@@ -208,6 +208,7 @@ type AnomalyDirection string
 
 // AuditEvent defines model for AuditEvent.
 type AuditEvent struct {
+	// Actor The authenticated credential that acted: key:<first 12 hex digits of the API key's SHA-256>, anonymous:<tenant> for a tenant without keys, or system:<component>. Never a secret.
 	Actor     string      `json:"actor"`
 	Data      interface{} `json:"data"`
 	Hash      string      `json:"hash"`
@@ -219,16 +220,24 @@ type AuditEvent struct {
 	Stream    string      `json:"stream"`
 	Time      time.Time   `json:"time"`
 	Type      string      `json:"type"`
+
+	// User The user id the client asserted (x-user-id), unverified; absent when none was sent.
+	User *string `json:"user,omitempty"`
 }
 
 // AuditedMessage defines model for AuditedMessage.
 type AuditedMessage struct {
+	// Actor The credential that recorded the message (see the audit events' actor)
+	Actor   *string            `json:"actor,omitempty"`
 	Content string             `json:"content"`
 	Role    AuditedMessageRole `json:"role"`
 
 	// Status completed, failed or cancelled for assistant turns
 	Status    *string   `json:"status,omitempty"`
 	Timestamp time.Time `json:"timestamp"`
+
+	// User The user id the client asserted when the message was recorded, unverified
+	User *string `json:"user,omitempty"`
 }
 
 // AuditedMessageRole defines model for AuditedMessage.Role.
@@ -348,6 +357,30 @@ type ChatSLI struct {
 
 	// SuccessRate completed / (completed + failed); 1 when there were none
 	SuccessRate float64 `json:"successRate"`
+}
+
+// Checkpoint defines model for Checkpoint.
+type Checkpoint struct {
+	// KeyId Which signing key: 8 hex digits, the signed-note key hash
+	KeyId string `json:"keyId"`
+
+	// Note The body and its signature as a signed note (C2SP tlog-checkpoint + signed-note)
+	Note *string `json:"note,omitempty"`
+
+	// RootHash RFC 6962 root hash of the first size events, base64
+	RootHash string `json:"rootHash"`
+
+	// Signature Ed25519 signature over the checkpoint body, base64
+	Signature string `json:"signature"`
+
+	// Size Number of events (leaves) the log held
+	Size int64 `json:"size"`
+
+	// Tenant The tenant whose log this is
+	Tenant string `json:"tenant"`
+
+	// Time When the server signed it (UTC)
+	Time time.Time `json:"time"`
 }
 
 // Chunking defines model for Chunking.
@@ -487,6 +520,21 @@ type ExecuteOutputBody struct {
 
 	// ToolName Example: summarize
 	ToolName string `json:"tool_name"`
+}
+
+// Fault defines model for Fault.
+type Fault struct {
+	// EventId The event now at that place, if any
+	EventId *string `json:"eventId,omitempty"`
+
+	// LeafIndex 0-based place in the tenant's log of the first event at fault, when it can be told
+	LeafIndex *int64 `json:"leafIndex,omitempty"`
+
+	// Position The store position of the event now at that place
+	Position *int64  `json:"position,omitempty"`
+	Reason   string  `json:"reason"`
+	Revision *int64  `json:"revision,omitempty"`
+	Stream   *string `json:"stream,omitempty"`
 }
 
 // HealthOutputBody defines model for HealthOutputBody.
@@ -728,6 +776,52 @@ type Progress struct {
 	//
 	// Example: 5000
 	Total int64 `json:"total"`
+}
+
+// ProofOutputBody defines model for ProofOutputBody.
+type ProofOutputBody struct {
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+
+	// EventHash The event's stored hash (hex); the leaf is RFC 6962 SHA-256(0x00 || its 32 bytes)
+	EventHash string `json:"eventHash"`
+	EventId   string `json:"eventId"`
+
+	// LeafHash base64
+	LeafHash string `json:"leafHash"`
+
+	// LeafIndex 0-based place of the event in the tenant's log
+	LeafIndex int64 `json:"leafIndex"`
+
+	// Position The event's store position
+	Position int64 `json:"position"`
+
+	// Proof RFC 6962 inclusion proof, base64 hashes, leaf to root
+	Proof     *[]string `json:"proof"`
+	RequestId string    `json:"requestId"`
+
+	// RootHash Root of the first treeSize events, base64
+	RootHash string `json:"rootHash"`
+	Tenant   string `json:"tenant"`
+	TreeSize int64  `json:"treeSize"`
+}
+
+// PublicKeyOutputBody defines model for PublicKeyOutputBody.
+type PublicKeyOutputBody struct {
+	// Algorithm Example: Ed25519
+	Algorithm string `json:"algorithm"`
+
+	// KeyId 8 hex digits; checkpoints name the key that signed them
+	KeyId string `json:"keyId"`
+
+	// Pem The same key as a PEM PUBLIC KEY (crispy verify --public-key takes this file)
+	Pem string `json:"pem"`
+
+	// PublicKey The raw 32-byte Ed25519 public key, base64
+	PublicKey string `json:"publicKey"`
+	RequestId string `json:"requestId"`
+
+	// VerifierKey The signed-note verifier key (golang.org/x/mod/sumdb/note) for the checkpoint notes
+	VerifierKey string `json:"verifierKey"`
 }
 
 // RuleBody defines model for RuleBody.
@@ -1035,12 +1129,50 @@ type UsageOutputBody struct {
 	Until            time.Time     `json:"until"`
 }
 
+// VerifyCheckpointOutputBody defines model for VerifyCheckpointOutputBody.
+type VerifyCheckpointOutputBody struct {
+	// CheckpointSize Events the checkpoint committed to
+	CheckpointSize int64 `json:"checkpointSize"`
+
+	// ConsistencyProof RFC 6962 consistency proof from checkpointSize to storeSize, base64 hashes
+	ConsistencyProof *[]string `json:"consistencyProof,omitempty"`
+	EventsChecked    int64     `json:"eventsChecked"`
+	Fault            *Fault    `json:"fault,omitempty"`
+	Ok               bool      `json:"ok"`
+	RequestId        string    `json:"requestId"`
+
+	// RootHash Root recomputed from the stored events at the checkpoint's size, base64
+	RootHash *string `json:"rootHash,omitempty"`
+
+	// StoreRootHash Root recomputed over every stored event, base64
+	StoreRootHash *string `json:"storeRootHash,omitempty"`
+
+	// StoreSize Events of the tenant the store holds now
+	StoreSize int64  `json:"storeSize"`
+	Tenant    string `json:"tenant"`
+}
+
 // VerifyOutputBody defines model for VerifyOutputBody.
 type VerifyOutputBody struct {
 	EventsChecked int64     `json:"eventsChecked"`
 	FirstBadEvent *BadEvent `json:"firstBadEvent,omitempty"`
 	Ok            bool      `json:"ok"`
 	RequestId     string    `json:"requestId"`
+}
+
+// GetAuditCheckpointParams defines parameters for GetAuditCheckpoint.
+type GetAuditCheckpointParams struct {
+	// XApiKey The tenant's API key; audit endpoints require one
+	XApiKey *string `json:"x-api-key,omitempty"`
+
+	// Authorization Alternatively: Bearer <api key>
+	Authorization *string `json:"Authorization,omitempty"`
+
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
 }
 
 // ListAuditEventsParams defines parameters for ListAuditEvents.
@@ -1074,6 +1206,33 @@ type ListAuditEventsParams struct {
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
+// GetAuditEventProofParams defines parameters for GetAuditEventProof.
+type GetAuditEventProofParams struct {
+	// Size Prove against the checkpoint of this many events (one you kept); default: the latest, signed afresh when the log grew
+	Size *int64 `form:"size,omitempty" json:"size,omitempty"`
+
+	// XApiKey The tenant's API key; audit endpoints require one
+	XApiKey *string `json:"x-api-key,omitempty"`
+
+	// Authorization Alternatively: Bearer <api key>
+	Authorization *string `json:"Authorization,omitempty"`
+
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// GetAuditPublicKeyParams defines parameters for GetAuditPublicKey.
+type GetAuditPublicKeyParams struct {
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
 // GetAuditSessionParams defines parameters for GetAuditSession.
 type GetAuditSessionParams struct {
 	// AsOf RFC 3339 instant; default now
@@ -1094,6 +1253,21 @@ type GetAuditSessionParams struct {
 
 // VerifyAuditParams defines parameters for VerifyAudit.
 type VerifyAuditParams struct {
+	// XApiKey The tenant's API key; audit endpoints require one
+	XApiKey *string `json:"x-api-key,omitempty"`
+
+	// Authorization Alternatively: Bearer <api key>
+	Authorization *string `json:"Authorization,omitempty"`
+
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit and audit actor.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// VerifyAuditCheckpointParams defines parameters for VerifyAuditCheckpoint.
+type VerifyAuditCheckpointParams struct {
 	// XApiKey The tenant's API key; audit endpoints require one
 	XApiKey *string `json:"x-api-key,omitempty"`
 
@@ -1349,6 +1523,9 @@ type CreateChatCompletionParams struct {
 	// XUserId End user, for the per-user rate limit and audit actor.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
+
+// VerifyAuditCheckpointJSONRequestBody defines body for VerifyAuditCheckpoint for application/json ContentType.
+type VerifyAuditCheckpointJSONRequestBody = Checkpoint
 
 // SendChatMessageJSONRequestBody defines body for SendChatMessage for application/json ContentType.
 type SendChatMessageJSONRequestBody = ChatInputBody
@@ -1763,12 +1940,33 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetAuditCheckpoint The tenant's latest signed checkpoint
+	//
+	// {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
+	//
+	// Corresponds with GET /audit/checkpoint (the `GetAuditCheckpoint` operationId).
+	GetAuditCheckpoint(ctx context.Context, params *GetAuditCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListAuditEvents The tenant's events in global order
 	//
 	// Every event of the tenant with its envelope and hash, filtered and paginated. Requires the tenant's API key; the read is itself recorded (AuditAccessed).
 	//
 	// Corresponds with GET /audit/events (the `ListAuditEvents` operationId).
 	ListAuditEvents(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAuditEventProof Inclusion proof of one event
+	//
+	// An RFC 6962 inclusion proof of the event in the tenant's log, against the latest signed checkpoint (included) or the checkpoint of a given size. 'crispy audit prove' checks it offline with the event as /audit/events or crispy replay show it. Requires the tenant's API key.
+	//
+	// Corresponds with GET /audit/events/{id}/proof (the `GetAuditEventProof` operationId).
+	GetAuditEventProof(ctx context.Context, id string, params *GetAuditEventProofParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetAuditPublicKey The key that signs audit checkpoints
+	//
+	// The server's Ed25519 public key: raw (base64), PEM, and as a signed-note verifier key. Keep a copy outside the server to check checkpoints with.
+	//
+	// Corresponds with GET /audit/public-key (the `GetAuditPublicKey` operationId).
+	GetAuditPublicKey(ctx context.Context, params *GetAuditPublicKeyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetAuditSession A session as it stood at a time
 	//
@@ -1783,6 +1981,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /audit/verify (the `VerifyAudit` operationId).
 	VerifyAudit(ctx context.Context, params *VerifyAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// VerifyAuditCheckpointWithBody Verify the tenant's log against a kept checkpoint
+	//
+	// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+	VerifyAuditCheckpointWithBody(ctx context.Context, params *VerifyAuditCheckpointParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// VerifyAuditCheckpoint Verify the tenant's log against a kept checkpoint
+	//
+	// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+	VerifyAuditCheckpoint(ctx context.Context, params *VerifyAuditCheckpointParams, body VerifyAuditCheckpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SendChatMessageWithBody Send a chat message
 	//
@@ -2035,6 +2251,23 @@ type ClientInterface interface {
 	CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
+// GetAuditCheckpoint The tenant's latest signed checkpoint
+//
+// {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
+//
+// Corresponds with GET /audit/checkpoint (the `GetAuditCheckpoint` operationId).
+func (c *Client) GetAuditCheckpoint(ctx context.Context, params *GetAuditCheckpointParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAuditCheckpointRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListAuditEvents The tenant's events in global order
 //
 // Every event of the tenant with its envelope and hash, filtered and paginated. Requires the tenant's API key; the read is itself recorded (AuditAccessed).
@@ -2042,6 +2275,40 @@ type ClientInterface interface {
 // Corresponds with GET /audit/events (the `ListAuditEvents` operationId).
 func (c *Client) ListAuditEvents(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListAuditEventsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAuditEventProof Inclusion proof of one event
+//
+// An RFC 6962 inclusion proof of the event in the tenant's log, against the latest signed checkpoint (included) or the checkpoint of a given size. 'crispy audit prove' checks it offline with the event as /audit/events or crispy replay show it. Requires the tenant's API key.
+//
+// Corresponds with GET /audit/events/{id}/proof (the `GetAuditEventProof` operationId).
+func (c *Client) GetAuditEventProof(ctx context.Context, id string, params *GetAuditEventProofParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAuditEventProofRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetAuditPublicKey The key that signs audit checkpoints
+//
+// The server's Ed25519 public key: raw (base64), PEM, and as a signed-note verifier key. Keep a copy outside the server to check checkpoints with.
+//
+// Corresponds with GET /audit/public-key (the `GetAuditPublicKey` operationId).
+func (c *Client) GetAuditPublicKey(ctx context.Context, params *GetAuditPublicKeyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetAuditPublicKeyRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -2076,6 +2343,44 @@ func (c *Client) GetAuditSession(ctx context.Context, sessionId openapi_types.UU
 // Corresponds with GET /audit/verify (the `VerifyAudit` operationId).
 func (c *Client) VerifyAudit(ctx context.Context, params *VerifyAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewVerifyAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// VerifyAuditCheckpointWithBody Verify the tenant's log against a kept checkpoint
+//
+// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+func (c *Client) VerifyAuditCheckpointWithBody(ctx context.Context, params *VerifyAuditCheckpointParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewVerifyAuditCheckpointRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// VerifyAuditCheckpoint Verify the tenant's log against a kept checkpoint
+//
+// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+func (c *Client) VerifyAuditCheckpoint(ctx context.Context, params *VerifyAuditCheckpointParams, body VerifyAuditCheckpointJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewVerifyAuditCheckpointRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2656,6 +2961,81 @@ func (c *Client) CreateChatCompletion(ctx context.Context, params *CreateChatCom
 	return c.Client.Do(req)
 }
 
+// NewGetAuditCheckpointRequest constructs an http.Request for the GetAuditCheckpoint method
+func NewGetAuditCheckpointRequest(server string, params *GetAuditCheckpointParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/audit/checkpoint")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XApiKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-api-key", *params.XApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-api-key", headerParam0)
+		}
+
+		if params.Authorization != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Authorization", *params.Authorization, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Authorization", headerParam1)
+		}
+
+		if params.XTenantId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam2)
+		}
+
+		if params.XUserId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam3)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewListAuditEventsRequest constructs an http.Request for the ListAuditEvents method
 func NewListAuditEventsRequest(server string, params *ListAuditEventsParams) (*http.Request, error) {
 	var err error
@@ -2818,6 +3198,168 @@ func NewListAuditEventsRequest(server string, params *ListAuditEventsParams) (*h
 	return req, nil
 }
 
+// NewGetAuditEventProofRequest constructs an http.Request for the GetAuditEventProof method
+func NewGetAuditEventProofRequest(server string, id string, params *GetAuditEventProofParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/audit/events/%s/proof", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Size != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "size", *params.Size, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XApiKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-api-key", *params.XApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-api-key", headerParam0)
+		}
+
+		if params.Authorization != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Authorization", *params.Authorization, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Authorization", headerParam1)
+		}
+
+		if params.XTenantId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam2)
+		}
+
+		if params.XUserId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam3)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetAuditPublicKeyRequest constructs an http.Request for the GetAuditPublicKey method
+func NewGetAuditPublicKeyRequest(server string, params *GetAuditPublicKeyParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/audit/public-key")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewGetAuditSessionRequest constructs an http.Request for the GetAuditSession method
 func NewGetAuditSessionRequest(server string, sessionId openapi_types.UUID, params *GetAuditSessionParams) (*http.Request, error) {
 	var err error
@@ -2950,6 +3492,94 @@ func NewVerifyAuditRequest(server string, params *VerifyAuditParams) (*http.Requ
 	if err != nil {
 		return nil, err
 	}
+
+	if params != nil {
+
+		if params.XApiKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-api-key", *params.XApiKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-api-key", headerParam0)
+		}
+
+		if params.Authorization != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "Authorization", *params.Authorization, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Authorization", headerParam1)
+		}
+
+		if params.XTenantId != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam2)
+		}
+
+		if params.XUserId != nil {
+			var headerParam3 string
+
+			headerParam3, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam3)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewVerifyAuditCheckpointRequest calls the generic VerifyAuditCheckpoint builder with application/json body
+func NewVerifyAuditCheckpointRequest(server string, params *VerifyAuditCheckpointParams, body VerifyAuditCheckpointJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewVerifyAuditCheckpointRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewVerifyAuditCheckpointRequestWithBody constructs an http.Request for the VerifyAuditCheckpoint method, with any body, and a specified content type
+func NewVerifyAuditCheckpointRequestWithBody(server string, params *VerifyAuditCheckpointParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/audit/verify")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	if params != nil {
 
@@ -4711,6 +5341,15 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetAuditCheckpointWithResponse The tenant's latest signed checkpoint
+	//
+	// {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /audit/checkpoint (the `GetAuditCheckpoint` operationId).
+	GetAuditCheckpointWithResponse(ctx context.Context, params *GetAuditCheckpointParams, reqEditors ...RequestEditorFn) (*GetAuditCheckpointResponse, error)
+
 	// ListAuditEventsWithResponse The tenant's events in global order
 	//
 	// Every event of the tenant with its envelope and hash, filtered and paginated. Requires the tenant's API key; the read is itself recorded (AuditAccessed).
@@ -4719,6 +5358,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /audit/events (the `ListAuditEvents` operationId).
 	ListAuditEventsWithResponse(ctx context.Context, params *ListAuditEventsParams, reqEditors ...RequestEditorFn) (*ListAuditEventsResponse, error)
+
+	// GetAuditEventProofWithResponse Inclusion proof of one event
+	//
+	// An RFC 6962 inclusion proof of the event in the tenant's log, against the latest signed checkpoint (included) or the checkpoint of a given size. 'crispy audit prove' checks it offline with the event as /audit/events or crispy replay show it. Requires the tenant's API key.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /audit/events/{id}/proof (the `GetAuditEventProof` operationId).
+	GetAuditEventProofWithResponse(ctx context.Context, id string, params *GetAuditEventProofParams, reqEditors ...RequestEditorFn) (*GetAuditEventProofResponse, error)
+
+	// GetAuditPublicKeyWithResponse The key that signs audit checkpoints
+	//
+	// The server's Ed25519 public key: raw (base64), PEM, and as a signed-note verifier key. Keep a copy outside the server to check checkpoints with.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /audit/public-key (the `GetAuditPublicKey` operationId).
+	GetAuditPublicKeyWithResponse(ctx context.Context, params *GetAuditPublicKeyParams, reqEditors ...RequestEditorFn) (*GetAuditPublicKeyResponse, error)
 
 	// GetAuditSessionWithResponse A session as it stood at a time
 	//
@@ -4737,6 +5394,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /audit/verify (the `VerifyAudit` operationId).
 	VerifyAuditWithResponse(ctx context.Context, params *VerifyAuditParams, reqEditors ...RequestEditorFn) (*VerifyAuditResponse, error)
+
+	// VerifyAuditCheckpointWithBodyWithResponse Verify the tenant's log against a kept checkpoint
+	//
+	// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+	VerifyAuditCheckpointWithBodyWithResponse(ctx context.Context, params *VerifyAuditCheckpointParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*VerifyAuditCheckpointResponse, error)
+
+	// VerifyAuditCheckpointWithResponse Verify the tenant's log against a kept checkpoint
+	//
+	// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+	VerifyAuditCheckpointWithResponse(ctx context.Context, params *VerifyAuditCheckpointParams, body VerifyAuditCheckpointJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyAuditCheckpointResponse, error)
 
 	// SendChatMessageWithBodyWithResponse Send a chat message
 	//
@@ -5025,6 +5700,82 @@ type ClientWithResponsesInterface interface {
 	CreateChatCompletionWithResponse(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateChatCompletionResponse, error)
 }
 
+type GetAuditCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Checkpoint
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAuditCheckpointResponse) GetJSON200() *Checkpoint {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAuditCheckpointResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAuditCheckpointResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetAuditCheckpointResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetAuditCheckpointResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetAuditCheckpointResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAuditCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAuditCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAuditCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAuditCheckpointResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListAuditEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5095,6 +5846,158 @@ func (r ListAuditEventsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListAuditEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetAuditEventProofResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ProofOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAuditEventProofResponse) GetJSON200() *ProofOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAuditEventProofResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAuditEventProofResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetAuditEventProofResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetAuditEventProofResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetAuditEventProofResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAuditEventProofResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAuditEventProofResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAuditEventProofResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAuditEventProofResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetAuditPublicKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *PublicKeyOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetAuditPublicKeyResponse) GetJSON200() *PublicKeyOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetAuditPublicKeyResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetAuditPublicKeyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetAuditPublicKeyResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetAuditPublicKeyResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetAuditPublicKeyResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetAuditPublicKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetAuditPublicKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetAuditPublicKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetAuditPublicKeyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5247,6 +6150,82 @@ func (r VerifyAuditResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r VerifyAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type VerifyAuditCheckpointResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *VerifyCheckpointOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r VerifyAuditCheckpointResponse) GetJSON200() *VerifyCheckpointOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r VerifyAuditCheckpointResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r VerifyAuditCheckpointResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r VerifyAuditCheckpointResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r VerifyAuditCheckpointResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -7167,6 +8146,21 @@ func (r CreateChatCompletionResponse) ContentType() string {
 	return ""
 }
 
+// GetAuditCheckpointWithResponse The tenant's latest signed checkpoint
+//
+// {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /audit/checkpoint (the `GetAuditCheckpoint` operationId).
+func (c *ClientWithResponses) GetAuditCheckpointWithResponse(ctx context.Context, params *GetAuditCheckpointParams, reqEditors ...RequestEditorFn) (*GetAuditCheckpointResponse, error) {
+	rsp, err := c.GetAuditCheckpoint(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAuditCheckpointResponse(rsp)
+}
+
 // ListAuditEventsWithResponse The tenant's events in global order
 //
 // Every event of the tenant with its envelope and hash, filtered and paginated. Requires the tenant's API key; the read is itself recorded (AuditAccessed).
@@ -7180,6 +8174,36 @@ func (c *ClientWithResponses) ListAuditEventsWithResponse(ctx context.Context, p
 		return nil, err
 	}
 	return ParseListAuditEventsResponse(rsp)
+}
+
+// GetAuditEventProofWithResponse Inclusion proof of one event
+//
+// An RFC 6962 inclusion proof of the event in the tenant's log, against the latest signed checkpoint (included) or the checkpoint of a given size. 'crispy audit prove' checks it offline with the event as /audit/events or crispy replay show it. Requires the tenant's API key.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /audit/events/{id}/proof (the `GetAuditEventProof` operationId).
+func (c *ClientWithResponses) GetAuditEventProofWithResponse(ctx context.Context, id string, params *GetAuditEventProofParams, reqEditors ...RequestEditorFn) (*GetAuditEventProofResponse, error) {
+	rsp, err := c.GetAuditEventProof(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAuditEventProofResponse(rsp)
+}
+
+// GetAuditPublicKeyWithResponse The key that signs audit checkpoints
+//
+// The server's Ed25519 public key: raw (base64), PEM, and as a signed-note verifier key. Keep a copy outside the server to check checkpoints with.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /audit/public-key (the `GetAuditPublicKey` operationId).
+func (c *ClientWithResponses) GetAuditPublicKeyWithResponse(ctx context.Context, params *GetAuditPublicKeyParams, reqEditors ...RequestEditorFn) (*GetAuditPublicKeyResponse, error) {
+	rsp, err := c.GetAuditPublicKey(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetAuditPublicKeyResponse(rsp)
 }
 
 // GetAuditSessionWithResponse A session as it stood at a time
@@ -7210,6 +8234,36 @@ func (c *ClientWithResponses) VerifyAuditWithResponse(ctx context.Context, param
 		return nil, err
 	}
 	return ParseVerifyAuditResponse(rsp)
+}
+
+// VerifyAuditCheckpointWithBodyWithResponse Verify the tenant's log against a kept checkpoint
+//
+// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+func (c *ClientWithResponses) VerifyAuditCheckpointWithBodyWithResponse(ctx context.Context, params *VerifyAuditCheckpointParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*VerifyAuditCheckpointResponse, error) {
+	rsp, err := c.VerifyAuditCheckpointWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseVerifyAuditCheckpointResponse(rsp)
+}
+
+// VerifyAuditCheckpointWithResponse Verify the tenant's log against a kept checkpoint
+//
+// Checks the checkpoint's signature, recomputes every event's hash and the tenant's Merkle tree from the stored events, and proves that the log still holds exactly what the checkpoint committed to plus only appends (with an RFC 6962 consistency proof). A store that does not: ok false and the first position at fault. A bad signature, another tenant's checkpoint or one from the future: 4xx. Requires the tenant's API key.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /audit/verify (the `VerifyAuditCheckpoint` operationId).
+func (c *ClientWithResponses) VerifyAuditCheckpointWithResponse(ctx context.Context, params *VerifyAuditCheckpointParams, body VerifyAuditCheckpointJSONRequestBody, reqEditors ...RequestEditorFn) (*VerifyAuditCheckpointResponse, error) {
+	rsp, err := c.VerifyAuditCheckpoint(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseVerifyAuditCheckpointResponse(rsp)
 }
 
 // SendChatMessageWithBodyWithResponse Send a chat message
@@ -7690,6 +8744,67 @@ func (c *ClientWithResponses) CreateChatCompletionWithResponse(ctx context.Conte
 	return ParseCreateChatCompletionResponse(rsp)
 }
 
+// ParseGetAuditCheckpointResponse parses an HTTP response from a GetAuditCheckpointWithResponse call
+func ParseGetAuditCheckpointResponse(rsp *http.Response) (*GetAuditCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAuditCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Checkpoint
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseListAuditEventsResponse parses an HTTP response from a ListAuditEventsWithResponse call
 func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -7706,6 +8821,128 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest EventsOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetAuditEventProofResponse parses an HTTP response from a GetAuditEventProofWithResponse call
+func ParseGetAuditEventProofResponse(rsp *http.Response) (*GetAuditEventProofResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAuditEventProofResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ProofOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetAuditPublicKeyResponse parses an HTTP response from a GetAuditPublicKeyWithResponse call
+func ParseGetAuditPublicKeyResponse(rsp *http.Response) (*GetAuditPublicKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetAuditPublicKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest PublicKeyOutputBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -7828,6 +9065,67 @@ func ParseVerifyAuditResponse(rsp *http.Response) (*VerifyAuditResponse, error) 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest VerifyOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseVerifyAuditCheckpointResponse parses an HTTP response from a VerifyAuditCheckpointWithResponse call
+func ParseVerifyAuditCheckpointResponse(rsp *http.Response) (*VerifyAuditCheckpointResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &VerifyAuditCheckpointResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest VerifyCheckpointOutputBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -57,7 +57,8 @@ type AuditEvent struct {
 	Position  uint64          `json:"position"`
 	Time      time.Time       `json:"time"`
 	RequestID string          `json:"requestId"`
-	Actor     string          `json:"actor"`
+	Actor     string          `json:"actor" doc:"The authenticated credential that acted: key:<first 12 hex digits of the API key's SHA-256>, anonymous:<tenant> for a tenant without keys, or system:<component>. Never a secret."`
+	User      string          `json:"user,omitempty" doc:"The user id the client asserted (x-user-id), unverified; absent when none was sent."`
 	Data      json.RawMessage `json:"data"`
 	Prev      string          `json:"prev"`
 	Hash      string          `json:"hash"`
@@ -152,7 +153,7 @@ func (a *Audit) Register(api huma.API) {
 			out.Body.Events = make([]AuditEvent, len(evs))
 			for i, e := range evs {
 				out.Body.Events[i] = AuditEvent{ID: e.ID, Type: e.Type, Stream: e.Stream, Revision: e.Revision, Position: uint64(e.Position),
-					Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, Data: e.Data, Prev: e.Prev, Hash: e.Hash}
+					Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, Data: e.Data, Prev: e.Prev, Hash: e.Hash}
 			}
 			if next != 0 {
 				out.Body.NextCursor = strconv.FormatUint(uint64(next), 10)

@@ -20,4 +20,6 @@ type AuditedMessage struct {
 	Content   string    `json:"content"`
 	Timestamp time.Time `json:"timestamp"`
 	Status    string    `json:"status,omitempty" doc:"completed, failed or cancelled for assistant turns"`
+	Actor     string    `json:"actor,omitempty" doc:"The credential that recorded the message (see the audit events' actor)"`
+	User      string    `json:"user,omitempty" doc:"The user id the client asserted when the message was recorded, unverified"`
 }

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// TestAttributionActorIsTheKeyIDAndUserIsApart (issue 12 §6): through the whole server, a request
+// made with an API key records the key's id (never the key) as the actor of its events and the
+// x-user-id it asserted as their user; a keyless tenant's requests are "anonymous:<tenant>"; one
+// tenant's key id is never the actor of another tenant's events; the audit view shows actor and
+// user apart; and no file of the data folder holds either key.
+func TestAttributionActorIsTheKeyIDAndUserIsApart(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	const keyA, keyB = "ce_attribution_key_of_acme_0123456789", "ce_attribution_key_of_beta_9876543210"
+	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	idA, idB := "key:"+sum(keyA)[:12], "key:"+sum(keyB)[:12]
+	tenants := filepath.Join(data, "tenants.yaml")
+	yaml := "tenants:\n  - id: acme\n    apiKeys: [\"sha256:" + sum(keyA) + "\"]\n  - id: beta\n    apiKeys: [\"sha256:" + sum(keyB) + "\"]\n  - id: open\n"
+	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{DataDir: data, Tenants: tenants, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
+	srv, stop := serveApp(t, cfg, buildOptions{})
+
+	send := func(tid, key, user, reqID, method, path string, body any) (int, []byte) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, rd)
+		req.Header.Set("x-tenant-id", tid)
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set("x-request-id", reqID)
+		if key != "" {
+			req.Header.Set("x-api-key", key)
+		}
+		if user != "" {
+			req.Header.Set("x-user-id", user)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, raw
+	}
+	chat := func(tid, key, user, reqID string) {
+		t.Helper()
+		if st, raw := send(tid, key, user, reqID, "POST", "/chat", map[string]any{"sessionId": uuid.NewString(), "message": "hello", "stream": false}); st != 200 {
+			t.Fatalf("chat as %s: %d %s", tid, st, raw)
+		}
+	}
+	chat("acme", keyA, "alice", "req-acme-1")
+	// A client naming a credential as its user stays a user: the actor is what authenticated.
+	chat("acme", keyA, idB, "req-acme-2")
+	chat("beta", keyB, "bob", "req-beta-1")
+	chat("open", "", "carol", "req-open-1")
+	if st, raw := send("acme", keyA, "alice", "req-acme-ingest", "POST", "/ingest", map[string]any{"docId": "d1", "text": "a text about attribution"}); st != 200 {
+		t.Fatalf("ingest: %d %s", st, raw)
+	}
+
+	// The audit view shows actor and user as separate fields.
+	st, raw := send("acme", keyA, "auditor", "req-acme-audit", "GET", "/audit/events?limit=1000", nil)
+	if st != 200 {
+		t.Fatalf("audit events: %d %s", st, raw)
+	}
+	var page struct {
+		Events []struct {
+			RequestID string `json:"requestId"`
+			Actor     string `json:"actor"`
+			User      string `json:"user"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil {
+		t.Fatal(err)
+	}
+	shown := 0
+	for _, e := range page.Events {
+		if e.RequestID == "req-acme-1" {
+			shown++
+			if e.Actor != idA || e.User != "alice" {
+				t.Errorf("audit view of a keyed request: actor %q user %q, want %q and alice", e.Actor, e.User, idA)
+			}
+		}
+	}
+	if shown == 0 {
+		t.Fatalf("the audit view shows no event of req-acme-1: %s", raw)
+	}
+	stop()
+
+	s, err := embedded.OpenReadOnly(filepath.Join(data, "events"), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := map[string]struct{ actor, user string }{
+		"req-acme-1": {idA, "alice"}, "req-acme-2": {idA, idB}, "req-acme-ingest": {idA, "alice"}, "req-acme-audit": {idA, "auditor"},
+		"req-beta-1": {idB, "bob"}, "req-open-1": {"anonymous:open", "carol"},
+	}
+	seen := map[string]int{}
+	for _, tid := range []string{"acme", "beta", "open"} {
+		evs, err := s.ReadTenant(context.Background(), tenant.MustParse(tid), eventstore.Start, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if w, ok := want[e.RequestID]; ok {
+				seen[e.RequestID]++
+				if e.Actor != w.actor || e.User != w.user {
+					t.Errorf("%s event %s of %s: actor %q user %q, want %q and %q", tid, e.Type, e.RequestID, e.Actor, e.User, w.actor, w.user)
+				}
+			}
+			// Another tenant's credential never acts here.
+			if (tid != "acme" && e.Actor == idA) || (tid != "beta" && e.Actor == idB) {
+				t.Errorf("%s event %s has another tenant's key id %q as its actor", tid, e.Type, e.Actor)
+			}
+			if strings.HasPrefix(e.Actor, "user:") || e.Actor == "anonymous" {
+				t.Errorf("%s event %s has the old unauthenticated actor %q", tid, e.Type, e.Actor)
+			}
+		}
+	}
+	for id := range want {
+		if seen[id] == 0 {
+			t.Errorf("no event recorded for %s", id)
+		}
+	}
+	// No file of the data folder holds a key.
+	err = filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{keyA, keyB} {
+			if bytes.Contains(b, []byte(k)) {
+				t.Errorf("%s holds an API key", p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
