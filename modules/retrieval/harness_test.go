@@ -19,6 +19,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -74,6 +75,8 @@ type opts struct {
 	store     eventstore.Store
 	index     search.Index
 	shared    bool // the index is shared (Elasticsearch): a processor writes it
+	sealer    *sealing.Sealer
+	busDir    string // the bus's checkpoints and read models (default: a temporary folder)
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -95,7 +98,8 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod, err := retrieval.New(retrieval.Deps{Config: o.config, Store: store, Index: fi, Embedders: res, Completer: o.completer, SharedIndex: o.shared})
+	mod, err := retrieval.New(retrieval.Deps{Config: o.config, Store: store, Index: fi, Embedders: res, Completer: o.completer, SharedIndex: o.shared,
+		Sealer: o.sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +107,10 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := bustest.NewBus(t, store)
+	if o.busDir == "" {
+		o.busDir = t.TempDir()
+	}
+	b := bustest.NewBusIn(t, store, o.busDir)
 	mod.Register(srv.API, b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -28,10 +28,13 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
 	retrievalhttp "github.com/crispy-enigma/crispy/modules/retrieval/internal/httpapi"
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/sealedindex"
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/health"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -104,6 +107,10 @@ type Deps struct {
 	Embedders Embedders    // *embeddings.Resolver
 	Policy    TenantPolicy // nil: every tenant uses the default embeddings model
 	Completer Completer    // nil: offline (extractive answers, no rewrite)
+	// Sealer, when set, seals each ingest's text under a data key of its own (issue 12 §4): in the
+	// log (Store must then be the sealing store with SealingPolicy among its policies) and in the
+	// index; deleting a document destroys its keys. Nil: documents are kept in plain text.
+	Sealer *sealing.Sealer
 	// SharedIndex says that Index is shared by every replica (Elasticsearch): a processor writes it
 	// once per deployment. Unset: Index is this replica's own (embedded), a projection.
 	SharedIndex bool
@@ -151,6 +158,10 @@ func New(d Deps) (*Module, error) {
 	if d.Completer != nil {
 		svc.Completer = completerAdapter{d.Completer}
 	}
+	if d.Sealer != nil {
+		svc.Sealed = sealedindex.New(d.Sealer, func(err error) bool { return errors.Is(err, sealing.ErrErased) })
+		svc.Keys = d.Sealer.Keys()
+	}
 	return &Module{cfg: d.Config, svc: svc, index: d.Index, store: d.Store, shared: d.SharedIndex, log: log}, nil
 }
 
@@ -160,6 +171,7 @@ const (
 	indexProjection = "retrieval.index"        // embedded index: document revisions and position
 	docsProjection  = "retrieval.documents"    // shared index: drops this replica's search cache
 	indexProcessor  = "retrieval.index-writer" // shared index: writes it once per deployment
+	keysProcessor   = "retrieval.key-shredder" // destroys a deleted document's keys (sealing on)
 	statsProjection = "retrieval.search-stats" // search cache statistics
 )
 
@@ -178,6 +190,9 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		})
 		q := c.Processor(indexProcessor)
 		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev events.DocumentIngested) error {
+			if erased(ev) {
+				return nil // its deletion, which follows, removes whatever the index has of it
+			}
 			return svc.WriteShared(ctx, docEvent(env, ev.DocID, &ev))
 		})
 		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev events.DocumentDeleted) error {
@@ -185,8 +200,14 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		})
 		m.docsProj = p
 	} else {
-		p := c.Projection(indexProjection, bus.ProjectionOptions{What: "search index", Version: 1})
+		// Its own cursor: re-embedding every document, it would pace every other read model
+		// through a first start or a rebuild (and through a burst of ingests).
+		p := c.Projection(indexProjection, bus.ProjectionOptions{What: "search index", Version: 1, OwnCursor: true})
 		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.DocumentIngested) error {
+			if erased(ev) {
+				svc.SkipErased(env.Tenant, env.Position)
+				return nil // as above
+			}
 			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, &ev))
 		})
 		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.DocumentDeleted) error {
@@ -194,6 +215,16 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		})
 		m.indexProj = p
 		svc.RepairNeeded = true
+	}
+	if svc.Keys != nil {
+		k := c.Processor(keysProcessor)
+		bus.Handle(k, func(ctx context.Context, env bus.Envelope, ev events.DocumentDeleted) error {
+			if err := svc.DestroyKeys(ctx, env.Tenant, ev.Keys); err != nil {
+				// Waited out, never passed: a key left alive is content left readable.
+				return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable")
+			}
+			return nil
+		})
 	}
 	ready := m.docsProj
 	if ready == nil {
@@ -221,6 +252,10 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 // Routes mounts the HTTP routes only, without the consumers: the request path then writes the index
 // itself, as the CLI does. For tests of that path; serve calls Register.
 func (m *Module) Routes(api huma.API) { retrievalhttp.Register(api, m.svc) }
+
+// erased reports a DocumentIngested whose content was erased (its key destroyed): the bus decodes
+// its null data to the zero value, and no recorded ingest has an empty docId.
+func erased(ev events.DocumentIngested) bool { return ev.DocID == "" }
 
 func docEvent(env bus.Envelope, docID string, ing *events.DocumentIngested) app.DocEvent {
 	return app.DocEvent{Tenant: env.Tenant, DocID: docID, Revision: env.Revision, Position: env.Position, Ingested: ing}

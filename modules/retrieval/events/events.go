@@ -4,6 +4,7 @@
 package events
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 )
@@ -47,11 +48,28 @@ type DocumentIngested struct {
 	Chunks         []Chunk        `json:"chunks"`
 	ChunkIDs       []string       `json:"chunkIds"`
 	EmbeddingModel string         `json:"embeddingModel"`
+	// Key is the id of the data key this event is sealed under in the log (issue 12 §4), and its
+	// chunks' text in the index: one per ingest (see NewDocumentKey). Empty: recorded before sealing,
+	// stored as plain text.
+	Key string `json:"key,omitempty"`
 }
 
-// DocumentDeleted records that a document was removed from the tenant's index.
+// NewDocumentKey names the data key of one ingest of docID: "document/<DocStreamKey>/<random>".
+// One key per ingest, not per document: a destroyed key id is never given a key again (the key
+// store keeps its tombstone), and a document may be ingested again after its deletion.
+func NewDocumentKey(docID string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	return "document/" + DocStreamKey(docID) + "/" + hex.EncodeToString(b[:])
+}
+
+// DocumentDeleted records that a document was removed from the tenant's index and its content
+// erased. It is not sealed: the audit shows what was erased and when.
 type DocumentDeleted struct {
 	DocID string `json:"docId"`
+	// Keys are the data keys of the document's ingests since its last deletion, destroyed with it:
+	// recorded so that a destruction interrupted by a crash is finished from the log.
+	Keys []string `json:"keys,omitempty"`
 }
 
 // TypeDocumentIndexed is recorded by the shared index's writer (Elasticsearch, once per

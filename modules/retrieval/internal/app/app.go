@@ -15,6 +15,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/events"
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/sealedindex"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -35,6 +36,10 @@ type (
 	Embedders interface {
 		Resolve(spec string) (embeddings.Embedder, error)
 	}
+	// Keys destroys data keys (platform/keystore): deleting a document destroys its keys.
+	Keys interface {
+		Destroy(ctx context.Context, t tenant.ID, keyID string) error
+	}
 )
 
 // ErrNoModel marks a Completer without a real model.
@@ -49,9 +54,14 @@ type Service struct {
 	Completer Completer   // nil: offline
 	Cache     *Cache
 	Stats     *Stats
-	Metrics   *metrics.Set
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Sealed, when set, seals document events (through the store's policy: Ingest names the key)
+	// and the index's chunk text under a data key per ingest, which Delete destroys (Keys). Nil:
+	// documents are stored in plain text (tests, and stores written before sealing).
+	Sealed  *sealedindex.Codec
+	Keys    Keys
+	Metrics *metrics.Set
+	Log     *slog.Logger
+	Now     func() time.Time
 
 	RewriteTimeout time.Duration
 	AnswerTimeout  time.Duration
@@ -199,6 +209,10 @@ func (s *Service) eachEvent(ctx context.Context, t tenant.ID, after eventstore.P
 func foldEvent(d *domain.Document, e eventstore.Event) error {
 	switch e.Type {
 	case events.TypeDocumentIngested:
+		if e.Erased {
+			d.Erased()
+			return nil
+		}
 		var ev events.DocumentIngested
 		if err := e.Decode(&ev); err != nil {
 			return err
@@ -224,13 +238,20 @@ func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Docume
 			return 0, err
 		}
 	}
-	return len(chunks), s.replaceChunks(ctx, t, docID, chunks)
+	return len(chunks), s.replaceChunks(ctx, t, docID, d.Ingested.Key, chunks)
 }
 
-// replaceChunks makes chunks the document's only chunks in the index.
-func (s *Service) replaceChunks(ctx context.Context, t tenant.ID, docID string, chunks []search.Chunk) error {
+// replaceChunks makes chunks the document's only chunks in the index, sealed under keyID (the
+// key of the ingest they come from; "" for an ingest recorded before sealing: as they are).
+func (s *Service) replaceChunks(ctx context.Context, t tenant.ID, docID, keyID string, chunks []search.Chunk) error {
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
 		return indexErr(err, true)
+	}
+	if s.Sealed != nil && keyID != "" && len(chunks) > 0 {
+		var err error
+		if chunks, err = s.Sealed.Seal(ctx, t, keyID, chunks); err != nil {
+			return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
+		}
 	}
 	if len(chunks) == 0 {
 		return nil

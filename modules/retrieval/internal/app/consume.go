@@ -181,7 +181,7 @@ func (s *Service) writeDoc(ctx context.Context, e DocEvent) error {
 			return err
 		}
 	}
-	return s.replaceChunks(ctx, e.Tenant, e.DocID, chunks)
+	return s.replaceChunks(ctx, e.Tenant, e.DocID, e.Ingested.Key, chunks)
 }
 
 // ApplyToIndex is the embedded index projection's handler (see the top of this file). b is the
@@ -226,6 +226,13 @@ func (s *Service) ApplyToIndex(ctx context.Context, b *bolt.Bucket, e DocEvent) 
 func (s *Service) done(e DocEvent) {
 	s.Cache.Invalidate(e.Tenant)
 	s.applied.advance(e.Position)
+}
+
+// SkipErased notes an erased document event (an ingest whose key was destroyed, seen by a consumer
+// catching up after the deletion) as applied without touching the index: its docId went with its
+// content, and the deletion that follows it in its stream removes the document.
+func (s *Service) SkipErased(t tenant.ID, pos eventstore.Position) {
+	s.done(DocEvent{Tenant: t, Position: pos})
 }
 
 // SeenIndexed is the handler of the projection that, with a shared index, drops this replica's

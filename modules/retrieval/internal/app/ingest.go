@@ -99,6 +99,9 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	ev := events.DocumentIngested{DocID: c.DocID, Title: c.Title, Source: c.Source, URL: c.URL, Metadata: c.Metadata,
 		ContentHash: ContentHash(c.Text), Text: c.Text, MaxChunkSize: c.MaxChunkSize, Overlap: *c.Overlap,
 		Chunks: domain.ToEvent(chunks), ChunkIDs: ids, EmbeddingModel: emb.Model()}
+	if s.Sealed != nil {
+		ev.Key = events.NewDocumentKey(c.DocID)
+	}
 	indexed, err := s.embedChunks(ctx, emb, ev)
 	if err != nil {
 		return IngestResult{}, err
@@ -136,7 +139,7 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	// Invalidated once the index update is over, not right after the append: a search that read
 	// the index in between would cache the old answer under the new generation.
 	defer s.Cache.Invalidate(c.Tenant)
-	return res, s.replaceChunks(ctx, c.Tenant, c.DocID, indexed)
+	return res, s.replaceChunks(ctx, c.Tenant, c.DocID, ev.Key, indexed)
 }
 
 // awaitApplied waits, up to IndexWait, until this replica has applied the document event at pos.
@@ -157,9 +160,12 @@ func (s *Service) awaitApplied(ctx context.Context, pos eventstore.Position) err
 	return e
 }
 
-// Delete records the document's deletion, which the index applies like an ingest. A document that
-// does not exist (for this tenant) is 404. Like Ingest, it records nothing when the index cannot
-// take the change now.
+// Delete records the document's deletion, which the index applies like an ingest, and destroys
+// the data keys of its ingests since its last deletion (issue 12 §4): from then on its text cannot
+// be read back from the log, the index or any copy of them. A document that does not exist (for
+// this tenant) is 404. Like Ingest, it records nothing when the index cannot take the change now.
+// If a key cannot be destroyed now, the answer is 503 saying the deletion was recorded: the
+// deletion's processor (DestroyKeys) destroys it once the key store answers.
 func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if n := utf8.RuneCountInString(docID); n < 1 || n > 256 {
 		return apperr.Invalid("retrieval.invalidDocId", "path.docId", "docId must be 1 to 256 characters")
@@ -180,7 +186,7 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if err != nil {
 		return err
 	}
-	data, err := eventstore.NewEventData(events.TypeDocumentDeleted, events.DocumentDeleted{DocID: docID})
+	data, err := eventstore.NewEventData(events.TypeDocumentDeleted, events.DocumentDeleted{DocID: docID, Keys: d.Keys})
 	if err != nil {
 		return err
 	}
@@ -188,12 +194,33 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if err != nil {
 		return fmt.Errorf("append to %s: %w", st, err)
 	}
+	if err := s.DestroyKeys(ctx, t, d.Keys); err != nil {
+		e := apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable",
+			"the deletion was recorded, but the document's keys could not be destroyed yet (the key store is unavailable); they will be, without another request")
+		e.RetryAfterSec = 5
+		return e
+	}
 	if s.Consumed {
 		return s.awaitApplied(ctx, ar.Position)
 	}
 	defer s.Cache.Invalidate(t) // after the index update, as in Ingest
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
 		return indexErr(err, true)
+	}
+	return nil
+}
+
+// DestroyKeys destroys data keys of t (idempotent: a destroyed key stays destroyed). It is the
+// request path's step of Delete, and the handler of DocumentDeleted's processor, which finishes a
+// destruction a crash or a key store outage interrupted.
+func (s *Service) DestroyKeys(ctx context.Context, t tenant.ID, keys []string) error {
+	if s.Keys == nil {
+		return nil
+	}
+	for _, k := range keys {
+		if err := s.Keys.Destroy(ctx, t, k); err != nil {
+			return fmt.Errorf("destroy key %s of %s: %w", k, t, err)
+		}
 	}
 	return nil
 }

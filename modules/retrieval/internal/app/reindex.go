@@ -71,8 +71,8 @@ func (s *Service) scanDocs(ctx context.Context, t tenant.ID) ([]string, eventsto
 		if !strings.HasPrefix(e.Stream, prefix) || (e.Type != events.TypeDocumentIngested && e.Type != events.TypeDocumentDeleted) {
 			return nil
 		}
-		if _, ok := seen[e.Stream]; ok {
-			return nil
+		if _, ok := seen[e.Stream]; ok || e.Erased {
+			return nil // an erased ingest has no docId left: the stream's deletion that follows has
 		}
 		var id struct {
 			DocID string `json:"docId"`

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -191,6 +192,14 @@ func (s *Service) retrieve(ctx context.Context, t tenant.ID, query string, k int
 	hits, err := s.Index.Search(ctx, t, search.Query{Vector: vs[0], K: k, Filter: f, MinScore: ms})
 	if err != nil {
 		return nil, indexErr(err, false)
+	}
+	if s.Sealed != nil {
+		if hits, err = s.Sealed.Open(ctx, t, hits); err != nil {
+			if errors.Is(err, sealing.ErrCorrupt) {
+				return nil, fmt.Errorf("search index: %w", err) // altered or moved: a fault, not an outage
+			}
+			return nil, apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
+		}
 	}
 	return hits, nil
 }

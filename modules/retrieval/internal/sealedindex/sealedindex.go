@@ -1,12 +1,14 @@
-// Package sealedindex keeps document text out of the search index at rest (issue 12 §4): it wraps a
-// search.Index so that what the index stores of a chunk (its text, title, source and URL) is one
-// AES-GCM ciphertext under the document's data key, sealed on Upsert and opened on Search. Deleting
-// the document destroys its key, after which nothing the index kept (embedded snapshot files,
-// Elasticsearch documents and their translog) can be read back, whatever the engine still holds.
+// Package sealedindex keeps document text out of the search index at rest (issue 12 §4): what the
+// index stores of a chunk (its text, title, source and URL) is one AES-GCM ciphertext under the data
+// key of the document event it came from, sealed before the index's Upsert and opened after its
+// Search. Deleting the document destroys its keys, after which nothing the index kept (embedded
+// snapshot files, Elasticsearch documents and their translog) can be read back, whatever the engine
+// still holds.
 //
 // Vectors, ids, tenant and metadata stay as they are: the engine needs them to search and filter.
 // A hit whose key is gone is dropped (its document was deleted; the index follows shortly), never
-// shown with empty text.
+// shown with empty text. The key id is given by the caller per write, not derived from the chunk:
+// each ingest of a document has its own key (a destroyed key id is never given a key again).
 package sealedindex
 
 import (
@@ -32,19 +34,15 @@ type Sealer interface {
 // and is passed through (a reindex seals it).
 const prefix = "crispy-sealed:1:"
 
-// Index is the sealing search.Index.
-type Index struct {
-	next   search.Index
+// Codec seals chunks for the index and opens its hits.
+type Codec struct {
 	s      Sealer
-	keyOf  func(t tenant.ID, docID string) string
 	erased func(error) bool
 }
 
-// New wraps next. keyOf names a document's data key; erased tells the errors of a destroyed (or
-// never created) key apart from failures.
-func New(next search.Index, s Sealer, keyOf func(t tenant.ID, docID string) string, erased func(error) bool) *Index {
-	return &Index{next: next, s: s, keyOf: keyOf, erased: erased}
-}
+// New returns a codec over s; erased tells the errors of a destroyed (or never created) key apart
+// from failures.
+func New(s Sealer, erased func(error) bool) *Codec { return &Codec{s: s, erased: erased} }
 
 // payload is what is sealed of a chunk.
 type payload struct {
@@ -54,40 +52,33 @@ type payload struct {
 	URL    string `json:"u,omitempty"`
 }
 
-// Upsert implements search.Index: every chunk's text, title, source and URL go in as one sealed
-// text. Chunks whose key is already destroyed are left out: their document was deleted after they
-// were embedded, and its deletion is (or will be) applied anyway.
-func (x *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk) error {
+// Seal returns chunks with their text, title, source and URL sealed under keyID as one text. When
+// the key is already destroyed it returns no chunks and no error: the document was deleted after
+// the chunks were embedded, and its deletion is (or will be) applied to the index anyway.
+func (x *Codec) Seal(ctx context.Context, t tenant.ID, keyID string, chunks []search.Chunk) ([]search.Chunk, error) {
 	out := make([]search.Chunk, 0, len(chunks))
 	for _, c := range chunks {
 		b, err := json.Marshal(payload{Text: c.Text, Title: c.Title, Source: c.Source, URL: c.URL})
 		if err != nil {
-			return fmt.Errorf("seal chunk %s: %w", c.ChunkID, err)
+			return nil, fmt.Errorf("seal chunk %s: %w", c.ChunkID, err)
 		}
-		kid := x.keyOf(t, c.DocID)
-		ct, err := x.s.Seal(ctx, t, kid, b)
+		ct, err := x.s.Seal(ctx, t, keyID, b)
 		if err != nil {
 			if x.erased(err) {
-				continue
+				return nil, nil
 			}
-			return fmt.Errorf("seal chunk %s: %w", c.ChunkID, err)
+			return nil, fmt.Errorf("seal chunk %s: %w", c.ChunkID, err)
 		}
-		c.Text = prefix + kid + ":" + base64.RawURLEncoding.EncodeToString(ct)
+		c.Text = prefix + keyID + ":" + base64.RawURLEncoding.EncodeToString(ct)
 		c.Title, c.Source, c.URL = "", "", ""
 		out = append(out, c)
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	return x.next.Upsert(ctx, t, out)
+	return out, nil
 }
 
-// Search implements search.Index: hits come back opened; hits of an erased document are dropped.
-func (x *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]search.Hit, error) {
-	hits, err := x.next.Search(ctx, t, q)
-	if err != nil {
-		return nil, err
-	}
+// Open returns hits with their sealed texts opened, without the hits whose key is gone. Texts that
+// were never sealed (an index written before sealing) pass through.
+func (x *Codec) Open(ctx context.Context, t tenant.ID, hits []search.Hit) ([]search.Hit, error) {
 	out := hits[:0]
 	for _, h := range hits {
 		ok, err := x.open(ctx, t, &h.Chunk)
@@ -102,7 +93,7 @@ func (x *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sear
 }
 
 // open replaces c's sealed text by its fields; false when c's key is gone.
-func (x *Index) open(ctx context.Context, t tenant.ID, c *search.Chunk) (bool, error) {
+func (x *Codec) open(ctx context.Context, t tenant.ID, c *search.Chunk) (bool, error) {
 	rest, sealed := strings.CutPrefix(c.Text, prefix)
 	if !sealed {
 		return true, nil
@@ -130,36 +121,3 @@ func (x *Index) open(ctx context.Context, t tenant.ID, c *search.Chunk) (bool, e
 	c.Text, c.Title, c.Source, c.URL = p.Text, p.Title, p.Source, p.URL
 	return true, nil
 }
-
-// DeleteDoc implements search.Index.
-func (x *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error {
-	return x.next.DeleteDoc(ctx, t, docID)
-}
-
-// DeleteTenant implements search.Index.
-func (x *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
-	return x.next.DeleteTenant(ctx, t)
-}
-
-// Count implements search.Index.
-func (x *Index) Count(ctx context.Context, t tenant.ID) (int, error) { return x.next.Count(ctx, t) }
-
-// CheckWrite implements search.Index.
-func (x *Index) CheckWrite(ctx context.Context, t tenant.ID, dim int) error {
-	return x.next.CheckWrite(ctx, t, dim)
-}
-
-// Checkpoint implements search.Index.
-func (x *Index) Checkpoint(ctx context.Context, t tenant.ID) (uint64, error) {
-	return x.next.Checkpoint(ctx, t)
-}
-
-// SetCheckpoint implements search.Index.
-func (x *Index) SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error {
-	return x.next.SetCheckpoint(ctx, t, pos)
-}
-
-// Close implements search.Index.
-func (x *Index) Close() error { return x.next.Close() }
-
-var _ search.Index = (*Index)(nil)

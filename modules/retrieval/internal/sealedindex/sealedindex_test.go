@@ -75,11 +75,9 @@ func (k *keys) destroy(t tenant.ID, id string) {
 type spy struct {
 	search.Index // the methods the tests do not call
 	chunks       map[tenant.ID][]search.Chunk
-	seen         []search.Chunk
 }
 
 func (s *spy) Upsert(_ context.Context, t tenant.ID, cs []search.Chunk) error {
-	s.seen = append(s.seen, cs...)
 	s.chunks[t] = append(s.chunks[t], cs...)
 	return nil
 }
@@ -94,99 +92,105 @@ func (s *spy) Search(_ context.Context, t tenant.ID, q search.Query) ([]search.H
 	return out, nil
 }
 
-func setup(t *testing.T) (*sealedindex.Index, *spy, *keys) {
-	t.Helper()
-	sp := &spy{chunks: map[tenant.ID][]search.Chunk{}}
-	k := &keys{keys: map[string][]byte{}, gone: map[string]bool{}}
-	keyOf := func(_ tenant.ID, docID string) string { return "document/" + docID }
-	return sealedindex.New(sp, k, keyOf, func(err error) bool { return errors.Is(err, errErased) }), sp, k
+// sealed is an index behind the codec, as retrieval uses them.
+type sealed struct {
+	ix    *spy
+	codec *sealedindex.Codec
+	keys  *keys
 }
 
-func TestTheIndexGetsCiphertextAndSearchGetsText(t *testing.T) {
-	ix, sp, k := setup(t)
-	ctx := context.Background()
-	acme := tenant.MustParse("acme")
-	const marker = "zq-marker-7731"
-	err := ix.Upsert(ctx, acme, []search.Chunk{
-		{DocID: "a", ChunkID: "a#0", Text: "text " + marker, Title: "title " + marker, Source: "src " + marker, URL: "https://x/" + marker,
-			Metadata: map[string]string{"lang": "en"}, Vector: []float32{1, 0, 0}},
-		{DocID: "b", ChunkID: "b#0", Text: "other", Vector: []float32{0, 1, 0}},
-	})
+func setup() *sealed {
+	k := &keys{keys: map[string][]byte{}, gone: map[string]bool{}}
+	return &sealed{ix: &spy{chunks: map[tenant.ID][]search.Chunk{}}, keys: k,
+		codec: sealedindex.New(k, func(err error) bool { return errors.Is(err, errErased) })}
+}
+
+func (s *sealed) upsert(t *testing.T, tn tenant.ID, keyID string, cs ...search.Chunk) {
+	t.Helper()
+	out, err := s.codec.Seal(context.Background(), tn, keyID, cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range sp.seen {
+	if err := s.ix.Upsert(context.Background(), tn, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *sealed) search(t *testing.T, tn tenant.ID, f search.Filter) []search.Hit {
+	t.Helper()
+	hits, err := s.ix.Search(context.Background(), tn, search.Query{K: 5, MinScore: -1, Filter: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits, err = s.codec.Open(context.Background(), tn, hits); err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+func TestTheIndexGetsCiphertextAndSearchGetsText(t *testing.T) {
+	s := setup()
+	acme := tenant.MustParse("acme")
+	const marker = "zq-marker-7731"
+	s.upsert(t, acme, "document/a/1", search.Chunk{DocID: "a", ChunkID: "a#0", Text: "text " + marker, Title: "title " + marker,
+		Source: "src " + marker, URL: "https://x/" + marker, Metadata: map[string]string{"lang": "en"}, Vector: []float32{1, 0, 0}})
+	s.upsert(t, acme, "document/b/1", search.Chunk{DocID: "b", ChunkID: "b#0", Text: "other", Vector: []float32{0, 1, 0}})
+	for _, c := range s.ix.chunks[acme] {
 		for _, f := range []string{c.Text, c.Title, c.Source, c.URL} {
 			if strings.Contains(f, marker) || strings.Contains(f, "other") {
 				t.Fatalf("the index was given plaintext: %+v", c)
 			}
 		}
 	}
-	if sp.seen[0].Metadata["lang"] != "en" {
-		t.Fatalf("metadata must stay filterable: %+v", sp.seen[0].Metadata)
+	if s.ix.chunks[acme][0].Metadata["lang"] != "en" || len(s.ix.chunks[acme][0].Vector) != 3 {
+		t.Fatalf("metadata and vector must stay searchable: %+v", s.ix.chunks[acme][0])
 	}
-	hits, err := ix.Search(ctx, acme, search.Query{Vector: []float32{1, 0, 0}, K: 5, MinScore: -1, Filter: search.Filter{Metadata: map[string]string{"lang": "en"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hits := s.search(t, acme, search.Filter{Metadata: map[string]string{"lang": "en"}})
 	if len(hits) != 1 || hits[0].Text != "text "+marker || hits[0].Title != "title "+marker || hits[0].Source != "src "+marker || hits[0].URL != "https://x/"+marker {
 		t.Fatalf("hits %+v", hits)
 	}
 
 	// Once a's key is destroyed its chunk no longer comes back, b's still does.
-	k.destroy(acme, "document/a")
-	hits, err = ix.Search(ctx, acme, search.Query{Vector: []float32{1, 0, 0}, K: 5, MinScore: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(hits) != 1 || hits[0].DocID != "b" || hits[0].Text != "other" {
+	s.keys.destroy(acme, "document/a/1")
+	if hits := s.search(t, acme, search.Filter{}); len(hits) != 1 || hits[0].DocID != "b" || hits[0].Text != "other" {
 		t.Fatalf("hits after a's key was destroyed %+v", hits)
 	}
-	// An upsert under a destroyed key writes nothing (the document was deleted meanwhile).
-	sp.seen = nil
-	if err := ix.Upsert(ctx, acme, []search.Chunk{{DocID: "a", ChunkID: "a#0", Text: "again", Vector: []float32{1, 0, 0}}}); err != nil {
-		t.Fatal(err)
-	}
-	if len(sp.seen) != 0 {
-		t.Fatalf("written under a destroyed key: %+v", sp.seen)
+	// Sealing under a destroyed key gives nothing to write (the document was deleted meanwhile).
+	out, err := s.codec.Seal(context.Background(), acme, "document/a/1", []search.Chunk{{DocID: "a", ChunkID: "a#0", Text: "again"}})
+	if err != nil || len(out) != 0 {
+		t.Fatalf("sealed under a destroyed key: %+v, %v", out, err)
 	}
 }
 
 func TestAnotherTenantsKeyDoesNotOpen(t *testing.T) {
-	ix, sp, _ := setup(t)
-	ctx := context.Background()
+	s := setup()
 	acme, beta := tenant.MustParse("acme"), tenant.MustParse("beta")
-	if err := ix.Upsert(ctx, acme, []search.Chunk{{DocID: "a", ChunkID: "a#0", Text: "acme secret", Vector: []float32{1, 0, 0}}}); err != nil {
-		t.Fatal(err)
-	}
-	// beta's same document id has its own key: acme's sealed text copied into beta's index (as a
-	// confused engine might) does not open under it.
-	if err := sp.Upsert(ctx, beta, []search.Chunk{sp.seen[0]}); err != nil {
-		t.Fatal(err)
-	}
-	hits, err := ix.Search(ctx, beta, search.Query{Vector: []float32{1, 0, 0}, K: 5, MinScore: -1})
+	s.upsert(t, acme, "document/a/1", search.Chunk{DocID: "a", ChunkID: "a#0", Text: "acme secret", Vector: []float32{1, 0, 0}})
+	s.upsert(t, beta, "document/a/1", search.Chunk{DocID: "a", ChunkID: "a#0", Text: "beta's own", Vector: []float32{1, 0, 0}})
+	// acme's sealed text copied into beta's index (as a confused engine might) does not open with
+	// beta's key of the same id: the search fails rather than show it (a ciphertext that does not
+	// open with its key is an integrity fault, not an erasure).
+	s.ix.chunks[beta] = append(s.ix.chunks[beta], s.ix.chunks[acme][0])
+	hits, err := s.ix.Search(context.Background(), beta, search.Query{K: 5, MinScore: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hits) != 0 {
+	if hits, err = s.codec.Open(context.Background(), beta, hits); err == nil {
 		t.Fatalf("beta opened acme's chunk: %+v", hits)
+	}
+	if hits := s.search(t, acme, search.Filter{}); len(hits) != 1 || hits[0].Text != "acme secret" {
+		t.Fatalf("acme's hits %+v", hits)
 	}
 }
 
 func TestTextWrittenBeforeSealingPassesThrough(t *testing.T) {
-	ix, sp, _ := setup(t)
-	ctx := context.Background()
+	s := setup()
 	acme := tenant.MustParse("acme")
-	if err := sp.Upsert(ctx, acme, []search.Chunk{
-		{DocID: "old", ChunkID: "old#0", Text: "plain old text", Title: "Old", Vector: []float32{1, 0, 0}},
-		{DocID: "odd", ChunkID: "odd#0", Text: "crispy-sealed:1:no key id", Vector: []float32{0.9, 0.1, 0}},
-	}); err != nil {
-		t.Fatal(err)
+	s.ix.chunks[acme] = []search.Chunk{
+		{DocID: "old", ChunkID: "old#0", Text: "plain old text", Title: "Old"},
+		{DocID: "odd", ChunkID: "odd#0", Text: "crispy-sealed:1:no key id"},
 	}
-	hits, err := ix.Search(ctx, acme, search.Query{Vector: []float32{1, 0, 0}, K: 5, MinScore: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	hits := s.search(t, acme, search.Filter{})
 	if len(hits) != 2 || hits[0].Text != "plain old text" || hits[0].Title != "Old" || hits[1].Text != "crispy-sealed:1:no key id" {
 		t.Fatalf("hits %+v", hits)
 	}

@@ -1,0 +1,181 @@
+package retrieval_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval"
+	"github.com/crispy-enigma/crispy/modules/retrieval/events"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	storeembedded "github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/keystore"
+	keysembedded "github.com/crispy-enigma/crispy/platform/keystore/embedded"
+	"github.com/crispy-enigma/crispy/platform/sealing"
+	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// sealedFolder is a data folder as serve lays it out, with sealing on: the embedded event store
+// behind the sealing decorator, the embedded key store, the embedded index on disk and the bus's
+// read models, all under dir.
+type sealedFolder struct {
+	dir    string
+	raw    *storeembedded.Store
+	store  *sealing.Store
+	keys   *keysembedded.Store
+	sealer *sealing.Sealer
+	index  search.Index
+}
+
+func openSealedFolder(t *testing.T) *sealedFolder {
+	t.Helper()
+	dir := t.TempDir()
+	raw, err := storeembedded.Open(filepath.Join(dir, "events"), storeembedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	keys, err := keysembedded.Open(filepath.Join(dir, "keys", "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	sealer := sealing.New(keys)
+	return &sealedFolder{dir: dir, raw: raw, keys: keys, sealer: sealer, index: openIndex(t, filepath.Join(dir, "index")),
+		store: sealing.NewStore(raw, sealer, retrieval.SealingPolicy)}
+}
+
+func (f *sealedFolder) env(t *testing.T, shared bool) *env {
+	return newEnv(t, opts{store: f.store, index: f.index, sealer: f.sealer, busDir: filepath.Join(f.dir, "bus"), shared: shared})
+}
+
+// filesWith lists the files under dir whose bytes contain s.
+func filesWith(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(s)) {
+			found = append(found, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// verifyChains recomputes every stored hash of t's raw events and checks each stream's links, as
+// crispy verify does: erasure must leave the log as it was written.
+func verifyChains(t *testing.T, raw eventstore.Store, tn tenant.ID) int {
+	t.Helper()
+	evs, err := raw.ReadTenant(context.Background(), tn, eventstore.Start, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[string]string{}
+	for _, e := range evs {
+		if e.Prev != last[e.Stream] {
+			t.Fatalf("%s@%d: prev %q, the stream's last hash is %q", e.Stream, e.Revision, e.Prev, last[e.Stream])
+		}
+		h, err := eventstore.ComputeHash(e.Prev, &e)
+		if err != nil || h != e.Hash {
+			t.Fatalf("%s@%d: hash %s, recomputed %s (%v)", e.Stream, e.Revision, e.Hash, h, err)
+		}
+		last[e.Stream] = e.Hash
+	}
+	return len(evs)
+}
+
+func uniqueMarker() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "zebraquartz" + hex.EncodeToString(b)
+}
+
+// TestDeletedDocumentIsErasedEverywhere is issue 12 §4 for documents: the text is sealed at rest
+// from the ingest on (no file of the data folder holds it), the owner's search finds it and
+// another tenant can neither find nor delete it; once deleted, search no longer finds it, its
+// keys are destroyed, its ingest reads back as erased, and the log still verifies.
+func TestDeletedDocumentIsErasedEverywhere(t *testing.T) {
+	f := openSealedFolder(t)
+	e := f.env(t, false)
+	marker := uniqueMarker()
+	text := "The quarterly " + marker + " report says revenue grew. " + strings.Repeat("Filler sentence about nothing. ", 60)
+	if r := e.ingest("acme", "reports/q3", text, map[string]any{"title": "Q3 " + marker}); r.status != 200 {
+		t.Fatalf("ingest: %d %s", r.status, r.raw)
+	}
+	e.mustIngest("acme", "other", parking)
+	e.mustIngest("beta", "reports/q3", vacation) // beta's document of the same id is beta's own
+	q := map[string]any{"query": "quarterly " + marker + " report", "answer": false}
+	if r := e.search("acme", q); r.status != 200 || !strings.Contains(allText(r), marker) {
+		t.Fatalf("acme's search before the deletion: %d %s", r.status, r.raw)
+	}
+	if r := e.search("beta", q); r.status != 200 || strings.Contains(r.raw, marker) {
+		t.Fatalf("beta's search shows acme's document: %d %s", r.status, r.raw)
+	}
+	if r := e.do("DELETE", "/documents/reports%2Fq3", "gamma", nil); r.status != 404 {
+		t.Fatalf("gamma deleting acme's document: %d %s", r.status, r.raw)
+	}
+	if err := e.index.Index.(search.Flusher).Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := filesWith(t, f.dir, marker); len(got) > 0 {
+		t.Fatalf("plaintext at rest before any deletion, in %v", got)
+	}
+
+	if r := e.do("DELETE", "/documents/reports%2Fq3", "acme", nil); r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.raw)
+	}
+	if r := e.search("acme", q); r.status != 200 || strings.Contains(r.raw, marker) || len(sources(r)) == 0 {
+		t.Fatalf("acme's search after the deletion (the other document still answers): %d %s", r.status, r.raw)
+	}
+	if r := e.search("beta", map[string]any{"query": "vacation days", "answer": false}); r.status != 200 || !strings.Contains(allText(r), "vacation") {
+		t.Fatalf("beta's document of the same id went with acme's: %d %s", r.status, r.raw)
+	}
+
+	// The ingest reads back as erased; the deletion names the keys it destroyed, which are gone.
+	ctx := context.Background()
+	st := tenant.MustStream(tenant.MustParse("acme"), events.DocCategory, events.DocStreamKey("reports/q3"))
+	evs, err := f.store.ReadStream(ctx, st, 0, 0)
+	if err != nil || len(evs) != 2 || !evs[0].Erased || evs[1].Type != events.TypeDocumentDeleted {
+		t.Fatalf("the document's stream after the deletion: %+v, %v", evs, err)
+	}
+	var del events.DocumentDeleted
+	if err := evs[1].Decode(&del); err != nil || len(del.Keys) != 1 {
+		t.Fatalf("deletion %s: %v", evs[1].Data, err)
+	}
+	if _, err := f.keys.Key(ctx, tenant.MustParse("acme"), del.Keys[0]); !errors.Is(err, keystore.ErrDestroyed) {
+		t.Fatalf("the document's key after the deletion: %v", err)
+	}
+	if err := e.index.Index.(search.Flusher).Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := filesWith(t, f.dir, marker); len(got) > 0 {
+		t.Fatalf("plaintext at rest after the deletion, in %v", got)
+	}
+	if n := verifyChains(t, f.raw, tenant.MustParse("acme")); n < 3 {
+		t.Fatalf("verified %d events", n)
+	}
+
+	// The same id can be ingested again: a new key, found again.
+	e.mustIngest("acme", "reports/q3", "A new "+marker+" text.")
+	if r := e.search("acme", q); r.status != 200 || !strings.Contains(allText(r), "A new "+marker) {
+		t.Fatalf("search after the re-ingest: %d %s", r.status, r.raw)
+	}
+}
