@@ -26,7 +26,9 @@ type fakeES struct {
 	docs   map[string]map[string]any // _id -> _source
 }
 
-func newFakeES() *fakeES { return &fakeES{exists: map[string]bool{}, docs: map[string]map[string]any{}} }
+func newFakeES() *fakeES {
+	return &fakeES{exists: map[string]bool{}, docs: map[string]map[string]any{}}
+}
 
 func (f *fakeES) requests() []esRequest {
 	f.mu.Lock()

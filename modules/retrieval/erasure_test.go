@@ -179,3 +179,61 @@ func TestDeletedDocumentIsErasedEverywhere(t *testing.T) {
 		t.Fatalf("search after the re-ingest: %d %s", r.status, r.raw)
 	}
 }
+
+// TestErasingATenantErasesItsDocuments: destroying a tenant's keys (the key store's DestroyTenant)
+// and ForgetTenant leave none of its documents searchable or readable, keep the other tenant's,
+// and the log still verifies.
+func TestErasingATenantErasesItsDocuments(t *testing.T) {
+	f := openSealedFolder(t)
+	e := f.env(t, false)
+	ctx := context.Background()
+	acme, beta := tenant.MustParse("acme"), tenant.MustParse("beta")
+	marker := uniqueMarker()
+	e.mustIngest("acme", "a1", "Plan "+marker+" for the launch.")
+	e.mustIngest("acme", "a2", parking)
+	e.mustIngest("beta", "b1", "Beta's "+marker+" plan stays.")
+	q := map[string]any{"query": "plan " + marker, "answer": false}
+	if r := e.search("acme", q); r.status != 200 || !strings.Contains(allText(r), marker) { // cached from now on
+		t.Fatalf("acme's search: %d %s", r.status, r.raw)
+	}
+
+	if err := f.keys.DestroyTenant(ctx, acme); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.mod.ForgetTenant(ctx, acme); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 0 {
+		t.Fatalf("acme's search after its erasure (a cached answer would show it): %d %s", r.status, r.raw)
+	}
+	if n, err := e.index.Count(ctx, acme); err != nil || n != 0 {
+		t.Fatalf("acme's chunks left in the index: %d, %v", n, err)
+	}
+	evs, err := f.store.ReadTenant(ctx, acme, eventstore.Start, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingests := 0
+	for _, ev := range evs {
+		if ev.Type == events.TypeDocumentIngested {
+			ingests++
+			if !ev.Erased {
+				t.Fatalf("acme's ingest %s@%d still reads: %s", ev.Stream, ev.Revision, ev.Data)
+			}
+		}
+	}
+	if ingests != 2 {
+		t.Fatalf("%d ingests of acme read back", ingests)
+	}
+	if r := e.search("beta", q); r.status != 200 || !strings.Contains(allText(r), "Beta's "+marker) {
+		t.Fatalf("beta's search after acme's erasure: %d %s", r.status, r.raw)
+	}
+	verifyChains(t, f.raw, acme)
+	verifyChains(t, f.raw, beta)
+
+	// acme can start over: a new document is ingested, found, and the erased ones do not come back.
+	e.mustIngest("acme", "a3", "Fresh start for "+marker+" plans.")
+	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 1 || !strings.Contains(allText(r), "Fresh start") {
+		t.Fatalf("acme's search after a new ingest: %d %s", r.status, r.raw)
+	}
+}

@@ -391,6 +391,16 @@ func (m *Module) Retrieve(ctx context.Context, t tenant.ID, query string, k int)
 	return out, nil
 }
 
+// ForgetTenant drops what this replica keeps of t's documents outside the log: its chunks in the
+// index (DeleteTenant) and its cached search answers. It is retrieval's part of erasing a tenant
+// (issue 12 §4), run after the tenant's keys were destroyed (keystore DestroyTenant), which is what
+// makes the documents unreadable in the log, the index files and every copy: from then on their
+// ingests read back as erased, and a search would drop their hits anyway. With an embedded index
+// every replica runs it (each has its own index and cache). Later ingests of t are indexed again.
+func (m *Module) ForgetTenant(ctx context.Context, t tenant.ID) error {
+	return m.svc.ForgetTenant(ctx, t)
+}
+
 // ReindexResult reports a reindex.
 type ReindexResult struct {
 	Documents int

@@ -61,6 +61,15 @@ func (s *Service) Reindex(ctx context.Context, t tenant.ID, progress func(done, 
 	return res, nil
 }
 
+// ForgetTenant empties t's index and drops its cached answers (see retrieval.Module.ForgetTenant).
+func (s *Service) ForgetTenant(ctx context.Context, t tenant.ID) error {
+	defer s.Cache.Invalidate(t) // after the index, as in Ingest: an answer read before must not stay
+	if err := s.Index.DeleteTenant(ctx, t); err != nil {
+		return indexErr(err, false)
+	}
+	return nil
+}
+
 // scanDocs reads t's events and lists the documents they touch, and the highest position read.
 func (s *Service) scanDocs(ctx context.Context, t tenant.ID) ([]string, eventstore.Position, error) {
 	prefix := t.StreamPrefix() + events.DocCategory + "-"
