@@ -363,7 +363,10 @@ func cliCases() []cliCase {
 	dataReadOnly := func(t *testing.T, f *fixture, data string) { mountReadOnly(t, data) }
 	badSnapshot := func(t *testing.T, f *fixture, data string) {
 		seeded(t, f, data)
-		if err := os.WriteFile(filepath.Join(data, "index", "demo.hnsw"), []byte("garbage"), 0o644); err != nil {
+		if err := os.MkdirAll(filepath.Join(data, "index", "demo.ix"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(data, "index", "demo.ix", "MANIFEST"), []byte("garbage"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -248,18 +248,8 @@ func (n *node) expect(tenantID string, want map[string]int) (lost, resurrected [
 func crashCopy(t testing.TB, dir string) string {
 	t.Helper()
 	out := t.TempDir()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
+	if err := os.CopyFS(out, os.DirFS(dir)); err != nil { // the tenants' folders and their files
 		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(out, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return out
 }
@@ -503,29 +493,29 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 	acme := tenant.MustParse("acme")
 	for _, tc := range []struct {
 		name   string
-		damage func(t *testing.T, dir string, older []byte)
+		damage func(t *testing.T, dir string, older string)
 	}{
-		{"deleted", func(t *testing.T, dir string, _ []byte) {
-			if err := os.Remove(filepath.Join(dir, "acme.hnsw")); err != nil {
+		{"deleted", func(t *testing.T, dir string, _ string) {
+			if err := os.RemoveAll(filepath.Join(dir, "acme.ix")); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"corrupt", func(t *testing.T, dir string, _ []byte) {
-			p := filepath.Join(dir, "acme.hnsw")
+		{"corrupt", func(t *testing.T, dir string, _ string) {
+			p := filepath.Join(dir, "acme.ix", "chunks.1")
 			b, _ := os.ReadFile(p)
 			b[len(b)/2] ^= 0xff
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"truncated", func(t *testing.T, dir string, _ []byte) {
-			p := filepath.Join(dir, "acme.hnsw")
+		{"truncated", func(t *testing.T, dir string, _ string) {
+			p := filepath.Join(dir, "acme.ix", "text.1")
 			b, _ := os.ReadFile(p)
 			if err := os.WriteFile(p, b[:len(b)/3], 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"of another log", func(t *testing.T, dir string, _ []byte) {
+		{"of another log", func(t *testing.T, dir string, _ string) {
 			// An index folder that belongs to another (longer) log: its checkpoint is beyond this
 			// log's end, and it holds a document this log never had.
 			ix := openIndex(t, dir)
@@ -540,9 +530,13 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"stale", func(t *testing.T, dir string, older []byte) {
-			// An older snapshot put back (a restored backup): it predates the log's last document events.
-			if err := os.WriteFile(filepath.Join(dir, "acme.hnsw"), older, 0o644); err != nil {
+		{"stale", func(t *testing.T, dir string, older string) {
+			// An older copy of the index folder put back (a restored backup): it predates the log's
+			// last document events.
+			if err := os.RemoveAll(filepath.Join(dir, "acme.ix")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.CopyFS(filepath.Join(dir, "acme.ix"), os.DirFS(older)); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -562,7 +556,10 @@ func TestLostCorruptOrStaleSnapshotIsRebuilt(t *testing.T) {
 			if err := ix.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			older, _ := os.ReadFile(filepath.Join(dir, "acme.hnsw"))
+			older := filepath.Join(t.TempDir(), "acme.ix")
+			if err := os.CopyFS(older, os.DirFS(filepath.Join(dir, "acme.ix"))); err != nil {
+				t.Fatal(err)
+			}
 			if r, _ := n.do("DELETE", "/documents/old", "acme", nil); r.status != 200 {
 				t.Fatalf("delete: %d %s", r.status, r.raw)
 			}

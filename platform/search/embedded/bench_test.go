@@ -2,10 +2,16 @@ package embedded_test
 
 import (
 	"context"
+	"io/fs"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,13 +58,64 @@ func BenchmarkHNSW100k(b *testing.B) {
 	for _, tc := range []struct {
 		name   string
 		spread float64
-	}{{"clustered", 1.0}, {"clustered-wide", 2.0}, {"uniform", 0}} {
+		files  bool
+	}{{"clustered", 1.0, false}, {"clustered-wide", 2.0, false}, {"uniform", 0, false}, {"clustered/files", 1.0, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
-				benchOnce(b, 100_000, 384, tc.spread, embedded.Config{ExactBelow: -1})
+				cfg := embedded.Config{ExactBelow: -1}
+				if tc.files {
+					cfg.Dir = b.TempDir()
+				}
+				benchOnce(b, 100_000, 384, tc.spread, cfg)
 			}
 		})
 	}
+}
+
+// BenchmarkFiles20k is the quick variant of the on-disk index: build with a flush every 1,000
+// chunks (as the module's periodic flush would), close, reopen, search.
+//
+//	go test -run '^$' -bench Files20k -benchtime=1x ./platform/search/embedded/
+func BenchmarkFiles20k(b *testing.B) {
+	for range b.N {
+		benchOnce(b, 20_000, 384, 1.0, embedded.Config{ExactBelow: -1, Dir: b.TempDir()})
+	}
+}
+
+// diskBytes is what the files under dir take on disk (allocated blocks: the mapped files are
+// sparse).
+func diskBytes(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil {
+			return err
+		}
+		n += st.Blocks * 512
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// procStatus reads one kB field of /proc/self/status (VmRSS, RssFile, RssAnon), in bytes.
+func procStatus(field string) int64 {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // BenchmarkHNSW20k is the quick variant for tuning M, efConstruction and efSearch.
@@ -108,9 +165,34 @@ func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config) {
 		if err := ix.Upsert(ctx, a, chunks[s:min(s+1000, n)]); err != nil {
 			b.Fatal(err)
 		}
+		if cfg.Dir != "" {
+			if err := ix.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	build := time.Since(start)
 	b.StopTimer()
+	if cfg.Dir != "" {
+		// Reopen from the files: what a restart costs, and what it holds in memory.
+		if err := ix.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(diskBytes(b, cfg.Dir))/float64(n), "disk-bytes/vector")
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		file0 := procStatus("RssFile")
+		t0 := time.Now()
+		var err error
+		if ix, err = embedded.Open(cfg); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "open-ms")
+		defer func() {
+			b.ReportMetric(float64(procStatus("RssFile")-file0)/float64(n), "mapped-resident-bytes/vector-after-searches")
+			ix.Close()
+		}()
+	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	runtime.KeepAlive(chunks)
@@ -171,6 +253,6 @@ func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(n)/build.Seconds(), "build-vectors/s")
-	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(n), "heap-bytes/vector")
+	b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/float64(n), "heap-bytes/vector")
 	runtime.KeepAlive(ix)
 }

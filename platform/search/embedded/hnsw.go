@@ -11,29 +11,85 @@ import (
 // graph is a Hierarchical Navigable Small World graph (Malkov & Yashunin, 2016) over unit vectors,
 // scored by dot product (= cosine similarity). It is not safe for concurrent use: the partition's lock
 // guards it (one writer or many readers).
+//
+// Its vectors and its layer-0 links (nearly all of its links) are fixed-size records in regions,
+// files mapped into memory under the index folder: opening a graph reads neither, and only the
+// pages a search or an insert touches become resident. The few nodes above layer 0 (about one in
+// M) keep their upper links in memory (upper), persisted as a log of changed nodes.
 type graph struct {
 	dim      int
 	m, m0    int // links per node above layer 0, and at layer 0
 	efC      int
 	ml       float64
-	vecs     []float32    // node i's vector is vecs[i*dim:(i+1)*dim]
-	links    [][][]uint32 // links[node][layer]
-	entry    int32        // -1 when empty
+	n        int     // nodes
+	vecs     *region // node i's vector: float32s[i*dim:(i+1)*dim]
+	links    *region // node i's layer-0 links: uint32s[i*(1+m0)]: count, then m0 slots
+	vf       []float32
+	lk       []uint32
+	upper    map[uint32][][]uint32 // upper[i][l-1]: node i's links on layer l >= 1
+	dirtyUp  map[uint32]struct{}   // nodes whose upper links changed since the last flush
+	entry    int32                 // -1 when empty
 	maxLevel int
 	rng      *rand.Rand
 	visited  sync.Pool
 }
 
-func newGraph(dim, m, efC int, seed uint64) *graph {
-	return &graph{dim: dim, m: m, m0: 2 * m, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
+func newGraph(dim, m, efC int, seed uint64, vecs, links *region) *graph {
+	g := &graph{dim: dim, m: m, m0: 2 * m, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
+		vecs: vecs, links: links, upper: map[uint32][][]uint32{}, dirtyUp: map[uint32]struct{}{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	g.remap()
+	return g
 }
 
-func (g *graph) len() int { return len(g.links) }
+// remap refreshes the typed views after a region moved.
+func (g *graph) remap() {
+	g.vf, g.lk = g.vecs.float32s(), g.links.uint32s()
+}
+
+func (g *graph) len() int { return g.n }
 
 func (g *graph) vec(i uint32) []float32 {
 	o := int(i) * g.dim
-	return g.vecs[o : o+g.dim : o+g.dim]
+	return g.vf[o : o+g.dim : o+g.dim]
+}
+
+// neighbors returns node i's links on layer l (a view: copy before keeping it). A link may name a
+// node at or past n after a crash (links are changed in place; see persist.go): callers skip those.
+func (g *graph) neighbors(i uint32, l int) []uint32 {
+	if l == 0 {
+		o := int(i) * (1 + g.m0)
+		c := min(int(g.lk[o]), g.m0)
+		return g.lk[o+1 : o+1+c : o+1+c]
+	}
+	up := g.upper[i]
+	if l-1 >= len(up) {
+		return nil
+	}
+	return up[l-1]
+}
+
+func (g *graph) setNeighbors(i uint32, l int, ids []uint32) {
+	if l == 0 {
+		o := int(i) * (1 + g.m0)
+		g.lk[o] = uint32(len(ids))
+		copy(g.lk[o+1:o+1+g.m0], ids)
+		return
+	}
+	g.upper[i][l-1] = ids
+	g.dirtyUp[i] = struct{}{}
+}
+
+// reserve makes room for n more nodes before they are added (growing may move the regions).
+func (g *graph) reserve(n int) error {
+	if err := g.vecs.ensure((g.n + n) * g.dim * 4); err != nil {
+		return err
+	}
+	if err := g.links.ensure((g.n + n) * (1 + g.m0) * 4); err != nil {
+		return err
+	}
+	g.remap()
+	return nil
 }
 
 // visitSet marks nodes seen by one search; the epoch trick avoids clearing it between searches.
@@ -171,8 +227,8 @@ func (g *graph) searchLayer(q []float32, eps []cand, ef, layer int, vs *visitSet
 		if len(res) >= ef && c.sim < res[0].sim {
 			break
 		}
-		for _, nb := range g.links[c.id][layer] {
-			if !vs.visit(nb) {
+		for _, nb := range g.neighbors(c.id, layer) {
+			if nb >= uint32(g.n) || !vs.visit(nb) {
 				continue
 			}
 			s := dot(q, g.vec(nb))
@@ -194,7 +250,10 @@ func (g *graph) greedy(q []float32, to int) cand {
 	for l := g.maxLevel; l > to; l-- {
 		for changed := true; changed; {
 			changed = false
-			for _, nb := range g.links[cur.id][l] {
+			for _, nb := range g.neighbors(cur.id, l) {
+				if nb >= uint32(g.n) {
+					continue
+				}
 				if s := dot(q, g.vec(nb)); s > cur.sim {
 					cur, changed = cand{nb, s}, true
 				}
@@ -204,12 +263,18 @@ func (g *graph) greedy(q []float32, to int) cand {
 	return cur
 }
 
-// add inserts a unit vector and returns its node id.
+// add inserts a unit vector and returns its node id. The caller reserved room for it.
 func (g *graph) add(v []float32) uint32 {
-	id := uint32(g.len())
-	g.vecs = append(g.vecs, v...)
+	id := uint32(g.n)
+	copy(g.vf[int(id)*g.dim:], v)
+	// The record may hold links written before a crash that lost this node: start it empty.
+	g.lk[int(id)*(1+g.m0)] = 0
+	g.n++
 	level := int(math.Floor(-math.Log(1-g.rng.Float64()) * g.ml))
-	g.links = append(g.links, make([][]uint32, level+1))
+	if level > 0 {
+		g.upper[id] = make([][]uint32, level)
+		g.dirtyUp[id] = struct{}{}
+	}
 	if g.entry < 0 {
 		g.entry, g.maxLevel = int32(id), level
 		return id
@@ -232,7 +297,7 @@ func (g *graph) add(v []float32) uint32 {
 			maxLinks = g.m0
 		}
 		nbs := g.selectNeighbors(w, g.m)
-		g.links[id][l] = nbs
+		g.setNeighbors(id, l, nbs)
 		for _, nb := range nbs {
 			g.connect(nb, id, l, maxLinks)
 		}
@@ -246,18 +311,26 @@ func (g *graph) add(v []float32) uint32 {
 
 // connect adds a link from -> to on layer l, pruning from's links with the heuristic when full.
 func (g *graph) connect(from, to uint32, l, maxLinks int) {
-	ls := g.links[from][l]
+	ls := g.neighbors(from, l)
 	if len(ls) < maxLinks {
-		g.links[from][l] = append(ls, to)
+		if l == 0 {
+			o := int(from) * (1 + g.m0)
+			g.lk[o+1+len(ls)] = to
+			g.lk[o] = uint32(len(ls) + 1)
+			return
+		}
+		g.setNeighbors(from, l, append(ls, to))
 		return
 	}
 	fv := g.vec(from)
 	cs := make(minHeap, 0, len(ls)+1)
 	for _, x := range ls {
-		cs = append(cs, cand{x, dot(fv, g.vec(x))})
+		if x < uint32(g.n) {
+			cs = append(cs, cand{x, dot(fv, g.vec(x))})
+		}
 	}
 	cs = append(cs, cand{to, dot(fv, g.vec(to))})
-	g.links[from][l] = g.selectNeighbors(cs, maxLinks)
+	g.setNeighbors(from, l, g.selectNeighbors(cs, maxLinks))
 }
 
 // selectNeighbors is the paper's heuristic (algorithm 4): take candidates best first, keeping one only

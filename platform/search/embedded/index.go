@@ -1,9 +1,12 @@
 // Package embedded is the in-process vector index: one HNSW graph per tenant (so a query can only
 // ever walk its own tenant's vectors), exact scan for small or filtered searches, tombstones for
-// deletes with compaction, and a snapshot per tenant under the data folder, written atomically. Each
-// snapshot carries the tenant's checkpoint (the event-log position it is complete up to, see
-// search.Index); a tenant whose snapshot is missing, corrupt or of an older format has checkpoint 0,
-// and the retrieval module catches it up from the log.
+// deletes with compaction. Each tenant's index is a folder of files under the data folder (see
+// persist.go): vectors and layer-0 links are fixed-size records mapped into memory, so opening an
+// index reads neither and memory holds only the pages searches touch; chunk records and texts are
+// append-only logs read only for the hits returned; a small manifest, rewritten atomically at each
+// flush, says how much of each file is the index and the tenant's checkpoint (the event-log position
+// it is complete up to, see search.Index). A tenant whose files are missing, torn or corrupt has
+// checkpoint 0, and the retrieval module rebuilds it from the log.
 package embedded
 
 import (
@@ -23,7 +26,7 @@ import (
 
 // Config configures the index.
 type Config struct {
-	// Dir holds the snapshots ({tenant}.hnsw). Empty: memory only (tests).
+	// Dir holds one folder per tenant ({tenant}.ix). Empty: memory only (tests).
 	Dir string
 	// M is the number of links per node (default 24; twice that at layer 0). The defaults were chosen
 	// with BenchmarkHNSW20k: M 16/ef 96 kept recall@10 at 1.0 on tight clusters but fell to 0.95 on
@@ -65,21 +68,36 @@ type Index struct {
 	closed bool
 }
 
-// partition is one tenant's chunks and graph.
-type partition struct {
-	mu      sync.RWMutex
-	g       *graph
-	chunks  []search.Chunk // by node id; Vector is nil (the graph holds it)
-	deleted []bool
-	byChunk map[string]uint32
-	byDoc   map[string][]uint32 // node ids per document (may hold tombstones; DeleteDoc re-checks)
-	live    int
-	dirty   bool   // changed since the last snapshot
-	cp      uint64 // checkpoint: see search.Index
+// chunkRef is where a node's chunk record and text are in the partition's logs.
+type chunkRef struct {
+	rec     int64
+	recLen  uint32
+	textLen uint32
+	text    int64
 }
 
-// Open loads every snapshot in cfg.Dir. A snapshot that fails its checksum is set aside (its tenant
-// starts empty with checkpoint 0, so it is rebuilt from the log); so is one of an older format.
+// partition is one tenant's graph, chunk records and checkpoint.
+type partition struct {
+	mu       sync.RWMutex
+	t        tenant.ID
+	dir      string // the tenant's folder; "" without one
+	gen      uint64 // file generation: a compaction writes the next one
+	upperSeq uint64 // the upper-links log's number within the generation (persist.go)
+	g        *graph
+	files    *partFiles
+	refs     []chunkRef // by node id
+	deleted  []bool
+	byChunk  map[string]uint32
+	byDoc    map[string][]uint32 // node ids per document (may hold tombstones; DeleteDoc re-checks)
+	live     int
+	dirty    bool   // changed since the last flush
+	cp       uint64 // checkpoint: see search.Index
+	gone     bool   // dropped by DeleteTenant or Close: its files are closed
+}
+
+// Open opens every tenant's index in cfg.Dir (reading manifests and chunk ids, not vectors). A
+// tenant whose files are torn or corrupt is removed and starts empty with checkpoint 0, so the
+// retrieval module rebuilds it from the log; so are snapshots of the older whole-file format.
 func Open(cfg Config) (*Index, error) {
 	cfg.defaults()
 	ix := &Index{cfg: cfg, parts: map[tenant.ID]*partition{}}
@@ -95,12 +113,12 @@ func Open(cfg Config) (*Index, error) {
 	return ix, nil
 }
 
-func (ix *Index) newPartition(dim int, t tenant.ID) *partition {
-	seed := uint64(0)
+func (ix *Index) seed(t tenant.ID, n int) uint64 {
+	seed := uint64(n)
 	for _, r := range t.String() {
 		seed = seed*131 + uint64(r)
 	}
-	return &partition{g: newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, seed), byChunk: map[string]uint32{}, byDoc: map[string][]uint32{}}
+	return seed
 }
 
 func (ix *Index) part(t tenant.ID, create bool, dim int) (*partition, error) {
@@ -118,8 +136,14 @@ func (ix *Index) part(t tenant.ID, create bool, dim int) (*partition, error) {
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if ix.closed {
+		return nil, search.ErrClosed
+	}
 	if p = ix.parts[t]; p == nil {
-		p = ix.newPartition(dim, t)
+		var err error
+		if p, err = ix.newPartition(t, dim, 1); err != nil {
+			return nil, fmt.Errorf("embedded index of %s: %w", t, err)
+		}
 		ix.parts[t] = p
 	}
 	return p, nil
@@ -136,9 +160,13 @@ func (ix *Index) lockCurrent(t tenant.ID, create bool, dim int) (*partition, err
 		}
 		p.mu.Lock()
 		ix.mu.RLock()
-		current := ix.parts[t] == p
+		current, closed := ix.parts[t] == p, ix.closed
 		ix.mu.RUnlock()
-		if current {
+		if closed {
+			p.mu.Unlock()
+			return nil, search.ErrClosed
+		}
+		if current && !p.gone {
 			return p, nil
 		}
 		p.mu.Unlock()
@@ -172,9 +200,9 @@ func (ix *Index) Checkpoint(ctx context.Context, t tenant.ID) (uint64, error) {
 }
 
 // SetCheckpoint implements search.Index. The checkpoint is written with the partition's next
-// snapshot, under the same lock as its content, so a snapshot never claims more than it holds. A
-// tenant without chunks gets an empty partition, so its next start need not read the log from the
-// beginning.
+// manifest, under the same lock as its content, so a manifest never claims more than the files
+// hold. A tenant without chunks gets an empty partition, so its next start need not read the log
+// from the beginning.
 func (ix *Index) SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error {
 	p, err := ix.lockCurrent(t, true, 0)
 	if err != nil {
@@ -209,6 +237,11 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 		return nil
 	}
 	dim := len(chunks[0].Vector)
+	for _, c := range chunks {
+		if len(c.Vector) != dim {
+			return fmt.Errorf("upsert %s for %s: %w: vectors of %d and %d dimensions in one write", c.ChunkID, t, search.ErrDimension, dim, len(c.Vector))
+		}
+	}
 	p, err := ix.lockCurrent(t, true, dim)
 	if err != nil || p == nil {
 		return err
@@ -217,13 +250,15 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 	if p.live == 0 && p.g.dim != dim {
 		// Nothing live of the old dimension (an empty tenant, or one whose documents were all
 		// deleted): start a graph of the new one.
-		np := ix.newPartition(dim, t)
-		p.g, p.chunks, p.deleted, p.byChunk, p.byDoc = np.g, nil, nil, np.byChunk, np.byDoc
-	}
-	for _, c := range chunks {
-		if len(c.Vector) != p.g.dim {
-			return fmt.Errorf("upsert %s for %s: %w: index has %d, vector %d (reindex after changing the embeddings model)", c.ChunkID, t, search.ErrDimension, p.g.dim, len(c.Vector))
+		if err := ix.rebuild(p, dim); err != nil {
+			return err
 		}
+	}
+	if dim != p.g.dim {
+		return fmt.Errorf("upsert %s for %s: %w: index has %d, vector %d (reindex after changing the embeddings model)", chunks[0].ChunkID, t, search.ErrDimension, p.g.dim, dim)
+	}
+	if err := p.g.reserve(len(chunks)); err != nil {
+		return fmt.Errorf("upsert for %s: %w", t, err)
 	}
 	p.dirty = true
 	for i, c := range chunks {
@@ -231,42 +266,65 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 			return ctx.Err()
 		}
 		if old, ok := p.byChunk[c.ChunkID]; ok {
-			p.deleted[old] = true
-			p.live--
+			if err := p.tombstone(old); err != nil {
+				return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
+			}
 		}
-		v := normalized(c.Vector)
-		c.Vector = nil
-		id := p.g.add(v)
-		p.chunks = append(p.chunks, c)
-		p.deleted = append(p.deleted, false)
-		p.byChunk[c.ChunkID] = id
-		p.byDoc[c.DocID] = append(p.byDoc[c.DocID], id)
-		p.live++
+		if err := p.add(c, normalized(c.Vector), []byte(c.Text)); err != nil {
+			return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
+		}
 	}
-	ix.maybeCompact(t, p)
+	return ix.maybeCompact(p)
+}
+
+// add appends one chunk: its vector to the graph, its text and record to the logs.
+func (p *partition) add(c search.Chunk, v []float32, text []byte) error {
+	id := uint32(p.g.len())
+	toff, err := p.files.text.append(text)
+	if err != nil {
+		return err
+	}
+	rec := encodeChunk(id, toff, uint32(len(text)), &c)
+	roff, err := p.files.chunks.append(rec)
+	if err != nil {
+		return err
+	}
+	p.g.add(v)
+	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff})
+	p.deleted = append(p.deleted, false)
+	p.byChunk[c.ChunkID] = id
+	p.byDoc[c.DocID] = append(p.byDoc[c.DocID], id)
+	p.live++
+	return nil
+}
+
+// tombstone deletes node id: recorded in the tombstone log, and its text overwritten with zeros in
+// place, so a deleted chunk's text does not stay readable in the index's files.
+func (p *partition) tombstone(id uint32) error {
+	if p.deleted[id] {
+		return nil
+	}
+	if _, err := p.files.tombs.append(le32(id)); err != nil {
+		return err
+	}
+	r := p.refs[id]
+	if err := p.files.text.overwrite(make([]byte, r.textLen), r.text); err != nil {
+		return err
+	}
+	p.deleted[id] = true
+	p.live--
+	p.dirty = true
 	return nil
 }
 
 // maybeCompact rebuilds a partition whose tombstones outnumber its live chunks, so searches do not
 // wade through the dead.
-func (ix *Index) maybeCompact(t tenant.ID, p *partition) {
+func (ix *Index) maybeCompact(p *partition) error {
 	dead := p.g.len() - p.live
 	if dead < 1000 || dead < p.live {
-		return
+		return nil
 	}
-	np := ix.newPartition(p.g.dim, t)
-	for id, c := range p.chunks {
-		if p.deleted[id] {
-			continue
-		}
-		nid := np.g.add(p.g.vec(uint32(id)))
-		np.chunks = append(np.chunks, c)
-		np.deleted = append(np.deleted, false)
-		np.byChunk[c.ChunkID] = nid
-		np.byDoc[c.DocID] = append(np.byDoc[c.DocID], nid)
-		np.live++
-	}
-	p.g, p.chunks, p.deleted, p.byChunk, p.byDoc = np.g, np.chunks, np.deleted, np.byChunk, np.byDoc
+	return ix.rebuild(p, p.g.dim)
 }
 
 // DeleteDoc implements search.Index.
@@ -278,47 +336,87 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 	defer p.mu.Unlock()
 	n := 0
 	for _, id := range p.byDoc[docID] {
-		if c := &p.chunks[id]; !p.deleted[id] && c.DocID == docID {
-			p.deleted[id] = true
-			delete(p.byChunk, c.ChunkID)
-			p.live--
-			n++
+		if p.deleted[id] {
+			continue
 		}
+		c, err := p.chunkIDs(id)
+		if err != nil {
+			return fmt.Errorf("delete %s of %s: %w", docID, t, err)
+		}
+		if c.DocID != docID {
+			continue
+		}
+		if err := p.tombstone(id); err != nil {
+			return fmt.Errorf("delete %s of %s: %w", docID, t, err)
+		}
+		if p.byChunk[c.ChunkID] == id {
+			delete(p.byChunk, c.ChunkID)
+		}
+		n++
 	}
 	delete(p.byDoc, docID)
 	if n > 0 {
-		p.dirty = true
-		ix.maybeCompact(t, p)
+		return ix.maybeCompact(p)
 	}
 	return nil
 }
 
-// DeleteTenant implements search.Index: the tenant's partition, snapshot and checkpoint are gone.
+// DeleteTenant implements search.Index: the tenant's partition, files and checkpoint are gone.
 func (ix *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
 	if t.IsZero() {
 		return fmt.Errorf("embedded index: missing tenant")
 	}
-	ix.mu.Lock()
-	if ix.closed {
-		ix.mu.Unlock()
-		return search.ErrClosed
-	}
-	p := ix.parts[t]
-	delete(ix.parts, t)
-	ix.mu.Unlock()
-	if p != nil {
-		p.mu.Lock()
-		p.live = 0
-		p.mu.Unlock()
-	}
-	// Without its snapshot the tenant restarts from checkpoint 0: a crash in the middle of the
-	// rebuild that follows is caught up from the beginning of the log.
-	if ix.cfg.Dir != "" {
-		if err := os.Remove(ix.snapPath(t)); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("delete snapshot of %s: %w", t, err)
+	// The partition's lock first (as every writer takes it), so no write or compaction of it is
+	// under way while its files go; the index's lock while they go, so no new partition of the
+	// tenant is created in the folder being removed.
+	for {
+		ix.mu.RLock()
+		p, closed := ix.parts[t], ix.closed
+		ix.mu.RUnlock()
+		if closed {
+			return search.ErrClosed
 		}
+		if p != nil {
+			p.mu.Lock()
+		}
+		ix.mu.Lock()
+		if ix.parts[t] != p {
+			ix.mu.Unlock()
+			if p != nil {
+				p.mu.Unlock()
+			}
+			continue
+		}
+		delete(ix.parts, t)
+		var err error
+		if ix.cfg.Dir != "" {
+			// Without its files the tenant restarts from checkpoint 0: a crash in the middle of
+			// the rebuild that follows is caught up from the beginning of the log.
+			if err = os.RemoveAll(ix.partDir(t)); err == nil {
+				err = syncDir(ix.cfg.Dir)
+			}
+		}
+		ix.mu.Unlock()
+		if p != nil {
+			p.release()
+			p.mu.Unlock()
+		}
+		if err != nil {
+			return fmt.Errorf("delete the index files of %s: %w", t, err)
+		}
+		return nil
 	}
-	return nil
+}
+
+// release closes the partition's files; it answers as empty from then on. The caller holds p.mu.
+func (p *partition) release() {
+	if p.gone {
+		return
+	}
+	p.gone, p.live = true, 0
+	if p.files != nil {
+		_ = p.files.close()
+	}
 }
 
 // Count implements search.Index.
@@ -334,6 +432,7 @@ func (ix *Index) Count(ctx context.Context, t tenant.ID) (int, error) {
 
 // Search implements search.Index: HNSW for large partitions, an exact scan for small ones and for
 // filtered queries (a filter can exclude most of the graph, which breaks a beam search's recall).
+// Only the hits returned have their chunk records and texts read.
 func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]search.Hit, error) {
 	if q.K <= 0 {
 		return nil, nil
@@ -353,7 +452,9 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 	v := normalized(q.Vector)
 	var cs []cand
 	if p.live < ix.cfg.ExactBelow || !q.Filter.IsZero() {
-		cs = p.exact(v, q.K, q.Filter)
+		if cs, err = p.exact(v, q.K, q.Filter); err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
 	} else {
 		ef := max(ix.cfg.EfSearch, q.K)
 		// Tombstones take places in the beam; widen it by the dead share.
@@ -374,41 +475,91 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 		if float64(c.sim) < q.MinScore {
 			break
 		}
-		hits = append(hits, search.Hit{Chunk: p.chunks[c.id], Score: float64(c.sim)})
+		chunk, err := p.chunk(c.id)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
+		text, err := p.text(c.id)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
+		chunk.Text = string(text)
+		hits = append(hits, search.Hit{Chunk: chunk, Score: float64(c.sim)})
 	}
 	return hits, nil
 }
 
-// exact scans every live chunk that passes f, keeping the k best.
-func (p *partition) exact(v []float32, k int, f search.Filter) []cand {
+// exact scans every live chunk that passes f, keeping the k best. With a document filter only that
+// document's nodes are scanned; a metadata filter reads the chunk records of the nodes it checks.
+func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 	h := make(minHeap, 0, k+1)
-	for id := range p.chunks {
-		if p.deleted[id] || (!f.IsZero() && !f.Matches(&p.chunks[id])) {
-			continue
+	consider := func(id uint32) error {
+		if p.deleted[id] {
+			return nil
 		}
-		s := dot(v, p.g.vec(uint32(id)))
+		if len(f.Metadata) > 0 {
+			c, err := p.chunk(id)
+			if err != nil {
+				return err
+			}
+			if !f.Matches(&c) {
+				return nil
+			}
+		}
+		s := dot(v, p.g.vec(id))
 		if len(h) < k {
-			h.push(cand{uint32(id), s})
+			h.push(cand{id, s})
 		} else if s > h[0].sim {
-			h[0] = cand{uint32(id), s}
+			h[0] = cand{id, s}
 			h.push(h.pop()) // restore the heap after replacing the root
+		}
+		return nil
+	}
+	if len(f.DocIDs) > 0 {
+		seen := map[uint32]bool{}
+		for _, d := range f.DocIDs {
+			for _, id := range p.byDoc[d] {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				if err := consider(id); err != nil {
+					return nil, err
+				}
+			}
+		}
+	} else {
+		for id := range p.g.len() {
+			if err := consider(uint32(id)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	out := []cand(h)
 	slices.SortFunc(out, func(a, b cand) int { return cmp.Compare(b.sim, a.sim) })
-	return out
+	return out, nil
 }
 
-// Close writes every changed snapshot and releases the index.
+// Close writes every changed partition's manifest and releases the index.
 func (ix *Index) Close() error {
 	err := ix.Flush(context.Background())
 	ix.mu.Lock()
+	if ix.closed {
+		ix.mu.Unlock()
+		return err
+	}
 	ix.closed = true
+	parts := ix.parts
 	ix.mu.Unlock()
+	for _, p := range parts {
+		p.mu.Lock()
+		p.release()
+		p.mu.Unlock()
+	}
 	return err
 }
 
-// FlushEvery writes changed snapshots every interval until ctx ends (run it in the module's errgroup).
+// FlushEvery writes changed partitions every interval until ctx ends (run it in the module's errgroup).
 func (ix *Index) FlushEvery(ctx context.Context, interval time.Duration) error {
 	tk := time.NewTicker(interval)
 	defer tk.Stop()
@@ -418,7 +569,7 @@ func (ix *Index) FlushEvery(ctx context.Context, interval time.Duration) error {
 			return nil
 		case <-tk.C:
 			if err := ix.Flush(ctx); err != nil {
-				ix.cfg.Log.Error("embedded index snapshot failed", "error", err)
+				ix.cfg.Log.Error("embedded index flush failed", "error", err)
 			}
 		}
 	}

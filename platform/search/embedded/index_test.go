@@ -61,7 +61,7 @@ func itoa(i int) string {
 	}
 }
 
-func TestSnapshotRoundTripCheckpointAndCorruption(t *testing.T) {
+func TestFilesRoundTripCheckpointCrashAndCorruption(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	a, b, c := tenant.MustParse("acme"), tenant.MustParse("beta"), tenant.MustParse("gamma")
@@ -71,6 +71,8 @@ func TestSnapshotRoundTripCheckpointAndCorruption(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	cs := randomChunks(r, 500, 16)
+	cs[3].Metadata = map[string]string{"lang": "en", "k": "v"}
+	cs[3].Title, cs[3].Source, cs[3].URL = "T", "S", "https://u.test/3"
 	if err := ix.Upsert(ctx, a, cs); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +95,12 @@ func TestSnapshotRoundTripCheckpointAndCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	after, _ := ix2.Search(ctx, a, q)
-	if len(after) != 5 || after[0].ChunkID != before[0].ChunkID || after[0].ChunkID != "d#42" {
+	if len(after) != 5 || after[0].ChunkID != before[0].ChunkID || after[0].ChunkID != "d#42" || after[0].Text != "42" {
 		t.Fatalf("after reload %v, before %v", after, before)
+	}
+	got, _ := ix2.Search(ctx, a, search.Query{Vector: cs[3].Vector, K: 1, MinScore: -1, Filter: search.Filter{Metadata: map[string]string{"lang": "en"}}})
+	if len(got) != 1 || got[0].ChunkID != "d#3" || got[0].Title != "T" || got[0].Source != "S" || got[0].URL != "https://u.test/3" || got[0].Metadata["k"] != "v" || got[0].Text != "3" {
+		t.Fatalf("chunk fields after reload: %+v", got)
 	}
 	if n, _ := ix2.Count(ctx, b); n != 0 {
 		t.Fatalf("beta count %d after reload, want 0", n)
@@ -104,68 +110,83 @@ func TestSnapshotRoundTripCheckpointAndCorruption(t *testing.T) {
 			t.Fatalf("checkpoint of %s after reload: %d %v, want %d", tn, cp, err, want)
 		}
 	}
-	// A change after the snapshot is not on disk until the next one: a crash (no Close) leaves the
-	// old snapshot, with the old checkpoint, which is what lets retrieval replay what came after.
-	if err := ix2.Upsert(ctx, a, randomChunks(r, 1, 16)); err != nil {
-		t.Fatal(err)
-	}
+	// A change after the last flush is not part of the index until the next one: a crash (the
+	// folder copied as it is on disk, no Close) leaves the last manifest, with the old checkpoint,
+	// which is what lets retrieval replay what came after.
+	must(t, ix2.Upsert(ctx, a, randomChunks(r, 1, 16)))
+	must(t, ix2.DeleteDoc(ctx, a, "nothing"))
 	must(t, ix2.SetCheckpoint(ctx, a, 99))
-	ix3, err := embedded.Open(embedded.Config{Dir: dir})
+	crashed := filepath.Join(t.TempDir(), "index")
+	must(t, os.CopyFS(crashed, os.DirFS(dir)))
+	ix3, err := embedded.Open(embedded.Config{Dir: crashed})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cp, _ := ix3.Checkpoint(ctx, a); cp != 41 {
-		t.Fatalf("checkpoint after a crash %d, want the snapshot's 41", cp)
+		t.Fatalf("checkpoint after a crash %d, want the manifest's 41", cp)
 	}
 	if n, _ := ix3.Count(ctx, a); n != 500 {
-		t.Fatalf("count after a crash %d, want the snapshot's 500", n)
+		t.Fatalf("count after a crash %d, want the manifest's 500", n)
 	}
-	// DeleteTenant drops content, snapshot and checkpoint.
+	// Writes after the crash go on from the manifest's state.
+	must(t, ix3.Upsert(ctx, a, randomChunks(r, 3, 16)[2:]))
+	if n, _ := ix3.Count(ctx, a); n != 500 {
+		t.Fatalf("count after an upsert of an existing chunk id: %d", n)
+	}
+	// DeleteTenant drops content, files and checkpoint.
 	must(t, ix3.DeleteTenant(ctx, a))
 	if cp, _ := ix3.Checkpoint(ctx, a); cp != 0 {
 		t.Fatalf("checkpoint after DeleteTenant %d", cp)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "acme.hnsw")); !os.IsNotExist(err) {
-		t.Fatalf("snapshot after DeleteTenant: %v", err)
+	if _, err := os.Stat(filepath.Join(crashed, "acme.ix")); !os.IsNotExist(err) {
+		t.Fatalf("files after DeleteTenant: %v", err)
 	}
-	_ = ix3.Close()
-	_ = ix2.Close() // writes acme again (its content and checkpoint 99): the last writer's view
+	must(t, ix3.Close())
+	must(t, ix2.Close()) // acme at checkpoint 99, d#0 replaced
 
-	// Flip a byte: the snapshot is set aside; the tenant starts empty from checkpoint 0.
-	p := filepath.Join(dir, "acme.hnsw")
-	raw, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw[len(raw)/2] ^= 0xff
-	if err := os.WriteFile(p, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// A version 1 snapshot (no checkpoint) and its dirty marker count as nothing either.
-	if err := os.WriteFile(filepath.Join(dir, "delta.hnsw"), []byte("CRISPY-HNSW-1\nold gob and checksum"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "delta.dirty"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	ix4, err := embedded.Open(embedded.Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ix4.Close()
-	for _, tn := range []tenant.ID{a, tenant.MustParse("delta")} {
-		if n, _ := ix4.Count(ctx, tn); n != 0 {
-			t.Fatalf("%s: unusable snapshot loaded %d chunks", tn, n)
+	if n, _ := ix4.Count(ctx, a); n != 500 {
+		t.Fatalf("count after Close %d, want 500", n)
+	}
+	if cp, _ := ix4.Checkpoint(ctx, a); cp != 99 {
+		t.Fatalf("checkpoint after Close %d, want 99", cp)
+	}
+
+	// Damage: a chunk record's byte flipped, a manifest cut, a vectors file shorter than the
+	// manifest says; and an older whole-file snapshot. Each such tenant's files are removed and it
+	// starts empty from checkpoint 0 (retrieval rebuilds it from the log).
+	must(t, ix4.Close())
+	flip := func(path string) {
+		raw, err := os.ReadFile(path)
+		must(t, err)
+		raw[len(raw)/2] ^= 0xff
+		must(t, os.WriteFile(path, raw, 0o644))
+	}
+	flip(filepath.Join(dir, "acme.ix", "chunks.1"))
+	raw, err := os.ReadFile(filepath.Join(dir, "gamma.ix", "MANIFEST"))
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "gamma.ix", "MANIFEST"), raw[:len(raw)-3], 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "delta.hnsw"), []byte("CRISPY-HNSW-2\nold gob and checksum"), 0o644))
+	ix5, err := embedded.Open(embedded.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix5.Close()
+	for _, tn := range []tenant.ID{a, c, tenant.MustParse("delta")} {
+		if n, _ := ix5.Count(ctx, tn); n != 0 {
+			t.Fatalf("%s: unusable files loaded %d chunks", tn, n)
 		}
-		if cp, _ := ix4.Checkpoint(ctx, tn); cp != 0 {
-			t.Fatalf("%s: unusable snapshot gave checkpoint %d", tn, cp)
+		if cp, _ := ix5.Checkpoint(ctx, tn); cp != 0 {
+			t.Fatalf("%s: unusable files gave checkpoint %d", tn, cp)
 		}
 	}
-	if _, err := os.Stat(p + ".corrupt"); err != nil {
-		t.Fatalf("the corrupt snapshot must be set aside: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "delta.dirty")); !os.IsNotExist(err) {
-		t.Fatalf("the version 1 marker must go: %v", err)
+	for _, name := range []string{"acme.ix", "gamma.ix", "delta.hnsw"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Fatalf("unusable %s must be removed: %v", name, err)
+		}
 	}
 }
 
@@ -283,9 +304,10 @@ func TestWritesDuringDeleteTenantAreNotLost(t *testing.T) {
 	}
 }
 
-// Snapshots are read streamed and several tenants at once: each tenant gets its own content back,
-// and a snapshot cut short or with bytes after its checksum is set aside while the others load.
-func TestSnapshotsOfManyTenantsLoadTogetherAndDamageStaysLocal(t *testing.T) {
+// Tenants' folders are opened several at once: each tenant gets its own content back, and a
+// tenant whose files are torn (a log shorter than its manifest, a vectors file cut) is removed while
+// the others load.
+func TestFoldersOfManyTenantsOpenTogetherAndDamageStaysLocal(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	ix, err := embedded.Open(embedded.Config{Dir: dir, ExactBelow: -1})
@@ -305,18 +327,8 @@ func TestSnapshotsOfManyTenantsLoadTogetherAndDamageStaysLocal(t *testing.T) {
 	if err := ix.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cut := filepath.Join(dir, "t1.hnsw")
-	raw, err := os.ReadFile(cut)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, os.WriteFile(cut, raw[:len(raw)-40], 0o644))
-	long := filepath.Join(dir, "t2.hnsw")
-	raw, err = os.ReadFile(long)
-	if err != nil {
-		t.Fatal(err)
-	}
-	must(t, os.WriteFile(long, append(raw, "trailing"...), 0o644))
+	must(t, os.Truncate(filepath.Join(dir, "t1.ix", "text.1"), 40))
+	must(t, os.Truncate(filepath.Join(dir, "t2.ix", "vectors.1"), 100))
 
 	ix2, err := embedded.Open(embedded.Config{Dir: dir, ExactBelow: -1})
 	if err != nil {
@@ -329,14 +341,15 @@ func TestSnapshotsOfManyTenantsLoadTogetherAndDamageStaysLocal(t *testing.T) {
 		damaged := i == 1 || i == 2
 		switch {
 		case damaged && (n != 0 || cp != 0):
-			t.Errorf("%s: damaged snapshot loaded: %d chunks, checkpoint %d", tid, n, cp)
+			t.Errorf("%s: damaged files loaded: %d chunks, checkpoint %d", tid, n, cp)
 		case !damaged && (n != 50+10*i || cp != uint64(100+i)):
 			t.Errorf("%s: %d chunks at checkpoint %d, want %d at %d", tid, n, cp, 50+10*i, 100+i)
 		}
-	}
-	for _, p := range []string{cut, long} {
-		if _, err := os.Stat(p + ".corrupt"); err != nil {
-			t.Errorf("damaged snapshot not set aside: %v", err)
+		if !damaged {
+			hits, err := ix2.Search(ctx, tid, search.Query{Vector: randomChunks(r, 1, 16)[0].Vector, K: 3, MinScore: -1})
+			if err != nil || len(hits) != 3 {
+				t.Errorf("%s: search after open: %v %v", tid, hits, err)
+			}
 		}
 	}
 }
