@@ -3,6 +3,9 @@ package tooling_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -26,6 +29,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
+	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -114,6 +118,7 @@ type env struct {
 	h      http.Handler
 	mod    *tooling.Module
 	store  *eventstoretest.Memory
+	keys   *keystoretest.Memory
 	index  *fakeIndex
 	logs   *syncBuf
 	cancel context.CancelFunc
@@ -135,7 +140,8 @@ func newEnv(t testing.TB, dir string, o opts) *env {
 	idx := &fakeIndex{}
 	cfg := o.config
 	cfg.PluginsDir = dir
-	d := tooling.Deps{Config: cfg, Store: store, Completer: idx, Ingester: idx, Log: log, Tracer: o.tracer, Metrics: o.metrics}
+	keys := keystoretest.NewMemory()
+	d := tooling.Deps{Config: cfg, Store: store, Keys: keys, Completer: idx, Ingester: idx, Log: log, Tracer: o.tracer, Metrics: o.metrics}
 	if o.policy != nil {
 		d.Policy = o.policy
 	}
@@ -150,7 +156,7 @@ func newEnv(t testing.TB, dir string, o opts) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := bustest.NewBus(t, store)
 	mod.Register(srv.API, b)
-	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, index: idx, logs: logs, cancel: cancel, done: make(chan struct{})}
+	e := &env{t: t, h: srv.Handler(), mod: mod, store: store, keys: keys, index: idx, logs: logs, cancel: cancel, done: make(chan struct{})}
 	go func() { _ = mod.Run(ctx); close(e.done) }()
 	t.Cleanup(e.stop)
 	bustest.Start(t, b)
@@ -221,4 +227,17 @@ func wantProblem(t testing.TB, r resp, status int, code string) {
 	if !strings.Contains(r.raw, "requestId") {
 		t.Fatalf("problem without requestId: %s", r.raw)
 	}
+}
+
+// paramsHMAC is the fingerprint the audit should hold for params in tenant tid: HMAC-SHA256 under
+// the tenant's secret as the key store holds it (the test's own computation, not the module's).
+func (e *env) paramsHMAC(tid string, params []byte) string {
+	e.t.Helper()
+	secret, err := e.keys.Key(context.Background(), tenant.MustParse(tid), "tenant/hmac")
+	if err != nil {
+		e.t.Fatalf("tenant %s params secret: %v", tid, err)
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write(params)
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -30,6 +30,7 @@ import (
 	toolhttp "github.com/crispy-enigma/crispy/modules/tooling/internal/httpapi"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/keystore"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/plugins/sdk"
@@ -98,10 +99,11 @@ func (c Config) Validate() error {
 type Deps struct {
 	Config    Config
 	Store     eventstore.Store
-	Policy    TenantPolicy // nil: every tool allowed (tests)
-	Completer Completer    // nil: tools use their offline methods
-	Embedder  Embedder     // nil: Host.Embed is unavailable
-	Ingester  Ingester     // nil: Host.Ingest is unavailable
+	Keys      keystore.Store // each tenant's secret for the audit's params HMAC ("tenant/hmac"); required
+	Policy    TenantPolicy   // nil: every tool allowed (tests)
+	Completer Completer      // nil: tools use their offline methods
+	Embedder  Embedder       // nil: Host.Embed is unavailable
+	Ingester  Ingester       // nil: Host.Ingest is unavailable
 	Log       *slog.Logger
 	Metrics   *metrics.Set
 	Tracer    trace.Tracer // nil: no spans
@@ -126,6 +128,9 @@ func New(d Deps) (*Module, error) {
 	}
 	if d.Store == nil {
 		return nil, fmt.Errorf("tooling: a Store is required")
+	}
+	if d.Keys == nil {
+		return nil, fmt.Errorf("tooling: a key store is required (the tool audit fingerprints params with each tenant's secret)")
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
@@ -153,7 +158,7 @@ func New(d Deps) (*Module, error) {
 	mgr := host.New(host.Config{Dir: d.Config.PluginsDir, MaxConcurrent: d.Config.MaxConcurrentPerTool, StartTimeout: d.Config.StartTimeout,
 		MaxTimeout: d.Config.MaxTimeout, CancelGrace: d.Config.CancelGrace, MemoryLimit: d.Config.PluginMemoryLimit,
 		MaxMemoryLimit: d.Config.MaxPluginMemoryLimit, Callbacks: cb, Log: log, HCLog: hc, OnRestart: restarts})
-	svc := &app.Service{Host: mgr, Store: d.Store, Capabilities: cb.Capabilities(), Metrics: d.Metrics, Tracer: d.Tracer, Log: log, Now: d.Now}
+	svc := &app.Service{Host: mgr, Store: d.Store, Keys: d.Keys, Capabilities: cb.Capabilities(), Metrics: d.Metrics, Tracer: d.Tracer, Log: log, Now: d.Now}
 	if d.Policy != nil {
 		svc.Policy = d.Policy
 	}

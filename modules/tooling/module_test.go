@@ -2,8 +2,6 @@ package tooling_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -62,12 +60,11 @@ func TestSchemaListsToolsAndExecuteRunsThem(t *testing.T) {
 	_ = evs[0].Decode(&inv)
 	_ = evs[1].Decode(&ok)
 	params, _ := json.Marshal(map[string]any{"mode": "ok", "n": 3, "text": "secret words"})
-	sum := sha256.Sum256(params)
 	if inv.Tool != "echo" || inv.Version != "1.0.0" || inv.UserID != "u-7" || inv.RequestID != r.body["requestId"] || inv.Tenant != "acme" ||
-		inv.ParamsSHA256 != hex.EncodeToString(sum[:]) {
+		inv.ParamsHMAC != e.paramsHMAC("acme", params) || inv.ParamsSHA256 != "" {
 		t.Fatalf("invoked: %+v", inv)
 	}
-	if !ok.Success || ok.DurationMs <= 0 || ok.InvocationID != inv.InvocationID {
+	if !ok.Success || ok.DurationMs <= 0 || ok.InvocationID != inv.InvocationID || ok.ParamsHMAC != inv.ParamsHMAC {
 		t.Fatalf("succeeded: %+v", ok)
 	}
 	for _, ev := range evs {

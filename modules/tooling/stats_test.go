@@ -18,6 +18,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
+	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -29,7 +30,7 @@ type statsServer struct {
 
 func newStatsServer(t testing.TB, store eventstore.Store, b *bus.Bus) statsServer {
 	t.Helper()
-	mod, err := tooling.New(tooling.Deps{Store: store, Config: tooling.Config{PluginsDir: t.TempDir()}})
+	mod, err := tooling.New(tooling.Deps{Store: store, Keys: keystoretest.NewMemory(), Config: tooling.Config{PluginsDir: t.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -479,11 +479,11 @@ func (g *gen) tools(ctx context.Context, t tenant.ID, n int) error {
 		}
 		inv, req := uuid.NewString(), uuid.NewString()
 		if err := g.append(ctx, st, eventstore.Any, toolevents.TypeToolInvoked, toolevents.ToolInvoked{
-			InvocationID: inv, Tenant: t.String(), Tool: "summarize", Version: "1.0.0", RequestID: req, ParamsSHA256: strings.Repeat("a", 64)}); err != nil {
+			InvocationID: inv, Tenant: t.String(), Tool: "summarize", Version: "1.0.0", RequestID: req, ParamsHMAC: strings.Repeat("a", 64)}); err != nil {
 			return err
 		}
 		if err := g.append(ctx, st, eventstore.Any, toolevents.TypeToolSucceeded, toolevents.ToolSucceeded{
-			InvocationID: inv, Tenant: t.String(), Tool: "summarize", Version: "1.0.0", RequestID: req, ParamsSHA256: strings.Repeat("a", 64),
+			InvocationID: inv, Tenant: t.String(), Tool: "summarize", Version: "1.0.0", RequestID: req, ParamsHMAC: strings.Repeat("a", 64),
 			Success: true, DurationMs: g.rnd.Float64() * 50}); err != nil {
 			return err
 		}

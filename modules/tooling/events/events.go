@@ -28,7 +28,12 @@ type ToolInvoked struct {
 	Version      string `json:"version"`
 	RequestID    string `json:"requestId"`
 	UserID       string `json:"userId,omitempty"`
-	ParamsSHA256 string `json:"paramsSha256"`
+	// ParamsHMAC is hex HMAC-SHA256 of the params as received, keyed with the tenant's secret
+	// (keystore id "tenant/hmac"): only that secret confirms which params were passed.
+	ParamsHMAC string `json:"paramsHmac,omitempty"`
+	// ParamsSHA256 is the unkeyed hash that events recorded before ParamsHMAC carry; no longer
+	// written, as it let a reader of the audit confirm guessed params.
+	ParamsSHA256 string `json:"paramsSha256,omitempty"`
 }
 
 // ToolSucceeded is recorded when a call returned output that matched the tool's output schema.
@@ -39,8 +44,9 @@ type ToolSucceeded struct {
 	Version      string  `json:"version"`
 	RequestID    string  `json:"requestId"`
 	UserID       string  `json:"userId,omitempty"`
-	ParamsSHA256 string  `json:"paramsSha256"`
-	Success      bool    `json:"success"` // always true
+	ParamsHMAC   string  `json:"paramsHmac,omitempty"`   // as ToolInvoked.ParamsHMAC
+	ParamsSHA256 string  `json:"paramsSha256,omitempty"` // as ToolInvoked.ParamsSHA256: older events only
+	Success      bool    `json:"success"`                // always true
 	DurationMs   float64 `json:"durationMs"`
 }
 
@@ -53,8 +59,9 @@ type ToolFailed struct {
 	Version      string  `json:"version"`
 	RequestID    string  `json:"requestId"`
 	UserID       string  `json:"userId,omitempty"`
-	ParamsSHA256 string  `json:"paramsSha256"`
-	Success      bool    `json:"success"` // always false
+	ParamsHMAC   string  `json:"paramsHmac,omitempty"`   // as ToolInvoked.ParamsHMAC
+	ParamsSHA256 string  `json:"paramsSha256,omitempty"` // as ToolInvoked.ParamsSHA256: older events only
+	Success      bool    `json:"success"`                // always false
 	DurationMs   float64 `json:"durationMs"`
 	ErrorCode    string  `json:"errorCode"`
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/domain"
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/host"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/keystore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/plugins/sdk"
 )
@@ -33,7 +34,8 @@ type StatsReader interface {
 type Service struct {
 	Host         *host.Manager
 	Store        eventstore.Store
-	Policy       Policy // nil: every tool allowed, every permission granted
+	Keys         keystore.Store // holds each tenant's params secret (domain.ParamsKeyID)
+	Policy       Policy         // nil: every tool allowed, every permission granted
 	Capabilities sdk.Capabilities
 	Stats        StatsReader  // the execution statistics read model (set by the module's Register)
 	Metrics      *metrics.Set // optional

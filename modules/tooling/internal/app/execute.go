@@ -77,8 +77,12 @@ func (s *Service) execute(ctx context.Context, cmd Execute) (Executed, error) {
 	if err != nil {
 		return Executed{}, fmt.Errorf("invocation id: %w", err)
 	}
+	fp, err := s.paramsHMAC(ctx, cmd.Tenant, cmd.Params)
+	if err != nil {
+		return Executed{}, err
+	}
 	base := events.ToolInvoked{InvocationID: inv.String(), Tenant: cmd.Tenant.String(), Tool: tool.Desc.Name,
-		Version: tool.Desc.Version, RequestID: cmd.RequestID, UserID: cmd.UserID, ParamsSHA256: domain.ParamsHash(cmd.Params)}
+		Version: tool.Desc.Version, RequestID: cmd.RequestID, UserID: cmd.UserID, ParamsHMAC: fp}
 	if err := s.append(ctx, stream, events.TypeToolInvoked, base); err != nil {
 		return Executed{}, err
 	}
@@ -97,7 +101,7 @@ func (s *Service) execute(ctx context.Context, cmd Execute) (Executed, error) {
 		}
 		s.observe(cmd.Tenant, tool.Desc.Name, code, dur)
 		if aerr := s.append(actx, stream, events.TypeToolFailed, events.ToolFailed{InvocationID: base.InvocationID, Tenant: base.Tenant,
-			Tool: base.Tool, Version: base.Version, RequestID: base.RequestID, UserID: base.UserID, ParamsSHA256: base.ParamsSHA256,
+			Tool: base.Tool, Version: base.Version, RequestID: base.RequestID, UserID: base.UserID, ParamsHMAC: base.ParamsHMAC,
 			Success: false, DurationMs: ms(dur), ErrorCode: code}); aerr != nil {
 			s.Log.ErrorContext(ctx, "tool audit append failed", "tool", tool.Desc.Name, "error", aerr)
 		}
@@ -105,11 +109,24 @@ func (s *Service) execute(ctx context.Context, cmd Execute) (Executed, error) {
 	}
 	s.observe(cmd.Tenant, tool.Desc.Name, "OK", dur)
 	if aerr := s.append(actx, stream, events.TypeToolSucceeded, events.ToolSucceeded{InvocationID: base.InvocationID, Tenant: base.Tenant,
-		Tool: base.Tool, Version: base.Version, RequestID: base.RequestID, UserID: base.UserID, ParamsSHA256: base.ParamsSHA256,
+		Tool: base.Tool, Version: base.Version, RequestID: base.RequestID, UserID: base.UserID, ParamsHMAC: base.ParamsHMAC,
 		Success: true, DurationMs: ms(dur)}); aerr != nil {
 		s.Log.ErrorContext(ctx, "tool audit append failed", "tool", tool.Desc.Name, "error", aerr)
 	}
 	return Executed{Tool: tool.Desc.Name, Version: tool.Desc.Version, Result: out, Duration: dur}, nil
+}
+
+// paramsHMAC fingerprints params with the tenant's secret, which the key store creates on the
+// tenant's first call. Without it the call cannot be audited as it must be, so it is refused (before
+// anything is recorded: this is the server's fault, not an outcome of the tool) rather than recorded
+// with a guessable hash or none.
+func (s *Service) paramsHMAC(ctx context.Context, t tenant.ID, params []byte) (string, error) {
+	secret, err := s.Keys.Create(ctx, t, domain.ParamsKeyID)
+	if err != nil {
+		return "", apperr.Wrap(fmt.Errorf("tenant %s params secret: %w", t, err), apperr.KindUnavailable, "tool_audit_unavailable",
+			"the tenant's audit secret could not be read, so the call was not run; retry shortly")
+	}
+	return domain.ParamsHMAC(secret, params), nil
 }
 
 func (s *Service) run(ctx context.Context, cmd Execute, tool host.Tool) (json.RawMessage, error) {

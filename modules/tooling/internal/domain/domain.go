@@ -1,8 +1,9 @@
 // Package domain holds the tooling rules without I/O: error codes, tenant permissions, the audit's
-// params hash, and the execution statistics read model.
+// params fingerprint, and the execution statistics read model.
 package domain
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -36,8 +37,17 @@ func Grants(cfg tenancyevents.TenantConfig, declared []string) (granted, revoked
 	return granted, revoked
 }
 
-// ParamsHash is the audit's fingerprint of a call's params: hex SHA-256 of the bytes as received.
-func ParamsHash(params []byte) string {
-	s := sha256.Sum256(params)
-	return hex.EncodeToString(s[:])
+// ParamsKeyID is the keystore id of a tenant's secret for params fingerprints, created on the
+// tenant's first tool call and destroyed with the tenant's keys.
+const ParamsKeyID = "tenant/hmac"
+
+// ParamsHMAC is the audit's fingerprint of a call's params: hex HMAC-SHA256 of the bytes as received,
+// keyed with the tenant's secret. An unkeyed hash let anyone who reads the audit confirm a guess of
+// low-entropy params (an account number, a yes/no) by hashing it; with the key only the holder of
+// the tenant's secret can, the same params hash differently in each tenant, and once the secret is
+// destroyed (the tenant deleted) no guess can be confirmed at all.
+func ParamsHMAC(secret, params []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(params)
+	return hex.EncodeToString(m.Sum(nil))
 }
