@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,11 +59,15 @@ type Bus struct {
 	target     eventstore.Position
 	shared     *cursor     // the processors' path
 	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
-	local      *cursor     // the projections' path
+	mainGroup  *group      // the projections' main path; others join it at the live end (fanout.go)
+	cursors    []*cursor   // every running cursor, for Check; guarded by mu
 	projected  map[string]bool
-	persisted  eventstore.Position // last forwarder checkpoint written; guarded by mu
-	stopped    atomic.Bool
-	tr         *transport
+	// The forwarders' context and goroutines: a group starts a cursor when it detaches a projection.
+	fwdCtx    context.Context
+	fwdWG     sync.WaitGroup
+	persisted eventstore.Position // last forwarder checkpoint written; guarded by mu
+	stopped   atomic.Bool
+	tr        *transport
 
 	localPubSub *gochannel.GoChannel
 
@@ -95,9 +100,6 @@ func New(cfg Config, d Deps) (*Bus, error) {
 		stopping: make(chan struct{}), fatal: make(chan error, 2)}
 	b.shared = &cursor{name: "processors"}
 	b.shared.publish = b.publishShared
-	b.local = &cursor{name: "projections", wantsEnd: true}
-	b.local.publish = b.publishLocal
-	b.local.prepare = b.prepareLocal
 	b.m = newMeters(d.Metrics, b)
 	return b, nil
 }
@@ -185,7 +187,8 @@ func (b *Bus) Run(ctx context.Context) error {
 	if from > target {
 		return aheadError("the bus's forwarder", from, target, b.cfg.CheckpointDir)
 	}
-	if err := b.openProjections(projections, target); err != nil {
+	groups, err := b.openProjections(projections, target)
+	if err != nil {
 		return err
 	}
 	closeStores := func() {
@@ -240,22 +243,24 @@ func (b *Bus) Run(ctx context.Context) error {
 		tr.router.AddConsumerHandler(d.name, b.cfg.topic(), sub, d.handle)
 	}
 
-	// Projections consume the in-process transport; each is subscribed before the forwarder
-	// publishes its first batch.
+	// Projections consume the in-process transport, each on its own topic fed from its inbox; each
+	// is subscribed before a cursor hands it its first batch.
 	projCtx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
 	var projWG sync.WaitGroup
 	b.localPubSub = newLocalPubSub(b.log)
 	for _, p := range projections {
-		msgs, err := b.localPubSub.Subscribe(projCtx, localTopic)
+		msgs, err := b.localPubSub.Subscribe(projCtx, p.topic())
 		if err != nil {
 			stopProjections()
+			projWG.Wait()
 			closeDurables(durables)
 			_ = tr.close()
 			closeStores()
 			return fmt.Errorf("bus: subscribe projection %s: %w", p.name, err)
 		}
-		projWG.Add(1)
+		projWG.Add(2)
 		go func() { defer projWG.Done(); p.run(projCtx, msgs) }()
+		go p.feed(projCtx, b.localPubSub, &projWG)
 	}
 	stopConsumers := func() {
 		stopProjections()
@@ -277,23 +282,25 @@ func (b *Bus) Run(ctx context.Context) error {
 		return fmt.Errorf("bus: watermill router: %w", err)
 	}
 	close(b.running)
-	b.log.Info("bus running", "transport", transportName(b.cfg), "from", from, "projectionsFrom", b.local.pos.Load(),
-		"storeAt", target, "processors", len(durables), "projections", len(projections))
+	projectionsFrom := uint64(target)
+	for _, g := range groups {
+		projectionsFrom = min(projectionsFrom, g.c.pos.Load())
+	}
+	b.log.Info("bus running", "transport", transportName(b.cfg), "from", from, "projectionsFrom", projectionsFrom,
+		"storeAt", target, "processors", len(durables), "projections", len(projections), "projectionCursors", len(groups))
 
 	// Forward until ctx ends.
 	fwdCtx, stopForwarder := context.WithCancel(ctx)
-	var fwdWG sync.WaitGroup
+	b.fwdCtx = fwdCtx
 	if len(durables) > 0 {
-		fwdWG.Add(1)
-		go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.shared) }()
+		b.startCursor(b.shared)
 	} else {
 		// No processor: nothing to deliver, and one added later starts with the events after its
 		// first start, so the processors' cursor simply stands at the store's end.
 		b.sharedIdle.Store(true)
 	}
-	if len(projections) > 0 {
-		fwdWG.Add(1)
-		go func() { defer fwdWG.Done(); b.forward(fwdCtx, b.local) }()
+	for _, g := range groups {
+		b.startCursor(g.c)
 	}
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
@@ -312,7 +319,7 @@ func (b *Bus) Run(ctx context.Context) error {
 	// would otherwise hold the forwarder's last publish, and the stop, until the disk heals. What
 	// they applied is committed on their way out; the rest is applied again from the checkpoint.
 	stopProjections()
-	fwdWG.Wait()
+	b.fwdWG.Wait()
 	stopFlush()
 	<-flushDone
 
@@ -332,20 +339,26 @@ func (b *Bus) Run(ctx context.Context) error {
 	}
 	stopConsumers()
 	errs = append(errs, closeDurables(durables))
-	b.log.Info("bus stopped", "forwarded", b.shared.pos.Load(), "projected", b.local.pos.Load())
+	projected := uint64(math.MaxUint64)
+	for _, p := range projections {
+		projected = min(projected, p.progress.Load())
+	}
+	if len(projections) == 0 {
+		projected = 0
+	}
+	b.log.Info("bus stopped", "forwarded", b.shared.pos.Load(), "projected", projected)
 	return errors.Join(append([]error{fatal}, errs...)...)
 }
 
 // openProjections opens every projection's read model, refuses one that is ahead of the store,
-// and sets the projections' cursor to the lowest checkpoint.
-func (b *Bus) openProjections(ps []*Projection, target eventstore.Position) error {
+// and groups the projections on cursors by checkpoint (the first group is the main one).
+func (b *Bus) openProjections(ps []*Projection, target eventstore.Position) ([]*group, error) {
 	if len(ps) == 0 {
-		return nil
+		return nil, nil
 	}
 	if err := os.MkdirAll(b.cfg.ReadModelDir, 0o750); err != nil {
-		return fmt.Errorf("bus: %w %s: %w", ErrReadModelDir, b.cfg.ReadModelDir, err)
+		return nil, fmt.Errorf("bus: %w %s: %w", ErrReadModelDir, b.cfg.ReadModelDir, err)
 	}
-	lowest := eventstore.Position(math.MaxUint64)
 	var err error
 	for _, p := range ps {
 		if err = p.open(b.cfg.ReadModelDir, target); err != nil {
@@ -355,16 +368,16 @@ func (b *Bus) openProjections(ps []*Projection, target eventstore.Position) erro
 			err = aheadError(fmt.Sprintf("read model %q (%s)", p.name, p.store.Load().Path()), pos, target, b.cfg.ReadModelDir)
 			break
 		}
-		lowest = min(lowest, p.store.Load().Position())
 	}
 	if err != nil {
 		for _, p := range ps {
 			_ = p.close()
 		}
-		return err
+		return nil, err
 	}
-	b.local.pos.Store(uint64(lowest))
-	return nil
+	groups, main := b.groupCursors(ps)
+	b.mainGroup = main
+	return groups, nil
 }
 
 // ErrReadModelDir marks a failure to use ReadModelDir or a file in it (the operating system's
@@ -447,7 +460,10 @@ func (b *Bus) Check(ctx context.Context) error {
 	if b.stopped.Load() {
 		return errors.New("bus: stopped")
 	}
-	for _, c := range []*cursor{b.shared, b.local} {
+	b.mu.Lock()
+	cursors := slices.Clone(b.cursors)
+	b.mu.Unlock()
+	for _, c := range cursors {
 		if p := c.err.Load(); p != nil {
 			return fmt.Errorf("bus: forwarder (%s) failing: %w", c.name, *p)
 		}
@@ -561,8 +577,8 @@ func (b *Bus) Sync(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		done := b.sharedIdle.Load() || b.shared.pos.Load() >= uint64(target)
-		if len(b.projections) > 0 {
-			done = done && max(b.local.pos.Load(), b.local.liveEnd.Load()) >= uint64(target)
+		for _, p := range b.projections {
+			done = done && p.reached.Load() >= uint64(target)
 		}
 		if done {
 			return nil

@@ -16,25 +16,42 @@
 // Go type with the envelope (no data: nothing left to decode by hand) and the value.
 //
 // Guarantees, and how they are kept:
-//   - One forwarder, two cursors, one store subscription each. The projections' cursor starts after
-//     the lowest projection checkpoint and publishes batches of events (one Watermill message per
-//     batch, the decoded events in its context) to the in-process transport; the processors' cursor
-//     starts after its own checkpoint (CheckpointDir/forwarder.json, written by temp file + fsync +
-//     rename every CheckpointInterval and at a clean stop) and publishes each event as a message
-//     (UUID = event id, payload = envelope JSON, metadata type, tenant, stream, position) to the
-//     shared transport. Two cursors, so that a broker outage does not stall the read models, and a
-//     read model rebuilt from zero does not publish the history to the broker again (past its
-//     duplicate window, processors would act on it again).
+//   - One forwarder, and cursors, one store subscription each. The processors' cursor starts after
+//     its own checkpoint (CheckpointDir/forwarder.json, written by temp file + fsync + rename every
+//     CheckpointInterval and at a clean stop) and publishes each event as a message (UUID = event
+//     id, payload = envelope JSON, metadata type, tenant, stream, position) to the shared transport.
+//     The projections ride on projection cursors (fanout.go), which read batches of events, decode
+//     them once for the projections they feed and hand each batch to each projection's inbox (a
+//     channel of inboxBatches batches), from which it is published to that projection's own topic
+//     on the in-process transport. Separate from the processors' cursor, so that a broker outage
+//     does not stall the read models, and a read model rebuilt from zero does not publish the
+//     history to the broker again (past its duplicate window, processors would act on it again).
+//   - A slow projection does not pace the others. At start the projections are grouped by
+//     checkpoint: those within CatchUpCommitEvery of each other share a cursor from the lowest of
+//     them; one far behind (new, or rebuilt) gets a cursor of its own, so the others are caught up
+//     at once. A cursor waits for a projection whose inbox is full only while no other projection
+//     of its group is idle (has applied every batch it was handed): then that projection is
+//     inboxBatches batches behind it and is detached onto a cursor of its own, from the last event
+//     it was handed, decoding only the types it handles (it re-embeds documents, say; the others go
+//     on at their pace). A cursor other than the main one (the one furthest ahead at start) hands
+//     its projections to the main cursor once it has handed them the live end and they are idle,
+//     if the main cursor has handed out nothing after that position (else it asks again when a
+//     projection next becomes idle): at rest the store is read once for every read model. Memory
+//     stays bounded by the inboxes, whatever the history: a projection far behind reads the store
+//     itself rather than having the history buffered for it.
 //   - Caught up is a fact: the store subscription reports its live end (SubscribeOptions.CaughtUp);
-//     the forwarder passes that position down the in-process transport behind the events before it,
-//     so a projection is caught up once it has applied (and committed) every event up to the live
-//     end. Nothing is guessed from a quiet spell. WaitCaughtUp, Projection.Ready (503 catching_up)
-//     and Check (/health catching_up with progress) report it.
+//     a projection cursor passes that position to its projections behind the events before it, so
+//     a projection is caught up once it has applied (and committed) every event up to the live end
+//     of the cursor it is on. Nothing is guessed from a quiet spell. Each projection says so for
+//     itself: Projection.WaitCaughtUp, Ready (503 catching_up for its own queries) and Check
+//     (/health catching_up with progress) report it, while the projections already caught up
+//     answer; Bus.WaitCaughtUp and Bus.Check wait for or report them all.
 //   - A projection applies events in order, skipping positions at or below its checkpoint, in
 //     batched write transactions: while catching up it commits every CatchUpCommitEvery events and
 //     at the live end; once live, at the end of every forwarded batch (before the batch is
-//     acknowledged, so a live event is visible to View once its publish returns). A crash loses
-//     only uncommitted work, which is applied again from the checkpoint: never twice, never lost.
+//     acknowledged; Bus.Sync waits for that). A crash loses only uncommitted work, which is applied
+//     again from the checkpoint: never twice, never lost. The same skip makes the moves between
+//     cursors safe: a batch handed again after a join is applied once.
 //   - A projection file that is missing or unreadable is rebuilt from the start of the store (with a
 //     log line); one whose checkpoint is ahead of the store's last position (the store was restored
 //     from an older backup, or --eventstore names another store) makes Run refuse to start: its

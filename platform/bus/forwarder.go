@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -17,17 +16,15 @@ import (
 // wait instead of a round trip per event; the in-process projections get a batch as one message.
 const forwardBatch = 512
 
-// localTopic is the in-process topic the projections consume.
-const localTopic = "projections"
-
 // cursor is one path of the forwarder: where it is in the store and where its events go. The
-// processors' cursor publishes each event to the shared transport; the projections' cursor
-// publishes batches to the in-process transport, with the store's live end.
+// processors' cursor publishes each event to the shared transport; a projection group's cursor
+// hands batches to its projections (fanout.go), with the store's live end.
 type cursor struct {
 	name    string
 	pos     atomic.Uint64 // position of the last event published
 	liveEnd atomic.Uint64 // the live end the subscription last reported and the cursor passed on
 	err     atomic.Pointer[error]
+	joined  atomic.Bool // its projections joined the main group: the cursor ended, not failed
 	// wantsEnd asks the subscription to report its live end, which publish then passes on.
 	wantsEnd bool
 	// prepare, when set, turns an event into its delivery on the subscription's goroutine, so that
@@ -35,6 +32,9 @@ type cursor struct {
 	prepare func(e eventstore.Event) delivery
 	// publish sends batch (events after pos, in order) and, when end is set, the live end after it.
 	publish func(ctx context.Context, batch []item, end *eventstore.Position) error
+	// g is the projection group the cursor feeds (nil: the processors' cursor): while the cursor
+	// waits for the store it also serves the group's wake-ups and, for the main group, joins.
+	g *group
 }
 
 // item is what the store subscription hands the forwarding loop: an event (prepared when the
@@ -56,6 +56,10 @@ func (b *Bus) forward(ctx context.Context, c *cursor) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errJoined) {
+			c.joined.Store(true)
+			return
+		}
 		if err == nil {
 			err = errors.New("store subscription ended")
 		}
@@ -69,7 +73,10 @@ func (b *Bus) forward(ctx context.Context, c *cursor) {
 		if errors.Is(err, eventstore.ErrCorrupt) {
 			// Reading again reads the same bytes: stop the bus (and the server) with the cause.
 			b.log.Error("bus: forwarder stopped: the event store is corrupt", "cursor", c.name, "at", at, "err", err)
-			b.fatal <- fmt.Errorf("bus: the event store cannot be read after position %d: %w; run crispy verify to locate the damage", at, err)
+			select { // several cursors may find it; Run needs one
+			case b.fatal <- fmt.Errorf("bus: the event store cannot be read after position %d: %w; run crispy verify to locate the damage", at, err):
+			default:
+			}
 			return
 		}
 		b.log.Error("bus: forwarder failed; retrying", "cursor", c.name, "at", at, "retryIn", wait, "err", err)
@@ -115,11 +122,26 @@ func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 			}
 		})
 	}()
+	var kick <-chan struct{}
+	var joins <-chan joinReq
+	if c.g != nil {
+		kick, joins = c.g.kick, c.g.joins
+	}
 	batch := make([]item, 0, forwardBatch)
 	for {
 		batch = batch[:0]
 		var end *eventstore.Position
 		select {
+		case <-kick:
+			if err := c.g.idle(); err != nil {
+				cancel()
+				<-subDone
+				return err
+			}
+			continue
+		case r := <-joins:
+			c.g.accept(r)
+			continue
 		case it := <-items:
 			if it.isEnd {
 				end = &it.liveEnd
@@ -199,46 +221,6 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 	c.pos.Store(uint64(last.Position))
 	b.m.published.Add(len(msgs))
 	return nil
-}
-
-// publishLocal sends a batch to the projections as one in-process message: the events decoded
-// once, for every projection, and the live end when the subscription reported it after them. It
-// returns once every projection has applied the batch (and committed it, once caught up).
-func (b *Bus) publishLocal(ctx context.Context, batch []item, end *eventstore.Position) error {
-	c := b.local
-	done := c.pos.Load()
-	lb := &localBatch{events: make([]delivery, 0, len(batch))}
-	for _, it := range batch {
-		if uint64(it.d.env.Position) <= done {
-			continue
-		}
-		lb.events = append(lb.events, it.d)
-	}
-	if end != nil {
-		lb.caughtUp, lb.at = true, *end
-	}
-	if len(lb.events) == 0 && !lb.caughtUp {
-		return nil
-	}
-	m := message.NewMessage(watermill.NewUUID(), nil)
-	m.SetContext(context.WithValue(context.WithoutCancel(ctx), localBatchKey{}, lb))
-	if err := b.localPubSub.Publish(localTopic, m); err != nil {
-		return fmt.Errorf("publish to the projections: %w", err)
-	}
-	if n := len(lb.events); n > 0 {
-		c.pos.Store(uint64(lb.events[n-1].env.Position))
-	}
-	return nil
-}
-
-// prepareLocal is the projections' delivery of e: its envelope and its data decoded once (for a
-// type some projection handles).
-func (b *Bus) prepareLocal(e eventstore.Event) delivery {
-	d := delivery{env: envelopeOf(e)}
-	if b.projected[e.Type] {
-		d.ev, d.err = b.codec.Decode(e.Type, e.Data)
-	}
-	return d
 }
 
 // inProcessEvent is the context key of the event a message was made from.

@@ -29,6 +29,12 @@ type ProjectionOptions struct {
 	// Version is the format of the state the handlers write. Bump it when they change what they
 	// write: the next start empties the read model and rebuilds it from the start of the store.
 	Version uint64
+	// OwnCursor reads the store for this projection alone, on a subscription of its own decoding
+	// only the types it handles, instead of sharing one with the other projections. For a read
+	// model whose handlers are slow by nature (the search index re-embeds every document): on a
+	// shared cursor it would pace every other read model, through a first start or a rebuild as
+	// through a burst of live events. It costs one more read of the store.
+	OwnCursor bool
 }
 
 // projectionName keeps a projection's file name (<ReadModelDir>/<name>.db) readable and safe.
@@ -54,6 +60,15 @@ type Projection struct {
 	faultWait          time.Duration
 
 	progress atomic.Uint64 // applied position, for /health
+	reached  atomic.Uint64 // applied (and committed once caught up) or a live end passed: for Sync
+
+	// Its place on the cursors (fanout.go): the batches handed to it and not yet applied wait in
+	// inbox; queued counts them (with the one being applied); given is the last position handed;
+	// grp is the group whose cursor hands it batches now.
+	inbox    chan *localBatch
+	queued   atomic.Int64
+	given    atomic.Uint64
+	grp      atomic.Pointer[group]
 	target   atomic.Uint64 // the store's last position when Run started, for /health
 	caughtUp chan struct{}
 	once     sync.Once
@@ -77,6 +92,7 @@ func (b *Bus) Projection(name string, o ProjectionOptions) *Projection {
 		o.What = name
 	}
 	p := &Projection{b: b, name: name, opts: o, caughtUp: make(chan struct{}), stopped: make(chan struct{}),
+		inbox:   make(chan *localBatch, inboxBatches),
 		handled: b.m.counter("crispy_bus_projected_events_total", name),
 		failed:  b.m.counter("crispy_bus_failed_events_total", name)}
 	if name != "" && !projectionName.MatchString(name) {
@@ -222,8 +238,8 @@ func (p *Projection) isCaughtUp() bool {
 	}
 }
 
-// delivery is one event as the projections receive it: decoded once by the forwarder, shared by
-// every projection (read-only).
+// delivery is one event as the projections receive it: decoded once by their group's cursor,
+// shared by the projections of the group (read-only).
 type delivery struct {
 	env Envelope
 	ev  any
@@ -327,6 +343,13 @@ func (p *Projection) handleBatch(ctx context.Context, lb *localBatch) {
 			return
 		}
 	}
+	reached := uint64(p.applied)
+	if lb.caughtUp {
+		reached = max(reached, uint64(lb.at))
+	}
+	if reached > p.reached.Load() {
+		p.reached.Store(reached)
+	}
 	if lb.caughtUp {
 		p.once.Do(func() {
 			close(p.caughtUp)
@@ -419,6 +442,9 @@ func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 				_ = tx.Rollback()
 				if Unavailable(err) {
 					// A dependency is down: wait for it, however long; the event is never passed.
+					// Its group learns that it is stuck, so it does not hold the others.
+					p.waiting.set(err)
+					p.kickGroup()
 					if !p.b.waitUnavailable(ctx, &p.waiting, &backoff, "projection", p.name, err) {
 						return false
 					}
@@ -512,6 +538,7 @@ func (p *Projection) applyAll(ctx context.Context, tx *readmodel.Tx, d *delivery
 // ended first.
 func (p *Projection) storageFault(ctx context.Context, err error) bool {
 	p.fault.Store(&err)
+	p.kickGroup()
 	if p.faultWait == 0 {
 		p.faultWait = p.b.cfg.RetryInitial
 	}

@@ -55,9 +55,9 @@ func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
 	})
 }
 
-// newLocalPubSub is the in-process transport of the projections: publishing blocks until every
-// projection has acknowledged the batch (each sees the store's order, and the forwarder's cursor
-// never passes a batch a projection has not applied); the batch travels in the message's context.
+// newLocalPubSub is the in-process transport of the projections, one topic each: publishing blocks
+// until the projection has applied the batch (it sees the store's order, and its inbox counts what
+// it has not applied); the batch travels in the message's context.
 func newLocalPubSub(log *slog.Logger) *gochannel.GoChannel {
 	return gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true, PreserveContext: true}, watermillLogger(log))
 }
