@@ -11,6 +11,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/google/uuid"
+
+	"github.com/crispy-enigma/crispy/platform/request"
 )
 
 func main() {
@@ -94,6 +98,7 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		return usageError("no command given; run 'crispy help' for the commands")
 	}
 	cmd, rest := args[0], args[1:]
+	ctx = asOperator(ctx, cmd)
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, rest, io, env)
@@ -118,4 +123,17 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		return nil
 	}
 	return usageError("unknown command %q; run 'crispy help' for the commands", cmd)
+}
+
+// asOperator makes what a command records the operator's: a command run at the server's console
+// holds no API credential, so the events it appends (an ingest, a re-index) name it as their actor,
+// "system:cli/<command>", and one invocation is one request. serve keeps no request id: its work is
+// attributed per request (the API's credentials) or per component (system:<component>), and this
+// actor only marks work that names neither.
+func asOperator(ctx context.Context, cmd string) context.Context {
+	info := request.Info{Actor: "system:cli/" + cmd}
+	if cmd != "serve" {
+		info.ID = "cli-" + uuid.NewString()
+	}
+	return request.With(ctx, info)
 }
