@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/modules/retrieval/events"
@@ -235,5 +236,36 @@ func TestErasingATenantErasesItsDocuments(t *testing.T) {
 	e.mustIngest("acme", "a3", "Fresh start for "+marker+" plans.")
 	if r := e.search("acme", q); r.status != 200 || len(sources(r)) != 1 || !strings.Contains(allText(r), "Fresh start") {
 		t.Fatalf("acme's search after a new ingest: %d %s", r.status, r.raw)
+	}
+}
+
+// TestDeletionOnOneReplicaDropsAnotherReplicasCachedAnswer: two replicas share the store and the
+// key store (as with PostgreSQL), each with its own index and search cache. B has cached an answer
+// quoting the document; once A deletes it and B has seen the deletion, B answers without it (not
+// from its cache), and B cannot open the text either (the key is gone for both).
+func TestDeletionOnOneReplicaDropsAnotherReplicasCachedAnswer(t *testing.T) {
+	f := openSealedFolder(t)
+	cfg := retrieval.Config{CacheTTL: time.Hour}
+	a := newEnv(t, opts{store: f.store, index: openIndex(t, ""), sealer: f.sealer, config: cfg})
+	b := newEnv(t, opts{store: f.store, index: openIndex(t, ""), sealer: f.sealer, config: cfg})
+	marker := uniqueMarker()
+	a.mustIngest("acme", "memo", "The "+marker+" memo.")
+	a.mustIngest("acme", "other", parking)
+	must(t, b.bus.Sync(context.Background()))
+	q := map[string]any{"query": "the " + marker + " memo", "answer": false}
+	for range 2 {
+		if r := b.search("acme", q); r.status != 200 || !strings.Contains(allText(r), marker) {
+			t.Fatalf("B before the deletion: %d %s", r.status, r.raw)
+		}
+	}
+	if r := b.search("acme", q); r.body["cached"] != true {
+		t.Fatalf("B did not cache its answer: %s", r.raw)
+	}
+	if r := a.do("DELETE", "/documents/memo", "acme", nil); r.status != 200 {
+		t.Fatalf("delete on A: %d %s", r.status, r.raw)
+	}
+	must(t, b.bus.Sync(context.Background()))
+	if r := b.search("acme", q); r.status != 200 || r.body["cached"] == true || strings.Contains(r.raw, marker) {
+		t.Fatalf("B after A's deletion: %d %s", r.status, r.raw)
 	}
 }
