@@ -32,6 +32,7 @@ type Entry struct {
 	Config  events.TenantConfig
 	Policy  RatePolicy
 	digests [][32]byte
+	keyIDs  []string // KeyID of each digest, made once so a request's credential costs nothing
 	origins map[string]struct{}
 	anyOrig bool
 }
@@ -45,6 +46,7 @@ func NewEntry(t *Tenant) (*Entry, error) {
 			return nil, fmt.Errorf("tenant %s: recorded key hash %q: %w", t.ID, k, err)
 		}
 		e.digests = append(e.digests, d)
+		e.keyIDs = append(e.keyIDs, KeyID(&d))
 	}
 	for _, o := range t.Config.CORS.AllowedOrigins {
 		if o == "*" {
@@ -62,12 +64,16 @@ func (e *Entry) RequiresKey() bool { return len(e.digests) > 0 }
 // KeyMatches compares a presented key's digest with every one of the tenant's digests in constant
 // time, visiting all of them whatever the outcome, so timing reveals neither which key matched nor
 // whether one did.
-func (e *Entry) KeyMatches(d *[32]byte) bool {
-	match := 0
+func (e *Entry) KeyMatches(d *[32]byte) bool { return e.keyIndex(d) >= 0 }
+
+// keyIndex is KeyMatches telling which digest matched (-1: none), with the same constant-time visit
+// of every digest.
+func (e *Entry) keyIndex(d *[32]byte) int {
+	idx := -1
 	for i := range e.digests {
-		match |= subtle.ConstantTimeCompare(d[:], e.digests[i][:])
+		idx = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(d[:], e.digests[i][:]), i, idx)
 	}
-	return match == 1
+	return idx
 }
 
 // CORSHeaders adds the headers that let a browser on origin read the response, when the tenant
@@ -202,15 +208,16 @@ func (d *Directory) ResolveCredential(c Credentials) (*Entry, string, string, er
 		sum := sha256.Sum256([]byte(c.APIKey))
 		// Visit every tenant and every hash, keeping the first match, so the time taken does not
 		// depend on where (or whether) the key is found.
+		ki := -1
 		for _, t := range d.all {
-			if t.KeyMatches(&sum) && e == nil {
-				e = t
+			if i := t.keyIndex(&sum); i >= 0 && e == nil {
+				e, ki = t, i
 			}
 		}
 		if e == nil {
 			return nil, "", ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid")
 		}
-		return e, KeyID(&sum), "", nil
+		return e, e.keyIDs[ki], "", nil
 	case d.Default != nil:
 		e = d.Default
 	default:
@@ -219,10 +226,11 @@ func (d *Directory) ResolveCredential(c Credentials) (*Entry, string, string, er
 	}
 	if c.APIKey != "" {
 		sum := sha256.Sum256([]byte(c.APIKey))
-		if !e.KeyMatches(&sum) {
+		ki := e.keyIndex(&sum)
+		if ki < 0 {
 			return nil, "", ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid for this tenant")
 		}
-		return e, KeyID(&sum), "", nil
+		return e, e.keyIDs[ki], "", nil
 	}
 	if e.RequiresKey() {
 		return nil, "", ReasonKeyRequired, apperr.New(apperr.KindUnauthorized, CodeAPIKeyRequired,
