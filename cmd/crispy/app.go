@@ -27,6 +27,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/instrumented"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
 	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
@@ -49,7 +50,9 @@ type app struct {
 	log     *slog.Logger
 	set     *metrics.Set
 	tracer  *tracing.Provider
-	store   eventstore.Store
+	store   eventstore.Store // raw behind the sealing decorator: what modules append and read
+	raw     eventstore.Store // the store as written (ciphertext): for hashing and verification
+	sealer  *sealing.Sealer
 	bus     *bus.Bus
 	models  providers.Built
 	tenancy *tenancy.Module
@@ -80,7 +83,16 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		return nil, err
 	}
 	a.closers = append(a.closers, raw.Close)
-	a.store = instrumented.New(raw, a.set, a.tracer.Tracer())
+	keys, err := openKeys(ctx, cfg, raw, log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, keys.Close)
+	a.sealer = sealing.New(keys)
+	// a.raw is what is stored (ciphertext): the Merkle log and verification hash it. a.store seals
+	// and opens content for the modules.
+	a.raw = instrumented.New(raw, a.set, a.tracer.Tracer())
+	a.store = sealStore(a.raw, a.sealer)
 
 	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, Prefix: cfg.BusPrefix, CheckpointDir: busDir(cfg), ReadModelDir: readModelDir(cfg)},
 		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
@@ -131,7 +143,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if cfg.PluginMemoryMB == 0 {
 		toolCfg.PluginMemoryLimit = -1 // 0 turns the ceiling off
 	}
-	if a.tooling, err = tooling.New(tooling.Deps{Config: toolCfg, Store: a.store,
+	if a.tooling, err = tooling.New(tooling.Deps{Config: toolCfg, Store: a.store, Keys: a.sealer.Keys(),
 		Policy: a.tenancy, Completer: toolCompleter{a}, Embedder: a.retr, Ingester: toolIngester{a.retr},
 		Log: log, Metrics: a.set, Tracer: a.tracer.Tracer()}); err != nil {
 		return nil, within("tooling", err, "")
@@ -149,7 +161,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride,
 			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB), SweepInterval: cfg.RetentionEvery},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
-		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance,
+		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance, Sealer: a.sealer,
 	}); err != nil {
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}
@@ -251,8 +263,12 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 	if err != nil {
 		return nil, within("embeddings", err, "check CRISPY_DEFAULT_EMBEDDING_MODEL (provider:model)")
 	}
+	var sealer *sealing.Sealer // documents are sealed when the store is (serve, ingest, reindex)
+	if ss, ok := store.(*sealing.Store); ok {
+		sealer = ss.Sealer()
+	}
 	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer,
-		SharedIndex: cfg.Search != "" && cfg.Search != "embedded", Log: log, Metrics: set})
+		SharedIndex: cfg.Search != "" && cfg.Search != "embedded", Log: log, Metrics: set, Sealer: sealer})
 	if err != nil {
 		return nil, within("retrieval", err, "")
 	}

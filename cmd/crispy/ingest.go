@@ -11,6 +11,8 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/modules/tenancy"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/keystore"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -18,6 +20,7 @@ import (
 // offline is the retrieval side of the CLI: the store, the index and the tenants, without a server.
 type offline struct {
 	store eventstore.Store
+	keys  keystore.Store // the data keys the documents are sealed with
 	index search.Index
 	retr  *retrieval.Module
 	t     tenant.ID
@@ -29,6 +32,9 @@ func (o *offline) close() {
 	}
 	if o.store != nil {
 		o.store.Close()
+	}
+	if o.keys != nil {
+		o.keys.Close()
 	}
 }
 
@@ -48,7 +54,11 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if o.store, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	ten, err := tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants}, Store: o.store, Log: log})
+	if o.keys, err = openKeys(ctx, cfg, o.store, log); err != nil {
+		return nil, err
+	}
+	sealed := sealStore(o.store, sealing.New(o.keys)) // documents are sealed as serve seals them
+	ten, err := tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants}, Store: sealed, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +71,7 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if o.index, err = openIndex(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if o.retr, err = buildRetrieval(cfg, log, o.store, o.index, metrics.NewSet(), ten, nil); err != nil {
+	if o.retr, err = buildRetrieval(cfg, log, sealed, o.index, metrics.NewSet(), ten, nil); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -20,6 +20,8 @@ import (
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	keysembedded "github.com/crispy-enigma/crispy/platform/keystore/embedded"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -187,7 +189,13 @@ func TestStorageFaultIs503AndHealsThroughHTTP(t *testing.T) {
 	if s.Live() {
 		t.Fatal("the stopped server still holds the store")
 	}
-	evs, err := s.ReadTenant(context.Background(), tenant.MustParse("demo"), eventstore.Start, 0)
+	// Documents are sealed: read them as the server does, with its data keys.
+	keys, err := keysembedded.OpenReadOnly(filepath.Join(data, "keys", keysembedded.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	evs, err := sealStore(s, sealing.New(keys)).ReadTenant(context.Background(), tenant.MustParse("demo"), eventstore.Start, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/observability"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -82,8 +83,15 @@ func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 		defer fh.Close()
 		w = fh
 	}
+	// Sealed content is opened with the data keys (read-only beside a running server); content whose
+	// key was destroyed replays as its envelope, the fields kept plain and "erased":true.
+	keys, err := openKeysReadOnly(ctx, cfg, store.Store, newLogger(io.err, cfg.LogLevel))
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
 	bar := newProgress(io.err, "replay "+t.String(), out != "")
-	n, err := observability.Replay(ctx, store, t, opts, w, bar.set)
+	n, err := observability.Replay(ctx, sealStore(store.Store, sealing.New(keys)), t, opts, w, bar.set)
 	bar.done()
 	if err != nil {
 		return err

@@ -57,6 +57,9 @@ func appendEventJSON(b []byte, e *eventstore.Event) ([]byte, error) {
 	b = appendString(b, e.Prev)
 	b = append(b, `,"hash":`...)
 	b = appendString(b, e.Hash)
+	if e.Erased { // its content's key was destroyed: data holds only what was kept plain
+		b = append(b, `,"erased":true`...)
+	}
 	return append(b, '}', '\n'), nil
 }
 

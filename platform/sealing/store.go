@@ -84,6 +84,23 @@ func (s *Store) KeepPlain(fields map[string][]string) *Store {
 	return s
 }
 
+// Raw is the store under the sealing decorator found in s's chain of decorators (through their
+// Unwrap() eventstore.Store), or s itself when none is sealing: what hash verification must read,
+// since hashes are over the stored ciphertext.
+func Raw(s eventstore.Store) eventstore.Store {
+	for cur := s; cur != nil; {
+		if ss, ok := cur.(*Store); ok {
+			return ss.Store
+		}
+		u, ok := cur.(interface{ Unwrap() eventstore.Store })
+		if !ok {
+			break
+		}
+		cur = u.Unwrap()
+	}
+	return s
+}
+
 // Unwrap returns the decorated store (raw events: what verification reads).
 func (s *Store) Unwrap() eventstore.Store { return s.Store }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -160,6 +161,7 @@ type Report struct {
 // Each page's hashes are computed in parallel (they are independent); the links between events are
 // then checked in order, with the same rules as eventstore.ChainVerifier.
 func Verify(ctx context.Context, s eventstore.Store, t tenant.ID, progress func(checked int)) (Report, error) {
+	s = sealing.Raw(s) // the hashes are over the stored (sealed) bytes
 	workers := min(runtime.GOMAXPROCS(0), 8)
 	last := map[string]link{}
 	var rep Report
