@@ -269,3 +269,31 @@ func TestDeletionOnOneReplicaDropsAnotherReplicasCachedAnswer(t *testing.T) {
 		t.Fatalf("B after A's deletion: %d %s", r.status, r.raw)
 	}
 }
+
+// TestReindexAfterADeletionKeepsItErased: crispy reindex reads the log again; the erased ingest
+// (no docId left in it) neither fails the rebuild nor comes back, the other documents are indexed
+// again with their text sealed.
+func TestReindexAfterADeletionKeepsItErased(t *testing.T) {
+	f := openSealedFolder(t)
+	e := f.env(t, false)
+	marker := uniqueMarker()
+	e.mustIngest("acme", "gone", "The "+marker+" secret.")
+	e.mustIngest("acme", "kept", "The "+marker+" public note.")
+	if r := e.do("DELETE", "/documents/gone", "acme", nil); r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.raw)
+	}
+	res, err := e.mod.Reindex(context.Background(), tenant.MustParse("acme"), nil)
+	if err != nil || res.Documents != 1 {
+		t.Fatalf("reindex: %+v, %v", res, err)
+	}
+	r := e.search("acme", map[string]any{"query": "the " + marker, "answer": false})
+	if r.status != 200 || len(sources(r)) != 1 || !strings.Contains(allText(r), "public note") || strings.Contains(r.raw, "secret") {
+		t.Fatalf("search after the reindex: %d %s", r.status, r.raw)
+	}
+	if err := e.index.Index.(search.Flusher).Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := filesWith(t, f.dir, marker); len(got) > 0 {
+		t.Fatalf("plaintext at rest after the reindex, in %v", got)
+	}
+}
