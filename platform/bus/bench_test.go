@@ -2,8 +2,11 @@ package bus_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,4 +147,100 @@ func fillStore(b *testing.B, store eventstore.Store, n int) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCatchUpBesideASlowProjection is a first start of two read models on the embedded store:
+// a fast one (a per-tenant count of every event) and a slow one that handles one event in 20 (a
+// document among the messages) slowly: "wait" waits 400 µs for it (an embedding provider's round
+// trip), "cpu" burns about that much CPU (embedding in process). Reported: events/s from Run until
+// the fast one caught up (fast-events/s) and until the slow one did (slow-events/s), and the CPU
+// time of the process meanwhile. "shared": the slow one shares the fast one's cursor, so it paces
+// it (as every read model was paced by the single projections cursor); "own":
+// ProjectionOptions.OwnCursor, the slow one on a store subscription of its own. On a machine with
+// no spare core, "cpu" gains nothing from "own" (the work is the same, plus a second read of the
+// store): the fast one gets ahead only as far as the CPU lets it.
+func BenchmarkCatchUpBesideASlowProjection(b *testing.B) {
+	const n = 100_000
+	store, err := embedded.Open(b.TempDir(), embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	fillStore(b, store, n)
+	slowly := map[string]func(int) uint64{
+		"wait": func(int) uint64 { time.Sleep(400 * time.Microsecond); return 1 },
+		"cpu":  burn,
+	}
+	for _, kind := range []string{"wait", "cpu"} {
+		for _, own := range []bool{false, true} {
+			name := kind + "/shared"
+			if own {
+				name = kind + "/own"
+			}
+			b.Run(name, func(b *testing.B) {
+				var fastRate, slowRate, cpuMS float64
+				for b.Loop() {
+					b.StopTimer()
+					bs, err := bus.New(bus.Config{CheckpointDir: b.TempDir(), ReadModelDir: b.TempDir()}, bus.Deps{Store: store})
+					if err != nil {
+						b.Fatal(err)
+					}
+					registerTestEvents(bs.Codec().Add)
+					fast := bs.Projection("bench.fast", bus.ProjectionOptions{})
+					bus.Apply(fast, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ happenedEvent) error {
+						return add(tx.Bucket().Put, tx.Bucket().Get, env.Tenant.String(), 1)
+					})
+					slow := bs.Projection("bench.slow", bus.ProjectionOptions{OwnCursor: own})
+					bus.Apply(slow, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev happenedEvent) error {
+						if ev.N%20 != 0 {
+							return nil
+						}
+						return add(tx.Bucket().Put, tx.Bucket().Get, env.Tenant.String(), slowly[kind](ev.N))
+					})
+					ctx, cancel := context.WithCancel(context.Background())
+					stopped := make(chan error, 1)
+					b.StartTimer()
+					begin, cpu0 := time.Now(), cpuTime()
+					go func() { stopped <- bs.Run(ctx) }()
+					if err := fast.WaitCaughtUp(ctx); err != nil {
+						b.Fatal(err)
+					}
+					fastRate = float64(n) / time.Since(begin).Seconds()
+					if err := slow.WaitCaughtUp(ctx); err != nil {
+						b.Fatal(err)
+					}
+					slowRate = float64(n) / time.Since(begin).Seconds()
+					cpuMS = float64((cpuTime() - cpu0).Milliseconds())
+					b.StopTimer()
+					cancel()
+					if err := <-stopped; err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				b.ReportMetric(fastRate, "fast-events/s")
+				b.ReportMetric(slowRate, "slow-events/s")
+				b.ReportMetric(cpuMS, "cpu-ms")
+			})
+		}
+	}
+}
+
+// burn spends about 400 µs of CPU and returns 1 (whatever n is, so that the work is kept).
+func burn(n int) uint64 {
+	var sum [32]byte
+	binary.BigEndian.PutUint64(sum[:], uint64(n))
+	for range 800 {
+		sum = sha256.Sum256(sum[:])
+	}
+	return uint64(sum[0]&0) + 1
+}
+
+// cpuTime is the process's user + system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -48,11 +48,45 @@ type transport struct {
 // watermillLogger sends Watermill's logs to slog one level down: its Info is per message or per
 // subscription, which is our Debug.
 func watermillLogger(log *slog.Logger) watermill.LoggerAdapter {
-	return watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{
+	log = log.With("component", "watermill")
+	return quietLogger{LoggerAdapter: watermill.NewSlogLoggerWithLevelMapping(log, map[slog.Level]slog.Level{
 		slog.LevelInfo:       slog.LevelDebug,
 		slog.LevelDebug:      watermill.LevelTrace,
 		watermill.LevelTrace: watermill.LevelTrace - 4,
-	})
+	}), log: log}
+}
+
+// quietLogger drops a Watermill log line that slog would drop before Watermill's slog adapter
+// builds it: the adapter converts the line's fields first, and the router logs a few lines per
+// message (measured in a first start of crispy serve: about 0.5 s of CPU per 100k events forwarded
+// to the processors, for lines nobody reads).
+type quietLogger struct {
+	watermill.LoggerAdapter
+	log *slog.Logger
+}
+
+func (q quietLogger) enabled(l slog.Level) bool { return q.log.Enabled(context.Background(), l) }
+
+func (q quietLogger) Info(msg string, f watermill.LogFields) {
+	if q.enabled(slog.LevelDebug) {
+		q.LoggerAdapter.Info(msg, f)
+	}
+}
+
+func (q quietLogger) Debug(msg string, f watermill.LogFields) {
+	if q.enabled(watermill.LevelTrace) {
+		q.LoggerAdapter.Debug(msg, f)
+	}
+}
+
+func (q quietLogger) Trace(msg string, f watermill.LogFields) {
+	if q.enabled(watermill.LevelTrace - 4) {
+		q.LoggerAdapter.Trace(msg, f)
+	}
+}
+
+func (q quietLogger) With(f watermill.LogFields) watermill.LoggerAdapter {
+	return quietLogger{LoggerAdapter: q.LoggerAdapter.With(f), log: q.log}
 }
 
 // newLocalPubSub is the in-process transport of the projections, one topic each: publishing blocks
