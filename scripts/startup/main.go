@@ -20,7 +20,12 @@
 // ("ready to serve"); what the first /health answer said if it was not ok (catching_up and its
 // progress); the RSS (VmRSS) and peak RSS (VmHWM) of the server once ready; and, from the server's
 // log and the /health answers, a timeline: when each read model caught up and how fast (events/s for
-// one built from position 1). /health is rate-limited like every tenant route, so after its first
+// one built from position 1). For a first start it sums that up: when the read models other than
+// the search index (retrieval.index, which re-embeds every document on a cursor of its own) had all
+// caught up and at how many events/s, and when the index had. The machine's load average (from
+// /proc/loadavg) before each start and the CPU time the server had used once ready (user + system,
+// from /proc/<pid>/stat) are printed too: on a busy machine (other work on its cores) wall-clock
+// rates are what the server got of the machine, and events per CPU-second say what it cost. /health is rate-limited like every tenant route, so after its first
 // answer it is polled only once the log says the read models caught up (-milestone; "listening" for
 // a server that listens only then). The server is then stopped with SIGTERM. The page cache is warm
 // (the copy was just written): these are warm starts.
@@ -39,6 +44,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,7 +145,51 @@ func run() error {
 	m := rs[len(rs)/2]
 	fmt.Printf("\nsummary (%d events): first start ready %s, answering %s, RSS %.1f MB; restart (median of %d) ready %s, answering %s, RSS %.1f MB (peak %.1f MB)\n",
 		first.Events, sec(first.Ready), sec(first.Answering), first.RSSMB, len(rs), sec(m.Ready), sec(m.Answering), m.RSSMB, m.PeakMB)
+	if !*skipFirst {
+		fmt.Printf("first start catch-up: %s\n", first.catchUp())
+	}
 	return nil
+}
+
+// indexProjection is the read model that re-embeds every document, on a cursor of its own.
+const indexProjection = "retrieval.index"
+
+// caughtUp is a read model's "caught up" log line.
+type caughtUp struct {
+	At       time.Duration // since exec
+	Took     time.Duration // since its bus started
+	Position uint64
+	FromZero bool
+}
+
+// catchUp sums up a start's read models: when those other than the index had all caught up, at how
+// many events/s (of a first start: the events up to the store's end over the time the slowest of
+// them took), and when the index had.
+func (r result) catchUp() string {
+	var slowest string
+	var rest caughtUp
+	for name, c := range r.CaughtUp {
+		if name != indexProjection && c.Took >= rest.Took {
+			slowest, rest = name, c
+		}
+	}
+	if slowest == "" {
+		return "no read model caught up in the log"
+	}
+	out := fmt.Sprintf("read models but %s caught up at %s (slowest %s, %s after the bus ran)", indexProjection, sec(rest.At), slowest, sec(rest.Took))
+	if rest.FromZero && rest.Took > 0 {
+		out += fmt.Sprintf(": %.0f events/s", float64(rest.Position)/rest.Took.Seconds())
+	}
+	if c, ok := r.CaughtUp[indexProjection]; ok {
+		out += fmt.Sprintf("; %s caught up at %s", indexProjection, sec(c.At))
+		if c.FromZero && c.Took > 0 {
+			out += fmt.Sprintf(": %.0f events/s", float64(c.Position)/c.Took.Seconds())
+		}
+	}
+	if r.CPU > 0 {
+		out += fmt.Sprintf("; server CPU time once ready %s (%.0f events per CPU-second)", sec(r.CPU), float64(r.Events)/r.CPU.Seconds())
+	}
+	return out + fmt.Sprintf("; load average before the start %s", r.Load)
 }
 
 // result is one start.
@@ -150,6 +200,9 @@ type result struct {
 	RSSMB, PeakMB               float64
 	Events                      uint64
 	Timeline                    []logEvent
+	CaughtUp                    map[string]caughtUp // per read model, from the log
+	CPU                         time.Duration       // the server's user + system time once ready
+	Load, LoadReady             string              // /proc/loadavg's 1, 5 and 15 minute averages before the start and once ready
 }
 
 type logEvent struct {
@@ -166,6 +219,8 @@ func (r result) print(title string) {
 	}
 	fmt.Printf("  ready (/health all ok):     %s\n", sec(r.Ready))
 	fmt.Printf("  RSS once ready:             %.1f MB (peak %.1f MB)\n", r.RSSMB, r.PeakMB)
+	fmt.Printf("  server CPU once ready:      %s (user + system)\n", sec(r.CPU))
+	fmt.Printf("  machine load average:       %s before the start, %s once ready (this machine has %d cores)\n", r.Load, r.LoadReady, runtime.NumCPU())
 	for _, e := range r.Timeline {
 		fmt.Printf("    %8s  %s\n", sec(e.At), e.What)
 	}
@@ -195,6 +250,7 @@ func measure(bin, dir, milestone string, timeout time.Duration, extra ...string)
 		}
 	}
 	c.Stdout, c.Stderr = logf, logf
+	load := loadAvg()
 	start := time.Now()
 	if err := c.Start(); err != nil {
 		return result{}, err
@@ -212,7 +268,7 @@ func measure(bin, dir, milestone string, timeout time.Duration, extra ...string)
 			return errors.New("the server did not stop within a minute of SIGTERM")
 		}
 	}
-	var r result
+	r := result{Load: load}
 	deadline := start.Add(timeout)
 	failed := func(err error) (result, error) {
 		_ = stop()
@@ -299,10 +355,12 @@ func measure(bin, dir, milestone string, timeout time.Duration, extra ...string)
 		time.Sleep(5 * time.Millisecond)
 	}
 	r.RSSMB, r.PeakMB = rss(c.Process.Pid)
+	r.CPU, r.LoadReady = cpuTime(c.Process.Pid), loadAvg()
 	if err := stop(); err != nil {
 		return r, err
 	}
-	tl, events := timeline(logPath, start)
+	tl, events, cu := timeline(logPath, start)
+	r.CaughtUp = cu
 	r.Timeline, r.Events = append(r.Timeline, tl...), events
 	slices.SortStableFunc(r.Timeline, func(a, b logEvent) int { return int(a.At - b.At) })
 	return r, nil
@@ -367,16 +425,18 @@ func healthOK(hc *http.Client, url string) (bool, string, error) {
 	return ok, h.Status + ": " + strings.Join(parts, ", "), nil
 }
 
-// timeline picks the server log's start-up milestones, as offsets from exec.
-func timeline(path string, start time.Time) ([]logEvent, uint64) {
+// timeline picks the server log's start-up milestones, as offsets from exec, and when each read
+// model caught up.
+func timeline(path string, start time.Time) ([]logEvent, uint64, map[string]caughtUp) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0
+		return nil, 0, nil
 	}
 	defer f.Close()
 	var out []logEvent
 	var events uint64
 	fromZero := map[string]bool{}
+	cu := map[string]caughtUp{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -397,9 +457,12 @@ func timeline(path string, start time.Time) ([]logEvent, uint64) {
 			what = fmt.Sprintf("bus running (store at %d, projections from %d)", events, uint64(num(l["projectionsFrom"])))
 		case msg == "bus: projection caught up":
 			what = fmt.Sprintf("read model %v caught up at %d (took %v)", l["projection"], uint64(num(l["position"])), l["took"])
-			if d, err := time.ParseDuration(fmt.Sprint(l["took"])); err == nil && d > 0 && fromZero[fmt.Sprint(l["projection"])] {
+			d, err := time.ParseDuration(fmt.Sprint(l["took"]))
+			name := fmt.Sprint(l["projection"])
+			if err == nil && d > 0 && fromZero[name] {
 				what += fmt.Sprintf(": %.0f events/s from position 1", num(l["position"])/d.Seconds())
 			}
+			cu[name] = caughtUp{At: at.Sub(start), Took: d, Position: uint64(num(l["position"])), FromZero: fromZero[name]}
 		case msg == "bus: projection builds from the start of the store", msg == "bus: projection resumes from its checkpoint":
 			fromZero[fmt.Sprint(l["projection"])] = msg == "bus: projection builds from the start of the store"
 			what = fmt.Sprintf("%s: %v", strings.TrimPrefix(msg, "bus: "), l["projection"])
@@ -412,7 +475,41 @@ func timeline(path string, start time.Time) ([]logEvent, uint64) {
 			out = append(out, logEvent{At: at.Sub(start), What: what})
 		}
 	}
-	return out, events
+	return out, events, cu
+}
+
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute load averages ("?" when it cannot be read).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// cpuTime is the user + system CPU time of process pid (utime and stime of /proc/<pid>/stat, in
+// clock ticks of 1/100 s on Linux).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count after its ")".
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100)
 }
 
 // logHas reports whether the file at path holds s.
