@@ -61,6 +61,13 @@ type config struct {
 	// CRISPY_WEBHOOK_ALLOW_INTERNAL=true lets alert webhooks reach loopback and private addresses
 	// (receivers on the operator's own network; off by default, as tenants choose webhook URLs).
 	WebhookAllowInternal string
+
+	// The signed audit log (serve's --audit-* flags).
+	AuditKey         string // signing key file; default <data>/audit/signing.key
+	NewAuditKey      bool   // create a new key although the store has events
+	AuditWitnessFile string
+	AuditWitnessURL  string
+	AuditInterval    time.Duration
 }
 
 // flags binds command-line flags whose defaults come from CRISPY_* variables.
@@ -193,6 +200,7 @@ func (f *flags) serveFlags(c *config) {
 	f.dur(&c.ReadTimeout, "read-timeout", httpapi.DefaultTimeouts.Read, "how long a client may take to send a whole request, headers and body")
 	f.dur(&c.WriteTimeout, "write-timeout", httpapi.DefaultTimeouts.Write, "how long a client may take to read a response from its first byte (an SSE stream: each of its events)")
 	f.dur(&c.IdleTimeout, "idle-timeout", httpapi.DefaultTimeouts.Idle, "how long a keep-alive connection may wait for its next request")
+	f.auditFlags(c)
 }
 
 // httpTimeouts are the HTTP server's timeouts (zero, for commands without serve's flags: the
@@ -278,6 +286,14 @@ func (c *config) validate() error {
 	}
 	if _, err := c.webhookAllowInternal(); err != nil {
 		return err
+	}
+	if c.AuditInterval < 0 {
+		return fmt.Errorf("--audit-interval %s: want a positive duration, such as 30s", c.AuditInterval)
+	}
+	if c.AuditWitnessURL != "" {
+		if u, err := url.Parse(c.AuditWitnessURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--audit-witness-url %q: want an http(s) URL", c.AuditWitnessURL)
+		}
 	}
 	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
 		return fmt.Errorf("--redis %q: want a redis:// or rediss:// URL", c.Redis)

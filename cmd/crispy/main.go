@@ -82,6 +82,13 @@ Usage:
   crispy replay --tenant T [--from RFC3339] [--until RFC3339] [--stream S] [--out FILE.jsonl]
   crispy verify --tenant T                walk the tenant's hash chains; writes nothing, may run beside a
                                           server; exit 2 broken chain, 3 corrupt log, 4 torn tail
+  crispy verify --tenant T --checkpoint FILE [--public-key FILE]
+                                          prove the store holds exactly the log a kept signed checkpoint
+                                          committed to, plus appends; names the first entry at fault
+  crispy audit public-key [--pem]         the key that signs audit checkpoints
+  crispy audit checkpoint --tenant T      the tenant's latest signed checkpoint (signs one if the log grew)
+  crispy audit prove --proof FILE --event FILE --public-key FILE
+                                          check an inclusion proof (GET /audit/events/{id}/proof) offline
   crispy repair [--dry-run]               cut the embedded log's torn tail (server stopped; a copy is kept)
   crispy plugin check BINARY              run the tool-plugin conformance kit against a binary
   crispy plugin lock DIR                  pin the SHA-256 of every plugin in DIR (DIR/plugins.lock)
@@ -110,6 +117,8 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		return cmdReplay(ctx, rest, io, env)
 	case "verify":
 		return cmdVerify(ctx, rest, io, env)
+	case "audit":
+		return cmdAudit(ctx, rest, io, env)
 	case "repair":
 		return cmdRepair(ctx, rest, io, env)
 	case "plugin":

@@ -92,7 +92,7 @@ func readLog(t *testing.T, dir string) []eventstore.Event {
 type rawDecoder struct{ b []byte }
 
 func (d *rawDecoder) uvarint() uint64 { v, n := binary.Uvarint(d.b); d.b = d.b[n:]; return v }
-func (d *rawDecoder) str() string      { n := d.uvarint(); s := string(d.b[:n]); d.b = d.b[n:]; return s }
+func (d *rawDecoder) str() string     { n := d.uvarint(); s := string(d.b[:n]); d.b = d.b[n:]; return s }
 
 // writeLog replaces the store in dir with evs, each its own record, positions renumbered 1..n as a
 // careful forger would (the store refuses gaps), and drops the index so the store rebuilds it.
@@ -437,4 +437,3 @@ func firstOf(evs []eventstore.Event, stream string) eventstore.Event {
 	}
 	return eventstore.Event{}
 }
-

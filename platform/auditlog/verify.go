@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -94,45 +96,32 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 	// differs; the rest are only folded into the running range.
 	leaves := make([]byte, 0, 32*min(n, 1<<22))
 	r := rangeFactory.NewEmptyRange(0)
-	chains := eventstore.NewChainVerifier()
 	var atN []byte
 	if n == 0 {
 		atN = Hasher.EmptyRoot()
 	}
 	var firstChain *Fault
-	err := eachPage(ctx, s, o.Tenant, func(page []eventstore.Event) error {
-		for i := range page {
-			e := &page[i]
-			idx := rep.EventsChecked
-			if err := chains.Check(e); err != nil && firstChain == nil {
-				var ce *eventstore.ChainError
-				reason := err.Error()
-				if errors.As(err, &ce) {
-					reason = "hash chain: " + ce.Reason
-				}
-				firstChain = faultAt(idx, e, reason)
-			}
-			leaf, err := LeafHash(e.Hash)
+	err := scan(ctx, s, o.Tenant, func(e *eventstore.Event, leaf []byte, chainErr string) error {
+		idx := rep.EventsChecked
+		if chainErr != "" && firstChain == nil {
+			firstChain = faultAt(idx, e, "hash chain: "+chainErr)
+		}
+		if idx < n {
+			leaves = append(leaves, leaf...)
+		}
+		if err := r.Append(leaf, nil); err != nil {
+			return err
+		}
+		rep.EventsChecked++
+		if rep.EventsChecked == n {
+			root, err := r.GetRootHash(nil)
 			if err != nil {
-				leaf = Hasher.HashLeaf([]byte(e.Hash)) // a damaged hash still takes its place
-			}
-			if idx < n {
-				leaves = append(leaves, leaf...)
-			}
-			if err := r.Append(leaf, nil); err != nil {
 				return err
 			}
-			rep.EventsChecked++
-			if rep.EventsChecked == n {
-				root, err := r.GetRootHash(nil)
-				if err != nil {
-					return err
-				}
-				atN = root
-			}
-			if o.Progress != nil && rep.EventsChecked%ProgressEvery == 0 {
-				o.Progress(rep.EventsChecked)
-			}
+			atN = root
+		}
+		if o.Progress != nil && rep.EventsChecked%ProgressEvery == 0 {
+			o.Progress(rep.EventsChecked)
 		}
 		return nil
 	})
@@ -298,21 +287,11 @@ func eachPage(ctx context.Context, s eventstore.Store, t tenant.ID, fn func([]ev
 // event's hash and its stream's links (a broken chain is an error: never sign over one).
 func Compute(ctx context.Context, s eventstore.Store, t tenant.ID) (uint64, []byte, error) {
 	r := rangeFactory.NewEmptyRange(0)
-	chains := eventstore.NewChainVerifier()
-	err := eachPage(ctx, s, t, func(page []eventstore.Event) error {
-		for i := range page {
-			if err := chains.Check(&page[i]); err != nil {
-				return err
-			}
-			leaf, err := LeafHash(page[i].Hash)
-			if err != nil {
-				return err
-			}
-			if err := r.Append(leaf, nil); err != nil {
-				return err
-			}
+	err := scan(ctx, s, t, func(e *eventstore.Event, leaf []byte, chainErr string) error {
+		if chainErr != "" {
+			return &eventstore.ChainError{EventID: e.ID, Stream: e.Stream, Revision: e.Revision, Reason: chainErr}
 		}
-		return nil
+		return r.Append(leaf, nil)
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("audit log of %s: %w", t, err)
@@ -324,3 +303,79 @@ func Compute(ctx context.Context, s eventstore.Store, t tenant.ID) (uint64, []by
 	return r.End(), root, err
 }
 
+// scan reads t's events in global order and calls fn with each, its leaf hash and what is wrong
+// with its hash chain ("" when nothing): the event's own hash recomputed from its stored bytes, its
+// revision and its link to its stream's previous event. The hashing, which dominates, runs on every
+// core a page at a time; fn runs in order on the calling goroutine. A stream's first event may
+// follow truncated ones (its prev is then taken on trust, as eventstore.ChainVerifier does).
+func scan(ctx context.Context, s eventstore.Store, t tenant.ID, fn func(e *eventstore.Event, leaf []byte, chainErr string) error) error {
+	type link struct {
+		rev  uint64
+		hash string
+	}
+	last := map[string]link{}
+	workers := max(1, runtime.GOMAXPROCS(0))
+	hashers := make([]*eventstore.FastHasher, workers)
+	for i := range hashers {
+		hashers[i] = eventstore.NewFastHasher()
+	}
+	var leaves []byte
+	var errs []string
+	return eachPage(ctx, s, t, func(page []eventstore.Event) error {
+		// Fresh leaves each page: fn may keep them (a compact range holds its hashes).
+		leaves = make([]byte, 32*len(page))
+		if cap(errs) < len(page) {
+			errs = make([]string, len(page))
+		}
+		errs = errs[:len(page)]
+		chunk := (len(page) + workers - 1) / workers
+		var wg sync.WaitGroup
+		for w := range workers {
+			lo, hi := w*chunk, min((w+1)*chunk, len(page))
+			if lo >= hi {
+				break
+			}
+			wg.Add(1)
+			x := hashers[w]
+			go func() {
+				defer wg.Done()
+				for i := lo; i < hi; i++ {
+					e := &page[i]
+					errs[i] = ""
+					want, err := x.Check(e)
+					switch {
+					case err != nil:
+						errs[i] = err.Error()
+					case want != e.Hash:
+						errs[i] = "hash does not match the event's contents"
+					}
+					leaf, err := LeafHash(e.Hash)
+					if err != nil {
+						leaf = Hasher.HashLeaf([]byte(e.Hash)) // a damaged hash still takes its place
+					}
+					copy(leaves[32*i:], leaf)
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range page {
+			e := &page[i]
+			why := errs[i]
+			prev, seen := last[e.Stream]
+			switch {
+			case why != "":
+			case !seen && e.Revision == 0 && e.Prev != "":
+				why = "first event of the stream has a prev hash"
+			case seen && e.Revision != prev.rev+1:
+				why = fmt.Sprintf("revision gap after %d", prev.rev)
+			case seen && e.Prev != prev.hash:
+				why = "prev does not match the previous event's hash"
+			}
+			last[e.Stream] = link{rev: e.Revision, hash: e.Hash}
+			if err := fn(e, leaves[32*i:32*i+32:32*i+32], why); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -86,6 +86,7 @@ type deployment struct {
 	tenants    string    // the tenants file
 	store      *postgres.Store
 	extraArgs  []string
+	keyDir     string // holds the audit signing key every replica shares
 	extraEnv   []string
 }
 
@@ -106,7 +107,7 @@ func newDeployment(t *testing.T, tenantYAML string) *deployment {
 			strings.Join(missing, ", "))
 	}
 	pgURL := pgtest.URL(t)
-	d := &deployment{t: t, redisURL: os.Getenv("CRISPY_REDIS_URL")}
+	d := &deployment{t: t, redisURL: os.Getenv("CRISPY_REDIS_URL"), keyDir: t.TempDir()}
 	d.natsURL, d.prefix = bustest.NATS(t, "replicas")
 	d.eventStore = pgtest.WithSchema(t, pgURL, pgtest.Schema(t, pgURL))
 	id := randHex(t, 4)
@@ -146,7 +147,10 @@ func (d *deployment) start(name, dataDir string, extra ...string) *replica {
 	}
 	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--plugins-dir", filepath.Join(dataDir, "no-plugins"),
 		"--eventstore", d.eventStore, "--bus", d.natsURL, "--bus-prefix", d.prefix, "--redis", d.redisURL, "--tenants", d.tenants,
-		"--shutdown-timeout", "5s"}
+		"--shutdown-timeout", "5s",
+		// Replicas sharing a store share its audit signing key: the first start creates it, the
+		// others would refuse a store with events and no key.
+		"--audit-key", filepath.Join(d.keyDir, "audit-signing.key")}
 	args = append(append(args, d.extraArgs...), extra...)
 	env := append(append(os.Environ(), "CRISPY_LOG_LEVEL=info", "CRISPY_WEBHOOK_SECRET=replicas"), d.extraEnv...)
 	r := &replica{Process: serveproc.Start(t, "replica "+name, crispyBin, args, env, 90*time.Second), t: t, name: name, dataDir: dataDir}

@@ -62,6 +62,10 @@ type AuditEvent struct {
 	Data      json.RawMessage `json:"data"`
 	Prev      string          `json:"prev"`
 	Hash      string          `json:"hash"`
+	// Causation and correlation ids are hashed with the event: with them an event as listed here
+	// is enough to recompute its hash (crispy audit prove).
+	CausationID   string `json:"causationId,omitempty"`
+	CorrelationID string `json:"correlationId,omitempty"`
 }
 
 type eventsInput struct {
@@ -153,7 +157,8 @@ func (a *Audit) Register(api huma.API) {
 			out.Body.Events = make([]AuditEvent, len(evs))
 			for i, e := range evs {
 				out.Body.Events[i] = AuditEvent{ID: e.ID, Type: e.Type, Stream: e.Stream, Revision: e.Revision, Position: uint64(e.Position),
-					Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, Data: e.Data, Prev: e.Prev, Hash: e.Hash}
+					Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, Data: e.Data, Prev: e.Prev, Hash: e.Hash,
+					CausationID: e.CausationID, CorrelationID: e.CorrelationID}
 			}
 			if next != 0 {
 				out.Body.NextCursor = strconv.FormatUint(uint64(next), 10)

@@ -1,4 +1,4 @@
-package audit
+package eventstore
 
 import (
 	"context"
@@ -7,26 +7,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// The fast hasher agrees with eventstore.ComputeHash on every kind of data, compact or not.
+// The fast hasher agrees with ComputeHash on every kind of data, compact or not.
 func TestFastHashMatchesReference(t *testing.T) {
 	t.Parallel()
 	datas := []string{``, `{}`, `{"a":1}`, `{"s":"with spaces and \"quotes\" and \\ back"}`, "{\n  \"pretty\": [1, 2]\n}",
 		`{"u":"ünïcødé 🎉","e":"\\\" }"}`, `[ 1 ,2 ]`, `"str"`, `{"x":"\t"}`, "{\"a\":\"b\\\\\" , \"c\":1}"}
-	x := newHasher()
+	x := NewFastHasher()
 	ctx := context.Background()
 	for i, d := range datas {
-		var data []eventstore.EventData
+		var data []EventData
 		// Every third event has an asserted user, so both forms of the canonical bytes are covered.
 		user := ""
 		if i%3 == 0 {
 			user = fmt.Sprint("ann-", i)
 		}
-		data = append(data, eventstore.EventData{Type: "t.E", Data: json.RawMessage(d), RequestID: fmt.Sprint("r", i), Actor: "key:0123456789ab", User: user, CausationID: "c"})
-		evs, err := eventstore.Prepare(ctx, tenant.MustStream(tenant.MustParse("acme"), "session", "s"), uint64(i*1000+7), "prevhash",
+		data = append(data, EventData{Type: "t.E", Data: json.RawMessage(d), RequestID: fmt.Sprint("r", i), Actor: "key:0123456789ab", User: user, CausationID: "c"})
+		evs, err := Prepare(ctx, tenant.MustStream(tenant.MustParse("acme"), "session", "s"), uint64(i*1000+7), "prevhash",
 			time.Date(2026, 1, 2, 3, 4, 5, i*1000+1, time.FixedZone("x", 3600)), data)
 		if err != nil {
 			t.Fatalf("%q: %v", d, err)
@@ -35,14 +34,14 @@ func TestFastHashMatchesReference(t *testing.T) {
 		if i%2 == 0 {
 			e.Data = json.RawMessage(d) // as the store may hand it back: uncompacted
 		}
-		want, err := eventstore.ComputeHash(e.Prev, &e)
+		want, err := ComputeHash(e.Prev, &e)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, ok := x.hash(&e); !ok || got != want {
 			t.Errorf("%q: fast %s (%v), reference %s", d, got, ok, want)
 		}
-		if got, err := x.check(&e); err != nil || got != want {
+		if got, err := x.Check(&e); err != nil || got != want {
 			t.Errorf("%q: check %s %v", d, got, err)
 		}
 	}
