@@ -40,6 +40,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -77,8 +78,13 @@ const FileName = "keys.db"
 type entry struct {
 	slot  int64
 	state byte
-	key   []byte // nil when destroyed
+	key   []byte        // nil when destroyed
+	ready chan struct{} // statePending: closed once the record is durable (or abandoned)
 }
+
+// statePending marks, in memory only, a key whose record is written and not yet fsynced: invisible
+// to Key, waited for by a Create or Destroy of the same id.
+const statePending = 3
 
 // Store is the embedded key store.
 type Store struct {
@@ -90,6 +96,12 @@ type Store struct {
 	closed   bool
 	readOnly bool
 	rand     io.Reader
+	written  uint64 // records written so far (guarded by mu): what a sync covers
+
+	// Group commit: Creates write their record under mu, then one fsync covers every record
+	// written before it started, so concurrent Creates share fsyncs instead of queueing one each.
+	syncMu sync.Mutex
+	synced uint64 // written count the last successful fsync covered (guarded by syncMu)
 }
 
 var _ keystore.Store = (*Store)(nil)
@@ -271,7 +283,7 @@ func (s *Store) Key(_ context.Context, t tenant.ID, id string) ([]byte, error) {
 		return nil, keystore.ErrClosed
 	}
 	e, ok := s.keys[mapKey(t.String(), id)]
-	if !ok {
+	if !ok || e.state == statePending {
 		return nil, keystore.ErrNotFound
 	}
 	if e.state != stateLive {
@@ -280,49 +292,113 @@ func (s *Store) Key(_ context.Context, t tenant.ID, id string) ([]byte, error) {
 	return append([]byte(nil), e.key...), nil
 }
 
-// Create implements keystore.Store: the record is written and fsynced before the key is returned.
+// Create implements keystore.Store: the record is written and fsynced before the key is returned;
+// concurrent Creates share their fsyncs (group commit).
 func (s *Store) Create(ctx context.Context, t tenant.ID, id string) ([]byte, error) {
-	if k, err := s.Key(ctx, t, id); !errors.Is(err, keystore.ErrNotFound) {
+	for {
+		if k, err := s.Key(ctx, t, id); !errors.Is(err, keystore.ErrNotFound) {
+			return k, err
+		}
+		k, ready, err := s.create(t, id)
+		if ready != nil { // another Create of the id is under way: its outcome decides
+			select {
+			case <-ready:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		return k, err
 	}
+}
+
+// create writes a new key's record and waits for it to be durable; when the id is pending it
+// returns that creation's ready channel instead.
+func (s *Store) create(t tenant.ID, id string) ([]byte, chan struct{}, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
-		return nil, keystore.ErrClosed
+		s.mu.Unlock()
+		return nil, nil, keystore.ErrClosed
 	}
 	if s.readOnly {
-		return nil, errReadOnly
+		s.mu.Unlock()
+		return nil, nil, errReadOnly
 	}
 	mk := mapKey(t.String(), id)
 	if e, ok := s.keys[mk]; ok { // created while we waited for the lock
-		if e.state != stateLive {
-			return nil, keystore.ErrDestroyed
+		defer s.mu.Unlock()
+		switch e.state {
+		case statePending:
+			return nil, e.ready, nil
+		case stateLive:
+			return append([]byte(nil), e.key...), nil, nil
 		}
-		return append([]byte(nil), e.key...), nil
+		return nil, nil, keystore.ErrDestroyed
 	}
 	key := make([]byte, keystore.KeySize)
 	if _, err := io.ReadFull(s.rand, key); err != nil {
-		return nil, fmt.Errorf("keystore: random key: %w", err)
+		s.mu.Unlock()
+		return nil, nil, fmt.Errorf("keystore: random key: %w", err)
 	}
-	slot, grown := s.slots, true
-	if n := len(s.free); n > 0 {
-		slot, grown = s.free[n-1], false
-	}
+	slot := s.takeSlot()
 	if err := s.writeSlot(slot, encode(stateLive, t.String(), id, key)); err != nil {
-		return nil, err
+		s.free = append(s.free, slot)
+		s.mu.Unlock()
+		return nil, nil, err
 	}
-	if err := s.f.Sync(); err != nil {
-		// The record may or may not be on disk: zero it so a later Create can take the slot cleanly.
+	e := &entry{slot: slot, state: statePending, key: key, ready: make(chan struct{})}
+	s.keys[mk] = e
+	s.written++
+	gen := s.written
+	s.mu.Unlock()
+
+	err := s.syncThrough(gen)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer close(e.ready)
+	if s.closed { // closed meanwhile: its keys are zeroed
+		return nil, nil, keystore.ErrClosed
+	}
+	if err != nil {
+		// The record may or may not be on disk: zero it so the slot is reused cleanly.
 		_ = s.writeSlot(slot, make([]byte, recSize))
-		return nil, fmt.Errorf("keystore: sync: %w", err)
+		clear(e.key)
+		s.free = append(s.free, slot)
+		delete(s.keys, mk)
+		return nil, nil, fmt.Errorf("keystore: sync: %w", err)
 	}
-	if grown {
-		s.slots++
-	} else {
-		s.free = s.free[:len(s.free)-1]
+	e.state = stateLive
+	return append([]byte(nil), key...), nil, nil
+}
+
+// takeSlot is a free record's slot, or a new one at the end of the file; mu is held.
+func (s *Store) takeSlot() int64 {
+	if n := len(s.free); n > 0 {
+		slot := s.free[n-1]
+		s.free = s.free[:n-1]
+		return slot
 	}
-	s.keys[mk] = &entry{slot: slot, state: stateLive, key: key}
-	return append([]byte(nil), key...), nil
+	s.slots++
+	return s.slots - 1
+}
+
+// syncThrough returns once an fsync that began after the gen-th record was written has succeeded:
+// the first waiter fsyncs for everyone written so far, the ones queued behind it find their record
+// covered and return without an fsync of their own.
+func (s *Store) syncThrough(gen uint64) error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.synced >= gen {
+		return nil
+	}
+	s.mu.Lock()
+	target, f := s.written, s.f
+	s.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	s.synced = target
+	return nil
 }
 
 // Destroy implements keystore.Store: the record's key bytes are overwritten with zeros in place
@@ -331,7 +407,18 @@ func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
 	if err := keystore.Validate(t, id); err != nil {
 		return err
 	}
+	mk := mapKey(t.String(), id)
 	s.mu.Lock()
+	for {
+		e, ok := s.keys[mk]
+		if !ok || e.state != statePending {
+			break
+		}
+		ready := e.ready // a Create under way: destroy what it made
+		s.mu.Unlock()
+		<-ready
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if s.closed {
 		return keystore.ErrClosed
@@ -339,36 +426,32 @@ func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
 	if s.readOnly {
 		return errReadOnly
 	}
-	mk := mapKey(t.String(), id)
 	e, ok := s.keys[mk]
 	if ok && e.state == stateDestr {
 		return nil
 	}
-	slot, grown := int64(0), false
+	var slot int64
 	if ok {
 		slot = e.slot
 	} else {
-		// Never created (or not yet): still leave a tombstone, so a Create racing the deletion
-		// cannot give the id a key afterwards.
-		slot, grown = s.slots, true
-		if n := len(s.free); n > 0 {
-			slot, grown = s.free[n-1], false
-		}
+		// Never created: still leave a tombstone, so a Create racing the deletion cannot give the
+		// id a key afterwards.
+		slot = s.takeSlot()
+		e = &entry{slot: slot}
+		s.keys[mk] = e
 	}
 	if err := s.writeSlot(slot, encode(stateDestr, t.String(), id, nil)); err != nil {
+		if !ok {
+			delete(s.keys, mk)
+			s.free = append(s.free, slot)
+		}
 		return err
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("keystore: sync: %w", err)
-	}
-	if !ok {
-		if grown {
-			s.slots++
-		} else {
-			s.free = s.free[:len(s.free)-1]
+		if !ok {
+			delete(s.keys, mk)
 		}
-		e = &entry{slot: slot}
-		s.keys[mk] = e
+		return fmt.Errorf("keystore: sync: %w", err)
 	}
 	clear(e.key)
 	e.key, e.state = nil, stateDestr
@@ -381,7 +464,13 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 	if t.IsZero() {
 		return fmt.Errorf("%w: no tenant", keystore.ErrInvalid)
 	}
+	prefix := t.String() + "\x00"
 	s.mu.Lock()
+	for ready := s.pendingOf(prefix); ready != nil; ready = s.pendingOf(prefix) {
+		s.mu.Unlock()
+		<-ready
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if s.closed {
 		return keystore.ErrClosed
@@ -389,7 +478,6 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 	if s.readOnly {
 		return errReadOnly
 	}
-	prefix := t.String() + "\x00"
 	zero := make([]byte, recSize)
 	var gone []string
 	for mk, e := range s.keys {
@@ -411,6 +499,17 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 		clear(e.key)
 		s.free = append(s.free, e.slot)
 		delete(s.keys, mk)
+	}
+	return nil
+}
+
+// pendingOf is the ready channel of a Create under way for a key of the tenant prefix (nil: none);
+// mu is held.
+func (s *Store) pendingOf(prefix string) chan struct{} {
+	for mk, e := range s.keys {
+		if e.state == statePending && strings.HasPrefix(mk, prefix) {
+			return e.ready
+		}
 	}
 	return nil
 }
