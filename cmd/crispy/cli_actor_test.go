@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"encoding/json"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 )
 
