@@ -20,6 +20,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/ai/providers"
+	"github.com/crispy-enigma/crispy/platform/auditlog"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
@@ -60,6 +61,7 @@ type app struct {
 	retr    *retrieval.Module
 	conv    *conversation.Module
 	obs     *observability.Module
+	audit   *auditlog.Log
 	server  *httpapi.Server
 	closers []func() error
 }
@@ -166,13 +168,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}
 
+	if a.audit, err = buildAuditLog(ctx, cfg, a.raw, log, o.specOnly); err != nil {
+		return nil, err
+	}
+
 	allowInternal, _ := cfg.webhookAllowInternal() // validate refused a bad value
 	if a.obs, err = observability.New(observability.Deps{
 		Config: observability.Config{PriceFile: cfg.PricesFile, WebhookSecret: cfg.WebhookSecret,
 			AlertInterval: cfg.AlertInterval, WebhookAllowInternal: allowInternal,
 			DisableMetricsRoute: cfg.MetricsAddr != ""},
 		Store: a.store, Metrics: a.set, KnownTenants: a.tenancy.Tenants,
-		Sessions: observability.NewSessionAuditor(a.store), Search: searchStats{a.retr}, Log: log,
+		Sessions: observability.NewSessionAuditor(a.store), Search: searchStats{a.retr}, AuditLog: a.audit, Log: log,
 	}); err != nil {
 		return nil, within("observability", err, "check CRISPY_PRICES")
 	}
@@ -194,6 +200,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.retr.Register(a.server.API, a.bus)
 	a.conv.Register(a.server.API, a.bus)
 	a.obs.Register(a.server.API, a.bus)
+	a.audit.Register(a.bus)
 	a.tenancy.Register(a.bus)
 	return a, nil
 }
@@ -349,6 +356,7 @@ func (a *app) runAll(g *errgroup.Group, ctx context.Context) {
 	g.Go(func() error { return named("retrieval", a.retr.Run(ctx)) })
 	g.Go(func() error { return named("conversation", a.conv.Run(ctx)) })
 	g.Go(func() error { return named("observability", a.obs.Run(ctx)) })
+	g.Go(func() error { return named("audit log", a.audit.Run(ctx)) })
 }
 
 // ready waits until the read models have caught up with the store, so the first answers are complete,

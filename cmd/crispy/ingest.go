@@ -54,6 +54,11 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if o.store, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
+	// The first events of a data folder may come from here: make the audit signing key with them,
+	// so that serve finds it (serve refuses a store with events and no key).
+	if err := ensureAuditKey(ctx, cfg, o.store); err != nil {
+		return nil, err
+	}
 	if o.keys, err = openKeys(ctx, cfg, o.store, log); err != nil {
 		return nil, err
 	}

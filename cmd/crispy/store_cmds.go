@@ -109,8 +109,11 @@ func cmdVerify(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	var cfg config
 	f := newFlags("verify", env, io.err)
 	f.storeFlags(&cfg)
-	var id string
+	var id, cpFile, keyFile string
 	f.fs.StringVar(&id, "tenant", "", "the tenant whose hash chains to verify")
+	f.fs.StringVar(&cpFile, "checkpoint", "", "a signed checkpoint you kept (GET /audit/checkpoint): prove the store still holds exactly its log plus appends")
+	f.fs.StringVar(&keyFile, "public-key", "", "with --checkpoint: the server's public key kept outside it (default: the key file in --data-dir)")
+	f.str(&cfg.AuditKey, "audit-key", "", "with --checkpoint and no --public-key: the signing key file (default <data-dir>/audit/signing.key)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -127,6 +130,12 @@ func cmdVerify(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 		return err
 	}
 	defer store.Close()
+	if cpFile != "" {
+		return verifyCheckpoint(ctx, cfg, store, t, cpFile, keyFile, io)
+	}
+	if keyFile != "" {
+		return usageError("--public-key checks a --checkpoint: pass the checkpoint file too")
+	}
 	bar := newProgress(io.err, "verify "+t.String(), true)
 	res, err := observability.Verify(ctx, store, t, bar.set)
 	bar.done()

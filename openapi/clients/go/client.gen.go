@@ -78,6 +78,24 @@ func (e BackendStatusStatus) Valid() bool {
 	}
 }
 
+// Defines values for ErasureReason.
+const (
+	ErasureReasonDeleted ErasureReason = "deleted"
+	ErasureReasonExpired ErasureReason = "expired"
+)
+
+// Valid indicates whether the value is a known member of the ErasureReason enum.
+func (e ErasureReason) Valid() bool {
+	switch e {
+	case ErasureReasonDeleted:
+		return true
+	case ErasureReasonExpired:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthOutputBodyStatus.
 const (
 	HealthOutputBodyStatusCatchingUp HealthOutputBodyStatus = "catching_up"
@@ -141,6 +159,24 @@ func (e OAIMessageRole) Valid() bool {
 	case OAIMessageRoleTool:
 		return true
 	case OAIMessageRoleUser:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for SessionOutputBodyReason.
+const (
+	SessionOutputBodyReasonDeleted SessionOutputBodyReason = "deleted"
+	SessionOutputBodyReasonExpired SessionOutputBodyReason = "expired"
+)
+
+// Valid indicates whether the value is a known member of the SessionOutputBodyReason enum.
+func (e SessionOutputBodyReason) Valid() bool {
+	switch e {
+	case SessionOutputBodyReasonDeleted:
+		return true
+	case SessionOutputBodyReasonExpired:
 		return true
 	default:
 		return false
@@ -230,9 +266,12 @@ type AuditEvent struct {
 // AuditedMessage defines model for AuditedMessage.
 type AuditedMessage struct {
 	// Actor The credential that recorded the message (see the audit events' actor)
-	Actor   *string            `json:"actor,omitempty"`
-	Content string             `json:"content"`
-	Role    AuditedMessageRole `json:"role"`
+	Actor   *string `json:"actor,omitempty"`
+	Content string  `json:"content"`
+
+	// Erased The content was erased (the session was deleted or expired): content is empty
+	Erased *bool              `json:"erased,omitempty"`
+	Role   AuditedMessageRole `json:"role"`
 
 	// Status completed, failed or cancelled for assistant turns
 	Status    *string   `json:"status,omitempty"`
@@ -470,6 +509,31 @@ type DeleteOutputBody2 struct {
 	Deleted   string `json:"deleted"`
 	RequestId string `json:"requestId"`
 }
+
+// Erasure defines model for Erasure.
+type Erasure struct {
+	AssistantMessages int64 `json:"assistantMessages"`
+
+	// At When the deletion or expiry was recorded
+	At time.Time `json:"at"`
+
+	// By The credential that recorded it
+	By *string `json:"by,omitempty"`
+
+	// ByUser The user id the client asserted, unverified
+	ByUser         *string    `json:"byUser,omitempty"`
+	FailedTurns    int64      `json:"failedTurns"`
+	FirstMessageAt *time.Time `json:"firstMessageAt,omitempty"`
+	LastMessageAt  *time.Time `json:"lastMessageAt,omitempty"`
+
+	// Messages Messages erased
+	Messages     int64         `json:"messages"`
+	Reason       ErasureReason `json:"reason"`
+	UserMessages int64         `json:"userMessages"`
+}
+
+// ErasureReason defines model for Erasure.Reason.
+type ErasureReason string
 
 // ErrorDetail defines model for ErrorDetail.
 type ErrorDetail struct {
@@ -962,20 +1026,38 @@ type SessionInfo struct {
 type SessionOutputBody struct {
 	AsOf time.Time `json:"asOf"`
 
+	// ContentErased true when the content of the messages shown has been erased since asOf (their roles, times and authors remain)
+	ContentErased bool `json:"contentErased"`
+
 	// Deleted true when the session was deleted or expired at or before asOf; its content is erased by design
 	Deleted   bool       `json:"deleted"`
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+
+	// DeletedBy The credential that deleted the session (system:... for retention)
+	DeletedBy *string `json:"deletedBy,omitempty"`
+
+	// DeletedByUser The user id the client asserted when deleting, unverified
+	DeletedByUser *string `json:"deletedByUser,omitempty"`
+
+	// Erasures Each deletion or expiry up to asOf and the content it erased (counts, times, who)
+	Erasures *[]Erasure `json:"erasures"`
 
 	// Events events folded
 	Events int64 `json:"events"`
 
 	// Exists false when the session had no events at asOf
-	Exists    bool              `json:"exists"`
-	Messages  *[]AuditedMessage `json:"messages"`
-	RequestId string            `json:"requestId"`
-	SessionId string            `json:"sessionId"`
-	Title     *string           `json:"title,omitempty"`
+	Exists   bool              `json:"exists"`
+	Messages *[]AuditedMessage `json:"messages"`
+
+	// Reason Why the session ended, when deleted is true
+	Reason    *SessionOutputBodyReason `json:"reason,omitempty"`
+	RequestId string                   `json:"requestId"`
+	SessionId string                   `json:"sessionId"`
+	Title     *string                  `json:"title,omitempty"`
 }
+
+// SessionOutputBodyReason Why the session ended, when deleted is true
+type SessionOutputBodyReason string
 
 // SlisOutputBody defines model for SlisOutputBody.
 type SlisOutputBody struct {
