@@ -1255,7 +1255,7 @@ type GetAuditCheckpointParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1286,7 +1286,7 @@ type ListAuditEventsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1304,7 +1304,7 @@ type GetAuditEventProofParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1313,7 +1313,7 @@ type GetAuditPublicKeyParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1331,7 +1331,7 @@ type GetAuditSessionParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1346,7 +1346,7 @@ type VerifyAuditParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1361,7 +1361,7 @@ type VerifyAuditCheckpointParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1370,7 +1370,7 @@ type SendChatMessageParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1379,7 +1379,7 @@ type DeleteChatSessionParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1388,7 +1388,7 @@ type GetChatHistoryParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1400,7 +1400,7 @@ type ResumeChatStreamParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1409,7 +1409,7 @@ type DeleteDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1418,7 +1418,7 @@ type GetHealthParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1427,7 +1427,7 @@ type IngestDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1439,7 +1439,7 @@ type DeleteAlertParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1448,7 +1448,7 @@ type ListAlertsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1457,7 +1457,7 @@ type PutAlertParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1469,7 +1469,7 @@ type GetAnomaliesParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1481,7 +1481,7 @@ type GetCostParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1493,7 +1493,7 @@ type GetOverviewParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1505,7 +1505,7 @@ type GetSearchCacheMetricsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1517,7 +1517,7 @@ type GetSlisParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1529,7 +1529,7 @@ type GetToolExecutionMetricsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1538,7 +1538,7 @@ type ListToolsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1547,7 +1547,7 @@ type SearchDocumentsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1562,7 +1562,7 @@ type ListSessionsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1571,7 +1571,7 @@ type ExecuteToolParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1580,7 +1580,7 @@ type CreateSpeechParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1592,7 +1592,7 @@ type GetUsageParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1604,7 +1604,7 @@ type CreateChatCompletionParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit and audit actor.
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
