@@ -22,3 +22,22 @@ func dotGeneric(a, b []float32) float32 {
 	}
 	return (s0 + s1) + (s2 + s3) + (s4 + s5) + (s6 + s7)
 }
+
+// dotQ8Generic is dotQ8 in plain Go, unrolled by four.
+func dotQ8Generic(a []float32, b []int8) float32 {
+	n := len(a)
+	b = b[:n]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		aa, bb := a[i:i+4:i+4], b[i:i+4:i+4]
+		s0 += aa[0] * float32(bb[0])
+		s1 += aa[1] * float32(bb[1])
+		s2 += aa[2] * float32(bb[2])
+		s3 += aa[3] * float32(bb[3])
+	}
+	for ; i < n; i++ {
+		s0 += a[i] * float32(b[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}

@@ -48,3 +48,48 @@ done:
 	VZEROUPPER
 	MOVSS X0, ret+48(FP)
 	RET
+
+// func dotQ8AVX2(a []float32, b []int8) float32
+// len(a) is a multiple of 8 and len(b) >= len(a). Each int8 is sign-extended to int32, converted
+// to float32 and multiplied into the sum: a float query against a scalar-quantised vector.
+TEXT ·dotQ8AVX2(SB), NOSPLIT, $0-52
+	MOVQ a_base+0(FP), SI
+	MOVQ a_len+8(FP), CX
+	MOVQ b_base+24(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+q8loop16:
+	CMPQ CX, $16
+	JL   q8loop8
+	VPMOVSXBD (DI), Y4
+	VPMOVSXBD 8(DI), Y5
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VFMADD231PS (SI), Y4, Y0
+	VFMADD231PS 32(SI), Y5, Y1
+	ADDQ $64, SI
+	ADDQ $16, DI
+	SUBQ $16, CX
+	JMP  q8loop16
+
+q8loop8:
+	CMPQ CX, $8
+	JL   q8done
+	VPMOVSXBD (DI), Y4
+	VCVTDQ2PS Y4, Y4
+	VFMADD231PS (SI), Y4, Y0
+	ADDQ $32, SI
+	ADDQ $8, DI
+	SUBQ $8, CX
+	JMP  q8loop8
+
+q8done:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+48(FP)
+	RET

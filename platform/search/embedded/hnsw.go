@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"unsafe"
 )
 
 // graph is a Hierarchical Navigable Small World graph (Malkov & Yashunin, 2016) over unit vectors,
@@ -16,6 +17,11 @@ import (
 // files mapped into memory under the index folder: opening a graph reads neither, and only the
 // pages a search or an insert touches become resident. The few nodes above layer 0 (about one in
 // M) keep their upper links in memory (upper), persisted as a log of changed nodes.
+//
+// Searches walk the graph on int8 codes of the vectors (codes: each vector scaled by its largest
+// component to [-127, 127], a quarter of its size) and re-rank the best candidates with the exact
+// float32 vectors read with pread: a search makes resident only codes and links, never the float
+// vectors. Inserts build on the float32 vectors (the graph's quality), through the mapping.
 type graph struct {
 	dim      int
 	m, m0    int // links per node above layer 0, and at layer 0
@@ -24,8 +30,11 @@ type graph struct {
 	n        int     // nodes
 	vecs     *region // node i's vector: float32s[i*dim:(i+1)*dim]
 	links    *region // node i's layer-0 links: uint32s[i*(1+m0)]: count, then m0 slots
+	codes    *region // node i's code: cb[i*recQ:], dim int8s padded to 4 bytes, then its float32 scale
+	recQ     int
 	vf       []float32
 	lk       []uint32
+	cb       []byte
 	upper    map[uint32][][]uint32 // upper[i][l-1]: node i's links on layer l >= 1
 	dirtyUp  map[uint32]struct{}   // nodes whose upper links changed since the last flush
 	entry    int32                 // -1 when empty
@@ -34,9 +43,10 @@ type graph struct {
 	visited  sync.Pool
 }
 
-func newGraph(dim, m, efC int, seed uint64, vecs, links *region) *graph {
+func newGraph(dim, m, efC int, seed uint64, vecs, links, codes *region) *graph {
 	g := &graph{dim: dim, m: m, m0: 2 * m, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
-		vecs: vecs, links: links, upper: map[uint32][][]uint32{}, dirtyUp: map[uint32]struct{}{},
+		vecs: vecs, links: links, codes: codes, recQ: codeSize(dim),
+		upper: map[uint32][][]uint32{}, dirtyUp: map[uint32]struct{}{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	g.remap()
 	return g
@@ -44,7 +54,41 @@ func newGraph(dim, m, efC int, seed uint64, vecs, links *region) *graph {
 
 // remap refreshes the typed views after a region moved.
 func (g *graph) remap() {
-	g.vf, g.lk = g.vecs.float32s(), g.links.uint32s()
+	g.vf, g.lk, g.cb = g.vecs.float32s(), g.links.uint32s(), g.codes.b
+}
+
+// codeSize is the bytes of one code record: dim int8s padded to 4 bytes, then a float32 scale.
+func codeSize(dim int) int { return (dim+3)/4*4 + 4 }
+
+// code returns node i's int8 code and its scale.
+func (g *graph) code(i uint32) ([]int8, float32) {
+	o := int(i) * g.recQ
+	c := unsafe.Slice((*int8)(unsafe.Pointer(&g.cb[o])), g.dim)
+	return c, *(*float32)(unsafe.Pointer(&g.cb[o+g.recQ-4]))
+}
+
+// setCode writes node i's code for the unit vector v.
+func (g *graph) setCode(i uint32, v []float32) {
+	var mx float32
+	for _, x := range v {
+		mx = max(mx, x, -x)
+	}
+	o := int(i) * g.recQ
+	rec := g.cb[o : o+g.recQ]
+	scale := float32(0)
+	if mx > 0 {
+		scale = mx / 127
+		for j, x := range v {
+			rec[j] = byte(int8(math.Round(float64(x / scale))))
+		}
+	}
+	*(*float32)(unsafe.Pointer(&rec[g.recQ-4])) = scale
+}
+
+// simQ is the approximate similarity of q and node i from its code.
+func (g *graph) simQ(q []float32, i uint32) float32 {
+	c, s := g.code(i)
+	return dotQ8(q, c) * s
 }
 
 func (g *graph) len() int { return g.n }
@@ -86,6 +130,9 @@ func (g *graph) reserve(n int) error {
 		return err
 	}
 	if err := g.links.ensure((g.n + n) * (1 + g.m0) * 4); err != nil {
+		return err
+	}
+	if err := g.codes.ensure((g.n + n) * g.recQ); err != nil {
 		return err
 	}
 	g.remap()
@@ -211,7 +258,7 @@ func (h *minHeap) pop() cand {
 }
 
 // searchLayer is the beam search of one layer from the entry points eps, keeping the ef best.
-func (g *graph) searchLayer(q []float32, eps []cand, ef, layer int, vs *visitSet) minHeap {
+func (g *graph) searchLayer(score func(uint32) float32, eps []cand, ef, layer int, vs *visitSet) minHeap {
 	cands := make(maxHeap, 0, ef*2)
 	res := make(minHeap, 0, ef+1)
 	for _, e := range eps {
@@ -231,7 +278,7 @@ func (g *graph) searchLayer(q []float32, eps []cand, ef, layer int, vs *visitSet
 			if nb >= uint32(g.n) || !vs.visit(nb) {
 				continue
 			}
-			s := dot(q, g.vec(nb))
+			s := score(nb)
 			if len(res) < ef || s > res[0].sim {
 				cands.push(cand{nb, s})
 				res.push(cand{nb, s})
@@ -245,8 +292,8 @@ func (g *graph) searchLayer(q []float32, eps []cand, ef, layer int, vs *visitSet
 }
 
 // greedy descends from the top layer to layer `to`+1 with a beam of one.
-func (g *graph) greedy(q []float32, to int) cand {
-	cur := cand{uint32(g.entry), dot(q, g.vec(uint32(g.entry)))}
+func (g *graph) greedy(score func(uint32) float32, to int) cand {
+	cur := cand{uint32(g.entry), score(uint32(g.entry))}
 	for l := g.maxLevel; l > to; l-- {
 		for changed := true; changed; {
 			changed = false
@@ -254,7 +301,7 @@ func (g *graph) greedy(q []float32, to int) cand {
 				if nb >= uint32(g.n) {
 					continue
 				}
-				if s := dot(q, g.vec(nb)); s > cur.sim {
+				if s := score(nb); s > cur.sim {
 					cur, changed = cand{nb, s}, true
 				}
 			}
@@ -267,6 +314,7 @@ func (g *graph) greedy(q []float32, to int) cand {
 func (g *graph) add(v []float32) uint32 {
 	id := uint32(g.n)
 	copy(g.vf[int(id)*g.dim:], v)
+	g.setCode(id, v)
 	// The record may hold links written before a crash that lost this node: start it empty.
 	g.lk[int(id)*(1+g.m0)] = 0
 	g.n++
@@ -280,7 +328,8 @@ func (g *graph) add(v []float32) uint32 {
 		return id
 	}
 	q := g.vec(id)
-	ep := []cand{g.greedy(q, level)}
+	score := func(i uint32) float32 { return dot(q, g.vec(i)) }
+	ep := []cand{g.greedy(score, level)}
 	vs := g.getVisited()
 	defer g.visited.Put(vs)
 	for l := min(level, g.maxLevel); l >= 0; l-- {
@@ -291,7 +340,7 @@ func (g *graph) add(v []float32) uint32 {
 				vs.epoch = 1
 			}
 		}
-		w := g.searchLayer(q, ep, g.efC, l, vs)
+		w := g.searchLayer(score, ep, g.efC, l, vs)
 		maxLinks := g.m
 		if l == 0 {
 			maxLinks = g.m0
@@ -372,14 +421,16 @@ func sortDesc(cs []cand) {
 	slices.SortFunc(cs, func(a, b cand) int { return cmp.Compare(b.sim, a.sim) })
 }
 
-// search returns the ef best nodes for q, best first, skipping none (the caller drops tombstones).
+// search returns the ef best nodes for q by their codes' similarity, best first, skipping none
+// (the caller drops tombstones and re-ranks).
 func (g *graph) search(q []float32, ef int) []cand {
 	if g.entry < 0 {
 		return nil
 	}
-	ep := g.greedy(q, 0)
+	score := func(i uint32) float32 { return g.simQ(q, i) }
+	ep := g.greedy(score, 0)
 	vs := g.getVisited()
-	res := g.searchLayer(q, []cand{ep}, ef, 0, vs)
+	res := g.searchLayer(score, []cand{ep}, ef, 0, vs)
 	g.visited.Put(vs)
 	out := []cand(res)
 	sortDesc(out)

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -450,9 +451,12 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 		return nil, fmt.Errorf("search %s: %w: index has %d, query %d (reindex after changing the embeddings model)", t, search.ErrDimension, p.g.dim, len(q.Vector))
 	}
 	v := normalized(q.Vector)
+	// Candidates by their codes, then the best of them re-ranked on their float vectors: enough
+	// of them that quantisation error cannot push one of the k best out.
+	keep := max(4*q.K, rerankMin)
 	var cs []cand
 	if p.live < ix.cfg.ExactBelow || !q.Filter.IsZero() {
-		if cs, err = p.exact(v, q.K, q.Filter); err != nil {
+		if cs, err = p.exact(v, keep, q.Filter); err != nil {
 			return nil, fmt.Errorf("search %s: %w", t, err)
 		}
 	} else {
@@ -466,6 +470,9 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 				cs = append(cs, c)
 			}
 		}
+	}
+	if cs, err = p.rerank(v, cs[:min(len(cs), keep)]); err != nil {
+		return nil, fmt.Errorf("search %s: %w", t, err)
 	}
 	hits := make([]search.Hit, 0, min(q.K, len(cs)))
 	for _, c := range cs {
@@ -489,7 +496,25 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 	return hits, nil
 }
 
-// exact scans every live chunk that passes f, keeping the k best. With a document filter only that
+// rerankMin is the fewest candidates re-ranked on float vectors.
+const rerankMin = 40
+
+// rerank scores cs on their float vectors, read with pread (so they never become resident), best
+// first.
+func (p *partition) rerank(v []float32, cs []cand) ([]cand, error) {
+	buf := make([]float32, p.g.dim)
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(buf)*4)
+	for i, c := range cs {
+		if err := p.g.vecs.readAt(raw, int64(c.id)*int64(len(raw))); err != nil {
+			return nil, fmt.Errorf("vector of node %d: %w", c.id, err)
+		}
+		cs[i].sim = dot(v, buf)
+	}
+	slices.SortFunc(cs, func(a, b cand) int { return cmp.Compare(b.sim, a.sim) })
+	return cs, nil
+}
+
+// exact scans every live chunk that passes f on its code, keeping the k best (re-ranked after). With a document filter only that
 // document's nodes are scanned; a metadata filter reads the chunk records of the nodes it checks.
 func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 	h := make(minHeap, 0, k+1)
@@ -506,7 +531,7 @@ func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 				return nil
 			}
 		}
-		s := dot(v, p.g.vec(id))
+		s := p.g.simQ(v, id)
 		if len(h) < k {
 			h.push(cand{id, s})
 		} else if s > h[0].sim {

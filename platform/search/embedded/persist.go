@@ -75,13 +75,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // partFiles are one generation's files of a partition.
 type partFiles struct {
-	vecs, links                *region
+	vecs, links, codes         *region
 	chunks, text, tombs, upper *appendLog
 }
 
 func (f *partFiles) close() error {
 	var errs []error
-	for _, r := range []*region{f.vecs, f.links} {
+	for _, r := range []*region{f.vecs, f.links, f.codes} {
 		if r != nil {
 			errs = append(errs, r.close())
 		}
@@ -96,7 +96,7 @@ func (f *partFiles) close() error {
 
 func (f *partFiles) sync() error {
 	var errs []error
-	for _, r := range []*region{f.vecs, f.links} {
+	for _, r := range []*region{f.vecs, f.links, f.codes} {
 		errs = append(errs, r.sync())
 	}
 	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper} {
@@ -115,7 +115,7 @@ func (ix *Index) partDir(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, 
 // folder).
 func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, error) {
 	p := &partition{t: t, gen: gen, byChunk: map[string]uint32{}, byDoc: map[string][]uint32{}}
-	f := &partFiles{vecs: &region{}, links: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}}
+	f := &partFiles{vecs: &region{}, links: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}}
 	if ix.cfg.Dir != "" {
 		p.dir = ix.partDir(t)
 		if err := os.MkdirAll(p.dir, 0o700); err != nil {
@@ -127,13 +127,13 @@ func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, err
 		}
 	}
 	p.files = f
-	p.g = newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, ix.seed(t, 0), f.vecs, f.links)
+	p.g = newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, ix.seed(t, 0), f.vecs, f.links, f.codes)
 	return p, nil
 }
 
 func createFiles(dir string, gen uint64) (*partFiles, error) {
 	f := &partFiles{}
-	for _, kind := range []string{"vectors", "links", "chunks", "text", "tombs", "upper-0"} {
+	for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0"} {
 		if err := os.Remove(filepath.Join(dir, fileName(kind, gen))); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
@@ -147,6 +147,9 @@ func (f *partFiles) open(dir string, gen uint64, m *manifest) error {
 	var err error
 	if f.vecs, err = openRegion(path("vectors"), int64(m.Nodes)*int64(m.Dim)*4); err == nil {
 		if f.links, err = openRegion(path("links"), int64(m.Nodes)*int64(1+2*m.M)*4); err == nil {
+			f.codes, err = openRegion(path("codes"), int64(m.Nodes)*int64(codeSize(m.Dim)))
+		}
+		if err == nil {
 			if f.chunks, err = openLog(path("chunks"), m.Chunks); err == nil {
 				if f.text, err = openLog(path("text"), m.Text); err == nil {
 					if f.tombs, err = openLog(path("tombs"), m.Tombs); err == nil {
@@ -254,6 +257,8 @@ func (p *partition) flush() (err error) {
 	if err := writeManifest(p.dir, &m); err != nil {
 		return err
 	}
+	// What inserts touched of the float vectors is on disk now; searches read them with pread.
+	p.files.vecs.dropResident()
 	clear(p.g.dirtyUp)
 	p.dirty = false
 	return nil
@@ -370,7 +375,7 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 	fail := func(err error) error {
 		_ = np.files.close()
 		if np.dir != "" {
-			for _, kind := range []string{"vectors", "links", "chunks", "text", "tombs", "upper-0"} {
+			for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0"} {
 				_ = os.Remove(filepath.Join(np.dir, fileName(kind, np.gen)))
 			}
 		}
@@ -499,7 +504,7 @@ func (ix *Index) openPartition(t tenant.ID, dir string) (*partition, error) {
 	}
 	p := &partition{t: t, dir: dir, gen: m.Gen, upperSeq: m.UpperSeq, files: f, cp: m.Checkpoint, live: m.Live,
 		byChunk: make(map[string]uint32, m.Live), byDoc: map[string][]uint32{}}
-	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.links)
+	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.links, f.codes)
 	p.g.n, p.g.entry, p.g.maxLevel = m.Nodes, m.Entry, m.MaxLevel
 	if m.Nodes == 0 {
 		p.g.entry = -1

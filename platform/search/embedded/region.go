@@ -79,6 +79,26 @@ func (r *region) ensure(size int) error {
 	return r.mapFile(n)
 }
 
+// readAt copies bytes at off into p with pread (a file) without mapping them: the re-rank reads
+// float vectors this way, so they stay in the page cache and out of the process's memory.
+func (r *region) readAt(p []byte, off int64) error {
+	if r.f == nil {
+		copy(p, r.b[off:])
+		return nil
+	}
+	_, err := r.f.ReadAt(p, off)
+	return err
+}
+
+// dropResident lets go of the mapping's resident pages (a file's stay in the page cache and are
+// mapped again on the next touch). After a flush, so that the pages inserts touched do not stay
+// in the process's memory. Never for memory-only regions, whose bytes it would zero.
+func (r *region) dropResident() {
+	if r.f != nil && len(r.b) > 0 {
+		_ = unix.Madvise(r.b, unix.MADV_DONTNEED)
+	}
+}
+
 // sync makes what was written through the mapping durable (fsync writes back a shared mapping's
 // dirty pages too).
 func (r *region) sync() error {
