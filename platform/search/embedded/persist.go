@@ -46,7 +46,7 @@ import (
 // A compaction (more tombstones than live chunks) or a new dimension writes generation G+1 beside
 // G, switches the manifest to it and removes G.
 
-const manifestVersion = 1
+const manifestVersion = 2 // 2: with the codes file
 
 type manifest struct {
 	Version    int    `json:"version"`
