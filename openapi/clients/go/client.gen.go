@@ -2125,7 +2125,7 @@ type ClientInterface interface {
 
 	// DeleteDocument Delete a document
 	//
-	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
+	// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
 	//
 	// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 	DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2566,7 +2566,7 @@ func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params 
 
 // DeleteDocument Delete a document
 //
-// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
+// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
 //
 // Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 func (c *Client) DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5544,7 +5544,7 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteDocumentWithResponse Delete a document
 	//
-	// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
+	// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -8427,7 +8427,7 @@ func (c *ClientWithResponses) ResumeChatStreamWithResponse(ctx context.Context, 
 
 // DeleteDocumentWithResponse Delete a document
 //
-// Removes the document's chunks from the tenant's index (404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable).
+// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
 //
 // Returns a wrapper object for the known response body format(s).
 //

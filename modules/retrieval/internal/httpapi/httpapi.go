@@ -163,8 +163,10 @@ func Register(api huma.API, svc *app.Service) {
 		})
 
 	huma.Register(api, huma.Operation{OperationID: "delete-document", Method: http.MethodDelete, Path: "/documents/{docId}", Tags: []string{tag},
-		Summary: "Delete a document", Description: "Removes the document's chunks from the tenant's index (404 if the tenant has no such document; " +
-			"503, with nothing recorded, while the index is unavailable)."},
+		Summary: "Delete a document", Description: "Removes the document's chunks from the tenant's index and erases its text: the data keys " +
+			"it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back " +
+			"(the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index " +
+			"is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers)."},
 		func(ctx context.Context, in *DeleteInput) (*DeleteOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			if err := svc.Delete(ctx, t, in.DocID); err != nil {
