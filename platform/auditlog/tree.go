@@ -56,11 +56,9 @@ var ErrNotInTree = errors.New("event not in the tenant's audit log")
 
 // Layout in the projection's state bucket: one sub-bucket per tenant ("t/<tenant>"), holding
 //
-//	"size"  the number of leaves (8 bytes big-endian)
 //	"n"     nodes: key level (1 byte) || index (8 bytes BE) -> 32-byte hash; level 0 are the leaves
 //	"i"     event id (16 bytes for a UUID, else its text) -> leaf index (8) || position (8)
 var (
-	keySize    = []byte("size")
 	bucketNode = []byte("n")
 	bucketID   = []byte("i")
 )
@@ -102,23 +100,75 @@ func sizeOf(b *bolt.Bucket) uint64 {
 	if b == nil {
 		return 0
 	}
-	if v := b.Get(keySize); len(v) == 8 {
-		return binary.BigEndian.Uint64(v)
+	return leafCount(b.Bucket(bucketNode))
+}
+
+// leafCount is the number of leaves: one past the last level-0 node (leaves are appended in order,
+// so the size needs no write of its own per event).
+func leafCount(nodes *bolt.Bucket) uint64 {
+	if nodes == nil {
+		return 0
 	}
-	return 0
+	c := nodes.Cursor()
+	k, _ := c.Seek(nodeKey(1, 0))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if len(k) != 9 || k[0] != 0 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k[1:]) + 1
 }
 
 // Size is the number of leaves of t's tree.
 func Size(state *bolt.Bucket, t tenant.ID) uint64 { return sizeOf(state.Bucket(tenantKey(t))) }
 
 // appender appends leaves; it keeps each tenant's compact range between events so an append costs
-// O(1) amortised reads and writes. A range is used only while its size matches the stored size:
-// after a rolled-back transaction it is rebuilt from the stored nodes.
+// O(1) amortised reads and writes, and, within one transaction, the tenant's open buckets and size
+// (finding them again per event cost as much as the writes). A range is used only while its size
+// matches the stored size: after a rolled-back transaction it is rebuilt from the stored nodes.
 type appender struct {
 	ranges map[tenant.ID]*compact.Range
+	state  *bolt.Bucket // the state bucket of the transaction open holds handles of
+	open   map[tenant.ID]*openTree
+}
+
+type openTree struct {
+	tb, nodes, ids *bolt.Bucket
+	size           uint64
 }
 
 func newAppender() *appender { return &appender{ranges: map[tenant.ID]*compact.Range{}} }
+
+func (a *appender) openTree(state *bolt.Bucket, t tenant.ID) (*openTree, error) {
+	if state != a.state {
+		// Another transaction (a bucket is only valid in its own): holding the old pointer until
+		// here keeps a new bucket from ever having its address.
+		a.state, a.open = state, map[tenant.ID]*openTree{}
+	}
+	if ot := a.open[t]; ot != nil {
+		return ot, nil
+	}
+	tb, err := state.CreateBucketIfNotExists(tenantKey(t))
+	if err != nil {
+		return nil, fmt.Errorf("audit log of %s: %w", t, err)
+	}
+	nodes, err := tb.CreateBucketIfNotExists(bucketNode)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := tb.CreateBucketIfNotExists(bucketID)
+	if err != nil {
+		return nil, err
+	}
+	// Nodes and ids are written in increasing key order per level: fill pages fully.
+	nodes.FillPercent, ids.FillPercent = 0.95, 0.9
+	ot := &openTree{tb: tb, nodes: nodes, ids: ids, size: leafCount(nodes)}
+	a.open[t] = ot
+	return ot, nil
+}
 
 // Append adds the event (id, position, stored hash) as t's next leaf.
 func (a *appender) Append(state *bolt.Bucket, t tenant.ID, id string, pos uint64, hexHash string) error {
@@ -126,35 +176,25 @@ func (a *appender) Append(state *bolt.Bucket, t tenant.ID, id string, pos uint64
 	if err != nil {
 		return err
 	}
-	tb, err := state.CreateBucketIfNotExists(tenantKey(t))
-	if err != nil {
-		return fmt.Errorf("audit log of %s: %w", t, err)
-	}
-	nodes, err := tb.CreateBucketIfNotExists(bucketNode)
+	ot, err := a.openTree(state, t)
 	if err != nil {
 		return err
 	}
-	ids, err := tb.CreateBucketIfNotExists(bucketID)
-	if err != nil {
-		return err
-	}
-	// Nodes and ids are written in increasing key order per level: fill pages fully.
-	nodes.FillPercent, ids.FillPercent = 0.95, 0.9
-	size := sizeOf(tb)
+	size := ot.size
 	r := a.ranges[t]
 	if r == nil || r.End() != size {
-		if r, err = rangeAt(nodes, size); err != nil {
+		if r, err = rangeAt(ot.nodes, size); err != nil {
 			return fmt.Errorf("audit log of %s: %w", t, err)
 		}
 		a.ranges[t] = r
 	}
-	var putErr error
-	if err := nodes.Put(nodeKey(0, size), leaf); err != nil {
+	if err := ot.nodes.Put(nodeKey(0, size), leaf); err != nil {
 		return err
 	}
+	var putErr error
 	if err := r.Append(leaf, func(id compact.NodeID, h []byte) {
 		if putErr == nil && id.Level > 0 {
-			putErr = nodes.Put(nodeKey(id.Level, id.Index), h)
+			putErr = ot.nodes.Put(nodeKey(id.Level, id.Index), h)
 		}
 	}); err != nil {
 		return err
@@ -165,12 +205,11 @@ func (a *appender) Append(state *bolt.Bucket, t tenant.ID, id string, pos uint64
 	var v [16]byte
 	binary.BigEndian.PutUint64(v[:8], size)
 	binary.BigEndian.PutUint64(v[8:], pos)
-	if err := ids.Put(idKey(id), v[:]); err != nil {
+	if err := ot.ids.Put(idKey(id), v[:]); err != nil {
 		return err
 	}
-	var sz [8]byte
-	binary.BigEndian.PutUint64(sz[:], size+1)
-	return tb.Put(keySize, sz[:])
+	ot.size = size + 1
+	return nil
 }
 
 // rangeAt is the compact range [0, size) from the stored perfect-subtree nodes.
@@ -211,7 +250,8 @@ func Open(state *bolt.Bucket, t tenant.ID) Tree {
 	if tb == nil {
 		return Tree{}
 	}
-	return Tree{size: sizeOf(tb), nodes: tb.Bucket(bucketNode), ids: tb.Bucket(bucketID)}
+	nodes := tb.Bucket(bucketNode)
+	return Tree{size: leafCount(nodes), nodes: nodes, ids: tb.Bucket(bucketID)}
 }
 
 // Size is the number of leaves.
