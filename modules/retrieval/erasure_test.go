@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -295,5 +296,52 @@ func TestReindexAfterADeletionKeepsItErased(t *testing.T) {
 	}
 	if got := filesWith(t, f.dir, marker); len(got) > 0 {
 		t.Fatalf("plaintext at rest after the reindex, in %v", got)
+	}
+}
+
+// downKeys is a key store whose Destroy fails while down is set, as a PostgreSQL key store that
+// does not answer.
+type downKeys struct {
+	keystore.Store
+	down atomic.Bool
+}
+
+func (k *downKeys) Destroy(ctx context.Context, t tenant.ID, id string) error {
+	if k.down.Load() {
+		return errors.New("key store unreachable")
+	}
+	return k.Store.Destroy(ctx, t, id)
+}
+
+// TestDeletionWhileTheKeyStoreIsDownFinishesLater: a DELETE whose keys cannot be destroyed answers
+// 503 saying the deletion was recorded (not a success, not a silent keep); the document is gone
+// from search at once, and once the key store answers the deletion's processor destroys the key
+// without another request.
+func TestDeletionWhileTheKeyStoreIsDownFinishesLater(t *testing.T) {
+	f := openSealedFolder(t)
+	keys := &downKeys{Store: f.keys}
+	f.sealer = sealing.New(keys)
+	f.store = sealing.NewStore(f.raw, f.sealer, retrieval.SealingPolicy)
+	e := f.env(t, false)
+	marker := uniqueMarker()
+	e.mustIngest("acme", "memo", "The "+marker+" memo.")
+	keys.down.Store(true)
+	r := e.do("DELETE", "/documents/memo", "acme", nil)
+	if r.status != 503 || !strings.Contains(r.raw, "recorded") {
+		t.Fatalf("delete while the key store is down: %d %s", r.status, r.raw)
+	}
+	if r := e.search("acme", map[string]any{"query": "the " + marker, "answer": false}); r.status != 200 || strings.Contains(r.raw, marker) {
+		t.Fatalf("search after the recorded deletion: %d %s", r.status, r.raw)
+	}
+	ctx := context.Background()
+	st := tenant.MustStream(tenant.MustParse("acme"), events.DocCategory, events.DocStreamKey("memo"))
+	evs, err := f.store.ReadStream(ctx, st, 0, 0)
+	if err != nil || len(evs) != 2 || evs[0].Erased {
+		t.Fatalf("before the key store is back the ingest still reads (its key lives): %+v, %v", evs, err)
+	}
+	keys.down.Store(false)
+	must(t, e.bus.Sync(ctx)) // the processor waits the outage out
+	if evs, err = f.store.ReadStream(ctx, st, 0, 0); err != nil || !evs[0].Erased {
+		t.Fatalf("after the key store is back the ingest is not erased: %+v, %v", evs, err)
 	}
 }

@@ -194,20 +194,25 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if err != nil {
 		return fmt.Errorf("append to %s: %w", st, err)
 	}
-	if err := s.DestroyKeys(ctx, t, d.Keys); err != nil {
-		e := apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable",
+	keysErr := s.DestroyKeys(ctx, t, d.Keys)
+	var indexed error
+	if s.Consumed {
+		indexed = s.awaitApplied(ctx, ar.Position)
+	} else {
+		if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
+			indexed = indexErr(err, true)
+		}
+		s.Cache.Invalidate(t) // after the index update, as in Ingest
+	}
+	// Whatever the key store says, the index is brought up to date first: a search after the answer
+	// does not find the document either way.
+	if keysErr != nil {
+		e := apperr.Wrap(keysErr, apperr.KindUnavailable, "retrieval.keysUnavailable",
 			"the deletion was recorded, but the document's keys could not be destroyed yet (the key store is unavailable); they will be, without another request")
 		e.RetryAfterSec = 5
 		return e
 	}
-	if s.Consumed {
-		return s.awaitApplied(ctx, ar.Position)
-	}
-	defer s.Cache.Invalidate(t) // after the index update, as in Ingest
-	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
-		return indexErr(err, true)
-	}
-	return nil
+	return indexed
 }
 
 // DestroyKeys destroys data keys of t (idempotent: a destroyed key stays destroyed). It is the
