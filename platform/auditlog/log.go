@@ -157,12 +157,18 @@ func (l *Log) sign(ctx context.Context, t tenant.ID) (Checkpoint, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var size uint64
-	var root []byte
+	var root, atKept []byte
+	prev := l.latest[t]
 	err := l.proj.View(ctx, func(tx *readmodel.Tx) error {
 		tr := Open(tx.Bucket(), t)
 		size = tr.Size()
 		var err error
-		root, err = tr.Root(size)
+		if root, err = tr.Root(size); err != nil {
+			return err
+		}
+		if prev != nil && prev.Size <= size {
+			atKept, err = tr.Root(prev.Size)
+		}
 		return err
 	})
 	if err != nil {
@@ -171,8 +177,17 @@ func (l *Log) sign(ctx context.Context, t tenant.ID) (Checkpoint, error) {
 	if size == 0 {
 		return Checkpoint{}, ErrEmpty
 	}
-	if c := l.latest[t]; c != nil && c.Size == size {
-		return *c, nil
+	if prev != nil && prev.KeyID == KeyID(l.pub) {
+		// Never sign a log that does not extend the last checkpoint signed: a store rolled back or
+		// rewritten under the server would otherwise get a fresh signature over the change.
+		if size < prev.Size || b64(atKept) != prev.RootHash {
+			l.d.Log.Error("audit: the log no longer extends the last signed checkpoint; not signing", "tenant", t.String(),
+				"checkpointSize", prev.Size, "logSize", size)
+			return Checkpoint{}, fmt.Errorf("%w: the tenant's log (%d events) does not extend its last signed checkpoint (%d events); run crispy verify --checkpoint with it", ErrInconsistent, size, prev.Size)
+		}
+		if prev.Size == size {
+			return *prev, nil
+		}
 	}
 	c := Sign(l.d.Key, t, size, root, l.d.Now())
 	if err := writeFileAtomic(l.path(t), c); err != nil {
@@ -377,6 +392,9 @@ func (l *Log) Prove(ctx context.Context, t tenant.ID, id string, size uint64) (I
 	}
 	return out, nil
 }
+
+// ErrInconsistent is a log that no longer extends the last checkpoint the server signed.
+var ErrInconsistent = errors.New("audit log inconsistent with its last checkpoint")
 
 // ErrBeyondLog is a checkpoint size larger than the log.
 var ErrBeyondLog = errors.New("size beyond the audit log")

@@ -164,6 +164,8 @@ func logError(err error) error {
 		return apperr.NotFound("audit_log_empty", "the tenant has no events yet, so no checkpoint")
 	case errors.Is(err, auditlog.ErrNotInTree):
 		return apperr.Wrap(err, apperr.KindNotFound, "event_not_in_log", "no event with that id in the tenant's log at that size (it may not be in a checkpoint yet; retry without size)")
+	case errors.Is(err, auditlog.ErrInconsistent):
+		return apperr.Wrap(err, apperr.KindConflict, "audit_log_inconsistent", "the tenant's log no longer extends the last checkpoint this server signed (rolled back or rewritten); nothing new is signed. Verify with a kept checkpoint (POST /audit/verify) to find where")
 	case errors.Is(err, auditlog.ErrBeyondLog):
 		return apperr.Wrap(err, apperr.KindInvalid, "checkpoint_size_beyond_log", "size is larger than the tenant's log")
 	case errors.Is(err, eventstore.ErrCorrupt):
