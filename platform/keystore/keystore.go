@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -34,6 +35,15 @@ var (
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("key store closed")
 )
+
+// ErrUnavailable is the refusal of a key store that cannot be reached or written right now (the
+// database is down, the disk is full): 503 storage_unavailable with retry-after, like the event
+// store's, so a write that needs a key answers it without the module knowing about keys.
+// Implementations join it with the cause: fmt.Errorf("%w: %w", keystore.ErrUnavailable, cause).
+var ErrUnavailable = &apperr.Error{
+	Kind: apperr.KindUnavailable, Code: "storage_unavailable", RetryAfterSec: 5,
+	Message: "the key store cannot be reached or written right now; nothing was recorded; retry shortly",
+}
 
 // Store keeps data keys per tenant. Every method is safe for concurrent use.
 type Store interface {

@@ -267,7 +267,7 @@ func mapKey(t, id string) string { return t + "\x00" + id }
 
 func (s *Store) writeSlot(slot int64, rec []byte) error {
 	if _, err := s.f.WriteAt(rec, headerSize+slot*recSize); err != nil {
-		return fmt.Errorf("keystore: write record: %w", err)
+		return fmt.Errorf("%w: keystore: write record: %w", keystore.ErrUnavailable, err)
 	}
 	return nil
 }
@@ -365,7 +365,7 @@ func (s *Store) create(t tenant.ID, id string) ([]byte, chan struct{}, error) {
 		clear(e.key)
 		s.free = append(s.free, slot)
 		delete(s.keys, mk)
-		return nil, nil, fmt.Errorf("keystore: sync: %w", err)
+		return nil, nil, fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
 	}
 	e.state = stateLive
 	return append([]byte(nil), key...), nil, nil
@@ -451,7 +451,7 @@ func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
 		if !ok {
 			delete(s.keys, mk)
 		}
-		return fmt.Errorf("keystore: sync: %w", err)
+		return fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
 	}
 	clear(e.key)
 	e.key, e.state = nil, stateDestr

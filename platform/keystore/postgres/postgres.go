@@ -98,7 +98,7 @@ func (s *Store) Key(ctx context.Context, t tenant.ID, id string) ([]byte, error)
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, keystore.ErrNotFound
 	case err != nil:
-		return nil, fmt.Errorf("keystore: read %s: %w", id, err)
+		return nil, fmt.Errorf("%w: keystore: read %s: %w", keystore.ErrUnavailable, id, err)
 	case key == nil:
 		return nil, keystore.ErrDestroyed
 	}
@@ -116,7 +116,7 @@ func (s *Store) Create(ctx context.Context, t tenant.ID, id string) ([]byte, err
 		return nil, fmt.Errorf("keystore: random key: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.table+` (tenant, id, key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, t.String(), id, key); err != nil {
-		return nil, fmt.Errorf("keystore: create %s: %w", id, err)
+		return nil, fmt.Errorf("%w: keystore: create %s: %w", keystore.ErrUnavailable, id, err)
 	}
 	return s.Key(ctx, t, id)
 }
@@ -128,7 +128,7 @@ func (s *Store) Destroy(ctx context.Context, t tenant.ID, id string) error {
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.table+` (tenant, id, key, destroyed_at) VALUES ($1, $2, NULL, now())
 ON CONFLICT (tenant, id) DO UPDATE SET key = NULL, destroyed_at = COALESCE(`+s.table+`.destroyed_at, now())`, t.String(), id); err != nil {
-		return fmt.Errorf("keystore: destroy %s: %w", id, err)
+		return fmt.Errorf("%w: keystore: destroy %s: %w", keystore.ErrUnavailable, id, err)
 	}
 	s.requestVacuum()
 	return nil
@@ -140,7 +140,7 @@ func (s *Store) DestroyTenant(ctx context.Context, t tenant.ID) error {
 		return fmt.Errorf("%w: no tenant", keystore.ErrInvalid)
 	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM `+s.table+` WHERE tenant = $1`, t.String()); err != nil {
-		return fmt.Errorf("keystore: destroy tenant %s: %w", t, err)
+		return fmt.Errorf("%w: keystore: destroy tenant %s: %w", keystore.ErrUnavailable, t, err)
 	}
 	s.requestVacuum()
 	return nil

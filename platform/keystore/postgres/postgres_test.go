@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -100,5 +101,26 @@ func TestIntegrationDestroyedKeyLeavesTheTable(t *testing.T) {
 	}
 	if bytes.Contains(b, k) {
 		t.Fatal("the destroyed key's bytes are still in the table's file after VACUUM")
+	}
+}
+
+// A database that cannot be reached is 503 storage_unavailable (keystore.ErrUnavailable), not an
+// internal error: a write that needs a key is refused like one the event store refuses.
+func TestIntegrationUnreachableDatabaseIsUnavailable(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
+	proxy := pgtest.NewProxy(t, url)
+	s := open(t, proxy.Via(t, url), schema)
+	defer s.Close()
+	ctx, acme := context.Background(), tenant.MustParse("acme")
+	if _, err := s.Create(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Cut()
+	if _, err := s.Create(ctx, acme, "session/2"); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("Create with the database cut: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Key(ctx, acme, "session/1"); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("Key with the database cut: %v, want ErrUnavailable", err)
 	}
 }
