@@ -207,3 +207,60 @@ func TestUpperLinksLogIsRewrittenAndReopens(t *testing.T) {
 		}
 	}
 }
+
+// Links are changed in place, so after a crash committed nodes may link to nodes the manifest no
+// longer counts (added after the last flush): searches skip those and return only chunks the
+// manifest holds, and the nodes added after the crash reuse those ids without confusion.
+func TestCrashAfterLinksChangedInPlace(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := tenant.MustParse("acme")
+	r := rand.New(rand.NewPCG(51, 52))
+	ix, err := embedded.Open(embedded.Config{Dir: dir, ExactBelow: -1})
+	must(t, err)
+	defer ix.Close()
+	committed := randomChunks(r, 3000, 16)
+	must(t, ix.Upsert(ctx, a, committed))
+	must(t, ix.Flush(ctx))
+	later := randomChunks(r, 1500, 16)
+	for i := range later {
+		later[i].DocID, later[i].ChunkID = "later", "later#"+itoa(i)
+	}
+	must(t, ix.Upsert(ctx, a, later)) // links of committed nodes now name these
+	crashed := filepath.Join(t.TempDir(), "index")
+	must(t, os.CopyFS(crashed, os.DirFS(dir)))
+
+	ix2, err := embedded.Open(embedded.Config{Dir: crashed, ExactBelow: -1})
+	must(t, err)
+	defer ix2.Close()
+	check := func(when string, allowed func(string) bool) {
+		t.Helper()
+		for _, q := range randomChunks(r, 30, 16) {
+			hits, err := ix2.Search(ctx, a, search.Query{Vector: q.Vector, K: 10, MinScore: -1})
+			must(t, err)
+			if len(hits) != 10 {
+				t.Fatalf("%s: %d hits", when, len(hits))
+			}
+			for _, h := range hits {
+				if !allowed(h.ChunkID) {
+					t.Fatalf("%s: hit %s", when, h.ChunkID)
+				}
+			}
+		}
+	}
+	check("after the crash", func(id string) bool { return strings.HasPrefix(id, "d#") })
+	other := randomChunks(r, 500, 16)
+	for i := range other {
+		other[i].DocID, other[i].ChunkID, other[i].Text = "other", "other#"+itoa(i), "other"
+	}
+	must(t, ix2.Upsert(ctx, a, other))
+	check("after new writes", func(id string) bool { return strings.HasPrefix(id, "d#") || strings.HasPrefix(id, "other#") })
+	if n, _ := ix2.Count(ctx, a); n != 3500 {
+		t.Fatalf("count %d, want 3500", n)
+	}
+	hits, err := ix2.Search(ctx, a, search.Query{Vector: other[7].Vector, K: 1, MinScore: -1})
+	must(t, err)
+	if len(hits) != 1 || hits[0].ChunkID != "other#7" || hits[0].Text != "other" {
+		t.Fatalf("a chunk added after the crash: %+v", hits)
+	}
+}

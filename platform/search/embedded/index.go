@@ -340,7 +340,7 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 		if p.deleted[id] {
 			continue
 		}
-		c, err := p.chunkIDs(id)
+		c, err := p.chunk(id)
 		if err != nil {
 			return fmt.Errorf("delete %s of %s: %w", docID, t, err)
 		}

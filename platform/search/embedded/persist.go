@@ -700,9 +700,6 @@ func (p *partition) chunk(id uint32) (search.Chunk, error) {
 	return c, nil
 }
 
-// chunkIDs is chunk for deletes (the same read; kept apart for the name).
-func (p *partition) chunkIDs(id uint32) (search.Chunk, error) { return p.chunk(id) }
-
 // text reads node id's stored text.
 func (p *partition) text(id uint32) ([]byte, error) {
 	ref := p.refs[id]
