@@ -102,11 +102,14 @@ func Mapping(dims int) map[string]any {
 		"mappings": map[string]any{
 			"dynamic": "false",
 			"properties": map[string]any{
-				"tenant":   map[string]any{"type": "keyword"},
-				"docId":    map[string]any{"type": "keyword"},
-				"chunkId":  map[string]any{"type": "keyword"},
-				"text":     map[string]any{"type": "text"},
-				"title":    map[string]any{"type": "text"},
+				"tenant":  map[string]any{"type": "keyword"},
+				"docId":   map[string]any{"type": "keyword"},
+				"chunkId": map[string]any{"type": "keyword"},
+				// Kept in _source, never searched (the query is knn on the vector): not indexed,
+				// so Elasticsearch builds no inverted index of them (with sealing on, they are
+				// ciphertext: its terms would be noise).
+				"text":     map[string]any{"type": "text", "index": false},
+				"title":    map[string]any{"type": "text", "index": false},
 				"source":   map[string]any{"type": "keyword"},
 				"url":      map[string]any{"type": "keyword", "index": false},
 				"metadata": map[string]any{"type": "flattened"},
