@@ -12,9 +12,10 @@ import (
 
 // startAppOn builds and starts the whole server with its event store at eventStore (the rest on
 // embedded defaults in dataDir) and serves it on a test listener until stop or cleanup.
-func startAppOn(t *testing.T, dataDir, eventStore string) (srv *httptest.Server, stop func()) {
+// auditKey is the audit signing key file, shared by servers on one store (--audit-key).
+func startAppOn(t *testing.T, dataDir, eventStore, auditKey string) (srv *httptest.Server, stop func()) {
 	t.Helper()
-	cfg := config{DataDir: dataDir, EventStore: eventStore, Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+	cfg := config{DataDir: dataDir, EventStore: eventStore, AuditKey: auditKey, Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
 		PluginsDir: filepath.Join(dataDir, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
@@ -31,7 +32,8 @@ func TestIntegrationServeOnPostgres(t *testing.T) {
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, url)
 	proxy := pgtest.NewProxy(t, url)
-	srv, stop := startAppOn(t, t.TempDir(), pgtest.WithSchema(t, proxy.Via(t, url), schema))
+	auditKey := filepath.Join(t.TempDir(), "audit-signing.key") // the servers share the store, so its key
+	srv, stop := startAppOn(t, t.TempDir(), pgtest.WithSchema(t, proxy.Via(t, url), schema), auditKey)
 	ingest := func(id string) answer {
 		return call(t, srv, "POST", "/ingest", map[string]any{"docId": id, "text": "a text about replicas " + id})
 	}
@@ -69,7 +71,7 @@ func TestIntegrationServeOnPostgres(t *testing.T) {
 	}
 	stop()
 
-	srv2, _ := startAppOn(t, t.TempDir(), pgtest.WithSchema(t, url, schema))
+	srv2, _ := startAppOn(t, t.TempDir(), pgtest.WithSchema(t, url, schema), auditKey)
 	for {
 		r := call(t, srv2, "POST", "/search", map[string]any{"query": "replicas", "answer": false})
 		if r.status == 200 {

@@ -41,6 +41,7 @@ import (
 	retrevents "github.com/crispy-enigma/crispy/modules/retrieval/events"
 	tenevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	toolevents "github.com/crispy-enigma/crispy/modules/tooling/events"
+	"github.com/crispy-enigma/crispy/platform/auditlog"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -75,6 +76,11 @@ func run() error {
 	if _, err := os.Stat(filepath.Join(storeDir, "events.log")); errors.Is(err, os.ErrNotExist) {
 		if *tenants < 1 || *total < 1100 {
 			return errors.New("-tenants must be at least 1 and -events at least 1100")
+		}
+		// The audit signing key a first start of crispy serve makes with an empty store: serve
+		// refuses a store with events and no key.
+		if _, err := auditlog.CreateKey(auditlog.DefaultKeyFile(*dir)); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
 		}
 		if err := write(storeDir, *total, *tenants, *writers); err != nil {
 			return err

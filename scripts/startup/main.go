@@ -50,6 +50,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/auditlog"
 )
 
 func main() {
@@ -241,6 +243,11 @@ func measure(bin, dir, milestone string, timeout time.Duration, extra ...string)
 		return result{}, err
 	}
 	defer logf.Close()
+	// A folder scripts/history wrote before it made the audit signing key: make it as a first start
+	// would (serve refuses a store with events and no key; --new-audit-key would add events).
+	if _, err := auditlog.CreateKey(auditlog.DefaultKeyFile(dir)); err != nil && !errors.Is(err, os.ErrExist) {
+		return result{}, err
+	}
 	c := exec.Command(bin, append([]string{"serve", "--data-dir", dir, "--addr", addr}, extra...)...)
 	// The defaults (embedded store, bus and index, no tenants file: tenant demo), whatever CRISPY_*
 	// the caller's environment sets.
