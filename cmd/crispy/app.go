@@ -97,7 +97,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	a.store = sealStore(a.raw, a.sealer)
 
 	if a.bus, err = bus.New(bus.Config{Transport: cfg.Bus, Prefix: cfg.BusPrefix, CheckpointDir: busDir(cfg), ReadModelDir: readModelDir(cfg)},
-		bus.Deps{Store: a.store, Log: log, Metrics: a.set}); err != nil {
+		// The bus reads what is stored and opens each event where it hands it to consumers, so a
+		// broker (NATS) carries only sealed bytes.
+		bus.Deps{Store: a.raw, Open: a.sealer.OpenEvent, Log: log, Metrics: a.set}); err != nil {
 		return nil, fmt.Errorf("--bus %s: %w", redactURL(cfg.Bus), err)
 	}
 

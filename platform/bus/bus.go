@@ -31,6 +31,12 @@ type Deps struct {
 	Log     *slog.Logger
 	Metrics *metrics.Set // nil: no metrics
 	Now     func() time.Time
+	// Open, when set, turns an event as stored into the event consumers see (platform/sealing's
+	// Sealer.OpenEvent: sealed content opened, or marked erased). The forwarder reads the store as
+	// stored and opens each event where it is handed to consumers, so a broker (NATS) carries the
+	// sealed bytes and never the content. An error it returns is the store's: the forwarder retries
+	// (a key store that is down), or stops on eventstore.ErrCorrupt.
+	Open func(ctx context.Context, e eventstore.Event) (eventstore.Event, error)
 }
 
 // Bus carries the store's events to the registered consumers. Register every consumer
@@ -39,6 +45,7 @@ type Deps struct {
 type Bus struct {
 	cfg   Config
 	store eventstore.Store
+	open  func(ctx context.Context, e eventstore.Event) (eventstore.Event, error) // nil: events as stored
 	codec *codec.Registry
 	log   *slog.Logger
 	now   func() time.Time
@@ -95,7 +102,7 @@ func New(cfg Config, d Deps) (*Bus, error) {
 	if d.Codec == nil {
 		d.Codec = codec.New()
 	}
-	b := &Bus{cfg: cfg, store: d.Store, codec: d.Codec, log: d.Log.With("component", "bus"), now: d.Now,
+	b := &Bus{cfg: cfg, store: d.Store, open: d.Open, codec: d.Codec, log: d.Log.With("component", "bus"), now: d.Now,
 		names: map[string]bool{}, running: make(chan struct{}), exited: make(chan struct{}),
 		stopping: make(chan struct{}), fatal: make(chan error, 2)}
 	b.shared = &cursor{name: "processors"}

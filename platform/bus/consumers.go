@@ -112,9 +112,12 @@ type Envelope struct {
 	// Hash is the event's stored per-stream hash-chain value (hex SHA-256 over Prev and the event's
 	// canonical bytes as stored): the tenant-wide Merkle log (platform/auditlog) takes it as its leaf.
 	Hash string
+	// Erased: the event's content was sealed under a key since destroyed (platform/sealing); its
+	// data holds only the fields kept plain.
+	Erased bool
 }
 
 func envelopeOf(e eventstore.Event) Envelope {
 	return Envelope{ID: e.ID, Type: e.Type, Tenant: e.Tenant, Stream: e.Stream, Revision: e.Revision, Position: e.Position,
-		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash}
+		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash, Erased: e.Erased}
 }

@@ -114,7 +114,12 @@ func (d *durable) handle(msg *message.Message) error {
 	e, ok := msg.Context().Value(inProcessEvent{}).(eventstore.Event)
 	var err error
 	if !ok || e.ID != msg.UUID {
-		e, err = fromMessage(msg)
+		if e, err = fromMessage(msg); err == nil && d.b.open != nil {
+			// From a broker: the event as stored, opened here (sealed content never rides the broker).
+			if e, err = d.b.open(msg.Context(), e); Unavailable(err) {
+				return fmt.Errorf("handler %s: open %s at %d: %w", d.name, e.Type, e.Position, err) // comes again
+			}
+		}
 	}
 	if err != nil {
 		// Retrying cannot fix a message that does not decode.

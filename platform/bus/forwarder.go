@@ -111,7 +111,19 @@ func (b *Bus) forwardOnce(ctx context.Context, c *cursor) error {
 		}
 	}
 	go func() {
+		// The processors' events go to a broker as stored (sealed); everything delivered in this
+		// process is opened here.
+		open := b.open
+		if c == b.shared && !b.tr.ordered {
+			open = nil
+		}
 		subDone <- b.store.Subscribe(subCtx, opts, func(ctx context.Context, e eventstore.Event) error {
+			if open != nil {
+				var err error
+				if e, err = open(ctx, e); err != nil {
+					return err
+				}
+			}
 			select {
 			case items <- item{e: e}:
 				return nil
