@@ -69,6 +69,7 @@ type Bus struct {
 	mainGroup  *group      // the projections' main path; others join it at the live end (fanout.go)
 	cursors    []*cursor   // every running cursor, for Check; guarded by mu
 	projected  map[string]bool
+	processed  map[string]bool // the event types some processor handles
 	// The forwarders' context and goroutines: a group starts a cursor when it detaches a projection.
 	fwdCtx    context.Context
 	fwdWG     sync.WaitGroup
@@ -147,11 +148,15 @@ func (b *Bus) resolve() error {
 			b.projected[t] = true
 		}
 	}
+	b.processed = map[string]bool{}
 	for _, q := range b.processors {
 		if err := q.resolve(); err != nil {
 			return err
 		}
 		b.durables = append(b.durables, q.d)
+		for t := range q.d.dispatch {
+			b.processed[t] = true
+		}
 	}
 	return nil
 }

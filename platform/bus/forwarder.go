@@ -233,6 +233,14 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 		if uint64(e.Position) <= done {
 			continue // a resubscription never repeats an event, but the checkpoint is the rule
 		}
+		if b.tr.ordered && !b.processed[e.Type] {
+			// In process, an event no processor handles is passed over: each processor would drop
+			// it unread, after a message, a router and its middleware for it (in a profile of a
+			// first start of crispy serve on 100k events: 0.6 s of CPU, twice what reading the log
+			// cost that cursor). A broker's stream keeps every event: a replica that joins reads
+			// where forwarding stands from its last one.
+			continue
+		}
 		// In process (GoChannel keeps the context) the handlers take the event as it is: no
 		// payload to encode and decode again; a broker carries only the payload. WithoutCancel:
 		// the handlers finish what the forwarder published before it stopped.
@@ -248,10 +256,11 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 		m.SetContext(context.WithValue(context.WithoutCancel(ctx), inProcessEvent{}, e))
 		msgs = append(msgs, m)
 	}
+	first, last := batch[0].e, batch[len(batch)-1].e
 	if len(msgs) == 0 {
+		c.pos.Store(max(done, uint64(last.Position)))
 		return nil
 	}
-	first, last := batch[0].e, batch[len(batch)-1].e
 	if err := b.tr.publisher.Publish(b.cfg.topic(), msgs...); err != nil {
 		return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -205,5 +207,54 @@ func TestCorruptStoreStopsTheBus(t *testing.T) {
 	err = b.Run(ctx)
 	if !errors.Is(err, eventstore.ErrCorrupt) || !strings.Contains(err.Error(), "crispy verify") || ctx.Err() != nil {
 		t.Fatalf("Run returned %v (context: %v), want the corruption named with the way to locate it", err, ctx.Err())
+	}
+}
+
+// In process, the processors' cursor passes over the events no processor handles without
+// publishing them (a message and a router pass each, for nothing), and still moves past them: the
+// processor gets its events in order, the bus has no lag, and a restart starts after them.
+func TestInProcessProcessorsSkipEventsNoneHandles(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	set := metrics.NewSet()
+	cfg := goChannelConfig(t)
+	b, err := bus.New(cfg, bus.Deps{Store: store, Metrics: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	rec.processor(b, "test.happened-only", typeHappened)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	appendN(t, store, acme, "o", typeOther, 50)
+	want := appendN(t, store, acme, "h", typeHappened, 2)
+	appendN(t, store, globex, "o", typeOther, 30)
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.waitFor(t, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(envIDs(got), ids(want)) {
+		t.Fatalf("processor got %v, want %v", envIDs(got), ids(want))
+	}
+	var sb strings.Builder
+	set.WritePrometheus(&sb)
+	for _, line := range []string{`crispy_bus_published_events_total 2`, `crispy_bus_lag_events 0`} {
+		if !strings.Contains(sb.String(), line) {
+			t.Errorf("metrics lack %q:\n%s", line, sb.String())
+		}
+	}
+	// The forwarder's checkpoint stands after the last event: a restart publishes nothing again.
+	again := &recorder{}
+	r := start(t, cfg, store, func(c bus.Consumers) { again.processor(c, "test.happened-only", typeHappened) })
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _ := again.snapshot(); len(evs) != 0 {
+		t.Fatalf("after a restart the processor got %d events again", len(evs))
 	}
 }
