@@ -11,8 +11,15 @@
 // the table is created with fillfactor 50 so pages have room for tombstones and stay few. It cannot
 // reach the WAL, archives, backups or replicas: deployments that need erasure to hold there must
 // keep WAL retention and backups short (or encrypted under keys they rotate), and say so in their
-// records-of-processing. Keys are never cached across calls, so a key destroyed through one replica
-// is gone for every replica at once.
+// records-of-processing.
+//
+// Reads are cached in memory (one query per key, not per sealed event read) only while this store
+// listens on the schema's notification channel: a destruction is committed together with its
+// NOTIFY, every replica drops the key from its cache when the notification arrives (milliseconds
+// later), and a replica whose listening connection is down caches nothing and reads every key from
+// the table (a connection cut silently is noticed within about 6 s: the wait is bounded and the
+// connection pinged). So a key destroyed through one replica is refused by the others as soon as the
+// notification reaches them.
 package postgres
 
 import (
@@ -22,7 +29,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,11 +46,26 @@ type Store struct {
 	table string // "schema".data_keys, sanitized
 	log   *slog.Logger
 
+	connCfg *pgx.ConnConfig // for the listening connection
+	channel string          // notifications of destructions: "<schema>_data_keys"
+
+	cmu       sync.Mutex
+	cache     map[string][]byte // "tenant id" → live key, only while listening
+	gen       uint64            // bumped by every invalidation: a read that raced one is not cached
+	listening bool
+
 	vacuum    chan struct{} // a pending VACUUM request (capacity 1)
 	quit      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	listenDone chan struct{}
 }
+
+// maxCached bounds the cache: past it, it starts empty again.
+const maxCached = 100_000
+
+func cacheKey(t, id string) string { return t + " " + id } // neither holds a space
 
 var _ keystore.Store = (*Store)(nil)
 
@@ -68,7 +92,8 @@ func Open(ctx context.Context, rawURL, schema string, log *slog.Logger) (*Store,
 		return nil, fmt.Errorf("keystore: postgres pool: %w", err)
 	}
 	s := &Store{pool: pool, table: pgx.Identifier{schema, "data_keys"}.Sanitize(), log: log,
-		vacuum: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+		connCfg: cfg.ConnConfig, channel: schema + "_data_keys", cache: map[string][]byte{},
+		vacuum: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), listenDone: make(chan struct{})}
 	ddl := `CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{schema}.Sanitize() + `;
 CREATE TABLE IF NOT EXISTS ` + s.table + ` (
 	tenant       text NOT NULL,
@@ -84,7 +109,91 @@ CREATE TABLE IF NOT EXISTS ` + s.table + ` (
 		return nil, fmt.Errorf("keystore: create %s: %w", s.table, err)
 	}
 	go s.vacuumer()
+	go s.listen()
 	return s, nil
+}
+
+// listen keeps a connection listening on the channel, dropping each destroyed key from the cache;
+// while it is down the cache is empty and unused.
+func (s *Store) listen() {
+	defer close(s.listenDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-s.quit; cancel() }()
+	for {
+		err := s.listenOnce(ctx)
+		s.invalidate("", true)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("key store: notifications of destroyed keys cut; reading every key from the table until they are back", "err", err)
+		select {
+		case <-s.quit:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, s.connCfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
+		return err
+	}
+	s.cmu.Lock()
+	s.listening = true
+	s.cmu.Unlock()
+	for {
+		// A connection cut silently (no reset) would block here for as long as TCP keepalive
+		// takes: the wait is bounded and the connection pinged, so the cache is dropped within
+		// about listenCheck of losing the notifications.
+		wctx, cancel := context.WithTimeout(ctx, listenCheck)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			s.invalidate(n.Payload, false)
+			continue
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, listenCheck)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// listenCheck bounds how long a lost listening connection goes unnoticed (twice this at most).
+const listenCheck = 3 * time.Second
+
+// invalidate drops the key named by payload ("tenant id"), or every key of a tenant ("tenant "),
+// or, with stop, everything (and the cache stays unused until listening again).
+func (s *Store) invalidate(payload string, stop bool) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	s.gen++
+	switch {
+	case stop:
+		s.listening = false
+		clear(s.cache)
+	case strings.HasSuffix(payload, " "):
+		for k, v := range s.cache {
+			if strings.HasPrefix(k, payload) {
+				clear(v)
+				delete(s.cache, k)
+			}
+		}
+	default:
+		clear(s.cache[payload])
+		delete(s.cache, payload)
+	}
 }
 
 // Key implements keystore.Store.
@@ -92,8 +201,26 @@ func (s *Store) Key(ctx context.Context, t tenant.ID, id string) ([]byte, error)
 	if err := keystore.Validate(t, id); err != nil {
 		return nil, err
 	}
+	ck := cacheKey(t.String(), id)
+	s.cmu.Lock()
+	if k, ok := s.cache[ck]; ok && s.listening {
+		s.cmu.Unlock()
+		return append([]byte(nil), k...), nil
+	}
+	gen, listening := s.gen, s.listening
+	s.cmu.Unlock()
 	var key []byte
 	err := s.pool.QueryRow(ctx, `SELECT key FROM `+s.table+` WHERE tenant = $1 AND id = $2`, t.String(), id).Scan(&key)
+	if err == nil && key != nil && listening {
+		s.cmu.Lock()
+		if s.listening && s.gen == gen { // no destruction was notified while we read
+			if len(s.cache) >= maxCached {
+				clear(s.cache)
+			}
+			s.cache[ck] = append([]byte(nil), key...)
+		}
+		s.cmu.Unlock()
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, keystore.ErrNotFound
@@ -126,8 +253,18 @@ func (s *Store) Destroy(ctx context.Context, t tenant.ID, id string) error {
 	if err := keystore.Validate(t, id); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, `INSERT INTO `+s.table+` (tenant, id, key, destroyed_at) VALUES ($1, $2, NULL, now())
+	// The tombstone and its notification commit together: no replica keeps the key cached past
+	// the notification's arrival.
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (tenant, id, key, destroyed_at) VALUES ($1, $2, NULL, now())
 ON CONFLICT (tenant, id) DO UPDATE SET key = NULL, destroyed_at = COALESCE(`+s.table+`.destroyed_at, now())`, t.String(), id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, cacheKey(t.String(), id))
+		return err
+	})
+	s.invalidate(cacheKey(t.String(), id), false) // this replica at once, whatever the outcome
+	if err != nil {
 		return fmt.Errorf("%w: keystore: destroy %s: %w", keystore.ErrUnavailable, id, err)
 	}
 	s.requestVacuum()
@@ -139,7 +276,15 @@ func (s *Store) DestroyTenant(ctx context.Context, t tenant.ID) error {
 	if t.IsZero() {
 		return fmt.Errorf("%w: no tenant", keystore.ErrInvalid)
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM `+s.table+` WHERE tenant = $1`, t.String()); err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+s.table+` WHERE tenant = $1`, t.String()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, cacheKey(t.String(), ""))
+		return err
+	})
+	s.invalidate(cacheKey(t.String(), ""), false)
+	if err != nil {
 		return fmt.Errorf("%w: keystore: destroy tenant %s: %w", keystore.ErrUnavailable, t, err)
 	}
 	s.requestVacuum()
@@ -183,6 +328,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
+		<-s.listenDone
 		s.pool.Close()
 	})
 	return nil
