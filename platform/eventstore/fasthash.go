@@ -11,30 +11,33 @@ import (
 	"time"
 )
 
-// FastHasher computes ComputeHash without its allocations: the canonical bytes are streamed
-// into one reused SHA-256, and data that is already compact (what json.Marshal writes, so nearly all
-// of it) is not re-compacted. A mismatch is always re-checked with ComputeHash, so this
-// fast path can cost speed but never change a verdict. One per goroutine.
+// FastHasher computes ComputeHash without its allocations: the canonical bytes are built in one
+// reused buffer and hashed with one write into one reused SHA-256, and data that is already compact
+// (what json.Marshal writes, so nearly all of it) is not re-compacted. A mismatch is always
+// re-checked with ComputeHash, so this fast path can cost speed but never change a verdict. One per
+// goroutine.
 type FastHasher struct {
 	h       hash.Hash
+	buf     []byte // the bytes hashed: prev, then the canonical bytes
 	scratch []byte
 	compact bytes.Buffer
 	sum     [sha256.Size]byte
+	hex     [2 * sha256.Size]byte
 }
 
 // NewFastHasher returns a hasher for one goroutine.
-func NewFastHasher() *FastHasher { return &FastHasher{h: sha256.New(), scratch: make([]byte, 0, 64)} }
+func NewFastHasher() *FastHasher {
+	return &FastHasher{h: sha256.New(), buf: make([]byte, 0, 1024), scratch: make([]byte, 0, 64)}
+}
 
 func (x *FastHasher) put(s string) {
-	var n [binary.MaxVarintLen64]byte
-	x.h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
-	x.h.Write([]byte(s))
+	x.buf = binary.AppendUvarint(x.buf, uint64(len(s)))
+	x.buf = append(x.buf, s...)
 }
 
 func (x *FastHasher) putBytes(b []byte) {
-	var n [binary.MaxVarintLen64]byte
-	x.h.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
-	x.h.Write(b)
+	x.buf = binary.AppendUvarint(x.buf, uint64(len(b)))
+	x.buf = append(x.buf, b...)
 }
 
 // hash returns e's hash as ComputeHash(e.Prev, e) would, or ok=false when it cannot tell
@@ -48,8 +51,7 @@ func (x *FastHasher) hash(e *Event) (string, bool) {
 		}
 		data = x.compact.Bytes()
 	}
-	x.h.Reset()
-	x.h.Write([]byte(e.Prev))
+	x.buf = append(x.buf[:0], e.Prev...)
 	x.put("crispy.event.v1")
 	x.put(e.ID)
 	x.put(e.Type)
@@ -69,7 +71,10 @@ func (x *FastHasher) hash(e *Event) (string, bool) {
 		x.put("user")
 		x.put(e.User)
 	}
-	return hex.EncodeToString(x.h.Sum(x.sum[:0])), true
+	x.h.Reset()
+	x.h.Write(x.buf)
+	hex.Encode(x.hex[:], x.h.Sum(x.sum[:0]))
+	return string(x.hex[:]), true
 }
 
 // Check returns e's recomputed hash, using the reference implementation whenever the fast path
