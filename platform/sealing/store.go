@@ -3,9 +3,11 @@ package sealing
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -41,8 +43,8 @@ func KeyID(data []byte) string {
 	if !IsSealed(data) {
 		return ""
 	}
-	var env envelope
-	if json.Unmarshal(data, &env) != nil {
+	env, err := parseEnvelope(data)
+	if err != nil {
 		return ""
 	}
 	return env.Sealed.K
@@ -185,13 +187,79 @@ func (s *Store) seal(ctx context.Context, t tenant.ID, keyID, typ string, data [
 	if err != nil {
 		return nil, err
 	}
-	var env envelope
-	env.Sealed.K, env.Sealed.N, env.Sealed.C, env.Plain = keyID, nonce, ct, plain
-	b, err := json.Marshal(env)
-	if err != nil {
-		return nil, fmt.Errorf("seal: encode: %w", err)
+	return appendEnvelope(make([]byte, 0, 48+len(keyID)+base64.StdEncoding.EncodedLen(len(nonce))+base64.StdEncoding.EncodedLen(len(ct))+len(plain)),
+		keyID, nonce, ct, plain), nil
+}
+
+// appendEnvelope writes the envelope as json.Marshal of envelope would, without reflection: every
+// sealed event goes through it.
+func appendEnvelope(b []byte, keyID string, nonce, ct, plain []byte) []byte {
+	b = append(b, `{"sealed":{"k":`...)
+	if strings.ContainsAny(keyID, "\"<>&") {
+		q, _ := json.Marshal(keyID) // the rare id with a character JSON escapes
+		b = append(b, q...)
+	} else {
+		b = append(append(append(b, '"'), keyID...), '"')
 	}
-	return b, nil
+	b = append(b, `,"n":"`...)
+	b = base64.StdEncoding.AppendEncode(b, nonce)
+	b = append(b, `","c":"`...)
+	b = base64.StdEncoding.AppendEncode(b, ct)
+	b = append(b, `"}`...)
+	if len(plain) > 0 {
+		b = append(b, `,"plain":`...)
+		b = append(b, plain...)
+	}
+	return append(b, '}')
+}
+
+// parseEnvelope reads what appendEnvelope wrote without reflection (projections catching up open
+// every event); anything else (another spelling of the same JSON) falls back to encoding/json.
+func parseEnvelope(data []byte) (env envelope, err error) {
+	if k, n, c, plain, ok := scanEnvelope(data); ok {
+		env.Sealed.K, env.Sealed.N, env.Sealed.C, env.Plain = k, n, c, plain
+		return env, nil
+	}
+	err = json.Unmarshal(data, &env)
+	return env, err
+}
+
+func scanEnvelope(b []byte) (k string, n, c, plain []byte, ok bool) {
+	field := func(prefix string) ([]byte, bool) {
+		if !bytes.HasPrefix(b, []byte(prefix)) {
+			return nil, false
+		}
+		b = b[len(prefix):]
+		end := bytes.IndexByte(b, '"')
+		if end < 0 || bytes.IndexByte(b[:end], '\\') >= 0 {
+			return nil, false
+		}
+		v := b[:end]
+		b = b[end+1:]
+		return v, true
+	}
+	kb, ok1 := field(`{"sealed":{"k":"`)
+	nb, ok2 := field(`,"n":"`)
+	cb, ok3 := field(`,"c":"`)
+	if !ok1 || !ok2 || !ok3 || !bytes.HasPrefix(b, []byte("}")) {
+		return "", nil, nil, nil, false
+	}
+	b = b[1:]
+	switch {
+	case len(b) == 1 && b[0] == '}':
+	case bytes.HasPrefix(b, []byte(`,"plain":{`)) && b[len(b)-1] == '}':
+		plain = b[len(`,"plain":`) : len(b)-1]
+	default:
+		return "", nil, nil, nil, false
+	}
+	var err error
+	if n, err = base64.StdEncoding.AppendDecode(nil, nb); err != nil {
+		return "", nil, nil, nil, false
+	}
+	if c, err = base64.StdEncoding.AppendDecode(nil, cb); err != nil {
+		return "", nil, nil, nil, false
+	}
+	return string(kb), n, c, plain, true
 }
 
 // OpenEvent returns e with its data opened when it is sealed: Erased, and Data only the fields kept
@@ -201,8 +269,8 @@ func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.
 	if !IsSealed(e.Data) {
 		return e, nil
 	}
-	var env envelope
-	if err := json.Unmarshal(e.Data, &env); err != nil || env.Sealed.K == "" {
+	env, err := parseEnvelope(e.Data)
+	if err != nil || env.Sealed.K == "" {
 		return e, nil // a plain event whose data merely starts like an envelope
 	}
 	pt, err := s.open(ctx, e.Tenant, env.Sealed.K, env.Sealed.N, env.Sealed.C)
