@@ -88,8 +88,7 @@ type partition struct {
 	files    *partFiles
 	refs     []chunkRef // by node id
 	deleted  []bool
-	byChunk  map[string]uint32
-	byDoc    map[string][]uint32 // node ids per document (may hold tombstones; DeleteDoc re-checks)
+	ids      *ids // chunk and document ids to nodes (ids.go)
 	live     int
 	dirty    bool   // changed since the last flush
 	cp       uint64 // checkpoint: see search.Index
@@ -266,10 +265,14 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 		if i%256 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if old, ok := p.byChunk[c.ChunkID]; ok {
-			if err := p.tombstone(old); err != nil {
-				return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
+		old, ok, err := p.findChunk(c.ChunkID)
+		if err == nil && ok {
+			if err = p.tombstone(old); err == nil {
+				p.ids.removeChunk(p.ids.hash(c.ChunkID), old)
 			}
+		}
+		if err != nil {
+			return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
 		}
 		if err := p.add(c, normalized(c.Vector), []byte(c.Text)); err != nil {
 			return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
@@ -293,10 +296,24 @@ func (p *partition) add(c search.Chunk, v []float32, text []byte) error {
 	p.g.add(v)
 	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff})
 	p.deleted = append(p.deleted, false)
-	p.byChunk[c.ChunkID] = id
-	p.byDoc[c.DocID] = append(p.byDoc[c.DocID], id)
+	p.ids.addChunk(p.ids.hash(c.ChunkID), id)
+	p.ids.addDoc(p.ids.hash(c.DocID), id)
 	p.live++
 	return nil
+}
+
+// findChunk returns the live node holding chunk id, if any.
+func (p *partition) findChunk(id string) (uint32, bool, error) {
+	for _, n := range p.ids.chunkCandidates(p.ids.hash(id)) {
+		c, err := p.chunk(n)
+		if err != nil {
+			return 0, false, err
+		}
+		if c.ChunkID == id {
+			return n, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // tombstone deletes node id: recorded in the tombstone log, and its text overwritten with zeros in
@@ -336,7 +353,9 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 	}
 	defer p.mu.Unlock()
 	n := 0
-	for _, id := range p.byDoc[docID] {
+	h := p.ids.hash(docID)
+	var others []uint32 // nodes of documents whose id hashes like docID's
+	for _, id := range p.ids.doc[h] {
 		if p.deleted[id] {
 			continue
 		}
@@ -345,17 +364,20 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 			return fmt.Errorf("delete %s of %s: %w", docID, t, err)
 		}
 		if c.DocID != docID {
+			others = append(others, id)
 			continue
 		}
 		if err := p.tombstone(id); err != nil {
 			return fmt.Errorf("delete %s of %s: %w", docID, t, err)
 		}
-		if p.byChunk[c.ChunkID] == id {
-			delete(p.byChunk, c.ChunkID)
-		}
+		p.ids.removeChunk(p.ids.hash(c.ChunkID), id)
 		n++
 	}
-	delete(p.byDoc, docID)
+	if len(others) == 0 {
+		delete(p.ids.doc, h)
+	} else {
+		p.ids.doc[h] = others
+	}
 	if n > 0 {
 		return ix.maybeCompact(p)
 	}
@@ -522,7 +544,7 @@ func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 		if p.deleted[id] {
 			return nil
 		}
-		if len(f.Metadata) > 0 {
+		if !f.IsZero() { // the document filter's candidates may hold a colliding document's nodes
 			c, err := p.chunk(id)
 			if err != nil {
 				return err
@@ -543,7 +565,7 @@ func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 	if len(f.DocIDs) > 0 {
 		seen := map[uint32]bool{}
 		for _, d := range f.DocIDs {
-			for _, id := range p.byDoc[d] {
+			for _, id := range p.ids.doc[p.ids.hash(d)] {
 				if seen[id] {
 					continue
 				}

@@ -114,7 +114,7 @@ func (ix *Index) partDir(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, 
 // newPartition makes an empty partition with fresh files of generation gen (memory only without a
 // folder).
 func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, error) {
-	p := &partition{t: t, gen: gen, byChunk: map[string]uint32{}, byDoc: map[string][]uint32{}}
+	p := &partition{t: t, gen: gen, ids: newIDs(0)}
 	f := &partFiles{vecs: &region{}, links: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}}
 	if ix.cfg.Dir != "" {
 		p.dir = ix.partDir(t)
@@ -408,8 +408,8 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 		return fail(err)
 	}
 	old := p.files
-	p.gen, p.upperSeq, p.g, p.files, p.refs, p.deleted, p.byChunk, p.byDoc, p.live, p.dirty =
-		np.gen, np.upperSeq, np.g, np.files, np.refs, np.deleted, np.byChunk, np.byDoc, np.live, false
+	p.gen, p.upperSeq, p.g, p.files, p.refs, p.deleted, p.ids, p.live, p.dirty =
+		np.gen, np.upperSeq, np.g, np.files, np.refs, np.deleted, np.ids, np.live, false
 	_ = old.close()
 	if p.dir != "" {
 		removeOtherGens(p.dir, p.gen, p.upperSeq)
@@ -503,7 +503,7 @@ func (ix *Index) openPartition(t tenant.ID, dir string) (*partition, error) {
 		return nil, err
 	}
 	p := &partition{t: t, dir: dir, gen: m.Gen, upperSeq: m.UpperSeq, files: f, cp: m.Checkpoint, live: m.Live,
-		byChunk: make(map[string]uint32, m.Live), byDoc: map[string][]uint32{}}
+		ids: newIDs(m.Live)}
 	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.links, f.codes)
 	p.g.n, p.g.entry, p.g.maxLevel = m.Nodes, m.Entry, m.MaxLevel
 	if m.Nodes == 0 {
@@ -520,6 +520,25 @@ func (ix *Index) openPartition(t tenant.ID, dir string) (*partition, error) {
 func (p *partition) loadLogs(m *manifest) error {
 	p.refs = make([]chunkRef, 0, m.Nodes)
 	p.deleted = make([]bool, m.Nodes)
+	// Tombstones first: only live nodes go into the id maps.
+	tombs := make([]byte, m.Tombs)
+	if err := p.files.tombs.readAt(tombs, 0); err != nil {
+		return fmt.Errorf("tombstones: %w", err)
+	}
+	dead := 0
+	for i := 0; i < len(tombs); i += 4 {
+		id := binary.LittleEndian.Uint32(tombs[i:])
+		if int(id) >= m.Nodes {
+			return fmt.Errorf("tombstone of node %d of %d", id, m.Nodes)
+		}
+		if !p.deleted[id] {
+			p.deleted[id] = true
+			dead++
+		}
+	}
+	if m.Nodes-dead != m.Live {
+		return fmt.Errorf("%d live chunks, the manifest says %d", m.Nodes-dead, m.Live)
+	}
 	r := bufio.NewReaderSize(io.NewSectionReader(p.files.chunks.f, 0, m.Chunks), 1<<20)
 	var off int64
 	var head [8]byte
@@ -543,53 +562,18 @@ func (p *partition) loadLogs(m *manifest) error {
 		if err != nil {
 			return fmt.Errorf("chunk record at %d: %w", off, err)
 		}
-		if int(id) != len(p.refs) || toff+int64(tlen) > m.Text {
+		if int(id) != len(p.refs) || int(id) >= m.Nodes || toff+int64(tlen) > m.Text {
 			return fmt.Errorf("chunk record at %d: node %d, text %d+%d out of place", off, id, toff, tlen)
 		}
 		p.refs = append(p.refs, chunkRef{rec: off, recLen: 8 + n, textLen: tlen, text: toff})
-		p.byChunk[chunkID] = id
-		p.byDoc[docID] = append(p.byDoc[docID], id)
+		if !p.deleted[id] {
+			p.ids.addChunk(p.ids.hashBytes(chunkID), id)
+			p.ids.addDoc(p.ids.hashBytes(docID), id)
+		}
 		off += 8 + int64(n)
 	}
 	if len(p.refs) != m.Nodes {
 		return fmt.Errorf("%d chunk records for %d nodes", len(p.refs), m.Nodes)
-	}
-	tombs := make([]byte, m.Tombs)
-	if err := p.files.tombs.readAt(tombs, 0); err != nil {
-		return fmt.Errorf("tombstones: %w", err)
-	}
-	dead := 0
-	for i := 0; i < len(tombs); i += 4 {
-		id := binary.LittleEndian.Uint32(tombs[i:])
-		if int(id) >= m.Nodes {
-			return fmt.Errorf("tombstone of node %d of %d", id, m.Nodes)
-		}
-		if !p.deleted[id] {
-			p.deleted[id] = true
-			dead++
-		}
-	}
-	if m.Nodes-dead != m.Live {
-		return fmt.Errorf("%d live chunks, the manifest says %d", m.Nodes-dead, m.Live)
-	}
-	// byChunk points at the live node of each chunk id (a replaced chunk's older nodes are dead).
-	for c, id := range p.byChunk {
-		if p.deleted[id] {
-			delete(p.byChunk, c)
-		}
-	}
-	for d, ids := range p.byDoc {
-		live := ids[:0]
-		for _, id := range ids {
-			if !p.deleted[id] {
-				live = append(live, id)
-			}
-		}
-		if len(live) == 0 {
-			delete(p.byDoc, d)
-		} else {
-			p.byDoc[d] = live
-		}
 	}
 	up := make([]byte, m.Upper)
 	if err := p.files.upper.readAt(up, 0); err != nil {
@@ -660,13 +644,27 @@ func (r *recReader) str() string {
 	return s
 }
 
-func decodeChunkIDs(body []byte) (id uint32, textOff int64, textLen uint32, docID, chunkID string, err error) {
+// decodeChunkIDs reads a chunk record's node, text place and ids (views into body, not copies).
+func decodeChunkIDs(body []byte) (id uint32, textOff int64, textLen uint32, docID, chunkID []byte, err error) {
 	if len(body) < 16 {
-		return 0, 0, 0, "", "", errRecord
+		return 0, 0, 0, nil, nil, errRecord
 	}
-	r := recReader{b: body[16:]}
-	docID, chunkID = r.str(), r.str()
-	return binary.LittleEndian.Uint32(body), int64(binary.LittleEndian.Uint64(body[4:])), binary.LittleEndian.Uint32(body[12:]), docID, chunkID, r.err
+	rest := body[16:]
+	field := func() []byte {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || n > uint64(len(rest)-k) {
+			err = errRecord
+			return nil
+		}
+		f := rest[k : k+int(n)]
+		rest = rest[k+int(n):]
+		return f
+	}
+	docID = field()
+	if err == nil {
+		chunkID = field()
+	}
+	return binary.LittleEndian.Uint32(body), int64(binary.LittleEndian.Uint64(body[4:])), binary.LittleEndian.Uint32(body[12:]), docID, chunkID, err
 }
 
 // chunk reads node id's chunk record (without its text).
