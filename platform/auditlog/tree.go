@@ -193,7 +193,7 @@ func (a *appender) Append(state *bolt.Bucket, t tenant.ID, id string, pos uint64
 	}
 	var putErr error
 	if err := r.Append(leaf, func(id compact.NodeID, h []byte) {
-		if putErr == nil && id.Level > 0 {
+		if putErr == nil && id.Level >= minStoredLevel {
 			putErr = ot.nodes.Put(nodeKey(id.Level, id.Index), h)
 		}
 	}); err != nil {
@@ -222,9 +222,22 @@ func rangeAt(nodes *bolt.Bucket, size uint64) (*compact.Range, error) {
 	return rangeFactory.NewRange(0, size, hashes)
 }
 
+// minStoredLevel: nodes of levels 1 to minStoredLevel-1 are not stored but hashed again from their
+// (at most 8) leaves when a root or a proof needs one. Storing them was most of the node writes (7 of
+// every 8); a proof needs at most one per level, so it reads at most 14 more leaves, in 3 cursor scans.
+const minStoredLevel = 4
+
 func fetch(nodes *bolt.Bucket, ids []compact.NodeID) ([][]byte, error) {
 	out := make([][]byte, len(ids))
 	for i, id := range ids {
+		if id.Level > 0 && id.Level < minStoredLevel {
+			h, err := subtreeFromLeaves(nodes, id)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = h
+			continue
+		}
 		var v []byte
 		if nodes != nil {
 			v = nodes.Get(nodeKey(id.Level, id.Index))
@@ -235,6 +248,30 @@ func fetch(nodes *bolt.Bucket, ids []compact.NodeID) ([][]byte, error) {
 		out[i] = append([]byte(nil), v...)
 	}
 	return out, nil
+}
+
+// subtreeFromLeaves hashes the perfect subtree id from its stored leaves.
+func subtreeFromLeaves(nodes *bolt.Bucket, id compact.NodeID) ([]byte, error) {
+	if nodes == nil {
+		return nil, fmt.Errorf("stored audit tree lacks node %d/%d", id.Level, id.Index)
+	}
+	first, n := id.Index<<id.Level, uint64(1)<<id.Level
+	level := make([][]byte, 0, n)
+	c := nodes.Cursor()
+	for k, v := c.Seek(nodeKey(0, first)); uint64(len(level)) < n; k, v = c.Next() {
+		if len(k) != 9 || k[0] != 0 || binary.BigEndian.Uint64(k[1:]) != first+uint64(len(level)) || len(v) != 32 {
+			return nil, fmt.Errorf("stored audit tree lacks leaf %d of node %d/%d", first+uint64(len(level)), id.Level, id.Index)
+		}
+		level = append(level, v)
+	}
+	for len(level) > 1 {
+		next := level[:0:0]
+		for j := 0; j < len(level); j += 2 {
+			next = append(next, Hasher.HashChildren(level[j], level[j+1]))
+		}
+		level = next
+	}
+	return append([]byte(nil), level[0]...), nil
 }
 
 // Tree reads one tenant's stored tree (in a read or write transaction).
