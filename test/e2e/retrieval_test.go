@@ -118,18 +118,33 @@ func TestOperatorCommands(t *testing.T) {
 	if out, err := run("verify", "--tenant", "demo", "--data-dir", data); err != nil || !strings.Contains(out, "ok: 3 events of tenant demo verified") {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
-	// Tamper with the stored text of the first document (not the last record: a damaged last record
-	// is what a crash mid-write leaves, and the store truncates it on open by design).
+	// Tamper with the stored (sealed) text of the first document (not the last record: a damaged
+	// last record is what a crash mid-write leaves, and the store truncates it on open by design).
+	// The text is sealed at rest: it is nowhere in plain, and one character of its ciphertext is
+	// changed.
 	log := filepath.Join(data, "events")
 	entries, _ := os.ReadDir(log)
 	tampered := false
 	for _, e := range entries {
 		p := filepath.Join(log, e.Name())
 		raw, err := os.ReadFile(p)
-		if err != nil || !strings.Contains(string(raw), "swept back") {
+		if err != nil {
 			continue
 		}
-		if err := os.WriteFile(p, []byte(strings.Replace(string(raw), "swept back", "swept frwd", 1)), 0o600); err != nil {
+		if strings.Contains(string(raw), "swept back") {
+			t.Fatalf("the document's text is stored in plain text in %s", p)
+		}
+		i := strings.Index(string(raw), `"c":"`)
+		if i < 0 {
+			continue
+		}
+		i += len(`"c":"`)
+		flip := byte('A')
+		if raw[i] == 'A' {
+			flip = 'B'
+		}
+		raw[i] = flip
+		if err := os.WriteFile(p, raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		tampered = true
