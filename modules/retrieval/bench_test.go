@@ -14,9 +14,11 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	storeembedded "github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
 	"github.com/crispy-enigma/crispy/platform/keystore"
 	keysembedded "github.com/crispy-enigma/crispy/platform/keystore/embedded"
 	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
+	keyspostgres "github.com/crispy-enigma/crispy/platform/keystore/postgres"
 	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -26,18 +28,32 @@ import (
 // embedder and search 5,000 chunks of one tenant (cache disabled), sources only and with the
 // extractive answer. sealed is the same with issue 12's sealing on (in-memory key store): the five
 // hits' texts are opened (AES-GCM) after the index's search.
+// sealed-pgkeys has the keys in PostgreSQL (CRISPY_POSTGRES_URL; skipped without), as replicas share
+// them: every key read is a round trip.
 func BenchmarkSearchPipeline(b *testing.B) {
-	b.Run("retrieve-top5", func(b *testing.B) { benchSearch(b, false) })
-	b.Run("sealed-retrieve-top5", func(b *testing.B) { benchSearch(b, true) })
+	b.Run("retrieve-top5", func(b *testing.B) { benchSearch(b, nil) })
+	b.Run("sealed-retrieve-top5", func(b *testing.B) { benchSearch(b, keystoretest.NewMemory()) })
+	b.Run("sealed-pgkeys-retrieve-top5", func(b *testing.B) { benchSearch(b, pgKeys(b)) })
 }
 
-func benchSearch(b *testing.B, sealed bool) {
+// pgKeys is a PostgreSQL key store in a schema of the benchmark's own.
+func pgKeys(b *testing.B) keystore.Store {
+	url := pgtest.URL(b)
+	k, err := keyspostgres.Open(context.Background(), url, pgtest.Schema(b, url), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { k.Close() })
+	return k
+}
+
+func benchSearch(b *testing.B, keys keystore.Store) {
 	ctx := context.Background()
 	ix, _ := embedded.Open(embedded.Config{})
 	res, _ := embeddings.NewResolver(embeddings.Config{})
 	deps := retrieval.Deps{Store: eventstoretest.NewMemory(), Index: ix, Embedders: res, Config: retrieval.Config{CacheTTL: -1}}
-	if sealed {
-		deps.Sealer = sealing.New(keystoretest.NewMemory())
+	if keys != nil {
+		deps.Sealer = sealing.New(keys)
 		deps.Store = sealing.NewStore(deps.Store, deps.Sealer, retrieval.SealingPolicy)
 	}
 	mod, err := retrieval.New(deps)

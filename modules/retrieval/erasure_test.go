@@ -345,3 +345,25 @@ func TestDeletionWhileTheKeyStoreIsDownFinishesLater(t *testing.T) {
 		t.Fatalf("after the key store is back the ingest is not erased: %+v, %v", evs, err)
 	}
 }
+
+// TestANewReplicaCatchingUpSkipsErasedIngests: a replica that builds its index from the log after a
+// deletion (a first start, or a rebuilt read model) meets the erased ingest: it skips it without
+// stalling, applies the deletion, indexes the rest, and never shows the erased text.
+func TestANewReplicaCatchingUpSkipsErasedIngests(t *testing.T) {
+	f := openSealedFolder(t)
+	a := f.env(t, false)
+	marker := uniqueMarker()
+	a.mustIngest("acme", "gone", "The "+marker+" secret.")
+	a.mustIngest("acme", "kept", "The "+marker+" public note.")
+	if r := a.do("DELETE", "/documents/gone", "acme", nil); r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.raw)
+	}
+	for _, shared := range []bool{false, true} {
+		b := newEnv(t, opts{store: f.store, index: openIndex(t, ""), sealer: f.sealer, shared: shared})
+		must(t, b.bus.Sync(context.Background()))
+		r := b.search("acme", map[string]any{"query": "the " + marker, "answer": false})
+		if r.status != 200 || len(sources(r)) != 1 || !strings.Contains(allText(r), "public note") || strings.Contains(r.raw, "secret") {
+			t.Fatalf("new replica (shared index %v): %d %s", shared, r.status, r.raw)
+		}
+	}
+}

@@ -190,7 +190,7 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		})
 		q := c.Processor(indexProcessor)
 		bus.Handle(q, func(ctx context.Context, env bus.Envelope, ev events.DocumentIngested) error {
-			if erased(ev) {
+			if erased(env, ev) {
 				return nil // its deletion, which follows, removes whatever the index has of it
 			}
 			return svc.WriteShared(ctx, docEvent(env, ev.DocID, &ev))
@@ -204,7 +204,7 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		// through a first start or a rebuild (and through a burst of ingests).
 		p := c.Projection(indexProjection, bus.ProjectionOptions{What: "search index", Version: 1, OwnCursor: true})
 		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.DocumentIngested) error {
-			if erased(ev) {
+			if erased(env, ev) {
 				svc.SkipErased(env.Tenant, env.Position)
 				return nil // as above
 			}
@@ -253,9 +253,10 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 // itself, as the CLI does. For tests of that path; serve calls Register.
 func (m *Module) Routes(api huma.API) { retrievalhttp.Register(api, m.svc) }
 
-// erased reports a DocumentIngested whose content was erased (its key destroyed): the bus decodes
-// its null data to the zero value, and no recorded ingest has an empty docId.
-func erased(ev events.DocumentIngested) bool { return ev.DocID == "" }
+// erased reports a DocumentIngested whose content was erased (its key destroyed): the bus says so,
+// and its data decodes to the zero value (no recorded ingest has an empty docId, so that alone
+// would tell it too).
+func erased(env bus.Envelope, ev events.DocumentIngested) bool { return env.Erased || ev.DocID == "" }
 
 func docEvent(env bus.Envelope, docID string, ing *events.DocumentIngested) app.DocEvent {
 	return app.DocEvent{Tenant: env.Tenant, DocID: docID, Revision: env.Revision, Position: env.Position, Ingested: ing}
