@@ -98,17 +98,17 @@ type Index interface {
 	// a change, so a change the index refuses is not recorded either.
 	CheckWrite(ctx context.Context, t tenant.ID, dim int) error
 	// Checkpoint returns t's checkpoint (see above): 0 when the index knows nothing of t's place in
-	// the log (a new tenant, or a snapshot that was missing, corrupt or of an older format).
+	// the log (a new tenant, or an embedded index whose files were missing, torn, corrupt or of an older format).
 	Checkpoint(ctx context.Context, t tenant.ID) (uint64, error)
 	// SetCheckpoint records t's checkpoint. The caller must have made the index reflect every document
 	// event at or below pos first. Indexes that persist in the background store it with the content it
-	// describes (the embedded index: in the same snapshot), never ahead of it.
+	// describes (the embedded index: in the manifest of the same flush), never ahead of it.
 	SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error
-	// Close flushes (embedded: writes its snapshot) and releases the index.
+	// Close flushes (embedded: appends what changed and writes its manifest) and releases the index.
 	Close() error
 }
 
-// Flusher is implemented by indexes that persist in the background (the embedded index's snapshot).
+// Flusher is implemented by indexes that persist in the background (the embedded index's files).
 type Flusher interface {
 	Flush(ctx context.Context) error
 }
