@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/auditlog"
 	"github.com/crispy-enigma/crispy/platform/bus/bustest"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
@@ -108,6 +109,11 @@ func newDeployment(t *testing.T, tenantYAML string) *deployment {
 	}
 	pgURL := pgtest.URL(t)
 	d := &deployment{t: t, redisURL: os.Getenv("CRISPY_REDIS_URL"), keyDir: t.TempDir()}
+	// The operator provisions the audit signing key the replicas share: some tests write to the
+	// store before the first replica starts, and a start refuses a store with events and no key.
+	if _, err := auditlog.CreateKey(filepath.Join(d.keyDir, "audit-signing.key")); err != nil {
+		t.Fatal(err)
+	}
 	d.natsURL, d.prefix = bustest.NATS(t, "replicas")
 	d.eventStore = pgtest.WithSchema(t, pgURL, pgtest.Schema(t, pgURL))
 	id := randHex(t, 4)
