@@ -98,7 +98,8 @@ type Index interface {
 	// a change, so a change the index refuses is not recorded either.
 	CheckWrite(ctx context.Context, t tenant.ID, dim int) error
 	// Checkpoint returns t's checkpoint (see above): 0 when the index knows nothing of t's place in
-	// the log (a new tenant, or an embedded index whose files were missing, torn, corrupt or of an older format).
+	// the log (a new tenant, or an embedded index whose files were missing, torn, corrupt or of an
+	// older format).
 	Checkpoint(ctx context.Context, t tenant.ID) (uint64, error)
 	// SetCheckpoint records t's checkpoint. The caller must have made the index reflect every document
 	// event at or below pos first. Indexes that persist in the background store it with the content it
