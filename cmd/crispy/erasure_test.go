@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +105,102 @@ func TestDeletedSessionIsInNoFileAndTheStoreStillVerifies(t *testing.T) {
 	erased := strings.Count(out.String(), `"erased":true`)
 	if len(lines) != 4 || erased != 3 || !strings.Contains(lines[3], "conversation.SessionDeleted") || strings.Contains(out.String(), secret) {
 		t.Fatalf("replay of the deleted session (%d lines, %d erased):\n%s", len(lines), erased, out.String())
+	}
+}
+
+// GET /audit/sessions/{id}?asOf= around a deletion, through the whole server with API keys: before
+// the deletion the session's shape (two messages, roles, times, who) with its content marked erased;
+// after it the deletion (when, by which credential and asserted user) and what it erased. Tenant B
+// can neither delete A's session nor see its audit view. No answer holds the text.
+func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	const keyA, keyB = "ce_erasure_key_of_acme_0123456789ab", "ce_erasure_key_of_beta_ba9876543210"
+	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
+	tenants := filepath.Join(data, "tenants.yaml")
+	yaml := "tenants:\n  - id: acme\n    apiKeys: [\"sha256:" + sum(keyA) + "\"]\n  - id: beta\n    apiKeys: [\"sha256:" + sum(keyB) + "\"]\n"
+	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config{DataDir: data, Tenants: tenants, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
+	srv, _ := serveApp(t, cfg, buildOptions{})
+	send := func(tid, key, user, method, path string, body any) (int, string) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, rd)
+		req.Header.Set("x-tenant-id", tid)
+		req.Header.Set("content-type", "application/json")
+		req.Header.Set("x-api-key", key)
+		if user != "" {
+			req.Header.Set("x-user-id", user)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	secret := erasureMarker(t)
+	const s = "6a1f3e5d-2c4b-4f7a-9b8c-1d2e3f4a5b6c"
+	if code, body := send("acme", keyA, "alice", "POST", "/chat", map[string]any{"sessionId": s, "message": secret, "stream": false}); code != 200 {
+		t.Fatalf("chat: %d %s", code, body)
+	}
+	before := time.Now().UTC()
+	time.Sleep(5 * time.Millisecond) // the deletion is recorded strictly after asOf
+	if code, _ := send("beta", keyB, "", "DELETE", "/chat/"+s, nil); code != 404 {
+		t.Fatalf("tenant beta deleting acme's session: %d, want 404", code)
+	}
+	if code, body := send("acme", keyA, "bob", "DELETE", "/chat/"+s, nil); code != 200 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+
+	type view struct {
+		Deleted       bool   `json:"deleted"`
+		DeletedBy     string `json:"deletedBy"`
+		DeletedByUser string `json:"deletedByUser"`
+		Reason        string `json:"reason"`
+		ContentErased bool   `json:"contentErased"`
+		Messages      []struct {
+			Role   string `json:"role"`
+			Erased bool   `json:"erased"`
+			User   string `json:"user"`
+			Actor  string `json:"actor"`
+		} `json:"messages"`
+		Erasures []struct {
+			Messages int    `json:"messages"`
+			By       string `json:"by"`
+		} `json:"erasures"`
+	}
+	get := func(asOf time.Time) view {
+		t.Helper()
+		code, body := send("acme", keyA, "", "GET", "/audit/sessions/"+s+"?asOf="+asOf.Format(time.RFC3339Nano), nil)
+		if code != 200 || strings.Contains(body, secret) {
+			t.Fatalf("audit view at %s: %d %s", asOf, code, body)
+		}
+		var v view
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v := get(before)
+	if v.Deleted || !v.ContentErased || len(v.Messages) != 2 || v.Messages[0].Role != "user" || !v.Messages[0].Erased ||
+		v.Messages[1].Role != "assistant" || !v.Messages[1].Erased || v.Messages[0].User != "alice" || v.Messages[0].Actor != "key:"+sum(keyA)[:12] {
+		t.Fatalf("asOf before the deletion: %+v", v)
+	}
+	v = get(time.Now().UTC().Add(time.Second))
+	if !v.Deleted || v.Reason != "deleted" || v.DeletedBy != "key:"+sum(keyA)[:12] || v.DeletedByUser != "bob" || len(v.Messages) != 0 ||
+		len(v.Erasures) != 1 || v.Erasures[0].Messages != 2 {
+		t.Fatalf("asOf after the deletion: %+v", v)
+	}
+	if code, _ := send("beta", keyB, "", "GET", "/audit/sessions/"+s, nil); code != 404 {
+		t.Fatalf("tenant beta's audit view of acme's session: %d, want 404", code)
 	}
 }
