@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -441,6 +442,9 @@ func (v *viewTree) Consistency(a, b uint64) (p [][]byte, err error) {
 // It fails at once when a running server holds the file; the caller then verifies without it.
 func FileTree(path string, t tenant.ID) (StoredTree, func(), error) {
 	db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, func() {}, fmt.Errorf("the stored audit tree %s is held by a running server (POST /audit/verify names the place; or stop the server)", path)
+	}
 	if err != nil {
 		return nil, func() {}, fmt.Errorf("open the stored audit tree %s: %w", path, err)
 	}

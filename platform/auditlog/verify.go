@@ -139,15 +139,19 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 		rep.RootHash = b64(atN)
 	}
 	var stored StoredTree
+	var treeErr error
 	if o.Tree != nil {
-		stored, _ = o.Tree() // the stored tree is only a help: without it the fault has no place
+		// The stored tree is only a help: without it the fault has no place, and no more.
+		if stored, treeErr = o.Tree(); treeErr != nil {
+			stored = nil
+		}
 	}
 	switch {
 	case rep.StoreSize < n:
-		rep.Fault = locate(ctx, s, o.Tenant, stored, want, n, leaves,
+		rep.Fault = locate(ctx, s, o.Tenant, stored, treeErr, want, n, leaves,
 			fmt.Sprintf("the store holds %d events of the tenant, the checkpoint committed to %d: events were removed, or the data folder was rolled back to an older copy", rep.StoreSize, n))
 	case !bytes.Equal(atN, want):
-		rep.Fault = locate(ctx, s, o.Tenant, stored, want, n, leaves,
+		rep.Fault = locate(ctx, s, o.Tenant, stored, treeErr, want, n, leaves,
 			"the stored events do not hash to the checkpoint's root: an event before the checkpoint was forged, edited, removed, inserted or reordered")
 	}
 	if firstChain != nil && (rep.Fault == nil || rep.Fault.LeafIndex == nil || *firstChain.LeafIndex <= *rep.Fault.LeafIndex) {
@@ -175,8 +179,12 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 // locate names the first leaf at fault: when the stored tree still has the checkpoint's root at its
 // size, its leaves are what the checkpoint committed to, and the first recomputed leaf that differs
 // (or the first missing one) is the place.
-func locate(ctx context.Context, s eventstore.Store, t tenant.ID, stored StoredTree, want []byte, n uint64, leaves []byte, reason string) *Fault {
+func locate(ctx context.Context, s eventstore.Store, t tenant.ID, stored StoredTree, treeErr error, want []byte, n uint64, leaves []byte, reason string) *Fault {
 	f := &Fault{Reason: reason}
+	if treeErr != nil {
+		f.Reason += fmt.Sprintf(" (the first position at fault cannot be told: %v)", treeErr)
+		return f
+	}
 	if stored == nil || stored.Size() < n {
 		f.Reason += " (the first position at fault cannot be told: the stored audit tree does not reach the checkpoint)"
 		return f
