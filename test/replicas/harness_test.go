@@ -30,6 +30,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
+	keyspostgres "github.com/crispy-enigma/crispy/platform/keystore/postgres"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/test/internal/serveproc"
 )
@@ -86,6 +88,7 @@ type deployment struct {
 	other      tenant.ID // a second tenant, for isolation checks
 	tenants    string    // the tenants file
 	store      *postgres.Store
+	opened     eventstore.Store // store with sealed content opened by the deployment's keys
 	extraArgs  []string
 	keyDir     string // holds the audit signing key every replica shares
 	extraEnv   []string
@@ -132,6 +135,14 @@ func newDeployment(t *testing.T, tenantYAML string) *deployment {
 	}
 	t.Cleanup(func() { s.Close() })
 	d.store = s
+	// Sessions and documents are sealed: the test reads them as a replica does, with the keys the
+	// replicas share (the data_keys table of the store's schema).
+	keys, err := keyspostgres.Open(ctx, d.eventStore, s.Schema(), nil)
+	if err != nil {
+		t.Fatalf("open the key store: %v", err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	d.opened = sealing.NewStore(s, sealing.New(keys))
 	return d
 }
 
@@ -361,7 +372,7 @@ func (d *deployment) events(t tenant.ID) []eventstore.Event {
 	var out []eventstore.Event
 	from := eventstore.Position(0)
 	for {
-		evs, err := d.store.ReadTenant(ctx, t, from, 1000)
+		evs, err := d.opened.ReadTenant(ctx, t, from, 1000)
 		if err != nil {
 			d.t.Fatalf("read %s's events: %v", t, err)
 		}
