@@ -57,7 +57,7 @@
 //     from an older backup, or --eventstore names another store) makes Run refuse to start: its
 //     state would describe events the store does not have.
 //   - Processors on GoChannel: publishing blocks until every processor has finished the event, so
-//     each sees the store's order; each records its position after every event (a 16-byte pwrite,
+//     each sees the store's order (an event no processor handles is passed over, not published); each records its position after every event (a 16-byte pwrite,
 //     fsync'd with the forwarder's checkpoint) and skips what it had finished after a crash. On NATS
 //     JetStream: one stream and subject "<prefix>-events" keeps the global order; each processor is
 //     a durable consumer shared by every replica (each event goes to one of them); the broker's acks
