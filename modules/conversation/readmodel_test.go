@@ -295,7 +295,7 @@ func TestIntegrationRetentionRunsOncePerDeploymentOnNATS(t *testing.T) {
 	if recorded[0]+recorded[1] != 1 {
 		t.Fatalf("sweep requests recorded: %v, want one across the replicas", recorded)
 	}
-	eventually(t, "the idle session expired", func() bool { return types(rs[0].streamEvents("acme", idle)) == "SessionExpired" })
+	eventually(t, "the idle session expired", func() bool { return readable(rs[0].streamEvents("acme", idle)) == "SessionExpired" })
 	for _, e := range rs {
 		e.sync()
 	}
