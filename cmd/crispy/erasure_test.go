@@ -200,6 +200,26 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 		len(v.Erasures) != 1 || v.Erasures[0].Messages != 2 {
 		t.Fatalf("asOf after the deletion: %+v", v)
 	}
+	// The audit's event list: the stored (sealed) data the hashes cover, marked erased, no text.
+	code, body := send("acme", keyA, "", "GET", "/audit/events?stream=session-"+s, nil)
+	var list struct {
+		Events []struct {
+			Type   string          `json:"type"`
+			Data   json.RawMessage `json:"data"`
+			Erased bool            `json:"erased"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil || strings.Contains(body, secret) || len(list.Events) != 4 {
+		t.Fatalf("audit events: %d %v %s", code, err, body)
+	}
+	for _, e := range list.Events[:3] {
+		if !e.Erased || !strings.HasPrefix(string(e.Data), `{"sealed":`) {
+			t.Fatalf("a session event in the audit list: %+v", e)
+		}
+	}
+	if list.Events[3].Erased || list.Events[3].Type != "conversation.SessionDeleted" {
+		t.Fatalf("the deletion in the audit list: %+v", list.Events[3])
+	}
 	if code, _ := send("beta", keyB, "", "GET", "/audit/sessions/"+s, nil); code != 404 {
 		t.Fatalf("tenant beta's audit view of acme's session: %d, want 404", code)
 	}

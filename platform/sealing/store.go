@@ -103,6 +103,21 @@ func Raw(s eventstore.Store) eventstore.Store {
 	return s
 }
 
+// Find is the sealing decorator in s's chain of decorators, if any: its Sealer opens raw events.
+func Find(s eventstore.Store) (*Store, bool) {
+	for cur := s; cur != nil; {
+		if ss, ok := cur.(*Store); ok {
+			return ss, true
+		}
+		u, ok := cur.(interface{ Unwrap() eventstore.Store })
+		if !ok {
+			break
+		}
+		cur = u.Unwrap()
+	}
+	return nil, false
+}
+
 // Unwrap returns the decorated store (raw events: what verification reads).
 func (s *Store) Unwrap() eventstore.Store { return s.Store }
 

@@ -245,19 +245,27 @@ type AnomalyDirection string
 // AuditEvent defines model for AuditEvent.
 type AuditEvent struct {
 	// Actor The authenticated credential that acted: key:<first 12 hex digits of the API key's SHA-256>, anonymous:<tenant> for a tenant without keys, or system:<component>. Never a secret.
-	Actor         string      `json:"actor"`
-	CausationId   *string     `json:"causationId,omitempty"`
+	Actor       string  `json:"actor"`
+	CausationId *string `json:"causationId,omitempty"`
+
+	// Content Sealed data opened with its key (absent for data stored plain, and once erased)
+	Content       interface{} `json:"content,omitempty"`
 	CorrelationId *string     `json:"correlationId,omitempty"`
-	Data          interface{} `json:"data"`
-	Hash          string      `json:"hash"`
-	Id            string      `json:"id"`
-	Position      int64       `json:"position"`
-	Prev          string      `json:"prev"`
-	RequestId     string      `json:"requestId"`
-	Revision      int64       `json:"revision"`
-	Stream        string      `json:"stream"`
-	Time          time.Time   `json:"time"`
-	Type          string      `json:"type"`
+
+	// Data The data as stored, what the hash covers: sealed content reads {"sealed":{k,n,c},"plain":{…}}
+	Data interface{} `json:"data"`
+
+	// Erased The data was sealed under a key since destroyed (a deleted or expired session, a deleted document): only data.plain remains
+	Erased    *bool     `json:"erased,omitempty"`
+	Hash      string    `json:"hash"`
+	Id        string    `json:"id"`
+	Position  int64     `json:"position"`
+	Prev      string    `json:"prev"`
+	RequestId string    `json:"requestId"`
+	Revision  int64     `json:"revision"`
+	Stream    string    `json:"stream"`
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"`
 
 	// User The user id the client asserted (x-user-id), unverified; absent when none was sent.
 	User *string `json:"user,omitempty"`

@@ -17,6 +17,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -59,9 +60,13 @@ type AuditEvent struct {
 	RequestID string          `json:"requestId"`
 	Actor     string          `json:"actor" doc:"The authenticated credential that acted: key:<first 12 hex digits of the API key's SHA-256>, anonymous:<tenant> for a tenant without keys, or system:<component>. Never a secret."`
 	User      string          `json:"user,omitempty" doc:"The user id the client asserted (x-user-id), unverified; absent when none was sent."`
-	Data      json.RawMessage `json:"data"`
-	Prev      string          `json:"prev"`
-	Hash      string          `json:"hash"`
+	Data      json.RawMessage `json:"data" doc:"The data as stored, what the hash covers: sealed content reads {\"sealed\":{k,n,c},\"plain\":{…}}"`
+	// Content and Erased open sealed data for the reader, beside the stored bytes the hash and
+	// the inclusion proofs need.
+	Content json.RawMessage `json:"content,omitempty" doc:"Sealed data opened with its key (absent for data stored plain, and once erased)"`
+	Erased  bool            `json:"erased,omitempty" doc:"The data was sealed under a key since destroyed (a deleted or expired session, a deleted document): only data.plain remains"`
+	Prev    string          `json:"prev"`
+	Hash    string          `json:"hash"`
 	// Causation and correlation ids are hashed with the event: with them an event as listed here
 	// is enough to recompute its hash (crispy audit prove).
 	CausationID   string `json:"causationId,omitempty"`
@@ -149,7 +154,8 @@ func (a *Audit) Register(api huma.API) {
 				}
 				from = eventstore.Position(n)
 			}
-			evs, next, err := audit.List(ctx, a.Store, t, f, from, in.Limit)
+			// Listed as stored (the hash and the inclusion proofs are over those bytes), opened beside.
+			evs, next, err := audit.List(ctx, sealing.Raw(a.Store), t, f, from, in.Limit)
 			if err != nil {
 				return nil, apperr.Wrap(err, apperr.KindUnavailable, "eventstore_unavailable", "the event store could not be read; try again")
 			}
@@ -159,6 +165,19 @@ func (a *Audit) Register(api huma.API) {
 				out.Body.Events[i] = AuditEvent{ID: e.ID, Type: e.Type, Stream: e.Stream, Revision: e.Revision, Position: uint64(e.Position),
 					Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, Data: e.Data, Prev: e.Prev, Hash: e.Hash,
 					CausationID: e.CausationID, CorrelationID: e.CorrelationID}
+				if ss, ok := sealing.Find(a.Store); ok && sealing.IsSealed(e.Data) {
+					o, err := ss.Sealer().OpenEvent(ctx, e)
+					if errors.Is(err, eventstore.ErrCorrupt) {
+						continue // altered: listed as stored, for verification to name
+					}
+					if err != nil {
+						return nil, apperr.Wrap(err, apperr.KindUnavailable, "keystore_unavailable", "the data keys could not be read; try again")
+					}
+					out.Body.Events[i].Erased = o.Erased
+					if !o.Erased {
+						out.Body.Events[i].Content = o.Data
+					}
+				}
 			}
 			if next != 0 {
 				out.Body.NextCursor = strconv.FormatUint(uint64(next), 10)
