@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -92,33 +93,24 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 	want, _ := cp.Root()
 	rep := Report{Tenant: o.Tenant.String(), CheckpointSize: cp.Size}
 	n := cp.Size
-	// The first n leaves are kept (32 bytes each) to name the first one at fault when the root
-	// differs; the rest are only folded into the running range.
-	leaves := make([]byte, 0, 32*min(n, 1<<22))
-	r := rangeFactory.NewEmptyRange(0)
+	// One pass folds every leaf into a running root (a hash per level, not a hash per event); the
+	// leaves are not kept: only when the root differs does a second pass compare them with the
+	// stored tree's to name the first one at fault (see locate).
+	var r folder
 	var atN []byte
 	if n == 0 {
 		atN = Hasher.EmptyRoot()
 	}
 	var firstChain *Fault
-	err := scan(ctx, s, o.Tenant, func(e *eventstore.Event, leaf []byte, chainErr string) error {
+	err := scan(ctx, s, o.Tenant, func(e *eventstore.Event, leaf *[32]byte, chainErr string) error {
 		idx := rep.EventsChecked
 		if chainErr != "" && firstChain == nil {
 			firstChain = faultAt(idx, e, "hash chain: "+chainErr)
 		}
-		if idx < n {
-			leaves = append(leaves, leaf...)
-		}
-		if err := r.Append(leaf, nil); err != nil {
-			return err
-		}
+		r.append(leaf)
 		rep.EventsChecked++
 		if rep.EventsChecked == n {
-			root, err := r.GetRootHash(nil)
-			if err != nil {
-				return err
-			}
-			atN = root
+			atN = r.root()
 		}
 		if o.Progress != nil && rep.EventsChecked%ProgressEvery == 0 {
 			o.Progress(rep.EventsChecked)
@@ -132,8 +124,8 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 		o.Progress(rep.EventsChecked)
 	}
 	rep.StoreSize = rep.EventsChecked
-	if root, err := r.GetRootHash(nil); err == nil {
-		rep.StoreRootHash = b64(root)
+	if rep.StoreSize > 0 {
+		rep.StoreRootHash = b64(r.root())
 	}
 	if atN != nil {
 		rep.RootHash = b64(atN)
@@ -148,10 +140,10 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 	}
 	switch {
 	case rep.StoreSize < n:
-		rep.Fault = locate(ctx, s, o.Tenant, stored, treeErr, want, n, leaves,
+		rep.Fault = locate(ctx, s, o.Tenant, stored, treeErr, want, n, rep.StoreSize,
 			fmt.Sprintf("the store holds %d events of the tenant, the checkpoint committed to %d: events were removed, or the data folder was rolled back to an older copy", rep.StoreSize, n))
 	case !bytes.Equal(atN, want):
-		rep.Fault = locate(ctx, s, o.Tenant, stored, treeErr, want, n, leaves,
+		rep.Fault = locate(ctx, s, o.Tenant, stored, treeErr, want, n, rep.StoreSize,
 			"the stored events do not hash to the checkpoint's root: an event before the checkpoint was forged, edited, removed, inserted or reordered")
 	}
 	if firstChain != nil && (rep.Fault == nil || rep.Fault.LeafIndex == nil || *firstChain.LeafIndex <= *rep.Fault.LeafIndex) {
@@ -178,8 +170,10 @@ func Verify(ctx context.Context, s eventstore.Store, o VerifyOptions) (Report, e
 
 // locate names the first leaf at fault: when the stored tree still has the checkpoint's root at its
 // size, its leaves are what the checkpoint committed to, and the first recomputed leaf that differs
-// (or the first missing one) is the place.
-func locate(ctx context.Context, s eventstore.Store, t tenant.ID, stored StoredTree, treeErr error, want []byte, n uint64, leaves []byte, reason string) *Fault {
+// (or the first missing one) is the place. The leaves are recomputed by a second read of the store
+// (verification keeps none, so its memory does not grow with the log); the first pass found the
+// store holding storeSize events.
+func locate(ctx context.Context, s eventstore.Store, t tenant.ID, stored StoredTree, treeErr error, want []byte, n, storeSize uint64, reason string) *Fault {
 	f := &Fault{Reason: reason}
 	if treeErr != nil {
 		f.Reason += fmt.Sprintf(" (the first position at fault cannot be told: %v)", treeErr)
@@ -193,46 +187,42 @@ func locate(ctx context.Context, s eventstore.Store, t tenant.ID, stored StoredT
 		f.Reason += " (the first position at fault cannot be told: the stored audit tree was rebuilt from the altered store)"
 		return f
 	}
-	have := uint64(len(leaves) / 32)
-	for i := uint64(0); i < n; i++ {
+	have := min(storeSize, n)
+	var i uint64
+	found, unreadable := false, false
+	err := scan(ctx, s, t, func(e *eventstore.Event, leaf *[32]byte, _ string) error {
+		if i >= n {
+			return errStop
+		}
 		orig, err := stored.Leaf(i)
 		if err != nil {
-			return f
+			unreadable = true
+			return errStop
 		}
-		if i < have && bytes.Equal(orig, leaves[32*i:32*i+32]) {
-			continue
-		}
-		f.LeafIndex = &i
-		if i < have {
+		if !bytes.Equal(orig, leaf[:]) {
+			found = true
+			f.LeafIndex = &i
 			f.Reason = "not the event the checkpoint committed to there (forged, edited, inserted, removed or reordered)"
 			if have < n {
 				f.Reason += fmt.Sprintf("; the store holds %d of the checkpoint's %d events", have, n)
 			}
-		} else {
-			f.Reason = fmt.Sprintf("missing: the store holds %d events of the tenant, the checkpoint committed to %d (events removed, or the data folder rolled back)", have, n)
+			rev := e.Revision
+			f.EventID, f.Stream, f.Revision, f.Position = e.ID, e.Stream, &rev, uint64(e.Position)
+			return errStop
 		}
-		if e, ok := nth(ctx, s, t, i); ok {
-			f.EventID, f.Stream, f.Revision, f.Position = e.ID, e.Stream, &e.Revision, uint64(e.Position)
-		}
+		i++
+		return nil
+	})
+	if found || unreadable || err != nil || i >= n {
 		return f
 	}
+	// Every leaf the store still has matches: the first missing one is the place.
+	if _, err := stored.Leaf(i); err != nil {
+		return f
+	}
+	f.LeafIndex = &i
+	f.Reason = fmt.Sprintf("missing: the store holds %d events of the tenant, the checkpoint committed to %d (events removed, or the data folder rolled back)", i, n)
 	return f
-}
-
-// nth reads the tenant's i-th event (0-based) for a fault's message.
-func nth(ctx context.Context, s eventstore.Store, t tenant.ID, i uint64) (eventstore.Event, bool) {
-	var out eventstore.Event
-	var k uint64
-	found := false
-	_ = eachPage(ctx, s, t, func(page []eventstore.Event) error {
-		if k+uint64(len(page)) <= i {
-			k += uint64(len(page))
-			return nil
-		}
-		out, found = page[i-k], true
-		return errStop
-	})
-	return out, found
 }
 
 func faultAt(idx uint64, e *eventstore.Event, reason string) *Fault {
@@ -244,131 +234,88 @@ var errStop = errors.New("stop")
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
-// pageSize bounds one store read.
-const pageSize = 8192
+// pageSize bounds one store read; a few pages are in flight at once (read, hashed, folded), so it
+// also bounds verification's memory, whatever the log's size.
+const pageSize = 4096
 
-type pageResult struct {
+// page is one store read on its way through scan's pipeline: read, then hashed, then folded.
+type page struct {
 	events []eventstore.Event
+	leaves [][32]byte // filled by the hashing stage
+	errs   []string   // what is wrong with each event's own hash ("" when nothing)
 	err    error
 }
 
-// eachPage calls fn with t's events in global order, a page at a time, reading the next page while
-// fn runs. errStop from fn ends it without error.
-func eachPage(ctx context.Context, s eventstore.Store, t tenant.ID, fn func([]eventstore.Event) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pages := make(chan pageResult, 2)
-	go func() {
-		defer close(pages)
-		next := eventstore.Start
-		for {
-			page, err := s.ReadTenant(ctx, t, next, pageSize)
-			if err != nil {
-				err = fmt.Errorf("read events of %s from %d: %w", t, next, err)
-			}
-			select {
-			case pages <- pageResult{page, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil || len(page) < pageSize {
-				return
-			}
-			next = page[len(page)-1].Position + 1
+// eachPage sends t's events in global order to out, a page at a time, reading ahead while the
+// receiver works, and closes out at the end (or at the first error, which ends the last page).
+func eachPage(ctx context.Context, s eventstore.Store, t tenant.ID, out chan<- *page) {
+	defer close(out)
+	next := eventstore.Start
+	for {
+		evs, err := s.ReadTenant(ctx, t, next, pageSize)
+		if err != nil {
+			err = fmt.Errorf("read events of %s from %d: %w", t, next, err)
 		}
-	}()
-	for p := range pages {
-		if p.err != nil {
-			return p.err
+		select {
+		case out <- &page{events: evs, err: err}:
+		case <-ctx.Done():
+			return
 		}
-		if err := fn(p.events); err != nil {
-			if errors.Is(err, errStop) {
-				return nil
-			}
-			return err
+		if err != nil || len(evs) < pageSize {
+			return
 		}
+		next = evs[len(evs)-1].Position + 1
 	}
-	return ctx.Err()
 }
 
 // Compute reads t's events and returns the size and RFC 6962 root of its log, after checking every
 // event's hash and its stream's links (a broken chain is an error: never sign over one).
 func Compute(ctx context.Context, s eventstore.Store, t tenant.ID) (uint64, []byte, error) {
-	r := rangeFactory.NewEmptyRange(0)
-	err := scan(ctx, s, t, func(e *eventstore.Event, leaf []byte, chainErr string) error {
+	var r folder
+	err := scan(ctx, s, t, func(e *eventstore.Event, leaf *[32]byte, chainErr string) error {
 		if chainErr != "" {
 			return &eventstore.ChainError{EventID: e.ID, Stream: e.Stream, Revision: e.Revision, Reason: chainErr}
 		}
-		return r.Append(leaf, nil)
+		r.append(leaf)
+		return nil
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("audit log of %s: %w", t, err)
 	}
-	if r.End() == 0 {
+	if r.size == 0 {
 		return 0, Hasher.EmptyRoot(), nil
 	}
-	root, err := r.GetRootHash(nil)
-	return r.End(), root, err
+	return r.size, r.root(), nil
 }
 
 // scan reads t's events in global order and calls fn with each, its leaf hash and what is wrong
 // with its hash chain ("" when nothing): the event's own hash recomputed from its stored bytes, its
-// revision and its link to its stream's previous event. The hashing, which dominates, runs on every
-// core a page at a time; fn runs in order on the calling goroutine. A stream's first event may
-// follow truncated ones (its prev is then taken on trust, as eventstore.ChainVerifier does).
-func scan(ctx context.Context, s eventstore.Store, t tenant.ID, fn func(e *eventstore.Event, leaf []byte, chainErr string) error) error {
+// revision and its link to its stream's previous event. fn must not keep leaf or e past its call.
+// Reading, hashing and folding are a pipeline: the store reads the next page while the previous one
+// is hashed on every core, a page at a time, and the one before that goes through fn in order on
+// the calling goroutine. A stream's first event may follow truncated ones (its prev is then taken on
+// trust, as eventstore.ChainVerifier does). The per-stream state is the last revision and hash of
+// each stream: memory grows with the number of streams, not of events.
+func scan(ctx context.Context, s eventstore.Store, t tenant.ID, fn func(e *eventstore.Event, leaf *[32]byte, chainErr string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	read := make(chan *page, 1)
+	hashed := make(chan *page, 1)
+	go eachPage(ctx, s, t, read)
+	go hashPages(ctx, read, hashed)
+
 	type link struct {
 		rev  uint64
 		hash string
 	}
 	last := map[string]link{}
-	workers := max(1, runtime.GOMAXPROCS(0))
-	hashers := make([]*eventstore.FastHasher, workers)
-	for i := range hashers {
-		hashers[i] = eventstore.NewFastHasher()
-	}
-	var leaves []byte
-	var errs []string
-	return eachPage(ctx, s, t, func(page []eventstore.Event) error {
-		// Fresh leaves each page: fn may keep them (a compact range holds its hashes).
-		leaves = make([]byte, 32*len(page))
-		if cap(errs) < len(page) {
-			errs = make([]string, len(page))
+	for p := range hashed {
+		if p.err != nil {
+			return p.err
 		}
-		errs = errs[:len(page)]
-		chunk := (len(page) + workers - 1) / workers
-		var wg sync.WaitGroup
-		for w := range workers {
-			lo, hi := w*chunk, min((w+1)*chunk, len(page))
-			if lo >= hi {
-				break
-			}
-			wg.Add(1)
-			x := hashers[w]
-			go func() {
-				defer wg.Done()
-				for i := lo; i < hi; i++ {
-					e := &page[i]
-					errs[i] = ""
-					want, err := x.Check(e)
-					switch {
-					case err != nil:
-						errs[i] = err.Error()
-					case want != e.Hash:
-						errs[i] = "hash does not match the event's contents"
-					}
-					leaf, err := LeafHash(e.Hash)
-					if err != nil {
-						leaf = Hasher.HashLeaf([]byte(e.Hash)) // a damaged hash still takes its place
-					}
-					copy(leaves[32*i:], leaf)
-				}
-			}()
-		}
-		wg.Wait()
-		for i := range page {
-			e := &page[i]
-			why := errs[i]
+		for i := range p.events {
+			e := &p.events[i]
+			why := p.errs[i]
 			prev, seen := last[e.Stream]
 			switch {
 			case why != "":
@@ -380,10 +327,142 @@ func scan(ctx context.Context, s eventstore.Store, t tenant.ID, fn func(e *event
 				why = "prev does not match the previous event's hash"
 			}
 			last[e.Stream] = link{rev: e.Revision, hash: e.Hash}
-			if err := fn(e, leaves[32*i:32*i+32:32*i+32], why); err != nil {
+			if err := fn(e, &p.leaves[i], why); err != nil {
+				if errors.Is(err, errStop) {
+					return nil
+				}
 				return err
 			}
 		}
-		return nil
-	})
+	}
+	return ctx.Err()
 }
+
+// hashPages is scan's middle stage: each page's events get their hash recomputed and their leaf
+// hash, split between one goroutine per core, then the page goes on to out.
+func hashPages(ctx context.Context, in <-chan *page, out chan<- *page) {
+	defer close(out)
+	workers := max(1, runtime.GOMAXPROCS(0))
+	hashers := make([]*eventstore.FastHasher, workers)
+	for i := range hashers {
+		hashers[i] = eventstore.NewFastHasher()
+	}
+	for p := range in {
+		if p.err == nil {
+			p.leaves = make([][32]byte, len(p.events))
+			p.errs = make([]string, len(p.events))
+			chunk := (len(p.events) + workers - 1) / workers
+			var wg sync.WaitGroup
+			for w := range workers {
+				lo, hi := w*chunk, min((w+1)*chunk, len(p.events))
+				if lo >= hi {
+					break
+				}
+				wg.Add(1)
+				go func(x *eventstore.FastHasher) {
+					defer wg.Done()
+					for i := lo; i < hi; i++ {
+						p.errs[i], p.leaves[i] = checkEvent(x, &p.events[i])
+					}
+				}(hashers[w])
+			}
+			wg.Wait()
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// checkEvent recomputes e's hash and returns what is wrong with it ("" when nothing) and e's leaf.
+func checkEvent(x *eventstore.FastHasher, e *eventstore.Event) (string, [32]byte) {
+	var why string
+	switch ok, err := x.Matches(e); {
+	case err != nil:
+		why = err.Error()
+	case !ok:
+		why = "hash does not match the event's contents"
+	}
+	return why, leafOf(e.Hash)
+}
+
+// leafOf is LeafHash without allocating; a damaged hash (not 64 hex digits) still takes its place,
+// as the leaf of its text.
+func leafOf(hexHash string) [32]byte {
+	var in [1 + 32]byte // 0x00 || the stored hash
+	if decodeHex32(in[1:], hexHash) {
+		return sha256.Sum256(in[:])
+	}
+	l := Hasher.HashLeaf([]byte(hexHash))
+	return [32]byte(l)
+}
+
+// folder is the RFC 6962 root of a log grown one leaf at a time from the start: the roots of its
+// perfect subtrees, largest first (the compact range [0, size) of transparency-dev/merkle's
+// compact package, with the same hashes; TestFolderMatchesCompactRange), kept as values so that an
+// append allocates nothing and the state is at most 64 hashes, whatever the size.
+type folder struct {
+	size  uint64
+	nodes [][32]byte
+	buf   [1 + 32 + 32]byte // 0x01 || left || right
+}
+
+func (f *folder) node(l, r *[32]byte) [32]byte {
+	f.buf[0] = 1
+	copy(f.buf[1:33], l[:])
+	copy(f.buf[33:], r[:])
+	return sha256.Sum256(f.buf[:])
+}
+
+// append adds the next leaf: the subtrees it completes (one per trailing 1 bit of the size) merge.
+func (f *folder) append(leaf *[32]byte) {
+	f.nodes = append(f.nodes, *leaf)
+	for s := f.size; s&1 == 1; s >>= 1 {
+		k := len(f.nodes)
+		f.nodes[k-2] = f.node(&f.nodes[k-2], &f.nodes[k-1])
+		f.nodes = f.nodes[:k-1]
+	}
+	f.size++
+}
+
+// root is the tree's root hash (size > 0): the subtrees folded from the smallest, right to left.
+func (f *folder) root() []byte {
+	k := len(f.nodes)
+	acc := f.nodes[k-1]
+	for i := k - 2; i >= 0; i-- {
+		acc = f.node(&f.nodes[i], &acc)
+	}
+	return acc[:]
+}
+
+// decodeHex32 decodes 64 hex digits (either case, as encoding/hex) into dst without the []byte
+// copy of the string that hex.Decode would need; false when s is not that.
+func decodeHex32(dst []byte, s string) bool {
+	if len(s) != 64 || len(dst) < 32 {
+		return false
+	}
+	bad := byte(0)
+	for i := range 32 {
+		hi, lo := unhex[s[2*i]], unhex[s[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+	}
+	return bad&0x10 == 0
+}
+
+// unhex maps a hex digit to its value and anything else to 0x10.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x10
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+		t[c-'a'+'A'] = byte(c-'a') + 10
+	}
+	return t
+}()

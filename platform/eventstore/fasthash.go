@@ -43,11 +43,19 @@ func (x *FastHasher) putBytes(b []byte) {
 // hash returns e's hash as ComputeHash(e.Prev, e) would, or ok=false when it cannot tell
 // quickly (data that does not compact); the caller then asks the reference implementation.
 func (x *FastHasher) hash(e *Event) (string, bool) {
+	if !x.sumHex(e) {
+		return "", false
+	}
+	return string(x.hex[:]), true
+}
+
+// sumHex leaves e's hash, hex-encoded, in x.hex (see hash).
+func (x *FastHasher) sumHex(e *Event) bool {
 	data := e.Data
 	if len(data) > 0 && !isCompact(data) {
 		x.compact.Reset()
 		if err := json.Compact(&x.compact, data); err != nil {
-			return "", false
+			return false
 		}
 		data = x.compact.Bytes()
 	}
@@ -74,7 +82,7 @@ func (x *FastHasher) hash(e *Event) (string, bool) {
 	x.h.Reset()
 	x.h.Write(x.buf)
 	hex.Encode(x.hex[:], x.h.Sum(x.sum[:0]))
-	return string(x.hex[:]), true
+	return true
 }
 
 // Check returns e's recomputed hash, using the reference implementation whenever the fast path
@@ -86,20 +94,45 @@ func (x *FastHasher) Check(e *Event) (string, error) {
 	return ComputeHash(e.Prev, e)
 }
 
+// Matches reports whether e.Hash is e's hash recomputed, as Check(e) == e.Hash, without
+// allocating when it is (verification asks it of every stored event). A mismatch is confirmed by
+// the reference implementation.
+func (x *FastHasher) Matches(e *Event) (bool, error) {
+	if x.sumHex(e) && string(x.hex[:]) == e.Hash {
+		return true, nil
+	}
+	h, err := ComputeHash(e.Prev, e)
+	if err != nil {
+		return false, err
+	}
+	return h == e.Hash, nil
+}
+
 // isCompact reports whether JSON text has no whitespace outside strings, i.e. json.Compact would
-// leave it unchanged.
+// leave it unchanged. Strings, most of an event's data, are skipped with bytes.IndexByte to their
+// closing quote (one not preceded by an odd run of backslashes), so the bytes inside them are
+// not looked at one by one.
 func isCompact(b []byte) bool {
-	in, esc := false, false
-	for _, c := range b {
-		switch {
-		case esc:
-			esc = false
-		case in && c == '\\':
-			esc = true
-		case c == '"':
-			in = !in
-		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
 			return false
+		case '"':
+			// Find the quote that closes this string.
+			for {
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
+					return true // unterminated: not JSON; json.Compact fails and the reference decides
+				}
+				i += 1 + j
+				k := 0
+				for k < i && b[i-1-k] == '\\' {
+					k++
+				}
+				if k%2 == 0 {
+					break
+				}
+			}
 		}
 	}
 	return true

@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,7 +46,12 @@ func TestFastHashMatchesReference(t *testing.T) {
 			t.Errorf("%q: check %s %v", d, got, err)
 		}
 	}
-	for in, want := range map[string]bool{`{"a":"b c"}`: true, `{"a": 1}`: false, `"a\"b c"`: true, `"a\\" , 1`: false, "[1,\n2]": false} {
+	for in, want := range map[string]bool{`{"a":"b c"}`: true, `{"a": 1}`: false, `"a\"b c"`: true, `"a\\" , 1`: false, "[1,\n2]": false,
+		`{"a":"x\\\" y","b":1}`: true, `{"a":"x\\\\" ,"b":1}`: false, `{"a":"\\\\\\"}`: true, `{"a":"q"}` + " ": false, `"`: true, `""`: true} {
+		var c bytes.Buffer
+		if json.Compact(&c, []byte(in)) == nil && (c.String() == in) != want {
+			t.Errorf("test case %q: json.Compact says compact=%v", in, c.String() == in)
+		}
 		if isCompact([]byte(in)) != want {
 			t.Errorf("isCompact(%q) != %v", in, want)
 		}

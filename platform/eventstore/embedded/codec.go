@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+	"unsafe"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -102,45 +103,136 @@ func (d *decoder) bytes() []byte {
 func (d *decoder) string() string { return string(d.bytes()) }
 
 func decodeEvent(b []byte) (eventstore.Event, error) {
-	d := decoder{b: b}
 	var e eventstore.Event
-	e.ID = d.string()
-	e.Type = d.string()
-	e.Stream = d.string()
+	err := decodeEventInto(&e, b, nil)
+	return e, err
+}
+
+// decodeCache makes reading many events cheaper (verification reads every event of a tenant, a
+// projection's catch-up every event): the strings that repeat from event to event (stream, type,
+// actor, user) are made once, a stream's name is parsed once for its tenant, and the strings
+// unique to an event share one allocation (see decodeEventInto). It holds at most cacheMax names;
+// one per goroutine (Store.decoders pools them).
+type decodeCache struct {
+	streams map[string]streamName
+	strs    map[string]string
+}
+
+type streamName struct {
+	name string
+	t    tenant.ID
+}
+
+const cacheMax = 8192
+
+func newDecodeCache() *decodeCache {
+	return &decodeCache{streams: map[string]streamName{}, strs: map[string]string{}}
+}
+
+// stream returns the stream named b and its tenant.
+func (c *decodeCache) stream(b []byte) (streamName, error) {
+	if sn, ok := c.streams[string(b)]; ok {
+		return sn, nil
+	}
+	name := string(b)
+	st, err := tenant.ParseStream(name)
+	if err != nil {
+		return streamName{}, err
+	}
+	if len(c.streams) >= cacheMax {
+		clear(c.streams)
+	}
+	sn := streamName{name: name, t: st.Tenant()}
+	c.streams[name] = sn
+	return sn, nil
+}
+
+// str returns b as a string, the same one as the last time b was seen.
+func (c *decodeCache) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if v, ok := c.strs[string(b)]; ok {
+		return v
+	}
+	v := string(b)
+	if len(c.strs) >= cacheMax {
+		clear(c.strs)
+	}
+	c.strs[v] = v
+	return v
+}
+
+// decodeEventInto decodes b into e. With a cache (nil: none), the repeating strings come from it and
+// the event's own strings (id, request, causation and correlation ids, prev and hash) are views of
+// one copy of their bytes, made with unsafe.String: that copy is never written after, as a string's
+// bytes must not be, and holding any of them keeps only those ~250 bytes alive. Data is a copy of
+// its own, so that a caller changing it in place changes nothing else, and holding an id never
+// keeps the data alive.
+func decodeEventInto(e *eventstore.Event, b []byte, c *decodeCache) error {
+	d := decoder{b: b}
+	id := d.bytes()
+	typ := d.bytes()
+	stream := d.bytes()
 	e.Revision = d.uvarint()
 	e.Position = eventstore.Position(d.uvarint())
 	e.Time = time.Unix(0, int64(d.uvarint())).UTC()
-	e.RequestID = d.string()
-	e.Actor = d.string()
-	e.CausationID = d.string()
-	e.CorrelationID = d.string()
+	requestID := d.bytes()
+	actor := d.bytes()
+	causation := d.bytes()
+	correlation := d.bytes()
 	data := d.bytes()
-	e.Prev = d.string()
-	e.Hash = d.string()
+	prev := d.bytes()
+	hash := d.bytes()
+	var user []byte
+	hasUser := false
 	for d.err == nil && len(d.b) != 0 {
 		// After the hash the encoder writes only tagged optional fields: anything else is damage,
 		// not slack.
 		switch tag := d.uvarint(); {
 		case d.err != nil:
-		case tag == tagUser && e.User == "":
-			e.User = d.string()
-			if d.err == nil && e.User == "" {
-				return e, fmt.Errorf("decode event %s: empty user field after the hash", e.ID)
+		case tag == tagUser && !hasUser:
+			user, hasUser = d.bytes(), true
+			if d.err == nil && len(user) == 0 {
+				return fmt.Errorf("decode event %s: empty user field after the hash", id)
 			}
 		default:
-			return e, fmt.Errorf("decode event %s: unknown or repeated field %d after the hash", e.ID, tag)
+			return fmt.Errorf("decode event %s: unknown or repeated field %d after the hash", id, tag)
 		}
 	}
 	if d.err != nil {
-		return e, fmt.Errorf("decode event: %w", d.err)
+		return fmt.Errorf("decode event: %w", d.err)
 	}
 	e.Data = append([]byte(nil), data...)
-	st, err := tenant.ParseStream(e.Stream)
-	if err != nil {
-		return e, fmt.Errorf("decode event %s: %w", e.ID, err)
+	if c == nil {
+		e.ID, e.Type, e.Stream = string(id), string(typ), string(stream)
+		e.RequestID, e.Actor, e.CausationID, e.CorrelationID = string(requestID), string(actor), string(causation), string(correlation)
+		e.Prev, e.Hash, e.User = string(prev), string(hash), string(user)
+		st, err := tenant.ParseStream(e.Stream)
+		if err != nil {
+			return fmt.Errorf("decode event %s: %w", e.ID, err)
+		}
+		e.Tenant = st.Tenant()
+		return nil
 	}
-	e.Tenant = st.Tenant()
-	return e, nil
+	own := make([]byte, 0, len(id)+len(requestID)+len(causation)+len(correlation)+len(prev)+len(hash))
+	view := func(b []byte) string {
+		if len(b) == 0 {
+			return ""
+		}
+		at := len(own)
+		own = append(own, b...) // within own's capacity: never moves
+		return unsafe.String(&own[at], len(b))
+	}
+	e.ID, e.RequestID, e.CausationID, e.CorrelationID = view(id), view(requestID), view(causation), view(correlation)
+	e.Prev, e.Hash = view(prev), view(hash)
+	e.Type, e.Actor, e.User = c.str(typ), c.str(actor), c.str(user)
+	sn, err := c.stream(stream)
+	if err != nil {
+		return fmt.Errorf("decode event %s: %w", e.ID, err)
+	}
+	e.Stream, e.Tenant = sn.name, sn.t
+	return nil
 }
 
 // frame wraps a payload in a record header.

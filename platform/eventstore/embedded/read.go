@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -148,6 +149,9 @@ func (s *Store) selectTenant(ctx context.Context, tf *tenantFile, n, from uint64
 	now := s.opts.Now()
 	memo := map[uint64]*eventstore.StreamMetadata{}
 	var sel []selected
+	if max > 0 {
+		sel = make([]selected, 0, min(uint64(max), n-lo))
+	}
 	var blk posBlock
 	var buf []byte
 	prev := uint64(0)
@@ -240,8 +244,20 @@ func (s *Store) readRecs(sel []selected) ([]eventstore.Event, error) {
 		return nil, nil
 	}
 	const maxSpan, maxGap = 1 << 20, 32 << 10
-	out := make([]eventstore.Event, 0, len(sel))
-	var buf []byte
+	out := make([]eventstore.Event, len(sel))
+	c := decoders.Get().(*decodeCache)
+	defer decoders.Put(c)
+	// Events are decoded into memory of their own, so the span read is only scratch: reused from
+	// read to read (a tenant's whole log is read in pages of up to a few MB).
+	bp := spans.Get().(*[]byte)
+	defer spans.Put(bp)
+	buf := *bp
+	defer func() {
+		if cap(buf) > 4<<20 {
+			buf = nil // a huge record's span is not kept
+		}
+		*bp = buf
+	}()
 	recEnd := func(r posRec) int64 { return r.recOff + headerSize + int64(r.recLen) }
 	for i := 0; i < len(sel); {
 		start, end := sel[i].r.recOff, recEnd(sel[i].r)
@@ -275,16 +291,23 @@ func (s *Store) readRecs(sel []selected) ([]eventstore.Event, error) {
 				checked = r.recOff
 			}
 			payload := rec[headerSize:]
-			ev, err := decodeEvent(payload[r.evOff : r.evOff+r.evLen])
+			ev := &out[k]
+			err := decodeEventInto(ev, payload[r.evOff:r.evOff+r.evLen], c)
 			if err != nil || uint64(ev.Position) != sel[k].pos || ev.Revision != r.rev {
 				return nil, s.indexDamaged(fmt.Errorf("%w: position %d does not locate its event in the log record at %d", ErrIndexDamaged, sel[k].pos, r.recOff))
 			}
-			out = append(out, ev)
 		}
 		i = j
 	}
 	return out, nil
 }
+
+// decoders are the decode caches of reads in progress; a cache holds only what the bytes decoded
+// say (names, and the tenant a stream name parses to), so any store's read may use any of them.
+var decoders = sync.Pool{New: func() any { return newDecodeCache() }}
+
+// spans are readRecs' read buffers (up to 1 MB each).
+var spans = sync.Pool{New: func() any { return new([]byte) }}
 
 // checkRecord checks that rec is the whole record r locates and reads back as written. A record
 // whose length is the index's but whose checksum fails is damage in the log (ErrCorrupt); a
