@@ -46,6 +46,9 @@ type Deps struct {
 	// Interval is how often a tenant whose log grew gets a new signed checkpoint (default 30 s).
 	Interval time.Duration
 	Sinks    []Sink
+	// WitnessRetry is the first wait before a checkpoint a witness did not take is pushed again
+	// (doubling up to 5 minutes; default 5 s).
+	WitnessRetry time.Duration
 	// NewKey says the key was created by --new-audit-key over a store with events: Run records
 	// SigningKeyCreated in every tenant's stream once the tree has caught up.
 	NewKey bool
@@ -62,7 +65,7 @@ type Log struct {
 
 	mu     sync.Mutex
 	latest map[tenant.ID]*Checkpoint
-	queue  chan Checkpoint
+	wit    *witnesses
 }
 
 // New builds the log; Register adds its projection to the bus, Run signs and pushes.
@@ -82,11 +85,14 @@ func New(d Deps) (*Log, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.WitnessRetry <= 0 {
+		d.WitnessRetry = 5 * time.Second
+	}
 	if err := os.MkdirAll(d.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("auditlog: checkpoint folder: %w", err)
 	}
 	return &Log{d: d, pub: d.Key.Public().(ed25519.PublicKey), app: newAppender(), latest: map[tenant.ID]*Checkpoint{},
-		queue: make(chan Checkpoint, 1024)}, nil
+		wit: newWitnesses(d.Sinks, d.WitnessRetry, d.Log)}, nil
 }
 
 // Register adds the tree projection: every event of every tenant, in global order.
@@ -198,11 +204,7 @@ func (l *Log) sign(ctx context.Context, t tenant.ID) (Checkpoint, error) {
 		return Checkpoint{}, err
 	}
 	l.latest[t] = &c
-	select {
-	case l.queue <- c:
-	default:
-		l.d.Log.Warn("audit: witness queue full; checkpoint not pushed (the next one will be)", "tenant", t.String(), "size", c.Size)
-	}
+	l.wit.offer(c)
 	return c, nil
 }
 
@@ -251,7 +253,7 @@ func (l *Log) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		l.push(ctx)
+		l.wit.run(ctx)
 	}()
 	defer wg.Wait()
 	if err := l.proj.WaitCaughtUp(ctx); err != nil {
@@ -275,21 +277,6 @@ func (l *Log) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		}
-	}
-}
-
-func (l *Log) push(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case c := <-l.queue:
-			for _, s := range l.d.Sinks {
-				if err := s.Push(ctx, c); err != nil && ctx.Err() == nil {
-					l.d.Log.Error("audit: witness did not take the checkpoint", "witness", s.Name(), "tenant", c.Tenant, "size", c.Size, "err", err)
-				}
-			}
 		}
 	}
 }

@@ -59,7 +59,8 @@ type WebhookSink struct {
 	Backoff time.Duration // first wait (default 1 s)
 }
 
-func (w *WebhookSink) Name() string { return "webhook " + w.URL }
+// Name is the URL without credentials or query (a witness URL may carry a token).
+func (w *WebhookSink) Name() string { return "webhook " + redactURL(w.URL) }
 
 func (w *WebhookSink) Push(ctx context.Context, c Checkpoint) error {
 	b, err := json.Marshal(c)
@@ -87,12 +88,12 @@ func (w *WebhookSink) Push(ctx context.Context, c Checkpoint) error {
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(b))
 		if err != nil {
-			return fmt.Errorf("checkpoint webhook: %w", err)
+			return fmt.Errorf("checkpoint webhook %s: %w", redactURL(w.URL), redactErr(err, w.URL))
 		}
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := w.Client.Do(req)
 		if err != nil {
-			last = err
+			last = redactErr(err, w.URL)
 			continue
 		}
 		_ = resp.Body.Close()
@@ -104,5 +105,5 @@ func (w *WebhookSink) Push(ctx context.Context, c Checkpoint) error {
 			break // the witness refuses it; retrying will not change that
 		}
 	}
-	return fmt.Errorf("checkpoint webhook %s: %w", w.URL, last)
+	return fmt.Errorf("checkpoint webhook %s: %w", redactURL(w.URL), last)
 }
