@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,13 +90,14 @@ const statePending = 3
 // Store is the embedded key store.
 type Store struct {
 	mu       sync.RWMutex
-	f        *os.File
+	f        storeFile
 	keys     map[string]*entry // tenant + "\x00" + id
 	free     []int64           // free slots, reused before the file grows
 	slots    int64             // slots in the file
 	closed   bool
 	readOnly bool
 	rand     io.Reader
+	log      *slog.Logger
 	written  uint64 // records written so far (guarded by mu): what a sync covers
 
 	// Group commit: Creates write their record under mu, then one fsync covers every record
@@ -106,10 +108,34 @@ type Store struct {
 
 var _ keystore.Store = (*Store)(nil)
 
+// storeFile is what the store needs of its file. It is an interface so that a test can keep the
+// bytes written apart from the bytes made durable by Sync and "crash" by reopening only the
+// latter: a copy of an open file reads the page cache, so it cannot tell a missing fsync.
+type storeFile interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+	Close() error
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithLog is where the store reports what it repaired at open (by default nowhere).
+func WithLog(log *slog.Logger) Option {
+	return func(s *Store) {
+		if log != nil {
+			s.log = log
+		}
+	}
+}
+
 // Open opens (creating it when missing) the key store at path, locking it against a second process.
-func Open(path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
+func Open(path string, opts ...Option) (*Store, error) {
+	if err := mkdirDurable(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -119,9 +145,22 @@ func Open(path string) (*Store, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("keystore: %s is in use by another process: %w", path, err)
 	}
-	s := &Store{f: f, keys: map[string]*entry{}, rand: rand.Reader}
-	if err := s.load(path); err != nil {
+	s, err := openFile(f, path, opts...)
+	if err != nil {
 		_ = f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openFile is Open after the file is opened and locked (path names it, for messages and the
+// folder's fsync).
+func openFile(f storeFile, path string, opts ...Option) (*Store, error) {
+	s := &Store{f: f, keys: map[string]*entry{}, rand: rand.Reader, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
+	if err := s.load(path); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -204,7 +243,11 @@ func (s *Store) load(path string) error {
 				continue
 			}
 			if !ok {
-				// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either.
+				// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either. It may
+				// also be bit rot in a live key, which erases what was sealed under it: say so.
+				t, id := names(rec)
+				s.log.Warn("keystore: a damaged key record was zeroed (a write cut by a crash, or a damaged disk: content sealed under this key now reads as erased)",
+					"file", path, "slot", slot, "tenant", t, "id", id)
 				if err := s.writeSlot(slot, make([]byte, recSize)); err != nil {
 					return err
 				}
@@ -229,6 +272,18 @@ func (s *Store) load(path string) error {
 		s.free[i], s.free[j] = s.free[j], s.free[i]
 	}
 	return nil
+}
+
+// names are a damaged record's tenant and id as far as they can be read (never its key), for the
+// log line that reports its repair.
+func names(rec []byte) (t, id string) {
+	if tl := int(rec[offTLen]); tl <= maxTenant {
+		t = strings.ToValidUTF8(string(rec[offTenant:offTenant+tl]), "?")
+	}
+	if il := int(binary.LittleEndian.Uint16(rec[offIDLen:])); il <= keystore.MaxIDLen {
+		id = strings.ToValidUTF8(string(rec[offID:offID+il]), "?")
+	}
+	return t, id
 }
 
 func isZero(b []byte) bool {
@@ -492,7 +547,8 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 		return nil
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("keystore: sync: %w", err)
+		// Unavailable, as for Create and Destroy: the caller answers 503 and retries.
+		return fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
 	}
 	for _, mk := range gone {
 		e := s.keys[mk]
@@ -530,6 +586,30 @@ func (s *Store) Close() error {
 		return nil
 	}
 	return s.f.Close()
+}
+
+// mkdirDurable makes dir (and missing parents) and fsyncs the parent of each folder it made, so
+// a power cut on a first start cannot lose keys.db's folder entry with the keys acknowledged in it.
+func mkdirDurable(dir string) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, os.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := syncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
