@@ -177,3 +177,60 @@ func BenchmarkIntegrationKey(b *testing.B) {
 		}
 	}
 }
+
+// F17: replicas starting together on a new schema all open (the DDL is serialised by an advisory
+// lock; unserialised, CREATE … IF NOT EXISTS races in the catalogue and some fail).
+func TestIntegrationConcurrentOpensOnANewSchema(t *testing.T) {
+	url := pgtest.URL(t)
+	for round := 0; round < 5; round++ {
+		schema := pgtest.Schema(t, url)
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				s, err := postgres.Open(context.Background(), url, schema, nil)
+				if err == nil {
+					err = s.Close()
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: a replica opening with others on a new schema failed: %v", round, err)
+			}
+		}
+	}
+}
+
+// NoCache: every Key is a query, so a key destroyed without a notification reaching this replica
+// is refused at once.
+func TestIntegrationNoCache(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
+	ctx, acme := context.Background(), tenant.MustParse("acme")
+	s, err := postgres.OpenWith(ctx, url, schema, postgres.Options{NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Key(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE `+pgx.Identifier{schema, "data_keys"}.Sanitize()+` SET key = NULL, destroyed_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Key(ctx, acme, "session/1"); !errors.Is(err, keystore.ErrDestroyed) {
+		t.Fatalf("NoCache served a destroyed key: %v", err)
+	}
+	if s.Caching() {
+		t.Fatal("NoCache reports caching")
+	}
+}

@@ -1,0 +1,194 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore/postgres/pgtest"
+	"github.com/crispy-enigma/crispy/platform/keystore"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// tableFile reads the key table's file after a CHECKPOINT (false when the test role may not read
+// server files).
+func tableFile(t *testing.T, conn *pgx.Conn, schema string) ([]byte, bool) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return nil, false
+	}
+	var path string
+	if err := conn.QueryRow(ctx, "SELECT pg_relation_filepath($1::regclass)", pgx.Identifier{schema, "data_keys"}.Sanitize()).Scan(&path); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	if err := conn.QueryRow(ctx, "SELECT pg_read_binary_file($1)", path).Scan(&b); err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// F4: a snapshot older than the destruction keeps VACUUM from removing the key's row version; the
+// store keeps the destruction pending while it is open and vacuums again once it closed, after
+// which the key's bytes are in no page of the table's file.
+func TestIntegrationVacuumWaitsForOlderSnapshots(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
+	ctx, acme := context.Background(), tenant.MustParse("acme")
+	s, err := OpenWith(ctx, url, schema, Options{VacuumRetry: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k, err := s.Create(ctx, acme, "session/gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, ok := tableFile(t, conn, schema); !ok {
+		t.Skip("the test role cannot read the table's file (pg_read_binary_file)")
+	}
+	// A reader whose snapshot predates the destruction (a long report, pg_dump, a replica's catch-up).
+	reader, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close(ctx)
+	tx, err := reader.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM "+s.table); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Destroy(ctx, acme, "session/gone"); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := s.vacuumOnce(ctx); err != nil || done {
+		t.Fatalf("a VACUUM with an older snapshot open counted as covering the destruction: done=%v err=%v", done, err)
+	}
+	if !s.Pending() {
+		t.Fatal("the destruction is not pending while an older snapshot is open")
+	}
+	if b, _ := tableFile(t, conn, schema); !bytes.Contains(b, k) {
+		t.Fatal("the key's bytes are gone while an older snapshot is open (the check below could not fail)")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); s.Pending(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the destruction is still pending after the older snapshot closed")
+		}
+	}
+	if b, _ := tableFile(t, conn, schema); bytes.Contains(b, k) {
+		t.Fatal("the destroyed key's bytes are still in the table's file after the snapshot closed")
+	}
+}
+
+// F19: the cache is used only while the listener hears its own heartbeats. When notifications stop
+// arriving with the connection still up (PgBouncer in transaction pooling: LISTEN "works", nothing
+// is delivered), the cache turns off and a key destroyed elsewhere is refused.
+func TestIntegrationCacheOffWithoutHeartbeats(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
+	ctx, acme := context.Background(), tenant.MustParse("acme")
+	s, err := OpenWith(ctx, url, schema, Options{HeartbeatEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// destroySilently destroys a key the way a destruction whose notification is lost looks here.
+	destroySilently := func(id string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `UPDATE `+s.table+` SET key = NULL, destroyed_at = now() WHERE tenant = 'acme' AND id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); !s.Caching(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cache never turned on")
+		}
+	}
+	if _, err := s.Create(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	destroySilently("session/1")
+	if _, err := s.Key(ctx, acme, "session/1"); err != nil {
+		t.Fatalf("the cache is not used while heartbeats arrive (the check below could not fail): %v", err)
+	}
+	s.dropHeartbeats.Store(true)
+	for deadline := time.Now().Add(30 * time.Second); s.Caching(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cache stays on although no heartbeat comes back")
+		}
+	}
+	if _, err := s.Key(ctx, acme, "session/1"); !errors.Is(err, keystore.ErrDestroyed) {
+		t.Fatalf("a key destroyed while notifications were lost is still served: %v", err)
+	}
+}
+
+// F19: the channel's name is fixed-length: a schema name of 60 bytes (pg_notify refuses channels of
+// 64 bytes or more) still destroys keys, and the other replica hears it.
+func TestIntegrationLongSchemaName(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url) + "_" + string(bytes.Repeat([]byte("s"), 60-len("crispy_it_000000000000_")))
+	if len(schema) != 60 {
+		t.Fatalf("schema name of %d bytes", len(schema))
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			return
+		}
+		defer conn.Close(context.Background())
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	})
+	ctx, acme := context.Background(), tenant.MustParse("acme")
+	a, err := OpenWith(ctx, url, schema, Options{HeartbeatEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, url, schema, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for deadline := time.Now().Add(30 * time.Second); !a.Caching(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cache never turned on")
+		}
+	}
+	if _, err := a.Create(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Key(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Destroy(ctx, acme, "session/1"); err != nil {
+		t.Fatalf("destroy under a 60-byte schema name: %v", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := a.Key(ctx, acme, "session/1"); errors.Is(err, keystore.ErrDestroyed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica still serves a key destroyed under a long schema name")
+		}
+	}
+}
