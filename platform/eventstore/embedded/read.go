@@ -84,8 +84,14 @@ func (s *Store) ReadTenant(ctx context.Context, t tenant.ID, from eventstore.Pos
 		return nil, fmt.Errorf("%w: ReadTenant needs a tenant", eventstore.ErrInvalid)
 	}
 	s.mu.RLock()
-	closed, last, tf := s.closed, s.last, s.tenants[t.String()]
+	closed, last := s.closed, s.last
+	var tf *tenantFile
 	var n uint64
+	// Close replaces s.tenants after marking the store closed, without the lock: only an open
+	// store's may be read (the race detector found ReadTenant and Subscribe reading it then).
+	if !closed {
+		tf = s.tenants[t.String()]
+	}
 	if tf != nil {
 		n = tf.n
 	}
@@ -333,7 +339,7 @@ func (s *Store) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions,
 		closed, last, wait := s.closed, s.last, s.notify
 		var tf *tenantFile
 		var n uint64
-		if !opts.Tenant.IsZero() {
+		if !opts.Tenant.IsZero() && !closed { // see ReadTenant
 			if tf = s.tenants[opts.Tenant.String()]; tf != nil {
 				n = tf.n
 			}
