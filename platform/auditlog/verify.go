@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -304,9 +305,14 @@ func scan(ctx context.Context, s eventstore.Store, t tenant.ID, fn func(e *event
 	go eachPage(ctx, s, t, read)
 	go hashPages(ctx, read, hashed)
 
+	// A stream's last revision and hash, the hash's text held in the value itself: the event's hash
+	// string shares one allocation with its other ids (the store's decoding), which a map of
+	// strings would keep alive for every stream.
 	type link struct {
 		rev  uint64
-		hash string
+		n    int
+		hash [64]byte
+		long string // a (damaged) hash longer than 64 bytes
 	}
 	last := map[string]link{}
 	for p := range hashed {
@@ -323,10 +329,15 @@ func scan(ctx context.Context, s eventstore.Store, t tenant.ID, fn func(e *event
 				why = "first event of the stream has a prev hash"
 			case seen && e.Revision != prev.rev+1:
 				why = fmt.Sprintf("revision gap after %d", prev.rev)
-			case seen && e.Prev != prev.hash:
+			case seen && prev.long == "" && e.Prev != string(prev.hash[:prev.n]), seen && prev.long != "" && e.Prev != prev.long:
 				why = "prev does not match the previous event's hash"
 			}
-			last[e.Stream] = link{rev: e.Revision, hash: e.Hash}
+			l := link{rev: e.Revision, n: len(e.Hash)}
+			if l.n > len(l.hash) {
+				l.n, l.long = 0, strings.Clone(e.Hash)
+			}
+			copy(l.hash[:], e.Hash[:l.n])
+			last[e.Stream] = l
 			if err := fn(e, &p.leaves[i], why); err != nil {
 				if errors.Is(err, errStop) {
 					return nil

@@ -67,7 +67,7 @@ func (x *FastHasher) sumHex(e *Event) bool {
 	x.put(e.Stream)
 	x.scratch = strconv.AppendUint(x.scratch[:0], e.Revision, 10)
 	x.putBytes(x.scratch)
-	x.scratch = e.Time.UTC().AppendFormat(x.scratch[:0], time.RFC3339Nano)
+	x.scratch = appendRFC3339NanoUTC(x.scratch[:0], e.Time)
 	x.putBytes(x.scratch)
 	x.put(e.RequestID)
 	x.put(e.Actor)
@@ -136,4 +136,36 @@ func isCompact(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// appendRFC3339NanoUTC appends t.UTC().Format(time.RFC3339Nano) (the fraction without trailing
+// zeros, none when zero; "Z"): the general formatter was a sixth of the hash's cost per event.
+// Years outside 0-9999 go through the general formatter.
+func appendRFC3339NanoUTC(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	hour, min, sec := t.Clock()
+	two := func(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = append(two(b, int(month)), '-')
+	b = append(two(b, day), 'T')
+	b = append(two(b, hour), ':')
+	b = append(two(b, min), ':')
+	b = two(b, sec)
+	if ns := t.Nanosecond(); ns != 0 {
+		var frac [9]byte
+		for i := 8; i >= 0; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 9
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(append(b, '.'), frac[:n]...)
+	}
+	return append(b, 'Z')
 }

@@ -58,6 +58,23 @@ func TestFastHashMatchesReference(t *testing.T) {
 	}
 }
 
+// The hash's own time formatter writes what time.RFC3339Nano does, for every shape of fraction and
+// zone, and years the general formatter has to take.
+func TestRFC3339NanoUTC(t *testing.T) {
+	t.Parallel()
+	times := []time.Time{time.Unix(0, 0), time.Date(2026, 11, 29, 13, 4, 5, 0, time.UTC), time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", -3600)), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-5, 3, 4, 0, 0, 0, 120, time.UTC), time.Date(2026, 2, 3, 4, 5, 6, 100000000, time.FixedZone("y", 5*3600+1800))}
+	for i := range 2000 {
+		times = append(times, time.Unix(int64(i)*987654321+int64(i%7)*31536000*40, int64(i)*7919*int64(i%10)%1e9).In(time.FixedZone("z", (i%27-13)*3600)))
+	}
+	for _, tm := range times {
+		if got, want := string(appendRFC3339NanoUTC([]byte("x"), tm)), "x"+tm.UTC().Format(time.RFC3339Nano); got != want {
+			t.Fatalf("%v: %s, want %s", tm, got, want)
+		}
+	}
+}
+
 // BenchmarkFastHash: one event's hash recomputed, as verification does for every stored event.
 func BenchmarkFastHash(b *testing.B) {
 	ed := EventData{Type: "conversation.UserMessageAdded", Data: json.RawMessage(`{"sessionId":"0b0f6a2e-0c4b-4a57-9a65-3f5f0f3a1d2e","turnId":"7","content":"a question of about the usual length for a chat turn, some sixty words or so would be more typical"}`),
