@@ -13,9 +13,13 @@ import (
 // SealingPolicy is retrieval's sealing.Policy (issue 12 §4): a document's ingest event is sealed
 // under the data key it names (events.DocumentIngested.Key, one per ingest), which deleting the
 // document destroys. Deletions are not sealed (the audit shows what was erased, and when), nor are
-// the index's and the search statistics' events (no document text). An ingest without a key (the
-// module runs without a Sealer) or naming a key of another document is stored as it is: a policy
-// never seals under a key the document's deletion would not destroy.
+// the index's and the search statistics' events (no document text).
+//
+// It fails closed: where this policy is installed the log is sealed, so an ingest that names no key
+// (a writer without a Sealer) or a key of another document is refused rather than stored in plain
+// text, which no deletion could erase afterwards. A policy cannot return an error, so it answers
+// the empty key id, which the key store rejects (keystore.ErrInvalid): the sealing decorator then
+// fails the append and stores nothing.
 func SealingPolicy(stream tenant.Stream, e eventstore.EventData) (string, bool) {
 	if stream.Category() != events.DocCategory || e.Type != events.TypeDocumentIngested {
 		return "", false
@@ -26,15 +30,19 @@ func SealingPolicy(stream tenant.Stream, e eventstore.EventData) (string, bool) 
 			Key string `json:"key"`
 		}
 		if json.Unmarshal(e.Data, &v) != nil {
-			return "", false
+			return refuseUnsealed, true
 		}
 		k = v.Key
 	}
 	if !strings.HasPrefix(k, "document/"+stream.Entity()+"/") {
-		return "", false
+		return refuseUnsealed, true
 	}
 	return k, true
 }
+
+// refuseUnsealed is the key id SealingPolicy answers for a document ingest it cannot seal under
+// the document's own key: empty, so no key store accepts it and the append fails.
+const refuseUnsealed = ""
 
 // keyTail is how the key, DocumentIngested's last field, starts in its JSON.
 var keyTail = []byte(`,"key":"`)

@@ -27,20 +27,22 @@ func TestSealingPolicy(t *testing.T) {
 		stream tenant.Stream
 		e      eventstore.EventData
 		want   string // "" = not sealed
+		refuse bool   // sealed under no valid key: the decorator fails the append
 	}{
-		{"an ingest with its key", st, data(events.DocumentIngested{DocID: "d", Text: `a "quoted", text \ with ,"key":"x"}`, Key: key}), key},
-		{"an ingest without a key", st, data(events.DocumentIngested{DocID: "d", Text: "t"}), ""},
-		{"a key of another document", st, data(events.DocumentIngested{DocID: "d", Text: "t", Key: events.NewDocumentKey("other")}), ""},
+		{"an ingest with its key", st, data(events.DocumentIngested{DocID: "d", Text: `a "quoted", text \ with ,"key":"x"}`, Key: key}), key, false},
+		{"an ingest without a key", st, data(events.DocumentIngested{DocID: "d", Text: "t"}), "", true},
+		{"a key of another document", st, data(events.DocumentIngested{DocID: "d", Text: "t", Key: events.NewDocumentKey("other")}), "", true},
 		{"metadata posing as the key", st, data(events.DocumentIngested{DocID: "d", Text: "t",
-			Metadata: map[string]any{"a": 1, "key": "document/" + events.DocStreamKey("d") + "/ff"}}), ""},
+			Metadata: map[string]any{"a": 1, "key": "document/" + events.DocStreamKey("d") + "/ff"}}), "", true},
+		{"not JSON", st, eventstore.EventData{Type: events.TypeDocumentIngested, Data: json.RawMessage(`{"docId":`)}, "", true},
 		{"the key not last (another encoder)", st, eventstore.EventData{Type: events.TypeDocumentIngested,
-			Data: json.RawMessage(`{"key":"` + key + `","docId":"d","text":"t"}`)}, key},
-		{"a deletion", st, eventstore.EventData{Type: events.TypeDocumentDeleted, Data: json.RawMessage(`{"docId":"d","key":"` + key + `"}`)}, ""},
-		{"another category", tenant.MustStream(acme, "session", events.DocStreamKey("d")), data(events.DocumentIngested{DocID: "d", Key: key}), ""},
+			Data: json.RawMessage(`{"key":"` + key + `","docId":"d","text":"t"}`)}, key, false},
+		{"a deletion", st, eventstore.EventData{Type: events.TypeDocumentDeleted, Data: json.RawMessage(`{"docId":"d","key":"` + key + `"}`)}, "", false},
+		{"another category", tenant.MustStream(acme, "session", events.DocStreamKey("d")), data(events.DocumentIngested{DocID: "d", Key: key}), "", false},
 	}
 	for _, c := range cases {
 		got, ok := retrieval.SealingPolicy(c.stream, c.e)
-		if ok != (c.want != "") || got != c.want {
+		if ok != (c.want != "" || c.refuse) || got != c.want {
 			t.Errorf("%s: (%q, %v), want %q", c.name, got, ok, c.want)
 		}
 	}
