@@ -25,6 +25,8 @@ type config struct {
 	DataDir         string
 	Tenants         string
 	EventStore      string // "embedded", an esdb:// / kurrentdb:// connection string, or a postgres:// URL
+	KeyStore        string // data keys: "" (the PostgreSQL event store's table, else the data folder), "embedded", or a postgres:// URL
+	KeyStoreNoCache bool   // PostgreSQL key store: read every key from the table (PgBouncer transaction pooling)
 	Search          string // "embedded" or an Elasticsearch URL
 	Bus             string // "gochannel" or a nats:// URL
 	BusPrefix       string // names the JetStream stream and durable consumers: one per deployment
@@ -175,6 +177,8 @@ func (f *flags) storeFlagsLevel(c *config, level string) {
 	f.str(&c.DataDir, "data-dir", "data", "folder for the embedded event store, index and checkpoints")
 	f.str(&c.EventStore, "eventstore", "embedded", "event store: embedded, an EventStoreDB/KurrentDB connection string (esdb://host:2113?tls=false), or a PostgreSQL URL (postgres://user@host:5432/db?sslmode=disable&schema=crispy)")
 	f.str(&c.LogLevel, "log-level", level, "debug, info, warn or error")
+	f.str(&c.KeyStore, "keystore", "", "where the data keys that erase sealed content live: embedded (<data-dir>/keys/keys.db, one process), or a PostgreSQL URL (postgres://user@host:5432/db?sslmode=disable&schema=crispy) shared by replicas whatever the event store; EventStoreDB replicas must share one (default: the PostgreSQL event store's data_keys table, else embedded)")
+	f.fs.BoolVar(&c.KeyStoreNoCache, "keystore-no-cache", false, "PostgreSQL key store: read every key from the table instead of caching keys while destruction notifications arrive (set it behind PgBouncer in transaction pooling mode, where LISTEN/NOTIFY does not work)")
 }
 
 // serveFlags are serve's flags (SPEC §6).
@@ -261,6 +265,17 @@ func (c *config) validate() error {
 	} else if c.EventStore != "embedded" {
 		if err := checkURL("--eventstore", c.EventStore, "esdb://host:2113?tls=false"); err != nil {
 			return err
+		}
+	}
+	if c.KeyStore != "" && c.KeyStore != "embedded" {
+		if !isPostgres(c.KeyStore) {
+			return fmt.Errorf("--keystore %q: want embedded or a postgres:// URL", redactURL(c.KeyStore))
+		}
+		if err := checkURL("--keystore", c.KeyStore, "postgres://crispy@127.0.0.1:5432/crispy?sslmode=disable&schema=crispy"); err != nil {
+			return err
+		}
+		if err := (postgres.Config{URL: c.KeyStore}).Validate(); err != nil {
+			return fmt.Errorf("--keystore %s: %v", redactURL(c.KeyStore), strings.TrimPrefix(err.Error(), "postgres: "))
 		}
 	}
 	if c.Search != "" && c.Search != "embedded" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
@@ -16,29 +17,58 @@ import (
 	"github.com/crispy-enigma/crispy/platform/sealing"
 )
 
-// The data keys (issue 12 §4, crypto-shredding) live with the event store they erase content of:
-//   - embedded event store: keys.db in <data-dir>/keys (platform/keystore/embedded);
-//   - PostgreSQL: the data_keys table in the event store's schema, shared by every replica;
-//   - EventStoreDB: keys.db in the data folder too. EventStoreDB has no place to keep a key that can
-//     really be deleted (its streams are append-only and scavenging is not overwriting), so a
-//     deployment on EventStoreDB keeps its keys in the serving replica's data folder: back that
-//     folder up with the database, and run one replica (or put the keys on PostgreSQL).
+// The data keys (issue 12 §4, crypto-shredding) live where --keystore says:
+//   - default with a PostgreSQL event store: the data_keys table in the event store's schema,
+//     shared by every replica;
+//   - default otherwise (embedded, EventStoreDB), and --keystore embedded: keys.db in
+//     <data-dir>/keys (platform/keystore/embedded), which one process uses;
+//   - --keystore postgres://…&schema=NAME: the data_keys table of that schema, shared by every
+//     replica pointed at it, whatever the event store. EventStoreDB has no place to keep a key that
+//     can really be deleted (its streams are append-only and scavenging is not overwriting), so
+//     replicas on EventStoreDB must share such a key store: each with its own keys.db, a session
+//     used through two replicas reads as erased on one, then as corrupt on both.
 //
-// Losing the keys loses every sealed content: keys.db belongs in the data folder's backups.
+// Losing the keys loses every sealed content: the key store belongs in the deployment's backups.
 
 // keysPath is the embedded key store's file in the data folder.
 func keysPath(cfg config) string { return filepath.Join(cfg.DataDir, "keys", keysembedded.FileName) }
 
+// keysOnPostgres says which PostgreSQL URL and schema hold the keys, if any: --keystore's, or by
+// default the PostgreSQL event store's.
+func keysOnPostgres(cfg config, raw eventstore.Store) (rawURL, schema string, ok bool) {
+	switch {
+	case isPostgres(cfg.KeyStore):
+		schema = postgres.DefaultSchema
+		if u, err := url.Parse(cfg.KeyStore); err == nil && u.Query().Get("schema") != "" {
+			schema = u.Query().Get("schema")
+		}
+		return cfg.KeyStore, schema, true
+	case cfg.KeyStore == "":
+		if pg, isPG := raw.(*postgres.Store); isPG {
+			return cfg.EventStore, pg.Schema(), true
+		}
+	}
+	return "", "", false
+}
+
 // openKeys opens the key store that goes with the event store raw (as openStore returned it).
 func openKeys(ctx context.Context, cfg config, raw eventstore.Store, log *slog.Logger) (keystore.Store, error) {
-	if pg, ok := raw.(*postgres.Store); ok {
+	if rawURL, schema, ok := keysOnPostgres(cfg, raw); ok {
 		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		defer cancel()
-		ks, err := keyspostgres.Open(cctx, cfg.EventStore, pg.Schema(), log)
+		ks, err := keyspostgres.OpenWith(cctx, rawURL, schema, keyspostgres.Options{Log: log, NoCache: cfg.KeyStoreNoCache})
 		if err != nil {
-			return nil, engine{name: "PostgreSQL", url: cfg.EventStore, instead: "pass --eventstore embedded"}.failed(err)
+			if rawURL == cfg.KeyStore {
+				return nil, engine{name: "PostgreSQL key store", url: rawURL, instead: "point --keystore at a server that answers"}.failed(err)
+			}
+			return nil, engine{name: "PostgreSQL", url: rawURL, instead: "pass --eventstore embedded"}.failed(err)
 		}
 		return ks, nil
+	}
+	if cfg.EventStore != "embedded" && !isPostgres(cfg.EventStore) {
+		// Cannot be refused from here (one replica on EventStoreDB with its keys in its folder is
+		// fine), so it is said at every start.
+		log.Warn("data keys are in this replica's data folder while the event store (EventStoreDB) may be shared: replicas of one EventStoreDB must share a key store (--keystore postgres://…), or content sealed through one reads as erased on the others", "keys", keysPath(cfg))
 	}
 	ks, err := keysembedded.Open(keysPath(cfg))
 	if err != nil {
@@ -50,7 +80,7 @@ func openKeys(ctx context.Context, cfg config, raw eventstore.Store, log *slog.L
 // openKeysReadOnly is openKeys for the operator's read-only commands (replay): beside a running
 // server, the embedded key store is read without its lock.
 func openKeysReadOnly(ctx context.Context, cfg config, raw eventstore.Store, log *slog.Logger) (keystore.Store, error) {
-	if _, ok := raw.(*postgres.Store); ok {
+	if _, _, ok := keysOnPostgres(cfg, raw); ok {
 		return openKeys(ctx, cfg, raw, log)
 	}
 	ks, err := keysembedded.OpenReadOnly(keysPath(cfg))
