@@ -83,15 +83,18 @@ func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 		defer fh.Close()
 		w = fh
 	}
-	// Sealed content is opened with the data keys (read-only beside a running server); content whose
-	// key was destroyed replays as its envelope, the fields kept plain and "erased":true.
+	// Each line keeps "data" as stored (what the hash and the audit log's proofs cover, so a line
+	// is what `crispy audit prove --event` checks) and sealed content opened with the data keys
+	// (read-only beside a running server) as "content" beside it; content whose key was destroyed
+	// has no "content" and "erased":true.
 	keys, err := openKeysReadOnly(ctx, cfg, store.Store, newLogger(io.err, cfg.LogLevel))
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
+	opts.Open = sealing.New(keys).OpenEvent
 	bar := newProgress(io.err, "replay "+t.String(), out != "")
-	n, err := observability.Replay(ctx, sealStore(store.Store, sealing.New(keys)), t, opts, w, bar.set)
+	n, err := observability.Replay(ctx, store.Store, t, opts, w, bar.set)
 	bar.done()
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package observability
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/observability/internal/audit"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -28,6 +30,11 @@ type ReplayOptions struct {
 	Stream string
 	// Type keeps only events of this type.
 	Type string
+	// Open, when set, opens a sealed event (sealing.Sealer.OpenEvent). The store given to Replay
+	// is then the RAW store: each line keeps "data" as stored (the bytes the hash and the audit
+	// log's inclusion proofs cover, so `crispy audit prove` checks a replayed line) and carries
+	// the opened data beside it as "content", or "erased":true once its key was destroyed.
+	Open func(ctx context.Context, e eventstore.Event) (eventstore.Event, error)
 }
 
 func known(ctx context.Context, s eventstore.Store, t tenant.ID) error {
@@ -79,8 +86,23 @@ func Replay(ctx context.Context, s eventstore.Store, t tenant.ID, o ReplayOption
 					if !f.Match(t, e) {
 						continue
 					}
+					var content json.RawMessage
+					if o.Open != nil && sealing.IsSealed(e.Data) {
+						opened, err := o.Open(ctx, *e)
+						switch {
+						case errors.Is(err, eventstore.ErrCorrupt):
+							// Altered: replayed as stored, for verification to name (as GET /audit/events).
+						case err != nil:
+							errs[w] = fmt.Errorf("open event %s of %s: %w", e.ID, e.Stream, err)
+							return
+						case opened.Erased:
+							e.Erased = true
+						default:
+							content = opened.Data
+						}
+					}
 					var err error
-					if bufs[w], err = appendEventJSON(bufs[w], e); err != nil {
+					if bufs[w], err = appendEventJSON(bufs[w], e, content); err != nil {
 						errs[w] = fmt.Errorf("encode event %s of %s: %w", e.ID, e.Stream, err)
 						return
 					}

@@ -14,7 +14,8 @@ import (
 // gives eventstore.Event. Replay writes millions of events; this avoids reflection and re-compacting
 // data that the store already holds as JSON (only data containing a line break is compacted, so every
 // event stays on one line).
-func appendEventJSON(b []byte, e *eventstore.Event) ([]byte, error) {
+// content, when not nil, is the opened form of sealed data, written as "content" after "data".
+func appendEventJSON(b []byte, e *eventstore.Event, content json.RawMessage) ([]byte, error) {
 	b = append(b, `{"id":`...)
 	b = appendString(b, e.ID)
 	b = append(b, `,"type":`...)
@@ -39,19 +40,15 @@ func appendEventJSON(b []byte, e *eventstore.Event) ([]byte, error) {
 		}
 	}
 	b = append(b, `,"data":`...)
-	switch {
-	case len(e.Data) == 0:
-		b = append(b, "null"...)
-	case bytes.IndexAny(e.Data, "\r\n") >= 0:
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, e.Data); err != nil {
+	b, err := appendRawJSON(b, e.Data)
+	if err != nil {
+		return b, err
+	}
+	if content != nil {
+		b = append(b, `,"content":`...)
+		if b, err = appendRawJSON(b, content); err != nil {
 			return b, err
 		}
-		b = append(b, buf.Bytes()...)
-	default:
-		// Stored data is valid JSON: sealing an event compacts its data, which fails on anything else,
-		// and a record altered afterwards is what Verify is for.
-		b = append(b, e.Data...)
 	}
 	b = append(b, `,"prev":`...)
 	b = appendString(b, e.Prev)
@@ -61,6 +58,24 @@ func appendEventJSON(b []byte, e *eventstore.Event) ([]byte, error) {
 		b = append(b, `,"erased":true`...)
 	}
 	return append(b, '}', '\n'), nil
+}
+
+// appendRawJSON appends JSON data on one line.
+func appendRawJSON(b []byte, data json.RawMessage) ([]byte, error) {
+	switch {
+	case len(data) == 0:
+		return append(b, "null"...), nil
+	case bytes.IndexAny(data, "\r\n") >= 0:
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, data); err != nil {
+			return b, err
+		}
+		return append(b, buf.Bytes()...), nil
+	default:
+		// Stored data is valid JSON: sealing an event compacts its data, which fails on anything else,
+		// and a record altered afterwards is what Verify is for.
+		return append(b, data...), nil
+	}
 }
 
 const hexDigits = "0123456789abcdef"
