@@ -26,6 +26,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	chathttp "github.com/crispy-enigma/crispy/modules/conversation/internal/httpapi"
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/ai/offline"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -235,6 +236,7 @@ const (
 	sessionsProjection = "conversation.sessions"
 	ledgerProjection   = "conversation.token-ledger"
 	retentionProcessor = "conversation.retention"
+	keysProcessor      = "conversation.key-shredder" // finishes a session end's key destruction (sealing on)
 )
 
 // Register mounts the endpoints, the read models and the retention processor:
@@ -313,6 +315,26 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 		}
 		return err
 	})
+
+	// Every deletion or expiry is finished here too: the request path destroys the life's key right
+	// after recording the end, but a key store that is down or a crash in between would otherwise
+	// leave the content readable for good (nothing comes back to an ended session).
+	if m.sealer != nil {
+		k := b.Processor(keysProcessor)
+		finish := func(ctx context.Context, env bus.Envelope) error {
+			id, ok := sessionOf(env)
+			if !ok {
+				return nil
+			}
+			if err := m.svc.FinishEnd(ctx, env.Tenant, id, env.Revision); err != nil {
+				// Waited out, never passed: a key left alive is content left readable.
+				return apperr.Wrap(err, apperr.KindUnavailable, "conversation.keysUnavailable", "the key store is unavailable")
+			}
+			return nil
+		}
+		bus.Handle(k, func(ctx context.Context, env bus.Envelope, _ events.SessionDeleted) error { return finish(ctx, env) })
+		bus.Handle(k, func(ctx context.Context, env bus.Envelope, _ events.SessionExpired) error { return finish(ctx, env) })
+	}
 
 	m.svc.Sessions = list
 	m.svc.Usage = adapters.TokenLedger{Projection: ledger}
