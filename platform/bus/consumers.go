@@ -115,9 +115,12 @@ type Envelope struct {
 	// Erased: the event's content was sealed under a key since destroyed (platform/sealing); its
 	// data holds only the fields kept plain.
 	Erased bool
+	// Unreadable (with Erased): the sealed content did not open with its key (damage, logged by
+	// platform/sealing), read as erased so one tenant's damage stops no consumer.
+	Unreadable bool
 }
 
 func envelopeOf(e eventstore.Event) Envelope {
 	return Envelope{ID: e.ID, Type: e.Type, Tenant: e.Tenant, Stream: e.Stream, Revision: e.Revision, Position: e.Position,
-		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash, Erased: e.Erased}
+		Time: e.Time, RequestID: e.RequestID, Actor: e.Actor, User: e.User, CausationID: e.CausationID, CorrelationID: e.CorrelationID, Hash: e.Hash, Erased: e.Erased, Unreadable: e.Unreadable}
 }

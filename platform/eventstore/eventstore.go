@@ -42,6 +42,10 @@ type Event struct {
 	// Erased is set by readers that open sealed content (platform/sealing) when the content's key
 	// was destroyed: the envelope is the stored one, Data is null. Never stored nor hashed.
 	Erased bool `json:"erased,omitempty"`
+	// Unreadable is set with Erased when the sealed content does not open with the key the key
+	// store holds under its id (altered ciphertext, or a key store that lost or replaced the key):
+	// read like an erased event, but damage to report, not an erasure. Never stored nor hashed.
+	Unreadable bool `json:"unreadable,omitempty"`
 }
 
 // StreamName parses e.Stream.

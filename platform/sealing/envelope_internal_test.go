@@ -12,14 +12,16 @@ func TestEnvelopeMatchesEncodingJSON(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		k     string
+		g     []byte // nil: an envelope sealed before key check values
 		plain string
 	}{
-		{"session/0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10", ""},
-		{"session/x/17", `{"sessionId":"x","usage":{"totalTokens":3}}`},
-		{`document/a"b\c<d>&e`, `{"n":1}`},
+		{"session/0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10", nil, ""},
+		{"session/x/17", []byte{9, 8, 7, 6, 5, 4, 3, 255}, `{"sessionId":"x","usage":{"totalTokens":3}}`},
+		{`document/a"b\c<d>&e`, []byte("checkval"), `{"n":1}`},
+		{"session/y", nil, `{"n":1}`},
 	} {
 		var env envelope
-		env.Sealed.K, env.Sealed.N, env.Sealed.C = c.k, []byte("0123456789ab"), []byte{0, 1, 2, 250, 251, 252, 253, 254, 255}
+		env.Sealed.K, env.Sealed.G, env.Sealed.N, env.Sealed.C = c.k, c.g, []byte("0123456789ab"), []byte{0, 1, 2, 250, 251, 252, 253, 254, 255}
 		if c.plain != "" {
 			env.Plain = json.RawMessage(c.plain)
 		}
@@ -27,13 +29,13 @@ func TestEnvelopeMatchesEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := appendEnvelope(nil, env.Sealed.K, env.Sealed.N, env.Sealed.C, env.Plain)
+		got := appendEnvelope(nil, env.Sealed.K, env.Sealed.G, env.Sealed.N, env.Sealed.C, env.Plain)
 		if !bytes.Equal(got, want) {
 			t.Fatalf("appendEnvelope:\n%s\nencoding/json:\n%s", got, want)
 		}
 		for _, spelling := range [][]byte{got, indent(t, got)} {
 			back, err := parseEnvelope(spelling)
-			if err != nil || back.Sealed.K != c.k || !bytes.Equal(back.Sealed.N, env.Sealed.N) || !bytes.Equal(back.Sealed.C, env.Sealed.C) {
+			if err != nil || back.Sealed.K != c.k || !bytes.Equal(back.Sealed.G, c.g) || !bytes.Equal(back.Sealed.N, env.Sealed.N) || !bytes.Equal(back.Sealed.C, env.Sealed.C) {
 				t.Fatalf("parseEnvelope(%s) = %+v, %v", spelling, back, err)
 			}
 			var p1, p2 any
@@ -44,7 +46,7 @@ func TestEnvelopeMatchesEncodingJSON(t *testing.T) {
 			}
 		}
 	}
-	if _, _, _, _, ok := scanEnvelope([]byte(`{"sealed":{"k":"a","n":"!!","c":"AA=="}}`)); ok {
+	if _, _, _, _, _, ok := scanEnvelope([]byte(`{"sealed":{"k":"a","n":"!!","c":"AA=="}}`)); ok {
 		t.Fatal("a nonce that is not base64 scanned")
 	}
 }

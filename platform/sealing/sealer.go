@@ -14,8 +14,14 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/crispy-enigma/crispy/platform/keystore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -29,8 +35,15 @@ var ErrErased = errors.New("content erased")
 // moved from another tenant or key).
 var ErrCorrupt = errors.New("sealed content does not open with its key (altered or moved)")
 
-// version is the first byte of every sealed value, so the format can change later.
-const version byte = 1
+// version is the first byte of every sealed value, so the format can change later. Version 1 was
+// version || nonce || ciphertext; version 2 adds the key's check value after the version byte.
+const (
+	version1 byte = 1
+	version  byte = 2
+)
+
+// CheckSize is the length of a key check value (see check).
+const CheckSize = 8
 
 // NonceSize is the GCM nonce length.
 const NonceSize = 12
@@ -38,10 +51,35 @@ const NonceSize = 12
 // Sealer seals and opens values with the data keys of a key store.
 type Sealer struct {
 	keys keystore.Store
+
+	// What OpenEvent does with an event that does not open (see Report).
+	log        *slog.Logger
+	unreadable *metrics.Counter
+	mu         sync.Mutex
+	reported   map[string]struct{} // events already logged, bounded by maxReported
 }
 
+// maxReported bounds the memory of events already logged as unreadable (past it, an event may be
+// logged again: better than forgetting to log a new one).
+const maxReported = 10_000
+
 // New returns a Sealer over keys.
-func New(keys keystore.Store) *Sealer { return &Sealer{keys: keys} }
+func New(keys keystore.Store) *Sealer {
+	return &Sealer{keys: keys, log: slog.New(slog.DiscardHandler), reported: map[string]struct{}{}}
+}
+
+// Report makes OpenEvent log each sealed event that does not open with its live key at ERROR
+// (once per event: tenant, stream, revision, position) and count it in set's
+// crispy_sealing_unreadable_events_total (one per distinct event). Call it while wiring.
+func (s *Sealer) Report(log *slog.Logger, set *metrics.Set) *Sealer {
+	if log != nil {
+		s.log = log
+	}
+	if set != nil {
+		s.unreadable = set.GetOrCreateCounter("crispy_sealing_unreadable_events_total")
+	}
+	return s
+}
 
 // Destroy destroys the key keyID of t: everything sealed under it is erased.
 func (s *Sealer) Destroy(ctx context.Context, t tenant.ID, keyID string) error {
@@ -52,48 +90,68 @@ func (s *Sealer) Destroy(ctx context.Context, t tenant.ID, keyID string) error {
 func (s *Sealer) Keys() keystore.Store { return s.keys }
 
 // Seal encrypts plaintext under keyID for t, creating the key on first use. The result is
-// version(1) || nonce(12) || ciphertext+tag. Sealing under a destroyed key fails with ErrErased.
+// version(2) || key check(8) || nonce(12) || ciphertext+tag. Sealing under a destroyed key fails
+// with ErrErased.
 func (s *Sealer) Seal(ctx context.Context, t tenant.ID, keyID string, plaintext []byte) ([]byte, error) {
-	nonce, ct, err := s.seal(ctx, t, keyID, plaintext)
+	chk, nonce, ct, err := s.seal(ctx, t, keyID, plaintext)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, 1+len(nonce)+len(ct))
+	out := make([]byte, 0, 1+len(chk)+len(nonce)+len(ct))
 	out = append(out, version)
+	out = append(out, chk...)
 	out = append(out, nonce...)
 	return append(out, ct...), nil
 }
 
-// Open decrypts a value made by Seal under keyID for t: ErrErased when the key is gone, ErrCorrupt
-// when it does not open.
+// Open decrypts a value made by Seal under keyID for t: ErrErased when the key is gone (or was
+// re-created since, see check), ErrCorrupt when it does not open.
 func (s *Sealer) Open(ctx context.Context, t tenant.ID, keyID string, sealed []byte) ([]byte, error) {
-	if len(sealed) < 1+NonceSize || sealed[0] != version {
-		return nil, fmt.Errorf("%w: not a sealed value", ErrCorrupt)
+	switch {
+	case len(sealed) >= 1+CheckSize+NonceSize && sealed[0] == version:
+		return s.open(ctx, t, keyID, sealed[1:1+CheckSize], sealed[1+CheckSize:1+CheckSize+NonceSize], sealed[1+CheckSize+NonceSize:])
+	case len(sealed) >= 1+NonceSize && sealed[0] == version1:
+		return s.open(ctx, t, keyID, nil, sealed[1:1+NonceSize], sealed[1+NonceSize:])
 	}
-	return s.open(ctx, t, keyID, sealed[1:1+NonceSize], sealed[1+NonceSize:])
+	return nil, fmt.Errorf("%w: not a sealed value", ErrCorrupt)
 }
 
-func (s *Sealer) seal(ctx context.Context, t tenant.ID, keyID string, plaintext []byte) (nonce, ct []byte, err error) {
+func (s *Sealer) seal(ctx context.Context, t tenant.ID, keyID string, plaintext []byte) (chk, nonce, ct []byte, err error) {
 	key, err := s.keys.Create(ctx, t, keyID)
 	if err != nil {
 		if errors.Is(err, keystore.ErrDestroyed) {
-			return nil, nil, fmt.Errorf("seal under %s: %w", keyID, ErrErased)
+			return nil, nil, nil, fmt.Errorf("seal under %s: %w", keyID, ErrErased)
 		}
-		return nil, nil, fmt.Errorf("seal under %s: %w", keyID, err)
+		return nil, nil, nil, fmt.Errorf("seal under %s: %w", keyID, err)
 	}
+	chk = check(key)
 	aead, err := newAEAD(key)
 	clear(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	nonce = make([]byte, NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, fmt.Errorf("seal: nonce: %w", err)
+		return nil, nil, nil, fmt.Errorf("seal: nonce: %w", err)
 	}
-	return nonce, aead.Seal(nil, nonce, plaintext, associated(t, keyID)), nil
+	return chk, nonce, aead.Seal(nil, nonce, plaintext, associated(t, keyID)), nil
 }
 
-func (s *Sealer) open(ctx context.Context, t tenant.ID, keyID string, nonce, ct []byte) ([]byte, error) {
+// check is a key's check value: it names the key instance a ciphertext was sealed under, so a
+// ciphertext whose id was given a new key later (the tenant's keys destroyed as a whole keep no
+// trace of their ids, so a Create under an old id makes a fresh key) reads as erased — its own
+// key is gone — instead of as altered. SHA-256 of a fixed prefix and the random 256-bit key
+// tells nothing about the key; 64 bits make two keys' values collide with probability 2^-64.
+func check(key []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("crispy-key-check-v1\x00"))
+	h.Write(key)
+	return h.Sum(nil)[:CheckSize]
+}
+
+// open opens ct; chk is the check value sealed beside it (nil for values of version 1, sealed
+// before check values existed).
+func (s *Sealer) open(ctx context.Context, t tenant.ID, keyID string, chk, nonce, ct []byte) ([]byte, error) {
 	if len(nonce) != NonceSize {
 		return nil, fmt.Errorf("%w: nonce of %d bytes", ErrCorrupt, len(nonce))
 	}
@@ -103,6 +161,10 @@ func (s *Sealer) open(ctx context.Context, t tenant.ID, keyID string, nonce, ct 
 			return nil, ErrErased
 		}
 		return nil, fmt.Errorf("open %s: %w", keyID, err)
+	}
+	if chk != nil && subtle.ConstantTimeCompare(chk, check(key)) != 1 {
+		clear(key)
+		return nil, fmt.Errorf("%w: sealed under an earlier key of %s, since destroyed", ErrErased, keyID)
 	}
 	aead, err := newAEAD(key)
 	clear(key)

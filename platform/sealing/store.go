@@ -26,8 +26,9 @@ type Policy func(stream tenant.Stream, e eventstore.EventData) (keyID string, ok
 // need after the content is erased; C seals the rest.
 type envelope struct {
 	Sealed struct {
-		K string `json:"k"` // key id (the tenant is the event's)
-		N []byte `json:"n"` // nonce
+		K string `json:"k"`           // key id (the tenant is the event's)
+		G []byte `json:"g,omitempty"` // the key's check value (absent in envelopes sealed before it)
+		N []byte `json:"n"`           // nonce
 		C []byte `json:"c"` // ciphertext and tag
 	} `json:"sealed"`
 	Plain json.RawMessage `json:"plain,omitempty"`
@@ -198,23 +199,28 @@ func (s *Store) seal(ctx context.Context, t tenant.ID, keyID, typ string, data [
 			return nil, fmt.Errorf("seal %s: %w", typ, err)
 		}
 	}
-	nonce, ct, err := s.sealer.seal(ctx, t, keyID, secret)
+	chk, nonce, ct, err := s.sealer.seal(ctx, t, keyID, secret)
 	if err != nil {
 		return nil, err
 	}
-	return appendEnvelope(make([]byte, 0, 48+len(keyID)+base64.StdEncoding.EncodedLen(len(nonce))+base64.StdEncoding.EncodedLen(len(ct))+len(plain)),
-		keyID, nonce, ct, plain), nil
+	return appendEnvelope(make([]byte, 0, 64+len(keyID)+base64.StdEncoding.EncodedLen(len(chk))+base64.StdEncoding.EncodedLen(len(nonce))+
+		base64.StdEncoding.EncodedLen(len(ct))+len(plain)), keyID, chk, nonce, ct, plain), nil
 }
 
 // appendEnvelope writes the envelope as json.Marshal of envelope would, without reflection: every
 // sealed event goes through it.
-func appendEnvelope(b []byte, keyID string, nonce, ct, plain []byte) []byte {
+func appendEnvelope(b []byte, keyID string, chk, nonce, ct, plain []byte) []byte {
 	b = append(b, `{"sealed":{"k":`...)
 	if strings.ContainsAny(keyID, "\"<>&") {
 		q, _ := json.Marshal(keyID) // the rare id with a character JSON escapes
 		b = append(b, q...)
 	} else {
 		b = append(append(append(b, '"'), keyID...), '"')
+	}
+	if len(chk) > 0 {
+		b = append(b, `,"g":"`...)
+		b = base64.StdEncoding.AppendEncode(b, chk)
+		b = append(b, '"')
 	}
 	b = append(b, `,"n":"`...)
 	b = base64.StdEncoding.AppendEncode(b, nonce)
@@ -231,15 +237,15 @@ func appendEnvelope(b []byte, keyID string, nonce, ct, plain []byte) []byte {
 // parseEnvelope reads what appendEnvelope wrote without reflection (projections catching up open
 // every event); anything else (another spelling of the same JSON) falls back to encoding/json.
 func parseEnvelope(data []byte) (env envelope, err error) {
-	if k, n, c, plain, ok := scanEnvelope(data); ok {
-		env.Sealed.K, env.Sealed.N, env.Sealed.C, env.Plain = k, n, c, plain
+	if k, g, n, c, plain, ok := scanEnvelope(data); ok {
+		env.Sealed.K, env.Sealed.G, env.Sealed.N, env.Sealed.C, env.Plain = k, g, n, c, plain
 		return env, nil
 	}
 	err = json.Unmarshal(data, &env)
 	return env, err
 }
 
-func scanEnvelope(b []byte) (k string, n, c, plain []byte, ok bool) {
+func scanEnvelope(b []byte) (k string, g, n, c, plain []byte, ok bool) {
 	field := func(prefix string) ([]byte, bool) {
 		if !bytes.HasPrefix(b, []byte(prefix)) {
 			return nil, false
@@ -254,10 +260,11 @@ func scanEnvelope(b []byte) (k string, n, c, plain []byte, ok bool) {
 		return v, true
 	}
 	kb, ok1 := field(`{"sealed":{"k":"`)
+	gb, hasG := field(`,"g":"`)
 	nb, ok2 := field(`,"n":"`)
 	cb, ok3 := field(`,"c":"`)
 	if !ok1 || !ok2 || !ok3 || !bytes.HasPrefix(b, []byte("}")) {
-		return "", nil, nil, nil, false
+		return "", nil, nil, nil, nil, false
 	}
 	b = b[1:]
 	switch {
@@ -265,21 +272,33 @@ func scanEnvelope(b []byte) (k string, n, c, plain []byte, ok bool) {
 	case bytes.HasPrefix(b, []byte(`,"plain":{`)) && b[len(b)-1] == '}':
 		plain = b[len(`,"plain":`) : len(b)-1]
 	default:
-		return "", nil, nil, nil, false
+		return "", nil, nil, nil, nil, false
 	}
 	var err error
+	if hasG {
+		if g, err = base64.StdEncoding.AppendDecode(nil, gb); err != nil || len(g) == 0 {
+			return "", nil, nil, nil, nil, false
+		}
+	}
 	if n, err = base64.StdEncoding.AppendDecode(nil, nb); err != nil {
-		return "", nil, nil, nil, false
+		return "", nil, nil, nil, nil, false
 	}
 	if c, err = base64.StdEncoding.AppendDecode(nil, cb); err != nil {
-		return "", nil, nil, nil, false
+		return "", nil, nil, nil, nil, false
 	}
-	return string(kb), n, c, plain, true
+	return string(kb), g, n, c, plain, true
 }
 
 // OpenEvent returns e with its data opened when it is sealed: Erased, and Data only the fields kept
-// plain ({} when none), when its key is gone. An event that is not sealed is returned as it is. A sealed event that does not open with its
-// live key is corrupt (eventstore.ErrCorrupt).
+// plain ({} when none), when its key is gone. An event that is not sealed is returned as it is.
+//
+// A sealed event that does not open with its live key (its ciphertext altered, or sealed under a
+// key that is not the one this key store holds under its id) is returned like an erased one, with
+// Unreadable set too, and logged and counted (Report): its content is lost to every reader either
+// way, and one tenant's damaged event must not stop the projections of every tenant (a reader
+// that failed on it would fail again on every restart). `crispy verify` does not see this damage
+// when the stored bytes still hash (a key store that lost or replaced the key); the log line names
+// the event.
 func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.Event, error) {
 	if !IsSealed(e.Data) {
 		return e, nil
@@ -288,7 +307,10 @@ func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.
 	if err != nil || env.Sealed.K == "" {
 		return e, nil // a plain event whose data merely starts like an envelope
 	}
-	pt, err := s.open(ctx, e.Tenant, env.Sealed.K, env.Sealed.N, env.Sealed.C)
+	// Erased and Unreadable are derived here, never taken from where the event came from (a broker
+	// message's JSON carries them).
+	e.Erased, e.Unreadable = false, false
+	pt, err := s.open(ctx, e.Tenant, env.Sealed.K, env.Sealed.G, env.Sealed.N, env.Sealed.C)
 	switch {
 	case errors.Is(err, ErrErased):
 		e.Data, e.Erased = json.RawMessage("{}"), true
@@ -297,12 +319,40 @@ func (s *Sealer) OpenEvent(ctx context.Context, e eventstore.Event) (eventstore.
 		}
 		return e, nil
 	case errors.Is(err, ErrCorrupt):
-		return e, fmt.Errorf("%w: %s %s@%d: %w", eventstore.ErrCorrupt, e.Type, e.Stream, e.Revision, err)
+		s.reportUnreadable(ctx, e, env.Sealed.K, err)
+		e.Data, e.Erased, e.Unreadable = json.RawMessage("{}"), true, true
+		if len(env.Plain) > 0 {
+			e.Data = env.Plain
+		}
+		return e, nil
 	case err != nil:
 		return e, fmt.Errorf("open %s %s@%d: %w", e.Type, e.Stream, e.Revision, err)
 	}
 	e.Data = merge(env.Plain, pt)
 	return e, nil
+}
+
+// reportUnreadable logs an unreadable event once (many readers open the same event: every
+// projection's catch-up, every history read) and counts it.
+func (s *Sealer) reportUnreadable(ctx context.Context, e eventstore.Event, keyID string, cause error) {
+	id := fmt.Sprintf("%s\x00%s\x00%d", e.Tenant, e.Stream, e.Revision)
+	s.mu.Lock()
+	_, seen := s.reported[id]
+	if !seen {
+		if len(s.reported) >= maxReported {
+			clear(s.reported)
+		}
+		s.reported[id] = struct{}{}
+	}
+	s.mu.Unlock()
+	if seen {
+		return
+	}
+	if s.unreadable != nil {
+		s.unreadable.Inc()
+	}
+	s.log.ErrorContext(ctx, "sealed event does not open with its key: its content reads as erased; restore the key store (keys.db / data_keys) that goes with this event store, or the event from a backup",
+		"tenant", e.Tenant.String(), "stream", e.Stream, "revision", e.Revision, "position", uint64(e.Position), "type", e.Type, "key", keyID, "error", cause)
 }
 
 // merge joins two JSON objects with disjoint keys (the plain and the sealed part of one event's
