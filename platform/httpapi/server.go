@@ -192,7 +192,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		op.Security = []map[string][]string{{"apiKey": {}}, {}}
 		op.Parameters = append(op.Parameters,
 			&huma.Param{Name: "x-tenant-id", In: "header", Description: "Tenant id; otherwise resolved from Host or x-api-key.", Schema: &huma.Schema{Type: "string", Pattern: `^[a-z0-9][a-z0-9-]{0,62}$`}},
-			&huma.Param{Name: "x-user-id", In: "header", Description: "End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).", Schema: &huma.Schema{Type: "string", MaxLength: ptr(256)}},
+			&huma.Param{Name: "x-user-id", In: "header", Description: "End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(256)}},
 		)
 		addErrorResponses(oapi, op)
 	})

@@ -1263,7 +1263,7 @@ type GetAuditCheckpointParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1294,7 +1294,7 @@ type ListAuditEventsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1312,7 +1312,7 @@ type GetAuditEventProofParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1321,7 +1321,7 @@ type GetAuditPublicKeyParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1339,7 +1339,7 @@ type GetAuditSessionParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1354,7 +1354,7 @@ type VerifyAuditParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1369,7 +1369,7 @@ type VerifyAuditCheckpointParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1378,7 +1378,7 @@ type SendChatMessageParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1387,7 +1387,7 @@ type DeleteChatSessionParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1396,7 +1396,7 @@ type GetChatHistoryParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1408,7 +1408,7 @@ type ResumeChatStreamParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1417,7 +1417,7 @@ type DeleteDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1426,7 +1426,7 @@ type GetHealthParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1435,7 +1435,7 @@ type IngestDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1447,7 +1447,7 @@ type DeleteAlertParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1456,7 +1456,7 @@ type ListAlertsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1465,7 +1465,7 @@ type PutAlertParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1477,7 +1477,7 @@ type GetAnomaliesParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1489,7 +1489,7 @@ type GetCostParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1501,7 +1501,7 @@ type GetOverviewParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1513,7 +1513,7 @@ type GetSearchCacheMetricsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1525,7 +1525,7 @@ type GetSlisParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1537,7 +1537,7 @@ type GetToolExecutionMetricsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1546,7 +1546,7 @@ type ListToolsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1555,7 +1555,7 @@ type SearchDocumentsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1570,7 +1570,7 @@ type ListSessionsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1579,7 +1579,7 @@ type ExecuteToolParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1588,7 +1588,7 @@ type CreateSpeechParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1600,7 +1600,7 @@ type GetUsageParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
@@ -1612,7 +1612,7 @@ type CreateChatCompletionParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated).
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
