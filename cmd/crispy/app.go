@@ -85,12 +85,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		return nil, err
 	}
 	a.closers = append(a.closers, raw.Close)
+	keysMissing := keysFileMissing(cfg)
 	keys, err := openKeys(ctx, cfg, raw, log)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, keys.Close)
-	a.sealer = sealing.New(keys)
+	if err := checkKeyStore(ctx, cfg, raw, keys, keysMissing); err != nil {
+		return nil, err
+	}
+	// A sealed event that does not open is logged once and counted, and read as unreadable.
+	a.sealer = sealing.New(keys).Report(log, a.set)
 	// a.raw is what is stored (ciphertext): the Merkle log and verification hash it. a.store seals
 	// and opens content for the modules.
 	a.raw = instrumented.New(raw, a.set, a.tracer.Tracer())

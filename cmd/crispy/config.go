@@ -67,6 +67,7 @@ type config struct {
 	// The signed audit log (serve's --audit-* flags).
 	AuditKey         string // signing key file; default <data>/audit/signing.key
 	NewAuditKey      bool   // create a new key although the store has events
+	NewKeyStore      bool   // start an empty embedded data key store although sealed content exists
 	AuditWitnessFile string
 	AuditWitnessURL  string
 	AuditInterval    time.Duration
@@ -205,6 +206,7 @@ func (f *flags) serveFlags(c *config) {
 	f.dur(&c.WriteTimeout, "write-timeout", httpapi.DefaultTimeouts.Write, "how long a client may take to read a response from its first byte (an SSE stream: each of its events)")
 	f.dur(&c.IdleTimeout, "idle-timeout", httpapi.DefaultTimeouts.Idle, "how long a keep-alive connection may wait for its next request")
 	f.auditFlags(c)
+	f.keyGuardFlags(c)
 }
 
 // httpTimeouts are the HTTP server's timeouts (zero, for commands without serve's flags: the

@@ -59,7 +59,11 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if err := ensureAuditKey(ctx, cfg, o.store); err != nil {
 		return nil, err
 	}
+	keysMissing := keysFileMissing(cfg)
 	if o.keys, err = openKeys(ctx, cfg, o.store, log); err != nil {
+		return nil, err
+	}
+	if err := checkKeyStore(ctx, cfg, o.store, o.keys, keysMissing); err != nil {
 		return nil, err
 	}
 	sealed := sealStore(o.store, sealing.New(o.keys)) // documents are sealed as serve seals them
@@ -88,6 +92,7 @@ func offlineCommand(ctx context.Context, name, tenantHelp string, args []string,
 	var cfg config
 	f := newFlags(name, env, io.err)
 	f.storeFlags(&cfg)
+	f.keyGuardFlags(&cfg)
 	f.str(&cfg.Tenants, "tenants", "", "tenants YAML file (as given to serve)")
 	f.str(&cfg.Search, "search", "embedded", "vector index: embedded, or an Elasticsearch URL")
 	var id string
