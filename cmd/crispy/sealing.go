@@ -70,7 +70,7 @@ func openKeys(ctx context.Context, cfg config, raw eventstore.Store, log *slog.L
 		// fine), so it is said at every start.
 		log.Warn("data keys are in this replica's data folder while the event store (EventStoreDB) may be shared: replicas of one EventStoreDB must share a key store (--keystore postgres://…), or content sealed through one reads as erased on the others", "keys", keysPath(cfg))
 	}
-	ks, err := keysembedded.Open(keysPath(cfg))
+	ks, err := keysembedded.Open(keysPath(cfg), keysembedded.WithLog(log))
 	if err != nil {
 		return nil, dataDirError(cfg.DataDir, filepath.Dir(keysPath(cfg)), err)
 	}
