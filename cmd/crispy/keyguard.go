@@ -86,3 +86,20 @@ func firstSealed(ctx context.Context, raw eventstore.Store) (*eventstore.Event, 
 	}
 	return nil, nil
 }
+
+// checkKeysForReading is checkKeyStore for the read-only commands (replay), which create no key
+// store: without the keys every sealed event would be shown as erased, and exit 0.
+func checkKeysForReading(ctx context.Context, cfg config, raw eventstore.Store, keys keystore.Store, wasMissing bool) error {
+	if _, embedded := keys.(*keysembedded.Store); !embedded || !wasMissing {
+		return nil
+	}
+	found, err := firstSealed(ctx, raw)
+	if err != nil {
+		return fmt.Errorf("data key store: read the event store: %w", err)
+	}
+	if found == nil {
+		return nil
+	}
+	return fmt.Errorf("data key store %s not found but the event store holds sealed content (tenant %s, %s): restore the keys folder from the backup that goes with this data folder (or point --data-dir at the right one); without it every sealed event would read as erased",
+		keysPath(cfg), found.Tenant, found.Stream)
+}

@@ -14,8 +14,8 @@ import (
 
 // A data folder whose event log holds sealed content but whose keys/ is missing (not restored with
 // it, or --data-dir pointing at a copy without it) must not start with an empty key store, where
-// everything reads as erased and fresh keys get made under the old ids. serve and ingest refuse in
-// one line naming the cause and the fix (--new-key-store) and leave no empty keys.db behind; with
+// everything reads as erased and fresh keys get made under the old ids. serve, ingest and replay
+// refuse in one line naming the cause and the fix (--new-key-store) and leave no empty keys.db behind; with
 // --new-key-store they start. Before: both started without a word.
 func TestMissingKeyStoreBesideSealedContentRefusesToStart(t *testing.T) {
 	t.Parallel()
@@ -48,6 +48,11 @@ func TestMissingKeyStoreBesideSealedContentRefusesToStart(t *testing.T) {
 		t.Fatalf("crispy ingest without keys/: exit %d, stderr %q; want one line naming the missing key store and --new-key-store", r.code, r.stderr)
 	}
 	keysGone("the refused ingest")
+	r = runCrispy(t, root, nil, "replay", "--tenant", "demo", "--data-dir", "data")
+	last = strings.TrimSpace(r.stderr)
+	if r.code == 0 || strings.Contains(last, "\n") || !strings.Contains(last, "keys") || !strings.Contains(last, "sealed content") {
+		t.Fatalf("crispy replay without keys/: exit %d, stderr %q; want one line naming the missing key store", r.code, r.stderr)
+	}
 
 	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
 		PluginsDir: filepath.Join(root, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AuditInterval: time.Hour}

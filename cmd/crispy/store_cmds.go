@@ -87,11 +87,15 @@ func cmdReplay(ctx context.Context, args []string, io stdio, env lookupEnv) erro
 	// is what `crispy audit prove --event` checks) and sealed content opened with the data keys
 	// (read-only beside a running server) as "content" beside it; content whose key was destroyed
 	// has no "content" and "erased":true.
+	keysMissing := keysFileMissing(cfg)
 	keys, err := openKeysReadOnly(ctx, cfg, store.Store, newLogger(io.err, cfg.LogLevel))
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
+	if err := checkKeysForReading(ctx, cfg, store.Store, keys, keysMissing); err != nil {
+		return err
+	}
 	opts.Open = sealing.New(keys).OpenEvent
 	bar := newProgress(io.err, "replay "+t.String(), out != "")
 	n, err := observability.Replay(ctx, store.Store, t, opts, w, bar.set)
