@@ -35,14 +35,78 @@ func auditKeyPath(cfg config) string {
 	return auditlog.DefaultKeyFile(cfg.DataDir)
 }
 
+// auditKeyPendingPath marks a key rotation (--new-audit-key over a store with events) not yet
+// recorded in every tenant's log. It is written before the key is created and removed once the
+// audit log has recorded the key everywhere, so a stop in between (a crash, a restart during the
+// catch-up, a failed append) is finished by the next start rather than forgotten.
+func auditKeyPendingPath(cfg config) string {
+	return filepath.Join(cfg.DataDir, "audit", "new-key.pending")
+}
+
+// auditKeyRotationPending says a --new-audit-key rotation started on this data folder is not yet
+// recorded in every tenant's log: starts treat the key in use as the new one until it is.
+func auditKeyRotationPending(cfg config) bool {
+	_, err := os.Stat(auditKeyPendingPath(cfg))
+	return err == nil
+}
+
+// markAuditKeyPending writes the marker durably (file and folder fsynced) before the key exists.
+func markAuditKeyPending(cfg config) error {
+	path := auditKeyPendingPath(cfg)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	_, err = fh.WriteString("a new audit signing key (--new-audit-key) is being recorded in every tenant's log; removed once it is\n")
+	if err == nil {
+		err = fh.Sync()
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// clearAuditKeyPending removes the marker once the new key is recorded everywhere.
+func clearAuditKeyPending(cfg config) error {
+	path := auditKeyPendingPath(cfg)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
 // openAuditKey loads the signing key, or creates it on a first start (empty store). A key missing
 // while the store has events is refused: a new key would re-sign a history the kept checkpoints no
 // longer vouch for, so it takes --new-audit-key, which is recorded in every tenant's log. It says
-// whether the key is such a new one.
+// whether the key is such a new one (also when an earlier start created it and stopped before it
+// was recorded everywhere).
 func openAuditKey(ctx context.Context, cfg config, store eventstore.Store) (ed25519.PrivateKey, bool, error) {
 	path := auditKeyPath(cfg)
+	pending := auditKeyRotationPending(cfg)
 	key, err := auditlog.LoadKey(path)
 	if err == nil {
+		if pending {
+			// A rotation an earlier start began and did not finish recording: finish it, whether
+			// or not --new-audit-key is passed again.
+			return key, true, nil
+		}
 		if cfg.NewAuditKey {
 			return nil, false, fmt.Errorf("--new-audit-key: an audit signing key exists at %s; start without --new-audit-key (move the file away first to really replace it)", path)
 		}
@@ -58,11 +122,18 @@ func openAuditKey(ctx context.Context, cfg config, store eventstore.Store) (ed25
 	if last > 0 && !cfg.NewAuditKey {
 		return nil, false, fmt.Errorf("audit signing key %s not found but the event store already has events: restore the key file or pass --audit-key FILE (the key the other replicas use), or start once with --new-audit-key to create a new one (recorded in every tenant's log)", path)
 	}
+	if last > 0 {
+		// Marked before the key exists: from here on, until the key is recorded in every tenant's
+		// log, each start records it (idempotently).
+		if err := markAuditKeyPending(cfg); err != nil {
+			return nil, false, fmt.Errorf("audit signing key: mark the new key as pending: %w; point --data-dir at a writable folder", err)
+		}
+	}
 	key, err = auditlog.CreateKey(path)
 	if errors.Is(err, os.ErrExist) {
 		// Another replica sharing --audit-key created it first.
 		key, err = auditlog.LoadKey(path)
-		return key, false, err
+		return key, last > 0, err
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("%w; point --data-dir (or --audit-key) at a writable folder", err)
@@ -111,12 +182,13 @@ func buildAuditLog(ctx context.Context, cfg config, store eventstore.Store, log 
 	if specOnly {
 		dir = filepath.Join(os.TempDir(), "crispy-spec-checkpoints")
 	}
-	l, err := auditlog.New(auditlog.Deps{Key: key, Store: store, Dir: dir, Interval: cfg.AuditInterval, Sinks: sinks, NewKey: isNew, Log: log})
+	l, err := auditlog.New(auditlog.Deps{Key: key, Store: store, Dir: dir, Interval: cfg.AuditInterval, Sinks: sinks, NewKey: isNew, Log: log,
+		NewKeyRecorded: func() error { return clearAuditKeyPending(cfg) }})
 	if err != nil {
 		return nil, fmt.Errorf("%w; point --data-dir at a writable folder", err)
 	}
 	if isNew {
-		log.Warn("audit: created a new signing key over a store that has events (--new-audit-key); checkpoints signed by the old key no longer verify against this server's key", "keyId", auditlog.KeyID(key.Public().(ed25519.PublicKey)))
+		log.Warn("audit: a new signing key over a store that has events (--new-audit-key), to be recorded in every tenant's log; checkpoints signed by the old key no longer verify against this server's key", "keyId", auditlog.KeyID(key.Public().(ed25519.PublicKey)))
 	}
 	return l, nil
 }

@@ -49,11 +49,17 @@ type Deps struct {
 	// WitnessRetry is the first wait before a checkpoint a witness did not take is pushed again
 	// (doubling up to 5 minutes; default 5 s).
 	WitnessRetry time.Duration
-	// NewKey says the key was created by --new-audit-key over a store with events: Run records
-	// SigningKeyCreated in every tenant's stream once the tree has caught up.
-	NewKey bool
-	Log    *slog.Logger
-	Now    func() time.Time
+	// NewKey says the key was created by --new-audit-key over a store with events (or such a
+	// rotation is still pending from an earlier start): Run records SigningKeyCreated in every
+	// tenant's stream once the tree has caught up, retrying until every tenant's is recorded, and
+	// then calls NewKeyRecorded (which clears the pending marker).
+	NewKey         bool
+	NewKeyRecorded func() error
+	// MaxVerifications bounds the log verifications (Verify) running at once, one per tenant
+	// at most (default 2): each recomputes a whole log on every core.
+	MaxVerifications int
+	Log              *slog.Logger
+	Now              func() time.Time
 }
 
 // Log is the running audit log: the tree projection, the signer and the witness pushes.
@@ -66,6 +72,7 @@ type Log struct {
 	mu     sync.Mutex
 	latest map[tenant.ID]*Checkpoint
 	wit    *witnesses
+	verify *verifyLimiter
 }
 
 // New builds the log; Register adds its projection to the bus, Run signs and pushes.
@@ -88,11 +95,14 @@ func New(d Deps) (*Log, error) {
 	if d.WitnessRetry <= 0 {
 		d.WitnessRetry = 5 * time.Second
 	}
+	if d.MaxVerifications <= 0 {
+		d.MaxVerifications = 2
+	}
 	if err := os.MkdirAll(d.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("auditlog: checkpoint folder: %w", err)
 	}
 	return &Log{d: d, pub: d.Key.Public().(ed25519.PublicKey), app: newAppender(), latest: map[tenant.ID]*Checkpoint{},
-		wit: newWitnesses(d.Sinks, d.WitnessRetry, d.Log)}, nil
+		wit: newWitnesses(d.Sinks, d.WitnessRetry, d.Log), verify: newVerifyLimiter(d.MaxVerifications)}, nil
 }
 
 // Register adds the tree projection: every event of every tenant, in global order.
@@ -262,27 +272,46 @@ func (l *Log) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	if l.d.NewKey {
-		if err := l.recordNewKey(ctx); err != nil {
-			l.d.Log.Error("audit: could not record the new signing key in every tenant's stream", "err", err)
-		}
-	}
+	keyPending := l.d.NewKey
 	tick := time.NewTicker(l.d.Interval)
 	defer tick.Stop()
 	for {
+		if keyPending {
+			// Before signing with the new key: the change of key is itself in every tenant's log.
+			// Idempotent (a tenant whose stream records this key already is skipped), so a failed
+			// append or a stop midway is finished by the next try or the next start.
+			if err := l.recordNewKey(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				l.d.Log.Error("audit: could not record the new signing key in every tenant's stream; retrying", "err", err)
+			} else {
+				keyPending = false
+				if l.d.NewKeyRecorded != nil {
+					if err := l.d.NewKeyRecorded(); err != nil {
+						l.d.Log.Warn("audit: the new signing key is recorded, but its pending marker could not be removed (the next start checks again)", "err", err)
+					}
+				}
+			}
+		}
 		if err := l.SignChanged(ctx); err != nil && ctx.Err() == nil {
 			l.d.Log.Warn("audit: signing checkpoints", "err", err)
+		}
+		var retry <-chan time.Time
+		if keyPending {
+			retry = time.After(min(l.d.WitnessRetry, l.d.Interval))
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-retry:
 		}
 	}
 }
 
 // recordNewKey appends SigningKeyCreated to every tenant's audit-key stream that does not end with
-// this key's record yet (so a restart after a crash midway completes it).
+// this key's record yet (so a retry, or a restart while the rotation is still pending, completes it).
 func (l *Log) recordNewKey(ctx context.Context) error {
 	var sizes map[tenant.ID]uint64
 	if err := l.proj.View(ctx, func(tx *readmodel.Tx) error {
@@ -390,8 +419,15 @@ var ErrInconsistent = errors.New("audit log inconsistent with its last checkpoin
 // ErrBeyondLog is a checkpoint size larger than the log.
 var ErrBeyondLog = errors.New("size beyond the audit log")
 
-// Verify checks the store against cp with this server's key and stored tree.
+// Verify checks the store against cp with this server's key and stored tree. It refuses at once
+// (ErrVerifyRunning, ErrVerifyBusy) rather than queue when t's log is being verified already or
+// the server runs Deps.MaxVerifications verifications.
 func (l *Log) Verify(ctx context.Context, t tenant.ID, cp Checkpoint, progress func(uint64)) (Report, error) {
+	release, err := l.verify.acquire(t)
+	if err != nil {
+		return Report{}, err
+	}
+	defer release()
 	return Verify(ctx, l.d.Store, VerifyOptions{Checkpoint: cp, PublicKey: l.pub, Tenant: t, Now: l.d.Now(), Progress: progress,
 		Tree: func() (StoredTree, error) { return &viewTree{l: l, t: t, ctx: ctx}, nil }})
 }

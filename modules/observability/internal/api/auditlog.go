@@ -147,6 +147,10 @@ func logUnavailable() error {
 }
 
 // logError maps the audit log's errors to problems.
+// verifyRetryAfterSec is the retry-after of a refused verification: about what verifying a log of a
+// few million events takes.
+const verifyRetryAfterSec = 10
+
 func logError(err error) error {
 	if _, ok := apperr.As(err); ok {
 		return err // catching_up and the like
@@ -168,6 +172,14 @@ func logError(err error) error {
 		return apperr.Wrap(err, apperr.KindConflict, "audit_log_inconsistent", "the tenant's log no longer extends the last checkpoint this server signed (rolled back or rewritten); nothing new is signed. Verify with a kept checkpoint (POST /audit/verify) to find where")
 	case errors.Is(err, auditlog.ErrBeyondLog):
 		return apperr.Wrap(err, apperr.KindInvalid, "checkpoint_size_beyond_log", "size is larger than the tenant's log")
+	case errors.Is(err, auditlog.ErrVerifyRunning):
+		e := apperr.Wrap(err, apperr.KindRateLimited, "audit_verify_running", "a verification of this tenant's log is already running; retry when it is done")
+		e.RetryAfterSec = verifyRetryAfterSec
+		return e
+	case errors.Is(err, auditlog.ErrVerifyBusy):
+		e := apperr.Wrap(err, apperr.KindUnavailable, "audit_verify_busy", "the server is running as many log verifications as it allows; retry shortly")
+		e.RetryAfterSec = verifyRetryAfterSec
+		return e
 	case errors.Is(err, eventstore.ErrCorrupt):
 		return apperr.Wrap(err, apperr.KindUnavailable, "eventstore_corrupt", "a stored record could not be read back as written; restore the data folder from a backup")
 	}
