@@ -178,6 +178,11 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if a.audit, err = buildAuditLog(ctx, cfg, a.raw, log, o.specOnly); err != nil {
 		return nil, err
 	}
+	if !o.specOnly {
+		if err := checkDeploymentKey(ctx, cfg, a.raw, a.audit.PublicKey()); err != nil {
+			return nil, err
+		}
+	}
 
 	allowInternal, _ := cfg.webhookAllowInternal() // validate refused a bad value
 	if a.obs, err = observability.New(observability.Deps{
