@@ -124,7 +124,8 @@ func (s *Sealer) seal(ctx context.Context, t tenant.ID, keyID string, plaintext 
 		}
 		return nil, nil, nil, fmt.Errorf("seal under %s: %w", keyID, err)
 	}
-	chk = check(key)
+	c := check(key)
+	chk = c[:]
 	aead, err := newAEAD(key)
 	clear(key)
 	if err != nil {
@@ -142,12 +143,17 @@ func (s *Sealer) seal(ctx context.Context, t tenant.ID, keyID string, plaintext 
 // trace of their ids, so a Create under an old id makes a fresh key) reads as erased — its own
 // key is gone — instead of as altered. SHA-256 of a fixed prefix and the random 256-bit key
 // tells nothing about the key; 64 bits make two keys' values collide with probability 2^-64.
-func check(key []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("crispy-key-check-v1\x00"))
-	h.Write(key)
-	return h.Sum(nil)[:CheckSize]
+func check(key []byte) (c [CheckSize]byte) {
+	var in [len(checkPrefix) + keystore.KeySize]byte // on the stack: every open computes one
+	n := copy(in[:], checkPrefix)
+	n += copy(in[n:], key)
+	sum := sha256.Sum256(in[:n])
+	clear(in[:])
+	copy(c[:], sum[:])
+	return c
 }
+
+const checkPrefix = "crispy-key-check-v1\x00"
 
 // open opens ct; chk is the check value sealed beside it (nil for values of version 1, sealed
 // before check values existed).
@@ -162,7 +168,7 @@ func (s *Sealer) open(ctx context.Context, t tenant.ID, keyID string, chk, nonce
 		}
 		return nil, fmt.Errorf("open %s: %w", keyID, err)
 	}
-	if chk != nil && subtle.ConstantTimeCompare(chk, check(key)) != 1 {
+	if live := check(key); chk != nil && subtle.ConstantTimeCompare(chk, live[:]) != 1 {
 		clear(key)
 		return nil, fmt.Errorf("%w: sealed under an earlier key of %s, since destroyed", ErrErased, keyID)
 	}
