@@ -182,6 +182,10 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		if err := checkDeploymentKey(ctx, cfg, a.raw, a.audit.PublicKey()); err != nil {
 			return nil, err
 		}
+		// After the audit key (made on a first start only while the store is empty).
+		if err := checkSharedKeyStore(ctx, cfg, a.raw, a.sealer.Keys()); err != nil {
+			return nil, err
+		}
 	}
 
 	allowInternal, _ := cfg.webhookAllowInternal() // validate refused a bad value

@@ -66,6 +66,9 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if err := checkKeyStore(ctx, cfg, o.store, o.keys, keysMissing); err != nil {
 		return nil, err
 	}
+	if err := checkSharedKeyStore(ctx, cfg, o.store, o.keys); err != nil {
+		return nil, err
+	}
 	sealed := sealStore(o.store, sealing.New(o.keys).Report(log, nil)) // documents are sealed as serve seals them
 	ten, err := tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants}, Store: sealed, Log: log})
 	if err != nil {

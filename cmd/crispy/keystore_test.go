@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,5 +71,40 @@ func TestKeyStoreFlagValidation(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--keystore") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("--keystore %q: %v, want one line naming --keystore", ks, err)
 		}
+	}
+}
+
+// F10: replicas of a shared event store (here PostgreSQL with --keystore embedded, as EventStoreDB
+// is by default) that each keep the data keys in their own folder are refused: the first records
+// its key store in the event store, the second, with another keys.db, stops in one line naming
+// --keystore; with the shared --keystore postgres://… it starts, and the first restarts.
+func TestIntegrationSecondEmbeddedKeyStoreOnASharedStoreIsRefused(t *testing.T) {
+	url := pgtest.URL(t)
+	store := pgtest.WithSchema(t, url, pgtest.Schema(t, url))
+	auditKey := filepath.Join(t.TempDir(), "audit.key")
+	ctx := context.Background()
+	start := func(dir, keyStore string) error {
+		t.Helper()
+		cfg := deployCfg(dir, store, auditKey, false)
+		cfg.KeyStore = keyStore
+		a, err := build(ctx, cfg, slog.New(slog.DiscardHandler), buildOptions{})
+		if err == nil {
+			a.close()
+		}
+		return err
+	}
+	first, second := t.TempDir(), t.TempDir()
+	if err := start(first, "embedded"); err != nil {
+		t.Fatalf("first replica: %v", err)
+	}
+	err := start(second, "embedded")
+	if err == nil || !strings.Contains(err.Error(), "--keystore postgres://") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a second replica with its own keys.db on a shared store: %v, want one line naming --keystore postgres://", err)
+	}
+	if err := start(first, "embedded"); err != nil {
+		t.Fatalf("the first replica restarting with its key store: %v", err)
+	}
+	if err := start(second, pgtest.WithSchema(t, url, pgtest.Schema(t, url))); err != nil {
+		t.Fatalf("a replica with a shared PostgreSQL key store: %v", err)
 	}
 }

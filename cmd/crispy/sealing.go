@@ -26,7 +26,8 @@ import (
 //     replica pointed at it, whatever the event store. EventStoreDB has no place to keep a key that
 //     can really be deleted (its streams are append-only and scavenging is not overwriting), so
 //     replicas on EventStoreDB must share such a key store: each with its own keys.db, a session
-//     used through two replicas reads as erased on one, then as corrupt on both.
+//     used through two replicas reads as erased on one, then as corrupt on both
+//     (checkSharedKeyStore refuses a second embedded key store on a shared event store).
 //
 // Losing the keys loses every sealed content: the key store belongs in the deployment's backups.
 
@@ -64,11 +65,6 @@ func openKeys(ctx context.Context, cfg config, raw eventstore.Store, log *slog.L
 			return nil, engine{name: "PostgreSQL", url: rawURL, instead: "pass --eventstore embedded"}.failed(err)
 		}
 		return ks, nil
-	}
-	if cfg.EventStore != "embedded" && !isPostgres(cfg.EventStore) {
-		// Cannot be refused from here (one replica on EventStoreDB with its keys in its folder is
-		// fine), so it is said at every start.
-		log.Warn("data keys are in this replica's data folder while the event store (EventStoreDB) may be shared: replicas of one EventStoreDB must share a key store (--keystore postgres://…), or content sealed through one reads as erased on the others", "keys", keysPath(cfg))
 	}
 	ks, err := keysembedded.Open(keysPath(cfg), keysembedded.WithLog(log))
 	if err != nil {
