@@ -178,6 +178,11 @@ func buildAuditLog(ctx context.Context, cfg config, store eventstore.Store, log 
 	if cfg.AuditWitnessURL != "" {
 		sinks = append(sinks, &auditlog.WebhookSink{URL: cfg.AuditWitnessURL, Client: observability.NewWebhookClient(5*time.Second, allowInternal)})
 	}
+	if len(sinks) == 0 && !specOnly {
+		// The signing key and the kept checkpoints are in the data folder by default: only a copy
+		// kept elsewhere catches a history rewritten and re-signed by someone who can write it.
+		log.Warn("audit: no witness configured (--audit-witness-file on another disk, --audit-witness-url): a rewrite of the data folder by someone who can also read the signing key would go unnoticed")
+	}
 	dir := filepath.Join(cfg.DataDir, "audit", "checkpoints")
 	if specOnly {
 		dir = filepath.Join(os.TempDir(), "crispy-spec-checkpoints")
@@ -280,14 +285,23 @@ func cmdAuditCheckpoint(ctx context.Context, args []string, io stdio, env lookup
 		return exitError{code: 1, msg: fmt.Sprintf("tenant %s has no events in this store, so no checkpoint (check --tenant and --data-dir)", t)}
 	}
 	keptPath := filepath.Join(cfg.DataDir, "audit", "checkpoints", t.String()+".json")
-	kept, _ := auditlog.ReadCheckpointFile(keptPath)
+	kept, err := auditlog.ReadCheckpointFile(keptPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A kept checkpoint that cannot be read is not a reason to sign whatever the store holds:
+		// it may be exactly what someone rewriting the store altered.
+		return exitError{code: exitChainBroken, msg: fmt.Sprintf("tenant %s: the kept checkpoint cannot be read (%v); not signing. Check it against a witness's copy, then move it away to sign afresh", t, err)}
+	}
 	pub := key.Public().(ed25519.PublicKey)
 	if kept != nil && kept.KeyID == auditlog.KeyID(pub) {
 		if kept.Size == size && kept.RootHash == b64(root) {
 			return printJSON(io, kept)
 		}
 		rep, err := auditlog.Verify(ctx, store, auditlog.VerifyOptions{Checkpoint: *kept, PublicKey: pub, Tenant: t, Now: time.Now()})
-		if err == nil && !rep.OK {
+		if err != nil {
+			return exitError{code: exitChainBroken, msg: fmt.Sprintf("tenant %s: the store cannot be checked against the kept checkpoint %s (%v); not signing. Run 'crispy verify --tenant %s --checkpoint %s'",
+				t, keptPath, err, t, keptPath)}
+		}
+		if !rep.OK {
 			return exitError{code: exitChainBroken, msg: fmt.Sprintf("tenant %s: the store does not extend the kept checkpoint of %d events (%s); not signing. Run 'crispy verify --tenant %s --checkpoint %s'",
 				t, kept.Size, rep.Fault, t, keptPath)}
 		}
