@@ -36,7 +36,9 @@ func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store,
 		if last != nil && last.KeyID == mine.KeyID && last.PublicKey == mine.PublicKey {
 			return nil
 		}
-		if last != nil && !cfg.NewAuditKey {
+		// A rotation this data folder began (marker written before its key was made) and a stop cut
+		// short before it was recorded here counts as asked for again (audit.go openAuditKey).
+		if last != nil && !cfg.NewAuditKey && !auditKeyRotationPending(cfg) {
 			return fmt.Errorf("audit signing key %s (key id %s) is not the one this deployment signs with (key id %s, recorded in the store): pass --audit-key FILE with the key the other replicas use, or start with --new-audit-key to rotate to a new key (recorded; the other replicas then need it)", auditKeyPath(cfg), mine.KeyID, last.KeyID)
 		}
 		reason := "the first start of the deployment: checkpoints are signed by this key"

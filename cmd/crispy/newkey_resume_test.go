@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -77,5 +78,52 @@ func TestNewAuditKeyIsRecordedAfterAnEarlyStop(t *testing.T) {
 	cfg.NewAuditKey = true
 	if _, err := build(ctx, cfg, slog.New(slog.DiscardHandler), buildOptions{}); err == nil {
 		t.Fatal("--new-audit-key with a recorded key present was accepted")
+	}
+}
+
+// The stop falls between the new key's creation and the deployment's record of it: the next start,
+// without --new-audit-key, finishes the rotation instead of refusing the key as "not the one this
+// deployment signs with".
+func TestNewAuditKeyResumesWhenStoppedBeforeTheDeploymentRecord(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AuditInterval: time.Hour}
+	ctx := context.Background()
+	a, err := build(ctx, cfg, slog.New(slog.DiscardHandler), buildOptions{}) // first start: key A, recorded
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.close()
+	s, err := embedded.Open(filepath.Join(data, "events"), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, _ := eventstore.NewEventData("test.Happened", map[string]int{"n": 1})
+	if _, err := s.Append(ctx, tenant.MustStream(tenant.MustParse("demo"), "session", "x"), eventstore.Any, ed); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	// What --new-audit-key does before the deployment record, then the stop.
+	if err := os.Remove(auditKeyPath(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := markAuditKeyPending(cfg); err != nil {
+		t.Fatal(err)
+	}
+	key, err := auditlog.CreateKey(auditKeyPath(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := serveApp(t, cfg, buildOptions{})
+	waitUntil(t, "the pending marker cleared", func() bool { return !auditKeyRotationPending(cfg) })
+	stop()
+	evs, err := readStream(t, cfg, "demo", "audit-key")
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("demo's audit-key stream: %v %v", evs, err)
+	}
+	var k auditlog.SigningKeyCreated
+	if err := evs[len(evs)-1].Decode(&k); err != nil || k.KeyID != auditlog.KeyID(key.Public().(ed25519.PublicKey)) {
+		t.Fatalf("demo's last recorded key %q (%v), want the new one", k.KeyID, err)
 	}
 }

@@ -267,8 +267,14 @@ func (l *Log) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 	if err := l.proj.WaitCaughtUp(ctx); err != nil {
-		if ctx.Err() != nil {
+		// The projection stops when the bus does; the bus's own error names the cause (and the
+		// fix), so give it the time to end the run first rather than race it with this one.
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
 			return nil
+		case <-t.C:
 		}
 		return err
 	}
