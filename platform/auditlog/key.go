@@ -72,6 +72,11 @@ func CreateKey(path string) (ed25519.PrivateKey, error) {
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("write audit signing key: %w", err)
 	}
+	// The folder too: else a power cut after a first start can lose the key file's entry, and
+	// the next start finds a store with events and no key.
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("write audit signing key: %w", err)
+	}
 	return k, nil
 }
 
