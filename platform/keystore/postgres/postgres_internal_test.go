@@ -192,3 +192,68 @@ func TestIntegrationLongSchemaName(t *testing.T) {
 		}
 	}
 }
+
+// F4 across a restart: a destruction whose VACUUM was still pending when the process stopped is
+// covered by the VACUUM every open runs, so its key's bytes leave the table without another
+// destruction.
+func TestIntegrationOpenVacuumsWhatAStoppedProcessLeft(t *testing.T) {
+	url := pgtest.URL(t)
+	schema := pgtest.Schema(t, url)
+	ctx, acme := context.Background(), tenant.MustParse("acme")
+	s, err := OpenWith(ctx, url, schema, Options{VacuumRetry: time.Hour}) // no retry before the stop
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := s.Create(ctx, acme, "session/gone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, ok := tableFile(t, conn, schema); !ok {
+		t.Skip("the test role cannot read the table's file (pg_read_binary_file)")
+	}
+	reader, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close(ctx)
+	tx, err := reader.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM "+s.table); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Destroy(ctx, acme, "session/gone"); err != nil {
+		t.Fatal(err)
+	}
+	if done, err := s.vacuumOnce(ctx); err != nil || done {
+		t.Fatalf("done=%v err=%v with an older snapshot open", done, err)
+	}
+	if err := s.Close(); err != nil { // stops with the destruction pending
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := tableFile(t, conn, schema); !bytes.Contains(b, k) {
+		t.Fatal("the key's bytes left without a VACUUM after the snapshot closed (the check below could not fail)")
+	}
+	s2, err := OpenWith(ctx, url, schema, Options{VacuumRetry: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for deadline := time.Now().Add(30 * time.Second); s2.Pending(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the VACUUM at open never covered the earlier destruction")
+		}
+	}
+	if b, _ := tableFile(t, conn, schema); bytes.Contains(b, k) {
+		t.Fatal("the destroyed key's bytes are still in the table's file after a restart")
+	}
+}
