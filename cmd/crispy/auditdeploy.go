@@ -29,7 +29,7 @@ var deploymentKeyStream = tenant.MustStream(deploymentTenant, "audit-key", "")
 func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store, pub ed25519.PublicKey) error {
 	mine := auditlog.Describe(pub)
 	for attempt := 0; ; attempt++ {
-		last, rev, err := lastDeploymentKey(ctx, store)
+		last, rev, seen, err := lastDeploymentKey(ctx, store)
 		if err != nil {
 			return fmt.Errorf("audit signing key: read the deployment's key from the store: %w", err)
 		}
@@ -37,8 +37,11 @@ func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store,
 			return nil
 		}
 		// A rotation this data folder began (marker written before its key was made) and a stop cut
-		// short before it was recorded here counts as asked for again (audit.go openAuditKey).
-		if last != nil && !cfg.NewAuditKey && !auditKeyRotationPending(cfg) {
+		// short before it was recorded here counts as asked for again (audit.go openAuditKey), but
+		// only for a key never recorded: the marker names no key, and a key the deployment signed
+		// with before (an old --audit-key) is not the rotation's.
+		rotating := cfg.NewAuditKey || auditKeyRotationPending(cfg) && !seen[mine.KeyID]
+		if last != nil && !rotating {
 			return fmt.Errorf("audit signing key %s (key id %s) is not the one this deployment signs with (key id %s, recorded in the store): pass --audit-key FILE with the key the other replicas use, or start with --new-audit-key to rotate to a new key (recorded; the other replicas then need it)", auditKeyPath(cfg), mine.KeyID, last.KeyID)
 		}
 		reason := "the first start of the deployment: checkpoints are signed by this key"
@@ -63,21 +66,28 @@ func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store,
 	}
 }
 
-// lastDeploymentKey is the latest key recorded (nil when none) and the stream's revision.
-func lastDeploymentKey(ctx context.Context, store eventstore.Store) (*auditlog.SigningKeyCreated, uint64, error) {
+// lastDeploymentKey is the latest key recorded (nil when none), the stream's revision and every key
+// id recorded so far.
+func lastDeploymentKey(ctx context.Context, store eventstore.Store) (*auditlog.SigningKeyCreated, uint64, map[string]bool, error) {
 	evs, err := store.ReadStream(ctx, deploymentKeyStream, 0, 0)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	for i := len(evs) - 1; i >= 0; i-- {
-		if evs[i].Type != auditlog.TypeSigningKeyCreated {
+	seen := map[string]bool{}
+	var last *auditlog.SigningKeyCreated
+	for _, e := range evs {
+		if e.Type != auditlog.TypeSigningKeyCreated {
 			continue
 		}
 		var k auditlog.SigningKeyCreated
-		if err := evs[i].Decode(&k); err != nil {
-			return nil, 0, err
+		if err := e.Decode(&k); err != nil {
+			return nil, 0, nil, err
 		}
-		return &k, evs[len(evs)-1].Revision, nil
+		seen[k.KeyID] = true
+		last = &k
 	}
-	return nil, 0, nil
+	if len(evs) == 0 {
+		return nil, 0, seen, nil
+	}
+	return last, evs[len(evs)-1].Revision, seen, nil
 }
