@@ -29,7 +29,7 @@ var deploymentKeyStream = tenant.MustStream(deploymentTenant, "audit-key", "")
 func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store, pub ed25519.PublicKey) error {
 	mine := auditlog.Describe(pub)
 	for attempt := 0; ; attempt++ {
-		last, rev, seen, err := lastDeploymentKey(ctx, store)
+		last, expected, seen, err := lastDeploymentKey(ctx, store)
 		if err != nil {
 			return fmt.Errorf("audit signing key: read the deployment's key from the store: %w", err)
 		}
@@ -45,10 +45,8 @@ func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store,
 			return fmt.Errorf("audit signing key %s (key id %s) is not the one this deployment signs with (key id %s, recorded in the store): pass --audit-key FILE with the key the other replicas use, or start with --new-audit-key to rotate to a new key (recorded; the other replicas then need it)", auditKeyPath(cfg), mine.KeyID, last.KeyID)
 		}
 		reason := "the first start of the deployment: checkpoints are signed by this key"
-		expected := eventstore.NoStream
 		if last != nil {
 			reason = "the server was started with --new-audit-key: checkpoints from here on are signed by this key"
-			expected = eventstore.Exact(rev)
 		}
 		ed, err := eventstore.NewEventData(auditlog.TypeSigningKeyCreated, auditlog.SigningKeyCreated{KeyID: mine.KeyID, PublicKey: mine.PublicKey, Reason: reason})
 		if err != nil {
@@ -66,12 +64,12 @@ func checkDeploymentKey(ctx context.Context, cfg config, store eventstore.Store,
 	}
 }
 
-// lastDeploymentKey is the latest key recorded (nil when none), the stream's revision and every key
-// id recorded so far.
-func lastDeploymentKey(ctx context.Context, store eventstore.Store) (*auditlog.SigningKeyCreated, uint64, map[string]bool, error) {
+// lastDeploymentKey is the latest key recorded (nil when none), the revision an append after it
+// expects, and every key id recorded so far.
+func lastDeploymentKey(ctx context.Context, store eventstore.Store) (*auditlog.SigningKeyCreated, eventstore.ExpectedRevision, map[string]bool, error) {
 	evs, err := store.ReadStream(ctx, deploymentKeyStream, 0, 0)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, eventstore.Any, nil, err
 	}
 	seen := map[string]bool{}
 	var last *auditlog.SigningKeyCreated
@@ -81,13 +79,13 @@ func lastDeploymentKey(ctx context.Context, store eventstore.Store) (*auditlog.S
 		}
 		var k auditlog.SigningKeyCreated
 		if err := e.Decode(&k); err != nil {
-			return nil, 0, nil, err
+			return nil, eventstore.Any, nil, err
 		}
 		seen[k.KeyID] = true
 		last = &k
 	}
 	if len(evs) == 0 {
-		return nil, 0, seen, nil
+		return nil, eventstore.NoStream, seen, nil
 	}
-	return last, evs[len(evs)-1].Revision, seen, nil
+	return last, eventstore.Exact(evs[len(evs)-1].Revision), seen, nil
 }
