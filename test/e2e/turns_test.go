@@ -94,8 +94,17 @@ func failureOf(t *testing.T, baseURL string, session uuid.UUID) ([]string, *cris
 	}
 	var codes []string
 	for _, e := range *evs.JSON200.Events {
-		d, _ := e.Data.(map[string]any)
-		codes = append(codes, d["code"].(string))
+		// Session events are sealed at rest: data is what the store holds (the hash covers it),
+		// content is the data opened with the session's key.
+		d, _ := e.Content.(map[string]any)
+		if d == nil {
+			d, _ = e.Data.(map[string]any)
+		}
+		code, ok := d["code"].(string)
+		if !ok {
+			t.Fatalf("audit event %s holds no failure code: content %v, data %v", e.Id, e.Content, e.Data)
+		}
+		codes = append(codes, code)
 	}
 	s, err := c.GetAuditSessionWithResponse(ctx(t), session, &crispy.GetAuditSessionParams{})
 	if err != nil || s.JSON200 == nil {
