@@ -14,7 +14,7 @@ import (
 // deploymentTenant holds the deployment's own records: the audit signing key every replica of the
 // store must sign with. It is a reserved tenant name (a tenants file must not configure it): the
 // store's streams all belong to a tenant, and the key is the deployment's, not any one tenant's.
-var deploymentTenant = tenant.MustParse("crispy-deployment")
+var deploymentTenant = tenant.Deployment
 
 // deploymentKeyStream is where the deployment's signing key is recorded: audit.SigningKeyCreated, the
 // first by whichever replica of a new deployment starts first (appended expecting no stream, so one

@@ -22,6 +22,14 @@ func Parse(s string) (ID, error) {
 	return ID{s: s}, nil
 }
 
+// Deployment is the reserved tenant whose streams hold records about the deployment itself (the
+// audit signing key in use, the key store's id), since every stream of the store belongs to a tenant.
+// No tenants file may declare it: its records would show in that tenant's audit log.
+var Deployment = ID{s: "crispy-deployment"}
+
+// Reserved reports whether id is kept for the platform's own records.
+func (id ID) Reserved() bool { return id == Deployment }
+
 // MustParse is for constants in tests and wiring; it panics on an invalid id.
 func MustParse(s string) ID {
 	id, err := Parse(s)

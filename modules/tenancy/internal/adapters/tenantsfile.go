@@ -344,8 +344,10 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 		case "id":
 			idNode = v
 			if s, ok := p.str(v, fp); ok {
-				if _, err := tenant.Parse(s); err != nil {
+				if id, err := tenant.Parse(s); err != nil {
 					p.errf(v, fp, "must match ^[a-z0-9][a-z0-9-]{0,62}$ (lower-case letters, digits, '-'), got %q", s)
+				} else if id.Reserved() {
+					p.errf(v, fp, "%q is reserved for the deployment's own records; choose another id", s)
 				} else {
 					c.ID = s
 				}

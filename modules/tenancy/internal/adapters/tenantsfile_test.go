@@ -64,6 +64,7 @@ func TestParseTenantsMalformed(t *testing.T) {
 		{"no tenants key", "tenant:\n  - id: acme\n", []string{"t.yaml:1: tenant: unknown field", "t.yaml:1: tenants: required"}},
 		{"tenants not a list", "tenants: acme\n", []string{`t.yaml:1: tenants: must be a list of tenants, got "acme"`}},
 		{"bad id", "tenants:\n  - id: Acme_Corp\n", []string{"t.yaml:2: tenants[0].id: must match"}},
+		{"reserved id", "tenants:\n  - id: crispy-deployment\n", []string{`t.yaml:2: tenants[0].id: "crispy-deployment" is reserved`}},
 		{"missing id", "tenants:\n  - hosts: [a.example]\n", []string{"t.yaml:2: tenants[0].id: required"}},
 		{"unknown field", "tenants:\n  - id: acme\n    hostz: [a.example]\n", []string{"t.yaml:3: tenants[0].hostz: unknown field"}},
 		{"raw key instead of hash", "tenants:\n  - id: acme\n    apiKeys:\n      - ce_plainsecretkey\n", []string{"t.yaml:4: tenants[0].apiKeys[0]: must be sha256:", `"ce_plainsecr…"`}},
