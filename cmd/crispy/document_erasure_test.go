@@ -1,40 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// filesContaining lists the files under dir whose bytes contain s.
-func filesContaining(t *testing.T, dir, s string) []string {
-	t.Helper()
-	var found []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(s)) {
-			found = append(found, path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return found
-}
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
+)
 
 // TestDocumentsAreErasedFromTheWholeDataFolder is issue 12 §4 for documents, through the real
 // binary and server: a document ingested by crispy ingest and one ingested over HTTP are sealed in
@@ -57,7 +34,7 @@ func TestDocumentsAreErasedFromTheWholeDataFolder(t *testing.T) {
 		t.Fatalf("crispy ingest: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	data := filepath.Join(root, "data")
-	if got := filesContaining(t, data, fileMarker); len(got) > 0 {
+	if got := erasuretest.FilesHolding(t, data, []byte(fileMarker)); len(got) > 0 {
 		t.Fatalf("crispy ingest left the text in plain in %v", got)
 	}
 
@@ -84,12 +61,12 @@ func TestDocumentsAreErasedFromTheWholeDataFolder(t *testing.T) {
 	}
 	stop() // the index's last snapshot and the read models are written
 	for _, m := range []string{fileMarker, httpMarker} {
-		if got := filesContaining(t, data, m); len(got) > 0 {
+		if got := erasuretest.FilesHolding(t, data, []byte(m)); len(got) > 0 {
 			t.Fatalf("%s is still in plain in %v", m, got)
 		}
 	}
 	// The search above can see the log: the deletions, which are not sealed, name the documents.
-	if len(filesContaining(t, filepath.Join(data, "events"), "notes/plan.md")) == 0 {
+	if len(erasuretest.FilesHolding(t, filepath.Join(data, "events"), []byte("notes/plan.md"))) == 0 {
 		t.Fatal("the deletion of notes/plan.md is in no file of the event store: the search for the texts saw nothing")
 	}
 	if r := runCrispy(t, root, nil, "verify", "--tenant", "demo", "--data-dir", "data"); r.code != 0 || !strings.Contains(r.stdout, "ok:") {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,39 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
 )
-
-func erasureMarker(t *testing.T) string {
-	t.Helper()
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return "erasure-marker-" + hex.EncodeToString(b[:])
-}
-
-// filesHolding lists the files under dir whose bytes contain text.
-func filesHolding(t *testing.T, dir, text string) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(text)) {
-			hits = append(hits, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
-}
 
 // waitUntil polls cond (the read models catch up asynchronously) for at most a minute.
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -66,7 +35,7 @@ func TestDeletedSessionIsInNoFileAndTheStoreStillVerifies(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	srv, stop := startApp(t, data, nil)
-	secret := erasureMarker(t)
+	secret := erasuretest.Marker(t, "erasure-marker-")
 	const s = "5f0e2d4c-1b3a-4e6f-8a9b-0c1d2e3f4a5b"
 	if r := call(t, srv, "POST", "/chat", map[string]any{"sessionId": s, "message": secret + " is the code", "stream": false}); r.status != 200 {
 		t.Fatalf("chat: %d %s", r.status, r.raw)
@@ -81,10 +50,10 @@ func TestDeletedSessionIsInNoFileAndTheStoreStillVerifies(t *testing.T) {
 	waitUntil(t, "the session unlisted", func() bool { return !strings.Contains(call(t, srv, "GET", "/sessions", nil).raw, s) })
 	stop()
 
-	if hits := filesHolding(t, data, secret); len(hits) > 0 {
+	if hits := erasuretest.FilesHolding(t, data, []byte(secret)); len(hits) > 0 {
 		t.Fatalf("the deleted session's text is still in %v", hits)
 	}
-	if hits := filesHolding(t, data, s); len(hits) == 0 {
+	if hits := erasuretest.FilesHolding(t, data, []byte(s)); len(hits) == 0 {
 		t.Fatal("the session id is in no file: the grep reads nothing (the check above could not fail)")
 	}
 
@@ -147,7 +116,7 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 		raw, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(raw)
 	}
-	secret := erasureMarker(t)
+	secret := erasuretest.Marker(t, "erasure-marker-")
 	const s = "6a1f3e5d-2c4b-4f7a-9b8c-1d2e3f4a5b6c"
 	if code, body := send("acme", keyA, "alice", "POST", "/chat", map[string]any{"sessionId": s, "message": secret, "stream": false}); code != 200 {
 		t.Fatalf("chat: %d %s", code, body)

@@ -1,11 +1,7 @@
 package conversation_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,39 +9,9 @@ import (
 
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
 )
-
-func marker(t *testing.T) string {
-	t.Helper()
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return "marker-" + hex.EncodeToString(b[:])
-}
-
-// grepFolder reports the files under dir that contain text.
-func grepFolder(t *testing.T, dir, text string) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(text)) {
-			hits = append(hits, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
-}
 
 // A session that expires by retention leaves its text in no file of the data folder (event log,
 // its index, the session list and ledger read models, bus checkpoints), though its events stay and
@@ -58,7 +24,7 @@ func TestExpiredSessionLeavesNoPlaintextInTheDataFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, opts{store: st, dir: filepath.Join(dir, "bus"), tenants: map[string]tenancyevents.TenantConfig{"acme": {SessionRetentionDays: 7}}})
-	secret, kept := marker(t), marker(t)
+	secret, kept := erasuretest.Marker(t, "marker-"), erasuretest.Marker(t, "marker-")
 	old, fresh := sid(), sid()
 	e.chatJSON("acme", old, secret+" is my password")
 	e.sync()
@@ -78,13 +44,13 @@ func TestExpiredSessionLeavesNoPlaintextInTheDataFolder(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if hits := grepFolder(t, dir, secret); len(hits) > 0 {
+	if hits := erasuretest.FilesHolding(t, dir, []byte(secret)); len(hits) > 0 {
 		t.Fatalf("the expired session's text is still in %v", hits)
 	}
-	if hits := grepFolder(t, dir, old); len(hits) == 0 {
+	if hits := erasuretest.FilesHolding(t, dir, []byte(old)); len(hits) == 0 {
 		t.Fatal("the session id is in no file: the grep reads nothing (the check above could not fail)")
 	}
-	if hits := grepFolder(t, dir, kept); len(hits) > 0 {
+	if hits := erasuretest.FilesHolding(t, dir, []byte(kept)); len(hits) > 0 {
 		t.Fatalf("a live session's text is stored in plain text in %v", hits)
 	}
 }
@@ -93,7 +59,7 @@ func TestExpiredSessionLeavesNoPlaintextInTheDataFolder(t *testing.T) {
 func TestTenantBCannotDeleteOrReadTenantAsSession(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
-	secret := marker(t)
+	secret := erasuretest.Marker(t, "marker-")
 	s := sid()
 	e.chatJSON("acme", s, secret)
 	wantProblem(t, e.do("DELETE", "/chat/"+s, "globex", nil), 404, "session_not_found")
@@ -110,7 +76,7 @@ func TestTenantBCannotDeleteOrReadTenantAsSession(t *testing.T) {
 func TestSessionStartedAnewAfterDeletionHasItsOwnKey(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
-	first, second := marker(t), marker(t)
+	first, second := erasuretest.Marker(t, "marker-"), erasuretest.Marker(t, "marker-")
 	s := sid()
 	e.chatJSON("acme", s, first)
 	if r := e.do("DELETE", "/chat/"+s, "acme", nil); r.status != 200 {

@@ -1,13 +1,10 @@
 package retrieval_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -23,6 +20,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
 )
 
 // sealedFolder is a data folder as serve lays it out, with sealing on: the embedded event store
@@ -57,29 +56,6 @@ func openSealedFolder(t *testing.T) *sealedFolder {
 
 func (f *sealedFolder) env(t *testing.T, shared bool) *env {
 	return newEnv(t, opts{store: f.store, index: f.index, sealer: f.sealer, busDir: filepath.Join(f.dir, "bus"), shared: shared})
-}
-
-// filesWith lists the files under dir whose bytes contain s.
-func filesWith(t *testing.T, dir, s string) []string {
-	t.Helper()
-	var found []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(s)) {
-			found = append(found, path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return found
 }
 
 // verifyChains recomputes every stored hash of t's raw events and checks each stream's links, as
@@ -137,7 +113,7 @@ func TestDeletedDocumentIsErasedEverywhere(t *testing.T) {
 	if err := e.index.Index.(search.Flusher).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := filesWith(t, f.dir, marker); len(got) > 0 {
+	if got := erasuretest.FilesHolding(t, f.dir, []byte(marker)); len(got) > 0 {
 		t.Fatalf("plaintext at rest before any deletion, in %v", got)
 	}
 
@@ -168,7 +144,7 @@ func TestDeletedDocumentIsErasedEverywhere(t *testing.T) {
 	if err := e.index.Index.(search.Flusher).Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := filesWith(t, f.dir, marker); len(got) > 0 {
+	if got := erasuretest.FilesHolding(t, f.dir, []byte(marker)); len(got) > 0 {
 		t.Fatalf("plaintext at rest after the deletion, in %v", got)
 	}
 	if n := verifyChains(t, f.raw, tenant.MustParse("acme")); n < 3 {
@@ -294,7 +270,7 @@ func TestReindexAfterADeletionKeepsItErased(t *testing.T) {
 	if err := e.index.Index.(search.Flusher).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := filesWith(t, f.dir, marker); len(got) > 0 {
+	if got := erasuretest.FilesHolding(t, f.dir, []byte(marker)); len(got) > 0 {
 		t.Fatalf("plaintext at rest after the reindex, in %v", got)
 	}
 }

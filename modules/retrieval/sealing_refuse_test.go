@@ -1,9 +1,7 @@
 package retrieval_test
 
 import (
-	"bytes"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +10,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/keystore"
 	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
 )
 
 // Where SealingPolicy is installed, a document ingest it cannot seal under the document's own key
@@ -52,17 +52,7 @@ func TestSealedLogRefusesAnIngestItCannotSealUnderItsDocumentsKey(t *testing.T) 
 	if err := f.raw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(filepath.Join(f.dir, "events"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if bytes.Contains(b, []byte(secret)) {
-			t.Errorf("%s holds the document's text in plain", p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range erasuretest.FilesHolding(t, filepath.Join(f.dir, "events"), []byte(secret)) {
+		t.Errorf("%s holds the document's text in plain", p)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +16,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/keystore/keystoretest"
 	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
 )
 
 var (
@@ -109,23 +110,6 @@ func msg(text string) eventstore.EventData {
 	return eventstore.EventData{Type: "test.Said", Data: b}
 }
 
-func folder(t *testing.T, dir string) []byte {
-	t.Helper()
-	var all []byte
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		all = append(all, b...)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return all
-}
-
 func TestStoreSealsOnAppendOpensOnReadAndErases(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -159,7 +143,7 @@ func TestStoreSealsOnAppendOpensOnReadAndErases(t *testing.T) {
 	if res.Events[0].Hash != raw[0].Hash || res.Events[1].Prev != raw[0].Hash {
 		t.Fatal("the append result's hashes are not the stored ones")
 	}
-	if bytes.Contains(folder(t, f.dir), []byte(marker)) {
+	if len(erasuretest.FilesHolding(t, f.dir, []byte(marker))) > 0 {
 		t.Fatal("the plaintext is in the data folder")
 	}
 

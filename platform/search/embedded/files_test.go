@@ -3,7 +3,6 @@ package embedded_test
 import (
 	"bytes"
 	"context"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,28 +12,9 @@ import (
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
-)
 
-// filesContain reports which files under dir hold needle.
-func filesContain(t *testing.T, dir, needle string) []string {
-	t.Helper()
-	var found []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(raw, []byte(needle)) {
-			found = append(found, path)
-		}
-		return nil
-	})
-	must(t, err)
-	return found
-}
+	"github.com/crispy-enigma/crispy/platform/erasuretest"
+)
 
 // A deleted document's chunks are not returned, and their text is not left readable in the index's
 // files: neither after DeleteDoc nor for a chunk replaced by a newer version; nor after a compaction.
@@ -51,7 +31,7 @@ func TestDeletedTextIsErasedFromFiles(t *testing.T) {
 	cs[2].DocID, cs[2].ChunkID, cs[2].Text = "kept", "kept#0", "public notes KEPT-2"
 	must(t, ix.Upsert(ctx, a, cs))
 	must(t, ix.Flush(ctx))
-	if len(filesContain(t, dir, "SWORDFISH-0")) == 0 {
+	if len(erasuretest.FilesHolding(t, dir, []byte("SWORDFISH-0"))) == 0 {
 		t.Fatal("the test cannot fail: the text was never in the files")
 	}
 	// A new version of kept#0 replaces the old text.
@@ -59,7 +39,7 @@ func TestDeletedTextIsErasedFromFiles(t *testing.T) {
 	must(t, ix.DeleteDoc(ctx, a, "secret"))
 	must(t, ix.Close())
 	for _, gone := range []string{"SWORDFISH-0", "OCTOPUS-1", "KEPT-2"} {
-		if f := filesContain(t, dir, gone); len(f) > 0 {
+		if f := erasuretest.FilesHolding(t, dir, []byte(gone)); len(f) > 0 {
 			t.Errorf("%s still in %v", gone, f)
 		}
 	}
