@@ -31,4 +31,3 @@ func From(ctx context.Context) Info {
 	info, _ := ctx.Value(ctxKey{}).(Info)
 	return info
 }
-

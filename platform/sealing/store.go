@@ -29,7 +29,7 @@ type envelope struct {
 		K string `json:"k"`           // key id (the tenant is the event's)
 		G []byte `json:"g,omitempty"` // the key's check value (absent in envelopes sealed before it)
 		N []byte `json:"n"`           // nonce
-		C []byte `json:"c"` // ciphertext and tag
+		C []byte `json:"c"`           // ciphertext and tag
 	} `json:"sealed"`
 	Plain json.RawMessage `json:"plain,omitempty"`
 }
