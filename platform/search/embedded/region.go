@@ -20,19 +20,29 @@ type region struct {
 // pageSize rounds mappings; 64 KiB also keeps the number of grows low.
 const regionStep = 1 << 16
 
-func openRegion(path string, minSize int64) (*region, error) {
+// openCommitted opens (or creates) path for reading and writing, and refuses a file shorter than
+// what the manifest committed to it: it was torn or truncated after the manifest was written.
+func openCommitted(path string, committed int64) (*os.File, os.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	if st.Size() < minSize {
+	if st.Size() < committed {
 		f.Close()
-		return nil, fmt.Errorf("%s: %d bytes, the manifest says at least %d (torn or truncated)", path, st.Size(), minSize)
+		return nil, nil, fmt.Errorf("%s: %d bytes, the manifest says at least %d (torn or truncated)", path, st.Size(), committed)
+	}
+	return f, st, nil
+}
+
+func openRegion(path string, minSize int64) (*region, error) {
+	f, st, err := openCommitted(path, minSize)
+	if err != nil {
+		return nil, err
 	}
 	r := &region{f: f}
 	if st.Size() > 0 {
@@ -149,18 +159,9 @@ type appendLog struct {
 // openLog opens path and cuts it to committed bytes: anything after them was written after the
 // last manifest and is not part of the index.
 func openLog(path string, committed int64) (*appendLog, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, st, err := openCommitted(path, committed)
 	if err != nil {
 		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if st.Size() < committed {
-		f.Close()
-		return nil, fmt.Errorf("%s: %d bytes, the manifest says %d (torn or truncated)", path, st.Size(), committed)
 	}
 	if st.Size() > committed {
 		if err := f.Truncate(committed); err != nil {
