@@ -33,49 +33,76 @@ func tableFile(t *testing.T, conn *pgx.Conn, schema string) ([]byte, bool) {
 	return b, true
 }
 
-// F4: a snapshot older than the destruction keeps VACUUM from removing the key's row version; the
-// store keeps the destruction pending while it is open and vacuums again once it closed, after
-// which the key's bytes are in no page of the table's file.
-func TestIntegrationVacuumWaitsForOlderSnapshots(t *testing.T) {
+// olderSnapshot is what destroyedUnderOlderSnapshot leaves to its caller, which commits tx to close
+// the snapshot, reads the table through conn, and closes s.
+type olderSnapshot struct {
+	s      *Store
+	key    []byte
+	conn   *pgx.Conn // reads the table's file
+	tx     pgx.Tx    // the older snapshot
+	schema string
+}
+
+// destroyedUnderOlderSnapshot is where both VACUUM tests start: a store opened with opts, a key
+// created and then destroyed while another connection holds a snapshot older than the destruction
+// (a long report, pg_dump, a replica's catch-up), and one VACUUM that must not count as covering it.
+func destroyedUnderOlderSnapshot(t *testing.T, opts Options) olderSnapshot {
+	t.Helper()
 	url := pgtest.URL(t)
 	schema := pgtest.Schema(t, url)
 	ctx, acme := context.Background(), tenant.MustParse("acme")
-	s, err := OpenWith(ctx, url, schema, Options{VacuumRetry: 20 * time.Millisecond})
+	s, err := OpenWith(ctx, url, schema, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	k, err := s.Create(ctx, acme, "session/gone")
 	if err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	t.Cleanup(func() { conn.Close(ctx) })
 	if _, ok := tableFile(t, conn, schema); !ok {
+		s.Close()
 		t.Skip("the test role cannot read the table's file (pg_read_binary_file)")
 	}
-	// A reader whose snapshot predates the destruction (a long report, pg_dump, a replica's catch-up).
 	reader, err := pgx.Connect(ctx, url)
 	if err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
-	defer reader.Close(ctx)
+	t.Cleanup(func() { reader.Close(ctx) })
 	tx, err := reader.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT count(*) FROM "+s.table); err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
 	if err := s.Destroy(ctx, acme, "session/gone"); err != nil {
+		s.Close()
 		t.Fatal(err)
 	}
 	if done, err := s.vacuumOnce(ctx); err != nil || done {
+		s.Close()
 		t.Fatalf("a VACUUM with an older snapshot open counted as covering the destruction: done=%v err=%v", done, err)
 	}
+	return olderSnapshot{s: s, key: k, conn: conn, tx: tx, schema: schema}
+}
+
+// F4: a snapshot older than the destruction keeps VACUUM from removing the key's row version; the
+// store keeps the destruction pending while it is open and vacuums again once it closed, after
+// which the key's bytes are in no page of the table's file.
+func TestIntegrationVacuumWaitsForOlderSnapshots(t *testing.T) {
+	o := destroyedUnderOlderSnapshot(t, Options{VacuumRetry: 20 * time.Millisecond})
+	s, k, conn, tx, schema, ctx := o.s, o.key, o.conn, o.tx, o.schema, context.Background()
+	defer s.Close()
 	if !s.Pending() {
 		t.Fatal("the destruction is not pending while an older snapshot is open")
 	}
@@ -198,42 +225,8 @@ func TestIntegrationLongSchemaName(t *testing.T) {
 // destruction.
 func TestIntegrationOpenVacuumsWhatAStoppedProcessLeft(t *testing.T) {
 	url := pgtest.URL(t)
-	schema := pgtest.Schema(t, url)
-	ctx, acme := context.Background(), tenant.MustParse("acme")
-	s, err := OpenWith(ctx, url, schema, Options{VacuumRetry: time.Hour}) // no retry before the stop
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := s.Create(ctx, acme, "session/gone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, ok := tableFile(t, conn, schema); !ok {
-		t.Skip("the test role cannot read the table's file (pg_read_binary_file)")
-	}
-	reader, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reader.Close(ctx)
-	tx, err := reader.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT count(*) FROM "+s.table); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Destroy(ctx, acme, "session/gone"); err != nil {
-		t.Fatal(err)
-	}
-	if done, err := s.vacuumOnce(ctx); err != nil || done {
-		t.Fatalf("done=%v err=%v with an older snapshot open", done, err)
-	}
+	o := destroyedUnderOlderSnapshot(t, Options{VacuumRetry: time.Hour}) // no retry before the stop
+	s, k, conn, tx, schema, ctx := o.s, o.key, o.conn, o.tx, o.schema, context.Background()
 	if err := s.Close(); err != nil { // stops with the destruction pending
 		t.Fatal(err)
 	}
