@@ -17,6 +17,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/transparency-dev/merkle/proof"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // auditFlags are serve's flags of the signed audit log.
@@ -57,30 +59,7 @@ func markAuditKeyPending(cfg config) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	_, err = fh.WriteString("a new audit signing key (--new-audit-key) is being recorded in every tenant's log; removed once it is\n")
-	if err == nil {
-		err = fh.Sync()
-	}
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, []byte("a new audit signing key (--new-audit-key) is being recorded in every tenant's log; removed once it is\n"), 0o640)
 }
 
 // clearAuditKeyPending removes the marker once the new key is recorded everywhere.
@@ -89,7 +68,7 @@ func clearAuditKeyPending(cfg config) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return atomicfile.SyncDir(filepath.Dir(path))
 }
 
 // openAuditKey loads the signing key, or creates it on a first start (empty store). A key missing

@@ -14,6 +14,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/keystore"
 	keysembedded "github.com/crispy-enigma/crispy/platform/keystore/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // typeKeyStoreInUse records which embedded data key store the deployment seals with.
@@ -84,11 +86,9 @@ func keyStoreID(cfg config) (string, error) {
 		return "", fmt.Errorf("data key store id: %w", err)
 	}
 	id := hex.EncodeToString(r[:])
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
-		return "", dataDirError(cfg.DataDir, filepath.Dir(path), err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	// Durable before it is recorded in the store: an id lost to a power cut would be made anew and
+	// the replica then refused for a key store that is not the recorded one.
+	if err := atomicfile.Write(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", dataDirError(cfg.DataDir, filepath.Dir(path), err)
 	}
 	return id, nil

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // DefaultKeyFile is the signing key's place under the data folder: outside the event log (and its
@@ -74,7 +76,7 @@ func CreateKey(path string) (ed25519.PrivateKey, error) {
 	}
 	// The folder too: else a power cut after a first start can lose the key file's entry, and
 	// the next start finds a store with events and no key.
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("write audit signing key: %w", err)
 	}
 	return k, nil

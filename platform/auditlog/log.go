@@ -20,6 +20,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // ProjectionName is the tree's durable projection name (its file is <ReadModelDir>/audit.merkle.db).
@@ -225,38 +227,10 @@ func writeFileAtomic(path string, c Checkpoint) error {
 	}
 	// Durable before it is pushed: the kept checkpoint is what the server refuses to sign a
 	// non-extending log against, so a power cut must not leave an empty or older file behind.
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("keep checkpoint: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("keep checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("keep checkpoint: %w", err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("keep checkpoint: %w", err)
 	}
 	return nil
-}
-
-// syncDir makes a file created or renamed in dir survive a power cut.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // SignChanged signs a checkpoint for every tenant whose log grew since its latest (what Run does

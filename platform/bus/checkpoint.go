@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // forwarderCheckpoint is the forwarder's progress: the position of the last event it published.
@@ -49,37 +51,8 @@ func writeForwarderCheckpoint(dir string, pos eventstore.Position, now time.Time
 	if err != nil {
 		return fmt.Errorf("encode forwarder checkpoint: %w", err)
 	}
-	path := filepath.Join(dir, forwarderFile)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, forwarderFile), append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("write forwarder checkpoint: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -30,8 +30,8 @@ func TestForwarderCheckpointRoundTrip(t *testing.T) {
 			t.Fatalf("got %d, %v; want %d", got, err, want)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, forwarderFile+".tmp")); !os.IsNotExist(err) {
-		t.Fatalf("temp file left behind: %v", err)
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 || ents[0].Name() != forwarderFile {
+		t.Fatalf("the folder holds %v (%v), want only %s: a temporary file was left behind", ents, err, forwarderFile)
 	}
 	if err := os.WriteFile(filepath.Join(dir, forwarderFile), []byte("{garbage"), 0o640); err != nil {
 		t.Fatal(err)

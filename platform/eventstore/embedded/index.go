@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // The on-disk index of the log (formats in indexfmt.go).
@@ -417,7 +419,7 @@ func (ix *index) writeCheckpoint(c *checkpoint) error {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(ix.dir)
+		err = atomicfile.SyncDir(ix.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("write index checkpoint %s: %w", p, err)
@@ -598,7 +600,7 @@ func (ix *index) markDamaged(why string) bool {
 	for i := 0; i < 2; i++ {
 		_ = os.Remove(ckptPath(ix.dir, i))
 	}
-	_ = syncDir(ix.dir)
+	_ = atomicfile.SyncDir(ix.dir)
 	return true
 }
 

@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // TornTail is a damaged end of the log with nothing valid after it: what a crash during a write
@@ -174,7 +176,7 @@ func (s *Store) keepTail(t *TornTail) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = atomicfile.SyncDir(s.dir)
 	}
 	if err != nil {
 		_ = os.Remove(path)

@@ -38,6 +38,8 @@ import (
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // Options configures the store.
@@ -142,7 +144,7 @@ func open(dir string, opts Options, tweak func(*Store)) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
-		if err := syncDir(dir); err != nil {
+		if err := atomicfile.SyncDir(dir); err != nil {
 			f.Close()
 			lock.Close()
 			return nil, err
@@ -352,18 +354,6 @@ func sharedLock(dir string) (release func(), live bool, err error) {
 		return nil, false, lockError(dir, err)
 	}
 	return func() { f.Close() }, false, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Append implements eventstore.Store.

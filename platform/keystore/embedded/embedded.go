@@ -48,6 +48,8 @@ import (
 
 	"github.com/crispy-enigma/crispy/platform/keystore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 const (
@@ -206,7 +208,10 @@ func (s *Store) load(path string) error {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("keystore: sync: %w", err)
 		}
-		return syncDir(filepath.Dir(path))
+		if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("keystore: %w", err)
+		}
+		return nil
 	}
 	var h [headerSize]byte
 	if _, err := s.f.ReadAt(h[:], 0); err != nil {
@@ -605,21 +610,9 @@ func mkdirDurable(dir string) error {
 		return fmt.Errorf("keystore: %w", err)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
-		if err := syncDir(filepath.Dir(missing[i])); err != nil {
-			return err
+		if err := atomicfile.SyncDir(filepath.Dir(missing[i])); err != nil {
+			return fmt.Errorf("keystore: %w", err)
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("keystore: sync %s: %w", dir, err)
 	}
 	return nil
 }

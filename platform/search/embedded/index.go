@@ -23,6 +23,8 @@ import (
 
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // Config configures the index.
@@ -416,7 +418,7 @@ func (ix *Index) DeleteTenant(ctx context.Context, t tenant.ID) error {
 			// Without its files the tenant restarts from checkpoint 0: a crash in the middle of
 			// the rebuild that follows is caught up from the beginning of the log.
 			if err = os.RemoveAll(ix.partDir(t)); err == nil {
-				err = syncDir(ix.cfg.Dir)
+				err = atomicfile.SyncDir(ix.cfg.Dir)
 			}
 		}
 		ix.mu.Unlock()

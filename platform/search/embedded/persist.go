@@ -21,6 +21,8 @@ import (
 
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // On disk, a tenant's index is the folder {Dir}/{tenant}.ix holding, for file generation G:
@@ -310,27 +312,7 @@ func writeManifest(dir string, m *manifest) error {
 		return err
 	}
 	body = binary.LittleEndian.AppendUint32(body, crc32.Checksum(body, castagnoli))
-	f, err := os.CreateTemp(dir, ".manifest-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, manifestName)); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.Write(filepath.Join(dir, manifestName), body, 0o600)
 }
 
 func readManifest(dir string) (*manifest, error) {
@@ -353,15 +335,6 @@ func readManifest(dir string) (*manifest, error) {
 		return nil, fmt.Errorf("manifest version %d, this build reads %d", m.Version, manifestVersion)
 	}
 	return &m, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // rebuild replaces p's content by a fresh graph of dimension dim holding p's live chunks, in the
