@@ -30,15 +30,12 @@ var errFoundSealed = errors.New("found a sealed event")
 // did. Only the embedded key store is checked (wasMissing: its file was absent before openKeys
 // created it); a PostgreSQL key store is a table a data folder cannot lose on its own.
 func checkKeyStore(ctx context.Context, cfg config, raw eventstore.Store, keys keystore.Store, wasMissing bool) error {
-	if _, embedded := keys.(*keysembedded.Store); !embedded || !wasMissing || cfg.NewKeyStore {
+	if cfg.NewKeyStore {
 		return nil
 	}
-	found, err := firstSealed(ctx, raw)
-	if err != nil {
-		return fmt.Errorf("data key store: read the event store: %w", err)
-	}
-	if found == nil {
-		return nil
+	found, err := sealedWithoutKeys(ctx, raw, keys, wasMissing)
+	if err != nil || found == nil {
+		return err
 	}
 	// Opening created an empty keys.db: remove it, or the next start would find a key store and
 	// serve everything as erased without a word (the caller closes the store).
@@ -87,18 +84,25 @@ func firstSealed(ctx context.Context, raw eventstore.Store) (*eventstore.Event, 
 	return nil, nil
 }
 
-// checkKeysForReading is checkKeyStore for the read-only commands (replay), which create no key
-// store: without the keys every sealed event would be shown as erased, and exit 0.
-func checkKeysForReading(ctx context.Context, cfg config, raw eventstore.Store, keys keystore.Store, wasMissing bool) error {
+// sealedWithoutKeys is the first sealed event of a store whose embedded key store was missing when
+// it was opened (nil when there is none, or the key store is not the embedded one or was there).
+func sealedWithoutKeys(ctx context.Context, raw eventstore.Store, keys keystore.Store, wasMissing bool) (*eventstore.Event, error) {
 	if _, embedded := keys.(*keysembedded.Store); !embedded || !wasMissing {
-		return nil
+		return nil, nil
 	}
 	found, err := firstSealed(ctx, raw)
 	if err != nil {
-		return fmt.Errorf("data key store: read the event store: %w", err)
+		return nil, fmt.Errorf("data key store: read the event store: %w", err)
 	}
-	if found == nil {
-		return nil
+	return found, nil
+}
+
+// checkKeysForReading is checkKeyStore for the read-only commands (replay), which create no key
+// store: without the keys every sealed event would be shown as erased, and exit 0.
+func checkKeysForReading(ctx context.Context, cfg config, raw eventstore.Store, keys keystore.Store, wasMissing bool) error {
+	found, err := sealedWithoutKeys(ctx, raw, keys, wasMissing)
+	if err != nil || found == nil {
+		return err
 	}
 	return fmt.Errorf("data key store %s not found but the event store holds sealed content (tenant %s, %s): restore the keys folder from the backup that goes with this data folder (or point --data-dir at the right one); without it every sealed event would read as erased",
 		keysPath(cfg), found.Tenant, found.Stream)
