@@ -32,6 +32,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // DefaultSystemPrompt is used when Config.SystemPrompt is empty.
@@ -391,11 +393,7 @@ func InstanceID(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return "", fmt.Errorf("conversation: instance name folder: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o640); err != nil {
-		return "", fmt.Errorf("conversation: write the instance name: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, []byte(id+"\n"), 0o640); err != nil {
 		return "", fmt.Errorf("conversation: write the instance name: %w", err)
 	}
 	return id, nil

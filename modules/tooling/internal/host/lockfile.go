@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/crispy-enigma/crispy/platform/atomicfile"
 )
 
 // LockFileName is the manifest in a plugins folder that pins each binary's SHA-256. When it exists the
@@ -73,11 +75,7 @@ func WriteLock(dir string) (Lock, error) {
 		lock[n] = sum
 		fmt.Fprintf(&b, "%s  %s\n", hex.EncodeToString(sum), n)
 	}
-	tmp := filepath.Join(dir, "."+LockFileName+".tmp")
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o644); err != nil {
-		return nil, fmt.Errorf("write %s: %w", LockFileName, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, LockFileName)); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, LockFileName), []byte(b.String()), 0o644); err != nil {
 		return nil, fmt.Errorf("write %s: %w", LockFileName, err)
 	}
 	return lock, nil
