@@ -126,7 +126,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 
 	if a.models, err = providers.Build(providers.Config{
 		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
-		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID,
+		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID, CFBaseURL: cfg.CFBaseURL,
 		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: func(model, from, to string) {
 			log.Warn("model circuit breaker changed state", "model", model, "from", from, "to", to)
 		}},
@@ -281,7 +281,7 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 	emb, err := embeddings.NewResolver(embeddings.Config{
 		Default:   cfg.DefaultEmbedModel,
 		OpenAI:    embeddings.OpenAIConfig{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey},
-		WorkersAI: embeddings.WorkersAIConfig{AccountID: cfg.CFAccountID, APIToken: cfg.CFAPIToken, GatewayID: cfg.CFGatewayID},
+		WorkersAI: embeddings.WorkersAIConfig{AccountID: cfg.CFAccountID, APIToken: cfg.CFAPIToken, GatewayID: cfg.CFGatewayID, BaseURL: cfg.CFBaseURL},
 	})
 	if err != nil {
 		return nil, within("embeddings", err, "check CRISPY_DEFAULT_EMBEDDING_MODEL (provider:model)")

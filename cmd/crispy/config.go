@@ -54,6 +54,7 @@ type config struct {
 	CFAccountID       string
 	CFAPIToken        string
 	CFGatewayID       string
+	CFBaseURL         string // CRISPY_CF_BASE_URL: Workers AI's API root (proxies, tests)
 	ModelOverride     string // CRISPY_MODEL_ID: overrides every tenant's default chat model
 	DefaultChatModel  string // CRISPY_DEFAULT_CHAT_MODEL
 	DefaultEmbedModel string // CRISPY_DEFAULT_EMBEDDING_MODEL
@@ -239,6 +240,7 @@ func (c *config) providerEnv(env lookupEnv) {
 	c.CFAccountID = get("CRISPY_CF_ACCOUNT_ID")
 	c.CFAPIToken = get("CRISPY_CF_API_TOKEN")
 	c.CFGatewayID = get("CRISPY_CF_GATEWAY_ID")
+	c.CFBaseURL = get("CRISPY_CF_BASE_URL")
 	c.ModelOverride = get("CRISPY_MODEL_ID")
 	c.DefaultChatModel = get("CRISPY_DEFAULT_CHAT_MODEL")
 	c.DefaultEmbedModel = get("CRISPY_DEFAULT_EMBEDDING_MODEL")

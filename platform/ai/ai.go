@@ -7,6 +7,7 @@ package ai
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // Roles of a message.
@@ -39,6 +40,11 @@ type Request struct {
 	Documents   []Document
 	MaxTokens   int     // 0: the provider's default
 	Temperature float64 // 0: the provider's default
+	// Pass, when set, is an OpenAI chat completions request to send as the client wrote it (the /v1
+	// endpoint): Router.Pass uses it instead of Messages, MaxTokens and Temperature.
+	Pass *PassRequest
+	// Retry, when set, overrides the router's per-model retries (the tenant's policy).
+	Retry *RetryPolicy
 }
 
 // Usage is what a call consumed. Reported is false when the provider gave no numbers (the caller
@@ -101,4 +107,11 @@ func ContentTypeOf(format string) string {
 	default:
 		return "audio/mpeg"
 	}
+}
+
+// RetryPolicy is how often one model is retried before the next one is tried, for a failure that
+// says "try again" (429, 5xx, a refused or reset connection) before its first token.
+type RetryPolicy struct {
+	Attempts int           // retries after the first try (0: none)
+	Backoff  time.Duration // the first wait, doubled each retry and jittered ±50%; a retry-after wins
 }

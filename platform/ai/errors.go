@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
 )
@@ -20,6 +21,10 @@ type Error struct {
 	Reason    string // "breaker_open", "timeout", "unavailable", "rate_limited", "bad_request", "error"
 	Message   string
 	Cause     error
+	// RetryAfter is the upstream's retry-after (0: none said).
+	RetryAfter time.Duration
+	// Param names the request field a refusal is about (an unsupported field), if any.
+	Param string
 }
 
 func (e *Error) Error() string {

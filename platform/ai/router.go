@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -17,9 +18,23 @@ import (
 
 // RouterConfig tunes fallbacks and breakers. Zero values take the defaults.
 type RouterConfig struct {
-	// FirstTokenTimeout abandons an attempt that has produced no token by then; the next model is
-	// tried (default 30 s).
+	// FirstTokenTimeout abandons an attempt that has produced no token by then (a non-streamed
+	// call: no answer); the next model is tried (default 20 s).
 	FirstTokenTimeout time.Duration
+	// IdleTimeout ends a streamed answer whose upstream sent nothing for this long after its first
+	// token, with a timeout error (0: no idle limit; the call timeout still bounds it).
+	IdleTimeout time.Duration
+	// Retry is how often one model is retried on 429, 5xx or a refused or reset connection before
+	// its first token, and the backoff between tries (zero: no retries; the server sets its own
+	// default; a request's own Retry wins). A retry-after longer than MaxRetryAfter moves on to the
+	// next model instead.
+	Retry         RetryPolicy
+	MaxRetryAfter time.Duration // default 10 s
+	// Sleep waits between retries (tests inject one that records and does not wait).
+	Sleep func(ctx context.Context, d time.Duration) error
+	// OnAttempt, when set, is told about every try of a model, retries and breaker refusals
+	// included, once it has ended (metrics, logs).
+	OnAttempt func(ctx context.Context, a AttemptRecord)
 	// CallTimeout bounds a whole call to one model, streamed or not (default 5 min).
 	CallTimeout time.Duration
 	// BreakerFailures is how many consecutive retryable failures open a model's breaker (default 5).
@@ -34,7 +49,13 @@ type RouterConfig struct {
 
 func (c *RouterConfig) defaults() {
 	if c.FirstTokenTimeout == 0 {
-		c.FirstTokenTimeout = 30 * time.Second
+		c.FirstTokenTimeout = 20 * time.Second
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = 10 * time.Second
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = 5 * time.Minute
@@ -52,7 +73,7 @@ func (c *RouterConfig) defaults() {
 
 // Validate checks the configuration.
 func (c RouterConfig) Validate() error {
-	if c.FirstTokenTimeout < 0 || c.CallTimeout < 0 || c.BreakerOpenFor < 0 {
+	if c.FirstTokenTimeout < 0 || c.CallTimeout < 0 || c.BreakerOpenFor < 0 || c.IdleTimeout < 0 || c.Retry.Attempts < 0 || c.Retry.Backoff < 0 {
 		return fmt.Errorf("ai: negative timeouts in router config")
 	}
 	return nil
@@ -166,7 +187,10 @@ func (e *FailedError) Error() string {
 
 func (e *FailedError) Unwrap() error { return e.Err }
 
-var errFirstTokenTimeout = errors.New("no first token in time")
+var (
+	errFirstTokenTimeout = errors.New("no first token in time")
+	errIdleTimeout       = errors.New("no chunk in time")
+)
 
 // Stream runs a streamed completion on the first of models that answers. A retryable failure before
 // the first token moves to the next model; a failure after it, or a non-retryable one, is returned
@@ -181,13 +205,40 @@ func (r *Router) Complete(ctx context.Context, models []ModelID, req Request) (A
 }
 
 func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Emit, stream bool) (Answer, error) {
+	if stream {
+		return r.route(ctx, models, req, func(actx context.Context, p Provider, req Request, progress Progress) (Result, error) {
+			return p.Stream(actx, req, func(delta string) error {
+				if delta == "" {
+					return nil
+				}
+				return progress(func() error { return emit(delta) })
+			})
+		})
+	}
+	return r.route(ctx, models, req, func(actx context.Context, p Provider, req Request, _ Progress) (Result, error) {
+		return p.Complete(actx, req)
+	})
+}
+
+// Progress is called by a call before each piece of its answer goes out (send does that): the
+// first one marks the model as answering (no fallback after it), each one restarts the idle limit.
+// Its error is send's: the consumer went away.
+type Progress func(send func() error) error
+
+// callFunc runs one try of one model.
+type callFunc func(actx context.Context, p Provider, req Request, progress Progress) (Result, error)
+
+// route tries models in order, each up to its retries, until one answers. A failure after the
+// first piece of the answer went out, or one that is not retryable, ends the call.
+func (r *Router) route(ctx context.Context, models []ModelID, req Request, call callFunc) (Answer, error) {
 	var attempts []Attempt
 	var last error = errors.New("no model to try")
 	var lastModel ModelID
+	policy := r.cfg.Retry
+	if req.Retry != nil {
+		policy = *req.Retry
+	}
 	for _, m := range models {
-		if err := ctx.Err(); err != nil {
-			return Answer{}, &FailedError{Attempts: attempts, Model: lastModel, Err: Classify(ctx, m.String(), err)}
-		}
 		p, ok := r.providers[m.Provider]
 		if !ok {
 			attempts = append(attempts, Attempt{Model: m, Reason: "no_provider", Message: "provider " + m.Provider + " is not configured"})
@@ -195,39 +246,114 @@ func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Em
 			lastModel = m
 			continue
 		}
-		ans, emitted, err := r.attempt(ctx, p, m, req, emit, stream)
-		if err == nil {
-			ans.Model, ans.Attempts = m, attempts
-			return ans, nil
+		for try := 0; ; try++ {
+			if err := ctx.Err(); err != nil {
+				return Answer{}, &FailedError{Attempts: attempts, Model: lastModel, Err: Classify(ctx, m.String(), err)}
+			}
+			ans, emitted, err := r.attempt(ctx, p, m, req, call, try)
+			if err == nil {
+				ans.Model, ans.Attempts = m, attempts
+				return ans, nil
+			}
+			lastModel, last = m, err
+			if emitted || !IsRetryable(err) {
+				return Answer{}, &FailedError{Attempts: attempts, Model: m, Emitted: emitted, Err: err}
+			}
+			var ae *Error
+			msg := err.Error()
+			if errors.As(err, &ae) {
+				msg = ae.Message
+			}
+			attempts = append(attempts, Attempt{Model: m, Reason: ReasonOf(err), Message: msg})
+			wait, again := r.retryWait(err, policy, try)
+			if !again {
+				break
+			}
+			if err := r.cfg.Sleep(ctx, wait); err != nil {
+				return Answer{}, &FailedError{Attempts: attempts, Model: m, Err: Classify(ctx, m.String(), err)}
+			}
 		}
-		lastModel, last = m, err
-		if emitted || !IsRetryable(err) {
-			return Answer{}, &FailedError{Attempts: attempts, Model: m, Emitted: emitted, Err: err}
-		}
-		var ae *Error
-		msg := err.Error()
-		if errors.As(err, &ae) {
-			msg = ae.Message
-		}
-		attempts = append(attempts, Attempt{Model: m, Reason: ReasonOf(err), Message: msg})
 	}
 	return Answer{}, &FailedError{Attempts: attempts, Model: lastModel, Err: last}
 }
 
+// retryWait says whether the same model is tried again after err (the try-th retry), and after how
+// long: a 429, a 5xx or a refused or reset connection is retried; a timeout, an open breaker or a
+// cut answer moves on (the model is slow or down: its fallback is the better bet). A retry-after
+// is honoured, unless it is longer than MaxRetryAfter: then the next model is tried.
+func (r *Router) retryWait(err error, policy RetryPolicy, try int) (time.Duration, bool) {
+	if try >= policy.Attempts {
+		return 0, false
+	}
+	var e *Error
+	if !errors.As(err, &e) || (e.Reason != "rate_limited" && e.Reason != "unavailable") {
+		return 0, false
+	}
+	if e.RetryAfter > 0 {
+		if e.RetryAfter > r.cfg.MaxRetryAfter {
+			return 0, false
+		}
+		return e.RetryAfter, true
+	}
+	d := policy.Backoff << try
+	// ±50% jitter, so that calls failed together do not come back together.
+	return d/2 + time.Duration(rand.Int64N(int64(d)+1)), true
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // attempt calls one model inside a GenAI span (semantic conventions: gen_ai.* attributes, usage,
-// finish reason, error.type from the failure reason).
-func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request, emit Emit, stream bool) (Answer, bool, error) {
-	ctx, span := tracing.StartModelSpan(ctx, r.cfg.Tracer, tracing.ModelCall{Model: m.String(), MaxTokens: req.MaxTokens})
-	ans, emitted, err := r.attemptOnce(ctx, p, m, req, emit, stream)
+// finish reason, error.type from the failure reason); every retry is an attempt of its own.
+func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request, call callFunc, try int) (Answer, bool, error) {
+	start := time.Now()
+	maxTokens := req.MaxTokens
+	if req.Pass != nil {
+		maxTokens = req.Pass.MaxTokens
+	}
+	ctx, span := tracing.StartModelSpan(ctx, r.cfg.Tracer, tracing.ModelCall{Model: m.String(), MaxTokens: maxTokens})
+	ans, emitted, err := r.attemptOnce(ctx, p, m, req, call)
 	o := tracing.ModelOutcome{InputTokens: ans.Usage.PromptTokens, OutputTokens: ans.Usage.CompletionTokens, FinishReason: ans.FinishReason, Err: err}
 	if err != nil {
 		o.ErrorType = ReasonOf(err)
 	}
 	tracing.EndModelSpan(span, m.String(), o)
+	if r.cfg.OnAttempt != nil {
+		a := AttemptRecord{Model: m.String(), Retry: try, Err: err, Duration: time.Since(start), Stream: req.Pass == nil || req.Pass.Stream}
+		if err != nil {
+			a.Reason = ReasonOf(err)
+		}
+		if !ans.FirstToken.IsZero() {
+			a.FirstToken = ans.FirstToken.Sub(start)
+		}
+		r.cfg.OnAttempt(ctx, a)
+	}
 	return ans, emitted, err
 }
 
-func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Request, emit Emit, stream bool) (Answer, bool, error) {
+// AttemptRecord is one try of one model, as OnAttempt is told of it.
+type AttemptRecord struct {
+	Model      string // "provider:model"
+	Retry      int    // 0 for the model's first try
+	Reason     string // the failure reason; "" when it answered
+	Err        error
+	Duration   time.Duration // the whole try
+	FirstToken time.Duration // to the first piece of the answer (0: none)
+	Stream     bool
+}
+
+func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Request, call callFunc) (Answer, bool, error) {
 	name := m.String()
 	done, err := r.breaker(name).Allow()
 	if err != nil {
@@ -239,35 +365,38 @@ func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Req
 	defer cancel(nil)
 	req.Model = m.Model
 	var ans Answer
-	if !stream {
-		timer := time.AfterFunc(r.cfg.FirstTokenTimeout, func() { cancel(errFirstTokenTimeout) })
-		res, err := p.Complete(actx, req)
-		timer.Stop()
-		err = r.classify(ctx, actx, name, err)
-		done(err)
-		ans.Result = res
-		return ans, false, err
-	}
 	emitted := false
 	timer := time.AfterFunc(r.cfg.FirstTokenTimeout, func() { cancel(errFirstTokenTimeout) })
+	var idle *time.Timer
 	var emitErr error
-	res, err := p.Stream(actx, req, func(delta string) error {
-		if delta == "" {
-			return nil
-		}
+	res, err := call(actx, p, req, func(send func() error) error {
 		if !emitted {
 			emitted = true
 			timer.Stop()
 			ans.FirstToken = time.Now()
 			done(nil) // the model is up: later failures do not count against its breaker
+		} else if idle != nil {
+			idle.Stop()
 		}
-		if err := emit(delta); err != nil {
+		if err := send(); err != nil {
 			emitErr = err
 			return err
+		}
+		// The idle limit counts from when the consumer took this piece: a slow reader is not an
+		// idle model.
+		if r.cfg.IdleTimeout > 0 {
+			if idle == nil {
+				idle = time.AfterFunc(r.cfg.IdleTimeout, func() { cancel(errIdleTimeout) })
+			} else {
+				idle.Reset(r.cfg.IdleTimeout)
+			}
 		}
 		return nil
 	})
 	timer.Stop()
+	if idle != nil {
+		idle.Stop()
+	}
 	if emitErr != nil && err != nil {
 		// The consumer went away: not the model's fault, not retryable.
 		if !emitted {
@@ -290,6 +419,9 @@ func (r *Router) classify(parent, actx context.Context, model string, err error)
 	}
 	if errors.Is(context.Cause(actx), errFirstTokenTimeout) && parent.Err() == nil {
 		return &Error{Model: model, Reason: "timeout", Retryable: true, Message: fmt.Sprintf("no first token within %s", r.cfg.FirstTokenTimeout), Cause: err}
+	}
+	if errors.Is(context.Cause(actx), errIdleTimeout) && parent.Err() == nil {
+		return &Error{Model: model, Reason: "timeout", Retryable: true, Message: fmt.Sprintf("no chunk within %s of the previous one", r.cfg.IdleTimeout), Cause: err}
 	}
 	return Classify(parent, model, err)
 }

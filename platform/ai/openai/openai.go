@@ -140,6 +140,10 @@ func (p *Provider) post(ctx context.Context, path string, body any, accept strin
 	if err != nil {
 		return nil, err
 	}
+	return p.postRaw(ctx, path, b, accept)
+}
+
+func (p *Provider) postRaw(ctx context.Context, path string, b []byte, accept string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(b))
 	if err != nil {
 		return nil, err
@@ -166,7 +170,9 @@ func (p *Provider) check(ctx context.Context, model string, resp *http.Response,
 		if json.Unmarshal(b, &env) == nil && env.Error.Message != "" {
 			msg = env.Error.Message
 		}
-		return ai.HTTPError(Name+":"+model, resp.StatusCode, msg)
+		e := ai.HTTPError(Name+":"+model, resp.StatusCode, msg)
+		e.RetryAfter = ai.RetryAfter(resp.Header, time.Now())
+		return e
 	}
 	return nil
 }
@@ -225,6 +231,88 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	}
 	return res, nil
 }
+
+// passChunk is what metering reads of a streamed chunk; the rest is passed on unread.
+type passChunk struct {
+	Choices []struct {
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *usage    `json:"usage"`
+	Error *apiError `json:"error"`
+}
+
+// Pass implements ai.Passer: the client's request goes upstream as it was written (model set to
+// req.Model) and the answer comes back as the upstream sent it, chunk by chunk, but for the usage
+// chunk of a client that did not ask for it (the call asks for usage to meter it).
+func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.Result, error) {
+	pr := req.Pass
+	accept := "application/json"
+	if pr.Stream {
+		accept = "text/event-stream"
+	}
+	resp, err := p.postRaw(ctx, "/chat/completions", pr.Body(req.Model), accept)
+	if err := p.check(ctx, req.Model, resp, err); err != nil {
+		return ai.Result{}, err
+	}
+	defer resp.Body.Close()
+	model := Name + ":" + req.Model
+	if !pr.Stream {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+		if err != nil {
+			return ai.Result{}, ai.BodyEnded(ctx, model, fmt.Errorf("read completion: %w", err))
+		}
+		if len(body) > maxAnswer {
+			return ai.Result{}, &ai.Error{Model: model, Reason: "error", Message: "completion larger than 64 MiB"}
+		}
+		var c passChunk
+		if err := json.Unmarshal(body, &c); err != nil {
+			return ai.Result{}, ai.BodyEnded(ctx, model, fmt.Errorf("decode completion: %w", err))
+		}
+		if c.Error != nil {
+			return ai.Result{}, &ai.Error{Model: model, Reason: "error", Message: c.Error.Message}
+		}
+		res := ai.Result{Usage: c.Usage.toAI(), FinishReason: "stop"}
+		if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
+			res.FinishReason = *c.Choices[0].FinishReason
+		}
+		return res, out(body)
+	}
+	var res ai.Result
+	done, err := ai.ReadSSE(resp.Body, func(data []byte) error {
+		var c passChunk
+		if err := json.Unmarshal(data, &c); err != nil {
+			return &ai.Error{Model: model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
+		}
+		if c.Error != nil {
+			return &ai.Error{Model: model, Reason: "error", Message: c.Error.Message}
+		}
+		if c.Usage != nil {
+			res.Usage = c.Usage.toAI()
+			if len(c.Choices) == 0 && !pr.IncludeUsage {
+				return nil
+			}
+		}
+		for _, ch := range c.Choices {
+			if ch.FinishReason != nil && *ch.FinishReason != "" {
+				res.FinishReason = *ch.FinishReason
+			}
+		}
+		return out(data)
+	})
+	if errors.Is(err, ai.ErrStreamRead) {
+		return res, ai.BodyEnded(ctx, model, err)
+	}
+	if err != nil {
+		return res, ai.Classify(ctx, model, err)
+	}
+	if !done && res.FinishReason == "" {
+		return res, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil)
+	}
+	return res, nil
+}
+
+// maxAnswer bounds a non-streamed answer held in memory.
+const maxAnswer = 64 << 20
 
 // Complete implements ai.Provider.
 func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, error) {

@@ -18,6 +18,7 @@ type Config struct {
 	CFAccountID   string // CRISPY_CF_ACCOUNT_ID; Workers AI is on when account and token are set
 	CFAPIToken    string // CRISPY_CF_API_TOKEN
 	CFGatewayID   string // CRISPY_CF_GATEWAY_ID: route Workers AI through AI Gateway
+	CFBaseURL     string // CRISPY_CF_BASE_URL: Workers AI's API root (default https://api.cloudflare.com/client/v4; proxies, tests)
 	Router        ai.RouterConfig
 }
 
@@ -35,7 +36,7 @@ func Build(c Config) (Built, error) {
 	ps := map[string]ai.Provider{offline.Name: offline.New()}
 	out := Built{DefaultModel: ai.Offline}
 	if c.CFAccountID != "" || c.CFAPIToken != "" {
-		p, err := workersai.New(workersai.Config{AccountID: c.CFAccountID, APIToken: c.CFAPIToken, GatewayID: c.CFGatewayID})
+		p, err := workersai.New(workersai.Config{AccountID: c.CFAccountID, APIToken: c.CFAPIToken, GatewayID: c.CFGatewayID, BaseURL: c.CFBaseURL})
 		if err != nil {
 			return Built{}, fmt.Errorf("workers ai provider: %w", err)
 		}

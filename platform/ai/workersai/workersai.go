@@ -151,7 +151,9 @@ func (p *Provider) post(ctx context.Context, model string, body any) (*http.Resp
 		if json.Unmarshal(raw, &env) == nil && len(env.Errors) > 0 {
 			msg = env.Errors[0].Message
 		}
-		return nil, ai.HTTPError(Name+":"+model, resp.StatusCode, msg)
+		e := ai.HTTPError(Name+":"+model, resp.StatusCode, msg)
+		e.RetryAfter = ai.RetryAfter(resp.Header, time.Now())
+		return nil, e
 	}
 	return resp, nil
 }
