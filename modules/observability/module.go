@@ -35,6 +35,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -351,16 +352,16 @@ func (m *Module) RecordRequest(r httpapi.RequestRecord) {
 	m.http.Record(r.Route, r.Status, r.Duration, r.Tenant)
 }
 
-// WritePrometheus writes the metric set, then Go runtime and process metrics.
+// WritePrometheus writes the metric set, then Go runtime and process metrics, each family with its
+// HELP and TYPE lines (platform/exposition), so `promtool check metrics` accepts it.
 func (m *Module) WritePrometheus(w io.Writer) {
-	m.set.WritePrometheus(w)
-	metrics.WriteProcessMetrics(w)
+	_ = exposition.Write(w, m.set) // fails only on a write error, which the client already saw
 }
 
 // MetricsHandler serves WritePrometheus, for a separate --metrics-addr.
 func (m *Module) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("Content-Type", exposition.ContentType)
 		m.WritePrometheus(w)
 	})
 }

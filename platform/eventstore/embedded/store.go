@@ -37,6 +37,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 
 	"github.com/crispy-enigma/crispy/platform/atomicfile"
@@ -106,8 +107,8 @@ type Store struct {
 	crashAt func(step string) bool
 	hash    func(name string, salt int) uint64 // hashName; tests make it collide
 
-	appendDur *metrics.Histogram
-	batchSize *metrics.Histogram
+	appendDur *metrics.PrometheusHistogram
+	batchSize *metrics.PrometheusHistogram
 	faults    *metrics.Counter // failed writes and fsyncs
 	degraded  *metrics.Gauge   // 1 while appends are refused
 }
@@ -268,8 +269,8 @@ func newStore(dir string, opts Options, f *os.File) *Store {
 		ckKick: make(chan struct{}, 1), ckDone: make(chan struct{}), hash: hashName,
 	}
 	if opts.Metrics != nil {
-		s.appendDur = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_append_duration_seconds")
-		s.batchSize = opts.Metrics.GetOrCreateHistogram("crispy_eventstore_commit_batch_size")
+		s.appendDur = opts.Metrics.GetOrCreatePrometheusHistogramExt("crispy_eventstore_append_duration_seconds", exposition.LatencyBuckets)
+		s.batchSize = opts.Metrics.GetOrCreatePrometheusHistogramExt("crispy_eventstore_commit_batch_size", exposition.SizeBuckets)
 		s.faults = opts.Metrics.GetOrCreateCounter("crispy_eventstore_write_faults_total")
 		// Set, not computed from s: a gauge outlives the store that registered it in the Set.
 		s.degraded = opts.Metrics.GetOrCreateGauge("crispy_eventstore_degraded", nil)

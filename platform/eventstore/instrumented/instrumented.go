@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -34,7 +35,7 @@ type Store struct {
 	conflict *metrics.Counter
 	failed   *metrics.Counter
 	events   *metrics.Counter
-	latency  *metrics.Histogram
+	latency  *metrics.PrometheusHistogram
 }
 
 // New wraps s. set may be nil (no metrics) and tracer may be nil (no spans). The metrics are created
@@ -53,7 +54,7 @@ func New(s eventstore.Store, set *metrics.Set, tracer trace.Tracer) *Store {
 		conflict: set.GetOrCreateCounter(MetricAppends + `{result="conflict"}`),
 		failed:   set.GetOrCreateCounter(MetricAppends + `{result="error"}`),
 		events:   set.GetOrCreateCounter(MetricAppendedEvents),
-		latency:  set.GetOrCreateHistogram(MetricAppendSeconds),
+		latency:  set.GetOrCreatePrometheusHistogramExt(MetricAppendSeconds, exposition.LatencyBuckets),
 	}
 }
 

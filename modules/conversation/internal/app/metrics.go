@@ -8,6 +8,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/exposition"
 )
 
 // Metrics records chat figures on a VictoriaMetrics set. A nil *Metrics (or a nil set) records
@@ -38,7 +39,7 @@ func (m *Metrics) ttft(model string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreateHistogram(fmt.Sprintf(`crispy_chat_ttft_seconds{model=%q}`, model)).Update(d.Seconds())
+	m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`crispy_chat_ttft_seconds{model=%q}`, model), exposition.LatencyBuckets).Update(d.Seconds())
 }
 
 func (m *Metrics) tokens(model string, in, out int) {

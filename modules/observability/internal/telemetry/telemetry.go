@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -52,7 +53,7 @@ type seriesKey struct {
 
 type series struct {
 	count *metrics.Counter
-	dur   *metrics.Histogram
+	dur   *metrics.PrometheusHistogram
 }
 
 // NewHTTP returns a recorder. known lists the tenants that get their own label (re-read every
@@ -98,7 +99,7 @@ func (h *HTTP) Record(route string, status int, d time.Duration, t tenant.ID) {
 		code := strconv.Itoa(status)
 		s := &series{
 			count: h.set.GetOrCreateCounter(fmt.Sprintf(`%s{route=%q,status=%q,tenant=%q}`, MetricRequests, route, code, k.tenant)),
-			dur:   h.set.GetOrCreateHistogram(fmt.Sprintf(`%s{route=%q,status=%q}`, MetricDuration, route, code)),
+			dur:   h.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`%s{route=%q,status=%q}`, MetricDuration, route, code), exposition.LatencyBuckets),
 		}
 		v, _ = h.series.LoadOrStore(k, s)
 	}

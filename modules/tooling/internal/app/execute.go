@@ -15,6 +15,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/tooling/internal/host"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
@@ -87,7 +88,13 @@ func (s *Service) execute(ctx context.Context, cmd Execute) (Executed, error) {
 		return Executed{}, err
 	}
 	start := s.Now()
-	out, err := s.run(ctx, cmd, tool)
+	rctx, refusals := domain.WithRefusals(ctx)
+	out, err := s.run(rctx, cmd, tool)
+	if r := refusals.Err(); r != nil {
+		// A model callback was refused by the tenant's token budget: the call answers with that
+		// (429 budget_exceeded), not with what the tool made without the model.
+		out, err = nil, r
+	}
 	dur := s.Now().Sub(start)
 	// The outcome is recorded even when the caller has gone away.
 	actx := context.WithoutCancel(ctx)
@@ -205,7 +212,7 @@ func (s *Service) observe(t tenant.ID, tool, code string, d time.Duration) {
 		return
 	}
 	s.Metrics.GetOrCreateCounter(fmt.Sprintf(`crispy_tool_executions_total{tenant=%q,tool=%q,code=%q}`, t.String(), tool, code)).Inc()
-	s.Metrics.GetOrCreateHistogram(fmt.Sprintf(`crispy_tool_execution_duration_seconds{tenant=%q,tool=%q}`, t.String(), tool)).Update(d.Seconds())
+	s.Metrics.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`crispy_tool_execution_duration_seconds{tool=%q}`, tool), exposition.LatencyBuckets).Update(d.Seconds())
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
