@@ -6,8 +6,10 @@
 package search
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -22,13 +24,24 @@ type Chunk struct {
 	URL      string            `json:"url,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 	Vector   []float32         `json:"-"`
+	// Terms are the chunk's analysed words (lexical.Analyze of its plain text), for the lexical
+	// half of the index. The caller analyses before sealing the text, so an engine that only ever
+	// sees ciphertext can still match words; engines keep them as hashes (lexical.Hash), never as
+	// words. Empty: the chunk is found by its vector only.
+	Terms []string `json:"-"`
 }
 
-// Hit is a search result. Score is the cosine similarity of the query and the chunk, in [-1, 1],
-// whatever the engine's native scale.
+// Hit is a search result. Score is what the query's mode ranked by: in ModeVector the cosine
+// similarity of the query and the chunk, in [-1, 1], whatever the engine's native scale; in
+// ModeLexical the BM25 score normalised to [0, 1) (lexical.Normalize); in ModeHybrid the fused
+// reciprocal-rank score divided by the most a hit can get (first in both lists), in (0, 1].
+// VectorScore and LexicalScore are the two halves' own scores (0 where the engine does not know
+// them: a hit that one half did not return), which a relevance threshold reads.
 type Hit struct {
 	Chunk
-	Score float64 `json:"score"`
+	Score        float64 `json:"score"`
+	VectorScore  float64 `json:"vectorScore,omitempty"`
+	LexicalScore float64 `json:"lexicalScore,omitempty"`
 }
 
 // Filter narrows a search. Every condition must hold.
@@ -64,13 +77,105 @@ func (f Filter) Matches(c *Chunk) bool {
 	return true
 }
 
-// Query is a kNN search within one tenant.
+// Mode says which half of the index a query searches.
+type Mode string
+
+// Modes. The zero Mode is ModeVector (callers written before the lexical half).
+const (
+	ModeHybrid  Mode = "hybrid"  // both, fused by reciprocal rank
+	ModeVector  Mode = "vector"  // nearest neighbours of Query.Vector
+	ModeLexical Mode = "lexical" // BM25 over Query.Terms
+)
+
+// Modes lists the modes a request may name.
+var Modes = []Mode{ModeHybrid, ModeVector, ModeLexical}
+
+// Fusion weighs the two halves of a hybrid query: reciprocal rank fusion, a hit's score being
+// the sum over the lists that hold it of weight / (K + rank), rank from 1.
+type Fusion struct {
+	K             int     // default 60 (Cormack, Clarke and Büttcher 2009)
+	VectorWeight  float64 // default 1
+	LexicalWeight float64 // default 1
+}
+
+// WithDefaults fills the zero fields.
+func (f Fusion) WithDefaults() Fusion {
+	if f.K <= 0 {
+		f.K = 60
+	}
+	if f.VectorWeight <= 0 {
+		f.VectorWeight = 1
+	}
+	if f.LexicalWeight <= 0 {
+		f.LexicalWeight = 1
+	}
+	return f
+}
+
+// Query is a search within one tenant.
 type Query struct {
-	Vector []float32
+	Mode   Mode      // "": ModeVector
+	Vector []float32 // ModeVector and ModeHybrid
+	Terms  []string  // the query's analysed words (lexical.Analyze): ModeLexical and ModeHybrid
+	Text   string    // the query as typed, for engines that analyse it themselves (Elasticsearch)
+	Fusion Fusion    // ModeHybrid
 	K      int
 	Filter Filter
-	// MinScore drops hits scoring below it; -1 keeps every hit.
+	// MinScore drops hits whose Score is below it; -1 keeps every hit.
 	MinScore float64
+}
+
+// Depth is how many hits of each half a hybrid query fuses: enough below the k returned that a
+// hit ranked well by one half and poorly by the other still meets its second vote.
+func Depth(k int) int { return max(k, 100) }
+
+// FuseRRF fuses two rankings (best first) by weighted reciprocal rank and returns the k best, each
+// with Score set to its fused score over the best possible (first in both lists) and the two halves'
+// scores kept from the lists that held it. Ties keep the vector list's order.
+func FuseRRF(vector, lexical []Hit, f Fusion, k int) []Hit {
+	f = f.WithDefaults()
+	type acc struct {
+		hit   Hit
+		score float64
+		first int // order of first appearance, for ties
+	}
+	by := make(map[string]*acc, len(vector)+len(lexical))
+	order := 0
+	add := func(list []Hit, w float64, lexicalList bool) {
+		for i, h := range list {
+			a := by[h.ChunkID]
+			if a == nil {
+				a = &acc{hit: h, first: order}
+				order++
+				by[h.ChunkID] = a
+			}
+			if lexicalList {
+				a.hit.LexicalScore = h.LexicalScore
+			} else {
+				a.hit.VectorScore = h.VectorScore
+			}
+			a.score += w / float64(f.K+i+1)
+		}
+	}
+	add(vector, f.VectorWeight, false)
+	add(lexical, f.LexicalWeight, true)
+	all := make([]*acc, 0, len(by))
+	for _, a := range by {
+		all = append(all, a)
+	}
+	slices.SortFunc(all, func(a, b *acc) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.first, b.first)
+	})
+	best := (f.VectorWeight + f.LexicalWeight) / float64(f.K+1)
+	out := make([]Hit, 0, min(k, len(all)))
+	for _, a := range all[:min(k, len(all))] {
+		a.hit.Score = a.score / best
+		out = append(out, a.hit)
+	}
+	return out
 }
 
 // Index is the vector index port. Every method takes the tenant; no method can reach another
@@ -88,7 +193,7 @@ type Index interface {
 	DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 	// DeleteTenant removes all of t's chunks and its checkpoint (before a rebuild).
 	DeleteTenant(ctx context.Context, t tenant.ID) error
-	// Search returns up to q.K hits of t, best first, scoring at least q.MinScore.
+	// Search returns up to q.K hits of t, best first, scoring at least q.MinScore, in q.Mode.
 	Search(ctx context.Context, t tenant.ID, q Query) ([]Hit, error)
 	// Count returns how many chunks t has.
 	Count(ctx context.Context, t tenant.ID) (int, error)

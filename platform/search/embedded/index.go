@@ -22,6 +22,7 @@ import (
 	"unsafe"
 
 	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 
 	"github.com/crispy-enigma/crispy/platform/atomicfile"
@@ -77,6 +78,9 @@ type chunkRef struct {
 	recLen  uint32
 	textLen uint32
 	text    int64
+	// where the node's record is in the terms log (termsLen 0: the chunk has no words)
+	termsLen uint32
+	terms    int64
 }
 
 // partition is one tenant's graph, chunk records and checkpoint.
@@ -91,6 +95,7 @@ type partition struct {
 	refs     []chunkRef // by node id
 	deleted  []bool
 	ids      *ids // chunk and document ids to nodes (ids.go)
+	lex      *lexIndex
 	live     int
 	dirty    bool   // changed since the last flush
 	cp       uint64 // checkpoint: see search.Index
@@ -276,19 +281,29 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 		if err != nil {
 			return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
 		}
-		if err := p.add(c, normalized(c.Vector), []byte(c.Text)); err != nil {
+		tfs, dl := termCounts(c.Terms)
+		if err := p.add(c, normalized(c.Vector), []byte(c.Text), tfs, dl); err != nil {
 			return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
 		}
 	}
 	return ix.maybeCompact(p)
 }
 
-// add appends one chunk: its vector to the graph, its text and record to the logs.
-func (p *partition) add(c search.Chunk, v []float32, text []byte) error {
+// add appends one chunk: its vector to the graph, its text, record and terms to the logs.
+func (p *partition) add(c search.Chunk, v []float32, text []byte, tfs []termFreq, dl uint32) error {
 	id := uint32(p.g.len())
 	toff, err := p.files.text.append(text)
 	if err != nil {
 		return err
+	}
+	var tref int64
+	var tlen uint32
+	if len(tfs) > 0 {
+		rec := encodeTerms(id, tfs, dl)
+		if tref, err = p.files.terms.append(rec); err != nil {
+			return err
+		}
+		tlen = uint32(len(rec))
 	}
 	rec := encodeChunk(id, toff, uint32(len(text)), &c)
 	roff, err := p.files.chunks.append(rec)
@@ -296,7 +311,8 @@ func (p *partition) add(c search.Chunk, v []float32, text []byte) error {
 		return err
 	}
 	p.g.add(v)
-	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff})
+	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff, terms: tref, termsLen: tlen})
+	p.lex.add(id, tfs, dl)
 	p.deleted = append(p.deleted, false)
 	p.ids.addChunk(p.ids.hash(c.ChunkID), id)
 	p.ids.addDoc(p.ids.hash(c.DocID), id)
@@ -332,6 +348,7 @@ func (p *partition) tombstone(id uint32) error {
 		return err
 	}
 	p.deleted[id] = true
+	p.lex.remove(id)
 	p.live--
 	p.dirty = true
 	return nil
@@ -455,12 +472,19 @@ func (ix *Index) Count(ctx context.Context, t tenant.ID) (int, error) {
 	return p.live, nil
 }
 
-// Search implements search.Index: HNSW for large partitions, an exact scan for small ones and for
-// filtered queries (a filter can exclude most of the graph, which breaks a beam search's recall).
-// Only the hits returned have their chunk records and texts read.
+// Search implements search.Index. The vector half: HNSW for large partitions, an exact scan for
+// small ones and for filtered queries (a filter can exclude most of the graph, which breaks a beam
+// search's recall). The lexical half: BM25 over the postings. Hybrid fuses the two by reciprocal
+// rank on node ids, then fills in, for each hit returned, the score of the half that did not
+// return it (its cosine from its float vector, its BM25 from the scores already summed). Only the
+// hits returned have their chunk records and texts read.
 func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]search.Hit, error) {
 	if q.K <= 0 {
 		return nil, nil
+	}
+	mode := q.Mode
+	if mode == "" {
+		mode = search.ModeVector
 	}
 	p, err := ix.part(t, false, 0)
 	if err != nil || p == nil {
@@ -471,20 +495,123 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 	if p.live == 0 {
 		return nil, nil
 	}
-	if len(q.Vector) != p.g.dim {
-		return nil, fmt.Errorf("search %s: %w: index has %d, query %d (reindex after changing the embeddings model)", t, search.ErrDimension, p.g.dim, len(q.Vector))
+	var v []float32
+	if mode != search.ModeLexical {
+		if len(q.Vector) != p.g.dim {
+			return nil, fmt.Errorf("search %s: %w: index has %d, query %d (reindex after changing the embeddings model)", t, search.ErrDimension, p.g.dim, len(q.Vector))
+		}
+		v = normalized(q.Vector)
 	}
-	v := normalized(q.Vector)
-	// Candidates by their codes, then the best of them re-ranked on their float vectors: enough
-	// of them that quantisation error cannot push one of the k best out.
-	keep := max(4*q.K, rerankMin)
-	var cs []cand
-	if p.live < ix.cfg.ExactBelow || !q.Filter.IsZero() {
-		if cs, err = p.exact(v, keep, q.Filter); err != nil {
+	depth := q.K
+	if mode == search.ModeHybrid {
+		depth = search.Depth(q.K)
+	}
+	var vec []cand
+	if v != nil {
+		if vec, err = ix.vectorTop(p, v, depth, q.Filter); err != nil {
 			return nil, fmt.Errorf("search %s: %w", t, err)
 		}
+	}
+	scores, touched, idfs := p.lexScores(q.Terms)
+	var lex []cand
+	if mode != search.ModeVector {
+		if lex, err = p.lexTop(scores, touched, depth, q.Filter); err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
+	}
+	type scored struct {
+		id                  uint32
+		score, cosine, bm25 float64
+		hasCos              bool
+	}
+	var ranked []scored
+	switch mode {
+	case search.ModeVector:
+		for _, c := range vec {
+			ranked = append(ranked, scored{id: c.id, score: float64(c.sim), cosine: float64(c.sim), hasCos: true})
+		}
+	case search.ModeLexical:
+		for _, c := range lex {
+			b := lexical.Normalize(float64(c.sim), idfs)
+			ranked = append(ranked, scored{id: c.id, score: b, bm25: b})
+		}
+	default:
+		f := q.Fusion.WithDefaults()
+		fused := map[uint32]*scored{}
+		var order []uint32
+		vote := func(list []cand, w float64, isVec bool) {
+			for i, c := range list {
+				s := fused[c.id]
+				if s == nil {
+					s = &scored{id: c.id}
+					fused[c.id] = s
+					order = append(order, c.id)
+				}
+				if isVec {
+					s.cosine, s.hasCos = float64(c.sim), true
+				}
+				s.score += w / float64(f.K+i+1)
+			}
+		}
+		vote(vec, f.VectorWeight, true)
+		vote(lex, f.LexicalWeight, false)
+		best := (f.VectorWeight + f.LexicalWeight) / float64(f.K+1)
+		for _, id := range order {
+			s := fused[id]
+			s.score /= best
+			ranked = append(ranked, *s)
+		}
+		// Stable: ties keep the vector half's order, then the lexical half's.
+		slices.SortStableFunc(ranked, func(a, b scored) int { return cmp.Compare(b.score, a.score) })
+	}
+	hits := make([]search.Hit, 0, min(q.K, len(ranked)))
+	var buf []float32
+	for _, r := range ranked {
+		if len(hits) == q.K {
+			break
+		}
+		if r.score < q.MinScore {
+			break
+		}
+		if !r.hasCos && v != nil {
+			if buf == nil {
+				buf = make([]float32, p.g.dim)
+			}
+			if r.cosine, err = p.cosine(v, r.id, buf); err != nil {
+				return nil, fmt.Errorf("search %s: %w", t, err)
+			}
+		}
+		if scores != nil && r.bm25 == 0 {
+			r.bm25 = lexical.Normalize(float64(scores[r.id]), idfs)
+		}
+		chunk, err := p.chunk(r.id)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
+		text, err := p.text(r.id)
+		if err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
+		chunk.Text = string(text)
+		hits = append(hits, search.Hit{Chunk: chunk, Score: r.score, VectorScore: r.cosine, LexicalScore: r.bm25})
+	}
+	return hits, nil
+}
+
+// vectorTop returns the k nearest live nodes that pass f, best first, scored on their float
+// vectors.
+func (ix *Index) vectorTop(p *partition, v []float32, k int, f search.Filter) ([]cand, error) {
+	// Candidates by their codes, then the best of them re-ranked on their float vectors: enough
+	// of them that quantisation error cannot push one of the k best out.
+	keep := max(4*k, rerankMin)
+	var cs []cand
+	var err error
+	if p.live < ix.cfg.ExactBelow || !f.IsZero() {
+		if cs, err = p.exact(v, keep, f); err != nil {
+			return nil, err
+		}
 	} else {
-		ef := max(ix.cfg.EfSearch, q.K)
+		ef := max(ix.cfg.EfSearch, k)
 		// Tombstones take places in the beam; widen it by the dead share.
 		if dead := p.g.len() - p.live; dead > 0 {
 			ef = ef * p.g.len() / p.live
@@ -496,28 +623,18 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 		}
 	}
 	if cs, err = p.rerank(v, cs[:min(len(cs), keep)]); err != nil {
-		return nil, fmt.Errorf("search %s: %w", t, err)
+		return nil, err
 	}
-	hits := make([]search.Hit, 0, min(q.K, len(cs)))
-	for _, c := range cs {
-		if len(hits) == q.K {
-			break
-		}
-		if float64(c.sim) < q.MinScore {
-			break
-		}
-		chunk, err := p.chunk(c.id)
-		if err != nil {
-			return nil, fmt.Errorf("search %s: %w", t, err)
-		}
-		text, err := p.text(c.id)
-		if err != nil {
-			return nil, fmt.Errorf("search %s: %w", t, err)
-		}
-		chunk.Text = string(text)
-		hits = append(hits, search.Hit{Chunk: chunk, Score: float64(c.sim)})
+	return cs[:min(len(cs), k)], nil
+}
+
+// cosine scores node id on its float vector (read into buf with pread).
+func (p *partition) cosine(v []float32, id uint32, buf []float32) (float64, error) {
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(buf)*4)
+	if err := p.g.vecs.readAt(raw, int64(id)*int64(len(raw))); err != nil {
+		return 0, fmt.Errorf("vector of node %d: %w", id, err)
 	}
-	return hits, nil
+	return float64(dot(v, buf)), nil
 }
 
 // rerankMin is the fewest candidates re-ranked on float vectors.

@@ -34,6 +34,8 @@ import (
 //	text.G     append-only chunk texts (as given: retrieval's sealedindex hands ciphertext); a deleted
 //	           chunk's text is overwritten with zeros in place
 //	tombs.G    append-only deleted node ids
+//	terms.G    append-only analysed words of each node that has some, as 64-bit hashes with their
+//	           frequencies (lexical.go): the postings of the lexical half are rebuilt from it at open
 //	upper-S.G  append-only upper-layer links of the nodes that changed (the last record of a node
 //	           wins); rewritten as upper-{S+1}.G when it is mostly superseded records
 //	MANIFEST   how many nodes and how many bytes of each log are the index, the graph's entry point,
@@ -48,7 +50,7 @@ import (
 // A compaction (more tombstones than live chunks) or a new dimension writes generation G+1 beside
 // G, switches the manifest to it and removes G.
 
-const manifestVersion = 2 // 2: with the codes file
+const manifestVersion = 3 // 2: with the codes file; 3: with the terms log
 
 type manifest struct {
 	Version    int    `json:"version"`
@@ -65,6 +67,7 @@ type manifest struct {
 	Chunks     int64  `json:"chunks"`
 	Text       int64  `json:"text"`
 	Tombs      int64  `json:"tombs"`
+	Terms      int64  `json:"terms"`
 	Upper      int64  `json:"upper"`
 	// UpperSeq numbers the upper-links log (upper-{seq}.G): when the log has grown to several times
 	// what it describes, a flush writes the live records to the next one.
@@ -79,6 +82,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type partFiles struct {
 	vecs, links, codes         *region
 	chunks, text, tombs, upper *appendLog
+	terms                      *appendLog
 }
 
 func (f *partFiles) close() error {
@@ -88,7 +92,7 @@ func (f *partFiles) close() error {
 			errs = append(errs, r.close())
 		}
 	}
-	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper} {
+	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper, f.terms} {
 		if l != nil {
 			errs = append(errs, l.close())
 		}
@@ -101,7 +105,7 @@ func (f *partFiles) sync() error {
 	for _, r := range []*region{f.vecs, f.links, f.codes} {
 		errs = append(errs, r.sync())
 	}
-	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper} {
+	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper, f.terms} {
 		errs = append(errs, l.sync())
 	}
 	return errors.Join(errs...)
@@ -116,8 +120,8 @@ func (ix *Index) partDir(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, 
 // newPartition makes an empty partition with fresh files of generation gen (memory only without a
 // folder).
 func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, error) {
-	p := &partition{t: t, gen: gen, ids: newIDs(0)}
-	f := &partFiles{vecs: &region{}, links: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}}
+	p := &partition{t: t, gen: gen, ids: newIDs(0), lex: newLexIndex()}
+	f := &partFiles{vecs: &region{}, links: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}, terms: &appendLog{}}
 	if ix.cfg.Dir != "" {
 		p.dir = ix.partDir(t)
 		if err := os.MkdirAll(p.dir, 0o700); err != nil {
@@ -135,7 +139,7 @@ func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, err
 
 func createFiles(dir string, gen uint64) (*partFiles, error) {
 	f := &partFiles{}
-	for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0"} {
+	for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0", "terms"} {
 		if err := os.Remove(filepath.Join(dir, fileName(kind, gen))); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
@@ -155,7 +159,9 @@ func (f *partFiles) open(dir string, gen uint64, m *manifest) error {
 			if f.chunks, err = openLog(path("chunks"), m.Chunks); err == nil {
 				if f.text, err = openLog(path("text"), m.Text); err == nil {
 					if f.tombs, err = openLog(path("tombs"), m.Tombs); err == nil {
-						f.upper, err = openLog(path(upperKind(m.UpperSeq)), m.Upper)
+						if f.upper, err = openLog(path(upperKind(m.UpperSeq)), m.Upper); err == nil {
+							f.terms, err = openLog(path("terms"), m.Terms)
+						}
 					}
 				}
 			}
@@ -254,7 +260,7 @@ func (p *partition) flush() (err error) {
 	}
 	m := manifest{Version: manifestVersion, Tenant: p.t.String(), Gen: p.gen, Dim: p.g.dim, M: p.g.m, EfC: p.g.efC,
 		Entry: p.g.entry, MaxLevel: p.g.maxLevel, Nodes: p.g.len(), Live: p.live, Checkpoint: p.cp,
-		Chunks: p.files.chunks.size, Text: p.files.text.size, Tombs: p.files.tombs.size, Upper: p.files.upper.size,
+		Chunks: p.files.chunks.size, Text: p.files.text.size, Tombs: p.files.tombs.size, Upper: p.files.upper.size, Terms: p.files.terms.size,
 		UpperSeq: p.upperSeq}
 	if err := writeManifest(p.dir, &m); err != nil {
 		return err
@@ -348,7 +354,7 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 	fail := func(err error) error {
 		_ = np.files.close()
 		if np.dir != "" {
-			for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0"} {
+			for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0", "terms"} {
 				_ = os.Remove(filepath.Join(np.dir, fileName(kind, np.gen)))
 			}
 		}
@@ -371,7 +377,11 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 			if err != nil {
 				return fail(err)
 			}
-			if err := np.add(c, p.g.vec(uint32(id)), text); err != nil {
+			tfs, dl, err := p.nodeTerms(uint32(id))
+			if err != nil {
+				return fail(err)
+			}
+			if err := np.add(c, p.g.vec(uint32(id)), text, tfs, dl); err != nil {
 				return fail(err)
 			}
 		}
@@ -381,8 +391,8 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 		return fail(err)
 	}
 	old := p.files
-	p.gen, p.upperSeq, p.g, p.files, p.refs, p.deleted, p.ids, p.live, p.dirty =
-		np.gen, np.upperSeq, np.g, np.files, np.refs, np.deleted, np.ids, np.live, false
+	p.gen, p.upperSeq, p.g, p.files, p.refs, p.deleted, p.ids, p.lex, p.live, p.dirty =
+		np.gen, np.upperSeq, np.g, np.files, np.refs, np.deleted, np.ids, np.lex, np.live, false
 	_ = old.close()
 	if p.dir != "" {
 		removeOtherGens(p.dir, p.gen, p.upperSeq)
@@ -476,7 +486,7 @@ func (ix *Index) openPartition(t tenant.ID, dir string) (*partition, error) {
 		return nil, err
 	}
 	p := &partition{t: t, dir: dir, gen: m.Gen, upperSeq: m.UpperSeq, files: f, cp: m.Checkpoint, live: m.Live,
-		ids: newIDs(m.Live)}
+		ids: newIDs(m.Live), lex: newLexIndex()}
 	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.links, f.codes)
 	p.g.n, p.g.entry, p.g.maxLevel = m.Nodes, m.Entry, m.MaxLevel
 	if m.Nodes == 0 {
@@ -547,6 +557,9 @@ func (p *partition) loadLogs(m *manifest) error {
 	}
 	if len(p.refs) != m.Nodes {
 		return fmt.Errorf("%d chunk records for %d nodes", len(p.refs), m.Nodes)
+	}
+	if err := p.loadTerms(m.Terms); err != nil {
+		return err
 	}
 	up := make([]byte, m.Upper)
 	if err := p.files.upper.readAt(up, 0); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -168,6 +169,68 @@ func Run(t *testing.T, newIndex func(t *testing.T) search.Index) {
 		must(t, ix.CheckWrite(ctx, b, 8))
 	})
 
+	t.Run("LexicalModes", func(t *testing.T) {
+		ix := newIndex(t)
+		must(t, ix.Upsert(ctx, a, []search.Chunk{
+			chunk("pump", 0, "The pumps were inspected weekly by the engineers", vec(1, 0, 0, 0)),
+			chunk("wing", 0, "Wing flutter at supersonic speeds", vec(0, 1, 0, 0)),
+			chunk("misc", 0, "Notes about the cafeteria menu", vec(0.9, 0.1, 0, 0)),
+		}))
+		// Lexical: the stemmer meets "pumping engineer" with "pumps ... engineers"; the vector is ignored.
+		q := search.Query{Mode: search.ModeLexical, Terms: lexical.Analyze("pumping engineer"), Text: "pumping engineer", K: 5, MinScore: -1}
+		hits, err := ix.Search(ctx, a, q)
+		must(t, err)
+		if got := texts(hits); len(got) != 1 || got[0] != "The pumps were inspected weekly by the engineers" {
+			t.Fatalf("lexical hits %v, want only the pumps", got)
+		}
+		if hits[0].Score <= 0 || hits[0].Score >= 1 || hits[0].LexicalScore != hits[0].Score {
+			t.Fatalf("lexical score %v (lexical %v): want a normalised BM25 in (0, 1)", hits[0].Score, hits[0].LexicalScore)
+		}
+		// Hybrid: the lexical match and the nearest vectors are both found; the chunk both halves
+		// rank first ("wing": first by vector, the only lexical match) comes first.
+		q = search.Query{Mode: search.ModeHybrid, Vector: vec(0, 1, 0, 0), Terms: lexical.Analyze("supersonic flutter"), Text: "supersonic flutter", K: 3, MinScore: -1}
+		hits, err = ix.Search(ctx, a, q)
+		must(t, err)
+		if len(hits) == 0 || hits[0].DocID != "wing" || hits[0].LexicalScore <= 0 || hits[0].VectorScore < 0.99 {
+			t.Fatalf("hybrid hits %+v: want wing first with both scores", hits)
+		}
+		for i := 1; i < len(hits); i++ {
+			if hits[i].Score > hits[i-1].Score {
+				t.Fatalf("hybrid hits not sorted: %v", hits)
+			}
+		}
+		// A filter holds in the lexical half too.
+		q = search.Query{Mode: search.ModeLexical, Terms: lexical.Analyze("pumps wing"), K: 5, MinScore: -1, Filter: search.Filter{DocIDs: []string{"wing"}}}
+		hits, err = ix.Search(ctx, a, q)
+		must(t, err)
+		if got := texts(hits); len(got) != 1 || got[0] != "Wing flutter at supersonic speeds" {
+			t.Fatalf("filtered lexical hits %v", got)
+		}
+		// A deleted document's words no longer match.
+		must(t, ix.DeleteDoc(ctx, a, "pump"))
+		hits, err = ix.Search(ctx, a, search.Query{Mode: search.ModeLexical, Terms: lexical.Analyze("pumps"), K: 5, MinScore: -1})
+		must(t, err)
+		if len(hits) != 0 {
+			t.Fatalf("deleted document found by its words: %v", texts(hits))
+		}
+	})
+
+	t.Run("LexicalTenantIsolation", func(t *testing.T) {
+		ix := newIndex(t)
+		must(t, ix.Upsert(ctx, a, []search.Chunk{chunk("plan", 0, "Acquisition of Zephyrcorp in March", vec(1, 0, 0, 0))}))
+		must(t, ix.Upsert(ctx, b, []search.Chunk{chunk("plan", 0, "Quarterly picnic", vec(1, 0, 0, 0))}))
+		for _, mode := range []search.Mode{search.ModeLexical, search.ModeHybrid} {
+			hits, err := ix.Search(ctx, b, search.Query{Mode: mode, Vector: vec(1, 0, 0, 0), Terms: lexical.Analyze("zephyrcorp acquisition"),
+				Text: "zephyrcorp acquisition", K: 10, MinScore: -1})
+			must(t, err)
+			for _, h := range hits {
+				if h.Text != "Quarterly picnic" {
+					t.Fatalf("%s: tenant B found A's chunk %q", mode, h.Text)
+				}
+			}
+		}
+	})
+
 	t.Run("ManyChunks", func(t *testing.T) {
 		ix := newIndex(t)
 		var cs []search.Chunk
@@ -211,7 +274,7 @@ func vec(x ...float32) []float32 { return x }
 
 func chunk(doc string, n int, text string, v []float32) search.Chunk {
 	return search.Chunk{DocID: doc, ChunkID: fmt.Sprintf("%s#%d", doc, n), Text: text, Title: "Title " + doc, Source: "src",
-		URL: "https://example.test/" + doc, Metadata: map[string]string{"lang": "en"}, Vector: v}
+		URL: "https://example.test/" + doc, Metadata: map[string]string{"lang": "en"}, Vector: v, Terms: lexical.Analyze(text)}
 }
 
 func texts(hs []search.Hit) []string {
