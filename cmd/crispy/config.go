@@ -15,6 +15,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/logging"
 )
 
 // config is the root configuration: every knob of every command, parsed once here from flags and
@@ -390,10 +391,11 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// newLogger is the process logger: JSON lines on w.
+// newLogger is the process logger: JSON lines on w, each record logged with a request's context
+// carrying its requestId and tenant (platform/logging).
 func newLogger(w io.Writer, level string) *slog.Logger {
 	l, _ := parseLevel(level)
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return logging.New(w, l)
 }
 
 // isPostgres reports whether --eventstore names a PostgreSQL database.
