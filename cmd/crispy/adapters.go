@@ -10,6 +10,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -26,7 +27,7 @@ func (c toolCompleter) Complete(ctx context.Context, t tenant.ID, req tooling.Co
 		msgs = append(msgs, ai.Message{Role: ai.RoleSystem, Content: req.System})
 	}
 	msgs = append(msgs, ai.Message{Role: ai.RoleUser, Content: req.Prompt})
-	ans, err := c.a.conv.Complete(ctx, t, msgs, req.MaxTokens)
+	ans, err := c.a.conv.Complete(ctx, t, metering.PurposeTool, msgs, req.MaxTokens)
 	if errors.Is(err, conversation.ErrOfflineOnly) {
 		return tooling.CompletionResult{}, tooling.ErrNoModel
 	}
@@ -44,7 +45,7 @@ func (c ragCompleter) Complete(ctx context.Context, t tenant.ID, req retrieval.C
 	for i, m := range req.Messages {
 		msgs[i] = ai.Message{Role: m.Role, Content: m.Content}
 	}
-	ans, err := c.a.conv.Complete(ctx, t, msgs, req.MaxTokens)
+	ans, err := c.a.conv.Complete(ctx, t, req.Purpose, msgs, req.MaxTokens)
 	if errors.Is(err, conversation.ErrOfflineOnly) {
 		return retrieval.CompletionResult{}, retrieval.ErrNoModel
 	}
@@ -52,6 +53,14 @@ func (c ragCompleter) Complete(ctx context.Context, t tenant.ID, req retrieval.C
 		return retrieval.CompletionResult{}, err
 	}
 	return retrieval.CompletionResult{Text: ans.Content, Model: ans.Model.String()}, nil
+}
+
+// convMeter meters other modules' model calls (embeddings) on the conversation module's token
+// budget and usage events; built before conversation, called after.
+type convMeter struct{ a *app }
+
+func (m convMeter) Begin(ctx context.Context, t tenant.ID, tokens int) (metering.Hold, error) {
+	return m.a.conv.Meter().Begin(ctx, t, tokens)
 }
 
 // toolIngester puts a tool's document into the calling tenant's index.

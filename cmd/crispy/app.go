@@ -143,7 +143,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		return nil, err
 	}
 	a.closers = append(a.closers, idx.Close)
-	if a.retr, err = buildRetrieval(cfg, log, a.store, traced.New(idx, a.tracer.Tracer()), a.set, a.tenancy, ragCompleter{a}); err != nil {
+	if a.retr, err = buildRetrieval(cfg, log, a.store, traced.New(idx, a.tracer.Tracer()), a.set, a.tenancy, ragCompleter{a}, convMeter{a}); err != nil {
 		return nil, err
 	}
 
@@ -277,7 +277,7 @@ func redisEngine(cfg config) engine {
 
 // buildRetrieval builds the retrieval module on the index (the caller closes it) with the embedders
 // of the configuration; serve, ingest and reindex share it.
-func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx search.Index, set *metrics.Set, ten *tenancy.Module, completer retrieval.Completer) (*retrieval.Module, error) {
+func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx search.Index, set *metrics.Set, ten *tenancy.Module, completer retrieval.Completer, meter retrieval.Meter) (*retrieval.Module, error) {
 	emb, err := embeddings.NewResolver(embeddings.Config{
 		Default:   cfg.DefaultEmbedModel,
 		OpenAI:    embeddings.OpenAIConfig{BaseURL: cfg.OpenAIBaseURL, APIKey: cfg.OpenAIAPIKey},
@@ -290,7 +290,7 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 	if ss, ok := store.(*sealing.Store); ok {
 		sealer = ss.Sealer()
 	}
-	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer,
+	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer, Meter: meter,
 		SharedIndex: cfg.Search != "" && cfg.Search != "embedded", Log: log, Metrics: set, Sealer: sealer})
 	if err != nil {
 		return nil, within("retrieval", err, "")

@@ -83,7 +83,7 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if o.index, err = openIndex(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if o.retr, err = buildRetrieval(cfg, log, sealed, o.index, metrics.NewSet(), ten, nil); err != nil {
+	if o.retr, err = buildRetrieval(cfg, log, sealed, o.index, metrics.NewSet(), ten, nil, nil); err != nil {
 		return nil, err
 	}
 	return o, nil

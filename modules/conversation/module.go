@@ -30,6 +30,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 
@@ -434,9 +435,16 @@ func (m *Module) SessionAsOf(ctx context.Context, t tenant.ID, sessionID string,
 var ErrOfflineOnly = app.ErrOfflineOnly
 
 // Complete answers a one-off completion for another module (a tool's Host.Complete, a RAG answer or
-// query rewrite) with the tenant's chat model chain and its fallbacks, outside any session. It
-// returns ErrOfflineOnly when the tenant's model is the offline one, so the caller can use its own
-// deterministic method. The tokens it uses are not charged to the tenant's token budget.
-func (m *Module) Complete(ctx context.Context, t tenant.ID, msgs []ai.Message, maxTokens int) (ai.Answer, error) {
-	return m.svc.Complete(ctx, t, msgs, maxTokens)
+// query rewrite; purpose is one of platform/metering's Purpose* constants) with the tenant's chat
+// model chain and its fallbacks, outside any session. It returns ErrOfflineOnly when the tenant's
+// model is the offline one, so the caller can use its own deterministic method. The call is
+// metered: booked against the tenant's token budget first (an *apperr.Error 429 budget_exceeded
+// when it does not fit, and no model is called), then recorded as usage (CompletionRecorded with
+// its purpose).
+func (m *Module) Complete(ctx context.Context, t tenant.ID, purpose string, msgs []ai.Message, maxTokens int) (ai.Answer, error) {
+	return m.svc.Complete(ctx, t, purpose, msgs, maxTokens)
 }
+
+// Meter is the metering port (platform/metering) over the tenant's token budget and usage events,
+// for the model calls other modules make themselves (embeddings).
+func (m *Module) Meter() metering.Meter { return m.svc }

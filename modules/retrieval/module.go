@@ -32,6 +32,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/health"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/sealing"
@@ -107,6 +108,7 @@ type Deps struct {
 	Embedders Embedders    // *embeddings.Resolver
 	Policy    TenantPolicy // nil: every tenant uses the default embeddings model
 	Completer Completer    // nil: offline (extractive answers, no rewrite)
+	Meter     Meter        // nil: embeddings are not metered (CLI)
 	// Sealer, when set, seals each ingest's text under a data key of its own (issue 12 §4): in the
 	// log (Store must then be the sealing store with SealingPolicy among its policies) and in the
 	// index; deleting a document destroys its keys. Nil: documents are kept in plain text.
@@ -157,6 +159,9 @@ func New(d Deps) (*Module, error) {
 	}
 	if d.Completer != nil {
 		svc.Completer = completerAdapter{d.Completer}
+	}
+	if d.Meter != nil {
+		svc.Meter = d.Meter
 	}
 	if d.Sealer != nil {
 		svc.Sealed = sealedindex.New(d.Sealer, func(err error) bool { return errors.Is(err, sealing.ErrErased) })
@@ -363,9 +368,16 @@ func (m *Module) Ingest(ctx context.Context, t tenant.ID, doc Document) (IngestR
 	return IngestResult{DocID: res.DocID, Chunks: res.Chunks, EmbeddingModel: res.EmbeddingModel}, err
 }
 
-// Embed embeds texts with t's embeddings model and returns the model id (tooling's Host.Embed).
+// Embed embeds texts with t's embeddings model and returns the model id (tooling's Host.Embed),
+// metered as a tool's call (platform/metering.PurposeToolEmbed).
 func (m *Module) Embed(ctx context.Context, t tenant.ID, texts []string) ([][]float32, string, error) {
-	return m.svc.Embed(ctx, t, texts)
+	return m.svc.Embed(ctx, t, metering.PurposeToolEmbed, texts)
+}
+
+// EmbedFor is Embed metered under another purpose (POST /v1/embeddings: metering.PurposeEmbeddings).
+// Over the tenant's token budget it refuses with an *apperr.Error 429 budget_exceeded.
+func (m *Module) EmbedFor(ctx context.Context, t tenant.ID, purpose string, texts []string) ([][]float32, string, error) {
+	return m.svc.Embed(ctx, t, purpose, texts)
 }
 
 // Passage is a retrieved chunk, for chat RAG (numbered citations in the model's context).
@@ -443,8 +455,8 @@ func (a policyAdapter) EmbeddingsModel(ctx context.Context, t tenant.ID) (string
 
 type completerAdapter struct{ c Completer }
 
-func (a completerAdapter) Complete(ctx context.Context, t tenant.ID, msgs []app.Message, maxTokens int) (string, string, error) {
-	req := CompletionRequest{MaxTokens: maxTokens, Messages: make([]Message, len(msgs))}
+func (a completerAdapter) Complete(ctx context.Context, t tenant.ID, purpose string, msgs []app.Message, maxTokens int) (string, string, error) {
+	req := CompletionRequest{MaxTokens: maxTokens, Purpose: purpose, Messages: make([]Message, len(msgs))}
 	for i, m := range msgs {
 		req.Messages[i] = Message{Role: m.Role, Content: m.Content}
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -25,6 +26,8 @@ type Message struct {
 type CompletionRequest struct {
 	Messages  []Message
 	MaxTokens int
+	// Purpose names the call in the tenant's usage (platform/metering: PurposeRewrite, PurposeAnswer).
+	Purpose string
 }
 
 // CompletionResult is the model's answer.
@@ -35,7 +38,8 @@ type CompletionResult struct {
 
 // Completer writes RAG answers and rewrites queries with the tenant's chat model. It returns
 // ErrNoModel (wrapped or not) when only the offline model is configured: the module then writes an
-// extractive answer itself and skips the rewrite. Nil in Deps means the same.
+// extractive answer itself and skips the rewrite. Nil in Deps means the same. It meters the call
+// (usage and token budget): an *apperr.Error 429 budget_exceeded refuses the search.
 type Completer interface {
 	Complete(ctx context.Context, t tenant.ID, req CompletionRequest) (CompletionResult, error)
 }
@@ -48,3 +52,9 @@ var ErrNoModel = domain.ErrNoModel
 type Embedders interface {
 	Resolve(spec string) (embeddings.Embedder, error)
 }
+
+// Meter books and records the embeddings calls the module makes in a request (a search's query
+// vector, an ingest's chunk vectors) against the tenant's token budget and usage; the conversation
+// module's Meter implements it. Nil in Deps: not metered (the CLI's ingest and reindex). Calls to
+// the built-in hashed embedder are never metered.
+type Meter = metering.Meter

@@ -381,7 +381,9 @@ type hostServer struct {
 }
 
 // scoped resolves the token, checks the permission, and returns a context that also ends when the
-// call ends (a callback cannot outlive its call).
+// call ends (a callback cannot outlive its call). It carries the values of the call's context (the
+// host's trace span, request identity and whatever else the host put there), so the work a callback
+// does is part of the call that made it, not an orphan of the plugin connection.
 func (h *hostServer) scoped(ctx context.Context, tok, perm string) (context.Context, context.CancelFunc, Scope, error) {
 	e, ok := h.tokens.lookup(tok)
 	if !ok {
@@ -393,9 +395,10 @@ func (h *hostServer) scoped(ctx context.Context, tok, perm string) (context.Cont
 	if h.cb == nil {
 		return nil, nil, Scope{}, status.Error(codes.Unavailable, "the host has no backend for this callback")
 	}
-	cctx, cancel := context.WithCancel(ctx)
+	cctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
+	stopRPC := context.AfterFunc(ctx, cancel)
 	stop := context.AfterFunc(e.ctx, cancel)
-	return cctx, func() { stop(); cancel() }, e.scope, nil
+	return cctx, func() { stop(); stopRPC(); cancel() }, e.scope, nil
 }
 
 func toStatus(err error) error {

@@ -195,7 +195,9 @@ type SessionExpired struct {
 	LastActivity  string `json:"lastActivity"` // RFC 3339
 }
 
-// CompletionRecorded records one stateless POST /v1/chat/completions call (no x-session-id): what
+// CompletionRecorded records one stateless POST /v1/chat/completions call (no x-session-id), or one
+// model call another module made (Purpose set: a query rewrite, a search answer, a tool's callback,
+// embeddings), in t-{tenant}.completions-{yyyymmdd}: what
 // usage, cost and the token budget count, and nothing of the prompt or the answer. CallID plays the
 // part of a turn id (the budget ledger settles its reservation by it).
 type CompletionRecorded struct {
@@ -213,6 +215,13 @@ type CompletionRecorded struct {
 	Fallbacks      []FallbackAttempt `json:"fallbacks,omitempty"`
 	UserID         string            `json:"userId,omitempty"`
 	Offline        bool              `json:"offline,omitempty"`
+	// Purpose is set on a model call another module made through the metering port (platform/metering:
+	// "search.rewrite", "search.answer", "tool.complete", "tool.embeddings", "embeddings.search",
+	// "embeddings.ingest", "embeddings"); empty for a stateless /v1/chat/completions call. Such calls
+	// count in usage, cost and the token budget, but not in the chat SLIs.
+	Purpose string `json:"purpose,omitempty"`
+	// Operation is "chat" or "embeddings" (empty: chat).
+	Operation string `json:"operation,omitempty"`
 }
 
 // OutcomeCompleted is CompletionRecorded.Outcome of a call whose answer completed.

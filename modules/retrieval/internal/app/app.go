@@ -19,6 +19,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -28,7 +29,7 @@ type (
 	Message struct{ Role, Content string }
 
 	Completer interface {
-		Complete(ctx context.Context, t tenant.ID, msgs []Message, maxTokens int) (text, model string, err error)
+		Complete(ctx context.Context, t tenant.ID, purpose string, msgs []Message, maxTokens int) (text, model string, err error)
 	}
 	ModelPolicy interface {
 		EmbeddingsModel(ctx context.Context, t tenant.ID) (string, error)
@@ -52,6 +53,9 @@ type Service struct {
 	Embedders Embedders
 	Policy    ModelPolicy // nil: the default model
 	Completer Completer   // nil: offline
+	// Meter books and records the embeddings calls of the request path (Embed with a purpose);
+	// nil: not metered.
+	Meter   metering.Meter
 	Cache     *Cache
 	Stats     *Stats
 	// Sealed, when set, seals document events (through the store's policy: Ingest names the key)
@@ -115,20 +119,49 @@ func (s *Service) Embedder(ctx context.Context, t tenant.ID) (embeddings.Embedde
 	return e, nil
 }
 
-// Embed embeds texts with t's model.
-func (s *Service) Embed(ctx context.Context, t tenant.ID, texts []string) ([][]float32, string, error) {
+// Embed embeds texts with t's model, metered with purpose (platform/metering).
+func (s *Service) Embed(ctx context.Context, t tenant.ID, purpose string, texts []string) ([][]float32, string, error) {
 	e, err := s.Embedder(ctx, t)
 	if err != nil {
 		return nil, "", err
 	}
-	vs, err := e.Embed(ctx, texts)
+	vs, err := s.embedMetered(ctx, t, e, purpose, texts)
 	if err != nil {
 		return nil, "", embedErr(err)
 	}
 	return vs, e.Model(), nil
 }
 
+// embedMetered runs e.Embed as one metered call of t: booked against the tenant's token budget
+// (a 429 budget_exceeded refuses it before the provider is called) and recorded as usage with the
+// estimated tokens (the embeddings port reports none). The built-in hashed embedder calls no model
+// and is not metered.
+func (s *Service) embedMetered(ctx context.Context, t tenant.ID, e embeddings.Embedder, purpose string, texts []string) ([][]float32, error) {
+	if s.Meter == nil || metering.Local(e.Model()) {
+		return e.Embed(ctx, texts)
+	}
+	tokens := metering.EstimateTokens(texts...)
+	h, err := s.Meter.Begin(ctx, t, tokens)
+	if err != nil {
+		return nil, err
+	}
+	start := s.Now()
+	vs, err := e.Embed(ctx, texts)
+	call := metering.Call{Purpose: purpose, Operation: metering.OperationEmbeddings, Model: e.Model(), PromptTokens: tokens,
+		Estimated: true, Latency: s.Now().Sub(start), Err: err}
+	if err != nil {
+		call.PromptTokens = 0
+	}
+	if derr := h.Done(ctx, call); derr != nil {
+		s.Log.ErrorContext(ctx, "embeddings call not recorded as usage", "tenant", t.String(), "purpose", purpose, "error", derr)
+	}
+	return vs, err
+}
+
 func embedErr(err error) error {
+	if _, ok := apperr.As(err); ok {
+		return err // the meter's refusal (429 budget_exceeded) or its read model catching up (503)
+	}
 	if errors.Is(err, embeddings.ErrUnavailable) {
 		return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.embeddingsUnavailable", "the embeddings provider is unavailable; try again later")
 	}
@@ -274,11 +307,12 @@ func (s *Service) indexChunks(ctx context.Context, t tenant.ID, ev events.Docume
 	if err != nil {
 		return nil, err
 	}
-	return s.embedChunks(ctx, e, ev)
+	return s.embedChunks(ctx, t, e, ev, "")
 }
 
-// embedChunks embeds a document's chunks with e.
-func (s *Service) embedChunks(ctx context.Context, e embeddings.Embedder, ev events.DocumentIngested) ([]search.Chunk, error) {
+// embedChunks embeds a document's chunks with e; metered with purpose unless it is "" (a replica
+// indexing a recorded document embeds it again: the ingest that recorded it was metered).
+func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Embedder, ev events.DocumentIngested, purpose string) ([]search.Chunk, error) {
 	cs, ok := domain.FromEvent(ev.Text, ev.Chunks)
 	if !ok {
 		return nil, fmt.Errorf("document %q: recorded chunk offsets do not fit its text", ev.DocID)
@@ -290,7 +324,13 @@ func (s *Service) embedChunks(ctx context.Context, e embeddings.Embedder, ev eve
 	for i, c := range cs {
 		texts[i] = c.Text
 	}
-	vs, err := e.Embed(ctx, texts)
+	var vs [][]float32
+	var err error
+	if purpose == "" {
+		vs, err = e.Embed(ctx, texts)
+	} else {
+		vs, err = s.embedMetered(ctx, t, e, purpose, texts)
+	}
 	if err != nil {
 		return nil, embedErr(err)
 	}

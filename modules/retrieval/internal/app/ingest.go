@@ -14,6 +14,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -102,7 +103,7 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	if s.Sealed != nil {
 		ev.Key = events.NewDocumentKey(c.DocID)
 	}
-	indexed, err := s.embedChunks(ctx, emb, ev)
+	indexed, err := s.embedChunks(ctx, c.Tenant, emb, ev, metering.PurposeEmbedIngest)
 	if err != nil {
 		return IngestResult{}, err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -138,7 +139,10 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 		r.Cached = true
 		return r, nil
 	}
-	query := s.rewrite(ctx, q.Tenant, q.Query)
+	query, err := s.rewrite(ctx, q.Tenant, q.Query)
+	if err != nil {
+		return SearchResult{}, err
+	}
 	hits, err := s.retrieve(ctx, q.Tenant, query, q.TopK, filter, q.MinScore)
 	if err != nil {
 		return SearchResult{}, err
@@ -153,7 +157,9 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 	}
 	res.Confidence = domain.Confidence(scores)
 	if q.Answer {
-		res.Answer, res.FollowUps, res.Model = s.answer(ctx, q.Tenant, q.Query, numbered)
+		if res.Answer, res.FollowUps, res.Model, err = s.answer(ctx, q.Tenant, q.Query, numbered); err != nil {
+			return SearchResult{}, err
+		}
 	}
 	s.Cache.Put(q.Tenant, gen, key, res)
 	s.record(q.Tenant, false, s.Now().Sub(start))
@@ -181,7 +187,7 @@ func (s *Service) Retrieve(ctx context.Context, t tenant.ID, query string, k int
 }
 
 func (s *Service) retrieve(ctx context.Context, t tenant.ID, query string, k int, f search.Filter, minScore *float64) ([]search.Hit, error) {
-	vs, _, err := s.Embed(ctx, t, []string{query})
+	vs, _, err := s.Embed(ctx, t, metering.PurposeEmbedSearch, []string{query})
 	if err != nil {
 		return nil, err
 	}
@@ -216,41 +222,50 @@ func (s *Service) record(t tenant.ID, hit bool, d time.Duration) {
 	}
 }
 
+// overBudget is a model call the tenant's token budget refused (429 budget_exceeded): the search is
+// refused with it rather than answered without the model, which would spend nothing but hide that
+// the tenant is out of budget.
+func overBudget(err error) bool { return apperr.KindOf(err) == apperr.KindRateLimited }
+
 // rewrite asks the model for a search-friendly form of the query, bounded by RewriteTimeout; any
-// failure (or the offline model) keeps the original.
-func (s *Service) rewrite(ctx context.Context, t tenant.ID, query string) string {
+// failure (or the offline model) keeps the original, but for the budget's refusal, which is returned.
+func (s *Service) rewrite(ctx context.Context, t tenant.ID, query string) (string, error) {
 	if s.Completer == nil || s.RewriteTimeout <= 0 {
-		return query
+		return query, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.RewriteTimeout)
 	defer cancel()
-	text, _, err := s.Completer.Complete(ctx, t, []Message{
+	text, _, err := s.Completer.Complete(ctx, t, metering.PurposeRewrite, []Message{
 		{Role: "system", Content: "Rewrite the user's question as a short search query for a document index. Keep every named " +
 			"entity and technical term. Answer with the query only, on one line."},
 		{Role: "user", Content: query},
 	}, 64)
 	if err != nil {
+		if overBudget(err) {
+			return "", err
+		}
 		if !errors.Is(err, ErrNoModel) {
 			s.Log.Debug("retrieval: query rewrite failed; using the original", "error", err)
 		}
-		return query
+		return query, nil
 	}
 	text = strings.TrimSpace(strings.SplitN(strings.TrimSpace(text), "\n", 2)[0])
 	if text == "" || utf8.RuneCountInString(text) > MaxQueryChars {
-		return query
+		return query, nil
 	}
-	return text
+	return text, nil
 }
 
-// answer writes the cited answer with the model, or the extractive one offline (or when the model
-// fails: the client still gets its sources and an honest answer).
-func (s *Service) answer(ctx context.Context, t tenant.ID, query string, sources []domain.Source) (string, []string, string) {
-	offline := func() (string, []string, string) {
+// answer writes the cited answer and its follow-ups (one model call) with the model, or the
+// extractive one offline (or when the model fails: the client still gets its sources and an honest
+// answer). The budget's refusal is returned.
+func (s *Service) answer(ctx context.Context, t tenant.ID, query string, sources []domain.Source) (string, []string, string, error) {
+	offline := func() (string, []string, string, error) {
 		fu := domain.OfflineFollowUps(query, sources)
 		if fu == nil {
 			fu = []string{}
 		}
-		return domain.ExtractiveAnswer(query, sources), fu, "builtin:offline"
+		return domain.ExtractiveAnswer(query, sources), fu, "builtin:offline", nil
 	}
 	if s.Completer == nil || len(sources) == 0 {
 		return offline()
@@ -258,8 +273,11 @@ func (s *Service) answer(ctx context.Context, t tenant.ID, query string, sources
 	sys, user := domain.Prompt(query, sources)
 	actx, cancel := context.WithTimeout(ctx, s.AnswerTimeout)
 	defer cancel()
-	text, model, err := s.Completer.Complete(actx, t, []Message{{Role: "system", Content: sys}, {Role: "user", Content: user}}, 700)
+	text, model, err := s.Completer.Complete(actx, t, metering.PurposeAnswer, []Message{{Role: "system", Content: sys}, {Role: "user", Content: user}}, 700)
 	if err != nil {
+		if overBudget(err) {
+			return "", nil, "", err
+		}
 		if !errors.Is(err, ErrNoModel) {
 			s.Log.Warn("retrieval: answer model failed; answering extractively", "tenant", t.String(), "error", err)
 		}
@@ -269,5 +287,5 @@ func (s *Service) answer(ctx context.Context, t tenant.ID, query string, sources
 	if fu == nil {
 		fu = []string{}
 	}
-	return ans, fu, model
+	return ans, fu, model, nil
 }

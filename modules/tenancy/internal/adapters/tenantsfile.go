@@ -373,8 +373,14 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 				case "tenantPerMinute":
 					x, _ := p.intIn(v, fp, 1, 1_000_000_000)
 					c.RateLimit.TenantPerMinute = int(x)
+				case "keyPerMinute":
+					x, _ := p.intIn(v, fp, 1, 1_000_000_000)
+					c.RateLimit.KeyPerMinute = int(x)
+				case "tokensPerMinute":
+					x, _ := p.intIn(v, fp, 1, 1_000_000_000_000)
+					c.RateLimit.TokensPerMinute = int(x)
 				default:
-					p.unknown(fp, v, "perMinute, burst, windowSec, tenantPerMinute")
+					p.unknown(fp, v, "perMinute, burst, windowSec, tenantPerMinute, keyPerMinute, tokensPerMinute")
 				}
 			})
 		case "tokenBudget":

@@ -46,8 +46,14 @@ func scopeTenant(s sdk.Scope) (tenant.ID, error) {
 	return t, nil
 }
 
-// mapErr keeps refusals the tool can act on and hides the rest behind a generic message.
-func mapErr(op string, err error) error {
+// mapErr keeps refusals the tool can act on and hides the rest behind a generic message. A refusal
+// of the tenant's token budget is also recorded in the call's context (domain.Refusals), so that
+// the call answers 429 budget_exceeded whatever the tool does with the error.
+func mapErr(ctx context.Context, op string, err error) error {
+	if e, ok := apperr.As(err); ok && e.Kind == apperr.KindRateLimited {
+		domain.RecordRefusal(ctx, err)
+		return fmt.Errorf("%s: %s: %w", op, e.Message, sdk.ErrUnavailable)
+	}
 	switch {
 	case errors.Is(err, domain.ErrNoModel), errors.Is(err, sdk.ErrUnavailable):
 		return fmt.Errorf("%s: %w", op, sdk.ErrUnavailable)
@@ -77,7 +83,7 @@ func (c Callbacks) Complete(ctx context.Context, s sdk.Scope, req sdk.CompleteRe
 	}
 	r, err := c.Completer.Complete(ctx, t, domain.Completion{System: req.System, Prompt: req.Prompt, MaxTokens: req.MaxTokens, UserID: s.UserID, RequestID: s.RequestID})
 	if err != nil {
-		return sdk.Completion{}, mapErr("complete", err)
+		return sdk.Completion{}, mapErr(ctx, "complete", err)
 	}
 	return sdk.Completion{Text: r.Text, Model: r.Model}, nil
 }
@@ -92,7 +98,7 @@ func (c Callbacks) Embed(ctx context.Context, s sdk.Scope, texts []string) (sdk.
 	}
 	v, model, err := c.Embedder.Embed(ctx, t, texts)
 	if err != nil {
-		return sdk.Embeddings{}, mapErr("embed", err)
+		return sdk.Embeddings{}, mapErr(ctx, "embed", err)
 	}
 	return sdk.Embeddings{Vectors: v, Model: model}, nil
 }
@@ -108,7 +114,7 @@ func (c Callbacks) Ingest(ctx context.Context, s sdk.Scope, d sdk.Document) (sdk
 	r, err := c.Ingester.Ingest(ctx, t, domain.Document{DocID: d.DocID, Text: d.Text, Title: d.Title, Source: d.Source,
 		URL: d.URL, Metadata: d.Metadata, ChunkSize: d.ChunkSize, UserID: s.UserID, RequestID: s.RequestID})
 	if err != nil {
-		return sdk.IngestResult{}, mapErr("ingest", err)
+		return sdk.IngestResult{}, mapErr(ctx, "ingest", err)
 	}
 	return sdk.IngestResult{DocID: r.DocID, Chunks: r.Chunks, EmbeddingModel: r.EmbeddingModel}, nil
 }

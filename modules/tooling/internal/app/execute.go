@@ -88,7 +88,13 @@ func (s *Service) execute(ctx context.Context, cmd Execute) (Executed, error) {
 		return Executed{}, err
 	}
 	start := s.Now()
-	out, err := s.run(ctx, cmd, tool)
+	rctx, refusals := domain.WithRefusals(ctx)
+	out, err := s.run(rctx, cmd, tool)
+	if r := refusals.Err(); r != nil {
+		// A model callback was refused by the tenant's token budget: the call answers with that
+		// (429 budget_exceeded), not with what the tool made without the model.
+		out, err = nil, r
+	}
 	dur := s.Now().Sub(start)
 	// The outcome is recorded even when the caller has gone away.
 	actx := context.WithoutCancel(ctx)
