@@ -15,7 +15,6 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
-	"github.com/crispy-enigma/crispy/platform/logging"
 )
 
 // config is the root configuration: every knob of every command, parsed once here from flags and
@@ -391,11 +390,10 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// newLogger is the process logger: JSON lines on w, each record logged with a request's context
-// carrying its requestId and tenant (platform/logging).
+// newLogger is the process logger: JSON lines on w.
 func newLogger(w io.Writer, level string) *slog.Logger {
 	l, _ := parseLevel(level)
-	return logging.New(w, l)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // isPostgres reports whether --eventstore names a PostgreSQL database.

@@ -44,21 +44,16 @@ type Models struct {
 	Allowed    []string `json:"allowed,omitempty" yaml:"allowed"`
 }
 
-// RateLimit is the tenant's rate limit (defaults 60 per minute, burst 10). Every ceiling holds over
-// any span: PerMinute accepted requests in any 60 s span and Burst in any 1 s span, for each
-// (tenant, x-user-id) and for the tenant's requests without x-user-id. KeyPerMinute (default
-// PerMinute, same Burst) caps each API key over all its users, and TenantPerMinute (default
-// 10*PerMinute, 10*Burst) the tenant over all keys and users: a request must fit every ceiling
-// that applies, so inventing x-user-id values cannot lift a client above its key's ceiling.
-// TokensPerMinute (0: none) caps the model tokens of the tenant's chat turns in any 60 s span.
-// WindowSec is accepted for old files and ignored.
+// RateLimit is the sliding-window limit (defaults 60 per minute, burst 10, window 60 s). PerMinute
+// and Burst apply to each (tenant, x-user-id) and to the tenant's requests without x-user-id: a
+// window of WindowSec seconds admits ceil(PerMinute*WindowSec/60)+Burst requests. TenantPerMinute
+// (additive; default 10*PerMinute) caps the tenant's total over all users the same way, so rotating
+// x-user-id cannot lift a tenant above it.
 type RateLimit struct {
 	PerMinute       int `json:"perMinute" yaml:"perMinute"`
 	Burst           int `json:"burst" yaml:"burst"`
 	WindowSec       int `json:"windowSec" yaml:"windowSec"`
 	TenantPerMinute int `json:"tenantPerMinute,omitempty" yaml:"tenantPerMinute"`
-	KeyPerMinute    int `json:"keyPerMinute,omitempty" yaml:"keyPerMinute"`
-	TokensPerMinute int `json:"tokensPerMinute,omitempty" yaml:"tokensPerMinute"`
 }
 
 // TokenBudget ceilings; 0 means no ceiling.

@@ -373,14 +373,8 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 				case "tenantPerMinute":
 					x, _ := p.intIn(v, fp, 1, 1_000_000_000)
 					c.RateLimit.TenantPerMinute = int(x)
-				case "keyPerMinute":
-					x, _ := p.intIn(v, fp, 1, 1_000_000_000)
-					c.RateLimit.KeyPerMinute = int(x)
-				case "tokensPerMinute":
-					x, _ := p.intIn(v, fp, 1, 1_000_000_000_000)
-					c.RateLimit.TokensPerMinute = int(x)
 				default:
-					p.unknown(fp, v, "perMinute, burst, windowSec, tenantPerMinute, keyPerMinute, tokensPerMinute")
+					p.unknown(fp, v, "perMinute, burst, windowSec, tenantPerMinute")
 				}
 			})
 		case "tokenBudget":

@@ -131,7 +131,7 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 	if err := validUserID(in.UserID); err != nil {
 		return out, err
 	}
-	d, err := a.decide(ctx, s, e, scopesOf(e, cred, in.UserID))
+	d, err := a.decide(ctx, s, e, in.UserID)
 	if err != nil {
 		return out, err
 	}
@@ -146,7 +146,7 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 			s.limited[e.ID.String()].Inc()
 		}
 		ae := apperr.New(apperr.KindRateLimited, domain.CodeRateLimited,
-			refusalMessage(d))
+			fmt.Sprintf("rate limit of %d requests per %s exceeded; retry in %d s", d.Limit, e.Policy.Window, d.RetryAfterSec))
 		ae.RetryAfterSec = int(d.RetryAfterSec)
 		return out, ae
 	}
@@ -172,35 +172,14 @@ func (a *Admitter) now() int64 {
 	return time.Now().UnixNano()
 }
 
-// scopesOf lists the scopes a request counts against: the tenant, the API key that authenticated it
-// (none for a keyless tenant) and its (tenant, user). Every one must admit it, so a user id made up
-// per request still counts against its key's ceiling and the tenant's.
-func scopesOf(e *domain.Entry, cred, user string) domain.Scopes {
-	var sc domain.Scopes
-	sc.Add(domain.ScopeTenant, "", e.Policy.Tenant)
-	if strings.HasPrefix(cred, domain.KeyIDPrefix) {
-		sc.Add(domain.ScopeKey, cred, e.KeyLimit(cred))
-	}
-	sc.Add(domain.ScopeUser, user, e.Policy.User)
-	return sc
-}
-
-func refusalMessage(d domain.Decision) string {
-	per := "minute"
-	if d.Burst {
-		per = "second"
-	}
-	return fmt.Sprintf("the %s's rate limit (requests per %s) is reached; retry in %d s", domain.ScopeName(d.Scope), per, d.RetryAfterSec)
-}
-
 // decide asks the limiter, or decides without it while it is cooling down after a failure.
-func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, user domain.Scopes) (domain.Decision, error) {
+func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, user string) (domain.Decision, error) {
 	if a.Cooldown > 0 && (a.Fallback != nil || a.FailClosed) {
 		if until := a.bypassUntil.Load(); until != 0 && a.now() < until {
 			return a.without(ctx, s, e, user, time.Duration(until-a.now()))
 		}
 	}
-	d, err := a.Limiter.Allow(ctx, e.ID, user)
+	d, err := a.Limiter.Allow(ctx, e.ID, user, e.Policy)
 	if err == nil {
 		return d, nil
 	}
@@ -234,7 +213,7 @@ func (a *Admitter) failed(ctx context.Context, s *snapshot, e *domain.Entry, cau
 
 // without decides while the limiter is unavailable: a refusal when failing closed (retry once the
 // cooldown is over), else the fallback's decision, or an uncounted admission.
-func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, user domain.Scopes, wait time.Duration) (domain.Decision, error) {
+func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, user string, wait time.Duration) (domain.Decision, error) {
 	if s.bypassed != nil {
 		s.bypassed.Inc()
 	}
@@ -245,11 +224,11 @@ func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, us
 		return domain.Decision{}, ae
 	}
 	if a.Fallback != nil {
-		if d, err := a.Fallback.Allow(ctx, e.ID, user); err == nil {
+		if d, err := a.Fallback.Allow(ctx, e.ID, user, e.Policy); err == nil {
 			return d, nil
 		}
 	}
-	return domain.Decision{Allowed: true, Limit: e.Policy.User.PerMinute, Remaining: e.Policy.User.PerMinute - 1}, nil
+	return domain.Decision{Allowed: true, Limit: e.Policy.KeyLimit, Remaining: e.Policy.KeyLimit - 1, ResetSec: int64(e.Policy.Window / time.Second)}, nil
 }
 
 func (a *Admitter) mode() string {
