@@ -15,6 +15,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/logging"
 )
 
 // config is the root configuration: every knob of every command, parsed once here from flags and
@@ -40,6 +41,7 @@ type config struct {
 	AlertInterval   time.Duration // how often alert rules are evaluated
 	RetentionEvery  time.Duration // how often idle sessions are expired (sessionRetentionDays)
 	MetricsAddr     string        // optional separate listener for GET /metrics
+	AdminKeySHA256  string        // admin keys' SHA-256 hashes, hex, comma-separated
 	LogLevel        string
 	ShutdownTimeout time.Duration
 	// HTTP server timeouts (httpapi.Timeouts): slow and idle clients are cut off.
@@ -199,6 +201,7 @@ func (f *flags) serveFlags(c *config) {
 	f.num(&c.SessionCacheMB, "session-cache-mb", 64, "memory for folded chat sessions, least recently used out first, MiB (0: none kept)")
 	f.num(&c.ResumeBufferMB, "resume-buffer-mb", 64, "memory for finished chat turns kept for resumption, oldest out first, MiB (0: none kept)")
 	f.str(&c.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this address too (none: only on --addr)")
+	f.str(&c.AdminKeySHA256, "admin-key-sha256", "", "SHA-256 hashes (hex, comma-separated) of the admin keys that authorise /admin and GET /metrics on --addr (crispy admin key new makes one)")
 	f.dur(&c.AlertInterval, "alert-interval", 30*time.Second, "how often alert rules are evaluated")
 	f.dur(&c.RetentionEvery, "retention-interval", time.Hour, "how often sessions idle past their tenant's sessionRetentionDays are expired")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
@@ -390,10 +393,11 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// newLogger is the process logger: JSON lines on w.
+// newLogger is the process logger: JSON lines on w, each record logged with a request's context
+// carrying its requestId and tenant (platform/logging).
 func newLogger(w io.Writer, level string) *slog.Logger {
 	l, _ := parseLevel(level)
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return logging.New(w, l)
 }
 
 // isPostgres reports whether --eventstore names a PostgreSQL database.

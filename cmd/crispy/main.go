@@ -94,6 +94,10 @@ Usage:
   crispy plugin lock DIR                  pin the SHA-256 of every plugin in DIR (DIR/plugins.lock)
   crispy openapi [--json]                 print the OpenAPI spec
   crispy tenant key new --tenant T        generate an API key (printed once) and its hash
+  crispy tenant apply FILE --server URL --admin-key KEY
+                                          apply a tenants file to a running server (POST /admin/apply)
+  crispy admin key new                    generate an admin key (printed once) and its hash for
+                                          CRISPY_ADMIN_KEY_SHA256
 
 Run 'crispy COMMAND -h' for a command's flags. Every flag of serve also reads CRISPY_<FLAG>
 (for example --data-dir and CRISPY_DATA_DIR); a flag given on the command line wins.
@@ -127,6 +131,8 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		return cmdOpenAPI(ctx, rest, io, env)
 	case "tenant":
 		return cmdTenant(ctx, rest, io, env)
+	case "admin":
+		return cmdAdmin(ctx, rest, io, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(io.out, usage)
 		return nil

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -32,6 +35,11 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	}
 	log := newLogger(io.err, cfg.LogLevel)
 	started := time.Now()
+	// SIGHUP re-reads the tenants file (its differences are recorded as events); without this
+	// handler it would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	a, err := build(ctx, cfg, log, buildOptions{})
 	if err != nil {
@@ -99,6 +107,7 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	log.Info("listening", "addr", ln.Addr().String(), "metricsAddr", cfg.MetricsAddr, "dataDir", cfg.DataDir,
 		"eventstore", redactURL(cfg.EventStore), "search", redactURL(cfg.Search), "bus", redactURL(cfg.Bus))
 	g.Go(func() error { return a.catchUp(gctx, started) })
+	g.Go(func() error { a.reloadOnHangup(gctx, hup); return nil })
 
 	select {
 	case <-ctx.Done():
@@ -122,6 +131,23 @@ func cmdServe(ctx context.Context, args []string, io stdio, env lookupEnv) error
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// reloadOnHangup applies the tenants file again on every SIGHUP. A file that does not load is
+// logged and changes nothing: the server keeps serving the tenants it had.
+func (a *app) reloadOnHangup(ctx context.Context, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := a.tenancy.Start(ctx); err != nil {
+				a.log.Error("SIGHUP: the tenants file was not applied; the tenants served are unchanged", "error", err.Error())
+				continue
+			}
+			a.log.Info("SIGHUP: tenants file applied")
+		}
+	}
 }
 
 // catchUp waits until the read models have caught up with the store, then closes the chat turns an

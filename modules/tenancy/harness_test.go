@@ -41,7 +41,7 @@ func tenantsYAML() string {
   - id: acme
     hosts: [acme.example]
     apiKeys: ["` + tenancy.HashAPIKey(keyA) + `", "` + tenancy.HashAPIKey(keyA2) + `"]
-    rateLimit: {perMinute: 2, burst: 1, windowSec: 60}
+    rateLimit: {perMinute: 3, burst: 3, windowSec: 60}
     cors: {allowedOrigins: ["https://app.acme.example"]}
     features: {rag: true}
   - id: beta

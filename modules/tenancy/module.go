@@ -62,6 +62,9 @@ type Config struct {
 	// FailClosed refuses requests (503 ratelimit_unavailable) while Redis is failing, instead of
 	// failing open onto the per-process limiter.
 	FailClosed bool
+	// AdminKeySHA256 holds the admin keys' SHA-256 hashes (hex, comma-separated; CRISPY_ADMIN_KEY_SHA256).
+	// Empty: the admin API refuses every request.
+	AdminKeySHA256 string
 }
 
 func (c *Config) defaults() {
@@ -96,6 +99,9 @@ type Deps struct {
 	Log     *slog.Logger
 	Metrics *metrics.Set // nil: no metrics
 	Now     func() time.Time
+	// Erase destroys a deleted tenant's data (its data keys, its index); nil: deleting a tenant
+	// only takes it out of service.
+	Erase func(ctx context.Context, t tenant.ID) error
 }
 
 // Module is the tenancy module.
@@ -116,6 +122,12 @@ type Module struct {
 	starts uint64        // Starts done
 	synced uint64        // the Start whose removals are recorded (all of them without Register)
 	change chan struct{} // closed and replaced when synced changes
+
+	now    func() time.Time
+	admins adminKeys // CRISPY_ADMIN_KEY_SHA256
+	erase  func(context.Context, tenant.ID) error
+	liveMu sync.Mutex                // guards known; taken before mu
+	known  map[string]*domain.Tenant // the latest state known of each tenant (live.go)
 }
 
 // New builds the module. It serves no tenant until Start.
@@ -135,8 +147,13 @@ func New(d Deps) (*Module, error) {
 	}
 	log := d.Log.With("module", "tenancy")
 	mem := adapters.NewMemoryLimiter(d.Now)
-	m := &Module{cfg: d.Config, store: d.Store, log: log, reloaded: make(chan struct{}, 1), change: make(chan struct{})}
-	m.adm = &app.Admitter{Limiter: mem, Log: log, Metrics: d.Metrics, Now: d.Now}
+	admins, err := parseAdminKeys(d.Config.AdminKeySHA256)
+	if err != nil {
+		return nil, err
+	}
+	m := &Module{cfg: d.Config, store: d.Store, log: log, reloaded: make(chan struct{}, 1), change: make(chan struct{}),
+		now: d.Now, admins: admins, erase: d.Erase, known: map[string]*domain.Tenant{}}
+	m.adm = &app.Admitter{Limiter: mem, Log: log, Metrics: d.Metrics, Now: d.Now, Admin: admins.match}
 	if d.Config.RedisURL != "" {
 		opts, err := redis.ParseURL(d.Config.RedisURL)
 		if err != nil {
@@ -190,15 +207,31 @@ func (m *Module) Start(ctx context.Context) error {
 	if m.cfg.TenantsFile == "" {
 		m.log.InfoContext(ctx, "no tenants file: serving the single keyless tenant demo")
 	}
+	_, err = m.startWith(ctx, cmd)
+	return err
+}
+
+// startWith records cmd's differences and serves its tenants (Start, and the admin API's apply).
+func (m *Module) startWith(ctx context.Context, cmd app.SyncTenants) (app.SyncReport, error) {
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
 	dir, rep, err := app.SyncTenantsHandler{Store: m.store}.Handle(ctx, cmd)
 	if err != nil {
-		return fmt.Errorf("tenancy: %w", err)
+		return rep, fmt.Errorf("tenancy: %w", err)
 	}
-	m.adm.SetDirectory(dir)
 	m.mu.Lock()
 	m.last = &cmd
+	m.mu.Unlock()
+	// Serve the file's tenants as recorded, and no longer those that left it (Run records them
+	// as removed), beside the admin API's.
+	m.liveMu.Lock()
+	m.mergeLocked(rep.Tenants)
+	m.rebuildLocked(ctx)
+	m.liveMu.Unlock()
+	if m.adm.Directory() == nil {
+		m.adm.SetDirectory(dir) // the file's tenants could not be merged (a host clash): serve them alone
+	}
+	m.mu.Lock()
 	m.starts++
 	if m.dir == nil {
 		m.setSyncedLocked(m.starts) // no directory: nothing more can be done
@@ -220,7 +253,7 @@ func (m *Module) Start(ctx context.Context) error {
 			m.log.InfoContext(ctx, "rate limits shared through redis")
 		}
 	}
-	return nil
+	return rep, nil
 }
 
 func (m *Module) setSyncedLocked(n uint64) {
@@ -316,6 +349,7 @@ func (m *Module) Run(ctx context.Context) error {
 }
 
 func (m *Module) keepRecorded(ctx context.Context) error {
+	go m.follow(ctx)
 	if m.dir == nil {
 		<-ctx.Done()
 		return nil

@@ -113,11 +113,11 @@ func TestTenantIsolationKeysAndHosts(t *testing.T) {
 func TestRateLimitHeadersAnd429(t *testing.T) {
 	t.Parallel()
 	h := mustHarness(t, tenancy.Config{TenantsFile: writeFile(t, tenantsYAML())})
-	// acme: perMinute 2 + burst 1 in a 60 s window: 3 per key; the tenant total is 10*2+1 = 21.
+	// acme: perMinute 3 (per user and, by default, per key), burst 3; the tenant's total is 30.
 	for i := 0; i < 3; i++ {
 		r := h.get(t, req{tenant: "acme", key: keyA})
 		if r.status != 200 || r.header.Get("x-ratelimit-limit") != "3" || r.header.Get("x-ratelimit-remaining") != fmt.Sprint(2-i) ||
-			r.header.Get("x-ratelimit-reset") != "60" {
+			r.header.Get("x-ratelimit-reset") != "61" {
 			t.Fatalf("request %d: %d %v", i, r.status, r.header)
 		}
 	}
@@ -126,27 +126,31 @@ func TestRateLimitHeadersAnd429(t *testing.T) {
 	if r.status != 429 || r.body["code"] != "rate_limited" {
 		t.Fatalf("fourth: %d %v", r.status, r.body)
 	}
-	// 3 requests weigh 2 once a third of the next window has passed: 60 - 20 + 20 = 60 s from now.
-	if r.header.Get("retry-after") != "60" || r.header.Get("x-ratelimit-remaining") != "0" || r.header.Get("x-ratelimit-limit") != "3" ||
-		r.header.Get("x-ratelimit-reset") != "40" {
+	// The three leave the minute together, 60 s after their second (61 s after epoch): 41 s from now.
+	if r.header.Get("retry-after") != "41" || r.header.Get("x-ratelimit-remaining") != "0" || r.header.Get("x-ratelimit-limit") != "3" ||
+		r.header.Get("x-ratelimit-reset") != "41" {
 		t.Fatalf("429 headers: %v", r.header)
 	}
-	// Another user of the same tenant has a window of its own.
-	if r := h.get(t, req{tenant: "acme", key: keyA, user: "bob"}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != "2" {
-		t.Fatalf("bob: %d %v", r.status, r.header)
+	// Another user of the same key is held by the key's ceiling: a new x-user-id buys nothing.
+	if r := h.get(t, req{tenant: "acme", key: keyA, user: "bob"}); r.status != 429 || !strings.Contains(fmt.Sprint(r.body["detail"]), "API key") {
+		t.Fatalf("bob on the same key: %d %v", r.status, r.body)
+	}
+	// The tenant's other key has a ceiling of its own.
+	if r := h.get(t, req{tenant: "acme", key: keyA2, user: "bob"}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != "2" {
+		t.Fatalf("bob on the other key: %d %v", r.status, r.header)
 	}
 	// Another tenant is untouched by acme's traffic.
-	if r := h.get(t, req{tenant: "beta", key: keyB}); r.status != 200 || r.header.Get("x-ratelimit-limit") != "70" {
+	if r := h.get(t, req{tenant: "beta", key: keyB}); r.status != 200 || r.header.Get("x-ratelimit-limit") != "60" {
 		t.Fatalf("beta: %d %v", r.status, r.header)
 	}
-	if got := h.metric(`crispy_tenancy_rate_limited_total{tenant="acme"}`); !strings.HasSuffix(got, " 1") {
+	if got := h.metric(`crispy_tenancy_rate_limited_total{tenant="acme"}`); !strings.HasSuffix(got, " 2") {
 		t.Fatalf("rate-limit metric: %q", got)
 	}
 	if got := h.metric(`crispy_tenancy_rate_limited_total{tenant="beta"}`); !strings.HasSuffix(got, " 0") {
 		t.Fatalf("beta's rate-limit metric: %q", got)
 	}
 	// At retry-after it fits again.
-	h.clock.Set(epoch.Add(80 * time.Second))
+	h.clock.Set(epoch.Add(61 * time.Second))
 	if r := h.get(t, req{tenant: "acme", key: keyA}); r.status != 200 {
 		t.Fatalf("after retry-after: %d %v", r.status, r.body)
 	}
@@ -234,7 +238,7 @@ func TestConfigIsTenantScoped(t *testing.T) {
 	h := mustHarness(t, tenancy.Config{TenantsFile: writeFile(t, tenantsYAML())})
 	ctx := context.Background()
 	c, err := h.mod.Config(ctx, tenant.MustParse("acme"))
-	if err != nil || !c.Feature("rag") || c.RateLimit.PerMinute != 2 {
+	if err != nil || !c.Feature("rag") || c.RateLimit.PerMinute != 3 {
 		t.Fatalf("acme = %+v, %v", c, err)
 	}
 	if c, err := h.mod.Config(ctx, tenant.MustParse("beta")); err != nil || c.Feature("rag") || c.ID != "beta" {
@@ -324,7 +328,7 @@ func TestRestartAndFileChanges(t *testing.T) {
 
 	// Change the file: acme's limit changes, keyA is revoked and keyA3 added; beta leaves.
 	const keyA3 = "ce_acmeKeyNumberThree"
-	changed := strings.Replace(tenantsYAML(), "perMinute: 2", "perMinute: 4", 1)
+	changed := strings.Replace(tenantsYAML(), "perMinute: 3", "perMinute: 4", 1)
 	changed = strings.Replace(changed, tenancy.HashAPIKey(keyA), tenancy.HashAPIKey(keyA3), 1)
 	changed = strings.Replace(changed, "  - id: beta\n    hosts: [beta.example]\n    apiKeys: [\""+tenancy.HashAPIKey(keyB)+"\"]\n", "", 1)
 	if err := writeFileAt(path, changed); err != nil {
@@ -357,7 +361,7 @@ func TestRestartAndFileChanges(t *testing.T) {
 			t.Fatalf("%+v: %d %v, want %d", c.r, r.status, r.body, c.status)
 		}
 	}
-	if r := h3.get(t, req{tenant: "acme", key: keyA3}); r.header.Get("x-ratelimit-limit") != "5" {
+	if r := h3.get(t, req{tenant: "acme", key: keyA3}); r.header.Get("x-ratelimit-limit") != "4" {
 		t.Fatalf("acme's new limit not applied: %v", r.header)
 	}
 
@@ -483,7 +487,7 @@ func TestRedisOutageFailsOpenOntoLocalLimits(t *testing.T) {
 		t.Fatalf("limiter errors = %q", got)
 	}
 	h.clock.Set(epoch.Add(6 * time.Second))
-	if r := h.get(t, req{tenant: "acme", key: keyA, user: "bob"}); r.status != 200 {
+	if r := h.get(t, req{tenant: "acme", key: keyA2, user: "bob"}); r.status != 200 {
 		t.Fatalf("bob with redis down: %d", r.status)
 	}
 	if got := h.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 2" {
@@ -622,7 +626,7 @@ func TestIntegrationRedisSharedLimit(t *testing.T) {
 	if strings.Contains(r1.log.String(), "unreachable") {
 		t.Fatalf("redis unreachable:\n%s", r1.log.String())
 	}
-	// acme allows 3 per key per window, counted across both replicas.
+	// acme allows 3 per key a minute, counted across both replicas.
 	for i, h := range []*harness{r1, r2, r1} {
 		if r := h.get(t, req{tenant: "acme", key: keyA}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != fmt.Sprint(2-i) {
 			t.Fatalf("request %d: %d %v", i, r.status, r.header)
@@ -632,11 +636,12 @@ func TestIntegrationRedisSharedLimit(t *testing.T) {
 		t.Fatalf("fourth request on the other replica: %d %v", r.status, r.header)
 	}
 	// beta shares the server, not the windows.
-	if r := r2.get(t, req{tenant: "beta", key: keyB}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != "69" {
+	if r := r2.get(t, req{tenant: "beta", key: keyB}); r.status != 200 || r.header.Get("x-ratelimit-remaining") != "59" {
 		t.Fatalf("beta: %d %v", r.status, r.header)
 	}
-	n, err := client.Exists(context.Background(), prefix+"{acme}:t", prefix+"{acme}:u:", prefix+"{beta}:t").Result()
-	if err != nil || n != 3 {
+	// Every log key carries its tenant: the tenant's, the key's and the user's minute and second logs.
+	n, err := client.Exists(context.Background(), prefix+"{acme}:t::m", prefix+"{acme}:u::s", prefix+"{beta}:t::m", prefix+"{beta}:k:"+keyID(keyB)+":m").Result()
+	if err != nil || n != 4 {
 		t.Fatalf("tenant-scoped keys present: %d, %v", n, err)
 	}
 	if got := r1.metric("crispy_tenancy_limiter_errors_total"); got != "crispy_tenancy_limiter_errors_total 0" {

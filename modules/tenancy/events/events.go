@@ -2,6 +2,8 @@
 // import: TenantConfig is the tenant policy they read (models, budgets, tools, features).
 package events
 
+import "time"
+
 // Event types, recorded in t-{tenant}.tenant.
 const (
 	TypeTenantRegistered    = "tenancy.TenantRegistered"
@@ -19,6 +21,8 @@ func Register(add func(typeName string, sample any)) {
 	add(TypeApiKeyAdded, ApiKeyAdded{})
 	add(TypeApiKeyRevoked, ApiKeyRevoked{})
 	add(TypeTenantRemoved, TenantRemoved{})
+	add(TypeApiKeyRotated, ApiKeyRotated{})
+	add(TypeTenantDeleted, TenantDeleted{})
 }
 
 // TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their
@@ -34,6 +38,9 @@ type TenantConfig struct {
 	Tools                 Tools           `json:"tools" yaml:"tools"`
 	Features              map[string]bool `json:"features,omitempty" yaml:"features"`
 	CORS                  CORS            `json:"cors" yaml:"cors"`
+	// SystemPrompt, when set, is sent first in every /v1/chat/completions call of the tenant
+	// (nothing is injected otherwise).
+	SystemPrompt string `json:"systemPrompt,omitempty" yaml:"systemPrompt"`
 }
 
 // Models selects chat and embedding models as "provider:model".
@@ -42,18 +49,34 @@ type Models struct {
 	Embeddings string   `json:"embeddings,omitempty" yaml:"embeddings"`
 	Fallbacks  []string `json:"fallbacks,omitempty" yaml:"fallbacks"`
 	Allowed    []string `json:"allowed,omitempty" yaml:"allowed"`
+	// Aliases name models for clients ("fast": "openai:gpt-4o-mini"); they win over the server's.
+	Aliases map[string]string `json:"aliases,omitempty" yaml:"aliases"`
+	// Retry, when set, is how often a model is retried on 429/5xx before the next one is tried.
+	Retry *Retry `json:"retry,omitempty" yaml:"retry"`
 }
 
-// RateLimit is the sliding-window limit (defaults 60 per minute, burst 10, window 60 s). PerMinute
-// and Burst apply to each (tenant, x-user-id) and to the tenant's requests without x-user-id: a
-// window of WindowSec seconds admits ceil(PerMinute*WindowSec/60)+Burst requests. TenantPerMinute
-// (additive; default 10*PerMinute) caps the tenant's total over all users the same way, so rotating
-// x-user-id cannot lift a tenant above it.
+// Retry is a tenant's per-model retry policy: Attempts retries after the first try, the first one
+// after BackoffMs (doubled each time, jittered).
+type Retry struct {
+	Attempts  int `json:"attempts" yaml:"attempts"`
+	BackoffMs int `json:"backoffMs" yaml:"backoffMs"`
+}
+
+// RateLimit is the tenant's rate limit (defaults 60 per minute, burst 10). Every ceiling holds over
+// any span: PerMinute accepted requests in any 60 s span and Burst in any 1 s span, for each
+// (tenant, x-user-id) and for the tenant's requests without x-user-id. KeyPerMinute (default
+// PerMinute, same Burst) caps each API key over all its users, and TenantPerMinute (default
+// 10*PerMinute, 10*Burst) the tenant over all keys and users: a request must fit every ceiling
+// that applies, so inventing x-user-id values cannot lift a client above its key's ceiling.
+// TokensPerMinute (0: none) caps the model tokens of the tenant's chat turns in any 60 s span.
+// WindowSec is accepted for old files and ignored.
 type RateLimit struct {
 	PerMinute       int `json:"perMinute" yaml:"perMinute"`
 	Burst           int `json:"burst" yaml:"burst"`
 	WindowSec       int `json:"windowSec" yaml:"windowSec"`
 	TenantPerMinute int `json:"tenantPerMinute,omitempty" yaml:"tenantPerMinute"`
+	KeyPerMinute    int `json:"keyPerMinute,omitempty" yaml:"keyPerMinute"`
+	TokensPerMinute int `json:"tokensPerMinute,omitempty" yaml:"tokensPerMinute"`
 }
 
 // TokenBudget ceilings; 0 means no ceiling.
@@ -130,14 +153,28 @@ type TenantConfigChanged struct {
 	Source string       `json:"source"`
 }
 
-// ApiKeyAdded records a key by its hash ("sha256:<hex>"); the key itself is never stored.
+// ApiKeyAdded records a key by its hash ("sha256:<hex>"); the key itself is never stored. Events of
+// the tenants file before keys had ids hold only Hash: the ID is then derived from it, the scopes
+// are DefaultScopes and the source is the file.
 type ApiKeyAdded struct {
-	Hash string `json:"hash"`
+	Hash      string     `json:"hash"`
+	ID        string     `json:"id,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"` // empty: DefaultScopes
+	CreatedAt time.Time  `json:"createdAt,omitzero"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Limits    *KeyLimits `json:"limits,omitempty"`
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	User      string     `json:"user,omitempty"`
+	Source    string     `json:"source,omitempty"` // KeySourceAPI, or the file ("" in older events)
 }
 
-// ApiKeyRevoked removes a key hash.
+// ApiKeyRevoked revokes a key: by ID, or (events of the tenants file before keys had ids) by Hash.
+// A revoked key is refused with 401 key_revoked from then on.
 type ApiKeyRevoked struct {
-	Hash string `json:"hash"`
+	Hash string    `json:"hash,omitempty"`
+	ID   string    `json:"id,omitempty"`
+	At   time.Time `json:"at,omitzero"`
 }
 
 // TenantRemoved records that the tenant is no longer in the tenants file: it stops being resolvable

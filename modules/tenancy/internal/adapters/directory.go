@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 
@@ -20,7 +21,7 @@ const DirectoryProjection = "tenancy.directory"
 
 // directoryVersion is the format of the records below; bump it when they change (the read model is
 // then rebuilt from the start of the store).
-const directoryVersion = 1
+const directoryVersion = 2 // 2: keys with ids, scopes, lifecycle; tenant origin; generation
 
 // The tenant directory read model holds every tenant that has a configuration stream
 // (t-{id}.tenant), with the state folded from that stream, so a start knows the recorded tenants
@@ -32,13 +33,21 @@ const directoryVersion = 1
 // An event is filed under the tenant of the stream it was recorded in, and only when that stream is
 // the tenant's configuration stream: what an event's data says (a config naming another id) never
 // moves it to another tenant's record.
+//
+// and one key that is not a tenant id, genKey, counts the events applied: a replica polls it to
+// learn cheaply that the served tenants must be rebuilt (see Generation).
 type directoryRecord struct {
 	Registered   bool                `json:"registered"`
 	Removed      bool                `json:"removed"`
+	Deleted      bool                `json:"deleted,omitempty"`
+	Origin       string              `json:"origin,omitempty"`
 	Config       events.TenantConfig `json:"config"`
-	Keys         []string            `json:"keys,omitempty"`
+	Keys         []domain.Key        `json:"keys,omitempty"`
 	LastRevision uint64              `json:"lastRevision"`
 }
+
+// genKey holds the directory's generation (8 bytes, big endian); '!' cannot start a tenant id.
+var genKey = []byte("!generation")
 
 // TenantDirectory reads the tenant directory read model.
 type TenantDirectory struct{ Projection *bus.Projection }
@@ -63,6 +72,12 @@ func RegisterDirectory(b bus.Consumers) TenantDirectory {
 	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.TenantRemoved) error {
 		return ApplyTenantEvent(tx.Bucket(), env, ev)
 	})
+	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.ApiKeyRotated) error {
+		return ApplyTenantEvent(tx.Bucket(), env, ev)
+	})
+	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.TenantDeleted) error {
+		return ApplyTenantEvent(tx.Bucket(), env, ev)
+	})
 	return TenantDirectory{Projection: p}
 }
 
@@ -81,11 +96,35 @@ func ApplyTenantEvent(b *bolt.Bucket, env bus.Envelope, ev any) error {
 		return nil
 	}
 	t.Apply(env.Revision, ev)
-	v, err := json.Marshal(directoryRecord{Registered: t.Registered, Removed: t.Removed, Config: t.Config, Keys: t.Keys, LastRevision: t.LastRevision})
+	v, err := json.Marshal(directoryRecord{Registered: t.Registered, Removed: t.Removed, Deleted: t.Deleted, Origin: t.Origin,
+		Config: t.Config, Keys: t.Keys, LastRevision: t.LastRevision})
 	if err != nil {
 		return fmt.Errorf("tenant directory: encode %s: %w", t.ID, err)
 	}
-	return b.Put([]byte(t.ID.String()), v)
+	if err := b.Put([]byte(t.ID.String()), v); err != nil {
+		return err
+	}
+	var g [8]byte
+	binary.BigEndian.PutUint64(g[:], generation(b)+1)
+	return b.Put(genKey, g[:])
+}
+
+func generation(b *bolt.Bucket) uint64 {
+	if v := b.Get(genKey); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// Generation is the number of tenancy events the read model has applied (committed): when it
+// changes, some tenant changed. It fails while the read model catches up.
+func (d TenantDirectory) Generation(ctx context.Context) (uint64, error) {
+	var g uint64
+	err := d.Projection.View(ctx, func(tx *readmodel.Tx) error {
+		g = generation(tx.Bucket())
+		return nil
+	})
+	return g, err
 }
 
 // getTenant returns the tenant's folded state (an empty stream's when it has no record).
@@ -102,8 +141,8 @@ func decodeTenant(id tenant.ID, v []byte) (*domain.Tenant, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("tenant directory: record of %s: %w", id, err)
 	}
-	return &domain.Tenant{ID: id, Registered: r.Registered, Removed: r.Removed, Config: r.Config, Keys: r.Keys,
-		LastRevision: r.LastRevision, Exists: true}, nil
+	return &domain.Tenant{ID: id, Registered: r.Registered, Removed: r.Removed, Deleted: r.Deleted, Origin: r.Origin,
+		Config: r.Config, Keys: r.Keys, LastRevision: r.LastRevision, Exists: true}, nil
 }
 
 // Recorded returns every tenant with a configuration stream, by id, folded up to the position the
@@ -116,6 +155,9 @@ func (d TenantDirectory) Recorded(ctx context.Context) (map[string]*domain.Tenan
 	out := map[string]*domain.Tenant{}
 	err := d.Projection.View(ctx, func(tx *readmodel.Tx) error {
 		return tx.Bucket().ForEach(func(k, v []byte) error {
+			if string(k) == string(genKey) {
+				return nil
+			}
 			id, err := tenant.Parse(string(k))
 			if err != nil {
 				return fmt.Errorf("tenant directory: key %q: %w", k, err)

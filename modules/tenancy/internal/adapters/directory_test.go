@@ -65,7 +65,7 @@ func TestDirectoryFoldsEachTenantsConfigurationStream(t *testing.T) {
 		t.Fatalf("recorded tenants %v, want acme, beta, gone", keys(got))
 	}
 	a := got["acme"]
-	if !a.Active() || fmt.Sprint(a.Keys) != "[sha256:bb]" || fmt.Sprint(a.Config.Hosts) != "[acme.test]" || a.LastRevision != 4 || !a.Exists {
+	if !a.Active() || fmt.Sprint(a.ActiveHashes()) != "[sha256:bb]" || fmt.Sprint(a.Config.Hosts) != "[acme.test]" || a.LastRevision != 4 || !a.Exists {
 		t.Fatalf("acme = %+v", a)
 	}
 	if b := got["beta"]; !b.Active() || b.LastRevision != 0 {
@@ -91,7 +91,7 @@ func TestDirectoryIsolatesTenants(t *testing.T) {
 
 	got := recorded(t, s)
 	b := got["beta"]
-	if b == nil || b.ID != beta || !b.Active() || fmt.Sprint(b.Config.Hosts) != "[beta.example]" || fmt.Sprint(b.Keys) != "[sha256:beta-key]" {
+	if b == nil || b.ID != beta || !b.Active() || fmt.Sprint(b.Config.Hosts) != "[beta.example]" || fmt.Sprint(b.ActiveHashes()) != "[sha256:beta-key]" {
 		t.Fatalf("beta's entry was reached through acme's stream: %+v", b)
 	}
 	a := got["acme"]

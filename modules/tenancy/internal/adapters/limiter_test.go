@@ -36,6 +36,19 @@ func (c *clock) Set(t time.Time) {
 
 type newLimiter func(t *testing.T, now func() time.Time) app.Limiter
 
+// scopes builds a request's scopes: the tenant's, key k's (none when ""), user u's.
+func scopes(tl, kl, ul domain.Limit, k, u string) domain.Scopes {
+	var s domain.Scopes
+	s.Add(domain.ScopeTenant, "", tl)
+	if k != "" {
+		s.Add(domain.ScopeKey, k, kl)
+	}
+	s.Add(domain.ScopeUser, u, ul)
+	return s
+}
+
+func perMin(n int64) domain.Limit { return domain.Limit{PerMinute: n} }
+
 // runLimiterAcceptance is the one behaviour every app.Limiter implementation must show.
 func runLimiterAcceptance(t *testing.T, newFn newLimiter) {
 	ctx := context.Background()
@@ -44,114 +57,107 @@ func runLimiterAcceptance(t *testing.T, newFn newLimiter) {
 		c := &clock{t: epoch}
 		return newFn(t, c.Now), c
 	}
-	allow := func(t *testing.T, l app.Limiter, id tenant.ID, user string, p domain.RatePolicy) domain.Decision {
+	allow := func(t *testing.T, l app.Limiter, id tenant.ID, s domain.Scopes) domain.Decision {
 		t.Helper()
-		d, err := l.Allow(ctx, id, user, p)
+		d, err := l.Allow(ctx, id, s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
 
-	t.Run("key limit then refusal with retry-after", func(t *testing.T) {
-		l, _ := setup(t)
-		p := domain.RatePolicy{KeyLimit: 3, TenantLimit: 100, Window: 10 * time.Second}
+	t.Run("per-minute ceiling then refusal with retry-after", func(t *testing.T) {
+		l, c := setup(t)
+		s := scopes(perMin(100), domain.Limit{}, perMin(3), "", "")
 		for i := int64(0); i < 3; i++ {
-			d := allow(t, l, acme, "", p)
-			if !d.Allowed || d.Limit != 3 || d.Remaining != 2-i || d.ResetSec != 10 {
+			c.Set(epoch.Add(time.Duration(i) * 10 * time.Second))
+			d := allow(t, l, acme, s)
+			if !d.Allowed || d.Limit != 3 || d.Remaining != 2-i || d.Scope != domain.ScopeUser {
 				t.Fatalf("request %d: %+v", i, d)
 			}
 		}
-		d := allow(t, l, acme, "", p)
-		if d.Allowed || d.Remaining != 0 || d.Limit != 3 || d.RetryAfterSec < 1 {
+		c.Set(epoch.Add(30 * time.Second))
+		d := allow(t, l, acme, s)
+		if d.Allowed || d.Remaining != 0 || d.Limit != 3 || d.RetryAfterSec != 31 || d.ResetSec != 31 {
 			t.Fatalf("fourth: %+v", d)
+		}
+		c.Set(epoch.Add(60 * time.Second))
+		if d := allow(t, l, acme, s); d.Allowed {
+			t.Fatalf("60 s after the first, inside its counting slot: %+v", d)
+		}
+		c.Set(epoch.Add(61 * time.Second))
+		if d := allow(t, l, acme, s); !d.Allowed || d.Remaining != 0 {
+			t.Fatalf("at retry-after: %+v", d)
 		}
 	})
 
-	t.Run("users are separate; the tenant total caps them all", func(t *testing.T) {
+	t.Run("burst caps any second", func(t *testing.T) {
+		l, c := setup(t)
+		s := scopes(perMin(100), domain.Limit{}, domain.Limit{PerMinute: 20, Burst: 2}, "", "u")
+		allow(t, l, acme, s)
+		allow(t, l, acme, s)
+		d := allow(t, l, acme, s)
+		if d.Allowed || !d.Burst || d.RetryAfterSec != 2 {
+			t.Fatalf("third in a second: %+v", d)
+		}
+		c.Set(epoch.Add(time.Second + domain.SecondSlot))
+		if d := allow(t, l, acme, s); !d.Allowed || d.Remaining != 17 {
+			t.Fatalf("a second later: %+v", d)
+		}
+	})
+
+	t.Run("invented user ids stay within the key's and the tenant's ceilings", func(t *testing.T) {
 		l, _ := setup(t)
-		p := domain.RatePolicy{KeyLimit: 2, TenantLimit: 3, Window: 10 * time.Second}
-		for _, u := range []string{"ann", "ann", "bob"} {
-			if d := allow(t, l, acme, u, p); !d.Allowed {
-				t.Fatalf("%s refused: %+v", u, d)
+		for i := 0; i < 4; i++ {
+			if d := allow(t, l, acme, scopes(perMin(6), perMin(4), perMin(2), "key:1", fmt.Sprint("u", i))); !d.Allowed {
+				t.Fatalf("user %d refused: %+v", i, d)
 			}
 		}
-		if d := allow(t, l, acme, "ann", p); d.Allowed || d.Limit != 2 {
-			t.Fatalf("ann's third: %+v", d)
+		if d := allow(t, l, acme, scopes(perMin(6), perMin(4), perMin(2), "key:1", "fresh")); d.Allowed || d.Scope != domain.ScopeKey || d.Limit != 4 {
+			t.Fatalf("a fifth invented user of the key: %+v", d)
 		}
-		if d := allow(t, l, acme, "cat", p); d.Allowed || d.Limit != 3 {
-			t.Fatalf("cat over the tenant total: %+v", d)
+		allow(t, l, acme, scopes(perMin(6), perMin(4), perMin(2), "key:2", "a"))
+		allow(t, l, acme, scopes(perMin(6), perMin(4), perMin(2), "key:2", "b"))
+		if d := allow(t, l, acme, scopes(perMin(6), perMin(4), perMin(2), "key:2", "c")); d.Allowed || d.Scope != domain.ScopeTenant || d.Limit != 6 {
+			t.Fatalf("over the tenant's total: %+v", d)
 		}
 	})
 
 	t.Run("tenants are isolated", func(t *testing.T) {
 		l, _ := setup(t)
-		p := domain.RatePolicy{KeyLimit: 2, TenantLimit: 2, Window: 10 * time.Second}
-		allow(t, l, acme, "u", p)
-		allow(t, l, acme, "u", p)
-		if d := allow(t, l, acme, "u", p); d.Allowed {
+		s := scopes(perMin(2), domain.Limit{}, perMin(2), "", "u")
+		allow(t, l, acme, s)
+		allow(t, l, acme, s)
+		if d := allow(t, l, acme, s); d.Allowed {
 			t.Fatalf("acme over its limit: %+v", d)
 		}
 		// The same user name under another tenant is another window.
 		for i := 0; i < 2; i++ {
-			if d := allow(t, l, beta, "u", p); !d.Allowed || d.Remaining != int64(1-i) {
+			if d := allow(t, l, beta, s); !d.Allowed || d.Remaining != int64(1-i) {
 				t.Fatalf("beta request %d: %+v", i, d)
 			}
 		}
 	})
 
-	t.Run("the window slides and retry-after is honest", func(t *testing.T) {
-		l, c := setup(t)
-		p := domain.RatePolicy{KeyLimit: 4, TenantLimit: 100, Window: 10 * time.Second}
-		for i := 0; i < 4; i++ {
-			allow(t, l, acme, "", p)
-		}
-		c.Set(epoch.Add(3 * time.Second))
-		d := allow(t, l, acme, "", p)
-		if d.Allowed || d.ResetSec != 7 {
-			t.Fatalf("still full: %+v", d)
-		}
-		// 4 requests weigh 3 a quarter into the next bucket: one more fits there, not earlier.
-		if d.RetryAfterSec != 10 {
-			t.Fatalf("retry after %d s, want 10", d.RetryAfterSec)
-		}
-		c.Set(epoch.Add(12 * time.Second))
-		if d := allow(t, l, acme, "", p); d.Allowed {
-			t.Fatalf("before retry-after: %+v", d)
-		}
-		c.Set(epoch.Add(13 * time.Second))
-		if d := allow(t, l, acme, "", p); !d.Allowed || d.Remaining != 0 || d.ResetSec != 7 {
-			t.Fatalf("at retry-after: %+v", d)
-		}
-		c.Set(epoch.Add(40 * time.Second))
-		if d := allow(t, l, acme, "", p); !d.Allowed || d.Remaining != 3 {
-			t.Fatalf("after two quiet windows: %+v", d)
-		}
-	})
-
 	t.Run("refusals are not counted", func(t *testing.T) {
 		l, c := setup(t)
-		p := domain.RatePolicy{KeyLimit: 2, TenantLimit: 2, Window: 10 * time.Second}
-		allow(t, l, acme, "a", p)
-		allow(t, l, acme, "a", p)
+		allow(t, l, acme, scopes(perMin(2), domain.Limit{}, perMin(2), "", "a"))
+		allow(t, l, acme, scopes(perMin(2), domain.Limit{}, perMin(2), "", "a"))
 		for i := 0; i < 5; i++ {
-			if d := allow(t, l, acme, "b", p); d.Allowed {
+			if d := allow(t, l, acme, scopes(perMin(2), domain.Limit{}, perMin(2), "", "b")); d.Allowed {
 				t.Fatalf("b admitted over the tenant total: %+v", d)
 			}
 		}
-		// Half-way into the next bucket the 2 counted requests weigh 1: exactly one more fits.
-		c.Set(epoch.Add(15 * time.Second))
-		if d := allow(t, l, acme, "b", p); !d.Allowed || d.Remaining != 0 {
-			t.Fatalf("b after the slide: %+v", d)
-		}
-		if d := allow(t, l, acme, "c", p); d.Allowed {
-			t.Fatalf("c admitted: %+v", d)
+		c.Set(epoch.Add(61 * time.Second))
+		for _, u := range []string{"b", "b"} {
+			if d := allow(t, l, acme, scopes(perMin(2), domain.Limit{}, perMin(2), "", u)); !d.Allowed {
+				t.Fatalf("b after a minute: %+v", d)
+			}
 		}
 	})
 
 	t.Run("concurrent requests never exceed the limit", func(t *testing.T) {
 		l, _ := setup(t)
-		p := domain.RatePolicy{KeyLimit: 25, TenantLimit: 1000, Window: 60 * time.Second}
 		var admitted atomic.Int64
 		var wg sync.WaitGroup
 		for g := 0; g < 10; g++ {
@@ -159,7 +165,7 @@ func runLimiterAcceptance(t *testing.T, newFn newLimiter) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < 5; i++ {
-					d, err := l.Allow(ctx, acme, "same", p)
+					d, err := l.Allow(ctx, acme, scopes(perMin(1000), perMin(25), perMin(1000), "key:k", fmt.Sprint("u", g)))
 					if err != nil {
 						t.Error(err)
 						return
@@ -211,9 +217,9 @@ func TestIntegrationRedisLimiter(t *testing.T) {
 		l := adapters.NewRedisLimiter(client, adapters.RedisLimiterConfig{Prefix: prefix, Timeout: 2 * time.Second, Now: now})
 		t.Cleanup(func() {
 			// The keys carry the tenant as a cluster hash tag.
-			ku, kt := l.Keys(tenant.MustParse("acme"), "u")
-			if !strings.HasPrefix(ku, prefix+"{acme}:u:") || kt != prefix+"{acme}:t" {
-				t.Errorf("keys %s %s", ku, kt)
+			km, ks := l.Keys(tenant.MustParse("acme"), domain.ScopeUser, "ann")
+			if km != prefix+"{acme}:u:ann:m" || ks != prefix+"{acme}:u:ann:s" {
+				t.Errorf("keys %s %s", km, ks)
 			}
 		})
 		return l
@@ -225,7 +231,7 @@ func TestRedisLimiterReportsOutage(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = client.Close() })
 	l := adapters.NewRedisLimiter(client, adapters.RedisLimiterConfig{Timeout: time.Second})
-	_, err := l.Allow(context.Background(), tenant.MustParse("acme"), "", domain.RatePolicy{KeyLimit: 1, TenantLimit: 1, Window: time.Minute})
+	_, err := l.Allow(context.Background(), tenant.MustParse("acme"), scopes(perMin(1), domain.Limit{}, perMin(1), "", ""))
 	if err == nil || !strings.Contains(err.Error(), "{acme}") {
 		t.Fatalf("Allow against a closed port = %v", err)
 	}
@@ -234,11 +240,11 @@ func TestRedisLimiterReportsOutage(t *testing.T) {
 func BenchmarkMemoryLimiterAllow(b *testing.B) {
 	l := adapters.NewMemoryLimiter(nil)
 	id := tenant.MustParse("acme")
-	p := domain.RatePolicy{KeyLimit: 1 << 40, TenantLimit: 1 << 40, Window: time.Minute}
+	p := scopes(perMin(1<<40), perMin(1<<40), perMin(1<<40), "key:0123456789ab", "user-1")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := l.Allow(ctx, id, "user-1", p); err != nil {
+		if _, err := l.Allow(ctx, id, p); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -246,7 +252,6 @@ func BenchmarkMemoryLimiterAllow(b *testing.B) {
 
 func BenchmarkMemoryLimiterAllowParallel(b *testing.B) {
 	l := adapters.NewMemoryLimiter(nil)
-	p := domain.RatePolicy{KeyLimit: 1 << 40, TenantLimit: 1 << 40, Window: time.Minute}
 	ids := []tenant.ID{tenant.MustParse("acme"), tenant.MustParse("beta"), tenant.MustParse("gamma"), tenant.MustParse("delta")}
 	users := []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"}
 	var n atomic.Int64
@@ -256,7 +261,8 @@ func BenchmarkMemoryLimiterAllowParallel(b *testing.B) {
 		ctx := context.Background()
 		for pb.Next() {
 			i++
-			if _, err := l.Allow(ctx, ids[i%len(ids)], users[i%len(users)], p); err != nil {
+			p := scopes(perMin(1<<40), perMin(1<<40), perMin(1<<40), "key:0123456789ab", users[i%len(users)])
+			if _, err := l.Allow(ctx, ids[i%len(ids)], p); err != nil {
 				b.Fatal(err)
 			}
 		}

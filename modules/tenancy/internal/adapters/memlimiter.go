@@ -18,25 +18,21 @@ const (
 
 type limKey struct {
 	tenant string
-	user   string
-	total  bool
-}
-
-type memEntry struct {
-	w   domain.Window
-	win int64
+	kind   byte
+	id     string
 }
 
 type memShard struct {
 	mu      sync.Mutex
-	m       map[limKey]*memEntry
+	m       map[limKey]*domain.Window
 	sweepAt int
 	_       [40]byte // keep shards on separate cache lines
 }
 
-// MemoryLimiter is the per-process limiter. A decision takes two map lookups under one shard lock and
-// allocates nothing once a key has been seen: keys are structs of the strings the request already
-// holds, and a window is updated in place.
+// MemoryLimiter is the per-process limiter. A decision takes one map lookup per scope under one
+// shard lock and allocates nothing once a scope has been seen: keys are structs of the strings the
+// request already holds, and a window is updated in place. Each window is two bucketed sliding
+// logs (domain.Window, about 1 KiB).
 type MemoryLimiter struct {
 	seed       maphash.Seed
 	now        func() time.Time
@@ -51,56 +47,66 @@ func NewMemoryLimiter(now func() time.Time) *MemoryLimiter {
 	}
 	l := &MemoryLimiter{seed: maphash.MakeSeed(), now: now, sweepFloor: sweepAt}
 	for i := range l.shards {
-		l.shards[i].m = map[limKey]*memEntry{}
+		l.shards[i].m = map[limKey]*domain.Window{}
 		l.shards[i].sweepAt = sweepAt
 	}
 	return l
 }
 
-// shard picks a tenant's shard: both of a decision's windows live there, so one lock covers it.
+// shard picks a tenant's shard: all of a decision's windows live there, so one lock covers it.
 func (l *MemoryLimiter) shard(t string) *memShard {
 	return &l.shards[maphash.String(l.seed, t)%memShards]
 }
 
 // Allow implements app.Limiter.
-func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, user string, p domain.RatePolicy) (domain.Decision, error) {
+func (l *MemoryLimiter) Allow(_ context.Context, t tenant.ID, sc domain.Scopes) (domain.Decision, error) {
 	now := l.now().UnixNano()
-	kk := limKey{tenant: t.String(), user: user}
-	kt := limKey{tenant: t.String(), total: true}
-	s := l.shard(kk.tenant)
+	ts := t.String()
+	s := l.shard(ts)
+	var ws [domain.MaxScopes]*domain.Window
+	var vs [domain.MaxScopes]domain.Verdict
+	ok := true
 	s.mu.Lock()
-	ek := l.entry(s, kk, now, nil)
-	et := l.entry(s, kt, now, ek)
-	vk := ek.w.Check(now, p.Window, p.KeyLimit)
-	vt := et.w.Check(now, p.Window, p.TenantLimit)
-	if vk.Allowed && vt.Allowed {
-		ek.w.Take()
-		et.w.Take()
+	for i, x := range sc.List() {
+		ws[i] = l.window(s, limKey{tenant: ts, kind: x.Kind, id: x.ID}, now, ws[:i])
+		vs[i] = ws[i].Check(now, x.Limit)
+		vs[i].Kind = x.Kind
+		ok = ok && vs[i].Allowed
 	}
-	ek.win, et.win = int64(p.Window), int64(p.Window)
+	if ok {
+		for _, w := range ws[:sc.N] {
+			w.Take()
+		}
+	}
 	s.mu.Unlock()
-	return domain.Combine(vk, vt), nil
+	return domain.Combine(vs[:sc.N]...), nil
 }
 
-// entry returns k's window in shard i, creating it; a new key may first trigger a sweep of windows
-// idle for two window lengths (both buckets empty), which bounds memory by the keys active in the
-// last two windows. The sweep spares keep, the window this decision already holds. The caller holds
-// the shard's lock.
-func (l *MemoryLimiter) entry(s *memShard, k limKey, now int64, keep *memEntry) *memEntry {
-	if e, ok := s.m[k]; ok {
-		return e
+// window returns k's window, creating it; a new key may first trigger a sweep of windows idle for
+// a minute (nothing counted), which bounds memory by the scopes active in the last minute. The
+// sweep spares keep, the windows this decision already holds. The caller holds the shard's lock.
+func (l *MemoryLimiter) window(s *memShard, k limKey, now int64, keep []*domain.Window) *domain.Window {
+	if w, ok := s.m[k]; ok {
+		return w
 	}
 	if len(s.m) >= s.sweepAt {
-		for key, v := range s.m {
-			if v != keep && v.w.Start+2*v.win <= now {
+		ms, _ := domain.Slots(now)
+	sweep:
+		for key, w := range s.m {
+			for _, kw := range keep {
+				if kw == w {
+					continue sweep
+				}
+			}
+			if w.Minute.Last+domain.MinuteSpan <= ms {
 				delete(s.m, key)
 			}
 		}
 		s.sweepAt = max(l.sweepFloor, 2*len(s.m))
 	}
-	e := &memEntry{}
-	s.m[k] = e
-	return e
+	w := &domain.Window{}
+	s.m[k] = w
+	return w
 }
 
 // Len is the number of windows held (for tests).

@@ -20,10 +20,15 @@ func TestMemoryLimiterForgetsIdleWindows(t *testing.T) {
 	}
 	ctx := context.Background()
 	id := tenant.MustParse("acme")
-	p := domain.RatePolicy{KeyLimit: 10, TenantLimit: 1 << 30, Window: time.Minute}
+	p := func(user string) domain.Scopes {
+		var s domain.Scopes
+		s.Add(domain.ScopeTenant, "", domain.Limit{PerMinute: 1 << 30})
+		s.Add(domain.ScopeUser, user, domain.Limit{PerMinute: 10})
+		return s
+	}
 	const users = 3_000 // ~47 windows per shard, past sweepAt in every shard
 	for i := 0; i < users; i++ {
-		if _, err := l.Allow(ctx, id, fmt.Sprint("old-", i), p); err != nil {
+		if _, err := l.Allow(ctx, id, p(fmt.Sprint("old-", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -32,7 +37,7 @@ func TestMemoryLimiterForgetsIdleWindows(t *testing.T) {
 	}
 	now = now.Add(3 * time.Minute)
 	for i := 0; i < users; i++ {
-		d, err := l.Allow(ctx, id, fmt.Sprint("new-", i), p)
+		d, err := l.Allow(ctx, id, p(fmt.Sprint("new-", i)))
 		if err != nil || !d.Allowed || d.Remaining != 9 {
 			t.Fatalf("new user %d: %+v, %v", i, d, err)
 		}
@@ -42,7 +47,7 @@ func TestMemoryLimiterForgetsIdleWindows(t *testing.T) {
 	}
 	// The new users' windows survived the sweeps their own arrival triggered.
 	for i := 0; i < users; i += 7 {
-		if d, _ := l.Allow(ctx, id, fmt.Sprint("new-", i), p); d.Remaining != 8 {
+		if d, _ := l.Allow(ctx, id, p(fmt.Sprint("new-", i))); d.Remaining != 8 {
 			t.Fatalf("new user %d's second request: %+v", i, d)
 		}
 	}

@@ -11,51 +11,54 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// DefaultRedisPrefix starts every limiter key: crispy:rl:{tenant}:u:{user} for a (tenant, user)
-// window and crispy:rl:{tenant}:t for the tenant's total. The braces are Redis Cluster's hash tag,
-// so both keys of one decision live in the same slot and the script may touch both.
+// DefaultRedisPrefix starts every limiter key: crispy:rl:{tenant}:<kind>:<id>:m and …:s are a
+// scope's minute and second logs (kind u for a user, k for an API key, t for the tenant). The braces
+// are Redis Cluster's hash tag, so all keys of one decision live in the same slot and the script
+// may touch them all.
 const DefaultRedisPrefix = "crispy:rl:"
 
-// slidingWindowScript applies domain.Window to two windows atomically: each is a hash {s, c, p}
-// (bucket start in µs, current and previous bucket counts). It rolls both to now, counts the request
-// in both only when both admit it, stores them with a TTL of two windows, and returns the rolled
-// state before counting plus the verdict, so the caller computes remaining, reset and retry-after
-// with the same Go code as the in-memory limiter.
+// slidingLogScript applies domain.Window to every scope of a request atomically. Each log is a hash
+// whose fields are slot numbers (domain.Slots) and whose values are the requests accepted in that
+// slot. For each log it drops the slots that left the span, sums the rest, and refuses when any
+// ceiling would be crossed; only when every one admits does it count the request in every log,
+// with a TTL of the log's span. It returns the verdict and each log's kept (slot, count) pairs
+// before counting, so the caller computes remaining, reset and retry-after with the same Go code
+// as the in-memory limiter.
 //
-// Times are microseconds so every value stays an exact integer in Lua's doubles; the estimate is then
-// bit-for-bit the one domain.Window computes in nanoseconds (both operands scale by 1000).
-//
-// KEYS: user window, tenant window. ARGV: now µs, window µs, key limit, tenant limit.
-var slidingWindowScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-local win = tonumber(ARGV[2])
-local limits = {tonumber(ARGV[3]), tonumber(ARGV[4])}
-local state, ok = {}, true
-for i = 1, 2 do
-  local v = redis.call('HMGET', KEYS[i], 's', 'c', 'p')
-  local s, c, p = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
-  local start = now - (now % win)
-  if start > s then
-    if start - s == win then p = c else p = 0 end
-    c = 0
-    s = start
+// KEYS: per scope, its minute log then its second log. ARGV: the minute slot, the second slot, then
+// per scope its per-minute and burst ceilings (0: none).
+var slidingLogScript = redis.NewScript(`
+local ms, ss = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ok = true
+local out = {0}
+for i = 1, #KEYS do
+  local cur, span, lim = ms, 61, tonumber(ARGV[2 + i])
+  if i % 2 == 0 then cur, span = ss, 33 end
+  local flat = redis.call('HGETALL', KEYS[i])
+  local kept, total = {}, 0
+  for f = 1, #flat, 2 do
+    local s, c = tonumber(flat[f]), tonumber(flat[f + 1])
+    if s <= cur - span then
+      redis.call('HDEL', KEYS[i], flat[f])
+    else
+      total = total + c
+      kept[#kept + 1] = s
+      kept[#kept + 1] = c
+    end
   end
-  local elapsed = now - s
-  if elapsed < 0 then elapsed = 0 end
-  local est = p * (1 - elapsed / win) + c
-  if est + 1 > limits[i] then ok = false end
-  state[i] = {s, c, p}
+  if lim > 0 and total + 1 > lim then ok = false end
+  out[#out + 1] = kept
 end
-local ttl = math.ceil(2 * win / 1000)
-for i = 1, 2 do
-  local c = state[i][2]
-  if ok then c = c + 1 end
-  redis.call('HSET', KEYS[i], 's', state[i][1], 'c', c, 'p', state[i][3])
-  redis.call('PEXPIRE', KEYS[i], ttl)
+if ok then
+  out[1] = 1
+  for i = 1, #KEYS do
+    local field, ttl = ARGV[1], 62000
+    if i % 2 == 0 then field, ttl = ARGV[2], 2000 end
+    redis.call('HINCRBY', KEYS[i], field, 1)
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
 end
-local allowed = 0
-if ok then allowed = 1 end
-return {state[1][1], state[1][2], state[1][3], state[2][1], state[2][2], state[2][3], allowed}
+return out
 `)
 
 // RedisLimiter is the limiter shared by every replica: the same two sliding windows as
@@ -95,41 +98,64 @@ func NewRedisLimiter(client redis.UniversalClient, c RedisLimiterConfig) *RedisL
 	return &RedisLimiter{client: client, prefix: c.Prefix, timeout: c.Timeout, now: c.Now}
 }
 
-// Keys returns the user window's and the tenant window's keys.
-func (l *RedisLimiter) Keys(t tenant.ID, user string) (string, string) {
-	base := l.prefix + "{" + t.String() + "}:"
-	return base + "u:" + user, base + "t"
+// Keys returns a scope's minute and second log keys.
+func (l *RedisLimiter) Keys(t tenant.ID, kind byte, id string) (string, string) {
+	base := l.prefix + "{" + t.String() + "}:" + string(kind) + ":" + id + ":"
+	return base + "m", base + "s"
 }
 
 // Allow implements app.Limiter.
-func (l *RedisLimiter) Allow(ctx context.Context, t tenant.ID, user string, p domain.RatePolicy) (domain.Decision, error) {
-	if p.Window < time.Second {
-		return domain.Decision{}, fmt.Errorf("redis limiter: window %s is under a second", p.Window)
+func (l *RedisLimiter) Allow(ctx context.Context, t tenant.ID, sc domain.Scopes) (domain.Decision, error) {
+	if sc.N == 0 {
+		return domain.Decision{Allowed: true}, nil
 	}
-	// Whole microseconds on both sides, so the script and domain.Window compute the same estimate.
-	nowUS := l.now().UnixMicro()
-	winUS := p.Window.Microseconds()
-	ku, kt := l.Keys(t, user)
+	now := l.now().UnixNano()
+	ms, ss := domain.Slots(now)
+	keys := make([]string, 0, 2*sc.N)
+	args := make([]any, 0, 2+2*sc.N)
+	args = append(args, ms, ss)
+	for _, x := range sc.List() {
+		km, ks := l.Keys(t, x.Kind, x.ID)
+		keys = append(keys, km, ks)
+		args = append(args, max(x.Limit.PerMinute, 0), max(x.Limit.Burst, 0))
+	}
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	res, err := slidingWindowScript.Run(ctx, l.client, []string{ku, kt}, nowUS, winUS, p.KeyLimit, p.TenantLimit).Int64Slice()
+	res, err := slidingLogScript.Run(ctx, l.client, keys, args...).Slice()
 	if err != nil {
-		return domain.Decision{}, fmt.Errorf("redis limiter %s: %w", kt, err)
+		return domain.Decision{}, fmt.Errorf("redis limiter %s: %w", keys[0], err)
 	}
-	if len(res) != 7 {
-		return domain.Decision{}, fmt.Errorf("redis limiter %s: script returned %d values, want 7", kt, len(res))
+	if len(res) != 1+len(keys) {
+		return domain.Decision{}, fmt.Errorf("redis limiter %s: script returned %d values, want %d", keys[0], len(res), 1+len(keys))
 	}
-	now := nowUS * 1000
-	wu := domain.Window{Start: res[0] * 1000, Curr: res[1], Prev: res[2]}
-	wt := domain.Window{Start: res[3] * 1000, Curr: res[4], Prev: res[5]}
-	vu := wu.Check(now, p.Window, p.KeyLimit)
-	vt := wt.Check(now, p.Window, p.TenantLimit)
-	if allowed := res[6] == 1; allowed != (vu.Allowed && vt.Allowed) {
+	var vs [domain.MaxScopes]domain.Verdict
+	ok := true
+	for i, x := range sc.List() {
+		var w domain.Window
+		w.Minute.Advance(ms, domain.MinuteSpan)
+		w.Second.Advance(ss, domain.SecondSpan)
+		for j, g := range []*domain.Log{&w.Minute, &w.Second} {
+			span := int64(domain.MinuteSpan)
+			if j == 1 {
+				span = domain.SecondSpan
+			}
+			pairs, _ := res[1+2*i+j].([]any)
+			for p := 0; p+1 < len(pairs); p += 2 {
+				s, _ := pairs[p].(int64)
+				c, _ := pairs[p+1].(int64)
+				g.Set(s, c, span)
+			}
+		}
+		vs[i] = w.Check(now, x.Limit)
+		vs[i].Kind = x.Kind
+		ok = ok && vs[i].Allowed
+	}
+	if allowed, _ := res[0].(int64); (allowed == 1) != ok {
 		// Cannot happen while the arithmetic agrees; if it ever does, Redis (which counted or
 		// did not) is the truth.
-		return domain.Decision{}, fmt.Errorf("redis limiter %s: script and window disagree (script allowed=%v)", kt, allowed)
+		return domain.Decision{}, fmt.Errorf("redis limiter %s: script and window disagree (script allowed=%v)", keys[0], allowed == 1)
 	}
-	return domain.Combine(vu, vt), nil
+	return domain.Combine(vs[:sc.N]...), nil
 }
 
 // Ping checks the connection (for start-up logs and /health).

@@ -332,7 +332,7 @@ func checkOrigin(s string) (string, error) {
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
 
-const tenantFields = "id, hosts, apiKeys, models, rateLimit, tokenBudget, sessionRetentionDays, maxMessagesPerSession, tools, features, cors"
+const tenantFields = "id, hosts, apiKeys, models, rateLimit, tokenBudget, sessionRetentionDays, maxMessagesPerSession, tools, features, cors, systemPrompt"
 
 func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 	var d domain.Desired
@@ -358,6 +358,14 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 			d.Keys, _ = p.strings(v, fp, checkKeyHash)
 		case "models":
 			p.models(v, fp, &c.Models)
+		case "systemPrompt":
+			if sp, ok := p.str(v, fp); ok {
+				if len(sp) > 32_000 {
+					p.errf(v, fp, "must be at most 32000 bytes")
+				} else {
+					c.SystemPrompt = sp
+				}
+			}
 		case "rateLimit":
 			p.mapping(v, fp, func(k string, v *yaml.Node, fp string) {
 				switch k {
@@ -373,8 +381,14 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 				case "tenantPerMinute":
 					x, _ := p.intIn(v, fp, 1, 1_000_000_000)
 					c.RateLimit.TenantPerMinute = int(x)
+				case "keyPerMinute":
+					x, _ := p.intIn(v, fp, 1, 1_000_000_000)
+					c.RateLimit.KeyPerMinute = int(x)
+				case "tokensPerMinute":
+					x, _ := p.intIn(v, fp, 1, 1_000_000_000_000)
+					c.RateLimit.TokensPerMinute = int(x)
 				default:
-					p.unknown(fp, v, "perMinute, burst, windowSec, tenantPerMinute")
+					p.unknown(fp, v, "perMinute, burst, windowSec, tenantPerMinute, keyPerMinute, tokensPerMinute")
 				}
 			})
 		case "tokenBudget":
@@ -471,11 +485,46 @@ func (p *parser) models(n *yaml.Node, path string, m *events.Models) {
 			m.Fallbacks, _ = p.strings(v, fp, checkModel)
 		case "allowed":
 			m.Allowed, _ = p.strings(v, fp, checkModel)
+		case "aliases":
+			p.mapping(v, fp, func(alias string, v *yaml.Node, fp string) {
+				if !aliasPattern.MatchString(alias) || strings.Contains(alias, ":") {
+					p.errf(v, fp, "an alias is 1-64 letters, digits and ._- (no ':'), got %q", alias)
+					return
+				}
+				s, ok := p.str(v, fp)
+				if !ok {
+					return
+				}
+				if _, err := checkModel(s); err != nil {
+					p.errf(v, fp, "%v", err)
+					return
+				}
+				if m.Aliases == nil {
+					m.Aliases = map[string]string{}
+				}
+				m.Aliases[alias] = s
+			})
+		case "retry":
+			m.Retry = &events.Retry{}
+			p.mapping(v, fp, func(k string, v *yaml.Node, fp string) {
+				switch k {
+				case "attempts":
+					x, _ := p.intIn(v, fp, 0, 10)
+					m.Retry.Attempts = int(x)
+				case "backoffMs":
+					x, _ := p.intIn(v, fp, 0, 60_000)
+					m.Retry.BackoffMs = int(x)
+				default:
+					p.unknown(fp, v, "attempts, backoffMs")
+				}
+			})
 		default:
-			p.unknown(fp, v, "chat, embeddings, fallbacks, allowed")
+			p.unknown(fp, v, "chat, embeddings, fallbacks, allowed, aliases, retry")
 		}
 	})
 }
+
+var aliasPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func contains(xs []string, s string) bool {
 	for _, x := range xs {

@@ -30,7 +30,8 @@ const (
 	CodeLimiterUnavailable = "ratelimit_unavailable"
 )
 
-var refusalReasons = []string{domain.ReasonTenantNotFound, domain.ReasonInvalidTenantID, domain.ReasonKeyRequired, domain.ReasonInvalidKey}
+var refusalReasons = []string{domain.ReasonTenantNotFound, domain.ReasonInvalidTenantID, domain.ReasonKeyRequired, domain.ReasonInvalidKey,
+	domain.ReasonKeyExpired, domain.ReasonKeyRevoked}
 
 // errLogEvery spaces out the log lines of a failing limiter backend; the counter counts every one.
 const errLogEvery = 10 * time.Second
@@ -55,7 +56,11 @@ type Admitter struct {
 	Log        *slog.Logger
 	Metrics    *metrics.Set
 	Now        func() time.Time
+	// Admin tells an admin key (and names it); nil: none. An admin key is admitted for the
+	// tenant the request names, as "admin:…"; the scope check lets it audit, nothing else.
+	Admin func(key string) (string, bool)
 
+	used        lastUsed // when each key last authenticated a request (lastused.go)
 	snap        atomic.Pointer[snapshot]
 	lastErrLog  atomic.Int64
 	bypassUntil atomic.Int64 // unix ns; the limiter is skipped before it
@@ -117,7 +122,12 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 		return out, apperr.New(apperr.KindUnavailable, "tenancy_not_ready", "the server is starting; retry shortly")
 	}
 	// Hosts are configured without the root's trailing dot; "acme.example." is the same name.
-	c := domain.Credentials{TenantHeader: in.TenantHeader, Host: strings.TrimSuffix(in.Host, "."), APIKey: in.APIKey}
+	c := domain.Credentials{TenantHeader: in.TenantHeader, Host: strings.TrimSuffix(in.Host, "."), APIKey: in.APIKey, Now: time.Unix(0, a.now())}
+	if a.Admin != nil && in.APIKey != "" {
+		if id, ok := a.Admin(in.APIKey); ok {
+			return a.admitAdmin(s, c, id, in.Origin, out)
+		}
+	}
 	e, cred, reason, err := s.dir.ResolveCredential(c)
 	if err != nil {
 		named := s.dir.Named(c)
@@ -131,7 +141,7 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 	if err := validUserID(in.UserID); err != nil {
 		return out, err
 	}
-	d, err := a.decide(ctx, s, e, in.UserID)
+	d, err := a.decide(ctx, s, e, scopesOf(e, cred, in.UserID))
 	if err != nil {
 		return out, err
 	}
@@ -146,11 +156,12 @@ func (a *Admitter) Admit(ctx context.Context, in httpapi.Admission) (httpapi.Adm
 			s.limited[e.ID.String()].Inc()
 		}
 		ae := apperr.New(apperr.KindRateLimited, domain.CodeRateLimited,
-			fmt.Sprintf("rate limit of %d requests per %s exceeded; retry in %d s", d.Limit, e.Policy.Window, d.RetryAfterSec))
+			refusalMessage(d))
 		ae.RetryAfterSec = int(d.RetryAfterSec)
 		return out, ae
 	}
 	out.Tenant, out.Credential = e.ID, cred
+	a.used.touch(e.ID, cred, a.now())
 	return out, nil
 }
 
@@ -172,14 +183,35 @@ func (a *Admitter) now() int64 {
 	return time.Now().UnixNano()
 }
 
+// scopesOf lists the scopes a request counts against: the tenant, the API key that authenticated it
+// (none for a keyless tenant) and its (tenant, user). Every one must admit it, so a user id made up
+// per request still counts against its key's ceiling and the tenant's.
+func scopesOf(e *domain.Entry, cred, user string) domain.Scopes {
+	var sc domain.Scopes
+	sc.Add(domain.ScopeTenant, "", e.Policy.Tenant)
+	if strings.HasPrefix(cred, domain.KeyIDPrefix) {
+		sc.Add(domain.ScopeKey, cred, e.KeyLimit(cred))
+	}
+	sc.Add(domain.ScopeUser, user, e.Policy.User)
+	return sc
+}
+
+func refusalMessage(d domain.Decision) string {
+	per := "minute"
+	if d.Burst {
+		per = "second"
+	}
+	return fmt.Sprintf("the %s's rate limit (requests per %s) is reached; retry in %d s", domain.ScopeName(d.Scope), per, d.RetryAfterSec)
+}
+
 // decide asks the limiter, or decides without it while it is cooling down after a failure.
-func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, user string) (domain.Decision, error) {
+func (a *Admitter) decide(ctx context.Context, s *snapshot, e *domain.Entry, user domain.Scopes) (domain.Decision, error) {
 	if a.Cooldown > 0 && (a.Fallback != nil || a.FailClosed) {
 		if until := a.bypassUntil.Load(); until != 0 && a.now() < until {
 			return a.without(ctx, s, e, user, time.Duration(until-a.now()))
 		}
 	}
-	d, err := a.Limiter.Allow(ctx, e.ID, user, e.Policy)
+	d, err := a.Limiter.Allow(ctx, e.ID, user)
 	if err == nil {
 		return d, nil
 	}
@@ -213,7 +245,7 @@ func (a *Admitter) failed(ctx context.Context, s *snapshot, e *domain.Entry, cau
 
 // without decides while the limiter is unavailable: a refusal when failing closed (retry once the
 // cooldown is over), else the fallback's decision, or an uncounted admission.
-func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, user string, wait time.Duration) (domain.Decision, error) {
+func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, user domain.Scopes, wait time.Duration) (domain.Decision, error) {
 	if s.bypassed != nil {
 		s.bypassed.Inc()
 	}
@@ -224,11 +256,11 @@ func (a *Admitter) without(ctx context.Context, s *snapshot, e *domain.Entry, us
 		return domain.Decision{}, ae
 	}
 	if a.Fallback != nil {
-		if d, err := a.Fallback.Allow(ctx, e.ID, user, e.Policy); err == nil {
+		if d, err := a.Fallback.Allow(ctx, e.ID, user); err == nil {
 			return d, nil
 		}
 	}
-	return domain.Decision{Allowed: true, Limit: e.Policy.KeyLimit, Remaining: e.Policy.KeyLimit - 1, ResetSec: int64(e.Policy.Window / time.Second)}, nil
+	return domain.Decision{Allowed: true, Limit: e.Policy.User.PerMinute, Remaining: e.Policy.User.PerMinute - 1}, nil
 }
 
 func (a *Admitter) mode() string {

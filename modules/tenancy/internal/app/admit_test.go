@@ -20,10 +20,10 @@ import (
 )
 
 // limiterFunc adapts a function to app.Limiter.
-type limiterFunc func(tenant.ID, string, domain.RatePolicy) (domain.Decision, error)
+type limiterFunc func(tenant.ID, domain.Scopes) (domain.Decision, error)
 
-func (f limiterFunc) Allow(_ context.Context, t tenant.ID, u string, p domain.RatePolicy) (domain.Decision, error) {
-	return f(t, u, p)
+func (f limiterFunc) Allow(_ context.Context, t tenant.ID, s domain.Scopes) (domain.Decision, error) {
+	return f(t, s)
 }
 
 func directory(t *testing.T) *domain.Directory {
@@ -47,7 +47,7 @@ func TestAdmitFailsOpenWithoutFallback(t *testing.T) {
 	set := metrics.NewSet()
 	calls := 0
 	a := &app.Admitter{
-		Limiter: limiterFunc(func(tenant.ID, string, domain.RatePolicy) (domain.Decision, error) {
+		Limiter: limiterFunc(func(tenant.ID, domain.Scopes) (domain.Decision, error) {
 			calls++
 			return domain.Decision{}, errors.New("connection refused")
 		}),
@@ -56,7 +56,7 @@ func TestAdmitFailsOpenWithoutFallback(t *testing.T) {
 	a.SetDirectory(directory(t))
 	for i := 0; i < 3; i++ {
 		adm, err := a.Admit(context.Background(), httpapi.Admission{TenantHeader: "acme"})
-		if err != nil || adm.Tenant.String() != "acme" || adm.Headers.Get("X-Ratelimit-Limit") != "6" || adm.Headers.Get("X-Ratelimit-Reset") != "60" {
+		if err != nil || adm.Tenant.String() != "acme" || adm.Headers.Get("X-Ratelimit-Limit") != "5" {
 			t.Fatalf("admit %d = %+v, %v", i, adm, err)
 		}
 	}
@@ -72,7 +72,7 @@ func TestAdmitFailsOpenWithoutFallback(t *testing.T) {
 
 func TestAdmitRefusesBadUserIDs(t *testing.T) {
 	t.Parallel()
-	a := &app.Admitter{Limiter: limiterFunc(func(tenant.ID, string, domain.RatePolicy) (domain.Decision, error) {
+	a := &app.Admitter{Limiter: limiterFunc(func(tenant.ID, domain.Scopes) (domain.Decision, error) {
 		t.Fatal("the limiter saw an invalid user id")
 		return domain.Decision{}, nil
 	})}
@@ -88,10 +88,9 @@ func TestAdmitRefusesBadUserIDs(t *testing.T) {
 func TestAdmitPassesTenantUserAndPolicyToTheLimiter(t *testing.T) {
 	t.Parallel()
 	var gotT tenant.ID
-	var gotU string
-	var gotP domain.RatePolicy
-	a := &app.Admitter{Limiter: limiterFunc(func(id tenant.ID, u string, p domain.RatePolicy) (domain.Decision, error) {
-		gotT, gotU, gotP = id, u, p
+	var got domain.Scopes
+	a := &app.Admitter{Limiter: limiterFunc(func(id tenant.ID, s domain.Scopes) (domain.Decision, error) {
+		gotT, got = id, s
 		return domain.Decision{Allowed: false, Limit: 6, ResetSec: 12, RetryAfterSec: 9}, nil
 	})}
 	a.SetDirectory(directory(t))
@@ -103,7 +102,11 @@ func TestAdmitPassesTenantUserAndPolicyToTheLimiter(t *testing.T) {
 	if adm.Headers.Get("X-Ratelimit-Remaining") != "0" || adm.Headers.Get("X-Ratelimit-Reset") != "12" {
 		t.Fatalf("headers on a refusal: %v", adm.Headers)
 	}
-	if gotT.String() != "acme" || gotU != "ann@example.com" || gotP != domain.PolicyFor(events.RateLimit{PerMinute: 5, Burst: 1}) {
-		t.Fatalf("limiter saw %s %q %+v", gotT, gotU, gotP)
+	// A keyless tenant: the tenant's total (10× the user's) and the user's; no key scope.
+	want := domain.Scopes{N: 2, S: [domain.MaxScopes]domain.Scope{
+		{Kind: domain.ScopeTenant, Limit: domain.Limit{PerMinute: 50, Burst: 10}},
+		{Kind: domain.ScopeUser, ID: "ann@example.com", Limit: domain.Limit{PerMinute: 5, Burst: 1}}}}
+	if gotT.String() != "acme" || got != want {
+		t.Fatalf("limiter saw %s %+v", gotT, got)
 	}
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// Limiter decides whether one more request of (tenant, user) fits the tenant's policy, and counts it
-// when it does. user "" is the tenant's anonymous key. Implementations: adapters.MemoryLimiter (one
-// process) and adapters.RedisLimiter (shared by replicas).
+// Limiter decides whether one more request of tenant t fits every scope in s (tenant, key, user),
+// and counts it in all of them when it does, atomically. Implementations: adapters.MemoryLimiter
+// (one process) and adapters.RedisLimiter (shared by replicas).
 type Limiter interface {
-	Allow(ctx context.Context, t tenant.ID, user string, p domain.RatePolicy) (domain.Decision, error)
+	Allow(ctx context.Context, t tenant.ID, s domain.Scopes) (domain.Decision, error)
 }

@@ -33,6 +33,8 @@ type SyncTenants struct {
 // SyncReport counts what the sync recorded.
 type SyncReport struct {
 	Registered, Changed, KeysAdded, KeysRevoked, Removed int
+	// Tenants are the desired tenants as recorded (Handle).
+	Tenants []*domain.Tenant
 }
 
 // Events is the number of events recorded.
@@ -91,6 +93,7 @@ func (h SyncTenantsHandler) Handle(ctx context.Context, cmd SyncTenants) (*domai
 			return nil, rep, err
 		}
 		rep.count(evs)
+		rep.Tenants = append(rep.Tenants, t)
 		if !t.Active() {
 			continue
 		}
@@ -128,7 +131,8 @@ func (h SyncTenantsHandler) RecordRemovals(ctx context.Context, cmd SyncTenants)
 	}
 	ids := make([]string, 0, len(recorded))
 	for id, t := range recorded {
-		if !desired[id] && t.Active() {
+		// Tenants of the admin API are not the file's to remove.
+		if !desired[id] && t.Active() && t.FromFile() {
 			ids = append(ids, id)
 		}
 	}

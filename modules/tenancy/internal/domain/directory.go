@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/apperr"
@@ -28,25 +29,47 @@ const MaxUserIDLen = 256
 
 // Entry is a resolvable tenant: its folded state, prepared for the request path.
 type Entry struct {
-	ID      tenant.ID
-	Config  events.TenantConfig
-	Policy  RatePolicy
+	ID     tenant.ID
+	Config events.TenantConfig
+	Policy RatePolicy
+	// Revision is the position in the tenant's stream the entry reflects.
+	Revision uint64
+	// digests are the hashes of every key's current secret, and of a rotated key's previous one
+	// while it has a grace period; refs says whose each is.
 	digests [][32]byte
-	keyIDs  []string // KeyID of each digest, made once so a request's credential costs nothing
+	refs    []keyRef
+	keys    map[string]*Key // by id
+	keyed   bool            // a key with more than the audit scope exists (revoked ones count)
+	audited bool            // a key with the audit scope exists
 	origins map[string]struct{}
 	anyOrig bool
 }
 
+// keyRef names the key a digest belongs to and whether it is its previous secret.
+type keyRef struct {
+	k    *Key
+	prev bool
+}
+
 // NewEntry prepares a folded tenant for resolution.
 func NewEntry(t *Tenant) (*Entry, error) {
-	e := &Entry{ID: t.ID, Config: t.Config, Policy: PolicyFor(t.Config.RateLimit), origins: map[string]struct{}{}}
-	for _, k := range t.Keys {
-		_, d, err := ParseHash(k)
+	e := &Entry{ID: t.ID, Config: t.Config, Policy: PolicyFor(t.Config.RateLimit), Revision: t.LastRevision,
+		origins: map[string]struct{}{}, keys: map[string]*Key{}}
+	for i := range t.Keys {
+		k := t.Keys[i] // a copy: the entry must not change when the tenant is folded further
+		_, d, err := ParseHash(k.Hash)
 		if err != nil {
-			return nil, fmt.Errorf("tenant %s: recorded key hash %q: %w", t.ID, k, err)
+			return nil, fmt.Errorf("tenant %s: recorded key hash %q: %w", t.ID, k.Hash, err)
 		}
+		e.keys[k.ID] = &k
 		e.digests = append(e.digests, d)
-		e.keyIDs = append(e.keyIDs, KeyID(&d))
+		e.refs = append(e.refs, keyRef{k: &k})
+		if k.PrevHash != "" && !k.PrevValidUntil.IsZero() {
+			e.digests = append(e.digests, digestOf(k.PrevHash))
+			e.refs = append(e.refs, keyRef{k: &k, prev: true})
+		}
+		e.keyed = e.keyed || !k.OnlyAudit()
+		e.audited = e.audited || (!k.Revoked && k.HasScope(events.ScopeAudit))
 	}
 	for _, o := range t.Config.CORS.AllowedOrigins {
 		if o == "*" {
@@ -58,8 +81,26 @@ func NewEntry(t *Tenant) (*Entry, error) {
 	return e, nil
 }
 
-// RequiresKey reports whether the tenant has API keys configured.
-func (e *Entry) RequiresKey() bool { return len(e.digests) > 0 }
+// RequiresKey reports whether the tenant has API keys for more than auditing (revoked and expired
+// ones count: revoking a tenant's last key must not open it to anonymous callers).
+func (e *Entry) RequiresKey() bool { return e.keyed }
+
+// HasAuditKey reports whether the tenant has a key (not revoked) with the audit scope.
+func (e *Entry) HasAuditKey() bool { return e.audited }
+
+// Key returns the key whose id is cred (nil: none, or cred is not a key).
+func (e *Entry) Key(cred string) *Key { return e.keys[cred] }
+
+// Keys lists the tenant's keys in the order they were added.
+func (e *Entry) Keys() []*Key {
+	out := make([]*Key, 0, len(e.keys))
+	for _, r := range e.refs {
+		if !r.prev {
+			out = append(out, r.k)
+		}
+	}
+	return out
+}
 
 // KeyMatches compares a presented key's digest with every one of the tenant's digests in constant
 // time, visiting all of them whatever the outcome, so timing reveals neither which key matched nor
@@ -74,6 +115,24 @@ func (e *Entry) keyIndex(d *[32]byte) int {
 		idx = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(d[:], e.digests[i][:]), i, idx)
 	}
 	return idx
+}
+
+// checkKey tells a matched digest's key apart: its id, or why it no longer authenticates (revoked;
+// expired; the previous secret of a rotated key past its grace period).
+func (e *Entry) checkKey(i int, now time.Time) (string, string, error) {
+	r := e.refs[i]
+	k := r.k
+	switch {
+	case k.Revoked:
+		return "", ReasonKeyRevoked, apperr.New(apperr.KindUnauthorized, CodeKeyRevoked, fmt.Sprintf("the API key %s was revoked", k.ID))
+	case r.prev && !now.Before(k.PrevValidUntil):
+		return "", ReasonKeyExpired, apperr.New(apperr.KindUnauthorized, CodeKeyExpired,
+			fmt.Sprintf("this secret of API key %s was rotated and stopped working at %s; use the new one", k.ID, k.PrevValidUntil.UTC().Format(time.RFC3339)))
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return "", ReasonKeyExpired, apperr.New(apperr.KindUnauthorized, CodeKeyExpired,
+			fmt.Sprintf("the API key %s expired at %s", k.ID, k.ExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	return k.ID, "", nil
 }
 
 // CORSHeaders adds the headers that let a browser on origin read the response, when the tenant
@@ -163,6 +222,15 @@ type Credentials struct {
 	TenantHeader string
 	Host         string // lower case, without port
 	APIKey       string
+	// Now is when the key's expiry is judged (zero: time.Now()).
+	Now time.Time
+}
+
+func (c Credentials) now() time.Time {
+	if c.Now.IsZero() {
+		return time.Now()
+	}
+	return c.Now
 }
 
 // Refusal reasons, for the auth-failure metric.
@@ -217,7 +285,11 @@ func (d *Directory) ResolveCredential(c Credentials) (*Entry, string, string, er
 		if e == nil {
 			return nil, "", ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid")
 		}
-		return e, e.keyIDs[ki], "", nil
+		cred, reason, err := e.checkKey(ki, c.now())
+		if err != nil {
+			return nil, "", reason, err
+		}
+		return e, cred, "", nil
 	case d.Default != nil:
 		e = d.Default
 	default:
@@ -230,7 +302,11 @@ func (d *Directory) ResolveCredential(c Credentials) (*Entry, string, string, er
 		if ki < 0 {
 			return nil, "", ReasonInvalidKey, apperr.New(apperr.KindUnauthorized, CodeInvalidAPIKey, "the API key is not valid for this tenant")
 		}
-		return e, e.keyIDs[ki], "", nil
+		cred, reason, err := e.checkKey(ki, c.now())
+		if err != nil {
+			return nil, "", reason, err
+		}
+		return e, cred, "", nil
 	}
 	if e.RequiresKey() {
 		return nil, "", ReasonKeyRequired, apperr.New(apperr.KindUnauthorized, CodeAPIKeyRequired,

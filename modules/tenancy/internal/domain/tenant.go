@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -25,9 +26,14 @@ type Tenant struct {
 	Registered bool
 	// Removed is true after TenantRemoved (until a later TenantRegistered).
 	Removed bool
-	Config  events.TenantConfig
-	// Keys are the active key hashes ("sha256:<hex>") in the order they were added.
-	Keys []string
+	// Deleted is true after TenantDeleted (the admin API deleted it and destroyed its data keys).
+	Deleted bool
+	// Origin is where the tenant was registered: OriginAPI for the admin API, else the tenants
+	// file (or the demo default). A tenants-file sync records as removed only tenants of its own.
+	Origin string
+	Config events.TenantConfig
+	// Keys are the tenant's API keys in the order they were added, revoked ones included.
+	Keys []Key
 	// LastRevision is the revision of the last folded event; meaningful when Exists.
 	LastRevision uint64
 	Exists       bool
@@ -43,29 +49,56 @@ func (t *Tenant) Apply(rev uint64, e any) {
 	case events.TenantRegistered:
 		// A registration (first, or after a removal) starts from a clean slate: keys come back
 		// only through their own ApiKeyAdded events.
-		t.Registered, t.Removed, t.Config, t.Keys = true, false, e.Config, nil
+		t.Registered, t.Removed, t.Deleted, t.Config, t.Keys = true, false, false, e.Config, nil
+		t.Origin = e.Source
 	case events.TenantRemoved:
 		t.Registered, t.Removed, t.Keys = false, true, nil
+	case events.TenantDeleted:
+		t.Registered, t.Removed, t.Deleted, t.Keys = false, true, true, nil
 	case events.TenantConfigChanged:
 		t.Config = e.Config
 	case events.ApiKeyAdded:
-		if !t.HasKey(e.Hash) {
-			t.Keys = append(t.Keys, e.Hash)
+		k := keyFromEvent(e)
+		t.Keys = slices.Clone(t.Keys) // a directory entry may share the old array
+		if old := t.KeyByID(k.ID); old != nil {
+			*old = k // added again (the file lists a revoked key again): active from here on
+			return
 		}
+		t.Keys = append(t.Keys, k)
 	case events.ApiKeyRevoked:
-		for i, k := range t.Keys {
-			if k == e.Hash {
-				t.Keys = append(t.Keys[:i:i], t.Keys[i+1:]...)
-				break
+		id := e.ID
+		if id == "" {
+			id = KeyIDOfHash(e.Hash)
+		}
+		if k := t.KeyByID(id); k != nil {
+			t.Keys = slices.Clone(t.Keys)
+			k = t.KeyByID(id)
+			k.Revoked = true
+			if !e.At.IsZero() {
+				at := e.At
+				k.RevokedAt = &at
 			}
+		}
+	case events.ApiKeyRotated:
+		if k := t.KeyByID(e.ID); k != nil {
+			t.Keys = slices.Clone(t.Keys)
+			k = t.KeyByID(e.ID)
+			k.PrevHash, k.PrevValidUntil, k.Hash = k.Hash, e.PreviousValidUntil, e.Hash
 		}
 	}
 }
 
-// HasKey reports whether hash is an active key (not for authentication: see Entry.KeyMatches).
+// OriginAPI is the Source of a tenant registered through the admin API.
+const OriginAPI = "admin-api"
+
+// FromFile reports whether a tenants file (or the demo default) registered the tenant.
+func (t *Tenant) FromFile() bool { return t.Origin != OriginAPI }
+
+// HasKey reports whether hash is the current secret of a key not revoked (not for
+// authentication: see Entry.KeyMatches).
 func (t *Tenant) HasKey(hash string) bool {
 	for _, k := range t.Keys {
-		if k == hash {
+		if k.Hash == hash && !k.Revoked {
 			return true
 		}
 	}
@@ -105,6 +138,7 @@ func (t *Tenant) Diff(d Desired, source string) ([]any, error) {
 			out = append(out, events.TenantConfigChanged{Config: d.Config, Source: source})
 		}
 	}
+	// Only the file's own keys: keys made through the admin API are not the file's to revoke.
 	want := make(map[string]bool, len(d.Keys))
 	for _, k := range d.Keys {
 		want[k] = true
@@ -113,8 +147,8 @@ func (t *Tenant) Diff(d Desired, source string) ([]any, error) {
 		}
 	}
 	for _, k := range t.Keys {
-		if !want[k] {
-			out = append(out, events.ApiKeyRevoked{Hash: k})
+		if k.FromFile() && !k.Revoked && !want[k.Hash] {
+			out = append(out, events.ApiKeyRevoked{Hash: k.Hash})
 		}
 	}
 	return out, nil
@@ -147,6 +181,10 @@ func EventType(e any) (string, error) {
 		return events.TypeApiKeyRevoked, nil
 	case events.TenantRemoved:
 		return events.TypeTenantRemoved, nil
+	case events.ApiKeyRotated:
+		return events.TypeApiKeyRotated, nil
+	case events.TenantDeleted:
+		return events.TypeTenantDeleted, nil
 	}
 	return "", fmt.Errorf("tenancy: %T is not a tenancy event", e)
 }
@@ -174,6 +212,14 @@ func Decode(typ string, data []byte) (any, error) {
 		return e, err
 	case events.TypeTenantRemoved:
 		var e events.TenantRemoved
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeApiKeyRotated:
+		var e events.ApiKeyRotated
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeTenantDeleted:
+		var e events.TenantDeleted
 		err = json.Unmarshal(data, &e)
 		return e, err
 	}

@@ -1,0 +1,102 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// Key lifecycle use cases of the admin API. Secrets are made here and returned once; only their
+// SHA-256 is recorded.
+
+// CreateKey records a new key of an active tenant and returns its secret (shown once) and the key.
+func (m Manager) CreateKey(ctx context.Context, id tenant.ID, r domain.NewKeyRequest) (string, domain.Key, error) {
+	if err := domain.CheckScopes(r.Scopes); err != nil {
+		return "", domain.Key{}, apperr.Invalid("invalid_scope", "body.scopes", err.Error())
+	}
+	now := m.now()
+	if r.ExpiresAt != nil && !r.ExpiresAt.After(now) {
+		return "", domain.Key{}, apperr.Invalid("invalid_expiry", "body.expiresAt", "expiresAt must be in the future")
+	}
+	secret, hash, err := domain.NewKey()
+	if err != nil {
+		return "", domain.Key{}, err
+	}
+	var keyID string
+	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
+		if !t.Active() {
+			return nil, notFound(id)
+		}
+		ev, err := t.AddKey(hash, r, now)
+		keyID = ev.ID
+		return []any{ev}, err
+	})
+	if err != nil {
+		return "", domain.Key{}, err
+	}
+	return secret, *t.KeyByID(keyID), nil
+}
+
+// RevokeKey records that a key no longer authenticates (401 key_revoked from then on). Revoking a
+// revoked key changes nothing.
+func (m Manager) RevokeKey(ctx context.Context, id tenant.ID, keyID string) (domain.Key, error) {
+	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
+		if !t.Active() {
+			return nil, notFound(id)
+		}
+		k := t.KeyByID(keyID)
+		if k == nil {
+			return nil, keyNotFound(id, keyID)
+		}
+		if k.Revoked {
+			return nil, nil
+		}
+		return []any{events.ApiKeyRevoked{ID: keyID, At: m.now().UTC()}}, nil
+	})
+	if err != nil {
+		return domain.Key{}, err
+	}
+	return *t.KeyByID(keyID), nil
+}
+
+// MaxGrace bounds a rotation's grace period.
+const MaxGrace = 30 * 24 * time.Hour
+
+// RotateKey gives a key a new secret; the old one keeps working for grace (0: it stops now). A
+// revoked key cannot be rotated (409).
+func (m Manager) RotateKey(ctx context.Context, id tenant.ID, keyID string, grace time.Duration) (string, domain.Key, error) {
+	if grace < 0 || grace > MaxGrace {
+		return "", domain.Key{}, apperr.Invalid("invalid_grace", "body.graceSeconds", fmt.Sprintf("the grace period must be between 0 and %d seconds", int(MaxGrace/time.Second)))
+	}
+	secret, hash, err := domain.NewKey()
+	if err != nil {
+		return "", domain.Key{}, err
+	}
+	now := m.now().UTC()
+	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
+		if !t.Active() {
+			return nil, notFound(id)
+		}
+		k := t.KeyByID(keyID)
+		if k == nil {
+			return nil, keyNotFound(id, keyID)
+		}
+		if k.Revoked {
+			return nil, apperr.New(apperr.KindConflict, domain.CodeKeyRevoked, fmt.Sprintf("API key %s is revoked; create a new one", keyID))
+		}
+		ev := events.ApiKeyRotated{ID: keyID, Hash: hash}
+		if grace > 0 {
+			ev.PreviousValidUntil = now.Add(grace)
+		}
+		return []any{ev}, nil
+	})
+	if err != nil {
+		return "", domain.Key{}, err
+	}
+	return secret, *t.KeyByID(keyID), nil
+}
