@@ -254,11 +254,16 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 			Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
 			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
 	})
-	// A stateless /v1/chat/completions call: counted as a chat turn.
+	// A stateless /v1/chat/completions call: counted as a chat turn. A metered call of another
+	// module (a purpose: rewrite, answer, tool callback, embeddings): in usage and cost only.
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.CompletionRecorded) error {
-		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: ev.Outcome == convevents.OutcomeCompleted,
+		turn := domain.ChatTurn{Model: ev.Model, Completed: ev.Outcome == convevents.OutcomeCompleted,
 			Cancelled: ev.Cancelled || ev.Outcome == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
-			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)}
+		if ev.Purpose != "" {
+			return adapters.RecordCall(tx.Bucket(), env.Tenant, env.Time, turn)
+		}
+		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, turn)
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolSucceeded) error {
 		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})

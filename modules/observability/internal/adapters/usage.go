@@ -22,6 +22,9 @@ import (
 // The usage read model, one key per tenant, 5-minute bucket and model or tool:
 //
 //	tenant 0x00 bucket (8 bytes, big-endian BucketKey) 'm' model  ->  ModelUsage (13 × 8 bytes)
+//	tenant 0x00 bucket                                 'c' model  ->  ModelUsage of the model calls that are
+//	                                                                  not chat turns (rewrites, answers,
+//	                                                                  tool callbacks, embeddings)
 //	tenant 0x00 bucket                                 't' tool   ->  ToolUsage (3 × 8 bytes)
 //	tenant 0x01                                                   ->  the tenant's newest bucket (8 bytes)
 //
@@ -31,6 +34,7 @@ import (
 // model kept).
 const (
 	kindModel = 'm'
+	kindCall  = 'c'
 	kindTool  = 't'
 
 	modelValueLen = 13 * 8
@@ -83,11 +87,21 @@ func touchBucket(b *bolt.Bucket, t tenant.ID, k int64) error {
 
 // RecordTurn adds a chat turn of t at event time at (a projection handler).
 func RecordTurn(b *bolt.Bucket, t tenant.ID, at time.Time, turn domain.ChatTurn) error {
+	return recordModel(b, t, at, kindModel, turn)
+}
+
+// RecordCall adds a model call of t that is not a chat turn (a metered call of another module:
+// CompletionRecorded with a purpose): counted in usage and cost, not in the chat indicators.
+func RecordCall(b *bolt.Bucket, t tenant.ID, at time.Time, call domain.ChatTurn) error {
+	return recordModel(b, t, at, kindCall, call)
+}
+
+func recordModel(b *bolt.Bucket, t tenant.ID, at time.Time, kind byte, turn domain.ChatTurn) error {
 	k := domain.BucketKey(at)
 	if err := touchBucket(b, t, k); err != nil {
 		return err
 	}
-	key := usageKey(t, k, kindModel, domain.ModelName(turn.Model))
+	key := usageKey(t, k, kind, domain.ModelName(turn.Model))
 	var m domain.ModelUsage
 	if v := b.Get(key); len(v) == modelValueLen {
 		m = decodeModel(v)
@@ -161,6 +175,9 @@ func addTo(s *domain.Summary, kind byte, name string, v []byte) {
 	case kind == kindModel && len(v) == modelValueLen:
 		m := decodeModel(v)
 		s.AddModel(name, &m)
+	case kind == kindCall && len(v) == modelValueLen:
+		m := decodeModel(v)
+		s.AddCall(name, &m)
 	case kind == kindTool && len(v) == toolValueLen:
 		x := decodeTool(v)
 		s.AddTool(name, &x)

@@ -105,12 +105,13 @@ func (s *Service) Usage(ctx context.Context, t tenant.ID, p domain.Period) (Usag
 		return UsageReport{}, err
 	}
 	costs, total := domain.Costs(sum, s.Prices)
-	tot := sum.Total()
+	// Usage counts every model call: chat turns and the calls other modules make.
+	tot, all := sum.AllTotal(), sum.AllModels()
 	r := UsageReport{Window: w, Tenant: t.String(), Requests: tot.Requests, TokensIn: tot.Input, TokensOut: tot.Output,
 		TotalTokens: tot.Input + tot.Output, CachedTokens: tot.Cached, ReasoningTokens: tot.Reasoning,
 		ToolCalls: sum.ToolTotal().Calls, EstimatedCost: total, Currency: "USD", ByModel: []ModelUsage{}, ByTool: []ToolUsage{}}
 	for _, c := range costs {
-		m := sum.Models[c.Model]
+		m := all[c.Model]
 		r.ByModel = append(r.ByModel, ModelUsage{Model: c.Model, Requests: m.Requests, Completed: m.Completed, Failed: m.Failed,
 			Cancelled: m.Cancelled, TokensIn: m.Input, TokensOut: m.Output, CachedTokens: m.Cached, ReasoningTokens: m.Reasoning,
 			EstimatedTurns: m.Estimated, CostUSD: c.CostUSD, Priced: c.Priced})
@@ -143,7 +144,7 @@ func (s *Service) Cost(ctx context.Context, t tenant.ID, p domain.Period) (CostR
 		return CostReport{}, err
 	}
 	costs, total := domain.Costs(sum, s.Prices)
-	return CostReport{Window: w, Currency: "USD", TotalUSD: total, Requests: sum.Total().Requests, ByModel: costs}, nil
+	return CostReport{Window: w, Currency: "USD", TotalUSD: total, Requests: sum.AllTotal().Requests, ByModel: costs}, nil
 }
 
 // SLIReport is GET /metrics/slis.

@@ -73,9 +73,10 @@ type ModelCost struct {
 // Costs prices every model of s, sorted by model name, and the total.
 func Costs(s Summary, prices PriceTable) ([]ModelCost, float64) {
 	var total float64
-	out := make([]ModelCost, 0, len(s.Models))
+	all := s.AllModels()
+	out := make([]ModelCost, 0, len(all))
 	for _, name := range s.ModelNames() {
-		m := s.Models[name]
+		m := all[name]
 		p, ok := prices.Lookup(name)
 		c := p.Cost(m.Tokens)
 		total += c
@@ -120,9 +121,11 @@ func ComputeSLIs(s Summary, cache CacheStats, prices PriceTable) SLIs {
 	}
 	out.Cache = cache
 	out.Search = SearchSLI{Queries: cache.TotalChecks, AvgLatencyMs: cache.AvgLatencyMs}
+	// Cost and tokens count every model call; per request is per chat turn, what a user asked for.
 	_, total := Costs(s, prices)
+	all := s.AllTotal()
 	out.Cost = CostSLI{TotalUSD: total, PerRequestUSD: round6(ratio(total, float64(tot.Requests), 0)),
-		Tokens: tot.Input + tot.Output, InputTokens: tot.Input, OutputTokens: tot.Output}
+		Tokens: all.Input + all.Output, InputTokens: all.Input, OutputTokens: all.Output}
 	return out
 }
 

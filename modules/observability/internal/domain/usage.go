@@ -126,11 +126,42 @@ func ModelName(model string) string {
 // Summary is a tenant's usage over a window.
 type Summary struct {
 	Since, Until time.Time
-	Models       map[string]*ModelUsage
-	Tools        map[string]*ToolUsage
+	Models       map[string]*ModelUsage // chat turns (sessions and stateless /v1 calls), by model
+	// Calls are the other model calls (query rewrites, search answers, tool callbacks,
+	// embeddings), by model: in usage and cost, not in the chat indicators.
+	Calls map[string]*ModelUsage
+	Tools map[string]*ToolUsage
 }
 
-// Total sums every model.
+// AllModels is every model call, chat turns and other calls together, by model (usage and cost).
+func (s Summary) AllModels() map[string]*ModelUsage {
+	if len(s.Calls) == 0 {
+		return s.Models
+	}
+	out := make(map[string]*ModelUsage, len(s.Models)+len(s.Calls))
+	for _, src := range []map[string]*ModelUsage{s.Models, s.Calls} {
+		for name, m := range src {
+			acc := out[name]
+			if acc == nil {
+				acc = &ModelUsage{}
+				out[name] = acc
+			}
+			acc.add(m)
+		}
+	}
+	return out
+}
+
+// AllTotal sums every model call (AllModels).
+func (s Summary) AllTotal() ModelUsage {
+	var t ModelUsage
+	for _, m := range s.AllModels() {
+		t.add(m)
+	}
+	return t
+}
+
+// Total sums the chat turns of every model.
 func (s Summary) Total() ModelUsage {
 	var t ModelUsage
 	for _, m := range s.Models {
@@ -150,10 +181,11 @@ func (s Summary) ToolTotal() ToolUsage {
 	return t
 }
 
-// ModelNames returns the models in the summary, sorted.
+// ModelNames returns the models of every call in the summary (AllModels), sorted.
 func (s Summary) ModelNames() []string {
-	out := make([]string, 0, len(s.Models))
-	for k := range s.Models {
+	all := s.AllModels()
+	out := make([]string, 0, len(all))
+	for k := range all {
 		out = append(out, k)
 	}
 	sort.Strings(out)
@@ -171,11 +203,11 @@ func (s Summary) ToolNames() []string {
 }
 
 // Empty reports whether nothing happened in the window.
-func (s Summary) Empty() bool { return len(s.Models) == 0 && len(s.Tools) == 0 }
+func (s Summary) Empty() bool { return len(s.Models) == 0 && len(s.Calls) == 0 && len(s.Tools) == 0 }
 
 // NewSummary is an empty summary of [since, until].
 func NewSummary(since, until time.Time) Summary {
-	return Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{}}
+	return Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Calls: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{}}
 }
 
 // AddModel adds one bucket's totals of a model.
@@ -184,6 +216,19 @@ func (s *Summary) AddModel(name string, m *ModelUsage) {
 	if acc == nil {
 		acc = &ModelUsage{}
 		s.Models[name] = acc
+	}
+	acc.add(m)
+}
+
+// AddCall adds one bucket's totals of a model's calls that are not chat turns.
+func (s *Summary) AddCall(name string, m *ModelUsage) {
+	if s.Calls == nil {
+		s.Calls = map[string]*ModelUsage{}
+	}
+	acc := s.Calls[name]
+	if acc == nil {
+		acc = &ModelUsage{}
+		s.Calls[name] = acc
 	}
 	acc.add(m)
 }
