@@ -321,15 +321,25 @@ func (b *Bus) startCursor(c *cursor) {
 // when p has applied every batch it was handed.
 func (p *Projection) feed(ctx context.Context, pub message.Publisher, wg *sync.WaitGroup) {
 	defer wg.Done()
+	inbox := p.inbox
+	var prepared chan preparedBatch
+	if len(p.prepByType) > 0 {
+		// Its Prepare handlers take the inbox, on a goroutine of their own a batch ahead of the
+		// projection.
+		inbox, prepared = nil, make(chan preparedBatch)
+		wg.Add(1)
+		go p.prepareLoop(ctx, prepared, wg)
+	}
 	for {
-		var lb *localBatch
+		var pb preparedBatch
 		select {
 		case <-ctx.Done():
 			return
-		case lb = <-p.inbox:
+		case pb.lb = <-inbox:
+		case pb = <-prepared:
 		}
 		m := message.NewMessage(watermill.NewUUID(), nil)
-		m.SetContext(context.WithValue(context.WithoutCancel(ctx), localBatchKey{}, lb))
+		m.SetContext(context.WithValue(context.WithoutCancel(ctx), localBatchKey{}, pb))
 		if err := pub.Publish(p.topic(), m); err != nil {
 			if ctx.Err() == nil {
 				p.b.log.Error("bus: publish to a projection", "projection", p.name, "err", err)

@@ -51,6 +51,8 @@ type Projection struct {
 	handlers []projHandler                                                   // as registered
 	all      func(ctx context.Context, tx *readmodel.Tx, env Envelope) error // ApplyAll's, if any
 	byType   map[string]projHandler                                          // resolved by Run
+	preps      []prepHandler          // Prepare's, as registered
+	prepByType map[string]prepHandler // resolved by Run
 	store    atomic.Pointer[readmodel.Store]                                 // opened by Run
 
 	// The runner's state, touched only by its goroutine.
@@ -156,7 +158,7 @@ func (p *Projection) resolve() error {
 		}
 		p.byType[name] = h
 	}
-	return nil
+	return p.resolvePrepares()
 }
 
 // Name is the projection's durable name.
@@ -290,8 +292,8 @@ func (p *Projection) run(ctx context.Context, msgs <-chan *message.Message) {
 	defer close(p.stopped)
 	p.started = time.Now()
 	for msg := range msgs {
-		if lb, ok := msg.Context().Value(localBatchKey{}).(*localBatch); ok {
-			p.handleBatch(ctx, lb)
+		if pb, ok := msg.Context().Value(localBatchKey{}).(preparedBatch); ok {
+			p.handleBatch(ctx, pb.lb, pb.vals)
 		}
 		msg.Ack()
 	}
@@ -305,7 +307,9 @@ func (p *Projection) run(ctx context.Context, msgs <-chan *message.Message) {
 	}
 }
 
-func (p *Projection) handleBatch(ctx context.Context, lb *localBatch) {
+// handleBatch applies lb in the open batch transaction (vals: what Prepare's handlers returned for
+// its events, nil when none).
+func (p *Projection) handleBatch(ctx context.Context, lb *localBatch, vals []any) {
 	for i := range lb.events {
 		d := &lb.events[i]
 		if d.env.Position <= p.applied {
@@ -314,7 +318,11 @@ func (p *Projection) handleBatch(ctx context.Context, lb *localBatch) {
 		if p.tx == nil && !p.begin(ctx) {
 			return // stopping
 		}
-		if err := p.applyOne(ctx, p.tx, d); err != nil {
+		var v any
+		if vals != nil {
+			v = vals[i]
+		}
+		if err := p.applyOne(ctx, p.tx, d, v); err != nil {
 			// Roll the batch transaction back, so the failed attempt leaves nothing, and go on one
 			// event per transaction: the failing one is retried alone, then passed.
 			_ = p.tx.Rollback()
@@ -438,7 +446,7 @@ func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 			continue
 		}
 		if !skip {
-			if err := p.applyOne(ctx, tx, d); err != nil {
+			if err := p.applyOne(ctx, tx, d, nil); err != nil {
 				_ = tx.Rollback()
 				if Unavailable(err) {
 					// A dependency is down: wait for it, however long; the event is never passed.
@@ -487,9 +495,10 @@ func (p *Projection) applyAlone(ctx context.Context, d *delivery) bool {
 	}
 }
 
-// applyOne calls the handler of d's type, if any. An event whose data did not decode is logged,
-// counted and passed: no retry can fix it.
-func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery) (err error) {
+// applyOne calls the handler of d's type, if any, with prepared (Prepare's value for d, nil when
+// none) in its context. An event whose data did not decode is logged, counted and passed: no retry
+// can fix it.
+func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery, prepared any) (err error) {
 	if p.all != nil {
 		if err := p.applyAll(ctx, tx, d); err != nil {
 			return err
@@ -512,7 +521,11 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 	}()
 	// The handler's context does not end with the bus: a projection applies what it was given, and
 	// the stop waits for it.
-	if err := h.call(envContext(context.WithoutCancel(ctx), d.env, p.name), tx, d.env, d.ev); err != nil {
+	hctx := envContext(context.WithoutCancel(ctx), d.env, p.name)
+	if prepared != nil {
+		hctx = context.WithValue(hctx, preparedKey{}, prepared)
+	}
+	if err := h.call(hctx, tx, d.env, d.ev); err != nil {
 		return err
 	}
 	p.handled.Inc()

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -341,6 +342,43 @@ func (l SessionList) StoredTitle(ctx context.Context, t tenant.ID, id string, li
 		return "", fmt.Errorf("seal the title of session %s: %w", id, err)
 	}
 	return string(b), nil
+}
+
+// TitleOf is a session start whose title the list stores: the session's tenant, id and life (the
+// revision of its SessionStarted), and its title as recorded.
+type TitleOf struct {
+	Tenant tenant.ID
+	ID     string
+	Life   uint64
+	Title  string
+}
+
+// PreparedTitle is a title as the row keeps it, made ahead of the row (StoredTitles).
+type PreparedTitle string
+
+// sealAtOnce bounds the titles StoredTitles seals at the same time.
+const sealAtOnce = 32
+
+// StoredTitles is StoredTitle for the session starts of a batch at once, for the projection's
+// bus.Prepare: sealed concurrently, so that the new data keys they need share the key store's
+// fsyncs (with the embedded key store, one per key when sealed one by one: a rebuild of the list
+// over a history written before sealing went at the pace of those fsyncs). out[i] is ts[i]'s
+// PreparedTitle, or nil when it could not be made (its handler seals it itself and reports why).
+func (l SessionList) StoredTitles(ctx context.Context, ts []TitleOf) []any {
+	out := make([]any, len(ts))
+	sem := make(chan struct{}, sealAtOnce)
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if title, err := l.StoredTitle(ctx, t.Tenant, t.ID, t.Life, t.Title); err == nil {
+				out[i] = PreparedTitle(title)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // List is a page of GET /sessions.
