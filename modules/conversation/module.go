@@ -54,9 +54,6 @@ type Config struct {
 	DefaultModel string
 	// OverrideModel (CRISPY_MODEL_ID) wins over the tenants' models.chat; a request's modelId still wins.
 	OverrideModel string
-	// ModelAliases name models for OpenAI clients ("fast": "openai:gpt-4o-mini"); a tenant's
-	// models.aliases win.
-	ModelAliases map[string]string
 	// ContextTokens is the models' context window for history trimming (default 8192);
 	// MaxCompletionTokens the tokens kept for the answer and reserved against budgets (default 1024).
 	ContextTokens       int
@@ -211,7 +208,7 @@ func New(d Deps) (*Module, error) {
 	}
 	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Instance: d.Instance, Run: uuid.NewString(),
 		Cache: app.NewCache(c.CacheBytes), Hub: app.NewHub(c.ResumeBytes, c.ResumeWindow), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
-		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ModelAliases: c.ModelAliases, ContextTokens: c.ContextTokens,
+		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
 			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout,
 			UserRecordDelay: c.UserRecordDelay, SnapshotEvery: max(c.SnapshotEvery, 0)}}
 	svc.Metrics.WatchMemory(svc.Cache, svc.Hub)
@@ -260,14 +257,37 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 	}
 	bus.Apply(sessions, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.SessionStarted) error {
 		if id, ok := sessionOf(env); ok {
-			title, err := list.StoredTitle(ctx, env.Tenant, id, env.Revision, ev.Title)
-			if err != nil {
-				return err
+			var title string
+			if p, ok := bus.Prepared[adapters.PreparedTitle](ctx); ok {
+				title = string(p)
+			} else {
+				var err error
+				if title, err = list.StoredTitle(ctx, env.Tenant, id, env.Revision, ev.Title); err != nil {
+					return err
+				}
 			}
 			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, title, env.Time, env.Revision)
 		}
 		return nil
 	})
+	if m.sealer != nil {
+		// A batch's titles are sealed together, ahead of the batch (see StoredTitles).
+		bus.Prepare(sessions, func(ctx context.Context, envs []bus.Envelope, evs []events.SessionStarted) ([]any, error) {
+			ts := make([]adapters.TitleOf, 0, len(envs))
+			at := make([]int, 0, len(envs))
+			for i, env := range envs {
+				if id, ok := sessionOf(env); ok {
+					ts = append(ts, adapters.TitleOf{Tenant: env.Tenant, ID: id, Life: env.Revision, Title: evs[i].Title})
+					at = append(at, i)
+				}
+			}
+			out := make([]any, len(envs))
+			for j, v := range list.StoredTitles(ctx, ts) {
+				out[at[j]] = v
+			}
+			return out, nil
+		})
+	}
 	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.UserMessageAdded) error {
 		if id, ok := sessionOf(env); ok {
 			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, true)

@@ -2,6 +2,8 @@
 // import: TenantConfig is the tenant policy they read (models, budgets, tools, features).
 package events
 
+import "time"
+
 // Event types, recorded in t-{tenant}.tenant.
 const (
 	TypeTenantRegistered    = "tenancy.TenantRegistered"
@@ -19,6 +21,8 @@ func Register(add func(typeName string, sample any)) {
 	add(TypeApiKeyAdded, ApiKeyAdded{})
 	add(TypeApiKeyRevoked, ApiKeyRevoked{})
 	add(TypeTenantRemoved, TenantRemoved{})
+	add(TypeApiKeyRotated, ApiKeyRotated{})
+	add(TypeTenantDeleted, TenantDeleted{})
 }
 
 // TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their
@@ -149,14 +153,28 @@ type TenantConfigChanged struct {
 	Source string       `json:"source"`
 }
 
-// ApiKeyAdded records a key by its hash ("sha256:<hex>"); the key itself is never stored.
+// ApiKeyAdded records a key by its hash ("sha256:<hex>"); the key itself is never stored. Events of
+// the tenants file before keys had ids hold only Hash: the ID is then derived from it, the scopes
+// are DefaultScopes and the source is the file.
 type ApiKeyAdded struct {
-	Hash string `json:"hash"`
+	Hash      string     `json:"hash"`
+	ID        string     `json:"id,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"` // empty: DefaultScopes
+	CreatedAt time.Time  `json:"createdAt,omitzero"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Limits    *KeyLimits `json:"limits,omitempty"`
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	User      string     `json:"user,omitempty"`
+	Source    string     `json:"source,omitempty"` // KeySourceAPI, or the file ("" in older events)
 }
 
-// ApiKeyRevoked removes a key hash.
+// ApiKeyRevoked revokes a key: by ID, or (events of the tenants file before keys had ids) by Hash.
+// A revoked key is refused with 401 key_revoked from then on.
 type ApiKeyRevoked struct {
-	Hash string `json:"hash"`
+	Hash string    `json:"hash,omitempty"`
+	ID   string    `json:"id,omitempty"`
+	At   time.Time `json:"at,omitzero"`
 }
 
 // TenantRemoved records that the tenant is no longer in the tenants file: it stops being resolvable
