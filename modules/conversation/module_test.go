@@ -564,9 +564,9 @@ func (c *countingTools) Execute(_ context.Context, _ tenant.ID, _ string, _ json
 func TestATurnOverBudgetDoesNotRunItsTool(t *testing.T) {
 	t.Parallel()
 	tools := &countingTools{}
-	// MaxCompletionTokens alone (500) exceeds the daily budget (100): no turn fits.
+	// The daily budget (10) cannot take the message and the least completion a turn runs with (16).
 	e := newEnv(t, opts{tools: tools, config: conversation.Config{MaxCompletionTokens: 500},
-		tenants: map[string]tenancyevents.TenantConfig{"acme": {TokenBudget: tenancyevents.TokenBudget{Daily: 100}}}})
+		tenants: map[string]tenancyevents.TenantConfig{"acme": {TokenBudget: tenancyevents.TokenBudget{Daily: 10}}}})
 	r := e.chat("acme", sid(), "summarise this", map[string]any{"stream": false, "tool_name": "summarize", "tool_params": map[string]any{"text": "x"}})
 	wantProblem(t, r, 429, "budget_exceeded")
 	if n := tools.n.Load(); n != 0 {

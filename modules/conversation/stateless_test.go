@@ -102,7 +102,8 @@ func TestStatelessCompletionKeepsNoSessionButItsUsage(t *testing.T) {
 func TestStatelessCompletionsAreChargedToTheTokenBudget(t *testing.T) {
 	t.Parallel()
 	store := eventstoretest.NewMemory()
-	tenants := map[string]tenancyevents.TenantConfig{"acme": {ID: "acme", TokenBudget: tenancyevents.TokenBudget{Daily: 6000}}}
+	// 5,000 used leaves 10: less than the prompt and the least completion a call runs with.
+	tenants := map[string]tenancyevents.TenantConfig{"acme": {ID: "acme", TokenBudget: tenancyevents.TokenBudget{Daily: 5010}}}
 	fake := aitest.New(aitest.Script{Tokens: []string{"ok"}, Usage: &ai.Usage{PromptTokens: 4000, CompletionTokens: 1000, TotalTokens: 5000}})
 	e := newEnv(t, opts{store: store, tenants: tenants, fake: fake})
 	if r := v1(e, "acme", "hi", false); r.status != 200 {

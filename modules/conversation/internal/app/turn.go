@@ -13,6 +13,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -38,6 +39,10 @@ type TurnInput struct {
 	// Stateless (a /v1/chat/completions call without x-session-id): no session; nothing is recorded
 	// but a CompletionRecorded usage event, and the turn cannot be resumed.
 	Stateless bool
+	// MaxTokens is the completion the client asked for at most (0: the server's
+	// MaxCompletionTokens). What is reserved and sent upstream may be less: what the tenant's
+	// tightest token ceiling has left.
+	MaxTokens int
 }
 
 // SSE payloads (SPEC §2).
@@ -160,8 +165,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		// A turn the budget cannot take must not run its tool first: check with the least the turn
 		// will need (the message and the answer); the full reservation follows once the prompt is
 		// assembled.
-		least := int64(domain.EstimateTokens(in.Message) + s.Settings.MaxCompletion)
-		if err := s.reserve(ctx, in.Tenant, turnID, least, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly); err != nil {
+		if _, err := s.reserveCompletion(ctx, in.Tenant, turnID, int64(domain.EstimateTokens(in.Message)), s.wantCompletion(in), cfg); err != nil {
 			return nil, err
 		}
 		s.Ledger.Release(in.Tenant.String(), turnID)
@@ -214,9 +218,11 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	asm := domain.Assemble(domain.Prompt{System: s.Settings.SystemPrompt, Passages: passages, RAGRequested: rag, ToolName: in.ToolName,
 		ToolResult: toolResult, History: history, Message: in.Message, ContextTokens: s.Settings.ContextTokens,
 		MaxCompletion: s.Settings.MaxCompletion, MaxMessages: cfg.MaxMessages()})
-	// Budget: reserve the worst case before anything is recorded or called.
-	estimate := int64(asm.PromptTokens + s.Settings.MaxCompletion)
-	if err := s.reserve(ctx, in.Tenant, turnID, estimate, cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly); err != nil {
+	// Budget: reserve the worst case before anything is recorded or called: the prompt and the
+	// completion asked for, capped at what the tightest ceiling leaves (which is what the model is
+	// then told it may write).
+	granted, err := s.reserveCompletion(ctx, in.Tenant, turnID, int64(asm.PromptTokens), s.wantCompletion(in), cfg)
+	if err != nil {
 		return nil, err
 	}
 	requested := in.ModelID
@@ -267,7 +273,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		})
 		s.Hub.put(turn)
 	}
-	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: s.Settings.MaxCompletion}
+	req := ai.Request{Messages: asm.Messages, Documents: asm.Documents, MaxTokens: int(granted)}
 	started = true
 	go s.dispatch(tctx, cancel, turn, in, models, req, asm.PromptTokens, citations, cites, toolCall, ur)
 	return turn, nil
@@ -512,6 +518,43 @@ func (s *Service) reserve(ctx context.Context, t tenant.ID, turnID string, token
 		return budgetExceeded(r, tokens)
 	}
 	return nil
+}
+
+// minCompletion is the least completion a turn is worth running for: with less left under a
+// ceiling, the turn is refused rather than cut to a few words.
+const minCompletion = 16
+
+// wantCompletion is the completion a turn asks for: the client's max_tokens, else the server's.
+func (s *Service) wantCompletion(in TurnInput) int64 {
+	if in.MaxTokens > 0 {
+		return int64(in.MaxTokens)
+	}
+	return int64(s.Settings.MaxCompletion)
+}
+
+// reserveCompletion books prompt tokens and up to want completion tokens of the tenant's token
+// ceilings (daily, monthly, per minute) for turnID, and returns the completion tokens granted:
+// the max_tokens to send upstream. 429 budget_exceeded when not even min(want, minCompletion) fit;
+// 503 catching_up while the token ledger read model catches up with the store.
+func (s *Service) reserveCompletion(ctx context.Context, t tenant.ID, turnID string, prompt, want int64, cfg tenancyevents.TenantConfig) (int64, error) {
+	now := s.Now()
+	c := domain.Ceilings{Daily: cfg.TokenBudget.Daily, Monthly: cfg.TokenBudget.Monthly, PerMinute: int64(cfg.RateLimit.TokensPerMinute)}
+	granted, r, err := s.Ledger.ReserveUpTo(t.String(), turnID, prompt, want, min(want, minCompletion), c, now, func() (domain.Usage, error) {
+		if s.Usage == nil {
+			return domain.Usage{}, nil
+		}
+		return s.Usage.Used(ctx, t, now)
+	})
+	if err != nil {
+		if _, ok := apperr.As(err); ok {
+			return 0, err
+		}
+		return 0, fmt.Errorf("token budget of %s: %w", t, err)
+	}
+	if r != nil {
+		return 0, budgetExceeded(r, prompt+min(want, minCompletion))
+	}
+	return granted, nil
 }
 
 func usageOf(u ai.Usage, promptEstimate int, content string) events.Usage {

@@ -31,6 +31,16 @@ type Usage struct {
 type Ledger struct {
 	mu      sync.Mutex
 	tenants map[string]map[string]*booking // tenant → turn id → booking
+	minute  map[string][]minuteBooking     // tenant → its reservations and uses of the last minute
+}
+
+// minuteBooking is a turn's tokens in the tokens-per-minute log: booked at at, its reservation
+// until it settles, then its recorded use. It counts for a minute from at, wherever the read model
+// is: a minute is too short to wait for it, and the log is this process's own (see README).
+type minuteBooking struct {
+	turn   string
+	at     time.Time
+	tokens int64
 }
 
 type booking struct {
@@ -40,7 +50,9 @@ type booking struct {
 }
 
 // NewLedger returns an empty ledger.
-func NewLedger() *Ledger { return &Ledger{tenants: map[string]map[string]*booking{}} }
+func NewLedger() *Ledger {
+	return &Ledger{tenants: map[string]map[string]*booking{}, minute: map[string][]minuteBooking{}}
+}
 
 // DayOf and MonthOf are the UTC periods a budget counts tokens in ("2026-11-29", "2026-11").
 func DayOf(t time.Time) string   { return t.UTC().Format("2006-01-02") }
@@ -54,19 +66,39 @@ type Refusal struct {
 	RetryAfter time.Duration
 }
 
+// Ceilings are a tenant's token ceilings (0: none): per UTC day, per UTC month, and in any 60 s.
+type Ceilings struct {
+	Daily, Monthly, PerMinute int64
+}
+
+func (c Ceilings) none() bool { return c.Daily <= 0 && c.Monthly <= 0 && c.PerMinute <= 0 }
+
 // Reserve books tokens for turn if they fit under both ceilings (0 = none) on top of used (the read
 // model, read under the ledger's lock) and the bookings it does not count yet. It returns a Refusal
 // when they do not fit, and used's error when the read model cannot answer (nothing is booked then).
 // Without any ceiling nothing is read nor booked.
 func (l *Ledger) Reserve(tenant, turn string, tokens, daily, monthly int64, now time.Time, used func() (Usage, error)) (*Refusal, error) {
-	if daily <= 0 && monthly <= 0 {
-		return nil, nil
+	_, r, err := l.ReserveUpTo(tenant, turn, 0, tokens, tokens, Ceilings{Daily: daily, Monthly: monthly}, now, used)
+	return r, err
+}
+
+// ReserveUpTo books prompt tokens and as many completion tokens as fit, up to want and at least
+// least, under every ceiling, and returns the completion tokens granted: the max_tokens to send
+// upstream, so that a model that stops at max_tokens cannot take the tenant past a ceiling however
+// many turns run at once. It refuses (a Refusal naming the tightest ceiling) when fewer than least
+// fit. Without any ceiling it books nothing and grants want.
+func (l *Ledger) ReserveUpTo(tenant, turn string, prompt, want, least int64, c Ceilings, now time.Time, used func() (Usage, error)) (int64, *Refusal, error) {
+	if c.none() {
+		return want, nil, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u, err := used()
-	if err != nil {
-		return nil, err
+	var u Usage
+	if c.Daily > 0 || c.Monthly > 0 {
+		var err error
+		if u, err = used(); err != nil {
+			return 0, nil, err
+		}
 	}
 	day, month := DayOf(now), MonthOf(now)
 	bookedDay, bookedMonth := int64(0), int64(0)
@@ -83,20 +115,63 @@ func (l *Ledger) Reserve(tenant, turn string, tokens, daily, monthly int64, now 
 			bookedMonth += b.tokens
 		}
 	}
-	if daily > 0 && u.Day+bookedDay+tokens > daily {
+	grant := want
+	var refusal *Refusal
+	fit := func(limit, usedOrBooked int64, r func() *Refusal) {
+		if limit <= 0 {
+			return
+		}
+		if room := limit - usedOrBooked - prompt; room < grant {
+			grant = room
+			if room < least {
+				refusal = r()
+			}
+		}
+	}
+	fit(c.Daily, u.Day+bookedDay, func() *Refusal {
 		next := time.Date(now.UTC().Year(), now.UTC().Month(), now.UTC().Day()+1, 0, 0, 0, 0, time.UTC)
-		return &Refusal{Period: "daily", Limit: daily, Used: u.Day + bookedDay, RetryAfter: next.Sub(now)}, nil
-	}
-	if monthly > 0 && u.Month+bookedMonth+tokens > monthly {
+		return &Refusal{Period: "daily", Limit: c.Daily, Used: u.Day + bookedDay, RetryAfter: next.Sub(now)}
+	})
+	fit(c.Monthly, u.Month+bookedMonth, func() *Refusal {
 		next := time.Date(now.UTC().Year(), now.UTC().Month()+1, 1, 0, 0, 0, 0, time.UTC)
-		return &Refusal{Period: "monthly", Limit: monthly, Used: u.Month + bookedMonth, RetryAfter: next.Sub(now)}, nil
+		return &Refusal{Period: "monthly", Limit: c.Monthly, Used: u.Month + bookedMonth, RetryAfter: next.Sub(now)}
+	})
+	if c.PerMinute > 0 {
+		log := l.minute[tenant][:0]
+		var inMinute int64
+		for _, m := range l.minute[tenant] {
+			if now.Sub(m.at) < time.Minute {
+				log = append(log, m)
+				inMinute += m.tokens
+			}
+		}
+		l.minute[tenant] = log
+		fit(c.PerMinute, inMinute, func() *Refusal {
+			// The oldest bookings leave first: retry once enough of them have.
+			need, retry := inMinute+prompt+least-c.PerMinute, time.Minute
+			for _, m := range log {
+				if need -= m.tokens; need <= 0 {
+					retry = m.at.Add(time.Minute).Sub(now)
+					break
+				}
+			}
+			return &Refusal{Period: "per-minute", Limit: c.PerMinute, Used: inMinute, RetryAfter: retry}
+		})
 	}
-	if bs == nil {
-		bs = map[string]*booking{}
-		l.tenants[tenant] = bs
+	if refusal != nil {
+		return 0, refusal, nil
 	}
-	bs[turn] = &booking{tokens: tokens, day: day, month: month}
-	return nil, nil
+	if c.Daily > 0 || c.Monthly > 0 {
+		if bs == nil {
+			bs = map[string]*booking{}
+			l.tenants[tenant] = bs
+		}
+		bs[turn] = &booking{tokens: prompt + grant, day: day, month: month}
+	}
+	if c.PerMinute > 0 {
+		l.minute[tenant] = append(l.minute[tenant], minuteBooking{turn: turn, at: now, tokens: prompt + grant})
+	}
+	return grant, nil, nil
 }
 
 // Settle replaces a turn's reservation by the tokens its outcome recorded, at the outcome event's
@@ -107,6 +182,11 @@ func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Positio
 	defer l.mu.Unlock()
 	if b, ok := l.tenants[tenant][turn]; ok {
 		b.tokens, b.at = tokens, at
+	}
+	for i := range l.minute[tenant] {
+		if m := &l.minute[tenant][i]; m.turn == turn {
+			m.tokens = tokens
+		}
 	}
 }
 
@@ -119,6 +199,16 @@ func (l *Ledger) Release(tenant, turn string) {
 		if len(bs) == 0 {
 			delete(l.tenants, tenant)
 		}
+	}
+	ms := l.minute[tenant]
+	for i := range ms {
+		if ms[i].turn == turn {
+			l.minute[tenant] = append(ms[:i], ms[i+1:]...)
+			break
+		}
+	}
+	if len(l.minute[tenant]) == 0 {
+		delete(l.minute, tenant)
 	}
 }
 
