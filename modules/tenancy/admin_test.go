@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,7 +39,14 @@ type adminServer struct {
 	handler http.Handler
 	clock   *fixedClock
 	erased  []tenant.ID
+	fails   int // erasures to fail before one succeeds
 	mu      sync.Mutex
+}
+
+func (s *adminServer) erasedIDs() []tenant.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]tenant.ID(nil), s.erased...)
 }
 
 type probeEcho struct {
@@ -59,8 +67,12 @@ func newAdminServer(t testing.TB, store eventstore.Store, file string) *adminSer
 		Log: slog.New(slog.DiscardHandler), Now: s.clock.Now,
 		Erase: func(_ context.Context, id tenant.ID) error {
 			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.fails > 0 {
+				s.fails--
+				return errors.New("key store down")
+			}
 			s.erased = append(s.erased, id)
-			s.mu.Unlock()
 			return nil
 		}})
 	if err != nil {
@@ -411,8 +423,8 @@ func TestDeleteTenantErasesAndStopsServingIt(t *testing.T) {
 	want(t, s.do(t, call{path: "/chat/probe", key: k}), 200, "")
 	r := s.do(t, call{method: http.MethodDelete, path: "/admin/tenants/acme", admin: adminKey})
 	want(t, r, 200, "")
-	if r.body["erased"] != true || len(s.erased) != 1 || s.erased[0].String() != "acme" {
-		t.Fatalf("delete = %v, erased %v", r.body, s.erased)
+	if e := s.erasedIDs(); r.body["erased"] != true || len(e) == 0 || e[0].String() != "acme" {
+		t.Fatalf("delete = %v, erased %v", r.body, e)
 	}
 	want(t, s.do(t, call{path: "/chat/probe", key: k}), 401, "invalid_api_key")
 	want(t, s.do(t, call{path: "/chat/probe", tenant: "acme"}), 404, "tenant_not_found")
@@ -420,6 +432,22 @@ func TestDeleteTenantErasesAndStopsServingIt(t *testing.T) {
 	// It can be made again, from a clean slate: the old key stays dead.
 	want(t, s.do(t, call{method: http.MethodPost, path: "/admin/tenants", admin: adminKey, body: map[string]any{"id": "acme"}}), 201, "")
 	want(t, s.do(t, call{path: "/chat/probe", key: k}), 401, "invalid_api_key")
+}
+
+// A deletion whose erasure fails (the key store is down) is still acknowledged as recorded (503
+// erasure_pending), and the tenancy.eraser processor erases from the event once it can.
+func TestDeletionErasesAgainFromTheEvent(t *testing.T) {
+	s := newAdminServer(t, nil, "")
+	want(t, s.do(t, call{method: http.MethodPost, path: "/admin/tenants", admin: adminKey, body: map[string]any{"id": "acme"}}), 201, "")
+	s.mu.Lock()
+	s.fails = 2
+	s.mu.Unlock()
+	want(t, s.do(t, call{method: http.MethodDelete, path: "/admin/tenants/acme", admin: adminKey}), 503, "erasure_pending")
+	want(t, s.do(t, call{path: "/chat/probe", tenant: "acme"}), 404, "tenant_not_found")
+	eventually(t, "the processor erased acme", func() bool {
+		e := s.erasedIDs()
+		return len(e) > 0 && e[0].String() == "acme"
+	})
 }
 
 // Two replicas on one store, each with its own bus and tenant directory: what the admin API records

@@ -4,7 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus"
 )
 
 // The tenants served are the latest state known of each tenant, from three sources: Start's sync of
@@ -115,4 +118,18 @@ func (m *Module) follow(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// eraseDeleted erases a deleted tenant's data again from its TenantDeleted event, unless the tenant
+// was registered again since (its new data keys are not the deleted tenant's to destroy).
+func (m *Module) eraseDeleted(ctx context.Context, env bus.Envelope, _ events.TenantDeleted) error {
+	t, err := m.manager().Get(ctx, env.Tenant)
+	if err == nil && t.Active() && t.LastRevision > env.Revision {
+		return nil
+	}
+	if err := m.erase(ctx, env.Tenant); err != nil {
+		// Waited out, never passed: a key left alive is content left readable.
+		return apperr.Wrap(err, apperr.KindUnavailable, "tenancy.eraseUnavailable", "erasing a deleted tenant's data failed")
+	}
+	return nil
 }

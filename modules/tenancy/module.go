@@ -177,7 +177,16 @@ func New(d Deps) (*Module, error) {
 func (m *Module) Register(b bus.Consumers) {
 	d := adapters.RegisterDirectory(b)
 	m.dir = &d
+	if m.erase != nil {
+		// Finishes a deletion's erasure from the event: a key store that was down, or a crash
+		// between TenantDeleted and the destruction, still ends with the tenant's keys destroyed.
+		q := b.Processor(EraserProcessor)
+		bus.Handle(q, m.eraseDeleted)
+	}
 }
+
+// EraserProcessor is the durable name of the processor that erases deleted tenants' data.
+const EraserProcessor = "tenancy.eraser"
 
 // desired is the sync command for the tenants file, or for the demo tenant without one.
 func (m *Module) desired() (app.SyncTenants, error) {
