@@ -296,6 +296,13 @@ func eventually(t testing.TB, what string, cond func() bool) {
 
 func wantProblem(t testing.TB, r resp, status int, code string) {
 	t.Helper()
+	if e, ok := r.body["error"].(map[string]any); ok {
+		// /v1/ answers errors in OpenAI's envelope; the request id is in x-request-id.
+		if r.status != status || (code != "" && e["code"] != code) || r.header.Get("x-request-id") == "" {
+			t.Fatalf("got %d %v, want %d %s; body %s", r.status, e["code"], status, code, r.raw)
+		}
+		return
+	}
 	if r.status != status || (code != "" && r.body["code"] != code) {
 		t.Fatalf("got %d %v, want %d %s; body %s", r.status, r.body["code"], status, code, r.raw)
 	}

@@ -54,6 +54,9 @@ type Config struct {
 	DefaultModel string
 	// OverrideModel (CRISPY_MODEL_ID) wins over the tenants' models.chat; a request's modelId still wins.
 	OverrideModel string
+	// ModelAliases name models for OpenAI clients ("fast": "openai:gpt-4o-mini"); a tenant's
+	// models.aliases win.
+	ModelAliases map[string]string
 	// ContextTokens is the models' context window for history trimming (default 8192);
 	// MaxCompletionTokens the tokens kept for the answer and reserved against budgets (default 1024).
 	ContextTokens       int
@@ -208,7 +211,7 @@ func New(d Deps) (*Module, error) {
 	}
 	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Instance: d.Instance, Run: uuid.NewString(),
 		Cache: app.NewCache(c.CacheBytes), Hub: app.NewHub(c.ResumeBytes, c.ResumeWindow), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
-		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ContextTokens: c.ContextTokens,
+		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ModelAliases: c.ModelAliases, ContextTokens: c.ContextTokens,
 			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout,
 			UserRecordDelay: c.UserRecordDelay, SnapshotEvery: max(c.SnapshotEvery, 0)}}
 	svc.Metrics.WatchMemory(svc.Cache, svc.Hub)

@@ -109,7 +109,7 @@ func TestStatelessCompletionsAreChargedToTheTokenBudget(t *testing.T) {
 	if r := v1(e, "acme", "hi", false); r.status != 200 {
 		t.Fatalf("first call: %d %s", r.status, r.raw)
 	}
-	wantProblem(t, v1(e, "acme", "hi", false), 429, "budget_exceeded")
+	wantOpenAIError(t, v1(e, "acme", "hi", false), 429, "budget_exceeded", "")
 	e.cancel()
 
 	restarted := newEnv(t, opts{store: store, tenants: tenants, fake: fake})
@@ -118,7 +118,7 @@ func TestStatelessCompletionsAreChargedToTheTokenBudget(t *testing.T) {
 	if err := restarted.bus.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantProblem(t, v1(restarted, "acme", "hi", false), 429, "budget_exceeded")
+	wantOpenAIError(t, v1(restarted, "acme", "hi", false), 429, "budget_exceeded", "")
 	if n := len(completions(t, restarted, "acme")); n != 1 {
 		t.Fatalf("%d calls recorded, want the 1 that ran", n)
 	}

@@ -204,20 +204,20 @@ func (r *Router) Pass(ctx context.Context, models []ModelID, req Request, out Ch
 		}
 		usable = append(usable, m) // an unconfigured provider: route records it as no_provider
 	}
-	return r.route(ctx, usable, req, func(actx context.Context, p Provider, req Request, progress Progress) (Result, error) {
+	return r.route(ctx, usable, req, func(actx context.Context, p Provider, m ModelID, req Request, progress Progress) (Result, error) {
 		if ps, ok := p.(Passer); ok {
 			return ps.Pass(actx, req, func(data []byte) error {
 				return progress(func() error { return out(data) })
 			})
 		}
-		return synthesize(actx, p, req, progress, out)
+		return synthesize(actx, p, m, req, progress, out)
 	})
 }
 
 // synthesize runs a provider without OpenAI's format and writes its answer as OpenAI chunks.
-func synthesize(ctx context.Context, p Provider, req Request, progress Progress, out Chunks) (Result, error) {
+func synthesize(ctx context.Context, p Provider, m ModelID, req Request, progress Progress, out Chunks) (Result, error) {
 	pr := req.Pass
-	model := req.Model
+	model := m.String()
 	tr, err := pr.Translate(model)
 	if err != nil {
 		return Result{}, err
@@ -236,6 +236,7 @@ func synthesize(ctx context.Context, p Provider, req Request, progress Progress,
 		if err != nil {
 			return res, err
 		}
+		res.Usage = estimated(res.Usage, tr.Messages, res.Content)
 		b := head(nil, "chat.completion")
 		b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
 		b = appendJSONString(b, res.Content)
@@ -265,6 +266,7 @@ func synthesize(ctx context.Context, p Provider, req Request, progress Progress,
 	if err != nil {
 		return res, err
 	}
+	res.Usage = estimated(res.Usage, tr.Messages, res.Content)
 	b := head(nil, "chat.completion.chunk")
 	b = append(b, `,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":`...)
 	b = strconv.AppendQuote(b, finishOr(res.FinishReason))
@@ -296,10 +298,22 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, j...)
 }
 
-func appendUsage(b []byte, u Usage) []byte {
-	if !u.Reported {
-		return append(b, "null"...)
+// estimated fills in the usage a provider did not report, at about four bytes a token (Reported
+// stays false: the numbers are ours).
+func estimated(u Usage, msgs []Message, content string) Usage {
+	if u.Reported {
+		return u
 	}
+	prompt := 0
+	for _, m := range msgs {
+		prompt += len(m.Content)/4 + 4
+	}
+	u.PromptTokens, u.CompletionTokens = prompt, (len(content)+3)/4
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+func appendUsage(b []byte, u Usage) []byte {
 	b = append(b, `{"prompt_tokens":`...)
 	b = strconv.AppendInt(b, int64(u.PromptTokens), 10)
 	b = append(b, `,"completion_tokens":`...)

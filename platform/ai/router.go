@@ -206,7 +206,7 @@ func (r *Router) Complete(ctx context.Context, models []ModelID, req Request) (A
 
 func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Emit, stream bool) (Answer, error) {
 	if stream {
-		return r.route(ctx, models, req, func(actx context.Context, p Provider, req Request, progress Progress) (Result, error) {
+		return r.route(ctx, models, req, func(actx context.Context, p Provider, _ ModelID, req Request, progress Progress) (Result, error) {
 			return p.Stream(actx, req, func(delta string) error {
 				if delta == "" {
 					return nil
@@ -215,7 +215,7 @@ func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Em
 			})
 		})
 	}
-	return r.route(ctx, models, req, func(actx context.Context, p Provider, req Request, _ Progress) (Result, error) {
+	return r.route(ctx, models, req, func(actx context.Context, p Provider, _ ModelID, req Request, _ Progress) (Result, error) {
 		return p.Complete(actx, req)
 	})
 }
@@ -226,7 +226,7 @@ func (r *Router) run(ctx context.Context, models []ModelID, req Request, emit Em
 type Progress func(send func() error) error
 
 // callFunc runs one try of one model.
-type callFunc func(actx context.Context, p Provider, req Request, progress Progress) (Result, error)
+type callFunc func(actx context.Context, p Provider, m ModelID, req Request, progress Progress) (Result, error)
 
 // route tries models in order, each up to its retries, until one answers. A failure after the
 // first piece of the answer went out, or one that is not retryable, ends the call.
@@ -369,7 +369,7 @@ func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Req
 	timer := time.AfterFunc(r.cfg.FirstTokenTimeout, func() { cancel(errFirstTokenTimeout) })
 	var idle *time.Timer
 	var emitErr error
-	res, err := call(actx, p, req, func(send func() error) error {
+	res, err := call(actx, p, m, req, func(send func() error) error {
 		if !emitted {
 			emitted = true
 			timer.Stop()

@@ -201,7 +201,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	api.UseMiddleware(s.guardMiddleware, s.checkText)
 	mux.HandleFunc("/", s.notFound)
 	s.registerHealth()
-	s.handler = s.requestID(s.accessLog(s.recoverPanics(s.limitBody(s.preflight(mux)))))
+	s.handler = s.requestID(s.openAIErrors(s.accessLog(s.recoverPanics(s.limitBody(s.preflight(mux))))))
 	return s, nil
 }
 

@@ -138,6 +138,21 @@ func (e HistoryMessageRole) Valid() bool {
 	}
 }
 
+// Defines values for ModelsOutputBodyObject.
+const (
+	List ModelsOutputBodyObject = "list"
+)
+
+// Valid indicates whether the value is a known member of the ModelsOutputBodyObject enum.
+func (e ModelsOutputBodyObject) Valid() bool {
+	switch e {
+	case List:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for OAIMessageRole.
 const (
 	OAIMessageRoleAssistant OAIMessageRole = "assistant"
@@ -159,6 +174,21 @@ func (e OAIMessageRole) Valid() bool {
 	case OAIMessageRoleTool:
 		return true
 	case OAIMessageRoleUser:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OAIModelObject.
+const (
+	Model OAIModelObject = "model"
+)
+
+// Valid indicates whether the value is a known member of the OAIModelObject enum.
+func (e OAIModelObject) Valid() bool {
+	switch e {
+	case Model:
 		return true
 	default:
 		return false
@@ -457,20 +487,42 @@ type CitationData struct {
 
 // CompletionsInputBody defines model for CompletionsInputBody.
 type CompletionsInputBody struct {
-	MaxTokens *int64 `json:"max_tokens,omitempty"`
+	FrequencyPenalty    *float64            `json:"frequency_penalty,omitempty"`
+	LogitBias           *map[string]float64 `json:"logit_bias,omitempty"`
+	Logprobs            *bool               `json:"logprobs,omitempty"`
+	MaxCompletionTokens *int64              `json:"max_completion_tokens,omitempty"`
+	MaxTokens           *int64              `json:"max_tokens,omitempty"`
 
-	// Messages The conversation; the last one must be from the user
+	// Messages The conversation, passed on as written
 	Messages []OAIMessage `json:"messages"`
 
-	// Model provider:model, or "default" for the tenant's model
+	// Model provider:model, an alias (the tenant's models.aliases, then the server's), a bare model name that one configured provider serves, or "default" for the tenant's model
 	//
 	// Example: builtin:offline
-	Model                string                 `json:"model"`
-	Stream               *bool                  `json:"stream,omitempty"`
-	StreamOptions        *StreamOptions         `json:"stream_options,omitempty"`
-	Temperature          *float64               `json:"temperature,omitempty"`
-	User                 *string                `json:"user,omitempty"`
-	AdditionalProperties map[string]interface{} `json:"-"`
+	Model             string   `json:"model"`
+	N                 *int64   `json:"n,omitempty"`
+	ParallelToolCalls *bool    `json:"parallel_tool_calls,omitempty"`
+	PresencePenalty   *float64 `json:"presence_penalty,omitempty"`
+
+	// ResponseFormat {type: text}, {type: json_object} or {type: json_schema, json_schema: {...}}
+	ResponseFormat *map[string]interface{} `json:"response_format,omitempty"`
+	Seed           *int64                  `json:"seed,omitempty"`
+
+	// Stop A string or up to 4 strings
+	Stop          interface{}    `json:"stop,omitempty"`
+	Stream        *bool          `json:"stream,omitempty"`
+	StreamOptions *StreamOptions `json:"stream_options,omitempty"`
+	Temperature   *float64       `json:"temperature,omitempty"`
+
+	// ToolChoice none, auto, required, or {type: function, function: {name}}
+	ToolChoice interface{} `json:"tool_choice,omitempty"`
+
+	// Tools {type: function, function: {name, description, parameters (a JSON Schema object), strict}}; a malformed one is a 400 invalid_tool
+	Tools                *[]map[string]interface{} `json:"tools,omitempty"`
+	TopLogprobs          *int64                    `json:"top_logprobs,omitempty"`
+	TopP                 *float64                  `json:"top_p,omitempty"`
+	User                 *string                   `json:"user,omitempty"`
+	AdditionalProperties map[string]interface{}    `json:"-"`
 }
 
 // CostOutputBody defines model for CostOutputBody.
@@ -769,6 +821,15 @@ type ModelUsage struct {
 	TokensOut       int64  `json:"tokensOut"`
 }
 
+// ModelsOutputBody defines model for ModelsOutputBody.
+type ModelsOutputBody struct {
+	Data   *[]OAIModel            `json:"data"`
+	Object ModelsOutputBodyObject `json:"object"`
+}
+
+// ModelsOutputBodyObject defines model for ModelsOutputBody.Object.
+type ModelsOutputBodyObject string
+
 // OAIMessage defines model for OAIMessage.
 type OAIMessage struct {
 	// Content A string, or an array of text parts
@@ -782,6 +843,26 @@ type OAIMessage struct {
 
 // OAIMessageRole Author of the message
 type OAIMessageRole string
+
+// OAIModel defines model for OAIModel.
+type OAIModel struct {
+	// Created Always 0: the server does not know when a provider made the model
+	Created int64 `json:"created"`
+
+	// Id What to send as model: provider:model or an alias
+	//
+	// Example: openai:gpt-4o-mini
+	Id     string         `json:"id"`
+	Object OAIModelObject `json:"object"`
+
+	// OwnedBy The provider that serves it
+	//
+	// Example: openai
+	OwnedBy string `json:"owned_by"`
+}
+
+// OAIModelObject defines model for OAIModel.Object.
+type OAIModelObject string
 
 // OverviewOutputBody defines model for OverviewOutputBody.
 type OverviewOutputBody struct {
@@ -1606,9 +1687,18 @@ type GetUsageParams struct {
 
 // CreateChatCompletionParams defines parameters for CreateChatCompletion.
 type CreateChatCompletionParams struct {
-	// XSessionId Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless: only its usage is recorded
+	// XSessionId Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless and passed through to the model: only its usage is recorded
 	XSessionId *string `json:"x-session-id,omitempty"`
 
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// ListModelsParams defines parameters for ListModels.
+type ListModelsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
@@ -1665,6 +1755,38 @@ func (a *CompletionsInputBody) UnmarshalJSON(b []byte) error {
 		return err
 	}
 
+	if raw, found := object["frequency_penalty"]; found {
+		err = json.Unmarshal(raw, &a.FrequencyPenalty)
+		if err != nil {
+			return fmt.Errorf("error reading 'frequency_penalty': %w", err)
+		}
+		delete(object, "frequency_penalty")
+	}
+
+	if raw, found := object["logit_bias"]; found {
+		err = json.Unmarshal(raw, &a.LogitBias)
+		if err != nil {
+			return fmt.Errorf("error reading 'logit_bias': %w", err)
+		}
+		delete(object, "logit_bias")
+	}
+
+	if raw, found := object["logprobs"]; found {
+		err = json.Unmarshal(raw, &a.Logprobs)
+		if err != nil {
+			return fmt.Errorf("error reading 'logprobs': %w", err)
+		}
+		delete(object, "logprobs")
+	}
+
+	if raw, found := object["max_completion_tokens"]; found {
+		err = json.Unmarshal(raw, &a.MaxCompletionTokens)
+		if err != nil {
+			return fmt.Errorf("error reading 'max_completion_tokens': %w", err)
+		}
+		delete(object, "max_completion_tokens")
+	}
+
 	if raw, found := object["max_tokens"]; found {
 		err = json.Unmarshal(raw, &a.MaxTokens)
 		if err != nil {
@@ -1689,6 +1811,54 @@ func (a *CompletionsInputBody) UnmarshalJSON(b []byte) error {
 		delete(object, "model")
 	}
 
+	if raw, found := object["n"]; found {
+		err = json.Unmarshal(raw, &a.N)
+		if err != nil {
+			return fmt.Errorf("error reading 'n': %w", err)
+		}
+		delete(object, "n")
+	}
+
+	if raw, found := object["parallel_tool_calls"]; found {
+		err = json.Unmarshal(raw, &a.ParallelToolCalls)
+		if err != nil {
+			return fmt.Errorf("error reading 'parallel_tool_calls': %w", err)
+		}
+		delete(object, "parallel_tool_calls")
+	}
+
+	if raw, found := object["presence_penalty"]; found {
+		err = json.Unmarshal(raw, &a.PresencePenalty)
+		if err != nil {
+			return fmt.Errorf("error reading 'presence_penalty': %w", err)
+		}
+		delete(object, "presence_penalty")
+	}
+
+	if raw, found := object["response_format"]; found {
+		err = json.Unmarshal(raw, &a.ResponseFormat)
+		if err != nil {
+			return fmt.Errorf("error reading 'response_format': %w", err)
+		}
+		delete(object, "response_format")
+	}
+
+	if raw, found := object["seed"]; found {
+		err = json.Unmarshal(raw, &a.Seed)
+		if err != nil {
+			return fmt.Errorf("error reading 'seed': %w", err)
+		}
+		delete(object, "seed")
+	}
+
+	if raw, found := object["stop"]; found {
+		err = json.Unmarshal(raw, &a.Stop)
+		if err != nil {
+			return fmt.Errorf("error reading 'stop': %w", err)
+		}
+		delete(object, "stop")
+	}
+
 	if raw, found := object["stream"]; found {
 		err = json.Unmarshal(raw, &a.Stream)
 		if err != nil {
@@ -1711,6 +1881,38 @@ func (a *CompletionsInputBody) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("error reading 'temperature': %w", err)
 		}
 		delete(object, "temperature")
+	}
+
+	if raw, found := object["tool_choice"]; found {
+		err = json.Unmarshal(raw, &a.ToolChoice)
+		if err != nil {
+			return fmt.Errorf("error reading 'tool_choice': %w", err)
+		}
+		delete(object, "tool_choice")
+	}
+
+	if raw, found := object["tools"]; found {
+		err = json.Unmarshal(raw, &a.Tools)
+		if err != nil {
+			return fmt.Errorf("error reading 'tools': %w", err)
+		}
+		delete(object, "tools")
+	}
+
+	if raw, found := object["top_logprobs"]; found {
+		err = json.Unmarshal(raw, &a.TopLogprobs)
+		if err != nil {
+			return fmt.Errorf("error reading 'top_logprobs': %w", err)
+		}
+		delete(object, "top_logprobs")
+	}
+
+	if raw, found := object["top_p"]; found {
+		err = json.Unmarshal(raw, &a.TopP)
+		if err != nil {
+			return fmt.Errorf("error reading 'top_p': %w", err)
+		}
+		delete(object, "top_p")
 	}
 
 	if raw, found := object["user"]; found {
@@ -1740,6 +1942,34 @@ func (a CompletionsInputBody) MarshalJSON() ([]byte, error) {
 	var err error
 	object := make(map[string]json.RawMessage)
 
+	if a.FrequencyPenalty != nil {
+		object["frequency_penalty"], err = json.Marshal(a.FrequencyPenalty)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'frequency_penalty': %w", err)
+		}
+	}
+
+	if a.LogitBias != nil {
+		object["logit_bias"], err = json.Marshal(a.LogitBias)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'logit_bias': %w", err)
+		}
+	}
+
+	if a.Logprobs != nil {
+		object["logprobs"], err = json.Marshal(a.Logprobs)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'logprobs': %w", err)
+		}
+	}
+
+	if a.MaxCompletionTokens != nil {
+		object["max_completion_tokens"], err = json.Marshal(a.MaxCompletionTokens)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'max_completion_tokens': %w", err)
+		}
+	}
+
 	if a.MaxTokens != nil {
 		object["max_tokens"], err = json.Marshal(a.MaxTokens)
 		if err != nil {
@@ -1757,6 +1987,46 @@ func (a CompletionsInputBody) MarshalJSON() ([]byte, error) {
 	object["model"], err = json.Marshal(a.Model)
 	if err != nil {
 		return nil, fmt.Errorf("error marshaling 'model': %w", err)
+	}
+
+	if a.N != nil {
+		object["n"], err = json.Marshal(a.N)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'n': %w", err)
+		}
+	}
+
+	if a.ParallelToolCalls != nil {
+		object["parallel_tool_calls"], err = json.Marshal(a.ParallelToolCalls)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'parallel_tool_calls': %w", err)
+		}
+	}
+
+	if a.PresencePenalty != nil {
+		object["presence_penalty"], err = json.Marshal(a.PresencePenalty)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'presence_penalty': %w", err)
+		}
+	}
+
+	if a.ResponseFormat != nil {
+		object["response_format"], err = json.Marshal(a.ResponseFormat)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'response_format': %w", err)
+		}
+	}
+
+	if a.Seed != nil {
+		object["seed"], err = json.Marshal(a.Seed)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'seed': %w", err)
+		}
+	}
+
+	object["stop"], err = json.Marshal(a.Stop)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'stop': %w", err)
 	}
 
 	if a.Stream != nil {
@@ -1777,6 +2047,32 @@ func (a CompletionsInputBody) MarshalJSON() ([]byte, error) {
 		object["temperature"], err = json.Marshal(a.Temperature)
 		if err != nil {
 			return nil, fmt.Errorf("error marshaling 'temperature': %w", err)
+		}
+	}
+
+	object["tool_choice"], err = json.Marshal(a.ToolChoice)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'tool_choice': %w", err)
+	}
+
+	if a.Tools != nil {
+		object["tools"], err = json.Marshal(a.Tools)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'tools': %w", err)
+		}
+	}
+
+	if a.TopLogprobs != nil {
+		object["top_logprobs"], err = json.Marshal(a.TopLogprobs)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'top_logprobs': %w", err)
+		}
+	}
+
+	if a.TopP != nil {
+		object["top_p"], err = json.Marshal(a.TopP)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'top_p': %w", err)
 		}
 	}
 
@@ -2326,7 +2622,7 @@ type ClientInterface interface {
 
 	// CreateChatCompletionWithBody OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2335,12 +2631,19 @@ type ClientInterface interface {
 
 	// CreateChatCompletion OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 	CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ListModels OpenAI-compatible model list
+	//
+	// The models this tenant may name in /v1/chat/completions: its allowed models (with no allow-list, the models it is configured with and the server's default) and the aliases (the tenant's models.aliases, then the server's) whose model it may use. Another tenant's models and aliases never appear.
+	//
+	// Corresponds with GET /v1/models (the `ListModels` operationId).
+	ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // GetAuditCheckpoint The tenant's latest signed checkpoint
@@ -3017,7 +3320,7 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 
 // CreateChatCompletionWithBody OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3036,13 +3339,30 @@ func (c *Client) CreateChatCompletionWithBody(ctx context.Context, params *Creat
 
 // CreateChatCompletion OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 func (c *Client) CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateChatCompletionRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListModels OpenAI-compatible model list
+//
+// The models this tenant may name in /v1/chat/completions: its allowed models (with no allow-list, the models it is configured with and the server's default) and the aliases (the tenant's models.aliases, then the server's) whose model it may use. Another tenant's models and aliases never appear.
+//
+// Corresponds with GET /v1/models (the `ListModels` operationId).
+func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListModelsRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -5389,6 +5709,59 @@ func NewCreateChatCompletionRequestWithBody(server string, params *CreateChatCom
 	return req, nil
 }
 
+// NewListModelsRequest constructs an http.Request for the ListModels method
+func NewListModelsRequest(server string, params *ListModelsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/models")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -5775,7 +6148,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateChatCompletionWithBodyWithResponse OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5784,12 +6157,21 @@ type ClientWithResponsesInterface interface {
 
 	// CreateChatCompletionWithResponse OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 	CreateChatCompletionWithResponse(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateChatCompletionResponse, error)
+
+	// ListModelsWithResponse OpenAI-compatible model list
+	//
+	// The models this tenant may name in /v1/chat/completions: its allowed models (with no allow-list, the models it is configured with and the server's default) and the aliases (the tenant's models.aliases, then the server's) whose model it may use. Another tenant's models and aliases never appear.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/models (the `ListModels` operationId).
+	ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error)
 }
 
 type GetAuditCheckpointResponse struct {
@@ -8151,6 +8533,8 @@ func (r GetUsageResponse) ContentType() string {
 type CreateChatCompletionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -8167,6 +8551,11 @@ type CreateChatCompletionResponse struct {
 	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r CreateChatCompletionResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -8232,6 +8621,82 @@ func (r CreateChatCompletionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreateChatCompletionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListModelsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ModelsOutputBody
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListModelsResponse) GetJSON200() *ModelsOutputBody {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListModelsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListModelsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ListModelsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListModelsResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListModelsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListModelsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListModelsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListModelsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListModelsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8808,7 +9273,7 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 
 // CreateChatCompletionWithBodyWithResponse OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8823,7 +9288,7 @@ func (c *ClientWithResponses) CreateChatCompletionWithBodyWithResponse(ctx conte
 
 // CreateChatCompletionWithResponse OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8834,6 +9299,21 @@ func (c *ClientWithResponses) CreateChatCompletionWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseCreateChatCompletionResponse(rsp)
+}
+
+// ListModelsWithResponse OpenAI-compatible model list
+//
+// The models this tenant may name in /v1/chat/completions: its allowed models (with no allow-list, the models it is configured with and the server's default) and the aliases (the tenant's models.aliases, then the server's) whose model it may use. Another tenant's models and aliases never appear.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/models (the `ListModels` operationId).
+func (c *ClientWithResponses) ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error) {
+	rsp, err := c.ListModels(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListModelsResponse(rsp)
 }
 
 // ParseGetAuditCheckpointResponse parses an HTTP response from a GetAuditCheckpointWithResponse call
@@ -10750,6 +11230,13 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10805,6 +11292,67 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListModelsResponse parses an HTTP response from a ListModelsWithResponse call
+func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListModelsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ModelsOutputBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
 
 	}
 

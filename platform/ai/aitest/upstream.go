@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -41,8 +43,27 @@ const (
 type Upstream struct {
 	Tokens []string // default "Hel", "lo"
 	End    Ending
-	calls  atomic.Int64
-	hung   atomic.Int64
+	// Chunks, when set, are the data of a streamed OpenAI answer, sent as they are and followed by
+	// "data: [DONE]"; Completion the body of a non-streamed one.
+	Chunks     []string
+	Completion string
+	// Fail answers the first calls with these statuses in order (an OpenAI error body), with
+	// RetryAfter as their retry-after header when set.
+	Fail       []int
+	RetryAfter string
+	// HangFirst waits until the request ends before answering anything (a model that never starts).
+	HangFirst bool
+	calls     atomic.Int64
+	hung      atomic.Int64
+	mu        sync.Mutex
+	bodies    [][]byte
+}
+
+// Bodies are the request bodies received, in order.
+func (u *Upstream) Bodies() [][]byte {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([][]byte(nil), u.bodies...)
 }
 
 // Calls is how many model calls arrived.
@@ -56,13 +77,48 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Stream bool `json:"stream"`
 	}
-	_ = json.NewDecoder(r.Body).Decode(&body)
+	raw, _ := io.ReadAll(r.Body)
+	_ = json.Unmarshal(raw, &body)
 	workers := strings.Contains(r.URL.Path, "/ai/run/") || strings.Contains(r.URL.Path, "/workers-ai/")
 	if r.Method != http.MethodPost || (!workers && !strings.HasSuffix(r.URL.Path, "/chat/completions")) {
 		http.NotFound(w, r)
 		return
 	}
-	u.calls.Add(1)
+	n := u.calls.Add(1)
+	u.mu.Lock()
+	u.bodies = append(u.bodies, raw)
+	u.mu.Unlock()
+	if int(n) <= len(u.Fail) {
+		if u.RetryAfter != "" {
+			w.Header().Set("Retry-After", u.RetryAfter)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(u.Fail[n-1])
+		fmt.Fprintf(w, `{"error":{"message":"scripted failure %d","type":"server_error","param":null,"code":null}}`, u.Fail[n-1])
+		return
+	}
+	if u.HangFirst {
+		u.hung.Add(1)
+		defer u.hung.Add(-1)
+		<-r.Context().Done()
+		return
+	}
+	if !workers && !body.Stream && u.Completion != "" {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(u.Completion))
+		return
+	}
+	if !workers && body.Stream && u.Chunks != nil {
+		w.Header().Set("Content-Type", "text/event-stream")
+		f, _ := w.(http.Flusher)
+		for _, c := range append(u.Chunks, "[DONE]") {
+			fmt.Fprintf(w, "data: %s\n\n", c)
+			if f != nil {
+				f.Flush()
+			}
+		}
+		return
+	}
 	toks := u.Tokens
 	if toks == nil {
 		toks = []string{"Hel", "lo"}

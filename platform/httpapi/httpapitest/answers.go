@@ -43,7 +43,9 @@ func CheckAnswer(status int, header http.Header, body []byte) error {
 	if len(body) > MaxProblemBytes {
 		return fmt.Errorf("status %d: error body of %d bytes, over %d: %s", status, len(body), MaxProblemBytes, clip(body))
 	}
-	if mt, _, _ := mime.ParseMediaType(header.Get("Content-Type")); mt != "application/problem+json" {
+	if mt, _, _ := mime.ParseMediaType(header.Get("Content-Type")); mt == "application/json" {
+		return checkOpenAIError(status, header, body)
+	} else if mt != "application/problem+json" {
 		return fmt.Errorf("status %d: content type %q, want application/problem+json: %s", status, header.Get("Content-Type"), clip(body))
 	}
 	var p struct {
@@ -56,6 +58,25 @@ func CheckAnswer(status int, header http.Header, body []byte) error {
 	}
 	if p.Status != status || p.Code == "" || p.RequestID == "" {
 		return fmt.Errorf("status %d: problem lacks its status, code or requestId: %s", status, clip(body))
+	}
+	return nil
+}
+
+// checkOpenAIError checks an error of the OpenAI-compatible /v1/ paths: OpenAI's envelope
+// {"error":{"message","type","param","code"}} with a code, and the request id in x-request-id.
+func checkOpenAIError(status int, header http.Header, body []byte) error {
+	var e struct {
+		Error *struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+			Code    string `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == nil {
+		return fmt.Errorf("status %d: an application/json error that is not OpenAI's envelope: %s", status, clip(body))
+	}
+	if e.Error.Message == "" || e.Error.Type == "" || e.Error.Code == "" || header.Get("x-request-id") == "" {
+		return fmt.Errorf("status %d: OpenAI error lacks its message, type, code or x-request-id: %s", status, clip(body))
 	}
 	return nil
 }
@@ -80,8 +101,14 @@ func WantField(t testing.TB, w *httptest.ResponseRecorder, loc string) {
 		Errors []struct {
 			Location string `json:"location"`
 		} `json:"errors"`
+		Error *struct {
+			Param *string `json:"param"`
+		} `json:"error"`
 	}
 	_ = json.Unmarshal(w.Body.Bytes(), &p)
+	if p.Error != nil && p.Error.Param != nil && ("body."+*p.Error.Param == loc || *p.Error.Param == loc) {
+		return // OpenAI's envelope names one field, without "body."
+	}
 	for _, e := range p.Errors {
 		if e.Location == loc {
 			return

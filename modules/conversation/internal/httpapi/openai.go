@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,18 +33,34 @@ type StreamOptions struct {
 	IncludeUsage bool     `json:"include_usage,omitempty" doc:"Send a last chunk with the usage"`
 }
 
-// CompletionsInput is POST /v1/chat/completions.
+// CompletionsInput is POST /v1/chat/completions. The body is documented field by field; the
+// handler passes every field on as the client wrote it (RawBody), not as re-encoded from Body.
 type CompletionsInput struct {
-	SessionID string `header:"x-session-id" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless: only its usage is recorded"`
+	SessionID string `header:"x-session-id" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless and passed through to the model: only its usage is recorded"`
+	RawBody   []byte
 	Body      struct {
-		_             struct{}       `additionalProperties:"true"`
-		Model         string         `json:"model" maxLength:"240" doc:"provider:model, or \"default\" for the tenant's model" example:"builtin:offline"`
-		Messages      []OAIMessage   `json:"messages" minItems:"1" maxItems:"1000" doc:"The conversation; the last one must be from the user"`
-		Stream        bool           `json:"stream,omitempty"`
-		StreamOptions *StreamOptions `json:"stream_options,omitempty"`
-		MaxTokens     int            `json:"max_tokens,omitempty" minimum:"0"`
-		Temperature   float64        `json:"temperature,omitempty" minimum:"0" maximum:"2"`
-		User          string         `json:"user,omitempty" maxLength:"256"`
+		_                   struct{}           `additionalProperties:"true"`
+		Model               string             `json:"model" maxLength:"240" doc:"provider:model, an alias (the tenant's models.aliases, then the server's), a bare model name that one configured provider serves, or \"default\" for the tenant's model" example:"builtin:offline"`
+		Messages            []OAIMessage       `json:"messages" minItems:"1" maxItems:"1000" doc:"The conversation, passed on as written"`
+		Stream              bool               `json:"stream,omitempty"`
+		StreamOptions       *StreamOptions     `json:"stream_options,omitempty"`
+		MaxTokens           int                `json:"max_tokens,omitempty" minimum:"0"`
+		MaxCompletionTokens int                `json:"max_completion_tokens,omitempty" minimum:"0"`
+		Temperature         float64            `json:"temperature,omitempty" minimum:"0" maximum:"2"`
+		TopP                float64            `json:"top_p,omitempty" minimum:"0" maximum:"1"`
+		N                   int                `json:"n,omitempty" minimum:"1" maximum:"128"`
+		Stop                any                `json:"stop,omitempty" doc:"A string or up to 4 strings"`
+		Seed                int64              `json:"seed,omitempty"`
+		User                string             `json:"user,omitempty" maxLength:"256"`
+		Tools               []map[string]any   `json:"tools,omitempty" maxItems:"128" doc:"{type: function, function: {name, description, parameters (a JSON Schema object), strict}}; a malformed one is a 400 invalid_tool"`
+		ToolChoice          any                `json:"tool_choice,omitempty" doc:"none, auto, required, or {type: function, function: {name}}"`
+		ParallelToolCalls   *bool              `json:"parallel_tool_calls,omitempty"`
+		ResponseFormat      map[string]any     `json:"response_format,omitempty" doc:"{type: text}, {type: json_object} or {type: json_schema, json_schema: {...}}"`
+		Logprobs            bool               `json:"logprobs,omitempty"`
+		TopLogprobs         int                `json:"top_logprobs,omitempty" minimum:"0" maximum:"20"`
+		FrequencyPenalty    float64            `json:"frequency_penalty,omitempty" minimum:"-2" maximum:"2"`
+		PresencePenalty     float64            `json:"presence_penalty,omitempty" minimum:"-2" maximum:"2"`
+		LogitBias           map[string]float64 `json:"logit_bias,omitempty"`
 	}
 }
 
@@ -116,124 +135,345 @@ func contentText(raw json.RawMessage) (string, error) {
 }
 
 func registerOpenAI(api huma.API, svc *app.Service) {
+	registerOpenAIModels(api, svc)
 	huma.Register(api, huma.Operation{OperationID: "create-chat-completion", Method: http.MethodPost, Path: "/v1/chat/completions", Tags: []string{"openai"},
 		Summary: "OpenAI-compatible chat completions",
 		Description: "The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: " +
-			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Models are provider:model. " +
-			"Stateless unless x-session-id names a session: without it nothing is kept but the call's usage (tokens, model, latency, outcome; " +
-			"no prompt or answer), which /usage, cost and the token budget count; with it the exchange is recorded in that session of the tenant, as POST /chat records it.",
+			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written " +
+			"(tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); " +
+			"only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; " +
+			"nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). " +
+			"Errors are OpenAI's {error: {message, type, param, code}}.",
 		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or chat.completion.chunk events", Content: map[string]*huma.MediaType{
 			"application/json": {}, "text/event-stream": {}}},
+			"400": problem("A field the model cannot honour (unsupported_field), a malformed tool (invalid_tool), an ambiguous model name (model_ambiguous), or a request the model refused (upstream_bad_request)"),
+			"404": problem("No configured model, alias or provider has that name (model_not_found)"),
 			"409": problem("Another turn of the x-session-id session is in progress (turn_in_progress)"),
 			"422": problem("Invalid body, or an x-session-id that is not a lowercase hyphenated UUID"),
 			"502": problem("No model could answer, or its answer ended before it was complete (upstream_truncated)"),
 			"503": problem("The server is shutting down (shutting_down)"),
 		}},
 		func(ctx context.Context, in *CompletionsInput) (*huma.StreamResponse, error) {
+			if in.SessionID != "" {
+				return sessionCompletion(ctx, svc, in)
+			}
+			return passCompletion(ctx, svc, in)
+		})
+}
+
+// passCompletion is a stateless call: the client's request goes to the model as written.
+func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput) (*huma.StreamResponse, error) {
+	t, _ := tenant.FromContext(ctx)
+	b := &in.Body
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(in.RawBody, &fields); err != nil {
+		return nil, apperr.Invalid("malformed_body", "body", "the body is not a JSON object")
+	}
+	delete(fields, "model")
+	delete(fields, "stream")
+	if err := checkTools(b.Tools); err != nil {
+		return nil, err
+	}
+	pr := &ai.PassRequest{Fields: fields, Stream: b.Stream, IncludeUsage: b.StreamOptions != nil && b.StreamOptions.IncludeUsage,
+		MaxTokens: b.MaxCompletionTokens}
+	if pr.MaxTokens == 0 {
+		pr.MaxTokens = b.MaxTokens
+	}
+	call, err := svc.PrepareProxy(ctx, app.ProxyInput{Tenant: t, Model: b.Model, Pass: pr, UserID: userOf(ctx, b.User),
+		PromptBytes: len(fields["messages"]), Received: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		w := hctx.BodyWriter()
+		started := false
+		err := call.Run(hctx.Context(), func(data []byte) error {
+			if !started {
+				started = true
+				if pr.Stream {
+					hctx.SetHeader("Content-Type", "text/event-stream")
+					hctx.SetHeader("Cache-Control", "no-cache")
+				} else {
+					hctx.SetHeader("Content-Type", "application/json")
+				}
+				hctx.SetStatus(http.StatusOK)
+			}
+			if !pr.Stream {
+				_, err := w.Write(data)
+				return err
+			}
+			buf := make([]byte, 0, len(data)+8)
+			buf = append(append(append(buf, "data: "...), data...), '\n', '\n')
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			flush(w)
+			return nil
+		})
+		switch {
+		case err == nil && pr.Stream:
+			_, _ = w.Write([]byte("data: [DONE]\n\n"))
+			flush(w)
+		case err != nil && started && pr.Stream:
+			_, _ = w.Write(append(append([]byte("data: "), platformhttp.OpenAIErrorJSON(hctx, err)...), '\n', '\n'))
+			flush(w)
+		case err != nil && !started:
+			platformhttp.WriteError(hctx, err)
+		}
+	}}, nil
+}
+
+// toolName is OpenAI's rule for a function's name.
+var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// checkTools refuses a malformed tool (400 invalid_tool naming it) before any model is called: a
+// function without a valid name, or parameters that are not a JSON Schema object.
+func checkTools(tools []map[string]any) error {
+	for i, t := range tools {
+		at := "body.tools[" + itoa(i) + "]"
+		if typ, _ := t["type"].(string); typ != "function" {
+			return apperr.Invalid("invalid_tool", at+".type", "a tool's type must be \"function\"")
+		}
+		fn, ok := t["function"].(map[string]any)
+		if !ok {
+			return apperr.Invalid("invalid_tool", at+".function", "a tool needs a function object")
+		}
+		if name, _ := fn["name"].(string); !toolName.MatchString(name) {
+			return apperr.Invalid("invalid_tool", at+".function.name", "a function name is 1-64 letters, digits, _ and -")
+		}
+		if d, ok := fn["description"]; ok && d != nil {
+			if _, ok := d.(string); !ok {
+				return apperr.Invalid("invalid_tool", at+".function.description", "a function description is a string")
+			}
+		}
+		p, ok := fn["parameters"]
+		if !ok || p == nil {
+			continue
+		}
+		if msg := schemaProblem(p); msg != "" {
+			return apperr.Invalid("invalid_tool", at+".function.parameters", "invalid JSON Schema: "+msg)
+		}
+	}
+	return nil
+}
+
+var schemaTypes = map[string]bool{"object": true, "array": true, "string": true, "number": true, "integer": true, "boolean": true, "null": true}
+
+// schemaProblem checks the shape of a JSON Schema as far as a model's tool call depends on it: an
+// object, known types, properties an object of schemas, required a list of names, items a schema.
+func schemaProblem(v any) string {
+	s, ok := v.(map[string]any)
+	if !ok {
+		return "a schema is an object"
+	}
+	switch typ := s["type"].(type) {
+	case nil:
+	case string:
+		if !schemaTypes[typ] {
+			return "unknown type " + strconv.Quote(typ)
+		}
+	case []any:
+		for _, x := range typ {
+			if n, ok := x.(string); !ok || !schemaTypes[n] {
+				return "type lists unknown types"
+			}
+		}
+	default:
+		return "type is a string or a list of strings"
+	}
+	if props, ok := s["properties"]; ok {
+		m, ok := props.(map[string]any)
+		if !ok {
+			return "properties is an object"
+		}
+		for k, sub := range m {
+			if msg := schemaProblem(sub); msg != "" {
+				return "properties." + k + ": " + msg
+			}
+		}
+	}
+	if req, ok := s["required"]; ok {
+		l, ok := req.([]any)
+		if !ok {
+			return "required is a list of property names"
+		}
+		for _, x := range l {
+			if _, ok := x.(string); !ok {
+				return "required is a list of property names"
+			}
+		}
+	}
+	if items, ok := s["items"]; ok {
+		if _, isBool := items.(bool); !isBool {
+			if msg := schemaProblem(items); msg != "" {
+				return "items: " + msg
+			}
+		}
+	}
+	return ""
+}
+
+// sessionFields are what a call recorded in a session (x-session-id) honours: it is a chat turn
+// of the session, answered as POST /chat answers; any other field is refused, not dropped.
+var sessionFields = map[string]bool{"model": true, "messages": true, "stream": true, "stream_options": true, "user": true}
+
+// sessionCompletion records the exchange in the x-session-id session, as POST /chat does.
+func sessionCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput) (*huma.StreamResponse, error) {
+	t, _ := tenant.FromContext(ctx)
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(in.RawBody, &fields); err != nil {
+		return nil, apperr.Invalid("malformed_body", "body", "the body is not a JSON object")
+	}
+	names := make([]string, 0, len(fields))
+	for k, v := range fields {
+		if !sessionFields[k] && string(v) != "null" {
+			names = append(names, k)
+		}
+	}
+	if len(names) > 0 {
+		sort.Strings(names)
+		return nil, apperr.Invalid("unsupported_field", "body."+names[0], "a call recorded in a session (x-session-id) is a chat turn and honours only model, messages, stream, stream_options and user; "+
+			"send "+strings.Join(names, ", ")+" without x-session-id (a stateless call passes every field to the model)")
+	}
+	b := in.Body
+	msgs := make([]ai.Message, 0, len(b.Messages))
+	for i, m := range b.Messages {
+		text, err := contentText(m.Content)
+		if err != nil {
+			return nil, apperr.Invalid("invalid_content", "body.messages["+itoa(i)+"].content", "content must be a string or an array of text parts")
+		}
+		role := m.Role
+		if role == "developer" {
+			role = ai.RoleSystem
+		}
+		msgs = append(msgs, ai.Message{Role: role, Content: text})
+	}
+	last := msgs[len(msgs)-1]
+	if last.Role != ai.RoleUser || last.Content == "" {
+		return nil, apperr.Invalid("invalid_messages", "body.messages", "the last message must be a non-empty user message")
+	}
+	model, err := svc.ResolveModel(ctx, t, b.Model)
+	if err != nil {
+		return nil, err
+	}
+	turn, err := svc.Start(ctx, app.TurnInput{Tenant: t, SessionID: in.SessionID, Stateless: in.SessionID == "", Message: last.Content, ModelID: model,
+		UserID: userOf(ctx, b.User), Source: "openai", Context: msgs[:len(msgs)-1], Received: time.Now()})
+	if err != nil {
+		return nil, err
+	}
+	// Start returns the turn with this request attached as its reader; Detach follows.
+	id := "chatcmpl-" + turn.ID
+	created := time.Now().Unix()
+	if !b.Stream {
+		defer turn.Detach()
+		o, err := turn.Wait(ctx)
+		if err != nil {
+			return nil, apperr.Wrap(err, apperr.KindTimeout, "client_gone", "the request ended before the answer")
+		}
+		if o.Err != nil {
+			return nil, o.Err
+		}
+		stop := "stop"
+		return jsonStream(oaiCompletion{ID: id, Object: "chat.completion", Created: created, Model: o.Model,
+			Choices: []oaiChoice{{Message: &oaiMsgOut{Role: "assistant", Content: o.Content}, FinishReason: &stop}},
+			Usage:   &oaiUsage{PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens, TotalTokens: o.Usage.TotalTokens}}), nil
+	}
+	if err := turn.WaitStarted(ctx); err != nil {
+		turn.Detach()
+		return nil, apperr.Wrap(err, apperr.KindTimeout, "client_gone", "the request ended before the answer")
+	}
+	if o, done := turn.Outcome(); done && o.Err != nil && !hasTokens(turn) {
+		turn.Detach()
+		return nil, o.Err
+	}
+	includeUsage := b.StreamOptions != nil && b.StreamOptions.IncludeUsage
+	return &huma.StreamResponse{Body: func(hctx huma.Context) {
+		defer turn.Detach()
+		hctx.SetHeader("Content-Type", "text/event-stream")
+		hctx.SetHeader("Cache-Control", "no-cache")
+		hctx.SetStatus(http.StatusOK)
+		w := hctx.BodyWriter()
+		write := func(v any) bool {
+			data, _ := json.Marshal(v)
+			if _, err := w.Write(append(append([]byte("data: "), data...), '\n', '\n')); err != nil {
+				return false
+			}
+			return true
+		}
+		model := turn.Model
+		first := true
+		after := 0
+		for {
+			evs, done, err := turn.Next(hctx.Context(), after)
+			if err != nil {
+				return
+			}
+			for _, e := range evs {
+				after = e.Seq
+				switch d := e.Data.(type) {
+				case app.TokenData:
+					delta := &oaiMsgOut{Content: d.Token}
+					if first {
+						delta.Role, first = "assistant", false
+					}
+					if !write(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: model, Choices: []oaiChoice{{Delta: delta}}}) {
+						return
+					}
+				case app.DoneData:
+					stop := "stop"
+					write(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: d.Model,
+						Choices: []oaiChoice{{Delta: &oaiMsgOut{}, FinishReason: &stop}}})
+					if includeUsage {
+						write(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: d.Model, Choices: []oaiChoice{},
+							Usage: &oaiUsage{PromptTokens: d.Usage.PromptTokens, CompletionTokens: d.Usage.CompletionTokens, TotalTokens: d.Usage.TotalTokens}})
+					}
+					_, _ = w.Write([]byte("data: [DONE]\n\n"))
+				case app.ErrorData:
+					_, _ = w.Write([]byte("data: " + errFmt(d.Code, d.Message) + "\n\n"))
+				}
+			}
+			flush(w)
+			if done {
+				return
+			}
+		}
+	}}, nil
+}
+
+// OAIModel is one entry of GET /v1/models.
+type OAIModel struct {
+	ID      string `json:"id" doc:"What to send as model: provider:model or an alias" example:"openai:gpt-4o-mini"`
+	Object  string `json:"object" enum:"model"`
+	Created int64  `json:"created" doc:"Always 0: the server does not know when a provider made the model"`
+	OwnedBy string `json:"owned_by" doc:"The provider that serves it" example:"openai"`
+}
+
+// ModelsOutput is GET /v1/models.
+type ModelsOutput struct {
+	Body struct {
+		Object string     `json:"object" enum:"list"`
+		Data   []OAIModel `json:"data"`
+	}
+}
+
+func registerOpenAIModels(api huma.API, svc *app.Service) {
+	huma.Register(api, huma.Operation{OperationID: "list-models", Method: http.MethodGet, Path: "/v1/models", Tags: []string{"openai"},
+		Summary: "OpenAI-compatible model list",
+		Description: "The models this tenant may name in /v1/chat/completions: its allowed models (with no allow-list, the models it is configured with and the server's default) " +
+			"and the aliases (the tenant's models.aliases, then the server's) whose model it may use. Another tenant's models and aliases never appear."},
+		func(ctx context.Context, _ *struct{}) (*ModelsOutput, error) {
 			t, _ := tenant.FromContext(ctx)
-			b := in.Body
-			msgs := make([]ai.Message, 0, len(b.Messages))
-			for i, m := range b.Messages {
-				text, err := contentText(m.Content)
-				if err != nil {
-					return nil, apperr.Invalid("invalid_content", "body.messages["+itoa(i)+"].content", "content must be a string or an array of text parts")
-				}
-				role := m.Role
-				if role == "developer" {
-					role = ai.RoleSystem
-				}
-				msgs = append(msgs, ai.Message{Role: role, Content: text})
-			}
-			last := msgs[len(msgs)-1]
-			if last.Role != ai.RoleUser || last.Content == "" {
-				return nil, apperr.Invalid("invalid_messages", "body.messages", "the last message must be a non-empty user message")
-			}
-			model := b.Model
-			if model == "default" {
-				model = ""
-			}
-			turn, err := svc.Start(ctx, app.TurnInput{Tenant: t, SessionID: in.SessionID, Stateless: in.SessionID == "", Message: last.Content, ModelID: model,
-				UserID: userOf(ctx, b.User), Source: "openai", Context: msgs[:len(msgs)-1], Received: time.Now()})
+			ms, err := svc.Models(ctx, t)
 			if err != nil {
 				return nil, err
 			}
-			// Start returns the turn with this request attached as its reader; Detach follows.
-			id := "chatcmpl-" + turn.ID
-			created := time.Now().Unix()
-			if !b.Stream {
-				defer turn.Detach()
-				o, err := turn.Wait(ctx)
-				if err != nil {
-					return nil, apperr.Wrap(err, apperr.KindTimeout, "client_gone", "the request ended before the answer")
-				}
-				if o.Err != nil {
-					return nil, o.Err
-				}
-				stop := "stop"
-				return jsonStream(oaiCompletion{ID: id, Object: "chat.completion", Created: created, Model: o.Model,
-					Choices: []oaiChoice{{Message: &oaiMsgOut{Role: "assistant", Content: o.Content}, FinishReason: &stop}},
-					Usage:   &oaiUsage{PromptTokens: o.Usage.PromptTokens, CompletionTokens: o.Usage.CompletionTokens, TotalTokens: o.Usage.TotalTokens}}), nil
+			out := &ModelsOutput{}
+			out.Body.Object = "list"
+			out.Body.Data = make([]OAIModel, 0, len(ms))
+			for _, m := range ms {
+				out.Body.Data = append(out.Body.Data, OAIModel{ID: m.ID, Object: "model", OwnedBy: m.OwnedBy})
 			}
-			if err := turn.WaitStarted(ctx); err != nil {
-				turn.Detach()
-				return nil, apperr.Wrap(err, apperr.KindTimeout, "client_gone", "the request ended before the answer")
-			}
-			if o, done := turn.Outcome(); done && o.Err != nil && !hasTokens(turn) {
-				turn.Detach()
-				return nil, o.Err
-			}
-			includeUsage := b.StreamOptions != nil && b.StreamOptions.IncludeUsage
-			return &huma.StreamResponse{Body: func(hctx huma.Context) {
-				defer turn.Detach()
-				hctx.SetHeader("Content-Type", "text/event-stream")
-				hctx.SetHeader("Cache-Control", "no-cache")
-				hctx.SetStatus(http.StatusOK)
-				w := hctx.BodyWriter()
-				write := func(v any) bool {
-					data, _ := json.Marshal(v)
-					if _, err := w.Write(append(append([]byte("data: "), data...), '\n', '\n')); err != nil {
-						return false
-					}
-					return true
-				}
-				model := turn.Model
-				first := true
-				after := 0
-				for {
-					evs, done, err := turn.Next(hctx.Context(), after)
-					if err != nil {
-						return
-					}
-					for _, e := range evs {
-						after = e.Seq
-						switch d := e.Data.(type) {
-						case app.TokenData:
-							delta := &oaiMsgOut{Content: d.Token}
-							if first {
-								delta.Role, first = "assistant", false
-							}
-							if !write(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: model, Choices: []oaiChoice{{Delta: delta}}}) {
-								return
-							}
-						case app.DoneData:
-							stop := "stop"
-							write(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: d.Model,
-								Choices: []oaiChoice{{Delta: &oaiMsgOut{}, FinishReason: &stop}}})
-							if includeUsage {
-								write(oaiCompletion{ID: id, Object: "chat.completion.chunk", Created: created, Model: d.Model, Choices: []oaiChoice{},
-									Usage: &oaiUsage{PromptTokens: d.Usage.PromptTokens, CompletionTokens: d.Usage.CompletionTokens, TotalTokens: d.Usage.TotalTokens}})
-							}
-							_, _ = w.Write([]byte("data: [DONE]\n\n"))
-						case app.ErrorData:
-							_, _ = w.Write([]byte("data: " + errFmt(d.Code, d.Message) + "\n\n"))
-						}
-					}
-					flush(w)
-					if done {
-						return
-					}
-				}
-			}}, nil
+			return out, nil
 		})
 }
 
