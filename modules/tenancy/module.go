@@ -15,8 +15,13 @@
 // reads the store's history. A command-line tool without a bus calls Start alone: the file's
 // tenants are served, and the removals are left to the next server start.
 //
-// It mounts no endpoint: SPEC has no tenant administration API. The server uses Guard(), other
-// modules read a tenant's policy through Config (it satisfies tooling.TenantPolicy).
+// The tenants served follow that read model too (live.go): a change recorded on any replica (the
+// admin API's, a SIGHUP's) is served by every replica within a second, without a restart.
+//
+// Mount adds the admin API (/admin/*, admin keys: tenants and their API keys at runtime, each change
+// an event), and Middleware the per-route checks after the guard (key scopes, what an admin key may
+// do, GET /metrics for admin keys). The server uses Guard(), other modules read a tenant's policy
+// through Config (it satisfies tooling.TenantPolicy) and a key's through APIKey.
 package tenancy
 
 import (
