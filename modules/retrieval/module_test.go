@@ -45,15 +45,18 @@ func TestIngestSearchAnswerAndCache(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("search: %d %s", r.status, r.raw)
 	}
+	// The answer cites only what passes the relevance threshold: the parking passage is not cited.
 	ss := sources(r)
-	if len(ss) != 2 || ss[0]["docId"] != "handbook/vacation.md" || ss[0]["chunkId"] != "handbook/vacation.md#0" || ss[0]["id"] != "handbook/vacation.md#0" {
+	if len(ss) != 1 || ss[0]["docId"] != "handbook/vacation.md" || ss[0]["chunkId"] != "handbook/vacation.md#0" || ss[0]["id"] != "handbook/vacation.md#0" {
 		t.Fatalf("sources: %s", r.raw)
 	}
 	if ss[0]["title"] != "Title of handbook/vacation.md" || ss[0]["source"] != "handbook" || ss[0]["url"] != "https://intra/vac" {
 		t.Fatalf("source fields: %v", ss[0])
 	}
-	if ss[0]["score"].(float64) <= ss[1]["score"].(float64) {
-		t.Fatal("the passage sharing the query's words must rank first")
+	// Without an answer every hit is a source, best first.
+	if all := sources(e.search("acme", map[string]any{"query": "How many vacation days do employees get?", "answer": false})); len(all) != 2 ||
+		all[0]["docId"] != "handbook/vacation.md" || all[0]["score"].(float64) <= all[1]["score"].(float64) {
+		t.Fatalf("the passage sharing the query's words must rank first: %v", all)
 	}
 	ans, _ := r.body["answer"].(string)
 	if !strings.Contains(ans, "twenty-five days") || !strings.Contains(ans, "[1]") {
@@ -80,15 +83,15 @@ func TestIngestSearchAnswerAndCache(t *testing.T) {
 	}
 
 	// Filters: metadata and docId.
-	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"dept": "hr"}})
+	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"dept": "hr"}, "answer": false})
 	if ss := sources(r); len(ss) != 1 || ss[0]["docId"] != "handbook/vacation.md" {
 		t.Fatalf("metadata filter: %s", r.raw)
 	}
-	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"year": 2026, "docId": []string{"handbook/vacation.md"}}})
+	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"year": 2026, "docId": []string{"handbook/vacation.md"}}, "answer": false})
 	if ss := sources(r); len(ss) != 1 {
 		t.Fatalf("numeric metadata + docId filter: %s", r.raw)
 	}
-	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"docId": "parking"}})
+	r = e.search("acme", map[string]any{"query": "vacation garage", "filter": map[string]any{"docId": "parking"}, "answer": false})
 	if ss := sources(r); len(ss) != 1 || ss[0]["docId"] != "parking" {
 		t.Fatalf("docId filter: %s", r.raw)
 	}
@@ -99,7 +102,7 @@ func TestIngestSearchAnswerAndCache(t *testing.T) {
 		t.Fatalf("answer false: %s", r.raw)
 	}
 	// minScore drops weak sources.
-	r = e.search("acme", map[string]any{"query": "parking garage level", "minScore": 0.99})
+	r = e.search("acme", map[string]any{"query": "parking garage level", "minScore": 0.99, "mode": "vector"})
 	if len(sources(r)) != 0 {
 		t.Fatalf("minScore 0.99 should drop everything: %s", r.raw)
 	}
@@ -330,8 +333,11 @@ func TestModelAnswerAndRewrite(t *testing.T) {
 	fc.mu.Lock()
 	prompt := fc.prompts[len(fc.prompts)-1]
 	fc.mu.Unlock()
-	if !strings.Contains(prompt, "[1] Title of vac") || !strings.Contains(prompt, "[2] Title of park") || !strings.Contains(prompt, "Question: how much time off?") {
+	if !strings.Contains(prompt, "[1] Title of vac") || !strings.Contains(prompt, "Question: how much time off?") {
 		t.Fatalf("prompt lacks numbered sources: %s", prompt)
+	}
+	if strings.Contains(prompt, "Title of park") {
+		t.Fatalf("the unrelated parking passage was given to the model to cite: %s", prompt)
 	}
 
 	// A rewrite that never comes falls back to the original query.
@@ -553,4 +559,76 @@ func TestPublicAPIForWiring(t *testing.T) {
 		t.Fatal()
 	}
 	var _ eventstore.Store = store
+}
+
+// calls counts the model calls made so far.
+func (f *fakeCompleter) calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.prompts)
+}
+
+// Issue 16 item 2: the rewrite is searched beside the user's words, never instead of them; a
+// request can turn it off; answer false calls no model unless rewrite is asked for.
+func TestRewriteAddsAndModelCallsAreAskedFor(t *testing.T) {
+	t.Parallel()
+	fc := &fakeCompleter{rewriteTo: "vacation days per year"}
+	e := newEnv(t, opts{completer: fc})
+	e.mustIngest("acme", "vac", vacation)
+	e.mustIngest("acme", "park", parking)
+
+	// The user's own words ("parking garage") are still searched beside the rewrite.
+	r := e.search("acme", map[string]any{"query": "parking garage", "answer": false, "rewrite": true})
+	docs := map[any]bool{}
+	for _, s := range sources(r) {
+		docs[s["docId"]] = true
+	}
+	if r.status != 200 || !docs["park"] || !docs["vac"] {
+		t.Fatalf("rewrite must add the vacation passage to the parking one: %s", r.raw)
+	}
+	if fc.calls() != 1 {
+		t.Fatalf("%d model calls, want the one rewrite", fc.calls())
+	}
+	// answer false: no model call at all.
+	before := fc.calls()
+	if r := e.search("acme", map[string]any{"query": "when does the garage open", "answer": false}); r.status != 200 || fc.calls() != before {
+		t.Fatalf("answer false called the model %d times: %s", fc.calls()-before, r.raw)
+	}
+	// rewrite false with an answer: one call, the answer's.
+	before = fc.calls()
+	if r := e.search("acme", map[string]any{"query": "when does the parking garage open", "rewrite": false}); r.status != 200 || fc.calls() != before+1 {
+		t.Fatalf("rewrite false: %d model calls, want 1: %s", fc.calls()-before, r.raw)
+	}
+}
+
+// Issue 16 item 3: when no passage passes the mode's relevance threshold the answer says so, cites
+// nothing, and no model writes it; a mode outside the list is 422; each mode answers.
+func TestNoRelevantSourceAndModes(t *testing.T) {
+	t.Parallel()
+	fc := &fakeCompleter{rewriteTo: "quantum chromodynamics lattice"}
+	e := newEnv(t, opts{completer: fc})
+	e.mustIngest("acme", "vac", vacation)
+	e.mustIngest("acme", "park", parking)
+	r := e.search("acme", map[string]any{"query": "quantum chromodynamics on a lattice"})
+	if r.status != 200 || !strings.Contains(r.body["answer"].(string), "No relevant source") || len(sources(r)) != 0 {
+		t.Fatalf("unrelated question: %s", r.raw)
+	}
+	for _, p := range fc.prompts {
+		if strings.Contains(p, "Sources:") {
+			t.Fatalf("the model was asked to answer from unrelated passages: %s", p)
+		}
+	}
+	for _, mode := range []string{"hybrid", "vector", "lexical"} {
+		r := e.search("acme", map[string]any{"query": "vacation days", "mode": mode, "answer": false})
+		if ss := sources(r); r.status != 200 || len(ss) == 0 || ss[0]["docId"] != "vac" {
+			t.Fatalf("mode %s: %s", mode, r.raw)
+		}
+	}
+	if r := e.search("acme", map[string]any{"query": "vacation days", "mode": "semantic"}); r.status != 422 || !strings.Contains(r.raw, "mode") {
+		t.Fatalf("mode outside the list: %d %s", r.status, r.raw)
+	}
+	// Tenant isolation in the lexical half: another tenant's words find nothing of acme's.
+	if r := e.search("other", map[string]any{"query": "vacation days", "mode": "lexical", "answer": false}); r.status != 200 || len(sources(r)) != 0 {
+		t.Fatalf("tenant other found acme's words: %s", r.raw)
+	}
 }

@@ -119,8 +119,12 @@ type Query struct {
 	Terms  []string  // the query's analysed words (lexical.Analyze): ModeLexical and ModeHybrid
 	Text   string    // the query as typed, for engines that analyse it themselves (Elasticsearch)
 	Fusion Fusion    // ModeHybrid
-	K      int
-	Filter Filter
+	// Feedback asks for pseudo-relevance feedback (ModeLexical, ModeHybrid): the best passages of
+	// a first lexical pass expand the query before the ranking that is returned. Engines that
+	// cannot (Elasticsearch) ignore it.
+	Feedback bool
+	K        int
+	Filter   Filter
 	// MinScore drops hits whose Score is below it; -1 keeps every hit.
 	MinScore float64
 }

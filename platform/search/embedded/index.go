@@ -22,7 +22,6 @@ import (
 	"unsafe"
 
 	"github.com/crispy-enigma/crispy/platform/search"
-	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 
 	"github.com/crispy-enigma/crispy/platform/atomicfile"
@@ -506,18 +505,45 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 	if mode == search.ModeHybrid {
 		depth = search.Depth(q.K)
 	}
-	var vec []cand
-	if v != nil {
-		if vec, err = ix.vectorTop(p, v, depth, q.Filter); err != nil {
+	// The query's own BM25 scores give every hit its LexicalScore (what a relevance threshold
+	// reads); with feedback the ranking is by the expanded query's.
+	q0 := queryTerms(q.Terms)
+	scores, touched, best := p.lexScores(q0)
+	rankScores, rankTouched, rankBest := scores, touched, best
+	vq, moved := v, false
+	if q.Feedback && mode != search.ModeVector && len(touched) > 0 {
+		fb, err := p.lexTop(scores, touched, feedbackDocs, q.Filter)
+		if err == nil {
+			var q1 []qterm
+			if q1, err = p.rm3(q0, fb); err == nil {
+				rankScores, rankTouched, rankBest = p.lexScores(q1)
+				if v != nil {
+					vq, err = p.rocchio(v, fb)
+					moved = true
+				}
+			}
+		}
+		if err != nil {
 			return nil, fmt.Errorf("search %s: %w", t, err)
 		}
 	}
-	scores, touched, idfs := p.lexScores(q.Terms)
-	var lex []cand
-	if mode != search.ModeVector {
-		if lex, err = p.lexTop(scores, touched, depth, q.Filter); err != nil {
+	var vec []cand
+	if v != nil {
+		if vec, err = ix.vectorTop(p, vq, depth, q.Filter); err != nil {
 			return nil, fmt.Errorf("search %s: %w", t, err)
 		}
+	}
+	var lex []cand
+	if mode != search.ModeVector {
+		if lex, err = p.lexTop(rankScores, rankTouched, depth, q.Filter); err != nil {
+			return nil, fmt.Errorf("search %s: %w", t, err)
+		}
+	}
+	norm := func(raw float32, best float64) float64 {
+		if best <= 0 {
+			return 0
+		}
+		return float64(raw) / best
 	}
 	type scored struct {
 		id                  uint32
@@ -532,8 +558,7 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 		}
 	case search.ModeLexical:
 		for _, c := range lex {
-			b := lexical.Normalize(float64(c.sim), idfs)
-			ranked = append(ranked, scored{id: c.id, score: b, bm25: b})
+			ranked = append(ranked, scored{id: c.id, score: norm(c.sim, rankBest), bm25: norm(scores[c.id], best)})
 		}
 	default:
 		f := q.Fusion.WithDefaults()
@@ -547,7 +572,7 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 					fused[c.id] = s
 					order = append(order, c.id)
 				}
-				if isVec {
+				if isVec && !moved {
 					s.cosine, s.hasCos = float64(c.sim), true
 				}
 				s.score += w / float64(f.K+i+1)
@@ -582,7 +607,7 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 			}
 		}
 		if scores != nil && r.bm25 == 0 {
-			r.bm25 = lexical.Normalize(float64(scores[r.id]), idfs)
+			r.bm25 = norm(scores[r.id], best)
 		}
 		chunk, err := p.chunk(r.id)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"slices"
+	"unsafe"
 
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/lexical"
@@ -162,19 +163,35 @@ func (p *partition) loadTerms(size int64) error {
 	return nil
 }
 
-// lexScores scores every live node matching terms by BM25 (raw), and returns the scores (by node,
-// dense), the nodes that scored, and each query term's idf (lexical.Normalize divides by them).
-func (p *partition) lexScores(terms []string) ([]float32, []uint32, []float64) {
-	if len(terms) == 0 || p.live == 0 {
-		return nil, nil, nil
+// qterm is one term of a query with its weight (1 per occurrence typed; the feedback's weights
+// for an expanded query).
+type qterm struct {
+	hash uint64
+	w    float64
+}
+
+func queryTerms(terms []string) []qterm {
+	out := make([]qterm, len(terms))
+	for i, t := range terms {
+		out[i] = qterm{lexical.Hash(t), 1}
+	}
+	return out
+}
+
+// lexScores scores every live node matching q by BM25 (raw, each term's part times its weight),
+// and returns the scores (by node, dense), the nodes that scored, and the most a node could score
+// (every term saturated), which normalises a score into [0, 1).
+func (p *partition) lexScores(q []qterm) ([]float32, []uint32, float64) {
+	if len(q) == 0 || p.live == 0 {
+		return nil, nil, 0
 	}
 	n := p.live
 	avg := float64(p.lex.total) / float64(n)
 	scores := make([]float32, p.g.len())
 	var touched []uint32
-	idfs := make([]float64, 0, len(terms))
-	for _, t := range terms {
-		ps := p.lex.post[lexical.Hash(t)]
+	var best float64
+	for _, t := range q {
+		ps := p.lex.post[t.hash]
 		df := 0
 		for _, x := range ps {
 			if !p.deleted[x.node] {
@@ -182,7 +199,7 @@ func (p *partition) lexScores(terms []string) ([]float32, []uint32, []float64) {
 			}
 		}
 		idf := lexical.IDF(n, df)
-		idfs = append(idfs, idf)
+		best += t.w * idf * (lexical.K1 + 1)
 		if df == 0 {
 			continue
 		}
@@ -193,10 +210,85 @@ func (p *partition) lexScores(terms []string) ([]float32, []uint32, []float64) {
 			if scores[x.node] == 0 {
 				touched = append(touched, x.node)
 			}
-			scores[x.node] += float32(idf * lexical.TF(float64(x.tf), float64(p.lex.dl[x.node]), avg))
+			scores[x.node] += float32(t.w * idf * lexical.TF(float64(x.tf), float64(p.lex.dl[x.node]), avg))
 		}
 	}
-	return scores, touched, idfs
+	return scores, touched, best
+}
+
+// Pseudo-relevance feedback, with the published defaults rather than values fitted to any
+// collection: RM3 as Anserini runs it (the 10 best passages of the first lexical pass, their 10
+// heaviest terms, the original query keeping half the weight), and Rocchio for the vector half
+// (alpha 1, beta 0.75: Manning, Raghavan and Schütze, Introduction to Information Retrieval §9.1.1)
+// over the same passages' float vectors.
+const (
+	feedbackDocs  = 10
+	feedbackTerms = 10
+	feedbackOrig  = 0.5
+	rocchioBeta   = 0.75
+)
+
+// rm3 expands q with the heaviest terms of the feedback nodes fb (scored by the first pass).
+func (p *partition) rm3(q []qterm, fb []cand) ([]qterm, error) {
+	rel := map[uint64]float64{}
+	for _, c := range fb {
+		tfs, dl, err := p.nodeTerms(c.id)
+		if err != nil {
+			return nil, err
+		}
+		if dl == 0 {
+			continue
+		}
+		for _, t := range tfs {
+			rel[t.hash] += float64(c.sim) * float64(t.tf) / float64(dl)
+		}
+	}
+	if len(rel) == 0 {
+		return q, nil
+	}
+	exp := make([]qterm, 0, len(rel))
+	for h, w := range rel {
+		exp = append(exp, qterm{h, w})
+	}
+	slices.SortFunc(exp, func(a, b qterm) int {
+		if c := cmp.Compare(b.w, a.w); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.hash, b.hash)
+	})
+	exp = exp[:min(feedbackTerms, len(exp))]
+	var sum float64
+	for _, t := range exp {
+		sum += t.w
+	}
+	out := make([]qterm, 0, len(q)+len(exp))
+	for _, t := range q {
+		out = append(out, qterm{t.hash, feedbackOrig * t.w / float64(len(q))})
+	}
+	for _, t := range exp {
+		out = append(out, qterm{t.hash, (1 - feedbackOrig) * t.w / sum})
+	}
+	return out, nil
+}
+
+// rocchio moves the unit query vector v towards the mean of the feedback nodes' vectors.
+func (p *partition) rocchio(v []float32, fb []cand) ([]float32, error) {
+	if len(fb) == 0 {
+		return v, nil
+	}
+	out := slices.Clone(v)
+	buf := make([]float32, p.g.dim)
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(buf)*4)
+	w := float32(rocchioBeta / float64(len(fb)))
+	for _, c := range fb {
+		if err := p.g.vecs.readAt(raw, int64(c.id)*int64(len(raw))); err != nil {
+			return nil, fmt.Errorf("vector of node %d: %w", c.id, err)
+		}
+		for i, x := range buf {
+			out[i] += w * x
+		}
+	}
+	return normalized(out), nil
 }
 
 // lexTop returns the k best of the scored nodes that pass f, best first (ties by node id: the

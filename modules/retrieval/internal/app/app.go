@@ -21,6 +21,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -55,9 +56,9 @@ type Service struct {
 	Completer Completer   // nil: offline
 	// Meter books and records the embeddings calls of the request path (Embed with a purpose);
 	// nil: not metered.
-	Meter   metering.Meter
-	Cache     *Cache
-	Stats     *Stats
+	Meter metering.Meter
+	Cache *Cache
+	Stats *Stats
 	// Sealed, when set, seals document events (through the store's policy: Ingest names the key)
 	// and the index's chunk text under a data key per ingest, which Delete destroys (Keys). Nil:
 	// documents are stored in plain text (tests, and stores written before sealing).
@@ -322,7 +323,7 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 	}
 	texts := make([]string, len(cs))
 	for i, c := range cs {
-		texts[i] = c.Text
+		texts[i] = embedText(ev.Title, c.Text)
 	}
 	var vs [][]float32
 	var err error
@@ -341,7 +342,9 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 	md := stringMetadata(ev.Metadata)
 	out := make([]search.Chunk, len(cs))
 	for i, c := range cs {
-		out[i] = search.Chunk{DocID: ev.DocID, ChunkID: c.ID, Text: c.Text, Title: ev.Title, Source: ev.Source, URL: ev.URL, Metadata: md, Vector: vs[i]}
+		// Words analysed here, from the plain text, before sealedindex seals it for the index.
+		out[i] = search.Chunk{DocID: ev.DocID, ChunkID: c.ID, Text: c.Text, Title: ev.Title, Source: ev.Source, URL: ev.URL, Metadata: md, Vector: vs[i],
+			Terms: lexical.Analyze(ev.Title + "\n" + c.Text)}
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/sealing"
 	"github.com/crispy-enigma/crispy/platform/search"
@@ -25,6 +26,11 @@ type Search struct {
 	Filter   map[string]any
 	MinScore *float64
 	Answer   bool
+	// Mode is hybrid, vector or lexical; "": the tenant's (default hybrid).
+	Mode string
+	// Rewrite asks the model for a rewrite of the query, searched beside it. Nil: only when an
+	// answer is asked for (answer false then calls no model at all).
+	Rewrite *bool
 }
 
 // Source is one passage of a search result.
@@ -105,6 +111,9 @@ func (s *Service) validateSearch(q *Search) (search.Filter, error) {
 	if q.MinScore != nil && (*q.MinScore < -1 || *q.MinScore > 1) {
 		return search.Filter{}, apperr.Invalid("retrieval.invalidMinScore", "body.minScore", "minScore must be between -1 and 1")
 	}
+	if _, err := parseMode(q.Mode); err != nil {
+		return search.Filter{}, err
+	}
 	return parseFilter(q.Filter)
 }
 
@@ -114,7 +123,11 @@ func searchKey(q Search) string {
 	if q.MinScore != nil {
 		ms = fmt.Sprint(*q.MinScore)
 	}
-	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t", domain.NormalizeQuery(q.Query), q.TopK, f, ms, q.Answer)
+	rw := "default"
+	if q.Rewrite != nil {
+		rw = fmt.Sprint(*q.Rewrite)
+	}
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t\x00%s\x00%s", domain.NormalizeQuery(q.Query), q.TopK, f, ms, q.Answer, q.Mode, rw)
 }
 
 // Search runs the RAG pipeline: safety filter, cache, optional query rewrite, embed, kNN within the
@@ -139,13 +152,25 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 		r.Cached = true
 		return r, nil
 	}
-	query, err := s.rewrite(ctx, q.Tenant, q.Query)
+	queries := []string{q.Query}
+	if q.Rewrite != nil && *q.Rewrite || q.Rewrite == nil && q.Answer {
+		rw, err := s.rewrite(ctx, q.Tenant, q.Query)
+		if err != nil {
+			return SearchResult{}, err
+		}
+		if domain.NormalizeQuery(rw) != domain.NormalizeQuery(q.Query) {
+			queries = append(queries, rw) // searched beside the user's words, never instead of them
+		}
+	}
+	mode, _ := parseMode(q.Mode)
+	st := s.settings(ctx, q.Tenant, mode)
+	hits, err := s.retrieve(ctx, q.Tenant, queries, q.TopK, filter, q.MinScore, st)
 	if err != nil {
 		return SearchResult{}, err
 	}
-	hits, err := s.retrieve(ctx, q.Tenant, query, q.TopK, filter, q.MinScore)
-	if err != nil {
-		return SearchResult{}, err
+	if q.Answer {
+		// Only what passes the mode's relevance threshold is cited; the answer is written from it.
+		hits = relevant(hits, st.Mode)
 	}
 	res := SearchResult{Sources: make([]Source, len(hits)), FollowUps: []string{}}
 	scores := make([]float64, len(hits))
@@ -156,7 +181,9 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 		numbered[i] = domain.Source{N: i + 1, Title: h.Title, Text: h.Text, Score: h.Score}
 	}
 	res.Confidence = domain.Confidence(scores)
-	if q.Answer {
+	if q.Answer && len(numbered) == 0 {
+		res.Answer, res.Model = NoRelevantSource, "builtin:offline"
+	} else if q.Answer {
 		if res.Answer, res.FollowUps, res.Model, err = s.answer(ctx, q.Tenant, q.Query, numbered); err != nil {
 			return SearchResult{}, err
 		}
@@ -166,18 +193,33 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 	return res, nil
 }
 
-// Retrieve is the chat integration's view: the k best passages for query (catching_up while the
-// tenant's index catches up, like Search).
+// Retrieve is the chat integration's view: the k best passages for query in the tenant's mode
+// that pass the mode's relevance threshold, which the chat cites (catching_up while the tenant's
+// index catches up, like Search).
 func (s *Service) Retrieve(ctx context.Context, t tenant.ID, query string, k int) ([]Source, error) {
+	return s.RetrieveMode(ctx, t, query, k, "", true)
+}
+
+// RetrieveMode is Retrieve in mode ("": the tenant's), every hit when onlyRelevant is false
+// (quality measurements rank all of them).
+func (s *Service) RetrieveMode(ctx context.Context, t tenant.ID, query string, k int, mode string, onlyRelevant bool) ([]Source, error) {
 	if err := s.requireReady(t); err != nil {
 		return nil, err
 	}
 	if k <= 0 {
 		k = DefaultTopK
 	}
-	hits, err := s.retrieve(ctx, t, query, min(k, MaxTopK), search.Filter{}, nil)
+	m, err := parseMode(mode)
 	if err != nil {
 		return nil, err
+	}
+	st := s.settings(ctx, t, m)
+	hits, err := s.retrieve(ctx, t, []string{query}, min(k, MaxTopK), search.Filter{}, nil, st)
+	if err != nil {
+		return nil, err
+	}
+	if onlyRelevant {
+		hits = relevant(hits, st.Mode)
 	}
 	out := make([]Source, len(hits))
 	for i, h := range hits {
@@ -186,18 +228,14 @@ func (s *Service) Retrieve(ctx context.Context, t tenant.ID, query string, k int
 	return out, nil
 }
 
-func (s *Service) retrieve(ctx context.Context, t tenant.ID, query string, k int, f search.Filter, minScore *float64) ([]search.Hit, error) {
-	vs, _, err := s.Embed(ctx, t, metering.PurposeEmbedSearch, []string{query})
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) retrieve(ctx context.Context, t tenant.ID, queries []string, k int, f search.Filter, minScore *float64, st SearchSettings) ([]search.Hit, error) {
 	ms := -1.0
 	if minScore != nil {
 		ms = *minScore
 	}
-	hits, err := s.Index.Search(ctx, t, search.Query{Vector: vs[0], K: k, Filter: f, MinScore: ms})
+	hits, err := s.searchQueries(ctx, t, queries, k, f, ms, st, metering.PurposeEmbedSearch)
 	if err != nil {
-		return nil, indexErr(err, false)
+		return nil, err
 	}
 	if s.Sealed != nil {
 		if hits, err = s.Sealed.Open(ctx, t, hits); err != nil {
@@ -218,7 +256,8 @@ func (s *Service) record(t tenant.ID, hit bool, d time.Duration) {
 			name = "crispy_retrieval_cache_hits_total"
 		}
 		s.Metrics.GetOrCreateCounter(fmt.Sprintf(`%s{tenant=%q}`, name, t.String())).Inc()
-		s.Metrics.GetOrCreateHistogram(fmt.Sprintf(`crispy_retrieval_search_duration_seconds{tenant=%q}`, t.String())).Update(d.Seconds())
+		// No tenant label on the latency (16 buckets per tenant); the cache counters keep it.
+		s.Metrics.GetOrCreatePrometheusHistogramExt(`crispy_retrieval_search_duration_seconds`, exposition.LatencyBuckets).Update(d.Seconds())
 	}
 }
 

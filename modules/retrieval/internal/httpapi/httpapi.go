@@ -78,8 +78,10 @@ type SearchInput struct {
 		Query    string         `json:"query" minLength:"1" maxLength:"2000" doc:"The question" example:"How many vacation days do I get?"`
 		TopK     int            `json:"topK,omitempty" minimum:"1" maximum:"50" default:"5" doc:"Number of sources" example:"5"`
 		Filter   map[string]any `json:"filter,omitempty" doc:"Only chunks whose metadata has these values; the key docId (a string or a list) selects documents"`
-		MinScore *float64       `json:"minScore,omitempty" minimum:"-1" maximum:"1" doc:"Drop sources whose cosine similarity is below this" example:"0.2"`
-		Answer   *bool          `json:"answer,omitempty" doc:"Write an answer citing the sources (default true); false returns sources only"`
+		MinScore *float64       `json:"minScore,omitempty" minimum:"-1" maximum:"1" doc:"Drop sources whose score (see sources[].score: it depends on the mode) is below this" example:"0.2"`
+		Answer   *bool          `json:"answer,omitempty" doc:"Write an answer citing the sources that pass the mode's relevance threshold (default true); false returns sources only and calls no model unless rewrite is true"`
+		Mode     string         `json:"mode,omitempty" enum:"hybrid,vector,lexical" doc:"hybrid: BM25 over the words and nearest neighbours of the embedding, fused by reciprocal rank; vector or lexical: one of them. Default: the tenant's search.mode, else hybrid" example:"hybrid"`
+		Rewrite  *bool          `json:"rewrite,omitempty" doc:"Ask the tenant's chat model for a rewrite of the query, searched beside the query as typed (both rankings fused). Default: true when an answer is asked for, false otherwise"`
 	}
 }
 
@@ -97,7 +99,7 @@ type SourceOut struct {
 	Source  string  `json:"source" example:"handbook"`
 	URL     string  `json:"url"`
 	Text    string  `json:"text"`
-	Score   float64 `json:"score" doc:"Cosine similarity to the query" example:"0.62"`
+	Score   float64 `json:"score" doc:"What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1)" example:"0.62"`
 }
 
 // SearchOutput answers POST /search.
@@ -179,8 +181,10 @@ func Register(api huma.API, svc *app.Service) {
 
 	huma.Register(api, huma.Operation{OperationID: "search-documents", Method: http.MethodPost, Path: "/search", Tags: []string{tag},
 		Summary: "Search and answer",
-		Description: "Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an " +
-			"answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. " +
+		Description: "Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), " +
+			"then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), " +
+			"then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none " +
+			"passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. " +
 			"Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up " +
 			"with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.",
 		Responses: map[string]*huma.Response{"503": problem("The tenant's index is catching up after a start (catching_up, with retry-after), " +
@@ -189,7 +193,7 @@ func Register(api huma.API, svc *app.Service) {
 			t, _ := tenant.FromContext(ctx)
 			answer := in.Body.Answer == nil || *in.Body.Answer
 			res, err := svc.Search(ctx, app.Search{Tenant: t, Query: in.Body.Query, TopK: in.Body.TopK, Filter: in.Body.Filter,
-				MinScore: in.Body.MinScore, Answer: answer})
+				MinScore: in.Body.MinScore, Answer: answer, Mode: in.Body.Mode, Rewrite: in.Body.Rewrite})
 			if err != nil {
 				return nil, err
 			}
