@@ -113,7 +113,10 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		return nil, err
 	}
 	models, err := domain.SelectModels(domain.ModelChoice{Requested: in.ModelID, Override: s.Settings.OverrideModel,
-		TenantDefault: cfg.Models.Chat, ServerDefault: s.Settings.DefaultModel, Fallbacks: cfg.Models.Fallbacks, Allowed: cfg.Models.Allowed})
+		TenantDefault: cfg.Models.Chat, ServerDefault: s.Settings.DefaultModel, Fallbacks: cfg.Models.Fallbacks, Allowed: cfg.Models.Allowed,
+		Skipped: func(model, from string) {
+			s.Log.WarnContext(ctx, "model skipped: not in the tenant's models.allowed", "tenant", in.Tenant.String(), "model", model, "from", from)
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -185,8 +188,10 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		}
 		pre = append(pre, Event{Name: "tool", Data: ToolData{Name: in.ToolName, Result: res}})
 	}
+	// A request may turn RAG off, or on where the tenant leaves features.rag unset; a tenant's
+	// features.rag: false binds (the turn runs without retrieval, and records rag: false).
 	rag := cfg.Feature("rag")
-	if in.RAG != nil {
+	if v, set := cfg.Features["rag"]; in.RAG != nil && (!*in.RAG || !set || v) {
 		rag = *in.RAG
 	}
 	var passages []domain.Passage
