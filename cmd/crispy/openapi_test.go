@@ -88,3 +88,139 @@ func TestSpecReferencesResolve(t *testing.T) {
 		t.Fatal("no $ref found: the walk is not looking at the spec")
 	}
 }
+
+// TestSpecContract holds every operation to what clients and the docs rely on (issue 13): a tag the
+// spec describes, a declared security (public ones `security: []`), an operation id, a summary and a
+// description, an example of the request body and of every success response, a named schema for a
+// JSON body, and no array that may be null.
+func TestSpecContract(t *testing.T) {
+	b, err := spec(context.Background(), specYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Servers []map[string]any `yaml:"servers"`
+		Tags    []struct {
+			Name, Description string
+		} `yaml:"tags"`
+		Paths      map[string]map[string]map[string]any `yaml:"paths"`
+		Components struct {
+			Schemas         map[string]any `yaml:"schemas"`
+			SecuritySchemes map[string]any `yaml:"securitySchemes"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Servers) == 0 {
+		t.Error("the spec names no server")
+	}
+	if _, ok := doc.Components.SecuritySchemes["bearerAuth"]; !ok {
+		t.Error("Bearer auth is not a declared security scheme")
+	}
+	tags := map[string]bool{}
+	for _, tg := range doc.Tags {
+		if tg.Description == "" {
+			t.Errorf("tag %s has no description", tg.Name)
+		}
+		tags[tg.Name] = true
+	}
+	ops := 0
+	for path, methods := range doc.Paths {
+		for method, op := range methods {
+			if method == "parameters" {
+				continue
+			}
+			ops++
+			where := strings.ToUpper(method) + " " + path
+			opTags, _ := op["tags"].([]any)
+			if len(opTags) == 0 {
+				t.Errorf("%s has no tag", where)
+			}
+			for _, tg := range opTags {
+				if !tags[tg.(string)] {
+					t.Errorf("%s: tag %v is not described (add it to httpapi.TagDescriptions)", where, tg)
+				}
+			}
+			if _, ok := op["security"]; !ok {
+				t.Errorf("%s declares no security", where)
+			}
+			for _, k := range []string{"operationId", "summary", "description"} {
+				if s, _ := op[k].(string); s == "" {
+					t.Errorf("%s has no %s", where, k)
+				}
+			}
+			if rb, ok := op["requestBody"].(map[string]any); ok {
+				for ct, mt := range rb["content"].(map[string]any) {
+					checkMediaType(t, where+" request "+ct, mt)
+				}
+			}
+			ok2xx := false
+			for code, r := range op["responses"].(map[string]any) {
+				if !strings.HasPrefix(code, "2") {
+					continue
+				}
+				ok2xx = true
+				content, _ := r.(map[string]any)["content"].(map[string]any)
+				for ct, mt := range content {
+					if strings.HasPrefix(ct, "audio/") {
+						continue // binary: no example to show
+					}
+					if why, ok := pendingExamples[where]; ok {
+						t.Logf("%s %s: no example checked yet: %s", where, ct, why)
+						continue
+					}
+					checkMediaType(t, where+" response "+code+" "+ct, mt)
+				}
+			}
+			if !ok2xx {
+				t.Errorf("%s has no success response", where)
+			}
+		}
+	}
+	if ops < 20 {
+		t.Fatalf("only %d operations found: the walk is not looking at the spec", ops)
+	}
+	for name, sc := range doc.Components.Schemas {
+		if strings.Contains(name, "OutputBody") || strings.Contains(name, "InputBody") {
+			t.Errorf("schema %s has a generated name", name)
+		}
+		walkYAML(sc, func(m map[string]any) {
+			if ty, ok := m["type"].([]any); ok && len(ty) == 2 && ty[0] == "array" && ty[1] == "null" {
+				t.Errorf("schema %s holds an array that may be null; the server sends []", name)
+			}
+		})
+	}
+}
+
+// pendingExamples are operations whose responses are being rewritten while this test landed; each
+// line says by whom. Remove the line when the operation is done.
+var pendingExamples = map[string]string{
+	"POST /v1/chat/completions": "its response types come with the /v1 pass-through rewrite (issue 13 items 1-3, engineer v1compat)",
+}
+
+func checkMediaType(t *testing.T, where string, mt any) {
+	t.Helper()
+	m, _ := mt.(map[string]any)
+	if m["example"] == nil && m["examples"] == nil {
+		t.Errorf("%s has no example", where)
+	}
+	sc, _ := m["schema"].(map[string]any)
+	if ref, _ := sc["$ref"].(string); ref == "" && sc["type"] == "object" {
+		t.Errorf("%s: the body's schema is inline; give it a name", where)
+	}
+}
+
+func walkYAML(v any, visit func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		visit(v)
+		for _, x := range v {
+			walkYAML(x, visit)
+		}
+	case []any:
+		for _, x := range v {
+			walkYAML(x, visit)
+		}
+	}
+}

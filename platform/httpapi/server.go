@@ -176,9 +176,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	hc.OpenAPI.Info.Description = "Multi-tenant AI platform: chat with persisted sessions, retrieval-augmented search, " +
 		"tool plugins, usage and audit replay. Every tenant-scoped call names its tenant with x-tenant-id, its Host, or " +
 		"an x-api-key; errors are RFC 9457 problem JSON with a requestId."
-	hc.OpenAPI.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
-		"apiKey": {Type: "apiKey", In: "header", Name: "x-api-key", Description: "The tenant's API key (required when the tenant has keys configured)."},
-	}
+	describeContract(&hc)
+	hc.Transformers = append(hc.Transformers, emptySlices)
 	hc.OnAddOperation = append(hc.OnAddOperation, func(oapi *huma.OpenAPI, op *huma.Operation) {
 		rejectNullArrays(oapi, op)
 		// An operation that reads a body reads it within the server's read timeout, unless it
@@ -186,10 +185,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if op.BodyReadTimeout == humaDefaultBodyReadTimeout {
 			op.BodyReadTimeout = cfg.Timeouts.Read
 		}
+		defer contractOperation(oapi, op)
 		if isPublic(op) {
 			return
 		}
-		op.Security = []map[string][]string{{"apiKey": {}}, {}}
 		op.Parameters = append(op.Parameters,
 			&huma.Param{Name: "x-tenant-id", In: "header", Description: "Tenant id; otherwise resolved from Host or x-api-key.", Schema: &huma.Schema{Type: "string", Pattern: `^[a-z0-9][a-z0-9-]{0,62}$`}},
 			&huma.Param{Name: "x-user-id", In: "header", Description: "End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.", Schema: &huma.Schema{Type: "string", MaxLength: ptr(256)}},
@@ -206,6 +205,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Arrays are never null in this API: request bodies refuse null for them (rejectNullArrays) and
+// responses send a nil slice as [] (emptySlices), so the schemas say "array", not "array or null".
+// huma keeps this setting globally; every server of this package wants the same.
+func init() { huma.DefaultArrayNullable = false }
 
 // rejectNullArrays makes every array a request body may hold refuse null (422 "expected array").
 // huma documents and validates Go slices as nullable by default, so "messages": null passed

@@ -70,7 +70,7 @@ func TestDemoTenantChatHistoryAndRestart(t *testing.T) {
 
 	sid := uuid.New()
 	resp, err := c.SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
-		crispy.ChatInputBody{SessionId: sid, Message: "Hello from the end-to-end test", Stream: ptr(false)})
+		crispy.SendChatMessageInput{SessionId: sid, Message: "Hello from the end-to-end test", Stream: ptr(false)})
 	if err != nil || resp.JSON200 == nil {
 		t.Fatalf("chat: %v %s", err, resp.Body)
 	}
@@ -94,7 +94,7 @@ func TestDemoTenantChatHistoryAndRestart(t *testing.T) {
 	if err != nil || hist.JSON200 == nil || hist.JSON200.Messages == nil {
 		t.Fatalf("history after restart: %v %s", err, hist.Body)
 	}
-	msgs := *hist.JSON200.Messages
+	msgs := hist.JSON200.Messages
 	if len(msgs) != 2 || msgs[0].Role != "user" || msgs[0].Content != "Hello from the end-to-end test" || msgs[1].Role != "assistant" {
 		t.Fatalf("history after restart = %+v", msgs)
 	}
@@ -106,14 +106,14 @@ func TestAcknowledgedTurnSurvivesKill9(t *testing.T) {
 	c := as(t, srv.BaseURL, "demo", "")
 	sid := uuid.New()
 	resp, err := c.SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
-		crispy.ChatInputBody{SessionId: sid, Message: "remember me", Stream: ptr(false)})
+		crispy.SendChatMessageInput{SessionId: sid, Message: "remember me", Stream: ptr(false)})
 	if err != nil || resp.StatusCode() != 200 {
 		t.Fatalf("chat: %v %s", err, resp.Body)
 	}
 	srv.Kill()
 	srv2 := startServer(t, data)
 	hist, err := as(t, srv2.BaseURL, "demo", "").GetChatHistoryWithResponse(ctx(t), sid.String(), &crispy.GetChatHistoryParams{})
-	if err != nil || hist.JSON200 == nil || hist.JSON200.Messages == nil || len(*hist.JSON200.Messages) != 2 {
+	if err != nil || hist.JSON200 == nil || len(hist.JSON200.Messages) != 2 {
 		t.Fatalf("history after kill -9: %v %s", err, hist.Body)
 	}
 }
@@ -124,7 +124,7 @@ func TestTenantIsolationThroughTheGeneratedClient(t *testing.T) {
 	acme := as(t, srv.BaseURL, "acme", "ce_acme_key")
 	sid := uuid.New()
 	resp, err := acme.SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
-		crispy.ChatInputBody{SessionId: sid, Message: "acme's secret plan", Stream: ptr(false)})
+		crispy.SendChatMessageInput{SessionId: sid, Message: "acme's secret plan", Stream: ptr(false)})
 	if err != nil || resp.StatusCode() != 200 {
 		t.Fatalf("acme chat: %v %s", err, resp.Body)
 	}
@@ -163,7 +163,7 @@ func TestTenantIsolationThroughTheGeneratedClient(t *testing.T) {
 	if err != nil || ls.JSON200 == nil {
 		t.Fatalf("beta sessions: %v %s", err, ls.Body)
 	}
-	if ls.JSON200.Sessions != nil && len(*ls.JSON200.Sessions) != 0 {
+	if len(ls.JSON200.Sessions) != 0 {
 		t.Fatalf("beta lists sessions it does not own: %s", ls.Body)
 	}
 	// Beta's audit trail holds none of acme's events.
@@ -198,7 +198,7 @@ func TestToolsThroughTheGeneratedClient(t *testing.T) {
 		t.Fatalf("tools: %v %s", err, list.Body)
 	}
 	names := map[string]bool{}
-	for _, tl := range *list.JSON200.Tools {
+	for _, tl := range list.JSON200.Tools {
 		names[tl.Name] = true
 	}
 	for _, want := range []string{"summarize", "extract_entities", "classify_intent", "tag_chunk_docs", "ingest_docs"} {
@@ -208,7 +208,7 @@ func TestToolsThroughTheGeneratedClient(t *testing.T) {
 	}
 	text := "Write to ana@example.com before 2026-12-01."
 	res, err := c.ExecuteToolWithResponse(ctx(t), &crispy.ExecuteToolParams{},
-		crispy.ExecuteInputBody{ToolName: "extract_entities", Params: map[string]any{"text": text}})
+		crispy.ExecuteToolInput{ToolName: "extract_entities", Params: map[string]any{"text": text}})
 	if err != nil || res.JSON200 == nil {
 		t.Fatalf("execute: %v %s", err, res.Body)
 	}
@@ -216,7 +216,7 @@ func TestToolsThroughTheGeneratedClient(t *testing.T) {
 		t.Fatalf("no email entity in %s", res.Body)
 	}
 	bad, err := c.ExecuteToolWithResponse(ctx(t), &crispy.ExecuteToolParams{},
-		crispy.ExecuteInputBody{ToolName: "extract_entities", Params: map[string]any{"txt": 1}})
+		crispy.ExecuteToolInput{ToolName: "extract_entities", Params: map[string]any{"txt": 1}})
 	if err != nil || bad.StatusCode() != 400 || !strings.Contains(string(bad.Body), "VALIDATION_FAILED") {
 		t.Fatalf("invalid params: %v %d %s", err, bad.StatusCode(), bad.Body)
 	}

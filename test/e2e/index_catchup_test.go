@@ -17,7 +17,7 @@ import (
 // without it, or a refusal (the status and the response, to inspect).
 func findDoc(t *testing.T, c *crispy.ClientWithResponses, id string) (*crispy.SearchDocumentsResponse, bool) {
 	t.Helper()
-	r, err := c.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{
+	r, err := c.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchDocumentsInput{
 		Query: "marker" + id, TopK: ptr(int64(3)), Answer: ptr(false), Filter: &map[string]any{"docId": id}})
 	if err != nil {
 		t.Fatalf("search %s: %v", id, err)
@@ -39,7 +39,7 @@ func TestIndexAfterKill9NeverServesPartialTruth(t *testing.T) {
 	srv := startServer(t, data, "--tenants", tenants)
 	c := as(t, srv.BaseURL, "bulk", "")
 	ingest := func(c *crispy.ClientWithResponses, id string) {
-		r, err := c.IngestDocumentWithResponse(ctx(t), &crispy.IngestDocumentParams{}, crispy.IngestInputBody{
+		r, err := c.IngestDocumentWithResponse(ctx(t), &crispy.IngestDocumentParams{}, crispy.IngestDocumentInput{
 			DocId: id, Text: fmt.Sprintf("Document %s mentions marker%s and the handbook policy.", id, id)})
 		if err != nil || r.StatusCode() != 200 {
 			t.Fatalf("ingest %s: %v %s", id, err, r.Body)

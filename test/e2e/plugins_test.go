@@ -43,7 +43,7 @@ func TestToolPluginsDieWithTheServerOnKill9(t *testing.T) {
 	}
 	srv := startServer(t, t.TempDir())
 	res, err := as(t, srv.BaseURL, "demo", "").ExecuteToolWithResponse(ctx(t), &crispy.ExecuteToolParams{},
-		crispy.ExecuteInputBody{ToolName: "summarize", Params: map[string]any{"text": "One sentence. Another one."}})
+		crispy.ExecuteToolInput{ToolName: "summarize", Params: map[string]any{"text": "One sentence. Another one."}})
 	if err != nil || res.JSON200 == nil {
 		t.Fatalf("execute: %v %s", err, res.Body)
 	}

@@ -26,22 +26,22 @@ func TestIngestSearchAndRAGChatAreTenantScoped(t *testing.T) {
 		{beta, "Beta ships replacement turbines within 90 days of an order."},
 	} {
 		r, err := c.cl.IngestDocumentWithResponse(ctx(t), &crispy.IngestDocumentParams{},
-			crispy.IngestInputBody{DocId: "handbook", Text: c.text, Title: ptr("Handbook")})
+			crispy.IngestDocumentInput{DocId: "handbook", Text: c.text, Title: ptr("Handbook")})
 		if err != nil || r.StatusCode() != 200 {
 			t.Fatalf("ingest: %v %d %s", err, r.StatusCode(), r.Body)
 		}
 	}
-	s, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{Query: "how long do refunds take"})
-	if err != nil || s.JSON200 == nil || s.JSON200.Sources == nil || len(*s.JSON200.Sources) == 0 {
+	s, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchDocumentsInput{Query: "how long do refunds take"})
+	if err != nil || s.JSON200 == nil || len(s.JSON200.Sources) == 0 {
 		t.Fatalf("acme search: %v %s", err, s.Body)
 	}
-	if src := (*s.JSON200.Sources)[0]; src.DocId != "handbook" || !strings.Contains(src.Text, "refunds") {
+	if src := s.JSON200.Sources[0]; src.DocId != "handbook" || !strings.Contains(src.Text, "refunds") {
 		t.Fatalf("acme's top source = %+v", src)
 	}
 	if strings.Contains(string(s.Body), "turbines") {
 		t.Fatalf("acme's search shows beta's text: %s", s.Body)
 	}
-	b, err := beta.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{Query: "refunds returned parcel", Answer: ptr(false)})
+	b, err := beta.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchDocumentsInput{Query: "refunds returned parcel", Answer: ptr(false)})
 	if err != nil || b.StatusCode() != 200 || strings.Contains(string(b.Body), "refunds are issued") {
 		t.Fatalf("beta's search shows acme's text: %v %s", err, b.Body)
 	}
@@ -49,19 +49,19 @@ func TestIngestSearchAndRAGChatAreTenantScoped(t *testing.T) {
 	if d, err := beta.DeleteDocumentWithResponse(ctx(t), "handbook", &crispy.DeleteDocumentParams{}); err != nil || d.StatusCode() >= 300 {
 		t.Fatalf("beta delete: %v %s", err, d.Body)
 	}
-	s, err = acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{Query: "refunds within 14 days", Answer: ptr(false)})
-	if err != nil || s.JSON200 == nil || s.JSON200.Sources == nil || len(*s.JSON200.Sources) == 0 {
+	s, err = acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchDocumentsInput{Query: "refunds within 14 days", Answer: ptr(false)})
+	if err != nil || s.JSON200 == nil || len(s.JSON200.Sources) == 0 {
 		t.Fatalf("acme lost its document when beta deleted its own: %v %s", err, s.Body)
 	}
 	// Bad input is a problem answer.
-	bad, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{Query: "x", TopK: ptr(int64(99))})
+	bad, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchDocumentsInput{Query: "x", TopK: ptr(int64(99))})
 	if err != nil || (bad.StatusCode() != 400 && bad.StatusCode() != 422) || !strings.Contains(string(bad.Body), "requestId") {
 		t.Fatalf("topK 99: %v %d %s", err, bad.StatusCode(), bad.Body)
 	}
 
 	// The same query again is served from acme's cache, and the SLIs see both checks.
 	for i := 0; i < 2; i++ {
-		if r, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchInputBody{Query: "cached question"}); err != nil || r.StatusCode() != 200 || (i == 1 && !r.JSON200.Cached) {
+		if r, err := acme.SearchDocumentsWithResponse(ctx(t), &crispy.SearchDocumentsParams{}, crispy.SearchDocumentsInput{Query: "cached question"}); err != nil || r.StatusCode() != 200 || (i == 1 && !r.JSON200.Cached) {
 			t.Fatalf("search %d: %v %s", i, err, r.Body)
 		}
 	}
@@ -75,11 +75,11 @@ func TestIngestSearchAndRAGChatAreTenantScoped(t *testing.T) {
 
 	// A RAG chat turn cites acme's passage (the offline model answers from it).
 	chat, err := acme.SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
-		crispy.ChatInputBody{SessionId: uuid.New(), Message: "How long do refunds take?", Rag: ptr(true), Stream: ptr(false)})
-	if err != nil || chat.JSON200 == nil || chat.JSON200.Citations == nil || len(*chat.JSON200.Citations) == 0 {
+		crispy.SendChatMessageInput{SessionId: uuid.New(), Message: "How long do refunds take?", Rag: ptr(true), Stream: ptr(false)})
+	if err != nil || chat.JSON200 == nil || len(chat.JSON200.Citations) == 0 {
 		t.Fatalf("rag chat: %v %s", err, chat.Body)
 	}
-	if c := (*chat.JSON200.Citations)[0]; c.DocId != "handbook" {
+	if c := chat.JSON200.Citations[0]; c.DocId != "handbook" {
 		t.Fatalf("citation = %+v", c)
 	}
 }

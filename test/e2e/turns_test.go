@@ -83,7 +83,7 @@ func readSSE(t *testing.T, rd *bufio.Reader, n int) []sse {
 }
 
 // failureOf returns the code of the session's recorded failures, and the session as audit shows it.
-func failureOf(t *testing.T, baseURL string, session uuid.UUID) ([]string, *crispy.SessionOutputBody) {
+func failureOf(t *testing.T, baseURL string, session uuid.UUID) ([]string, *crispy.GetAuditSessionOutput) {
 	t.Helper()
 	c := as(t, baseURL, "acme", "ce_acme_key")
 	stream := "session-" + session.String()
@@ -93,7 +93,7 @@ func failureOf(t *testing.T, baseURL string, session uuid.UUID) ([]string, *cris
 		t.Fatalf("audit events: %v %s", err, evs.Body)
 	}
 	var codes []string
-	for _, e := range *evs.JSON200.Events {
+	for _, e := range evs.JSON200.Events {
 		// Session events are sealed at rest: data is what the store holds (the hash covers it),
 		// content is the data opened with the session's key.
 		d, _ := e.Content.(map[string]any)
@@ -146,7 +146,7 @@ func TestShutdownDeadlineEndsOpenStreamsWithAnErrorAndAnOutcome(t *testing.T) {
 	if strings.Join(codes, ",") != "shutting_down" {
 		t.Fatalf("recorded failures %v", codes)
 	}
-	ms := *s.Messages
+	ms := s.Messages
 	if len(ms) != 2 || ms[1].Status == nil || *ms[1].Status != "cancelled" || ms[1].Content != "" {
 		t.Fatalf("audited session %+v", ms)
 	}
@@ -164,7 +164,7 @@ func TestShutdownDeadlineEndsOpenStreamsWithAnErrorAndAnOutcome(t *testing.T) {
 		t.Fatalf("a turn recorded at shutdown was closed again at start:\n%s", srv2.Logs)
 	}
 	next, err := as(t, srv2.BaseURL, "acme", "ce_acme_key").SendChatMessageWithResponse(ctx(t), &crispy.SendChatMessageParams{},
-		crispy.ChatInputBody{SessionId: session, Message: "again", Stream: ptr(false), ModelId: ptr("builtin:offline")})
+		crispy.SendChatMessageInput{SessionId: session, Message: "again", Stream: ptr(false), ModelId: ptr("builtin:offline")})
 	if err != nil || next.JSON200 == nil {
 		t.Fatalf("next turn: %v %s", err, next.Body)
 	}
@@ -185,7 +185,7 @@ func TestKill9MidTurnIsClosedAsInterruptedOnStart(t *testing.T) {
 	c := as(t, srv.BaseURL, "acme", "ce_acme_key")
 	for {
 		s, err := c.GetAuditSessionWithResponse(ctx(t), session, &crispy.GetAuditSessionParams{})
-		if err == nil && s.JSON200 != nil && s.JSON200.Messages != nil && len(*s.JSON200.Messages) == 1 {
+		if err == nil && s.JSON200 != nil && len(s.JSON200.Messages) == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -213,17 +213,17 @@ func TestKill9MidTurnIsClosedAsInterruptedOnStart(t *testing.T) {
 	if strings.Join(codes, ",") != "interrupted" {
 		t.Fatalf("recorded failures %v", codes)
 	}
-	if ms := *s.Messages; len(ms) != 2 || ms[0].Content != "take your time" || ms[1].Status == nil || *ms[1].Status != "failed" {
+	if ms := s.Messages; len(ms) != 2 || ms[0].Content != "take your time" || ms[1].Status == nil || *ms[1].Status != "failed" {
 		t.Fatalf("audited session %+v", ms)
 	}
 	c = as(t, srv2.BaseURL, "acme", "ce_acme_key")
 	next, err := c.SendChatMessageWithResponse(context.Background(), &crispy.SendChatMessageParams{},
-		crispy.ChatInputBody{SessionId: session, Message: "again", Stream: ptr(false), ModelId: ptr("builtin:offline")})
+		crispy.SendChatMessageInput{SessionId: session, Message: "again", Stream: ptr(false), ModelId: ptr("builtin:offline")})
 	if err != nil || next.JSON200 == nil {
 		t.Fatalf("next turn: %v %s", err, next.Body)
 	}
 	hist, err := c.GetChatHistoryWithResponse(ctx(t), session.String(), &crispy.GetChatHistoryParams{})
-	if err != nil || hist.JSON200 == nil || len(*hist.JSON200.Messages) != 3 {
+	if err != nil || hist.JSON200 == nil || len(hist.JSON200.Messages) != 3 {
 		t.Fatalf("history: %v %s", err, hist.Body)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -78,6 +79,57 @@ func (e BackendStatusStatus) Valid() bool {
 	}
 }
 
+// Defines values for CitationEventEvent.
+const (
+	Citation CitationEventEvent = "citation"
+)
+
+// Valid indicates whether the value is a known member of the CitationEventEvent enum.
+func (e CitationEventEvent) Valid() bool {
+	switch e {
+	case Citation:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreateSpeechInputFormat.
+const (
+	Mp3  CreateSpeechInputFormat = "mp3"
+	Opus CreateSpeechInputFormat = "opus"
+	Wav  CreateSpeechInputFormat = "wav"
+)
+
+// Valid indicates whether the value is a known member of the CreateSpeechInputFormat enum.
+func (e CreateSpeechInputFormat) Valid() bool {
+	switch e {
+	case Mp3:
+		return true
+	case Opus:
+		return true
+	case Wav:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DoneEventEvent.
+const (
+	Done DoneEventEvent = "done"
+)
+
+// Valid indicates whether the value is a known member of the DoneEventEvent enum.
+func (e DoneEventEvent) Valid() bool {
+	switch e {
+	case Done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ErasureReason.
 const (
 	ErasureReasonDeleted ErasureReason = "deleted"
@@ -96,24 +148,57 @@ func (e ErasureReason) Valid() bool {
 	}
 }
 
-// Defines values for HealthOutputBodyStatus.
+// Defines values for ErrorEventEvent.
 const (
-	HealthOutputBodyStatusCatchingUp HealthOutputBodyStatus = "catching_up"
-	HealthOutputBodyStatusDegraded   HealthOutputBodyStatus = "degraded"
-	HealthOutputBodyStatusDown       HealthOutputBodyStatus = "down"
-	HealthOutputBodyStatusOk         HealthOutputBodyStatus = "ok"
+	Error ErrorEventEvent = "error"
 )
 
-// Valid indicates whether the value is a known member of the HealthOutputBodyStatus enum.
-func (e HealthOutputBodyStatus) Valid() bool {
+// Valid indicates whether the value is a known member of the ErrorEventEvent enum.
+func (e ErrorEventEvent) Valid() bool {
 	switch e {
-	case HealthOutputBodyStatusCatchingUp:
+	case Error:
 		return true
-	case HealthOutputBodyStatusDegraded:
+	default:
+		return false
+	}
+}
+
+// Defines values for GetAuditSessionOutputReason.
+const (
+	GetAuditSessionOutputReasonDeleted GetAuditSessionOutputReason = "deleted"
+	GetAuditSessionOutputReasonExpired GetAuditSessionOutputReason = "expired"
+)
+
+// Valid indicates whether the value is a known member of the GetAuditSessionOutputReason enum.
+func (e GetAuditSessionOutputReason) Valid() bool {
+	switch e {
+	case GetAuditSessionOutputReasonDeleted:
 		return true
-	case HealthOutputBodyStatusDown:
+	case GetAuditSessionOutputReasonExpired:
 		return true
-	case HealthOutputBodyStatusOk:
+	default:
+		return false
+	}
+}
+
+// Defines values for GetHealthOutputStatus.
+const (
+	GetHealthOutputStatusCatchingUp GetHealthOutputStatus = "catching_up"
+	GetHealthOutputStatusDegraded   GetHealthOutputStatus = "degraded"
+	GetHealthOutputStatusDown       GetHealthOutputStatus = "down"
+	GetHealthOutputStatusOk         GetHealthOutputStatus = "ok"
+)
+
+// Valid indicates whether the value is a known member of the GetHealthOutputStatus enum.
+func (e GetHealthOutputStatus) Valid() bool {
+	switch e {
+	case GetHealthOutputStatusCatchingUp:
+		return true
+	case GetHealthOutputStatusDegraded:
+		return true
+	case GetHealthOutputStatusDown:
+		return true
+	case GetHealthOutputStatusOk:
 		return true
 	default:
 		return false
@@ -138,13 +223,13 @@ func (e HistoryMessageRole) Valid() bool {
 	}
 }
 
-// Defines values for ModelsOutputBodyObject.
+// Defines values for ListModelsOutputObject.
 const (
-	List ModelsOutputBodyObject = "list"
+	List ListModelsOutputObject = "list"
 )
 
-// Valid indicates whether the value is a known member of the ModelsOutputBodyObject enum.
-func (e ModelsOutputBodyObject) Valid() bool {
+// Valid indicates whether the value is a known member of the ListModelsOutputObject enum.
+func (e ListModelsOutputObject) Valid() bool {
 	switch e {
 	case List:
 		return true
@@ -195,63 +280,34 @@ func (e OAIModelObject) Valid() bool {
 	}
 }
 
-// Defines values for SessionOutputBodyReason.
+// Defines values for TokenEventEvent.
 const (
-	SessionOutputBodyReasonDeleted SessionOutputBodyReason = "deleted"
-	SessionOutputBodyReasonExpired SessionOutputBodyReason = "expired"
+	Token TokenEventEvent = "token"
 )
 
-// Valid indicates whether the value is a known member of the SessionOutputBodyReason enum.
-func (e SessionOutputBodyReason) Valid() bool {
+// Valid indicates whether the value is a known member of the TokenEventEvent enum.
+func (e TokenEventEvent) Valid() bool {
 	switch e {
-	case SessionOutputBodyReasonDeleted:
-		return true
-	case SessionOutputBodyReasonExpired:
+	case Token:
 		return true
 	default:
 		return false
 	}
 }
 
-// Defines values for TTSInputBodyFormat.
+// Defines values for ToolEventEvent.
 const (
-	Mp3  TTSInputBodyFormat = "mp3"
-	Opus TTSInputBodyFormat = "opus"
-	Wav  TTSInputBodyFormat = "wav"
+	ToolEventEventTool ToolEventEvent = "tool"
 )
 
-// Valid indicates whether the value is a known member of the TTSInputBodyFormat enum.
-func (e TTSInputBodyFormat) Valid() bool {
+// Valid indicates whether the value is a known member of the ToolEventEvent enum.
+func (e ToolEventEvent) Valid() bool {
 	switch e {
-	case Mp3:
-		return true
-	case Opus:
-		return true
-	case Wav:
+	case ToolEventEventTool:
 		return true
 	default:
 		return false
 	}
-}
-
-// AlertsOutputBody defines model for AlertsOutputBody.
-type AlertsOutputBody struct {
-	Alerts    *[]RuleView `json:"alerts"`
-	RequestId string      `json:"requestId"`
-}
-
-// AnomaliesOutputBody defines model for AnomaliesOutputBody.
-type AnomaliesOutputBody struct {
-	Anomalies *[]Anomaly `json:"anomalies"`
-	Period    string     `json:"period"`
-	Points    int64      `json:"points"`
-	RequestId string     `json:"requestId"`
-	Sigmas    float64    `json:"sigmas"`
-	Since     time.Time  `json:"since"`
-
-	// Step width of each point; the newest point is judged against the earlier ones
-	Step  string    `json:"step"`
-	Until time.Time `json:"until"`
 }
 
 // Anomaly defines model for Anomaly.
@@ -343,26 +399,6 @@ type BadEvent struct {
 	Stream   string `json:"stream"`
 }
 
-// CacheMetricsOutputBody defines model for CacheMetricsOutputBody.
-type CacheMetricsOutputBody struct {
-	// AvgLatencyMs Mean search latency, cache hits included
-	//
-	// Example: 3.2
-	AvgLatencyMs float64 `json:"avgLatencyMs"`
-
-	// HitRate hits / totalChecks (0 when there were none)
-	//
-	// Example: 0.25
-	HitRate float64 `json:"hitRate"`
-	Hits    int64   `json:"hits"`
-	Misses  int64   `json:"misses"`
-
-	// Period Example: 24h
-	Period      string `json:"period"`
-	RequestId   string `json:"requestId"`
-	TotalChecks int64  `json:"totalChecks"`
-}
-
 // CacheStats defines model for CacheStats.
 type CacheStats struct {
 	AvgLatencyMs float64 `json:"avgLatencyMs"`
@@ -372,44 +408,14 @@ type CacheStats struct {
 	TotalChecks  int64   `json:"totalChecks"`
 }
 
-// ChatInputBody defines model for ChatInputBody.
-type ChatInputBody struct {
-	// Message The user's message
-	//
-	// Example: What does our refund policy say?
-	Message string `json:"message"`
-
-	// ModelId provider:model; otherwise the server or tenant default
-	//
-	// Example: openai:gpt-4o-mini
-	ModelId *string `json:"modelId,omitempty"`
-
-	// Rag Retrieve passages from the tenant's documents (default: the tenant's features.rag)
-	Rag *bool `json:"rag,omitempty"`
-
-	// SessionId The session (a UUID chosen by the client, lowercase and hyphenated: other spellings are refused; a new id starts a session)
-	//
-	// Example: 0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10
-	SessionId openapi_types.UUID `json:"sessionId"`
-
-	// Stream Stream the answer as server-sent events (default true); false answers JSON
-	Stream *bool `json:"stream,omitempty"`
-
-	// ToolName Run this tool first and give its result to the model
-	//
-	// Example: summarize
-	ToolName *string `json:"tool_name,omitempty"`
-
-	// ToolParams The tool's params
-	ToolParams interface{} `json:"tool_params,omitempty"`
-
-	// UserId End user (default: x-user-id)
-	UserId *string `json:"userId,omitempty"`
+// ChatEvent One event of a chat turn. Every event has an id; done or error ends the stream. Error codes: stream_failed, upstream_truncated (the model's answer ended before it was complete), timeout, shutting_down, …
+type ChatEvent struct {
+	union json.RawMessage
 }
 
 // ChatResponse defines model for ChatResponse.
 type ChatResponse struct {
-	Citations *[]CitationData `json:"citations"`
+	Citations []CitationData `json:"citations"`
 
 	// Model The model that answered (after fallbacks)
 	Model     string    `json:"model"`
@@ -485,8 +491,31 @@ type CitationData struct {
 	Url     string  `json:"url"`
 }
 
-// CompletionsInputBody defines model for CompletionsInputBody.
-type CompletionsInputBody struct {
+// CitationEvent A passage of the tenant's documents given to the model, before the answer.
+type CitationEvent struct {
+	Data CitationData `json:"data"`
+
+	// Event The event name.
+	Event CitationEventEvent `json:"event"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
+}
+
+// CitationEventEvent The event name.
+type CitationEventEvent string
+
+// CostSLI defines model for CostSLI.
+type CostSLI struct {
+	InputTokens   int64   `json:"inputTokens"`
+	OutputTokens  int64   `json:"outputTokens"`
+	PerRequestUsd float64 `json:"perRequestUsd"`
+	Tokens        int64   `json:"tokens"`
+	TotalUsd      float64 `json:"totalUsd"`
+}
+
+// CreateChatCompletionInput defines model for CreateChatCompletionInput.
+type CreateChatCompletionInput struct {
 	FrequencyPenalty    *float64            `json:"frequency_penalty,omitempty"`
 	LogitBias           *map[string]float64 `json:"logit_bias,omitempty"`
 	Logprobs            *bool               `json:"logprobs,omitempty"`
@@ -525,38 +554,34 @@ type CompletionsInputBody struct {
 	AdditionalProperties map[string]interface{}    `json:"-"`
 }
 
-// CostOutputBody defines model for CostOutputBody.
-type CostOutputBody struct {
-	ByModel      *[]ModelCost `json:"byModel"`
-	Currency     string       `json:"currency"`
-	Period       string       `json:"period"`
-	RequestId    string       `json:"requestId"`
-	Requests     int64        `json:"requests"`
-	Since        time.Time    `json:"since"`
-	TotalCostUsd float64      `json:"totalCostUsd"`
-	Until        time.Time    `json:"until"`
+// CreateSpeechInput defines model for CreateSpeechInput.
+type CreateSpeechInput struct {
+	// Format Audio format
+	Format *CreateSpeechInputFormat `json:"format,omitempty"`
+
+	// Speed Speaking speed
+	Speed *float64 `json:"speed,omitempty"`
+
+	// Text Text to speak
+	Text string `json:"text"`
+
+	// Voice Voice (provider-specific)
+	//
+	// Example: alloy
+	Voice *string `json:"voice,omitempty"`
 }
 
-// CostSLI defines model for CostSLI.
-type CostSLI struct {
-	InputTokens   int64   `json:"inputTokens"`
-	OutputTokens  int64   `json:"outputTokens"`
-	PerRequestUsd float64 `json:"perRequestUsd"`
-	Tokens        int64   `json:"tokens"`
-	TotalUsd      float64 `json:"totalUsd"`
-}
+// CreateSpeechInputFormat Audio format
+type CreateSpeechInputFormat string
 
-// DeleteOutputBody defines model for DeleteOutputBody.
-type DeleteOutputBody struct {
-	DocId     string `json:"docId"`
+// DeleteAlertOutput defines model for DeleteAlertOutput.
+type DeleteAlertOutput struct {
+	Deleted   string `json:"deleted"`
 	RequestId string `json:"requestId"`
-
-	// Status Example: deleted
-	Status string `json:"status"`
 }
 
-// DeleteOutputBody1 defines model for DeleteOutputBody1.
-type DeleteOutputBody1 struct {
+// DeleteChatSessionOutput defines model for DeleteChatSessionOutput.
+type DeleteChatSessionOutput struct {
 	RequestId string `json:"requestId"`
 	SessionId string `json:"sessionId"`
 
@@ -564,11 +589,35 @@ type DeleteOutputBody1 struct {
 	Status string `json:"status"`
 }
 
-// DeleteOutputBody2 defines model for DeleteOutputBody2.
-type DeleteOutputBody2 struct {
-	Deleted   string `json:"deleted"`
+// DeleteDocumentOutput defines model for DeleteDocumentOutput.
+type DeleteDocumentOutput struct {
+	DocId     string `json:"docId"`
 	RequestId string `json:"requestId"`
+
+	// Status Example: deleted
+	Status string `json:"status"`
 }
+
+// DoneData defines model for DoneData.
+type DoneData struct {
+	Model     string    `json:"model"`
+	RequestId string    `json:"requestId"`
+	Usage     UsageData `json:"usage"`
+}
+
+// DoneEvent The answer is complete: its usage and the model that answered.
+type DoneEvent struct {
+	Data DoneData `json:"data"`
+
+	// Event The event name.
+	Event DoneEventEvent `json:"event"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
+}
+
+// DoneEventEvent The event name.
+type DoneEventEvent string
 
 // Erasure defines model for Erasure.
 type Erasure struct {
@@ -595,6 +644,12 @@ type Erasure struct {
 // ErasureReason defines model for Erasure.Reason.
 type ErasureReason string
 
+// ErrorData defines model for ErrorData.
+type ErrorData struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 // ErrorDetail defines model for ErrorDetail.
 type ErrorDetail struct {
 	// Location Where the error occurred, e.g. 'body.items[3].tags' or 'path.thing-id'
@@ -607,15 +662,30 @@ type ErrorDetail struct {
 	Value interface{} `json:"value,omitempty"`
 }
 
-// EventsOutputBody defines model for EventsOutputBody.
-type EventsOutputBody struct {
-	Events     *[]AuditEvent `json:"events"`
-	NextCursor *string       `json:"nextCursor,omitempty"`
-	RequestId  string        `json:"requestId"`
+// ErrorEvent The turn failed after it started; nothing follows.
+type ErrorEvent struct {
+	Data ErrorData `json:"data"`
+
+	// Event The event name.
+	Event ErrorEventEvent `json:"event"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
 }
 
-// ExecuteInputBody defines model for ExecuteInputBody.
-type ExecuteInputBody struct {
+// ErrorEventEvent The event name.
+type ErrorEventEvent string
+
+// ExecuteMetadata defines model for ExecuteMetadata.
+type ExecuteMetadata struct {
+	// DurationMs Time spent in the tool, in milliseconds
+	//
+	// Example: 12.5
+	DurationMs float64 `json:"durationMs"`
+}
+
+// ExecuteToolInput defines model for ExecuteToolInput.
+type ExecuteToolInput struct {
 	// Params Parameters, validated against the tool's JSON Schema (absent: {})
 	Params interface{} `json:"params,omitempty"`
 
@@ -628,16 +698,8 @@ type ExecuteInputBody struct {
 	UserId *string `json:"user_id,omitempty"`
 }
 
-// ExecuteMetadata defines model for ExecuteMetadata.
-type ExecuteMetadata struct {
-	// DurationMs Time spent in the tool, in milliseconds
-	//
-	// Example: 12.5
-	DurationMs float64 `json:"durationMs"`
-}
-
-// ExecuteOutputBody defines model for ExecuteOutputBody.
-type ExecuteOutputBody struct {
+// ExecuteToolOutput defines model for ExecuteToolOutput.
+type ExecuteToolOutput struct {
 	Metadata  ExecuteMetadata `json:"metadata"`
 	RequestId string          `json:"requestId"`
 
@@ -663,28 +725,227 @@ type Fault struct {
 	Stream   *string `json:"stream,omitempty"`
 }
 
-// HealthOutputBody defines model for HealthOutputBody.
-type HealthOutputBody struct {
+// GetAnomaliesOutput defines model for GetAnomaliesOutput.
+type GetAnomaliesOutput struct {
+	Anomalies []Anomaly `json:"anomalies"`
+	Period    string    `json:"period"`
+	Points    int64     `json:"points"`
+	RequestId string    `json:"requestId"`
+	Sigmas    float64   `json:"sigmas"`
+	Since     time.Time `json:"since"`
+
+	// Step width of each point; the newest point is judged against the earlier ones
+	Step  string    `json:"step"`
+	Until time.Time `json:"until"`
+}
+
+// GetAuditEventProofOutput defines model for GetAuditEventProofOutput.
+type GetAuditEventProofOutput struct {
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+
+	// EventHash The event's stored hash (hex); the leaf is RFC 6962 SHA-256(0x00 || its 32 bytes)
+	EventHash string `json:"eventHash"`
+	EventId   string `json:"eventId"`
+
+	// LeafHash base64
+	LeafHash string `json:"leafHash"`
+
+	// LeafIndex 0-based place of the event in the tenant's log
+	LeafIndex int64 `json:"leafIndex"`
+
+	// Position The event's store position
+	Position int64 `json:"position"`
+
+	// Proof RFC 6962 inclusion proof, base64 hashes, leaf to root
+	Proof     []string `json:"proof"`
+	RequestId string   `json:"requestId"`
+
+	// RootHash Root of the first treeSize events, base64
+	RootHash string `json:"rootHash"`
+	Tenant   string `json:"tenant"`
+	TreeSize int64  `json:"treeSize"`
+}
+
+// GetAuditPublicKeyOutput defines model for GetAuditPublicKeyOutput.
+type GetAuditPublicKeyOutput struct {
+	// Algorithm Example: Ed25519
+	Algorithm string `json:"algorithm"`
+
+	// KeyId 8 hex digits; checkpoints name the key that signed them
+	KeyId string `json:"keyId"`
+
+	// Pem The same key as a PEM PUBLIC KEY (crispy verify --public-key takes this file)
+	Pem string `json:"pem"`
+
+	// PublicKey The raw 32-byte Ed25519 public key, base64
+	PublicKey string `json:"publicKey"`
+	RequestId string `json:"requestId"`
+
+	// VerifierKey The signed-note verifier key (golang.org/x/mod/sumdb/note) for the checkpoint notes
+	VerifierKey string `json:"verifierKey"`
+}
+
+// GetAuditSessionOutput defines model for GetAuditSessionOutput.
+type GetAuditSessionOutput struct {
+	AsOf time.Time `json:"asOf"`
+
+	// ContentErased true when the content of the messages shown has been erased since asOf (their roles, times and authors remain)
+	ContentErased bool `json:"contentErased"`
+
+	// Deleted true when the session was deleted or expired at or before asOf; its content is erased by design
+	Deleted   bool       `json:"deleted"`
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+
+	// DeletedBy The credential that deleted the session (system:... for retention)
+	DeletedBy *string `json:"deletedBy,omitempty"`
+
+	// DeletedByUser The user id the client asserted when deleting, unverified
+	DeletedByUser *string `json:"deletedByUser,omitempty"`
+
+	// Erasures Each deletion or expiry up to asOf and the content it erased (counts, times, who)
+	Erasures []Erasure `json:"erasures"`
+
+	// Events events folded
+	Events int64 `json:"events"`
+
+	// Exists false when the session had no events at asOf
+	Exists   bool             `json:"exists"`
+	Messages []AuditedMessage `json:"messages"`
+
+	// Reason Why the session ended, when deleted is true
+	Reason    *GetAuditSessionOutputReason `json:"reason,omitempty"`
+	RequestId string                       `json:"requestId"`
+	SessionId string                       `json:"sessionId"`
+	Title     *string                      `json:"title,omitempty"`
+}
+
+// GetAuditSessionOutputReason Why the session ended, when deleted is true
+type GetAuditSessionOutputReason string
+
+// GetChatHistoryOutput defines model for GetChatHistoryOutput.
+type GetChatHistoryOutput struct {
+	// Messages Oldest first
+	Messages  []HistoryMessage `json:"messages"`
+	RequestId string           `json:"requestId"`
+	SessionId string           `json:"sessionId"`
+}
+
+// GetCostOutput defines model for GetCostOutput.
+type GetCostOutput struct {
+	ByModel      []ModelCost `json:"byModel"`
+	Currency     string      `json:"currency"`
+	Period       string      `json:"period"`
+	RequestId    string      `json:"requestId"`
+	Requests     int64       `json:"requests"`
+	Since        time.Time   `json:"since"`
+	TotalCostUsd float64     `json:"totalCostUsd"`
+	Until        time.Time   `json:"until"`
+}
+
+// GetHealthOutput defines model for GetHealthOutput.
+type GetHealthOutput struct {
 	Backends  map[string]BackendStatus `json:"backends"`
 	RequestId string                   `json:"requestId"`
 
 	// Status The worst status of the backends (ok < catching_up < degraded < down)
-	Status HealthOutputBodyStatus `json:"status"`
+	Status GetHealthOutputStatus `json:"status"`
 
 	// Tenant Example: acme
 	Tenant    string    `json:"tenant"`
 	Timestamp time.Time `json:"timestamp"`
 }
 
-// HealthOutputBodyStatus The worst status of the backends (ok < catching_up < degraded < down)
-type HealthOutputBodyStatus string
+// GetHealthOutputStatus The worst status of the backends (ok < catching_up < degraded < down)
+type GetHealthOutputStatus string
 
-// HealthzOutputBody defines model for HealthzOutputBody.
-type HealthzOutputBody struct {
+// GetHealthzOutput defines model for GetHealthzOutput.
+type GetHealthzOutput struct {
 	// Status ok when the process serves requests
 	//
 	// Example: ok
 	Status string `json:"status"`
+}
+
+// GetOverviewOutput defines model for GetOverviewOutput.
+type GetOverviewOutput struct {
+	Alerts       []RuleView `json:"alerts"`
+	Anomalies    []Anomaly  `json:"anomalies"`
+	FiringAlerts int64      `json:"firingAlerts"`
+	Period       string     `json:"period"`
+	RequestId    string     `json:"requestId"`
+	Since        time.Time  `json:"since"`
+	Slis         SLIs       `json:"slis"`
+	Until        time.Time  `json:"until"`
+}
+
+// GetSearchCacheMetricsOutput defines model for GetSearchCacheMetricsOutput.
+type GetSearchCacheMetricsOutput struct {
+	// AvgLatencyMs Mean search latency, cache hits included
+	//
+	// Example: 3.2
+	AvgLatencyMs float64 `json:"avgLatencyMs"`
+
+	// HitRate hits / totalChecks (0 when there were none)
+	//
+	// Example: 0.25
+	HitRate float64 `json:"hitRate"`
+	Hits    int64   `json:"hits"`
+	Misses  int64   `json:"misses"`
+
+	// Period Example: 24h
+	Period      string `json:"period"`
+	RequestId   string `json:"requestId"`
+	TotalChecks int64  `json:"totalChecks"`
+}
+
+// GetSlisOutput defines model for GetSlisOutput.
+type GetSlisOutput struct {
+	Cache     CacheStats `json:"cache"`
+	Chat      ChatSLI    `json:"chat"`
+	Cost      CostSLI    `json:"cost"`
+	Period    string     `json:"period"`
+	RequestId string     `json:"requestId"`
+	Search    SearchSLI  `json:"search"`
+	Since     time.Time  `json:"since"`
+	Tools     ToolSLI    `json:"tools"`
+	Until     time.Time  `json:"until"`
+}
+
+// GetToolExecutionMetricsOutput defines model for GetToolExecutionMetricsOutput.
+type GetToolExecutionMetricsOutput struct {
+	From time.Time `json:"from"`
+
+	// Period Example: 24h
+	Period    string `json:"period"`
+	RequestId string `json:"requestId"`
+
+	// Tenant Example: acme
+	Tenant string `json:"tenant"`
+
+	// Tools By tool, sorted by name
+	Tools  []ToolMetrics `json:"tools"`
+	Totals ToolMetrics   `json:"totals"`
+	Until  time.Time     `json:"until"`
+}
+
+// GetUsageOutput defines model for GetUsageOutput.
+type GetUsageOutput struct {
+	ByModel          []ModelUsage `json:"byModel"`
+	ByTool           []ToolUsage  `json:"byTool"`
+	CachedTokens     int64        `json:"cachedTokens"`
+	Currency         string       `json:"currency"`
+	EstimatedCostUsd float64      `json:"estimatedCostUsd"`
+	Period           string       `json:"period"`
+	ReasoningTokens  int64        `json:"reasoningTokens"`
+	RequestId        string       `json:"requestId"`
+	Requests         int64        `json:"requests"`
+	Since            time.Time    `json:"since"`
+	Tenant           string       `json:"tenant"`
+	TokensIn         int64        `json:"tokensIn"`
+	TokensOut        int64        `json:"tokensOut"`
+	ToolCalls        int64        `json:"toolCalls"`
+	TotalTokens      int64        `json:"totalTokens"`
+	Until            time.Time    `json:"until"`
 }
 
 // HistoryMessage defines model for HistoryMessage.
@@ -697,16 +958,8 @@ type HistoryMessage struct {
 // HistoryMessageRole defines model for HistoryMessage.Role.
 type HistoryMessageRole string
 
-// HistoryOutputBody defines model for HistoryOutputBody.
-type HistoryOutputBody struct {
-	// Messages Oldest first
-	Messages  *[]HistoryMessage `json:"messages"`
-	RequestId string            `json:"requestId"`
-	SessionId string            `json:"sessionId"`
-}
-
-// IngestInputBody defines model for IngestInputBody.
-type IngestInputBody struct {
+// IngestDocumentInput defines model for IngestDocumentInput.
+type IngestDocumentInput struct {
 	Chunking *Chunking `json:"chunking,omitempty"`
 
 	// DocId The document's id within the tenant; re-ingesting it replaces its chunks
@@ -738,8 +991,8 @@ type IngestInputBody struct {
 	Url *string `json:"url,omitempty"`
 }
 
-// IngestOutputBody defines model for IngestOutputBody.
-type IngestOutputBody struct {
+// IngestDocumentOutput defines model for IngestDocumentOutput.
+type IngestDocumentOutput struct {
 	// Chunks Number of chunks indexed
 	//
 	// Example: 3
@@ -756,37 +1009,42 @@ type IngestOutputBody struct {
 	Status string `json:"status"`
 }
 
-// ListOutputBody defines model for ListOutputBody.
-type ListOutputBody struct {
+// ListAlertsOutput defines model for ListAlertsOutput.
+type ListAlertsOutput struct {
+	Alerts    []RuleView `json:"alerts"`
+	RequestId string     `json:"requestId"`
+}
+
+// ListAuditEventsOutput defines model for ListAuditEventsOutput.
+type ListAuditEventsOutput struct {
+	Events     []AuditEvent `json:"events"`
+	NextCursor *string      `json:"nextCursor,omitempty"`
+	RequestId  string       `json:"requestId"`
+}
+
+// ListModelsOutput defines model for ListModelsOutput.
+type ListModelsOutput struct {
+	Data   []OAIModel             `json:"data"`
+	Object ListModelsOutputObject `json:"object"`
+}
+
+// ListModelsOutputObject defines model for ListModelsOutput.Object.
+type ListModelsOutputObject string
+
+// ListSessionsOutput defines model for ListSessionsOutput.
+type ListSessionsOutput struct {
 	// NextCursor Empty on the last page
 	NextCursor string `json:"nextCursor"`
 	RequestId  string `json:"requestId"`
 
 	// Sessions Newest first
-	Sessions *[]SessionInfo `json:"sessions"`
+	Sessions []SessionInfo `json:"sessions"`
 }
 
-// ListToolsOutputBody defines model for ListToolsOutputBody.
-type ListToolsOutputBody struct {
+// ListToolsOutput defines model for ListToolsOutput.
+type ListToolsOutput struct {
 	// Tools The tools this tenant may run
-	Tools *[]ToolInfo `json:"tools"`
-}
-
-// MetricsOutputBody defines model for MetricsOutputBody.
-type MetricsOutputBody struct {
-	From time.Time `json:"from"`
-
-	// Period Example: 24h
-	Period    string `json:"period"`
-	RequestId string `json:"requestId"`
-
-	// Tenant Example: acme
-	Tenant string `json:"tenant"`
-
-	// Tools By tool, sorted by name
-	Tools  *[]ToolMetrics `json:"tools"`
-	Totals ToolMetrics    `json:"totals"`
-	Until  time.Time      `json:"until"`
+	Tools []ToolInfo `json:"tools"`
 }
 
 // ModelCost defines model for ModelCost.
@@ -821,15 +1079,6 @@ type ModelUsage struct {
 	TokensOut       int64  `json:"tokensOut"`
 }
 
-// ModelsOutputBody defines model for ModelsOutputBody.
-type ModelsOutputBody struct {
-	Data   *[]OAIModel            `json:"data"`
-	Object ModelsOutputBodyObject `json:"object"`
-}
-
-// ModelsOutputBodyObject defines model for ModelsOutputBody.Object.
-type ModelsOutputBodyObject string
-
 // OAIMessage defines model for OAIMessage.
 type OAIMessage struct {
 	// Content A string, or an array of text parts
@@ -863,18 +1112,6 @@ type OAIModel struct {
 
 // OAIModelObject defines model for OAIModel.Object.
 type OAIModelObject string
-
-// OverviewOutputBody defines model for OverviewOutputBody.
-type OverviewOutputBody struct {
-	Alerts       *[]RuleView `json:"alerts"`
-	Anomalies    *[]Anomaly  `json:"anomalies"`
-	FiringAlerts int64       `json:"firingAlerts"`
-	Period       string      `json:"period"`
-	RequestId    string      `json:"requestId"`
-	Since        time.Time   `json:"since"`
-	Slis         SLIs        `json:"slis"`
-	Until        time.Time   `json:"until"`
-}
 
 // Problem defines model for Problem.
 type Problem struct {
@@ -933,50 +1170,18 @@ type Progress struct {
 	Total int64 `json:"total"`
 }
 
-// ProofOutputBody defines model for ProofOutputBody.
-type ProofOutputBody struct {
-	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
-
-	// EventHash The event's stored hash (hex); the leaf is RFC 6962 SHA-256(0x00 || its 32 bytes)
-	EventHash string `json:"eventHash"`
-	EventId   string `json:"eventId"`
-
-	// LeafHash base64
-	LeafHash string `json:"leafHash"`
-
-	// LeafIndex 0-based place of the event in the tenant's log
-	LeafIndex int64 `json:"leafIndex"`
-
-	// Position The event's store position
-	Position int64 `json:"position"`
-
-	// Proof RFC 6962 inclusion proof, base64 hashes, leaf to root
-	Proof     *[]string `json:"proof"`
-	RequestId string    `json:"requestId"`
-
-	// RootHash Root of the first treeSize events, base64
-	RootHash string `json:"rootHash"`
-	Tenant   string `json:"tenant"`
-	TreeSize int64  `json:"treeSize"`
-}
-
-// PublicKeyOutputBody defines model for PublicKeyOutputBody.
-type PublicKeyOutputBody struct {
-	// Algorithm Example: Ed25519
-	Algorithm string `json:"algorithm"`
-
-	// KeyId 8 hex digits; checkpoints name the key that signed them
-	KeyId string `json:"keyId"`
-
-	// Pem The same key as a PEM PUBLIC KEY (crispy verify --public-key takes this file)
-	Pem string `json:"pem"`
-
-	// PublicKey The raw 32-byte Ed25519 public key, base64
-	PublicKey string `json:"publicKey"`
-	RequestId string `json:"requestId"`
-
-	// VerifierKey The signed-note verifier key (golang.org/x/mod/sumdb/note) for the checkpoint notes
-	VerifierKey string `json:"verifierKey"`
+// PutAlertOutput defines model for PutAlertOutput.
+type PutAlertOutput struct {
+	Comparator string  `json:"comparator"`
+	Enabled    bool    `json:"enabled"`
+	Firing     bool    `json:"firing"`
+	Id         string  `json:"id"`
+	Metric     string  `json:"metric"`
+	Name       string  `json:"name"`
+	Period     string  `json:"period"`
+	RequestId  string  `json:"requestId"`
+	Threshold  float64 `json:"threshold"`
+	WebhookUrl *string `json:"webhookUrl,omitempty"`
 }
 
 // RuleBody defines model for RuleBody.
@@ -1016,20 +1221,6 @@ type RuleBody struct {
 	WebhookUrl *string `json:"webhookUrl,omitempty"`
 }
 
-// RuleOutputBody defines model for RuleOutputBody.
-type RuleOutputBody struct {
-	Comparator string  `json:"comparator"`
-	Enabled    bool    `json:"enabled"`
-	Firing     bool    `json:"firing"`
-	Id         string  `json:"id"`
-	Metric     string  `json:"metric"`
-	Name       string  `json:"name"`
-	Period     string  `json:"period"`
-	RequestId  string  `json:"requestId"`
-	Threshold  float64 `json:"threshold"`
-	WebhookUrl *string `json:"webhookUrl,omitempty"`
-}
-
 // RuleView defines model for RuleView.
 type RuleView struct {
 	Comparator string  `json:"comparator"`
@@ -1052,8 +1243,8 @@ type SLIs struct {
 	Tools  ToolSLI    `json:"tools"`
 }
 
-// SearchInputBody defines model for SearchInputBody.
-type SearchInputBody struct {
+// SearchDocumentsInput defines model for SearchDocumentsInput.
+type SearchDocumentsInput struct {
 	// Answer Write an answer citing the sources (default true); false returns sources only
 	Answer *bool `json:"answer,omitempty"`
 
@@ -1076,8 +1267,8 @@ type SearchInputBody struct {
 	TopK *int64 `json:"topK,omitempty"`
 }
 
-// SearchOutputBody defines model for SearchOutputBody.
-type SearchOutputBody struct {
+// SearchDocumentsOutput defines model for SearchDocumentsOutput.
+type SearchDocumentsOutput struct {
 	// Answer The answer citing sources as [n] (empty when answer is false)
 	Answer string `json:"answer"`
 
@@ -1090,11 +1281,11 @@ type SearchOutputBody struct {
 	Confidence float64 `json:"confidence"`
 
 	// FollowUps Up to 5 follow-up questions
-	FollowUps *[]string `json:"followUps"`
-	RequestId string    `json:"requestId"`
+	FollowUps []string `json:"followUps"`
+	RequestId string   `json:"requestId"`
 
 	// Sources Numbered from 1 in this order
-	Sources *[]SourceOut `json:"sources"`
+	Sources []SourceOut `json:"sources"`
 }
 
 // SearchSLI defines model for SearchSLI.
@@ -1103,62 +1294,47 @@ type SearchSLI struct {
 	Queries      int64   `json:"queries"`
 }
 
+// SendChatMessageInput defines model for SendChatMessageInput.
+type SendChatMessageInput struct {
+	// Message The user's message
+	//
+	// Example: What does our refund policy say?
+	Message string `json:"message"`
+
+	// ModelId provider:model; otherwise the server or tenant default
+	//
+	// Example: openai:gpt-4o-mini
+	ModelId *string `json:"modelId,omitempty"`
+
+	// Rag Retrieve passages from the tenant's documents (default: the tenant's features.rag)
+	Rag *bool `json:"rag,omitempty"`
+
+	// SessionId The session (a UUID chosen by the client, lowercase and hyphenated: other spellings are refused; a new id starts a session)
+	//
+	// Example: 0b0f6a52-6f7e-4c55-9a8e-3f3d2f1c9b10
+	SessionId openapi_types.UUID `json:"sessionId"`
+
+	// Stream Stream the answer as server-sent events (default true); false answers JSON
+	Stream *bool `json:"stream,omitempty"`
+
+	// ToolName Run this tool first and give its result to the model
+	//
+	// Example: summarize
+	ToolName *string `json:"tool_name,omitempty"`
+
+	// ToolParams The tool's params
+	ToolParams interface{} `json:"tool_params,omitempty"`
+
+	// UserId End user (default: x-user-id)
+	UserId *string `json:"userId,omitempty"`
+}
+
 // SessionInfo defines model for SessionInfo.
 type SessionInfo struct {
 	MessageCount int64     `json:"messageCount"`
 	SessionId    string    `json:"sessionId"`
 	Title        string    `json:"title"`
 	UpdatedAt    time.Time `json:"updatedAt"`
-}
-
-// SessionOutputBody defines model for SessionOutputBody.
-type SessionOutputBody struct {
-	AsOf time.Time `json:"asOf"`
-
-	// ContentErased true when the content of the messages shown has been erased since asOf (their roles, times and authors remain)
-	ContentErased bool `json:"contentErased"`
-
-	// Deleted true when the session was deleted or expired at or before asOf; its content is erased by design
-	Deleted   bool       `json:"deleted"`
-	DeletedAt *time.Time `json:"deletedAt,omitempty"`
-
-	// DeletedBy The credential that deleted the session (system:... for retention)
-	DeletedBy *string `json:"deletedBy,omitempty"`
-
-	// DeletedByUser The user id the client asserted when deleting, unverified
-	DeletedByUser *string `json:"deletedByUser,omitempty"`
-
-	// Erasures Each deletion or expiry up to asOf and the content it erased (counts, times, who)
-	Erasures *[]Erasure `json:"erasures"`
-
-	// Events events folded
-	Events int64 `json:"events"`
-
-	// Exists false when the session had no events at asOf
-	Exists   bool              `json:"exists"`
-	Messages *[]AuditedMessage `json:"messages"`
-
-	// Reason Why the session ended, when deleted is true
-	Reason    *SessionOutputBodyReason `json:"reason,omitempty"`
-	RequestId string                   `json:"requestId"`
-	SessionId string                   `json:"sessionId"`
-	Title     *string                  `json:"title,omitempty"`
-}
-
-// SessionOutputBodyReason Why the session ended, when deleted is true
-type SessionOutputBodyReason string
-
-// SlisOutputBody defines model for SlisOutputBody.
-type SlisOutputBody struct {
-	Cache     CacheStats `json:"cache"`
-	Chat      ChatSLI    `json:"chat"`
-	Cost      CostSLI    `json:"cost"`
-	Period    string     `json:"period"`
-	RequestId string     `json:"requestId"`
-	Search    SearchSLI  `json:"search"`
-	Since     time.Time  `json:"since"`
-	Tools     ToolSLI    `json:"tools"`
-	Until     time.Time  `json:"until"`
 }
 
 // SourceOut defines model for SourceOut.
@@ -1195,25 +1371,44 @@ type StreamOptions struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
-// TTSInputBody defines model for TTSInputBody.
-type TTSInputBody struct {
-	// Format Audio format
-	Format *TTSInputBodyFormat `json:"format,omitempty"`
-
-	// Speed Speaking speed
-	Speed *float64 `json:"speed,omitempty"`
-
-	// Text Text to speak
-	Text string `json:"text"`
-
-	// Voice Voice (provider-specific)
-	//
-	// Example: alloy
-	Voice *string `json:"voice,omitempty"`
+// TokenData defines model for TokenData.
+type TokenData struct {
+	Token string `json:"token"`
 }
 
-// TTSInputBodyFormat Audio format
-type TTSInputBodyFormat string
+// TokenEvent The next piece of the answer.
+type TokenEvent struct {
+	Data TokenData `json:"data"`
+
+	// Event The event name.
+	Event TokenEventEvent `json:"event"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
+}
+
+// TokenEventEvent The event name.
+type TokenEventEvent string
+
+// ToolData defines model for ToolData.
+type ToolData struct {
+	Name   string      `json:"name"`
+	Result interface{} `json:"result"`
+}
+
+// ToolEvent The result of the tool the request named, before the answer.
+type ToolEvent struct {
+	Data ToolData `json:"data"`
+
+	// Event The event name.
+	Event ToolEventEvent `json:"event"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
+}
+
+// ToolEventEvent The event name.
+type ToolEventEvent string
 
 // ToolInfo defines model for ToolInfo.
 type ToolInfo struct {
@@ -1232,7 +1427,7 @@ type ToolInfo struct {
 	Parameters interface{} `json:"parameters"`
 
 	// Permissions Host capabilities the tool uses: model:complete, model:embed, index:write
-	Permissions *[]string `json:"permissions"`
+	Permissions []string `json:"permissions"`
 
 	// TimeoutMs The call is stopped after this long (504 EXECUTION_TIMEOUT)
 	//
@@ -1282,28 +1477,8 @@ type UsageData struct {
 	TotalTokens      int64 `json:"totalTokens"`
 }
 
-// UsageOutputBody defines model for UsageOutputBody.
-type UsageOutputBody struct {
-	ByModel          *[]ModelUsage `json:"byModel"`
-	ByTool           *[]ToolUsage  `json:"byTool"`
-	CachedTokens     int64         `json:"cachedTokens"`
-	Currency         string        `json:"currency"`
-	EstimatedCostUsd float64       `json:"estimatedCostUsd"`
-	Period           string        `json:"period"`
-	ReasoningTokens  int64         `json:"reasoningTokens"`
-	RequestId        string        `json:"requestId"`
-	Requests         int64         `json:"requests"`
-	Since            time.Time     `json:"since"`
-	Tenant           string        `json:"tenant"`
-	TokensIn         int64         `json:"tokensIn"`
-	TokensOut        int64         `json:"tokensOut"`
-	ToolCalls        int64         `json:"toolCalls"`
-	TotalTokens      int64         `json:"totalTokens"`
-	Until            time.Time     `json:"until"`
-}
-
-// VerifyCheckpointOutputBody defines model for VerifyCheckpointOutputBody.
-type VerifyCheckpointOutputBody struct {
+// VerifyAuditCheckpointOutput defines model for VerifyAuditCheckpointOutput.
+type VerifyAuditCheckpointOutput struct {
 	// CheckpointSize Events the checkpoint committed to
 	CheckpointSize int64 `json:"checkpointSize"`
 
@@ -1325,8 +1500,8 @@ type VerifyCheckpointOutputBody struct {
 	Tenant    string `json:"tenant"`
 }
 
-// VerifyOutputBody defines model for VerifyOutputBody.
-type VerifyOutputBody struct {
+// VerifyAuditOutput defines model for VerifyAuditOutput.
+type VerifyAuditOutput struct {
 	EventsChecked int64     `json:"eventsChecked"`
 	FirstBadEvent *BadEvent `json:"firstBadEvent,omitempty"`
 	Ok            bool      `json:"ok"`
@@ -1710,45 +1885,45 @@ type ListModelsParams struct {
 type VerifyAuditCheckpointJSONRequestBody = Checkpoint
 
 // SendChatMessageJSONRequestBody defines body for SendChatMessage for application/json ContentType.
-type SendChatMessageJSONRequestBody = ChatInputBody
+type SendChatMessageJSONRequestBody = SendChatMessageInput
 
 // IngestDocumentJSONRequestBody defines body for IngestDocument for application/json ContentType.
-type IngestDocumentJSONRequestBody = IngestInputBody
+type IngestDocumentJSONRequestBody = IngestDocumentInput
 
 // PutAlertJSONRequestBody defines body for PutAlert for application/json ContentType.
 type PutAlertJSONRequestBody = RuleBody
 
 // SearchDocumentsJSONRequestBody defines body for SearchDocuments for application/json ContentType.
-type SearchDocumentsJSONRequestBody = SearchInputBody
+type SearchDocumentsJSONRequestBody = SearchDocumentsInput
 
 // ExecuteToolJSONRequestBody defines body for ExecuteTool for application/json ContentType.
-type ExecuteToolJSONRequestBody = ExecuteInputBody
+type ExecuteToolJSONRequestBody = ExecuteToolInput
 
 // CreateSpeechJSONRequestBody defines body for CreateSpeech for application/json ContentType.
-type CreateSpeechJSONRequestBody = TTSInputBody
+type CreateSpeechJSONRequestBody = CreateSpeechInput
 
 // CreateChatCompletionJSONRequestBody defines body for CreateChatCompletion for application/json ContentType.
-type CreateChatCompletionJSONRequestBody = CompletionsInputBody
+type CreateChatCompletionJSONRequestBody = CreateChatCompletionInput
 
-// Getter for additional properties for CompletionsInputBody. Returns the specified
+// Getter for additional properties for CreateChatCompletionInput. Returns the specified
 // element and whether it was found
-func (a CompletionsInputBody) Get(fieldName string) (value interface{}, found bool) {
+func (a CreateChatCompletionInput) Get(fieldName string) (value interface{}, found bool) {
 	if a.AdditionalProperties != nil {
 		value, found = a.AdditionalProperties[fieldName]
 	}
 	return
 }
 
-// Setter for additional properties for CompletionsInputBody
-func (a *CompletionsInputBody) Set(fieldName string, value interface{}) {
+// Setter for additional properties for CreateChatCompletionInput
+func (a *CreateChatCompletionInput) Set(fieldName string, value interface{}) {
 	if a.AdditionalProperties == nil {
 		a.AdditionalProperties = make(map[string]interface{})
 	}
 	a.AdditionalProperties[fieldName] = value
 }
 
-// Override default JSON handling for CompletionsInputBody to handle AdditionalProperties
-func (a *CompletionsInputBody) UnmarshalJSON(b []byte) error {
+// Override default JSON handling for CreateChatCompletionInput to handle AdditionalProperties
+func (a *CreateChatCompletionInput) UnmarshalJSON(b []byte) error {
 	object := make(map[string]json.RawMessage)
 	err := json.Unmarshal(b, &object)
 	if err != nil {
@@ -1937,8 +2112,8 @@ func (a *CompletionsInputBody) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Override default JSON handling for CompletionsInputBody to handle AdditionalProperties
-func (a CompletionsInputBody) MarshalJSON() ([]byte, error) {
+// Override default JSON handling for CreateChatCompletionInput to handle AdditionalProperties
+func (a CreateChatCompletionInput) MarshalJSON() ([]byte, error) {
 	var err error
 	object := make(map[string]json.RawMessage)
 
@@ -2254,6 +2429,215 @@ func (a StreamOptions) MarshalJSON() ([]byte, error) {
 	return json.Marshal(object)
 }
 
+// AsCitationEvent returns the union data inside the ChatEvent as a CitationEvent
+func (t ChatEvent) AsCitationEvent() (CitationEvent, error) {
+	var body CitationEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromCitationEvent overwrites any union data inside the ChatEvent as the provided CitationEvent
+func (t *ChatEvent) FromCitationEvent(v CitationEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"citation"}`))
+	t.union = b
+	return err
+}
+
+// MergeCitationEvent performs a merge with any union data inside the ChatEvent, using the provided CitationEvent
+func (t *ChatEvent) MergeCitationEvent(v CitationEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"citation"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsDoneEvent returns the union data inside the ChatEvent as a DoneEvent
+func (t ChatEvent) AsDoneEvent() (DoneEvent, error) {
+	var body DoneEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromDoneEvent overwrites any union data inside the ChatEvent as the provided DoneEvent
+func (t *ChatEvent) FromDoneEvent(v DoneEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"done"}`))
+	t.union = b
+	return err
+}
+
+// MergeDoneEvent performs a merge with any union data inside the ChatEvent, using the provided DoneEvent
+func (t *ChatEvent) MergeDoneEvent(v DoneEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"done"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsErrorEvent returns the union data inside the ChatEvent as a ErrorEvent
+func (t ChatEvent) AsErrorEvent() (ErrorEvent, error) {
+	var body ErrorEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromErrorEvent overwrites any union data inside the ChatEvent as the provided ErrorEvent
+func (t *ChatEvent) FromErrorEvent(v ErrorEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"error"}`))
+	t.union = b
+	return err
+}
+
+// MergeErrorEvent performs a merge with any union data inside the ChatEvent, using the provided ErrorEvent
+func (t *ChatEvent) MergeErrorEvent(v ErrorEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"error"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsTokenEvent returns the union data inside the ChatEvent as a TokenEvent
+func (t ChatEvent) AsTokenEvent() (TokenEvent, error) {
+	var body TokenEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromTokenEvent overwrites any union data inside the ChatEvent as the provided TokenEvent
+func (t *ChatEvent) FromTokenEvent(v TokenEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"token"}`))
+	t.union = b
+	return err
+}
+
+// MergeTokenEvent performs a merge with any union data inside the ChatEvent, using the provided TokenEvent
+func (t *ChatEvent) MergeTokenEvent(v TokenEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"token"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsToolEvent returns the union data inside the ChatEvent as a ToolEvent
+func (t ChatEvent) AsToolEvent() (ToolEvent, error) {
+	var body ToolEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromToolEvent overwrites any union data inside the ChatEvent as the provided ToolEvent
+func (t *ChatEvent) FromToolEvent(v ToolEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"tool"}`))
+	t.union = b
+	return err
+}
+
+// MergeToolEvent performs a merge with any union data inside the ChatEvent, using the provided ToolEvent
+func (t *ChatEvent) MergeToolEvent(v ToolEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b, err = runtime.JSONMerge(b, []byte(`{"event":"tool"}`))
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ChatEvent) Discriminator() (string, error) {
+	var discriminator struct {
+		Discriminator string `json:"event"`
+	}
+	err := json.Unmarshal(t.union, &discriminator)
+	return discriminator.Discriminator, err
+}
+
+func (t ChatEvent) ValueByDiscriminator() (interface{}, error) {
+	discriminator, err := t.Discriminator()
+	if err != nil {
+		return nil, err
+	}
+	switch discriminator {
+	case "citation":
+		return t.AsCitationEvent()
+	case "done":
+		return t.AsDoneEvent()
+	case "error":
+		return t.AsErrorEvent()
+	case "token":
+		return t.AsTokenEvent()
+	case "tool":
+		return t.AsToolEvent()
+	default:
+		return nil, errors.New("unknown discriminator value: " + discriminator)
+	}
+}
+
+func (t ChatEvent) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ChatEvent) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
 
@@ -2520,6 +2904,8 @@ type ClientInterface interface {
 	GetCost(ctx context.Context, params *GetCostParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetOverview SLIs, anomalies and alerts in one answer
+	//
+	// The tenant's SLIs, anomalies and alert rules over the period in one answer, for a dashboard: what /metrics/slis, /metrics/anomalies and /metrics/alerts answer, read at one time.
 	//
 	// Corresponds with GET /metrics/overview (the `GetOverview` operationId).
 	GetOverview(ctx context.Context, params *GetOverviewParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3088,6 +3474,8 @@ func (c *Client) GetCost(ctx context.Context, params *GetCostParams, reqEditors 
 }
 
 // GetOverview SLIs, anomalies and alerts in one answer
+//
+// The tenant's SLIs, anomalies and alert rules over the period in one answer, for a dashboard: what /metrics/slis, /metrics/anomalies and /metrics/alerts answer, read at one time.
 //
 // Corresponds with GET /metrics/overview (the `GetOverview` operationId).
 func (c *Client) GetOverview(ctx context.Context, params *GetOverviewParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -6033,6 +6421,8 @@ type ClientWithResponsesInterface interface {
 
 	// GetOverviewWithResponse SLIs, anomalies and alerts in one answer
 	//
+	// The tenant's SLIs, anomalies and alert rules over the period in one answer, for a dashboard: what /metrics/slis, /metrics/anomalies and /metrics/alerts answer, read at one time.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /metrics/overview (the `GetOverview` operationId).
@@ -6254,7 +6644,7 @@ type ListAuditEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *EventsOutputBody
+	JSON200 *ListAuditEventsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6268,7 +6658,7 @@ type ListAuditEventsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListAuditEventsResponse) GetJSON200() *EventsOutputBody {
+func (r ListAuditEventsResponse) GetJSON200() *ListAuditEventsOutput {
 	return r.JSON200
 }
 
@@ -6330,7 +6720,7 @@ type GetAuditEventProofResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ProofOutputBody
+	JSON200 *GetAuditEventProofOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6344,7 +6734,7 @@ type GetAuditEventProofResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetAuditEventProofResponse) GetJSON200() *ProofOutputBody {
+func (r GetAuditEventProofResponse) GetJSON200() *GetAuditEventProofOutput {
 	return r.JSON200
 }
 
@@ -6406,7 +6796,7 @@ type GetAuditPublicKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *PublicKeyOutputBody
+	JSON200 *GetAuditPublicKeyOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6420,7 +6810,7 @@ type GetAuditPublicKeyResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetAuditPublicKeyResponse) GetJSON200() *PublicKeyOutputBody {
+func (r GetAuditPublicKeyResponse) GetJSON200() *GetAuditPublicKeyOutput {
 	return r.JSON200
 }
 
@@ -6482,7 +6872,7 @@ type GetAuditSessionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *SessionOutputBody
+	JSON200 *GetAuditSessionOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6496,7 +6886,7 @@ type GetAuditSessionResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetAuditSessionResponse) GetJSON200() *SessionOutputBody {
+func (r GetAuditSessionResponse) GetJSON200() *GetAuditSessionOutput {
 	return r.JSON200
 }
 
@@ -6558,7 +6948,7 @@ type VerifyAuditResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *VerifyOutputBody
+	JSON200 *VerifyAuditOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6572,7 +6962,7 @@ type VerifyAuditResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r VerifyAuditResponse) GetJSON200() *VerifyOutputBody {
+func (r VerifyAuditResponse) GetJSON200() *VerifyAuditOutput {
 	return r.JSON200
 }
 
@@ -6634,7 +7024,7 @@ type VerifyAuditCheckpointResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *VerifyCheckpointOutputBody
+	JSON200 *VerifyAuditCheckpointOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6648,7 +7038,7 @@ type VerifyAuditCheckpointResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r VerifyAuditCheckpointResponse) GetJSON200() *VerifyCheckpointOutputBody {
+func (r VerifyAuditCheckpointResponse) GetJSON200() *VerifyAuditCheckpointOutput {
 	return r.JSON200
 }
 
@@ -6821,7 +7211,7 @@ type DeleteChatSessionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *DeleteOutputBody1
+	JSON200 *DeleteChatSessionOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6835,7 +7225,7 @@ type DeleteChatSessionResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r DeleteChatSessionResponse) GetJSON200() *DeleteOutputBody1 {
+func (r DeleteChatSessionResponse) GetJSON200() *DeleteChatSessionOutput {
 	return r.JSON200
 }
 
@@ -6897,7 +7287,7 @@ type GetChatHistoryResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *HistoryOutputBody
+	JSON200 *GetChatHistoryOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -6911,7 +7301,7 @@ type GetChatHistoryResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetChatHistoryResponse) GetJSON200() *HistoryOutputBody {
+func (r GetChatHistoryResponse) GetJSON200() *GetChatHistoryOutput {
 	return r.JSON200
 }
 
@@ -7035,7 +7425,7 @@ type DeleteDocumentResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *DeleteOutputBody
+	JSON200 *DeleteDocumentOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7049,7 +7439,7 @@ type DeleteDocumentResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r DeleteDocumentResponse) GetJSON200() *DeleteOutputBody {
+func (r DeleteDocumentResponse) GetJSON200() *DeleteDocumentOutput {
 	return r.JSON200
 }
 
@@ -7111,7 +7501,7 @@ type GetHealthResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *HealthOutputBody
+	JSON200 *GetHealthOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7125,7 +7515,7 @@ type GetHealthResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetHealthResponse) GetJSON200() *HealthOutputBody {
+func (r GetHealthResponse) GetJSON200() *GetHealthOutput {
 	return r.JSON200
 }
 
@@ -7187,14 +7577,21 @@ type GetHealthzResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *HealthzOutputBody
+	JSON200 *GetHealthzOutput
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetHealthzResponse) GetJSON200() *HealthzOutputBody {
+func (r GetHealthzResponse) GetJSON200() *GetHealthzOutput {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetHealthzResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -7235,7 +7632,7 @@ type IngestDocumentResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *IngestOutputBody
+	JSON200 *IngestDocumentOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7251,7 +7648,7 @@ type IngestDocumentResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r IngestDocumentResponse) GetJSON200() *IngestOutputBody {
+func (r IngestDocumentResponse) GetJSON200() *IngestDocumentOutput {
 	return r.JSON200
 }
 
@@ -7322,17 +7719,17 @@ type GetPrometheusMetricsResponse200Headers struct {
 type GetPrometheusMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *string
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
 	ApplicationproblemJSONDefault *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *GetPrometheusMetricsResponse200Headers
 }
 
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetPrometheusMetricsResponse) GetJSON200() *string {
-	return r.JSON200
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetPrometheusMetricsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
 }
 
 // GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
@@ -7373,7 +7770,7 @@ type DeleteAlertResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *DeleteOutputBody2
+	JSON200 *DeleteAlertOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7387,7 +7784,7 @@ type DeleteAlertResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r DeleteAlertResponse) GetJSON200() *DeleteOutputBody2 {
+func (r DeleteAlertResponse) GetJSON200() *DeleteAlertOutput {
 	return r.JSON200
 }
 
@@ -7449,7 +7846,7 @@ type ListAlertsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *AlertsOutputBody
+	JSON200 *ListAlertsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7463,7 +7860,7 @@ type ListAlertsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListAlertsResponse) GetJSON200() *AlertsOutputBody {
+func (r ListAlertsResponse) GetJSON200() *ListAlertsOutput {
 	return r.JSON200
 }
 
@@ -7525,7 +7922,7 @@ type PutAlertResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *RuleOutputBody
+	JSON200 *PutAlertOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7539,7 +7936,7 @@ type PutAlertResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r PutAlertResponse) GetJSON200() *RuleOutputBody {
+func (r PutAlertResponse) GetJSON200() *PutAlertOutput {
 	return r.JSON200
 }
 
@@ -7601,7 +7998,7 @@ type GetAnomaliesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *AnomaliesOutputBody
+	JSON200 *GetAnomaliesOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7615,7 +8012,7 @@ type GetAnomaliesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetAnomaliesResponse) GetJSON200() *AnomaliesOutputBody {
+func (r GetAnomaliesResponse) GetJSON200() *GetAnomaliesOutput {
 	return r.JSON200
 }
 
@@ -7677,7 +8074,7 @@ type GetCostResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *CostOutputBody
+	JSON200 *GetCostOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7691,7 +8088,7 @@ type GetCostResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetCostResponse) GetJSON200() *CostOutputBody {
+func (r GetCostResponse) GetJSON200() *GetCostOutput {
 	return r.JSON200
 }
 
@@ -7753,7 +8150,7 @@ type GetOverviewResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *OverviewOutputBody
+	JSON200 *GetOverviewOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7767,7 +8164,7 @@ type GetOverviewResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetOverviewResponse) GetJSON200() *OverviewOutputBody {
+func (r GetOverviewResponse) GetJSON200() *GetOverviewOutput {
 	return r.JSON200
 }
 
@@ -7829,7 +8226,7 @@ type GetSearchCacheMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *CacheMetricsOutputBody
+	JSON200 *GetSearchCacheMetricsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7843,7 +8240,7 @@ type GetSearchCacheMetricsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetSearchCacheMetricsResponse) GetJSON200() *CacheMetricsOutputBody {
+func (r GetSearchCacheMetricsResponse) GetJSON200() *GetSearchCacheMetricsOutput {
 	return r.JSON200
 }
 
@@ -7905,7 +8302,7 @@ type GetSlisResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *SlisOutputBody
+	JSON200 *GetSlisOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7919,7 +8316,7 @@ type GetSlisResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetSlisResponse) GetJSON200() *SlisOutputBody {
+func (r GetSlisResponse) GetJSON200() *GetSlisOutput {
 	return r.JSON200
 }
 
@@ -7981,7 +8378,7 @@ type GetToolExecutionMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *MetricsOutputBody
+	JSON200 *GetToolExecutionMetricsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -7995,7 +8392,7 @@ type GetToolExecutionMetricsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetToolExecutionMetricsResponse) GetJSON200() *MetricsOutputBody {
+func (r GetToolExecutionMetricsResponse) GetJSON200() *GetToolExecutionMetricsOutput {
 	return r.JSON200
 }
 
@@ -8057,7 +8454,7 @@ type ListToolsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ListToolsOutputBody
+	JSON200 *ListToolsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -8071,7 +8468,7 @@ type ListToolsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListToolsResponse) GetJSON200() *ListToolsOutputBody {
+func (r ListToolsResponse) GetJSON200() *ListToolsOutput {
 	return r.JSON200
 }
 
@@ -8133,7 +8530,7 @@ type SearchDocumentsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *SearchOutputBody
+	JSON200 *SearchDocumentsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -8147,7 +8544,7 @@ type SearchDocumentsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r SearchDocumentsResponse) GetJSON200() *SearchOutputBody {
+func (r SearchDocumentsResponse) GetJSON200() *SearchDocumentsOutput {
 	return r.JSON200
 }
 
@@ -8209,7 +8606,7 @@ type ListSessionsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ListOutputBody
+	JSON200 *ListSessionsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -8223,7 +8620,7 @@ type ListSessionsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListSessionsResponse) GetJSON200() *ListOutputBody {
+func (r ListSessionsResponse) GetJSON200() *ListSessionsOutput {
 	return r.JSON200
 }
 
@@ -8285,7 +8682,7 @@ type ExecuteToolResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ExecuteOutputBody
+	JSON200 *ExecuteToolOutput
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8305,7 +8702,7 @@ type ExecuteToolResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ExecuteToolResponse) GetJSON200() *ExecuteOutputBody {
+func (r ExecuteToolResponse) GetJSON200() *ExecuteToolOutput {
 	return r.JSON200
 }
 
@@ -8458,7 +8855,7 @@ type GetUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *UsageOutputBody
+	JSON200 *GetUsageOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -8472,7 +8869,7 @@ type GetUsageResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetUsageResponse) GetJSON200() *UsageOutputBody {
+func (r GetUsageResponse) GetJSON200() *GetUsageOutput {
 	return r.JSON200
 }
 
@@ -8631,7 +9028,7 @@ type ListModelsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *ModelsOutputBody
+	JSON200 *ListModelsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
@@ -8645,7 +9042,7 @@ type ListModelsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListModelsResponse) GetJSON200() *ModelsOutputBody {
+func (r ListModelsResponse) GetJSON200() *ListModelsOutput {
 	return r.JSON200
 }
 
@@ -9080,6 +9477,8 @@ func (c *ClientWithResponses) GetCostWithResponse(ctx context.Context, params *G
 
 // GetOverviewWithResponse SLIs, anomalies and alerts in one answer
 //
+// The tenant's SLIs, anomalies and alert rules over the period in one answer, for a dashboard: what /metrics/slis, /metrics/anomalies and /metrics/alerts answer, read at one time.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /metrics/overview (the `GetOverview` operationId).
@@ -9392,7 +9791,7 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest EventsOutputBody
+		var dest ListAuditEventsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9453,7 +9852,7 @@ func ParseGetAuditEventProofResponse(rsp *http.Response) (*GetAuditEventProofRes
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ProofOutputBody
+		var dest GetAuditEventProofOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9514,7 +9913,7 @@ func ParseGetAuditPublicKeyResponse(rsp *http.Response) (*GetAuditPublicKeyRespo
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest PublicKeyOutputBody
+		var dest GetAuditPublicKeyOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9575,7 +9974,7 @@ func ParseGetAuditSessionResponse(rsp *http.Response) (*GetAuditSessionResponse,
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest SessionOutputBody
+		var dest GetAuditSessionOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9636,7 +10035,7 @@ func ParseVerifyAuditResponse(rsp *http.Response) (*VerifyAuditResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest VerifyOutputBody
+		var dest VerifyAuditOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9697,7 +10096,7 @@ func ParseVerifyAuditCheckpointResponse(rsp *http.Response) (*VerifyAuditCheckpo
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest VerifyCheckpointOutputBody
+		var dest VerifyAuditCheckpointOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9857,7 +10256,7 @@ func ParseDeleteChatSessionResponse(rsp *http.Response) (*DeleteChatSessionRespo
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest DeleteOutputBody1
+		var dest DeleteChatSessionOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -9918,7 +10317,7 @@ func ParseGetChatHistoryResponse(rsp *http.Response) (*GetChatHistoryResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest HistoryOutputBody
+		var dest GetChatHistoryOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10026,7 +10425,7 @@ func ParseDeleteDocumentResponse(rsp *http.Response) (*DeleteDocumentResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest DeleteOutputBody
+		var dest DeleteDocumentOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10087,7 +10486,7 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest HealthOutputBody
+		var dest GetHealthOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10148,11 +10547,18 @@ func ParseGetHealthzResponse(rsp *http.Response) (*GetHealthzResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest HealthzOutputBody
+		var dest GetHealthzOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
@@ -10181,7 +10587,7 @@ func ParseIngestDocumentResponse(rsp *http.Response) (*IngestDocumentResponse, e
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest IngestOutputBody
+		var dest IngestDocumentOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10248,12 +10654,12 @@ func ParseGetPrometheusMetricsResponse(rsp *http.Response) (*GetPrometheusMetric
 	}
 
 	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest string
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.JSON200 = &dest
+		response.ApplicationproblemJSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
@@ -10295,7 +10701,7 @@ func ParseDeleteAlertResponse(rsp *http.Response) (*DeleteAlertResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest DeleteOutputBody2
+		var dest DeleteAlertOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10356,7 +10762,7 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest AlertsOutputBody
+		var dest ListAlertsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10417,7 +10823,7 @@ func ParsePutAlertResponse(rsp *http.Response) (*PutAlertResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest RuleOutputBody
+		var dest PutAlertOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10478,7 +10884,7 @@ func ParseGetAnomaliesResponse(rsp *http.Response) (*GetAnomaliesResponse, error
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest AnomaliesOutputBody
+		var dest GetAnomaliesOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10539,7 +10945,7 @@ func ParseGetCostResponse(rsp *http.Response) (*GetCostResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest CostOutputBody
+		var dest GetCostOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10600,7 +11006,7 @@ func ParseGetOverviewResponse(rsp *http.Response) (*GetOverviewResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest OverviewOutputBody
+		var dest GetOverviewOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10661,7 +11067,7 @@ func ParseGetSearchCacheMetricsResponse(rsp *http.Response) (*GetSearchCacheMetr
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest CacheMetricsOutputBody
+		var dest GetSearchCacheMetricsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10722,7 +11128,7 @@ func ParseGetSlisResponse(rsp *http.Response) (*GetSlisResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest SlisOutputBody
+		var dest GetSlisOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10783,7 +11189,7 @@ func ParseGetToolExecutionMetricsResponse(rsp *http.Response) (*GetToolExecution
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest MetricsOutputBody
+		var dest GetToolExecutionMetricsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10844,7 +11250,7 @@ func ParseListToolsResponse(rsp *http.Response) (*ListToolsResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ListToolsOutputBody
+		var dest ListToolsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10905,7 +11311,7 @@ func ParseSearchDocumentsResponse(rsp *http.Response) (*SearchDocumentsResponse,
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest SearchOutputBody
+		var dest SearchDocumentsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -10966,7 +11372,7 @@ func ParseListSessionsResponse(rsp *http.Response) (*ListSessionsResponse, error
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ListOutputBody
+		var dest ListSessionsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11027,7 +11433,7 @@ func ParseExecuteToolResponse(rsp *http.Response) (*ExecuteToolResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ExecuteOutputBody
+		var dest ExecuteToolOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11170,7 +11576,7 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest UsageOutputBody
+		var dest GetUsageOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11313,7 +11719,7 @@ func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest ModelsOutputBody
+		var dest ListModelsOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

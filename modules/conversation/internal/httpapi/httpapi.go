@@ -142,11 +142,10 @@ func userOf(ctx context.Context, explicit string) string {
 
 // Register mounts the endpoints.
 func Register(api huma.API, svc *app.Service) {
+	chatEvents := chatEventStream(api)
 	sseContent := map[string]*huma.MediaType{
-		"text/event-stream": {Schema: &huma.Schema{Type: "string", Description: "events token {token}, tool {name, result}, citation {docId, chunkId, title, source, url, score}, " +
-			"done {usage, model, requestId}, error {code, message}; every event has an id; done or error ends the stream. " +
-			"Error codes: stream_failed, upstream_truncated (the model's answer ended before it was complete), timeout, shutting_down, …"}},
-		"application/json": {Schema: api.OpenAPI().Components.Schemas.Schema(reflectType[ChatResponse](), true, "ChatResponse")},
+		"text/event-stream": chatEvents,
+		"application/json":  {Schema: api.OpenAPI().Components.Schemas.Schema(reflectType[ChatResponse](), true, "ChatResponse")},
 	}
 	huma.Register(api, huma.Operation{OperationID: "send-chat-message", Method: http.MethodPost, Path: "/chat", Tags: []string{tag},
 		Summary: "Send a chat message",
@@ -210,7 +209,7 @@ func Register(api huma.API, svc *app.Service) {
 		Description: "Sends the events of the session's latest turn after Last-Event-ID (all of them without it), without a second model call. " +
 			"Available while the turn runs and for a short window after (the resume window, 15 s, within the server's memory budget for finished turns: " +
 			"past it the oldest finished turns are dropped first); otherwise 404 turn_not_found: read the history instead.",
-		Responses: map[string]*huma.Response{"200": {Description: "The rest of the turn", Content: map[string]*huma.MediaType{"text/event-stream": {Schema: &huma.Schema{Type: "string"}}}},
+		Responses: map[string]*huma.Response{"200": {Description: "The rest of the turn", Content: map[string]*huma.MediaType{"text/event-stream": chatEvents}},
 			"404": problem("No such session for this tenant (session_not_found), or no turn of it is kept for resumption any more (turn_not_found)")}},
 		func(ctx context.Context, in *ResumeInput) (*huma.StreamResponse, error) {
 			t, _ := tenant.FromContext(ctx)
@@ -305,6 +304,26 @@ func Register(api huma.API, svc *app.Service) {
 		})
 
 	registerOpenAI(api, svc)
+}
+
+// chatEventStream describes the events of a chat turn (POST /chat, GET /chat/{sessionId}/stream).
+func chatEventStream(api huma.API) *huma.MediaType {
+	return platformhttp.EventStream(api, "ChatEvent",
+		"One event of a chat turn. Every event has an id; done or error ends the stream. Error codes: stream_failed, "+
+			"upstream_truncated (the model's answer ended before it was complete), timeout, shutting_down, …",
+		[]platformhttp.StreamEvent{
+			{Name: "token", Data: app.TokenData{}, Description: "The next piece of the answer."},
+			{Name: "tool", Data: app.ToolData{}, Description: "The result of the tool the request named, before the answer."},
+			{Name: "citation", Data: app.CitationData{}, Description: "A passage of the tenant's documents given to the model, before the answer."},
+			{Name: "done", Data: app.DoneData{}, Description: "The answer is complete: its usage and the model that answered."},
+			{Name: "error", Data: app.ErrorData{}, Description: "The turn failed after it started; nothing follows."},
+		},
+		[]platformhttp.SSEExample{
+			{ID: 1, Event: "token", Data: app.TokenData{Token: "Refunds are"}},
+			{ID: 2, Event: "token", Data: app.TokenData{Token: " accepted within 30 days."}},
+			{ID: 3, Event: "done", Data: app.DoneData{Usage: app.UsageData{PromptTokens: 42, CompletionTokens: 7, TotalTokens: 49},
+				Model: "openai:gpt-4o-mini", RequestID: "0193b2c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"}},
+		})
 }
 
 func hasTokens(t *app.Turn) bool {

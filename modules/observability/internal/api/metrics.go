@@ -203,7 +203,8 @@ func (m *Metrics) Register(api huma.API) {
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
 		})
-	huma.Register(api, get("get-overview", "/metrics/overview", "SLIs, anomalies and alerts in one answer", ""),
+	huma.Register(api, get("get-overview", "/metrics/overview", "SLIs, anomalies and alerts in one answer",
+		"The tenant's SLIs, anomalies and alert rules over the period in one answer, for a dashboard: what /metrics/slis, /metrics/anomalies and /metrics/alerts answer, read at one time."),
 		func(ctx context.Context, in *periodInput) (*overviewOutput, error) {
 			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
@@ -276,7 +277,10 @@ func (m *Metrics) Register(api huma.API) {
 		})
 	if m.Prometheus != nil {
 		op := huma.Operation{OperationID: "get-prometheus-metrics", Method: http.MethodGet, Path: "/metrics", Tags: []string{tag},
-			Summary: "Prometheus metrics", Description: "Text exposition of the platform's metrics plus Go runtime and process metrics. No tenant needed; carries no per-user labels."}
+			Summary: "Prometheus metrics", Description: "Text exposition of the platform's metrics plus Go runtime and process metrics. No tenant needed; carries no per-user labels.",
+			Responses: map[string]*huma.Response{"200": {Description: "Prometheus text exposition format 0.0.4", Content: map[string]*huma.MediaType{
+				"text/plain": {Schema: &huma.Schema{Type: huma.TypeString}, Example: "# HELP crispy_http_requests_total HTTP requests by route and status.\n# TYPE crispy_http_requests_total counter\ncrispy_http_requests_total{route=\"POST /chat\",status=\"200\"} 12\n"},
+			}}}}
 		httpapi.Public(&op)
 		huma.Register(api, op, func(ctx context.Context, _ *struct{}) (*promOutput, error) {
 			var buf bytes.Buffer
