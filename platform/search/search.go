@@ -129,6 +129,40 @@ type Query struct {
 	MinScore float64
 }
 
+// Relevance thresholds, per half, calibrated with test/cranfield TestCalibrateRelevanceThresholds
+// (the offline embedder; BM25 normalised by lexical.Normalize): just above the best score that
+// off-topic questions (cooking, travel, passwords, asked of the aeronautics collection) reach, which
+// keeps 93% of the passages judged relevant in the dev queries' top 10. A semantic embeddings model
+// scores unrelated text higher than the offline one does; its tenants may need a higher
+// MinVectorScore.
+var (
+	MinVectorScore  = 0.25 // cosine
+	MinLexicalScore = 0.20 // share of the query's BM25 weight matched
+)
+
+// Relevant reports whether h passes mode's threshold: vector, its cosine; lexical, its normalised
+// BM25; hybrid, either (a passage that matches the words well or the meaning well is citable). An
+// engine that reports only Score (no halves) is judged on it in the vector and lexical modes.
+func Relevant(h Hit, mode Mode) bool {
+	v, l := h.VectorScore, h.LexicalScore
+	if v == 0 && l == 0 {
+		switch mode {
+		case ModeLexical:
+			l = h.Score
+		case ModeVector, "":
+			v = h.Score
+		}
+	}
+	switch mode {
+	case ModeVector, "":
+		return v >= MinVectorScore
+	case ModeLexical:
+		return l >= MinLexicalScore
+	default:
+		return v >= MinVectorScore || l >= MinLexicalScore
+	}
+}
+
 // Depth is how many hits of each half a hybrid query fuses: enough below the k returned that a
 // hit ranked well by one half and poorly by the other still meets its second vote.
 func Depth(k int) int { return max(k, 100) }

@@ -140,42 +140,11 @@ func fuseQueries(lists [][]search.Hit, rrfK, k int) []search.Hit {
 // NoRelevantSource is the answer when no passage passes the relevance threshold: it cites nothing.
 const NoRelevantSource = "No relevant source was found for this question in the indexed documents."
 
-// Relevance thresholds, per half (see relevant). Calibrated on the Cranfield dev collection
-// (test/cranfield TestCalibrateThresholds prints the distributions): the score below which
-// passages no judge marked relevant for the query make up nearly all hits, and above which
-// off-topic questions (asked of the same collection) never reach.
-var (
-	// MinVectorScore is the cosine a passage needs to count as relevant by its vector.
-	MinVectorScore = 0.30
-	// MinLexicalScore is the normalised BM25 (lexical.Normalize: the share of the query's weight
-	// matched) a passage needs to count as relevant by its words.
-	MinLexicalScore = 0.25
-)
-
-// relevant keeps the hits that pass mode's threshold: vector, the cosine; lexical, the normalised
-// BM25; hybrid, either (a passage that matches the words well or the meaning well is cited).
+// relevant keeps the hits that pass mode's relevance threshold (search.Relevant).
 func relevant(hits []search.Hit, mode search.Mode) []search.Hit {
 	out := hits[:0:0]
 	for _, h := range hits {
-		v, l := h.VectorScore, h.LexicalScore
-		if v == 0 && l == 0 { // an engine that reports only the mode's score
-			switch mode {
-			case search.ModeLexical:
-				l = h.Score
-			case search.ModeVector:
-				v = h.Score
-			}
-		}
-		var ok bool
-		switch mode {
-		case search.ModeVector:
-			ok = v >= MinVectorScore
-		case search.ModeLexical:
-			ok = l >= MinLexicalScore
-		default:
-			ok = v >= MinVectorScore || l >= MinLexicalScore
-		}
-		if ok {
+		if search.Relevant(h, mode) {
 			out = append(out, h)
 		}
 	}
