@@ -35,7 +35,7 @@ func TestAttributionActorIsTheKeyIDAndUserIsApart(t *testing.T) {
 	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
 	idA, idB := "key:"+sum(keyA)[:12], "key:"+sum(keyB)[:12]
 	tenants := filepath.Join(data, "tenants.yaml")
-	yaml := "tenants:\n  - id: acme\n    apiKeys: [\"sha256:" + sum(keyA) + "\"]\n  - id: beta\n    apiKeys: [\"sha256:" + sum(keyB) + "\"]\n  - id: open\n"
+	yaml := "tenants:\n  - id: acme\n    apiKeys: [{hash: \"sha256:" + sum(keyA) + "\", scopes: [chat, search, ingest, tools, audit, usage]}]\n  - id: beta\n    apiKeys: [{hash: \"sha256:" + sum(keyB) + "\", scopes: [chat, search, ingest, tools, audit, usage]}]\n  - id: open\n"
 	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

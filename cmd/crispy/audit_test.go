@@ -118,7 +118,7 @@ func TestMissingAuditKeyRefusesToStartUnlessANewOneIsAskedFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Tenants = filepath.Join(data, "tenants.yaml")
-	if err := os.WriteFile(cfg.Tenants, []byte("tenants:\n  - id: demo\n    apiKeys:\n      - \""+hash+"\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg.Tenants, []byte("tenants:\n  - id: demo\n    apiKeys:\n      - {hash: \""+hash+"\", scopes: [chat, search, ingest, tools, audit, usage]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv, stop := serveApp(t, cfg, buildOptions{})

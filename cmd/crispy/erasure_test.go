@@ -87,7 +87,7 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 	const keyA, keyB = "ce_erasure_key_of_acme_0123456789ab", "ce_erasure_key_of_beta_ba9876543210"
 	sum := func(k string) string { s := sha256.Sum256([]byte(k)); return hex.EncodeToString(s[:]) }
 	tenants := filepath.Join(data, "tenants.yaml")
-	yaml := "tenants:\n  - id: acme\n    apiKeys: [\"sha256:" + sum(keyA) + "\"]\n  - id: beta\n    apiKeys: [\"sha256:" + sum(keyB) + "\"]\n"
+	yaml := "tenants:\n  - id: acme\n    apiKeys: [{hash: \"sha256:" + sum(keyA) + "\", scopes: [chat, search, ingest, tools, audit, usage]}]\n  - id: beta\n    apiKeys: [{hash: \"sha256:" + sum(keyB) + "\", scopes: [chat, search, ingest, tools, audit, usage]}]\n"
 	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

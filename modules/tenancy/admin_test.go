@@ -478,3 +478,27 @@ func eventually(t testing.TB, what string, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The tenants file may name a key and choose its scopes ({hash, name, scopes}); changing them in the
+// file changes the key (same id), and an unknown scope is refused with its line.
+func TestTenantsFileKeyScopes(t *testing.T) {
+	file := writeFile(t, "tenants:\n  - id: acme\n    apiKeys:\n      - {hash: \""+tenancy.HashAPIKey(keyA)+"\", name: ops, scopes: [chat, audit]}\n      - \""+tenancy.HashAPIKey(keyA2)+"\"\n")
+	s := newAdminServer(t, nil, file)
+	want(t, s.do(t, call{path: "/audit/probe", key: keyA}), 200, "")
+	want(t, s.do(t, call{path: "/search/probe", key: keyA}), 403, "scope_required")
+	want(t, s.do(t, call{path: "/audit/probe", key: keyA2}), 403, "scope_required")
+	want(t, s.do(t, call{path: "/search/probe", key: keyA2}), 200, "")
+	if err := writeFileAt(file, "tenants:\n  - id: acme\n    apiKeys:\n      - {hash: \""+tenancy.HashAPIKey(keyA)+"\", scopes: [search]}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.mod.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want(t, s.do(t, call{path: "/search/probe", key: keyA}), 200, "")
+	want(t, s.do(t, call{path: "/audit/probe", key: keyA}), 403, "scope_required")
+	want(t, s.do(t, call{path: "/search/probe", key: keyA2}), 401, "key_revoked")
+	err := tenancy.ValidateTenantsFile(writeFile(t, "tenants:\n  - id: acme\n    apiKeys:\n      - {hash: \""+tenancy.HashAPIKey(keyA)+"\", scopes: [root]}\n"))
+	if err == nil || !strings.Contains(err.Error(), `:4: tenants[0].apiKeys[0].scopes[0]: unknown scope "root"`) {
+		t.Fatalf("unknown scope: %v", err)
+	}
+}

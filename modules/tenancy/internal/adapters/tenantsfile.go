@@ -355,7 +355,7 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 		case "hosts":
 			c.Hosts, _ = p.strings(v, fp, checkHost)
 		case "apiKeys":
-			d.Keys, _ = p.strings(v, fp, checkKeyHash)
+			p.apiKeys(v, fp, &d)
 		case "models":
 			p.models(v, fp, &c.Models)
 		case "systemPrompt":
@@ -564,7 +564,7 @@ func (p *parser) crossCheck(list *yaml.Node) {
 					seen, norm = keys, checkKeyHash
 				}
 				for x, it := range v.Content {
-					it = deref(it)
+					it = keyHashNode(deref(it))
 					s, err := norm(it.Value)
 					if err != nil {
 						continue

@@ -88,6 +88,16 @@ func (t *Tenant) Apply(rev uint64, e any) {
 	}
 }
 
+// sortedScopes returns scopes sorted and without duplicates (nil stays nil: the default).
+func sortedScopes(sc []string) []string {
+	if len(sc) == 0 {
+		return nil
+	}
+	out := slices.Clone(sc)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // OriginAPI is the Source of a tenant registered through the admin API.
 const OriginAPI = "admin-api"
 
@@ -109,6 +119,15 @@ func (t *Tenant) HasKey(hash string) bool {
 type Desired struct {
 	Config events.TenantConfig
 	Keys   []string // normalised "sha256:<lower hex>"
+	// KeyMeta holds the name and scopes the file gives a key (by hash); a key without an entry
+	// has no name and the default scopes.
+	KeyMeta map[string]FileKey
+}
+
+// FileKey is what the tenants file says of a key besides its hash.
+type FileKey struct {
+	Name   string
+	Scopes []string // empty: events.DefaultScopes()
 }
 
 // Active reports whether the folded tenant is served (registered and not removed).
@@ -142,8 +161,16 @@ func (t *Tenant) Diff(d Desired, source string) ([]any, error) {
 	want := make(map[string]bool, len(d.Keys))
 	for _, k := range d.Keys {
 		want[k] = true
+		meta := d.KeyMeta[k]
+		add := events.ApiKeyAdded{Hash: k, Name: meta.Name, Scopes: sortedScopes(meta.Scopes)}
 		if !t.HasKey(k) {
-			out = append(out, events.ApiKeyAdded{Hash: k})
+			out = append(out, add)
+			continue
+		}
+		// Its name or scopes changed in the file: added again, it replaces itself (same id).
+		if cur := t.KeyByID(KeyIDOfHash(k)); cur != nil && cur.FromFile() &&
+			(cur.Name != add.Name || !slices.Equal(cur.Scopes, keyFromEvent(add).Scopes)) {
+			out = append(out, add)
 		}
 	}
 	for _, k := range t.Keys {
