@@ -128,11 +128,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if a.models, err = providers.Build(providers.Config{
 		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
 		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID, CFBaseURL: cfg.CFBaseURL,
-		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: models.breaker, OnAttempt: models.attempt},
+		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: models.breaker, OnAttempt: models.attempt,
+			FirstTokenTimeout: cfg.ModelFirstByte, IdleTimeout: cfg.ModelIdle,
+			Retry: ai.RetryPolicy{Attempts: cfg.ModelRetries, Backoff: cfg.ModelRetryBackoff}},
 	}); err != nil {
 		return nil, within("model providers", err, "check the CRISPY_OPENAI_* and CRISPY_CF_* variables")
 	}
 	defaultChat := a.models.DefaultModel.String()
+	aliases, err := parseModelAliases(cfg.ModelAliases)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.DefaultChatModel != "" {
 		defaultChat = cfg.DefaultChatModel
 	}
@@ -166,7 +172,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		}
 	}
 	if a.conv, err = conversation.New(conversation.Deps{
-		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride,
+		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride, ModelAliases: aliases,
 			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB), SweepInterval: cfg.RetentionEvery},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance, Sealer: a.sealer,

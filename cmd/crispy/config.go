@@ -57,6 +57,11 @@ type config struct {
 	CFAPIToken        string
 	CFGatewayID       string
 	CFBaseURL         string // CRISPY_CF_BASE_URL: Workers AI's API root (proxies, tests)
+	ModelAliases      string // CRISPY_MODEL_ALIASES: name=provider:model,… for OpenAI clients
+	ModelFirstByte    time.Duration
+	ModelIdle         time.Duration
+	ModelRetries      int
+	ModelRetryBackoff time.Duration
 	ModelOverride     string // CRISPY_MODEL_ID: overrides every tenant's default chat model
 	DefaultChatModel  string // CRISPY_DEFAULT_CHAT_MODEL
 	DefaultEmbedModel string // CRISPY_DEFAULT_EMBEDDING_MODEL
@@ -204,6 +209,10 @@ func (f *flags) serveFlags(c *config) {
 	f.str(&c.AdminKeySHA256, "admin-key-sha256", "", "SHA-256 hashes (hex, comma-separated) of the admin keys that authorise /admin and GET /metrics on --addr (crispy admin key new makes one)")
 	f.dur(&c.AlertInterval, "alert-interval", 30*time.Second, "how often alert rules are evaluated")
 	f.dur(&c.RetentionEvery, "retention-interval", time.Hour, "how often sessions idle past their tenant's sessionRetentionDays are expired")
+	f.dur(&c.ModelFirstByte, "model-first-byte-timeout", 20*time.Second, "a model that has sent nothing by then is left for the next one (a non-streamed call: no answer by then)")
+	f.dur(&c.ModelIdle, "model-idle-timeout", time.Minute, "a streamed answer whose model sends nothing for this long ends with an error event (0: no limit)")
+	f.num(&c.ModelRetries, "model-retries", 2, "retries of one model on 429, 5xx or a refused connection before its first token, before the next model (a tenant's models.retry wins)")
+	f.dur(&c.ModelRetryBackoff, "model-retry-backoff", 250*time.Millisecond, "the first wait between retries, doubled each retry, jittered; a retry-after up to 10 s wins")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
 	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", httpapi.DefaultTimeouts.ReadHeader, "how long a client may take to send a request's headers")
 	f.dur(&c.ReadTimeout, "read-timeout", httpapi.DefaultTimeouts.Read, "how long a client may take to send a whole request, headers and body")
@@ -244,6 +253,7 @@ func (c *config) providerEnv(env lookupEnv) {
 	c.CFAPIToken = get("CRISPY_CF_API_TOKEN")
 	c.CFGatewayID = get("CRISPY_CF_GATEWAY_ID")
 	c.CFBaseURL = get("CRISPY_CF_BASE_URL")
+	c.ModelAliases = get("CRISPY_MODEL_ALIASES")
 	c.ModelOverride = get("CRISPY_MODEL_ID")
 	c.DefaultChatModel = get("CRISPY_DEFAULT_CHAT_MODEL")
 	c.DefaultEmbedModel = get("CRISPY_DEFAULT_EMBEDDING_MODEL")
