@@ -14,15 +14,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -53,6 +56,7 @@ type Index struct {
 	es      *elasticsearch.Client
 	mu      sync.Mutex
 	created map[string]bool
+	noRRF   atomic.Bool // the cluster refused the rrf retriever: hybrid fuses client-side
 }
 
 // New builds the adapter; it does not contact the cluster (the first call does).
@@ -113,7 +117,12 @@ func Mapping(dims int) map[string]any {
 				"source":   map[string]any{"type": "keyword"},
 				"url":      map[string]any{"type": "keyword", "index": false},
 				"metadata": map[string]any{"type": "flattened"},
-				"vector":   map[string]any{"type": "dense_vector", "dims": dims, "index": true, "similarity": "cosine"},
+				// The lexical half: the chunk's words as the English analyzer (platform/search/
+				// lexical: stopwords, Porter 2 stemmer) left them before the text was sealed, each
+				// as its 64-bit hash in hex, so the index holds no word of a sealed document; split
+				// on spaces and scored by Elasticsearch's BM25 (k1 1.2, b 0.75, its defaults).
+				"terms":  map[string]any{"type": "text", "analyzer": "whitespace", "norms": true},
+				"vector": map[string]any{"type": "dense_vector", "dims": dims, "index": true, "similarity": "cosine"},
 			},
 		},
 	}
@@ -129,6 +138,19 @@ type doc struct {
 	URL      string            `json:"url,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
 	Vector   []float32         `json:"vector,omitempty"`
+	Terms    string            `json:"terms,omitempty"`
+}
+
+// hashedTerms is the terms field of analysed words: their hashes, space-separated, in order.
+func hashedTerms(words []string) string {
+	var b strings.Builder
+	for i, w := range words {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.FormatUint(lexical.Hash(w), 16))
+	}
+	return b.String()
 }
 
 // call runs an esapi request and classifies failures: transport errors and 5xx are
@@ -238,7 +260,7 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 		for _, c := range chunks[s:min(s+ix.cfg.BulkSize, len(chunks))] {
 			_ = enc.Encode(map[string]any{"index": map[string]string{"_index": name, "_id": docID(t, c.ChunkID)}})
 			_ = enc.Encode(doc{Tenant: t.String(), DocID: c.DocID, ChunkID: c.ChunkID, Text: c.Text, Title: c.Title, Source: c.Source,
-				URL: c.URL, Metadata: c.Metadata, Vector: c.Vector})
+				URL: c.URL, Metadata: c.Metadata, Vector: c.Vector, Terms: hashedTerms(c.Terms)})
 		}
 		b, _, err := call(ctx, "bulk", func(ctx context.Context) (*esapi.Response, error) {
 			return esapi.BulkRequest{Body: bytes.NewReader(buf.Bytes()), Refresh: ix.cfg.Refresh}.Do(ctx, ix.es)
@@ -358,9 +380,8 @@ func term(field string, v any) map[string]any {
 	return map[string]any{"term": map[string]any{field: v}}
 }
 
-// KNNBody is the search request for q within t: the tenant (and q's filter) sit in knn.filter, so
-// Elasticsearch only ever considers t's vectors.
-func (ix *Index) KNNBody(t tenant.ID, q search.Query) map[string]any {
+// filters are t's and q's conditions, which every query carries inside it (knn.filter, bool.filter).
+func filters(t tenant.ID, q search.Query) []any {
 	filter := []any{term("tenant", t.String())}
 	if len(q.Filter.DocIDs) > 0 {
 		filter = append(filter, map[string]any{"terms": map[string]any{"docId": q.Filter.DocIDs}})
@@ -368,15 +389,56 @@ func (ix *Index) KNNBody(t tenant.ID, q search.Query) map[string]any {
 	for _, k := range sortedKeys(q.Filter.Metadata) {
 		filter = append(filter, term("metadata."+k, q.Filter.Metadata[k]))
 	}
-	nc := ix.cfg.NumCandidates
-	if nc <= 0 {
-		nc = max(100, 4*q.K)
-	}
-	knn := map[string]any{"field": "vector", "query_vector": q.Vector, "k": q.K, "num_candidates": max(nc, q.K), "filter": filter}
+	return filter
+}
+
+// KNNBody is the search request for q within t: the tenant (and q's filter) sit in knn.filter, so
+// Elasticsearch only ever considers t's vectors.
+func (ix *Index) KNNBody(t tenant.ID, q search.Query) map[string]any {
+	knn := ix.knn(t, q, q.K)
 	if q.MinScore > -1 {
 		knn["similarity"] = q.MinScore // raw cosine for the cosine similarity
 	}
 	return map[string]any{"knn": knn, "size": q.K, "_source": map[string]any{"excludes": []string{"vector"}}}
+}
+
+// knn is the knn clause for the k nearest of t's vectors.
+func (ix *Index) knn(t tenant.ID, q search.Query, k int) map[string]any {
+	nc := ix.cfg.NumCandidates
+	if nc <= 0 {
+		nc = max(100, 4*k)
+	}
+	return map[string]any{"field": "vector", "query_vector": q.Vector, "k": k, "num_candidates": max(nc, k), "filter": filters(t, q)}
+}
+
+// matchQuery is the lexical half: a match on the hashed terms, the tenant and q's filter in its
+// bool.filter.
+func matchQuery(t tenant.ID, q search.Query) map[string]any {
+	return map[string]any{"bool": map[string]any{"must": map[string]any{"match": map[string]any{"terms": hashedTerms(q.Terms)}},
+		"filter": filters(t, q)}}
+}
+
+// LexicalBody is the lexical search request for q within t (k hits).
+func (ix *Index) LexicalBody(t tenant.ID, q search.Query, k int) map[string]any {
+	return map[string]any{"query": matchQuery(t, q), "size": k, "_source": map[string]any{"excludes": []string{"vector"}}}
+}
+
+// HybridBody is the hybrid request for q within t: Elasticsearch's rrf retriever over the lexical
+// match and the knn (each with the tenant inside it), fused at depth search.Depth(q.K) with q's rank
+// constant. The hits' vectors come back so that each hit's cosine is known (a relevance threshold
+// reads it; the fused score says nothing of relevance).
+func (ix *Index) HybridBody(t tenant.ID, q search.Query) map[string]any {
+	f := q.Fusion.WithDefaults()
+	d := search.Depth(q.K)
+	return map[string]any{
+		"retriever": map[string]any{"rrf": map[string]any{
+			"retrievers": []any{
+				map[string]any{"standard": map[string]any{"query": matchQuery(t, q)}},
+				map[string]any{"knn": ix.knn(t, q, d)},
+			},
+			"rank_window_size": d, "rank_constant": f.K}},
+		"size": q.K,
+	}
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -392,21 +454,125 @@ func sortedKeys(m map[string]string) []string {
 	return ks
 }
 
-// Search implements search.Index with a knn query.
+// Search implements search.Index: knn (vector), a match on the hashed terms (lexical), or both
+// fused by reciprocal rank (hybrid): by the cluster's rrf retriever when the weights are equal and
+// the cluster offers it (8.14+, with the license that enables it), else here, from the two
+// searches, with search.FuseRRF. Scores: vector, the cosine; lexical, Elasticsearch's raw BM25 (it
+// does not say the query's most, so it is not normalised: the lexical relevance threshold, made
+// for the embedded engine's normalised score, passes every hit there); hybrid, the fused score
+// over its best, with each hit's cosine as VectorScore.
 func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]search.Hit, error) {
 	if t.IsZero() {
 		return nil, errors.New("elastic: missing tenant")
 	}
-	if q.K <= 0 || len(q.Vector) == 0 {
+	if q.K <= 0 || len(q.Vector) == 0 && q.Mode != search.ModeLexical {
 		return nil, nil
 	}
-	body, _ := json.Marshal(ix.KNNBody(t, q))
-	ignore := true
-	b, _, err := call(ctx, "search", func(ctx context.Context) (*esapi.Response, error) {
-		return esapi.SearchRequest{Index: []string{ix.indexName(len(q.Vector))}, Body: bytes.NewReader(body), IgnoreUnavailable: &ignore}.Do(ctx, ix.es)
-	})
+	switch q.Mode {
+	case search.ModeLexical:
+		hs, err := ix.run(ctx, t, q, "lexical search", ix.LexicalBody(t, q, q.K), false)
+		if err != nil {
+			return nil, err
+		}
+		out := hs[:0]
+		for _, h := range hs {
+			h.LexicalScore = h.Score
+			if h.Score >= q.MinScore {
+				out = append(out, h)
+			}
+		}
+		return out, nil
+	case search.ModeHybrid:
+		return ix.hybrid(ctx, t, q)
+	}
+	hs, err := ix.run(ctx, t, q, "search", ix.KNNBody(t, q), false)
 	if err != nil {
 		return nil, err
+	}
+	out := hs[:0]
+	for _, h := range hs {
+		h.Score = 2*h.Score - 1 // cosine similarity's _score is (1 + cos) / 2
+		h.VectorScore = h.Score
+		if h.Score >= q.MinScore {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// hybrid runs q's two halves fused, on the cluster when it can.
+func (ix *Index) hybrid(ctx context.Context, t tenant.ID, q search.Query) ([]search.Hit, error) {
+	f := q.Fusion.WithDefaults()
+	var hs []search.Hit
+	if f.VectorWeight == f.LexicalWeight && !ix.noRRF.Load() {
+		var err error
+		hs, err = ix.run(ctx, t, q, "hybrid search", ix.HybridBody(t, q), true)
+		if err == nil {
+			best := 2 / float64(f.K+1)
+			for i := range hs {
+				hs[i].Score /= best
+			}
+		} else if errors.Is(err, errNoRRF) {
+			ix.noRRF.Store(true) // an older cluster, or a license without it: fuse here from now on
+			hs = nil
+		} else {
+			return nil, err
+		}
+	}
+	if hs == nil {
+		d := search.Depth(q.K)
+		vec, err := ix.run(ctx, t, q, "search", map[string]any{"knn": ix.knn(t, q, d), "size": d, "_source": map[string]any{"excludes": []string{"vector"}}}, false)
+		if err != nil {
+			return nil, err
+		}
+		for i := range vec {
+			vec[i].Score = 2*vec[i].Score - 1
+			vec[i].VectorScore = vec[i].Score
+		}
+		lex, err := ix.run(ctx, t, q, "lexical search", ix.LexicalBody(t, q, d), false)
+		if err != nil {
+			return nil, err
+		}
+		for i := range lex {
+			lex[i].LexicalScore = lex[i].Score
+		}
+		hs = search.FuseRRF(vec, lex, f, q.K)
+	}
+	out := hs[:0]
+	for _, h := range hs {
+		if h.Score >= q.MinScore {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// errNoRRF: the cluster does not run the rrf retriever (unknown to it, or not licensed).
+var errNoRRF = errors.New("elastic: the cluster does not offer the rrf retriever")
+
+// run sends a search body to the index of q's dimension and decodes its hits (refusing any of
+// another tenant). withVector reads each hit's vector back to set its cosine with q.Vector.
+func (ix *Index) run(ctx context.Context, t tenant.ID, q search.Query, what string, body map[string]any, withVector bool) ([]search.Hit, error) {
+	if !withVector {
+		body["_source"] = map[string]any{"excludes": []string{"vector"}}
+	}
+	raw, _ := json.Marshal(body)
+	index := ix.allIndexes()
+	if len(q.Vector) > 0 {
+		index = ix.indexName(len(q.Vector))
+	}
+	ignore := true
+	b, status, err := call(ctx, what, func(ctx context.Context) (*esapi.Response, error) {
+		return esapi.SearchRequest{Index: []string{index}, Body: bytes.NewReader(raw), IgnoreUnavailable: &ignore}.Do(ctx, ix.es)
+	}, 200, 400, 403)
+	if err != nil {
+		return nil, err
+	}
+	if status != 200 {
+		if _, isRRF := body["retriever"]; isRRF {
+			return nil, fmt.Errorf("%w: HTTP %d: %s", errNoRRF, status, reason(b))
+		}
+		return nil, fmt.Errorf("elastic %s: HTTP %d: %s", what, status, reason(b))
 	}
 	var r struct {
 		Hits struct {
@@ -417,22 +583,35 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 		} `json:"hits"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("elastic search: decode answer: %w", err)
+		return nil, fmt.Errorf("elastic %s: decode answer: %w", what, err)
 	}
 	out := make([]search.Hit, 0, len(r.Hits.Hits))
 	for _, h := range r.Hits.Hits {
-		if h.Source.Tenant != t.String() { // cannot happen with the filter above; refuse rather than leak
-			return nil, fmt.Errorf("elastic search: a hit of another tenant came back; refusing the answer")
-		}
-		cos := 2*h.Score - 1 // cosine similarity's _score is (1 + cos) / 2
-		if cos < q.MinScore {
-			continue
+		if h.Source.Tenant != t.String() { // cannot happen with the filters above; refuse rather than leak
+			return nil, fmt.Errorf("elastic %s: a hit of another tenant came back; refusing the answer", what)
 		}
 		s := h.Source
-		out = append(out, search.Hit{Chunk: search.Chunk{DocID: s.DocID, ChunkID: s.ChunkID, Text: s.Text, Title: s.Title, Source: s.Source,
-			URL: s.URL, Metadata: s.Metadata}, Score: cos})
+		hit := search.Hit{Chunk: search.Chunk{DocID: s.DocID, ChunkID: s.ChunkID, Text: s.Text, Title: s.Title, Source: s.Source,
+			URL: s.URL, Metadata: s.Metadata}, Score: h.Score}
+		if withVector && len(s.Vector) == len(q.Vector) {
+			hit.VectorScore = cosine(q.Vector, s.Vector)
+		}
+		out = append(out, hit)
 	}
 	return out, nil
+}
+
+func cosine(a, b []float32) float64 {
+	var d, na, nb float64
+	for i := range a {
+		d += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	if na == 0 || nb == 0 {
+		return 0
+	}
+	return d / math.Sqrt(na*nb)
 }
 
 // Count implements search.Index.

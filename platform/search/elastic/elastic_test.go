@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
+	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/search/searchtest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -31,6 +33,7 @@ type fakeES struct {
 	exists   bool
 	status   int // when set, every answer has this status
 	searchRe string
+	noRRF    bool // answer a retriever request as an 8.13 cluster does
 }
 
 func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -64,9 +67,12 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"count":2,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0}}`)
 	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/_doc/"):
 		_, _ = io.WriteString(w, `{"_index":"crispy-chunks_checkpoints","_id":"acme","found":true,"_source":{"position":42}}`)
+	case strings.HasSuffix(r.URL.Path, "/_search") && f.noRRF && strings.Contains(string(b), `"retriever"`):
+		w.WriteHeader(400)
+		_, _ = io.WriteString(w, `{"error":{"type":"parsing_exception","reason":"Unknown key for a START_OBJECT in [retriever]."},"status":400}`)
 	case strings.HasSuffix(r.URL.Path, "/_search"):
 		_, _ = io.WriteString(w, `{"took":2,"timed_out":false,"hits":{"total":{"value":1,"relation":"eq"},"max_score":0.9,"hits":[
-			{"_index":"crispy-chunks-4","_id":"x","_score":0.9,"_source":{"tenant":"acme","docId":"guide","chunkId":"guide#0","text":"hello","title":"Guide","metadata":{"lang":"en"}}}]}}`)
+			{"_index":"crispy-chunks-4","_id":"x","_score":0.9,"_source":{"tenant":"acme","docId":"guide","chunkId":"guide#0","text":"hello","title":"Guide","metadata":{"lang":"en"},"vector":[1,0,0,0]}}]}}`)
 	default:
 		_, _ = io.WriteString(w, `{"name":"node-1","cluster_name":"test","version":{"number":"8.19.7"},"tagline":"You Know, for Search"}`)
 	}
@@ -323,4 +329,86 @@ func TestIntegrationElasticsearch(t *testing.T) {
 		})
 		return ix
 	})
+}
+
+// The lexical and hybrid requests (issue 16 item 1): a match on the hashed analysed words and a knn,
+// the tenant (and the request's filter) inside BOTH, fused by the rrf retriever; a cluster that
+// refuses the retriever gets the two searches and the fusion is done here, from then on.
+func TestContractElasticsearchLexicalAndHybrid(t *testing.T) {
+	ctx := context.Background()
+	acme := tenant.MustParse("acme")
+	terms := lexical.Analyze("Hello worlds")
+	hashed := lexical.Hash(terms[0])
+	tenantFilter := []any{map[string]any{"term": map[string]any{"tenant": "acme"}}, map[string]any{"terms": map[string]any{"docId": []string{"guide"}}}}
+	match := map[string]any{"bool": map[string]any{
+		"must":   map[string]any{"match": map[string]any{"terms": strings.Join([]string{strconv.FormatUint(hashed, 16), strconv.FormatUint(lexical.Hash(terms[1]), 16)}, " ")}},
+		"filter": tenantFilter}}
+	knn := map[string]any{"field": "vector", "query_vector": []float32{1, 0, 0, 0}, "k": 100, "num_candidates": 400, "filter": tenantFilter}
+	q := search.Query{Mode: search.ModeHybrid, Vector: []float32{1, 0, 0, 0}, Terms: terms, Text: "Hello worlds", K: 5, MinScore: -1,
+		Filter: search.Filter{DocIDs: []string{"guide"}}}
+
+	// Upsert sends the hashed words, never the words.
+	fake := &fakeES{exists: true}
+	ix := fakeIndex(t, fake)
+	if err := ix.Upsert(ctx, acme, []search.Chunk{{DocID: "guide", ChunkID: "guide#0", Text: "hello", Vector: []float32{1, 0, 0, 0}, Terms: terms}}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.take()
+	bulk := reqs[len(reqs)-1].Body
+	if !strings.Contains(bulk, `"terms":"`+strconv.FormatUint(hashed, 16)) || strings.Contains(bulk, `"hello"`) && strings.Contains(bulk, `"terms":"hello`) {
+		t.Fatalf("bulk body %s: want the hashed words in terms", bulk)
+	}
+
+	// Lexical.
+	hits, err := ix.Search(ctx, acme, search.Query{Mode: search.ModeLexical, Terms: terms, K: 5, MinScore: -1, Filter: q.Filter})
+	if err != nil || len(hits) != 1 || hits[0].LexicalScore != 0.9 {
+		t.Fatalf("lexical hits %+v %v", hits, err)
+	}
+	reqs = fake.take()
+	if len(reqs) != 1 || reqs[0].Path != "/crispy-chunks-*/_search" {
+		t.Fatalf("lexical request %+v", reqs)
+	}
+	jsonEq(t, reqs[0].Body, map[string]any{"query": match, "size": 5, "_source": map[string]any{"excludes": []string{"vector"}}})
+
+	// Hybrid on a cluster with the rrf retriever.
+	hits, err = ix.Search(ctx, acme, q)
+	if err != nil || len(hits) != 1 || hits[0].VectorScore < 0.999 {
+		t.Fatalf("hybrid hits %+v %v: want the hit's cosine from its vector", hits, err)
+	}
+	reqs = fake.take()
+	if len(reqs) != 1 || reqs[0].Path != "/crispy-chunks-4/_search" {
+		t.Fatalf("hybrid request %+v", reqs)
+	}
+	jsonEq(t, reqs[0].Body, map[string]any{"retriever": map[string]any{"rrf": map[string]any{
+		"retrievers":       []any{map[string]any{"standard": map[string]any{"query": match}}, map[string]any{"knn": knn}},
+		"rank_window_size": 100, "rank_constant": 60}}, "size": 5})
+
+	// Hybrid on a cluster without it: refused once, then two searches, fused here.
+	old := &fakeES{exists: true, noRRF: true}
+	ix = fakeIndex(t, old)
+	for round := range 2 {
+		hits, err = ix.Search(ctx, acme, q)
+		if err != nil || len(hits) != 1 || hits[0].ChunkID != "guide#0" || hits[0].Score < 0.999 {
+			t.Fatalf("client-side fusion: %+v %v (first in both lists: score 1)", hits, err)
+		}
+		reqs = old.take()
+		if round == 0 {
+			if len(reqs) != 3 || !strings.Contains(reqs[0].Body, `"retriever"`) {
+				t.Fatalf("first hybrid on an old cluster %+v", reqs)
+			}
+			reqs = reqs[1:]
+		}
+		if len(reqs) != 2 {
+			t.Fatalf("round %d: %d requests, want the knn and the match", round, len(reqs))
+		}
+		jsonEq(t, reqs[0].Body, map[string]any{"knn": knn, "size": 100, "_source": map[string]any{"excludes": []string{"vector"}}})
+		jsonEq(t, reqs[1].Body, map[string]any{"query": match, "size": 100, "_source": map[string]any{"excludes": []string{"vector"}}})
+	}
+
+	// Another tenant's hit coming back is refused in every mode.
+	for _, mode := range []search.Mode{search.ModeLexical, search.ModeHybrid} {
+		if _, err := ix.Search(ctx, tenant.MustParse("beta"), search.Query{Mode: mode, Vector: q.Vector, Terms: terms, K: 5, MinScore: -1}); err == nil {
+			t.Fatalf("%s: a hit of another tenant must be refused", mode)
+		}
+	}
 }
