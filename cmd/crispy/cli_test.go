@@ -672,13 +672,15 @@ func TestREADMECommandsWorkAsPrinted(t *testing.T) {
 		{"crispy openapi", []string{"openapi"}},
 		{"crispy openapi", []string{"openapi", "--json"}},
 		{"crispy tenant key new", []string{"tenant", "key", "new", "--tenant", "demo"}},
+		{"crispy admin key new", []string{"admin", "key", "new"}},
 		{"crispy audit public-key", []string{"audit", "public-key"}},
 		{"crispy audit public-key", []string{"audit", "public-key", "--pem"}},
 		{"crispy audit checkpoint", []string{"audit", "checkpoint", "--tenant", "demo"}},
 	}
 	// crispy serve is run below, as a server; crispy audit prove needs a proof from a server's
 	// GET /audit/events/{id}/proof: TestMissingAuditKeyRefusesToStartUnlessANewOneIsAskedFor runs it.
-	covered := map[string]bool{"crispy serve": true, "crispy audit prove": true}
+	// crispy tenant apply needs a running server with an admin key: TestSighupAndTenantApplyRecordTheTenantsFile runs it.
+	covered := map[string]bool{"crispy serve": true, "crispy audit prove": true, "crispy tenant apply": true}
 	for _, r := range runs {
 		covered[r.readme] = true
 		res := runCrispy(t, root, nil, r.args...)
