@@ -70,6 +70,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	// a is not the named result: every error return sets that to nil, and the deferred close must
 	// still see what was opened.
 	a := &app{cfg: cfg, log: log, set: metrics.NewSet()}
+	registerBuildInfo(a.set)
 	defer func() {
 		if err != nil {
 			a.close()
@@ -80,7 +81,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	}
 	a.closers = append(a.closers, func() error { return a.tracer.Shutdown(context.Background()) })
 
-	raw, err := openStoreWith(ctx, cfg, log, o.storeFaults)
+	raw, err := openStoreWith(ctx, cfg, log, o.storeFaults, a.set)
 	if err != nil {
 		return nil, err
 	}
@@ -230,14 +231,15 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 const version = "1.0.0"
 
 func openStore(ctx context.Context, cfg config, log *slog.Logger) (eventstore.Store, error) {
-	return openStoreWith(ctx, cfg, log, nil)
+	return openStoreWith(ctx, cfg, log, nil, nil)
 }
 
-// openStoreWith is openStore with faults injected into the embedded store's file (tests only).
-func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *embedded.Faults) (eventstore.Store, error) {
+// openStoreWith is openStore with faults injected into the embedded store's file (tests only) and
+// the embedded store's own metrics (append latency, commit batches, write faults, degraded) on set.
+func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *embedded.Faults, set *metrics.Set) (eventstore.Store, error) {
 	if cfg.EventStore == "embedded" {
 		dir := filepath.Join(cfg.DataDir, "events")
-		s, err := embedded.Open(dir, embedded.Options{Logger: log, Faults: faults})
+		s, err := embedded.Open(dir, embedded.Options{Logger: log, Faults: faults, Metrics: set})
 		if err != nil {
 			return nil, dataDirError(cfg.DataDir, dir, err)
 		}

@@ -98,6 +98,7 @@ Usage:
                                           apply a tenants file to a running server (POST /admin/apply)
   crispy admin key new                    generate an admin key (printed once) and its hash for
                                           CRISPY_ADMIN_KEY_SHA256
+  crispy version                          the module version and VCS commit this binary was built from
 
 Run 'crispy COMMAND -h' for a command's flags. Every flag of serve also reads CRISPY_<FLAG>
 (for example --data-dir and CRISPY_DATA_DIR); a flag given on the command line wins.
@@ -110,6 +111,12 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 	}
 	cmd, rest := args[0], args[1:]
 	ctx = asOperator(ctx, cmd)
+	if len(rest) > 0 && isHelp(rest[0]) {
+		if u := groupUsage(cmd); u != "" { // a command group (audit, plugin): its lines of the usage
+			fmt.Fprint(io.out, u)
+			return nil
+		}
+	}
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, rest, io, env)
@@ -133,6 +140,8 @@ func run(ctx context.Context, args []string, io stdio, env lookupEnv) error {
 		return cmdTenant(ctx, rest, io, env)
 	case "admin":
 		return cmdAdmin(ctx, rest, io, env)
+	case "version", "--version":
+		return cmdVersion(ctx, rest, io, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(io.out, usage)
 		return nil
