@@ -177,7 +177,7 @@ func (m *Module) Mount(api huma.API) {
 	}
 	op := func(id, method, path, summary, desc string, status int) huma.Operation {
 		o := huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, Description: desc,
-			Tags: []string{"Admin"}, DefaultStatus: status, Middlewares: huma.Middlewares{auth},
+			Tags: []string{"admin"}, DefaultStatus: status, Middlewares: huma.Middlewares{auth},
 			Responses: map[string]*huma.Response{
 				"401": httpapi.ProblemResponse("Missing or wrong admin key"),
 				"404": httpapi.ProblemResponse("Unknown tenant or key"),
@@ -379,7 +379,8 @@ func (m *Module) mountApply(api huma.API, op huma.Operation) {
 	})
 	if pi := api.OpenAPI().Paths[op.Path]; pi != nil && pi.Post != nil {
 		pi.Post.RequestBody = &huma.RequestBody{Required: true, Description: "A tenants file (YAML, or JSON)",
-			Content: map[string]*huma.MediaType{"application/yaml": {Schema: &huma.Schema{Type: huma.TypeString}}}}
+			Content: map[string]*huma.MediaType{"application/yaml": {Schema: &huma.Schema{Type: huma.TypeString},
+				Example: "tenants:\n  - id: acme\n    hosts: [acme.example.com]\n    apiKeys:\n      - {hash: \"sha256:…\", scopes: [chat, search]}\n"}}}
 	}
 }
 
@@ -403,7 +404,10 @@ func register[I, O any](api huma.API, op huma.Operation, h func(context.Context,
 			if sc, ok := op.Metadata[metaConfigBody].(*huma.Schema); ok {
 				o.RequestBody = &huma.RequestBody{Required: true,
 					Description: "A tenant as in the tenants file (every field but apiKeys: keys have their own routes); fields left out take their defaults",
-					Content:     map[string]*huma.MediaType{"application/json": {Schema: sc}}}
+					Content: map[string]*huma.MediaType{"application/json": {Schema: sc, Example: map[string]any{
+						"id": "acme", "hosts": []string{"acme.example.com"}, "models": map[string]any{"chat": "openai:gpt-4o-mini"},
+						"rateLimit": map[string]any{"perMinute": 60, "burst": 10}, "tokenBudget": map[string]any{"daily": 200000},
+						"features": map[string]bool{"rag": true}}}}}
 			}
 			if op.RequestBody != nil {
 				o.RequestBody = op.RequestBody
