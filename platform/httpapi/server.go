@@ -173,6 +173,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	mux := http.NewServeMux()
 	hc := huma.DefaultConfig(cfg.Title, cfg.Version)
 	hc.CreateHooks = nil // no $schema links: response bodies are exactly the SPEC's shapes
+	hc.DocsPath = ""     // registerDocs serves /docs from embedded assets instead of a CDN
 	hc.OpenAPI.Info.Description = "Multi-tenant AI platform: chat with persisted sessions, retrieval-augmented search, " +
 		"tool plugins, usage and audit replay. Every tenant-scoped call names its tenant with x-tenant-id, its Host, or " +
 		"an x-api-key; errors are RFC 9457 problem JSON with a requestId."
@@ -200,6 +201,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	api.UseMiddleware(s.guardMiddleware, s.checkText)
 	mux.HandleFunc("/", s.notFound)
 	s.registerHealth()
+	s.registerDocs()
 	s.handler = s.requestID(s.openAIErrors(s.accessLog(s.recoverPanics(s.limitBody(s.preflight(mux))))))
 	return s, nil
 }

@@ -280,6 +280,27 @@ func (e OAIModelObject) Valid() bool {
 	}
 }
 
+// Defines values for SearchDocumentsInputMode.
+const (
+	Hybrid  SearchDocumentsInputMode = "hybrid"
+	Lexical SearchDocumentsInputMode = "lexical"
+	Vector  SearchDocumentsInputMode = "vector"
+)
+
+// Valid indicates whether the value is a known member of the SearchDocumentsInputMode enum.
+func (e SearchDocumentsInputMode) Valid() bool {
+	switch e {
+	case Hybrid:
+		return true
+	case Lexical:
+		return true
+	case Vector:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenEventEvent.
 const (
 	Token TokenEventEvent = "token"
@@ -1245,27 +1266,40 @@ type SLIs struct {
 
 // SearchDocumentsInput defines model for SearchDocumentsInput.
 type SearchDocumentsInput struct {
-	// Answer Write an answer citing the sources (default true); false returns sources only
+	// Answer Write an answer citing the sources that pass the mode's relevance threshold (default true); false returns sources only and calls no model unless rewrite is true
 	Answer *bool `json:"answer,omitempty"`
 
 	// Filter Only chunks whose metadata has these values; the key docId (a string or a list) selects documents
 	Filter *map[string]interface{} `json:"filter,omitempty"`
 
-	// MinScore Drop sources whose cosine similarity is below this
+	// MinScore Drop sources whose score (see sources[].score: it depends on the mode) is below this
 	//
 	// Example: 0.2
 	MinScore *float64 `json:"minScore,omitempty"`
+
+	// Mode hybrid: BM25 over the words and nearest neighbours of the embedding, fused by reciprocal rank; vector or lexical: one of them. Default: the tenant's search.mode, else hybrid
+	//
+	// Example: hybrid
+	Mode *SearchDocumentsInputMode `json:"mode,omitempty"`
 
 	// Query The question
 	//
 	// Example: How many vacation days do I get?
 	Query string `json:"query"`
 
+	// Rewrite Ask the tenant's chat model for a rewrite of the query, searched beside the query as typed (both rankings fused). Default: true when an answer is asked for, false otherwise
+	Rewrite *bool `json:"rewrite,omitempty"`
+
 	// TopK Number of sources
 	//
 	// Example: 5
 	TopK *int64 `json:"topK,omitempty"`
 }
+
+// SearchDocumentsInputMode hybrid: BM25 over the words and nearest neighbours of the embedding, fused by reciprocal rank; vector or lexical: one of them. Default: the tenant's search.mode, else hybrid
+//
+// Example: hybrid
+type SearchDocumentsInputMode string
 
 // SearchDocumentsOutput defines model for SearchDocumentsOutput.
 type SearchDocumentsOutput struct {
@@ -1350,7 +1384,7 @@ type SourceOut struct {
 	// Example: handbook/vacation.md#0
 	Id string `json:"id"`
 
-	// Score Cosine similarity to the query
+	// Score What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1)
 	//
 	// Example: 0.62
 	Score float64 `json:"score"`
@@ -2940,7 +2974,7 @@ type ClientInterface interface {
 
 	// SearchDocumentsWithBody Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -2949,7 +2983,7 @@ type ClientInterface interface {
 
 	// SearchDocuments Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -3560,7 +3594,7 @@ func (c *Client) ListTools(ctx context.Context, params *ListToolsParams, reqEdit
 
 // SearchDocumentsWithBody Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes any type of body and a specified content type.
 //
@@ -3579,7 +3613,7 @@ func (c *Client) SearchDocumentsWithBody(ctx context.Context, params *SearchDocu
 
 // SearchDocuments Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -6466,7 +6500,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchDocumentsWithBodyWithResponse Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -6475,7 +6509,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchDocumentsWithResponse Search and answer
 	//
-	// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9552,7 +9586,7 @@ func (c *ClientWithResponses) ListToolsWithResponse(ctx context.Context, params 
 
 // SearchDocumentsWithBodyWithResponse Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9567,7 +9601,7 @@ func (c *ClientWithResponses) SearchDocumentsWithBodyWithResponse(ctx context.Co
 
 // SearchDocumentsWithResponse Search and answer
 //
-// Retrieval-augmented answer: optional query rewrite by the model, cache, embedding, kNN within the tenant, then an answer citing the numbered sources with up to 5 follow-up questions. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
