@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/VictoriaMetrics/metrics"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
@@ -42,6 +43,8 @@ type buildOptions struct {
 	specOnly bool
 	// storeFaults injects storage faults into the embedded event store (tests of 503 and healing).
 	storeFaults *embedded.Faults
+	// spans, when set, receives every span instead of an OTLP exporter (tests: tracetest).
+	spans sdktrace.SpanProcessor
 }
 
 // app is the assembled server: every component, built in dependency order, and how to run and close
@@ -76,7 +79,14 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 			a.close()
 		}
 	}()
-	if a.tracer, err = tracing.New(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, ServiceVersion: version}); err != nil {
+	tc := cfg.Tracing
+	if tc.Endpoint == "" {
+		tc.Endpoint = cfg.OTLPEndpoint
+	}
+	tc.ServiceVersion = version
+	if o.spans != nil {
+		a.tracer = tracing.NewWithProcessor(tc, o.spans)
+	} else if a.tracer, err = tracing.New(ctx, tc); err != nil {
 		return nil, within("tracing", err, "check OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 	a.closers = append(a.closers, func() error { return a.tracer.Shutdown(context.Background()) })
@@ -215,6 +225,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 			"ratelimit":  a.tenancy.LimiterCheck(),
 		},
 		OnRequest: a.obs.RecordRequest,
+		Tracer:    a.tracer.TracerProvider(),
 	}); err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore/postgres"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/logging"
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // config is the root configuration: every knob of every command, parsed once here from flags and
@@ -66,8 +67,12 @@ type config struct {
 	DefaultChatModel  string // CRISPY_DEFAULT_CHAT_MODEL
 	DefaultEmbedModel string // CRISPY_DEFAULT_EMBEDDING_MODEL
 	OTLPEndpoint      string // OTEL_EXPORTER_OTLP_ENDPOINT
-	PricesFile        string // CRISPY_PRICES: per-model prices (YAML) for cost
-	WebhookSecret     string // CRISPY_WEBHOOK_SECRET: signs alert webhooks
+	// Tracing is what the standard OTEL_* variables say (tracing.FromEnv); tracingErr a value it
+	// refused, reported by validate.
+	Tracing       tracing.Config
+	tracingErr    error
+	PricesFile    string // CRISPY_PRICES: per-model prices (YAML) for cost
+	WebhookSecret string // CRISPY_WEBHOOK_SECRET: signs alert webhooks
 	// CRISPY_WEBHOOK_ALLOW_INTERNAL=true lets alert webhooks reach loopback and private addresses
 	// (receivers on the operator's own network; off by default, as tenants choose webhook URLs).
 	WebhookAllowInternal string
@@ -258,6 +263,7 @@ func (c *config) providerEnv(env lookupEnv) {
 	c.DefaultChatModel = get("CRISPY_DEFAULT_CHAT_MODEL")
 	c.DefaultEmbedModel = get("CRISPY_DEFAULT_EMBEDDING_MODEL")
 	c.OTLPEndpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+	c.Tracing, c.tracingErr = tracing.FromEnv(get)
 	c.PricesFile = get("CRISPY_PRICES")
 	c.WebhookSecret = get("CRISPY_WEBHOOK_SECRET")
 	c.WebhookAllowInternal = get("CRISPY_WEBHOOK_ALLOW_INTERNAL")
@@ -267,6 +273,9 @@ func (c *config) providerEnv(env lookupEnv) {
 func (c *config) validate() error {
 	if c.DataDir == "" {
 		return fmt.Errorf("--data-dir must not be empty")
+	}
+	if c.tracingErr != nil {
+		return c.tracingErr
 	}
 	if c.EventStore != "embedded" && !strings.HasPrefix(c.EventStore, "esdb://") && !strings.HasPrefix(c.EventStore, "esdb+discover://") &&
 		!strings.HasPrefix(c.EventStore, "kurrentdb://") && !strings.HasPrefix(c.EventStore, "kurrentdb+discover://") && !isPostgres(c.EventStore) {

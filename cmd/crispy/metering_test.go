@@ -21,11 +21,24 @@ import (
 // books).
 func meteringServer(t *testing.T) (*httptest.Server, *aitest.Upstream) {
 	t.Helper()
+	srv, up, _ := modelServer(t, buildOptions{}, nil)
+	return srv, up
+}
+
+// modelServer is meteringServer with build options, and a hook that sees every request the fake
+// model upstream receives (nil: none); it also returns the upstream's URL.
+func modelServer(t *testing.T, o buildOptions, seen func(*http.Request)) (*httptest.Server, *aitest.Upstream, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a plugin and runs the whole server")
 	}
 	up := &aitest.Upstream{Tokens: []string{"Refunds ", "take 14 days."}}
-	model := httptest.NewServer(up)
+	model := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen != nil {
+			seen(r)
+		}
+		up.ServeHTTP(w, r)
+	}))
 	t.Cleanup(model.Close)
 	root := t.TempDir()
 	plugins := filepath.Join(root, "plugins")
@@ -48,8 +61,8 @@ func meteringServer(t *testing.T) (*httptest.Server, *aitest.Upstream) {
 	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
 		PluginsDir: plugins, Tenants: tenants, OpenAIBaseURL: model.URL, OpenAIAPIKey: "sk-test", LogLevel: "error",
 		ShutdownTimeout: 5 * time.Second}
-	srv, _ := serveApp(t, cfg, buildOptions{})
-	return srv, up
+	srv, _ := serveApp(t, cfg, o)
+	return srv, up, model.URL
 }
 
 // callAs sends one JSON request as tenantID.

@@ -22,10 +22,13 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // MaxBodyBytes is the largest request body the API accepts (SPEC §2).
@@ -116,7 +119,10 @@ type Deps struct {
 	Checks map[string]Check
 	// OnRequest, when set, is called after every request (metrics).
 	OnRequest func(RequestRecord)
-	Now       func() time.Time
+	// Tracer, when set, puts every request in a server span (the root of its trace, or the child
+	// of an incoming W3C traceparent) with a "guard" child span for tenant admission.
+	Tracer trace.TracerProvider
+	Now    func() time.Time
 }
 
 // Server is the HTTP API.
@@ -203,6 +209,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.registerHealth()
 	s.registerDocs()
 	s.handler = s.requestID(s.openAIErrors(s.accessLog(s.recoverPanics(s.limitBody(s.preflight(mux))))))
+	if deps.Tracer != nil {
+		s.handler = tracing.Server(deps.Tracer, s.handler)
+	}
 	return s, nil
 }
 
@@ -548,6 +557,9 @@ func (s *Server) guardMiddleware(hctx huma.Context, next func(huma.Context)) {
 		st.mu.Unlock()
 	}
 	if isPublic(op) {
+		if op != nil {
+			tracing.Route(ctx, op.Method, op.Path, "", request.From(ctx).ID)
+		}
 		next(hctx)
 		return
 	}
@@ -558,7 +570,7 @@ func (s *Server) guardMiddleware(hctx huma.Context, next func(huma.Context)) {
 		UserID:       hctx.Header("x-user-id"),
 		Origin:       hctx.Header("Origin"),
 	}
-	adm, err := s.deps.Guard.Admit(ctx, a)
+	adm, err := s.admit(ctx, a)
 	for k, vs := range adm.Headers {
 		for _, v := range vs {
 			hctx.AppendHeader(k, v)
@@ -581,8 +593,25 @@ func (s *Server) guardMiddleware(hctx huma.Context, next func(huma.Context)) {
 	}
 	info := request.From(ctx)
 	info.Actor = actorFor(adm)
+	if op != nil {
+		tracing.Route(ctx, op.Method, op.Path, adm.Tenant.String(), info.ID)
+	}
 	ctx = request.With(tenant.WithID(ctx, adm.Tenant), info)
 	next(huma.WithContext(hctx, ctx))
+}
+
+// admit runs the Guard inside a "guard" span (tenant resolution, authentication, rate limit).
+func (s *Server) admit(ctx context.Context, a Admission) (Admitted, error) {
+	if s.deps.Tracer == nil {
+		return s.deps.Guard.Admit(ctx, a)
+	}
+	gctx, span := tracing.StartSpan(ctx, s.deps.Tracer.Tracer(tracing.InstrumentationName), "guard", "")
+	adm, err := s.deps.Guard.Admit(gctx, a)
+	if !adm.Tenant.IsZero() {
+		span.SetAttributes(attribute.String(tracing.AttrTenant, adm.Tenant.String()))
+	}
+	tracing.End(span, err, apperr.CodeOf(err))
+	return adm, err
 }
 
 func apiKeyOf(hctx huma.Context) string {

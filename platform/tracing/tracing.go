@@ -29,17 +29,32 @@ type Config struct {
 	// http://collector:4318); "/v1/traces" is appended unless the URL already names a path ending in
 	// it. Empty: tracing is off and the tracer is a no-op.
 	Endpoint string
+	// ExactEndpoint: Endpoint is the traces URL itself (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), nothing
+	// is appended.
+	ExactEndpoint bool
 	// Headers are sent with every export (OTEL_EXPORTER_OTLP_HEADERS, already parsed).
 	Headers map[string]string
 	// ServiceName defaults to "crispy"; ServiceVersion is optional.
 	ServiceName    string
 	ServiceVersion string
-	// SampleRatio is the fraction of root traces kept (0 means 1: keep all). Child spans follow their
-	// parent's decision.
+	// SampleRatio is the fraction of traces kept (0 means 1: keep all, unless NeverSample).
 	SampleRatio float64
+	// NeverSample keeps no trace (OTEL_TRACES_SAMPLER=always_off): spans are not recorded.
+	NeverSample bool
+	// Sampler says whose decision counts: SamplerParentBasedRatio (the default) follows an incoming
+	// traceparent's sampled flag and applies the ratio to new traces; SamplerRatio applies it to all.
+	Sampler Sampler
 	// ExportTimeout bounds one export (default 10 s).
 	ExportTimeout time.Duration
 }
+
+// Sampler is how a span's sampling is decided.
+type Sampler int
+
+const (
+	SamplerParentBasedRatio Sampler = iota // the parent's decision, else the ratio
+	SamplerRatio                           // the ratio, whatever the parent says
+)
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
@@ -72,7 +87,10 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.Endpoint == "" {
 		return &Provider{tp: noop.NewTracerProvider()}, nil
 	}
-	endpoint := tracesURL(cfg.Endpoint)
+	endpoint := cfg.Endpoint
+	if !cfg.ExactEndpoint {
+		endpoint = tracesURL(cfg.Endpoint)
+	}
 	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(endpoint)}
 	if len(cfg.Headers) > 0 {
 		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
@@ -106,10 +124,20 @@ func NewWithProcessor(cfg Config, sp sdktrace.SpanProcessor) *Provider {
 	if ratio == 0 {
 		ratio = 1
 	}
+	var sampler sdktrace.Sampler = sdktrace.TraceIDRatioBased(ratio)
+	switch {
+	case cfg.NeverSample:
+		sampler = sdktrace.NeverSample()
+	case ratio == 1:
+		sampler = sdktrace.AlwaysSample()
+	}
+	if cfg.Sampler == SamplerParentBasedRatio {
+		sampler = sdktrace.ParentBased(sampler)
+	}
 	sdk := sdktrace.NewTracerProvider(
 		sdktrace.WithSpanProcessor(sp),
 		sdktrace.WithResource(resource.NewWithAttributes("", attrs...)),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+		sdktrace.WithSampler(sampler),
 	)
 	return &Provider{tp: sdk, sdk: sdk}
 }

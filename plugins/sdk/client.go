@@ -311,7 +311,7 @@ func (p *Plugin) Execute(ctx context.Context, c Call) (json.RawMessage, error) {
 		return nil, err
 	}
 	defer p.tokens.revoke(tok)
-	resp, err := p.rpc.tool.Execute(ctx, &toolpb.ExecuteRequest{
+	resp, err := p.rpc.tool.Execute(withOutgoingTrace(ctx), &toolpb.ExecuteRequest{
 		Params: c.Params, RequestId: c.RequestID, UserId: c.UserID, TenantId: c.TenantID, HostToken: tok, CallId: c.ID,
 		Capabilities: &toolpb.Capabilities{Complete: c.Capabilities.Complete, Embed: c.Capabilities.Embed, Ingest: c.Capabilities.Ingest},
 	})

@@ -142,7 +142,7 @@ func (s *toolServer) Execute(ctx context.Context, req *toolpb.ExecuteRequest) (*
 	done := make(chan result, 1)
 	go func() {
 		defer s.end(id)
-		resp, err := s.run(ctx, req)
+		resp, err := s.run(withIncomingTrace(ctx), req)
 		done <- result{resp, err}
 	}()
 	select {
@@ -194,7 +194,7 @@ func (h *hostClient) Complete(ctx context.Context, req CompleteRequest) (Complet
 	if h.client == nil {
 		return Completion{}, ErrUnavailable
 	}
-	r, err := h.client.Complete(ctx, &toolpb.CompleteRequest{Token: h.token, System: req.System, Prompt: req.Prompt, MaxTokens: int32(req.MaxTokens)})
+	r, err := h.client.Complete(withOutgoingTrace(ctx), &toolpb.CompleteRequest{Token: h.token, System: req.System, Prompt: req.Prompt, MaxTokens: int32(req.MaxTokens)})
 	if err != nil {
 		return Completion{}, fromStatus("complete", err)
 	}
@@ -205,7 +205,7 @@ func (h *hostClient) Embed(ctx context.Context, texts []string) (Embeddings, err
 	if h.client == nil {
 		return Embeddings{}, ErrUnavailable
 	}
-	r, err := h.client.Embed(ctx, &toolpb.EmbedRequest{Token: h.token, Texts: texts})
+	r, err := h.client.Embed(withOutgoingTrace(ctx), &toolpb.EmbedRequest{Token: h.token, Texts: texts})
 	if err != nil {
 		return Embeddings{}, fromStatus("embed", err)
 	}
@@ -228,7 +228,7 @@ func (h *hostClient) Ingest(ctx context.Context, doc Document) (IngestResult, er
 		}
 		md = b
 	}
-	r, err := h.client.Ingest(ctx, &toolpb.IngestRequest{Token: h.token, DocId: doc.DocID, Text: doc.Text, Title: doc.Title,
+	r, err := h.client.Ingest(withOutgoingTrace(ctx), &toolpb.IngestRequest{Token: h.token, DocId: doc.DocID, Text: doc.Text, Title: doc.Title,
 		Source: doc.Source, Url: doc.URL, Metadata: md, ChunkSize: int32(doc.ChunkSize)})
 	if err != nil {
 		return IngestResult{}, fromStatus("ingest", err)

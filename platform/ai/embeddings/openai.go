@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // OpenAIConfig configures an OpenAI-compatible embeddings endpoint (OpenAI, Ollama, vLLM, llama.cpp
@@ -104,6 +106,7 @@ func (o *OpenAI) batch(ctx context.Context, texts []string) ([][]float32, error)
 		return nil, fmt.Errorf("openai embeddings: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	tracing.InjectHTTP(ctx, req.Header) // W3C traceparent: the provider or gateway joins the request's trace
 	if o.cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+o.cfg.APIKey)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // WorkersAIConfig configures Cloudflare Workers AI embedding models (@cf/baai/bge-small-en-v1.5,
@@ -114,6 +116,7 @@ func (w *WorkersAI) batch(ctx context.Context, texts []string) ([][]float32, err
 		return nil, fmt.Errorf("workers-ai embeddings: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	tracing.InjectHTTP(ctx, req.Header) // W3C traceparent: the provider or gateway joins the request's trace
 	if w.cfg.APIToken != "" {
 		req.Header.Set("Authorization", "Bearer "+w.cfg.APIToken)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // Name is the provider name in model ids ("openai:gpt-4o-mini").
@@ -149,6 +150,7 @@ func (p *Provider) postRaw(ctx context.Context, path string, b []byte, accept st
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	tracing.InjectHTTP(ctx, req.Header) // W3C traceparent: the provider or gateway joins the request's trace
 	req.Header.Set("Accept", accept)
 	if p.cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+p.cfg.APIKey)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
 // Name is the provider name in model ids ("workers-ai:@cf/meta/llama-3.1-8b-instruct").
@@ -138,6 +139,7 @@ func (p *Provider) post(ctx context.Context, model string, body any) (*http.Resp
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	tracing.InjectHTTP(ctx, req.Header) // W3C traceparent: the provider or gateway joins the request's trace
 	req.Header.Set("Authorization", "Bearer "+p.cfg.APIToken)
 	resp, err := p.client.Do(req)
 	if err != nil {
