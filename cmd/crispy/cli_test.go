@@ -545,6 +545,11 @@ func cliCases() []cliCase {
 				t.Fatal(err)
 			}
 		}, code: 1, want: []string{"bad.yaml:2", "tenants[0].id"}},
+		{name: "serve/tenant model of an unconfigured provider", args: serve("--tenants", "{root}/unconfigured.yaml"), setup: func(t *testing.T, f *fixture, data string) {
+			if err := os.WriteFile(filepath.Join(f.root, "unconfigured.yaml"), []byte("tenants:\n  - id: acme\n    models: {chat: \"openai:gpt-4o-mini\"}\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, code: 1, want: []string{"tenant acme", "models.chat openai:gpt-4o-mini", "\"openai\"", "configure openai"}},
 		{name: "serve/missing price file", args: serve(), env: []string{"CRISPY_PRICES={root}/nowhere.yaml"}, code: 1, want: []string{"nowhere.yaml", "CRISPY_PRICES"}},
 		{name: "serve/bad default chat model", args: serve(), env: []string{"CRISPY_DEFAULT_CHAT_MODEL=bogus"}, code: 1, want: []string{"bogus", "CRISPY_DEFAULT_CHAT_MODEL"}},
 		{name: "serve/bad OTLP endpoint", args: serve(), env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=%zz"}, code: 1, want: []string{"OTEL_EXPORTER_OTLP_ENDPOINT"}},
