@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/VictoriaMetrics/metrics"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
@@ -42,6 +43,8 @@ type buildOptions struct {
 	specOnly bool
 	// storeFaults injects storage faults into the embedded event store (tests of 503 and healing).
 	storeFaults *embedded.Faults
+	// spans, when set, receives every span instead of an OTLP exporter (tests: tracetest).
+	spans sdktrace.SpanProcessor
 }
 
 // app is the assembled server: every component, built in dependency order, and how to run and close
@@ -70,17 +73,25 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	// a is not the named result: every error return sets that to nil, and the deferred close must
 	// still see what was opened.
 	a := &app{cfg: cfg, log: log, set: metrics.NewSet()}
+	registerBuildInfo(a.set)
 	defer func() {
 		if err != nil {
 			a.close()
 		}
 	}()
-	if a.tracer, err = tracing.New(ctx, tracing.Config{Endpoint: cfg.OTLPEndpoint, ServiceVersion: version}); err != nil {
+	tc := cfg.Tracing
+	if tc.Endpoint == "" {
+		tc.Endpoint = cfg.OTLPEndpoint
+	}
+	tc.ServiceVersion = version
+	if o.spans != nil {
+		a.tracer = tracing.NewWithProcessor(tc, o.spans)
+	} else if a.tracer, err = tracing.New(ctx, tc); err != nil {
 		return nil, within("tracing", err, "check OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 	a.closers = append(a.closers, func() error { return a.tracer.Shutdown(context.Background()) })
 
-	raw, err := openStoreWith(ctx, cfg, log, o.storeFaults)
+	raw, err := openStoreWith(ctx, cfg, log, o.storeFaults, a.set)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +139,17 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if a.models, err = providers.Build(providers.Config{
 		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
 		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID, CFBaseURL: cfg.CFBaseURL,
-		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: models.breaker, OnAttempt: models.attempt},
+		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: models.breaker, OnAttempt: models.attempt,
+			FirstTokenTimeout: cfg.ModelFirstByte, IdleTimeout: cfg.ModelIdle,
+			Retry: ai.RetryPolicy{Attempts: cfg.ModelRetries, Backoff: cfg.ModelRetryBackoff}},
 	}); err != nil {
 		return nil, within("model providers", err, "check the CRISPY_OPENAI_* and CRISPY_CF_* variables")
 	}
 	defaultChat := a.models.DefaultModel.String()
+	aliases, err := parseModelAliases(cfg.ModelAliases)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.DefaultChatModel != "" {
 		defaultChat = cfg.DefaultChatModel
 	}
@@ -166,7 +183,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		}
 	}
 	if a.conv, err = conversation.New(conversation.Deps{
-		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride,
+		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride, ModelAliases: aliases,
 			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB), SweepInterval: cfg.RetentionEvery},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance, Sealer: a.sealer,
@@ -208,6 +225,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 			"ratelimit":  a.tenancy.LimiterCheck(),
 		},
 		OnRequest: a.obs.RecordRequest,
+		Tracer:    a.tracer.TracerProvider(),
 	}); err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
@@ -224,14 +242,15 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 const version = "1.0.0"
 
 func openStore(ctx context.Context, cfg config, log *slog.Logger) (eventstore.Store, error) {
-	return openStoreWith(ctx, cfg, log, nil)
+	return openStoreWith(ctx, cfg, log, nil, nil)
 }
 
-// openStoreWith is openStore with faults injected into the embedded store's file (tests only).
-func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *embedded.Faults) (eventstore.Store, error) {
+// openStoreWith is openStore with faults injected into the embedded store's file (tests only) and
+// the embedded store's own metrics (append latency, commit batches, write faults, degraded) on set.
+func openStoreWith(ctx context.Context, cfg config, log *slog.Logger, faults *embedded.Faults, set *metrics.Set) (eventstore.Store, error) {
 	if cfg.EventStore == "embedded" {
 		dir := filepath.Join(cfg.DataDir, "events")
-		s, err := embedded.Open(dir, embedded.Options{Logger: log, Faults: faults})
+		s, err := embedded.Open(dir, embedded.Options{Logger: log, Faults: faults, Metrics: set})
 		if err != nil {
 			return nil, dataDirError(cfg.DataDir, dir, err)
 		}
