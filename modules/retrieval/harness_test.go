@@ -77,6 +77,7 @@ type opts struct {
 	shared    bool // the index is shared (Elasticsearch): a processor writes it
 	sealer    *sealing.Sealer
 	busDir    string // the bus's checkpoints and read models (default: a temporary folder)
+	policy    retrieval.TenantPolicy
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -99,7 +100,7 @@ func newEnv(t testing.TB, o opts) *env {
 		t.Fatal(err)
 	}
 	mod, err := retrieval.New(retrieval.Deps{Config: o.config, Store: store, Index: fi, Embedders: res, Completer: o.completer, SharedIndex: o.shared,
-		Sealer: o.sealer})
+		Sealer: o.sealer, Policy: o.policy})
 	if err != nil {
 		t.Fatal(err)
 	}

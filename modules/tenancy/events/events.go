@@ -41,6 +41,21 @@ type TenantConfig struct {
 	// SystemPrompt, when set, is sent first in every /v1/chat/completions call of the tenant
 	// (nothing is injected otherwise).
 	SystemPrompt string `json:"systemPrompt,omitempty" yaml:"systemPrompt"`
+	// Search tunes POST /search and the chat's retrieval (issue 16).
+	Search Search `json:"search,omitzero" yaml:"search"`
+}
+
+// Search is a tenant's retrieval settings; zero values mean the server's defaults.
+type Search struct {
+	// Mode of a request that names none: hybrid (default), vector or lexical.
+	Mode string `json:"mode,omitempty" yaml:"mode"`
+	// RRFK is the reciprocal rank fusion constant of hybrid search (default 60).
+	RRFK int `json:"rrfK,omitempty" yaml:"rrfK"`
+	// VectorWeight and LexicalWeight weigh the two halves in the fusion (default 1 each).
+	VectorWeight  float64 `json:"vectorWeight,omitempty" yaml:"vectorWeight"`
+	LexicalWeight float64 `json:"lexicalWeight,omitempty" yaml:"lexicalWeight"`
+	// Feedback turns pseudo-relevance feedback on or off (default on).
+	Feedback *bool `json:"feedback,omitempty" yaml:"feedback"`
 }
 
 // Models selects chat and embedding models as "provider:model".

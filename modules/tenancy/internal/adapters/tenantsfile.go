@@ -332,7 +332,7 @@ func checkOrigin(s string) (string, error) {
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
 
-const tenantFields = "id, hosts, apiKeys, models, rateLimit, tokenBudget, sessionRetentionDays, maxMessagesPerSession, tools, features, cors, systemPrompt"
+const tenantFields = "id, hosts, apiKeys, models, rateLimit, tokenBudget, sessionRetentionDays, maxMessagesPerSession, tools, features, cors, systemPrompt, search"
 
 func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 	var d domain.Desired
@@ -439,6 +439,8 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 					c.Features[k] = b
 				}
 			})
+		case "search":
+			p.search(v, fp, &c.Search)
 		case "cors":
 			p.mapping(v, fp, func(k string, v *yaml.Node, fp string) {
 				switch k {
@@ -462,6 +464,42 @@ func (p *parser) tenant(n *yaml.Node, path string) (domain.Desired, bool) {
 		p.errf(n, join(path, "models.chat"), "%q is not in models.allowed", m.Chat)
 	}
 	return d, len(p.errs) == before
+}
+
+// search reads a tenant's retrieval settings (issue 16).
+func (p *parser) search(n *yaml.Node, path string, s *events.Search) {
+	p.mapping(n, path, func(k string, v *yaml.Node, fp string) {
+		switch k {
+		case "mode":
+			if m, ok := p.str(v, fp); ok {
+				if m != "hybrid" && m != "vector" && m != "lexical" {
+					p.errf(v, fp, "must be hybrid, vector or lexical, got %q", m)
+					return
+				}
+				s.Mode = m
+			}
+		case "rrfK":
+			x, _ := p.intIn(v, fp, 1, 10_000)
+			s.RRFK = int(x)
+		case "vectorWeight", "lexicalWeight":
+			f, err := strconv.ParseFloat(v.Value, 64)
+			if v.Kind != yaml.ScalarNode || (v.Tag != "!!float" && v.Tag != "!!int") || err != nil || f <= 0 || f > 100 {
+				p.errf(v, fp, "must be a number above 0 and at most 100")
+				return
+			}
+			if k == "vectorWeight" {
+				s.VectorWeight = f
+			} else {
+				s.LexicalWeight = f
+			}
+		case "feedback":
+			if b, ok := p.boolean(v, fp); ok {
+				s.Feedback = &b
+			}
+		default:
+			p.unknown(fp, v, "mode, rrfK, vectorWeight, lexicalWeight, feedback")
+		}
+	})
 }
 
 func (p *parser) models(n *yaml.Node, path string, m *events.Models) {

@@ -1,0 +1,24 @@
+package retrieval
+
+import (
+	"context"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
+	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// SearchSettings reads the tenant's `search:` settings (mode, rrfK, weights, feedback) for the app.
+func (a policyAdapter) SearchSettings(ctx context.Context, t tenant.ID) (app.SearchSettings, error) {
+	c, err := a.p.Config(ctx, t)
+	if err != nil {
+		return app.SearchSettings{}, err
+	}
+	s := c.Search
+	st := app.SearchSettings{Mode: search.Mode(s.Mode),
+		Fusion: search.Fusion{K: s.RRFK, VectorWeight: s.VectorWeight, LexicalWeight: s.LexicalWeight}}
+	if s.Feedback != nil && !*s.Feedback {
+		st.NoFeedback = true
+	}
+	return st, nil
+}
