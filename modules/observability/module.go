@@ -291,6 +291,7 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 	hooks := b.Processor(processorHooks)
 	bus.Handle(hooks, m.webhooks.Fired)
 	bus.Handle(hooks, m.webhooks.Resolved)
+	m.registerUsageMetrics(b)
 
 	audit := &api.Audit{Store: m.store, Now: m.now, Log: m.auditLog}
 	if m.sessions != nil {
