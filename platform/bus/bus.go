@@ -311,9 +311,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		// first start, so the processors' cursor simply stands at the store's end.
 		b.sharedIdle.Store(true)
 	}
-	for _, g := range groups {
-		b.startCursor(g.c)
-	}
+	b.startCursors(fwdCtx, groups)
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()

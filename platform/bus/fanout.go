@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -354,3 +355,77 @@ func (p *Projection) feed(ctx context.Context, pub message.Publisher, wg *sync.W
 
 // topic is p's in-process topic.
 func (p *Projection) topic() string { return "projection." + p.name }
+
+// startCursors starts the groups' cursors: those shared by several read models at once, those of a
+// projection with a cursor of its own (OwnCursor: slow by nature, the search index) once every
+// shared read model has caught up (or is stuck on a fault). On a first start or a rebuild the
+// shared read models (session lists, budgets, usage, the tenant directory: what most routes read)
+// then have the machine's cores to themselves instead of sharing them with the index's
+// re-embedding, and are ready that much sooner; the own cursors start after, and catch up at their
+// own pace as before. At a restart from checkpoints the shared read models are caught up at once,
+// so nothing waits.
+func (b *Bus) startCursors(ctx context.Context, groups []*group) {
+	var shared []*Projection
+	var own []*group
+	for _, g := range groups {
+		if g.own {
+			own = append(own, g)
+			continue
+		}
+		shared = append(shared, g.members...)
+		b.startCursor(g.c)
+	}
+	if len(own) == 0 {
+		return
+	}
+	if len(shared) == 0 {
+		for _, g := range own {
+			b.startCursor(g.c)
+		}
+		return
+	}
+	b.fwdWG.Add(1)
+	go func() {
+		defer b.fwdWG.Done()
+		waited := time.Now()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for !sharedSettled(shared) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		if d := time.Since(waited); d > 100*time.Millisecond {
+			b.log.Info("bus: the shared read models caught up; projections on cursors of their own start now", "waited", d.Round(time.Millisecond).String(), "projections", ownNames(own))
+		}
+		for _, g := range own {
+			b.startCursor(g.c)
+		}
+	}()
+}
+
+// sharedSettled reports whether every one of ps has caught up, is stuck on a fault or stopped.
+func sharedSettled(ps []*Projection) bool {
+	for _, p := range ps {
+		if p.isCaughtUp() || p.stuck() {
+			continue
+		}
+		select {
+		case <-p.stopped:
+			continue
+		default:
+		}
+		return false
+	}
+	return true
+}
+
+func ownNames(gs []*group) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, names(g.members)...)
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
@@ -207,6 +208,53 @@ func TestARebuildingProjectionDoesNotHoldTheOthersAtARestart(t *testing.T) {
 	}
 	wantCounts(t, readCounts(t, pn), evs)
 	wantCounts(t, readCounts(t, pk), evs)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A projection on a cursor of its own (the search index) starts reading once the shared read models
+// have caught up: on a first start they get the cores first. While a shared one is still busy (its
+// handler slow, not failing) the own-cursor projection has applied nothing; then it catches up, and
+// both hold every event once.
+func TestOwnCursorsStartOnceTheSharedReadModelsCaughtUp(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	evs := appendBatches(t, store, acme, "a", 2_000)
+	b, err := bus.New(projectionConfig(t), bus.Deps{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registerTestEvents(b.Codec().Add)
+	shared, own := &counting{}, &counting{}
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	ps := b.Projection("test.shared", bus.ProjectionOptions{Version: 1})
+	bus.Apply(ps, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev happenedEvent) error {
+		once.Do(func() { close(reached); <-release })
+		return shared.apply(ctx, tx, env, ev.N)
+	})
+	po := b.Projection("test.own", bus.ProjectionOptions{Version: 1, OwnCursor: true})
+	bus.Apply(po, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev happenedEvent) error {
+		return own.apply(ctx, tx, env, ev.N)
+	})
+	stop := runBus(t, b)
+	var released sync.Once
+	open := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	<-reached
+	time.Sleep(300 * time.Millisecond) // time enough for an own cursor that did not wait to apply
+	if n := own.calls.Load(); n != 0 {
+		t.Fatalf("the own-cursor projection applied %d events while a shared read model was still catching up", n)
+	}
+	open()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if err := b.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCounts(t, readCounts(t, ps), evs)
+	wantCounts(t, readCounts(t, po), evs)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

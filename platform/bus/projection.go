@@ -48,12 +48,12 @@ type Projection struct {
 	name string
 	opts ProjectionOptions
 
-	handlers []projHandler                                                   // as registered
-	all      func(ctx context.Context, tx *readmodel.Tx, env Envelope) error // ApplyAll's, if any
-	byType   map[string]projHandler                                          // resolved by Run
-	preps      []prepHandler          // Prepare's, as registered
-	prepByType map[string]prepHandler // resolved by Run
-	store    atomic.Pointer[readmodel.Store]                                 // opened by Run
+	handlers   []projHandler                                                   // as registered
+	all        func(ctx context.Context, tx *readmodel.Tx, env Envelope) error // ApplyAll's, if any
+	byType     map[string]projHandler                                          // resolved by Run
+	preps      []prepHandler                                                   // Prepare's, as registered
+	prepByType map[string]prepHandler                                          // resolved by Run
+	store      atomic.Pointer[readmodel.Store]                                 // opened by Run
 
 	// The runner's state, touched only by its goroutine.
 	tx                 *readmodel.Tx
