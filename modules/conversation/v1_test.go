@@ -326,7 +326,12 @@ func TestV1RetriesThenFallsBack(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var waits []time.Duration
-	sleep := func(ctx context.Context, d time.Duration) error { mu.Lock(); waits = append(waits, d); mu.Unlock(); return nil }
+	sleep := func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return nil
+	}
 	up := &aitest.Upstream{Fail: []int{503, 429}, RetryAfter: "2"}
 	tenants := map[string]tenancyevents.TenantConfig{"acme": {ID: "acme", Models: tenancyevents.Models{Retry: &tenancyevents.Retry{Attempts: 2, BackoffMs: 100}}}}
 	e := upstreamEnv(t, up, opts{tenants: tenants, router: ai.RouterConfig{Sleep: sleep}})

@@ -3,6 +3,7 @@ package ai
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,6 +27,31 @@ type PassRequest struct {
 	// chunks the router writes ("chatcmpl-…", unix seconds).
 	ID      string
 	Created int64
+	// Flush, when set, sends on what the chunks written so far hold. A provider calls it when it
+	// is about to wait for its upstream, so that chunks that arrived together leave together (one
+	// write instead of one per chunk) and none waits while the upstream is quiet.
+	Flush func()
+}
+
+// flush calls Flush when set.
+func (p *PassRequest) flush() {
+	if p.Flush != nil {
+		p.Flush()
+	}
+}
+
+// FlushingReader reads r, calling flush before each read of r: a buffered reader over it reads
+// only once what it holds is used up, that is, just before it may wait.
+type FlushingReader struct {
+	R     io.Reader
+	Flush func()
+}
+
+func (f *FlushingReader) Read(b []byte) (int, error) {
+	if f.Flush != nil {
+		f.Flush()
+	}
+	return f.R.Read(b)
 }
 
 // Chunks receives an OpenAI answer as it goes out: the data of each chunk of a streamed answer
@@ -261,7 +287,11 @@ func synthesize(ctx context.Context, p Provider, m ModelID, req Request, progres
 		b = append(b, `"content":`...)
 		b = appendJSONString(b, delta)
 		b = append(b, `},"logprobs":null,"finish_reason":null}]}`...)
-		return progress(func() error { return out(b) })
+		if err := progress(func() error { return out(b) }); err != nil {
+			return err
+		}
+		pr.flush()
+		return nil
 	})
 	if err != nil {
 		return res, err
@@ -274,6 +304,7 @@ func synthesize(ctx context.Context, p Provider, m ModelID, req Request, progres
 	if err := progress(func() error { return out(b) }); err != nil {
 		return res, err
 	}
+	defer pr.flush()
 	if pr.IncludeUsage {
 		b = head(nil, "chat.completion.chunk")
 		b = append(b, `,"choices":[],"usage":`...)
@@ -337,4 +368,3 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 	}
 	return 0
 }
-

@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -54,6 +55,7 @@ func run() error {
 	calls := flag.Int("calls", 10000, "calls per phase")
 	conc := flag.Int("c", 16, "concurrent clients")
 	tokens := flag.Int("tokens", 7, "tokens in each answer")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the proxied SSE phase")
 	flag.Parse()
 
 	toks := make([]string, *tokens)
@@ -79,7 +81,19 @@ func run() error {
 			kind = "SSE"
 		}
 		direct := phase(client, upBase+"/v1/chat/completions", "m", stream, *calls, *conc)
+		if stream && *profile != "" {
+			f, err := os.Create(*profile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
 		proxied := phase(client, srvBase+"/v1/chat/completions", "fake:m", stream, *calls, *conc)
+		if stream && *profile != "" {
+			pprof.StopCPUProfile()
+		}
 		if direct.err != nil {
 			return fmt.Errorf("direct %s: %w", kind, direct.err)
 		}

@@ -280,7 +280,10 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 		return res, out(body)
 	}
 	var res ai.Result
-	done, err := ai.ReadSSE(resp.Body, func(data []byte) error {
+	done, err := ai.ReadSSE(&ai.FlushingReader{R: resp.Body, Flush: pr.Flush}, func(data []byte) error {
+		if !needsReading(data) {
+			return out(data) // a delta: nothing to meter in it
+		}
 		var c passChunk
 		if err := json.Unmarshal(data, &c); err != nil {
 			return &ai.Error{Model: model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
@@ -311,6 +314,14 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 		return res, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil)
 	}
 	return res, nil
+}
+
+// needsReading reports whether a streamed chunk may hold what metering reads (a finish_reason, a
+// usage, an error); the deltas in between carry "finish_reason":null and "usage":null, or nothing,
+// and go out unread.
+func needsReading(data []byte) bool {
+	return bytes.Contains(data, []byte(`"finish_reason":"`)) || bytes.Contains(data, []byte(`"usage":{`)) ||
+		bytes.Contains(data, []byte(`"error"`)) || bytes.Contains(data, []byte(`"finish_reason": "`)) || bytes.Contains(data, []byte(`"usage": {`))
 }
 
 // maxAnswer bounds a non-streamed answer held in memory.

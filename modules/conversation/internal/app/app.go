@@ -42,7 +42,7 @@ type Settings struct {
 	DefaultModel  string // server default ("builtin:offline" when nothing is configured)
 	OverrideModel string // CRISPY_MODEL_ID: wins over the tenant's models.chat
 	// ModelAliases name models for OpenAI clients (a tenant's models.aliases win).
-	ModelAliases map[string]string
+	ModelAliases  map[string]string
 	ContextTokens int
 	MaxCompletion int
 	RAGTopK       int

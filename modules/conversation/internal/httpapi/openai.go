@@ -187,6 +187,13 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		w := hctx.BodyWriter()
 		started := false
+		if pr.Stream {
+			pr.Flush = func() {
+				if started {
+					flush(w)
+				}
+			}
+		}
 		err := call.Run(hctx.Context(), func(data []byte) error {
 			if !started {
 				started = true
@@ -202,13 +209,16 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 				_, err := w.Write(data)
 				return err
 			}
-			buf := make([]byte, 0, len(data)+8)
-			buf = append(append(append(buf, "data: "...), data...), '\n', '\n')
-			if _, err := w.Write(buf); err != nil {
+			// Written unflushed into the response's buffer: the provider flushes (pr.Flush) before
+			// it waits for the upstream.
+			if _, err := w.Write(dataPrefix); err != nil {
 				return err
 			}
-			flush(w)
-			return nil
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
+			_, err := w.Write(eventEnd)
+			return err
 		})
 		switch {
 		case err == nil && pr.Stream:
@@ -222,6 +232,8 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 		}
 	}}, nil
 }
+
+var dataPrefix, eventEnd = []byte("data: "), []byte("\n\n")
 
 // toolName is OpenAI's rule for a function's name.
 var toolName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
