@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -243,27 +244,59 @@ func TestWebhookSignatureDependsOnSecret(t *testing.T) {
 	}
 }
 
-// By default a webhook cannot reach internal addresses (the httptest server is on 127.0.0.1): the
-// transition is still recorded, the notice is refused at connect time and not retried.
+// By default a webhook cannot point at an internal address (the httptest server is on 127.0.0.1):
+// the rule is refused at save with 422 naming the field and the flag that allows it (before: it was
+// saved, and every notice was refused at connect time, silently). The connect-time check stays
+// (DNS may change after the save): TestWebhookClientRefusesInternalAddresses.
 func TestWebhookToInternalAddressRefused(t *testing.T) {
 	t.Parallel()
 	h, srv := newHook(0)
 	defer srv.Close()
 	e := newEnv(t, opts{deps: func(d *observability.Deps) { d.Config.WebhookAllowInternal = false }})
-	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": srv.URL}); r.status != 200 {
-		t.Fatalf("put: %s", r.raw)
+	for _, u := range []string{srv.URL, "http://localhost:9/hook", "http://10.0.0.7/hook", "http://[::1]:8080/x", "http://169.254.169.254/latest"} {
+		r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": u})
+		if r.status != 422 || !strings.Contains(r.raw, "body.webhookUrl") || !strings.Contains(r.raw, "CRISPY_WEBHOOK_ALLOW_INTERNAL") {
+			t.Fatalf("PUT with webhookUrl %s: %d %s, want 422 naming body.webhookUrl and the flag", u, r.status, r.raw)
+		}
+	}
+	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": "https://203.0.113.9/hook"}); r.status != 200 {
+		t.Fatalf("PUT with a public address: %d %s", r.status, r.raw)
 	}
 	e.sync()
-	if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	e.sync()
-	if types := e.ruleEvents(acme, "r"); len(types) != 2 || types[1] != obsevents.TypeAlertFired {
-		t.Fatalf("rule stream: %v", types)
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.attempts != 0 {
 		t.Fatalf("internal webhook reached %d times", h.attempts)
+	}
+}
+
+// The webhook client refuses internal addresses at connect time too.
+func TestWebhookClientRefusesInternalAddresses(t *testing.T) {
+	t.Parallel()
+	h, srv := newHook(0)
+	defer srv.Close()
+	_, err := observability.NewWebhookClient(time.Second, false).Post(srv.URL, "application/json", strings.NewReader("{}"))
+	if err == nil || !strings.Contains(err.Error(), "internal") {
+		t.Fatalf("POST to %s: %v, want the internal address refused", srv.URL, err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.attempts != 0 {
+		t.Fatalf("reached %d times", h.attempts)
+	}
+}
+
+// No webhook is ever signed with an empty key: without a secret a rule with a webhookUrl is
+// refused at save (before: it was saved and its notices were signed with an empty key), and a rule
+// without one is accepted.
+func TestWebhookWithoutSecretRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{deps: func(d *observability.Deps) { d.Config.WebhookSecret = "" }})
+	r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0, "webhookUrl": "https://203.0.113.9/hook"})
+	if r.status != 422 || !strings.Contains(r.raw, "CRISPY_WEBHOOK_SECRET") {
+		t.Fatalf("PUT with a webhook and no secret: %d %s, want 422 naming CRISPY_WEBHOOK_SECRET", r.status, r.raw)
+	}
+	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0}); r.status != 200 {
+		t.Fatalf("PUT without a webhook: %d %s", r.status, r.raw)
 	}
 }

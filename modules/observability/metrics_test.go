@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability"
+	toolevents "github.com/crispy-enigma/crispy/modules/tooling/events"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -44,6 +45,8 @@ func TestAnomaliesNeedHistoryAndFlagSpikes(t *testing.T) {
 	for j := 0; j < 30; j++ {
 		e.turn(acme, "s", "openai:gpt-4o", 100, 100, 0, 0)
 	}
+	// The spike's bucket counts once it has ended (complete buckets only).
+	clk.Set(epoch.Add(5 * time.Minute))
 	r := e.get("/metrics/anomalies?period=1h", "acme")
 	if r.status != 200 || num(t, r.body, "points") != 12 {
 		t.Fatalf("%d %s", r.status, r.raw)
@@ -62,6 +65,29 @@ func TestAnomaliesNeedHistoryAndFlagSpikes(t *testing.T) {
 	// Beta's spike still lacks history; acme's history is not beta's.
 	if r := e.get("/metrics/anomalies?period=1h", "beta"); len(r.body["anomalies"].([]any)) != 0 {
 		t.Fatalf("beta anomalies from acme's history: %s", r.raw)
+	}
+}
+
+// Anomalies read complete buckets only. Before, the current 5-minute bucket was the newest point:
+// a minute into it, steady traffic (2 or 3 turns every 5 minutes) had made 0 or 1 turn so far and read
+// as a drop far below its history.
+func TestAnomaliesIgnoreTheUnfinishedBucket(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: epoch.Add(-60 * time.Minute)}
+	e := newEnv(t, opts{clk: clk})
+	for i := 0; i < 12; i++ {
+		for j := 0; j < 2+i%2; j++ {
+			e.turn(acme, "s", "openai:gpt-4o", 100, 100, 0, 0)
+		}
+		clk.Advance(5 * time.Minute)
+	}
+	clk.Set(epoch.Add(time.Minute)) // one minute into a bucket with no turn yet
+	r := e.get("/metrics/anomalies?period=1h", "acme")
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	if as := r.body["anomalies"].([]any); len(as) != 0 {
+		t.Fatalf("steady traffic flagged a minute into a bucket: %s", r.raw)
 	}
 }
 
@@ -129,5 +155,23 @@ func TestPriceFileOverridesDefaults(t *testing.T) {
 	}
 	if tot, _ := e.mod.Usage(context.Background(), acme, epoch.Add(-time.Hour)); tot.CostUSD != 4 {
 		t.Fatalf("Usage cost %v", tot.CostUSD)
+	}
+}
+
+// A client's own errors (params that fail the schema, a tool it may not run, its budget) are not
+// failures of the tool: the tool SLIs count them as calls, not errors. Before, a 422 or a 403 made
+// the tool's error rate.
+func TestToolSLIsLeaveClientErrorsOut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	e.tool(acme, "summarize", true, 10)
+	for _, code := range []string{"VALIDATION_FAILED", "PERMISSION_DENIED", "budget_exceeded"} {
+		e.append(acme, "tool-audit", "", toolevents.TypeToolFailed, toolevents.ToolFailed{Tenant: acme.String(), Tool: "summarize", DurationMs: 1, ErrorCode: code})
+	}
+	e.tool(acme, "summarize", false, 10) // EXECUTION_ERROR: the tool's own failure
+	e.sync()
+	s := e.get("/metrics/slis?period=1h", "acme")
+	if num(t, s.body, "tools", "calls") != 5 || num(t, s.body, "tools", "failures") != 1 || num(t, s.body, "tools", "errorRate") != 0.2 {
+		t.Fatalf("tool SLIs: %s, want 5 calls, 1 failure (the tool's own), error rate 0.2", s.raw)
 	}
 }

@@ -210,7 +210,7 @@ func New(d Deps) (*Module, error) {
 		client = alerts.NewClient(d.Config.WebhookTimeout, d.Config.WebhookAllowInternal)
 	}
 	if d.Config.WebhookSecret == "" {
-		log.Warn("no webhook secret configured: alert notices are signed with an empty key")
+		log.Warn("no webhook secret configured (CRISPY_WEBHOOK_SECRET): alert rules with a webhookUrl are refused, and notices of existing ones are not sent unsigned")
 	}
 	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, sessions: d.Sessions, auditLog: d.AuditLog, ticks: d.AlertTicks}
 	notifier := &alerts.Notifier{Client: client, Secret: []byte(d.Config.WebhookSecret), Retries: d.Config.WebhookRetries,
@@ -222,6 +222,7 @@ func New(d Deps) (*Module, error) {
 	}
 	m.alerts = alerts.NewEngine(d.Store, &m.rules, m.svc.MetricValue, log, d.Now)
 	m.alerts.Served = d.KnownTenants
+	m.alerts.Signed, m.alerts.AllowInternal = d.Config.WebhookSecret != "", d.Config.WebhookAllowInternal
 	m.svc.Alerts = m.alerts
 	m.http = telemetry.NewHTTP(d.Metrics, d.KnownTenants, d.Config.MaxTenantLabels, 30*time.Second, d.Now)
 	return m, nil
@@ -269,7 +270,8 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolFailed) error {
-		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs})
+		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs,
+			ClientError: domain.ClientErrorCode(ev.ErrorCode)})
 	})
 	m.usage.Projection = usage
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -51,6 +52,14 @@ type Engine struct {
 	// Served lists the tenants served now (those in the tenants file); EvaluateAll skips the rules
 	// of any other (a tenant removed from the file fires no more alerts). nil: every tenant.
 	Served func() []tenant.ID
+	// Signed says a webhook secret is configured: without one a rule with a webhookUrl is refused
+	// at save (422), since its notices could not be signed.
+	Signed bool
+	// AllowInternal (CRISPY_WEBHOOK_ALLOW_INTERNAL) accepts webhook URLs on internal addresses;
+	// otherwise they are refused at save (422) as the webhook client refuses them at connect time.
+	AllowInternal bool
+	// Lookup resolves a webhook host at save (nil: the system resolver).
+	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 
 	// writing serialises this process's writes of one rule stream (stream name -> lock), so a
 	// burst of saves of one rule queues instead of exhausting the optimistic-concurrency retries;
@@ -200,10 +209,27 @@ func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domai
 	}
 }
 
+// CodeWebhookRefused is Save's refusal of a webhook URL this server will not deliver to (no
+// secret, an internal address): the API answers 422 on body.webhookUrl.
+const CodeWebhookRefused = "webhook_url_refused"
+
 // Save creates or replaces a rule after validating it, and returns it with its state as written.
 func (g *Engine) Save(ctx context.Context, t tenant.ID, r events.AlertRule) (RuleView, error) {
 	if err := domain.ValidateRule(r); err != nil {
 		return RuleView{}, err
+	}
+	if r.WebhookURL != "" {
+		bad := func(msg string) error {
+			return apperr.New(apperr.KindInvalid, CodeWebhookRefused, msg).WithFields(apperr.FieldError{Location: "body.webhookUrl", Message: msg})
+		}
+		if !g.Signed {
+			return RuleView{}, bad("this server has no webhook secret (CRISPY_WEBHOOK_SECRET), so notices could not be signed; the operator must set one, or save the rule without webhookUrl")
+		}
+		if !g.AllowInternal {
+			if err := CheckURL(ctx, r.WebhookURL, g.Lookup); err != nil {
+				return RuleView{}, bad(fmt.Sprintf("webhookUrl must not point at an internal address (%v); the operator can allow them with CRISPY_WEBHOOK_ALLOW_INTERNAL=true", err))
+			}
+		}
 	}
 	st, err := tenant.NewStream(t, Category, r.ID)
 	if err != nil {

@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,9 +42,7 @@ func NewClient(timeout time.Duration, allowInternal bool) *http.Client {
 			if err != nil {
 				return fmt.Errorf("%w: %s", ErrBlockedAddress, address)
 			}
-			ip := ap.Addr().Unmap()
-			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-				ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip) {
+			if ip := ap.Addr().Unmap(); Internal(ip) {
 				return fmt.Errorf("%w: %s", ErrBlockedAddress, ip)
 			}
 			return nil
@@ -56,6 +56,52 @@ func NewClient(timeout time.Duration, allowInternal bool) *http.Client {
 
 // cgnat is the carrier-grade NAT range (100.64.0.0/10), internal to providers' networks.
 var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// Internal reports whether ip is an address a tenant's webhook must not reach: loopback, private,
+// link-local, multicast, unspecified or carrier-grade NAT. The dialer refuses them at connect time
+// (after DNS, so rebinding does not get around it) and CheckURL at save time.
+func Internal(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip)
+}
+
+// CheckURL refuses, when the rule is saved, a webhook URL whose host is or resolves to an internal
+// address (Internal), so the tenant hears it now instead of its notices being refused silently at
+// delivery. A name that does not resolve now passes: the dialer still checks every connection.
+func CheckURL(ctx context.Context, raw string, lookup func(ctx context.Context, host string) ([]netip.Addr, error)) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if Internal(ip) {
+			return fmt.Errorf("%w: %s", ErrBlockedAddress, ip)
+		}
+		return nil
+	}
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return fmt.Errorf("%w: %s", ErrBlockedAddress, host)
+	}
+	if lookup == nil {
+		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ips, err := lookup(lctx, host)
+	if err != nil {
+		return nil
+	}
+	for _, ip := range ips {
+		if Internal(ip) {
+			return fmt.Errorf("%w: %s resolves to %s", ErrBlockedAddress, host, ip)
+		}
+	}
+	return nil
+}
 
 // SignatureHeader carries "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body)); TimestampHeader
 // carries the unix seconds that were signed, so a receiver can refuse replays of old notices.
@@ -87,8 +133,15 @@ type Notifier struct {
 	Now     func() time.Time
 }
 
+// ErrUnsigned refuses to send a notice without a signing secret: a receiver could not tell it from
+// a forgery.
+var ErrUnsigned = errors.New("no webhook secret is configured (CRISPY_WEBHOOK_SECRET): notices are not sent unsigned")
+
 // Deliver POSTs one notice, retrying network errors, 429 and 5xx.
 func (n *Notifier) Deliver(ctx context.Context, url string, notice Notice) error {
+	if len(n.Secret) == 0 {
+		return fmt.Errorf("webhook %s: %w", url, ErrUnsigned)
+	}
 	body, err := MarshalNotice(notice)
 	if err != nil {
 		return err

@@ -252,6 +252,10 @@ func (m *Metrics) Register(api huma.API) {
 				r.Period = domain.DefaultPeriod
 			}
 			saved, err := m.Alerts.Save(ctx, t, r)
+			if e, ok := apperr.As(err); ok && e.Code == alerts.CodeWebhookRefused {
+				// A URL the server will not deliver to is a semantic error of the body: 422.
+				return nil, huma.Error422UnprocessableEntity(e.Message, &huma.ErrorDetail{Location: "body.webhookUrl", Message: e.Message, Value: r.WebhookURL})
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -199,7 +199,11 @@ type AnomalyReport struct {
 func (s *Service) Anomalies(ctx context.Context, t tenant.ID, p domain.Period) (AnomalyReport, error) {
 	w := s.window(p)
 	step := p.Span / domain.SeriesPoints
-	sums, err := s.Model.Series(ctx, t, w.Until, step, domain.SeriesPoints)
+	// Complete buckets only: the series ends with the last bucket that has ended, so steady traffic
+	// does not look like a drop early in every bucket (the current one holds a few minutes at most).
+	w.Until = domain.BucketStart(domain.BucketKey(w.Until))
+	w.Since = w.Until.Add(-p.Span)
+	sums, err := s.Model.Series(ctx, t, w.Until.Add(-time.Nanosecond), step, domain.SeriesPoints)
 	if err != nil {
 		return AnomalyReport{}, err
 	}
