@@ -192,7 +192,7 @@ func scopesOf(e *domain.Entry, cred, user string) domain.Scopes {
 	if strings.HasPrefix(cred, domain.KeyIDPrefix) {
 		sc.Add(domain.ScopeKey, cred, e.KeyLimit(cred))
 	}
-	sc.Add(domain.ScopeUser, user, e.Policy.User)
+	sc.Add(domain.ScopeUser, e.LimitUser(cred, user), e.Policy.User)
 	return sc
 }
 

@@ -110,3 +110,35 @@ func TestAdmitPassesTenantUserAndPolicyToTheLimiter(t *testing.T) {
 		t.Fatalf("limiter saw %s %+v", gotT, got)
 	}
 }
+
+// A key's own limits (admin API) replace the tenant's keyPerMinute for that key, and a key bound
+// to a user is limited as that user whatever x-user-id says.
+func TestAdmitUsesTheKeysOwnLimitsAndBoundUser(t *testing.T) {
+	t.Parallel()
+	const secret = "ce_boundKeyForLimits"
+	hash := domain.HashKey(secret)
+	tn := domain.NewTenant(tenant.MustParse("acme"))
+	tn.Apply(0, events.TenantRegistered{Config: events.TenantConfig{ID: "acme", RateLimit: events.RateLimit{PerMinute: 5, Burst: 1}}})
+	tn.Apply(1, events.ApiKeyAdded{Hash: hash, Limits: &events.KeyLimits{PerMinute: 2, Burst: 2}, User: "ann"})
+	e, err := domain.NewEntry(tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := domain.NewDirectory([]*domain.Entry{e}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got domain.Scopes
+	a := &app.Admitter{Limiter: limiterFunc(func(_ tenant.ID, s domain.Scopes) (domain.Decision, error) {
+		got = s
+		return domain.Decision{Allowed: true}, nil
+	})}
+	a.SetDirectory(d)
+	if _, err := a.Admit(context.Background(), httpapi.Admission{TenantHeader: "acme", APIKey: secret, UserID: "mallory"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.N != 3 || got.S[1].Kind != domain.ScopeKey || got.S[1].Limit != (domain.Limit{PerMinute: 2, Burst: 2}) ||
+		got.S[2].ID != "ann" || got.S[2].Limit != (domain.Limit{PerMinute: 5, Burst: 1}) {
+		t.Fatalf("scopes %+v", got)
+	}
+}

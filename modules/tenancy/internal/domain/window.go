@@ -308,6 +308,27 @@ func (s *Scopes) Add(kind byte, id string, l Limit) {
 // List is the scopes added.
 func (s *Scopes) List() []Scope { return s.S[:s.N] }
 
-// KeyLimit is the ceiling of the API key whose credential id is cred: the tenant's keyPerMinute
-// with its burst. (The hook for per-key limits: a key's own limit replaces it here.)
-func (e *Entry) KeyLimit(cred string) Limit { return e.Policy.Key }
+// KeyLimit is the ceiling of the API key whose credential id is cred: the key's own limits where
+// it has them (admin API, tenants file), else the tenant's keyPerMinute with its burst. The
+// tenant's total still applies on top.
+func (e *Entry) KeyLimit(cred string) Limit {
+	l := e.Policy.Key
+	if k := e.Key(cred); k != nil && k.Limits != nil {
+		if k.Limits.PerMinute > 0 {
+			l.PerMinute = int64(k.Limits.PerMinute)
+		}
+		if k.Limits.Burst > 0 {
+			l.Burst = int64(k.Limits.Burst)
+		}
+	}
+	return l
+}
+
+// LimitUser is the user a request is limited as: the user a key is bound to, whatever x-user-id
+// says, else x-user-id.
+func (e *Entry) LimitUser(cred, user string) string {
+	if k := e.Key(cred); k != nil && k.User != "" {
+		return k.User
+	}
+	return user
+}
