@@ -49,7 +49,7 @@ func TestDocumentsAreErasedFromTheWholeDataFolder(t *testing.T) {
 			t.Fatalf("search for %s before the deletion: %d %s", m, r.status, r.raw)
 		}
 	}
-	for _, id := range []string{"notes/plan.md", "memo"} {
+	for _, id := range []string{"plan.md", "memo"} { // a file's id is relative to the folder given
 		if r := call(t, srv, "DELETE", "/documents/"+url.PathEscape(id), nil); r.status != 200 {
 			t.Fatalf("delete %s: %d %s", id, r.status, r.raw)
 		}
@@ -66,8 +66,8 @@ func TestDocumentsAreErasedFromTheWholeDataFolder(t *testing.T) {
 		}
 	}
 	// The search above can see the log: the deletions, which are not sealed, name the documents.
-	if len(erasuretest.FilesHolding(t, filepath.Join(data, "events"), []byte("notes/plan.md"))) == 0 {
-		t.Fatal("the deletion of notes/plan.md is in no file of the event store: the search for the texts saw nothing")
+	if len(erasuretest.FilesHolding(t, filepath.Join(data, "events"), []byte("plan.md"))) == 0 {
+		t.Fatal("the deletion of plan.md is in no file of the event store: the search for the texts saw nothing")
 	}
 	if r := runCrispy(t, root, nil, "verify", "--tenant", "demo", "--data-dir", "data"); r.code != 0 || !strings.Contains(r.stdout, "ok:") {
 		t.Fatalf("crispy verify after the deletions: exit %d\n%s%s", r.code, r.stdout, r.stderr)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -91,9 +92,12 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 
 // offlineCommand parses the flags ingest and reindex share and opens what they need; wantArgs says
 // whether the command takes paths.
-func offlineCommand(ctx context.Context, name, tenantHelp string, args []string, io stdio, env lookupEnv, wantArgs bool) (*offline, []string, error) {
+func offlineCommand(ctx context.Context, name, tenantHelp string, args []string, io stdio, env lookupEnv, wantArgs bool, more ...func(*flag.FlagSet)) (*offline, []string, error) {
 	var cfg config
 	f := newFlags(name, env, io.err)
+	for _, m := range more {
+		m(f.fs)
+	}
 	f.storeFlags(&cfg)
 	f.keyGuardFlags(&cfg)
 	f.str(&cfg.Tenants, "tenants", "", "tenants YAML file (as given to serve)")
@@ -127,16 +131,19 @@ func offlineCommand(ctx context.Context, name, tenantHelp string, args []string,
 }
 
 func cmdIngest(ctx context.Context, args []string, io stdio, env lookupEnv) error {
-	o, paths, err := offlineCommand(ctx, "ingest", "the tenant to ingest for", args, io, env, true)
+	var prune bool
+	o, paths, err := offlineCommand(ctx, "ingest", "the tenant to ingest for", args, io, env, true, func(fs *flag.FlagSet) {
+		fs.BoolVar(&prune, "prune", false, "delete the tenant's documents ingested from files that are no longer in the folders given")
+	})
 	if err != nil {
 		return err
 	}
 	defer o.close()
-	res, err := o.retr.IngestPaths(ctx, o.t, paths, fileProgress(io.err, "ingest"))
+	res, err := o.retr.IngestPaths(ctx, o.t, paths, retrieval.FilesOptions{Prune: prune}, fileProgress(io.err, "ingest"))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(io.out, "tenant %s: %d files ingested, %d unchanged and skipped, %d failed\n", o.t, res.Ingested, res.Skipped, len(res.Failed))
+	fmt.Fprintf(io.out, "tenant %s: %d files ingested, %d unchanged and skipped, %d deleted, %d failed\n", o.t, res.Ingested, res.Skipped, res.Deleted, len(res.Failed))
 	if len(res.Failed) > 0 {
 		paths := make([]string, 0, len(res.Failed))
 		for p := range res.Failed {

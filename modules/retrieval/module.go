@@ -431,15 +431,24 @@ func (m *Module) Reindex(ctx context.Context, t tenant.ID, progress func(done, t
 type FilesResult struct {
 	Ingested int
 	Skipped  int              // unchanged since their last ingest (same content hash)
+	Deleted  int              // documents whose files are gone (Prune)
 	Failed   map[string]error // by path
 }
 
-// IngestPaths ingests .txt/.md/.markdown files and folders for t (crispy ingest PATH… --tenant T). The
-// docId is the path as given (cleaned, '/'-separated); files whose content hash matches their
-// document's last ingest are skipped, so an interrupted run resumes. progress is called after every
-// file (done of total).
-func (m *Module) IngestPaths(ctx context.Context, t tenant.ID, paths []string, progress func(done, total int, path string)) (FilesResult, error) {
-	r, err := m.svc.IngestPaths(ctx, t, paths, progress)
+// FilesOptions tune IngestPaths.
+type FilesOptions struct {
+	// Prune deletes the tenant's documents ingested from files whose ids no file given has any
+	// more (a folder synced again loses what was removed from it).
+	Prune bool
+}
+
+// IngestPaths ingests .txt/.md/.markdown files and folders for t (crispy ingest PATH… --tenant T).
+// A file's docId is its path relative to the folder given ('/'-separated; a file given by name:
+// its name), never to the working directory; hidden files and folders are skipped; files whose
+// content hash matches their document's last ingest are skipped, so an interrupted run resumes.
+// progress is called after every file (and every deletion when pruning).
+func (m *Module) IngestPaths(ctx context.Context, t tenant.ID, paths []string, opts FilesOptions, progress func(done, total int, path string)) (FilesResult, error) {
+	r, err := m.svc.IngestPaths(ctx, t, paths, app.FilesOptions(opts), progress)
 	return FilesResult(r), err
 }
 

@@ -490,40 +490,82 @@ func TestIngestPathsResumes(t *testing.T) {
 	write("sub/parking.txt", parking)
 	write("image.png", "\x89PNG")
 	write(".git/HEAD.md", "ref")
+	write(".notes.md", "a hidden file")
 	ctx := context.Background()
 	acme := tenant.MustParse("acme")
 	var seen []string
-	r, err := e.mod.IngestPaths(ctx, acme, []string{docs}, func(done, total int, path string) {
+	r, err := e.mod.IngestPaths(ctx, acme, []string{docs}, retrieval.FilesOptions{}, func(done, total int, path string) {
 		seen = append(seen, path)
 		if total != 2 || done != len(seen) {
 			t.Errorf("progress %d/%d", done, total)
 		}
 	})
 	if err != nil || r.Ingested != 2 || r.Skipped != 0 || len(r.Failed) != 0 {
-		t.Fatalf("first run %+v %v", r, err)
+		t.Fatalf("first run %+v %v (hidden files and folders are skipped)", r, err)
 	}
-	r, _ = e.mod.IngestPaths(ctx, acme, []string{docs}, nil)
+	r, _ = e.mod.IngestPaths(ctx, acme, []string{docs}, retrieval.FilesOptions{}, nil)
 	if r.Ingested != 0 || r.Skipped != 2 {
 		t.Fatalf("second run must skip unchanged files: %+v", r)
 	}
 	write("vacation.md", "# Vacation policy\n\nThirty days now.")
-	r, _ = e.mod.IngestPaths(ctx, acme, []string{docs}, nil)
+	r, _ = e.mod.IngestPaths(ctx, acme, []string{docs}, retrieval.FilesOptions{}, nil)
 	if r.Ingested != 1 || r.Skipped != 1 {
 		t.Fatalf("third run %+v", r)
 	}
 	// Another tenant starts from scratch: its own documents decide what is skipped.
-	if r, _ := e.mod.IngestPaths(ctx, tenant.MustParse("beta"), []string{docs}, nil); r.Ingested != 2 {
+	if r, _ := e.mod.IngestPaths(ctx, tenant.MustParse("beta"), []string{docs}, retrieval.FilesOptions{}, nil); r.Ingested != 2 {
 		t.Fatalf("beta %+v", r)
 	}
-	id := strings.TrimPrefix(filepath.ToSlash(filepath.Join(docs, "vacation.md")), "./")
+	// Ids are relative to the folder given, whatever the working directory.
 	ps, _ := e.mod.Retrieve(ctx, acme, "thirty days vacation policy", 1)
-	if len(ps) != 1 || ps[0].Title != "Vacation policy" || !strings.HasSuffix(ps[0].DocID, "docs/vacation.md") || !strings.Contains(id, ps[0].DocID) {
-		t.Fatalf("passage %+v (want docId from the path)", ps)
+	if len(ps) != 1 || ps[0].Title != "Vacation policy" || ps[0].DocID != "vacation.md" {
+		t.Fatalf("passage %+v (want docId vacation.md: relative to the folder given)", ps)
+	}
+	// The same folder given by another path (a copy elsewhere) is the same documents: all skipped.
+	copyDir := filepath.Join(root, "elsewhere", "docs")
+	_ = os.MkdirAll(filepath.Join(copyDir, "sub"), 0o755)
+	for _, f := range []string{"vacation.md", "sub/parking.txt"} {
+		b, _ := os.ReadFile(filepath.Join(docs, f))
+		_ = os.WriteFile(filepath.Join(copyDir, f), b, 0o644)
+	}
+	if r, _ := e.mod.IngestPaths(ctx, acme, []string{copyDir}, retrieval.FilesOptions{}, nil); r.Ingested != 0 || r.Skipped != 2 {
+		t.Fatalf("the same folder from elsewhere: %+v", r)
+	}
+	// --prune: a file removed from the folder deletes its document; without prune it stays.
+	if err := os.Remove(filepath.Join(docs, "sub", "parking.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := e.mod.IngestPaths(ctx, acme, []string{docs}, retrieval.FilesOptions{}, nil); r.Deleted != 0 {
+		t.Fatalf("without prune nothing is deleted: %+v", r)
+	}
+	e.mustIngest("acme", "api-doc", "An API-ingested document about the parking garage stays.")
+	if r, _ := e.mod.IngestPaths(ctx, acme, []string{docs}, retrieval.FilesOptions{Prune: true}, nil); r.Deleted != 1 || r.Skipped != 1 {
+		t.Fatalf("prune: %+v", r)
+	}
+	got := map[string]bool{}
+	for _, p := range mustRetrieve(t, e, acme, "parking garage") {
+		got[p.DocID] = true
+	}
+	if got["sub/parking.txt"] || !got["api-doc"] {
+		t.Fatalf("after prune: %v (the file's document gone, the API's kept)", got)
+	}
+	// Beta's copy of the file is untouched by acme's prune.
+	if ps, _ := e.mod.RetrieveMode(ctx, tenant.MustParse("beta"), "parking garage", 5, "lexical"); len(ps) == 0 || ps[0].DocID != "sub/parking.txt" {
+		t.Fatalf("beta after acme's prune: %+v", ps)
 	}
 	// Deleting over HTTP works for path-like ids (URL-encoded).
-	if d := e.do("DELETE", "/documents/"+url.PathEscape(ps[0].DocID), "acme", nil); d.status != 200 {
-		t.Fatalf("delete %s: %d %s", ps[0].DocID, d.status, d.raw)
+	if d := e.do("DELETE", "/documents/"+url.PathEscape("vacation.md"), "acme", nil); d.status != 200 {
+		t.Fatalf("delete: %d %s", d.status, d.raw)
 	}
+}
+
+func mustRetrieve(t *testing.T, e *env, tn tenant.ID, q string) []retrieval.Passage {
+	t.Helper()
+	ps, err := e.mod.RetrieveMode(context.Background(), tn, q, 10, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 func TestPublicAPIForWiring(t *testing.T) {

@@ -21,7 +21,15 @@ import (
 type FilesResult struct {
 	Ingested int
 	Skipped  int // unchanged since their last ingest
+	Deleted  int // documents of files that are gone (Prune)
 	Failed   map[string]error
+}
+
+// FilesOptions tune a file ingestion.
+type FilesOptions struct {
+	// Prune deletes the tenant's documents ingested from files (source "file") whose ids no file
+	// given has any more: a folder synced again loses what was removed from it.
+	Prune bool
 }
 
 // IsIngestible reports whether a path is a text or Markdown file.
@@ -33,44 +41,50 @@ func IsIngestible(path string) bool {
 	return false
 }
 
-// FileDocID derives a document id from a path: the path as given, cleaned, with '/' separators
-// (absolute paths are made relative to the working directory when they are inside it).
-func FileDocID(path string) string {
-	p := filepath.Clean(path)
-	if filepath.IsAbs(p) {
-		if wd, err := os.Getwd(); err == nil {
-			if rel, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(rel, "..") {
-				p = rel
-			}
-		}
+// FileDocID derives a document id from a file found under root (the folder given on the command
+// line; for a file given by name, its own folder): its path relative to root with '/' separators.
+// Never relative to the working directory: the same folder synced from anywhere gives the same ids.
+func FileDocID(root, path string) string {
+	rel, err := filepath.Rel(root, path)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		rel = filepath.Base(path)
 	}
-	return strings.TrimPrefix(filepath.ToSlash(p), "./")
+	return strings.TrimPrefix(filepath.ToSlash(filepath.Clean(rel)), "./")
 }
+
+// hidden reports a dot-file or dot-folder (.git, .DS_Store, an editor's swap file).
+func hidden(name string) bool { return strings.HasPrefix(name, ".") && name != "." && name != ".." }
+
+// found is a file to ingest and its document id.
+type found struct{ path, id string }
 
 // IngestPaths ingests .txt and .md files, walking folders. It is resumable: a file whose content hash
 // matches its document's last ingest is skipped. progress is called after every file.
-func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, progress func(done, total int, path string)) (FilesResult, error) {
-	var files []string
+func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, opts FilesOptions, progress func(done, total int, path string)) (FilesResult, error) {
+	var files []found
 	for _, p := range paths {
 		info, err := os.Stat(p)
 		if err != nil {
 			return FilesResult{}, fmt.Errorf("ingest %s: %w", p, err)
 		}
 		if !info.IsDir() {
-			files = append(files, p)
+			files = append(files, found{p, FileDocID(filepath.Dir(p), p)})
 			continue
 		}
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() && path != p && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
+			if path != p && hidden(d.Name()) {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
 			}
 			// Only regular files: a FIFO named notes.txt would block the walk forever, a device
 			// would never end.
 			if d.Type().IsRegular() && IsIngestible(path) {
-				files = append(files, path)
+				files = append(files, found{path, FileDocID(p, path)})
 			}
 			return nil
 		})
@@ -78,35 +92,65 @@ func (s *Service) IngestPaths(ctx context.Context, t tenant.ID, paths []string, 
 			return FilesResult{}, fmt.Errorf("walk %s: %w", p, err)
 		}
 	}
-	sort.Strings(files)
+	sort.Slice(files, func(i, j int) bool { return files[i].id < files[j].id })
 	// crispy ingest runs without the bus: it writes the index itself (Consumed unset). It does not
 	// move the tenant's index checkpoint, so the server's next start applies these events again
 	// (idempotent: the same documents, embedded again).
-	hashes, err := s.contentHashes(ctx, t)
+	docs, err := s.fileDocs(ctx, t)
 	if err != nil {
 		return FilesResult{}, err
 	}
+	var gone []string
+	if opts.Prune {
+		have := map[string]bool{}
+		for _, f := range files {
+			have[f.id] = true
+		}
+		for id, d := range docs {
+			if d.source == "file" && !have[id] {
+				gone = append(gone, id)
+			}
+		}
+		sort.Strings(gone)
+	}
 	res := FilesResult{Failed: map[string]error{}}
+	total := len(files) + len(gone)
 	for i, f := range files {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		err := s.ingestFile(ctx, t, f, hashes, &res)
+		err := s.ingestFile(ctx, t, f, docs, &res)
 		if err != nil {
-			res.Failed[f] = err
+			res.Failed[f.path] = err
 		}
 		if progress != nil {
-			progress(i+1, len(files), f)
+			progress(i+1, total, f.path)
+		}
+	}
+	for i, id := range gone {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if err := s.Delete(ctx, t, id); err != nil {
+			res.Failed[id] = fmt.Errorf("delete (its file is gone): %w", err)
+		} else {
+			res.Deleted++
+		}
+		if progress != nil {
+			progress(len(files)+i+1, total, "deleted "+id)
 		}
 	}
 	return res, nil
 }
 
-// contentHashes returns the content hash of each of t's live documents, by docId: what the resumable
-// ingest compares files with, a string a document however long its text.
-func (s *Service) contentHashes(ctx context.Context, t tenant.ID) (map[string]string, error) {
+// fileDoc is what a file ingestion needs of a live document.
+type fileDoc struct{ hash, source string }
+
+// fileDocs returns each of t's live documents' content hash and source, by docId: what the
+// resumable ingest compares files with, and what --prune deletes from.
+func (s *Service) fileDocs(ctx context.Context, t tenant.ID) (map[string]fileDoc, error) {
 	prefix := t.StreamPrefix() + events.DocCategory + "-"
-	hashes := map[string]string{}
+	docs := map[string]fileDoc{}
 	err := s.eachEvent(ctx, t, eventstore.Start, func(e eventstore.Event) error {
 		if !strings.HasPrefix(e.Stream, prefix) {
 			return nil
@@ -117,16 +161,17 @@ func (s *Service) contentHashes(ctx context.Context, t tenant.ID) (map[string]st
 		}
 		switch {
 		case d.Exists:
-			hashes[d.DocID] = d.Ingested.ContentHash
+			docs[d.DocID] = fileDoc{d.Ingested.ContentHash, d.Ingested.Source}
 		case d.DocID != "": // deleted
-			delete(hashes, d.DocID)
+			delete(docs, d.DocID)
 		}
 		return nil
 	})
-	return hashes, err
+	return docs, err
 }
 
-func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, hashes map[string]string, res *FilesResult) error {
+func (s *Service) ingestFile(ctx context.Context, t tenant.ID, f found, docs map[string]fileDoc, res *FilesResult) error {
+	path := f.path
 	// A path given by name is read only if it is a regular file of a size that can be a document:
 	// reading /dev/zero, or a FIFO no one writes to, would never end.
 	info, err := os.Stat(path)
@@ -147,13 +192,13 @@ func (s *Service) ingestFile(ctx context.Context, t tenant.ID, path string, hash
 		return errors.New("not UTF-8 text")
 	}
 	text := string(b)
-	id := FileDocID(path)
-	if h, ok := hashes[id]; ok && h == ContentHash(text) {
+	id := f.id
+	if d, ok := docs[id]; ok && d.hash == ContentHash(text) {
 		res.Skipped++
 		return nil
 	}
 	_, err = s.Ingest(ctx, Ingest{Tenant: t, DocID: id, Text: text, Title: fileTitle(path, text), Source: "file",
-		Metadata: map[string]any{"path": filepath.ToSlash(path)}})
+		Metadata: map[string]any{"path": id}})
 	if err != nil {
 		return err
 	}
