@@ -34,6 +34,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/search/elastic"
 	searchembedded "github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/search/traced"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -119,8 +120,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		return nil, fmt.Errorf("--bus %s: %w", redactURL(cfg.Bus), err)
 	}
 
-	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis, FailClosed: cfg.RateLimitFail == "closed"},
-		Store: a.store, Log: log, Metrics: a.set}); err != nil {
+	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis, FailClosed: cfg.RateLimitFail == "closed",
+		AdminKeySHA256: cfg.AdminKeySHA256},
+		Store: a.store, Log: log, Metrics: a.set, Erase: a.eraseTenant}); err != nil {
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}
 	a.closers = append(a.closers, a.tenancy.Close)
@@ -229,13 +231,34 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	}); err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
+	// Before every operation (huma binds middleware at registration): key scopes, admin keys'
+	// reach, and GET /metrics on --addr for admin keys only (--metrics-addr serves it elsewhere).
+	a.server.API.UseMiddleware(a.tenancy.Middleware(a.server.API, "GET /metrics"))
+	a.tenancy.Mount(a.server.API)
 	a.tooling.Register(a.server.API, a.bus)
 	a.retr.Register(a.server.API, a.bus)
 	a.conv.Register(a.server.API, a.bus)
 	a.obs.Register(a.server.API, a.bus)
+	if pi := a.server.API.OpenAPI().Paths["/metrics"]; pi != nil && pi.Get != nil {
+		pi.Get.Security = []map[string][]string{{tenancy.SchemeAdminKey: {}}}
+	}
 	a.audit.Register(a.bus)
 	a.tenancy.Register(a.bus)
 	return a, nil
+}
+
+// eraseTenant destroys a deleted tenant's data keys (its sealed sessions and documents read as
+// erased from then on, in the log and the index files) and drops its index and cached answers.
+func (a *app) eraseTenant(ctx context.Context, t tenant.ID) error {
+	if err := a.sealer.Keys().DestroyTenant(ctx, t); err != nil {
+		return fmt.Errorf("destroy the data keys of tenant %s: %w", t, err)
+	}
+	if a.retr != nil {
+		if err := a.retr.ForgetTenant(ctx, t); err != nil {
+			return fmt.Errorf("forget the index of tenant %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // version is the API version in the spec.
