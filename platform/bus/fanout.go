@@ -373,6 +373,7 @@ func (b *Bus) startCursors(ctx context.Context, groups []*group) {
 			continue
 		}
 		shared = append(shared, g.members...)
+		startReading(g)
 		b.startCursor(g.c)
 	}
 	if len(own) == 0 {
@@ -380,6 +381,7 @@ func (b *Bus) startCursors(ctx context.Context, groups []*group) {
 	}
 	if len(shared) == 0 {
 		for _, g := range own {
+			startReading(g)
 			b.startCursor(g.c)
 		}
 		return
@@ -401,9 +403,18 @@ func (b *Bus) startCursors(ctx context.Context, groups []*group) {
 			b.log.Info("bus: the shared read models caught up; projections on cursors of their own start now", "waited", d.Round(time.Millisecond).String(), "projections", ownNames(own))
 		}
 		for _, g := range own {
+			startReading(g)
 			b.startCursor(g.c)
 		}
 	}()
+}
+
+// startReading notes when g's members start reading the store (before its cursor runs).
+func startReading(g *group) {
+	now := time.Now().UnixNano()
+	for _, p := range g.members {
+		p.reading.CompareAndSwap(0, now)
+	}
 }
 
 // sharedSettled reports whether every one of ps has caught up, is stuck on a fault or stopped.

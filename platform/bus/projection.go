@@ -78,6 +78,7 @@ type Projection struct {
 	fault    atomic.Pointer[error]
 	waiting  waiting // set while a handler waits out an unavailable dependency
 	started  time.Time
+	reading  atomic.Int64 // when its first cursor started reading the store (unix ns)
 
 	handled, failed counter
 }
@@ -362,9 +363,19 @@ func (p *Projection) handleBatch(ctx context.Context, lb *localBatch, vals []any
 		p.once.Do(func() {
 			close(p.caughtUp)
 			p.b.log.Info("bus: projection caught up", "projection", p.name, "position", p.committed, "liveEnd", lb.at,
-				"took", time.Since(p.started).Round(time.Millisecond).String())
+				"took", time.Since(p.started).Round(time.Millisecond).String(), "reading", p.readingFor().String())
 		})
 	}
+}
+
+// readingFor is how long since its first cursor started reading the store: "took" less the wait of
+// a projection on a cursor of its own for the shared read models (see startCursors).
+func (p *Projection) readingFor() time.Duration {
+	at := p.reading.Load()
+	if at == 0 {
+		return time.Since(p.started).Round(time.Millisecond)
+	}
+	return time.Since(time.Unix(0, at)).Round(time.Millisecond)
 }
 
 func (p *Projection) warn(msg string, args ...any) {

@@ -20,9 +20,11 @@
 // ("ready to serve"); what the first /health answer said if it was not ok (catching_up and its
 // progress); the RSS (VmRSS) and peak RSS (VmHWM) of the server once ready; and, from the server's
 // log and the /health answers, a timeline: when each read model caught up and how fast (events/s for
-// one built from position 1). For a first start it sums that up: when the read models other than
-// the search index (retrieval.index, which re-embeds every document on a cursor of its own) had all
-// caught up and at how many events/s, and when the index had. The machine's load average (from
+// one built from position 1). For a first start it sums that up: when the read models on the shared
+// cursor had all caught up and at how many events/s, then the two on cursors of their own (the
+// search index, retrieval.index, which re-embeds every document, and the audit tree, audit.merkle),
+// which start reading once the shared ones have caught up: each at how many events/s over the time
+// it read. The machine's load average (from
 // /proc/loadavg) before each start and the CPU time the server had used once ready (user + system,
 // from /proc/<pid>/stat) are printed too: on a busy machine (other work on its cores) wall-clock
 // rates are what the server got of the machine, and events per CPU-second say what it cost. /health is rate-limited like every tenant route, so after its first
@@ -153,39 +155,52 @@ func run() error {
 	return nil
 }
 
-// indexProjection is the read model that re-embeds every document, on a cursor of its own.
-const indexProjection = "retrieval.index"
+// ownCursors are the read models on cursors of their own (bus.ProjectionOptions.OwnCursor): the
+// search index, which re-embeds every document, and the audit Merkle tree. Since 4cd3ac0 they start
+// reading once the shared cursor's read models have caught up (the server logs which, and their
+// "reading" time, their catch-up without that wait).
+var ownCursors = []string{"retrieval.index", "audit.merkle"}
 
 // caughtUp is a read model's "caught up" log line.
 type caughtUp struct {
 	At       time.Duration // since exec
 	Took     time.Duration // since its bus started
+	Reading  time.Duration // since its cursor started reading (0: not logged, as Took)
 	Position uint64
 	FromZero bool
 }
 
-// catchUp sums up a start's read models: when those other than the index had all caught up, at how
+// catchUp sums up a start's read models: when those on the shared cursor had all caught up, at how
 // many events/s (of a first start: the events up to the store's end over the time the slowest of
-// them took), and when the index had.
+// them took since the bus ran), then each read model on a cursor of its own, at how many events/s
+// over the time it was reading.
 func (r result) catchUp() string {
 	var slowest string
 	var rest caughtUp
 	for name, c := range r.CaughtUp {
-		if name != indexProjection && c.Took >= rest.Took {
+		if !slices.Contains(ownCursors, name) && c.Took >= rest.Took {
 			slowest, rest = name, c
 		}
 	}
 	if slowest == "" {
 		return "no read model caught up in the log"
 	}
-	out := fmt.Sprintf("read models but %s caught up at %s (slowest %s, %s after the bus ran)", indexProjection, sec(rest.At), slowest, sec(rest.Took))
+	out := fmt.Sprintf("read models on the shared cursor (all but %s) caught up at %s (slowest %s, %s after the bus ran)", strings.Join(ownCursors, ", "), sec(rest.At), slowest, sec(rest.Took))
 	if rest.FromZero && rest.Took > 0 {
 		out += fmt.Sprintf(": %.0f events/s", float64(rest.Position)/rest.Took.Seconds())
 	}
-	if c, ok := r.CaughtUp[indexProjection]; ok {
-		out += fmt.Sprintf("; %s caught up at %s", indexProjection, sec(c.At))
-		if c.FromZero && c.Took > 0 {
-			out += fmt.Sprintf(": %.0f events/s", float64(c.Position)/c.Took.Seconds())
+	for _, name := range ownCursors {
+		c, ok := r.CaughtUp[name]
+		if !ok {
+			continue
+		}
+		out += fmt.Sprintf("; %s caught up at %s", name, sec(c.At))
+		read := c.Took
+		if c.Reading > 0 {
+			read = c.Reading
+		}
+		if c.FromZero && read > 0 {
+			out += fmt.Sprintf(": %.0f events/s over the %s it read", float64(c.Position)/read.Seconds(), sec(read))
 		}
 	}
 	if r.CPU > 0 {
@@ -466,13 +481,21 @@ func timeline(path string, start time.Time) ([]logEvent, uint64, map[string]caug
 			what = fmt.Sprintf("read model %v caught up at %d (took %v)", l["projection"], uint64(num(l["position"])), l["took"])
 			d, err := time.ParseDuration(fmt.Sprint(l["took"]))
 			name := fmt.Sprint(l["projection"])
-			if err == nil && d > 0 && fromZero[name] {
+			rd, _ := time.ParseDuration(fmt.Sprint(l["reading"])) // 0 from a server that does not log it
+			if rd > 0 && rd < d-time.Millisecond {
+				what += fmt.Sprintf(", reading the store for %v", l["reading"])
+				if fromZero[name] {
+					what += fmt.Sprintf(": %.0f events/s from position 1 while reading", num(l["position"])/rd.Seconds())
+				}
+			} else if err == nil && d > 0 && fromZero[name] {
 				what += fmt.Sprintf(": %.0f events/s from position 1", num(l["position"])/d.Seconds())
 			}
-			cu[name] = caughtUp{At: at.Sub(start), Took: d, Position: uint64(num(l["position"])), FromZero: fromZero[name]}
+			cu[name] = caughtUp{At: at.Sub(start), Took: d, Reading: rd, Position: uint64(num(l["position"])), FromZero: fromZero[name]}
 		case msg == "bus: projection builds from the start of the store", msg == "bus: projection resumes from its checkpoint":
 			fromZero[fmt.Sprint(l["projection"])] = msg == "bus: projection builds from the start of the store"
 			what = fmt.Sprintf("%s: %v", strings.TrimPrefix(msg, "bus: "), l["projection"])
+		case strings.HasPrefix(msg, "bus: the shared read models caught up"):
+			what = fmt.Sprintf("%s (waited %v)", strings.TrimPrefix(msg, "bus: "), l["waited"])
 		case msg == "tenants loaded", msg == "listening", msg == "ready", msg == "read models caught up",
 			strings.Contains(msg, "index") && !strings.Contains(msg, "request"),
 			strings.Contains(msg, "caught up"), strings.Contains(msg, "catch"):

@@ -94,39 +94,6 @@ func (e CitationEventEvent) Valid() bool {
 	}
 }
 
-// Defines values for CreateEmbeddingsInputEncodingFormat.
-const (
-	Base64 CreateEmbeddingsInputEncodingFormat = "base64"
-	Float  CreateEmbeddingsInputEncodingFormat = "float"
-)
-
-// Valid indicates whether the value is a known member of the CreateEmbeddingsInputEncodingFormat enum.
-func (e CreateEmbeddingsInputEncodingFormat) Valid() bool {
-	switch e {
-	case Base64:
-		return true
-	case Float:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for CreateEmbeddingsOutputObject.
-const (
-	CreateEmbeddingsOutputObjectList CreateEmbeddingsOutputObject = "list"
-)
-
-// Valid indicates whether the value is a known member of the CreateEmbeddingsOutputObject enum.
-func (e CreateEmbeddingsOutputObject) Valid() bool {
-	switch e {
-	case CreateEmbeddingsOutputObjectList:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for CreateSpeechInputFormat.
 const (
 	Mp3  CreateSpeechInputFormat = "mp3"
@@ -258,28 +225,13 @@ func (e HistoryMessageRole) Valid() bool {
 
 // Defines values for ListModelsOutputObject.
 const (
-	ListModelsOutputObjectList ListModelsOutputObject = "list"
+	List ListModelsOutputObject = "list"
 )
 
 // Valid indicates whether the value is a known member of the ListModelsOutputObject enum.
 func (e ListModelsOutputObject) Valid() bool {
 	switch e {
-	case ListModelsOutputObjectList:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for OAIEmbeddingObject.
-const (
-	Embedding OAIEmbeddingObject = "embedding"
-)
-
-// Valid indicates whether the value is a known member of the OAIEmbeddingObject enum.
-func (e OAIEmbeddingObject) Valid() bool {
-	switch e {
-	case Embedding:
+	case List:
 		return true
 	default:
 		return false
@@ -622,40 +574,6 @@ type CreateChatCompletionInput struct {
 	User                 *string                   `json:"user,omitempty"`
 	AdditionalProperties map[string]interface{}    `json:"-"`
 }
-
-// CreateEmbeddingsInput defines model for CreateEmbeddingsInput.
-type CreateEmbeddingsInput struct {
-	// Dimensions Refused unless it is the model's own size (no model here shortens its vectors)
-	Dimensions *int64 `json:"dimensions,omitempty"`
-
-	// EncodingFormat float (default) or base64 (little-endian float32)
-	EncodingFormat *CreateEmbeddingsInputEncodingFormat `json:"encoding_format,omitempty"`
-
-	// Input A string or an array of up to 2048 strings (token arrays are refused: 400 unsupported_field)
-	Input interface{} `json:"input"`
-
-	// Model The tenant's embeddings model: "default", its provider:model, or its bare name; another model is refused (400 model_not_available), as one tenant embeds with one model
-	//
-	// Example: default
-	Model string  `json:"model"`
-	User  *string `json:"user,omitempty"`
-}
-
-// CreateEmbeddingsInputEncodingFormat float (default) or base64 (little-endian float32)
-type CreateEmbeddingsInputEncodingFormat string
-
-// CreateEmbeddingsOutput defines model for CreateEmbeddingsOutput.
-type CreateEmbeddingsOutput struct {
-	Data []OAIEmbedding `json:"data"`
-
-	// Model Example: builtin:hashed-ngram
-	Model  string                       `json:"model"`
-	Object CreateEmbeddingsOutputObject `json:"object"`
-	Usage  UsageStruct                  `json:"usage"`
-}
-
-// CreateEmbeddingsOutputObject defines model for CreateEmbeddingsOutput.Object.
-type CreateEmbeddingsOutputObject string
 
 // CreateSpeechInput defines model for CreateSpeechInput.
 type CreateSpeechInput struct {
@@ -1182,17 +1100,6 @@ type ModelUsage struct {
 	TokensOut       int64  `json:"tokensOut"`
 }
 
-// OAIEmbedding defines model for OAIEmbedding.
-type OAIEmbedding struct {
-	// Embedding An array of numbers, or a base64 string with encoding_format base64
-	Embedding interface{}        `json:"embedding"`
-	Index     int64              `json:"index"`
-	Object    OAIEmbeddingObject `json:"object"`
-}
-
-// OAIEmbeddingObject defines model for OAIEmbedding.Object.
-type OAIEmbeddingObject string
-
 // OAIMessage defines model for OAIMessage.
 type OAIMessage struct {
 	// Content A string, or an array of text parts
@@ -1604,12 +1511,6 @@ type UsageData struct {
 	TotalTokens      int64 `json:"totalTokens"`
 }
 
-// UsageStruct defines model for UsageStruct.
-type UsageStruct struct {
-	PromptTokens int64 `json:"prompt_tokens"`
-	TotalTokens  int64 `json:"total_tokens"`
-}
-
 // VerifyAuditCheckpointOutput defines model for VerifyAuditCheckpointOutput.
 type VerifyAuditCheckpointOutput struct {
 	// CheckpointSize Events the checkpoint committed to
@@ -2005,15 +1906,6 @@ type CreateChatCompletionParams struct {
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
-// CreateEmbeddingsParams defines parameters for CreateEmbeddings.
-type CreateEmbeddingsParams struct {
-	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
-	XTenantId *string `json:"x-tenant-id,omitempty"`
-
-	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
-	XUserId *string `json:"x-user-id,omitempty"`
-}
-
 // ListModelsParams defines parameters for ListModels.
 type ListModelsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
@@ -2046,9 +1938,6 @@ type CreateSpeechJSONRequestBody = CreateSpeechInput
 
 // CreateChatCompletionJSONRequestBody defines body for CreateChatCompletion for application/json ContentType.
 type CreateChatCompletionJSONRequestBody = CreateChatCompletionInput
-
-// CreateEmbeddingsJSONRequestBody defines body for CreateEmbeddings for application/json ContentType.
-type CreateEmbeddingsJSONRequestBody = CreateEmbeddingsInput
 
 // Getter for additional properties for CreateChatCompletionInput. Returns the specified
 // element and whether it was found
@@ -3169,24 +3058,6 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 	CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// CreateEmbeddingsWithBody OpenAI-compatible embeddings
-	//
-	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-	//
-	// Takes any type of body and a specified content type.
-	//
-	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-	CreateEmbeddingsWithBody(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
-
-	// CreateEmbeddings OpenAI-compatible embeddings
-	//
-	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-	//
-	// Takes a body of the `application/json` content type.
-	//
-	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-	CreateEmbeddings(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
-
 	// ListModels OpenAI-compatible model list
 	//
 	// The models this tenant may name in /v1/chat/completions: its allowed models (with no allow-list, the models it is configured with and the server's default) and the aliases (the tenant's models.aliases, then the server's) whose model it may use. Another tenant's models and aliases never appear.
@@ -3897,44 +3768,6 @@ func (c *Client) CreateChatCompletionWithBody(ctx context.Context, params *Creat
 // Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 func (c *Client) CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateChatCompletionRequest(c.Server, params, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// CreateEmbeddingsWithBody OpenAI-compatible embeddings
-//
-// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-//
-// Takes any type of body and a specified content type.
-//
-// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-func (c *Client) CreateEmbeddingsWithBody(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateEmbeddingsRequestWithBody(c.Server, params, contentType, body)
-	if err != nil {
-		return nil, err
-	}
-	req = req.WithContext(ctx)
-	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
-		return nil, err
-	}
-	return c.Client.Do(req)
-}
-
-// CreateEmbeddings OpenAI-compatible embeddings
-//
-// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-//
-// Takes a body of the `application/json` content type.
-//
-// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-func (c *Client) CreateEmbeddings(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewCreateEmbeddingsRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -6298,72 +6131,6 @@ func NewCreateChatCompletionRequestWithBody(server string, params *CreateChatCom
 	return req, nil
 }
 
-// NewCreateEmbeddingsRequest calls the generic CreateEmbeddings builder with application/json body
-func NewCreateEmbeddingsRequest(server string, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody) (*http.Request, error) {
-	var bodyReader io.Reader
-	buf, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	bodyReader = bytes.NewReader(buf)
-	return NewCreateEmbeddingsRequestWithBody(server, params, "application/json", bodyReader)
-}
-
-// NewCreateEmbeddingsRequestWithBody constructs an http.Request for the CreateEmbeddings method, with any body, and a specified content type
-func NewCreateEmbeddingsRequestWithBody(server string, params *CreateEmbeddingsParams, contentType string, body io.Reader) (*http.Request, error) {
-	var err error
-
-	serverURL, err := url.Parse(server)
-	if err != nil {
-		return nil, err
-	}
-
-	operationPath := fmt.Sprintf("/v1/embeddings")
-	if operationPath[0] == '/' {
-		operationPath = "." + operationPath
-	}
-
-	queryURL, err := serverURL.Parse(operationPath)
-	if err != nil {
-		return nil, err
-	}
-
-	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
-	if err != nil {
-		return nil, err
-	}
-
-	req.Header.Add("Content-Type", contentType)
-
-	if params != nil {
-
-		if params.XTenantId != nil {
-			var headerParam0 string
-
-			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-			if err != nil {
-				return nil, err
-			}
-
-			req.Header.Set("x-tenant-id", headerParam0)
-		}
-
-		if params.XUserId != nil {
-			var headerParam1 string
-
-			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
-			if err != nil {
-				return nil, err
-			}
-
-			req.Header.Set("x-user-id", headerParam1)
-		}
-
-	}
-
-	return req, nil
-}
-
 // NewListModelsRequest constructs an http.Request for the ListModels method
 func NewListModelsRequest(server string, params *ListModelsParams) (*http.Request, error) {
 	var err error
@@ -6820,24 +6587,6 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 	CreateChatCompletionWithResponse(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateChatCompletionResponse, error)
-
-	// CreateEmbeddingsWithBodyWithResponse OpenAI-compatible embeddings
-	//
-	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-	//
-	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-	CreateEmbeddingsWithBodyWithResponse(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error)
-
-	// CreateEmbeddingsWithResponse OpenAI-compatible embeddings
-	//
-	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-	//
-	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-	//
-	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-	CreateEmbeddingsWithResponse(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error)
 
 	// ListModelsWithResponse OpenAI-compatible model list
 	//
@@ -9309,82 +9058,6 @@ func (r CreateChatCompletionResponse) ContentType() string {
 	return ""
 }
 
-type CreateEmbeddingsResponse struct {
-	Body         []byte
-	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *CreateEmbeddingsOutput
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *Problem
-	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
-	ApplicationproblemJSON413 *Problem
-	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
-	ApplicationproblemJSON429 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r CreateEmbeddingsResponse) GetJSON200() *CreateEmbeddingsOutput {
-	return r.JSON200
-}
-
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON401() *Problem {
-	return r.ApplicationproblemJSON401
-}
-
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON404() *Problem {
-	return r.ApplicationproblemJSON404
-}
-
-// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON413() *Problem {
-	return r.ApplicationproblemJSON413
-}
-
-// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON429() *Problem {
-	return r.ApplicationproblemJSON429
-}
-
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
-}
-
-// GetBody returns the raw response body bytes
-func (r CreateEmbeddingsResponse) GetBody() []byte {
-	return r.Body
-}
-
-// Status returns HTTPResponse.Status
-func (r CreateEmbeddingsResponse) Status() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Status
-	}
-	return http.StatusText(0)
-}
-
-// StatusCode returns HTTPResponse.StatusCode
-func (r CreateEmbeddingsResponse) StatusCode() int {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.StatusCode
-	}
-	return 0
-}
-
-// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
-func (r CreateEmbeddingsResponse) ContentType() string {
-	if r.HTTPResponse != nil {
-		return r.HTTPResponse.Header.Get("Content-Type")
-	}
-	return ""
-}
-
 type ListModelsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -10059,36 +9732,6 @@ func (c *ClientWithResponses) CreateChatCompletionWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseCreateChatCompletionResponse(rsp)
-}
-
-// CreateEmbeddingsWithBodyWithResponse OpenAI-compatible embeddings
-//
-// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-//
-// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-func (c *ClientWithResponses) CreateEmbeddingsWithBodyWithResponse(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error) {
-	rsp, err := c.CreateEmbeddingsWithBody(ctx, params, contentType, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseCreateEmbeddingsResponse(rsp)
-}
-
-// CreateEmbeddingsWithResponse OpenAI-compatible embeddings
-//
-// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
-//
-// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
-//
-// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
-func (c *ClientWithResponses) CreateEmbeddingsWithResponse(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error) {
-	rsp, err := c.CreateEmbeddings(ctx, params, body, reqEditors...)
-	if err != nil {
-		return nil, err
-	}
-	return ParseCreateEmbeddingsResponse(rsp)
 }
 
 // ListModelsWithResponse OpenAI-compatible model list
@@ -12089,67 +11732,6 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
-
-	}
-
-	return response, nil
-}
-
-// ParseCreateEmbeddingsResponse parses an HTTP response from a CreateEmbeddingsWithResponse call
-func ParseCreateEmbeddingsResponse(rsp *http.Response) (*CreateEmbeddingsResponse, error) {
-	bodyBytes, err := io.ReadAll(rsp.Body)
-	defer func() { _ = rsp.Body.Close() }()
-	if err != nil {
-		return nil, err
-	}
-
-	response := &CreateEmbeddingsResponse{
-		Body:         bodyBytes,
-		HTTPResponse: rsp,
-	}
-
-	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest CreateEmbeddingsOutput
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON401 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON404 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON413 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON429 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSONDefault = &dest
 
 	}
 
