@@ -157,9 +157,11 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 	}
 	e.sync() // the alert-webhooks processor has handled AlertFired
 	<-h.arrived
-	if types := e.ruleEvents(acme, "busy"); len(types) != 2 || types[1] != obsevents.TypeAlertFired {
+	// The notice's outcome is recorded after it: AlertDelivered, shown as the rule's lastDelivery.
+	if types := e.ruleEvents(acme, "busy"); len(types) != 3 || types[1] != obsevents.TypeAlertFired || types[2] != obsevents.TypeAlertDelivered {
 		t.Fatalf("acme rule stream: %v", types)
 	}
+	e.sync()
 	if types := e.ruleEvents(beta, "busy"); len(types) != 1 {
 		t.Fatalf("beta rule stream: %v", types)
 	}
@@ -167,12 +169,15 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 	if list[0].(map[string]any)["firing"] != true {
 		t.Fatalf("not firing: %v", list)
 	}
+	if ld, _ := list[0].(map[string]any)["lastDelivery"].(map[string]any); ld["delivered"] != true || ld["state"] != "firing" {
+		t.Fatalf("lastDelivery: %v", list[0])
+	}
 	// Evaluating again while still firing records nothing new.
 	e.sync()
 	if err := e.mod.EvaluateAlerts(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.ruleEvents(acme, "busy")); n != 2 {
+	if n := len(e.ruleEvents(acme, "busy")); n != 3 {
 		t.Fatalf("re-fired: %d events", n)
 	}
 
@@ -210,7 +215,7 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	types := e.ruleEvents(acme, "busy")
-	if len(types) != 3 || types[2] != obsevents.TypeAlertResolved {
+	if len(types) < 4 || types[3] != obsevents.TypeAlertResolved {
 		t.Fatalf("after resolve: %v", types)
 	}
 	h.mu.Lock()
@@ -218,7 +223,7 @@ func TestAlertFiresAndResolvesWithSignedWebhook(t *testing.T) {
 	if len(h.got) != 2 || h.got[1].body["state"] != "resolved" || !h.signedOK[1] {
 		t.Fatalf("resolve notice: %+v", h.got)
 	}
-	evs, _ := e.store.ReadStream(context.Background(), tenant.MustStream(acme, "alert-rule", "busy"), 2, 0)
+	evs, _ := e.store.ReadStream(context.Background(), tenant.MustStream(acme, "alert-rule", "busy"), 3, 0)
 	var res obsevents.AlertResolved
 	if err := evs[0].Decode(&res); err != nil || res.Value != 0 || !res.At.Equal(e.clk.Now()) {
 		t.Fatalf("resolved event: %+v %v", res, err)
@@ -298,5 +303,73 @@ func TestWebhookWithoutSecretRefused(t *testing.T) {
 	}
 	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "r", "name": "any", "metric": "requests", "comparator": "gte", "threshold": 0}); r.status != 200 {
 		t.Fatalf("PUT without a webhook: %d %s", r.status, r.raw)
+	}
+}
+
+// A notice that cannot be delivered is an event of the rule's stream (AlertDeliveryFailed), shown
+// by GET /metrics/alerts as the rule's lastDelivery with its error. Before it was a log line only.
+func TestAlertDeliveryFailureIsVisible(t *testing.T) {
+	t.Parallel()
+	_, srv := newHook(0)
+	url := srv.URL + "/hook"
+	srv.Close() // nothing listens there any more
+	e := newEnv(t, opts{})
+	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "busy", "name": "Busy", "metric": "requests",
+		"comparator": "gte", "threshold": 1, "period": "1h", "webhookUrl": url}); r.status != 200 {
+		t.Fatalf("put: %s", r.raw)
+	}
+	e.turn(acme, "s1", "openai:gpt-4o", 1, 1, 0, 0)
+	e.sync()
+	if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.sync() // the processor tried, failed, and recorded it
+	e.sync() // the rules read model applied the record
+	if types := e.ruleEvents(acme, "busy"); len(types) != 3 || types[2] != obsevents.TypeAlertDeliveryFailed {
+		t.Fatalf("rule stream: %v", types)
+	}
+	list := e.get("/metrics/alerts", "acme").body["alerts"].([]any)
+	ld, _ := list[0].(map[string]any)["lastDelivery"].(map[string]any)
+	if ld["delivered"] != false || ld["state"] != "firing" || ld["error"] == "" || ld["error"] == nil {
+		t.Fatalf("lastDelivery %v, want the failure and its error", list[0])
+	}
+	// Another tenant sees none of it.
+	if got := e.get("/metrics/alerts", "beta").body["alerts"].([]any); len(got) != 0 {
+		t.Fatalf("beta sees %v", got)
+	}
+}
+
+// A rule with a for duration fires only once its condition has held that long, evaluation after
+// evaluation; a single evaluation over the threshold is not enough.
+func TestAlertForDuration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	if r := e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "busy", "name": "Busy", "metric": "requests",
+		"comparator": "gte", "threshold": 1, "period": "1h", "for": "10m"}); r.status != 200 || r.body["for"] != "10m" {
+		t.Fatalf("put: %d %s", r.status, r.raw)
+	}
+	wantProblem(t, e.do("PUT", "/metrics/alerts", "acme", "", map[string]any{"id": "bad", "name": "Bad", "metric": "requests",
+		"comparator": "gte", "threshold": 1, "for": "forever"}), 400, "invalid_alert_rule")
+	e.turn(acme, "s1", "openai:gpt-4o", 1, 1, 0, 0)
+	e.sync()
+	firing := func() bool {
+		e.sync()
+		return e.get("/metrics/alerts", "acme").body["alerts"].([]any)[0].(map[string]any)["firing"] == true
+	}
+	for _, step := range []time.Duration{0, 5 * time.Minute, 4 * time.Minute} {
+		e.clk.Advance(step)
+		if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if firing() {
+			t.Fatalf("fired %s into a 10m for duration", step)
+		}
+	}
+	e.clk.Advance(2 * time.Minute) // 11 minutes over the threshold
+	if err := e.mod.EvaluateAlerts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !firing() {
+		t.Fatal("not firing after the condition held for 11 minutes")
 	}
 }

@@ -288,6 +288,12 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertResolved) error {
 		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
 	})
+	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertDelivered) error {
+		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
+	})
+	bus.Apply(rules, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AlertDeliveryFailed) error {
+		return adapters.ApplyRuleEvent(tx.Bucket(), env, ev)
+	})
 	m.rules.Projection = rules
 
 	hooks := b.Processor(processorHooks)

@@ -11,6 +11,10 @@ const (
 	TypeAlertRuleDeleted = "observability.AlertRuleDeleted"
 	TypeAlertFired       = "observability.AlertFired"
 	TypeAlertResolved    = "observability.AlertResolved"
+	// The outcome of a transition's webhook notice, in the rule's stream (GET /metrics/alerts
+	// shows the last one).
+	TypeAlertDelivered      = "observability.AlertDelivered"
+	TypeAlertDeliveryFailed = "observability.AlertDeliveryFailed"
 )
 
 // Register maps the module's event type names to their Go types on the bus codec
@@ -21,6 +25,27 @@ func Register(add func(typeName string, sample any)) {
 	add(TypeAlertRuleDeleted, AlertRuleDeleted{})
 	add(TypeAlertFired, AlertFired{})
 	add(TypeAlertResolved, AlertResolved{})
+	add(TypeAlertDelivered, AlertDelivered{})
+	add(TypeAlertDeliveryFailed, AlertDeliveryFailed{})
+}
+
+// AlertDelivered records that the notice of a transition (the AlertFired or AlertResolved event
+// Transition names) reached the rule's webhook.
+type AlertDelivered struct {
+	RuleID     string    `json:"ruleId"`
+	Transition string    `json:"transition"` // the event id of the AlertFired/AlertResolved
+	State      string    `json:"state"`      // firing or resolved
+	At         time.Time `json:"at"`
+}
+
+// AlertDeliveryFailed records that the notice of a transition could not be delivered after its
+// retries (the receiver refused it, did not answer, the address is internal, no secret to sign it).
+type AlertDeliveryFailed struct {
+	RuleID     string    `json:"ruleId"`
+	Transition string    `json:"transition"`
+	State      string    `json:"state"`
+	Error      string    `json:"error"`
+	At         time.Time `json:"at"`
 }
 
 // AuditAccessed records one read of the audit API: what was asked, never what was returned.
@@ -40,6 +65,9 @@ type AlertRule struct {
 	Period     string  `json:"period"` // 1h, 24h, 7d, 30d
 	Enabled    bool    `json:"enabled"`
 	WebhookURL string  `json:"webhookUrl,omitempty"`
+	// For is how long the condition must hold, evaluation after evaluation, before the rule fires
+	// (a Go duration: "90s", "5m"; empty: at the first evaluation that breaks the threshold).
+	For string `json:"for,omitempty"`
 }
 
 // AlertRuleSaved creates or replaces a rule.

@@ -61,6 +61,12 @@ type Engine struct {
 	// Lookup resolves a webhook host at save (nil: the system resolver).
 	Lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 
+	// pending holds, per rule with a for duration, since when its condition has held without the
+	// rule firing yet ("tenant\x00rule"). In memory, per replica, as Prometheus keeps it: a restart
+	// starts the wait again, so it can only fire later, never on a shorter streak.
+	pendingMu sync.Mutex
+	pending   map[string]time.Time
+
 	// writing serialises this process's writes of one rule stream (stream name -> lock), so a
 	// burst of saves of one rule queues instead of exhausting the optimistic-concurrency retries;
 	// only writers on other replicas can still conflict. An entry lives while a write holds or
@@ -120,6 +126,14 @@ func Decode(e *eventstore.Event) (any, error) {
 		var x events.AlertFired
 		err = e.Decode(&x)
 		v = x
+	case events.TypeAlertDelivered:
+		var x events.AlertDelivered
+		err = e.Decode(&x)
+		v = x
+	case events.TypeAlertDeliveryFailed:
+		var x events.AlertDeliveryFailed
+		err = e.Decode(&x)
+		v = x
 	case events.TypeAlertResolved:
 		var x events.AlertResolved
 		err = e.Decode(&x)
@@ -134,6 +148,9 @@ func Decode(e *eventstore.Event) (any, error) {
 type RuleView struct {
 	events.AlertRule
 	Firing bool `json:"firing"`
+	// LastDelivery is the outcome of the last webhook notice of the rule's transitions: delivered,
+	// or the error it failed with after its retries.
+	LastDelivery *domain.Delivery `json:"lastDelivery,omitempty"`
 }
 
 // List returns t's rules sorted by id, from the read model (503 catching_up until it has caught
@@ -145,7 +162,7 @@ func (g *Engine) List(ctx context.Context, t tenant.ID) ([]RuleView, error) {
 	}
 	out := make([]RuleView, 0, len(rules))
 	for _, rs := range rules {
-		out = append(out, RuleView{AlertRule: rs.Rule, Firing: rs.Firing})
+		out = append(out, RuleView{AlertRule: rs.Rule, Firing: rs.Firing, LastDelivery: rs.Delivery})
 	}
 	return out, nil
 }
@@ -305,7 +322,13 @@ func (g *Engine) evaluate(ctx context.Context, t tenant.ID, seen domain.RuleStat
 	if err != nil {
 		return fmt.Errorf("evaluate %s of %s: %w", r.Metric, t, err)
 	}
+	if !domain.Fires(r, value) || seen.Firing {
+		g.clearPending(t, r.ID)
+	}
 	fires := domain.Fires(r, value)
+	if fires && !seen.Firing && !g.held(t, r, now) {
+		return nil // the condition has not held for the rule's for duration yet
+	}
 	if fires == seen.Firing {
 		// No transition as far as the read model knows. Had another replica recorded one it has not
 		// applied yet, the next tick sees it.
@@ -330,6 +353,35 @@ func (g *Engine) evaluate(ctx context.Context, t tenant.ID, seen domain.RuleStat
 		return []eventstore.EventData{ev}, err
 	})
 	return err
+}
+
+// held reports whether r's condition, true at now, has held for r's for duration: since the first
+// evaluation that found it true with no evaluation since that found it false. A rule without a for
+// duration has held at once.
+func (g *Engine) held(t tenant.ID, r events.AlertRule, now time.Time) bool {
+	d, _ := domain.ForDuration(r)
+	if d <= 0 {
+		return true
+	}
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	if g.pending == nil {
+		g.pending = map[string]time.Time{}
+	}
+	k := t.String() + "\x00" + r.ID
+	since, ok := g.pending[k]
+	if !ok {
+		g.pending[k] = now
+		return false
+	}
+	return now.Sub(since) >= d
+}
+
+// clearPending forgets a rule's streak (its condition was false, or it fired).
+func (g *Engine) clearPending(t tenant.ID, id string) {
+	g.pendingMu.Lock()
+	defer g.pendingMu.Unlock()
+	delete(g.pending, t.String()+"\x00"+id)
 }
 
 // Notice is the JSON body POSTed to a rule's webhook.

@@ -23,6 +23,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -247,13 +248,39 @@ func (w *Webhooks) send(ctx context.Context, env bus.Envelope, state, ruleID str
 		return nil
 	}
 	n := Notice{ID: env.ID, Event: "alert." + state, Tenant: env.Tenant.String(), Rule: *rule, State: state, Value: value, At: at.UTC()}
-	if err := w.Notifier.Deliver(ctx, rule.WebhookURL, n); err != nil {
-		if ctx.Err() != nil {
-			return err // stopping: the event comes again
-		}
+	err := w.Notifier.Deliver(ctx, rule.WebhookURL, n)
+	if err != nil && ctx.Err() != nil {
+		return err // stopping: the event comes again
+	}
+	if err != nil {
 		// Retried by Deliver already; the bus retrying again would only hammer a receiver that
-		// refuses it.
+		// refuses it. The failure is recorded in the rule's stream, so GET /metrics/alerts shows it.
 		w.Log.WarnContext(ctx, "alert webhook not delivered", "tenant", env.Tenant.String(), "rule", ruleID, "event", env.ID, "error", err)
+	}
+	return w.record(ctx, env, ruleID, state, err)
+}
+
+// record appends the notice's outcome (AlertDelivered or AlertDeliveryFailed) to the rule's stream.
+func (w *Webhooks) record(ctx context.Context, env bus.Envelope, ruleID, state string, failure error) error {
+	st, err := tenant.ParseStream(env.Stream)
+	if err != nil {
+		return err
+	}
+	typ, data := events.TypeAlertDelivered, any(events.AlertDelivered{RuleID: ruleID, Transition: env.ID, State: state, At: w.Now().UTC()})
+	if failure != nil {
+		msg := failure.Error()
+		if len(msg) > 500 {
+			msg = msg[:500]
+		}
+		typ, data = events.TypeAlertDeliveryFailed, events.AlertDeliveryFailed{RuleID: ruleID, Transition: env.ID, State: state, Error: msg, At: w.Now().UTC()}
+	}
+	ev, err := eventstore.NewEventData(typ, data)
+	if err != nil {
+		return err
+	}
+	ctx = request.With(ctx, request.Info{ID: request.From(ctx).ID, Actor: "system:alerts"})
+	if _, err := w.Store.Append(ctx, st, eventstore.Any, ev); err != nil {
+		return fmt.Errorf("record the delivery of %s in %s: %w", env.ID, st, err) // retried by the bus
 	}
 	return nil
 }

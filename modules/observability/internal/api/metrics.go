@@ -84,7 +84,8 @@ type RuleBody struct {
 	Threshold  float64 `json:"threshold" example:"0.05"`
 	Period     string  `json:"period,omitempty" doc:"window the metric is computed over: 1h, 24h (default), 7d or 30d" example:"1h"`
 	Enabled    *bool   `json:"enabled,omitempty" doc:"default true"`
-	WebhookURL string  `json:"webhookUrl,omitempty" maxLength:"2048" doc:"http(s) URL that receives a signed JSON notice when the rule starts or stops firing" example:"https://hooks.example.com/crispy"`
+	WebhookURL string  `json:"webhookUrl,omitempty" maxLength:"2048" doc:"http(s) URL that receives a signed JSON notice when the rule starts or stops firing; refused (422) when the server has no webhook secret, or when it points at an internal address unless the server allows them" example:"https://hooks.example.com/crispy"`
+	For        string  `json:"for,omitempty" maxLength:"16" doc:"how long the condition must hold, evaluation after evaluation, before the rule fires (0s to 24h; empty: at once)" example:"5m"`
 }
 
 type putAlertInput struct {
@@ -244,7 +245,7 @@ func (m *Metrics) Register(api huma.API) {
 			}
 			b := in.Body
 			r := events.AlertRule{ID: strings.TrimSpace(b.ID), Name: strings.TrimSpace(b.Name), Metric: b.Metric, Comparator: b.Comparator,
-				Threshold: b.Threshold, Period: b.Period, Enabled: b.Enabled == nil || *b.Enabled, WebhookURL: b.WebhookURL}
+				Threshold: b.Threshold, Period: b.Period, Enabled: b.Enabled == nil || *b.Enabled, WebhookURL: b.WebhookURL, For: b.For}
 			if r.ID == "" {
 				r.ID = uuid.NewString()
 			}

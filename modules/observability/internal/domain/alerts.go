@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/platform/apperr"
@@ -47,6 +48,9 @@ func ValidateRule(r events.AlertRule) error {
 			bad("webhookUrl", err.Error())
 		}
 	}
+	if _, err := ForDuration(r); err != nil {
+		bad("for", err.Error())
+	}
 	if len(fields) == 0 {
 		return nil
 	}
@@ -72,6 +76,30 @@ func ValidateWebhookURL(s string) error {
 	return nil
 }
 
+// MaxFor bounds a rule's for duration.
+const MaxFor = 24 * time.Hour
+
+// ForDuration is how long r's condition must hold before it fires (0: at once).
+func ForDuration(r events.AlertRule) (time.Duration, error) {
+	if r.For == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(r.For)
+	if err != nil || d < 0 || d > MaxFor {
+		return 0, urlError("for must be a duration from 0s to 24h, such as 90s or 5m")
+	}
+	return d, nil
+}
+
+// Delivery is the outcome of the last webhook notice of a rule's transitions.
+type Delivery struct {
+	Transition string    `json:"transition" doc:"id of the AlertFired or AlertResolved event the notice was for"`
+	State      string    `json:"state" doc:"firing or resolved: the transition notified"`
+	Delivered  bool      `json:"delivered"`
+	Error      string    `json:"error,omitempty" doc:"why the notice was not delivered, after its retries"`
+	At         time.Time `json:"at"`
+}
+
 // Fires reports whether value breaks rule r.
 func Fires(r events.AlertRule, value float64) bool {
 	cmp, ok := comparators[r.Comparator]
@@ -86,6 +114,8 @@ type RuleState struct {
 	Value   float64 // value at the last transition
 	LastRev uint64
 	HasRev  bool
+	// Delivery is the outcome of the last notice sent for this rule (nil: none yet).
+	Delivery *Delivery `json:",omitempty"`
 }
 
 // Apply folds one event of a rule's stream into the state.
@@ -103,6 +133,10 @@ func (s *RuleState) Apply(rev uint64, ev any) {
 		s.Firing, s.Value = true, e.Value
 	case events.AlertResolved:
 		s.Firing, s.Value = false, e.Value
+	case events.AlertDelivered:
+		s.Delivery = &Delivery{Transition: e.Transition, State: e.State, Delivered: true, At: e.At}
+	case events.AlertDeliveryFailed:
+		s.Delivery = &Delivery{Transition: e.Transition, State: e.State, Error: e.Error, At: e.At}
 	}
 }
 
