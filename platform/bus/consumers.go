@@ -38,7 +38,9 @@
 //     if the main cursor has handed out nothing after that position (else it asks again when a
 //     projection next becomes idle): at rest the store is read once for every read model. Memory
 //     stays bounded by the inboxes, whatever the history: a projection far behind reads the store
-//     itself rather than having the history buffered for it.
+//     itself rather than having the history buffered for it. The cursors of projections with
+//     OwnCursor start once every shared read model has caught up (or is stuck): on a first start
+//     the shared ones have the cores first (startCursors).
 //   - Caught up is a fact: the store subscription reports its live end (SubscribeOptions.CaughtUp);
 //     a projection cursor passes that position to its projections behind the events before it, so
 //     a projection is caught up once it has applied (and committed) every event up to the live end
