@@ -278,3 +278,29 @@ func TestAdminKeyNew(t *testing.T) {
 		t.Fatal("the printed hash is not the key's")
 	}
 }
+
+// The admin API refuses a tenant whose chat model or fallback names a provider this server does not
+// configure (issue 14 item 7), as serve refuses it in the tenants file: every turn would answer 502.
+func TestAdminRefusesAModelOfAnUnconfiguredProvider(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AdminKeySHA256: testAdminHash()}
+	srv, _ := serveApp(t, cfg, buildOptions{})
+	admin := map[string]string{"admin": testAdminKey}
+	r := send(t, srv.URL, "POST", "/admin/tenants", map[string]any{"id": "acme", "models": map[string]any{"chat": "openai:gpt-4o-mini"}}, admin)
+	if r.status != 400 || r.body["code"] != "model_not_configured" || !strings.Contains(r.raw, "body.models.chat") {
+		t.Fatalf("create with an unconfigured provider: %d %s", r.status, r.raw)
+	}
+	if r := send(t, srv.URL, "POST", "/admin/tenants", map[string]any{"id": "acme", "models": map[string]any{"chat": "builtin:offline"}}, admin); r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	r = send(t, srv.URL, "PUT", "/admin/tenants/acme", map[string]any{"models": map[string]any{"chat": "builtin:offline", "fallbacks": []string{"workers-ai:@cf/meta/llama-3.1-8b-instruct"}}}, admin)
+	if r.status != 400 || !strings.Contains(r.raw, "body.models.fallbacks[0]") {
+		t.Fatalf("update with an unconfigured fallback: %d %s", r.status, r.raw)
+	}
+	r = send(t, srv.URL, "POST", "/admin/apply", "tenants:\n  - id: beta\n    models: {chat: \"openai:gpt-4o\"}\n", admin)
+	if r.status != 400 || !strings.Contains(r.raw, "body.tenants[0].models.chat") {
+		t.Fatalf("apply with an unconfigured provider: %d %s", r.status, r.raw)
+	}
+}

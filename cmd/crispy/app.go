@@ -17,6 +17,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/observability"
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/modules/tenancy"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
@@ -122,7 +123,9 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 
 	if a.tenancy, err = tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: cfg.Tenants, RedisURL: cfg.Redis, FailClosed: cfg.RateLimitFail == "closed",
 		AdminKeySHA256: cfg.AdminKeySHA256},
-		Store: a.store, Log: log, Metrics: a.set, Erase: a.eraseTenant}); err != nil {
+		Store: a.store, Log: log, Metrics: a.set, Erase: a.eraseTenant,
+		// a.models is built after tenancy; the check runs only on admin requests, once it exists.
+		CheckConfig: func(c tenancyevents.TenantConfig) (string, error) { return unservedModel(a.models.Router, c) }}); err != nil {
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}
 	a.closers = append(a.closers, a.tenancy.Close)

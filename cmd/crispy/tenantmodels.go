@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai"
 )
 
@@ -39,4 +40,29 @@ func checkTenantModels(ctx context.Context, ten *tenancy.Module, router *ai.Rout
 		}
 	}
 	return nil
+}
+
+// unservedModel is the admin API's form of the same check (tenancy.Deps.CheckConfig): the field of
+// c that names a chat model of a provider router does not configure, and why.
+func unservedModel(router *ai.Router, c events.TenantConfig) (string, error) {
+	if router == nil {
+		return "", nil
+	}
+	check := func(m string) error {
+		mid, err := ai.ParseModelID(m)
+		if err != nil || router.Has(mid.Provider) {
+			return nil
+		}
+		return fmt.Errorf("%s names provider %q, which this server does not configure (configured: %s); configure %s or choose another model",
+			m, mid.Provider, strings.Join(router.Providers(), ", "), mid.Provider)
+	}
+	if err := check(c.Models.Chat); err != nil {
+		return "models.chat", err
+	}
+	for i, f := range c.Models.Fallbacks {
+		if err := check(f); err != nil {
+			return fmt.Sprintf("models.fallbacks[%d]", i), err
+		}
+	}
+	return "", nil
 }

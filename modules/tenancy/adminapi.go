@@ -223,6 +223,9 @@ func (m *Module) Mount(api huma.API) {
 		"Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.", 201)),
 		func(ctx context.Context, in *tenantBodyInput) (*tenantOutput, error) {
 			cfg, err := parseConfig(in.RawBody, "")
+			if err == nil {
+				err = m.serveable(cfg, "body.")
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -242,6 +245,9 @@ func (m *Module) Mount(api huma.API) {
 		"Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.", 200)),
 		func(ctx context.Context, in *tenantPutInput) (*tenantOutput, error) {
 			cfg, err := parseConfig(in.RawBody, in.TenantID)
+			if err == nil {
+				err = m.serveable(cfg, "body.")
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -363,6 +369,9 @@ func (m *Module) mountApply(api huma.API, op huma.Operation) {
 			if tenant.MustParse(d.Config.ID).Reserved() {
 				return nil, apperr.Invalid(domain.CodeInvalidTenantID, fmt.Sprintf("body.tenants[%d].id", i), "tenant id "+d.Config.ID+" is reserved")
 			}
+			if err := m.serveable(d.Config, fmt.Sprintf("body.tenants[%d].", i)); err != nil {
+				return nil, err
+			}
 		}
 		rep, err := m.startWith(ctx, app.SyncTenants{Desired: ds, Source: "apply"})
 		if err != nil {
@@ -457,6 +466,20 @@ func parseConfig(raw []byte, pathID string) (events.TenantConfig, error) {
 		return events.TenantConfig{}, apperr.Invalid(domain.CodeInvalidTenantID, "body.id", fmt.Sprintf("tenant id %s is reserved for the deployment's own records", cfg.ID))
 	}
 	return cfg, nil
+}
+
+// CodeModelNotConfigured refuses a configuration naming a model this server cannot call.
+const CodeModelNotConfigured = "model_not_configured"
+
+// serveable applies Deps.CheckConfig, naming the field under prefix.
+func (m *Module) serveable(c events.TenantConfig, prefix string) error {
+	if m.checkConfig == nil {
+		return nil
+	}
+	if field, err := m.checkConfig(c); err != nil {
+		return apperr.Invalid(CodeModelNotConfigured, prefix+field, err.Error())
+	}
+	return nil
 }
 
 func checkKeyNumbers(l *events.KeyLimits, b *events.KeyBudget) error {

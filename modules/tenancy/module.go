@@ -107,6 +107,10 @@ type Deps struct {
 	// Erase destroys a deleted tenant's data (its data keys, its index); nil: deleting a tenant
 	// only takes it out of service.
 	Erase func(ctx context.Context, t tenant.ID) error
+	// CheckConfig, when set, refuses a configuration the admin API or an applied file would record
+	// that this server cannot serve (a model of a provider it does not configure): it names the
+	// field ("models.chat") and why. Start does not call it (serve checks its file itself).
+	CheckConfig func(c events.TenantConfig) (field string, err error)
 }
 
 // Module is the tenancy module.
@@ -131,8 +135,10 @@ type Module struct {
 	now    func() time.Time
 	admins adminKeys // CRISPY_ADMIN_KEY_SHA256
 	erase  func(context.Context, tenant.ID) error
-	liveMu sync.Mutex                // guards known; taken before mu
-	known  map[string]*domain.Tenant // the latest state known of each tenant (live.go)
+	// checkConfig is Deps.CheckConfig (nil: none).
+	checkConfig func(events.TenantConfig) (string, error)
+	liveMu      sync.Mutex                // guards known; taken before mu
+	known       map[string]*domain.Tenant // the latest state known of each tenant (live.go)
 }
 
 // New builds the module. It serves no tenant until Start.
@@ -157,7 +163,7 @@ func New(d Deps) (*Module, error) {
 		return nil, err
 	}
 	m := &Module{cfg: d.Config, store: d.Store, log: log, reloaded: make(chan struct{}, 1), change: make(chan struct{}),
-		now: d.Now, admins: admins, erase: d.Erase, known: map[string]*domain.Tenant{}}
+		now: d.Now, admins: admins, erase: d.Erase, checkConfig: d.CheckConfig, known: map[string]*domain.Tenant{}}
 	m.adm = &app.Admitter{Limiter: mem, Log: log, Metrics: d.Metrics, Now: d.Now, Admin: admins.match}
 	if d.Config.RedisURL != "" {
 		opts, err := redis.ParseURL(d.Config.RedisURL)
