@@ -268,3 +268,29 @@ func BenchmarkMemoryLimiterAllowParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkIntegrationRedisLimiterAllow is one decision of three scopes (six logs) in a real Redis:
+// CRISPY_REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench IntegrationRedisLimiterAllow ./modules/tenancy/internal/adapters/
+func BenchmarkIntegrationRedisLimiterAllow(b *testing.B) {
+	url := os.Getenv("CRISPY_REDIS_URL")
+	if url == "" {
+		b.Skip("no Redis: set CRISPY_REDIS_URL")
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	b.Cleanup(func() { _ = client.Close() })
+	prefix := fmt.Sprintf("crispy-bench:%d:rl:", time.Now().UnixNano())
+	l := adapters.NewRedisLimiter(client, adapters.RedisLimiterConfig{Prefix: prefix, Timeout: 2 * time.Second})
+	p := scopes(perMin(1<<40), perMin(1<<40), perMin(1<<40), "key:0123456789ab", "user-1")
+	id := tenant.MustParse("acme")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := l.Allow(ctx, id, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

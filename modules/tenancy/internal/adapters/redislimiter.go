@@ -21,33 +21,37 @@ const DefaultRedisPrefix = "crispy:rl:"
 // whose fields are slot numbers (domain.Slots) and whose values are the requests accepted in that
 // slot. For each log it drops the slots that left the span, sums the rest, and refuses when any
 // ceiling would be crossed; only when every one admits does it count the request in every log,
-// with a TTL of the log's span. It returns the verdict and each log's kept (slot, count) pairs
-// before counting, so the caller computes remaining, reset and retry-after with the same Go code
-// as the in-memory limiter.
+// with a TTL of the log's span. It returns the verdict and, per log, its count and oldest counted
+// slot before counting (all the caller needs for remaining and reset); on a refusal also every
+// log's kept (slot, count) pairs, for retry-after. The caller computes the headers with the same Go
+// code as the in-memory limiter.
 //
 // KEYS: per scope, its minute log then its second log. ARGV: the minute slot, the second slot, then
 // per scope its per-minute and burst ceilings (0: none).
 var slidingLogScript = redis.NewScript(`
 local ms, ss = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ok = true
-local out = {0}
+local out, kept = {0}, {}
 for i = 1, #KEYS do
   local cur, span, lim = ms, 61, tonumber(ARGV[2 + i])
   if i % 2 == 0 then cur, span = ss, 33 end
   local flat = redis.call('HGETALL', KEYS[i])
-  local kept, total = {}, 0
+  local pairs_, total, oldest = {}, 0, 0
   for f = 1, #flat, 2 do
     local s, c = tonumber(flat[f]), tonumber(flat[f + 1])
     if s <= cur - span then
       redis.call('HDEL', KEYS[i], flat[f])
     else
       total = total + c
-      kept[#kept + 1] = s
-      kept[#kept + 1] = c
+      if oldest == 0 or s < oldest then oldest = s end
+      pairs_[#pairs_ + 1] = s
+      pairs_[#pairs_ + 1] = c
     end
   end
   if lim > 0 and total + 1 > lim then ok = false end
-  out[#out + 1] = kept
+  out[#out + 1] = total
+  out[#out + 1] = oldest
+  kept[i] = pairs_
 end
 if ok then
   out[1] = 1
@@ -57,6 +61,8 @@ if ok then
     redis.call('HINCRBY', KEYS[i], field, 1)
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
+else
+  for i = 1, #KEYS do out[#out + 1] = kept[i] end
 end
 return out
 `)
@@ -125,8 +131,9 @@ func (l *RedisLimiter) Allow(ctx context.Context, t tenant.ID, sc domain.Scopes)
 	if err != nil {
 		return domain.Decision{}, fmt.Errorf("redis limiter %s: %w", keys[0], err)
 	}
-	if len(res) != 1+len(keys) {
-		return domain.Decision{}, fmt.Errorf("redis limiter %s: script returned %d values, want %d", keys[0], len(res), 1+len(keys))
+	allowed, _ := res[0].(int64)
+	if want := 1 + 2*len(keys) + int(1-allowed)*len(keys); len(res) != want {
+		return domain.Decision{}, fmt.Errorf("redis limiter %s: script returned %d values, want %d", keys[0], len(res), want)
 	}
 	var vs [domain.MaxScopes]domain.Verdict
 	ok := true
@@ -139,18 +146,29 @@ func (l *RedisLimiter) Allow(ctx context.Context, t tenant.ID, sc domain.Scopes)
 			if j == 1 {
 				span = domain.SecondSpan
 			}
-			pairs, _ := res[1+2*i+j].([]any)
-			for p := 0; p+1 < len(pairs); p += 2 {
-				s, _ := pairs[p].(int64)
-				c, _ := pairs[p+1].(int64)
-				g.Set(s, c, span)
+			k := 2*i + j
+			if allowed == 0 {
+				pairs, _ := res[1+2*len(keys)+k].([]any)
+				for p := 0; p+1 < len(pairs); p += 2 {
+					s, _ := pairs[p].(int64)
+					c, _ := pairs[p+1].(int64)
+					g.Set(s, c, span)
+				}
+				continue
+			}
+			// Admitted: the count and the oldest slot are all the verdict reads (remaining, reset).
+			total, _ := res[1+2*k].(int64)
+			oldest, _ := res[2+2*k].(int64)
+			if total > 0 {
+				g.Set(oldest, 1, span)
+				g.Set(g.Last, total-1, span)
 			}
 		}
 		vs[i] = w.Check(now, x.Limit)
 		vs[i].Kind = x.Kind
 		ok = ok && vs[i].Allowed
 	}
-	if allowed, _ := res[0].(int64); (allowed == 1) != ok {
+	if (allowed == 1) != ok {
 		// Cannot happen while the arithmetic agrees; if it ever does, Redis (which counted or
 		// did not) is the truth.
 		return domain.Decision{}, fmt.Errorf("redis limiter %s: script and window disagree (script allowed=%v)", keys[0], allowed == 1)
