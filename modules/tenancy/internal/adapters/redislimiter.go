@@ -67,8 +67,8 @@ end
 return out
 `)
 
-// RedisLimiter is the limiter shared by every replica: the same two sliding windows as
-// MemoryLimiter, kept in Redis and decided atomically by a Lua script.
+// RedisLimiter is the limiter shared by every replica: the same sliding logs per scope as
+// MemoryLimiter (domain.Window), kept in Redis and decided atomically by one Lua script.
 //
 // Errors (Redis unreachable, slow past Timeout) are returned, not hidden: the caller decides how to
 // fail (the tenancy Admitter fails open onto a per-process limiter, counting and logging it).
