@@ -325,6 +325,14 @@ func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request
 	ctx, span := tracing.StartModelSpan(ctx, r.cfg.Tracer, tracing.ModelCall{Model: m.String(), MaxTokens: maxTokens})
 	ans, emitted, err := r.attemptOnce(ctx, p, m, req, call)
 	o := tracing.ModelOutcome{InputTokens: ans.Usage.PromptTokens, OutputTokens: ans.Usage.CompletionTokens, FinishReason: ans.FinishReason, Err: err}
+	if !ans.Usage.Reported && err == nil {
+		// The provider reported no usage (the offline model never does): the span carries the
+		// usual estimate, marked as one, rather than 0 tokens.
+		for _, msg := range req.Messages {
+			o.InputTokens += (len(msg.Content) + 3) / 4
+		}
+		o.OutputTokens, o.Estimated = (len(ans.Content)+3)/4, true
+	}
 	if err != nil {
 		o.ErrorType = ReasonOf(err)
 	}

@@ -25,6 +25,7 @@ const (
 	AttrToolName         = "gen_ai.tool.name"
 	AttrErrorType        = "error.type"
 	AttrTenant           = "crispy.tenant"
+	AttrUsageEstimated   = "crispy.usage.estimated"
 )
 
 // Operation names of the conventions.
@@ -49,7 +50,9 @@ type ModelOutcome struct {
 	ResponseModel string // the model the provider says answered; default the requested one
 	InputTokens   int
 	OutputTokens  int
-	FinishReason  string
+	// Estimated: the provider reported no usage and the tokens are estimated (crispy.usage.estimated).
+	Estimated    bool
+	FinishReason string
 	// Err marks the span as failed; ErrorType is error.type ("timeout", "breaker_open", a status code);
 	// default "error" when Err is set.
 	Err       error
@@ -119,6 +122,9 @@ func EndModelSpan(span trace.Span, requestModel string, o ModelOutcome) {
 	}
 	if o.FinishReason != "" {
 		attrs = append(attrs, attribute.StringSlice(AttrFinishReasons, []string{o.FinishReason}))
+	}
+	if o.Estimated {
+		attrs = append(attrs, attribute.Bool(AttrUsageEstimated, true))
 	}
 	span.SetAttributes(attrs...)
 	endWithError(span, o.Err, o.ErrorType)
