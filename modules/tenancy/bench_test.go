@@ -21,7 +21,7 @@ func benchTenants(b *testing.B, n int) string {
 	var sb strings.Builder
 	sb.WriteString("tenants:\n")
 	for i := 0; i < n; i++ {
-		fmt.Fprintf(&sb, "  - id: t%d\n    hosts: [t%d.example]\n    apiKeys: [%q]\n    rateLimit: {perMinute: 100000000, tenantPerMinute: 1000000000}\n",
+		fmt.Fprintf(&sb, "  - id: t%d\n    hosts: [t%d.example]\n    apiKeys: [%q]\n    rateLimit: {perMinute: 100000000, burst: 100000000, tenantPerMinute: 1000000000}\n",
 			i, i, tenancy.HashAPIKey(fmt.Sprintf("ce_key_%d", i)))
 	}
 	return writeFile(b, sb.String())

@@ -27,8 +27,11 @@ type Turn struct {
 	ID        string
 	SessionID string
 	Model     string // the first model tried; the done event names the one that answered
-	tenant    tenant.ID
-	window    time.Duration
+	// Owner is the user the session belongs to ("" for a session of the tenant): only they may
+	// resume the turn.
+	Owner  string
+	tenant tenant.ID
+	window time.Duration
 
 	mu      sync.Mutex
 	events  []Event
@@ -49,6 +52,9 @@ type Turn struct {
 
 // newTurn returns a turn with one reader attached: whoever starts a turn reads it (and must Detach),
 // so that shutdown never sees a turn as unread between its start and its first reader.
+// VisibleTo reports whether user may resume the turn (see ownedBy).
+func (t *Turn) VisibleTo(user string) bool { return t.Owner == "" || t.Owner == user }
+
 func newTurn(id, session string, t tenant.ID, window time.Duration, cancel context.CancelCauseFunc) *Turn {
 	return &Turn{ID: id, SessionID: session, tenant: t, window: window, cancel: cancel, changed: make(chan struct{}), subs: 1}
 }

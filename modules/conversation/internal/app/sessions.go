@@ -30,10 +30,18 @@ func (s *Service) History(ctx context.Context, t tenant.ID, id string) (*domain.
 	if err != nil {
 		return nil, err
 	}
-	if !sess.Live() {
+	if !sess.Live() || !ownedBy(sess, request.From(ctx).User) {
 		return nil, errSessionNotFound()
 	}
 	return sess, nil
+}
+
+// ownedBy reports whether user may use sess: a session started with a user id (x-user-id, or the
+// user a key is bound to) is that user's alone; others get 404, as for a session that does not
+// exist. A session started without one is the tenant's. Auditing (GET /audit/sessions/{id}, the
+// audit scope) reads any session of the tenant.
+func ownedBy(sess *domain.Session, user string) bool {
+	return sess.UserID == "" || sess.UserID == user
 }
 
 // Delete appends SessionDeleted and erases the content before it (its data key is destroyed).
@@ -42,7 +50,11 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, id string) error {
 		return err
 	}
 	rid := request.From(ctx).ID
-	return s.end(ctx, t, id, func(*domain.Session) (eventstore.EventData, error) {
+	user := request.From(ctx).User
+	return s.end(ctx, t, id, func(cur *domain.Session) (eventstore.EventData, error) {
+		if !ownedBy(cur, user) {
+			return eventstore.EventData{}, errSessionNotFound()
+		}
 		return eventstore.NewEventData(events.TypeSessionDeleted, events.SessionDeleted{SessionID: id, RequestID: rid})
 	})
 }

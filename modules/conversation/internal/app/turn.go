@@ -153,6 +153,13 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		if sess, err = s.load(ctx, in.Tenant, in.SessionID); err != nil {
 			return nil, err
 		}
+		if sess.Live() && !ownedBy(sess, in.UserID) {
+			return nil, errSessionNotFound() // another user's session: as if it did not exist
+		}
+		turn.Owner = in.UserID
+		if sess.Live() {
+			turn.Owner = sess.UserID
+		}
 		if _, err := s.closeInterrupted(sess, turnID); err != nil {
 			return nil, err
 		}
