@@ -151,6 +151,9 @@ func New(d Deps) (*Module, error) {
 	log := d.Log.With("module", "tooling")
 	hc := hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: slogWriter{log}, DisableTime: true})
 	restarts := func(tool, reason string) {
+		// No request context reaches here (the host replaces a plugin between calls), so the line
+		// names the tool and reason but no request id.
+		log.Warn("tool plugin restarted", "tool", tool, "reason", reason)
 		if d.Metrics != nil {
 			d.Metrics.GetOrCreateCounter(fmt.Sprintf(`crispy_tool_plugin_restarts_total{tool=%q,reason=%q}`, tool, reason)).Inc()
 		}
