@@ -19,6 +19,60 @@ import (
 	openapi_types "github.com/oapi-codegen/runtime/types"
 )
 
+// Defines values for AdminCreateTenantOutputOrigin.
+const (
+	AdminCreateTenantOutputOriginApi  AdminCreateTenantOutputOrigin = "api"
+	AdminCreateTenantOutputOriginFile AdminCreateTenantOutputOrigin = "file"
+)
+
+// Valid indicates whether the value is a known member of the AdminCreateTenantOutputOrigin enum.
+func (e AdminCreateTenantOutputOrigin) Valid() bool {
+	switch e {
+	case AdminCreateTenantOutputOriginApi:
+		return true
+	case AdminCreateTenantOutputOriginFile:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AdminGetTenantOutputOrigin.
+const (
+	AdminGetTenantOutputOriginApi  AdminGetTenantOutputOrigin = "api"
+	AdminGetTenantOutputOriginFile AdminGetTenantOutputOrigin = "file"
+)
+
+// Valid indicates whether the value is a known member of the AdminGetTenantOutputOrigin enum.
+func (e AdminGetTenantOutputOrigin) Valid() bool {
+	switch e {
+	case AdminGetTenantOutputOriginApi:
+		return true
+	case AdminGetTenantOutputOriginFile:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for AdminUpdateTenantOutputOrigin.
+const (
+	AdminUpdateTenantOutputOriginApi  AdminUpdateTenantOutputOrigin = "api"
+	AdminUpdateTenantOutputOriginFile AdminUpdateTenantOutputOrigin = "file"
+)
+
+// Valid indicates whether the value is a known member of the AdminUpdateTenantOutputOrigin enum.
+func (e AdminUpdateTenantOutputOrigin) Valid() bool {
+	switch e {
+	case AdminUpdateTenantOutputOriginApi:
+		return true
+	case AdminUpdateTenantOutputOriginFile:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AnomalyDirection.
 const (
 	Above AnomalyDirection = "above"
@@ -301,6 +355,24 @@ func (e SearchDocumentsInputMode) Valid() bool {
 	}
 }
 
+// Defines values for TenantViewOrigin.
+const (
+	TenantViewOriginApi  TenantViewOrigin = "api"
+	TenantViewOriginFile TenantViewOrigin = "file"
+)
+
+// Valid indicates whether the value is a known member of the TenantViewOrigin enum.
+func (e TenantViewOrigin) Valid() bool {
+	switch e {
+	case TenantViewOriginApi:
+		return true
+	case TenantViewOriginFile:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TokenEventEvent.
 const (
 	Token TokenEventEvent = "token"
@@ -330,6 +402,190 @@ func (e ToolEventEvent) Valid() bool {
 		return false
 	}
 }
+
+// AdminApplyTenantsFileOutput defines model for AdminApplyTenantsFileOutput.
+type AdminApplyTenantsFileOutput struct {
+	Changed     int64 `json:"changed"`
+	KeysAdded   int64 `json:"keysAdded"`
+	KeysRevoked int64 `json:"keysRevoked"`
+	Registered  int64 `json:"registered"`
+
+	// RemovalsRecorded The tenants of an earlier file that this one no longer lists were recorded as removed (tenants of the admin API are never removed)
+	RemovalsRecorded bool   `json:"removalsRecorded"`
+	RequestId        string `json:"requestId"`
+
+	// Tenants Tenants the file lists
+	Tenants int64 `json:"tenants"`
+}
+
+// AdminCreateKeyInput defines model for AdminCreateKeyInput.
+type AdminCreateKeyInput struct {
+	Budget *KeyBudget `json:"budget,omitempty"`
+
+	// ExpiresAt When the key stops working (RFC 3339); none: never
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Limits    *KeyLimits `json:"limits,omitempty"`
+	Name      *string    `json:"name,omitempty"`
+
+	// Scopes chat, search, ingest, tools, audit, usage (default: all but audit)
+	Scopes *[]string `json:"scopes,omitempty"`
+
+	// User Bind the key to this end user: its requests act as this x-user-id
+	User *string `json:"user,omitempty"`
+}
+
+// AdminCreateKeyOutput defines model for AdminCreateKeyOutput.
+type AdminCreateKeyOutput struct {
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	CreatedAt *time.Time `json:"createdAt,omitempty"`
+	Expired   bool       `json:"expired"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Id        string     `json:"id"`
+
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	Limits     *KeyLimits `json:"limits,omitempty"`
+	Name       *string    `json:"name,omitempty"`
+
+	// PreviousValidUntil After a rotation: until when the previous secret still works
+	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
+	RequestId          string     `json:"requestId"`
+	Revoked            bool       `json:"revoked"`
+	RevokedAt          *time.Time `json:"revokedAt,omitempty"`
+	Scopes             []string   `json:"scopes"`
+
+	// Secret The key itself, shown this once: only its SHA-256 is kept
+	Secret string  `json:"secret"`
+	Source string  `json:"source"`
+	User   *string `json:"user,omitempty"`
+}
+
+// AdminCreateTenantOutput defines model for AdminCreateTenantOutput.
+type AdminCreateTenantOutput struct {
+	Config TenantConfig `json:"config"`
+	Id     string       `json:"id"`
+
+	// Keys API keys not revoked
+	Keys      int64                         `json:"keys"`
+	Origin    AdminCreateTenantOutputOrigin `json:"origin"`
+	RequestId string                        `json:"requestId"`
+
+	// Revision Position of the last change in the tenant's stream
+	Revision int64 `json:"revision"`
+}
+
+// AdminCreateTenantOutputOrigin defines model for AdminCreateTenantOutput.Origin.
+type AdminCreateTenantOutputOrigin string
+
+// AdminDeleteTenantOutput defines model for AdminDeleteTenantOutput.
+type AdminDeleteTenantOutput struct {
+	Deleted string `json:"deleted"`
+
+	// Erased Its data keys were destroyed: its sealed sessions and documents read as erased
+	Erased    bool   `json:"erased"`
+	RequestId string `json:"requestId"`
+}
+
+// AdminGetTenantOutput defines model for AdminGetTenantOutput.
+type AdminGetTenantOutput struct {
+	Config TenantConfig `json:"config"`
+	Id     string       `json:"id"`
+
+	// Keys API keys not revoked
+	Keys      int64                      `json:"keys"`
+	Origin    AdminGetTenantOutputOrigin `json:"origin"`
+	RequestId string                     `json:"requestId"`
+
+	// Revision Position of the last change in the tenant's stream
+	Revision int64 `json:"revision"`
+}
+
+// AdminGetTenantOutputOrigin defines model for AdminGetTenantOutput.Origin.
+type AdminGetTenantOutputOrigin string
+
+// AdminListKeysOutput defines model for AdminListKeysOutput.
+type AdminListKeysOutput struct {
+	Keys      []KeyView `json:"keys"`
+	RequestId string    `json:"requestId"`
+}
+
+// AdminListTenantsOutput defines model for AdminListTenantsOutput.
+type AdminListTenantsOutput struct {
+	RequestId string       `json:"requestId"`
+	Tenants   []TenantView `json:"tenants"`
+}
+
+// AdminRevokeKeyOutput defines model for AdminRevokeKeyOutput.
+type AdminRevokeKeyOutput struct {
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	CreatedAt *time.Time `json:"createdAt,omitempty"`
+	Expired   bool       `json:"expired"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Id        string     `json:"id"`
+
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	Limits     *KeyLimits `json:"limits,omitempty"`
+	Name       *string    `json:"name,omitempty"`
+
+	// PreviousValidUntil After a rotation: until when the previous secret still works
+	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
+	RequestId          string     `json:"requestId"`
+	Revoked            bool       `json:"revoked"`
+	RevokedAt          *time.Time `json:"revokedAt,omitempty"`
+	Scopes             []string   `json:"scopes"`
+	Source             string     `json:"source"`
+	User               *string    `json:"user,omitempty"`
+}
+
+// AdminRotateKeyInput defines model for AdminRotateKeyInput.
+type AdminRotateKeyInput struct {
+	// GraceSeconds How long the previous secret keeps working (0: not at all)
+	GraceSeconds int64 `json:"graceSeconds"`
+}
+
+// AdminRotateKeyOutput defines model for AdminRotateKeyOutput.
+type AdminRotateKeyOutput struct {
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	CreatedAt *time.Time `json:"createdAt,omitempty"`
+	Expired   bool       `json:"expired"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Id        string     `json:"id"`
+
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	Limits     *KeyLimits `json:"limits,omitempty"`
+	Name       *string    `json:"name,omitempty"`
+
+	// PreviousValidUntil After a rotation: until when the previous secret still works
+	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
+	RequestId          string     `json:"requestId"`
+	Revoked            bool       `json:"revoked"`
+	RevokedAt          *time.Time `json:"revokedAt,omitempty"`
+	Scopes             []string   `json:"scopes"`
+
+	// Secret The key itself, shown this once: only its SHA-256 is kept
+	Secret string  `json:"secret"`
+	Source string  `json:"source"`
+	User   *string `json:"user,omitempty"`
+}
+
+// AdminUpdateTenantOutput defines model for AdminUpdateTenantOutput.
+type AdminUpdateTenantOutput struct {
+	Config TenantConfig `json:"config"`
+	Id     string       `json:"id"`
+
+	// Keys API keys not revoked
+	Keys      int64                         `json:"keys"`
+	Origin    AdminUpdateTenantOutputOrigin `json:"origin"`
+	RequestId string                        `json:"requestId"`
+
+	// Revision Position of the last change in the tenant's stream
+	Revision int64 `json:"revision"`
+}
+
+// AdminUpdateTenantOutputOrigin defines model for AdminUpdateTenantOutput.Origin.
+type AdminUpdateTenantOutputOrigin string
 
 // Anomaly defines model for Anomaly.
 type Anomaly struct {
@@ -418,6 +674,11 @@ type BadEvent struct {
 	Reason   string `json:"reason"`
 	Revision int64  `json:"revision"`
 	Stream   string `json:"stream"`
+}
+
+// CORS defines model for CORS.
+type CORS struct {
+	AllowedOrigins *[]string `json:"allowedOrigins,omitempty"`
 }
 
 // CacheStats defines model for CacheStats.
@@ -617,6 +878,21 @@ type DeleteDocumentOutput struct {
 
 	// Status Example: deleted
 	Status string `json:"status"`
+}
+
+// Delivery defines model for Delivery.
+type Delivery struct {
+	At        time.Time `json:"at"`
+	Delivered bool      `json:"delivered"`
+
+	// Error why the notice was not delivered, after its retries
+	Error *string `json:"error,omitempty"`
+
+	// State firing or resolved: the transition notified
+	State string `json:"state"`
+
+	// Transition id of the AlertFired or AlertResolved event the notice was for
+	Transition string `json:"transition"`
 }
 
 // DoneData defines model for DoneData.
@@ -1030,6 +1306,43 @@ type IngestDocumentOutput struct {
 	Status string `json:"status"`
 }
 
+// KeyBudget defines model for KeyBudget.
+type KeyBudget struct {
+	DailyTokens   *int64   `json:"dailyTokens,omitempty"`
+	DailyUsd      *float64 `json:"dailyUsd,omitempty"`
+	MonthlyTokens *int64   `json:"monthlyTokens,omitempty"`
+	MonthlyUsd    *float64 `json:"monthlyUsd,omitempty"`
+}
+
+// KeyLimits defines model for KeyLimits.
+type KeyLimits struct {
+	Burst           *int64 `json:"burst,omitempty"`
+	PerMinute       *int64 `json:"perMinute,omitempty"`
+	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+}
+
+// KeyView defines model for KeyView.
+type KeyView struct {
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	CreatedAt *time.Time `json:"createdAt,omitempty"`
+	Expired   bool       `json:"expired"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Id        string     `json:"id"`
+
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	Limits     *KeyLimits `json:"limits,omitempty"`
+	Name       *string    `json:"name,omitempty"`
+
+	// PreviousValidUntil After a rotation: until when the previous secret still works
+	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
+	Revoked            bool       `json:"revoked"`
+	RevokedAt          *time.Time `json:"revokedAt,omitempty"`
+	Scopes             []string   `json:"scopes"`
+	Source             string     `json:"source"`
+	User               *string    `json:"user,omitempty"`
+}
+
 // ListAlertsOutput defines model for ListAlertsOutput.
 type ListAlertsOutput struct {
 	Alerts    []RuleView `json:"alerts"`
@@ -1098,6 +1411,16 @@ type ModelUsage struct {
 	Requests        int64  `json:"requests"`
 	TokensIn        int64  `json:"tokensIn"`
 	TokensOut       int64  `json:"tokensOut"`
+}
+
+// Models defines model for Models.
+type Models struct {
+	Aliases    *map[string]string `json:"aliases,omitempty"`
+	Allowed    *[]string          `json:"allowed,omitempty"`
+	Chat       *string            `json:"chat,omitempty"`
+	Embeddings *string            `json:"embeddings,omitempty"`
+	Fallbacks  *[]string          `json:"fallbacks,omitempty"`
+	Retry      *Retry             `json:"retry,omitempty"`
 }
 
 // OAIMessage defines model for OAIMessage.
@@ -1193,16 +1516,34 @@ type Progress struct {
 
 // PutAlertOutput defines model for PutAlertOutput.
 type PutAlertOutput struct {
-	Comparator string  `json:"comparator"`
-	Enabled    bool    `json:"enabled"`
-	Firing     bool    `json:"firing"`
-	Id         string  `json:"id"`
-	Metric     string  `json:"metric"`
-	Name       string  `json:"name"`
-	Period     string  `json:"period"`
-	RequestId  string  `json:"requestId"`
-	Threshold  float64 `json:"threshold"`
-	WebhookUrl *string `json:"webhookUrl,omitempty"`
+	Comparator   string    `json:"comparator"`
+	Enabled      bool      `json:"enabled"`
+	Firing       bool      `json:"firing"`
+	For          *string   `json:"for,omitempty"`
+	Id           string    `json:"id"`
+	LastDelivery *Delivery `json:"lastDelivery,omitempty"`
+	Metric       string    `json:"metric"`
+	Name         string    `json:"name"`
+	Period       string    `json:"period"`
+	RequestId    string    `json:"requestId"`
+	Threshold    float64   `json:"threshold"`
+	WebhookUrl   *string   `json:"webhookUrl,omitempty"`
+}
+
+// RateLimit defines model for RateLimit.
+type RateLimit struct {
+	Burst           int64  `json:"burst"`
+	KeyPerMinute    *int64 `json:"keyPerMinute,omitempty"`
+	PerMinute       int64  `json:"perMinute"`
+	TenantPerMinute *int64 `json:"tenantPerMinute,omitempty"`
+	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+	WindowSec       int64  `json:"windowSec"`
+}
+
+// Retry defines model for Retry.
+type Retry struct {
+	Attempts  int64 `json:"attempts"`
+	BackoffMs int64 `json:"backoffMs"`
 }
 
 // RuleBody defines model for RuleBody.
@@ -1214,6 +1555,11 @@ type RuleBody struct {
 
 	// Enabled default true
 	Enabled *bool `json:"enabled,omitempty"`
+
+	// For how long the condition must hold, evaluation after evaluation, before the rule fires (0s to 24h; empty: at once)
+	//
+	// Example: 5m
+	For *string `json:"for,omitempty"`
 
 	// Id Rule id (lower-case letters, digits, '-'); a PUT with an existing id replaces that rule; absent: a new id is generated
 	//
@@ -1236,7 +1582,7 @@ type RuleBody struct {
 	// Threshold Example: 0.05
 	Threshold float64 `json:"threshold"`
 
-	// WebhookUrl http(s) URL that receives a signed JSON notice when the rule starts or stops firing
+	// WebhookUrl http(s) URL that receives a signed JSON notice when the rule starts or stops firing; refused (422) when the server has no webhook secret, or when it points at an internal address unless the server allows them
 	//
 	// Example: https://hooks.example.com/crispy
 	WebhookUrl *string `json:"webhookUrl,omitempty"`
@@ -1244,15 +1590,17 @@ type RuleBody struct {
 
 // RuleView defines model for RuleView.
 type RuleView struct {
-	Comparator string  `json:"comparator"`
-	Enabled    bool    `json:"enabled"`
-	Firing     bool    `json:"firing"`
-	Id         string  `json:"id"`
-	Metric     string  `json:"metric"`
-	Name       string  `json:"name"`
-	Period     string  `json:"period"`
-	Threshold  float64 `json:"threshold"`
-	WebhookUrl *string `json:"webhookUrl,omitempty"`
+	Comparator   string    `json:"comparator"`
+	Enabled      bool      `json:"enabled"`
+	Firing       bool      `json:"firing"`
+	For          *string   `json:"for,omitempty"`
+	Id           string    `json:"id"`
+	LastDelivery *Delivery `json:"lastDelivery,omitempty"`
+	Metric       string    `json:"metric"`
+	Name         string    `json:"name"`
+	Period       string    `json:"period"`
+	Threshold    float64   `json:"threshold"`
+	WebhookUrl   *string   `json:"webhookUrl,omitempty"`
 }
 
 // SLIs defines model for SLIs.
@@ -1262,6 +1610,15 @@ type SLIs struct {
 	Cost   CostSLI    `json:"cost"`
 	Search SearchSLI  `json:"search"`
 	Tools  ToolSLI    `json:"tools"`
+}
+
+// Search defines model for Search.
+type Search struct {
+	Feedback      *bool    `json:"feedback,omitempty"`
+	LexicalWeight *float64 `json:"lexicalWeight,omitempty"`
+	Mode          *string  `json:"mode,omitempty"`
+	RrfK          *int64   `json:"rrfK,omitempty"`
+	VectorWeight  *float64 `json:"vectorWeight,omitempty"`
 }
 
 // SearchDocumentsInput defines model for SearchDocumentsInput.
@@ -1405,6 +1762,44 @@ type StreamOptions struct {
 	AdditionalProperties map[string]interface{} `json:"-"`
 }
 
+// TenantConfig defines model for TenantConfig.
+type TenantConfig struct {
+	Cors                  CORS             `json:"cors"`
+	Features              *map[string]bool `json:"features,omitempty"`
+	Hosts                 *[]string        `json:"hosts,omitempty"`
+	Id                    string           `json:"id"`
+	MaxMessagesPerSession int64            `json:"maxMessagesPerSession"`
+	Models                Models           `json:"models"`
+	RateLimit             RateLimit        `json:"rateLimit"`
+	Search                *Search          `json:"search,omitempty"`
+	SessionRetentionDays  int64            `json:"sessionRetentionDays"`
+	SystemPrompt          *string          `json:"systemPrompt,omitempty"`
+	TokenBudget           TokenBudget      `json:"tokenBudget"`
+	Tools                 Tools            `json:"tools"`
+}
+
+// TenantView defines model for TenantView.
+type TenantView struct {
+	Config TenantConfig `json:"config"`
+	Id     string       `json:"id"`
+
+	// Keys API keys not revoked
+	Keys   int64            `json:"keys"`
+	Origin TenantViewOrigin `json:"origin"`
+
+	// Revision Position of the last change in the tenant's stream
+	Revision int64 `json:"revision"`
+}
+
+// TenantViewOrigin defines model for TenantView.Origin.
+type TenantViewOrigin string
+
+// TokenBudget defines model for TokenBudget.
+type TokenBudget struct {
+	Daily   *int64 `json:"daily,omitempty"`
+	Monthly *int64 `json:"monthly,omitempty"`
+}
+
 // TokenData defines model for TokenData.
 type TokenData struct {
 	Token string `json:"token"`
@@ -1502,6 +1897,13 @@ type ToolUsage struct {
 	Calls         int64   `json:"calls"`
 	Failures      int64   `json:"failures"`
 	Tool          string  `json:"tool"`
+}
+
+// Tools defines model for Tools.
+type Tools struct {
+	Allow   *[]string `json:"allow,omitempty"`
+	Deny    *[]string `json:"deny,omitempty"`
+	Enabled *bool     `json:"enabled,omitempty"`
 }
 
 // UsageData defines model for UsageData.
@@ -1914,6 +2316,18 @@ type ListModelsParams struct {
 	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
+
+// AdminCreateTenantJSONRequestBody defines body for AdminCreateTenant for application/json ContentType.
+type AdminCreateTenantJSONRequestBody = TenantConfig
+
+// AdminUpdateTenantJSONRequestBody defines body for AdminUpdateTenant for application/json ContentType.
+type AdminUpdateTenantJSONRequestBody = TenantConfig
+
+// AdminCreateKeyJSONRequestBody defines body for AdminCreateKey for application/json ContentType.
+type AdminCreateKeyJSONRequestBody = AdminCreateKeyInput
+
+// AdminRotateKeyJSONRequestBody defines body for AdminRotateKey for application/json ContentType.
+type AdminRotateKeyJSONRequestBody = AdminRotateKeyInput
 
 // VerifyAuditCheckpointJSONRequestBody defines body for VerifyAuditCheckpoint for application/json ContentType.
 type VerifyAuditCheckpointJSONRequestBody = Checkpoint
@@ -2746,6 +3160,122 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// AdminApplyTenantsFileWithBody Apply a tenants file
+	//
+	// Records the differences between the tenants file in the body and the recorded tenants, as a start or SIGHUP does with the server's own file (crispy tenant apply). Keys and tenants made through the admin API are left alone. The server's own file is applied again at its next start or SIGHUP.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /admin/apply (the `AdminApplyTenantsFile` operationId).
+	AdminApplyTenantsFileWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminListTenants List tenants
+	//
+	// Every tenant served, in id order.
+	//
+	// Corresponds with GET /admin/tenants (the `AdminListTenants` operationId).
+	AdminListTenants(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminCreateTenantWithBody Create a tenant
+	//
+	// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+	AdminCreateTenantWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminCreateTenant Create a tenant
+	//
+	// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+	AdminCreateTenant(ctx context.Context, body AdminCreateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminDeleteTenant Delete a tenant and erase its data
+	//
+	// Records TenantDeleted (it stops resolving on every replica, its keys stop working), then destroys its data keys: its sealed sessions and documents read as erased from then on, and its search index is emptied. Identifiers stay (see the README's erasure section).
+	//
+	// Corresponds with DELETE /admin/tenants/{tenantId} (the `AdminDeleteTenant` operationId).
+	AdminDeleteTenant(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminGetTenant Read a tenant
+	//
+	// The tenant's configuration as recorded.
+	//
+	// Corresponds with GET /admin/tenants/{tenantId} (the `AdminGetTenant` operationId).
+	AdminGetTenant(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminUpdateTenantWithBody Replace a tenant's configuration
+	//
+	// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+	AdminUpdateTenantWithBody(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminUpdateTenant Replace a tenant's configuration
+	//
+	// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+	AdminUpdateTenant(ctx context.Context, tenantId string, body AdminUpdateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminListKeys List a tenant's API keys
+	//
+	// Id, name, scopes, created, expires, last used, revoked; never the secret.
+	//
+	// Corresponds with GET /admin/tenants/{tenantId}/keys (the `AdminListKeys` operationId).
+	AdminListKeys(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminCreateKeyWithBody Create an API key
+	//
+	// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+	AdminCreateKeyWithBody(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminCreateKey Create an API key
+	//
+	// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+	AdminCreateKey(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRevokeKey Revoke an API key
+	//
+	// Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/revoke (the `AdminRevokeKey` operationId).
+	AdminRevokeKey(ctx context.Context, tenantId string, keyId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRotateKeyWithBody Rotate an API key's secret
+	//
+	// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+	AdminRotateKeyWithBody(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminRotateKey Rotate an API key's secret
+	//
+	// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+	AdminRotateKey(ctx context.Context, tenantId string, keyId string, body AdminRotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetAuditCheckpoint The tenant's latest signed checkpoint
 	//
 	// {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
@@ -3064,6 +3594,262 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/models (the `ListModels` operationId).
 	ListModels(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// AdminApplyTenantsFileWithBody Apply a tenants file
+//
+// Records the differences between the tenants file in the body and the recorded tenants, as a start or SIGHUP does with the server's own file (crispy tenant apply). Keys and tenants made through the admin API are left alone. The server's own file is applied again at its next start or SIGHUP.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /admin/apply (the `AdminApplyTenantsFile` operationId).
+func (c *Client) AdminApplyTenantsFileWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminApplyTenantsFileRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminListTenants List tenants
+//
+// Every tenant served, in id order.
+//
+// Corresponds with GET /admin/tenants (the `AdminListTenants` operationId).
+func (c *Client) AdminListTenants(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminListTenantsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminCreateTenantWithBody Create a tenant
+//
+// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+func (c *Client) AdminCreateTenantWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminCreateTenantRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminCreateTenant Create a tenant
+//
+// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+func (c *Client) AdminCreateTenant(ctx context.Context, body AdminCreateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminCreateTenantRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminDeleteTenant Delete a tenant and erase its data
+//
+// Records TenantDeleted (it stops resolving on every replica, its keys stop working), then destroys its data keys: its sealed sessions and documents read as erased from then on, and its search index is emptied. Identifiers stay (see the README's erasure section).
+//
+// Corresponds with DELETE /admin/tenants/{tenantId} (the `AdminDeleteTenant` operationId).
+func (c *Client) AdminDeleteTenant(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminDeleteTenantRequest(c.Server, tenantId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminGetTenant Read a tenant
+//
+// The tenant's configuration as recorded.
+//
+// Corresponds with GET /admin/tenants/{tenantId} (the `AdminGetTenant` operationId).
+func (c *Client) AdminGetTenant(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminGetTenantRequest(c.Server, tenantId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminUpdateTenantWithBody Replace a tenant's configuration
+//
+// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+func (c *Client) AdminUpdateTenantWithBody(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminUpdateTenantRequestWithBody(c.Server, tenantId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminUpdateTenant Replace a tenant's configuration
+//
+// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+func (c *Client) AdminUpdateTenant(ctx context.Context, tenantId string, body AdminUpdateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminUpdateTenantRequest(c.Server, tenantId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminListKeys List a tenant's API keys
+//
+// Id, name, scopes, created, expires, last used, revoked; never the secret.
+//
+// Corresponds with GET /admin/tenants/{tenantId}/keys (the `AdminListKeys` operationId).
+func (c *Client) AdminListKeys(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminListKeysRequest(c.Server, tenantId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminCreateKeyWithBody Create an API key
+//
+// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+func (c *Client) AdminCreateKeyWithBody(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminCreateKeyRequestWithBody(c.Server, tenantId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminCreateKey Create an API key
+//
+// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+func (c *Client) AdminCreateKey(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminCreateKeyRequest(c.Server, tenantId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRevokeKey Revoke an API key
+//
+// Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/revoke (the `AdminRevokeKey` operationId).
+func (c *Client) AdminRevokeKey(ctx context.Context, tenantId string, keyId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRevokeKeyRequest(c.Server, tenantId, keyId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRotateKeyWithBody Rotate an API key's secret
+//
+// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+func (c *Client) AdminRotateKeyWithBody(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRotateKeyRequestWithBody(c.Server, tenantId, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminRotateKey Rotate an API key's secret
+//
+// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+func (c *Client) AdminRotateKey(ctx context.Context, tenantId string, keyId string, body AdminRotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminRotateKeyRequest(c.Server, tenantId, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetAuditCheckpoint The tenant's latest signed checkpoint
@@ -3793,6 +4579,393 @@ func (c *Client) ListModels(ctx context.Context, params *ListModelsParams, reqEd
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewAdminApplyTenantsFileRequestWithBody constructs an http.Request for the AdminApplyTenantsFile method, with any body, and a specified content type
+func NewAdminApplyTenantsFileRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/apply")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAdminListTenantsRequest constructs an http.Request for the AdminListTenants method
+func NewAdminListTenantsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminCreateTenantRequest calls the generic AdminCreateTenant builder with application/json body
+func NewAdminCreateTenantRequest(server string, body AdminCreateTenantJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdminCreateTenantRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewAdminCreateTenantRequestWithBody constructs an http.Request for the AdminCreateTenant method, with any body, and a specified content type
+func NewAdminCreateTenantRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAdminDeleteTenantRequest constructs an http.Request for the AdminDeleteTenant method
+func NewAdminDeleteTenantRequest(server string, tenantId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminGetTenantRequest constructs an http.Request for the AdminGetTenant method
+func NewAdminGetTenantRequest(server string, tenantId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminUpdateTenantRequest calls the generic AdminUpdateTenant builder with application/json body
+func NewAdminUpdateTenantRequest(server string, tenantId string, body AdminUpdateTenantJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdminUpdateTenantRequestWithBody(server, tenantId, "application/json", bodyReader)
+}
+
+// NewAdminUpdateTenantRequestWithBody constructs an http.Request for the AdminUpdateTenant method, with any body, and a specified content type
+func NewAdminUpdateTenantRequestWithBody(server string, tenantId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAdminListKeysRequest constructs an http.Request for the AdminListKeys method
+func NewAdminListKeysRequest(server string, tenantId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s/keys", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminCreateKeyRequest calls the generic AdminCreateKey builder with application/json body
+func NewAdminCreateKeyRequest(server string, tenantId string, body AdminCreateKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdminCreateKeyRequestWithBody(server, tenantId, "application/json", bodyReader)
+}
+
+// NewAdminCreateKeyRequestWithBody constructs an http.Request for the AdminCreateKey method, with any body, and a specified content type
+func NewAdminCreateKeyRequestWithBody(server string, tenantId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s/keys", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAdminRevokeKeyRequest constructs an http.Request for the AdminRevokeKey method
+func NewAdminRevokeKeyRequest(server string, tenantId string, keyId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "keyId", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s/keys/%s/revoke", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewAdminRotateKeyRequest calls the generic AdminRotateKey builder with application/json body
+func NewAdminRotateKeyRequest(server string, tenantId string, keyId string, body AdminRotateKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdminRotateKeyRequestWithBody(server, tenantId, keyId, "application/json", bodyReader)
+}
+
+// NewAdminRotateKeyRequestWithBody constructs an http.Request for the AdminRotateKey method, with any body, and a specified content type
+func NewAdminRotateKeyRequestWithBody(server string, tenantId string, keyId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "keyId", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s/keys/%s/rotate", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
 }
 
 // NewGetAuditCheckpointRequest constructs an http.Request for the GetAuditCheckpoint method
@@ -6228,6 +7401,132 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// AdminApplyTenantsFileWithBodyWithResponse Apply a tenants file
+	//
+	// Records the differences between the tenants file in the body and the recorded tenants, as a start or SIGHUP does with the server's own file (crispy tenant apply). Keys and tenants made through the admin API are left alone. The server's own file is applied again at its next start or SIGHUP.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/apply (the `AdminApplyTenantsFile` operationId).
+	AdminApplyTenantsFileWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminApplyTenantsFileResponse, error)
+
+	// AdminListTenantsWithResponse List tenants
+	//
+	// Every tenant served, in id order.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/tenants (the `AdminListTenants` operationId).
+	AdminListTenantsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminListTenantsResponse, error)
+
+	// AdminCreateTenantWithBodyWithResponse Create a tenant
+	//
+	// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+	AdminCreateTenantWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminCreateTenantResponse, error)
+
+	// AdminCreateTenantWithResponse Create a tenant
+	//
+	// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+	AdminCreateTenantWithResponse(ctx context.Context, body AdminCreateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminCreateTenantResponse, error)
+
+	// AdminDeleteTenantWithResponse Delete a tenant and erase its data
+	//
+	// Records TenantDeleted (it stops resolving on every replica, its keys stop working), then destroys its data keys: its sealed sessions and documents read as erased from then on, and its search index is emptied. Identifiers stay (see the README's erasure section).
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /admin/tenants/{tenantId} (the `AdminDeleteTenant` operationId).
+	AdminDeleteTenantWithResponse(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*AdminDeleteTenantResponse, error)
+
+	// AdminGetTenantWithResponse Read a tenant
+	//
+	// The tenant's configuration as recorded.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/tenants/{tenantId} (the `AdminGetTenant` operationId).
+	AdminGetTenantWithResponse(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*AdminGetTenantResponse, error)
+
+	// AdminUpdateTenantWithBodyWithResponse Replace a tenant's configuration
+	//
+	// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+	AdminUpdateTenantWithBodyWithResponse(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminUpdateTenantResponse, error)
+
+	// AdminUpdateTenantWithResponse Replace a tenant's configuration
+	//
+	// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+	AdminUpdateTenantWithResponse(ctx context.Context, tenantId string, body AdminUpdateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminUpdateTenantResponse, error)
+
+	// AdminListKeysWithResponse List a tenant's API keys
+	//
+	// Id, name, scopes, created, expires, last used, revoked; never the secret.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/tenants/{tenantId}/keys (the `AdminListKeys` operationId).
+	AdminListKeysWithResponse(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*AdminListKeysResponse, error)
+
+	// AdminCreateKeyWithBodyWithResponse Create an API key
+	//
+	// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+	AdminCreateKeyWithBodyWithResponse(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminCreateKeyResponse, error)
+
+	// AdminCreateKeyWithResponse Create an API key
+	//
+	// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+	AdminCreateKeyWithResponse(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminCreateKeyResponse, error)
+
+	// AdminRevokeKeyWithResponse Revoke an API key
+	//
+	// Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/revoke (the `AdminRevokeKey` operationId).
+	AdminRevokeKeyWithResponse(ctx context.Context, tenantId string, keyId string, reqEditors ...RequestEditorFn) (*AdminRevokeKeyResponse, error)
+
+	// AdminRotateKeyWithBodyWithResponse Rotate an API key's secret
+	//
+	// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+	AdminRotateKeyWithBodyWithResponse(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminRotateKeyResponse, error)
+
+	// AdminRotateKeyWithResponse Rotate an API key's secret
+	//
+	// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+	AdminRotateKeyWithResponse(ctx context.Context, tenantId string, keyId string, body AdminRotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminRotateKeyResponse, error)
+
 	// GetAuditCheckpointWithResponse The tenant's latest signed checkpoint
 	//
 	// {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
@@ -6596,6 +7895,696 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/models (the `ListModels` operationId).
 	ListModelsWithResponse(ctx context.Context, params *ListModelsParams, reqEditors ...RequestEditorFn) (*ListModelsResponse, error)
+}
+
+type AdminApplyTenantsFileResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminApplyTenantsFileOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminApplyTenantsFileResponse) GetJSON200() *AdminApplyTenantsFileOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminApplyTenantsFileResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminApplyTenantsFileResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminApplyTenantsFileResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminApplyTenantsFileResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminApplyTenantsFileResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminApplyTenantsFileResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminApplyTenantsFileResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminApplyTenantsFileResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminListTenantsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminListTenantsOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminListTenantsResponse) GetJSON200() *AdminListTenantsOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminListTenantsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminListTenantsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminListTenantsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminListTenantsResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminListTenantsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminListTenantsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminListTenantsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminListTenantsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminCreateTenantResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AdminCreateTenantOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r AdminCreateTenantResponse) GetJSON201() *AdminCreateTenantOutput {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminCreateTenantResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminCreateTenantResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminCreateTenantResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminCreateTenantResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminCreateTenantResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminCreateTenantResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminCreateTenantResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminCreateTenantResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminDeleteTenantResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminDeleteTenantOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminDeleteTenantResponse) GetJSON200() *AdminDeleteTenantOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminDeleteTenantResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminDeleteTenantResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminDeleteTenantResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminDeleteTenantResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminDeleteTenantResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminDeleteTenantResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminDeleteTenantResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminDeleteTenantResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminGetTenantResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminGetTenantOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminGetTenantResponse) GetJSON200() *AdminGetTenantOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminGetTenantResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminGetTenantResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminGetTenantResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminGetTenantResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminGetTenantResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminGetTenantResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminGetTenantResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminGetTenantResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminUpdateTenantResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminUpdateTenantOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminUpdateTenantResponse) GetJSON200() *AdminUpdateTenantOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminUpdateTenantResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminUpdateTenantResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminUpdateTenantResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminUpdateTenantResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminUpdateTenantResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminUpdateTenantResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminUpdateTenantResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminUpdateTenantResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminListKeysResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminListKeysOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminListKeysResponse) GetJSON200() *AdminListKeysOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminListKeysResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminListKeysResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminListKeysResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminListKeysResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminListKeysResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminListKeysResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminListKeysResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminListKeysResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminCreateKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *AdminCreateKeyOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r AdminCreateKeyResponse) GetJSON201() *AdminCreateKeyOutput {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminCreateKeyResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminCreateKeyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminCreateKeyResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminCreateKeyResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminCreateKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminCreateKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminCreateKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminCreateKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminRevokeKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminRevokeKeyOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminRevokeKeyResponse) GetJSON200() *AdminRevokeKeyOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminRevokeKeyResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminRevokeKeyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminRevokeKeyResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminRevokeKeyResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminRevokeKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminRevokeKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminRevokeKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminRevokeKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminRotateKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminRotateKeyOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminRotateKeyResponse) GetJSON200() *AdminRotateKeyOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminRotateKeyResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminRotateKeyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminRotateKeyResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminRotateKeyResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminRotateKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminRotateKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminRotateKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminRotateKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type GetAuditCheckpointResponse struct {
@@ -9134,6 +11123,216 @@ func (r ListModelsResponse) ContentType() string {
 	return ""
 }
 
+// AdminApplyTenantsFileWithBodyWithResponse Apply a tenants file
+//
+// Records the differences between the tenants file in the body and the recorded tenants, as a start or SIGHUP does with the server's own file (crispy tenant apply). Keys and tenants made through the admin API are left alone. The server's own file is applied again at its next start or SIGHUP.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/apply (the `AdminApplyTenantsFile` operationId).
+func (c *ClientWithResponses) AdminApplyTenantsFileWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminApplyTenantsFileResponse, error) {
+	rsp, err := c.AdminApplyTenantsFileWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminApplyTenantsFileResponse(rsp)
+}
+
+// AdminListTenantsWithResponse List tenants
+//
+// Every tenant served, in id order.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/tenants (the `AdminListTenants` operationId).
+func (c *ClientWithResponses) AdminListTenantsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AdminListTenantsResponse, error) {
+	rsp, err := c.AdminListTenants(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminListTenantsResponse(rsp)
+}
+
+// AdminCreateTenantWithBodyWithResponse Create a tenant
+//
+// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+func (c *ClientWithResponses) AdminCreateTenantWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminCreateTenantResponse, error) {
+	rsp, err := c.AdminCreateTenantWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminCreateTenantResponse(rsp)
+}
+
+// AdminCreateTenantWithResponse Create a tenant
+//
+// Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants (the `AdminCreateTenant` operationId).
+func (c *ClientWithResponses) AdminCreateTenantWithResponse(ctx context.Context, body AdminCreateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminCreateTenantResponse, error) {
+	rsp, err := c.AdminCreateTenant(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminCreateTenantResponse(rsp)
+}
+
+// AdminDeleteTenantWithResponse Delete a tenant and erase its data
+//
+// Records TenantDeleted (it stops resolving on every replica, its keys stop working), then destroys its data keys: its sealed sessions and documents read as erased from then on, and its search index is emptied. Identifiers stay (see the README's erasure section).
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /admin/tenants/{tenantId} (the `AdminDeleteTenant` operationId).
+func (c *ClientWithResponses) AdminDeleteTenantWithResponse(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*AdminDeleteTenantResponse, error) {
+	rsp, err := c.AdminDeleteTenant(ctx, tenantId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminDeleteTenantResponse(rsp)
+}
+
+// AdminGetTenantWithResponse Read a tenant
+//
+// The tenant's configuration as recorded.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/tenants/{tenantId} (the `AdminGetTenant` operationId).
+func (c *ClientWithResponses) AdminGetTenantWithResponse(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*AdminGetTenantResponse, error) {
+	rsp, err := c.AdminGetTenant(ctx, tenantId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminGetTenantResponse(rsp)
+}
+
+// AdminUpdateTenantWithBodyWithResponse Replace a tenant's configuration
+//
+// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+func (c *ClientWithResponses) AdminUpdateTenantWithBodyWithResponse(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminUpdateTenantResponse, error) {
+	rsp, err := c.AdminUpdateTenantWithBody(ctx, tenantId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminUpdateTenantResponse(rsp)
+}
+
+// AdminUpdateTenantWithResponse Replace a tenant's configuration
+//
+// Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /admin/tenants/{tenantId} (the `AdminUpdateTenant` operationId).
+func (c *ClientWithResponses) AdminUpdateTenantWithResponse(ctx context.Context, tenantId string, body AdminUpdateTenantJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminUpdateTenantResponse, error) {
+	rsp, err := c.AdminUpdateTenant(ctx, tenantId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminUpdateTenantResponse(rsp)
+}
+
+// AdminListKeysWithResponse List a tenant's API keys
+//
+// Id, name, scopes, created, expires, last used, revoked; never the secret.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/tenants/{tenantId}/keys (the `AdminListKeys` operationId).
+func (c *ClientWithResponses) AdminListKeysWithResponse(ctx context.Context, tenantId string, reqEditors ...RequestEditorFn) (*AdminListKeysResponse, error) {
+	rsp, err := c.AdminListKeys(ctx, tenantId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminListKeysResponse(rsp)
+}
+
+// AdminCreateKeyWithBodyWithResponse Create an API key
+//
+// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+func (c *ClientWithResponses) AdminCreateKeyWithBodyWithResponse(ctx context.Context, tenantId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminCreateKeyResponse, error) {
+	rsp, err := c.AdminCreateKeyWithBody(ctx, tenantId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminCreateKeyResponse(rsp)
+}
+
+// AdminCreateKeyWithResponse Create an API key
+//
+// Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
+func (c *ClientWithResponses) AdminCreateKeyWithResponse(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminCreateKeyResponse, error) {
+	rsp, err := c.AdminCreateKey(ctx, tenantId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminCreateKeyResponse(rsp)
+}
+
+// AdminRevokeKeyWithResponse Revoke an API key
+//
+// Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/revoke (the `AdminRevokeKey` operationId).
+func (c *ClientWithResponses) AdminRevokeKeyWithResponse(ctx context.Context, tenantId string, keyId string, reqEditors ...RequestEditorFn) (*AdminRevokeKeyResponse, error) {
+	rsp, err := c.AdminRevokeKey(ctx, tenantId, keyId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRevokeKeyResponse(rsp)
+}
+
+// AdminRotateKeyWithBodyWithResponse Rotate an API key's secret
+//
+// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+func (c *ClientWithResponses) AdminRotateKeyWithBodyWithResponse(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminRotateKeyResponse, error) {
+	rsp, err := c.AdminRotateKeyWithBody(ctx, tenantId, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRotateKeyResponse(rsp)
+}
+
+// AdminRotateKeyWithResponse Rotate an API key's secret
+//
+// Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/tenants/{tenantId}/keys/{keyId}/rotate (the `AdminRotateKey` operationId).
+func (c *ClientWithResponses) AdminRotateKeyWithResponse(ctx context.Context, tenantId string, keyId string, body AdminRotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminRotateKeyResponse, error) {
+	rsp, err := c.AdminRotateKey(ctx, tenantId, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminRotateKeyResponse(rsp)
+}
+
 // GetAuditCheckpointWithResponse The tenant's latest signed checkpoint
 //
 // {tenant, size, rootHash, time} signed with Ed25519: the latest, or a fresh one when the tenant's log grew since. Keep it: POST /audit/verify with it later proves the log still holds exactly what it committed to. Requires the tenant's API key.
@@ -9747,6 +11946,546 @@ func (c *ClientWithResponses) ListModelsWithResponse(ctx context.Context, params
 		return nil, err
 	}
 	return ParseListModelsResponse(rsp)
+}
+
+// ParseAdminApplyTenantsFileResponse parses an HTTP response from a AdminApplyTenantsFileWithResponse call
+func ParseAdminApplyTenantsFileResponse(rsp *http.Response) (*AdminApplyTenantsFileResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminApplyTenantsFileResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminApplyTenantsFileOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminListTenantsResponse parses an HTTP response from a AdminListTenantsWithResponse call
+func ParseAdminListTenantsResponse(rsp *http.Response) (*AdminListTenantsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminListTenantsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminListTenantsOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminCreateTenantResponse parses an HTTP response from a AdminCreateTenantWithResponse call
+func ParseAdminCreateTenantResponse(rsp *http.Response) (*AdminCreateTenantResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminCreateTenantResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AdminCreateTenantOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminDeleteTenantResponse parses an HTTP response from a AdminDeleteTenantWithResponse call
+func ParseAdminDeleteTenantResponse(rsp *http.Response) (*AdminDeleteTenantResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminDeleteTenantResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminDeleteTenantOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminGetTenantResponse parses an HTTP response from a AdminGetTenantWithResponse call
+func ParseAdminGetTenantResponse(rsp *http.Response) (*AdminGetTenantResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminGetTenantResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminGetTenantOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminUpdateTenantResponse parses an HTTP response from a AdminUpdateTenantWithResponse call
+func ParseAdminUpdateTenantResponse(rsp *http.Response) (*AdminUpdateTenantResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminUpdateTenantResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminUpdateTenantOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminListKeysResponse parses an HTTP response from a AdminListKeysWithResponse call
+func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminListKeysResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminListKeysOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminCreateKeyResponse parses an HTTP response from a AdminCreateKeyWithResponse call
+func ParseAdminCreateKeyResponse(rsp *http.Response) (*AdminCreateKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminCreateKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest AdminCreateKeyOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminRevokeKeyResponse parses an HTTP response from a AdminRevokeKeyWithResponse call
+func ParseAdminRevokeKeyResponse(rsp *http.Response) (*AdminRevokeKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminRevokeKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminRevokeKeyOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminRotateKeyResponse parses an HTTP response from a AdminRotateKeyWithResponse call
+func ParseAdminRotateKeyResponse(rsp *http.Response) (*AdminRotateKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminRotateKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminRotateKeyOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseGetAuditCheckpointResponse parses an HTTP response from a GetAuditCheckpointWithResponse call
