@@ -4,6 +4,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -68,6 +69,51 @@ type DeleteOutput struct {
 	Body struct {
 		Status    string `json:"status" example:"deleted"`
 		DocID     string `json:"docId"`
+		RequestID string `json:"requestId"`
+	}
+}
+
+// DocumentOut is one document of GET /documents.
+type DocumentOut struct {
+	ID             string    `json:"id" example:"handbook/vacation.md"`
+	Title          string    `json:"title" example:"Vacation policy"`
+	Source         string    `json:"source" example:"handbook"`
+	Status         string    `json:"status" enum:"indexed,pending,failed" doc:"indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)" example:"indexed"`
+	Chunks         int       `json:"chunks" example:"3"`
+	ContentHash    string    `json:"contentHash" example:"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"`
+	EmbeddingModel string    `json:"embeddingModel" example:"builtin:hashed-ngram"`
+	Updated        time.Time `json:"updated" doc:"When its last ingest was recorded"`
+}
+
+func documentOut(d app.DocumentInfo) DocumentOut {
+	return DocumentOut{ID: d.DocID, Title: d.Title, Source: d.Source, Status: d.Status, Chunks: d.Chunks, ContentHash: d.ContentHash,
+		EmbeddingModel: d.EmbeddingModel, Updated: d.Updated}
+}
+
+// ListDocumentsInput is GET /documents.
+type ListDocumentsInput struct {
+	Limit  int    `query:"limit" minimum:"1" maximum:"200" doc:"Documents per page (default 50)" example:"50"`
+	Cursor string `query:"cursor" maxLength:"256" doc:"The nextCursor of the previous page"`
+}
+
+// ListDocumentsOutput answers GET /documents.
+type ListDocumentsOutput struct {
+	Body struct {
+		Documents  []DocumentOut `json:"documents" doc:"The tenant's documents, by id"`
+		NextCursor string        `json:"nextCursor,omitempty" doc:"Pass as cursor for the next page; absent on the last"`
+		RequestID  string        `json:"requestId"`
+	}
+}
+
+// GetDocumentInput is GET /documents/{docId}.
+type GetDocumentInput struct {
+	DocID string `path:"docId" minLength:"1" maxLength:"256" doc:"The document's id (URL-encoded)" example:"handbook%2Fvacation.md"`
+}
+
+// GetDocumentOutput answers GET /documents/{docId}.
+type GetDocumentOutput struct {
+	Body struct {
+		DocumentOut
 		RequestID string `json:"requestId"`
 	}
 }
@@ -137,6 +183,7 @@ func problem(desc string) *huma.Response { return platformhttp.ProblemResponse(d
 
 // Register mounts the endpoints.
 func Register(api huma.API, svc *app.Service) {
+	registerOpenAI(api, svc)
 	huma.Register(api, huma.Operation{OperationID: "ingest-document", Method: http.MethodPost, Path: "/ingest", Tags: []string{tag},
 		Summary: "Ingest a document",
 		Description: "Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model " +
@@ -176,6 +223,37 @@ func Register(api huma.API, svc *app.Service) {
 			}
 			out := &DeleteOutput{}
 			out.Body.Status, out.Body.DocID, out.Body.RequestID = "deleted", in.DocID, request.From(ctx).ID
+			return out, nil
+		})
+
+	huma.Register(api, huma.Operation{OperationID: "list-documents", Method: http.MethodGet, Path: "/documents", Tags: []string{tag},
+		Summary: "List documents", Description: "The tenant's documents by id, a page at a time: title, source, whether this replica's index " +
+			"has them yet (status), chunks, content hash, embeddings model and when they were last ingested."},
+		func(ctx context.Context, in *ListDocumentsInput) (*ListDocumentsOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			docs, next, err := svc.ListDocuments(ctx, t, in.Limit, in.Cursor)
+			if err != nil {
+				return nil, err
+			}
+			out := &ListDocumentsOutput{}
+			out.Body.Documents = make([]DocumentOut, len(docs))
+			for i, d := range docs {
+				out.Body.Documents[i] = documentOut(d)
+			}
+			out.Body.NextCursor, out.Body.RequestID = next, request.From(ctx).ID
+			return out, nil
+		})
+
+	huma.Register(api, huma.Operation{OperationID: "get-document", Method: http.MethodGet, Path: "/documents/{docId}", Tags: []string{tag},
+		Summary: "Get a document", Description: "One document of the tenant (as in GET /documents); 404 if the tenant has no such document."},
+		func(ctx context.Context, in *GetDocumentInput) (*GetDocumentOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			d, err := svc.GetDocument(ctx, t, in.DocID)
+			if err != nil {
+				return nil, err
+			}
+			out := &GetDocumentOutput{}
+			out.Body.DocumentOut, out.Body.RequestID = documentOut(d), request.From(ctx).ID
 			return out, nil
 		})
 
