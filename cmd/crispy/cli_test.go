@@ -678,6 +678,7 @@ func TestREADMECommandsWorkAsPrinted(t *testing.T) {
 		{"crispy openapi", []string{"openapi", "--json"}},
 		{"crispy tenant key new", []string{"tenant", "key", "new", "--tenant", "demo"}},
 		{"crispy admin key new", []string{"admin", "key", "new"}},
+		{"crispy version", []string{"version"}},
 		{"crispy audit public-key", []string{"audit", "public-key"}},
 		{"crispy audit public-key", []string{"audit", "public-key", "--pem"}},
 		{"crispy audit checkpoint", []string{"audit", "checkpoint", "--tenant", "demo"}},
