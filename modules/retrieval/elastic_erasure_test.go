@@ -103,13 +103,11 @@ func (f *fakeES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPut || (r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/_doc")):
 		_, _ = io.WriteString(w, `{"result":"created"}`)
 	case strings.HasSuffix(r.URL.Path, "/_search"):
-		var q struct {
-			KNN struct {
-				Filter []any `json:"filter"`
-			} `json:"knn"`
-		}
+		// The tenant's term filter, wherever the query carries it (knn.filter, or inside the rrf
+		// retriever's two queries).
+		var q any
 		_ = json.Unmarshal(b, &q)
-		tn := termsOf(q.KNN.Filter)["tenant"]
+		tn := tenantTerm(q)
 		hits := []any{}
 		for id, d := range f.docs {
 			if d["tenant"] == tn {
@@ -193,4 +191,28 @@ func TestElasticsearchGetsCiphertextAndTheDeletion(t *testing.T) {
 	if r := e.search("acme", q); r.status != 200 || strings.Contains(r.raw, marker) {
 		t.Fatalf("search after the deletion: %d %s", r.status, r.raw)
 	}
+}
+
+// tenantTerm finds the first {"term":{"tenant":…}} anywhere in a decoded query body.
+func tenantTerm(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if t, ok := x["term"].(map[string]any); ok {
+			if tn, ok := t["tenant"]; ok {
+				return tn
+			}
+		}
+		for _, c := range x {
+			if tn := tenantTerm(c); tn != nil {
+				return tn
+			}
+		}
+	case []any:
+		for _, c := range x {
+			if tn := tenantTerm(c); tn != nil {
+				return tn
+			}
+		}
+	}
+	return nil
 }
