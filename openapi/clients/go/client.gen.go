@@ -148,6 +148,39 @@ func (e CitationEventEvent) Valid() bool {
 	}
 }
 
+// Defines values for CreateEmbeddingsInputEncodingFormat.
+const (
+	Base64 CreateEmbeddingsInputEncodingFormat = "base64"
+	Float  CreateEmbeddingsInputEncodingFormat = "float"
+)
+
+// Valid indicates whether the value is a known member of the CreateEmbeddingsInputEncodingFormat enum.
+func (e CreateEmbeddingsInputEncodingFormat) Valid() bool {
+	switch e {
+	case Base64:
+		return true
+	case Float:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for CreateEmbeddingsOutputObject.
+const (
+	CreateEmbeddingsOutputObjectList CreateEmbeddingsOutputObject = "list"
+)
+
+// Valid indicates whether the value is a known member of the CreateEmbeddingsOutputObject enum.
+func (e CreateEmbeddingsOutputObject) Valid() bool {
+	switch e {
+	case CreateEmbeddingsOutputObjectList:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CreateSpeechInputFormat.
 const (
 	Mp3  CreateSpeechInputFormat = "mp3"
@@ -163,6 +196,27 @@ func (e CreateSpeechInputFormat) Valid() bool {
 	case Opus:
 		return true
 	case Wav:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for DocumentOutStatus.
+const (
+	DocumentOutStatusFailed  DocumentOutStatus = "failed"
+	DocumentOutStatusIndexed DocumentOutStatus = "indexed"
+	DocumentOutStatusPending DocumentOutStatus = "pending"
+)
+
+// Valid indicates whether the value is a known member of the DocumentOutStatus enum.
+func (e DocumentOutStatus) Valid() bool {
+	switch e {
+	case DocumentOutStatusFailed:
+		return true
+	case DocumentOutStatusIndexed:
+		return true
+	case DocumentOutStatusPending:
 		return true
 	default:
 		return false
@@ -235,6 +289,27 @@ func (e GetAuditSessionOutputReason) Valid() bool {
 	}
 }
 
+// Defines values for GetDocumentOutputStatus.
+const (
+	GetDocumentOutputStatusFailed  GetDocumentOutputStatus = "failed"
+	GetDocumentOutputStatusIndexed GetDocumentOutputStatus = "indexed"
+	GetDocumentOutputStatusPending GetDocumentOutputStatus = "pending"
+)
+
+// Valid indicates whether the value is a known member of the GetDocumentOutputStatus enum.
+func (e GetDocumentOutputStatus) Valid() bool {
+	switch e {
+	case GetDocumentOutputStatusFailed:
+		return true
+	case GetDocumentOutputStatusIndexed:
+		return true
+	case GetDocumentOutputStatusPending:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetHealthOutputStatus.
 const (
 	GetHealthOutputStatusCatchingUp GetHealthOutputStatus = "catching_up"
@@ -279,13 +354,28 @@ func (e HistoryMessageRole) Valid() bool {
 
 // Defines values for ListModelsOutputObject.
 const (
-	List ListModelsOutputObject = "list"
+	ListModelsOutputObjectList ListModelsOutputObject = "list"
 )
 
 // Valid indicates whether the value is a known member of the ListModelsOutputObject enum.
 func (e ListModelsOutputObject) Valid() bool {
 	switch e {
-	case List:
+	case ListModelsOutputObjectList:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for OAIEmbeddingObject.
+const (
+	Embedding OAIEmbeddingObject = "embedding"
+)
+
+// Valid indicates whether the value is a known member of the OAIEmbeddingObject enum.
+func (e OAIEmbeddingObject) Valid() bool {
+	switch e {
+	case Embedding:
 		return true
 	default:
 		return false
@@ -836,6 +926,40 @@ type CreateChatCompletionInput struct {
 	AdditionalProperties map[string]interface{}    `json:"-"`
 }
 
+// CreateEmbeddingsInput defines model for CreateEmbeddingsInput.
+type CreateEmbeddingsInput struct {
+	// Dimensions Refused unless it is the model's own size (no model here shortens its vectors)
+	Dimensions *int64 `json:"dimensions,omitempty"`
+
+	// EncodingFormat float (default) or base64 (little-endian float32)
+	EncodingFormat *CreateEmbeddingsInputEncodingFormat `json:"encoding_format,omitempty"`
+
+	// Input A string or an array of up to 2048 strings (token arrays are refused: 400 unsupported_field)
+	Input interface{} `json:"input"`
+
+	// Model The tenant's embeddings model: "default", its provider:model, or its bare name; another model is refused (400 model_not_available), as one tenant embeds with one model
+	//
+	// Example: default
+	Model string  `json:"model"`
+	User  *string `json:"user,omitempty"`
+}
+
+// CreateEmbeddingsInputEncodingFormat float (default) or base64 (little-endian float32)
+type CreateEmbeddingsInputEncodingFormat string
+
+// CreateEmbeddingsOutput defines model for CreateEmbeddingsOutput.
+type CreateEmbeddingsOutput struct {
+	Data []OAIEmbedding `json:"data"`
+
+	// Model Example: builtin:hashed-ngram
+	Model  string                       `json:"model"`
+	Object CreateEmbeddingsOutputObject `json:"object"`
+	Usage  UsageStruct                  `json:"usage"`
+}
+
+// CreateEmbeddingsOutputObject defines model for CreateEmbeddingsOutput.Object.
+type CreateEmbeddingsOutputObject string
+
 // CreateSpeechInput defines model for CreateSpeechInput.
 type CreateSpeechInput struct {
 	// Format Audio format
@@ -894,6 +1018,40 @@ type Delivery struct {
 	// Transition id of the AlertFired or AlertResolved event the notice was for
 	Transition string `json:"transition"`
 }
+
+// DocumentOut defines model for DocumentOut.
+type DocumentOut struct {
+	// Chunks Example: 3
+	Chunks int64 `json:"chunks"`
+
+	// ContentHash Example: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+	ContentHash string `json:"contentHash"`
+
+	// EmbeddingModel Example: builtin:hashed-ngram
+	EmbeddingModel string `json:"embeddingModel"`
+
+	// Id Example: handbook/vacation.md
+	Id string `json:"id"`
+
+	// Source Example: handbook
+	Source string `json:"source"`
+
+	// Status indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+	//
+	// Example: indexed
+	Status DocumentOutStatus `json:"status"`
+
+	// Title Example: Vacation policy
+	Title string `json:"title"`
+
+	// Updated When its last ingest was recorded
+	Updated time.Time `json:"updated"`
+}
+
+// DocumentOutStatus indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+//
+// Example: indexed
+type DocumentOutStatus string
 
 // DoneData defines model for DoneData.
 type DoneData struct {
@@ -1139,6 +1297,41 @@ type GetCostOutput struct {
 	Until        time.Time   `json:"until"`
 }
 
+// GetDocumentOutput defines model for GetDocumentOutput.
+type GetDocumentOutput struct {
+	// Chunks Example: 3
+	Chunks int64 `json:"chunks"`
+
+	// ContentHash Example: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+	ContentHash string `json:"contentHash"`
+
+	// EmbeddingModel Example: builtin:hashed-ngram
+	EmbeddingModel string `json:"embeddingModel"`
+
+	// Id Example: handbook/vacation.md
+	Id        string `json:"id"`
+	RequestId string `json:"requestId"`
+
+	// Source Example: handbook
+	Source string `json:"source"`
+
+	// Status indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+	//
+	// Example: indexed
+	Status GetDocumentOutputStatus `json:"status"`
+
+	// Title Example: Vacation policy
+	Title string `json:"title"`
+
+	// Updated When its last ingest was recorded
+	Updated time.Time `json:"updated"`
+}
+
+// GetDocumentOutputStatus indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+//
+// Example: indexed
+type GetDocumentOutputStatus string
+
 // GetHealthOutput defines model for GetHealthOutput.
 type GetHealthOutput struct {
 	Backends  map[string]BackendStatus `json:"backends"`
@@ -1356,6 +1549,16 @@ type ListAuditEventsOutput struct {
 	RequestId  string       `json:"requestId"`
 }
 
+// ListDocumentsOutput defines model for ListDocumentsOutput.
+type ListDocumentsOutput struct {
+	// Documents The tenant's documents, by id
+	Documents []DocumentOut `json:"documents"`
+
+	// NextCursor Pass as cursor for the next page; absent on the last
+	NextCursor *string `json:"nextCursor,omitempty"`
+	RequestId  string  `json:"requestId"`
+}
+
 // ListModelsOutput defines model for ListModelsOutput.
 type ListModelsOutput struct {
 	Data   []OAIModel             `json:"data"`
@@ -1422,6 +1625,17 @@ type Models struct {
 	Fallbacks  *[]string          `json:"fallbacks,omitempty"`
 	Retry      *Retry             `json:"retry,omitempty"`
 }
+
+// OAIEmbedding defines model for OAIEmbedding.
+type OAIEmbedding struct {
+	// Embedding An array of numbers, or a base64 string with encoding_format base64
+	Embedding interface{}        `json:"embedding"`
+	Index     int64              `json:"index"`
+	Object    OAIEmbeddingObject `json:"object"`
+}
+
+// OAIEmbeddingObject defines model for OAIEmbedding.Object.
+type OAIEmbeddingObject string
 
 // OAIMessage defines model for OAIMessage.
 type OAIMessage struct {
@@ -1913,6 +2127,12 @@ type UsageData struct {
 	TotalTokens      int64 `json:"totalTokens"`
 }
 
+// UsageStruct defines model for UsageStruct.
+type UsageStruct struct {
+	PromptTokens int64 `json:"prompt_tokens"`
+	TotalTokens  int64 `json:"total_tokens"`
+}
+
 // VerifyAuditCheckpointOutput defines model for VerifyAuditCheckpointOutput.
 type VerifyAuditCheckpointOutput struct {
 	// CheckpointSize Events the checkpoint committed to
@@ -2104,8 +2324,32 @@ type ResumeChatStreamParams struct {
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
+// ListDocumentsParams defines parameters for ListDocuments.
+type ListDocumentsParams struct {
+	// Limit Documents per page (default 50)
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Cursor The nextCursor of the previous page
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
 // DeleteDocumentParams defines parameters for DeleteDocument.
 type DeleteDocumentParams struct {
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// GetDocumentParams defines parameters for GetDocument.
+type GetDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
@@ -2308,6 +2552,15 @@ type CreateChatCompletionParams struct {
 	XUserId *string `json:"x-user-id,omitempty"`
 }
 
+// CreateEmbeddingsParams defines parameters for CreateEmbeddings.
+type CreateEmbeddingsParams struct {
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
 // ListModelsParams defines parameters for ListModels.
 type ListModelsParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
@@ -2352,6 +2605,9 @@ type CreateSpeechJSONRequestBody = CreateSpeechInput
 
 // CreateChatCompletionJSONRequestBody defines body for CreateChatCompletion for application/json ContentType.
 type CreateChatCompletionJSONRequestBody = CreateChatCompletionInput
+
+// CreateEmbeddingsJSONRequestBody defines body for CreateEmbeddings for application/json ContentType.
+type CreateEmbeddingsJSONRequestBody = CreateEmbeddingsInput
 
 // Getter for additional properties for CreateChatCompletionInput. Returns the specified
 // element and whether it was found
@@ -3375,12 +3631,26 @@ type ClientInterface interface {
 	// Corresponds with GET /chat/{sessionId}/stream (the `ResumeChatStream` operationId).
 	ResumeChatStream(ctx context.Context, sessionId string, params *ResumeChatStreamParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListDocuments List documents
+	//
+	// The tenant's documents by id, a page at a time: title, source, whether this replica's index has them yet (status), chunks, content hash, embeddings model and when they were last ingested.
+	//
+	// Corresponds with GET /documents (the `ListDocuments` operationId).
+	ListDocuments(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteDocument Delete a document
 	//
 	// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
 	//
 	// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 	DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetDocument Get a document
+	//
+	// One document of the tenant (as in GET /documents); 404 if the tenant has no such document.
+	//
+	// Corresponds with GET /documents/{docId} (the `GetDocument` operationId).
+	GetDocument(ctx context.Context, docId string, params *GetDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetHealth Tenant-scoped health
 	//
@@ -3587,6 +3857,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 	CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateEmbeddingsWithBody OpenAI-compatible embeddings
+	//
+	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+	CreateEmbeddingsWithBody(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateEmbeddings OpenAI-compatible embeddings
+	//
+	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+	CreateEmbeddings(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListModels OpenAI-compatible model list
 	//
@@ -4081,6 +4369,23 @@ func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params 
 	return c.Client.Do(req)
 }
 
+// ListDocuments List documents
+//
+// The tenant's documents by id, a page at a time: title, source, whether this replica's index has them yet (status), chunks, content hash, embeddings model and when they were last ingested.
+//
+// Corresponds with GET /documents (the `ListDocuments` operationId).
+func (c *Client) ListDocuments(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListDocumentsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // DeleteDocument Delete a document
 //
 // Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
@@ -4088,6 +4393,23 @@ func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params 
 // Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 func (c *Client) DeleteDocument(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewDeleteDocumentRequest(c.Server, docId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDocument Get a document
+//
+// One document of the tenant (as in GET /documents); 404 if the tenant has no such document.
+//
+// Corresponds with GET /documents/{docId} (the `GetDocument` operationId).
+func (c *Client) GetDocument(ctx context.Context, docId string, params *GetDocumentParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDocumentRequest(c.Server, docId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -4554,6 +4876,44 @@ func (c *Client) CreateChatCompletionWithBody(ctx context.Context, params *Creat
 // Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 func (c *Client) CreateChatCompletion(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewCreateChatCompletionRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateEmbeddingsWithBody OpenAI-compatible embeddings
+//
+// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+func (c *Client) CreateEmbeddingsWithBody(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateEmbeddingsRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateEmbeddings OpenAI-compatible embeddings
+//
+// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+func (c *Client) CreateEmbeddings(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateEmbeddingsRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -5896,6 +6256,98 @@ func NewResumeChatStreamRequest(server string, sessionId string, params *ResumeC
 	return req, nil
 }
 
+// NewListDocumentsRequest constructs an http.Request for the ListDocuments method
+func NewListDocumentsRequest(server string, params *ListDocumentsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/documents")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "int64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewDeleteDocumentRequest constructs an http.Request for the DeleteDocument method
 func NewDeleteDocumentRequest(server string, docId string, params *DeleteDocumentParams) (*http.Request, error) {
 	var err error
@@ -5923,6 +6375,66 @@ func NewDeleteDocumentRequest(server string, docId string, params *DeleteDocumen
 	}
 
 	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewGetDocumentRequest constructs an http.Request for the GetDocument method
+func NewGetDocumentRequest(server string, docId string, params *GetDocumentParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "docId", docId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/documents/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -7304,6 +7816,72 @@ func NewCreateChatCompletionRequestWithBody(server string, params *CreateChatCom
 	return req, nil
 }
 
+// NewCreateEmbeddingsRequest calls the generic CreateEmbeddings builder with application/json body
+func NewCreateEmbeddingsRequest(server string, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateEmbeddingsRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewCreateEmbeddingsRequestWithBody constructs an http.Request for the CreateEmbeddings method, with any body, and a specified content type
+func NewCreateEmbeddingsRequestWithBody(server string, params *CreateEmbeddingsParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/embeddings")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewListModelsRequest constructs an http.Request for the ListModels method
 func NewListModelsRequest(server string, params *ListModelsParams) (*http.Request, error) {
 	var err error
@@ -7644,6 +8222,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /chat/{sessionId}/stream (the `ResumeChatStream` operationId).
 	ResumeChatStreamWithResponse(ctx context.Context, sessionId string, params *ResumeChatStreamParams, reqEditors ...RequestEditorFn) (*ResumeChatStreamResponse, error)
 
+	// ListDocumentsWithResponse List documents
+	//
+	// The tenant's documents by id, a page at a time: title, source, whether this replica's index has them yet (status), chunks, content hash, embeddings model and when they were last ingested.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /documents (the `ListDocuments` operationId).
+	ListDocumentsWithResponse(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*ListDocumentsResponse, error)
+
 	// DeleteDocumentWithResponse Delete a document
 	//
 	// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
@@ -7652,6 +8239,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with DELETE /documents/{docId} (the `DeleteDocument` operationId).
 	DeleteDocumentWithResponse(ctx context.Context, docId string, params *DeleteDocumentParams, reqEditors ...RequestEditorFn) (*DeleteDocumentResponse, error)
+
+	// GetDocumentWithResponse Get a document
+	//
+	// One document of the tenant (as in GET /documents); 404 if the tenant has no such document.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /documents/{docId} (the `GetDocument` operationId).
+	GetDocumentWithResponse(ctx context.Context, docId string, params *GetDocumentParams, reqEditors ...RequestEditorFn) (*GetDocumentResponse, error)
 
 	// GetHealthWithResponse Tenant-scoped health
 	//
@@ -7886,6 +8482,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /v1/chat/completions (the `CreateChatCompletion` operationId).
 	CreateChatCompletionWithResponse(ctx context.Context, params *CreateChatCompletionParams, body CreateChatCompletionJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateChatCompletionResponse, error)
+
+	// CreateEmbeddingsWithBodyWithResponse OpenAI-compatible embeddings
+	//
+	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+	CreateEmbeddingsWithBodyWithResponse(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error)
+
+	// CreateEmbeddingsWithResponse OpenAI-compatible embeddings
+	//
+	// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+	CreateEmbeddingsWithResponse(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error)
 
 	// ListModelsWithResponse OpenAI-compatible model list
 	//
@@ -9444,6 +10058,82 @@ func (r ResumeChatStreamResponse) ContentType() string {
 	return ""
 }
 
+type ListDocumentsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ListDocumentsOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListDocumentsResponse) GetJSON200() *ListDocumentsOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListDocumentsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ListDocumentsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ListDocumentsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ListDocumentsResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListDocumentsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListDocumentsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListDocumentsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListDocumentsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListDocumentsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type DeleteDocumentResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -9514,6 +10204,82 @@ func (r DeleteDocumentResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r DeleteDocumentResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDocumentResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *GetDocumentOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDocumentResponse) GetJSON200() *GetDocumentOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r GetDocumentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDocumentResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r GetDocumentResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetDocumentResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetDocumentResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDocumentResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDocumentResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDocumentResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDocumentResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -11047,6 +11813,82 @@ func (r CreateChatCompletionResponse) ContentType() string {
 	return ""
 }
 
+type CreateEmbeddingsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CreateEmbeddingsOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateEmbeddingsResponse) GetJSON200() *CreateEmbeddingsOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r CreateEmbeddingsResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r CreateEmbeddingsResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r CreateEmbeddingsResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r CreateEmbeddingsResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r CreateEmbeddingsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateEmbeddingsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateEmbeddingsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateEmbeddingsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateEmbeddingsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type ListModelsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -11528,6 +12370,21 @@ func (c *ClientWithResponses) ResumeChatStreamWithResponse(ctx context.Context, 
 	return ParseResumeChatStreamResponse(rsp)
 }
 
+// ListDocumentsWithResponse List documents
+//
+// The tenant's documents by id, a page at a time: title, source, whether this replica's index has them yet (status), chunks, content hash, embeddings model and when they were last ingested.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /documents (the `ListDocuments` operationId).
+func (c *ClientWithResponses) ListDocumentsWithResponse(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*ListDocumentsResponse, error) {
+	rsp, err := c.ListDocuments(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListDocumentsResponse(rsp)
+}
+
 // DeleteDocumentWithResponse Delete a document
 //
 // Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
@@ -11541,6 +12398,21 @@ func (c *ClientWithResponses) DeleteDocumentWithResponse(ctx context.Context, do
 		return nil, err
 	}
 	return ParseDeleteDocumentResponse(rsp)
+}
+
+// GetDocumentWithResponse Get a document
+//
+// One document of the tenant (as in GET /documents); 404 if the tenant has no such document.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /documents/{docId} (the `GetDocument` operationId).
+func (c *ClientWithResponses) GetDocumentWithResponse(ctx context.Context, docId string, params *GetDocumentParams, reqEditors ...RequestEditorFn) (*GetDocumentResponse, error) {
+	rsp, err := c.GetDocument(ctx, docId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDocumentResponse(rsp)
 }
 
 // GetHealthWithResponse Tenant-scoped health
@@ -11931,6 +12803,36 @@ func (c *ClientWithResponses) CreateChatCompletionWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseCreateChatCompletionResponse(rsp)
+}
+
+// CreateEmbeddingsWithBodyWithResponse OpenAI-compatible embeddings
+//
+// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+func (c *ClientWithResponses) CreateEmbeddingsWithBodyWithResponse(ctx context.Context, params *CreateEmbeddingsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error) {
+	rsp, err := c.CreateEmbeddingsWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateEmbeddingsResponse(rsp)
+}
+
+// CreateEmbeddingsWithResponse OpenAI-compatible embeddings
+//
+// Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/embeddings (the `CreateEmbeddings` operationId).
+func (c *ClientWithResponses) CreateEmbeddingsWithResponse(ctx context.Context, params *CreateEmbeddingsParams, body CreateEmbeddingsJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateEmbeddingsResponse, error) {
+	rsp, err := c.CreateEmbeddings(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateEmbeddingsResponse(rsp)
 }
 
 // ListModelsWithResponse OpenAI-compatible model list
@@ -13183,6 +14085,67 @@ func ParseResumeChatStreamResponse(rsp *http.Response) (*ResumeChatStreamRespons
 	return response, nil
 }
 
+// ParseListDocumentsResponse parses an HTTP response from a ListDocumentsWithResponse call
+func ParseListDocumentsResponse(rsp *http.Response) (*ListDocumentsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListDocumentsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ListDocumentsOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseDeleteDocumentResponse parses an HTTP response from a DeleteDocumentWithResponse call
 func ParseDeleteDocumentResponse(rsp *http.Response) (*DeleteDocumentResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -13199,6 +14162,67 @@ func ParseDeleteDocumentResponse(rsp *http.Response) (*DeleteDocumentResponse, e
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest DeleteDocumentOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDocumentResponse parses an HTTP response from a GetDocumentWithResponse call
+func ParseGetDocumentResponse(rsp *http.Response) (*GetDocumentResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDocumentResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest GetDocumentOutput
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -14471,6 +15495,67 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseCreateEmbeddingsResponse parses an HTTP response from a CreateEmbeddingsWithResponse call
+func ParseCreateEmbeddingsResponse(rsp *http.Response) (*CreateEmbeddingsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateEmbeddingsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CreateEmbeddingsOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
 
 	}
 
