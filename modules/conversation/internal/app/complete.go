@@ -40,9 +40,14 @@ func (s *Service) Complete(ctx context.Context, t tenant.ID, purpose string, msg
 	if completion <= 0 {
 		completion = s.Settings.MaxCompletion
 	}
-	h, err := s.Begin(ctx, t, prompt+completion)
+	h, granted, err := s.book(ctx, t, int64(prompt), int64(completion))
 	if err != nil {
 		return ai.Answer{}, err
+	}
+	// The model is told to write no more than the budget leaves (only when that matters: with no
+	// ceiling, the caller's choice, 0 included, goes as it is).
+	if h.ceiling || granted < int64(completion) {
+		maxTokens = int(granted)
 	}
 	start := s.Now()
 	ans, err := s.Router.Complete(ctx, models, ai.Request{Messages: msgs, MaxTokens: maxTokens})

@@ -19,21 +19,34 @@ import (
 
 // Begin books up to tokens of t's budget for one call: 429 budget_exceeded when they do not fit.
 func (s *Service) Begin(ctx context.Context, t tenant.ID, tokens int) (metering.Hold, error) {
-	cfg, err := s.config(ctx, t)
+	h, _, err := s.book(ctx, t, int64(max(tokens, 1)), 0)
 	if err != nil {
 		return nil, err
 	}
-	id := newID()
-	if err := s.reserve(ctx, t, id, int64(max(tokens, 1)), cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly); err != nil {
-		return nil, err
+	return h, nil
+}
+
+// book reserves prompt tokens and up to want completion tokens of t's ceilings (daily, monthly,
+// tokens per minute) like a chat turn, and returns the completion tokens granted: the max_tokens to
+// send upstream (what the tightest ceiling leaves).
+func (s *Service) book(ctx context.Context, t tenant.ID, prompt, want int64) (h *hold, granted int64, err error) {
+	cfg, err := s.config(ctx, t)
+	if err != nil {
+		return nil, 0, err
 	}
-	return &hold{s: s, t: t, id: id}, nil
+	id := newID()
+	granted, err = s.reserveCompletion(ctx, t, id, prompt, want, cfg)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &hold{s: s, t: t, id: id, ceiling: hasCeiling(cfg)}, granted, nil
 }
 
 type hold struct {
-	s  *Service
-	t  tenant.ID
-	id string
+	s       *Service
+	t       tenant.ID
+	id      string
+	ceiling bool // t has a token ceiling: the call must send its granted max_tokens
 }
 
 func (h *hold) Cancel() { h.s.Ledger.Release(h.t.String(), h.id) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,13 +85,15 @@ func (s *Service) PrepareProxy(ctx context.Context, in ProxyInput) (*ProxyCall, 
 	}
 	in.Pass.ID = "chatcmpl-" + c.id
 	in.Pass.Created = in.Received.Unix()
-	completion := in.Pass.MaxTokens
-	if completion <= 0 {
-		completion = s.Settings.MaxCompletion
+	want := int64(in.Pass.MaxTokens)
+	if want <= 0 {
+		want = int64(s.Settings.MaxCompletion)
 	}
-	if err := s.reserve(ctx, in.Tenant, c.id, int64(c.prompt+completion), cfg.TokenBudget.Daily, cfg.TokenBudget.Monthly); err != nil {
+	granted, err := s.reserveCompletion(ctx, in.Tenant, c.id, int64(c.prompt), want, cfg)
+	if err != nil {
 		return nil, err
 	}
+	capMaxTokens(in.Pass, granted, want, hasCeiling(cfg))
 	// Registered as running, so that a shutdown cancels it and waits for its usage to be recorded.
 	c.ctx, c.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	c.turn = newTurn(c.id, "", in.Tenant, 0, c.cancel)
@@ -101,6 +104,27 @@ func (s *Service) PrepareProxy(ctx context.Context, in ProxyInput) (*ProxyCall, 
 		return nil, err
 	}
 	return c, nil
+}
+
+// capMaxTokens makes the upstream write at most granted tokens when the budget needs it: the
+// client's max_tokens / max_completion_tokens are overwritten only when granted is below what the
+// client asked for; a client that set neither gets max_tokens = granted only under a ceiling (else
+// the model's own default could take the tenant past it). Otherwise the body stays as written.
+func capMaxTokens(p *ai.PassRequest, granted, want int64, ceiling bool) {
+	_, mt := p.Fields["max_tokens"]
+	_, mct := p.Fields["max_completion_tokens"]
+	set := p.MaxTokens > 0 && (mt || mct)
+	if set && granted >= want || !set && !ceiling {
+		return
+	}
+	v := json.RawMessage(strconv.FormatInt(granted, 10))
+	if mct {
+		p.Fields["max_completion_tokens"] = v
+	}
+	if mt || !mct {
+		p.Fields["max_tokens"] = v
+	}
+	p.MaxTokens = int(granted)
 }
 
 // knownModels lists the distinct non-empty model ids of the lists.

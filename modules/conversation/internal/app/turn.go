@@ -569,6 +569,12 @@ func (s *Service) reserveCompletion(ctx context.Context, t tenant.ID, turnID str
 	return granted, nil
 }
 
+// hasCeiling reports whether the tenant has any token ceiling (daily, monthly or per minute): then
+// every model call must be told how much it may write.
+func hasCeiling(cfg tenancyevents.TenantConfig) bool {
+	return cfg.TokenBudget.Daily > 0 || cfg.TokenBudget.Monthly > 0 || cfg.RateLimit.TokensPerMinute > 0
+}
+
 func usageOf(u ai.Usage, promptEstimate int, content string) events.Usage {
 	if u.Reported {
 		return events.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens,
