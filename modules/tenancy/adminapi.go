@@ -415,8 +415,9 @@ func register[I, O any](api huma.API, op huma.Operation, h func(context.Context,
 					Description: "A tenant as in the tenants file (every field but apiKeys: keys have their own routes); fields left out take their defaults",
 					Content: map[string]*huma.MediaType{"application/json": {Schema: sc, Example: map[string]any{
 						"id": "acme", "hosts": []string{"acme.example.com"}, "models": map[string]any{"chat": "openai:gpt-4o-mini"},
-						"rateLimit": map[string]any{"perMinute": 60, "burst": 10}, "tokenBudget": map[string]any{"daily": 200000},
-						"features": map[string]bool{"rag": true}}}}}
+						"rateLimit": map[string]any{"perMinute": 60, "burst": 10, "windowSec": 60}, "tokenBudget": map[string]any{"daily": 200000},
+						"features": map[string]bool{"rag": true}, "sessionRetentionDays": 30, "maxMessagesPerSession": 500,
+						"tools": map[string]any{"enabled": true}, "cors": map[string]any{"allowedOrigins": []string{"https://app.acme.example"}}}}}}
 			}
 			if op.RequestBody != nil {
 				o.RequestBody = op.RequestBody

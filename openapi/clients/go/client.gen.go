@@ -148,6 +148,30 @@ func (e CitationEventEvent) Valid() bool {
 	}
 }
 
+// Defines values for CompletionChoiceFinishReason.
+const (
+	ContentFilter CompletionChoiceFinishReason = "content_filter"
+	Length        CompletionChoiceFinishReason = "length"
+	Stop          CompletionChoiceFinishReason = "stop"
+	ToolCalls     CompletionChoiceFinishReason = "tool_calls"
+)
+
+// Valid indicates whether the value is a known member of the CompletionChoiceFinishReason enum.
+func (e CompletionChoiceFinishReason) Valid() bool {
+	switch e {
+	case ContentFilter:
+		return true
+	case Length:
+		return true
+	case Stop:
+		return true
+	case ToolCalls:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CreateEmbeddingsInputEncodingFormat.
 const (
 	Base64 CreateEmbeddingsInputEncodingFormat = "base64"
@@ -780,6 +804,65 @@ type CacheStats struct {
 	TotalChecks  int64   `json:"totalChecks"`
 }
 
+// ChatCompletion defines model for ChatCompletion.
+type ChatCompletion struct {
+	Choices []CompletionChoice `json:"choices"`
+
+	// Created Example: 1764424800
+	Created int64 `json:"created"`
+
+	// Id Example: chatcmpl-0193b2c4
+	Id string `json:"id"`
+
+	// Model Example: openai:gpt-4o-mini
+	Model string `json:"model"`
+
+	// Object Example: chat.completion
+	Object               string                 `json:"object"`
+	Usage                *CompletionUsage       `json:"usage,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// ChatCompletionChunk defines model for ChatCompletionChunk.
+type ChatCompletionChunk struct {
+	Choices []CompletionChoice `json:"choices"`
+
+	// Created Example: 1764424800
+	Created int64 `json:"created"`
+
+	// Id Example: chatcmpl-0193b2c4
+	Id string `json:"id"`
+
+	// Model Example: openai:gpt-4o-mini
+	Model string `json:"model"`
+
+	// Object Example: chat.completion.chunk
+	Object               string                 `json:"object"`
+	Usage                *CompletionUsage       `json:"usage,omitempty"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
+
+// ChatCompletionChunkEvent A chat.completion.chunk.
+type ChatCompletionChunkEvent struct {
+	Data ChatCompletionChunk `json:"data"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
+}
+
+// ChatCompletionDoneEvent The end of the stream: data is the text [DONE].
+type ChatCompletionDoneEvent struct {
+	Data string `json:"data"`
+
+	// Id The event id; send it as Last-Event-ID to resume after it.
+	Id *int `json:"id,omitempty"`
+}
+
+// ChatCompletionStreamEvent OpenAI's stream: data-only events, each a chat.completion.chunk as the model wrote it, then data: [DONE].
+type ChatCompletionStreamEvent struct {
+	union json.RawMessage
+}
+
 // ChatEvent One event of a chat turn. Every event has an id; done or error ends the stream. Error codes: stream_failed, upstream_truncated (the model's answer ended before it was complete), timeout, shutting_down, …
 type ChatEvent struct {
 	union json.RawMessage
@@ -876,6 +959,46 @@ type CitationEvent struct {
 
 // CitationEventEvent The event name.
 type CitationEventEvent string
+
+// CompletionChoice defines model for CompletionChoice.
+type CompletionChoice struct {
+	Delta *CompletionMessage `json:"delta,omitempty"`
+
+	// FinishReason Set on the choice's last chunk
+	FinishReason         *CompletionChoiceFinishReason `json:"finish_reason,omitempty"`
+	Index                int64                         `json:"index"`
+	Message              *CompletionMessage            `json:"message,omitempty"`
+	AdditionalProperties map[string]interface{}        `json:"-"`
+}
+
+// CompletionChoiceFinishReason Set on the choice's last chunk
+type CompletionChoiceFinishReason string
+
+// CompletionMessage defines model for CompletionMessage.
+type CompletionMessage struct {
+	// Content Example: Refunds are accepted within 30 days.
+	Content *string `json:"content,omitempty"`
+
+	// Role Example: assistant
+	Role *string `json:"role,omitempty"`
+
+	// ToolCalls Function calls the model asks for, with their ids, indices and arguments
+	ToolCalls            *[]map[string]interface{} `json:"tool_calls,omitempty"`
+	AdditionalProperties map[string]interface{}    `json:"-"`
+}
+
+// CompletionUsage defines model for CompletionUsage.
+type CompletionUsage struct {
+	// CompletionTokens Example: 7
+	CompletionTokens int64 `json:"completion_tokens"`
+
+	// PromptTokens Example: 42
+	PromptTokens int64 `json:"prompt_tokens"`
+
+	// TotalTokens Example: 49
+	TotalTokens          int64                  `json:"total_tokens"`
+	AdditionalProperties map[string]interface{} `json:"-"`
+}
 
 // CostSLI defines model for CostSLI.
 type CostSLI struct {
@@ -2609,6 +2732,577 @@ type CreateChatCompletionJSONRequestBody = CreateChatCompletionInput
 // CreateEmbeddingsJSONRequestBody defines body for CreateEmbeddings for application/json ContentType.
 type CreateEmbeddingsJSONRequestBody = CreateEmbeddingsInput
 
+// Getter for additional properties for ChatCompletion. Returns the specified
+// element and whether it was found
+func (a ChatCompletion) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for ChatCompletion
+func (a *ChatCompletion) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for ChatCompletion to handle AdditionalProperties
+func (a *ChatCompletion) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["choices"]; found {
+		err = json.Unmarshal(raw, &a.Choices)
+		if err != nil {
+			return fmt.Errorf("error reading 'choices': %w", err)
+		}
+		delete(object, "choices")
+	}
+
+	if raw, found := object["created"]; found {
+		err = json.Unmarshal(raw, &a.Created)
+		if err != nil {
+			return fmt.Errorf("error reading 'created': %w", err)
+		}
+		delete(object, "created")
+	}
+
+	if raw, found := object["id"]; found {
+		err = json.Unmarshal(raw, &a.Id)
+		if err != nil {
+			return fmt.Errorf("error reading 'id': %w", err)
+		}
+		delete(object, "id")
+	}
+
+	if raw, found := object["model"]; found {
+		err = json.Unmarshal(raw, &a.Model)
+		if err != nil {
+			return fmt.Errorf("error reading 'model': %w", err)
+		}
+		delete(object, "model")
+	}
+
+	if raw, found := object["object"]; found {
+		err = json.Unmarshal(raw, &a.Object)
+		if err != nil {
+			return fmt.Errorf("error reading 'object': %w", err)
+		}
+		delete(object, "object")
+	}
+
+	if raw, found := object["usage"]; found {
+		err = json.Unmarshal(raw, &a.Usage)
+		if err != nil {
+			return fmt.Errorf("error reading 'usage': %w", err)
+		}
+		delete(object, "usage")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for ChatCompletion to handle AdditionalProperties
+func (a ChatCompletion) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Choices != nil {
+		object["choices"], err = json.Marshal(a.Choices)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'choices': %w", err)
+		}
+	}
+
+	object["created"], err = json.Marshal(a.Created)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'created': %w", err)
+	}
+
+	object["id"], err = json.Marshal(a.Id)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'id': %w", err)
+	}
+
+	object["model"], err = json.Marshal(a.Model)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'model': %w", err)
+	}
+
+	object["object"], err = json.Marshal(a.Object)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'object': %w", err)
+	}
+
+	if a.Usage != nil {
+		object["usage"], err = json.Marshal(a.Usage)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'usage': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for ChatCompletionChunk. Returns the specified
+// element and whether it was found
+func (a ChatCompletionChunk) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for ChatCompletionChunk
+func (a *ChatCompletionChunk) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for ChatCompletionChunk to handle AdditionalProperties
+func (a *ChatCompletionChunk) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["choices"]; found {
+		err = json.Unmarshal(raw, &a.Choices)
+		if err != nil {
+			return fmt.Errorf("error reading 'choices': %w", err)
+		}
+		delete(object, "choices")
+	}
+
+	if raw, found := object["created"]; found {
+		err = json.Unmarshal(raw, &a.Created)
+		if err != nil {
+			return fmt.Errorf("error reading 'created': %w", err)
+		}
+		delete(object, "created")
+	}
+
+	if raw, found := object["id"]; found {
+		err = json.Unmarshal(raw, &a.Id)
+		if err != nil {
+			return fmt.Errorf("error reading 'id': %w", err)
+		}
+		delete(object, "id")
+	}
+
+	if raw, found := object["model"]; found {
+		err = json.Unmarshal(raw, &a.Model)
+		if err != nil {
+			return fmt.Errorf("error reading 'model': %w", err)
+		}
+		delete(object, "model")
+	}
+
+	if raw, found := object["object"]; found {
+		err = json.Unmarshal(raw, &a.Object)
+		if err != nil {
+			return fmt.Errorf("error reading 'object': %w", err)
+		}
+		delete(object, "object")
+	}
+
+	if raw, found := object["usage"]; found {
+		err = json.Unmarshal(raw, &a.Usage)
+		if err != nil {
+			return fmt.Errorf("error reading 'usage': %w", err)
+		}
+		delete(object, "usage")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for ChatCompletionChunk to handle AdditionalProperties
+func (a ChatCompletionChunk) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Choices != nil {
+		object["choices"], err = json.Marshal(a.Choices)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'choices': %w", err)
+		}
+	}
+
+	object["created"], err = json.Marshal(a.Created)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'created': %w", err)
+	}
+
+	object["id"], err = json.Marshal(a.Id)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'id': %w", err)
+	}
+
+	object["model"], err = json.Marshal(a.Model)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'model': %w", err)
+	}
+
+	object["object"], err = json.Marshal(a.Object)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'object': %w", err)
+	}
+
+	if a.Usage != nil {
+		object["usage"], err = json.Marshal(a.Usage)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'usage': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for CompletionChoice. Returns the specified
+// element and whether it was found
+func (a CompletionChoice) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for CompletionChoice
+func (a *CompletionChoice) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for CompletionChoice to handle AdditionalProperties
+func (a *CompletionChoice) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["delta"]; found {
+		err = json.Unmarshal(raw, &a.Delta)
+		if err != nil {
+			return fmt.Errorf("error reading 'delta': %w", err)
+		}
+		delete(object, "delta")
+	}
+
+	if raw, found := object["finish_reason"]; found {
+		err = json.Unmarshal(raw, &a.FinishReason)
+		if err != nil {
+			return fmt.Errorf("error reading 'finish_reason': %w", err)
+		}
+		delete(object, "finish_reason")
+	}
+
+	if raw, found := object["index"]; found {
+		err = json.Unmarshal(raw, &a.Index)
+		if err != nil {
+			return fmt.Errorf("error reading 'index': %w", err)
+		}
+		delete(object, "index")
+	}
+
+	if raw, found := object["message"]; found {
+		err = json.Unmarshal(raw, &a.Message)
+		if err != nil {
+			return fmt.Errorf("error reading 'message': %w", err)
+		}
+		delete(object, "message")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for CompletionChoice to handle AdditionalProperties
+func (a CompletionChoice) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Delta != nil {
+		object["delta"], err = json.Marshal(a.Delta)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'delta': %w", err)
+		}
+	}
+
+	if a.FinishReason != nil {
+		object["finish_reason"], err = json.Marshal(a.FinishReason)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'finish_reason': %w", err)
+		}
+	}
+
+	object["index"], err = json.Marshal(a.Index)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'index': %w", err)
+	}
+
+	if a.Message != nil {
+		object["message"], err = json.Marshal(a.Message)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'message': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for CompletionMessage. Returns the specified
+// element and whether it was found
+func (a CompletionMessage) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for CompletionMessage
+func (a *CompletionMessage) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for CompletionMessage to handle AdditionalProperties
+func (a *CompletionMessage) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["content"]; found {
+		err = json.Unmarshal(raw, &a.Content)
+		if err != nil {
+			return fmt.Errorf("error reading 'content': %w", err)
+		}
+		delete(object, "content")
+	}
+
+	if raw, found := object["role"]; found {
+		err = json.Unmarshal(raw, &a.Role)
+		if err != nil {
+			return fmt.Errorf("error reading 'role': %w", err)
+		}
+		delete(object, "role")
+	}
+
+	if raw, found := object["tool_calls"]; found {
+		err = json.Unmarshal(raw, &a.ToolCalls)
+		if err != nil {
+			return fmt.Errorf("error reading 'tool_calls': %w", err)
+		}
+		delete(object, "tool_calls")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for CompletionMessage to handle AdditionalProperties
+func (a CompletionMessage) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	if a.Content != nil {
+		object["content"], err = json.Marshal(a.Content)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'content': %w", err)
+		}
+	}
+
+	if a.Role != nil {
+		object["role"], err = json.Marshal(a.Role)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'role': %w", err)
+		}
+	}
+
+	if a.ToolCalls != nil {
+		object["tool_calls"], err = json.Marshal(a.ToolCalls)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'tool_calls': %w", err)
+		}
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
+// Getter for additional properties for CompletionUsage. Returns the specified
+// element and whether it was found
+func (a CompletionUsage) Get(fieldName string) (value interface{}, found bool) {
+	if a.AdditionalProperties != nil {
+		value, found = a.AdditionalProperties[fieldName]
+	}
+	return
+}
+
+// Setter for additional properties for CompletionUsage
+func (a *CompletionUsage) Set(fieldName string, value interface{}) {
+	if a.AdditionalProperties == nil {
+		a.AdditionalProperties = make(map[string]interface{})
+	}
+	a.AdditionalProperties[fieldName] = value
+}
+
+// Override default JSON handling for CompletionUsage to handle AdditionalProperties
+func (a *CompletionUsage) UnmarshalJSON(b []byte) error {
+	object := make(map[string]json.RawMessage)
+	err := json.Unmarshal(b, &object)
+	if err != nil {
+		return err
+	}
+
+	if raw, found := object["completion_tokens"]; found {
+		err = json.Unmarshal(raw, &a.CompletionTokens)
+		if err != nil {
+			return fmt.Errorf("error reading 'completion_tokens': %w", err)
+		}
+		delete(object, "completion_tokens")
+	}
+
+	if raw, found := object["prompt_tokens"]; found {
+		err = json.Unmarshal(raw, &a.PromptTokens)
+		if err != nil {
+			return fmt.Errorf("error reading 'prompt_tokens': %w", err)
+		}
+		delete(object, "prompt_tokens")
+	}
+
+	if raw, found := object["total_tokens"]; found {
+		err = json.Unmarshal(raw, &a.TotalTokens)
+		if err != nil {
+			return fmt.Errorf("error reading 'total_tokens': %w", err)
+		}
+		delete(object, "total_tokens")
+	}
+
+	if len(object) != 0 {
+		a.AdditionalProperties = make(map[string]interface{})
+		for fieldName, fieldBuf := range object {
+			var fieldVal interface{}
+			err := json.Unmarshal(fieldBuf, &fieldVal)
+			if err != nil {
+				return fmt.Errorf("error unmarshaling field %s: %w", fieldName, err)
+			}
+			a.AdditionalProperties[fieldName] = fieldVal
+		}
+	}
+	return nil
+}
+
+// Override default JSON handling for CompletionUsage to handle AdditionalProperties
+func (a CompletionUsage) MarshalJSON() ([]byte, error) {
+	var err error
+	object := make(map[string]json.RawMessage)
+
+	object["completion_tokens"], err = json.Marshal(a.CompletionTokens)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'completion_tokens': %w", err)
+	}
+
+	object["prompt_tokens"], err = json.Marshal(a.PromptTokens)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'prompt_tokens': %w", err)
+	}
+
+	object["total_tokens"], err = json.Marshal(a.TotalTokens)
+	if err != nil {
+		return nil, fmt.Errorf("error marshaling 'total_tokens': %w", err)
+	}
+
+	for fieldName, field := range a.AdditionalProperties {
+		object[fieldName], err = json.Marshal(field)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling '%s': %w", fieldName, err)
+		}
+	}
+	return json.Marshal(object)
+}
+
 // Getter for additional properties for CreateChatCompletionInput. Returns the specified
 // element and whether it was found
 func (a CreateChatCompletionInput) Get(fieldName string) (value interface{}, found bool) {
@@ -3131,6 +3825,68 @@ func (a StreamOptions) MarshalJSON() ([]byte, error) {
 		}
 	}
 	return json.Marshal(object)
+}
+
+// AsChatCompletionChunkEvent returns the union data inside the ChatCompletionStreamEvent as a ChatCompletionChunkEvent
+func (t ChatCompletionStreamEvent) AsChatCompletionChunkEvent() (ChatCompletionChunkEvent, error) {
+	var body ChatCompletionChunkEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChatCompletionChunkEvent overwrites any union data inside the ChatCompletionStreamEvent as the provided ChatCompletionChunkEvent
+func (t *ChatCompletionStreamEvent) FromChatCompletionChunkEvent(v ChatCompletionChunkEvent) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChatCompletionChunkEvent performs a merge with any union data inside the ChatCompletionStreamEvent, using the provided ChatCompletionChunkEvent
+func (t *ChatCompletionStreamEvent) MergeChatCompletionChunkEvent(v ChatCompletionChunkEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsChatCompletionDoneEvent returns the union data inside the ChatCompletionStreamEvent as a ChatCompletionDoneEvent
+func (t ChatCompletionStreamEvent) AsChatCompletionDoneEvent() (ChatCompletionDoneEvent, error) {
+	var body ChatCompletionDoneEvent
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromChatCompletionDoneEvent overwrites any union data inside the ChatCompletionStreamEvent as the provided ChatCompletionDoneEvent
+func (t *ChatCompletionStreamEvent) FromChatCompletionDoneEvent(v ChatCompletionDoneEvent) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeChatCompletionDoneEvent performs a merge with any union data inside the ChatCompletionStreamEvent, using the provided ChatCompletionDoneEvent
+func (t *ChatCompletionStreamEvent) MergeChatCompletionDoneEvent(v ChatCompletionDoneEvent) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ChatCompletionStreamEvent) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ChatCompletionStreamEvent) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
 }
 
 // AsCitationEvent returns the union data inside the ChatEvent as a CitationEvent
@@ -11719,6 +12475,8 @@ func (r GetUsageResponse) ContentType() string {
 type CreateChatCompletionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ChatCompletion
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -11737,6 +12495,11 @@ type CreateChatCompletionResponse struct {
 	ApplicationproblemJSON502 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON200() *ChatCompletion {
+	return r.JSON200
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -15433,6 +16196,13 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ChatCompletion
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15495,6 +16265,9 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (text/event-stream) unsupported
 
 	}
 

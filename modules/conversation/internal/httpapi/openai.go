@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -144,8 +145,7 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 			"only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; " +
 			"nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). " +
 			"Errors are OpenAI's {error: {message, type, param, code}}.",
-		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or chat.completion.chunk events", Content: map[string]*huma.MediaType{
-			"application/json": {}, "text/event-stream": {}}},
+		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or chat.completion.chunk events", Content: completionContent(api)},
 			"400": problem("A field the model cannot honour (unsupported_field), a malformed tool (invalid_tool), an ambiguous model name (model_ambiguous), or a request the model refused (upstream_bad_request)"),
 			"404": problem("No configured model, alias or provider has that name (model_not_found)"),
 			"409": problem("Another turn of the x-session-id session is in progress (turn_in_progress)"),
@@ -492,3 +492,71 @@ func registerOpenAIModels(api huma.API, svc *app.Service) {
 func itoa(i int) string { return jsonInt(i) }
 
 func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// ChatCompletion documents the JSON answer of POST /v1/chat/completions: OpenAI's chat.completion as
+// the model wrote it (passed through, so a provider's extra fields come back too).
+type ChatCompletion struct {
+	ID      string             `json:"id" example:"chatcmpl-0193b2c4"`
+	Object  string             `json:"object" example:"chat.completion"`
+	Created int64              `json:"created" example:"1764424800"`
+	Model   string             `json:"model" example:"openai:gpt-4o-mini"`
+	Choices []CompletionChoice `json:"choices"`
+	Usage   *CompletionUsage   `json:"usage,omitempty"`
+}
+
+// ChatCompletionChunk documents one streamed event's data: OpenAI's chat.completion.chunk.
+type ChatCompletionChunk struct {
+	ID      string             `json:"id" example:"chatcmpl-0193b2c4"`
+	Object  string             `json:"object" example:"chat.completion.chunk"`
+	Created int64              `json:"created" example:"1764424800"`
+	Model   string             `json:"model" example:"openai:gpt-4o-mini"`
+	Choices []CompletionChoice `json:"choices"`
+	Usage   *CompletionUsage   `json:"usage,omitempty" doc:"On the last chunk, with stream_options.include_usage"`
+}
+
+// CompletionChoice is one choice of a completion (message) or of a chunk (delta).
+type CompletionChoice struct {
+	Index        int                `json:"index"`
+	Message      *CompletionMessage `json:"message,omitempty" doc:"In a chat.completion"`
+	Delta        *CompletionMessage `json:"delta,omitempty" doc:"In a chat.completion.chunk"`
+	FinishReason *string            `json:"finish_reason,omitempty" enum:"stop,length,tool_calls,content_filter" doc:"Set on the choice's last chunk"`
+}
+
+// CompletionMessage is an assistant message or a piece of one.
+type CompletionMessage struct {
+	Role      string           `json:"role,omitempty" example:"assistant"`
+	Content   string           `json:"content,omitempty" example:"Refunds are accepted within 30 days."`
+	ToolCalls []map[string]any `json:"tool_calls,omitempty" doc:"Function calls the model asks for, with their ids, indices and arguments"`
+}
+
+// CompletionUsage is a completion's token usage.
+type CompletionUsage struct {
+	PromptTokens     int `json:"prompt_tokens" example:"42"`
+	CompletionTokens int `json:"completion_tokens" example:"7"`
+	TotalTokens      int `json:"total_tokens" example:"49"`
+}
+
+// completionContent describes the answer: JSON, or chunk events ending with data: [DONE].
+func completionContent(api huma.API) map[string]*huma.MediaType {
+	reg := api.OpenAPI().Components.Schemas
+	js := reg.Schema(reflect.TypeFor[ChatCompletion](), true, "ChatCompletion")
+	stop := "stop"
+	chunk := ChatCompletionChunk{ID: "chatcmpl-0193b2c4", Object: "chat.completion.chunk", Created: 1764424800, Model: "openai:gpt-4o-mini",
+		Choices: []CompletionChoice{{Index: 0, Delta: &CompletionMessage{Role: "assistant", Content: "Refunds are accepted"}}}}
+	last := chunk
+	last.Choices = []CompletionChoice{{Index: 0, Delta: &CompletionMessage{Content: " within 30 days."}, FinishReason: &stop}}
+	sse := platformhttp.EventStream(api, "ChatCompletionStreamEvent",
+		"OpenAI's stream: data-only events, each a chat.completion.chunk as the model wrote it, then data: [DONE].",
+		[]platformhttp.StreamEvent{
+			{Data: ChatCompletionChunk{}, Schema: "ChatCompletionChunkEvent", Description: "A chat.completion.chunk."},
+			{Data: "", Schema: "ChatCompletionDoneEvent", Description: "The end of the stream: data is the text [DONE]."},
+		},
+		[]platformhttp.SSEExample{{Data: chunk}, {Data: last}, {Data: "[DONE]"}})
+	// Passed through: a provider's fields beyond OpenAI's come back as they are.
+	for _, name := range []string{"ChatCompletion", "ChatCompletionChunk", "CompletionChoice", "CompletionMessage", "CompletionUsage"} {
+		if sc := reg.Map()[name]; sc != nil {
+			sc.AdditionalProperties = true
+		}
+	}
+	return map[string]*huma.MediaType{"application/json": {Schema: js}, "text/event-stream": sse}
+}

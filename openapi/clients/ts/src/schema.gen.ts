@@ -4,6 +4,142 @@
  */
 
 export interface paths {
+    "/admin/apply": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Apply a tenants file
+         * @description Records the differences between the tenants file in the body and the recorded tenants, as a start or SIGHUP does with the server's own file (crispy tenant apply). Keys and tenants made through the admin API are left alone. The server's own file is applied again at its next start or SIGHUP.
+         */
+        post: operations["admin-apply-tenants-file"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/tenants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List tenants
+         * @description Every tenant served, in id order.
+         */
+        get: operations["admin-list-tenants"];
+        put?: never;
+        /**
+         * Create a tenant
+         * @description Records TenantRegistered in the tenant's stream; every replica serves it within a second. A tenants-file sync never removes it.
+         */
+        post: operations["admin-create-tenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/tenants/{tenantId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a tenant
+         * @description The tenant's configuration as recorded.
+         */
+        get: operations["admin-get-tenant"];
+        /**
+         * Replace a tenant's configuration
+         * @description Records TenantConfigChanged (nothing when equal). Fields left out take their defaults, as in the tenants file.
+         */
+        put: operations["admin-update-tenant"];
+        post?: never;
+        /**
+         * Delete a tenant and erase its data
+         * @description Records TenantDeleted (it stops resolving on every replica, its keys stop working), then destroys its data keys: its sealed sessions and documents read as erased from then on, and its search index is emptied. Identifiers stay (see the README's erasure section).
+         */
+        delete: operations["admin-delete-tenant"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/tenants/{tenantId}/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a tenant's API keys
+         * @description Id, name, scopes, created, expires, last used, revoked; never the secret.
+         */
+        get: operations["admin-list-keys"];
+        put?: never;
+        /**
+         * Create an API key
+         * @description Returns the secret once; only its SHA-256 is recorded (ApiKeyAdded). A tenants-file sync never revokes it.
+         */
+        post: operations["admin-create-key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/tenants/{tenantId}/keys/{keyId}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke an API key
+         * @description Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
+         */
+        post: operations["admin-revoke-key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/tenants/{tenantId}/keys/{keyId}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate an API key's secret
+         * @description Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.
+         */
+        post: operations["admin-rotate-key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/audit/checkpoint": {
         parameters: {
             query?: never;
@@ -208,6 +344,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List documents
+         * @description The tenant's documents by id, a page at a time: title, source, whether this replica's index has them yet (status), chunks, content hash, embeddings model and when they were last ingested.
+         */
+        get: operations["list-documents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/documents/{docId}": {
         parameters: {
             query?: never;
@@ -215,7 +371,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Get a document
+         * @description One document of the tenant (as in GET /documents); 404 if the tenant has no such document.
+         */
+        get: operations["get-document"];
         put?: never;
         post?: never;
         /**
@@ -596,6 +756,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/embeddings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * OpenAI-compatible embeddings
+         * @description Embeds the input with the tenant's embeddings model (models.embeddings, else the server's), as OpenAI's embeddings API answers. The call is metered like a chat call (booked against the token budget, recorded as usage with purpose embeddings; the built-in hashed embedder costs nothing and is not metered). Errors are OpenAI's {error: {message, type, param, code}}.
+         */
+        post: operations["create-embeddings"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models": {
         parameters: {
             query?: never;
@@ -620,6 +800,198 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AdminApplyTenantsFileOutput: {
+            /** Format: int64 */
+            changed: number;
+            /** Format: int64 */
+            keysAdded: number;
+            /** Format: int64 */
+            keysRevoked: number;
+            /** Format: int64 */
+            registered: number;
+            /** @description The tenants of an earlier file that this one no longer lists were recorded as removed (tenants of the admin API are never removed) */
+            removalsRecorded: boolean;
+            requestId: string;
+            /**
+             * Format: int64
+             * @description Tenants the file lists
+             */
+            tenants: number;
+        };
+        AdminCreateKeyInput: {
+            budget?: components["schemas"]["KeyBudget"];
+            /**
+             * Format: date-time
+             * @description When the key stops working (RFC 3339); none: never
+             */
+            expiresAt?: string;
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /** @description chat, search, ingest, tools, audit, usage (default: all but audit) */
+            scopes?: string[];
+            /** @description Bind the key to this end user: its requests act as this x-user-id */
+            user?: string;
+        };
+        AdminCreateKeyOutput: {
+            budget?: components["schemas"]["KeyBudget"];
+            /** Format: date-time */
+            createdAt?: string;
+            expired: boolean;
+            /** Format: date-time */
+            expiresAt?: string;
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             */
+            lastUsedAt?: string;
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /**
+             * Format: date-time
+             * @description After a rotation: until when the previous secret still works
+             */
+            previousValidUntil?: string;
+            requestId: string;
+            revoked: boolean;
+            /** Format: date-time */
+            revokedAt?: string;
+            scopes: string[];
+            /** @description The key itself, shown this once: only its SHA-256 is kept */
+            secret: string;
+            source: string;
+            user?: string;
+        };
+        AdminCreateTenantOutput: {
+            config: components["schemas"]["TenantConfig"];
+            id: string;
+            /**
+             * Format: int64
+             * @description API keys not revoked
+             */
+            keys: number;
+            /** @enum {string} */
+            origin: "api" | "file";
+            requestId: string;
+            /**
+             * Format: int64
+             * @description Position of the last change in the tenant's stream
+             */
+            revision: number;
+        };
+        AdminDeleteTenantOutput: {
+            deleted: string;
+            /** @description Its data keys were destroyed: its sealed sessions and documents read as erased */
+            erased: boolean;
+            requestId: string;
+        };
+        AdminGetTenantOutput: {
+            config: components["schemas"]["TenantConfig"];
+            id: string;
+            /**
+             * Format: int64
+             * @description API keys not revoked
+             */
+            keys: number;
+            /** @enum {string} */
+            origin: "api" | "file";
+            requestId: string;
+            /**
+             * Format: int64
+             * @description Position of the last change in the tenant's stream
+             */
+            revision: number;
+        };
+        AdminListKeysOutput: {
+            keys: components["schemas"]["KeyView"][];
+            requestId: string;
+        };
+        AdminListTenantsOutput: {
+            requestId: string;
+            tenants: components["schemas"]["TenantView"][];
+        };
+        AdminRevokeKeyOutput: {
+            budget?: components["schemas"]["KeyBudget"];
+            /** Format: date-time */
+            createdAt?: string;
+            expired: boolean;
+            /** Format: date-time */
+            expiresAt?: string;
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             */
+            lastUsedAt?: string;
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /**
+             * Format: date-time
+             * @description After a rotation: until when the previous secret still works
+             */
+            previousValidUntil?: string;
+            requestId: string;
+            revoked: boolean;
+            /** Format: date-time */
+            revokedAt?: string;
+            scopes: string[];
+            source: string;
+            user?: string;
+        };
+        AdminRotateKeyInput: {
+            /**
+             * Format: int64
+             * @description How long the previous secret keeps working (0: not at all)
+             */
+            graceSeconds: number;
+        };
+        AdminRotateKeyOutput: {
+            budget?: components["schemas"]["KeyBudget"];
+            /** Format: date-time */
+            createdAt?: string;
+            expired: boolean;
+            /** Format: date-time */
+            expiresAt?: string;
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             */
+            lastUsedAt?: string;
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /**
+             * Format: date-time
+             * @description After a rotation: until when the previous secret still works
+             */
+            previousValidUntil?: string;
+            requestId: string;
+            revoked: boolean;
+            /** Format: date-time */
+            revokedAt?: string;
+            scopes: string[];
+            /** @description The key itself, shown this once: only its SHA-256 is kept */
+            secret: string;
+            source: string;
+            user?: string;
+        };
+        AdminUpdateTenantOutput: {
+            config: components["schemas"]["TenantConfig"];
+            id: string;
+            /**
+             * Format: int64
+             * @description API keys not revoked
+             */
+            keys: number;
+            /** @enum {string} */
+            origin: "api" | "file";
+            requestId: string;
+            /**
+             * Format: int64
+             * @description Position of the last change in the tenant's stream
+             */
+            revision: number;
+        };
         Anomaly: {
             /** @enum {string} */
             direction: "above" | "below";
@@ -700,6 +1072,9 @@ export interface components {
             revision: number;
             stream: string;
         };
+        CORS: {
+            allowedOrigins?: string[];
+        };
         CacheStats: {
             /** Format: double */
             avgLatencyMs: number;
@@ -712,6 +1087,55 @@ export interface components {
             /** Format: int64 */
             totalChecks: number;
         };
+        ChatCompletion: {
+            choices: components["schemas"]["CompletionChoice"][];
+            /**
+             * Format: int64
+             * @example 1764424800
+             */
+            created: number;
+            /** @example chatcmpl-0193b2c4 */
+            id: string;
+            /** @example openai:gpt-4o-mini */
+            model: string;
+            /** @example chat.completion */
+            object: string;
+            usage?: components["schemas"]["CompletionUsage"];
+        } & {
+            [key: string]: unknown;
+        };
+        ChatCompletionChunk: {
+            choices: components["schemas"]["CompletionChoice"][];
+            /**
+             * Format: int64
+             * @example 1764424800
+             */
+            created: number;
+            /** @example chatcmpl-0193b2c4 */
+            id: string;
+            /** @example openai:gpt-4o-mini */
+            model: string;
+            /** @example chat.completion.chunk */
+            object: string;
+            /** @description On the last chunk, with stream_options.include_usage */
+            usage?: components["schemas"]["CompletionUsage"];
+        } & {
+            [key: string]: unknown;
+        };
+        /** @description A chat.completion.chunk. */
+        ChatCompletionChunkEvent: {
+            data: components["schemas"]["ChatCompletionChunk"];
+            /** @description The event id; send it as Last-Event-ID to resume after it. */
+            id?: number;
+        };
+        /** @description The end of the stream: data is the text [DONE]. */
+        ChatCompletionDoneEvent: {
+            data: string;
+            /** @description The event id; send it as Last-Event-ID to resume after it. */
+            id?: number;
+        };
+        /** @description OpenAI's stream: data-only events, each a chat.completion.chunk as the model wrote it, then data: [DONE]. */
+        ChatCompletionStreamEvent: components["schemas"]["ChatCompletionChunkEvent"] | components["schemas"]["ChatCompletionDoneEvent"];
         /** @description One event of a chat turn. Every event has an id; done or error ends the stream. Error codes: stream_failed, upstream_truncated (the model's answer ended before it was complete), timeout, shutting_down, … */
         ChatEvent: components["schemas"]["CitationEvent"] | components["schemas"]["DoneEvent"] | components["schemas"]["ErrorEvent"] | components["schemas"]["TokenEvent"] | components["schemas"]["ToolEvent"];
         ChatResponse: {
@@ -808,6 +1232,52 @@ export interface components {
             /** @description The event id; send it as Last-Event-ID to resume after it. */
             id?: number;
         };
+        CompletionChoice: {
+            /** @description In a chat.completion.chunk */
+            delta?: components["schemas"]["CompletionMessage"];
+            /**
+             * @description Set on the choice's last chunk
+             * @enum {string}
+             */
+            finish_reason?: "stop" | "length" | "tool_calls" | "content_filter";
+            /** Format: int64 */
+            index: number;
+            /** @description In a chat.completion */
+            message?: components["schemas"]["CompletionMessage"];
+        } & {
+            [key: string]: unknown;
+        };
+        CompletionMessage: {
+            /** @example Refunds are accepted within 30 days. */
+            content?: string;
+            /** @example assistant */
+            role?: string;
+            /** @description Function calls the model asks for, with their ids, indices and arguments */
+            tool_calls?: {
+                [key: string]: unknown;
+            }[];
+        } & {
+            [key: string]: unknown;
+        };
+        CompletionUsage: {
+            /**
+             * Format: int64
+             * @example 7
+             */
+            completion_tokens: number;
+            /**
+             * Format: int64
+             * @example 42
+             */
+            prompt_tokens: number;
+            /**
+             * Format: int64
+             * @example 49
+             */
+            total_tokens: number;
+        } & {
+            [key: string]: unknown;
+        };
         CostSLI: {
             /** Format: int64 */
             inputTokens: number;
@@ -869,6 +1339,34 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        CreateEmbeddingsInput: {
+            /**
+             * Format: int64
+             * @description Refused unless it is the model's own size (no model here shortens its vectors)
+             */
+            dimensions?: number;
+            /**
+             * @description float (default) or base64 (little-endian float32)
+             * @enum {string}
+             */
+            encoding_format?: "float" | "base64";
+            /** @description A string or an array of up to 2048 strings (token arrays are refused: 400 unsupported_field) */
+            input: unknown;
+            /**
+             * @description The tenant's embeddings model: "default", its provider:model, or its bare name; another model is refused (400 model_not_available), as one tenant embeds with one model
+             * @example default
+             */
+            model: string;
+            user?: string;
+        };
+        CreateEmbeddingsOutput: {
+            data: components["schemas"]["OAIEmbedding"][];
+            /** @example builtin:hashed-ngram */
+            model: string;
+            /** @enum {string} */
+            object: "list";
+            usage: components["schemas"]["UsageStruct"];
+        };
         CreateSpeechInput: {
             /**
              * @description Audio format
@@ -905,6 +1403,45 @@ export interface components {
             requestId: string;
             /** @example deleted */
             status: string;
+        };
+        Delivery: {
+            /** Format: date-time */
+            at: string;
+            delivered: boolean;
+            /** @description why the notice was not delivered, after its retries */
+            error?: string;
+            /** @description firing or resolved: the transition notified */
+            state: string;
+            /** @description id of the AlertFired or AlertResolved event the notice was for */
+            transition: string;
+        };
+        DocumentOut: {
+            /**
+             * Format: int64
+             * @example 3
+             */
+            chunks: number;
+            /** @example sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 */
+            contentHash: string;
+            /** @example builtin:hashed-ngram */
+            embeddingModel: string;
+            /** @example handbook/vacation.md */
+            id: string;
+            /** @example handbook */
+            source: string;
+            /**
+             * @description indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+             * @example indexed
+             * @enum {string}
+             */
+            status: "indexed" | "pending" | "failed";
+            /** @example Vacation policy */
+            title: string;
+            /**
+             * Format: date-time
+             * @description When its last ingest was recorded
+             */
+            updated: string;
         };
         DoneData: {
             model: string;
@@ -1125,6 +1662,35 @@ export interface components {
             /** Format: date-time */
             until: string;
         };
+        GetDocumentOutput: {
+            /**
+             * Format: int64
+             * @example 3
+             */
+            chunks: number;
+            /** @example sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 */
+            contentHash: string;
+            /** @example builtin:hashed-ngram */
+            embeddingModel: string;
+            /** @example handbook/vacation.md */
+            id: string;
+            requestId: string;
+            /** @example handbook */
+            source: string;
+            /**
+             * @description indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+             * @example indexed
+             * @enum {string}
+             */
+            status: "indexed" | "pending" | "failed";
+            /** @example Vacation policy */
+            title: string;
+            /**
+             * Format: date-time
+             * @description When its last ingest was recorded
+             */
+            updated: string;
+        };
         GetHealthOutput: {
             backends: {
                 [key: string]: components["schemas"]["BackendStatus"];
@@ -1294,12 +1860,64 @@ export interface components {
             /** @example ingested */
             status: string;
         };
+        KeyBudget: {
+            /** Format: int64 */
+            dailyTokens?: number;
+            /** Format: double */
+            dailyUsd?: number;
+            /** Format: int64 */
+            monthlyTokens?: number;
+            /** Format: double */
+            monthlyUsd?: number;
+        };
+        KeyLimits: {
+            /** Format: int64 */
+            burst?: number;
+            /** Format: int64 */
+            perMinute?: number;
+            /** Format: int64 */
+            tokensPerMinute?: number;
+        };
+        KeyView: {
+            budget?: components["schemas"]["KeyBudget"];
+            /** Format: date-time */
+            createdAt?: string;
+            expired: boolean;
+            /** Format: date-time */
+            expiresAt?: string;
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             */
+            lastUsedAt?: string;
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /**
+             * Format: date-time
+             * @description After a rotation: until when the previous secret still works
+             */
+            previousValidUntil?: string;
+            revoked: boolean;
+            /** Format: date-time */
+            revokedAt?: string;
+            scopes: string[];
+            source: string;
+            user?: string;
+        };
         ListAlertsOutput: {
             alerts: components["schemas"]["RuleView"][];
             requestId: string;
         };
         ListAuditEventsOutput: {
             events: components["schemas"]["AuditEvent"][];
+            nextCursor?: string;
+            requestId: string;
+        };
+        ListDocumentsOutput: {
+            /** @description The tenant's documents, by id */
+            documents: components["schemas"]["DocumentOut"][];
+            /** @description Pass as cursor for the next page; absent on the last */
             nextCursor?: string;
             requestId: string;
         };
@@ -1362,6 +1980,24 @@ export interface components {
             tokensIn: number;
             /** Format: int64 */
             tokensOut: number;
+        };
+        Models: {
+            aliases?: {
+                [key: string]: string;
+            };
+            allowed?: string[];
+            chat?: string;
+            embeddings?: string;
+            fallbacks?: string[];
+            retry?: components["schemas"]["Retry"];
+        };
+        OAIEmbedding: {
+            /** @description An array of numbers, or a base64 string with encoding_format base64 */
+            embedding: unknown;
+            /** Format: int64 */
+            index: number;
+            /** @enum {string} */
+            object: "embedding";
         };
         OAIMessage: {
             /** @description A string, or an array of text parts */
@@ -1455,7 +2091,9 @@ export interface components {
             comparator: string;
             enabled: boolean;
             firing: boolean;
+            for?: string;
             id: string;
+            lastDelivery?: components["schemas"]["Delivery"];
             metric: string;
             name: string;
             period: string;
@@ -1463,6 +2101,26 @@ export interface components {
             /** Format: double */
             threshold: number;
             webhookUrl?: string;
+        };
+        RateLimit: {
+            /** Format: int64 */
+            burst: number;
+            /** Format: int64 */
+            keyPerMinute?: number;
+            /** Format: int64 */
+            perMinute: number;
+            /** Format: int64 */
+            tenantPerMinute?: number;
+            /** Format: int64 */
+            tokensPerMinute?: number;
+            /** Format: int64 */
+            windowSec: number;
+        };
+        Retry: {
+            /** Format: int64 */
+            attempts: number;
+            /** Format: int64 */
+            backoffMs: number;
         };
         RuleBody: {
             /**
@@ -1472,6 +2130,11 @@ export interface components {
             comparator: string;
             /** @description default true */
             enabled?: boolean;
+            /**
+             * @description how long the condition must hold, evaluation after evaluation, before the rule fires (0s to 24h; empty: at once)
+             * @example 5m
+             */
+            for?: string;
             /**
              * @description Rule id (lower-case letters, digits, '-'); a PUT with an existing id replaces that rule; absent: a new id is generated
              * @example high-error-rate
@@ -1495,7 +2158,7 @@ export interface components {
              */
             threshold: number;
             /**
-             * @description http(s) URL that receives a signed JSON notice when the rule starts or stops firing
+             * @description http(s) URL that receives a signed JSON notice when the rule starts or stops firing; refused (422) when the server has no webhook secret, or when it points at an internal address unless the server allows them
              * @example https://hooks.example.com/crispy
              */
             webhookUrl?: string;
@@ -1504,7 +2167,9 @@ export interface components {
             comparator: string;
             enabled: boolean;
             firing: boolean;
+            for?: string;
             id: string;
+            lastDelivery?: components["schemas"]["Delivery"];
             metric: string;
             name: string;
             period: string;
@@ -1518,6 +2183,16 @@ export interface components {
             cost: components["schemas"]["CostSLI"];
             search: components["schemas"]["SearchSLI"];
             tools: components["schemas"]["ToolSLI"];
+        };
+        Search: {
+            feedback?: boolean;
+            /** Format: double */
+            lexicalWeight?: number;
+            mode?: string;
+            /** Format: int64 */
+            rrfK?: number;
+            /** Format: double */
+            vectorWeight?: number;
         };
         SearchDocumentsInput: {
             /** @description Write an answer citing the sources that pass the mode's relevance threshold (default true); false returns sources only and calls no model unless rewrite is true */
@@ -1644,6 +2319,46 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        TenantConfig: {
+            cors: components["schemas"]["CORS"];
+            features?: {
+                [key: string]: boolean;
+            };
+            hosts?: string[];
+            id: string;
+            /** Format: int64 */
+            maxMessagesPerSession: number;
+            models: components["schemas"]["Models"];
+            rateLimit: components["schemas"]["RateLimit"];
+            search?: components["schemas"]["Search"];
+            /** Format: int64 */
+            sessionRetentionDays: number;
+            systemPrompt?: string;
+            tokenBudget: components["schemas"]["TokenBudget"];
+            tools: components["schemas"]["Tools"];
+        };
+        TenantView: {
+            config: components["schemas"]["TenantConfig"];
+            id: string;
+            /**
+             * Format: int64
+             * @description API keys not revoked
+             */
+            keys: number;
+            /** @enum {string} */
+            origin: "api" | "file";
+            /**
+             * Format: int64
+             * @description Position of the last change in the tenant's stream
+             */
+            revision: number;
+        };
+        TokenBudget: {
+            /** Format: int64 */
+            daily?: number;
+            /** Format: int64 */
+            monthly?: number;
+        };
         TokenData: {
             token: string;
         };
@@ -1735,6 +2450,11 @@ export interface components {
             failures: number;
             tool: string;
         };
+        Tools: {
+            allow?: string[];
+            deny?: string[];
+            enabled?: boolean;
+        };
         UsageData: {
             /** Format: int64 */
             completionTokens: number;
@@ -1742,6 +2462,12 @@ export interface components {
             promptTokens: number;
             /** Format: int64 */
             totalTokens: number;
+        };
+        UsageStruct: {
+            /** Format: int64 */
+            prompt_tokens: number;
+            /** Format: int64 */
+            total_tokens: number;
         };
         VerifyAuditCheckpointOutput: {
             /**
@@ -1783,6 +2509,1143 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    "admin-apply-tenants-file": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A tenants file (YAML, or JSON) */
+        requestBody: {
+            content: {
+                /**
+                 * @example tenants:
+                 *       - id: acme
+                 *         hosts: [acme.example.com]
+                 *         apiKeys:
+                 *           - {hash: "sha256:…", scopes: [chat, search]}
+                 */
+                "application/yaml": string;
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "changed": 1,
+                     *       "keysAdded": 1,
+                     *       "keysRevoked": 1,
+                     *       "registered": 1,
+                     *       "removalsRecorded": true,
+                     *       "requestId": "string",
+                     *       "tenants": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminApplyTenantsFileOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-list-tenants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "requestId": "string",
+                     *       "tenants": [
+                     *         {
+                     *           "config": {
+                     *             "cors": {
+                     *               "allowedOrigins": [
+                     *                 "string"
+                     *               ]
+                     *             },
+                     *             "features": {
+                     *               "name": true
+                     *             },
+                     *             "hosts": [
+                     *               "string"
+                     *             ],
+                     *             "id": "string",
+                     *             "maxMessagesPerSession": 1,
+                     *             "models": {
+                     *               "aliases": {
+                     *                 "name": "string"
+                     *               },
+                     *               "allowed": [
+                     *                 "string"
+                     *               ],
+                     *               "chat": "string",
+                     *               "embeddings": "string",
+                     *               "fallbacks": [
+                     *                 "string"
+                     *               ],
+                     *               "retry": {
+                     *                 "attempts": 1,
+                     *                 "backoffMs": 1
+                     *               }
+                     *             },
+                     *             "rateLimit": {
+                     *               "burst": 1,
+                     *               "keyPerMinute": 1,
+                     *               "perMinute": 1,
+                     *               "tenantPerMinute": 1,
+                     *               "tokensPerMinute": 1,
+                     *               "windowSec": 1
+                     *             },
+                     *             "search": {
+                     *               "feedback": true,
+                     *               "lexicalWeight": 1,
+                     *               "mode": "string",
+                     *               "rrfK": 1,
+                     *               "vectorWeight": 1
+                     *             },
+                     *             "sessionRetentionDays": 1,
+                     *             "systemPrompt": "string",
+                     *             "tokenBudget": {
+                     *               "daily": 1,
+                     *               "monthly": 1
+                     *             },
+                     *             "tools": {
+                     *               "allow": [
+                     *                 "string"
+                     *               ],
+                     *               "deny": [
+                     *                 "string"
+                     *               ],
+                     *               "enabled": true
+                     *             }
+                     *           },
+                     *           "id": "string",
+                     *           "keys": 1,
+                     *           "origin": "api",
+                     *           "revision": 1
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminListTenantsOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-create-tenant": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A tenant as in the tenants file (every field but apiKeys: keys have their own routes); fields left out take their defaults */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "cors": {
+                 *         "allowedOrigins": [
+                 *           "https://app.acme.example"
+                 *         ]
+                 *       },
+                 *       "features": {
+                 *         "rag": true
+                 *       },
+                 *       "hosts": [
+                 *         "acme.example.com"
+                 *       ],
+                 *       "id": "acme",
+                 *       "maxMessagesPerSession": 500,
+                 *       "models": {
+                 *         "chat": "openai:gpt-4o-mini"
+                 *       },
+                 *       "rateLimit": {
+                 *         "burst": 10,
+                 *         "perMinute": 60,
+                 *         "windowSec": 60
+                 *       },
+                 *       "sessionRetentionDays": 30,
+                 *       "tokenBudget": {
+                 *         "daily": 200000
+                 *       },
+                 *       "tools": {
+                 *         "enabled": true
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["TenantConfig"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "config": {
+                     *         "cors": {
+                     *           "allowedOrigins": [
+                     *             "string"
+                     *           ]
+                     *         },
+                     *         "features": {
+                     *           "name": true
+                     *         },
+                     *         "hosts": [
+                     *           "string"
+                     *         ],
+                     *         "id": "string",
+                     *         "maxMessagesPerSession": 1,
+                     *         "models": {
+                     *           "aliases": {
+                     *             "name": "string"
+                     *           },
+                     *           "allowed": [
+                     *             "string"
+                     *           ],
+                     *           "chat": "string",
+                     *           "embeddings": "string",
+                     *           "fallbacks": [
+                     *             "string"
+                     *           ],
+                     *           "retry": {
+                     *             "attempts": 1,
+                     *             "backoffMs": 1
+                     *           }
+                     *         },
+                     *         "rateLimit": {
+                     *           "burst": 1,
+                     *           "keyPerMinute": 1,
+                     *           "perMinute": 1,
+                     *           "tenantPerMinute": 1,
+                     *           "tokensPerMinute": 1,
+                     *           "windowSec": 1
+                     *         },
+                     *         "search": {
+                     *           "feedback": true,
+                     *           "lexicalWeight": 1,
+                     *           "mode": "string",
+                     *           "rrfK": 1,
+                     *           "vectorWeight": 1
+                     *         },
+                     *         "sessionRetentionDays": 1,
+                     *         "systemPrompt": "string",
+                     *         "tokenBudget": {
+                     *           "daily": 1,
+                     *           "monthly": 1
+                     *         },
+                     *         "tools": {
+                     *           "allow": [
+                     *             "string"
+                     *           ],
+                     *           "deny": [
+                     *             "string"
+                     *           ],
+                     *           "enabled": true
+                     *         }
+                     *       },
+                     *       "id": "string",
+                     *       "keys": 1,
+                     *       "origin": "api",
+                     *       "requestId": "string",
+                     *       "revision": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminCreateTenantOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-get-tenant": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "config": {
+                     *         "cors": {
+                     *           "allowedOrigins": [
+                     *             "string"
+                     *           ]
+                     *         },
+                     *         "features": {
+                     *           "name": true
+                     *         },
+                     *         "hosts": [
+                     *           "string"
+                     *         ],
+                     *         "id": "string",
+                     *         "maxMessagesPerSession": 1,
+                     *         "models": {
+                     *           "aliases": {
+                     *             "name": "string"
+                     *           },
+                     *           "allowed": [
+                     *             "string"
+                     *           ],
+                     *           "chat": "string",
+                     *           "embeddings": "string",
+                     *           "fallbacks": [
+                     *             "string"
+                     *           ],
+                     *           "retry": {
+                     *             "attempts": 1,
+                     *             "backoffMs": 1
+                     *           }
+                     *         },
+                     *         "rateLimit": {
+                     *           "burst": 1,
+                     *           "keyPerMinute": 1,
+                     *           "perMinute": 1,
+                     *           "tenantPerMinute": 1,
+                     *           "tokensPerMinute": 1,
+                     *           "windowSec": 1
+                     *         },
+                     *         "search": {
+                     *           "feedback": true,
+                     *           "lexicalWeight": 1,
+                     *           "mode": "string",
+                     *           "rrfK": 1,
+                     *           "vectorWeight": 1
+                     *         },
+                     *         "sessionRetentionDays": 1,
+                     *         "systemPrompt": "string",
+                     *         "tokenBudget": {
+                     *           "daily": 1,
+                     *           "monthly": 1
+                     *         },
+                     *         "tools": {
+                     *           "allow": [
+                     *             "string"
+                     *           ],
+                     *           "deny": [
+                     *             "string"
+                     *           ],
+                     *           "enabled": true
+                     *         }
+                     *       },
+                     *       "id": "string",
+                     *       "keys": 1,
+                     *       "origin": "api",
+                     *       "requestId": "string",
+                     *       "revision": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminGetTenantOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-update-tenant": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+            };
+            cookie?: never;
+        };
+        /** @description A tenant as in the tenants file (every field but apiKeys: keys have their own routes); fields left out take their defaults */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "cors": {
+                 *         "allowedOrigins": [
+                 *           "https://app.acme.example"
+                 *         ]
+                 *       },
+                 *       "features": {
+                 *         "rag": true
+                 *       },
+                 *       "hosts": [
+                 *         "acme.example.com"
+                 *       ],
+                 *       "id": "acme",
+                 *       "maxMessagesPerSession": 500,
+                 *       "models": {
+                 *         "chat": "openai:gpt-4o-mini"
+                 *       },
+                 *       "rateLimit": {
+                 *         "burst": 10,
+                 *         "perMinute": 60,
+                 *         "windowSec": 60
+                 *       },
+                 *       "sessionRetentionDays": 30,
+                 *       "tokenBudget": {
+                 *         "daily": 200000
+                 *       },
+                 *       "tools": {
+                 *         "enabled": true
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["TenantConfig"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "config": {
+                     *         "cors": {
+                     *           "allowedOrigins": [
+                     *             "string"
+                     *           ]
+                     *         },
+                     *         "features": {
+                     *           "name": true
+                     *         },
+                     *         "hosts": [
+                     *           "string"
+                     *         ],
+                     *         "id": "string",
+                     *         "maxMessagesPerSession": 1,
+                     *         "models": {
+                     *           "aliases": {
+                     *             "name": "string"
+                     *           },
+                     *           "allowed": [
+                     *             "string"
+                     *           ],
+                     *           "chat": "string",
+                     *           "embeddings": "string",
+                     *           "fallbacks": [
+                     *             "string"
+                     *           ],
+                     *           "retry": {
+                     *             "attempts": 1,
+                     *             "backoffMs": 1
+                     *           }
+                     *         },
+                     *         "rateLimit": {
+                     *           "burst": 1,
+                     *           "keyPerMinute": 1,
+                     *           "perMinute": 1,
+                     *           "tenantPerMinute": 1,
+                     *           "tokensPerMinute": 1,
+                     *           "windowSec": 1
+                     *         },
+                     *         "search": {
+                     *           "feedback": true,
+                     *           "lexicalWeight": 1,
+                     *           "mode": "string",
+                     *           "rrfK": 1,
+                     *           "vectorWeight": 1
+                     *         },
+                     *         "sessionRetentionDays": 1,
+                     *         "systemPrompt": "string",
+                     *         "tokenBudget": {
+                     *           "daily": 1,
+                     *           "monthly": 1
+                     *         },
+                     *         "tools": {
+                     *           "allow": [
+                     *             "string"
+                     *           ],
+                     *           "deny": [
+                     *             "string"
+                     *           ],
+                     *           "enabled": true
+                     *         }
+                     *       },
+                     *       "id": "string",
+                     *       "keys": 1,
+                     *       "origin": "api",
+                     *       "requestId": "string",
+                     *       "revision": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminUpdateTenantOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-delete-tenant": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "deleted": "string",
+                     *       "erased": true,
+                     *       "requestId": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminDeleteTenantOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-list-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "keys": [
+                     *         {
+                     *           "budget": {
+                     *             "dailyTokens": 1,
+                     *             "dailyUsd": 1,
+                     *             "monthlyTokens": 1,
+                     *             "monthlyUsd": 1
+                     *           },
+                     *           "createdAt": "2026-11-29T14:00:00Z",
+                     *           "expired": true,
+                     *           "expiresAt": "2026-11-29T14:00:00Z",
+                     *           "id": "string",
+                     *           "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *           "limits": {
+                     *             "burst": 1,
+                     *             "perMinute": 1,
+                     *             "tokensPerMinute": 1
+                     *           },
+                     *           "name": "string",
+                     *           "previousValidUntil": "2026-11-29T14:00:00Z",
+                     *           "revoked": true,
+                     *           "revokedAt": "2026-11-29T14:00:00Z",
+                     *           "scopes": [
+                     *             "string"
+                     *           ],
+                     *           "source": "string",
+                     *           "user": "string"
+                     *         }
+                     *       ],
+                     *       "requestId": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminListKeysOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-create-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "budget": {
+                 *         "dailyTokens": 1,
+                 *         "dailyUsd": 1,
+                 *         "monthlyTokens": 1,
+                 *         "monthlyUsd": 1
+                 *       },
+                 *       "expiresAt": "2026-11-29T14:00:00Z",
+                 *       "limits": {
+                 *         "burst": 1,
+                 *         "perMinute": 1,
+                 *         "tokensPerMinute": 1
+                 *       },
+                 *       "name": "string",
+                 *       "scopes": [
+                 *         "string"
+                 *       ],
+                 *       "user": "string"
+                 *     }
+                 */
+                "application/json": components["schemas"]["AdminCreateKeyInput"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "budget": {
+                     *         "dailyTokens": 1,
+                     *         "dailyUsd": 1,
+                     *         "monthlyTokens": 1,
+                     *         "monthlyUsd": 1
+                     *       },
+                     *       "createdAt": "2026-11-29T14:00:00Z",
+                     *       "expired": true,
+                     *       "expiresAt": "2026-11-29T14:00:00Z",
+                     *       "id": "string",
+                     *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "limits": {
+                     *         "burst": 1,
+                     *         "perMinute": 1,
+                     *         "tokensPerMinute": 1
+                     *       },
+                     *       "name": "string",
+                     *       "previousValidUntil": "2026-11-29T14:00:00Z",
+                     *       "requestId": "string",
+                     *       "revoked": true,
+                     *       "revokedAt": "2026-11-29T14:00:00Z",
+                     *       "scopes": [
+                     *         "string"
+                     *       ],
+                     *       "secret": "string",
+                     *       "source": "string",
+                     *       "user": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminCreateKeyOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-revoke-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+                /** @description Key id (key:<12 hex digits>) */
+                keyId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "budget": {
+                     *         "dailyTokens": 1,
+                     *         "dailyUsd": 1,
+                     *         "monthlyTokens": 1,
+                     *         "monthlyUsd": 1
+                     *       },
+                     *       "createdAt": "2026-11-29T14:00:00Z",
+                     *       "expired": true,
+                     *       "expiresAt": "2026-11-29T14:00:00Z",
+                     *       "id": "string",
+                     *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "limits": {
+                     *         "burst": 1,
+                     *         "perMinute": 1,
+                     *         "tokensPerMinute": 1
+                     *       },
+                     *       "name": "string",
+                     *       "previousValidUntil": "2026-11-29T14:00:00Z",
+                     *       "requestId": "string",
+                     *       "revoked": true,
+                     *       "revokedAt": "2026-11-29T14:00:00Z",
+                     *       "scopes": [
+                     *         "string"
+                     *       ],
+                     *       "source": "string",
+                     *       "user": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminRevokeKeyOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-rotate-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+                /** @description Key id (key:<12 hex digits>) */
+                keyId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "graceSeconds": 1
+                 *     }
+                 */
+                "application/json": components["schemas"]["AdminRotateKeyInput"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "budget": {
+                     *         "dailyTokens": 1,
+                     *         "dailyUsd": 1,
+                     *         "monthlyTokens": 1,
+                     *         "monthlyUsd": 1
+                     *       },
+                     *       "createdAt": "2026-11-29T14:00:00Z",
+                     *       "expired": true,
+                     *       "expiresAt": "2026-11-29T14:00:00Z",
+                     *       "id": "string",
+                     *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "limits": {
+                     *         "burst": 1,
+                     *         "perMinute": 1,
+                     *         "tokensPerMinute": 1
+                     *       },
+                     *       "name": "string",
+                     *       "previousValidUntil": "2026-11-29T14:00:00Z",
+                     *       "requestId": "string",
+                     *       "revoked": true,
+                     *       "revokedAt": "2026-11-29T14:00:00Z",
+                     *       "scopes": [
+                     *         "string"
+                     *       ],
+                     *       "secret": "string",
+                     *       "source": "string",
+                     *       "user": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminRotateKeyOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     "get-audit-checkpoint": {
         parameters: {
             query?: never;
@@ -2934,6 +4797,185 @@ export interface operations {
             };
         };
     };
+    "list-documents": {
+        parameters: {
+            query?: {
+                /** @description Documents per page (default 50) */
+                limit?: number;
+                /** @description The nextCursor of the previous page */
+                cursor?: string;
+            };
+            header?: {
+                /** @description Tenant id; otherwise resolved from Host or x-api-key. */
+                "x-tenant-id"?: string;
+                /** @description End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name. */
+                "x-user-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "documents": [
+                     *         {
+                     *           "chunks": 3,
+                     *           "contentHash": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                     *           "embeddingModel": "builtin:hashed-ngram",
+                     *           "id": "handbook/vacation.md",
+                     *           "source": "handbook",
+                     *           "status": "indexed",
+                     *           "title": "Vacation policy",
+                     *           "updated": "2026-11-29T14:00:00Z"
+                     *         }
+                     *       ],
+                     *       "nextCursor": "string",
+                     *       "requestId": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ListDocumentsOutput"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited (see retry-after) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "get-document": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Tenant id; otherwise resolved from Host or x-api-key. */
+                "x-tenant-id"?: string;
+                /** @description End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name. */
+                "x-user-id"?: string;
+            };
+            path: {
+                /** @description The document's id (URL-encoded) */
+                docId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "chunks": 3,
+                     *       "contentHash": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                     *       "embeddingModel": "builtin:hashed-ngram",
+                     *       "id": "handbook/vacation.md",
+                     *       "requestId": "string",
+                     *       "source": "handbook",
+                     *       "status": "indexed",
+                     *       "title": "Vacation policy",
+                     *       "updated": "2026-11-29T14:00:00Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["GetDocumentOutput"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited (see retry-after) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Error */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     "delete-document": {
         parameters: {
             query?: never;
@@ -3324,7 +5366,15 @@ export interface operations {
                      *           "comparator": "string",
                      *           "enabled": true,
                      *           "firing": true,
+                     *           "for": "string",
                      *           "id": "string",
+                     *           "lastDelivery": {
+                     *             "at": "2026-11-29T14:00:00Z",
+                     *             "delivered": true,
+                     *             "error": "string",
+                     *             "state": "string",
+                     *             "transition": "string"
+                     *           },
                      *           "metric": "string",
                      *           "name": "string",
                      *           "period": "string",
@@ -3403,6 +5453,7 @@ export interface operations {
                  * @example {
                  *       "comparator": "gt",
                  *       "enabled": true,
+                 *       "for": "5m",
                  *       "id": "high-error-rate",
                  *       "metric": "chatErrorRate",
                  *       "name": "Chat error rate above 5%",
@@ -3426,7 +5477,15 @@ export interface operations {
                      *       "comparator": "string",
                      *       "enabled": true,
                      *       "firing": true,
+                     *       "for": "string",
                      *       "id": "string",
+                     *       "lastDelivery": {
+                     *         "at": "2026-11-29T14:00:00Z",
+                     *         "delivered": true,
+                     *         "error": "string",
+                     *         "state": "string",
+                     *         "transition": "string"
+                     *       },
                      *       "metric": "string",
                      *       "name": "string",
                      *       "period": "string",
@@ -3785,7 +5844,15 @@ export interface operations {
                      *           "comparator": "string",
                      *           "enabled": true,
                      *           "firing": true,
+                     *           "for": "string",
                      *           "id": "string",
+                     *           "lastDelivery": {
+                     *             "at": "2026-11-29T14:00:00Z",
+                     *             "delivered": true,
+                     *             "error": "string",
+                     *             "state": "string",
+                     *             "transition": "string"
+                     *           },
                      *           "metric": "string",
                      *           "name": "string",
                      *           "period": "string",
@@ -4879,8 +6946,86 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
-                    "text/event-stream": unknown;
+                    /**
+                     * @example {
+                     *       "choices": [
+                     *         {
+                     *           "delta": {
+                     *             "content": "Refunds are accepted within 30 days.",
+                     *             "role": "assistant",
+                     *             "tool_calls": [
+                     *               {
+                     *                 "name": {}
+                     *               }
+                     *             ]
+                     *           },
+                     *           "finish_reason": "stop",
+                     *           "index": 1,
+                     *           "message": {
+                     *             "content": "Refunds are accepted within 30 days.",
+                     *             "role": "assistant",
+                     *             "tool_calls": [
+                     *               {
+                     *                 "name": {}
+                     *               }
+                     *             ]
+                     *           }
+                     *         }
+                     *       ],
+                     *       "created": 1764424800,
+                     *       "id": "chatcmpl-0193b2c4",
+                     *       "model": "openai:gpt-4o-mini",
+                     *       "object": "chat.completion",
+                     *       "usage": {
+                     *         "completion_tokens": 7,
+                     *         "prompt_tokens": 42,
+                     *         "total_tokens": 49
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ChatCompletion"];
+                    /**
+                     * @example [
+                     *       {
+                     *         "data": {
+                     *           "id": "chatcmpl-0193b2c4",
+                     *           "object": "chat.completion.chunk",
+                     *           "created": 1764424800,
+                     *           "model": "openai:gpt-4o-mini",
+                     *           "choices": [
+                     *             {
+                     *               "index": 0,
+                     *               "delta": {
+                     *                 "role": "assistant",
+                     *                 "content": "Refunds are accepted"
+                     *               }
+                     *             }
+                     *           ]
+                     *         }
+                     *       },
+                     *       {
+                     *         "data": {
+                     *           "id": "chatcmpl-0193b2c4",
+                     *           "object": "chat.completion.chunk",
+                     *           "created": 1764424800,
+                     *           "model": "openai:gpt-4o-mini",
+                     *           "choices": [
+                     *             {
+                     *               "index": 0,
+                     *               "delta": {
+                     *                 "content": " within 30 days."
+                     *               },
+                     *               "finish_reason": "stop"
+                     *             }
+                     *           ]
+                     *         }
+                     *       },
+                     *       {
+                     *         "data": "[DONE]"
+                     *       }
+                     *     ]
+                     */
+                    "text/event-stream": components["schemas"]["ChatCompletionStreamEvent"][];
                 };
             };
             /** @description A field the model cannot honour (unsupported_field), a malformed tool (invalid_tool), an ambiguous model name (model_ambiguous), or a request the model refused (upstream_bad_request) */
@@ -4957,6 +7102,106 @@ export interface operations {
             };
             /** @description The server is shutting down (shutting_down) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "create-embeddings": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Tenant id; otherwise resolved from Host or x-api-key. */
+                "x-tenant-id"?: string;
+                /** @description End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name. */
+                "x-user-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "dimensions": 1,
+                 *       "encoding_format": "float",
+                 *       "input": {},
+                 *       "model": "default",
+                 *       "user": "string"
+                 *     }
+                 */
+                "application/json": components["schemas"]["CreateEmbeddingsInput"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "embedding": {},
+                     *           "index": 1,
+                     *           "object": "embedding"
+                     *         }
+                     *       ],
+                     *       "model": "builtin:hashed-ngram",
+                     *       "object": "list",
+                     *       "usage": {
+                     *         "prompt_tokens": 1,
+                     *         "total_tokens": 1
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreateEmbeddingsOutput"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited (see retry-after) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Error */
+            default: {
                 headers: {
                     [name: string]: unknown;
                 };
