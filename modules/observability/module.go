@@ -245,22 +245,24 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 	toolevents.Register(b.Codec().Add)
 	events.Register(b.Codec().Add)
 
-	usage := b.Projection(projectionUsage, bus.ProjectionOptions{What: "usage and cost", Version: 1})
+	// Version 2: usage by key and by user too (GET /usage?groupBy): rebuilt from the log.
+	usage := b.Projection(projectionUsage, bus.ProjectionOptions{What: "usage and cost", Version: 2})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageCompleted) error {
 		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
-			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks),
+			Key: env.Actor, User: userOf(env, ev.UserID)})
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageFailed) error {
 		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model,
 			Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
-			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)})
+			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks), Key: env.Actor, User: userOf(env, ev.UserID)})
 	})
 	// A stateless /v1/chat/completions call: counted as a chat turn. A metered call of another
 	// module (a purpose: rewrite, answer, tool callback, embeddings): in usage and cost only.
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.CompletionRecorded) error {
 		turn := domain.ChatTurn{Model: ev.Model, Completed: ev.Outcome == convevents.OutcomeCompleted,
 			Cancelled: ev.Cancelled || ev.Outcome == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
-			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks)}
+			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks), Key: env.Actor, User: userOf(env, ev.UserID)}
 		if ev.Purpose != "" {
 			return adapters.RecordCall(tx.Bucket(), env.Tenant, env.Time, turn)
 		}
@@ -329,6 +331,14 @@ func (m *Module) sessionFunc(ctx context.Context, t tenant.ID, id string, asOf t
 		s.Messages = []AuditedMessage{}
 	}
 	return s, nil
+}
+
+// userOf is the user a call is counted under: the one its request asserted, else the event's own.
+func userOf(env bus.Envelope, evUser string) string {
+	if env.User != "" {
+		return env.User
+	}
+	return evUser
 }
 
 func tokens(u convevents.Usage) domain.Tokens {

@@ -435,13 +435,13 @@ func (e OAIMessageRole) Valid() bool {
 
 // Defines values for OAIModelObject.
 const (
-	Model OAIModelObject = "model"
+	OAIModelObjectModel OAIModelObject = "model"
 )
 
 // Valid indicates whether the value is a known member of the OAIModelObject enum.
 func (e OAIModelObject) Valid() bool {
 	switch e {
-	case Model:
+	case OAIModelObjectModel:
 		return true
 	default:
 		return false
@@ -511,6 +511,27 @@ const (
 func (e ToolEventEvent) Valid() bool {
 	switch e {
 	case ToolEventEventTool:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetUsageParamsGroupBy.
+const (
+	GetUsageParamsGroupByKey   GetUsageParamsGroupBy = "key"
+	GetUsageParamsGroupByModel GetUsageParamsGroupBy = "model"
+	GetUsageParamsGroupByUser  GetUsageParamsGroupBy = "user"
+)
+
+// Valid indicates whether the value is a known member of the GetUsageParamsGroupBy enum.
+func (e GetUsageParamsGroupBy) Valid() bool {
+	switch e {
+	case GetUsageParamsGroupByKey:
+		return true
+	case GetUsageParamsGroupByModel:
+		return true
+	case GetUsageParamsGroupByUser:
 		return true
 	default:
 		return false
@@ -1548,17 +1569,35 @@ type GetUsageOutput struct {
 	CachedTokens     int64        `json:"cachedTokens"`
 	Currency         string       `json:"currency"`
 	EstimatedCostUsd float64      `json:"estimatedCostUsd"`
-	Period           string       `json:"period"`
-	ReasoningTokens  int64        `json:"reasoningTokens"`
-	RequestId        string       `json:"requestId"`
-	Requests         int64        `json:"requests"`
-	Since            time.Time    `json:"since"`
-	Tenant           string       `json:"tenant"`
-	TokensIn         int64        `json:"tokensIn"`
-	TokensOut        int64        `json:"tokensOut"`
-	ToolCalls        int64        `json:"toolCalls"`
-	TotalTokens      int64        `json:"totalTokens"`
-	Until            time.Time    `json:"until"`
+
+	// GroupBy the groupBy asked for (key, user or model)
+	GroupBy *string `json:"groupBy,omitempty"`
+
+	// Groups every model call by groupBy, largest total tokens first; only with groupBy
+	Groups          *[]GroupUsage `json:"groups,omitempty"`
+	Period          string        `json:"period"`
+	ReasoningTokens int64         `json:"reasoningTokens"`
+	RequestId       string        `json:"requestId"`
+	Requests        int64         `json:"requests"`
+	Since           time.Time     `json:"since"`
+	Tenant          string        `json:"tenant"`
+	TokensIn        int64         `json:"tokensIn"`
+	TokensOut       int64         `json:"tokensOut"`
+	ToolCalls       int64         `json:"toolCalls"`
+	TotalTokens     int64         `json:"totalTokens"`
+	Until           time.Time     `json:"until"`
+}
+
+// GroupUsage defines model for GroupUsage.
+type GroupUsage struct {
+	CachedTokens    int64   `json:"cachedTokens"`
+	CostUsd         float64 `json:"costUsd"`
+	Group           string  `json:"group"`
+	ReasoningTokens int64   `json:"reasoningTokens"`
+	Requests        int64   `json:"requests"`
+	TokensIn        int64   `json:"tokensIn"`
+	TokensOut       int64   `json:"tokensOut"`
+	TotalTokens     int64   `json:"totalTokens"`
 }
 
 // HistoryMessage defines model for HistoryMessage.
@@ -2656,12 +2695,18 @@ type GetUsageParams struct {
 	// Period 1h, 24h (default), 7d or 30d; anything else is 400
 	Period *string `form:"period,omitempty" json:"period,omitempty"`
 
+	// GroupBy also report every model call grouped by credential (key: "key:<id>"), by user id (user) or by model; anything else is 422
+	GroupBy *GetUsageParamsGroupBy `form:"groupBy,omitempty" json:"groupBy,omitempty"`
+
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
 	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
 	XUserId *string `json:"x-user-id,omitempty"`
 }
+
+// GetUsageParamsGroupBy defines parameters for GetUsage.
+type GetUsageParamsGroupBy string
 
 // CreateChatCompletionParams defines parameters for CreateChatCompletion.
 type CreateChatCompletionParams struct {
@@ -4591,7 +4636,7 @@ type ClientInterface interface {
 
 	// GetUsage Usage by model and tool
 	//
-	// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge.
+	// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model; with groupBy, also by API key, user id or model. Periods start at a 5-minute bucket edge.
 	//
 	// Corresponds with GET /usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -5589,7 +5634,7 @@ func (c *Client) CreateSpeech(ctx context.Context, params *CreateSpeechParams, b
 
 // GetUsage Usage by model and tool
 //
-// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge.
+// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model; with groupBy, also by API key, user id or model. Periods start at a 5-minute bucket edge.
 //
 // Corresponds with GET /usage (the `GetUsage` operationId).
 func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -8455,6 +8500,18 @@ func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, e
 
 		}
 
+		if params.GroupBy != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", false, "groupBy", *params.GroupBy, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -9214,7 +9271,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetUsageWithResponse Usage by model and tool
 	//
-	// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge.
+	// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model; with groupBy, also by API key, user id or model. Periods start at a 5-minute bucket edge.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -13525,7 +13582,7 @@ func (c *ClientWithResponses) CreateSpeechWithResponse(ctx context.Context, para
 
 // GetUsageWithResponse Usage by model and tool
 //
-// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge.
+// Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model; with groupBy, also by API key, user id or model. Periods start at a 5-minute bucket edge.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,6 +27,9 @@ import (
 //	                                                                  not chat turns (rewrites, answers,
 //	                                                                  tool callbacks, embeddings)
 //	tenant 0x00 bucket                                 't' tool   ->  ToolUsage (3 × 8 bytes)
+//	tenant 0x00 bucket                                 'k' key 0x00 model   ->  ModelUsage of every model call
+//	                                                                            of that credential (the actor)
+//	tenant 0x00 bucket                                 'u' user 0x00 model  ->  the same by user id
 //	tenant 0x01                                                   ->  the tenant's newest bucket (8 bytes)
 //
 // Tenant ids never hold 0x00 or 0x01, so a tenant's keys are one contiguous range sorted by time,
@@ -36,6 +40,8 @@ const (
 	kindModel = 'm'
 	kindCall  = 'c'
 	kindTool  = 't'
+	kindKey   = 'k'
+	kindUser  = 'u'
 
 	modelValueLen = 13 * 8
 	toolValueLen  = 3 * 8
@@ -107,7 +113,25 @@ func recordModel(b *bolt.Bucket, t tenant.ID, at time.Time, kind byte, turn doma
 		m = decodeModel(v)
 	}
 	m.AddTurn(turn)
-	return b.Put(key, encodeModel(&m))
+	if err := b.Put(key, encodeModel(&m)); err != nil {
+		return err
+	}
+	// The same call by credential and by user id (GET /usage?groupBy=key|user).
+	for _, g := range []struct {
+		kind byte
+		name string
+	}{{kindKey, turn.Key}, {kindUser, turn.User}} {
+		gk := usageKey(t, k, g.kind, g.name+"\x00"+domain.ModelName(turn.Model))
+		var gm domain.ModelUsage
+		if v := b.Get(gk); len(v) == modelValueLen {
+			gm = decodeModel(v)
+		}
+		gm.AddTurn(turn)
+		if err := b.Put(gk, encodeModel(&gm)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RecordTool adds a tool call of t at event time at (a projection handler).
@@ -181,6 +205,20 @@ func addTo(s *domain.Summary, kind byte, name string, v []byte) {
 	case kind == kindTool && len(v) == toolValueLen:
 		x := decodeTool(v)
 		s.AddTool(name, &x)
+	case (kind == kindKey || kind == kindUser) && len(v) == modelValueLen:
+		// group 0x00 model: the model never holds 0x00, a client's user id might.
+		i := strings.LastIndexByte(name, 0)
+		if i < 0 {
+			return
+		}
+		m := decodeModel(v)
+		g := s.ByKey
+		if kind == kindUser {
+			g = s.ByUser
+		}
+		if g != nil {
+			domain.AddGroup(g, name[:i], name[i+1:], &m)
+		}
 	}
 }
 

@@ -33,6 +33,11 @@ type periodInput struct {
 	Period string `query:"period" doc:"1h, 24h (default), 7d or 30d; anything else is 400" example:"24h"`
 }
 
+type usageInput struct {
+	Period  string `query:"period" doc:"1h, 24h (default), 7d or 30d; anything else is 400" example:"24h"`
+	GroupBy string `query:"groupBy" enum:"key,user,model" doc:"also report every model call grouped by credential (key: \"key:<id>\"), by user id (user) or by model; anything else is 422" example:"key"`
+}
+
 type usageOutput struct {
 	Body struct {
 		app.UsageReport
@@ -141,13 +146,13 @@ func (m *Metrics) Register(api huma.API) {
 		return huma.Operation{OperationID: id, Method: http.MethodGet, Path: path, Tags: []string{tag}, Summary: summary, Description: desc}
 	}
 	huma.Register(api, get("get-usage", "/usage", "Usage by model and tool",
-		"Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge."),
-		func(ctx context.Context, in *periodInput) (*usageOutput, error) {
+		"Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model; with groupBy, also by API key, user id or model. Periods start at a 5-minute bucket edge."),
+		func(ctx context.Context, in *usageInput) (*usageOutput, error) {
 			t, p, err := tenantPeriod(ctx, in.Period)
 			if err != nil {
 				return nil, err
 			}
-			r, err := m.App.Usage(ctx, t, p)
+			r, err := m.App.Usage(ctx, t, p, in.GroupBy)
 			if err != nil {
 				return nil, unavailable(err, "usage_unavailable", "usage could not be read; try again")
 			}

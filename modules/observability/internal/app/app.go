@@ -5,6 +5,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability/internal/alerts"
@@ -95,10 +96,72 @@ type UsageReport struct {
 	Currency        string       `json:"currency"`
 	ByModel         []ModelUsage `json:"byModel"`
 	ByTool          []ToolUsage  `json:"byTool"`
+	GroupBy         string       `json:"groupBy,omitempty" doc:"the groupBy asked for (key, user or model)"`
+	Groups          []GroupUsage `json:"groups,omitempty" doc:"every model call by groupBy, largest total tokens first; only with groupBy"`
 }
 
-// Usage reports t's usage over period p.
-func (s *Service) Usage(ctx context.Context, t tenant.ID, p domain.Period) (UsageReport, error) {
+// GroupUsage is one group's line of GET /usage?groupBy: a credential ("key:<id>"), a user id or a
+// model; an empty group is the calls without one (a keyless tenant, no x-user-id).
+type GroupUsage struct {
+	Group           string  `json:"group"`
+	Requests        int64   `json:"requests"`
+	TokensIn        int64   `json:"tokensIn"`
+	TokensOut       int64   `json:"tokensOut"`
+	TotalTokens     int64   `json:"totalTokens"`
+	CachedTokens    int64   `json:"cachedTokens"`
+	ReasoningTokens int64   `json:"reasoningTokens"`
+	CostUSD         float64 `json:"costUsd"`
+}
+
+// Usage groupings (GET /usage?groupBy).
+const (
+	GroupByKey   = "key"
+	GroupByUser  = "user"
+	GroupByModel = "model"
+)
+
+// groups is the report's Groups for groupBy: each group's models priced and summed.
+func (s *Service) groups(sum domain.Summary, groupBy string) []GroupUsage {
+	var src map[string]map[string]*domain.ModelUsage
+	switch groupBy {
+	case GroupByKey:
+		src = sum.ByKey
+	case GroupByUser:
+		src = sum.ByUser
+	case GroupByModel:
+		src = map[string]map[string]*domain.ModelUsage{}
+		for name, m := range sum.AllModels() {
+			src[name] = map[string]*domain.ModelUsage{name: m}
+		}
+	default:
+		return nil
+	}
+	out := make([]GroupUsage, 0, len(src))
+	for g, models := range src {
+		sub := domain.Summary{Models: models}
+		costs, total := domain.Costs(sub, s.Prices)
+		line := GroupUsage{Group: g, CostUSD: total}
+		for _, c := range costs {
+			line.Requests += c.Requests
+			line.TokensIn += c.InputTokens
+			line.TokensOut += c.OutputTokens
+			line.CachedTokens += c.CachedTokens
+			line.ReasoningTokens += c.Reasoning
+		}
+		line.TotalTokens = line.TokensIn + line.TokensOut
+		out = append(out, line)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].TotalTokens != out[j].TotalTokens {
+			return out[i].TotalTokens > out[j].TotalTokens
+		}
+		return out[i].Group < out[j].Group
+	})
+	return out
+}
+
+// Usage reports t's usage over period p, grouped by groupBy when set (GroupBy*).
+func (s *Service) Usage(ctx context.Context, t tenant.ID, p domain.Period, groupBy string) (UsageReport, error) {
 	w := s.window(p)
 	sum, err := s.Model.Window(ctx, t, w.Since, w.Until)
 	if err != nil {
@@ -109,7 +172,8 @@ func (s *Service) Usage(ctx context.Context, t tenant.ID, p domain.Period) (Usag
 	tot, all := sum.AllTotal(), sum.AllModels()
 	r := UsageReport{Window: w, Tenant: t.String(), Requests: tot.Requests, TokensIn: tot.Input, TokensOut: tot.Output,
 		TotalTokens: tot.Input + tot.Output, CachedTokens: tot.Cached, ReasoningTokens: tot.Reasoning,
-		ToolCalls: sum.ToolTotal().Calls, EstimatedCost: total, Currency: "USD", ByModel: []ModelUsage{}, ByTool: []ToolUsage{}}
+		ToolCalls: sum.ToolTotal().Calls, EstimatedCost: total, Currency: "USD", ByModel: []ModelUsage{}, ByTool: []ToolUsage{},
+		GroupBy: groupBy, Groups: s.groups(sum, groupBy)}
 	for _, c := range costs {
 		m := all[c.Model]
 		r.ByModel = append(r.ByModel, ModelUsage{Model: c.Model, Requests: m.Requests, Completed: m.Completed, Failed: m.Failed,

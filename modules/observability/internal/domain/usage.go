@@ -23,6 +23,9 @@ type ChatTurn struct {
 	LatencyMs float64
 	TTFTMs    float64
 	Fallbacks int
+	// Key is the credential that made the call (the event's actor, "key:<id>"; empty: none) and
+	// User the user id the client gave (empty: none): GET /usage?groupBy=key|user.
+	Key, User string
 }
 
 // ToolCall is one finished tool execution (ToolSucceeded or ToolFailed).
@@ -146,6 +149,24 @@ type Summary struct {
 	// embeddings), by model: in usage and cost, not in the chat indicators.
 	Calls map[string]*ModelUsage
 	Tools map[string]*ToolUsage
+	// ByKey and ByUser are every model call (chat turns and other calls) by credential and by
+	// user id, each by model (so each group is priced per model).
+	ByKey, ByUser map[string]map[string]*ModelUsage
+}
+
+// AddGroup adds one bucket's totals of model under group of g (ByKey or ByUser of a summary).
+func AddGroup(g map[string]map[string]*ModelUsage, group, model string, m *ModelUsage) {
+	ms := g[group]
+	if ms == nil {
+		ms = map[string]*ModelUsage{}
+		g[group] = ms
+	}
+	acc := ms[model]
+	if acc == nil {
+		acc = &ModelUsage{}
+		ms[model] = acc
+	}
+	acc.add(m)
 }
 
 // AllModels is every model call, chat turns and other calls together, by model (usage and cost).
@@ -222,7 +243,8 @@ func (s Summary) Empty() bool { return len(s.Models) == 0 && len(s.Calls) == 0 &
 
 // NewSummary is an empty summary of [since, until].
 func NewSummary(since, until time.Time) Summary {
-	return Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Calls: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{}}
+	return Summary{Since: since, Until: until, Models: map[string]*ModelUsage{}, Calls: map[string]*ModelUsage{}, Tools: map[string]*ToolUsage{},
+		ByKey: map[string]map[string]*ModelUsage{}, ByUser: map[string]map[string]*ModelUsage{}}
 }
 
 // AddModel adds one bucket's totals of a model.

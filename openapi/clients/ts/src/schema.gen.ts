@@ -725,7 +725,7 @@ export interface paths {
         };
         /**
          * Usage by model and tool
-         * @description Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model. Periods start at a 5-minute bucket edge.
+         * @description Requests, tokens in/out (cached and reasoning too), tool calls and estimated cost of the tenant over the period, by model; with groupBy, also by API key, user id or model. Periods start at a 5-minute bucket edge.
          */
         get: operations["get-usage"];
         put?: never;
@@ -1785,6 +1785,10 @@ export interface components {
             currency: string;
             /** Format: double */
             estimatedCostUsd: number;
+            /** @description the groupBy asked for (key, user or model) */
+            groupBy?: string;
+            /** @description every model call by groupBy, largest total tokens first; only with groupBy */
+            groups?: components["schemas"]["GroupUsage"][];
             period: string;
             /** Format: int64 */
             reasoningTokens: number;
@@ -1804,6 +1808,23 @@ export interface components {
             totalTokens: number;
             /** Format: date-time */
             until: string;
+        };
+        GroupUsage: {
+            /** Format: int64 */
+            cachedTokens: number;
+            /** Format: double */
+            costUsd: number;
+            group: string;
+            /** Format: int64 */
+            reasoningTokens: number;
+            /** Format: int64 */
+            requests: number;
+            /** Format: int64 */
+            tokensIn: number;
+            /** Format: int64 */
+            tokensOut: number;
+            /** Format: int64 */
+            totalTokens: number;
         };
         HistoryMessage: {
             content: string;
@@ -6767,6 +6788,8 @@ export interface operations {
             query?: {
                 /** @description 1h, 24h (default), 7d or 30d; anything else is 400 */
                 period?: string;
+                /** @description also report every model call grouped by credential (key: "key:<id>"), by user id (user) or by model; anything else is 422 */
+                groupBy?: "key" | "user" | "model";
             };
             header?: {
                 /** @description Tenant id; otherwise resolved from Host or x-api-key. */
@@ -6814,6 +6837,19 @@ export interface operations {
                      *       "cachedTokens": 1,
                      *       "currency": "string",
                      *       "estimatedCostUsd": 1,
+                     *       "groupBy": "string",
+                     *       "groups": [
+                     *         {
+                     *           "cachedTokens": 1,
+                     *           "costUsd": 1,
+                     *           "group": "string",
+                     *           "reasoningTokens": 1,
+                     *           "requests": 1,
+                     *           "tokensIn": 1,
+                     *           "tokensOut": 1,
+                     *           "totalTokens": 1
+                     *         }
+                     *       ],
                      *       "period": "string",
                      *       "reasoningTokens": 1,
                      *       "requestId": "string",
