@@ -80,7 +80,8 @@ func TestDeletedSessionIsInNoFileAndTheStoreStillVerifies(t *testing.T) {
 // GET /audit/sessions/{id}?asOf= around a deletion, through the whole server with API keys: before
 // the deletion the session's shape (two messages, roles, times, who) with its content marked erased;
 // after it the deletion (when, by which credential and asserted user) and what it erased. Tenant B
-// can neither delete A's session nor see its audit view. No answer holds the text.
+// can neither delete A's session nor see its audit view; another user of A cannot delete it either
+// (owned sessions). No answer holds the text.
 func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
@@ -126,7 +127,12 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 	if code, _ := send("beta", keyB, "", "DELETE", "/chat/"+s, nil); code != 404 {
 		t.Fatalf("tenant beta deleting acme's session: %d, want 404", code)
 	}
-	if code, body := send("acme", keyA, "bob", "DELETE", "/chat/"+s, nil); code != 200 {
+	// alice started the session, so it is hers (owned sessions, issue 14 item 6): another user of
+	// the same tenant and key gets 404, as for a session that does not exist; alice deletes it.
+	if code, body := send("acme", keyA, "bob", "DELETE", "/chat/"+s, nil); code != 404 {
+		t.Fatalf("bob deleting alice's session: %d %s, want 404", code, body)
+	}
+	if code, body := send("acme", keyA, "alice", "DELETE", "/chat/"+s, nil); code != 200 {
 		t.Fatalf("delete: %d %s", code, body)
 	}
 
@@ -165,7 +171,7 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 		t.Fatalf("asOf before the deletion: %+v", v)
 	}
 	v = get(time.Now().UTC().Add(time.Second))
-	if !v.Deleted || v.Reason != "deleted" || v.DeletedBy != "key:"+sum(keyA)[:12] || v.DeletedByUser != "bob" || len(v.Messages) != 0 ||
+	if !v.Deleted || v.Reason != "deleted" || v.DeletedBy != "key:"+sum(keyA)[:12] || v.DeletedByUser != "alice" || len(v.Messages) != 0 ||
 		len(v.Erasures) != 1 || v.Erasures[0].Messages != 2 {
 		t.Fatalf("asOf after the deletion: %+v", v)
 	}
