@@ -37,13 +37,15 @@ func ptr[T any](v T) *T { return &v }
 func tenantsFile(t *testing.T, dir string) string {
 	t.Helper()
 	path := filepath.Join(dir, "tenants.yaml")
-	// Keys: "ce_acme_key" and "ce_beta_key"; the file holds only their SHA-256.
+	// Keys: "ce_acme_key" and "ce_beta_key"; the file holds only their SHA-256. Each is its tenant's
+	// application key and also reads the tenant's audit trail (the isolation, shutdown and kill -9
+	// tests do), so it has every scope: a bare hash gets all but audit (issue 14 item 3).
 	yaml := `tenants:
   - id: acme
-    apiKeys: ["sha256:` + sha("ce_acme_key") + `"]
+    apiKeys: [{hash: "sha256:` + sha("ce_acme_key") + `", scopes: [chat, search, ingest, tools, audit, usage]}]
     features: {rag: false}
   - id: beta
-    apiKeys: ["sha256:` + sha("ce_beta_key") + `"]
+    apiKeys: [{hash: "sha256:` + sha("ce_beta_key") + `", scopes: [chat, search, ingest, tools, audit, usage]}]
 `
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
