@@ -253,7 +253,8 @@ const (
 func (m *Module) Register(api huma.API, b bus.Consumers) {
 	events.Register(b.Codec().Add)
 	// Version 2: rows keep the life and a sealed title (version 1 rows held the title plain).
-	sessions := b.Projection(sessionsProjection, bus.ProjectionOptions{What: "the session list", Version: 2})
+	// Version 3: rows keep the owner (GET /sessions lists a user's own and the tenant's sessions).
+	sessions := b.Projection(sessionsProjection, bus.ProjectionOptions{What: "the session list", Version: 3})
 	list := adapters.SessionList{Projection: sessions}
 	if m.sealer != nil {
 		list.Sealer = m.sealer
@@ -269,7 +270,7 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 					return err
 				}
 			}
-			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, title, env.Time, env.Revision)
+			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, ev.UserID, title, env.Time, env.Revision)
 		}
 		return nil
 	})

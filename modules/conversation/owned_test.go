@@ -69,3 +69,74 @@ func TestOwnedSessionStreamIsNotResumableByOthers(t *testing.T) {
 	}
 	wantProblem(t, e.do("GET", "/chat/"+s+"/stream", "acme", nil, "x-user-id", "bob"), 404, "session_not_found")
 }
+
+// GET /sessions lists a user's own sessions and the tenant's, never another user's (before: every
+// session of the tenant to every user); a page is filled with visible sessions only; another tenant
+// lists none of them.
+func TestOwnedSessionsAreListedToTheirOwnerOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	ann, bob, shared := []string{sid(), sid(), sid()}, []string{sid()}, sid()
+	for _, s := range ann {
+		if r := e.do("POST", "/chat", "acme", map[string]any{"sessionId": s, "message": "ann's", "stream": false}, "x-user-id", "ann"); r.status != 200 {
+			t.Fatalf("ann's turn: %d %s", r.status, r.raw)
+		}
+	}
+	if r := e.do("POST", "/chat", "acme", map[string]any{"sessionId": bob[0], "message": "bob's", "stream": false}, "x-user-id", "bob"); r.status != 200 {
+		t.Fatalf("bob's turn: %d %s", r.status, r.raw)
+	}
+	if r := e.chatJSON("acme", shared, "ours"); r.status != 200 {
+		t.Fatalf("tenant session: %d %s", r.status, r.raw)
+	}
+	e.sync()
+	list := func(tn, user, query string) (ids []string, next string) {
+		t.Helper()
+		r := e.do("GET", "/sessions"+query, tn, nil, "x-user-id", user)
+		if r.status != 200 {
+			t.Fatalf("%s/%s list: %d %s", tn, user, r.status, r.raw)
+		}
+		ss, _ := r.body["sessions"].([]any)
+		for _, s := range ss {
+			ids = append(ids, s.(map[string]any)["sessionId"].(string))
+		}
+		next, _ = r.body["nextCursor"].(string)
+		return ids, next
+	}
+	set := func(ids ...[]string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range ids {
+			for _, id := range l {
+				m[id] = true
+			}
+		}
+		return m
+	}
+	same := func(who string, got []string, want map[string]bool) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s lists %v, want %v", who, got, want)
+		}
+		for _, id := range got {
+			if !want[id] {
+				t.Fatalf("%s lists %s, not theirs: %v", who, id, got)
+			}
+		}
+	}
+	annSees, _ := list("acme", "ann", "?limit=100")
+	same("ann", annSees, set(ann, []string{shared}))
+	bobSees, _ := list("acme", "bob", "?limit=100")
+	same("bob", bobSees, set(bob, []string{shared}))
+	nobody, _ := list("acme", "", "?limit=100")
+	same("no user", nobody, set([]string{shared}))
+	// Pages of 2 for ann: 4 visible sessions in 2 full pages, none of bob's.
+	p1, next := list("acme", "ann", "?limit=2")
+	if len(p1) != 2 || next == "" {
+		t.Fatalf("ann's first page: %v next %q", p1, next)
+	}
+	p2, _ := list("acme", "ann", "?limit=2&cursor="+next)
+	same("ann's pages", append(p1, p2...), set(ann, []string{shared}))
+	// Another tenant, even as ann, lists nothing of acme's.
+	if g, _ := list("globex", "ann", "?limit=100"); len(g) != 0 {
+		t.Fatalf("globex as ann lists %v", g)
+	}
+}

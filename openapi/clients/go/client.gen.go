@@ -4593,7 +4593,7 @@ type ClientInterface interface {
 
 	// ListSessions List sessions
 	//
-	// The tenant's sessions, most recently active first, paginated with nextCursor.
+	// The tenant's sessions the caller may see (those started with its user id, x-user-id or the key's user, and those started without one), most recently active first, paginated with nextCursor.
 	//
 	// Corresponds with GET /sessions (the `ListSessions` operationId).
 	ListSessions(ctx context.Context, params *ListSessionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -5541,7 +5541,7 @@ func (c *Client) SearchDocuments(ctx context.Context, params *SearchDocumentsPar
 
 // ListSessions List sessions
 //
-// The tenant's sessions, most recently active first, paginated with nextCursor.
+// The tenant's sessions the caller may see (those started with its user id, x-user-id or the key's user, and those started without one), most recently active first, paginated with nextCursor.
 //
 // Corresponds with GET /sessions (the `ListSessions` operationId).
 func (c *Client) ListSessions(ctx context.Context, params *ListSessionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -9226,7 +9226,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListSessionsWithResponse List sessions
 	//
-	// The tenant's sessions, most recently active first, paginated with nextCursor.
+	// The tenant's sessions the caller may see (those started with its user id, x-user-id or the key's user, and those started without one), most recently active first, paginated with nextCursor.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -13507,7 +13507,7 @@ func (c *ClientWithResponses) SearchDocumentsWithResponse(ctx context.Context, p
 
 // ListSessionsWithResponse List sessions
 //
-// The tenant's sessions, most recently active first, paginated with nextCursor.
+// The tenant's sessions the caller may see (those started with its user id, x-user-id or the key's user, and those started without one), most recently active first, paginated with nextCursor.
 //
 // Returns a wrapper object for the known response body format(s).
 //

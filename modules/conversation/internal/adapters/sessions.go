@@ -26,7 +26,8 @@ import (
 // tenant and a 0 byte (a tenant id has none), so a tenant's rows are one key range, and a read that
 // seeks and stops by that prefix cannot reach another tenant's rows whatever cursor it is given.
 //
-//	rows:   tenant 0 sessionId                       → updated (int64 ns), revision, messages (uint32), open turns (uint32), life (uint64), title
+//	rows:   tenant 0 sessionId                       → updated (int64 ns), revision, messages (uint32), open turns (uint32), life (uint64),
+//	                                                   owner length (uint16), owner (the user id it was started with; "" = the tenant's), title
 //
 // The title is the session's content: with a sealer it is stored sealed under the session life's
 // data key (SessionList.Sealer), so neither the row nor a freed bbolt page that once held it keeps
@@ -40,7 +41,7 @@ var (
 	openBucket   = []byte("open")
 )
 
-const rowHeader = 32
+const rowHeader = 34
 
 type row struct {
 	updated  int64
@@ -48,16 +49,20 @@ type row struct {
 	messages uint32
 	open     uint32
 	life     uint64 // revision of the SessionStarted: the title's data key is the life's
+	owner    string // the user the session belongs to ("": the tenant's, listed to all its users)
 	title    string
 }
 
 func (r row) encode() []byte {
-	v := make([]byte, rowHeader, rowHeader+len(r.title))
+	owner := r.owner[:min(len(r.owner), 0xffff)]
+	v := make([]byte, rowHeader, rowHeader+len(owner)+len(r.title))
 	binary.BigEndian.PutUint64(v[0:], uint64(r.updated))
 	binary.BigEndian.PutUint64(v[8:], r.revision)
 	binary.BigEndian.PutUint32(v[16:], r.messages)
 	binary.BigEndian.PutUint32(v[20:], r.open)
 	binary.BigEndian.PutUint64(v[24:], r.life)
+	binary.BigEndian.PutUint16(v[32:], uint16(len(owner)))
+	v = append(v, owner...)
 	return append(v, r.title...)
 }
 
@@ -65,9 +70,13 @@ func decodeRow(v []byte) (row, bool) {
 	if len(v) < rowHeader {
 		return row{}, false
 	}
+	n := rowHeader + int(binary.BigEndian.Uint16(v[32:]))
+	if len(v) < n {
+		return row{}, false
+	}
 	return row{updated: int64(binary.BigEndian.Uint64(v[0:])), revision: binary.BigEndian.Uint64(v[8:]),
 		messages: binary.BigEndian.Uint32(v[16:]), open: binary.BigEndian.Uint32(v[20:]), life: binary.BigEndian.Uint64(v[24:]),
-		title: string(v[rowHeader:])}, true
+		owner: string(v[rowHeader:n]), title: string(v[n:])}, true
 }
 
 func tenantPrefix(t string) []byte { return append([]byte(t), 0) }
@@ -146,11 +155,11 @@ func change(b *bolt.Bucket, t tenant.ID, id string, create bool, fn func(r *row)
 	return nil
 }
 
-// SessionStarted records a session (re)started at revision rev: a fresh row. title is as stored
-// (sealed when the list has a sealer).
-func SessionStarted(b *bolt.Bucket, t tenant.ID, id, title string, at time.Time, rev uint64) error {
+// SessionStarted records a session (re)started at revision rev by owner ("": the tenant's): a
+// fresh row. title is as stored (sealed when the list has a sealer).
+func SessionStarted(b *bolt.Bucket, t tenant.ID, id, owner, title string, at time.Time, rev uint64) error {
 	return change(b, t, id, true, func(r *row) bool {
-		*r = row{updated: at.UnixNano(), revision: rev, life: rev, title: title}
+		*r = row{updated: at.UnixNano(), revision: rev, life: rev, owner: owner, title: title}
 		return true
 	})
 }
@@ -188,8 +197,8 @@ func SessionEnded(b *bolt.Bucket, t tenant.ID, id string) error {
 
 // ListSessions returns up to limit of the tenant's sessions in newest-first order (latest activity
 // first, ties by descending id) after cursor ("" from the start), and the cursor of the next page
-// ("" at the end).
-func ListSessions(b *bolt.Bucket, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error) {
+// ("" at the end). Sessions owned by another user than user are left out.
+func ListSessions(b *bolt.Bucket, t tenant.ID, user string, limit int, cursor string) ([]domain.Summary, string, error) {
 	prefix := tenantPrefix(t.String())
 	var before []byte // the page starts below this key
 	if cursor != "" {
@@ -232,7 +241,7 @@ func ListSessions(b *bolt.Bucket, t tenant.ID, limit int, cursor string) ([]doma
 		}
 		id := string(k[len(prefix)+8:])
 		r, ok := decodeRow(lb.rows.Get(rowKey(t.String(), id)))
-		if !ok {
+		if !ok || r.owner != "" && r.owner != user {
 			continue
 		}
 		out = append(out, domain.Summary{SessionID: id, Title: r.title, MessageCount: int(r.messages),
@@ -381,10 +390,10 @@ func (l SessionList) StoredTitles(ctx context.Context, ts []TitleOf) []any {
 	return out
 }
 
-// List is a page of GET /sessions.
-func (l SessionList) List(ctx context.Context, t tenant.ID, limit int, cursor string) (rows []domain.Summary, next string, err error) {
+// List is a page of GET /sessions as user sees it.
+func (l SessionList) List(ctx context.Context, t tenant.ID, user string, limit int, cursor string) (rows []domain.Summary, next string, err error) {
 	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error {
-		rows, next, err = ListSessions(tx.Bucket(), t, limit, cursor)
+		rows, next, err = ListSessions(tx.Bucket(), t, user, limit, cursor)
 		return err
 	})
 	if err != nil || l.Sealer == nil {

@@ -88,9 +88,9 @@ type Service struct {
 
 // SessionIndex is the session list read model.
 type SessionIndex interface {
-	// List is a page of the tenant's sessions, newest first, after cursor; domain.ErrBadCursor for
-	// a cursor it did not make.
-	List(ctx context.Context, t tenant.ID, limit int, cursor string) ([]domain.Summary, string, error)
+	// List is a page of the tenant's sessions that user may see (its own and the tenant's), newest
+	// first, after cursor; domain.ErrBadCursor for a cursor it did not make.
+	List(ctx context.Context, t tenant.ID, user string, limit int, cursor string) ([]domain.Summary, string, error)
 	// WithOpenTurns lists the sessions with turns awaiting their outcome.
 	WithOpenTurns(ctx context.Context) ([]domain.SessionRef, error)
 	// Tenants lists the tenants that have sessions.

@@ -158,7 +158,8 @@ func (s *Service) List(ctx context.Context, t tenant.ID, limit int, cursor strin
 	if limit <= 0 {
 		limit = 20
 	}
-	rows, next, err := s.Sessions.List(ctx, t, limit, cursor)
+	// A session started with a user id is listed to that user only (as ownedBy answers 404 to others).
+	rows, next, err := s.Sessions.List(ctx, t, request.From(ctx).User, limit, cursor)
 	if errors.Is(err, domain.ErrBadCursor) {
 		return nil, "", apperr.Invalid("invalid_cursor", "query.cursor", "cursor is not one this API returned")
 	}

@@ -268,7 +268,7 @@ func Register(api huma.API, svc *app.Service) {
 		})
 
 	huma.Register(api, huma.Operation{OperationID: "list-sessions", Method: http.MethodGet, Path: "/sessions", Tags: []string{tag},
-		Summary: "List sessions", Description: "The tenant's sessions, most recently active first, paginated with nextCursor."},
+		Summary: "List sessions", Description: "The tenant's sessions the caller may see (those started with its user id, x-user-id or the key's user, and those started without one), most recently active first, paginated with nextCursor."},
 		func(ctx context.Context, in *ListInput) (*ListOutput, error) {
 			t, _ := tenant.FromContext(ctx)
 			rows, next, err := svc.List(ctx, t, in.Limit, in.Cursor)

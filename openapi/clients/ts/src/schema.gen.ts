@@ -665,7 +665,7 @@ export interface paths {
         };
         /**
          * List sessions
-         * @description The tenant's sessions, most recently active first, paginated with nextCursor.
+         * @description The tenant's sessions the caller may see (those started with its user id, x-user-id or the key's user, and those started without one), most recently active first, paginated with nextCursor.
          */
         get: operations["list-sessions"];
         put?: never;
