@@ -1311,9 +1311,14 @@ func send(client *http.Client, base, addr string, r *badReq) badResult {
 			Errors []struct {
 				Location string `json:"location"`
 			} `json:"errors"`
+			// /v1/* answers in OpenAI's envelope (issue 13 item 2), whose param names the one
+			// field at fault, a body field without "body." (as httpapitest.WantField reads it).
+			Error *struct {
+				Param *string `json:"param"`
+			} `json:"error"`
 		}
 		_ = json.Unmarshal(body, &p)
-		named := false
+		named := p.Error != nil && p.Error.Param != nil && (*p.Error.Param == r.wantLoc || "body."+*p.Error.Param == r.wantLoc)
 		for _, e := range p.Errors {
 			named = named || e.Location == r.wantLoc
 		}
