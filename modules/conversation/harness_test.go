@@ -101,6 +101,10 @@ type opts struct {
 	instance string // Deps.Instance
 	// busConfig, when set, replaces the test bus (NATS tests); dir is still used for its folders.
 	busConfig *bus.Config
+	// guard replaces the header guard (tests that need an API key's credential).
+	guard httpapi.Guard
+	// policyOverride replaces the tenants policy given to the module (tenants is then unused).
+	policyOverride conversation.TenantPolicy
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -135,7 +139,11 @@ func newEnv(t testing.TB, o opts) *env {
 	if cfg.ResumeWindow == 0 {
 		cfg.ResumeWindow = 2 * time.Second
 	}
-	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: pol, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
+	var tp conversation.TenantPolicy = pol
+	if o.policyOverride != nil {
+		tp = o.policyOverride
+	}
+	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: tp, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance, Sealer: sealer}
 	if o.retr != nil {
 		d.Retriever = o.retr
@@ -147,7 +155,11 @@ func newEnv(t testing.TB, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}})
+	var guard httpapi.Guard = httpapitest.HeaderGuard{}
+	if o.guard != nil {
+		guard = o.guard
+	}
+	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: guard})
 	if err != nil {
 		t.Fatal(err)
 	}

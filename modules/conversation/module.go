@@ -217,6 +217,15 @@ func New(d Deps) (*Module, error) {
 	svc.Metrics.WatchMemory(svc.Cache, svc.Hub)
 	if d.Policy != nil {
 		svc.Policy = d.Policy
+		// The tenancy module also gives each API key's own budget (admin API keys' budget).
+		if k, ok := d.Policy.(KeyBudgets); ok {
+			svc.KeyBudget = func(t tenant.ID, key string) (daily, monthly int64) {
+				if ak, ok := k.APIKey(t, key); ok && ak.Budget != nil {
+					return ak.Budget.DailyTokens, ak.Budget.MonthlyTokens
+				}
+				return 0, 0
+			}
+		}
 	}
 	if d.Retriever != nil {
 		svc.Retriever = retrieverAdapter{d.Retriever}
@@ -326,15 +335,16 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 		return nil
 	})
 
-	ledger := b.Projection(ledgerProjection, bus.ProjectionOptions{What: "the token budget ledger", Version: 1})
+	// Version 2: also counts by API key (the event's actor), for per-key budgets.
+	ledger := b.Projection(ledgerProjection, bus.ProjectionOptions{What: "the token budget ledger", Version: 2})
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageCompleted) error {
-		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Time, int64(ev.Usage.TotalTokens))
+		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(ev.Usage.TotalTokens))
 	})
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageFailed) error {
-		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Time, int64(ev.Usage.TotalTokens))
+		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(ev.Usage.TotalTokens))
 	})
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.CompletionRecorded) error {
-		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Time, int64(ev.Usage.TotalTokens))
+		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(ev.Usage.TotalTokens))
 	})
 
 	retention := b.Processor(retentionProcessor)

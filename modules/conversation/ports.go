@@ -16,6 +16,13 @@ type TenantPolicy interface {
 	Config(ctx context.Context, t tenant.ID) (tenancyevents.TenantConfig, error)
 }
 
+// KeyBudgets gives an API key as recorded (tenancy.Module.APIKey, by the request's credential id
+// "key:<id>"). When the Policy implements it too, a key's budget.dailyTokens / monthlyTokens are
+// enforced within the tenant's budget.
+type KeyBudgets interface {
+	APIKey(t tenant.ID, keyID string) (tenancyevents.APIKey, bool)
+}
+
 // Retriever finds the tenant's passages for a query (the retrieval module's public Retrieve). A nil
 // Retriever means RAG requests get no passages, and the answer says so.
 type Retriever interface {

@@ -68,6 +68,8 @@ type Service struct {
 	// Ledger books this process's turns on top of the recorded use that Usage reads.
 	Ledger   *domain.Ledger
 	Usage    UsageReader
+	// KeyBudget is an API key's own token ceilings (0: none), within the tenant's; nil: none.
+	KeyBudget func(t tenant.ID, key string) (daily, monthly int64)
 	Sessions SessionIndex
 	Cache    *Cache
 	Hub      *Hub

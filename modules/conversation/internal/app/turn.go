@@ -550,6 +550,61 @@ func (s *Service) wantCompletion(in TurnInput) int64 {
 // 503 catching_up while the token ledger read model catches up with the store.
 func (s *Service) reserveCompletion(ctx context.Context, t tenant.ID, turnID string, prompt, want int64, cfg tenancyevents.TenantConfig) (int64, error) {
 	now := s.Now()
+	// The calling API key's own budget first: the tenant's then books what it granted.
+	keyScope, err := s.reserveKey(ctx, t, turnID, prompt, &want, now)
+	if err != nil {
+		return 0, err
+	}
+	granted, err := s.reserveTenant(ctx, t, turnID, prompt, want, cfg, now)
+	if err != nil {
+		if keyScope != "" {
+			s.Ledger.Release(keyScope, turnID)
+		}
+		return 0, err
+	}
+	if keyScope != "" {
+		s.Ledger.Link(turnID, keyScope)
+	}
+	return granted, nil
+}
+
+// reserveKey books prompt and up to *want tokens of the request's API key's own daily/monthly
+// budget (admin API keys' budget.dailyTokens/monthlyTokens) and lowers *want to what it granted.
+// It returns the key's ledger scope ("" when the key has no budget).
+func (s *Service) reserveKey(ctx context.Context, t tenant.ID, turnID string, prompt int64, want *int64, now time.Time) (string, error) {
+	key := request.From(ctx).Actor
+	if s.KeyBudget == nil || !strings.HasPrefix(key, "key:") {
+		return "", nil
+	}
+	daily, monthly := s.KeyBudget(t, key)
+	kr, ok := s.Usage.(interface {
+		UsedByKey(ctx context.Context, t tenant.ID, key string, now time.Time) (domain.Usage, error)
+	})
+	if daily <= 0 && monthly <= 0 || !ok {
+		return "", nil
+	}
+	scope := domain.KeyScope(t.String(), key)
+	granted, r, err := s.Ledger.ReserveUpTo(scope, turnID, prompt, *want, min(*want, minCompletion), domain.Ceilings{Daily: daily, Monthly: monthly}, now,
+		func() (domain.Usage, error) { return kr.UsedByKey(ctx, t, key, now) })
+	if err != nil {
+		if _, ok := apperr.As(err); ok {
+			return "", err
+		}
+		return "", fmt.Errorf("token budget of %s %s: %w", t, key, err)
+	}
+	if r != nil {
+		e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
+			fmt.Sprintf("the %s token budget (%d) of API key %s would be exceeded (%d used or reserved, this call needs up to %d)",
+				r.Period, r.Limit, key, r.Used, prompt+min(*want, minCompletion)))
+		e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
+		return "", e
+	}
+	*want = granted
+	return scope, nil
+}
+
+// reserveTenant is the tenant's part of reserveCompletion.
+func (s *Service) reserveTenant(ctx context.Context, t tenant.ID, turnID string, prompt, want int64, cfg tenancyevents.TenantConfig, now time.Time) (int64, error) {
 	c := domain.Ceilings{Daily: cfg.TokenBudget.Daily, Monthly: cfg.TokenBudget.Monthly, PerMinute: int64(cfg.RateLimit.TokensPerMinute)}
 	granted, r, err := s.Ledger.ReserveUpTo(t.String(), turnID, prompt, want, min(want, minCompletion), c, now, func() (domain.Usage, error) {
 		if s.Usage == nil {

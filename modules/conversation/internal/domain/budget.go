@@ -32,6 +32,20 @@ type Ledger struct {
 	mu      sync.Mutex
 	tenants map[string]map[string]*booking // tenant → turn id → booking
 	minute  map[string][]minuteBooking     // tenant → its reservations and uses of the last minute
+	// linked are the second scopes a turn is booked under (an API key's budget: KeyScope), which
+	// its Settle and Release apply to as well.
+	linked map[string]string
+}
+
+// KeyScope is the ledger scope of an API key's own budget within tenant.
+func KeyScope(tenant, key string) string { return tenant + "\x00" + key }
+
+// Link books turn's Settle and Release under scope too (a key's budget, reserved with ReserveUpTo
+// under that scope).
+func (l *Ledger) Link(turn, scope string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.linked[turn] = scope
 }
 
 // minuteBooking is a turn's tokens in the tokens-per-minute log: booked at at, its reservation
@@ -51,7 +65,7 @@ type booking struct {
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{tenants: map[string]map[string]*booking{}, minute: map[string][]minuteBooking{}}
+	return &Ledger{tenants: map[string]map[string]*booking{}, minute: map[string][]minuteBooking{}, linked: map[string]string{}}
 }
 
 // DayOf and MonthOf are the UTC periods a budget counts tokens in ("2026-11-29", "2026-11").
@@ -180,6 +194,12 @@ func (l *Ledger) ReserveUpTo(tenant, turn string, prompt, want, least int64, c C
 func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Position) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if scope, ok := l.linked[turn]; ok {
+		delete(l.linked, turn)
+		if b, ok := l.tenants[scope][turn]; ok {
+			b.tokens, b.at = tokens, at
+		}
+	}
 	if b, ok := l.tenants[tenant][turn]; ok {
 		b.tokens, b.at = tokens, at
 	}
@@ -194,6 +214,14 @@ func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Positio
 func (l *Ledger) Release(tenant, turn string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if scope, ok := l.linked[turn]; ok {
+		delete(l.linked, turn)
+		l.release(scope, turn)
+	}
+	l.release(tenant, turn)
+}
+
+func (l *Ledger) release(tenant, turn string) {
 	if bs, ok := l.tenants[tenant]; ok {
 		delete(bs, turn)
 		if len(bs) == 0 {
