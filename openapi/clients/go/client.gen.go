@@ -2282,6 +2282,42 @@ type Tools struct {
 	Enabled *bool     `json:"enabled,omitempty"`
 }
 
+// UploadDocumentInput defines model for UploadDocumentInput.
+type UploadDocumentInput struct {
+	// DocId The document's id within the tenant (default: the file name); re-uploading it replaces its chunks
+	DocId *string `json:"docId,omitempty"`
+
+	// File The document: .txt, .md, .html or .htm (UTF-8)
+	File openapi_types.File `json:"file"`
+
+	// Source Where the document came from (default: upload)
+	Source *string `json:"source,omitempty"`
+
+	// Title Title shown with citations (default: the file name)
+	Title *string `json:"title,omitempty"`
+
+	// Url Link shown with citations
+	Url *string `json:"url,omitempty"`
+}
+
+// UploadDocumentOutput defines model for UploadDocumentOutput.
+type UploadDocumentOutput struct {
+	// Chunks Number of chunks indexed
+	//
+	// Example: 3
+	Chunks int64 `json:"chunks"`
+
+	// DocId Example: handbook/vacation.md
+	DocId string `json:"docId"`
+
+	// EmbeddingModelId Example: builtin:hashed-ngram
+	EmbeddingModelId string `json:"embeddingModelId"`
+	RequestId        string `json:"requestId"`
+
+	// Status Example: ingested
+	Status string `json:"status"`
+}
+
 // UsageData defines model for UsageData.
 type UsageData struct {
 	CompletionTokens int64 `json:"completionTokens"`
@@ -2494,6 +2530,15 @@ type ListDocumentsParams struct {
 	// Cursor The nextCursor of the previous page
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 
+	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
+	XTenantId *string `json:"x-tenant-id,omitempty"`
+
+	// XUserId End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name.
+	XUserId *string `json:"x-user-id,omitempty"`
+}
+
+// UploadDocumentParams defines parameters for UploadDocument.
+type UploadDocumentParams struct {
 	// XTenantId Tenant id; otherwise resolved from Host or x-api-key.
 	XTenantId *string `json:"x-tenant-id,omitempty"`
 
@@ -2755,6 +2800,9 @@ type VerifyAuditCheckpointJSONRequestBody = Checkpoint
 
 // SendChatMessageJSONRequestBody defines body for SendChatMessage for application/json ContentType.
 type SendChatMessageJSONRequestBody = SendChatMessageInput
+
+// UploadDocumentMultipartRequestBody defines body for UploadDocument for multipart/form-data ContentType.
+type UploadDocumentMultipartRequestBody = UploadDocumentInput
 
 // IngestDocumentJSONRequestBody defines body for IngestDocument for application/json ContentType.
 type IngestDocumentJSONRequestBody = IngestDocumentInput
@@ -4439,6 +4487,15 @@ type ClientInterface interface {
 	// Corresponds with GET /documents (the `ListDocuments` operationId).
 	ListDocuments(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// UploadDocumentWithBody Upload a document
+	//
+	// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /documents (the `UploadDocument` operationId).
+	UploadDocumentWithBody(ctx context.Context, params *UploadDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteDocument Delete a document
 	//
 	// Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
@@ -5177,6 +5234,25 @@ func (c *Client) ResumeChatStream(ctx context.Context, sessionId string, params 
 // Corresponds with GET /documents (the `ListDocuments` operationId).
 func (c *Client) ListDocuments(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewListDocumentsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UploadDocumentWithBody Upload a document
+//
+// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /documents (the `UploadDocument` operationId).
+func (c *Client) UploadDocumentWithBody(ctx context.Context, params *UploadDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUploadDocumentRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -7149,6 +7225,61 @@ func NewListDocumentsRequest(server string, params *ListDocumentsParams) (*http.
 	return req, nil
 }
 
+// NewUploadDocumentRequestWithBody constructs an http.Request for the UploadDocument method, with any body, and a specified content type
+func NewUploadDocumentRequestWithBody(server string, params *UploadDocumentParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/documents")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XTenantId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "x-tenant-id", *params.XTenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-tenant-id", headerParam0)
+		}
+
+		if params.XUserId != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "x-user-id", *params.XUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("x-user-id", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewDeleteDocumentRequest constructs an http.Request for the DeleteDocument method
 func NewDeleteDocumentRequest(server string, docId string, params *DeleteDocumentParams) (*http.Request, error) {
 	var err error
@@ -9043,6 +9174,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /documents (the `ListDocuments` operationId).
 	ListDocumentsWithResponse(ctx context.Context, params *ListDocumentsParams, reqEditors ...RequestEditorFn) (*ListDocumentsResponse, error)
+
+	// UploadDocumentWithBodyWithResponse Upload a document
+	//
+	// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /documents (the `UploadDocument` operationId).
+	UploadDocumentWithBodyWithResponse(ctx context.Context, params *UploadDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadDocumentResponse, error)
 
 	// DeleteDocumentWithResponse Delete a document
 	//
@@ -10941,6 +11081,103 @@ func (r ListDocumentsResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ListDocumentsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type UploadDocumentResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *UploadDocumentOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UploadDocumentResponse) GetJSON200() *UploadDocumentOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON415() *Problem {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON429() *Problem {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UploadDocumentResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UploadDocumentResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UploadDocumentResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UploadDocumentResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13205,6 +13442,21 @@ func (c *ClientWithResponses) ListDocumentsWithResponse(ctx context.Context, par
 	return ParseListDocumentsResponse(rsp)
 }
 
+// UploadDocumentWithBodyWithResponse Upload a document
+//
+// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /documents (the `UploadDocument` operationId).
+func (c *ClientWithResponses) UploadDocumentWithBodyWithResponse(ctx context.Context, params *UploadDocumentParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UploadDocumentResponse, error) {
+	rsp, err := c.UploadDocumentWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUploadDocumentResponse(rsp)
+}
+
 // DeleteDocumentWithResponse Delete a document
 //
 // Removes the document's chunks from the tenant's index and erases its text: the data keys it was encrypted with at rest are destroyed, so neither the event log, the index nor any copy of the data folder can give it back (the deletion itself stays in the audit log). 404 if the tenant has no such document; 503, with nothing recorded, while the index is unavailable; 503 saying the deletion was recorded if the key store is unavailable (the keys are destroyed once it answers).
@@ -14960,6 +15212,88 @@ func ParseListDocumentsResponse(rsp *http.Response) (*ListDocumentsResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUploadDocumentResponse parses an HTTP response from a UploadDocumentWithResponse call
+func ParseUploadDocumentResponse(rsp *http.Response) (*UploadDocumentResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UploadDocumentResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest UploadDocumentOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 

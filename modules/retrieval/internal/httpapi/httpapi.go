@@ -184,6 +184,7 @@ func problem(desc string) *huma.Response { return platformhttp.ProblemResponse(d
 // Register mounts the endpoints.
 func Register(api huma.API, svc *app.Service) {
 	registerOpenAI(api, svc)
+	registerUpload(api, svc)
 	huma.Register(api, huma.Operation{OperationID: "ingest-document", Method: http.MethodPost, Path: "/ingest", Tags: []string{tag},
 		Summary: "Ingest a document",
 		Description: "Chunks the text on paragraph, sentence and word boundaries, embeds the chunks with the tenant's embeddings model " +

@@ -357,7 +357,11 @@ export interface paths {
          */
         get: operations["list-documents"];
         put?: never;
-        post?: never;
+        /**
+         * Upload a document
+         * @description Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+         */
+        post: operations["upload-document"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2475,6 +2479,36 @@ export interface components {
             allow?: string[];
             deny?: string[];
             enabled?: boolean;
+        };
+        UploadDocumentInput: {
+            /** @description The document's id within the tenant (default: the file name); re-uploading it replaces its chunks */
+            docId?: string;
+            /**
+             * Format: binary
+             * @description The document: .txt, .md, .html or .htm (UTF-8)
+             */
+            file: string;
+            /** @description Where the document came from (default: upload) */
+            source?: string;
+            /** @description Title shown with citations (default: the file name) */
+            title?: string;
+            /** @description Link shown with citations */
+            url?: string;
+        };
+        UploadDocumentOutput: {
+            /**
+             * Format: int64
+             * @description Number of chunks indexed
+             * @example 3
+             */
+            chunks: number;
+            /** @example handbook/vacation.md */
+            docId: string;
+            /** @example builtin:hashed-ngram */
+            embeddingModelId: string;
+            requestId: string;
+            /** @example ingested */
+            status: string;
         };
         UsageData: {
             /** Format: int64 */
@@ -4902,6 +4936,123 @@ export interface operations {
             };
             /** @description Error */
             default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "upload-document": {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Tenant id; otherwise resolved from Host or x-api-key. */
+                "x-tenant-id"?: string;
+                /** @description End user, for the per-user rate limit; recorded as the events' user, unverified (the actor is the credential that authenticated). Never erased (it is in every event's hash): send a pseudonymous id, not an e-mail address or a name. */
+                "x-user-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "docId": "handbook/vacation.md",
+                 *       "file": "Employees get 25 days of paid vacation per year.",
+                 *       "title": "Vacation policy"
+                 *     }
+                 */
+                "multipart/form-data": components["schemas"]["UploadDocumentInput"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "chunks": 3,
+                     *       "docId": "handbook/vacation.md",
+                     *       "embeddingModelId": "builtin:hashed-ngram",
+                     *       "requestId": "string",
+                     *       "status": "ingested"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UploadDocumentOutput"];
+                };
+            };
+            /** @description Missing or wrong API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or resource */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The tenant's index was built with another embeddings model: run `crispy reindex` for the tenant */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is over the API's body limit (1 MiB by default) or its text over 500,000 characters */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The file is not .txt, .md or .html (PDF included), or the request is not multipart/form-data */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The file holds no text */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited (see retry-after) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The search index or embeddings provider is unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

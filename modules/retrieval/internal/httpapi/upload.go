@@ -1,0 +1,187 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
+	"github.com/crispy-enigma/crispy/platform/apperr"
+	platformhttp "github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// maxUploadText is POST /ingest's text limit, applied to the text extracted from an upload.
+const maxUploadText = 500000
+
+// UploadInput is POST /documents: a multipart form read by the handler, so the limit, the type
+// and the fields are answered as problems of their own (413, 415, 422) rather than by a schema.
+type UploadInput struct {
+	RawBody     []byte `contentType:"multipart/form-data"`
+	contentType string
+}
+
+// Resolve keeps the request's Content-Type: its boundary is needed to read the form.
+func (in *UploadInput) Resolve(ctx huma.Context) []error {
+	in.contentType = ctx.Header("Content-Type")
+	return nil
+}
+
+// uploadForm is what the multipart body holds.
+type uploadForm struct {
+	fileName string
+	file     []byte
+	hasFile  bool
+	fields   map[string]string
+}
+
+var uploadFields = map[string]int{"docId": 256, "title": 1000, "source": 1000, "url": 2048}
+
+func readUploadForm(contentType string, body []byte) (*uploadForm, error) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return nil, huma.Error415UnsupportedMediaType("send the document as multipart/form-data with a file field named \"file\"")
+	}
+	f := &uploadForm{fields: map[string]string{}}
+	r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	for {
+		p, err := r.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, apperr.Invalid("invalid_multipart", "body", "cannot read the multipart form: "+err.Error())
+		}
+		name := p.FormName()
+		switch {
+		case name == "file":
+			if f.hasFile {
+				return nil, apperr.Invalid("invalid_input", "body.file", "send one file per request")
+			}
+			f.hasFile, f.fileName = true, path.Base(strings.ReplaceAll(p.FileName(), "\\", "/"))
+			if f.file, err = io.ReadAll(p); err != nil {
+				return nil, apperr.Invalid("invalid_multipart", "body.file", "cannot read the file: "+err.Error())
+			}
+		case uploadFields[name] > 0:
+			v, err := io.ReadAll(io.LimitReader(p, int64(uploadFields[name])*4+1))
+			if err != nil {
+				return nil, apperr.Invalid("invalid_multipart", "body."+name, "cannot read the field: "+err.Error())
+			}
+			if !utf8.Valid(v) || utf8.RuneCount(v) > uploadFields[name] {
+				return nil, apperr.Invalid("invalid_input", "body."+name, name+" must be UTF-8 text of at most "+itoa(uploadFields[name])+" characters")
+			}
+			f.fields[name] = string(v)
+		default:
+			// Unknown parts are ignored, as unknown JSON properties are elsewhere.
+			_, _ = io.Copy(io.Discard, p)
+		}
+	}
+	if !f.hasFile || f.fileName == "" || f.fileName == "." || f.fileName == "/" {
+		return nil, apperr.Invalid("invalid_input", "body.file", "send the document in a file field named \"file\", with its file name")
+	}
+	return f, nil
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		if n /= 10; n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// registerUpload mounts POST /documents.
+func registerUpload(api huma.API, svc *app.Service) {
+	str := func(desc string, max int) *huma.Schema {
+		return &huma.Schema{Type: "string", Description: desc, MaxLength: &max}
+	}
+	huma.Register(api, huma.Operation{OperationID: "upload-document", Method: http.MethodPost, Path: "/documents", Tags: []string{tag},
+		Summary: "Upload a document",
+		Description: "Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is " +
+			"extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the " +
+			"`docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit " +
+			"(1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.",
+		Responses: map[string]*huma.Response{
+			"409": problem("The tenant's index was built with another embeddings model: run `crispy reindex` for the tenant"),
+			"413": problem("The request is over the API's body limit (1 MiB by default) or its text over 500,000 characters"),
+			"415": problem("The file is not .txt, .md or .html (PDF included), or the request is not multipart/form-data"),
+			"422": problem("The file holds no text"),
+			"503": problem("The search index or embeddings provider is unavailable")}},
+		func(ctx context.Context, in *UploadInput) (*IngestOutput, error) {
+			t, _ := tenant.FromContext(ctx)
+			form, err := readUploadForm(in.contentType, in.RawBody)
+			if err != nil {
+				return nil, err
+			}
+			text, err := app.ExtractText(form.fileName, form.file)
+			if errors.Is(err, app.ErrUnsupportedFormat) {
+				return nil, huma.Error415UnsupportedMediaType(err.Error())
+			} else if err != nil {
+				return nil, huma.Error422UnprocessableEntity(err.Error())
+			}
+			if strings.TrimSpace(text) == "" || platformhttp.Blank(text) {
+				return nil, huma.Error422UnprocessableEntity(form.fileName + " holds no text to index")
+			}
+			if utf8.RuneCountInString(text) > maxUploadText {
+				return nil, apperr.New(apperr.KindTooLarge, "too_large", form.fileName+"'s text is over 500,000 characters: split it")
+			}
+			c := app.Ingest{Tenant: t, DocID: form.fields["docId"], Title: form.fields["title"], Source: form.fields["source"],
+				URL: form.fields["url"], Text: text}
+			if c.DocID == "" {
+				c.DocID = form.fileName
+				if utf8.RuneCountInString(c.DocID) > uploadFields["docId"] {
+					return nil, apperr.Invalid("invalid_input", "body.docId", "the file name is over 256 characters: send a docId field")
+				}
+			}
+			if c.Title == "" {
+				c.Title = form.fileName
+			}
+			if c.Source == "" {
+				c.Source = "upload"
+			}
+			if errs := platformhttp.FieldErrors(platformhttp.Line("body.docId", c.DocID), platformhttp.Prose("body.file", c.Text),
+				platformhttp.Line("body.title", c.Title), platformhttp.Line("body.source", c.Source), platformhttp.Line("body.url", c.URL)); len(errs) > 0 {
+				return nil, huma.Error422UnprocessableEntity("validation failed", errs...)
+			}
+			res, err := svc.Ingest(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			out := &IngestOutput{}
+			out.Body.Status, out.Body.DocID, out.Body.Chunks, out.Body.EmbeddingModelID = "ingested", res.DocID, res.Chunks, res.EmbeddingModel
+			out.Body.RequestID = request.From(ctx).ID
+			return out, nil
+		})
+	// The form is documented here, after registration: a multipart schema given to huma.Register
+	// would make huma decode and validate the body itself, answering 415/422 before the handler can
+	// say which file or field is wrong.
+	if pi := api.OpenAPI().Paths["/documents"]; pi != nil && pi.Post != nil {
+		schemas := api.OpenAPI().Components.Schemas
+		schemas.Map()["UploadDocumentInput"] = &huma.Schema{Type: "object", Required: []string{"file"}, Properties: map[string]*huma.Schema{
+			"file":   {Type: "string", Format: "binary", Description: "The document: .txt, .md, .html or .htm (UTF-8)"},
+			"docId":  str("The document's id within the tenant (default: the file name); re-uploading it replaces its chunks", 256),
+			"title":  str("Title shown with citations (default: the file name)", 1000),
+			"source": str("Where the document came from (default: upload)", 1000),
+			"url":    str("Link shown with citations", 2048),
+		}}
+		pi.Post.RequestBody = &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{"multipart/form-data": {
+			Schema:   &huma.Schema{Ref: "#/components/schemas/UploadDocumentInput"},
+			Example:  map[string]any{"file": "Employees get 25 days of paid vacation per year.", "docId": "handbook/vacation.md", "title": "Vacation policy"},
+			Encoding: map[string]*huma.Encoding{"file": {ContentType: "text/plain, text/markdown, text/html, application/octet-stream"}},
+		}}}
+	}
+}

@@ -1,0 +1,131 @@
+package retrieval_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime/multipart"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// upload sends POST /documents as a multipart form: the file under "file", then the fields.
+func (e *env) upload(tenantID, fileName string, data []byte, fields map[string]string) resp {
+	e.t.Helper()
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for k, v := range fields {
+		_ = w.WriteField(k, v)
+	}
+	fw, err := w.CreateFormFile("file", fileName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_, _ = fw.Write(data)
+	_ = w.Close()
+	return e.raw("POST", "/documents", tenantID, w.FormDataContentType(), b.Bytes())
+}
+
+func (e *env) raw(method, path, tenantID, contentType string, body []byte) resp {
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	if tenantID != "" {
+		req.Header.Set("x-tenant-id", tenantID)
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	r := resp{status: rec.Code, raw: rec.Body.String()}
+	_ = json.Unmarshal(rec.Body.Bytes(), &r.body)
+	return r
+}
+
+// Issue 16 item 4: POST /documents ingests an uploaded .txt, .md or .html file like POST /ingest:
+// it is found by search and listed by GET /documents, for its tenant only.
+func TestUploadDocumentsIsIngestedPerTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	page := `<!doctype html><html><head><title>Greenhouse</title><style>.x{color:red}</style>
+<script>var tomato = "scriptword";</script></head><body><h1>Greenhouse rules</h1>
+<p>Water the orchids every morning with rainwater.</p><noscript>noscriptword</noscript></body></html>`
+	for _, c := range []struct {
+		file, id, query, want string
+		data                  string
+		fields                map[string]string
+	}{
+		{"plain.txt", "plain.txt", "bicycle storage basement", "bicycles", "Bicycles are stored in the basement storage room.", nil},
+		{"guide.md", "guides/onboarding", "onboarding laptop badge", "laptop", "# Onboarding\n\nNew staff collect a laptop and a badge on day one.", map[string]string{"docId": "guides/onboarding", "title": "Onboarding guide"}},
+		{"garden.html", "garden.html", "orchids rainwater", "orchids", page, nil},
+	} {
+		r := e.upload("acme", c.file, []byte(c.data), c.fields)
+		if r.status != 200 || r.body["docId"] != c.id || r.body["chunks"] != 1.0 || r.body["status"] != "ingested" {
+			t.Fatalf("upload %s: %d %s", c.file, r.status, r.raw)
+		}
+		s := e.search("acme", map[string]any{"query": c.query, "answer": false})
+		src, _ := s.body["sources"].([]any)
+		if s.status != 200 || len(src) == 0 || src[0].(map[string]any)["docId"] != c.id || !strings.Contains(strings.ToLower(src[0].(map[string]any)["text"].(string)), c.want) {
+			t.Fatalf("search for %s: %d %s", c.file, s.status, s.raw)
+		}
+		g := e.do("GET", "/documents/"+url.PathEscape(c.id), "acme", nil)
+		wantTitle := c.file
+		if c.fields["title"] != "" {
+			wantTitle = c.fields["title"]
+		}
+		if g.status != 200 || g.body["title"] != wantTitle || g.body["source"] != "upload" {
+			t.Fatalf("get %s: %d %s", c.id, g.status, g.raw)
+		}
+		// Beta cannot read, list or search acme's upload.
+		if g := e.do("GET", "/documents/"+url.PathEscape(c.id), "beta", nil); g.status != 404 {
+			t.Fatalf("beta reading acme's %s: %d %s", c.id, g.status, g.raw)
+		}
+		if s := e.search("beta", map[string]any{"query": c.query, "answer": false}); s.status != 200 || strings.Contains(s.raw, c.id) || strings.Contains(strings.ToLower(s.raw), c.want) {
+			t.Fatalf("beta searching acme's %s: %d %s", c.id, s.status, s.raw)
+		}
+	}
+	// The HTML's scripts, styles and head are not indexed.
+	g := e.search("acme", map[string]any{"query": "scriptword noscriptword color", "answer": false, "mode": "lexical"})
+	if strings.Contains(g.raw, "scriptword") || strings.Contains(g.raw, "color:red") {
+		t.Fatalf("script or style text indexed: %s", g.raw)
+	}
+	l := e.do("GET", "/documents", "acme", nil)
+	if docs, _ := l.body["documents"].([]any); l.status != 200 || len(docs) != 3 {
+		t.Fatalf("acme's list: %d %s", l.status, l.raw)
+	}
+	if l := e.do("GET", "/documents", "beta", nil); strings.Contains(l.raw, "plain.txt") {
+		t.Fatalf("beta's list holds acme's upload: %s", l.raw)
+	}
+}
+
+// POST /documents refuses what it cannot ingest, as problems that record nothing: 413 over the
+// limit, 415 for another type (PDF too in this build) or a body that is not multipart, 422 for a
+// file without text.
+func TestUploadDocumentRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, opts{})
+	pdf := []byte("%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+	for _, c := range []struct {
+		name   string
+		r      resp
+		status int
+		want   string
+	}{
+		{"too large", e.upload("acme", "big.txt", bytes.Repeat([]byte("word "), 1<<20), nil), 413, "the limit is"},
+		{"text over 500k characters", e.upload("acme", "long.txt", bytes.Repeat([]byte("a b "), 130000), nil), 413, "500,000"},
+		{"other type", e.upload("acme", "sheet.xlsx", []byte("PK\x03\x04"), nil), 415, ".xlsx"},
+		{"pdf", e.upload("acme", "report.pdf", pdf, nil), 415, "PDF"},
+		{"not multipart", e.raw("POST", "/documents", "acme", "application/json", []byte(`{"text":"x"}`)), 415, "multipart/form-data"},
+		{"no text", e.upload("acme", "empty.html", []byte("<html><script>only()</script></html>"), nil), 422, "no text"},
+		{"no file", e.raw("POST", "/documents", "acme", "multipart/form-data; boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=\"docId\"\r\n\r\nd\r\n--x--\r\n")), 400, "file"},
+		{"binary .txt", e.upload("acme", "bin.txt", []byte{0xff, 0xfe, 0x00, 0x01}, nil), 415, "UTF-8"},
+	} {
+		if c.r.status != c.status || !strings.Contains(c.r.raw, c.want) || c.r.body["requestId"] == nil && !strings.Contains(c.r.raw, "requestId") {
+			t.Errorf("%s: want %d naming %q, got %d %s", c.name, c.status, c.want, c.r.status, c.r.raw)
+		}
+		if ct := c.r.body["type"]; ct == nil && c.r.body["title"] == nil {
+			t.Errorf("%s: not a problem: %s", c.name, c.r.raw)
+		}
+	}
+	if l := e.do("GET", "/documents", "acme", nil); !strings.Contains(l.raw, `"documents":[]`) {
+		t.Fatalf("a refused upload was recorded: %s", l.raw)
+	}
+}
