@@ -3,6 +3,7 @@ package retrieval_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime/multipart"
 	"net/http/httptest"
 	"net/url"
@@ -56,6 +57,8 @@ func TestUploadDocumentsIsIngestedPerTenant(t *testing.T) {
 		{"plain.txt", "plain.txt", "bicycle storage basement", "bicycles", "Bicycles are stored in the basement storage room.", nil},
 		{"guide.md", "guides/onboarding", "onboarding laptop badge", "laptop", "# Onboarding\n\nNew staff collect a laptop and a badge on day one.", map[string]string{"docId": "guides/onboarding", "title": "Onboarding guide"}},
 		{"garden.html", "garden.html", "orchids rainwater", "orchids", page, nil},
+		{"minutes.pdf", "minutes.pdf", "lighthouse keeper lantern", "polishes the lantern nightly", string(textPDF(
+			"BT /F1 12 Tf 72 720 Td (The lighthouse keeper) Tj T* [(polishes the lan) -20 (tern) -600 (nightly.)] TJ ET")), nil},
 	} {
 		r := e.upload("acme", c.file, []byte(c.data), c.fields)
 		if r.status != 200 || r.body["docId"] != c.id || r.body["chunks"] != 1.0 || r.body["status"] != "ingested" {
@@ -88,7 +91,7 @@ func TestUploadDocumentsIsIngestedPerTenant(t *testing.T) {
 		t.Fatalf("script or style text indexed: %s", g.raw)
 	}
 	l := e.do("GET", "/documents", "acme", nil)
-	if docs, _ := l.body["documents"].([]any); l.status != 200 || len(docs) != 3 {
+	if docs, _ := l.body["documents"].([]any); l.status != 200 || len(docs) != 4 {
 		t.Fatalf("acme's list: %d %s", l.status, l.raw)
 	}
 	if l := e.do("GET", "/documents", "beta", nil); strings.Contains(l.raw, "plain.txt") {
@@ -97,8 +100,8 @@ func TestUploadDocumentsIsIngestedPerTenant(t *testing.T) {
 }
 
 // POST /documents refuses what it cannot ingest, as problems that record nothing: 413 over the
-// limit, 415 for another type (PDF too in this build) or a body that is not multipart, 422 for a
-// file without text.
+// limit, 415 for another type, an unreadable PDF or a body that is not multipart, 422 for a file
+// without text (a PDF whose pages show none).
 func TestUploadDocumentRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
@@ -112,7 +115,8 @@ func TestUploadDocumentRefusals(t *testing.T) {
 		{"too large", e.upload("acme", "big.txt", bytes.Repeat([]byte("word "), 1<<20), nil), 413, "the limit is"},
 		{"text over 500k characters", e.upload("acme", "long.txt", bytes.Repeat([]byte("a b "), 130000), nil), 413, "500,000"},
 		{"other type", e.upload("acme", "sheet.xlsx", []byte("PK\x03\x04"), nil), 415, ".xlsx"},
-		{"pdf", e.upload("acme", "report.pdf", pdf, nil), 415, "PDF"},
+		{"pdf that is not one", e.upload("acme", "report.pdf", pdf, nil), 415, "PDF"},
+		{"pdf without text", e.upload("acme", "scan.pdf", textPDF("0 0 m 100 100 l S"), nil), 422, "no extractable text"},
 		{"not multipart", e.raw("POST", "/documents", "acme", "application/json", []byte(`{"text":"x"}`)), 415, "multipart/form-data"},
 		{"no text", e.upload("acme", "empty.html", []byte("<html><script>only()</script></html>"), nil), 422, "no text"},
 		{"no file", e.raw("POST", "/documents", "acme", "multipart/form-data; boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=\"docId\"\r\n\r\nd\r\n--x--\r\n")), 400, "file"},
@@ -128,4 +132,30 @@ func TestUploadDocumentRefusals(t *testing.T) {
 	if l := e.do("GET", "/documents", "acme", nil); !strings.Contains(l.raw, `"documents":[]`) {
 		t.Fatalf("a refused upload was recorded: %s", l.raw)
 	}
+}
+
+// textPDF writes a one-page PDF by hand whose page content stream is content (Helvetica as F1),
+// with a correct cross-reference table: the extractor must read it like any PDF.
+func textPDF(content string) []byte {
+	objs := []string{
+		"<< /Type /Catalog /Pages 2 0 R >>",
+		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content)+1, content),
+	}
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.4\n")
+	offsets := make([]int, len(objs))
+	for i, o := range objs {
+		offsets[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	xref := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, off := range offsets {
+		fmt.Fprintf(&b, "%010d 00000 n \n", off)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
+	return b.Bytes()
 }

@@ -2287,7 +2287,7 @@ type UploadDocumentInput struct {
 	// DocId The document's id within the tenant (default: the file name); re-uploading it replaces its chunks
 	DocId *string `json:"docId,omitempty"`
 
-	// File The document: .txt, .md, .html or .htm (UTF-8)
+	// File The document: .txt, .md, .html/.htm (UTF-8) or .pdf
 	File openapi_types.File `json:"file"`
 
 	// Source Where the document came from (default: upload)
@@ -4489,7 +4489,7 @@ type ClientInterface interface {
 
 	// UploadDocumentWithBody Upload a document
 	//
-	// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -5246,7 +5246,7 @@ func (c *Client) ListDocuments(ctx context.Context, params *ListDocumentsParams,
 
 // UploadDocumentWithBody Upload a document
 //
-// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
 //
 // Takes any type of body and a specified content type.
 //
@@ -9177,7 +9177,7 @@ type ClientWithResponsesInterface interface {
 
 	// UploadDocumentWithBodyWithResponse Upload a document
 	//
-	// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -13444,7 +13444,7 @@ func (c *ClientWithResponses) ListDocumentsWithResponse(ctx context.Context, par
 
 // UploadDocumentWithBodyWithResponse Upload a document
 //
-// Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //

@@ -12,14 +12,14 @@ import (
 )
 
 // UploadFormats are the file extensions POST /documents turns into text.
-var UploadFormats = []string{".txt", ".md", ".html", ".htm"}
+var UploadFormats = []string{".txt", ".md", ".html", ".htm", ".pdf"}
 
 // ErrUnsupportedFormat is wrapped by ExtractText for a file it cannot read as text.
 var ErrUnsupportedFormat = fmt.Errorf("unsupported format")
 
 // ExtractText turns an uploaded file into the text POST /ingest takes, picked by the file name's
-// extension: .txt and .md as they are (UTF-8), .html/.htm without markup, scripts and styles.
-// PDF is refused: no PDF text library resolves through this build's module proxy (issue 16 item 4).
+// extension: .txt and .md as they are (UTF-8), .html/.htm without markup, scripts and styles,
+// .pdf as its pages' text (pdfText). It wraps ErrUnsupportedFormat or ErrNoText.
 func ExtractText(name string, data []byte) (string, error) {
 	ext := strings.ToLower(path.Ext(name))
 	switch ext {
@@ -31,9 +31,9 @@ func ExtractText(name string, data []byte) (string, error) {
 	case ".html", ".htm":
 		return htmlText(data)
 	case ".pdf":
-		return "", fmt.Errorf("%w: PDF text extraction is not available in this build; upload the text as .txt or .md", ErrUnsupportedFormat)
+		return pdfText(data)
 	default:
-		return "", fmt.Errorf("%w: %q: upload .txt, .md or .html", ErrUnsupportedFormat, ext)
+		return "", fmt.Errorf("%w: %q: upload .txt, .md, .html or .pdf", ErrUnsupportedFormat, ext)
 	}
 }
 

@@ -111,15 +111,15 @@ func registerUpload(api huma.API, svc *app.Service) {
 	}
 	huma.Register(api, huma.Operation{OperationID: "upload-document", Method: http.MethodPost, Path: "/documents", Tags: []string{tag},
 		Summary: "Upload a document",
-		Description: "Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is " +
-			"extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the " +
+		Description: "Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is " +
+			"extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the " +
 			"`docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit " +
-			"(1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.",
+			"(1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.",
 		Responses: map[string]*huma.Response{
 			"409": problem("The tenant's index was built with another embeddings model: run `crispy reindex` for the tenant"),
 			"413": problem("The request is over the API's body limit (1 MiB by default) or its text over 500,000 characters"),
-			"415": problem("The file is not .txt, .md or .html (PDF included), or the request is not multipart/form-data"),
-			"422": problem("The file holds no text"),
+			"415": problem("The file is not .txt, .md, .html or .pdf (or not readable as one), or the request is not multipart/form-data"),
+			"422": problem("The file holds no text (a PDF of scanned pages, an HTML page of scripts)"),
 			"503": problem("The search index or embeddings provider is unavailable")}},
 		func(ctx context.Context, in *UploadInput) (*IngestOutput, error) {
 			t, _ := tenant.FromContext(ctx)
@@ -128,9 +128,12 @@ func registerUpload(api huma.API, svc *app.Service) {
 				return nil, err
 			}
 			text, err := app.ExtractText(form.fileName, form.file)
-			if errors.Is(err, app.ErrUnsupportedFormat) {
+			switch {
+			case errors.Is(err, app.ErrUnsupportedFormat):
 				return nil, huma.Error415UnsupportedMediaType(err.Error())
-			} else if err != nil {
+			case errors.Is(err, app.ErrNoText):
+				return nil, huma.Error422UnprocessableEntity(form.fileName + ": " + err.Error())
+			case err != nil:
 				return nil, huma.Error422UnprocessableEntity(err.Error())
 			}
 			if strings.TrimSpace(text) == "" || platformhttp.Blank(text) {
@@ -172,7 +175,7 @@ func registerUpload(api huma.API, svc *app.Service) {
 	if pi := api.OpenAPI().Paths["/documents"]; pi != nil && pi.Post != nil {
 		schemas := api.OpenAPI().Components.Schemas
 		schemas.Map()["UploadDocumentInput"] = &huma.Schema{Type: "object", Required: []string{"file"}, Properties: map[string]*huma.Schema{
-			"file":   {Type: "string", Format: "binary", Description: "The document: .txt, .md, .html or .htm (UTF-8)"},
+			"file":   {Type: "string", Format: "binary", Description: "The document: .txt, .md, .html/.htm (UTF-8) or .pdf"},
 			"docId":  str("The document's id within the tenant (default: the file name); re-uploading it replaces its chunks", 256),
 			"title":  str("Title shown with citations (default: the file name)", 1000),
 			"source": str("Where the document came from (default: upload)", 1000),
@@ -181,7 +184,7 @@ func registerUpload(api huma.API, svc *app.Service) {
 		pi.Post.RequestBody = &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{"multipart/form-data": {
 			Schema:   &huma.Schema{Ref: "#/components/schemas/UploadDocumentInput"},
 			Example:  map[string]any{"file": "Employees get 25 days of paid vacation per year.", "docId": "handbook/vacation.md", "title": "Vacation policy"},
-			Encoding: map[string]*huma.Encoding{"file": {ContentType: "text/plain, text/markdown, text/html, application/octet-stream"}},
+			Encoding: map[string]*huma.Encoding{"file": {ContentType: "text/plain, text/markdown, text/html, application/pdf, application/octet-stream"}},
 		}}}
 	}
 }

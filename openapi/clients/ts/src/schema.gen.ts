@@ -359,7 +359,7 @@ export interface paths {
         put?: never;
         /**
          * Upload a document
-         * @description Multipart upload of one .txt, .md or .html file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). PDF is refused with 415 in this build: no PDF text extractor is available to it.
+         * @description Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
          */
         post: operations["upload-document"];
         delete?: never;
@@ -2485,7 +2485,7 @@ export interface components {
             docId?: string;
             /**
              * Format: binary
-             * @description The document: .txt, .md, .html or .htm (UTF-8)
+             * @description The document: .txt, .md, .html/.htm (UTF-8) or .pdf
              */
             file: string;
             /** @description Where the document came from (default: upload) */
@@ -5024,7 +5024,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The file is not .txt, .md or .html (PDF included), or the request is not multipart/form-data */
+            /** @description The file is not .txt, .md, .html or .pdf (or not readable as one), or the request is not multipart/form-data */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -5033,7 +5033,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The file holds no text */
+            /** @description The file holds no text (a PDF of scanned pages, an HTML page of scripts) */
             422: {
                 headers: {
                     [name: string]: unknown;
