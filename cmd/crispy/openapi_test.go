@@ -197,8 +197,7 @@ func TestSpecContract(t *testing.T) {
 
 // pendingExamples are operations whose responses are being rewritten while this test landed; each
 // line says by whom. Remove the line when the operation is done.
-var pendingExamples = map[string]string{
-}
+var pendingExamples = map[string]string{}
 
 func checkMediaType(t *testing.T, where string, mt any) {
 	t.Helper()

@@ -66,17 +66,17 @@ type Service struct {
 	// Keys erases a session's content when it ends; nil: nothing is sealed, nothing to destroy.
 	Keys Keys
 	// Ledger books this process's turns on top of the recorded use that Usage reads.
-	Ledger   *domain.Ledger
-	Usage    UsageReader
+	Ledger *domain.Ledger
+	Usage  UsageReader
 	// KeyBudget is an API key's own token ceilings (0: none), within the tenant's; nil: none.
 	KeyBudget func(t tenant.ID, key string) (daily, monthly int64)
-	Sessions SessionIndex
-	Cache    *Cache
-	Hub      *Hub
-	Settings Settings
-	Metrics  *Metrics
-	Log      *slog.Logger
-	Now      func() time.Time
+	Sessions  SessionIndex
+	Cache     *Cache
+	Hub       *Hub
+	Settings  Settings
+	Metrics   *Metrics
+	Log       *slog.Logger
+	Now       func() time.Time
 	// Running holds the turns in progress here (serialisation per session, shutdown).
 	Running *Running
 	// Started is when this process's module was built: a turn recorded without an instance (before
