@@ -122,7 +122,7 @@ func TestUploadDocumentRefusals(t *testing.T) {
 		{"no file", e.raw("POST", "/documents", "acme", "multipart/form-data; boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=\"docId\"\r\n\r\nd\r\n--x--\r\n")), 400, "file"},
 		{"binary .txt", e.upload("acme", "bin.txt", []byte{0xff, 0xfe, 0x00, 0x01}, nil), 415, "UTF-8"},
 	} {
-		if c.r.status != c.status || !strings.Contains(c.r.raw, c.want) || c.r.body["requestId"] == nil && !strings.Contains(c.r.raw, "requestId") {
+		if rid, _ := c.r.body["requestId"].(string); c.r.status != c.status || !strings.Contains(c.r.raw, c.want) || rid == "" {
 			t.Errorf("%s: want %d naming %q, got %d %s", c.name, c.status, c.want, c.r.status, c.r.raw)
 		}
 		if ct := c.r.body["type"]; ct == nil && c.r.body["title"] == nil {

@@ -125,19 +125,19 @@ func registerUpload(api huma.API, svc *app.Service) {
 			t, _ := tenant.FromContext(ctx)
 			form, err := readUploadForm(in.contentType, in.RawBody)
 			if err != nil {
-				return nil, err
+				return nil, platformhttp.ProblemFor(ctx, err)
 			}
 			text, err := app.ExtractText(form.fileName, form.file)
 			switch {
 			case errors.Is(err, app.ErrUnsupportedFormat):
-				return nil, huma.Error415UnsupportedMediaType(err.Error())
+				return nil, platformhttp.ProblemFor(ctx, huma.Error415UnsupportedMediaType(err.Error()))
 			case errors.Is(err, app.ErrNoText):
-				return nil, huma.Error422UnprocessableEntity(form.fileName + ": " + err.Error())
+				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity(form.fileName+": "+err.Error()))
 			case err != nil:
-				return nil, huma.Error422UnprocessableEntity(err.Error())
+				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity(err.Error()))
 			}
 			if strings.TrimSpace(text) == "" || platformhttp.Blank(text) {
-				return nil, huma.Error422UnprocessableEntity(form.fileName + " holds no text to index")
+				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity(form.fileName+" holds no text to index"))
 			}
 			if utf8.RuneCountInString(text) > maxUploadText {
 				return nil, apperr.New(apperr.KindTooLarge, "too_large", form.fileName+"'s text is over 500,000 characters: split it")
@@ -158,7 +158,7 @@ func registerUpload(api huma.API, svc *app.Service) {
 			}
 			if errs := platformhttp.FieldErrors(platformhttp.Line("body.docId", c.DocID), platformhttp.Prose("body.file", c.Text),
 				platformhttp.Line("body.title", c.Title), platformhttp.Line("body.source", c.Source), platformhttp.Line("body.url", c.URL)); len(errs) > 0 {
-				return nil, huma.Error422UnprocessableEntity("validation failed", errs...)
+				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity("validation failed", errs...))
 			}
 			res, err := svc.Ingest(ctx, c)
 			if err != nil {
