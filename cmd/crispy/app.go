@@ -144,7 +144,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if a.models, err = providers.Build(providers.Config{
 		OpenAIBaseURL: cfg.OpenAIBaseURL, OpenAIAPIKey: cfg.OpenAIAPIKey,
 		CFAccountID: cfg.CFAccountID, CFAPIToken: cfg.CFAPIToken, CFGatewayID: cfg.CFGatewayID, CFBaseURL: cfg.CFBaseURL,
-		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: models.breaker, OnAttempt: models.attempt,
+		Router: ai.RouterConfig{Tracer: a.tracer.Tracer(), OnBreakerChange: models.breaker, OnAttempt: models.attempt, OnFallback: models.fallback,
 			FirstTokenTimeout: cfg.ModelFirstByte, IdleTimeout: cfg.ModelIdle,
 			Retry: ai.RetryPolicy{Attempts: cfg.ModelRetries, Backoff: cfg.ModelRetryBackoff}},
 	}); err != nil {

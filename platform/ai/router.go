@@ -35,6 +35,9 @@ type RouterConfig struct {
 	// OnAttempt, when set, is told about every try of a model, retries and breaker refusals
 	// included, once it has ended (metrics, logs).
 	OnAttempt func(ctx context.Context, a AttemptRecord)
+	// OnFallback, when set, is told each time a call moves on from a model that failed (its last
+	// attempt, after retries) to the next model of its list (metrics, WARN lines with the request).
+	OnFallback func(ctx context.Context, from Attempt, next ModelID)
 	// CallTimeout bounds a whole call to one model, streamed or not (default 5 min).
 	CallTimeout time.Duration
 	// BreakerFailures is how many consecutive retryable failures open a model's breaker (default 5).
@@ -239,6 +242,9 @@ func (r *Router) route(ctx context.Context, models []ModelID, req Request, call 
 		policy = *req.Retry
 	}
 	for _, m := range models {
+		if len(attempts) > 0 && r.cfg.OnFallback != nil {
+			r.cfg.OnFallback(ctx, attempts[len(attempts)-1], m)
+		}
 		p, ok := r.providers[m.Provider]
 		if !ok {
 			attempts = append(attempts, Attempt{Model: m, Reason: "no_provider", Message: "provider " + m.Provider + " is not configured"})

@@ -193,3 +193,30 @@ func TestRouterRecordsAGenAISpanPerAttempt(t *testing.T) {
 		t.Fatalf("answering span %s %v", spans[1].Name(), ok)
 	}
 }
+
+func TestRouterTellsEachFallback(t *testing.T) {
+	t.Parallel()
+	down := aitest.New(aitest.Script{FailBefore: aitest.Unavailable("a:down")})
+	up := aitest.New(aitest.Script{Tokens: []string{"o", "k"}})
+	type move struct{ from, reason, next string }
+	var moves []move
+	r, err := ai.NewRouter(ai.RouterConfig{OnFallback: func(_ context.Context, from ai.Attempt, next ai.ModelID) {
+		moves = append(moves, move{from.Model.String(), from.Reason, next.String()})
+	}}, map[string]ai.Provider{"down": down, "up": up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	models := []ai.ModelID{ai.MustParseModelID("down:m"), ai.MustParseModelID("missing:m"), ai.MustParseModelID("up:m")}
+	if _, _, err := collect(t, r, models); err != nil {
+		t.Fatal(err)
+	}
+	want := []move{{"down:m", "unavailable", "missing:m"}, {"missing:m", "no_provider", "up:m"}}
+	if len(moves) != len(want) || moves[0] != want[0] || moves[1] != want[1] {
+		t.Fatalf("fallbacks told %+v, want %+v", moves, want)
+	}
+	// A call the first model answers moves nowhere.
+	moves = nil
+	if _, _, err := collect(t, r, []ai.ModelID{ai.MustParseModelID("up:m")}); err != nil || len(moves) != 0 {
+		t.Fatalf("err %v, fallbacks %+v", err, moves)
+	}
+}
