@@ -284,7 +284,7 @@ func (s *Service) rewrite(ctx context.Context, t tenant.ID, query string) (strin
 			return "", err
 		}
 		if !errors.Is(err, ErrNoModel) {
-			s.Log.Debug("retrieval: query rewrite failed; using the original", "error", err)
+			s.Log.WarnContext(ctx, "retrieval: query rewrite failed; searching the original only", "error", err)
 		}
 		return query, nil
 	}
@@ -318,7 +318,7 @@ func (s *Service) answer(ctx context.Context, t tenant.ID, query string, sources
 			return "", nil, "", err
 		}
 		if !errors.Is(err, ErrNoModel) {
-			s.Log.Warn("retrieval: answer model failed; answering extractively", "tenant", t.String(), "error", err)
+			s.Log.WarnContext(ctx, "retrieval: answer model failed; answering extractively", "error", err)
 		}
 		return offline()
 	}
