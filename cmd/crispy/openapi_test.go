@@ -160,6 +160,18 @@ func TestSpecContract(t *testing.T) {
 			ok2xx := false
 			for code, r := range op["responses"].(map[string]any) {
 				if !strings.HasPrefix(code, "2") {
+					// Under /v1/ the server answers errors in OpenAI's envelope, never problem JSON.
+					content, _ := r.(map[string]any)["content"].(map[string]any)
+					for ct, mt := range content {
+						ref, _ := walkRef(mt)
+						v1 := strings.HasPrefix(path, "/v1/")
+						if v1 && (ct != "application/json" || ref != "#/components/schemas/OpenAIErrorBody") {
+							t.Errorf("%s %s %s: %s, want OpenAI's error envelope (application/json OpenAIErrorBody)", where, code, ct, ref)
+						}
+						if !v1 && ref == "#/components/schemas/OpenAIErrorBody" {
+							t.Errorf("%s %s: OpenAI's error envelope outside /v1/", where, code)
+						}
+					}
 					continue
 				}
 				ok2xx = true
@@ -259,4 +271,12 @@ func TestGoClientIsCurrent(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("openapi/clients/go/client.gen.go is not what oapi-codegen v2.8.2 generates from openapi/openapi-3.0.yaml; run `task openapi`.\n%s", firstDiff(got, want))
 	}
+}
+
+// walkRef is the $ref of a media type's schema ("" when it is inline).
+func walkRef(mt any) (string, bool) {
+	m, _ := mt.(map[string]any)
+	sc, _ := m["schema"].(map[string]any)
+	ref, ok := sc["$ref"].(string)
+	return ref, ok
 }

@@ -94,6 +94,24 @@ func contractOperation(oapi *huma.OpenAPI, op *huma.Operation) {
 			}
 		}
 	}
+	if strings.HasPrefix(op.Path, "/v1/") {
+		describeOpenAIErrors(oapi, op)
+	}
+}
+
+// describeOpenAIErrors states what the server sends under /v1/: every error there is re-shaped into
+// OpenAI's envelope (openai.go), so a client generated from the spec, or an OpenAI SDK, reads the
+// error it gets rather than a problem document that never comes.
+func describeOpenAIErrors(oapi *huma.OpenAPI, op *huma.Operation) {
+	oapi.Components.Schemas.Schema(reflect.TypeFor[OpenAIErrorBody](), true, "OpenAIErrorBody")
+	for code, r := range op.Responses {
+		if strings.HasPrefix(code, "2") || r == nil || r.Content == nil {
+			continue
+		}
+		r.Content = map[string]*huma.MediaType{
+			"application/json": {Schema: &huma.Schema{Ref: "#/components/schemas/OpenAIErrorBody"}},
+		}
+	}
 }
 
 // nameBodies gives an anonymous request or response body (a Body struct declared inline in an

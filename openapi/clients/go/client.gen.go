@@ -1833,6 +1833,30 @@ type OAIModel struct {
 // OAIModelObject defines model for OAIModel.Object.
 type OAIModelObject string
 
+// OpenAIError defines model for OpenAIError.
+type OpenAIError struct {
+	// Code Stable machine-readable code, as in problem JSON
+	//
+	// Example: model_not_found
+	Code string `json:"code"`
+
+	// Message What went wrong, for a person
+	Message string `json:"message"`
+
+	// Param The request field at fault, if any
+	Param *string `json:"param"`
+
+	// Type invalid_request_error, authentication_error, permission_error, not_found_error, rate_limit_error, server_error
+	//
+	// Example: invalid_request_error
+	Type string `json:"type"`
+}
+
+// OpenAIErrorBody defines model for OpenAIErrorBody.
+type OpenAIErrorBody struct {
+	Error OpenAIError `json:"error"`
+}
+
 // Problem defines model for Problem.
 type Problem struct {
 	// Code Stable machine-readable code
@@ -12771,24 +12795,24 @@ type CreateChatCompletionResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ChatCompletion
-	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *Problem
-	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
-	ApplicationproblemJSON409 *Problem
-	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
-	ApplicationproblemJSON413 *Problem
-	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
-	ApplicationproblemJSON422 *Problem
-	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
-	ApplicationproblemJSON429 *Problem
-	// ApplicationproblemJSON502 the response for an HTTP 502 `application/problem+json` response
-	ApplicationproblemJSON502 *Problem
-	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *Problem
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *OpenAIErrorBody
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *OpenAIErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *OpenAIErrorBody
+	// JSON409 the response for an HTTP 409 `application/json` response
+	JSON409 *OpenAIErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *OpenAIErrorBody
+	// JSON422 the response for an HTTP 422 `application/json` response
+	JSON422 *OpenAIErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OpenAIErrorBody
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *OpenAIErrorBody
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *OpenAIErrorBody
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -12796,49 +12820,49 @@ func (r CreateChatCompletionResponse) GetJSON200() *ChatCompletion {
 	return r.JSON200
 }
 
-// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON400() *Problem {
-	return r.ApplicationproblemJSON400
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON400() *OpenAIErrorBody {
+	return r.JSON400
 }
 
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON401() *Problem {
-	return r.ApplicationproblemJSON401
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON401() *OpenAIErrorBody {
+	return r.JSON401
 }
 
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON404() *Problem {
-	return r.ApplicationproblemJSON404
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON404() *OpenAIErrorBody {
+	return r.JSON404
 }
 
-// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON409() *Problem {
-	return r.ApplicationproblemJSON409
+// GetJSON409 returns the response for an HTTP 409 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON409() *OpenAIErrorBody {
+	return r.JSON409
 }
 
-// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON413() *Problem {
-	return r.ApplicationproblemJSON413
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON413() *OpenAIErrorBody {
+	return r.JSON413
 }
 
-// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON422() *Problem {
-	return r.ApplicationproblemJSON422
+// GetJSON422 returns the response for an HTTP 422 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON422() *OpenAIErrorBody {
+	return r.JSON422
 }
 
-// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON429() *Problem {
-	return r.ApplicationproblemJSON429
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON429() *OpenAIErrorBody {
+	return r.JSON429
 }
 
-// GetApplicationproblemJSON502 returns the response for an HTTP 502 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON502() *Problem {
-	return r.ApplicationproblemJSON502
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON502() *OpenAIErrorBody {
+	return r.JSON502
 }
 
-// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r CreateChatCompletionResponse) GetApplicationproblemJSON503() *Problem {
-	return r.ApplicationproblemJSON503
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON503() *OpenAIErrorBody {
+	return r.JSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -12875,16 +12899,16 @@ type CreateEmbeddingsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *CreateEmbeddingsOutput
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *Problem
-	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
-	ApplicationproblemJSON413 *Problem
-	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
-	ApplicationproblemJSON429 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *OpenAIErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *OpenAIErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *OpenAIErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OpenAIErrorBody
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *OpenAIErrorBody
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -12892,29 +12916,29 @@ func (r CreateEmbeddingsResponse) GetJSON200() *CreateEmbeddingsOutput {
 	return r.JSON200
 }
 
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON401() *Problem {
-	return r.ApplicationproblemJSON401
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateEmbeddingsResponse) GetJSON401() *OpenAIErrorBody {
+	return r.JSON401
 }
 
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON404() *Problem {
-	return r.ApplicationproblemJSON404
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r CreateEmbeddingsResponse) GetJSON404() *OpenAIErrorBody {
+	return r.JSON404
 }
 
-// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON413() *Problem {
-	return r.ApplicationproblemJSON413
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateEmbeddingsResponse) GetJSON413() *OpenAIErrorBody {
+	return r.JSON413
 }
 
-// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSON429() *Problem {
-	return r.ApplicationproblemJSON429
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateEmbeddingsResponse) GetJSON429() *OpenAIErrorBody {
+	return r.JSON429
 }
 
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r CreateEmbeddingsResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r CreateEmbeddingsResponse) GetJSONDefault() *OpenAIErrorBody {
+	return r.JSONDefault
 }
 
 // GetBody returns the raw response body bytes
@@ -12951,16 +12975,16 @@ type ListModelsResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *ListModelsOutput
-	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
-	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
-	ApplicationproblemJSON404 *Problem
-	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
-	ApplicationproblemJSON413 *Problem
-	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
-	ApplicationproblemJSON429 *Problem
-	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
-	ApplicationproblemJSONDefault *Problem
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *OpenAIErrorBody
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *OpenAIErrorBody
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *OpenAIErrorBody
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *OpenAIErrorBody
+	// JSONDefault the response for an HTTP default `application/json` response
+	JSONDefault *OpenAIErrorBody
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -12968,29 +12992,29 @@ func (r ListModelsResponse) GetJSON200() *ListModelsOutput {
 	return r.JSON200
 }
 
-// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r ListModelsResponse) GetApplicationproblemJSON401() *Problem {
-	return r.ApplicationproblemJSON401
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListModelsResponse) GetJSON401() *OpenAIErrorBody {
+	return r.JSON401
 }
 
-// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
-func (r ListModelsResponse) GetApplicationproblemJSON404() *Problem {
-	return r.ApplicationproblemJSON404
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ListModelsResponse) GetJSON404() *OpenAIErrorBody {
+	return r.JSON404
 }
 
-// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
-func (r ListModelsResponse) GetApplicationproblemJSON413() *Problem {
-	return r.ApplicationproblemJSON413
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ListModelsResponse) GetJSON413() *OpenAIErrorBody {
+	return r.JSON413
 }
 
-// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
-func (r ListModelsResponse) GetApplicationproblemJSON429() *Problem {
-	return r.ApplicationproblemJSON429
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListModelsResponse) GetJSON429() *OpenAIErrorBody {
+	return r.JSON429
 }
 
-// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
-func (r ListModelsResponse) GetApplicationproblemJSONDefault() *Problem {
-	return r.ApplicationproblemJSONDefault
+// GetJSONDefault returns the response for an HTTP default `application/json` response
+func (r ListModelsResponse) GetJSONDefault() *OpenAIErrorBody {
+	return r.JSONDefault
 }
 
 // GetBody returns the raw response body bytes
@@ -16595,67 +16619,67 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON400 = &dest
+		response.JSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON401 = &dest
+		response.JSON401 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON404 = &dest
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON409 = &dest
+		response.JSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON413 = &dest
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON422 = &dest
+		response.JSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON429 = &dest
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON502 = &dest
+		response.JSON502 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON503 = &dest
+		response.JSON503 = &dest
 
 	case rsp.StatusCode == 200:
 		// Content-type (text/event-stream) unsupported
@@ -16687,39 +16711,39 @@ func ParseCreateEmbeddingsResponse(rsp *http.Response) (*CreateEmbeddingsRespons
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON401 = &dest
+		response.JSON401 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON404 = &dest
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON413 = &dest
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON429 = &dest
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSONDefault = &dest
+		response.JSONDefault = &dest
 
 	}
 
@@ -16748,39 +16772,39 @@ func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
 		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON401 = &dest
+		response.JSON401 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON404 = &dest
+		response.JSON404 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON413 = &dest
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSON429 = &dest
+		response.JSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
-		var dest Problem
+		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
-		response.ApplicationproblemJSONDefault = &dest
+		response.JSONDefault = &dest
 
 	}
 

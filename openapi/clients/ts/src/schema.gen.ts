@@ -2055,6 +2055,25 @@ export interface components {
              */
             owned_by: string;
         };
+        OpenAIError: {
+            /**
+             * @description Stable machine-readable code, as in problem JSON
+             * @example model_not_found
+             */
+            code: string;
+            /** @description What went wrong, for a person */
+            message: string;
+            /** @description The request field at fault, if any */
+            param: string | null;
+            /**
+             * @description invalid_request_error, authentication_error, permission_error, not_found_error, rate_limit_error, server_error
+             * @example invalid_request_error
+             */
+            type: string;
+        };
+        OpenAIErrorBody: {
+            error: components["schemas"]["OpenAIError"];
+        };
         Problem: {
             /**
              * @description Stable machine-readable code
@@ -7221,7 +7240,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Missing or wrong API key */
@@ -7230,7 +7249,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description No configured model, alias or provider has that name (model_not_found) */
@@ -7239,7 +7258,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Another turn of the x-session-id session is in progress (turn_in_progress) */
@@ -7248,7 +7267,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Body over 1 MiB */
@@ -7257,7 +7276,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Invalid body, or an x-session-id that is not a lowercase hyphenated UUID */
@@ -7266,7 +7285,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Rate limited (see retry-after) */
@@ -7275,7 +7294,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description No model could answer, or its answer ended before it was complete (upstream_truncated) */
@@ -7284,7 +7303,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description The server is shutting down (shutting_down) */
@@ -7293,7 +7312,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };
@@ -7357,7 +7376,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Unknown tenant or resource */
@@ -7366,7 +7385,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Body over 1 MiB */
@@ -7375,7 +7394,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Rate limited (see retry-after) */
@@ -7384,7 +7403,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Error */
@@ -7393,7 +7412,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };
@@ -7440,7 +7459,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Unknown tenant or resource */
@@ -7449,7 +7468,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Body over 1 MiB */
@@ -7458,7 +7477,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Rate limited (see retry-after) */
@@ -7467,7 +7486,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
             /** @description Error */
@@ -7476,7 +7495,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/problem+json": components["schemas"]["Problem"];
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
         };
