@@ -273,7 +273,7 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolFailed) error {
 		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs,
-			ClientError: domain.ClientErrorCode(ev.ErrorCode)})
+			ClientError: ev.CallersFault()})
 	})
 	m.usage.Projection = usage
 

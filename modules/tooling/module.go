@@ -172,12 +172,17 @@ func New(d Deps) (*Module, error) {
 // execution statistics projection (checkpointed: a start resumes where the last one stopped).
 func (m *Module) Register(api huma.API, b bus.Consumers) {
 	events.Register(b.Codec().Add)
-	p := b.Projection(statsProjection, bus.ProjectionOptions{What: "tool execution statistics", Version: 1})
+	// Version 2: a call refused for the caller's fault is no longer an error of the tool.
+	p := b.Projection(statsProjection, bus.ProjectionOptions{What: "tool execution statistics", Version: 2})
 	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.ToolSucceeded) error {
-		return adapters.RecordExecution(tx.Bucket(), env.Tenant, ev.Tool, env.Time, true, ev.DurationMs)
+		return adapters.RecordExecution(tx.Bucket(), env.Tenant, ev.Tool, env.Time, adapters.Succeeded, ev.DurationMs)
 	})
 	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.ToolFailed) error {
-		return adapters.RecordExecution(tx.Bucket(), env.Tenant, ev.Tool, env.Time, false, ev.DurationMs)
+		outcome := adapters.Failed
+		if ev.CallersFault() {
+			outcome = adapters.Refused
+		}
+		return adapters.RecordExecution(tx.Bucket(), env.Tenant, ev.Tool, env.Time, outcome, ev.DurationMs)
 	})
 	m.svc.Stats = adapters.ExecutionStats{Projection: p}
 	toolhttp.Register(api, m.svc)

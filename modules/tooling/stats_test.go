@@ -72,6 +72,10 @@ func appendCalls(t testing.TB, store eventstore.Store, tenantID, tool string, n 
 		if i%3 == 2 {
 			d, err = eventstore.NewEventData(events.TypeToolFailed, events.ToolFailed{InvocationID: fmt.Sprint(i), Tenant: tenantID,
 				Tool: tool, Version: "1", ErrorCode: "EXECUTION_ERROR", DurationMs: 4})
+		} else if i%3 == 1 && i%2 == 1 {
+			// Every sixth call is refused for the caller's fault: a call, not an error of the tool.
+			d, err = eventstore.NewEventData(events.TypeToolFailed, events.ToolFailed{InvocationID: fmt.Sprint(i), Tenant: tenantID,
+				Tool: tool, Version: "1", ErrorCode: "VALIDATION_FAILED", DurationMs: 2})
 		} else {
 			d, err = eventstore.NewEventData(events.TypeToolSucceeded, events.ToolSucceeded{InvocationID: fmt.Sprint(i), Tenant: tenantID,
 				Tool: tool, Version: "1", Success: true, DurationMs: 2})

@@ -65,3 +65,16 @@ type ToolFailed struct {
 	DurationMs   float64 `json:"durationMs"`
 	ErrorCode    string  `json:"errorCode"`
 }
+
+// CallersFault reports whether the call was refused for the caller's own fault rather than failed
+// by the tool: params that fail the input schema, a tool the tenant may not run, an unknown tool,
+// the tenant's budget or rate limit, a client that went away. Such a call counts as a call, never
+// as a failure of the tool (statistics, SLIs). A tool's own failure, timeout or bad output
+// (EXECUTION_ERROR, EXECUTION_TIMEOUT) is not.
+func (e ToolFailed) CallersFault() bool {
+	switch e.ErrorCode {
+	case "VALIDATION_FAILED", "PERMISSION_DENIED", "TOOL_NOT_FOUND", "budget_exceeded", "rate_limited", "CANCELLED":
+		return true
+	}
+	return false
+}

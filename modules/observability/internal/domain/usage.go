@@ -33,21 +33,9 @@ type ToolCall struct {
 	Tool       string
 	Succeeded  bool
 	DurationMs float64
-	// ClientError: the call was refused for the caller's own fault (ClientErrorCode): counted as a
+	// ClientError: the call was refused for the caller's own fault (tooling's ToolFailed.CallersFault): counted as a
 	// call, not as a failure of the tool.
 	ClientError bool
-}
-
-// ClientErrorCode reports whether a ToolFailed error code is the caller's fault rather than the
-// tool's: params that fail the input schema (422), a tool the tenant may not run (403), an unknown
-// tool (404), the tenant's budget or rate limit (429), a client that went away. A tool's own
-// failure, timeout or bad output (EXECUTION_ERROR, EXECUTION_TIMEOUT) is not.
-func ClientErrorCode(code string) bool {
-	switch code {
-	case "VALIDATION_FAILED", "PERMISSION_DENIED", "TOOL_NOT_FOUND", "budget_exceeded", "rate_limited", "CANCELLED":
-		return true
-	}
-	return false
 }
 
 // ModelUsage accumulates one model's turns.

@@ -25,9 +25,19 @@ import (
 // Keys sort by tenant then time, so a period is one cursor range over that tenant's keys.
 const statsValueLen = 32
 
+// Outcome is how a finished call counts: a success, an error of the tool, or a call refused for the
+// caller's own fault, which counts as a call but neither as a success nor as an error of the tool.
+type Outcome int
+
+const (
+	Succeeded Outcome = iota
+	Failed
+	Refused
+)
+
 // RecordExecution adds one finished call to the statistics (the projection's ToolSucceeded and
 // ToolFailed handlers).
-func RecordExecution(b *bolt.Bucket, t tenant.ID, tool string, at time.Time, ok bool, durationMs float64) error {
+func RecordExecution(b *bolt.Bucket, t tenant.ID, tool string, at time.Time, outcome Outcome, durationMs float64) error {
 	key := statsKey(t, minuteOf(at), tool)
 	var calls, oks, fails uint64
 	var sum float64
@@ -35,9 +45,10 @@ func RecordExecution(b *bolt.Bucket, t tenant.ID, tool string, at time.Time, ok 
 		calls, oks, fails, sum = decodeStats(v)
 	}
 	calls++
-	if ok {
+	switch outcome {
+	case Succeeded:
 		oks++
-	} else {
+	case Failed:
 		fails++
 	}
 	sum += durationMs

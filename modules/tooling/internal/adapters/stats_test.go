@@ -26,15 +26,16 @@ func TestStatsByTenantAndPeriod(t *testing.T) {
 			t    tenant.ID
 			tool string
 			at   time.Time
-			ok   bool
+			ok   adapters.Outcome
 			ms   float64
 		}{
-			{acme, "summarize", now, true, 10},
-			{acme, "summarize", now, false, 30},
-			{acme, "classify", now.Add(-30 * time.Minute), true, 7},
-			{acme, "summarize", now.Add(-2 * time.Hour), true, 100},
-			{acme, "summarize", now.Add(time.Hour), true, 1000}, // after the period
-			{bravo, "summarize", now, true, 5},
+			{acme, "summarize", now, adapters.Succeeded, 10},
+			{acme, "summarize", now, adapters.Failed, 30},
+			{acme, "summarize", now, adapters.Refused, 20}, // the caller's fault: a call, not an error
+			{acme, "classify", now.Add(-30 * time.Minute), adapters.Succeeded, 7},
+			{acme, "summarize", now.Add(-2 * time.Hour), adapters.Succeeded, 100},
+			{acme, "summarize", now.Add(time.Hour), adapters.Succeeded, 1000}, // after the period
+			{bravo, "summarize", now, adapters.Succeeded, 5},
 		} {
 			if err := adapters.RecordExecution(tx.Bucket(), c.t, c.tool, c.at, c.ok, c.ms); err != nil {
 				return err
@@ -56,12 +57,12 @@ func TestStatsByTenantAndPeriod(t *testing.T) {
 	}
 	want := []domain.ToolStats{
 		{Tool: "classify", Executions: 1, Successes: 1, MeanDurationMs: 7},
-		{Tool: "summarize", Executions: 2, Successes: 1, Errors: 1, MeanDurationMs: 20},
+		{Tool: "summarize", Executions: 3, Successes: 1, Errors: 1, MeanDurationMs: 20},
 	}
 	if got := query(acme, now.Add(-time.Hour)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("1h: %+v", got)
 	}
-	if got := query(acme, now.Add(-24*time.Hour)); got[1].Executions != 3 {
+	if got := query(acme, now.Add(-24*time.Hour)); got[1].Executions != 4 {
 		t.Fatalf("24h: %+v", got)
 	}
 	if got := query(bravo, now.Add(-time.Hour)); len(got) != 1 || got[0].Executions != 1 {
