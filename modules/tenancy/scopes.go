@@ -106,8 +106,12 @@ func (m *Module) Middleware(api huma.API, adminOnly ...string) func(huma.Context
 				writeErr(api, hctx, scopeRequired(scope, cred))
 				return
 			}
-			if k.User != "" && info.User != k.User {
-				info.User = k.User
+			auditor := k.HasScope(events.ScopeAudit)
+			if (k.User != "" && info.User != k.User) || auditor != info.Auditor {
+				if k.User != "" {
+					info.User = k.User
+				}
+				info.Auditor = auditor
 				hctx = huma.WithContext(hctx, request.With(ctx, info))
 			}
 		default: // admitted without a key: a keyless tenant

@@ -17,6 +17,9 @@ type Info struct {
 	Actor string
 	// User is the user id the client asserted (x-user-id), unverified; "" when none was sent.
 	User string
+	// Auditor: the credential holds the audit scope, so it may read every user's sessions of its
+	// tenant (reading only: acting on another user's session stays refused).
+	Auditor bool
 }
 
 type ctxKey struct{}

@@ -197,8 +197,8 @@ func SessionEnded(b *bolt.Bucket, t tenant.ID, id string) error {
 
 // ListSessions returns up to limit of the tenant's sessions in newest-first order (latest activity
 // first, ties by descending id) after cursor ("" from the start), and the cursor of the next page
-// ("" at the end). Sessions owned by another user than user are left out.
-func ListSessions(b *bolt.Bucket, t tenant.ID, user string, limit int, cursor string) ([]domain.Summary, string, error) {
+// ("" at the end). Sessions the viewer may not read (another user's) are left out.
+func ListSessions(b *bolt.Bucket, t tenant.ID, viewer domain.Viewer, limit int, cursor string) ([]domain.Summary, string, error) {
 	prefix := tenantPrefix(t.String())
 	var before []byte // the page starts below this key
 	if cursor != "" {
@@ -241,7 +241,7 @@ func ListSessions(b *bolt.Bucket, t tenant.ID, user string, limit int, cursor st
 		}
 		id := string(k[len(prefix)+8:])
 		r, ok := decodeRow(lb.rows.Get(rowKey(t.String(), id)))
-		if !ok || r.owner != "" && r.owner != user {
+		if !ok || !viewer.Sees(r.owner) {
 			continue
 		}
 		out = append(out, domain.Summary{SessionID: id, Title: r.title, MessageCount: int(r.messages),
@@ -390,10 +390,10 @@ func (l SessionList) StoredTitles(ctx context.Context, ts []TitleOf) []any {
 	return out
 }
 
-// List is a page of GET /sessions as user sees it.
-func (l SessionList) List(ctx context.Context, t tenant.ID, user string, limit int, cursor string) (rows []domain.Summary, next string, err error) {
+// List is a page of GET /sessions as viewer sees it.
+func (l SessionList) List(ctx context.Context, t tenant.ID, viewer domain.Viewer, limit int, cursor string) (rows []domain.Summary, next string, err error) {
 	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error {
-		rows, next, err = ListSessions(tx.Bucket(), t, user, limit, cursor)
+		rows, next, err = ListSessions(tx.Bucket(), t, viewer, limit, cursor)
 		return err
 	})
 	if err != nil || l.Sealer == nil {

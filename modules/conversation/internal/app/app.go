@@ -92,7 +92,7 @@ type Service struct {
 type SessionIndex interface {
 	// List is a page of the tenant's sessions that user may see (its own and the tenant's), newest
 	// first, after cursor; domain.ErrBadCursor for a cursor it did not make.
-	List(ctx context.Context, t tenant.ID, user string, limit int, cursor string) ([]domain.Summary, string, error)
+	List(ctx context.Context, t tenant.ID, viewer domain.Viewer, limit int, cursor string) ([]domain.Summary, string, error)
 	// WithOpenTurns lists the sessions with turns awaiting their outcome.
 	WithOpenTurns(ctx context.Context) ([]domain.SessionRef, error)
 	// Tenants lists the tenants that have sessions.

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -52,8 +53,8 @@ type Turn struct {
 
 // newTurn returns a turn with one reader attached: whoever starts a turn reads it (and must Detach),
 // so that shutdown never sees a turn as unread between its start and its first reader.
-// VisibleTo reports whether user may resume the turn (see ownedBy).
-func (t *Turn) VisibleTo(user string) bool { return t.Owner == "" || t.Owner == user }
+// VisibleTo reports whether v may resume (read) the turn, as History would let it read the session.
+func (t *Turn) VisibleTo(v domain.Viewer) bool { return v.Sees(t.Owner) }
 
 func newTurn(id, session string, t tenant.ID, window time.Duration, cancel context.CancelCauseFunc) *Turn {
 	return &Turn{ID: id, SessionID: session, tenant: t, window: window, cancel: cancel, changed: make(chan struct{}), subs: 1}

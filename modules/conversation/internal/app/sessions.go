@@ -30,16 +30,22 @@ func (s *Service) History(ctx context.Context, t tenant.ID, id string) (*domain.
 	if err != nil {
 		return nil, err
 	}
-	if !sess.Live() || !ownedBy(sess, request.From(ctx).User) {
+	if !sess.Live() || !ViewerOf(ctx).Sees(sess.UserID) {
 		return nil, errSessionNotFound()
 	}
 	return sess, nil
 }
 
+// ViewerOf is who the request reads sessions as: its user, and whether its key holds the audit scope.
+func ViewerOf(ctx context.Context) domain.Viewer {
+	info := request.From(ctx)
+	return domain.Viewer{User: info.User, Auditor: info.Auditor}
+}
+
 // ownedBy reports whether user may use sess: a session started with a user id (x-user-id, or the
 // user a key is bound to) is that user's alone; others get 404, as for a session that does not
-// exist. A session started without one is the tenant's. Auditing (GET /audit/sessions/{id}, the
-// audit scope) reads any session of the tenant.
+// exist. A session started without one is the tenant's. Reading is wider (Viewer): a key with the
+// audit scope reads any session of the tenant, but acts (a turn, a deletion) only as its user.
 func ownedBy(sess *domain.Session, user string) bool {
 	return sess.UserID == "" || sess.UserID == user
 }
@@ -158,8 +164,9 @@ func (s *Service) List(ctx context.Context, t tenant.ID, limit int, cursor strin
 	if limit <= 0 {
 		limit = 20
 	}
-	// A session started with a user id is listed to that user only (as ownedBy answers 404 to others).
-	rows, next, err := s.Sessions.List(ctx, t, request.From(ctx).User, limit, cursor)
+	// A session started with a user id is listed to that user (and audit-scope keys) only, as History
+	// answers 404 to others.
+	rows, next, err := s.Sessions.List(ctx, t, ViewerOf(ctx), limit, cursor)
 	if errors.Is(err, domain.ErrBadCursor) {
 		return nil, "", apperr.Invalid("invalid_cursor", "query.cursor", "cursor is not one this API returned")
 	}

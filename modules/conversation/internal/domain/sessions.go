@@ -8,6 +8,17 @@ import (
 	"time"
 )
 
+// Viewer is who reads the sessions: a session started with a user id is that user's, and the
+// tenant's keys with the audit scope (Auditor) read every user's. A session started without one is
+// the tenant's, read by all its users.
+type Viewer struct {
+	User    string
+	Auditor bool
+}
+
+// Sees reports whether v may read a session owned by owner ("" for the tenant's).
+func (v Viewer) Sees(owner string) bool { return owner == "" || owner == v.User || v.Auditor }
+
 // Summary is one row of GET /sessions.
 type Summary struct {
 	SessionID    string

@@ -215,7 +215,7 @@ func Register(api huma.API, svc *app.Service) {
 			t, _ := tenant.FromContext(ctx)
 			// The hub is keyed by tenant: another tenant's turn is never found here.
 			turn, ok := svc.Hub.Get(t, in.SessionID)
-			if ok && !turn.VisibleTo(request.From(ctx).User) {
+			if ok && !turn.VisibleTo(app.ViewerOf(ctx)) {
 				ok = false // another user's session: History answers 404 as for any
 			}
 			if !ok {
