@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,28 +42,7 @@ func TestAttributionActorIsTheKeyIDAndUserIsApart(t *testing.T) {
 
 	send := func(tid, key, user, reqID, method, path string, body any) (int, []byte) {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, srv.URL+path, rd)
-		req.Header.Set("x-tenant-id", tid)
-		req.Header.Set("content-type", "application/json")
-		req.Header.Set("x-request-id", reqID)
-		if key != "" {
-			req.Header.Set("x-api-key", key)
-		}
-		if user != "" {
-			req.Header.Set("x-user-id", user)
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, raw
+		return sendAs(t, srv, tid, key, user, reqID, method, path, body)
 	}
 	chat := func(tid, key, user, reqID string) {
 		t.Helper()

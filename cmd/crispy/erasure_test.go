@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,25 +95,8 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 	srv, _ := serveApp(t, cfg, buildOptions{})
 	send := func(tid, key, user, method, path string, body any) (int, string) {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, srv.URL+path, rd)
-		req.Header.Set("x-tenant-id", tid)
-		req.Header.Set("content-type", "application/json")
-		req.Header.Set("x-api-key", key)
-		if user != "" {
-			req.Header.Set("x-user-id", user)
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(raw)
+		code, raw := sendAs(t, srv, tid, key, user, "", method, path, body)
+		return code, string(raw)
 	}
 	secret := erasuretest.Marker(t, "erasure-marker-")
 	const s = "6a1f3e5d-2c4b-4f7a-9b8c-1d2e3f4a5b6c"

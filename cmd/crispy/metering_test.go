@@ -65,6 +65,32 @@ func modelServer(t *testing.T, o buildOptions, seen func(*http.Request)) (*httpt
 	return srv, up, model.URL
 }
 
+// sendAs sends one JSON request to srv as tenant tid, with the API key, user id and request id when
+// they are not empty, and returns the status and the raw body.
+func sendAs(t *testing.T, srv *httptest.Server, tid, key, user, reqID, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, srv.URL+path, rd)
+	req.Header.Set("x-tenant-id", tid)
+	req.Header.Set("content-type", "application/json")
+	for h, v := range map[string]string{"x-api-key": key, "x-user-id": user, "x-request-id": reqID} {
+		if v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw
+}
+
 // callAs sends one JSON request as tenantID.
 func callAs(t *testing.T, srv *httptest.Server, tenantID, method, path string, body any) answer {
 	t.Helper()

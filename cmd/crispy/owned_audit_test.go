@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,25 +33,8 @@ func TestOwnedSessionsAreVisibleToAuditKeys(t *testing.T) {
 	srv, _ := serveApp(t, cfg, buildOptions{})
 	send := func(tid, key, user, method, path string, body any) (int, string) {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, srv.URL+path, rd)
-		req.Header.Set("x-tenant-id", tid)
-		req.Header.Set("content-type", "application/json")
-		req.Header.Set("x-api-key", key)
-		if user != "" {
-			req.Header.Set("x-user-id", user)
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(raw)
+		code, raw := sendAs(t, srv, tid, key, user, "", method, path, body)
+		return code, string(raw)
 	}
 	const s = "0b7e3a52-9c1d-4e8f-a6b2-3c4d5e6f7a8b"
 	if code, body := send("acme", chatKey, "ann", "POST", "/chat", map[string]any{"sessionId": s, "message": "ann's question", "stream": false}); code != 200 {
