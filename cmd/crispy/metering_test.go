@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -69,48 +66,20 @@ func modelServer(t *testing.T, o buildOptions, seen func(*http.Request)) (*httpt
 // they are not empty, and returns the status and the raw body.
 func sendAs(t *testing.T, srv *httptest.Server, tid, key, user, reqID, method, path string, body any) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, srv.URL+path, rd)
-	req.Header.Set("x-tenant-id", tid)
-	req.Header.Set("content-type", "application/json")
+	headers := map[string]string{"x-tenant-id": tid}
 	for h, v := range map[string]string{"x-api-key": key, "x-user-id": user, "x-request-id": reqID} {
 		if v != "" {
-			req.Header.Set(h, v)
+			headers[h] = v
 		}
 	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, raw
+	a := send(t, srv.URL, method, path, body, headers)
+	return a.status, []byte(a.raw)
 }
 
-// callAs sends one JSON request as tenantID.
+// callAs sends one JSON request as tenantID and decodes the answer.
 func callAs(t *testing.T, srv *httptest.Server, tenantID, method, path string, body any) answer {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, srv.URL+path, rd)
-	req.Header.Set("x-tenant-id", tenantID)
-	req.Header.Set("content-type", "application/json")
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
+	return send(t, srv.URL, method, path, body, map[string]string{"x-tenant-id": tenantID})
 }
 
 // usageOf polls GET /usage until its requests reach want (the read model applies events

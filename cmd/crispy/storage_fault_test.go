@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -95,25 +92,10 @@ func call(t *testing.T, srv *httptest.Server, method, path string, body any) ans
 	}
 }
 
+// call1 sends one request as tenant demo, once.
 func call1(t *testing.T, srv *httptest.Server, method, path string, body any) answer {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, srv.URL+path, rd)
-	req.Header.Set("x-tenant-id", "demo")
-	req.Header.Set("content-type", "application/json")
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &a.body)
-	return a
+	return callAs(t, srv, "demo", method, path, body)
 }
 
 func backend(a answer, name string) string {
