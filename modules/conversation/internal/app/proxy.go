@@ -188,16 +188,7 @@ func (c *ProxyCall) Run(ctx context.Context, out ai.Chunks) error {
 		return out(data)
 	})
 	end := s.Now()
-	var fallbacks []events.FallbackAttempt
-	attempts := ans.Attempts
-	var fe *ai.FailedError
-	if errors.As(err, &fe) {
-		attempts = fe.Attempts
-	}
-	for _, a := range attempts {
-		fallbacks = append(fallbacks, events.FallbackAttempt{Model: a.Model.String(), Reason: a.Reason, Message: a.Message})
-		s.Metrics.fallback(a.Model.String(), a.Reason)
-	}
+	fallbacks := s.fallbacksOf(ans, err)
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
 	latency := ms(end.Sub(in.Received))
@@ -224,7 +215,8 @@ func (c *ProxyCall) Run(ctx context.Context, out ai.Chunks) error {
 		return nil
 	}
 	model := c.models[0].String()
-	if fe != nil && !fe.Model.IsZero() {
+	var fe *ai.FailedError
+	if errors.As(err, &fe) && !fe.Model.IsZero() {
 		model = fe.Model.String()
 	}
 	e, code := c.classify(tctx, err, fallbacks, emitted)

@@ -351,16 +351,7 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 		s.fail(turn, in, "", e, nil)
 		return
 	}
-	var fallbacks []events.FallbackAttempt
-	attempts := ans.Attempts
-	var fe *ai.FailedError
-	if errors.As(err, &fe) {
-		attempts = fe.Attempts
-	}
-	for _, a := range attempts {
-		fallbacks = append(fallbacks, events.FallbackAttempt{Model: a.Model.String(), Reason: a.Reason, Message: a.Message})
-		s.Metrics.fallback(a.Model.String(), a.Reason)
-	}
+	fallbacks := s.fallbacksOf(ans, err)
 	// Record with a context of its own: the turn's may be cancelled, the outcome must still be kept.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer rcancel()
@@ -395,7 +386,8 @@ func (s *Service) dispatch(ctx context.Context, cancel context.CancelCauseFunc, 
 	// Failure: classify, record, tell the client.
 	model := ""
 	emitted := false
-	if fe != nil {
+	var fe *ai.FailedError
+	if errors.As(err, &fe) {
 		emitted = fe.Emitted
 		if emitted {
 			model = fe.Model.String()
@@ -658,4 +650,20 @@ func budgetExceeded(r *domain.Refusal, tokens int64) error {
 		fmt.Sprintf("the tenant's %s token budget (%d) would be exceeded (%d used or reserved, this turn needs up to %d)", r.Period, r.Limit, r.Used, tokens))
 	e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
 	return e
+}
+
+// fallbacksOf is the models a routed call tried before the one that answered (or all it tried, when
+// none did), as recorded in the outcome's event; each is counted in the fallback metric.
+func (s *Service) fallbacksOf(ans ai.Answer, err error) []events.FallbackAttempt {
+	attempts := ans.Attempts
+	var fe *ai.FailedError
+	if errors.As(err, &fe) {
+		attempts = fe.Attempts
+	}
+	var fallbacks []events.FallbackAttempt
+	for _, a := range attempts {
+		fallbacks = append(fallbacks, events.FallbackAttempt{Model: a.Model.String(), Reason: a.Reason, Message: a.Message})
+		s.Metrics.fallback(a.Model.String(), a.Reason)
+	}
+	return fallbacks
 }
