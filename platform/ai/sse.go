@@ -6,7 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
+
+// sseBuffers are ReadSSE's line and event buffers, reused across streams: a proxied stream would
+// otherwise allocate (and zero) a 64 KiB scanner buffer per call, more than all the rest of the
+// call's allocations together (scripts/v1proxy).
+var sseBuffers = sync.Pool{New: func() any { return &sseBuffer{line: make([]byte, 0, 16*1024)} }}
+
+type sseBuffer struct{ line, data []byte }
+
+// maxPooledSSE bounds the buffers kept for reuse: one huge event does not pin its memory.
+const maxPooledSSE = 64 * 1024
 
 // ErrStreamRead marks a failure to read an event stream's body (a reset, an unexpected EOF in its
 // framing), as opposed to an error of the callback.
@@ -17,10 +28,20 @@ var ErrStreamRead = errors.New("read event stream")
 // ended without its terminator, which the caller judges; an event cut off by it is not passed to fn),
 // on a read error (wrapping ErrStreamRead), or when fn fails. Comments (": …") and other fields are
 // skipped.
+//
+// The data passed to fn is valid only until fn returns (its buffer is reused).
 func ReadSSE(r io.Reader, fn func(data []byte) error) (done bool, err error) {
+	bufs := sseBuffers.Get().(*sseBuffer)
+	defer func() {
+		if cap(bufs.line) <= maxPooledSSE && cap(bufs.data) <= maxPooledSSE {
+			sseBuffers.Put(bufs)
+		}
+	}()
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
-	var data []byte
+	// A line longer than the pooled buffer grows the scanner's own (that one is not kept).
+	sc.Buffer(bufs.line[:0], 4*1024*1024)
+	data := bufs.data[:0]
+	defer func() { bufs.data = data[:0] }()
 	have := false
 	flush := func() error {
 		if !have {
