@@ -3,6 +3,7 @@ package retrieval
 import (
 	"context"
 
+	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -20,3 +21,7 @@ func (m *Module) RetrieveMode(ctx context.Context, t tenant.ID, query string, k 
 	}
 	return out, nil
 }
+
+// ChunkTerms are the analysed words retrieval indexes a chunk by (its title weighted above its
+// text), for measurements that build an index the way the module does (test/cranfield).
+func ChunkTerms(title, text string) []string { return app.ChunkTerms(title, text) }

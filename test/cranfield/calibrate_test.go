@@ -5,6 +5,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
@@ -40,7 +41,7 @@ func TestCalibrateRelevanceThresholds(t *testing.T) {
 	cs := make([]search.Chunk, 0, len(docs))
 	for _, d := range docs { // one chunk per document, embedded and analysed as retrieval does
 		cs = append(cs, search.Chunk{DocID: d.ID, ChunkID: d.ID, Text: d.Text, Vector: h.Vector(d.Title + "\n\n" + d.Text),
-			Terms: lexical.Analyze(d.Title + "\n" + d.Text)})
+			Terms: retrieval.ChunkTerms(d.Title, d.Text)})
 	}
 	ctx := context.Background()
 	if err := ix.Upsert(ctx, tn, cs); err != nil {

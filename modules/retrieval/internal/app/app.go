@@ -21,7 +21,6 @@ import (
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/search"
-	"github.com/crispy-enigma/crispy/platform/search/lexical"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -344,7 +343,7 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 	for i, c := range cs {
 		// Words analysed here, from the plain text, before sealedindex seals it for the index.
 		out[i] = search.Chunk{DocID: ev.DocID, ChunkID: c.ID, Text: c.Text, Title: ev.Title, Source: ev.Source, URL: ev.URL, Metadata: md, Vector: vs[i],
-			Terms: lexical.Analyze(ev.Title + "\n" + c.Text)}
+			Terms: ChunkTerms(ev.Title, c.Text)}
 	}
 	return out, nil
 }
