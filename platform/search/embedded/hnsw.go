@@ -2,6 +2,9 @@ package embedded
 
 import (
 	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -13,39 +16,47 @@ import (
 // scored by dot product (= cosine similarity). It is not safe for concurrent use: the partition's lock
 // guards it (one writer or many readers).
 //
-// Its vectors and its layer-0 links (nearly all of its links) are fixed-size records in regions,
-// files mapped into memory under the index folder: opening a graph reads neither, and only the
-// pages a search or an insert touches become resident. The few nodes above layer 0 (about one in
-// M) keep their upper links in memory (upper), persisted as a log of changed nodes.
+// Its vectors and int8 codes are fixed-size records in regions, files mapped into memory under the
+// index folder, written once per node: opening a graph reads neither, and only the pages a search
+// or an insert touches become resident. Its layer-0 links (nearly all of its links) are fixed-size
+// records in memory (lk), persisted as a base file plus a log of the edits since (linkEdits): an
+// insert changes the links of some 24 nodes spread over the whole graph, and changing them in a
+// shared mapping made every flush write again each 4 KB page a new node touched (7.8x the
+// vectors' size at 100k with a flush per 1,000 nodes; ~40 KB per node with a flush per node). The
+// few nodes above layer 0 (about one in M) keep their upper links in memory (upper), persisted as
+// a log of changed nodes.
 //
 // Searches walk the graph on int8 codes of the vectors (codes: each vector scaled by its largest
 // component to [-127, 127], a quarter of its size) and re-rank the best candidates with the exact
 // float32 vectors read with pread: a search makes resident only codes and links, never the float
 // vectors. Inserts build on the float32 vectors (the graph's quality), through the mapping.
 type graph struct {
-	dim      int
-	m, m0    int // links per node above layer 0, and at layer 0
-	efC      int
-	ml       float64
-	n        int     // nodes
-	vecs     *region // node i's vector: float32s[i*dim:(i+1)*dim]
-	links    *region // node i's layer-0 links: uint32s[i*(1+m0)]: count, then m0 slots
-	codes    *region // node i's code: cb[i*recQ:], dim int8s padded to 4 bytes, then its float32 scale
-	recQ     int
-	vf       []float32
-	lk       []uint32
-	cb       []byte
-	upper    map[uint32][][]uint32 // upper[i][l-1]: node i's links on layer l >= 1
-	dirtyUp  map[uint32]struct{}   // nodes whose upper links changed since the last flush
-	entry    int32                 // -1 when empty
-	maxLevel int
-	rng      *rand.Rand
-	visited  sync.Pool
+	dim   int
+	m, m0 int // links per node above layer 0, and at layer 0
+	efC   int
+	ml    float64
+	n     int      // nodes
+	vecs  *region  // node i's vector: float32s[i*dim:(i+1)*dim]
+	lk    []uint32 // node i's layer-0 links: lk[i*(1+m0)]: count, then m0 slots
+	// linkEdits records every change of lk since the last flush (linkEdit records), when the
+	// graph is persisted (logLinks): the flush appends them to the links log.
+	linkEdits []byte
+	logLinks  bool
+	codes     *region // node i's code: cb[i*recQ:], dim int8s padded to 4 bytes, then its float32 scale
+	recQ      int
+	vf        []float32
+	cb        []byte
+	upper     map[uint32][][]uint32 // upper[i][l-1]: node i's links on layer l >= 1
+	dirtyUp   map[uint32]struct{}   // nodes whose upper links changed since the last flush
+	entry     int32                 // -1 when empty
+	maxLevel  int
+	rng       *rand.Rand
+	visited   sync.Pool
 }
 
-func newGraph(dim, m, efC int, seed uint64, vecs, links, codes *region) *graph {
+func newGraph(dim, m, efC int, seed uint64, vecs, codes *region) *graph {
 	g := &graph{dim: dim, m: m, m0: 2 * m, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
-		vecs: vecs, links: links, codes: codes, recQ: codeSize(dim),
+		vecs: vecs, codes: codes, recQ: codeSize(dim),
 		upper: map[uint32][][]uint32{}, dirtyUp: map[uint32]struct{}{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	g.remap()
@@ -54,7 +65,7 @@ func newGraph(dim, m, efC int, seed uint64, vecs, links, codes *region) *graph {
 
 // remap refreshes the typed views after a region moved.
 func (g *graph) remap() {
-	g.vf, g.lk, g.cb = g.vecs.float32s(), g.links.uint32s(), g.codes.b
+	g.vf, g.cb = g.vecs.float32s(), g.codes.b
 }
 
 // codeSize is the bytes of one code record: dim int8s padded to 4 bytes, then a float32 scale.
@@ -98,8 +109,9 @@ func (g *graph) vec(i uint32) []float32 {
 	return g.vf[o : o+g.dim : o+g.dim]
 }
 
-// neighbors returns node i's links on layer l (a view: copy before keeping it). A link may name a
-// node at or past n after a crash (links are changed in place; see persist.go): callers skip those.
+// neighbors returns node i's links on layer l (a view: copy before keeping it). Callers skip a
+// link at or past n, which only damaged files could hold (the links of manifest version 3 were
+// changed in place and could name nodes a crash lost; see persist.go).
 func (g *graph) neighbors(i uint32, l int) []uint32 {
 	if l == 0 {
 		o := int(i) * (1 + g.m0)
@@ -115,13 +127,51 @@ func (g *graph) neighbors(i uint32, l int) []uint32 {
 
 func (g *graph) setNeighbors(i uint32, l int, ids []uint32) {
 	if l == 0 {
-		o := int(i) * (1 + g.m0)
-		g.lk[o] = uint32(len(ids))
-		copy(g.lk[o+1:o+1+g.m0], ids)
+		if len(ids) == 0 {
+			g.setLink(i, 0, 0, 0)
+		}
+		for j, x := range ids {
+			g.setLink(i, j+1, j, x)
+		}
 		return
 	}
 	g.upper[i][l-1] = ids
 	g.dirtyUp[i] = struct{}{}
+}
+
+// linkEditSize is one edit of the layer-0 links: node (uint32), its new link count (uint8), the
+// slot written (uint8) and the link in it (uint32). An insert makes about 2M of them (its own
+// links, one per neighbour it joins): ~480 bytes at M 24, a third of a 384-d vector.
+const linkEditSize = 10
+
+// setLink sets node i's layer-0 link count to count and its slot to v, and records the edit.
+func (g *graph) setLink(i uint32, count, slot int, v uint32) {
+	o := int(i) * (1 + g.m0)
+	g.lk[o] = uint32(count)
+	g.lk[o+1+slot] = v
+	if g.logLinks {
+		g.linkEdits = binary.LittleEndian.AppendUint32(g.linkEdits, i)
+		g.linkEdits = append(g.linkEdits, byte(count), byte(slot))
+		g.linkEdits = binary.LittleEndian.AppendUint32(g.linkEdits, v)
+	}
+}
+
+// applyLinkEdits replays edits (recorded by setLink) on lk; nodes is the graph's size, which every
+// node and link must be under.
+func (g *graph) applyLinkEdits(b []byte, nodes int) error {
+	if len(b)%linkEditSize != 0 {
+		return errors.New("links log: a partial edit")
+	}
+	for ; len(b) > 0; b = b[linkEditSize:] {
+		i, count, slot, v := binary.LittleEndian.Uint32(b), int(b[4]), int(b[5]), binary.LittleEndian.Uint32(b[6:])
+		if int(i) >= nodes || int(v) >= nodes || count > g.m0 || slot >= g.m0 {
+			return fmt.Errorf("links log: edit of node %d (count %d, slot %d, link %d) out of range", i, count, slot, v)
+		}
+		o := int(i) * (1 + g.m0)
+		g.lk[o] = uint32(count)
+		g.lk[o+1+slot] = v
+	}
+	return nil
 }
 
 // reserve makes room for n more nodes before they are added (growing may move the regions).
@@ -129,8 +179,8 @@ func (g *graph) reserve(n int) error {
 	if err := g.vecs.ensure((g.n + n) * g.dim * 4); err != nil {
 		return err
 	}
-	if err := g.links.ensure((g.n + n) * (1 + g.m0) * 4); err != nil {
-		return err
+	if need := (g.n + n) * (1 + g.m0); need > len(g.lk) {
+		g.lk = slices.Grow(g.lk, need-len(g.lk))[:need]
 	}
 	if err := g.codes.ensure((g.n + n) * g.recQ); err != nil {
 		return err
@@ -315,8 +365,6 @@ func (g *graph) add(v []float32) uint32 {
 	id := uint32(g.n)
 	copy(g.vf[int(id)*g.dim:], v)
 	g.setCode(id, v)
-	// The record may hold links written before a crash that lost this node: start it empty.
-	g.lk[int(id)*(1+g.m0)] = 0
 	g.n++
 	level := int(math.Floor(-math.Log(1-g.rng.Float64()) * g.ml))
 	if level > 0 {
@@ -363,9 +411,7 @@ func (g *graph) connect(from, to uint32, l, maxLinks int) {
 	ls := g.neighbors(from, l)
 	if len(ls) < maxLinks {
 		if l == 0 {
-			o := int(from) * (1 + g.m0)
-			g.lk[o+1+len(ls)] = to
-			g.lk[o] = uint32(len(ls) + 1)
+			g.setLink(from, len(ls)+1, len(ls), to)
 			return
 		}
 		g.setNeighbors(from, l, append(ls, to))
@@ -379,7 +425,44 @@ func (g *graph) connect(from, to uint32, l, maxLinks int) {
 		}
 	}
 	cs = append(cs, cand{to, dot(fv, g.vec(to))})
-	g.setNeighbors(from, l, g.selectNeighbors(cs, maxLinks))
+	keep := g.selectNeighbors(cs, maxLinks)
+	if l == 0 && len(keep) == len(ls) {
+		// The usual case: one of the full list's links gives way to `to` (or `to` is not kept).
+		// Written as one edit in the dropped link's slot, not as the whole list again, so the
+		// links log grows by 10 bytes, not 2M+1 edits.
+		if slot, ok := droppedFor(ls, keep, to); ok {
+			if slot >= 0 {
+				g.setLink(from, len(ls), slot, to)
+			}
+			return
+		}
+	}
+	g.setNeighbors(from, l, keep)
+}
+
+// droppedFor compares a full link list with the one kept after `to` was offered: slot is the one
+// link dropped for `to`, -1 when `to` was not kept and the list is unchanged; ok false when the
+// lists differ otherwise (the caller writes the whole list).
+func droppedFor(old, keep []uint32, to uint32) (slot int, ok bool) {
+	in := func(x uint32, s []uint32) bool { return slices.Contains(s, x) }
+	if !in(to, keep) {
+		for _, x := range old {
+			if !in(x, keep) {
+				return 0, false
+			}
+		}
+		return -1, true
+	}
+	slot = -1
+	for i, x := range old {
+		if !in(x, keep) {
+			if slot >= 0 {
+				return 0, false
+			}
+			slot = i
+		}
+	}
+	return slot, slot >= 0
 }
 
 // selectNeighbors is the paper's heuristic (algorithm 4): take candidates best first, keeping one only

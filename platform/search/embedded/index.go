@@ -1,8 +1,9 @@
 // Package embedded is the in-process vector index: one HNSW graph per tenant (so a query can only
 // ever walk its own tenant's vectors), exact scan for small or filtered searches, tombstones for
 // deletes with compaction. Each tenant's index is a folder of files under the data folder (see
-// persist.go): vectors and layer-0 links are fixed-size records mapped into memory, so opening an
-// index reads neither and memory holds only the pages searches touch; chunk records and texts are
+// persist.go): vectors and int8 codes are fixed-size records mapped into memory, so opening an
+// index reads neither and memory holds only the pages searches touch; the layer-0 links are read
+// into memory at open from a base file and a log of the edits since; chunk records and texts are
 // append-only logs read only for the hits returned; a small manifest, rewritten atomically at each
 // flush, says how much of each file is the index and the tenant's checkpoint (the event-log position
 // it is complete up to, see search.Index). A tenant whose files are missing, torn or corrupt has
@@ -49,6 +50,8 @@ func (c *Config) defaults() {
 	if c.M <= 0 {
 		c.M = 24
 	}
+	// The links log records a link count and slot in one byte each (hnsw.go linkEditSize).
+	c.M = min(c.M, 127)
 	if c.EfConstruction <= 0 {
 		c.EfConstruction = 200
 	}
@@ -77,9 +80,6 @@ type chunkRef struct {
 	recLen  uint32
 	textLen uint32
 	text    int64
-	// where the node's record is in the terms log (termsLen 0: the chunk has no words)
-	termsLen uint32
-	terms    int64
 }
 
 // partition is one tenant's graph, chunk records and checkpoint.
@@ -89,16 +89,23 @@ type partition struct {
 	dir      string // the tenant's folder; "" without one
 	gen      uint64 // file generation: a compaction writes the next one
 	upperSeq uint64 // the upper-links log's number within the generation (persist.go)
-	g        *graph
-	files    *partFiles
-	refs     []chunkRef // by node id
-	deleted  []bool
-	ids      *ids // chunk and document ids to nodes (ids.go)
-	lex      *lexIndex
-	live     int
-	dirty    bool   // changed since the last flush
-	cp       uint64 // checkpoint: see search.Index
-	gone     bool   // dropped by DeleteTenant or Close: its files are closed
+	linkSeq  uint64 // the layer-0 links' base and log number within the generation (persist.go)
+	linkBase int    // nodes in the links base file
+	// oldLinks is the links log a rewrite replaced during a flush, until its manifest is written;
+	// linksLost: a failed flush dropped link edits that are not on disk, so the next flush writes
+	// a new base.
+	oldLinks  *linksState
+	linksLost bool
+	g         *graph
+	files     *partFiles
+	refs      []chunkRef // by node id
+	deleted   []bool
+	ids       *ids // chunk and document ids to nodes (ids.go)
+	lex       *lexIndex
+	live      int
+	dirty     bool   // changed since the last flush
+	cp        uint64 // checkpoint: see search.Index
+	gone      bool   // dropped by DeleteTenant or Close: its files are closed
 }
 
 // Open opens every tenant's index in cfg.Dir (reading manifests and chunk ids, not vectors). A
@@ -295,28 +302,26 @@ func (p *partition) add(c search.Chunk, v []float32, text []byte, tfs []termFreq
 	if err != nil {
 		return err
 	}
-	var tref int64
-	var tlen uint32
-	if len(tfs) > 0 {
-		rec := encodeTerms(id, tfs, dl)
-		if tref, err = p.files.terms.append(rec); err != nil {
-			return err
-		}
-		tlen = uint32(len(rec))
-	}
-	rec := encodeChunk(id, toff, uint32(len(text)), &c)
-	roff, err := p.files.chunks.append(rec)
+	tref, tlen, undoTerms, err := p.appendTerms(id, tfs, dl)
 	if err != nil {
 		return err
 	}
+	rec := encodeChunk(id, toff, uint32(len(text)), &c)
+	roff, err := p.files.chunks.append(rec)
+	if err == nil {
+		err = p.setTermsRef(id, tref, tlen, dl)
+	}
+	if err != nil {
+		undoTerms()
+		return err
+	}
 	p.g.add(v)
-	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff, terms: tref, termsLen: tlen})
-	p.lex.add(id, tfs, dl)
+	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff})
 	p.deleted = append(p.deleted, false)
 	p.ids.addChunk(p.ids.hash(c.ChunkID), id)
 	p.ids.addDoc(p.ids.hash(c.DocID), id)
 	p.live++
-	return nil
+	return p.addTerms(id, tfs, dl)
 }
 
 // findChunk returns the live node holding chunk id, if any.
@@ -347,7 +352,7 @@ func (p *partition) tombstone(id uint32) error {
 		return err
 	}
 	p.deleted[id] = true
-	p.lex.remove(id)
+	p.removeTerms(id)
 	p.live--
 	p.dirty = true
 	return nil
@@ -508,7 +513,10 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 	// The query's own BM25 scores give every hit its LexicalScore (what a relevance threshold
 	// reads); with feedback the ranking is by the expanded query's.
 	q0 := queryTerms(q.Terms)
-	scores, touched, best := p.lexScores(q0)
+	scores, touched, best, err := p.lexScores(q0)
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", t, err)
+	}
 	rankScores, rankTouched, rankBest := scores, touched, best
 	vq, moved := v, false
 	if q.Feedback && mode != search.ModeVector && len(touched) > 0 {
@@ -516,8 +524,8 @@ func (ix *Index) Search(ctx context.Context, t tenant.ID, q search.Query) ([]sea
 		if err == nil {
 			var q1 []qterm
 			if q1, err = p.rm3(q0, fb); err == nil {
-				rankScores, rankTouched, rankBest = p.lexScores(q1)
-				if v != nil {
+				rankScores, rankTouched, rankBest, err = p.lexScores(q1)
+				if err == nil && v != nil {
 					vq, err = p.rocchio(v, fb)
 					moved = true
 				}

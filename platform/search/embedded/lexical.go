@@ -1,12 +1,20 @@
 package embedded
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/crispy-enigma/crispy/platform/search"
@@ -14,15 +22,47 @@ import (
 )
 
 // The lexical half of a partition: BM25 over the chunks' analysed words, kept as 64-bit term
-// hashes (lexical.Hash), never as words. In memory an inverted index (term -> node, frequency);
-// on disk the append-only log terms.G of one record per node that has words, written with the
-// node and read back at open to rebuild the postings. A deleted node's postings stay until the
-// next compaction and are skipped by its tombstone, as its vector is.
+// hashes (lexical.Hash), never as words. Its files, beside the vectors':
+//
+//	terms.G      the append-only log of one record per node that has words (node, length, each
+//	             term's hash and frequency): what everything else is built from
+//	lexrefs.G    per node, where its record is in the log and its length in terms (16 bytes, mapped,
+//	             written once per node): read for the pseudo-relevance feedback, a compaction and a
+//	             delete, never at open
+//	lexseg-N.G   immutable segments of postings (lexseg.go), each the terms of a range of nodes,
+//	             memory-mapped; the manifest names them
+//
+// The nodes after the last segment are a small in-memory inverted index (the memtable). A flush
+// writes it as a new segment once it holds flushPostings postings (less stays in the log and is
+// read back at open: a bounded replay), a write cuts one once it holds memPostings, and adjacent
+// segments of similar size are merged (binary-counter style, so a posting is rewritten O(log n)
+// times, and never past mergeCap, so a merge under the partition's lock stays short). So opening
+// a tenant reads a few headers and at most the replayed tail, whatever the corpus; its heap holds
+// the memtable only. A deleted node's postings stay until a merge or the next compaction and are
+// skipped by its tombstone, as its vector is; the live nodes' total length (BM25's mean) is in the
+// manifest. A segment that does not check out at open, or a posting list whose checksum fails at
+// query time, has every segment rebuilt from the terms log, with a log line.
 
-// posting is one node's frequency of one term.
+// Variables only so that tests can make segments of a few hundred postings.
+var (
+	// flushPostings: a flush writes the memtable as a segment from this many postings (~0.8 MB of
+	// terms log, ~650 chunks of 150 words); below, it is replayed from the log at open.
+	flushPostings = 1 << 16
+	// memPostings: a write cuts a segment at this many postings (~12 MB of memtable), so ingest
+	// between two flushes does not grow the heap without bound.
+	memPostings = 1 << 20
+	// mergeCap: merges stop at segments of this many postings (48 MB; ~0.1-0.3 s to write).
+	mergeCap int64 = 4 << 20
+)
+
+const refSize = 16 // bytes per node in lexrefs.G
+
+// posting is one node's frequency of one term, with the node's length (so scoring a posting list
+// reads nothing else).
 type posting struct {
 	node uint32
 	tf   uint32
+	dl   uint32
 }
 
 // termFreq is one term of a node, as the terms log records it.
@@ -31,14 +71,93 @@ type termFreq struct {
 	tf   uint32
 }
 
-// lexIndex is a partition's inverted index.
+// lexIndex is a partition's lexical state in memory: the memtable and what the manifest records.
 type lexIndex struct {
-	post  map[uint64][]posting
-	dl    []uint32 // terms per node, by node id (0: no words)
-	total int64    // the live nodes' terms
+	log     *slog.Logger
+	mem     map[uint64][]posting // postings of nodes memLo and after
+	memN    int                  // postings in mem
+	memLo   uint32               // the first node not in a segment
+	covered int64                // bytes of the terms log the segments hold (nodes before memLo)
+	total   int64                // the live nodes' terms
+	next    uint64               // the next segment's number
+	doomed  []string             // files of segments merged away, removed once a manifest no longer names them
+	broken  atomic.Bool          // a posting list failed its check: the next flush rebuilds the segments
 }
 
-func newLexIndex() *lexIndex { return &lexIndex{post: map[uint64][]posting{}} }
+func newLexIndex(log *slog.Logger) *lexIndex {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &lexIndex{log: log, mem: map[uint64][]posting{}}
+}
+
+// lexManifest is the lexical half's part of the manifest. Absent (an older manifest): the
+// postings are built from the terms log at open, once.
+type lexManifest struct {
+	Segs    []lexSegInfo `json:"segs"`
+	MemLo   uint32       `json:"memLo"`
+	Covered int64        `json:"covered"`
+	Total   int64        `json:"total"`
+	Next    uint64       `json:"next"`
+}
+
+// lexFiles are a generation's lexical files besides the terms log.
+type lexFiles struct {
+	refs *region
+	segs []*lexSeg
+}
+
+// openLexFiles maps lexrefs.G (a manifest without a lexical part committed none of it).
+func openLexFiles(dir string, gen uint64, m *manifest) (*lexFiles, error) {
+	var committed int64
+	if m.Lex != nil {
+		committed = int64(m.Nodes) * refSize
+	}
+	r, err := openRegion(filepath.Join(dir, fileName("lexrefs", gen)), committed)
+	if err != nil {
+		return nil, err
+	}
+	return &lexFiles{refs: r}, nil
+}
+
+func (f *lexFiles) close() error {
+	if f == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range f.segs {
+		errs = append(errs, s.close())
+	}
+	f.segs = nil
+	if f.refs != nil {
+		errs = append(errs, f.refs.close())
+	}
+	return errors.Join(errs...)
+}
+
+func (f *lexFiles) sync() error { return f.refs.sync() }
+
+// ref reads node id's place in the terms log and its length.
+func (f *lexFiles) ref(id uint32) (off int64, n, dl uint32) {
+	o := int(id) * refSize
+	if o+refSize > len(f.refs.b) {
+		return 0, 0, 0
+	}
+	b := f.refs.b[o : o+refSize]
+	return int64(binary.LittleEndian.Uint64(b)), binary.LittleEndian.Uint32(b[8:]), binary.LittleEndian.Uint32(b[12:])
+}
+
+func (f *lexFiles) setRef(id uint32, off int64, n, dl uint32) error {
+	o := int(id) * refSize
+	if err := f.refs.ensure(o + refSize); err != nil {
+		return err
+	}
+	b := f.refs.b[o : o+refSize]
+	binary.LittleEndian.PutUint64(b, uint64(off))
+	binary.LittleEndian.PutUint32(b[8:], n)
+	binary.LittleEndian.PutUint32(b[12:], dl)
+	return nil
+}
 
 // termCounts folds analysed words into (hash, frequency) pairs, sorted by hash, and the length.
 func termCounts(terms []string) ([]termFreq, uint32) {
@@ -57,24 +176,294 @@ func termCounts(terms []string) ([]termFreq, uint32) {
 	return out, uint32(len(terms))
 }
 
-// add records node id's terms (the node is the next one: ids grow by one).
-func (x *lexIndex) add(id uint32, tfs []termFreq, dl uint32) {
-	for uint32(len(x.dl)) < id {
-		x.dl = append(x.dl, 0)
+// appendTerms appends node id's terms record to the log (none without words); undo takes it back
+// when the rest of the node's writes fail, so the next node's record takes its place instead of
+// leaving a second record of the same node id.
+func (p *partition) appendTerms(id uint32, tfs []termFreq, dl uint32) (off int64, n uint32, undo func(), err error) {
+	if len(tfs) == 0 {
+		return 0, 0, func() {}, nil
 	}
-	x.dl = append(x.dl, dl)
-	x.total += int64(dl)
+	rec := encodeTerms(id, tfs, dl)
+	if off, err = p.files.terms.append(rec); err != nil {
+		return 0, 0, nil, err
+	}
+	return off, uint32(len(rec)), func() { p.files.terms.size = off }, nil
+}
+
+// setTermsRef records where node id's terms are (before the node is added: it can fail).
+func (p *partition) setTermsRef(id uint32, off int64, n, dl uint32) error {
+	return p.files.lex.setRef(id, off, n, dl)
+}
+
+// addTerms puts node id's postings in the memtable (the node is the newest one), and cuts a
+// segment when the memtable has grown to memPostings.
+func (p *partition) addTerms(id uint32, tfs []termFreq, dl uint32) error {
+	x := p.lex
 	for _, t := range tfs {
-		x.post[t.hash] = append(x.post[t.hash], posting{id, t.tf})
+		x.mem[t.hash] = append(x.mem[t.hash], posting{id, t.tf, dl})
+	}
+	x.memN += len(tfs)
+	x.total += int64(dl)
+	if x.memN >= memPostings && p.dir != "" {
+		return p.cutSeg(id+1, p.files.terms.size)
+	}
+	return nil
+}
+
+// removeTerms takes a deleted node's length out of the live total (its postings are skipped by the
+// tombstone).
+func (p *partition) removeTerms(id uint32) {
+	_, _, dl := p.files.lex.ref(id)
+	p.lex.total -= int64(dl)
+}
+
+// cutSeg writes the memtable's postings of live nodes as a segment of nodes [memLo, hi) (hi: the
+// node after the last one in it; covered: the terms log's size up to there), then merges.
+func (p *partition) cutSeg(hi uint32, covered int64) error {
+	x := p.lex
+	hashes := make([]uint64, 0, len(x.mem))
+	for h := range x.mem {
+		hashes = append(hashes, h)
+	}
+	slices.Sort(hashes)
+	var ps []posting
+	src := func(yield func(uint64, []posting) error) error {
+		for _, h := range hashes {
+			ps = ps[:0]
+			for _, q := range x.mem[h] {
+				if !p.deleted[q.node] {
+					ps = append(ps, q)
+				}
+			}
+			if err := yield(h, ps); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	seq := x.next
+	s, err := writeSeg(filepath.Join(p.dir, fileName(segKind(seq), p.gen)), seq, x.memLo, hi, src)
+	if err != nil {
+		return err
+	}
+	x.next++
+	if s != nil {
+		p.files.lex.segs = append(p.files.lex.segs, s)
+	}
+	x.mem, x.memN, x.memLo, x.covered = map[uint64][]posting{}, 0, hi, covered
+	return p.mergeSegs()
+}
+
+// mergeSegs merges the two newest segments while the older is at most twice the newer and the
+// result stays under mergeCap. The merged ones' files stay until a manifest no longer names them.
+func (p *partition) mergeSegs() error {
+	x, f := p.lex, p.files.lex
+	dead := func(id uint32) bool { return p.deleted[id] }
+	for n := len(f.segs); n >= 2; n = len(f.segs) {
+		a, b := f.segs[n-2], f.segs[n-1]
+		if a.postings > 2*b.postings || a.postings+b.postings > mergeCap {
+			return nil
+		}
+		seq := x.next
+		m, err := writeSeg(filepath.Join(p.dir, fileName(segKind(seq), p.gen)), seq, a.lo, b.hi, mergeSource([]*lexSeg{a, b}, dead))
+		if errors.Is(err, errSegCorrupt) {
+			x.broken.Store(true)
+		}
+		if err != nil {
+			return err
+		}
+		x.next++
+		f.segs = f.segs[:n-2]
+		if m != nil {
+			f.segs = append(f.segs, m)
+		}
+		for _, s := range []*lexSeg{a, b} {
+			x.doomed = append(x.doomed, s.f.Name())
+			_ = s.close()
+		}
+	}
+	return nil
+}
+
+// flushLex runs in a flush before the files are synced: it writes the memtable as a segment once
+// it is large enough, and rebuilds the segments from the terms log if a query found one corrupt.
+func (p *partition) flushLex() error {
+	x := p.lex
+	if x.broken.Load() {
+		x.log.Warn("embedded index: a lexical segment was corrupt; the postings are rebuilt from the terms log", "tenant", p.t.String())
+		if err := p.relex(); err != nil {
+			return fmt.Errorf("rebuild the lexical segments: %w", err)
+		}
+		x.broken.Store(false)
+	}
+	if x.memN >= flushPostings {
+		return p.cutSeg(uint32(p.g.len()), p.files.terms.size)
+	}
+	return nil
+}
+
+// lexManifest is what the manifest written by this flush records of the lexical half.
+func (p *partition) lexManifest() *lexManifest {
+	x := p.lex
+	m := &lexManifest{MemLo: x.memLo, Covered: x.covered, Total: x.total, Next: x.next, Segs: []lexSegInfo{}}
+	for _, s := range p.files.lex.segs {
+		m.Segs = append(m.Segs, s.info())
+	}
+	return m
+}
+
+// lexCommitted runs after a manifest was written: the segments it no longer names go, and the refs
+// pages writes touched leave the process's memory (they are on disk).
+func (p *partition) lexCommitted() {
+	for _, name := range p.lex.doomed {
+		_ = os.Remove(name)
+	}
+	p.lex.doomed = nil
+	p.files.lex.refs.dropResident()
+}
+
+// openLex opens the lexical half as manifest m describes it: the segments it names (their headers),
+// and the terms log past them into the memtable. Without a lexical part in m (an older manifest),
+// or with a segment that does not check out, the postings are built from the whole terms log
+// instead (and written as segments by the next flush).
+func (p *partition) openLex(m *manifest) error {
+	x, f := p.lex, p.files.lex
+	removeStraySegs(p.dir, p.gen, m.Lex)
+	if m.Lex == nil {
+		x.log.Info("embedded index: lexical segments built from the terms log (index written by an older version)", "tenant", p.t.String())
+		return p.relex()
+	}
+	l := m.Lex
+	err := func() error {
+		if l.MemLo > uint32(m.Nodes) || l.Covered > m.Terms || l.Covered < 0 || l.Total < 0 {
+			return fmt.Errorf("%w: lexical manifest out of range", errSegCorrupt)
+		}
+		var prev uint32
+		for _, si := range l.Segs {
+			if si.Lo < prev || si.Hi < si.Lo || si.Hi > l.MemLo || si.Seq >= l.Next {
+				return fmt.Errorf("%w: segment %d covers nodes %d-%d out of order", errSegCorrupt, si.Seq, si.Lo, si.Hi)
+			}
+			prev = si.Hi
+			s, err := openSeg(filepath.Join(p.dir, fileName(segKind(si.Seq), p.gen)), si)
+			if err != nil {
+				return err
+			}
+			f.segs = append(f.segs, s)
+		}
+		return nil
+	}()
+	if err != nil {
+		x.log.Warn("embedded index: lexical segments unusable; the postings are rebuilt from the terms log", "tenant", p.t.String(), "error", err)
+		return p.relex()
+	}
+	x.memLo, x.covered, x.total, x.next = l.MemLo, l.Covered, l.Total, l.Next
+	return p.readTerms(l.Covered, m.Terms, false)
+}
+
+// removeStraySegs deletes segment files of gen that l does not name (written by a flush or a merge
+// whose manifest a crash prevented).
+func removeStraySegs(dir string, gen uint64, l *lexManifest) {
+	if dir == "" {
+		return
+	}
+	named := map[string]bool{}
+	if l != nil {
+		for _, s := range l.Segs {
+			named[fileName(segKind(s.Seq), gen)] = true
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "lexseg-") && !named[n] {
+			_ = os.Remove(filepath.Join(dir, n))
+		}
 	}
 }
 
-// remove takes a deleted node's length out of the live total (its postings are skipped by the
-// tombstone).
-func (x *lexIndex) remove(id uint32) {
-	if int(id) < len(x.dl) {
-		x.total -= int64(x.dl[id])
+// relex rebuilds the lexical half from the terms log alone: the refs, the live total and the
+// postings (cut into segments as the memtable fills, so the heap stays bounded). The segments it
+// replaces are removed once the next manifest no longer names them.
+func (p *partition) relex() error {
+	x, f := p.lex, p.files.lex
+	for _, s := range f.segs {
+		if s.f != nil {
+			x.doomed = append(x.doomed, s.f.Name())
+		}
+		_ = s.close()
 	}
+	f.segs = nil
+	x.mem, x.memN, x.memLo, x.covered, x.total = map[uint64][]posting{}, 0, 0, 0, 0
+	n := p.g.len() * refSize
+	if err := f.refs.ensure(n); err != nil {
+		return err
+	}
+	clear(f.refs.b[:n])
+	p.dirty = true
+	return p.readTerms(0, p.files.terms.size, true)
+}
+
+// readTerms reads the terms log's records in [from, to) into the memtable (the nodes' refs too;
+// all: also their lengths into the live total, and segments cut as the memtable fills). Records
+// are in node order, each node once.
+func (p *partition) readTerms(from, to int64, all bool) error {
+	r := bufio.NewReaderSize(io.NewSectionReader(p.terms(), from, to-from), 1<<20)
+	next := p.lex.memLo
+	var head [8]byte
+	var rec []byte
+	for off := from; off < to; {
+		if _, err := io.ReadFull(r, head[:]); err != nil {
+			return fmt.Errorf("terms record at %d: %w", off, err)
+		}
+		n := int64(binary.LittleEndian.Uint32(head[:]))
+		if n > to-off-8 {
+			return fmt.Errorf("terms record at %d: length %d past the end", off, n)
+		}
+		rec = slices.Grow(rec[:0], int(8+n))[:8+n]
+		copy(rec, head[:])
+		if _, err := io.ReadFull(r, rec[8:]); err != nil {
+			return fmt.Errorf("terms record at %d: %w", off, err)
+		}
+		id, tfs, dl, _, err := decodeTerms(rec)
+		if err != nil {
+			return fmt.Errorf("terms record at %d: %w", off, err)
+		}
+		if id < next || int(id) >= p.g.len() {
+			return fmt.Errorf("terms record at %d: node %d out of place (next %d of %d)", off, id, next, p.g.len())
+		}
+		next = id + 1
+		if err := p.setTermsRef(id, off, uint32(8+n), dl); err != nil {
+			return err
+		}
+		off += 8 + n
+		if p.deleted[id] {
+			continue
+		}
+		x := p.lex
+		for _, t := range tfs {
+			x.mem[t.hash] = append(x.mem[t.hash], posting{id, t.tf, dl})
+		}
+		x.memN += len(tfs)
+		if all {
+			x.total += int64(dl)
+			if x.memN >= memPostings && p.dir != "" {
+				if err := p.cutSeg(id+1, off); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// terms is the terms log as a ReaderAt (its file, or its bytes without a folder).
+func (p *partition) terms() io.ReaderAt {
+	if l := p.files.terms; l.f != nil {
+		return l.f
+	}
+	return bytes.NewReader(p.files.terms.buf)
 }
 
 // encodeTerms is a terms record: length and CRC-32C of the rest, node id, length in terms, count,
@@ -120,14 +509,14 @@ func decodeTerms(b []byte) (uint32, []termFreq, uint32, []byte, error) {
 	return id, tfs, dl, b[8+n:], nil
 }
 
-// nodeTerms reads node id's terms back from the log (a compaction copies them).
+// nodeTerms reads node id's terms back from the log (the feedback and a compaction read them).
 func (p *partition) nodeTerms(id uint32) ([]termFreq, uint32, error) {
-	r := p.refs[id]
-	if r.termsLen == 0 {
+	off, n, _ := p.files.lex.ref(id)
+	if n == 0 {
 		return nil, 0, nil
 	}
-	b := make([]byte, r.termsLen)
-	if err := p.files.terms.readAt(b, r.terms); err != nil {
+	b := make([]byte, n)
+	if err := p.files.terms.readAt(b, off); err != nil {
 		return nil, 0, fmt.Errorf("terms of node %d: %w", id, err)
 	}
 	nid, tfs, dl, _, err := decodeTerms(b)
@@ -135,32 +524,6 @@ func (p *partition) nodeTerms(id uint32) ([]termFreq, uint32, error) {
 		return nil, 0, fmt.Errorf("terms of node %d: %w", id, errTerms)
 	}
 	return tfs, dl, nil
-}
-
-// loadTerms rebuilds the postings from the first size bytes of the terms log.
-func (p *partition) loadTerms(size int64) error {
-	b := make([]byte, size)
-	if err := p.files.terms.readAt(b, 0); err != nil {
-		return fmt.Errorf("terms: %w", err)
-	}
-	var off int64
-	for len(b) > 0 {
-		id, tfs, dl, rest, err := decodeTerms(b)
-		if err != nil {
-			return fmt.Errorf("terms record at %d: %w", off, err)
-		}
-		if int(id) >= len(p.refs) {
-			return fmt.Errorf("terms record at %d: node %d of %d", off, id, len(p.refs))
-		}
-		n := int64(len(b) - len(rest))
-		p.refs[id].terms, p.refs[id].termsLen = off, uint32(n)
-		if !p.deleted[id] {
-			p.lex.add(id, tfs, dl)
-		}
-		off += n
-		b = rest
-	}
-	return nil
 }
 
 // qterm is one term of a query with its weight (1 per occurrence typed; the feedback's weights
@@ -180,20 +543,39 @@ func queryTerms(terms []string) []qterm {
 
 // lexScores scores every live node matching q by BM25 (raw, each term's part times its weight),
 // and returns the scores (by node, dense), the nodes that scored, and the most a node could score
-// (every term saturated), which normalises a score into [0, 1).
-func (p *partition) lexScores(q []qterm) ([]float32, []uint32, float64) {
+// (every term saturated), which normalises a score into [0, 1). A term's postings are read from
+// each segment (oldest nodes first) and then the memtable, so nodes are visited in id order as
+// with a single list.
+func (p *partition) lexScores(q []qterm) ([]float32, []uint32, float64, error) {
 	if len(q) == 0 || p.live == 0 {
-		return nil, nil, 0
+		return nil, nil, 0, nil
 	}
 	n := p.live
 	avg := float64(p.lex.total) / float64(n)
 	scores := make([]float32, p.g.len())
 	var touched []uint32
 	var best float64
+	segs := p.files.lex.segs
+	raws := make([][]byte, len(segs))
 	for _, t := range q {
-		ps := p.lex.post[t.hash]
 		df := 0
-		for _, x := range ps {
+		for i, s := range segs {
+			raw, err := s.lookup(t.hash)
+			if err != nil {
+				if p.lex.broken.CompareAndSwap(false, true) {
+					p.lex.log.Error("embedded index: lexical segment corrupt; it is rebuilt from the terms log at the next flush", "tenant", p.t.String(), "error", err)
+				}
+				return nil, nil, 0, err
+			}
+			raws[i] = raw
+			for j := range len(raw) / segPostSize {
+				if !p.deleted[binary.LittleEndian.Uint32(raw[j*segPostSize:])] {
+					df++
+				}
+			}
+		}
+		mem := p.lex.mem[t.hash]
+		for _, x := range mem {
 			if !p.deleted[x.node] {
 				df++
 			}
@@ -203,17 +585,25 @@ func (p *partition) lexScores(q []qterm) ([]float32, []uint32, float64) {
 		if df == 0 {
 			continue
 		}
-		for _, x := range ps {
+		score := func(x posting) {
 			if p.deleted[x.node] {
-				continue
+				return
 			}
 			if scores[x.node] == 0 {
 				touched = append(touched, x.node)
 			}
-			scores[x.node] += float32(t.w * idf * lexical.TF(float64(x.tf), float64(p.lex.dl[x.node]), avg))
+			scores[x.node] += float32(t.w * idf * lexical.TF(float64(x.tf), float64(x.dl), avg))
+		}
+		for _, raw := range raws {
+			for j := range len(raw) / segPostSize {
+				score(postingAt(raw, j))
+			}
+		}
+		for _, x := range mem {
+			score(x)
 		}
 	}
-	return scores, touched, best
+	return scores, touched, best, nil
 }
 
 // Pseudo-relevance feedback, with the published defaults rather than values fitted to any

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 
@@ -28,8 +29,13 @@ import (
 // On disk, a tenant's index is the folder {Dir}/{tenant}.ix holding, for file generation G:
 //
 //	vectors.G  node i's unit vector: dim float32s at i*dim*4 (mapped; written once per node)
-//	links.G    node i's layer-0 links: 1+2M uint32s at i*(1+2M)*4, count then ids (mapped; changed
-//	           in place as later nodes link to it)
+//	codes.G    node i's int8 code and scale (mapped; written once per node)
+//	links-S.G  the layer-0 links of the first B nodes (B in the manifest) as they were when it was
+//	           written: 1+2M uint32s per node at i*(1+2M)*4, count then ids; read into memory at
+//	           open, never changed (a new one, S+1, is written when the log below has grown past
+//	           twice its size)
+//	linklog-S.G append-only edits of the layer-0 links since links-S.G was written (hnsw.go
+//	           setLink: 10 bytes each), one CRC-framed batch per flush, replayed at open
 //	chunks.G   append-only chunk records: ids, title, source, URL, metadata, where the text is
 //	text.G     append-only chunk texts (as given: retrieval's sealedindex hands ciphertext); a deleted
 //	           chunk's text is overwritten with zeros in place
@@ -44,13 +50,18 @@ import (
 // A flush appends what changed since the last one (never rewriting what is on disk), fsyncs the
 // files, then writes the manifest: the checkpoint it carries never claims more than the files hold.
 // At open, whatever a log holds past the manifest's length is cut off (written after the last
-// flush; the retrieval module replays the tenant's document events after the checkpoint). Links are
-// changed in place, so after a crash a link may name a node the manifest no longer counts: searches
-// skip those (a link only guides the search; which chunks exist and are deleted lives in the logs).
-// A compaction (more tombstones than live chunks) or a new dimension writes generation G+1 beside
+// flush; the retrieval module replays the tenant's document events after the checkpoint). Nothing
+// is changed in place but a deleted chunk's text (zeroed) and the mapped records of nodes past the
+// manifest's count (which it does not claim). Version 3 changed the layer-0 links in place in a
+// mapped links.G, so a flush wrote again every page a new node's links touched (7.8x the vectors'
+// size at 100k); its folders are taken over as they are (links.G becomes links-0.G, with an empty
+// log), not rebuilt: rebuilding would embed every document again. A compaction (more tombstones than live chunks) or a new dimension writes generation G+1 beside
 // G, switches the manifest to it and removes G.
 
-const manifestVersion = 3 // 2: with the codes file; 3: with the terms log
+const manifestVersion = 4 // 2: with the codes file; 3: with the terms log; 4: links base and log
+
+// linksVersion3 is the last version that kept the layer-0 links in place in links.G.
+const linksVersion3 = 3
 
 type manifest struct {
 	Version    int    `json:"version"`
@@ -72,6 +83,14 @@ type manifest struct {
 	// UpperSeq numbers the upper-links log (upper-{seq}.G): when the log has grown to several times
 	// what it describes, a flush writes the live records to the next one.
 	UpperSeq uint64 `json:"upperSeq"`
+	// LinkSeq numbers the layer-0 links' base file and log (links-{seq}.G, linklog-{seq}.G);
+	// LinkBase is how many nodes' links the base holds, LinkLog the committed bytes of the log.
+	LinkSeq  uint64 `json:"linkSeq"`
+	LinkBase int    `json:"linkBase"`
+	LinkLog  int64  `json:"linkLog"`
+	// Lex is the lexical half's segments, live length total and replay point (lexical.go); nil in
+	// a manifest written before it (the terms log is then read once at open).
+	Lex *lexManifest `json:"lex,omitempty"`
 }
 
 const manifestName = "MANIFEST"
@@ -80,34 +99,38 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // partFiles are one generation's files of a partition.
 type partFiles struct {
-	vecs, links, codes         *region
+	vecs, codes                *region
 	chunks, text, tombs, upper *appendLog
 	terms                      *appendLog
+	links                      *appendLog // the layer-0 links' edit log (linklog-S.G)
+	lex                        *lexFiles  // the lexical half's refs and segments (lexical.go)
 }
 
 func (f *partFiles) close() error {
 	var errs []error
-	for _, r := range []*region{f.vecs, f.links, f.codes} {
+	for _, r := range []*region{f.vecs, f.codes} {
 		if r != nil {
 			errs = append(errs, r.close())
 		}
 	}
-	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper, f.terms} {
+	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper, f.terms, f.links} {
 		if l != nil {
 			errs = append(errs, l.close())
 		}
 	}
+	errs = append(errs, f.lex.close())
 	return errors.Join(errs...)
 }
 
 func (f *partFiles) sync() error {
 	var errs []error
-	for _, r := range []*region{f.vecs, f.links, f.codes} {
+	for _, r := range []*region{f.vecs, f.codes} {
 		errs = append(errs, r.sync())
 	}
-	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper, f.terms} {
+	for _, l := range []*appendLog{f.chunks, f.text, f.tombs, f.upper, f.terms, f.links} {
 		errs = append(errs, l.sync())
 	}
+	errs = append(errs, f.lex.sync())
 	return errors.Join(errs...)
 }
 
@@ -115,13 +138,20 @@ func fileName(kind string, gen uint64) string { return kind + "." + strconv.Form
 
 func upperKind(seq uint64) string { return "upper-" + strconv.FormatUint(seq, 10) }
 
+func linksKind(seq uint64) string { return "links-" + strconv.FormatUint(seq, 10) }
+
+func linkLogKind(seq uint64) string { return "linklog-" + strconv.FormatUint(seq, 10) }
+
+// genKinds are the files a new generation starts with.
+var genKinds = []string{"vectors", "codes", "chunks", "text", "tombs", "upper-0", "terms", "linklog-0", "lexrefs"}
+
 func (ix *Index) partDir(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, t.String()+".ix") }
 
 // newPartition makes an empty partition with fresh files of generation gen (memory only without a
 // folder).
 func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, error) {
-	p := &partition{t: t, gen: gen, ids: newIDs(0), lex: newLexIndex()}
-	f := &partFiles{vecs: &region{}, links: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}, terms: &appendLog{}}
+	p := &partition{t: t, gen: gen, ids: newIDs(0), lex: newLexIndex(ix.cfg.Log)}
+	f := &partFiles{vecs: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}, terms: &appendLog{}, links: &appendLog{}, lex: &lexFiles{refs: &region{}}}
 	if ix.cfg.Dir != "" {
 		p.dir = ix.partDir(t)
 		if err := os.MkdirAll(p.dir, 0o700); err != nil {
@@ -133,13 +163,14 @@ func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, err
 		}
 	}
 	p.files = f
-	p.g = newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, ix.seed(t, 0), f.vecs, f.links, f.codes)
+	p.g = newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, ix.seed(t, 0), f.vecs, f.codes)
+	p.g.logLinks = p.dir != ""
 	return p, nil
 }
 
 func createFiles(dir string, gen uint64) (*partFiles, error) {
 	f := &partFiles{}
-	for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0", "terms"} {
+	for _, kind := range append(genKinds, "links-0") {
 		if err := os.Remove(filepath.Join(dir, fileName(kind, gen))); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
@@ -152,15 +183,17 @@ func (f *partFiles) open(dir string, gen uint64, m *manifest) error {
 	path := func(kind string) string { return filepath.Join(dir, fileName(kind, gen)) }
 	var err error
 	if f.vecs, err = openRegion(path("vectors"), int64(m.Nodes)*int64(m.Dim)*4); err == nil {
-		if f.links, err = openRegion(path("links"), int64(m.Nodes)*int64(1+2*m.M)*4); err == nil {
-			f.codes, err = openRegion(path("codes"), int64(m.Nodes)*int64(codeSize(m.Dim)))
+		if f.codes, err = openRegion(path("codes"), int64(m.Nodes)*int64(codeSize(m.Dim))); err == nil {
+			f.links, err = openLog(path(linkLogKind(m.LinkSeq)), m.LinkLog)
 		}
 		if err == nil {
 			if f.chunks, err = openLog(path("chunks"), m.Chunks); err == nil {
 				if f.text, err = openLog(path("text"), m.Text); err == nil {
 					if f.tombs, err = openLog(path("tombs"), m.Tombs); err == nil {
 						if f.upper, err = openLog(path(upperKind(m.UpperSeq)), m.Upper); err == nil {
-							f.terms, err = openLog(path("terms"), m.Terms)
+							if f.terms, err = openLog(path("terms"), m.Terms); err == nil {
+								f.lex, err = openLexFiles(dir, gen, m)
+							}
 						}
 					}
 				}
@@ -211,14 +244,21 @@ func (ix *Index) Flush(ctx context.Context) error {
 // p.mu for writing: the manifest's content and checkpoint are of one moment. It costs a few fsyncs,
 // not a rewrite of the index.
 func (p *partition) flush() (err error) {
-	if !p.dirty {
+	if !p.dirty && !p.lex.broken.Load() { // broken: a query found a lexical segment corrupt (lexical.go)
 		return nil
 	}
 	if p.dir == "" {
 		clear(p.g.dirtyUp)
+		p.g.linkEdits = p.g.linkEdits[:0]
 		p.dirty = false
 		return nil
 	}
+	defer func() {
+		if err != nil && p.oldLinks != nil {
+			// Keep appending to the base and log the manifest on disk names.
+			p.undoLinksRewrite()
+		}
+	}()
 	var oldUpper *appendLog
 	if live := upperBytes(p.g.upper); p.files.upper.size > 4*live+(64<<10) {
 		// Mostly superseded records: the live ones go to the next log, which the manifest below
@@ -255,21 +295,128 @@ func (p *partition) flush() (err error) {
 			return err
 		}
 	}
+	if err := p.flushLinks(); err != nil {
+		return err
+	}
+	if err := p.flushLex(); err != nil {
+		return err
+	}
 	if err := p.files.sync(); err != nil {
 		return err
 	}
 	m := manifest{Version: manifestVersion, Tenant: p.t.String(), Gen: p.gen, Dim: p.g.dim, M: p.g.m, EfC: p.g.efC,
 		Entry: p.g.entry, MaxLevel: p.g.maxLevel, Nodes: p.g.len(), Live: p.live, Checkpoint: p.cp,
 		Chunks: p.files.chunks.size, Text: p.files.text.size, Tombs: p.files.tombs.size, Upper: p.files.upper.size, Terms: p.files.terms.size,
-		UpperSeq: p.upperSeq}
+		UpperSeq: p.upperSeq, LinkSeq: p.linkSeq, LinkBase: p.linkBase, LinkLog: p.files.links.size, Lex: p.lexManifest()}
 	if err := writeManifest(p.dir, &m); err != nil {
 		return err
+	}
+	p.lexCommitted()
+	if p.oldLinks != nil {
+		// The manifest names the new base and log: the old ones go.
+		_ = p.oldLinks.log.close()
+		p.oldLinks = nil
+		_ = os.Remove(filepath.Join(p.dir, fileName(linksKind(p.linkSeq-1), p.gen)))
+		_ = os.Remove(filepath.Join(p.dir, fileName(linkLogKind(p.linkSeq-1), p.gen)))
 	}
 	// What inserts touched of the float vectors is on disk now; searches read them with pread.
 	p.files.vecs.dropResident()
 	clear(p.g.dirtyUp)
 	p.dirty = false
 	return nil
+}
+
+// flushLinks appends the layer-0 link edits since the last flush to the links log as one framed
+// batch (length, CRC-32C, edits), or, once the log would outgrow twice the links themselves (or
+// 4 MiB), writes every node's links to the next base file and starts an empty log: replaying the
+// log at open stays short, and the base is written about once per twice its size of edits. The
+// manifest written after it switches to the new pair; until then the old pair is kept (oldLinks)
+// and put back if the flush fails.
+func (p *partition) flushLinks() error {
+	edits := p.g.linkEdits
+	if len(edits) == 0 && !p.linksLost {
+		return nil
+	}
+	rec := int64(1+p.g.m0) * 4
+	if p.linksLost || p.files.links.size+int64(len(edits))+8 > max(2*rec*int64(p.g.len()), linksLogFloor) {
+		if err := p.rewriteLinks(); err != nil {
+			return err
+		}
+		p.g.linkEdits, p.linksLost = edits[:0], false
+		return nil
+	}
+	frame := make([]byte, 8, 8+len(edits))
+	binary.LittleEndian.PutUint32(frame, uint32(len(edits)))
+	binary.LittleEndian.PutUint32(frame[4:], crc32.Checksum(edits, castagnoli))
+	if _, err := p.files.links.append(append(frame, edits...)); err != nil {
+		return err
+	}
+	p.g.linkEdits = edits[:0]
+	return nil
+}
+
+// linksLogFloor is the size the links log may always reach before a new base is written (a var
+// for the tests that make it small).
+var linksLogFloor int64 = 4 << 20
+
+// rewriteLinks writes every node's layer-0 links to links-{S+1}.G (fsync'd) and opens an empty
+// linklog-{S+1}.G in place of the current log, which is kept in p.oldLinks until the manifest
+// names the new pair.
+func (p *partition) rewriteLinks() error {
+	seq := p.linkSeq + 1
+	base := filepath.Join(p.dir, fileName(linksKind(seq), p.gen))
+	logPath := filepath.Join(p.dir, fileName(linkLogKind(seq), p.gen))
+	n := p.g.len()
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(p.g.lk))), n*(1+p.g.m0)*4)
+	if err := writeSynced(base, raw); err != nil {
+		return fmt.Errorf("links base: %w", err)
+	}
+	_ = os.Remove(logPath)
+	l, err := openLog(logPath, 0)
+	if err != nil {
+		_ = os.Remove(base)
+		return err
+	}
+	p.oldLinks = &linksState{log: p.files.links, seq: p.linkSeq, base: p.linkBase}
+	p.files.links, p.linkSeq, p.linkBase = l, seq, n
+	return nil
+}
+
+// linksState is the links base and log a rewrite replaced, until the manifest names the new pair.
+type linksState struct {
+	log  *appendLog
+	seq  uint64
+	base int
+}
+
+// undoLinksRewrite goes back to the links base and log the manifest on disk names, after a flush
+// that rewrote them failed. The edits of that flush are gone from memory (they were folded into
+// the base that is now dropped), so the graph's links are written whole to the next flush's base.
+func (p *partition) undoLinksRewrite() {
+	o := p.oldLinks
+	_ = p.files.links.close()
+	_ = os.Remove(filepath.Join(p.dir, fileName(linksKind(p.linkSeq), p.gen)))
+	_ = os.Remove(filepath.Join(p.dir, fileName(linkLogKind(p.linkSeq), p.gen)))
+	p.files.links, p.linkSeq, p.linkBase, p.oldLinks = o.log, o.seq, o.base, nil
+	p.linksLost, p.dirty = true, true
+}
+
+// writeSynced writes b to a new file at path and fsyncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
 }
 
 // upperBytes is the size of one record per node with upper links.
@@ -337,7 +484,7 @@ func readManifest(dir string) (*manifest, error) {
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if m.Version != manifestVersion {
+	if m.Version != manifestVersion && m.Version != linksVersion3 {
 		return nil, fmt.Errorf("manifest version %d, this build reads %d", m.Version, manifestVersion)
 	}
 	return &m, nil
@@ -354,9 +501,7 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 	fail := func(err error) error {
 		_ = np.files.close()
 		if np.dir != "" {
-			for _, kind := range []string{"vectors", "links", "codes", "chunks", "text", "tombs", "upper-0", "terms"} {
-				_ = os.Remove(filepath.Join(np.dir, fileName(kind, np.gen)))
-			}
+			removeOtherGens(np.dir, p.gen, p.upperSeq, p.linkSeq)
 		}
 		return fmt.Errorf("rebuild the index of %s: %w", p.t, err)
 	}
@@ -393,24 +538,37 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 	old := p.files
 	p.gen, p.upperSeq, p.g, p.files, p.refs, p.deleted, p.ids, p.lex, p.live, p.dirty =
 		np.gen, np.upperSeq, np.g, np.files, np.refs, np.deleted, np.ids, np.lex, np.live, false
+	p.linkSeq, p.linkBase, p.linksLost = np.linkSeq, np.linkBase, false
 	_ = old.close()
 	if p.dir != "" {
-		removeOtherGens(p.dir, p.gen, p.upperSeq)
+		removeOtherGens(p.dir, p.gen, p.upperSeq, p.linkSeq)
 	}
 	return nil
 }
 
 // removeOtherGens deletes files of generations other than gen (an old one after a compaction, or
-// a new one a crash left half written).
-func removeOtherGens(dir string, gen, upperSeq uint64) {
+// a new one a crash left half written), and of gen the upper-links logs and links files other
+// than the manifest's (upperSeq, linkSeq).
+func removeOtherGens(dir string, gen, upperSeq, linkSeq uint64) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	keep := "." + strconv.FormatUint(gen, 10)
+	current := func(name string) bool {
+		switch {
+		case strings.HasPrefix(name, "upper-"):
+			return name == fileName(upperKind(upperSeq), gen)
+		case strings.HasPrefix(name, "linklog-"):
+			return name == fileName(linkLogKind(linkSeq), gen)
+		case strings.HasPrefix(name, "links"):
+			return name == fileName(linksKind(linkSeq), gen)
+		}
+		return true
+	}
 	for _, e := range ents {
 		name := e.Name()
-		if name == manifestName || (strings.HasSuffix(name, keep) && (!strings.HasPrefix(name, "upper-") || name == fileName(upperKind(upperSeq), gen))) {
+		if name == manifestName || (strings.HasSuffix(name, keep) && current(name)) {
 			continue
 		}
 		_ = os.Remove(filepath.Join(dir, name))
@@ -480,23 +638,102 @@ func (ix *Index) openPartition(t tenant.ID, dir string) (*partition, error) {
 		int(m.Entry) >= m.Nodes || (m.Nodes > 0 && m.Entry < 0) || m.Live > m.Nodes || m.Live < 0 || m.Tombs%4 != 0 {
 		return nil, errors.New("inconsistent manifest")
 	}
-	removeOtherGens(dir, m.Gen, m.UpperSeq)
+	if m.Version == linksVersion3 {
+		// Its links.G holds every node's links: the base of sequence 0, with an empty log.
+		if err := os.Rename(filepath.Join(dir, fileName("links", m.Gen)), filepath.Join(dir, fileName(linksKind(0), m.Gen))); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+		m.LinkSeq, m.LinkBase, m.LinkLog = 0, m.Nodes, 0
+	}
+	if m.LinkBase < 0 || m.LinkBase > m.Nodes || m.LinkLog < 0 {
+		return nil, errors.New("inconsistent manifest")
+	}
+	removeOtherGens(dir, m.Gen, m.UpperSeq, m.LinkSeq)
 	f := &partFiles{}
 	if err := f.open(dir, m.Gen, m); err != nil {
 		return nil, err
 	}
-	p := &partition{t: t, dir: dir, gen: m.Gen, upperSeq: m.UpperSeq, files: f, cp: m.Checkpoint, live: m.Live,
-		ids: newIDs(m.Live), lex: newLexIndex()}
-	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.links, f.codes)
+	p := &partition{t: t, dir: dir, gen: m.Gen, upperSeq: m.UpperSeq, linkSeq: m.LinkSeq, linkBase: m.LinkBase,
+		files: f, cp: m.Checkpoint, live: m.Live, ids: newIDs(m.Live), lex: newLexIndex(ix.cfg.Log)}
+	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.codes)
+	p.g.logLinks = true
 	p.g.n, p.g.entry, p.g.maxLevel = m.Nodes, m.Entry, m.MaxLevel
 	if m.Nodes == 0 {
 		p.g.entry = -1
 	}
-	if err := p.loadLogs(m); err != nil {
+	err = p.loadLinks(m)
+	if err == nil {
+		err = p.loadLogs(m)
+	}
+	if err != nil {
 		_ = f.close()
 		return nil, err
 	}
+	if m.Version == linksVersion3 {
+		// The next flush writes a version 4 manifest.
+		p.dirty = true
+	}
 	return p, nil
+}
+
+// loadLinks reads the layer-0 links: the base file's nodes, then the log's edits replayed.
+// Version 3's links were changed in place, so they may name nodes a crash lost: those links are
+// dropped; from version 4 on such a link means damaged files.
+func (p *partition) loadLinks(m *manifest) error {
+	rec := 1 + p.g.m0
+	p.g.lk = make([]uint32, m.Nodes*rec)
+	if m.LinkBase > 0 {
+		f, err := os.Open(filepath.Join(p.dir, fileName(linksKind(m.LinkSeq), m.Gen)))
+		if err != nil {
+			return fmt.Errorf("links: %w", err)
+		}
+		raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(p.g.lk))), m.LinkBase*rec*4)
+		_, err = f.ReadAt(raw, 0)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("links: %w", err)
+		}
+		for i := range m.LinkBase {
+			o := i * rec
+			c := int(p.g.lk[o])
+			if c > p.g.m0 {
+				return fmt.Errorf("links of node %d: %d of at most %d", i, c, p.g.m0)
+			}
+			ls := p.g.lk[o+1 : o+1+c]
+			kept := 0
+			for _, x := range ls {
+				if int(x) < m.Nodes {
+					ls[kept] = x
+					kept++
+				} else if m.Version != linksVersion3 {
+					return fmt.Errorf("links of node %d: node %d of %d", i, x, m.Nodes)
+				}
+			}
+			p.g.lk[o] = uint32(kept)
+		}
+	}
+	b := make([]byte, m.LinkLog)
+	if err := p.files.links.readAt(b, 0); err != nil {
+		return fmt.Errorf("links log: %w", err)
+	}
+	for off := 0; off < len(b); {
+		if len(b)-off < 8 {
+			return fmt.Errorf("links log at %d: cut short", off)
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		if n > len(b)-off-8 {
+			return fmt.Errorf("links log at %d: length %d past the end", off, n)
+		}
+		body := b[off+8 : off+8+n]
+		if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[off+4:]) {
+			return fmt.Errorf("links log at %d: checksum mismatch", off)
+		}
+		if err := p.g.applyLinkEdits(body, m.Nodes); err != nil {
+			return fmt.Errorf("links log at %d: %w", off, err)
+		}
+		off += 8 + n
+	}
+	return nil
 }
 
 // loadLogs reads the chunk records (ids only are kept), tombstones and upper links.
@@ -558,7 +795,7 @@ func (p *partition) loadLogs(m *manifest) error {
 	if len(p.refs) != m.Nodes {
 		return fmt.Errorf("%d chunk records for %d nodes", len(p.refs), m.Nodes)
 	}
-	if err := p.loadTerms(m.Terms); err != nil {
+	if err := p.openLex(m); err != nil {
 		return err
 	}
 	up := make([]byte, m.Upper)

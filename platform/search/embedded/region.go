@@ -59,7 +59,7 @@ func (r *region) mapFile(size int) error {
 	if err != nil {
 		return fmt.Errorf("mmap %s: %w", r.f.Name(), err)
 	}
-	// Searches read vectors and links in graph order, not file order: read-ahead would only fill
+	// Searches read codes (and inserts vectors) in graph order, not file order: read-ahead would only fill
 	// memory with pages no search asked for.
 	_ = unix.Madvise(b, unix.MADV_RANDOM)
 	if r.b != nil {

@@ -1,0 +1,323 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/platform/search"
+	"github.com/crispy-enigma/crispy/platform/search/lexical"
+	"github.com/crispy-enigma/crispy/platform/tenant"
+)
+
+// smallSegments makes the lexical thresholds a few hundred postings, so a test of a few thousand
+// chunks has several segments, merges and a replayed tail.
+func smallSegments(t *testing.T) {
+	f, m, c := flushPostings, memPostings, mergeCap
+	flushPostings, memPostings, mergeCap = 300, 2000, 6000
+	t.Cleanup(func() { flushPostings, memPostings, mergeCap = f, m, c })
+}
+
+// zipfChunks makes n chunks of words drawn from a Zipf vocabulary (like text), each with a random
+// vector; prefix keeps two tenants' words apart.
+func zipfChunks(r *rand.Rand, n int, prefix string) []search.Chunk {
+	z := rand.NewZipf(r, 1.2, 1, 1999)
+	cs := make([]search.Chunk, n)
+	for i := range cs {
+		var sb strings.Builder
+		for range 10 + r.IntN(30) {
+			fmt.Fprintf(&sb, "%sw%dx ", prefix, z.Uint64())
+		}
+		v := make([]float32, 8)
+		for j := range v {
+			v[j] = float32(r.NormFloat64())
+		}
+		cs[i] = search.Chunk{DocID: fmt.Sprintf("d%d", i/2), ChunkID: fmt.Sprintf("d%d#%d", i/2, i%2), Text: sb.String(), Vector: v, Terms: lexical.Analyze(sb.String())}
+	}
+	return cs
+}
+
+// sameHits fails unless both indexes answer every query alike: the same chunks in the same order
+// with the same scores, to the bit.
+func sameHits(t *testing.T, want, got *Index, tn tenant.ID, qs []search.Query) {
+	t.Helper()
+	ctx := context.Background()
+	matched := 0
+	for i, q := range qs {
+		a, err := want.Search(ctx, tn, q)
+		must(t, err)
+		b, err := got.Search(ctx, tn, q)
+		must(t, err)
+		if len(a) != len(b) {
+			t.Fatalf("query %d (%s %v): %d hits, want %d", i, q.Mode, q.Terms, len(b), len(a))
+		}
+		for j := range a {
+			if a[j].ChunkID != b[j].ChunkID || a[j].Score != b[j].Score || a[j].LexicalScore != b[j].LexicalScore || a[j].VectorScore != b[j].VectorScore || a[j].Text != b[j].Text {
+				t.Fatalf("query %d (%s %v) hit %d: %+v, want %+v", i, q.Mode, q.Terms, j, b[j], a[j])
+			}
+		}
+		matched += len(a)
+	}
+	if matched == 0 {
+		t.Fatal("no query matched anything: the comparison proves nothing")
+	}
+}
+
+func queriesFrom(r *rand.Rand, cs []search.Chunk, n int) []search.Query {
+	var qs []search.Query
+	for i := range n {
+		words := strings.Fields(cs[r.IntN(len(cs))].Text)
+		terms := lexical.Analyze(strings.Join(words[:min(3, len(words))], " "))
+		mode := []search.Mode{search.ModeLexical, search.ModeHybrid}[i%2]
+		qs = append(qs, search.Query{Mode: mode, Terms: terms, Vector: cs[i].Vector, K: 10, MinScore: -1, Feedback: i%3 == 0})
+	}
+	return qs
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func segFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "lexseg-*"))
+	must(t, err)
+	return m
+}
+
+// BM25 over mapped segments, merged segments, a replayed tail and the memtable scores exactly as
+// the all-in-memory postings do, before and after a restart, with deletes and replaced chunks;
+// and each tenant's postings stay its own after the restart.
+func TestLexicalSegmentsScoreLikeMemoryAndStayPerTenant(t *testing.T) {
+	smallSegments(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, b := tenant.MustParse("acme"), tenant.MustParse("beta")
+	r := rand.New(rand.NewPCG(7, 8))
+	ca, cb := zipfChunks(r, 1500, ""), zipfChunks(r, 600, "b")
+	ca[1234].Text, ca[1234].Terms = "the hypersonic xylophonist", lexical.Analyze("the hypersonic xylophonist")
+	cfg := Config{ExactBelow: 1 << 30} // exact vector scans: both indexes' vector halves agree
+	mem, err := Open(cfg)
+	must(t, err)
+	cfg.Dir = dir
+	disk, err := Open(cfg)
+	must(t, err)
+	for _, ix := range []*Index{mem, disk} {
+		for s := 0; s < len(ca); s += 100 {
+			must(t, ix.Upsert(ctx, a, ca[s:s+100]))
+			must(t, ix.Flush(ctx))
+			if s == 700 {
+				for d := 0; d < 40; d++ {
+					must(t, ix.DeleteDoc(ctx, a, fmt.Sprintf("d%d", 3*d)))
+				}
+				// A new version of a chunk: the old node is a tombstone in a segment.
+				re := ca[11]
+				re.Text, re.Terms = "revised w1x w2x w3x", lexical.Analyze("revised w1x w2x w3x")
+				must(t, ix.Upsert(ctx, a, []search.Chunk{re}))
+			}
+		}
+		must(t, ix.Upsert(ctx, b, cb))
+		must(t, ix.Upsert(ctx, a, ca[:5])) // replaced after the last flush: in the memtable only
+	}
+	p := disk.parts[a]
+	if len(p.files.lex.segs) < 2 || p.lex.memN == 0 {
+		t.Fatalf("%d segments, %d postings in the memtable: the test does not cover merging or the memtable", len(p.files.lex.segs), p.lex.memN)
+	}
+	qa := queriesFrom(r, ca, 60)
+	qb := queriesFrom(r, cb, 20)
+	sameHits(t, mem, disk, a, qa)
+	sameHits(t, mem, disk, b, qb)
+	must(t, disk.Close())
+
+	disk, err = Open(cfg)
+	must(t, err)
+	defer disk.Close()
+	if n := len(disk.parts[a].files.lex.segs); n < 2 {
+		t.Fatalf("%d segments after the reopen", n)
+	}
+	sameHits(t, mem, disk, a, qa)
+	sameHits(t, mem, disk, b, qb)
+	// Tenant isolation after the restart: A's rare word is found in A only, and no query of
+	// either tenant's words finds anything of the other.
+	xylo := search.Query{Mode: search.ModeLexical, Terms: lexical.Analyze("xylophonist"), K: 5, MinScore: -1}
+	if hits, err := disk.Search(ctx, a, xylo); err != nil || len(hits) != 1 || hits[0].ChunkID != "d617#0" {
+		t.Fatalf("A's word in A: %+v %v", hits, err)
+	}
+	for _, q := range append(append([]search.Query{xylo}, qa...), qb...) {
+		for _, tn := range []tenant.ID{a, b} {
+			hits, err := disk.Search(ctx, tn, search.Query{Mode: search.ModeLexical, Terms: q.Terms, K: 10, MinScore: -1})
+			must(t, err)
+			for _, h := range hits {
+				own := strings.HasPrefix(h.Text, "bw") == (tn == b)
+				if !own {
+					t.Fatalf("tenant %s found the other tenant's chunk %s (%q)", tn, h.ChunkID, h.Text)
+				}
+			}
+		}
+	}
+	// The files hold hashes, never words.
+	for _, f := range segFiles(t, filepath.Join(dir, "acme.ix")) {
+		raw, err := os.ReadFile(f)
+		must(t, err)
+		if bytes.Contains(raw, []byte("xylophon")) {
+			t.Fatalf("a word is readable in %s", f)
+		}
+	}
+}
+
+// Damaged segments are found and rebuilt from the terms log, with a log line: a flipped bit in a
+// posting list fails that query and the next flush rebuilds; a torn, missing or mangled segment
+// at open is rebuilt there. The answers are then those of an undamaged index.
+func TestLexicalSegmentDamageIsDetectedAndRebuilt(t *testing.T) {
+	smallSegments(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := tenant.MustParse("acme")
+	r := rand.New(rand.NewPCG(9, 10))
+	cs := zipfChunks(r, 800, "")
+	var logs bytes.Buffer
+	cfg := Config{Dir: dir, ExactBelow: 1 << 30, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	ix, err := Open(cfg)
+	must(t, err)
+	for s := 0; s < len(cs); s += 100 {
+		must(t, ix.Upsert(ctx, a, cs[s:s+100]))
+		must(t, ix.Flush(ctx))
+	}
+	must(t, ix.Close())
+	ref, err := Open(Config{ExactBelow: 1 << 30})
+	must(t, err)
+	must(t, ref.Upsert(ctx, a, cs))
+	qs := queriesFrom(r, cs, 30)
+	part := filepath.Join(dir, "acme.ix")
+
+	// A flipped bit in the postings of the most common term (every query's feedback reads it).
+	ix, err = Open(cfg)
+	must(t, err)
+	segs := ix.parts[a].files.lex.segs
+	if len(segs) == 0 {
+		t.Fatal("no segment to damage")
+	}
+	s := segs[0]
+	common := lexical.Analyze("w1x")
+	raw, err := s.lookup(lexical.Hash(common[0]))
+	if err != nil || len(raw) == 0 {
+		t.Fatalf("the common term is not in the first segment: %v", err)
+	}
+	off := int64(len(s.b[:cap(s.b)]) - cap(raw)) // raw's place in the file
+	path := s.f.Name()
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	must(t, err)
+	_, err = fh.WriteAt([]byte{raw[4] ^ 0x40}, off+4)
+	must(t, err)
+	must(t, fh.Close())
+	_, err = ix.Search(ctx, a, search.Query{Mode: search.ModeLexical, Terms: common, K: 5, MinScore: -1})
+	if err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("a flipped bit in a posting list: %v", err)
+	}
+	if !strings.Contains(logs.String(), "lexical segment corrupt") {
+		t.Fatalf("no log line: %s", logs.String())
+	}
+	must(t, ix.Flush(ctx))
+	if !strings.Contains(logs.String(), "rebuilt from the terms log") {
+		t.Fatalf("the flush did not say it rebuilt: %s", logs.String())
+	}
+	sameHits(t, ref, ix, a, qs)
+	must(t, ix.Close())
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the damaged segment is still there: %v", err)
+	}
+
+	damage := map[string]func(path string){
+		"torn":    func(path string) { must(t, os.Truncate(path, 100)) },
+		"missing": func(path string) { must(t, os.Remove(path)) },
+		"header": func(path string) {
+			fh, err := os.OpenFile(path, os.O_RDWR, 0)
+			must(t, err)
+			var h [8]byte
+			binary.LittleEndian.PutUint64(h[:], 99)
+			_, err = fh.WriteAt(h[:], 16)
+			must(t, err)
+			must(t, fh.Close())
+		},
+	}
+	for name, hurt := range damage {
+		segs := segFiles(t, part)
+		if len(segs) == 0 {
+			t.Fatalf("%s: no segment to damage", name)
+		}
+		hurt(segs[len(segs)-1])
+		logs.Reset()
+		ix, err = Open(cfg)
+		must(t, err)
+		if n, _ := ix.Count(ctx, a); n != len(cs) {
+			t.Fatalf("%s: count %d: the tenant was dropped instead of its segments rebuilt", name, n)
+		}
+		if !strings.Contains(logs.String(), "lexical segments unusable") {
+			t.Fatalf("%s: no log line: %s", name, logs.String())
+		}
+		sameHits(t, ref, ix, a, qs)
+		must(t, ix.Close()) // writes the rebuilt segments
+	}
+}
+
+// A crash after a write cut a segment but before a manifest named it: the segment is not part of
+// the index (removed at open), and the index is the last manifest's. An index written before the
+// lexical segments (no lexical part in its manifest) opens by reading its terms log once.
+func TestLexicalCrashBeforeManifestAndOlderIndex(t *testing.T) {
+	smallSegments(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := tenant.MustParse("acme")
+	r := rand.New(rand.NewPCG(11, 12))
+	cs := zipfChunks(r, 900, "")
+	ix, err := Open(Config{Dir: dir, ExactBelow: 1 << 30})
+	must(t, err)
+	must(t, ix.Upsert(ctx, a, cs[:400]))
+	must(t, ix.Flush(ctx))
+	part := filepath.Join(dir, "acme.ix")
+	before := len(segFiles(t, part))
+	must(t, ix.Upsert(ctx, a, cs[400:])) // cuts segments (memPostings) no manifest names yet
+	if len(segFiles(t, part)) <= before {
+		t.Fatal("the write cut no segment: the test proves nothing")
+	}
+	crashed := filepath.Join(t.TempDir(), "index")
+	must(t, os.CopyFS(crashed, os.DirFS(dir)))
+	must(t, ix.Close())
+	ref, err := Open(Config{ExactBelow: 1 << 30})
+	must(t, err)
+	must(t, ref.Upsert(ctx, a, cs[:400]))
+	cix, err := Open(Config{Dir: crashed, ExactBelow: 1 << 30})
+	must(t, err)
+	if n, _ := cix.Count(ctx, a); n != 400 {
+		t.Fatalf("count after the crash %d, want the manifest's 400", n)
+	}
+	if got := len(segFiles(t, filepath.Join(crashed, "acme.ix"))); got != before {
+		t.Fatalf("%d segment files after the crash, the manifest names %d", got, before)
+	}
+	sameHits(t, ref, cix, a, queriesFrom(r, cs[:400], 20))
+	must(t, cix.Close())
+
+	// The whole index with its manifest's lexical part removed, as an older version wrote it.
+	m, err := readManifest(part)
+	must(t, err)
+	m.Lex = nil
+	must(t, writeManifest(part, m))
+	ix, err = Open(Config{Dir: dir, ExactBelow: 1 << 30})
+	must(t, err)
+	must(t, ref.Upsert(ctx, a, cs[400:]))
+	sameHits(t, ref, ix, a, queriesFrom(r, cs, 20))
+	must(t, ix.Close())
+	if m, err = readManifest(part); err != nil || m.Lex == nil || len(m.Lex.Segs) == 0 {
+		t.Fatalf("after the older index was opened and closed: %+v %v", m, err)
+	}
+}
