@@ -232,8 +232,12 @@ func (r *Router) Pass(ctx context.Context, models []ModelID, req Request, out Ch
 	}
 	return r.route(ctx, usable, req, func(actx context.Context, p Provider, m ModelID, req Request, progress Progress) (Result, error) {
 		if ps, ok := p.(Passer); ok {
+			// One send for the whole call, not a closure per chunk.
+			var chunk []byte
+			send := func() error { return out(chunk) }
 			return ps.Pass(actx, req, func(data []byte) error {
-				return progress(func() error { return out(data) })
+				chunk = data
+				return progress(send)
 			})
 		}
 		return synthesize(actx, p, m, req, progress, out)

@@ -284,23 +284,21 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 		if !needsReading(data) {
 			return out(data) // a delta: nothing to meter in it
 		}
-		var c passChunk
-		if err := json.Unmarshal(data, &c); err != nil {
+		c, err := meterChunk(data)
+		if err != nil {
 			return &ai.Error{Model: model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
 		}
-		if c.Error != nil {
-			return &ai.Error{Model: model, Reason: "error", Message: c.Error.Message}
+		if c.err != nil {
+			return &ai.Error{Model: model, Reason: "error", Message: c.err.Message}
 		}
-		if c.Usage != nil {
-			res.Usage = c.Usage.toAI()
-			if len(c.Choices) == 0 && !pr.IncludeUsage {
+		if c.usage != nil {
+			res.Usage = c.usage.toAI()
+			if c.choices == 0 && !pr.IncludeUsage {
 				return nil
 			}
 		}
-		for _, ch := range c.Choices {
-			if ch.FinishReason != nil && *ch.FinishReason != "" {
-				res.FinishReason = *ch.FinishReason
-			}
+		if c.finish != "" {
+			res.FinishReason = c.finish
 		}
 		return out(data)
 	})

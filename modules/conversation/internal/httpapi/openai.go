@@ -187,6 +187,7 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
 		w := hctx.BodyWriter()
 		started := false
+		var frame []byte // one event, written at once (reused)
 		if pr.Stream {
 			pr.Flush = func() {
 				if started {
@@ -211,13 +212,8 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 			}
 			// Written unflushed into the response's buffer: the provider flushes (pr.Flush) before
 			// it waits for the upstream.
-			if _, err := w.Write(dataPrefix); err != nil {
-				return err
-			}
-			if _, err := w.Write(data); err != nil {
-				return err
-			}
-			_, err := w.Write(eventEnd)
+			frame = append(append(append(frame[:0], dataPrefix...), data...), eventEnd...)
+			_, err := w.Write(frame)
 			return err
 		})
 		switch {

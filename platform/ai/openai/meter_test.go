@@ -1,0 +1,70 @@
+package openai
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// meterChunk's walk reads what decoding the chunk whole reads: the finish_reason, the usage, the
+// number of choices and an error, for the chunks OpenAI and compatible servers send (recorded
+// shapes: whitespace, tool calls, escapes, logprobs, extra fields) and malformed ones.
+func TestMeterChunkReadsWhatADecodeReads(t *testing.T) {
+	chunks := []string{
+		`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}`,
+		`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}}`,
+		`{"id": "x", "choices": [ {"index": 0, "delta": {"content": "a \"finish_reason\":\"stop\" b"}, "finish_reason": "length"} ], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","type":"function","function":{"name":"time","arguments":"{\"tz\":\"}]\"}"}}]},"finish_reason":"tool_calls"}]}`,
+		`{"choices":[{"index":0,"finish_reason":"st\u006fp"},{"index":1,"finish_reason":null}],"usage":null,"system_fingerprint":"fp_1","x_extra":[1,2.5e3,true,false,null,{"a":[]}]}`,
+		`{"choices":[{"index":0,"delta":{},"finish_reason":"stop","logprobs":{"content":[{"token":"}","logprob":-0.1,"bytes":[125]}]}}]}`,
+		`{"error":{"message":"The server had an error","type":"server_error"}}`,
+		`{"error":null,"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`,
+		`{"choices":null,"usage":{"total_tokens":5}}`,
+		`{"ch\u006fices":[{"finish_reason":"stop"}]}`,
+		`{"choices":[{"finish_reason":"stop"}]`,
+		`{"choices":[{"finish_reason":"stop"}]} trailing`,
+		`[1,2]`,
+		`{"usage":"none"}`,
+		``,
+	}
+	for _, c := range chunks {
+		var whole passChunk
+		werr := json.Unmarshal([]byte(c), &whole)
+		got, err := meterChunk([]byte(c))
+		if (err != nil) != (werr != nil) {
+			// The walk may accept a chunk a decode refuses only past its end (trailing bytes).
+			if _, ok := walkChunk([]byte(c)); !ok || c != `{"choices":[{"finish_reason":"stop"}]} trailing` {
+				t.Errorf("%s: walk error %v, decode error %v", c, err, werr)
+			}
+			continue
+		}
+		if werr != nil {
+			continue
+		}
+		want := chunkMeter{usage: whole.Usage, choices: len(whole.Choices), err: whole.Error}
+		for _, ch := range whole.Choices {
+			if ch.FinishReason != nil && *ch.FinishReason != "" {
+				want.finish = *ch.FinishReason
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v (usage %+v)\nwant %+v (usage %+v)", c, got, got.usage, want, want.usage)
+		}
+	}
+}
+
+func FuzzMeterChunk(f *testing.F) {
+	f.Add(`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}`)
+	f.Add(`{"choices":[],"usage":{"prompt_tokens":1}}`)
+	f.Add(`{"error":{"message":"x"}}`)
+	f.Fuzz(func(t *testing.T, c string) {
+		got, err := meterChunk([]byte(c))
+		var whole passChunk
+		if json.Unmarshal([]byte(c), &whole) != nil || err != nil {
+			return // no panic is all a malformed chunk must give
+		}
+		if got.choices != len(whole.Choices) || (got.usage == nil) != (whole.Usage == nil) || (got.err == nil) != (whole.Error == nil) {
+			t.Fatalf("%s: walk %+v, decode %+v", c, got, whole)
+		}
+	})
+}
