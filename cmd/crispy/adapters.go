@@ -93,3 +93,15 @@ func (s searchStats) CacheStats(ctx context.Context, t tenant.ID, since, until t
 	c, err := s.r.CacheStats(ctx, t, since, until)
 	return observability.CacheStats{Hits: c.Hits, Misses: c.Misses, TotalChecks: c.TotalChecks, HitRate: c.HitRate, AvgLatencyMs: c.AvgLatencyMs}, err
 }
+
+// lazyPricer prices per-key USD budgets with observability's price table. The conversation module
+// is built before observability, so the table is looked up at call time (no request is served
+// before both exist); a server without it prices every call at 0.
+type lazyPricer struct{ a *app }
+
+func (p lazyPricer) Cost(model string, prompt, cached, completion, reasoning int64) (float64, bool) {
+	if p.a.obs == nil {
+		return 0, false
+	}
+	return p.a.obs.Cost(model, prompt, cached, completion, reasoning)
+}

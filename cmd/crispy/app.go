@@ -155,6 +155,10 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 	if err != nil {
 		return nil, err
 	}
+	modelMaxTokens, err := parseModelMaxTokens(cfg.ModelMaxTokens)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.DefaultChatModel != "" {
 		defaultChat = cfg.DefaultChatModel
 	}
@@ -188,10 +192,11 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		}
 	}
 	if a.conv, err = conversation.New(conversation.Deps{
-		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride, ModelAliases: aliases,
+		Config: conversation.Config{DefaultModel: defaultChat, OverrideModel: cfg.ModelOverride, ModelAliases: aliases, ModelMaxTokens: modelMaxTokens,
 			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB), SweepInterval: cfg.RetentionEvery},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance, Sealer: a.sealer,
+		Pricer: lazyPricer{a},
 	}); err != nil {
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}

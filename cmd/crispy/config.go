@@ -59,6 +59,7 @@ type config struct {
 	CFGatewayID       string
 	CFBaseURL         string // CRISPY_CF_BASE_URL: Workers AI's API root (proxies, tests)
 	ModelAliases      string // CRISPY_MODEL_ALIASES: name=provider:model,… for OpenAI clients
+	ModelMaxTokens    string // CRISPY_MODEL_MAX_TOKENS: provider:model=tokens,… default max_tokens per model
 	ModelFirstByte    time.Duration
 	ModelIdle         time.Duration
 	ModelRetries      int
@@ -259,6 +260,7 @@ func (c *config) providerEnv(env lookupEnv) {
 	c.CFGatewayID = get("CRISPY_CF_GATEWAY_ID")
 	c.CFBaseURL = get("CRISPY_CF_BASE_URL")
 	c.ModelAliases = get("CRISPY_MODEL_ALIASES")
+	c.ModelMaxTokens = get("CRISPY_MODEL_MAX_TOKENS")
 	c.ModelOverride = get("CRISPY_MODEL_ID")
 	c.DefaultChatModel = get("CRISPY_DEFAULT_CHAT_MODEL")
 	c.DefaultEmbedModel = get("CRISPY_DEFAULT_EMBEDDING_MODEL")

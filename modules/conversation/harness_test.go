@@ -105,6 +105,8 @@ type opts struct {
 	guard httpapi.Guard
 	// policyOverride replaces the tenants policy given to the module (tenants is then unused).
 	policyOverride conversation.TenantPolicy
+	// pricer prices model calls (per-key USD budgets); nil: none.
+	pricer conversation.Pricer
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -144,7 +146,7 @@ func newEnv(t testing.TB, o opts) *env {
 		tp = o.policyOverride
 	}
 	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: tp, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance, Sealer: sealer}
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance, Sealer: sealer, Pricer: o.pricer}
 	if o.retr != nil {
 		d.Retriever = o.retr
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,10 @@ type Config struct {
 	// MaxCompletionTokens the tokens kept for the answer and reserved against budgets (default 1024).
 	ContextTokens       int
 	MaxCompletionTokens int
+	// ModelMaxTokens is the default max_tokens per model ("provider:model": CRISPY_MODEL_MAX_TOKENS)
+	// of a call that names none, reserved against budgets and sent upstream; a tenant's
+	// models.maxTokens win, and MaxCompletionTokens applies to the models neither names.
+	ModelMaxTokens map[string]int
 	// RAGTopK is how many passages a RAG turn retrieves (default 5).
 	RAGTopK int
 	// ResumeWindow is how long a disconnected client may resume before its turn is cancelled, and how
@@ -138,6 +143,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("conversation: override model (CRISPY_MODEL_ID): %w", err)
 		}
 	}
+	for m, n := range c.ModelMaxTokens {
+		if _, err := ai.ParseModelID(m); err != nil || n <= 0 {
+			return fmt.Errorf("conversation: default max_tokens of %q: want provider:model and a positive count, got %d", m, n)
+		}
+	}
 	if c.ContextTokens <= c.MaxCompletionTokens || c.MaxCompletionTokens < 0 {
 		return fmt.Errorf("conversation: ContextTokens %d must exceed MaxCompletionTokens %d", c.ContextTokens, c.MaxCompletionTokens)
 	}
@@ -174,6 +184,9 @@ type Deps struct {
 	// as interrupted the turns its own earlier runs left open and never another replica's recent
 	// turn. Empty: a name of this process only (an earlier run's turns then wait until stale).
 	Instance string
+	// Pricer prices model calls for API keys' budget.dailyUsd / monthlyUsd (observability's price
+	// table). Nil: every call costs nothing, so USD budgets never refuse.
+	Pricer Pricer
 }
 
 // Module is the conversation module.
@@ -212,20 +225,31 @@ func New(d Deps) (*Module, error) {
 	svc := &app.Service{Store: d.Store, Router: d.Router, Speaker: d.Speaker, Ledger: domain.NewLedger(), Instance: d.Instance, Run: uuid.NewString(),
 		Cache: app.NewCache(c.CacheBytes), Hub: app.NewHub(c.ResumeBytes, c.ResumeWindow), Running: app.NewRunning(), Started: time.Now(), Metrics: app.NewMetrics(d.Metrics, d.Router), Log: d.Log.With("module", "conversation"), Now: d.Now,
 		Settings: app.Settings{SystemPrompt: c.SystemPrompt, DefaultModel: c.DefaultModel, OverrideModel: c.OverrideModel, ModelAliases: c.ModelAliases, ContextTokens: c.ContextTokens,
-			MaxCompletion: c.MaxCompletionTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout,
+			MaxCompletion: c.MaxCompletionTokens, ModelMaxTokens: c.ModelMaxTokens, RAGTopK: c.RAGTopK, ResumeWindow: c.ResumeWindow, TurnTimeout: c.TurnTimeout,
 			UserRecordDelay: c.UserRecordDelay, SnapshotEvery: max(c.SnapshotEvery, 0)}}
 	svc.Metrics.WatchMemory(svc.Cache, svc.Hub)
 	if d.Policy != nil {
 		svc.Policy = d.Policy
 		// The tenancy module also gives each API key's own budget (admin API keys' budget).
 		if k, ok := d.Policy.(KeyBudgets); ok {
-			svc.KeyBudget = func(t tenant.ID, key string) (daily, monthly int64) {
-				if ak, ok := k.APIKey(t, key); ok && ak.Budget != nil {
-					return ak.Budget.DailyTokens, ak.Budget.MonthlyTokens
+			svc.KeyBudget = func(t tenant.ID, key string) (c app.KeyCeilings) {
+				ak, ok := k.APIKey(t, key)
+				if !ok {
+					return c
 				}
-				return 0, 0
+				if ak.Budget != nil {
+					c.Tokens.Daily, c.Tokens.Monthly = ak.Budget.DailyTokens, ak.Budget.MonthlyTokens
+					c.DailyUSD, c.MonthlyUSD = ak.Budget.DailyUSD, ak.Budget.MonthlyUSD
+				}
+				if ak.Limits != nil {
+					c.Tokens.PerMinute = int64(ak.Limits.TokensPerMinute)
+				}
+				return c
 			}
 		}
+	}
+	if d.Pricer != nil {
+		svc.Pricer = pricerAdapter{d.Pricer}
 	}
 	if d.Retriever != nil {
 		svc.Retriever = retrieverAdapter{d.Retriever}
@@ -335,16 +359,24 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 		return nil
 	})
 
-	// Version 2: also counts by API key (the event's actor), for per-key budgets.
-	ledger := b.Projection(ledgerProjection, bus.ProjectionOptions{What: "the token budget ledger", Version: 2})
+	// Version 2: also counts by API key (the event's actor), for per-key budgets. Version 3: and
+	// an API key's tokens by model, for its USD budget.
+	ledger := b.Projection(ledgerProjection, bus.ProjectionOptions{What: "the token budget ledger", Version: 3})
+	count := func(tx *readmodel.Tx, env bus.Envelope, model string, u events.Usage) error {
+		if err := adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(u.TotalTokens)); err != nil {
+			return err
+		}
+		return adapters.AddKeySpend(tx.Bucket(), env.Tenant, env.Actor, model, env.Time, domain.SpendTokens{Prompt: int64(u.PromptTokens),
+			Cached: int64(u.CachedTokens), Completion: int64(u.CompletionTokens), Reasoning: int64(u.ReasoningTokens)})
+	}
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageCompleted) error {
-		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(ev.Usage.TotalTokens))
+		return count(tx, env, ev.Model, ev.Usage)
 	})
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageFailed) error {
-		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(ev.Usage.TotalTokens))
+		return count(tx, env, ev.Model, ev.Usage)
 	})
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.CompletionRecorded) error {
-		return adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(ev.Usage.TotalTokens))
+		return count(tx, env, ev.Model, ev.Usage)
 	})
 
 	retention := b.Processor(retentionProcessor)
@@ -377,7 +409,13 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 	}
 
 	m.svc.Sessions = list
-	m.svc.Usage = adapters.TokenLedger{Projection: ledger}
+	m.svc.Usage = adapters.TokenLedger{Projection: ledger, Cost: func(model string, u domain.SpendTokens) int64 {
+		if m.svc.Pricer == nil {
+			return 0
+		}
+		usd, _ := m.svc.Pricer.Cost(model, u)
+		return int64(math.Round(usd * 1e9))
+	}}
 	chathttp.Register(api, m.svc)
 }
 

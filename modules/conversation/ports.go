@@ -23,6 +23,19 @@ type KeyBudgets interface {
 	APIKey(t tenant.ID, keyID string) (tenancyevents.APIKey, bool)
 }
 
+// Pricer prices a model's tokens in USD (observability.Module.Cost): prompt tokens (cached ones
+// included), cached, completion (reasoning included) and reasoning. priced is false for a model the
+// price table does not know (it then costs nothing).
+type Pricer interface {
+	Cost(model string, prompt, cached, completion, reasoning int64) (usd float64, priced bool)
+}
+
+type pricerAdapter struct{ p Pricer }
+
+func (a pricerAdapter) Cost(model string, t domain.SpendTokens) (float64, bool) {
+	return a.p.Cost(model, t.Prompt, t.Cached, t.Completion, t.Reasoning)
+}
+
 // Retriever finds the tenant's passages for a query (the retrieval module's public Retrieve). A nil
 // Retriever means RAG requests get no passages, and the answer says so.
 type Retriever interface {

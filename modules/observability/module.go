@@ -417,5 +417,16 @@ func (m *Module) Usage(ctx context.Context, t tenant.ID, since time.Time) (Usage
 		ReasoningTokens: tot.Reasoning, CostUSD: cost}, nil
 }
 
+// Cost is what tokens of model cost in USD at the effective price table, as /usage counts them
+// (prompt includes cached, completion includes reasoning); priced is false for a model the table
+// does not know (it costs 0). Per-key USD budgets use it (conversation.Pricer).
+func (m *Module) Cost(model string, prompt, cached, completion, reasoning int64) (usd float64, priced bool) {
+	p, ok := m.svc.Prices.Lookup(model)
+	if !ok {
+		return 0, false
+	}
+	return p.Cost(domain.Tokens{Input: prompt, Cached: cached, Output: completion, Reasoning: reasoning}), true
+}
+
 // Prices is the effective price table (defaults, config and price file merged).
 func (m *Module) Prices() PriceTable { return m.svc.Prices.Merge(nil) }

@@ -56,6 +56,9 @@ type Search struct {
 	LexicalWeight float64 `json:"lexicalWeight,omitempty" yaml:"lexicalWeight"`
 	// Feedback turns pseudo-relevance feedback on or off (default on).
 	Feedback *bool `json:"feedback,omitempty" yaml:"feedback"`
+	// MinRerankScore is the relevance threshold of hits ordered by the reranker (models.rerank),
+	// on its [0, 1] score (default 0.1, retrieval's DefaultMinRerankScore).
+	MinRerankScore float64 `json:"minRerankScore,omitempty" yaml:"minRerankScore"`
 }
 
 // Models selects chat and embedding models as "provider:model".
@@ -64,10 +67,17 @@ type Models struct {
 	Embeddings string   `json:"embeddings,omitempty" yaml:"embeddings"`
 	Fallbacks  []string `json:"fallbacks,omitempty" yaml:"fallbacks"`
 	Allowed    []string `json:"allowed,omitempty" yaml:"allowed"`
+	// Rerank is the reranker that reorders search candidates ("provider:model": cohere:…,
+	// openai:… for an OpenAI-compatible /rerank, workers-ai:@cf/baai/bge-reranker-base); "" the
+	// server's default (CRISPY_RERANK_MODEL), "none" no reranking.
+	Rerank string `json:"rerank,omitempty" yaml:"rerank"`
 	// Aliases name models for clients ("fast": "openai:gpt-4o-mini"); they win over the server's.
 	Aliases map[string]string `json:"aliases,omitempty" yaml:"aliases"`
 	// Retry, when set, is how often a model is retried on 429/5xx before the next one is tried.
 	Retry *Retry `json:"retry,omitempty" yaml:"retry"`
+	// MaxTokens is the max_tokens of a call to a model ("provider:model") that names none: what
+	// its budgets reserve and what it is told it may write (else the server's default).
+	MaxTokens map[string]int `json:"maxTokens,omitempty" yaml:"maxTokens"`
 }
 
 // Retry is a tenant's per-model retry policy: Attempts retries after the first try, the first one

@@ -1785,6 +1785,8 @@ type Models struct {
 	Chat       *string            `json:"chat,omitempty"`
 	Embeddings *string            `json:"embeddings,omitempty"`
 	Fallbacks  *[]string          `json:"fallbacks,omitempty"`
+	MaxTokens  *map[string]int64  `json:"maxTokens,omitempty"`
+	Rerank     *string            `json:"rerank,omitempty"`
 	Retry      *Retry             `json:"retry,omitempty"`
 }
 
@@ -2014,11 +2016,12 @@ type SLIs struct {
 
 // Search defines model for Search.
 type Search struct {
-	Feedback      *bool    `json:"feedback,omitempty"`
-	LexicalWeight *float64 `json:"lexicalWeight,omitempty"`
-	Mode          *string  `json:"mode,omitempty"`
-	RrfK          *int64   `json:"rrfK,omitempty"`
-	VectorWeight  *float64 `json:"vectorWeight,omitempty"`
+	Feedback       *bool    `json:"feedback,omitempty"`
+	LexicalWeight  *float64 `json:"lexicalWeight,omitempty"`
+	MinRerankScore *float64 `json:"minRerankScore,omitempty"`
+	Mode           *string  `json:"mode,omitempty"`
+	RrfK           *int64   `json:"rrfK,omitempty"`
+	VectorWeight   *float64 `json:"vectorWeight,omitempty"`
 }
 
 // SearchDocumentsInput defines model for SearchDocumentsInput.

@@ -1,6 +1,7 @@
 package adapters
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"strings"
@@ -21,6 +22,10 @@ import (
 //	tenant 0 'm' 2006-01     →  tokens (uint64)
 //	tenant 0 'K' key 0 'd' 2006-01-02 / 'm' 2006-01  →  the same for the calls of one API key (the
 //	                                                    event's actor "key:<id>"): per-key budgets
+//
+//	tenant 0 'C' key 0 'd' 2006-01-02 0 model / 'm' 2006-01 0 model  →  prompt, cached, completion and
+//	                                 reasoning tokens (4 × uint64) of one API key's calls of one model:
+//	                                 per-key USD budgets, priced when read (the price table may change)
 //
 // A budget check reads two keys. Keys grow by two a day per tenant that chats (a few kB a year).
 
@@ -56,6 +61,51 @@ func AddTokens(b *bolt.Bucket, t tenant.ID, actor string, at time.Time, tokens i
 	return nil
 }
 
+// keySpendPrefix starts the per-model counters of key's calls in period.
+func keySpendPrefix(t tenant.ID, key string, kind byte, period string) []byte {
+	k := append(append(append(tenantPrefix(t.String()), 'C'), key...), 0, kind)
+	return append(append(k, period...), 0)
+}
+
+// AddKeySpend counts the tokens of an API key's call of model at at, by kind, for its USD budget
+// (actors other than API keys have none).
+func AddKeySpend(b *bolt.Bucket, t tenant.ID, actor, model string, at time.Time, u domain.SpendTokens) error {
+	if !strings.HasPrefix(actor, "key:") || u.Prompt+u.Completion <= 0 {
+		return nil
+	}
+	for _, p := range [][]byte{keySpendPrefix(t, actor, 'd', domain.DayOf(at)), keySpendPrefix(t, actor, 'm', domain.MonthOf(at))} {
+		k := append(p, model...)
+		var v [32]byte
+		copy(v[:], b.Get(k))
+		for i, n := range []int64{u.Prompt, u.Cached, u.Completion, u.Reasoning} {
+			binary.BigEndian.PutUint64(v[8*i:], binary.BigEndian.Uint64(v[8*i:])+uint64(max(n, 0)))
+		}
+		if err := b.Put(k, v[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KeySpend is the tokens of t's API key by model for the UTC day or month (kind 'd' or 'm') of now.
+func KeySpend(b *bolt.Bucket, t tenant.ID, key string, kind byte, now time.Time) map[string]domain.SpendTokens {
+	period := domain.DayOf(now)
+	if kind == 'm' {
+		period = domain.MonthOf(now)
+	}
+	prefix := keySpendPrefix(t, key, kind, period)
+	out := map[string]domain.SpendTokens{}
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(v) != 32 {
+			continue
+		}
+		n := func(i int) int64 { return int64(binary.BigEndian.Uint64(v[8*i:])) }
+		out[string(k[len(prefix):])] = domain.SpendTokens{Prompt: n(0), Cached: n(1), Completion: n(2), Reasoning: n(3)}
+	}
+	return out
+}
+
 // TokensUsed is the tenant's count for the UTC day and month of now.
 func TokensUsed(b *bolt.Bucket, t tenant.ID, now time.Time) (day, month int64) {
 	get := func(k []byte) int64 {
@@ -79,7 +129,11 @@ func KeyTokensUsed(b *bolt.Bucket, t tenant.ID, key string, now time.Time) (day,
 }
 
 // TokenLedger answers budget checks from its projection: 503 catching_up until it has caught up.
-type TokenLedger struct{ Projection *bus.Projection }
+// Cost prices a key's spend for its USD budget (nil: every call costs nothing).
+type TokenLedger struct {
+	Projection *bus.Projection
+	Cost       func(model string, u domain.SpendTokens) (nanoUSD int64)
+}
 
 // Used is the tenant's recorded use today and this month, and the position it reflects.
 func (l TokenLedger) Used(ctx context.Context, t tenant.ID, now time.Time) (u domain.Usage, err error) {
@@ -95,6 +149,24 @@ func (l TokenLedger) Used(ctx context.Context, t tenant.ID, now time.Time) (u do
 func (l TokenLedger) UsedByKey(ctx context.Context, t tenant.ID, key string, now time.Time) (u domain.Usage, err error) {
 	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error {
 		u.Day, u.Month = KeyTokensUsed(tx.Bucket(), t, key, now)
+		u.At = tx.Position()
+		return nil
+	})
+	return u, err
+}
+
+// CostByKey is the cost in nano-USD of t's API key's calls today and this month, priced now, and
+// the position it reflects.
+func (l TokenLedger) CostByKey(ctx context.Context, t tenant.ID, key string, now time.Time) (u domain.Usage, err error) {
+	err = l.Projection.View(ctx, func(tx *readmodel.Tx) error {
+		if l.Cost != nil {
+			for m, s := range KeySpend(tx.Bucket(), t, key, 'd', now) {
+				u.Day += l.Cost(m, s)
+			}
+			for m, s := range KeySpend(tx.Bucket(), t, key, 'm', now) {
+				u.Month += l.Cost(m, s)
+			}
+		}
 		u.At = tx.Position()
 		return nil
 	})

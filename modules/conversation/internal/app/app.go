@@ -45,9 +45,12 @@ type Settings struct {
 	ModelAliases  map[string]string
 	ContextTokens int
 	MaxCompletion int
-	RAGTopK       int
-	ResumeWindow  time.Duration // how long a disconnected turn waits for its client, and a finished one stays resumable
-	TurnTimeout   time.Duration
+	// ModelMaxTokens is the server's default max_tokens per model ("provider:model"), for calls
+	// that name none (a tenant's models.maxTokens win; else MaxCompletion).
+	ModelMaxTokens map[string]int
+	RAGTopK        int
+	ResumeWindow   time.Duration // how long a disconnected turn waits for its client, and a finished one stays resumable
+	TurnTimeout    time.Duration
 	// UserRecordDelay is how long a turn waits before recording the user's message on its own; an
 	// answer that is complete by then is recorded with it in one append.
 	UserRecordDelay time.Duration
@@ -68,15 +71,17 @@ type Service struct {
 	// Ledger books this process's turns on top of the recorded use that Usage reads.
 	Ledger *domain.Ledger
 	Usage  UsageReader
-	// KeyBudget is an API key's own token ceilings (0: none), within the tenant's; nil: none.
-	KeyBudget func(t tenant.ID, key string) (daily, monthly int64)
-	Sessions  SessionIndex
-	Cache     *Cache
-	Hub       *Hub
-	Settings  Settings
-	Metrics   *Metrics
-	Log       *slog.Logger
-	Now       func() time.Time
+	// KeyBudget is an API key's own ceilings (0: none), within the tenant's; nil: none.
+	KeyBudget func(t tenant.ID, key string) KeyCeilings
+	// Pricer prices model calls for API keys' USD budgets (nil: every call costs nothing).
+	Pricer   Pricer
+	Sessions SessionIndex
+	Cache    *Cache
+	Hub      *Hub
+	Settings Settings
+	Metrics  *Metrics
+	Log      *slog.Logger
+	Now      func() time.Time
 	// Running holds the turns in progress here (serialisation per session, shutdown).
 	Running *Running
 	// Started is when this process's module was built: a turn recorded without an instance (before
@@ -100,6 +105,18 @@ type SessionIndex interface {
 	// Idle is a page of the tenant's sessions last active before cutoff, after the place next of
 	// the previous page ("" from the start; "" returned at the end).
 	Idle(ctx context.Context, t tenant.ID, cutoff time.Time, after string, limit int) (ids []string, next string, err error)
+}
+
+// KeyCeilings are an API key's own ceilings within its tenant's (0: none): Tokens its dailyTokens,
+// monthlyTokens and limits.tokensPerMinute, DailyUSD and MonthlyUSD its budget in dollars.
+type KeyCeilings struct {
+	Tokens               domain.Ceilings
+	DailyUSD, MonthlyUSD float64
+}
+
+// Pricer prices a model's tokens (USD; priced false: the price table does not know the model).
+type Pricer interface {
+	Cost(model string, t domain.SpendTokens) (usd float64, priced bool)
 }
 
 // UsageReader reads the token ledger read model: a tenant's recorded use today and this month.

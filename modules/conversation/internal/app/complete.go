@@ -38,9 +38,9 @@ func (s *Service) Complete(ctx context.Context, t tenant.ID, purpose string, msg
 	}
 	completion := maxTokens
 	if completion <= 0 {
-		completion = s.Settings.MaxCompletion
+		completion = int(s.defaultCompletion(cfg, models))
 	}
-	h, granted, err := s.book(ctx, t, int64(prompt), int64(completion))
+	h, granted, err := s.book(ctx, t, int64(prompt), int64(completion), models)
 	if err != nil {
 		return ai.Answer{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/request"
@@ -19,7 +20,7 @@ import (
 
 // Begin books up to tokens of t's budget for one call: 429 budget_exceeded when they do not fit.
 func (s *Service) Begin(ctx context.Context, t tenant.ID, tokens int) (metering.Hold, error) {
-	h, _, err := s.book(ctx, t, int64(max(tokens, 1)), 0)
+	h, _, err := s.book(ctx, t, int64(max(tokens, 1)), 0, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -28,18 +29,19 @@ func (s *Service) Begin(ctx context.Context, t tenant.ID, tokens int) (metering.
 
 // book reserves prompt tokens and up to want completion tokens of t's ceilings (daily, monthly,
 // tokens per minute) like a chat turn, and returns the completion tokens granted: the max_tokens to
-// send upstream (what the tightest ceiling leaves).
-func (s *Service) book(ctx context.Context, t tenant.ID, prompt, want int64) (h *hold, granted int64, err error) {
+// send upstream (what the tightest ceiling leaves). models are those the call may reach (nil: not
+// known yet; see reserveCompletion).
+func (s *Service) book(ctx context.Context, t tenant.ID, prompt, want int64, models []ai.ModelID) (h *hold, granted int64, err error) {
 	cfg, err := s.config(ctx, t)
 	if err != nil {
 		return nil, 0, err
 	}
 	id := newID()
-	granted, err = s.reserveCompletion(ctx, t, id, prompt, want, cfg)
+	granted, err = s.reserveCompletion(ctx, t, id, prompt, want, cfg, models)
 	if err != nil {
 		return nil, 0, err
 	}
-	return &hold{s: s, t: t, id: id, ceiling: hasCeiling(cfg)}, granted, nil
+	return &hold{s: s, t: t, id: id, ceiling: s.hasCeiling(ctx, t, cfg)}, granted, nil
 }
 
 type hold struct {

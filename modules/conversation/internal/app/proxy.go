@@ -87,13 +87,13 @@ func (s *Service) PrepareProxy(ctx context.Context, in ProxyInput) (*ProxyCall, 
 	in.Pass.Created = in.Received.Unix()
 	want := int64(in.Pass.MaxTokens)
 	if want <= 0 {
-		want = int64(s.Settings.MaxCompletion)
+		want = s.defaultCompletion(cfg, models)
 	}
-	granted, err := s.reserveCompletion(ctx, in.Tenant, c.id, int64(c.prompt), want, cfg)
+	granted, err := s.reserveCompletion(ctx, in.Tenant, c.id, int64(c.prompt), want, cfg, models)
 	if err != nil {
 		return nil, err
 	}
-	capMaxTokens(in.Pass, granted, want, hasCeiling(cfg))
+	capMaxTokens(in.Pass, granted, want, s.hasCeiling(ctx, in.Tenant, cfg))
 	// Registered as running, so that a shutdown cancels it and waits for its usage to be recorded.
 	c.ctx, c.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	c.turn = newTurn(c.id, "", in.Tenant, 0, c.cancel)

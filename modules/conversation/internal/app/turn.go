@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -175,7 +176,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 		// A turn the budget cannot take must not run its tool first: check with the least the turn
 		// will need (the message and the answer); the full reservation follows once the prompt is
 		// assembled.
-		if _, err := s.reserveCompletion(ctx, in.Tenant, turnID, int64(domain.EstimateTokens(in.Message)), s.wantCompletion(in), cfg); err != nil {
+		if _, err := s.reserveCompletion(ctx, in.Tenant, turnID, int64(domain.EstimateTokens(in.Message)), s.wantCompletion(in, cfg, models), cfg, models); err != nil {
 			return nil, err
 		}
 		s.Ledger.Release(in.Tenant.String(), turnID)
@@ -233,7 +234,7 @@ func (s *Service) Start(ctx context.Context, in TurnInput) (*Turn, error) {
 	// Budget: reserve the worst case before anything is recorded or called: the prompt and the
 	// completion asked for, capped at what the tightest ceiling leaves (which is what the model is
 	// then told it may write).
-	granted, err := s.reserveCompletion(ctx, in.Tenant, turnID, int64(asm.PromptTokens), s.wantCompletion(in), cfg)
+	granted, err := s.reserveCompletion(ctx, in.Tenant, turnID, int64(asm.PromptTokens), s.wantCompletion(in, cfg, models), cfg, models)
 	if err != nil {
 		return nil, err
 	}
@@ -528,71 +529,177 @@ func (s *Service) reserve(ctx context.Context, t tenant.ID, turnID string, token
 // ceiling, the turn is refused rather than cut to a few words.
 const minCompletion = 16
 
-// wantCompletion is the completion a turn asks for: the client's max_tokens, else the server's.
-func (s *Service) wantCompletion(in TurnInput) int64 {
+// wantCompletion is the completion a turn asks for: the client's max_tokens, else the default of
+// the model it goes to.
+func (s *Service) wantCompletion(in TurnInput, cfg tenancyevents.TenantConfig, models []ai.ModelID) int64 {
 	if in.MaxTokens > 0 {
 		return int64(in.MaxTokens)
+	}
+	return s.defaultCompletion(cfg, models)
+}
+
+// defaultCompletion is the completion reserved for (and sent as max_tokens with) a call that names
+// no max_tokens: the first model's default in the tenant's models.maxTokens, else in the server's
+// (CRISPY_MODEL_MAX_TOKENS), else MaxCompletionTokens (1024). A small model's calls then do not
+// reserve 1,024 tokens of a budget they never write, and a long-form model's are not cut at it.
+func (s *Service) defaultCompletion(cfg tenancyevents.TenantConfig, models []ai.ModelID) int64 {
+	if len(models) > 0 {
+		m := models[0].String()
+		if n := cfg.Models.MaxTokens[m]; n > 0 {
+			return int64(n)
+		}
+		if n := s.Settings.ModelMaxTokens[m]; n > 0 {
+			return int64(n)
+		}
 	}
 	return int64(s.Settings.MaxCompletion)
 }
 
 // reserveCompletion books prompt tokens and up to want completion tokens of the tenant's token
-// ceilings (daily, monthly, per minute) for turnID, and returns the completion tokens granted:
-// the max_tokens to send upstream. 429 budget_exceeded when not even min(want, minCompletion) fit;
-// 503 catching_up while the token ledger read model catches up with the store.
-func (s *Service) reserveCompletion(ctx context.Context, t tenant.ID, turnID string, prompt, want int64, cfg tenancyevents.TenantConfig) (int64, error) {
+// ceilings (daily, monthly, per minute) and of the calling API key's own (tokens and USD) for
+// turnID, and returns the completion tokens granted: the max_tokens to send upstream. models are
+// the models the call may reach (its USD reservation is priced at the dearest; nil: the tenant's
+// and the server's configured models). 429 budget_exceeded when not even min(want, minCompletion)
+// fit; 503 catching_up while the token ledger read model catches up with the store.
+func (s *Service) reserveCompletion(ctx context.Context, t tenant.ID, turnID string, prompt, want int64, cfg tenancyevents.TenantConfig, models []ai.ModelID) (int64, error) {
 	now := s.Now()
-	// The calling API key's own budget first: the tenant's then books what it granted.
-	keyScope, err := s.reserveKey(ctx, t, turnID, prompt, &want, now)
+	// The calling API key's own budgets first: the tenant's then books what they granted.
+	links, err := s.reserveKey(ctx, t, turnID, prompt, &want, cfg, models, now)
 	if err != nil {
 		return 0, err
 	}
 	granted, err := s.reserveTenant(ctx, t, turnID, prompt, want, cfg, now)
 	if err != nil {
-		if keyScope != "" {
-			s.Ledger.Release(keyScope, turnID)
+		for _, l := range links {
+			s.Ledger.Release(l.scope, turnID)
 		}
 		return 0, err
 	}
-	if keyScope != "" {
-		s.Ledger.Link(turnID, keyScope)
+	for _, l := range links {
+		s.Ledger.Link(turnID, l.scope, l.cost)
 	}
 	return granted, nil
 }
 
-// reserveKey books prompt and up to *want tokens of the request's API key's own daily/monthly
-// budget (admin API keys' budget.dailyTokens/monthlyTokens) and lowers *want to what it granted.
-// It returns the key's ledger scope ("" when the key has no budget).
-func (s *Service) reserveKey(ctx context.Context, t tenant.ID, turnID string, prompt int64, want *int64, now time.Time) (string, error) {
+// keyLink is a ledger scope of an API key's budget that a call was booked under.
+type keyLink struct {
+	scope string
+	cost  bool // counted in nano-USD
+}
+
+// keyUsage is what the token ledger read model tells of one API key: its tokens and its cost (in
+// nano-USD) today and this month.
+type keyUsage interface {
+	UsedByKey(ctx context.Context, t tenant.ID, key string, now time.Time) (domain.Usage, error)
+	CostByKey(ctx context.Context, t tenant.ID, key string, now time.Time) (domain.Usage, error)
+}
+
+// reserveKey books prompt and up to *want tokens of the request's API key's own ceilings (admin
+// API keys' budget.dailyTokens/monthlyTokens and limits.tokensPerMinute, then budget.dailyUsd/
+// monthlyUsd priced at the dearest of models) and lowers *want to what they granted. It returns
+// the scopes it booked under (none when the key has no ceiling).
+func (s *Service) reserveKey(ctx context.Context, t tenant.ID, turnID string, prompt int64, want *int64, cfg tenancyevents.TenantConfig,
+	models []ai.ModelID, now time.Time) ([]keyLink, error) {
 	key := request.From(ctx).Actor
 	if s.KeyBudget == nil || !strings.HasPrefix(key, "key:") {
-		return "", nil
+		return nil, nil
 	}
-	daily, monthly := s.KeyBudget(t, key)
-	kr, ok := s.Usage.(interface {
-		UsedByKey(ctx context.Context, t tenant.ID, key string, now time.Time) (domain.Usage, error)
-	})
-	if daily <= 0 && monthly <= 0 || !ok {
-		return "", nil
-	}
-	scope := domain.KeyScope(t.String(), key)
-	granted, r, err := s.Ledger.ReserveUpTo(scope, turnID, prompt, *want, min(*want, minCompletion), domain.Ceilings{Daily: daily, Monthly: monthly}, now,
-		func() (domain.Usage, error) { return kr.UsedByKey(ctx, t, key, now) })
-	if err != nil {
-		if _, ok := apperr.As(err); ok {
-			return "", err
+	kc := s.KeyBudget(t, key)
+	ku, _ := s.Usage.(keyUsage)
+	var links []keyLink
+	fail := func(err error) ([]keyLink, error) {
+		for _, l := range links {
+			s.Ledger.Release(l.scope, turnID)
 		}
-		return "", fmt.Errorf("token budget of %s %s: %w", t, key, err)
+		return nil, err
 	}
-	if r != nil {
-		e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
-			fmt.Sprintf("the %s token budget (%d) of API key %s would be exceeded (%d used or reserved, this call needs up to %d)",
-				r.Period, r.Limit, key, r.Used, prompt+min(*want, minCompletion)))
-		e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
-		return "", e
+	if kc.Tokens != (domain.Ceilings{}) {
+		scope := domain.KeyScope(t.String(), key)
+		least := min(*want, minCompletion)
+		granted, r, err := s.Ledger.ReserveUpTo(scope, turnID, prompt, *want, least, kc.Tokens, now, func() (domain.Usage, error) {
+			if ku == nil {
+				return domain.Usage{}, nil
+			}
+			return ku.UsedByKey(ctx, t, key, now)
+		})
+		if err != nil {
+			return fail(usageErr(err, t, key))
+		}
+		if r != nil {
+			e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
+				fmt.Sprintf("the %s token budget (%d) of API key %s would be exceeded (%d used or reserved, this call needs up to %d)",
+					r.Period, r.Limit, key, r.Used, prompt+least))
+			e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
+			return fail(e)
+		}
+		*want = granted
+		links = append(links, keyLink{scope: scope})
 	}
-	*want = granted
-	return scope, nil
+	if kc.DailyUSD > 0 || kc.MonthlyUSD > 0 {
+		scope := domain.KeyCostScope(t.String(), key)
+		perPrompt, perCompletion := s.dearest(cfg, models)
+		least := min(*want, minCompletion)
+		c := domain.Ceilings{Daily: nanoUSD(kc.DailyUSD), Monthly: nanoUSD(kc.MonthlyUSD)}
+		granted, r, err := s.Ledger.ReserveSpend(scope, turnID, prompt*perPrompt, perCompletion, *want, least, c, now, func() (domain.Usage, error) {
+			if ku == nil {
+				return domain.Usage{}, nil
+			}
+			return ku.CostByKey(ctx, t, key, now)
+		})
+		if err != nil {
+			return fail(usageErr(err, t, key))
+		}
+		if r != nil {
+			e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
+				fmt.Sprintf("the %s USD budget ($%.6g) of API key %s would be exceeded ($%.6g spent or reserved, this call may cost up to $%.6g)",
+					r.Period, float64(r.Limit)/1e9, key, float64(r.Used)/1e9, float64(prompt*perPrompt+least*perCompletion)/1e9))
+			e.RetryAfterSec = int(r.RetryAfter.Seconds()) + 1
+			return fail(e)
+		}
+		*want = granted
+		links = append(links, keyLink{scope: scope, cost: true})
+	}
+	return links, nil
+}
+
+func usageErr(err error, t tenant.ID, key string) error {
+	if _, ok := apperr.As(err); ok {
+		return err
+	}
+	return fmt.Errorf("budget of %s %s: %w", t, key, err)
+}
+
+// nanoUSD is usd in nano-dollars, the unit the ledger books USD budgets in.
+func nanoUSD(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
+
+// dearest is the most a prompt token and a completion token may cost (nano-USD, rounded up) among
+// models, or, with none given, the models the tenant and the server configure: a call's USD
+// reservation is priced at the dearest model it may be answered by (fallbacks included), so a
+// fallback cannot take a key past its budget. Unpriced models cost nothing.
+func (s *Service) dearest(cfg tenancyevents.TenantConfig, models []ai.ModelID) (perPrompt, perCompletion int64) {
+	if s.Pricer == nil {
+		return 0, 0
+	}
+	names := make([]string, 0, len(models)+4)
+	for _, m := range models {
+		names = append(names, m.String())
+	}
+	if len(names) == 0 {
+		names = append(append(names, cfg.Models.Chat, cfg.Models.Embeddings, s.Settings.OverrideModel, s.Settings.DefaultModel), cfg.Models.Fallbacks...)
+	}
+	const m = 1_000_000 // price per million tokens, in USD = nano-USD per token / 1e3
+	per := func(name string, t domain.SpendTokens) int64 {
+		usd, _ := s.Pricer.Cost(name, t)
+		return int64(math.Ceil(usd * 1e3))
+	}
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		perPrompt = max(perPrompt, per(n, domain.SpendTokens{Prompt: m}), per(n, domain.SpendTokens{Prompt: m, Cached: m}))
+		perCompletion = max(perCompletion, per(n, domain.SpendTokens{Completion: m}), per(n, domain.SpendTokens{Completion: m, Reasoning: m}))
+	}
+	return perPrompt, perCompletion
 }
 
 // reserveTenant is the tenant's part of reserveCompletion.
@@ -616,10 +723,18 @@ func (s *Service) reserveTenant(ctx context.Context, t tenant.ID, turnID string,
 	return granted, nil
 }
 
-// hasCeiling reports whether the tenant has any token ceiling (daily, monthly or per minute): then
-// every model call must be told how much it may write.
-func hasCeiling(cfg tenancyevents.TenantConfig) bool {
-	return cfg.TokenBudget.Daily > 0 || cfg.TokenBudget.Monthly > 0 || cfg.RateLimit.TokensPerMinute > 0
+// hasCeiling reports whether the tenant or the calling API key has any ceiling (tokens daily,
+// monthly or per minute; a key's USD): then every model call must be told how much it may write.
+func (s *Service) hasCeiling(ctx context.Context, t tenant.ID, cfg tenancyevents.TenantConfig) bool {
+	if cfg.TokenBudget.Daily > 0 || cfg.TokenBudget.Monthly > 0 || cfg.RateLimit.TokensPerMinute > 0 {
+		return true
+	}
+	key := request.From(ctx).Actor
+	if s.KeyBudget == nil || !strings.HasPrefix(key, "key:") {
+		return false
+	}
+	kc := s.KeyBudget(t, key)
+	return kc.Tokens != (domain.Ceilings{}) || kc.DailyUSD > 0 || kc.MonthlyUSD > 0
 }
 
 func usageOf(u ai.Usage, promptEstimate int, content string) events.Usage {

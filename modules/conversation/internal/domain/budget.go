@@ -32,20 +32,31 @@ type Ledger struct {
 	mu      sync.Mutex
 	tenants map[string]map[string]*booking // tenant → turn id → booking
 	minute  map[string][]minuteBooking     // tenant → its reservations and uses of the last minute
-	// linked are the second scopes a turn is booked under (an API key's budget: KeyScope), which
-	// its Settle and Release apply to as well.
-	linked map[string]string
+	// linked are the other scopes a turn is booked under (an API key's token budget: KeyScope;
+	// its USD budget: KeyCostScope), which its Settle and Release apply to as well.
+	linked map[string][]link
 }
 
-// KeyScope is the ledger scope of an API key's own budget within tenant.
+// link is a scope a turn is also booked under. A cost scope counts nano-USD, not tokens: Settle
+// keeps its reservation (priced at the dearest model the call could reach) and only marks its
+// position, so it counts until the read model counts the call at its real cost.
+type link struct {
+	scope string
+	cost  bool
+}
+
+// KeyScope is the ledger scope of an API key's own token budget within tenant.
 func KeyScope(tenant, key string) string { return tenant + "\x00" + key }
 
+// KeyCostScope is the ledger scope of an API key's own USD budget within tenant (in nano-USD).
+func KeyCostScope(tenant, key string) string { return tenant + "\x00" + key + "\x00usd" }
+
 // Link books turn's Settle and Release under scope too (a key's budget, reserved with ReserveUpTo
-// under that scope).
-func (l *Ledger) Link(turn, scope string) {
+// under that scope). cost marks a scope counted in nano-USD (ReserveSpend).
+func (l *Ledger) Link(turn, scope string, cost bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.linked[turn] = scope
+	l.linked[turn] = append(l.linked[turn], link{scope: scope, cost: cost})
 }
 
 // minuteBooking is a turn's tokens in the tokens-per-minute log: booked at at, its reservation
@@ -65,12 +76,19 @@ type booking struct {
 
 // NewLedger returns an empty ledger.
 func NewLedger() *Ledger {
-	return &Ledger{tenants: map[string]map[string]*booking{}, minute: map[string][]minuteBooking{}, linked: map[string]string{}}
+	return &Ledger{tenants: map[string]map[string]*booking{}, minute: map[string][]minuteBooking{}, linked: map[string][]link{}}
 }
 
 // DayOf and MonthOf are the UTC periods a budget counts tokens in ("2026-11-29", "2026-11").
 func DayOf(t time.Time) string   { return t.UTC().Format("2006-01-02") }
 func MonthOf(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// SpendTokens are a call's tokens as its cost is computed from: prompt (cached included) and
+// completion (reasoning included), with the cached and reasoning shares the price table may bill
+// apart.
+type SpendTokens struct {
+	Prompt, Cached, Completion, Reasoning int64
+}
 
 // Refusal says which ceiling a reservation would cross.
 type Refusal struct {
@@ -102,6 +120,21 @@ func (l *Ledger) Reserve(tenant, turn string, tokens, daily, monthly int64, now 
 // many turns run at once. It refuses (a Refusal naming the tightest ceiling) when fewer than least
 // fit. Without any ceiling it books nothing and grants want.
 func (l *Ledger) ReserveUpTo(tenant, turn string, prompt, want, least int64, c Ceilings, now time.Time, used func() (Usage, error)) (int64, *Refusal, error) {
+	return l.reserve(tenant, turn, prompt, 1, want, least, c, now, used)
+}
+
+// ReserveSpend is ReserveUpTo for a budget counted in nano-USD (an API key's dailyUsd/monthlyUsd):
+// promptCost is what the prompt costs, perToken what each completion token may cost (the dearest
+// model the call may reach); it grants as many completion tokens as the money left pays for, up
+// to want, and refuses when fewer than least are paid for or nothing is left. Ceilings and used
+// are in nano-USD; PerMinute does not apply.
+func (l *Ledger) ReserveSpend(scope, turn string, promptCost, perToken, want, least int64, c Ceilings, now time.Time, used func() (Usage, error)) (int64, *Refusal, error) {
+	c.PerMinute = 0
+	return l.reserve(scope, turn, promptCost, max(perToken, 0), want, least, c, now, used)
+}
+
+// reserve books prompt units and unit units per completion token granted (tokens: 1 and 1).
+func (l *Ledger) reserve(tenant, turn string, prompt, unit, want, least int64, c Ceilings, now time.Time, used func() (Usage, error)) (int64, *Refusal, error) {
 	if c.none() {
 		return want, nil, nil
 	}
@@ -135,9 +168,22 @@ func (l *Ledger) ReserveUpTo(tenant, turn string, prompt, want, least int64, c C
 		if limit <= 0 {
 			return
 		}
-		if room := limit - usedOrBooked - prompt; room < grant {
-			grant = room
-			if room < least {
+		left := limit - usedOrBooked
+		room := left - prompt
+		if unit == 0 {
+			// Completion tokens cost nothing (an unpriced or free model): only the prompt's
+			// cost and a budget already spent can refuse.
+			if left <= 0 || room < 0 {
+				grant, refusal = 0, r()
+			}
+			return
+		}
+		if room < grant*unit {
+			grant = room / unit
+			if room < 0 {
+				grant = min(room, -1) // room/unit rounds a small debt up to 0
+			}
+			if grant < least {
 				refusal = r()
 			}
 		}
@@ -180,10 +226,10 @@ func (l *Ledger) ReserveUpTo(tenant, turn string, prompt, want, least int64, c C
 			bs = map[string]*booking{}
 			l.tenants[tenant] = bs
 		}
-		bs[turn] = &booking{tokens: prompt + grant, day: day, month: month}
+		bs[turn] = &booking{tokens: prompt + grant*unit, day: day, month: month}
 	}
 	if c.PerMinute > 0 {
-		l.minute[tenant] = append(l.minute[tenant], minuteBooking{turn: turn, at: now, tokens: prompt + grant})
+		l.minute[tenant] = append(l.minute[tenant], minuteBooking{turn: turn, at: now, tokens: prompt + grant*unit})
 	}
 	return grant, nil, nil
 }
@@ -194,17 +240,27 @@ func (l *Ledger) ReserveUpTo(tenant, turn string, prompt, want, least int64, c C
 func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Position) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if scope, ok := l.linked[turn]; ok {
-		delete(l.linked, turn)
-		if b, ok := l.tenants[scope][turn]; ok {
-			b.tokens, b.at = tokens, at
+	for _, k := range l.linked[turn] {
+		if b, ok := l.tenants[k.scope][turn]; ok {
+			if !k.cost {
+				b.tokens = tokens
+			}
+			b.at = at
+		}
+		if !k.cost {
+			l.settleMinute(k.scope, turn, tokens)
 		}
 	}
+	delete(l.linked, turn)
 	if b, ok := l.tenants[tenant][turn]; ok {
 		b.tokens, b.at = tokens, at
 	}
-	for i := range l.minute[tenant] {
-		if m := &l.minute[tenant][i]; m.turn == turn {
+	l.settleMinute(tenant, turn, tokens)
+}
+
+func (l *Ledger) settleMinute(scope, turn string, tokens int64) {
+	for i := range l.minute[scope] {
+		if m := &l.minute[scope][i]; m.turn == turn {
 			m.tokens = tokens
 		}
 	}
@@ -214,10 +270,10 @@ func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Positio
 func (l *Ledger) Release(tenant, turn string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if scope, ok := l.linked[turn]; ok {
-		delete(l.linked, turn)
-		l.release(scope, turn)
+	for _, k := range l.linked[turn] {
+		l.release(k.scope, turn)
 	}
+	delete(l.linked, turn)
 	l.release(tenant, turn)
 }
 

@@ -496,8 +496,15 @@ func (p *parser) search(n *yaml.Node, path string, s *events.Search) {
 			if b, ok := p.boolean(v, fp); ok {
 				s.Feedback = &b
 			}
+		case "minRerankScore": // rerank (retrieval)
+			f, err := strconv.ParseFloat(v.Value, 64)
+			if v.Kind != yaml.ScalarNode || (v.Tag != "!!float" && v.Tag != "!!int") || err != nil || f <= 0 || f > 1 {
+				p.errf(v, fp, "must be a number above 0 and at most 1 (the reranker's score)")
+				return
+			}
+			s.MinRerankScore = f
 		default:
-			p.unknown(fp, v, "mode, rrfK, vectorWeight, lexicalWeight, feedback")
+			p.unknown(fp, v, "mode, rrfK, vectorWeight, lexicalWeight, feedback, minRerankScore")
 		}
 	})
 }
@@ -519,6 +526,18 @@ func (p *parser) models(n *yaml.Node, path string, m *events.Models) {
 			} else {
 				m.Embeddings = s
 			}
+		case "rerank": // rerank (retrieval): a provider:model, or none
+			s, ok := p.str(v, fp)
+			if !ok {
+				return
+			}
+			if s != "none" {
+				if _, err := checkModel(s); err != nil {
+					p.errf(v, fp, "%v (or none)", err)
+					return
+				}
+			}
+			m.Rerank = s
 		case "fallbacks":
 			m.Fallbacks, _ = p.strings(v, fp, checkModel)
 		case "allowed":
@@ -556,8 +575,23 @@ func (p *parser) models(n *yaml.Node, path string, m *events.Models) {
 					p.unknown(fp, v, "attempts, backoffMs")
 				}
 			})
+		case "maxTokens":
+			p.mapping(v, fp, func(model string, v *yaml.Node, fp string) {
+				if _, err := checkModel(model); err != nil {
+					p.errf(v, fp, "a key of maxTokens is a model (provider:model): %v", err)
+					return
+				}
+				x, ok := p.intIn(v, fp, 1, 1_000_000)
+				if !ok {
+					return
+				}
+				if m.MaxTokens == nil {
+					m.MaxTokens = map[string]int{}
+				}
+				m.MaxTokens[model] = int(x)
+			})
 		default:
-			p.unknown(fp, v, "chat, embeddings, fallbacks, allowed, aliases, retry")
+			p.unknown(fp, v, "chat, embeddings, rerank, fallbacks, allowed, aliases, retry, maxTokens")
 		}
 	})
 }

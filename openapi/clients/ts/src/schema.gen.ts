@@ -2014,6 +2014,10 @@ export interface components {
             chat?: string;
             embeddings?: string;
             fallbacks?: string[];
+            maxTokens?: {
+                [key: string]: number;
+            };
+            rerank?: string;
             retry?: components["schemas"]["Retry"];
         };
         OAIEmbedding: {
@@ -2232,6 +2236,8 @@ export interface components {
             feedback?: boolean;
             /** Format: double */
             lexicalWeight?: number;
+            /** Format: double */
+            minRerankScore?: number;
             mode?: string;
             /** Format: int64 */
             rrfK?: number;
@@ -2708,6 +2714,10 @@ export interface operations {
                      *               "fallbacks": [
                      *                 "string"
                      *               ],
+                     *               "maxTokens": {
+                     *                 "name": 1
+                     *               },
+                     *               "rerank": "string",
                      *               "retry": {
                      *                 "attempts": 1,
                      *                 "backoffMs": 1
@@ -2724,6 +2734,7 @@ export interface operations {
                      *             "search": {
                      *               "feedback": true,
                      *               "lexicalWeight": 1,
+                     *               "minRerankScore": 1,
                      *               "mode": "string",
                      *               "rrfK": 1,
                      *               "vectorWeight": 1
@@ -2873,6 +2884,10 @@ export interface operations {
                      *           "fallbacks": [
                      *             "string"
                      *           ],
+                     *           "maxTokens": {
+                     *             "name": 1
+                     *           },
+                     *           "rerank": "string",
                      *           "retry": {
                      *             "attempts": 1,
                      *             "backoffMs": 1
@@ -2889,6 +2904,7 @@ export interface operations {
                      *         "search": {
                      *           "feedback": true,
                      *           "lexicalWeight": 1,
+                     *           "minRerankScore": 1,
                      *           "mode": "string",
                      *           "rrfK": 1,
                      *           "vectorWeight": 1
@@ -3003,6 +3019,10 @@ export interface operations {
                      *           "fallbacks": [
                      *             "string"
                      *           ],
+                     *           "maxTokens": {
+                     *             "name": 1
+                     *           },
+                     *           "rerank": "string",
                      *           "retry": {
                      *             "attempts": 1,
                      *             "backoffMs": 1
@@ -3019,6 +3039,7 @@ export interface operations {
                      *         "search": {
                      *           "feedback": true,
                      *           "lexicalWeight": 1,
+                     *           "minRerankScore": 1,
                      *           "mode": "string",
                      *           "rrfK": 1,
                      *           "vectorWeight": 1
@@ -3170,6 +3191,10 @@ export interface operations {
                      *           "fallbacks": [
                      *             "string"
                      *           ],
+                     *           "maxTokens": {
+                     *             "name": 1
+                     *           },
+                     *           "rerank": "string",
                      *           "retry": {
                      *             "attempts": 1,
                      *             "backoffMs": 1
@@ -3186,6 +3211,7 @@ export interface operations {
                      *         "search": {
                      *           "feedback": true,
                      *           "lexicalWeight": 1,
+                     *           "minRerankScore": 1,
                      *           "mode": "string",
                      *           "rrfK": 1,
                      *           "vectorWeight": 1

@@ -1,0 +1,156 @@
+package conversation_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/modules/conversation"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
+)
+
+// milliPricer prices every fake model at $1,000 per million tokens in and out ($0.001 a token),
+// so a key's dollars are easy to count in tokens; other models are unpriced.
+type milliPricer struct{}
+
+func (milliPricer) Cost(model string, prompt, _, completion, _ int64) (float64, bool) {
+	if !strings.HasPrefix(model, "fake:") {
+		return 0, false
+	}
+	return float64(prompt+completion) * 0.001, true
+}
+
+// An API key's daily USD budget holds like its token budget: the second call is capped at what the
+// dollars left pay for (at the model's price), the third is refused with the same 429
+// budget_exceeded, naming the key and the USD budget; another key and another tenant's key of the
+// same id are not held by it (before: dailyUsd was recorded and never enforced).
+func TestAPIKeyUSDBudgetIsEnforced(t *testing.T) {
+	t.Parallel()
+	g := &greedyModel{}
+	pol := keyPolicy{policy: &policy{m: map[string]tenancyevents.TenantConfig{}},
+		keys: map[string]tenancyevents.APIKey{
+			"acme/key:aaaaaaaaaaaa":   {ID: "key:aaaaaaaaaaaa", Budget: &tenancyevents.KeyBudget{DailyUSD: 1.5}},
+			"globex/key:aaaaaaaaaaaa": {ID: "key:aaaaaaaaaaaa"},
+		}}
+	e := newEnv(t, opts{provider: g, guard: keyGuard{}, policyOverride: pol, pricer: milliPricer{}})
+	chat := func(tn, key string) resp {
+		t.Helper()
+		return e.do("POST", "/chat", tn, map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", key)
+	}
+	if r := chat("acme", "aaaaaaaaaaaa"); r.status != 200 {
+		t.Fatalf("first call of the key: %d %s", r.status, r.raw)
+	}
+	// $1.024 (1,024 tokens) spent of $1.50: the next call may write what $0.476 pays for.
+	if r := chat("acme", "aaaaaaaaaaaa"); r.status != 200 {
+		t.Fatalf("second call of the key: %d %s", r.status, r.raw)
+	}
+	sent := g.maxSent()
+	if len(sent) != 2 || sent[0] != 1024 || sent[1] >= 476 || sent[1] < 300 {
+		t.Fatalf("max_tokens sent for the key: %v, want 1024 then what its dollars left pay for", sent)
+	}
+	r := chat("acme", "aaaaaaaaaaaa")
+	wantProblem(t, r, 429, "budget_exceeded")
+	if d, _ := r.body["detail"].(string); !strings.Contains(d, "key:aaaaaaaaaaaa") || !strings.Contains(d, "USD") {
+		t.Fatalf("refusal does not name the key's USD budget: %s", r.raw)
+	}
+	if spent := g.total.Load(); spent > 1500 {
+		t.Fatalf("the key's calls wrote %d tokens ($%.3f) under a $1.50 budget", spent, float64(spent)*0.001)
+	}
+	for _, c := range []struct{ tn, key string }{{"acme", "bbbbbbbbbbbb"}, {"globex", "aaaaaaaaaaaa"}} {
+		if r := chat(c.tn, c.key); r.status != 200 {
+			t.Fatalf("%s key %q: %d %s", c.tn, c.key, r.status, r.raw)
+		}
+	}
+	// A restart (the in-memory bookings forgotten) reads the spend back from the token ledger read
+	// model: at most what is left runs (the model reported no prompt tokens, so a little may be),
+	// then the key is refused again.
+	e.sync()
+	before := g.total.Load()
+	e2 := newEnv(t, opts{provider: g, guard: keyGuard{}, policyOverride: pol, pricer: milliPricer{}, store: e.raw})
+	e2.sync()
+	for i := 0; i < 3; i++ {
+		e2.do("POST", "/chat", "acme", map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", "aaaaaaaaaaaa")
+	}
+	if spent := g.total.Load() - (before - 1024 - int64(sent[1])); spent > 1500 {
+		t.Fatalf("after a restart the key's calls reached %d tokens ($%.3f) of a $1.50 budget", spent, float64(spent)*0.001)
+	}
+	wantProblem(t, e2.do("POST", "/chat", "acme", map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", "aaaaaaaaaaaa"), 429, "budget_exceeded")
+}
+
+// Concurrent calls of one key cannot take it past its USD budget: each reservation books the
+// dearest cost of its call before it runs, so however they interleave the model is never told to
+// write more than the dollars left pay for.
+func TestAPIKeyUSDBudgetHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	g := &greedyModel{}
+	pol := keyPolicy{policy: &policy{m: map[string]tenancyevents.TenantConfig{}},
+		keys: map[string]tenancyevents.APIKey{"acme/key:cccccccccccc": {ID: "key:cccccccccccc", Budget: &tenancyevents.KeyBudget{DailyUSD: 1.5}}}}
+	e := newEnv(t, opts{config: conversation.Config{MaxCompletionTokens: 1024}, provider: g, guard: keyGuard{}, policyOverride: pol, pricer: milliPricer{}})
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = e.do("POST", "/chat", "acme", map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", "cccccccccccc").status
+		}()
+	}
+	wg.Wait()
+	ok, refused := 0, 0
+	for _, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 429:
+			refused++
+		default:
+			t.Fatalf("statuses %v", codes)
+		}
+	}
+	if spent := g.total.Load(); spent > 1500 || ok == 0 || refused == 0 {
+		t.Fatalf("8 concurrent calls: %d ran, %d refused, %d tokens ($%.3f) written under a $1.50 budget", ok, refused, spent, float64(spent)*0.001)
+	}
+}
+
+// A request without max_tokens reserves (and sends) the default of the model it goes to: the
+// tenant's models.maxTokens first, then the server's (CRISPY_MODEL_MAX_TOKENS), then
+// MaxCompletionTokens.
+func TestPerModelDefaultMaxTokens(t *testing.T) {
+	t.Parallel()
+	g := &greedyModel{}
+	e := newEnv(t, opts{provider: g,
+		config: conversation.Config{MaxCompletionTokens: 1024, ModelMaxTokens: map[string]int{"fake:m": 300, "fake:big": 2000}},
+		tenants: map[string]tenancyevents.TenantConfig{
+			"acme":   {Models: tenancyevents.Models{MaxTokens: map[string]int{"fake:m": 200}}},
+			"globex": {Models: tenancyevents.Models{Chat: "fake:other"}},
+		}})
+	chat := func(tn string, extra map[string]any) {
+		t.Helper()
+		body := map[string]any{"sessionId": sid(), "message": "hi", "stream": false}
+		for k, v := range extra {
+			body[k] = v
+		}
+		if r := e.do("POST", "/chat", tn, body); r.status != 200 {
+			t.Fatalf("%s: %d %s", tn, r.status, r.raw)
+		}
+	}
+	chat("acme", nil)                                   // the tenant's default for fake:m
+	chat("beta", nil)                                   // the server's for fake:m
+	chat("globex", nil)                                 // no default for fake:other: MaxCompletionTokens
+	chat("acme", map[string]any{"modelId": "fake:big"}) // the server's for fake:big
+	if got, want := g.maxSent(), []int{200, 300, 1024, 2000}; !equalInts(got, want) {
+		t.Fatalf("max_tokens sent: %v, want %v", got, want)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
