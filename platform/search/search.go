@@ -29,6 +29,11 @@ type Chunk struct {
 	// sees ciphertext can still match words; engines keep them as hashes (lexical.Hash), never as
 	// words. Empty: the chunk is found by its vector only.
 	Terms []string `json:"-"`
+	// EmbedKey names what Vector was computed from (retrieval: a hash of the embeddings model and
+	// the text it embedded). An engine that keeps it hands the vector back by it (VectorSource), so
+	// a re-ingest or a repair embeds, and pays for, only the texts it holds no vector of. Empty: the
+	// vector cannot be reused.
+	EmbedKey string `json:"-"`
 }
 
 // Hit is a search result. Score is what the query's mode ranked by: in ModeVector the cosine
@@ -250,6 +255,14 @@ type Index interface {
 	SetCheckpoint(ctx context.Context, t tenant.ID, pos uint64) error
 	// Close flushes (embedded: appends what changed and writes its manifest) and releases the index.
 	Close() error
+}
+
+// VectorSource is implemented by indexes that keep each chunk's vector with its EmbedKey (the
+// embedded index): Vectors returns the vectors of docID's chunks in t by EmbedKey (chunks stored
+// without one are left out). A vector may come back normalised to unit length: its cosine with any
+// query is the same. Retrieval reads them before embedding a document again.
+type VectorSource interface {
+	Vectors(ctx context.Context, t tenant.ID, docID string) (map[string][]float32, error)
 }
 
 // Flusher is implemented by indexes that persist in the background (the embedded index's files).

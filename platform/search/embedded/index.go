@@ -465,6 +465,40 @@ func (p *partition) release() {
 	}
 }
 
+// Vectors implements search.VectorSource: the float vectors (unit length, as stored) of docID's
+// live chunks that were written with an EmbedKey, read with pread like the re-rank's.
+func (ix *Index) Vectors(ctx context.Context, t tenant.ID, docID string) (map[string][]float32, error) {
+	p, err := ix.part(t, false, 0)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out map[string][]float32
+	for _, id := range p.ids.doc[p.ids.hash(docID)] {
+		if p.deleted[id] {
+			continue
+		}
+		c, err := p.chunk(id)
+		if err != nil {
+			return nil, fmt.Errorf("vectors of %s in %s: %w", docID, t, err)
+		}
+		if c.DocID != docID || c.EmbedKey == "" {
+			continue // a document whose id hashes alike, or a chunk written without a key
+		}
+		v := make([]float32, p.g.dim)
+		raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v)*4)
+		if err := p.g.vecs.readAt(raw, int64(id)*int64(len(raw))); err != nil {
+			return nil, fmt.Errorf("vectors of %s in %s: node %d: %w", docID, t, id, err)
+		}
+		if out == nil {
+			out = map[string][]float32{}
+		}
+		out[c.EmbedKey] = v
+	}
+	return out, nil
+}
+
 // Count implements search.Index.
 func (ix *Index) Count(ctx context.Context, t tenant.ID) (int, error) {
 	p, err := ix.part(t, false, 0)
@@ -776,3 +810,4 @@ func (ix *Index) FlushEvery(ctx context.Context, interval time.Duration) error {
 
 var _ search.Index = (*Index)(nil)
 var _ search.Flusher = (*Index)(nil)
+var _ search.VectorSource = (*Index)(nil)

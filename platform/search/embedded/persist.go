@@ -819,7 +819,8 @@ func (p *partition) loadLogs(m *manifest) error {
 func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 
 // encodeChunk is a chunk record: length and CRC-32C of the rest, then node id, text offset and
-// length, and the chunk's ids, title, source, URL and metadata (uvarint-prefixed strings).
+// length, and the chunk's ids, title, source, URL, metadata and embed key (uvarint-prefixed
+// strings; records written before the embed key end after the metadata).
 func encodeChunk(id uint32, textOff int64, textLen uint32, c *search.Chunk) []byte {
 	b := make([]byte, 8, 64+len(c.DocID)+len(c.ChunkID)+len(c.Title)+len(c.Source)+len(c.URL))
 	b = binary.LittleEndian.AppendUint32(b, id)
@@ -844,6 +845,7 @@ func encodeChunk(id uint32, textOff int64, textLen uint32, c *search.Chunk) []by
 		str(k)
 		str(c.Metadata[k])
 	}
+	str(c.EmbedKey)
 	binary.LittleEndian.PutUint32(b[0:], uint32(len(b)-8))
 	binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
 	return b
@@ -914,6 +916,9 @@ func (p *partition) chunk(id uint32) (search.Chunk, error) {
 			k := r.str()
 			c.Metadata[k] = r.str()
 		}
+	}
+	if len(r.b) > 0 {
+		c.EmbedKey = r.str()
 	}
 	if r.err != nil {
 		return search.Chunk{}, fmt.Errorf("chunk record of node %d: %w", id, r.err)

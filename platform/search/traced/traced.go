@@ -92,6 +92,14 @@ func (x *Index) Flush(ctx context.Context) error {
 	return nil
 }
 
+// Vectors implements search.VectorSource when the wrapped index does (none otherwise).
+func (x *Index) Vectors(ctx context.Context, t tenant.ID, docID string) (map[string][]float32, error) {
+	if vs, ok := x.next.(search.VectorSource); ok {
+		return vs.Vectors(ctx, t, docID)
+	}
+	return nil, nil
+}
+
 // Ping reports whether the wrapped index answers (nil when it cannot be pinged).
 func (x *Index) Ping(ctx context.Context) error {
 	if p, ok := x.next.(interface{ Ping(context.Context) error }); ok {
