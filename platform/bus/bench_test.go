@@ -244,3 +244,100 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkFirstStart is the bus's part of a first start of crispy serve on the embedded store, with
+// the server's shape: eight read models on the shared cursor (each a per-tenant count: one read and
+// one write per event, the cheapest a real one can be) and seven processors, of which one handles
+// half the events (as the usage metrics processor handles every answer) and six a type the history
+// never holds (alert webhooks, key shredders, retention: rare events). The processors' cursor reads
+// the history too (a new data folder has no forwarder checkpoint). Reported: events/s until the
+// read models caught up (shared-events/s) and until the processors' cursor reached the end as well
+// (all-events/s), and events per CPU-second of the process over the whole (events/cpu-s: what the
+// catch-up costs, whatever else the machine runs).
+func BenchmarkFirstStart(b *testing.B) {
+	const n = 100_000
+	store, err := embedded.Open(b.TempDir(), embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	fillMixed(b, store, n)
+	var sharedRate, allRate, perCPU float64
+	for b.Loop() {
+		b.StopTimer()
+		bs, err := bus.New(bus.Config{CheckpointDir: b.TempDir(), ReadModelDir: b.TempDir()}, bus.Deps{Store: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		registerTestEvents(bs.Codec().Add)
+		for i := range 8 {
+			p := bs.Projection(fmt.Sprintf("bench.model-%d", i), bus.ProjectionOptions{})
+			bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ happenedEvent) error {
+				return add(tx.Bucket().Put, tx.Bucket().Get, env.Tenant.String(), 1)
+			})
+			bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ otherEvent) error {
+				return add(tx.Bucket().Put, tx.Bucket().Get, env.Tenant.String()+"/other", 1)
+			})
+		}
+		var handled atomic.Int64
+		bus.Handle(bs.Processor("bench.metrics"), func(context.Context, bus.Envelope, happenedEvent) error {
+			handled.Add(1)
+			return nil
+		})
+		for i := range 6 {
+			bus.Handle(bs.Processor(fmt.Sprintf("bench.rare-%d", i)), func(context.Context, bus.Envelope, blockedEvent) error { return nil })
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan error, 1)
+		b.StartTimer()
+		begin, cpu0 := time.Now(), cpuTime()
+		go func() { stopped <- bs.Run(ctx) }()
+		if err := bs.WaitCaughtUp(ctx); err != nil {
+			b.Fatal(err)
+		}
+		sharedRate = float64(n) / time.Since(begin).Seconds()
+		if err := bs.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		allRate = float64(n) / time.Since(begin).Seconds()
+		perCPU = float64(n) / (cpuTime() - cpu0).Seconds()
+		b.StopTimer()
+		cancel()
+		if err := <-stopped; err != nil {
+			b.Fatal(err)
+		}
+		if got := handled.Load(); got != n/2 {
+			b.Fatalf("the metrics processor handled %d events, want %d", got, n/2)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(sharedRate, "shared-events/s")
+	b.ReportMetric(allRate, "all-events/s")
+	b.ReportMetric(perCPU, "events/cpu-s")
+}
+
+// fillMixed appends n events of about 200 bytes for 7 tenants, in batches, every other one a
+// typeHappened and the rest typeOther.
+func fillMixed(b *testing.B, store eventstore.Store, n int) {
+	ctx := context.Background()
+	tenants := make([]tenant.Stream, 7)
+	for i := range tenants {
+		tenants[i] = tenant.MustStream(tenant.MustParse(fmt.Sprintf("t%d", i)), "bench", "1")
+	}
+	batch := make([]eventstore.EventData, 0, 500)
+	for i := 0; i < n; {
+		batch = batch[:0]
+		s := tenants[(i/500)%len(tenants)]
+		for ; i < n && len(batch) < cap(batch); i++ {
+			typ := typeHappened
+			if i%2 == 1 {
+				typ = typeOther
+			}
+			batch = append(batch, eventstore.EventData{Type: typ,
+				Data: []byte(fmt.Sprintf(`{"n":%d,"tenant":%q,"payload":"a two hundred byte event is about this size once its envelope is counted"}`, i, s.Tenant()))})
+		}
+		if _, err := store.Append(ctx, s, eventstore.Any, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -70,6 +70,9 @@ type Bus struct {
 	cursors    []*cursor   // every running cursor, for Check; guarded by mu
 	projected  map[string]bool
 	processed  map[string]bool // the event types some processor handles
+	// processedBy is, per event type, the processors that handle it: in process each event is
+	// published only to them, on a topic each (publishLocal).
+	processedBy map[string][]*durable
 	// The forwarders' context and goroutines: a group starts a cursor when it detaches a projection.
 	fwdCtx    context.Context
 	fwdWG     sync.WaitGroup
@@ -149,13 +152,16 @@ func (b *Bus) resolve() error {
 		}
 	}
 	b.processed = map[string]bool{}
+	b.processedBy = map[string][]*durable{}
 	for _, q := range b.processors {
 		if err := q.resolve(); err != nil {
 			return err
 		}
+		q.d.idx = len(b.durables)
 		b.durables = append(b.durables, q.d)
 		for t := range q.d.dispatch {
 			b.processed[t] = true
+			b.processedBy[t] = append(b.processedBy[t], q.d)
 		}
 	}
 	return nil
@@ -252,7 +258,24 @@ func (b *Bus) Run(ctx context.Context) error {
 			closeStores()
 			return err
 		}
-		tr.router.AddConsumerHandler(d.name, b.cfg.topic(), sub, d.handle)
+		topic := b.cfg.topic()
+		if tr.ordered {
+			// In process a processor has a topic of its own and is sent only the events it handles
+			// (publishLocal): on the shared topic every processor took every event, each through a
+			// goroutine, a copy of the message and the router's middleware, to drop most of them.
+			topic = d.localTopic(topic)
+		}
+		tr.router.AddConsumerHandler(d.name, topic, sub, d.handle)
+	}
+	if tr.ordered && len(durables) > 0 {
+		// The processors' events are decoded by the cursor, once for every processor that takes
+		// them and in parallel (prepareBatch), not by each handler on a goroutine of the router's.
+		b.shared.prepare = func(e eventstore.Event) delivery {
+			if !b.processed[e.Type] {
+				return delivery{} // published to no one (publishLocal)
+			}
+			return b.prepare(b.processed, e)
+		}
 	}
 
 	// Projections consume the in-process transport, each on its own topic fed from its inbox; each

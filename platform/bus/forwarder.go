@@ -222,9 +222,12 @@ func (c *cursor) prepareBatch(batch []item) {
 // minPreparePart is the fewest events worth a goroutine of their own in prepareBatch.
 const minPreparePart = 64
 
-// publishShared sends a batch to the processors' transport in order. On GoChannel it returns once
-// every processor has finished with every event of it.
+// publishShared sends a batch to the processors' transport in order: to a broker every event, on
+// the one shared topic; in process, see publishLocal.
 func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Position) error {
+	if b.tr.ordered {
+		return b.publishLocal(ctx, batch)
+	}
 	c := b.shared
 	done := c.pos.Load()
 	msgs := make([]*message.Message, 0, len(batch))
@@ -233,27 +236,13 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 		if uint64(e.Position) <= done {
 			continue // a resubscription never repeats an event, but the checkpoint is the rule
 		}
-		if b.tr.ordered && !b.processed[e.Type] {
-			// In process, an event no processor handles is passed over: each processor would drop
-			// it unread, after a message, a router and its middleware for it (in a profile of a
-			// first start of crispy serve on 100k events: 0.6 s of CPU, twice what reading the log
-			// cost that cursor). A broker's stream keeps every event: a replica that joins reads
-			// where forwarding stands from its last one.
-			continue
+		// The broker carries only the payload. WithoutCancel: the handlers finish what the
+		// forwarder published before it stopped.
+		m, err := toMessage(e)
+		if err != nil {
+			return err
 		}
-		// In process (GoChannel keeps the context) the handlers take the event as it is: no
-		// payload to encode and decode again; a broker carries only the payload. WithoutCancel:
-		// the handlers finish what the forwarder published before it stopped.
-		var m *message.Message
-		if b.tr.ordered {
-			m = inProcessMessage(e)
-		} else {
-			var err error
-			if m, err = toMessage(e); err != nil {
-				return err
-			}
-		}
-		m.SetContext(context.WithValue(context.WithoutCancel(ctx), inProcessEvent{}, e))
+		m.SetContext(context.WithoutCancel(ctx))
 		msgs = append(msgs, m)
 	}
 	first, last := batch[0].e, batch[len(batch)-1].e
@@ -264,14 +253,96 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 	if err := b.tr.publisher.Publish(b.cfg.topic(), msgs...); err != nil {
 		return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
 	}
-	if at := b.abandonedAt(); at != 0 && at <= uint64(last.Position) {
-		// A processor left an event of this batch to the next start: the cursor stays before it.
-		c.pos.Store(max(done, at-1))
-		return fmt.Errorf("publish events %d..%d: a processor stopped at %d while waiting for a dependency", first.Position, last.Position, at)
-	}
 	c.pos.Store(uint64(last.Position))
 	b.m.published.Add(len(msgs))
 	return nil
+}
+
+// publishLocal hands a batch to the in-process processors (GoChannel): each event only to the
+// processors that handle its type, each on its own topic, the event and its data (decoded once by
+// the cursor, for all of them) in the message's context: no payload to encode and decode again.
+// GoChannel spends a goroutine and two copies of a message per subscriber and the router a
+// goroutine and its middleware per delivery; on the shared topic every processor was sent every
+// event some processor handles, to drop most of them unread (in a first start of crispy serve on
+// 100k events, the processors' path took more CPU than the eight read models together). A
+// processor's publish returns once it has finished every event of the batch; the processors of a
+// batch run side by side, as they did on the shared topic. The cursor moves past the batch once
+// every one of them has.
+func (b *Bus) publishLocal(ctx context.Context, batch []item) error {
+	c := b.shared
+	done := c.pos.Load()
+	first, last := batch[0].e, batch[len(batch)-1].e
+	base := context.WithoutCancel(ctx) // the handlers finish what the forwarder published before it stopped
+	var per [][]*message.Message       // by durable index
+	n := 0
+	for i := range batch {
+		it := &batch[i]
+		if uint64(it.e.Position) <= done {
+			continue // a resubscription never repeats an event, but the checkpoint is the rule
+		}
+		ds := b.processedBy[it.e.Type]
+		if len(ds) == 0 {
+			continue
+		}
+		if per == nil {
+			per = make([][]*message.Message, len(b.durables))
+		}
+		// One message for every processor of the event: Publish copies it per topic.
+		m := message.NewMessage(it.e.ID, nil)
+		m.SetContext(context.WithValue(base, inProcessEvent{}, &delivered{e: it.e, d: it.d}))
+		for _, d := range ds {
+			per[d.idx] = append(per[d.idx], m)
+		}
+		n++
+	}
+	if n > 0 {
+		if err := b.publishEach(per); err != nil {
+			return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
+		}
+		if at := b.abandonedAt(); at != 0 && at <= uint64(last.Position) {
+			// A processor left an event of this batch to the next start: the cursor stays before it.
+			c.pos.Store(max(done, at-1))
+			return fmt.Errorf("publish events %d..%d: a processor stopped at %d while waiting for a dependency", first.Position, last.Position, at)
+		}
+		b.m.published.Add(n)
+	}
+	c.pos.Store(max(done, uint64(last.Position)))
+	return nil
+}
+
+// publishEach publishes each processor's messages (per, by durable index) to its topic, the
+// processors side by side.
+func (b *Bus) publishEach(per [][]*message.Message) error {
+	var busy []int
+	for i, msgs := range per {
+		if len(msgs) > 0 {
+			busy = append(busy, i)
+		}
+	}
+	publish := func(i int) error {
+		d := b.durables[i]
+		if err := b.tr.publisher.Publish(d.localTopic(b.cfg.topic()), per[i]...); err != nil {
+			return fmt.Errorf("to processor %s: %w", d.name, err)
+		}
+		return nil
+	}
+	if len(busy) == 1 {
+		return publish(busy[0])
+	}
+	errs := make([]error, len(busy))
+	var wg sync.WaitGroup
+	for j, i := range busy {
+		wg.Go(func() { errs[j] = publish(i) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// delivered is an event published in process, with its delivery (data decoded by the cursor; an
+// empty delivery when the cursor did not prepare it).
+type delivered struct {
+	e eventstore.Event
+	d delivery
 }
 
 // inProcessEvent is the context key of the event a message was made from.

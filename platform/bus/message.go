@@ -33,17 +33,6 @@ func toMessage(e eventstore.Event) (*message.Message, error) {
 	return m, nil
 }
 
-// inProcessMessage is toMessage without the payload, for the in-process transport, where the event
-// travels in the message's context.
-func inProcessMessage(e eventstore.Event) *message.Message {
-	m := message.NewMessage(e.ID, nil)
-	m.Metadata.Set(MetaType, e.Type)
-	m.Metadata.Set(MetaTenant, e.Tenant.String())
-	m.Metadata.Set(MetaStream, e.Stream)
-	m.Metadata.Set(MetaPosition, strconv.FormatUint(uint64(e.Position), 10))
-	return m
-}
-
 // fromMessage decodes the envelope and checks it against the message's id and metadata, so a
 // message that was altered or mislabelled on the way is refused rather than handed to a module
 // under the wrong tenant.

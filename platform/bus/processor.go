@@ -31,7 +31,8 @@ func (b *Bus) Processor(name string) *Processor {
 }
 
 // Handle registers h for the events whose data is a T (a type registered on the codec). The
-// context carries the event's tenant and request id.
+// context carries the event's tenant and request id. In process a T holds data shared with the
+// other processors' handlers of the same event (it is decoded once): read it, do not modify it.
 func Handle[T any](q *Processor, h func(ctx context.Context, env Envelope, ev T) error) {
 	q.b.mu.Lock()
 	defer q.b.mu.Unlock()

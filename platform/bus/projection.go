@@ -44,9 +44,10 @@ var projectionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 // file (platform/readmodel), fed by its Apply handlers in global order through the in-process
 // transport. Queries read it with View, which refuses with 503 catching_up until it has caught up.
 type Projection struct {
-	b    *Bus
-	name string
-	opts ProjectionOptions
+	b     *Bus
+	name  string
+	actor string // the actor in its handlers' context ("system:bus/<name>")
+	opts  ProjectionOptions
 
 	handlers   []projHandler                                                   // as registered
 	all        func(ctx context.Context, tx *readmodel.Tx, env Envelope) error // ApplyAll's, if any
@@ -56,6 +57,7 @@ type Projection struct {
 	store      atomic.Pointer[readmodel.Store]                                 // opened by Run
 
 	// The runner's state, touched only by its goroutine.
+	base               context.Context // the handlers' context: the runner's, without its cancel
 	tx                 *readmodel.Tx
 	pending            []*delivery // applied in tx, not yet committed
 	committed, applied eventstore.Position
@@ -94,7 +96,7 @@ func (b *Bus) Projection(name string, o ProjectionOptions) *Projection {
 	if o.What == "" {
 		o.What = name
 	}
-	p := &Projection{b: b, name: name, opts: o, caughtUp: make(chan struct{}), stopped: make(chan struct{}),
+	p := &Projection{b: b, name: name, actor: "system:bus/" + name, opts: o, caughtUp: make(chan struct{}), stopped: make(chan struct{}),
 		inbox:   make(chan *localBatch, inboxBatches),
 		handled: b.m.counter("crispy_bus_projected_events_total", name),
 		failed:  b.m.counter("crispy_bus_failed_events_total", name)}
@@ -292,6 +294,9 @@ func (p *Projection) close() error {
 func (p *Projection) run(ctx context.Context, msgs <-chan *message.Message) {
 	defer close(p.stopped)
 	p.started = time.Now()
+	// The handler's context does not end with the bus: a projection applies what it was given, and
+	// the stop waits for it.
+	p.base = context.WithoutCancel(ctx)
 	for msg := range msgs {
 		if pb, ok := msg.Context().Value(localBatchKey{}).(preparedBatch); ok {
 			p.handleBatch(ctx, pb.lb, pb.vals)
@@ -530,9 +535,7 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 			err = fmt.Errorf("panic in handler: %v", r)
 		}
 	}()
-	// The handler's context does not end with the bus: a projection applies what it was given, and
-	// the stop waits for it.
-	hctx := envContext(context.WithoutCancel(ctx), d.env, p.name)
+	hctx := envContext(p.handlerBase(ctx), d.env, p.actor)
 	if prepared != nil {
 		hctx = context.WithValue(hctx, preparedKey{}, prepared)
 	}
@@ -549,7 +552,7 @@ func (p *Projection) applyAll(ctx context.Context, tx *readmodel.Tx, d *delivery
 			err = fmt.Errorf("panic in handler: %v", r)
 		}
 	}()
-	if err := p.all(envContext(context.WithoutCancel(ctx), d.env, p.name), tx, d.env); err != nil {
+	if err := p.all(envContext(p.handlerBase(ctx), d.env, p.actor), tx, d.env); err != nil {
 		return err
 	}
 	if _, typed := p.byType[d.env.Type]; !typed {
@@ -591,8 +594,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// envContext carries the event's tenant and request into a handler.
-func envContext(ctx context.Context, env Envelope, name string) context.Context {
+// handlerBase is the context the handlers' contexts derive from: ctx without its cancel (made once
+// per run rather than once per event and handler).
+func (p *Projection) handlerBase(ctx context.Context) context.Context {
+	if p.base != nil {
+		return p.base
+	}
+	return context.WithoutCancel(ctx)
+}
+
+// envContext carries the event's tenant and request into a handler (actor: the consumer's).
+func envContext(ctx context.Context, env Envelope, actor string) context.Context {
 	ctx = tenant.WithID(ctx, env.Tenant)
-	return request.With(ctx, request.Info{ID: env.RequestID, Actor: "system:bus/" + name})
+	return request.With(ctx, request.Info{ID: env.RequestID, Actor: actor})
 }

@@ -188,6 +188,9 @@ func (r result) catchUp() string {
 	out := fmt.Sprintf("read models on the shared cursor (all but %s) caught up at %s (slowest %s, %s after the bus ran)", strings.Join(ownCursors, ", "), sec(rest.At), slowest, sec(rest.Took))
 	if rest.FromZero && rest.Took > 0 {
 		out += fmt.Sprintf(": %.0f events/s", float64(rest.Position)/rest.Took.Seconds())
+		if r.SharedCPU > 0 {
+			out += fmt.Sprintf(", server CPU by then %s (%.0f events per CPU-second, start-up included)", sec(r.SharedCPU), float64(rest.Position)/r.SharedCPU.Seconds())
+		}
 	}
 	for _, name := range ownCursors {
 		c, ok := r.CaughtUp[name]
@@ -219,6 +222,7 @@ type result struct {
 	Timeline                    []logEvent
 	CaughtUp                    map[string]caughtUp // per read model, from the log
 	CPU                         time.Duration       // the server's user + system time once ready
+	SharedCPU                   time.Duration       // the same when the log said the shared read models caught up (first start)
 	Load, LoadReady             string              // /proc/loadavg's 1, 5 and 15 minute averages before the start and once ready
 }
 
@@ -226,6 +230,10 @@ type logEvent struct {
 	At   time.Duration
 	What string
 }
+
+// sharedCaughtUp is the server's log line when the read models on the shared cursor have caught up
+// (logged once they took more than 100 ms: a first start).
+const sharedCaughtUp = "the shared read models caught up"
 
 func (r result) print(title string) {
 	fmt.Printf("\n%s:\n", title)
@@ -342,6 +350,11 @@ func measure(bin, dir, milestone string, timeout time.Duration, extra ...string)
 		r.FirstCatchingUp, r.CatchingUpAt = summary, time.Since(start)
 	}
 	for !logHas(logPath, milestone) {
+		if r.SharedCPU == 0 && logHas(logPath, sharedCaughtUp) {
+			// What the read models on the shared cursor cost, apart from what the cursors of
+			// their own (the index's re-embedding) cost after them.
+			r.SharedCPU = cpuTime(c.Process.Pid)
+		}
 		select {
 		case err := <-exited:
 			return r, fmt.Errorf("the server exited before it caught up: %v (log: %s)", err, lastLines(logPath, 5))
