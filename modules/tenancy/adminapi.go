@@ -1,12 +1,16 @@
 package tenancy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -325,6 +329,33 @@ func (m *Module) Mount(api huma.API) {
 			out.Body.KeyView, out.Body.RequestID = m.keyView(id, k), request.From(ctx).ID
 			return out, nil
 		})
+	patch := op("admin-edit-key", http.MethodPatch, "/admin/tenants/{tenantId}/keys/{keyId}", "Edit an API key",
+		"Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).", 200)
+	patch.MaxBodyBytes = 64 << 10
+	patch.Responses["409"] = httpapi.ProblemResponse("The key is revoked")
+	// Set on the spec after registration (register): huma would otherwise validate against it
+	// first, where null is not a value of the documented types.
+	patch.Metadata[metaRequestBody] = &huma.RequestBody{Required: true, Description: "The fields of the key to change",
+		Content: map[string]*huma.MediaType{"application/json": {
+			Schema:  oapi.Components.Schemas.Schema(reflect.TypeFor[KeyPatch](), true, "KeyPatch"),
+			Example: map[string]any{"name": "ci", "scopes": []string{"chat", "search"}, "budget": map[string]any{"dailyUsd": 5}}}}}
+	register(api, patch, func(ctx context.Context, in *keyPatchInput) (*keyOutput, error) {
+		id, err := tenant.Parse(in.TenantID)
+		if err != nil {
+			return nil, apperr.Invalid(domain.CodeInvalidTenantID, "path.tenantId", err.Error())
+		}
+		edit, err := parseKeyPatch(in.RawBody)
+		if err != nil {
+			return nil, err
+		}
+		k, err := m.manager().EditKey(ctx, id, in.KeyID, edit)
+		if err != nil {
+			return nil, err
+		}
+		out := &keyOutput{}
+		out.Body.KeyView, out.Body.RequestID = m.keyView(id, k), request.From(ctx).ID
+		return out, nil
+	})
 	register(api, op("admin-rotate-key", http.MethodPost, "/admin/tenants/{tenantId}/keys/{keyId}/rotate", "Rotate an API key's secret",
 		"Records ApiKeyRotated: returns the new secret once; the previous one keeps working for graceSeconds, then answers 401 key_expired. The key keeps its id, scopes and limits.", 200),
 		func(ctx context.Context, in *rotateInput) (*keySecretOutput, error) {
@@ -340,6 +371,96 @@ func (m *Module) Mount(api huma.API) {
 			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k), secret, request.From(ctx).ID
 			return out, nil
 		})
+}
+
+// KeyPatch is the body of PATCH /admin/tenants/{tenantId}/keys/{keyId}, for the spec: a JSON merge
+// patch of the key's editable fields. A field left out is unchanged; null takes an optional one away.
+type KeyPatch struct {
+	Name      *string           `json:"name,omitempty" maxLength:"200"`
+	Scopes    []string          `json:"scopes,omitempty" maxItems:"6" doc:"chat, search, ingest, tools, audit, usage; null or [] for the default (all but audit)"`
+	ExpiresAt *time.Time        `json:"expiresAt,omitempty" doc:"When the key stops working (RFC 3339, in the future); null: never"`
+	Limits    *events.KeyLimits `json:"limits,omitempty" doc:"The key's own rate limits (replaced whole); null: none"`
+	Budget    *events.KeyBudget `json:"budget,omitempty" doc:"The key's own budgets, tokens and USD (replaced whole); null: none"`
+}
+
+type keyPatchInput struct {
+	TenantID string `path:"tenantId" pattern:"^[a-z0-9][a-z0-9-]{0,62}$" maxLength:"63" doc:"Tenant id"`
+	KeyID    string `path:"keyId" pattern:"^key:[0-9a-f]{12}$" doc:"Key id (key:<12 hex digits>)"`
+	RawBody  []byte
+}
+
+// parseKeyPatch reads a key's merge patch, naming the field of every problem under body.
+func parseKeyPatch(raw []byte) (app.KeyEdit, error) {
+	var e app.KeyEdit
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return e, apperr.Invalid("invalid_body", "body", "the body must be a JSON object: the fields of the key to change (name, scopes, expiresAt, limits, budget)")
+	}
+	isNull := func(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
+	strict := func(v json.RawMessage, dst any) error {
+		d := json.NewDecoder(bytes.NewReader(v))
+		d.DisallowUnknownFields()
+		return d.Decode(dst)
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		v, field := obj[k], "body."+k
+		switch k {
+		case "name":
+			var n string
+			if err := json.Unmarshal(v, &n); err != nil || len(n) > 200 {
+				return e, apperr.Invalid("invalid_body", field, "name must be a string of at most 200 bytes")
+			}
+			e.Name = &n
+		case "scopes":
+			e.ScopesSet = true
+			if isNull(v) {
+				continue
+			}
+			if err := json.Unmarshal(v, &e.Scopes); err != nil || len(e.Scopes) > len(events.AllScopes) {
+				return e, apperr.Invalid("invalid_scope", field, "scopes must be a list of at most 6 of "+strings.Join(events.AllScopes, ", "))
+			}
+		case "expiresAt":
+			if isNull(v) {
+				e.ClearExpiry = true
+				continue
+			}
+			var at time.Time
+			if err := json.Unmarshal(v, &at); err != nil {
+				return e, apperr.Invalid("invalid_expiry", field, "expiresAt must be an RFC 3339 time, or null for never")
+			}
+			e.ExpiresAt = &at
+		case "limits":
+			if isNull(v) {
+				e.ClearLimits = true
+				continue
+			}
+			var l events.KeyLimits
+			if err := strict(v, &l); err != nil {
+				return e, apperr.Invalid("invalid_limits", field, "limits must be an object of perMinute, burst, tokensPerMinute (integers), or null")
+			}
+			e.Limits = &l
+		case "budget":
+			if isNull(v) {
+				e.ClearBudget = true
+				continue
+			}
+			var b events.KeyBudget
+			if err := strict(v, &b); err != nil {
+				return e, apperr.Invalid("invalid_budget", field, "budget must be an object of dailyTokens, monthlyTokens (integers), dailyUsd, monthlyUsd (numbers), or null")
+			}
+			e.Budget = &b
+		case "secret", "hash":
+			return e, apperr.Invalid("invalid_body", field, "a key's secret never changes by an edit: rotate the key (POST …/rotate)")
+		case "user":
+			return e, apperr.Invalid("invalid_body", field, "a key's bound user cannot change: create a key for the other user")
+		default:
+			return e, apperr.Invalid("invalid_body", field, "unknown field (known: name, scopes, expiresAt, limits, budget)")
+		}
+	}
+	if err := checkKeyNumbers(e.Limits, e.Budget); err != nil {
+		return e, err
+	}
+	return e, nil
 }
 
 type applyInput struct {
@@ -405,7 +526,7 @@ func clipMsg(s string) string {
 func register[I, O any](api huma.API, op huma.Operation, h func(context.Context, *I) (*O, error)) {
 	huma.Register(api, op, h)
 	if pi := api.OpenAPI().Paths[op.Path]; pi != nil {
-		for _, o := range []*huma.Operation{pi.Get, pi.Post, pi.Put, pi.Delete} {
+		for _, o := range []*huma.Operation{pi.Get, pi.Post, pi.Put, pi.Patch, pi.Delete} {
 			if o == nil || o.OperationID != op.OperationID {
 				continue
 			}
@@ -422,11 +543,17 @@ func register[I, O any](api huma.API, op huma.Operation, h func(context.Context,
 			if op.RequestBody != nil {
 				o.RequestBody = op.RequestBody
 			}
+			if rb, ok := op.Metadata[metaRequestBody].(*huma.RequestBody); ok {
+				o.RequestBody = rb
+			}
 		}
 	}
 }
 
-const metaConfigBody = "crispy.admin.configBody"
+const (
+	metaConfigBody  = "crispy.admin.configBody"
+	metaRequestBody = "crispy.admin.requestBody"
+)
 
 func (m *Module) tenantOut(ctx context.Context, t *domain.Tenant, err error) (*tenantOutput, error) {
 	if err != nil {

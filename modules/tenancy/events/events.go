@@ -23,6 +23,7 @@ func Register(add func(typeName string, sample any)) {
 	add(TypeTenantRemoved, TenantRemoved{})
 	add(TypeApiKeyRotated, ApiKeyRotated{})
 	add(TypeTenantDeleted, TenantDeleted{})
+	add(TypeApiKeyChanged, ApiKeyChanged{})
 }
 
 // TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their

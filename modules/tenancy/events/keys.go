@@ -9,6 +9,7 @@ import (
 // the configuration events.
 const (
 	TypeApiKeyRotated = "tenancy.ApiKeyRotated"
+	TypeApiKeyChanged = "tenancy.ApiKeyChanged"
 	TypeTenantDeleted = "tenancy.TenantDeleted"
 )
 
@@ -82,6 +83,18 @@ type ApiKeyRotated struct {
 	ID                 string    `json:"id"`
 	Hash               string    `json:"hash"`
 	PreviousValidUntil time.Time `json:"previousValidUntil,omitzero"`
+}
+
+// ApiKeyChanged records an edit of a key through the admin API (PATCH): the name, scopes, expiry,
+// limits and budget it has from then on, all of them (nil: none). Its secret, id, user and source
+// are unchanged: a new secret is a rotation.
+type ApiKeyChanged struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Limits    *KeyLimits `json:"limits,omitempty"`
+	Budget    *KeyBudget `json:"budget,omitempty"`
 }
 
 // TenantDeleted records that the tenant was deleted through the admin API: like TenantRemoved it is

@@ -621,6 +621,29 @@ type AdminDeleteTenantOutput struct {
 	RequestId string `json:"requestId"`
 }
 
+// AdminEditKeyOutput defines model for AdminEditKeyOutput.
+type AdminEditKeyOutput struct {
+	Budget    *KeyBudget `json:"budget,omitempty"`
+	CreatedAt *time.Time `json:"createdAt,omitempty"`
+	Expired   bool       `json:"expired"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Id        string     `json:"id"`
+
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	Limits     *KeyLimits `json:"limits,omitempty"`
+	Name       *string    `json:"name,omitempty"`
+
+	// PreviousValidUntil After a rotation: until when the previous secret still works
+	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
+	RequestId          string     `json:"requestId"`
+	Revoked            bool       `json:"revoked"`
+	RevokedAt          *time.Time `json:"revokedAt,omitempty"`
+	Scopes             []string   `json:"scopes"`
+	Source             string     `json:"source"`
+	User               *string    `json:"user,omitempty"`
+}
+
 // AdminGetTenantOutput defines model for AdminGetTenantOutput.
 type AdminGetTenantOutput struct {
 	Config TenantConfig `json:"config"`
@@ -1674,6 +1697,19 @@ type KeyLimits struct {
 	Burst           *int64 `json:"burst,omitempty"`
 	PerMinute       *int64 `json:"perMinute,omitempty"`
 	TokensPerMinute *int64 `json:"tokensPerMinute,omitempty"`
+}
+
+// KeyPatch defines model for KeyPatch.
+type KeyPatch struct {
+	Budget *KeyBudget `json:"budget,omitempty"`
+
+	// ExpiresAt When the key stops working (RFC 3339, in the future); null: never
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Limits    *KeyLimits `json:"limits,omitempty"`
+	Name      *string    `json:"name,omitempty"`
+
+	// Scopes chat, search, ingest, tools, audit, usage; null or [] for the default (all but audit)
+	Scopes *[]string `json:"scopes,omitempty"`
 }
 
 // KeyView defines model for KeyView.
@@ -2818,6 +2854,9 @@ type AdminUpdateTenantJSONRequestBody = TenantConfig
 
 // AdminCreateKeyJSONRequestBody defines body for AdminCreateKey for application/json ContentType.
 type AdminCreateKeyJSONRequestBody = AdminCreateKeyInput
+
+// AdminEditKeyJSONRequestBody defines body for AdminEditKey for application/json ContentType.
+type AdminEditKeyJSONRequestBody = KeyPatch
 
 // AdminRotateKeyJSONRequestBody defines body for AdminRotateKey for application/json ContentType.
 type AdminRotateKeyJSONRequestBody = AdminRotateKeyInput
@@ -4383,6 +4422,24 @@ type ClientInterface interface {
 	// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
 	AdminCreateKey(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// AdminEditKeyWithBody Edit an API key
+	//
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+	AdminEditKeyWithBody(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AdminEditKey Edit an API key
+	//
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+	AdminEditKey(ctx context.Context, tenantId string, keyId string, body AdminEditKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// AdminRevokeKey Revoke an API key
 	//
 	// Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
@@ -4960,6 +5017,44 @@ func (c *Client) AdminCreateKeyWithBody(ctx context.Context, tenantId string, co
 // Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
 func (c *Client) AdminCreateKey(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewAdminCreateKeyRequest(c.Server, tenantId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminEditKeyWithBody Edit an API key
+//
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+func (c *Client) AdminEditKeyWithBody(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminEditKeyRequestWithBody(c.Server, tenantId, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AdminEditKey Edit an API key
+//
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+func (c *Client) AdminEditKey(ctx context.Context, tenantId string, keyId string, body AdminEditKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAdminEditKeyRequest(c.Server, tenantId, keyId, body)
 	if err != nil {
 		return nil, err
 	}
@@ -6128,6 +6223,60 @@ func NewAdminCreateKeyRequestWithBody(server string, tenantId string, contentTyp
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAdminEditKeyRequest calls the generic AdminEditKey builder with application/json body
+func NewAdminEditKeyRequest(server string, tenantId string, keyId string, body AdminEditKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewAdminEditKeyRequestWithBody(server, tenantId, keyId, "application/json", bodyReader)
+}
+
+// NewAdminEditKeyRequestWithBody constructs an http.Request for the AdminEditKey method, with any body, and a specified content type
+func NewAdminEditKeyRequestWithBody(server string, tenantId string, keyId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "tenantId", tenantId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "keyId", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/tenants/%s/keys/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -9049,6 +9198,24 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /admin/tenants/{tenantId}/keys (the `AdminCreateKey` operationId).
 	AdminCreateKeyWithResponse(ctx context.Context, tenantId string, body AdminCreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminCreateKeyResponse, error)
 
+	// AdminEditKeyWithBodyWithResponse Edit an API key
+	//
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+	AdminEditKeyWithBodyWithResponse(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminEditKeyResponse, error)
+
+	// AdminEditKeyWithResponse Edit an API key
+	//
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+	AdminEditKeyWithResponse(ctx context.Context, tenantId string, keyId string, body AdminEditKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminEditKeyResponse, error)
+
 	// AdminRevokeKeyWithResponse Revoke an API key
 	//
 	// Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
@@ -10037,6 +10204,82 @@ func (r AdminCreateKeyResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r AdminCreateKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AdminEditKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AdminEditKeyOutput
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AdminEditKeyResponse) GetJSON200() *AdminEditKeyOutput {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r AdminEditKeyResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r AdminEditKeyResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r AdminEditKeyResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r AdminEditKeyResponse) GetApplicationproblemJSON413() *Problem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r AdminEditKeyResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetBody returns the raw response body bytes
+func (r AdminEditKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AdminEditKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AdminEditKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AdminEditKeyResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -13214,6 +13457,36 @@ func (c *ClientWithResponses) AdminCreateKeyWithResponse(ctx context.Context, te
 	return ParseAdminCreateKeyResponse(rsp)
 }
 
+// AdminEditKeyWithBodyWithResponse Edit an API key
+//
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+func (c *ClientWithResponses) AdminEditKeyWithBodyWithResponse(ctx context.Context, tenantId string, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*AdminEditKeyResponse, error) {
+	rsp, err := c.AdminEditKeyWithBody(ctx, tenantId, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminEditKeyResponse(rsp)
+}
+
+// AdminEditKeyWithResponse Edit an API key
+//
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /admin/tenants/{tenantId}/keys/{keyId} (the `AdminEditKey` operationId).
+func (c *ClientWithResponses) AdminEditKeyWithResponse(ctx context.Context, tenantId string, keyId string, body AdminEditKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*AdminEditKeyResponse, error) {
+	rsp, err := c.AdminEditKey(ctx, tenantId, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAdminEditKeyResponse(rsp)
+}
+
 // AdminRevokeKeyWithResponse Revoke an API key
 //
 // Records ApiKeyRevoked: the key is refused with 401 key_revoked on every replica within a second.
@@ -14361,6 +14634,67 @@ func ParseAdminCreateKeyResponse(rsp *http.Response) (*AdminCreateKeyResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAdminEditKeyResponse parses an HTTP response from a AdminEditKeyWithResponse call
+func ParseAdminEditKeyResponse(rsp *http.Response) (*AdminEditKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AdminEditKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AdminEditKeyOutput
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem

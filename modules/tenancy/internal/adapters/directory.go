@@ -78,6 +78,9 @@ func RegisterDirectory(b bus.Consumers) TenantDirectory {
 	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.TenantDeleted) error {
 		return ApplyTenantEvent(tx.Bucket(), env, ev)
 	})
+	bus.Apply(p, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.ApiKeyChanged) error {
+		return ApplyTenantEvent(tx.Bucket(), env, ev)
+	})
 	return TenantDirectory{Projection: p}
 }
 

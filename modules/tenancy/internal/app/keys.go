@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
@@ -99,4 +100,78 @@ func (m Manager) RotateKey(ctx context.Context, id tenant.ID, keyID string, grac
 		return "", domain.Key{}, err
 	}
 	return secret, *t.KeyByID(keyID), nil
+}
+
+// KeyEdit is what a PATCH of a key changes: each field set (non-nil) replaces the key's; Clear*
+// take the optional ones away (no expiry, no limits, no budget).
+type KeyEdit struct {
+	Name        *string
+	Scopes      []string // nil: unchanged; empty: the default scopes
+	ScopesSet   bool
+	ExpiresAt   *time.Time
+	ClearExpiry bool
+	Limits      *events.KeyLimits
+	ClearLimits bool
+	Budget      *events.KeyBudget
+	ClearBudget bool
+}
+
+// EditKey records ApiKeyChanged with the key's name, scopes, expiry, limits and budget after the
+// edit (never its secret): every replica applies them within a second. An edit that changes
+// nothing records nothing; a revoked key cannot be edited (409 key_revoked).
+func (m Manager) EditKey(ctx context.Context, id tenant.ID, keyID string, e KeyEdit) (domain.Key, error) {
+	if e.ScopesSet {
+		if err := domain.CheckScopes(e.Scopes); err != nil {
+			return domain.Key{}, apperr.Invalid("invalid_scope", "body.scopes", err.Error())
+		}
+	}
+	if e.ExpiresAt != nil && !e.ExpiresAt.After(m.now()) {
+		return domain.Key{}, apperr.Invalid("invalid_expiry", "body.expiresAt", "expiresAt must be in the future")
+	}
+	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
+		if !t.Active() {
+			return nil, notFound(id)
+		}
+		k := t.KeyByID(keyID)
+		if k == nil {
+			return nil, keyNotFound(id, keyID)
+		}
+		if k.Revoked {
+			return nil, apperr.New(apperr.KindConflict, domain.CodeKeyRevoked, fmt.Sprintf("API key %s is revoked; create a new one", keyID))
+		}
+		ev := events.ApiKeyChanged{ID: keyID, Name: k.Name, Scopes: k.Scopes, ExpiresAt: k.ExpiresAt, Limits: k.Limits, Budget: k.Budget}
+		if e.Name != nil {
+			ev.Name = *e.Name
+		}
+		if e.ScopesSet {
+			ev.Scopes = domain.NormalScopes(e.Scopes)
+		}
+		switch {
+		case e.ClearExpiry:
+			ev.ExpiresAt = nil
+		case e.ExpiresAt != nil:
+			at := e.ExpiresAt.UTC()
+			ev.ExpiresAt = &at
+		}
+		switch {
+		case e.ClearLimits:
+			ev.Limits = nil
+		case e.Limits != nil:
+			ev.Limits = e.Limits
+		}
+		switch {
+		case e.ClearBudget:
+			ev.Budget = nil
+		case e.Budget != nil:
+			ev.Budget = e.Budget
+		}
+		if reflect.DeepEqual(ev, events.ApiKeyChanged{ID: keyID, Name: k.Name, Scopes: k.Scopes, ExpiresAt: k.ExpiresAt, Limits: k.Limits, Budget: k.Budget}) {
+			return nil, nil
+		}
+		return []any{ev}, nil
+	})
+	if err != nil {
+		return domain.Key{}, err
+	}
+	return *t.KeyByID(keyID), nil
 }

@@ -120,6 +120,16 @@ func CheckScopes(scopes []string) error {
 	return nil
 }
 
+// NormalScopes is a key's scopes as recorded: sorted, without duplicates, the default when empty.
+func NormalScopes(sc []string) []string {
+	scopes := slices.Clone(sc)
+	if len(scopes) == 0 {
+		scopes = events.DefaultScopes()
+	}
+	slices.Sort(scopes)
+	return slices.Compact(scopes)
+}
+
 // AddKey returns the event that records a new key whose secret hashes to hash, made at now.
 func (t *Tenant) AddKey(hash string, r NewKeyRequest, now time.Time) (events.ApiKeyAdded, error) {
 	_, d, err := ParseHash(hash)
@@ -130,12 +140,7 @@ func (t *Tenant) AddKey(hash string, r NewKeyRequest, now time.Time) (events.Api
 	if t.KeyByID(id) != nil {
 		return events.ApiKeyAdded{}, fmt.Errorf("key id %s is taken", id) // 2^-48: make another
 	}
-	scopes := slices.Clone(r.Scopes)
-	if len(scopes) == 0 {
-		scopes = events.DefaultScopes()
-	}
-	slices.Sort(scopes)
-	scopes = slices.Compact(scopes)
+	scopes := NormalScopes(r.Scopes)
 	return events.ApiKeyAdded{Hash: hash, ID: id, Name: r.Name, Scopes: scopes, CreatedAt: now.UTC(), ExpiresAt: r.ExpiresAt,
 		Limits: r.Limits, Budget: r.Budget, User: r.User, Source: events.KeySourceAPI}, nil
 }

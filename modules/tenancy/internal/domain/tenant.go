@@ -85,6 +85,15 @@ func (t *Tenant) Apply(rev uint64, e any) {
 			k = t.KeyByID(e.ID)
 			k.PrevHash, k.PrevValidUntil, k.Hash = k.Hash, e.PreviousValidUntil, e.Hash
 		}
+	case events.ApiKeyChanged:
+		if k := t.KeyByID(e.ID); k != nil {
+			t.Keys = slices.Clone(t.Keys)
+			k = t.KeyByID(e.ID)
+			k.Name, k.Scopes, k.ExpiresAt, k.Limits, k.Budget = e.Name, slices.Clone(e.Scopes), e.ExpiresAt, e.Limits, e.Budget
+			if len(k.Scopes) == 0 {
+				k.Scopes = events.DefaultScopes()
+			}
+		}
 	}
 }
 
@@ -212,6 +221,8 @@ func EventType(e any) (string, error) {
 		return events.TypeApiKeyRotated, nil
 	case events.TenantDeleted:
 		return events.TypeTenantDeleted, nil
+	case events.ApiKeyChanged:
+		return events.TypeApiKeyChanged, nil
 	}
 	return "", fmt.Errorf("tenancy: %T is not a tenancy event", e)
 }
@@ -247,6 +258,10 @@ func Decode(typ string, data []byte) (any, error) {
 		return e, err
 	case events.TypeTenantDeleted:
 		var e events.TenantDeleted
+		err = json.Unmarshal(data, &e)
+		return e, err
+	case events.TypeApiKeyChanged:
+		var e events.ApiKeyChanged
 		err = json.Unmarshal(data, &e)
 		return e, err
 	}

@@ -100,6 +100,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/admin/tenants/{tenantId}/keys/{keyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Edit an API key
+         * @description Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+         */
+        patch: operations["admin-edit-key"];
+        trace?: never;
+    };
     "/admin/tenants/{tenantId}/keys/{keyId}/revoke": {
         parameters: {
             query?: never;
@@ -888,6 +908,34 @@ export interface components {
             /** @description Its data keys were destroyed: its sealed sessions and documents read as erased */
             erased: boolean;
             requestId: string;
+        };
+        AdminEditKeyOutput: {
+            budget?: components["schemas"]["KeyBudget"];
+            /** Format: date-time */
+            createdAt?: string;
+            expired: boolean;
+            /** Format: date-time */
+            expiresAt?: string;
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             */
+            lastUsedAt?: string;
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /**
+             * Format: date-time
+             * @description After a rotation: until when the previous secret still works
+             */
+            previousValidUntil?: string;
+            requestId: string;
+            revoked: boolean;
+            /** Format: date-time */
+            revokedAt?: string;
+            scopes: string[];
+            source: string;
+            user?: string;
         };
         AdminGetTenantOutput: {
             config: components["schemas"]["TenantConfig"];
@@ -1902,6 +1950,20 @@ export interface components {
             perMinute?: number;
             /** Format: int64 */
             tokensPerMinute?: number;
+        };
+        KeyPatch: {
+            /** @description The key's own budgets, tokens and USD (replaced whole); null: none */
+            budget?: components["schemas"]["KeyBudget"];
+            /**
+             * Format: date-time
+             * @description When the key stops working (RFC 3339, in the future); null: never
+             */
+            expiresAt?: string;
+            /** @description The key's own rate limits (replaced whole); null: none */
+            limits?: components["schemas"]["KeyLimits"];
+            name?: string;
+            /** @description chat, search, ingest, tools, audit, usage; null or [] for the default (all but audit) */
+            scopes?: string[];
         };
         KeyView: {
             budget?: components["schemas"]["KeyBudget"];
@@ -3527,6 +3589,123 @@ export interface operations {
             };
             /** @description Unknown tenant or key */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body over 1 MiB */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request (field paths in errors) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    "admin-edit-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Tenant id */
+                tenantId: string;
+                /** @description Key id (key:<12 hex digits>) */
+                keyId: string;
+            };
+            cookie?: never;
+        };
+        /** @description The fields of the key to change */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "budget": {
+                 *         "dailyUsd": 5
+                 *       },
+                 *       "name": "ci",
+                 *       "scopes": [
+                 *         "chat",
+                 *         "search"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyPatch"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "budget": {
+                     *         "dailyTokens": 1,
+                     *         "dailyUsd": 1,
+                     *         "monthlyTokens": 1,
+                     *         "monthlyUsd": 1
+                     *       },
+                     *       "createdAt": "2026-11-29T14:00:00Z",
+                     *       "expired": true,
+                     *       "expiresAt": "2026-11-29T14:00:00Z",
+                     *       "id": "string",
+                     *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "limits": {
+                     *         "burst": 1,
+                     *         "perMinute": 1,
+                     *         "tokensPerMinute": 1
+                     *       },
+                     *       "name": "string",
+                     *       "previousValidUntil": "2026-11-29T14:00:00Z",
+                     *       "requestId": "string",
+                     *       "revoked": true,
+                     *       "revokedAt": "2026-11-29T14:00:00Z",
+                     *       "scopes": [
+                     *         "string"
+                     *       ],
+                     *       "source": "string",
+                     *       "user": "string"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AdminEditKeyOutput"];
+                };
+            };
+            /** @description Missing or wrong admin key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown tenant or key */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The key is revoked */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
