@@ -48,11 +48,14 @@ var (
 	// flushPostings: a flush writes the memtable as a segment from this many postings (~0.8 MB of
 	// terms log, ~650 chunks of 150 words); below, it is replayed from the log at open.
 	flushPostings = 1 << 16
-	// memPostings: a write cuts a segment at this many postings (~12 MB of memtable), so ingest
-	// between two flushes does not grow the heap without bound.
-	memPostings = 1 << 20
-	// mergeCap: merges stop at segments of this many postings (48 MB; ~0.1-0.3 s to write).
-	mergeCap int64 = 4 << 20
+	// memPostings: a write cuts a segment at this many postings (~3 MB of postings, ~6 MB of
+	// memtable with its map and slack), so ingest between two flushes does not grow the heap with
+	// the batch.
+	memPostings = 1 << 18
+	// mergeCap: merges stop at segments of this many postings (24 MB, ~0.1 s to write on an idle
+	// disk): a merge holds the partition's lock. Past it segments accumulate, one per 2M postings
+	// (~20k chunks), each a binary search per query term.
+	mergeCap int64 = 2 << 20
 )
 
 const refSize = 16 // bytes per node in lexrefs.G

@@ -41,7 +41,10 @@ import (
 //	           chunk's text is overwritten with zeros in place
 //	tombs.G    append-only deleted node ids
 //	terms.G    append-only analysed words of each node that has some, as 64-bit hashes with their
-//	           frequencies (lexical.go): the postings of the lexical half are rebuilt from it at open
+//	           frequencies (lexical.go): what the lexical half is built from
+//	lexrefs.G  node i's place in terms.G and length in terms (mapped; written once per node)
+//	lexseg-N.G immutable, mapped segments of the lexical postings (lexseg.go), named by the
+//	           manifest; the nodes after the last one are replayed from terms.G at open
 //	upper-S.G  append-only upper-layer links of the nodes that changed (the last record of a node
 //	           wins); rewritten as upper-{S+1}.G when it is mostly superseded records
 //	MANIFEST   how many nodes and how many bytes of each log are the index, the graph's entry point,
