@@ -126,22 +126,23 @@ func (d *durable) close() error {
 
 // handle is the Watermill handler. It returns an error only when the bus is shutting down mid-event
 // (the message is nacked and comes again); any other failure has been retried, then logged and
-// counted, and the event is passed so one bad event never holds the bus.
+// counted, and the event is passed so one bad event never holds the bus. In process a message
+// carries the processor's events of a forwarded batch, in order (publishLocal); from a broker, one
+// event.
 func (d *durable) handle(msg *message.Message) error {
-	var e eventstore.Event
-	local, ok := msg.Context().Value(inProcessEvent{}).(*delivered)
-	if ok && local.e.ID == msg.UUID {
-		e = local.e
-	} else {
-		local = nil
-	}
-	var err error
-	if local == nil {
-		if e, err = fromMessage(msg); err == nil && d.b.open != nil {
-			// From a broker: the event as stored, opened here (sealed content never rides the broker).
-			if e, err = d.b.open(msg.Context(), e); Unavailable(err) {
-				return fmt.Errorf("handler %s: open %s at %d: %w", d.name, e.Type, e.Position, err) // comes again
+	if batch, ok := msg.Context().Value(inProcessBatch{}).([]*delivered); ok {
+		for _, local := range batch {
+			if err := d.handleEvent(msg.Context(), local.e, local); err != nil {
+				return err // comes again whole: the events before it are at or below the checkpoint
 			}
+		}
+		return nil
+	}
+	e, err := fromMessage(msg)
+	if err == nil && d.b.open != nil {
+		// From a broker: the event as stored, opened here (sealed content never rides the broker).
+		if e, err = d.b.open(msg.Context(), e); Unavailable(err) {
+			return fmt.Errorf("handler %s: open %s at %d: %w", d.name, e.Type, e.Position, err) // comes again
 		}
 	}
 	if err != nil {
@@ -150,6 +151,13 @@ func (d *durable) handle(msg *message.Message) error {
 		d.failed.Inc()
 		return nil
 	}
+	return d.handleEvent(msg.Context(), e, nil)
+}
+
+// handleEvent handles one event (local: as published in process, with its data decoded by the
+// cursor; nil from a broker). mctx is its message's context.
+func (d *durable) handleEvent(mctx context.Context, e eventstore.Event, local *delivered) error {
+	var err error
 	if _, ok := d.dispatch[e.Type]; !ok {
 		return nil
 	}
@@ -174,12 +182,12 @@ func (d *durable) handle(msg *message.Message) error {
 		d.finished(e)
 		return nil
 	}
-	ctx := handlerContext(msg.Context(), e, d.actor)
+	ctx := handlerContext(mctx, e, d.actor)
 	began := time.Now()
 	var backoff time.Duration
 	for {
 		err = d.callRetrying(ctx, ev)
-		if !Unavailable(err) || msg.Context().Err() != nil {
+		if !Unavailable(err) || mctx.Err() != nil {
 			break
 		}
 		// A dependency is down: the event waits for it, however long, and is never passed.
@@ -187,7 +195,7 @@ func (d *durable) handle(msg *message.Message) error {
 			// On the broker: give the event back before its ack wait runs out; it comes again.
 			return fmt.Errorf("handler %s: %s at %d waits for an unavailable dependency: %w", d.name, e.Type, e.Position, err)
 		}
-		if !d.b.waitUnavailable(msg.Context(), &d.waiting, &backoff, "processor", d.name, err) {
+		if !d.b.waitUnavailable(mctx, &d.waiting, &backoff, "processor", d.name, err) {
 			if d.ordered {
 				// In process, a nack is delivered again at once, and the forwarder's publish (so the
 				// bus's stop) would wait for ever. The event is acked without being finished instead;
@@ -204,7 +212,7 @@ func (d *durable) handle(msg *message.Message) error {
 		d.b.log.Info("bus: processor's dependency is back", "processor", d.name)
 	}
 	if err != nil {
-		if msg.Context().Err() != nil {
+		if mctx.Err() != nil {
 			return fmt.Errorf("handler %s: %s at %d interrupted: %w", d.name, e.Type, e.Position, err)
 		}
 		d.b.log.Error("bus: handler gave up on event", "handler", d.name, "type", e.Type, "tenant", e.Tenant.String(),

@@ -258,22 +258,21 @@ func (b *Bus) publishShared(ctx context.Context, batch []item, _ *eventstore.Pos
 	return nil
 }
 
-// publishLocal hands a batch to the in-process processors (GoChannel): each event only to the
-// processors that handle its type, each on its own topic, the event and its data (decoded once by
-// the cursor, for all of them) in the message's context: no payload to encode and decode again.
-// GoChannel spends a goroutine and two copies of a message per subscriber and the router a
-// goroutine and its middleware per delivery; on the shared topic every processor was sent every
-// event some processor handles, to drop most of them unread (in a first start of crispy serve on
-// 100k events, the processors' path took more CPU than the eight read models together). A
-// processor's publish returns once it has finished every event of the batch; the processors of a
-// batch run side by side, as they did on the shared topic. The cursor moves past the batch once
-// every one of them has.
+// publishLocal hands a batch to the in-process processors (GoChannel): to each processor one
+// message, on its own topic, with the events of the batch it handles, in order, and their data
+// (decoded once by the cursor, for all of them) in the message's context: no payload to encode and
+// decode again. GoChannel spends a goroutine and two copies of a message per subscriber, and the
+// router a goroutine and its middleware per message; on the shared topic every processor was sent
+// every event some processor handles, one message each, to drop most of them unread (in a first
+// start of crispy serve on 100k events, the processors' path took more CPU than the eight read
+// models together). A processor's publish returns once it has finished the events (each still
+// handled, deduplicated, retried and checkpointed one by one); the processors of a batch run side
+// by side, as they did on the shared topic. The cursor moves past the batch once every one has.
 func (b *Bus) publishLocal(ctx context.Context, batch []item) error {
 	c := b.shared
 	done := c.pos.Load()
 	first, last := batch[0].e, batch[len(batch)-1].e
-	base := context.WithoutCancel(ctx) // the handlers finish what the forwarder published before it stopped
-	var per [][]*message.Message       // by durable index
+	var per [][]*delivered // by durable index
 	n := 0
 	for i := range batch {
 		it := &batch[i]
@@ -285,18 +284,17 @@ func (b *Bus) publishLocal(ctx context.Context, batch []item) error {
 			continue
 		}
 		if per == nil {
-			per = make([][]*message.Message, len(b.durables))
+			per = make([][]*delivered, len(b.durables))
 		}
-		// One message for every processor of the event: Publish copies it per topic.
-		m := message.NewMessage(it.e.ID, nil)
-		m.SetContext(context.WithValue(base, inProcessEvent{}, &delivered{e: it.e, d: it.d}))
+		ev := &delivered{e: it.e, d: it.d}
 		for _, d := range ds {
-			per[d.idx] = append(per[d.idx], m)
+			per[d.idx] = append(per[d.idx], ev)
 		}
 		n++
 	}
 	if n > 0 {
-		if err := b.publishEach(per); err != nil {
+		// WithoutCancel: the handlers finish what the forwarder published before it stopped.
+		if err := b.publishEach(context.WithoutCancel(ctx), per); err != nil {
 			return fmt.Errorf("publish events %d..%d: %w", first.Position, last.Position, err)
 		}
 		if at := b.abandonedAt(); at != 0 && at <= uint64(last.Position) {
@@ -310,18 +308,23 @@ func (b *Bus) publishLocal(ctx context.Context, batch []item) error {
 	return nil
 }
 
-// publishEach publishes each processor's messages (per, by durable index) to its topic, the
-// processors side by side.
-func (b *Bus) publishEach(per [][]*message.Message) error {
+// inProcessBatch is the context key of the events an in-process message carries.
+type inProcessBatch struct{}
+
+// publishEach publishes to each processor its events (per, by durable index) as one message on its
+// topic, the processors side by side.
+func (b *Bus) publishEach(ctx context.Context, per [][]*delivered) error {
 	var busy []int
-	for i, msgs := range per {
-		if len(msgs) > 0 {
+	for i, evs := range per {
+		if len(evs) > 0 {
 			busy = append(busy, i)
 		}
 	}
 	publish := func(i int) error {
-		d := b.durables[i]
-		if err := b.tr.publisher.Publish(d.localTopic(b.cfg.topic()), per[i]...); err != nil {
+		d, evs := b.durables[i], per[i]
+		m := message.NewMessage(evs[0].e.ID, nil)
+		m.SetContext(context.WithValue(ctx, inProcessBatch{}, evs))
+		if err := b.tr.publisher.Publish(d.localTopic(b.cfg.topic()), m); err != nil {
 			return fmt.Errorf("to processor %s: %w", d.name, err)
 		}
 		return nil
@@ -344,9 +347,6 @@ type delivered struct {
 	e eventstore.Event
 	d delivery
 }
-
-// inProcessEvent is the context key of the event a message was made from.
-type inProcessEvent struct{}
 
 // abandonedAt is the lowest position a processor gave up at when the bus stopped (0: none).
 func (b *Bus) abandonedAt() uint64 {
