@@ -41,6 +41,7 @@ type adminServer struct {
 	erased  []tenant.ID
 	fails   int // erasures to fail before one succeeds
 	mu      sync.Mutex
+	stop    func() // ends the module's Run (a replica shutting down)
 }
 
 func (s *adminServer) erasedIDs() []tenant.ID {
@@ -57,13 +58,17 @@ type probeEcho struct {
 	}
 }
 
-func newAdminServer(t testing.TB, store eventstore.Store, file string) *adminServer {
+func newAdminServer(t testing.TB, store eventstore.Store, file string, opts ...func(*tenancy.Config)) *adminServer {
 	t.Helper()
 	if store == nil {
 		store = eventstoretest.NewMemory()
 	}
 	s := &adminServer{clock: &fixedClock{t: time.Now()}}
-	mod, err := tenancy.New(tenancy.Deps{Config: tenancy.Config{TenantsFile: file, AdminKeySHA256: adminHash()}, Store: store,
+	cfg := tenancy.Config{TenantsFile: file, AdminKeySHA256: adminHash()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	mod, err := tenancy.New(tenancy.Deps{Config: cfg, Store: store,
 		Log: slog.New(slog.DiscardHandler), Now: s.clock.Now,
 		Erase: func(_ context.Context, id tenant.ID) error {
 			s.mu.Lock()
@@ -90,7 +95,9 @@ func newAdminServer(t testing.TB, store eventstore.Store, file string) *adminSer
 	rctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mod.Run(rctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	var once sync.Once
+	s.stop = func() { once.Do(func() { stop(); <-done }) }
+	t.Cleanup(s.stop)
 	if err := mod.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}

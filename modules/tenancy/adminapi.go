@@ -44,7 +44,7 @@ type KeyView struct {
 	events.APIKey
 	Revoked            bool       `json:"revoked"`
 	Expired            bool       `json:"expired"`
-	LastUsedAt         *time.Time `json:"lastUsedAt,omitempty" doc:"When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)"`
+	LastUsedAt         *time.Time `json:"lastUsedAt,omitempty" doc:"When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)"`
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty" doc:"After a rotation: until when the previous secret still works"`
 }
 
@@ -56,12 +56,16 @@ func (m *Module) tenantView(t *domain.Tenant) TenantView {
 	return TenantView{ID: t.ID.String(), Origin: origin, Revision: t.LastRevision, Keys: len(t.ActiveHashes()), Config: t.Config}
 }
 
-func (m *Module) keyView(t tenant.ID, k domain.Key) KeyView {
+func (m *Module) keyView(t tenant.ID, k domain.Key, recorded map[string]time.Time) KeyView {
 	v := KeyView{APIKey: k.APIKey, Revoked: k.Revoked, Expired: k.ExpiresAt != nil && !m.now().Before(*k.ExpiresAt)}
 	if v.Scopes == nil {
 		v.Scopes = []string{}
 	}
-	if lu := m.adm.LastUsed(t, k.ID); !lu.IsZero() {
+	lu := m.adm.LastUsed(t, k.ID)
+	if r := recorded[k.ID]; r.After(lu) {
+		lu = r
+	}
+	if !lu.IsZero() {
 		v.LastUsedAt = &lu
 	}
 	if !k.PrevValidUntil.IsZero() && m.now().Before(k.PrevValidUntil) {
@@ -289,8 +293,9 @@ func (m *Module) Mount(api huma.API) {
 			}
 			out := &keyListOutput{}
 			out.Body.Keys = []KeyView{}
+			used := m.recordedUse(ctx, id, t.Keys)
 			for _, k := range t.Keys {
-				out.Body.Keys = append(out.Body.Keys, m.keyView(id, k))
+				out.Body.Keys = append(out.Body.Keys, m.keyView(id, k, used))
 			}
 			out.Body.RequestID = request.From(ctx).ID
 			return out, nil
@@ -311,7 +316,7 @@ func (m *Module) Mount(api huma.API) {
 				return nil, err
 			}
 			out := &keySecretOutput{}
-			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k), secret, request.From(ctx).ID
+			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), secret, request.From(ctx).ID
 			return out, nil
 		})
 	register(api, op("admin-revoke-key", http.MethodPost, "/admin/tenants/{tenantId}/keys/{keyId}/revoke", "Revoke an API key",
@@ -326,7 +331,7 @@ func (m *Module) Mount(api huma.API) {
 				return nil, err
 			}
 			out := &keyOutput{}
-			out.Body.KeyView, out.Body.RequestID = m.keyView(id, k), request.From(ctx).ID
+			out.Body.KeyView, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), request.From(ctx).ID
 			return out, nil
 		})
 	patch := op("admin-edit-key", http.MethodPatch, "/admin/tenants/{tenantId}/keys/{keyId}", "Edit an API key",
@@ -353,7 +358,7 @@ func (m *Module) Mount(api huma.API) {
 			return nil, err
 		}
 		out := &keyOutput{}
-		out.Body.KeyView, out.Body.RequestID = m.keyView(id, k), request.From(ctx).ID
+		out.Body.KeyView, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), request.From(ctx).ID
 		return out, nil
 	})
 	register(api, op("admin-rotate-key", http.MethodPost, "/admin/tenants/{tenantId}/keys/{keyId}/rotate", "Rotate an API key's secret",
@@ -368,7 +373,7 @@ func (m *Module) Mount(api huma.API) {
 				return nil, err
 			}
 			out := &keySecretOutput{}
-			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k), secret, request.From(ctx).ID
+			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), secret, request.From(ctx).ID
 			return out, nil
 		})
 }

@@ -67,6 +67,10 @@ type Config struct {
 	// FailClosed refuses requests (503 ratelimit_unavailable) while Redis is failing, instead of
 	// failing open onto the per-process limiter.
 	FailClosed bool
+	// KeyUsedEvery is how often a replica records the keys used since its last record
+	// (events.ApiKeysUsed; default 1 min): the key list's lastUsedAt is shared by the replicas
+	// and kept across restarts to this period.
+	KeyUsedEvery time.Duration
 	// AdminKeySHA256 holds the admin keys' SHA-256 hashes (hex, comma-separated; CRISPY_ADMIN_KEY_SHA256).
 	// Empty: the admin API refuses every request.
 	AdminKeySHA256 string
@@ -81,6 +85,9 @@ func (c *Config) defaults() {
 	}
 	if c.RedisCooldown == 0 {
 		c.RedisCooldown = 5 * time.Second
+	}
+	if c.KeyUsedEvery <= 0 {
+		c.KeyUsedEvery = time.Minute
 	}
 }
 
@@ -123,6 +130,7 @@ type Module struct {
 	rl    *adapters.RedisLimiter
 
 	dir      *adapters.TenantDirectory // nil until Register
+	usage    *adapters.KeyUsage        // nil until Register
 	reloaded chan struct{}             // a Start for Run to record the removals of (capacity 1)
 
 	syncMu sync.Mutex // one sync at a time: Start, or Run's removals
@@ -188,6 +196,8 @@ func New(d Deps) (*Module, error) {
 func (m *Module) Register(b bus.Consumers) {
 	d := adapters.RegisterDirectory(b)
 	m.dir = &d
+	u := adapters.RegisterKeyUsage(b)
+	m.usage = &u
 	if m.erase != nil {
 		// Finishes a deletion's erasure from the event: a key store that was down, or a crash
 		// between TenantDeleted and the destruction, still ends with the tenant's keys destroyed.
@@ -361,7 +371,10 @@ func (m *Module) LimiterCheck() httpapi.Check {
 // model has caught up (after Register; again after each Start), then blocks until ctx ends and closes
 // the Redis connection. A bus that stops before the directory caught up is left to say why itself.
 func (m *Module) Run(ctx context.Context) error {
+	used := make(chan struct{})
+	go func() { defer close(used); m.recordUsed(ctx) }()
 	err := m.keepRecorded(ctx)
+	<-used
 	if cerr := m.Close(); err == nil {
 		err = cerr
 	}
@@ -410,6 +423,66 @@ func (m *Module) keepRecorded(ctx context.Context) error {
 		case <-m.reloaded:
 		}
 	}
+}
+
+// recordUsed records every KeyUsedEvery the keys used here since the last record, and once more
+// when ctx ends (so a restart loses none).
+func (m *Module) recordUsed(ctx context.Context) {
+	t := time.NewTicker(m.cfg.KeyUsedEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			m.flushUsed(fctx)
+			cancel()
+			return
+		case <-t.C:
+			m.flushUsed(ctx)
+		}
+	}
+}
+
+// flushUsed appends one events.ApiKeysUsed per tenant whose keys were used since the last flush, to
+// its key-use stream of the day. A failed append gives its keys back for the next flush.
+func (m *Module) flushUsed(ctx context.Context) {
+	for t, keys := range m.adm.TakeUsed() {
+		err := func() error {
+			st, err := tenant.NewStream(t, events.KeyUseCategory, m.now().UTC().Format("20060102"))
+			if err != nil {
+				return err
+			}
+			ev, err := eventstore.NewEventData(events.TypeApiKeysUsed, events.ApiKeysUsed{Keys: keys})
+			if err != nil {
+				return err
+			}
+			if _, err := m.store.Append(ctx, st, eventstore.Any, ev); err != nil {
+				return fmt.Errorf("append to %s: %w", st, err)
+			}
+			return nil
+		}()
+		if err != nil {
+			m.adm.Untake(t, keys)
+			m.log.WarnContext(ctx, "recording the API keys' last use failed; retried at the next record", "tenant", t.String(), "error", err.Error())
+		}
+	}
+}
+
+// recordedUse is the latest use recorded by any replica of each of t's keys (none while the read
+// model catches up, or without Register).
+func (m *Module) recordedUse(ctx context.Context, t tenant.ID, keys []domain.Key) map[string]time.Time {
+	if m.usage == nil || len(keys) == 0 {
+		return nil
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	out, err := m.usage.LastUsed(ctx, t, ids)
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 // Close releases the Redis connection (for callers that do not use Run).

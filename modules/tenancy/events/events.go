@@ -24,6 +24,7 @@ func Register(add func(typeName string, sample any)) {
 	add(TypeApiKeyRotated, ApiKeyRotated{})
 	add(TypeTenantDeleted, TenantDeleted{})
 	add(TypeApiKeyChanged, ApiKeyChanged{})
+	add(TypeApiKeysUsed, ApiKeysUsed{})
 }
 
 // TenantConfig is a tenant's configuration (SPEC §1) without its API keys, which are events of their

@@ -10,6 +10,7 @@ import (
 const (
 	TypeApiKeyRotated = "tenancy.ApiKeyRotated"
 	TypeApiKeyChanged = "tenancy.ApiKeyChanged"
+	TypeApiKeysUsed   = "tenancy.ApiKeysUsed"
 	TypeTenantDeleted = "tenancy.TenantDeleted"
 )
 
@@ -95,6 +96,17 @@ type ApiKeyChanged struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Limits    *KeyLimits `json:"limits,omitempty"`
 	Budget    *KeyBudget `json:"budget,omitempty"`
+}
+
+// KeyUseCategory is the category of the streams that record when keys were used: one stream a day
+// per tenant, t-{tenant}.keyuse-YYYYMMDD, so the configuration stream does not grow with traffic.
+const KeyUseCategory = "keyuse"
+
+// ApiKeysUsed records when a replica last saw each of a tenant's keys authenticate a request (key
+// id -> Unix seconds). A replica records at most one a minute per tenant, with every key used since
+// its last, so a key's lastUsedAt is shared by the replicas and survives restarts, to the minute.
+type ApiKeysUsed struct {
+	Keys map[string]int64 `json:"keys"`
 }
 
 // TenantDeleted records that the tenant was deleted through the admin API: like TenantRemoved it is

@@ -577,7 +577,7 @@ type AdminCreateKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -629,7 +629,7 @@ type AdminEditKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -681,7 +681,7 @@ type AdminRevokeKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -710,7 +710,7 @@ type AdminRotateKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -1720,7 +1720,7 @@ type KeyView struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`

@@ -866,7 +866,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -919,7 +919,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -972,7 +972,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -1007,7 +1007,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -1975,7 +1975,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
