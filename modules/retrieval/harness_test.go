@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/crispy-enigma/crispy/modules/retrieval"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/bus"
@@ -78,6 +80,10 @@ type opts struct {
 	sealer    *sealing.Sealer
 	busDir    string // the bus's checkpoints and read models (default: a temporary folder)
 	policy    retrieval.TenantPolicy
+	rerankers retrieval.Rerankers
+	meter     retrieval.Meter
+	metrics   *metrics.Set
+	embedders retrieval.Embedders // default: the offline embedder
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -95,16 +101,19 @@ func newEnv(t testing.TB, o opts) *env {
 		}
 	}
 	fi := &flakyIndex{Index: ix}
-	res, err := embeddings.NewResolver(embeddings.Config{})
-	if err != nil {
-		t.Fatal(err)
+	var res retrieval.Embedders = o.embedders
+	if res == nil {
+		var err error
+		if res, err = embeddings.NewResolver(embeddings.Config{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mod, err := retrieval.New(retrieval.Deps{Config: o.config, Store: store, Index: fi, Embedders: res, Completer: o.completer, SharedIndex: o.shared,
-		Sealer: o.sealer, Policy: o.policy})
+		Sealer: o.sealer, Policy: o.policy, Rerankers: o.rerankers, Meter: o.meter, Metrics: o.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}})
+	srv, err := httpapi.New(httpapi.Config{BodyLimits: mod.BodyLimits()}, httpapi.Deps{Guard: httpapitest.HeaderGuard{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	CacheMaxEntries int
 	// RewriteTimeout bounds the model's query rewrite (default 1.5 s; negative disables rewriting).
 	RewriteTimeout time.Duration
+	// RerankTimeout bounds a call to the tenant's reranker (default 2 s); past it, or when the
+	// reranker fails, the search keeps the fused order (logged, counted).
+	RerankTimeout time.Duration
 	// AnswerTimeout bounds the model's answer (default 60 s); on timeout the answer is extractive.
 	AnswerTimeout time.Duration
 	// IndexWait bounds how long an ingest or delete waits for this replica's index to apply it
@@ -63,6 +66,9 @@ type Config struct {
 	FlushInterval time.Duration
 	// MaxTextChars is the largest document (default 500,000 characters, SPEC §2).
 	MaxTextChars int
+	// MaxUploadBytes bounds a POST /documents request (default 20 MiB). The HTTP server must let
+	// that route's body through (BodyLimits); the upload is streamed to a temporary file.
+	MaxUploadBytes int64
 }
 
 func (c *Config) defaults() {
@@ -78,6 +84,9 @@ func (c *Config) defaults() {
 	if c.AnswerTimeout == 0 {
 		c.AnswerTimeout = 60 * time.Second
 	}
+	if c.RerankTimeout == 0 {
+		c.RerankTimeout = 2 * time.Second
+	}
 	if c.IndexWait == 0 {
 		c.IndexWait = 10 * time.Second
 	}
@@ -90,11 +99,14 @@ func (c *Config) defaults() {
 	if c.MaxTextChars == 0 {
 		c.MaxTextChars = 500_000
 	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = retrievalhttp.DefaultMaxUploadBytes
+	}
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.AnswerTimeout < 0 || c.IndexWait < 0 || c.StatsInterval < 0 || c.FlushInterval < 0 || c.MaxTextChars < 0 || c.CacheMaxEntries < 0 {
+	if c.AnswerTimeout < 0 || c.RerankTimeout < 0 || c.IndexWait < 0 || c.StatsInterval < 0 || c.FlushInterval < 0 || c.MaxTextChars < 0 || c.CacheMaxEntries < 0 || c.MaxUploadBytes < 0 {
 		return fmt.Errorf("retrieval: negative limits in %+v", c)
 	}
 	return nil
@@ -109,6 +121,9 @@ type Deps struct {
 	Policy    TenantPolicy // nil: every tenant uses the default embeddings model
 	Completer Completer    // nil: offline (extractive answers, no rewrite)
 	Meter     Meter        // nil: embeddings are not metered (CLI)
+	// Rerankers resolves the tenants' models.rerank (*rerank.Resolver, whose default is the
+	// server's reranker); nil: searches are never reranked.
+	Rerankers Rerankers
 	// Sealer, when set, seals each ingest's text under a data key of its own (issue 12 §4): in the
 	// log (Store must then be the sealing store with SealingPolicy among its policies) and in the
 	// index; deleting a document destroys its keys. Nil: documents are kept in plain text.
@@ -152,8 +167,8 @@ func New(d Deps) (*Module, error) {
 	}
 	log := d.Log.With("module", "retrieval")
 	svc := &app.Service{Store: d.Store, Index: d.Index, Embedders: d.Embedders, Cache: app.NewCache(d.Config.CacheTTL, d.Config.CacheMaxEntries, d.Now),
-		Stats: app.NewStats(), Metrics: d.Metrics, Log: log, Now: d.Now, RewriteTimeout: d.Config.RewriteTimeout,
-		AnswerTimeout: d.Config.AnswerTimeout, MaxTextChars: d.Config.MaxTextChars, IndexWait: d.Config.IndexWait}
+		Stats: app.NewStats(), Metrics: d.Metrics, Log: log, Now: d.Now, RewriteTimeout: d.Config.RewriteTimeout, RerankTimeout: d.Config.RerankTimeout,
+		AnswerTimeout: d.Config.AnswerTimeout, MaxTextChars: d.Config.MaxTextChars, MaxUploadBytes: d.Config.MaxUploadBytes, IndexWait: d.Config.IndexWait}
 	if d.Policy != nil {
 		svc.Policy = policyAdapter{d.Policy}
 	}
@@ -162,6 +177,9 @@ func New(d Deps) (*Module, error) {
 	}
 	if d.Meter != nil {
 		svc.Meter = d.Meter
+	}
+	if d.Rerankers != nil {
+		svc.Rerankers = d.Rerankers
 	}
 	if d.Sealer != nil {
 		svc.Sealed = sealedindex.New(d.Sealer, func(err error) bool { return errors.Is(err, sealing.ErrErased) })
@@ -252,6 +270,12 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 		return hits, misses, lat, at, err
 	}
 	retrievalhttp.Register(api, svc)
+}
+
+// BodyLimits are the routes whose request bodies may exceed the API's JSON limit, and by how much
+// (httpapi.Config.BodyLimits): POST /documents up to MaxUploadBytes.
+func (m *Module) BodyLimits() map[string]int64 {
+	return map[string]int64{"POST /documents": m.cfg.MaxUploadBytes}
 }
 
 // Routes mounts the HTTP routes only, without the consumers: the request path then writes the index

@@ -6,6 +6,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
+	"github.com/crispy-enigma/crispy/platform/ai/rerank"
 	"github.com/crispy-enigma/crispy/platform/metering"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -51,6 +52,13 @@ var ErrNoModel = domain.ErrNoModel
 // *embeddings.Resolver implements it.
 type Embedders interface {
 	Resolve(spec string) (embeddings.Embedder, error)
+}
+
+// Rerankers resolves a tenant's models.rerank ("provider:model"; "": the server's default; "none":
+// off) to a reranker, nil when there is none; *rerank.Resolver implements it. Its calls are
+// metered like the embeddings' (purpose search.rerank).
+type Rerankers interface {
+	Resolve(spec string) (rerank.Reranker, error)
 }
 
 // Meter books and records the embeddings calls the module makes in a request (a search's query

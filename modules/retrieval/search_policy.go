@@ -8,7 +8,8 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// SearchSettings reads the tenant's `search:` settings (mode, rrfK, weights, feedback) for the app.
+// SearchSettings reads the tenant's `search:` settings (mode, rrfK, weights, feedback,
+// minRerankScore) and its models.rerank for the app.
 func (a policyAdapter) SearchSettings(ctx context.Context, t tenant.ID) (app.SearchSettings, error) {
 	c, err := a.p.Config(ctx, t)
 	if err != nil {
@@ -20,5 +21,6 @@ func (a policyAdapter) SearchSettings(ctx context.Context, t tenant.ID) (app.Sea
 	if s.Feedback != nil && !*s.Feedback {
 		st.NoFeedback = true
 	}
+	st.Rerank, st.MinRerankScore = c.Models.Rerank, s.MinRerankScore
 	return st, nil
 }

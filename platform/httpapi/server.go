@@ -40,6 +40,10 @@ type Config struct {
 	Version string
 	// MaxBodyBytes defaults to 1 MiB.
 	MaxBodyBytes int64
+	// BodyLimits override MaxBodyBytes for some routes, keyed "METHOD /path" (the exact path, as
+	// the request names it): an upload (POST /documents) is larger than any JSON request, and the
+	// operation streams it rather than holding it whole.
+	BodyLimits map[string]int64
 	// Timeouts bound slow and idle clients (HTTPServer); zero fields take DefaultTimeouts.
 	Timeouts Timeouts
 }
@@ -61,6 +65,11 @@ func (c *Config) defaults() {
 func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return fmt.Errorf("httpapi: MaxBodyBytes %d is negative", c.MaxBodyBytes)
+	}
+	for route, n := range c.BodyLimits {
+		if n <= 0 {
+			return fmt.Errorf("httpapi: body limit %d of %s is not positive", n, route)
+		}
 	}
 	return c.Timeouts.Validate()
 }
@@ -419,13 +428,17 @@ func (s *Server) preflight(next http.Handler) http.Handler {
 
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > s.cfg.MaxBodyBytes {
+		limit := s.cfg.MaxBodyBytes
+		if n, ok := s.cfg.BodyLimits[r.Method+" "+r.URL.Path]; ok {
+			limit = n
+		}
+		if r.ContentLength > limit {
 			s.writeProblem(w, r, &Problem{Title: "Request Entity Too Large", Status: 413, Code: "body_too_large",
-				Detail: fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, s.cfg.MaxBodyBytes)})
+				Detail: fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, limit)})
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)}
+			r.Body = &bodyReader{ReadCloser: http.MaxBytesReader(w, r.Body, limit)}
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -325,7 +325,9 @@ func (s *Server) checkText(hctx huma.Context, next func(huma.Context)) {
 		_ = huma.WriteErr(s.API, hctx, 422, "validation failed", errs...)
 		return
 	}
-	if op.RequestBody == nil {
+	if op.RequestBody == nil || isMultipart(hctx.Header("Content-Type")) {
+		// A multipart body (an upload) is not JSON, and may be far larger than a JSON body: the
+		// operation streams it and checks its own fields, instead of this check holding it whole.
 		next(hctx)
 		return
 	}
@@ -344,6 +346,12 @@ func (s *Server) checkText(hctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	next(&bodyContext{humaContext: hctx, body: bytes.NewReader(body)})
+}
+
+// isMultipart reports a multipart/form-data content type.
+func isMultipart(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "multipart/form-data")
 }
 
 // readBodyFor reads the whole body within the operation's limits. ok is false when it could not

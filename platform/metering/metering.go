@@ -27,8 +27,10 @@ const (
 	PurposeEmbedSearch     = "embeddings.search" // a search's (or a RAG chat turn's) query vector
 	PurposeEmbedIngest     = "embeddings.ingest" // an ingested document's chunk vectors
 	PurposeEmbeddings      = "embeddings"        // POST /v1/embeddings
+	PurposeRerank          = "search.rerank"     // a search's (or a RAG chat turn's) candidates reordered by the tenant's reranker
 	OperationChat          = "chat"
 	OperationEmbeddings    = "embeddings"
+	OperationRerank        = "rerank"
 	OutcomeCompleted       = "completed"
 	OutcomeFailed          = "failed"
 	OutcomeBudgetExhausted = "budget_exceeded"
@@ -37,7 +39,7 @@ const (
 // Call is a finished model call.
 type Call struct {
 	Purpose   string // one of the Purpose* constants
-	Operation string // OperationChat or OperationEmbeddings
+	Operation string // OperationChat, OperationEmbeddings or OperationRerank
 	// Model is the "provider:model" that answered (or the last one tried when none did).
 	Model            string
 	PromptTokens     int

@@ -577,7 +577,7 @@ type AdminCreateKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -629,7 +629,7 @@ type AdminEditKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -681,7 +681,7 @@ type AdminRevokeKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -710,7 +710,7 @@ type AdminRotateKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -1720,7 +1720,7 @@ type KeyView struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -2083,6 +2083,9 @@ type SearchDocumentsInput struct {
 	// Example: How many vacation days do I get?
 	Query string `json:"query"`
 
+	// Rerank false skips the tenant's reranker (models.rerank) for this request. Default: rerank when the tenant (or the server) has a reranker
+	Rerank *bool `json:"rerank,omitempty"`
+
 	// Rewrite Ask the tenant's chat model for a rewrite of the query, searched beside the query as typed (both rankings fused). Default: true when an answer is asked for, false otherwise
 	Rewrite *bool `json:"rewrite,omitempty"`
 
@@ -2113,6 +2116,9 @@ type SearchDocumentsOutput struct {
 	// FollowUps Up to 5 follow-up questions
 	FollowUps []string `json:"followUps"`
 	RequestId string   `json:"requestId"`
+
+	// Reranked The sources are in the reranker's order with its scores (false: no reranker, rerank false, or the reranker failed or timed out and the fused order was kept)
+	Reranked bool `json:"reranked"`
 
 	// Sources Numbered from 1 in this order
 	Sources []SourceOut `json:"sources"`
@@ -2180,7 +2186,7 @@ type SourceOut struct {
 	// Example: handbook/vacation.md#0
 	Id string `json:"id"`
 
-	// Score What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1)
+	// Score What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1); reranked (see reranked), the reranker's relevance score (0 to 1)
 	//
 	// Example: 0.62
 	Score float64 `json:"score"`
@@ -4573,7 +4579,7 @@ type ClientInterface interface {
 
 	// UploadDocumentWithBody Upload a document
 	//
-	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
+	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4716,7 +4722,7 @@ type ClientInterface interface {
 
 	// SearchDocumentsWithBody Search and answer
 	//
-	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4725,7 +4731,7 @@ type ClientInterface interface {
 
 	// SearchDocuments Search and answer
 	//
-	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -5368,7 +5374,7 @@ func (c *Client) ListDocuments(ctx context.Context, params *ListDocumentsParams,
 
 // UploadDocumentWithBody Upload a document
 //
-// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
+// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
 //
 // Takes any type of body and a specified content type.
 //
@@ -5701,7 +5707,7 @@ func (c *Client) ListTools(ctx context.Context, params *ListToolsParams, reqEdit
 
 // SearchDocumentsWithBody Search and answer
 //
-// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes any type of body and a specified content type.
 //
@@ -5720,7 +5726,7 @@ func (c *Client) SearchDocumentsWithBody(ctx context.Context, params *SearchDocu
 
 // SearchDocuments Search and answer
 //
-// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -9371,7 +9377,7 @@ type ClientWithResponsesInterface interface {
 
 	// UploadDocumentWithBodyWithResponse Upload a document
 	//
-	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
+	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9542,7 +9548,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchDocumentsWithBodyWithResponse Search and answer
 	//
-	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9551,7 +9557,7 @@ type ClientWithResponsesInterface interface {
 
 	// SearchDocumentsWithResponse Search and answer
 	//
-	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+	// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -13744,7 +13750,7 @@ func (c *ClientWithResponses) ListDocumentsWithResponse(ctx context.Context, par
 
 // UploadDocumentWithBodyWithResponse Upload a document
 //
-// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
+// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14029,7 +14035,7 @@ func (c *ClientWithResponses) ListToolsWithResponse(ctx context.Context, params 
 
 // SearchDocumentsWithBodyWithResponse Search and answer
 //
-// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14044,7 +14050,7 @@ func (c *ClientWithResponses) SearchDocumentsWithBodyWithResponse(ctx context.Co
 
 // SearchDocumentsWithResponse Search and answer
 //
-// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+// Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -53,6 +53,8 @@ type Service struct {
 	Embedders Embedders
 	Policy    ModelPolicy // nil: the default model
 	Completer Completer   // nil: offline
+	// Rerankers resolves the tenant's reranker (rerank.go); nil: no reranking.
+	Rerankers Rerankers
 	// Meter books and records the embeddings calls of the request path (Embed with a purpose);
 	// nil: not metered.
 	Meter metering.Meter
@@ -68,8 +70,11 @@ type Service struct {
 	Now     func() time.Time
 
 	RewriteTimeout time.Duration
+	RerankTimeout  time.Duration
 	AnswerTimeout  time.Duration
 	MaxTextChars   int
+	// MaxUploadBytes bounds POST /documents' file (0: httpapi's DefaultMaxUploadBytes, 20 MiB).
+	MaxUploadBytes int64
 
 	// Consumed is set when the index is fed by the bus (serve): the request path records events and
 	// waits, up to IndexWait, for this replica to have applied them (consume.go). Unset (the CLI),
@@ -324,8 +329,13 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 	for i, c := range cs {
 		texts[i] = embedText(ev.Title, c.Text)
 	}
-	keys := embedKeys(e, ev, texts) // index: embedded once per (model, text), vectors.go
-	vs, err := s.embedReusing(ctx, t, e, ev.DocID, texts, keys, purpose)
+	var vs [][]float32
+	var err error
+	if purpose == "" {
+		vs, err = e.Embed(ctx, texts)
+	} else {
+		vs, err = s.embedMetered(ctx, t, e, purpose, texts)
+	}
 	if err != nil {
 		return nil, embedErr(err)
 	}
@@ -339,9 +349,6 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 		// Words analysed here, from the plain text, before sealedindex seals it for the index.
 		out[i] = search.Chunk{DocID: ev.DocID, ChunkID: c.ID, Text: c.Text, Title: ev.Title, Source: ev.Source, URL: ev.URL, Metadata: md, Vector: vs[i],
 			Terms: ChunkTerms(ev.Title, c.Text)}
-		if keys != nil {
-			out[i].EmbedKey = keys[i]
-		}
 	}
 	return out, nil
 }

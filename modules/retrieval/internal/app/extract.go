@@ -2,7 +2,10 @@ package app
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -17,64 +20,130 @@ var UploadFormats = []string{".txt", ".md", ".html", ".htm", ".pdf"}
 // ErrUnsupportedFormat is wrapped by ExtractText for a file it cannot read as text.
 var ErrUnsupportedFormat = fmt.Errorf("unsupported format")
 
+// ErrTooLong is wrapped by ExtractFile for a file whose text is over the limit it was given.
+var ErrTooLong = fmt.Errorf("text too long")
+
 // ExtractText turns an uploaded file into the text POST /ingest takes, picked by the file name's
 // extension: .txt and .md as they are (UTF-8), .html/.htm without markup, scripts and styles,
 // .pdf as its pages' text (pdfText). It wraps ErrUnsupportedFormat or ErrNoText.
 func ExtractText(name string, data []byte) (string, error) {
+	return ExtractFile(name, bytes.NewReader(data), int64(len(data)), math.MaxInt)
+}
+
+// ExtractFile is ExtractText over a file of size bytes read through r (an upload spooled to
+// disk), keeping at most maxChars characters of text: past them it stops reading and wraps
+// ErrTooLong. A text file is read whole only when it can fit (4 bytes a character at most); an
+// HTML page is tokenised as a stream, never parsed into a tree, so memory follows the text kept,
+// not the file's size.
+func ExtractFile(name string, r io.ReadSeeker, size int64, maxChars int) (string, error) {
 	ext := strings.ToLower(path.Ext(name))
 	switch ext {
 	case ".txt", ".md":
+		if maxChars < math.MaxInt/utf8.UTFMax && size > int64(maxChars)*utf8.UTFMax {
+			return "", fmt.Errorf("%w: %s is %d bytes, over %d characters whatever its encoding", ErrTooLong, name, size, maxChars)
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", name, err)
+		}
 		if !utf8.Valid(data) {
 			return "", fmt.Errorf("%w: %s is not UTF-8 text", ErrUnsupportedFormat, name)
 		}
+		if n := utf8.RuneCount(data); n > maxChars {
+			return "", fmt.Errorf("%w: %s holds %d characters, over %d", ErrTooLong, name, n, maxChars)
+		}
 		return strings.TrimPrefix(string(data), "\ufeff"), nil
 	case ".html", ".htm":
-		return htmlText(data)
+		return htmlText(r, maxChars)
 	case ".pdf":
-		return pdfText(data)
+		text, err := pdfText(r)
+		if err == nil && utf8.RuneCountInString(text) > maxChars {
+			return "", fmt.Errorf("%w: %s holds %d characters of text, over %d", ErrTooLong, name, utf8.RuneCountInString(text), maxChars)
+		}
+		return text, err
 	default:
 		return "", fmt.Errorf("%w: %q: upload .txt, .md, .html or .pdf", ErrUnsupportedFormat, ext)
 	}
 }
 
-// htmlText keeps the text a reader sees: script, style, template, noscript and head metadata are
-// dropped, block elements end a paragraph so the chunker's boundaries survive.
-func htmlText(data []byte) (string, error) {
-	doc, err := html.Parse(bytes.NewReader(data))
-	if err != nil {
-		return "", fmt.Errorf("parse html: %w", err)
-	}
+// maxHTMLToken bounds one token of an HTML page.
+const maxHTMLToken = 4 << 20
+
+// htmlText keeps the text a reader sees: script, style, template, noscript, title, svg, iframe and
+// object content is dropped, block elements start and end a paragraph so the chunker's boundaries
+// survive. It tokenises the page as a stream (an unclosed element never hides what follows its
+// parent, as the tree builder's rules would have it, but a page is read without holding it whole).
+func htmlText(r io.Reader, maxChars int) (string, error) {
+	z := html.NewTokenizer(r)
+	// One token (an inline script, a run of text) is buffered whole: bounded, so a page of one
+	// huge token cannot take the memory the streaming saves.
+	z.SetMaxBuf(maxHTMLToken)
 	var b strings.Builder
-	var walk func(n *html.Node)
-	walk = func(n *html.Node) {
-		if n.Type == html.ElementNode {
-			switch n.DataAtom {
-			case atom.Script, atom.Style, atom.Template, atom.Noscript, atom.Head, atom.Svg, atom.Iframe, atom.Object:
-				return
+	skip, chars := 0, 0
+	brk := true // b ends a paragraph: block elements in a row add one break, not one each
+	for {
+		tt := z.Next()
+		switch tt {
+		case html.ErrorToken:
+			if errors.Is(z.Err(), io.EOF) {
+				return paragraphs(b.String()), nil
 			}
-		}
-		if n.Type == html.TextNode {
-			b.WriteString(strings.Join(strings.Fields(n.Data), " "))
-			if strings.TrimSpace(n.Data) != "" {
-				b.WriteByte(' ')
+			if errors.Is(z.Err(), html.ErrBufferExceeded) {
+				return "", fmt.Errorf("%w: the page holds one element (a script, a style, a text) over %d MiB", ErrUnsupportedFormat, maxHTMLToken>>20)
 			}
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			walk(c)
-		}
-		if n.Type == html.ElementNode && blockElement(n.DataAtom) {
-			b.WriteString("\n\n")
+			return "", fmt.Errorf("read html: %w", z.Err())
+		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
+			name, _ := z.TagName()
+			a := atom.Lookup(name)
+			if hiddenElement(a) {
+				if tt == html.StartTagToken {
+					skip++
+				} else if tt == html.EndTagToken && skip > 0 {
+					skip--
+				}
+				continue
+			}
+			if skip == 0 && !brk && (blockElement(a) || a == atom.Br) {
+				b.WriteString("\n\n")
+				brk = true
+			}
+		case html.TextToken:
+			if skip > 0 || len(bytes.TrimSpace(z.Raw())) == 0 {
+				continue // Text copies the token: the blank runs between tags are skipped before it
+			}
+			raw := z.Text()
+			t := strings.Join(strings.Fields(string(raw)), " ")
+			if t == "" {
+				continue
+			}
+			if chars += utf8.RuneCountInString(t) + 1; chars > maxChars {
+				return "", fmt.Errorf("%w: the page holds over %d characters of text", ErrTooLong, maxChars)
+			}
+			b.WriteString(t)
+			b.WriteByte(' ')
+			brk = false
 		}
 	}
-	walk(doc)
-	// Collapse the blank runs the walk leaves and trim each paragraph.
+}
+
+// paragraphs collapses the blank runs the walk leaves and trims each paragraph.
+func paragraphs(s string) string {
 	var out []string
-	for _, p := range strings.Split(b.String(), "\n\n") {
+	for _, p := range strings.Split(s, "\n\n") {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}
 	}
-	return strings.Join(out, "\n\n"), nil
+	return strings.Join(out, "\n\n")
+}
+
+// hiddenElement is an element whose content a reader does not see as text.
+func hiddenElement(a atom.Atom) bool {
+	switch a {
+	case atom.Script, atom.Style, atom.Template, atom.Noscript, atom.Title, atom.Svg, atom.Iframe, atom.Object:
+		return true
+	}
+	return false
 }
 
 func blockElement(a atom.Atom) bool {

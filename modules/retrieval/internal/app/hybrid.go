@@ -19,6 +19,10 @@ type SearchSettings struct {
 	// default: on the Cranfield dev queries it lifts the lexical and hybrid modes' nDCG@10 more than
 	// anything else that is not fitted to the collection (README, Measured).
 	NoFeedback bool
+	// Rerank is the tenant's models.rerank ("": the server's default reranker, if any; "none":
+	// off), MinRerankScore its search.minRerankScore (0: DefaultMinRerankScore).
+	Rerank         string
+	MinRerankScore float64
 }
 
 // SearchPolicy gives a tenant's search settings; the module's tenant policy implements it. Nil,

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"unicode"
 
@@ -18,7 +19,7 @@ var ErrNoText = fmt.Errorf("no text")
 // password, stream filters) and keeps the strings its pages' content streams show. Simple fonts'
 // bytes are read as Latin-1; a PDF whose text is in fonts without a readable mapping (or that is
 // scanned images) yields no letters and is refused as holding no text rather than indexed as noise.
-func pdfText(data []byte) (text string, err error) {
+func pdfText(r io.ReadSeeker) (text string, err error) {
 	defer func() {
 		if r := recover(); r != nil { // a malformed file must not take the request down
 			text, err = "", fmt.Errorf("%w: unreadable PDF: %v", ErrUnsupportedFormat, r)
@@ -28,7 +29,7 @@ func pdfText(data []byte) (text string, err error) {
 	// writes a config folder under the user's home.
 	conf := &model.Configuration{ValidationMode: model.ValidationRelaxed, Reader15: true, Cmd: model.EXTRACTCONTENT,
 		UnsupportedResourcePolicy: model.UnsupportedResourceSkip, Limits: model.DefaultResourceLimits()}
-	ctx, err := api.ReadContext(bytes.NewReader(data), conf)
+	ctx, err := api.ReadContext(r, conf)
 	if err != nil {
 		return "", fmt.Errorf("%w: unreadable PDF: %v", ErrUnsupportedFormat, err)
 	}

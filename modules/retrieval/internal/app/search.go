@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/ai/rerank"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/metering"
@@ -31,6 +32,8 @@ type Search struct {
 	// Rewrite asks the model for a rewrite of the query, searched beside it. Nil: only when an
 	// answer is asked for (answer false then calls no model at all).
 	Rewrite *bool
+	// Rerank false skips the tenant's reranker (models.rerank) for this request; nil: the tenant's.
+	Rerank *bool
 }
 
 // Source is one passage of a search result.
@@ -53,6 +56,7 @@ type SearchResult struct {
 	FollowUps  []string
 	Cached     bool
 	Model      string
+	Reranked   bool // Sources are the reranker's order and scores
 }
 
 // Limits of a query (SPEC §2).
@@ -127,7 +131,8 @@ func searchKey(q Search) string {
 	if q.Rewrite != nil {
 		rw = fmt.Sprint(*q.Rewrite)
 	}
-	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t\x00%s\x00%s", domain.NormalizeQuery(q.Query), q.TopK, f, ms, q.Answer, q.Mode, rw)
+	rr := q.Rerank == nil || *q.Rerank
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%t\x00%s\x00%s\x00%t", domain.NormalizeQuery(q.Query), q.TopK, f, ms, q.Answer, q.Mode, rw, rr)
 }
 
 // Search runs the RAG pipeline: safety filter, cache, optional query rewrite, embed, kNN within the
@@ -164,15 +169,16 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 	}
 	mode, _ := parseMode(q.Mode)
 	st := s.settings(ctx, q.Tenant, mode)
-	hits, err := s.retrieve(ctx, q.Tenant, queries, q.TopK, filter, q.MinScore, st)
+	hits, how, err := s.retrieve(ctx, q.Tenant, queries, q.TopK, filter, q.MinScore, st, q.Rerank == nil || *q.Rerank)
 	if err != nil {
 		return SearchResult{}, err
 	}
 	if q.Answer {
-		// Only what passes the mode's relevance threshold is cited; the answer is written from it.
-		hits = relevant(hits, st.Mode)
+		// Only what passes the relevance threshold is cited (the reranker's when it ranked them,
+		// else the mode's); the answer is written from it.
+		hits = relevantAfter(hits, st, how)
 	}
-	res := SearchResult{Sources: make([]Source, len(hits)), FollowUps: []string{}}
+	res := SearchResult{Sources: make([]Source, len(hits)), FollowUps: []string{}, Reranked: how == reranked}
 	scores := make([]float64, len(hits))
 	numbered := make([]domain.Source, len(hits))
 	for i, h := range hits {
@@ -188,7 +194,10 @@ func (s *Service) Search(ctx context.Context, q Search) (SearchResult, error) {
 			return SearchResult{}, err
 		}
 	}
-	s.Cache.Put(q.Tenant, gen, key, res)
+	if how != fellBack {
+		// A reranker's passing failure is not kept for the cache's lifetime.
+		s.Cache.Put(q.Tenant, gen, key, res)
+	}
 	s.record(q.Tenant, false, s.Now().Sub(start))
 	return res, nil
 }
@@ -214,12 +223,12 @@ func (s *Service) RetrieveMode(ctx context.Context, t tenant.ID, query string, k
 		return nil, err
 	}
 	st := s.settings(ctx, t, m)
-	hits, err := s.retrieve(ctx, t, []string{query}, min(k, MaxTopK), search.Filter{}, nil, st)
+	hits, how, err := s.retrieve(ctx, t, []string{query}, min(k, MaxTopK), search.Filter{}, nil, st, true)
 	if err != nil {
 		return nil, err
 	}
 	if onlyRelevant {
-		hits = relevant(hits, st.Mode)
+		hits = relevantAfter(hits, st, how)
 	}
 	out := make([]Source, len(hits))
 	for i, h := range hits {
@@ -228,24 +237,47 @@ func (s *Service) RetrieveMode(ctx context.Context, t tenant.ID, query string, k
 	return out, nil
 }
 
-func (s *Service) retrieve(ctx context.Context, t tenant.ID, queries []string, k int, f search.Filter, minScore *float64, st SearchSettings) ([]search.Hit, error) {
+// retrieve returns the k best hits of queries in st's mode. With a reranker (the tenant's, unless
+// useRerank is false) the index is asked for RerankCandidates fused candidates, which the
+// reranker reorders by its reading of the user's query (queries[0], never the model's rewrite).
+func (s *Service) retrieve(ctx context.Context, t tenant.ID, queries []string, k int, f search.Filter, minScore *float64, st SearchSettings, useRerank bool) ([]search.Hit, rerankOutcome, error) {
 	ms := -1.0
 	if minScore != nil {
 		ms = *minScore
 	}
-	hits, err := s.searchQueries(ctx, t, queries, k, f, ms, st, metering.PurposeEmbedSearch)
+	var x rerank.Reranker
+	if useRerank {
+		var err error
+		if x, err = s.reranker(st); err != nil {
+			// A tenant naming a model this server does not serve: searched without it, told in
+			// the log and the fallback counter.
+			s.Log.WarnContext(ctx, "retrieval: the tenant's rerank model is not configured; the fused order is kept", "model", st.Rerank, "error", err)
+			if s.Metrics != nil {
+				s.Metrics.GetOrCreateCounter(fmt.Sprintf(`crispy_retrieval_rerank_fallbacks_total{tenant=%q,reason="unconfigured"}`, t.String())).Inc()
+			}
+			x = nil
+		}
+	}
+	depth := k
+	if x != nil {
+		depth = max(k, RerankCandidates)
+	}
+	hits, err := s.searchQueries(ctx, t, queries, depth, f, ms, st, metering.PurposeEmbedSearch)
 	if err != nil {
-		return nil, err
+		return nil, notReranked, err
 	}
 	if s.Sealed != nil {
 		if hits, err = s.Sealed.Open(ctx, t, hits); err != nil {
 			if errors.Is(err, sealing.ErrCorrupt) {
-				return nil, fmt.Errorf("search index: %w", err) // altered or moved: a fault, not an outage
+				return nil, notReranked, fmt.Errorf("search index: %w", err) // altered or moved: a fault, not an outage
 			}
-			return nil, apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
+			return nil, notReranked, apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
 		}
 	}
-	return hits, nil
+	if x == nil {
+		return hits[:min(k, len(hits))], notReranked, nil
+	}
+	return s.rerankHits(ctx, t, x, queries[0], hits, k)
 }
 
 func (s *Service) record(t tenant.ID, hit bool, d time.Duration) {

@@ -128,6 +128,7 @@ type SearchInput struct {
 		Answer   *bool          `json:"answer,omitempty" doc:"Write an answer citing the sources that pass the mode's relevance threshold (default true); false returns sources only and calls no model unless rewrite is true"`
 		Mode     string         `json:"mode,omitempty" enum:"hybrid,vector,lexical" doc:"hybrid: BM25 over the words and nearest neighbours of the embedding, fused by reciprocal rank; vector or lexical: one of them. Default: the tenant's search.mode, else hybrid" example:"hybrid"`
 		Rewrite  *bool          `json:"rewrite,omitempty" doc:"Ask the tenant's chat model for a rewrite of the query, searched beside the query as typed (both rankings fused). Default: true when an answer is asked for, false otherwise"`
+		Rerank   *bool          `json:"rerank,omitempty" doc:"false skips the tenant's reranker (models.rerank) for this request. Default: rerank when the tenant (or the server) has a reranker"`
 	}
 }
 
@@ -145,7 +146,7 @@ type SourceOut struct {
 	Source  string  `json:"source" example:"handbook"`
 	URL     string  `json:"url"`
 	Text    string  `json:"text"`
-	Score   float64 `json:"score" doc:"What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1)" example:"0.62"`
+	Score   float64 `json:"score" doc:"What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1); reranked (see reranked), the reranker's relevance score (0 to 1)" example:"0.62"`
 }
 
 // SearchOutput answers POST /search.
@@ -156,6 +157,7 @@ type SearchOutput struct {
 		Confidence float64     `json:"confidence" doc:"Mean of the top three scores, 0 to 1" example:"0.58"`
 		FollowUps  []string    `json:"followUps" doc:"Up to 5 follow-up questions"`
 		Cached     bool        `json:"cached" doc:"Served from the tenant's search cache"`
+		Reranked   bool        `json:"reranked" doc:"The sources are in the reranker's order with its scores (false: no reranker, rerank false, or the reranker failed or timed out and the fused order was kept)"`
 		RequestID  string      `json:"requestId"`
 	}
 }
@@ -262,7 +264,8 @@ func Register(api huma.API, svc *app.Service) {
 		Summary: "Search and answer",
 		Description: "Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), " +
 			"then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), " +
-			"then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none " +
+			"then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), " +
+			"then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none " +
 			"passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. " +
 			"Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up " +
 			"with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.",
@@ -272,12 +275,13 @@ func Register(api huma.API, svc *app.Service) {
 			t, _ := tenant.FromContext(ctx)
 			answer := in.Body.Answer == nil || *in.Body.Answer
 			res, err := svc.Search(ctx, app.Search{Tenant: t, Query: in.Body.Query, TopK: in.Body.TopK, Filter: in.Body.Filter,
-				MinScore: in.Body.MinScore, Answer: answer, Mode: in.Body.Mode, Rewrite: in.Body.Rewrite})
+				MinScore: in.Body.MinScore, Answer: answer, Mode: in.Body.Mode, Rewrite: in.Body.Rewrite, Rerank: in.Body.Rerank})
 			if err != nil {
 				return nil, err
 			}
 			out := &SearchOutput{}
 			out.Body.Answer, out.Body.Confidence, out.Body.FollowUps, out.Body.Cached = res.Answer, res.Confidence, res.FollowUps, res.Cached
+			out.Body.Reranked = res.Reranked
 			out.Body.Sources = make([]SourceOut, len(res.Sources))
 			for i, s := range res.Sources {
 				out.Body.Sources[i] = SourceOut{ID: s.ID, DocID: s.DocID, ChunkID: s.ChunkID, Title: s.Title, Source: s.Source, URL: s.URL, Text: s.Text, Score: s.Score}

@@ -1,13 +1,15 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -24,58 +26,112 @@ import (
 // maxUploadText is POST /ingest's text limit, applied to the text extracted from an upload.
 const maxUploadText = 500000
 
-// UploadInput is POST /documents: a multipart form read by the handler, so the limit, the type
-// and the fields are answered as problems of their own (413, 415, 422) rather than by a schema.
+// DefaultMaxUploadBytes is POST /documents' body limit when the server sets none (serve's
+// --upload-max-mb): larger than the API's 1 MiB for JSON, as a PDF of a few hundred pages is.
+const DefaultMaxUploadBytes = 20 << 20
+
+// UploadInput is POST /documents: a multipart form the handler reads as a stream (the file is
+// spooled to a temporary file, never held whole in memory), so the limit, the type and the fields
+// are answered as problems of their own (413, 415, 422) rather than by a schema.
 type UploadInput struct {
-	RawBody     []byte `contentType:"multipart/form-data"`
 	contentType string
+	body        io.Reader
 }
 
-// Resolve keeps the request's Content-Type: its boundary is needed to read the form.
+// Resolve keeps the request's Content-Type (its boundary is needed to read the form) and body.
 func (in *UploadInput) Resolve(ctx huma.Context) []error {
-	in.contentType = ctx.Header("Content-Type")
+	in.contentType, in.body = ctx.Header("Content-Type"), ctx.BodyReader()
 	return nil
 }
 
-// uploadForm is what the multipart body holds.
+// uploadForm is what the multipart body holds; file is the spooled file part (the caller closes
+// and removes it: cleanup).
 type uploadForm struct {
 	fileName string
-	file     []byte
-	hasFile  bool
+	file     *os.File
+	size     int64
 	fields   map[string]string
+}
+
+func (f *uploadForm) cleanup() {
+	if f.file != nil {
+		_ = f.file.Close()
+		_ = os.Remove(f.file.Name())
+	}
 }
 
 var uploadFields = map[string]int{"docId": 256, "title": 1000, "source": 1000, "url": 2048}
 
-func readUploadForm(contentType string, body []byte) (*uploadForm, error) {
+// tooLarge is the problem of an upload over maxBytes.
+func tooLarge(maxBytes int64) error {
+	return apperr.New(apperr.KindTooLarge, "body_too_large",
+		fmt.Sprintf("the upload is over the limit of %d bytes (%d MiB; serve's --upload-max-mb)", maxBytes, maxBytes>>20))
+}
+
+// readErr classifies a failure to read the form: over the body limit (413), else the client's
+// malformed form (422).
+func readErr(err error, maxBytes int64, loc, what string) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge(mbe.Limit)
+	}
+	return apperr.Invalid("invalid_multipart", loc, what+err.Error())
+}
+
+// readUploadForm reads the multipart body as a stream: the file part is copied to a temporary
+// file, at most maxBytes of it; the text fields are bounded by their own limits.
+func readUploadForm(contentType string, body io.Reader, maxBytes int64) (_ *uploadForm, err error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		return nil, huma.Error415UnsupportedMediaType("send the document as multipart/form-data with a file field named \"file\"")
 	}
+	if body == nil {
+		body = strings.NewReader("")
+	}
 	f := &uploadForm{fields: map[string]string{}}
-	r := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	defer func() {
+		if err != nil {
+			f.cleanup()
+		}
+	}()
+	r := multipart.NewReader(body, params["boundary"])
 	for {
 		p, err := r.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, apperr.Invalid("invalid_multipart", "body", "cannot read the multipart form: "+err.Error())
+			return nil, readErr(err, maxBytes, "body", "cannot read the multipart form: ")
 		}
 		name := p.FormName()
 		switch {
 		case name == "file":
-			if f.hasFile {
+			if f.file != nil {
 				return nil, apperr.Invalid("invalid_input", "body.file", "send one file per request")
 			}
-			f.hasFile, f.fileName = true, path.Base(strings.ReplaceAll(p.FileName(), "\\", "/"))
-			if f.file, err = io.ReadAll(p); err != nil {
-				return nil, apperr.Invalid("invalid_multipart", "body.file", "cannot read the file: "+err.Error())
+			f.fileName = path.Base(strings.ReplaceAll(p.FileName(), "\\", "/"))
+			if f.file, err = os.CreateTemp("", "crispy-upload-*"); err != nil {
+				return nil, fmt.Errorf("spool the upload: %w", err)
+			}
+			n, err := io.Copy(f.file, io.LimitReader(p, maxBytes+1))
+			if err != nil {
+				var pe *fs.PathError
+				if errors.As(err, &pe) {
+					return nil, fmt.Errorf("spool the upload: %w", err) // the temporary folder's fault, not the client's
+				}
+				return nil, readErr(err, maxBytes, "body.file", "cannot read the file: ")
+			}
+			if n > maxBytes {
+				return nil, tooLarge(maxBytes)
+			}
+			f.size = n
+			if _, err := f.file.Seek(0, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("spool the upload: %w", err)
 			}
 		case uploadFields[name] > 0:
 			v, err := io.ReadAll(io.LimitReader(p, int64(uploadFields[name])*4+1))
 			if err != nil {
-				return nil, apperr.Invalid("invalid_multipart", "body."+name, "cannot read the field: "+err.Error())
+				return nil, readErr(err, maxBytes, "body."+name, "cannot read the field: ")
 			}
 			if !utf8.Valid(v) || utf8.RuneCount(v) > uploadFields[name] {
 				return nil, apperr.Invalid("invalid_input", "body."+name, name+" must be UTF-8 text of at most "+itoa(uploadFields[name])+" characters")
@@ -83,10 +139,12 @@ func readUploadForm(contentType string, body []byte) (*uploadForm, error) {
 			f.fields[name] = string(v)
 		default:
 			// Unknown parts are ignored, as unknown JSON properties are elsewhere.
-			_, _ = io.Copy(io.Discard, p)
+			if _, err := io.Copy(io.Discard, p); err != nil {
+				return nil, readErr(err, maxBytes, "body."+name, "cannot read the part: ")
+			}
 		}
 	}
-	if !f.hasFile || f.fileName == "" || f.fileName == "." || f.fileName == "/" {
+	if f.file == nil || f.fileName == "" || f.fileName == "." || f.fileName == "/" {
 		return nil, apperr.Invalid("invalid_input", "body.file", "send the document in a file field named \"file\", with its file name")
 	}
 	return f, nil
@@ -113,24 +171,32 @@ func registerUpload(api huma.API, svc *app.Service) {
 		Summary: "Upload a document",
 		Description: "Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is " +
 			"extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the " +
-			"`docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit " +
-			"(1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.",
+			"`docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, " +
+			"20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by " +
+			"POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.",
 		Responses: map[string]*huma.Response{
 			"409": problem("The tenant's index was built with another embeddings model: run `crispy reindex` for the tenant"),
-			"413": problem("The request is over the API's body limit (1 MiB by default) or its text over 500,000 characters"),
+			"413": problem("The upload is over its body limit (20 MiB by default, --upload-max-mb) or its text over 500,000 characters"),
 			"415": problem("The file is not .txt, .md, .html or .pdf (or not readable as one), or the request is not multipart/form-data"),
 			"422": problem("The file holds no text (a PDF of scanned pages, an HTML page of scripts)"),
 			"503": problem("The search index or embeddings provider is unavailable")}},
 		func(ctx context.Context, in *UploadInput) (*IngestOutput, error) {
 			t, _ := tenant.FromContext(ctx)
-			form, err := readUploadForm(in.contentType, in.RawBody)
+			maxBytes := svc.MaxUploadBytes
+			if maxBytes <= 0 {
+				maxBytes = DefaultMaxUploadBytes
+			}
+			form, err := readUploadForm(in.contentType, in.body, maxBytes)
 			if err != nil {
 				return nil, platformhttp.ProblemFor(ctx, err)
 			}
-			text, err := app.ExtractText(form.fileName, form.file)
+			defer form.cleanup()
+			text, err := app.ExtractFile(form.fileName, form.file, form.size, maxUploadText)
 			switch {
 			case errors.Is(err, app.ErrUnsupportedFormat):
 				return nil, platformhttp.ProblemFor(ctx, huma.Error415UnsupportedMediaType(err.Error()))
+			case errors.Is(err, app.ErrTooLong):
+				return nil, apperr.New(apperr.KindTooLarge, "too_large", form.fileName+"'s text is over 500,000 characters: split it")
 			case errors.Is(err, app.ErrNoText):
 				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity(form.fileName+": "+err.Error()))
 			case err != nil:
@@ -138,9 +204,6 @@ func registerUpload(api huma.API, svc *app.Service) {
 			}
 			if strings.TrimSpace(text) == "" || platformhttp.Blank(text) {
 				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity(form.fileName+" holds no text to index"))
-			}
-			if utf8.RuneCountInString(text) > maxUploadText {
-				return nil, apperr.New(apperr.KindTooLarge, "too_large", form.fileName+"'s text is over 500,000 characters: split it")
 			}
 			c := app.Ingest{Tenant: t, DocID: form.fields["docId"], Title: form.fields["title"], Source: form.fields["source"],
 				URL: form.fields["url"], Text: text}

@@ -379,7 +379,7 @@ export interface paths {
         put?: never;
         /**
          * Upload a document
-         * @description Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request is bounded by the API's body limit (1 MiB by default) and the text by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages) is refused with 422.
+         * @description Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
          */
         post: operations["upload-document"];
         delete?: never;
@@ -671,7 +671,7 @@ export interface paths {
         put?: never;
         /**
          * Search and answer
-         * @description Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then an answer citing the numbered sources that pass the mode's relevance threshold, with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
+         * @description Retrieval-augmented answer: cache, optional query rewrite by the model (searched beside the query, never instead of it), then hybrid search within the tenant (BM25 over the words and kNN over the embedding, fused by reciprocal rank; mode picks one), then, when the tenant has a reranker (models.rerank), its reordering of the best 50 candidates (bounded by a timeout: on timeout or error the fused order is kept), then an answer citing the numbered sources that pass the relevance threshold (the mode's, or the reranker's search.minRerankScore), with up to 5 follow-up questions; when none passes, the answer says no relevant source was found and cites nothing. With the offline model the answer is extractive. Questions about self-harm get a refusal with help resources instead of results. While the tenant's index catches up with the event log after a start, the answer is 503 catching_up with retry-after, never a partial result.
          */
         post: operations["search-documents"];
         delete?: never;
@@ -866,7 +866,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -919,7 +919,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -972,7 +972,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -1007,7 +1007,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -1975,7 +1975,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
+             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -2330,6 +2330,8 @@ export interface components {
              * @example How many vacation days do I get?
              */
             query: string;
+            /** @description false skips the tenant's reranker (models.rerank) for this request. Default: rerank when the tenant (or the server) has a reranker */
+            rerank?: boolean;
             /** @description Ask the tenant's chat model for a rewrite of the query, searched beside the query as typed (both rankings fused). Default: true when an answer is asked for, false otherwise */
             rewrite?: boolean;
             /**
@@ -2354,6 +2356,8 @@ export interface components {
             /** @description Up to 5 follow-up questions */
             followUps: string[];
             requestId: string;
+            /** @description The sources are in the reranker's order with its scores (false: no reranker, rerank false, or the reranker failed or timed out and the fused order was kept) */
+            reranked: boolean;
             /** @description Numbered from 1 in this order */
             sources: components["schemas"]["SourceOut"][];
         };
@@ -2414,7 +2418,7 @@ export interface components {
             id: string;
             /**
              * Format: double
-             * @description What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1)
+             * @description What the mode ranked by: vector, cosine similarity; lexical, BM25 over the most the query's words can score (0 to 1); hybrid, the fused reciprocal-rank score over the best possible (0 to 1); reranked (see reranked), the reranker's relevance score (0 to 1)
              * @example 0.62
              */
             score: number;
@@ -5239,7 +5243,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The request is over the API's body limit (1 MiB by default) or its text over 500,000 characters */
+            /** @description The upload is over its body limit (20 MiB by default, --upload-max-mb) or its text over 500,000 characters */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -6771,6 +6775,7 @@ export interface operations {
                  *       "minScore": 0.2,
                  *       "mode": "hybrid",
                  *       "query": "How many vacation days do I get?",
+                 *       "rerank": true,
                  *       "rewrite": true,
                  *       "topK": 5
                  *     }
@@ -6794,6 +6799,7 @@ export interface operations {
                      *         "string"
                      *       ],
                      *       "requestId": "string",
+                     *       "reranked": true,
                      *       "sources": [
                      *         {
                      *           "chunkId": "handbook/vacation.md#0",
