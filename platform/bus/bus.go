@@ -68,7 +68,7 @@ type Bus struct {
 	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
 	mainGroup  *group      // the projections' main path; others join it at the live end (fanout.go)
 	cursors    []*cursor   // every running cursor, for Check; guarded by mu
-	projected  map[string]bool
+	projected  map[string]bool // the event types whose data some projection takes (decoded for them)
 	processed  map[string]bool // the event types some processor handles
 	// processedBy is, per event type, the processors that handle it: in process each event is
 	// published only to them, on a topic each (publishLocal).
@@ -147,7 +147,7 @@ func (b *Bus) resolve() error {
 		if err := p.resolve(); err != nil {
 			return err
 		}
-		for t := range p.byType {
+		for _, t := range p.decoded() {
 			b.projected[t] = true
 		}
 	}

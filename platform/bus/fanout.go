@@ -76,11 +76,11 @@ func (b *Bus) newGroup(name string, members []*Projection, from eventstore.Posit
 	return g
 }
 
-// typesOf is the event types the projections' typed handlers take.
+// typesOf is the event types whose data the projections' handlers take.
 func typesOf(ps []*Projection) map[string]bool {
 	ts := map[string]bool{}
 	for _, p := range ps {
-		for t := range p.byType {
+		for _, t := range p.decoded() {
 			ts[t] = true
 		}
 	}

@@ -88,6 +88,9 @@ type Projection struct {
 type projHandler struct {
 	typ  reflect.Type
 	call func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error
+	// envOnly: the handler takes the envelope only (ApplyEnvelope), so its events need not be
+	// decoded for it.
+	envOnly bool
 }
 
 // Projection implements Consumers. The name is durable (it names the file under ReadModelDir):
@@ -125,6 +128,36 @@ func Apply[T any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, e
 	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error {
 		return h(ctx, tx, env, v.(T))
 	}})
+}
+
+// ApplyEnvelope registers h for the events of type T (a type registered on the codec) when h needs
+// only their envelope: a session list that counts messages by stream and time, say. The cursor then
+// does not decode T's data for this projection, and not at all when no other projection sharing
+// the cursor (nor a Prepare handler) needs it: decoding is most of what a catch-up costs, and the
+// messages of a chat history are most of its events. h is called whether or not the data decodes
+// (another projection may find it undecodable). The same rules as Apply hold otherwise.
+func ApplyEnvelope[T any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, env Envelope) error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.started {
+		p.b.log.Error("bus: projection handler added after Run; ignored", "projection", p.name, "type", reflect.TypeFor[T]().String())
+		return
+	}
+	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), envOnly: true, call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, _ any) error {
+		return h(ctx, tx, env)
+	}})
+}
+
+// decoded reports the event types whose data the projection's handlers take (Apply, or Prepare):
+// the types its cursor decodes for it.
+func (p *Projection) decoded() []string {
+	var out []string
+	for t, h := range p.byType {
+		if _, prep := p.prepByType[t]; !h.envOnly || prep {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // ApplyAll registers h for every event of every tenant, whatever its type and whether or not its data
@@ -524,7 +557,7 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 	if !ok {
 		return nil
 	}
-	if d.err != nil {
+	if d.err != nil && !h.envOnly {
 		p.b.log.Error("bus: projection cannot decode event; passed", "projection", p.name, "type", d.env.Type,
 			"position", d.env.Position, "event", d.env.ID, "err", d.err)
 		p.failed.Inc()

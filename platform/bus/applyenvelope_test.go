@@ -1,0 +1,82 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+
+	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
+)
+
+const typeCounted = "test.Counted"
+
+// decodes counts how many times a countedEvent's data was decoded, across the test's buses.
+var decodes atomic.Int64
+
+// countedEvent counts its decodings.
+type countedEvent struct {
+	N int `json:"n"`
+}
+
+func (c *countedEvent) UnmarshalJSON(b []byte) error {
+	decodes.Add(1)
+	var v struct {
+		N int `json:"n"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	c.N = v.N
+	return nil
+}
+
+// A type whose every handler takes only the envelope (ApplyEnvelope) is not decoded at all, yet
+// every event of it is applied; once another projection on the same cursor takes its data, it is
+// decoded once per event for both.
+func TestApplyEnvelopeEventsAreNotDecoded(t *testing.T) {
+	store := eventstoretest.NewMemory()
+	const n = 7
+	appendN(t, store, acme, "a", typeCounted, n)
+	run := func(withData bool) (envelopes, data int64) {
+		var env, dat atomic.Int64
+		r := start(t, projectionConfig(t), store, func(reg bus.Consumers) {
+			reg.Codec().Add(typeCounted, countedEvent{})
+			p := reg.Projection("test.envelopes", bus.ProjectionOptions{Version: 1})
+			bus.ApplyEnvelope[countedEvent](p, func(_ context.Context, _ *readmodel.Tx, env2 bus.Envelope) error {
+				if env2.Type != typeCounted {
+					t.Errorf("envelope of %s", env2.Type)
+				}
+				env.Add(1)
+				return nil
+			})
+			if withData {
+				q := reg.Projection("test.data", bus.ProjectionOptions{Version: 1})
+				bus.Apply(q, func(_ context.Context, _ *readmodel.Tx, _ bus.Envelope, ev countedEvent) error {
+					if ev.N < 0 || ev.N >= n {
+						t.Errorf("decoded n = %d", ev.N)
+					}
+					dat.Add(1)
+					return nil
+				})
+			}
+		})
+		if err := r.b.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		return env.Load(), dat.Load()
+	}
+	decodes.Store(0)
+	if env, _ := run(false); env != n || decodes.Load() != 0 {
+		t.Fatalf("envelope handler alone: applied %d of %d events, decoded %d times (want none)", env, n, decodes.Load())
+	}
+	decodes.Store(0)
+	if env, dat := run(true); env != n || dat != n || decodes.Load() != n {
+		t.Fatalf("beside a data handler: applied %d and %d of %d events, decoded %d times (want %d)", env, dat, n, decodes.Load(), n)
+	}
+}
