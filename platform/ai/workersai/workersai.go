@@ -95,7 +95,42 @@ type runRequest struct {
 	Stream      bool         `json:"stream,omitempty"`
 	MaxTokens   int          `json:"max_tokens,omitempty"`
 	Temperature float64      `json:"temperature,omitempty"`
+	// Options are OpenAI fields sent under their own names (nativeOptions).
+	Options map[string]json.RawMessage `json:"-"`
 }
+
+// MarshalJSON writes the request with its options beside the other fields.
+func (r runRequest) MarshalJSON() ([]byte, error) {
+	type plain runRequest
+	b, err := json.Marshal(plain(r))
+	if err != nil || len(r.Options) == 0 {
+		return b, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for k, v := range r.Options {
+		if _, taken := m[k]; !taken {
+			m[k] = v
+		}
+	}
+	return json.Marshal(m)
+}
+
+// nativeOptions are the OpenAI chat fields Workers AI's text generation models take under the
+// same names and meanings in POST /ai/run (their input schema: top_p, seed, frequency_penalty,
+// presence_penalty): a /v1 call passes them on instead of being refused. A value a model refuses
+// comes back as Workers AI's 400, the client's error.
+//
+// Not sent: tools and tool messages, response_format, stop, n > 1, logprobs, images. Workers AI
+// runs function calling and JSON mode for some of its models, in shapes of its own (or through its
+// OpenAI-compatible /ai/v1/chat/completions) that this adapter does not speak; those fields are
+// refused with a 400 naming them, never dropped.
+var nativeOptions = map[string]bool{"top_p": true, "seed": true, "frequency_penalty": true, "presence_penalty": true}
+
+// PassesOption implements ai.OptionPasser.
+func (p *Provider) PassesOption(field string) bool { return nativeOptions[field] }
 
 type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
@@ -162,7 +197,7 @@ func (p *Provider) post(ctx context.Context, model string, body any) (*http.Resp
 
 // Stream implements ai.Provider.
 func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai.Result, error) {
-	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, Stream: true, MaxTokens: req.MaxTokens, Temperature: req.Temperature})
+	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, Stream: true, MaxTokens: req.MaxTokens, Temperature: req.Temperature, Options: req.Options})
 	if err != nil {
 		return ai.Result{}, err
 	}
@@ -204,7 +239,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 
 // Complete implements ai.Provider.
 func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, error) {
-	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature})
+	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, Options: req.Options})
 	if err != nil {
 		return ai.Result{}, err
 	}
