@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -319,5 +321,37 @@ func TestLexicalCrashBeforeManifestAndOlderIndex(t *testing.T) {
 	must(t, ix.Close())
 	if m, err = readManifest(part); err != nil || m.Lex == nil || len(m.Lex.Segs) == 0 {
 		t.Fatalf("after the older index was opened and closed: %+v %v", m, err)
+	}
+}
+
+// lexTop's bounded heap picks the k best exactly as sorting every scored node does, ties (common
+// with BM25's few distinct values) by node id.
+func TestLexTopMatchesAFullSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	p := &partition{}
+	for _, n := range []int{0, 1, 5, 100, 3000} {
+		scores := make([]float32, n)
+		var touched []uint32
+		for _, id := range r.Perm(n) {
+			scores[id] = float32(r.IntN(7)) // few values: many ties
+			touched = append(touched, uint32(id))
+		}
+		want := make([]cand, 0, n)
+		for _, id := range touched {
+			want = append(want, cand{id, scores[id]})
+		}
+		slices.SortFunc(want, func(a, b cand) int {
+			if c := cmp.Compare(b.sim, a.sim); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.id, b.id)
+		})
+		for _, k := range []int{0, 1, 10, 40, n + 3} {
+			got, err := p.lexTop(scores, touched, k, search.Filter{})
+			must(t, err)
+			if w := want[:min(k, n)]; !slices.Equal(got, w) {
+				t.Fatalf("n %d k %d: %v, want %v", n, k, got, w)
+			}
+		}
 	}
 }
