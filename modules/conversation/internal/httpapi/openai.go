@@ -218,8 +218,9 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 		})
 		switch {
 		case err == nil && pr.Stream:
+			// Not flushed here: the server flushes it with the chunked body's end as the handler
+			// returns, one write instead of two.
 			_, _ = w.Write([]byte("data: [DONE]\n\n"))
-			flush(w)
 		case err != nil && started && pr.Stream:
 			_, _ = w.Write(append(append([]byte("data: "), platformhttp.OpenAIErrorJSON(hctx, err)...), '\n', '\n'))
 			flush(w)
