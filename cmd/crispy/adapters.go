@@ -8,6 +8,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	"github.com/crispy-enigma/crispy/modules/observability"
 	"github.com/crispy-enigma/crispy/modules/retrieval"
+	"github.com/crispy-enigma/crispy/modules/tenancy"
 	"github.com/crispy-enigma/crispy/modules/tooling"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/metering"
@@ -104,4 +105,28 @@ func (p lazyPricer) Cost(model string, prompt, cached, completion, reasoning int
 		return 0, false
 	}
 	return p.a.obs.Cost(model, prompt, cached, completion, reasoning)
+}
+
+// windowOf gives the conversation module the tenancy module's shared tokens-per-minute log (nil
+// without --redis: each process then counts its own calls).
+func windowOf(m *tenancy.Module) conversation.TokenWindow {
+	if w := m.TokenWindow(); w != nil {
+		return tokenWindow{w}
+	}
+	return nil
+}
+
+type tokenWindow struct{ w *tenancy.TokenWindow }
+
+func (w tokenWindow) Reserve(ctx context.Context, t tenant.ID, scope, turn string, prompt, want, least, limit int64, now time.Time) (conversation.TokenGrant, error) {
+	g, err := w.w.Reserve(ctx, t, scope, turn, prompt, want, least, limit, now)
+	return conversation.TokenGrant{OK: g.OK, Granted: g.Granted, Used: g.Used, RetryAfter: g.RetryAfter}, err
+}
+
+func (w tokenWindow) Settle(ctx context.Context, t tenant.ID, scope, turn string, tokens int64) error {
+	return w.w.Settle(ctx, t, scope, turn, tokens)
+}
+
+func (w tokenWindow) Release(ctx context.Context, t tenant.ID, scope, turn string) error {
+	return w.w.Release(ctx, t, scope, turn)
 }

@@ -107,6 +107,8 @@ type opts struct {
 	policyOverride conversation.TenantPolicy
 	// pricer prices model calls (per-key USD budgets); nil: none.
 	pricer conversation.Pricer
+	// window is a shared tokens-per-minute log (Redis); nil: the module's own.
+	window conversation.TokenWindow
 }
 
 func newEnv(t testing.TB, o opts) *env {
@@ -146,7 +148,7 @@ func newEnv(t testing.TB, o opts) *env {
 		tp = o.policyOverride
 	}
 	d := conversation.Deps{Config: cfg, Store: store, Router: router, Policy: tp, Speaker: o.speaker, Now: clk.Now, Metrics: o.metrics,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance, Sealer: sealer, Pricer: o.pricer}
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Instance: o.instance, Sealer: sealer, Pricer: o.pricer, TokenWindow: o.window}
 	if o.retr != nil {
 		d.Retriever = o.retr
 	}

@@ -187,6 +187,10 @@ type Deps struct {
 	// Pricer prices model calls for API keys' budget.dailyUsd / monthlyUsd (observability's price
 	// table). Nil: every call costs nothing, so USD budgets never refuse.
 	Pricer Pricer
+	// TokenWindow is the tokens-per-minute log shared by the replicas (tenancy's, in Redis, with
+	// --redis): rateLimit.tokensPerMinute and keys' limits.tokensPerMinute then hold across
+	// replicas. Nil: each process counts its own calls.
+	TokenWindow TokenWindow
 }
 
 // Module is the conversation module.
@@ -250,6 +254,10 @@ func New(d Deps) (*Module, error) {
 	}
 	if d.Pricer != nil {
 		svc.Pricer = pricerAdapter{d.Pricer}
+	}
+	if d.TokenWindow != nil {
+		svc.Window = d.TokenWindow
+		svc.Ledger.Hook = svc.WindowDone
 	}
 	if d.Retriever != nil {
 		svc.Retriever = retrieverAdapter{d.Retriever}
@@ -325,33 +333,35 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 			return out, nil
 		})
 	}
-	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.UserMessageAdded) error {
+	// The handlers that need only the envelope say so (ApplyEnvelope): a user's message is about half
+	// of a chat history and nothing else on the shared cursor reads its data, so it is not decoded.
+	bus.ApplyEnvelope[events.UserMessageAdded](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, true)
 		}
 		return nil
 	})
-	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.AssistantMessageCompleted) error {
+	bus.ApplyEnvelope[events.AssistantMessageCompleted](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, false)
 		}
 		return nil
 	})
-	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.AssistantMessageFailed) error {
+	bus.ApplyEnvelope[events.AssistantMessageFailed](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			return adapters.TurnFailed(tx.Bucket(), env.Tenant, id, env.Time, env.Revision)
 		}
 		return nil
 	})
 	// Every replica sees a deletion here: each drops what it holds of the session in memory.
-	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.SessionDeleted) error {
+	bus.ApplyEnvelope[events.SessionDeleted](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			m.svc.Forget(env.Tenant, id)
 			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
 		}
 		return nil
 	})
-	bus.Apply(sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, _ events.SessionExpired) error {
+	bus.ApplyEnvelope[events.SessionExpired](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			m.svc.Forget(env.Tenant, id)
 			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)

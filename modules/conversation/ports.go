@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/crispy-enigma/crispy/modules/conversation/internal/app"
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -35,6 +36,13 @@ type pricerAdapter struct{ p Pricer }
 func (a pricerAdapter) Cost(model string, t domain.SpendTokens) (float64, bool) {
 	return a.p.Cost(model, t.Prompt, t.Cached, t.Completion, t.Reasoning)
 }
+
+// TokenWindow is a tokens-per-minute log shared by replicas (see Deps.TokenWindow); TokenGrant is
+// its reservation's answer.
+type (
+	TokenWindow = app.TokenWindow
+	TokenGrant  = app.TokenGrant
+)
 
 // Retriever finds the tenant's passages for a query (the retrieval module's public Retrieve). A nil
 // Retriever means RAG requests get no passages, and the answer says so.

@@ -128,6 +128,7 @@ type Module struct {
 	adm   *app.Admitter
 	redis *redis.Client
 	rl    *adapters.RedisLimiter
+	tpm   *adapters.RedisTokenWindow
 
 	dir      *adapters.TenantDirectory // nil until Register
 	usage    *adapters.KeyUsage        // nil until Register
@@ -184,6 +185,7 @@ func New(d Deps) (*Module, error) {
 		opts.ContextTimeoutEnabled = true
 		m.redis = redis.NewClient(opts)
 		m.rl = adapters.NewRedisLimiter(m.redis, adapters.RedisLimiterConfig{Prefix: d.Config.RedisPrefix, Timeout: d.Config.RedisTimeout, Now: d.Now})
+		m.tpm = adapters.NewRedisTokenWindow(m.redis, d.Config.RedisPrefix, d.Config.RedisTimeout)
 		// Fail open onto the per-process windows: each replica still holds a tenant to its limit
 		// on the requests it sees while Redis is away.
 		m.adm.Limiter, m.adm.Fallback, m.adm.Cooldown, m.adm.FailClosed = m.rl, mem, d.Config.RedisCooldown, d.Config.FailClosed
@@ -357,6 +359,44 @@ func (m *Module) Tenants() []tenant.ID {
 		return nil
 	}
 	return dir.IDs()
+}
+
+// TokenGrant is a tokens-per-minute reservation's answer (TokenWindow.Reserve).
+type TokenGrant = adapters.TokenGrant
+
+// TokenWindow is the tokens-per-minute log shared by the replicas through Redis (--redis): the
+// conversation module books its calls' tokens there for rateLimit.tokensPerMinute and a key's
+// limits.tokensPerMinute, so the ceiling holds across replicas like perMinute does.
+type TokenWindow struct{ w *adapters.RedisTokenWindow }
+
+// TokenWindow returns the shared tokens-per-minute log; nil without Redis (each process keeps its
+// own then).
+func (m *Module) TokenWindow() *TokenWindow {
+	if m.tpm == nil {
+		return nil
+	}
+	return &TokenWindow{w: m.tpm}
+}
+
+// NewTokenWindow is a shared tokens-per-minute log on client (tests and benchmarks).
+func NewTokenWindow(client redis.UniversalClient, prefix string) *TokenWindow {
+	return &TokenWindow{w: adapters.NewRedisTokenWindow(client, prefix, time.Second)}
+}
+
+// Reserve books prompt and up to want completion tokens (at least least) of turn in scope's log of
+// t, under limit tokens in any 60 s, atomically across replicas.
+func (w *TokenWindow) Reserve(ctx context.Context, t tenant.ID, scope, turn string, prompt, want, least, limit int64, now time.Time) (TokenGrant, error) {
+	return w.w.Reserve(ctx, t, scope, turn, prompt, want, least, limit, now)
+}
+
+// Settle replaces turn's reservation in scope's log by the tokens it used.
+func (w *TokenWindow) Settle(ctx context.Context, t tenant.ID, scope, turn string, tokens int64) error {
+	return w.w.Settle(ctx, t, scope, turn, tokens)
+}
+
+// Release drops turn's reservation in scope's log.
+func (w *TokenWindow) Release(ctx context.Context, t tenant.ID, scope, turn string) error {
+	return w.w.Release(ctx, t, scope, turn)
 }
 
 // LimiterCheck is the /health check of the shared limiter ("ratelimit"); nil without Redis.

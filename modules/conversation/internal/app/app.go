@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
@@ -74,14 +76,20 @@ type Service struct {
 	// KeyBudget is an API key's own ceilings (0: none), within the tenant's; nil: none.
 	KeyBudget func(t tenant.ID, key string) KeyCeilings
 	// Pricer prices model calls for API keys' USD budgets (nil: every call costs nothing).
-	Pricer   Pricer
-	Sessions SessionIndex
-	Cache    *Cache
-	Hub      *Hub
-	Settings Settings
-	Metrics  *Metrics
-	Log      *slog.Logger
-	Now      func() time.Time
+	Pricer Pricer
+	// Window is the tokens-per-minute log shared by replicas (Redis); nil: the Ledger's own, per
+	// process. Its bookings are settled and released through the Ledger's Hook (window.go).
+	Window   TokenWindow
+	windowed sync.Map // turn id -> []windowBooking
+	// windowLog spaces out the log lines of a failing Window (unix ns of the last).
+	windowLog atomic.Int64
+	Sessions  SessionIndex
+	Cache     *Cache
+	Hub       *Hub
+	Settings  Settings
+	Metrics   *Metrics
+	Log       *slog.Logger
+	Now       func() time.Time
 	// Running holds the turns in progress here (serialisation per session, shutdown).
 	Running *Running
 	// Started is when this process's module was built: a turn recorded without an instance (before

@@ -616,7 +616,8 @@ func (s *Service) reserveKey(ctx context.Context, t tenant.ID, turnID string, pr
 	if kc.Tokens != (domain.Ceilings{}) {
 		scope := domain.KeyScope(t.String(), key)
 		least := min(*want, minCompletion)
-		granted, r, err := s.Ledger.ReserveUpTo(scope, turnID, prompt, *want, least, kc.Tokens, now, func() (domain.Usage, error) {
+		c, perMinute := s.splitWindow(kc.Tokens)
+		granted, r, err := s.Ledger.ReserveUpTo(scope, turnID, prompt, *want, least, c, now, func() (domain.Usage, error) {
 			if ku == nil {
 				return domain.Usage{}, nil
 			}
@@ -624,6 +625,14 @@ func (s *Service) reserveKey(ctx context.Context, t tenant.ID, turnID string, pr
 		})
 		if err != nil {
 			return fail(usageErr(err, t, key))
+		}
+		if r == nil && perMinute > 0 {
+			if granted, r, err = s.reserveWindow(ctx, t, windowKey(key), scope, turnID, prompt, granted, least, perMinute, now); err != nil || r != nil {
+				s.Ledger.Release(scope, turnID)
+			}
+			if err != nil {
+				return fail(usageErr(err, t, key))
+			}
 		}
 		if r != nil {
 			e := apperr.New(apperr.KindRateLimited, "budget_exceeded",
@@ -704,13 +713,18 @@ func (s *Service) dearest(cfg tenancyevents.TenantConfig, models []ai.ModelID) (
 
 // reserveTenant is the tenant's part of reserveCompletion.
 func (s *Service) reserveTenant(ctx context.Context, t tenant.ID, turnID string, prompt, want int64, cfg tenancyevents.TenantConfig, now time.Time) (int64, error) {
-	c := domain.Ceilings{Daily: cfg.TokenBudget.Daily, Monthly: cfg.TokenBudget.Monthly, PerMinute: int64(cfg.RateLimit.TokensPerMinute)}
+	c, perMinute := s.splitWindow(domain.Ceilings{Daily: cfg.TokenBudget.Daily, Monthly: cfg.TokenBudget.Monthly, PerMinute: int64(cfg.RateLimit.TokensPerMinute)})
 	granted, r, err := s.Ledger.ReserveUpTo(t.String(), turnID, prompt, want, min(want, minCompletion), c, now, func() (domain.Usage, error) {
 		if s.Usage == nil {
 			return domain.Usage{}, nil
 		}
 		return s.Usage.Used(ctx, t, now)
 	})
+	if err == nil && r == nil && perMinute > 0 {
+		if granted, r, err = s.reserveWindow(ctx, t, windowTenant, t.String(), turnID, prompt, granted, min(want, minCompletion), perMinute, now); err != nil || r != nil {
+			s.Ledger.Release(t.String(), turnID)
+		}
+	}
 	if err != nil {
 		if _, ok := apperr.As(err); ok {
 			return 0, err
@@ -721,6 +735,17 @@ func (s *Service) reserveTenant(ctx context.Context, t tenant.ID, turnID string,
 		return 0, budgetExceeded(r, prompt+min(want, minCompletion))
 	}
 	return granted, nil
+}
+
+// splitWindow takes the per-minute ceiling out of c when a shared window books it (returned as
+// perMinute; 0: c keeps it and the Ledger books it in this process).
+func (s *Service) splitWindow(c domain.Ceilings) (domain.Ceilings, int64) {
+	if s.Window == nil || c.PerMinute <= 0 {
+		return c, 0
+	}
+	perMinute := c.PerMinute
+	c.PerMinute = 0
+	return c, perMinute
 }
 
 // hasCeiling reports whether the tenant or the calling API key has any ceiling (tokens daily,

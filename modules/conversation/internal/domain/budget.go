@@ -35,6 +35,9 @@ type Ledger struct {
 	// linked are the other scopes a turn is booked under (an API key's token budget: KeyScope;
 	// its USD budget: KeyCostScope), which its Settle and Release apply to as well.
 	linked map[string][]link
+	// Hook, when set, is told every Settle (settled, with the tokens) and Release of a turn, after
+	// the ledger's lock is released: the shared tokens-per-minute log books outside the ledger.
+	Hook func(turn string, tokens int64, settled bool)
 }
 
 // link is a scope a turn is also booked under. A cost scope counts nano-USD, not tokens: Settle
@@ -238,6 +241,9 @@ func (l *Ledger) reserve(tenant, turn string, prompt, unit, want, least int64, c
 // position: counted here until the read model has applied that position. A turn without a
 // reservation (its tenant had no ceiling) is left alone.
 func (l *Ledger) Settle(tenant, turn string, tokens int64, at eventstore.Position) {
+	if l.Hook != nil {
+		defer l.Hook(turn, tokens, true)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range l.linked[turn] {
@@ -268,6 +274,9 @@ func (l *Ledger) settleMinute(scope, turn string, tokens int64) {
 
 // Release drops the reservation of a turn that recorded nothing.
 func (l *Ledger) Release(tenant, turn string) {
+	if l.Hook != nil {
+		defer l.Hook(turn, 0, false)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range l.linked[turn] {
