@@ -18,6 +18,34 @@ type Metrics struct {
 	router   *ai.Router
 	mu       sync.Mutex
 	breakers map[string]bool
+	// named holds the per-call series by their labels: formatting a series name (fmt.Sprintf) and
+	// looking it up in the set cost allocations on every call of the /v1 proxy's hot path.
+	namedMu sync.RWMutex
+	named   map[seriesKey]any
+}
+
+type seriesKey struct{ kind, a, b string }
+
+// series is the metric of key, made by create on first use.
+func (m *Metrics) series(key seriesKey, create func() any) any {
+	m.namedMu.RLock()
+	v, ok := m.named[key]
+	m.namedMu.RUnlock()
+	if ok {
+		return v
+	}
+	v = create()
+	m.namedMu.Lock()
+	if m.named == nil {
+		m.named = map[seriesKey]any{}
+	}
+	m.named[key] = v
+	m.namedMu.Unlock()
+	return v
+}
+
+func (m *Metrics) counter(key seriesKey, name func() string) *metrics.Counter {
+	return m.series(key, func() any { return m.set.GetOrCreateCounter(name()) }).(*metrics.Counter)
 }
 
 // NewMetrics returns metrics on set (nil: none).
@@ -32,22 +60,26 @@ func (m *Metrics) turn(model, outcome string) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_turns_total{model=%q,outcome=%q}`, model, outcome)).Inc()
+	m.counter(seriesKey{"turns", model, outcome}, func() string {
+		return fmt.Sprintf(`crispy_chat_turns_total{model=%q,outcome=%q}`, model, outcome)
+	}).Inc()
 }
 
 func (m *Metrics) ttft(model string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`crispy_chat_ttft_seconds{model=%q}`, model), exposition.LatencyBuckets).Update(d.Seconds())
+	m.series(seriesKey{"ttft", model, ""}, func() any {
+		return m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`crispy_chat_ttft_seconds{model=%q}`, model), exposition.LatencyBuckets)
+	}).(*metrics.PrometheusHistogram).Update(d.Seconds())
 }
 
 func (m *Metrics) tokens(model string, in, out int) {
 	if m == nil {
 		return
 	}
-	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_tokens_total{model=%q,direction="in"}`, model)).Add(in)
-	m.set.GetOrCreateCounter(fmt.Sprintf(`crispy_chat_tokens_total{model=%q,direction="out"}`, model)).Add(out)
+	m.counter(seriesKey{"tokens", model, "in"}, func() string { return fmt.Sprintf(`crispy_chat_tokens_total{model=%q,direction="in"}`, model) }).Add(in)
+	m.counter(seriesKey{"tokens", model, "out"}, func() string { return fmt.Sprintf(`crispy_chat_tokens_total{model=%q,direction="out"}`, model) }).Add(out)
 }
 
 func (m *Metrics) fallback(model, reason string) {
