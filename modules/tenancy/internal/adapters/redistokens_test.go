@@ -125,3 +125,40 @@ func TestIntegrationRedisTokenWindowsOfTwoReplicasShareTheCeiling(t *testing.T) 
 		t.Fatalf("beta: %+v %v", g, err)
 	}
 }
+
+// BenchmarkIntegrationRedisTokenWindow is one shared tokens-per-minute decision: a reservation and
+// its settle in a real Redis, against a log holding 100 calls of the minute:
+// CRISPY_REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench IntegrationRedisTokenWindow ./modules/tenancy/internal/adapters/
+func BenchmarkIntegrationRedisTokenWindow(b *testing.B) {
+	url := os.Getenv("CRISPY_REDIS_URL")
+	if url == "" {
+		b.Skip("no Redis: set CRISPY_REDIS_URL")
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := redis.NewClient(opts)
+	b.Cleanup(func() { _ = client.Close() })
+	prefix := fmt.Sprintf("crispy-bench:%d:", time.Now().UnixNano())
+	b.Cleanup(func() { client.Del(context.Background(), prefix+"{acme}:tpm:t") })
+	w := adapters.NewRedisTokenWindow(client, prefix, 2*time.Second)
+	ctx, id := context.Background(), tenant.MustParse("acme")
+	turns := make([]string, 100)
+	for i := range turns {
+		turns[i] = fmt.Sprintf("turn-%d", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		turn := turns[i%len(turns)] // 100 calls in the log, each booked again in turn
+		i++
+		g, err := w.Reserve(ctx, id, "t", turn, 10, 1024, 16, 1<<40, time.Now())
+		if err != nil || !g.OK {
+			b.Fatal(err, g)
+		}
+		if err := w.Settle(ctx, id, "t", turn, 500); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
