@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
@@ -153,4 +154,34 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// An API key's own limits.tokensPerMinute holds within the tenant's (it was recorded and not
+// enforced): the second call is capped at what the key's minute leaves, the third refused, while
+// another key of the tenant still runs; a minute later the key runs again.
+func TestAPIKeyTokensPerMinuteIsEnforced(t *testing.T) {
+	t.Parallel()
+	g := &greedyModel{}
+	pol := keyPolicy{policy: &policy{m: map[string]tenancyevents.TenantConfig{}},
+		keys: map[string]tenancyevents.APIKey{"acme/key:dddddddddddd": {ID: "key:dddddddddddd", Limits: &tenancyevents.KeyLimits{TokensPerMinute: 1500}}}}
+	e := newEnv(t, opts{provider: g, guard: keyGuard{}, policyOverride: pol})
+	chat := func(key string) resp {
+		return e.do("POST", "/chat", "acme", map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", key)
+	}
+	for i := 0; i < 2; i++ {
+		if r := chat("dddddddddddd"); r.status != 200 {
+			t.Fatalf("call %d of the key: %d %s", i+1, r.status, r.raw)
+		}
+	}
+	if sent := g.maxSent(); len(sent) != 2 || sent[0] != 1024 || sent[1] >= 476 || sent[1] < 300 {
+		t.Fatalf("max_tokens sent: %v, want 1024 then what the key's minute left", sent)
+	}
+	wantProblem(t, chat("dddddddddddd"), 429, "budget_exceeded")
+	if r := chat("eeeeeeeeeeee"); r.status != 200 {
+		t.Fatalf("another key: %d %s", r.status, r.raw)
+	}
+	e.clock.Add(61 * time.Second)
+	if r := chat("dddddddddddd"); r.status != 200 {
+		t.Fatalf("a minute later: %d %s", r.status, r.raw)
+	}
 }
