@@ -258,3 +258,48 @@ func TestInProcessProcessorsSkipEventsNoneHandles(t *testing.T) {
 		t.Fatalf("after a restart the processor got %d events again", len(evs))
 	}
 }
+
+// In process one message carries a processor's events of a forwarded batch: events of two tenants
+// and two types, all in the store before the bus starts (so they are forwarded together), reach
+// each processor only when it handles their type, in the store's order, each handled under its
+// own tenant (never the tenant of the batch's first event).
+func TestInProcessBatchKeepsEachEventsTenantAndOnlyTheProcessorsTypes(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	var evs []eventstore.Event
+	for i := range 4 {
+		evs = append(evs, appendN(t, store, acme, "a", typeHappened, 2)...)
+		evs = append(evs, appendN(t, store, globex, "g", typeOther, 1)...)
+		evs = append(evs, appendN(t, store, globex, "g", typeHappened, i%2)...)
+	}
+	happened, other := &recorder{}, &recorder{}
+	r := start(t, goChannelConfig(t), store, func(reg bus.Consumers) {
+		happened.processor(reg, "test.happened", typeHappened)
+		other.processor(reg, "test.other", typeOther)
+	})
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		rec *recorder
+		typ string
+	}{{happened, typeHappened}, {other, typeOther}} {
+		got, tenants := c.rec.snapshot()
+		want := wantIDs(evs, c.typ)
+		if len(got) != len(want) {
+			t.Fatalf("%s processor got %d events, want %d", c.typ, len(got), len(want))
+		}
+		byID := map[string]eventstore.Event{}
+		for _, e := range evs {
+			byID[e.ID] = e
+		}
+		for i, env := range got {
+			if env.ID != want[i] {
+				t.Fatalf("%s processor: event %d is %s, want %s (order or type)", c.typ, i, env.ID, want[i])
+			}
+			if e := byID[env.ID]; tenants[i] != e.Tenant || env.Tenant != e.Tenant {
+				t.Fatalf("%s processor: event %s of %s handled under tenant %s (envelope %s)", c.typ, env.ID, e.Tenant, tenants[i], env.Tenant)
+			}
+		}
+	}
+}
