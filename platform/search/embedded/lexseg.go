@@ -195,7 +195,7 @@ func (s *lexSeg) mapAndCheck(want lexSegInfo) error {
 	terms, postings := binary.LittleEndian.Uint64(h[16:]), binary.LittleEndian.Uint64(h[24:])
 	dictOff, size := binary.LittleEndian.Uint64(h[32:]), binary.LittleEndian.Uint64(h[40:])
 	if s.lo != want.Lo || s.hi != want.Hi || int64(postings) != want.Postings || int64(size) != want.Size ||
-		s.lo > s.hi || dictOff%8 != 0 || dictOff < segHeaderSize+postings*segPostSize ||
+		s.lo > s.hi || dictOff%8 != 0 || dictOff > size || postings > size/segPostSize || dictOff < segHeaderSize+postings*segPostSize ||
 		terms > (size-dictOff)/segDictSize || dictOff+terms*segDictSize != size {
 		return fmt.Errorf("%w: header does not match the manifest", errSegCorrupt)
 	}
