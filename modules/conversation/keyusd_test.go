@@ -10,15 +10,16 @@ import (
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 )
 
-// milliPricer prices every fake model at $1,000 per million tokens in and out ($0.001 a token),
-// so a key's dollars are easy to count in tokens; other models are unpriced.
+// milliPricer prices every fake model's completion at $1,000 per million tokens ($0.001 a token)
+// and its prompt at nothing, so a key's dollars are easy to count in tokens and do not depend on
+// the prompt estimate (the greedy model reports no prompt tokens); other models are unpriced.
 type milliPricer struct{}
 
-func (milliPricer) Cost(model string, prompt, _, completion, _ int64) (float64, bool) {
+func (milliPricer) Cost(model string, _, _, completion, _ int64) (float64, bool) {
 	if !strings.HasPrefix(model, "fake:") {
 		return 0, false
 	}
-	return float64(prompt+completion) * 0.001, true
+	return float64(completion) * 0.001, true
 }
 
 // An API key's daily USD budget holds like its token budget: the second call is capped at what the
@@ -46,7 +47,7 @@ func TestAPIKeyUSDBudgetIsEnforced(t *testing.T) {
 		t.Fatalf("second call of the key: %d %s", r.status, r.raw)
 	}
 	sent := g.maxSent()
-	if len(sent) != 2 || sent[0] != 1024 || sent[1] >= 476 || sent[1] < 300 {
+	if len(sent) != 2 || sent[0] != 1024 || sent[1] != 476 {
 		t.Fatalf("max_tokens sent for the key: %v, want 1024 then what its dollars left pay for", sent)
 	}
 	r := chat("acme", "aaaaaaaaaaaa")
@@ -63,18 +64,10 @@ func TestAPIKeyUSDBudgetIsEnforced(t *testing.T) {
 		}
 	}
 	// A restart (the in-memory bookings forgotten) reads the spend back from the token ledger read
-	// model: at most what is left runs (the model reported no prompt tokens, so a little may be),
-	// then the key is refused again.
+	// model: the key is still refused.
 	e.sync()
-	before := g.total.Load()
 	e2 := newEnv(t, opts{provider: g, guard: keyGuard{}, policyOverride: pol, pricer: milliPricer{}, store: e.raw})
 	e2.sync()
-	for i := 0; i < 3; i++ {
-		e2.do("POST", "/chat", "acme", map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", "aaaaaaaaaaaa")
-	}
-	if spent := g.total.Load() - (before - 1024 - int64(sent[1])); spent > 1500 {
-		t.Fatalf("after a restart the key's calls reached %d tokens ($%.3f) of a $1.50 budget", spent, float64(spent)*0.001)
-	}
 	wantProblem(t, e2.do("POST", "/chat", "acme", map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", "aaaaaaaaaaaa"), 429, "budget_exceeded")
 }
 
