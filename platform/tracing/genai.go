@@ -109,6 +109,12 @@ func StartModelSpan(ctx context.Context, tr trace.Tracer, c ModelCall) (context.
 // EndModelSpan records the response attributes (usage, response model, finish reason, error) and
 // ends the span.
 func EndModelSpan(span trace.Span, requestModel string, o ModelOutcome) {
+	if !span.IsRecording() {
+		// Unsampled, or no tracing configured: the attributes would be dropped, and building them
+		// is a dozen allocations on every model call (the /v1 proxy's hot path).
+		span.End()
+		return
+	}
 	resp := o.ResponseModel
 	if resp == "" {
 		_, resp = SplitModel(requestModel)
