@@ -64,10 +64,10 @@ type Bus struct {
 	stopping   chan struct{} // closed when Run's context ends: consumers waiting out a dependency stop waiting
 	fatal      chan error    // a forwarder's error that retrying cannot cure (the store is corrupt): Run stops
 	target     eventstore.Position
-	shared     *cursor     // the processors' path
-	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
-	mainGroup  *group      // the projections' main path; others join it at the live end (fanout.go)
-	cursors    []*cursor   // every running cursor, for Check; guarded by mu
+	shared     *cursor         // the processors' path
+	sharedIdle atomic.Bool     // no processors: the processors' cursor stands at the store's end
+	mainGroup  *group          // the projections' main path; others join it at the live end (fanout.go)
+	cursors    []*cursor       // every running cursor, for Check; guarded by mu
 	projected  map[string]bool // the event types whose data some projection takes (decoded for them)
 	processed  map[string]bool // the event types some processor handles
 	// processedBy is, per event type, the processors that handle it: in process each event is
