@@ -22,6 +22,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/embeddings"
 	"github.com/crispy-enigma/crispy/platform/ai/providers"
+	"github.com/crispy-enigma/crispy/platform/ai/rerank"
 	"github.com/crispy-enigma/crispy/platform/auditlog"
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
@@ -225,7 +226,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		return nil, within("observability", err, "check CRISPY_PRICES")
 	}
 
-	if a.server, err = httpapi.New(httpapi.Config{Version: version, Timeouts: cfg.httpTimeouts()}, httpapi.Deps{
+	if a.server, err = httpapi.New(httpapi.Config{Version: version, Timeouts: cfg.httpTimeouts(), BodyLimits: a.retr.BodyLimits()}, httpapi.Deps{
 		Log:   log,
 		Guard: a.tenancy.Guard(),
 		Checks: map[string]httpapi.Check{
@@ -335,11 +336,16 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 	if err != nil {
 		return nil, within("embeddings", err, "check CRISPY_DEFAULT_EMBEDDING_MODEL (provider:model)")
 	}
+	rr, err := rerank.NewResolver(rerankConfig(cfg))
+	if err != nil {
+		return nil, within("rerank", err, "check CRISPY_RERANK_MODEL (provider:model: cohere:…, openai:…, workers-ai:@cf/baai/bge-reranker-base)")
+	}
 	var sealer *sealing.Sealer // documents are sealed when the store is (serve, ingest, reindex)
 	if ss, ok := store.(*sealing.Store); ok {
 		sealer = ss.Sealer()
 	}
-	m, err := retrieval.New(retrieval.Deps{Store: store, Index: idx, Embedders: emb, Policy: ten, Completer: completer, Meter: meter,
+	rc := retrieval.Config{RerankTimeout: cfg.RerankTimeout, MaxUploadBytes: int64(cfg.UploadMaxMB) << 20}
+	m, err := retrieval.New(retrieval.Deps{Config: rc, Store: store, Index: idx, Embedders: emb, Rerankers: rr, Policy: ten, Completer: completer, Meter: meter,
 		SharedIndex: cfg.Search != "" && cfg.Search != "embedded", Log: log, Metrics: set, Sealer: sealer})
 	if err != nil {
 		return nil, within("retrieval", err, "")

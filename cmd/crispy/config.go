@@ -67,7 +67,15 @@ type config struct {
 	ModelOverride     string // CRISPY_MODEL_ID: overrides every tenant's default chat model
 	DefaultChatModel  string // CRISPY_DEFAULT_CHAT_MODEL
 	DefaultEmbedModel string // CRISPY_DEFAULT_EMBEDDING_MODEL
-	OTLPEndpoint      string // OTEL_EXPORTER_OTLP_ENDPOINT
+	// Reranking (issue 16): the server's default reranker and the endpoints of its providers.
+	RerankModel   string // CRISPY_RERANK_MODEL: provider:model, none by default
+	RerankBaseURL string // CRISPY_RERANK_BASE_URL: an OpenAI-compatible /rerank server (default CRISPY_OPENAI_BASE_URL)
+	RerankAPIKey  string // CRISPY_RERANK_API_KEY (default CRISPY_OPENAI_API_KEY)
+	CohereBaseURL string // CRISPY_COHERE_BASE_URL (default https://api.cohere.com/v2)
+	CohereAPIKey  string // CRISPY_COHERE_API_KEY
+	RerankTimeout time.Duration
+	UploadMaxMB   int    // POST /documents' body limit, MiB
+	OTLPEndpoint  string // OTEL_EXPORTER_OTLP_ENDPOINT
 	// Tracing is what the standard OTEL_* variables say (tracing.FromEnv); tracingErr a value it
 	// refused, reported by validate.
 	Tracing       tracing.Config
@@ -220,6 +228,8 @@ func (f *flags) serveFlags(c *config) {
 	f.num(&c.ModelRetries, "model-retries", 2, "retries of one model on 429, 5xx or a refused connection before its first token, before the next model (a tenant's models.retry wins)")
 	f.dur(&c.ModelRetryBackoff, "model-retry-backoff", 250*time.Millisecond, "the first wait between retries, doubled each retry, jittered; a retry-after up to 10 s wins")
 	f.dur(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long in-flight requests may finish after SIGTERM")
+	f.dur(&c.RerankTimeout, "rerank-timeout", 2*time.Second, "how long a search waits for the tenant's reranker before it keeps the fused order (logged and counted)")
+	f.num(&c.UploadMaxMB, "upload-max-mb", 20, "the largest POST /documents upload, MiB (streamed to a temporary file; JSON requests keep 1 MiB)")
 	f.dur(&c.ReadHeaderTimeout, "read-header-timeout", httpapi.DefaultTimeouts.ReadHeader, "how long a client may take to send a request's headers")
 	f.dur(&c.ReadTimeout, "read-timeout", httpapi.DefaultTimeouts.Read, "how long a client may take to send a whole request, headers and body")
 	f.dur(&c.WriteTimeout, "write-timeout", httpapi.DefaultTimeouts.Write, "how long a client may take to read a response from its first byte (an SSE stream: each of its events)")
@@ -264,6 +274,11 @@ func (c *config) providerEnv(env lookupEnv) {
 	c.ModelOverride = get("CRISPY_MODEL_ID")
 	c.DefaultChatModel = get("CRISPY_DEFAULT_CHAT_MODEL")
 	c.DefaultEmbedModel = get("CRISPY_DEFAULT_EMBEDDING_MODEL")
+	c.RerankModel = get("CRISPY_RERANK_MODEL")
+	c.RerankBaseURL = get("CRISPY_RERANK_BASE_URL")
+	c.RerankAPIKey = get("CRISPY_RERANK_API_KEY")
+	c.CohereBaseURL = get("CRISPY_COHERE_BASE_URL")
+	c.CohereAPIKey = get("CRISPY_COHERE_API_KEY")
 	c.OTLPEndpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
 	c.Tracing, c.tracingErr = tracing.FromEnv(get)
 	c.PricesFile = get("CRISPY_PRICES")
@@ -323,6 +338,9 @@ func (c *config) validate() error {
 		if err := (bus.Config{Prefix: c.BusPrefix}).WithDefaults().Validate(); err != nil {
 			return fmt.Errorf("--bus-prefix %q: want 1 to 64 letters, digits, '-' or '_'", c.BusPrefix)
 		}
+	}
+	if c.UploadMaxMB < 0 || c.UploadMaxMB > 4096 || c.RerankTimeout < 0 {
+		return fmt.Errorf("--upload-max-mb %d / --rerank-timeout %s: want 1 to 4096 MiB and a positive duration, such as 2s", c.UploadMaxMB, c.RerankTimeout)
 	}
 	if c.AlertInterval < 0 || c.RetentionEvery < 0 {
 		return fmt.Errorf("--alert-interval %s / --retention-interval %s: want a positive duration, such as 30s", c.AlertInterval, c.RetentionEvery)

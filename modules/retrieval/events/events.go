@@ -105,10 +105,33 @@ type SearchStatsRecorded struct {
 	LatencyMs float64 `json:"latencyMs"` // sum over the checks
 }
 
+// TypeDocumentFailed records that an ingest of a document failed after it was accepted (the
+// embeddings provider or the index refused it, or an upload's text could not be extracted), in
+// t-{tenant}.docfailed-{key}: beside the document's stream, not in it, so that the document's
+// revisions (by which the index applies it) stay its ingests and deletions. GET /documents shows
+// the document as failed with Reason until a later ingest or deletion of it.
+const TypeDocumentFailed = "retrieval.DocumentFailed"
+
+// FailedCategory is the stream category of DocumentFailed.
+const FailedCategory = "docfailed"
+
+// DocumentFailed is one failed ingest of DocID. It is not sealed, so it holds no content (no title
+// or text: deleting the document must leave none of it readable): only what identifies the attempt
+// and why it failed (the problem the client was answered, never the provider's own words).
+type DocumentFailed struct {
+	DocID       string `json:"docId"`
+	ContentHash string `json:"contentHash,omitempty"`
+	// Stage is where it failed: extract (an upload's text), embed (the embeddings provider) or
+	// index (the search index, e.g. another embeddings model's dimension).
+	Stage  string `json:"stage"`
+	Reason string `json:"reason"`
+}
+
 // Register adds the module's events to a codec (bus.Consumers.Codec().Add).
 func Register(add func(name string, sample any)) {
 	add(TypeDocumentIngested, DocumentIngested{})
 	add(TypeDocumentDeleted, DocumentDeleted{})
 	add(TypeSearchStatsRecorded, SearchStatsRecorded{})
 	add(TypeDocumentIndexed, DocumentIndexed{})
+	add(TypeDocumentFailed, DocumentFailed{})
 }

@@ -577,7 +577,7 @@ type AdminCreateKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -629,7 +629,7 @@ type AdminEditKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -681,7 +681,7 @@ type AdminRevokeKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -710,7 +710,7 @@ type AdminRotateKeyOutput struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -1200,10 +1200,15 @@ type DocumentOut struct {
 	// Id Example: handbook/vacation.md
 	Id string `json:"id"`
 
+	// Reason Why its last ingest failed (status failed): the problem's code and message
+	//
+	// Example: retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later
+	Reason *string `json:"reason,omitempty"`
+
 	// Source Example: handbook
 	Source string `json:"source"`
 
-	// Status indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+	// Status indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it
 	//
 	// Example: indexed
 	Status DocumentOutStatus `json:"status"`
@@ -1211,11 +1216,11 @@ type DocumentOut struct {
 	// Title Example: Vacation policy
 	Title string `json:"title"`
 
-	// Updated When its last ingest was recorded
+	// Updated When its last ingest was recorded (status failed: when it failed)
 	Updated time.Time `json:"updated"`
 }
 
-// DocumentOutStatus indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+// DocumentOutStatus indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it
 //
 // Example: indexed
 type DocumentOutStatus string
@@ -1476,13 +1481,18 @@ type GetDocumentOutput struct {
 	EmbeddingModel string `json:"embeddingModel"`
 
 	// Id Example: handbook/vacation.md
-	Id        string `json:"id"`
-	RequestId string `json:"requestId"`
+	Id string `json:"id"`
+
+	// Reason Why its last ingest failed (status failed): the problem's code and message
+	//
+	// Example: retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later
+	Reason    *string `json:"reason,omitempty"`
+	RequestId string  `json:"requestId"`
 
 	// Source Example: handbook
 	Source string `json:"source"`
 
-	// Status indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+	// Status indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it
 	//
 	// Example: indexed
 	Status GetDocumentOutputStatus `json:"status"`
@@ -1490,11 +1500,11 @@ type GetDocumentOutput struct {
 	// Title Example: Vacation policy
 	Title string `json:"title"`
 
-	// Updated When its last ingest was recorded
+	// Updated When its last ingest was recorded (status failed: when it failed)
 	Updated time.Time `json:"updated"`
 }
 
-// GetDocumentOutputStatus indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+// GetDocumentOutputStatus indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it
 //
 // Example: indexed
 type GetDocumentOutputStatus string
@@ -1720,7 +1730,7 @@ type KeyView struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Id        string     `json:"id"`
 
-	// LastUsedAt When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 	Limits     *KeyLimits `json:"limits,omitempty"`
 	Name       *string    `json:"name,omitempty"`
@@ -4579,7 +4589,7 @@ type ClientInterface interface {
 
 	// UploadDocumentWithBody Upload a document
 	//
-	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
+	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422. A refused upload records nothing; one accepted that cannot be embedded or indexed (the embeddings provider fails) is answered 502/503 and listed by GET /documents as failed, with the reason, until an upload or ingest of it succeeds.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -5374,7 +5384,7 @@ func (c *Client) ListDocuments(ctx context.Context, params *ListDocumentsParams,
 
 // UploadDocumentWithBody Upload a document
 //
-// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
+// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422. A refused upload records nothing; one accepted that cannot be embedded or indexed (the embeddings provider fails) is answered 502/503 and listed by GET /documents as failed, with the reason, until an upload or ingest of it succeeds.
 //
 // Takes any type of body and a specified content type.
 //
@@ -9377,7 +9387,7 @@ type ClientWithResponsesInterface interface {
 
 	// UploadDocumentWithBodyWithResponse Upload a document
 	//
-	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
+	// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422. A refused upload records nothing; one accepted that cannot be embedded or indexed (the embeddings provider fails) is answered 502/503 and listed by GET /documents as failed, with the reason, until an upload or ingest of it succeeds.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -13750,7 +13760,7 @@ func (c *ClientWithResponses) ListDocumentsWithResponse(ctx context.Context, par
 
 // UploadDocumentWithBodyWithResponse Upload a document
 //
-// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
+// Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422. A refused upload records nothing; one accepted that cannot be embedded or indexed (the embeddings provider fails) is answered 502/503 and listed by GET /documents as failed, with the reason, until an upload or ingest of it succeeds.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //

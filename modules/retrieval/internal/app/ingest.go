@@ -88,9 +88,17 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	if err := s.validateIngest(&c); err != nil {
 		return IngestResult{}, err
 	}
+	// From here the document was accepted: a failure to embed or index it is recorded, so that GET
+	// /documents shows it failed (with the problem answered) until an ingest of it succeeds.
+	fail := func(stage string, err error) (IngestResult, error) {
+		if recordable(err) {
+			s.RecordFailure(ctx, c.Tenant, c.DocID, ContentHash(c.Text), stage, reason(err))
+		}
+		return IngestResult{}, err
+	}
 	emb, err := s.Embedder(ctx, c.Tenant)
 	if err != nil {
-		return IngestResult{}, err
+		return fail(StageEmbed, err)
 	}
 	chunks := domain.ChunkText(c.DocID, c.Text, c.MaxChunkSize, *c.Overlap)
 	ids := make([]string, len(chunks))
@@ -105,14 +113,14 @@ func (s *Service) Ingest(ctx context.Context, c Ingest) (IngestResult, error) {
 	}
 	indexed, err := s.embedChunks(ctx, c.Tenant, emb, ev, metering.PurposeEmbedIngest)
 	if err != nil {
-		return IngestResult{}, err
+		return fail(StageEmbed, err)
 	}
 	dim := 0
 	if len(indexed) > 0 {
 		dim = len(indexed[0].Vector)
 	}
 	if err := s.Index.CheckWrite(ctx, c.Tenant, dim); err != nil {
-		return IngestResult{}, indexErr(err, false)
+		return fail(StageIndex, indexErr(err, false))
 	}
 	st, err := docStream(c.Tenant, c.DocID)
 	if err != nil {
@@ -178,7 +186,14 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 		return err
 	}
 	if !d.Exists {
-		return apperr.NotFound("retrieval.documentNotFound", fmt.Sprintf("document %q not found", docID))
+		// A document whose only ingests failed is listed (status failed): deleting it drops it.
+		f, failed, err := s.lastFailure(ctx, t, docID)
+		if err != nil {
+			return err
+		}
+		if !failed || eventstore.Position(d.Position) > f.pos {
+			return apperr.NotFound("retrieval.documentNotFound", fmt.Sprintf("document %q not found", docID))
+		}
 	}
 	if err := s.Index.CheckWrite(ctx, t, 0); err != nil {
 		return indexErr(err, false)
@@ -191,7 +206,7 @@ func (s *Service) Delete(ctx context.Context, t tenant.ID, docID string) error {
 	if err != nil {
 		return err
 	}
-	ar, err := s.Store.Append(ctx, st, eventstore.Exact(d.Revision), data)
+	ar, err := s.Store.Append(ctx, st, eventstore.After(d.Revision, d.Position > 0), data)
 	if err != nil {
 		return fmt.Errorf("append to %s: %w", st, err)
 	}

@@ -78,15 +78,16 @@ type DocumentOut struct {
 	ID             string    `json:"id" example:"handbook/vacation.md"`
 	Title          string    `json:"title" example:"Vacation policy"`
 	Source         string    `json:"source" example:"handbook"`
-	Status         string    `json:"status" enum:"indexed,pending,failed" doc:"indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)" example:"indexed"`
+	Status         string    `json:"status" enum:"indexed,pending,failed" doc:"indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it" example:"indexed"`
+	Reason         string    `json:"reason,omitempty" doc:"Why its last ingest failed (status failed): the problem's code and message" example:"retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later"`
 	Chunks         int       `json:"chunks" example:"3"`
 	ContentHash    string    `json:"contentHash" example:"sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"`
 	EmbeddingModel string    `json:"embeddingModel" example:"builtin:hashed-ngram"`
-	Updated        time.Time `json:"updated" doc:"When its last ingest was recorded"`
+	Updated        time.Time `json:"updated" doc:"When its last ingest was recorded (status failed: when it failed)"`
 }
 
 func documentOut(d app.DocumentInfo) DocumentOut {
-	return DocumentOut{ID: d.DocID, Title: d.Title, Source: d.Source, Status: d.Status, Chunks: d.Chunks, ContentHash: d.ContentHash,
+	return DocumentOut{ID: d.DocID, Title: d.Title, Source: d.Source, Status: d.Status, Reason: d.Reason, Chunks: d.Chunks, ContentHash: d.ContentHash,
 		EmbeddingModel: d.EmbeddingModel, Updated: d.Updated}
 }
 

@@ -173,7 +173,9 @@ func registerUpload(api huma.API, svc *app.Service) {
 			"extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the " +
 			"`docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, " +
 			"20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by " +
-			"POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.",
+			"POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422. " +
+			"A refused upload records nothing; one accepted that cannot be embedded or indexed (the embeddings provider fails) is answered 502/503 and listed " +
+			"by GET /documents as failed, with the reason, until an upload or ingest of it succeeds.",
 		Responses: map[string]*huma.Response{
 			"409": problem("The tenant's index was built with another embeddings model: run `crispy reindex` for the tenant"),
 			"413": problem("The upload is over its body limit (20 MiB by default, --upload-max-mb) or its text over 500,000 characters"),

@@ -379,7 +379,7 @@ export interface paths {
         put?: never;
         /**
          * Upload a document
-         * @description Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422.
+         * @description Multipart upload of one .txt, .md, .html or .pdf file (field `file`), ingested exactly like POST /ingest: the text is extracted (HTML without markup, scripts or styles; PDF as the text its pages show), chunked, embedded and indexed for the tenant. The document id is the `docId` field or else the file name; the title is the `title` field or else the file name. The request has its own body limit, 20 MiB by default (serve's --upload-max-mb; the API's 1 MiB is for JSON), read as a stream and spooled to a temporary file; the text is bounded by POST /ingest's 500,000 characters (413). A PDF without extractable text (scanned pages, or text only in composite CID fonts) is refused with 422. A refused upload records nothing; one accepted that cannot be embedded or indexed (the embeddings provider fails) is answered 502/503 and listed by GET /documents as failed, with the reason, until an upload or ingest of it succeeds.
          */
         post: operations["upload-document"];
         delete?: never;
@@ -866,7 +866,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -919,7 +919,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -972,7 +972,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -1007,7 +1007,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -1479,10 +1479,15 @@ export interface components {
             embeddingModel: string;
             /** @example handbook/vacation.md */
             id: string;
+            /**
+             * @description Why its last ingest failed (status failed): the problem's code and message
+             * @example retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later
+             */
+            reason?: string;
             /** @example handbook */
             source: string;
             /**
-             * @description indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+             * @description indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it
              * @example indexed
              * @enum {string}
              */
@@ -1491,7 +1496,7 @@ export interface components {
             title: string;
             /**
              * Format: date-time
-             * @description When its last ingest was recorded
+             * @description When its last ingest was recorded (status failed: when it failed)
              */
             updated: string;
         };
@@ -1726,11 +1731,16 @@ export interface components {
             embeddingModel: string;
             /** @example handbook/vacation.md */
             id: string;
+            /**
+             * @description Why its last ingest failed (status failed): the problem's code and message
+             * @example retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later
+             */
+            reason?: string;
             requestId: string;
             /** @example handbook */
             source: string;
             /**
-             * @description indexed: searchable on this replica; pending: recorded, not yet in this replica's index (failed is reserved for a document the index refused)
+             * @description indexed: searchable on this replica; pending: recorded, not yet in this replica's index; failed: its last ingest was accepted but could not be embedded or indexed (see reason; the version before it, if any, is still searchable and described by the other fields). An ingest or upload of it that succeeds makes it indexed again; DELETE drops it
              * @example indexed
              * @enum {string}
              */
@@ -1739,7 +1749,7 @@ export interface components {
             title: string;
             /**
              * Format: date-time
-             * @description When its last ingest was recorded
+             * @description When its last ingest was recorded (status failed: when it failed)
              */
             updated: string;
         };
@@ -1975,7 +1985,7 @@ export interface components {
             id: string;
             /**
              * Format: date-time
-             * @description When the key last authenticated a request on this replica, to the second (kept in memory, not recorded)
+             * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
             limits?: components["schemas"]["KeyLimits"];
@@ -5113,6 +5123,7 @@ export interface operations {
                      *           "contentHash": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                      *           "embeddingModel": "builtin:hashed-ngram",
                      *           "id": "handbook/vacation.md",
+                     *           "reason": "retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later",
                      *           "source": "handbook",
                      *           "status": "indexed",
                      *           "title": "Vacation policy",
@@ -5319,6 +5330,7 @@ export interface operations {
                      *       "contentHash": "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                      *       "embeddingModel": "builtin:hashed-ngram",
                      *       "id": "handbook/vacation.md",
+                     *       "reason": "retrieval.embeddingsUnavailable: the embeddings provider is unavailable; try again later",
                      *       "requestId": "string",
                      *       "source": "handbook",
                      *       "status": "indexed",
