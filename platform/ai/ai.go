@@ -5,8 +5,8 @@
 package ai
 
 import (
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"io"
 	"time"
 )
