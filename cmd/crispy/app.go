@@ -197,7 +197,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 			CacheBytes: mibOrNone(cfg.SessionCacheMB), ResumeBytes: mibOrNone(cfg.ResumeBufferMB), SweepInterval: cfg.RetentionEvery},
 		Store: a.store, Router: a.models.Router, Speaker: a.models.Speaker, Policy: a.tenancy,
 		Retriever: chatRetriever{a.retr}, Tools: a.tooling, Log: log, Metrics: a.set, Instance: instance, Sealer: a.sealer,
-		Pricer: lazyPricer{a},
+		Pricer: lazyPricer{a}, TokenWindow: windowOf(a.tenancy),
 	}); err != nil {
 		return nil, within("conversation", err, "check CRISPY_DEFAULT_CHAT_MODEL and CRISPY_MODEL_ID (provider:model)")
 	}
