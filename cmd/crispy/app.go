@@ -164,7 +164,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		defaultChat = cfg.DefaultChatModel
 	}
 
-	idx, err := openIndex(ctx, cfg)
+	idx, err := openIndex(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -356,10 +356,12 @@ func buildRetrieval(cfg config, log *slog.Logger, store eventstore.Store, idx se
 // openIndex opens the vector index that --search names, and makes sure it can be used now: an
 // index folder that cannot be written, or an Elasticsearch that does not answer, is a start-up
 // failure, not a surprise half way through the work.
-func openIndex(ctx context.Context, cfg config) (search.Index, error) {
+func openIndex(ctx context.Context, cfg config, log *slog.Logger) (search.Index, error) {
 	if cfg.Search == "" || cfg.Search == "embedded" {
 		dir := filepath.Join(cfg.DataDir, "index")
-		idx, err := searchembedded.Open(searchembedded.Config{Dir: dir})
+		// The logger: a tenant's unreadable files removed, or lexical segments rebuilt from the
+		// terms log, are said in the server's log, not dropped.
+		idx, err := searchembedded.Open(searchembedded.Config{Dir: dir, Log: log})
 		if err != nil {
 			return nil, indexDirError(dir, err)
 		}

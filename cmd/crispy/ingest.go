@@ -81,7 +81,7 @@ func openOffline(ctx context.Context, cfg config, log *slog.Logger, id string) (
 	if _, err := ten.Config(ctx, o.t); err != nil {
 		return nil, unknownTenant(o.t, ten.Tenants(), err)
 	}
-	if o.index, err = openIndex(ctx, cfg); err != nil {
+	if o.index, err = openIndex(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	if o.retr, err = buildRetrieval(cfg, log, sealed, o.index, metrics.NewSet(), ten, nil, nil); err != nil {
