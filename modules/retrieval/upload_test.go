@@ -123,6 +123,8 @@ func TestUploadDocumentRefusals(t *testing.T) {
 		{"other type", e.upload("acme", "sheet.xlsx", []byte("PK\x03\x04"), nil), 415, ".xlsx"},
 		{"pdf that is not one", e.upload("acme", "report.pdf", pdf, nil), 415, "PDF"},
 		{"pdf without text", e.upload("acme", "scan.pdf", textPDF("0 0 m 100 100 l S"), nil), 422, "no extractable text"},
+		{"pdf in a composite font", e.upload("acme", "cid.pdf", fontPDF("BT /F1 12 Tf 72 700 Td <0041004200430044> Tj ET", compositeFont), nil), 422, "composite (Type0/CID) fonts"},
+		{"pdf in a composite font, glyph ids", e.upload("acme", "gid.pdf", fontPDF("BT /F1 12 Tf 72 700 Td <021301450099> Tj ET", compositeFont), nil), 422, "composite (Type0/CID) fonts"},
 		{"not multipart", e.raw("POST", "/documents", "acme", "application/json", []byte(`{"text":"x"}`)), 415, "multipart/form-data"},
 		{"no text", e.upload("acme", "empty.html", []byte("<html><script>only()</script></html>"), nil), 422, "no text"},
 		{"no file", e.raw("POST", "/documents", "acme", "multipart/form-data; boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=\"docId\"\r\n\r\nd\r\n--x--\r\n")), 400, "file"},
@@ -140,14 +142,24 @@ func TestUploadDocumentRefusals(t *testing.T) {
 	}
 }
 
+// The font dictionaries fontPDF takes: Helvetica (a simple font), and a composite font (Type0 with
+// Identity-H encoding, its glyph codes two bytes each; its descendant is not needed to be refused).
+const (
+	simpleFont    = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+	compositeFont = "<< /Type /Font /Subtype /Type0 /BaseFont /NotoSans-Regular /Encoding /Identity-H >>"
+)
+
 // textPDF writes a one-page PDF by hand whose page content stream is content (Helvetica as F1),
 // with a correct cross-reference table: the extractor must read it like any PDF.
-func textPDF(content string) []byte {
+func textPDF(content string) []byte { return fontPDF(content, simpleFont) }
+
+// fontPDF is textPDF with font as F1.
+func fontPDF(content, font string) []byte {
 	objs := []string{
 		"<< /Type /Catalog /Pages 2 0 R >>",
 		"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
 		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+		font,
 		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(content)+1, content),
 	}
 	var b bytes.Buffer

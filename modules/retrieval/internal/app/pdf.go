@@ -10,6 +10,7 @@ import (
 	"github.com/pdfcpu/pdfcpu/pkg/api"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu"
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 )
 
 // ErrNoText is wrapped by ExtractText for a file that holds no text to index (a scanned PDF).
@@ -56,14 +57,41 @@ func pdfText(r io.ReadSeeker) (text string, err error) {
 		switch {
 		case unicode.IsLetter(r):
 			letters++
-		case !unicode.IsSpace(r) && !unicode.IsPunct(r) && !unicode.IsDigit(r):
+		case r != controlMark && !unicode.IsSpace(r) && !unicode.IsPunct(r) && !unicode.IsDigit(r):
 			other++
 		}
 	}
-	if letters == 0 || other > letters {
+	// Control bytes are what a composite font's 2-byte codes look like read one by one (0x00 0x41
+	// for "A"): a PDF with such a font and such text is refused rather than indexed as noise.
+	controls := strings.ContainsRune(text, controlMark)
+	text = strings.ReplaceAll(text, string(controlMark), "")
+	if letters == 0 || other > letters || controls && compositeFonts(ctx) {
+		if compositeFonts(ctx) {
+			return "", fmt.Errorf("%w: the PDF's text is set in composite (Type0/CID) fonts, which this server cannot read yet "+
+				"(their glyph codes need the font's ToUnicode map): export it with standard fonts, or send its text to POST /ingest", ErrNoText)
+		}
 		return "", fmt.Errorf("%w: the PDF holds no extractable text (scanned pages, or fonts without a text mapping)", ErrNoText)
 	}
 	return text, nil
+}
+
+// compositeFonts reports whether the PDF holds a composite (Type0) font: text in one is a run of
+// 2-byte glyph codes, which only the font's ToUnicode CMap turns into characters. pdfText reads
+// simple fonts only (Latin-1 bytes), so such text comes out as noise and the file is refused,
+// saying why: a faithful reading needs a CMap parser and per-font state through the content
+// stream, which pdfcpu v0.15.0 does not offer (it has no text extraction).
+func compositeFonts(ctx *model.Context) bool {
+	for _, e := range ctx.XRefTable.Table {
+		if e == nil || e.Free {
+			continue
+		}
+		if d, ok := e.Object.(types.Dict); ok {
+			if st := d.NameEntry("Subtype"); st != nil && *st == "Type0" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // contentText keeps what a content stream's text operators show: Tj, ', " and TJ strings, with a
@@ -258,14 +286,32 @@ func hexString(h []byte) string {
 	return latin1(b)
 }
 
-// latin1 reads PDF string bytes as Latin-1; control bytes (such as a two-byte font's high bytes)
-// become nothing so they count neither as letters nor noise.
+// latin1 reads PDF string bytes as Windows-1252 (WinAnsiEncoding, the simple fonts' usual one:
+// Latin-1 with quotes, dashes and the euro in 0x80–0x9F, which as Latin-1 are control
+// characters that POST /ingest refuses). Other control bytes (a two-byte font's high bytes, as
+// 0x00 0x41 for "A") become controlMark, which pdfText counts and strips.
 func latin1(b []byte) string {
 	r := make([]rune, 0, len(b))
 	for _, c := range b {
-		if c >= 0x20 || c == '\n' || c == '\t' {
+		switch {
+		case c == '\n' || c == '\t':
+			r = append(r, rune(c))
+		case c < 0x20:
+			r = append(r, controlMark)
+		case c >= 0x80 && c < 0xa0:
+			if x := winAnsi[c-0x80]; x != 0 {
+				r = append(r, x)
+			}
+		default:
 			r = append(r, rune(c))
 		}
 	}
 	return string(r)
 }
+
+// controlMark stands for a control byte of a shown string until pdfText has counted them.
+const controlMark = '\u001a'
+
+// winAnsi is Windows-1252's 0x80–0x9F (0: undefined).
+var winAnsi = [32]rune{'€', 0, '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', 0, 'Ž', 0,
+	0, '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', 0, 'ž', 'Ÿ'}
