@@ -18,15 +18,16 @@ import (
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
-// flakyKeys fails the first n destructions, as a key store that is down (or a process that stops
-// before the destruction) would.
+// flakyKeys fails every destruction while down is set, as a key store that is down would. A gate,
+// not a count of failures: the key-shredder processor may see the expiry before the sweep calls
+// Destroy, and a count would let it take the failure meant for the sweep (1 run in 40 under load).
 type flakyKeys struct {
 	keystore.Store
-	fail atomic.Int32
+	down atomic.Bool
 }
 
 func (k *flakyKeys) Destroy(ctx context.Context, t tenant.ID, id string) error {
-	if k.fail.Add(-1) >= 0 {
+	if k.down.Load() {
 		return errors.Join(keystore.ErrUnavailable, errors.New("simulated: key store down"))
 	}
 	return k.Store.Destroy(ctx, t, id)
@@ -44,7 +45,7 @@ func keyState(t *testing.T, ks keystore.Store, tn, id string) error {
 func TestExpiryWhoseKeyDestructionFailedIsFinishedLater(t *testing.T) {
 	raw := eventstoretest.NewMemory()
 	fk := &flakyKeys{Store: keystoretest.NewMemory()}
-	fk.fail.Store(1)
+	fk.down.Store(true)
 	sealers.Store(raw, sealing.New(fk))
 	e := newEnv(t, opts{store: raw, tenants: map[string]tenancyevents.TenantConfig{"acme": {SessionRetentionDays: 7}}})
 	id := sid()
@@ -54,6 +55,10 @@ func TestExpiryWhoseKeyDestructionFailedIsFinishedLater(t *testing.T) {
 	if _, err := e.mod.Sweep(context.Background()); err == nil {
 		t.Fatal("the sweep reported no error although the key could not be destroyed")
 	}
+	if err := keyState(t, fk, "acme", id); err != nil {
+		t.Fatalf("the key is not live while the key store is down: %v", err)
+	}
+	fk.down.Store(false) // the key store is back: nothing but the processor comes back to the session
 	eventually(t, "the expired session's key destroyed", func() bool {
 		return errors.Is(keyState(t, fk, "acme", id), keystore.ErrDestroyed)
 	})
