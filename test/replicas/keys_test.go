@@ -40,8 +40,9 @@ func (r *replica) send(method, path string, body any, headers map[string]string)
 }
 
 // TestIntegrationReplicasSeeKeyRevocation: an API key created through one replica's admin API
-// authenticates on the other, and once revoked there it is refused with 401 key_revoked by the other
-// replica within a second (issue 14, Bad input), without a restart.
+// authenticates on the other; an edit of its scopes there (PATCH) is applied by the other (403
+// scope_required on a route it lost); and once revoked there it is refused with 401 key_revoked by
+// the other replica, each within a second (issue 14, Bad input), without a restart.
 func TestIntegrationReplicasSeeKeyRevocation(t *testing.T) {
 	d := newDeployment(t, "")
 	const adminKey = "cea_replicas-admin-key"
@@ -50,6 +51,7 @@ func TestIntegrationReplicasSeeKeyRevocation(t *testing.T) {
 	a, b := d.start("a", ""), d.start("b", "")
 	admin := map[string]string{"Authorization": "Bearer " + adminKey}
 	added := lags{what: "a key created on replica a admitted by replica b"}
+	edited := lags{what: "a key's scopes edited on replica a applied by replica b"}
 	revoked := lags{what: "a key revoked on replica a refused by replica b"}
 	for i := 0; i < 5; i++ {
 		k := a.send("POST", "/admin/tenants/"+d.tenant.String()+"/keys", map[string]any{"name": "replica test"}, admin).must(t, "create key", 201)
@@ -62,6 +64,16 @@ func TestIntegrationReplicasSeeKeyRevocation(t *testing.T) {
 			t.Fatalf("replica b never admitted key %s", id)
 		}
 		added.add(lag)
+		a.send("PATCH", "/admin/tenants/"+d.tenant.String()+"/keys/"+id, map[string]any{"scopes": []string{"search"}}, admin).must(t, "edit key", 200)
+		start = time.Now()
+		lag, ok = until(start, func() bool {
+			r := b.send("GET", "/sessions", nil, map[string]string{"x-api-key": secret})
+			return r.status == 403 && r.body["code"] == "scope_required"
+		})
+		if !ok {
+			t.Fatalf("replica b never applied the edit of key %s", id)
+		}
+		edited.add(lag)
 		a.send("POST", "/admin/tenants/"+d.tenant.String()+"/keys/"+id+"/revoke", nil, admin).must(t, "revoke", 200)
 		start = time.Now()
 		lag, ok = until(start, func() bool {
@@ -74,5 +86,6 @@ func TestIntegrationReplicasSeeKeyRevocation(t *testing.T) {
 		revoked.add(lag)
 	}
 	added.check(t)
+	edited.check(t)
 	revoked.check(t)
 }
