@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
+	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // A key's lastUsedAt is shared: a key used only on replica a shows as used in replica b's key list
@@ -48,5 +50,16 @@ func TestKeyLastUsedIsSharedAndSurvivesRestarts(t *testing.T) {
 	eventually(t, "a restarted replica lists the key as used", func() bool { return lastUsed(c)[usedID] != nil })
 	if lu := lastUsed(c); lu[idleID] != nil {
 		t.Fatalf("after the restart, the idle key shows lastUsedAt %v", lu[idleID])
+	}
+	// The records are the server's own doing, in the tenant's key-use stream of the day.
+	st, _ := tenant.NewStream(tenant.MustParse("acme"), events.KeyUseCategory, time.Now().UTC().Format("20060102"))
+	evs, err := store.ReadStream(t.Context(), st, 0, 100)
+	if err != nil || len(evs) == 0 {
+		t.Fatalf("key-use stream %s: %d events, %v", st, len(evs), err)
+	}
+	for _, e := range evs {
+		if e.Type != events.TypeApiKeysUsed || e.Actor != tenancy.KeyUseActor {
+			t.Fatalf("key-use event %s by %q", e.Type, e.Actor)
+		}
 	}
 }

@@ -43,6 +43,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
+	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -465,6 +466,9 @@ func (m *Module) keepRecorded(ctx context.Context) error {
 	}
 }
 
+// KeyUseActor is the actor of the events.ApiKeysUsed a replica records.
+const KeyUseActor = "system:tenancy-key-use"
+
 // recordUsed records every KeyUsedEvery the keys used here since the last record, and once more
 // when ctx ends (so a restart loses none).
 func (m *Module) recordUsed(ctx context.Context) {
@@ -486,6 +490,7 @@ func (m *Module) recordUsed(ctx context.Context) {
 // flushUsed appends one events.ApiKeysUsed per tenant whose keys were used since the last flush, to
 // its key-use stream of the day. A failed append gives its keys back for the next flush.
 func (m *Module) flushUsed(ctx context.Context) {
+	ctx = request.With(ctx, request.Info{ID: request.From(ctx).ID, Actor: KeyUseActor})
 	for t, keys := range m.adm.TakeUsed() {
 		err := func() error {
 			st, err := tenant.NewStream(t, events.KeyUseCategory, m.now().UTC().Format("20060102"))
