@@ -17,8 +17,8 @@ type chunkMeter struct {
 // so decoding each one whole into a struct (encoding/json validates it all, then reflects over it)
 // only to learn a finish_reason and a usage was most of the SSE relay's own CPU: the chunk's
 // top level and its choices are walked instead, and only the usage object is decoded. A chunk that
-// carries an error, or that the walk cannot read (not an object, a key with escapes), is decoded
-// whole, as before.
+// carries an error, or that the walk cannot read (not an object, a key with escapes, bytes after
+// the object), is decoded whole, as before. A non-streamed completion is read the same way.
 func meterChunk(data []byte) (chunkMeter, error) {
 	if m, ok := walkChunk(data); ok {
 		return m, nil
@@ -39,7 +39,7 @@ func meterChunk(data []byte) (chunkMeter, error) {
 // walkChunk is meterChunk's fast path; ok is false when the chunk must be decoded whole.
 func walkChunk(data []byte) (m chunkMeter, ok bool) {
 	i := skipSpace(data, 0)
-	ok = walkObject(data, i, func(key []byte, vs, ve int) bool {
+	end := walkObject(data, i, func(key []byte, vs, ve int) bool {
 		v := data[vs:ve]
 		switch string(key) {
 		case "error":
@@ -95,8 +95,9 @@ func walkChunk(data []byte) (m chunkMeter, ok bool) {
 		}
 		// encoding/json matches names regardless of case: a "Usage" is left to it.
 		return !bytes.EqualFold(key, []byte("usage")) && !bytes.EqualFold(key, []byte("choices")) && !bytes.EqualFold(key, []byte("error"))
-	}) >= 0
-	return m, ok
+	})
+	// Anything after the object is left to the decoder, which refuses it.
+	return m, end >= 0 && skipSpace(data, end) == len(data)
 }
 
 // walkObject calls fn with each key of the object at data[i] (its raw bytes, without the quotes)

@@ -1,9 +1,15 @@
 package openai
 
 import (
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 )
 
 // meterChunk's walk reads what decoding the chunk whole reads: the finish_reason, the usage, the
@@ -32,10 +38,7 @@ func TestMeterChunkReadsWhatADecodeReads(t *testing.T) {
 		werr := json.Unmarshal([]byte(c), &whole)
 		got, err := meterChunk([]byte(c))
 		if (err != nil) != (werr != nil) {
-			// The walk may accept a chunk a decode refuses only past its end (trailing bytes).
-			if _, ok := walkChunk([]byte(c)); !ok || c != `{"choices":[{"finish_reason":"stop"}]} trailing` {
-				t.Errorf("%s: walk error %v, decode error %v", c, err, werr)
-			}
+			t.Errorf("%s: walk error %v, decode error %v", c, err, werr)
 			continue
 		}
 		if werr != nil {
@@ -67,4 +70,32 @@ func FuzzMeterChunk(f *testing.F) {
 			t.Fatalf("%s: walk %+v, decode %+v", c, got, whole)
 		}
 	})
+}
+
+// A non-streamed completion is metered by the same walk: its finish_reason and usage are read, and a
+// body cut off mid-JSON (an upstream that gave up) is an error, never a completed call.
+func TestPassReadsACompletionAndRefusesACutOne(t *testing.T) {
+	for _, tc := range []struct {
+		end aitest.Ending
+		ok  bool
+	}{{aitest.EndComplete, true}, {aitest.EndEOF, false}, {aitest.EndMidEvent, false}} {
+		srv := httptest.NewServer(&aitest.Upstream{Tokens: []string{"Hel", "lo"}, End: tc.end})
+		p, err := New(Config{BaseURL: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		res, err := p.Pass(context.Background(), ai.Request{Model: "m", Pass: &ai.PassRequest{Fields: map[string]json.RawMessage{"messages": json.RawMessage(`[{"role":"user","content":"hi"}]`)}}},
+			func(b []byte) error { got = append(got, b...); return nil })
+		srv.Close()
+		if tc.ok {
+			if err != nil || res.FinishReason != "stop" || res.Usage.TotalTokens != 12 || !res.Usage.Reported || !strings.Contains(string(got), `"content":"Hello"`) {
+				t.Fatalf("end %d: %+v %v %s", tc.end, res, err, got)
+			}
+			continue
+		}
+		if err == nil || got != nil {
+			t.Fatalf("end %d: a cut completion was passed on: %+v %s", tc.end, res, got)
+		}
+	}
 }

@@ -266,16 +266,16 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 		if len(body) > maxAnswer {
 			return ai.Result{}, &ai.Error{Model: model, Reason: "error", Message: "completion larger than 64 MiB"}
 		}
-		var c passChunk
-		if err := json.Unmarshal(body, &c); err != nil {
+		c, err := meterChunk(body)
+		if err != nil {
 			return ai.Result{}, ai.BodyEnded(ctx, model, fmt.Errorf("decode completion: %w", err))
 		}
-		if c.Error != nil {
-			return ai.Result{}, &ai.Error{Model: model, Reason: "error", Message: c.Error.Message}
+		if c.err != nil {
+			return ai.Result{}, &ai.Error{Model: model, Reason: "error", Message: c.err.Message}
 		}
-		res := ai.Result{Usage: c.Usage.toAI(), FinishReason: "stop"}
-		if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
-			res.FinishReason = *c.Choices[0].FinishReason
+		res := ai.Result{Usage: c.usage.toAI(), FinishReason: "stop"}
+		if c.finish != "" {
+			res.FinishReason = c.finish
 		}
 		return res, out(body)
 	}
