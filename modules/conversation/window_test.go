@@ -2,6 +2,7 @@ package conversation_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/conversation"
 	"github.com/crispy-enigma/crispy/modules/tenancy"
 	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -79,4 +81,33 @@ func opts2(g *greedyModel, w conversation.TokenWindow) opts {
 			"acme":   {RateLimit: tenancyevents.RateLimit{TokensPerMinute: 2000}},
 			"globex": {RateLimit: tenancyevents.RateLimit{TokensPerMinute: 2000}},
 		}}
+}
+
+// failingWindow is a shared log whose Redis is down: err is what Reserve answers.
+type failingWindow struct{ err error }
+
+func (f failingWindow) Reserve(context.Context, tenant.ID, string, string, int64, int64, int64, int64, time.Time) (conversation.TokenGrant, error) {
+	return conversation.TokenGrant{}, f.err
+}
+func (f failingWindow) Settle(context.Context, tenant.ID, string, string, int64) error { return f.err }
+func (f failingWindow) Release(context.Context, tenant.ID, string, string) error       { return f.err }
+
+// A failing shared window fails open onto the process's own log (the tenant's tokensPerMinute
+// still holds for the calls this process serves), or closed with its 503 when it answers one.
+func TestTokensPerMinuteWhenTheSharedWindowFails(t *testing.T) {
+	t.Parallel()
+	g := &greedyModel{}
+	open := newEnv(t, opts2(g, failingWindow{err: errors.New("redis: connection refused")}))
+	for i := 0; i < 2; i++ {
+		if r := open.chatJSON("acme", sid(), "hi"); r.status != 200 {
+			t.Fatalf("failing open, call %d: %d %s", i+1, r.status, r.raw)
+		}
+	}
+	wantProblem(t, open.chatJSON("acme", sid(), "hi"), 429, "budget_exceeded")
+	if sent := g.maxSent(); len(sent) != 2 || sent[0] != 1024 || sent[1] >= 1000 {
+		t.Fatalf("failing open, max_tokens sent %v: the process's own log must hold the 2,000", sent)
+	}
+	ae := apperr.New(apperr.KindUnavailable, "ratelimit_unavailable", "the tokens-per-minute limiter is unavailable")
+	closed := newEnv(t, opts2(&greedyModel{}, failingWindow{err: ae}))
+	wantProblem(t, closed.chatJSON("acme", sid(), "hi"), 503, "ratelimit_unavailable")
 }

@@ -368,7 +368,12 @@ type TokenGrant = adapters.TokenGrant
 // TokenWindow is the tokens-per-minute log shared by the replicas through Redis (--redis): the
 // conversation module books its calls' tokens there for rateLimit.tokensPerMinute and a key's
 // limits.tokensPerMinute, so the ceiling holds across replicas like perMinute does.
-type TokenWindow struct{ w *adapters.RedisTokenWindow }
+type TokenWindow struct {
+	w *adapters.RedisTokenWindow
+	// failClosed (--ratelimit-fail closed): a failing Redis refuses the call (503
+	// ratelimit_unavailable) instead of letting each process count its own.
+	failClosed bool
+}
 
 // TokenWindow returns the shared tokens-per-minute log; nil without Redis (each process keeps its
 // own then).
@@ -376,7 +381,7 @@ func (m *Module) TokenWindow() *TokenWindow {
 	if m.tpm == nil {
 		return nil
 	}
-	return &TokenWindow{w: m.tpm}
+	return &TokenWindow{w: m.tpm, failClosed: m.cfg.FailClosed}
 }
 
 // NewTokenWindow is a shared tokens-per-minute log on client (tests and benchmarks).
@@ -386,8 +391,17 @@ func NewTokenWindow(client redis.UniversalClient, prefix string) *TokenWindow {
 
 // Reserve books prompt and up to want completion tokens (at least least) of turn in scope's log of
 // t, under limit tokens in any 60 s, atomically across replicas.
+// When Redis fails it returns the error, for the caller to count the call in its own process,
+// or, failing closed, a 503 ratelimit_unavailable *apperr.Error to answer.
 func (w *TokenWindow) Reserve(ctx context.Context, t tenant.ID, scope, turn string, prompt, want, least, limit int64, now time.Time) (TokenGrant, error) {
-	return w.w.Reserve(ctx, t, scope, turn, prompt, want, least, limit, now)
+	g, err := w.w.Reserve(ctx, t, scope, turn, prompt, want, least, limit, now)
+	if err != nil && w.failClosed && ctx.Err() == nil {
+		e := apperr.Wrap(err, apperr.KindUnavailable, app.CodeLimiterUnavailable,
+			"the tokens-per-minute limiter is unavailable and this server refuses unmetered calls; retry shortly")
+		e.RetryAfterSec = 1
+		return g, e
+	}
+	return g, err
 }
 
 // Settle replaces turn's reservation in scope's log by the tokens it used.

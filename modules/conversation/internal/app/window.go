@@ -5,13 +5,15 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // TokenWindow is a tokens-per-minute log shared by replicas (the tenancy module's, in Redis): the
 // tenant's rateLimit.tokensPerMinute and a key's limits.tokensPerMinute are booked there instead of
 // in the per-process Ledger, so the ceiling holds across replicas. A failing window (Redis down or
-// slow) is not waited for: the call is booked in the Ledger's per-process log instead.
+// slow) is not waited for: the call is booked in the Ledger's per-process log instead, unless the
+// window answers an *apperr.Error (it fails closed), which refuses the call.
 type TokenWindow interface {
 	// Reserve books prompt and up to want completion tokens (at least least) of turn in scope's
 	// log of t, under limit tokens in any 60 s.
@@ -52,6 +54,9 @@ func (s *Service) reserveWindow(ctx context.Context, t tenant.ID, scope, ledgerS
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, nil, ctx.Err()
+		}
+		if _, ok := apperr.As(err); ok {
+			return 0, nil, err // the window fails closed: the call is refused
 		}
 		if last := s.windowLog.Load(); now.UnixNano()-last >= int64(windowLogEvery) && s.windowLog.CompareAndSwap(last, now.UnixNano()) {
 			s.Log.WarnContext(ctx, "shared tokens-per-minute log failed: counting this process's calls only", "tenant", t.String(), "error", err.Error())
