@@ -327,14 +327,20 @@ func (b *Bus) Run(ctx context.Context) error {
 	// Forward until ctx ends.
 	fwdCtx, stopForwarder := context.WithCancel(ctx)
 	b.fwdCtx = fwdCtx
-	if len(durables) > 0 {
-		b.startCursor(b.shared)
-	} else {
+	var later *cursor
+	switch {
+	case len(durables) == 0:
 		// No processor: nothing to deliver, and one added later starts with the events after its
 		// first start, so the processors' cursor simply stands at the store's end.
 		b.sharedIdle.Store(true)
+	case uint64(target)-min(uint64(target), b.shared.pos.Load()) > uint64(b.cfg.CatchUpCommitEvery):
+		// Far behind (a new data folder on a store with history): it reads the whole history, as
+		// the read models do; they go first (startCursors).
+		later = b.shared
+	default:
+		b.startCursor(b.shared)
 	}
-	b.startCursors(fwdCtx, groups)
+	b.startCursors(fwdCtx, groups, later)
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()

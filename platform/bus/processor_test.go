@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
+	"github.com/crispy-enigma/crispy/platform/readmodel"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -301,5 +303,49 @@ func TestInProcessBatchKeepsEachEventsTenantAndOnlyTheProcessorsTypes(t *testing
 				t.Fatalf("%s processor: event %s of %s handled under tenant %s (envelope %s)", c.typ, env.ID, e.Tenant, tenants[i], env.Tenant)
 			}
 		}
+	}
+}
+
+// On a new data folder over a store with history, the processors' cursor (far behind) starts once
+// the read models on the shared cursor have caught up, as the own cursors do: they have the cores
+// first. Every event still reaches the processor, in order.
+func TestFarBehindProcessorsStartAfterTheSharedReadModels(t *testing.T) {
+	t.Parallel()
+	store := eventstoretest.NewMemory()
+	evs := appendN(t, store, acme, "a", typeHappened, 40)
+	cfg := projectionConfig(t)
+	cfg.CatchUpCommitEvery = 10
+	var proj *bus.Projection
+	var early atomic.Int64
+	var handled []string
+	var mu sync.Mutex
+	r := start(t, cfg, store, func(reg bus.Consumers) {
+		registerTestEvents(reg.Codec().Add)
+		proj = reg.Projection("test.slowish", bus.ProjectionOptions{Version: 1})
+		bus.Apply(proj, func(context.Context, *readmodel.Tx, bus.Envelope, happenedEvent) error {
+			time.Sleep(time.Millisecond) // the processor would be done long before without the wait
+			return nil
+		})
+		q := reg.Processor("test.after")
+		bus.Handle(q, func(_ context.Context, env bus.Envelope, _ happenedEvent) error {
+			if proj.Ready() != nil {
+				early.Add(1)
+			}
+			mu.Lock()
+			handled = append(handled, env.ID)
+			mu.Unlock()
+			return nil
+		})
+	})
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := early.Load(); n != 0 {
+		t.Fatalf("the processor handled %d events before the read model had caught up", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(handled, ids(evs)) {
+		t.Fatalf("processor got %v, want %v", handled, ids(evs))
 	}
 }
