@@ -401,7 +401,10 @@ func (a *app) start(ctx context.Context) error {
 	if err := a.tenancy.Start(ctx); err != nil {
 		return tenantsFileError(a.cfg.Tenants, err)
 	}
-	return checkTenantModels(ctx, a.tenancy, a.models.Router)
+	if err := checkTenantModels(ctx, a.tenancy, a.models.Router); err != nil {
+		return err
+	}
+	return checkTenantRerankers(ctx, a.tenancy, a.cfg)
 }
 
 // runAll starts every background component in g.

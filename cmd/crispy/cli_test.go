@@ -552,6 +552,12 @@ func cliCases() []cliCase {
 				t.Fatal(err)
 			}
 		}, code: 1, want: []string{"tenant acme", "models.chat openai:gpt-4o-mini", "\"openai\"", "configure openai"}},
+		{name: "serve/tenant reranker of an unconfigured provider", args: serve("--tenants", "{root}/rerank.yaml"), setup: func(t *testing.T, f *fixture, data string) {
+			if err := os.WriteFile(filepath.Join(f.root, "rerank.yaml"), []byte("tenants:\n  - id: acme\n    models: {rerank: \"workers-ai:@cf/baai/bge-reranker-base\"}\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, code: 1, want: []string{"tenant acme", "models.rerank workers-ai:@cf/baai/bge-reranker-base", "account id", "CRISPY_CF_ACCOUNT_ID"}},
+		{name: "serve/bad default rerank model", args: serve(), env: []string{"CRISPY_RERANK_MODEL=bogus"}, code: 1, want: []string{"bogus", "CRISPY_RERANK_MODEL"}},
 		{name: "serve/missing price file", args: serve(), env: []string{"CRISPY_PRICES={root}/nowhere.yaml"}, code: 1, want: []string{"nowhere.yaml", "CRISPY_PRICES"}},
 		{name: "serve/bad default chat model", args: serve(), env: []string{"CRISPY_DEFAULT_CHAT_MODEL=bogus"}, code: 1, want: []string{"bogus", "CRISPY_DEFAULT_CHAT_MODEL"}},
 		{name: "serve/bad OTLP endpoint", args: serve(), env: []string{"OTEL_EXPORTER_OTLP_ENDPOINT=%zz"}, code: 1, want: []string{"OTEL_EXPORTER_OTLP_ENDPOINT"}},

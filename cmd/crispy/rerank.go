@@ -1,6 +1,12 @@
 package main
 
-import "github.com/crispy-enigma/crispy/platform/ai/rerank"
+import (
+	"context"
+	"fmt"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy"
+	"github.com/crispy-enigma/crispy/platform/ai/rerank"
+)
 
 // rerankConfig is the rerank resolver's configuration (README "Reranking"): the server's default
 // reranker (CRISPY_RERANK_MODEL, none unless set) and its providers' endpoints. An
@@ -19,4 +25,27 @@ func rerankConfig(cfg config) rerank.Config {
 		OpenAI:    rerank.HTTPConfig{BaseURL: base, APIKey: key},
 		Cohere:    rerank.HTTPConfig{BaseURL: cfg.CohereBaseURL, APIKey: cfg.CohereAPIKey},
 		WorkersAI: rerank.WorkersAIConfig{AccountID: cfg.CFAccountID, APIToken: cfg.CFAPIToken, GatewayID: cfg.CFGatewayID, BaseURL: cfg.CFBaseURL}}
+}
+
+// checkTenantRerankers refuses a start whose tenants name a reranker (models.rerank) that this
+// server cannot call (a provider it does not know, or Workers AI without an account): every search
+// of that tenant would quietly fall back to the fused order. One line naming the tenant, the
+// field, the model and the fix, as checkTenantModels does for chat models.
+func checkTenantRerankers(ctx context.Context, ten *tenancy.Module, cfg config) error {
+	rr, err := rerank.NewResolver(rerankConfig(cfg))
+	if err != nil {
+		return err
+	}
+	for _, id := range ten.Tenants() {
+		c, err := ten.Config(ctx, id)
+		if err != nil {
+			return fmt.Errorf("tenant %s: %w", id, err)
+		}
+		if m := c.Models.Rerank; m != "" {
+			if _, err := rr.Resolve(m); err != nil {
+				return fmt.Errorf("tenant %s: models.rerank %s cannot be called: %v; configure its provider (README \"Reranking\": CRISPY_COHERE_API_KEY, CRISPY_RERANK_BASE_URL, CRISPY_CF_ACCOUNT_ID) or change the tenants file", id, m, err)
+			}
+		}
+	}
+	return nil
 }
