@@ -335,9 +335,9 @@ func (m *Module) Mount(api huma.API) {
 			return out, nil
 		})
 	patch := op("admin-edit-key", http.MethodPatch, "/admin/tenants/{tenantId}/keys/{keyId}", "Edit an API key",
-		"Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).", 200)
+		"Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).", 200)
 	patch.MaxBodyBytes = 64 << 10
-	patch.Responses["409"] = httpapi.ProblemResponse("The key is revoked")
+	patch.Responses["409"] = httpapi.ProblemResponse("The key is revoked, or its name or scopes are the tenants file's")
 	// Set on the spec after registration (register): huma would otherwise validate against it
 	// first, where null is not a value of the documented types.
 	patch.Metadata[metaRequestBody] = &huma.RequestBody{Required: true, Description: "The fields of the key to change",

@@ -1,9 +1,13 @@
 package tenancy_test
 
 import (
+	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/crispy-enigma/crispy/modules/tenancy"
 
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 )
@@ -96,4 +100,30 @@ func TestAdminAPIKeyEditRefusals(t *testing.T) {
 	want(t, s.do(t, call{path: "/audit/probe", key: secret}), 403, "scope_required")
 	want(t, s.do(t, call{method: http.MethodPost, path: path + "/revoke", admin: adminKey}), 200, "")
 	want(t, s.do(t, call{method: http.MethodPatch, path: path, admin: adminKey, body: edit}), 409, "key_revoked")
+}
+
+// A key of the tenants file may be given an expiry, limits and a budget through PATCH, which its
+// file's later changes of name or scopes keep; its name and scopes are the file's (409
+// key_from_file: the next sync would put them back).
+func TestAdminAPIEditsAKeyOfTheTenantsFile(t *testing.T) {
+	file := writeFile(t, "tenants:\n  - id: acme\n    apiKeys:\n      - {hash: \""+tenancy.HashAPIKey(keyA)+"\", name: ops, scopes: [chat]}\n")
+	s := newAdminServer(t, nil, file)
+	id := "key:" + strings.TrimPrefix(tenancy.HashAPIKey(keyA), "sha256:")[:12]
+	path := "/admin/tenants/acme/keys/" + id
+	want(t, s.do(t, call{method: http.MethodPatch, path: path, admin: adminKey, body: map[string]any{"scopes": []string{"chat", "search"}}}), 409, "key_from_file")
+	want(t, s.do(t, call{method: http.MethodPatch, path: path, admin: adminKey, body: map[string]any{"name": "other"}}), 409, "key_from_file")
+	r := s.do(t, call{method: http.MethodPatch, path: path, admin: adminKey, body: map[string]any{"name": "ops", "budget": map[string]any{"dailyUsd": 3}}})
+	want(t, r, 200, "")
+	if err := writeFileAt(file, "tenants:\n  - id: acme\n    apiKeys:\n      - {hash: \""+tenancy.HashAPIKey(keyA)+"\", name: ops-2, scopes: [chat, search]}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.mod.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want(t, s.do(t, call{path: "/search/probe", key: keyA}), 200, "")
+	r = s.do(t, call{path: "/admin/tenants/acme/keys", admin: adminKey})
+	k := r.body["keys"].([]any)[0].(map[string]any)
+	if k["name"] != "ops-2" || k["budget"] == nil || k["budget"].(map[string]any)["dailyUsd"] != 3.0 {
+		t.Fatalf("after the file's change: %v, want its name and the budget set through the API", k)
+	}
 }

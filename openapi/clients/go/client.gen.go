@@ -4440,7 +4440,7 @@ type ClientInterface interface {
 
 	// AdminEditKeyWithBody Edit an API key
 	//
-	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4449,7 +4449,7 @@ type ClientInterface interface {
 
 	// AdminEditKey Edit an API key
 	//
-	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -5045,7 +5045,7 @@ func (c *Client) AdminCreateKey(ctx context.Context, tenantId string, body Admin
 
 // AdminEditKeyWithBody Edit an API key
 //
-// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 //
 // Takes any type of body and a specified content type.
 //
@@ -5064,7 +5064,7 @@ func (c *Client) AdminEditKeyWithBody(ctx context.Context, tenantId string, keyI
 
 // AdminEditKey Edit an API key
 //
-// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -9216,7 +9216,7 @@ type ClientWithResponsesInterface interface {
 
 	// AdminEditKeyWithBodyWithResponse Edit an API key
 	//
-	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9225,7 +9225,7 @@ type ClientWithResponsesInterface interface {
 
 	// AdminEditKeyWithResponse Edit an API key
 	//
-	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+	// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -13475,7 +13475,7 @@ func (c *ClientWithResponses) AdminCreateKeyWithResponse(ctx context.Context, te
 
 // AdminEditKeyWithBodyWithResponse Edit an API key
 //
-// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -13490,7 +13490,7 @@ func (c *ClientWithResponses) AdminEditKeyWithBodyWithResponse(ctx context.Conte
 
 // AdminEditKeyWithResponse Edit an API key
 //
-// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+// Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
@@ -102,6 +103,9 @@ func (m Manager) RotateKey(ctx context.Context, id tenant.ID, keyID string, grac
 	return secret, *t.KeyByID(keyID), nil
 }
 
+// CodeKeyFromFile refuses an edit of what the tenants file declares of a key (its name, scopes).
+const CodeKeyFromFile = "key_from_file"
+
 // KeyEdit is what a PATCH of a key changes: each field set (non-nil) replaces the key's; Clear*
 // take the optional ones away (no expiry, no limits, no budget).
 type KeyEdit struct {
@@ -138,6 +142,10 @@ func (m Manager) EditKey(ctx context.Context, id tenant.ID, keyID string, e KeyE
 		}
 		if k.Revoked {
 			return nil, apperr.New(apperr.KindConflict, domain.CodeKeyRevoked, fmt.Sprintf("API key %s is revoked; create a new one", keyID))
+		}
+		if k.FromFile() && (e.Name != nil && *e.Name != k.Name || e.ScopesSet && !slices.Equal(domain.NormalScopes(e.Scopes), domain.NormalScopes(k.Scopes))) {
+			// The file's next sync would put them back: they are the file's to change.
+			return nil, apperr.New(apperr.KindConflict, CodeKeyFromFile, fmt.Sprintf("API key %s is declared in the tenants file: change its name and scopes there (its expiresAt, limits and budget may be set here)", keyID))
 		}
 		ev := events.ApiKeyChanged{ID: keyID, Name: k.Name, Scopes: k.Scopes, ExpiresAt: k.ExpiresAt, Limits: k.Limits, Budget: k.Budget}
 		if e.Name != nil {

@@ -61,7 +61,13 @@ func (t *Tenant) Apply(rev uint64, e any) {
 		k := keyFromEvent(e)
 		t.Keys = slices.Clone(t.Keys) // a directory entry may share the old array
 		if old := t.KeyByID(k.ID); old != nil {
-			*old = k // added again (the file lists a revoked key again): active from here on
+			// Added again: the file lists a revoked key again (active from here on), or changed its
+			// name or scopes. In the latter case what only the admin API sets (expiry, limits,
+			// budget: ApiKeyChanged) stays.
+			if !old.Revoked && k.FromFile() {
+				k.ExpiresAt, k.Limits, k.Budget = old.ExpiresAt, old.Limits, old.Budget
+			}
+			*old = k
 			return
 		}
 		t.Keys = append(t.Keys, k)

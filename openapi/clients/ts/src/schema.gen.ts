@@ -115,7 +115,7 @@ export interface paths {
         head?: never;
         /**
          * Edit an API key
-         * @description Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409).
+         * @description Changes the key's name, scopes, expiry, limits and budget (a JSON merge patch: a field left out is unchanged, null removes an expiry, limits or budget). Records ApiKeyChanged: every replica applies it within a second. The secret never changes here (rotate the key); a revoked key cannot be edited (409 key_revoked), nor the name and scopes of a key the tenants file declares (409 key_from_file: they are the file's).
          */
         patch: operations["admin-edit-key"];
         trace?: never;
@@ -3718,7 +3718,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The key is revoked */
+            /** @description The key is revoked, or its name or scopes are the tenants file's */
             409: {
                 headers: {
                     [name: string]: unknown;
