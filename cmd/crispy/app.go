@@ -126,7 +126,12 @@ func build(ctx context.Context, cfg config, log *slog.Logger, o buildOptions) (_
 		AdminKeySHA256: cfg.AdminKeySHA256},
 		Store: a.store, Log: log, Metrics: a.set, Erase: a.eraseTenant,
 		// a.models is built after tenancy; the check runs only on admin requests, once it exists.
-		CheckConfig: func(c tenancyevents.TenantConfig) (string, error) { return unservedModel(a.models.Router, c) }}); err != nil {
+		CheckConfig: func(c tenancyevents.TenantConfig) (string, error) {
+			if f, err := unservedModel(a.models.Router, c); err != nil {
+				return f, err
+			}
+			return unservedReranker(cfg, c)
+		}}); err != nil {
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}
 	a.closers = append(a.closers, a.tenancy.Close)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
+	tenancyevents "github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/platform/ai/rerank"
 )
 
@@ -48,4 +49,20 @@ func checkTenantRerankers(ctx context.Context, ten *tenancy.Module, cfg config) 
 		}
 	}
 	return nil
+}
+
+// unservedReranker is the admin API's form of checkTenantRerankers (tenancy.Deps.CheckConfig):
+// "models.rerank" and why, when c names a reranker this server cannot call.
+func unservedReranker(cfg config, c tenancyevents.TenantConfig) (string, error) {
+	if c.Models.Rerank == "" {
+		return "", nil
+	}
+	rr, err := rerank.NewResolver(rerankConfig(cfg))
+	if err != nil {
+		return "", err
+	}
+	if _, err := rr.Resolve(c.Models.Rerank); err != nil {
+		return "models.rerank", fmt.Errorf("%s cannot be called: %v; configure its provider or choose another reranker", c.Models.Rerank, err)
+	}
+	return "", nil
 }

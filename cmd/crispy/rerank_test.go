@@ -97,3 +97,22 @@ func TestServeWiresTheRerankerAndTheUploadLimit(t *testing.T) {
 		t.Fatalf("a 3 MiB upload: %d %s", u.status, u.raw)
 	}
 }
+
+// The admin API refuses a tenant whose models.rerank this server cannot call, naming the field,
+// as it does for chat models; one it can call is recorded.
+func TestAdminRefusesAnUnservedReranker(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AdminKeySHA256: testAdminHash()}
+	srv, stop := serveApp(t, cfg, buildOptions{})
+	defer stop()
+	admin := map[string]string{"admin": testAdminKey}
+	r := send(t, srv.URL, "POST", "/admin/tenants", map[string]any{"id": "acme", "models": map[string]any{"rerank": "workers-ai:@cf/baai/bge-reranker-base"}}, admin)
+	if r.status != 400 || !strings.Contains(r.raw, "body.models.rerank") || !strings.Contains(r.raw, "account id") {
+		t.Fatalf("create with a reranker of an unconfigured provider: %d %s", r.status, r.raw)
+	}
+	if r := send(t, srv.URL, "POST", "/admin/tenants", map[string]any{"id": "acme", "models": map[string]any{"rerank": "cohere:rerank-v3.5"}}, admin); r.status != 201 {
+		t.Fatalf("create with a Cohere reranker: %d %s", r.status, r.raw)
+	}
+}
