@@ -85,6 +85,7 @@ type lexIndex struct {
 	next    uint64               // the next segment's number
 	doomed  []string             // files of segments merged away, removed once a manifest no longer names them
 	broken  atomic.Bool          // a posting list failed its check: the next flush rebuilds the segments
+	final   atomic.Bool          // the index is closing: its flush writes the memtable however small
 }
 
 func newLexIndex(log *slog.Logger) *lexIndex {
@@ -299,10 +300,30 @@ func (p *partition) flushLex() error {
 		}
 		x.broken.Store(false)
 	}
-	if x.memN >= flushPostings {
+	if x.memN >= flushPostings || (x.final.Load() && x.memN > 0) {
 		return p.cutSeg(uint32(p.g.len()), p.files.terms.size)
 	}
 	return nil
+}
+
+// lexNeedsFlush: a flush has lexical work even if nothing changed (a corrupt segment to rebuild, or
+// the memtable to write on Close). The caller holds p.mu.
+func (p *partition) lexNeedsFlush() bool {
+	return p.lex.broken.Load() || (p.lex.final.Load() && p.lex.memN > 0)
+}
+
+// lexFinal runs first in Close: its flush writes every memtable as a segment, so a start after a
+// clean stop replays nothing from the terms log (after a crash, at most flushPostings per tenant).
+func (ix *Index) lexFinal() {
+	ix.mu.RLock()
+	parts := make([]*partition, 0, len(ix.parts))
+	for _, p := range ix.parts {
+		parts = append(parts, p)
+	}
+	ix.mu.RUnlock()
+	for _, p := range parts {
+		p.lex.final.Store(true)
+	}
 }
 
 // lexManifest is what the manifest written by this flush records of the lexical half.

@@ -247,7 +247,7 @@ func (ix *Index) Flush(ctx context.Context) error {
 // p.mu for writing: the manifest's content and checkpoint are of one moment. It costs a few fsyncs,
 // not a rewrite of the index.
 func (p *partition) flush() (err error) {
-	if !p.dirty && !p.lex.broken.Load() { // broken: a query found a lexical segment corrupt (lexical.go)
+	if !p.dirty && !p.lexNeedsFlush() {
 		return nil
 	}
 	if p.dir == "" {
