@@ -329,13 +329,8 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 	for i, c := range cs {
 		texts[i] = embedText(ev.Title, c.Text)
 	}
-	var vs [][]float32
-	var err error
-	if purpose == "" {
-		vs, err = e.Embed(ctx, texts)
-	} else {
-		vs, err = s.embedMetered(ctx, t, e, purpose, texts)
-	}
+	keys := embedKeys(e, ev, texts) // index: embedded once per (model, text), vectors.go
+	vs, err := s.embedReusing(ctx, t, e, ev.DocID, texts, keys, purpose)
 	if err != nil {
 		return nil, embedErr(err)
 	}
@@ -349,6 +344,9 @@ func (s *Service) embedChunks(ctx context.Context, t tenant.ID, e embeddings.Emb
 		// Words analysed here, from the plain text, before sealedindex seals it for the index.
 		out[i] = search.Chunk{DocID: ev.DocID, ChunkID: c.ID, Text: c.Text, Title: ev.Title, Source: ev.Source, URL: ev.URL, Metadata: md, Vector: vs[i],
 			Terms: ChunkTerms(ev.Title, c.Text)}
+		if keys != nil {
+			out[i].EmbedKey = keys[i]
+		}
 	}
 	return out, nil
 }
