@@ -267,3 +267,23 @@ func TestRerankFallsBackToTheFusedOrder(t *testing.T) {
 		t.Fatalf("after the reranker came back: %s", r.raw)
 	}
 }
+
+// The tenant's token budget refusing the rerank call refuses the search (429 budget_exceeded), as
+// for the rewrite, without calling the reranker; rerank false still searches.
+func TestRerankIsBudgeted(t *testing.T) {
+	t.Parallel()
+	rs := newRerankServer(t, map[string]string{"rerank-a": "garage"})
+	meter := &recMeter{refuse: true}
+	e := newEnv(t, opts{rerankers: rerankResolver(t, rs.URL), meter: meter,
+		policy: modelsPolicy{"acme": {Models: tenancyevents.Models{Rerank: "cohere:rerank-a"}}}})
+	e.mustIngest("acme", "park", parking) // the offline embedder is not metered: the ingest passes
+	if r := e.search("acme", map[string]any{"query": "where do visitors park", "answer": false}); r.status != 429 || r.body["code"] != "budget_exceeded" {
+		t.Fatalf("search over budget: %d %s", r.status, r.raw)
+	}
+	if n := len(rs.requests()); n != 0 {
+		t.Fatalf("the reranker was called %d times over budget", n)
+	}
+	if r := e.search("acme", map[string]any{"query": "where do visitors park", "answer": false, "rerank": false}); r.status != 200 || len(sources(r)) != 1 {
+		t.Fatalf("rerank false over budget: %d %s", r.status, r.raw)
+	}
+}
