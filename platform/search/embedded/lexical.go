@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -35,8 +36,9 @@ import (
 // The nodes after the last segment are a small in-memory inverted index (the memtable). A flush
 // writes it as a new segment once it holds flushPostings postings (less stays in the log and is
 // read back at open: a bounded replay), a write cuts one once it holds memPostings, and adjacent
-// segments of similar size are merged (binary-counter style, so a posting is rewritten O(log n)
-// times, and never past mergeCap, so a merge under the partition's lock stays short). So opening
+// segments of similar size are merged by the flush once it has released the partition (queries and
+// writes go on meanwhile; binary-counter style, so a posting is rewritten O(log n) times, never past
+// mergeCap). So opening
 // a tenant reads a few headers and at most the replayed tail, whatever the corpus; its heap holds
 // the memtable only. A deleted node's postings stay until a merge or the next compaction and are
 // skipped by its tombstone, as its vector is; the live nodes' total length (BM25's mean) is in the
@@ -53,7 +55,7 @@ var (
 	// the batch.
 	memPostings = 1 << 18
 	// mergeCap: merges stop at segments of this many postings (24 MB, ~0.1 s to write on an idle
-	// disk): a merge holds the partition's lock. Past it segments accumulate, one per 2M postings
+	// disk), so one merge never holds up the flushes long. Past it segments accumulate, one per 2M postings
 	// (~20k chunks), each a binary search per query term.
 	mergeCap int64 = 2 << 20
 )
@@ -86,6 +88,7 @@ type lexIndex struct {
 	doomed  []string             // files of segments merged away, removed once a manifest no longer names them
 	broken  atomic.Bool          // a posting list failed its check: the next flush rebuilds the segments
 	final   atomic.Bool          // the index is closing: its flush writes the memtable however small
+	merging bool                 // a merge is being written (mergeLex)
 }
 
 func newLexIndex(log *slog.Logger) *lexIndex {
@@ -109,6 +112,10 @@ type lexManifest struct {
 type lexFiles struct {
 	refs *region
 	segs []*lexSeg
+	// reading is held (shared) by a background merge while it reads segments without the
+	// partition's lock; whatever closes segments (a rebuild from the terms log, a compaction's or a
+	// release's close) takes it exclusively first, so no merge reads an unmapped segment.
+	reading sync.RWMutex
 }
 
 // openLexFiles maps lexrefs.G (a manifest without a lexical part committed none of it).
@@ -128,6 +135,8 @@ func (f *lexFiles) close() error {
 	if f == nil {
 		return nil
 	}
+	f.reading.Lock()
+	defer f.reading.Unlock()
 	var errs []error
 	for _, s := range f.segs {
 		errs = append(errs, s.close())
@@ -222,7 +231,8 @@ func (p *partition) removeTerms(id uint32) {
 }
 
 // cutSeg writes the memtable's postings of live nodes as a segment of nodes [memLo, hi) (hi: the
-// node after the last one in it; covered: the terms log's size up to there), then merges.
+// node after the last one in it; covered: the terms log's size up to there). Merging is the
+// flush's, outside the lock (mergeLex).
 func (p *partition) cutSeg(hi uint32, covered int64) error {
 	x := p.lex
 	hashes := make([]uint64, 0, len(x.mem))
@@ -255,37 +265,95 @@ func (p *partition) cutSeg(hi uint32, covered int64) error {
 		p.files.lex.segs = append(p.files.lex.segs, s)
 	}
 	x.mem, x.memN, x.memLo, x.covered = map[uint64][]posting{}, 0, hi, covered
-	return p.mergeSegs()
+	return nil
 }
 
-// mergeSegs merges the two newest segments while the older is at most twice the newer and the
-// result stays under mergeCap. The merged ones' files stay until a manifest no longer names them.
-func (p *partition) mergeSegs() error {
+// A merge is chosen under the partition's lock, written outside it (queries and writes go on; the
+// segments it reads are immutable), and swapped in under the lock if its two segments are still
+// there; the next flush's manifest names the result. Policy: the newest adjacent pair where the
+// older is at most twice the newer and the result stays under mergeCap (binary-counter style: a
+// posting is rewritten O(log n) times).
+type mergePlan struct {
+	f    *lexFiles
+	a, b *lexSeg
+	gen  uint64
+	seq  uint64
+	dead []bool // the pair's nodes deleted when it was chosen (later deletes stay tombstones)
+}
+
+// planMerge picks the next merge, if any (the caller holds p.mu for writing).
+func (p *partition) planMerge() *mergePlan {
 	x, f := p.lex, p.files.lex
-	dead := func(id uint32) bool { return p.deleted[id] }
-	for n := len(f.segs); n >= 2; n = len(f.segs) {
-		a, b := f.segs[n-2], f.segs[n-1]
-		if a.postings > 2*b.postings || a.postings+b.postings > mergeCap {
-			return nil
-		}
-		seq := x.next
-		m, err := writeSeg(filepath.Join(p.dir, fileName(segKind(seq), p.gen)), seq, a.lo, b.hi, mergeSource([]*lexSeg{a, b}, dead))
-		if errors.Is(err, errSegCorrupt) {
-			x.broken.Store(true)
-		}
-		if err != nil {
-			return err
-		}
-		x.next++
-		f.segs = f.segs[:n-2]
-		if m != nil {
-			f.segs = append(f.segs, m)
-		}
-		for _, s := range []*lexSeg{a, b} {
-			x.doomed = append(x.doomed, s.f.Name())
-			_ = s.close()
+	if p.dir == "" || p.gone || x.merging || x.final.Load() {
+		return nil
+	}
+	for i := len(f.segs) - 1; i >= 1; i-- {
+		a, b := f.segs[i-1], f.segs[i]
+		if a.postings <= 2*b.postings && a.postings+b.postings <= mergeCap {
+			seq := x.next
+			x.next++
+			x.merging = true
+			return &mergePlan{f: f, a: a, b: b, gen: p.gen, seq: seq, dead: slices.Clone(p.deleted[a.lo:b.hi])}
 		}
 	}
+	return nil
+}
+
+// mergeLex runs the merges the policy asks for, one at a time, each written without the
+// partition's lock. Called by Flush after it released the partition.
+func (p *partition) mergeLex() error {
+	for {
+		p.mu.Lock()
+		plan := p.planMerge()
+		p.mu.Unlock()
+		if plan == nil {
+			return nil
+		}
+		if err := p.runMerge(plan); err != nil {
+			return fmt.Errorf("merge lexical segments: %w", err)
+		}
+	}
+}
+
+func (p *partition) runMerge(plan *mergePlan) error {
+	path := filepath.Join(p.dir, fileName(segKind(plan.seq), plan.gen))
+	lo := plan.a.lo
+	plan.f.reading.RLock()
+	var m *lexSeg
+	var err error
+	if plan.a.b != nil && plan.b.b != nil { // not closed before the merge began
+		m, err = writeSeg(path, plan.seq, lo, plan.b.hi, mergeSource([]*lexSeg{plan.a, plan.b}, func(id uint32) bool { return id >= lo && int(id-lo) < len(plan.dead) && plan.dead[id-lo] }))
+	}
+	plan.f.reading.RUnlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.lex.merging = false
+	if errors.Is(err, errSegCorrupt) {
+		p.lex.broken.Store(true)
+	}
+	if err != nil {
+		return err
+	}
+	f := p.files.lex
+	i := slices.Index(f.segs, plan.a)
+	if p.gone || f != plan.f || p.gen != plan.gen || i < 0 || i+1 >= len(f.segs) || f.segs[i+1] != plan.b {
+		// A compaction, a rebuild or a release replaced the pair meanwhile: the merge is moot.
+		if m != nil {
+			_ = m.close()
+			_ = os.Remove(path)
+		}
+		return nil
+	}
+	if m != nil {
+		f.segs = slices.Replace(f.segs, i, i+2, m)
+	} else {
+		f.segs = slices.Delete(f.segs, i, i+2)
+	}
+	for _, s := range []*lexSeg{plan.a, plan.b} {
+		p.lex.doomed = append(p.lex.doomed, s.f.Name())
+		_ = s.close()
+	}
+	p.dirty = true
 	return nil
 }
 
@@ -412,6 +480,7 @@ func removeStraySegs(dir string, gen uint64, l *lexManifest) {
 // replaces are removed once the next manifest no longer names them.
 func (p *partition) relex() error {
 	x, f := p.lex, p.files.lex
+	f.reading.Lock() // a merge may be reading them
 	for _, s := range f.segs {
 		if s.f != nil {
 			x.doomed = append(x.doomed, s.f.Name())
@@ -419,6 +488,7 @@ func (p *partition) relex() error {
 		_ = s.close()
 	}
 	f.segs = nil
+	f.reading.Unlock()
 	x.mem, x.memN, x.memLo, x.covered, x.total = map[uint64][]posting{}, 0, 0, 0, 0
 	n := p.g.len() * refSize
 	if err := f.refs.ensure(n); err != nil {

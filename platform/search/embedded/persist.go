@@ -239,6 +239,10 @@ func (ix *Index) Flush(ctx context.Context) error {
 			}
 		}
 		p.mu.Unlock()
+		// Lexical segment merges, written without the partition's lock (lexical.go).
+		if err := p.mergeLex(); err != nil {
+			errs = append(errs, fmt.Errorf("flush the index of %s: %w", t, err))
+		}
 	}
 	return errors.Join(errs...)
 }
