@@ -26,6 +26,9 @@ type Embedder interface {
 // map it to 503.
 var ErrUnavailable = errors.New("embedding provider unavailable")
 
+// maxAnswer bounds what is read of a provider's answer (a batch of embeddings as JSON floats: 2,048 texts x 3,072 dims is ~130 MB).
+const maxAnswer = 256 << 20
+
 // ErrUnknownModel is returned by Resolve for a spec no configured provider serves.
 var ErrUnknownModel = errors.New("unknown embeddings model")
 

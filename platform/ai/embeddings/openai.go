@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/ai/jsoncall"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -111,7 +111,7 @@ func (o *OpenAI) batch(ctx context.Context, texts []string) ([][]float32, error)
 		req.Header.Set("Authorization", "Bearer "+o.cfg.APIKey)
 	}
 	var r openAIResponse
-	if err := doJSON(o.cfg.Client, req, &r); err != nil {
+	if err := jsoncall.Do(o.cfg.Client, req, &r, maxAnswer, ErrUnavailable); err != nil {
 		return nil, fmt.Errorf("openai embeddings %s: %w", o.cfg.Model, err)
 	}
 	if len(r.Data) != len(texts) {
@@ -123,36 +123,4 @@ func (o *OpenAI) batch(ctx context.Context, texts []string) ([][]float32, error)
 		out[i] = d.Embedding
 	}
 	return out, nil
-}
-
-// doJSON sends req and decodes a 2xx JSON answer into v. Network failures, 429 and 5xx wrap
-// ErrUnavailable; other statuses carry the provider's message.
-func doJSON(c *http.Client, req *http.Request, v any) error {
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return fmt.Errorf("%w: read answer: %v", ErrUnavailable, err)
-	}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return fmt.Errorf("%w: HTTP %d: %s", ErrUnavailable, resp.StatusCode, snippet(b))
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
-	}
-	return nil
-}
-
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }

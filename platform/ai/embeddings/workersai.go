@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/ai/jsoncall"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -121,7 +122,7 @@ func (w *WorkersAI) batch(ctx context.Context, texts []string) ([][]float32, err
 		req.Header.Set("Authorization", "Bearer "+w.cfg.APIToken)
 	}
 	var r workersAIResponse
-	if err := doJSON(w.cfg.Client, req, &r); err != nil {
+	if err := jsoncall.Do(w.cfg.Client, req, &r, maxAnswer, ErrUnavailable); err != nil {
 		return nil, fmt.Errorf("workers-ai embeddings %s: %w", w.cfg.Model, err)
 	}
 	if !r.Success && len(r.Errors) > 0 {

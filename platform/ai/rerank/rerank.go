@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -25,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/ai/jsoncall"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -52,6 +52,9 @@ type Result struct {
 
 // ErrUnavailable marks a provider that could not be reached or answered 429 or a server error.
 var ErrUnavailable = errors.New("rerank provider unavailable")
+
+// maxAnswer bounds what is read of a provider's answer (a rerank answer is a score per candidate: a few KB; 16 MiB bounds a broken server).
+const maxAnswer = 16 << 20
 
 // ErrUnknownModel is returned by Resolve for a spec no configured provider serves.
 var ErrUnknownModel = errors.New("unknown rerank model")
@@ -219,7 +222,7 @@ func (h *httpReranker) Rerank(ctx context.Context, query string, docs []string, 
 		req.Header.Set("Authorization", "Bearer "+h.cfg.APIKey)
 	}
 	var r httpResponse
-	if err := doJSON(h.cfg.Client, req, &r); err != nil {
+	if err := jsoncall.Do(h.cfg.Client, req, &r, maxAnswer, ErrUnavailable); err != nil {
 		return Result{}, fmt.Errorf("%s rerank %s: %w", h.provider, h.model, err)
 	}
 	out := Result{Ranked: make([]Scored, 0, len(r.Results))}
@@ -311,7 +314,7 @@ func (w *workersAI) Rerank(ctx context.Context, query string, docs []string, top
 		req.Header.Set("Authorization", "Bearer "+w.cfg.APIToken)
 	}
 	var r workersResponse
-	if err := doJSON(w.cfg.Client, req, &r); err != nil {
+	if err := jsoncall.Do(w.cfg.Client, req, &r, maxAnswer, ErrUnavailable); err != nil {
 		return Result{}, fmt.Errorf("workers-ai rerank %s: %w", w.model, err)
 	}
 	if !r.Success && len(r.Errors) > 0 {
@@ -372,36 +375,4 @@ func finish(model string, r Result, n, topN int) (Result, error) {
 		r.Ranked = r.Ranked[:topN]
 	}
 	return r, nil
-}
-
-// doJSON sends req and decodes a 2xx JSON answer into v. Network failures, 429 and 5xx wrap
-// ErrUnavailable; other statuses carry the provider's message.
-func doJSON(c *http.Client, req *http.Request, v any) error {
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err) // the caller tells a timeout by context.DeadlineExceeded
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("%w: read answer: %v", ErrUnavailable, err)
-	}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return fmt.Errorf("%w: HTTP %d: %s", ErrUnavailable, resp.StatusCode, snippet(b))
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet(b))
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
-	}
-	return nil
-}
-
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }
