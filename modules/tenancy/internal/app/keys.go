@@ -48,12 +48,9 @@ func (m Manager) CreateKey(ctx context.Context, id tenant.ID, r domain.NewKeyReq
 // revoked key changes nothing.
 func (m Manager) RevokeKey(ctx context.Context, id tenant.ID, keyID string) (domain.Key, error) {
 	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
-		if !t.Active() {
-			return nil, notFound(id)
-		}
-		k := t.KeyByID(keyID)
-		if k == nil {
-			return nil, keyNotFound(id, keyID)
+		k, err := existingKey(t, id, keyID)
+		if err != nil {
+			return nil, err
 		}
 		if k.Revoked {
 			return nil, nil
@@ -64,6 +61,27 @@ func (m Manager) RevokeKey(ctx context.Context, id tenant.ID, keyID string) (dom
 		return domain.Key{}, err
 	}
 	return *t.KeyByID(keyID), nil
+}
+
+// existingKey is the tenant's key keyID: 404 for a tenant that is gone or a key it never had.
+func existingKey(t *domain.Tenant, id tenant.ID, keyID string) (*domain.Key, error) {
+	if !t.Active() {
+		return nil, notFound(id)
+	}
+	k := t.KeyByID(keyID)
+	if k == nil {
+		return nil, keyNotFound(id, keyID)
+	}
+	return k, nil
+}
+
+// liveKey is existingKey for a change that a revoked key cannot take (rotate, edit): 409 key_revoked.
+func liveKey(t *domain.Tenant, id tenant.ID, keyID string) (*domain.Key, error) {
+	k, err := existingKey(t, id, keyID)
+	if err == nil && k.Revoked {
+		err = apperr.New(apperr.KindConflict, domain.CodeKeyRevoked, fmt.Sprintf("API key %s is revoked; create a new one", keyID))
+	}
+	return k, err
 }
 
 // MaxGrace bounds a rotation's grace period.
@@ -81,15 +99,8 @@ func (m Manager) RotateKey(ctx context.Context, id tenant.ID, keyID string, grac
 	}
 	now := m.now().UTC()
 	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
-		if !t.Active() {
-			return nil, notFound(id)
-		}
-		k := t.KeyByID(keyID)
-		if k == nil {
-			return nil, keyNotFound(id, keyID)
-		}
-		if k.Revoked {
-			return nil, apperr.New(apperr.KindConflict, domain.CodeKeyRevoked, fmt.Sprintf("API key %s is revoked; create a new one", keyID))
+		if _, err := liveKey(t, id, keyID); err != nil {
+			return nil, err
 		}
 		ev := events.ApiKeyRotated{ID: keyID, Hash: hash}
 		if grace > 0 {
@@ -133,15 +144,9 @@ func (m Manager) EditKey(ctx context.Context, id tenant.ID, keyID string, e KeyE
 		return domain.Key{}, apperr.Invalid("invalid_expiry", "body.expiresAt", "expiresAt must be in the future")
 	}
 	t, err := m.change(ctx, id, func(t *domain.Tenant) ([]any, error) {
-		if !t.Active() {
-			return nil, notFound(id)
-		}
-		k := t.KeyByID(keyID)
-		if k == nil {
-			return nil, keyNotFound(id, keyID)
-		}
-		if k.Revoked {
-			return nil, apperr.New(apperr.KindConflict, domain.CodeKeyRevoked, fmt.Sprintf("API key %s is revoked; create a new one", keyID))
+		k, err := liveKey(t, id, keyID)
+		if err != nil {
+			return nil, err
 		}
 		if k.FromFile() && (e.Name != nil && *e.Name != k.Name || e.ScopesSet && !slices.Equal(domain.NormalScopes(e.Scopes), domain.NormalScopes(k.Scopes))) {
 			// The file's next sync would put them back: they are the file's to change.
