@@ -128,8 +128,23 @@ func BenchmarkProjectionCatchUp(b *testing.B) {
 	}
 }
 
-// fillStore appends n events of about 200 bytes for 7 tenants, in batches.
+// fillStore appends n events of about 200 bytes for 7 tenants, in batches, all typeHappened.
 func fillStore(b *testing.B, store eventstore.Store, n int) {
+	fill(b, store, n, func(int) string { return typeHappened })
+}
+
+// fillMixed is fillStore with every other event a typeOther.
+func fillMixed(b *testing.B, store eventstore.Store, n int) {
+	fill(b, store, n, func(i int) string {
+		if i%2 == 1 {
+			return typeOther
+		}
+		return typeHappened
+	})
+}
+
+// fill appends n events of about 200 bytes for 7 tenants, in batches of 500, event i of type typeOf(i).
+func fill(b *testing.B, store eventstore.Store, n int, typeOf func(i int) string) {
 	ctx := context.Background()
 	tenants := make([]tenant.Stream, 7)
 	for i := range tenants {
@@ -140,7 +155,7 @@ func fillStore(b *testing.B, store eventstore.Store, n int) {
 		batch = batch[:0]
 		s := tenants[(i/500)%len(tenants)]
 		for ; i < n && len(batch) < cap(batch); i++ {
-			batch = append(batch, eventstore.EventData{Type: typeHappened,
+			batch = append(batch, eventstore.EventData{Type: typeOf(i),
 				Data: []byte(fmt.Sprintf(`{"n":%d,"tenant":%q,"payload":"a two hundred byte event is about this size once its envelope is counted"}`, i, s.Tenant()))})
 		}
 		if _, err := store.Append(ctx, s, eventstore.Any, batch...); err != nil {
@@ -314,30 +329,4 @@ func BenchmarkFirstStart(b *testing.B) {
 	b.ReportMetric(sharedRate, "shared-events/s")
 	b.ReportMetric(allRate, "all-events/s")
 	b.ReportMetric(perCPU, "events/cpu-s")
-}
-
-// fillMixed appends n events of about 200 bytes for 7 tenants, in batches, every other one a
-// typeHappened and the rest typeOther.
-func fillMixed(b *testing.B, store eventstore.Store, n int) {
-	ctx := context.Background()
-	tenants := make([]tenant.Stream, 7)
-	for i := range tenants {
-		tenants[i] = tenant.MustStream(tenant.MustParse(fmt.Sprintf("t%d", i)), "bench", "1")
-	}
-	batch := make([]eventstore.EventData, 0, 500)
-	for i := 0; i < n; {
-		batch = batch[:0]
-		s := tenants[(i/500)%len(tenants)]
-		for ; i < n && len(batch) < cap(batch); i++ {
-			typ := typeHappened
-			if i%2 == 1 {
-				typ = typeOther
-			}
-			batch = append(batch, eventstore.EventData{Type: typ,
-				Data: []byte(fmt.Sprintf(`{"n":%d,"tenant":%q,"payload":"a two hundred byte event is about this size once its envelope is counted"}`, i, s.Tenant()))})
-		}
-		if _, err := store.Append(ctx, s, eventstore.Any, batch...); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
