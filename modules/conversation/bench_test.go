@@ -9,13 +9,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/internal/convtest"
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -39,12 +39,6 @@ func (l *lastEmit) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 
 func (l *lastEmit) Complete(ctx context.Context, req ai.Request) (ai.Result, error) {
 	return l.p.Complete(ctx, req)
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -77,7 +71,7 @@ func benchTurns(b *testing.B, st eventstore.Store) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	firstByte := make([]time.Duration, 0, b.N)
 	toDone := make([]time.Duration, 0, b.N)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Used()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		body := `{"sessionId":"` + sid() + `","message":"hello there"}`
@@ -113,7 +107,7 @@ func benchTurns(b *testing.B, st eventstore.Store) {
 	b.StopTimer()
 	// CPU time of the whole process (server and client) per turn: on a shared machine the wall-clock
 	// figures above include waiting for a core; this one does not.
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/turn")
+	b.ReportMetric(float64((cputime.Used()-cpu0).Microseconds())/float64(b.N), "cpu-µs/turn")
 	b.ReportMetric(float64(pct(firstByte, 0.5).Microseconds()), "p50-first-byte-µs")
 	b.ReportMetric(float64(pct(firstByte, 0.99).Microseconds()), "p99-first-byte-µs")
 	b.ReportMetric(float64(pct(toDone, 0.5).Microseconds()), "p50-last-token-to-done-µs")

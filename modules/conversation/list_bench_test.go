@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/conversation/events"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -88,10 +89,10 @@ func BenchmarkStart100k(b *testing.B) {
 	start := func(b *testing.B, dir func() string) {
 		var cpu time.Duration
 		for range b.N {
-			c0 := cpuTime()
+			c0 := cputime.Used()
 			e := newEnv(b, opts{store: st, dir: dir()})
 			e.sync()
-			cpu += cpuTime() - c0
+			cpu += cputime.Used() - c0
 			b.StopTimer()
 			e.cancel()
 			b.StartTimer()

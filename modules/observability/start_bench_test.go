@@ -8,12 +8,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/observability"
 	"github.com/crispy-enigma/crispy/platform/bus/bustest"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
@@ -54,13 +54,13 @@ func BenchmarkUsageStart(b *testing.B) {
 		mod.Register(srv.API, bs)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		begin, cpu0 := time.Now(), cpuTime()
+		begin, cpu0 := time.Now(), cputime.Used()
 		go func() { done <- bs.Run(ctx) }()
 		if err := bs.WaitCaughtUp(ctx); err != nil {
 			b.Fatal(err)
 		}
 		ms = float64(time.Since(begin).Microseconds()) / 1000
-		cpuMS = float64((cpuTime() - cpu0).Microseconds()) / 1000
+		cpuMS = float64((cputime.Used() - cpu0).Microseconds()) / 1000
 		heapMB = (heapInUse() - heap0) / 1e6
 		rssMB = vmRSS()
 		runtime.KeepAlive(mod)
@@ -108,15 +108,6 @@ func BenchmarkUsageStart(b *testing.B) {
 		}
 		report(b, ms, cpu, heap, rss)
 	})
-}
-
-// cpuTime is the user and system time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func heapInUse() float64 {

@@ -3,11 +3,11 @@ package auditlog
 import (
 	"context"
 	"crypto/ed25519"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 )
 
@@ -43,13 +43,13 @@ func BenchmarkMerkleCatchUp(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		stopped := make(chan error, 1)
 		b.StartTimer()
-		begin, cpu0 := time.Now(), cpuTime()
+		begin, cpu0 := time.Now(), cputime.Used()
 		go func() { stopped <- bs.Run(ctx) }()
 		if err := l.Projection().WaitCaughtUp(ctx); err != nil {
 			b.Fatal(err)
 		}
 		rate = float64(n) / time.Since(begin).Seconds()
-		perCPU = float64(n) / (cpuTime() - cpu0).Seconds()
+		perCPU = float64(n) / (cputime.Used() - cpu0).Seconds()
 		b.StopTimer()
 		cancel()
 		if err := <-stopped; err != nil {
@@ -59,13 +59,4 @@ func BenchmarkMerkleCatchUp(b *testing.B) {
 	}
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(perCPU, "events/cpu-s")
-}
-
-// cpuTime is the process's user + system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

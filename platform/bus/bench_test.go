@@ -6,12 +6,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/bus"
 	"github.com/crispy-enigma/crispy/platform/bus/bustest"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -215,7 +215,7 @@ func BenchmarkCatchUpBesideASlowProjection(b *testing.B) {
 					ctx, cancel := context.WithCancel(context.Background())
 					stopped := make(chan error, 1)
 					b.StartTimer()
-					begin, cpu0 := time.Now(), cpuTime()
+					begin, cpu0 := time.Now(), cputime.Used()
 					go func() { stopped <- bs.Run(ctx) }()
 					if err := fast.WaitCaughtUp(ctx); err != nil {
 						b.Fatal(err)
@@ -225,7 +225,7 @@ func BenchmarkCatchUpBesideASlowProjection(b *testing.B) {
 						b.Fatal(err)
 					}
 					slowRate = float64(n) / time.Since(begin).Seconds()
-					cpuMS = float64((cpuTime() - cpu0).Milliseconds())
+					cpuMS = float64((cputime.Used() - cpu0).Milliseconds())
 					b.StopTimer()
 					cancel()
 					if err := <-stopped; err != nil {
@@ -249,15 +249,6 @@ func burn(n int) uint64 {
 		sum = sha256.Sum256(sum[:])
 	}
 	return uint64(sum[0]&0) + 1
-}
-
-// cpuTime is the process's user + system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkFirstStart is the bus's part of a first start of crispy serve on the embedded store, with
@@ -305,7 +296,7 @@ func BenchmarkFirstStart(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		stopped := make(chan error, 1)
 		b.StartTimer()
-		begin, cpu0 := time.Now(), cpuTime()
+		begin, cpu0 := time.Now(), cputime.Used()
 		go func() { stopped <- bs.Run(ctx) }()
 		if err := bs.WaitCaughtUp(ctx); err != nil {
 			b.Fatal(err)
@@ -315,7 +306,7 @@ func BenchmarkFirstStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		allRate = float64(n) / time.Since(begin).Seconds()
-		perCPU = float64(n) / (cpuTime() - cpu0).Seconds()
+		perCPU = float64(n) / (cputime.Used() - cpu0).Seconds()
 		b.StopTimer()
 		cancel()
 		if err := <-stopped; err != nil {

@@ -37,7 +37,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -47,6 +46,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/aitest"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
@@ -116,7 +116,7 @@ func run() error {
 	results := make(chan result, 4096)
 	var wg sync.WaitGroup
 	start := time.Now()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Used()
 	sampler := sampleHeap(ctx, time.Second)
 	for w := 0; w < *conc; w++ {
 		wg.Add(1)
@@ -154,7 +154,7 @@ func run() error {
 		tot = append(tot, r.total)
 	}
 	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Used() - cpu0
 	fmt.Printf("turns: %d ok, %d errors in %s with %d clients (%s)\n", len(tot), sum(errs), elapsed.Round(time.Millisecond), *conc, *url)
 	fmt.Printf("throughput: %.0f turns/s\n", float64(len(tot))/elapsed.Seconds())
 	if len(tot) > 0 {
@@ -269,12 +269,6 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.WriteHeapProfile(f)
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func sum(m map[string]int) int {

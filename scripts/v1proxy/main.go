@@ -39,7 +39,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -49,6 +48,7 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/openai"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/httpapi/httpapitest"
@@ -244,7 +244,7 @@ func phase(c *http.Client, url, model string, stream bool, calls, conc int) resu
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	io0 := ioCounts()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Used()
 	for w := 0; w < conc; w++ {
 		wg.Add(1)
 		go func() {
@@ -266,7 +266,7 @@ func phase(c *http.Client, url, model string, stream bool, calls, conc int) resu
 		}()
 	}
 	wg.Wait()
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Used() - cpu0
 	io1 := ioCounts()
 	runtime.ReadMemStats(&ms1)
 	return result{cpu: cpu, io: ioCount{io1.reads - io0.reads, io1.writes - io0.writes}, mallocs: ms1.Mallocs - ms0.Mallocs, bytes: ms1.TotalAlloc - ms0.TotalAlloc, n: calls, warm: warm, fb: fbs, err: firstErr}
@@ -459,12 +459,6 @@ func ioCounts() ioCount {
 		}
 	}
 	return c
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func pct(d []time.Duration, p float64) time.Duration {

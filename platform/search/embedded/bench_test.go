@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crispy-enigma/crispy/platform/cputime"
 	"github.com/crispy-enigma/crispy/platform/search"
 	"github.com/crispy-enigma/crispy/platform/search/embedded"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -126,16 +127,6 @@ func procIO(field string) int64 {
 		}
 	}
 	return 0
-}
-
-// cpuSeconds is the process's CPU time so far (user and system): on a machine shared with other
-// work, a rate per CPU-second says what the index costs, a rate per wall second what it got.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // procStatus reads one kB field of /proc/self/status (VmRSS, RssFile, RssAnon), in bytes.
@@ -281,7 +272,7 @@ func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config, te
 	written0 := procIO("write_bytes")
 	b.ResetTimer()
 	start := time.Now()
-	cpu0 := cpuSeconds()
+	cpu0 := cputime.Used().Seconds()
 	var lastStart time.Time // the last 10% of the build: the ingest rate at n, not on average
 	for s := 0; s < n; s += 1000 {
 		if s >= n-n/10 && lastStart.IsZero() {
@@ -297,7 +288,7 @@ func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config, te
 		}
 	}
 	build := time.Since(start)
-	b.ReportMetric(float64(n)/(cpuSeconds()-cpu0), "build-vectors/cpu-s")
+	b.ReportMetric(float64(n)/(cputime.Used().Seconds()-cpu0), "build-vectors/cpu-s")
 	b.ReportMetric(float64(n/10)/time.Since(lastStart).Seconds(), "build-vectors/s-last10%")
 	b.StopTimer()
 	var rss0 int64
