@@ -3,7 +3,6 @@ package adapters_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,19 +189,7 @@ func TestMemoryLimiter(t *testing.T) {
 
 // TestIntegrationRedisLimiter runs the acceptance suite against a real Redis.
 func TestIntegrationRedisLimiter(t *testing.T) {
-	url := os.Getenv("CRISPY_REDIS_URL")
-	if url == "" {
-		t.Skip("no Redis: set CRISPY_REDIS_URL=redis://127.0.0.1:6379/0 to run the Redis limiter against a real server")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
-	if err := client.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("CRISPY_REDIS_URL=%s does not answer: %v", url, err)
-	}
+	client, _ := redisFor(t)
 	var n atomic.Int64
 	runLimiterAcceptance(t, func(t *testing.T, now func() time.Time) app.Limiter {
 		// A prefix per subtest keeps runs (and other users of the server) apart.
@@ -272,18 +259,8 @@ func BenchmarkMemoryLimiterAllowParallel(b *testing.B) {
 // BenchmarkIntegrationRedisLimiterAllow is one decision of three scopes (six logs) in a real Redis:
 // CRISPY_REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench IntegrationRedisLimiterAllow ./modules/tenancy/internal/adapters/
 func BenchmarkIntegrationRedisLimiterAllow(b *testing.B) {
-	url := os.Getenv("CRISPY_REDIS_URL")
-	if url == "" {
-		b.Skip("no Redis: set CRISPY_REDIS_URL")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	b.Cleanup(func() { _ = client.Close() })
-	prefix := fmt.Sprintf("crispy-bench:%d:rl:", time.Now().UnixNano())
-	l := adapters.NewRedisLimiter(client, adapters.RedisLimiterConfig{Prefix: prefix, Timeout: 2 * time.Second})
+	client, prefix := redisFor(b)
+	l := adapters.NewRedisLimiter(client, adapters.RedisLimiterConfig{Prefix: prefix + "rl:", Timeout: 2 * time.Second})
 	p := scopes(perMin(1<<40), perMin(1<<40), perMin(1<<40), "key:0123456789ab", "user-1")
 	id := tenant.MustParse("acme")
 	ctx := context.Background()

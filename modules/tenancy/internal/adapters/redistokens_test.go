@@ -16,7 +16,7 @@ import (
 
 // redisFor connects to CRISPY_REDIS_URL (skipping without it) and returns a client and a key
 // prefix of this test only (its keys deleted at the end).
-func redisFor(t *testing.T) (*redis.Client, string) {
+func redisFor(t testing.TB) (*redis.Client, string) {
 	t.Helper()
 	url := os.Getenv("CRISPY_REDIS_URL")
 	if url == "" {
@@ -130,18 +130,7 @@ func TestIntegrationRedisTokenWindowsOfTwoReplicasShareTheCeiling(t *testing.T) 
 // its settle in a real Redis, against a log holding 100 calls of the minute:
 // CRISPY_REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench IntegrationRedisTokenWindow ./modules/tenancy/internal/adapters/
 func BenchmarkIntegrationRedisTokenWindow(b *testing.B) {
-	url := os.Getenv("CRISPY_REDIS_URL")
-	if url == "" {
-		b.Skip("no Redis: set CRISPY_REDIS_URL")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	b.Cleanup(func() { _ = client.Close() })
-	prefix := fmt.Sprintf("crispy-bench:%d:", time.Now().UnixNano())
-	b.Cleanup(func() { client.Del(context.Background(), prefix+"{acme}:tpm:t") })
+	client, prefix := redisFor(b)
 	w := adapters.NewRedisTokenWindow(client, prefix, 2*time.Second)
 	ctx, id := context.Background(), tenant.MustParse("acme")
 	turns := make([]string, 100)
