@@ -184,6 +184,18 @@ type CacheMetricsOutput struct {
 // problem documents an error answer in the API's one problem shape.
 func problem(desc string) *huma.Response { return platformhttp.ProblemResponse(desc) }
 
+// ingest is the answer of POST /ingest and of an upload (POST /documents): the document ingested.
+func ingest(ctx context.Context, svc *app.Service, c app.Ingest) (*IngestOutput, error) {
+	res, err := svc.Ingest(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	out := &IngestOutput{}
+	out.Body.Status, out.Body.DocID, out.Body.Chunks, out.Body.EmbeddingModelID = "ingested", res.DocID, res.Chunks, res.EmbeddingModel
+	out.Body.RequestID = request.From(ctx).ID
+	return out, nil
+}
+
 // Register mounts the endpoints.
 func Register(api huma.API, svc *app.Service) {
 	registerOpenAI(api, svc)
@@ -205,14 +217,7 @@ func Register(api huma.API, svc *app.Service) {
 			if ch := in.Body.Chunking; ch != nil {
 				c.MaxChunkSize, c.Overlap = ch.MaxChunkSize, ch.Overlap
 			}
-			res, err := svc.Ingest(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			out := &IngestOutput{}
-			out.Body.Status, out.Body.DocID, out.Body.Chunks, out.Body.EmbeddingModelID = "ingested", res.DocID, res.Chunks, res.EmbeddingModel
-			out.Body.RequestID = request.From(ctx).ID
-			return out, nil
+			return ingest(ctx, svc, c)
 		})
 
 	huma.Register(api, huma.Operation{OperationID: "delete-document", Method: http.MethodDelete, Path: "/documents/{docId}", Tags: []string{tag},

@@ -19,7 +19,6 @@ import (
 	"github.com/crispy-enigma/crispy/modules/retrieval/internal/app"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	platformhttp "github.com/crispy-enigma/crispy/platform/httpapi"
-	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
@@ -225,14 +224,7 @@ func registerUpload(api huma.API, svc *app.Service) {
 				platformhttp.Line("body.title", c.Title), platformhttp.Line("body.source", c.Source), platformhttp.Line("body.url", c.URL)); len(errs) > 0 {
 				return nil, platformhttp.ProblemFor(ctx, huma.Error422UnprocessableEntity("validation failed", errs...))
 			}
-			res, err := svc.Ingest(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			out := &IngestOutput{}
-			out.Body.Status, out.Body.DocID, out.Body.Chunks, out.Body.EmbeddingModelID = "ingested", res.DocID, res.Chunks, res.EmbeddingModel
-			out.Body.RequestID = request.From(ctx).ID
-			return out, nil
+			return ingest(ctx, svc, c)
 		})
 	// The form is documented here, after registration: a multipart schema given to huma.Register
 	// would make huma decode and validate the body itself, answering 415/422 before the handler can
