@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -39,6 +40,13 @@ type Provider struct {
 	base   string
 	cfg    Config
 	client *http.Client
+	// chat is {base}/chat/completions, parsed once. rt is the provider's own transport when it
+	// built its client (no Config.Client): a chat call is one POST that is never redirected, so it
+	// goes to the transport directly rather than through http.Client.Do, which copies the headers
+	// and the URL for redirects it will not follow (a tenth of a proxied call's allocations).
+	chat *url.URL
+	rt   http.RoundTripper
+	auth []string // the Authorization header's value, built once
 }
 
 // New builds the provider.
@@ -59,12 +67,25 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.SpeechVoice == "" {
 		cfg.SpeechVoice = "alloy"
 	}
-	c := cfg.Client
-	if c == nil {
-		c = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64,
-			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}}
+	chat, err := url.Parse(base + "/chat/completions")
+	if err != nil {
+		return nil, fmt.Errorf("openai: base URL %q: %w", cfg.BaseURL, err)
 	}
-	return &Provider{base: base, cfg: cfg, client: c}, nil
+	p := &Provider{base: base, cfg: cfg, client: cfg.Client, chat: chat}
+	if p.client == nil {
+		// A base URL with user:password@ keeps going through http.Client, which turns it into
+		// basic auth (a transport alone would not).
+		t := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64,
+			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}
+		p.client = &http.Client{Transport: t}
+		if chat.User == nil {
+			p.rt = t
+		}
+	}
+	if cfg.APIKey != "" {
+		p.auth = []string{"Bearer " + cfg.APIKey}
+	}
+	return p, nil
 }
 
 type chatRequest struct {
@@ -158,6 +179,36 @@ func (p *Provider) postRaw(ctx context.Context, path string, b []byte, accept st
 	return p.client.Do(req)
 }
 
+// Header values of a chat call, shared by every request (a transport only reads them).
+var (
+	jsonType  = []string{"application/json"}
+	acceptSSE = []string{"text/event-stream"}
+)
+
+// postChat POSTs body to {base}/chat/completions: the request is built from the URL parsed once
+// and a header map made at its final size, and sent with the provider's transport when it has one
+// (see Provider.rt). GetBody lets the transport resend the body on a kept-alive connection that
+// the server had closed before reading it, as http.NewRequest's would.
+func (p *Provider) postChat(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
+	h := make(http.Header, 4)
+	h["Content-Type"] = jsonType
+	h["Accept"] = jsonType
+	if stream {
+		h["Accept"] = acceptSSE
+	}
+	if p.auth != nil {
+		h["Authorization"] = p.auth
+	}
+	tracing.InjectHTTP(ctx, h) // W3C traceparent: the provider or gateway joins the request's trace
+	req := (&http.Request{Method: http.MethodPost, URL: p.chat, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, Host: p.chat.Host,
+		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)),
+		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }}).WithContext(ctx)
+	if p.rt == nil {
+		return p.client.Do(req)
+	}
+	return p.rt.RoundTrip(req)
+}
+
 func (p *Provider) check(ctx context.Context, model string, resp *http.Response, err error) error {
 	if err != nil {
 		return ai.Classify(ctx, Name+":"+model, err)
@@ -248,11 +299,7 @@ type passChunk struct {
 // chunk of a client that did not ask for it (the call asks for usage to meter it).
 func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.Result, error) {
 	pr := req.Pass
-	accept := "application/json"
-	if pr.Stream {
-		accept = "text/event-stream"
-	}
-	resp, err := p.postRaw(ctx, "/chat/completions", pr.Body(req.Model), accept)
+	resp, err := p.postChat(ctx, pr.Body(req.Model), pr.Stream)
 	if err := p.check(ctx, req.Model, resp, err); err != nil {
 		return ai.Result{}, err
 	}

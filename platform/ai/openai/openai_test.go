@@ -142,3 +142,44 @@ func TestSpeak(t *testing.T) {
 		t.Fatalf("request %v", *got)
 	}
 }
+
+// TestPassSendsTheRequestHeaders checks what a pass-through call sends, now that it is built by
+// hand for the transport: method, path, content type, accept per kind, the API key, and a base URL
+// with user:password@ as basic auth (that one still goes through http.Client).
+func TestPassSendsTheRequestHeaders(t *testing.T) {
+	t.Parallel()
+	type seen struct{ method, path, ctype, accept, auth, body string }
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.Header.Get("Accept"), r.Header.Get("Authorization"), string(b)}
+		if r.Header.Get("Accept") == "text/event-stream" {
+			fmt.Fprint(w, "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+			return
+		}
+		fmt.Fprint(w, `{"choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"stop"}]}`)
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		base, key, auth string
+		stream          bool
+		accept, body    string
+	}{
+		{srv.URL, "sk-test", "Bearer sk-test", false, "application/json", `{"model":"m","messages":[]}`},
+		{srv.URL + "/v1", "", "", true, "text/event-stream", `{"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}}`},
+		{strings.Replace(srv.URL, "http://", "http://u:pw@", 1), "", "Basic dTpwdw==", false, "application/json", `{"model":"m","messages":[]}`},
+	} {
+		p, err := openai.New(openai.Config{BaseURL: tc.base, APIKey: tc.key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr := &ai.PassRequest{Fields: map[string]json.RawMessage{"messages": json.RawMessage(`[]`)}, Stream: tc.stream}
+		if _, err := p.Pass(context.Background(), ai.Request{Model: "m", Pass: pr}, func([]byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := seen{"POST", "/v1/chat/completions", "application/json", tc.accept, tc.auth, tc.body}
+		if s := <-got; s != want {
+			t.Fatalf("%s: got %+v, want %+v", tc.base, s, want)
+		}
+	}
+}
