@@ -60,6 +60,13 @@ type probeEcho struct {
 
 func newAdminServer(t testing.TB, store eventstore.Store, file string, opts ...func(*tenancy.Config)) *adminServer {
 	t.Helper()
+	return newAdminServerOn(t, store, file, true, opts...)
+}
+
+// newAdminServerOn is newAdminServer that, without waitCaughtUp, returns while the bus and the
+// read models may still be catching up (a replica just started).
+func newAdminServerOn(t testing.TB, store eventstore.Store, file string, waitCaughtUp bool, opts ...func(*tenancy.Config)) *adminServer {
+	t.Helper()
 	if store == nil {
 		store = eventstoretest.NewMemory()
 	}
@@ -86,7 +93,14 @@ func newAdminServer(t testing.TB, store eventstore.Store, file string, opts ...f
 	s.mod = mod
 	b := bustest.NewBusIn(t, store, t.TempDir())
 	mod.Register(b)
-	bustest.Start(t, b)
+	if waitCaughtUp {
+		bustest.Start(t, b)
+	} else {
+		bctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.Run(bctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := mod.Start(ctx); err != nil {
@@ -98,8 +112,10 @@ func newAdminServer(t testing.TB, store eventstore.Store, file string, opts ...f
 	var once sync.Once
 	s.stop = func() { once.Do(func() { stop(); <-done }) }
 	t.Cleanup(s.stop)
-	if err := mod.WaitSynced(ctx); err != nil {
-		t.Fatal(err)
+	if waitCaughtUp {
+		if err := mod.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: mod.Guard()})
 	if err != nil {

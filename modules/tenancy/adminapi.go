@@ -45,6 +45,7 @@ type KeyView struct {
 	Revoked            bool       `json:"revoked"`
 	Expired            bool       `json:"expired"`
 	LastUsedAt         *time.Time `json:"lastUsedAt,omitempty" doc:"When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)"`
+	LastUsedAtPending  bool       `json:"lastUsedAtPending,omitempty" doc:"In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer"`
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty" doc:"After a rotation: until when the previous secret still works"`
 }
 
@@ -72,6 +73,15 @@ func (m *Module) keyView(t tenant.ID, k domain.Key, recorded map[string]time.Tim
 		p := k.PrevValidUntil
 		v.PreviousValidUntil = &p
 	}
+	return v
+}
+
+// changedKeyView is the view of k in the answer to a change: the change is recorded, so a read model
+// catching up does not fail the answer; it marks lastUsedAt as this replica's alone.
+func (m *Module) changedKeyView(ctx context.Context, t tenant.ID, k domain.Key) KeyView {
+	used, err := m.recordedUse(ctx, t, []domain.Key{k})
+	v := m.keyView(t, k, used)
+	v.LastUsedAtPending = err != nil
 	return v
 }
 
@@ -280,8 +290,10 @@ func (m *Module) Mount(api huma.API) {
 			out.Body.Deleted, out.Body.Erased, out.Body.RequestID = id.String(), m.erase != nil, request.From(ctx).ID
 			return out, nil
 		})
-	register(api, op("admin-list-keys", http.MethodGet, "/admin/tenants/{tenantId}/keys", "List a tenant's API keys",
-		"Id, name, scopes, created, expires, last used, revoked; never the secret.", 200),
+	list := op("admin-list-keys", http.MethodGet, "/admin/tenants/{tenantId}/keys", "List a tenant's API keys",
+		"Id, name, scopes, created, expires, last used, revoked; never the secret.", 200)
+	list.Responses["503"] = httpapi.ProblemResponse("The record of every replica's key use is catching up after a start (catching_up, with retry-after)")
+	register(api, list,
 		func(ctx context.Context, in *tenantIDPath) (*keyListOutput, error) {
 			id, err := tenant.Parse(in.TenantID)
 			if err != nil {
@@ -293,7 +305,12 @@ func (m *Module) Mount(api huma.API) {
 			}
 			out := &keyListOutput{}
 			out.Body.Keys = []KeyView{}
-			used := m.recordedUse(ctx, id, t.Keys)
+			// Never a partial answer: without every replica's record, a key used only elsewhere
+			// would list as never used.
+			used, err := m.recordedUse(ctx, id, t.Keys)
+			if err != nil {
+				return nil, err
+			}
 			for _, k := range t.Keys {
 				out.Body.Keys = append(out.Body.Keys, m.keyView(id, k, used))
 			}
@@ -316,7 +333,7 @@ func (m *Module) Mount(api huma.API) {
 				return nil, err
 			}
 			out := &keySecretOutput{}
-			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), secret, request.From(ctx).ID
+			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.changedKeyView(ctx, id, k), secret, request.From(ctx).ID
 			return out, nil
 		})
 	register(api, op("admin-revoke-key", http.MethodPost, "/admin/tenants/{tenantId}/keys/{keyId}/revoke", "Revoke an API key",
@@ -331,7 +348,7 @@ func (m *Module) Mount(api huma.API) {
 				return nil, err
 			}
 			out := &keyOutput{}
-			out.Body.KeyView, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), request.From(ctx).ID
+			out.Body.KeyView, out.Body.RequestID = m.changedKeyView(ctx, id, k), request.From(ctx).ID
 			return out, nil
 		})
 	patch := op("admin-edit-key", http.MethodPatch, "/admin/tenants/{tenantId}/keys/{keyId}", "Edit an API key",
@@ -358,7 +375,7 @@ func (m *Module) Mount(api huma.API) {
 			return nil, err
 		}
 		out := &keyOutput{}
-		out.Body.KeyView, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), request.From(ctx).ID
+		out.Body.KeyView, out.Body.RequestID = m.changedKeyView(ctx, id, k), request.From(ctx).ID
 		return out, nil
 	})
 	register(api, op("admin-rotate-key", http.MethodPost, "/admin/tenants/{tenantId}/keys/{keyId}/rotate", "Rotate an API key's secret",
@@ -373,7 +390,7 @@ func (m *Module) Mount(api huma.API) {
 				return nil, err
 			}
 			out := &keySecretOutput{}
-			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.keyView(id, k, m.recordedUse(ctx, id, []domain.Key{k})), secret, request.From(ctx).ID
+			out.Body.KeyView, out.Body.Secret, out.Body.RequestID = m.changedKeyView(ctx, id, k), secret, request.From(ctx).ID
 			return out, nil
 		})
 }

@@ -1,12 +1,14 @@
 package tenancy_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -61,5 +63,82 @@ func TestKeyLastUsedIsSharedAndSurvivesRestarts(t *testing.T) {
 		if e.Type != events.TypeApiKeysUsed || e.Actor != tenancy.KeyUseActor {
 			t.Fatalf("key-use event %s by %q", e.Type, e.Actor)
 		}
+	}
+}
+
+// stalledAfter holds every subscription after the event at position at until release is closed:
+// a replica whose read models are still catching up.
+type stalledAfter struct {
+	eventstore.Store
+	at      eventstore.Position
+	release chan struct{}
+}
+
+func (s stalledAfter) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
+	return s.Store.Subscribe(ctx, opts, func(ctx context.Context, e eventstore.Event) error {
+		if err := h(ctx, e); err != nil {
+			return err
+		}
+		if e.Position == s.at {
+			select {
+			case <-s.release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+}
+
+// While the record of every replica's key use catches up, the key list answers 503 catching_up
+// with retry-after rather than listing a key used elsewhere as never used; an answer to a change
+// says its lastUsedAt is this replica's alone (lastUsedAtPending). Before, both silently left out
+// what other replicas had recorded.
+func TestKeyListIsNotPartialWhileKeyUseCatchesUp(t *testing.T) {
+	store := eventstoretest.NewMemory()
+	fast := func(c *tenancy.Config) { c.KeyUsedEvery = 50 * time.Millisecond }
+	a := newAdminServer(t, store, "", fast)
+	want(t, a.do(t, call{method: http.MethodPost, path: "/admin/tenants", admin: adminKey, body: map[string]any{"id": "acme"}}), 201, "")
+	used, usedID := a.newKey(t, "acme", map[string]any{"name": "used"})
+	want(t, a.do(t, call{path: "/chat/probe", key: used}), 200, "")
+	lastUsed := func(r resp) any {
+		for _, k := range r.body["keys"].([]any) {
+			if k := k.(map[string]any); k["id"] == usedID {
+				return k["lastUsedAt"]
+			}
+		}
+		return nil
+	}
+	eventually(t, "the use is recorded", func() bool {
+		return lastUsed(a.do(t, call{path: "/admin/tenants/acme/keys", admin: adminKey})) != nil
+	})
+	a.stop()
+
+	// A new replica whose read models stop after the first event: it never saw the key used.
+	release := make(chan struct{})
+	stalled := stalledAfter{Store: store, at: 1, release: release}
+	b := newAdminServerOn(t, stalled, "", false, fast)
+	r := b.do(t, call{path: "/admin/tenants/acme/keys", admin: adminKey})
+	if r.status != 503 || r.body["code"] != "catching_up" || r.header.Get("retry-after") == "" || r.body["requestId"] == nil {
+		t.Fatalf("key list while catching up: %d %v (retry-after %q); want 503 catching_up with a request id", r.status, r.body, r.header.Get("retry-after"))
+	}
+	// A change is recorded all the same, and its answer says what it could not know.
+	r = b.do(t, call{method: http.MethodPatch, path: "/admin/tenants/acme/keys/" + usedID, admin: adminKey, body: map[string]any{"name": "renamed"}})
+	want(t, r, 200, "")
+	if r.body["name"] != "renamed" || r.body["lastUsedAtPending"] != true || r.body["lastUsedAt"] != nil {
+		t.Fatalf("change while catching up: %v; want renamed, lastUsedAtPending true, no lastUsedAt", r.body)
+	}
+
+	close(release)
+	eventually(t, "the key list answers once caught up", func() bool {
+		return b.do(t, call{path: "/admin/tenants/acme/keys", admin: adminKey}).status == 200
+	})
+	r = b.do(t, call{path: "/admin/tenants/acme/keys", admin: adminKey})
+	if lastUsed(r) == nil {
+		t.Fatalf("caught up, the key used on a shows no lastUsedAt: %v", r.body)
+	}
+	r = b.do(t, call{method: http.MethodPatch, path: "/admin/tenants/acme/keys/" + usedID, admin: adminKey, body: map[string]any{"name": "again"}})
+	if want(t, r, 200, ""); r.body["lastUsedAtPending"] != nil || r.body["lastUsedAt"] == nil {
+		t.Fatalf("change once caught up: %v; want lastUsedAt and no pending flag", r.body)
 	}
 }

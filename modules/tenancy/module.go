@@ -527,11 +527,11 @@ func (m *Module) flushUsed(ctx context.Context) {
 	}
 }
 
-// recordedUse is the latest use recorded by any replica of each of t's keys (none while the read
-// model catches up, or without Register).
-func (m *Module) recordedUse(ctx context.Context, t tenant.ID, keys []domain.Key) map[string]time.Time {
+// recordedUse is the latest use recorded by any replica of each of t's keys (none without
+// Register). It fails while the read model catches up (503 catching_up) or cannot be read.
+func (m *Module) recordedUse(ctx context.Context, t tenant.ID, keys []domain.Key) (map[string]time.Time, error) {
 	if m.usage == nil || len(keys) == 0 {
-		return nil
+		return nil, nil
 	}
 	ids := make([]string, len(keys))
 	for i, k := range keys {
@@ -539,9 +539,9 @@ func (m *Module) recordedUse(ctx context.Context, t tenant.ID, keys []domain.Key
 	}
 	out, err := m.usage.LastUsed(ctx, t, ids)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("tenancy: read the keys' last use: %w", err)
 	}
-	return out
+	return out, nil
 }
 
 // Close releases the Redis connection (for callers that do not use Run).

@@ -579,8 +579,11 @@ type AdminCreateKeyOutput struct {
 
 	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
-	Limits     *KeyLimits `json:"limits,omitempty"`
-	Name       *string    `json:"name,omitempty"`
+
+	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
+	Limits            *KeyLimits `json:"limits,omitempty"`
+	Name              *string    `json:"name,omitempty"`
 
 	// PreviousValidUntil After a rotation: until when the previous secret still works
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
@@ -631,8 +634,11 @@ type AdminEditKeyOutput struct {
 
 	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
-	Limits     *KeyLimits `json:"limits,omitempty"`
-	Name       *string    `json:"name,omitempty"`
+
+	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
+	Limits            *KeyLimits `json:"limits,omitempty"`
+	Name              *string    `json:"name,omitempty"`
 
 	// PreviousValidUntil After a rotation: until when the previous secret still works
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
@@ -683,8 +689,11 @@ type AdminRevokeKeyOutput struct {
 
 	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
-	Limits     *KeyLimits `json:"limits,omitempty"`
-	Name       *string    `json:"name,omitempty"`
+
+	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
+	Limits            *KeyLimits `json:"limits,omitempty"`
+	Name              *string    `json:"name,omitempty"`
 
 	// PreviousValidUntil After a rotation: until when the previous secret still works
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
@@ -712,8 +721,11 @@ type AdminRotateKeyOutput struct {
 
 	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
-	Limits     *KeyLimits `json:"limits,omitempty"`
-	Name       *string    `json:"name,omitempty"`
+
+	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
+	Limits            *KeyLimits `json:"limits,omitempty"`
+	Name              *string    `json:"name,omitempty"`
 
 	// PreviousValidUntil After a rotation: until when the previous secret still works
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
@@ -1732,8 +1744,11 @@ type KeyView struct {
 
 	// LastUsedAt When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
-	Limits     *KeyLimits `json:"limits,omitempty"`
-	Name       *string    `json:"name,omitempty"`
+
+	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
+	Limits            *KeyLimits `json:"limits,omitempty"`
+	Name              *string    `json:"name,omitempty"`
 
 	// PreviousValidUntil After a rotation: until when the previous secret still works
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty"`
@@ -10101,6 +10116,8 @@ type AdminListKeysResponse struct {
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -10126,6 +10143,11 @@ func (r AdminListKeysResponse) GetApplicationproblemJSON413() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r AdminListKeysResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r AdminListKeysResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -14610,6 +14632,13 @@ func ParseAdminListKeysResponse(rsp *http.Response) (*AdminListKeysResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
 
 	}
 

@@ -869,6 +869,8 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
+            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
             /**
@@ -922,6 +924,8 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
+            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
             /**
@@ -975,6 +979,8 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
+            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
             /**
@@ -1010,6 +1016,8 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
+            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
             /**
@@ -1988,6 +1996,8 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
+            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
             /**
@@ -3455,6 +3465,7 @@ export interface operations {
                      *           "expiresAt": "2026-11-29T14:00:00Z",
                      *           "id": "string",
                      *           "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *           "lastUsedAtPending": true,
                      *           "limits": {
                      *             "burst": 1,
                      *             "perMinute": 1,
@@ -3506,6 +3517,15 @@ export interface operations {
             };
             /** @description Invalid request (field paths in errors) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The record of every replica's key use is catching up after a start (catching_up, with retry-after) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3571,6 +3591,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "lastUsedAtPending": true,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
@@ -3680,6 +3701,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "lastUsedAtPending": true,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
@@ -3780,6 +3802,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "lastUsedAtPending": true,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
@@ -3880,6 +3903,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
+                     *       "lastUsedAtPending": true,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
