@@ -286,7 +286,11 @@ func TestDamagedRecordIsZeroedAndLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	image := f.crashImage()
-	slot := s.keys[mapKey("acme", "document/rotten")].slot
+	r, err := s.lookup(mapKey("acme", "document/rotten"))
+	if err != nil || r.state != stateLive {
+		t.Fatalf("lookup: %+v, %v", r, err)
+	}
+	slot := r.slot
 	image[headerSize+slot*recSize+offKey] ^= 0x01 // one flipped bit in the key: the CRC fails
 
 	var logs bytes.Buffer
@@ -333,5 +337,203 @@ func TestOpenMakesTheKeysFolderDurably(t *testing.T) {
 	defer s.Close()
 	if got, err := s.Key(ctx, acme, "tenant/hmac"); err != nil || !bytes.Equal(got, k) {
 		t.Fatalf("reopened: err=%v", err)
+	}
+}
+
+// countingFile counts the bytes read from a store's file.
+type countingFile struct {
+	storeFile
+	read int64
+}
+
+func (c *countingFile) ReadAt(p []byte, off int64) (int, error) {
+	c.read += int64(len(p))
+	return c.storeFile.ReadAt(p, off)
+}
+
+// An open after a clean Close reads keys.db's header and no record, however many keys it holds;
+// lookups then read the record they need, and a slot freed before the Close is reused after it.
+func TestOpenAfterCloseReadsNoRecord(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beta := tenant.MustParse("beta")
+	keys := map[string][]byte{}
+	for i := range 600 { // more than a page of index entries and a table that grew
+		id := fmt.Sprintf("session/%d", i)
+		if keys[id], err = s.Create(ctx, acme, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Destroy(ctx, acme, "session/7"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, beta, "session/0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyTenant(ctx, beta); err != nil { // frees a slot
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	size := fileSize(t, path)
+
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf := &countingFile{storeFile: f}
+	s, err = openFile(cf, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if cf.read > headerSize {
+		t.Fatalf("open read %d bytes of keys.db, want the %d-byte header only", cf.read, headerSize)
+	}
+	for _, i := range []int{0, 1, 299, 599} {
+		id := fmt.Sprintf("session/%d", i)
+		if got, err := s.Key(ctx, acme, id); err != nil || !bytes.Equal(got, keys[id]) {
+			t.Fatalf("%s after reopen: err=%v", id, err)
+		}
+	}
+	if cf.read > headerSize+4*recSize {
+		t.Fatalf("4 lookups read %d bytes of keys.db, want one record each", cf.read-headerSize)
+	}
+	if _, err := s.Key(ctx, acme, "session/7"); !errors.Is(err, keystore.ErrDestroyed) {
+		t.Fatalf("destroyed key after reopen: %v, want ErrDestroyed", err)
+	}
+	if _, err := s.Key(ctx, beta, "session/0"); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("destroyed tenant's key after reopen: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Create(ctx, acme, "session/new"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSize(t, path); got != size {
+		t.Fatalf("keys.db grew from %d to %d bytes: the slot freed before the reopen was not reused", size, got)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// The first write after an open that trusted the index makes the index untrusted durably before
+// it writes a record: a crash after a Create that reused a freed slot (keys.db's size unchanged)
+// must not reopen with the index of the clean Close, which does not know the key.
+func TestCrashAfterFastOpenDoesNotTrustTheIndex(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), FileName) // one path: the index file beside it is found again
+	open := func(image []byte) (*Store, *crashFile) {
+		f := newCrashFile(image)
+		s, err := openFile(f, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, f
+	}
+	s, f := open(nil)
+	if _, err := s.Create(ctx, acme, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	beta := tenant.MustParse("beta")
+	if _, err := s.Create(ctx, beta, "session/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DestroyTenant(ctx, beta); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, f = open(f.crashImage())
+	if s.scanned {
+		t.Fatal("the open after a clean Close scanned keys.db instead of using the index (the check below could not fail)")
+	}
+	k, err := s.Create(ctx, acme, "session/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := f.crashImage() // the power cut: no Close
+	after, _ := open(image)
+	defer after.Close()
+	if got, err := after.Key(ctx, acme, "session/2"); err != nil || !bytes.Equal(got, k) {
+		t.Fatalf("the key created after the fast open, after a crash: err=%v", err)
+	}
+	if !after.scanned {
+		t.Fatal("the open after the crash trusted the index")
+	}
+}
+
+// An index that no longer describes keys.db (restored from an older backup, or damaged) is not
+// trusted: the open reads every record, or the lookup that meets a damaged page does.
+func TestStaleOrDamagedIndexIsNotTrusted(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := s.Create(ctx, acme, "session/1")
+	s.Close()
+	old, err := os.ReadFile(path + indexSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := s.Create(ctx, acme, "session/2")
+	s.Close()
+
+	// The older index put back.
+	if err := os.WriteFile(path+indexSuffix, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Key(ctx, acme, "session/2"); err != nil || !bytes.Equal(got, k2) || !s.scanned {
+		t.Fatalf("with an older index: err=%v, scanned=%v", err, s.scanned)
+	}
+	s.Close()
+
+	// A flipped bit in the page of the entries: found when a lookup reads it.
+	b, err := os.ReadFile(path + indexSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[idxHeaderSize+pageBytes/2] ^= 0x10
+	if err := os.WriteFile(path+indexSuffix, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s, err = Open(path, WithLog(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.scanned {
+		t.Fatal("the open read every record (the damaged page below would not be met)")
+	}
+	for id, want := range map[string][]byte{"session/1": k1, "session/2": k2} {
+		if got, err := s.Key(ctx, acme, id); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s with a damaged index page: err=%v", id, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "index file is damaged") {
+		t.Fatalf("the damaged index was not reported: %q", logs.String())
 	}
 }

@@ -8,7 +8,14 @@
 // a free record is reused by the next Create, so the file is its own compaction and never grows with
 // deletions of whole tenants.
 //
-// Layout: a 512-byte header, then 512-byte records:
+// Finding a key: keys.db.idx beside the file (index.go) says in which record each key is, so an
+// open reads the header and no record, and a lookup reads the one record it needs; recently used
+// keys are kept in a bounded cache (cache.go). The index holds no key bytes, tenant or id: it is
+// written whole at Close and trusted only while keys.db is as Close left it (a crash, or any other
+// writer, makes the next open read every record, as every open did before).
+//
+// Layout: a 512-byte header (magic, version, record size; [24:40] the token of the index written
+// with it, zero while a process writes), then 512-byte records:
 //
 //	[0]      state: 0 free, 1 live, 2 destroyed (a tombstone: tenant and id kept, key zeroed, so
 //	         Create under a destroyed id answers keystore.ErrDestroyed instead of a fresh key)
@@ -41,6 +48,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -75,27 +83,36 @@ var errReadOnly = errors.New("keystore: opened read-only")
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// FileName is the key store's file in the data folder.
+// FileName is the key store's file in the data folder (its index is FileName+".idx" beside it).
 const FileName = "keys.db"
 
+// DefaultCacheKeys is how many keys (live or destroyed) a store keeps in memory by default: the
+// recently used ones, so the sealing of a busy session does not read its record each time.
+const DefaultCacheKeys = 8192
+
+// entry is a Create under way: its record is written and not yet fsynced, so Key does not see it
+// and a Create or Destroy of the same id waits for ready (closed once durable, or abandoned).
 type entry struct {
 	slot  int64
-	state byte
-	key   []byte        // nil when destroyed
-	ready chan struct{} // statePending: closed once the record is durable (or abandoned)
+	tag   uint64
+	key   []byte
+	ready chan struct{}
 }
-
-// statePending marks, in memory only, a key whose record is written and not yet fsynced: invisible
-// to Key, waited for by a Create or Destroy of the same id.
-const statePending = 3
 
 // Store is the embedded key store.
 type Store struct {
 	mu       sync.RWMutex
-	f        storeFile
-	keys     map[string]*entry // tenant + "\x00" + id
-	free     []int64           // free slots, reused before the file grows
-	slots    int64             // slots in the file
+	f        storeFile // nil: a read-only store of a missing file (no keys)
+	path     string
+	ix       *keyIndex         // where each record is (index.go); guarded by mu (pages load under its read lock)
+	pending  map[string]*entry // Creates under way, by tenant + "\x00" + id
+	cache    *keyCache
+	free     []int64 // free slots, reused before the file grows
+	freeRead bool    // free holds the index file's list (read when a slot is first needed)
+	slots    int64   // slots in the file
+	token    [tokenSize]byte
+	dirty    bool // keys.db was written since open (its token cleared first): Close writes the index
+	scanned  bool // the index was built by reading every record: Close writes it
 	closed   bool
 	readOnly bool
 	rand     io.Reader
@@ -134,6 +151,12 @@ func WithLog(log *slog.Logger) Option {
 	}
 }
 
+// WithCacheKeys bounds the keys kept in memory (DefaultCacheKeys by default; 0: none, every Key
+// reads its record).
+func WithCacheKeys(n int) Option {
+	return func(s *Store) { s.cache = newKeyCache(n) }
+}
+
 // Open opens (creating it when missing) the key store at path, locking it against a second process.
 func Open(path string, opts ...Option) (*Store, error) {
 	if err := mkdirDurable(filepath.Dir(path)); err != nil {
@@ -155,49 +178,66 @@ func Open(path string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// openFile is Open after the file is opened and locked (path names it, for messages and the
-// folder's fsync).
-func openFile(f storeFile, path string, opts ...Option) (*Store, error) {
-	s := &Store{f: f, keys: map[string]*entry{}, rand: rand.Reader, log: slog.New(slog.DiscardHandler)}
+func newStore(f storeFile, path string, readOnly bool, opts ...Option) *Store {
+	s := &Store{f: f, path: path, readOnly: readOnly, pending: map[string]*entry{}, cache: newKeyCache(DefaultCacheKeys),
+		rand: rand.Reader, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}
-	if err := s.load(path); err != nil {
+	return s
+}
+
+// openFile is Open after the file is opened and locked (path names it, for messages, the index
+// beside it and the folder's fsync).
+func openFile(f storeFile, path string, opts ...Option) (*Store, error) {
+	s := newStore(f, path, false, opts...)
+	if err := s.load(); err != nil {
+		s.closeIndex()
 		return nil, err
 	}
 	return s, nil
 }
 
 // OpenReadOnly reads the key store at path without locking it, for the operator's commands (replay)
-// that run beside a live server: it takes the keys as they are now and never writes (a record the
-// server is writing at that moment reads as absent, that is as erased). Create and Destroy fail.
+// that run beside a live server: it reads the keys as they are when asked (a record the server is
+// writing at that moment reads as absent, that is as erased; a key the server creates after the
+// open may be missing) and never writes. Create and Destroy fail.
 func OpenReadOnly(path string) (*Store, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		// A data folder from before sealing (or with nothing sealed yet): no keys.
-		return &Store{keys: map[string]*entry{}, readOnly: true}, nil
+		s := newStore(nil, path, true)
+		if s.ix, err = newIndex(0); err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keystore: open %s: %w", path, err)
 	}
-	defer f.Close()
-	s := &Store{f: f, keys: map[string]*entry{}, readOnly: true}
-	if err := s.load(path); err != nil {
+	s := newStore(roFile{f}, path, true)
+	if err := s.load(); err != nil {
+		s.closeIndex()
+		_ = f.Close()
 		return nil, err
 	}
-	s.f = nil
 	return s, nil
 }
 
-func (s *Store) load(path string) error {
+// roFile is a file opened for reading only, as a storeFile (the store never writes it).
+type roFile struct{ *os.File }
+
+// load opens the file: its header, then the index if it describes the file as it is (nothing
+// else is read), else every record (scan).
+func (s *Store) load() error {
 	st, err := s.f.Stat()
 	if err != nil {
 		return fmt.Errorf("keystore: %w", err)
 	}
-	if st.Size() == 0 && s.readOnly {
-		return nil
-	}
 	if st.Size() == 0 {
+		if s.ix, err = newIndex(0); err != nil || s.readOnly {
+			return err
+		}
 		var h [headerSize]byte
 		copy(h[:], magic)
 		binary.LittleEndian.PutUint32(h[16:], version)
@@ -208,39 +248,59 @@ func (s *Store) load(path string) error {
 		if err := s.f.Sync(); err != nil {
 			return fmt.Errorf("keystore: sync: %w", err)
 		}
-		if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(s.path)); err != nil {
 			return fmt.Errorf("keystore: %w", err)
 		}
+		s.freeRead = true
 		return nil
 	}
 	var h [headerSize]byte
 	if _, err := s.f.ReadAt(h[:], 0); err != nil {
-		return fmt.Errorf("keystore: %s: read header: %w", path, err)
+		return fmt.Errorf("keystore: %s: read header: %w", s.path, err)
 	}
 	if string(h[:16]) != magic || binary.LittleEndian.Uint32(h[16:]) != version || binary.LittleEndian.Uint32(h[20:]) != recSize {
-		return fmt.Errorf("keystore: %s is not a key store of this version", path)
+		return fmt.Errorf("keystore: %s is not a key store of this version", s.path)
 	}
-	// A file cut inside a record: the tail is an unacknowledged Create's (the file grows one record
-	// at a time, fsynced before the Create returns).
+	copy(s.token[:], h[offDBToken:])
 	s.slots = (st.Size() - headerSize) / recSize
-	if (st.Size()-headerSize)%recSize != 0 && !s.readOnly {
+	if torn := (st.Size()-headerSize)%recSize != 0; !torn {
+		// A clean shutdown's index, if nothing wrote keys.db since (see index.go).
+		s.ix, err = openIndex(s.path+indexSuffix, dbStamp{token: s.token, size: st.Size(), mtime: st.ModTime().UnixNano()}, s.slots)
+		if err != nil || s.ix != nil {
+			return err
+		}
+	} else if !s.readOnly {
+		// A file cut inside a record: the tail is an unacknowledged Create's (the file grows one
+		// record at a time, fsynced before the Create returns).
+		if err := s.ensureDirty(); err != nil {
+			return err
+		}
 		if err := s.f.Truncate(headerSize + s.slots*recSize); err != nil {
-			return fmt.Errorf("keystore: %s: drop torn tail: %w", path, err)
+			return fmt.Errorf("keystore: %s: drop torn tail: %w", s.path, err)
 		}
 	}
+	return s.scan()
+}
+
+// scan builds the index and the free slots by reading every record (a crash, an older or foreign
+// writer, or a damaged index), zeroing the records a crash tore.
+func (s *Store) scan() error {
+	ix, err := newIndex(s.slots)
+	if err != nil {
+		return err
+	}
+	if s.ix != nil {
+		s.ix.close()
+	}
+	s.ix, s.free, s.freeRead, s.scanned = ix, nil, true, true
 	buf := make([]byte, 256*recSize)
 	var scratch []byte
 	var repaired bool
-	if len(s.keys) == 0 {
-		// One entry per record at most: sized once, the map is not rehashed as it grows (half of
-		// the load's time with 30,000 keys, one per session, on a 1M-event history).
-		s.keys = make(map[string]*entry, s.slots)
-	}
 	for first := int64(0); first < s.slots; first += 256 {
 		n := min(256, s.slots-first)
 		b := buf[:n*recSize]
 		if _, err := s.f.ReadAt(b, headerSize+first*recSize); err != nil {
-			return fmt.Errorf("keystore: %s: read: %w", path, err)
+			return fmt.Errorf("keystore: %s: read: %w", s.path, err)
 		}
 		for i := int64(0); i < n; i++ {
 			rec := b[i*recSize : (i+1)*recSize]
@@ -256,21 +316,22 @@ func (s *Store) load(path string) error {
 			if !ok {
 				// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either. It may
 				// also be bit rot in a live key, which erases what was sealed under it: say so.
-				t, id := names(rec)
-				s.log.Warn("keystore: a damaged key record was zeroed (a write cut by a crash, or a damaged disk: content sealed under this key now reads as erased)",
-					"file", path, "slot", slot, "tenant", t, "id", id)
-				if err := s.writeSlot(slot, make([]byte, recSize)); err != nil {
+				if err := s.zeroDamaged(slot, rec); err != nil {
 					return err
 				}
 				repaired = true
-				s.free = append(s.free, slot)
 				continue
 			}
-			e := &entry{slot: slot, state: rec[offState]}
-			if e.state == stateLive {
-				e.key = append([]byte(nil), rec[offKey:offKey+keystore.KeySize]...)
+			keep, err := s.dedupe(mk, slot, rec[offState])
+			if err != nil {
+				return err
 			}
-			s.keys[mk] = e
+			repaired = repaired || !keep
+			if keep {
+				if err := ix.insert(ix.tag(mk), slot); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if repaired {
@@ -279,10 +340,100 @@ func (s *Store) load(path string) error {
 		}
 	}
 	// Reuse the lowest slots first, so the live records stay packed at the front.
-	for i, j := 0, len(s.free)-1; i < j; i, j = i+1, j-1 {
-		s.free[i], s.free[j] = s.free[j], s.free[i]
-	}
+	slices.Reverse(s.free)
 	return nil
+}
+
+// zeroDamaged zeroes a record whose checksum fails and frees its slot, saying so (mu held; the
+// caller fsyncs).
+func (s *Store) zeroDamaged(slot int64, rec []byte) error {
+	t, id := names(rec)
+	s.log.Warn("keystore: a damaged key record was zeroed (a write cut by a crash, or a damaged disk: content sealed under this key now reads as erased)",
+		"file", s.path, "slot", slot, "tenant", t, "id", id)
+	if err := s.ensureDirty(); err != nil {
+		return err
+	}
+	if err := s.writeSlot(slot, make([]byte, recSize)); err != nil {
+		return err
+	}
+	s.free = append(s.free, slot)
+	return nil
+}
+
+// dedupe settles a second record of an id the scan already indexed (only a writer that bypassed
+// the index could make one): a tombstone wins over a live key (never bring back what was
+// destroyed), else the first record stays; the other is zeroed, so no key bytes are left that no
+// Destroy would find. keep: index this record.
+func (s *Store) dedupe(mk string, slot int64, state byte) (keep bool, err error) {
+	tag := s.ix.tag(mk)
+	var other int64 = -1
+	var otherState byte
+	err = s.ix.find(tag, func(o int64) (bool, error) {
+		r, err := s.readRecord(o)
+		if err != nil {
+			return false, err
+		}
+		if m, ok := decode(r, new([]byte)); ok && m == mk {
+			other, otherState = o, r[offState]
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil || other < 0 {
+		return true, err
+	}
+	if s.readOnly {
+		if state == stateDestr && otherState != stateDestr {
+			return true, s.ix.remove(tag, other)
+		}
+		return false, nil
+	}
+	drop, keep := slot, false
+	if state == stateDestr && otherState != stateDestr {
+		drop, keep = other, true
+	}
+	t, id, _ := strings.Cut(mk, "\x00")
+	s.log.Warn("keystore: a second record of a key was zeroed (written by another program?)", "file", s.path, "slot", drop, "tenant", t, "id", id)
+	if err := s.ensureDirty(); err != nil {
+		return false, err
+	}
+	if err := s.writeSlot(drop, make([]byte, recSize)); err != nil {
+		return false, err
+	}
+	s.free = append(s.free, drop)
+	if keep {
+		return true, s.ix.remove(tag, other)
+	}
+	return false, nil
+}
+
+// ensureDirty clears keys.db's token (fsynced) before the first write of this process, so that
+// after a crash the index file is not trusted (mu held).
+func (s *Store) ensureDirty() error {
+	if s.dirty {
+		return nil
+	}
+	if s.token != [tokenSize]byte{} {
+		var zero [tokenSize]byte
+		if _, err := s.f.WriteAt(zero[:], offDBToken); err != nil {
+			return fmt.Errorf("%w: keystore: write header: %w", keystore.ErrUnavailable, err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
+		}
+		s.token = zero
+	}
+	s.dirty = true
+	return nil
+}
+
+// readRecord reads the record in slot.
+func (s *Store) readRecord(slot int64) ([]byte, error) {
+	rec := make([]byte, recSize)
+	if _, err := s.f.ReadAt(rec, headerSize+slot*recSize); err != nil {
+		return nil, fmt.Errorf("%w: keystore: read record: %w", keystore.ErrUnavailable, err)
+	}
+	return rec, nil
 }
 
 // names are a damaged record's tenant and id as far as they can be read (never its key), for the
@@ -307,7 +458,7 @@ func isZero(b []byte) bool {
 }
 
 // decode checks a record and returns its mapKey (tenant and id), made in one allocation (scratch is
-// reused between calls: a key store with a key per session loads one per record).
+// reused between calls: a scan decodes one per record).
 func decode(rec []byte, scratch *[]byte) (string, bool) {
 	if crc32.Checksum(rec[:offCRC], crcTable) != binary.LittleEndian.Uint32(rec[offCRC:]) {
 		return "", false
@@ -321,6 +472,12 @@ func decode(rec []byte, scratch *[]byte) (string, bool) {
 	b = append(b, rec[offID:offID+il]...)
 	*scratch = b
 	return string(b), true
+}
+
+// holds says whether a record that passed decode is mk's, without allocating.
+func holds(rec []byte, mk string) bool {
+	tl, il := int(rec[offTLen]), int(binary.LittleEndian.Uint16(rec[offIDLen:]))
+	return tl+1+il == len(mk) && string(rec[offTenant:offTenant+tl]) == mk[:tl] && mk[tl] == 0 && string(rec[offID:offID+il]) == mk[tl+1:]
 }
 
 func encode(state byte, t, id string, key []byte) []byte {
@@ -344,24 +501,162 @@ func (s *Store) writeSlot(slot int64, rec []byte) error {
 	return nil
 }
 
+// found is what a lookup found of a key.
+type found struct {
+	slot    int64
+	state   byte   // stateLive or stateDestr; 0: no record
+	key     []byte // live: the key (a copy)
+	damaged bool   // slot's record fails its checksum (probably this key's, torn or rotten)
+}
+
+// lookup finds mk's record through the index (read or write lock held): it reads the record of
+// every entry whose tag matches until one is mk's.
+func (s *Store) lookup(mk string) (found, error) {
+	var r found
+	if s.f == nil {
+		return r, nil
+	}
+	err := s.ix.find(s.ix.tag(mk), func(slot int64) (bool, error) {
+		rec, err := s.readRecord(slot)
+		if err != nil {
+			return false, err
+		}
+		if isZero(rec) {
+			return false, nil // zeroed by a DestroyTenant whose fsync failed
+		}
+		if _, ok := decode(rec, new([]byte)); !ok {
+			r = found{slot: slot, damaged: true}
+			return !s.readOnly, nil // read-only: as absent (perhaps being written)
+		}
+		if !holds(rec, mk) {
+			return false, nil // another key's tag is the same
+		}
+		r = found{slot: slot, state: rec[offState]}
+		if r.state == stateLive {
+			r.key = append([]byte(nil), rec[offKey:offKey+keystore.KeySize]...)
+		}
+		clear(rec)
+		return true, nil
+	})
+	if r.damaged && s.readOnly {
+		r = found{}
+	}
+	return r, err
+}
+
+// lookupLocked is lookup with the write lock held: a damaged index is rebuilt from the records,
+// a damaged record zeroed; both then read as absent.
+func (s *Store) lookupLocked(mk string) (found, error) {
+	r, err := s.lookup(mk)
+	if errors.Is(err, errIndexDamaged) {
+		s.log.Warn("keystore: the index file is damaged; reading every record instead", "file", s.path+indexSuffix, "error", err)
+		if err := s.scan(); err != nil {
+			return found{}, err
+		}
+		r, err = s.lookup(mk)
+	}
+	if err != nil {
+		return found{}, err
+	}
+	if r.damaged {
+		return found{}, s.repair(mk, r.slot)
+	}
+	return r, nil
+}
+
+// repair zeroes slot's record if its checksum still fails, drops it from the index and frees it
+// (write lock held).
+func (s *Store) repair(mk string, slot int64) error {
+	rec, err := s.readRecord(slot)
+	if err != nil {
+		return err
+	}
+	if _, ok := decode(rec, new([]byte)); ok || isZero(rec) {
+		return nil
+	}
+	if err := s.zeroDamaged(slot, rec); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
+	}
+	s.cache.del(mk)
+	return s.unindex(s.ix.tag(mk), slot)
+}
+
+// unindex removes an entry whose record was zeroed (write lock held); a damaged index is rebuilt
+// from the records instead, which no longer hold it.
+func (s *Store) unindex(tag uint64, slot int64) error {
+	if err := s.ix.remove(tag, slot); errors.Is(err, errIndexDamaged) {
+		return s.scan()
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// index adds the entry of a record just written (write lock held); a damaged index is rebuilt
+// from the records instead, which hold it.
+func (s *Store) index(tag uint64, slot int64) error {
+	if err := s.ix.insert(tag, slot); errors.Is(err, errIndexDamaged) {
+		return s.scan()
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 // Key implements keystore.Store.
 func (s *Store) Key(_ context.Context, t tenant.ID, id string) ([]byte, error) {
 	if err := keystore.Validate(t, id); err != nil {
 		return nil, err
 	}
+	mk := mapKey(t.String(), id)
+	r, err := s.key(mk)
+	if errors.Is(err, errIndexDamaged) || (err == nil && r.damaged) {
+		// Rebuild or repair under the write lock, then read again.
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, keystore.ErrClosed
+		}
+		if _, pending := s.pending[mk]; pending {
+			s.mu.Unlock()
+			return nil, keystore.ErrNotFound
+		}
+		r, err = s.lookupLocked(mk)
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch r.state {
+	case stateLive:
+		return r.key, nil
+	case stateDestr:
+		return nil, keystore.ErrDestroyed
+	}
+	return nil, keystore.ErrNotFound
+}
+
+// key is Key under the read lock: the cache, else the record.
+func (s *Store) key(mk string) (found, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, keystore.ErrClosed
+		return found{}, keystore.ErrClosed
 	}
-	e, ok := s.keys[mapKey(t.String(), id)]
-	if !ok || e.state == statePending {
-		return nil, keystore.ErrNotFound
+	if _, pending := s.pending[mk]; pending {
+		return found{}, nil
 	}
-	if e.state != stateLive {
-		return nil, keystore.ErrDestroyed
+	if r, ok := s.cache.get(mk); ok {
+		return r, nil
 	}
-	return append([]byte(nil), e.key...), nil
+	r, err := s.lookup(mk)
+	if err == nil && r.state != 0 {
+		s.cache.put(mk, r)
+	}
+	return r, err
 }
 
 // Create implements keystore.Store: the record is written and fsynced before the key is returned;
@@ -397,13 +692,18 @@ func (s *Store) create(t tenant.ID, id string) ([]byte, chan struct{}, error) {
 		return nil, nil, errReadOnly
 	}
 	mk := mapKey(t.String(), id)
-	if e, ok := s.keys[mk]; ok { // created while we waited for the lock
-		defer s.mu.Unlock()
-		switch e.state {
-		case statePending:
-			return nil, e.ready, nil
-		case stateLive:
-			return append([]byte(nil), e.key...), nil, nil
+	if e, ok := s.pending[mk]; ok {
+		s.mu.Unlock()
+		return nil, e.ready, nil
+	}
+	r, err := s.lookupLocked(mk)
+	if err != nil || r.state != 0 { // created (or destroyed) while we waited for the lock
+		s.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, nil, err
+		case r.state == stateLive:
+			return r.key, nil, nil
 		}
 		return nil, nil, keystore.ErrDestroyed
 	}
@@ -412,46 +712,77 @@ func (s *Store) create(t tenant.ID, id string) ([]byte, chan struct{}, error) {
 		s.mu.Unlock()
 		return nil, nil, fmt.Errorf("keystore: random key: %w", err)
 	}
-	slot := s.takeSlot()
-	if err := s.writeSlot(slot, encode(stateLive, t.String(), id, key)); err != nil {
-		s.free = append(s.free, slot)
+	e := &entry{tag: s.ix.tag(mk), key: key, ready: make(chan struct{})}
+	if err := s.writeNew(e, encode(stateLive, t.String(), id, key)); err != nil {
 		s.mu.Unlock()
 		return nil, nil, err
 	}
-	e := &entry{slot: slot, state: statePending, key: key, ready: make(chan struct{})}
-	s.keys[mk] = e
+	s.pending[mk] = e
 	s.written++
 	gen := s.written
 	s.mu.Unlock()
 
-	err := s.syncThrough(gen)
+	err = s.syncThrough(gen)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer close(e.ready)
+	delete(s.pending, mk)
 	if s.closed { // closed meanwhile: its keys are zeroed
+		clear(e.key)
 		return nil, nil, keystore.ErrClosed
 	}
 	if err != nil {
 		// The record may or may not be on disk: zero it so the slot is reused cleanly.
-		_ = s.writeSlot(slot, make([]byte, recSize))
+		_ = s.writeSlot(e.slot, make([]byte, recSize))
 		clear(e.key)
-		s.free = append(s.free, slot)
-		delete(s.keys, mk)
+		s.free = append(s.free, e.slot)
+		if uerr := s.unindex(e.tag, e.slot); uerr != nil {
+			s.log.Warn("keystore: drop the entry of a failed create", "error", uerr)
+		}
 		return nil, nil, fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
 	}
-	e.state = stateLive
 	return append([]byte(nil), key...), nil, nil
 }
 
-// takeSlot is a free record's slot, or a new one at the end of the file; mu is held.
-func (s *Store) takeSlot() int64 {
+// writeNew writes a new record into a free slot (or a new one at the end of the file) and
+// indexes it (write lock held); on failure the slot is free again.
+func (s *Store) writeNew(e *entry, rec []byte) error {
+	if err := s.ensureDirty(); err != nil {
+		return err
+	}
+	slot, err := s.takeSlot()
+	if err != nil {
+		return err
+	}
+	if err := s.writeSlot(slot, rec); err != nil {
+		s.free = append(s.free, slot)
+		return err
+	}
+	e.slot = slot
+	return s.index(e.tag, slot)
+}
+
+// takeSlot is a free record's slot, or a new one at the end of the file (write lock held).
+func (s *Store) takeSlot() (int64, error) {
+	if !s.freeRead {
+		free, err := s.ix.readFree()
+		if errors.Is(err, errIndexDamaged) {
+			s.log.Warn("keystore: the index file is damaged; reading every record instead", "file", s.path+indexSuffix, "error", err)
+			err = s.scan() // sets free
+		} else if err == nil {
+			s.free, s.freeRead = append(free, s.free...), true
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
 	if n := len(s.free); n > 0 {
 		slot := s.free[n-1]
 		s.free = s.free[:n-1]
-		return slot
+		return slot, nil
 	}
 	s.slots++
-	return s.slots - 1
+	return s.slots - 1, nil
 }
 
 // syncThrough returns once an fsync that began after the gen-th record was written has succeeded:
@@ -482,13 +813,12 @@ func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
 	mk := mapKey(t.String(), id)
 	s.mu.Lock()
 	for {
-		e, ok := s.keys[mk]
-		if !ok || e.state != statePending {
+		e, ok := s.pending[mk]
+		if !ok {
 			break
 		}
-		ready := e.ready // a Create under way: destroy what it made
-		s.mu.Unlock()
-		<-ready
+		s.mu.Unlock() // a Create under way: destroy what it made
+		<-e.ready
 		s.mu.Lock()
 	}
 	defer s.mu.Unlock()
@@ -498,40 +828,36 @@ func (s *Store) Destroy(_ context.Context, t tenant.ID, id string) error {
 	if s.readOnly {
 		return errReadOnly
 	}
-	e, ok := s.keys[mk]
-	if ok && e.state == stateDestr {
-		return nil
-	}
-	var slot int64
-	if ok {
-		slot = e.slot
-	} else {
-		// Never created: still leave a tombstone, so a Create racing the deletion cannot give the
-		// id a key afterwards.
-		slot = s.takeSlot()
-		e = &entry{slot: slot}
-		s.keys[mk] = e
-	}
-	if err := s.writeSlot(slot, encode(stateDestr, t.String(), id, nil)); err != nil {
-		if !ok {
-			delete(s.keys, mk)
-			s.free = append(s.free, slot)
-		}
+	r, err := s.lookupLocked(mk)
+	if err != nil || r.state == stateDestr {
 		return err
 	}
-	if err := s.f.Sync(); err != nil {
-		if !ok {
-			delete(s.keys, mk)
+	clear(r.key)
+	s.cache.del(mk)
+	rec := encode(stateDestr, t.String(), id, nil)
+	if r.state == stateLive {
+		if err := s.ensureDirty(); err != nil {
+			return err
 		}
+		if err := s.writeSlot(r.slot, rec); err != nil {
+			return err
+		}
+	} else if err := s.writeNew(&entry{tag: s.ix.tag(mk)}, rec); err != nil {
+		// Never created: still leave a tombstone, so a Create racing the deletion cannot give
+		// the id a key afterwards.
+		return err
+	}
+	// On a failed fsync the tombstone stays where it was written (the page cache): Key reads
+	// the key as destroyed, as a crash may leave it; the caller retries.
+	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
 	}
-	clear(e.key)
-	e.key, e.state = nil, stateDestr
 	return nil
 }
 
 // DestroyTenant implements keystore.Store: every record of t is zeroed whole (no tombstones: the
-// tenant is gone, its ids with it) and the slots are freed for reuse; one fsync for all.
+// tenant is gone, its ids with it) and the slots are freed for reuse; one fsync for all. It reads
+// every record (the index is by tenant and id together).
 func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 	if t.IsZero() {
 		return fmt.Errorf("%w: no tenant", keystore.ErrInvalid)
@@ -550,28 +876,50 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 	if s.readOnly {
 		return errReadOnly
 	}
+	s.cache.delPrefix(prefix)
+	type gone struct {
+		tag  uint64
+		slot int64
+	}
+	var all []gone
 	zero := make([]byte, recSize)
-	var gone []string
-	for mk, e := range s.keys {
-		if len(mk) > len(prefix) && mk[:len(prefix)] == prefix {
-			if err := s.writeSlot(e.slot, zero); err != nil {
-				return err
+	buf := make([]byte, 256*recSize)
+	var scratch []byte
+	for first := int64(0); first < s.slots; first += 256 {
+		n := min(256, s.slots-first)
+		b := buf[:n*recSize]
+		if _, err := s.f.ReadAt(b, headerSize+first*recSize); err != nil {
+			return fmt.Errorf("%w: keystore: read: %w", keystore.ErrUnavailable, err)
+		}
+		for i := int64(0); i < n; i++ {
+			rec := b[i*recSize : (i+1)*recSize]
+			if rec[offTLen] == 0 {
+				continue
 			}
-			gone = append(gone, mk)
+			if mk, ok := decode(rec, &scratch); ok && strings.HasPrefix(mk, prefix) {
+				if err := s.ensureDirty(); err != nil {
+					return err
+				}
+				if err := s.writeSlot(first+i, zero); err != nil {
+					return err
+				}
+				all = append(all, gone{s.ix.tag(mk), first + i})
+			}
 		}
 	}
-	if len(gone) == 0 {
+	clear(buf)
+	if len(all) == 0 {
 		return nil
 	}
 	if err := s.f.Sync(); err != nil {
 		// Unavailable, as for Create and Destroy: the caller answers 503 and retries.
 		return fmt.Errorf("%w: keystore: sync: %w", keystore.ErrUnavailable, err)
 	}
-	for _, mk := range gone {
-		e := s.keys[mk]
-		clear(e.key)
-		s.free = append(s.free, e.slot)
-		delete(s.keys, mk)
+	for _, g := range all {
+		s.free = append(s.free, g.slot)
+		if err := s.unindex(g.tag, g.slot); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -579,15 +927,17 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 // pendingOf is the ready channel of a Create under way for a key of the tenant prefix (nil: none);
 // mu is held.
 func (s *Store) pendingOf(prefix string) chan struct{} {
-	for mk, e := range s.keys {
-		if e.state == statePending && strings.HasPrefix(mk, prefix) {
+	for mk, e := range s.pending {
+		if strings.HasPrefix(mk, prefix) {
 			return e.ready
 		}
 	}
 	return nil
 }
 
-// Close releases the file; the keys held in memory are zeroed.
+// Close writes the index (when keys.db changed or was scanned since open) and releases the file;
+// the keys held in memory are zeroed. An index that cannot be written is only logged: the next
+// open reads every record instead.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -595,14 +945,52 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	for _, e := range s.keys {
-		clear(e.key)
-	}
-	s.keys = nil
+	s.cache.clear()
 	if s.f == nil {
 		return nil
 	}
+	if !s.readOnly && (s.dirty || s.scanned) && s.slots > 0 {
+		if err := s.saveIndex(); err != nil {
+			s.log.Warn("keystore: the index was not written; the next start reads every record", "file", s.path+indexSuffix, "error", err)
+		}
+	}
+	s.closeIndex()
 	return s.f.Close()
+}
+
+func (s *Store) closeIndex() {
+	if s.ix != nil {
+		s.ix.close()
+	}
+}
+
+// saveIndex stamps keys.db with a new token (fsynced), then writes the index with the token and
+// keys.db's size and modification time (index.go): a crash between the two leaves tokens that
+// differ, so the next open scans.
+func (s *Store) saveIndex() error {
+	if !s.freeRead {
+		free, err := s.ix.readFree()
+		if err != nil {
+			return err
+		}
+		s.free, s.freeRead = append(free, s.free...), true
+	}
+	var db dbStamp
+	if _, err := io.ReadFull(rand.Reader, db.token[:]); err != nil {
+		return err
+	}
+	if _, err := s.f.WriteAt(db.token[:], offDBToken); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	st, err := s.f.Stat()
+	if err != nil {
+		return err
+	}
+	db.size, db.mtime = st.Size(), st.ModTime().UnixNano()
+	return s.ix.write(s.path+indexSuffix, db, s.free)
 }
 
 // mkdirDurable makes dir (and missing parents) and fsyncs the parent of each folder it made, so
