@@ -1,8 +1,8 @@
 package conversation_test
 
 import (
-	"encoding/json"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -10,113 +10,83 @@ import (
 	"github.com/crispy-enigma/crispy/platform/ai/workersai"
 )
 
-// workersEnv serves /v1 with a Workers AI provider under "fake", its base URL an Upstream speaking
-// Workers AI's REST format (POST /accounts/{account}/ai/run/{model}: SSE {"response":…} chunks, a
-// usage chunk and [DONE]; or {"result":{"response","usage"},"success":true}).
-func workersEnv(t *testing.T, up *aitest.Upstream) *env {
+// workersEnv serves /v1 with a Workers AI provider under "fake", its base URL (or, with gateway,
+// its AI Gateway URL) an Upstream speaking Workers AI's OpenAI-compatible API
+// (…/ai/v1/chat/completions) and its REST format (…/ai/run/{model}).
+func workersEnv(t *testing.T, up *aitest.Upstream, gateway bool) *env {
 	t.Helper()
 	srv := httptest.NewServer(up)
 	t.Cleanup(srv.Close)
-	p, err := workersai.New(workersai.Config{AccountID: "acct", APIToken: "cf-token", BaseURL: srv.URL})
+	cfg := workersai.Config{AccountID: "acct", APIToken: "cf-token", BaseURL: srv.URL}
+	if gateway {
+		cfg.GatewayID, cfg.GatewayURL = "gw", srv.URL
+	}
+	p, err := workersai.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return newEnv(t, opts{provider: p})
 }
 
-// Workers AI through /v1: a text call's sampling fields that its models take under OpenAI's names
-// (temperature, max_tokens, top_p, seed, the penalties) reach it; its answer comes back as OpenAI's
-// chunks with its reported usage. What the adapter cannot send (tools, tool messages,
-// response_format, stop, n > 1, logprobs, images) is a 400 in OpenAI's shape naming the field,
-// and Workers AI is not called.
-func TestV1WorkersAIPassesWhatItTakesAndRefusesTheRest(t *testing.T) {
+// Workers AI through /v1 is a pass-through to its OpenAI-compatible endpoint: every field reaches
+// the model as the client wrote it (tools, tool messages, response_format, stop… with the model
+// name resolved), and the streamed tool calls come back as Workers AI sent them, with the call's
+// usage recorded; a field a model refuses is Workers AI's 400, in OpenAI's shape. Directly and
+// through AI Gateway. Before, the adapter translated to its REST format and refused tools,
+// tool messages, response_format, stop, n > 1, logprobs and images with 400 unsupported_field.
+func TestV1WorkersAIPassesEveryFieldThroughItsOpenAIEndpoint(t *testing.T) {
 	t.Parallel()
-	up := &aitest.Upstream{Tokens: []string{"Hel", "lo"}}
-	e := workersEnv(t, up)
-	msg := []map[string]any{{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}}
-	r := e.do("POST", "/v1/chat/completions", "acme", map[string]any{"model": "fake:@cf/meta/llama-3.1-8b-instruct", "messages": msg, "stream": true,
-		"stream_options": map[string]any{"include_usage": true}, "temperature": 0.3, "max_tokens": 50, "top_p": 0.9, "seed": 42,
-		"frequency_penalty": 0.5, "presence_penalty": 0.25, "user": "u-1", "n": 1})
-	d := sseData(t, r.raw)
-	if r.status != 200 || len(d) < 5 || d[len(d)-1] != "[DONE]" {
-		t.Fatalf("%d %s", r.status, r.raw)
-	}
-	var content strings.Builder
-	finish, total := "", 0
-	for _, data := range d[:len(d)-1] {
-		var c struct {
-			Object  string `json:"object"`
-			Choices []struct {
-				Delta        struct{ Content string } `json:"delta"`
-				FinishReason *string                  `json:"finish_reason"`
-			} `json:"choices"`
-			Usage *struct {
-				TotalTokens int `json:"total_tokens"`
-			} `json:"usage"`
-		}
-		if err := json.Unmarshal([]byte(data), &c); err != nil || c.Object != "chat.completion.chunk" {
-			t.Fatalf("chunk %s: %v", data, err)
-		}
-		for _, ch := range c.Choices {
-			content.WriteString(ch.Delta.Content)
-			if ch.FinishReason != nil {
-				finish = *ch.FinishReason
-			}
-		}
-		if c.Usage != nil {
-			total = c.Usage.TotalTokens
-		}
-	}
-	if content.String() != "Hello" || finish != "stop" || total != 7 {
-		t.Fatalf("content %q finish %q usage %d: %s", content.String(), finish, total, r.raw)
-	}
-	bodies := up.Bodies()
-	jsonEqual(t, "workers ai request", bodies[0], `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"stream":true,`+
-		`"max_tokens":50,"temperature":0.3,"top_p":0.9,"seed":42,"frequency_penalty":0.5,"presence_penalty":0.25}`)
-	if recs := v1Records(t, e, "acme"); len(recs) != 1 || recs[0].Usage.TotalTokens != 7 || recs[0].Usage.Estimated {
-		t.Fatalf("usage %+v", recs)
-	}
-
-	// Not streamed: one chat.completion.
-	r = e.do("POST", "/v1/chat/completions", "acme", map[string]any{"model": "fake:@cf/meta/llama-3.1-8b-instruct", "messages": msg, "seed": 7})
-	var c struct {
-		Object  string `json:"object"`
-		Choices []struct {
-			Message struct{ Content string } `json:"message"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal([]byte(r.raw), &c); r.status != 200 || err != nil || c.Object != "chat.completion" || c.Choices[0].Message.Content != "Hello" {
-		t.Fatalf("%d %s", r.status, r.raw)
-	}
-	jsonEqual(t, "workers ai request", up.Bodies()[1], `{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}],"seed":7}`)
-
-	calls := up.Calls()
-	tool := map[string]any{"type": "function", "function": map[string]any{"name": "weather", "parameters": map[string]any{"type": "object"}}}
-	user := map[string]any{"role": "user", "content": "hi"}
 	for _, tc := range []struct {
-		field string
-		value any
-		param string
-	}{
-		{"tools", []any{tool}, "tools"},
-		{"tool_choice", "auto", "tool_choice"},
-		{"response_format", map[string]any{"type": "json_object"}, "response_format"},
-		{"stop", []string{"\n"}, "stop"},
-		{"logprobs", true, "logprobs"},
-		{"n", 2, "n"},
-		{"messages", []any{user, map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{"id": "c1", "type": "function",
-			"function": map[string]any{"name": "weather", "arguments": "{}"}}}}, map[string]any{"role": "tool", "tool_call_id": "c1", "content": "21C"}}, "messages[1]"},
-		{"messages", []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "image_url", "image_url": map[string]any{"url": "https://x/y.png"}}}}}, "messages[0].content"},
-	} {
-		body := map[string]any{"model": "fake:@cf/meta/llama-3.1-8b-instruct", "messages": []any{user}, "stream": true}
-		body[tc.field] = tc.value
-		r := e.do("POST", "/v1/chat/completions", "acme", body)
-		wantOpenAIError(t, r, 400, "unsupported_field", tc.param)
-		if !strings.Contains(r.raw, "text-only adapter") && !strings.Contains(r.raw, "one choice") && !strings.Contains(r.raw, "tool calls") && !strings.Contains(r.raw, "text only") {
-			t.Fatalf("%s: the message does not say why: %s", tc.field, r.raw)
+		gateway bool
+		path    string
+	}{{false, "/accounts/acct/ai/v1/chat/completions"}, {true, "/acct/gw/workers-ai/v1/chat/completions"}} {
+		up := &aitest.Upstream{Chunks: toolChunks}
+		e := workersEnv(t, up, tc.gateway)
+		tool := map[string]any{"type": "function", "function": map[string]any{"name": "weather", "parameters": map[string]any{"type": "object"}}}
+		msgs := []any{map[string]any{"role": "user", "content": "weather?"},
+			map[string]any{"role": "assistant", "tool_calls": []any{map[string]any{"id": "c1", "type": "function", "function": map[string]any{"name": "weather", "arguments": "{}"}}}},
+			map[string]any{"role": "tool", "tool_call_id": "c1", "content": "21C"}}
+		r := e.do("POST", "/v1/chat/completions", "acme", map[string]any{"model": "fake:@cf/meta/llama-3.3-70b-instruct-fp8-fast", "messages": msgs,
+			"stream": true, "tools": []any{tool}, "tool_choice": "auto", "response_format": map[string]any{"type": "json_object"}, "stop": []string{"END"}, "seed": 7})
+		if r.status != 200 {
+			t.Fatalf("gateway %v: %d %s", tc.gateway, r.status, r.raw)
+		}
+		if got, want := sseData(t, r.raw), append(append([]string{}, toolChunks[:5]...), "[DONE]"); !reflect.DeepEqual(got, want) {
+			t.Fatalf("gateway %v: chunks:\n got %q\nwant %q", tc.gateway, got, want)
+		}
+		if p := up.Paths(); len(p) != 1 || p[0] != tc.path {
+			t.Fatalf("gateway %v: called %v, want %s", tc.gateway, p, tc.path)
+		}
+		jsonEqual(t, "workers ai request", up.Bodies()[0], `{"model":"@cf/meta/llama-3.3-70b-instruct-fp8-fast","stream":true,"stream_options":{"include_usage":true},`+
+			`"messages":[{"role":"user","content":"weather?"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{}"}}]},`+
+			`{"role":"tool","tool_call_id":"c1","content":"21C"}],"tools":[{"type":"function","function":{"name":"weather","parameters":{"type":"object"}}}],`+
+			`"tool_choice":"auto","response_format":{"type":"json_object"},"stop":["END"],"seed":7}`)
+		if recs := v1Records(t, e, "acme"); len(recs) != 1 || recs[0].Usage.TotalTokens != 18 || recs[0].Usage.Estimated {
+			t.Fatalf("gateway %v: usage %+v", tc.gateway, recs)
 		}
 	}
-	if up.Calls() != calls {
-		t.Fatalf("Workers AI was called %d times for refused requests", up.Calls()-calls)
+
+	// What a model refuses is Workers AI's answer, in OpenAI's shape.
+	up := &aitest.Upstream{Fail: []int{400}}
+	e := workersEnv(t, up, false)
+	r := e.do("POST", "/v1/chat/completions", "acme", map[string]any{"model": "fake:@cf/meta/llama-3.1-8b-instruct",
+		"messages": []any{map[string]any{"role": "user", "content": "hi"}}, "logprobs": true})
+	wantOpenAIError(t, r, 400, "upstream_bad_request", "")
+	if !strings.Contains(r.raw, "scripted failure 400") || up.Calls() != 1 {
+		t.Fatalf("Workers AI's refusal is not passed on (%d calls): %s", up.Calls(), r.raw)
+	}
+}
+
+// A chat turn (POST /chat) still runs the model through Workers AI's REST endpoint.
+func TestWorkersAIChatTurnUsesItsRESTEndpoint(t *testing.T) {
+	t.Parallel()
+	up := &aitest.Upstream{}
+	e := workersEnv(t, up, false)
+	r := e.chatJSON("acme", sid(), "hi")
+	if r.status != 200 || r.body["response"] != "Hello" {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	if p := up.Paths(); len(p) != 1 || p[0] != "/accounts/acct/ai/run/m" {
+		t.Fatalf("called %v", p)
 	}
 }

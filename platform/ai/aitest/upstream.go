@@ -37,7 +37,8 @@ const (
 )
 
 // Upstream is a fake model server speaking the OpenAI chat completions wire format on
-// POST …/chat/completions and the Workers AI one on POST …/ai/run/{model}, streamed or not, for
+// POST …/chat/completions (Workers AI's OpenAI-compatible …/ai/v1/chat/completions too) and the
+// Workers AI one on POST …/ai/run/{model} (…/workers-ai/{model} through AI Gateway), streamed or not, for
 // provider and end-to-end tests. Every answer streams Tokens and then ends as End says; a
 // non-streamed answer that does not end properly is cut off in the middle of its JSON.
 type Upstream struct {
@@ -57,6 +58,7 @@ type Upstream struct {
 	hung      atomic.Int64
 	mu        sync.Mutex
 	bodies    [][]byte
+	paths     []string
 }
 
 // Bodies are the request bodies received, in order.
@@ -64,6 +66,13 @@ func (u *Upstream) Bodies() [][]byte {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([][]byte(nil), u.bodies...)
+}
+
+// Paths are the request paths received, in order.
+func (u *Upstream) Paths() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.paths...)
 }
 
 // Calls is how many model calls arrived.
@@ -79,14 +88,16 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, _ := io.ReadAll(r.Body)
 	_ = json.Unmarshal(raw, &body)
-	workers := strings.Contains(r.URL.Path, "/ai/run/") || strings.Contains(r.URL.Path, "/workers-ai/")
-	if r.Method != http.MethodPost || (!workers && !strings.HasSuffix(r.URL.Path, "/chat/completions")) {
+	openAI := strings.HasSuffix(r.URL.Path, "/chat/completions")
+	workers := !openAI && (strings.Contains(r.URL.Path, "/ai/run/") || strings.Contains(r.URL.Path, "/workers-ai/"))
+	if r.Method != http.MethodPost || (!workers && !openAI) {
 		http.NotFound(w, r)
 		return
 	}
 	n := u.calls.Add(1)
 	u.mu.Lock()
 	u.bodies = append(u.bodies, raw)
+	u.paths = append(u.paths, r.URL.Path)
 	u.mu.Unlock()
 	if int(n) <= len(u.Fail) {
 		if u.RetryAfter != "" {

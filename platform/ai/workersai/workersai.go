@@ -4,6 +4,12 @@
 // `data: {"response":"…"}` chunks ending with `data: [DONE]`; non-streaming answers are
 // {"result":{"response":"…","usage":{…}},"success":true,"errors":[]}. Speech runs a speech model
 // (default @cf/myshell-ai/melotts) that answers {"result":{"audio":"<base64 mp3>"}}.
+//
+// An OpenAI request (the /v1 endpoint, ai.Passer) goes instead to Workers AI's OpenAI-compatible
+// endpoint, {base}/accounts/{account}/ai/v1/chat/completions (through AI Gateway:
+// {gateway}/{account}/{gatewayId}/workers-ai/v1/chat/completions), as the client wrote it: tools,
+// tool messages, response_format, stop and the rest reach the model, and its tool_calls come back;
+// what a model cannot honour is Workers AI's own 400, passed on.
 package workersai
 
 import (
@@ -19,6 +25,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/openai"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -56,6 +63,9 @@ func (c Config) Validate() error {
 type Provider struct {
 	cfg    Config
 	client *http.Client
+	// compat is Workers AI's OpenAI-compatible endpoint, spoken by the OpenAI adapter: its wire
+	// format is OpenAI's, so the pass-through, its metering and its errors are that adapter's.
+	compat *openai.Provider
 }
 
 // New builds the provider.
@@ -79,7 +89,32 @@ func New(cfg Config) (*Provider, error) {
 	if c == nil {
 		c = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
 	}
-	return &Provider{cfg: cfg, client: c}, nil
+	p := &Provider{cfg: cfg, client: c}
+	compat, err := openai.New(openai.Config{BaseURL: p.compatBase(), APIKey: cfg.APIToken, Client: cfg.Client})
+	if err != nil {
+		return nil, fmt.Errorf("workersai: %w", err)
+	}
+	p.compat = compat
+	return p, nil
+}
+
+// compatBase is the root of Workers AI's OpenAI-compatible API, directly or through AI Gateway.
+func (p *Provider) compatBase() string {
+	if p.cfg.GatewayID != "" {
+		return strings.TrimRight(p.cfg.GatewayURL, "/") + "/" + p.cfg.AccountID + "/" + p.cfg.GatewayID + "/workers-ai/v1"
+	}
+	return strings.TrimRight(p.cfg.BaseURL, "/") + "/accounts/" + p.cfg.AccountID + "/ai/v1"
+}
+
+// Pass implements ai.Passer through Workers AI's OpenAI-compatible endpoint (req.Model is the
+// Workers AI model, "@cf/…", sent as the body's model). Its errors name this provider.
+func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.Result, error) {
+	res, err := p.compat.Pass(ctx, req, out)
+	var e *ai.Error
+	if errors.As(err, &e) && e.Model == openai.Name+":"+req.Model {
+		e.Model = Name + ":" + req.Model
+	}
+	return res, err
 }
 
 // URL is where a model runs: directly, or through AI Gateway when a gateway id is configured.
@@ -95,42 +130,7 @@ type runRequest struct {
 	Stream      bool         `json:"stream,omitempty"`
 	MaxTokens   int          `json:"max_tokens,omitempty"`
 	Temperature float64      `json:"temperature,omitempty"`
-	// Options are OpenAI fields sent under their own names (nativeOptions).
-	Options map[string]json.RawMessage `json:"-"`
 }
-
-// MarshalJSON writes the request with its options beside the other fields.
-func (r runRequest) MarshalJSON() ([]byte, error) {
-	type plain runRequest
-	b, err := json.Marshal(plain(r))
-	if err != nil || len(r.Options) == 0 {
-		return b, err
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	for k, v := range r.Options {
-		if _, taken := m[k]; !taken {
-			m[k] = v
-		}
-	}
-	return json.Marshal(m)
-}
-
-// nativeOptions are the OpenAI chat fields Workers AI's text generation models take under the
-// same names and meanings in POST /ai/run (their input schema: top_p, seed, frequency_penalty,
-// presence_penalty): a /v1 call passes them on instead of being refused. A value a model refuses
-// comes back as Workers AI's 400, the client's error.
-//
-// Not sent: tools and tool messages, response_format, stop, n > 1, logprobs, images. Workers AI
-// runs function calling and JSON mode for some of its models, in shapes of its own (or through its
-// OpenAI-compatible /ai/v1/chat/completions) that this adapter does not speak; those fields are
-// refused with a 400 naming them, never dropped.
-var nativeOptions = map[string]bool{"top_p": true, "seed": true, "frequency_penalty": true, "presence_penalty": true}
-
-// PassesOption implements ai.OptionPasser.
-func (p *Provider) PassesOption(field string) bool { return nativeOptions[field] }
 
 type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
@@ -197,7 +197,7 @@ func (p *Provider) post(ctx context.Context, model string, body any) (*http.Resp
 
 // Stream implements ai.Provider.
 func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai.Result, error) {
-	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, Stream: true, MaxTokens: req.MaxTokens, Temperature: req.Temperature, Options: req.Options})
+	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, Stream: true, MaxTokens: req.MaxTokens, Temperature: req.Temperature})
 	if err != nil {
 		return ai.Result{}, err
 	}
@@ -239,7 +239,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 
 // Complete implements ai.Provider.
 func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, error) {
-	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature, Options: req.Options})
+	resp, err := p.post(ctx, req.Model, runRequest{Messages: req.Messages, MaxTokens: req.MaxTokens, Temperature: req.Temperature})
 	if err != nil {
 		return ai.Result{}, err
 	}
