@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/ai/internal/jsonwalk"
 )
 
 // PassRequest is an OpenAI chat completions request as the client wrote it, split into its
@@ -99,6 +101,9 @@ func (p *PassRequest) Body(model string) []byte {
 
 // withUsage is the client's stream_options with include_usage on, its other options kept.
 func withUsage(raw json.RawMessage) json.RawMessage {
+	if usageOnly(raw) {
+		return raw // what the SDKs send when asked for usage: nothing to change
+	}
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return json.RawMessage(`{"include_usage":true}`)
@@ -109,6 +114,33 @@ func withUsage(raw json.RawMessage) json.RawMessage {
 		return json.RawMessage(`{"include_usage":true}`)
 	}
 	return out
+}
+
+// usageOnly reports whether stream_options is {"include_usage":true} and nothing else (spaces
+// allowed), without decoding it.
+func usageOnly(raw []byte) bool {
+	n := 0
+	end := jsonwalk.Object(raw, jsonwalk.Space(raw, 0), func(key []byte, vs, ve int) bool {
+		n++
+		return string(key) == "include_usage" && string(raw[vs:ve]) == "true"
+	})
+	return end >= 0 && jsonwalk.Space(raw, end) == len(raw) && n == 1
+}
+
+// SplitFields splits a JSON object into its top-level fields, each value a slice of body, not a
+// copy (body must outlive the map). It is for a body already decoded once (validated): the walk
+// does not check the values it skips. ok is false when body is not an object the walk can read (a
+// key with an escape, bytes after the object), and the caller decodes it with encoding/json.
+func SplitFields(body []byte) (map[string]json.RawMessage, bool) {
+	fields := make(map[string]json.RawMessage, 8)
+	end := jsonwalk.Object(body, jsonwalk.Space(body, 0), func(key []byte, vs, ve int) bool {
+		fields[string(key)] = body[vs:ve:ve] // capped: an append to one value never writes into the next
+		return true
+	})
+	if end < 0 || jsonwalk.Space(body, end) != len(body) {
+		return nil, false
+	}
+	return fields, true
 }
 
 // ReasonUnsupported is the reason of a model that cannot honour a field of the request: the call is

@@ -373,8 +373,14 @@ func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Req
 	if err != nil {
 		return Answer{}, false, Classify(ctx, name, err)
 	}
-	cctx, cancelCall := context.WithTimeout(ctx, r.cfg.CallTimeout)
-	defer cancelCall()
+	cctx := ctx
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > r.cfg.CallTimeout {
+		// Only when the caller's own deadline is later: a proxied call's turn timeout usually
+		// comes first, and this context (its timer and cancel registration) would change nothing.
+		var cancelCall context.CancelFunc
+		cctx, cancelCall = context.WithTimeout(ctx, r.cfg.CallTimeout)
+		defer cancelCall()
+	}
 	actx, cancel := context.WithCancelCause(cctx)
 	defer cancel(nil)
 	req.Model = m.Model

@@ -165,9 +165,13 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput) (*huma.StreamResponse, error) {
 	t, _ := tenant.FromContext(ctx)
 	b := &in.Body
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(in.RawBody, &fields); err != nil {
-		return nil, apperr.Invalid("malformed_body", "body", "the body is not a JSON object")
+	// The body was decoded (and validated) already: its fields are split off it as they are,
+	// without a second decode copying every value. RawBody lives until the stream is written.
+	fields, ok := ai.SplitFields(in.RawBody)
+	if !ok {
+		if err := json.Unmarshal(in.RawBody, &fields); err != nil {
+			return nil, apperr.Invalid("malformed_body", "body", "the body is not a JSON object")
+		}
 	}
 	delete(fields, "model")
 	delete(fields, "stream")
@@ -189,6 +193,7 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 		started := false
 		var frame []byte // one event, written at once (reused)
 		if pr.Stream {
+			frame = make([]byte, 0, 512) // a chunk is a few hundred bytes
 			pr.Flush = func() {
 				if started {
 					flush(w)
