@@ -178,3 +178,39 @@ func TestAPIKeyTokensPerMinuteIsEnforced(t *testing.T) {
 		t.Fatalf("a minute later: %d %s", r.status, r.raw)
 	}
 }
+
+// A key with a USD budget is refused, 403 model_unpriced naming the model and the fix, when its
+// call may reach a model the price table does not price (here a fallback): the model's cost would
+// count nothing, so the budget would not hold. The same call with a key without a USD budget runs,
+// and once every reachable model is priced the budgeted key runs too. Before, an unpriced model
+// cost $0 and a USD-budgeted key could spend through it without limit.
+func TestAPIKeyUSDBudgetRefusesUnpricedModels(t *testing.T) {
+	t.Parallel()
+	g := &greedyModel{}
+	pol := keyPolicy{policy: &policy{m: map[string]tenancyevents.TenantConfig{
+		"acme":   {Models: tenancyevents.Models{Fallbacks: []string{"down:m"}}},
+		"globex": {},
+	}}, keys: map[string]tenancyevents.APIKey{
+		"acme/key:aaaaaaaaaaaa":   {ID: "key:aaaaaaaaaaaa", Budget: &tenancyevents.KeyBudget{DailyUSD: 5}},
+		"globex/key:aaaaaaaaaaaa": {ID: "key:aaaaaaaaaaaa", Budget: &tenancyevents.KeyBudget{DailyUSD: 5}},
+	}}
+	e := newEnv(t, opts{provider: g, guard: keyGuard{}, policyOverride: pol, pricer: milliPricer{}})
+	chat := func(tn, key string) resp {
+		t.Helper()
+		return e.do("POST", "/chat", tn, map[string]any{"sessionId": sid(), "message": "hi", "stream": false}, "x-api-key", key)
+	}
+	r := chat("acme", "aaaaaaaaaaaa")
+	wantProblem(t, r, 403, "model_unpriced")
+	if d, _ := r.body["detail"].(string); !strings.Contains(d, "down:m") || !strings.Contains(d, "key:aaaaaaaaaaaa") || !strings.Contains(d, "CRISPY_PRICES") {
+		t.Fatalf("the refusal does not name the model, the key and the fix: %s", r.raw)
+	}
+	if n := g.total.Load(); n != 0 {
+		t.Fatalf("the model was called (%d tokens) for a refused call", n)
+	}
+	if r := chat("acme", "bbbbbbbbbbbb"); r.status != 200 {
+		t.Fatalf("a key without a USD budget: %d %s", r.status, r.raw)
+	}
+	if r := chat("globex", "aaaaaaaaaaaa"); r.status != 200 {
+		t.Fatalf("every reachable model priced: %d %s", r.status, r.raw)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -646,7 +647,14 @@ func (s *Service) reserveKey(ctx context.Context, t tenant.ID, turnID string, pr
 	}
 	if kc.DailyUSD > 0 || kc.MonthlyUSD > 0 {
 		scope := domain.KeyCostScope(t.String(), key)
-		perPrompt, perCompletion := s.dearest(cfg, models)
+		perPrompt, perCompletion, unpriced := s.dearest(cfg, models)
+		if len(unpriced) > 0 {
+			// Its calls would count nothing against the budget: a USD budget that a model can
+			// spend past unseen is no budget, so the call is refused until the model is priced.
+			return fail(apperr.New(apperr.KindForbidden, "model_unpriced",
+				fmt.Sprintf("API key %s has a USD budget, and %s, which this call may reach, has no price in the price table: its cost could not be counted. "+
+					"Price it in the CRISPY_PRICES file (0 for a free model), or call a priced model", key, strings.Join(unpriced, ", "))))
+		}
 		least := min(*want, minCompletion)
 		c := domain.Ceilings{Daily: nanoUSD(kc.DailyUSD), Monthly: nanoUSD(kc.MonthlyUSD)}
 		granted, r, err := s.Ledger.ReserveSpend(scope, turnID, prompt*perPrompt, perCompletion, *want, least, c, now, func() (domain.Usage, error) {
@@ -684,10 +692,10 @@ func nanoUSD(usd float64) int64 { return int64(math.Round(usd * 1e9)) }
 // dearest is the most a prompt token and a completion token may cost (nano-USD, rounded up) among
 // models, or, with none given, the models the tenant and the server configure: a call's USD
 // reservation is priced at the dearest model it may be answered by (fallbacks included), so a
-// fallback cannot take a key past its budget. Unpriced models cost nothing.
-func (s *Service) dearest(cfg tenancyevents.TenantConfig, models []ai.ModelID) (perPrompt, perCompletion int64) {
+// fallback cannot take a key past its budget. unpriced names those the price table does not know.
+func (s *Service) dearest(cfg tenancyevents.TenantConfig, models []ai.ModelID) (perPrompt, perCompletion int64, unpriced []string) {
 	if s.Pricer == nil {
-		return 0, 0
+		return 0, 0, nil
 	}
 	names := make([]string, 0, len(models)+4)
 	for _, m := range models {
@@ -697,18 +705,24 @@ func (s *Service) dearest(cfg tenancyevents.TenantConfig, models []ai.ModelID) (
 		names = append(append(names, cfg.Models.Chat, cfg.Models.Embeddings, s.Settings.OverrideModel, s.Settings.DefaultModel), cfg.Models.Fallbacks...)
 	}
 	const m = 1_000_000 // price per million tokens, in USD = nano-USD per token / 1e3
+	priced := true
 	per := func(name string, t domain.SpendTokens) int64 {
-		usd, _ := s.Pricer.Cost(name, t)
+		usd, ok := s.Pricer.Cost(name, t)
+		priced = priced && ok
 		return int64(math.Ceil(usd * 1e3))
 	}
 	for _, n := range names {
 		if n == "" {
 			continue
 		}
+		priced = true
 		perPrompt = max(perPrompt, per(n, domain.SpendTokens{Prompt: m}), per(n, domain.SpendTokens{Prompt: m, Cached: m}))
 		perCompletion = max(perCompletion, per(n, domain.SpendTokens{Completion: m}), per(n, domain.SpendTokens{Completion: m, Reasoning: m}))
+		if !priced && !slices.Contains(unpriced, n) {
+			unpriced = append(unpriced, n)
+		}
 	}
-	return perPrompt, perCompletion
+	return perPrompt, perCompletion, unpriced
 }
 
 // reserveTenant is the tenant's part of reserveCompletion.

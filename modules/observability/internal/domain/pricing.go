@@ -56,11 +56,13 @@ func (p Price) Cost(tok Tokens) float64 {
 type PriceTable map[string]Price
 
 // DefaultPrices are list prices of well-known models (USD per million tokens, as published by the
-// providers in 2025; override them with a price file). The built-in offline model costs nothing.
+// providers in 2025; override them with a price file). The built-in offline model and embedder cost
+// nothing.
 // Workers AI bills in neurons; its entries are the per-token equivalents Cloudflare publishes.
 func DefaultPrices() PriceTable {
 	return PriceTable{
 		"builtin:offline":                           {},
+		"builtin:hashed-ngram":                      {},
 		"openai:gpt-4o":                             {Input: 2.50, CachedInput: 1.25, Output: 10.00},
 		"openai:gpt-4o-mini":                        {Input: 0.15, CachedInput: 0.075, Output: 0.60},
 		"openai:gpt-4.1":                            {Input: 2.00, CachedInput: 0.50, Output: 8.00},
