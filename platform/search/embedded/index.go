@@ -776,6 +776,7 @@ func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 // Close writes every changed partition's manifest and releases the index.
 func (ix *Index) Close() error {
 	ix.lexFinal()
+	ix.foldLinksForClose()
 	err := ix.Flush(context.Background())
 	ix.mu.Lock()
 	if ix.closed {

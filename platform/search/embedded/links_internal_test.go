@@ -215,3 +215,64 @@ func TestVersion3FolderIsTakenOver(t *testing.T) {
 		t.Fatalf("count %d after reopening the taken-over folder, want 1510", n)
 	}
 }
+
+// A clean Close writes the links whole when their log is past linksFoldAtClose, so the next open
+// replays no edit; the links and searches after it are the ones before. A log below it is kept.
+func TestCloseFoldsALongLinksLog(t *testing.T) {
+	defer func(f int64) { linksFoldAtClose = f }(linksFoldAtClose)
+	linksFoldAtClose = 8 << 10
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, b := tenant.MustParse("acme"), tenant.MustParse("bravo")
+	cfg := Config{Dir: dir, M: 6, EfConstruction: 32, ExactBelow: -1}
+	ix, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(81, 82))
+	cs := linkTestChunks(r, 1500, 12, 0)
+	for s := 0; s < len(cs); s += 50 {
+		if err := ix.Upsert(ctx, a, cs[s:s+50]); err != nil {
+			t.Fatal(err)
+		}
+		if err := ix.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ix.Upsert(ctx, b, linkTestChunks(r, 20, 12, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logOf := func(tn string) int64 {
+		m, err := readManifest(filepath.Join(dir, tn+".ix"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.LinkLog
+	}
+	if logOf("acme") <= linksFoldAtClose || logOf("bravo") == 0 || logOf("bravo") > linksFoldAtClose {
+		t.Fatalf("links logs before the Close: acme %d, bravo %d bytes; want acme's past %d and bravo's below (the checks below could not fail)", logOf("acme"), logOf("bravo"), linksFoldAtClose)
+	}
+	want := linksOf(t, ix, a)
+	qs := linkTestChunks(r, 30, 12, 10_000)
+	before := searchAll(t, ix, a, qs)
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if logOf("acme") != 0 || logOf("bravo") == 0 {
+		t.Fatalf("links logs after the Close: acme %d bytes (want 0: written whole), bravo %d (want kept)", logOf("acme"), logOf("bravo"))
+	}
+	ix2, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix2.Close()
+	if got := linksOf(t, ix2, a); !slices.Equal(got, want) {
+		t.Fatal("links after the reopen differ from the ones before the Close")
+	}
+	if after := searchAll(t, ix2, a, qs); !slices.EqualFunc(after, before, slices.Equal) {
+		t.Fatalf("searches after the reopen %v, before %v", after, before)
+	}
+}
