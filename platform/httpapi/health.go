@@ -168,7 +168,9 @@ func backendStatus(err error) BackendStatus {
 	switch {
 	case st != nil:
 		b.Error = clip(st.Reason, maxDetailChars)
-		if st.Status == health.CatchingUp {
+		// A catch-up of unknown extent (Total 0, as health.State has it) has no progress: "0 of
+		// 0" read as a stuck or empty catch-up where the count is simply not known.
+		if st.Status == health.CatchingUp && st.Total > 0 {
 			b.Progress = &Progress{Done: st.Done, Total: st.Total}
 		}
 	case err != nil:

@@ -62,6 +62,7 @@ func TestHealthAnswersWhateverHangs(t *testing.T) {
 	s, err := httpapi.New(httpapi.Config{}, httpapi.Deps{Guard: fakeGuard{}, Checks: map[string]httpapi.Check{
 		"eventstore": func(context.Context) error { return health.DegradedState("disk full: writes refused") },
 		"search":     func(context.Context) error { return health.CatchingUpState("index rebuild", 1200, 5000) },
+		"index":      func(context.Context) error { return health.CatchingUpState("consumer catching up", 0, 0) },
 		"bus":        func(context.Context) error { return nil },
 		"redis":      hungCheck(t, &hungCalls),
 		"panicky":    func(context.Context) error { panic("check bug") },
@@ -72,7 +73,7 @@ func TestHealthAnswersWhateverHangs(t *testing.T) {
 	body := getHealth(t, s)
 	b, _ := body["backends"].(map[string]any)
 	get := func(n string) map[string]any { m, _ := b[n].(map[string]any); return m }
-	if body["status"] != "down" || len(b) != 5 {
+	if body["status"] != "down" || len(b) != 6 {
 		t.Fatalf("health = %v", body)
 	}
 	if r := get("redis"); r["status"] != "down" || !strings.HasPrefix(r["error"].(string), "timeout") {
@@ -83,6 +84,9 @@ func TestHealthAnswersWhateverHangs(t *testing.T) {
 	}
 	if r := get("eventstore"); r["status"] != "degraded" || r["error"] != "disk full: writes refused" {
 		t.Errorf("degraded backend: %v", r)
+	}
+	if r := get("index"); r["status"] != "catching_up" || r["progress"] != nil {
+		t.Errorf("catching-up backend of unknown progress: %v, want no progress (not 0 of 0)", r)
 	}
 	if r := get("search"); r["status"] != "catching_up" || r["progress"] == nil {
 		t.Errorf("catching-up backend: %v", r)
