@@ -86,7 +86,7 @@ func (m *Module) changedKeyView(ctx context.Context, t tenant.ID, k domain.Key) 
 }
 
 func (m *Module) manager() app.Manager {
-	return app.Manager{Store: m.store, Now: m.now, Served: m.adm.Directory,
+	return app.Manager{Store: m.store, Codec: m.codec, Now: m.now, Served: m.adm.Directory,
 		Observe: func(t *domain.Tenant) { m.observe(context.Background(), t) }}
 }
 

@@ -41,6 +41,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
 	"github.com/crispy-enigma/crispy/platform/request"
@@ -125,6 +126,7 @@ type Deps struct {
 type Module struct {
 	cfg   Config
 	store eventstore.Store
+	codec *codec.Registry // the tenancy events: what the tenant streams are recorded and folded with
 	log   *slog.Logger
 	adm   *app.Admitter
 	redis *redis.Client
@@ -172,7 +174,9 @@ func New(d Deps) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Module{cfg: d.Config, store: d.Store, log: log, reloaded: make(chan struct{}, 1), change: make(chan struct{}),
+	c := codec.New()
+	events.Register(c.Add)
+	m := &Module{cfg: d.Config, store: d.Store, codec: c, log: log, reloaded: make(chan struct{}, 1), change: make(chan struct{}),
 		now: d.Now, admins: admins, erase: d.Erase, checkConfig: d.CheckConfig, known: map[string]*domain.Tenant{}}
 	m.adm = &app.Admitter{Limiter: mem, Log: log, Metrics: d.Metrics, Now: d.Now, Admin: admins.match}
 	if d.Config.RedisURL != "" {
@@ -248,7 +252,7 @@ func (m *Module) Start(ctx context.Context) error {
 func (m *Module) startWith(ctx context.Context, cmd app.SyncTenants) (app.SyncReport, error) {
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
-	dir, rep, err := app.SyncTenantsHandler{Store: m.store}.Handle(ctx, cmd)
+	dir, rep, err := app.SyncTenantsHandler{Store: m.store, Codec: m.codec}.Handle(ctx, cmd)
 	if err != nil {
 		return rep, fmt.Errorf("tenancy: %w", err)
 	}
@@ -323,7 +327,7 @@ func (m *Module) recordRemovals(ctx context.Context) error {
 	if cmd == nil || done {
 		return nil // no Start yet (it will signal), or its removals are recorded
 	}
-	rep, err := app.SyncTenantsHandler{Store: m.store, Recorded: *m.dir}.RecordRemovals(ctx, *cmd)
+	rep, err := app.SyncTenantsHandler{Store: m.store, Codec: m.codec, Recorded: *m.dir}.RecordRemovals(ctx, *cmd)
 	if err != nil {
 		return fmt.Errorf("tenancy: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -23,6 +24,7 @@ const (
 // others learn it from the tenant directory read model).
 type Manager struct {
 	Store   eventstore.Store
+	Codec   *codec.Registry // the tenancy events registered
 	Now     func() time.Time
 	Observe func(*domain.Tenant)
 	// Served returns the tenants served now (for host uniqueness).
@@ -40,7 +42,7 @@ func (m Manager) now() time.Time {
 // and returns the tenant as recorded. fn's errors come back as they are (apperr for the client).
 func (m Manager) change(ctx context.Context, id tenant.ID, fn func(*domain.Tenant) ([]any, error)) (*domain.Tenant, error) {
 	var fnErr error
-	t, _, err := SyncTenantsHandler{Store: m.Store}.record(ctx, id, nil, func(t *domain.Tenant) ([]any, error) {
+	t, _, err := SyncTenantsHandler{Store: m.Store, Codec: m.Codec}.record(ctx, id, nil, func(t *domain.Tenant) ([]any, error) {
 		evs, err := fn(t)
 		if err != nil {
 			fnErr = err
@@ -61,7 +63,7 @@ func (m Manager) change(ctx context.Context, id tenant.ID, fn func(*domain.Tenan
 
 // Get returns the folded tenant (from its stream, so it reflects every recorded change), or 404.
 func (m Manager) Get(ctx context.Context, id tenant.ID) (*domain.Tenant, error) {
-	t, err := SyncTenantsHandler{Store: m.Store}.fold(ctx, id)
+	t, err := SyncTenantsHandler{Store: m.Store, Codec: m.Codec}.fold(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}

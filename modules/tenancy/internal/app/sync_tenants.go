@@ -8,6 +8,7 @@ import (
 
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
 	"github.com/crispy-enigma/crispy/modules/tenancy/internal/domain"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -68,6 +69,9 @@ type RecordedTenants interface {
 // again.
 type SyncTenantsHandler struct {
 	Store eventstore.Store
+	// Codec is the event codec with the tenancy events registered: it names the events recorded
+	// and decodes those folded.
+	Codec *codec.Registry
 	// Recorded is the directory of recorded tenants, for RecordRemovals.
 	Recorded RecordedTenants
 }
@@ -180,7 +184,10 @@ func (h SyncTenantsHandler) fold(ctx context.Context, id tenant.ID) (*domain.Ten
 	}
 	t := domain.NewTenant(id)
 	for _, e := range evs {
-		v, err := domain.Decode(e.Type, e.Data)
+		if !h.Codec.Known(e.Type) {
+			continue // a newer binary's event: an older one still folds the rest
+		}
+		v, err := h.Codec.Decode(e.Type, e.Data)
 		if err != nil {
 			return nil, fmt.Errorf("decode %s %s@%d: %w", e.Type, stream, e.Revision, err)
 		}
@@ -211,12 +218,8 @@ func (h SyncTenantsHandler) record(ctx context.Context, id tenant.ID, t *domain.
 		}
 		data := make([]eventstore.EventData, len(evs))
 		for i, e := range evs {
-			typ, err := domain.EventType(e)
-			if err != nil {
-				return nil, nil, err
-			}
-			if data[i], err = eventstore.NewEventData(typ, e); err != nil {
-				return nil, nil, err
+			if data[i], err = h.Codec.Encode(e); err != nil {
+				return nil, nil, fmt.Errorf("tenant %s: %w", id, err)
 			}
 		}
 		res, err := h.Store.Append(ctx, stream, eventstore.After(t.LastRevision, t.Exists), data...)
