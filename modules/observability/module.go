@@ -34,6 +34,7 @@ import (
 	toolevents "github.com/crispy-enigma/crispy/modules/tooling/events"
 	"github.com/crispy-enigma/crispy/platform/apperr"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/exposition"
 	"github.com/crispy-enigma/crispy/platform/httpapi"
@@ -215,12 +216,16 @@ func New(d Deps) (*Module, error) {
 	m := &Module{cfg: d.Config, store: d.Store, set: d.Metrics, log: log, now: d.Now, sessions: d.Sessions, auditLog: d.AuditLog, ticks: d.AlertTicks}
 	notifier := &alerts.Notifier{Client: client, Secret: []byte(d.Config.WebhookSecret), Retries: d.Config.WebhookRetries,
 		Backoff: d.Config.WebhookBackoff, Log: log, Now: d.Now}
-	m.webhooks = &alerts.Webhooks{Notifier: notifier, Store: d.Store, MaxAge: d.Config.WebhookMaxAge, Log: log, Now: d.Now}
+	// The module's own registry of its events: the alert rule streams are folded with it, as the
+	// bus decodes them for the read models.
+	evc := codec.New()
+	events.Register(evc.Add)
+	m.webhooks = &alerts.Webhooks{Notifier: notifier, Store: d.Store, Codec: evc, MaxAge: d.Config.WebhookMaxAge, Log: log, Now: d.Now}
 	m.svc = &app.Service{Model: &m.usage, Prices: prices, Now: d.Now}
 	if d.Search != nil {
 		m.svc.Cache = d.Search.CacheStats
 	}
-	m.alerts = alerts.NewEngine(d.Store, &m.rules, m.svc.MetricValue, log, d.Now)
+	m.alerts = alerts.NewEngine(d.Store, evc, &m.rules, m.svc.MetricValue, log, d.Now)
 	m.alerts.Served = d.KnownTenants
 	m.alerts.Signed, m.alerts.AllowInternal = d.Config.WebhookSecret != "", d.Config.WebhookAllowInternal
 	m.svc.Alerts = m.alerts

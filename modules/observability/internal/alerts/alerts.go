@@ -23,6 +23,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -45,6 +46,7 @@ type RuleReader interface {
 // Engine changes rules and evaluates them.
 type Engine struct {
 	Store    eventstore.Store
+	Codec    *codec.Registry // the observability events: what rule streams are folded with
 	Rules    RuleReader
 	Evaluate Evaluator
 	Log      *slog.Logger
@@ -105,43 +107,21 @@ func (g *Engine) lockStream(st string) func() {
 }
 
 // NewEngine returns an engine over the rules read model.
-func NewEngine(store eventstore.Store, rules RuleReader, eval Evaluator, log *slog.Logger, now func() time.Time) *Engine {
-	return &Engine{Store: store, Rules: rules, Evaluate: eval, Log: log, Now: now}
+func NewEngine(store eventstore.Store, c *codec.Registry, rules RuleReader, eval Evaluator, log *slog.Logger, now func() time.Time) *Engine {
+	return &Engine{Store: store, Codec: c, Rules: rules, Evaluate: eval, Log: log, Now: now}
 }
 
-// Decode turns a rule-stream event into its typed value.
-func Decode(e *eventstore.Event) (any, error) {
-	var v any
-	var err error
-	switch e.Type {
-	case events.TypeAlertRuleSaved:
-		var x events.AlertRuleSaved
-		err = e.Decode(&x)
-		v = x
-	case events.TypeAlertRuleDeleted:
-		var x events.AlertRuleDeleted
-		err = e.Decode(&x)
-		v = x
-	case events.TypeAlertFired:
-		var x events.AlertFired
-		err = e.Decode(&x)
-		v = x
-	case events.TypeAlertDelivered:
-		var x events.AlertDelivered
-		err = e.Decode(&x)
-		v = x
-	case events.TypeAlertDeliveryFailed:
-		var x events.AlertDeliveryFailed
-		err = e.Decode(&x)
-		v = x
-	case events.TypeAlertResolved:
-		var x events.AlertResolved
-		err = e.Decode(&x)
-		v = x
-	default:
+// decode turns a rule-stream event into its typed value through the event codec c (nil for a
+// type c does not know: a newer binary's event, skipped by the fold).
+func decode(c *codec.Registry, e *eventstore.Event) (any, error) {
+	if !c.Known(e.Type) {
 		return nil, nil
 	}
-	return v, err
+	v, err := c.Decode(e.Type, e.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s@%d: %w", e.Stream, e.Revision, err)
+	}
+	return v, nil
 }
 
 // RuleView is a rule with its current state.
@@ -175,7 +155,7 @@ func (g *Engine) load(ctx context.Context, st tenant.Stream) (domain.RuleState, 
 		return rs, fmt.Errorf("read %s: %w", st, err)
 	}
 	for i := range evs {
-		v, err := Decode(&evs[i])
+		v, err := decode(g.Codec, &evs[i])
 		if err != nil {
 			return rs, err
 		}
@@ -216,7 +196,7 @@ func (g *Engine) update(ctx context.Context, st tenant.Stream, decide func(domai
 		// The fresh fold plus what was just appended is the rule's state as written (the read model
 		// shows it once the bus has delivered the events).
 		for i := range res.Events {
-			v, err := Decode(&res.Events[i])
+			v, err := decode(g.Codec, &res.Events[i])
 			if err != nil {
 				return rs, err
 			}

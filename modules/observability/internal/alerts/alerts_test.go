@@ -11,10 +11,18 @@ import (
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/alerts"
 	"github.com/crispy-enigma/crispy/platform/apperr"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
+
+// eventCodec is the event codec with the observability events, as the module builds it.
+func eventCodec() *codec.Registry {
+	c := codec.New()
+	events.Register(c.Add)
+	return c
+}
 
 // slowReads widens the window between a writer's read and its append, as an fsync'ing store under
 // load does, so concurrent writers of one stream really race.
@@ -31,7 +39,7 @@ func (s slowReads) ReadStream(ctx context.Context, st tenant.Stream, from uint64
 func TestConcurrentSavesOfOneRuleAllLand(t *testing.T) {
 	t.Parallel()
 	store := slowReads{eventstoretest.NewMemory()}
-	g := alerts.NewEngine(store, nil, nil, slog.New(slog.DiscardHandler), time.Now)
+	g := alerts.NewEngine(store, eventCodec(), nil, nil, slog.New(slog.DiscardHandler), time.Now)
 	acme := tenant.MustParse("acme")
 	const n = 64
 	errs := make(chan error, n)

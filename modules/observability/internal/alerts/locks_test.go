@@ -18,7 +18,7 @@ import (
 func TestRuleWriteLocksAreReleased(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g := alerts.NewEngine(eventstoretest.NewMemory(), nil, nil, slog.New(slog.DiscardHandler), time.Now)
+	g := alerts.NewEngine(eventstoretest.NewMemory(), eventCodec(), nil, nil, slog.New(slog.DiscardHandler), time.Now)
 	acme := tenant.MustParse("acme")
 	for i := 0; i < 50; i++ {
 		id := fmt.Sprintf("r%d", i)

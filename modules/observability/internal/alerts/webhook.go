@@ -22,6 +22,7 @@ import (
 	"github.com/crispy-enigma/crispy/modules/observability/events"
 	"github.com/crispy-enigma/crispy/modules/observability/internal/domain"
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/bus/codec"
 	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/request"
 	"github.com/crispy-enigma/crispy/platform/tenant"
@@ -213,6 +214,7 @@ type Webhooks struct {
 	// Store folds a rule's stream for transitions recorded without their rule (before AlertFired
 	// carried it).
 	Store eventstore.Store
+	Codec *codec.Registry // the observability events, to fold the rule's stream with
 	// MaxAge: a transition recorded longer ago than this is not notified (a processor started on a
 	// fresh checkpoint folder is handed the whole history; a notice days late helps no one). 0: no
 	// limit.
@@ -300,7 +302,7 @@ func (w *Webhooks) ruleAt(ctx context.Context, env bus.Envelope) (events.AlertRu
 		if evs[i].Revision > env.Revision {
 			break
 		}
-		v, err := Decode(&evs[i])
+		v, err := decode(w.Codec, &evs[i])
 		if err != nil {
 			return events.AlertRule{}, err
 		}
