@@ -340,7 +340,9 @@ func (b *Bus) Run(ctx context.Context) error {
 	default:
 		b.startCursor(b.shared)
 	}
-	b.startCursors(fwdCtx, groups, later)
+	restoreGC := b.catchUpGC(groups)
+	defer restoreGC()
+	b.startCursors(fwdCtx, groups, later, restoreGC)
 	flushDone := make(chan struct{})
 	flushCtx, stopFlush := context.WithCancel(context.Background())
 	go func() { defer close(flushDone); b.flushLoop(flushCtx, durables) }()

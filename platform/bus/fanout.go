@@ -367,7 +367,10 @@ func (p *Projection) topic() string { return "projection." + p.name }
 // data folder on a store with history): it starts with the own cursors, for the same reason (in a
 // first start of crispy serve at 1M events it took a fifth of the CPU the shared read models had;
 // processors act in the background and no route waits for them).
-func (b *Bus) startCursors(ctx context.Context, groups []*group, processors *cursor) {
+//
+// settled, when set, is called once the shared read models have settled so (it puts the
+// collector's setting back: catchUpGC).
+func (b *Bus) startCursors(ctx context.Context, groups []*group, processors *cursor, settled func()) {
 	var shared []*Projection
 	var own []*group
 	for _, g := range groups {
@@ -388,10 +391,13 @@ func (b *Bus) startCursors(ctx context.Context, groups []*group, processors *cur
 			b.startCursor(processors)
 		}
 	}
-	if len(own) == 0 && processors == nil {
+	if len(own) == 0 && processors == nil && settled == nil {
 		return
 	}
 	if len(shared) == 0 {
+		if settled != nil {
+			settled()
+		}
 		startLater()
 		return
 	}
@@ -407,6 +413,12 @@ func (b *Bus) startCursors(ctx context.Context, groups []*group, processors *cur
 				return
 			case <-t.C:
 			}
+		}
+		if settled != nil {
+			settled()
+		}
+		if len(own) == 0 && processors == nil {
+			return
 		}
 		if d := time.Since(waited); d > 100*time.Millisecond {
 			b.log.Info("bus: the shared read models caught up; projections on cursors of their own start now", "waited", d.Round(time.Millisecond).String(), "projections", ownNames(own),

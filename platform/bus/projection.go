@@ -62,6 +62,10 @@ type Projection struct {
 	pending            []*delivery // applied in tx, not yet committed
 	committed, applied eventstore.Position
 	faultWait          time.Duration
+	// The last tenant's context under base, reused by the next event of the same tenant (a batch
+	// holds runs of one tenant's events): one allocation less per handler call.
+	tenantCtx context.Context
+	ctxTenant tenant.ID
 
 	progress atomic.Uint64 // applied position, for /health
 	reached  atomic.Uint64 // applied (and committed once caught up) or a live end passed: for Sync
@@ -568,7 +572,7 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 			err = fmt.Errorf("panic in handler: %v", r)
 		}
 	}()
-	hctx := envContext(p.handlerBase(ctx), d.env, p.actor)
+	hctx := p.envContext(ctx, d.env)
 	if prepared != nil {
 		hctx = context.WithValue(hctx, preparedKey{}, prepared)
 	}
@@ -585,7 +589,7 @@ func (p *Projection) applyAll(ctx context.Context, tx *readmodel.Tx, d *delivery
 			err = fmt.Errorf("panic in handler: %v", r)
 		}
 	}()
-	if err := p.all(envContext(p.handlerBase(ctx), d.env, p.actor), tx, d.env); err != nil {
+	if err := p.all(p.envContext(ctx, d.env), tx, d.env); err != nil {
 		return err
 	}
 	if _, typed := p.byType[d.env.Type]; !typed {
@@ -636,8 +640,16 @@ func (p *Projection) handlerBase(ctx context.Context) context.Context {
 	return context.WithoutCancel(ctx)
 }
 
-// envContext carries the event's tenant and request into a handler (actor: the consumer's).
-func envContext(ctx context.Context, env Envelope, actor string) context.Context {
-	ctx = tenant.WithID(ctx, env.Tenant)
-	return request.With(ctx, request.Info{ID: env.RequestID, Actor: actor})
+// envContext carries the event's tenant and request into a handler (actor: the projection's). The
+// tenant's layer is reused from the previous event of the same tenant (a batch holds runs of one
+// tenant's events): one allocation less per handler call. Called on the runner's goroutine only.
+func (p *Projection) envContext(ctx context.Context, env Envelope) context.Context {
+	info := request.Info{ID: env.RequestID, Actor: p.actor}
+	if p.base == nil {
+		return request.With(tenant.WithID(p.handlerBase(ctx), env.Tenant), info)
+	}
+	if p.tenantCtx == nil || p.ctxTenant != env.Tenant {
+		p.tenantCtx, p.ctxTenant = tenant.WithID(p.base, env.Tenant), env.Tenant
+	}
+	return request.With(p.tenantCtx, info)
 }
