@@ -311,7 +311,7 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 					return err
 				}
 			}
-			return adapters.SessionStarted(tx.Bucket(), env.Tenant, id, ev.UserID, title, env.Time, env.Revision)
+			return adapters.SessionStarted(tx, env.Tenant, id, ev.UserID, title, env.Time, env.Revision)
 		}
 		return nil
 	})
@@ -337,19 +337,19 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 	// of a chat history and nothing else on the shared cursor reads its data, so it is not decoded.
 	bus.ApplyEnvelope[events.UserMessageAdded](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
-			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, true)
+			return adapters.MessageAdded(tx, env.Tenant, id, env.Time, env.Revision, true)
 		}
 		return nil
 	})
 	bus.ApplyEnvelope[events.AssistantMessageCompleted](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
-			return adapters.MessageAdded(tx.Bucket(), env.Tenant, id, env.Time, env.Revision, false)
+			return adapters.MessageAdded(tx, env.Tenant, id, env.Time, env.Revision, false)
 		}
 		return nil
 	})
 	bus.ApplyEnvelope[events.AssistantMessageFailed](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
-			return adapters.TurnFailed(tx.Bucket(), env.Tenant, id, env.Time, env.Revision)
+			return adapters.TurnFailed(tx, env.Tenant, id, env.Time, env.Revision)
 		}
 		return nil
 	})
@@ -357,14 +357,14 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 	bus.ApplyEnvelope[events.SessionDeleted](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			m.svc.Forget(env.Tenant, id)
-			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
+			return adapters.SessionEnded(tx, env.Tenant, id)
 		}
 		return nil
 	})
 	bus.ApplyEnvelope[events.SessionExpired](sessions, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope) error {
 		if id, ok := sessionOf(env); ok {
 			m.svc.Forget(env.Tenant, id)
-			return adapters.SessionEnded(tx.Bucket(), env.Tenant, id)
+			return adapters.SessionEnded(tx, env.Tenant, id)
 		}
 		return nil
 	})

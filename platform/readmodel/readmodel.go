@@ -278,6 +278,45 @@ type Tx struct {
 	meta   *bolt.Bucket
 	newPos uint64
 	moved  bool
+	// deferred: what handlers keep in memory until the commit (Deferred), in the order first asked.
+	deferred     []Deferred
+	deferredKeys map[any]Deferred
+}
+
+// Deferred is state a write transaction's handlers keep in memory and write to the bucket once, at
+// the end of the transaction: Commit calls Flush before it commits. A transaction rolled back drops
+// it unwritten, with the rest of its writes.
+type Deferred interface {
+	Flush(tx *Tx) error
+}
+
+// Deferred returns the transaction's Deferred under key, made by mk when first asked for. It is for
+// state many events of one transaction change in turn (a session's row, changed by each of its
+// messages): written once per transaction instead of once per event. Whatever reads that state in
+// the same transaction must read it through the Deferred, which holds the newest version. Write
+// transactions only; not safe for concurrent use.
+func (t *Tx) Deferred(key any, mk func() Deferred) Deferred {
+	if d, ok := t.deferredKeys[key]; ok {
+		return d
+	}
+	if t.deferredKeys == nil {
+		t.deferredKeys = map[any]Deferred{}
+	}
+	d := mk()
+	t.deferredKeys[key] = d
+	t.deferred = append(t.deferred, d)
+	return d
+}
+
+// flush writes the deferred state (Commit, before the commit).
+func (t *Tx) flush() error {
+	for _, d := range t.deferred {
+		if err := d.Flush(t); err != nil {
+			return err
+		}
+	}
+	t.deferred, t.deferredKeys = nil, nil
+	return nil
 }
 
 func wrap(btx *bolt.Tx) *Tx {
@@ -314,6 +353,10 @@ func (t *Tx) SetPosition(p eventstore.Position) error {
 // Commit writes the transaction (fsync'd).
 func (t *Tx) Commit() (err error) {
 	defer recoverPanic(&err)
+	if err := t.flush(); err != nil {
+		_ = t.tx.Rollback() // nothing of the transaction is written
+		return fmt.Errorf("read model %s: write deferred state: %w", t.s.path, err)
+	}
 	if err := t.tx.Commit(); err != nil {
 		return fmt.Errorf("read model %s: commit: %w", t.s.path, err)
 	}

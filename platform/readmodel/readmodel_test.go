@@ -218,3 +218,88 @@ func TestAnUnusableFolderIsAnErrorNotARebuild(t *testing.T) {
 }
 
 func eventPos(p uint64) eventstore.Position { return eventstore.Position(p) }
+
+// counter is a Deferred: a count kept in memory through a transaction, written once at its commit.
+type counter struct {
+	key     string
+	n       int
+	flushes *int
+	fail    error
+}
+
+func (c *counter) Flush(tx *readmodel.Tx) error {
+	*c.flushes++
+	if c.fail != nil {
+		return c.fail
+	}
+	return tx.Bucket().Put([]byte(c.key), []byte(strings.Repeat("x", c.n)))
+}
+
+type counterKey struct{}
+
+func TestDeferredStateIsWrittenOnceAtCommitAndDroppedWithARollback(t *testing.T) {
+	t.Parallel()
+	s := open(t, filepath.Join(t.TempDir(), "m.db"), 1, nil)
+	defer s.Close()
+	flushes := 0
+	add := func(tx *readmodel.Tx, fail error) {
+		c := tx.Deferred(counterKey{}, func() readmodel.Deferred { return &counter{key: "n", flushes: &flushes, fail: fail} }).(*counter)
+		c.n++
+	}
+
+	// Three events in one transaction: one write, at the commit, with the newest count.
+	err := s.Update(func(tx *readmodel.Tx) error {
+		for range 3 {
+			add(tx, nil)
+		}
+		if v := tx.Bucket().Get([]byte("n")); v != nil {
+			t.Errorf("written before the commit: %q", v)
+		}
+		return tx.SetPosition(3)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, pos := get(t, s, "n"); v != "xxx" || pos != 3 || flushes != 1 {
+		t.Fatalf("after commit: %q at %d, %d flushes; want xxx at 3, 1 flush", v, pos, flushes)
+	}
+
+	// Rolled back: never flushed, nothing written.
+	tx, err := s.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(tx, nil)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := get(t, s, "n"); v != "xxx" || flushes != 1 {
+		t.Fatalf("after rollback: %q, %d flushes", v, flushes)
+	}
+
+	// A failing flush fails the commit, and nothing of the transaction is written; the file takes
+	// the next transaction (the failed one does not hold its lock).
+	boom := errors.New("boom")
+	tx, err = s.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Bucket().Put([]byte("other"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	add(tx, boom)
+	if err := tx.SetPosition(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); !errors.Is(err, boom) {
+		t.Fatalf("commit with a failing flush: %v, want %v", err, boom)
+	}
+	_ = tx.Rollback()
+	if v, pos := get(t, s, "other"); v != "" || pos != 3 || s.Position() != 3 {
+		t.Fatalf("after a failed flush: other=%q at %d (store says %d)", v, pos, s.Position())
+	}
+	put(t, s, "after", "1", 6)
+	if v, pos := get(t, s, "after"); v != "1" || pos != 6 {
+		t.Fatalf("next transaction: %q at %d", v, pos)
+	}
+}

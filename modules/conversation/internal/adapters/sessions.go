@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,36 +114,102 @@ func readBuckets(b *bolt.Bucket) (listBuckets, bool) {
 	return lb, lb.rows != nil && lb.recent != nil && lb.open != nil
 }
 
-// change applies fn to a session's row and keeps the other buckets in step. create: a session
-// without a row gets one (else nothing happens). fn returns false to remove the row.
-func change(b *bolt.Bucket, t tenant.ID, id string, create bool, fn func(r *row) bool) error {
-	lb, err := writeBuckets(b)
+// change applies fn to a session's row. create: a session without a row gets one (else nothing
+// happens). fn returns false to remove the row. The row is changed in the transaction's pending rows
+// (sessionRows), which keep the other buckets in step when the transaction commits.
+func change(tx *readmodel.Tx, t tenant.ID, id string, create bool, fn func(r *row) bool) error {
+	rows := tx.Deferred(sessionRowsKey{}, func() readmodel.Deferred { return &sessionRows{rows: map[string]*pendingRow{}} }).(*sessionRows)
+	key := rowKey(t.String(), id)
+	p, ok := rows.rows[string(key)]
+	if !ok {
+		var old row
+		var exists bool
+		if b := tx.Bucket().Bucket(rowsBucket); b != nil {
+			old, exists = decodeRow(b.Get(key))
+		}
+		p = &pendingRow{t: t, id: id, old: old, exists: exists, cur: old, keep: exists}
+		rows.rows[string(key)] = p
+	}
+	if !p.keep && !create {
+		return nil
+	}
+	next := p.cur
+	if !p.keep {
+		next = row{}
+	}
+	p.keep = fn(&next)
+	p.cur = next
+	return nil
+}
+
+// sessionRowsKey is the key of a transaction's sessionRows (readmodel.Tx.Deferred).
+type sessionRowsKey struct{}
+
+// sessionRows are the session rows a write transaction changed, each written once when it commits:
+// while the list catches up, a batch holds most of a session's messages, and each of them changed
+// the row, its place in recent and maybe open (four B-tree operations a message, the list's whole
+// cost in a first start).
+type sessionRows struct {
+	rows map[string]*pendingRow // by row key
+}
+
+// pendingRow is a session's row as stored when the transaction first changed it (old, exists) and
+// as it is now (cur; keep false: removed).
+type pendingRow struct {
+	t        tenant.ID
+	id       string
+	old, cur row
+	exists   bool
+	keep     bool
+}
+
+// Flush implements readmodel.Deferred: each changed row is written, and recent and open are moved
+// from what was stored to what it is now, in key order.
+func (s *sessionRows) Flush(tx *readmodel.Tx) error {
+	if len(s.rows) == 0 {
+		return nil
+	}
+	lb, err := writeBuckets(tx.Bucket())
 	if err != nil {
 		return err
 	}
-	key := rowKey(t.String(), id)
-	old, exists := decodeRow(lb.rows.Get(key))
-	if !exists && !create {
-		return nil
+	keys := make([]string, 0, len(s.rows))
+	for k := range s.rows {
+		keys = append(keys, k)
 	}
-	next := old
-	keep := fn(&next)
-	if exists && (!keep || next.updated != old.updated) {
-		if err := lb.recent.Delete(recentKey(t.String(), old.updated, id)); err != nil {
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := s.rows[k].write(lb, []byte(k)); err != nil {
 			return err
 		}
 	}
-	if !keep {
+	clear(s.rows)
+	return nil
+}
+
+func (p *pendingRow) write(lb listBuckets, key []byte) error {
+	t, old, next, exists := p.t.String(), p.old, p.cur, p.exists
+	if exists && (!p.keep || next.updated != old.updated) {
+		if err := lb.recent.Delete(recentKey(t, old.updated, p.id)); err != nil {
+			return err
+		}
+	}
+	if !p.keep {
+		if !exists {
+			return nil
+		}
 		if err := lb.open.Delete(key); err != nil {
 			return err
 		}
 		return lb.rows.Delete(key)
 	}
-	if err := lb.rows.Put(key, next.encode()); err != nil {
-		return err
+	if !exists || next != old {
+		if err := lb.rows.Put(key, next.encode()); err != nil {
+			return err
+		}
 	}
 	if !exists || next.updated != old.updated {
-		if err := lb.recent.Put(recentKey(t.String(), next.updated, id), nil); err != nil {
+		if err := lb.recent.Put(recentKey(t, next.updated, p.id), nil); err != nil {
 			return err
 		}
 	}
@@ -157,16 +224,16 @@ func change(b *bolt.Bucket, t tenant.ID, id string, create bool, fn func(r *row)
 
 // SessionStarted records a session (re)started at revision rev by owner ("": the tenant's): a
 // fresh row. title is as stored (sealed when the list has a sealer).
-func SessionStarted(b *bolt.Bucket, t tenant.ID, id, owner, title string, at time.Time, rev uint64) error {
-	return change(b, t, id, true, func(r *row) bool {
+func SessionStarted(tx *readmodel.Tx, t tenant.ID, id, owner, title string, at time.Time, rev uint64) error {
+	return change(tx, t, id, true, func(r *row) bool {
 		*r = row{updated: at.UnixNano(), revision: rev, life: rev, owner: owner, title: title}
 		return true
 	})
 }
 
 // MessageAdded records a message: a user's opens a turn, an answer closes one.
-func MessageAdded(b *bolt.Bucket, t tenant.ID, id string, at time.Time, rev uint64, user bool) error {
-	return change(b, t, id, true, func(r *row) bool {
+func MessageAdded(tx *readmodel.Tx, t tenant.ID, id string, at time.Time, rev uint64, user bool) error {
+	return change(tx, t, id, true, func(r *row) bool {
 		r.messages++
 		r.updated, r.revision = at.UnixNano(), rev
 		if user {
@@ -180,8 +247,8 @@ func MessageAdded(b *bolt.Bucket, t tenant.ID, id string, at time.Time, rev uint
 
 // TurnFailed records a failed turn: activity without a message. It never adds a session: a failure
 // recorded after a deletion (session_gone) must not bring the deleted session back into the list.
-func TurnFailed(b *bolt.Bucket, t tenant.ID, id string, at time.Time, rev uint64) error {
-	return change(b, t, id, false, func(r *row) bool {
+func TurnFailed(tx *readmodel.Tx, t tenant.ID, id string, at time.Time, rev uint64) error {
+	return change(tx, t, id, false, func(r *row) bool {
 		r.updated, r.revision = at.UnixNano(), rev
 		if r.open > 0 {
 			r.open--
@@ -191,8 +258,8 @@ func TurnFailed(b *bolt.Bucket, t tenant.ID, id string, at time.Time, rev uint64
 }
 
 // SessionEnded records a deletion or expiry: the session leaves the list.
-func SessionEnded(b *bolt.Bucket, t tenant.ID, id string) error {
-	return change(b, t, id, false, func(*row) bool { return false })
+func SessionEnded(tx *readmodel.Tx, t tenant.ID, id string) error {
+	return change(tx, t, id, false, func(*row) bool { return false })
 }
 
 // ListSessions returns up to limit of the tenant's sessions in newest-first order (latest activity
