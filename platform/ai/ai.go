@@ -6,7 +6,6 @@ package ai
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"time"
 )
@@ -46,16 +45,6 @@ type Request struct {
 	Pass *PassRequest
 	// Retry, when set, overrides the router's per-model retries (the tenant's policy).
 	Retry *RetryPolicy
-	// Options are OpenAI request fields a provider without OpenAI's format sends on under the same
-	// name in its own request (an OptionPasser's; Translate fills them), each as the client wrote it.
-	Options map[string]json.RawMessage
-}
-
-// OptionPasser is a provider without OpenAI's format whose own request takes some of OpenAI's
-// sampling fields under the same names and meanings (Workers AI: top_p, seed, …): Translate hands
-// those on in Request.Options instead of refusing them.
-type OptionPasser interface {
-	PassesOption(field string) bool
 }
 
 // Usage is what a call consumed. Reported is false when the provider gave no numbers (the caller

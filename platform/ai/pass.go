@@ -158,12 +158,11 @@ var synthFields = map[string]bool{"messages": true, "stream_options": true, "max
 	"temperature": true, "user": true, "n": true}
 
 // Translate is the Request a provider without OpenAI's format runs for an OpenAI request to model
-// (its "provider:model" name, for errors): text messages, max tokens and temperature, and the
-// fields native says the provider takes under the same name (Request.Options; native may be nil).
-// A field it cannot honour (tools, response_format, stop, logprobs, n above 1, a message that is
+// (its "provider:model" name, for errors): text messages, max tokens and temperature. A field it
+// cannot honour (tools, response_format, stop, logprobs, n above 1, a message that is
 // not text, …) is refused with an unsupported error naming it: dropping it would answer another
 // question than the one asked.
-func (p *PassRequest) Translate(model string, native func(field string) bool) (Request, error) {
+func (p *PassRequest) Translate(model string) (Request, error) {
 	var req Request
 	keys := make([]string, 0, len(p.Fields))
 	for k := range p.Fields {
@@ -176,13 +175,6 @@ func (p *PassRequest) Translate(model string, native func(field string) bool) (R
 			continue
 		}
 		if !synthFields[k] {
-			if native != nil && native(k) {
-				if req.Options == nil {
-					req.Options = map[string]json.RawMessage{}
-				}
-				req.Options[k] = v
-				continue
-			}
 			return req, Unsupported(model, k, "model "+model+" is called through a text-only adapter that cannot send "+k+
 				" (send it to an OpenAI-compatible provider's model)")
 		}
@@ -260,7 +252,7 @@ func (r *Router) Pass(ctx context.Context, models []ModelID, req Request, out Ch
 	for i, m := range models {
 		if p, ok := r.providers[m.Provider]; ok {
 			if _, passes := p.(Passer); !passes {
-				if _, err := req.Pass.Translate(m.String(), nativeOptions(p)); err != nil {
+				if _, err := req.Pass.Translate(m.String()); err != nil {
 					if i == 0 {
 						// The model asked for cannot honour the request: a fallback that could
 						// would still answer another question than the one the client chose.
@@ -286,19 +278,11 @@ func (r *Router) Pass(ctx context.Context, models []ModelID, req Request, out Ch
 	})
 }
 
-// nativeOptions is what Translate may hand on to p in Request.Options (nil: nothing).
-func nativeOptions(p Provider) func(string) bool {
-	if op, ok := p.(OptionPasser); ok {
-		return op.PassesOption
-	}
-	return nil
-}
-
 // synthesize runs a provider without OpenAI's format and writes its answer as OpenAI chunks.
 func synthesize(ctx context.Context, p Provider, m ModelID, req Request, progress Progress, out Chunks) (Result, error) {
 	pr := req.Pass
 	model := m.String()
-	tr, err := pr.Translate(model, nativeOptions(p))
+	tr, err := pr.Translate(model)
 	if err != nil {
 		return Result{}, err
 	}
