@@ -9,12 +9,15 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
 // graph is a Hierarchical Navigable Small World graph (Malkov & Yashunin, 2016) over unit vectors,
-// scored by dot product (= cosine similarity). It is not safe for concurrent use: the partition's lock
-// guards it (one writer or many readers).
+// scored by dot product (= cosine similarity). The partition's lock guards it (one writer or many
+// readers); the one writer links a batch of new nodes on several goroutines (linkPending), as
+// hnswlib does: each node's links are read and changed under its lock stripe, the link log and the
+// entry point under locks of their own.
 //
 // Its vectors and int8 codes are fixed-size records in regions, files mapped into memory under the
 // index folder, written once per node: opening a graph reads neither, and only the pages a search
@@ -52,13 +55,29 @@ type graph struct {
 	maxLevel  int
 	rng       *rand.Rand
 	visited   sync.Pool
+	// pending are the nodes placed (vector, code, level) but not linked yet: an Upsert places its
+	// chunks one after another and links them together before it returns (linkPending).
+	pending []uint32
+	// workers is how many goroutines link a batch (at most GOMAXPROCS).
+	workers int
+	// stripes guard the links of the nodes whose id they hold modulo len: every read of a node's
+	// links while a batch is linked copies them under its stripe; no goroutine holds two stripes.
+	stripes [linkStripes]sync.Mutex
+	logMu   sync.Mutex // linkEdits and dirtyUp while a batch is linked
+	entryMu sync.Mutex // entry and maxLevel while a batch is linked
 }
+
+// linkStripes is the number of lock stripes over the nodes' links: enough that the goroutines of
+// a batch (a few per core) rarely wait on one another.
+const linkStripes = 1024
+
+func (g *graph) stripe(i uint32) *sync.Mutex { return &g.stripes[i%linkStripes] }
 
 func newGraph(dim, m, efC int, seed uint64, vecs, codes *region) *graph {
 	g := &graph{dim: dim, m: m, m0: 2 * m, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
 		vecs: vecs, codes: codes, recQ: codeSize(dim),
 		upper: map[uint32][][]uint32{}, dirtyUp: map[uint32]struct{}{},
-		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), workers: 1}
 	g.remap()
 	return g
 }
@@ -125,6 +144,17 @@ func (g *graph) neighbors(i uint32, l int) []uint32 {
 	return up[l-1]
 }
 
+// copyNeighbors appends node i's links on layer l to buf under its stripe: what a search reads while
+// other goroutines may be linking.
+func (g *graph) copyNeighbors(i uint32, l int, buf []uint32) []uint32 {
+	mu := g.stripe(i)
+	mu.Lock()
+	buf = append(buf[:0], g.neighbors(i, l)...)
+	mu.Unlock()
+	return buf
+}
+
+// setNeighbors replaces node i's links on layer l; the caller holds i's stripe.
 func (g *graph) setNeighbors(i uint32, l int, ids []uint32) {
 	if l == 0 {
 		if len(ids) == 0 {
@@ -136,7 +166,9 @@ func (g *graph) setNeighbors(i uint32, l int, ids []uint32) {
 		return
 	}
 	g.upper[i][l-1] = ids
+	g.logMu.Lock()
 	g.dirtyUp[i] = struct{}{}
+	g.logMu.Unlock()
 }
 
 // linkEditSize is one edit of the layer-0 links: node (uint32), its new link count (uint8), the
@@ -144,15 +176,18 @@ func (g *graph) setNeighbors(i uint32, l int, ids []uint32) {
 // links, one per neighbour it joins): ~480 bytes at M 24, a third of a 384-d vector.
 const linkEditSize = 10
 
-// setLink sets node i's layer-0 link count to count and its slot to v, and records the edit.
+// setLink sets node i's layer-0 link count to count and its slot to v, and records the edit. The
+// caller holds i's stripe, so the edits of one node are logged in the order they were made.
 func (g *graph) setLink(i uint32, count, slot int, v uint32) {
 	o := int(i) * (1 + g.m0)
 	g.lk[o] = uint32(count)
 	g.lk[o+1+slot] = v
 	if g.logLinks {
+		g.logMu.Lock()
 		g.linkEdits = binary.LittleEndian.AppendUint32(g.linkEdits, i)
 		g.linkEdits = append(g.linkEdits, byte(count), byte(slot))
 		g.linkEdits = binary.LittleEndian.AppendUint32(g.linkEdits, v)
+		g.logMu.Unlock()
 	}
 }
 
@@ -319,12 +354,14 @@ func (g *graph) searchLayer(score func(uint32) float32, eps []cand, ef, layer in
 	for len(res) > ef {
 		res.pop()
 	}
+	var buf []uint32
 	for len(cands) > 0 {
 		c := cands.pop()
 		if len(res) >= ef && c.sim < res[0].sim {
 			break
 		}
-		for _, nb := range g.neighbors(c.id, layer) {
+		buf = g.copyNeighbors(c.id, layer, buf)
+		for _, nb := range buf {
 			if nb >= uint32(g.n) || !vs.visit(nb) {
 				continue
 			}
@@ -341,13 +378,15 @@ func (g *graph) searchLayer(score func(uint32) float32, eps []cand, ef, layer in
 	return res
 }
 
-// greedy descends from the top layer to layer `to`+1 with a beam of one.
-func (g *graph) greedy(score func(uint32) float32, to int) cand {
-	cur := cand{uint32(g.entry), score(uint32(g.entry))}
-	for l := g.maxLevel; l > to; l-- {
+// greedy descends from the entry point's layer top to layer `to`+1 with a beam of one.
+func (g *graph) greedy(score func(uint32) float32, entry uint32, top, to int) cand {
+	cur := cand{entry, score(entry)}
+	var buf []uint32
+	for l := top; l > to; l-- {
 		for changed := true; changed; {
 			changed = false
-			for _, nb := range g.neighbors(cur.id, l) {
+			buf = g.copyNeighbors(cur.id, l, buf)
+			for _, nb := range buf {
 				if nb >= uint32(g.n) {
 					continue
 				}
@@ -362,11 +401,21 @@ func (g *graph) greedy(score func(uint32) float32, to int) cand {
 
 // add inserts a unit vector and returns its node id. The caller reserved room for it.
 func (g *graph) add(v []float32) uint32 {
+	id := g.place(v)
+	g.linkPending()
+	return id
+}
+
+// place stores a unit vector as the next node, with its code and level, unlinked (pending) until
+// linkPending. The caller reserved room for it.
+func (g *graph) place(v []float32) uint32 {
 	id := uint32(g.n)
 	copy(g.vf[int(id)*g.dim:], v)
 	g.setCode(id, v)
 	g.n++
 	level := int(math.Floor(-math.Log(1-g.rng.Float64()) * g.ml))
+	// Every node has its upper layers' slices before any is linked: linking changes the slices
+	// under the node's stripe, never the map.
 	if level > 0 {
 		g.upper[id] = make([][]uint32, level)
 		g.dirtyUp[id] = struct{}{}
@@ -375,13 +424,65 @@ func (g *graph) add(v []float32) uint32 {
 		g.entry, g.maxLevel = int32(id), level
 		return id
 	}
+	g.pending = append(g.pending, id)
+	return id
+}
+
+// level is node i's top layer.
+func (g *graph) level(i uint32) int { return len(g.upper[i]) }
+
+// linkPending links the placed nodes, on up to g.workers goroutines. The nodes of a batch find
+// one another as they are linked, as with one insert after another; which of two concurrent
+// inserts sees the other first is up to the scheduler, so the graph is not the same from run to
+// run (its quality is: BenchmarkFiles20k, BenchmarkHNSW20k).
+func (g *graph) linkPending() {
+	todo := g.pending
+	g.pending = g.pending[:0]
+	workers := min(g.workers, len(todo))
+	if workers <= 1 {
+		for _, id := range todo {
+			g.link(id)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(todo)) {
+					return
+				}
+				g.link(todo[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// link connects placed node id into the graph. Safe to run beside other links (linkPending).
+func (g *graph) link(id uint32) {
+	level := g.level(id)
+	// A node that raises the graph's top holds the entry point's lock until it is linked, so no
+	// other insert enters through a top layer with nothing linked on it yet (as hnswlib does).
+	g.entryMu.Lock()
+	entry, top := uint32(g.entry), g.maxLevel
+	if level <= top {
+		g.entryMu.Unlock()
+	} else {
+		defer func() {
+			g.entry, g.maxLevel = int32(id), level
+			g.entryMu.Unlock()
+		}()
+	}
 	q := g.vec(id)
 	score := func(i uint32) float32 { return dot(q, g.vec(i)) }
-	ep := []cand{g.greedy(score, level)}
+	ep := []cand{g.greedy(score, entry, top, level)}
 	vs := g.getVisited()
 	defer g.visited.Put(vs)
-	for l := min(level, g.maxLevel); l >= 0; l-- {
-		if l < min(level, g.maxLevel) {
+	for l := min(level, top); l >= 0; l-- {
+		if l < min(level, top) {
 			vs.epoch++
 			if vs.epoch == 0 {
 				clear(vs.marks)
@@ -394,20 +495,22 @@ func (g *graph) add(v []float32) uint32 {
 			maxLinks = g.m0
 		}
 		nbs := g.selectNeighbors(w, g.m)
+		mu := g.stripe(id)
+		mu.Lock()
 		g.setNeighbors(id, l, nbs)
+		mu.Unlock()
 		for _, nb := range nbs {
 			g.connect(nb, id, l, maxLinks)
 		}
 		ep = []cand(w)
 	}
-	if level > g.maxLevel {
-		g.entry, g.maxLevel = int32(id), level
-	}
-	return id
 }
 
 // connect adds a link from -> to on layer l, pruning from's links with the heuristic when full.
 func (g *graph) connect(from, to uint32, l, maxLinks int) {
+	mu := g.stripe(from)
+	mu.Lock()
+	defer mu.Unlock()
 	ls := g.neighbors(from, l)
 	if len(ls) < maxLinks {
 		if l == 0 {
@@ -511,7 +614,7 @@ func (g *graph) search(q []float32, ef int) []cand {
 		return nil
 	}
 	score := func(i uint32) float32 { return g.simQ(q, i) }
-	ep := g.greedy(score, 0)
+	ep := g.greedy(score, uint32(g.entry), g.maxLevel, 0)
 	vs := g.getVisited()
 	res := g.searchLayer(score, []cand{ep}, ef, 0, vs)
 	g.visited.Put(vs)

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -43,7 +44,10 @@ type Config struct {
 	EfSearch int
 	// ExactBelow: partitions with fewer live chunks are searched exactly (default 2000).
 	ExactBelow int
-	Log        *slog.Logger
+	// InsertWorkers is how many goroutines link the chunks of one Upsert into the graph (default
+	// GOMAXPROCS; 1: one after another).
+	InsertWorkers int
+	Log           *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -57,6 +61,9 @@ func (c *Config) defaults() {
 	}
 	if c.EfSearch <= 0 {
 		c.EfSearch = 128
+	}
+	if c.InsertWorkers <= 0 {
+		c.InsertWorkers = runtime.GOMAXPROCS(0)
 	}
 	if c.ExactBelow == 0 {
 		c.ExactBelow = 2000
@@ -274,6 +281,19 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 		return fmt.Errorf("upsert for %s: %w", t, err)
 	}
 	p.dirty = true
+	err = p.addAll(ctx, t, chunks)
+	// The chunks added are linked together (on several cores), also when one failed: those
+	// before it are in the index.
+	p.g.linkPending()
+	if err != nil {
+		return err
+	}
+	return ix.maybeCompact(p)
+}
+
+// addAll adds chunks one after another, replacing older versions; their nodes are placed, and the
+// caller links them (graph.linkPending).
+func (p *partition) addAll(ctx context.Context, t tenant.ID, chunks []search.Chunk) error {
 	for i, c := range chunks {
 		if i%256 == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -292,10 +312,11 @@ func (ix *Index) Upsert(ctx context.Context, t tenant.ID, chunks []search.Chunk)
 			return fmt.Errorf("upsert %s for %s: %w", c.ChunkID, t, err)
 		}
 	}
-	return ix.maybeCompact(p)
+	return nil
 }
 
-// add appends one chunk: its vector to the graph, its text, record and terms to the logs.
+// add appends one chunk: its vector to the graph (placed: the caller links it), its text, record
+// and terms to the logs.
 func (p *partition) add(c search.Chunk, v []float32, text []byte, tfs []termFreq, dl uint32) error {
 	id := uint32(p.g.len())
 	toff, err := p.files.text.append(text)
@@ -315,7 +336,7 @@ func (p *partition) add(c search.Chunk, v []float32, text []byte, tfs []termFreq
 		undoTerms()
 		return err
 	}
-	p.g.add(v)
+	p.g.place(v)
 	p.refs = append(p.refs, chunkRef{rec: roff, recLen: uint32(len(rec)), textLen: uint32(len(text)), text: toff})
 	p.deleted = append(p.deleted, false)
 	p.ids.addChunk(p.ids.hash(c.ChunkID), id)
@@ -378,7 +399,7 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 	n := 0
 	h := p.ids.hash(docID)
 	var others []uint32 // nodes of documents whose id hashes like docID's
-	for _, id := range p.ids.doc[h] {
+	for _, id := range p.ids.docNodes(h) {
 		if p.deleted[id] {
 			continue
 		}
@@ -396,11 +417,7 @@ func (ix *Index) DeleteDoc(ctx context.Context, t tenant.ID, docID string) error
 		p.ids.removeChunk(p.ids.hash(c.ChunkID), id)
 		n++
 	}
-	if len(others) == 0 {
-		delete(p.ids.doc, h)
-	} else {
-		p.ids.doc[h] = others
-	}
+	p.ids.setDocNodes(h, others)
 	if n > 0 {
 		return ix.maybeCompact(p)
 	}
@@ -475,7 +492,7 @@ func (ix *Index) Vectors(ctx context.Context, t tenant.ID, docID string) (map[st
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out map[string][]float32
-	for _, id := range p.ids.doc[p.ids.hash(docID)] {
+	for _, id := range p.ids.docNodes(p.ids.hash(docID)) {
 		if p.deleted[id] {
 			continue
 		}
@@ -751,7 +768,7 @@ func (p *partition) exact(v []float32, k int, f search.Filter) ([]cand, error) {
 	if len(f.DocIDs) > 0 {
 		seen := map[uint32]bool{}
 		for _, d := range f.DocIDs {
-			for _, id := range p.ids.doc[p.ids.hash(d)] {
+			for _, id := range p.ids.docNodes(p.ids.hash(d)) {
 				if seen[id] {
 					continue
 				}

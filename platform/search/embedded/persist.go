@@ -153,7 +153,7 @@ func (ix *Index) partDir(t tenant.ID) string { return filepath.Join(ix.cfg.Dir, 
 // newPartition makes an empty partition with fresh files of generation gen (memory only without a
 // folder).
 func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, error) {
-	p := &partition{t: t, gen: gen, ids: newIDs(0), lex: newLexIndex(ix.cfg.Log)}
+	p := &partition{t: t, gen: gen, ids: newIDs(), lex: newLexIndex(ix.cfg.Log)}
 	f := &partFiles{vecs: &region{}, codes: &region{}, chunks: &appendLog{}, text: &appendLog{}, tombs: &appendLog{}, upper: &appendLog{}, terms: &appendLog{}, links: &appendLog{}, lex: &lexFiles{refs: &region{}}}
 	if ix.cfg.Dir != "" {
 		p.dir = ix.partDir(t)
@@ -167,6 +167,7 @@ func (ix *Index) newPartition(t tenant.ID, dim int, gen uint64) (*partition, err
 	}
 	p.files = f
 	p.g = newGraph(dim, ix.cfg.M, ix.cfg.EfConstruction, ix.seed(t, 0), f.vecs, f.codes)
+	p.g.workers = ix.cfg.InsertWorkers
 	p.g.logLinks = p.dir != ""
 	return p, nil
 }
@@ -537,6 +538,7 @@ func (ix *Index) rebuild(p *partition, dim int) error {
 				return fail(err)
 			}
 		}
+		np.g.linkPending()
 	}
 	np.dirty = true
 	if err := np.flush(); err != nil {
@@ -661,8 +663,9 @@ func (ix *Index) openPartition(t tenant.ID, dir string) (*partition, error) {
 		return nil, err
 	}
 	p := &partition{t: t, dir: dir, gen: m.Gen, upperSeq: m.UpperSeq, linkSeq: m.LinkSeq, linkBase: m.LinkBase,
-		files: f, cp: m.Checkpoint, live: m.Live, ids: newIDs(m.Live), lex: newLexIndex(ix.cfg.Log)}
+		files: f, cp: m.Checkpoint, live: m.Live, ids: newIDs(), lex: newLexIndex(ix.cfg.Log)}
 	p.g = newGraph(m.Dim, m.M, m.EfC, ix.seed(t, m.Nodes), f.vecs, f.codes)
+	p.g.workers = ix.cfg.InsertWorkers
 	p.g.logLinks = true
 	p.g.n, p.g.entry, p.g.maxLevel = m.Nodes, m.Entry, m.MaxLevel
 	if m.Nodes == 0 {
@@ -794,8 +797,7 @@ func (p *partition) loadLogs(m *manifest) error {
 		}
 		p.refs = append(p.refs, chunkRef{rec: off, recLen: 8 + n, textLen: tlen, text: toff})
 		if !p.deleted[id] {
-			p.ids.addChunk(p.ids.hashBytes(chunkID), id)
-			p.ids.addDoc(p.ids.hashBytes(docID), id)
+			p.ids.opening(p.ids.hashBytes(chunkID), p.ids.hashBytes(docID), id)
 		}
 		off += 8 + int64(n)
 	}
