@@ -2,8 +2,17 @@ package embedded
 
 import "golang.org/x/sys/cpu"
 
-// useAVX2 is read-only after package initialisation: it describes the CPU, not program state.
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// useAVX2 and useAVX512 are read-only after package initialisation: they describe the CPU, not
+// program state.
+var (
+	useAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	useAVX512 = useAVX2 && cpu.X86.HasAVX512F
+)
+
+// dotAVX512 sums a[i]*b[i] for the first len(a)&^15 elements with AVX-512 FMA (dot_amd64.s).
+//
+//go:noescape
+func dotAVX512(a, b []float32) float32
 
 // dotAVX2 sums a[i]*b[i] for the first len(a)&^7 elements with AVX2 FMA (dot_amd64.s).
 //
@@ -17,8 +26,15 @@ func dot(a, b []float32) float32 {
 	}
 	n := len(a)
 	b = b[:n]
-	m := n &^ 7
-	s := dotAVX2(a[:m], b[:m])
+	var m int
+	var s float32
+	if useAVX512 {
+		m = n &^ 15
+		s = dotAVX512(a[:m], b[:m])
+	} else {
+		m = n &^ 7
+		s = dotAVX2(a[:m], b[:m])
+	}
 	for i := m; i < n; i++ {
 		s += a[i] * b[i]
 	}
