@@ -31,6 +31,18 @@ func TestMeterChunkReadsWhatADecodeReads(t *testing.T) {
 		`{"choices":[{"finish_reason":"stop"}]} trailing`,
 		`[1,2]`,
 		`{"usage":"none"}`,
+		// Usage counts are walked too; what is not a plain count under its exact name is decoded.
+		`{"choices":[],"usage":{"total_tokens":7,"prompt_tokens":3,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"accepted_prediction_tokens":0},"extra":{"a":[1]}}}`,
+		`{"usage":{"prompt_tokens":3.0,"completion_tokens":-1}}`,
+		`{"usage":{"prompt_tokens":null,"prompt_tokens_details":null,"completion_tokens_details":{}}}`,
+		`{"usage":{"Prompt_Tokens":5,"prompt_tokens":6}}`,
+		`{"usage":{"prompt_tokens":5,"prompt_tokens":6}}`,
+		`{"usage":{"prompt_tokens_details":{"Cached_Tokens":5,"cached_tokens":1}}}`,
+		`{"usage":{"prompt_tokens":1e2}}`,
+		`{"usage":{"prompt_tokens":99999999999999999999}}`,
+		`{"usage":{"pr\u006fmpt_tokens":4}}`,
+		`{"usage":{ "prompt_tokens" : 8 , "total_tokens" : 9 }}`,
+		`{"usage":{}}`,
 		``,
 	}
 	for _, c := range chunks {
@@ -60,13 +72,14 @@ func FuzzMeterChunk(f *testing.F) {
 	f.Add(`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}`)
 	f.Add(`{"choices":[],"usage":{"prompt_tokens":1}}`)
 	f.Add(`{"error":{"message":"x"}}`)
+	f.Add(`{"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":2}}}`)
 	f.Fuzz(func(t *testing.T, c string) {
 		got, err := meterChunk([]byte(c))
 		var whole passChunk
 		if json.Unmarshal([]byte(c), &whole) != nil || err != nil {
 			return // no panic is all a malformed chunk must give
 		}
-		if got.choices != len(whole.Choices) || (got.usage == nil) != (whole.Usage == nil) || (got.err == nil) != (whole.Error == nil) {
+		if got.choices != len(whole.Choices) || !reflect.DeepEqual(got.usage, whole.Usage) || (got.err == nil) != (whole.Error == nil) {
 			t.Fatalf("%s: walk %+v, decode %+v", c, got, whole)
 		}
 	})
@@ -96,6 +109,27 @@ func TestPassReadsACompletionAndRefusesACutOne(t *testing.T) {
 		}
 		if err == nil || got != nil {
 			t.Fatalf("end %d: a cut completion was passed on: %+v %s", tc.end, res, got)
+		}
+	}
+}
+
+// A streamed chunk goes out unread only when it holds no finish_reason, usage or error in any
+// spacing OpenAI-compatible servers write.
+func TestNeedsReading(t *testing.T) {
+	for c, want := range map[string]bool{
+		`{"choices":[{"index":0,"delta":{"content":"a"},"logprobs":null,"finish_reason":null}]}`:            false,
+		`{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],"usage":null}`:               false,
+		`{"choices":[{"index":0,"delta":{"content":"\"usage\" is \"finish_reason\""}}]}`:                    false,
+		`{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`:                                       true,
+		`{"choices":[{"index":0,"delta":{},"finish_reason": "length"}]}`:                                    true,
+		`{"choices":[{"index":0,"delta":{},"finish_reason" :	"tool_calls"}]}`:                               true,
+		`{"choices":[{"finish_reason":null,"delta":{"content":"finish_reason"}},{"finish_reason":"stop"}]}`: true,
+		`{"choices":[],"usage":{"prompt_tokens":1}}`:                                                        true,
+		`{"choices":[], "usage" : {"prompt_tokens":1}}`:                                                     true,
+		`{"error":{"message":"overloaded"}}`:                                                                true,
+	} {
+		if got := needsReading([]byte(c)); got != want {
+			t.Errorf("%s: needsReading %v, want %v", c, got, want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
+	"github.com/crispy-enigma/crispy/platform/ai/internal/jsonwalk"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 
@@ -365,8 +366,26 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 // usage, an error); the deltas in between carry "finish_reason":null and "usage":null, or nothing,
 // and go out unread.
 func needsReading(data []byte) bool {
-	return bytes.Contains(data, []byte(`"finish_reason":"`)) || bytes.Contains(data, []byte(`"usage":{`)) ||
-		bytes.Contains(data, []byte(`"error"`)) || bytes.Contains(data, []byte(`"finish_reason": "`)) || bytes.Contains(data, []byte(`"usage": {`))
+	return bytes.Contains(data, []byte(`"error"`)) || valueOpens(data, `"finish_reason"`, '"') || valueOpens(data, `"usage"`, '{')
+}
+
+// valueOpens reports whether key occurs in data followed by a colon and then open, with any
+// whitespace around the colon: one search per key, where matching each spacing separately took
+// two (three searches a chunk instead of five).
+func valueOpens(data []byte, key string, open byte) bool {
+	for {
+		i := bytes.Index(data, []byte(key))
+		if i < 0 {
+			return false
+		}
+		data = data[i+len(key):]
+		j := jsonwalk.Space(data, 0)
+		if j < len(data) && data[j] == ':' {
+			if j = jsonwalk.Space(data, j+1); j < len(data) && data[j] == open {
+				return true
+			}
+		}
+	}
 }
 
 // maxAnswer bounds a non-streamed answer held in memory.
