@@ -292,8 +292,8 @@ func addErrorResponses(oapi *huma.OpenAPI, op *huma.Operation) {
 		op.Responses = map[string]*huma.Response{}
 	}
 	for code, desc := range map[string]string{
-		"401": "Missing or wrong API key", "404": "Unknown tenant or resource", "413": "Body over 1 MiB",
-		"429": "Rate limited (see retry-after)",
+		"401": "Missing or wrong API key", "403": "The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced)",
+		"404": "Unknown tenant or resource", "413": "Body over 1 MiB", "429": "Rate limited (see retry-after)",
 	} {
 		if _, ok := op.Responses[code]; ok {
 			continue

@@ -4815,7 +4815,7 @@ type ClientInterface interface {
 
 	// CreateChatCompletionWithBody OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -4824,7 +4824,7 @@ type ClientInterface interface {
 
 	// CreateChatCompletion OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -5880,7 +5880,7 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 
 // CreateChatCompletionWithBody OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes any type of body and a specified content type.
 //
@@ -5899,7 +5899,7 @@ func (c *Client) CreateChatCompletionWithBody(ctx context.Context, params *Creat
 
 // CreateChatCompletion OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -9645,7 +9645,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateChatCompletionWithBodyWithResponse OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9654,7 +9654,7 @@ type ClientWithResponsesInterface interface {
 
 	// CreateChatCompletionWithResponse OpenAI-compatible chat completions
 	//
-	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+	// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -10469,6 +10469,8 @@ type GetAuditCheckpointResponse struct {
 	JSON200 *Checkpoint
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10487,6 +10489,11 @@ func (r GetAuditCheckpointResponse) GetJSON200() *Checkpoint {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetAuditCheckpointResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAuditCheckpointResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10545,6 +10552,8 @@ type ListAuditEventsResponse struct {
 	JSON200 *ListAuditEventsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10563,6 +10572,11 @@ func (r ListAuditEventsResponse) GetJSON200() *ListAuditEventsOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListAuditEventsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAuditEventsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10621,6 +10635,8 @@ type GetAuditEventProofResponse struct {
 	JSON200 *GetAuditEventProofOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10639,6 +10655,11 @@ func (r GetAuditEventProofResponse) GetJSON200() *GetAuditEventProofOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetAuditEventProofResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAuditEventProofResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10697,6 +10718,8 @@ type GetAuditPublicKeyResponse struct {
 	JSON200 *GetAuditPublicKeyOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10715,6 +10738,11 @@ func (r GetAuditPublicKeyResponse) GetJSON200() *GetAuditPublicKeyOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetAuditPublicKeyResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAuditPublicKeyResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10773,6 +10801,8 @@ type GetAuditSessionResponse struct {
 	JSON200 *GetAuditSessionOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10791,6 +10821,11 @@ func (r GetAuditSessionResponse) GetJSON200() *GetAuditSessionOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetAuditSessionResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAuditSessionResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10849,6 +10884,8 @@ type VerifyAuditResponse struct {
 	JSON200 *VerifyAuditOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10867,6 +10904,11 @@ func (r VerifyAuditResponse) GetJSON200() *VerifyAuditOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r VerifyAuditResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r VerifyAuditResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -10925,6 +10967,8 @@ type VerifyAuditCheckpointResponse struct {
 	JSON200 *VerifyAuditCheckpointOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -10943,6 +10987,11 @@ func (r VerifyAuditCheckpointResponse) GetJSON200() *VerifyAuditCheckpointOutput
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r VerifyAuditCheckpointResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11112,6 +11161,8 @@ type DeleteChatSessionResponse struct {
 	JSON200 *DeleteChatSessionOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11130,6 +11181,11 @@ func (r DeleteChatSessionResponse) GetJSON200() *DeleteChatSessionOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteChatSessionResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteChatSessionResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11188,6 +11244,8 @@ type GetChatHistoryResponse struct {
 	JSON200 *GetChatHistoryOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11206,6 +11264,11 @@ func (r GetChatHistoryResponse) GetJSON200() *GetChatHistoryOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetChatHistoryResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetChatHistoryResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11262,6 +11325,8 @@ type ResumeChatStreamResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11273,6 +11338,11 @@ type ResumeChatStreamResponse struct {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ResumeChatStreamResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ResumeChatStreamResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11326,6 +11396,8 @@ type ListDocumentsResponse struct {
 	JSON200 *ListDocumentsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11344,6 +11416,11 @@ func (r ListDocumentsResponse) GetJSON200() *ListDocumentsOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListDocumentsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListDocumentsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11402,6 +11479,8 @@ type UploadDocumentResponse struct {
 	JSON200 *UploadDocumentOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -11426,6 +11505,11 @@ func (r UploadDocumentResponse) GetJSON200() *UploadDocumentOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r UploadDocumentResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r UploadDocumentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11499,6 +11583,8 @@ type DeleteDocumentResponse struct {
 	JSON200 *DeleteDocumentOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11517,6 +11603,11 @@ func (r DeleteDocumentResponse) GetJSON200() *DeleteDocumentOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteDocumentResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteDocumentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11575,6 +11666,8 @@ type GetDocumentResponse struct {
 	JSON200 *GetDocumentOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11593,6 +11686,11 @@ func (r GetDocumentResponse) GetJSON200() *GetDocumentOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetDocumentResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetDocumentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11651,6 +11749,8 @@ type GetHealthResponse struct {
 	JSON200 *GetHealthOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11669,6 +11769,11 @@ func (r GetHealthResponse) GetJSON200() *GetHealthOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetHealthResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11782,6 +11887,8 @@ type IngestDocumentResponse struct {
 	JSON200 *IngestDocumentOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -11802,6 +11909,11 @@ func (r IngestDocumentResponse) GetJSON200() *IngestDocumentOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r IngestDocumentResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r IngestDocumentResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11920,6 +12032,8 @@ type DeleteAlertResponse struct {
 	JSON200 *DeleteAlertOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -11938,6 +12052,11 @@ func (r DeleteAlertResponse) GetJSON200() *DeleteAlertOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r DeleteAlertResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r DeleteAlertResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -11996,6 +12115,8 @@ type ListAlertsResponse struct {
 	JSON200 *ListAlertsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12014,6 +12135,11 @@ func (r ListAlertsResponse) GetJSON200() *ListAlertsOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListAlertsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListAlertsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12072,6 +12198,8 @@ type PutAlertResponse struct {
 	JSON200 *PutAlertOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12090,6 +12218,11 @@ func (r PutAlertResponse) GetJSON200() *PutAlertOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r PutAlertResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PutAlertResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12148,6 +12281,8 @@ type GetAnomaliesResponse struct {
 	JSON200 *GetAnomaliesOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12166,6 +12301,11 @@ func (r GetAnomaliesResponse) GetJSON200() *GetAnomaliesOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetAnomaliesResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetAnomaliesResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12224,6 +12364,8 @@ type GetCostResponse struct {
 	JSON200 *GetCostOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12242,6 +12384,11 @@ func (r GetCostResponse) GetJSON200() *GetCostOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetCostResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetCostResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12300,6 +12447,8 @@ type GetOverviewResponse struct {
 	JSON200 *GetOverviewOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12318,6 +12467,11 @@ func (r GetOverviewResponse) GetJSON200() *GetOverviewOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetOverviewResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetOverviewResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12376,6 +12530,8 @@ type GetSearchCacheMetricsResponse struct {
 	JSON200 *GetSearchCacheMetricsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12394,6 +12550,11 @@ func (r GetSearchCacheMetricsResponse) GetJSON200() *GetSearchCacheMetricsOutput
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSearchCacheMetricsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12452,6 +12613,8 @@ type GetSlisResponse struct {
 	JSON200 *GetSlisOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12470,6 +12633,11 @@ func (r GetSlisResponse) GetJSON200() *GetSlisOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetSlisResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetSlisResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12528,6 +12696,8 @@ type GetToolExecutionMetricsResponse struct {
 	JSON200 *GetToolExecutionMetricsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12546,6 +12716,11 @@ func (r GetToolExecutionMetricsResponse) GetJSON200() *GetToolExecutionMetricsOu
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetToolExecutionMetricsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetToolExecutionMetricsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12604,6 +12779,8 @@ type ListToolsResponse struct {
 	JSON200 *ListToolsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12622,6 +12799,11 @@ func (r ListToolsResponse) GetJSON200() *ListToolsOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListToolsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListToolsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12680,6 +12862,8 @@ type SearchDocumentsResponse struct {
 	JSON200 *SearchDocumentsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12698,6 +12882,11 @@ func (r SearchDocumentsResponse) GetJSON200() *SearchDocumentsOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r SearchDocumentsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r SearchDocumentsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -12756,6 +12945,8 @@ type ListSessionsResponse struct {
 	JSON200 *ListSessionsOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -12774,6 +12965,11 @@ func (r ListSessionsResponse) GetJSON200() *ListSessionsOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListSessionsResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ListSessionsResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -13005,6 +13201,8 @@ type GetUsageResponse struct {
 	JSON200 *GetUsageOutput
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Problem
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -13023,6 +13221,11 @@ func (r GetUsageResponse) GetJSON200() *GetUsageOutput {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetUsageResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r GetUsageResponse) GetApplicationproblemJSON403() *Problem {
+	return r.ApplicationproblemJSON403
 }
 
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
@@ -13083,6 +13286,8 @@ type CreateChatCompletionResponse struct {
 	JSON400 *OpenAIErrorBody
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *OpenAIErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *OpenAIErrorBody
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *OpenAIErrorBody
 	// JSON409 the response for an HTTP 409 `application/json` response
@@ -13112,6 +13317,11 @@ func (r CreateChatCompletionResponse) GetJSON400() *OpenAIErrorBody {
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
 func (r CreateChatCompletionResponse) GetJSON401() *OpenAIErrorBody {
 	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateChatCompletionResponse) GetJSON403() *OpenAIErrorBody {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -13185,6 +13395,8 @@ type CreateEmbeddingsResponse struct {
 	JSON200 *CreateEmbeddingsOutput
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *OpenAIErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *OpenAIErrorBody
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *OpenAIErrorBody
 	// JSON413 the response for an HTTP 413 `application/json` response
@@ -13203,6 +13415,11 @@ func (r CreateEmbeddingsResponse) GetJSON200() *CreateEmbeddingsOutput {
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
 func (r CreateEmbeddingsResponse) GetJSON401() *OpenAIErrorBody {
 	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateEmbeddingsResponse) GetJSON403() *OpenAIErrorBody {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -13261,6 +13478,8 @@ type ListModelsResponse struct {
 	JSON200 *ListModelsOutput
 	// JSON401 the response for an HTTP 401 `application/json` response
 	JSON401 *OpenAIErrorBody
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *OpenAIErrorBody
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *OpenAIErrorBody
 	// JSON413 the response for an HTTP 413 `application/json` response
@@ -13279,6 +13498,11 @@ func (r ListModelsResponse) GetJSON200() *ListModelsOutput {
 // GetJSON401 returns the response for an HTTP 401 `application/json` response
 func (r ListModelsResponse) GetJSON401() *OpenAIErrorBody {
 	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListModelsResponse) GetJSON403() *OpenAIErrorBody {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -14187,7 +14411,7 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 
 // CreateChatCompletionWithBodyWithResponse OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14202,7 +14426,7 @@ func (c *ClientWithResponses) CreateChatCompletionWithBodyWithResponse(ctx conte
 
 // CreateChatCompletionWithResponse OpenAI-compatible chat completions
 //
-// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+// The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -14896,6 +15120,13 @@ func ParseGetAuditCheckpointResponse(rsp *http.Response) (*GetAuditCheckpointRes
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -14956,6 +15187,13 @@ func ParseListAuditEventsResponse(rsp *http.Response) (*ListAuditEventsResponse,
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -15018,6 +15256,13 @@ func ParseGetAuditEventProofResponse(rsp *http.Response) (*GetAuditEventProofRes
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15078,6 +15323,13 @@ func ParseGetAuditPublicKeyResponse(rsp *http.Response) (*GetAuditPublicKeyRespo
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -15140,6 +15392,13 @@ func ParseGetAuditSessionResponse(rsp *http.Response) (*GetAuditSessionResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15201,6 +15460,13 @@ func ParseVerifyAuditResponse(rsp *http.Response) (*VerifyAuditResponse, error) 
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15261,6 +15527,13 @@ func ParseVerifyAuditCheckpointResponse(rsp *http.Response) (*VerifyAuditCheckpo
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -15422,6 +15695,13 @@ func ParseDeleteChatSessionResponse(rsp *http.Response) (*DeleteChatSessionRespo
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15483,6 +15763,13 @@ func ParseGetChatHistoryResponse(rsp *http.Response) (*GetChatHistoryResponse, e
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15537,6 +15824,13 @@ func ParseResumeChatStreamResponse(rsp *http.Response) (*ResumeChatStreamRespons
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15590,6 +15884,13 @@ func ParseListDocumentsResponse(rsp *http.Response) (*ListDocumentsResponse, err
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -15651,6 +15952,13 @@ func ParseUploadDocumentResponse(rsp *http.Response) (*UploadDocumentResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -15734,6 +16042,13 @@ func ParseDeleteDocumentResponse(rsp *http.Response) (*DeleteDocumentResponse, e
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15795,6 +16110,13 @@ func ParseGetDocumentResponse(rsp *http.Response) (*GetDocumentResponse, error) 
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -15855,6 +16177,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -15956,6 +16285,13 @@ func ParseIngestDocumentResponse(rsp *http.Response) (*IngestDocumentResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16071,6 +16407,13 @@ func ParseDeleteAlertResponse(rsp *http.Response) (*DeleteAlertResponse, error) 
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16131,6 +16474,13 @@ func ParseListAlertsResponse(rsp *http.Response) (*ListAlertsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16193,6 +16543,13 @@ func ParsePutAlertResponse(rsp *http.Response) (*PutAlertResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16253,6 +16610,13 @@ func ParseGetAnomaliesResponse(rsp *http.Response) (*GetAnomaliesResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16315,6 +16679,13 @@ func ParseGetCostResponse(rsp *http.Response) (*GetCostResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16375,6 +16746,13 @@ func ParseGetOverviewResponse(rsp *http.Response) (*GetOverviewResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16437,6 +16815,13 @@ func ParseGetSearchCacheMetricsResponse(rsp *http.Response) (*GetSearchCacheMetr
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16497,6 +16882,13 @@ func ParseGetSlisResponse(rsp *http.Response) (*GetSlisResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16559,6 +16951,13 @@ func ParseGetToolExecutionMetricsResponse(rsp *http.Response) (*GetToolExecution
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16619,6 +17018,13 @@ func ParseListToolsResponse(rsp *http.Response) (*ListToolsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16681,6 +17087,13 @@ func ParseSearchDocumentsResponse(rsp *http.Response) (*SearchDocumentsResponse,
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -16741,6 +17154,13 @@ func ParseListSessionsResponse(rsp *http.Response) (*ListSessionsResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
@@ -16946,6 +17366,13 @@ func ParseGetUsageResponse(rsp *http.Response) (*GetUsageResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -17013,6 +17440,13 @@ func ParseCreateChatCompletionResponse(rsp *http.Response) (*CreateChatCompletio
 			return nil, err
 		}
 		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest OpenAIErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest OpenAIErrorBody
@@ -17099,6 +17533,13 @@ func ParseCreateEmbeddingsResponse(rsp *http.Response) (*CreateEmbeddingsRespons
 		}
 		response.JSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest OpenAIErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest OpenAIErrorBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -17159,6 +17600,13 @@ func ParseListModelsResponse(rsp *http.Response) (*ListModelsResponse, error) {
 			return nil, err
 		}
 		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest OpenAIErrorBody
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest OpenAIErrorBody

@@ -160,7 +160,7 @@ func Register(api huma.API, svc *app.Service) {
 		Responses: map[string]*huma.Response{
 			"200": {Description: "The answer, streamed or JSON", Content: sseContent},
 			"400": problem("Invalid model id"),
-			"403": problem("Model not allowed for this tenant (model_not_allowed) or tool refused"),
+			"403": problem("Model not allowed for this tenant (model_not_allowed), a tool refused, the API key without the chat scope (scope_required), or a model without a price for an API key with a USD budget (model_unpriced)"),
 			"409": problem("Another turn of this session is in progress (turn_in_progress)"),
 			"422": problem("Invalid body: a session id that is not a lowercase hyphenated UUID, a blank message, …"),
 			"502": problem("No model could answer (all_models_failed), or its answer ended before it was complete (upstream_truncated)"),
@@ -290,7 +290,7 @@ func Register(api huma.API, svc *app.Service) {
 			"503 tts_unavailable when no speech provider is configured.",
 		Responses: map[string]*huma.Response{
 			"200": {Description: "Audio", Content: map[string]*huma.MediaType{"audio/mpeg": {}, "audio/wav": {}, "audio/ogg": {}}},
-			"403": problem("tts_not_enabled"), "503": problem("tts_unavailable"),
+			"403": problem("Speech is not enabled for the tenant (tts_not_enabled), or the API key lacks the chat scope (scope_required)"), "503": problem("tts_unavailable"),
 		}},
 		func(ctx context.Context, in *TTSInput) (*huma.StreamResponse, error) {
 			t, _ := tenant.FromContext(ctx)

@@ -142,11 +142,12 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 		Description: "The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: " +
 			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written " +
 			"(tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); " +
-			"only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; " +
+			"only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); " +
 			"nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). " +
 			"Errors are OpenAI's {error: {message, type, param, code}}.",
 		Responses: map[string]*huma.Response{"200": {Description: "A chat.completion, or chat.completion.chunk events", Content: completionContent(api)},
 			"400": problem("A field the model cannot honour (unsupported_field), a malformed tool (invalid_tool), an ambiguous model name (model_ambiguous), or a request the model refused (upstream_bad_request)"),
+			"403": problem("The API key lacks the chat scope (scope_required), the model is not allowed for the tenant (model_not_allowed), or it has no price and the API key a USD budget (model_unpriced)"),
 			"404": problem("No configured model, alias or provider has that name (model_not_found)"),
 			"409": problem("Another turn of the x-session-id session is in progress (turn_in_progress)"),
 			"422": problem("Invalid body, or an x-session-id that is not a lowercase hyphenated UUID"),

@@ -122,7 +122,7 @@ func Register(api huma.API, svc *app.Service) {
 			"PERMISSION_DENIED 403, EXECUTION_TIMEOUT 504, EXECUTION_ERROR 502.",
 		Responses: map[string]*huma.Response{
 			"400": platformhttp.ProblemResponse("Params do not match the tool's schema (VALIDATION_FAILED)"),
-			"403": platformhttp.ProblemResponse("The tenant does not allow the tool or its permissions (PERMISSION_DENIED)"),
+			"403": platformhttp.ProblemResponse("The tenant does not allow the tool or its permissions (PERMISSION_DENIED), or the API key lacks the tools scope (scope_required)"),
 			"502": platformhttp.ProblemResponse("The tool failed or returned invalid output (EXECUTION_ERROR)"),
 			"504": platformhttp.ProblemResponse("The tool timed out and was stopped (EXECUTION_TIMEOUT)"),
 		}},

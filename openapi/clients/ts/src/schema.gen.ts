@@ -771,7 +771,7 @@ export interface paths {
         put?: never;
         /**
          * OpenAI-compatible chat completions
-         * @description The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model, Workers AI: text only) answers 400 unsupported_field; nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
+         * @description The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written (tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); only the model name is resolved and the tenant's systemPrompt, when configured, sent first. A model that cannot honour a field (the offline model: text only) answers 400 unsupported_field; Workers AI models are called through Workers AI's OpenAI-compatible endpoint, so their refusals are Workers AI's (upstream_bad_request); nothing is kept but the call's usage. With x-session-id the exchange is a chat turn of that session, as POST /chat records it, and only model, messages, stream, stream_options and user are honoured (400 for any other field). Errors are OpenAI's {error: {message, type, param, code}}.
          */
         post: operations["create-chat-completion"];
         delete?: never;
@@ -4010,6 +4010,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -4122,6 +4131,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -4227,6 +4245,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -4300,6 +4327,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4428,6 +4464,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -4508,6 +4553,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4620,6 +4674,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4777,7 +4840,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Model not allowed for this tenant (model_not_allowed) or tool refused */
+            /** @description Model not allowed for this tenant (model_not_allowed), a tool refused, the API key without the chat scope (scope_required), or a model without a price for an API key with a USD budget (model_unpriced) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4893,6 +4956,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -4972,6 +5044,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5085,6 +5166,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description No such session for this tenant (session_not_found), or no turn of it is kept for resumption any more (turn_not_found) */
             404: {
                 headers: {
@@ -5163,6 +5253,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5253,6 +5352,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5374,6 +5482,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -5447,6 +5564,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5535,6 +5661,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5677,6 +5812,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5833,6 +5977,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -5942,6 +6095,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -6014,6 +6176,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6116,6 +6287,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -6205,6 +6385,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6364,6 +6553,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -6441,6 +6639,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6565,6 +6772,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -6663,6 +6879,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -6743,6 +6968,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6862,6 +7096,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -6944,6 +7187,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7051,7 +7303,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The tenant does not allow the tool or its permissions (PERMISSION_DENIED) */
+            /** @description The tenant does not allow the tool or its permissions (PERMISSION_DENIED), or the API key lacks the tools scope (scope_required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7153,7 +7405,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description tts_not_enabled */
+            /** @description Speech is not enabled for the tenant (tts_not_enabled), or the API key lacks the chat scope (scope_required) */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7285,6 +7537,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7499,6 +7760,15 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
+            /** @description The API key lacks the chat scope (scope_required), the model is not allowed for the tenant (model_not_allowed), or it has no price and the API key a USD budget (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
             /** @description No configured model, alias or provider has that name (model_not_found) */
             404: {
                 headers: {
@@ -7626,6 +7896,15 @@ export interface operations {
                     "application/json": components["schemas"]["OpenAIErrorBody"];
                 };
             };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
             /** @description Unknown tenant or resource */
             404: {
                 headers: {
@@ -7702,6 +7981,15 @@ export interface operations {
             };
             /** @description Missing or wrong API key */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OpenAIErrorBody"];
+                };
+            };
+            /** @description The API key lacks the route's scope (scope_required), or has a USD budget and the call would reach a model without a price (model_unpriced) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
