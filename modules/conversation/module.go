@@ -373,10 +373,10 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 	// an API key's tokens by model, for its USD budget.
 	ledger := b.Projection(ledgerProjection, bus.ProjectionOptions{What: "the token budget ledger", Version: 3})
 	count := func(tx *readmodel.Tx, env bus.Envelope, model string, u events.Usage) error {
-		if err := adapters.AddTokens(tx.Bucket(), env.Tenant, env.Actor, env.Time, int64(u.TotalTokens)); err != nil {
+		if err := adapters.AddTokens(tx, env.Tenant, env.Actor, env.Time, int64(u.TotalTokens)); err != nil {
 			return err
 		}
-		return adapters.AddKeySpend(tx.Bucket(), env.Tenant, env.Actor, model, env.Time, domain.SpendTokens{Prompt: int64(u.PromptTokens),
+		return adapters.AddKeySpend(tx, env.Tenant, env.Actor, model, env.Time, domain.SpendTokens{Prompt: int64(u.PromptTokens),
 			Cached: int64(u.CachedTokens), Completion: int64(u.CompletionTokens), Reasoning: int64(u.ReasoningTokens)})
 	}
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageCompleted) error {

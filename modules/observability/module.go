@@ -253,12 +253,12 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 	// Version 2: usage by key and by user too (GET /usage?groupBy): rebuilt from the log.
 	usage := b.Projection(projectionUsage, bus.ProjectionOptions{What: "usage and cost", Version: 2})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageCompleted) error {
-		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
+		return adapters.RecordTurn(tx, env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
 			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks),
 			Key: env.Actor, User: userOf(env, ev.UserID)})
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageFailed) error {
-		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model,
+		return adapters.RecordTurn(tx, env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model,
 			Cancelled: ev.Cancelled || ev.Code == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
 			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks), Key: env.Actor, User: userOf(env, ev.UserID)})
 	})
@@ -269,15 +269,15 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 			Cancelled: ev.Cancelled || ev.Outcome == convevents.CodeCancelled, Tokens: tokens(ev.Usage), Estimated: ev.Usage.Estimated,
 			LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks), Key: env.Actor, User: userOf(env, ev.UserID)}
 		if ev.Purpose != "" {
-			return adapters.RecordCall(tx.Bucket(), env.Tenant, env.Time, turn)
+			return adapters.RecordCall(tx, env.Tenant, env.Time, turn)
 		}
-		return adapters.RecordTurn(tx.Bucket(), env.Tenant, env.Time, turn)
+		return adapters.RecordTurn(tx, env.Tenant, env.Time, turn)
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolSucceeded) error {
-		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})
+		return adapters.RecordTool(tx, env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: true, DurationMs: ev.DurationMs})
 	})
 	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev toolevents.ToolFailed) error {
-		return adapters.RecordTool(tx.Bucket(), env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs,
+		return adapters.RecordTool(tx, env.Tenant, env.Time, domain.ToolCall{Tool: ev.Tool, Succeeded: false, DurationMs: ev.DurationMs,
 			ClientError: ev.CallersFault()})
 	})
 	m.usage.Projection = usage

@@ -40,8 +40,13 @@ func keyPeriodKey(t tenant.ID, key string, kind byte, period string) []byte {
 	return append(k, period...)
 }
 
+// pendingLedgerKey names the ledger's readmodel.Pending: its counters (a tenant's day and month, an
+// API key's) are added to by every answer, so a catch-up commit writes each once instead of reading
+// and writing it back at every event.
+type pendingLedgerKey struct{}
+
 // AddTokens counts tokens used at at, by actor too when it is an API key.
-func AddTokens(b *bolt.Bucket, t tenant.ID, actor string, at time.Time, tokens int64) error {
+func AddTokens(tx *readmodel.Tx, t tenant.ID, actor string, at time.Time, tokens int64) error {
 	if tokens <= 0 {
 		return nil
 	}
@@ -49,14 +54,13 @@ func AddTokens(b *bolt.Bucket, t tenant.ID, actor string, at time.Time, tokens i
 	if strings.HasPrefix(actor, "key:") {
 		keys = append(keys, keyPeriodKey(t, actor, 'd', domain.DayOf(at)), keyPeriodKey(t, actor, 'm', domain.MonthOf(at)))
 	}
+	p := tx.Pending(pendingLedgerKey{})
 	for _, k := range keys {
 		var n uint64
-		if v := b.Get(k); len(v) == 8 {
+		if v := p.Get(k); len(v) == 8 {
 			n = binary.BigEndian.Uint64(v)
 		}
-		if err := b.Put(k, binary.BigEndian.AppendUint64(nil, n+uint64(tokens))); err != nil {
-			return err
-		}
+		p.Put(k, binary.BigEndian.AppendUint64(nil, n+uint64(tokens)))
 	}
 	return nil
 }
@@ -69,20 +73,19 @@ func keySpendPrefix(t tenant.ID, key string, kind byte, period string) []byte {
 
 // AddKeySpend counts the tokens of an API key's call of model at at, by kind, for its USD budget
 // (actors other than API keys have none).
-func AddKeySpend(b *bolt.Bucket, t tenant.ID, actor, model string, at time.Time, u domain.SpendTokens) error {
+func AddKeySpend(tx *readmodel.Tx, t tenant.ID, actor, model string, at time.Time, u domain.SpendTokens) error {
 	if !strings.HasPrefix(actor, "key:") || u.Prompt+u.Completion <= 0 {
 		return nil
 	}
+	pending := tx.Pending(pendingLedgerKey{})
 	for _, p := range [][]byte{keySpendPrefix(t, actor, 'd', domain.DayOf(at)), keySpendPrefix(t, actor, 'm', domain.MonthOf(at))} {
 		k := append(p, model...)
-		var v [32]byte
-		copy(v[:], b.Get(k))
+		v := make([]byte, 32)
+		copy(v, pending.Get(k))
 		for i, n := range []int64{u.Prompt, u.Cached, u.Completion, u.Reasoning} {
 			binary.BigEndian.PutUint64(v[8*i:], binary.BigEndian.Uint64(v[8*i:])+uint64(max(n, 0)))
 		}
-		if err := b.Put(k, v[:]); err != nil {
-			return err
-		}
+		pending.Put(k, v)
 	}
 	return nil
 }

@@ -61,23 +61,22 @@ func usageKey(t tenant.ID, k int64, kind byte, name string) []byte {
 
 // touchBucket records that bucket k of t is written, dropping buckets past the retention when it is
 // the tenant's newest.
-func touchBucket(b *bolt.Bucket, t tenant.ID, k int64) error {
+func touchBucket(b *bolt.Bucket, p *readmodel.Pending, t tenant.ID, k int64) error {
 	nk := newestKey(t)
 	var newest int64
-	if v := b.Get(nk); len(v) == 8 {
+	if v := p.Get(nk); len(v) == 8 {
 		newest = int64(binary.BigEndian.Uint64(v))
 	}
 	if k <= newest {
 		return nil
 	}
-	if err := b.Put(nk, binary.BigEndian.AppendUint64(nil, uint64(k))); err != nil {
-		return err
-	}
+	p.Put(nk, binary.BigEndian.AppendUint64(nil, uint64(k)))
 	cutoff := k - domain.RetainedBuckets
 	if cutoff <= 0 {
 		return nil
 	}
 	prefix, end := tenantPrefix(t), bucketPrefix(t, cutoff)
+	p.Forget(prefix, end)
 	var old [][]byte
 	c := b.Cursor()
 	for key, _ := c.Seek(prefix); key != nil && bytes.Compare(key, end) < 0; key, _ = c.Next() {
@@ -91,31 +90,35 @@ func touchBucket(b *bolt.Bucket, t tenant.ID, k int64) error {
 	return nil
 }
 
+// pendingUsageKey names the usage model's readmodel.Pending: while it catches up, a commit holds
+// thousands of turns, most of them adding to the same few keys (a tenant's 5-minute bucket and
+// model, by key and by user), each of which was read and written back at every event.
+type pendingUsageKey struct{}
+
 // RecordTurn adds a chat turn of t at event time at (a projection handler).
-func RecordTurn(b *bolt.Bucket, t tenant.ID, at time.Time, turn domain.ChatTurn) error {
-	return recordModel(b, t, at, kindModel, turn)
+func RecordTurn(tx *readmodel.Tx, t tenant.ID, at time.Time, turn domain.ChatTurn) error {
+	return recordModel(tx, t, at, kindModel, turn)
 }
 
 // RecordCall adds a model call of t that is not a chat turn (a metered call of another module:
 // CompletionRecorded with a purpose): counted in usage and cost, not in the chat indicators.
-func RecordCall(b *bolt.Bucket, t tenant.ID, at time.Time, call domain.ChatTurn) error {
-	return recordModel(b, t, at, kindCall, call)
+func RecordCall(tx *readmodel.Tx, t tenant.ID, at time.Time, call domain.ChatTurn) error {
+	return recordModel(tx, t, at, kindCall, call)
 }
 
-func recordModel(b *bolt.Bucket, t tenant.ID, at time.Time, kind byte, turn domain.ChatTurn) error {
+func recordModel(tx *readmodel.Tx, t tenant.ID, at time.Time, kind byte, turn domain.ChatTurn) error {
+	b, p := tx.Bucket(), tx.Pending(pendingUsageKey{})
 	k := domain.BucketKey(at)
-	if err := touchBucket(b, t, k); err != nil {
+	if err := touchBucket(b, p, t, k); err != nil {
 		return err
 	}
 	key := usageKey(t, k, kind, domain.ModelName(turn.Model))
 	var m domain.ModelUsage
-	if v := b.Get(key); len(v) == modelValueLen {
+	if v := p.Get(key); len(v) == modelValueLen {
 		m = decodeModel(v)
 	}
 	m.AddTurn(turn)
-	if err := b.Put(key, encodeModel(&m)); err != nil {
-		return err
-	}
+	p.Put(key, encodeModel(&m))
 	// The same call by credential and by user id (GET /usage?groupBy=key|user).
 	for _, g := range []struct {
 		kind byte
@@ -123,30 +126,30 @@ func recordModel(b *bolt.Bucket, t tenant.ID, at time.Time, kind byte, turn doma
 	}{{kindKey, turn.Key}, {kindUser, turn.User}} {
 		gk := usageKey(t, k, g.kind, g.name+"\x00"+domain.ModelName(turn.Model))
 		var gm domain.ModelUsage
-		if v := b.Get(gk); len(v) == modelValueLen {
+		if v := p.Get(gk); len(v) == modelValueLen {
 			gm = decodeModel(v)
 		}
 		gm.AddTurn(turn)
-		if err := b.Put(gk, encodeModel(&gm)); err != nil {
-			return err
-		}
+		p.Put(gk, encodeModel(&gm))
 	}
 	return nil
 }
 
 // RecordTool adds a tool call of t at event time at (a projection handler).
-func RecordTool(b *bolt.Bucket, t tenant.ID, at time.Time, call domain.ToolCall) error {
+func RecordTool(tx *readmodel.Tx, t tenant.ID, at time.Time, call domain.ToolCall) error {
+	b, p := tx.Bucket(), tx.Pending(pendingUsageKey{})
 	k := domain.BucketKey(at)
-	if err := touchBucket(b, t, k); err != nil {
+	if err := touchBucket(b, p, t, k); err != nil {
 		return err
 	}
 	key := usageKey(t, k, kindTool, call.Tool)
 	var x domain.ToolUsage
-	if v := b.Get(key); len(v) == toolValueLen {
+	if v := p.Get(key); len(v) == toolValueLen {
 		x = decodeTool(v)
 	}
 	x.AddCall(call)
-	return b.Put(key, encodeTool(&x))
+	p.Put(key, encodeTool(&x))
+	return nil
 }
 
 func encodeModel(m *domain.ModelUsage) []byte {

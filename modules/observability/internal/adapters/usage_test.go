@@ -30,6 +30,14 @@ func update(t testing.TB, s *readmodel.Store, fn func(b *bolt.Bucket) error) {
 	}
 }
 
+// record runs fn in one write transaction, committed: the usage handlers take the transaction.
+func record(t testing.TB, s *readmodel.Store, fn func(tx *readmodel.Tx) error) {
+	t.Helper()
+	if err := s.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func view(t testing.TB, s *readmodel.Store, fn func(b *bolt.Bucket)) {
 	t.Helper()
 	if err := s.View(func(tx *readmodel.Tx) error { fn(tx.Bucket()); return nil }); err != nil {
@@ -42,12 +50,12 @@ func TestUsageWindowsSeriesIsolationAndRetention(t *testing.T) {
 	s := openModel(t)
 	a, b, ab := tenant.MustParse("a"), tenant.MustParse("b"), tenant.MustParse("a-b")
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	update(t, s, func(bk *bolt.Bucket) error {
+	record(t, s, func(tx *readmodel.Tx) error {
 		for _, err := range []error{
-			adapters.RecordTurn(bk, a, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 10}}),
-			adapters.RecordTurn(bk, b, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 99}}),
-			adapters.RecordTurn(bk, ab, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 7}}),
-			adapters.RecordTool(bk, a, t0.Add(time.Hour), domain.ToolCall{Tool: "x", Succeeded: false, DurationMs: 5}),
+			adapters.RecordTurn(tx, a, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 10}}),
+			adapters.RecordTurn(tx, b, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 99}}),
+			adapters.RecordTurn(tx, ab, t0, domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 7}}),
+			adapters.RecordTool(tx, a, t0.Add(time.Hour), domain.ToolCall{Tool: "x", Succeeded: false, DurationMs: 5}),
 		} {
 			if err != nil {
 				return err
@@ -81,8 +89,8 @@ func TestUsageWindowsSeriesIsolationAndRetention(t *testing.T) {
 		}
 	})
 	// Retention: buckets far older than the tenant's newest are dropped, the other tenants' kept.
-	update(t, s, func(bk *bolt.Bucket) error {
-		return adapters.RecordTurn(bk, a, t0.Add(40*24*time.Hour), domain.ChatTurn{Model: "m", Completed: true})
+	record(t, s, func(tx *readmodel.Tx) error {
+		return adapters.RecordTurn(tx, a, t0.Add(40*24*time.Hour), domain.ChatTurn{Model: "m", Completed: true})
 	})
 	view(t, s, func(bk *bolt.Bucket) {
 		if got := adapters.QueryWindow(bk, a, t0, t0.Add(2*time.Hour)); got.Total().Requests != 0 || got.ToolTotal().Calls != 0 {
@@ -95,6 +103,82 @@ func TestUsageWindowsSeriesIsolationAndRetention(t *testing.T) {
 			t.Errorf("a's newest: %d", got)
 		}
 	})
+}
+
+// TestUsageOfOneTransactionIsWrittenAtItsCommit: a batch's turns add up in memory and are written
+// when it commits (nothing before, nothing after a rollback), and retention within the batch drops
+// what the batch itself had added to the buckets it passes.
+func TestUsageOfOneTransactionIsWrittenAtItsCommit(t *testing.T) {
+	t.Parallel()
+	s := openModel(t)
+	a := tenant.MustParse("a")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	turn := domain.ChatTurn{Model: "m", Completed: true, Tokens: domain.Tokens{Input: 10}, Key: "k1", User: "u1"}
+	requests := func(since, until time.Time) (n int64) {
+		view(t, s, func(bk *bolt.Bucket) { n = adapters.QueryWindow(bk, a, since, until).Total().Requests })
+		return n
+	}
+
+	tx, err := s.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := adapters.RecordTurn(tx, a, t0, turn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := adapters.RecordTool(tx, a, t0, domain.ToolCall{Tool: "x", Succeeded: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if n := requests(t0, t0); n != 0 {
+		t.Fatalf("after a rollback: %d requests", n)
+	}
+
+	record(t, s, func(tx *readmodel.Tx) error {
+		for range 3 {
+			if err := adapters.RecordTurn(tx, a, t0, turn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if n := requests(t0, t0); n != 3 {
+		t.Fatalf("after a commit of 3 turns: %d requests", n)
+	}
+	var byKey map[string]int64
+	view(t, s, func(bk *bolt.Bucket) {
+		byKey = map[string]int64{}
+		for key, models := range adapters.QueryWindow(bk, a, t0, t0).ByKey {
+			for _, m := range models {
+				byKey[key] += m.Requests
+			}
+		}
+	})
+	if byKey["k1"] != 3 {
+		t.Fatalf("by key after the commit: %v", byKey)
+	}
+
+	// One batch: two turns in a bucket, then one 40 days later: retention drops the first bucket,
+	// with what the batch had added to it.
+	later := t0.Add(40 * 24 * time.Hour)
+	record(t, s, func(tx *readmodel.Tx) error {
+		for _, at := range []time.Time{t0.Add(time.Minute), t0.Add(2 * time.Minute), later} {
+			if err := adapters.RecordTurn(tx, a, at, turn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if n := requests(t0, t0.Add(time.Hour)); n != 0 {
+		t.Fatalf("the old bucket after retention in the same batch: %d requests, want 0", n)
+	}
+	if n := requests(later, later); n != 1 {
+		t.Fatalf("the newest bucket: %d requests, want 1", n)
+	}
 }
 
 // BenchmarkRecordTurn is the per-event cost of the usage projection's handler in one batch
@@ -112,7 +196,7 @@ func BenchmarkRecordTurn(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if err := adapters.RecordTurn(tx.Bucket(), acme, t0.Add(time.Duration(i)*time.Second), turn); err != nil {
+		if err := adapters.RecordTurn(tx, acme, t0.Add(time.Duration(i)*time.Second), turn); err != nil {
 			b.Fatal(err)
 		}
 	}
