@@ -176,6 +176,13 @@ func (c *decodeCache) str(b []byte) string {
 // its own, so that a caller changing it in place changes nothing else, and holding an id never
 // keeps the data alive.
 func decodeEventInto(e *eventstore.Event, b []byte, c *decodeCache) error {
+	return decodeEventData(e, b, c, true)
+}
+
+// decodeEventData is decodeEventInto; with copyData false, Data is the part of b that holds it (capped,
+// so an append to it never writes into b's next bytes), not a copy: for a caller whose b is a buffer
+// of its own that is never written again (readRecs for a subscription).
+func decodeEventData(e *eventstore.Event, b []byte, c *decodeCache, copyData bool) error {
 	d := decoder{b: b}
 	id := d.bytes()
 	typ := d.bytes()
@@ -209,7 +216,11 @@ func decodeEventInto(e *eventstore.Event, b []byte, c *decodeCache) error {
 	if d.err != nil {
 		return fmt.Errorf("decode event: %w", d.err)
 	}
-	e.Data = append([]byte(nil), data...)
+	if copyData {
+		e.Data = append([]byte(nil), data...)
+	} else {
+		e.Data = data[:len(data):len(data)]
+	}
 	if c == nil {
 		e.ID, e.Type, e.Stream = string(id), string(typ), string(stream)
 		e.RequestID, e.Actor, e.CausationID, e.CorrelationID = string(requestID), string(actor), string(causation), string(correlation)

@@ -234,7 +234,7 @@ func (s *Store) identify(h uint64, loc slotLoc, sl slot) (streamEntry, error) {
 		if r.h != h {
 			return e, s.indexDamaged(fmt.Errorf("%w: the slot of stream %x names position %d, of another stream", ErrIndexDamaged, h, sl.last))
 		}
-		evs, err := s.readRecs([]selected{{pos: sl.last, r: r}})
+		evs, err := s.readRecs([]selected{{pos: sl.last, r: r}}, false)
 		if err != nil {
 			return e, err
 		}
