@@ -323,13 +323,15 @@ func lockError(dir string, err error) error {
 	return fmt.Errorf("%w: event store %s is in use by another process (pid %s, or a 'crispy verify' reading it)", ErrInUse, dir, pid)
 }
 
-// flockBriefly takes a lock without blocking, retrying for a moment: a process that forks (to
+// flockBriefly takes a lock without blocking, retrying for up to a second: a process that forks (to
 // start a plugin, a test's child) lends a just-closed lock's descriptor to the child until it execs,
-// so a lock released a microsecond ago can still look held. A real holder keeps it far longer.
+// so a lock released a moment ago can still look held; on a loaded machine that window passed the
+// 100 ms this waited before (a test reopening a store it had just closed, while a parallel test
+// forked, failed as "in use" by its own pid). A real holder keeps it far longer.
 func flockBriefly(f *os.File, how int) error {
 	for i := 0; ; i++ {
 		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EWOULDBLOCK) || i == 5 {
+		if !errors.Is(err, syscall.EWOULDBLOCK) || i == 50 {
 			return err
 		}
 		time.Sleep(20 * time.Millisecond)
