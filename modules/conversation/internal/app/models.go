@@ -28,6 +28,17 @@ func (s *Service) ResolveModel(ctx context.Context, t tenant.ID, name string) (s
 	if err != nil {
 		return "", err
 	}
+	return s.resolveModelName(name, cfg)
+}
+
+// resolveModelName is domain.ResolveModelName for the tenant's configuration. A provider:model
+// name of a configured provider (what most calls send) resolves to itself there before anything
+// else is looked at, so it is answered without building the lists of names (a sorted provider
+// list, the known models' set) that only the other forms need.
+func (s *Service) resolveModelName(name string, cfg tenancyevents.TenantConfig) (string, error) {
+	if p, _, ok := strings.Cut(name, ":"); ok && s.Router.Has(p) {
+		return name, nil
+	}
 	return domain.ResolveModelName(name, s.modelNames(cfg))
 }
 

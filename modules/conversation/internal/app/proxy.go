@@ -62,7 +62,7 @@ func (s *Service) PrepareProxy(ctx context.Context, in ProxyInput) (*ProxyCall, 
 	if err != nil {
 		return nil, err
 	}
-	requested, err := domain.ResolveModelName(in.Model, s.modelNames(cfg))
+	requested, err := s.resolveModelName(in.Model, cfg)
 	if err != nil {
 		return nil, err
 	}

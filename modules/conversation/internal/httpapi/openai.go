@@ -71,7 +71,9 @@ func (in *CompletionsInput) Resolve(huma.Context) []error {
 	b := &in.Body
 	checks := []*huma.ErrorDetail{platformhttp.Line("body.model", b.Model), platformhttp.Line("body.user", b.User)}
 	for i, m := range b.Messages {
-		checks = append(checks, platformhttp.Line("body.messages["+itoa(i)+"].name", m.Name))
+		if m.Name != "" { // an empty name passes; its location is not built for nothing
+			checks = append(checks, platformhttp.Line("body.messages["+itoa(i)+"].name", m.Name))
+		}
 	}
 	if n := len(b.Messages); n > 0 {
 		// Only the last message is the question; an earlier assistant turn may be empty. Content that
@@ -492,9 +494,7 @@ func registerOpenAIModels(api huma.API, svc *app.Service) {
 		})
 }
 
-func itoa(i int) string { return jsonInt(i) }
-
-func jsonInt(i int) string { b, _ := json.Marshal(i); return string(b) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 // ChatCompletion documents the JSON answer of POST /v1/chat/completions: OpenAI's chat.completion as
 // the model wrote it (passed through, so a provider's extra fields come back too).
