@@ -769,6 +769,7 @@ func (p *partition) loadLogs(m *manifest) error {
 	if m.Nodes-dead != m.Live {
 		return fmt.Errorf("%d live chunks, the manifest says %d", m.Nodes-dead, m.Live)
 	}
+	p.ids.expect(m.Live)
 	r := bufio.NewReaderSize(io.NewSectionReader(p.files.chunks.f, 0, m.Chunks), 1<<20)
 	var off int64
 	var head [8]byte
