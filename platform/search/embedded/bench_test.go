@@ -76,19 +76,31 @@ func BenchmarkHNSW100k(b *testing.B) {
 				if tc.files {
 					cfg.Dir = b.TempDir()
 				}
-				benchOnce(b, 100_000, 384, tc.spread, cfg, tc.terms)
+				benchOnce(b, 100_000, 384, tc.spread, cfg, tc.terms, 0)
 			}
 		})
 	}
 }
 
 // BenchmarkFiles20k is the quick variant of the on-disk index: build with a flush every 1,000
-// chunks (as the module's periodic flush would), close, reopen, search.
+// chunks (as the module's periodic flush would), close, reopen, search. It writes 1,000 chunks per
+// Upsert (a bulk load: its chunks are linked on every core).
 //
 //	go test -run '^$' -bench Files20k -benchtime=1x ./platform/search/embedded/
 func BenchmarkFiles20k(b *testing.B) {
 	for range b.N {
-		benchOnce(b, 20_000, 384, 1.0, embedded.Config{ExactBelow: -1, Dir: b.TempDir()}, false)
+		benchOnce(b, 20_000, 384, 1.0, embedded.Config{ExactBelow: -1, Dir: b.TempDir()}, false, 0)
+	}
+}
+
+// BenchmarkPerDocument20k is BenchmarkFiles20k written as the retrieval module writes: one Upsert
+// per document of two chunks (a 1.9 KB document at the module's 1,000-character chunks), so only a
+// document's own chunks are linked side by side; a flush every 1,000 chunks.
+//
+//	go test -run '^$' -bench PerDocument20k -benchtime=1x ./platform/search/embedded/
+func BenchmarkPerDocument20k(b *testing.B) {
+	for range b.N {
+		benchOnce(b, 20_000, 384, 1.0, embedded.Config{ExactBelow: -1, Dir: b.TempDir()}, false, 2)
 	}
 }
 
@@ -156,11 +168,16 @@ func BenchmarkHNSW20k(b *testing.B) {
 		{"uniform/default", 0, embedded.Config{}},
 		{"clustered-wide/m16", 2.0, embedded.Config{M: 16, EfConstruction: 128, EfSearch: 96}},
 		{"uniform/m16", 0, embedded.Config{M: 16, EfConstruction: 128, EfSearch: 96}},
+		// One goroutine linking instead of GOMAXPROCS: what building in parallel costs in recall.
+		{"clustered-wide/serial", 2.0, embedded.Config{InsertWorkers: 1}},
+		// The build beam before it defaulted to the query's (128).
+		{"clustered/efc200", 1.0, embedded.Config{EfConstruction: 200}},
+		{"clustered-wide/efc200", 2.0, embedded.Config{EfConstruction: 200}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			tc.cfg.ExactBelow = -1
 			for range b.N {
-				benchOnce(b, 20_000, 384, tc.spread, tc.cfg, false)
+				benchOnce(b, 20_000, 384, tc.spread, tc.cfg, false, 0)
 			}
 		})
 	}
@@ -218,7 +235,12 @@ func zipfTerms(r *rand.Rand, chunks []search.Chunk, words int) {
 	}
 }
 
-func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config, terms bool) {
+// benchOnce builds an index of n vectors, perDoc chunks per Upsert (0: 1,000), a Flush after
+// every 1,000 chunks, and measures it. A chunk counts as ingested once its Upsert returned (it is
+// searchable) and the Flush after it did (its files are fsync'd and named by the manifest):
+// build-vectors/s are chunks per second of that; with perDoc, build-docs/s are documents of perDoc
+// chunks.
+func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config, terms bool, perDoc int) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(11, 12))
 	var vecs [][]float32
@@ -231,6 +253,13 @@ func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config, te
 	chunks := make([]search.Chunk, n)
 	for i, v := range data {
 		chunks[i] = search.Chunk{DocID: "d", ChunkID: "d#" + itoa(i), Vector: v}
+		if perDoc > 0 {
+			chunks[i].DocID = "doc" + itoa(i/perDoc)
+		}
+	}
+	step := 1000
+	if perDoc > 0 {
+		step = perDoc
 	}
 	if terms {
 		zipfTerms(r, chunks, 150)
@@ -274,20 +303,24 @@ func benchOnce(b *testing.B, n, dim int, spread float64, cfg embedded.Config, te
 	start := time.Now()
 	cpu0 := cputime.Used().Seconds()
 	var lastStart time.Time // the last 10% of the build: the ingest rate at n, not on average
-	for s := 0; s < n; s += 1000 {
+	for s := 0; s < n; s += step {
 		if s >= n-n/10 && lastStart.IsZero() {
 			lastStart = time.Now()
 		}
-		if err := ix.Upsert(ctx, a, chunks[s:min(s+1000, n)]); err != nil {
+		end := min(s+step, n)
+		if err := ix.Upsert(ctx, a, chunks[s:end]); err != nil {
 			b.Fatal(err)
 		}
-		if cfg.Dir != "" {
+		if cfg.Dir != "" && (end%1000 == 0 || end == n) {
 			if err := ix.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
 	build := time.Since(start)
+	if perDoc > 0 {
+		b.ReportMetric(float64(n/perDoc)/build.Seconds(), "build-docs/s")
+	}
 	b.ReportMetric(float64(n)/(cputime.Used().Seconds()-cpu0), "build-vectors/cpu-s")
 	b.ReportMetric(float64(n/10)/time.Since(lastStart).Seconds(), "build-vectors/s-last10%")
 	b.StopTimer()
