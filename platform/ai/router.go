@@ -328,6 +328,13 @@ func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request
 	if req.Pass != nil {
 		maxTokens = req.Pass.MaxTokens
 	}
+	if _, off := r.cfg.Tracer.(noop.Tracer); off {
+		// No tracing configured: the span's name and attributes (half a dozen allocations per
+		// call) would be built for a span that records nothing.
+		ans, emitted, err := r.attemptOnce(ctx, p, m, req, call)
+		r.attempted(ctx, m, req, try, start, ans, err)
+		return ans, emitted, err
+	}
 	ctx, span := tracing.StartModelSpan(ctx, r.cfg.Tracer, tracing.ModelCall{Model: m.String(), MaxTokens: maxTokens})
 	ans, emitted, err := r.attemptOnce(ctx, p, m, req, call)
 	o := tracing.ModelOutcome{InputTokens: ans.Usage.PromptTokens, OutputTokens: ans.Usage.CompletionTokens, FinishReason: ans.FinishReason, Err: err}
@@ -343,6 +350,12 @@ func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request
 		o.ErrorType = ReasonOf(err)
 	}
 	tracing.EndModelSpan(span, m.String(), o)
+	r.attempted(ctx, m, req, try, start, ans, err)
+	return ans, emitted, err
+}
+
+// attempted tells OnAttempt about an attempt that has ended.
+func (r *Router) attempted(ctx context.Context, m ModelID, req Request, try int, start time.Time, ans Answer, err error) {
 	if r.cfg.OnAttempt != nil {
 		a := AttemptRecord{Model: m.String(), Retry: try, Err: err, Duration: time.Since(start), Stream: req.Pass == nil || req.Pass.Stream}
 		if err != nil {
@@ -353,7 +366,6 @@ func (r *Router) attempt(ctx context.Context, p Provider, m ModelID, req Request
 		}
 		r.cfg.OnAttempt(ctx, a)
 	}
-	return ans, emitted, err
 }
 
 // AttemptRecord is one try of one model, as OnAttempt is told of it.

@@ -220,3 +220,28 @@ func TestRouterTellsEachFallback(t *testing.T) {
 		t.Fatalf("err %v, fallbacks %+v", err, moves)
 	}
 }
+
+// OnAttempt hears of every try, with tracing off (the router skips the span) and on: the model
+// that failed with its reason, then the one that answered.
+func TestOnAttemptWithAndWithoutTracing(t *testing.T) {
+	t.Parallel()
+	for _, traced := range []bool{false, true} {
+		var got []string
+		cfg := ai.RouterConfig{OnAttempt: func(_ context.Context, a ai.AttemptRecord) { got = append(got, a.Model+"/"+a.Reason) }}
+		if traced {
+			cfg.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(tracetest.NewInMemoryExporter()))).Tracer("t")
+		}
+		r, err := ai.NewRouter(cfg, map[string]ai.Provider{
+			"down": aitest.New(aitest.Script{FailBefore: aitest.Unavailable("down:m")}),
+			"up":   aitest.New(aitest.Script{Tokens: []string{"hi"}}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.Stream(context.Background(), []ai.ModelID{ai.MustParseModelID("down:m"), ai.MustParseModelID("up:m")}, ai.Request{},
+			func(string) error { return nil })
+		if err != nil || strings.Join(got, " ") != "down:m/unavailable up:m/" {
+			t.Fatalf("traced %v: %v, attempts %q", traced, err, got)
+		}
+	}
+}
