@@ -194,6 +194,7 @@ func (c *ProxyCall) Run(ctx context.Context, out ai.Chunks) error {
 	latency := ms(end.Sub(in.Received))
 	rec := TurnInput{Tenant: in.Tenant, ModelID: in.Model, UserID: in.UserID, Stateless: true, Source: "openai"}
 	if err == nil {
+		model := ans.Model.String() // once: each String builds the "provider:model" string anew
 		u := usageOf(ans.Usage, c.prompt, ans.Content)
 		if !ans.Usage.Reported && ans.Usage.TotalTokens > 0 {
 			// The estimate the client was told (a provider without usage of its own).
@@ -202,16 +203,16 @@ func (c *ProxyCall) Run(ctx context.Context, out ai.Chunks) error {
 		ttft := 0.0
 		if !ans.FirstToken.IsZero() {
 			ttft = ms(ans.FirstToken.Sub(in.Received))
-			s.Metrics.ttft(ans.Model.String(), ans.FirstToken.Sub(in.Received))
+			s.Metrics.ttft(model, ans.FirstToken.Sub(in.Received))
 		}
-		ev := events.AssistantMessageCompleted{TurnID: c.id, Model: ans.Model.String(), Usage: u, LatencyMs: latency, TTFTMs: ttft,
+		ev := events.AssistantMessageCompleted{TurnID: c.id, Model: model, Usage: u, LatencyMs: latency, TTFTMs: ttft,
 			Fallbacks: fallbacks, UserID: in.UserID, Source: "openai", Offline: ans.Model == ai.Offline}
 		if rerr := s.recordCompletion(rctx, rec, c.id, ev, int64(u.TotalTokens)); rerr != nil {
 			// The answer went out already; its usage is lost to this error, which the log keeps.
 			s.Log.ErrorContext(rctx, "record completion usage", "error", rerr, "tenant", in.Tenant.String())
 		}
-		s.Metrics.turn(ans.Model.String(), "completed")
-		s.Metrics.tokens(ans.Model.String(), u.PromptTokens, u.CompletionTokens)
+		s.Metrics.turn(model, "completed")
+		s.Metrics.tokens(model, u.PromptTokens, u.CompletionTokens)
 		return nil
 	}
 	model := c.models[0].String()
