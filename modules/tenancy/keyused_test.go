@@ -1,14 +1,12 @@
 package tenancy_test
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/crispy-enigma/crispy/modules/tenancy"
 	"github.com/crispy-enigma/crispy/modules/tenancy/events"
-	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/tenant"
 )
@@ -66,30 +64,6 @@ func TestKeyLastUsedIsSharedAndSurvivesRestarts(t *testing.T) {
 	}
 }
 
-// stalledAfter holds every subscription after the event at position at until release is closed:
-// a replica whose read models are still catching up.
-type stalledAfter struct {
-	eventstore.Store
-	at      eventstore.Position
-	release chan struct{}
-}
-
-func (s stalledAfter) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
-	return s.Store.Subscribe(ctx, opts, func(ctx context.Context, e eventstore.Event) error {
-		if err := h(ctx, e); err != nil {
-			return err
-		}
-		if e.Position == s.at {
-			select {
-			case <-s.release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
-}
-
 // While the record of every replica's key use catches up, the key list answers 503 catching_up
 // with retry-after rather than listing a key used elsewhere as never used; an answer to a change
 // says its lastUsedAt is this replica's alone (lastUsedAtPending). Before, both silently left out
@@ -116,7 +90,7 @@ func TestKeyListIsNotPartialWhileKeyUseCatchesUp(t *testing.T) {
 
 	// A new replica whose read models stop after the first event: it never saw the key used.
 	release := make(chan struct{})
-	stalled := stalledAfter{Store: store, at: 1, release: release}
+	stalled := eventstoretest.Stalled{Store: store, At: 1, Release: release}
 	b := newAdminServerOn(t, stalled, "", false, fast)
 	r := b.do(t, call{path: "/admin/tenants/acme/keys", admin: adminKey})
 	if r.status != 503 || r.body["code"] != "catching_up" || r.header.Get("retry-after") == "" || r.body["requestId"] == nil {

@@ -164,35 +164,12 @@ func TestExecutionStatsResumeFromTheirCheckpoint(t *testing.T) {
 	}
 }
 
-// stalled holds the catch-up after position at until release is closed.
-type stalled struct {
-	eventstore.Store
-	at      eventstore.Position
-	release chan struct{}
-}
-
-func (s stalled) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
-	return s.Store.Subscribe(ctx, opts, func(ctx context.Context, e eventstore.Event) error {
-		if err := h(ctx, e); err != nil {
-			return err
-		}
-		if e.Position == s.at {
-			select {
-			case <-s.release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
-}
-
 // While the statistics catch up they answer 503 catching_up with retry-after, never a partial count.
 func TestExecutionStatsAnswerCatchingUpUntilCaughtUp(t *testing.T) {
 	t.Parallel()
 	mem := eventstoretest.NewMemory()
 	appendCalls(t, mem, "acme", "echo", 10)
-	store := stalled{Store: mem, at: 5, release: make(chan struct{})}
+	store := eventstoretest.Stalled{Store: mem, At: 5, Release: make(chan struct{})}
 	b := bustest.NewBus(t, store)
 	s := newStatsServer(t, store, b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -205,7 +182,7 @@ func TestExecutionStatsAnswerCatchingUpUntilCaughtUp(t *testing.T) {
 	if code != 503 || body["code"] != "catching_up" || retry == "" {
 		t.Fatalf("while catching up: %d %v (retry-after %q); want 503 catching_up", code, body, retry)
 	}
-	close(store.release)
+	close(store.Release)
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
 	if err := b.WaitCaughtUp(wctx); err != nil {

@@ -212,34 +212,6 @@ func TestProjectionAppliesTypedEventsAndResumesFromItsCheckpoint(t *testing.T) {
 	wantCounts(t, readCounts(t, p), evs)
 }
 
-// stallStore holds every subscription after it delivered position at, until release is closed: a
-// catch-up that stops for a while (a slow disk, a long GC) without being at the live end.
-type stallStore struct {
-	eventstore.Store
-	at      eventstore.Position
-	release chan struct{}
-	from    chan eventstore.Position // the From of every subscription, when set
-}
-
-func (s *stallStore) Subscribe(ctx context.Context, opts eventstore.SubscribeOptions, h eventstore.Handler) error {
-	if s.from != nil {
-		s.from <- opts.From
-	}
-	return s.Store.Subscribe(ctx, opts, func(ctx context.Context, e eventstore.Event) error {
-		if err := h(ctx, e); err != nil {
-			return err
-		}
-		if e.Position == s.at {
-			select {
-			case <-s.release:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		return nil
-	})
-}
-
 // oldSettleTime is the quiet spell after which the bus used to guess that a projection had caught
 // up; a catch-up that stalls longer must still not be reported caught up.
 const oldSettleTime = time.Second
@@ -248,7 +220,9 @@ func TestCaughtUpIsTheStoresFactNotAQuietSpell(t *testing.T) {
 	t.Parallel()
 	mem := eventstoretest.NewMemory()
 	evs := appendN(t, mem, acme, "a", typeHappened, 40)
-	store := &stallStore{Store: mem, at: 20, release: make(chan struct{})}
+	// A catch-up that stops for a while after position 20 (a slow disk, a long GC) without being at
+	// the live end.
+	store := eventstoretest.Stalled{Store: mem, At: 20, Release: make(chan struct{})}
 	cfg := projectionConfig(t)
 	b, err := bus.New(cfg, bus.Deps{Store: store})
 	if err != nil {
@@ -283,7 +257,7 @@ func TestCaughtUpIsTheStoresFactNotAQuietSpell(t *testing.T) {
 		t.Fatalf("bus Check while stalled: %v, want catching_up", err)
 	}
 
-	close(store.release)
+	close(store.Release)
 	if err := <-caughtUp; err != nil {
 		t.Fatal(err)
 	}
