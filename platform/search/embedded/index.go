@@ -139,6 +139,18 @@ func Open(cfg Config) (*Index, error) {
 	return ix, nil
 }
 
+// partitionList is the tenants' partitions at the time of the call, for work that then takes each
+// partition's own lock without holding the index's.
+func (ix *Index) partitionList() []*partition {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	parts := make([]*partition, 0, len(ix.parts))
+	for _, p := range ix.parts {
+		parts = append(parts, p)
+	}
+	return parts
+}
+
 func (ix *Index) seed(t tenant.ID, n int) uint64 {
 	seed := uint64(n)
 	for _, r := range t.String() {

@@ -383,13 +383,7 @@ func (p *partition) lexNeedsFlush() bool {
 // lexFinal runs first in Close: its flush writes every memtable as a segment, so a start after a
 // clean stop replays nothing from the terms log (after a crash, at most flushPostings per tenant).
 func (ix *Index) lexFinal() {
-	ix.mu.RLock()
-	parts := make([]*partition, 0, len(ix.parts))
-	for _, p := range ix.parts {
-		parts = append(parts, p)
-	}
-	ix.mu.RUnlock()
-	for _, p := range parts {
+	for _, p := range ix.partitionList() {
 		p.lex.final.Store(true)
 	}
 }

@@ -14,13 +14,7 @@ var linksFoldAtClose int64 = 256 << 10
 // foldLinksForClose marks the partitions whose links log is past linksFoldAtClose so that the
 // flush of Close writes their links whole (the path a flush that lost edits takes: rewriteLinks).
 func (ix *Index) foldLinksForClose() {
-	ix.mu.RLock()
-	parts := make([]*partition, 0, len(ix.parts))
-	for _, p := range ix.parts {
-		parts = append(parts, p)
-	}
-	ix.mu.RUnlock()
-	for _, p := range parts {
+	for _, p := range ix.partitionList() {
 		p.mu.Lock()
 		if p.dir != "" && !p.gone && p.files != nil && p.files.links != nil &&
 			p.files.links.size+int64(len(p.g.linkEdits)) > linksFoldAtClose {
