@@ -45,7 +45,7 @@ type KeyView struct {
 	Revoked            bool       `json:"revoked"`
 	Expired            bool       `json:"expired"`
 	LastUsedAt         *time.Time `json:"lastUsedAt,omitempty" doc:"When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)"`
-	LastUsedAtPending  bool       `json:"lastUsedAtPending,omitempty" doc:"In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer"`
+	LastUsedAtPending  bool       `json:"lastUsedAtPending,omitempty" example:"false" doc:"In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer"`
 	PreviousValidUntil *time.Time `json:"previousValidUntil,omitempty" doc:"After a rotation: until when the previous secret still works"`
 }
 

@@ -581,6 +581,8 @@ type AdminCreateKeyOutput struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 
 	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	//
+	// Example: false
 	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
 	Limits            *KeyLimits `json:"limits,omitempty"`
 	Name              *string    `json:"name,omitempty"`
@@ -636,6 +638,8 @@ type AdminEditKeyOutput struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 
 	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	//
+	// Example: false
 	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
 	Limits            *KeyLimits `json:"limits,omitempty"`
 	Name              *string    `json:"name,omitempty"`
@@ -691,6 +695,8 @@ type AdminRevokeKeyOutput struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 
 	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	//
+	// Example: false
 	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
 	Limits            *KeyLimits `json:"limits,omitempty"`
 	Name              *string    `json:"name,omitempty"`
@@ -723,6 +729,8 @@ type AdminRotateKeyOutput struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 
 	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	//
+	// Example: false
 	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
 	Limits            *KeyLimits `json:"limits,omitempty"`
 	Name              *string    `json:"name,omitempty"`
@@ -1746,6 +1754,8 @@ type KeyView struct {
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
 
 	// LastUsedAtPending In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+	//
+	// Example: false
 	LastUsedAtPending *bool      `json:"lastUsedAtPending,omitempty"`
 	Limits            *KeyLimits `json:"limits,omitempty"`
 	Name              *string    `json:"name,omitempty"`

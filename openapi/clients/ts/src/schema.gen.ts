@@ -869,7 +869,10 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
-            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            /**
+             * @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+             * @example false
+             */
             lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
@@ -924,7 +927,10 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
-            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            /**
+             * @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+             * @example false
+             */
             lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
@@ -979,7 +985,10 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
-            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            /**
+             * @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+             * @example false
+             */
             lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
@@ -1016,7 +1025,10 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
-            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            /**
+             * @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+             * @example false
+             */
             lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
@@ -1996,7 +2008,10 @@ export interface components {
              * @description When the key last authenticated a request: the latest of what this replica saw (to the second) and what any replica recorded (each records its keys' use at most once a minute, so a use on another replica shows within a minute, and survives restarts)
              */
             lastUsedAt?: string;
-            /** @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer */
+            /**
+             * @description In the answer to a change only: true when lastUsedAt is what this replica saw alone, because the record of every replica's use is catching up after a start (the key list answers 503 catching_up meanwhile); list the keys again for the whole answer
+             * @example false
+             */
             lastUsedAtPending?: boolean;
             limits?: components["schemas"]["KeyLimits"];
             name?: string;
@@ -3465,7 +3480,7 @@ export interface operations {
                      *           "expiresAt": "2026-11-29T14:00:00Z",
                      *           "id": "string",
                      *           "lastUsedAt": "2026-11-29T14:00:00Z",
-                     *           "lastUsedAtPending": true,
+                     *           "lastUsedAtPending": false,
                      *           "limits": {
                      *             "burst": 1,
                      *             "perMinute": 1,
@@ -3591,7 +3606,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
-                     *       "lastUsedAtPending": true,
+                     *       "lastUsedAtPending": false,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
@@ -3701,7 +3716,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
-                     *       "lastUsedAtPending": true,
+                     *       "lastUsedAtPending": false,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
@@ -3802,7 +3817,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
-                     *       "lastUsedAtPending": true,
+                     *       "lastUsedAtPending": false,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
@@ -3903,7 +3918,7 @@ export interface operations {
                      *       "expiresAt": "2026-11-29T14:00:00Z",
                      *       "id": "string",
                      *       "lastUsedAt": "2026-11-29T14:00:00Z",
-                     *       "lastUsedAtPending": true,
+                     *       "lastUsedAtPending": false,
                      *       "limits": {
                      *         "burst": 1,
                      *         "perMinute": 1,
