@@ -265,6 +265,10 @@ func (p *Plugin) OutOfMemory() bool { return p.proc != nil && p.proc.stderr.oom.
 // Exited reports whether the plugin process has ended.
 func (p *Plugin) Exited() bool { return p.client.Exited() }
 
+// LastWordsRead reports whether everything the process wrote on its stderr has been read (and so
+// OutOfMemory is final): true once the stream ended, or when the process was not started here.
+func (p *Plugin) LastWordsRead() bool { return p.proc == nil || p.proc.stderr.drained() }
+
 // Kill ends the plugin at once (SIGKILL) and releases its resources. It is safe to call more than once.
 // A hung plugin would hold go-plugin's graceful shutdown for seconds, so the process is killed first.
 func (p *Plugin) Kill() {

@@ -28,6 +28,9 @@ type procRunner struct {
 	limit   int64    // RLIMIT_DATA at start, bytes; 0: none
 	stdout  io.ReadCloser
 	stderr  *oomWatch
+	// stderrW is the write end of the stderr pipe, the child's; the parent's copy is closed once
+	// the child has it, so that the reader sees EOF when the child (and whatever inherited it) ends.
+	stderrW *os.File
 	pid     atomic.Int64
 }
 
@@ -57,11 +60,17 @@ func newRunner(cfg LaunchConfig, limit int64) func(hclog.Logger, *exec.Cmd, stri
 		if err != nil {
 			return nil, err
 		}
-		stderr, err := cmd.StderrPipe()
+		// A pipe of our own rather than cmd.StderrPipe: exec.Cmd.Wait closes the pipes it made as soon
+		// as the process is reaped, which can be before go-plugin's reader has read the process's
+		// last words, and those are how a death against the memory limit is told from a crash (under
+		// load the runtime's "out of memory" was lost that way, and the restart counted as a crash).
+		stderrR, stderrW, err := os.Pipe()
 		if err != nil {
 			return nil, err
 		}
-		return &procRunner{cmd: cmd, starter: cfg.Starter, limit: limit, stdout: stdout, stderr: &oomWatch{r: stderr}}, nil
+		cmd.Stderr = stderrW
+		return &procRunner{cmd: cmd, starter: cfg.Starter, limit: limit, stdout: stdout, stderrW: stderrW,
+			stderr: &oomWatch{r: stderrR, eof: make(chan struct{})}}, nil
 	}
 }
 
@@ -72,6 +81,7 @@ func (r *procRunner) Start(context.Context) error {
 	} else {
 		err = r.cmd.Start()
 	}
+	_ = r.stderrW.Close() // the child holds its own copy (or there is no child: the reader sees EOF)
 	if err != nil {
 		return err
 	}
@@ -124,16 +134,22 @@ func (r *procRunner) HostToPlugin(network, addr string) (string, string, error) 
 // oomWatch passes the plugin's stderr on to go-plugin's logger and notes whether the Go runtime (or
 // the C library) said it ran out of memory: the sign the process died against its memory limit.
 type oomWatch struct {
-	r    io.ReadCloser
-	mu   sync.Mutex
-	tail []byte // the end of what was read, so a message split across reads is still seen
-	oom  atomic.Bool
+	r       io.ReadCloser
+	mu      sync.Mutex
+	tail    []byte // the end of what was read, so a message split across reads is still seen
+	oom     atomic.Bool
+	eof     chan struct{} // closed once the reader got an error: everything the process wrote is read
+	eofOnce sync.Once
 }
 
 var oomMarkers = [][]byte{[]byte("out of memory"), []byte("cannot allocate memory")}
 
 func (w *oomWatch) Read(p []byte) (int, error) {
 	n, err := w.r.Read(p)
+	if err != nil {
+		// The end (or the pipe broke): nothing more will come, and nobody else closes our end.
+		defer w.eofOnce.Do(func() { _ = w.r.Close(); close(w.eof) })
+	}
 	if n > 0 && !w.oom.Load() {
 		w.mu.Lock()
 		buf := append(append([]byte(nil), w.tail...), p[:n]...)
@@ -153,3 +169,13 @@ func (w *oomWatch) Read(p []byte) (int, error) {
 }
 
 func (w *oomWatch) Close() error { return w.r.Close() }
+
+// drained reports whether the process's stderr has been read to its end.
+func (w *oomWatch) drained() bool {
+	select {
+	case <-w.eof:
+		return true
+	default:
+		return false
+	}
+}

@@ -394,10 +394,10 @@ func (m *Manager) Call(ctx context.Context, name string, call sdk.Call) (json.Ra
 }
 
 // deathReason tells why a process died. Its last words (the Go runtime's "out of memory") are read
-// from its stderr until it is reaped, which can be after its connection broke and its call failed:
-// wait for that, briefly, rather than count a death from the memory limit as a crash.
+// from its stderr, which can end after its connection broke, its call failed and it was reaped:
+// wait for both, briefly, rather than count a death from the memory limit as a crash.
 func deathReason(p *sdk.Plugin) string {
-	for deadline := time.Now().Add(2 * time.Second); !p.Exited() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(2 * time.Second); (!p.Exited() || !p.LastWordsRead()) && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if p.OutOfMemory() {
