@@ -69,8 +69,8 @@ func send(t *testing.T, base, method, path string, body any, headers map[string]
 func TestDeletedTenantsDataIsInNoFile(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AdminKeySHA256: testAdminHash()}
+	cfg := embeddedConfig(data)
+	cfg.AdminKeySHA256 = testAdminHash()
 	srv, stop := serveApp(t, cfg, buildOptions{})
 	admin := map[string]string{"admin": testAdminKey}
 	for _, id := range []string{"doomed", "kept"} {
@@ -284,8 +284,8 @@ func TestAdminKeyNew(t *testing.T) {
 func TestAdminRefusesAModelOfAnUnconfiguredProvider(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AdminKeySHA256: testAdminHash()}
+	cfg := embeddedConfig(data)
+	cfg.AdminKeySHA256 = testAdminHash()
 	srv, _ := serveApp(t, cfg, buildOptions{})
 	admin := map[string]string{"admin": testAdminKey}
 	r := send(t, srv.URL, "POST", "/admin/tenants", map[string]any{"id": "acme", "models": map[string]any{"chat": "openai:gpt-4o-mini"}}, admin)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -36,8 +35,8 @@ func TestAttributionActorIsTheKeyIDAndUserIsApart(t *testing.T) {
 	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config{DataDir: data, Tenants: tenants, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
+	cfg := embeddedConfig(data)
+	cfg.Tenants = tenants
 	srv, stop := serveApp(t, cfg, buildOptions{})
 
 	send := func(tid, key, user, reqID, method, path string, body any) (int, []byte) {

@@ -94,8 +94,8 @@ func TestAuditCheckpointVerifyAndProveFromTheCommandLine(t *testing.T) {
 func TestMissingAuditKeyRefusesToStartUnlessANewOneIsAskedFor(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AuditInterval: time.Hour}
+	cfg := embeddedConfig(data)
+	cfg.AuditInterval = time.Hour
 	// Events written before any key existed (as an older version left the folder).
 	s, err := embedded.Open(filepath.Join(data, "events"), embedded.Options{})
 	if err != nil {

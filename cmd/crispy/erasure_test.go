@@ -90,8 +90,8 @@ func TestAuditSessionAsOfAroundADeletion(t *testing.T) {
 	if err := os.WriteFile(tenants, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config{DataDir: data, Tenants: tenants, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
+	cfg := embeddedConfig(data)
+	cfg.Tenants = tenants
 	srv, _ := serveApp(t, cfg, buildOptions{})
 	send := func(tid, key, user, method, path string, body any) (int, string) {
 		t.Helper()

@@ -22,8 +22,8 @@ import (
 func TestNewAuditKeyIsRecordedAfterAnEarlyStop(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AuditInterval: time.Hour}
+	cfg := embeddedConfig(data)
+	cfg.AuditInterval = time.Hour
 	s, err := embedded.Open(filepath.Join(data, "events"), embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -87,8 +87,8 @@ func TestNewAuditKeyIsRecordedAfterAnEarlyStop(t *testing.T) {
 func TestNewAuditKeyResumesWhenStoppedBeforeTheDeploymentRecord(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AuditInterval: time.Hour}
+	cfg := embeddedConfig(data)
+	cfg.AuditInterval = time.Hour
 	ctx := context.Background()
 	a, err := build(ctx, cfg, slog.New(slog.DiscardHandler), buildOptions{}) // first start: key A, recorded
 	if err != nil {

@@ -22,8 +22,8 @@ import (
 func TestReplayedSealedEventsProveOffline(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AuditInterval: time.Hour}
+	cfg := embeddedConfig(data)
+	cfg.AuditInterval = time.Hour
 	apiKey, hash, err := tenancy.NewAPIKey()
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,9 +48,8 @@ func TestServeWiresTheRerankerAndTheUploadLimit(t *testing.T) {
 	defer cohere.Close()
 
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second,
-		RerankModel: "cohere:rerank-test", CohereBaseURL: cohere.URL + "/v2", CohereAPIKey: "co-key", RerankTimeout: 2 * time.Second, UploadMaxMB: 2}
+	cfg := embeddedConfig(data)
+	cfg.RerankModel, cfg.CohereBaseURL, cfg.CohereAPIKey, cfg.RerankTimeout, cfg.UploadMaxMB = "cohere:rerank-test", cohere.URL+"/v2", "co-key", 2*time.Second, 2
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +101,8 @@ func TestServeWiresTheRerankerAndTheUploadLimit(t *testing.T) {
 func TestAdminRefusesAnUnservedReranker(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	cfg := config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second, AdminKeySHA256: testAdminHash()}
+	cfg := embeddedConfig(data)
+	cfg.AdminKeySHA256 = testAdminHash()
 	srv, stop := serveApp(t, cfg, buildOptions{})
 	defer stop()
 	admin := map[string]string{"admin": testAdminKey}

@@ -26,9 +26,14 @@ import (
 // injected into its event store, and serves it on a test listener until stop or cleanup.
 func startApp(t *testing.T, dataDir string, faults *embedded.Faults) (srv *httptest.Server, stop func()) {
 	t.Helper()
-	cfg := config{DataDir: dataDir, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
-		PluginsDir: filepath.Join(dataDir, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
-	return serveApp(t, cfg, buildOptions{storeFaults: faults})
+	return serveApp(t, embeddedConfig(dataDir), buildOptions{storeFaults: faults})
+}
+
+// embeddedConfig is a server on embedded defaults in data (no plugins, quiet logs, a 5 s shutdown),
+// which a test changes where it needs to.
+func embeddedConfig(data string) config {
+	return config{DataDir: data, EventStore: "embedded", Search: "embedded", Bus: "gochannel", RateLimitFail: "open",
+		PluginsDir: filepath.Join(data, "no-plugins"), LogLevel: "error", ShutdownTimeout: 5 * time.Second}
 }
 
 // serveApp builds the whole server from cfg, starts it, waits until its read models caught up, and
