@@ -293,46 +293,39 @@ func (s *Store) scan() error {
 		s.ix.close()
 	}
 	s.ix, s.free, s.freeRead, s.scanned = ix, nil, true, true
-	buf := make([]byte, 256*recSize)
 	var scratch []byte
 	var repaired bool
-	for first := int64(0); first < s.slots; first += 256 {
-		n := min(256, s.slots-first)
-		b := buf[:n*recSize]
-		if _, err := s.f.ReadAt(b, headerSize+first*recSize); err != nil {
-			return fmt.Errorf("keystore: %s: read: %w", s.path, err)
+	readFailed := func(err error) error { return fmt.Errorf("keystore: %s: read: %w", s.path, err) }
+	err = s.eachRecord(readFailed, func(slot int64, rec []byte) error {
+		if isZero(rec) {
+			s.free = append(s.free, slot)
+			return nil
 		}
-		for i := int64(0); i < n; i++ {
-			rec := b[i*recSize : (i+1)*recSize]
-			slot := first + i
-			if isZero(rec) {
-				s.free = append(s.free, slot)
-				continue
-			}
-			mk, ok := decode(rec, &scratch)
-			if !ok && s.readOnly {
-				continue
-			}
-			if !ok {
-				// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either. It may
-				// also be bit rot in a live key, which erases what was sealed under it: say so.
-				if err := s.zeroDamaged(slot, rec); err != nil {
-					return err
-				}
-				repaired = true
-				continue
-			}
-			keep, err := s.dedupe(mk, slot, rec[offState])
-			if err != nil {
+		mk, ok := decode(rec, &scratch)
+		if !ok && s.readOnly {
+			return nil
+		}
+		if !ok {
+			// Torn by a crash: zero it, so a cut Destroy leaves no key bytes either. It may
+			// also be bit rot in a live key, which erases what was sealed under it: say so.
+			if err := s.zeroDamaged(slot, rec); err != nil {
 				return err
 			}
-			repaired = repaired || !keep
-			if keep {
-				if err := ix.insert(ix.tag(mk), slot); err != nil {
-					return err
-				}
-			}
+			repaired = true
+			return nil
 		}
+		keep, err := s.dedupe(mk, slot, rec[offState])
+		if err != nil {
+			return err
+		}
+		repaired = repaired || !keep
+		if keep {
+			return ix.insert(ix.tag(mk), slot)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if repaired {
 		if err := s.f.Sync(); err != nil {
@@ -341,6 +334,27 @@ func (s *Store) scan() error {
 	}
 	// Reuse the lowest slots first, so the live records stay packed at the front.
 	slices.Reverse(s.free)
+	return nil
+}
+
+// eachRecord calls fn with every slot of the file and its record, read 256 at a time (rec is valid
+// only during the call); it stops at fn's first error, or at a failed read, returned as readFailed
+// words it. The read buffer is zeroed at the end: it held key bytes.
+func (s *Store) eachRecord(readFailed func(error) error, fn func(slot int64, rec []byte) error) error {
+	buf := make([]byte, 256*recSize)
+	defer clear(buf)
+	for first := int64(0); first < s.slots; first += 256 {
+		n := min(256, s.slots-first)
+		b := buf[:n*recSize]
+		if _, err := s.f.ReadAt(b, headerSize+first*recSize); err != nil {
+			return readFailed(err)
+		}
+		for i := int64(0); i < n; i++ {
+			if err := fn(first+i, b[i*recSize:(i+1)*recSize]); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -883,31 +897,26 @@ func (s *Store) DestroyTenant(_ context.Context, t tenant.ID) error {
 	}
 	var all []gone
 	zero := make([]byte, recSize)
-	buf := make([]byte, 256*recSize)
 	var scratch []byte
-	for first := int64(0); first < s.slots; first += 256 {
-		n := min(256, s.slots-first)
-		b := buf[:n*recSize]
-		if _, err := s.f.ReadAt(b, headerSize+first*recSize); err != nil {
-			return fmt.Errorf("%w: keystore: read: %w", keystore.ErrUnavailable, err)
+	readFailed := func(err error) error { return fmt.Errorf("%w: keystore: read: %w", keystore.ErrUnavailable, err) }
+	err := s.eachRecord(readFailed, func(slot int64, rec []byte) error {
+		if rec[offTLen] == 0 {
+			return nil
 		}
-		for i := int64(0); i < n; i++ {
-			rec := b[i*recSize : (i+1)*recSize]
-			if rec[offTLen] == 0 {
-				continue
+		if mk, ok := decode(rec, &scratch); ok && strings.HasPrefix(mk, prefix) {
+			if err := s.ensureDirty(); err != nil {
+				return err
 			}
-			if mk, ok := decode(rec, &scratch); ok && strings.HasPrefix(mk, prefix) {
-				if err := s.ensureDirty(); err != nil {
-					return err
-				}
-				if err := s.writeSlot(first+i, zero); err != nil {
-					return err
-				}
-				all = append(all, gone{s.ix.tag(mk), first + i})
+			if err := s.writeSlot(slot, zero); err != nil {
+				return err
 			}
+			all = append(all, gone{s.ix.tag(mk), slot})
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	clear(buf)
 	if len(all) == 0 {
 		return nil
 	}
