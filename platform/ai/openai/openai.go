@@ -34,6 +34,9 @@ type Config struct {
 	SpeechVoice string
 	// Client defaults to an http.Client without an overall timeout (the router bounds calls).
 	Client *http.Client
+	// Provider names the provider in the model ids of errors ("provider:model"; default Name): a
+	// provider that speaks OpenAI's format through this adapter (Workers AI) keeps its own name.
+	Provider string
 }
 
 // Provider calls an OpenAI-compatible API.
@@ -64,6 +67,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.SpeechModel == "" {
 		cfg.SpeechModel = "tts-1"
+	}
+	if cfg.Provider == "" {
+		cfg.Provider = Name
 	}
 	if cfg.SpeechVoice == "" {
 		cfg.SpeechVoice = "alloy"
@@ -212,7 +218,7 @@ func (p *Provider) postChat(ctx context.Context, body []byte, stream bool) (*htt
 
 func (p *Provider) check(ctx context.Context, model string, resp *http.Response, err error) error {
 	if err != nil {
-		return ai.Classify(ctx, Name+":"+model, err)
+		return ai.Classify(ctx, p.cfg.Provider+":"+model, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -224,7 +230,7 @@ func (p *Provider) check(ctx context.Context, model string, resp *http.Response,
 		if json.Unmarshal(b, &env) == nil && env.Error.Message != "" {
 			msg = env.Error.Message
 		}
-		e := ai.HTTPError(Name+":"+model, resp.StatusCode, msg)
+		e := ai.HTTPError(p.cfg.Provider+":"+model, resp.StatusCode, msg)
 		e.RetryAfter = ai.RetryAfter(resp.Header, time.Now())
 		return e
 	}
@@ -245,10 +251,10 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	done, err := ai.ReadSSE(resp.Body, func(data []byte) error {
 		var c chunk
 		if err := json.Unmarshal(data, &c); err != nil {
-			return &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
+			return &ai.Error{Model: p.cfg.Provider + ":" + req.Model, Reason: "error", Message: "undecodable stream chunk", Cause: err}
 		}
 		if c.Error != nil {
-			return &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: c.Error.Message}
+			return &ai.Error{Model: p.cfg.Provider + ":" + req.Model, Reason: "error", Message: c.Error.Message}
 		}
 		if c.Usage != nil {
 			res.Usage = c.Usage.toAI()
@@ -267,7 +273,7 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 		return nil
 	})
 	res.Content = b.String()
-	model := Name + ":" + req.Model
+	model := p.cfg.Provider + ":" + req.Model
 	if errors.Is(err, ai.ErrStreamRead) {
 		return res, ai.BodyEnded(ctx, model, err)
 	}
@@ -305,7 +311,7 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 		return ai.Result{}, err
 	}
 	defer resp.Body.Close()
-	model := Name + ":" + req.Model
+	model := p.cfg.Provider + ":" + req.Model
 	if !pr.Stream {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 		if err != nil {
@@ -401,10 +407,10 @@ func (p *Provider) Complete(ctx context.Context, req ai.Request) (ai.Result, err
 	defer resp.Body.Close()
 	var c completion
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
-		return ai.Result{}, ai.BodyEnded(ctx, Name+":"+req.Model, fmt.Errorf("decode completion: %w", err))
+		return ai.Result{}, ai.BodyEnded(ctx, p.cfg.Provider+":"+req.Model, fmt.Errorf("decode completion: %w", err))
 	}
 	if len(c.Choices) == 0 {
-		return ai.Result{}, &ai.Error{Model: Name + ":" + req.Model, Reason: "error", Message: "completion without choices"}
+		return ai.Result{}, &ai.Error{Model: p.cfg.Provider + ":" + req.Model, Reason: "error", Message: "completion without choices"}
 	}
 	res := ai.Result{Content: c.Choices[0].Message.Content, FinishReason: c.Choices[0].FinishReason, Usage: c.Usage.toAI()}
 	if res.FinishReason == "" {

@@ -90,7 +90,7 @@ func New(cfg Config) (*Provider, error) {
 		c = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
 	}
 	p := &Provider{cfg: cfg, client: c}
-	compat, err := openai.New(openai.Config{BaseURL: p.compatBase(), APIKey: cfg.APIToken, Client: cfg.Client})
+	compat, err := openai.New(openai.Config{BaseURL: p.compatBase(), APIKey: cfg.APIToken, Client: cfg.Client, Provider: Name})
 	if err != nil {
 		return nil, fmt.Errorf("workersai: %w", err)
 	}
@@ -107,14 +107,9 @@ func (p *Provider) compatBase() string {
 }
 
 // Pass implements ai.Passer through Workers AI's OpenAI-compatible endpoint (req.Model is the
-// Workers AI model, "@cf/…", sent as the body's model). Its errors name this provider.
+// Workers AI model, "@cf/…", sent as the body's model); its errors name this provider.
 func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.Result, error) {
-	res, err := p.compat.Pass(ctx, req, out)
-	var e *ai.Error
-	if errors.As(err, &e) && e.Model == openai.Name+":"+req.Model {
-		e.Model = Name + ":" + req.Model
-	}
-	return res, err
+	return p.compat.Pass(ctx, req, out)
 }
 
 // URL is where a model runs: directly, or through AI Gateway when a gateway id is configured.

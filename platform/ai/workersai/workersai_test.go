@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,5 +115,26 @@ func TestSpeakMeloTTS(t *testing.T) {
 	}
 	if _, err := p.Speak(context.Background(), ai.SpeechRequest{Text: "x", Format: "wav"}); err == nil {
 		t.Fatal("wav accepted from an mp3-only model")
+	}
+}
+
+// An OpenAI request goes to Workers AI's OpenAI-compatible endpoint with the token, and a refusal
+// there is an error that names this provider's model ("workers-ai:…"), not the OpenAI adapter's.
+func TestPassErrorsNameWorkersAI(t *testing.T) {
+	t.Parallel()
+	var paths []string
+	srv := server(t, &paths)
+	p, err := workersai.New(workersai.Config{AccountID: "acct", APIToken: "wrong-token", BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := &ai.PassRequest{Fields: map[string]json.RawMessage{"messages": json.RawMessage(`[{"role":"user","content":"hi"}]`)}}
+	_, err = p.Pass(context.Background(), ai.Request{Model: "@cf/meta/llama-3.1-8b-instruct", Pass: pr}, func([]byte) error { return nil })
+	var e *ai.Error
+	if !errors.As(err, &e) || e.Model != "workers-ai:@cf/meta/llama-3.1-8b-instruct" {
+		t.Fatalf("error %#v, want an ai.Error naming workers-ai:@cf/meta/llama-3.1-8b-instruct", err)
+	}
+	if len(paths) != 1 || paths[0] != "/accounts/acct/ai/v1/chat/completions" {
+		t.Fatalf("called %v", paths)
 	}
 }
