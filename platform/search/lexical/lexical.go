@@ -13,6 +13,7 @@ import (
 	"hash/fnv"
 	"math"
 	"strings"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/kljensen/snowball/english"
@@ -34,9 +35,36 @@ func Analyze(text string) []string {
 		if english.IsStopWord(f) {
 			continue
 		}
-		out = append(out, english.Stem(f, true))
+		out = append(out, stem(f))
 	}
 	return out
+}
+
+// stems caches english.Stem by word: documents repeat their words (Zipf), and Porter 2 is most of
+// an analysis's CPU (a rune slice and a dozen suffix passes per word). Direct-mapped and lock-free:
+// a slot holds one word and its stem, a miss (or a word that evicted another) stems and replaces
+// it, so the cache is bounded (stemSlots entries) and answers exactly what the stemmer would.
+var stems [stemSlots]atomic.Pointer[stemmed]
+
+const stemSlots = 1 << 14
+
+type stemmed struct{ word, stem string }
+
+func stem(w string) string {
+	x := uint64(14695981039346656037) // FNV-1a
+	for i := 0; i < len(w); i++ {
+		x ^= uint64(w[i])
+		x *= 1099511628211
+	}
+	slot := &stems[x&(stemSlots-1)]
+	if e := slot.Load(); e != nil && e.word == w {
+		return e.stem
+	}
+	// Copies: w is a piece of the analysed text, which the cache must not keep alive.
+	e := &stemmed{word: strings.Clone(w)}
+	e.stem = english.Stem(e.word, true)
+	slot.Store(e)
+	return e.stem
 }
 
 // Hash is the 64-bit id a term is stored and matched by: the index files hold these, never the words
