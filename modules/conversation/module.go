@@ -379,7 +379,8 @@ func (m *Module) Register(api huma.API, b bus.Consumers) {
 		return adapters.AddKeySpend(tx, env.Tenant, env.Actor, model, env.Time, domain.SpendTokens{Prompt: int64(u.PromptTokens),
 			Cached: int64(u.CachedTokens), Completion: int64(u.CompletionTokens), Reasoning: int64(u.ReasoningTokens)})
 	}
-	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageCompleted) error {
+	// An answer's model and usage only: its content is not decoded for the ledger.
+	bus.ApplyView[events.AssistantMessageCompleted](ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.Metered) error {
 		return count(tx, env, ev.Model, ev.Usage)
 	})
 	bus.Apply(ledger, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.AssistantMessageFailed) error {

@@ -252,7 +252,8 @@ func (m *Module) Register(a huma.API, b bus.Consumers) {
 
 	// Version 2: usage by key and by user too (GET /usage?groupBy): rebuilt from the log.
 	usage := b.Projection(projectionUsage, bus.ProjectionOptions{What: "usage and cost", Version: 2})
-	bus.Apply(usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.AssistantMessageCompleted) error {
+	// An answer's metered fields only: its content is not decoded for usage.
+	bus.ApplyView[convevents.AssistantMessageCompleted](usage, func(_ context.Context, tx *readmodel.Tx, env bus.Envelope, ev convevents.Metered) error {
 		return adapters.RecordTurn(tx, env.Tenant, env.Time, domain.ChatTurn{Model: ev.Model, Completed: true, Tokens: tokens(ev.Usage),
 			Estimated: ev.Usage.Estimated, LatencyMs: ev.LatencyMs, TTFTMs: ev.TTFTMs, Fallbacks: len(ev.Fallbacks),
 			Key: env.Actor, User: userOf(env, ev.UserID)})

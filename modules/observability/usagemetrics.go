@@ -21,7 +21,7 @@ const processorUsageMetrics = "observability.usage-metrics"
 // one of the request counters (configured tenants up to MaxTenantLabels, then "other").
 func (m *Module) registerUsageMetrics(b bus.Consumers) {
 	q := b.Processor(processorUsageMetrics)
-	bus.Handle(q, func(_ context.Context, env bus.Envelope, ev convevents.AssistantMessageCompleted) error {
+	bus.HandleView[convevents.AssistantMessageCompleted](q, func(_ context.Context, env bus.Envelope, ev convevents.Metered) error {
 		m.countUsage(env.Tenant, ev.Model, "chat", ev.Usage)
 		return nil
 	})

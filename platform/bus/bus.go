@@ -64,12 +64,12 @@ type Bus struct {
 	stopping   chan struct{} // closed when Run's context ends: consumers waiting out a dependency stop waiting
 	fatal      chan error    // a forwarder's error that retrying cannot cure (the store is corrupt): Run stops
 	target     eventstore.Position
-	shared     *cursor         // the processors' path
-	sharedIdle atomic.Bool     // no processors: the processors' cursor stands at the store's end
-	mainGroup  *group          // the projections' main path; others join it at the live end (fanout.go)
-	cursors    []*cursor       // every running cursor, for Check; guarded by mu
-	projected  map[string]bool // the event types whose data some projection takes (decoded for them)
-	processed  map[string]bool // the event types some processor handles
+	shared     *cursor     // the processors' path
+	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
+	mainGroup  *group      // the projections' main path; others join it at the live end (fanout.go)
+	cursors    []*cursor   // every running cursor, for Check; guarded by mu
+	projected  decodeSet   // the event types whose data some projection takes, and the Go types decoded for them
+	processed  decodeSet   // the event types some processor handles, and the Go types decoded for them
 	// processedBy is, per event type, the processors that handle it: in process each event is
 	// published only to them, on a topic each (publishLocal).
 	processedBy map[string][]*durable
@@ -142,16 +142,14 @@ func (b *Bus) resolve() error {
 	if err := b.codec.Err(); err != nil {
 		return err
 	}
-	b.projected = map[string]bool{}
+	b.projected = decodeSet{}
 	for _, p := range b.projections {
 		if err := p.resolve(); err != nil {
 			return err
 		}
-		for _, t := range p.decoded() {
-			b.projected[t] = true
-		}
+		p.addDecoded(b.projected)
 	}
-	b.processed = map[string]bool{}
+	b.processed = decodeSet{}
 	b.processedBy = map[string][]*durable{}
 	for _, q := range b.processors {
 		if err := q.resolve(); err != nil {
@@ -159,8 +157,8 @@ func (b *Bus) resolve() error {
 		}
 		q.d.idx = len(b.durables)
 		b.durables = append(b.durables, q.d)
-		for t := range q.d.dispatch {
-			b.processed[t] = true
+		for t, h := range q.d.dispatch {
+			b.processed.add(t, h.into)
 			b.processedBy[t] = append(b.processedBy[t], q.d)
 		}
 	}
@@ -271,7 +269,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		// The processors' events are decoded by the cursor, once for every processor that takes
 		// them and in parallel (prepareBatch), not by each handler on a goroutine of the router's.
 		b.shared.prepare = func(e eventstore.Event) delivery {
-			if !b.processed[e.Type] {
+			if len(b.processed[e.Type]) == 0 {
 				return delivery{} // published to no one (publishLocal)
 			}
 			return b.prepare(b.processed, e)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -125,7 +126,8 @@ type rawHappened struct{}
 // testDurable is a processor's durable consumer for test.Happened events that calls h with each.
 func testDurable(b *Bus, name string, h func(Envelope)) *durable {
 	b.codec.Add("test.Happened", rawHappened{})
-	return newDurable(name, map[string]procHandler{"test.Happened": {call: func(_ context.Context, env Envelope, _ any) error {
+	typ := reflect.TypeFor[rawHappened]()
+	return newDurable(name, map[string]procHandler{"test.Happened": {typ: typ, into: typ, call: func(_ context.Context, env Envelope, _ any) error {
 		h(env)
 		return nil
 	}}}, b)

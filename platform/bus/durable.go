@@ -158,7 +158,8 @@ func (d *durable) handle(msg *message.Message) error {
 // cursor; nil from a broker). mctx is its message's context.
 func (d *durable) handleEvent(mctx context.Context, e eventstore.Event, local *delivered) error {
 	var err error
-	if _, ok := d.dispatch[e.Type]; !ok {
+	h, ok := d.dispatch[e.Type]
+	if !ok {
 		return nil
 	}
 	if d.recent.has(e.ID) || (d.ordered && uint64(e.Position) <= d.done.Load()) {
@@ -169,10 +170,12 @@ func (d *durable) handleEvent(mctx context.Context, e eventstore.Event, local *d
 		return nil // after the event given up at stop: the next run handles both, in order
 	}
 	ev := decoded{e: e}
+	decodedByCursor := false
 	if local != nil && local.d.env.ID == e.ID {
-		ev.v, err = local.d.ev, local.d.err // decoded by the cursor
-	} else {
-		ev.v, err = d.b.codec.Decode(e.Type, e.Data)
+		ev.v, decodedByCursor, err = local.d.as(h.into)
+	}
+	if !decodedByCursor {
+		ev.v, err = d.b.codec.DecodeAs(e.Type, h.into, e.Data)
 	}
 	if err != nil {
 		// Retrying cannot fix data that does not decode.

@@ -34,7 +34,7 @@ var errJoined = errors.New("bus: cursor's projections joined the main group")
 type group struct {
 	b     *Bus
 	c     *cursor
-	types map[string]bool // event types decoded for the members (main: every projected type)
+	types decodeSet // event types decoded for the members, into which Go types (main: every projected type)
 	main  bool
 	own   bool // a projection's own cursor (OwnCursor): it never joins the main group
 
@@ -57,7 +57,7 @@ type joinReq struct {
 
 // newGroup makes the group and its cursor, which starts after position from; types nil decodes
 // what any projection handles.
-func (b *Bus) newGroup(name string, members []*Projection, from eventstore.Position, types map[string]bool, main bool) *group {
+func (b *Bus) newGroup(name string, members []*Projection, from eventstore.Position, types decodeSet, main bool) *group {
 	if types == nil {
 		types = b.projected
 	}
@@ -76,24 +76,34 @@ func (b *Bus) newGroup(name string, members []*Projection, from eventstore.Posit
 	return g
 }
 
-// typesOf is the event types whose data the projections' handlers take.
-func typesOf(ps []*Projection) map[string]bool {
-	ts := map[string]bool{}
+// typesOf is the event types whose data the projections' handlers take, and the Go types they take
+// it as.
+func typesOf(ps []*Projection) decodeSet {
+	ts := decodeSet{}
 	for _, p := range ps {
-		for _, t := range p.decoded() {
-			ts[t] = true
-		}
+		p.addDecoded(ts)
 	}
 	return ts
 }
 
-// prepare is a projection's delivery of e: its envelope, and its data decoded once (for a type in
-// types) on the subscription's goroutine, so that decoding the next events overlaps with the
-// projections applying the previous batch.
-func (b *Bus) prepare(types map[string]bool, e eventstore.Event) delivery {
+// prepare is a consumer's delivery of e: its envelope, and its data decoded once into each Go type
+// its handlers take it as (for a type in types: the registered type, or views of it), on the
+// subscription's goroutine, so that decoding the next events overlaps with the consumers handling
+// the previous batch.
+func (b *Bus) prepare(types decodeSet, e eventstore.Event) delivery {
 	d := delivery{env: envelopeOf(e)}
-	if types[e.Type] {
-		d.ev, d.err = b.codec.Decode(e.Type, e.Data)
+	ts := types[e.Type]
+	if len(ts) == 0 {
+		return d
+	}
+	d.into = ts[0]
+	d.ev, d.err = b.codec.DecodeAs(e.Type, ts[0], e.Data)
+	if len(ts) > 1 {
+		d.more = make([]decodedAs, len(ts)-1)
+		for i, t := range ts[1:] {
+			v, err := b.codec.DecodeAs(e.Type, t, e.Data)
+			d.more[i] = decodedAs{into: t, ev: v, err: err}
+		}
 	}
 	return d
 }

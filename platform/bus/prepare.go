@@ -110,10 +110,13 @@ func (p *Projection) prepare(ctx context.Context, lb *localBatch) []any {
 		var evs []any
 		for i := range lb.events {
 			d := &lb.events[i]
-			if d.env.Type == typ && d.err == nil && uint64(d.env.Position) > p.progress.Load() {
+			if d.env.Type != typ || uint64(d.env.Position) <= p.progress.Load() {
+				continue
+			}
+			if v, ok, err := d.as(h.typ); ok && err == nil {
 				idx = append(idx, i)
 				envs = append(envs, d.env)
-				evs = append(evs, d.ev)
+				evs = append(evs, v)
 			}
 		}
 		if len(idx) == 0 {

@@ -18,7 +18,8 @@ type Processor struct {
 }
 
 type procHandler struct {
-	typ  reflect.Type
+	typ  reflect.Type // the event's registered type
+	into reflect.Type // what its data is decoded into for the handler: typ, or a view of it (HandleView)
 	call func(ctx context.Context, env Envelope, v any) error
 }
 
@@ -40,8 +41,22 @@ func Handle[T any](q *Processor, h func(ctx context.Context, env Envelope, ev T)
 		q.b.log.Error("bus: processor handler added after Run; ignored", "processor", q.name, "type", reflect.TypeFor[T]().String())
 		return
 	}
-	q.handlers = append(q.handlers, procHandler{typ: reflect.TypeFor[T](), call: func(ctx context.Context, env Envelope, v any) error {
+	q.handlers = append(q.handlers, procHandler{typ: reflect.TypeFor[T](), into: reflect.TypeFor[T](), call: func(ctx context.Context, env Envelope, v any) error {
 		return h(ctx, env, v.(T))
+	}})
+}
+
+// HandleView is Handle for a handler that takes only some fields of T: the events of type T are
+// decoded for it into V, a view of T (see ApplyView), which skips the rest of the data.
+func HandleView[T, V any](q *Processor, h func(ctx context.Context, env Envelope, v V) error) {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	if q.b.started {
+		q.b.log.Error("bus: processor handler added after Run; ignored", "processor", q.name, "type", reflect.TypeFor[T]().String())
+		return
+	}
+	q.handlers = append(q.handlers, procHandler{typ: reflect.TypeFor[T](), into: reflect.TypeFor[V](), call: func(ctx context.Context, env Envelope, v any) error {
+		return h(ctx, env, v.(V))
 	}})
 }
 
@@ -58,6 +73,11 @@ func (q *Processor) resolve() error {
 		}
 		if _, dup := byType[name]; dup {
 			return fmt.Errorf("bus: processor %s has two handlers for %s", q.name, name)
+		}
+		if h.into != h.typ {
+			if err := q.b.codec.CheckView(name, h.into); err != nil {
+				return fmt.Errorf("bus: processor %s: %w", q.name, err)
+			}
 		}
 		byType[name] = h
 	}

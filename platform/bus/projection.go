@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +91,8 @@ type Projection struct {
 }
 
 type projHandler struct {
-	typ  reflect.Type
+	typ  reflect.Type // the event's registered type
+	into reflect.Type // what its data is decoded into for the handler: typ, or a view of it (ApplyView)
 	call func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error
 	// envOnly: the handler takes the envelope only (ApplyEnvelope), so its events need not be
 	// decoded for it.
@@ -129,8 +131,28 @@ func Apply[T any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, e
 		p.b.log.Error("bus: projection handler added after Run; ignored", "projection", p.name, "type", reflect.TypeFor[T]().String())
 		return
 	}
-	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error {
+	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), into: reflect.TypeFor[T](), call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error {
 		return h(ctx, tx, env, v.(T))
+	}})
+}
+
+// ApplyView is Apply for a handler that takes only some fields of T: the events of type T are
+// decoded for it into V, a view of T (a struct of T's fields it needs, each with T's name, JSON
+// tag and type: codec.CheckView; Run refuses one that is not), which skips the rest of the data. A
+// token ledger takes an answer's model and usage, not its kilobyte of content: the content is then
+// not copied out of the event, nor left for the collector. Each event is still decoded once, by
+// its cursor, through the one codec, into each Go type that the handlers sharing the cursor take:
+// when every handler of T takes the same view, T itself is never decoded. An event whose data does
+// not decode into V is passed as for Apply (data that decodes into V but not into T is applied).
+func ApplyView[T, V any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, env Envelope, v V) error) {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.started {
+		p.b.log.Error("bus: projection handler added after Run; ignored", "projection", p.name, "type", reflect.TypeFor[T]().String())
+		return
+	}
+	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), into: reflect.TypeFor[V](), call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error {
+		return h(ctx, tx, env, v.(V))
 	}})
 }
 
@@ -152,16 +174,17 @@ func ApplyEnvelope[T any](p *Projection, h func(ctx context.Context, tx *readmod
 	}})
 }
 
-// decoded reports the event types whose data the projection's handlers take (Apply, or Prepare):
-// the types its cursor decodes for it.
-func (p *Projection) decoded() []string {
-	var out []string
+// addDecoded adds to ts the event types whose data the projection's handlers take (Apply,
+// ApplyView or Prepare) and the Go types they take it as: what its cursor decodes for it.
+func (p *Projection) addDecoded(ts decodeSet) {
 	for t, h := range p.byType {
-		if _, prep := p.prepByType[t]; !h.envOnly || prep {
-			out = append(out, t)
+		if !h.envOnly {
+			ts.add(t, h.into)
+		}
+		if prep, ok := p.prepByType[t]; ok {
+			ts.add(t, prep.typ)
 		}
 	}
-	return out
 }
 
 // ApplyAll registers h for every event of every tenant, whatever its type and whether or not its data
@@ -195,6 +218,11 @@ func (p *Projection) resolve() error {
 		}
 		if _, dup := p.byType[name]; dup {
 			return fmt.Errorf("bus: projection %s has two handlers for %s", p.name, name)
+		}
+		if h.into != h.typ && !h.envOnly {
+			if err := p.b.codec.CheckView(name, h.into); err != nil {
+				return fmt.Errorf("bus: projection %s: %w", p.name, err)
+			}
 		}
 		p.byType[name] = h
 	}
@@ -280,12 +308,46 @@ func (p *Projection) isCaughtUp() bool {
 	}
 }
 
-// delivery is one event as the projections receive it: decoded once by their group's cursor,
-// shared by the projections of the group (read-only).
+// delivery is one event as the consumers receive it: decoded once by their cursor into each Go
+// type their handlers take it as (into, and more: rarely more than one), shared by the consumers
+// of the cursor (read-only).
 type delivery struct {
-	env Envelope
-	ev  any
-	err error // decoding failed
+	env  Envelope
+	into reflect.Type // what ev was decoded into (nil: not decoded)
+	ev   any
+	err  error // decoding into into failed
+	more []decodedAs
+}
+
+// decodedAs is an event's data decoded into one more Go type.
+type decodedAs struct {
+	into reflect.Type
+	ev   any
+	err  error
+}
+
+// as is d's data decoded into t: the value, or why it did not decode; ok false when the cursor did
+// not decode it into t.
+func (d *delivery) as(t reflect.Type) (v any, ok bool, err error) {
+	if d.into == t {
+		return d.ev, true, d.err
+	}
+	for _, m := range d.more {
+		if m.into == t {
+			return m.ev, true, m.err
+		}
+	}
+	return nil, false, nil
+}
+
+// decodeSet is, per event type, the Go types its data is decoded into (the registered type and
+// views of it, each once).
+type decodeSet map[string][]reflect.Type
+
+func (s decodeSet) add(name string, t reflect.Type) {
+	if !slices.Contains(s[name], t) {
+		s[name] = append(s[name], t)
+	}
 }
 
 // localBatch is the payload of one in-process message: events in order, and whether the
@@ -561,11 +623,20 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 	if !ok {
 		return nil
 	}
-	if d.err != nil && !h.envOnly {
-		p.b.log.Error("bus: projection cannot decode event; passed", "projection", p.name, "type", d.env.Type,
-			"position", d.env.Position, "event", d.env.ID, "err", d.err)
-		p.failed.Inc()
-		return nil
+	var v any
+	if !h.envOnly {
+		var derr error
+		v, ok, derr = d.as(h.into)
+		if !ok {
+			// Every cursor decodes what its projections take; should one not have, say so.
+			derr = fmt.Errorf("not decoded into %v by the cursor", h.into)
+		}
+		if derr != nil {
+			p.b.log.Error("bus: projection cannot decode event; passed", "projection", p.name, "type", d.env.Type,
+				"position", d.env.Position, "event", d.env.ID, "err", derr)
+			p.failed.Inc()
+			return nil
+		}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -576,7 +647,7 @@ func (p *Projection) applyOne(ctx context.Context, tx *readmodel.Tx, d *delivery
 	if prepared != nil {
 		hctx = context.WithValue(hctx, preparedKey{}, prepared)
 	}
-	if err := h.call(hctx, tx, d.env, d.ev); err != nil {
+	if err := h.call(hctx, tx, d.env, v); err != nil {
 		return err
 	}
 	p.handled.Inc()

@@ -160,6 +160,19 @@ type AssistantMessageCompleted struct {
 	Offline   bool              `json:"offline,omitempty"` // answered by the built-in offline model
 }
 
+// Metered is what the read models of usage, cost and budgets take of an answer
+// (AssistantMessageCompleted, whose fields these are): a view of it (bus.ApplyView), decoded
+// without the answer's content, which is most of a chat history's bytes and none of what they
+// count.
+type Metered struct {
+	Model     string            `json:"model"`
+	Usage     Usage             `json:"usage"`
+	LatencyMs float64           `json:"latencyMs"`
+	TTFTMs    float64           `json:"ttftMs"`
+	Fallbacks []FallbackAttempt `json:"fallbacks,omitempty"`
+	UserID    string            `json:"userId,omitempty"`
+}
+
 // AssistantMessageFailed records a turn that did not complete. The user's message stays in history.
 // Code is one of the Code* constants; Cancelled is true for a client that disconnected and did not
 // resume (Code "cancelled"). PartialContentLength is how many bytes of answer had streamed before the

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
@@ -35,6 +36,7 @@ type Registry struct {
 	mu     sync.RWMutex
 	byName map[string]reflect.Type
 	byType map[reflect.Type]string
+	views  map[viewKey]error // CheckView's answers
 	errs   []error
 }
 
@@ -118,6 +120,130 @@ func (r *Registry) Decode(typeName string, data []byte) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownType, typeName)
 	}
+	return decodeInto(typeName, t, data)
+}
+
+// TypeOf is the Go type typeName is registered with.
+func (r *Registry) TypeOf(typeName string) (reflect.Type, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if t, ok := r.byName[typeName]; ok {
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownType, typeName)
+}
+
+// DecodeAs decodes an event's data into a new value of t, which is either the type typeName is
+// registered with or a view of it (CheckView), and returns that value (a t, not a *t). A view
+// skips the fields it leaves out: an answer's kilobyte of content is not copied out for a read
+// model that counts its tokens.
+func (r *Registry) DecodeAs(typeName string, t reflect.Type, data []byte) (any, error) {
+	r.mu.RLock()
+	full, ok := r.byName[typeName]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownType, typeName)
+	}
+	if t != full {
+		if err := r.CheckView(typeName, t); err != nil {
+			return nil, err
+		}
+	}
+	return decodeInto(typeName, t, data)
+}
+
+// CheckView reports whether view is a view of the type typeName is registered with: a struct whose
+// every field is a field of that type with the same name, Go type and JSON tag (but for omitempty
+// and omitzero, which decoding ignores; no embedded fields). Decoded into a view, an event's data gives each of those fields exactly the value it
+// gets decoded into the full type; the fields the view leaves out are skipped. The results are
+// remembered: the bus checks a handler's view once, and each decode again for nothing.
+func (r *Registry) CheckView(typeName string, view reflect.Type) error {
+	r.mu.RLock()
+	full, ok := r.byName[typeName]
+	checked, seen := r.views[viewKey{typeName, view}]
+	r.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownType, typeName)
+	}
+	if seen {
+		return checked
+	}
+	err := checkView(typeName, full, view)
+	r.mu.Lock()
+	if r.views == nil {
+		r.views = map[viewKey]error{}
+	}
+	r.views[viewKey{typeName, view}] = err
+	r.mu.Unlock()
+	return err
+}
+
+type viewKey struct {
+	name string
+	view reflect.Type
+}
+
+func checkView(typeName string, full, view reflect.Type) error {
+	if view == nil || view.Kind() != reflect.Struct {
+		return fmt.Errorf("codec: %v is not a struct, so not a view of %s (%v)", view, typeName, full)
+	}
+	for i := range view.NumField() {
+		vf := view.Field(i)
+		if vf.Anonymous {
+			return fmt.Errorf("codec: view %v of %s: embedded field %s (name the fields it takes instead)", view, typeName, vf.Name)
+		}
+		ff, ok := full.FieldByName(vf.Name)
+		switch {
+		case !ok || len(ff.Index) != 1:
+			return fmt.Errorf("codec: view %v of %s: field %s is not a field of %v", view, typeName, vf.Name, full)
+		case decodingTag(ff) != decodingTag(vf):
+			return fmt.Errorf("codec: view %v of %s: field %s has JSON tag %q, %v's has %q", view, typeName, vf.Name, vf.Tag.Get("json"), full, ff.Tag.Get("json"))
+		case ff.Type != vf.Type:
+			return fmt.Errorf("codec: view %v of %s: field %s is a %v, %v's is a %v", view, typeName, vf.Name, vf.Type, full, ff.Type)
+		}
+	}
+	// encoding/json matches a key to a field without regard to case when no field has the key's exact
+	// name: a field the view leaves out whose name differs from one of the view's only in case would
+	// have its value decoded into that one.
+	taken := map[string]string{}
+	for i := range view.NumField() {
+		taken[strings.ToLower(jsonName(view.Field(i)))] = view.Field(i).Name
+	}
+	for i := range full.NumField() {
+		ff := full.Field(i)
+		if _, in := view.FieldByName(ff.Name); in {
+			continue
+		}
+		if other, clash := taken[strings.ToLower(jsonName(ff))]; clash {
+			return fmt.Errorf("codec: view %v of %s: %v's field %s, left out, would decode into the view's %s (their JSON names differ only in case)", view, typeName, full, ff.Name, other)
+		}
+	}
+	return nil
+}
+
+// decodingTag is a field's JSON tag without the options that matter only to encoding (omitempty,
+// omitzero): one view serves event types that differ in them.
+func decodingTag(f reflect.StructField) string {
+	parts := strings.Split(f.Tag.Get("json"), ",")
+	kept := parts[:1]
+	for _, o := range parts[1:] {
+		if o != "omitempty" && o != "omitzero" {
+			kept = append(kept, o)
+		}
+	}
+	return strings.Join(kept, ",")
+}
+
+// jsonName is the key a struct field is decoded from.
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "" {
+		return f.Name
+	}
+	return name
+}
+
+func decodeInto(typeName string, t reflect.Type, data []byte) (any, error) {
 	p := reflect.New(t)
 	// encoding/json's semantics, decoded by the JSON v2 engine (go-json-experiment, the code behind
 	// Go's encoding/json when built with GOEXPERIMENT=jsonv2; a direct dependency already): decoding
