@@ -91,3 +91,50 @@ func BenchmarkFastHash(b *testing.B) {
 		}
 	}
 }
+
+// Seal (pooled FastHashers for valid JSON) sets the hash ComputeHash computes, with and without a
+// user, compact data or not; data that is not JSON is refused as ComputeHash refuses it, compact
+// or not (the FastHasher alone would hash a compact-looking `{"a"1}`).
+func TestSealMatchesComputeHash(t *testing.T) {
+	t.Parallel()
+	base := Event{ID: "0193b2c4-0000-7000-8000-000000000001", Type: "t.E", Tenant: tenant.MustParse("acme"), Stream: "acme/session/s",
+		Revision: 42, Time: time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC), RequestID: "r", Actor: "key:0123456789ab", CausationID: "c"}
+	for i, d := range []string{`{}`, `{"a":1}`, "{\n  \"pretty\": [1, 2]\n}", `{"u":"ünïcødé 🎉","e":"\\\" }"}`, `[ 1 ,2 ]`, `"str"`, `null`} {
+		for _, user := range []string{"", "ann"} {
+			e := base
+			e.Data, e.User = json.RawMessage(d), user
+			want, err := ComputeHash(fmt.Sprint("prev", i), &e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Seal(fmt.Sprint("prev", i), &e); err != nil || e.Hash != want || e.Prev != fmt.Sprint("prev", i) {
+				t.Errorf("%q user %q: sealed %s (%v), reference %s", d, user, e.Hash, err, want)
+			}
+		}
+	}
+	for _, d := range []string{`{"a"1}`, `{"a":1`, `{"a":1}}`, `{"a": 1,}`, "{\"a\":\"\x01\"}"} {
+		e := base
+		e.Data = json.RawMessage(d)
+		if _, want := ComputeHash("p", &e); want == nil {
+			t.Fatalf("%q: the reference hashes it", d)
+		}
+		if err := Seal("p", &e); err == nil {
+			t.Errorf("%q is not JSON, sealed as %s", d, e.Hash)
+		}
+	}
+}
+
+// BenchmarkSeal seals a usage event of the size a proxied /v1 call records (~450 bytes of data).
+func BenchmarkSeal(b *testing.B) {
+	data := json.RawMessage(`{"turnId":"0193b2c4-5a6b-7c8d-9e0f-112233445566","model":"openai:gpt-4o-mini","usage":{"promptTokens":13,"completionTokens":7,"totalTokens":20},` +
+		`"latencyMs":1.234,"ttftMs":0.567,"fallbacks":null,"userId":"","source":"openai","offline":false,"stateless":true,"modelId":"fake:m","sessionId":"",` +
+		`"priceMicroUsd":0,"key":"key:0123456789ab","outcome":"completed","recordedAt":"2026-11-29T23:00:00.123456789Z"}`)
+	e := Event{ID: "0193b2c4-0000-7000-8000-000000000001", Type: "conversation.CompletionRecorded", Tenant: tenant.MustParse("acme"), Stream: "acme/usage/x",
+		Revision: 42, Time: time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC), RequestID: "0193b2c4-0000-7000-8000-000000000002", Actor: "key:0123456789ab", Data: data}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := Seal("prev", &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
