@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crispy-enigma/crispy/platform/ai/internal/jsonwalk"
+	"github.com/crispy-enigma/crispy/platform/jsonwalk"
 )
 
 // PassRequest is an OpenAI chat completions request as the client wrote it, split into its

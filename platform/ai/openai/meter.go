@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
-	"github.com/crispy-enigma/crispy/platform/ai/internal/jsonwalk"
+	"github.com/crispy-enigma/crispy/platform/jsonwalk"
 )
 
 // chunkMeter is what metering reads of a streamed chunk.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
-	"github.com/crispy-enigma/crispy/platform/ai/internal/jsonwalk"
+	"github.com/crispy-enigma/crispy/platform/jsonwalk"
 	"github.com/crispy-enigma/crispy/platform/tracing"
 )
 

@@ -34,41 +34,69 @@ type StreamOptions struct {
 	IncludeUsage bool     `json:"include_usage,omitempty" doc:"Send a last chunk with the usage"`
 }
 
-// CompletionsInput is POST /v1/chat/completions. The body is documented field by field; the
-// handler passes every field on as the client wrote it (RawBody), not as re-encoded from Body.
+// CompletionsInput is POST /v1/chat/completions as huma binds it: the x-session-id header and the
+// raw body. The body is documented field by field by completionsBody (the operation's request
+// schema, set at registration) and decoded and validated by Resolve, not by huma (see v1body.go);
+// the pass-through sends every field on as the client wrote it (RawBody), not as re-encoded.
 type CompletionsInput struct {
 	SessionID string `header:"x-session-id" pattern:"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" patternDescription:"a lowercase hyphenated UUID" doc:"Record the exchange in this session (a UUID, lowercase and hyphenated): its history and resumption, as POST /chat. Without it the call is stateless and passed through to the model: only its usage is recorded"`
 	RawBody   []byte
-	Body      struct {
-		_                   struct{}           `additionalProperties:"true"`
-		Model               string             `json:"model" maxLength:"240" doc:"provider:model, an alias (the tenant's models.aliases, then the server's), a bare model name that one configured provider serves, or \"default\" for the tenant's model" example:"builtin:offline"`
-		Messages            []OAIMessage       `json:"messages" minItems:"1" maxItems:"1000" doc:"The conversation, passed on as written"`
-		Stream              bool               `json:"stream,omitempty"`
-		StreamOptions       *StreamOptions     `json:"stream_options,omitempty"`
-		MaxTokens           int                `json:"max_tokens,omitempty" minimum:"0"`
-		MaxCompletionTokens int                `json:"max_completion_tokens,omitempty" minimum:"0"`
-		Temperature         float64            `json:"temperature,omitempty" minimum:"0" maximum:"2"`
-		TopP                float64            `json:"top_p,omitempty" minimum:"0" maximum:"1"`
-		N                   int                `json:"n,omitempty" minimum:"1" maximum:"128"`
-		Stop                any                `json:"stop,omitempty" doc:"A string or up to 4 strings"`
-		Seed                int64              `json:"seed,omitempty"`
-		User                string             `json:"user,omitempty" maxLength:"256"`
-		Tools               []map[string]any   `json:"tools,omitempty" maxItems:"128" doc:"{type: function, function: {name, description, parameters (a JSON Schema object), strict}}; a malformed one is a 400 invalid_tool"`
-		ToolChoice          any                `json:"tool_choice,omitempty" doc:"none, auto, required, or {type: function, function: {name}}"`
-		ParallelToolCalls   *bool              `json:"parallel_tool_calls,omitempty"`
-		ResponseFormat      map[string]any     `json:"response_format,omitempty" doc:"{type: text}, {type: json_object} or {type: json_schema, json_schema: {...}}"`
-		Logprobs            bool               `json:"logprobs,omitempty"`
-		TopLogprobs         int                `json:"top_logprobs,omitempty" minimum:"0" maximum:"20"`
-		FrequencyPenalty    float64            `json:"frequency_penalty,omitempty" minimum:"-2" maximum:"2"`
-		PresencePenalty     float64            `json:"presence_penalty,omitempty" minimum:"-2" maximum:"2"`
-		LogitBias           map[string]float64 `json:"logit_bias,omitempty"`
-	}
+	body      completionsBody
+	// fields are the body's top-level fields (slices of RawBody), when decodeFast split them.
+	fields map[string]json.RawMessage
 }
 
-// Resolve checks what the schema cannot: the last message has visible text, and the model, user and
-// names are one line. ("messages": null is refused by the floor for every array of a request body.)
-func (in *CompletionsInput) Resolve(huma.Context) []error {
-	b := &in.Body
+// completionsBody is the body of POST /v1/chat/completions. An alias of an unnamed struct, as the
+// Body of an Input type is: the schema is named after the operation (CreateChatCompletionInput).
+type completionsBody = struct {
+	_                   struct{}           `additionalProperties:"true"`
+	Model               string             `json:"model" maxLength:"240" doc:"provider:model, an alias (the tenant's models.aliases, then the server's), a bare model name that one configured provider serves, or \"default\" for the tenant's model" example:"builtin:offline"`
+	Messages            []OAIMessage       `json:"messages" minItems:"1" maxItems:"1000" doc:"The conversation, passed on as written"`
+	Stream              bool               `json:"stream,omitempty"`
+	StreamOptions       *StreamOptions     `json:"stream_options,omitempty"`
+	MaxTokens           int                `json:"max_tokens,omitempty" minimum:"0"`
+	MaxCompletionTokens int                `json:"max_completion_tokens,omitempty" minimum:"0"`
+	Temperature         float64            `json:"temperature,omitempty" minimum:"0" maximum:"2"`
+	TopP                float64            `json:"top_p,omitempty" minimum:"0" maximum:"1"`
+	N                   int                `json:"n,omitempty" minimum:"1" maximum:"128"`
+	Stop                any                `json:"stop,omitempty" doc:"A string or up to 4 strings"`
+	Seed                int64              `json:"seed,omitempty"`
+	User                string             `json:"user,omitempty" maxLength:"256"`
+	Tools               []map[string]any   `json:"tools,omitempty" maxItems:"128" doc:"{type: function, function: {name, description, parameters (a JSON Schema object), strict}}; a malformed one is a 400 invalid_tool"`
+	ToolChoice          any                `json:"tool_choice,omitempty" doc:"none, auto, required, or {type: function, function: {name}}"`
+	ParallelToolCalls   *bool              `json:"parallel_tool_calls,omitempty"`
+	ResponseFormat      map[string]any     `json:"response_format,omitempty" doc:"{type: text}, {type: json_object} or {type: json_schema, json_schema: {...}}"`
+	Logprobs            bool               `json:"logprobs,omitempty"`
+	TopLogprobs         int                `json:"top_logprobs,omitempty" minimum:"0" maximum:"20"`
+	FrequencyPenalty    float64            `json:"frequency_penalty,omitempty" minimum:"-2" maximum:"2"`
+	PresencePenalty     float64            `json:"presence_penalty,omitempty" minimum:"-2" maximum:"2"`
+	LogitBias           map[string]float64 `json:"logit_bias,omitempty"`
+}
+
+// completionsRequestBody is the operation's request body as huma made it when CompletionsInput had
+// a Body field: required, JSON by completionsBody's schema (and the raw body's octet-stream).
+func completionsRequestBody(api huma.API) *huma.RequestBody {
+	f := reflect.StructField{Name: "Body", Type: reflect.TypeFor[completionsBody]()}
+	return &huma.RequestBody{Required: true, Content: map[string]*huma.MediaType{
+		"application/json": {Schema: huma.SchemaFromField(api.OpenAPI().Components.Schemas, f, "CompletionsInputBody")},
+	}}
+}
+
+// Resolve decodes and validates the body (decodeFast, else huma's validator through the
+// operation's bodyCheck), then checks what the schema cannot: the last message has visible text,
+// and the model, user and names are one line. ("messages": null is refused by the schema, as for
+// every array of a request body.)
+func (in *CompletionsInput) Resolve(hctx huma.Context) []error {
+	var errs []error
+	if ct := hctx.Header("Content-Type"); !in.decodeFast(ct) {
+		in.body, in.fields = completionsBody{}, nil // what the fast walk filled before it gave up
+		if op := hctx.Operation(); op != nil {
+			if c, ok := op.Metadata[bodyCheckKey].(*bodyCheck); ok {
+				errs = c.decode(ct, in)
+			}
+		}
+	}
+	b := &in.body
 	checks := []*huma.ErrorDetail{platformhttp.Line("body.model", b.Model), platformhttp.Line("body.user", b.User)}
 	for i, m := range b.Messages {
 		if m.Name != "" { // an empty name passes; its location is not built for nothing
@@ -82,7 +110,7 @@ func (in *CompletionsInput) Resolve(huma.Context) []error {
 			checks = append(checks, platformhttp.Prose("body.messages["+itoa(n-1)+"].content", text))
 		}
 	}
-	return platformhttp.FieldErrors(checks...)
+	return append(errs, platformhttp.FieldErrors(checks...)...)
 }
 
 type oaiUsage struct {
@@ -139,8 +167,14 @@ func contentText(raw json.RawMessage) (string, error) {
 
 func registerOpenAI(api huma.API, svc *app.Service) {
 	registerOpenAIModels(api, svc)
+	reqBody := completionsRequestBody(api)
+	check := &bodyCheck{api: api, schema: reqBody.Content["application/json"].Schema}
 	huma.Register(api, huma.Operation{OperationID: "create-chat-completion", Method: http.MethodPost, Path: "/v1/chat/completions", Tags: []string{"openai"},
-		Summary: "OpenAI-compatible chat completions",
+		// The body is validated and decoded by CompletionsInput.Resolve (v1body.go). The limits are
+		// what huma gives an operation with a Body (the server makes the timeout its read timeout).
+		RequestBody: reqBody, SkipValidateBody: true, MaxBodyBytes: 1 << 20, BodyReadTimeout: 5 * time.Second,
+		Metadata: map[string]any{bodyCheckKey: check},
+		Summary:  "OpenAI-compatible chat completions",
 		Description: "The OpenAI chat completions API (streamed and not), tenant-scoped, with the same model rules and budgets as /chat: " +
 			"existing OpenAI SDKs work with this server's base URL and the tenant's API key. Without x-session-id the call is passed through: every field reaches the model as written " +
 			"(tools, tool_choice, response_format, sampling, unknown fields too) and its answer comes back as the model wrote it (tool_calls, finish_reason, usage with stream_options.include_usage); " +
@@ -167,13 +201,17 @@ func registerOpenAI(api huma.API, svc *app.Service) {
 // passCompletion is a stateless call: the client's request goes to the model as written.
 func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput) (*huma.StreamResponse, error) {
 	t, _ := tenant.FromContext(ctx)
-	b := &in.Body
+	b := &in.body
 	// The body was decoded (and validated) already: its fields are split off it as they are,
-	// without a second decode copying every value. RawBody lives until the stream is written.
-	fields, ok := ai.SplitFields(in.RawBody)
-	if !ok {
-		if err := json.Unmarshal(in.RawBody, &fields); err != nil {
-			return nil, apperr.Invalid("malformed_body", "body", "the body is not a JSON object")
+	// without a second decode copying every value (decodeFast split them already). RawBody lives
+	// until the stream is written.
+	fields := in.fields
+	if fields == nil {
+		var ok bool
+		if fields, ok = ai.SplitFields(in.RawBody); !ok {
+			if err := json.Unmarshal(in.RawBody, &fields); err != nil {
+				return nil, apperr.Invalid("malformed_body", "body", "the body is not a JSON object")
+			}
 		}
 	}
 	delete(fields, "model")
@@ -352,7 +390,7 @@ func sessionCompletion(ctx context.Context, svc *app.Service, in *CompletionsInp
 		return nil, apperr.Invalid("unsupported_field", "body."+names[0], "a call recorded in a session (x-session-id) is a chat turn and honours only model, messages, stream, stream_options and user; "+
 			"send "+strings.Join(names, ", ")+" without x-session-id (a stateless call passes every field to the model)")
 	}
-	b := in.Body
+	b := in.body
 	msgs := make([]ai.Message, 0, len(b.Messages))
 	for i, m := range b.Messages {
 		text, err := contentText(m.Content)
