@@ -338,11 +338,20 @@ func noteCause(ctx context.Context, errs []error) {
 	}
 }
 
+// Header names in their canonical form: net/http canonicalizes a name at every lookup and
+// allocates the result when it differs (x-request-id), several times per request.
+const (
+	hdrRequestID = "X-Request-Id"
+	hdrUserID    = "X-User-Id"
+	hdrTenantID  = "X-Tenant-Id"
+	hdrAPIKey    = "X-Api-Key"
+)
+
 var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,128}$`)
 
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("x-request-id")
+		id := r.Header.Get(hdrRequestID)
 		if !validRequestID.MatchString(id) {
 			u, err := uuid.NewV7()
 			if err != nil {
@@ -350,7 +359,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			}
 			id = u.String()
 		}
-		w.Header().Set("x-request-id", id)
+		w.Header().Set(hdrRequestID, id)
 		// The actor stays "anonymous" until the guard has authenticated the request (public
 		// operations never get further); the asserted user is kept apart from it.
 		ctx := request.With(r.Context(), request.Info{ID: id, Actor: "anonymous", User: userOf(r)})
@@ -362,7 +371,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 // userOf is the user id the client asserted. The guard refuses an x-user-id that is too long or
 // holds control characters; this bound only keeps an unguarded (public) request's context small.
 func userOf(r *http.Request) string {
-	if u := r.Header.Get("x-user-id"); len(u) <= 256 {
+	if u := r.Header.Get(hdrUserID); len(u) <= 256 {
 		return u
 	}
 	return ""
@@ -577,10 +586,10 @@ func (s *Server) guardMiddleware(hctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	a := Admission{
-		TenantHeader: hctx.Header("x-tenant-id"),
+		TenantHeader: hctx.Header(hdrTenantID),
 		Host:         hostOnly(hctx.Host()),
 		APIKey:       apiKeyOf(hctx),
-		UserID:       hctx.Header("x-user-id"),
+		UserID:       hctx.Header(hdrUserID),
 		Origin:       hctx.Header("Origin"),
 	}
 	adm, err := s.admit(ctx, a)
@@ -628,7 +637,7 @@ func (s *Server) admit(ctx context.Context, a Admission) (Admitted, error) {
 }
 
 func apiKeyOf(hctx huma.Context) string {
-	if k := hctx.Header("x-api-key"); k != "" {
+	if k := hctx.Header(hdrAPIKey); k != "" {
 		return k
 	}
 	if auth := hctx.Header("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {

@@ -17,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -309,7 +311,7 @@ func (s *Server) checkText(hctx huma.Context, next func(huma.Context)) {
 			}
 			vals = append([]string{hctx.Query(p.Name)}, query[p.Name]...)
 		case "header":
-			vals = []string{hctx.Header(p.Name)}
+			vals = []string{hctx.Header(canonicalHeader(p.Name))}
 		default:
 			continue
 		}
@@ -346,6 +348,19 @@ func (s *Server) checkText(hctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	next(&bodyContext{humaContext: hctx, body: bytes.NewReader(body)})
+}
+
+// headerKeys caches the canonical form of header parameters' names (x-tenant-id: X-Tenant-Id),
+// which net/http would otherwise compute, and allocate, at every lookup.
+var headerKeys sync.Map
+
+func canonicalHeader(name string) string {
+	if k, ok := headerKeys.Load(name); ok {
+		return k.(string)
+	}
+	k := textproto.CanonicalMIMEHeaderKey(name)
+	headerKeys.Store(name, k)
+	return k
 }
 
 // isMultipart reports a multipart/form-data content type.
