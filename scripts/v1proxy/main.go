@@ -139,8 +139,8 @@ func run() error {
 		if err := srv.checkUsage(recorded); err != nil {
 			return fmt.Errorf("proxied %s: %w", kind, err)
 		}
-		fmt.Printf("%s direct:  %4.0f µs CPU/call, %4.0f allocs/call, %5.1f KB/call, %4.1f reads + %4.1f writes/call, first chunk p50 %s p99 %s\n", kind, direct.cpuPerCall(), direct.allocsPerCall(), direct.kbPerCall(), direct.readsPerCall(), direct.writesPerCall(), pct(direct.fb, .5), pct(direct.fb, .99))
-		fmt.Printf("%s proxied: %4.0f µs CPU/call, %4.0f allocs/call, %5.1f KB/call, %4.1f reads + %4.1f writes/call, first chunk p50 %s p99 %s\n", kind, proxied.cpuPerCall(), proxied.allocsPerCall(), proxied.kbPerCall(), proxied.readsPerCall(), proxied.writesPerCall(), pct(proxied.fb, .5), pct(proxied.fb, .99))
+		fmt.Printf("%s direct:  %4.0f µs CPU/call, %4.0f allocs/call, %5.1f KB/call, %4.1f reads + %4.1f writes/call, %.3f new upstream conns/call, first chunk p50 %s p99 %s\n", kind, direct.cpuPerCall(), direct.allocsPerCall(), direct.kbPerCall(), direct.readsPerCall(), direct.writesPerCall(), direct.connsPerCall(), pct(direct.fb, .5), pct(direct.fb, .99))
+		fmt.Printf("%s proxied: %4.0f µs CPU/call, %4.0f allocs/call, %5.1f KB/call, %4.1f reads + %4.1f writes/call, %.3f new upstream conns/call, first chunk p50 %s p99 %s\n", kind, proxied.cpuPerCall(), proxied.allocsPerCall(), proxied.kbPerCall(), proxied.readsPerCall(), proxied.writesPerCall(), proxied.connsPerCall(), pct(proxied.fb, .5), pct(proxied.fb, .99))
 		sort.Float64s(perRound)
 		fmt.Printf("%s server:  %4.0f µs CPU/call (median of %d rounds: %s), %4.0f allocs/call, %5.1f KB/call, %4.1f reads + %4.1f writes/call (usage recorded for all %d proxied calls)\n", kind,
 			perRound[len(perRound)/2], len(perRound), rounded(perRound), proxied.allocsPerCall()-direct.allocsPerCall(), proxied.kbPerCall()-direct.kbPerCall(),
@@ -202,6 +202,7 @@ func loadavg() string {
 type result struct {
 	cpu     time.Duration
 	io      ioCount
+	conns   int64 // connections the upstreams accepted
 	mallocs uint64
 	bytes   uint64
 	n, warm int
@@ -211,13 +212,14 @@ type result struct {
 
 // add sums two phases' measures.
 func (r result) add(o result) result {
-	return result{cpu: r.cpu + o.cpu, io: ioCount{r.io.reads + o.io.reads, r.io.writes + o.io.writes}, mallocs: r.mallocs + o.mallocs, bytes: r.bytes + o.bytes,
+	return result{cpu: r.cpu + o.cpu, io: ioCount{r.io.reads + o.io.reads, r.io.writes + o.io.writes}, conns: r.conns + o.conns, mallocs: r.mallocs + o.mallocs, bytes: r.bytes + o.bytes,
 		n: r.n + o.n, warm: r.warm + o.warm, fb: append(r.fb, o.fb...), err: errors.Join(r.err, o.err)}
 }
 
 func (r result) cpuPerCall() float64    { return float64(r.cpu.Microseconds()) / float64(r.n) }
 func (r result) readsPerCall() float64  { return float64(r.io.reads) / float64(r.n) }
 func (r result) writesPerCall() float64 { return float64(r.io.writes) / float64(r.n) }
+func (r result) connsPerCall() float64  { return float64(r.conns) / float64(r.n) }
 func (r result) allocsPerCall() float64 { return float64(r.mallocs) / float64(r.n) }
 func (r result) kbPerCall() float64     { return float64(r.bytes) / 1024 / float64(r.n) }
 
@@ -244,6 +246,7 @@ func phase(c *http.Client, url, model string, stream bool, calls, conc int) resu
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	io0 := ioCounts()
+	conns0 := upstreamConns.Load()
 	cpu0 := cputime.Used()
 	for w := 0; w < conc; w++ {
 		wg.Add(1)
@@ -267,9 +270,10 @@ func phase(c *http.Client, url, model string, stream bool, calls, conc int) resu
 	}
 	wg.Wait()
 	cpu := cputime.Used() - cpu0
+	conns := upstreamConns.Load() - conns0
 	io1 := ioCounts()
 	runtime.ReadMemStats(&ms1)
-	return result{cpu: cpu, io: ioCount{io1.reads - io0.reads, io1.writes - io0.writes}, mallocs: ms1.Mallocs - ms0.Mallocs, bytes: ms1.TotalAlloc - ms0.TotalAlloc, n: calls, warm: warm, fb: fbs, err: firstErr}
+	return result{cpu: cpu, io: ioCount{io1.reads - io0.reads, io1.writes - io0.writes}, conns: conns, mallocs: ms1.Mallocs - ms0.Mallocs, bytes: ms1.TotalAlloc - ms0.TotalAlloc, n: calls, warm: warm, fb: fbs, err: firstErr}
 }
 
 // call makes one call and reads it to its end; it returns the time to the first chunk (SSE) or
@@ -345,12 +349,21 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	send("[DONE]")
 }
 
+// upstreamConns counts the connections the upstreams accepted: the server's client should keep
+// its connections alive, and a new one per call (a dial, a handshake, two goroutines each side)
+// costs more CPU than the rest of a call.
+var upstreamConns atomic.Int64
+
 func serve(h http.Handler) (string, func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			upstreamConns.Add(1)
+		}
+	}}
 	go func() { _ = hs.Serve(l) }()
 	return "http://" + l.Addr().String(), func() { _ = hs.Close() }, nil
 }
