@@ -231,10 +231,28 @@ func (m *Module) Register(api huma.API, c bus.Consumers) {
 				svc.SkipErased(env.Tenant, env.Position)
 				return nil // as above
 			}
-			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, &ev))
+			slot, _ := bus.Prepared[*app.BatchSlot](ctx)
+			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, &ev), slot)
 		})
 		bus.Apply(p, func(ctx context.Context, tx *readmodel.Tx, env bus.Envelope, ev events.DocumentDeleted) error {
-			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, nil))
+			return svc.ApplyToIndex(ctx, tx.Bucket(), docEvent(env, ev.DocID, nil), nil)
+		})
+		// Each ingest learns its batch's others: the handler writes several to the index at once
+		// (consume.go).
+		bus.Prepare(p, func(_ context.Context, envs []bus.Envelope, evs []events.DocumentIngested) ([]any, error) {
+			des := make([]app.DocEvent, len(evs))
+			for i := range evs {
+				des[i] = docEvent(envs[i], evs[i].DocID, &evs[i])
+				if erased(envs[i], evs[i]) {
+					des[i].Ingested = nil // skipped: never written with the others
+				}
+			}
+			slots := app.PrepareBatch(des)
+			out := make([]any, len(slots))
+			for i, sl := range slots {
+				out[i] = sl
+			}
+			return out, nil
 		})
 		m.indexProj = p
 		svc.RepairNeeded = true

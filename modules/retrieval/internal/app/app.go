@@ -94,6 +94,7 @@ type Service struct {
 	prepared   sync.Map // preparedKey -> []search.Chunk
 	repaired   sync.Map // docKey -> revision the start-up repair applied
 	verified   sync.Map // tenant.ID -> true: its index checkpoint is not beyond the store
+	ahead      aheadSet // documents the index projection wrote ahead of their turn (consume.go)
 	repairMu   sync.Mutex
 	repairDone atomic.Bool
 }
@@ -282,6 +283,7 @@ func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Docume
 // replaceChunks makes chunks the document's only chunks in the index, sealed under keyID (the
 // key of the ingest they come from; "" for an ingest recorded before sealing: as they are).
 func (s *Service) replaceChunks(ctx context.Context, t tenant.ID, docID, keyID string, chunks []search.Chunk) error {
+	s.ahead.forget(t, docID) // replaced: whatever the projection wrote ahead of its turn (consume.go)
 	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
 		return indexErr(err, true)
 	}

@@ -168,6 +168,7 @@ func (s *Service) takePrepared(t tenant.ID, ev *events.DocumentIngested) ([]sear
 
 // writeDoc makes the index show e's state: its chunks, or none.
 func (s *Service) writeDoc(ctx context.Context, e DocEvent) error {
+	s.ahead.forget(e.Tenant, e.DocID) // whatever was written ahead of it is replaced
 	if e.Ingested == nil {
 		if err := s.Index.DeleteDoc(ctx, e.Tenant, e.DocID); err != nil {
 			return indexErr(err, true)
@@ -185,8 +186,9 @@ func (s *Service) writeDoc(ctx context.Context, e DocEvent) error {
 }
 
 // ApplyToIndex is the embedded index projection's handler (see the top of this file). b is the
-// projection's bucket in the handler's write transaction.
-func (s *Service) ApplyToIndex(ctx context.Context, b *bolt.Bucket, e DocEvent) error {
+// projection's bucket in the handler's write transaction; batch, when not nil, is e's bus batch
+// (PrepareBatch), whose later ingests it may write to the index with e's (writeDocs).
+func (s *Service) ApplyToIndex(ctx context.Context, b *bolt.Bucket, e DocEvent, batch *BatchSlot) error {
 	if err := s.repair(ctx, b); err != nil {
 		return err
 	}
@@ -207,8 +209,10 @@ func (s *Service) ApplyToIndex(ctx context.Context, b *bolt.Bucket, e DocEvent) 
 		return indexErr(err, true)
 	}
 	if uint64(e.Position) > cp {
-		if err := s.writeDoc(ctx, e); err != nil {
-			return err
+		if !s.ahead.take(e) {
+			if err := s.writeDocs(ctx, b, e, batch, cp); err != nil {
+				return err
+			}
 		}
 		if err := s.Index.SetCheckpoint(ctx, e.Tenant, uint64(e.Position)); err != nil {
 			return indexErr(err, true)
@@ -218,6 +222,166 @@ func (s *Service) ApplyToIndex(ctx context.Context, b *bolt.Bucket, e DocEvent) 
 		return err
 	}
 	s.done(e)
+	return nil
+}
+
+// An ingest's document is written to the index in the projection's order, one event after the
+// other. Under load or while catching up, the events of a bus batch are many, and the index links
+// the chunks of one write on every core (and pays its fixed costs once): so the handler of the
+// batch's first ingest that must be written also writes, in the same Upsert, the batch's following
+// ingests of the same tenant that the handler would write when their turn comes ("ahead"):
+// each a document not met before in the group, at a newer revision than the state records and not
+// repaired, above the tenant's checkpoint. The checkpoint still moves one event at a time, in order
+// (SetCheckpoint(X) only once every document event of the tenant up to X is in the index), so a
+// crash or a snapshot in between leaves written-ahead documents above it, which the start-up
+// repair writes again (idempotent). When an event written ahead has its turn, the handler finds it
+// in `ahead` and only records it. Any in-order write of the same document in between (a deletion,
+// or a write the group did not take) replaces what was written ahead and forgets it, so a
+// deletion between an ingest and its turn is applied, then the ingest written again in order.
+// Emptying a tenant's index forgets what was written ahead for it.
+
+// BatchSlot is one ingest event's place in its bus batch (PrepareBatch).
+type BatchSlot struct {
+	batch *[]DocEvent
+	i     int
+}
+
+// PrepareBatch is the index projection's Prepare handler: it gives each ingest of a bus batch its
+// place among the batch's ingests, for writeDocs. It does no work and keeps nothing.
+func PrepareBatch(evs []DocEvent) []*BatchSlot {
+	out := make([]*BatchSlot, len(evs))
+	for i := range evs {
+		out[i] = &BatchSlot{batch: &evs, i: i}
+	}
+	return out
+}
+
+// maxAhead bounds the documents one write takes: their vectors are held together, and a write
+// holds the tenant's partition.
+const maxAhead = 64
+
+// aheadKey names a document written ahead of its turn.
+type aheadKey struct {
+	t     tenant.ID
+	docID string
+}
+
+// written is what was written ahead: the event's revision and position.
+type written struct {
+	rev uint64
+	pos eventstore.Position
+}
+
+// aheadSet is the documents written ahead of their events' turn.
+type aheadSet struct {
+	mu sync.Mutex
+	m  map[aheadKey]written
+}
+
+func (a *aheadSet) put(e DocEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.m == nil {
+		a.m = map[aheadKey]written{}
+	}
+	a.m[aheadKey{e.Tenant, e.DocID}] = written{e.Revision, e.Position}
+}
+
+func (a *aheadSet) has(t tenant.ID, docID string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.m[aheadKey{t, docID}]
+	return ok
+}
+
+// take reports whether e itself was written ahead, and forgets it.
+func (a *aheadSet) take(e DocEvent) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := aheadKey{e.Tenant, e.DocID}
+	w, ok := a.m[k]
+	if !ok {
+		return false
+	}
+	delete(a.m, k)
+	return w.rev == e.Revision && w.pos == e.Position
+}
+
+func (a *aheadSet) forget(t tenant.ID, docID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.m, aheadKey{t, docID})
+}
+
+// forgetTenant forgets t's documents (its index was emptied).
+func (a *aheadSet) forgetTenant(t tenant.ID) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.m {
+		if k.t == t {
+			delete(a.m, k)
+		}
+	}
+}
+
+// writeDocs writes e's document (writeDoc) and, when e is an ingest with its batch, the batch's
+// following ingests the handler would write in their turn (see above), in one Upsert. b is the
+// projection's bucket, cp e's tenant's checkpoint.
+func (s *Service) writeDocs(ctx context.Context, b *bolt.Bucket, e DocEvent, batch *BatchSlot, cp uint64) error {
+	if e.Ingested == nil || batch == nil {
+		return s.writeDoc(ctx, e)
+	}
+	group := []DocEvent{e}
+	seen := map[string]bool{e.DocID: true}
+	evs := *batch.batch
+	for j := batch.i + 1; j < len(evs) && len(group) < maxAhead; j++ {
+		n := evs[j]
+		if n.Tenant != e.Tenant || n.Ingested == nil || seen[n.DocID] || uint64(n.Position) <= cp || s.ahead.has(n.Tenant, n.DocID) {
+			continue
+		}
+		seen[n.DocID] = true // later ingests of this document wait for their turn
+		key := docKey(n.Tenant, n.DocID)
+		if cur, ok := decodeDocState(b.Get(key)); ok && cur.Revision >= n.Revision {
+			continue
+		}
+		if rev, ok := s.repaired.Load(string(key)); ok && rev.(uint64) >= n.Revision {
+			continue
+		}
+		group = append(group, n)
+	}
+	if len(group) == 1 {
+		return s.writeDoc(ctx, e)
+	}
+	s.ahead.forget(e.Tenant, e.DocID)
+	var all []search.Chunk
+	for _, g := range group {
+		chunks, ok := s.takePrepared(g.Tenant, g.Ingested)
+		if !ok {
+			var err error
+			if chunks, err = s.indexChunks(ctx, g.Tenant, *g.Ingested); err != nil {
+				return err
+			}
+		}
+		if err := s.Index.DeleteDoc(ctx, g.Tenant, g.DocID); err != nil {
+			return indexErr(err, true)
+		}
+		if s.Sealed != nil && g.Ingested.Key != "" && len(chunks) > 0 {
+			var err error
+			if chunks, err = s.Sealed.Seal(ctx, g.Tenant, g.Ingested.Key, chunks); err != nil {
+				return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
+			}
+		}
+		all = append(all, chunks...)
+	}
+	// A failure leaves some of the documents written: each is written again in its turn.
+	if len(all) > 0 {
+		if err := s.Index.Upsert(ctx, e.Tenant, all); err != nil {
+			return indexErr(err, true)
+		}
+	}
+	for _, g := range group[1:] {
+		s.ahead.put(g)
+	}
 	return nil
 }
 
@@ -364,6 +528,7 @@ func (s *Service) verifyTenant(ctx context.Context, t tenant.ID) error {
 		if err := s.Index.DeleteTenant(ctx, t); err != nil {
 			return indexErr(err, false)
 		}
+		s.ahead.forgetTenant(t)
 		s.Cache.Invalidate(t)
 	}
 	s.verified.Store(t, true)

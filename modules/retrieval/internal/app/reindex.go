@@ -27,6 +27,7 @@ func (s *Service) Reindex(ctx context.Context, t tenant.ID, progress func(done, 
 	if err := s.Index.DeleteTenant(ctx, t); err != nil {
 		return res, indexErr(err, false)
 	}
+	s.ahead.forgetTenant(t)
 	s.Cache.Invalidate(t)
 	docs, hi, err := s.scanDocs(ctx, t)
 	if err != nil {
@@ -67,6 +68,7 @@ func (s *Service) ForgetTenant(ctx context.Context, t tenant.ID) error {
 	if err := s.Index.DeleteTenant(ctx, t); err != nil {
 		return indexErr(err, false)
 	}
+	s.ahead.forgetTenant(t)
 	return nil
 }
 
