@@ -53,12 +53,28 @@ func keysFileMissing(cfg config) bool {
 	return errors.Is(err, fs.ErrNotExist) || err == nil && st.Size() == 0
 }
 
+// rawScanner is an event store that can tell that no event's data holds some bytes without reading
+// its events (the embedded store: embedded.Store.MayHold).
+type rawScanner interface {
+	MayHold(ctx context.Context, b []byte) (bool, error)
+}
+
 // firstSealed is the store's first sealed event (nil when none): a full scan when nothing is
-// sealed, which happens only on a start whose key store is missing.
+// sealed, which happens only on a start whose key store is missing. The embedded store first says
+// whether its log holds the bytes every sealed envelope begins with at all: when it does not,
+// nothing is sealed, without a subscription over every event (a first start at a million events
+// spent 3.6 s of CPU there before anything else ran); when it does, the events are read to find the
+// first sealed one, as before.
 func firstSealed(ctx context.Context, raw eventstore.Store) (*eventstore.Event, error) {
 	last, err := raw.LastPosition(ctx)
 	if err != nil || last == 0 {
 		return nil, err
+	}
+	if rs, ok := raw.(rawScanner); ok {
+		held, err := rs.MayHold(ctx, sealing.Marker())
+		if err != nil || !held {
+			return nil, err
+		}
 	}
 	var found *eventstore.Event
 	sctx, cancel := context.WithCancel(ctx)

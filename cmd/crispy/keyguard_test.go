@@ -11,6 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crispy-enigma/crispy/platform/eventstore"
+	"github.com/crispy-enigma/crispy/platform/eventstore/embedded"
+	"github.com/crispy-enigma/crispy/platform/sealing"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 // A data folder whose event log holds sealed content but whose keys/ is missing (not restored with
@@ -103,4 +108,45 @@ func searchCaughtUp(t *testing.T, srv *httptest.Server) answer {
 		return r.status != 503
 	})
 	return r
+}
+
+// firstSealed on the embedded store: nothing sealed (and, when the log holds no run of the sealed
+// envelope's first bytes, no event read at all) is nil; events whose data holds those bytes
+// without being sealed (nested in another object) are read and found not sealed; the first sealed
+// event is found whatever comes before it.
+func TestFirstSealedOnTheEmbeddedStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := embedded.Open(t.TempDir(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acme := tenant.MustParse("acme")
+	put := func(entity, data string) {
+		t.Helper()
+		if _, err := s.Append(ctx, tenant.MustStream(acme, "session", entity), eventstore.Any,
+			eventstore.EventData{Type: "test.Said", Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		put("plain", `{"text":"a plain message quoting {\"sealed\":{ in its text","n":`+strings.Repeat("1", i+1)+`}`)
+	}
+	if held, err := s.MayHold(ctx, sealing.Marker()); err != nil || held {
+		t.Fatalf("MayHold on plain events = %v, %v", held, err)
+	}
+	if found, err := firstSealed(ctx, s); err != nil || found != nil {
+		t.Fatalf("plain events: firstSealed = %+v, %v", found, err)
+	}
+	put("nested", `{"copy":{"sealed":{"k":"session/x","n":"AA==","c":"AA=="}}}`)
+	if found, err := firstSealed(ctx, s); err != nil || found != nil {
+		t.Fatalf("sealed bytes nested in a plain event: firstSealed = %+v, %v", found, err)
+	}
+	put("secret", `{"sealed":{"k":"session/secret","n":"AA==","c":"AA=="}}`)
+	put("plain", `{"text":"after"}`)
+	found, err := firstSealed(ctx, s)
+	if err != nil || found == nil || found.Stream != tenant.MustStream(acme, "session", "secret").String() {
+		t.Fatalf("firstSealed = %+v, %v; want the event of session secret", found, err)
+	}
 }
