@@ -80,3 +80,37 @@ func TestApplyEnvelopeEventsAreNotDecoded(t *testing.T) {
 		t.Fatalf("beside a data handler: applied %d and %d of %d events, decoded %d times (want %d)", env, dat, n, decodes.Load(), n)
 	}
 }
+
+// A type only a projection with a cursor of its own takes is decoded by that cursor alone, once
+// per event: not by the main cursor too, whose projections do not take it.
+func TestOwnCursorTypesAreNotDecodedOnTheMainCursor(t *testing.T) {
+	store := eventstoretest.NewMemory()
+	const n = 5
+	appendN(t, store, acme, "a", typeCounted, n)
+	appendN(t, store, acme, "b", typeHappened, n)
+	var own, shared atomic.Int64
+	decodes.Store(0)
+	r := start(t, projectionConfig(t), store, func(reg bus.Consumers) {
+		reg.Codec().Add(typeCounted, countedEvent{})
+		registerTestEvents(reg.Codec().Add)
+		p := reg.Projection("test.shared", bus.ProjectionOptions{Version: 1})
+		bus.Apply(p, func(context.Context, *readmodel.Tx, bus.Envelope, happenedEvent) error {
+			shared.Add(1)
+			return nil
+		})
+		q := reg.Projection("test.own", bus.ProjectionOptions{Version: 1, OwnCursor: true})
+		bus.Apply(q, func(context.Context, *readmodel.Tx, bus.Envelope, countedEvent) error {
+			own.Add(1)
+			return nil
+		})
+	})
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if own.Load() != n || shared.Load() != n || decodes.Load() != n {
+		t.Fatalf("applied %d (own cursor) and %d (shared) of %d each; the own cursor's type decoded %d times, want %d", own.Load(), shared.Load(), n, decodes.Load(), n)
+	}
+}

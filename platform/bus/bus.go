@@ -68,7 +68,7 @@ type Bus struct {
 	sharedIdle atomic.Bool // no processors: the processors' cursor stands at the store's end
 	mainGroup  *group      // the projections' main path; others join it at the live end (fanout.go)
 	cursors    []*cursor   // every running cursor, for Check; guarded by mu
-	projected  decodeSet   // the event types whose data some projection takes, and the Go types decoded for them
+	projected  decodeSet   // the event types whose data a projection of the main cursor's may take, and the Go types decoded for them
 	processed  decodeSet   // the event types some processor handles, and the Go types decoded for them
 	// processedBy is, per event type, the processors that handle it: in process each event is
 	// published only to them, on a topic each (publishLocal).
@@ -147,7 +147,12 @@ func (b *Bus) resolve() error {
 		if err := p.resolve(); err != nil {
 			return err
 		}
-		p.addDecoded(b.projected)
+		if !p.opts.OwnCursor {
+			// A projection with a cursor of its own never joins the main one: what only it takes
+			// is decoded by its cursor alone (a document's text, for the index, was decoded by
+			// the main cursor too, for no one).
+			p.addDecoded(b.projected)
+		}
 	}
 	b.processed = decodeSet{}
 	b.processedBy = map[string][]*durable{}

@@ -34,7 +34,7 @@ var errJoined = errors.New("bus: cursor's projections joined the main group")
 type group struct {
 	b     *Bus
 	c     *cursor
-	types decodeSet // event types decoded for the members, into which Go types (main: every projected type)
+	types decodeSet // event types decoded for the members, into which Go types (main: those of every projection without OwnCursor)
 	main  bool
 	own   bool // a projection's own cursor (OwnCursor): it never joins the main group
 
