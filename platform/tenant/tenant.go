@@ -148,7 +148,9 @@ var knownMultiword = []string{"tool-audit", "audit-log", "alert-rule"}
 
 func categoryOf(tail string) string {
 	for _, c := range knownMultiword {
-		if tail == c || strings.HasPrefix(tail, c+"-") {
+		// tail is c, or c then '-' (without building c+"-": this runs for every event a read
+		// model parses the stream of).
+		if strings.HasPrefix(tail, c) && (len(tail) == len(c) || tail[len(c)] == '-') {
 			return c
 		}
 	}

@@ -33,3 +33,38 @@ func FuzzValidIDIsThePattern(f *testing.F) {
 		}
 	})
 }
+
+// categoryOf splits a stream's tail as it did when it built c+"-" for each known multiword
+// category (the oracle below), for those categories with and without an entity, their prefixes
+// and longer words that start with them.
+func TestCategoryOfSplitsAsBefore(t *testing.T) {
+	t.Parallel()
+	oracle := func(tail string) string {
+		for _, c := range knownMultiword {
+			if tail == c || strings.HasPrefix(tail, c+"-") {
+				return c
+			}
+		}
+		if i := strings.IndexByte(tail, '-'); i >= 0 {
+			return tail[:i]
+		}
+		return tail
+	}
+	var tails []string
+	for _, c := range append(knownMultiword, "session", "tool", "audit", "alert") {
+		for _, suffix := range []string{"", "-", "-x", "-x-y", "s", "s-x", "x"} {
+			tails = append(tails, c+suffix)
+		}
+		tails = append(tails, c[:len(c)-1], c[:len(c)/2]+"-x")
+	}
+	tails = append(tails, "", "-", "--", "-x")
+	for _, tail := range tails {
+		if got, want := categoryOf(tail), oracle(tail); got != want {
+			t.Errorf("categoryOf(%q) = %q, want %q", tail, got, want)
+		}
+	}
+	st, err := ParseStream("t-acme.tool-audit-inv-1")
+	if err != nil || st.Category() != "tool-audit" || st.Entity() != "inv-1" || st.Tenant() != MustParse("acme") {
+		t.Fatalf("ParseStream: %+v, %v", st, err)
+	}
+}
