@@ -3,12 +3,17 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/crispy-enigma/crispy/platform/bus"
+	"github.com/crispy-enigma/crispy/platform/eventstore"
 	"github.com/crispy-enigma/crispy/platform/eventstore/eventstoretest"
 	"github.com/crispy-enigma/crispy/platform/readmodel"
+	"github.com/crispy-enigma/crispy/platform/request"
+	"github.com/crispy-enigma/crispy/platform/tenant"
 )
 
 const typeCounted = "test.Counted"
@@ -112,5 +117,62 @@ func TestOwnCursorTypesAreNotDecodedOnTheMainCursor(t *testing.T) {
 	}
 	if own.Load() != n || shared.Load() != n || decodes.Load() != n {
 		t.Fatalf("applied %d (own cursor) and %d (shared) of %d each; the own cursor's type decoded %d times, want %d", own.Load(), shared.Load(), n, decodes.Load(), n)
+	}
+}
+
+// A projection handler's context carries the event's own tenant and request id, whatever came
+// before it: runs of one request, the same request id under another tenant, a request again
+// after another.
+func TestProjectionHandlerContextIsTheEvents(t *testing.T) {
+	store := eventstoretest.NewMemory()
+	type at struct {
+		tid tenant.ID
+		req string
+	}
+	order := []at{{acme, "r1"}, {acme, "r1"}, {acme, "r2"}, {globex, "r2"}, {globex, "r2"}, {acme, "r2"}, {acme, "r1"}, {acme, ""}, {globex, ""}}
+	for i, a := range order {
+		d, err := eventstore.NewEventData(typeHappened, map[string]any{"n": i})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.RequestID = a.req
+		if _, err := store.Append(context.Background(), tenant.MustStream(a.tid, "thing", "x"), eventstore.Any, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var got []at
+	var actors []string
+	r := start(t, projectionConfig(t), store, func(reg bus.Consumers) {
+		registerTestEvents(reg.Codec().Add)
+		p := reg.Projection("test.context", bus.ProjectionOptions{Version: 1})
+		bus.Apply(p, func(ctx context.Context, _ *readmodel.Tx, env bus.Envelope, _ happenedEvent) error {
+			tid, _ := tenant.FromContext(ctx)
+			info := request.From(ctx)
+			if tid != env.Tenant || info.ID != env.RequestID {
+				t.Errorf("event %d of %s, request %q: handler's context has %s, request %q", env.Position, env.Tenant, env.RequestID, tid, info.ID)
+			}
+			mu.Lock()
+			got = append(got, at{tid, info.ID})
+			actors = append(actors, info.Actor)
+			mu.Unlock()
+			return nil
+		})
+	})
+	if err := r.b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != fmt.Sprint(order) {
+		t.Fatalf("handler contexts %v, want %v", got, order)
+	}
+	for _, a := range actors {
+		if a != "system:bus/test.context" {
+			t.Fatalf("actor %q in a handler's context", a)
+		}
 	}
 }

@@ -67,6 +67,9 @@ type Projection struct {
 	// holds runs of one tenant's events): one allocation less per handler call.
 	tenantCtx context.Context
 	ctxTenant tenant.ID
+	// And the last request's context under it, reused by the next event of the same request.
+	reqCtx     context.Context
+	ctxRequest string
 
 	progress atomic.Uint64 // applied position, for /health
 	reached  atomic.Uint64 // applied (and committed once caught up) or a live end passed: for Sync
@@ -713,7 +716,8 @@ func (p *Projection) handlerBase(ctx context.Context) context.Context {
 
 // envContext carries the event's tenant and request into a handler (actor: the projection's). The
 // tenant's layer is reused from the previous event of the same tenant (a batch holds runs of one
-// tenant's events): one allocation less per handler call. Called on the runner's goroutine only.
+// tenant's events), and the request's from the previous event of the same request and tenant:
+// allocations less per handler call. Called on the runner's goroutine only.
 func (p *Projection) envContext(ctx context.Context, env Envelope) context.Context {
 	info := request.Info{ID: env.RequestID, Actor: p.actor}
 	if p.base == nil {
@@ -721,6 +725,12 @@ func (p *Projection) envContext(ctx context.Context, env Envelope) context.Conte
 	}
 	if p.tenantCtx == nil || p.ctxTenant != env.Tenant {
 		p.tenantCtx, p.ctxTenant = tenant.WithID(p.base, env.Tenant), env.Tenant
+		p.reqCtx = nil
 	}
-	return request.With(p.tenantCtx, info)
+	// Events of one request come in a row (a turn's message and answer): their handlers share the
+	// request's layer too.
+	if p.reqCtx == nil || p.ctxRequest != env.RequestID {
+		p.reqCtx, p.ctxRequest = request.With(p.tenantCtx, info), env.RequestID
+	}
+	return p.reqCtx
 }
