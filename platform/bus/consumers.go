@@ -13,7 +13,11 @@
 //
 // Handlers are typed: the bus decodes an event's data once, with the one codec (platform/bus/codec)
 // where each module's events package registers its types, and calls the handler registered for that
-// Go type with the envelope (no data: nothing left to decode by hand) and the value.
+// Go type with the envelope (no data: nothing left to decode by hand) and the value. A handler that
+// needs a few fields of a type takes a view of it (ApplyView, HandleView: a struct of those fields,
+// checked against the type by codec.CheckView); a cursor decodes each event once into each Go type
+// its consumers take (ApplyEnvelope: none), so when they all take the same view the rest of the data
+// is skipped, never copied out.
 //
 // Guarantees, and how they are kept:
 //   - One forwarder, and cursors, one store subscription each. The processors' cursor starts after
