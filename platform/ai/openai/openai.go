@@ -286,6 +286,9 @@ func (p *Provider) Stream(ctx context.Context, req ai.Request, emit ai.Emit) (ai
 	if !done && res.FinishReason == "" {
 		return res, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil)
 	}
+	if done {
+		drainEnd(resp.Body)
+	}
 	if res.FinishReason == "" {
 		res.FinishReason = "stop"
 	}
@@ -365,7 +368,25 @@ func (p *Provider) Pass(ctx context.Context, req ai.Request, out ai.Chunks) (ai.
 	if !done && res.FinishReason == "" {
 		return res, ai.Truncated(model, "the stream ended without data: [DONE] or a finish_reason", nil)
 	}
+	if done {
+		drainEnd(resp.Body)
+	}
 	return res, nil
+}
+
+// drainWait bounds how long a call waits, after [DONE], for the end of the upstream's body.
+const drainWait = 250 * time.Millisecond
+
+// drainEnd reads what follows [DONE] (the chunked body's end, "0\r\n\r\n", which an upstream
+// writes a moment after it, often in a packet of its own) so that the connection goes back to the
+// pool: a response body closed before its end closes the connection, and the next call dials
+// again (over a network, a handshake on its way to its first chunk). At most 4 KiB are read,
+// within drainWait: an upstream that keeps the body open after [DONE] costs that wait, and its
+// connection is dropped as before. Usually the end is there already and this is one Read.
+func drainEnd(body io.ReadCloser) {
+	t := time.AfterFunc(drainWait, func() { _ = body.Close() })
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+	t.Stop()
 }
 
 // needsReading reports whether a streamed chunk may hold what metering reads (a finish_reason, a

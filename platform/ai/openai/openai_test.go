@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/crispy-enigma/crispy/platform/ai"
 	"github.com/crispy-enigma/crispy/platform/ai/openai"
@@ -182,4 +184,69 @@ func TestPassSendsTheRequestHeaders(t *testing.T) {
 			t.Fatalf("%s: got %+v, want %+v", tc.base, s, want)
 		}
 	}
+}
+
+// doneThenEnd is an upstream that streams a short answer and [DONE], then ends its body only once
+// end says so (the chunked body's end then goes out in a packet of its own); conns counts the
+// connections it accepted.
+func doneThenEnd(t *testing.T, end func()) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, `data: {"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}`+"\n\n")
+		fmt.Fprint(w, `data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`+"\n\n")
+		fmt.Fprint(w, "data: [DONE]\n\n")
+		w.(http.Flusher).Flush()
+		end()
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+func passStream(t *testing.T, p *openai.Provider) {
+	t.Helper()
+	pr := &ai.PassRequest{Fields: map[string]json.RawMessage{"messages": json.RawMessage(`[{"role":"user","content":"hi"}]`)}, Stream: true, IncludeUsage: true}
+	res, err := p.Pass(context.Background(), ai.Request{Model: "m", Pass: pr}, func([]byte) error { return nil })
+	if err != nil || res.Usage.TotalTokens != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// A streamed call reads its upstream's body to the end after [DONE], so the next call reuses the
+// connection: closing a body before its end would close the connection (a dial per call).
+func TestPassKeepsTheConnectionAfterDone(t *testing.T) {
+	t.Parallel()
+	srv, conns := doneThenEnd(t, func() { time.Sleep(5 * time.Millisecond) }) // the end comes after [DONE] is read
+	p, err := openai.New(openai.Config{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		passStream(t, p)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 3 calls, want 1", n)
+	}
+}
+
+// An upstream that keeps its body open after [DONE] does not hold the call: the wait for the end
+// is bounded (the connection is then dropped).
+func TestPassDoesNotWaitForAnEndThatDoesNotCome(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv, _ := doneThenEnd(t, func() { <-release })
+	defer close(release)
+	p, err := openai.New(openai.Config{BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passStream(t, p) // returns although the upstream never ends its body before release
 }
