@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -603,8 +602,18 @@ func (g *graph) selectNeighbors(cs []cand, m int) []uint32 {
 	return out
 }
 
+// sortDesc sorts cs most similar first. The similarities are dot products of finite vectors (never
+// NaN), so a plain comparison orders them (cmp.Compare's NaN handling was a third of the sort).
 func sortDesc(cs []cand) {
-	slices.SortFunc(cs, func(a, b cand) int { return cmp.Compare(b.sim, a.sim) })
+	slices.SortFunc(cs, func(a, b cand) int {
+		switch {
+		case a.sim > b.sim:
+			return -1
+		case a.sim < b.sim:
+			return 1
+		}
+		return 0
+	})
 }
 
 // search returns the ef best nodes for q by their codes' similarity, best first, skipping none
