@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -230,51 +231,69 @@ func passCompletion(ctx context.Context, svc *app.Service, in *CompletionsInput)
 		return nil, err
 	}
 	return &huma.StreamResponse{Body: func(hctx huma.Context) {
-		w := hctx.BodyWriter()
-		started := false
-		var frame []byte // one event, written at once (reused)
+		r := &relay{hctx: hctx, w: hctx.BodyWriter(), stream: pr.Stream}
+		r.frame = r.buf[:0]
 		if pr.Stream {
-			frame = make([]byte, 0, 512) // a chunk is a few hundred bytes
-			pr.Flush = func() {
-				if started {
-					flush(w)
-				}
-			}
+			pr.Flush = r.flush
 		}
-		err := call.Run(hctx.Context(), func(data []byte) error {
-			if !started {
-				started = true
-				if pr.Stream {
-					hctx.SetHeader("Content-Type", "text/event-stream")
-					hctx.SetHeader("Cache-Control", "no-cache")
-				} else {
-					hctx.SetHeader("Content-Type", "application/json")
-				}
-				hctx.SetStatus(http.StatusOK)
-			}
-			if !pr.Stream {
-				_, err := w.Write(data)
-				return err
-			}
-			// Written unflushed into the response's buffer: the provider flushes (pr.Flush) before
-			// it waits for the upstream.
-			frame = append(append(append(frame[:0], dataPrefix...), data...), eventEnd...)
-			_, err := w.Write(frame)
-			return err
-		})
+		err := call.Run(hctx.Context(), r.out)
 		switch {
 		case err == nil && pr.Stream:
 			// Not flushed here: the server flushes it with the chunked body's end as the handler
 			// returns, one write instead of two.
-			_, _ = w.Write([]byte("data: [DONE]\n\n"))
-		case err != nil && started && pr.Stream:
-			_, _ = w.Write(append(append([]byte("data: "), platformhttp.OpenAIErrorJSON(hctx, err)...), '\n', '\n'))
-			flush(w)
-		case err != nil && !started:
+			_, _ = r.w.Write(doneEvent)
+		case err != nil && r.started && pr.Stream:
+			_, _ = r.w.Write(append(append([]byte("data: "), platformhttp.OpenAIErrorJSON(hctx, err)...), '\n', '\n'))
+			flush(r.w)
+		case err != nil && !r.started:
 			platformhttp.WriteError(hctx, err)
 		}
 	}}, nil
 }
+
+// relay writes a passed-through answer to the client: the status and headers with its first
+// piece, then a non-streamed body as it is, or each streamed chunk as one event written at once.
+// One allocation per call holds what closures and the variables they captured took apart.
+type relay struct {
+	hctx    huma.Context
+	w       io.Writer
+	stream  bool
+	started bool
+	frame   []byte    // one event (reused)
+	buf     [512]byte // frame's first array: a chunk is a few hundred bytes
+}
+
+// out is the call's ai.Chunks.
+func (r *relay) out(data []byte) error {
+	if !r.started {
+		r.started = true
+		if r.stream {
+			r.hctx.SetHeader("Content-Type", "text/event-stream")
+			r.hctx.SetHeader("Cache-Control", "no-cache")
+		} else {
+			r.hctx.SetHeader("Content-Type", "application/json")
+		}
+		r.hctx.SetStatus(http.StatusOK)
+	}
+	if !r.stream {
+		_, err := r.w.Write(data)
+		return err
+	}
+	// Written unflushed into the response's buffer: the provider flushes (pr.Flush) before it
+	// waits for the upstream.
+	r.frame = append(append(append(r.frame[:0], dataPrefix...), data...), eventEnd...)
+	_, err := r.w.Write(r.frame)
+	return err
+}
+
+// flush sends on what the events written so far hold, once the answer has begun (PassRequest.Flush).
+func (r *relay) flush() {
+	if r.started {
+		flush(r.w)
+	}
+}
+
+var doneEvent = []byte("data: [DONE]\n\n")
 
 var dataPrefix, eventEnd = []byte("data: "), []byte("\n\n")
 
