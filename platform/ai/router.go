@@ -396,52 +396,56 @@ func (r *Router) attemptOnce(ctx context.Context, p Provider, m ModelID, req Req
 	actx, cancel := context.WithCancelCause(cctx)
 	defer cancel(nil)
 	req.Model = m.Model
-	var ans Answer
-	emitted := false
+	// What the progress callback updates, in one allocation: as variables captured by the
+	// callback, each took one of its own.
+	var st struct {
+		ans     Answer
+		emitted bool
+		idle    *time.Timer
+		emitErr error
+	}
 	timer := time.AfterFunc(r.cfg.FirstTokenTimeout, func() { cancel(errFirstTokenTimeout) })
-	var idle *time.Timer
-	var emitErr error
 	res, err := call(actx, p, m, req, func(send func() error) error {
-		if !emitted {
-			emitted = true
+		if !st.emitted {
+			st.emitted = true
 			timer.Stop()
-			ans.FirstToken = time.Now()
+			st.ans.FirstToken = time.Now()
 			done(nil) // the model is up: later failures do not count against its breaker
-		} else if idle != nil {
-			idle.Stop()
+		} else if st.idle != nil {
+			st.idle.Stop()
 		}
 		if err := send(); err != nil {
-			emitErr = err
+			st.emitErr = err
 			return err
 		}
 		// The idle limit counts from when the consumer took this piece: a slow reader is not an
 		// idle model.
 		if r.cfg.IdleTimeout > 0 {
-			if idle == nil {
-				idle = time.AfterFunc(r.cfg.IdleTimeout, func() { cancel(errIdleTimeout) })
+			if st.idle == nil {
+				st.idle = time.AfterFunc(r.cfg.IdleTimeout, func() { cancel(errIdleTimeout) })
 			} else {
-				idle.Reset(r.cfg.IdleTimeout)
+				st.idle.Reset(r.cfg.IdleTimeout)
 			}
 		}
 		return nil
 	})
 	timer.Stop()
-	if idle != nil {
-		idle.Stop()
+	if st.idle != nil {
+		st.idle.Stop()
 	}
-	if emitErr != nil && err != nil {
+	if st.emitErr != nil && err != nil {
 		// The consumer went away: not the model's fault, not retryable.
-		if !emitted {
+		if !st.emitted {
 			done(nil)
 		}
-		return ans, emitted, &Error{Model: name, Reason: "cancelled", Message: "the consumer stopped reading", Cause: emitErr}
+		return st.ans, st.emitted, &Error{Model: name, Reason: "cancelled", Message: "the consumer stopped reading", Cause: st.emitErr}
 	}
 	err = r.classify(ctx, actx, name, err)
-	if !emitted {
+	if !st.emitted {
 		done(err)
 	}
-	ans.Result = res
-	return ans, emitted, err
+	st.ans.Result = res
+	return st.ans, st.emitted, err
 }
 
 // classify turns a call error into an *Error, naming a first-token timeout as a retryable timeout.
