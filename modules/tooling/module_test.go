@@ -334,8 +334,8 @@ func TestRunEndShutsPluginsDown(t *testing.T) {
 
 func TestThousandConcurrentCallsAcrossTools(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, pluginsDir(t, "echo", "echo2", "echo3"), opts{})
-	tools := []string{"echo", "echo2", "echo3"}
+	e := newEnv(t, pluginsDir(t, "crowd", "crowd2", "crowd3"), opts{})
+	tools := []string{"crowd", "crowd2", "crowd3"}
 	var wg sync.WaitGroup
 	errs := make(chan error, 1000)
 	for i := range 1000 {
