@@ -40,6 +40,11 @@ type graph struct {
 	n     int      // nodes
 	vecs  *region  // node i's vector: float32s[i*dim:(i+1)*dim]
 	lk    []uint32 // node i's layer-0 links: lk[i*(1+m0)]: count, then m0 slots
+	// checked marks, per node, the layer-0 slots whose link was last pruned with the list
+	// (worstNonDiverse): bit s of checked[i*ckW+s/64]. Memory only; a link written since is
+	// unchecked (setLink clears its bit), and a node past len(checked)/ckW has all unchecked.
+	checked []uint64
+	ckW     int
 	// linkEdits records every change of lk since the last flush (linkEdit records), when the
 	// graph is persisted (logLinks): the flush appends them to the links log.
 	linkEdits []byte
@@ -73,7 +78,7 @@ const linkStripes = 1024
 func (g *graph) stripe(i uint32) *sync.Mutex { return &g.stripes[i%linkStripes] }
 
 func newGraph(dim, m, efC int, seed uint64, vecs, codes *region) *graph {
-	g := &graph{dim: dim, m: m, m0: 2 * m, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
+	g := &graph{dim: dim, m: m, m0: 2 * m, ckW: (2*m + 63) / 64, efC: efC, ml: 1 / math.Log(float64(m)), entry: -1,
 		vecs: vecs, codes: codes, recQ: codeSize(dim),
 		upper: map[uint32][][]uint32{}, dirtyUp: map[uint32]struct{}{},
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), workers: 1}
@@ -181,6 +186,9 @@ func (g *graph) setLink(i uint32, count, slot int, v uint32) {
 	o := int(i) * (1 + g.m0)
 	g.lk[o] = uint32(count)
 	g.lk[o+1+slot] = v
+	if w := int(i)*g.ckW + slot/64; w < len(g.checked) {
+		g.checked[w] &^= 1 << (slot % 64)
+	}
 	if g.logLinks {
 		g.logMu.Lock()
 		g.linkEdits = binary.LittleEndian.AppendUint32(g.linkEdits, i)
@@ -204,6 +212,9 @@ func (g *graph) applyLinkEdits(b []byte, nodes int) error {
 		o := int(i) * (1 + g.m0)
 		g.lk[o] = uint32(count)
 		g.lk[o+1+slot] = v
+		if w := int(i)*g.ckW + slot/64; w < len(g.checked) {
+			g.checked[w] &^= 1 << (slot % 64)
+		}
 	}
 	return nil
 }
@@ -215,6 +226,10 @@ func (g *graph) reserve(n int) error {
 	}
 	if need := (g.n + n) * (1 + g.m0); need > len(g.lk) {
 		g.lk = slices.Grow(g.lk, need-len(g.lk))[:need]
+	}
+	if need, old := (g.n+n)*g.ckW, len(g.checked); need > old {
+		g.checked = slices.Grow(g.checked, need-old)[:need]
+		clear(g.checked[old:]) // their links: unchecked
 	}
 	if err := g.codes.ensure((g.n + n) * g.recQ); err != nil {
 		return err
@@ -527,11 +542,12 @@ func (g *graph) connect(from, to uint32, l, maxLinks int) {
 	}
 	fv := g.vec(from)
 	if l == 0 {
-		if slot, ok := g.worstNonDiverse(fv, ls, to); ok {
+		if slot, ok := g.worstNonDiverse(from, fv, ls, to); ok {
 			if slot >= 0 {
 				// One edit in the dropped link's slot: the links log grows by 10 bytes.
 				g.setLink(from, len(ls), slot, to)
 			}
+			g.markChecked(from, len(ls))
 			return
 		}
 	}
@@ -563,10 +579,22 @@ type slotCand struct {
 	slot int
 }
 
-// worstNonDiverse picks the link of the full list ls (of the node whose vector is fv) that gives
+// worstNonDiverse picks the link of the full list ls (of node from, whose vector is fv) that gives
 // way to `to` (see connect): its slot, or -1 when `to` itself gives way. ok is false when ls holds
 // a link past n (damaged files only): the caller prunes with the heuristic, which drops it.
-func (g *graph) worstNonDiverse(fv []float32, ls []uint32, to uint32) (slot int, ok bool) {
+//
+// As Lucene does (NeighborArray's unchecked indexes), a link already checked with the list when it
+// was last pruned (g.checked) is compared only with the better links not checked since (`to`, and
+// links written since): its diversity against the others was established then, and they have not
+// changed. An unchecked link is compared with every better one, as before. The scan stops once no
+// unchecked link is left at or below it, and afterwards the whole list counts as checked (also
+// unchecked links above a non-diverse one the scan stopped at, as in Lucene). For a list that
+// changes by one link between prunes this is ~2·2M dot products instead of up to (2M)²/2.
+func (g *graph) worstNonDiverse(from uint32, fv []float32, ls []uint32, to uint32) (slot int, ok bool) {
+	var ck []uint64
+	if o := int(from) * g.ckW; o+g.ckW <= len(g.checked) {
+		ck = g.checked[o : o+g.ckW]
+	}
 	cs := make([]slotCand, 0, len(ls)+1)
 	for i, x := range ls {
 		if x >= uint32(g.n) {
@@ -584,15 +612,45 @@ func (g *graph) worstNonDiverse(fv []float32, ls []uint32, to uint32) (slot int,
 		}
 		return 0
 	})
-	for i := len(cs) - 1; i > 0; i-- {
+	// unchecked: the indexes in cs (ascending) of `to` and of the links not checked.
+	unchecked := make([]int, 0, len(cs))
+	for i, c := range cs {
+		if c.slot < 0 || ck == nil || ck[c.slot/64]&(1<<(c.slot%64)) == 0 {
+			unchecked = append(unchecked, i)
+		}
+	}
+	u := len(unchecked) - 1 // unchecked[u] <= i below
+	for i := len(cs) - 1; i > 0 && u >= 0; i-- {
 		cv := g.vec(cs[i].id)
-		for _, b := range cs[:i] {
-			if dot(cv, g.vec(b.id)) > cs[i].sim {
+		if i == unchecked[u] {
+			for _, b := range cs[:i] {
+				if dot(cv, g.vec(b.id)) > cs[i].sim {
+					return cs[i].slot, true
+				}
+			}
+			u--
+			continue
+		}
+		for _, j := range unchecked[:u+1] {
+			if dot(cv, g.vec(cs[j].id)) > cs[i].sim {
 				return cs[i].slot, true
 			}
 		}
 	}
 	return cs[len(cs)-1].slot, true
+}
+
+// markChecked marks node i's first count layer-0 slots checked (worstNonDiverse); the caller holds
+// i's stripe.
+func (g *graph) markChecked(i uint32, count int) {
+	o := int(i) * g.ckW
+	if o+g.ckW > len(g.checked) {
+		return
+	}
+	for w := range g.ckW {
+		bits := min(max(count-64*w, 0), 64)
+		g.checked[o+w] = 1<<bits - 1 // 1<<64 is 0 for a uint64: all ones
+	}
 }
 
 // droppedFor compares a full link list with the one kept after `to` was offered: slot is the one
