@@ -35,15 +35,7 @@ func (b *Bus) Processor(name string) *Processor {
 // context carries the event's tenant and request id. In process a T holds data shared with the
 // other processors' handlers of the same event (it is decoded once): read it, do not modify it.
 func Handle[T any](q *Processor, h func(ctx context.Context, env Envelope, ev T) error) {
-	q.b.mu.Lock()
-	defer q.b.mu.Unlock()
-	if q.b.started {
-		q.b.log.Error("bus: processor handler added after Run; ignored", "processor", q.name, "type", reflect.TypeFor[T]().String())
-		return
-	}
-	q.handlers = append(q.handlers, procHandler{typ: reflect.TypeFor[T](), into: reflect.TypeFor[T](), call: func(ctx context.Context, env Envelope, v any) error {
-		return h(ctx, env, v.(T))
-	}})
+	HandleView[T, T](q, h) // T is the whole of itself: nothing to check, decoded as T
 }
 
 // HandleView is Handle for a handler that takes only some fields of T: the events of type T are

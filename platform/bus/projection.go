@@ -128,15 +128,7 @@ func (b *Bus) Projection(name string, o ProjectionOptions) *Projection {
 // the event applied again. A T holds data shared with the projection's other handlers: read it,
 // do not modify it.
 func Apply[T any](p *Projection, h func(ctx context.Context, tx *readmodel.Tx, env Envelope, ev T) error) {
-	p.b.mu.Lock()
-	defer p.b.mu.Unlock()
-	if p.b.started {
-		p.b.log.Error("bus: projection handler added after Run; ignored", "projection", p.name, "type", reflect.TypeFor[T]().String())
-		return
-	}
-	p.handlers = append(p.handlers, projHandler{typ: reflect.TypeFor[T](), into: reflect.TypeFor[T](), call: func(ctx context.Context, tx *readmodel.Tx, env Envelope, v any) error {
-		return h(ctx, tx, env, v.(T))
-	}})
+	ApplyView[T, T](p, h) // T is the whole of itself: nothing to check, decoded as T
 }
 
 // ApplyView is Apply for a handler that takes only some fields of T: the events of type T are

@@ -603,15 +603,7 @@ func (g *graph) worstNonDiverse(from uint32, fv []float32, ls []uint32, to uint3
 		cs = append(cs, slotCand{cand{x, dot(fv, g.vec(x))}, i})
 	}
 	cs = append(cs, slotCand{cand{to, dot(fv, g.vec(to))}, -1})
-	slices.SortFunc(cs, func(a, b slotCand) int {
-		switch {
-		case a.sim > b.sim:
-			return -1
-		case a.sim < b.sim:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(cs, func(a, b slotCand) int { return moreSimilarFirst(a.cand, b.cand) })
 	// unchecked: the indexes in cs (ascending) of `to` and of the links not checked.
 	unchecked := make([]int, 0, len(cs))
 	for i, c := range cs {
@@ -715,16 +707,17 @@ func (g *graph) selectNeighbors(cs []cand, m int) []uint32 {
 
 // sortDesc sorts cs most similar first. The similarities are dot products of finite vectors (never
 // NaN), so a plain comparison orders them (cmp.Compare's NaN handling was a third of the sort).
-func sortDesc(cs []cand) {
-	slices.SortFunc(cs, func(a, b cand) int {
-		switch {
-		case a.sim > b.sim:
-			return -1
-		case a.sim < b.sim:
-			return 1
-		}
-		return 0
-	})
+func sortDesc(cs []cand) { slices.SortFunc(cs, moreSimilarFirst) }
+
+// moreSimilarFirst orders two candidates most similar first, for sortDesc and the prune's sort.
+func moreSimilarFirst(a, b cand) int {
+	switch {
+	case a.sim > b.sim:
+		return -1
+	case a.sim < b.sim:
+		return 1
+	}
+	return 0
 }
 
 // search returns the ef best nodes for q by their codes' similarity, best first, skipping none
