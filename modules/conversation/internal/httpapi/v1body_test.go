@@ -107,3 +107,68 @@ func FuzzDecodeFast(f *testing.F) {
 		checkFastAgrees(t, c, body)
 	})
 }
+
+// decodeFast repeats the schema's bounds as literals (maxLength, minimum/maximum, maxItems):
+// bodies at every bound the schema declares take the fast path, and bodies just past it agree
+// with huma's validator, so a bound changed in the schema but not in decodeFast fails here.
+func TestDecodeFastFollowsTheSchemasBounds(t *testing.T) {
+	t.Parallel()
+	c := v1BodyCheck(t)
+	s := c.schema
+	if s.Ref != "" {
+		s = c.api.OpenAPI().Components.Schemas.SchemaFromRef(s.Ref)
+	}
+	msg := map[string]any{"role": "user", "content": "hi"}
+	tool := map[string]any{"type": "function", "function": map[string]any{"name": "w"}}
+	body := func(name string, v any) []byte {
+		m := map[string]any{"model": "m", "messages": []any{msg}}
+		m[name] = v
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	repeat := func(x any, n int) []any {
+		out := make([]any, n)
+		for i := range out {
+			out[i] = x
+		}
+		return out
+	}
+	items := map[string]any{"messages": msg, "tools": tool}
+	checked := 0
+	for name, p := range s.Properties {
+		var at, past []any
+		if p.Maximum != nil {
+			at, past = append(at, *p.Maximum), append(past, *p.Maximum+1)
+		}
+		if p.Minimum != nil {
+			at, past = append(at, *p.Minimum), append(past, *p.Minimum-1)
+		}
+		if p.MaxLength != nil {
+			at, past = append(at, strings.Repeat("ü", *p.MaxLength)), append(past, strings.Repeat("ü", *p.MaxLength+1))
+		}
+		if p.MaxItems != nil {
+			x, ok := items[name]
+			if !ok {
+				t.Fatalf("%s has maxItems: give the test an item of it", name)
+			}
+			at, past = append(at, repeat(x, *p.MaxItems)), append(past, repeat(x, *p.MaxItems+1))
+		}
+		for _, v := range at {
+			checked++
+			if b := body(name, v); !checkFastAgrees(t, c, b) {
+				t.Errorf("%s at the schema's bound (%.60s…) does not take the fast path", name, b)
+			}
+		}
+		for _, v := range past {
+			if b := body(name, v); checkFastAgrees(t, c, b) {
+				t.Errorf("%s past the schema's bound (%.60s…) takes the fast path", name, b)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("only %d bounds found in the schema", checked)
+	}
+}
