@@ -283,23 +283,31 @@ func (s *Service) applyToIndex(ctx context.Context, t tenant.ID, d domain.Docume
 // replaceChunks makes chunks the document's only chunks in the index, sealed under keyID (the
 // key of the ingest they come from; "" for an ingest recorded before sealing: as they are).
 func (s *Service) replaceChunks(ctx context.Context, t tenant.ID, docID, keyID string, chunks []search.Chunk) error {
-	s.ahead.forget(t, docID) // replaced: whatever the projection wrote ahead of its turn (consume.go)
-	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
-		return indexErr(err, true)
-	}
-	if s.Sealed != nil && keyID != "" && len(chunks) > 0 {
-		var err error
-		if chunks, err = s.Sealed.Seal(ctx, t, keyID, chunks); err != nil {
-			return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
-		}
-	}
-	if len(chunks) == 0 {
-		return nil
+	chunks, err := s.clearForChunks(ctx, t, docID, keyID, chunks)
+	if err != nil || len(chunks) == 0 {
+		return err
 	}
 	if err := s.Index.Upsert(ctx, t, chunks); err != nil {
 		return indexErr(err, true)
 	}
 	return nil
+}
+
+// clearForChunks is replaceChunks but for the Upsert, which the caller makes (writeDocs makes one
+// for several documents): it removes the document's chunks from the index and returns chunks
+// sealed under keyID, as they are to be written.
+func (s *Service) clearForChunks(ctx context.Context, t tenant.ID, docID, keyID string, chunks []search.Chunk) ([]search.Chunk, error) {
+	s.ahead.forget(t, docID) // replaced: whatever the projection wrote ahead of its turn (consume.go)
+	if err := s.Index.DeleteDoc(ctx, t, docID); err != nil {
+		return nil, indexErr(err, true)
+	}
+	if s.Sealed != nil && keyID != "" && len(chunks) > 0 {
+		var err error
+		if chunks, err = s.Sealed.Seal(ctx, t, keyID, chunks); err != nil {
+			return nil, apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
+		}
+	}
+	return chunks, nil
 }
 
 // indexChunks embeds a recorded document's chunks with t's embeddings model.

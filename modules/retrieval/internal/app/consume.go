@@ -175,14 +175,20 @@ func (s *Service) writeDoc(ctx context.Context, e DocEvent) error {
 		}
 		return nil
 	}
-	chunks, ok := s.takePrepared(e.Tenant, e.Ingested)
-	if !ok {
-		var err error
-		if chunks, err = s.indexChunks(ctx, e.Tenant, *e.Ingested); err != nil {
-			return err
-		}
+	chunks, err := s.ingestedChunks(ctx, e)
+	if err != nil {
+		return err
 	}
 	return s.replaceChunks(ctx, e.Tenant, e.DocID, e.Ingested.Key, chunks)
+}
+
+// ingestedChunks are the chunks of e's ingest: those its ingest prepared on this replica, or
+// embedded now.
+func (s *Service) ingestedChunks(ctx context.Context, e DocEvent) ([]search.Chunk, error) {
+	if chunks, ok := s.takePrepared(e.Tenant, e.Ingested); ok {
+		return chunks, nil
+	}
+	return s.indexChunks(ctx, e.Tenant, *e.Ingested)
 }
 
 // ApplyToIndex is the embedded index projection's handler (see the top of this file). b is the
@@ -352,24 +358,14 @@ func (s *Service) writeDocs(ctx context.Context, b *bolt.Bucket, e DocEvent, bat
 	if len(group) == 1 {
 		return s.writeDoc(ctx, e)
 	}
-	s.ahead.forget(e.Tenant, e.DocID)
 	var all []search.Chunk
 	for _, g := range group {
-		chunks, ok := s.takePrepared(g.Tenant, g.Ingested)
-		if !ok {
-			var err error
-			if chunks, err = s.indexChunks(ctx, g.Tenant, *g.Ingested); err != nil {
-				return err
-			}
+		chunks, err := s.ingestedChunks(ctx, g)
+		if err == nil {
+			chunks, err = s.clearForChunks(ctx, g.Tenant, g.DocID, g.Ingested.Key, chunks)
 		}
-		if err := s.Index.DeleteDoc(ctx, g.Tenant, g.DocID); err != nil {
-			return indexErr(err, true)
-		}
-		if s.Sealed != nil && g.Ingested.Key != "" && len(chunks) > 0 {
-			var err error
-			if chunks, err = s.Sealed.Seal(ctx, g.Tenant, g.Ingested.Key, chunks); err != nil {
-				return apperr.Wrap(err, apperr.KindUnavailable, "retrieval.keysUnavailable", "the key store is unavailable; try again later")
-			}
+		if err != nil {
+			return err
 		}
 		all = append(all, chunks...)
 	}
