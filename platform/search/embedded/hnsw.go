@@ -183,12 +183,7 @@ const linkEditSize = 10
 // setLink sets node i's layer-0 link count to count and its slot to v, and records the edit. The
 // caller holds i's stripe, so the edits of one node are logged in the order they were made.
 func (g *graph) setLink(i uint32, count, slot int, v uint32) {
-	o := int(i) * (1 + g.m0)
-	g.lk[o] = uint32(count)
-	g.lk[o+1+slot] = v
-	if w := int(i)*g.ckW + slot/64; w < len(g.checked) {
-		g.checked[w] &^= 1 << (slot % 64)
-	}
+	g.writeLink(i, count, slot, v)
 	if g.logLinks {
 		g.logMu.Lock()
 		g.linkEdits = binary.LittleEndian.AppendUint32(g.linkEdits, i)
@@ -209,14 +204,20 @@ func (g *graph) applyLinkEdits(b []byte, nodes int) error {
 		if int(i) >= nodes || int(v) >= nodes || count > g.m0 || slot >= g.m0 {
 			return fmt.Errorf("links log: edit of node %d (count %d, slot %d, link %d) out of range", i, count, slot, v)
 		}
-		o := int(i) * (1 + g.m0)
-		g.lk[o] = uint32(count)
-		g.lk[o+1+slot] = v
-		if w := int(i)*g.ckW + slot/64; w < len(g.checked) {
-			g.checked[w] &^= 1 << (slot % 64)
-		}
+		g.writeLink(i, count, slot, v)
 	}
 	return nil
+}
+
+// writeLink is setLink's edit without its record (applyLinkEdits replays recorded ones): the
+// count, the slot, and the slot's link unchecked (worstNonDiverse).
+func (g *graph) writeLink(i uint32, count, slot int, v uint32) {
+	o := int(i) * (1 + g.m0)
+	g.lk[o] = uint32(count)
+	g.lk[o+1+slot] = v
+	if w := int(i)*g.ckW + slot/64; w < len(g.checked) {
+		g.checked[w] &^= 1 << (slot % 64)
+	}
 }
 
 // reserve makes room for n more nodes before they are added (growing may move the regions).
